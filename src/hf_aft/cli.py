@@ -1,0 +1,185 @@
+"""`hf-aft` command line: `hf-aft train ...` (every AFTConfig / TrainingArguments flag) and `hf-aft demo`.
+
+`--config FILE.yaml` supplies defaults; flags on the command line override them (TRL's `trl sft` pattern).
+Bad input ends with one line `hf-aft: error: ...` and exit status 2; set HF_AFT_DEBUG=1 for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+import yaml
+
+from .errors import AFTError
+
+
+@dataclass
+class ScriptArguments:
+    """What to train on: the student, the dataset and its columns."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "The student: a Hub id or a local folder of a transformers model."}
+    )
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "A Hub dataset id, a folder written by save_to_disk, or csv/json/parquet file(s), "
+                  "comma-separated."},
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration name."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the input text."})
+    label_column: str = field(default="label", metadata={"help": "Column holding the class label."})
+    train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    eval_split: str | None = field(
+        default=None, metadata={"help": "Split to evaluate on (default: test, else validation, if present)."}
+    )
+    max_length: int = field(default=128, metadata={"help": "The student truncates texts to this many tokens."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into an output_dir that already holds files."}
+    )
+
+
+def _parser():
+    from transformers import HfArgumentParser
+
+    from .config import AFTConfig
+
+    return HfArgumentParser((ScriptArguments, AFTConfig), prog="hf-aft train")
+
+
+def parse_train_args(argv: list[str]):
+    """(ScriptArguments, AFTConfig) from flags, with `--config FILE.yaml` supplying defaults."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, rest = pre.parse_known_args(argv)
+    parser = _parser()
+    defaults = {}
+    if known.config:
+        try:
+            with open(known.config) as f:
+                defaults = yaml.safe_load(f) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise AFTError(f"could not read config {known.config!r}: {error}") from None
+        if not isinstance(defaults, dict):
+            raise AFTError(f"config {known.config!r} must be a YAML mapping of flag names to values.")
+        allowed = {action.dest for action in parser._actions}
+        unknown = sorted(set(defaults) - allowed)
+        if unknown:
+            raise AFTError(f"config {known.config!r} has unknown keys {unknown}: use the flag names of hf-aft train.")
+        parser.set_defaults(**defaults)
+    script_args, config = parser.parse_args_into_dataclasses(rest)
+    given = {arg.split("=")[0][2:] for arg in rest if arg.startswith("--")} | set(defaults)
+    missing = [f"--{key}" for key in ("model_name_or_path", "dataset_name", "output_dir") if key not in given]
+    if missing:
+        raise AFTError(f"{', '.join(missing)} required (on the command line or in --config).")
+    return script_args, config
+
+
+def _check_output_dir(script_args: ScriptArguments, config) -> None:
+    out = config.output_dir
+    if out and os.path.isdir(out) and os.listdir(out) and not (script_args.overwrite_output_dir
+                                                               or config.resume_from_checkpoint):
+        raise AFTError(f"output_dir {out!r} already holds files: choose another, pass --overwrite_output_dir, or "
+                       "--resume_from_checkpoint to continue a run.")
+
+
+def train(argv: list[str]) -> dict:
+    """Run one training job; returns a summary (metrics, scales, output dir)."""
+    script_args, config = parse_train_args(argv)
+    _check_output_dir(script_args, config)
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .data import Labels, check_columns, load_dataset_dict, pick_splits
+    from .features import extract_teacher_features, read_teacher_infos
+    from .metrics import compute_classification_metrics
+    from .trainer import AFTTrainer
+
+    data = load_dataset_dict(script_args.dataset_name, script_args.dataset_config)
+    train_set, eval_set = pick_splits(data, script_args.train_split, script_args.eval_split)
+    for split in (train_set, eval_set):
+        if split is not None:
+            check_columns(split, script_args.text_column, script_args.label_column)
+    labels = Labels.from_dataset(train_set, script_args.label_column)
+
+    name = script_args.model_name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name, num_labels=len(labels.names), id2label=labels.id2label, label2id=labels.label2id,
+            ignore_mismatched_sizes=True,
+        )
+    except Exception as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise AFTError(f"could not load the student {name!r}: {first}") from None
+
+    infos = None
+    if config.transfer != "none":
+        if not config.teachers:
+            raise AFTError(f"--transfer {config.transfer} needs --teachers (or use --transfer none).")
+        with config.main_process_first(desc="teacher features"):
+            train_set = extract_teacher_features(
+                train_set, config.teachers, text_column=script_args.text_column, pooling=config.teacher_pooling,
+                batch_size=config.teacher_batch_size, max_length=config.teacher_max_length,
+            )
+        infos = read_teacher_infos(train_set)
+
+    def tokenize(batch):
+        return tokenizer(batch[script_args.text_column], truncation=True, max_length=script_args.max_length)
+
+    train_set = labels.encode(train_set).map(tokenize, batched=True, desc="Tokenizing")
+    if eval_set is not None:
+        eval_set = labels.encode(eval_set).map(tokenize, batched=True, desc="Tokenizing")
+
+    trainer = AFTTrainer(model=model, args=config, train_dataset=train_set, eval_dataset=eval_set,
+                         processing_class=tokenizer, teacher_infos=infos, compute_metrics=compute_classification_metrics)
+    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    trainer.save_model()
+    trainer.save_metrics("train", result.metrics)
+    summary = {"output_dir": os.path.abspath(config.output_dir), "train": result.metrics,
+               "scales": trainer.scale_summary()}
+    if eval_set is not None:
+        summary["eval"] = trainer.evaluate()
+        trainer.save_metrics("eval", summary["eval"])
+    trainer.save_state()
+    return summary
+
+
+def _print_summary(summary: dict) -> None:
+    eval_metrics = summary.get("eval", {})
+    if eval_metrics:
+        print(f"eval accuracy {eval_metrics.get('eval_accuracy', float('nan')):.4f}  "
+              f"macro-F1 {eval_metrics.get('eval_macro_f1', float('nan')):.4f}")
+    for teacher, stats in summary.get("scales", {}).items():
+        print(f"scales {teacher}: mean {stats['mean']:.3f}, above 0.5: {stats['frac_above_half']:.1%}")
+    print(f"student saved to {summary['output_dir']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands = {"train": "train a student (hf-aft train --help)", "demo": "run the offline demo (hf-aft demo)"}
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        print("usage: hf-aft {train,demo} ...\n" + "\n".join(f"  {c:8s}{h}" for c, h in commands.items()))
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    try:
+        if argv[0] == "train":
+            summary = train(argv[1:])
+            _print_summary(summary)
+            print(json.dumps({"output_dir": summary["output_dir"]}))
+        else:
+            from .demo import run_demo
+
+            run_demo(argv[1:])
+    except AFTError as error:
+        if os.environ.get("HF_AFT_DEBUG"):
+            raise
+        print(f"hf-aft: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""`AFTConfig`: `TrainingArguments` plus the few knobs of the transfer loss and of the teacher features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .errors import AFTError
+from .losses import KERNELS, TRANSFERS
+
+POOLINGS = ("auto", "mean", "cls", "pooler", "last")
+
+
+@dataclass
+class AFTConfig(TrainingArguments):
+    r"""Training arguments for [`AFTTrainer`]: every `TrainingArguments` field, plus:
+
+    Parameters:
+        teachers (`list[str]`, *optional*):
+            Frozen teachers whose features are transferred: Hub ids or local folders, each optionally pinned as
+            `id@revision`. Their features are computed once, before training, and cached.
+        transfer (`str`, *optional*, defaults to `"aft"`):
+            `aft` (adaptive feature transfer), `kd` (linear map + MSE), `rkd` (relational KD: distance + angle) or
+            `none` (plain fine-tuning, the STL baseline).
+        beta (`float`, *optional*, defaults to `1.0`):
+            Weight of the transfer loss: loss = task loss + beta * transfer loss. The knob that matters most; see
+            the README's benchmark for why 1.0 is the default rather than the authors' 10.
+        kernel (`str`, *optional*, defaults to `"linear"`):
+            AFT kernel: `linear` (the paper's) or `rbf`.
+        learn_scales (`bool`, *optional*, defaults to `True`):
+            Learn AFT's per-dimension teacher scales; `False` keeps them at 0.5.
+        scales_learning_rate (`float`, *optional*, defaults to `1e-2`):
+            Learning rate of the transfer loss's own parameters (AFT's scales, KD's projection), no weight decay.
+        teacher_pooling (`str`, *optional*, defaults to `"auto"`):
+            How a teacher's token features become one vector: `auto` (mean for text encoders, last token for
+            decoders, pooler output for vision models), `mean`, `cls`, `pooler` or `last`.
+        teacher_batch_size (`int`, *optional*, defaults to `32`):
+            Batch size of the teachers' forward passes during feature extraction.
+        teacher_max_length (`int`, *optional*, defaults to `256`):
+            Teachers truncate texts to this many tokens.
+        student_feature_module (`str`, *optional*):
+            Name of the student module whose input is its feature vector (as in `model.named_modules()`). By default
+            the classification head's final linear layer (the last `nn.Linear` with `num_labels` outputs).
+    """
+
+    teachers: list[str] | None = field(
+        default=None,
+        metadata={"help": "Frozen teachers whose features are transferred: Hub ids or local folders, each "
+                  "optionally pinned as id@revision. Their features are computed once, before training, and cached."},
+    )
+    transfer: str = field(
+        default="aft",
+        metadata={"help": "aft (adaptive feature transfer), kd (linear map + MSE), rkd (relational KD: distance + "
+                  "angle) or none (plain fine-tuning, the STL baseline).", "choices": list(TRANSFERS)},
+    )
+    beta: float = field(
+        default=1.0,
+        metadata={"help": "Weight of the transfer loss: loss = task loss + beta * transfer loss. The knob that "
+                  "matters most; see the README's benchmark for why 1.0 is the default rather than the authors' 10."},
+    )
+    kernel: str = field(
+        default="linear",
+        metadata={"help": "AFT kernel: linear (the paper's) or rbf.", "choices": list(KERNELS)},
+    )
+    learn_scales: bool = field(
+        default=True, metadata={"help": "Learn AFT's per-dimension teacher scales; False keeps them at 0.5."}
+    )
+    scales_learning_rate: float = field(
+        default=1e-2,
+        metadata={"help": "Learning rate of the transfer loss's own parameters (AFT's scales, KD's projection), "
+                  "no weight decay."},
+    )
+    teacher_pooling: str = field(
+        default="auto",
+        metadata={"help": "How a teacher's token features become one vector: auto (mean for text encoders, last "
+                  "token for decoders, pooler output for vision models), mean, cls, pooler or last.",
+                  "choices": list(POOLINGS)},
+    )
+    teacher_batch_size: int = field(
+        default=32, metadata={"help": "Batch size of the teachers' forward passes during feature extraction."}
+    )
+    teacher_max_length: int = field(default=256, metadata={"help": "Teachers truncate texts to this many tokens."})
+    student_feature_module: str | None = field(
+        default=None,
+        metadata={"help": "Name of the student module whose input is its feature vector (as in "
+                  "model.named_modules()). By default the classification head's final linear layer."},
+    )
+
+    def __post_init__(self):
+        if isinstance(self.teachers, str):
+            self.teachers = [self.teachers]
+        if self.transfer not in TRANSFERS:
+            raise AFTError(f"unknown transfer {self.transfer!r}: choose one of {', '.join(TRANSFERS)}.")
+        if self.kernel not in KERNELS:
+            raise AFTError(f"unknown kernel {self.kernel!r}: choose one of {', '.join(KERNELS)}.")
+        if self.teacher_pooling not in POOLINGS:
+            raise AFTError(f"unknown teacher_pooling {self.teacher_pooling!r}: choose one of {', '.join(POOLINGS)}.")
+        if not self.beta >= 0:  # also catches NaN
+            raise AFTError(f"beta must be >= 0 (got {self.beta}); use --transfer none for plain fine-tuning.")
+        if not self.scales_learning_rate > 0:
+            raise AFTError(f"scales_learning_rate must be > 0 (got {self.scales_learning_rate}).")
+        if self.teacher_batch_size < 1 or self.teacher_max_length < 1:
+            raise AFTError("teacher_batch_size and teacher_max_length must be >= 1.")
+        if self.transfer in ("aft", "rkd") and self.per_device_train_batch_size < 2:
+            raise AFTError(f"transfer={self.transfer!r} compares examples within a batch, so it needs "
+                           f"per_device_train_batch_size >= 2 (got {self.per_device_train_batch_size}).")
+        super().__post_init__()

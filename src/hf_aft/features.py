@@ -1,0 +1,283 @@
+"""Teacher features: one forward pass of each frozen teacher over a dataset, once, stored as a `datasets` column.
+
+`extract_teacher_features` adds a float32 column `teacher_features` (the teachers' pooled features concatenated in
+the order given). Each teacher's features are a `Dataset.map` whose fingerprint is derived from the dataset's
+fingerprint, the teacher id, its resolved revision, the pooling and the max length, and whose Arrow file is kept in a
+cache folder: a second call with the same inputs loads that file and neither loads nor runs any teacher.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from datasets.fingerprint import Hasher
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+from .errors import AFTError
+
+logger = logging.getLogger(__name__)
+
+FEATURES_COLUMN = "teacher_features"
+_FEATURES_VERSION = "1"  # bump when the extraction changes what it computes
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
+
+
+@dataclass
+class TeacherInfo:
+    """Provenance of one teacher's slice of the `teacher_features` column."""
+
+    name: str
+    revision: str
+    pooling: str
+    dim: int
+    max_length: int
+
+
+def parse_teacher(spec: str) -> tuple[str, str | None]:
+    """`"org/name@rev"` -> `("org/name", "rev")`; a local folder (which may contain '@') has no revision."""
+    if os.path.isdir(spec) or "@" not in spec:
+        return spec, None
+    name, revision = spec.rsplit("@", 1)
+    return name, revision or None
+
+
+def resolve_revision(name: str, revision: str | None) -> str:
+    """A content hash for a local folder; the commit sha for a Hub id (from the Hub, or the local Hub cache offline)."""
+    if os.path.isdir(name):
+        if revision:
+            raise AFTError(f"teacher {name!r} is a local folder: it cannot be pinned with @{revision}.")
+        return "local-" + _hash_folder(Path(name))
+    from huggingface_hub import HfApi, snapshot_download
+
+    try:
+        return HfApi().model_info(name, revision=revision).sha
+    except Exception as hub_error:  # offline, or an unknown id/revision: fall back to the local Hub cache
+        try:
+            return Path(snapshot_download(name, revision=revision, local_files_only=True)).name
+        except Exception:
+            where = f"{name}@{revision}" if revision else name
+            raise AFTError(f"could not resolve teacher {where!r}: not a local folder, and the Hub said "
+                           f"{_first_line(hub_error)}. Check the id and revision, or pass a local folder.") from None
+
+
+def _hash_folder(folder: Path) -> str:
+    """sha256 of the weight files and config: a changed teacher gets new features, an unchanged one reuses them."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES or p.name == "config.json"))
+    if not files:
+        raise AFTError(f"teacher folder {str(folder)!r} holds no weight files (*.safetensors, *.bin, *.gguf, ...).")
+    for path in files:
+        digest.update(str(path.relative_to(folder)).encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def default_pooling(config) -> str:
+    """Text encoders: mean over tokens (what sentence-transformers models are trained for); decoders: the last
+    non-padding token (the only one that has seen the whole text); anything else with a pooler: its pooler output."""
+    model_type = getattr(config, "model_type", "")
+    if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return "mean"
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return "last"
+    return "mean"
+
+
+def pool(outputs, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """[B, T, H] token states -> [B, H] with `pooling` in mean / cls / pooler / last (padding excluded)."""
+    if pooling == "pooler":
+        pooled = getattr(outputs, "pooler_output", None)
+        if pooled is None:
+            raise AFTError("teacher_pooling='pooler' but this teacher has no pooler output: use mean, cls or last.")
+        return pooled
+    states = outputs.last_hidden_state
+    mask = attention_mask.to(states.dtype).unsqueeze(-1)
+    if pooling == "mean":
+        return (states * mask).sum(1) / mask.sum(1).clamp_min(1)
+    if pooling == "cls":
+        return states[:, 0]
+    if pooling == "last":  # position of the last real token, whichever side the padding is on
+        positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+        last = (attention_mask * positions).argmax(dim=1)
+        return states[torch.arange(states.shape[0], device=states.device), last]
+    raise AFTError(f"unknown teacher pooling {pooling!r}: choose mean, cls, pooler or last.")
+
+
+class _Teacher:
+    """A frozen teacher, loaded on first use only, so that a cache hit never loads it."""
+
+    def __init__(self, spec: str, name: str, revision: str, pooling: str, max_length: int, batch_size: int, device):
+        self.spec, self.name, self.revision = spec, name, revision
+        self.pooling, self.max_length, self.batch_size, self.device = pooling, max_length, batch_size, device
+        self.model = self.tokenizer = None
+        self.forward_passes = 0
+
+    def load(self) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        hub_revision = None if self.revision.startswith("local-") else self.revision
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.name, revision=hub_revision)
+            self.model = AutoModel.from_pretrained(self.name, revision=hub_revision)
+        except Exception as error:
+            raise AFTError(f"could not load teacher {self.spec!r}: {_first_line(error)}") from None
+        if self.tokenizer.pad_token is None:  # decoder tokenizers often have none
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        if self.pooling == "auto":
+            self.pooling = default_pooling(self.model.config)
+        self.model.to(self.device).eval().requires_grad_(False)
+
+    def resolved_pooling(self) -> str:
+        if self.pooling == "auto":
+            from transformers import AutoConfig
+
+            hub_revision = None if self.revision.startswith("local-") else self.revision
+            try:
+                return default_pooling(AutoConfig.from_pretrained(self.name, revision=hub_revision))
+            except Exception as error:
+                raise AFTError(f"could not load teacher {self.spec!r}: {_first_line(error)}") from None
+        return self.pooling
+
+    @torch.inference_mode()
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if self.model is None:
+            self.load()
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        ids, masks = encoded["input_ids"], encoded["attention_mask"]
+        # Batch texts of similar length together (less padding); results go back in the original order.
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        out = None
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            batch = self.tokenizer.pad(
+                {"input_ids": [ids[i] for i in chunk], "attention_mask": [masks[i] for i in chunk]}, return_tensors="pt"
+            ).to(self.device)
+            pooled = pool(self.model(**batch), batch["attention_mask"], self.pooling).float().cpu().numpy()
+            self.forward_passes += 1
+            if out is None:
+                out = np.empty((len(order), pooled.shape[1]), dtype=np.float32)
+            out[chunk] = pooled
+        return out
+
+    def free(self) -> None:
+        self.model = self.tokenizer = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def default_cache_dir() -> Path:
+    return Path(datasets.config.HF_DATASETS_CACHE) / "hf_aft_features"
+
+
+def extract_teacher_features(
+    dataset: datasets.Dataset,
+    teachers: list[str] | str,
+    text_column: str = "text",
+    pooling: str = "auto",
+    batch_size: int = 32,
+    max_length: int = 256,
+    device: str | torch.device | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    map_batch_size: int = 1024,
+) -> datasets.Dataset:
+    """Add the float32 column `teacher_features`: each teacher's pooled features, concatenated in the order given.
+
+    Args:
+        dataset: the (raw or tokenized) dataset; it must hold `text_column`.
+        teachers: Hub ids or local folders, each optionally `id@revision`.
+        pooling: `auto` (per architecture, see `default_pooling`), `mean`, `cls`, `pooler` or `last`.
+        batch_size: teacher forward batch; within each block of `map_batch_size` rows, texts of similar length
+            are batched together.
+        max_length: teachers truncate to this many tokens.
+        device: where the teachers run; by default CUDA when available, else CPU.
+        cache_dir: where the features' Arrow files are kept; by default `HF_DATASETS_CACHE/hf_aft_features`.
+
+    Returns:
+        The dataset with the new column. Per-teacher provenance (`TeacherInfo`: id, resolved revision, pooling,
+        width) is stored in the dataset's info and read back by `read_teacher_infos(dataset)`.
+    """
+    teachers = [teachers] if isinstance(teachers, str) else list(teachers or [])
+    if not teachers:
+        raise AFTError("no teachers given: pass at least one Hub id or local folder.")
+    if len(dataset) == 0:
+        raise AFTError("the dataset is empty: there is nothing to compute teacher features for.")
+    if text_column not in dataset.column_names:
+        raise AFTError(f"text column {text_column!r} not found; the dataset has columns {dataset.column_names}. "
+                       "Pass text_column=... (--text_column).")
+    if FEATURES_COLUMN in dataset.column_names:
+        dataset = dataset.remove_columns(FEATURES_COLUMN)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    texts = dataset.select_columns([text_column])
+
+    parts, infos = [], []
+    for index, spec in enumerate(teachers):
+        name, pinned = parse_teacher(spec)
+        teacher = _Teacher(spec, name, resolve_revision(name, pinned), pooling, max_length, batch_size, device)
+        teacher.pooling = teacher.resolved_pooling()
+        fingerprint = Hasher.hash(
+            [_FEATURES_VERSION, dataset._fingerprint, text_column, name, teacher.revision, teacher.pooling, max_length]
+        )
+        column = f"__hf_aft_teacher_{index}"
+        part = texts.map(
+            lambda batch, _t=teacher, _c=column: {_c: _t(batch[text_column])},
+            batched=True,
+            batch_size=map_batch_size,
+            remove_columns=[text_column],
+            new_fingerprint=fingerprint,
+            cache_file_name=str(cache_dir / f"teacher-{fingerprint}.arrow"),
+            desc=f"Teacher features ({name})",
+        )
+        if teacher.forward_passes == 0:
+            logger.info("teacher %s: features loaded from cache", name)
+        teacher.free()
+        parts.append(part)
+        infos.append(TeacherInfo(name, teacher.revision, teacher.pooling, len(part[0][column]), max_length))
+
+    total = sum(info.dim for info in infos)
+    columns = [f"__hf_aft_teacher_{i}" for i in range(len(parts))]
+    joined = datasets.concatenate_datasets([dataset, *parts], axis=1)
+    features = joined.features.copy()
+    for column in columns:
+        del features[column]
+    features[FEATURES_COLUMN] = datasets.List(datasets.Value("float32"), length=total)
+    fingerprint = Hasher.hash([_FEATURES_VERSION, dataset._fingerprint, [p._fingerprint for p in parts]])
+    result = joined.map(
+        lambda batch: {FEATURES_COLUMN: np.concatenate([np.asarray(batch[c], dtype=np.float32) for c in columns], 1)},
+        batched=True,
+        batch_size=map_batch_size,
+        remove_columns=columns,
+        features=features,
+        new_fingerprint=fingerprint,
+        cache_file_name=str(cache_dir / f"joined-{fingerprint}.arrow"),
+        desc="Concatenating teacher features",
+    )
+    result.info.description = json.dumps({"hf_aft_teachers": [asdict(info) for info in infos]})
+    return result
+
+
+def read_teacher_infos(dataset: datasets.Dataset) -> list[TeacherInfo] | None:
+    """The per-teacher provenance stored by `extract_teacher_features`, or None if the dataset carries none."""
+    try:
+        stored = json.loads(dataset.info.description or "")["hf_aft_teachers"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return [TeacherInfo(**info) for info in stored]

@@ -1,0 +1,150 @@
+"""Transfer losses: the paper's adaptive kernel loss (AFT) and the baselines it is compared with (KD, RKD).
+
+Every loss is an `nn.Module` called as `loss(student_features [B, d_s], teacher_features [B, d_t])` and returns a
+scalar. Its own parameters (AFT's scale logits, KD's projection) are trained with the student, in their own
+optimizer group.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import AFTError
+
+TRANSFERS = ("aft", "kd", "rkd", "none")
+KERNELS = ("linear", "rbf")
+_EPS = 1e-8
+
+
+def _center_rownorm(features: torch.Tensor) -> torch.Tensor:
+    """Subtract the batch mean per dimension, then divide each row by (its L2 norm + 1e-8)."""
+    centered = features - features.mean(dim=0, keepdim=True)
+    return centered / (centered.norm(dim=1, keepdim=True) + _EPS)
+
+
+def _kernel(rows: torch.Tensor, kernel: str) -> torch.Tensor:
+    gram = rows @ rows.T
+    if kernel == "linear":
+        return gram
+    # ||zi - zj||^2 = |zi|^2 + |zj|^2 - 2 zi.zj, computed from the Gram matrix to stay O(B^2 d).
+    sq_norms = gram.diagonal()
+    sq_dists = (sq_norms[:, None] + sq_norms[None, :] - 2 * gram).clamp_min(0)
+    return torch.exp(-sq_dists)
+
+
+def _check_batch(student_features: torch.Tensor, teacher_features: torch.Tensor, name: str) -> None:
+    if student_features.dim() != 2 or teacher_features.dim() != 2:
+        raise AFTError(f"{name} expects 2-D features [batch, dim]; got {tuple(student_features.shape)} and "
+                       f"{tuple(teacher_features.shape)}.")
+    if student_features.shape[0] != teacher_features.shape[0]:
+        raise AFTError(f"{name}: student batch {student_features.shape[0]} != teacher batch "
+                       f"{teacher_features.shape[0]}.")
+
+
+class AdaptiveKernelLoss(nn.Module):
+    """The AFT regularizer R of Qiu et al. (ICML 2024), exactly as written in the paper.
+
+    R = sqrt(mean_ij (Ks_ij - Kt_ij)^2 + 1e-8), with Ks built from the centred, row-normalised student features and
+    Kt from the centred, row-normalised teacher features scaled per dimension by sigmoid(s). `s` (one logit per
+    teacher feature dimension, starting at 0, so every scale starts at 0.5) is this module's only parameter.
+
+    Args:
+        teacher_dims: width of each teacher's features, in the order they are concatenated.
+        kernel: "linear" (Zn Zn^T, the paper's default) or "rbf" (exp(-||zi - zj||^2) on the same rows).
+        learn_scales: if False, the scales stay at 0.5 (the logits are frozen).
+    """
+
+    def __init__(self, teacher_dims: list[int] | tuple[int, ...], kernel: str = "linear", learn_scales: bool = True):
+        super().__init__()
+        if kernel not in KERNELS:
+            raise AFTError(f"unknown kernel {kernel!r}: choose one of {', '.join(KERNELS)}.")
+        teacher_dims = [int(d) for d in teacher_dims]
+        if not teacher_dims or min(teacher_dims) < 1:
+            raise AFTError(f"teacher_dims must list one positive width per teacher; got {teacher_dims}.")
+        self.teacher_dims = teacher_dims
+        self.kernel = kernel
+        self.scale_logits = nn.Parameter(torch.zeros(sum(teacher_dims)), requires_grad=learn_scales)
+
+    @property
+    def scales(self) -> torch.Tensor:
+        return torch.sigmoid(self.scale_logits)
+
+    def forward(self, student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+        _check_batch(student_features, teacher_features, "AdaptiveKernelLoss")
+        if teacher_features.shape[1] != self.scale_logits.numel():
+            raise AFTError(f"teacher features have width {teacher_features.shape[1]} but the loss was built for "
+                           f"teacher_dims={self.teacher_dims} (sum {self.scale_logits.numel()}).")
+        # The kernel is a small B x B computation: do it in at least float32 even under bf16/fp16 autocast.
+        dtype = torch.promote_types(student_features.dtype, torch.float32)
+        student = _center_rownorm(student_features.to(dtype))
+        teacher = _center_rownorm(teacher_features.to(dtype) * self.scales.to(dtype))
+        diff = _kernel(student, self.kernel) - _kernel(teacher, self.kernel)
+        return torch.sqrt(diff.pow(2).mean() + _EPS)
+
+    def scale_summary(self, names: list[str] | None = None) -> dict[str, dict[str, float]]:
+        """Per teacher: mean learned scale and the fraction of its dimensions scaled above 0.5."""
+        names = names or [f"teacher_{i}" for i in range(len(self.teacher_dims))]
+        summary = {}
+        for name, chunk in zip(names, self.scales.detach().float().split(self.teacher_dims)):
+            summary[name] = {"mean": chunk.mean().item(), "frac_above_half": (chunk > 0.5).float().mean().item()}
+        return summary
+
+
+class KDLoss(nn.Module):
+    """The paper's KD baseline: a learned linear map from student to teacher features, trained with MSE."""
+
+    def __init__(self, student_dim: int, teacher_dims: list[int] | tuple[int, ...]):
+        super().__init__()
+        self.teacher_dims = [int(d) for d in teacher_dims]
+        self.projection = nn.Linear(int(student_dim), sum(self.teacher_dims))
+
+    def forward(self, student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+        _check_batch(student_features, teacher_features, "KDLoss")
+        dtype = self.projection.weight.dtype
+        return F.mse_loss(self.projection(student_features.to(dtype)), teacher_features.to(dtype))
+
+
+class RKDLoss(nn.Module):
+    """Relational KD (Park et al., CVPR 2019): match pairwise distances (normalised by their mean) and the angles
+    of triplets between student and teacher features, with a smooth-L1 penalty. Weights as in the RKD paper's
+    code (distance 1, angle 2); no parameters of its own, and widths need not match."""
+
+    def __init__(self, distance_weight: float = 1.0, angle_weight: float = 2.0):
+        super().__init__()
+        self.distance_weight = distance_weight
+        self.angle_weight = angle_weight
+
+    @staticmethod
+    def _distances(x: torch.Tensor) -> torch.Tensor:
+        d = torch.cdist(x, x)
+        mean = d[d > 0].mean() if (d > 0).any() else d.new_tensor(1.0)
+        return d / mean
+
+    @staticmethod
+    def _angles(x: torch.Tensor) -> torch.Tensor:
+        unit = F.normalize(x[None, :, :] - x[:, None, :], p=2, dim=2)  # [i, j] = unit vector from x_i to x_j
+        return torch.bmm(unit, unit.transpose(1, 2)).flatten()  # cosine of angle j-i-k for every triplet
+
+    def forward(self, student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+        _check_batch(student_features, teacher_features, "RKDLoss")
+        student = student_features.float()
+        teacher = teacher_features.float()
+        loss = self.distance_weight * F.smooth_l1_loss(self._distances(student), self._distances(teacher))
+        return loss + self.angle_weight * F.smooth_l1_loss(self._angles(student), self._angles(teacher))
+
+
+def build_transfer_loss(
+    transfer: str, teacher_dims: list[int], student_dim: int, kernel: str = "linear", learn_scales: bool = True
+) -> nn.Module | None:
+    """The loss module for `transfer` ("aft", "kd", "rkd"), or None for "none" (plain fine-tuning)."""
+    if transfer == "aft":
+        return AdaptiveKernelLoss(teacher_dims, kernel=kernel, learn_scales=learn_scales)
+    if transfer == "kd":
+        return KDLoss(student_dim, teacher_dims)
+    if transfer == "rkd":
+        return RKDLoss()
+    if transfer == "none":
+        return None
+    raise AFTError(f"unknown transfer {transfer!r}: choose one of {', '.join(TRANSFERS)}.")

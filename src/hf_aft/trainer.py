@@ -1,0 +1,236 @@
+"""`AFTTrainer`: a `transformers.Trainer` whose loss is task loss + beta * transfer loss.
+
+The trainer never runs a teacher during training: it reads the `teacher_features` column (computing it first with
+`extract_teacher_features` when `args.teachers` is set and the column is missing), captures the student's features
+at the input of its classification head, and adds the transfer loss. The transfer loss's own parameters (AFT's
+scales, KD's projection) train in their own optimizer group and are saved beside the student, which stays a plain
+transformers model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import Trainer
+
+from .config import AFTConfig
+from .errors import AFTError
+from .features import FEATURES_COLUMN, TeacherInfo, extract_teacher_features, read_teacher_infos
+from .losses import AdaptiveKernelLoss, build_transfer_loss
+from .student_features import StudentFeatureCapture, feature_dim
+
+TRANSFER_STATE_NAME = "transfer_state.safetensors"
+TRANSFER_SUMMARY_NAME = "transfer_summary.json"
+
+
+class TeacherFeatureCollator:
+    """Wraps any collator: sets the `teacher_features` column aside, collates the rest, stacks it as float32."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def __call__(self, examples: list[dict]) -> dict:
+        if examples and FEATURES_COLUMN in examples[0]:
+            features = [example.pop(FEATURES_COLUMN) for example in examples]
+            batch = self.collator(examples)
+            batch[FEATURES_COLUMN] = torch.as_tensor(np.asarray(features, dtype=np.float32))
+            return batch
+        return self.collator(examples)
+
+
+class AFTTrainer(Trainer):
+    """Trainer for Adaptive Feature Transfer (and the KD, RKD and plain fine-tuning baselines).
+
+    Args:
+        model: any `AutoModelFor...Classification` student.
+        args: an `AFTConfig`.
+        train_dataset: tokenized training data with a `teacher_features` column, or with `text_column` when
+            `args.teachers` is set (the column is then computed and cached before training).
+        teacher_infos: per-teacher names and widths of the column; read from the dataset when it was made by
+            `extract_teacher_features`, else the whole column counts as one teacher.
+        text_column: the column the teachers read, when the trainer extracts the features itself.
+        Everything else is passed to `transformers.Trainer`.
+    """
+
+    def __init__(self, model=None, args: AFTConfig | None = None, train_dataset=None, eval_dataset=None,
+                 processing_class=None, teacher_infos: list[TeacherInfo] | None = None, text_column: str = "text",
+                 **kwargs):
+        if args is None:
+            args = AFTConfig(output_dir="aft_output")
+        elif not isinstance(args, AFTConfig):
+            raise AFTError("AFTTrainer needs an AFTConfig (it holds beta, transfer, teachers...), not "
+                           f"{type(args).__name__}.")
+        if model is None:
+            raise AFTError("AFTTrainer needs a student model.")
+        if train_dataset is not None and len(train_dataset) == 0:
+            raise AFTError("the training dataset is empty.")
+        _check_labels(train_dataset, model)
+        self.teacher_infos: list[TeacherInfo] = []
+        if args.transfer != "none":
+            train_dataset = self._with_teacher_features(train_dataset, args, text_column)
+            self.teacher_infos = teacher_infos or _infos_of(train_dataset)
+            _check_teacher_features(train_dataset, self.teacher_infos)
+
+        super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         processing_class=processing_class, **kwargs)
+        # Both loss terms are per-batch means: let Trainer divide by the accumulation steps, and don't let it
+        # rescale a classification loss by the token count across devices.
+        self.model_accepts_loss_kwargs = False
+        self.loss_is_scaled_for_ga = False
+        self.data_collator = TeacherFeatureCollator(self.data_collator)
+
+        self.feature_capture = StudentFeatureCapture(model, args.student_feature_module)
+        self.transfer_loss = None
+        if args.transfer != "none":
+            student_dim = feature_dim(self.feature_capture.module)
+            if args.transfer == "kd" and student_dim is None:
+                raise AFTError(f"transfer='kd' needs the width of {self.feature_capture.name!r}: point "
+                               "student_feature_module at an nn.Linear.")
+            self.transfer_loss = build_transfer_loss(
+                args.transfer, [info.dim for info in self.teacher_infos], student_dim, args.kernel, args.learn_scales
+            ).to(args.device)
+        self._transfer_group_added = False
+        self._metrics = defaultdict(list)
+
+    # ---- data ----
+    @staticmethod
+    def _with_teacher_features(dataset, args: AFTConfig, text_column: str):
+        if dataset is None:
+            raise AFTError(f"transfer={args.transfer!r} needs a train_dataset with teacher features.")
+        if FEATURES_COLUMN in dataset.column_names:
+            return dataset
+        if not args.teachers:
+            raise AFTError(f"the training dataset has no {FEATURES_COLUMN!r} column and no teachers were given: pass "
+                           "teachers=[...] (--teachers) or add the column with hf_aft.extract_teacher_features.")
+        with args.main_process_first(desc="teacher features"):
+            return extract_teacher_features(
+                dataset, args.teachers, text_column=text_column, pooling=args.teacher_pooling,
+                batch_size=args.teacher_batch_size, max_length=args.teacher_max_length,
+            )
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if FEATURES_COLUMN not in self._signature_columns:
+            self._signature_columns.append(FEATURES_COLUMN)
+
+    # ---- optimisation ----
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        params = [p for p in self.transfer_loss.parameters() if p.requires_grad] if self.transfer_loss else []
+        if params and not self._transfer_group_added:
+            optimizer.add_param_group({"params": params, "lr": self.args.scales_learning_rate, "weight_decay": 0.0})
+            self._transfer_group_added = True
+        return optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        teacher_features = inputs.pop(FEATURES_COLUMN, None)
+        outputs = model(**inputs)
+        task_loss = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
+        student_features = self.feature_capture.pop()
+        loss = task_loss
+        if model.training:
+            self._metrics["task_loss"].append(task_loss.detach())
+            if self.transfer_loss is not None:
+                if teacher_features is None:
+                    raise AFTError(f"a training batch has no {FEATURES_COLUMN!r}: keep that column in the dataset.")
+                transfer = self.transfer_loss(student_features, teacher_features.to(student_features.device))
+                loss = task_loss + self.args.beta * transfer
+                self._metrics["transfer_loss"].append(transfer.detach())
+        return (loss, outputs) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # The transfer loss's parameters live outside the DDP-wrapped student: average their gradients by hand.
+        if self.transfer_loss is not None and self.accelerator.num_processes > 1:
+            for param in self.transfer_loss.parameters():
+                if param.grad is not None:
+                    torch.distributed.all_reduce(param.grad, op=torch.distributed.ReduceOp.AVG)
+        return loss
+
+    # ---- logging ----
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._metrics:  # a training log: add the loss terms since the last one
+            for key, values in self._metrics.items():
+                mean = torch.stack(values).float().mean()
+                logs[key] = self.accelerator.reduce(mean.to(self.args.device), reduction="mean").item()
+            self._metrics.clear()
+            logs.update(self.scale_logs())
+        super().log(logs, start_time)
+
+    def scale_summary(self) -> dict[str, dict[str, float]]:
+        """Per teacher: the mean learned scale and the fraction of dimensions scaled above 0.5 (AFT only)."""
+        if not isinstance(self.transfer_loss, AdaptiveKernelLoss):
+            return {}
+        return self.transfer_loss.scale_summary([info.name for info in self.teacher_infos])
+
+    def scale_logs(self) -> dict[str, float]:
+        return {f"scales/{name}/{stat}": value for name, stats in self.scale_summary().items()
+                for stat, value in stats.items()}
+
+    # ---- saving ----
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        super()._save(output_dir, state_dict)
+        output_dir = output_dir or self.args.output_dir
+        if not self.args.should_save or self.transfer_loss is None:
+            return
+        infos = [vars(info) for info in self.teacher_infos]
+        state = {k: v.detach().cpu().contiguous() for k, v in self.transfer_loss.state_dict().items()}
+        if state:
+            metadata = {"transfer": self.args.transfer, "teachers": json.dumps(infos)}
+            save_file(state, os.path.join(output_dir, TRANSFER_STATE_NAME), metadata=metadata)
+        summary = {"transfer": self.args.transfer, "beta": self.args.beta, "kernel": self.args.kernel,
+                   "teachers": infos, "scales": self.scale_summary()}
+        with open(os.path.join(output_dir, TRANSFER_SUMMARY_NAME), "w") as f:
+            json.dump(summary, f, indent=2)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        path = os.path.join(resume_from_checkpoint, TRANSFER_STATE_NAME)
+        if self.transfer_loss is not None and os.path.exists(path):
+            self.transfer_loss.load_state_dict(load_file(path, device=str(self.args.device)))
+
+
+def _infos_of(dataset) -> list[TeacherInfo]:
+    """Provenance stored with the features, or one anonymous teacher spanning the whole column."""
+    infos = read_teacher_infos(dataset)
+    if infos:
+        return infos
+    width = len(dataset[0][FEATURES_COLUMN])
+    return [TeacherInfo(name="teacher", revision="unknown", pooling="unknown", dim=width, max_length=0)]
+
+
+def _check_teacher_features(dataset, infos: list[TeacherInfo]) -> None:
+    """Width matches the teachers, and every value is finite (scanned in Arrow batches, not loaded whole)."""
+    expected = sum(info.dim for info in infos)
+    width = len(dataset[0][FEATURES_COLUMN])
+    if width != expected:
+        names = ", ".join(f"{info.name} ({info.dim})" for info in infos)
+        raise AFTError(f"the {FEATURES_COLUMN!r} column is {width} wide but the teachers {names} give {expected}: "
+                       "recompute it with hf_aft.extract_teacher_features for these teachers.")
+    table = dataset.select_columns([FEATURES_COLUMN]).with_format("numpy")
+    for start in range(0, len(table), 4096):
+        block = np.asarray(table[start : start + 4096][FEATURES_COLUMN], dtype=np.float32)
+        if not np.isfinite(block).all():
+            row = start + int(np.argwhere(~np.isfinite(block))[0][0])
+            raise AFTError(f"the {FEATURES_COLUMN!r} column holds NaN or inf (first at row {row}): recompute the "
+                           "features, e.g. in float32 rather than float16.")
+
+
+def _check_labels(dataset, model) -> None:
+    if dataset is None:
+        return
+    column = next((c for c in ("labels", "label") if c in dataset.column_names), None)
+    num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+    if column is None or num_labels is None:
+        return
+    labels = np.asarray(dataset.select_columns([column]).with_format("numpy")[column])
+    if labels.dtype.kind not in "iu":
+        return  # regression or multi-label targets: nothing to range-check
+    if labels.size and (labels.min() < 0 or labels.max() >= num_labels):
+        raise AFTError(f"labels in {column!r} range over [{labels.min()}, {labels.max()}] but the student has "
+                       f"num_labels={num_labels}: load it with num_labels={labels.max() + 1} or remap the labels.")
