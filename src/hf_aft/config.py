@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from .errors import AFTError
+from .features import POOLINGS
 from .losses import KERNELS, TRANSFERS
-
-POOLINGS = ("auto", "mean", "cls", "pooler", "last")
 
 
 @dataclass
@@ -52,7 +51,7 @@ class AFTConfig(TrainingArguments):
     transfer: str = field(
         default="aft",
         metadata={"help": "aft (adaptive feature transfer), kd (linear map + MSE), rkd (relational KD: distance + "
-                  "angle) or none (plain fine-tuning, the STL baseline).", "choices": list(TRANSFERS)},
+                  "angle) or none (plain fine-tuning, the STL baseline)."},
     )
     beta: float = field(
         default=1.0,
@@ -61,7 +60,7 @@ class AFTConfig(TrainingArguments):
     )
     kernel: str = field(
         default="linear",
-        metadata={"help": "AFT kernel: linear (the paper's) or rbf.", "choices": list(KERNELS)},
+        metadata={"help": "AFT kernel: linear (the paper's) or rbf."},
     )
     learn_scales: bool = field(
         default=True, metadata={"help": "Learn AFT's per-dimension teacher scales; False keeps them at 0.5."}
@@ -75,7 +74,7 @@ class AFTConfig(TrainingArguments):
         default="auto",
         metadata={"help": "How a teacher's token features become one vector: auto (mean for text encoders, last "
                   "token for decoders, pooler output for vision models), mean, cls, pooler or last.",
-                  "choices": list(POOLINGS)},
+                  },
     )
     teacher_batch_size: int = field(
         default=32, metadata={"help": "Batch size of the teachers' forward passes during feature extraction."}

@@ -27,6 +27,7 @@ from .errors import AFTError
 logger = logging.getLogger(__name__)
 
 FEATURES_COLUMN = "teacher_features"
+POOLINGS = ("auto", "mean", "cls", "pooler", "last")
 _FEATURES_VERSION = "1"  # bump when the extraction changes what it computes
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
 
@@ -216,6 +217,8 @@ def extract_teacher_features(
     teachers = [teachers] if isinstance(teachers, str) else list(teachers or [])
     if not teachers:
         raise AFTError("no teachers given: pass at least one Hub id or local folder.")
+    if pooling not in POOLINGS:
+        raise AFTError(f"unknown teacher pooling {pooling!r}: choose one of {', '.join(POOLINGS)}.")
     if len(dataset) == 0:
         raise AFTError("the dataset is empty: there is nothing to compute teacher features for.")
     if text_column not in dataset.column_names:

@@ -16,7 +16,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from .config import AFTConfig
 from .errors import AFTError
@@ -41,6 +41,20 @@ class TeacherFeatureCollator:
             batch[FEATURES_COLUMN] = torch.as_tensor(np.asarray(features, dtype=np.float32))
             return batch
         return self.collator(examples)
+
+
+class _ZeroTransferGrads(TrainerCallback):
+    """Trainer zeroes only the student's gradients (`model.zero_grad()`); the transfer loss's parameters live
+    outside the model, so clear theirs at the same points, or they would accumulate across steps."""
+
+    def __init__(self, trainer: AFTTrainer):
+        self.trainer = trainer
+
+    def _zero(self, *args, **kwargs):
+        if self.trainer.transfer_loss is not None:
+            self.trainer.transfer_loss.zero_grad(set_to_none=True)
+
+    on_train_begin = on_step_end = _zero
 
 
 class AFTTrainer(Trainer):
@@ -96,6 +110,7 @@ class AFTTrainer(Trainer):
             ).to(args.device)
         self._transfer_group_added = False
         self._metrics = defaultdict(list)
+        self.add_callback(_ZeroTransferGrads(self))
 
     # ---- data ----
     @staticmethod
@@ -166,7 +181,7 @@ class AFTTrainer(Trainer):
         """Per teacher: the mean learned scale and the fraction of dimensions scaled above 0.5 (AFT only)."""
         if not isinstance(self.transfer_loss, AdaptiveKernelLoss):
             return {}
-        return self.transfer_loss.scale_summary([info.name for info in self.teacher_infos])
+        return self.transfer_loss.scale_summary(display_names(self.teacher_infos))
 
     def scale_logs(self) -> dict[str, float]:
         return {f"scales/{name}/{stat}": value for name, stats in self.scale_summary().items()
@@ -193,6 +208,12 @@ class AFTTrainer(Trainer):
         path = os.path.join(resume_from_checkpoint, TRANSFER_STATE_NAME)
         if self.transfer_loss is not None and os.path.exists(path):
             self.transfer_loss.load_state_dict(load_file(path, device=str(self.args.device)))
+
+
+def display_names(infos: list[TeacherInfo]) -> list[str]:
+    """Short, unique names for logs: a Hub id as is, a local folder by its last path component."""
+    names = [info.name if not os.path.isabs(info.name) else os.path.basename(info.name.rstrip("/")) for info in infos]
+    return [name if names.count(name) == 1 else f"{name}_{i}" for i, name in enumerate(names)]
 
 
 def _infos_of(dataset) -> list[TeacherInfo]:

@@ -1,0 +1,154 @@
+"""Training-step overhead of the transfer losses over plain fine-tuning (STL), with cached teacher features.
+
+Reproduce (CPU, about 2 minutes):
+
+    .venv/bin/python bench/overhead.py
+
+Same student (the first 3 layers of all-MiniLM-L6-v2), same batches (32 Rotten Tomatoes texts padded to 64 tokens),
+same seed; only `transfer` changes. Teacher features are extracted once with the full MiniLM teacher before any
+timing. Each step is timed by a TrainerCallback: "step" = on_step_begin -> on_step_end (forward, backward, clipping,
+optimizer), "full" = on_step_begin -> next on_step_begin (also the data loading and collation). The first
+`--warmup` steps of every run are dropped, runs are interleaved over `--rounds` rounds of [none, aft, kd, rkd], and
+the median over all kept steps is reported. STL trains on the dataset without the `teacher_features` column.
+A second table times the transfer loss alone (forward + backward on [32, 384] features) against the student's
+forward + backward. Goal: AFT step / STL step <= 1.05. JSON goes to bench/results/overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+
+from hf_aft import AFTConfig, AFTTrainer, extract_teacher_features
+from hf_aft.demo import minilm_path, rotten_tomatoes, truncated_student
+from hf_aft.losses import build_transfer_loss
+
+TRANSFERS = ("none", "aft", "kd", "rkd")
+RESULTS = Path(__file__).parent / "results"
+
+
+class StepTimer(TrainerCallback):
+    def __init__(self):
+        self.begins, self.ends = [], []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.begins.append(time.perf_counter())
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+
+
+def time_run(transfer: str, student: Path, data, steps: int, workdir: str) -> tuple[list[float], list[float]]:
+    transformers.set_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(student, num_labels=2)
+    args = AFTConfig(output_dir=workdir, transfer=transfer, report_to="none", save_strategy="no", max_steps=steps,
+                     logging_steps=10_000, disable_tqdm=True, per_device_train_batch_size=32,
+                     dataloader_num_workers=0, seed=0, learning_rate=5e-5)
+    timer = StepTimer()
+    train = data.remove_columns("teacher_features") if transfer == "none" else data
+    AFTTrainer(model=model, args=args, train_dataset=train, callbacks=[timer]).train()
+    step = [end - begin for begin, end in zip(timer.begins, timer.ends, strict=True)]
+    full = [b - a for a, b in zip(timer.begins, timer.begins[1:], strict=False)]
+    return step, full
+
+
+def bench(fn, reps: int, warmup: int) -> float:
+    """Median seconds of `fn()` over `reps` calls, after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def loss_costs(student: Path, data, reps: int) -> dict[str, float]:
+    """Seconds per forward+backward: the student on one batch, and each transfer loss alone on [32, 384] features."""
+    transformers.set_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(student, num_labels=2).train()
+    batch = data.select(range(32)).with_format("torch", columns=["input_ids", "token_type_ids", "attention_mask",
+                                                                  "label"])[:]
+    batch["labels"] = batch.pop("label")
+
+    def student_step():
+        model(**batch).loss.backward()
+
+    costs = {"student": bench(student_step, reps, warmup=2)}
+    s = torch.randn(32, 384, requires_grad=True)
+    t = torch.randn(32, 384)
+    for transfer in TRANSFERS[1:]:
+        loss = build_transfer_loss(transfer, [384], 384)
+        costs[transfer] = bench(lambda loss=loss: loss(s, t).backward(), 200, warmup=5)
+    return costs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1024)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    transformers.logging.set_verbosity_error()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        student = truncated_student(minilm_path(), Path(tmp) / "student", layers=3)
+        tokenizer = AutoTokenizer.from_pretrained(student)
+        raw = rotten_tomatoes(args.rows, 100, seed=0)["train"]
+        data = raw.map(lambda b: tokenizer(b["text"], padding="max_length", truncation=True, max_length=64),
+                       batched=True)
+        data = extract_teacher_features(data, [str(minilm_path())], max_length=64, cache_dir=Path(tmp) / "cache")
+
+        step = {t: [] for t in TRANSFERS}
+        full = {t: [] for t in TRANSFERS}
+        round_medians = {t: [] for t in TRANSFERS}
+        for _ in range(args.rounds):
+            for transfer in TRANSFERS:
+                s, f = time_run(transfer, student, data, args.steps, str(Path(tmp) / "out"))
+                step[transfer] += s[args.warmup :]
+                full[transfer] += f[args.warmup :]
+                round_medians[transfer].append(statistics.median(s[args.warmup :]))
+        costs = loss_costs(student, data, reps=5)
+
+    med = {t: statistics.median(step[t]) for t in TRANSFERS}
+    med_full = {t: statistics.median(full[t]) for t in TRANSFERS}
+    print(f"\n### Step time, {args.rounds} interleaved rounds x {args.steps - args.warmup} timed steps, batch 32 x 64 "
+          f"tokens, 3-layer MiniLM student, {torch.get_num_threads()} CPU threads\n")
+    print("| transfer | step median (ms) | round medians (ms) | step / STL | full step median (ms) | full / STL |")
+    print("|---|---:|---|---:|---:|---:|")
+    for t in TRANSFERS:
+        rounds = ", ".join(f"{1000 * m:.1f}" for m in round_medians[t])
+        print(f"| {t} | {1000 * med[t]:.1f} | {rounds} | {med[t] / med['none']:.3f} | {1000 * med_full[t]:.1f} "
+              f"| {med_full[t] / med_full['none']:.3f} |")
+    verdict = "met" if med["aft"] / med["none"] <= 1.05 else "NOT met"
+    print(f"\nGoal AFT/STL <= 1.05: {verdict} (step {med['aft'] / med['none']:.3f}, "
+          f"full {med_full['aft'] / med_full['none']:.3f}).")
+
+    print("\n### Transfer loss alone (forward + backward, [32, 384] student and teacher features)\n")
+    print("| part | time (ms) | / student forward+backward |")
+    print("|---|---:|---:|")
+    for part, seconds in costs.items():
+        name = "student forward+backward (batch 32 x 64)" if part == "student" else f"{part} loss"
+        print(f"| {name} | {1000 * seconds:.3f} | {seconds / costs['student']:.4f} |")
+
+    RESULTS.mkdir(exist_ok=True)
+    out = {"args": vars(args), "step_median_s": med, "full_step_median_s": med_full,
+           "round_step_medians_s": round_medians, "loss_forward_backward_s": costs,
+           "aft_over_stl": med["aft"] / med["none"], "aft_over_stl_full": med_full["aft"] / med_full["none"]}
+    (RESULTS / "overhead.json").write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

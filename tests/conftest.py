@@ -1,0 +1,26 @@
+"""Test setup: no Hub, a private datasets cache, tiny random models (tests/tiny.py)."""
+
+import os
+import tempfile
+
+# Before datasets / huggingface_hub are imported: they read these once.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="hf_aft_test_cache_")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+import tiny  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def teacher_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("teachers")
+    return [tiny.save_teacher(root / "teacher-a", hidden=12, seed=0), tiny.save_teacher(root / "teacher-b", hidden=8,
+                                                                                        seed=1)]
+
+
+@pytest.fixture(scope="session")
+def student_dir(tmp_path_factory):
+    return tiny.save_student(tmp_path_factory.mktemp("student") / "student")

@@ -1,0 +1,87 @@
+"""Teacher features: pooling, order, provenance and the cache that makes a second call run no teacher."""
+
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModel, AutoTokenizer
+
+import tiny
+from hf_aft import AFTError, extract_teacher_features, read_teacher_infos
+from hf_aft.features import _Teacher, pool
+
+
+def features_of(dataset):
+    return np.asarray(dataset["teacher_features"], dtype=np.float32)
+
+
+def one_by_one_mean(folder, texts):
+    """Each text alone (no padding at all), mean-pooled: what batched extraction must reproduce."""
+    model, tokenizer = AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    with torch.inference_mode():
+        return np.stack([model(**tokenizer(t, return_tensors="pt")).last_hidden_state[0].mean(0).numpy() for t in texts])
+
+
+def test_features_are_pooled_per_teacher_and_concatenated_in_order(teacher_dirs, tmp_path):
+    data = tiny.sentiment_dataset(20)
+    both = extract_teacher_features(data, [str(d) for d in teacher_dirs], batch_size=4, cache_dir=tmp_path)
+    assert both.features["teacher_features"].length == 12 + 8
+    assert both.features["teacher_features"].feature.dtype == "float32"
+    assert both["text"] == data["text"] and both["label"] == data["label"]  # dataset order and columns kept
+    got = features_of(both)
+    # Batched, length-sorted and padded extraction equals running each text alone, in dataset order.
+    np.testing.assert_allclose(got[:, :12], one_by_one_mean(teacher_dirs[0], data["text"]), atol=1e-5)
+    np.testing.assert_allclose(got[:, 12:], one_by_one_mean(teacher_dirs[1], data["text"]), atol=1e-5)
+
+    infos = read_teacher_infos(both)
+    assert [(i.name, i.dim, i.pooling) for i in infos] == [(str(teacher_dirs[0]), 12, "mean"),
+                                                          (str(teacher_dirs[1]), 8, "mean")]
+    assert all(i.revision.startswith("local-") for i in infos)
+
+
+def test_second_call_runs_no_teacher_and_a_changed_teacher_recomputes(teacher_dirs, tmp_path):
+    data = tiny.sentiment_dataset(12)
+    first = extract_teacher_features(data, [str(teacher_dirs[0])], cache_dir=tmp_path)
+    with mock.patch.object(_Teacher, "load", side_effect=AssertionError("teacher loaded")):
+        again = extract_teacher_features(data, [str(teacher_dirs[0])], cache_dir=tmp_path)
+    np.testing.assert_array_equal(features_of(first), features_of(again))
+
+    # Same folder, new weights: a new revision hash, so the features are computed again.
+    changed = tmp_path / "changed"
+    tiny.save_teacher(changed, hidden=12, seed=0)
+    before = extract_teacher_features(data, [str(changed)], cache_dir=tmp_path)
+    weights = load_file(changed / "model.safetensors")
+    save_file({k: v + 0.1 for k, v in weights.items()}, changed / "model.safetensors", metadata={"format": "pt"})
+    with mock.patch.object(_Teacher, "load", autospec=True, side_effect=_Teacher.load) as load:
+        after = extract_teacher_features(data, [str(changed)], cache_dir=tmp_path)
+    assert load.call_count == 1
+    assert read_teacher_infos(after)[0].revision != read_teacher_infos(before)[0].revision
+    assert not np.allclose(features_of(before), features_of(after))
+
+
+def test_last_token_pooling_ignores_padding_on_either_side():
+    states = torch.arange(2 * 4 * 1, dtype=torch.float32).reshape(2, 4, 1)
+    outputs = mock.Mock(last_hidden_state=states)
+    right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    left = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    assert pool(outputs, right, "last").flatten().tolist() == [1.0, 7.0]
+    assert pool(outputs, left, "last").flatten().tolist() == [3.0, 7.0]
+    assert pool(outputs, right, "mean").flatten().tolist() == [0.5, 5.5]
+    assert pool(outputs, right, "cls").flatten().tolist() == [0.0, 4.0]
+
+
+def test_bad_input_is_named(teacher_dirs, tmp_path):
+    data = tiny.sentiment_dataset(4)
+    with pytest.raises(AFTError, match=r"text column 'sentence' not found; the dataset has columns \['text', 'label'\]"):
+        extract_teacher_features(data, [str(teacher_dirs[0])], text_column="sentence", cache_dir=tmp_path)
+    with pytest.raises(AFTError, match="the dataset is empty"):
+        extract_teacher_features(data.select([]), [str(teacher_dirs[0])], cache_dir=tmp_path)
+    with pytest.raises(AFTError, match="could not resolve teacher 'no-such-org/no-such-model'"):
+        extract_teacher_features(data, ["no-such-org/no-such-model"], cache_dir=tmp_path)
+    (tmp_path / "empty-teacher").mkdir()
+    with pytest.raises(AFTError, match="holds no weight files"):
+        extract_teacher_features(data, [str(tmp_path / "empty-teacher")], cache_dir=tmp_path)
+    with pytest.raises(AFTError, match="unknown teacher pooling 'max'"):
+        extract_teacher_features(data, [str(teacher_dirs[0])], pooling="max", cache_dir=tmp_path)
