@@ -101,7 +101,7 @@ def main() -> None:
 
     teacher = str(minilm_path())
     data = rotten_tomatoes(args.rows, 100, seed=0)["train"]
-    texts = data["text"]
+    texts = list(data["text"])
     start = time.perf_counter()
     tokenizer, model = AutoTokenizer.from_pretrained(teacher), AutoModel.from_pretrained(teacher).eval()
     load_s = time.perf_counter() - start

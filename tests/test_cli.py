@@ -40,6 +40,8 @@ def test_train_writes_a_loadable_student_scales_and_results(student_dir, teacher
     student = AutoModelForSequenceClassification.from_pretrained(out)
     assert student.config.id2label == {0: "neg", 1: "pos"}
     assert json.loads((out / "transfer_summary.json").read_text())["beta"] == 0.5
+    card = (out / "README.md").read_text()
+    assert "teacher-a" in card and "teacher-b" in card and "eval_accuracy" not in card and "| accuracy |" in card
 
 
 def test_yaml_config_supplies_defaults_and_flags_override_it(student_dir, teacher_dirs, csv_data, tmp_path):

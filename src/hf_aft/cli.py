@@ -145,6 +145,7 @@ def train(argv: list[str]) -> dict:
         summary["eval"] = trainer.evaluate()
         trainer.save_metrics("eval", summary["eval"])
     trainer.save_state()
+    trainer.create_model_card(dataset_name=script_args.dataset_name)
     return summary
 
 

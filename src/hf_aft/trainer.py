@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback
 
+from .card import HYPERPARAMETERS, render_model_card
 from .config import AFTConfig
 from .errors import AFTError
 from .features import FEATURES_COLUMN, TeacherInfo, extract_teacher_features, read_teacher_infos
@@ -202,6 +203,22 @@ class AFTTrainer(Trainer):
                    "teachers": infos, "scales": self.scale_summary()}
         with open(os.path.join(output_dir, TRANSFER_SUMMARY_NAME), "w") as f:
             json.dump(summary, f, indent=2)
+
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, **kwargs) -> None:
+        """Write the student's model card (README.md) into the output dir: teachers, transfer, scales, results."""
+        if not self.is_world_process_zero():
+            return
+        evals = [entry for entry in self.state.log_history if "eval_loss" in entry]
+        card = render_model_card(
+            transfer=self.args.transfer, beta=self.args.beta, kernel=self.args.kernel,
+            teachers=[vars(info) for info in self.teacher_infos], scales=self.scale_summary(),
+            eval_results=evals[-1] if evals else None, dataset_name=dataset_name or kwargs.get("dataset"),
+            base_model=getattr(self.model.config, "_name_or_path", None) or None,
+            repo_id=self.args.hub_model_id or model_name,
+            hyperparameters={key: getattr(self.args, key) for key in HYPERPARAMETERS},
+        )
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        card.save(os.path.join(self.args.output_dir, "README.md"))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
