@@ -21,8 +21,8 @@ def test_card_with_every_field():
     metrics = data["model-index"][0]["results"][0]["metrics"]
     assert {m["type"]: m["value"] for m in metrics} == {"accuracy": 0.7712, "macro_f1": 0.7655}
     for text in ("Adaptive Feature Transfer (AFT)", "beta = 1.0", "`sentence-transformers/all-mpnet-base-v2`",
-                 "`e8c3b32e`", "| 768 |", "0.512", "61.0%", "| accuracy | 0.7712 |", 'from_pretrained("me/aft-student")',
-                 "learning_rate: 0.0002", "2406.07337"):
+                 "`e8c3b32e`", "| 768 |", "0.512", "61.0%", "| accuracy | 0.7712 |", "learning_rate: 0.0002",
+                 'from_pretrained("me/aft-student")', "2406.07337"):
         assert text in card.content, text
     assert "runtime" not in card.content
     assert ModelCard(card.content).data.to_dict()["tags"] == data["tags"]  # the YAML header parses back

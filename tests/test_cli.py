@@ -3,12 +3,13 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import tiny
 import yaml
 from transformers import AutoModelForSequenceClassification
 
-import tiny
 from hf_aft.cli import main
 
 
@@ -99,3 +100,11 @@ def test_help_and_console_entry_point():
     result = run_cli("train", "--help")
     assert result.returncode == 0 and "--beta" in result.stdout and "--teachers" in result.stdout
     assert run_cli().returncode == 2
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "trainers").glob("*.yaml")), ids=str)
+def test_every_recipe_is_a_valid_config(recipe):
+    from hf_aft.cli import parse_train_args
+
+    script_args, config = parse_train_args(["--config", str(recipe), "--teachers", "some/teacher"])
+    assert script_args.model_name_or_path and script_args.dataset_name and config.output_dir

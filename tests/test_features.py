@@ -4,11 +4,11 @@ from unittest import mock
 
 import numpy as np
 import pytest
+import tiny
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoTokenizer
 
-import tiny
 from hf_aft import AFTError, extract_teacher_features, read_teacher_infos
 from hf_aft.features import _Teacher, pool
 
@@ -21,7 +21,8 @@ def one_by_one_mean(folder, texts):
     """Each text alone (no padding at all), mean-pooled: what batched extraction must reproduce."""
     model, tokenizer = AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
     with torch.inference_mode():
-        return np.stack([model(**tokenizer(t, return_tensors="pt")).last_hidden_state[0].mean(0).numpy() for t in texts])
+        states = [model(**tokenizer(text, return_tensors="pt")).last_hidden_state[0] for text in texts]
+    return np.stack([s.mean(0).numpy() for s in states])
 
 
 def test_features_are_pooled_per_teacher_and_concatenated_in_order(teacher_dirs, tmp_path):
@@ -74,7 +75,7 @@ def test_last_token_pooling_ignores_padding_on_either_side():
 
 def test_bad_input_is_named(teacher_dirs, tmp_path):
     data = tiny.sentiment_dataset(4)
-    with pytest.raises(AFTError, match=r"text column 'sentence' not found; the dataset has columns \['text', 'label'\]"):
+    with pytest.raises(AFTError, match=r"column 'sentence' not found; the dataset has columns \['text', 'label'\]"):
         extract_teacher_features(data, [str(teacher_dirs[0])], text_column="sentence", cache_dir=tmp_path)
     with pytest.raises(AFTError, match="the dataset is empty"):
         extract_teacher_features(data.select([]), [str(teacher_dirs[0])], cache_dir=tmp_path)

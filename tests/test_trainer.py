@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
+import tiny
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-import tiny
 from hf_aft import AFTConfig, AFTError, AFTTrainer, extract_teacher_features
 from hf_aft.features import TeacherInfo
 

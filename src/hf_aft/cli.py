@@ -135,7 +135,8 @@ def train(argv: list[str]) -> dict:
         eval_set = labels.encode(eval_set).map(tokenize, batched=True, desc="Tokenizing")
 
     trainer = AFTTrainer(model=model, args=config, train_dataset=train_set, eval_dataset=eval_set,
-                         processing_class=tokenizer, teacher_infos=infos, compute_metrics=compute_classification_metrics)
+                         processing_class=tokenizer, teacher_infos=infos,
+                         compute_metrics=compute_classification_metrics)
     result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model()
     trainer.save_metrics("train", result.metrics)

@@ -59,7 +59,7 @@ def rotten_tomatoes(n_train: int = 2000, n_test: int = 1000, seed: int = 0):
 
 
 def truncated_student(source: Path, folder: Path, layers: int = 3) -> Path:
-    """The first `layers` layers of a pretrained encoder (DistilBERT-style initialisation), saved with its tokenizer."""
+    """The first `layers` layers of a pretrained encoder (DistilBERT-style initialisation), with its tokenizer."""
     from transformers import AutoModel, AutoTokenizer
 
     if not (folder / "config.json").exists():
@@ -88,7 +88,7 @@ def run_demo(argv: list[str] | None = None) -> dict:
     student = truncated_student(teacher, work / "student-init")
     common = ["--model_name_or_path", str(student), "--dataset_name", str(data_dir), "--teachers", str(teacher),
               "--num_train_epochs", str(args.epochs), "--per_device_train_batch_size", "32",
-              "--per_device_eval_batch_size", "128", "--learning_rate", "5e-5", "--max_length", "64",
+              "--per_device_eval_batch_size", "128", "--learning_rate", "2e-4", "--max_length", "64",
               "--teacher_max_length", "64", "--seed", str(args.seed), "--logging_steps", "20",
               "--save_strategy", "no", "--report_to", "none", "--overwrite_output_dir", "--disable_tqdm", "true"]
     beta = [] if args.beta is None else ["--beta", str(args.beta)]

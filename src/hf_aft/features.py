@@ -52,7 +52,7 @@ def parse_teacher(spec: str) -> tuple[str, str | None]:
 
 
 def resolve_revision(name: str, revision: str | None) -> str:
-    """A content hash for a local folder; the commit sha for a Hub id (from the Hub, or the local Hub cache offline)."""
+    """A content hash for a local folder; the commit sha for a Hub id (from the Hub, or the Hub cache offline)."""
     if os.path.isdir(name):
         if revision:
             raise AFTError(f"teacher {name!r} is a local folder: it cannot be pinned with @{revision}.")
@@ -73,7 +73,8 @@ def resolve_revision(name: str, revision: str | None) -> str:
 def _hash_folder(folder: Path) -> str:
     """sha256 of the weight files and config: a changed teacher gets new features, an unchanged one reuses them."""
     digest = hashlib.sha256()
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES or p.name == "config.json"))
+    files = sorted(p for p in folder.rglob("*")
+                   if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES or p.name == "config.json"))
     if not files:
         raise AFTError(f"teacher folder {str(folder)!r} holds no weight files (*.safetensors, *.bin, *.gguf, ...).")
     for path in files:
@@ -166,9 +167,8 @@ class _Teacher:
         out = None
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            batch = self.tokenizer.pad(
-                {"input_ids": [ids[i] for i in chunk], "attention_mask": [masks[i] for i in chunk]}, return_tensors="pt"
-            ).to(self.device)
+            pieces = {"input_ids": [ids[i] for i in chunk], "attention_mask": [masks[i] for i in chunk]}
+            batch = self.tokenizer.pad(pieces, return_tensors="pt").to(self.device)
             pooled = pool(self.model(**batch), batch["attention_mask"], self.pooling).float().cpu().numpy()
             self.forward_passes += 1
             if out is None:

@@ -87,7 +87,7 @@ class AdaptiveKernelLoss(nn.Module):
         """Per teacher: mean learned scale and the fraction of its dimensions scaled above 0.5."""
         names = names or [f"teacher_{i}" for i in range(len(self.teacher_dims))]
         summary = {}
-        for name, chunk in zip(names, self.scales.detach().float().split(self.teacher_dims)):
+        for name, chunk in zip(names, self.scales.detach().float().split(self.teacher_dims), strict=True):
             summary[name] = {"mean": chunk.mean().item(), "frac_above_half": (chunk > 0.5).float().mean().item()}
         return summary
 

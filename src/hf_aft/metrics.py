@@ -17,7 +17,8 @@ class ClassificationMetrics(evaluate.Metric):
             description="Accuracy and macro-averaged F1 for single-label classification.",
             citation="",
             inputs_description="predictions and references: lists of class ids.",
-            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
+            features=datasets.Features({"predictions": datasets.Value("int64"),
+                                        "references": datasets.Value("int64")}),
         )
 
     def _compute(self, predictions, references):
