@@ -126,6 +126,7 @@ def test_bad_input_gets_a_one_line_error(student_dir, tmp_path, train_set):
         assert "\n" not in str(error.value)
 
     fails("the training dataset is empty", data=train_set.select([]))
+    fails("needs at least 2 training examples", data=train_set.select([0]))
     fails("labels in 'label' range over \\[0, 3\\] but the student has num_labels=2",
           data=train_set.map(lambda row, i: {"label": 3 if i == 0 else row["label"]}, with_indices=True))
     narrow = train_set.map(lambda row: {"teacher_features": row["teacher_features"][:5]})

@@ -84,6 +84,9 @@ class AFTTrainer(Trainer):
             raise AFTError("AFTTrainer needs a student model.")
         if train_dataset is not None and len(train_dataset) == 0:
             raise AFTError("the training dataset is empty.")
+        if train_dataset is not None and len(train_dataset) < 2 and args.transfer in ("aft", "rkd"):
+            raise AFTError(f"transfer={args.transfer!r} compares examples within a batch: it needs at least 2 "
+                           "training examples.")
         _check_labels(train_dataset, model)
         self.teacher_infos: list[TeacherInfo] = []
         if args.transfer != "none":
