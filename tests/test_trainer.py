@@ -151,3 +151,13 @@ def test_explicit_teacher_infos_name_the_slices(student_dir, tmp_path, train_set
                          args=AFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True),
                          train_dataset=train_set, teacher_infos=infos)
     assert set(trainer.scale_summary()) == {"first", "second"}
+
+
+def test_the_trainer_extracts_missing_features_from_its_teachers(student_dir, teacher_dirs, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(student_dir)
+    data = tiny.sentiment_dataset(16).map(lambda b: tokenizer(b["text"]), batched=True)
+    trainer = make_trainer(student_dir, tmp_path, data, teachers=[str(teacher_dirs[1]), str(teacher_dirs[0])],
+                           max_steps=2)
+    assert [info.dim for info in trainer.teacher_infos] == [8, 12]  # in the order given
+    assert trainer.train_dataset.features["teacher_features"].length == 20
+    trainer.train()

@@ -94,9 +94,9 @@ def train(argv: list[str]) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .data import Labels, check_columns, load_dataset_dict, pick_splits
-    from .features import extract_teacher_features, read_teacher_infos
+    from .features import read_teacher_infos
     from .metrics import compute_classification_metrics
-    from .trainer import AFTTrainer
+    from .trainer import AFTTrainer, with_teacher_features
 
     data = load_dataset_dict(script_args.dataset_name, script_args.dataset_config)
     train_set, eval_set = pick_splits(data, script_args.train_split, script_args.eval_split)
@@ -120,11 +120,7 @@ def train(argv: list[str]) -> dict:
     if config.transfer != "none":
         if not config.teachers:
             raise AFTError(f"--transfer {config.transfer} needs --teachers (or use --transfer none).")
-        with config.main_process_first(desc="teacher features"):
-            train_set = extract_teacher_features(
-                train_set, config.teachers, text_column=script_args.text_column, pooling=config.teacher_pooling,
-                batch_size=config.teacher_batch_size, max_length=config.teacher_max_length,
-            )
+        train_set = with_teacher_features(train_set, config, script_args.text_column)
         infos = read_teacher_infos(train_set)
 
     def tokenize(batch):

@@ -90,7 +90,7 @@ class AFTTrainer(Trainer):
         _check_labels(train_dataset, model)
         self.teacher_infos: list[TeacherInfo] = []
         if args.transfer != "none":
-            train_dataset = self._with_teacher_features(train_dataset, args, text_column)
+            train_dataset = with_teacher_features(train_dataset, args, text_column)
             self.teacher_infos = teacher_infos or _infos_of(train_dataset)
             _check_teacher_features(train_dataset, self.teacher_infos)
 
@@ -117,21 +117,6 @@ class AFTTrainer(Trainer):
         self.add_callback(_ZeroTransferGrads(self))
 
     # ---- data ----
-    @staticmethod
-    def _with_teacher_features(dataset, args: AFTConfig, text_column: str):
-        if dataset is None:
-            raise AFTError(f"transfer={args.transfer!r} needs a train_dataset with teacher features.")
-        if FEATURES_COLUMN in dataset.column_names:
-            return dataset
-        if not args.teachers:
-            raise AFTError(f"the training dataset has no {FEATURES_COLUMN!r} column and no teachers were given: pass "
-                           "teachers=[...] (--teachers) or add the column with hf_aft.extract_teacher_features.")
-        with args.main_process_first(desc="teacher features"):
-            return extract_teacher_features(
-                dataset, args.teachers, text_column=text_column, pooling=args.teacher_pooling,
-                batch_size=args.teacher_batch_size, max_length=args.teacher_max_length,
-            )
-
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
         if FEATURES_COLUMN not in self._signature_columns:
@@ -228,6 +213,24 @@ class AFTTrainer(Trainer):
         path = os.path.join(resume_from_checkpoint, TRANSFER_STATE_NAME)
         if self.transfer_loss is not None and os.path.exists(path):
             self.transfer_loss.load_state_dict(load_file(path, device=str(self.args.device)))
+
+
+def with_teacher_features(dataset, args: AFTConfig, text_column: str = "text"):
+    """The dataset with its `teacher_features` column: as given, or extracted from `args.teachers` (main process
+    first, so the other processes read its cache). Extract before tokenizing the student's inputs, and the cache
+    survives a change of student."""
+    if dataset is None:
+        raise AFTError(f"transfer={args.transfer!r} needs a train_dataset with teacher features.")
+    if FEATURES_COLUMN in dataset.column_names:
+        return dataset
+    if not args.teachers:
+        raise AFTError(f"the training dataset has no {FEATURES_COLUMN!r} column and no teachers were given: pass "
+                       "teachers=[...] (--teachers) or add the column with hf_aft.extract_teacher_features.")
+    with args.main_process_first(desc="teacher features"):
+        return extract_teacher_features(
+            dataset, args.teachers, text_column=text_column, pooling=args.teacher_pooling,
+            batch_size=args.teacher_batch_size, max_length=args.teacher_max_length,
+        )
 
 
 def display_names(infos: list[TeacherInfo]) -> list[str]:
