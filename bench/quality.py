@@ -27,8 +27,8 @@ RESULTS = Path("bench/results/quality.jsonl")
 SEEDS = (0, 1, 2)
 SUITES = {  # suite: (teacher, student layers, [(transfer, beta), ...])
     "minilm": ("minilm", 3, [("none", 0), ("kd", 1), ("aft", 0.3), ("aft", 1), ("aft", 3)]),
-    "mpnet": ("mpnet", 3, [("aft", 0.3), ("aft", 1), ("aft", 3)]),
-    "small": ("mpnet", 1, [("none", 0), ("aft", 1)]),
+    "mpnet": ("mpnet", 3, [("aft", 0.1), ("aft", 0.3), ("aft", 1)]),
+    "small": ("mpnet", 1, [("none", 0), ("aft", 0.3), ("aft", 1)]),
 }
 
 
