@@ -255,24 +255,22 @@ def extract_teacher_features(
         parts.append(part)
         infos.append(TeacherInfo(name, teacher.revision, teacher.pooling, len(part[0][column]), max_length))
 
-    total = sum(info.dim for info in infos)
+    # Join the teachers' columns into one fixed-width float32 column; only the features are written, the dataset's
+    # own columns are referenced, not copied.
     columns = [f"__hf_aft_teacher_{i}" for i in range(len(parts))]
-    joined = datasets.concatenate_datasets([dataset, *parts], axis=1)
-    features = joined.features.copy()
-    for column in columns:
-        del features[column]
-    features[FEATURES_COLUMN] = datasets.List(datasets.Value("float32"), length=total)
-    fingerprint = Hasher.hash([_FEATURES_VERSION, dataset._fingerprint, [p._fingerprint for p in parts]])
-    result = joined.map(
+    width = sum(info.dim for info in infos)
+    fingerprint = Hasher.hash([_FEATURES_VERSION, [part._fingerprint for part in parts]])
+    joined = datasets.concatenate_datasets(parts, axis=1).map(
         lambda batch: {FEATURES_COLUMN: np.concatenate([np.asarray(batch[c], dtype=np.float32) for c in columns], 1)},
         batched=True,
         batch_size=map_batch_size,
         remove_columns=columns,
-        features=features,
+        features=datasets.Features({FEATURES_COLUMN: datasets.List(datasets.Value("float32"), length=width)}),
         new_fingerprint=fingerprint,
         cache_file_name=str(cache_dir / f"joined-{fingerprint}.arrow"),
         desc="Concatenating teacher features",
     )
+    result = datasets.concatenate_datasets([dataset, joined], axis=1)
     result.info.description = json.dumps({"hf_aft_teachers": [asdict(info) for info in infos]})
     return result
 
