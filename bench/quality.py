@@ -23,6 +23,7 @@ from hf_aft.cli import train
 from hf_aft.demo import minilm_path, rotten_tomatoes, truncated_student
 
 WORK = Path("runs/bench")
+TEACHER_NAMES = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}
 RESULTS = Path("bench/results/quality.jsonl")
 SEEDS = (0, 1, 2)
 SUITES = {  # suite: (teacher, student layers, [(transfer, beta), ...])
@@ -56,7 +57,7 @@ def run(suite: str, teacher: Path, layers: int, transfer: str, beta: float, seed
             "--logging_steps", "50", "--disable_tqdm", "true", "--overwrite_output_dir", "--output_dir", str(out)]
     summary = train(args)
     return {"suite": suite, "transfer": transfer, "beta": beta, "seed": seed, "layers": layers,
-            "teacher": teacher.name, "accuracy": summary["eval"]["eval_accuracy"],
+            "teacher_key": SUITES[suite][0], "accuracy": summary["eval"]["eval_accuracy"],
             "macro_f1": summary["eval"]["eval_macro_f1"], "scales": summary["scales"]}
 
 
@@ -76,18 +77,23 @@ def probes(teachers: dict[str, Path]) -> dict[str, float]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| suite | teacher | student | method | beta | accuracy mean ± sd | seeds | scales mean |",
-             "|---|---|---|---|---|---|---|---|"]
+    """Mean ± sd over seeds, and the gain over STL paired by seed (same student, data and seed; STL of a
+    3-layer student comes from the minilm suite, so the mpnet suite shares it)."""
+    stl = {(r["layers"], r["seed"]): r["accuracy"] for r in rows if r["transfer"] == "none"}
+    lines = ["| suite | teacher | student | method | beta | accuracy mean ± sd | vs STL | seeds | scales |",
+             "|---|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["suite"], r["transfer"], r["beta"]) for r in rows}, key=lambda k: (k[0], k[1] != "none", k))
     for suite, transfer, beta in keys:
         group = [r for r in rows if (r["suite"], r["transfer"], r["beta"]) == (suite, transfer, beta)]
         accs = [r["accuracy"] for r in group]
         sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        gains = [r["accuracy"] - stl[(r["layers"], r["seed"])] for r in group if (r["layers"], r["seed"]) in stl]
+        gain = f"{statistics.mean(gains):+.4f}" if gains and transfer != "none" else "-"
         scales = [s["mean"] for r in group for s in r["scales"].values()]
         method = {"none": "STL", "kd": "KD", "aft": "AFT", "rkd": "RKD"}[transfer]
-        lines.append(f"| {suite} | {group[0]['teacher']} | {group[0]['layers']}-layer | {method} | "
-                     f"{beta if transfer != 'none' else '-'} | {statistics.mean(accs):.4f} ± {sd:.4f} | {len(accs)} | "
-                     f"{f'{statistics.mean(scales):.3f}' if scales else '-'} |")
+        lines.append(f"| {suite} | {TEACHER_NAMES[group[0]['teacher_key']]} | {group[0]['layers']}-layer | {method} | "
+                     f"{beta if transfer != 'none' else '-'} | {statistics.mean(accs):.4f} ± {sd:.4f} | {gain} | "
+                     f"{len(accs)} | {f'{statistics.mean(scales):.3f}' if scales else '-'} |")
     return "\n".join(lines)
 
 
@@ -102,6 +108,8 @@ def main():
     if not (WORK / "data" / "dataset_dict.json").exists():
         rotten_tomatoes().save_to_disk(str(WORK / "data"))
     done = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
+    for row in done:  # rows written before the teacher key was recorded
+        row.setdefault("teacher_key", SUITES[row["suite"]][0])
     for suite in SUITES if args.suite == "all" else [args.suite]:
         teacher_name, layers, grid = SUITES[suite]
         teacher = minilm_path() if teacher_name == "minilm" else mpnet_path()
