@@ -1,7 +1,7 @@
 """Quality benchmark: STL vs KD vs AFT (several beta) test accuracy on Rotten Tomatoes (movie-disjoint split),
 mean and spread over seeds, plus linear probes that say how much each teacher knows beyond the student.
 
-    python bench/quality.py                 # all suites (about 40 minutes on 2 cores)
+    python bench/quality.py                 # all suites (about 75 minutes on 2 cores)
     python bench/quality.py --suite minilm  # one suite: minilm | mpnet | small
 
 Suites: `minilm` (teacher all-MiniLM-L6-v2, 3-layer MiniLM student: STL, KD, AFT at several beta), `mpnet` (teacher
@@ -27,9 +27,9 @@ TEACHER_NAMES = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}
 RESULTS = Path("bench/results/quality.jsonl")
 SEEDS = (0, 1, 2)
 SUITES = {  # suite: (teacher, student layers, [(transfer, beta), ...])
-    "minilm": ("minilm", 3, [("none", 0), ("kd", 1), ("aft", 0.3), ("aft", 1), ("aft", 3)]),
+    "minilm": ("minilm", 3, [("none", 0), ("kd", 1), ("aft", 0.1), ("aft", 0.3), ("aft", 1), ("aft", 3)]),
     "mpnet": ("mpnet", 3, [("aft", 0.1), ("aft", 0.3), ("aft", 1)]),
-    "small": ("mpnet", 1, [("none", 0), ("aft", 0.3), ("aft", 1)]),
+    "small": ("mpnet", 1, [("none", 0), ("aft", 0.1), ("aft", 0.3), ("aft", 1)]),
 }
 
 

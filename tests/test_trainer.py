@@ -142,7 +142,7 @@ def test_bad_input_gets_a_one_line_error(student_dir, tmp_path, train_set):
                           ({"per_device_train_batch_size": 1}, "needs per_device_train_batch_size >= 2")]:
         with pytest.raises(AFTError, match=match):
             AFTConfig(output_dir=str(tmp_path), **config)
-    assert AFTConfig(output_dir=str(tmp_path), transfer="kd", per_device_train_batch_size=1).beta == 0.3
+    assert AFTConfig(output_dir=str(tmp_path), transfer="kd", per_device_train_batch_size=1).beta == 0.1
 
 
 def test_explicit_teacher_infos_name_the_slices(student_dir, tmp_path, train_set):

@@ -22,9 +22,9 @@ class AFTConfig(TrainingArguments):
         transfer (`str`, *optional*, defaults to `"aft"`):
             `aft` (adaptive feature transfer), `kd` (linear map + MSE), `rkd` (relational KD: distance + angle) or
             `none` (plain fine-tuning, the STL baseline).
-        beta (`float`, *optional*, defaults to `0.3`):
+        beta (`float`, *optional*, defaults to `0.1`):
             Weight of the transfer loss: loss = task loss + beta * transfer loss. The knob that matters most; see
-            the README's benchmark for why 0.3 is the default rather than the authors' 10.
+            the README's benchmark for why 0.1 is the default rather than the authors' 10.
         kernel (`str`, *optional*, defaults to `"linear"`):
             AFT kernel: `linear` (the paper's) or `rbf`.
         learn_scales (`bool`, *optional*, defaults to `True`):
@@ -54,9 +54,9 @@ class AFTConfig(TrainingArguments):
                   "angle) or none (plain fine-tuning, the STL baseline)."},
     )
     beta: float = field(
-        default=0.3,
+        default=0.1,
         metadata={"help": "Weight of the transfer loss: loss = task loss + beta * transfer loss. The knob that "
-                  "matters most; see the README's benchmark for why 0.3 is the default rather than the authors' 10."},
+                  "matters most; see the README's benchmark for why 0.1 is the default rather than the authors' 10."},
     )
     kernel: str = field(
         default="linear",

@@ -235,7 +235,7 @@ def with_teacher_features(dataset, args: AFTConfig, text_column: str = "text"):
 
 def display_names(infos: list[TeacherInfo]) -> list[str]:
     """Short, unique names for logs: a Hub id as is, a local folder by its last path component."""
-    names = [info.name if not os.path.isabs(info.name) else os.path.basename(info.name.rstrip("/")) for info in infos]
+    names = [os.path.basename(info.name.rstrip("/")) if os.path.isdir(info.name) else info.name for info in infos]
     return [name if names.count(name) == 1 else f"{name}_{i}" for i, name in enumerate(names)]
 
 
