@@ -136,7 +136,7 @@ def train(argv: list[str]) -> dict:
     result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model()
     trainer.save_metrics("train", result.metrics)
-    summary = {"output_dir": os.path.abspath(config.output_dir), "train": result.metrics,
+    summary = {"output_dir": os.path.abspath(config.output_dir), "train": result.metrics, "beta": config.beta,
                "scales": trainer.scale_summary()}
     if eval_set is not None:
         summary["eval"] = trainer.evaluate()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 from .errors import AFTError
@@ -68,6 +67,20 @@ def truncated_student(source: Path, folder: Path, layers: int = 3) -> Path:
     return folder
 
 
+def print_results(aft: dict, stl: dict) -> None:
+    """The demo's table: both test accuracies, the learned scales, where the students went."""
+    print("\n=== hf-aft demo: Rotten Tomatoes (movie-disjoint split), teacher all-MiniLM-L6-v2, "
+          "student: its first 3 layers ===")
+    print(f"{'run':<16}{'test accuracy':>15}{'macro-F1':>10}")
+    for label, run in (("STL", stl), (f"AFT (beta {aft['beta']})", aft)):
+        print(f"{label:<16}{run['eval']['eval_accuracy']:>15.4f}{run['eval']['eval_macro_f1']:>10.4f}")
+    for stats in aft["scales"].values():
+        print(f"learned scales of the teacher's 384 features: mean {stats['mean']:.3f}, "
+              f"{stats['frac_above_half']:.1%} of them above 0.5 (all start at 0.5)")
+    print(f"AFT student saved to {aft['output_dir']}")
+    print(f"STL student saved to {stl['output_dir']}")
+
+
 def run_demo(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="hf-aft demo", description=__doc__)
     parser.add_argument("--workdir", default="runs/demo", help="where data, students and results go")
@@ -97,17 +110,7 @@ def run_demo(argv: list[str] | None = None) -> dict:
         out = work / ("student-aft" if transfer == "aft" else "student-stl")
         results[transfer] = train(common + ["--transfer", transfer, "--output_dir", str(out)] + beta)
 
-    aft, stl = results["aft"], results["none"]
-    print("\n=== hf-aft demo: Rotten Tomatoes (movie-disjoint split), teacher all-MiniLM-L6-v2, "
-          "student: its first 3 layers ===")
-    print(f"{'run':<6}{'test accuracy':>15}{'macro-F1':>10}")
-    for label, run in (("STL", stl), ("AFT", aft)):
-        print(f"{label:<6}{run['eval']['eval_accuracy']:>15.4f}{run['eval']['eval_macro_f1']:>10.4f}")
-    for name, stats in aft["scales"].items():
-        print(f"learned scales of {os.path.basename(name) or name}: mean {stats['mean']:.3f}, "
-              f"{stats['frac_above_half']:.1%} of {len(stats) and 'its'} dimensions above 0.5")
-    print(f"AFT student saved to {aft['output_dir']}")
-    print(f"STL student saved to {stl['output_dir']}")
+    print_results(results["aft"], results["none"])
     with open(work / "demo_results.json", "w") as f:
         json.dump({k: {"eval": v["eval"], "scales": v["scales"], "output_dir": v["output_dir"]}
                    for k, v in results.items()}, f, indent=2)
