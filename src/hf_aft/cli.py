@@ -1,4 +1,5 @@
-"""`hf-aft` command line: `hf-aft train ...` (every AFTConfig / TrainingArguments flag) and `hf-aft demo`.
+"""`hf-aft` command line: `hf-aft train ...` (every AFTConfig / TrainingArguments flag), `hf-aft demo`, and the
+subcommands listed in `COMMANDS`.
 
 `--config FILE.yaml` supplies defaults; flags on the command line override them (TRL's `trl sft` pattern).
 Bad input ends with one line `hf-aft: error: ...` and exit status 2; set HF_AFT_DEBUG=1 for the traceback.
@@ -7,6 +8,7 @@ Bad input ends with one line `hf-aft: error: ...` and exit status 2; set HF_AFT_
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -156,21 +158,34 @@ def _print_summary(summary: dict) -> None:
     print(f"student saved to {summary['output_dir']}")
 
 
+def run_train(argv: list[str]) -> None:
+    summary = train(argv)
+    _print_summary(summary)
+    print(json.dumps({"output_dir": summary["output_dir"]}))
+
+
+def run_demo(argv: list[str]) -> None:
+    from .demo import run_demo
+
+    run_demo(argv)
+
+
+# One line per subcommand: name -> (help, "module:function" taking the remaining argv). Imported on use only.
+COMMANDS = {
+    "train": ("train a student (hf-aft train --help)", "hf_aft.cli:run_train"),
+    "demo": ("run the offline demo (hf-aft demo)", "hf_aft.cli:run_demo"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    commands = {"train": "train a student (hf-aft train --help)", "demo": "run the offline demo (hf-aft demo)"}
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print("usage: hf-aft {train,demo} ...\n" + "\n".join(f"  {c:8s}{h}" for c, h in commands.items()))
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        names = ",".join(COMMANDS)
+        print(f"usage: hf-aft {{{names}}} ...\n" + "\n".join(f"  {c:15s}{h}" for c, (h, _) in COMMANDS.items()))
         return 0 if argv and argv[0] in ("-h", "--help") else 2
+    module_name, function_name = COMMANDS[argv[0]][1].split(":")
     try:
-        if argv[0] == "train":
-            summary = train(argv[1:])
-            _print_summary(summary)
-            print(json.dumps({"output_dir": summary["output_dir"]}))
-        else:
-            from .demo import run_demo
-
-            run_demo(argv[1:])
+        getattr(importlib.import_module(module_name), function_name)(argv[1:])
     except AFTError as error:
         if os.environ.get("HF_AFT_DEBUG"):
             raise
