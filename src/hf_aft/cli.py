@@ -92,6 +92,8 @@ def train(argv: list[str]) -> dict:
     """Run one training job; returns a summary (metrics, scales, output dir)."""
     script_args, config = parse_train_args(argv)
     _check_output_dir(script_args, config)
+    if config.world_size > 1:  # every process checks before any of them writes
+        config.distributed_state.wait_for_everyone()
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -139,7 +141,7 @@ def train(argv: list[str]) -> dict:
     trainer.save_model()
     trainer.save_metrics("train", result.metrics)
     summary = {"output_dir": os.path.abspath(config.output_dir), "train": result.metrics, "beta": config.beta,
-               "scales": trainer.scale_summary()}
+               "scales": trainer.scale_summary(), "is_main_process": trainer.is_world_process_zero()}
     if eval_set is not None:
         summary["eval"] = trainer.evaluate()
         trainer.save_metrics("eval", summary["eval"])
@@ -160,8 +162,9 @@ def _print_summary(summary: dict) -> None:
 
 def run_train(argv: list[str]) -> None:
     summary = train(argv)
-    _print_summary(summary)
-    print(json.dumps({"output_dir": summary["output_dir"]}))
+    if summary["is_main_process"]:
+        _print_summary(summary)
+        print(json.dumps({"output_dir": summary["output_dir"]}))
 
 
 def run_demo(argv: list[str]) -> None:

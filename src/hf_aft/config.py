@@ -6,9 +6,12 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from .distributed import has_accelerator, launched_world_size
 from .errors import AFTError
 from .features import POOLINGS
 from .losses import KERNELS, TRANSFERS
+
+KERNEL_SCOPES = ("global", "local")
 
 
 @dataclass
@@ -27,6 +30,10 @@ class AFTConfig(TrainingArguments):
             the README's benchmark for why 0.1 is the default rather than the authors' 10.
         kernel (`str`, *optional*, defaults to `"linear"`):
             AFT kernel: `linear` (the paper's) or `rbf`.
+        kernel_scope (`str`, *optional*, defaults to `"global"`):
+            With several processes (`accelerate launch`), `global` gathers every process's features (with gradients)
+            and compares kernels over the global batch, so N processes with batch b train like one with batch N*b;
+            `local` compares kernels within each process's batch. Applies to `aft` and `rkd`.
         learn_scales (`bool`, *optional*, defaults to `True`):
             Learn AFT's per-dimension teacher scales; `False` keeps them at 0.5.
         scales_learning_rate (`float`, *optional*, defaults to `1e-2`):
@@ -61,6 +68,12 @@ class AFTConfig(TrainingArguments):
     kernel: str = field(
         default="linear",
         metadata={"help": "AFT kernel: linear (the paper's) or rbf."},
+    )
+    kernel_scope: str = field(
+        default="global",
+        metadata={"help": "With several processes: global (kernels over the global batch, gathered with gradients: "
+                  "N processes with batch b train like one with batch N*b) or local (kernels within each "
+                  "process's batch). Applies to aft and rkd."},
     )
     learn_scales: bool = field(
         default=True, metadata={"help": "Learn AFT's per-dimension teacher scales; False keeps them at 0.5."}
@@ -101,7 +114,17 @@ class AFTConfig(TrainingArguments):
             raise AFTError(f"scales_learning_rate must be > 0 (got {self.scales_learning_rate}).")
         if self.teacher_batch_size < 1 or self.teacher_max_length < 1:
             raise AFTError("teacher_batch_size and teacher_max_length must be >= 1.")
-        if self.transfer in ("aft", "rkd") and self.per_device_train_batch_size < 2:
-            raise AFTError(f"transfer={self.transfer!r} compares examples within a batch, so it needs "
-                           f"per_device_train_batch_size >= 2 (got {self.per_device_train_batch_size}).")
+        if self.kernel_scope not in KERNEL_SCOPES:
+            raise AFTError(f"unknown kernel_scope {self.kernel_scope!r}: choose one of {', '.join(KERNEL_SCOPES)}.")
+        if self.transfer in ("aft", "rkd"):
+            world = launched_world_size()
+            batch = self.per_device_train_batch_size * (world if self.kernel_scope == "global" else 1)
+            if batch < 2:
+                where = "each process's batch" if self.kernel_scope == "local" else "the global batch"
+                hint = " or --kernel_scope global" if world > 1 and self.kernel_scope == "local" else ""
+                raise AFTError(f"transfer={self.transfer!r} compares examples within {where}, which would hold "
+                               f"{batch} example: set --per_device_train_batch_size 2 or more{hint}.")
+        # Under `accelerate launch` without GPUs, Trainer would otherwise train each process alone on all the data.
+        if launched_world_size() > 1 and not self.use_cpu and not has_accelerator():
+            self.use_cpu = True
         super().__post_init__()

@@ -4,6 +4,9 @@
 the order given). Each teacher's features are a `Dataset.map` whose fingerprint is derived from the dataset's
 fingerprint, the teacher id, its resolved revision, the pooling and the max length, and whose Arrow file is kept in a
 cache folder: a second call with the same inputs loads that file and neither loads nor runs any teacher.
+
+Under several processes (`accelerate launch`), each process runs each teacher on its contiguous shard of the data;
+the main process assembles the shards, in dataset order, into the same cache file one process would have written.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+import torch.distributed as dist
 from datasets.fingerprint import Hasher
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
+from .distributed import is_distributed
 from .errors import AFTError
 
 logger = logging.getLogger(__name__)
@@ -183,6 +188,56 @@ class _Teacher:
             torch.cuda.empty_cache()
 
 
+def _teacher_column(texts, teacher: _Teacher, text_column: str, column: str, fingerprint: str, cache_dir: Path,
+                    map_batch_size: int) -> datasets.Dataset:
+    """One teacher's features as a one-column dataset, from its cache file or computed (sharded if distributed)."""
+    cache_file = cache_dir / f"teacher-{fingerprint}.arrow"
+
+    def run(data, data_fingerprint, path):
+        return data.map(
+            lambda batch: {column: teacher(batch[text_column])},
+            batched=True,
+            batch_size=map_batch_size,
+            remove_columns=[text_column],
+            new_fingerprint=data_fingerprint,
+            cache_file_name=str(path),
+            desc=f"Teacher features ({teacher.name})",
+        )
+
+    if is_distributed() and not cache_file.exists():
+        rank, world = dist.get_rank(), dist.get_world_size()
+        shard_files = [cache_dir / f"teacher-{fingerprint}-shard{i}of{world}.arrow" for i in range(world)]
+        shard = texts.shard(num_shards=world, index=rank, contiguous=True)
+        run(shard, Hasher.hash([fingerprint, rank, world]), shard_files[rank])
+        dist.barrier()
+        if rank == 0:  # contiguous shards, concatenated in rank order: dataset order
+            shards = datasets.concatenate_datasets([datasets.Dataset.from_file(str(f)) for f in shard_files])
+            shards.map(batched=True, batch_size=map_batch_size, new_fingerprint=fingerprint,
+                       cache_file_name=str(cache_file), desc="Assembling shards")
+            for path in shard_files:
+                path.unlink(missing_ok=True)
+        dist.barrier()
+    return run(texts, fingerprint, cache_file)  # loads the cache file when it exists
+
+
+class _main_process_first:
+    """Process 0 runs the block first (writing the cache), the others afterwards (reading it)."""
+
+    def __enter__(self):
+        if is_distributed() and dist.get_rank() != 0:
+            dist.barrier()
+
+    def __exit__(self, *exc):
+        if is_distributed() and dist.get_rank() == 0:
+            dist.barrier()
+
+
+def _default_device() -> torch.device:
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) if is_distributed() else 0)
+
+
 def default_cache_dir() -> Path:
     return Path(datasets.config.HF_DATASETS_CACHE) / "hf_aft_features"
 
@@ -226,7 +281,7 @@ def extract_teacher_features(
                        "Pass text_column=... (--text_column).")
     if FEATURES_COLUMN in dataset.column_names:
         dataset = dataset.remove_columns(FEATURES_COLUMN)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(device) if device is not None else _default_device()
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
     texts = dataset.select_columns([text_column])
@@ -240,15 +295,7 @@ def extract_teacher_features(
             [_FEATURES_VERSION, dataset._fingerprint, text_column, name, teacher.revision, teacher.pooling, max_length]
         )
         column = f"__hf_aft_teacher_{index}"
-        part = texts.map(
-            lambda batch, _t=teacher, _c=column: {_c: _t(batch[text_column])},
-            batched=True,
-            batch_size=map_batch_size,
-            remove_columns=[text_column],
-            new_fingerprint=fingerprint,
-            cache_file_name=str(cache_dir / f"teacher-{fingerprint}.arrow"),
-            desc=f"Teacher features ({name})",
-        )
+        part = _teacher_column(texts, teacher, text_column, column, fingerprint, cache_dir, map_batch_size)
         if teacher.forward_passes == 0:
             logger.info("teacher %s: features loaded from cache", name)
         teacher.free()
@@ -260,16 +307,17 @@ def extract_teacher_features(
     columns = [f"__hf_aft_teacher_{i}" for i in range(len(parts))]
     width = sum(info.dim for info in infos)
     fingerprint = Hasher.hash([_FEATURES_VERSION, [part._fingerprint for part in parts]])
-    joined = datasets.concatenate_datasets(parts, axis=1).map(
-        lambda batch: {FEATURES_COLUMN: np.concatenate([np.asarray(batch[c], dtype=np.float32) for c in columns], 1)},
-        batched=True,
-        batch_size=map_batch_size,
-        remove_columns=columns,
-        features=datasets.Features({FEATURES_COLUMN: datasets.List(datasets.Value("float32"), length=width)}),
-        new_fingerprint=fingerprint,
-        cache_file_name=str(cache_dir / f"joined-{fingerprint}.arrow"),
-        desc="Concatenating teacher features",
-    )
+    with _main_process_first():
+        joined = datasets.concatenate_datasets(parts, axis=1).map(
+            lambda batch: {FEATURES_COLUMN: np.concatenate([np.asarray(batch[c], np.float32) for c in columns], 1)},
+            batched=True,
+            batch_size=map_batch_size,
+            remove_columns=columns,
+            features=datasets.Features({FEATURES_COLUMN: datasets.List(datasets.Value("float32"), length=width)}),
+            new_fingerprint=fingerprint,
+            cache_file_name=str(cache_dir / f"joined-{fingerprint}.arrow"),
+            desc="Concatenating teacher features",
+        )
     result = datasets.concatenate_datasets([dataset, joined], axis=1)
     result.info.description = json.dumps({"hf_aft_teachers": [asdict(info) for info in infos]})
     return result
