@@ -152,3 +152,12 @@ def test_a_kernel_over_one_example_is_refused(monkeypatch, tmp_path):
     monkeypatch.setenv("WORLD_SIZE", "1")
     with pytest.raises(AFTError, match="the global batch, which would hold 1 example"):
         AFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=1, transfer="rkd")
+
+
+@pytest.mark.parametrize("config", sorted((Path(__file__).parents[1] / "trainers" / "accelerate").glob("*.yaml")),
+                         ids=lambda path: path.name)
+def test_accelerate_configs_load(config):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    loaded = load_config_from_file(str(config))
+    assert loaded.num_processes >= 2 and loaded.distributed_type.value in ("MULTI_GPU", "FSDP", "DEEPSPEED")
