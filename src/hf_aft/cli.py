@@ -95,10 +95,11 @@ def train(argv: list[str]) -> dict:
     if config.world_size > 1:  # every process checks before any of them writes
         config.distributed_state.wait_for_everyone()
 
+    import datasets
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .data import Labels, check_columns, load_dataset_dict, pick_splits
-    from .features import read_teacher_infos
+    from .features import FEATURES_COLUMN, read_teacher_infos
     from .metrics import compute_classification_metrics
     from .trainer import AFTTrainer, with_teacher_features
 
@@ -122,17 +123,24 @@ def train(argv: list[str]) -> dict:
 
     infos = None
     if config.transfer != "none":
-        if not config.teachers:
-            raise AFTError(f"--transfer {config.transfer} needs --teachers (or use --transfer none).")
+        if not config.teachers and FEATURES_COLUMN not in train_set.column_names:
+            raise AFTError(f"--transfer {config.transfer} needs --teachers, or a dataset made by hf-aft features "
+                           "(or use --transfer none).")
         train_set = with_teacher_features(train_set, config, script_args.text_column)
         infos = read_teacher_infos(train_set)
 
     def tokenize(batch):
         return tokenizer(batch[script_args.text_column], truncation=True, max_length=script_args.max_length)
 
-    train_set = labels.encode(train_set).map(tokenize, batched=True, desc="Tokenizing")
-    if eval_set is not None:
-        eval_set = labels.encode(eval_set).map(tokenize, batched=True, desc="Tokenizing")
+    def prepare(split):  # tokenize beside the features: a map would copy the wide feature column into a new file
+        if split is None:
+            return None
+        features = split.select_columns([FEATURES_COLUMN]) if FEATURES_COLUMN in split.column_names else None
+        split = split.remove_columns(FEATURES_COLUMN) if features is not None else split
+        split = labels.encode(split).map(tokenize, batched=True, desc="Tokenizing")
+        return split if features is None else datasets.concatenate_datasets([split, features], axis=1)
+
+    train_set, eval_set = prepare(train_set), prepare(eval_set)
 
     trainer = AFTTrainer(model=model, args=config, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=tokenizer, teacher_infos=infos,
@@ -177,6 +185,7 @@ def run_demo(argv: list[str]) -> None:
 COMMANDS = {
     "train": ("train a student (hf-aft train --help)", "hf_aft.cli:run_train"),
     "demo": ("run the offline demo (hf-aft demo)", "hf_aft.cli:run_demo"),
+    "features": ("compute teacher features once and save them with the dataset", "hf_aft.features_cli:run_features"),
 }
 
 

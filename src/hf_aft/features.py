@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 FEATURES_COLUMN = "teacher_features"
 POOLINGS = ("auto", "mean", "cls", "pooler", "last")
+FEATURE_DTYPES = ("float32", "float16")
 _FEATURES_VERSION = "1"  # bump when the extraction changes what it computes
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
 
@@ -252,8 +253,9 @@ def extract_teacher_features(
     device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
     map_batch_size: int = 1024,
+    feature_dtype: str = "float32",
 ) -> datasets.Dataset:
-    """Add the float32 column `teacher_features`: each teacher's pooled features, concatenated in the order given.
+    """Add the column `teacher_features`: each teacher's pooled features, concatenated in the order given.
 
     Args:
         dataset: the (raw or tokenized) dataset; it must hold `text_column`.
@@ -264,6 +266,8 @@ def extract_teacher_features(
         max_length: teachers truncate to this many tokens.
         device: where the teachers run; by default CUDA when available, else CPU.
         cache_dir: where the features' Arrow files are kept; by default `HF_DATASETS_CACHE/hf_aft_features`.
+        feature_dtype: `float32`, or `float16` to store the joined column in half the space (each teacher's own
+            cache stays float32, so switching back costs no teacher pass).
 
     Returns:
         The dataset with the new column. Per-teacher provenance (`TeacherInfo`: id, resolved revision, pooling,
@@ -276,6 +280,8 @@ def extract_teacher_features(
         raise AFTError(f"unknown teacher pooling {pooling!r}: choose one of {', '.join(POOLINGS)}.")
     if len(dataset) == 0:
         raise AFTError("the dataset is empty: there is nothing to compute teacher features for.")
+    if feature_dtype not in FEATURE_DTYPES:
+        raise AFTError(f"unknown feature_dtype {feature_dtype!r}: choose one of {', '.join(FEATURE_DTYPES)}.")
     if text_column not in dataset.column_names:
         raise AFTError(f"text column {text_column!r} not found; the dataset has columns {dataset.column_names}. "
                        "Pass text_column=... (--text_column).")
@@ -306,14 +312,14 @@ def extract_teacher_features(
     # own columns are referenced, not copied.
     columns = [f"__hf_aft_teacher_{i}" for i in range(len(parts))]
     width = sum(info.dim for info in infos)
-    fingerprint = Hasher.hash([_FEATURES_VERSION, [part._fingerprint for part in parts]])
+    fingerprint = Hasher.hash([_FEATURES_VERSION, [part._fingerprint for part in parts], feature_dtype])
     with _main_process_first():
         joined = datasets.concatenate_datasets(parts, axis=1).map(
-            lambda batch: {FEATURES_COLUMN: np.concatenate([np.asarray(batch[c], np.float32) for c in columns], 1)},
+            lambda batch: {FEATURES_COLUMN: np.concatenate([np.asarray(batch[c], feature_dtype) for c in columns], 1)},
             batched=True,
             batch_size=map_batch_size,
             remove_columns=columns,
-            features=datasets.Features({FEATURES_COLUMN: datasets.List(datasets.Value("float32"), length=width)}),
+            features=datasets.Features({FEATURES_COLUMN: datasets.List(datasets.Value(feature_dtype), length=width)}),
             new_fingerprint=fingerprint,
             cache_file_name=str(cache_dir / f"joined-{fingerprint}.arrow"),
             desc="Concatenating teacher features",

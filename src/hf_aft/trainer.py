@@ -19,10 +19,10 @@ from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback
 
 from .card import HYPERPARAMETERS, render_model_card
-from .config import AFTConfig
+from .config import AFTConfig, extraction_kwargs
 from .distributed import gather, gather_with_grad
 from .errors import AFTError
-from .features import FEATURES_COLUMN, TeacherInfo, extract_teacher_features, read_teacher_infos
+from .features import FEATURES_COLUMN, TeacherInfo, extract_teacher_features, parse_teacher, read_teacher_infos
 from .losses import AdaptiveKernelLoss, build_transfer_loss
 from .student_features import StudentFeatureCapture, feature_dim
 
@@ -228,15 +228,22 @@ def with_teacher_features(dataset, args: AFTConfig, text_column: str = "text"):
     if dataset is None:
         raise AFTError(f"transfer={args.transfer!r} needs a train_dataset with teacher features.")
     if FEATURES_COLUMN in dataset.column_names:
+        stored = [info.name for info in read_teacher_infos(dataset) or []]
+        asked = [parse_teacher(spec)[0] for spec in args.teachers or []]
+        if stored and asked and list(map(_teacher_key, asked)) != list(map(_teacher_key, stored)):
+            raise AFTError(f"the dataset already carries the features of {stored}, not of the teachers given "
+                           f"{asked}: drop --teachers to use them, or remove the {FEATURES_COLUMN!r} column.")
         return dataset
     if not args.teachers:
         raise AFTError(f"the training dataset has no {FEATURES_COLUMN!r} column and no teachers were given: pass "
                        "teachers=[...] (--teachers) or add the column with hf_aft.extract_teacher_features.")
     # With several processes, each runs the teachers on its shard of the data (see extract_teacher_features).
-    return extract_teacher_features(
-        dataset, args.teachers, text_column=text_column, pooling=args.teacher_pooling,
-        batch_size=args.teacher_batch_size, max_length=args.teacher_max_length, device=args.device,
-    )
+    return extract_teacher_features(dataset, args.teachers, text_column=text_column, device=args.device,
+                                    **extraction_kwargs(args))
+
+
+def _teacher_key(name: str) -> str:
+    return os.path.realpath(name) if os.path.isdir(name) else name
 
 
 def display_names(infos: list[TeacherInfo]) -> list[str]:
