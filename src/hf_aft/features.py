@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 FEATURES_COLUMN = "teacher_features"
 POOLINGS = ("auto", "mean", "cls", "pooler", "last")
 FEATURE_DTYPES = ("float32", "float16")
-_FEATURES_VERSION = "1"  # bump when the extraction changes what it computes
+_FEATURES_VERSION = "2"
+_PART_COLUMN = "__hf_aft_teacher"  # bump when the extraction changes what it computes
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
 
 
@@ -189,14 +190,14 @@ class _Teacher:
             torch.cuda.empty_cache()
 
 
-def _teacher_column(texts, teacher: _Teacher, text_column: str, column: str, fingerprint: str, cache_dir: Path,
+def _teacher_column(texts, teacher: _Teacher, text_column: str, fingerprint: str, cache_dir: Path,
                     map_batch_size: int) -> datasets.Dataset:
     """One teacher's features as a one-column dataset, from its cache file or computed (sharded if distributed)."""
     cache_file = cache_dir / f"teacher-{fingerprint}.arrow"
 
     def run(data, data_fingerprint, path):
         return data.map(
-            lambda batch: {column: teacher(batch[text_column])},
+            lambda batch: {_PART_COLUMN: teacher(batch[text_column])},
             batched=True,
             batch_size=map_batch_size,
             remove_columns=[text_column],
@@ -300,15 +301,18 @@ def extract_teacher_features(
         fingerprint = Hasher.hash(
             [_FEATURES_VERSION, dataset._fingerprint, text_column, name, teacher.revision, teacher.pooling, max_length]
         )
+        # The cached part's column has one name whatever the teacher's place in the list, so that a teacher cached
+        # alone or in another order is reused; the renaming below costs nothing (no data is written).
         column = f"__hf_aft_teacher_{index}"
-        part = _teacher_column(texts, teacher, text_column, column, fingerprint, cache_dir, map_batch_size)
+        part = _teacher_column(texts, teacher, text_column, fingerprint, cache_dir, map_batch_size)
+        part = part.rename_column(_PART_COLUMN, column)
         if teacher.forward_passes == 0:
             logger.info("teacher %s: features loaded from cache", name)
         teacher.free()
         parts.append(part)
         infos.append(TeacherInfo(name, teacher.revision, teacher.pooling, len(part[0][column]), max_length))
 
-    # Join the teachers' columns into one fixed-width float32 column; only the features are written, the dataset's
+    # Join the teachers' columns into one fixed-width column; only the features are written, the dataset's
     # own columns are referenced, not copied.
     columns = [f"__hf_aft_teacher_{i}" for i in range(len(parts))]
     width = sum(info.dim for info in infos)
