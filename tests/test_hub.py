@@ -20,7 +20,7 @@ from hub_server import FakeHub
 from safetensors.numpy import load_file
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-from hf_aft import AFTError, extract_teacher_features, read_teacher_infos
+from hf_aft import AFTConfig, AFTError, AFTTrainer, extract_teacher_features, read_teacher_infos
 from hf_aft.cli import main
 
 TOKEN = "hf_emulatedSecretToken0123456789"
@@ -187,3 +187,23 @@ def test_push_refuses_what_is_not_a_student(hub, tmp_path, capsys):
     assert main(["push", str(tmp_path / "empty"), "--hub_model_id", "not a repo id"]) == 2
     one_error_line(capsys, "is not a valid repo id")
     assert not hub.requests
+
+
+def test_trainer_push_to_hub_pushes_the_finished_student_only(hub, teacher_dirs, student_dir, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(student_dir)
+    data = tiny.sentiment_dataset(16).map(lambda batch: tokenizer(batch["text"]), batched=True)
+    args = AFTConfig(output_dir=str(tmp_path / "out"), teachers=[str(teacher_dirs[0])], per_device_train_batch_size=8,
+                     max_steps=2, save_strategy="steps", save_steps=1, report_to="none", use_cpu=True,
+                     disable_tqdm=True, push_to_hub=True, hub_model_id="org/py-student", hub_token=TOKEN)
+    trainer = AFTTrainer(model=AutoModelForSequenceClassification.from_pretrained(student_dir), args=args,
+                         train_dataset=data, processing_class=tokenizer)
+    trainer.train()
+    assert "org/py-student" not in hub.repos  # no repo, no checkpoint pushes while training
+
+    url = trainer.push_to_hub(dataset_name="tiny-sentiment")
+    pushed = hub.files("org/py-student")
+    assert url.endswith(hub.repos["org/py-student"].branches["main"])
+    assert {"model.safetensors", "transfer_state.safetensors", "scales.png", "README.md"} <= set(pushed)
+    assert not any(p.startswith("checkpoint-") or p == "training_args.bin" for p in pushed)
+    assert not [p for p, content in pushed.items() if TOKEN.encode() in content]
+    assert "`tiny-sentiment`" in pushed["README.md"].decode()

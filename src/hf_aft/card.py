@@ -116,6 +116,7 @@ def write_scales_plot(scales: dict[str, np.ndarray], path: str) -> None:
     canvas directly (no pyplot): no display needed, no global backend switched."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(6.4, 0.6 + 1.9 * len(scales)))
     FigureCanvasAgg(fig)
@@ -127,6 +128,7 @@ def write_scales_plot(scales: dict[str, np.ndarray], path: str) -> None:
         ax.axvline(0.5, color="gray", linestyle="--", linewidth=1)
         ax.set_title(f"{name}: {values.size} dims, mean {values.mean():.3f}", fontsize=9)
         ax.set_ylabel("dims", fontsize=8)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=8)
     axes[-1].set_xlabel("learned scale sigmoid(s) (dashed: the start, 0.5)", fontsize=8)
     fig.tight_layout()

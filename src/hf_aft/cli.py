@@ -169,7 +169,7 @@ def train(argv: list[str]) -> dict:
         trainer.save_metrics("eval", summary["eval"])
     trainer.save_state()
     trainer.create_model_card(dataset_name=script_args.dataset_name, baseline_results=baseline)
-    if push:
+    if push and trainer.is_world_process_zero():
         from .hub import push_folder
 
         summary["hub_commit"] = push_folder(config.output_dir, config.hub_model_id, token=config.hub_token,

@@ -100,8 +100,11 @@ def push_folder(output_dir: str, repo_id: str | None, *, token: str | None = Non
     except Exception as error:  # HTTP errors, refused connections, timeouts, offline mode: all end the same way
         lines = str(error).strip().splitlines()
         reason = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        login = " with a token that can write there (HF_TOKEN or `hf auth login`)" if status in (401, 403) else ""
+        again = f"hf-aft push {output_dir} --hub_model_id {repo_id}" + (f" --revision {revision}" if revision else "")
         raise AFTError(f"push to {repo_id!r} failed ({reason}). The output dir {output_dir!r} is complete; run "
-                       f"`hf-aft push {output_dir} --hub_model_id {repo_id}` to try again.") from None
+                       f"`{again}`{login} to try again.") from None
     return info.commit_url
 
 
