@@ -42,6 +42,11 @@ class ScriptArguments:
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output_dir that already holds files."}
     )
+    baseline_dir: str | None = field(
+        default=None,
+        metadata={"help": "Output dir of a plain fine-tuning run (--transfer none) on the same data: its eval results "
+                  "appear next to this model's in the model card."},
+    )
 
 
 def _parser():
@@ -92,6 +97,15 @@ def train(argv: list[str]) -> dict:
     """Run one training job; returns a summary (metrics, scales, output dir)."""
     script_args, config = parse_train_args(argv)
     _check_output_dir(script_args, config)
+    baseline = None
+    if script_args.baseline_dir:
+        from .card import read_baseline
+
+        baseline = read_baseline(script_args.baseline_dir, script_args.dataset_name)
+    push = config.push_to_hub
+    if push and not config.hub_model_id:
+        raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (the Hub repo to create or update).")
+    config.push_to_hub = False  # the Trainer would push at every save; the finished run is pushed once, below
     if config.world_size > 1:  # every process checks before any of them writes
         config.distributed_state.wait_for_everyone()
 
@@ -154,7 +168,12 @@ def train(argv: list[str]) -> dict:
         summary["eval"] = trainer.evaluate()
         trainer.save_metrics("eval", summary["eval"])
     trainer.save_state()
-    trainer.create_model_card(dataset_name=script_args.dataset_name)
+    trainer.create_model_card(dataset_name=script_args.dataset_name, baseline_results=baseline)
+    if push and trainer.is_world_process_zero():
+        from .hub import push_folder
+
+        summary["hub_commit"] = push_folder(config.output_dir, config.hub_model_id, token=config.hub_token,
+                                            private=config.hub_private_repo, revision=config.hub_revision)
     return summary
 
 
@@ -166,6 +185,8 @@ def _print_summary(summary: dict) -> None:
     for teacher, stats in summary.get("scales", {}).items():
         print(f"scales {teacher}: mean {stats['mean']:.3f}, above 0.5: {stats['frac_above_half']:.1%}")
     print(f"student saved to {summary['output_dir']}")
+    if "hub_commit" in summary:
+        print(f"pushed to the Hub: {summary['hub_commit']}")
 
 
 def run_train(argv: list[str]) -> None:
@@ -186,6 +207,7 @@ COMMANDS = {
     "train": ("train a student (hf-aft train --help)", "hf_aft.cli:run_train"),
     "demo": ("run the offline demo (hf-aft demo)", "hf_aft.cli:run_demo"),
     "features": ("compute teacher features once and save them with the dataset", "hf_aft.features_cli:run_features"),
+    "push": ("push a trained student and its card to the Hub (hf-aft push --help)", "hf_aft.hub:run_push"),
 }
 
 

@@ -48,6 +48,8 @@ class AFTConfig(TrainingArguments):
         teacher_feature_dtype (`str`, *optional*, defaults to `"float32"`):
             How the features are stored on disk: `float32`, or `float16` for half the disk and page cache (the
             trainer computes in float32 either way).
+        teacher_trust_remote_code (`bool`, *optional*, defaults to `False`):
+            Let teachers run modelling code from their Hub repo (`trust_remote_code`); only for teachers you trust.
         student_feature_module (`str`, *optional*):
             Name of the student module whose input is its feature vector (as in `model.named_modules()`). By default
             the classification head's final linear layer (the last `nn.Linear` with `num_labels` outputs).
@@ -101,6 +103,11 @@ class AFTConfig(TrainingArguments):
         metadata={"help": "How the features are stored on disk: float32, or float16 for half the disk and page "
                   "cache (the trainer computes in float32 either way)."},
     )
+    teacher_trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Let teachers run modelling code from their Hub repo (trust_remote_code); only for "
+                  "teachers you trust."},
+    )
     student_feature_module: str | None = field(
         default=None,
         metadata={"help": "Name of the student module whose input is its feature vector (as in "
@@ -133,7 +140,8 @@ class AFTConfig(TrainingArguments):
         super().__post_init__()
 
 
-TEACHER_OPTIONS = ("teachers", "teacher_pooling", "teacher_batch_size", "teacher_max_length", "teacher_feature_dtype")
+TEACHER_OPTIONS = ("teachers", "teacher_pooling", "teacher_batch_size", "teacher_max_length", "teacher_feature_dtype",
+                   "teacher_trust_remote_code")
 
 
 def check_teacher_options(options) -> None:
@@ -152,4 +160,5 @@ def check_teacher_options(options) -> None:
 def extraction_kwargs(options) -> dict:
     """The keyword arguments of `extract_teacher_features` that these options set."""
     return {"pooling": options.teacher_pooling, "batch_size": options.teacher_batch_size,
-            "max_length": options.teacher_max_length, "feature_dtype": options.teacher_feature_dtype}
+            "max_length": options.teacher_max_length, "feature_dtype": options.teacher_feature_dtype,
+            "trust_remote_code": options.teacher_trust_remote_code}

@@ -65,10 +65,14 @@ def resolve_revision(name: str, revision: str | None) -> str:
             raise AFTError(f"teacher {name!r} is a local folder: it cannot be pinned with @{revision}.")
         return "local-" + _hash_folder(Path(name))
     from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import RevisionNotFoundError
 
     try:
         return HfApi().model_info(name, revision=revision).sha
-    except Exception as hub_error:  # offline, or an unknown id/revision: fall back to the local Hub cache
+    except RevisionNotFoundError:
+        raise AFTError(f"teacher {name!r} has no revision {revision!r} on the Hub: pin a branch, tag or commit sha "
+                       f"that exists ({name}@main, {name}@v1.0, {name}@<sha>).") from None
+    except Exception as hub_error:  # offline, or an unknown id: fall back to the local Hub cache
         try:
             return Path(snapshot_download(name, revision=revision, local_files_only=True)).name
         except Exception:
@@ -131,19 +135,23 @@ def pool(outputs, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
 class _Teacher:
     """A frozen teacher, loaded on first use only, so that a cache hit never loads it."""
 
-    def __init__(self, spec: str, name: str, revision: str, pooling: str, max_length: int, batch_size: int, device):
+    def __init__(self, spec: str, name: str, revision: str, pooling: str, max_length: int, batch_size: int, device,
+                 trust_remote_code: bool = False):
         self.spec, self.name, self.revision = spec, name, revision
         self.pooling, self.max_length, self.batch_size, self.device = pooling, max_length, batch_size, device
+        self.trust_remote_code = trust_remote_code
         self.model = self.tokenizer = None
         self.forward_passes = 0
 
     def load(self) -> None:
         from transformers import AutoModel, AutoTokenizer
 
+        # A Hub teacher loads at its resolved commit sha, the revision its features are recorded with.
         hub_revision = None if self.revision.startswith("local-") else self.revision
+        remote = {"trust_remote_code": self.trust_remote_code}
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.name, revision=hub_revision)
-            self.model = AutoModel.from_pretrained(self.name, revision=hub_revision)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.name, revision=hub_revision, **remote)
+            self.model = AutoModel.from_pretrained(self.name, revision=hub_revision, **remote)
         except Exception as error:
             raise AFTError(f"could not load teacher {self.spec!r}: {_first_line(error)}") from None
         if self.tokenizer.pad_token is None:  # decoder tokenizers often have none
@@ -158,7 +166,8 @@ class _Teacher:
 
             hub_revision = None if self.revision.startswith("local-") else self.revision
             try:
-                return default_pooling(AutoConfig.from_pretrained(self.name, revision=hub_revision))
+                return default_pooling(AutoConfig.from_pretrained(self.name, revision=hub_revision,
+                                                                  trust_remote_code=self.trust_remote_code))
             except Exception as error:
                 raise AFTError(f"could not load teacher {self.spec!r}: {_first_line(error)}") from None
         return self.pooling
@@ -255,6 +264,7 @@ def extract_teacher_features(
     cache_dir: str | os.PathLike | None = None,
     map_batch_size: int = 1024,
     feature_dtype: str = "float32",
+    trust_remote_code: bool = False,
 ) -> datasets.Dataset:
     """Add the column `teacher_features`: each teacher's pooled features, concatenated in the order given.
 
@@ -269,6 +279,7 @@ def extract_teacher_features(
         cache_dir: where the features' Arrow files are kept; by default `HF_DATASETS_CACHE/hf_aft_features`.
         feature_dtype: `float32`, or `float16` to store the joined column in half the space (each teacher's own
             cache stays float32, so switching back costs no teacher pass).
+        trust_remote_code: let teachers run modelling code from their repo; off unless you trust them.
 
     Returns:
         The dataset with the new column. Per-teacher provenance (`TeacherInfo`: id, resolved revision, pooling,
@@ -296,7 +307,8 @@ def extract_teacher_features(
     parts, infos = [], []
     for index, spec in enumerate(teachers):
         name, pinned = parse_teacher(spec)
-        teacher = _Teacher(spec, name, resolve_revision(name, pinned), pooling, max_length, batch_size, device)
+        teacher = _Teacher(spec, name, resolve_revision(name, pinned), pooling, max_length, batch_size, device,
+                           trust_remote_code)
         teacher.pooling = teacher.resolved_pooling()
         fingerprint = Hasher.hash(
             [_FEATURES_VERSION, dataset._fingerprint, text_column, name, teacher.revision, teacher.pooling, max_length]

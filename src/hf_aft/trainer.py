@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback
 
-from .card import HYPERPARAMETERS, render_model_card
+from .card import HYPERPARAMETERS, write_model_card
 from .config import AFTConfig, extraction_kwargs
 from .distributed import gather, gather_with_grad
 from .errors import AFTError
@@ -199,21 +199,51 @@ class AFTTrainer(Trainer):
         with open(os.path.join(output_dir, TRANSFER_SUMMARY_NAME), "w") as f:
             json.dump(summary, f, indent=2)
 
-    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, **kwargs) -> None:
-        """Write the student's model card (README.md) into the output dir: teachers, transfer, scales, results."""
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
+                          baseline_results: dict | None = None, **kwargs) -> None:
+        """Write the student's model card (README.md) into the output dir: teachers, transfer, scales and their plot
+        (scales.png), results (next to `baseline_results`, the eval results of a plain fine-tuning run, if given)."""
         if not self.is_world_process_zero():
             return
         evals = [entry for entry in self.state.log_history if "eval_loss" in entry]
-        card = render_model_card(
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        write_model_card(
+            self.args.output_dir,
             transfer=self.args.transfer, beta=self.args.beta, kernel=self.args.kernel,
             teachers=[vars(info) for info in self.teacher_infos], scales=self.scale_summary(),
             eval_results=evals[-1] if evals else None, dataset_name=dataset_name or kwargs.get("dataset"),
             base_model=getattr(self.model.config, "_name_or_path", None) or None,
             repo_id=self.args.hub_model_id or model_name,
-            hyperparameters={key: getattr(self.args, key) for key in HYPERPARAMETERS},
+            hyperparameters={key: getattr(getattr(self.args, key), "value", getattr(self.args, key))
+                             for key in HYPERPARAMETERS},
+            baseline_results=baseline_results,
         )
-        os.makedirs(self.args.output_dir, exist_ok=True)
-        card.save(os.path.join(self.args.output_dir, "README.md"))
+
+    # ---- Hub ----
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        """The repo is created when the finished student is pushed (`push_to_hub`), not before training."""
+        self.hub_model_id = self.args.hub_model_id
+        self.push_in_progress = None
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Checkpoints are not pushed: only the finished student goes up (checkpoints hold training_args.bin)."""
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None, private: bool | None = None, **kwargs):
+        """Save the student, write its card (`kwargs` go to `create_model_card`) and push the output dir to
+        `args.hub_model_id` with `hf_aft.hub.push_folder` (what goes up, and what never does, is listed there).
+        Always blocking; returns the commit URL."""
+        from .hub import push_folder
+
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        self.create_model_card(**kwargs)
+        return push_folder(
+            self.args.output_dir, self.args.hub_model_id, token=token or self.args.hub_token,
+            private=self.args.hub_private_repo if private is None else private,
+            revision=revision or self.args.hub_revision, commit_message=commit_message,
+        )
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
