@@ -45,7 +45,7 @@ class Repo:
 
 class FakeHub:
     """`with FakeHub(port) as hub:` serves on 127.0.0.1 at `hub.url` from a thread; `stop()` and `start()` cut and
-    restore the network while the repos stay."""
+    restore the network while the repos stay. Model repos are keyed ORG/NAME, dataset repos datasets/ORG/NAME."""
 
     def __init__(self, port: int = 0):
         self.repos: dict[str, Repo] = {}
@@ -173,9 +173,11 @@ def _handler_for(hub: FakeHub):
             if path.startswith("/api/"):
                 return self._api(method, path[len("/api/"):], body)
             parts = path.strip("/").split("/")
+            prefix = "datasets/" if parts[0] == "datasets" else ""  # dataset repos live under datasets/ORG/NAME
+            parts = parts[1:] if prefix else parts
             if len(parts) >= 5 and parts[2] == "resolve" and method in ("GET", "HEAD"):
-                return self._resolve(f"{parts[0]}/{parts[1]}", unquote(parts[3]), unquote("/".join(parts[4:])),
-                                     head=method == "HEAD")
+                return self._resolve(f"{prefix}{parts[0]}/{parts[1]}", unquote(parts[3]),
+                                     unquote("/".join(parts[4:])), head=method == "HEAD")
             self._unhandled(method, path)
 
         def _unhandled(self, method: str, path: str):
@@ -214,9 +216,11 @@ def _handler_for(hub: FakeHub):
             if method == "POST" and rest == "repos/create":
                 return self._create_repo(json.loads(body or b"{}"))
             parts = rest.split("/")
-            if parts[0] != "models" or len(parts) < 3:
+            if parts[0] not in ("models", "datasets") or len(parts) < 3:
                 return self._unhandled(method, "/api/" + rest)
-            repo_id, action, arg = f"{parts[1]}/{parts[2]}", (parts[3:4] or [""])[0], unquote("/".join(parts[4:]))
+            prefix = "datasets/" if parts[0] == "datasets" else ""
+            repo_id = f"{prefix}{parts[1]}/{parts[2]}"
+            action, arg = (parts[3:4] or [""])[0], unquote("/".join(parts[4:]))
             repo = hub.repos.get(repo_id)
             if repo is None:
                 return self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
@@ -270,6 +274,7 @@ def _handler_for(hub: FakeHub):
                 return
             repo_id = f"{payload['organization']}/{payload['name']}" if payload.get("organization") else (
                 f"tester/{payload['name']}")
+            repo_id = ("datasets/" if payload.get("type") == "dataset" else "") + repo_id
             if repo_id in hub.repos:  # the client reads the url from this answer too (create_repo(exist_ok=True))
                 return self._json(409, {"error": "You already created this model repo", "url": f"{hub.url}/{repo_id}"})
             hub.create_repo(repo_id, private=payload.get("visibility") == "private" or bool(payload.get("private")))

@@ -207,3 +207,21 @@ def test_trainer_push_to_hub_pushes_the_finished_student_only(hub, teacher_dirs,
     assert not any(p.startswith("checkpoint-") or p == "training_args.bin" for p in pushed)
     assert not [p for p, content in pushed.items() if TOKEN.encode() in content]
     assert "`tiny-sentiment`" in pushed["README.md"].decode()
+
+
+def test_features_pushed_to_a_dataset_repo_train_elsewhere_with_their_provenance(hub, teacher_dirs, student_dir,
+                                                                                 csv_data, tmp_path, capsys):
+    features = tmp_path / "features"
+    hub.fail_once("POST", "/api/datasets/org/rt-features/commit")
+    assert main(["features", "--teachers", *map(str, teacher_dirs), "--dataset_name", str(csv_data),
+                 "--output_dir", str(features), "--push_to_hub", "--hub_model_id", "org/rt-features"]) == 2
+    one_error_line(capsys, "push to 'org/rt-features' failed", f"hf-aft push {features} --hub_model_id")
+    assert main(["push", str(features), "--hub_model_id", "org/rt-features"]) == 0  # the retry the error names
+    assert "teachers.json" in hub.files("datasets/org/rt-features")
+
+    out = tmp_path / "student"
+    with mock.patch("hf_aft.features._Teacher.load", side_effect=AssertionError("a teacher was loaded")):
+        train(student_dir, "org/rt-features", out)
+    summary = json.loads((out / "transfer_summary.json").read_text())
+    stored = json.loads((features / "teachers.json").read_text())["teachers"]
+    assert [(t["revision"], t["dim"]) for t in summary["teachers"]] == [(t["revision"], t["dim"]) for t in stored]

@@ -4,6 +4,8 @@ that `hf-aft train --dataset_name DIR` trains anywhere without loading any teach
 The output is a `save_to_disk` DatasetDict: every split of the input, the chosen splits with the
 `teacher_features` column and its provenance (each teacher's id, resolved revision, pooling, width), which
 `hf-aft train` reads back and reports per teacher. The provenance is also written as `teachers.json` beside it.
+`--push_to_hub` uploads the folder to a Hub dataset repo (hub.push_dataset_folder), from which `hf-aft train
+--dataset_name ORG/NAME` loads it with that provenance.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ class FeatureArguments:
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output_dir that already holds files."}
     )
-    push_to_hub: bool = field(default=False, metadata={"help": "Also push the dataset to the Hub (--hub_model_id)."})
+    push_to_hub: bool = field(
+        default=False, metadata={"help": "Also push the saved folder to a Hub dataset repo (--hub_model_id)."}
+    )
     hub_model_id: str | None = field(default=None, metadata={"help": "Hub dataset repo to push to: ORG/NAME."})
     hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
 
@@ -91,24 +95,11 @@ def compute_features(argv: list[str]) -> dict:
     with open(os.path.join(args.output_dir, PROVENANCE_FILE), "w") as f:
         json.dump({"teachers": infos, "splits": args.splits, "text_column": args.text_column}, f, indent=2)
     if args.push_to_hub:
-        push_features(data, args, infos)
+        from .hub import push_dataset_folder
+
+        push_dataset_folder(args.output_dir, args.hub_model_id, private=args.hub_private_repo or None)
     return {"output_dir": os.path.abspath(args.output_dir), "rows": {s: len(d) for s, d in data.items()},
             "teachers": infos}
-
-
-def push_features(data, args: FeatureArguments, infos: list[dict]) -> None:
-    """The dataset as parquet in a Hub dataset repo, with `teachers.json` (the Hub's dataset card keeps no
-    description, so the provenance travels as that file)."""
-    from huggingface_hub import HfApi
-
-    try:
-        data.push_to_hub(args.hub_model_id, private=args.hub_private_repo)
-        HfApi().upload_file(path_or_fileobj=os.path.join(args.output_dir, PROVENANCE_FILE),
-                            path_in_repo=PROVENANCE_FILE, repo_id=args.hub_model_id, repo_type="dataset")
-    except Exception as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise AFTError(f"could not push the features to {args.hub_model_id!r}: {first}. They are saved in "
-                       f"{args.output_dir!r}; push again later.") from None
 
 
 def run_features(argv: list[str]) -> None:

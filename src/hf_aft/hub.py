@@ -98,13 +98,38 @@ def push_folder(output_dir: str, repo_id: str | None, *, token: str | None = Non
                                  ignore_patterns=list(IGNORE_PATTERNS),
                                  commit_message=commit_message or "Upload student trained with hf-aft")
     except Exception as error:  # HTTP errors, refused connections, timeouts, offline mode: all end the same way
-        lines = str(error).strip().splitlines()
-        reason = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-        status = getattr(getattr(error, "response", None), "status_code", None)
-        login = " with a token that can write there (HF_TOKEN or `hf auth login`)" if status in (401, 403) else ""
         again = f"hf-aft push {output_dir} --hub_model_id {repo_id}" + (f" --revision {revision}" if revision else "")
-        raise AFTError(f"push to {repo_id!r} failed ({reason}). The output dir {output_dir!r} is complete; run "
-                       f"`{again}`{login} to try again.") from None
+        raise _push_failed(error, repo_id, output_dir, again) from None
+    return info.commit_url
+
+
+def _push_failed(error: Exception, repo_id: str, folder: str, again: str) -> AFTError:
+    lines = str(error).strip().splitlines()
+    reason = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    login = " with a token that can write there (HF_TOKEN or `hf auth login`)" if status in (401, 403) else ""
+    return AFTError(f"push to {repo_id!r} failed ({reason}). {folder!r} is complete; run `{again}`{login} to try "
+                    "again.")
+
+
+def push_dataset_folder(folder: str, repo_id: str, *, private: bool | None = None) -> str:
+    """Push a `save_to_disk` folder (as written by `hf-aft features`) to the Hub dataset repo `repo_id`, as is:
+    `hf-aft train --dataset_name ORG/NAME` downloads it and loads it with its provenance. Returns the commit URL."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise AFTError(f"--hub_model_id {repo_id!r} is not a valid repo id ({error}); use ORG/NAME.") from None
+    check_no_token(folder, files_to_push(folder))
+    api = HfApi()
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        info = api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="dataset",
+                                 ignore_patterns=list(IGNORE_PATTERNS), commit_message="Teacher features by hf-aft")
+    except Exception as error:
+        raise _push_failed(error, repo_id, folder, f"hf-aft push {folder} --hub_model_id {repo_id}") from None
     return info.commit_url
 
 
@@ -112,13 +137,18 @@ def run_push(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="hf-aft push", description="Push a trained student (weights, config, tokenizer, scales, model card) to "
         "the Hub. The token comes from HF_TOKEN or `hf auth login`.")
-    parser.add_argument("output_dir", help="the --output_dir of an hf-aft train run")
+    parser.add_argument("output_dir", help="the --output_dir of an hf-aft train run (or of hf-aft features: the "
+                        "features then go to a dataset repo)")
     parser.add_argument("--hub_model_id", required=True, help="the Hub repo, ORG/NAME (created if needed)")
     parser.add_argument("--private", action="store_true", default=None, help="create the repo private")
     parser.add_argument("--revision", help="branch to push to (created from main if needed); default main")
     parser.add_argument("--commit_message", help="message of the Hub commit")
     parser.add_argument("--baseline_dir", help="output dir of a --transfer none run: its eval results go in the card")
     args = parser.parse_args(argv)
+    if os.path.exists(os.path.join(args.output_dir, "dataset_dict.json")):  # a folder written by hf-aft features
+        url = push_dataset_folder(args.output_dir, args.hub_model_id, private=args.private)
+        print(f"pushed the features in {args.output_dir} to the dataset repo {args.hub_model_id}: {url}")
+        return
     url = push_folder(args.output_dir, args.hub_model_id, private=args.private, revision=args.revision,
                       commit_message=args.commit_message, baseline_dir=args.baseline_dir)
     print(f"pushed {args.output_dir} to {args.hub_model_id}: {url}")
