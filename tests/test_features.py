@@ -86,3 +86,13 @@ def test_bad_input_is_named(teacher_dirs, tmp_path):
         extract_teacher_features(data, [str(tmp_path / "empty-teacher")], cache_dir=tmp_path)
     with pytest.raises(AFTError, match="unknown teacher pooling 'max'"):
         extract_teacher_features(data, [str(teacher_dirs[0])], pooling="max", cache_dir=tmp_path)
+
+
+def test_a_teacher_cached_alone_is_reused_at_another_position(teacher_dirs, tmp_path):
+    """Ranking extracts each teacher alone; training then asks for [A, B]: B's cached file (written at position 0)
+    must be reused at position 1, without loading any teacher."""
+    data = tiny.sentiment_dataset(12)
+    alone = [extract_teacher_features(data, [str(d)], cache_dir=tmp_path) for d in teacher_dirs]
+    with mock.patch.object(_Teacher, "load", side_effect=AssertionError("teacher loaded")):
+        both = extract_teacher_features(data, [str(d) for d in reversed(teacher_dirs)], cache_dir=tmp_path)
+    np.testing.assert_array_equal(features_of(both), np.concatenate([features_of(alone[1]), features_of(alone[0])], 1))

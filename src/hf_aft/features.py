@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 FEATURES_COLUMN = "teacher_features"
 POOLINGS = ("auto", "mean", "cls", "pooler", "last")
-_FEATURES_VERSION = "1"  # bump when the extraction changes what it computes
+_FEATURES_VERSION = "2"  # bump when the extraction (or its cached files' layout) changes
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
 
 
@@ -239,16 +239,18 @@ def extract_teacher_features(
         fingerprint = Hasher.hash(
             [_FEATURES_VERSION, dataset._fingerprint, text_column, name, teacher.revision, teacher.pooling, max_length]
         )
+        # The cached file must not depend on the teacher's position in the list (its fingerprint does not): map to
+        # one fixed column name, then rename it for the join.
         column = f"__hf_aft_teacher_{index}"
         part = texts.map(
-            lambda batch, _t=teacher, _c=column: {_c: _t(batch[text_column])},
+            lambda batch, _t=teacher: {"__hf_aft_teacher": _t(batch[text_column])},
             batched=True,
             batch_size=map_batch_size,
             remove_columns=[text_column],
             new_fingerprint=fingerprint,
             cache_file_name=str(cache_dir / f"teacher-{fingerprint}.arrow"),
             desc=f"Teacher features ({name})",
-        )
+        ).rename_column("__hf_aft_teacher", column)
         if teacher.forward_passes == 0:
             logger.info("teacher %s: features loaded from cache", name)
         teacher.free()
