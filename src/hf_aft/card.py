@@ -40,8 +40,11 @@ def render_model_card(
     repo_id: str | None = None,
     hyperparameters: dict | None = None,
     versions: dict[str, str] | None = None,
+    peft: dict | None = None,
+    beta_search: dict | None = None,
 ) -> ModelCard:
-    """A model card for a student. Optional arguments left out are left out of the card."""
+    """A model card for a student. Optional arguments left out are left out of the card. `peft`: the adapter's
+    settings (a PEFT student loads with peft); `beta_search`: what `--beta auto` tried and chose."""
     teachers = teachers or []
     eval_results = {k.removeprefix("eval_"): v for k, v in (eval_results or {}).items()
                     if isinstance(v, (int, float)) and k.removeprefix("eval_") in ("accuracy", "macro_f1", "loss")}
@@ -63,4 +66,5 @@ def render_model_card(
         beta=beta, kernel=kernel, teachers=teachers, scales=scales or {}, eval_results=eval_results,
         base_model=base_model, dataset_name=dataset_name, repo_id=repo_id or "path/to/this/folder",
         hyperparameters=hyperparameters or {}, versions=versions if versions is not None else framework_versions(),
+        peft=peft, beta_search=beta_search,
     )

@@ -44,16 +44,42 @@ class ScriptArguments:
     )
 
 
+@dataclass
+class PeftArguments:
+    """A LoRA student (TRL's `ModelConfig` flag names): only the adapter and the classification head train."""
+
+    use_peft: bool = field(default=False, metadata={"help": "Train a LoRA adapter (and the head) instead of all "
+                                                             "of the student's weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (the adapter's output is scaled by alpha/r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch."})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "Modules that get adapters (default: peft's choice for the architecture, "
+                                "e.g. query and value for BERT)."}
+    )
+
+    def lora_config(self):
+        """The `LoraConfig`, or None without --use_peft."""
+        if not self.use_peft:
+            return None
+        if self.lora_r < 1:
+            raise AFTError(f"--lora_r must be >= 1 (got {self.lora_r}).")
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
+                          target_modules=self.lora_target_modules, task_type="SEQ_CLS")
+
+
 def _parser():
     from transformers import HfArgumentParser
 
     from .config import AFTConfig
 
-    return HfArgumentParser((ScriptArguments, AFTConfig), prog="hf-aft train")
+    return HfArgumentParser((ScriptArguments, AFTConfig, PeftArguments), prog="hf-aft train")
 
 
 def parse_train_args(argv: list[str]):
-    """(ScriptArguments, AFTConfig) from flags, with `--config FILE.yaml` supplying defaults."""
+    """(ScriptArguments, AFTConfig, PeftArguments) from flags, with `--config FILE.yaml` supplying defaults."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     known, rest = pre.parse_known_args(argv)
@@ -72,12 +98,12 @@ def parse_train_args(argv: list[str]):
         if unknown:
             raise AFTError(f"config {known.config!r} has unknown keys {unknown}: use the flag names of hf-aft train.")
         parser.set_defaults(**defaults)
-    script_args, config = parser.parse_args_into_dataclasses(rest)
+    script_args, config, peft_args = parser.parse_args_into_dataclasses(rest)
     given = {arg.split("=")[0][2:] for arg in rest if arg.startswith("--")} | set(defaults)
     missing = [f"--{key}" for key in ("model_name_or_path", "dataset_name", "output_dir") if key not in given]
     if missing:
         raise AFTError(f"{', '.join(missing)} required (on the command line or in --config).")
-    return script_args, config
+    return script_args, config, peft_args
 
 
 def _check_output_dir(script_args: ScriptArguments, config) -> None:
@@ -90,8 +116,9 @@ def _check_output_dir(script_args: ScriptArguments, config) -> None:
 
 def train(argv: list[str]) -> dict:
     """Run one training job; returns a summary (metrics, scales, output dir)."""
-    script_args, config = parse_train_args(argv)
+    script_args, config, peft_args = parse_train_args(argv)
     _check_output_dir(script_args, config)
+    peft_config = peft_args.lora_config()
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -133,13 +160,15 @@ def train(argv: list[str]) -> dict:
         eval_set = labels.encode(eval_set).map(tokenize, batched=True, desc="Tokenizing")
 
     trainer = AFTTrainer(model=model, args=config, train_dataset=train_set, eval_dataset=eval_set,
-                         processing_class=tokenizer, teacher_infos=infos,
+                         processing_class=tokenizer, teacher_infos=infos, peft_config=peft_config,
                          compute_metrics=compute_classification_metrics)
     result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model()
     trainer.save_metrics("train", result.metrics)
     summary = {"output_dir": os.path.abspath(config.output_dir), "train": result.metrics, "beta": config.beta,
-               "scales": trainer.scale_summary()}
+               "scales": trainer.scale_summary(),
+               "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+               "all_params": sum(p.numel() for p in trainer.model.parameters())}
     if eval_set is not None:
         summary["eval"] = trainer.evaluate()
         trainer.save_metrics("eval", summary["eval"])
@@ -155,6 +184,8 @@ def _print_summary(summary: dict) -> None:
               f"macro-F1 {eval_metrics.get('eval_macro_f1', float('nan')):.4f}")
     for teacher, stats in summary.get("scales", {}).items():
         print(f"scales {teacher}: mean {stats['mean']:.3f}, above 0.5: {stats['frac_above_half']:.1%}")
+    if "trainable_params" in summary:
+        print(f"trainable parameters {summary['trainable_params']:,} of {summary['all_params']:,}")
     print(f"student saved to {summary['output_dir']}")
 
 
