@@ -205,6 +205,7 @@ def run_demo(argv: list[str]) -> None:
 COMMANDS = {
     "train": ("train a student (hf-aft train --help)", "hf_aft.cli:run_train"),
     "demo": ("run the offline demo (hf-aft demo)", "hf_aft.cli:run_demo"),
+    "rank-teachers": ("score candidate teachers on a task before training", "hf_aft.ranking:run_rank_teachers"),
 }
 
 
