@@ -42,6 +42,13 @@ class ScriptArguments:
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output_dir that already holds files."}
     )
+    beta_auto: bool = field(
+        default=False, metadata={"help": "What --beta auto sets: choose beta from {0, 0.03, 0.1, 0.3, 1} on a "
+                                 "validation split held out of the training data, then train with it."}
+    )
+    beta_validation_fraction: float = field(
+        default=0.15, metadata={"help": "Fraction of the training data held out to choose beta with --beta auto."}
+    )
 
 
 @dataclass
@@ -82,7 +89,7 @@ def parse_train_args(argv: list[str]):
     """(ScriptArguments, AFTConfig, PeftArguments) from flags, with `--config FILE.yaml` supplying defaults."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
-    known, rest = pre.parse_known_args(argv)
+    known, rest = pre.parse_known_args(_beta_auto_flag(argv))
     parser = _parser()
     defaults = {}
     if known.config:
@@ -93,6 +100,9 @@ def parse_train_args(argv: list[str]):
             raise AFTError(f"could not read config {known.config!r}: {error}") from None
         if not isinstance(defaults, dict):
             raise AFTError(f"config {known.config!r} must be a YAML mapping of flag names to values.")
+        if defaults.get("beta") == "auto":
+            defaults.pop("beta")
+            defaults["beta_auto"] = True
         allowed = {action.dest for action in parser._actions}
         unknown = sorted(set(defaults) - allowed)
         if unknown:
@@ -104,6 +114,19 @@ def parse_train_args(argv: list[str]):
     if missing:
         raise AFTError(f"{', '.join(missing)} required (on the command line or in --config).")
     return script_args, config, peft_args
+
+
+def _beta_auto_flag(argv: list[str]) -> list[str]:
+    """`--beta auto` (beta is a float in AFTConfig) becomes `--beta_auto true`."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--beta=auto" or (argv[i] == "--beta" and i + 1 < len(argv) and argv[i + 1] == "auto"):
+            out += ["--beta_auto", "true"]
+            i += 1 if "=" in argv[i] else 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
 
 
 def _check_output_dir(script_args: ScriptArguments, config) -> None:
@@ -119,6 +142,8 @@ def train(argv: list[str]) -> dict:
     script_args, config, peft_args = parse_train_args(argv)
     _check_output_dir(script_args, config)
     peft_config = peft_args.lora_config()
+    if script_args.beta_auto and config.transfer == "none":
+        raise AFTError("--beta auto searches the weight of the transfer loss: use --transfer aft, kd or rkd.")
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -135,12 +160,16 @@ def train(argv: list[str]) -> dict:
     labels = Labels.from_dataset(train_set, script_args.label_column)
 
     name = script_args.model_name_or_path
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForSequenceClassification.from_pretrained(
+
+    def load_student():
+        return AutoModelForSequenceClassification.from_pretrained(
             name, num_labels=len(labels.names), id2label=labels.id2label, label2id=labels.label2id,
             ignore_mismatched_sizes=True,
         )
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = load_student()
     except Exception as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise AFTError(f"could not load the student {name!r}: {first}") from None
@@ -159,6 +188,17 @@ def train(argv: list[str]) -> dict:
     if eval_set is not None:
         eval_set = labels.encode(eval_set).map(tokenize, batched=True, desc="Tokenizing")
 
+    beta_search = None
+    if script_args.beta_auto:
+        from .beta_search import search_beta
+
+        beta_search = search_beta(load_student, config, train_set, validation_fraction=
+                                  script_args.beta_validation_fraction, processing_class=tokenizer,
+                                  teacher_infos=infos, peft_config=peft_config)
+        config.beta = beta_search["chosen_beta"]
+        print(f"--beta auto: chose beta = {config.beta} (validation {beta_search['metric']}: " + ", ".join(
+            f"{c['beta']:g}: {c['score']:.4f}" for c in beta_search["candidates"]) + ")")
+
     trainer = AFTTrainer(model=model, args=config, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=tokenizer, teacher_infos=infos, peft_config=peft_config,
                          compute_metrics=compute_classification_metrics)
@@ -173,7 +213,12 @@ def train(argv: list[str]) -> dict:
         summary["eval"] = trainer.evaluate()
         trainer.save_metrics("eval", summary["eval"])
     trainer.save_state()
-    trainer.create_model_card(dataset_name=script_args.dataset_name)
+    if beta_search is not None:
+        from .beta_search import save_beta_search
+
+        save_beta_search(beta_search, config.output_dir)
+        summary["beta_search"] = beta_search
+    trainer.create_model_card(dataset_name=script_args.dataset_name, beta_search=beta_search)
     return summary
 
 
