@@ -139,7 +139,7 @@ def test_bad_input_gets_a_one_line_error(student_dir, tmp_path, train_set):
         "teacher_features"))
     for config, match in [({"beta": -1.0}, "beta must be >= 0"), ({"transfer": "distill"}, "unknown transfer"),
                           ({"kernel": "poly"}, "unknown kernel"),
-                          ({"per_device_train_batch_size": 1}, "needs per_device_train_batch_size >= 2")]:
+                          ({"per_device_train_batch_size": 1}, "--per_device_train_batch_size 2 or more")]:
         with pytest.raises(AFTError, match=match):
             AFTConfig(output_dir=str(tmp_path), **config)
     assert AFTConfig(output_dir=str(tmp_path), transfer="kd", per_device_train_batch_size=1).beta == 0.1

@@ -35,12 +35,13 @@ def save_teacher(folder: Path, hidden: int = 12, seed: int = 0) -> Path:
     return folder
 
 
-def save_student(folder: Path, hidden: int = 16, num_labels: int = 2, seed: int = 0) -> Path:
+def save_student(folder: Path, hidden: int = 16, num_labels: int = 2, seed: int = 0, dtype=None) -> Path:
+    """A tiny BERT classifier without dropout; `dtype=torch.float64` makes float noise negligible in comparisons."""
     import torch
 
     torch.manual_seed(seed)
     config = bert_config(hidden, num_labels=num_labels, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    BertForSequenceClassification(config).save_pretrained(folder)
+    BertForSequenceClassification(config).to(dtype or torch.float32).save_pretrained(folder)
     make_tokenizer(folder).save_pretrained(folder)
     return folder
 

@@ -144,11 +144,14 @@ def train(argv: list[str]) -> dict:
     peft_config = peft_args.lora_config()
     if script_args.beta_auto and config.transfer == "none":
         raise AFTError("--beta auto searches the weight of the transfer loss: use --transfer aft, kd or rkd.")
+    if config.world_size > 1:  # every process checks before any of them writes
+        config.distributed_state.wait_for_everyone()
 
+    import datasets
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .data import Labels, check_columns, load_dataset_dict, pick_splits
-    from .features import read_teacher_infos
+    from .features import FEATURES_COLUMN, read_teacher_infos
     from .metrics import compute_classification_metrics
     from .trainer import AFTTrainer, with_teacher_features
 
@@ -176,17 +179,24 @@ def train(argv: list[str]) -> dict:
 
     infos = None
     if config.transfer != "none":
-        if not config.teachers:
-            raise AFTError(f"--transfer {config.transfer} needs --teachers (or use --transfer none).")
+        if not config.teachers and FEATURES_COLUMN not in train_set.column_names:
+            raise AFTError(f"--transfer {config.transfer} needs --teachers, or a dataset made by hf-aft features "
+                           "(or use --transfer none).")
         train_set = with_teacher_features(train_set, config, script_args.text_column)
         infos = read_teacher_infos(train_set)
 
     def tokenize(batch):
         return tokenizer(batch[script_args.text_column], truncation=True, max_length=script_args.max_length)
 
-    train_set = labels.encode(train_set).map(tokenize, batched=True, desc="Tokenizing")
-    if eval_set is not None:
-        eval_set = labels.encode(eval_set).map(tokenize, batched=True, desc="Tokenizing")
+    def prepare(split):  # tokenize beside the features: a map would copy the wide feature column into a new file
+        if split is None:
+            return None
+        features = split.select_columns([FEATURES_COLUMN]) if FEATURES_COLUMN in split.column_names else None
+        split = split.remove_columns(FEATURES_COLUMN) if features is not None else split
+        split = labels.encode(split).map(tokenize, batched=True, desc="Tokenizing")
+        return split if features is None else datasets.concatenate_datasets([split, features], axis=1)
+
+    train_set, eval_set = prepare(train_set), prepare(eval_set)
 
     beta_search = None
     if script_args.beta_auto:
@@ -206,7 +216,7 @@ def train(argv: list[str]) -> dict:
     trainer.save_model()
     trainer.save_metrics("train", result.metrics)
     summary = {"output_dir": os.path.abspath(config.output_dir), "train": result.metrics, "beta": config.beta,
-               "scales": trainer.scale_summary(),
+               "scales": trainer.scale_summary(), "is_main_process": trainer.is_world_process_zero(),
                "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
                "all_params": sum(p.numel() for p in trainer.model.parameters())}
     if eval_set is not None:
@@ -216,7 +226,8 @@ def train(argv: list[str]) -> dict:
     if beta_search is not None:
         from .beta_search import save_beta_search
 
-        save_beta_search(beta_search, config.output_dir)
+        if trainer.is_world_process_zero():
+            save_beta_search(beta_search, config.output_dir)
         summary["beta_search"] = beta_search
     trainer.create_model_card(dataset_name=script_args.dataset_name, beta_search=beta_search)
     return summary
@@ -236,8 +247,9 @@ def _print_summary(summary: dict) -> None:
 
 def run_train(argv: list[str]) -> None:
     summary = train(argv)
-    _print_summary(summary)
-    print(json.dumps({"output_dir": summary["output_dir"]}))
+    if summary["is_main_process"]:
+        _print_summary(summary)
+        print(json.dumps({"output_dir": summary["output_dir"]}))
 
 
 def run_demo(argv: list[str]) -> None:
@@ -250,6 +262,7 @@ def run_demo(argv: list[str]) -> None:
 COMMANDS = {
     "train": ("train a student (hf-aft train --help)", "hf_aft.cli:run_train"),
     "demo": ("run the offline demo (hf-aft demo)", "hf_aft.cli:run_demo"),
+    "features": ("compute teacher features once and save them with the dataset", "hf_aft.features_cli:run_features"),
     "rank-teachers": ("score candidate teachers on a task before training", "hf_aft.ranking:run_rank_teachers"),
 }
 

@@ -6,9 +6,12 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from .distributed import has_accelerator, launched_world_size
 from .errors import AFTError
-from .features import POOLINGS
+from .features import FEATURE_DTYPES, POOLINGS
 from .losses import KERNELS, TRANSFERS
+
+KERNEL_SCOPES = ("global", "local")
 
 
 @dataclass
@@ -27,6 +30,10 @@ class AFTConfig(TrainingArguments):
             the README's benchmark for why 0.1 is the default rather than the authors' 10.
         kernel (`str`, *optional*, defaults to `"linear"`):
             AFT kernel: `linear` (the paper's) or `rbf`.
+        kernel_scope (`str`, *optional*, defaults to `"global"`):
+            With several processes (`accelerate launch`), `global` gathers every process's features (with gradients)
+            and compares kernels over the global batch, so N processes with batch b train like one with batch N*b;
+            `local` compares kernels within each process's batch. Applies to `aft` and `rkd`.
         learn_scales (`bool`, *optional*, defaults to `True`):
             Learn AFT's per-dimension teacher scales; `False` keeps them at 0.5.
         scales_learning_rate (`float`, *optional*, defaults to `1e-2`):
@@ -38,6 +45,9 @@ class AFTConfig(TrainingArguments):
             Batch size of the teachers' forward passes during feature extraction.
         teacher_max_length (`int`, *optional*, defaults to `256`):
             Teachers truncate texts to this many tokens.
+        teacher_feature_dtype (`str`, *optional*, defaults to `"float32"`):
+            How the features are stored on disk: `float32`, or `float16` for half the disk and page cache (the
+            trainer computes in float32 either way).
         student_feature_module (`str`, *optional*):
             Name of the student module whose input is its feature vector (as in `model.named_modules()`). By default
             the classification head's final linear layer (the last `nn.Linear` with `num_labels` outputs).
@@ -62,6 +72,12 @@ class AFTConfig(TrainingArguments):
         default="linear",
         metadata={"help": "AFT kernel: linear (the paper's) or rbf."},
     )
+    kernel_scope: str = field(
+        default="global",
+        metadata={"help": "With several processes: global (kernels over the global batch, gathered with gradients: "
+                  "N processes with batch b train like one with batch N*b) or local (kernels within each "
+                  "process's batch). Applies to aft and rkd."},
+    )
     learn_scales: bool = field(
         default=True, metadata={"help": "Learn AFT's per-dimension teacher scales; False keeps them at 0.5."}
     )
@@ -80,6 +96,11 @@ class AFTConfig(TrainingArguments):
         default=32, metadata={"help": "Batch size of the teachers' forward passes during feature extraction."}
     )
     teacher_max_length: int = field(default=256, metadata={"help": "Teachers truncate texts to this many tokens."})
+    teacher_feature_dtype: str = field(
+        default="float32",
+        metadata={"help": "How the features are stored on disk: float32, or float16 for half the disk and page "
+                  "cache (the trainer computes in float32 either way)."},
+    )
     student_feature_module: str | None = field(
         default=None,
         metadata={"help": "Name of the student module whose input is its feature vector (as in "
@@ -87,21 +108,48 @@ class AFTConfig(TrainingArguments):
     )
 
     def __post_init__(self):
-        if isinstance(self.teachers, str):
-            self.teachers = [self.teachers]
         if self.transfer not in TRANSFERS:
             raise AFTError(f"unknown transfer {self.transfer!r}: choose one of {', '.join(TRANSFERS)}.")
         if self.kernel not in KERNELS:
             raise AFTError(f"unknown kernel {self.kernel!r}: choose one of {', '.join(KERNELS)}.")
-        if self.teacher_pooling not in POOLINGS:
-            raise AFTError(f"unknown teacher_pooling {self.teacher_pooling!r}: choose one of {', '.join(POOLINGS)}.")
+        check_teacher_options(self)
         if not self.beta >= 0:  # also catches NaN
             raise AFTError(f"beta must be >= 0 (got {self.beta}); use --transfer none for plain fine-tuning.")
         if not self.scales_learning_rate > 0:
             raise AFTError(f"scales_learning_rate must be > 0 (got {self.scales_learning_rate}).")
-        if self.teacher_batch_size < 1 or self.teacher_max_length < 1:
-            raise AFTError("teacher_batch_size and teacher_max_length must be >= 1.")
-        if self.transfer in ("aft", "rkd") and self.per_device_train_batch_size < 2:
-            raise AFTError(f"transfer={self.transfer!r} compares examples within a batch, so it needs "
-                           f"per_device_train_batch_size >= 2 (got {self.per_device_train_batch_size}).")
+        if self.kernel_scope not in KERNEL_SCOPES:
+            raise AFTError(f"unknown kernel_scope {self.kernel_scope!r}: choose one of {', '.join(KERNEL_SCOPES)}.")
+        if self.transfer in ("aft", "rkd"):
+            world = launched_world_size()
+            batch = self.per_device_train_batch_size * (world if self.kernel_scope == "global" else 1)
+            if batch < 2:
+                where = "each process's batch" if self.kernel_scope == "local" else "the global batch"
+                hint = " or --kernel_scope global" if world > 1 and self.kernel_scope == "local" else ""
+                raise AFTError(f"transfer={self.transfer!r} compares examples within {where}, which would hold "
+                               f"{batch} example: set --per_device_train_batch_size 2 or more{hint}.")
+        # Under `accelerate launch` without GPUs, Trainer would otherwise train each process alone on all the data.
+        if launched_world_size() > 1 and not self.use_cpu and not has_accelerator():
+            self.use_cpu = True
         super().__post_init__()
+
+
+TEACHER_OPTIONS = ("teachers", "teacher_pooling", "teacher_batch_size", "teacher_max_length", "teacher_feature_dtype")
+
+
+def check_teacher_options(options) -> None:
+    """Range checks of the teacher fields, shared by AFTConfig and `hf-aft features` (which parses only those)."""
+    if isinstance(options.teachers, str):
+        options.teachers = [options.teachers]
+    if options.teacher_pooling not in POOLINGS:
+        raise AFTError(f"unknown teacher_pooling {options.teacher_pooling!r}: choose one of {', '.join(POOLINGS)}.")
+    if options.teacher_batch_size < 1 or options.teacher_max_length < 1:
+        raise AFTError("teacher_batch_size and teacher_max_length must be >= 1.")
+    if options.teacher_feature_dtype not in FEATURE_DTYPES:
+        raise AFTError(f"unknown teacher_feature_dtype {options.teacher_feature_dtype!r}: choose one of "
+                       f"{', '.join(FEATURE_DTYPES)}.")
+
+
+def extraction_kwargs(options) -> dict:
+    """The keyword arguments of `extract_teacher_features` that these options set."""
+    return {"pooling": options.teacher_pooling, "batch_size": options.teacher_batch_size,
+            "max_length": options.teacher_max_length, "feature_dtype": options.teacher_feature_dtype}

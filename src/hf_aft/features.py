@@ -4,6 +4,9 @@
 the order given). Each teacher's features are a `Dataset.map` whose fingerprint is derived from the dataset's
 fingerprint, the teacher id, its resolved revision, the pooling and the max length, and whose Arrow file is kept in a
 cache folder: a second call with the same inputs loads that file and neither loads nor runs any teacher.
+
+Under several processes (`accelerate launch`), each process runs each teacher on its contiguous shard of the data;
+the main process assembles the shards, in dataset order, into the same cache file one process would have written.
 """
 
 from __future__ import annotations
@@ -19,15 +22,18 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+import torch.distributed as dist
 from datasets.fingerprint import Hasher
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
+from .distributed import is_distributed
 from .errors import AFTError
 
 logger = logging.getLogger(__name__)
 
 FEATURES_COLUMN = "teacher_features"
 POOLINGS = ("auto", "mean", "cls", "pooler", "last")
+FEATURE_DTYPES = ("float32", "float16")
 _FEATURES_VERSION = "2"  # bump when the extraction (or its cached files' layout) changes
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
 
@@ -183,6 +189,56 @@ class _Teacher:
             torch.cuda.empty_cache()
 
 
+def _teacher_column(texts, teacher: _Teacher, text_column: str, column: str, fingerprint: str, cache_dir: Path,
+                    map_batch_size: int) -> datasets.Dataset:
+    """One teacher's features as a one-column dataset, from its cache file or computed (sharded if distributed)."""
+    cache_file = cache_dir / f"teacher-{fingerprint}.arrow"
+
+    def run(data, data_fingerprint, path):
+        return data.map(
+            lambda batch: {column: teacher(batch[text_column])},
+            batched=True,
+            batch_size=map_batch_size,
+            remove_columns=[text_column],
+            new_fingerprint=data_fingerprint,
+            cache_file_name=str(path),
+            desc=f"Teacher features ({teacher.name})",
+        )
+
+    if is_distributed() and not cache_file.exists():
+        rank, world = dist.get_rank(), dist.get_world_size()
+        shard_files = [cache_dir / f"teacher-{fingerprint}-shard{i}of{world}.arrow" for i in range(world)]
+        shard = texts.shard(num_shards=world, index=rank, contiguous=True)
+        run(shard, Hasher.hash([fingerprint, rank, world]), shard_files[rank])
+        dist.barrier()
+        if rank == 0:  # contiguous shards, concatenated in rank order: dataset order
+            shards = datasets.concatenate_datasets([datasets.Dataset.from_file(str(f)) for f in shard_files])
+            shards.map(batched=True, batch_size=map_batch_size, new_fingerprint=fingerprint,
+                       cache_file_name=str(cache_file), desc="Assembling shards")
+            for path in shard_files:
+                path.unlink(missing_ok=True)
+        dist.barrier()
+    return run(texts, fingerprint, cache_file)  # loads the cache file when it exists
+
+
+class _main_process_first:
+    """Process 0 runs the block first (writing the cache), the others afterwards (reading it)."""
+
+    def __enter__(self):
+        if is_distributed() and dist.get_rank() != 0:
+            dist.barrier()
+
+    def __exit__(self, *exc):
+        if is_distributed() and dist.get_rank() == 0:
+            dist.barrier()
+
+
+def _default_device() -> torch.device:
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) if is_distributed() else 0)
+
+
 def default_cache_dir() -> Path:
     return Path(datasets.config.HF_DATASETS_CACHE) / "hf_aft_features"
 
@@ -197,8 +253,9 @@ def extract_teacher_features(
     device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
     map_batch_size: int = 1024,
+    feature_dtype: str = "float32",
 ) -> datasets.Dataset:
-    """Add the float32 column `teacher_features`: each teacher's pooled features, concatenated in the order given.
+    """Add the column `teacher_features`: each teacher's pooled features, concatenated in the order given.
 
     Args:
         dataset: the (raw or tokenized) dataset; it must hold `text_column`.
@@ -209,6 +266,8 @@ def extract_teacher_features(
         max_length: teachers truncate to this many tokens.
         device: where the teachers run; by default CUDA when available, else CPU.
         cache_dir: where the features' Arrow files are kept; by default `HF_DATASETS_CACHE/hf_aft_features`.
+        feature_dtype: `float32`, or `float16` to store the joined column in half the space (each teacher's own
+            cache stays float32, so switching back costs no teacher pass).
 
     Returns:
         The dataset with the new column. Per-teacher provenance (`TeacherInfo`: id, resolved revision, pooling,
@@ -221,12 +280,14 @@ def extract_teacher_features(
         raise AFTError(f"unknown teacher pooling {pooling!r}: choose one of {', '.join(POOLINGS)}.")
     if len(dataset) == 0:
         raise AFTError("the dataset is empty: there is nothing to compute teacher features for.")
+    if feature_dtype not in FEATURE_DTYPES:
+        raise AFTError(f"unknown feature_dtype {feature_dtype!r}: choose one of {', '.join(FEATURE_DTYPES)}.")
     if text_column not in dataset.column_names:
         raise AFTError(f"text column {text_column!r} not found; the dataset has columns {dataset.column_names}. "
                        "Pass text_column=... (--text_column).")
     if FEATURES_COLUMN in dataset.column_names:
         dataset = dataset.remove_columns(FEATURES_COLUMN)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(device) if device is not None else _default_device()
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
     texts = dataset.select_columns([text_column])
@@ -242,15 +303,8 @@ def extract_teacher_features(
         # The cached file must not depend on the teacher's position in the list (its fingerprint does not): map to
         # one fixed column name, then rename it for the join.
         column = f"__hf_aft_teacher_{index}"
-        part = texts.map(
-            lambda batch, _t=teacher: {"__hf_aft_teacher": _t(batch[text_column])},
-            batched=True,
-            batch_size=map_batch_size,
-            remove_columns=[text_column],
-            new_fingerprint=fingerprint,
-            cache_file_name=str(cache_dir / f"teacher-{fingerprint}.arrow"),
-            desc=f"Teacher features ({name})",
-        ).rename_column("__hf_aft_teacher", column)
+        part = _teacher_column(texts, teacher, text_column, "__hf_aft_teacher", fingerprint, cache_dir,
+                               map_batch_size).rename_column("__hf_aft_teacher", column)
         if teacher.forward_passes == 0:
             logger.info("teacher %s: features loaded from cache", name)
         teacher.free()
@@ -261,17 +315,18 @@ def extract_teacher_features(
     # own columns are referenced, not copied.
     columns = [f"__hf_aft_teacher_{i}" for i in range(len(parts))]
     width = sum(info.dim for info in infos)
-    fingerprint = Hasher.hash([_FEATURES_VERSION, [part._fingerprint for part in parts]])
-    joined = datasets.concatenate_datasets(parts, axis=1).map(
-        lambda batch: {FEATURES_COLUMN: np.concatenate([np.asarray(batch[c], dtype=np.float32) for c in columns], 1)},
-        batched=True,
-        batch_size=map_batch_size,
-        remove_columns=columns,
-        features=datasets.Features({FEATURES_COLUMN: datasets.List(datasets.Value("float32"), length=width)}),
-        new_fingerprint=fingerprint,
-        cache_file_name=str(cache_dir / f"joined-{fingerprint}.arrow"),
-        desc="Concatenating teacher features",
-    )
+    fingerprint = Hasher.hash([_FEATURES_VERSION, [part._fingerprint for part in parts], feature_dtype])
+    with _main_process_first():
+        joined = datasets.concatenate_datasets(parts, axis=1).map(
+            lambda batch: {FEATURES_COLUMN: np.concatenate([np.asarray(batch[c], feature_dtype) for c in columns], 1)},
+            batched=True,
+            batch_size=map_batch_size,
+            remove_columns=columns,
+            features=datasets.Features({FEATURES_COLUMN: datasets.List(datasets.Value(feature_dtype), length=width)}),
+            new_fingerprint=fingerprint,
+            cache_file_name=str(cache_dir / f"joined-{fingerprint}.arrow"),
+            desc="Concatenating teacher features",
+        )
     result = datasets.concatenate_datasets([dataset, joined], axis=1)
     result.info.description = json.dumps({"hf_aft_teachers": [asdict(info) for info in infos]})
     return result

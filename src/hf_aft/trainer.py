@@ -19,9 +19,10 @@ from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback
 
 from .card import HYPERPARAMETERS, render_model_card
-from .config import AFTConfig
+from .config import AFTConfig, extraction_kwargs
+from .distributed import gather, gather_with_grad
 from .errors import AFTError
-from .features import FEATURES_COLUMN, TeacherInfo, extract_teacher_features, read_teacher_infos
+from .features import FEATURES_COLUMN, TeacherInfo, extract_teacher_features, parse_teacher, read_teacher_infos
 from .losses import AdaptiveKernelLoss, build_transfer_loss
 from .student_features import StudentFeatureCapture, feature_dim
 
@@ -147,7 +148,12 @@ class AFTTrainer(Trainer):
             if self.transfer_loss is not None:
                 if teacher_features is None:
                     raise AFTError(f"a training batch has no {FEATURES_COLUMN!r}: keep that column in the dataset.")
-                transfer = self.transfer_loss(student_features, teacher_features.to(student_features.device))
+                teacher_features = teacher_features.to(student_features.device)
+                if self.args.kernel_scope == "global" and self.args.transfer in ("aft", "rkd"):
+                    # One kernel over the global batch on every process (see distributed.py for the gradients).
+                    student_features = gather_with_grad(student_features)
+                    teacher_features = gather(teacher_features)
+                transfer = self.transfer_loss(student_features, teacher_features)
                 loss = task_loss + self.args.beta * transfer
                 self._metrics["transfer_loss"].append(transfer.detach())
         return (loss, outputs) if return_outputs else loss
@@ -193,6 +199,7 @@ class AFTTrainer(Trainer):
             metadata = {"transfer": self.args.transfer, "teachers": json.dumps(infos)}
             save_file(state, os.path.join(output_dir, TRANSFER_STATE_NAME), metadata=metadata)
         summary = {"transfer": self.args.transfer, "beta": self.args.beta, "kernel": self.args.kernel,
+                   "kernel_scope": self.args.kernel_scope, "processes": self.args.world_size,
                    "teachers": infos, "scales": self.scale_summary()}
         with open(os.path.join(output_dir, TRANSFER_SUMMARY_NAME), "w") as f:
             json.dump(summary, f, indent=2)
@@ -256,21 +263,27 @@ def wrap_peft(model, peft_config):
 
 
 def with_teacher_features(dataset, args: AFTConfig, text_column: str = "text"):
-    """The dataset with its `teacher_features` column: as given, or extracted from `args.teachers` (main process
-    first, so the other processes read its cache). Extract before tokenizing the student's inputs, and the cache
-    survives a change of student."""
+    """The dataset with its `teacher_features` column: as given, or extracted from `args.teachers`. Extract before
+    tokenizing the student's inputs, and the cache survives a change of student."""
     if dataset is None:
         raise AFTError(f"transfer={args.transfer!r} needs a train_dataset with teacher features.")
     if FEATURES_COLUMN in dataset.column_names:
+        stored = [info.name for info in read_teacher_infos(dataset) or []]
+        asked = [parse_teacher(spec)[0] for spec in args.teachers or []]
+        if stored and asked and list(map(_teacher_key, asked)) != list(map(_teacher_key, stored)):
+            raise AFTError(f"the dataset already carries the features of {stored}, not of the teachers given "
+                           f"{asked}: drop --teachers to use them, or remove the {FEATURES_COLUMN!r} column.")
         return dataset
     if not args.teachers:
         raise AFTError(f"the training dataset has no {FEATURES_COLUMN!r} column and no teachers were given: pass "
                        "teachers=[...] (--teachers) or add the column with hf_aft.extract_teacher_features.")
-    with args.main_process_first(desc="teacher features"):
-        return extract_teacher_features(
-            dataset, args.teachers, text_column=text_column, pooling=args.teacher_pooling,
-            batch_size=args.teacher_batch_size, max_length=args.teacher_max_length,
-        )
+    # With several processes, each runs the teachers on its shard of the data (see extract_teacher_features).
+    return extract_teacher_features(dataset, args.teachers, text_column=text_column, device=args.device,
+                                    **extraction_kwargs(args))
+
+
+def _teacher_key(name: str) -> str:
+    return os.path.realpath(name) if os.path.isdir(name) else name
 
 
 def display_names(infos: list[TeacherInfo]) -> list[str]:

@@ -1,0 +1,78 @@
+"""What AFT needs from torch.distributed: a differentiable all-gather for the global-batch kernel, and the
+detection of a multi-process launch on a machine without accelerators.
+
+Why a gather that carries gradients: AFT compares B x B kernels over the batch. Computed per device, N devices
+would match N kernels over B/N examples each: a different, noisier method. Gathering every process's features
+gives each process the same global kernel; `accelerator.gather` cannot be used because it cuts the graph.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def launched_world_size() -> int:
+    """Number of processes the launcher (accelerate launch, torchrun) started, before any process group exists."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def has_accelerator() -> bool:
+    """A GPU (or other torch accelerator) that a multi-process launch would place one process on."""
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None:
+        return accelerator.is_available()
+    return torch.cuda.is_available()
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather along dim 0, in rank order. Backward: every process's loss depends on this process's rows, so
+    the gradient of a row is the sum over processes of their gradients for it (all-reduce, then take our slice).
+
+    With DDP averaging the student's gradients over N processes afterwards, the N identical global losses give
+    exactly the gradient of one global loss: N processes with batch b train like one process with batch N*b."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        world, rank = dist.get_world_size(), dist.get_rank()
+        sizes = torch.tensor([tensor.shape[0]], device=tensor.device)
+        all_sizes = [torch.zeros_like(sizes) for _ in range(world)]
+        dist.all_gather(all_sizes, sizes)
+        all_sizes = [int(size.item()) for size in all_sizes]
+        # all_gather needs equal shapes: pad to the largest batch (the last batch may be short), then trim.
+        largest = max(all_sizes)
+        padded = tensor.new_zeros((largest, *tensor.shape[1:]))
+        padded[: tensor.shape[0]] = tensor
+        pieces = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(pieces, padded.contiguous())
+        ctx.start = sum(all_sizes[:rank])
+        ctx.size = all_sizes[rank]
+        return torch.cat([piece[:size] for piece, size in zip(pieces, all_sizes, strict=True)])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.start : ctx.start + ctx.size]
+
+
+def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate `tensor` [b, ...] from every process in rank order into [sum of b, ...], keeping the graph.
+    The identity when not running distributed."""
+    if not is_distributed():
+        return tensor
+    return _GatherWithGrad.apply(tensor)
+
+
+def gather(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate `tensor` from every process in rank order, without gradients (teacher features)."""
+    if not is_distributed():
+        return tensor
+    with torch.no_grad():
+        return _GatherWithGrad.apply(tensor.detach())
