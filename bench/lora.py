@@ -1,11 +1,11 @@
 """LoRA student vs full fine-tuning student, both under AFT (teacher all-mpnet-base-v2, beta 0.1), on Rotten Tomatoes
 (movie-disjoint 2k/1k split; the setup of bench/quality.py: 3-layer MiniLM student, 3 epochs, batch 32, max length 64).
 
-    .venv/bin/python bench/peft.py --threads 1 --seeds 0
+    .venv/bin/python bench/lora.py --threads 1 --seeds 0
 
 The full student trains at lr 2e-4 (the quality benchmark's); the LoRA student (r 8, alpha 16, on query and value,
 peft's default for BERT; the head trains fully) at lr 1e-3, as LoRA usually needs a larger learning rate. The full
-AFT row is shared with bench/ranking.py (same run). Results append to bench/results/peft_runs.jsonl.
+AFT row is shared with bench/ranking.py (same run). Results append to bench/results/lora_runs.jsonl.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ranking import RESULTS, RUNS, aft_run  # noqa: E402
 
 from hf_aft.demo import minilm_path, rotten_tomatoes, truncated_student  # noqa: E402
 
-PEFT_RUNS = RESULTS / "peft_runs.jsonl"
+PEFT_RUNS = RESULTS / "lora_runs.jsonl"
 LORA = ("--use_peft", "--lora_r", "8", "--lora_alpha", "16", "--lora_dropout", "0.05")
 
 
