@@ -97,15 +97,21 @@ def score_features(dataset, labels, candidates: list[tuple[str, str]], folds: in
     return sorted(rows, key=lambda row: -row["logme"])
 
 
+def short_name(spec: str) -> str:
+    """A Hub id as is; a local folder by its last two path components (package folders are often just "model")."""
+    if not os.path.isdir(spec):
+        return spec
+    return "/".join(Path(os.path.abspath(spec)).parts[-2:])
+
+
 def format_table(rows: list[dict], folds: int) -> str:
-    lines = [f"{'rank':<5}{'features':<44}{'width':>6}{'LogME':>9}{f'probe acc ({folds}-fold)':>22}"
-             f"{'extract s':>11}"]
+    lines = [f"{'rank':<5}{'features':<48}{'width':>6}{'LogME':>9}{f'probe acc ({folds}-fold)':>22}"
+             f"{'extraction s':>16}"]
     for i, row in enumerate(rows, 1):
-        name = os.path.basename(row["name"].rstrip("/")) if os.path.isdir(row["name"]) else row["name"]
-        name = f"{name} (student)" if row["role"] == "student" else name
+        name = short_name(row["name"]) + (" (student)" if row["role"] == "student" else "")
         probe = f"{row['probe_accuracy']:.4f} ± {row['probe_accuracy_sd']:.4f}"
         seconds = f"{row['extraction_seconds']:.1f}" + (" (cache)" if row["cached"] else "")
-        lines.append(f"{i:<5}{name[:43]:<44}{row['width']:>6}{row['logme']:>9.4f}{probe:>22}{seconds:>11}")
+        lines.append(f"{i:<5}{name[-47:]:<48}{row['width']:>6}{row['logme']:>9.4f}{probe:>22}{seconds:>16}")
     return "\n".join(lines)
 
 
