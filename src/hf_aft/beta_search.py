@@ -58,7 +58,9 @@ def search_beta(model_init, args, train_dataset, grid=DEFAULT_GRID,
     `chosen_beta`).
 
     Args:
-        model_init: returns a fresh student (called once per candidate, after seeding with `args.seed`).
+        model_init: returns a fresh student (called once per candidate, after seeding with `args.seed`); start the
+            final run the same way (`transformers.set_seed(args.seed); model_init()`), as `hf-aft train` does, so
+            that it starts from the same student as the candidates.
         args: the `AFTConfig` of the final run; candidates copy it with their beta, without saving or pushing.
         train_dataset: tokenized, with a `labels` column and the `teacher_features` column (or `args.teachers`
             set: the features are then extracted once here).

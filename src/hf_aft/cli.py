@@ -148,6 +148,7 @@ def train(argv: list[str]) -> dict:
         config.distributed_state.wait_for_everyone()
 
     import datasets
+    import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .data import Labels, check_columns, load_dataset_dict, pick_splits
@@ -206,6 +207,10 @@ def train(argv: list[str]) -> dict:
                                   script_args.beta_validation_fraction, processing_class=tokenizer,
                                   teacher_infos=infos, peft_config=peft_config)
         config.beta = beta_search["chosen_beta"]
+        # Start the final run from the student every candidate started from (the new head's initialisation is
+        # random and can decide whether a run leaves the class-prior plateau).
+        transformers.set_seed(config.seed)
+        model = load_student()
         print(f"--beta auto: chose beta = {config.beta} (validation {beta_search['metric']}: " + ", ".join(
             f"{c['beta']:g}: {c['score']:.4f}" for c in beta_search["candidates"]) + ")")
 
