@@ -33,6 +33,8 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--lora_lr", type=float, default=1e-3)
+    parser.add_argument("--kinds", nargs="*", default=["full", "lora", "lora-stl"],
+                        help="full: AFT full fine-tuning; lora: AFT LoRA; lora-stl: LoRA without transfer")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -43,27 +45,29 @@ def main():
     rows = [json.loads(line) for line in PEFT_RUNS.read_text().splitlines()] if PEFT_RUNS.exists() else []
     shared = [json.loads(line) for line in RUNS.read_text().splitlines()] if RUNS.exists() else []
     for seed in args.seeds:
-        for kind in ("full", "lora"):
-            if any((r["kind"], r["seed"]) == (kind, seed) for r in rows):
+        for kind in args.kinds:
+            lr = 2e-4 if kind == "full" else args.lora_lr
+            if any((r["kind"], r["seed"], r["lr"]) == (kind, seed, lr) for r in rows):
                 continue
             row = next((r for r in shared if (r["teacher"], r["seed"], r["beta"]) == ("mpnet", seed, 0.1)
                         and "trainable_params" in r), None) if kind == "full" else None
             if row is None:
-                lora = kind == "lora"
-                row = aft_run("mpnet", teacher, seed, student, 0.1, LORA if lora else (),
-                              args.lora_lr if lora else 2e-4, tag="peft-" + kind)
+                row = aft_run("mpnet", None if kind == "lora-stl" else teacher, seed, student, 0.1,
+                              () if kind == "full" else LORA, lr, tag=f"peft-{kind}-{lr}")
             row = {**row, "kind": kind}
             rows.append(row)
             with PEFT_RUNS.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-    print("\n| student | trainable params | of all | lr | AFT test accuracy (beta 0.1, mpnet) | train s | seeds |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for kind in ("full", "lora"):
-        group = [r for r in rows if r["kind"] == kind and r["seed"] in args.seeds]
+    print("\n| student | transfer | trainable params | of all | lr | test accuracy | train s | seeds |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    names = {"full": ("full fine-tuning", "AFT mpnet, beta 0.1"), "lora": ("LoRA r=8 (query, value) + head",
+             "AFT mpnet, beta 0.1"), "lora-stl": ("LoRA r=8 (query, value) + head", "none (STL)")}
+    for kind, lr in sorted({(r["kind"], r["lr"]) for r in rows}):
+        group = [r for r in rows if (r["kind"], r["lr"]) == (kind, lr) and r["seed"] in args.seeds]
         if group:
             accs = [r["accuracy"] for r in group]
             sd = f" ± {statistics.stdev(accs):.4f}" if len(accs) > 1 else ""
-            print(f"| {'LoRA r=8 (query, value) + head' if kind == 'lora' else 'full fine-tuning'} | "
+            print(f"| {names[kind][0]} | {names[kind][1]} | "
                   f"{group[0]['trainable_params']:,} | {group[0]['trainable_params'] / group[0]['all_params']:.2%} | "
                   f"{group[0]['lr']:g} | {statistics.mean(accs):.4f}{sd} | "
                   f"{statistics.mean(r['train_seconds'] for r in group):.0f} | {len(accs)} |")
