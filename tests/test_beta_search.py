@@ -2,11 +2,14 @@
 the card, and the one-line errors."""
 
 import json
+from unittest import mock
 
 import pytest
 import tiny
+import torch
 import yaml
 
+from hf_aft import AFTTrainer
 from hf_aft.beta_search import DEFAULT_GRID, split_validation
 from hf_aft.cli import main, parse_train_args
 
@@ -24,10 +27,21 @@ def args(student_dir, teacher_dirs, data, out, *extra):
             "--learning_rate", "1e-2", "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", *extra]
 
 
-def test_beta_auto_trains_every_candidate_then_the_chosen_beta(student_dir, teacher_dirs, train_csv, tmp_path, capsys):
+def test_beta_auto_trains_every_candidate_then_the_chosen_beta(teacher_dirs, train_csv, tmp_path, capsys):
+    # A checkpoint with 3 labels for a 2-label task: the head is new, randomly initialised for each run.
+    student_dir = tiny.save_student(tmp_path / "student", num_labels=3)
+    heads, init = [], AFTTrainer.__init__
+
+    def recording_init(self, model=None, **kwargs):
+        heads.append(model.classifier.weight.detach().clone())
+        init(self, model=model, **kwargs)
+
     out = tmp_path / "out"
-    assert main(args(student_dir, teacher_dirs, train_csv, out, "--beta", "auto", "--beta_validation_fraction",
-                     "0.5", "--save_strategy", "no")) == 0
+    with mock.patch.object(AFTTrainer, "__init__", recording_init):
+        assert main(args(student_dir, teacher_dirs, train_csv, out, "--beta", "auto", "--beta_validation_fraction",
+                         "0.5", "--save_strategy", "no")) == 0
+    assert len(heads) == len(DEFAULT_GRID) + 1  # the final run starts from the candidates' initial student
+    assert all(torch.equal(head, heads[0]) for head in heads)
     assert "--beta auto: chose beta" in capsys.readouterr().out
     search = json.loads((out / "beta_search.json").read_text())
     assert [c["beta"] for c in search["candidates"]] == list(DEFAULT_GRID) and search["grid"][0] == 0.0
