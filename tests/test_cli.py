@@ -106,5 +106,5 @@ def test_help_and_console_entry_point():
 def test_every_recipe_is_a_valid_config(recipe):
     from hf_aft.cli import parse_train_args
 
-    script_args, config = parse_train_args(["--config", str(recipe), "--teachers", "some/teacher"])
+    script_args, config, _ = parse_train_args(["--config", str(recipe), "--teachers", "some/teacher"])
     assert script_args.model_name_or_path and script_args.dataset_name and config.output_dir

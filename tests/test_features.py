@@ -110,3 +110,13 @@ def test_of_several_teachers_only_the_changed_one_recomputes(teacher_dirs, tmp_p
     assert [call.args[0].name for call in load.call_args_list] == [str(changed)]
     np.testing.assert_array_equal(features_of(after)[:, 12:], features_of(before)[:, 12:])
     assert not np.allclose(features_of(after)[:, :12], features_of(before)[:, :12])
+
+
+def test_a_teacher_cached_alone_is_reused_at_another_position(teacher_dirs, tmp_path):
+    """Ranking extracts each teacher alone; training then asks for [A, B]: B's cached file (written at position 0)
+    must be reused at position 1, without loading any teacher."""
+    data = tiny.sentiment_dataset(12)
+    alone = [extract_teacher_features(data, [str(d)], cache_dir=tmp_path) for d in teacher_dirs]
+    with mock.patch.object(_Teacher, "load", side_effect=AssertionError("teacher loaded")):
+        both = extract_teacher_features(data, [str(d) for d in reversed(teacher_dirs)], cache_dir=tmp_path)
+    np.testing.assert_array_equal(features_of(both), np.concatenate([features_of(alone[1]), features_of(alone[0])], 1))

@@ -59,11 +59,14 @@ def render_model_card(
     versions: dict[str, str] | None = None,
     baseline_results: dict[str, float] | None = None,
     scales_plot: str | None = None,
+    peft: dict | None = None,
+    beta_search: dict | None = None,
 ) -> ModelCard:
     """A model card for a student. Optional arguments left out are left out of the card.
 
     `baseline_results` are the eval results of the plain fine-tuning (STL) run shown next to this model's;
-    `scales_plot` is the path, relative to the card, of the scale distribution image (see `write_scales_plot`).
+    `scales_plot` is the path, relative to the card, of the scale distribution image (see `write_scales_plot`);
+    `peft`: the adapter's settings (a PEFT student loads with peft); `beta_search`: what `--beta auto` tried and chose.
     """
     teachers = teachers or []
     eval_results = _metrics(eval_results)
@@ -87,6 +90,7 @@ def render_model_card(
         base_model=base_model, dataset_name=dataset_name, repo_id=repo_id or "path/to/this/folder",
         hyperparameters=hyperparameters or {}, versions=versions if versions is not None else framework_versions(),
         baseline={k: v for k, v in baseline.items() if k in eval_results}, scales_plot=scales_plot,
+        peft=peft, beta_search=beta_search,
     )
 
 

@@ -47,6 +47,39 @@ class ScriptArguments:
         metadata={"help": "Output dir of a plain fine-tuning run (--transfer none) on the same data: its eval results "
                   "appear next to this model's in the model card."},
     )
+    beta_auto: bool = field(
+        default=False, metadata={"help": "What --beta auto sets: choose beta from {0, 0.03, 0.1, 0.3, 1} on a "
+                                 "validation split held out of the training data, then train with it."}
+    )
+    beta_validation_fraction: float = field(
+        default=0.15, metadata={"help": "Fraction of the training data held out to choose beta with --beta auto."}
+    )
+
+
+@dataclass
+class PeftArguments:
+    """A LoRA student (TRL's `ModelConfig` flag names): only the adapter and the classification head train."""
+
+    use_peft: bool = field(default=False, metadata={"help": "Train a LoRA adapter (and the head) instead of all "
+                                                             "of the student's weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (the adapter's output is scaled by alpha/r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch."})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "Modules that get adapters (default: peft's choice for the architecture, "
+                                "e.g. query and value for BERT)."}
+    )
+
+    def lora_config(self):
+        """The `LoraConfig`, or None without --use_peft."""
+        if not self.use_peft:
+            return None
+        if self.lora_r < 1:
+            raise AFTError(f"--lora_r must be >= 1 (got {self.lora_r}).")
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
+                          target_modules=self.lora_target_modules, task_type="SEQ_CLS")
 
 
 def _parser():
@@ -54,14 +87,14 @@ def _parser():
 
     from .config import AFTConfig
 
-    return HfArgumentParser((ScriptArguments, AFTConfig), prog="hf-aft train")
+    return HfArgumentParser((ScriptArguments, AFTConfig, PeftArguments), prog="hf-aft train")
 
 
 def parse_train_args(argv: list[str]):
-    """(ScriptArguments, AFTConfig) from flags, with `--config FILE.yaml` supplying defaults."""
+    """(ScriptArguments, AFTConfig, PeftArguments) from flags, with `--config FILE.yaml` supplying defaults."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
-    known, rest = pre.parse_known_args(argv)
+    known, rest = pre.parse_known_args(_beta_auto_flag(argv))
     parser = _parser()
     defaults = {}
     if known.config:
@@ -72,17 +105,33 @@ def parse_train_args(argv: list[str]):
             raise AFTError(f"could not read config {known.config!r}: {error}") from None
         if not isinstance(defaults, dict):
             raise AFTError(f"config {known.config!r} must be a YAML mapping of flag names to values.")
+        if defaults.get("beta") == "auto":
+            defaults.pop("beta")
+            defaults["beta_auto"] = True
         allowed = {action.dest for action in parser._actions}
         unknown = sorted(set(defaults) - allowed)
         if unknown:
             raise AFTError(f"config {known.config!r} has unknown keys {unknown}: use the flag names of hf-aft train.")
         parser.set_defaults(**defaults)
-    script_args, config = parser.parse_args_into_dataclasses(rest)
+    script_args, config, peft_args = parser.parse_args_into_dataclasses(rest)
     given = {arg.split("=")[0][2:] for arg in rest if arg.startswith("--")} | set(defaults)
     missing = [f"--{key}" for key in ("model_name_or_path", "dataset_name", "output_dir") if key not in given]
     if missing:
         raise AFTError(f"{', '.join(missing)} required (on the command line or in --config).")
-    return script_args, config
+    return script_args, config, peft_args
+
+
+def _beta_auto_flag(argv: list[str]) -> list[str]:
+    """`--beta auto` (beta is a float in AFTConfig) becomes `--beta_auto true`."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--beta=auto" or (argv[i] == "--beta" and i + 1 < len(argv) and argv[i + 1] == "auto"):
+            out += ["--beta_auto", "true"]
+            i += 1 if "=" in argv[i] else 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
 
 
 def _check_output_dir(script_args: ScriptArguments, config) -> None:
@@ -95,7 +144,7 @@ def _check_output_dir(script_args: ScriptArguments, config) -> None:
 
 def train(argv: list[str]) -> dict:
     """Run one training job; returns a summary (metrics, scales, output dir)."""
-    script_args, config = parse_train_args(argv)
+    script_args, config, peft_args = parse_train_args(argv)
     _check_output_dir(script_args, config)
     baseline = None
     if script_args.baseline_dir:
@@ -106,10 +155,14 @@ def train(argv: list[str]) -> dict:
     if push and not config.hub_model_id:
         raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (the Hub repo to create or update).")
     config.push_to_hub = False  # the Trainer would push at every save; the finished run is pushed once, below
+    peft_config = peft_args.lora_config()
+    if script_args.beta_auto and config.transfer == "none":
+        raise AFTError("--beta auto searches the weight of the transfer loss: use --transfer aft, kd or rkd.")
     if config.world_size > 1:  # every process checks before any of them writes
         config.distributed_state.wait_for_everyone()
 
     import datasets
+    import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .data import Labels, check_columns, load_dataset_dict, pick_splits
@@ -125,12 +178,17 @@ def train(argv: list[str]) -> dict:
     labels = Labels.from_dataset(train_set, script_args.label_column)
 
     name = script_args.model_name_or_path
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForSequenceClassification.from_pretrained(
+
+    def load_student():
+        return AutoModelForSequenceClassification.from_pretrained(
             name, num_labels=len(labels.names), id2label=labels.id2label, label2id=labels.label2id,
             ignore_mismatched_sizes=True,
         )
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        transformers.set_seed(config.seed)  # --seed also decides the new head's initial weights
+        model = load_student()
     except Exception as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise AFTError(f"could not load the student {name!r}: {first}") from None
@@ -156,19 +214,43 @@ def train(argv: list[str]) -> dict:
 
     train_set, eval_set = prepare(train_set), prepare(eval_set)
 
+    beta_search = None
+    if script_args.beta_auto:
+        from .beta_search import search_beta
+
+        beta_search = search_beta(load_student, config, train_set, validation_fraction=
+                                  script_args.beta_validation_fraction, processing_class=tokenizer,
+                                  teacher_infos=infos, peft_config=peft_config)
+        config.beta = beta_search["chosen_beta"]
+        # Start the final run from the student every candidate started from (the new head's initialisation is
+        # random and can decide whether a run leaves the class-prior plateau).
+        transformers.set_seed(config.seed)
+        model = load_student()
+        print(f"--beta auto: chose beta = {config.beta} (validation {beta_search['metric']}: " + ", ".join(
+            f"{c['beta']:g}: {c['score']:.4f}" for c in beta_search["candidates"]) + ")")
+
     trainer = AFTTrainer(model=model, args=config, train_dataset=train_set, eval_dataset=eval_set,
-                         processing_class=tokenizer, teacher_infos=infos,
+                         processing_class=tokenizer, teacher_infos=infos, peft_config=peft_config,
                          compute_metrics=compute_classification_metrics)
     result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model()
     trainer.save_metrics("train", result.metrics)
     summary = {"output_dir": os.path.abspath(config.output_dir), "train": result.metrics, "beta": config.beta,
-               "scales": trainer.scale_summary(), "is_main_process": trainer.is_world_process_zero()}
+               "scales": trainer.scale_summary(), "is_main_process": trainer.is_world_process_zero(),
+               "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+               "all_params": sum(p.numel() for p in trainer.model.parameters())}
     if eval_set is not None:
         summary["eval"] = trainer.evaluate()
         trainer.save_metrics("eval", summary["eval"])
     trainer.save_state()
-    trainer.create_model_card(dataset_name=script_args.dataset_name, baseline_results=baseline)
+    if beta_search is not None:
+        from .beta_search import save_beta_search
+
+        if trainer.is_world_process_zero():
+            save_beta_search(beta_search, config.output_dir)
+        summary["beta_search"] = beta_search
+    trainer.create_model_card(dataset_name=script_args.dataset_name, baseline_results=baseline,
+                              beta_search=beta_search)
     if push and trainer.is_world_process_zero():
         from .hub import push_folder
 
@@ -184,6 +266,8 @@ def _print_summary(summary: dict) -> None:
               f"macro-F1 {eval_metrics.get('eval_macro_f1', float('nan')):.4f}")
     for teacher, stats in summary.get("scales", {}).items():
         print(f"scales {teacher}: mean {stats['mean']:.3f}, above 0.5: {stats['frac_above_half']:.1%}")
+    if "trainable_params" in summary:
+        print(f"trainable parameters {summary['trainable_params']:,} of {summary['all_params']:,}")
     print(f"student saved to {summary['output_dir']}")
     if "hub_commit" in summary:
         print(f"pushed to the Hub: {summary['hub_commit']}")
@@ -208,6 +292,7 @@ COMMANDS = {
     "demo": ("run the offline demo (hf-aft demo)", "hf_aft.cli:run_demo"),
     "features": ("compute teacher features once and save them with the dataset", "hf_aft.features_cli:run_features"),
     "push": ("push a trained student and its card to the Hub (hf-aft push --help)", "hf_aft.hub:run_push"),
+    "rank-teachers": ("score candidate teachers on a task before training", "hf_aft.ranking:run_rank_teachers"),
 }
 
 

@@ -34,8 +34,8 @@ logger = logging.getLogger(__name__)
 FEATURES_COLUMN = "teacher_features"
 POOLINGS = ("auto", "mean", "cls", "pooler", "last")
 FEATURE_DTYPES = ("float32", "float16")
-_FEATURES_VERSION = "2"
-_PART_COLUMN = "__hf_aft_teacher"  # bump when the extraction changes what it computes
+_FEATURES_VERSION = "2"  # bump when the extraction (or its cached files' layout) changes
+_PART_COLUMN = "__hf_aft_teacher"  # a cached teacher's column, whatever its place among the teachers
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
 
 

@@ -70,12 +70,15 @@ class AFTTrainer(Trainer):
         teacher_infos: per-teacher names and widths of the column; read from the dataset when it was made by
             `extract_teacher_features`, else the whole column counts as one teacher.
         text_column: the column the teachers read, when the trainer extracts the features itself.
+        peft_config: a `peft.PeftConfig` (e.g. `LoraConfig`): the student is wrapped with `get_peft_model`, only the
+            adapter and the classification head train, and the output dir gets the adapter plus the head (loadable
+            with `peft.AutoPeftModelForSequenceClassification`); the transfer loss sees the adapted model's features.
         Everything else is passed to `transformers.Trainer`.
     """
 
     def __init__(self, model=None, args: AFTConfig | None = None, train_dataset=None, eval_dataset=None,
                  processing_class=None, teacher_infos: list[TeacherInfo] | None = None, text_column: str = "text",
-                 **kwargs):
+                 peft_config=None, **kwargs):
         if args is None:
             args = AFTConfig(output_dir="aft_output")
         elif not isinstance(args, AFTConfig):
@@ -89,6 +92,8 @@ class AFTTrainer(Trainer):
             raise AFTError(f"transfer={args.transfer!r} compares examples within a batch: it needs at least 2 "
                            "training examples.")
         _check_labels(train_dataset, model)
+        if peft_config is not None:
+            model = wrap_peft(model, peft_config)
         self.teacher_infos: list[TeacherInfo] = []
         if args.transfer != "none":
             train_dataset = with_teacher_features(train_dataset, args, text_column)
@@ -216,7 +221,7 @@ class AFTTrainer(Trainer):
             repo_id=self.args.hub_model_id or model_name,
             hyperparameters={key: getattr(getattr(self.args, key), "value", getattr(self.args, key))
                              for key in HYPERPARAMETERS},
-            baseline_results=baseline_results,
+            baseline_results=baseline_results, peft=_peft_settings(self.model), beta_search=kwargs.get("beta_search"),
         )
 
     # ---- Hub ----
@@ -250,6 +255,40 @@ class AFTTrainer(Trainer):
         path = os.path.join(resume_from_checkpoint, TRANSFER_STATE_NAME)
         if self.transfer_loss is not None and os.path.exists(path):
             self.transfer_loss.load_state_dict(load_file(path, device=str(self.args.device)))
+
+
+def _peft_settings(model) -> dict | None:
+    """The active adapter's settings for the model card, or None for a plain student."""
+    config = getattr(model, "peft_config", None)
+    if not isinstance(config, dict) or not config:
+        return None
+    config = config.get(getattr(model, "active_adapter", "default")) or next(iter(config.values()))
+    targets = getattr(config, "target_modules", None) or []
+    return {"peft_type": str(getattr(config.peft_type, "value", config.peft_type)), "r": getattr(config, "r", None),
+            "lora_alpha": getattr(config, "lora_alpha", None),
+            "base_model_name_or_path": config.base_model_name_or_path,
+            "target_modules": sorted(targets) if not isinstance(targets, str) else [targets]}
+
+
+def wrap_peft(model, peft_config):
+    """`get_peft_model` (TRL's pattern), making sure the classification head trains and is saved with the adapter:
+    a sequence classifier gets task_type SEQ_CLS (peft then puts its head in `modules_to_save`), any other student
+    gets its head's final linear layer added to `modules_to_save`."""
+    import copy
+
+    from peft import PeftModel, get_peft_model
+
+    from .student_features import find_feature_module
+
+    if isinstance(model, PeftModel):
+        raise AFTError("the student is already a PeftModel and a peft_config was given too: pass the plain model "
+                       "with peft_config, or the PeftModel without it.")
+    peft_config = copy.deepcopy(peft_config)  # the caller's config is theirs: peft and we fill fields in
+    if peft_config.task_type is None and type(model).__name__.endswith("ForSequenceClassification"):
+        peft_config.task_type = "SEQ_CLS"
+    elif peft_config.task_type is None and not getattr(peft_config, "modules_to_save", None):
+        peft_config.modules_to_save = [find_feature_module(model)[0]]
+    return get_peft_model(model, peft_config)
 
 
 def with_teacher_features(dataset, args: AFTConfig, text_column: str = "text"):

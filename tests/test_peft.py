@@ -1,0 +1,92 @@
+"""PEFT students: a LoRA student trains only its adapter and head, the transfer loss sees the adapted model's
+features, and the output dir reloads with peft's AutoPeftModelForSequenceClassification."""
+
+import pytest
+import tiny
+import torch
+from peft import AutoPeftModelForSequenceClassification, LoraConfig, get_peft_model
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from hf_aft import AFTConfig, AFTError, AFTTrainer, extract_teacher_features
+
+
+@pytest.fixture(scope="module")
+def train_set(teacher_dirs, student_dir, tmp_path_factory):
+    tokenizer = AutoTokenizer.from_pretrained(student_dir)
+    data = extract_teacher_features(tiny.sentiment_dataset(32), [str(teacher_dirs[0])],
+                                    cache_dir=tmp_path_factory.mktemp("cache"))
+    return data.map(lambda b: tokenizer(b["text"]), batched=True)
+
+
+def lora_trainer(student_dir, out, train_set, peft_config=None, model=None):
+    args = AFTConfig(output_dir=str(out), per_device_train_batch_size=8, max_steps=4, learning_rate=1e-2, beta=1.0,
+                     save_strategy="no", report_to="none", seed=0, disable_tqdm=True, use_cpu=True)
+    model = model or AutoModelForSequenceClassification.from_pretrained(student_dir)
+    return AFTTrainer(model=model, args=args, train_dataset=train_set, peft_config=peft_config,
+                      processing_class=AutoTokenizer.from_pretrained(student_dir))
+
+
+def test_lora_student_trains_adapter_and_head_only_and_reloads_with_peft(student_dir, tmp_path, train_set):
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"])
+    trainer = lora_trainer(student_dir, tmp_path / "out", train_set, config)
+    assert config.task_type is None  # the caller's config is left alone
+    before = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train()
+    after = trainer.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any("lora_B" in k for k in changed) and any("modules_to_save.default" in k for k in changed)
+    assert all("lora_" in k or "modules_to_save" in k for k in changed), changed - {k for k in changed if "lora" in k}
+    base = AutoModelForSequenceClassification.from_pretrained(student_dir).state_dict()
+    frozen = {k.replace("base_model.model.", "").replace(".base_layer", "").replace(".original_module", ""): v
+              for k, v in after.items() if "lora_" not in k and "modules_to_save" not in k}
+    assert set(frozen) == set(base) and all(torch.equal(frozen[k], base[k]) for k in base)  # base weights untouched
+
+    # The features the transfer loss sees are the adapted model's: LoRA'd encoder, trained head copy.
+    model = trainer.model.eval()
+    batch = AutoTokenizer.from_pretrained(student_dir)(train_set["text"][:6], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch).logits
+        features = trainer.feature_capture.pop()
+        pooled = model.base_model.model.bert(**batch).pooler_output
+        with model.disable_adapter():
+            plain = model.base_model.model.bert(**batch).pooler_output
+    torch.testing.assert_close(features, pooled)
+    assert not torch.allclose(features, plain, atol=1e-4)
+    head = model.base_model.model.classifier.modules_to_save["default"]
+    torch.testing.assert_close(logits, head(features))
+
+    trainer.save_model()
+    out = tmp_path / "out"
+    assert (out / "adapter_model.safetensors").exists() and (out / "transfer_state.safetensors").exists()
+    reloaded = AutoPeftModelForSequenceClassification.from_pretrained(out).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, logits)
+
+
+def test_peft_config_with_an_already_wrapped_student_is_refused(student_dir, tmp_path, train_set):
+    config = LoraConfig(r=2, target_modules=["query"], task_type="SEQ_CLS")
+    wrapped = get_peft_model(AutoModelForSequenceClassification.from_pretrained(student_dir), config)
+    with pytest.raises(AFTError, match="already a PeftModel"):
+        lora_trainer(student_dir, tmp_path, train_set, config, model=wrapped)
+    trainer = lora_trainer(student_dir, tmp_path, train_set, model=wrapped)  # a PeftModel alone is fine
+    assert trainer.feature_capture.name.endswith("modules_to_save.default")
+
+
+def test_cli_use_peft_writes_an_adapter_with_head_and_scales(student_dir, teacher_dirs, tmp_path, capsys):
+    import json
+
+    from hf_aft.cli import main
+
+    data = tmp_path / "train.csv"
+    tiny.sentiment_dataset(24).to_csv(data)
+    out = tmp_path / "out"
+    assert main(["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(data), "--teachers",
+                 str(teacher_dirs[0]), "--output_dir", str(out), "--per_device_train_batch_size", "8", "--max_steps",
+                 "2", "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", "--use_peft", "--lora_r",
+                 "4", "--lora_alpha", "8", "--lora_target_modules", "query", "key"]) == 0
+    assert "trainable parameters" in capsys.readouterr().out
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"], sorted(adapter["target_modules"])) == (4, 8, ["key", "query"])
+    assert not (out / "model.safetensors").exists() and (out / "transfer_state.safetensors").exists()
+    assert "AutoPeftModelForSequenceClassification" in (out / "README.md").read_text()
+    AutoPeftModelForSequenceClassification.from_pretrained(out)

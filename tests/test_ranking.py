@@ -1,0 +1,80 @@
+"""Teacher ranking: LogME and probe scores, the rank-teachers command, and that it shares training's feature cache."""
+
+import json
+from unittest import mock
+
+import numpy as np
+import pytest
+import tiny
+
+from hf_aft import AFTError
+from hf_aft.cli import main
+from hf_aft.features import _Teacher
+from hf_aft.ranking import logme, probe_accuracy
+
+
+def direct_log_evidence(f, y, alpha, beta):
+    """log N(y | 0, F F^T / alpha + I / beta) / N, with no SVD: what LogME maximises over alpha and beta."""
+    n = len(y)
+    cov = f @ f.T / alpha + np.eye(n) / beta
+    _, logdet = np.linalg.slogdet(cov)
+    return -(logdet + y @ np.linalg.solve(cov, y) + n * np.log(2 * np.pi)) / 2 / n
+
+
+@pytest.mark.parametrize("n,d", [(60, 5), (20, 40)])  # more examples than features, and fewer
+def test_logme_is_the_maximised_evidence_of_bayesian_linear_regression(n, d):
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(n, d))
+    labels = (f[:, 0] + 0.5 * rng.normal(size=n) > 0).astype(int)
+    grid = np.exp(np.linspace(-12, 12, 97))
+    per_class = [max(direct_log_evidence(f, (labels == c).astype(float), a, b) for a in grid for b in grid)
+                 for c in (0, 1)]
+    assert logme(f, labels) == pytest.approx(np.mean(per_class), abs=2e-3)
+    assert logme(f, labels) >= np.mean(per_class) - 1e-6  # a maximum, not a point on the grid
+
+
+def test_informative_features_score_higher_than_noise_on_both_scores():
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1, 2], 40)
+    informative = np.eye(3)[labels] @ rng.normal(size=(3, 16)) + 0.5 * rng.normal(size=(120, 16))
+    noise = rng.normal(size=(120, 16))
+    assert logme(informative, labels) > logme(noise, labels) + 0.1
+    assert probe_accuracy(informative, labels)[0] > 0.9 > 0.6 > probe_accuracy(noise, labels)[0]
+    with pytest.raises(AFTError, match="fewer than the probe's 5 folds"):
+        probe_accuracy(noise[:8], np.array([0, 0, 0, 0, 0, 1, 1, 1]))
+
+
+def test_rank_teachers_scores_teachers_and_student_and_training_reuses_the_features(
+        student_dir, teacher_dirs, tmp_path, capsys):
+    data = tmp_path / "train.csv"
+    tiny.sentiment_dataset(30).to_csv(data)
+    out = tmp_path / "ranking.json"
+    teachers = [str(d) for d in teacher_dirs]
+    with mock.patch.object(_Teacher, "load", autospec=True, side_effect=_Teacher.load) as load:
+        assert main(["rank-teachers", "--teachers", *teachers, "--model_name_or_path", str(student_dir),
+                     "--dataset_name", str(data), "--folds", "3", "--output_file", str(out)]) == 0
+    assert load.call_count == 3  # two teachers and the student, once each
+    printed = capsys.readouterr().out
+    assert "teacher-a" in printed and "(student)" in printed and "LogME" in printed
+    rows = json.loads(out.read_text())["rows"]
+    assert sorted(r["name"] for r in rows) == sorted([*teachers, str(student_dir)])
+    assert [r["logme"] for r in rows] == sorted((r["logme"] for r in rows), reverse=True)
+    assert {r["role"] for r in rows} == {"teacher", "student"}
+    assert all(0 <= r["probe_accuracy"] <= 1 and r["width"] in (12, 8, 16) and not r["cached"] for r in rows)
+
+    # Training with both teachers afterwards loads none of them: the features come from ranking's cache.
+    with mock.patch.object(_Teacher, "load", side_effect=AssertionError("a teacher was run again")):
+        assert main(["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(data), "--teachers",
+                     *reversed(teachers), "--output_dir", str(tmp_path / "student"), "--max_steps", "1",
+                     "--per_device_train_batch_size", "8", "--report_to", "none", "--use_cpu", "true",
+                     "--disable_tqdm", "true"]) == 0
+
+
+def test_rank_teachers_refuses_too_few_examples_per_class_before_running_a_teacher(teacher_dirs, tmp_path, capsys):
+    data = tmp_path / "train.csv"
+    tiny.sentiment_dataset(8).to_csv(data)  # 4 per class
+    with mock.patch.object(_Teacher, "load", side_effect=AssertionError("a teacher ran")):
+        assert main(["rank-teachers", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data),
+                     "--output_dir", str(tmp_path)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
+    assert len(err) == 1 and "fewer than the probe's 5 folds" in err[0] and "--folds" in err[0]
