@@ -59,3 +59,79 @@ def sentiment_dataset(n: int = 48, seed: int = 0) -> datasets.Dataset:
         texts.append(" ".join(words))
         labels.append(label)
     return datasets.Dataset.from_dict({"text": texts, "label": labels})
+
+
+# ---- images ----
+IMAGE_SIZE = 16  # the tiny processors resize every image to this
+
+
+def vision_config(kind: str, **kwargs):
+    """A tiny random config of one vision family: vit (token sequence + pooler), convnext, resnet, mobilenet_v2."""
+    from transformers import ConvNextConfig, MobileNetV2Config, ResNetConfig, ViTConfig
+
+    if kind == "vit":
+        return ViTConfig(image_size=IMAGE_SIZE, patch_size=8, hidden_size=12, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=24, hidden_dropout_prob=0.0, **kwargs)
+    if kind == "convnext":
+        return ConvNextConfig(patch_size=4, hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, **kwargs)
+    if kind == "resnet":
+        return ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", **kwargs)
+    if kind == "mobilenet_v2":
+        return MobileNetV2Config(image_size=IMAGE_SIZE, depth_multiplier=0.25, min_depth=4, finegrained_output=False,
+                                 **kwargs)
+    raise ValueError(kind)
+
+
+def image_processor():
+    from transformers import ViTImageProcessor
+
+    return ViTImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+
+
+def save_image_teacher(folder: Path, kind: str = "convnext", seed: int = 0, classifier: bool = False) -> Path:
+    """A tiny random vision backbone (`AutoModel`) with its image processor; `classifier=True` saves the
+    ...ForImageClassification instead (a ViT saved that way has no pooler weights)."""
+    import torch
+    from transformers import AutoModel, AutoModelForImageClassification
+
+    torch.manual_seed(seed)
+    auto = AutoModelForImageClassification if classifier else AutoModel
+    auto.from_config(vision_config(kind)).save_pretrained(folder)
+    image_processor().save_pretrained(folder)
+    return folder
+
+
+def save_image_student(folder: Path, kind: str = "vit", num_labels: int = 2, seed: int = 0) -> Path:
+    import torch
+    from transformers import AutoModelForImageClassification
+
+    torch.manual_seed(seed)
+    AutoModelForImageClassification.from_config(vision_config(kind, num_labels=num_labels)).save_pretrained(folder)
+    image_processor().save_pretrained(folder)
+    return folder
+
+
+def image_arrays(n: int = 24, seed: int = 0, size: int = 12):
+    """Noisy grey squares whose label is which half (top 0 / bottom 1) is bright: learnable in a few steps."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for i in range(n):
+        label = i % 2
+        image = rng.integers(0, 60, (size, size), dtype=np.uint8)
+        rows = slice(size // 2, size) if label else slice(0, size // 2)
+        image[rows] += 150
+        images.append(image)
+        labels.append(label)
+    return images, labels
+
+
+def image_dataset(n: int = 24, seed: int = 0) -> datasets.Dataset:
+    """The images as a datasets `Image` column (decoded to PIL on access), with an int label."""
+    from PIL import Image
+
+    images, labels = image_arrays(n, seed)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+    return datasets.Dataset.from_dict({"image": [Image.fromarray(a) for a in images], "label": labels},
+                                      features=features)

@@ -33,6 +33,12 @@ class ScriptArguments:
     )
     dataset_config: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration name."})
     text_column: str = field(default="text", metadata={"help": "Column holding the input text."})
+    image_column: str | None = field(
+        default=None,
+        metadata={"help": "Column holding images (PIL images, arrays or file paths): trains an image classifier "
+                  "(AutoModelForImageClassification, preprocessed on the fly by its own AutoImageProcessor, which is "
+                  "saved with it). Image teachers read this column, text teachers --text_column."},
+    )
     label_column: str = field(default="label", metadata={"help": "Column holding the class label."})
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
     eval_split: str | None = field(
@@ -95,8 +101,6 @@ def train(argv: list[str]) -> dict:
     if config.world_size > 1:  # every process checks before any of them writes
         config.distributed_state.wait_for_everyone()
 
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     from .data import Labels, check_columns, load_dataset_dict, pick_splits
     from .features import read_teacher_infos
     from .metrics import compute_classification_metrics
@@ -106,36 +110,28 @@ def train(argv: list[str]) -> dict:
     train_set, eval_set = pick_splits(data, script_args.train_split, script_args.eval_split)
     for split in (train_set, eval_set):
         if split is not None:
-            check_columns(split, script_args.text_column, script_args.label_column)
+            check_columns(split, script_args.image_column or script_args.text_column, script_args.label_column)
     labels = Labels.from_dataset(train_set, script_args.label_column)
-
-    name = script_args.model_name_or_path
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            name, num_labels=len(labels.names), id2label=labels.id2label, label2id=labels.label2id,
-            ignore_mismatched_sizes=True,
-        )
-    except Exception as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise AFTError(f"could not load the student {name!r}: {first}") from None
+    model, processor = _load_student(script_args.model_name_or_path, labels, script_args.image_column)
 
     infos = None
     if config.transfer != "none":
         if not config.teachers:
             raise AFTError(f"--transfer {config.transfer} needs --teachers (or use --transfer none).")
-        train_set = with_teacher_features(train_set, config, script_args.text_column)
+        train_set = with_teacher_features(train_set, config, script_args.text_column, script_args.image_column)
         infos = read_teacher_infos(train_set)
 
     def tokenize(batch):
-        return tokenizer(batch[script_args.text_column], truncation=True, max_length=script_args.max_length)
+        return processor(batch[script_args.text_column], truncation=True, max_length=script_args.max_length)
 
-    train_set = labels.encode(train_set).map(tokenize, batched=True, desc="Tokenizing")
-    if eval_set is not None:
-        eval_set = labels.encode(eval_set).map(tokenize, batched=True, desc="Tokenizing")
+    train_set = labels.encode(train_set)
+    eval_set = labels.encode(eval_set) if eval_set is not None else None
+    if script_args.image_column is None:  # images are preprocessed per batch by the trainer's ImageCollator
+        train_set = train_set.map(tokenize, batched=True, desc="Tokenizing")
+        eval_set = eval_set.map(tokenize, batched=True, desc="Tokenizing") if eval_set is not None else None
 
     trainer = AFTTrainer(model=model, args=config, train_dataset=train_set, eval_dataset=eval_set,
-                         processing_class=tokenizer, teacher_infos=infos,
+                         processing_class=processor, teacher_infos=infos, image_column=script_args.image_column,
                          compute_metrics=compute_classification_metrics)
     result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model()
@@ -148,6 +144,28 @@ def train(argv: list[str]) -> dict:
     trainer.save_state()
     trainer.create_model_card(dataset_name=script_args.dataset_name)
     return summary
+
+
+def _load_student(name: str, labels, image_column: str | None):
+    """The student classifier, head sized and named from the labels, with its tokenizer or image processor."""
+    from transformers import (
+        AutoImageProcessor,
+        AutoModelForImageClassification,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
+
+    auto_model, auto_processor = ((AutoModelForImageClassification, AutoImageProcessor) if image_column else
+                                  (AutoModelForSequenceClassification, AutoTokenizer))
+    try:
+        processor = auto_processor.from_pretrained(name)
+        model = auto_model.from_pretrained(name, num_labels=len(labels.names), id2label=labels.id2label,
+                                           label2id=labels.label2id, ignore_mismatched_sizes=True)
+    except Exception as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        kind = "image " if image_column else ""
+        raise AFTError(f"could not load the {kind}student {name!r}: {first}") from None
+    return model, processor
 
 
 def _print_summary(summary: dict) -> None:

@@ -10,6 +10,7 @@ from .distributed import has_accelerator, launched_world_size
 from .errors import AFTError
 from .features import POOLINGS
 from .losses import KERNELS, TRANSFERS
+from .teacher_loading import TEACHER_DTYPES
 
 KERNEL_SCOPES = ("global", "local")
 
@@ -39,12 +40,17 @@ class AFTConfig(TrainingArguments):
         scales_learning_rate (`float`, *optional*, defaults to `1e-2`):
             Learning rate of the transfer loss's own parameters (AFT's scales, KD's projection), no weight decay.
         teacher_pooling (`str`, *optional*, defaults to `"auto"`):
-            How a teacher's token features become one vector: `auto` (mean for text encoders, last token for
-            decoders, pooler output for vision models), `mean`, `cls`, `pooler` or `last`.
+            How a teacher's outputs become one vector: `auto` (text encoders: mean over tokens; decoders: the last
+            non-padding token; image models: their pooler output when the checkpoint has one, else the CLS token of
+            a ViT-like model or the global average of a CNN's feature map), `mean`, `cls`, `pooler` or `last`.
         teacher_batch_size (`int`, *optional*, defaults to `32`):
             Batch size of the teachers' forward passes during feature extraction.
         teacher_max_length (`int`, *optional*, defaults to `256`):
             Teachers truncate texts to this many tokens.
+        teacher_dtype (`str`, *optional*, defaults to `"float32"`):
+            `float32`, `float16` or `bfloat16`: the teachers' dtype on an accelerator (on CPU always float32).
+        teacher_device_map (`str`, *optional*):
+            `auto` spreads a teacher too large for one accelerator over all visible ones (single process only).
         student_feature_module (`str`, *optional*):
             Name of the student module whose input is its feature vector (as in `model.named_modules()`). By default
             the classification head's final linear layer (the last `nn.Linear` with `num_labels` outputs).
@@ -85,14 +91,24 @@ class AFTConfig(TrainingArguments):
     )
     teacher_pooling: str = field(
         default="auto",
-        metadata={"help": "How a teacher's token features become one vector: auto (mean for text encoders, last "
-                  "token for decoders, pooler output for vision models), mean, cls, pooler or last.",
-                  },
+        metadata={"help": "How a teacher's outputs become one vector: auto (text encoders: mean over tokens; "
+                  "decoders: the last non-padding token; image models: their pooler output when the checkpoint has "
+                  "one, else the CLS token of a ViT-like model or the global average of a CNN's feature map), mean, "
+                  "cls, pooler or last."},
     )
     teacher_batch_size: int = field(
         default=32, metadata={"help": "Batch size of the teachers' forward passes during feature extraction."}
     )
     teacher_max_length: int = field(default=256, metadata={"help": "Teachers truncate texts to this many tokens."})
+    teacher_dtype: str = field(
+        default="float32",
+        metadata={"help": "float32, float16 or bfloat16: the teachers' dtype on an accelerator (CPU: float32)."},
+    )
+    teacher_device_map: str | None = field(
+        default=None,
+        metadata={"help": "auto spreads a teacher too large for one accelerator over all visible ones (single "
+                  "process only; needs accelerate)."},
+    )
     student_feature_module: str | None = field(
         default=None,
         metadata={"help": "Name of the student module whose input is its feature vector (as in "
@@ -114,6 +130,8 @@ class AFTConfig(TrainingArguments):
             raise AFTError(f"scales_learning_rate must be > 0 (got {self.scales_learning_rate}).")
         if self.teacher_batch_size < 1 or self.teacher_max_length < 1:
             raise AFTError("teacher_batch_size and teacher_max_length must be >= 1.")
+        if self.teacher_dtype not in TEACHER_DTYPES:
+            raise AFTError(f"unknown teacher_dtype {self.teacher_dtype!r}: choose one of {', '.join(TEACHER_DTYPES)}.")
         if self.kernel_scope not in KERNEL_SCOPES:
             raise AFTError(f"unknown kernel_scope {self.kernel_scope!r}: choose one of {', '.join(KERNEL_SCOPES)}.")
         if self.transfer in ("aft", "rkd"):

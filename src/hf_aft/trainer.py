@@ -69,13 +69,15 @@ class AFTTrainer(Trainer):
             `args.teachers` is set (the column is then computed and cached before training).
         teacher_infos: per-teacher names and widths of the column; read from the dataset when it was made by
             `extract_teacher_features`, else the whole column counts as one teacher.
-        text_column: the column the teachers read, when the trainer extracts the features itself.
+        text_column: the column text teachers read, when the trainer extracts the features itself.
+        image_column: for image students: the column of images (PIL images, arrays or file paths). Each batch goes
+            through `processing_class` (the student's `AutoImageProcessor`) on the fly, and image teachers read it.
         Everything else is passed to `transformers.Trainer`.
     """
 
     def __init__(self, model=None, args: AFTConfig | None = None, train_dataset=None, eval_dataset=None,
                  processing_class=None, teacher_infos: list[TeacherInfo] | None = None, text_column: str = "text",
-                 **kwargs):
+                 image_column: str | None = None, **kwargs):
         if args is None:
             args = AFTConfig(output_dir="aft_output")
         elif not isinstance(args, AFTConfig):
@@ -89,9 +91,17 @@ class AFTTrainer(Trainer):
             raise AFTError(f"transfer={args.transfer!r} compares examples within a batch: it needs at least 2 "
                            "training examples.")
         _check_labels(train_dataset, model)
+        self.image_column = image_column
+        if image_column is not None:
+            from .images import ImageCollator, check_image_column
+
+            for dataset in (train_dataset, *_eval_sets(eval_dataset)):
+                check_image_column(dataset, image_column)
+            if kwargs.get("data_collator") is None:
+                kwargs["data_collator"] = ImageCollator(processing_class, image_column)
         self.teacher_infos: list[TeacherInfo] = []
         if args.transfer != "none":
-            train_dataset = with_teacher_features(train_dataset, args, text_column)
+            train_dataset = with_teacher_features(train_dataset, args, text_column, image_column)
             self.teacher_infos = teacher_infos or _infos_of(train_dataset)
             _check_teacher_features(train_dataset, self.teacher_infos)
 
@@ -120,8 +130,9 @@ class AFTTrainer(Trainer):
     # ---- data ----
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        if FEATURES_COLUMN not in self._signature_columns:
-            self._signature_columns.append(FEATURES_COLUMN)
+        for column in (FEATURES_COLUMN, self.image_column):  # the image column feeds the collator
+            if column and column not in self._signature_columns:
+                self._signature_columns.append(column)
 
     # ---- optimisation ----
     def create_optimizer(self, model=None):
@@ -222,7 +233,7 @@ class AFTTrainer(Trainer):
             self.transfer_loss.load_state_dict(load_file(path, device=str(self.args.device)))
 
 
-def with_teacher_features(dataset, args: AFTConfig, text_column: str = "text"):
+def with_teacher_features(dataset, args: AFTConfig, text_column: str = "text", image_column: str | None = None):
     """The dataset with its `teacher_features` column: as given, or extracted from `args.teachers`. Extract before
     tokenizing the student's inputs, and the cache survives a change of student."""
     if dataset is None:
@@ -236,12 +247,13 @@ def with_teacher_features(dataset, args: AFTConfig, text_column: str = "text"):
     return extract_teacher_features(
         dataset, args.teachers, text_column=text_column, pooling=args.teacher_pooling,
         batch_size=args.teacher_batch_size, max_length=args.teacher_max_length, device=args.device,
+        image_column=image_column, dtype=args.teacher_dtype, device_map=args.teacher_device_map,
     )
 
 
 def display_names(infos: list[TeacherInfo]) -> list[str]:
-    """Short, unique names for logs: a Hub id as is, a local folder by its last path component."""
-    names = [os.path.basename(info.name.rstrip("/")) if os.path.isdir(info.name) else info.name for info in infos]
+    """Short, unique names for logs: a Hub id as is, a local folder or file by its last path component."""
+    names = [os.path.basename(info.name.rstrip("/")) if os.path.exists(info.name) else info.name for info in infos]
     return [name if names.count(name) == 1 else f"{name}_{i}" for i, name in enumerate(names)]
 
 
@@ -269,6 +281,12 @@ def _check_teacher_features(dataset, infos: list[TeacherInfo]) -> None:
             row = start + int(np.argwhere(~np.isfinite(block))[0][0])
             raise AFTError(f"the {FEATURES_COLUMN!r} column holds NaN or inf (first at row {row}): recompute the "
                            "features, e.g. in float32 rather than float16.")
+
+
+def _eval_sets(eval_dataset) -> list:
+    if eval_dataset is None:
+        return []
+    return list(eval_dataset.values()) if isinstance(eval_dataset, dict) else [eval_dataset]
 
 
 def _check_labels(dataset, model) -> None:
