@@ -31,7 +31,7 @@ WORK = Path("runs/bench_vision")
 RESULTS = Path("bench/results/vision_quality.jsonl")
 TEACHER = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "mobilenet_v2_imagenet"
 SEEDS = (0, 1, 2)
-GRID = [("none", 0), ("kd", 1), ("aft", 0.1), ("aft", 1)]
+GRID = [("none", 0), ("kd", 1), ("aft", 0.1), ("aft", 1), ("aft", 10)]
 CLASSES = "bear bird cat cow dog elephant giraffe horse sheep zebra".split()
 
 
