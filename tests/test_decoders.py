@@ -51,7 +51,7 @@ def test_gguf_teacher_as_a_file_path_or_folder_and_file(tmp_path):
     expected = one_by_one(path.parent, data["text"], "last", gguf_file=path.name)
     np.testing.assert_allclose(features_of(by_path), expected, atol=1e-5)
     info = read_teacher_infos(by_path)[0]
-    assert info.pooling == "last" and info.revision.startswith("gguf-") and info.dim == 8
+    assert (info.name, info.pooling, info.dim) == (str(path), "last", 8) and info.revision.startswith("gguf-")
     # The other spelling names the same file, so the cache serves it without loading the model.
     with mock.patch.object(_Teacher, "load", side_effect=AssertionError("teacher loaded")):
         by_folder = extract_teacher_features(data, [f"{path.parent}::{path.name}"], cache_dir=tmp_path / "cache")

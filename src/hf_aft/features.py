@@ -101,7 +101,7 @@ def default_pooling(config) -> str:
     model_type = getattr(config, "model_type", "")
     if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
         return "mean"
-    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or getattr(config, "is_decoder", False):
         return "last"
     return "mean"
 
@@ -149,6 +149,7 @@ class _Teacher:
         self.spec, self.name, self.revision = spec, name, revision
         self.pooling, self.max_length, self.batch_size, self.device = pooling, max_length, batch_size, device
         self.options, self.column = dict(options or {}), column
+        self.label = name  # what its provenance records: the folder or Hub id, or the GGUF file
         self.model = self.tokenizer = None
         self.forward_passes = 0
 
@@ -344,7 +345,7 @@ def extract_teacher_features(
             resolved = _resolved_pooling_record(cache_dir / f"teacher-{fingerprint}.json", teacher)
         teacher.free()
         parts.append(part)
-        infos.append(TeacherInfo(teacher.name, teacher.revision, resolved, len(part[0][column]), teacher.max_length))
+        infos.append(TeacherInfo(teacher.label, teacher.revision, resolved, len(part[0][column]), teacher.max_length))
 
     # Join the teachers' columns into one fixed-width float32 column; only the features are written, the dataset's
     # own columns are referenced, not copied.
@@ -370,7 +371,7 @@ def extract_teacher_features(
 def _make_teacher(dataset, spec, pooling, max_length, batch_size, device, options, text_column, image_column):
     """The teacher for `spec` (text or image, from its config), the column it reads, and what beyond the text
     defaults must enter its cache fingerprint. A teacher whose modality doesn't match its column is refused."""
-    from .teacher_loading import gguf_file_revision, split_gguf, teacher_modality
+    from .teacher_loading import GGUF_SEPARATOR, gguf_file_revision, gguf_header_config, split_gguf, teacher_modality
 
     source, gguf_file = split_gguf(spec)
     name, pinned = parse_teacher(source)
@@ -380,7 +381,8 @@ def _make_teacher(dataset, spec, pooling, max_length, batch_size, device, option
         revision = gguf_file_revision(name, gguf_file)
     else:
         revision = resolve_revision(name, pinned)
-    config = load_config(spec, name, revision, gguf_file)
+    local_gguf = os.path.join(name, gguf_file) if gguf_file and os.path.isdir(name) else None
+    config = (local_gguf and gguf_header_config(local_gguf)) or load_config(spec, name, revision, gguf_file)
     modality = teacher_modality(config)
     options = {**options, **({"gguf_file": gguf_file} if gguf_file else {})}
     extra_key = [f"gguf:{gguf_file}"] if gguf_file else []
@@ -405,6 +407,8 @@ def _make_teacher(dataset, spec, pooling, max_length, batch_size, device, option
                        f"{text_feature}, not text: choose an image teacher for images, or another --text_column.")
     teacher = _Teacher(spec, name, revision, pooling, max_length, batch_size, device, options, text_column)
     teacher.pooling = teacher.resolved_pooling(config)
+    if gguf_file:
+        teacher.label = local_gguf or f"{name}{GGUF_SEPARATOR}{gguf_file}"
     return teacher, text_column, extra_key
 
 

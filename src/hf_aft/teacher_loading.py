@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from types import SimpleNamespace
 
 import torch
 from transformers.models.auto.modeling_auto import (
@@ -52,6 +53,20 @@ def gguf_file_revision(folder: str, gguf_file: str) -> str:
         for block in iter(lambda: f.read(1 << 24), b""):
             digest.update(block)
     return "gguf-" + digest.hexdigest()[:16]
+
+
+def gguf_header_config(path: str):
+    """A stand-in config for a local GGUF file, read from its header in milliseconds (AutoConfig parses the whole
+    vocabulary: ~13 s for SmolLM2's), enough for the modality and default pooling; None to fall back to AutoConfig.
+    GGUF files hold llama.cpp models: decoders, apart from BERT-like and T5 encoders."""
+    try:
+        from transformers.integrations.gguf.reader import read_gguf_metadata  # not public API: hence the fallback
+
+        architecture = read_gguf_metadata(path)[0]["general.architecture"]
+    except Exception:
+        return None
+    encoder = "bert" in architecture or architecture.startswith("t5")
+    return SimpleNamespace(model_type=architecture, is_decoder=not encoder)
 
 
 def teacher_modality(config) -> str:
