@@ -2,8 +2,10 @@
 
 `extract_teacher_features` adds a float32 column `teacher_features` (the teachers' pooled features concatenated in
 the order given). Each teacher's features are a `Dataset.map` whose fingerprint is derived from the dataset's
-fingerprint, the teacher id, its resolved revision, the pooling and the max length, and whose Arrow file is kept in a
-cache folder: a second call with the same inputs loads that file and neither loads nor runs any teacher.
+fingerprint, the column it reads, the teacher id, its resolved revision, the pooling and the max length (plus, only
+when they apply, the image modality, the GGUF file and a non-float32 dtype), and whose Arrow file is kept in a cache
+folder: a second call with the same inputs loads that file and neither loads nor runs any teacher. Image teachers live
+in images.py, GGUF specs and load options in teacher_loading.py.
 
 Under several processes (`accelerate launch`), each process runs each teacher on its contiguous shard of the data;
 the main process assembles the shards, in dataset order, into the same cache file one process would have written.
