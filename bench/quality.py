@@ -5,7 +5,8 @@ mean and spread over seeds, plus linear probes that say how much each teacher kn
     python bench/quality.py --suite minilm  # one suite: minilm | mpnet | small
 
 Suites: `minilm` (teacher all-MiniLM-L6-v2, 3-layer MiniLM student: STL, KD, AFT at several beta), `mpnet` (teacher
-all-mpnet-base-v2, same student), `small` (mpnet teacher, a 1-layer student). Results append to
+all-mpnet-base-v2, same student), `small` (mpnet teacher, a 1-layer student), `multi` (mpnet + MiniLM together,
+3-layer student, to compare with each alone). Results append to
 bench/results/quality.jsonl (one line per run; reruns skip finished runs) and a table is printed at the end.
 """
 
@@ -30,6 +31,7 @@ SUITES = {  # suite: (teacher, student layers, [(transfer, beta), ...])
     "minilm": ("minilm", 3, [("none", 0), ("kd", 1), ("aft", 0.1), ("aft", 0.3), ("aft", 1), ("aft", 3)]),
     "mpnet": ("mpnet", 3, [("aft", 0.1), ("aft", 0.3), ("aft", 1)]),
     "small": ("mpnet", 1, [("none", 0), ("aft", 0.1), ("aft", 0.3), ("aft", 1)]),
+    "multi": ("mpnet+minilm", 3, [("aft", 0.1), ("aft", 0.3)]),
 }
 
 
@@ -47,10 +49,16 @@ def mpnet_path() -> Path:
     return folder
 
 
-def run(suite: str, teacher: Path, layers: int, transfer: str, beta: float, seed: int, epochs: float) -> dict:
+def teacher_paths(key: str) -> list[Path]:
+    """"mpnet+minilm" -> the teachers' folders, in that order."""
+    return [minilm_path() if name == "minilm" else mpnet_path() for name in key.split("+")]
+
+
+def run(suite: str, teachers: list[Path], layers: int, transfer: str, beta: float, seed: int, epochs: float) -> dict:
     student = truncated_student(minilm_path(), WORK / f"student-init-{layers}l", layers=layers)
     out = WORK / "runs" / f"{suite}-{transfer}-{beta}-{seed}"
-    args = ["--model_name_or_path", str(student), "--dataset_name", str(WORK / "data"), "--teachers", str(teacher),
+    args = ["--model_name_or_path", str(student), "--dataset_name", str(WORK / "data"),
+            "--teachers", *map(str, teachers),
             "--transfer", transfer, "--beta", str(beta), "--seed", str(seed), "--num_train_epochs", str(epochs),
             "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "128", "--learning_rate", "2e-4",
             "--max_length", "64", "--teacher_max_length", "64", "--save_strategy", "no", "--report_to", "none",
@@ -80,7 +88,7 @@ def table(rows: list[dict]) -> str:
     """Mean ± sd over seeds, and the gain over STL paired by seed (same student, data and seed; STL of a
     3-layer student comes from the minilm suite, so the mpnet suite shares it)."""
     stl = {(r["layers"], r["seed"]): r["accuracy"] for r in rows if r["transfer"] == "none"}
-    lines = ["| suite | teacher | student | method | beta | accuracy mean ± sd | vs STL | seeds | scales |",
+    lines = ["| suite | teacher | student | method | beta | accuracy mean ± sd | vs STL | seeds | mean scales |",
              "|---|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["suite"], r["transfer"], r["beta"]) for r in rows}, key=lambda k: (k[0], k[1] != "none", k))
     for suite, transfer, beta in keys:
@@ -89,11 +97,12 @@ def table(rows: list[dict]) -> str:
         sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
         gains = [r["accuracy"] - stl[(r["layers"], r["seed"])] for r in group if (r["layers"], r["seed"]) in stl]
         gain = f"{statistics.mean(gains):+.4f}" if gains and transfer != "none" else "-"
-        scales = [s["mean"] for r in group for s in r["scales"].values()]
+        scales = {name: statistics.mean(r["scales"][name]["mean"] for r in group) for name in group[0]["scales"]}
         method = {"none": "STL", "kd": "KD", "aft": "AFT", "rkd": "RKD"}[transfer]
-        lines.append(f"| {suite} | {TEACHER_NAMES[group[0]['teacher_key']]} | {group[0]['layers']}-layer | {method} | "
+        names = " + ".join(TEACHER_NAMES[key] for key in group[0]["teacher_key"].split("+"))
+        lines.append(f"| {suite} | {names} | {group[0]['layers']}-layer | {method} | "
                      f"{beta if transfer != 'none' else '-'} | {statistics.mean(accs):.4f} ± {sd:.4f} | {gain} | "
-                     f"{len(accs)} | {f'{statistics.mean(scales):.3f}' if scales else '-'} |")
+                     f"{len(accs)} | {', '.join(f'{v:.3f}' for v in scales.values()) or '-'} |")
     return "\n".join(lines)
 
 
@@ -112,13 +121,13 @@ def main():
         row.setdefault("teacher_key", SUITES[row["suite"]][0])
     for suite in SUITES if args.suite == "all" else [args.suite]:
         teacher_name, layers, grid = SUITES[suite]
-        teacher = minilm_path() if teacher_name == "minilm" else mpnet_path()
+        teachers = teacher_paths(teacher_name)
         for seed in SEEDS:  # seed-major, so that an interrupted run still has every method
             for transfer, beta in grid:
                 key = (suite, transfer, beta, seed)
                 if any((r["suite"], r["transfer"], r["beta"], r["seed"]) == key for r in done):
                     continue
-                row = run(suite, teacher, layers, transfer, beta, seed, args.epochs)
+                row = run(suite, teachers, layers, transfer, beta, seed, args.epochs)
                 done.append(row)
                 with RESULTS.open("a") as f:
                     f.write(json.dumps(row) + "\n")

@@ -3,9 +3,15 @@
 import os
 import tempfile
 
-# Before datasets / huggingface_hub are imported: they read these once.
+import hub_server
+
+# Before datasets / huggingface_hub are imported: they read these once. The Hub is offline except in the tests of
+# test_hub.py, which serve the Hub emulation (tests/hub_server.py) at HF_ENDPOINT and switch offline mode off.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="hf_aft_test_cache_")
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hf_aft_test_home_")
+os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{hub_server.free_port()}"
+os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -1,8 +1,15 @@
 """The model card as a pure function of what a run knows."""
 
-from huggingface_hub import ModelCard
+import json
 
-from hf_aft.card import render_model_card
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from safetensors.torch import save_file
+
+from hf_aft import AFTError
+from hf_aft.card import read_baseline, render_model_card, teacher_scales, write_model_card
 
 TEACHER = {"name": "sentence-transformers/all-mpnet-base-v2", "revision": "e8c3b32e", "pooling": "mean", "dim": 768,
            "max_length": 128}
@@ -14,6 +21,7 @@ def test_card_with_every_field():
         eval_results={"eval_accuracy": 0.7712, "eval_macro_f1": 0.7655, "eval_runtime": 3.1},
         base_model="nreimers/MiniLM-L6-H384-uncased", dataset_name="rotten_tomatoes", repo_id="me/aft-student",
         hyperparameters={"learning_rate": 2e-4}, versions={"hf-aft": "0.1.0"},
+        baseline_results={"eval_accuracy": 0.7601, "eval_macro_f1": 0.7512}, scales_plot="scales.png",
     )
     data = card.data.to_dict()
     assert data["base_model"] == "nreimers/MiniLM-L6-H384-uncased" and data["datasets"] == ["rotten_tomatoes"]
@@ -22,7 +30,8 @@ def test_card_with_every_field():
     assert {m["type"]: m["value"] for m in metrics} == {"accuracy": 0.7712, "macro_f1": 0.7655}
     for text in ("Adaptive Feature Transfer (AFT)", "beta = 1.0", "`sentence-transformers/all-mpnet-base-v2`",
                  "`e8c3b32e`", "| 768 |", "0.512", "61.0%", "| accuracy | 0.7712 |", "learning_rate: 0.0002",
-                 'from_pretrained("me/aft-student")', "2406.07337"):
+                 'from_pretrained("me/aft-student")', "2406.07337", "| accuracy | 0.7712 | 0.7601 | +0.0111 |",
+                 "| macro_f1 | 0.7655 | 0.7512 | +0.0143 |", "](scales.png)", "- hf-aft 0.1.0"):
         assert text in card.content, text
     assert "runtime" not in card.content
     assert ModelCard(card.content).data.to_dict()["tags"] == data["tags"]  # the YAML header parses back
@@ -33,3 +42,44 @@ def test_card_with_optional_fields_missing():
     assert "plain fine-tuning" in card.content and "## Evaluation" not in card.content
     assert "| teacher |" not in card.content and "beta" not in card.content
     assert "base_model" not in card.data.to_dict() and "model-index" not in card.data.to_dict()
+
+
+def test_card_shows_the_baseline_and_the_scale_plot_only_when_given():
+    args = dict(transfer="aft", beta=0.3, teachers=[TEACHER], eval_results={"eval_accuracy": 0.7712}, versions={})
+    card = render_model_card(**args, baseline_results={"eval_accuracy": 0.75, "eval_loss": 0.5},
+                             scales_plot="scales.png")
+    assert "| metric | this model | STL baseline | difference |" in card.content
+    assert "| accuracy | 0.7712 | 0.7500 | +0.0212 |" in card.content and "| loss |" not in card.content
+    assert "![Distribution of the learned scales per teacher](scales.png)" in card.content
+    plain = render_model_card(**args)
+    assert "STL baseline" not in plain.content and "![" not in plain.content
+    assert "| accuracy | 0.7712 |" in plain.content
+
+
+def test_write_model_card_draws_the_scales_keeps_its_inputs_and_reads_a_baseline(tmp_path):
+    logits = torch.tensor([0.0, 2.0, -2.0, 0.5, -0.5])
+    save_file({"scale_logits": logits}, tmp_path / "transfer_state.safetensors")
+    (tmp_path / "transfer_summary.json").write_text(json.dumps({"teachers": [{**TEACHER, "dim": 3},
+                                                                             {**TEACHER, "name": "b", "dim": 2}],
+                                                                "scales": {"mpnet": {}, "b": {}}}))
+    scales = teacher_scales(str(tmp_path))
+    assert list(scales) == ["mpnet", "b"]
+    np.testing.assert_allclose(scales["mpnet"], torch.sigmoid(logits[:3]).numpy(), rtol=1e-6)
+    card = write_model_card(str(tmp_path), transfer="aft", beta=0.1, repo_id="me/s", versions={})
+    assert (tmp_path / "scales.png").read_bytes().startswith(b"\x89PNG") and "](scales.png)" in card.content
+    assert (tmp_path / "README.md").read_text() == card.content
+    inputs = json.loads((tmp_path / "model_card.json").read_text())
+    assert render_model_card(**inputs).content == card.content  # enough to render the same card again
+
+    stl = tmp_path / "stl"
+    stl.mkdir()
+    with pytest.raises(AFTError, match="could not read the baseline's results"):
+        read_baseline(str(stl))
+    (stl / "eval_results.json").write_text(json.dumps({"eval_accuracy": 0.7}))
+    assert read_baseline(str(stl)) == {"eval_accuracy": 0.7}
+    (stl / "model_card.json").write_text(json.dumps({"transfer": "aft", "dataset_name": "x"}))
+    with pytest.raises(AFTError, match="must be plain fine-tuning"):
+        read_baseline(str(stl))
+    (stl / "model_card.json").write_text(json.dumps({"transfer": "none", "dataset_name": "x"}))
+    with pytest.raises(AFTError, match="was trained on 'x', not 'y'"):
+        read_baseline(str(stl), "y")

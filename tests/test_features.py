@@ -86,3 +86,27 @@ def test_bad_input_is_named(teacher_dirs, tmp_path):
         extract_teacher_features(data, [str(tmp_path / "empty-teacher")], cache_dir=tmp_path)
     with pytest.raises(AFTError, match="unknown teacher pooling 'max'"):
         extract_teacher_features(data, [str(teacher_dirs[0])], pooling="max", cache_dir=tmp_path)
+
+
+def test_a_teacher_cached_alone_is_reused_in_any_place_among_several(teacher_dirs, tmp_path):
+    data = tiny.sentiment_dataset(12)
+    alone = extract_teacher_features(data, [str(teacher_dirs[1])], cache_dir=tmp_path)
+    with mock.patch.object(_Teacher, "load", autospec=True, side_effect=_Teacher.load) as load:
+        both = extract_teacher_features(data, [str(teacher_dirs[0]), str(teacher_dirs[1])], cache_dir=tmp_path)
+    assert load.call_count == 1  # only teacher a runs; b comes from its cache, now in second place
+    assert [info.dim for info in read_teacher_infos(both)] == [12, 8]
+    np.testing.assert_array_equal(features_of(both)[:, 12:], features_of(alone))
+
+
+def test_of_several_teachers_only_the_changed_one_recomputes(teacher_dirs, tmp_path):
+    data = tiny.sentiment_dataset(12)
+    changed = tiny.save_teacher(tmp_path / "changing", hidden=12, seed=3)
+    teachers = [str(changed), str(teacher_dirs[1])]
+    before = extract_teacher_features(data, teachers, cache_dir=tmp_path / "cache")
+    weights = load_file(changed / "model.safetensors")
+    save_file({k: v * 1.5 for k, v in weights.items()}, changed / "model.safetensors", metadata={"format": "pt"})
+    with mock.patch.object(_Teacher, "load", autospec=True, side_effect=_Teacher.load) as load:
+        after = extract_teacher_features(data, teachers, cache_dir=tmp_path / "cache")
+    assert [call.args[0].name for call in load.call_args_list] == [str(changed)]
+    np.testing.assert_array_equal(features_of(after)[:, 12:], features_of(before)[:, 12:])
+    assert not np.allclose(features_of(after)[:, :12], features_of(before)[:, :12])

@@ -1,14 +1,25 @@
 """The student's model card: rendered from the Jinja template `hf_aft.model_cards/aft_student.md` with
-`huggingface_hub.ModelCard.from_template`. `render_model_card` is a pure function of its arguments."""
+`huggingface_hub.ModelCard.from_template`. `render_model_card` is a pure function of its arguments;
+`write_model_card` is the side-effecting step around it: it draws the scale plot, keeps the card's inputs as JSON
+(so `hf-aft push` can render the card again for another repo id) and writes README.md."""
 
 from __future__ import annotations
 
+import json
+import os
 from importlib import metadata, resources
 
+import numpy as np
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .errors import AFTError
 
 METHOD_NAMES = {"aft": "Adaptive Feature Transfer (AFT)", "kd": "knowledge distillation of features (KD)",
                 "rkd": "relational knowledge distillation (RKD)", "none": "plain fine-tuning"}
+CARD_NAME = "README.md"
+CARD_INPUTS_NAME = "model_card.json"  # the arguments of render_model_card, as written by the last write_model_card
+SCALES_PLOT_NAME = "scales.png"
+EVAL_METRICS = ("accuracy", "macro_f1", "loss")
 HYPERPARAMETERS = ("learning_rate", "scales_learning_rate", "per_device_train_batch_size", "num_train_epochs",
                    "max_steps", "seed", "weight_decay", "lr_scheduler_type", "teacher_max_length")
 
@@ -28,6 +39,12 @@ def framework_versions() -> dict[str, str]:
     return versions
 
 
+def _metrics(results: dict | None) -> dict[str, float]:
+    """`eval_accuracy`-style keys -> `accuracy`, keeping only the metrics the card reports."""
+    return {k.removeprefix("eval_"): v for k, v in (results or {}).items()
+            if isinstance(v, (int, float)) and k.removeprefix("eval_") in EVAL_METRICS}
+
+
 def render_model_card(
     transfer: str,
     beta: float | None = None,
@@ -40,11 +57,17 @@ def render_model_card(
     repo_id: str | None = None,
     hyperparameters: dict | None = None,
     versions: dict[str, str] | None = None,
+    baseline_results: dict[str, float] | None = None,
+    scales_plot: str | None = None,
 ) -> ModelCard:
-    """A model card for a student. Optional arguments left out are left out of the card."""
+    """A model card for a student. Optional arguments left out are left out of the card.
+
+    `baseline_results` are the eval results of the plain fine-tuning (STL) run shown next to this model's;
+    `scales_plot` is the path, relative to the card, of the scale distribution image (see `write_scales_plot`).
+    """
     teachers = teachers or []
-    eval_results = {k.removeprefix("eval_"): v for k, v in (eval_results or {}).items()
-                    if isinstance(v, (int, float)) and k.removeprefix("eval_") in ("accuracy", "macro_f1", "loss")}
+    eval_results = _metrics(eval_results)
+    baseline = _metrics(baseline_results)
     index = [
         EvalResult(task_type="text-classification", dataset_type=dataset_name, dataset_name=dataset_name,
                    metric_type=metric, metric_value=value)
@@ -63,4 +86,96 @@ def render_model_card(
         beta=beta, kernel=kernel, teachers=teachers, scales=scales or {}, eval_results=eval_results,
         base_model=base_model, dataset_name=dataset_name, repo_id=repo_id or "path/to/this/folder",
         hyperparameters=hyperparameters or {}, versions=versions if versions is not None else framework_versions(),
+        baseline={k: v for k, v in baseline.items() if k in eval_results}, scales_plot=scales_plot,
     )
+
+
+def teacher_scales(output_dir: str) -> dict[str, np.ndarray] | None:
+    """Per teacher, the learned AFT scales (sigmoid of the saved logits), or None when the run learned none."""
+    from safetensors.numpy import load_file
+
+    from .trainer import TRANSFER_STATE_NAME, TRANSFER_SUMMARY_NAME
+
+    state_path = os.path.join(output_dir, TRANSFER_STATE_NAME)
+    summary_path = os.path.join(output_dir, TRANSFER_SUMMARY_NAME)
+    if not (os.path.exists(state_path) and os.path.exists(summary_path)):
+        return None
+    logits = load_file(state_path).get("scale_logits")
+    with open(summary_path) as f:
+        summary = json.load(f)
+    dims = [t["dim"] for t in summary.get("teachers", [])]
+    names = list(summary.get("scales") or {}) or [t["name"] for t in summary.get("teachers", [])]
+    if logits is None or sum(dims) != logits.size or len(names) != len(dims):
+        return None
+    scales = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    return dict(zip(names, np.split(scales, np.cumsum(dims)[:-1]), strict=True))
+
+
+def write_scales_plot(scales: dict[str, np.ndarray], path: str) -> None:
+    """One histogram per teacher of its learned scales, with the starting value 0.5 marked. Uses matplotlib's Agg
+    canvas directly (no pyplot): no display needed, no global backend switched."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(6.4, 0.6 + 1.9 * len(scales)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(scales), 1, squeeze=False)[:, 0]
+    for ax, (name, values) in zip(axes, scales.items(), strict=True):
+        # Scales often move little from 0.5: zoom on the data, but always show the start.
+        low, high = min(float(values.min()), 0.49), max(float(values.max()), 0.51)
+        ax.hist(values, bins=np.linspace(low, high, 41), color="#4c72b0")
+        ax.axvline(0.5, color="gray", linestyle="--", linewidth=1)
+        ax.set_title(f"{name}: {values.size} dims, mean {values.mean():.3f}", fontsize=9)
+        ax.set_ylabel("dims", fontsize=8)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=8)
+    axes[-1].set_xlabel("learned scale sigmoid(s) (dashed: the start, 0.5)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def write_model_card(output_dir: str, **inputs) -> ModelCard:
+    """Draw the scale plot (AFT runs), keep the card's inputs in model_card.json, write README.md."""
+    scales = teacher_scales(output_dir)
+    inputs["scales_plot"] = None
+    if scales:
+        write_scales_plot(scales, os.path.join(output_dir, SCALES_PLOT_NAME))
+        inputs["scales_plot"] = SCALES_PLOT_NAME
+    inputs.setdefault("versions", framework_versions())
+    card = render_model_card(**inputs)
+    with open(os.path.join(output_dir, CARD_INPUTS_NAME), "w") as f:
+        json.dump(inputs, f, indent=2, default=str)
+    card.save(os.path.join(output_dir, CARD_NAME))
+    return card
+
+
+def read_card_inputs(output_dir: str) -> dict | None:
+    path = os.path.join(output_dir, CARD_INPUTS_NAME)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_baseline(baseline_dir: str, dataset_name: str | None = None) -> dict[str, float]:
+    """The eval results of a plain fine-tuning run's output dir, checked to be a `--transfer none` run on the same
+    data when that run's card inputs say so."""
+    path = os.path.join(baseline_dir, "eval_results.json")
+    try:
+        with open(path) as f:
+            results = json.load(f)
+    except (OSError, ValueError) as error:
+        raise AFTError(f"could not read the baseline's results {path!r} ({type(error).__name__}): point "
+                       "--baseline_dir at the output dir of an `hf-aft train --transfer none` run with an eval split."
+                       ) from None
+    info = read_card_inputs(baseline_dir) or {}
+    if info.get("transfer", "none") != "none":
+        raise AFTError(f"--baseline_dir {baseline_dir!r} is a --transfer {info['transfer']} run; the baseline must "
+                       "be plain fine-tuning (--transfer none).")
+    if dataset_name and info.get("dataset_name") and info["dataset_name"] != dataset_name:
+        raise AFTError(f"--baseline_dir {baseline_dir!r} was trained on {info['dataset_name']!r}, not "
+                       f"{dataset_name!r}: compare runs on the same data.")
+    if not _metrics(results):
+        raise AFTError(f"{path!r} holds no accuracy, macro_f1 or loss to compare with.")
+    return results

@@ -48,6 +48,11 @@ class ScriptArguments:
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output_dir that already holds files."}
     )
+    baseline_dir: str | None = field(
+        default=None,
+        metadata={"help": "Output dir of a plain fine-tuning run (--transfer none) on the same data: its eval results "
+                  "appear next to this model's in the model card."},
+    )
 
 
 def _parser():
@@ -98,11 +103,22 @@ def train(argv: list[str]) -> dict:
     """Run one training job; returns a summary (metrics, scales, output dir)."""
     script_args, config = parse_train_args(argv)
     _check_output_dir(script_args, config)
+    baseline = None
+    if script_args.baseline_dir:
+        from .card import read_baseline
+
+        baseline = read_baseline(script_args.baseline_dir, script_args.dataset_name)
+    push = config.push_to_hub
+    if push and not config.hub_model_id:
+        raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (the Hub repo to create or update).")
+    config.push_to_hub = False  # the Trainer would push at every save; the finished run is pushed once, below
     if config.world_size > 1:  # every process checks before any of them writes
         config.distributed_state.wait_for_everyone()
 
+    import datasets
+
     from .data import Labels, check_columns, load_dataset_dict, pick_splits
-    from .features import read_teacher_infos
+    from .features import FEATURES_COLUMN, read_teacher_infos
     from .metrics import compute_classification_metrics
     from .trainer import AFTTrainer, with_teacher_features
 
@@ -116,19 +132,26 @@ def train(argv: list[str]) -> dict:
 
     infos = None
     if config.transfer != "none":
-        if not config.teachers:
-            raise AFTError(f"--transfer {config.transfer} needs --teachers (or use --transfer none).")
+        if not config.teachers and FEATURES_COLUMN not in train_set.column_names:
+            raise AFTError(f"--transfer {config.transfer} needs --teachers, or a dataset made by hf-aft features "
+                           "(or use --transfer none).")
         train_set = with_teacher_features(train_set, config, script_args.text_column, script_args.image_column)
         infos = read_teacher_infos(train_set)
 
     def tokenize(batch):
         return processor(batch[script_args.text_column], truncation=True, max_length=script_args.max_length)
 
-    train_set = labels.encode(train_set)
-    eval_set = labels.encode(eval_set) if eval_set is not None else None
-    if script_args.image_column is None:  # images are preprocessed per batch by the trainer's ImageCollator
-        train_set = train_set.map(tokenize, batched=True, desc="Tokenizing")
-        eval_set = eval_set.map(tokenize, batched=True, desc="Tokenizing") if eval_set is not None else None
+    def prepare(split):  # tokenize beside the features: a map would copy the wide feature column into a new file
+        if split is None:
+            return None
+        if script_args.image_column is not None:  # images are preprocessed per batch by the trainer's ImageCollator
+            return labels.encode(split)
+        features = split.select_columns([FEATURES_COLUMN]) if FEATURES_COLUMN in split.column_names else None
+        split = split.remove_columns(FEATURES_COLUMN) if features is not None else split
+        split = labels.encode(split).map(tokenize, batched=True, desc="Tokenizing")
+        return split if features is None else datasets.concatenate_datasets([split, features], axis=1)
+
+    train_set, eval_set = prepare(train_set), prepare(eval_set)
 
     trainer = AFTTrainer(model=model, args=config, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=processor, teacher_infos=infos, image_column=script_args.image_column,
@@ -142,7 +165,12 @@ def train(argv: list[str]) -> dict:
         summary["eval"] = trainer.evaluate()
         trainer.save_metrics("eval", summary["eval"])
     trainer.save_state()
-    trainer.create_model_card(dataset_name=script_args.dataset_name)
+    trainer.create_model_card(dataset_name=script_args.dataset_name, baseline_results=baseline)
+    if push and trainer.is_world_process_zero():
+        from .hub import push_folder
+
+        summary["hub_commit"] = push_folder(config.output_dir, config.hub_model_id, token=config.hub_token,
+                                            private=config.hub_private_repo, revision=config.hub_revision)
     return summary
 
 
@@ -176,6 +204,8 @@ def _print_summary(summary: dict) -> None:
     for teacher, stats in summary.get("scales", {}).items():
         print(f"scales {teacher}: mean {stats['mean']:.3f}, above 0.5: {stats['frac_above_half']:.1%}")
     print(f"student saved to {summary['output_dir']}")
+    if "hub_commit" in summary:
+        print(f"pushed to the Hub: {summary['hub_commit']}")
 
 
 def run_train(argv: list[str]) -> None:
@@ -195,6 +225,8 @@ def run_demo(argv: list[str]) -> None:
 COMMANDS = {
     "train": ("train a student (hf-aft train --help)", "hf_aft.cli:run_train"),
     "demo": ("run the offline demo (hf-aft demo)", "hf_aft.cli:run_demo"),
+    "features": ("compute teacher features once and save them with the dataset", "hf_aft.features_cli:run_features"),
+    "push": ("push a trained student and its card to the Hub (hf-aft push --help)", "hf_aft.hub:run_push"),
 }
 
 

@@ -8,7 +8,7 @@ from transformers import TrainingArguments
 
 from .distributed import has_accelerator, launched_world_size
 from .errors import AFTError
-from .features import POOLINGS
+from .features import FEATURE_DTYPES, POOLINGS
 from .losses import KERNELS, TRANSFERS
 from .teacher_loading import TEACHER_DTYPES
 
@@ -47,6 +47,11 @@ class AFTConfig(TrainingArguments):
             Batch size of the teachers' forward passes during feature extraction.
         teacher_max_length (`int`, *optional*, defaults to `256`):
             Teachers truncate texts to this many tokens.
+        teacher_feature_dtype (`str`, *optional*, defaults to `"float32"`):
+            How the features are stored on disk: `float32`, or `float16` for half the disk and page cache (the
+            trainer computes in float32 either way).
+        teacher_trust_remote_code (`bool`, *optional*, defaults to `False`):
+            Let teachers run modelling code from their Hub repo (`trust_remote_code`); only for teachers you trust.
         teacher_dtype (`str`, *optional*, defaults to `"float32"`):
             `float32`, `float16` or `bfloat16`: the teachers' dtype on an accelerator (on CPU always float32).
         teacher_device_map (`str`, *optional*):
@@ -100,6 +105,16 @@ class AFTConfig(TrainingArguments):
         default=32, metadata={"help": "Batch size of the teachers' forward passes during feature extraction."}
     )
     teacher_max_length: int = field(default=256, metadata={"help": "Teachers truncate texts to this many tokens."})
+    teacher_feature_dtype: str = field(
+        default="float32",
+        metadata={"help": "How the features are stored on disk: float32, or float16 for half the disk and page "
+                  "cache (the trainer computes in float32 either way)."},
+    )
+    teacher_trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Let teachers run modelling code from their Hub repo (trust_remote_code); only for "
+                  "teachers you trust."},
+    )
     teacher_dtype: str = field(
         default="float32",
         metadata={"help": "float32, float16 or bfloat16: the teachers' dtype on an accelerator (CPU: float32)."},
@@ -116,22 +131,15 @@ class AFTConfig(TrainingArguments):
     )
 
     def __post_init__(self):
-        if isinstance(self.teachers, str):
-            self.teachers = [self.teachers]
         if self.transfer not in TRANSFERS:
             raise AFTError(f"unknown transfer {self.transfer!r}: choose one of {', '.join(TRANSFERS)}.")
         if self.kernel not in KERNELS:
             raise AFTError(f"unknown kernel {self.kernel!r}: choose one of {', '.join(KERNELS)}.")
-        if self.teacher_pooling not in POOLINGS:
-            raise AFTError(f"unknown teacher_pooling {self.teacher_pooling!r}: choose one of {', '.join(POOLINGS)}.")
+        check_teacher_options(self)
         if not self.beta >= 0:  # also catches NaN
             raise AFTError(f"beta must be >= 0 (got {self.beta}); use --transfer none for plain fine-tuning.")
         if not self.scales_learning_rate > 0:
             raise AFTError(f"scales_learning_rate must be > 0 (got {self.scales_learning_rate}).")
-        if self.teacher_batch_size < 1 or self.teacher_max_length < 1:
-            raise AFTError("teacher_batch_size and teacher_max_length must be >= 1.")
-        if self.teacher_dtype not in TEACHER_DTYPES:
-            raise AFTError(f"unknown teacher_dtype {self.teacher_dtype!r}: choose one of {', '.join(TEACHER_DTYPES)}.")
         if self.kernel_scope not in KERNEL_SCOPES:
             raise AFTError(f"unknown kernel_scope {self.kernel_scope!r}: choose one of {', '.join(KERNEL_SCOPES)}.")
         if self.transfer in ("aft", "rkd"):
@@ -146,3 +154,30 @@ class AFTConfig(TrainingArguments):
         if launched_world_size() > 1 and not self.use_cpu and not has_accelerator():
             self.use_cpu = True
         super().__post_init__()
+
+
+TEACHER_OPTIONS = ("teachers", "teacher_pooling", "teacher_batch_size", "teacher_max_length", "teacher_feature_dtype",
+                   "teacher_trust_remote_code", "teacher_dtype", "teacher_device_map")
+
+
+def check_teacher_options(options) -> None:
+    """Range checks of the teacher fields, shared by AFTConfig and `hf-aft features` (which parses only those)."""
+    if isinstance(options.teachers, str):
+        options.teachers = [options.teachers]
+    if options.teacher_pooling not in POOLINGS:
+        raise AFTError(f"unknown teacher_pooling {options.teacher_pooling!r}: choose one of {', '.join(POOLINGS)}.")
+    if options.teacher_batch_size < 1 or options.teacher_max_length < 1:
+        raise AFTError("teacher_batch_size and teacher_max_length must be >= 1.")
+    if options.teacher_feature_dtype not in FEATURE_DTYPES:
+        raise AFTError(f"unknown teacher_feature_dtype {options.teacher_feature_dtype!r}: choose one of "
+                       f"{', '.join(FEATURE_DTYPES)}.")
+    if options.teacher_dtype not in TEACHER_DTYPES:
+        raise AFTError(f"unknown teacher_dtype {options.teacher_dtype!r}: choose one of {', '.join(TEACHER_DTYPES)}.")
+
+
+def extraction_kwargs(options) -> dict:
+    """The keyword arguments of `extract_teacher_features` that these options set."""
+    return {"pooling": options.teacher_pooling, "batch_size": options.teacher_batch_size,
+            "max_length": options.teacher_max_length, "feature_dtype": options.teacher_feature_dtype,
+            "trust_remote_code": options.teacher_trust_remote_code, "dtype": options.teacher_dtype,
+            "device_map": options.teacher_device_map}

@@ -26,6 +26,8 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
             builder = _FILE_BUILDERS[suffixes.pop()]
             kwargs = {"delimiter": "\t"} if name.endswith(".tsv") else {}
             loaded = datasets.load_dataset(builder, data_files={"train": files}, **kwargs)
+        elif (snapshot := _hub_saved_folder(name)) is not None:
+            loaded = datasets.load_from_disk(snapshot)
         else:
             loaded = datasets.load_dataset(name, config)
     except AFTError:
@@ -36,6 +38,20 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded
+
+
+def _hub_saved_folder(name: str) -> str | None:
+    """A Hub dataset repo holding a `save_to_disk` folder (what `hf-aft features --push_to_hub` writes): its local
+    snapshot, so that it loads with its teachers' provenance. None for any other dataset."""
+    if os.path.exists(name) or name.count("/") != 1:
+        return None
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    try:
+        hf_hub_download(name, "dataset_dict.json", repo_type="dataset")
+    except Exception:  # not there, not a repo, or offline without it cached: load it the usual way
+        return None
+    return snapshot_download(name, repo_type="dataset")
 
 
 def pick_splits(data: datasets.DatasetDict, train_split: str, eval_split: str | None):

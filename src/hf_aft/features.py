@@ -35,7 +35,9 @@ logger = logging.getLogger(__name__)
 
 FEATURES_COLUMN = "teacher_features"
 POOLINGS = ("auto", "mean", "cls", "pooler", "last")
-_FEATURES_VERSION = "1"  # bump when the extraction changes what it computes
+FEATURE_DTYPES = ("float32", "float16")
+_FEATURES_VERSION = "2"
+_PART_COLUMN = "__hf_aft_teacher"  # bump when the extraction changes what it computes
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
 
 
@@ -65,10 +67,14 @@ def resolve_revision(name: str, revision: str | None) -> str:
             raise AFTError(f"teacher {name!r} is a local folder: it cannot be pinned with @{revision}.")
         return "local-" + _hash_folder(Path(name))
     from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import RevisionNotFoundError
 
     try:
         return HfApi().model_info(name, revision=revision).sha
-    except Exception as hub_error:  # offline, or an unknown id/revision: fall back to the local Hub cache
+    except RevisionNotFoundError:
+        raise AFTError(f"teacher {name!r} has no revision {revision!r} on the Hub: pin a branch, tag or commit sha "
+                       f"that exists ({name}@main, {name}@v1.0, {name}@<sha>).") from None
+    except Exception as hub_error:  # offline, or an unknown id: fall back to the local Hub cache
         try:
             return Path(snapshot_download(name, revision=revision, local_files_only=True)).name
         except Exception:
@@ -128,21 +134,26 @@ def pool(outputs, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
     raise AFTError(f"unknown teacher pooling {pooling!r}: choose mean, cls, pooler or last.")
 
 
-def load_config(spec: str, name: str, revision: str, gguf_file: str | None = None):
+def load_config(spec: str, name: str, revision: str, options: dict | None = None):
     """The teacher's config (cheap: no weights), which says its modality and default pooling."""
     from transformers import AutoConfig
 
     hub_revision = None if revision.startswith("local-") else revision
-    gguf = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        return AutoConfig.from_pretrained(name, revision=hub_revision, **gguf)
+        return AutoConfig.from_pretrained(name, revision=hub_revision, **_file_options(options or {}))
     except Exception as error:
         raise AFTError(f"could not load teacher {spec!r}: {_first_line(error)}") from None
 
 
+def _file_options(options: dict) -> dict:
+    """The load options that also apply to a teacher's config, tokenizer or image processor."""
+    return {key: options[key] for key in ("gguf_file", "trust_remote_code") if key in options}
+
+
 class _Teacher:
     """A frozen text teacher, loaded on first use only, so that a cache hit never loads it. `options` go to
-    `from_pretrained` (dtype, device_map, gguf_file: see teacher_loading.py); `column` is the column it reads."""
+    `from_pretrained` (dtype, device_map, gguf_file, trust_remote_code: see teacher_loading.py); `column` is the
+    column it reads."""
 
     modality = "text"
 
@@ -158,10 +169,11 @@ class _Teacher:
     def load(self) -> None:
         from transformers import AutoModel, AutoTokenizer
 
+        # A Hub teacher loads at its resolved commit sha, the revision its features are recorded with.
         hub_revision = None if self.revision.startswith("local-") else self.revision
-        gguf = {"gguf_file": self.options["gguf_file"]} if "gguf_file" in self.options else {}
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.name, revision=hub_revision, **gguf)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.name, revision=hub_revision,
+                                                           **_file_options(self.options))
             self.model = AutoModel.from_pretrained(self.name, revision=hub_revision, **self.options)
         except Exception as error:
             raise AFTError(f"could not load teacher {self.spec!r}: {_first_line(error)}") from None
@@ -180,9 +192,8 @@ class _Teacher:
 
     def resolved_pooling(self, config=None) -> str:
         if self.pooling == "auto":
-            if config is None:
-                config = load_config(self.spec, self.name, self.revision, self.options.get("gguf_file"))
-            return default_pooling(config)
+            return default_pooling(config if config is not None else
+                                   load_config(self.spec, self.name, self.revision, self.options))
         return self.pooling
 
     @torch.inference_mode()
@@ -212,15 +223,15 @@ class _Teacher:
             torch.cuda.empty_cache()
 
 
-def _teacher_column(texts, teacher: _Teacher, text_column: str, column: str, fingerprint: str, cache_dir: Path,
+def _teacher_column(texts, teacher: _Teacher, text_column: str, fingerprint: str, cache_dir: Path,
                     map_batch_size: int) -> datasets.Dataset:
-    # `text_column` is whichever column this teacher reads (text or images).
-    """One teacher's features as a one-column dataset, from its cache file or computed (sharded if distributed)."""
+    """One teacher's features as a one-column dataset, from its cache file or computed (sharded if distributed).
+    `text_column` is whichever column the teacher reads (text or images)."""
     cache_file = cache_dir / f"teacher-{fingerprint}.arrow"
 
     def run(data, data_fingerprint, path):
         return data.map(
-            lambda batch: {column: teacher(batch[text_column])},
+            lambda batch: {_PART_COLUMN: teacher(batch[text_column])},
             batched=True,
             batch_size=map_batch_size,
             remove_columns=[text_column],
@@ -277,11 +288,13 @@ def extract_teacher_features(
     device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
     map_batch_size: int = 1024,
+    feature_dtype: str = "float32",
+    trust_remote_code: bool = False,
     image_column: str | None = None,
     dtype: str = "float32",
     device_map: str | None = None,
 ) -> datasets.Dataset:
-    """Add the float32 column `teacher_features`: each teacher's pooled features, concatenated in the order given.
+    """Add the column `teacher_features`: each teacher's pooled features, concatenated in the order given.
 
     Args:
         dataset: the (raw or tokenized) dataset; it must hold the column each teacher reads: `text_column` for text
@@ -295,6 +308,9 @@ def extract_teacher_features(
         max_length: teachers truncate to this many tokens.
         device: where the teachers run; by default CUDA when available, else CPU.
         cache_dir: where the features' Arrow files are kept; by default `HF_DATASETS_CACHE/hf_aft_features`.
+        feature_dtype: `float32`, or `float16` to store the joined column in half the space (each teacher's own
+            cache stays float32, so switching back costs no teacher pass).
+        trust_remote_code: let teachers run modelling code from their repo; off unless you trust them.
         image_column: the column image teachers read (PIL images, arrays or file paths), each through its own
             `AutoImageProcessor`.
         dtype: `float32`, `float16` or `bfloat16`: the teachers' dtype on an accelerator (CPU always uses float32).
@@ -311,6 +327,8 @@ def extract_teacher_features(
         raise AFTError(f"unknown teacher pooling {pooling!r}: choose one of {', '.join(POOLINGS)}.")
     if len(dataset) == 0:
         raise AFTError("the dataset is empty: there is nothing to compute teacher features for.")
+    if feature_dtype not in FEATURE_DTYPES:
+        raise AFTError(f"unknown feature_dtype {feature_dtype!r}: choose one of {', '.join(FEATURE_DTYPES)}.")
     from .teacher_loading import load_options
 
     if text_column not in dataset.column_names and image_column is None:
@@ -326,7 +344,7 @@ def extract_teacher_features(
     if device_map and is_distributed():
         raise AFTError("teacher_device_map spreads one teacher over all devices: use it in a single process, not "
                        "under accelerate launch (or extract the features first, then launch the training).")
-    options = load_options(device, dtype, device_map)
+    options = {**load_options(device, dtype, device_map), **({"trust_remote_code": True} if trust_remote_code else {})}
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
 
@@ -337,9 +355,12 @@ def extract_teacher_features(
         fingerprint = Hasher.hash([_FEATURES_VERSION, dataset._fingerprint, input_column, teacher.name,
                                    teacher.revision, teacher.pooling, teacher.max_length, *extra_key])
         fingerprinted_auto = teacher.pooling == "auto"
+        # The cached part's column has one name whatever the teacher's place in the list, so that a teacher cached
+        # alone or in another order is reused; the renaming below costs nothing (no data is written).
         column = f"__hf_aft_teacher_{index}"
         inputs = dataset.select_columns([input_column])
-        part = _teacher_column(inputs, teacher, input_column, column, fingerprint, cache_dir, map_batch_size)
+        part = _teacher_column(inputs, teacher, input_column, fingerprint, cache_dir, map_batch_size)
+        part = part.rename_column(_PART_COLUMN, column)
         if teacher.forward_passes == 0:
             logger.info("teacher %s: features loaded from cache", teacher.name)
         resolved = teacher.pooling
@@ -349,18 +370,18 @@ def extract_teacher_features(
         parts.append(part)
         infos.append(TeacherInfo(teacher.label, teacher.revision, resolved, len(part[0][column]), teacher.max_length))
 
-    # Join the teachers' columns into one fixed-width float32 column; only the features are written, the dataset's
+    # Join the teachers' columns into one fixed-width column; only the features are written, the dataset's
     # own columns are referenced, not copied.
     columns = [f"__hf_aft_teacher_{i}" for i in range(len(parts))]
     width = sum(info.dim for info in infos)
-    fingerprint = Hasher.hash([_FEATURES_VERSION, [part._fingerprint for part in parts]])
+    fingerprint = Hasher.hash([_FEATURES_VERSION, [part._fingerprint for part in parts], feature_dtype])
     with _main_process_first():
         joined = datasets.concatenate_datasets(parts, axis=1).map(
-            lambda batch: {FEATURES_COLUMN: np.concatenate([np.asarray(batch[c], np.float32) for c in columns], 1)},
+            lambda batch: {FEATURES_COLUMN: np.concatenate([np.asarray(batch[c], feature_dtype) for c in columns], 1)},
             batched=True,
             batch_size=map_batch_size,
             remove_columns=columns,
-            features=datasets.Features({FEATURES_COLUMN: datasets.List(datasets.Value("float32"), length=width)}),
+            features=datasets.Features({FEATURES_COLUMN: datasets.List(datasets.Value(feature_dtype), length=width)}),
             new_fingerprint=fingerprint,
             cache_file_name=str(cache_dir / f"joined-{fingerprint}.arrow"),
             desc="Concatenating teacher features",
@@ -373,7 +394,13 @@ def extract_teacher_features(
 def _make_teacher(dataset, spec, pooling, max_length, batch_size, device, options, text_column, image_column):
     """The teacher for `spec` (text or image, from its config), the column it reads, and what beyond the text
     defaults must enter its cache fingerprint. A teacher whose modality doesn't match its column is refused."""
-    from .teacher_loading import GGUF_SEPARATOR, gguf_file_revision, gguf_header_config, split_gguf, teacher_modality
+    from .teacher_loading import (
+        gguf_file_revision,
+        gguf_header_config,
+        split_gguf,
+        teacher_label,
+        teacher_modality,
+    )
 
     source, gguf_file = split_gguf(spec)
     name, pinned = parse_teacher(source)
@@ -384,9 +411,9 @@ def _make_teacher(dataset, spec, pooling, max_length, batch_size, device, option
     else:
         revision = resolve_revision(name, pinned)
     local_gguf = os.path.join(name, gguf_file) if gguf_file and os.path.isdir(name) else None
-    config = (local_gguf and gguf_header_config(local_gguf)) or load_config(spec, name, revision, gguf_file)
-    modality = teacher_modality(config)
     options = {**options, **({"gguf_file": gguf_file} if gguf_file else {})}
+    config = (local_gguf and gguf_header_config(local_gguf)) or load_config(spec, name, revision, options)
+    modality = teacher_modality(config)
     extra_key = [f"gguf:{gguf_file}"] if gguf_file else []
     if options["dtype"] != torch.float32:
         extra_key.append(str(options["dtype"]))
@@ -409,8 +436,7 @@ def _make_teacher(dataset, spec, pooling, max_length, batch_size, device, option
                        f"{text_feature}, not text: choose an image teacher for images, or another --text_column.")
     teacher = _Teacher(spec, name, revision, pooling, max_length, batch_size, device, options, text_column)
     teacher.pooling = teacher.resolved_pooling(config)
-    if gguf_file:
-        teacher.label = local_gguf or f"{name}{GGUF_SEPARATOR}{gguf_file}"
+    teacher.label = teacher_label(spec)
     return teacher, text_column, extra_key
 
 

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from .errors import AFTError
-from .features import _first_line, _Teacher
+from .features import _file_options, _first_line, _Teacher
 
 IMAGE_POOLINGS = ("auto", "mean", "cls", "pooler")
 
@@ -95,7 +95,8 @@ class ImageTeacher(_Teacher):
 
         hub_revision = None if self.revision.startswith("local-") else self.revision
         try:
-            self.tokenizer = AutoImageProcessor.from_pretrained(self.name, revision=hub_revision)
+            self.tokenizer = AutoImageProcessor.from_pretrained(self.name, revision=hub_revision,
+                                                                **_file_options(self.options))
             self.model, info = AutoModel.from_pretrained(self.name, revision=hub_revision, output_loading_info=True,
                                                          **self.options)
         except Exception as error:

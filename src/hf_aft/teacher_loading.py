@@ -43,6 +43,17 @@ def split_gguf(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
+def teacher_label(spec: str) -> str:
+    """The name a teacher's provenance records: its folder or Hub id (without @revision), or its GGUF file."""
+    from .features import parse_teacher
+
+    source, gguf_file = split_gguf(spec)
+    name = parse_teacher(source)[0]
+    if gguf_file is None:
+        return name
+    return os.path.join(name, gguf_file) if os.path.isdir(name) else f"{name}{GGUF_SEPARATOR}{gguf_file}"
+
+
 def gguf_file_revision(folder: str, gguf_file: str) -> str:
     """sha256 of the one GGUF file (a folder may hold several quantisations: only the one used counts)."""
     path = os.path.join(folder, gguf_file)

@@ -18,13 +18,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback
 
-from .card import HYPERPARAMETERS, render_model_card
-from .config import AFTConfig
+from .card import HYPERPARAMETERS, write_model_card
+from .config import AFTConfig, extraction_kwargs
 from .distributed import gather, gather_with_grad
 from .errors import AFTError
 from .features import FEATURES_COLUMN, TeacherInfo, extract_teacher_features, read_teacher_infos
 from .losses import AdaptiveKernelLoss, build_transfer_loss
 from .student_features import StudentFeatureCapture, feature_dim
+from .teacher_loading import teacher_label
 
 TRANSFER_STATE_NAME = "transfer_state.safetensors"
 TRANSFER_SUMMARY_NAME = "transfer_summary.json"
@@ -210,21 +211,51 @@ class AFTTrainer(Trainer):
         with open(os.path.join(output_dir, TRANSFER_SUMMARY_NAME), "w") as f:
             json.dump(summary, f, indent=2)
 
-    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, **kwargs) -> None:
-        """Write the student's model card (README.md) into the output dir: teachers, transfer, scales, results."""
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
+                          baseline_results: dict | None = None, **kwargs) -> None:
+        """Write the student's model card (README.md) into the output dir: teachers, transfer, scales and their plot
+        (scales.png), results (next to `baseline_results`, the eval results of a plain fine-tuning run, if given)."""
         if not self.is_world_process_zero():
             return
         evals = [entry for entry in self.state.log_history if "eval_loss" in entry]
-        card = render_model_card(
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        write_model_card(
+            self.args.output_dir,
             transfer=self.args.transfer, beta=self.args.beta, kernel=self.args.kernel,
             teachers=[vars(info) for info in self.teacher_infos], scales=self.scale_summary(),
             eval_results=evals[-1] if evals else None, dataset_name=dataset_name or kwargs.get("dataset"),
             base_model=getattr(self.model.config, "_name_or_path", None) or None,
             repo_id=self.args.hub_model_id or model_name,
-            hyperparameters={key: getattr(self.args, key) for key in HYPERPARAMETERS},
+            hyperparameters={key: getattr(getattr(self.args, key), "value", getattr(self.args, key))
+                             for key in HYPERPARAMETERS},
+            baseline_results=baseline_results,
         )
-        os.makedirs(self.args.output_dir, exist_ok=True)
-        card.save(os.path.join(self.args.output_dir, "README.md"))
+
+    # ---- Hub ----
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        """The repo is created when the finished student is pushed (`push_to_hub`), not before training."""
+        self.hub_model_id = self.args.hub_model_id
+        self.push_in_progress = None
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Checkpoints are not pushed: only the finished student goes up (checkpoints hold training_args.bin)."""
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None, private: bool | None = None, **kwargs):
+        """Save the student, write its card (`kwargs` go to `create_model_card`) and push the output dir to
+        `args.hub_model_id` with `hf_aft.hub.push_folder` (what goes up, and what never does, is listed there).
+        Always blocking; returns the commit URL."""
+        from .hub import push_folder
+
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        self.create_model_card(**kwargs)
+        return push_folder(
+            self.args.output_dir, self.args.hub_model_id, token=token or self.args.hub_token,
+            private=self.args.hub_private_repo if private is None else private,
+            revision=revision or self.args.hub_revision, commit_message=commit_message,
+        )
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
@@ -239,16 +270,22 @@ def with_teacher_features(dataset, args: AFTConfig, text_column: str = "text", i
     if dataset is None:
         raise AFTError(f"transfer={args.transfer!r} needs a train_dataset with teacher features.")
     if FEATURES_COLUMN in dataset.column_names:
+        stored = [info.name for info in read_teacher_infos(dataset) or []]
+        asked = [teacher_label(spec) for spec in args.teachers or []]
+        if stored and asked and list(map(_teacher_key, asked)) != list(map(_teacher_key, stored)):
+            raise AFTError(f"the dataset already carries the features of {stored}, not of the teachers given "
+                           f"{asked}: drop --teachers to use them, or remove the {FEATURES_COLUMN!r} column.")
         return dataset
     if not args.teachers:
         raise AFTError(f"the training dataset has no {FEATURES_COLUMN!r} column and no teachers were given: pass "
                        "teachers=[...] (--teachers) or add the column with hf_aft.extract_teacher_features.")
     # With several processes, each runs the teachers on its shard of the data (see extract_teacher_features).
-    return extract_teacher_features(
-        dataset, args.teachers, text_column=text_column, pooling=args.teacher_pooling,
-        batch_size=args.teacher_batch_size, max_length=args.teacher_max_length, device=args.device,
-        image_column=image_column, dtype=args.teacher_dtype, device_map=args.teacher_device_map,
-    )
+    return extract_teacher_features(dataset, args.teachers, text_column=text_column, device=args.device,
+                                    image_column=image_column, **extraction_kwargs(args))
+
+
+def _teacher_key(name: str) -> str:
+    return os.path.realpath(name) if os.path.exists(name) else name
 
 
 def display_names(infos: list[TeacherInfo]) -> list[str]:

@@ -1,0 +1,63 @@
+"""`hf-aft features`: features computed once, saved with the dataset, and trained on without any teacher."""
+
+import json
+
+import datasets
+import pytest
+import tiny
+
+import hf_aft.features
+from hf_aft.cli import main
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data") / "sentiment"
+    datasets.DatasetDict({"train": tiny.sentiment_dataset(32, seed=0),
+                          "test": tiny.sentiment_dataset(16, seed=1)}).save_to_disk(folder)
+    return folder
+
+
+def train_args(student_dir, data, out, *extra):
+    return ["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(data), "--output_dir", str(out),
+            "--per_device_train_batch_size", "8", "--max_steps", "3", "--report_to", "none", "--use_cpu", "true",
+            "--disable_tqdm", "true", *extra]
+
+
+def test_features_saved_once_train_anywhere_without_teachers(teacher_dirs, student_dir, data_dir, tmp_path,
+                                                             monkeypatch):
+    features = tmp_path / "features"
+    assert main(["features", "--teachers", *map(str, teacher_dirs), "--dataset_name", str(data_dir),
+                 "--output_dir", str(features), "--teacher_feature_dtype", "float16"]) == 0
+    saved = datasets.load_from_disk(str(features))
+    assert saved["train"].features["teacher_features"].feature.dtype == "float16"
+    assert len(saved["train"][0]["teacher_features"]) == 12 + 8 and "teacher_features" not in saved["test"].features
+    provenance = json.loads((features / "teachers.json").read_text())
+    assert [t["dim"] for t in provenance["teachers"]] == [12, 8]
+    assert all(t["revision"].startswith("local-") for t in provenance["teachers"])
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("training loaded a teacher")
+
+    monkeypatch.setattr(hf_aft.features._Teacher, "load", no_teacher)
+    out = tmp_path / "student"
+    assert main(train_args(student_dir, features, out)) == 0
+    summary = json.loads((out / "transfer_summary.json").read_text())
+    assert [t["revision"] for t in summary["teachers"]] == [t["revision"] for t in provenance["teachers"]]
+    assert set(summary["scales"]) == {"teacher-a", "teacher-b"}  # the scales are reported per teacher by name
+
+
+def test_features_of_other_teachers_are_refused(teacher_dirs, student_dir, data_dir, tmp_path, capsys):
+    features = tmp_path / "features"
+    assert main(["features", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data_dir),
+                 "--output_dir", str(features)]) == 0
+    assert main(train_args(student_dir, features, tmp_path / "out", "--teachers", str(teacher_dirs[1]))) == 2
+    assert "already carries the features of" in capsys.readouterr().err
+    assert main(["features", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data_dir),
+                 "--output_dir", str(features)]) == 2  # never overwrites without --overwrite_output_dir
+    assert "already holds files" in capsys.readouterr().err
+    assert main(["features", "--dataset_name", str(data_dir), "--output_dir", str(tmp_path / "x")]) == 2
+    assert "--teachers is required" in capsys.readouterr().err
+    assert main(["features", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data_dir), "--splits", "dev",
+                 "--output_dir", str(tmp_path / "y")]) == 2
+    assert "split(s) ['dev'] not found" in capsys.readouterr().err
