@@ -215,3 +215,24 @@ def test_cli_and_trainer_errors_for_image_students(image_teachers, image_data, s
     args = AFTConfig(output_dir=str(tmp_path / "out"), transfer="none", report_to="none", use_cpu=True)
     with pytest.raises(AFTError, match="image_column='image' needs the student's image processor"):
         AFTTrainer(model=student, args=args, train_dataset=tiny.image_dataset(4), image_column="image")
+
+
+def test_image_features_saved_once_then_a_student_trains_without_teachers(image_teachers, image_data, tmp_path,
+                                                                        monkeypatch):
+    features = tmp_path / "features"
+    assert main(["features", "--teachers", str(image_teachers["resnet"]), "--dataset_name", str(image_data),
+                 "--image_column", "image", "--output_dir", str(features)]) == 0
+    provenance = json.loads((features / "teachers.json").read_text())
+    assert [(t["pooling"], t["dim"]) for t in provenance["teachers"]] == [("pooler", 16)]
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("training loaded a teacher")
+
+    monkeypatch.setattr(ImageTeacher, "load", no_teacher)
+    out = tmp_path / "student"
+    assert main(["train", "--model_name_or_path", str(tiny.save_image_student(tmp_path / "s", "convnext")),
+                 "--dataset_name", str(features), "--image_column", "image", "--output_dir", str(out),
+                 "--per_device_train_batch_size", "8", "--max_steps", "2", "--report_to", "none", "--use_cpu",
+                 "true", "--disable_tqdm", "true"]) == 0
+    summary = json.loads((out / "transfer_summary.json").read_text())
+    assert [t["revision"] for t in summary["teachers"]] == [t["revision"] for t in provenance["teachers"]]
