@@ -344,7 +344,7 @@ def extract_teacher_features(
     if device_map and is_distributed():
         raise AFTError("teacher_device_map spreads one teacher over all devices: use it in a single process, not "
                        "under accelerate launch (or extract the features first, then launch the training).")
-    options = {**load_options(device, dtype, device_map), **({"trust_remote_code": True} if trust_remote_code else {})}
+    options = {**load_options(device, dtype, device_map), "trust_remote_code": trust_remote_code}
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
 
