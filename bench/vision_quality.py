@@ -131,6 +131,8 @@ def main():
     parser.add_argument("--epochs", type=float, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--grid", default=",".join(f"{t}:{b}" for t, b in GRID),
+                        help="methods as transfer:beta, comma-separated (default: %(default)s)")
     parser.add_argument("--no_probe", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -141,8 +143,9 @@ def main():
     if not (WORK / "data" / "dataset_dict.json").exists():
         animal_mnist().save_to_disk(str(WORK / "data"))
     done = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
+    grid = [(t, float(b) if "." in b else int(b)) for t, b in (item.split(":") for item in args.grid.split(","))]
     for seed in args.seeds:  # seed-major, so that an interrupted run still has every method
-        for transfer, beta in GRID:
+        for transfer, beta in grid:
             if any((r["transfer"], r["beta"], r["seed"], r["epochs"]) == (transfer, beta, seed, args.epochs)
                    for r in done):
                 continue
@@ -150,7 +153,8 @@ def main():
             done.append(row)
             with RESULTS.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-    print(table([r for r in done if r["epochs"] == args.epochs and r["seed"] in args.seeds]))
+    print(table([r for r in done if r["epochs"] == args.epochs and r["seed"] in args.seeds
+                 and (r["transfer"], r["beta"]) in grid]))
     if not args.no_probe:
         print("\n| features | linear-probe test accuracy |\n|---|---|")
         for name, score in probe(args.teacher).items():

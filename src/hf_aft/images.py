@@ -94,7 +94,7 @@ class ImageTeacher(_Teacher):
         from transformers import AutoImageProcessor, AutoModel
 
         hub_revision = None if self.revision.startswith("local-") else self.revision
-        try:
+        try:  # the processor sits where a text teacher keeps its tokenizer, so `free()` drops both the same way
             self.tokenizer = AutoImageProcessor.from_pretrained(self.name, revision=hub_revision,
                                                                 **_file_options(self.options))
             self.model, info = AutoModel.from_pretrained(self.name, revision=hub_revision, output_loading_info=True,
