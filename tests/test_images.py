@@ -10,7 +10,7 @@ import pytest
 import tiny
 import torch
 from PIL import Image
-from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification
+from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification, ViTImageProcessor
 
 from hf_aft import AFTConfig, AFTError, AFTTrainer, extract_teacher_features, read_teacher_infos
 from hf_aft.cli import main
@@ -113,6 +113,13 @@ def test_second_call_loads_no_image_teacher_and_keeps_the_resolved_pooling(image
     np.testing.assert_array_equal(features_of(first), features_of(again))
     assert read_teacher_infos(again) == read_teacher_infos(first)
     assert [i.pooling for i in read_teacher_infos(again)] == ["cls", "pooler"]
+    # New preprocessing settings, same weights: a new revision, so the features are computed again.
+    changed = tiny.save_image_teacher(tmp_path / "changed", "resnet")
+    before = extract_teacher_features(data, [str(changed)], image_column="image", cache_dir=tmp_path)
+    ViTImageProcessor(size={"height": 8, "width": 8}).save_pretrained(changed)
+    after = extract_teacher_features(data, [str(changed)], image_column="image", cache_dir=tmp_path)
+    assert read_teacher_infos(after)[0].revision != read_teacher_infos(before)[0].revision
+    assert not np.allclose(features_of(before), features_of(after))
 
 
 @pytest.mark.parametrize("kind", KINDS)

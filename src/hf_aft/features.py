@@ -39,6 +39,8 @@ FEATURE_DTYPES = ("float32", "float16")
 _FEATURES_VERSION = "2"
 _PART_COLUMN = "__hf_aft_teacher"  # bump when the extraction changes what it computes
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
+# An image teacher's features also depend on its processor's resize / crop / normalisation settings.
+_HASHED_CONFIGS = ("config.json", "preprocessor_config.json")
 
 
 @dataclass
@@ -87,7 +89,7 @@ def _hash_folder(folder: Path) -> str:
     """sha256 of the weight files and config: a changed teacher gets new features, an unchanged one reuses them."""
     digest = hashlib.sha256()
     files = sorted(p for p in folder.rglob("*")
-                   if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES or p.name == "config.json"))
+                   if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES or p.name in _HASHED_CONFIGS))
     if not files:
         raise AFTError(f"teacher folder {str(folder)!r} holds no weight files (*.safetensors, *.bin, *.gguf, ...).")
     for path in files:
