@@ -33,6 +33,12 @@ class ScriptArguments:
     )
     dataset_config: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration name."})
     text_column: str = field(default="text", metadata={"help": "Column holding the input text."})
+    image_column: str | None = field(
+        default=None,
+        metadata={"help": "Column holding images (PIL images, arrays or file paths): trains an image classifier "
+                  "(AutoModelForImageClassification, preprocessed on the fly by its own AutoImageProcessor, which is "
+                  "saved with it). Image teachers read this column, text teachers --text_column."},
+    )
     label_column: str = field(default="label", metadata={"help": "Column holding the class label."})
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
     eval_split: str | None = field(
@@ -163,7 +169,6 @@ def train(argv: list[str]) -> dict:
 
     import datasets
     import transformers
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .data import Labels, check_columns, load_dataset_dict, pick_splits
     from .features import FEATURES_COLUMN, read_teacher_infos
@@ -174,39 +179,31 @@ def train(argv: list[str]) -> dict:
     train_set, eval_set = pick_splits(data, script_args.train_split, script_args.eval_split)
     for split in (train_set, eval_set):
         if split is not None:
-            check_columns(split, script_args.text_column, script_args.label_column)
+            check_columns(split, script_args.image_column or script_args.text_column, script_args.label_column)
     labels = Labels.from_dataset(train_set, script_args.label_column)
 
-    name = script_args.model_name_or_path
-
     def load_student():
-        return AutoModelForSequenceClassification.from_pretrained(
-            name, num_labels=len(labels.names), id2label=labels.id2label, label2id=labels.label2id,
-            ignore_mismatched_sizes=True,
-        )
+        return _load_student(script_args.model_name_or_path, labels, script_args.image_column)
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        transformers.set_seed(config.seed)  # --seed also decides the new head's initial weights
-        model = load_student()
-    except Exception as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise AFTError(f"could not load the student {name!r}: {first}") from None
+    transformers.set_seed(config.seed)  # --seed also decides the new head's initial weights
+    model, processor = load_student()
 
     infos = None
     if config.transfer != "none":
         if not config.teachers and FEATURES_COLUMN not in train_set.column_names:
             raise AFTError(f"--transfer {config.transfer} needs --teachers, or a dataset made by hf-aft features "
                            "(or use --transfer none).")
-        train_set = with_teacher_features(train_set, config, script_args.text_column)
+        train_set = with_teacher_features(train_set, config, script_args.text_column, script_args.image_column)
         infos = read_teacher_infos(train_set)
 
     def tokenize(batch):
-        return tokenizer(batch[script_args.text_column], truncation=True, max_length=script_args.max_length)
+        return processor(batch[script_args.text_column], truncation=True, max_length=script_args.max_length)
 
     def prepare(split):  # tokenize beside the features: a map would copy the wide feature column into a new file
         if split is None:
             return None
+        if script_args.image_column is not None:  # images are preprocessed per batch by the trainer's ImageCollator
+            return labels.encode(split)
         features = split.select_columns([FEATURES_COLUMN]) if FEATURES_COLUMN in split.column_names else None
         split = split.remove_columns(FEATURES_COLUMN) if features is not None else split
         split = labels.encode(split).map(tokenize, batched=True, desc="Tokenizing")
@@ -218,19 +215,20 @@ def train(argv: list[str]) -> dict:
     if script_args.beta_auto:
         from .beta_search import search_beta
 
-        beta_search = search_beta(load_student, config, train_set, validation_fraction=
-                                  script_args.beta_validation_fraction, processing_class=tokenizer,
-                                  teacher_infos=infos, peft_config=peft_config)
+        beta_search = search_beta(lambda: load_student()[0], config, train_set, validation_fraction=
+                                  script_args.beta_validation_fraction, processing_class=processor,
+                                  teacher_infos=infos, peft_config=peft_config, image_column=script_args.image_column)
         config.beta = beta_search["chosen_beta"]
         # Start the final run from the student every candidate started from (the new head's initialisation is
         # random and can decide whether a run leaves the class-prior plateau).
         transformers.set_seed(config.seed)
-        model = load_student()
+        model, _ = load_student()
         print(f"--beta auto: chose beta = {config.beta} (validation {beta_search['metric']}: " + ", ".join(
             f"{c['beta']:g}: {c['score']:.4f}" for c in beta_search["candidates"]) + ")")
 
     trainer = AFTTrainer(model=model, args=config, train_dataset=train_set, eval_dataset=eval_set,
-                         processing_class=tokenizer, teacher_infos=infos, peft_config=peft_config,
+                         processing_class=processor, teacher_infos=infos, peft_config=peft_config,
+                         image_column=script_args.image_column,
                          compute_metrics=compute_classification_metrics)
     result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model()
@@ -257,6 +255,28 @@ def train(argv: list[str]) -> dict:
         summary["hub_commit"] = push_folder(config.output_dir, config.hub_model_id, token=config.hub_token,
                                             private=config.hub_private_repo, revision=config.hub_revision)
     return summary
+
+
+def _load_student(name: str, labels, image_column: str | None):
+    """The student classifier, head sized and named from the labels, with its tokenizer or image processor."""
+    from transformers import (
+        AutoImageProcessor,
+        AutoModelForImageClassification,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
+
+    auto_model, auto_processor = ((AutoModelForImageClassification, AutoImageProcessor) if image_column else
+                                  (AutoModelForSequenceClassification, AutoTokenizer))
+    try:
+        processor = auto_processor.from_pretrained(name)
+        model = auto_model.from_pretrained(name, num_labels=len(labels.names), id2label=labels.id2label,
+                                           label2id=labels.label2id, ignore_mismatched_sizes=True)
+    except Exception as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        kind = "image " if image_column else ""
+        raise AFTError(f"could not load the {kind}student {name!r}: {first}") from None
+    return model, processor
 
 
 def _print_summary(summary: dict) -> None:

@@ -10,6 +10,7 @@ from .distributed import has_accelerator, launched_world_size
 from .errors import AFTError
 from .features import FEATURE_DTYPES, POOLINGS
 from .losses import KERNELS, TRANSFERS
+from .teacher_loading import TEACHER_DTYPES
 
 KERNEL_SCOPES = ("global", "local")
 
@@ -39,8 +40,9 @@ class AFTConfig(TrainingArguments):
         scales_learning_rate (`float`, *optional*, defaults to `1e-2`):
             Learning rate of the transfer loss's own parameters (AFT's scales, KD's projection), no weight decay.
         teacher_pooling (`str`, *optional*, defaults to `"auto"`):
-            How a teacher's token features become one vector: `auto` (mean for text encoders, last token for
-            decoders, pooler output for vision models), `mean`, `cls`, `pooler` or `last`.
+            How a teacher's outputs become one vector: `auto` (text encoders: mean over tokens; decoders: the last
+            non-padding token; image models: their pooler output when the checkpoint has one, else the CLS token of
+            a ViT-like model or the global average of a CNN's feature map), `mean`, `cls`, `pooler` or `last`.
         teacher_batch_size (`int`, *optional*, defaults to `32`):
             Batch size of the teachers' forward passes during feature extraction.
         teacher_max_length (`int`, *optional*, defaults to `256`):
@@ -50,6 +52,10 @@ class AFTConfig(TrainingArguments):
             trainer computes in float32 either way).
         teacher_trust_remote_code (`bool`, *optional*, defaults to `False`):
             Let teachers run modelling code from their Hub repo (`trust_remote_code`); only for teachers you trust.
+        teacher_dtype (`str`, *optional*, defaults to `"float32"`):
+            `float32`, `float16` or `bfloat16`: the teachers' dtype on an accelerator (on CPU always float32).
+        teacher_device_map (`str`, *optional*):
+            `auto` spreads a teacher too large for one accelerator over all visible ones (single process only).
         student_feature_module (`str`, *optional*):
             Name of the student module whose input is its feature vector (as in `model.named_modules()`). By default
             the classification head's final linear layer (the last `nn.Linear` with `num_labels` outputs).
@@ -90,9 +96,10 @@ class AFTConfig(TrainingArguments):
     )
     teacher_pooling: str = field(
         default="auto",
-        metadata={"help": "How a teacher's token features become one vector: auto (mean for text encoders, last "
-                  "token for decoders, pooler output for vision models), mean, cls, pooler or last.",
-                  },
+        metadata={"help": "How a teacher's outputs become one vector: auto (text encoders: mean over tokens; "
+                  "decoders: the last non-padding token; image models: their pooler output when the checkpoint has "
+                  "one, else the CLS token of a ViT-like model or the global average of a CNN's feature map), mean, "
+                  "cls, pooler or last."},
     )
     teacher_batch_size: int = field(
         default=32, metadata={"help": "Batch size of the teachers' forward passes during feature extraction."}
@@ -107,6 +114,15 @@ class AFTConfig(TrainingArguments):
         default=False,
         metadata={"help": "Let teachers run modelling code from their Hub repo (trust_remote_code); only for "
                   "teachers you trust."},
+    )
+    teacher_dtype: str = field(
+        default="float32",
+        metadata={"help": "float32, float16 or bfloat16: the teachers' dtype on an accelerator (CPU: float32)."},
+    )
+    teacher_device_map: str | None = field(
+        default=None,
+        metadata={"help": "auto spreads a teacher too large for one accelerator over all visible ones (single "
+                  "process only; needs accelerate)."},
     )
     student_feature_module: str | None = field(
         default=None,
@@ -141,7 +157,7 @@ class AFTConfig(TrainingArguments):
 
 
 TEACHER_OPTIONS = ("teachers", "teacher_pooling", "teacher_batch_size", "teacher_max_length", "teacher_feature_dtype",
-                   "teacher_trust_remote_code")
+                   "teacher_trust_remote_code", "teacher_dtype", "teacher_device_map")
 
 
 def check_teacher_options(options) -> None:
@@ -155,10 +171,13 @@ def check_teacher_options(options) -> None:
     if options.teacher_feature_dtype not in FEATURE_DTYPES:
         raise AFTError(f"unknown teacher_feature_dtype {options.teacher_feature_dtype!r}: choose one of "
                        f"{', '.join(FEATURE_DTYPES)}.")
+    if options.teacher_dtype not in TEACHER_DTYPES:
+        raise AFTError(f"unknown teacher_dtype {options.teacher_dtype!r}: choose one of {', '.join(TEACHER_DTYPES)}.")
 
 
 def extraction_kwargs(options) -> dict:
     """The keyword arguments of `extract_teacher_features` that these options set."""
     return {"pooling": options.teacher_pooling, "batch_size": options.teacher_batch_size,
             "max_length": options.teacher_max_length, "feature_dtype": options.teacher_feature_dtype,
-            "trust_remote_code": options.teacher_trust_remote_code}
+            "trust_remote_code": options.teacher_trust_remote_code, "dtype": options.teacher_dtype,
+            "device_map": options.teacher_device_map}

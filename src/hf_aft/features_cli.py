@@ -29,7 +29,10 @@ class FeatureArguments:
     )
     output_dir: str = field(metadata={"help": "Folder the dataset with its features is saved to (save_to_disk)."})
     dataset_config: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration name."})
-    text_column: str = field(default="text", metadata={"help": "Column the teachers read."})
+    text_column: str = field(default="text", metadata={"help": "Column the text teachers read."})
+    image_column: str | None = field(
+        default=None, metadata={"help": "Column the image teachers read (PIL images, arrays or file paths)."}
+    )
     splits: list[str] = field(
         default_factory=lambda: ["train"],
         metadata={"help": "Splits that get features (training reads them from the train split only); the other "
@@ -89,11 +92,12 @@ def compute_features(argv: list[str]) -> dict:
         raise AFTError(f"split(s) {missing} not found; the dataset has splits {list(data)}: pass --splits.")
     for split in args.splits:
         data[split] = extract_teacher_features(data[split], teachers.teachers, text_column=args.text_column,
-                                               **extraction_kwargs(teachers))
+                                               image_column=args.image_column, **extraction_kwargs(teachers))
     infos = [dataclasses.asdict(info) for info in read_teacher_infos(data[args.splits[0]])]
     data.save_to_disk(args.output_dir)
     with open(os.path.join(args.output_dir, PROVENANCE_FILE), "w") as f:
-        json.dump({"teachers": infos, "splits": args.splits, "text_column": args.text_column}, f, indent=2)
+        json.dump({"teachers": infos, "splits": args.splits, "text_column": args.text_column,
+                   "image_column": args.image_column}, f, indent=2)
     if args.push_to_hub:
         from .hub import push_dataset_folder
 

@@ -22,9 +22,10 @@ from .card import HYPERPARAMETERS, write_model_card
 from .config import AFTConfig, extraction_kwargs
 from .distributed import gather, gather_with_grad
 from .errors import AFTError
-from .features import FEATURES_COLUMN, TeacherInfo, extract_teacher_features, parse_teacher, read_teacher_infos
+from .features import FEATURES_COLUMN, TeacherInfo, extract_teacher_features, read_teacher_infos
 from .losses import AdaptiveKernelLoss, build_transfer_loss
 from .student_features import StudentFeatureCapture, feature_dim
+from .teacher_loading import teacher_label
 
 TRANSFER_STATE_NAME = "transfer_state.safetensors"
 TRANSFER_SUMMARY_NAME = "transfer_summary.json"
@@ -69,7 +70,9 @@ class AFTTrainer(Trainer):
             `args.teachers` is set (the column is then computed and cached before training).
         teacher_infos: per-teacher names and widths of the column; read from the dataset when it was made by
             `extract_teacher_features`, else the whole column counts as one teacher.
-        text_column: the column the teachers read, when the trainer extracts the features itself.
+        text_column: the column text teachers read, when the trainer extracts the features itself.
+        image_column: for image students: the column of images (PIL images, arrays or file paths). Each batch goes
+            through `processing_class` (the student's `AutoImageProcessor`) on the fly, and image teachers read it.
         peft_config: a `peft.PeftConfig` (e.g. `LoraConfig`): the student is wrapped with `get_peft_model`, only the
             adapter and the classification head train, and the output dir gets the adapter plus the head (loadable
             with `peft.AutoPeftModelForSequenceClassification`); the transfer loss sees the adapted model's features.
@@ -78,7 +81,7 @@ class AFTTrainer(Trainer):
 
     def __init__(self, model=None, args: AFTConfig | None = None, train_dataset=None, eval_dataset=None,
                  processing_class=None, teacher_infos: list[TeacherInfo] | None = None, text_column: str = "text",
-                 peft_config=None, **kwargs):
+                 image_column: str | None = None, peft_config=None, **kwargs):
         if args is None:
             args = AFTConfig(output_dir="aft_output")
         elif not isinstance(args, AFTConfig):
@@ -94,9 +97,17 @@ class AFTTrainer(Trainer):
         _check_labels(train_dataset, model)
         if peft_config is not None:
             model = wrap_peft(model, peft_config)
+        self.image_column = image_column
+        if image_column is not None:
+            from .images import ImageCollator, check_image_column
+
+            for dataset in (train_dataset, *_eval_sets(eval_dataset)):
+                check_image_column(dataset, image_column)
+            if kwargs.get("data_collator") is None:
+                kwargs["data_collator"] = ImageCollator(processing_class, image_column)
         self.teacher_infos: list[TeacherInfo] = []
         if args.transfer != "none":
-            train_dataset = with_teacher_features(train_dataset, args, text_column)
+            train_dataset = with_teacher_features(train_dataset, args, text_column, image_column)
             self.teacher_infos = teacher_infos or _infos_of(train_dataset)
             _check_teacher_features(train_dataset, self.teacher_infos)
 
@@ -125,8 +136,9 @@ class AFTTrainer(Trainer):
     # ---- data ----
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        if FEATURES_COLUMN not in self._signature_columns:
-            self._signature_columns.append(FEATURES_COLUMN)
+        for column in (FEATURES_COLUMN, self.image_column):  # the image column feeds the collator
+            if column and column not in self._signature_columns:
+                self._signature_columns.append(column)
 
     # ---- optimisation ----
     def create_optimizer(self, model=None):
@@ -291,14 +303,14 @@ def wrap_peft(model, peft_config):
     return get_peft_model(model, peft_config)
 
 
-def with_teacher_features(dataset, args: AFTConfig, text_column: str = "text"):
+def with_teacher_features(dataset, args: AFTConfig, text_column: str = "text", image_column: str | None = None):
     """The dataset with its `teacher_features` column: as given, or extracted from `args.teachers`. Extract before
     tokenizing the student's inputs, and the cache survives a change of student."""
     if dataset is None:
         raise AFTError(f"transfer={args.transfer!r} needs a train_dataset with teacher features.")
     if FEATURES_COLUMN in dataset.column_names:
         stored = [info.name for info in read_teacher_infos(dataset) or []]
-        asked = [parse_teacher(spec)[0] for spec in args.teachers or []]
+        asked = [teacher_label(spec) for spec in args.teachers or []]
         if stored and asked and list(map(_teacher_key, asked)) != list(map(_teacher_key, stored)):
             raise AFTError(f"the dataset already carries the features of {stored}, not of the teachers given "
                            f"{asked}: drop --teachers to use them, or remove the {FEATURES_COLUMN!r} column.")
@@ -308,16 +320,16 @@ def with_teacher_features(dataset, args: AFTConfig, text_column: str = "text"):
                        "teachers=[...] (--teachers) or add the column with hf_aft.extract_teacher_features.")
     # With several processes, each runs the teachers on its shard of the data (see extract_teacher_features).
     return extract_teacher_features(dataset, args.teachers, text_column=text_column, device=args.device,
-                                    **extraction_kwargs(args))
+                                    image_column=image_column, **extraction_kwargs(args))
 
 
 def _teacher_key(name: str) -> str:
-    return os.path.realpath(name) if os.path.isdir(name) else name
+    return os.path.realpath(name) if os.path.exists(name) else name
 
 
 def display_names(infos: list[TeacherInfo]) -> list[str]:
-    """Short, unique names for logs: a Hub id as is, a local folder by its last path component."""
-    names = [os.path.basename(info.name.rstrip("/")) if os.path.isdir(info.name) else info.name for info in infos]
+    """Short, unique names for logs: a Hub id as is, a local folder or file by its last path component."""
+    names = [os.path.basename(info.name.rstrip("/")) if os.path.exists(info.name) else info.name for info in infos]
     return [name if names.count(name) == 1 else f"{name}_{i}" for i, name in enumerate(names)]
 
 
@@ -345,6 +357,12 @@ def _check_teacher_features(dataset, infos: list[TeacherInfo]) -> None:
             row = start + int(np.argwhere(~np.isfinite(block))[0][0])
             raise AFTError(f"the {FEATURES_COLUMN!r} column holds NaN or inf (first at row {row}): recompute the "
                            "features, e.g. in float32 rather than float16.")
+
+
+def _eval_sets(eval_dataset) -> list:
+    if eval_dataset is None:
+        return []
+    return list(eval_dataset.values()) if isinstance(eval_dataset, dict) else [eval_dataset]
 
 
 def _check_labels(dataset, model) -> None:

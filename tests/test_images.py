@@ -1,0 +1,245 @@
+"""Image teachers and students: pooling per architecture, every form of image, the cache, training, the CLI and the
+one-line errors for images that aren't."""
+
+import json
+from unittest import mock
+
+import datasets
+import numpy as np
+import pytest
+import tiny
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification, ViTImageProcessor
+
+from hf_aft import AFTConfig, AFTError, AFTTrainer, extract_teacher_features, read_teacher_infos
+from hf_aft.cli import main
+from hf_aft.images import ImageTeacher
+
+KINDS = ("vit", "convnext", "resnet", "mobilenet_v2")
+
+
+@pytest.fixture(scope="module")
+def image_teachers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("image_teachers")
+    teachers = {kind: tiny.save_image_teacher(root / kind, kind, seed=i) for i, kind in enumerate(KINDS)}
+    teachers["vit-classifier"] = tiny.save_image_teacher(root / "vit-classifier", "vit", classifier=True)
+    return teachers
+
+
+def reference(folder, images, pooling):
+    """One teacher by hand: its own processor, AutoModel, the named pooling."""
+    model, processor = AutoModel.from_pretrained(folder).eval(), AutoImageProcessor.from_pretrained(folder)
+    with torch.inference_mode():
+        out = model(pixel_values=processor(images=[im.convert("RGB") for im in images], return_tensors="pt")[
+            "pixel_values"])
+    if pooling == "pooler":
+        return out.pooler_output.flatten(1).numpy()
+    if pooling == "cls":
+        return out.last_hidden_state[:, 0].numpy()
+    return out.last_hidden_state.mean(1).numpy()
+
+
+def features_of(dataset):
+    return np.asarray(dataset["teacher_features"], dtype=np.float32)
+
+
+def test_image_teachers_pool_by_architecture_and_concatenate_in_order(image_teachers, tmp_path):
+    data = tiny.image_dataset(6)
+    names = [*KINDS, "vit-classifier"]
+    out = extract_teacher_features(data, [str(image_teachers[k]) for k in names], image_column="image",
+                                   batch_size=4, cache_dir=tmp_path)
+    infos = read_teacher_infos(out)
+    # Every backbone here returns a trained pooler; a ViT saved as a classifier has none, so its CLS token is used.
+    assert [i.pooling for i in infos] == ["pooler", "pooler", "pooler", "pooler", "cls"]
+    assert [i.name for i in infos] == [str(image_teachers[k]) for k in names]
+    assert out["label"] == data["label"] and "image" in out.column_names
+    got, start = features_of(out), 0
+    for name, info in zip(names, infos, strict=True):
+        expected = reference(image_teachers[name], data["image"], info.pooling)
+        np.testing.assert_allclose(got[:, start : start + info.dim], expected, atol=1e-5, err_msg=name)
+        start += info.dim
+    assert start == got.shape[1]
+
+
+def test_explicit_image_pooling(image_teachers, tmp_path):
+    data = tiny.image_dataset(4)
+    vit = str(image_teachers["vit"])
+    for pooling in ("mean", "cls"):
+        out = extract_teacher_features(data, [vit], image_column="image", pooling=pooling, cache_dir=tmp_path)
+        np.testing.assert_allclose(features_of(out), reference(vit, data["image"], pooling), atol=1e-5)
+    resnet = extract_teacher_features(data, [str(image_teachers["resnet"])], image_column="image", pooling="mean",
+                                      cache_dir=tmp_path)
+    np.testing.assert_allclose(features_of(resnet), reference_gap(image_teachers["resnet"], data["image"]), atol=1e-5)
+    with pytest.raises(AFTError, match="feature map, which has no CLS token"):
+        extract_teacher_features(data, [str(image_teachers["resnet"])], image_column="image", pooling="cls",
+                                 cache_dir=tmp_path)
+    with pytest.raises(AFTError, match="is an image model: teacher_pooling 'last' applies to text only"):
+        extract_teacher_features(data, [vit], image_column="image", pooling="last", cache_dir=tmp_path)
+
+
+def reference_gap(folder, images):
+    model, processor = AutoModel.from_pretrained(folder).eval(), AutoImageProcessor.from_pretrained(folder)
+    with torch.inference_mode():
+        states = model(pixel_values=processor(images=[im.convert("RGB") for im in images], return_tensors="pt")[
+            "pixel_values"]).last_hidden_state
+    return states.mean((2, 3)).numpy()
+
+
+def test_pil_images_arrays_and_file_paths_give_the_same_features(image_teachers, tmp_path):
+    arrays, labels = tiny.image_arrays(6)
+    as_pil = tiny.image_dataset(6)
+    as_arrays = datasets.Dataset.from_dict({"image": [a.tolist() for a in arrays], "label": labels})
+    as_floats = datasets.Dataset.from_dict({"image": [np.repeat(a[..., None], 3, -1) / 255.0 for a in arrays],
+                                            "label": labels})  # [H, W, 3] intensities in [0, 1]
+    paths = []
+    for i, array in enumerate(arrays):
+        Image.fromarray(array).save(tmp_path / f"{i}.png")
+        paths.append(str(tmp_path / f"{i}.png"))
+    as_paths = datasets.Dataset.from_dict({"image": paths, "label": labels})
+    teacher = [str(image_teachers["convnext"])]
+    results = [features_of(extract_teacher_features(d, teacher, image_column="image", cache_dir=tmp_path / "cache"))
+               for d in (as_pil, as_arrays, as_floats, as_paths)]
+    for other in results[1:]:
+        np.testing.assert_allclose(other, results[0], atol=1e-6)
+
+
+def test_second_call_loads_no_image_teacher_and_keeps_the_resolved_pooling(image_teachers, tmp_path):
+    data = tiny.image_dataset(6)
+    teachers = [str(image_teachers["vit-classifier"]), str(image_teachers["resnet"])]
+    first = extract_teacher_features(data, teachers, image_column="image", cache_dir=tmp_path)
+    with mock.patch.object(ImageTeacher, "load", side_effect=AssertionError("teacher loaded")):
+        again = extract_teacher_features(data, teachers, image_column="image", cache_dir=tmp_path)
+    np.testing.assert_array_equal(features_of(first), features_of(again))
+    assert read_teacher_infos(again) == read_teacher_infos(first)
+    assert [i.pooling for i in read_teacher_infos(again)] == ["cls", "pooler"]
+    # New preprocessing settings, same weights: a new revision, so the features are computed again.
+    changed = tiny.save_image_teacher(tmp_path / "changed", "resnet")
+    before = extract_teacher_features(data, [str(changed)], image_column="image", cache_dir=tmp_path)
+    ViTImageProcessor(size={"height": 8, "width": 8}).save_pretrained(changed)
+    after = extract_teacher_features(data, [str(changed)], image_column="image", cache_dir=tmp_path)
+    assert read_teacher_infos(after)[0].revision != read_teacher_infos(before)[0].revision
+    assert not np.allclose(features_of(before), features_of(after))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_image_students_train_with_an_image_teacher(kind, image_teachers, tmp_path):
+    student = AutoModelForImageClassification.from_pretrained(tiny.save_image_student(tmp_path / "s", kind))
+    args = AFTConfig(output_dir=str(tmp_path / "out"), teachers=[str(image_teachers["convnext"])], max_steps=3,
+                     per_device_train_batch_size=8, learning_rate=1e-3, logging_steps=1, report_to="none",
+                     use_cpu=True, save_strategy="no")
+    trainer = AFTTrainer(model=student, args=args, train_dataset=tiny.image_dataset(16),
+                         eval_dataset=tiny.image_dataset(8, seed=1), processing_class=tiny.image_processor(),
+                         image_column="image")
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["pixel_values"].shape == (8, 3, tiny.IMAGE_SIZE, tiny.IMAGE_SIZE)
+    assert batch["teacher_features"].shape == (8, 16) and batch["labels"].shape == (8,)
+    # The student's features are the head's input, one vector per image, whatever the architecture.
+    with torch.no_grad():
+        student(pixel_values=batch["pixel_values"])
+    features = trainer.feature_capture.pop()
+    assert features.shape == (8, trainer.feature_capture.module.in_features)
+    trainer.train()
+    steps = [log for log in trainer.state.log_history if "transfer_loss" in log]
+    assert len(steps) == 3 and all(np.isfinite(log["transfer_loss"]) and log["transfer_loss"] > 0 for log in steps)
+    assert 0 <= trainer.evaluate()["eval_loss"] < 10
+
+
+@pytest.fixture(scope="module")
+def image_data(tmp_path_factory):
+    """A save_to_disk folder with train and test splits of labelled images (a ClassLabel column)."""
+    folder = tmp_path_factory.mktemp("image_data") / "data"
+    label = datasets.ClassLabel(names=["top", "bottom"])
+    splits = {split: tiny.image_dataset(n, seed).cast_column("label", label)
+              for split, n, seed in (("train", 24, 0), ("test", 8, 1))}
+    datasets.DatasetDict(splits).save_to_disk(str(folder))
+    return folder
+
+
+def test_cli_trains_an_image_student_and_saves_its_image_processor(image_teachers, image_data, tmp_path):
+    student, out = tiny.save_image_student(tmp_path / "student", "vit"), tmp_path / "out"
+    argv = ["train", "--model_name_or_path", str(student), "--dataset_name", str(image_data), "--image_column",
+            "image", "--teachers", str(image_teachers["mobilenet_v2"]), str(image_teachers["vit"]), "--output_dir",
+            str(out), "--per_device_train_batch_size", "8", "--max_steps", "3", "--report_to", "none",
+            "--disable_tqdm", "true", "--use_cpu", "true"]
+    assert main(argv) == 0
+    assert AutoImageProcessor.from_pretrained(out).size == {"height": tiny.IMAGE_SIZE, "width": tiny.IMAGE_SIZE}
+    model = AutoModelForImageClassification.from_pretrained(out)
+    assert model.config.id2label == {0: "top", 1: "bottom"}
+    summary = json.loads((out / "transfer_summary.json").read_text())
+    assert [(t["name"], t["pooling"]) for t in summary["teachers"]] == [
+        (str(image_teachers["mobilenet_v2"]), "pooler"), (str(image_teachers["vit"]), "pooler")]
+    assert 0 <= json.loads((out / "eval_results.json").read_text())["eval_accuracy"] <= 1
+
+
+def test_images_that_are_not_images_are_named(image_teachers, tmp_path):
+    vit = str(image_teachers["vit"])
+
+    def extract(data, teachers, **kwargs):
+        return extract_teacher_features(data, teachers, cache_dir=tmp_path, **kwargs)
+
+    numbers = datasets.Dataset.from_dict({"image": [3, 4], "label": [0, 1]})
+    with pytest.raises(AFTError, match=r"column 'image', row 0 holds int 3, not an image"):
+        extract(numbers, [vit], image_column="image")
+    words = datasets.Dataset.from_dict({"image": ["a cat", "a dog"], "label": [0, 1]})
+    with pytest.raises(AFTError, match=r"image column 'image', row 0: 'a cat' is not an image file"):
+        extract(words, [vit], image_column="image")
+    missing = tiny.image_dataset(3).cast_column("image", datasets.Image(decode=False))
+    missing = datasets.Dataset.from_dict({"image": [missing[0]["image"], None, missing[2]["image"]],
+                                          "label": [0, 1, 0]}, features=tiny.image_dataset(1).features)
+    with pytest.raises(AFTError, match="missing image at row 1"):
+        extract(missing, [vit], image_column="image")
+    flat = datasets.Dataset.from_dict({"image": [[1, 2, 3], [4, 5, 6]], "label": [0, 1]})
+    with pytest.raises(AFTError, match=r"column 'image': an array of shape \(3,\) is not an image"):
+        extract(flat, [vit], image_column="image")
+    with pytest.raises(AFTError, match="image column 'picture' not found"):
+        extract(tiny.image_dataset(2), [vit], image_column="picture")
+
+
+def test_a_teacher_of_the_wrong_modality_is_named_with_its_column(image_teachers, teacher_dirs, tmp_path):
+    vit, bert = str(image_teachers["vit"]), str(teacher_dirs[0])
+    images, texts = tiny.image_dataset(2), tiny.sentiment_dataset(2)
+    with pytest.raises(AFTError, match=rf"teacher '{bert}' is a text model \(bert\) but column 'image' holds Image"):
+        extract_teacher_features(images, [bert], text_column="image", cache_dir=tmp_path)
+    with pytest.raises(AFTError, match=rf"teacher '{bert}' is a text model \(bert\) but the dataset has no text "
+                                       "column 'text'"):
+        extract_teacher_features(images, [vit, bert], image_column="image", cache_dir=tmp_path)
+    with pytest.raises(AFTError, match=rf"teacher '{vit}' is an image model \(vit\): it cannot read the text column "
+                                       "'text'; pass image_column"):
+        extract_teacher_features(texts, [vit], cache_dir=tmp_path)
+    with pytest.raises(AFTError, match=r"could not resolve teacher 'no-such-org/vit@no-such-revision'"):
+        extract_teacher_features(images, ["no-such-org/vit@no-such-revision"], image_column="image",
+                                 cache_dir=tmp_path)
+
+
+def test_cli_and_trainer_errors_for_image_students(image_teachers, image_data, student_dir, tmp_path, capsys):
+    argv = ["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(image_data), "--image_column",
+            "image", "--output_dir", str(tmp_path / "out"), "--transfer", "none", "--report_to", "none"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"hf-aft: error: could not load the image student '{student_dir}'") and "\n" not in err
+    student = AutoModelForImageClassification.from_pretrained(tiny.save_image_student(tmp_path / "s", "resnet"))
+    args = AFTConfig(output_dir=str(tmp_path / "out"), transfer="none", report_to="none", use_cpu=True)
+    with pytest.raises(AFTError, match="image_column='image' needs the student's image processor"):
+        AFTTrainer(model=student, args=args, train_dataset=tiny.image_dataset(4), image_column="image")
+
+
+def test_image_features_saved_once_then_a_student_trains_without_teachers(image_teachers, image_data, tmp_path,
+                                                                        monkeypatch):
+    features = tmp_path / "features"
+    assert main(["features", "--teachers", str(image_teachers["resnet"]), "--dataset_name", str(image_data),
+                 "--image_column", "image", "--output_dir", str(features)]) == 0
+    provenance = json.loads((features / "teachers.json").read_text())
+    assert [(t["pooling"], t["dim"]) for t in provenance["teachers"]] == [("pooler", 16)]
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("training loaded a teacher")
+
+    monkeypatch.setattr(ImageTeacher, "load", no_teacher)
+    out = tmp_path / "student"
+    assert main(["train", "--model_name_or_path", str(tiny.save_image_student(tmp_path / "s", "convnext")),
+                 "--dataset_name", str(features), "--image_column", "image", "--output_dir", str(out),
+                 "--per_device_train_batch_size", "8", "--max_steps", "2", "--report_to", "none", "--use_cpu",
+                 "true", "--disable_tqdm", "true"]) == 0
+    summary = json.loads((out / "transfer_summary.json").read_text())
+    assert [t["revision"] for t in summary["teachers"]] == [t["revision"] for t in provenance["teachers"]]
