@@ -120,3 +120,11 @@ def test_a_teacher_cached_alone_is_reused_at_another_position(teacher_dirs, tmp_
     with mock.patch.object(_Teacher, "load", side_effect=AssertionError("teacher loaded")):
         both = extract_teacher_features(data, [str(d) for d in reversed(teacher_dirs)], cache_dir=tmp_path)
     np.testing.assert_array_equal(features_of(both), np.concatenate([features_of(alone[1]), features_of(alone[0])], 1))
+
+
+def test_length_grouping_changes_the_batches_not_the_features(teacher_dirs, tmp_path):
+    data = tiny.sentiment_dataset(24)
+    grouped = extract_teacher_features(data, [str(teacher_dirs[0])], cache_dir=tmp_path / "a", batch_size=4)
+    plain = extract_teacher_features(data, [str(teacher_dirs[0])], cache_dir=tmp_path / "b", batch_size=4,
+                                     group_by_length=False)
+    np.testing.assert_allclose(features_of(grouped), features_of(plain), atol=1e-5)

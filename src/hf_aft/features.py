@@ -158,6 +158,7 @@ class _Teacher:
     column it reads."""
 
     modality = "text"
+    group_by_length = True
 
     def __init__(self, spec: str, name: str, revision: str, pooling: str, max_length: int, batch_size: int, device,
                  options: dict | None = None, column: str = "text"):
@@ -205,7 +206,7 @@ class _Teacher:
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         ids, masks = encoded["input_ids"], encoded["attention_mask"]
         # Batch texts of similar length together (less padding); results go back in the original order.
-        order = np.argsort([len(x) for x in ids], kind="stable")
+        order = np.argsort([len(x) for x in ids], kind="stable") if self.group_by_length else np.arange(len(ids))
         out = None
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
@@ -295,6 +296,7 @@ def extract_teacher_features(
     image_column: str | None = None,
     dtype: str = "float32",
     device_map: str | None = None,
+    group_by_length: bool = True,
 ) -> datasets.Dataset:
     """Add the column `teacher_features`: each teacher's pooled features, concatenated in the order given.
 
@@ -317,6 +319,8 @@ def extract_teacher_features(
             `AutoImageProcessor`.
         dtype: `float32`, `float16` or `bfloat16`: the teachers' dtype on an accelerator (CPU always uses float32).
         device_map: e.g. `"auto"` to spread a teacher too large for one accelerator over all visible ones.
+        group_by_length: batch texts of similar length together within each block (less padding; results keep the
+            dataset's order). False runs them in dataset order (for comparison: the features are the same).
 
     Returns:
         The dataset with the new column. Per-teacher provenance (`TeacherInfo`: id, resolved revision, pooling,
@@ -354,6 +358,7 @@ def extract_teacher_features(
     for index, spec in enumerate(teachers):
         teacher, input_column, extra_key = _make_teacher(dataset, spec, pooling, max_length, batch_size, device,
                                                          options, text_column, image_column)
+        teacher.group_by_length = group_by_length
         fingerprint = Hasher.hash([_FEATURES_VERSION, dataset._fingerprint, input_column, teacher.name,
                                    teacher.revision, teacher.pooling, teacher.max_length, *extra_key])
         fingerprinted_auto = teacher.pooling == "auto"
