@@ -2,12 +2,13 @@
 mean and spread over seeds, plus linear probes that say how much each teacher knows beyond the student.
 
     python bench/quality.py                 # all suites (about 75 minutes on 2 cores)
-    python bench/quality.py --suite minilm  # some suites, comma-separated: minilm,mpnet,small,multi,llm,multi3
+    python bench/quality.py --suite minilm  # some suites, comma-separated (see SUITES)
 
 Suites: `minilm` (teacher all-MiniLM-L6-v2, 3-layer MiniLM student: STL, KD, AFT at several beta), `mpnet` (teacher
 all-mpnet-base-v2, same student), `small` (mpnet teacher, a 1-layer student), `multi` (mpnet + MiniLM together,
 3-layer student, to compare with each alone), `llm` (the decoder SmolLM2-135M from GGUF, last-token pooling) and
-`multi3` (mpnet + MiniLM + SmolLM2). Results append to
+`multi3` (mpnet + MiniLM + SmolLM2); `alone-mpnet`, `alone-minilm`, `pair` and `multi3-balanced` (the same with
+`--balance_teachers`) compare `multi3` with its parts from the same seeded heads. Results append to
 bench/results/quality.jsonl (one line per run; reruns skip finished runs) and a table is printed at the end.
 """
 
@@ -35,7 +36,15 @@ SUITES = {  # suite: (teacher, student layers, [(transfer, beta), ...])
     "multi": ("mpnet+minilm", 3, [("aft", 0.1), ("aft", 0.3)]),
     "llm": ("smollm", 3, [("none", 0), ("aft", 0.1)]),
     "multi3": ("mpnet+minilm+smollm", 3, [("aft", 0.1)]),
+    # Each teacher alone and the encoder pair again, from the same seeded heads as `llm` and `multi3` (whose STL runs
+    # they share), so that the three-teacher run compares with each of its teachers alone; and the three teachers
+    # with --balance_teachers (SmolLM2's raw features hold 94% of the concatenation's centred energy).
+    "alone-mpnet": ("mpnet", 3, [("aft", 0.1)]),
+    "alone-minilm": ("minilm", 3, [("aft", 0.1)]),
+    "pair": ("mpnet+minilm", 3, [("aft", 0.1)]),
+    "multi3-balanced": ("mpnet+minilm+smollm", 3, [("aft", 0.1)]),
 }
+EXTRA_ARGS = {"multi3-balanced": ["--balance_teachers", "true"]}
 
 
 def mpnet_path() -> Path:
@@ -82,7 +91,8 @@ def run(suite: str, teachers: list[Path], layers: int, transfer: str, beta: floa
             "--transfer", transfer, "--beta", str(beta), "--seed", str(seed), "--num_train_epochs", str(epochs),
             "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "128", "--learning_rate", "2e-4",
             "--max_length", "64", "--teacher_max_length", "64", "--save_strategy", "no", "--report_to", "none",
-            "--logging_steps", "50", "--disable_tqdm", "true", "--overwrite_output_dir", "--output_dir", str(out)]
+            "--logging_steps", "50", "--disable_tqdm", "true", "--overwrite_output_dir", "--output_dir", str(out),
+            *EXTRA_ARGS.get(suite, [])]
     summary = train(args)
     return {"suite": suite, "transfer": transfer, "beta": beta, "seed": seed, "layers": layers,
             "teacher_key": SUITES[suite][0], "accuracy": summary["eval"]["eval_accuracy"],
@@ -106,7 +116,8 @@ def probes(teachers: dict[str, Path]) -> dict[str, float]:
 
 # Which suite's STL runs a suite is paired with. `llm` and `multi3` ran after `hf-aft train` began seeding the new
 # head's initialisation with --seed, so they have STL runs of their own, started from the same heads.
-STL_SUITE = {"mpnet": "minilm", "multi": "minilm", "multi3": "llm"}
+STL_SUITE = {"mpnet": "minilm", "multi": "minilm", "multi3": "llm", "alone-mpnet": "llm", "alone-minilm": "llm",
+             "pair": "llm", "multi3-balanced": "llm"}
 
 
 def table(rows: list[dict]) -> str:

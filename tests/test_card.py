@@ -44,6 +44,20 @@ def test_card_with_optional_fields_missing():
     assert "base_model" not in card.data.to_dict() and "model-index" not in card.data.to_dict()
 
 
+def test_image_students_get_an_image_classification_card():
+    card = render_model_card("aft", beta=1.0, teachers=[TEACHER], repo_id="me/vit-student", versions={},
+                             eval_results={"eval_accuracy": 0.71}, dataset_name="animals", task="image-classification")
+    assert card.data.to_dict()["pipeline_tag"] == "image-classification"
+    assert card.data.to_dict()["model-index"][0]["results"][0]["task"]["type"] == "image-classification"
+    for text in ("image classification student", "AutoModelForImageClassification.from_pretrained(\"me/vit-student\")",
+                 "image_processor = AutoImageProcessor.from_pretrained"):
+        assert text in card.content, text
+    assert "Tokenizer" not in card.content and "text classification" not in card.content
+    assert "balance_teachers" not in card.content  # only said when the run used it
+    with pytest.raises(AFTError, match="unknown task"):
+        render_model_card("aft", task="translation")
+
+
 def test_card_shows_the_baseline_and_the_scale_plot_only_when_given():
     args = dict(transfer="aft", beta=0.3, teachers=[TEACHER], eval_results={"eval_accuracy": 0.7712}, versions={})
     card = render_model_card(**args, baseline_results={"eval_accuracy": 0.75, "eval_loss": 0.5},

@@ -170,6 +170,8 @@ def test_cli_trains_an_image_student_and_saves_its_image_processor(image_teacher
     assert [(t["name"], t["pooling"]) for t in summary["teachers"]] == [
         (str(image_teachers["mobilenet_v2"]), "pooler"), (str(image_teachers["vit"]), "pooler")]
     assert 0 <= json.loads((out / "eval_results.json").read_text())["eval_accuracy"] <= 1
+    card = (out / "README.md").read_text()  # the card says how to load an image student
+    assert "pipeline_tag: image-classification" in card and "AutoModelForImageClassification.from_pretrained" in card
 
 
 def test_images_that_are_not_images_are_named(image_teachers, tmp_path):

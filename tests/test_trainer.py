@@ -69,6 +69,44 @@ def test_loss_is_task_loss_plus_beta_times_transfer_loss(student_dir, tmp_path, 
     assert total.item() == pytest.approx(task.item() + 2.5 * transfer.item(), rel=1e-6)
 
 
+def test_balance_teachers_gives_each_teacher_unit_rms_norm_and_is_off_by_default(student_dir, tmp_path, train_set):
+    features = np.asarray(train_set["teacher_features"], dtype=np.float64)
+    dims = [info.dim for info in make_trainer(student_dir, tmp_path, train_set).teacher_infos]
+    features[:, dims[0]:] *= 40.0  # the second teacher's raw features dwarf the first's, as an LLM's can
+    loud = train_set.remove_columns("teacher_features").add_column("teacher_features",
+                                                                   features.astype(np.float32).tolist())
+    loud.info.description = train_set.info.description  # keep the provenance (names, widths)
+    expected = [np.sqrt(features[:, lo:hi].var(0).sum()) for lo, hi in ((0, dims[0]), (dims[0], sum(dims)))]
+
+    paper = make_trainer(student_dir, tmp_path, loud)
+    balanced = make_trainer(student_dir, tmp_path, loud, balance_teachers=True)
+    assert paper.teacher_weights is None  # the paper's plain concatenation unless asked
+    assert balanced.teacher_norms == pytest.approx(expected, rel=1e-4)
+    rows = [loud.remove_columns(["text", "label"])[i] | {"labels": loud[i]["label"]} for i in range(8)]
+    batch = balanced.data_collator(rows)
+    weights = torch.cat([torch.full((d,), 1 / n) for d, n in zip(dims, expected, strict=True)]).float()
+    # Balancing is exactly the paper's loss on the features divided per teacher by their RMS norm.
+    rescaled = dict(batch) | {"teacher_features": batch["teacher_features"] * weights}
+    assert _transfer_term(balanced, batch) == pytest.approx(_transfer_term(paper, rescaled), rel=1e-5)
+    assert _transfer_term(balanced, batch) != pytest.approx(_transfer_term(paper, batch), rel=1e-3)
+
+    balanced.train()
+    balanced.save_model()
+    balanced.create_model_card()
+    summary = json.loads((tmp_path / "out" / "transfer_summary.json").read_text())
+    assert summary["balance_teachers"] is True
+    assert list(summary["teacher_rms_norms"].values()) == pytest.approx(expected, rel=1e-4)
+    assert "Teachers balanced (`balance_teachers`, not in the paper)" in (tmp_path / "out" / "README.md").read_text()
+
+
+def _transfer_term(trainer, batch) -> float:
+    """The transfer loss of one training-mode forward on `batch` (same dropout draws for every call)."""
+    torch.manual_seed(0)
+    trainer.model.train()
+    trainer.compute_loss(trainer.model, dict(batch))
+    return trainer._metrics["transfer_loss"][-1].item()
+
+
 def test_beta_zero_trains_exactly_the_plain_fine_tuning_student(student_dir, tmp_path, train_set):
     aft = make_trainer(student_dir, tmp_path / "aft", train_set, beta=0.0)
     stl = make_trainer(student_dir, tmp_path / "stl", train_set, transfer="none")

@@ -14,6 +14,9 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .errors import AFTError
 
+# The card's task -> (student class, preprocessor class, its variable name in the loading snippet).
+TASK_CLASSES = {"text-classification": ("AutoModelForSequenceClassification", "AutoTokenizer", "tokenizer"),
+                "image-classification": ("AutoModelForImageClassification", "AutoImageProcessor", "image_processor")}
 METHOD_NAMES = {"aft": "Adaptive Feature Transfer (AFT)", "kd": "knowledge distillation of features (KD)",
                 "rkd": "relational knowledge distillation (RKD)", "none": "plain fine-tuning"}
 CARD_NAME = "README.md"
@@ -61,23 +64,29 @@ def render_model_card(
     scales_plot: str | None = None,
     peft: dict | None = None,
     beta_search: dict | None = None,
+    task: str = "text-classification",
+    balance_teachers: bool = False,
 ) -> ModelCard:
     """A model card for a student. Optional arguments left out are left out of the card.
 
     `baseline_results` are the eval results of the plain fine-tuning (STL) run shown next to this model's;
     `scales_plot` is the path, relative to the card, of the scale distribution image (see `write_scales_plot`);
-    `peft`: the adapter's settings (a PEFT student loads with peft); `beta_search`: what `--beta auto` tried and chose.
+    `peft`: the adapter's settings (a PEFT student loads with peft); `beta_search`: what `--beta auto` tried and chose;
+    `task`: `text-classification` or `image-classification` (the pipeline tag, and how the card says to load it);
+    `balance_teachers`: whether the run used that option (not in the paper, so the card says so).
     """
+    if task not in TASK_CLASSES:
+        raise AFTError(f"unknown task {task!r} for the model card: choose one of {', '.join(TASK_CLASSES)}.")
     teachers = teachers or []
     eval_results = _metrics(eval_results)
     baseline = _metrics(baseline_results)
     index = [
-        EvalResult(task_type="text-classification", dataset_type=dataset_name, dataset_name=dataset_name,
+        EvalResult(task_type=task, dataset_type=dataset_name, dataset_name=dataset_name,
                    metric_type=metric, metric_value=value)
         for metric, value in eval_results.items() if dataset_name and metric != "loss"
     ]
     card_data = ModelCardData(
-        library_name="transformers", pipeline_tag="text-classification",
+        library_name="transformers", pipeline_tag=task,
         base_model=base_model if base_model and not base_model.startswith(("/", ".")) else None,
         datasets=[dataset_name] if dataset_name and not dataset_name.startswith(("/", ".")) else None,
         tags=["hf-aft", "adaptive-feature-transfer", f"transfer-{transfer}"],
@@ -85,12 +94,13 @@ def render_model_card(
     )
     return ModelCard.from_template(
         card_data, template_path=template_path(), model_name=repo_id or "AFT student",
-        task_description="text classification", method_name=METHOD_NAMES.get(transfer, transfer), transfer=transfer,
+        task_description=task.replace("-", " "), method_name=METHOD_NAMES.get(transfer, transfer), transfer=transfer,
         beta=beta, kernel=kernel, teachers=teachers, scales=scales or {}, eval_results=eval_results,
         base_model=base_model, dataset_name=dataset_name, repo_id=repo_id or "path/to/this/folder",
         hyperparameters=hyperparameters or {}, versions=versions if versions is not None else framework_versions(),
         baseline={k: v for k, v in baseline.items() if k in eval_results}, scales_plot=scales_plot,
-        peft=peft, beta_search=beta_search,
+        peft=peft, beta_search=beta_search, balance_teachers=balance_teachers,
+        **dict(zip(("model_class", "preprocessor_class", "preprocessor_name"), TASK_CLASSES[task], strict=True)),
     )
 
 

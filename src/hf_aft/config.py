@@ -37,6 +37,11 @@ class AFTConfig(TrainingArguments):
             `local` compares kernels within each process's batch. Applies to `aft` and `rkd`.
         learn_scales (`bool`, *optional*, defaults to `True`):
             Learn AFT's per-dimension teacher scales; `False` keeps them at 0.5.
+        balance_teachers (`bool`, *optional*, defaults to `False`):
+            Not in the paper. Before the transfer loss, divide each teacher's features by their root-mean-square
+            centred norm over the training set, so that every teacher starts with the same weight in the kernel
+            however large its raw features are (an LLM's hidden states can be 50x an encoder's). `False` keeps the
+            paper's plain concatenation.
         scales_learning_rate (`float`, *optional*, defaults to `1e-2`):
             Learning rate of the transfer loss's own parameters (AFT's scales, KD's projection), no weight decay.
         teacher_pooling (`str`, *optional*, defaults to `"auto"`):
@@ -88,6 +93,12 @@ class AFTConfig(TrainingArguments):
     )
     learn_scales: bool = field(
         default=True, metadata={"help": "Learn AFT's per-dimension teacher scales; False keeps them at 0.5."}
+    )
+    balance_teachers: bool = field(
+        default=False,
+        metadata={"help": "Not in the paper: divide each teacher's features by their RMS centred norm over the "
+                  "training set, so every teacher starts with the same weight in the kernel (raw LLM features can "
+                  "dwarf an encoder's). False keeps the paper's plain concatenation."},
     )
     scales_learning_rate: float = field(
         default=1e-2,

@@ -106,10 +106,11 @@ class AFTTrainer(Trainer):
             if kwargs.get("data_collator") is None:
                 kwargs["data_collator"] = ImageCollator(processing_class, image_column)
         self.teacher_infos: list[TeacherInfo] = []
+        self.teacher_norms: list[float] = []
         if args.transfer != "none":
             train_dataset = with_teacher_features(train_dataset, args, text_column, image_column)
             self.teacher_infos = teacher_infos or _infos_of(train_dataset)
-            _check_teacher_features(train_dataset, self.teacher_infos)
+            self.teacher_norms = _check_teacher_features(train_dataset, self.teacher_infos)
 
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, **kwargs)
@@ -129,6 +130,12 @@ class AFTTrainer(Trainer):
             self.transfer_loss = build_transfer_loss(
                 args.transfer, [info.dim for info in self.teacher_infos], student_dim, args.kernel, args.learn_scales
             ).to(args.device)
+        # balance_teachers: one weight per feature dimension, 1 / (its teacher's RMS centred norm).
+        self.teacher_weights = None
+        if args.transfer != "none" and args.balance_teachers:
+            pairs = zip(self.teacher_infos, self.teacher_norms, strict=True)
+            self.teacher_weights = torch.cat([torch.full((info.dim,), 1.0 / norm if norm > 0 else 1.0)
+                                              for info, norm in pairs])
         self._transfer_group_added = False
         self._metrics = defaultdict(list)
         self.add_callback(_ZeroTransferGrads(self))
@@ -161,6 +168,9 @@ class AFTTrainer(Trainer):
                 if teacher_features is None:
                     raise AFTError(f"a training batch has no {FEATURES_COLUMN!r}: keep that column in the dataset.")
                 teacher_features = teacher_features.to(student_features.device)
+                if self.teacher_weights is not None:
+                    self.teacher_weights = self.teacher_weights.to(teacher_features.device)
+                    teacher_features = teacher_features * self.teacher_weights
                 if self.args.kernel_scope == "global" and self.args.transfer in ("aft", "rkd"):
                     # One kernel over the global batch on every process (see distributed.py for the gradients).
                     student_features = gather_with_grad(student_features)
@@ -212,7 +222,9 @@ class AFTTrainer(Trainer):
             save_file(state, os.path.join(output_dir, TRANSFER_STATE_NAME), metadata=metadata)
         summary = {"transfer": self.args.transfer, "beta": self.args.beta, "kernel": self.args.kernel,
                    "kernel_scope": self.args.kernel_scope, "processes": self.args.world_size,
-                   "teachers": infos, "scales": self.scale_summary()}
+                   "balance_teachers": self.args.balance_teachers, "teachers": infos,
+                   "teacher_rms_norms": dict(zip(display_names(self.teacher_infos), self.teacher_norms, strict=True)),
+                   "scales": self.scale_summary()}
         with open(os.path.join(output_dir, TRANSFER_SUMMARY_NAME), "w") as f:
             json.dump(summary, f, indent=2)
 
@@ -234,6 +246,8 @@ class AFTTrainer(Trainer):
             hyperparameters={key: getattr(getattr(self.args, key), "value", getattr(self.args, key))
                              for key in HYPERPARAMETERS},
             baseline_results=baseline_results, peft=_peft_settings(self.model), beta_search=kwargs.get("beta_search"),
+            task="image-classification" if self.image_column else "text-classification",
+            balance_teachers=self.args.balance_teachers and self.transfer_loss is not None,
         )
 
     # ---- Hub ----
@@ -342,8 +356,9 @@ def _infos_of(dataset) -> list[TeacherInfo]:
     return [TeacherInfo(name="teacher", revision="unknown", pooling="unknown", dim=width, max_length=0)]
 
 
-def _check_teacher_features(dataset, infos: list[TeacherInfo]) -> None:
-    """Width matches the teachers, and every value is finite (scanned in Arrow batches, not loaded whole)."""
+def _check_teacher_features(dataset, infos: list[TeacherInfo]) -> list[float]:
+    """Width matches the teachers, and every value is finite (scanned in Arrow batches, not loaded whole).
+    Returns each teacher's RMS centred norm, sqrt(E ||x - E x||^2), from the same scan (for balance_teachers)."""
     expected = sum(info.dim for info in infos)
     width = len(dataset[0][FEATURES_COLUMN])
     if width != expected:
@@ -351,12 +366,19 @@ def _check_teacher_features(dataset, infos: list[TeacherInfo]) -> None:
         raise AFTError(f"the {FEATURES_COLUMN!r} column is {width} wide but the teachers {names} give {expected}: "
                        "recompute it with hf_aft.extract_teacher_features for these teachers.")
     table = dataset.select_columns([FEATURES_COLUMN]).with_format("numpy")
+    total, total_sq = np.zeros(width), np.zeros(width)
     for start in range(0, len(table), 4096):
         block = np.asarray(table[start : start + 4096][FEATURES_COLUMN], dtype=np.float32)
         if not np.isfinite(block).all():
             row = start + int(np.argwhere(~np.isfinite(block))[0][0])
             raise AFTError(f"the {FEATURES_COLUMN!r} column holds NaN or inf (first at row {row}): recompute the "
                            "features, e.g. in float32 rather than float16.")
+        total += block.sum(0, dtype=np.float64)
+        total_sq += np.square(block, dtype=np.float64).sum(0)
+    mean = total / len(table)
+    variance = np.maximum(total_sq / len(table) - mean**2, 0.0)
+    bounds = np.cumsum([0] + [info.dim for info in infos])
+    return [float(np.sqrt(variance[lo:hi].sum())) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def _eval_sets(eval_dataset) -> list:
