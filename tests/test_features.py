@@ -61,6 +61,13 @@ def test_second_call_runs_no_teacher_and_a_changed_teacher_recomputes(teacher_di
     assert read_teacher_infos(after)[0].revision != read_teacher_infos(before)[0].revision
     assert not np.allclose(features_of(before), features_of(after))
 
+    # Same weights, another tokenizer setting (here: no lower-casing): the inputs change, so do the features.
+    config = (changed / "tokenizer_config.json").read_text()
+    (changed / "tokenizer_config.json").write_text(config.replace('"do_lower_case": true', '"do_lower_case": false'))
+    assert config != (changed / "tokenizer_config.json").read_text()
+    cased = extract_teacher_features(data, [str(changed)], cache_dir=tmp_path)
+    assert read_teacher_infos(cased)[0].revision != read_teacher_infos(after)[0].revision
+
 
 def test_last_token_pooling_ignores_padding_on_either_side():
     states = torch.arange(2 * 4 * 1, dtype=torch.float32).reshape(2, 4, 1)
@@ -82,6 +89,7 @@ def test_bad_input_is_named(teacher_dirs, tmp_path):
     with pytest.raises(AFTError, match="could not resolve teacher 'no-such-org/no-such-model'"):
         extract_teacher_features(data, ["no-such-org/no-such-model"], cache_dir=tmp_path)
     (tmp_path / "empty-teacher").mkdir()
+    (tmp_path / "empty-teacher" / "config.json").write_text("{}")  # a config alone is not a teacher
     with pytest.raises(AFTError, match="holds no weight files"):
         extract_teacher_features(data, [str(tmp_path / "empty-teacher")], cache_dir=tmp_path)
     with pytest.raises(AFTError, match="unknown teacher pooling 'max'"):

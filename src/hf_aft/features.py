@@ -39,8 +39,11 @@ FEATURE_DTYPES = ("float32", "float16")
 _FEATURES_VERSION = "2"  # bump when the extraction (or its cached files' layout) changes
 _PART_COLUMN = "__hf_aft_teacher"  # a cached teacher's column, whatever its place among the teachers
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
-# An image teacher's features also depend on its processor's resize / crop / normalisation settings.
-_HASHED_CONFIGS = ("config.json", "preprocessor_config.json")
+# Features also depend on how inputs are prepared: a text teacher's tokenizer (vocabulary, merges, special tokens,
+# lower-casing), an image teacher's processor (resize / crop / normalisation).
+_HASHED_CONFIGS = ("config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                   "vocab.json", "merges.txt", "special_tokens_map.json", "added_tokens.json", "tokenizer.model",
+                   "spiece.model", "sentencepiece.bpe.model")
 
 
 @dataclass
@@ -86,11 +89,12 @@ def resolve_revision(name: str, revision: str | None) -> str:
 
 
 def _hash_folder(folder: Path) -> str:
-    """sha256 of the weight files and config: a changed teacher gets new features, an unchanged one reuses them."""
+    """sha256 of the weight, config and tokenizer/processor files: a changed teacher gets new features, an unchanged
+    one reuses them."""
     digest = hashlib.sha256()
     files = sorted(p for p in folder.rglob("*")
                    if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES or p.name in _HASHED_CONFIGS))
-    if not files:
+    if not any(p.suffix in _WEIGHT_SUFFIXES for p in files):
         raise AFTError(f"teacher folder {str(folder)!r} holds no weight files (*.safetensors, *.bin, *.gguf, ...).")
     for path in files:
         digest.update(str(path.relative_to(folder)).encode())
