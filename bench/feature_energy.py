@@ -20,6 +20,8 @@ from quality import WORK, teacher_paths
 from safetensors.numpy import load_file
 
 from hf_aft import extract_teacher_features, read_teacher_infos
+from hf_aft.features import TeacherInfo
+from hf_aft.trainer import display_names
 
 TEACHERS = "mpnet+minilm+smollm"
 
@@ -34,8 +36,7 @@ def main():
     variance = features.var(0)
     infos = read_teacher_infos(data)
     bounds = np.cumsum([0] + [info.dim for info in infos])
-    blocks = {info.name.rsplit("/", 1)[-1]: slice(lo, hi)
-              for info, lo, hi in zip(infos, bounds[:-1], bounds[1:], strict=True)}
+    blocks = dict(zip(display_names(infos), map(slice, bounds[:-1], bounds[1:]), strict=True))
     top = {name: np.argsort(-variance[block])[:5] for name, block in blocks.items()}
 
     print("| teacher | width | share of centred energy | RMS centred norm | top-5 dims' share of its energy |")
@@ -51,7 +52,7 @@ def main():
         folder = WORK / "runs" / run
         scales = 1 / (1 + np.exp(-load_file(str(folder / "transfer_state.safetensors"))["scale_logits"]))
         summary = json.loads((folder / "transfer_summary.json").read_text())
-        run_teachers = [t["name"].rsplit("/", 1)[-1] for t in summary["teachers"]]
+        run_teachers = display_names([TeacherInfo(**t) for t in summary["teachers"]])
         widths = [blocks[name].stop - blocks[name].start for name in run_teachers]
         for name, chunk in zip(run_teachers, np.split(scales, np.cumsum(widths)[:-1]), strict=True):
             own = variance[blocks[name]]

@@ -1,7 +1,7 @@
 """Quality benchmark: STL vs KD vs AFT (several beta) test accuracy on Rotten Tomatoes (movie-disjoint split),
 mean and spread over seeds, plus linear probes that say how much each teacher knows beyond the student.
 
-    python bench/quality.py                 # all suites (about 75 minutes on 2 cores)
+    python bench/quality.py                 # all suites (about 2 hours on 2 cores)
     python bench/quality.py --suite minilm  # some suites, comma-separated (see SUITES)
 
 Suites: `minilm` (teacher all-MiniLM-L6-v2, 3-layer MiniLM student: STL, KD, AFT at several beta), `mpnet` (teacher
