@@ -245,3 +245,33 @@ def test_image_features_saved_once_then_a_student_trains_without_teachers(image_
                  "true", "--disable_tqdm", "true"]) == 0
     summary = json.loads((out / "transfer_summary.json").read_text())
     assert [t["revision"] for t in summary["teachers"]] == [t["revision"] for t in provenance["teachers"]]
+
+
+def test_lora_image_student_trains_adapter_and_head_and_reloads_as_its_card_says(image_teachers, tmp_path):
+    from peft import LoraConfig, PeftModel
+
+    student_dir = tiny.save_image_student(tmp_path / "student", "vit")
+    args = AFTConfig(output_dir=str(tmp_path / "out"), teachers=[str(image_teachers["convnext"])], max_steps=3,
+                     per_device_train_batch_size=8, learning_rate=1e-2, beta=1.0, report_to="none", use_cpu=True,
+                     save_strategy="no")
+    trainer = AFTTrainer(model=AutoModelForImageClassification.from_pretrained(student_dir), args=args,
+                         train_dataset=tiny.image_dataset(16), processing_class=tiny.image_processor(),
+                         image_column="image", peft_config=LoraConfig(r=4, lora_alpha=8,
+                                                                      target_modules=["q_proj", "v_proj"]))
+    before = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train()
+    changed = {k for k, v in trainer.model.state_dict().items() if not torch.equal(before[k], v)}
+    assert any("lora_B" in k for k in changed) and any("modules_to_save" in k and "classifier" in k for k in changed)
+    assert all("lora_" in k or "modules_to_save" in k for k in changed)  # the base ViT stays as it was
+    trainer.save_model()
+    trainer.create_model_card()
+    out = tmp_path / "out"
+    card = (out / "README.md").read_text()
+    assert "PeftModel.from_pretrained(base" in card and "AutoModelForImageClassification" in card
+
+    pixels = tiny.image_processor()(images=[im.convert("RGB") for im in tiny.image_dataset(4)["image"]],
+                                    return_tensors="pt")["pixel_values"]
+    reloaded = PeftModel.from_pretrained(AutoModelForImageClassification.from_pretrained(student_dir), out).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(pixel_values=pixels).logits,
+                                   trainer.model.eval()(pixel_values=pixels).logits)
