@@ -17,9 +17,9 @@ import json
 import numpy as np
 from datasets import load_from_disk
 from quality import WORK, teacher_paths
-from safetensors.numpy import load_file
 
 from hf_aft import extract_teacher_features, read_teacher_infos
+from hf_aft.card import teacher_scales
 from hf_aft.features import TeacherInfo
 from hf_aft.trainer import display_names
 
@@ -50,14 +50,13 @@ def main():
     print("|---|---|---:|---:|---:|")
     for run in args.runs:
         folder = WORK / "runs" / run
-        scales = 1 / (1 + np.exp(-load_file(str(folder / "transfer_state.safetensors"))["scale_logits"]))
         summary = json.loads((folder / "transfer_summary.json").read_text())
-        run_teachers = display_names([TeacherInfo(**t) for t in summary["teachers"]])
-        widths = [blocks[name].stop - blocks[name].start for name in run_teachers]
-        for name, chunk in zip(run_teachers, np.split(scales, np.cumsum(widths)[:-1]), strict=True):
+        run_teachers = display_names([TeacherInfo(**t) for t in summary["teachers"]])  # as named now
+        for name, chunk in zip(run_teachers, teacher_scales(str(folder)).values(), strict=True):
             own = variance[blocks[name]]
             print(f"| {run} | {name} | {chunk.mean():.3f} | {chunk[top[name]].mean():.3f} | "
                   f"{np.corrcoef(chunk, np.log(own))[0, 1]:+.2f} |")
+
 
 if __name__ == "__main__":
     main()

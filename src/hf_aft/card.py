@@ -77,6 +77,7 @@ def render_model_card(
     """
     if task not in TASK_CLASSES:
         raise AFTError(f"unknown task {task!r} for the model card: choose one of {', '.join(TASK_CLASSES)}.")
+    model_class, preprocessor_class, preprocessor_name = TASK_CLASSES[task]
     teachers = teachers or []
     eval_results = _metrics(eval_results)
     baseline = _metrics(baseline_results)
@@ -99,8 +100,8 @@ def render_model_card(
         base_model=base_model, dataset_name=dataset_name, repo_id=repo_id or "path/to/this/folder",
         hyperparameters=hyperparameters or {}, versions=versions if versions is not None else framework_versions(),
         baseline={k: v for k, v in baseline.items() if k in eval_results}, scales_plot=scales_plot,
-        peft=peft, beta_search=beta_search, balance_teachers=balance_teachers,
-        **dict(zip(("model_class", "preprocessor_class", "preprocessor_name"), TASK_CLASSES[task], strict=True)),
+        peft=peft, beta_search=beta_search, balance_teachers=balance_teachers, model_class=model_class,
+        preprocessor_class=preprocessor_class, preprocessor_name=preprocessor_name,
     )
 
 

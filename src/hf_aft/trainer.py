@@ -135,7 +135,7 @@ class AFTTrainer(Trainer):
         if args.transfer != "none" and args.balance_teachers:
             pairs = zip(self.teacher_infos, self.teacher_norms, strict=True)
             self.teacher_weights = torch.cat([torch.full((info.dim,), 1.0 / norm if norm > 0 else 1.0)
-                                              for info, norm in pairs])
+                                              for info, norm in pairs]).to(args.device)  # beside transfer_loss
         self._transfer_group_added = False
         self._metrics = defaultdict(list)
         self.add_callback(_ZeroTransferGrads(self))
@@ -169,7 +169,6 @@ class AFTTrainer(Trainer):
                     raise AFTError(f"a training batch has no {FEATURES_COLUMN!r}: keep that column in the dataset.")
                 teacher_features = teacher_features.to(student_features.device)
                 if self.teacher_weights is not None:
-                    self.teacher_weights = self.teacher_weights.to(teacher_features.device)
                     teacher_features = teacher_features * self.teacher_weights
                 if self.args.kernel_scope == "global" and self.args.transfer in ("aft", "rkd"):
                     # One kernel over the global batch on every process (see distributed.py for the gradients).
@@ -346,7 +345,7 @@ _GENERIC_FOLDER_NAMES = {"model", "models", "weights", "checkpoint", "final", "b
 
 
 def _short_name(path: str) -> str:
-    parent, name = os.path.split(os.path.realpath(path))
+    parent, name = os.path.split(os.path.abspath(path))  # abspath: drops a trailing slash, keeps symlinks' names
     return f"{os.path.basename(parent)}/{name}" if name.lower() in _GENERIC_FOLDER_NAMES else name
 
 
@@ -384,7 +383,7 @@ def _check_teacher_features(dataset, infos: list[TeacherInfo]) -> list[float]:
             raise AFTError(f"the {FEATURES_COLUMN!r} column holds NaN or inf (first at row {row}): recompute the "
                            "features, e.g. in float32 rather than float16.")
         total += block.sum(0, dtype=np.float64)
-        total_sq += np.square(block, dtype=np.float64).sum(0)
+        total_sq += np.square(block).sum(0, dtype=np.float64)  # a float32 temporary, summed in float64
     mean = total / len(table)
     variance = np.maximum(total_sq / len(table) - mean**2, 0.0)
     bounds = np.cumsum([0] + [info.dim for info in infos])
