@@ -22,7 +22,7 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-from hf_aft.cli import train
+from hf_aft.commands.train import train
 from hf_aft.demo import minilm_path, rotten_tomatoes, truncated_student
 
 WORK = Path("runs/bench")

@@ -24,8 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from quality import WORK, mpnet_path, prepare_workdir  # noqa: E402
 
-from hf_aft.cli import main as cli_main  # noqa: E402
-from hf_aft.cli import train  # noqa: E402
+from hf_aft.commands import main as cli_main  # noqa: E402
+from hf_aft.commands.train import train  # noqa: E402
 from hf_aft.demo import minilm_path  # noqa: E402
 
 RESULTS = Path("bench/results")

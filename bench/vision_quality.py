@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hf_aft.cli import train
+from hf_aft.commands.train import train
 
 WORK = Path("runs/bench_vision")
 RESULTS = Path("bench/results/vision_quality.jsonl")

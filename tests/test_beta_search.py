@@ -11,7 +11,8 @@ import yaml
 
 from hf_aft import AFTTrainer
 from hf_aft.beta_search import DEFAULT_GRID, split_validation
-from hf_aft.cli import main, parse_train_args
+from hf_aft.commands import main
+from hf_aft.commands.train import parse_train_args
 
 
 @pytest.fixture(scope="module")

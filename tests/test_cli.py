@@ -10,7 +10,7 @@ import tiny
 import yaml
 from transformers import AutoModelForSequenceClassification
 
-from hf_aft.cli import main
+from hf_aft.commands import main
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_help_and_console_entry_point():
 
 @pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "trainers").glob("*.yaml")), ids=str)
 def test_every_recipe_is_a_valid_config(recipe):
-    from hf_aft.cli import parse_train_args
+    from hf_aft.commands.train import parse_train_args
 
     script_args, config, _ = parse_train_args(["--config", str(recipe), "--teachers", "some/teacher"])
     assert script_args.model_name_or_path and script_args.dataset_name and config.output_dir

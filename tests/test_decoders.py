@@ -11,8 +11,8 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from hf_aft import AFTConfig, AFTError, extract_teacher_features, read_teacher_infos
-from hf_aft.features import _Teacher
-from hf_aft.teacher_loading import load_options
+from hf_aft.teachers import TextTeacher as _Teacher
+from hf_aft.teachers import load_options
 
 
 def one_by_one(folder, texts, pooling, **kwargs):

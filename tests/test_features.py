@@ -10,7 +10,8 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoTokenizer
 
 from hf_aft import AFTError, extract_teacher_features, read_teacher_infos
-from hf_aft.features import _Teacher, pool
+from hf_aft.teachers import TextTeacher as _Teacher
+from hf_aft.teachers import pool
 
 
 def features_of(dataset):

@@ -6,8 +6,8 @@ import datasets
 import pytest
 import tiny
 
-import hf_aft.features
-from hf_aft.cli import main
+import hf_aft.teachers
+from hf_aft.commands import main
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_features_saved_once_train_anywhere_without_teachers(teacher_dirs, stude
     def no_teacher(*args, **kwargs):
         raise AssertionError("training loaded a teacher")
 
-    monkeypatch.setattr(hf_aft.features._Teacher, "load", no_teacher)
+    monkeypatch.setattr(hf_aft.teachers.TextTeacher, "load", no_teacher)
     out = tmp_path / "student"
     assert main(train_args(student_dir, features, out)) == 0
     summary = json.loads((out / "transfer_summary.json").read_text())

@@ -21,7 +21,7 @@ from safetensors.numpy import load_file
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 from hf_aft import AFTConfig, AFTError, AFTTrainer, extract_teacher_features, read_teacher_infos
-from hf_aft.cli import main
+from hf_aft.commands import main
 
 TOKEN = "hf_emulatedSecretToken0123456789"
 
@@ -130,7 +130,9 @@ def test_train_push_to_hub_publishes_a_reloadable_student_with_its_card_and_no_t
         assert text in card, text
     assert pushed["scales.png"].startswith(b"\x89PNG")
     meta = huggingface_hub.ModelCard(card).data.to_dict()
-    assert "adaptive-feature-transfer" in meta["tags"] and meta["model-index"][0]["name"] == "org/student"
+    assert "adaptive-feature-transfer" in meta["tags"] and meta["model_name"] == "org/student"
+    # The data was a local folder: no Hub dataset id to point at, so no datasets / model-index entry (issue 11).
+    assert "datasets" not in meta and "model-index" not in meta
 
     reloaded = AutoModelForSequenceClassification.from_pretrained("org/student")
     saved = load_file(out / "model.safetensors")
@@ -220,7 +222,7 @@ def test_features_pushed_to_a_dataset_repo_train_elsewhere_with_their_provenance
     assert "teachers.json" in hub.files("datasets/org/rt-features")
 
     out = tmp_path / "student"
-    with mock.patch("hf_aft.features._Teacher.load", side_effect=AssertionError("a teacher was loaded")):
+    with mock.patch("hf_aft.teachers.TextTeacher.load", side_effect=AssertionError("a teacher was loaded")):
         train(student_dir, "org/rt-features", out)
     summary = json.loads((out / "transfer_summary.json").read_text())
     stored = json.loads((features / "teachers.json").read_text())["teachers"]

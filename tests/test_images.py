@@ -13,8 +13,8 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification, ViTImageProcessor
 
 from hf_aft import AFTConfig, AFTError, AFTTrainer, extract_teacher_features, read_teacher_infos
-from hf_aft.cli import main
-from hf_aft.images import ImageTeacher
+from hf_aft.commands import main
+from hf_aft.teachers import ImageTeacher
 
 KINDS = ("vit", "convnext", "resnet", "mobilenet_v2")
 

@@ -75,7 +75,7 @@ def test_peft_config_with_an_already_wrapped_student_is_refused(student_dir, tmp
 def test_cli_use_peft_writes_an_adapter_with_head_and_scales(student_dir, teacher_dirs, tmp_path, capsys):
     import json
 
-    from hf_aft.cli import main
+    from hf_aft.commands import main
 
     data = tmp_path / "train.csv"
     tiny.sentiment_dataset(24).to_csv(data)

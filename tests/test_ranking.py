@@ -8,9 +8,9 @@ import pytest
 import tiny
 
 from hf_aft import AFTError
-from hf_aft.cli import main
-from hf_aft.features import _Teacher
+from hf_aft.commands import main
 from hf_aft.ranking import logme, probe_accuracy
+from hf_aft.teachers import TextTeacher as _Teacher
 
 
 def direct_log_evidence(f, y, alpha, beta):

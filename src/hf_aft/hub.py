@@ -11,11 +11,12 @@ in use; one that contains it stops the push. A push that fails leaves the output
 
 from __future__ import annotations
 
-import argparse
 import os
+from contextlib import contextmanager
+from pathlib import Path
 
-from .card import read_baseline, read_card_inputs, write_model_card
-from .errors import AFTError
+from .card import CARD_INPUTS_NAME, CARD_NAME, SCALES_PLOT_NAME, read_baseline, read_card_inputs, write_model_card
+from .errors import AFTError, first_line
 
 IGNORE_PATTERNS = ["checkpoint-*", "runs/*", "training_args.bin", ".*", "_*"]
 _WEIGHTS = (".safetensors", ".bin")
@@ -51,7 +52,8 @@ def check_no_token(output_dir: str, paths: list[str], token: str | None = None) 
                     tail = block[-(len(needle) - 1):]
 
 
-def _check_output_dir(output_dir: str) -> None:
+def check_run_dir(output_dir: str) -> None:
+    """The output dir of a finished run: config and weights are there."""
     if not os.path.isdir(output_dir):
         raise AFTError(f"output dir {output_dir!r} does not exist: give the --output_dir of an hf-aft train run.")
     names = os.listdir(output_dir)
@@ -62,13 +64,7 @@ def _check_output_dir(output_dir: str) -> None:
                        "a finished hf-aft train run.")
 
 
-def push_folder(output_dir: str, repo_id: str | None, *, token: str | None = None, private: bool | None = None,
-                revision: str | None = None, commit_message: str | None = None,
-                baseline_dir: str | None = None) -> str:
-    """Push a run's output dir to the Hub model repo `repo_id` (created if needed; `revision` is a branch, created
-    from main if needed). The card is rendered again first, for this repo id and with the baseline's results when
-    `baseline_dir` is given. Returns the commit URL; any failure is one AFTError line."""
-    from huggingface_hub import HfApi
+def _check_repo_id(repo_id: str | None) -> None:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     if not repo_id:
@@ -76,79 +72,76 @@ def push_folder(output_dir: str, repo_id: str | None, *, token: str | None = Non
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
-        raise AFTError(f"--hub_model_id {repo_id!r} is not a valid repo id ({error}); use ORG/NAME.") from None
-    _check_output_dir(output_dir)
-    inputs = read_card_inputs(output_dir)
-    if inputs is not None:  # a card written by hf-aft: render it again for this repo (and baseline)
-        inputs["repo_id"] = repo_id
-        if baseline_dir:
-            inputs["baseline_results"] = read_baseline(baseline_dir, inputs.get("dataset_name"))
-        write_model_card(output_dir, **inputs)
-    elif baseline_dir:
-        raise AFTError(f"{output_dir!r} has no model_card.json to add the baseline to: it was not written by hf-aft.")
-    paths = files_to_push(output_dir)
-    check_no_token(output_dir, paths, token)
+        raise AFTError(f"--hub_model_id {repo_id!r} is not a valid repo id ({first_line(error)}); use ORG/NAME."
+                       ) from error
 
+
+def push_folder(folder: str, repo_id: str, *, repo_type: str = "model", token: str | None = None,
+                private: bool | None = None, revision: str | None = None, commit_message: str | None = None) -> str:
+    """The one upload path: push `folder` as it is to the Hub repo `repo_id` (created if needed; `revision` is a
+    branch, created from main if needed), never a file listed in IGNORE_PATTERNS nor one holding the token in use.
+    Returns the commit URL; any failure is one AFTError line naming the `hf-aft push` command that finishes the
+    job."""
+    from huggingface_hub import HfApi
+
+    _check_repo_id(repo_id)
+    check_no_token(folder, files_to_push(folder), token)
     api = HfApi(token=token)
     try:
-        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
         if revision and revision != "main":
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        info = api.upload_folder(repo_id=repo_id, folder_path=output_dir, revision=revision,
-                                 ignore_patterns=list(IGNORE_PATTERNS),
-                                 commit_message=commit_message or "Upload student trained with hf-aft")
+            api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
+        info = api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type=repo_type, revision=revision,
+                                 ignore_patterns=list(IGNORE_PATTERNS), commit_message=commit_message or
+                                 ("Upload student trained with hf-aft" if repo_type == "model" else
+                                  "Teacher features by hf-aft"))
     except Exception as error:  # HTTP errors, refused connections, timeouts, offline mode: all end the same way
-        again = f"hf-aft push {output_dir} --hub_model_id {repo_id}" + (f" --revision {revision}" if revision else "")
-        raise _push_failed(error, repo_id, output_dir, again) from None
+        again = f"hf-aft push {folder} --hub_model_id {repo_id}" + (f" --revision {revision}" if revision else "")
+        raise _push_failed(error, repo_id, folder, again) from error
     return info.commit_url
 
 
+@contextmanager
+def _card_restored_on_failure(output_dir: str):
+    """The card is rendered again for the repo before a push; if the push fails, the run's card files are put back
+    byte for byte (nothing was published, so nothing in the run changes)."""
+    names = (CARD_NAME, CARD_INPUTS_NAME, SCALES_PLOT_NAME)
+    paths = {name: Path(output_dir, name) for name in names}
+    saved = {name: path.read_bytes() for name, path in paths.items() if path.exists()}
+    try:
+        yield
+    except BaseException:
+        for name, path in paths.items():
+            if name in saved:
+                path.write_bytes(saved[name])
+            else:
+                path.unlink(missing_ok=True)
+        raise
+
+
+def push_run(output_dir: str, repo_id: str | None, *, token: str | None = None, private: bool | None = None,
+             revision: str | None = None, commit_message: str | None = None, baseline_dir: str | None = None) -> str:
+    """Push a run's output dir to the Hub model repo `repo_id`. The card is rendered again first, for this repo id
+    and with the baseline's results when `baseline_dir` is given; a failed push leaves the output dir as it was.
+    Returns the commit URL."""
+    _check_repo_id(repo_id)
+    check_run_dir(output_dir)
+    facts = read_card_inputs(output_dir)
+    if facts is None and baseline_dir:
+        raise AFTError(f"{output_dir!r} has no model_card.json to add the baseline to: it was not written by hf-aft.")
+    with _card_restored_on_failure(output_dir):
+        if facts is not None:  # a card written by hf-aft: render it again for this repo (and baseline)
+            facts["repo_id"] = repo_id
+            if baseline_dir:
+                facts["baseline_results"] = read_baseline(baseline_dir, facts.get("dataset_name"))
+            write_model_card(output_dir, **facts)
+        return push_folder(output_dir, repo_id, token=token, private=private, revision=revision,
+                           commit_message=commit_message)
+
+
 def _push_failed(error: Exception, repo_id: str, folder: str, again: str) -> AFTError:
-    lines = str(error).strip().splitlines()
-    reason = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    reason = f"{type(error).__name__}: {first_line(error)}"
     status = getattr(getattr(error, "response", None), "status_code", None)
     login = " with a token that can write there (HF_TOKEN or `hf auth login`)" if status in (401, 403) else ""
     return AFTError(f"push to {repo_id!r} failed ({reason}). {folder!r} is complete; run `{again}`{login} to try "
                     "again.")
-
-
-def push_dataset_folder(folder: str, repo_id: str, *, private: bool | None = None) -> str:
-    """Push a `save_to_disk` folder (as written by `hf-aft features`) to the Hub dataset repo `repo_id`, as is:
-    `hf-aft train --dataset_name ORG/NAME` downloads it and loads it with its provenance. Returns the commit URL."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as error:
-        raise AFTError(f"--hub_model_id {repo_id!r} is not a valid repo id ({error}); use ORG/NAME.") from None
-    check_no_token(folder, files_to_push(folder))
-    api = HfApi()
-    try:
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        info = api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="dataset",
-                                 ignore_patterns=list(IGNORE_PATTERNS), commit_message="Teacher features by hf-aft")
-    except Exception as error:
-        raise _push_failed(error, repo_id, folder, f"hf-aft push {folder} --hub_model_id {repo_id}") from None
-    return info.commit_url
-
-
-def run_push(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="hf-aft push", description="Push a trained student (weights, config, tokenizer, scales, model card) to "
-        "the Hub. The token comes from HF_TOKEN or `hf auth login`.")
-    parser.add_argument("output_dir", help="the --output_dir of an hf-aft train run (or of hf-aft features: the "
-                        "features then go to a dataset repo)")
-    parser.add_argument("--hub_model_id", required=True, help="the Hub repo, ORG/NAME (created if needed)")
-    parser.add_argument("--private", action="store_true", default=None, help="create the repo private")
-    parser.add_argument("--revision", help="branch to push to (created from main if needed); default main")
-    parser.add_argument("--commit_message", help="message of the Hub commit")
-    parser.add_argument("--baseline_dir", help="output dir of a --transfer none run: its eval results go in the card")
-    args = parser.parse_args(argv)
-    if os.path.exists(os.path.join(args.output_dir, "dataset_dict.json")):  # a folder written by hf-aft features
-        url = push_dataset_folder(args.output_dir, args.hub_model_id, private=args.private)
-        print(f"pushed the features in {args.output_dir} to the dataset repo {args.hub_model_id}: {url}")
-        return
-    url = push_folder(args.output_dir, args.hub_model_id, private=args.private, revision=args.revision,
-                      commit_message=args.commit_message, baseline_dir=args.baseline_dir)
-    print(f"pushed {args.output_dir} to {args.hub_model_id}: {url}")

@@ -1,16 +1,6 @@
-"""Images: teachers that read an image column, the student's on-the-fly preprocessing, and the one place where a
-dataset's images (PIL images, arrays or file paths) become PIL RGB images.
-
-Each model preprocesses with its own `AutoImageProcessor` (resize, crop, normalisation): every teacher with its own
-when its features are extracted, the student with its own in `ImageCollator` at batch time, so pixel arrays are never
-written to disk and a change of student needs no new teacher features.
-
-Default pooling of an image teacher (`teacher_pooling="auto"`), decided from what the teacher returns:
-its `pooler_output` when it has one whose weights came from the checkpoint (ResNet and MobileNet: global average pool;
-ConvNeXt: normalised global average pool; ViT models saved with their pooler); else the CLS token for transformers
-that return a token sequence (ViT, DeiT: what their classifiers read); else the global average of a CNN's [B, C, H, W]
-feature map. `mean` averages all tokens or spatial positions, `cls` takes the first token, `pooler` the pooler output.
-"""
+"""Images: the one place where a dataset's images (PIL images, arrays or file paths) become PIL RGB images, and the
+early check that a column can hold images. Teachers (teachers/image.py) and the student's collator (collators.py)
+both read images through `to_rgb`."""
 
 from __future__ import annotations
 
@@ -24,10 +14,7 @@ import pyarrow.compute as pc
 import torch
 from PIL import Image
 
-from .errors import AFTError
-from .features import _file_options, _first_line, _Teacher
-
-IMAGE_POOLINGS = ("auto", "mean", "cls", "pooler")
+from .errors import AFTError, first_line
 
 
 def to_rgb(value, column: str, row: int | None = None) -> Image.Image:
@@ -44,7 +31,7 @@ def to_rgb(value, column: str, row: int | None = None) -> Image.Image:
                 return image.convert("RGB")
         except (OSError, ValueError) as error:
             shown = str(value)[:80] if not isinstance(value, io.BytesIO) else "<bytes>"
-            raise AFTError(f"{where}: {shown!r} is not a readable image file ({_first_line(error)}).") from None
+            raise AFTError(f"{where}: {shown!r} is not a readable image file ({first_line(error)}).") from error
     if isinstance(value, (np.ndarray, list, torch.Tensor)):
         array = np.asarray(value)
         if array.ndim == 3 and array.shape[-1] == 1:
@@ -83,84 +70,3 @@ def check_image_column(dataset: datasets.Dataset, column: str) -> None:
     if isinstance(feature, (datasets.List, datasets.Array2D, datasets.Array3D)):
         return  # arrays: their shapes are checked as they are converted
     to_rgb(dataset[0][column], column, 0)  # numbers, booleans...: raises, naming the first row
-
-
-class ImageTeacher(_Teacher):
-    """A frozen image model (`AutoModel`) with its own `AutoImageProcessor`; pooled per `IMAGE_POOLINGS`."""
-
-    modality = "image"
-
-    def load(self) -> None:
-        from transformers import AutoImageProcessor, AutoModel
-
-        hub_revision = None if self.revision.startswith("local-") else self.revision
-        try:  # the processor sits where a text teacher keeps its tokenizer, so `free()` drops both the same way
-            self.tokenizer = AutoImageProcessor.from_pretrained(self.name, revision=hub_revision,
-                                                                **_file_options(self.options))
-            self.model, info = AutoModel.from_pretrained(self.name, revision=hub_revision, output_loading_info=True,
-                                                         **self.options)
-        except Exception as error:
-            raise AFTError(f"could not load image teacher {self.spec!r} (model and image processor): "
-                           f"{_first_line(error)}") from None
-        # A ViT saved from ViTForImageClassification has no pooler weights: AutoModel would add a random one.
-        self.pooler_trained = not any("pooler" in key.split(".") for key in info.get("missing_keys", ()))
-        if "device_map" not in self.options:
-            self.model.to(self.device)
-        self.model.eval().requires_grad_(False)
-
-    def resolved_pooling(self, config=None) -> str:
-        if self.pooling not in IMAGE_POOLINGS:
-            raise AFTError(f"teacher {self.spec!r} is an image model: teacher_pooling {self.pooling!r} applies to "
-                           f"text only; choose one of {', '.join(IMAGE_POOLINGS)}.")
-        return self.pooling  # `auto` is decided from the first batch's outputs (see the module docstring)
-
-    def pool(self, outputs) -> torch.Tensor:
-        pooler = getattr(outputs, "pooler_output", None)
-        states = outputs.last_hidden_state
-        if self.pooling == "auto":
-            if pooler is not None and self.pooler_trained:
-                self.pooling = "pooler"
-            else:
-                self.pooling = "cls" if states.dim() == 3 else "mean"
-        if self.pooling == "pooler":
-            if pooler is None:
-                raise AFTError(f"teacher {self.spec!r} has no pooler output: use teacher_pooling mean or cls.")
-            return pooler.flatten(1)  # ResNet's is [B, C, 1, 1]
-        if self.pooling == "cls":
-            if states.dim() != 3:
-                raise AFTError(f"teacher {self.spec!r} returns a feature map, which has no CLS token: use mean.")
-            return states[:, 0]
-        return states.mean(1) if states.dim() == 3 else states.flatten(2).mean(-1)
-
-    @torch.inference_mode()
-    def __call__(self, images: list) -> np.ndarray:
-        if self.model is None:
-            self.load()
-        device = self.model.device
-        out = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = [to_rgb(image, self.column) for image in images[start : start + self.batch_size]]
-            pixels = self.tokenizer(images=chunk, return_tensors="pt")["pixel_values"]
-            outputs = self.model(pixel_values=pixels.to(device, self.model.dtype))
-            out.append(self.pool(outputs).float().cpu().numpy())
-            self.forward_passes += 1
-        return np.concatenate(out).astype(np.float32, copy=False)
-
-
-class ImageCollator:
-    """The student's collator for image data: each batch's images through the student's image processor into
-    `pixel_values`; every other field (labels...) collated by `default_data_collator`."""
-
-    def __init__(self, image_processor, image_column: str = "image"):
-        if image_processor is None or not callable(image_processor) or not hasattr(image_processor, "preprocess"):
-            raise AFTError(f"image_column={image_column!r} needs the student's image processor: pass "
-                           "processing_class=AutoImageProcessor.from_pretrained(...).")
-        self.image_processor, self.image_column = image_processor, image_column
-
-    def __call__(self, examples: list[dict]) -> dict:
-        from transformers import default_data_collator
-
-        images = [to_rgb(example.pop(self.image_column), self.image_column) for example in examples]
-        batch = default_data_collator(examples) if examples[0] else {}
-        batch["pixel_values"] = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
-        return batch

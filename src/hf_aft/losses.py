@@ -7,14 +7,18 @@ optimizer group.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .errors import AFTError
 
-TRANSFERS = ("aft", "kd", "rkd", "none")
-KERNELS = ("linear", "rbf")
+Transfer = Literal["aft", "kd", "rkd", "none"]
+TRANSFERS = get_args(Transfer)
+Kernel = Literal["linear", "rbf"]
+KERNELS = get_args(Kernel)
 _EPS = 1e-8
 
 

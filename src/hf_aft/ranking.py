@@ -1,24 +1,25 @@
-"""`hf-aft rank-teachers`: how much each candidate teacher knows about the task, before any student training.
+"""Ranking teachers (`hf-aft rank-teachers`): how much each candidate teacher knows about the task, before any student
+training.
 
 Each teacher's features come from `extract_teacher_features` (the same cache as training: ranking and then training
 runs each teacher once) and get two scores: the LogME evidence (You et al., ICML 2021: the marginal likelihood of
 the labels under Bayesian linear regression on the features, maximised over its two precisions; higher is better)
-and a cross-validated logistic-regression probe accuracy. The student's own initial features (its encoder,
-mean-pooled, extracted like a teacher) get the same scores, so a teacher that scores below the student has little to
+and a cross-validated logistic-regression probe accuracy. The student's own initial features (its encoder, mean-
+pooled, extracted like a teacher) get the same scores, so a teacher that scores below the student has little to
 transfer.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .cache import default_cache_dir
 from .errors import AFTError
+from .features import FEATURES_COLUMN, with_teacher_features
+from .teachers import short_name
 
 
 def logme(features: np.ndarray, labels: np.ndarray, max_iter: int = 100, tol: float = 1e-5) -> float:
@@ -56,8 +57,8 @@ def check_folds(labels, folds: int) -> None:
     if len(values) < 2:
         raise AFTError("the probe needs at least 2 classes in the labels.")
     if counts.min() < folds:
-        raise AFTError(f"class {values[counts.argmin()]!r} has {counts.min()} examples, fewer than the probe's "
-                       f"{folds} folds: lower --folds or add examples.")
+        raise AFTError(f"class {values[counts.argmin()].item()!r} has {int(counts.min())} examples, fewer than the "
+                       f"probe's {folds} folds: lower --folds or add examples.")
 
 
 def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> tuple[float, float]:
@@ -74,20 +75,25 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, see
     return float(scores.mean()), float(scores.std())
 
 
-def score_features(dataset, labels, candidates: list[tuple[str, str]], folds: int = 5, seed: int = 0,
-                   **extract_kwargs) -> list[dict]:
-    """One row per (role, model) candidate (role: "teacher" or "student"): width, LogME, probe accuracy,
-    extraction seconds and whether the features came from the cache; sorted by LogME, best first. The dataset is
-    passed to `extract_teacher_features` as is: give the one training will see, so that both share the cache."""
-    from .features import FEATURES_COLUMN, default_cache_dir, extract_teacher_features
+def rank_teachers(dataset, labels, teachers: list[str], options, student: str | None = None, folds: int = 5,
+                  seed: int = 0, text_column: str = "text", cache_dir: str | None = None) -> list[dict]:
+    """Score each teacher (and the student's own initial features, when `student` is given) on `dataset` with no
+    student training: one row per candidate with its width, LogME, probe accuracy (mean, sd over `folds`),
+    extraction seconds and whether the features came from the cache; sorted by LogME, best first.
 
+    Args:
+        dataset: the split training will see (raw texts; the features share training's cache).
+        labels: one class id per row.
+        options: teacher options (`TeacherArguments` or `AFTConfig`): pooling, batch size, max length...
+    """
     labels = np.asarray(labels)
-    cache = Path(extract_kwargs.get("cache_dir") or default_cache_dir())
+    check_folds(labels, folds)  # before any teacher runs
+    cache = Path(cache_dir or default_cache_dir())
     rows = []
-    for role, spec in candidates:
+    for role, spec in [*(("teacher", t) for t in teachers), *([("student", student)] if student else [])]:
         before = set(cache.glob("teacher-*.arrow"))
         start = time.perf_counter()
-        with_features = extract_teacher_features(dataset, [spec], **extract_kwargs)
+        with_features = with_teacher_features(dataset, options, text_column, teachers=[spec])
         seconds = time.perf_counter() - start
         features = np.asarray(with_features.with_format("numpy")[FEATURES_COLUMN], dtype=np.float32)
         mean, sd = probe_accuracy(features, labels, folds, seed)
@@ -97,11 +103,16 @@ def score_features(dataset, labels, candidates: list[tuple[str, str]], folds: in
     return sorted(rows, key=lambda row: -row["logme"])
 
 
-def short_name(spec: str) -> str:
-    """A Hub id as is; a local folder by its last two path components (package folders are often just "model")."""
-    if not os.path.isdir(spec):
-        return spec
-    return "/".join(Path(os.path.abspath(spec)).parts[-2:])
+def verdict(rows: list[dict]) -> str | None:
+    """One line when the student's own features score at or above every teacher: there is little to transfer."""
+    student = next((row for row in rows if row["role"] == "student"), None)
+    teachers = [row for row in rows if row["role"] == "teacher"]
+    if student is None or not teachers:
+        return None
+    if all(student["logme"] >= t["logme"] and student["probe_accuracy"] >= t["probe_accuracy"] for t in teachers):
+        return ("verdict: the student's own features score at or above every teacher, so there is little to "
+                "transfer: try a larger or more task-specific teacher, or train with --transfer none.")
+    return None
 
 
 def format_table(rows: list[dict], folds: int) -> str:
@@ -112,51 +123,4 @@ def format_table(rows: list[dict], folds: int) -> str:
         probe = f"{row['probe_accuracy']:.4f} ± {row['probe_accuracy_sd']:.4f}"
         seconds = f"{row['extraction_seconds']:.1f}" + (" (cache)" if row["cached"] else "")
         lines.append(f"{i:<5}{name[-47:]:<48}{row['width']:>6}{row['logme']:>9.4f}{probe:>22}{seconds:>16}")
-    return "\n".join(lines)
-
-
-def run_rank_teachers(argv: list[str]) -> dict:
-    parser = argparse.ArgumentParser(prog="hf-aft rank-teachers", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--teachers", nargs="+", required=True, help="candidate teachers: Hub ids or local folders")
-    parser.add_argument("--dataset_name", required=True, help="as for hf-aft train")
-    parser.add_argument("--dataset_config")
-    parser.add_argument("--train_split", default="train", help="the split that is scored (the one you train on)")
-    parser.add_argument("--text_column", default="text")
-    parser.add_argument("--label_column", default="label")
-    parser.add_argument("--model_name_or_path", help="the student: its initial features are scored too")
-    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds of the probe")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--teacher_pooling", default="auto")
-    parser.add_argument("--teacher_batch_size", type=int, default=32)
-    parser.add_argument("--teacher_max_length", type=int, default=256,
-                        help="keep it equal to training's to share the feature cache")
-    parser.add_argument("--output_file", help="where the JSON goes (default: OUTPUT_DIR/teacher_ranking.json)")
-    parser.add_argument("--output_dir", help="folder for teacher_ranking.json")
-    args = parser.parse_args(argv)
-    if args.folds < 2:
-        raise AFTError(f"--folds must be >= 2 (got {args.folds}).")
-
-    from .data import Labels, check_columns, load_dataset_dict, pick_splits
-
-    data = load_dataset_dict(args.dataset_name, args.dataset_config)
-    train_set, _ = pick_splits(data, args.train_split, None)
-    check_columns(train_set, args.text_column, args.label_column)
-    labels = Labels.from_dataset(train_set, args.label_column)
-    labelled = labels.encode(train_set)  # class ids; features are extracted from train_set, as training does
-    check_folds(labelled["labels"], args.folds)  # before any teacher runs
-    candidates = [("teacher", t) for t in args.teachers]
-    if args.model_name_or_path:
-        candidates.append(("student", args.model_name_or_path))
-    rows = score_features(train_set, labelled["labels"], candidates, args.folds, args.seed,
-                          text_column=args.text_column, pooling=args.teacher_pooling,
-                          batch_size=args.teacher_batch_size, max_length=args.teacher_max_length)
-    result = {"dataset": args.dataset_name, "split": args.train_split, "examples": len(train_set),
-              "folds": args.folds, "teacher_max_length": args.teacher_max_length, "rows": rows}
-    print(format_table(rows, args.folds))
-    output = args.output_file or os.path.join(args.output_dir or ".", "teacher_ranking.json")
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"ranking written to {output}")
-    return result
+    return "\n".join(lines + [line for line in [verdict(rows)] if line])

@@ -1,17 +1,14 @@
-"""Where a teacher comes from and how it loads: GGUF files, the teacher's modality (text or image), and the dtype /
-device placement options for large teachers on accelerators.
+"""How a teacher loads: its config (modality and default pooling, without weights), the dtype and device placement
+options for large teachers on accelerators, and a fast stand-in config for local GGUF files.
 
-A GGUF teacher is named either by the path of its `.gguf` file (`path/to/model.gguf`) or as `SOURCE::FILE.gguf`, where
-SOURCE is a local folder or a Hub id (optionally `id@revision`) holding that file. transformers dequantises it on load
-(`from_pretrained(SOURCE, gguf_file=FILE)`, which needs `pip install gguf`). A local GGUF file's revision is the sha256
-of that one file, so a changed file gets new features and an unchanged one reuses the cache.
+GGUF teachers load through transformers, which dequantises them (`from_pretrained(SOURCE, gguf_file=FILE)`, which
+needs `pip install gguf`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from types import SimpleNamespace
+from typing import Literal, get_args
 
 import torch
 from transformers.models.auto.modeling_auto import (
@@ -21,49 +18,26 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
-from .errors import AFTError
+from ..errors import AFTError, first_line
+from .spec import hub_revision
 
-TEACHER_DTYPES = ("float32", "float16", "bfloat16")
-GGUF_SEPARATOR = "::"
-
-
-def split_gguf(spec: str) -> tuple[str, str | None]:
-    """`"dir::m.gguf"` -> `("dir", "m.gguf")`; `"path/m.gguf"` -> `("/abs/path", "m.gguf")`; else `(spec, None)`."""
-    if GGUF_SEPARATOR in spec:
-        source, gguf_file = spec.split(GGUF_SEPARATOR, 1)
-        if not source or not gguf_file.endswith(".gguf"):
-            raise AFTError(f"teacher {spec!r}: write a GGUF teacher as SOURCE::FILE.gguf (a folder or Hub id, then "
-                           "the file's name in it) or as the path of the .gguf file.")
-        return source, gguf_file
-    if spec.endswith(".gguf"):
-        if not os.path.isfile(spec):
-            raise AFTError(f"teacher {spec!r}: no such GGUF file. For a file on the Hub write HUB_ID::FILE.gguf.")
-        folder, gguf_file = os.path.split(os.path.abspath(spec))
-        return folder, gguf_file
-    return spec, None
+TeacherDtype = Literal["float32", "float16", "bfloat16"]
+TEACHER_DTYPES = get_args(TeacherDtype)
 
 
-def teacher_label(spec: str) -> str:
-    """The name a teacher's provenance records: its folder or Hub id (without @revision), or its GGUF file."""
-    from .features import parse_teacher
-
-    source, gguf_file = split_gguf(spec)
-    name = parse_teacher(source)[0]
-    if gguf_file is None:
-        return name
-    return os.path.join(name, gguf_file) if os.path.isdir(name) else f"{name}{GGUF_SEPARATOR}{gguf_file}"
+def file_options(options: dict) -> dict:
+    """The load options that also apply to a teacher's config, tokenizer or image processor."""
+    return {key: options[key] for key in ("gguf_file", "trust_remote_code") if key in options}
 
 
-def gguf_file_revision(folder: str, gguf_file: str) -> str:
-    """sha256 of the one GGUF file (a folder may hold several quantisations: only the one used counts)."""
-    path = os.path.join(folder, gguf_file)
-    if not os.path.isfile(path):
-        raise AFTError(f"GGUF file {gguf_file!r} not found in {folder!r}: check the name after '::'.")
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            digest.update(block)
-    return "gguf-" + digest.hexdigest()[:16]
+def load_config(spec: str, name: str, revision: str, options: dict | None = None):
+    """The teacher's config (cheap: no weights), which says its modality and default pooling."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(name, revision=hub_revision(revision), **file_options(options or {}))
+    except Exception as error:
+        raise AFTError(f"could not load teacher {spec!r}: {first_line(error)}") from error
 
 
 def gguf_header_config(path: str):
@@ -110,3 +84,14 @@ def load_options(device: torch.device, dtype: str = "float32", device_map: str |
     if gguf_file:
         options["gguf_file"] = gguf_file
     return options
+
+
+def default_pooling(config) -> str:
+    """Text encoders: mean over tokens (what sentence-transformers models are trained for); decoders: the last
+    non-padding token (the only one that has seen the whole text)."""
+    model_type = getattr(config, "model_type", "")
+    if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return "mean"
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or getattr(config, "is_decoder", False):
+        return "last"
+    return "mean"

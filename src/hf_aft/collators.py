@@ -1,0 +1,46 @@
+"""Batches for the student: the teacher features set aside and stacked as float32, images through the student's own
+image processor at batch time (so no pixel array is ever written to disk)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .errors import AFTError
+from .features import FEATURES_COLUMN
+from .images import to_rgb
+
+
+class TeacherFeatureCollator:
+    """Wraps any collator: sets the `teacher_features` column aside, collates the rest, stacks it as float32
+    [B, sum of teacher widths]."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def __call__(self, examples: list[dict]) -> dict:
+        if examples and FEATURES_COLUMN in examples[0]:
+            features = [example.pop(FEATURES_COLUMN) for example in examples]
+            batch = self.collator(examples)
+            batch[FEATURES_COLUMN] = torch.as_tensor(np.asarray(features, dtype=np.float32))
+            return batch
+        return self.collator(examples)
+
+
+class ImageCollator:
+    """The student's collator for image data: each batch's images through the student's image processor into
+    `pixel_values`; every other field (labels...) collated by `default_data_collator`."""
+
+    def __init__(self, image_processor, image_column: str = "image"):
+        if image_processor is None or not callable(image_processor) or not hasattr(image_processor, "preprocess"):
+            raise AFTError(f"image_column={image_column!r} needs the student's image processor: pass "
+                           "processing_class=AutoImageProcessor.from_pretrained(...).")
+        self.image_processor, self.image_column = image_processor, image_column
+
+    def __call__(self, examples: list[dict]) -> dict:
+        from transformers import default_data_collator
+
+        images = [to_rgb(example.pop(self.image_column), self.image_column) for example in examples]
+        batch = default_data_collator(examples) if examples[0] else {}
+        batch["pixel_values"] = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        return batch

@@ -1,0 +1,55 @@
+"""The `hf-aft` command line: one module per subcommand, each a thin layer over library functions that the Python
+API exposes too (`hf_aft.train_student`, `hf_aft.extract_teacher_features`, `hf_aft.rank_teachers`, ...).
+
+Bad input ends with one line `hf-aft: error: ...` on stderr and exit status 2; `HF_AFT_DEBUG=1` shows the traceback
+with the chain of causes. Subcommands are imported on use only, so `hf-aft --help` is instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+# name -> (one line of help, module under hf_aft.commands with a `run(argv)`), in the order a user meets them.
+COMMANDS = {
+    "demo": ("run the offline demo: an AFT student and its fine-tuning baseline on real data", "demo"),
+    "rank-teachers": ("score candidate teachers on a task before training (LogME, linear probe)", "rank_teachers"),
+    "student": ("make a small student: the first N layers of a pretrained model", "student"),
+    "features": ("compute teacher features once and save them with the dataset", "features"),
+    "train": ("train a student with Adaptive Feature Transfer (or KD, RKD, plain fine-tuning)", "train"),
+    "push": ("push a trained student and its card to the Hub", "push"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: hf-aft COMMAND [options]   (hf-aft COMMAND --help for its options)", "", "commands:"]
+    return "\n".join(lines + [f"  {name:15s}{text}" for name, (text, _) in COMMANDS.items()])
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .. import __version__
+    from ..errors import AFTError
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if argv and argv[0] in ("-V", "--version"):
+        print(f"hf-aft {__version__}")
+        return 0
+    try:
+        if not argv or argv[0] not in COMMANDS:
+            print(_usage())
+            given = f"unknown command {argv[0]!r}" if argv else "no command given"
+            raise AFTError(f"{given}: choose one of {', '.join(COMMANDS)}.")
+        module = importlib.import_module(f"{__name__}.{COMMANDS[argv[0]][1]}")
+        module.run(argv[1:])
+    except AFTError as error:
+        if os.environ.get("HF_AFT_DEBUG"):
+            raise
+        print(f"hf-aft: error: {error}", file=sys.stderr)
+        return 2
+    except SystemExit as exit_:  # --help
+        return exit_.code if isinstance(exit_.code, int) else 0
+    return 0

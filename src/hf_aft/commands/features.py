@@ -1,0 +1,81 @@
+"""`hf-aft features`: compute the teachers' features once (e.g. on a GPU box) and save them with the dataset, so that
+`hf-aft train --dataset_name DIR` trains anywhere without loading any teacher."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .parsing import parse
+
+DESCRIPTION = """Run each teacher once over a dataset and save the dataset with a `teacher_features` column and its
+provenance (teacher ids, resolved revisions, pooling, widths) as a save_to_disk folder, optionally pushed to a Hub
+dataset repo. `hf-aft train --dataset_name FOLDER_OR_REPO` then trains without loading any teacher.
+
+  hf-aft features --teachers T1 [T2 ...] --dataset_name DATA --output_dir FEATURES [--splits train test]"""
+
+
+@dataclass
+class FeatureArguments:
+    """What to compute features for, and where they go."""
+
+    _argument_group_name = "data and output"
+
+    dataset_name: str = field(
+        metadata={"help": "A Hub dataset id, a folder written by save_to_disk, or csv/json/parquet file(s)."}
+    )
+    output_dir: str = field(metadata={"help": "Folder the dataset with its features is saved to (save_to_disk)."})
+    dataset_config: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration name."})
+    text_column: str = field(default="text", metadata={"help": "Column the text teachers read."})
+    image_column: str | None = field(
+        default=None, metadata={"help": "Column the image teachers read (PIL images, arrays or file paths)."}
+    )
+    splits: list[str] = field(
+        default_factory=lambda: ["train"],
+        metadata={"help": "Splits that get features (training reads them from the train split only); the other "
+                  "splits are saved as they are."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into an output_dir that already holds files."}
+    )
+    push_to_hub: bool = field(
+        default=False, metadata={"help": "Also push the saved folder to a Hub dataset repo (--hub_model_id)."}
+    )
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub dataset repo to push to: ORG/NAME."})
+    hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+
+
+def parse_feature_args(argv: list[str]):
+    from ..config import TeacherArguments
+    from ..errors import AFTError
+    from ..pipeline import check_output_dir
+
+    args, teachers = parse((FeatureArguments, TeacherArguments), argv, "hf-aft features", DESCRIPTION)
+    if not teachers.teachers:
+        raise AFTError("--teachers is required: the Hub ids or local folders whose features to compute.")
+    if args.push_to_hub and not args.hub_model_id:
+        raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (a dataset repo).")
+    check_output_dir(args.output_dir, args.overwrite_output_dir)
+    return args, teachers
+
+
+def compute_features(argv: list[str]) -> dict:
+    """Run `hf-aft features`; returns a summary: output dir, rows per split, teachers."""
+    from ..data import load_dataset_dict
+    from ..features import save_feature_dataset
+    from ..hub import push_folder
+
+    args, teachers = parse_feature_args(argv)
+    data = load_dataset_dict(args.dataset_name, args.dataset_config)
+    infos = save_feature_dataset(data, args.splits, teachers, args.output_dir, args.text_column, args.image_column)
+    if args.push_to_hub:
+        push_folder(args.output_dir, args.hub_model_id, repo_type="dataset", private=args.hub_private_repo or None)
+    return {"output_dir": os.path.abspath(args.output_dir), "rows": {s: len(d) for s, d in data.items()},
+            "teachers": infos}
+
+
+def run(argv: list[str]) -> None:
+    summary = compute_features(argv)
+    for info in summary["teachers"]:
+        print(f"teacher {info['name']} @ {info['revision']}: {info['pooling']} pooling, {info['dim']} features")
+    print(f"rows: {summary['rows']}; saved to {summary['output_dir']}")

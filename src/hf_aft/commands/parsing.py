@@ -1,0 +1,150 @@
+"""One way to parse every subcommand: `HfArgumentParser` dataclasses, `--config FILE.yaml` for defaults (flags on
+the command line override it, TRL's `trl sft` pattern), and one `hf-aft: error: ...` line for anything wrong: an
+unknown flag (with the closest valid one), a bad value, a YAML key or value of the wrong kind, a number out of range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import math
+import os
+import re
+import sys
+
+import yaml
+
+from ..errors import AFTError, first_line
+
+HELP_ALL = "--help-all"
+# Numbers that must be > 0, >= 0 or within a range (all numbers must be finite); checked after parsing.
+POSITIVE = ("learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size",
+            "gradient_accumulation_steps", "max_length", "teacher_batch_size", "teacher_max_length", "lora_r",
+            "lora_alpha", "scales_learning_rate", "folds", "num_layers")
+NON_NEGATIVE = ("beta", "weight_decay", "max_grad_norm", "warmup_steps", "num_train_epochs", "logging_steps")
+FRACTIONS = ("beta_validation_fraction", "lora_dropout", "warmup_ratio")
+
+
+class _Parser:
+    """An `HfArgumentParser` whose errors are AFTErrors (one line, no usage dump, no SystemExit)."""
+
+    def __init__(self, dataclass_types, prog: str, description: str):
+        from transformers import HfArgumentParser
+
+        self.parser = HfArgumentParser(dataclass_types, prog=prog, description=description, allow_abbrev=False,
+                                       formatter_class=argparse.RawDescriptionHelpFormatter)
+        self.parser.add_argument("--config", help="YAML file of flag names and values: defaults for any flag above; "
+                                 "flags on the command line override it.")
+        self.parser.error = self._error
+
+    @staticmethod
+    def _error(message: str):
+        # "argument --transfer: invalid choice: 'x' (choose from 'a', 'b')" reads as the Python API's message
+        choice = re.match(r"argument --(\w+).*: invalid choice: (.+) \(choose from (.+)\)$", message)
+        if choice:
+            name, value, options = choice.groups()
+            raise AFTError(f"unknown {name} {value}: choose one of {options.replace(chr(39), '')}.")
+        raise AFTError(message.replace("\n", " "))
+
+    def flags(self) -> dict[str, argparse.Action]:
+        return {option: action for action in self.parser._actions for option in action.option_strings}
+
+    def closest(self, flag: str) -> str:
+        match = difflib.get_close_matches(flag, list(self.flags()), n=1, cutoff=0.6)
+        return f" (did you mean {match[0]}?)" if match else ""
+
+
+def _yaml_tokens(path: str, parser: _Parser) -> list[str]:
+    """A YAML mapping of flag names to values, as the command-line tokens that say the same."""
+    try:
+        with open(path) as f:
+            values = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise AFTError(f"could not read config {path!r}: {first_line(error)}") from error
+    if not isinstance(values, dict):
+        raise AFTError(f"config {path!r} must be a YAML mapping of flag names to values.")
+    flags, tokens = parser.flags(), []
+    for key, value in values.items():
+        action = flags.get(f"--{key}")
+        if action is None or key == "config":
+            raise AFTError(f"config {path!r} has an unknown key {key!r}{parser.closest(f'--{key}')}: use the flag "
+                           "names of this command.")
+        tokens += _tokens_of(key, value, action, path)
+    return tokens
+
+
+def _tokens_of(key: str, value, action: argparse.Action, path: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        raise AFTError(f"config {path!r}: key {key!r} holds a mapping; give a single value.")
+    if isinstance(value, list):
+        if action.nargs not in ("+", "*"):
+            raise AFTError(f"config {path!r}: key {key!r} takes one value, not a list ({value}).")
+        return [f"--{key}", *map(str, value)] if value else []
+    if isinstance(value, bool):
+        value = str(value).lower()
+    return [f"--{key}", *([str(value)] if action.nargs != 0 else [])]
+
+
+def check_numbers(*parsed) -> None:
+    """Every float is finite; counts, sizes and rates have a sensible sign; fractions lie in [0, 1)."""
+    for options in parsed:
+        for f in dataclasses.fields(options):
+            value = getattr(options, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if not math.isfinite(value):
+                raise AFTError(f"--{f.name} must be a finite number (got {value}).")
+            if f.name in POSITIVE and value <= 0:
+                raise AFTError(f"--{f.name} must be > 0 (got {value}).")
+            if f.name in NON_NEGATIVE and value < 0:
+                raise AFTError(f"--{f.name} must be >= 0 (got {value}).")
+            if f.name in FRACTIONS and not 0 <= value < 1:
+                raise AFTError(f"--{f.name} must be in [0, 1) (got {value}).")
+
+
+def parse(dataclass_types, argv: list[str], prog: str, description: str, required: tuple[str, ...] = (),
+          rewrite=None, short_help=None) -> tuple:
+    """The dataclasses of `dataclass_types` from `argv` (with `--config` defaults). `rewrite` maps the combined
+    tokens before parsing (e.g. `--beta auto`); `short_help(parser)` prints the help of `--help` (default: the full
+    help, which `--help-all` always prints)."""
+    parser = _Parser(dataclass_types, prog, description)
+    if HELP_ALL in argv or (short_help is None and {"-h", "--help"} & set(argv)):
+        parser.parser.print_help()
+        raise SystemExit(0)
+    if {"-h", "--help"} & set(argv):
+        short_help(parser.parser)
+        raise SystemExit(0)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--config")
+    known, rest = pre.parse_known_args(argv)
+    tokens = (_yaml_tokens(known.config, parser) if known.config else []) + rest
+    tokens = rewrite(tokens) if rewrite else tokens
+    try:
+        *outputs, remaining = parser.parser.parse_args_into_dataclasses(tokens, return_remaining_strings=True)
+    except AFTError:
+        raise
+    except ValueError as error:  # TrainingArguments' own checks of flag combinations
+        raise AFTError(first_line(error)) from error
+    if remaining:
+        flag = next((t for t in remaining if t.startswith("-")), remaining[0])
+        raise AFTError(f"unrecognized argument {flag!r}{parser.closest(flag.split('=')[0])}; see {prog} --help.")
+    parsed = [output for output in outputs if dataclasses.is_dataclass(output)]  # not the --config namespace
+    given = {t.split("=")[0][2:] for t in tokens if t.startswith("--")}
+    missing = [f"--{key}" for key in required if key not in given]
+    if missing:
+        raise AFTError(f"{', '.join(missing)} required (on the command line or in --config).")
+    check_numbers(*parsed)
+    return tuple(parsed)
+
+
+def check_new_output(path: str, what: str = "--output_file") -> None:
+    """A file hf-aft is about to write does not exist yet (nothing already written is replaced silently)."""
+    if os.path.exists(path):
+        raise AFTError(f"{what} {path!r} already exists: choose another name or remove it first.")
+
+
+def print_lines(*lines: str, file=sys.stdout) -> None:
+    print("\n".join(lines), file=file)

@@ -1,0 +1,43 @@
+"""`hf-aft push`: push a finished run's output dir (or an `hf-aft features` folder) to the Hub."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .parsing import parse
+
+DESCRIPTION = """Push a trained student (weights, config, tokenizer, scales, model card) to a Hub model repo, or a
+folder written by `hf-aft features` to a Hub dataset repo. The token comes from HF_TOKEN or `hf auth login`; no file
+holding it is ever pushed. A push that failed can simply be run again.
+
+  hf-aft push OUTPUT_DIR --hub_model_id ORG/NAME [--baseline_dir STL_OUT]"""
+
+
+@dataclass
+class PushArguments:
+    output_dir: str = field(metadata={"help": "The --output_dir of an hf-aft train run (or of hf-aft features: the "
+                                      "features then go to a dataset repo)."})
+    hub_model_id: str = field(metadata={"help": "The Hub repo, ORG/NAME (created if needed)."})
+    private: bool = field(default=False, metadata={"help": "Create the repo private."})
+    revision: str | None = field(default=None, metadata={"help": "Branch to push to (created from main if needed)."})
+    commit_message: str | None = field(default=None, metadata={"help": "Message of the Hub commit."})
+    baseline_dir: str | None = field(
+        default=None, metadata={"help": "Output dir of a --transfer none run: its eval results go in the card."}
+    )
+
+
+def run(argv: list[str]) -> None:
+    from ..hub import push_folder, push_run
+
+    if argv and not argv[0].startswith("-"):  # the output dir may be given first, without its flag
+        argv = ["--output_dir", *argv]
+    (args,) = parse((PushArguments,), argv, "hf-aft push", DESCRIPTION)
+    if os.path.exists(os.path.join(args.output_dir, "dataset_dict.json")):  # a folder written by hf-aft features
+        url = push_folder(args.output_dir, args.hub_model_id, repo_type="dataset", private=args.private or None,
+                          revision=args.revision, commit_message=args.commit_message)
+        print(f"pushed the features in {args.output_dir} to the dataset repo {args.hub_model_id}: {url}")
+        return
+    url = push_run(args.output_dir, args.hub_model_id, private=args.private or None, revision=args.revision,
+                   commit_message=args.commit_message, baseline_dir=args.baseline_dir)
+    print(f"pushed {args.output_dir} to {args.hub_model_id}: {url}")

@@ -1,0 +1,65 @@
+"""`hf-aft rank-teachers`: score candidate teachers on a task before any training (`hf_aft.ranking`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from .parsing import check_new_output, parse
+
+DESCRIPTION = """Score each candidate teacher on the training split, with no student training: the LogME evidence (You
+et al., ICML 2021) and a cross-validated linear probe of its features, beside its width and extraction time. The
+student's own initial features get the same scores: a teacher that does not beat them has little to transfer. The
+features share training's cache, so training afterwards runs no teacher again.
+
+  hf-aft rank-teachers --teachers T1 T2 T3 --model_name_or_path STUDENT --dataset_name DATA"""
+
+
+@dataclass
+class RankArguments:
+    _argument_group_name = "data and output"
+
+    dataset_name: str = field(metadata={"help": "As for hf-aft train."})
+    dataset_config: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration name."})
+    train_split: str = field(default="train", metadata={"help": "The split that is scored (the one you train on)."})
+    text_column: str = field(default="text", metadata={"help": "Column the text teachers read."})
+    label_column: str = field(default="label", metadata={"help": "Column holding the class label."})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "The student: its initial features are scored too."}
+    )
+    folds: int = field(default=5, metadata={"help": "Cross-validation folds of the probe."})
+    seed: int = field(default=0, metadata={"help": "Seed of the probe's folds."})
+    output_file: str | None = field(
+        default=None, metadata={"help": "Where the JSON goes (default: OUTPUT_DIR/teacher_ranking.json); an existing "
+                                "file is never overwritten."}
+    )
+    output_dir: str | None = field(default=None, metadata={"help": "Folder for teacher_ranking.json."})
+
+
+def run(argv: list[str]) -> dict:
+    from ..config import TeacherArguments
+    from ..data import load_labelled_splits
+    from ..errors import AFTError
+    from ..ranking import format_table, rank_teachers
+
+    args, options = parse((RankArguments, TeacherArguments), argv, "hf-aft rank-teachers", DESCRIPTION)
+    if not options.teachers:
+        raise AFTError("--teachers is required: the candidate teachers to score.")
+    if args.folds < 2:
+        raise AFTError(f"--folds must be >= 2 (got {args.folds}).")
+    output = args.output_file or os.path.join(args.output_dir or ".", "teacher_ranking.json")
+    check_new_output(output)
+    splits = load_labelled_splits(args.dataset_name, args.dataset_config, args.train_split, None, args.text_column,
+                                  args.label_column)
+    labels = splits.labels.encode(splits.train)["labels"]  # class ids; features come from the raw split, as training
+    rows = rank_teachers(splits.train, labels, options.teachers, options, args.model_name_or_path, args.folds,
+                         args.seed, args.text_column)
+    result = {"dataset": args.dataset_name, "split": args.train_split, "examples": len(splits.train),
+              "folds": args.folds, "teacher_max_length": options.teacher_max_length, "rows": rows}
+    print(format_table(rows, args.folds))
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"ranking written to {output}")
+    return result

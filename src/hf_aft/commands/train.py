@@ -1,0 +1,99 @@
+"""`hf-aft train`: parse the options, run `hf_aft.pipeline.train_student`, print what came out."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import get_type_hints
+
+from .parsing import parse
+
+DESCRIPTION = """Train a small student on a labelled dataset while it learns from the features of frozen teachers
+(Adaptive Feature Transfer, Qiu et al., ICML 2024). The teachers run once, before training, and their features are
+cached; the student, its learned scales, its results and a model card go to --output_dir.
+
+  hf-aft train --model_name_or_path STUDENT --teachers T1 [T2@rev ...] --dataset_name DATA --output_dir OUT
+
+Below are hf-aft's own options; every transformers TrainingArguments flag (--learning_rate, --num_train_epochs,
+--seed, --per_device_train_batch_size, ...) works too: `hf-aft train --help-all` lists them all."""
+REQUIRED = ("model_name_or_path", "dataset_name", "output_dir")
+
+
+def _beta_auto(tokens: list[str]) -> list[str]:
+    """`--beta auto` (beta is a float in AFTConfig) becomes `--beta_auto true`."""
+    out, i = [], 0
+    while i < len(tokens):
+        if tokens[i] == "--beta=auto" or (tokens[i] == "--beta" and i + 1 < len(tokens) and tokens[i + 1] == "auto"):
+            out += ["--beta_auto", "true"]
+            i += 1 if "=" in tokens[i] else 2
+        else:
+            out.append(tokens[i])
+            i += 1
+    return out
+
+
+def _short_help(full_parser) -> None:
+    """hf-aft's own options first (data and student, teachers, transfer, LoRA), then a pointer to the Trainer's."""
+    from transformers import HfArgumentParser
+
+    from ..config import AFTConfig, TeacherArguments
+    from ..pipeline import PeftArguments, ScriptArguments
+
+    parser = HfArgumentParser((ScriptArguments, TeacherArguments, PeftArguments), prog="hf-aft train",
+                              description=DESCRIPTION, formatter_class=full_parser.formatter_class)
+    group = parser.add_argument_group("transfer")
+    hints = get_type_hints(AFTConfig)
+    for f in dataclasses.fields(AFTConfig):
+        if f.name in AFTConfig.__annotations__:  # AFTConfig's own fields: the transfer loss's knobs
+            f = copy.copy(f)
+            f.type = hints[f.name]
+            HfArgumentParser._parse_dataclass_field(group, f)
+    parser.add_argument("--output_dir", help="Where the student, its scales, results and card go (required).")
+    parser.add_argument("--config", help="YAML file of flag names and values (defaults; flags override it).")
+    parser.add_argument("--help-all", action="store_true", help="Also list every TrainingArguments flag.")
+    help_text = parser.format_help().replace("--beta BETA", "--beta BETA|auto")
+    print(help_text)
+
+
+def parse_train_args(argv: list[str]):
+    """(ScriptArguments, AFTConfig, PeftArguments) from flags, with `--config FILE.yaml` supplying defaults."""
+    from ..config import AFTConfig
+    from ..errors import AFTError
+    from ..pipeline import PeftArguments, ScriptArguments
+
+    script_args, config, peft_args = parse((ScriptArguments, AFTConfig, PeftArguments), argv, "hf-aft train",
+                                           DESCRIPTION, REQUIRED, rewrite=_beta_auto, short_help=_short_help)
+    if config.max_steps <= 0 and config.num_train_epochs <= 0:
+        raise AFTError("--num_train_epochs must be > 0 (or give --max_steps): the student would not train.")
+    return script_args, config, peft_args
+
+
+def print_summary(summary: dict) -> None:
+    if "beta_search" in summary:
+        search = summary["beta_search"]
+        print(f"--beta auto: chose beta = {summary['beta']:g} (validation {search['metric']}: " + ", ".join(
+            f"{c['beta']:g}: {c['score']:.4f}" for c in search["candidates"]) + ")")
+    eval_metrics = summary.get("eval", {})
+    if eval_metrics:
+        print(f"eval accuracy {eval_metrics.get('eval_accuracy', float('nan')):.4f}  "
+              f"macro-F1 {eval_metrics.get('eval_macro_f1', float('nan')):.4f}")
+    for teacher, stats in summary.get("scales", {}).items():
+        print(f"scales {teacher}: mean {stats['mean']:.3f}, above 0.5: {stats['frac_above_half']:.1%}")
+    if "trainable_params" in summary:
+        print(f"trainable parameters {summary['trainable_params']:,} of {summary['all_params']:,}")
+    print(f"student saved to {summary['output_dir']}")
+    if "hub_commit" in summary:
+        print(f"pushed to the Hub: {summary['hub_commit']}")
+
+
+def train(argv: list[str]) -> dict:
+    """Run one training job from command-line tokens; returns its summary."""
+    from ..pipeline import train_student
+
+    return train_student(*parse_train_args(argv))
+
+
+def run(argv: list[str]) -> None:
+    summary = train(argv)
+    if summary["is_main_process"]:
+        print_summary(summary)

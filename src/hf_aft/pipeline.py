@@ -1,0 +1,199 @@
+"""One training run end to end, as `hf-aft train` runs it and as Python can call it (`train_student`): data ->
+teacher features -> student -> (beta search) -> AFTTrainer -> output dir (student, scales, results, card) -> Hub.
+
+`ScriptArguments` says what to train on; `AFTConfig` how; `PeftArguments` whether the student is a LoRA adapter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import dataclass, field
+
+from .beta_search import save_beta_search, search_beta
+from .card import read_baseline
+from .config import AFTConfig
+from .data import load_labelled_splits
+from .errors import AFTError
+from .features import read_teacher_infos, with_teacher_features
+from .hub import push_run
+from .metrics import compute_classification_metrics
+from .student import load_student, tokenize_beside_features
+from .trainer import AFTTrainer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ScriptArguments:
+    """What to train on: the student, the dataset and its columns."""
+
+    _argument_group_name = "data and student"
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "The student: a Hub id or a local folder of a transformers model (required)."}
+    )
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "A Hub dataset id, a folder written by save_to_disk (or hf-aft features), a folder of "
+                  "data files, or csv/json/parquet file(s), comma-separated (required)."},
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration name."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the input text."})
+    image_column: str | None = field(
+        default=None,
+        metadata={"help": "Column holding images (PIL images, arrays or file paths): trains an image classifier "
+                  "(AutoModelForImageClassification, preprocessed on the fly by its own AutoImageProcessor, which is "
+                  "saved with it). Image teachers read this column, text teachers --text_column."},
+    )
+    label_column: str = field(default="label", metadata={"help": "Column holding the class label."})
+    train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    eval_split: str | None = field(
+        default=None, metadata={"help": "Split to evaluate on (default: test, else validation, if present)."}
+    )
+    max_length: int = field(default=128, metadata={"help": "The student truncates texts to this many tokens."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into an output_dir that already holds files."}
+    )
+    baseline_dir: str | None = field(
+        default=None,
+        metadata={"help": "Output dir of a plain fine-tuning run (--transfer none) on the same data: its eval results "
+                  "appear next to this model's in the model card."},
+    )
+    beta_auto: bool = field(default=False, metadata={"help": argparse.SUPPRESS})  # what `--beta auto` sets
+    beta_validation_fraction: float = field(
+        default=0.15, metadata={"help": "Fraction of the training data held out to choose beta with --beta auto."}
+    )
+
+
+@dataclass
+class PeftArguments:
+    """A LoRA student (TRL's `ModelConfig` flag names): only the adapter and the classification head train."""
+
+    _argument_group_name = "LoRA student"
+
+    use_peft: bool = field(default=False, metadata={"help": "Train a LoRA adapter (and the head) instead of all "
+                                                             "of the student's weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (the adapter's output is scaled by alpha/r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch."})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "Modules that get adapters (default: peft's choice for the architecture, "
+                                "e.g. query and value for BERT)."}
+    )
+
+    def lora_config(self):
+        """The `LoraConfig`, or None without --use_peft."""
+        if not self.use_peft:
+            return None
+        if self.lora_r < 1:
+            raise AFTError(f"--lora_r must be >= 1 (got {self.lora_r}).")
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
+                          target_modules=self.lora_target_modules, task_type="SEQ_CLS")
+
+
+def check_output_dir(output_dir: str, overwrite: bool = False, resume: str | None = None) -> None:
+    """An output dir is a folder that holds nothing yet (or `overwrite`, or a run to resume)."""
+    if output_dir and os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise AFTError(f"output_dir {output_dir!r} is a file: choose a folder.")
+    if output_dir and os.path.isdir(output_dir) and os.listdir(output_dir) and not (overwrite or resume):
+        raise AFTError(f"output_dir {output_dir!r} already holds files: choose another, pass --overwrite_output_dir, "
+                       "or --resume_from_checkpoint to continue a run.")
+
+
+def _check_run(script_args: ScriptArguments, config: AFTConfig):
+    """Everything that can be refused before any data is read; returns the baseline's results (or None)."""
+    check_output_dir(config.output_dir, script_args.overwrite_output_dir, config.resume_from_checkpoint)
+    if config.push_to_hub and not config.hub_model_id:
+        raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (the Hub repo to create or update).")
+    if script_args.beta_auto and config.transfer == "none":
+        raise AFTError("--beta auto searches the weight of the transfer loss: use --transfer aft, kd or rkd.")
+    if script_args.baseline_dir:
+        return read_baseline(script_args.baseline_dir, script_args.dataset_name)
+    return None
+
+
+def _prepare(split, labels, processor, script_args: ScriptArguments):
+    """Class ids in `labels`; tokens beside the teacher features (images are preprocessed per batch instead)."""
+    if split is None:
+        return None
+    split = labels.encode(split)
+    if script_args.image_column is not None:
+        return split
+    return tokenize_beside_features(split, processor, script_args.text_column, script_args.max_length)
+
+
+def _choose_beta(script_args, config, train_set, load, processor, infos, peft_config):
+    result = search_beta(lambda: load()[0], config, train_set, validation_fraction=
+                         script_args.beta_validation_fraction, processing_class=processor, teacher_infos=infos,
+                         peft_config=peft_config, image_column=script_args.image_column)
+    config.beta = result["chosen_beta"]
+    return result
+
+
+def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: PeftArguments | None = None) -> dict:
+    """Run one training job end to end (what `hf-aft train` runs) and return its summary: output dir, train and eval
+    metrics, beta, scales, parameter counts, and the beta search and Hub commit when they ran.
+
+    Raises:
+        AFTError: bad input found before training (output dir, data, labels, teachers, student), or a failed push.
+    """
+    import transformers
+
+    baseline = _check_run(script_args, config)
+    peft_config = (peft_args or PeftArguments()).lora_config()
+    push, config.push_to_hub = config.push_to_hub, False  # the finished run is pushed once, at the end
+    if config.world_size > 1:  # every process checks before any of them writes
+        config.distributed_state.wait_for_everyone()
+    splits = load_labelled_splits(script_args.dataset_name, script_args.dataset_config, script_args.train_split,
+                                  script_args.eval_split, script_args.image_column or script_args.text_column,
+                                  script_args.label_column)
+
+    def load():
+        transformers.set_seed(config.seed)  # --seed also decides the new head's initial weights
+        return load_student(script_args.model_name_or_path, splits.labels, script_args.image_column)
+
+    model, processor = load()
+    train_set, infos = splits.train, None
+    if config.transfer != "none":
+        train_set = with_teacher_features(train_set, config, script_args.text_column, script_args.image_column)
+        infos = read_teacher_infos(train_set)
+    train_set = _prepare(train_set, splits.labels, processor, script_args)
+    eval_set = _prepare(splits.eval, splits.labels, processor, script_args)
+    beta_search = None
+    if script_args.beta_auto:
+        beta_search = _choose_beta(script_args, config, train_set, load, processor, infos, peft_config)
+        model, _ = load()  # the final run starts from the student every candidate started from
+    return _train_and_save(model, processor, config, train_set, eval_set, infos, peft_config, script_args,
+                           baseline, beta_search, push)
+
+
+def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_config, script_args, baseline,
+                    beta_search, push) -> dict:
+    trainer = AFTTrainer(model=model, args=config, train_dataset=train_set, eval_dataset=eval_set,
+                         processing_class=processor, teacher_infos=infos, peft_config=peft_config,
+                         image_column=script_args.image_column, compute_metrics=compute_classification_metrics)
+    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    trainer.save_model()
+    trainer.save_metrics("train", result.metrics)
+    summary = {"output_dir": os.path.abspath(config.output_dir), "train": result.metrics, "beta": config.beta,
+               "scales": trainer.scale_summary(), "is_main_process": trainer.is_world_process_zero(),
+               "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+               "all_params": sum(p.numel() for p in trainer.model.parameters())}
+    if eval_set is not None:
+        summary["eval"] = trainer.evaluate()
+        trainer.save_metrics("eval", summary["eval"])
+    trainer.save_state()
+    if beta_search is not None:
+        if trainer.is_world_process_zero():
+            save_beta_search(beta_search, config.output_dir)
+        summary["beta_search"] = beta_search
+    trainer.create_model_card(dataset_name=script_args.dataset_name, baseline_results=baseline,
+                              beta_search=beta_search)
+    if push and trainer.is_world_process_zero():
+        summary["hub_commit"] = push_run(config.output_dir, config.hub_model_id, token=config.hub_token,
+                                         private=config.hub_private_repo, revision=config.hub_revision)
+    return summary

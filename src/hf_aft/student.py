@@ -1,0 +1,220 @@
+"""The student: loading it with a head sized and named from the labels, wrapping it with PEFT, preparing its inputs
+beside the teacher features, and capturing its features z(x) during training.
+
+Student features are the input of the classification head, captured by a forward pre-hook. By default the hooked
+module is the head's final linear layer: the last `nn.Linear` whose `out_features` equals `config.num_labels` (BERT's
+`classifier`, RoBERTa's `classifier.out_proj`, DistilBERT's `classifier`, ViT's `classifier`, ...). Its input is what
+the head turns into logits, i.e. the paper's penultimate features (after the head's own dropout, as the head sees
+them). Point elsewhere with `student_feature_module="name.in.named_modules"`. Inputs with more than two dimensions are
+reduced to one vector per example: [B, T, H] -> first token (the CLS convention of text heads), [B, C, H, W] -> mean
+over the spatial positions.
+
+PEFT students: peft wraps a trained head in a `ModulesToSaveWrapper` that holds the frozen original and one trainable
+copy per adapter, and runs whichever is active. The hook goes on every copy of the chosen module, so the features
+always come from the copy that actually ran (the adapted one while training).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import AFTError, first_line
+from .features import map_beside_features
+
+_ADAPTER = re.compile(r"\.lora_[^.]+\.")
+
+
+def find_feature_module(model: nn.Module, module_name: str | None = None) -> tuple[str, nn.Module]:
+    modules = dict(model.named_modules())
+    if module_name and module_name not in modules and "base_model.model." + module_name in modules:
+        module_name = "base_model.model." + module_name  # a name in the student, given for its PeftModel
+    if module_name:
+        if module_name not in modules:
+            linears = [n for n, m in modules.items() if isinstance(m, nn.Linear)][-5:]
+            raise AFTError(f"student_feature_module {module_name!r} is not a module of the student; its last linear "
+                           f"layers are {linears}.")
+        return module_name, modules[module_name]
+    num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+    candidates = [(n, m) for n, m in modules.items() if isinstance(m, nn.Linear) and m.out_features == num_labels
+                  and not _ADAPTER.search(n)]  # a LoRA on the head has its own small num_labels-wide layer
+    if not candidates:
+        raise AFTError(f"could not find the student's classification head (an nn.Linear with {num_labels} outputs): "
+                       "pass student_feature_module=... (--student_feature_module).")
+    return candidates[-1]
+
+
+def feature_dim(module: nn.Module) -> int | None:
+    return getattr(module, "in_features", None)
+
+
+_COPY = re.compile(r"\.(original_module|modules_to_save\.[^.]+)(?=\.|$)")
+
+
+def copies_of(model: nn.Module, name: str) -> list[nn.Module]:
+    """The module called `name` and its twins inside a peft `ModulesToSaveWrapper` (original and per-adapter
+    copies); a plain model gives just the module."""
+    canonical = _COPY.sub("", name)
+    found = [m for n, m in model.named_modules() if n != name and _COPY.search(n) and _COPY.sub("", n) == canonical]
+    return [dict(model.named_modules())[name], *found]
+
+
+class StudentFeatureCapture:
+    """Keeps the last input of one module of the student; `pop()` returns it once as [B, d]."""
+
+    def __init__(self, model: nn.Module, module_name: str | None = None):
+        self.name, self.module = find_feature_module(model, module_name)
+        self.features: torch.Tensor | None = None
+        self._handles = [m.register_forward_pre_hook(self._store) for m in copies_of(model, self.name)]
+
+    def _store(self, module, args, kwargs=None):
+        self.features = args[0] if args else next(iter(kwargs.values()))
+
+    def pop(self) -> torch.Tensor:
+        features, self.features = self.features, None
+        if features is None:
+            raise AFTError(f"the student's forward never reached {self.name!r}: set student_feature_module.")
+        if features.dim() == 3:
+            return features[:, 0]
+        if features.dim() > 3:
+            return features.flatten(2).mean(-1)
+        return features
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+# ---- loading ----
+def _check_student_path(name: str) -> None:
+    """A path-like name that does not exist is a missing folder, not a malformed Hub id."""
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+    if looks_local and not os.path.exists(os.path.expanduser(name)):
+        raise AFTError(f"could not load the student {name!r}: no such folder (check the path; a Hub id is ORG/NAME).")
+
+
+def load_student(name: str, labels=None, image_column: str | None = None):
+    """(model, tokenizer or image processor): an `AutoModelFor{Sequence,Image}Classification` whose head is sized and
+    named from `labels` (`hf_aft.data.Labels`; a new head when the checkpoint's does not fit). A decoder tokenizer
+    without a pad token pads with its eos token, and the model's config learns that pad id."""
+    from transformers import (
+        AutoImageProcessor,
+        AutoModelForImageClassification,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
+
+    name = os.fspath(name)
+    _check_student_path(name)
+    auto_model, auto_processor = ((AutoModelForImageClassification, AutoImageProcessor) if image_column else
+                                  (AutoModelForSequenceClassification, AutoTokenizer))
+    head = ({"num_labels": len(labels.names), "id2label": labels.id2label, "label2id": labels.label2id,
+             "ignore_mismatched_sizes": True} if labels is not None else {})
+    try:
+        processor = auto_processor.from_pretrained(name)
+        model = auto_model.from_pretrained(name, **head)
+    except Exception as error:
+        kind = "image " if image_column else ""
+        raise AFTError(f"could not load the {kind}student {name!r}: {first_line(error)}") from error
+    set_pad_token(model, processor)
+    return model, processor
+
+
+def set_pad_token(model, tokenizer) -> None:
+    """Sequence classifiers find each text's last token through `config.pad_token_id`; decoder tokenizers (GPT-2,
+    LLaMA) often have none: pad with eos, as hf-aft does for decoder teachers."""
+    if not hasattr(tokenizer, "pad_token"):  # an image processor
+        return
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        if tokenizer.pad_token is None:
+            raise AFTError("the student's tokenizer has no pad, eos or unk token to pad batches with: add one.")
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def save_truncated_student(source: str, output_dir: str, num_layers: int) -> str:
+    """Save the first `num_layers` layers of a pretrained encoder (DistilBERT-style initialisation) with its tokenizer
+    or image processor: a small student that starts from the teacher's own lower layers. Keeps everything else
+    (embeddings, widths); the classification head is added when training loads it."""
+    from transformers import AutoConfig, AutoModel, AutoProcessor
+
+    source = os.fspath(source)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except Exception as error:
+        raise AFTError(f"could not load {source!r}: {first_line(error)}") from error
+    key = next((k for k in ("num_hidden_layers", "n_layer", "num_layers") if hasattr(config, k)), None)
+    if key is None:
+        raise AFTError(f"{source!r} ({config.model_type}) has no layer count to truncate.")
+    total = getattr(config, key)
+    if not 1 <= num_layers <= total:
+        raise AFTError(f"--num_layers must be in 1..{total} for {source!r} (got {num_layers}).")
+    AutoModel.from_pretrained(source, **{key: num_layers}).save_pretrained(output_dir)
+    AutoProcessor.from_pretrained(source).save_pretrained(output_dir)
+    return output_dir
+
+
+def check_labels_fit(dataset, model) -> None:
+    """Every integer label of the training data is a class of the student's head."""
+    if dataset is None:
+        return
+    column = next((c for c in ("labels", "label") if c in dataset.column_names), None)
+    num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+    if column is None or num_labels is None:
+        return
+    labels = np.asarray(dataset.select_columns([column]).with_format("numpy")[column])
+    if labels.dtype.kind not in "iu":
+        return  # regression or multi-label targets: nothing to range-check
+    if labels.size and labels.min() < 0:
+        raise AFTError(f"labels in {column!r} include {labels.min()} (hidden labels, as in GLUE test splits): drop "
+                       "those rows before training.")
+    if labels.size and labels.max() >= num_labels:
+        raise AFTError(f"labels in {column!r} range over [{labels.min()}, {labels.max()}] but the student has "
+                       f"num_labels={num_labels}: load it with num_labels={labels.max() + 1} or remap the labels.")
+
+
+# ---- inputs ----
+def tokenize_beside_features(dataset, tokenizer, text_column: str = "text", max_length: int | None = None):
+    """Tokenize `text_column` for the student (truncating to `max_length`, default the tokenizer's limit), leaving
+    the `teacher_features` column in place instead of copying it (see `hf_aft.features.map_beside_features`)."""
+    def tokenize(batch):
+        return tokenizer(batch[text_column], truncation=True, max_length=max_length)
+
+    return map_beside_features(dataset, tokenize, desc="Tokenizing")
+
+
+# ---- PEFT ----
+def wrap_peft(model, peft_config):
+    """`get_peft_model` (TRL's pattern), making sure the classification head trains and is saved with the adapter:
+    a sequence classifier gets task_type SEQ_CLS (peft then puts its head in `modules_to_save`), any other student
+    gets its head's final linear layer added to `modules_to_save`."""
+    from peft import PeftModel, get_peft_model
+
+    if isinstance(model, PeftModel):
+        raise AFTError("the student is already a PeftModel and a peft_config was given too: pass the plain model "
+                       "with peft_config, or the PeftModel without it.")
+    peft_config = copy.deepcopy(peft_config)  # the caller's config is theirs: peft and we fill fields in
+    if peft_config.task_type is None and type(model).__name__.endswith("ForSequenceClassification"):
+        peft_config.task_type = "SEQ_CLS"
+    elif peft_config.task_type is None and not getattr(peft_config, "modules_to_save", None):
+        peft_config.modules_to_save = [find_feature_module(model)[0]]
+    return get_peft_model(model, peft_config)
+
+
+def peft_settings(model) -> dict | None:
+    """The active adapter's settings for the model card, or None for a plain student."""
+    config = getattr(model, "peft_config", None)
+    if not isinstance(config, dict) or not config:
+        return None
+    config = config.get(getattr(model, "active_adapter", "default")) or next(iter(config.values()))
+    targets = getattr(config, "target_modules", None) or []
+    return {"peft_type": str(getattr(config.peft_type, "value", config.peft_type)), "r": getattr(config, "r", None),
+            "lora_alpha": getattr(config, "lora_alpha", None),
+            "base_model_name_or_path": config.base_model_name_or_path,
+            "target_modules": sorted(targets) if not isinstance(targets, str) else [targets]}

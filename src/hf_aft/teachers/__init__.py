@@ -1,0 +1,77 @@
+"""Teachers: how they are named and pinned (spec.py), how they load (loading.py), and how they turn a column of texts
+(text.py) or images (image.py) into one feature vector per row. `make_teacher` is the one factory: it reads a
+teacher's config (no weights), decides its modality and pooling, and returns a teacher that loads only when it first
+runs, so that a cache hit never loads it."""
+
+from __future__ import annotations
+
+import os
+
+import datasets
+import torch
+
+from ..errors import AFTError
+from .image import IMAGE_POOLINGS, ImageTeacher
+from .loading import TEACHER_DTYPES, gguf_header_config, load_config, load_options, teacher_modality
+from .spec import (
+    display_names,
+    gguf_file_revision,
+    parse_teacher,
+    resolve_revision,
+    same_teacher,
+    short_name,
+    split_gguf,
+    teacher_label,
+)
+from .text import POOLINGS, TextTeacher, pool
+
+__all__ = ["IMAGE_POOLINGS", "POOLINGS", "TEACHER_DTYPES", "ImageTeacher", "TextTeacher", "display_names",
+           "load_options", "make_teacher", "parse_teacher", "pool", "same_teacher", "short_name", "teacher_label"]
+
+
+def _revision_of(spec: str, name: str, pinned: str | None, gguf_file: str | None) -> str:
+    if gguf_file and os.path.isdir(name):
+        if pinned:
+            raise AFTError(f"teacher {spec!r} is a local GGUF file: it cannot be pinned with @{pinned}.")
+        return gguf_file_revision(name, gguf_file)
+    return resolve_revision(name, pinned)
+
+
+def _check_text_column(dataset: datasets.Dataset, spec: str, config, text_column: str) -> None:
+    feature = dataset.features.get(text_column)
+    if feature is None:
+        raise AFTError(f"teacher {spec!r} is a text model ({config.model_type}) but the dataset has no text column "
+                       f"{text_column!r} (columns {dataset.column_names}): choose an image teacher for images, or "
+                       "pass text_column=... (--text_column).")
+    if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
+        raise AFTError(f"teacher {spec!r} is a text model ({config.model_type}) but column {text_column!r} holds "
+                       f"{feature}, not text: choose an image teacher for images, or another --text_column.")
+
+
+def make_teacher(dataset: datasets.Dataset, spec: str, pooling: str, max_length: int, batch_size: int,
+                 device: torch.device, options: dict, text_column: str = "text", image_column: str | None = None):
+    """The teacher for `spec` (text or image, from its config), the column it reads, and what beyond the text
+    defaults must enter its cache fingerprint (the image modality, a GGUF file, a non-float32 dtype). A teacher whose
+    modality doesn't match its column is one AFTError line."""
+    spec = os.fspath(spec)
+    source, gguf_file = split_gguf(spec)
+    name, pinned = parse_teacher(source)
+    revision = _revision_of(spec, name, pinned, gguf_file)
+    local_gguf = os.path.join(name, gguf_file) if gguf_file and os.path.isdir(name) else None
+    options = {**options, **({"gguf_file": gguf_file} if gguf_file else {})}
+    config = (local_gguf and gguf_header_config(local_gguf)) or load_config(spec, name, revision, options)
+    extra_key = [f"gguf:{gguf_file}"] if gguf_file else []
+    if options["dtype"] != torch.float32:
+        extra_key.append(str(options["dtype"]))
+    if teacher_modality(config) == "image":
+        if image_column is None:
+            raise AFTError(f"teacher {spec!r} is an image model ({config.model_type}): it cannot read the text column "
+                           f"{text_column!r}; pass image_column=... (--image_column) or choose a text teacher.")
+        teacher = ImageTeacher(spec, name, revision, pooling, 0, batch_size, device, options, image_column)
+        teacher.pooling = teacher.resolved_pooling(config)
+        return teacher, image_column, ["image", *extra_key]
+    _check_text_column(dataset, spec, config, text_column)
+    teacher = TextTeacher(spec, name, revision, pooling, max_length, batch_size, device, options, text_column)
+    teacher.pooling = teacher.resolved_pooling(config)
+    teacher.label = teacher_label(spec)
+    return teacher, text_column, extra_key

