@@ -15,6 +15,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .errors import AFTError
 from .outputs import TRANSFER_STATE_NAME, TRANSFER_SUMMARY_NAME
+from .student import peft_settings
 
 # The card's task -> (student class, preprocessor class, its variable name in the loading snippet).
 TASK_CLASSES = {"text-classification": ("AutoModelForSequenceClassification", "AutoTokenizer", "tokenizer"),
@@ -198,8 +199,6 @@ def write_model_card(output_dir: str, facts: CardFacts | str | None = None, **na
 def card_facts_from_trainer(trainer, model_name: str | None = None, dataset_name: str | None = None,
                             baseline_results: dict | None = None, beta_search: dict | None = None) -> CardFacts:
     """What an `AFTTrainer` knows about its run, as card facts."""
-    from .student import peft_settings
-
     args = trainer.args
     evals = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
     return CardFacts(
@@ -234,7 +233,7 @@ def read_baseline(baseline_dir: str, dataset_name: str | None = None) -> dict[st
     except (OSError, ValueError) as error:
         raise AFTError(f"could not read the baseline's results {path!r} ({type(error).__name__}): point "
                        "--baseline_dir at the output dir of an `hf-aft train --transfer none` run with an eval split."
-                       ) from None
+                       ) from error
     info = read_card_inputs(baseline_dir) or {}
     if info.get("transfer", "none") != "none":
         raise AFTError(f"--baseline_dir {baseline_dir!r} is a --transfer {info['transfer']} run; the baseline must "

@@ -28,6 +28,7 @@ from datasets.fingerprint import Hasher
 from .cache import PART_COLUMN, cached_teacher_column, default_cache_dir, main_process_first, pooling_record
 from .distributed import default_device, is_distributed
 from .errors import AFTError
+from .images import check_image_column
 from .teachers import POOLINGS, load_options, make_teacher, same_teacher, teacher_label
 
 logger = logging.getLogger(__name__)
@@ -81,8 +82,6 @@ def _check_inputs(dataset, teachers, pooling, feature_dtype, text_column, image_
         raise AFTError(f"text column {text_column!r} not found; the dataset has columns {dataset.column_names}. "
                        "Pass text_column=... (--text_column), or image_column=... (--image_column) for images.")
     if image_column is not None:
-        from .images import check_image_column
-
         check_image_column(dataset, image_column)
     return [os.fspath(t) for t in teachers]
 

@@ -22,6 +22,7 @@ from .distributed import gather, gather_with_grad
 from .errors import AFTError, first_line
 from .features import FEATURES_COLUMN, TeacherInfo, scan_teacher_features, teacher_infos_of, with_teacher_features
 from .hub import push_run
+from .images import check_image_column
 from .losses import AdaptiveKernelLoss, build_transfer_loss
 from .outputs import load_transfer_state, save_transfer_state, write_transfer_summary
 from .student import StudentFeatureCapture, check_labels_fit, feature_dim, wrap_peft
@@ -80,8 +81,6 @@ class AFTTrainer(Trainer):
             model = wrap_peft(model, peft_config)
         self.image_column = image_column
         if image_column is not None:
-            from .images import check_image_column
-
             for dataset in (train_dataset, *_eval_sets(eval_dataset)):
                 check_image_column(dataset, image_column)
             if kwargs.get("data_collator") is None:
