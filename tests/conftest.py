@@ -29,3 +29,16 @@ def teacher_dirs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def student_dir(tmp_path_factory):
     return tiny.save_student(tmp_path_factory.mktemp("student") / "student")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many cases of the CLI fuzz suite (tests/test_fuzz_cli.py) ran, and how they ended."""
+    counts = {}
+    for outcome in ("passed", "failed", "xfailed", "xpassed", "skipped", "error"):
+        reports = [r for r in terminalreporter.stats.get(outcome, [])
+                   if "test_fuzz_cli.py::test_bad_input[" in getattr(r, "nodeid", "")]
+        if reports:
+            counts[outcome] = len({r.nodeid for r in reports})
+    if counts:
+        details = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+        terminalreporter.write_line(f"hf-aft CLI fuzz suite: tried {sum(counts.values())} bad inputs ({details})")
