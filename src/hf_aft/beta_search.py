@@ -79,8 +79,11 @@ def search_beta(model_init, args, train_dataset, grid=DEFAULT_GRID,
     train_part, validation = split_validation(train_dataset, validation_fraction, args.seed, label_column)
     compute_metrics = compute_metrics or compute_classification_metrics
     with tempfile.TemporaryDirectory(prefix="hf_aft_beta_") as scratch:
-        candidates = [_score_candidate(beta, model_init, args, train_part, validation, scratch, metric,
-                                       compute_metrics, trainer_kwargs) for beta in grid]
+        candidates = []
+        for i, beta in enumerate(grid, 1):
+            print(f"--beta auto: beta {beta:g} ({i}/{len(grid)}), training on {len(train_part)} examples", flush=True)
+            candidates.append(_score_candidate(beta, model_init, args, train_part, validation, scratch, metric,
+                                               compute_metrics, trainer_kwargs))
     best = max(candidates, key=lambda c: (c["score"], -c["beta"]))  # ties: the smaller beta (STL first)
     return {"chosen_beta": best["beta"], "metric": metric, "candidates": candidates, "grid": grid,
             "validation_fraction": validation_fraction, "n_train": len(train_part), "n_validation": len(validation),

@@ -38,7 +38,8 @@ class CardFacts:
     `scales_plot` is the path, relative to the card, of the scale distribution image (see `write_scales_plot`);
     `peft`: the adapter's settings (a PEFT student loads with peft); `beta_search`: what `--beta auto` tried and chose;
     `task`: `text-classification` or `image-classification` (the pipeline tag, and how the card says to load it);
-    `balance_teachers`: whether the run used that option (not in the paper, so the card says so)."""
+    `balance_teachers`: whether the run used that option (not in the paper, so the card says so); `labels`: the class
+    names in id order; `eval_split`: the evaluation split's name and row count."""
 
     transfer: str
     beta: float | None = None
@@ -57,6 +58,8 @@ class CardFacts:
     beta_search: dict | None = None
     task: str = "text-classification"
     balance_teachers: bool = False
+    labels: list[str] | None = None
+    eval_split: dict | None = None  # {"name": ..., "rows": ...}
 
     @classmethod
     def of(cls, facts: CardFacts | str | None = None, **named) -> CardFacts:
@@ -95,6 +98,10 @@ def _metrics(results: dict | None) -> dict[str, float]:
             if isinstance(v, (int, float)) and k.removeprefix("eval_") in EVAL_METRICS}
 
 
+def default_title(transfer: str) -> str:
+    return "Fine-tuning baseline (STL)" if transfer == "none" else "AFT student"
+
+
 def hub_id(name: str | None) -> str | None:
     """`name` when it can only be a Hub repo id; None for a local path (which could otherwise pass for someone
     else's repo in the card's metadata) or anything the Hub would refuse."""
@@ -124,12 +131,13 @@ def render_model_card(facts: CardFacts | str | None = None, **named) -> ModelCar
         library_name="transformers", pipeline_tag=facts.task, base_model=hub_id(facts.base_model),
         datasets=[dataset] if dataset else None,
         tags=["hf-aft", "adaptive-feature-transfer", f"transfer-{facts.transfer}"],
-        model_name=facts.repo_id or "aft-student", eval_results=index or None,
+        model_name=facts.repo_id or default_title(facts.transfer), eval_results=index or None,
     )
     shown = {**asdict(facts), "teachers": facts.teachers or [], "scales": facts.scales or {},
              "eval_results": eval_results, "baseline": {k: v for k, v in baseline.items() if k in eval_results},
              "versions": facts.versions if facts.versions is not None else framework_versions(),
-             "repo_id": facts.repo_id or "path/to/this/folder", "model_name": facts.repo_id or "AFT student",
+             "repo_id": facts.repo_id or "path/to/this/folder",
+             "model_name": facts.repo_id or default_title(facts.transfer),
              "task_description": facts.task.replace("-", " "),
              "method_name": METHOD_NAMES.get(facts.transfer, facts.transfer), "model_class": model_class,
              "preprocessor_class": preprocessor_class, "preprocessor_name": preprocessor_name}
@@ -196,11 +204,29 @@ def write_model_card(output_dir: str, facts: CardFacts | str | None = None, **na
     return card
 
 
+def hyperparameters_in_effect(args, state) -> dict:
+    """The settings that shaped the run, with the steps and epochs actually run (not `max_steps` and
+    `num_train_epochs` side by side, one of which the Trainer ignored)."""
+    skip = {"num_train_epochs", "max_steps"} | ({"scales_learning_rate", "teacher_max_length"}
+                                                 if args.transfer == "none" else set())
+    shown = {key: getattr(getattr(args, key), "value", getattr(args, key)) for key in HYPERPARAMETERS
+             if key not in skip}
+    return {**shown, "steps run": state.global_step, "epochs run": round(float(state.epoch or 0), 2)}
+
+
+def _class_names(model) -> list[str] | None:
+    id2label = getattr(getattr(model, "config", None), "id2label", None) or {}
+    names = [id2label[i] for i in sorted(id2label)]
+    return None if all(name == f"LABEL_{i}" for i, name in enumerate(names)) else names
+
+
 def card_facts_from_trainer(trainer, model_name: str | None = None, dataset_name: str | None = None,
-                            baseline_results: dict | None = None, beta_search: dict | None = None) -> CardFacts:
+                            baseline_results: dict | None = None, beta_search: dict | None = None,
+                            eval_split: str | None = None) -> CardFacts:
     """What an `AFTTrainer` knows about its run, as card facts."""
     args = trainer.args
     evals = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    rows = len(trainer.eval_dataset) if evals and hasattr(trainer.eval_dataset, "__len__") else None
     return CardFacts(
         transfer=args.transfer, beta=args.beta, kernel=args.kernel,
         teachers=[{**vars(info), "short_name": name} for info, name in zip(trainer.teacher_infos,
@@ -208,7 +234,8 @@ def card_facts_from_trainer(trainer, model_name: str | None = None, dataset_name
         scales=trainer.scale_summary(), eval_results=evals[-1] if evals else None, dataset_name=dataset_name,
         base_model=getattr(trainer.model.config, "_name_or_path", None) or None,
         repo_id=args.hub_model_id or model_name,
-        hyperparameters={key: getattr(getattr(args, key), "value", getattr(args, key)) for key in HYPERPARAMETERS},
+        hyperparameters=hyperparameters_in_effect(args, trainer.state), labels=_class_names(trainer.model),
+        eval_split={"name": eval_split or "eval", "rows": rows} if rows is not None else None,
         baseline_results=baseline_results, peft=peft_settings(trainer.model), beta_search=beta_search,
         task="image-classification" if trainer.image_column else "text-classification",
         balance_teachers=args.balance_teachers and trainer.transfer_loss is not None,

@@ -182,9 +182,22 @@ class AFTConfig(TrainingArguments, TeacherArguments):
                   "model.named_modules()). By default the classification head's final linear layer."},
     )
 
+    # Trainer defaults that hf-aft changes: log ten times per run (500 steps logs nothing on a short run), and keep no
+    # checkpoint (optimizer state included) unless asked (--save_strategy steps --save_steps N, to resume a run).
+    logging_steps: float = field(
+        default=0.1, metadata={"help": "Log every N steps, or a fraction of the run when below 1 (hf-aft's default "
+                               "0.1: ten logs per run)."}
+    )
+    save_strategy: str = field(
+        default="no", metadata={"help": "Checkpoints: no (hf-aft's default: only the finished student is saved), "
+                                "steps or epoch (keep checkpoints to resume a run with --resume_from_checkpoint)."}
+    )
+
     def __post_init__(self):
         check_choices(self)
         check_teacher_options(self)
+        if not has_accelerator():  # pinned memory only helps host-to-accelerator copies (torch warns otherwise)
+            self.dataloader_pin_memory = False
         if not (self.beta >= 0 and math.isfinite(self.beta)):  # also catches NaN
             raise AFTError(f"beta must be >= 0 and finite (got {self.beta}); use --transfer none for plain "
                            "fine-tuning.")

@@ -54,6 +54,7 @@ def _hub_saved_folder(name: str) -> str | None:
 
 
 def pick_splits(data: datasets.DatasetDict, train_split: str, eval_split: str | None):
+    """(train split, eval split or None); the eval split defaults to the first of EVAL_SPLITS present."""
     if train_split not in data:
         raise AFTError(f"split {train_split!r} not found; the dataset has splits {list(data)}: pass --train_split.")
     if eval_split is not None and eval_split not in data:
@@ -128,6 +129,7 @@ class LabelledSplits:
     train: datasets.Dataset
     eval: datasets.Dataset | None
     labels: Labels
+    eval_name: str | None = None  # the eval split's name, as chosen or found
 
 
 def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, train_split: str = "train",
@@ -146,4 +148,5 @@ def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, t
             check_columns(split, input_column, label_column)
     labels = Labels.from_dataset(train_set, label_column)
     labels.check_classes()
-    return LabelledSplits(train_set, eval_set, labels)
+    eval_name = eval_split or next((s for s in EVAL_SPLITS if s in data), None)
+    return LabelledSplits(train_set, eval_set, labels, eval_name)

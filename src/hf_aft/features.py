@@ -50,6 +50,14 @@ class TeacherInfo:
     max_length: int
 
 
+def read_from_cache(dataset: datasets.Dataset) -> list[bool] | None:
+    """Per teacher, whether the call that made this column read its features from the cache (ran no teacher)."""
+    try:
+        return json.loads(dataset.info.description or "")["hf_aft_from_cache"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def read_teacher_infos(dataset: datasets.Dataset) -> list[TeacherInfo] | None:
     """The per-teacher provenance stored by `extract_teacher_features`, or None if the dataset carries none."""
     try:
@@ -132,7 +140,7 @@ def extract_teacher_features(
     device, options = _placement(device, dtype, device_map, trust_remote_code)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    parts, infos = [], []
+    parts, infos, cached = [], [], []
     for index, spec in enumerate(teachers):
         teacher, column, extra_key = make_teacher(dataset, spec, pooling, max_length, batch_size, device, options,
                                                   text_column, image_column)
@@ -140,7 +148,10 @@ def extract_teacher_features(
         part, info = _teacher_part(dataset, teacher, column, extra_key, cache_dir, map_batch_size)
         parts.append(part.rename_column(PART_COLUMN, f"__hf_aft_teacher_{index}"))  # renaming writes nothing
         infos.append(info)
-    return _join(dataset, parts, infos, feature_dtype, cache_dir, map_batch_size)
+        cached.append(teacher.forward_passes == 0)
+    joined = _join(dataset, parts, infos, feature_dtype, cache_dir, map_batch_size)
+    joined.info.description = json.dumps({**json.loads(joined.info.description), "hf_aft_from_cache": cached})
+    return joined
 
 
 def _placement(device, dtype: str, device_map: str | None, trust_remote_code: bool) -> tuple[torch.device, dict]:
@@ -270,15 +281,16 @@ def save_feature_dataset(data: datasets.DatasetDict, splits: list[str], options,
     """Features once, training anywhere: add the teachers' features (`options.teachers`) to `splits` of `data` and
     save every split with `save_to_disk` into `output_dir`, with the provenance in each split's info and in
     `teachers.json` beside it. `hf-aft train --dataset_name OUTPUT_DIR` then trains without loading any teacher.
-    Returns the teachers' provenance as dicts."""
+    Returns the teachers' provenance as dicts, each with `from_cache` (no teacher ran for it)."""
     missing = [split for split in splits if split not in data]
     if missing:
         raise AFTError(f"split(s) {missing} not found; the dataset has splits {list(data)}: pass --splits.")
     for split in splits:
         data[split] = with_teacher_features(data[split], options, text_column, image_column)
-    infos = [asdict(info) for info in read_teacher_infos(data[splits[0]])]
+    infos = [asdict(info) for info in read_teacher_infos(data[splits[0]]) or []]
     data.save_to_disk(output_dir)
     with open(os.path.join(output_dir, PROVENANCE_FILE), "w") as f:
         json.dump({"teachers": infos, "splits": splits, "text_column": text_column, "image_column": image_column}, f,
                   indent=2)
-    return infos
+    cached = read_from_cache(data[splits[0]]) or [True] * len(infos)  # a column already there: nothing computed
+    return [{**info, "from_cache": hit} for info, hit in zip(infos, cached, strict=True)]

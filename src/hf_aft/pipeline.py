@@ -156,6 +156,10 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
         transformers.set_seed(config.seed)  # --seed also decides the new head's initial weights
         return load_student(script_args.model_name_or_path, splits.labels, script_args.image_column)
 
+    script_args.eval_split = splits.eval_name  # the split actually used (the card names it)
+    if splits.eval is None:
+        print("no evaluation split (test, validation, valid or eval) in the dataset: the student will not be "
+              "evaluated; pass --eval_split to name one.", flush=True)
     model, processor = load()
     train_set, infos = splits.train, None
     if config.transfer != "none":
@@ -192,7 +196,7 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
             save_beta_search(beta_search, config.output_dir)
         summary["beta_search"] = beta_search
     trainer.create_model_card(dataset_name=script_args.dataset_name, baseline_results=baseline,
-                              beta_search=beta_search)
+                              beta_search=beta_search, eval_split=script_args.eval_split)
     if push and trainer.is_world_process_zero():
         summary["hub_commit"] = push_run(config.output_dir, config.hub_model_id, token=config.hub_token,
                                          private=config.hub_private_repo, revision=config.hub_revision)

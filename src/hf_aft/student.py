@@ -17,6 +17,7 @@ always come from the copy that actually ran (the adapted one while training).
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 
@@ -24,8 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data import Labels
 from .errors import AFTError, first_line
 from .features import map_beside_features
+from .teachers.loading import intended_load_report
+
+logger = logging.getLogger(__name__)
 
 _ADAPTER = re.compile(r"\.lora_[^.]+\.")
 
@@ -117,12 +122,27 @@ def load_student(name: str, labels=None, image_column: str | None = None):
              "ignore_mismatched_sizes": True} if labels is not None else {})
     try:
         processor = auto_processor.from_pretrained(name)
-        model = auto_model.from_pretrained(name, **head)
+        with intended_load_report():  # a new head sized from the labels is the point, not news
+            model, info = auto_model.from_pretrained(name, output_loading_info=True, **head)
     except Exception as error:
         kind = "image " if image_column else ""
         raise AFTError(f"could not load the {kind}student {name!r}: {first_line(error)}") from error
+    _warn_unexpected_new_weights(name, info)
     set_pad_token(model, processor)
     return model, processor
+
+
+_HEAD_PARTS = ("classifier", "score", "pre_classifier", "pooler", "head")
+
+
+def _warn_unexpected_new_weights(name: str, info: dict) -> None:
+    """The head is new by design; newly initialised weights anywhere else are worth one line."""
+    new = [key for key in [*info.get("missing_keys", ()), *(k[0] if isinstance(k, tuple) else k
+                                                             for k in info.get("mismatched_keys", ()))]
+           if not any(part in key.split(".") for part in _HEAD_PARTS)]
+    if new:
+        logger.warning("student %s: %d weights outside the classification head were not in the checkpoint and start "
+                       "random (first: %s)", name, len(new), ", ".join(new[:3]))
 
 
 def set_pad_token(model, tokenizer) -> None:
@@ -155,7 +175,8 @@ def save_truncated_student(source: str, output_dir: str, num_layers: int) -> str
     total = getattr(config, key)
     if not 1 <= num_layers <= total:
         raise AFTError(f"--num_layers must be in 1..{total} for {source!r} (got {num_layers}).")
-    AutoModel.from_pretrained(source, **{key: num_layers}).save_pretrained(output_dir)
+    with intended_load_report():  # the dropped layers' weights are left out on purpose
+        AutoModel.from_pretrained(source, **{key: num_layers}).save_pretrained(output_dir)
     AutoProcessor.from_pretrained(source).save_pretrained(output_dir)
     return output_dir
 
@@ -177,6 +198,41 @@ def check_labels_fit(dataset, model) -> None:
     if labels.size and labels.max() >= num_labels:
         raise AFTError(f"labels in {column!r} range over [{labels.min()}, {labels.max()}] but the student has "
                        f"num_labels={num_labels}: load it with num_labels={labels.max() + 1} or remap the labels.")
+
+
+def name_labels(model, train_dataset, eval_dataset=None):
+    """Python-API parity with `hf-aft train`: string labels are encoded to class ids (in the order of the sorted
+    names, as the CLI does), and the student's config names its classes (`id2label` / `label2id`) when the labels
+    have names (a `ClassLabel` or strings) and the config has only transformers' default `LABEL_i` names. Returns
+    the (train, eval) datasets, encoded when they held strings."""
+    column = next((c for c in ("labels", "label") if train_dataset is not None and c in train_dataset.column_names),
+                  None)
+    if column is None or not hasattr(train_dataset, "features"):
+        return train_dataset, eval_dataset
+    feature = train_dataset.features[column]
+    if getattr(feature, "dtype", None) in ("string", "large_string"):
+        labels = Labels.from_dataset(train_dataset, column)
+        encode = labels.encode
+        train_dataset = encode(train_dataset)
+        eval_dataset = ({k: encode(v) for k, v in eval_dataset.items()} if isinstance(eval_dataset, dict)
+                        else encode(eval_dataset) if eval_dataset is not None else None)
+        names = labels.names
+    else:
+        names = list(getattr(feature, "names", None) or [])
+    _name_classes(model, names)
+    return train_dataset, eval_dataset
+
+
+def _name_classes(model, names: list[str]) -> None:
+    config = getattr(model, "config", None)
+    if not names or config is None:
+        return
+    if config.num_labels != len(names):
+        raise AFTError(f"the labels have {len(names)} classes {names[:5]} but the student has num_labels="
+                       f"{config.num_labels}: load it with num_labels={len(names)}.")
+    if all(name == f"LABEL_{i}" for i, name in config.id2label.items()):
+        config.id2label = dict(enumerate(names))
+        config.label2id = {name: i for i, name in enumerate(names)}
 
 
 # ---- inputs ----

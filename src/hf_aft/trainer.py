@@ -25,7 +25,7 @@ from .hub import push_run
 from .images import check_image_column
 from .losses import AdaptiveKernelLoss, build_transfer_loss
 from .outputs import load_transfer_state, save_transfer_state, write_transfer_summary
-from .student import StudentFeatureCapture, check_labels_fit, feature_dim, wrap_peft
+from .student import StudentFeatureCapture, check_labels_fit, feature_dim, name_labels, wrap_peft
 from .teachers import display_names
 
 
@@ -76,6 +76,7 @@ class AFTTrainer(Trainer):
                  processing_class=None, teacher_infos: list[TeacherInfo] | None = None, text_column: str = "text",
                  image_column: str | None = None, peft_config=None, **kwargs):
         args = self._check_inputs(model, args, train_dataset)
+        train_dataset, eval_dataset = name_labels(model, train_dataset, eval_dataset)
         check_labels_fit(train_dataset, model)
         if peft_config is not None:
             model = wrap_peft(model, peft_config)
@@ -254,7 +255,7 @@ class AFTTrainer(Trainer):
         if self.is_world_process_zero():
             os.makedirs(self.args.output_dir, exist_ok=True)
             facts = card_facts_from_trainer(self, model_name, dataset_name or kwargs.get("dataset"), baseline_results,
-                                            kwargs.get("beta_search"))
+                                            kwargs.get("beta_search"), kwargs.get("eval_split"))
             write_model_card(self.args.output_dir, facts)
 
     def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:

@@ -50,13 +50,16 @@ def run(argv: list[str] | None = None) -> dict:
     common = ["--model_name_or_path", str(student), "--dataset_name", str(data_dir), "--teachers", str(teacher),
               "--num_train_epochs", str(args.epochs), "--per_device_train_batch_size", "32",
               "--per_device_eval_batch_size", "128", "--learning_rate", "2e-4", "--max_length", "64",
-              "--teacher_max_length", "64", "--seed", str(args.seed), "--logging_steps", "20",
-              "--save_strategy", "no", "--report_to", "none", "--overwrite_output_dir", "--disable_tqdm", "true"]
+              "--teacher_max_length", "64", "--seed", str(args.seed), "--report_to", "none",
+              "--overwrite_output_dir"]
     beta = [] if args.beta is None else ["--beta", str(args.beta)]
+    stl_dir, aft_dir = work / "student-stl", work / "student-aft"
     results = {}
-    for transfer in ("aft", "none"):
-        out = work / ("student-aft" if transfer == "aft" else "student-stl")
-        results[transfer] = train(common + ["--transfer", transfer, "--output_dir", str(out)] + beta)
+    print("hf-aft demo, run 1 of 2: plain fine-tuning (STL), the baseline", flush=True)
+    results["none"] = train(common + ["--transfer", "none", "--output_dir", str(stl_dir)])
+    print("hf-aft demo, run 2 of 2: AFT (the teacher runs once; its features are cached)", flush=True)
+    results["aft"] = train(common + ["--transfer", "aft", "--output_dir", str(aft_dir), "--baseline_dir", str(stl_dir)]
+                           + beta)
 
     print_results(results["aft"], results["none"])
     with open(work / "demo_results.json", "w") as f:

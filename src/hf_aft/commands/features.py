@@ -77,5 +77,6 @@ def compute_features(argv: list[str]) -> dict:
 def run(argv: list[str]) -> None:
     summary = compute_features(argv)
     for info in summary["teachers"]:
-        print(f"teacher {info['name']} @ {info['revision']}: {info['pooling']} pooling, {info['dim']} features")
+        print(f"teacher {info['name']} @ {info['revision']}: {info['pooling']} pooling, {info['dim']} features"
+              + (" (cache)" if info.get("from_cache") else ""))
     print(f"rows: {summary['rows']}; saved to {summary['output_dir']}")

@@ -34,7 +34,7 @@ def _beta_auto(tokens: list[str]) -> list[str]:
 
 def _short_help(full_parser) -> None:
     """hf-aft's own options first (data and student, teachers, transfer, LoRA), then a pointer to the Trainer's."""
-    from transformers import HfArgumentParser
+    from transformers import HfArgumentParser, TrainingArguments
 
     from ..config import AFTConfig, TeacherArguments
     from ..pipeline import PeftArguments, ScriptArguments
@@ -43,8 +43,9 @@ def _short_help(full_parser) -> None:
                               description=DESCRIPTION, formatter_class=full_parser.formatter_class)
     group = parser.add_argument_group("transfer")
     hints = get_type_hints(AFTConfig)
+    trainer_fields = {f.name for f in dataclasses.fields(TrainingArguments)}
     for f in dataclasses.fields(AFTConfig):
-        if f.name in AFTConfig.__annotations__:  # AFTConfig's own fields: the transfer loss's knobs
+        if f.name in AFTConfig.__annotations__ and f.name not in trainer_fields:  # the transfer loss's knobs
             f = copy.copy(f)
             f.type = hints[f.name]
             HfArgumentParser._parse_dataclass_field(group, f)

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import AFTError, first_line
 from ..images import to_rgb
-from .loading import file_options
+from .loading import file_options, intended_load_report
 from .spec import hub_revision
 from .text import TextTeacher
 
@@ -35,8 +35,9 @@ class ImageTeacher(TextTeacher):
         try:
             self.tokenizer = AutoImageProcessor.from_pretrained(self.name, revision=revision,
                                                                 **file_options(self.options))
-            self.model, info = AutoModel.from_pretrained(self.name, revision=revision, output_loading_info=True,
-                                                         **self.options)
+            with intended_load_report():  # a classifier checkpoint loads as its backbone: its head is not needed
+                self.model, info = AutoModel.from_pretrained(self.name, revision=revision, output_loading_info=True,
+                                                             **self.options)
         except Exception as error:
             raise AFTError(f"could not load image teacher {self.spec!r} (model and image processor): "
                            f"{first_line(error)}") from error

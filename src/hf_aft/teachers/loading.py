@@ -7,6 +7,8 @@ needs `pip install gguf`).
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Literal, get_args
 
@@ -23,6 +25,25 @@ from .spec import hub_revision
 
 TeacherDtype = Literal["float32", "float16", "bfloat16"]
 TEACHER_DTYPES = get_args(TeacherDtype)
+
+
+class _DropLoadReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in str(record.msg)
+
+
+@contextmanager
+def intended_load_report():
+    """Drop transformers' LOAD REPORT table around a load whose differences are intended (a classification
+    checkpoint loaded as a backbone teacher, a new head, a truncated student): it says nothing a user can act on.
+    Every other warning of that load still shows."""
+    report = logging.getLogger("transformers.modeling_utils")
+    drop = _DropLoadReport()
+    report.addFilter(drop)
+    try:
+        yield
+    finally:
+        report.removeFilter(drop)
 
 
 def file_options(options: dict) -> dict:

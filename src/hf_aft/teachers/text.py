@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import AFTError, first_line
-from .loading import default_pooling, file_options, load_config
+from .loading import default_pooling, file_options, intended_load_report, load_config
 from .spec import hub_revision
 
 Pooling = Literal["auto", "mean", "cls", "pooler", "last"]
@@ -60,7 +60,9 @@ class TextTeacher:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.name, revision=hub_revision(self.revision),
                                                            **file_options(self.options))
-            self.model = AutoModel.from_pretrained(self.name, revision=hub_revision(self.revision), **self.options)
+            with intended_load_report():  # a classifier checkpoint loads as its backbone: its head is not needed
+                self.model = AutoModel.from_pretrained(self.name, revision=hub_revision(self.revision),
+                                                       **self.options)
         except Exception as error:
             raise AFTError(f"could not load teacher {self.spec!r}: {first_line(error)}") from error
         if self.tokenizer.pad_token is None:  # decoder tokenizers often have none

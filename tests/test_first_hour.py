@@ -1,0 +1,76 @@
+"""What a new user meets first: help that starts with hf-aft, `hf-aft student`, Python-API parity with the CLI
+(paths, string labels, named classes), cards that tell the truth, an output dir without checkpoints."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import datasets
+import tiny
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from hf_aft import AFTConfig, AFTTrainer
+from hf_aft.commands import main
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "hf_aft", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_starts_with_hf_afts_own_options_and_lists_the_trainers_on_request():
+    short = cli("train", "--help").stdout
+    assert short.startswith("usage: hf-aft train") and "Adaptive Feature Transfer" in short
+    for text in ("--teachers", "--beta BETA|auto", "{aft,kd,rkd,none}", "--config", "--help-all", "--use_peft"):
+        assert text in short, text
+    assert "--beta_auto" not in short and "--adam_beta1" not in short and len(short.splitlines()) < 200
+    assert "--adam_beta1" in cli("train", "--help-all").stdout
+    assert cli("--version").stdout.startswith("hf-aft ")
+    bare = cli()
+    assert bare.returncode == 2 and "rank-teachers" in bare.stdout
+    assert bare.stderr.strip().splitlines()[-1].startswith("hf-aft: error: no command given")
+
+
+def test_student_command_keeps_the_first_layers(tmp_path, capsys):
+    from transformers import BertConfig, BertModel
+
+    source = tiny.save_teacher(tmp_path / "source")
+    BertModel(BertConfig(vocab_size=len(tiny.WORDS) + 5, hidden_size=12, num_hidden_layers=4, num_attention_heads=2,
+                         intermediate_size=24, max_position_embeddings=64)).save_pretrained(source)
+    assert main(["student", "--from", str(source), "--num_layers", "2", "--output_dir", str(tmp_path / "s")]) == 0
+    assert AutoConfig.from_pretrained(tmp_path / "s").num_hidden_layers == 2
+    assert AutoTokenizer.from_pretrained(tmp_path / "s")("good movie")["input_ids"]
+    assert main(["student", "--from", str(source), "--num_layers", "9", "--output_dir", str(tmp_path / "t")]) == 2
+    assert "--num_layers must be in 1..4" in capsys.readouterr().err
+
+
+def test_python_api_takes_paths_and_string_labels_and_names_the_classes(student_dir, teacher_dirs, tmp_path):
+    words = tiny.sentiment_dataset(24)
+    train = datasets.Dataset.from_dict({"text": words["text"], "label": [["neg", "pos"][y] for y in words["label"]]})
+    tokenizer = AutoTokenizer.from_pretrained(student_dir)
+    train = train.map(lambda b: tokenizer(b["text"]), batched=True)
+    args = AFTConfig(output_dir=str(tmp_path / "out"), teachers=[pathlib.Path(teacher_dirs[0])], max_steps=2,
+                     per_device_train_batch_size=8, report_to="none", use_cpu=True)
+    trainer = AFTTrainer(model=AutoModelForSequenceClassification.from_pretrained(student_dir), args=args,
+                         train_dataset=train, processing_class=tokenizer)
+    trainer.train()
+    trainer.save_model()
+    assert AutoConfig.from_pretrained(tmp_path / "out").id2label == {0: "neg", 1: "pos"}
+    assert not list((tmp_path / "out").glob("checkpoint-*"))  # no checkpoints unless asked for
+
+
+def test_stl_card_is_a_baseline_and_shows_what_ran(student_dir, tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for split, n in (("train", 24), ("test", 12)):
+        tiny.sentiment_dataset(n, seed=n).map(lambda r: {"label": ["neg", "pos"][r["label"]]}).to_csv(
+            folder / f"{split}.csv")
+    out = tmp_path / "stl"
+    assert main(["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(folder), "--transfer",
+                 "none", "--output_dir", str(out), "--max_steps", "3", "--num_train_epochs", "3",
+                 "--per_device_train_batch_size", "8", "--report_to", "none", "--use_cpu", "true"]) == 0
+    card = (out / "README.md").read_text()
+    assert "# Fine-tuning baseline (STL)" in card and "AFT student" not in card
+    assert "Classes: `neg`, `pos`" in card and "On the `test` split (12 examples)" in card
+    assert "- steps run: 3" in card and "num_train_epochs" not in card and "max_steps" not in card
+    assert json.loads((out / "model_card.json").read_text())["eval_split"] == {"name": "test", "rows": 12}
