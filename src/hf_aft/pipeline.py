@@ -11,6 +11,8 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+import transformers
+
 from .beta_search import save_beta_search, search_beta
 from .card import read_baseline
 from .config import AFTConfig
@@ -141,8 +143,6 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
     Raises:
         AFTError: bad input found before training (output dir, data, labels, teachers, student), or a failed push.
     """
-    import transformers
-
     baseline = _check_run(script_args, config)
     peft_config = (peft_args or PeftArguments()).lora_config()
     push, config.push_to_hub = config.push_to_hub, False  # the finished run is pushed once, at the end
@@ -160,11 +160,11 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
     if splits.eval is None:
         print("no evaluation split (test, validation, valid or eval) in the dataset: the student will not be "
               "evaluated; pass --eval_split to name one.", flush=True)
-    model, processor = load()
     train_set, infos = splits.train, None
     if config.transfer != "none":
         train_set = with_teacher_features(train_set, config, script_args.text_column, script_args.image_column)
         infos = read_teacher_infos(train_set)
+    model, processor = load()
     train_set = _prepare(train_set, splits.labels, processor, script_args)
     eval_set = _prepare(splits.eval, splits.labels, processor, script_args)
     beta_search = None
