@@ -88,6 +88,15 @@ def _tokens_of(key: str, value, action: argparse.Action, path: str) -> list[str]
     return [f"--{key}", *([str(value)] if action.nargs != 0 else [])]
 
 
+def _check_flags_known(tokens: list[str], parser: _Parser, prog: str) -> None:
+    """A misspelled flag is named (with the closest valid one) before anything else is said about the arguments."""
+    flags = parser.flags()
+    for token in tokens:
+        flag = token.split("=")[0]
+        if flag.startswith("--") and flag not in flags:
+            raise AFTError(f"unrecognized argument {flag!r}{parser.closest(flag)}; see {prog} --help.")
+
+
 def check_numbers(*parsed) -> None:
     """Every float is finite; counts, sizes and rates have a sensible sign; fractions lie in [0, 1)."""
     for options in parsed:
@@ -122,6 +131,7 @@ def parse(dataclass_types, argv: list[str], prog: str, description: str, require
     known, rest = pre.parse_known_args(argv)
     tokens = (_yaml_tokens(known.config, parser) if known.config else []) + rest
     tokens = rewrite(tokens) if rewrite else tokens
+    _check_flags_known(tokens, parser, prog)
     try:
         *outputs, remaining = parser.parser.parse_args_into_dataclasses(tokens, return_remaining_strings=True)
     except AFTError:
