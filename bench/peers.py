@@ -20,7 +20,7 @@ Model FLOPs are counted analytically on the real, unpadded tokens: 2 x (weights 
 per token, plus 4 x L^2 x hidden per layer and sequence of length L (Q K^T and attention x V); softmax, layer norms,
 GELU and embeddings are not counted. torch.utils.flop_counter.FlopCounterMode on one unpadded sequence is printed
 beside it as a cross-check. Images: FlopCounterMode on one 224x224 image, times the number of images.
-JSON goes to bench/results/peers.json.
+JSON goes to bench/results/peers-TEACHERS.json.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from hf_aft.demo import minilm_path, rotten_tomatoes
 
 RESULTS = Path(__file__).parent / "results"
 BATCH, MAX_LENGTH = 32, 128
+PROTOTYPE = "hf-aft, token-budget batches (prototype patch)"
 
 
 def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
@@ -58,6 +59,45 @@ def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
         a @ b
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
+
+
+def shape_rate(m: int, k: int, n: int, repeats: int = 5) -> float:
+    """FLOP/s of the best of `repeats` [m, k] x [k, n] float32 matmuls with a bias (nn.Linear's addmm)."""
+    a, w, bias = torch.randn(m, k), torch.randn(n, k), torch.randn(n)
+    torch.nn.functional.linear(a, w, bias)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.nn.functional.linear(a, w, bias)
+        best = min(best, time.perf_counter() - start)
+    return 2 * m * k * n / best
+
+
+@torch.inference_mode()
+def token_budget_call(self, texts: list[str]) -> np.ndarray:
+    """PROTOTYPE of `_Teacher.__call__` (patched in, src/ untouched): length-sorted batches that hold up to
+    batch_size x max_length tokens (padding included) instead of a fixed batch_size rows, so short texts run in
+    larger batches (taller matmuls, fewer forward calls) at the peak memory of one fixed batch of the longest texts."""
+    if self.model is None:
+        self.load()
+    encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+    ids, masks = encoded["input_ids"], encoded["attention_mask"]
+    lengths = np.array([len(x) for x in ids])
+    order = np.argsort(lengths, kind="stable")
+    budget, out, start = self.batch_size * self.max_length, None, 0
+    while start < len(order):
+        stop = start + 1  # ascending lengths: the batch's last row is its longest
+        while stop < len(order) and (stop + 1 - start) * lengths[order[stop]] <= budget:
+            stop += 1
+        chunk, start = order[start:stop], stop
+        batch = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk], "attention_mask": [masks[i] for i in chunk]},
+                                   return_tensors="pt").to(self.model.device)
+        pooled = features.pool(self.model(**batch), batch["attention_mask"], self.pooling).float().cpu().numpy()
+        self.forward_passes += 1
+        if out is None:
+            out = np.empty((len(order), pooled.shape[1]), dtype=np.float32)
+        out[chunk] = pooled
+    return out
 
 
 def linear_weights(model) -> int:
@@ -204,12 +244,18 @@ def text_teacher(name: str, folder: Path, texts: list[str], data, rounds: int, t
         load_s.append(seconds)
         return out
 
+    def prototype():
+        with mock.patch.object(features._Teacher, "__call__", token_budget_call):
+            return hf_aft_call(data, str(folder), tmp)[0]
+
     methods = {"hf-aft extract_teacher_features": hf_aft,
+               PROTOTYPE: prototype,
                "sentence-transformers encode": lambda: st.encode(texts, batch_size=BATCH, convert_to_numpy=True),
                "bare length-sorted loop": lambda: bare_text(texts, tokenizer, model)}
     times, out = run_rounds(methods, rounds, peaks)
     bare = out["bare length-sorted loop"]
     diffs = {"hf-aft extract_teacher_features": float(np.abs(out["hf-aft extract_teacher_features"] - bare).max()),
+             PROTOTYPE: float(np.abs(out[PROTOTYPE] - bare).max()),
              "sentence-transformers encode": float(np.abs(out["sentence-transformers encode"] - unit(bare)).max())}
     peak = max(peaks)
     rows = table(f"{name}: {len(texts)} texts, {int(lengths.sum())} real tokens (mean {lengths.mean():.1f}), "
@@ -218,8 +264,16 @@ def text_teacher(name: str, folder: Path, texts: list[str], data, rounds: int, t
                  "sentence-transformers encode")
     print(f"\nFLOPs of its longest sequence ({lengths[longest]} tokens): FlopCounterMode {check[0] / 1e9:.3f} G, "
           f"analytic {check[1] / 1e9:.3f} G. Teacher hashing + loading inside hf-aft: {min(load_s):.2f} s.")
+    hidden, inner = model.config.hidden_size, model.config.intermediate_size
+    rows_32 = int(round(BATCH * lengths.mean()))
+    rates = {m: [shape_rate(m, hidden, inner) / 1e9, shape_rate(m, hidden, hidden) / 1e9]
+             for m in (rows_32, BATCH * MAX_LENGTH)}
+    print("The model's own matmul shapes, measured alone (GFLOP/s, nn.Linear with bias): "
+          + "; ".join(f"{m} tokens x {hidden} -> {inner}: {r[0]:.1f}, {m} x {hidden} -> {hidden}: {r[1]:.1f}"
+                      for m, r in rates.items())
+          + f" (a fixed batch of 32 texts holds about {rows_32} tokens; a token budget {BATCH * MAX_LENGTH}).")
     return {"teacher": name, "rows": rows, "flops": flops, "real_tokens": int(lengths.sum()),
-            "flop_check": check, "hf_aft_load_s": load_s}
+            "flop_check": check, "shape_rates_gflops": rates, "hf_aft_load_s": load_s}
 
 
 def image_teacher(folder: Path, n: int, rounds: int, tmp: Path, peaks: list) -> dict:
@@ -277,8 +331,9 @@ def main() -> None:
           f"GFLOP/s, per round {', '.join(f'{p / 1e9:.0f}' for p in peaks)}.")
     print(f"Load average (1/5/15 min) at the end: {os.getloadavg()} on {os.cpu_count()} CPUs.")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "peers.json").write_text(json.dumps({"args": vars(args), "matmul_peaks": peaks,
-                                                    "results": results}, indent=2, default=float))
+    name = f"peers-{args.teachers.replace(',', '+') or 'images'}.json"
+    out = {"args": vars(args), "matmul_peaks": peaks, "results": results}
+    (RESULTS / name).write_text(json.dumps(out, indent=2, default=float))
 
 
 if __name__ == "__main__":
