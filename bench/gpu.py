@@ -105,7 +105,7 @@ def real_models(folder: Path) -> dict[str, str]:
 
     from hf_aft.demo import minilm_path, truncated_student
 
-    return {"all-mpnet-base-v2": str(mpnet_path()), "SmolLM2-135M (GGUF, bf16)": str(smollm_path()),
+    return {"all-mpnet-base-v2": str(mpnet_path()), "SmolLM2-135M (GGUF)": str(smollm_path()),
             "student": str(truncated_student(minilm_path(), folder / "student", layers=3))}
 
 
