@@ -1,6 +1,6 @@
 """Cached teacher features (hf-aft) vs online feature distillation (the teacher run at every step), total wall time.
 
-Reproduce (CPU, 1 thread, about 12 minutes with the mpnet teacher):
+Reproduce (CPU, 1 thread; with the mpnet teacher about 12 minutes on a quiet machine, 26 at a load average of 8):
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/online.py --threads 1
 
