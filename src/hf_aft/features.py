@@ -26,6 +26,7 @@ import torch
 from datasets.fingerprint import Hasher
 
 from .cache import PART_COLUMN, cached_teacher_column, default_cache_dir, main_process_first, pooling_record
+from .data import check_texts
 from .distributed import default_device, is_distributed
 from .errors import AFTError
 from .images import check_image_column
@@ -274,6 +275,11 @@ def save_feature_dataset(data: datasets.DatasetDict, splits: list[str], options,
     missing = [split for split in splits if split not in data]
     if missing:
         raise AFTError(f"split(s) {missing} not found; the dataset has splits {list(data)}: pass --splits.")
+    for split in splits:  # every split's inputs, before any teacher runs
+        if image_column is None:
+            check_texts(data[split], text_column, split)
+        else:
+            check_image_column(data[split], image_column)
     for split in splits:
         data[split] = with_teacher_features(data[split], options, text_column, image_column)
     infos = [asdict(info) for info in read_teacher_infos(data[splits[0]])]

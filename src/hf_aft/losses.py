@@ -152,3 +152,21 @@ def build_transfer_loss(
     if transfer == "none":
         return None
     raise AFTError(f"unknown transfer {transfer!r}: choose one of {', '.join(TRANSFERS)}.")
+
+
+def check_finite_loss(terms: dict[str, torch.Tensor], step: int, learning_rate: float, beta: float,
+                      reduce=None) -> None:
+    """Stop training, in one line naming the step and the term, when a loss term is NaN or inf: every update from then
+    on would be NaN, and the run would end by saving a broken student. One device sync per step (as Trainer's own
+    NaN filter of the logged loss); `reduce` (e.g. a gather's min) makes every process stop together."""
+    finite = torch.stack([torch.isfinite(value.detach()).all() for value in terms.values()]).all().float()
+    if reduce is not None:
+        finite = reduce(finite)
+    if bool(finite):
+        return
+    bad = [f"{name} {value.detach().float().flatten()[0].item()}" for name, value in terms.items()
+           if not torch.isfinite(value.detach()).all()] or ["another process's loss"]
+    raise AFTError(f"training stopped at step {step}: the {', '.join(bad)} is not a finite number, so nothing was "
+                   f"saved as the final student. Try a lower --learning_rate (now {learning_rate:g})"
+                   + (f" or --beta (now {beta:g})" if "transfer_loss" in terms else "")
+                   + ", or --max_grad_norm 1.0; check the inputs for extreme values.")

@@ -10,6 +10,7 @@ import os
 import datasets
 import torch
 
+from ..data import check_texts
 from ..errors import AFTError
 from .image import IMAGE_POOLINGS, ImageTeacher
 from .loading import TEACHER_DTYPES, gguf_header_config, load_config, load_options, teacher_modality
@@ -46,6 +47,7 @@ def _check_text_column(dataset: datasets.Dataset, spec: str, config, text_column
     if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
         raise AFTError(f"teacher {spec!r} is a text model ({config.model_type}) but column {text_column!r} holds "
                        f"{feature}, not text: choose an image teacher for images, or another --text_column.")
+    check_texts(dataset, text_column)  # no missing text: one line naming the row, before the teacher runs
 
 
 def make_teacher(dataset: datasets.Dataset, spec: str, pooling: str, max_length: int, batch_size: int,
