@@ -607,30 +607,7 @@ USAGE = "exit 2, but argparse's usage dump and an 'hf-aft <command>: error:' lin
 
 # What each case that fails today does (exit status, exception, message), grouped by the issue's kinds. Each is an
 # xfail(strict=True): once fixed it XPASSes, which fails the suite until its entry here is removed.
-FAILING_TODAY = {
-    # 1. exit 0 with a broken or wrong student; numeric options without range checks
-    # 2. resume that is not exact
-    # 3. feature cache corruption
-    "cache-truncated-arrow-file": "traceback: OSError 'Expected to be able to read 584 bytes for message body, "
-                                  "got 4' (pyarrow)",
-    "cache-overwritten-same-size": "exit 0: the damaged cache file is used; the saved features are wrong",
-    # 4. data the tokenizer or the model can't take
-    "teacher-features-ragged-rows": "traceback: ValueError 'setting an array element with a sequence.' (numpy)",
-    "texts-longer-than-position-table": "traceback: RuntimeError 'The expanded size of the tensor (152) must match "
-                                        "the existing size (64)' in the teacher (no cap: model_max_length unset)",
-    "features-texts-longer-than-position-table": "traceback: RuntimeError 'The expanded size of the tensor (152) "
-                                                 "must match the existing size (64)' in the teacher",
-    # 5. labels that are not for training
-    # 6. images whose value range is lost
-    "images-16bit-grayscale-png": "exit 0: I;16 PNGs become all-white RGB images; the features are wrong",
-    "images-uint16-arrays": "exit 0: uint16 values wrap modulo 256; the features are wrong",
-    # 7. decoder student without a pad token
-    # 8. tracebacks and usage dumps instead of one line
-    # 9. errors that name the wrong thing
-    # 10. something already there is changed or lost
-    # 12. float16 features that overflow
-    "features-float16-overflow": "exit 0: the saved features hold inf",
-}
+FAILING_TODAY: dict[str, str] = {}  # every case passes (issue 11's fixes)
 
 
 def _param(case: Case):

@@ -13,7 +13,15 @@ import torch
 from ..data import check_texts
 from ..errors import AFTError
 from .image import IMAGE_POOLINGS, ImageTeacher
-from .loading import TEACHER_DTYPES, gguf_header_config, load_config, load_options, teacher_modality
+from .loading import (
+    TEACHER_DTYPES,
+    cap_max_length,
+    gguf_header_config,
+    load_config,
+    load_options,
+    teacher_modality,
+    token_limit,
+)
 from .spec import (
     display_names,
     gguf_file_revision,
@@ -73,6 +81,7 @@ def make_teacher(dataset: datasets.Dataset, spec: str, pooling: str, max_length:
         teacher.pooling = teacher.resolved_pooling(config)
         return teacher, image_column, ["image", *extra_key]
     _check_text_column(dataset, spec, config, text_column)
+    max_length = cap_max_length(f"teacher {spec!r}", max_length, token_limit(config), "--teacher_max_length")
     teacher = TextTeacher(spec, name, revision, pooling, max_length, batch_size, device, options, text_column)
     teacher.pooling = teacher.resolved_pooling(config)
     teacher.label = teacher_label(spec)
