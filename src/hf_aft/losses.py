@@ -164,9 +164,10 @@ def check_finite_loss(terms: dict[str, torch.Tensor], step: int, learning_rate: 
         finite = reduce(finite)
     if bool(finite):
         return
-    bad = [f"{name} {value.detach().float().flatten()[0].item()}" for name, value in terms.items()
-           if not torch.isfinite(value.detach()).all()] or ["another process's loss"]
-    raise AFTError(f"training stopped at step {step}: the {', '.join(bad)} is not a finite number, so nothing was "
-                   f"saved as the final student. Try a lower --learning_rate (now {learning_rate:g})"
+    bad = [f"the {name.replace('_', ' ')} is {value.detach().float().flatten()[0].item()}"
+           for name, value in terms.items() if not torch.isfinite(value.detach()).all()]
+    bad = bad or ["another process's loss is not finite"]
+    raise AFTError(f"training stopped at step {step}: {' and '.join(bad)}, so nothing was saved as the final student. "
+                   f"Try a lower --learning_rate (now {learning_rate:g})"
                    + (f" or --beta (now {beta:g})" if "transfer_loss" in terms else "")
-                   + ", or --max_grad_norm 1.0; check the inputs for extreme values.")
+                   + ", and check the inputs for extreme values.")
