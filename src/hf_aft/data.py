@@ -180,7 +180,7 @@ class Labels:
                            "other values.")
         if isinstance(feature, datasets.ClassLabel):
             return cls(list(feature.names), column, True)
-        values = set(dataset[column])
+        values = set(pc.unique(arrow_column(dataset, column)).to_pylist())  # Arrow: no Python row objects
         if None in values:
             raise AFTError(f"the label column {column!r} has missing values: drop or fill those rows.")
         if any(isinstance(v, float) and not float(v).is_integer() for v in values):
