@@ -95,8 +95,10 @@ def clear_complete(output_dir: str) -> None:
 
 
 def check_complete(output_dir: str) -> None:
-    """An output dir that `hf-aft train` finished (what `hf-aft push` publishes)."""
-    if os.path.isdir(output_dir) and not os.path.isfile(os.path.join(output_dir, COMPLETE_NAME)):
+    """An output dir that holds a student was finished by `hf-aft train` (what `hf-aft push` publishes); a folder
+    without any student is left to the push's own checks."""
+    names = set(os.listdir(output_dir)) if os.path.isdir(output_dir) else set()
+    if names & {"config.json", "adapter_config.json"} and COMPLETE_NAME not in names:
         raise AFTError(f"{output_dir!r} is not a finished hf-aft train run (no {COMPLETE_NAME}: the run stopped or "
                        "failed before the end): finish it with --resume_from_checkpoint, or train again.")
 
