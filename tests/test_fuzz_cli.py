@@ -364,6 +364,27 @@ def _check_student_saved(env: Env) -> None:
     assert AutoConfig.from_pretrained(env.out).pad_token_id is not None
 
 
+def _unfinished_run_copy(env: Env) -> Path:
+    """A finished run whose completion marker is gone: a run that stopped or failed before its end."""
+    run = _finished_run_copy(env)
+    (run / "hf_aft_complete.json").unlink()
+    return run
+
+
+def _drop_checksum(path: Path) -> None:
+    path.with_name(path.name + ".sha256.json").unlink()
+
+
+def _images_float_arrays(env: Env, scale: float, dtype: str, name: str) -> list[str]:
+    """The 8-bit pictures as `dtype` arrays times `scale` (1/255: floats in [0, 1]; 1: 0..255 in a wide type)."""
+    arrays, labels = tiny.image_arrays(8)
+    features = datasets.Features({"image": datasets.Array2D((12, 12), dtype), "label": datasets.Value("int64")})
+    data = datasets.Dataset.from_dict({"image": [a.astype(dtype) * scale for a in arrays], "label": labels},
+                                      features=features)
+    datasets.DatasetDict({"train": data}).save_to_disk(str(env.work / name))
+    return _features_args(env, env.work / name, "--image_column", "image", teacher=env.models.image_teacher)
+
+
 def _check_capped_or_refused(env: Env) -> None:
     assert (env.out / "model.safetensors").exists()
 
@@ -433,6 +454,11 @@ CASES = [
     Case("rank-teacher-batch-size-zero", 1, lambda e: _rank(e, "--teacher_batch_size", "0", "--folds", "2"),
          ("teacher_batch_size",)),
 
+    Case("seed-above-numpy-range", 1, lambda e: e.train("--seed", str(2**32)), ("seed",)),
+    Case("learning-rate-huge-loss-becomes-nan", 1,
+         lambda e: e.train("--learning_rate", "1e30", "--max_steps", "3", max_steps=False),
+         ("step 2", "--learning_rate")),
+
     # ---- 2. resume
     Case("resume-missing-checkpoint", 2,
          lambda e: e.train("--resume_from_checkpoint", str(e.work / "no-such-checkpoint")),
@@ -443,10 +469,18 @@ CASES = [
     Case("resume-truncated-model-weights", 2, lambda e: _resume(e, lambda c: _truncate(c / "model.safetensors")),
          ("model.safetensors",)),
 
+    Case("resume-truncated-optimizer", 2, lambda e: _resume(e, lambda c: _truncate(c / "optimizer.pt")),
+         ("optimizer.pt",)),
+    Case("resume-truncated-trainer-state", 2, lambda e: _resume(e, lambda c: _truncate(c / "trainer_state.json")),
+         ("trainer_state.json",)),
+
     # ---- 3. feature cache
     Case("cache-truncated-arrow-file", 3, lambda e: _corrupt_cache(e, _truncate), outcome="ok",
          check=_check_cache_recovered),
     Case("cache-overwritten-same-size", 3, lambda e: _corrupt_cache(e, _overwrite_same_size), outcome="ok",
+         check=_check_cache_recovered),
+
+    Case("cache-checksum-missing", 3, lambda e: _corrupt_cache(e, _drop_checksum), outcome="ok",
          check=_check_cache_recovered),
 
     # ---- 4. data the tokenizer or the model can't take
@@ -481,6 +515,12 @@ CASES = [
          outcome="either", check=lambda e: None),
     Case("text-column-holds-numbers", 4, lambda e: e.train("--text_column", "label"), ("'label'",)),
 
+    Case("features-empty-text-in-second-split", 4,
+         lambda e: _features_args(e, e.data(test=[{**r, "text": None if i == 2 else r["text"]}
+                                                  for i, r in enumerate(rows(8, seed=1))]),
+                                  "--splits", "train", "test"),
+         ("'text'", "2"), before_teachers=True),
+
     # ---- 5. labels that are not for training
     Case("class-label-minus-one-in-train", 5,
          lambda e: e.train(data=_class_label_data(e, [-1, 0, 1, 1] * 4, [0, 1] * 4)), ("-1",),
@@ -497,11 +537,24 @@ CASES = [
                                         for i, r in enumerate(rows())])),
          ("label",), before_teachers=True),
 
+    Case("eval-labels-not-in-train", 5, lambda e: e.train(data=e.data(test=_labelled(rows(8, 1), [0, 1, 2, 2] * 2))),
+         ("'2'", "eval_split"), before_teachers=True),
+    Case("jsonl-null-label-in-eval-split", 5,
+         lambda e: e.train(data=e.data(test=_labelled(rows(8, 1), [0, 1, 1, None, 0, 1, 0, 1]), suffix=".jsonl")),
+         ("label", "3"), before_teachers=True),
+
     # ---- 6. images whose value range is lost
     Case("images-16bit-grayscale-png", 6, _images_16bit_png, ("'image'",), outcome="either",
          check=_check_images_kept_their_range),
     Case("images-uint16-arrays", 6, _images_uint16_arrays, ("'image'",), outcome="either",
          check=_check_images_kept_their_range),
+
+    Case("images-float-arrays-in-0-255", 6, lambda e: _images_float_arrays(e, 1.0, "float32", "float255"),
+         ("'image'", "[0, 1]")),
+    Case("images-float-arrays-in-0-1", 6, lambda e: _images_float_arrays(e, 1 / 255, "float32", "float01"),
+         outcome="ok", check=_check_images_kept_their_range),
+    Case("images-int64-arrays-of-8-bit-values", 6, lambda e: _images_float_arrays(e, 1, "int64", "int64"),
+         outcome="ok", check=_check_images_kept_their_range),
 
     # ---- 7. decoder student without a pad token
     Case("gpt2-student-without-pad-token", 7, lambda e: _with_student(e.train("--transfer", "none", teachers=False),
@@ -565,6 +618,12 @@ CASES = [
     Case("per-device-batch-of-one-with-aft", 8, lambda e: e.train("--per_device_train_batch_size", "1"),
          ("--per_device_train_batch_size 2",)),
 
+    Case("yaml-list-of-numbers", 8, lambda e: ["train", "--config", str(e.recipe(lora_target_modules=[1, 2])),
+                                               "--output_dir", str(e.out)], ("lora_target_modules",)),
+    Case("rank-output-dir-cannot-be-created", 8, lambda e: _rank(e, "--folds", "2")[:-2]
+         + ["--output_dir", str(e.file("rank-blocker", "a file") / "ranking")], ("rank-blocker",),
+         before_teachers=True),
+
     # ---- 9. errors that name the wrong thing
     Case("student-path-missing", 9,
          lambda e: _with_student(e.train(), e.work / "no" / "student"), ("no/student",),
@@ -592,11 +651,19 @@ CASES = [
          lambda e: [e.file("features/keep.txt", "earlier work"), _features_args(e, e.data())][1],
          ("already holds files",)),
 
+    Case("push-unfinished-run", 10, lambda e: ["push", str(_unfinished_run_copy(e)), "--hub_model_id", "org/name"],
+         ("hf_aft_complete.json",)),
+
     # ---- 12. float16 features that overflow
     Case("features-float16-overflow", 12,
          lambda e: _features_args(e, e.data(), "--teacher_feature_dtype", "float16",
                                   teacher=e.models.overflow_teacher),
          ("float16",)),
+    Case("features-float16-overflow-names-the-teacher", 12,
+         lambda e: ["features", "--dataset_name", str(e.data()), "--teachers", str(e.models.teacher),
+                    str(e.models.overflow_teacher), "--output_dir", str(e.work / "features"),
+                    "--teacher_feature_dtype", "float16"],
+         ("overflow-teacher", "float16")),
     Case("train-float16-overflow", 12,
          lambda e: e.train("--teacher_feature_dtype", "float16", "--teachers", str(e.models.overflow_teacher)),
          ("float16",)),
@@ -607,55 +674,7 @@ USAGE = "exit 2, but argparse's usage dump and an 'hf-aft <command>: error:' lin
 
 # What each case that fails today does (exit status, exception, message), grouped by the issue's kinds. Each is an
 # xfail(strict=True): once fixed it XPASSes, which fails the suite until its entry here is removed.
-FAILING_TODAY = {
-    # 1. exit 0 with a broken or wrong student; numeric options without range checks
-    "seed-negative": "traceback: ValueError 'Seed must be between 0 and 2**32 - 1' (numpy)",
-    # 2. resume that is not exact
-    "resume-truncated-model-weights": "traceback: SafetensorError 'Error while deserializing header: incomplete "
-                                      "metadata, file not fully covered'",
-    # 3. feature cache corruption
-    "cache-truncated-arrow-file": "traceback: OSError 'Expected to be able to read 584 bytes for message body, "
-                                  "got 4' (pyarrow)",
-    "cache-overwritten-same-size": "exit 0: the damaged cache file is used; the saved features are wrong",
-    # 4. data the tokenizer or the model can't take
-    "csv-empty-text-cell": "traceback: TypeError 'TextEncodeInput must be Union[...]' in the teacher's tokenizer",
-    "jsonl-null-text": "traceback: TypeError 'TextEncodeInput must be Union[...]' in the teacher's tokenizer",
-    "jsonl-missing-text-key": "traceback: TypeError 'TextEncodeInput must be Union[...]' in the teacher's tokenizer",
-    "csv-empty-text-cell-in-eval-split": "traceback: TypeError 'TextEncodeInput must be Union[...]' in the student's "
-                                         "tokenizer, after the teachers ran",
-    "features-csv-empty-text-cell": "traceback: TypeError 'TextEncodeInput must be Union[...]' in the tokenizer",
-    "rank-csv-empty-text-cell": "traceback: TypeError 'TextEncodeInput must be Union[...]' in the tokenizer",
-    "teacher-features-ragged-rows": "traceback: ValueError 'setting an array element with a sequence.' (numpy)",
-    "texts-longer-than-position-table": "traceback: RuntimeError 'The expanded size of the tensor (152) must match "
-                                        "the existing size (64)' in the teacher (no cap: model_max_length unset)",
-    "features-texts-longer-than-position-table": "traceback: RuntimeError 'The expanded size of the tensor (152) "
-                                                 "must match the existing size (64)' in the teacher",
-    # 5. labels that are not for training
-    "class-label-minus-one-in-train": "one line, after the teachers ran, with wrong advice: 'labels in 'labels' "
-                                      "range over [-1, 1] ...: load it with num_labels=2 or remap the labels'",
-    "class-label-minus-one-eval-split": "traceback: IndexError 'Target -1 is out of bounds.' in evaluate(), after "
-                                        "training; the output dir already holds model.safetensors",
-    "csv-minus-one-labels-in-train": "exit 0: -1 becomes a third class (num_labels=3)",
-    "csv-minus-one-labels-in-eval-split": "one line after the teachers ran, without advice: 'labels ['-1'] appear "
-                                          "outside the training split's labels ['0', '1']'",
-    # 6. images whose value range is lost
-    "images-16bit-grayscale-png": "exit 0: I;16 PNGs become all-white RGB images; the features are wrong",
-    "images-uint16-arrays": "exit 0: uint16 values wrap modulo 256; the features are wrong",
-    # 7. decoder student without a pad token
-    # 8. tracebacks and usage dumps instead of one line
-    "unknown-report-to": "traceback: ValueError 'carrier-pigeon is not supported, only azure_ml, ...' from "
-                         "TrainingArguments",
-    "yaml-teachers-is-a-number": "traceback: TypeError ''int' object is not iterable'",
-    "output-dir-cannot-be-created": "traceback: NotADirectoryError from Trainer",
-    "rank-output-dir-is-a-file": "traceback: FileExistsError from os.makedirs, after the teachers ran",
-    # 9. errors that name the wrong thing
-    "dataset-folder-not-a-dataset": "one line, unrelated: 'column 'label' not found; the dataset has columns "
-                                    "['text']' (its .txt file was loaded as a text dataset)",
-    "parquet-duplicate-columns": "one line: 'An error occurred while generating the dataset'",
-    # 10. something already there is changed or lost
-    # 12. float16 features that overflow
-    "features-float16-overflow": "exit 0: the saved features hold inf",
-}
+FAILING_TODAY: dict[str, str] = {}  # every case passes (issue 11's fixes)
 
 
 def _param(case: Case):

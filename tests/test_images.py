@@ -192,7 +192,7 @@ def test_images_that_are_not_images_are_named(image_teachers, tmp_path):
     with pytest.raises(AFTError, match="missing image at row 1"):
         extract(missing, [vit], image_column="image")
     flat = datasets.Dataset.from_dict({"image": [[1, 2, 3], [4, 5, 6]], "label": [0, 1]})
-    with pytest.raises(AFTError, match=r"column 'image': an array of shape \(3,\) is not an image"):
+    with pytest.raises(AFTError, match=r"column 'image', row 0: an array of shape \(3,\) is not an image"):
         extract(flat, [vit], image_column="image")
     with pytest.raises(AFTError, match="image column 'picture' not found"):
         extract(tiny.image_dataset(2), [vit], image_column="picture")

@@ -33,6 +33,32 @@ def check_choices(options) -> None:
             raise AFTError(f"unknown {f.name} {getattr(options, f.name)!r}: choose one of {', '.join(choices)}.")
 
 
+def check_finite(options) -> None:
+    """Every number of a dataclass is finite (NaN and inf train nothing), and seeds fit numpy's 0..2**32-1: the Python
+    API refuses what the command line refuses."""
+    for f in fields(options):
+        value = getattr(options, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise AFTError(f"{f.name} must be a finite number (got {value}).")
+        if f.name in ("seed", "data_seed") and isinstance(value, int) and not 0 <= value < 2**32:
+            raise AFTError(f"{f.name} must be in 0..2**32-1 (got {value}).")
+
+
+def check_report_to(report_to: list[str]) -> None:
+    """Each `report_to` integration is one transformers knows and is installed (else Trainer fails deep inside)."""
+    from transformers.integrations.integration_utils import (
+        INTEGRATION_TO_CALLBACK,
+        get_available_reporting_integrations,
+    )
+
+    for name in report_to or []:
+        if name not in INTEGRATION_TO_CALLBACK:
+            known = ", ".join(INTEGRATION_TO_CALLBACK)
+            raise AFTError(f"unknown report_to {name!r}: choose none, all or one of {known} (--report_to).")
+        if name not in get_available_reporting_integrations():
+            raise AFTError(f"report_to {name!r}: its package is not installed: install it, or pass --report_to none.")
+
+
 @dataclass
 class TeacherArguments:
     r"""Which teachers, and how their features are made.
@@ -204,10 +230,12 @@ class AFTConfig(TrainingArguments, TeacherArguments):
         if not (self.scales_learning_rate > 0 and math.isfinite(self.scales_learning_rate)):
             raise AFTError(f"scales_learning_rate must be a finite number > 0 (got {self.scales_learning_rate}).")
         self._check_kernel_batch()
+        check_finite(self)
         # Under `accelerate launch` without GPUs, Trainer would otherwise train each process alone on all the data.
         if launched_world_size() > 1 and not self.use_cpu and not has_accelerator():
             self.use_cpu = True
         super().__post_init__()
+        check_report_to(self.report_to)
 
     def _check_kernel_batch(self) -> None:
         if self.transfer not in ("aft", "rkd"):

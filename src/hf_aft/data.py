@@ -4,13 +4,18 @@ its labels as class ids with names (`load_labelled_splits` does all of it, for `
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 
 import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import AFTError, first_line
 
 _FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+# What a folder of data files may hold for `datasets.load_dataset(folder)` to make a labelled dataset of it.
+_DATA_SUFFIXES = {*_FILE_BUILDERS, ".arrow", ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 EVAL_SPLITS = ("test", "validation", "valid", "eval")
 
 
@@ -18,9 +23,13 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
     """A Hub id, a folder written by `save_to_disk`, a folder of data files, or one or more comma-separated files."""
     files = [f for f in name.split(",") if f]
     suffixes = {os.path.splitext(f)[1].lower() for f in files}
+    saved = os.path.isdir(name) and any(os.path.exists(os.path.join(name, f)) for f in ("dataset_dict.json",
+                                                                                        "dataset_info.json"))
+    if os.path.isdir(name) and not saved:
+        files = _data_files_of(name)
+    _check_parquet_columns([f for f in files if f.lower().endswith(".parquet") and os.path.isfile(f)])
     try:
-        if os.path.isdir(name) and any(os.path.exists(os.path.join(name, f)) for f in ("dataset_dict.json",
-                                                                                       "dataset_info.json")):
+        if saved:
             loaded = datasets.load_from_disk(name)
         elif all(os.path.isfile(f) for f in files) and len(suffixes) == 1 and suffixes <= set(_FILE_BUILDERS):
             builder = _FILE_BUILDERS[suffixes.pop()]
@@ -37,6 +46,38 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded
+
+
+def _data_files_of(folder: str) -> list[str]:
+    """The data files of a folder that is not a `save_to_disk` dataset; a folder without any is one AFTError (else
+    `load_dataset` would, say, read its README.txt as a text dataset and fail later on a missing column)."""
+    found, others = [], []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for file in names:
+            (found if os.path.splitext(file)[1].lower() in _DATA_SUFFIXES else others).append(os.path.join(root, file))
+    if not found:
+        shown = ", ".join(sorted(os.path.relpath(f, folder) for f in others)[:5]) or "nothing"
+        raise AFTError(f"{folder!r} is not a dataset folder: it holds no save_to_disk dataset (dataset_dict.json) and "
+                       f"no csv/tsv/json/jsonl/parquet data files or images (it holds {shown}). Give a folder written "
+                       "by save_to_disk or hf-aft features, a folder of train.csv/test.csv..., or the data files.")
+    return found
+
+
+def _check_parquet_columns(paths: list[str]) -> None:
+    """A parquet file with two columns of the same name is one line naming it (datasets fails on it with an
+    unrelated message)."""
+    import pyarrow.parquet as pq
+
+    for path in paths:
+        try:
+            names = pq.read_schema(path).names
+        except Exception as error:
+            raise AFTError(f"could not read the parquet file {path!r}: {first_line(error)}") from error
+        twice = [column for column, count in Counter(names).items() if count > 1]
+        if twice:
+            raise AFTError(f"the parquet file {path!r} has a duplicate column {twice[0]!r} (columns {names}): "
+                           "give each column its own name.")
 
 
 def _hub_saved_folder(name: str) -> str | None:
@@ -59,8 +100,13 @@ def pick_splits(data: datasets.DatasetDict, train_split: str, eval_split: str | 
         raise AFTError(f"split {train_split!r} not found; the dataset has splits {list(data)}: pass --train_split.")
     if eval_split is not None and eval_split not in data:
         raise AFTError(f"split {eval_split!r} not found; the dataset has splits {list(data)}: pass --eval_split.")
-    eval_split = eval_split or next((s for s in EVAL_SPLITS if s in data), None)
+    eval_split = eval_split_name(data, eval_split)
     return data[train_split], (data[eval_split] if eval_split else None)
+
+
+def eval_split_name(data: datasets.DatasetDict, eval_split: str | None) -> str | None:
+    """The split given, else the first of test/validation/valid/eval present, else None."""
+    return eval_split or next((s for s in EVAL_SPLITS if s in data), None)
 
 
 def check_columns(dataset: datasets.Dataset, *columns: str) -> None:
@@ -70,6 +116,50 @@ def check_columns(dataset: datasets.Dataset, *columns: str) -> None:
                            "Pass --text_column / --label_column.")
     if len(dataset) == 0:
         raise AFTError("the dataset is empty.")
+
+
+def arrow_column(dataset: datasets.Dataset, column: str) -> pa.ChunkedArray:
+    """One column as Arrow, in the dataset's row order (a shuffled or selected split included), not copied when the
+    dataset has no index mapping."""
+    return dataset.select_columns([column]).with_format("arrow")[:][column]
+
+
+def first_row(mask: pa.ChunkedArray) -> int | None:
+    """The first row where a boolean Arrow column is true, or None."""
+    found = pc.index(mask.fill_null(False), True).as_py()
+    return None if found is None or found < 0 else found
+
+
+def check_texts(dataset: datasets.Dataset, column: str, split: str = "train") -> None:
+    """Every row of a text column holds a string: a missing text (an empty CSV cell, a JSON null or a missing key)
+    or a column of numbers is one line naming the column and the first bad row, before any model sees it."""
+    if column not in dataset.column_names:
+        return
+    feature = dataset.features[column]
+    if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
+        raise AFTError(f"the {split} split's column {column!r} holds {feature}, not text (from row 0): choose the "
+                       "text column with --text_column.")
+    check_no_missing(dataset, column, split, "text")
+
+
+def check_no_missing(dataset: datasets.Dataset, column: str, split: str, what: str) -> None:
+    values = arrow_column(dataset, column)
+    row = first_row(pc.is_null(values)) if values.null_count else None
+    if row is not None:
+        raise AFTError(f"the {split} split's column {column!r} has no {what} at row {row} (an empty cell, a null or a "
+                       f"missing key; {values.null_count} such rows): drop or fill those rows.")
+
+
+def check_inputs(dataset: datasets.Dataset, column: str, split: str) -> None:
+    """The input column of a split: text (each row a string) or images (no row missing)."""
+    feature = dataset.features[column]
+    if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+        check_texts(dataset, column, split)
+    elif isinstance(feature, datasets.Value):
+        raise AFTError(f"the {split} split's column {column!r} holds {feature.dtype} values, not text or images "
+                       f"(from row 0): choose the input column with --text_column or --image_column.")
+    else:
+        check_no_missing(dataset, column, split, "input")
 
 
 @dataclass
@@ -83,9 +173,15 @@ class Labels:
     @classmethod
     def from_dataset(cls, dataset: datasets.Dataset, column: str) -> Labels:
         feature = dataset.features[column]
+        row = hidden_label_row(dataset, column)
+        if row is not None:
+            raise AFTError(f"the training split's label column {column!r} holds -1 from row {row}: a hidden label "
+                           "(as in GLUE's test splits), not a class. Drop the unlabelled rows first, e.g. "
+                           f"dataset.filter(lambda x: x[{column!r}] != -1); if -1 is a real class, map the labels to "
+                           "other values.")
         if isinstance(feature, datasets.ClassLabel):
             return cls(list(feature.names), column, True)
-        values = set(dataset[column])
+        values = set(pc.unique(arrow_column(dataset, column)).to_pylist())  # Arrow: no Python row objects
         if None in values:
             raise AFTError(f"the label column {column!r} has missing values: drop or fill those rows.")
         if any(isinstance(v, float) and not float(v).is_integer() for v in values):
@@ -122,6 +218,38 @@ class Labels:
         return encoded
 
 
+def hidden_label_row(dataset: datasets.Dataset, column: str) -> int | None:
+    """The first row labelled -1 (GLUE's hidden test labels) in a ClassLabel or integer label column (or a column of
+    integers written as strings), or None."""
+    feature = dataset.features[column]
+    values = arrow_column(dataset, column)
+    if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+        if not all(str(v).lstrip("-").isdigit() for v in pc.unique(values).to_pylist() if v is not None):
+            return None
+        return first_row(pc.equal(values, "-1"))
+    if not (isinstance(feature, datasets.ClassLabel) or isinstance(feature, datasets.Value)
+            and feature.dtype.startswith("int")):
+        return None
+    return first_row(pc.equal(values, -1))
+
+
+def check_eval_labels(dataset: datasets.Dataset, labels: Labels, split: str) -> None:
+    """The eval split's labels are classes the training split has (no hidden -1, no missing value, no new class)."""
+    column = labels.column
+    row = hidden_label_row(dataset, column)
+    if row is not None:
+        raise AFTError(f"the eval split {split!r} has hidden labels (-1, as in GLUE's test splits) from row {row}: "
+                       "choose another --eval_split (e.g. validation), or drop those rows.")
+    check_no_missing(dataset, column, split, "label")
+    if labels.is_class_label:
+        return
+    unknown = sorted({str(v) for v in pc.unique(arrow_column(dataset, column)).to_pylist()} - set(labels.names))
+    if unknown:
+        raise AFTError(f"the eval split {split!r} has labels {unknown[:5]} that the training split lacks (it has "
+                       f"{labels.names[:10]}): the student cannot predict them; drop those rows or choose another "
+                       "--eval_split.")
+
+
 @dataclass
 class LabelledSplits:
     """The training split, the evaluation split (or None) and the labels, as the training split defines them."""
@@ -138,15 +266,23 @@ def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, t
     """Load a dataset, pick its splits (the eval split defaults to the first of test/validation/valid/eval present),
     check that each holds `input_column` and `label_column`, and read the class names from the training split.
 
+    Every split used is checked before any model sees it: its inputs (a text in every row; no missing image) and its
+    labels (no hidden -1 label, no missing one, no class the training split lacks).
+
     Raises:
-        AFTError: a dataset that cannot be loaded, a missing split or column, an empty split, fewer than 2 classes.
+        AFTError: a dataset that cannot be loaded, a missing split or column, an empty split, a missing text, fewer
+            than 2 classes, labels that cannot be trained or evaluated on.
     """
     data = load_dataset_dict(dataset_name, dataset_config)
     train_set, eval_set = pick_splits(data, train_split, eval_split)
-    for split in (train_set, eval_set):
+    eval_split = eval_split_name(data, eval_split)
+    for split, name in ((train_set, train_split), (eval_set, eval_split)):
         if split is not None:
             check_columns(split, input_column, label_column)
+            check_inputs(split, input_column, name)
     labels = Labels.from_dataset(train_set, label_column)
     labels.check_classes()
+    if eval_set is not None:
+        check_eval_labels(eval_set, labels, eval_split)
     eval_name = eval_split or next((s for s in EVAL_SPLITS if s in data), None)
     return LabelledSplits(train_set, eval_set, labels, eval_name)

@@ -11,3 +11,13 @@ def first_line(error: BaseException) -> str:
     quotes of the library error underneath."""
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+_WARNED: set[str] = set()
+
+
+def warn_once(logger, message: str) -> None:
+    """A one-line warning, said once per process (a teacher made for each split, a student tokenizing two splits)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logger.warning(message)

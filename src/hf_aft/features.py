@@ -22,10 +22,20 @@ from typing import Literal, get_args
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from datasets.fingerprint import Hasher
 
-from .cache import PART_COLUMN, cached_teacher_column, default_cache_dir, main_process_first, pooling_record
+from .cache import (
+    PART_COLUMN,
+    cached_teacher_column,
+    default_cache_dir,
+    main_process_first,
+    pooling_record,
+    verified_map,
+)
+from .data import check_texts, first_row
 from .distributed import default_device, is_distributed
 from .errors import AFTError
 from .images import check_image_column
@@ -184,20 +194,43 @@ def _join(dataset, parts, infos, feature_dtype: str, cache_dir: Path, map_batch_
     columns = [f"__hf_aft_teacher_{i}" for i in range(len(parts))]
     width = sum(info.dim for info in infos)
     fingerprint = Hasher.hash([FEATURES_VERSION, [part._fingerprint for part in parts], feature_dtype])
+    path = cache_dir / f"joined-{fingerprint}.arrow"
     with main_process_first():
-        joined = datasets.concatenate_datasets(parts, axis=1).map(
-            lambda batch: {FEATURES_COLUMN: np.concatenate([np.asarray(batch[c], feature_dtype) for c in columns], 1)},
+        joined = verified_map(path, lambda: datasets.concatenate_datasets(parts, axis=1).map(
+            _joiner(columns, infos, feature_dtype),
             batched=True,
             batch_size=map_batch_size,
             remove_columns=columns,
             features=datasets.Features({FEATURES_COLUMN: datasets.List(datasets.Value(feature_dtype), length=width)}),
             new_fingerprint=fingerprint,
-            cache_file_name=str(cache_dir / f"joined-{fingerprint}.arrow"),
+            cache_file_name=str(path),
             desc="Concatenating teacher features",
-        )
+        ))
     result = datasets.concatenate_datasets([dataset, joined], axis=1)
     result.info.description = json.dumps({"hf_aft_teachers": [asdict(info) for info in infos]})
     return result
+
+
+def _joiner(columns: list[str], infos: list[TeacherInfo], feature_dtype: str):
+    """The batch function of `_join`: the teachers' columns side by side in `feature_dtype`. A float16 column whose
+    values would overflow to inf is refused as it is written, naming the teacher."""
+    bounds = np.cumsum([info.dim for info in infos])
+
+    def join(batch):
+        features = np.concatenate([np.asarray(batch[c], np.float32) for c in columns], 1)
+        if feature_dtype == "float32":
+            return {FEATURES_COLUMN: features}
+        with np.errstate(over="ignore"):
+            half = features.astype(feature_dtype)
+        overflow = ~np.isfinite(half) & np.isfinite(features)
+        if overflow.any():
+            teacher = infos[int(np.searchsorted(bounds, np.argwhere(overflow)[0][1], side="right"))].name
+            raise AFTError(f"the features of teacher {teacher!r} reach {np.abs(features).max():.3g}, beyond "
+                           f"{feature_dtype}'s range ({np.finfo(feature_dtype).max:.0f}): keep "
+                           "--teacher_feature_dtype float32 (the default) for this teacher.")
+        return {FEATURES_COLUMN: half}
+
+    return join
 
 
 def extraction_kwargs(options) -> dict:
@@ -235,19 +268,19 @@ def with_teacher_features(dataset: datasets.Dataset, options, text_column: str =
 
 
 def scan_teacher_features(dataset: datasets.Dataset, infos: list[TeacherInfo]) -> list[float]:
-    """Check the column before training: its width matches the teachers, and every value is finite (scanned in Arrow
-    batches, not loaded whole). Returns each teacher's RMS centred norm, sqrt(E ||x - E x||^2), from the same scan
+    """Check the column before training: every row has the teachers' width, and every value is finite (scanned in
+    Arrow blocks, not loaded whole). Returns each teacher's RMS centred norm, sqrt(E ||x - E x||^2), from the same scan
     (for `balance_teachers`)."""
     expected = sum(info.dim for info in infos)
-    width = len(dataset[0][FEATURES_COLUMN])
+    table = dataset.select_columns([FEATURES_COLUMN]).with_format("arrow")
+    width = pc.list_value_length(table[:1][FEATURES_COLUMN])[0].as_py()
     if width != expected:
         names = ", ".join(f"{info.name} ({info.dim})" for info in infos)
         raise AFTError(f"the {FEATURES_COLUMN!r} column is {width} wide but the teachers {names} give {expected}: "
                        "recompute it with hf_aft.extract_teacher_features for these teachers.")
-    table = dataset.select_columns([FEATURES_COLUMN]).with_format("numpy")
     total, total_sq = np.zeros(width), np.zeros(width)
     for start in range(0, len(table), 4096):
-        block = np.asarray(table[start : start + 4096][FEATURES_COLUMN], dtype=np.float32)
+        block = _feature_rows(table[start : start + 4096][FEATURES_COLUMN], start, width)
         if not np.isfinite(block).all():
             row = start + int(np.argwhere(~np.isfinite(block))[0][0])
             raise AFTError(f"the {FEATURES_COLUMN!r} column holds NaN or inf (first at row {row}): recompute the "
@@ -258,6 +291,20 @@ def scan_teacher_features(dataset: datasets.Dataset, infos: list[TeacherInfo]) -
     variance = np.maximum(total_sq / len(table) - mean**2, 0.0)
     bounds = np.cumsum([0] + [info.dim for info in infos])
     return [float(np.sqrt(variance[lo:hi].sum())) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _feature_rows(column: pa.ChunkedArray, start: int, width: int) -> np.ndarray:
+    """A block of the features column as a [rows, width] float32 array. A missing row, or one of another width than
+    row 0's (a ragged column), is one line naming the row."""
+    lengths = pc.list_value_length(column)
+    row = first_row(pc.or_kleene(pc.is_null(lengths), pc.not_equal(lengths, width)))
+    if row is not None:
+        length = lengths[row].as_py()
+        raise AFTError(f"the {FEATURES_COLUMN!r} column's row {start + row} holds {length or 'no'} values where row 0 "
+                       f"holds {width}: every row needs one value per teacher feature; recompute the column with "
+                       "hf_aft.extract_teacher_features (or hf-aft features).")
+    values = pa.concat_arrays(column.chunks).flatten()
+    return values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, width)
 
 
 def map_beside_features(dataset: datasets.Dataset, function, **map_kwargs) -> datasets.Dataset:
@@ -285,6 +332,11 @@ def save_feature_dataset(data: datasets.DatasetDict, splits: list[str], options,
     missing = [split for split in splits if split not in data]
     if missing:
         raise AFTError(f"split(s) {missing} not found; the dataset has splits {list(data)}: pass --splits.")
+    for split in splits:  # every split's inputs, before any teacher runs
+        if image_column is None:
+            check_texts(data[split], text_column, split)
+        else:
+            check_image_column(data[split], image_column)
     for split in splits:
         data[split] = with_teacher_features(data[split], options, text_column, image_column)
     infos = [asdict(info) for info in read_teacher_infos(data[splits[0]]) or []]

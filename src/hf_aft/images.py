@@ -18,34 +18,75 @@ from .errors import AFTError, first_line
 
 
 def to_rgb(value, column: str, row: int | None = None) -> Image.Image:
-    """A PIL image, an [H, W] / [H, W, C] array (uint8, or floats in [0, 1]), a file path, or a datasets Image dict
-    (`{"bytes", "path"}`) -> a PIL RGB image; anything else is a one-line AFTError naming the column and row."""
+    """A PIL image (any mode), an [H, W] / [H, W, C] array (C in 1..4), a file path, or a datasets Image dict
+    (`{"bytes", "path"}`) -> an 8-bit PIL RGB image with the same picture; anything else is a one-line AFTError naming
+    the column and row.
+
+    Wide pixel types keep their range: 16-bit images (PIL modes I;16*, uint16 arrays) are scaled from 0..65535 to
+    0..255 (x >> 8); other integer images (PIL mode I, int32/int64 arrays) are 8-bit when their values fit 0..255 and
+    16-bit when they fit 0..65535; floats (PIL mode F, float arrays) are intensities in [0, 1]. Values outside those
+    ranges are refused rather than clipped or wrapped."""
     where = f"column {column!r}" + (f", row {row}" if row is not None else "")
-    if isinstance(value, Image.Image):
-        return value.convert("RGB")
     if isinstance(value, dict) and ("bytes" in value or "path" in value):
         value = io.BytesIO(value["bytes"]) if value.get("bytes") else value.get("path")
     if isinstance(value, (str, os.PathLike, io.BytesIO)):
         try:
             with Image.open(value) as image:
-                return image.convert("RGB")
+                return _image_to_rgb(image, where)
         except (OSError, ValueError) as error:
             shown = str(value)[:80] if not isinstance(value, io.BytesIO) else "<bytes>"
             raise AFTError(f"{where}: {shown!r} is not a readable image file ({first_line(error)}).") from error
+    if isinstance(value, Image.Image):
+        return _image_to_rgb(value, where)
     if isinstance(value, (np.ndarray, list, torch.Tensor)):
-        array = np.asarray(value)
-        if array.ndim == 3 and array.shape[-1] == 1:
-            array = array[..., 0]
-        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)) or array.dtype == object:
-            raise AFTError(f"{where}: an array of shape {array.shape} is not an image: use [H, W] or [H, W, C] with C "
-                           "in 1, 3, 4.")
-        if array.dtype.kind == "f":  # floats are taken as [0, 1] intensities
-            array = np.clip(array * 255.0 + 0.5, 0, 255)
-        elif array.dtype.kind not in "uib":
-            raise AFTError(f"{where}: an array of {array.dtype} is not an image.")
-        return Image.fromarray(array.astype(np.uint8)).convert("RGB")
+        return _array_to_rgb(np.asarray(value), where)
     raise AFTError(f"{where} holds {type(value).__name__} {reprlib.repr(value)}, not an image: give PIL images, "
                    "[H, W(, C)] arrays or image file paths.")
+
+
+def _image_to_rgb(image: Image.Image, where: str) -> Image.Image:
+    if image.mode.startswith("I") or image.mode == "F":  # 16/32-bit integers or floats: PIL would clip them to 255
+        return _array_to_rgb(np.asarray(image), where, f"mode {image.mode}")
+    try:
+        return (image.convert("LA") if image.mode == "La" else image).convert("RGB")  # La: premultiplied alpha
+    except ValueError as error:
+        raise AFTError(f"{where}: an image of mode {image.mode} cannot be converted to RGB ({first_line(error)}): "
+                       "convert the images to RGB or L first.") from error
+
+
+def _array_to_rgb(array: np.ndarray, where: str, kind: str | None = None) -> Image.Image:
+    kind = kind or f"an array of {array.dtype}"
+    if array.ndim == 3 and array.shape[-1] in (1, 2):  # gray, gray + alpha
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)) or array.dtype == object:
+        raise AFTError(f"{where}: an array of shape {array.shape} is not an image: use [H, W] or [H, W, C] with C "
+                       "in 1..4.")
+    return Image.fromarray(_to_uint8(array, where, kind)).convert("RGB")
+
+
+def _to_uint8(array: np.ndarray, where: str, kind: str) -> np.ndarray:
+    """Pixel values as uint8, keeping their range (see `to_rgb`)."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind == "b":
+        return array.astype(np.uint8) * 255
+    if array.dtype.kind == "f":
+        low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+        if not (np.isfinite([low, high]).all() and -1e-3 <= low and high <= 1 + 1e-3):
+            raise AFTError(f"{where}: {kind} holds values in [{low:g}, {high:g}]; float images must be intensities in "
+                           "[0, 1]: divide by 255 (or the maximum) first.")
+        return np.clip(array * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if array.dtype.kind not in "ui":
+        raise AFTError(f"{where}: {kind} is not an image.")
+    low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
+    if array.dtype.kind == "u" and array.dtype.itemsize == 2 and low >= 0:
+        return (array >> 8).astype(np.uint8)  # 16 bits: 0..65535 -> 0..255
+    if low >= 0 and high <= 255:
+        return array.astype(np.uint8)
+    if low >= 0 and high <= 65535:
+        return (array.astype(np.uint32) >> 8).astype(np.uint8)
+    raise AFTError(f"{where}: {kind} holds values in [{low}, {high}], outside 8-bit (0..255) and 16-bit (0..65535) "
+                   "images: scale them to 0..255 first.")
 
 
 def check_image_column(dataset: datasets.Dataset, column: str) -> None:

@@ -22,8 +22,22 @@ KERNELS = get_args(Kernel)
 _EPS = 1e-8
 
 
+_HUGE = 2.0**40  # beyond this, squares summed over wide rows may overflow float32 (and differences, near its max)
+
+
+def _shrink_huge(features: torch.Tensor) -> torch.Tensor:
+    """Features whose largest magnitude exceeds 2**40, divided by a power of two that brings it below 1: exact in
+    floating point, and the scale-free losses (AFT up to its 1e-8, RKD) keep their value, where squaring them would
+    overflow. Any other input is multiplied by exactly 1.0: bit-identical. No device sync (`torch.where`)."""
+    peak = features.detach().abs().amax()
+    _, exponent = torch.frexp(peak)
+    one = torch.ones_like(peak)
+    return features * torch.where(peak > _HUGE, torch.ldexp(one, -exponent), one)
+
+
 def _center_rownorm(features: torch.Tensor) -> torch.Tensor:
     """Subtract the batch mean per dimension, then divide each row by (its L2 norm + 1e-8)."""
+    features = _shrink_huge(features)
     centered = features - features.mean(dim=0, keepdim=True)
     return centered / (centered.norm(dim=1, keepdim=True) + _EPS)
 
@@ -133,8 +147,8 @@ class RKDLoss(nn.Module):
 
     def forward(self, student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
         _check_batch(student_features, teacher_features, "RKDLoss")
-        student = student_features.float()
-        teacher = teacher_features.float()
+        student = _shrink_huge(student_features.float())
+        teacher = _shrink_huge(teacher_features.float())
         loss = self.distance_weight * F.smooth_l1_loss(self._distances(student), self._distances(teacher))
         return loss + self.angle_weight * F.smooth_l1_loss(self._angles(student), self._angles(teacher))
 
@@ -152,3 +166,22 @@ def build_transfer_loss(
     if transfer == "none":
         return None
     raise AFTError(f"unknown transfer {transfer!r}: choose one of {', '.join(TRANSFERS)}.")
+
+
+def check_finite_loss(terms: dict[str, torch.Tensor], step: int, learning_rate: float, beta: float,
+                      reduce=None) -> None:
+    """Stop training, in one line naming the step and the term, when a loss term is NaN or inf: every update from then
+    on would be NaN, and the run would end by saving a broken student. One device sync per step (as Trainer's own
+    NaN filter of the logged loss); `reduce` (e.g. a gather's min) makes every process stop together."""
+    finite = torch.stack([torch.isfinite(value.detach()).all() for value in terms.values()]).all().float()
+    if reduce is not None:
+        finite = reduce(finite)
+    if bool(finite):
+        return
+    bad = [f"the {name.replace('_', ' ')} is {value.detach().float().flatten()[0].item()}"
+           for name, value in terms.items() if not torch.isfinite(value.detach()).all()]
+    bad = bad or ["another process's loss is not finite"]
+    raise AFTError(f"training stopped at step {step}: {' and '.join(bad)}, so nothing was saved as the final student. "
+                   f"Try a lower --learning_rate (now {learning_rate:g})"
+                   + (f" or --beta (now {beta:g})" if "transfer_loss" in terms else "")
+                   + ", and check the inputs for extreme values.")

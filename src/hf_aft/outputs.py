@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import zipfile
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -44,3 +46,75 @@ def load_transfer_state(checkpoint: str, transfer_loss, device: str) -> None:
 def write_transfer_summary(output_dir: str, summary: dict) -> None:
     with open(os.path.join(output_dir, TRANSFER_SUMMARY_NAME), "w") as f:
         json.dump(summary, f, indent=2)
+
+
+def check_checkpoint_files(checkpoint: str) -> None:
+    """Before resuming: every weights, optimizer, scheduler and state file of the checkpoint opens (a truncated
+    safetensors header, a torch zip archive without its directory, a JSON cut short), so that a damaged file is one
+    AFTError naming it instead of a traceback from deep inside Trainer."""
+    from safetensors import safe_open
+
+    for name in sorted(os.listdir(checkpoint)):
+        path = os.path.join(checkpoint, name)
+        try:
+            if name.endswith(".safetensors"):
+                with safe_open(path, framework="pt"):
+                    pass
+            elif name.endswith((".pt", ".pth", ".bin")):
+                with open(path, "rb") as f:
+                    zipped = f.read(2) == b"PK"  # torch.save's zip format (older pickles are left to torch)
+                if zipped:
+                    zipfile.ZipFile(path).close()
+            elif name.endswith(".json"):
+                with open(path) as f:
+                    json.load(f)
+        except (SafetensorError, zipfile.BadZipFile, ValueError, OSError) as error:
+            raise AFTError(f"cannot resume from {checkpoint!r}: {name!r} is damaged ({first_line(error)}). Use "
+                           "another checkpoint, or start again without --resume_from_checkpoint.") from error
+
+
+COMPLETE_NAME = "hf_aft_complete.json"
+
+
+def mark_complete(output_dir: str) -> None:
+    """The last write of a run: `hf_aft_complete.json`, listing what the output dir holds. Written atomically, after
+    everything else, so a dir without it is a run that stopped (or failed) before the end."""
+    files = sorted(name for name in os.listdir(output_dir) if os.path.isfile(os.path.join(output_dir, name)))
+    tmp = os.path.join(output_dir, f".{COMPLETE_NAME}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump({"complete": True, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files}, f, indent=2)
+    os.replace(tmp, os.path.join(output_dir, COMPLETE_NAME))
+
+
+def clear_complete(output_dir: str) -> None:
+    """At the start of a run into an existing dir (--overwrite_output_dir, --resume_from_checkpoint): it is not
+    finished any more until this run marks it."""
+    path = os.path.join(output_dir, COMPLETE_NAME)
+    if os.path.isfile(path):
+        os.remove(path)
+
+
+def check_complete(output_dir: str) -> None:
+    """An output dir that holds a student was finished by `hf-aft train` (what `hf-aft push` publishes); a folder
+    without any student is left to the push's own checks."""
+    names = set(os.listdir(output_dir)) if os.path.isdir(output_dir) else set()
+    if names & {"config.json", "adapter_config.json"} and COMPLETE_NAME not in names:
+        raise AFTError(f"{output_dir!r} is not a finished hf-aft train run (no {COMPLETE_NAME}: the run stopped or "
+                       "failed before the end): finish it with --resume_from_checkpoint, or train again.")
+
+
+def check_creatable(path: str, flag: str = "--output_dir") -> None:
+    """A folder that exists, or can be created: its nearest existing parent is a writable folder (nothing is
+    created here)."""
+    path = os.path.abspath(os.path.expanduser(path))
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise AFTError(f"{flag} {path!r} is a file: choose a folder.")
+        return
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise AFTError(f"{flag} {path!r} cannot be created: {parent!r} is a file, not a folder.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise AFTError(f"{flag} {path!r} cannot be created: no permission to write in {parent!r}.")

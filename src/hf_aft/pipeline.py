@@ -21,6 +21,7 @@ from .errors import AFTError
 from .features import read_teacher_infos, with_teacher_features
 from .hub import push_run
 from .metrics import compute_classification_metrics
+from .outputs import check_creatable, clear_complete, mark_complete
 from .student import load_student, tokenize_beside_features
 from .trainer import AFTTrainer
 
@@ -99,8 +100,8 @@ class PeftArguments:
 
 def check_output_dir(output_dir: str, overwrite: bool = False, resume: str | None = None) -> None:
     """An output dir is a folder that holds nothing yet (or `overwrite`, or a run to resume)."""
-    if output_dir and os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise AFTError(f"output_dir {output_dir!r} is a file: choose a folder.")
+    if output_dir:
+        check_creatable(output_dir)  # a folder, or one that can be created
     if output_dir and os.path.isdir(output_dir) and os.listdir(output_dir) and not (overwrite or resume):
         raise AFTError(f"output_dir {output_dir!r} already holds files: choose another, pass --overwrite_output_dir, "
                        "or --resume_from_checkpoint to continue a run.")
@@ -180,6 +181,8 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
     trainer = AFTTrainer(model=model, args=config, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=processor, teacher_infos=infos, peft_config=peft_config,
                          image_column=script_args.image_column, compute_metrics=compute_classification_metrics)
+    if trainer.is_world_process_zero():
+        clear_complete(config.output_dir)  # not finished until this run says so (see mark_complete below)
     result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model()
     trainer.save_metrics("train", result.metrics)
@@ -197,6 +200,8 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
         summary["beta_search"] = beta_search
     trainer.create_model_card(dataset_name=script_args.dataset_name, baseline_results=baseline,
                               beta_search=beta_search, eval_split=script_args.eval_split)
+    if trainer.is_world_process_zero():
+        mark_complete(config.output_dir)  # the last write: everything above is in the output dir
     if push and trainer.is_world_process_zero():
         summary["hub_commit"] = push_run(config.output_dir, config.hub_model_id, token=config.hub_token,
                                          private=config.hub_private_repo, revision=config.hub_revision)

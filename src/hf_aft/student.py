@@ -28,7 +28,7 @@ from torch import nn
 from .data import Labels
 from .errors import AFTError, first_line
 from .features import map_beside_features
-from .teachers.loading import intended_load_report
+from .teachers.loading import cap_max_length, intended_load_report, token_limit
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +129,9 @@ def load_student(name: str, labels=None, image_column: str | None = None):
         raise AFTError(f"could not load the {kind}student {name!r}: {first_line(error)}") from error
     _warn_unexpected_new_weights(name, info)
     set_pad_token(model, processor)
+    limit = token_limit(model.config, processor) if hasattr(processor, "model_max_length") else None
+    if limit is not None:  # the tokenizer then knows what the model can take (its position table)
+        processor.model_max_length = limit
     return model, processor
 
 
@@ -239,6 +242,8 @@ def _name_classes(model, names: list[str]) -> None:
 def tokenize_beside_features(dataset, tokenizer, text_column: str = "text", max_length: int | None = None):
     """Tokenize `text_column` for the student (truncating to `max_length`, default the tokenizer's limit), leaving
     the `teacher_features` column in place instead of copying it (see `hf_aft.features.map_beside_features`)."""
+    max_length = cap_max_length("the student", max_length, token_limit(None, tokenizer), "--max_length")
+
     def tokenize(batch):
         return tokenizer(batch[text_column], truncation=True, max_length=max_length)
 

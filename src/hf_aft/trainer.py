@@ -23,8 +23,8 @@ from .errors import AFTError, first_line
 from .features import FEATURES_COLUMN, TeacherInfo, scan_teacher_features, teacher_infos_of, with_teacher_features
 from .hub import push_run
 from .images import check_image_column
-from .losses import AdaptiveKernelLoss, build_transfer_loss
-from .outputs import load_transfer_state, save_transfer_state, write_transfer_summary
+from .losses import AdaptiveKernelLoss, build_transfer_loss, check_finite_loss
+from .outputs import check_checkpoint_files, load_transfer_state, save_transfer_state, write_transfer_summary
 from .student import StudentFeatureCapture, check_labels_fit, feature_dim, name_labels, wrap_peft
 from .teachers import display_names
 
@@ -165,12 +165,18 @@ class AFTTrainer(Trainer):
         student_features = self.feature_capture.pop()
         loss = task_loss
         if model.training:
-            self._metrics["task_loss"].append(task_loss.detach())
+            terms = {"task_loss": task_loss}
             if self.transfer_loss is not None:
-                transfer = self._transfer_term(student_features, teacher_features)
-                loss = task_loss + self.args.beta * transfer
-                self._metrics["transfer_loss"].append(transfer.detach())
+                terms["transfer_loss"] = self._transfer_term(student_features, teacher_features)
+                loss = task_loss + self.args.beta * terms["transfer_loss"]
+            check_finite_loss(terms, self.state.global_step + 1, self.args.learning_rate, self.args.beta,
+                              self._all_finite if self.accelerator.num_processes > 1 else None)
+            for name, value in terms.items():
+                self._metrics[name].append(value.detach())
         return (loss, outputs) if return_outputs else loss
+
+    def _all_finite(self, finite: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.gather(finite.reshape(1)).min()
 
     def _transfer_term(self, student_features: torch.Tensor, teacher_features: torch.Tensor | None) -> torch.Tensor:
         if teacher_features is None:
@@ -237,6 +243,7 @@ class AFTTrainer(Trainer):
         if not os.path.isdir(resume_from_checkpoint):
             raise AFTError(f"checkpoint {resume_from_checkpoint!r} does not exist: give a checkpoint-* folder of an "
                            "earlier run's output dir.")
+        check_checkpoint_files(resume_from_checkpoint)
         try:
             super()._load_from_checkpoint(resume_from_checkpoint, model)
         except AFTError:

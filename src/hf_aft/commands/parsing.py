@@ -24,6 +24,7 @@ POSITIVE = ("learning_rate", "per_device_train_batch_size", "per_device_eval_bat
             "lora_alpha", "scales_learning_rate", "folds", "num_layers")
 NON_NEGATIVE = ("beta", "weight_decay", "max_grad_norm", "warmup_steps", "num_train_epochs", "logging_steps")
 FRACTIONS = ("beta_validation_fraction", "lora_dropout", "warmup_ratio")
+SEEDS = ("seed", "data_seed")
 
 
 class _Parser:
@@ -82,7 +83,10 @@ def _tokens_of(key: str, value, action: argparse.Action, path: str) -> list[str]
     if isinstance(value, list):
         if action.nargs not in ("+", "*"):
             raise AFTError(f"config {path!r}: key {key!r} takes one value, not a list ({value}).")
+        _check_list_values(key, value, action, path)
         return [f"--{key}", *map(str, value)] if value else []
+    if action.nargs in ("+", "*"):
+        _check_list_values(key, [value], action, path)
     if isinstance(value, bool):
         value = str(value).lower()
     return [f"--{key}", *([str(value)] if action.nargs != 0 else [])]
@@ -95,6 +99,17 @@ def _check_flags_known(tokens: list[str], parser: _Parser, prog: str) -> None:
         flag = token.split("=")[0]
         if flag.startswith("--") and flag not in flags:
             raise AFTError(f"unrecognized argument {flag!r}{parser.closest(flag)}; see {prog} --help.")
+
+
+def _check_list_values(key: str, values: list, action: argparse.Action, path: str) -> None:
+    """The values of a list flag of names (--teachers, --lora_target_modules, ...) are strings, not numbers, lists or
+    mappings (`teachers: 5` would otherwise become a teacher called '5')."""
+    if action.type not in (None, str):
+        return
+    wrong = next((v for v in values if not isinstance(v, str)), None)
+    if wrong is not None:
+        raise AFTError(f"config {path!r}: key {key!r} takes a list of names (strings), not {wrong!r}; e.g. "
+                       f"{key}: [name1, name2].")
 
 
 def check_numbers(*parsed) -> None:
@@ -112,6 +127,8 @@ def check_numbers(*parsed) -> None:
                 raise AFTError(f"--{f.name} must be >= 0 (got {value}).")
             if f.name in FRACTIONS and not 0 <= value < 1:
                 raise AFTError(f"--{f.name} must be in [0, 1) (got {value}).")
+            if f.name in SEEDS and not 0 <= value < 2**32:
+                raise AFTError(f"--{f.name} must be in 0..2**32-1 (got {value}).")
 
 
 def parse(dataclass_types, argv: list[str], prog: str, description: str, required: tuple[str, ...] = (),

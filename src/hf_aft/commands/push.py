@@ -29,6 +29,7 @@ class PushArguments:
 
 def run(argv: list[str]) -> None:
     from ..hub import push_folder, push_run
+    from ..outputs import check_complete
 
     if argv and not argv[0].startswith("-"):  # the output dir may be given first, without its flag
         argv = ["--output_dir", *argv]
@@ -38,6 +39,7 @@ def run(argv: list[str]) -> None:
                           revision=args.revision, commit_message=args.commit_message)
         print(f"pushed the features in {args.output_dir} to the dataset repo {args.hub_model_id}: {url}")
         return
+    check_complete(args.output_dir)
     url = push_run(args.output_dir, args.hub_model_id, private=args.private or None, revision=args.revision,
                    commit_message=args.commit_message, baseline_dir=args.baseline_dir)
     print(f"pushed {args.output_dir} to {args.hub_model_id}: {url}")

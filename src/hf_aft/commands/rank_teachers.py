@@ -41,6 +41,7 @@ def run(argv: list[str]) -> dict:
     from ..config import TeacherArguments
     from ..data import load_labelled_splits
     from ..errors import AFTError
+    from ..outputs import check_creatable
     from ..ranking import format_table, rank_teachers
 
     args, options = parse((RankArguments, TeacherArguments), argv, "hf-aft rank-teachers", DESCRIPTION)
@@ -48,8 +49,11 @@ def run(argv: list[str]) -> dict:
         raise AFTError("--teachers is required: the candidate teachers to score.")
     if args.folds < 2:
         raise AFTError(f"--folds must be >= 2 (got {args.folds}).")
+    if args.output_dir:
+        check_creatable(args.output_dir)
     output = args.output_file or os.path.join(args.output_dir or ".", "teacher_ranking.json")
     check_new_output(output)
+    check_creatable(os.path.dirname(os.path.abspath(output)), "--output_file's folder")
     splits = load_labelled_splits(args.dataset_name, args.dataset_config, args.train_split, None, args.text_column,
                                   args.label_column)
     labels = splits.labels.encode(splits.train)["labels"]  # class ids; features come from the raw split, as training

@@ -10,9 +10,18 @@ import os
 import datasets
 import torch
 
+from ..data import check_texts
 from ..errors import AFTError
 from .image import IMAGE_POOLINGS, ImageTeacher
-from .loading import TEACHER_DTYPES, gguf_header_config, load_config, load_options, teacher_modality
+from .loading import (
+    TEACHER_DTYPES,
+    cap_max_length,
+    gguf_header_config,
+    load_config,
+    load_options,
+    teacher_modality,
+    token_limit,
+)
 from .spec import (
     display_names,
     gguf_file_revision,
@@ -46,6 +55,7 @@ def _check_text_column(dataset: datasets.Dataset, spec: str, config, text_column
     if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
         raise AFTError(f"teacher {spec!r} is a text model ({config.model_type}) but column {text_column!r} holds "
                        f"{feature}, not text: choose an image teacher for images, or another --text_column.")
+    check_texts(dataset, text_column)  # no missing text: one line naming the row, before the teacher runs
 
 
 def make_teacher(dataset: datasets.Dataset, spec: str, pooling: str, max_length: int, batch_size: int,
@@ -71,6 +81,7 @@ def make_teacher(dataset: datasets.Dataset, spec: str, pooling: str, max_length:
         teacher.pooling = teacher.resolved_pooling(config)
         return teacher, image_column, ["image", *extra_key]
     _check_text_column(dataset, spec, config, text_column)
+    max_length = cap_max_length(f"teacher {spec!r}", max_length, token_limit(config), "--teacher_max_length")
     teacher = TextTeacher(spec, name, revision, pooling, max_length, batch_size, device, options, text_column)
     teacher.pooling = teacher.resolved_pooling(config)
     teacher.label = teacher_label(spec)

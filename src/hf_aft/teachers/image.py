@@ -72,13 +72,15 @@ class ImageTeacher(TextTeacher):
         return states.mean(1) if states.dim() == 3 else states.flatten(2).mean(-1)
 
     @torch.inference_mode()
-    def __call__(self, images: list) -> np.ndarray:
+    def __call__(self, images: list, rows: list[int] | None = None) -> np.ndarray:
         if self.model is None:
             self.load()
         device = self.model.device
+        rows = list(rows) if rows is not None else [None] * len(images)  # the dataset's rows, for error messages
         out = []
         for start in range(0, len(images), self.batch_size):
-            chunk = [to_rgb(image, self.column) for image in images[start : start + self.batch_size]]
+            chunk = [to_rgb(image, self.column, row) for image, row in
+                     zip(images[start : start + self.batch_size], rows[start : start + self.batch_size], strict=True)]
             pixels = self.tokenizer(images=chunk, return_tensors="pt")["pixel_values"]
             outputs = self.model(pixel_values=pixels.to(device, self.model.dtype))
             out.append(self.pool(outputs).float().cpu().numpy())

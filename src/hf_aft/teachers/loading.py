@@ -20,8 +20,10 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
-from ..errors import AFTError, first_line
+from ..errors import AFTError, first_line, warn_once
 from .spec import hub_revision
+
+logger = logging.getLogger(__name__)
 
 TeacherDtype = Literal["float32", "float16", "bfloat16"]
 TEACHER_DTYPES = get_args(TeacherDtype)
@@ -116,3 +118,36 @@ def default_pooling(config) -> str:
     if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or getattr(config, "is_decoder", False):
         return "last"
     return "mean"
+
+
+# Models whose position ids start after the padding index (RoBERTa's create_position_ids_from_input_ids): a table of
+# 514 positions takes 512 tokens.
+_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm", "data2vec-text",
+                     "longformer", "mpnet", "ibert", "luke", "markuplm", "xmod"}
+
+
+def token_limit(config, tokenizer=None) -> int | None:
+    """The most tokens a model can take: its position table (`max_position_embeddings`, less the padding offset of
+    RoBERTa-like models) and its tokenizer's `model_max_length` when that is a real limit (< 1e6); None when neither
+    says (rotary models without a table, GGUF stand-ins)."""
+    limits = []
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        if getattr(config, "model_type", "") in _OFFSET_POSITIONS:
+            positions -= (getattr(config, "pad_token_id", None) or 1) + 1
+        limits.append(positions)
+    length = getattr(tokenizer, "model_max_length", None)
+    if isinstance(length, int) and 0 < length < 1_000_000:
+        limits.append(length)
+    return min(limits) if limits else None
+
+
+def cap_max_length(model: str, max_length: int | None, limit: int | None, flag: str) -> int | None:
+    """`max_length`, or the model's `limit` when that is smaller (or no length was asked), said once per model in
+    one warning line: texts longer than a model's position table are cut, never a crash."""
+    if limit is None or (max_length is not None and max_length <= limit):
+        return max_length
+    if max_length is not None:
+        warn_once(logger, f"hf-aft: {model} takes at most {limit} tokens (its position table or tokenizer limit): "
+                          f"texts are cut to {limit} tokens, not {flag} {max_length}.")
+    return limit

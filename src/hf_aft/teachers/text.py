@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import AFTError, first_line
-from .loading import default_pooling, file_options, intended_load_report, load_config
+from .loading import cap_max_length, default_pooling, file_options, intended_load_report, load_config, token_limit
 from .spec import hub_revision
 
 Pooling = Literal["auto", "mean", "cls", "pooler", "last"]
@@ -72,6 +72,8 @@ class TextTeacher:
         # Pad on the right whatever the tokenizer says: a decoder's real tokens then keep positions 0..n-1 and never
         # see padding (causal attention), so its features don't depend on the batch; `pool` excludes the padding.
         self.tokenizer.padding_side = "right"
+        self.max_length = cap_max_length(f"teacher {self.spec!r}", self.max_length, token_limit(None, self.tokenizer),
+                                         "--teacher_max_length")
         if self.pooling == "auto":
             self.pooling = default_pooling(self.model.config)
         if "device_map" not in self.options:  # with a device map, accelerate has placed the layers already
@@ -85,7 +87,7 @@ class TextTeacher:
         return self.pooling
 
     @torch.inference_mode()
-    def __call__(self, texts: list[str]) -> np.ndarray:
+    def __call__(self, texts: list[str], rows: list[int] | None = None) -> np.ndarray:
         if self.model is None:
             self.load()
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)

@@ -1,0 +1,296 @@
+"""Issue 11, tested through the Python API: the feature cache repairs itself and survives two runs filling it at once,
+images keep their range, texts are cut to what each model can take, a loss that stops being finite stops the run,
+and the checks that refuse bad input before any teacher runs. (The command line is covered by test_fuzz_cli.py.)"""
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import datasets
+import numpy as np
+import pytest
+import tiny
+import torch
+from PIL import Image
+
+from hf_aft import AFTConfig, AFTError, AFTTrainer, extract_teacher_features, load_labelled_splits
+from hf_aft.cache import checksum_file, file_sha256
+from hf_aft.images import to_rgb
+from hf_aft.losses import check_finite_loss
+from hf_aft.outputs import COMPLETE_NAME
+from hf_aft.teachers.loading import token_limit
+
+CHECKSUM_WARNING = "does not match its recorded checksum"
+
+
+def features_of(dataset) -> np.ndarray:
+    return np.asarray(dataset["teacher_features"], dtype=np.float32)
+
+
+# ---------------------------------------------------------------- the feature cache
+def _filled_cache(teacher, cache: Path, n: int = 16):
+    data = tiny.sentiment_dataset(n)
+    features = features_of(extract_teacher_features(data, [str(teacher)], cache_dir=cache))
+    files = sorted(cache.glob("*.arrow"))
+    assert [f.name.split("-")[0] for f in files] == ["joined", "teacher"]
+    for path in files:  # each file written got its checksum
+        record = json.loads(checksum_file(path).read_text())
+        assert record["sha256"] == file_sha256(path) and record["size"] == path.stat().st_size
+    return data, features, files
+
+
+def _overwrite_one_value(path: Path) -> None:
+    """A float of the file changed in place: same size, still a valid Arrow file, wrong features."""
+    first = datasets.Dataset.from_file(str(path)).with_format("numpy")[0]
+    value = np.float32(np.asarray(next(iter(first.values())), dtype=np.float32)[0])
+    data = bytearray(path.read_bytes())
+    at = data.find(value.tobytes())
+    data[at : at + 4] = np.float32(value + 1000).tobytes()
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "overwritten-same-size", "checksum-missing"])
+def test_a_damaged_cache_file_is_deleted_and_recomputed_with_one_warning(damage, teacher_dirs, tmp_path, caplog):
+    data, expected, files = _filled_cache(teacher_dirs[0], tmp_path)
+    for path in files:
+        if damage == "truncated":
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        elif damage == "overwritten-same-size":
+            _overwrite_one_value(path)
+        else:
+            checksum_file(path).unlink()
+    with caplog.at_level(logging.WARNING, logger="hf_aft"):
+        again = extract_teacher_features(data, [str(teacher_dirs[0])], cache_dir=tmp_path)
+    np.testing.assert_array_equal(features_of(again), expected)
+    warnings = [r.getMessage() for r in caplog.records if CHECKSUM_WARNING in r.getMessage()]
+    assert len(warnings) == 2 and all("\n" not in w for w in warnings)
+    for path in files:  # recomputed and verified again
+        assert json.loads(checksum_file(path).read_text())["sha256"] == file_sha256(path)
+
+
+def test_an_intact_cache_is_read_without_warning_or_teacher(teacher_dirs, tmp_path, caplog):
+    from unittest import mock
+
+    from hf_aft.teachers import TextTeacher
+
+    data, expected, _ = _filled_cache(teacher_dirs[0], tmp_path)
+    with caplog.at_level(logging.WARNING, logger="hf_aft"), \
+            mock.patch.object(TextTeacher, "load", side_effect=AssertionError("teacher loaded")):
+        again = extract_teacher_features(data, [str(teacher_dirs[0])], cache_dir=tmp_path)
+    np.testing.assert_array_equal(features_of(again), expected)
+    assert not [r for r in caplog.records if CHECKSUM_WARNING in r.getMessage()]
+
+
+FILLER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    import tiny
+    from hf_aft import extract_teacher_features
+    from hf_aft.teachers import TextTeacher
+
+    calls = [0]
+    original = TextTeacher.__call__
+    def counted(self, *args, **kwargs):
+        calls[0] += 1
+        time.sleep(0.2)  # a slow teacher: the other process arrives while this one is writing
+        return original(self, *args, **kwargs)
+    TextTeacher.__call__ = counted
+
+    work = Path({work!r})
+    (work / f"ready-{{sys.argv[1]}}").touch()
+    while not (work / "go").exists():
+        time.sleep(0.01)
+    data = tiny.sentiment_dataset(600)
+    out = extract_teacher_features(data, [{teacher!r}], cache_dir={cache!r}, map_batch_size=100)
+    np.save(work / f"features-{{sys.argv[1]}}.npy", np.asarray(out["teacher_features"], dtype=np.float32))
+    (work / f"calls-{{sys.argv[1]}}").write_text(str(calls[0]))
+""")
+
+
+def test_two_processes_filling_the_same_cache_at_once_compute_it_once_and_agree(teacher_dirs, tmp_path):
+    work, cache = tmp_path / "work", tmp_path / "shared-cache"
+    work.mkdir()
+    script = FILLER.format(tests=str(Path(__file__).parent), work=str(work), teacher=str(teacher_dirs[0]),
+                           cache=str(cache))
+    processes = [subprocess.Popen([sys.executable, "-c", script, str(i)], stderr=subprocess.PIPE, text=True)
+                 for i in range(2)]
+    for _ in range(6000):  # both have imported everything: start them together
+        if all((work / f"ready-{i}").exists() for i in range(2)) or any(p.poll() for p in processes):
+            break
+        time.sleep(0.02)
+    (work / "go").touch()
+    for process in processes:
+        assert process.wait(timeout=600) == 0, process.stderr.read()
+    expected = features_of(extract_teacher_features(tiny.sentiment_dataset(600), [str(teacher_dirs[0])],
+                                                    cache_dir=tmp_path / "fresh-cache"))
+    for i in range(2):
+        np.testing.assert_allclose(np.load(work / f"features-{i}.npy"), expected, rtol=1e-6, atol=1e-7)
+    calls = sorted(int((work / f"calls-{i}").read_text()) for i in range(2))
+    assert calls == [0, 6], calls  # one process ran the teacher (6 blocks of 100 rows), the other read its file
+    for path in cache.glob("*.arrow"):
+        assert json.loads(checksum_file(path).read_text())["sha256"] == file_sha256(path)
+
+
+def test_float16_features_that_overflow_are_refused_as_they_are_written(tmp_path):
+    from transformers import BertModel
+
+    teacher = tmp_path / "loud"
+    torch.manual_seed(0)
+    model = BertModel(tiny.bert_config(8))
+    with torch.no_grad():
+        model.encoder.layer[-1].output.LayerNorm.weight.fill_(1e6)
+    model.save_pretrained(teacher)
+    tiny.make_tokenizer(teacher).save_pretrained(teacher)
+    with pytest.raises(AFTError, match=r"teacher '.*loud'.*float16's range"):
+        extract_teacher_features(tiny.sentiment_dataset(8), [str(teacher)], cache_dir=tmp_path / "cache",
+                                 feature_dtype="float16")
+    assert not list((tmp_path / "cache").glob("joined-*.arrow"))  # nothing half-written left behind
+    extract_teacher_features(tiny.sentiment_dataset(8), [str(teacher)], cache_dir=tmp_path / "cache")  # float32
+
+
+# ---------------------------------------------------------------- images keep their range
+def test_wide_pixel_types_become_the_same_8_bit_picture():
+    arrays, _ = tiny.image_arrays(2)
+    eight = arrays[0]
+    expected = np.asarray(to_rgb(eight, "image", 0))
+    sixteen = eight.astype(np.uint16) * 256 + 128
+    same = {
+        "uint16 array": sixteen, "PIL I;16": Image.fromarray(sixteen), "PIL I (16-bit values)": Image.fromarray(
+            sixteen.astype(np.int32)), "int64 array of 8-bit values": eight.astype(np.int64),
+        "float array in [0, 1]": eight / 255.0, "PIL F in [0, 1]": Image.fromarray((eight / 255.0).astype(np.float32)),
+        "[H, W, 1]": eight[..., None], "[H, W, 2] gray + alpha": np.stack([eight, eight], -1),
+    }
+    for name, value in same.items():
+        np.testing.assert_array_equal(np.asarray(to_rgb(value, "image", 0)), expected, err_msg=name)
+    assert to_rgb(Image.new("La", (3, 3)), "image").mode == "RGB"
+
+
+@pytest.mark.parametrize("value, fragment", [
+    (np.full((4, 4), 200.0), "[0, 1]"), (np.full((4, 4), np.nan), "[0, 1]"),
+    (np.full((4, 4), -3, np.int32), "0..255"), (np.full((4, 4), 70000, np.int64), "0..65535"),
+])
+def test_pixels_outside_any_image_range_are_refused_naming_column_and_row(value, fragment):
+    with pytest.raises(AFTError, match=r"column 'image', row 7") as error:
+        to_rgb(value, "image", 7)
+    assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_16_bit_png_and_its_8_bit_png_give_the_same_teacher_features(tmp_path):
+    teacher = tiny.save_image_teacher(tmp_path / "teacher", kind="convnext")
+    arrays, labels = tiny.image_arrays(6)
+    paths = {}
+    for bits in (8, 16):
+        paths[bits] = []
+        for i, array in enumerate(arrays):
+            path = tmp_path / f"png{bits}" / f"{i}.png"
+            path.parent.mkdir(exist_ok=True)
+            Image.fromarray(array if bits == 8 else array.astype(np.uint16) * 257).save(path)
+            paths[bits].append(str(path))
+    assert Image.open(paths[16][0]).mode == "I;16"
+    features = {bits: features_of(extract_teacher_features(datasets.Dataset.from_dict(
+        {"image": paths[bits], "label": labels}), [str(teacher)], image_column="image", cache_dir=tmp_path / "c"))
+        for bits in (8, 16)}
+    np.testing.assert_array_equal(features[16], features[8])
+
+
+# ---------------------------------------------------------------- texts longer than a model takes
+def test_token_limit_reads_the_position_table_its_offset_and_the_tokenizer():
+    assert token_limit(SimpleNamespace(max_position_embeddings=512, model_type="bert")) == 512
+    assert token_limit(SimpleNamespace(max_position_embeddings=514, model_type="roberta", pad_token_id=1)) == 512
+    assert token_limit(SimpleNamespace(max_position_embeddings=514, model_type="xlm-roberta", pad_token_id=1)) == 512
+    assert token_limit(SimpleNamespace(max_position_embeddings=512), SimpleNamespace(model_max_length=128)) == 128
+    assert token_limit(SimpleNamespace(), SimpleNamespace(model_max_length=int(1e30))) is None
+    assert token_limit(SimpleNamespace(model_type="llama")) is None
+
+
+def test_texts_longer_than_the_position_table_are_cut_with_one_warning(teacher_dirs, tmp_path, caplog):
+    data = datasets.Dataset.from_dict({"text": [" ".join(tiny.WORDS * 8), "good film"], "label": [1, 0]})
+    with caplog.at_level(logging.WARNING, logger="hf_aft"):
+        for cache in ("a", "b"):  # a second extraction of the same teacher says nothing new
+            capped = extract_teacher_features(data, [str(teacher_dirs[0])], max_length=1000,
+                                              cache_dir=tmp_path / cache)
+    cut = extract_teacher_features(data, [str(teacher_dirs[0])], max_length=64, cache_dir=tmp_path / "c")
+    np.testing.assert_array_equal(features_of(capped), features_of(cut))
+    said = [r.getMessage() for r in caplog.records if "takes at most 64 tokens" in r.getMessage()]
+    assert len(said) == 1 and "--teacher_max_length 1000" in said[0]
+
+
+# ---------------------------------------------------------------- non-finite losses, options
+def test_a_loss_that_becomes_nan_stops_training_naming_the_step(student_dir, teacher_dirs, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(student_dir)
+    data = extract_teacher_features(tiny.sentiment_dataset(16), [str(teacher_dirs[0])], cache_dir=tmp_path / "c")
+    data = data.map(lambda b: tokenizer(b["text"], truncation=True), batched=True).rename_column("label", "labels")
+    args = AFTConfig(output_dir=str(tmp_path / "out"), learning_rate=1e30, max_steps=4, per_device_train_batch_size=4,
+                     report_to="none", use_cpu=True, save_strategy="no", disable_tqdm=True)
+    trainer = AFTTrainer(model=AutoModelForSequenceClassification.from_pretrained(student_dir), args=args,
+                         train_dataset=data, processing_class=tokenizer)
+    with pytest.raises(AFTError, match=r"training stopped at step 2: the task loss is nan.*--learning_rate.*--beta"):
+        trainer.train()
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_check_finite_loss_names_the_term():
+    check_finite_loss({"task_loss": torch.tensor(0.5), "transfer_loss": torch.tensor(0.1)}, 3, 1e-3, 0.1)
+    with pytest.raises(AFTError, match=r"step 7: the transfer loss is inf, so nothing"):
+        check_finite_loss({"task_loss": torch.tensor(0.5), "transfer_loss": torch.tensor(float("inf"))}, 7, 1e-3, 0.1)
+    with pytest.raises(AFTError, match="another process"):  # this process is fine, another one is not
+        check_finite_loss({"task_loss": torch.tensor(0.5)}, 1, 1e-3, 0.1, reduce=lambda flag: flag * 0)
+
+
+@pytest.mark.parametrize("options, fragment", [
+    ({"learning_rate": float("nan")}, "learning_rate"), ({"weight_decay": float("inf")}, "weight_decay"),
+    ({"max_grad_norm": float("nan")}, "max_grad_norm"), ({"seed": -1}, "seed"), ({"seed": 2**32}, "seed"),
+    ({"report_to": "carrier-pigeon"}, "report_to"),
+])
+def test_the_python_api_refuses_what_the_command_line_refuses(options, fragment, tmp_path):
+    with pytest.raises(AFTError, match=fragment):
+        AFTConfig(output_dir=str(tmp_path), **options)
+
+
+# ---------------------------------------------------------------- data, labels, output dirs
+def _splits(tmp_path, train, test, suffix=".jsonl"):
+    folder = tmp_path / "data"
+    folder.mkdir(exist_ok=True)
+    for name, records in (("train", train), ("test", test)):
+        (folder / f"{name}{suffix}").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(folder)
+
+
+def test_every_split_is_checked_before_any_model_sees_it(tmp_path):
+    good = [{"text": "good film", "label": i % 2} for i in range(8)]
+    cases = {
+        "the test split's column 'text' has no text at row 1": (good, [good[0], {"label": 1}]),
+        "the eval split 'test' has labels ['7']": (good, [{**good[0], "label": 7}]),
+        "the eval split 'test' has hidden labels (-1": (good, [{**good[0], "label": -1}]),
+        "the training split's label column 'label' holds -1 from row 2": (
+            [*good[:2], {**good[2], "label": -1}, *good[3:]], good),
+    }
+    for message, (train, test) in cases.items():
+        with pytest.raises(AFTError, match=message.replace("(", r"\(").replace("[", r"\[")):
+            load_labelled_splits(_splits(tmp_path, train, test))
+
+
+def test_a_run_is_marked_complete_last_and_push_refuses_one_that_is_not(student_dir, teacher_dirs, tmp_path, capsys):
+    from hf_aft.commands import main
+
+    data = _splits(tmp_path, [{"text": t, "label": i % 2} for i, t in enumerate(tiny.sentiment_dataset(8)["text"])],
+                   [{"text": "good film", "label": 1}, {"text": "bad film", "label": 0}])
+    out = tmp_path / "out"
+    assert main(["train", "--model_name_or_path", str(student_dir), "--dataset_name", data, "--output_dir", str(out),
+                 "--teachers", str(teacher_dirs[0]), "--max_steps", "1", "--per_device_train_batch_size", "4",
+                 "--report_to", "none", "--use_cpu", "true", "--save_strategy", "no"]) == 0
+    marker = json.loads((out / COMPLETE_NAME).read_text())
+    assert marker["complete"] and {"model.safetensors", "README.md", "eval_results.json"} <= set(marker["files"])
+    (out / COMPLETE_NAME).unlink()
+    capsys.readouterr()
+    assert main(["push", str(out), "--hub_model_id", "org/name"]) == 2
+    assert COMPLETE_NAME in capsys.readouterr().err
