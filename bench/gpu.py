@@ -120,9 +120,10 @@ def texts_for(small: bool, n: int) -> datasets.Dataset:
 
 
 def extraction(name: str, spec: str, data, args, device, peak: float, work: Path) -> dict:
-    from hf_aft.teacher_loading import split_gguf
     from peers import LoadClock
     from transformers import AutoConfig, AutoModel
+
+    from hf_aft.teachers.spec import split_gguf
 
     source, gguf_file = split_gguf(spec)
     options = {"gguf_file": gguf_file} if gguf_file else {}

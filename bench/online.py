@@ -38,7 +38,8 @@ from transformers import AutoModel, AutoModelForSequenceClassification, AutoToke
 
 from hf_aft import AFTConfig, AFTTrainer, extract_teacher_features
 from hf_aft.demo import minilm_path, rotten_tomatoes, truncated_student
-from hf_aft.features import FEATURES_COLUMN, TeacherInfo, pool
+from hf_aft.features import FEATURES_COLUMN, TeacherInfo
+from hf_aft.teachers import pool
 
 RESULTS = Path(__file__).parent / "results"
 TEACHERS = {"mpnet": "all-mpnet-base-v2", "minilm": "all-MiniLM-L6-v2"}

@@ -40,13 +40,14 @@ import transformers
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-import hf_aft.features as features
+import hf_aft.teachers.spec as teacher_spec
 from hf_aft import extract_teacher_features
 from hf_aft.demo import minilm_path, rotten_tomatoes
+from hf_aft.teachers import ImageTeacher, TextTeacher, pool
 
 RESULTS = Path(__file__).parent / "results"
 BATCH, MAX_LENGTH = 32, 128
-PROTOTYPES = {"global-sort": "hf-aft, global length sort, no gc.collect (prototype patch)",
+PROTOTYPES = {"global-sort": "hf-aft, one map block: a global length sort",
               "token-budget": "hf-aft, token-budget batches (prototype patch)"}
 
 
@@ -76,7 +77,7 @@ def shape_rate(m: int, k: int, n: int, repeats: int = 5) -> float:
 
 @torch.inference_mode()
 def token_budget_call(self, texts: list[str]) -> np.ndarray:
-    """PROTOTYPE of `_Teacher.__call__` (patched in, src/ untouched): length-sorted batches that hold up to
+    """PROTOTYPE of `TextTeacher.__call__` (patched in, src/ untouched): length-sorted batches that hold up to
     batch_size x max_length tokens (padding included) instead of a fixed batch_size rows, so short texts run in
     larger batches (taller matmuls, fewer forward calls) at the peak memory of one fixed batch of the longest texts."""
     if self.model is None:
@@ -93,7 +94,7 @@ def token_budget_call(self, texts: list[str]) -> np.ndarray:
         chunk, start = order[start:stop], stop
         batch = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk], "attention_mask": [masks[i] for i in chunk]},
                                    return_tensors="pt").to(self.model.device)
-        pooled = features.pool(self.model(**batch), batch["attention_mask"], self.pooling).float().cpu().numpy()
+        pooled = pool(self.model(**batch), batch["attention_mask"], self.pooling).float().cpu().numpy()
         self.forward_passes += 1
         if out is None:
             out = np.empty((len(order), pooled.shape[1]), dtype=np.float32)
@@ -150,9 +151,7 @@ class LoadClock:
 
     def __init__(self):
         self.seconds = 0.0
-        hash_folder, load = features._hash_folder, features._Teacher.load
-        from hf_aft.images import ImageTeacher
-
+        hash_folder, load = teacher_spec.hash_folder, TextTeacher.load
         image_load = ImageTeacher.load
 
         def clocked(fn):
@@ -164,8 +163,8 @@ class LoadClock:
                     self.seconds += time.perf_counter() - start
             return run
 
-        self._patches = [mock.patch.object(features, "_hash_folder", clocked(hash_folder)),
-                         mock.patch.object(features._Teacher, "load", clocked(load)),
+        self._patches = [mock.patch.object(teacher_spec, "hash_folder", clocked(hash_folder)),
+                         mock.patch.object(TextTeacher, "load", clocked(load)),
                          mock.patch.object(ImageTeacher, "load", clocked(image_load))]
 
     def __enter__(self):
@@ -248,11 +247,10 @@ def text_teacher(name: str, folder: Path, texts: list[str], data, rounds: int, t
 
     def patched():
         if prototype == "token-budget":
-            with mock.patch.object(features._Teacher, "__call__", token_budget_call):
+            with mock.patch.object(TextTeacher, "__call__", token_budget_call):
                 return hf_aft_call(data, str(folder), tmp)[0]
-        # One map block over the whole dataset = one global length sort; no gc.collect() after the teacher.
-        with mock.patch.object(features.gc, "collect", lambda *a: 0):
-            return hf_aft_call(data, str(folder), tmp, map_batch_size=len(data))[0]
+        # One map block over the whole dataset = one global length sort (gc.collect now runs only after a GPU teacher).
+        return hf_aft_call(data, str(folder), tmp, map_batch_size=len(data))[0]
 
     methods = {"hf-aft extract_teacher_features": hf_aft,
                PROTOTYPES[prototype]: patched,
