@@ -65,6 +65,10 @@ class ScriptArguments:
     beta_validation_fraction: float = field(
         default=0.15, metadata={"help": "Fraction of the training data held out to choose beta with --beta auto."}
     )
+    skip_cost_report: bool = field(
+        default=False, metadata={"help": "Do not measure cost and benefit (cost_report.json: sizes, CPU latency, "
+                                 "teachers' probe accuracy): for very large teachers."}
+    )
 
 
 @dataclass
@@ -141,8 +145,13 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
     Raises:
         AFTError: bad input found before training (output dir, data, labels, teachers, student), or a failed push.
     """
+    import time
+
     import transformers
 
+    from .audit import utc_now
+
+    run = {"started": utc_now(), "peft_args": peft_args}
     baseline = _check_run(script_args, config)
     peft_config = (peft_args or PeftArguments()).lora_config()
     push, config.push_to_hub = config.push_to_hub, False  # the finished run is pushed once, at the end
@@ -159,20 +168,23 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
     model, processor = load()
     train_set, infos = splits.train, None
     if config.transfer != "none":
+        extraction = time.perf_counter()
         train_set = with_teacher_features(train_set, config, script_args.text_column, script_args.image_column)
         infos = read_teacher_infos(train_set)
+        run.update(features_fingerprint=train_set._fingerprint, extraction_seconds=time.perf_counter() - extraction)
     train_set = _prepare(train_set, splits.labels, processor, script_args)
     eval_set = _prepare(splits.eval, splits.labels, processor, script_args)
+    run.update(splits=splits, train_set=train_set, eval_set=eval_set)
     beta_search = None
     if script_args.beta_auto:
         beta_search = _choose_beta(script_args, config, train_set, load, processor, infos, peft_config)
         model, _ = load()  # the final run starts from the student every candidate started from
     return _train_and_save(model, processor, config, train_set, eval_set, infos, peft_config, script_args,
-                           baseline, beta_search, push)
+                           baseline, beta_search, push, run)
 
 
 def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_config, script_args, baseline,
-                    beta_search, push) -> dict:
+                    beta_search, push, run) -> dict:
     trainer = AFTTrainer(model=model, args=config, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=processor, teacher_infos=infos, peft_config=peft_config,
                          image_column=script_args.image_column, compute_metrics=compute_classification_metrics)
@@ -193,7 +205,14 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
         summary["beta_search"] = beta_search
     trainer.create_model_card(dataset_name=script_args.dataset_name, baseline_results=baseline,
                               beta_search=beta_search)
+    if trainer.is_world_process_zero():  # recipe, cost report, audit record; the files' hashes last
+        from .run_records import finish_run
+
+        summary.update(finish_run(trainer, script_args, config, run, summary))
     if push and trainer.is_world_process_zero():
+        from .audit import reseal_card
+
         summary["hub_commit"] = push_run(config.output_dir, config.hub_model_id, token=config.hub_token,
-                                         private=config.hub_private_repo, revision=config.hub_revision)
+                                         private=config.hub_private_repo, revision=config.hub_revision,
+                                         before_upload=reseal_card)
     return summary
