@@ -83,8 +83,9 @@ def teacher_cost(spec: str, revision: str, dataset, options, text_column: str, i
     teacher.load()
     name, _, gguf_file = teacher_source(spec)
     try:
-        cost = {"parameters": sum(p.numel() for p in teacher.model.parameters()),
-                "bytes": folder_size(weight_files(teacher_folder(name, revision), gguf_file)), **speed(teacher, examples)}
+        files = weight_files(teacher_folder(name, revision), gguf_file)
+        cost = {"parameters": sum(p.numel() for p in teacher.model.parameters()), "bytes": folder_size(files),
+                **speed(teacher, examples)}
     finally:
         teacher.free()
     return cost

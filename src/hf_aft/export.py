@@ -11,6 +11,8 @@ that says how to run it.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import warnings
@@ -26,36 +28,56 @@ ONNX_NAME, INT8_NAME, EXPORT_REPORT_NAME = "model.onnx", "model_int8.onnx", "exp
 QUANTIZATIONS = ("dynamic-int8",)
 
 
-class _Logits(torch.nn.Module):
-    """The student with named tensor inputs and the logits as its one output."""
+class _TextLogits(torch.nn.Module):
+    """A text student with named tensor inputs and the logits as its one output."""
 
-    def __init__(self, model, names: list[str]):
+    def __init__(self, model):
         super().__init__()
-        self.model, self.names = model, names
+        self.model = model
 
-    def forward(self, *tensors):
-        return self.model(**dict(zip(self.names, tensors, strict=True))).logits
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
 
 
-def export_onnx(model, sample: dict, path: str) -> str:
-    """Write the model as ONNX at `path` with dynamic batch (and sequence) axes; returns the exporter that worked:
-    `dynamo` or `torchscript`.
+class _ImageLogits(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values):
+        return self.model(pixel_values=pixel_values).logits
+
+
+def _export_options(names: list[str], dynamo: bool) -> dict:
+    """Dynamic batch (and sequence) axes, as each exporter wants them."""
+    if not dynamo:
+        axes = {name: ({0: "batch"} if name == "pixel_values" else {0: "batch", 1: "sequence"}) for name in names}
+        return {"dynamic_axes": {**axes, "logits": {0: "batch"}}}
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    shapes = {name: ({0: batch} if name == "pixel_values" else {0: batch, 1: sequence}) for name in names}
+    return {"dynamic_shapes": shapes, "external_data": False, "verbose": False}
+
+
+def export_onnx(model, sample: dict, path: str) -> tuple[str, str | None]:
+    """Write the model as ONNX at `path` with dynamic batch (and sequence) axes; returns the exporter that worked
+    (`dynamo` or `torchscript`) and, after a fallback, why dynamo failed.
 
     Raises:
         AFTError: neither exporter handles this architecture (one line naming both reasons).
     """
-    names = list(sample)
-    wrapper, args = _Logits(model, names), tuple(sample[name] for name in names)
-    axes = {name: ({0: "batch"} if name == "pixel_values" else {0: "batch", 1: "sequence"}) for name in names}
+    image = "pixel_values" in sample
+    text_inputs = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in sample]
+    order = ["pixel_values"] if image else text_inputs
+    wrapper, args = (_ImageLogits if image else _TextLogits)(model), tuple(sample[name] for name in order)
     errors = []
     for dynamo in (True, False):
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
-                torch.onnx.export(wrapper, args, path, input_names=names, output_names=["logits"],
-                                  dynamic_axes={**axes, "logits": {0: "batch"}}, dynamo=dynamo,
-                                  **({"external_data": False, "verbose": False} if dynamo else {}))
-            return "dynamo" if dynamo else "torchscript"
+                torch.onnx.export(wrapper, args, path, input_names=order, output_names=["logits"], dynamo=dynamo,
+                                  **_export_options(order, dynamo))
+            return ("dynamo" if dynamo else "torchscript"), (errors[0] if errors else None)
         except Exception as error:  # any exporter failure: try the other, then say both
             errors.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(error).__name__}: {first_line(error)}")
     raise AFTError(f"cannot export this {model.config.model_type} student to ONNX ({'; '.join(errors)[:400]}).")
@@ -109,8 +131,8 @@ def export_student(folder: str, export_dir: str, quantize: str | None = None,
     model, processor = load_run_student(folder, merge_peft=True)
     os.makedirs(export_dir, exist_ok=True)
     examples = list(split.select(range(min(32, len(split))))[column])
-    exporter = export_onnx(model, model_inputs(processor, examples[:2], image_column, max_length), os.path.join(
-        export_dir, ONNX_NAME))
+    sample = model_inputs(processor, examples[:2], image_column, max_length)
+    exporter, fallback = export_onnx(model, sample, os.path.join(export_dir, ONNX_NAME))
     labels = np.asarray(split["labels"])
     reference = predict_logits(model, processor, split, column, image_column, max_length)
     names = [str(model.config.id2label.get(i, i)) for i in range(reference.shape[1])]
@@ -137,7 +159,7 @@ def export_student(folder: str, export_dir: str, quantize: str | None = None,
             s, processor, b, image_column, max_length), examples))
     processor.save_pretrained(export_dir)
     model.config.save_pretrained(export_dir)
-    report = {"exporter": exporter, "eval_rows": len(split), "device": "cpu", "rows": rows,
+    report = {"exporter": exporter, "dynamo_failure": fallback, "eval_rows": len(split), "device": "cpu", "rows": rows,
               "task": "image-classification" if image_column else "text-classification"}
     write_export_files(export_dir, report, image_column)
     return report
@@ -146,7 +168,8 @@ def export_student(folder: str, export_dir: str, quantize: str | None = None,
 def report_lines(report: dict) -> list[str]:
     """The report as a table: one row per model."""
     lines = [f"exported with torch.onnx.export({'dynamo=True' if report['exporter'] == 'dynamo' else 'dynamo=False'})"
-             f"; checked on {report['eval_rows']} eval examples (CPU)",
+             f"; checked on {report['eval_rows']} eval examples (CPU)"
+             + (f" (dynamo failed: {report['dynamo_failure']})" if report.get("dynamo_failure") else ""),
              f"{'model':<20}{'size MB':>9}{'accuracy':>10}{'agreement':>11}{'max |dlogit|':>14}{'ms/ex b1':>10}"
              f"{'ex/s b32':>10}"]
     for row in report["rows"]:

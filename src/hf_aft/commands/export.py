@@ -1,4 +1,5 @@
-"""`hf-aft export RUN --output_dir EXPORT [--quantize dynamic-int8]`: the student as ONNX, checked on the eval split."""
+"""`hf-aft export RUN --output_dir EXPORT [--quantize dynamic-int8]`: the student as ONNX, checked on the eval split.
+"""
 
 from __future__ import annotations
 
