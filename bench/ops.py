@@ -46,11 +46,12 @@ def cost_table(outs: list[Path]) -> None:
     for out in outs:
         report = json.loads((out / "cost_report.json").read_text())
         s = report["student"]
-        print(f"| student ({out.name}) | {s['parameters']:,} | {s['bytes'] / 1e6:.1f} | {s['latency_ms_batch1']:.2f} | "
-              f"{s['throughput_batch32']:.0f} | {s['eval_accuracy']:.4f} |")
+        print(f"| student ({out.name}) | {s['parameters']:,} | {s['bytes'] / 1e6:.1f} | "
+              f"{s['latency_ms_batch1']:.2f} | {s['throughput_batch32']:.0f} | {s['eval_accuracy']:.4f} |")
         for t in report["teachers"]:
             print(f"| {Path(t['name']).name} | {t['parameters']:,} | {t['bytes'] / 1e6:.1f} | "
-                  f"{t['latency_ms_batch1']:.2f} | {t['throughput_batch32']:.0f} | {t['probe_accuracy']:.4f} (probe) |")
+                  f"{t['latency_ms_batch1']:.2f} | {t['throughput_batch32']:.0f} | "
+                  f"{t['probe_accuracy']:.4f} (probe) |")
     for out in outs:
         report = json.loads((out / "cost_report.json").read_text())
         print(f"- {out.name}: " + "; ".join(report["summary"]) + f" (training {report['training_seconds']:.0f} s, "

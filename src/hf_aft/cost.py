@@ -22,6 +22,7 @@ import torch
 from .cache import default_cache_dir
 from .errors import AFTError, first_line
 from .features import FEATURES_COLUMN, with_teacher_features
+from .images import to_rgb
 from .provenance import device_name, folder_size, teacher_folder, teacher_source, weight_files
 from .teachers import display_names, load_options, make_teacher
 
@@ -63,7 +64,7 @@ def student_cost(model, processor, examples: list, output_dir: str, image_column
     @torch.inference_mode()
     def run(batch):
         if image_column:
-            inputs = processor(images=batch, return_tensors="pt")
+            inputs = processor(images=[to_rgb(image, image_column) for image in batch], return_tensors="pt")
         else:
             inputs = processor(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         return model(**inputs).logits

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .parsing import parse, print_lines
+from .parsing import parse
 
-DESCRIPTION = """Print the lineage of a training run (versions, device, data fingerprints, teachers and their revisions,
-metrics) from its audit.json, and check every file against the sha256 recorded there. RUN is the run's output dir or
+DESCRIPTION = """Print the lineage of a training run (versions, device, data fingerprints, teachers and their
+revisions, metrics) from its audit.json, and check every file against the sha256 recorded there. RUN is the run's output dir or
 its Hub model id (the repo is downloaded; only the files a push uploads are compared).
 
   hf-aft audit OUT
@@ -32,13 +32,17 @@ def run(argv: list[str]) -> None:
     (args,) = parse((AuditArguments,), argv, "hf-aft audit", DESCRIPTION)
     folder, hub_copy = run_folder(args.run)
     record = read_record(folder)
-    print_lines(*lineage_lines(record))
+    _print(*lineage_lines(record))
     start = time.perf_counter()
     problems = verify(folder, record, hub_copy)
     seconds = time.perf_counter() - start
     checked = len(record.get("files") or {})
     if problems:
-        print_lines(*problems, f"audit: {len(problems)} file(s) differ from audit.json ({checked} recorded, "
+        _print(*problems, f"audit: {len(problems)} file(s) differ from audit.json ({checked} recorded, "
                     f"checked in {seconds:.2f} s)")
         raise SystemExit(1)
     print(f"audit: all {checked} recorded files unchanged (checked in {seconds:.2f} s)")
+
+
+def _print(*lines: str) -> None:
+    print("\n".join(lines))  # sys.stdout as it is now (tests capture it)

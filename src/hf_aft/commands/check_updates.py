@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .parsing import parse, print_lines
+from .parsing import parse
 
 DESCRIPTION = """Resolve each teacher of a finished run again at the revision it was requested at (its branch or tag
 on the Hub, main when none was given; the content hash of a local folder) and print old -> new. RUN is the run's
@@ -39,7 +39,7 @@ def _print_report(report: dict) -> None:
         old_recall = "-" if recall["old"] is None else f"{recall['old']:.4f}"
         lines.append(f"recall {name[:17]:<17} {old_recall:<8} {new_recall}")
     lines.append(f"agreement                {report['agreement']:.1%} of the examples")
-    print_lines(*lines)
+    _print(*lines)
 
 
 def run(argv: list[str]) -> None:
@@ -56,7 +56,7 @@ def run(argv: list[str]) -> None:
         check_output_dir(args.retrain)
     folder, record = load_run(args.run)
     rows = check_updates(record)
-    print_lines(*(f"{row['name']}: {row['old']} -> {row['new']}" + ("" if row["changed"] else "  (unchanged)")
+    _print(*(f"{row['name']}: {row['old']} -> {row['new']}" + ("" if row["changed"] else "  (unchanged)")
                   for row in rows))
     if not any(row["changed"] for row in rows):
         print("no teacher changed")
@@ -68,3 +68,7 @@ def run(argv: list[str]) -> None:
         _print_report(comparison)
         print(f"retrained into {args.retrain}; report in {os.path.join(args.retrain, 'update_report.json')}")
     raise SystemExit(1)
+
+
+def _print(*lines: str) -> None:
+    print("\n".join(lines))  # sys.stdout as it is now (tests capture it)
