@@ -24,6 +24,9 @@ def run_folder(source: str) -> tuple[str, bool]:
     """
     if os.path.isdir(source):
         return source, False
+    if source.startswith((".", "/", "~")) or source.count("/") != 1:
+        raise AFTError(f"{source!r} is neither a folder nor a Hub model id (ORG/NAME): give the output dir of a run "
+                       "or its Hub model id.")
     from huggingface_hub import snapshot_download
 
     try:

@@ -146,12 +146,11 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
         AFTError: bad input found before training (output dir, data, labels, teachers, student), or a failed push.
     """
     import time
+    from datetime import datetime, timezone
 
     import transformers
 
-    from .audit import utc_now
-
-    run = {"started": utc_now(), "peft_args": peft_args}
+    run = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "peft_args": peft_args}
     baseline = _check_run(script_args, config)
     peft_config = (peft_args or PeftArguments()).lora_config()
     push, config.push_to_hub = config.push_to_hub, False  # the finished run is pushed once, at the end
