@@ -115,32 +115,38 @@ def probe_accuracy_on(train_x, train_y, eval_x, eval_y) -> float:
     return float(probe.fit(train_x, train_y).score(eval_x, eval_y))
 
 
-def teacher_specs(config, infos) -> list[str]:
-    """The teachers as loadable specs: as given, or (features made elsewhere) from their recorded name and commit."""
-    if config.teachers:
-        return list(config.teachers)
-    return [info.name if os.path.exists(info.name) or info.revision.startswith(("local-", "gguf-"))
-            else f"{info.name}@{info.revision}" for info in infos]
+def _stored_eval_features(run, lo: int, dim: int):
+    """The teacher's slice of eval features that came with the dataset (`hf-aft features --splits train test`)."""
+    eval_raw = run["eval_raw"]
+    if eval_raw is None or FEATURES_COLUMN not in eval_raw.column_names:
+        return None
+    return np.asarray(eval_raw.with_format("numpy")[FEATURES_COLUMN], dtype=np.float32)[:, lo : lo + dim]
 
 
 def _teacher_row(index, spec, info, run) -> dict:
-    """Cost, extraction time and probe accuracy of one teacher (a failure becomes a `note`, not a failed run)."""
+    """Cost, extraction time and probe accuracy of one teacher (a failure becomes a `note`, not a failed run). With
+    features that came with the dataset (`spec` None) no teacher is loaded: only a stored eval slice is probed."""
     row = {"name": info.name, "revision": info.revision, "width": info.dim}
-    try:
-        row.update(teacher_cost(spec, info.revision, run["eval_raw"] or run["train_raw"], run["config"],
-                                run["text_column"], run["image_column"], run["examples"]))
-    except AFTError as error:
-        row["note"] = f"not measured: {first_line(error)}"
-    if run["eval_raw"] is None or run["eval_labels"] is None:
+    lo = sum(i.dim for i in run["infos"][:index])
+    can_probe = run["eval_labels"] is not None and run["train_features"] is not None
+    train_x = run["train_features"][:, lo : lo + info.dim] if can_probe else None
+    if spec is None:
+        row["note"] = "features came with the dataset: the teacher was not loaded (train with --teachers to measure)"
+        features = _stored_eval_features(run, lo, info.dim) if can_probe else None
+        if features is not None:
+            row["probe_accuracy"] = probe_accuracy_on(train_x, run["train_labels"], features, run["eval_labels"])
         return row
     try:
+        source = run["eval_raw"] if run["eval_raw"] is not None else run["train_raw"]
+        row.update(teacher_cost(spec, info.revision, source, run["config"], run["text_column"], run["image_column"],
+                                run["examples"]))
+        if not can_probe:
+            return row
         features, seconds, cached = eval_features(run["eval_raw"], spec, run["config"], run["text_column"],
                                                   run["image_column"])
     except AFTError as error:
-        row["note"] = f"no eval features: {first_line(error)}"
+        row["note"] = f"not measured: {first_line(error)}"
         return row
-    lo = sum(i.dim for i in run["infos"][:index])
-    train_x = run["train_features"][:, lo : lo + info.dim]
     row.update(eval_extraction_seconds=round(seconds, 3), eval_extraction_cached=cached,
                probe_accuracy=probe_accuracy_on(train_x, run["train_labels"], features, run["eval_labels"]))
     return row
@@ -172,7 +178,8 @@ def cost_report(run: dict) -> dict:
     student["eval_accuracy"] = run.get("eval_accuracy")
     teachers = []
     infos = run["infos"] or []
-    for index, (spec, info) in enumerate(zip(teacher_specs(run["config"], infos), infos, strict=True)):
+    specs = list(run["config"].teachers or [None] * len(infos))
+    for index, (spec, info) in enumerate(zip(specs, infos, strict=True)):
         teachers.append(_teacher_row(index, spec, info, run))
     names = display_names([t["name"] for t in teachers])
     lines = [line for t, name in zip(teachers, names, strict=True) if (line := ratio_line(student, t, name))]
