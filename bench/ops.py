@@ -58,6 +58,35 @@ def cost_table(outs: list[Path]) -> None:
               f"teacher features {report['train_extraction_seconds']:.0f} s; {report['device']})")
 
 
+def remeasure(outs: list[Path]) -> None:
+    """The CPU speed of each student and teacher measured again, alone on the machine (the runs' own reports may have
+    been measured while other work ran); sizes, probe accuracies and times as the runs recorded them."""
+    from hf_aft.config import TeacherArguments
+    from hf_aft.cost import ratio_line, student_cost, teacher_cost
+    from hf_aft.evaluation import eval_split, load_run_student
+
+    print("\nspeed measured again, nothing else running (CPU, batch 1 latency and batch 32 throughput):")
+    print("| model | parameters | size MB | CPU ms/example (batch 1) | examples/s (batch 32) | accuracy (eval) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for out in outs:
+        report = json.loads((out / "cost_report.json").read_text())
+        split, column, _, max_length = eval_split(str(out))
+        examples = list(split.select(range(32))[column])
+        model, tokenizer = load_run_student(str(out))
+        student = {**student_cost(model, tokenizer, examples, str(out), None, max_length),
+                   "eval_accuracy": report["student"]["eval_accuracy"]}
+        print(f"| student ({out.name}) | {student['parameters']:,} | {student['bytes'] / 1e6:.1f} | "
+              f"{student['latency_ms_batch1']:.2f} | {student['throughput_batch32']:.0f} | "
+              f"{student['eval_accuracy']:.4f} |")
+        options = TeacherArguments(teacher_max_length=64)
+        for t in report["teachers"]:
+            t.update(teacher_cost(t["name"], t["revision"], split, options, "text", None, examples))
+            print(f"| {Path(t['name']).name} | {t['parameters']:,} | {t['bytes'] / 1e6:.1f} | "
+                  f"{t['latency_ms_batch1']:.2f} | {t['throughput_batch32']:.0f} | "
+                  f"{t['probe_accuracy']:.4f} (probe) |")
+            print(f"- {out.name}: {ratio_line(student, t, Path(t['name']).name)}")
+
+
 def export_table(out: Path) -> None:
     target = WORK / f"export-{out.name}"
     if not (target / "export_report.json").exists():
@@ -91,8 +120,8 @@ def big_data(rows: int) -> Path:
 
 def audit_ratio(rows: int, steps: int) -> None:
     data, out = big_data(rows), WORK / f"stl-{rows}"
-    start = time.perf_counter()
-    if not (out / "audit.json").exists():
+    start, trained = time.perf_counter(), not (out / "audit.json").exists()
+    if trained:
         assert hf_aft(["train", "--model_name_or_path", str(prepare_workdir(3)), "--dataset_name", str(data),
                        "--transfer", "none", "--max_steps", str(steps), *COMMON, "--output_dir", str(out)]) == 0
     wall = time.perf_counter() - start
@@ -104,8 +133,8 @@ def audit_ratio(rows: int, steps: int) -> None:
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
     print(f"\naudit of a {rows:,}-row run ({steps} steps of batch 32, plain fine-tuning, 3-layer MiniLM student; "
           f"{len(record['files'])} files, {size:.0f} MB): exit {code}, {seconds:.2f} s including loading the record; "
-          f"training {train_s:.1f} s (trainer), whole train command {wall:.0f} s -> audit / training = "
-          f"{seconds / train_s:.3f}, audit / whole run = {seconds / wall:.3f}")
+          f"training {train_s:.1f} s (trainer) -> audit / training = {seconds / train_s:.5f}"
+          + (f"; whole train command {wall:.0f} s, audit / whole run = {seconds / wall:.5f}" if trained else ""))
 
 
 def parse_args():
@@ -125,6 +154,8 @@ def main():
     outs = [train_with(minilm_path(), "minilm", args.epochs), train_with(mpnet_path(), "mpnet", args.epochs)]
     if "cost" in args.parts:
         cost_table(outs)
+    if "remeasure" in args.parts:
+        remeasure(outs)
     if "export" in args.parts:
         export_table(outs[1])
     if "audit" in args.parts:
