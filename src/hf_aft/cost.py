@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .cache import default_cache_dir
+from .distributed import is_distributed
 from .errors import AFTError, first_line
 from .features import FEATURES_COLUMN, with_teacher_features
 from .images import to_rgb
@@ -129,6 +130,8 @@ def _teacher_row(index, spec, info, run) -> dict:
     row = {"name": info.name, "revision": info.revision, "width": info.dim}
     lo = sum(i.dim for i in run["infos"][:index])
     can_probe = run["eval_labels"] is not None and run["train_features"] is not None
+    if can_probe and is_distributed():  # extraction synchronises every process; only the main one is here
+        can_probe, row["note"] = False, "probe skipped under several processes (eval features need all of them)"
     train_x = run["train_features"][:, lo : lo + info.dim] if can_probe else None
     if spec is None:
         row["note"] = "features came with the dataset: the teacher was not loaded (train with --teachers to measure)"
