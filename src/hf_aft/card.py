@@ -60,6 +60,9 @@ class CardFacts:
     balance_teachers: bool = False
     labels: list[str] | None = None
     eval_split: dict | None = None  # {"name": ..., "rows": ...}
+    audit: dict | None = None  # audit.card_summary: link, times, device, the weights' sha256
+    cost: dict | None = None  # cost.card_summary: sizes, CPU speed, probe accuracies, summary lines
+    history: dict | None = None  # check-updates --retrain: the previous run, teacher changes, old vs new
 
     @classmethod
     def of(cls, facts: CardFacts | str | None = None, **named) -> CardFacts:

@@ -106,7 +106,7 @@ def push_folder(folder: str, repo_id: str, *, repo_type: str = "model", token: s
 def _card_restored_on_failure(output_dir: str):
     """The card is rendered again for the repo before a push; if the push fails, the run's card files are put back
     byte for byte (nothing was published, so nothing in the run changes)."""
-    names = (CARD_NAME, CARD_INPUTS_NAME, SCALES_PLOT_NAME)
+    names = (CARD_NAME, CARD_INPUTS_NAME, SCALES_PLOT_NAME, "audit.json")
     paths = {name: Path(output_dir, name) for name in names}
     saved = {name: path.read_bytes() for name, path in paths.items() if path.exists()}
     try:
@@ -121,10 +121,11 @@ def _card_restored_on_failure(output_dir: str):
 
 
 def push_run(output_dir: str, repo_id: str | None, *, token: str | None = None, private: bool | None = None,
-             revision: str | None = None, commit_message: str | None = None, baseline_dir: str | None = None) -> str:
+             revision: str | None = None, commit_message: str | None = None, baseline_dir: str | None = None,
+             before_upload=None) -> str:
     """Push a run's output dir to the Hub model repo `repo_id`. The card is rendered again first, for this repo id
-    and with the baseline's results when `baseline_dir` is given; a failed push leaves the output dir as it was.
-    Returns the commit URL."""
+    and with the baseline's results when `baseline_dir` is given, then `before_upload(output_dir)` runs (hf-aft
+    hashes the new card into audit.json); a failed push leaves the output dir as it was. Returns the commit URL."""
     _check_repo_id(repo_id)
     check_run_dir(output_dir)
     facts = read_card_inputs(output_dir)
@@ -136,6 +137,8 @@ def push_run(output_dir: str, repo_id: str | None, *, token: str | None = None, 
             if baseline_dir:
                 facts["baseline_results"] = read_baseline(baseline_dir, facts.get("dataset_name"))
             write_model_card(output_dir, **facts)
+        if before_upload is not None:
+            before_upload(output_dir)
         return push_folder(output_dir, repo_id, token=token, private=private, revision=revision,
                            commit_message=commit_message)
 

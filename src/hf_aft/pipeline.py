@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import transformers
 
+from .audit import reseal_card
 from .beta_search import save_beta_search, search_beta
 from .card import read_baseline
 from .config import AFTConfig
@@ -22,6 +25,7 @@ from .features import read_teacher_infos, with_teacher_features
 from .hub import push_run
 from .metrics import compute_classification_metrics
 from .outputs import check_creatable, clear_complete, mark_complete
+from .run_records import finish_run
 from .student import load_student, tokenize_beside_features
 from .trainer import AFTTrainer
 
@@ -67,6 +71,10 @@ class ScriptArguments:
     beta_auto: bool = field(default=False, metadata={"help": argparse.SUPPRESS})  # what `--beta auto` sets
     beta_validation_fraction: float = field(
         default=0.15, metadata={"help": "Fraction of the training data held out to choose beta with --beta auto."}
+    )
+    skip_cost_report: bool = field(
+        default=False, metadata={"help": "Do not measure cost and benefit (cost_report.json: sizes, CPU latency, "
+                                 "teachers' probe accuracy): for very large teachers."}
     )
 
 
@@ -144,6 +152,7 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
     Raises:
         AFTError: bad input found before training (output dir, data, labels, teachers, student), or a failed push.
     """
+    run = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "peft_args": peft_args}
     baseline = _check_run(script_args, config)
     peft_config = (peft_args or PeftArguments()).lora_config()
     push, config.push_to_hub = config.push_to_hub, False  # the finished run is pushed once, at the end
@@ -163,21 +172,24 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
               "evaluated; pass --eval_split to name one.", flush=True)
     train_set, infos = splits.train, None
     if config.transfer != "none":
+        extraction = time.perf_counter()
         train_set = with_teacher_features(train_set, config, script_args.text_column, script_args.image_column)
         infos = read_teacher_infos(train_set)
+        run.update(features_fingerprint=train_set._fingerprint, extraction_seconds=time.perf_counter() - extraction)
     model, processor = load()
     train_set = _prepare(train_set, splits.labels, processor, script_args)
     eval_set = _prepare(splits.eval, splits.labels, processor, script_args)
+    run.update(splits=splits, train_set=train_set, eval_set=eval_set)
     beta_search = None
     if script_args.beta_auto:
         beta_search = _choose_beta(script_args, config, train_set, load, processor, infos, peft_config)
         model, _ = load()  # the final run starts from the student every candidate started from
     return _train_and_save(model, processor, config, train_set, eval_set, infos, peft_config, script_args,
-                           baseline, beta_search, push)
+                           baseline, beta_search, push, run)
 
 
 def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_config, script_args, baseline,
-                    beta_search, push) -> dict:
+                    beta_search, push, run) -> dict:
     trainer = AFTTrainer(model=model, args=config, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=processor, teacher_infos=infos, peft_config=peft_config,
                          image_column=script_args.image_column, compute_metrics=compute_classification_metrics)
@@ -200,9 +212,11 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
         summary["beta_search"] = beta_search
     trainer.create_model_card(dataset_name=script_args.dataset_name, baseline_results=baseline,
                               beta_search=beta_search, eval_split=script_args.eval_split)
-    if trainer.is_world_process_zero():
+    if trainer.is_world_process_zero():  # recipe, cost report, audit record (the files' hashes); then the marker
+        summary.update(finish_run(trainer, script_args, config, run, summary))
         mark_complete(config.output_dir)  # the last write: everything above is in the output dir
     if push and trainer.is_world_process_zero():
         summary["hub_commit"] = push_run(config.output_dir, config.hub_model_id, token=config.hub_token,
-                                         private=config.hub_private_repo, revision=config.hub_revision)
+                                         private=config.hub_private_repo, revision=config.hub_revision,
+                                         before_upload=reseal_card)
     return summary

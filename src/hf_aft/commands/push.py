@@ -28,6 +28,7 @@ class PushArguments:
 
 
 def run(argv: list[str]) -> None:
+    from ..audit import reseal_card
     from ..hub import push_folder, push_run
     from ..outputs import check_complete
 
@@ -41,5 +42,5 @@ def run(argv: list[str]) -> None:
         return
     check_complete(args.output_dir)
     url = push_run(args.output_dir, args.hub_model_id, private=args.private or None, revision=args.revision,
-                   commit_message=args.commit_message, baseline_dir=args.baseline_dir)
+                   commit_message=args.commit_message, baseline_dir=args.baseline_dir, before_upload=reseal_card)
     print(f"pushed {args.output_dir} to {args.hub_model_id}: {url}")

@@ -1,0 +1,154 @@
+"""`OUT/audit.json`: the lineage of a run and the sha256 of every file it wrote, and `hf-aft audit` to check them.
+
+The record holds the versions of hf-aft and its libraries, Python, the device, the start and end time (UTC); per split
+its rows, label distribution and fingerprint; per teacher the requested revision, the resolved commit (or content
+hash) and the sha256 of its weight files (the Hub cache snapshot of that commit, or the local folder's files); the
+feature cache's fingerprint; the student's initialisation and its revision; the metrics; and, computed last (after
+the card), the sha256 of every file in OUT but audit.json itself. `verify` compares a folder (or a Hub snapshot,
+where only the files that are pushed count) with it: one line per changed, missing or added file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .card import CARD_INPUTS_NAME, CARD_NAME, SCALES_PLOT_NAME
+from .errors import AFTError, first_line
+from .hub import IGNORE_PATTERNS
+from .outputs import COMPLETE_NAME
+from .provenance import file_hashes, teacher_folder, teacher_source, weight_files
+
+AUDIT_NAME = "audit.json"
+AUDIT_VERSION = 1
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def teacher_record(spec: str | None, info) -> dict:
+    """One teacher's lineage: requested and resolved revision, sha256 of its weight files (a teacher whose files are
+    not here any more gets a `note` instead)."""
+    name, requested, gguf_file = teacher_source(spec) if spec else (info.name, None, None)
+    record = {"name": info.name, "spec": spec, "requested_revision": requested, "resolved_revision": info.revision,
+              "pooling": info.pooling, "width": info.dim}
+    try:
+        record["weight_files"] = file_hashes(weight_files(teacher_folder(name, info.revision), gguf_file))
+    except (AFTError, OSError) as error:
+        record["note"] = f"weight files not hashed: {first_line(error)}"
+    return record
+
+
+def output_files(folder: str) -> dict[str, Path]:
+    """Every file under `folder` (relative posix path -> path) except the top-level audit.json and the completion
+    marker written after it."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = Path(root, name)
+            relative = path.relative_to(folder).as_posix()
+            if relative not in (AUDIT_NAME, COMPLETE_NAME):
+                found[relative] = path
+    return dict(sorted(found.items()))
+
+
+def write_record(output_dir: str, record: dict) -> None:
+    with open(os.path.join(output_dir, AUDIT_NAME), "w") as f:
+        json.dump(record, f, indent=2, default=str)
+
+
+def read_record(folder: str) -> dict:
+    """The audit record of a run's folder.
+
+    Raises:
+        AFTError: no readable audit.json there.
+    """
+    path = os.path.join(folder, AUDIT_NAME)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as error:
+        raise AFTError(f"could not read the audit record {path!r} ({type(error).__name__}): give the output dir (or "
+                       "Hub repo) of an hf-aft train run that wrote one.") from error
+
+
+def seal(output_dir: str, names: tuple[str, ...] | None = None) -> dict:
+    """Hash the files of `output_dir` into its audit.json (all of them, or only `names` when they exist) and write
+    it; returns the record. The last step of a run, after the card."""
+    record = read_record(output_dir)
+    files = output_files(output_dir)
+    if names is None:
+        record["files"] = file_hashes(files)
+    else:
+        record["files"].update(file_hashes({n: p for n, p in files.items() if n in names}))
+    record["sealed"] = utc_now()
+    write_record(output_dir, record)
+    return record
+
+
+def reseal_card(output_dir: str) -> None:
+    """After the card was rendered again (for another repo id, a baseline, a history): hash the card's files anew.
+    A folder without an audit record is left alone."""
+    if os.path.exists(os.path.join(output_dir, AUDIT_NAME)):
+        seal(output_dir, (CARD_NAME, CARD_INPUTS_NAME, SCALES_PLOT_NAME))
+
+
+def pushed(paths) -> list[str]:
+    """The paths among `paths` that a push uploads (hub.py's IGNORE_PATTERNS and the client's own)."""
+    from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
+
+    return list(filter_repo_objects(list(paths), ignore_patterns=IGNORE_PATTERNS + list(DEFAULT_IGNORE_PATTERNS)))
+
+
+def verify(folder: str, record: dict, hub_copy: bool = False) -> list[str]:
+    """One line per file that differs from the record: `changed`, `missing` or `added` (empty: all unchanged). For a
+    Hub copy only the files a push uploads are compared."""
+    expected = record.get("files") or {}
+    present = output_files(folder)
+    if hub_copy:
+        expected = {name: expected[name] for name in pushed(expected)}
+        present = {name: present[name] for name in pushed(present)}
+    actual = file_hashes({name: path for name, path in present.items() if name in expected})
+    lines = [f"changed  {name}" for name in expected if name in actual and actual[name] != expected[name]]
+    lines += [f"missing  {name}" for name in expected if name not in present]
+    lines += [f"added    {name}" for name in present if name not in expected]
+    return lines
+
+
+def weights_hash(record: dict) -> dict[str, str]:
+    """The sha256 of the student's weight files, as recorded."""
+    return {name: sha for name, sha in (record.get("files") or {}).items()
+            if "/" not in name and name.split(".")[0].split("-")[0] in ("model", "pytorch_model", "adapter_model")
+            and name.endswith((".safetensors", ".bin"))}
+
+
+def lineage_lines(record: dict) -> list[str]:
+    """The lineage as a small table: run, student, data, teachers, metrics."""
+    student = record.get("student", {})
+    lines = [f"{'run':<22}{record.get('started', '?')} -> {record.get('ended', '?')} on {record.get('device', '?')}",
+             f"{'versions':<22}" + ", ".join(f"{k} {v}" for k, v in (record.get("versions") or {}).items()),
+             f"{'student init':<22}{student.get('init')} @ {student.get('revision')}"]
+    for split, facts in (record.get("splits") or {}).items():
+        lines.append(f"{'split ' + split:<22}{facts.get('rows')} rows, labels {facts.get('labels')}, fingerprint "
+                     f"{facts.get('fingerprint')}")
+    for teacher in record.get("teachers") or []:
+        files = len(teacher.get("weight_files") or {})
+        lines.append(f"{'teacher':<22}{teacher['name']} requested {teacher.get('requested_revision') or '(default)'}"
+                     f" -> {teacher['resolved_revision']}, {files} weight file(s) hashed")
+    if record.get("feature_cache_fingerprint"):
+        lines.append(f"{'feature cache':<22}{record['feature_cache_fingerprint']}")
+    metrics = record.get("metrics", {}).get("eval") or {}
+    shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in metrics.items()
+                      if k.removeprefix("eval_") in ("accuracy", "macro_f1"))
+    lines.append(f"{'eval':<22}{shown or '-'}")
+    return lines
+
+
+def card_summary(record: dict) -> dict:
+    """What the card's Audit section shows (the file hashes are the ones known before the card was written)."""
+    return {"link": AUDIT_NAME, "started": record.get("started"), "ended": record.get("ended"),
+            "device": record.get("device"), "weights": weights_hash(record), "files": len(record.get("files") or {}),
+            "teachers": [(t["name"], t["resolved_revision"]) for t in record.get("teachers") or []]}

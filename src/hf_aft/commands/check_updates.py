@@ -1,0 +1,74 @@
+"""`hf-aft check-updates RUN [--retrain NEW_OUT]`: has a teacher of a finished run moved? Retrain if so."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .parsing import parse
+
+DESCRIPTION = """Resolve each teacher of a finished run again at the revision it was requested at (its branch or tag
+on the Hub, main when none was given; the content hash of a local folder) and print old -> new. RUN is the run's
+output dir or its Hub model id.
+
+  hf-aft check-updates OUT [--retrain NEW_OUT]
+
+--retrain reruns the run's recipe with the new revisions into NEW_OUT (only the changed teachers' features are
+computed again), evaluates the old and the new student on the same evaluation split and writes
+NEW_OUT/update_report.json and a History section in the new card. The old run is not modified.
+Exit status: 0 when no teacher changed, 1 when one did (after retraining, with --retrain), 2 for bad input."""
+
+
+@dataclass
+class CheckUpdatesArguments:
+    run: str = field(metadata={"help": "The output dir of an hf-aft train run, or its Hub model id."})
+    retrain: str | None = field(
+        default=None, metadata={"help": "Rerun the recipe with the changed teachers into this new output dir."}
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "The dataset to compare the students on, when the recipe's path moved."}
+    )
+
+
+def _print_report(report: dict) -> None:
+    old, new = report["old"], report["new"]
+    lines = [f"eval ({report['eval_rows']} examples)   old      new",
+             f"accuracy                 {old['accuracy']:.4f}   {new['accuracy']:.4f}",
+             f"macro-F1                 {old['macro_f1']:.4f}   {new['macro_f1']:.4f}"]
+    for name, recall in report["per_class_recall"].items():
+        new_recall = "-" if recall["new"] is None else f"{recall['new']:.4f}"
+        old_recall = "-" if recall["old"] is None else f"{recall['old']:.4f}"
+        lines.append(f"recall {name[:17]:<17} {old_recall:<8} {new_recall}")
+    lines.append(f"agreement                {report['agreement']:.1%} of the examples")
+    _print(*lines)
+
+
+def run(argv: list[str]) -> None:
+    import os
+
+    from ..pipeline import check_output_dir
+    from ..updates import check_updates, compare_students, load_run, record_update, retrain_argv
+    from .train import train
+
+    if argv and not argv[0].startswith("-"):
+        argv = ["--run", *argv]
+    (args,) = parse((CheckUpdatesArguments,), argv, "hf-aft check-updates", DESCRIPTION)
+    if args.retrain:
+        check_output_dir(args.retrain)
+    folder, record = load_run(args.run)
+    rows = check_updates(record)
+    _print(*(f"{row['name']}: {row['old']} -> {row['new']}" + ("" if row["changed"] else "  (unchanged)")
+                  for row in rows))
+    if not any(row["changed"] for row in rows):
+        print("no teacher changed")
+        return
+    if args.retrain:
+        train(retrain_argv(folder, rows, args.retrain))
+        comparison = compare_students(folder, args.retrain, args.dataset_name)
+        record_update(args.retrain, args.run, record, rows, comparison)
+        _print_report(comparison)
+        print(f"retrained into {args.retrain}; report in {os.path.join(args.retrain, 'update_report.json')}")
+    raise SystemExit(1)
+
+
+def _print(*lines: str) -> None:
+    print("\n".join(lines))  # sys.stdout as it is now (tests capture it)

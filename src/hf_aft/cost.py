@@ -1,0 +1,206 @@
+"""Cost and benefit, measured (`OUT/cost_report.json` and the card's "Cost and benefit" section): for the student and
+each teacher, parameters, size on disk, CPU latency per example at batch 1 and throughput at batch 32 (measured on the
+machine that trained, named in the report), the teachers' extraction time and the training time; and the student's
+eval accuracy next to each teacher's linear-probe accuracy on the same split (a standardised logistic regression, as
+`hf-aft rank-teachers` uses, fitted on the teacher's training features and scored on its eval features, which are
+extracted through the same cache as training). One line per teacher sums it up, e.g. "12.0x smaller and 9.1x faster
+than all-mpnet-base-v2, at 96% of its probe accuracy". `--skip_cost_report` turns it off (very large teachers).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .cache import default_cache_dir
+from .distributed import is_distributed
+from .errors import AFTError, first_line
+from .features import FEATURES_COLUMN, with_teacher_features
+from .images import to_rgb
+from .provenance import device_name, folder_size, teacher_folder, teacher_source, weight_files
+from .teachers import display_names, load_options, make_teacher
+
+COST_REPORT_NAME = "cost_report.json"
+BATCH = 32
+STUDENT_WEIGHTS = ("model", "pytorch_model", "adapter_model")
+
+
+def seconds_per_call(fn, min_repeats: int = 3, max_repeats: int = 20, budget_s: float = 1.0) -> float:
+    """Median wall time of `fn()` in seconds, after one warm-up call: at least `min_repeats` and at most `max_repeats`
+    timed calls, stopping once `budget_s` seconds have been spent."""
+    fn()
+    times, start = [], time.perf_counter()
+    while len(times) < max_repeats and (len(times) < min_repeats or time.perf_counter() - start < budget_s):
+        tick = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - tick)
+    return statistics.median(times)
+
+
+def speed(fn_of_batch, examples: list) -> dict:
+    """CPU latency per example at batch 1 (ms) and throughput at batch 32 (examples/s) of `fn_of_batch(list)`."""
+    batch = (examples * (BATCH // max(len(examples), 1) + 1))[:BATCH]
+    return {"latency_ms_batch1": 1000 * seconds_per_call(lambda: fn_of_batch(batch[:1])),
+            "throughput_batch32": BATCH / seconds_per_call(lambda: fn_of_batch(batch))}
+
+
+def student_weight_files(output_dir: str) -> dict[str, Path]:
+    """The student's weight files at the top of its output dir (the adapter only, for a PEFT student)."""
+    return {name: path for name, path in weight_files(Path(output_dir)).items()
+            if "/" not in name and name.split(".")[0].split("-")[0] in STUDENT_WEIGHTS}
+
+
+def student_cost(model, processor, examples: list, output_dir: str, image_column: str | None,
+                 max_length: int) -> dict:
+    """Parameters, bytes on disk and CPU speed of the trained student (tokenizing or preprocessing included)."""
+    model = copy.deepcopy(model).cpu().eval()
+
+    @torch.inference_mode()
+    def run(batch):
+        if image_column:
+            inputs = processor(images=[to_rgb(image, image_column) for image in batch], return_tensors="pt")
+        else:
+            inputs = processor(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        return model(**inputs).logits
+
+    return {"parameters": sum(p.numel() for p in model.parameters()),
+            "bytes": folder_size(student_weight_files(output_dir)), **speed(run, examples)}
+
+
+def teacher_cost(spec: str, revision: str, dataset, options, text_column: str, image_column: str | None,
+                 examples: list) -> dict:
+    """Parameters, bytes of its weight files and CPU speed of one teacher (its tokenizer or processor and pooling
+    included: what producing its features costs per example)."""
+    device = torch.device("cpu")
+    load = {**load_options(device), "trust_remote_code": options.teacher_trust_remote_code}
+    teacher, _, _ = make_teacher(dataset, spec, options.teacher_pooling, options.teacher_max_length, BATCH, device,
+                                 load, text_column, image_column)
+    teacher.load()
+    name, _, gguf_file = teacher_source(spec)
+    try:
+        files = weight_files(teacher_folder(name, revision), gguf_file)
+        cost = {"parameters": sum(p.numel() for p in teacher.model.parameters()), "bytes": folder_size(files),
+                **speed(teacher, examples)}
+    finally:
+        teacher.free()
+    return cost
+
+
+def eval_features(eval_raw, spec: str, options, text_column: str, image_column: str | None) -> tuple:
+    """One teacher's eval-split features [rows, width] (through the training cache), the seconds it took and whether
+    they came from the cache."""
+    cache = Path(default_cache_dir())
+    before = set(cache.glob("teacher-*.arrow"))
+    start = time.perf_counter()
+    data = with_teacher_features(eval_raw, options, text_column, image_column, teachers=[spec])
+    seconds = time.perf_counter() - start
+    features = np.asarray(data.with_format("numpy")[FEATURES_COLUMN], dtype=np.float32)
+    return features, seconds, not (set(cache.glob("teacher-*.arrow")) - before)
+
+
+def probe_accuracy_on(train_x, train_y, eval_x, eval_y) -> float:
+    """Accuracy on (eval_x, eval_y) of the standardised logistic-regression probe of `hf-aft rank-teachers`, fitted
+    on (train_x, train_y)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    return float(probe.fit(train_x, train_y).score(eval_x, eval_y))
+
+
+def _stored_eval_features(run, lo: int, dim: int):
+    """The teacher's slice of eval features that came with the dataset (`hf-aft features --splits train test`)."""
+    eval_raw = run["eval_raw"]
+    if eval_raw is None or FEATURES_COLUMN not in eval_raw.column_names:
+        return None
+    return np.asarray(eval_raw.with_format("numpy")[FEATURES_COLUMN], dtype=np.float32)[:, lo : lo + dim]
+
+
+def _teacher_row(index, spec, info, run) -> dict:
+    """Cost, extraction time and probe accuracy of one teacher (a failure becomes a `note`, not a failed run). With
+    features that came with the dataset (`spec` None) no teacher is loaded: only a stored eval slice is probed."""
+    row = {"name": info.name, "revision": info.revision, "width": info.dim}
+    lo = sum(i.dim for i in run["infos"][:index])
+    can_probe = run["eval_labels"] is not None and run["train_features"] is not None
+    if can_probe and is_distributed():  # extraction synchronises every process; only the main one is here
+        can_probe, row["note"] = False, "probe skipped under several processes (eval features need all of them)"
+    train_x = run["train_features"][:, lo : lo + info.dim] if can_probe else None
+    if spec is None:
+        row["note"] = "features came with the dataset: the teacher was not loaded (train with --teachers to measure)"
+        features = _stored_eval_features(run, lo, info.dim) if can_probe else None
+        if features is not None:
+            row["probe_accuracy"] = probe_accuracy_on(train_x, run["train_labels"], features, run["eval_labels"])
+        return row
+    try:
+        source = run["eval_raw"] if run["eval_raw"] is not None else run["train_raw"]
+        row.update(teacher_cost(spec, info.revision, source, run["config"], run["text_column"], run["image_column"],
+                                run["examples"]))
+        if not can_probe:
+            return row
+        features, seconds, cached = eval_features(run["eval_raw"], spec, run["config"], run["text_column"],
+                                                  run["image_column"])
+    except AFTError as error:
+        row["note"] = f"not measured: {first_line(error)}"
+        return row
+    row.update(eval_extraction_seconds=round(seconds, 3), eval_extraction_cached=cached,
+               probe_accuracy=probe_accuracy_on(train_x, run["train_labels"], features, run["eval_labels"]))
+    return row
+
+
+def ratio_line(student: dict, teacher: dict, name: str) -> str | None:
+    """"12.0x smaller and 9.1x faster than NAME, at 96% of its probe accuracy" (what is known of it)."""
+    if "parameters" not in teacher:
+        return None
+    size = teacher["parameters"] / student["parameters"]
+    fast = teacher["latency_ms_batch1"] / student["latency_ms_batch1"]
+    words = [f"{size:.1f}x smaller" if size >= 1 else f"{1 / size:.1f}x larger",
+             f"{fast:.1f}x faster" if fast >= 1 else f"{1 / fast:.1f}x slower"]
+    line = f"{words[0]} and {words[1]} than {name}"
+    if teacher.get("probe_accuracy") and student.get("eval_accuracy") is not None:
+        line += f", at {100 * student['eval_accuracy'] / teacher['probe_accuracy']:.0f}% of its probe accuracy"
+    return line
+
+
+def cost_report(run: dict) -> dict:
+    """The measured report. `run` holds: model, processor, output_dir, config, infos, train_raw, eval_raw,
+    train_features [rows, width] (or None), train_labels, eval_labels, text_column, image_column, max_length,
+    eval_accuracy, train_seconds, extraction_seconds."""
+    column = run["image_column"] or run["text_column"]
+    source = run["eval_raw"] if run["eval_raw"] is not None else run["train_raw"]
+    run["examples"] = list(source.select(range(min(BATCH, len(source))))[column])
+    student = student_cost(run["model"], run["processor"], run["examples"], run["output_dir"], run["image_column"],
+                           run["max_length"])
+    student["eval_accuracy"] = run.get("eval_accuracy")
+    teachers = []
+    infos = run["infos"] or []
+    specs = list(run["config"].teachers or [None] * len(infos))
+    for index, (spec, info) in enumerate(zip(specs, infos, strict=True)):
+        teachers.append(_teacher_row(index, spec, info, run))
+    names = display_names([t["name"] for t in teachers])
+    lines = [line for t, name in zip(teachers, names, strict=True) if (line := ratio_line(student, t, name))]
+    return {"device": device_name(), "student": student, "teachers": teachers,
+            "training_seconds": run.get("train_seconds"), "train_extraction_seconds": run.get("extraction_seconds"),
+            "summary": lines}
+
+
+def write_cost_report(output_dir: str, report: dict) -> None:
+    with open(os.path.join(output_dir, COST_REPORT_NAME), "w") as f:
+        json.dump(report, f, indent=2)
+
+
+def card_summary(report: dict) -> dict:
+    """What the card shows: one row per model, the device, the training and extraction times, the summary lines."""
+    names = display_names([t["name"] for t in report["teachers"]])
+    rows = [{"name": "student", **report["student"]}] + [{**t, "name": n} for t, n in zip(report["teachers"], names,
+                                                                                       strict=True)]
+    return {"device": report["device"], "rows": rows, "summary": report["summary"],
+            "training_seconds": report["training_seconds"],
+            "train_extraction_seconds": report["train_extraction_seconds"]}

@@ -1,0 +1,131 @@
+"""A finished run, read back: its folder (a local output dir, or the snapshot of a Hub model repo), its student (a PEFT
+adapter merged into its base on request), its evaluation split reloaded from the dataset its recipe names, the
+student's logits on that split, and the scores `check-updates` and `export` compare (accuracy, macro-F1, per-class
+recall, agreement). Used by `hf-aft check-updates` and `hf-aft export`; nothing here writes into the run."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from .data import load_labelled_splits
+from .errors import AFTError, first_line
+from .recipe import read_recipe
+
+
+def run_folder(source: str) -> tuple[str, bool]:
+    """(folder, is_hub_copy): `source` itself when it is a local folder, else the snapshot of the Hub model repo
+    `source` (downloaded with huggingface_hub into its cache).
+
+    Raises:
+        AFTError: neither a folder nor a Hub repo that can be downloaded.
+    """
+    if os.path.isdir(source):
+        return source, False
+    if source.startswith((".", "/", "~")) or source.count("/") != 1:
+        raise AFTError(f"{source!r} is neither a folder nor a Hub model id (ORG/NAME): give the output dir of a run "
+                       "or its Hub model id.")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(source), True
+    except Exception as error:
+        raise AFTError(f"{source!r} is not a local folder and could not be downloaded from the Hub "
+                       f"({first_line(error)}): give the output dir of a run or its Hub model id.") from error
+
+
+def load_run_student(folder: str, merge_peft: bool = False):
+    """(model in eval mode on CPU, tokenizer or image processor) of a finished run. A PEFT student loads with peft;
+    `merge_peft=True` merges its adapter into the base weights (`merge_and_unload`), giving a plain model."""
+    from transformers import (
+        AutoImageProcessor,
+        AutoModelForImageClassification,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
+
+    image = bool(read_recipe(folder).get("image_column"))
+    auto_model, auto_processor = ((AutoModelForImageClassification, AutoImageProcessor) if image else
+                                  (AutoModelForSequenceClassification, AutoTokenizer))
+    try:
+        processor = auto_processor.from_pretrained(folder)
+        if os.path.exists(os.path.join(folder, "adapter_config.json")):
+            model = _load_peft(folder, auto_model, image)
+            model = model.merge_and_unload() if merge_peft else model
+        else:
+            model = auto_model.from_pretrained(folder)
+    except AFTError:
+        raise
+    except Exception as error:
+        raise AFTError(f"could not load the student in {folder!r}: {first_line(error)}") from error
+    if getattr(processor, "pad_token", "") is None:
+        processor.pad_token = processor.eos_token or processor.unk_token
+    return model.cpu().eval(), processor
+
+
+def _load_peft(folder: str, auto_model, image: bool):
+    from peft import AutoPeftModelForSequenceClassification, PeftConfig, PeftModel
+
+    if not image:
+        return AutoPeftModelForSequenceClassification.from_pretrained(folder)
+    base = auto_model.from_pretrained(PeftConfig.from_pretrained(folder).base_model_name_or_path)
+    return PeftModel.from_pretrained(base, folder)
+
+
+def eval_split(folder: str, dataset_name: str | None = None):
+    """(eval split with class ids in `labels`, input column, image column or None, max length) as the run's recipe
+    defines them; `dataset_name` replaces the recipe's dataset (e.g. the same data at another path).
+
+    Raises:
+        AFTError: no recipe, a dataset that cannot be loaded, or no evaluation split.
+    """
+    recipe = read_recipe(folder)
+    image_column = recipe.get("image_column")
+    column = image_column or recipe.get("text_column", "text")
+    splits = load_labelled_splits(dataset_name or recipe["dataset_name"], recipe.get("dataset_config"),
+                                  recipe.get("train_split", "train"), recipe.get("eval_split"), column,
+                                  recipe.get("label_column", "label"))
+    if splits.eval is None:
+        raise AFTError(f"the run's dataset {recipe['dataset_name']!r} has no evaluation split to compare on: pass "
+                       "--dataset_name with a test or validation split.")
+    return splits.labels.encode(splits.eval), column, image_column, recipe.get("max_length", 128)
+
+
+def model_inputs(processor, batch: list, image_column: str | None, max_length: int, framework: str = "pt") -> dict:
+    """A batch of texts (padded, truncated to `max_length`) or images as the student's inputs."""
+    if image_column:
+        from .images import to_rgb
+
+        return dict(processor(images=[to_rgb(x, image_column) for x in batch], return_tensors=framework))
+    return dict(processor(batch, padding=True, truncation=True, max_length=max_length, return_tensors=framework))
+
+
+@torch.inference_mode()
+def predict_logits(model, processor, split, column: str, image_column: str | None, max_length: int,
+                   batch_size: int = 64) -> np.ndarray:
+    """The student's logits [rows, classes] on `split` (float32, CPU)."""
+    out = []
+    for start in range(0, len(split), batch_size):
+        batch = split[start : start + batch_size][column]
+        out.append(model(**model_inputs(processor, batch, image_column, max_length)).logits.float().numpy())
+    return np.concatenate(out)
+
+
+def scores(logits: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
+    """Accuracy, macro-F1 and per-class recall (the accuracy on each class's examples) of the predictions."""
+    from sklearn.metrics import f1_score
+
+    predictions, labels = logits.argmax(-1), np.asarray(labels)
+    recall = {name: float((predictions[labels == i] == i).mean()) if (labels == i).any() else None
+              for i, name in enumerate(names)}
+    return {"accuracy": float((predictions == labels).mean()),
+            "macro_f1": float(f1_score(labels, predictions, average="macro", labels=list(range(len(names))),
+                                       zero_division=0)),
+            "per_class_recall": recall}
+
+
+def class_names(model, n: int) -> list[str]:
+    id2label = getattr(model.config, "id2label", None) or {}
+    return [str(id2label.get(i, id2label.get(str(i), i))) for i in range(n)]

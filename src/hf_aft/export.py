@@ -1,0 +1,203 @@
+"""Edge export (`hf-aft export OUT --output_dir EXPORT [--quantize dynamic-int8]`): the student as ONNX.
+
+The student (a PEFT adapter merged into its base first) goes through torch's own exporter, `torch.onnx.export(...,
+dynamo=True)` (needs onnxscript), falling back to the TorchScript exporter (`dynamo=False`) when that fails; the report
+says which ran. The ONNX model then runs in onnxruntime on the run's evaluation split and is compared with the PyTorch
+student (prediction agreement, max logit difference, accuracy), with its size and CPU latency next to the PyTorch
+student's. `dynamic-int8` adds `onnxruntime.quantization.quantize_dynamic` (int8 weights) as model_int8.onnx.
+EXPORT also gets the tokenizer or image processor, config.json (the label names), export_report.json and a README.md
+that says how to run it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import warnings
+
+import numpy as np
+import torch
+
+from .cost import speed
+from .errors import AFTError, first_line
+from .evaluation import eval_split, load_run_student, model_inputs, predict_logits, scores
+
+ONNX_NAME, INT8_NAME, EXPORT_REPORT_NAME = "model.onnx", "model_int8.onnx", "export_report.json"
+QUANTIZATIONS = ("dynamic-int8",)
+
+
+class _TextLogits(torch.nn.Module):
+    """A text student with named tensor inputs and the logits as its one output."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
+
+
+class _ImageLogits(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values):
+        return self.model(pixel_values=pixel_values).logits
+
+
+def _export_options(names: list[str], dynamo: bool) -> dict:
+    """Dynamic batch (and sequence) axes, as each exporter wants them."""
+    if not dynamo:
+        axes = {name: ({0: "batch"} if name == "pixel_values" else {0: "batch", 1: "sequence"}) for name in names}
+        return {"dynamic_axes": {**axes, "logits": {0: "batch"}}}
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    shapes = {name: ({0: batch} if name == "pixel_values" else {0: batch, 1: sequence}) for name in names}
+    return {"dynamic_shapes": shapes, "external_data": False, "verbose": False}
+
+
+def export_onnx(model, sample: dict, path: str) -> tuple[str, str | None]:
+    """Write the model as ONNX at `path` with dynamic batch (and sequence) axes; returns the exporter that worked
+    (`dynamo` or `torchscript`) and, after a fallback, why dynamo failed.
+
+    Raises:
+        AFTError: neither exporter handles this architecture (one line naming both reasons).
+    """
+    image = "pixel_values" in sample
+    text_inputs = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in sample]
+    order = ["pixel_values"] if image else text_inputs
+    wrapper, args = (_ImageLogits if image else _TextLogits)(model), tuple(sample[name] for name in order)
+    errors = []
+    for dynamo in (True, False):
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                torch.onnx.export(wrapper, args, path, input_names=order, output_names=["logits"], dynamo=dynamo,
+                                  **_export_options(order, dynamo))
+            return ("dynamo" if dynamo else "torchscript"), (errors[0] if errors else None)
+        except Exception as error:  # any exporter failure: try the other, then say both
+            errors.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(error).__name__}: {first_line(error)}")
+    raise AFTError(f"cannot export this {model.config.model_type} student to ONNX ({'; '.join(errors)[:400]}).")
+
+
+def onnx_batch(session, processor, batch: list, image_column: str | None, max_length: int) -> np.ndarray:
+    """The ONNX model's logits [len(batch), classes] on a list of texts or images."""
+    inputs = model_inputs(processor, batch, image_column, max_length, "np")
+    feed = {i.name: inputs[i.name].astype(np.float32 if i.name == "pixel_values" else np.int64)
+            for i in session.get_inputs()}
+    return session.run(["logits"], feed)[0]
+
+
+def onnx_logits(session, processor, split, column: str, image_column: str | None, max_length: int,
+                batch_size: int = 64) -> np.ndarray:
+    """The ONNX model's logits [rows, classes] on `split`, batch by batch."""
+    return np.concatenate([onnx_batch(session, processor, split[start : start + batch_size][column], image_column,
+                                      max_length) for start in range(0, len(split), batch_size)])
+
+
+def _session(path: str):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def _row(name, path_or_bytes, logits, reference, labels, names, fn, examples) -> dict:
+    size = os.path.getsize(path_or_bytes) if isinstance(path_or_bytes, str) else path_or_bytes
+    row = {"model": name, "bytes": size, "accuracy": scores(logits, labels, names)["accuracy"],
+           **speed(fn, examples)}
+    if reference is not None:
+        row.update(agreement=float((logits.argmax(-1) == reference.argmax(-1)).mean()),
+                   max_logit_difference=float(np.abs(logits - reference).max()))
+    return row
+
+
+def export_student(folder: str, export_dir: str, quantize: str | None = None,
+                   dataset_name: str | None = None) -> dict:
+    """Export the student of the run in `folder` into `export_dir` and check it on the evaluation split; returns the
+    report (exporter, one row per model: size, accuracy, agreement and max logit difference vs PyTorch, CPU latency
+    at batch 1 in ms and throughput at batch 32).
+
+    Raises:
+        AFTError: no evaluation split, an unknown quantization, or an architecture neither exporter handles.
+    """
+    if quantize not in (None, *QUANTIZATIONS):
+        raise AFTError(f"unknown quantize {quantize!r}: choose {', '.join(QUANTIZATIONS)} (or leave it out).")
+    split, column, image_column, max_length = eval_split(folder, dataset_name)
+    model, processor = load_run_student(folder, merge_peft=True)
+    os.makedirs(export_dir, exist_ok=True)
+    examples = list(split.select(range(min(32, len(split))))[column])
+    sample = model_inputs(processor, examples[:2], image_column, max_length)
+    exporter, fallback = export_onnx(model, sample, os.path.join(export_dir, ONNX_NAME))
+    labels = np.asarray(split["labels"])
+    reference = predict_logits(model, processor, split, column, image_column, max_length)
+    names = [str(model.config.id2label.get(i, i)) for i in range(reference.shape[1])]
+
+    def torch_fn(batch):
+        with torch.inference_mode():
+            return model(**model_inputs(processor, batch, image_column, max_length)).logits
+
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    rows = [_row("pytorch", weights, reference, None, labels, names, torch_fn, examples)]
+    paths = [("onnx", os.path.join(export_dir, ONNX_NAME))]
+    if quantize:
+        import logging
+
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        logging.getLogger().setLevel(logging.ERROR)  # its advice to pre-process is for static quantization
+        quantize_dynamic(paths[0][1], os.path.join(export_dir, INT8_NAME), weight_type=QuantType.QInt8)
+        paths.append(("onnx dynamic-int8", os.path.join(export_dir, INT8_NAME)))
+    for name, path in paths:
+        session = _session(path)
+        logits = onnx_logits(session, processor, split, column, image_column, max_length)
+        rows.append(_row(name, path, logits, reference, labels, names, lambda b, s=session: onnx_batch(
+            s, processor, b, image_column, max_length), examples))
+    processor.save_pretrained(export_dir)
+    model.config.save_pretrained(export_dir)
+    report = {"exporter": exporter, "dynamo_failure": fallback, "eval_rows": len(split), "device": "cpu", "rows": rows,
+              "task": "image-classification" if image_column else "text-classification"}
+    write_export_files(export_dir, report, image_column)
+    return report
+
+
+def report_lines(report: dict) -> list[str]:
+    """The report as a table: one row per model."""
+    lines = [f"exported with torch.onnx.export({'dynamo=True' if report['exporter'] == 'dynamo' else 'dynamo=False'})"
+             f"; checked on {report['eval_rows']} eval examples (CPU)"
+             + (f" (dynamo failed: {report['dynamo_failure']})" if report.get("dynamo_failure") else ""),
+             f"{'model':<20}{'size MB':>9}{'accuracy':>10}{'agreement':>11}{'max |dlogit|':>14}{'ms/ex b1':>10}"
+             f"{'ex/s b32':>10}"]
+    for row in report["rows"]:
+        agreement = f"{row['agreement']:.2%}" if "agreement" in row else "-"
+        diff = f"{row['max_logit_difference']:.2e}" if "max_logit_difference" in row else "-"
+        lines.append(f"{row['model']:<20}{row['bytes'] / 1e6:>9.2f}{row['accuracy']:>10.4f}{agreement:>11}{diff:>14}"
+                     f"{row['latency_ms_batch1']:>10.2f}{row['throughput_batch32']:>10.0f}")
+    return lines
+
+
+def write_export_files(export_dir: str, report: dict, image_column: str | None) -> None:
+    """export_report.json and a README.md with how to run the model and the report's table."""
+    with open(os.path.join(export_dir, EXPORT_REPORT_NAME), "w") as f:
+        json.dump(report, f, indent=2)
+    models = [ONNX_NAME] + ([INT8_NAME] if any("int8" in r["model"] for r in report["rows"]) else [])
+    if image_column:
+        prepare = ('from PIL import Image\nfrom transformers import AutoImageProcessor\n\nprocessor = '
+                   'AutoImageProcessor.from_pretrained(".")\ninputs = processor(images=[Image.open("cat.png")], '
+                   'return_tensors="np")')
+    else:
+        prepare = ('from transformers import AutoTokenizer\n\ntokenizer = AutoTokenizer.from_pretrained(".")\n'
+                   'inputs = tokenizer(["a text to classify"], padding=True, return_tensors="np")')
+    text = (f"# ONNX export of an hf-aft student\n\nFiles: {', '.join(f'`{m}`' for m in models)}, the "
+            "tokenizer or image processor, `config.json` (label names), `export_report.json`.\n\n```python\n"
+            f"import json\n\nimport onnxruntime\n{prepare}\nsession = onnxruntime.InferenceSession(\"{ONNX_NAME}\")\n"
+            "feed = {i.name: inputs[i.name] for i in session.get_inputs()}\nlogits = session.run([\"logits\"], feed)"
+            "[0]\nlabels = json.load(open(\"config.json\"))[\"id2label\"]\nprint([labels[str(i)] for i in "
+            "logits.argmax(-1)])\n```\n\nChecked against the PyTorch student (CPU):\n\n```\n"
+            + "\n".join(report_lines(report)) + "\n```\n")
+    with open(os.path.join(export_dir, "README.md"), "w") as f:
+        f.write(text)

@@ -1,0 +1,125 @@
+"""Facts about a run's inputs that the audit record, the cost report and `check-updates` share: where a teacher's
+weight files are (a local folder, or the Hub cache snapshot of its commit) and their sha256, a split's size, label
+distribution and fingerprint, the student's initialisation and its revision, the machine, the library versions."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections import Counter
+from importlib import metadata
+from pathlib import Path
+
+from .errors import AFTError, first_line
+from .teachers.spec import (
+    WEIGHT_SUFFIXES,
+    file_sha256,
+    hash_folder,
+    hub_revision,
+    is_hub_revision,
+    parse_teacher,
+    resolve_revision,
+    split_gguf,
+)
+
+LIBRARIES = ("hf-aft", "torch", "transformers", "datasets", "accelerate", "huggingface_hub", "peft", "tokenizers",
+             "safetensors", "numpy", "scikit-learn", "onnxruntime", "onnxscript")
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of hf-aft and the libraries a run depends on (those installed)."""
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def device_name() -> str:
+    """The accelerator's name, else the CPU model (from /proc/cpuinfo on Linux), with the torch thread count."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"cpu: {model} ({torch.get_num_threads()} threads)"
+
+
+def teacher_source(spec: str) -> tuple[str, str | None, str | None]:
+    """(name, requested revision or None, GGUF file or None) of a teacher spec."""
+    source, gguf_file = split_gguf(spec)
+    name, requested = parse_teacher(source)
+    return name, requested, gguf_file
+
+
+def teacher_folder(name: str, revision: str) -> Path:
+    """A local teacher's folder, or the Hub cache snapshot of the commit `revision` of a Hub teacher.
+
+    Raises:
+        AFTError: a Hub teacher whose snapshot is not in the local Hub cache.
+    """
+    if os.path.isdir(name) or not is_hub_revision(revision):
+        return Path(name)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, revision=hub_revision(revision), local_files_only=True))
+    except Exception as error:
+        raise AFTError(f"teacher {name}@{revision} is not in the local Hub cache: {first_line(error)}") from error
+
+
+def weight_files(folder: Path, gguf_file: str | None = None) -> dict[str, Path]:
+    """The weight files of a model folder (relative path -> path), or only its GGUF file when one is named."""
+    if gguf_file:
+        return {gguf_file: folder / gguf_file} if (folder / gguf_file).is_file() else {}
+    return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.suffix in WEIGHT_SUFFIXES}
+
+
+def file_hashes(files: dict[str, Path]) -> dict[str, str]:
+    """sha256 (hex) of each file (`huggingface_hub`'s `sha_fileobj`, as the Hub hashes LFS files)."""
+    return {name: file_sha256(path) for name, path in files.items()}
+
+
+def folder_size(files: dict[str, Path]) -> int:
+    """Bytes on disk of the files (symlinks of the Hub cache followed)."""
+    return sum(os.path.getsize(path) for path in files.values())
+
+
+def current_revision(spec: str) -> str:
+    """What a teacher spec resolves to now: the commit its branch or tag points at on the Hub (the Hub cache
+    offline), or the content hash of a local folder or GGUF file (`hf_aft.teachers.spec.resolve_revision`)."""
+    from .teachers.spec import gguf_file_revision
+
+    name, requested, gguf_file = teacher_source(spec)
+    if gguf_file and os.path.isdir(name):
+        return gguf_file_revision(name, gguf_file)
+    return resolve_revision(name, requested)
+
+
+def split_summary(dataset, label_column: str) -> dict:
+    """Rows, label distribution (label -> count) and fingerprint of one split."""
+    if dataset is None:
+        return {}
+    counts = Counter(dataset[label_column]) if label_column in dataset.column_names else Counter()
+    names = getattr(dataset.features.get(label_column), "names", None)
+    distribution = {(names[k] if names and isinstance(k, int) else str(k)): n for k, n in sorted(counts.items())}
+    return {"rows": len(dataset), "labels": distribution, "fingerprint": dataset._fingerprint}
+
+
+def student_revision(name: str) -> str:
+    """The student initialisation's revision: a content hash for a local folder, the commit sha for a Hub id
+    ("unknown" when it cannot be resolved)."""
+    try:
+        if os.path.isdir(name):
+            return "local-" + hash_folder(Path(name))
+        return resolve_revision(name, None)
+    except AFTError:
+        return "unknown"

@@ -1,0 +1,88 @@
+"""The last step of a training run (`pipeline.train_student` calls `finish_run` once, on the main process, after the
+student, its results and its card are saved): the recipe (recipe.yaml), the measured cost and benefit
+(cost_report.json, unless `--skip_cost_report`), the audit record (audit.json), the card rendered again with their
+summaries, and last the sha256 of every file in the output dir, into audit.json."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .audit import card_summary, seal, teacher_record, utc_now, write_record
+from .card import read_card_inputs, write_model_card
+from .cost import card_summary as cost_card_summary
+from .cost import cost_report, write_cost_report
+from .features import FEATURES_COLUMN
+from .provenance import device_name, library_versions, split_summary, student_revision
+from .recipe import build_recipe, write_recipe
+
+
+def _recipe_header(run: dict, record: dict) -> list[str]:
+    lines = [f"hf-aft recipe of the run in {run['output_dir']} ({record['started']}); rerun it with",
+             "  hf-aft train --config recipe.yaml --output_dir NEW_DIR"]
+    for split, facts in record["splits"].items():
+        lines.append(f"{split} split: {facts['rows']} rows, fingerprint {facts['fingerprint']}")
+    for teacher in record["teachers"]:
+        lines.append(f"teacher {teacher['name']}: revision {teacher['resolved_revision']}")
+    return lines
+
+
+def audit_record(trainer, script_args, config, run: dict, summary: dict) -> dict:
+    """The audit record of a finished run, without the file hashes (see `audit.seal`)."""
+    splits = run["splits"]
+    specs = list(config.teachers or [None] * len(trainer.teacher_infos))
+    return {
+        "audit_version": 1, "versions": library_versions(), "device": device_name(),
+        "started": run["started"], "ended": utc_now(), "output_dir": summary["output_dir"],
+        "dataset": {"name": script_args.dataset_name, "config": script_args.dataset_config,
+                    "train_split": script_args.train_split, "eval_split": script_args.eval_split,
+                    "text_column": script_args.text_column, "image_column": script_args.image_column,
+                    "label_column": script_args.label_column},
+        "splits": {name: split_summary(split, splits.labels.column)
+                   for name, split in (("train", splits.train), ("eval", splits.eval)) if split is not None},
+        "teachers": [teacher_record(spec, info) for spec, info in zip(specs, trainer.teacher_infos, strict=True)],
+        "feature_cache_fingerprint": run.get("features_fingerprint"),
+        "student": {"init": script_args.model_name_or_path,
+                    "revision": student_revision(script_args.model_name_or_path)},
+        "transfer": config.transfer, "beta": config.beta, "seed": config.seed,
+        "metrics": {"train": summary.get("train"), "eval": summary.get("eval")},
+    }
+
+
+def _cost(trainer, script_args, config, run: dict, summary: dict) -> dict:
+    train_set, eval_set = run["train_set"], run["eval_set"]
+    features = None
+    if trainer.teacher_infos and FEATURES_COLUMN in train_set.column_names:
+        features = np.asarray(train_set.with_format("numpy")[FEATURES_COLUMN], dtype=np.float32)
+    return cost_report({
+        "model": trainer.model, "processor": trainer.processing_class, "output_dir": config.output_dir,
+        "config": config, "infos": trainer.teacher_infos, "train_raw": run["splits"].train,
+        "eval_raw": run["splits"].eval, "train_features": features,
+        "train_labels": np.asarray(train_set["labels"]) if features is not None else None,
+        "eval_labels": np.asarray(eval_set["labels"]) if eval_set is not None else None,
+        "text_column": script_args.text_column, "image_column": script_args.image_column,
+        "max_length": script_args.max_length, "eval_accuracy": (summary.get("eval") or {}).get("eval_accuracy"),
+        "train_seconds": (summary.get("train") or {}).get("train_runtime"),
+        "extraction_seconds": run.get("extraction_seconds")})
+
+
+def finish_run(trainer, script_args, config, run: dict, summary: dict) -> dict:
+    """Write recipe.yaml, cost_report.json, audit.json, render the card again with their summaries, then hash every
+    file into audit.json. `run` holds: started (UTC), splits (`LabelledSplits`), peft_args, train_set and eval_set
+    (as trained), output_dir, and features_fingerprint / extraction_seconds when teachers ran. Returns what it adds
+    to the run's summary (recipe, audit and cost report paths, the cost summary lines)."""
+    output_dir = config.output_dir
+    record = audit_record(trainer, script_args, config, {**run, "output_dir": output_dir}, summary)
+    recipe = build_recipe(script_args, config, run.get("peft_args"), trainer.teacher_infos)
+    write_recipe(output_dir, recipe, _recipe_header({"output_dir": summary["output_dir"]}, record))
+    added = {"recipe": f"{output_dir}/recipe.yaml", "audit": f"{output_dir}/audit.json"}
+    facts = read_card_inputs(output_dir) or {"transfer": config.transfer}
+    if not getattr(script_args, "skip_cost_report", False):
+        report = _cost(trainer, script_args, config, run, summary)
+        write_cost_report(output_dir, report)
+        facts["cost"] = cost_card_summary(report)
+        added["cost_summary"] = report["summary"]
+    write_record(output_dir, record)
+    facts["audit"] = card_summary(seal(output_dir))  # the weights' hashes, known before the card
+    write_model_card(output_dir, **facts)
+    seal(output_dir)  # last: every file, the card included
+    return added

@@ -1,0 +1,111 @@
+"""Teacher updates (`hf-aft check-updates RUN [--retrain NEW_OUT]`): has any teacher of a finished run moved since?
+
+Each recorded teacher is resolved again at the revision it was requested at (the branch or tag on the Hub: `main`
+when none was given; the content hash of a local folder or GGUF file). `--retrain` reruns the run's recipe with the
+new revisions (the per-teacher feature cache recomputes only the changed teachers), then evaluates the old and the new
+student on the same evaluation split: `update_report.json` (accuracy and macro-F1 old vs new, per-class recall, the
+share of examples on which the two agree) and a "History" section in the new card. The old run is only read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from .audit import read_record, seal
+from .card import read_card_inputs, write_model_card
+from .errors import AFTError
+from .evaluation import class_names, eval_split, load_run_student, predict_logits, run_folder, scores
+from .provenance import current_revision, teacher_source
+from .recipe import RECIPE_NAME
+
+UPDATE_REPORT_NAME = "update_report.json"
+
+
+def tracked_spec(teacher: dict) -> str:
+    """The teacher as it is followed: its name at the requested branch or tag (none: the default branch)."""
+    spec = teacher.get("spec") or teacher["name"]
+    name, _, gguf_file = teacher_source(spec)
+    requested = teacher.get("requested_revision")
+    source = f"{name}@{requested}" if requested else name
+    return f"{source}::{gguf_file}" if gguf_file else source
+
+
+def check_updates(record: dict) -> list[dict]:
+    """Per recorded teacher: name, the spec it is followed at, old and new revision, and whether it changed.
+
+    Raises:
+        AFTError: a teacher that cannot be resolved now (a revision gone from the Hub, a folder that was removed).
+    """
+    rows = []
+    for teacher in record.get("teachers") or []:
+        spec = tracked_spec(teacher)
+        new = current_revision(spec)
+        rows.append({"name": teacher["name"], "spec": spec, "requested_revision": teacher.get("requested_revision"),
+                     "old": teacher["resolved_revision"], "new": new, "changed": new != teacher["resolved_revision"]})
+    return rows
+
+
+def retrain_specs(rows: list[dict]) -> list[str]:
+    """The teachers of the rerun: a Hub teacher pinned to its new commit, a local one as it is named."""
+    specs = []
+    for row in rows:
+        name, _, gguf_file = teacher_source(row["spec"])
+        if os.path.exists(name) or row["new"].startswith(("local-", "gguf-")):
+            specs.append(row["spec"])
+        else:
+            specs.append(f"{name}@{row['new']}" + (f"::{gguf_file}" if gguf_file else ""))
+    return specs
+
+
+def retrain_argv(folder: str, rows: list[dict], new_output_dir: str) -> list[str]:
+    """The `hf-aft train` tokens that rerun the run in `folder` with the teachers' new revisions."""
+    argv = ["--config", os.path.join(folder, RECIPE_NAME), "--output_dir", new_output_dir]
+    return argv + (["--teachers", *retrain_specs(rows)] if rows else [])
+
+
+def compare_students(old_folder: str, new_folder: str, dataset_name: str | None = None) -> dict:
+    """Both students on the new run's evaluation split: accuracy, macro-F1 and per-class recall of each, and the
+    share of examples on which their predictions agree."""
+    split, column, image_column, max_length = eval_split(new_folder, dataset_name)
+    results = {}
+    for role, folder in (("old", old_folder), ("new", new_folder)):
+        model, processor = load_run_student(folder)
+        logits = predict_logits(model, processor, split, column, image_column, max_length)
+        results[role] = (logits.argmax(-1), scores(logits, split["labels"], class_names(model, logits.shape[1])))
+    (old_pred, old), (new_pred, new) = results["old"], results["new"]
+    per_class = {name: {"old": old["per_class_recall"][name], "new": new["per_class_recall"].get(name)}
+                 for name in old["per_class_recall"]}
+    return {"eval_rows": len(split), "old": {k: old[k] for k in ("accuracy", "macro_f1")},
+            "new": {k: new[k] for k in ("accuracy", "macro_f1")}, "per_class_recall": per_class,
+            "agreement": float((old_pred == new_pred).mean())}
+
+
+def record_update(new_output_dir: str, previous: str, record: dict, rows: list[dict], comparison: dict) -> dict:
+    """Write update_report.json and the History section into the new run, carry the teachers' requested revisions
+    forward (so the next check follows the same branch or tag), and hash the new run's files again."""
+    report = {"previous_run": previous, "previous_ended": record.get("ended"), "teachers": rows, **comparison}
+    with open(os.path.join(new_output_dir, UPDATE_REPORT_NAME), "w") as f:
+        json.dump(report, f, indent=2)
+    facts = read_card_inputs(new_output_dir)
+    if facts is None:
+        raise AFTError(f"{new_output_dir!r} has no model_card.json: it is not the output dir of an hf-aft run.")
+    facts["history"] = {"previous": previous, "previous_ended": record.get("ended"),
+                        "changed": [r for r in rows if r["changed"]], "agreement": comparison["agreement"],
+                        "old_accuracy": comparison["old"]["accuracy"], "new_accuracy": comparison["new"]["accuracy"],
+                        "old_macro_f1": comparison["old"]["macro_f1"], "new_macro_f1": comparison["new"]["macro_f1"]}
+    write_model_card(new_output_dir, **facts)
+    new_record = read_record(new_output_dir)
+    for teacher, row in zip(new_record.get("teachers") or [], rows, strict=False):
+        teacher["requested_revision"] = row["requested_revision"]
+    new_record["previous_run"] = previous
+    with open(os.path.join(new_output_dir, "audit.json"), "w") as f:
+        json.dump(new_record, f, indent=2, default=str)
+    seal(new_output_dir)
+    return report
+
+
+def load_run(source: str) -> tuple[str, dict]:
+    """(folder, audit record) of a finished run given as an output dir or a Hub model id."""
+    folder, _ = run_folder(source)
+    return folder, read_record(folder)

@@ -1,0 +1,192 @@
+"""Operating students over time (issue 14): recipe.yaml reruns a run exactly, audit.json and `hf-aft audit`, the cost
+report, `hf-aft check-updates` with a local teacher that changes, and `hf-aft export` to ONNX (text, int8, LoRA,
+image). The Hub side of check-updates and audit is in test_ops_hub.py."""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from unittest import mock
+
+import datasets
+import pytest
+import tiny
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from hf_aft.commands import main
+
+TIMING_KEYS = ("runtime", "per_second")
+
+
+def train(student, data, out, *extra):
+    args = ["train", "--model_name_or_path", str(student), "--dataset_name", str(data), "--output_dir", str(out),
+            "--per_device_train_batch_size", "8", "--max_steps", "4", "--report_to", "none", "--disable_tqdm", "true",
+            "--use_cpu", "true", *extra]
+    assert main(args) == 0
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.file_digest(open(p, "rb"), "sha256").hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def untimed(path: Path) -> dict:
+    return {k: v for k, v in json.loads(path.read_text()).items() if not any(t in k for t in TIMING_KEYS)}
+
+
+@pytest.fixture(scope="module")
+def csv_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    for split, n, seed in (("train", 32, 0), ("test", 16, 1)):
+        tiny.sentiment_dataset(n, seed=seed).to_csv(folder / f"{split}.csv")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def aft_run(tmp_path_factory, teacher_dirs, student_dir, csv_data):
+    out = tmp_path_factory.mktemp("runs") / "aft"
+    train(student_dir, csv_data, out, "--teachers", str(teacher_dirs[0]), "--hub_token", "hf_notARealToken12345",
+          "--seed", "3", "--learning_rate", "1e-3")
+    return out
+
+
+def test_recipe_reruns_the_same_student_from_cached_features(aft_run, teacher_dirs, tmp_path):
+    text = (aft_run / "recipe.yaml").read_text()
+    recipe = yaml.safe_load(text)
+    assert "token" not in text and "hf_notARealToken" not in text
+    assert recipe["teachers"] == [str(teacher_dirs[0])] and recipe["seed"] == 3 and recipe["learning_rate"] == 1e-3
+    assert "output_dir" not in recipe and "fingerprint" in text  # split fingerprints in the header comments
+
+    rerun = tmp_path / "rerun"
+    with mock.patch("hf_aft.teachers.TextTeacher.load", side_effect=AssertionError("a teacher was loaded")):
+        assert main(["train", "--config", str(aft_run / "recipe.yaml"), "--output_dir", str(rerun),
+                     "--skip_cost_report", "true"]) == 0
+    old, new = load_file(aft_run / "model.safetensors"), load_file(rerun / "model.safetensors")
+    assert old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
+    assert untimed(aft_run / "eval_results.json") == untimed(rerun / "eval_results.json")
+    assert not (rerun / "cost_report.json").exists()
+
+
+def test_beta_auto_recipe_names_the_chosen_beta(student_dir, teacher_dirs, csv_data, tmp_path):
+    out = tmp_path / "auto"
+    train(student_dir, csv_data, out, "--teachers", str(teacher_dirs[0]), "--beta", "auto",
+          "--beta_validation_fraction", "0.65", "--skip_cost_report", "true")
+    recipe = yaml.safe_load((out / "recipe.yaml").read_text())
+    chosen = json.loads((out / "beta_search.json").read_text())["chosen_beta"]
+    assert recipe["beta"] == chosen and "beta_auto" not in recipe and "beta_validation_fraction" not in recipe
+
+
+def test_audit_record_card_and_verification(aft_run, teacher_dirs, tmp_path, capsys):
+    record = json.loads((aft_run / "audit.json").read_text())
+    assert {"versions", "device", "started", "ended", "splits", "teachers", "feature_cache_fingerprint", "student",
+            "metrics", "files"} <= set(record)
+    assert record["splits"]["train"]["rows"] == 32 and record["splits"]["eval"]["labels"] == {"0": 8, "1": 8}
+    teacher = record["teachers"][0]
+    assert teacher["resolved_revision"].startswith("local-") and teacher["requested_revision"] is None
+    assert teacher["weight_files"] == {"model.safetensors": digests(teacher_dirs[0])["model.safetensors"]}
+    assert set(record["files"]) == set(digests(aft_run)) - {"audit.json"}
+    assert record["files"] == {k: v for k, v in digests(aft_run).items() if k != "audit.json"}
+    card = (aft_run / "README.md").read_text()
+    for text in ("## Audit", "[audit.json](audit.json)", record["files"]["model.safetensors"], "## Cost and benefit"):
+        assert text in card, text
+
+    assert main(["audit", str(aft_run)]) == 0
+    out = capsys.readouterr().out
+    assert "unchanged" in out and "local-" in out and "split train" in out
+
+    copy = tmp_path / "copy"
+    shutil.copytree(aft_run, copy)
+    weights = bytearray((copy / "model.safetensors").read_bytes())
+    weights[-1] ^= 1
+    (copy / "model.safetensors").write_bytes(bytes(weights))
+    (copy / "tokenizer.json").unlink()
+    (copy / "extra.bin").write_bytes(b"x")
+    assert main(["audit", str(copy)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    for line in ("changed  model.safetensors", "missing  tokenizer.json", "added    extra.bin"):
+        assert line in lines, lines
+    assert main(["audit", str(tmp_path / "nowhere")]) == 2
+
+
+def test_cost_report_measures_student_and_teachers(aft_run, capsys):
+    report = json.loads((aft_run / "cost_report.json").read_text())
+    student, (teacher,) = report["student"], report["teachers"]
+    for row in (student, teacher):
+        assert row["parameters"] > 0 and row["bytes"] > 0
+        assert row["latency_ms_batch1"] > 0 and row["throughput_batch32"] > 0
+    assert 0 <= teacher["probe_accuracy"] <= 1 and student["eval_accuracy"] is not None
+    assert report["device"].startswith(("cpu", "cuda")) and report["training_seconds"] > 0
+    assert len(report["summary"]) == 1 and "probe accuracy" in report["summary"][0]
+    assert report["summary"][0] in (aft_run / "README.md").read_text()
+
+
+def test_check_updates_with_a_local_teacher_that_changes(student_dir, teacher_dirs, csv_data, tmp_path, capsys):
+    teacher, old, new = tmp_path / "teacher", tmp_path / "old", tmp_path / "new"
+    shutil.copytree(teacher_dirs[0], teacher)
+    train(student_dir, csv_data, old, "--teachers", str(teacher), "--skip_cost_report", "true")
+    assert main(["check-updates", str(old)]) == 0
+    assert "(unchanged)" in capsys.readouterr().out
+
+    tiny.save_teacher(teacher, hidden=12, seed=7)  # new weights, same folder
+    before = digests(old)
+    assert main(["check-updates", str(old)]) == 1
+    assert " -> local-" in capsys.readouterr().out
+    assert main(["check-updates", str(old), "--retrain", str(new)]) == 1
+    out = capsys.readouterr().out
+    assert "agreement" in out and "retrained into" in out
+    assert digests(old) == before  # the old run is never modified
+
+    report = json.loads((new / "update_report.json").read_text())
+    assert report["teachers"][0]["changed"] and 0 <= report["agreement"] <= 1
+    assert set(report["per_class_recall"]) == {"0", "1"} and {"accuracy", "macro_f1"} <= set(report["new"])
+    card = (new / "README.md").read_text()
+    assert "## History" in card and str(old) in card
+    assert main(["check-updates", str(new)]) == 0  # the new run has the new teacher
+    assert main(["audit", str(new)]) == 0
+
+
+@pytest.fixture(scope="module")
+def image_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images") / "data"
+    datasets.DatasetDict({"train": tiny.image_dataset(16, 0), "test": tiny.image_dataset(8, 1)}).save_to_disk(folder)
+    return folder
+
+
+def test_export_text_student_to_onnx_with_int8(aft_run, tmp_path, capsys):
+    target = tmp_path / "export"
+    assert main(["export", str(aft_run), "--output_dir", str(target), "--quantize", "dynamic-int8"]) == 0
+    assert "onnx dynamic-int8" in capsys.readouterr().out
+    for name in ("model.onnx", "model_int8.onnx", "tokenizer.json", "config.json", "README.md", "export_report.json"):
+        assert (target / name).exists(), name
+    report = json.loads((target / "export_report.json").read_text())
+    pytorch, onnx, int8 = report["rows"]
+    assert report["exporter"] in ("dynamo", "torchscript") and report["eval_rows"] == 16
+    assert onnx["agreement"] == 1.0 and onnx["max_logit_difference"] < 1e-4
+    assert int8["agreement"] >= 0.9 and onnx["accuracy"] == pytorch["accuracy"]
+    assert "onnxruntime.InferenceSession" in (target / "README.md").read_text()
+
+    with mock.patch("torch.onnx.export", side_effect=RuntimeError("unsupported op")):
+        assert main(["export", str(aft_run), "--output_dir", str(tmp_path / "fails")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("hf-aft: error:") == 1 and "cannot export this bert student to ONNX" in err
+    assert main(["export", str(aft_run), "--output_dir", str(tmp_path / "q"), "--quantize", "int4"]) == 2
+
+
+def test_export_lora_and_image_students(student_dir, csv_data, image_data, tmp_path):
+    lora = tmp_path / "lora"
+    train(student_dir, csv_data, lora, "--transfer", "none", "--use_peft", "--lora_r", "2", "--lora_alpha", "4",
+          "--skip_cost_report", "true")
+    assert main(["export", str(lora), "--output_dir", str(tmp_path / "lora-onnx")]) == 0
+    report = json.loads((tmp_path / "lora-onnx" / "export_report.json").read_text())
+    assert report["rows"][1]["agreement"] == 1.0  # the merged adapter, as the PyTorch student with its adapter
+
+    vit = tiny.save_image_student(tmp_path / "vit-init", "vit")
+    image = tmp_path / "vit"
+    train(vit, image_data, image, "--image_column", "image", "--transfer", "none")
+    assert json.loads((image / "cost_report.json").read_text())["student"]["latency_ms_batch1"] > 0
+    assert main(["export", str(image), "--output_dir", str(tmp_path / "vit-onnx")]) == 0
+    target = tmp_path / "vit-onnx"
+    assert (target / "preprocessor_config.json").exists()
+    assert json.loads((target / "export_report.json").read_text())["rows"][1]["max_logit_difference"] < 1e-4
