@@ -86,8 +86,10 @@ def test_audit_record_card_and_verification(aft_run, teacher_dirs, tmp_path, cap
     teacher = record["teachers"][0]
     assert teacher["resolved_revision"].startswith("local-") and teacher["requested_revision"] is None
     assert teacher["weight_files"] == {"model.safetensors": digests(teacher_dirs[0])["model.safetensors"]}
-    assert set(record["files"]) == set(digests(aft_run)) - {"audit.json"}
-    assert record["files"] == {k: v for k, v in digests(aft_run).items() if k != "audit.json"}
+    assert set(record["files"]) == set(digests(aft_run)) - {"audit.json", "hf_aft_complete.json"}
+    # audit.json holds the hashes; hf_aft_complete.json is written after it (the run's last write)
+    unsealed = ("audit.json", "hf_aft_complete.json")
+    assert record["files"] == {k: v for k, v in digests(aft_run).items() if k not in unsealed}
     card = (aft_run / "README.md").read_text()
     for text in ("## Audit", "[audit.json](audit.json)", record["files"]["model.safetensors"], "## Cost and benefit"):
         assert text in card, text
