@@ -147,3 +147,9 @@ def test_the_beta_a_fixed_run_used_is_said_in_one_line():
     assert beta_note(AFTConfig(output_dir="o")) == "beta = 0.1 (the default; --beta auto chooses it on held-out data)"
     assert beta_note(AFTConfig(output_dir="o", beta=1)).startswith("beta = 1 (set with --beta;")
     assert beta_note(AFTConfig(output_dir="o", transfer="none")).startswith("beta: not used")
+
+
+def test_a_search_that_cannot_tell_the_candidates_apart_says_so():
+    same = [1] * 57 + [0] * 43
+    beta, why = choose_beta([record(0.0, same), record(1.0, same), record(3.0, same)])
+    assert beta == 0.0 and "could not tell them apart" in why and "3 of 6 candidates trained to the end" in why

@@ -178,6 +178,9 @@ def choose_beta(records: list[dict]) -> tuple[float, str]:
     best = max(passed, key=lambda r: (r["score"], -r["beta"]))
     finished = sum(r["score"] is not None for r in records)
     trained = f"{finished} of {len(DEFAULT_GRID)} candidates trained to the end"
+    if finished > 1 and all(r["score"] in (None, stl["score"]) for r in records):
+        return 0.0, (f"chosen by --beta auto: every candidate trained to the end scored {stl['score']:.2f} on "
+                     f"validation, so the search could not tell them apart and kept plain fine-tuning, {trained}")
     if best is stl:
         return 0.0, (f"chosen by --beta auto: no beta beat plain fine-tuning's validation accuracy {stl['score']:.2f} "
                      f"by more than its standard error, {trained}")
