@@ -1,16 +1,18 @@
-"""--beta auto: candidates on a held-out validation split (beta 0 = STL among them), the choice in the output dir and
-the card, and the one-line errors."""
+"""--beta auto: candidates on a held-out validation split (beta 0 = STL among them, winning ties and noise), pruned by
+successive halving within 1x the final run's steps, stalled candidates pruned, the choice printed, in the output dir
+and the card, and the one-line errors."""
 
 import json
 from unittest import mock
 
+import numpy as np
 import pytest
 import tiny
 import torch
 import yaml
 
-from hf_aft import AFTTrainer
-from hf_aft.beta_search import DEFAULT_GRID, split_validation
+from hf_aft import AFTTrainer, beta_search
+from hf_aft.beta_search import SEARCH_ORDER, choose_beta, split_validation
 from hf_aft.commands import main
 from hf_aft.commands.train import parse_train_args
 
@@ -28,7 +30,7 @@ def args(student_dir, teacher_dirs, data, out, *extra):
             "--learning_rate", "1e-2", "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", *extra]
 
 
-def test_beta_auto_trains_every_candidate_then_the_chosen_beta(teacher_dirs, train_csv, tmp_path, capsys):
+def test_beta_auto_prunes_within_one_run_then_trains_the_chosen_beta(teacher_dirs, train_csv, tmp_path, capsys):
     # A checkpoint with 3 labels for a 2-label task: the head is new, randomly initialised for each run.
     student_dir = tiny.save_student(tmp_path / "student", num_labels=3)
     heads, init = [], AFTTrainer.__init__
@@ -40,19 +42,71 @@ def test_beta_auto_trains_every_candidate_then_the_chosen_beta(teacher_dirs, tra
     out = tmp_path / "out"
     with mock.patch.object(AFTTrainer, "__init__", recording_init):
         assert main(args(student_dir, teacher_dirs, train_csv, out, "--beta", "auto", "--beta_validation_fraction",
-                         "0.5", "--save_strategy", "no")) == 0
-    assert len(heads) == len(DEFAULT_GRID) + 1  # the final run starts from the candidates' initial student
-    assert all(torch.equal(head, heads[0]) for head in heads)
-    assert "--beta auto: chose beta" in capsys.readouterr().out
+                         "0.5", "--max_steps", "24")) == 0
     search = json.loads((out / "beta_search.json").read_text())
-    assert [c["beta"] for c in search["candidates"]] == list(DEFAULT_GRID) and search["grid"][0] == 0.0
+    run = [c for c in search["candidates"] if c["status"] != "not run: budget spent"]
+    assert len(heads) == len(run) + 1  # the final run starts from the candidates' initial student
+    assert all(torch.equal(head, heads[0]) for head in heads)
+    assert [c["beta"] for c in search["candidates"]][: len(run)] == list(SEARCH_ORDER)[: len(run)]
+    assert run[0]["beta"] == 0.0 and run[0]["status"] == "finished" and 10.0 in search["grid"]
     assert (search["n_train"], search["n_validation"]) == (24, 24)
-    best = max(c["score"] for c in search["candidates"])
-    assert search["chosen_beta"] == min(c["beta"] for c in search["candidates"] if c["score"] == best)
+    budget = search["budget"]
+    assert budget["final_run_steps"] == 24 and budget["trial_max_steps"] == 6 and budget["rung_step"] == 2
+    assert budget["candidate_steps"] == sum(c["steps"] for c in search["candidates"]) and budget["ratio"] <= 1.0
+    line = f"beta = {search['chosen_beta']:g} (chosen by --beta auto: "
+    assert line in capsys.readouterr().out
     assert json.loads((out / "transfer_summary.json").read_text())["beta"] == search["chosen_beta"]
     card = (out / "README.md").read_text()
-    assert "Choosing beta" in card and f"| {search['chosen_beta']} (chosen) |" in card
+    assert line in card and "Choosing beta" in card and f"| {search['chosen_beta']} (chosen) |" in card
     assert not [p for p in out.iterdir() if p.is_dir()]  # the candidates leave nothing behind
+
+
+def test_never_more_than_one_run_even_when_nothing_is_pruned(teacher_dirs, student_dir, train_csv, tmp_path):
+    with mock.patch("optuna.trial.Trial.should_prune", return_value=False):
+        assert main(args(student_dir, teacher_dirs, train_csv, tmp_path / "out", "--beta", "auto",
+                         "--beta_validation_fraction", "0.5", "--max_steps", "24")) == 0
+    search = json.loads((tmp_path / "out" / "beta_search.json").read_text())
+    assert search["budget"]["candidate_steps"] <= 24 and search["candidates"][0]["status"] == "finished"
+    assert {c["status"] for c in search["candidates"]} & {"stopped: budget spent", "not run: budget spent"}
+
+
+def record(beta, correct):
+    correct = np.asarray(correct, dtype=bool)
+    return {"beta": beta, "score": float(correct.mean()), "correct": correct}
+
+
+def test_beta_zero_wins_ties_and_noise_and_loses_only_to_a_clear_gain():
+    stl = [1] * 60 + [0] * 40
+    tie = record(0.3, [0] * 5 + [1] * 55 + [1] * 5 + [0] * 35)  # 5 wins, 5 losses: same accuracy
+    noise = record(1.0, [1] * 58 + [0] * 2 + [1] * 4 + [0] * 36)  # 4 wins, 2 losses: 2 < sqrt(6)
+    assert choose_beta([record(0.0, stl), tie, noise])[0] == 0.0
+    assert noise["wins_vs_stl"] == 4 and noise["losses_vs_stl"] == 2 and not noise["beats_stl"]
+    clear = record(3.0, [1] * 60 + [1] * 8 + [0] * 32)  # 8 wins, 0 losses: 8 > sqrt(8)
+    beta, why = choose_beta([record(0.0, stl), tie, noise, clear])
+    assert beta == 3.0 and "0.68 vs 0.60 for plain fine-tuning" in why
+    pruned = {"beta": 10.0, "score": None}
+    assert choose_beta([record(0.0, stl), pruned])[0] == 0.0
+
+
+def test_a_stalled_candidate_is_pruned_and_warned_about(teacher_dirs, student_dir, tmp_path, caplog, monkeypatch):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hf_aft import AFTConfig, search_beta
+
+    monkeypatch.setattr(beta_search, "SEARCH_ORDER", (0.0, 1e4))
+    tokenizer = AutoTokenizer.from_pretrained(student_dir)
+    data = tiny.sentiment_dataset(48).rename_column("label", "labels")
+    data = data.map(lambda b: tokenizer(b["text"]), batched=True)
+    config = AFTConfig(output_dir=str(tmp_path / "o"), teachers=[str(teacher_dirs[0])], max_steps=40,
+                       per_device_train_batch_size=8, learning_rate=1e-3, report_to="none", disable_tqdm=True,
+                       use_cpu=True)
+    with caplog.at_level("WARNING"):
+        result = search_beta(lambda: AutoModelForSequenceClassification.from_pretrained(student_dir), config, data,
+                             0.5, processing_class=tokenizer)
+    stalled = result["candidates"][1]
+    assert stalled["status"] == "stalled" and stalled["steps"] == 3 and result["chosen_beta"] == 0.0
+    warnings = [r.getMessage() for r in caplog.records if "stalled at step 3:" in r.getMessage()]
+    assert len(warnings) == 1 and "try a smaller --beta" in warnings[0]
 
 
 def test_validation_split_is_stratified_disjoint_and_refused_when_too_small():
@@ -84,3 +138,18 @@ def test_beta_auto_in_a_yaml_recipe(tmp_path):
     assert script_args.beta_auto and config.beta == 0.1
     script_args, config, _ = parse_train_args(["--config", str(recipe), "--beta", "0.5"])
     assert script_args.beta_auto  # the recipe's auto stays; a fixed --beta on the command line does not undo it
+
+
+def test_the_beta_a_fixed_run_used_is_said_in_one_line():
+    from hf_aft import AFTConfig
+    from hf_aft.card import beta_note
+
+    assert beta_note(AFTConfig(output_dir="o")) == "beta = 0.1 (the default; --beta auto chooses it on held-out data)"
+    assert beta_note(AFTConfig(output_dir="o", beta=1)).startswith("beta = 1 (set with --beta;")
+    assert beta_note(AFTConfig(output_dir="o", transfer="none")).startswith("beta: not used")
+
+
+def test_a_search_that_cannot_tell_the_candidates_apart_says_so():
+    same = [1] * 57 + [0] * 43
+    beta, why = choose_beta([record(0.0, same), record(1.0, same), record(3.0, same)])
+    assert beta == 0.0 and "could not tell them apart" in why and "3 of 6 candidates trained to the end" in why

@@ -1,11 +1,26 @@
-"""`--beta auto`: choose beta on a validation split held out of the training data.
+"""`--beta auto`: choose beta on a validation split held out of the training data, for at most one training run's
+steps, never preferring a beta to plain fine-tuning on noise.
 
-The grid is `DEFAULT_GRID` = (0, 0.03, 0.1, 0.3, 1). beta = 0 trains exactly the plain fine-tuning (STL) student, so
-the chosen beta is never worse than STL on the validation split; ties go to the smaller beta. Budget: one run per
-candidate with the configured schedule (same epochs or max_steps, batch size, learning rate, seed) on the other
-(1 - validation_fraction) of the training data, i.e. about len(grid) x (1 - validation_fraction) = 4.25 training runs
-with the defaults, before the final run on all of the training data with the chosen beta. Teacher features are
-computed once, before the split, so every candidate and the final run read the same cache.
+Search (optuna, https://optuna.readthedocs.io; the driver of transformers' `Trainer.hyperparameter_search` too): one
+trial per candidate beta of `DEFAULT_GRID` = (0, 0.1, 0.3, 1, 3, 10), the range where the benchmarks found the optimum
+(text 0.1-0.3, images 1; README, "Measured results"), run in `SEARCH_ORDER`: beta = 0 first (plain fine-tuning, the
+reference, never pruned), then from the middle of the range outwards (1, 0.3, 3, 0.1, 10), so that a strong bar is
+set early and the extremes are pruned cheaply. Each trial is an `AFTTrainer` run on the training part with its own
+schedule of `TRIAL_FRACTION` (1/4) of the final run's optimizer steps; at a third of it (`REDUCTION_FACTOR` 3) its
+validation accuracy goes to `trial.report`, and optuna's `SuccessiveHalvingPruner` (Li et al., "A System for
+Massively Parallel Hyperparameter Tuning", MLSys 2020) stops it unless it is the best so far at that point (top
+1/3 once three trials have passed). A trial whose `StallDetector` fires (task loss at the class prior while beta *
+transfer dominates, callbacks.py) is pruned at once. Budget: the steps of all trials are counted against the final
+run's steps (`budget` in beta_search.json: candidate steps / final-run steps); a trial stops when the total would pass
+1x, and candidates are skipped once too little is left. Measured (README, "Choosing beta"): 3 trials to the end and
+3 stopped near a third, 0.99x; never over 1x.
+
+Choice (the noise rule): among the trials trained to the end, a beta > 0 replaces beta = 0 only if it beats it on
+the same validation examples by more than the standard error of the paired difference. With w the examples it gets
+right and beta = 0 wrong, and l the reverse, the difference of accuracies is (w - l) / n and its standard error under
+"no difference" is sqrt(w + l) / n (McNemar's test, one standard error: a one-sided z > 1). Among the betas that pass,
+the highest validation accuracy wins (ties: the smaller beta); if none passes, beta = 0 (plain fine-tuning) is kept.
+Teacher features are computed once, before the split, so every candidate and the final run read the same cache.
 """
 
 from __future__ import annotations
@@ -13,18 +28,24 @@ from __future__ import annotations
 import copy
 import gc
 import json
+import math
 import os
 import tempfile
 
 import numpy as np
+import optuna
 import transformers
+from transformers import TrainerCallback
 
 from .errors import AFTError
 from .features import with_teacher_features
 from .metrics import compute_classification_metrics
 from .trainer import AFTTrainer
 
-DEFAULT_GRID = (0.0, 0.03, 0.1, 0.3, 1.0)
+DEFAULT_GRID = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
+SEARCH_ORDER = (0.0, 1.0, 0.3, 3.0, 0.1, 10.0)  # 0 first, then from the middle of the range outwards
+TRIAL_FRACTION = 0.25
+REDUCTION_FACTOR = 3
 DEFAULT_VALIDATION_FRACTION = 0.15
 MIN_VALIDATION, MIN_PER_CLASS = 20, 2
 BETA_SEARCH_NAME = "beta_search.json"
@@ -52,65 +73,173 @@ def split_validation(dataset, fraction: float, seed: int, label_column: str = "l
     return dataset.select(keep), dataset.select(held)
 
 
-def search_beta(model_init, args, train_dataset, grid=DEFAULT_GRID,
-                validation_fraction: float = DEFAULT_VALIDATION_FRACTION, metric: str = "accuracy",
-                compute_metrics=None, label_column: str = "labels", **trainer_kwargs) -> dict:
-    """Train one student per beta in `grid` on the training data minus a held-out validation split and score each
-    on that split. Returns {"chosen_beta", "metric", "candidates": [{"beta", "score", "metrics"}], "grid",
-    "validation_fraction", "n_train", "n_validation"}; `args.beta` is left alone (train the final student with
-    `chosen_beta`).
-
-    Args:
-        model_init: returns a fresh student (called once per candidate, after seeding with `args.seed`); start the
-            final run the same way (`transformers.set_seed(args.seed); model_init()`), as `hf-aft train` does, so
-            that it starts from the same student as the candidates.
-        args: the `AFTConfig` of the final run; candidates copy it with their beta, without saving or pushing.
-        train_dataset: tokenized, with a `labels` column and the `teacher_features` column (or `args.teachers`
-            set: the features are then extracted once here).
-        trainer_kwargs: passed to every candidate's `AFTTrainer` (e.g. `processing_class`, `peft_config`).
-    """
-    grid = sorted({float(beta) for beta in grid})
-    if not grid or grid[0] != 0.0 or any(beta < 0 for beta in grid):
-        raise AFTError(f"the beta grid must include 0 (plain fine-tuning) and no negative values (got {grid}).")
-    if args.transfer == "none":
-        raise AFTError("--beta auto searches the weight of the transfer loss: use --transfer aft, kd or rkd.")
-    train_dataset = with_teacher_features(train_dataset, args, trainer_kwargs.get("text_column", "text"),
-                                          trainer_kwargs.get("image_column"))
-    train_part, validation = split_validation(train_dataset, validation_fraction, args.seed, label_column)
-    compute_metrics = compute_metrics or compute_classification_metrics
-    with tempfile.TemporaryDirectory(prefix="hf_aft_beta_") as scratch:
-        candidates = []
-        for i, beta in enumerate(grid, 1):
-            print(f"--beta auto: beta {beta:g} ({i}/{len(grid)}), training on {len(train_part)} examples", flush=True)
-            candidates.append(_score_candidate(beta, model_init, args, train_part, validation, scratch, metric,
-                                               compute_metrics, trainer_kwargs))
-    best = max(candidates, key=lambda c: (c["score"], -c["beta"]))  # ties: the smaller beta (STL first)
-    return {"chosen_beta": best["beta"], "metric": metric, "candidates": candidates, "grid": grid,
-            "validation_fraction": validation_fraction, "n_train": len(train_part), "n_validation": len(validation),
-            "budget": f"{len(grid)} runs of the configured schedule on {len(train_part)} examples"}
+def final_run_steps(args, n_examples: int) -> int:
+    """Optimizer steps of a run of `args` on `n_examples` (as `Trainer` counts them: max_steps, else epochs x
+    ceil(batches per epoch / gradient accumulation))."""
+    if args.max_steps > 0:
+        return int(args.max_steps)
+    batches = math.ceil(n_examples / (args.train_batch_size * max(1, args.world_size)))
+    per_epoch = max(1, batches // args.gradient_accumulation_steps)
+    return max(1, math.ceil(args.num_train_epochs * per_epoch))
 
 
-def _score_candidate(beta, model_init, args, train_part, validation, scratch, metric, compute_metrics,
-                     trainer_kwargs) -> dict:
-    """Train one candidate from the same seeded student, without saving anything, and score it on validation."""
+def plan_budget(final_steps: int) -> dict:
+    """Each candidate's schedule, its pruning point, and the total the candidates may spend (1x the final run)."""
+    trial_steps = max(3, int(TRIAL_FRACTION * final_steps))
+    return {"final_run_steps": final_steps, "trial_max_steps": trial_steps,
+            "rung_step": max(1, trial_steps // REDUCTION_FACTOR), "limit": max(final_steps, trial_steps),
+            "candidate_steps": 0}  # a run under 12 steps: beta = 0's own 3 steps may pass 1x
+
+
+class _TrialCallback(TrainerCallback):
+    """Evaluates at the rung, reports to optuna and stops the trial when it is pruned, stalled, or over budget."""
+
+    def __init__(self, trial, trainer, budget: dict, prunable: bool):
+        self.trial, self.trainer, self.budget, self.prunable = trial, trainer, budget, prunable
+        self.status, self.rung_score, self.steps = "finished", None, 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps += 1
+        self.budget["candidate_steps"] += 1
+        if self.trainer.stall_detector.stalled_at is not None and self.prunable:
+            self.status, control.should_training_stop = "stalled", True
+        elif self.budget["candidate_steps"] >= self.budget["limit"] and state.global_step < state.max_steps:
+            self.status, control.should_training_stop = "stopped: budget spent", True
+        elif state.global_step == self.budget["rung_step"]:
+            control.should_evaluate = True
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.rung_score is not None or not metrics or "eval_accuracy" not in metrics:
+            return
+        self.rung_score = float(metrics["eval_accuracy"])
+        self.trial.report(self.rung_score, state.global_step)
+        if self.prunable and self.trial.should_prune():
+            self.status, control.should_training_stop = "pruned", True
+
+
+def _candidate_trainer(beta, model_init, args, train_part, validation, scratch, budget, trainer_kwargs):
     candidate_args = copy.deepcopy(args)
     candidate_args.beta = beta
+    candidate_args.max_steps = budget["trial_max_steps"]
     candidate_args.output_dir = os.path.join(scratch, f"beta-{beta}")
     candidate_args.save_strategy = candidate_args.eval_strategy = "no"
     candidate_args.load_best_model_at_end = candidate_args.push_to_hub = False
     candidate_args.report_to = []
     transformers.set_seed(args.seed)  # every candidate starts from the same student
-    trainer = AFTTrainer(model=model_init(), args=candidate_args, train_dataset=train_part, eval_dataset=validation,
-                         compute_metrics=compute_metrics, **copy.copy(trainer_kwargs))
-    trainer.train()
-    metrics = trainer.evaluate()
-    del trainer
-    gc.collect()
-    if f"eval_{metric}" not in metrics:
-        raise AFTError(f"the validation metrics have no {metric!r} (got {sorted(metrics)}): pass a metric that "
-                       "compute_metrics returns.")
-    return {"beta": beta, "score": float(metrics[f"eval_{metric}"]),
-            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+    return AFTTrainer(model=model_init(), args=candidate_args, train_dataset=train_part, eval_dataset=validation,
+                      compute_metrics=compute_classification_metrics, **copy.copy(trainer_kwargs))
+
+
+def _correct(trainer, validation) -> np.ndarray:
+    """Which validation examples the trained candidate classifies right."""
+    output = trainer.predict(validation)
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    return np.asarray(logits).argmax(-1) == np.asarray(output.label_ids)
+
+
+def _objective(model_init, args, train_part, validation, scratch, budget, trainer_kwargs, records):
+    def objective(trial):
+        beta = trial.suggest_categorical("beta", list(SEARCH_ORDER))
+        print(f"--beta auto: beta {beta:g} ({trial.number + 1}/{len(SEARCH_ORDER)}), up to "
+              f"{budget['trial_max_steps']} steps on {len(train_part)} examples", flush=True)
+        trainer = _candidate_trainer(beta, model_init, args, train_part, validation, scratch, budget,
+                                     trainer_kwargs)
+        callback = _TrialCallback(trial, trainer, budget, prunable=beta > 0)
+        trainer.add_callback(callback)
+        trainer.train()
+        record = {"beta": beta, "status": callback.status, "steps": callback.steps,
+                  "rung_score": callback.rung_score, "score": None}
+        if callback.status == "finished":
+            correct = _correct(trainer, validation)
+            record.update(score=float(correct.mean()), correct=correct)
+        records.append(record)
+        del trainer
+        gc.collect()
+        if record["score"] is None:
+            raise optuna.TrialPruned()
+        return record["score"]
+
+    return objective
+
+
+def choose_beta(records: list[dict]) -> tuple[float, str]:
+    """The noise rule (module docstring) over the finished candidates; also fills their wins/losses against beta = 0.
+    Returns (beta, why)."""
+    stl = next(r for r in records if r["beta"] == 0.0 and r["score"] is not None)
+    passed = [stl]
+    for record in records:
+        if record["score"] is None or record is stl:
+            continue
+        wins = int((record["correct"] & ~stl["correct"]).sum())
+        losses = int((~record["correct"] & stl["correct"]).sum())
+        record.update(wins_vs_stl=wins, losses_vs_stl=losses, beats_stl=bool(wins - losses > math.sqrt(wins + losses)))
+        if record["beats_stl"]:
+            passed.append(record)
+    best = max(passed, key=lambda r: (r["score"], -r["beta"]))
+    finished = sum(r["score"] is not None for r in records)
+    trained = f"{finished} of {len(DEFAULT_GRID)} candidates trained to the end"
+    if finished > 1 and all(r["score"] in (None, stl["score"]) for r in records):
+        return 0.0, (f"chosen by --beta auto: every candidate trained to the end scored {stl['score']:.2f} on "
+                     f"validation, so the search could not tell them apart and kept plain fine-tuning, {trained}")
+    if best is stl:
+        return 0.0, (f"chosen by --beta auto: no beta beat plain fine-tuning's validation accuracy {stl['score']:.2f} "
+                     f"by more than its standard error, {trained}")
+    return best["beta"], (f"chosen by --beta auto: validation accuracy {best['score']:.2f} vs {stl['score']:.2f} for "
+                          f"plain fine-tuning, {trained}")
+
+
+def _run_study(objective, budget: dict) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=budget["rung_step"], reduction_factor=REDUCTION_FACTOR, min_early_stopping_rate=0))
+    for beta in SEARCH_ORDER:
+        study.enqueue_trial({"beta": beta})
+    for _ in SEARCH_ORDER:
+        if budget["limit"] - budget["candidate_steps"] < budget["rung_step"] + 1:
+            break  # not enough left to reach the pruning point: the remaining candidates are skipped
+        study.optimize(objective, n_trials=1)
+
+
+def search_beta(model_init, args, train_dataset, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+                label_column: str = "labels", **trainer_kwargs) -> dict:
+    """Choose beta as the module docstring says, on the training data minus a held-out validation split. Returns
+    {"chosen_beta", "reason", "metric", "candidates": [{"beta", "status", "steps", "rung_score", "score", ...}],
+    "grid", "order", "budget": {"final_run_steps", "trial_max_steps", "rung_step", "candidate_steps", "ratio"},
+    "validation_fraction", "n_train", "n_validation", "rule"}; `args.beta` is left alone (train the final student
+    with `chosen_beta`).
+
+    Args:
+        model_init: returns a fresh student (called once per candidate, after seeding with `args.seed`); start the
+            final run the same way (`transformers.set_seed(args.seed); model_init()`), as `hf-aft train` does, so
+            that it starts from the same student as the candidates.
+        args: the `AFTConfig` of the final run (its steps set the budget); candidates copy it with their beta and
+            their own max_steps, without saving or pushing.
+        train_dataset: tokenized, with a `labels` column and the `teacher_features` column (or `args.teachers`
+            set: the features are then extracted once here).
+        trainer_kwargs: passed to every candidate's `AFTTrainer` (e.g. `processing_class`, `peft_config`).
+    """
+    if args.transfer == "none":
+        raise AFTError("--beta auto searches the weight of the transfer loss: use --transfer aft, kd or rkd.")
+    train_dataset = with_teacher_features(train_dataset, args, trainer_kwargs.get("text_column", "text"),
+                                          trainer_kwargs.get("image_column"))
+    train_part, validation = split_validation(train_dataset, validation_fraction, args.seed, label_column)
+    budget = plan_budget(final_run_steps(args, len(train_dataset)))
+    records: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="hf_aft_beta_") as scratch:
+        _run_study(_objective(model_init, args, train_part, validation, scratch, budget, trainer_kwargs, records),
+                   budget)
+    chosen, reason = choose_beta(records)
+    tried = {r["beta"] for r in records}
+    records += [{"beta": b, "status": "not run: budget spent", "steps": 0, "rung_score": None, "score": None}
+                for b in SEARCH_ORDER if b not in tried]
+    budget["ratio"] = budget["candidate_steps"] / budget["final_run_steps"]
+    for record in records:
+        record.pop("correct", None)
+    return {"chosen_beta": chosen, "reason": reason, "metric": "accuracy", "candidates": records,
+            "grid": list(DEFAULT_GRID), "order": list(SEARCH_ORDER), "budget": budget,
+            "validation_fraction": validation_fraction, "n_train": len(train_part), "n_validation": len(validation),
+            "rule": "a beta > 0 replaces beta = 0 only if (wins - losses) > sqrt(wins + losses) on the validation "
+                    "examples (paired with beta = 0, McNemar: one standard error)"}
 
 
 def save_beta_search(result: dict, output_dir: str) -> str:

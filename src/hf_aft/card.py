@@ -63,6 +63,7 @@ class CardFacts:
     audit: dict | None = None  # audit.card_summary: link, times, device, the weights' sha256
     cost: dict | None = None  # cost.card_summary: sizes, CPU speed, probe accuracies, summary lines
     history: dict | None = None  # check-updates --retrain: the previous run, teacher changes, old vs new
+    beta_note: str | None = None  # which beta the run used and why (`beta_note`)
 
     @classmethod
     def of(cls, facts: CardFacts | str | None = None, **named) -> CardFacts:
@@ -223,6 +224,17 @@ def _class_names(model) -> list[str] | None:
     return None if all(name == f"LABEL_{i}" for i, name in enumerate(names)) else names
 
 
+def beta_note(args, beta_search: dict | None = None) -> str:
+    """One line: which beta a run used and why (`hf-aft train` prints it, the card says it)."""
+    if args.transfer == "none":
+        return "beta: not used (--transfer none: plain fine-tuning)"
+    if beta_search:
+        return f"beta = {args.beta:g} ({beta_search['reason']})"
+    default = next(f.default for f in fields(type(args)) if f.name == "beta")
+    how = "the default" if args.beta == default else "set with --beta"
+    return f"beta = {args.beta:g} ({how}; --beta auto chooses it on held-out data)"
+
+
 def card_facts_from_trainer(trainer, model_name: str | None = None, dataset_name: str | None = None,
                             baseline_results: dict | None = None, beta_search: dict | None = None,
                             eval_split: str | None = None) -> CardFacts:
@@ -242,6 +254,7 @@ def card_facts_from_trainer(trainer, model_name: str | None = None, dataset_name
         baseline_results=baseline_results, peft=peft_settings(trainer.model), beta_search=beta_search,
         task="image-classification" if trainer.image_column else "text-classification",
         balance_teachers=args.balance_teachers and trainer.transfer_loss is not None,
+        beta_note=beta_note(args, beta_search),
     )
 
 

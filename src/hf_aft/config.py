@@ -20,6 +20,7 @@ from .teachers.loading import TeacherDtype
 from .teachers.text import Pooling
 
 KernelScope = Literal["global", "local"]
+FeaturePoint = Literal["head_input", "pre_dropout"]
 
 
 def check_choices(options) -> None:
@@ -166,6 +167,9 @@ class AFTConfig(TrainingArguments, TeacherArguments):
         student_feature_module (`str`, *optional*):
             Name of the student module whose input is its feature vector (as in `model.named_modules()`). By default
             the classification head's final linear layer (the last `nn.Linear` with `num_labels` outputs).
+        student_feature_point (`str`, *optional*, defaults to `"head_input"`):
+            `head_input` (the paper's point: the module's input, after the head's dropout) or `pre_dropout` (not in
+            the paper: the input of the `nn.Dropout` that feeds the module, when one does, i.e. without dropout noise).
     """
 
     transfer: Transfer = field(
@@ -206,6 +210,11 @@ class AFTConfig(TrainingArguments, TeacherArguments):
         default=None,
         metadata={"help": "Name of the student module whose input is its feature vector (as in "
                   "model.named_modules()). By default the classification head's final linear layer."},
+    )
+    student_feature_point: FeaturePoint = field(
+        default="head_input",
+        metadata={"help": "head_input (the paper's: the head's input, after its dropout) or pre_dropout (not in the "
+                  "paper: the input of the dropout that feeds the head, when one does: no dropout noise)."},
     )
 
     # Trainer defaults that hf-aft changes: log ten times per run (500 steps logs nothing on a short run), and keep no

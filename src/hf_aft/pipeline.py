@@ -17,7 +17,7 @@ import transformers
 
 from .audit import reseal_card
 from .beta_search import save_beta_search, search_beta
-from .card import read_baseline
+from .card import beta_note, read_baseline
 from .config import AFTConfig
 from .data import load_labelled_splits
 from .errors import AFTError
@@ -138,9 +138,9 @@ def _prepare(split, labels, processor, script_args: ScriptArguments):
 
 
 def _choose_beta(script_args, config, train_set, load, processor, infos, peft_config):
-    result = search_beta(lambda: load()[0], config, train_set, validation_fraction=
-                         script_args.beta_validation_fraction, processing_class=processor, teacher_infos=infos,
-                         peft_config=peft_config, image_column=script_args.image_column)
+    result = search_beta(lambda: load()[0], config, train_set, script_args.beta_validation_fraction,
+                         processing_class=processor, teacher_infos=infos, peft_config=peft_config,
+                         image_column=script_args.image_column)
     config.beta = result["chosen_beta"]
     return result
 
@@ -199,6 +199,7 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
     trainer.save_model()
     trainer.save_metrics("train", result.metrics)
     summary = {"output_dir": os.path.abspath(config.output_dir), "train": result.metrics, "beta": config.beta,
+               "beta_note": beta_note(config, beta_search),
                "scales": trainer.scale_summary(), "is_main_process": trainer.is_world_process_zero(),
                "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
                "all_params": sum(p.numel() for p in trainer.model.parameters())}

@@ -70,15 +70,30 @@ def copies_of(model: nn.Module, name: str) -> list[nn.Module]:
 
 
 class StudentFeatureCapture:
-    """Keeps the last input of one module of the student; `pop()` returns it once as [B, d]."""
+    """Keeps the last input of one module of the student; `pop()` returns it once as [B, d].
 
-    def __init__(self, model: nn.Module, module_name: str | None = None):
+    `point="head_input"` (the paper's and its code's point) keeps the module's input as is. `point="pre_dropout"`:
+    when that input is the output of an `nn.Dropout` (BERT-like heads run `classifier(dropout(pooled))`, RoBERTa's
+    `out_proj(dropout(...))`), it keeps the dropout's input instead, the same features without the dropout noise; a
+    head with no dropout right before it (ViT) gets its plain input, as with `head_input`. Found by a forward hook on
+    every `nn.Dropout` that remembers the last one run: its output must be the very tensor the head receives."""
+
+    def __init__(self, model: nn.Module, module_name: str | None = None, point: str = "head_input"):
         self.name, self.module = find_feature_module(model, module_name)
         self.features: torch.Tensor | None = None
+        self._last_dropout: tuple | None = None  # (input, output) of the last nn.Dropout run
         self._handles = [m.register_forward_pre_hook(self._store) for m in copies_of(model, self.name)]
+        if point == "pre_dropout":
+            self._handles += [m.register_forward_hook(self._store_dropout) for m in model.modules()
+                              if isinstance(m, nn.Dropout)]
+
+    def _store_dropout(self, module, args, output):
+        self._last_dropout = (args[0], output) if args else None
 
     def _store(self, module, args, kwargs=None):
-        self.features = args[0] if args else next(iter(kwargs.values()))
+        features = args[0] if args else next(iter(kwargs.values()))
+        last, self._last_dropout = self._last_dropout, None
+        self.features = last[0] if last is not None and last[1] is features else features
 
     def pop(self) -> torch.Tensor:
         features, self.features = self.features, None

@@ -15,6 +15,7 @@ from collections import defaultdict
 import torch
 from transformers import Trainer, TrainerCallback
 
+from .callbacks import StallDetector
 from .card import card_facts_from_trainer, write_model_card
 from .collators import ImageCollator, TeacherFeatureCollator
 from .config import AFTConfig
@@ -100,12 +101,14 @@ class AFTTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         self.loss_is_scaled_for_ga = False
         self.data_collator = TeacherFeatureCollator(self.data_collator)
-        self.feature_capture = StudentFeatureCapture(model, args.student_feature_module)
+        self.feature_capture = StudentFeatureCapture(model, args.student_feature_module, args.student_feature_point)
         self.transfer_loss = self._build_transfer_loss()
         self.teacher_weights = self._teacher_weights()
         self._transfer_group_added = False
         self._metrics = defaultdict(list)
         self.add_callback(_ZeroTransferGrads(self))
+        self.stall_detector = StallDetector(self)  # warns when beta * transfer holds the task loss at the prior
+        self.add_callback(self.stall_detector)
 
     @staticmethod
     def _check_inputs(model, args, train_dataset) -> AFTConfig:
@@ -200,6 +203,11 @@ class AFTTrainer(Trainer):
         return loss
 
     # ---- logging ----
+    def latest_loss_terms(self) -> tuple[float | None, float | None]:
+        """The last training batch's task loss and transfer loss (before beta; None without one), for callbacks."""
+        last = {key: values[-1].item() for key, values in self._metrics.items() if values}
+        return last.get("task_loss"), last.get("transfer_loss")
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._metrics:  # a training log: add the loss terms since the last one
             for key, values in self._metrics.items():

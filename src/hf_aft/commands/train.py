@@ -70,10 +70,8 @@ def parse_train_args(argv: list[str]):
 
 
 def print_summary(summary: dict) -> None:
-    if "beta_search" in summary:
-        search = summary["beta_search"]
-        print(f"--beta auto: chose beta = {summary['beta']:g} (validation {search['metric']}: " + ", ".join(
-            f"{c['beta']:g}: {c['score']:.4f}" for c in search["candidates"]) + ")")
+    if "beta_note" in summary:
+        print(summary["beta_note"])
     eval_metrics = summary.get("eval", {})
     if eval_metrics:
         print(f"eval accuracy {eval_metrics.get('eval_accuracy', float('nan')):.4f}  "

@@ -1,0 +1,183 @@
+"""`--beta auto` benchmark: STL vs KD vs AFT at fixed betas vs AFT with `--beta auto`, test accuracy over seeds,
+paired by seed, with the wall time of an auto run relative to one STL run; and a learning curve (STL vs AFT auto at
+100, 300, 1,000 and all training examples).
+
+    python bench/beta_auto.py --suite vision,mpnet                 # the main table on those suites
+    python bench/beta_auto.py --suite vision --methods stl,auto    # some methods only
+    python bench/beta_auto.py --suite mpnet,vision --curve         # the learning curve
+
+Suites reuse the quality benchmarks' data, students and teachers: `mpnet` (Rotten Tomatoes, all-mpnet-base-v2
+teacher, 3-layer MiniLM student), `minilm` (all-MiniLM-L6-v2 teacher, same student), `small` (mpnet teacher, 1-layer
+student) as in bench/quality.py (3 epochs, batch 32, lr 2e-4, max length 64), and `vision` (animal-mnist, ImageNet
+MobileNetV2 teacher, a 4-layer ViT from scratch, 8 epochs, batch 64, lr 1e-3) as in bench/vision_quality.py.
+Methods: `stl`, `kd:BETA`, `aft:BETA`, `auto`. Results append to bench/results/beta_auto.jsonl (reruns skip finished
+runs); the tables are printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import quality  # noqa: E402
+import vision_quality  # noqa: E402
+
+from hf_aft.commands.train import train  # noqa: E402
+
+RESULTS = Path("bench/results/beta_auto.jsonl")
+SEEDS = (0, 1, 2)
+TEXT = {"mpnet": ("mpnet", 3), "minilm": ("minilm", 3), "small": ("mpnet", 1)}
+METHODS = {"text": "stl,auto,kd:1,aft:0.1,aft:0.3,aft:1", "vision": "stl,auto,aft:1,aft:0.1,aft:10,kd:1"}
+CURVE = (100, 300, 1000, None)
+
+
+def subset(folder: Path, n: int | None) -> Path:
+    """The dataset at `folder` with its train split cut to the first `n` rows of a fixed shuffle (None: all)."""
+    if n is None:
+        return folder
+    target = folder.parent / f"{folder.name}-n{n}"
+    if not (target / "dataset_dict.json").exists():
+        data = datasets.load_from_disk(str(folder))
+        data["train"] = data["train"].shuffle(seed=0).select(range(n))
+        data.save_to_disk(str(target))
+    return target
+
+
+def method_args(method: str) -> list[str]:
+    if method == "stl":
+        return ["--transfer", "none"]
+    if method == "auto":
+        return ["--transfer", "aft", "--beta", "auto"]
+    transfer, beta = method.split(":")
+    return ["--transfer", transfer, "--beta", beta]
+
+
+def suite_args(suite: str, seed: int, n: int | None) -> list[str]:
+    if suite == "vision":
+        work = vision_quality.WORK
+        return ["--model_name_or_path", str(vision_quality.student_init(seed)),
+                "--dataset_name", str(subset(work / "data", n)), "--image_column", "image",
+                "--teachers", str(vision_quality.TEACHER), "--num_train_epochs", "8",
+                "--per_device_train_batch_size", "64", "--per_device_eval_batch_size", "256", "--learning_rate",
+                "1e-3", "--weight_decay", "0.05", "--warmup_steps", "0.05", "--use_cpu", "true"]
+    teacher, layers = TEXT[suite]
+    student = quality.truncated_student(quality.minilm_path(), quality.WORK / f"student-init-{layers}l", layers=layers)
+    return ["--model_name_or_path", str(student), "--dataset_name", str(subset(quality.WORK / "data", n)),
+            "--teachers", *map(str, quality.teacher_paths(teacher)), "--num_train_epochs", "3",
+            "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "128", "--learning_rate", "2e-4",
+            "--max_length", "64", "--teacher_max_length", "64"]
+
+
+def run(suite: str, method: str, seed: int, n: int | None) -> dict:
+    out = Path("runs/beta_auto") / f"{suite}-{method.replace(':', '-')}-{seed}-{n or 'all'}"
+    args = [*suite_args(suite, seed, n), *method_args(method), "--seed", str(seed), "--save_strategy", "no",
+            "--report_to", "none", "--logging_steps", "50", "--disable_tqdm", "true", "--overwrite_output_dir",
+            "--output_dir", str(out)]
+    if n is not None and n < 150:
+        args += ["--beta_validation_fraction", "0.2"]  # at least 20 held-out examples
+    start = time.perf_counter()
+    summary = train(args)
+    row = {"suite": suite, "method": method, "seed": seed, "n": n, "accuracy": summary["eval"]["eval_accuracy"],
+           "beta": summary["beta"], "wall_s": time.perf_counter() - start,
+           "train_s": summary["train"]["train_runtime"], "beta_note": summary.get("beta_note")}
+    if "beta_search" in summary:
+        search = summary["beta_search"]
+        row["budget_ratio"] = search["budget"]["ratio"]
+        row["candidates"] = [{k: c.get(k) for k in ("beta", "status", "steps", "rung_score", "score")}
+                             for c in search["candidates"]]
+    return row
+
+
+def _cell(rows, method, stl):
+    group = [r for r in rows if r["method"] == method]
+    if not group:
+        return "-", None
+    gains = [r["accuracy"] - stl[r["seed"]] for r in group if r["seed"] in stl]
+    gain = statistics.mean(gains) if gains and method != "stl" else None
+    text = f"{statistics.mean(r['accuracy'] for r in group):.4f}"
+    return (text + (f" ({gain:+.4f})" if gain is not None else "") + ("" if len(group) == 3 else f" [{len(group)}]"),
+            gain)
+
+
+def table(rows: list[dict], methods: list[str]) -> str:
+    """Mean test accuracy (gain over STL, paired by seed) per suite; auto's betas, share of the best fixed beta's
+    gain, and wall time relative to STL (paired by seed)."""
+    fixed = [m for m in methods if m not in ("stl", "auto")]
+    head = ["suite", "STL", *[m.upper().replace(":", " ") for m in fixed], "AFT auto", "auto's beta per seed",
+            "auto gain / best fixed AFT gain", "auto wall / STL wall"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for suite in sorted({r["suite"] for r in rows}):
+        group = [r for r in rows if r["suite"] == suite and r["n"] is None]
+        stl = {r["seed"]: r["accuracy"] for r in group if r["method"] == "stl"}
+        cells = {m: _cell(group, m, stl) for m in methods}
+        auto = sorted((r for r in group if r["method"] == "auto"), key=lambda r: r["seed"])
+        best = max((cells[m][1] for m in fixed if m.startswith("aft") and cells[m][1] is not None), default=None)
+        share = f"{cells['auto'][1] / best:.0%}" if best and cells["auto"][1] is not None else "-"
+        stl_wall = {r["seed"]: r["wall_s"] for r in group if r["method"] == "stl"}
+        ratios = [r["wall_s"] / stl_wall[r["seed"]] for r in auto if r["seed"] in stl_wall]
+        lines.append("| " + " | ".join([suite, cells["stl"][0], *[cells[m][0] for m in fixed], cells["auto"][0],
+                                        ", ".join(f"{r['beta']:g}" for r in auto) or "-", share,
+                                        f"{statistics.mean(ratios):.2f}" if ratios else "-"]) + " |")
+    return "\n".join(lines)
+
+
+def curve_table(rows: list[dict]) -> str:
+    lines = ["| suite | training examples | STL | AFT auto | gain (per seed) | auto's beta per seed |",
+             "|---|---|---|---|---|---|"]
+    for suite in sorted({r["suite"] for r in rows}):
+        for n in CURVE:
+            group = [r for r in rows if r["suite"] == suite and r["n"] == n]
+            stl = {r["seed"]: r["accuracy"] for r in group if r["method"] == "stl"}
+            auto = sorted((r for r in group if r["method"] == "auto" and r["seed"] in stl), key=lambda r: r["seed"])
+            if not auto:
+                continue
+            gains = [r["accuracy"] - stl[r["seed"]] for r in auto]
+            betas = ", ".join(f"{r['beta']:g}" for r in auto)
+            lines.append(f"| {suite} | {n or 'all'} | {statistics.mean(stl[r['seed']] for r in auto):.4f} | "
+                         f"{statistics.mean(r['accuracy'] for r in auto):.4f} | {statistics.mean(gains):+.4f} "
+                         f"({', '.join(f'{g:+.3f}' for g in gains)}) | {betas} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", default="vision,mpnet", help="comma-separated among vision, mpnet, minilm, small")
+    parser.add_argument("--methods", default=None, help="comma-separated (default: all of the suite's)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--curve", action="store_true", help="the learning curve (stl and auto) instead")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    quality.prepare_workdir()
+    vision_quality.WORK.mkdir(parents=True, exist_ok=True)
+    if "vision" in args.suite and not (vision_quality.WORK / "data" / "dataset_dict.json").exists():
+        vision_quality.animal_mnist().save_to_disk(str(vision_quality.WORK / "data"))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    done = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
+    for seed in args.seeds:  # seed-major, so that an interrupted run still has every method
+        for suite in args.suite.split(","):
+            kind = "vision" if suite == "vision" else "text"
+            methods = ["stl", "auto"] if args.curve else (args.methods or METHODS[kind]).split(",")
+            for n in (CURVE if args.curve else (None,)):
+                for method in methods:
+                    if any((r["suite"], r["method"], r["seed"], r["n"]) == (suite, method, seed, n) for r in done):
+                        continue
+                    row = run(suite, method, seed, n)
+                    done.append(row)
+                    with RESULTS.open("a") as f:
+                        f.write(json.dumps(row) + "\n")
+    print(table(done, ["stl", *METHODS["text"].split(",")[2:], "aft:10", "auto"]))
+    print()
+    print(curve_table(done))
+
+
+if __name__ == "__main__":
+    main()
