@@ -59,18 +59,22 @@ def test_python_api_takes_paths_and_string_labels_and_names_the_classes(student_
     assert not list((tmp_path / "out").glob("checkpoint-*"))  # no checkpoints unless asked for
 
 
-def test_stl_card_is_a_baseline_and_shows_what_ran(student_dir, tmp_path):
+def test_stl_card_is_a_baseline_and_shows_what_ran(student_dir, teacher_dirs, tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
     for split, n in (("train", 24), ("test", 12)):
         tiny.sentiment_dataset(n, seed=n).map(lambda r: {"label": ["neg", "pos"][r["label"]]}).to_csv(
             folder / f"{split}.csv")
     out = tmp_path / "stl"
+    # As the demo's baseline run: --teachers given (shared with the AFT run) but unused by --transfer none.
     assert main(["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(folder), "--transfer",
-                 "none", "--output_dir", str(out), "--max_steps", "3", "--num_train_epochs", "3",
-                 "--per_device_train_batch_size", "8", "--report_to", "none", "--use_cpu", "true"]) == 0
+                 "none", "--teachers", str(teacher_dirs[0]), "--output_dir", str(out), "--max_steps", "3",
+                 "--num_train_epochs", "3", "--per_device_train_batch_size", "8", "--report_to", "none", "--use_cpu",
+                 "true"]) == 0
     card = (out / "README.md").read_text()
     assert "# Fine-tuning baseline (STL)" in card and "AFT student" not in card
     assert "Classes: `neg`, `pos`" in card and "On the `test` split (12 examples)" in card
     assert "- steps run: 3" in card and "num_train_epochs" not in card and "max_steps" not in card
     assert json.loads((out / "model_card.json").read_text())["eval_split"] == {"name": "test", "rows": 12}
+    assert json.loads((out / "audit.json").read_text())["teachers"] == []  # no teacher shaped this run
+    assert (out / "hf_aft_complete.json").exists() and (out / "recipe.yaml").exists()

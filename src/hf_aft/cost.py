@@ -24,7 +24,7 @@ from .distributed import is_distributed
 from .errors import AFTError, first_line
 from .features import FEATURES_COLUMN, with_teacher_features
 from .images import to_rgb
-from .provenance import device_name, folder_size, teacher_folder, teacher_source, weight_files
+from .provenance import device_name, folder_size, teacher_folder, teacher_source, teacher_specs, weight_files
 from .teachers import display_names, load_options, make_teacher
 
 COST_REPORT_NAME = "cost_report.json"
@@ -181,7 +181,7 @@ def cost_report(run: dict) -> dict:
     student["eval_accuracy"] = run.get("eval_accuracy")
     teachers = []
     infos = run["infos"] or []
-    specs = list(run["config"].teachers or [None] * len(infos))
+    specs = teacher_specs(run["config"].teachers, infos)
     for index, (spec, info) in enumerate(zip(specs, infos, strict=True)):
         teachers.append(_teacher_row(index, spec, info, run))
     names = display_names([t["name"] for t in teachers])

@@ -23,6 +23,11 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
     """A Hub id, a folder written by `save_to_disk`, a folder of data files, or one or more comma-separated files."""
     files = [f for f in name.split(",") if f]
     suffixes = {os.path.splitext(f)[1].lower() for f in files}
+    missing = [f for f in files if not os.path.exists(f) and (os.path.splitext(f)[1].lower() in _FILE_BUILDERS
+                                                             or f.startswith((".", "/", "~")))]
+    if missing:
+        raise AFTError(f"dataset file or folder {missing[0]!r} does not exist: check the path (a Hub dataset is "
+                       "ORG/NAME).")
     saved = os.path.isdir(name) and any(os.path.exists(os.path.join(name, f)) for f in ("dataset_dict.json",
                                                                                         "dataset_info.json"))
     if os.path.isdir(name) and not saved:

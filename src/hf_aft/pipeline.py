@@ -106,13 +106,15 @@ class PeftArguments:
                           target_modules=self.lora_target_modules, task_type="SEQ_CLS")
 
 
-def check_output_dir(output_dir: str, overwrite: bool = False, resume: str | None = None) -> None:
+def check_output_dir(output_dir: str, overwrite: bool = False, resume: str | None = None,
+                     can_resume: bool = True) -> None:
     """An output dir is a folder that holds nothing yet (or `overwrite`, or a run to resume)."""
     if output_dir:
         check_creatable(output_dir)  # a folder, or one that can be created
     if output_dir and os.path.isdir(output_dir) and os.listdir(output_dir) and not (overwrite or resume):
-        raise AFTError(f"output_dir {output_dir!r} already holds files: choose another, pass --overwrite_output_dir, "
-                       "or --resume_from_checkpoint to continue a run.")
+        resume_hint = ", or --resume_from_checkpoint to continue a run" if can_resume else ""
+        raise AFTError(f"output_dir {output_dir!r} already holds files: choose another or pass "
+                       f"--overwrite_output_dir{resume_hint}.")
 
 
 def _check_run(script_args: ScriptArguments, config: AFTConfig):

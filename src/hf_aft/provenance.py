@@ -123,3 +123,11 @@ def student_revision(name: str) -> str:
         return resolve_revision(name, None)
     except AFTError:
         return "unknown"
+
+
+def teacher_specs(teachers: list[str] | None, infos: list | None) -> list[str | None]:
+    """The teacher given for each slice of the features (None where the features came with the dataset); none at all
+    when the run used no features (`--transfer none`, whatever `--teachers` says)."""
+    if not infos:
+        return []
+    return list(teachers) if teachers and len(teachers) == len(infos) else [None] * len(infos)

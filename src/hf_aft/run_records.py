@@ -12,7 +12,7 @@ from .card import read_card_inputs, write_model_card
 from .cost import card_summary as cost_card_summary
 from .cost import cost_report, write_cost_report
 from .features import FEATURES_COLUMN
-from .provenance import device_name, library_versions, split_summary, student_revision
+from .provenance import device_name, library_versions, split_summary, student_revision, teacher_specs
 from .recipe import build_recipe, write_recipe
 
 
@@ -29,7 +29,7 @@ def _recipe_header(run: dict, record: dict) -> list[str]:
 def audit_record(trainer, script_args, config, run: dict, summary: dict) -> dict:
     """The audit record of a finished run, without the file hashes (see `audit.seal`)."""
     splits = run["splits"]
-    specs = list(config.teachers or [None] * len(trainer.teacher_infos))
+    specs = teacher_specs(config.teachers, trainer.teacher_infos)
     return {
         "audit_version": 1, "versions": library_versions(), "device": device_name(),
         "started": run["started"], "ended": utc_now(), "output_dir": summary["output_dir"],

@@ -141,7 +141,8 @@ def load_student(name: str, labels=None, image_column: str | None = None):
             model, info = auto_model.from_pretrained(name, output_loading_info=True, **head)
     except Exception as error:
         kind = "image " if image_column else ""
-        raise AFTError(f"could not load the {kind}student {name!r}: {first_line(error)}") from error
+        where = "" if os.path.exists(name) else "not a local folder, and from the Hub: "
+        raise AFTError(f"could not load the {kind}student {name!r}: {where}{first_line(error)}") from error
     _warn_unexpected_new_weights(name, info)
     set_pad_token(model, processor)
     limit = token_limit(model.config, processor) if hasattr(processor, "model_max_length") else None

@@ -55,7 +55,7 @@ def parse_feature_args(argv: list[str]):
         raise AFTError("--teachers is required: the Hub ids or local folders whose features to compute.")
     if args.push_to_hub and not args.hub_model_id:
         raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (a dataset repo).")
-    check_output_dir(args.output_dir, args.overwrite_output_dir)
+    check_output_dir(args.output_dir, args.overwrite_output_dir, can_resume=False)
     return args, teachers
 
 

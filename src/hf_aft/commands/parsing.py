@@ -27,6 +27,10 @@ FRACTIONS = ("beta_validation_fraction", "lora_dropout", "warmup_ratio")
 SEEDS = ("seed", "data_seed")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions as written, and every option's default after its help."""
+
+
 class _Parser:
     """An `HfArgumentParser` whose errors are AFTErrors (one line, no usage dump, no SystemExit)."""
 
@@ -34,7 +38,7 @@ class _Parser:
         from transformers import HfArgumentParser
 
         self.parser = HfArgumentParser(dataclass_types, prog=prog, description=description, allow_abbrev=False,
-                                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                                       formatter_class=HelpFormatter)
         self.parser.add_argument("--config", help="YAML file of flag names and values: defaults for any flag above; "
                                  "flags on the command line override it.")
         self.parser.error = self._error
