@@ -180,7 +180,8 @@ class AFTConfig(TrainingArguments, TeacherArguments):
     beta: float = field(
         default=0.1,
         metadata={"help": "Weight of the transfer loss: loss = task loss + beta * transfer loss. The knob that "
-                  "matters most; see the README's benchmark for why 0.1 is the default rather than the authors' 10."},
+                  "matters most; see the README's benchmark for why 0.1 is the default rather than the authors' 10. "
+                  "`--beta auto` chooses it on data held out of the training split (hf-aft train only)."},
     )
     kernel: Kernel = field(
         default="linear",
