@@ -53,10 +53,10 @@ def test_every_subcommand_gives_one_line(argv, fragment, capsys):
 
 def test_debug_shows_the_chain_of_causes(tmp_path):
     env = {**os.environ, "HF_AFT_DEBUG": "1"}
-    bad = tmp_path / "data.csv"
-    bad.write_text("text,label\n")  # a header and no rows
+    bad = tmp_path / "data.jsonl"
+    bad.write_text('{"text": "good", "label": 1}\n{not json\n')  # datasets' own error, wrapped in an AFTError
     result = subprocess.run([sys.executable, "-m", "hf_aft", "train", "--model_name_or_path", str(tmp_path),
-                             "--dataset_name", str(tmp_path / "missing.parquet,x.csv"), "--output_dir",
-                             str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=120)
+                             "--dataset_name", str(bad), "--output_dir", str(tmp_path / "o")], capture_output=True,
+                            text=True, env=env, timeout=120)
     assert "Traceback" in result.stderr and "AFTError" in result.stderr
     assert "direct cause of the following exception" in result.stderr

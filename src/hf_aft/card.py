@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
-from importlib import metadata, resources
+from importlib import resources
 
 import numpy as np
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .errors import AFTError
 from .outputs import TRANSFER_STATE_NAME, TRANSFER_SUMMARY_NAME
+from .provenance import library_versions
 from .student import peft_settings
 
 # The card's task -> (student class, preprocessor class, its variable name in the loading snippet).
@@ -80,14 +81,10 @@ def template_path() -> str:
 
 
 def framework_versions() -> dict[str, str]:
+    """The versions the card lists (a subset of what the audit record keeps)."""
     names = ("hf-aft", "transformers", "torch", "datasets", "accelerate", "huggingface_hub")
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
+    versions = library_versions()
+    return {name: versions[name] for name in names if name in versions}
 
 
 def _metrics(results: dict | None) -> dict[str, float]:
