@@ -15,7 +15,6 @@ in the same folder and renames it into place.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from datasets.fingerprint import Hasher
 from filelock import FileLock
 
 from .distributed import is_distributed
+from .teachers.spec import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -96,14 +96,6 @@ def _assemble_shards(shard_files: list[Path], cache_file: Path, fingerprint: str
 
 def checksum_file(path: Path) -> Path:
     return path.with_name(path.name + ".sha256.json")
-
-
-def file_sha256(path: Path, block: int = 1 << 24) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(block), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def record_checksum(path: Path) -> None:

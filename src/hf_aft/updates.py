@@ -18,6 +18,7 @@ from .errors import AFTError
 from .evaluation import class_names, eval_split, load_run_student, predict_logits, run_folder, scores
 from .provenance import current_revision, teacher_source
 from .recipe import RECIPE_NAME
+from .teachers.spec import is_hub_revision
 
 UPDATE_REPORT_NAME = "update_report.json"
 
@@ -51,7 +52,7 @@ def retrain_specs(rows: list[dict]) -> list[str]:
     specs = []
     for row in rows:
         name, _, gguf_file = teacher_source(row["spec"])
-        if os.path.exists(name) or row["new"].startswith(("local-", "gguf-")):
+        if os.path.exists(name) or not is_hub_revision(row["new"]):
             specs.append(row["spec"])
         else:
             specs.append(f"{name}@{row['new']}" + (f"::{gguf_file}" if gguf_file else ""))
