@@ -30,7 +30,9 @@ def args(student_dir, teacher_dirs, data, out, *extra):
             "--learning_rate", "1e-2", "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", *extra]
 
 
-def test_beta_auto_prunes_within_one_run_then_trains_the_chosen_beta(teacher_dirs, train_csv, tmp_path, capsys):
+def test_beta_auto_prunes_within_one_run_then_trains_the_chosen_beta(teacher_dirs, train_csv, tmp_path, capsys,
+                                                                      monkeypatch):
+    monkeypatch.setattr(beta_search, "_on_plateau", lambda records: False)  # the tiny student often stays there
     # A checkpoint with 3 labels for a 2-label task: the head is new, randomly initialised for each run.
     student_dir = tiny.save_student(tmp_path / "student", num_labels=3)
     heads, init = [], AFTTrainer.__init__
@@ -44,11 +46,12 @@ def test_beta_auto_prunes_within_one_run_then_trains_the_chosen_beta(teacher_dir
         assert main(args(student_dir, teacher_dirs, train_csv, out, "--beta", "auto", "--beta_validation_fraction",
                          "0.5", "--max_steps", "24")) == 0
     search = json.loads((out / "beta_search.json").read_text())
-    run = [c for c in search["candidates"] if c["status"] != "not run: budget spent"]
+    run = [c for c in search["candidates"] if not c["status"].startswith("not run")]
     assert len(heads) == len(run) + 1  # the final run starts from the candidates' initial student
     assert all(torch.equal(head, heads[0]) for head in heads)
     assert [c["beta"] for c in search["candidates"]][: len(run)] == list(SEARCH_ORDER)[: len(run)]
-    assert run[0]["beta"] == 0.0 and run[0]["status"] == "finished" and 10.0 in search["grid"]
+    assert [(c["beta"], c["status"]) for c in run[:2]] == [(0.1, "finished"), (0.0, "finished")]
+    assert 10.0 in search["grid"] and search["default_beta"] == 0.1
     assert (search["n_train"], search["n_validation"]) == (24, 24)
     budget = search["budget"]
     assert budget["final_run_steps"] == 24 and budget["trial_max_steps"] == 6 and budget["rung_step"] == 2
@@ -61,7 +64,9 @@ def test_beta_auto_prunes_within_one_run_then_trains_the_chosen_beta(teacher_dir
     assert not [p for p in out.iterdir() if p.is_dir()]  # the candidates leave nothing behind
 
 
-def test_never_more_than_one_run_even_when_nothing_is_pruned(teacher_dirs, student_dir, train_csv, tmp_path):
+def test_never_more_than_one_run_even_when_nothing_is_pruned(teacher_dirs, student_dir, train_csv, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.setattr(beta_search, "_on_plateau", lambda records: False)
     with mock.patch("optuna.trial.Trial.should_prune", return_value=False):
         assert main(args(student_dir, teacher_dirs, train_csv, tmp_path / "out", "--beta", "auto",
                          "--beta_validation_fraction", "0.5", "--max_steps", "24")) == 0
@@ -70,22 +75,48 @@ def test_never_more_than_one_run_even_when_nothing_is_pruned(teacher_dirs, stude
     assert {c["status"] for c in search["candidates"]} & {"stopped: budget spent", "not run: budget spent"}
 
 
+def test_a_search_on_the_plateau_stops_after_the_default_and_plain_fine_tuning(teacher_dirs, student_dir,
+                                                                              train_csv, tmp_path, capsys):
+    out = tmp_path / "out"
+    with mock.patch.object(beta_search, "_predictions", lambda trainer, validation: (np.ones(24, bool), np.zeros(24))):
+        assert main(args(student_dir, teacher_dirs, train_csv, out, "--beta", "auto", "--beta_validation_fraction",
+                         "0.5", "--max_steps", "24")) == 0
+    search = json.loads((out / "beta_search.json").read_text())
+    assert [c["status"] for c in search["candidates"]] == ["finished"] * 2 + ["not run: on plateau"] * 4
+    assert search["chosen_beta"] == 0.1 and search["budget"]["ratio"] == 0.5
+    assert "beta = 0.1 (chosen by --beta auto: the default; the candidates' short runs ended on the student's " \
+        "initial plateau" in capsys.readouterr().out
+
+
 def record(beta, correct):
     correct = np.asarray(correct, dtype=bool)
     return {"beta": beta, "score": float(correct.mean()), "correct": correct}
 
 
-def test_beta_zero_wins_ties_and_noise_and_loses_only_to_a_clear_gain():
-    stl = [1] * 60 + [0] * 40
+def test_the_default_wins_ties_and_noise_and_loses_only_to_a_clear_gain():
+    default = [1] * 60 + [0] * 40
     tie = record(0.3, [0] * 5 + [1] * 55 + [1] * 5 + [0] * 35)  # 5 wins, 5 losses: same accuracy
     noise = record(1.0, [1] * 58 + [0] * 2 + [1] * 4 + [0] * 36)  # 4 wins, 2 losses: 2 < sqrt(6)
-    assert choose_beta([record(0.0, stl), tie, noise])[0] == 0.0
-    assert noise["wins_vs_stl"] == 4 and noise["losses_vs_stl"] == 2 and not noise["beats_stl"]
+    assert choose_beta([record(0.1, default), tie, noise])[0] == 0.1
+    assert noise["wins_vs_default"] == 4 and noise["losses_vs_default"] == 2 and not noise["beats_default"]
     clear = record(3.0, [1] * 60 + [1] * 8 + [0] * 32)  # 8 wins, 0 losses: 8 > sqrt(8)
-    beta, why = choose_beta([record(0.0, stl), tie, noise, clear])
-    assert beta == 3.0 and "0.68 vs 0.60 for plain fine-tuning" in why
+    beta, why = choose_beta([record(0.1, default), tie, noise, clear])
+    assert beta == 3.0 and "0.68 vs 0.60 for the default 0.1" in why
     pruned = {"beta": 10.0, "score": None}
-    assert choose_beta([record(0.0, stl), pruned])[0] == 0.0
+    assert choose_beta([record(0.1, default), pruned])[0] == 0.1
+
+
+def test_plain_fine_tuning_wins_when_the_default_clearly_hurts():
+    default = [1] * 50 + [0] * 50
+    stl = record(0.0, [1] * 50 + [1] * 10 + [0] * 40)  # 10 wins, 0 losses against the default
+    beta, why = choose_beta([record(0.1, default), stl, record(1.0, default)])
+    assert beta == 0.0 and "0.60 vs 0.50 for the default 0.1" in why
+
+
+def test_the_incumbent_is_the_configs_default():
+    from hf_aft import AFTConfig
+
+    assert SEARCH_ORDER[:2] == (AFTConfig(output_dir="o").beta, 0.0) == (beta_search.DEFAULT_BETA, 0.0)
 
 
 def test_a_stalled_candidate_is_pruned_and_warned_about(teacher_dirs, student_dir, tmp_path, caplog, monkeypatch):
@@ -93,7 +124,7 @@ def test_a_stalled_candidate_is_pruned_and_warned_about(teacher_dirs, student_di
 
     from hf_aft import AFTConfig, search_beta
 
-    monkeypatch.setattr(beta_search, "SEARCH_ORDER", (0.0, 1e4))
+    monkeypatch.setattr(beta_search, "SEARCH_ORDER", (0.1, 1e4))
     tokenizer = AutoTokenizer.from_pretrained(student_dir)
     data = tiny.sentiment_dataset(48).rename_column("label", "labels")
     data = data.map(lambda b: tokenizer(b["text"]), batched=True)
@@ -104,7 +135,7 @@ def test_a_stalled_candidate_is_pruned_and_warned_about(teacher_dirs, student_di
         result = search_beta(lambda: AutoModelForSequenceClassification.from_pretrained(student_dir), config, data,
                              0.5, processing_class=tokenizer)
     stalled = result["candidates"][1]
-    assert stalled["status"] == "stalled" and stalled["steps"] == 3 and result["chosen_beta"] == 0.0
+    assert stalled["status"] == "stalled" and stalled["steps"] == 3 and result["chosen_beta"] == 0.1
     warnings = [r.getMessage() for r in caplog.records if "stalled at step 3:" in r.getMessage()]
     assert len(warnings) == 1 and "try a smaller --beta" in warnings[0]
 
@@ -149,7 +180,11 @@ def test_the_beta_a_fixed_run_used_is_said_in_one_line():
     assert beta_note(AFTConfig(output_dir="o", transfer="none")).startswith("beta: not used")
 
 
-def test_a_search_that_cannot_tell_the_candidates_apart_says_so():
-    same = [1] * 57 + [0] * 43
-    beta, why = choose_beta([record(0.0, same), record(1.0, same), record(3.0, same)])
-    assert beta == 0.0 and "could not tell them apart" in why and "3 of 6 candidates trained to the end" in why
+def test_a_search_whose_short_runs_stay_on_the_plateau_stops_and_keeps_the_default():
+    majority = [1] * 57 + [0] * 43
+    ends = [dict(record(0.1, majority), predicted_classes=1), dict(record(0.0, majority), predicted_classes=1)]
+    assert beta_search._on_plateau(ends)
+    beta, why = choose_beta(ends)
+    assert beta == 0.1 and "initial plateau" in why and "2 of 6 candidates trained to the end" in why
+    ends[1]["predicted_classes"] = 2  # plain fine-tuning left the plateau: the search goes on
+    assert not beta_search._on_plateau(ends)
