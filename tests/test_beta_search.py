@@ -188,3 +188,27 @@ def test_a_search_whose_short_runs_stay_on_the_plateau_stops_and_keeps_the_defau
     assert beta == 0.1 and "initial plateau" in why and "2 of 6 candidates trained to the end" in why
     ends[1]["predicted_classes"] = 2  # plain fine-tuning left the plateau: the search goes on
     assert not beta_search._on_plateau(ends)
+
+
+def test_the_stall_detector_warns_late_when_the_task_loss_never_leaves_the_prior(caplog):
+    from hf_aft.callbacks import StallDetector
+
+    def detector(task_losses, beta, transfer=0.1):
+        trainer = mock.Mock(train_dataset=None)
+        found = StallDetector(trainer)
+        found.prior_entropy = 0.683  # 57% / 43% labels
+        state, args = mock.Mock(max_steps=100), mock.Mock(beta=beta)
+        for step, task in enumerate(task_losses, start=1):
+            trainer.latest_loss_terms.return_value = (task, transfer)
+            state.global_step = step
+            found.on_step_end(args, state, None)
+        return found
+
+    with caplog.at_level("WARNING"):
+        # beta = 1 on a pretrained text student: small weighted transfer, the task loss at the prior all along.
+        assert detector([0.69] * 60, beta=1.0).stalled_at == 50
+        # Plain fine-tuning and beta = 0.1 sit on the same plateau for 40% of the steps, then leave it.
+        assert detector([0.69] * 40 + [0.55] * 20, beta=0.1).stalled_at is None
+        assert detector([0.69] * 60, beta=0.0).stalled_at is None  # no transfer term: nothing to blame
+    warnings = [r.getMessage() for r in caplog.records if "stalled at step 50:" in r.getMessage()]
+    assert len(warnings) == 1 and "at half of training" in warnings[0] and "e.g. 0.1" in warnings[0]
