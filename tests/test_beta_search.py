@@ -168,7 +168,9 @@ def test_beta_auto_in_a_yaml_recipe(tmp_path):
     script_args, config, _ = parse_train_args(["--config", str(recipe)])
     assert script_args.beta_auto and config.beta == 0.1
     script_args, config, _ = parse_train_args(["--config", str(recipe), "--beta", "0.5"])
-    assert script_args.beta_auto  # the recipe's auto stays; a fixed --beta on the command line does not undo it
+    assert not script_args.beta_auto and config.beta == 0.5  # the command line's fixed --beta wins over the recipe
+    script_args, config, _ = parse_train_args(["--config", str(recipe), "--beta=0.3"])
+    assert not script_args.beta_auto and config.beta == 0.3
 
 
 def test_the_beta_a_fixed_run_used_is_said_in_one_line():

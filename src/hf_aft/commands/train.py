@@ -20,15 +20,20 @@ REQUIRED = ("model_name_or_path", "dataset_name", "output_dir")
 
 
 def _beta_auto(tokens: list[str]) -> list[str]:
-    """`--beta auto` (beta is a float in AFTConfig) becomes `--beta_auto true`."""
+    """`--beta auto` (beta is a float in AFTConfig) becomes `--beta_auto true`; a later fixed `--beta X` (the command
+    line after a recipe) turns it off again: the last --beta wins, as for every other flag."""
     out, i = [], 0
     while i < len(tokens):
-        if tokens[i] == "--beta=auto" or (tokens[i] == "--beta" and i + 1 < len(tokens) and tokens[i + 1] == "auto"):
+        token = tokens[i]
+        value = token.split("=", 1)[1] if token.startswith("--beta=") else (
+            tokens[i + 1] if token == "--beta" and i + 1 < len(tokens) else None)
+        if value == "auto":
             out += ["--beta_auto", "true"]
-            i += 1 if "=" in tokens[i] else 2
+        elif value is not None:
+            out += ["--beta", value, "--beta_auto", "false"]
         else:
-            out.append(tokens[i])
-            i += 1
+            out.append(token)
+        i += 1 if value is None or "=" in token else 2
     return out
 
 
