@@ -10,8 +10,8 @@ Suites reuse the quality benchmarks' data, students and teachers: `mpnet` (Rotte
 teacher, 3-layer MiniLM student), `minilm` (all-MiniLM-L6-v2 teacher, same student), `small` (mpnet teacher, 1-layer
 student) as in bench/quality.py (3 epochs, batch 32, lr 2e-4, max length 64), and `vision` (animal-mnist, ImageNet
 MobileNetV2 teacher, a 4-layer ViT from scratch, 8 epochs, batch 64, lr 1e-3) as in bench/vision_quality.py.
-Methods: `stl`, `kd:BETA`, `aft:BETA`, `auto`. Results append to bench/results/beta_auto.jsonl (reruns skip finished
-runs); the tables are printed at the end.
+Methods: `stl`, `kd:BETA`, `aft:BETA`, `aft:BETA:pre_dropout` (`--student_feature_point pre_dropout`), `auto`.
+Results append to bench/results/beta_auto.jsonl (reruns skip finished runs); the tables are printed at the end.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ def method_args(method: str) -> list[str]:
         return ["--transfer", "none"]
     if method == "auto":
         return ["--transfer", "aft", "--beta", "auto"]
-    transfer, beta = method.split(":")
-    return ["--transfer", transfer, "--beta", beta]
+    transfer, beta, *point = method.split(":")  # aft:1:pre_dropout = --student_feature_point pre_dropout
+    return ["--transfer", transfer, "--beta", beta, *(["--student_feature_point", *point] if point else [])]
 
 
 def suite_args(suite: str, seed: int, n: int | None) -> list[str]:
@@ -119,7 +119,8 @@ def table(rows: list[dict], methods: list[str]) -> str:
         stl = {r["seed"]: r["accuracy"] for r in group if r["method"] == "stl"}
         cells = {m: _cell(group, m, stl) for m in methods}
         auto = sorted((r for r in group if r["method"] == "auto"), key=lambda r: r["seed"])
-        best = max((cells[m][1] for m in fixed if m.startswith("aft") and cells[m][1] is not None), default=None)
+        best = max((cells[m][1] for m in fixed if m.startswith("aft:") and m.count(":") == 1 and cells[m][1] is not None),
+                   default=None)
         share = f"{cells['auto'][1] / best:.0%}" if best and cells["auto"][1] is not None else "-"
         stl_wall = {r["seed"]: r["wall_s"] for r in group if r["method"] == "stl"}
         ratios = [r["wall_s"] / stl_wall[r["seed"]] for r in auto if r["seed"] in stl_wall]
@@ -127,6 +128,16 @@ def table(rows: list[dict], methods: list[str]) -> str:
                                         ", ".join(f"{r['beta']:g}" for r in auto) or "-", share,
                                         f"{statistics.mean(ratios):.2f}" if ratios else "-"]) + " |")
     return "\n".join(lines)
+
+
+def methods_in(rows: list[dict]) -> list[str]:
+    """The methods of the main table's rows: stl, then kd and aft by beta (pre_dropout after), then auto."""
+    def key(method):
+        transfer, beta, *point = method.split(":")
+        return ({"kd": 0, "aft": 1}.get(transfer, 2), bool(point), float(beta))
+
+    fixed = sorted({r["method"] for r in rows if r["n"] is None and r["method"] not in ("stl", "auto")}, key=key)
+    return ["stl", *fixed, "auto"]
 
 
 def curve_table(rows: list[dict]) -> str:
@@ -174,7 +185,7 @@ def main():
                     done.append(row)
                     with RESULTS.open("a") as f:
                         f.write(json.dumps(row) + "\n")
-    print(table(done, ["stl", *METHODS["text"].split(",")[2:], "aft:10", "auto"]))
+    print(table(done, methods_in(done)))
     print()
     print(curve_table(done))
 
