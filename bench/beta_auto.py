@@ -119,8 +119,8 @@ def table(rows: list[dict], methods: list[str]) -> str:
         stl = {r["seed"]: r["accuracy"] for r in group if r["method"] == "stl"}
         cells = {m: _cell(group, m, stl) for m in methods}
         auto = sorted((r for r in group if r["method"] == "auto"), key=lambda r: r["seed"])
-        best = max((cells[m][1] for m in fixed if m.startswith("aft:") and m.count(":") == 1 and cells[m][1] is not None),
-                   default=None)
+        plain_aft = [cells[m][1] for m in fixed if m.startswith("aft:") and m.count(":") == 1]
+        best = max((gain for gain in plain_aft if gain is not None), default=None)
         share = f"{cells['auto'][1] / best:.0%}" if best and cells["auto"][1] is not None else "-"
         stl_wall = {r["seed"]: r["wall_s"] for r in group if r["method"] == "stl"}
         ratios = [r["wall_s"] / stl_wall[r["seed"]] for r in auto if r["seed"] in stl_wall]
