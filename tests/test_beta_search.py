@@ -13,6 +13,7 @@ import yaml
 
 from hf_aft import AFTTrainer, beta_search
 from hf_aft.beta_search import SEARCH_ORDER, choose_beta, split_validation
+from hf_aft.callbacks import StallDetector
 from hf_aft.commands import main
 from hf_aft.commands.train import parse_train_args
 
@@ -67,6 +68,7 @@ def test_beta_auto_prunes_within_one_run_then_trains_the_chosen_beta(teacher_dir
 def test_never_more_than_one_run_even_when_nothing_is_pruned(teacher_dirs, student_dir, train_csv, tmp_path,
                                                              monkeypatch):
     monkeypatch.setattr(beta_search, "_on_plateau", lambda records: False)
+    monkeypatch.setattr(StallDetector, "check", lambda *args, **kwargs: False)  # nothing stops early but the budget
     with mock.patch("optuna.trial.Trial.should_prune", return_value=False):
         assert main(args(student_dir, teacher_dirs, train_csv, tmp_path / "out", "--beta", "auto",
                          "--beta_validation_fraction", "0.5", "--max_steps", "24")) == 0
@@ -193,8 +195,6 @@ def test_a_search_whose_short_runs_stay_on_the_plateau_stops_and_keeps_the_defau
 
 
 def test_the_stall_detector_warns_late_when_the_task_loss_never_leaves_the_prior(caplog):
-    from hf_aft.callbacks import StallDetector
-
     def detector(task_losses, beta, transfer=0.1):
         trainer = mock.Mock(train_dataset=None)
         found = StallDetector(trainer)
