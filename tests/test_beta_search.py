@@ -80,7 +80,8 @@ def test_never_more_than_one_run_even_when_nothing_is_pruned(teacher_dirs, stude
 def test_a_search_on_the_plateau_stops_after_the_default_and_plain_fine_tuning(teacher_dirs, student_dir,
                                                                               train_csv, tmp_path, capsys):
     out = tmp_path / "out"
-    with mock.patch.object(beta_search, "_predictions", lambda trainer, validation: (np.ones(24, bool), np.zeros(24))):
+    with mock.patch.object(beta_search, "_predictions", lambda trainer, validation: (np.ones(24, bool), np.zeros(24),
+                                                                                     0.69)):
         assert main(args(student_dir, teacher_dirs, train_csv, out, "--beta", "auto", "--beta_validation_fraction",
                          "0.5", "--max_steps", "24")) == 0
     search = json.loads((out / "beta_search.json").read_text())
@@ -106,6 +107,15 @@ def test_the_default_wins_ties_and_noise_and_loses_only_to_a_clear_gain():
     assert beta == 3.0 and "0.68 vs 0.60 for the default 0.1" in why
     pruned = {"beta": 10.0, "score": None}
     assert choose_beta([record(0.1, default), pruned])[0] == 0.1
+
+
+def test_an_accuracy_tie_goes_to_the_lower_validation_loss():
+    default = [1] * 60 + [0] * 40
+    better = [1] * 70 + [0] * 30  # 10 wins, 0 losses against the default
+    tied = [record(0.3, better) | {"loss": 0.9}, record(1.0, better) | {"loss": 0.7}]
+    assert choose_beta([record(0.1, default), *tied])[0] == 1.0
+    tied[1]["loss"] = 1.1
+    assert choose_beta([record(0.1, default), *tied])[0] == 0.3
 
 
 def test_plain_fine_tuning_wins_when_the_default_clearly_hurts():
