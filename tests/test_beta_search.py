@@ -148,6 +148,7 @@ def test_a_stalled_candidate_is_pruned_and_warned_about(teacher_dirs, student_di
                              0.5, processing_class=tokenizer)
     stalled = result["candidates"][1]
     assert stalled["status"] == "stalled" and stalled["steps"] == 3 and result["chosen_beta"] == 0.1
+    assert not [r for r in caplog.records if "at half of training" in r.getMessage()]  # candidates: early check only
     warnings = [r.getMessage() for r in caplog.records if "stalled at step 3:" in r.getMessage()]
     assert len(warnings) == 1 and "try a smaller --beta" in warnings[0]
 
@@ -205,9 +206,9 @@ def test_a_search_whose_short_runs_stay_on_the_plateau_stops_and_keeps_the_defau
 
 
 def test_the_stall_detector_warns_late_when_the_task_loss_never_leaves_the_prior(caplog):
-    def detector(task_losses, beta, transfer=0.1):
+    def detector(task_losses, beta, transfer=0.1, late_window=0.5):
         trainer = mock.Mock(train_dataset=None)
-        found = StallDetector(trainer)
+        found = StallDetector(trainer, late_window=late_window)
         found.prior_entropy = 0.683  # 57% / 43% labels
         state, args = mock.Mock(max_steps=100), mock.Mock(beta=beta)
         for step, task in enumerate(task_losses, start=1):
@@ -222,5 +223,7 @@ def test_the_stall_detector_warns_late_when_the_task_loss_never_leaves_the_prior
         # Plain fine-tuning and beta = 0.1 sit on the same plateau for 40% of the steps, then leave it.
         assert detector([0.69] * 40 + [0.55] * 20, beta=0.1).stalled_at is None
         assert detector([0.69] * 60, beta=0.0).stalled_at is None  # no transfer term: nothing to blame
+        # --beta auto's candidates run the early check only (a short run need not have left the prior by half-way).
+        assert detector([0.69] * 60, beta=1.0, late_window=None).stalled_at is None
     warnings = [r.getMessage() for r in caplog.records if "stalled at step 50:" in r.getMessage()]
     assert len(warnings) == 1 and "at half of training" in warnings[0] and "e.g. 0.1" in warnings[0]

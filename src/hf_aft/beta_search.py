@@ -4,19 +4,19 @@ steps, never leaving the default beta on noise.
 Search (optuna, https://optuna.readthedocs.io; the driver of transformers' `Trainer.hyperparameter_search` too): one
 trial per candidate beta of `DEFAULT_GRID` = (0, 0.1, 0.3, 1, 3, 10), the range where the benchmarks found the optimum
 (text 0.1-0.3, images 1; README, "Choosing beta"), run in `SEARCH_ORDER`: first the incumbent, `DEFAULT_BETA` (0.1,
-what a run without `--beta auto` uses), then beta = 0 (plain fine-tuning); both are always trained to the end of
-their schedule and never pruned. Then from the middle of the range outwards (1, 0.3, 3, 10), so that a strong bar is
-set early and the extremes are pruned cheaply. Each trial is an `AFTTrainer` run on the training part with its own
-schedule of `TRIAL_FRACTION` (1/4) of the final run's optimizer steps; at a third of it (`REDUCTION_FACTOR` 3) its
-validation accuracy goes to `trial.report`, and optuna's `SuccessiveHalvingPruner` (Li et al., "A System for
-Massively Parallel Hyperparameter Tuning", MLSys 2020) stops it unless it is among the best so far at that point
-(top 1/3). A trial whose `StallDetector` fires (task loss at the class prior while beta * transfer dominates,
-callbacks.py) is pruned at once. Budget: the steps of all trials are counted against the final run's steps (`budget`
-in beta_search.json: candidate steps / final-run steps); a trial stops when the total would pass 1x, and candidates
-are skipped once too little is left. When the incumbent and beta = 0 both end their trials predicting a single class
-for every validation example, the trials are too short for this student to leave its initial plateau (measured on
-the pretrained text students, README): no candidate could be told apart, so the search stops there and keeps the
-incumbent, spending half of the budget.
+what a run without `--beta auto` uses), then beta = 0 (plain fine-tuning); both are always trained to the end of their
+schedule and never pruned. Then from the middle of the range outwards (1, 0.3, 3, 10), so that a strong bar is set
+early and the extremes are pruned cheaply. Each trial is an `AFTTrainer` run on the training part with its own schedule
+of `TRIAL_FRACTION` (1/4) of the final run's optimizer steps; at a third of it (`REDUCTION_FACTOR` 3) its validation
+accuracy goes to `trial.report`, and optuna's `SuccessiveHalvingPruner` (Li et al., "A System for Massively Parallel
+Hyperparameter Tuning", MLSys 2020) stops it unless it is among the best so far at that point (top 1/3). A trial whose
+`StallDetector` early check fires (task loss at the class prior while beta * transfer dominates, callbacks.py) is
+pruned at once. Budget: the steps of all trials are counted against the final run's steps (`budget` in
+beta_search.json: candidate steps / final-run steps); a trial stops when the total would pass 1x, and candidates are
+skipped once too little is left. When the incumbent and beta = 0 both end their trials predicting a single class for
+every validation example, the trials are too short for this student to leave its initial plateau (measured on the
+pretrained text students, README): no candidate could be told apart, so the search stops there and keeps the incumbent,
+spending half of the budget.
 
 Choice (the noise rule): among the trials trained to the end, another beta (0 included) replaces the incumbent only if
 it beats it on the same validation examples by more than the standard error of the paired difference. With w the
@@ -136,8 +136,10 @@ def _candidate_trainer(beta, model_init, args, train_part, validation, scratch, 
     candidate_args.load_best_model_at_end = candidate_args.push_to_hub = False
     candidate_args.report_to = []
     transformers.set_seed(args.seed)  # every candidate starts from the same student
-    return AFTTrainer(model=model_init(), args=candidate_args, train_dataset=train_part, eval_dataset=validation,
-                      compute_metrics=compute_classification_metrics, **copy.copy(trainer_kwargs))
+    trainer = AFTTrainer(model=model_init(), args=candidate_args, train_dataset=train_part, eval_dataset=validation,
+                         compute_metrics=compute_classification_metrics, **copy.copy(trainer_kwargs))
+    trainer.stall_detector.late_window = None  # only the early check: short runs need not have left the prior
+    return trainer
 
 
 def _predictions(trainer, validation) -> tuple[np.ndarray, np.ndarray, float]:

@@ -14,7 +14,9 @@ entropy:
   still at the prior while beta > 0. On the pretrained text students plain fine-tuning sits on the same plateau for
   the first 30-40% of the steps (the early check cannot tell them apart there) and has left it by half of training,
   while beta = 1 never does; its weighted transfer loss is then small (0.12 against 0.69) although its pull on the
-  features is not.
+  features is not. `late_window=None` turns this check off: `--beta auto` does for its candidates, whose short
+  schedules end before a student trained from scratch need have left the prior (the vision benchmark's beta = 1,
+  the best beta there, was still near it at half of a 64-step candidate run).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class StallDetector(TrainerCallback):
     """Warns once when the task loss sits at the class prior under the transfer term (see the module docstring);
     `stalled_at` is the step of the warning, or None."""
 
-    def __init__(self, trainer, window: float = 0.3, tolerance: float = 0.05, late_window: float = 0.5):
+    def __init__(self, trainer, window: float = 0.3, tolerance: float = 0.05, late_window: float | None = 0.5):
         self.trainer, self.window, self.tolerance, self.late_window = trainer, window, tolerance, late_window
         self.prior_entropy: float | None = None
         self.task: list[float] = []
@@ -60,7 +62,8 @@ class StallDetector(TrainerCallback):
         return max(2, math.ceil((window or self.window) * max_steps))
 
     def on_step_end(self, args, state, control, **kwargs):
-        early, late = self.window_end(state.max_steps), self.window_end(state.max_steps, self.late_window)
+        early = self.window_end(state.max_steps)
+        late = self.window_end(state.max_steps, self.late_window) if self.late_window else early
         if self.prior_entropy is None or state.global_step > late or self.stalled_at is not None:
             return
         task, transfer = self.trainer.latest_loss_terms()
@@ -70,7 +73,7 @@ class StallDetector(TrainerCallback):
         self.weighted.append(args.beta * transfer)
         if state.global_step == early:
             self.check(state.global_step, args.beta)
-        elif state.global_step == late and args.beta > 0:
+        elif state.global_step == late and self.late_window and args.beta > 0:
             self.check(state.global_step, args.beta, late=True)
 
     def check(self, step: int, beta: float, late: bool = False) -> bool:
