@@ -83,11 +83,15 @@ class StallDetector(TrainerCallback):
         if abs(task - self.prior_entropy) > self.tolerance * self.prior_entropy or (weighted < task and not late):
             return False
         self.stalled_at = step
-        why = ("still at the class prior's entropy ({prior:.3f}) at half of training, beta * transfer loss {w:.3f}"
-               if late else "stayed at the class prior's entropy ({prior:.3f}) for the first {window:.0%} of "
-               "training while beta * transfer loss ({w:.3f}) dominates")
-        logger.warning(f"stalled at step {step}: the task loss ({task:.3f}) has "
-                       + why.format(prior=self.prior_entropy, w=weighted, window=self.window)
-                       + f": the transfer term holds the student on its initial plateau; try a smaller --beta (e.g. "
-                       f"{beta / 10:g}).")
+        smaller = f"try a smaller --beta (e.g. {beta / 10:g})"
+        prior = f"the class prior's entropy ({self.prior_entropy:.3f})"
+        if late:  # plain fine-tuning may sit there too (too little data or too few steps): say how to tell
+            logger.warning(f"stalled at step {step}: the task loss ({task:.3f}) is still at {prior} at half of "
+                           f"training (beta * transfer loss {weighted:.3f}): the student has not left its initial "
+                           f"plateau; if plain fine-tuning (--transfer none) does, the transfer term is holding it "
+                           f"there: {smaller}.")
+        else:
+            logger.warning(f"stalled at step {step}: the task loss ({task:.3f}) has stayed at {prior} for the first "
+                           f"{self.window:.0%} of training while beta * transfer loss ({weighted:.3f}) dominates: the "
+                           f"transfer term holds the student on its initial plateau; {smaller}.")
         return True
