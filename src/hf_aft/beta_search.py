@@ -235,10 +235,12 @@ def _run_study(objective, budget: dict, records: list[dict]) -> None:
 def search_beta(model_init, args, train_dataset, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
                 label_column: str = "labels", **trainer_kwargs) -> dict:
     """Choose beta as the module docstring says, on the training data minus a held-out validation split. Returns
-    {"chosen_beta", "reason", "metric", "candidates": [{"beta", "status", "steps", "rung_score", "score", ...}],
-    "grid", "order", "budget": {"final_run_steps", "trial_max_steps", "rung_step", "candidate_steps", "ratio"},
+    {"chosen_beta", "reason", "metric", "default_beta", "candidates": [{"beta", "status", "steps", "rung_score",
+    "score" (validation accuracy), "loss" (validation cross-entropy, nats), "wins_vs_default", ...}], "grid",
+    "order", "budget": {"final_run_steps", "trial_max_steps", "rung_step", "candidate_steps", "ratio"},
     "validation_fraction", "n_train", "n_validation", "rule"}; `args.beta` is left alone (train the final student
-    with `chosen_beta`).
+    with `chosen_beta`). A candidate's status: finished, pruned, stalled, "stopped: budget spent", or "not run: ..."
+    (budget spent, or on plateau).
 
     Args:
         model_init: returns a fresh student (called once per candidate, after seeding with `args.seed`); start the
