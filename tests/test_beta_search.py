@@ -5,6 +5,7 @@ and the card, and the one-line errors."""
 import json
 from unittest import mock
 
+import datasets
 import numpy as np
 import pytest
 import tiny
@@ -160,6 +161,10 @@ def test_validation_split_is_stratified_disjoint_and_refused_when_too_small():
     assert sorted(validation["labels"]).count(0) == sorted(validation["labels"]).count(1) == 12
     with pytest.raises(ValueError, match=r"would hold 8 examples .* at least 20 .* fixed --beta"):
         split_validation(data, 0.15, seed=0)
+    rare = datasets.Dataset.from_dict({"labels": [0] * 90 + [1] * 5 + [2] * 3})  # 20% of 5 and of 3 rounds to 1
+    train, validation = split_validation(rare, 0.2, seed=0)
+    assert sorted(validation["labels"]).count(1) == 2 and sorted(validation["labels"]).count(2) == 2
+    assert sorted(train["labels"]).count(2) == 1  # every class keeps a training example
 
 
 def test_beta_auto_bad_input_is_one_line(student_dir, teacher_dirs, train_csv, tmp_path, capsys):

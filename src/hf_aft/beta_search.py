@@ -62,8 +62,9 @@ BETA_SEARCH_NAME = "beta_search.json"
 
 
 def split_validation(dataset, fraction: float, seed: int, label_column: str = "labels"):
-    """(train part, validation part), stratified by label, both in dataset order; refuses a split too small to
-    compare candidates on."""
+    """(train part, validation part), stratified by label, both in dataset order: `fraction` of each class, but at
+    least `MIN_PER_CLASS` of a class that has more members than that (a rare class still gets compared on); refuses
+    a split too small to compare candidates on."""
     if not 0 < fraction < 1:
         raise AFTError(f"the validation fraction for --beta auto must be in (0, 1) (got {fraction}).")
     labels = np.asarray(dataset.select_columns([label_column]).with_format("numpy")[label_column])
@@ -71,7 +72,8 @@ def split_validation(dataset, fraction: float, seed: int, label_column: str = "l
     held = []
     for cls in np.unique(labels):
         members = np.flatnonzero(labels == cls)
-        held.extend(rng.permutation(members)[: int(round(fraction * len(members)))])
+        share = int(round(fraction * len(members)))
+        held.extend(rng.permutation(members)[: max(share, min(MIN_PER_CLASS, len(members) - 1))])
     held = np.sort(np.asarray(held, dtype=int))
     counts = np.unique(labels[held], return_counts=True)[1] if len(held) else np.array([0])
     if len(held) < MIN_VALIDATION or len(counts) < len(np.unique(labels)) or counts.min() < MIN_PER_CLASS:
