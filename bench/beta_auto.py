@@ -127,7 +127,8 @@ def table(rows: list[dict], methods: list[str]) -> str:
         auto = sorted((r for r in group if r["method"] == "auto"), key=lambda r: r["seed"])
         plain_aft = [cells[m][1] for m in fixed if m.startswith("aft:") and m.count(":") == 1]
         best = max((gain for gain in plain_aft if gain is not None), default=None)
-        share = f"{cells['auto'][1] / best:.0%}" if best and cells["auto"][1] is not None else "-"
+        share = "-" if best is None or cells["auto"][1] is None else (
+            f"{cells['auto'][1] / best:.0%}" if best > 0 else "no fixed beta gains")
         stl_wall = {r["seed"]: r["wall_s"] for r in group if r["method"] == "stl"}
         ratios = [r["wall_s"] / stl_wall[r["seed"]] for r in auto if r["seed"] in stl_wall]
         lines.append("| " + " | ".join([suite, cells["stl"][0], *[cells[m][0] for m in fixed], cells["auto"][0],
@@ -147,8 +148,10 @@ def methods_in(rows: list[dict]) -> list[str]:
 
 
 def curve_table(rows: list[dict]) -> str:
-    lines = ["| suite | training examples | STL | AFT auto | gain (per seed) | auto's beta per seed |",
-             "|---|---|---|---|---|---|"]
+    """STL vs AFT auto per training-set size (and AFT beta = 1 where it ran: the best fixed beta of the vision
+    suite), gains paired by seed."""
+    lines = ["| suite | training examples | STL | AFT auto | gain (per seed) | auto's beta per seed | AFT 1 (gain) |",
+             "|---|---|---|---|---|---|---|"]
     for suite in sorted({r["suite"] for r in rows}):
         for n in CURVE:
             group = [r for r in rows if r["suite"] == suite and r["n"] == n]
@@ -158,9 +161,12 @@ def curve_table(rows: list[dict]) -> str:
                 continue
             gains = [r["accuracy"] - stl[r["seed"]] for r in auto]
             betas = ", ".join(f"{r['beta']:g}" for r in auto)
+            fixed = [r for r in group if r["method"] == "aft:1" and r["seed"] in stl]
+            fixed_cell = (f"{statistics.mean(r['accuracy'] for r in fixed):.4f} "
+                          f"({statistics.mean(r['accuracy'] - stl[r['seed']] for r in fixed):+.4f})" if fixed else "-")
             lines.append(f"| {suite} | {n or 'all'} | {statistics.mean(stl[r['seed']] for r in auto):.4f} | "
                          f"{statistics.mean(r['accuracy'] for r in auto):.4f} | {statistics.mean(gains):+.4f} "
-                         f"({', '.join(f'{g:+.3f}' for g in gains)}) | {betas} |")
+                         f"({', '.join(f'{g:+.3f}' for g in gains)}) | {betas} | {fixed_cell} |")
     return "\n".join(lines)
 
 
@@ -169,7 +175,7 @@ def main():
     parser.add_argument("--suite", default="vision,mpnet", help="comma-separated among vision, mpnet, minilm, small")
     parser.add_argument("--methods", default=None, help="comma-separated (default: all of the suite's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--curve", action="store_true", help="the learning curve (stl and auto) instead")
+    parser.add_argument("--curve", action="store_true", help="the learning curve (default methods: stl,auto)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -182,7 +188,7 @@ def main():
     for seed in args.seeds:  # seed-major, so that an interrupted run still has every method
         for suite in args.suite.split(","):
             kind = "vision" if suite == "vision" else "text"
-            methods = ["stl", "auto"] if args.curve else (args.methods or METHODS[kind]).split(",")
+            methods = (args.methods or ("stl,auto" if args.curve else METHODS[kind])).split(",")
             for n in (CURVE if args.curve else (None,)):
                 for method in methods:
                     if any((r["suite"], r["method"], r["seed"], r["n"]) == (suite, method, seed, n) for r in done):
