@@ -228,6 +228,7 @@ def test_the_stall_detector_warns_late_when_the_task_loss_never_leaves_the_prior
         # Plain fine-tuning and beta = 0.1 sit on the same plateau for 40% of the steps, then leave it.
         assert detector([0.69] * 40 + [0.55] * 20, beta=0.1).stalled_at is None
         assert detector([0.69] * 60, beta=0.0).stalled_at is None  # no transfer term: nothing to blame
+        assert detector([0.69] * 60, beta=0.1).stalled_at is None  # 0.01 against 0.69: too small to hold it
         # --beta auto's candidates run the early check only (a short run need not have left the prior by half-way).
         assert detector([0.69] * 60, beta=1.0, late_window=None).stalled_at is None
     warnings = [r.getMessage() for r in caplog.records if "stalled at step 50:" in r.getMessage()]
