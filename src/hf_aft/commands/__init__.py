@@ -55,4 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else 0
+    finally:
+        if "torch.distributed" in sys.modules:  # only a command that trained can have made a process group
+            from ..distributed import close_process_group
+
+            close_process_group()
     return 0
