@@ -45,12 +45,12 @@ import torch
 import transformers
 from transformers import TrainerCallback
 
+from .config import DEFAULT_BETA
 from .errors import AFTError
 from .features import with_teacher_features
 from .metrics import compute_classification_metrics
 from .trainer import AFTTrainer
 
-DEFAULT_BETA = 0.1  # AFTConfig's default: the incumbent (a test keeps the two equal)
 DEFAULT_GRID = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
 SEARCH_ORDER = (DEFAULT_BETA, 0.0, 1.0, 0.3, 3.0, 10.0)  # incumbent, STL, then from the middle of the range outwards
 NEVER_PRUNED = (DEFAULT_BETA, 0.0)

@@ -67,7 +67,7 @@ class StallDetector(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         early = self.window_end(state.max_steps)
-        late = self.window_end(state.max_steps, self.late_window) if self.late_window else early
+        late = self.window_end(state.max_steps, self.late_window)  # == early when the late check is off
         if self.prior_entropy is None or state.global_step > late or self.stalled_at is not None:
             return
         task, transfer = self.trainer.latest_loss_terms()
@@ -77,7 +77,7 @@ class StallDetector(TrainerCallback):
         self.weighted.append(args.beta * transfer)
         if state.global_step == early:
             self.check(state.global_step, args.beta)
-        elif state.global_step == late and self.late_window and args.beta > 0:
+        elif state.global_step == late and args.beta > 0:
             self.check(state.global_step, args.beta, late=True)
 
     def check(self, step: int, beta: float, late: bool = False) -> bool:

@@ -13,6 +13,7 @@ from importlib import resources
 import numpy as np
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .config import DEFAULT_BETA
 from .errors import AFTError
 from .outputs import TRANSFER_STATE_NAME, TRANSFER_SUMMARY_NAME
 from .provenance import library_versions
@@ -227,8 +228,7 @@ def beta_note(args, beta_search: dict | None = None) -> str:
         return "beta: not used (--transfer none: plain fine-tuning)"
     if beta_search:
         return f"beta = {args.beta:g} ({beta_search['reason']})"
-    default = next(f.default for f in fields(type(args)) if f.name == "beta")
-    how = "the default" if args.beta == default else "set with --beta"
+    how = "the default" if args.beta == DEFAULT_BETA else "set with --beta"
     return f"beta = {args.beta:g} ({how}; --beta auto chooses it on held-out data)"
 
 
