@@ -96,8 +96,9 @@ def run(suite: str, method: str, seed: int, n: int | None) -> dict:
            "train_s": summary["train"]["train_runtime"], "beta_note": summary.get("beta_note")}
     if "beta_search" in summary:
         search = summary["beta_search"]
-        row["budget_ratio"] = search["budget"]["ratio"]
-        row["candidates"] = [{k: c.get(k) for k in ("beta", "status", "steps", "rung_score", "score")}
+        row["budget_ratio"], row["budget_extra"] = search["budget"]["ratio"], search["budget"]["extra"]
+        row["candidates"] = [{k: c.get(k) for k in ("beta", "status", "steps", "rung_score", "score", "loss",
+                                                    "predicted_classes", "wins_vs_best", "losses_vs_best")}
                              for c in search["candidates"]]
     return row
 

@@ -1,6 +1,6 @@
-"""--beta auto: candidates on a held-out validation split (beta 0 = STL among them, winning ties and noise), pruned by
-successive halving within 1x the final run's steps, stalled candidates pruned, the choice printed, in the output dir
-and the card, and the one-line errors."""
+"""--beta auto: candidates on a held-out validation split (beta 0 = STL among them), halved at 1/8 and 1/2 of the final
+run's schedule, the largest beta within one standard error of the best chosen and continued as the final run (1x on
+top of it), the plateau and stalled candidates, the choice printed, in the output dir and the card, the errors."""
 
 import json
 from unittest import mock
@@ -32,104 +32,116 @@ def args(student_dir, teacher_dirs, data, out, *extra):
             "--learning_rate", "1e-2", "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", *extra]
 
 
-def test_beta_auto_prunes_within_one_run_then_trains_the_chosen_beta(teacher_dirs, train_csv, tmp_path, capsys,
-                                                                      monkeypatch):
+def test_beta_auto_halves_the_candidates_and_continues_the_chosen_one(teacher_dirs, train_csv, tmp_path, capsys,
+                                                                     monkeypatch):
     monkeypatch.setattr(beta_search, "_on_plateau", lambda records: False)  # the tiny student often stays there
+    monkeypatch.setattr(StallDetector, "check", lambda *args, **kwargs: False)  # every candidate reaches rung 1
     # A checkpoint with 3 labels for a 2-label task: the head is new, randomly initialised for each run.
     student_dir = tiny.save_student(tmp_path / "student", num_labels=3)
-    heads, init = [], AFTTrainer.__init__
+    heads, resumed, init, train = [], [], AFTTrainer.__init__, AFTTrainer.train
 
     def recording_init(self, model=None, **kwargs):
         heads.append(model.classifier.weight.detach().clone())
         init(self, model=model, **kwargs)
 
+    def recording_train(self, resume_from_checkpoint=None, **kwargs):
+        resumed.append(resume_from_checkpoint)
+        return train(self, resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
     out = tmp_path / "out"
-    with mock.patch.object(AFTTrainer, "__init__", recording_init):
+    with mock.patch.object(AFTTrainer, "__init__", recording_init), \
+            mock.patch.object(AFTTrainer, "train", recording_train):
         assert main(args(student_dir, teacher_dirs, train_csv, out, "--beta", "auto", "--beta_validation_fraction",
                          "0.5", "--max_steps", "24")) == 0
     search = json.loads((out / "beta_search.json").read_text())
-    run = [c for c in search["candidates"] if not c["status"].startswith("not run")]
-    assert len(heads) == len(run) + 1  # the final run starts from the candidates' initial student
-    assert all(torch.equal(head, heads[0]) for head in heads)
-    assert [c["beta"] for c in search["candidates"]][: len(run)] == list(SEARCH_ORDER)[: len(run)]
-    assert [(c["beta"], c["status"]) for c in run[:2]] == [(0.1, "finished"), (0.0, "finished")]
-    assert 10.0 in search["grid"] and search["default_beta"] == 0.1
+    assert all(torch.equal(head, heads[0]) for head in heads)  # every run starts from the same student
+    assert [c["beta"] for c in search["candidates"]] == list(SEARCH_ORDER) and 10.0 in search["grid"]
+    statuses = [c["status"] for c in search["candidates"]]
+    assert sorted(statuses) == ["at rung 2"] * 2 + ["stopped at rung 1"] * 4 and not search["plateau"]
+    assert all(c["rung_score"] is not None for c in search["candidates"])
     assert (search["n_train"], search["n_validation"]) == (24, 24)
     budget = search["budget"]
-    assert budget["final_run_steps"] == 24 and budget["trial_max_steps"] == 6 and budget["rung_step"] == 2
-    assert budget["candidate_steps"] == sum(c["steps"] for c in search["candidates"]) and budget["ratio"] <= 1.0
-    line = f"beta = {search['chosen_beta']:g} (chosen by --beta auto: "
+    assert budget["rung_steps"] == [3, 12] and budget["final_run_steps"] == 24
+    assert budget["candidate_steps"] == sum(c["steps"] for c in search["candidates"]) == 6 * 3 + 2 * 9
+    assert budget["continued_steps"] == 12 and budget["extra"] == 1.0  # one run's steps on top of the final run
+    # 6 candidates to rung 1, the 2 promoted resumed to rung 2, then the final run resumes the chosen one.
+    chosen = search["chosen_beta"]
+    assert resumed[:6] == [None] * 6 and all(path.endswith("checkpoint-3") for path in resumed[6:8])
+    assert len(resumed) == 9 and resumed[-1].endswith(f"beta-{chosen:g}/checkpoint-12")
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 24
+    line = f"beta = {chosen:g} (chosen by --beta auto: "
     assert line in capsys.readouterr().out
-    assert json.loads((out / "transfer_summary.json").read_text())["beta"] == search["chosen_beta"]
+    assert json.loads((out / "transfer_summary.json").read_text())["beta"] == chosen
     card = (out / "README.md").read_text()
-    assert line in card and "Choosing beta" in card and f"| {search['chosen_beta']} (chosen) |" in card
-    assert not [p for p in out.iterdir() if p.is_dir()]  # the candidates leave nothing behind
+    assert line in card and "Choosing beta" in card and f"| {chosen} (chosen) |" in card
+    assert not [p for p in out.iterdir() if p.is_dir()]  # the candidates' checkpoints are gone
 
 
-def test_never_more_than_one_run_even_when_nothing_is_pruned(teacher_dirs, student_dir, train_csv, tmp_path,
-                                                             monkeypatch):
-    monkeypatch.setattr(beta_search, "_on_plateau", lambda records: False)
-    monkeypatch.setattr(StallDetector, "check", lambda *args, **kwargs: False)  # nothing stops early but the budget
-    with mock.patch("optuna.trial.Trial.should_prune", return_value=False):
-        assert main(args(student_dir, teacher_dirs, train_csv, tmp_path / "out", "--beta", "auto",
-                         "--beta_validation_fraction", "0.5", "--max_steps", "24")) == 0
-    search = json.loads((tmp_path / "out" / "beta_search.json").read_text())
-    assert search["budget"]["candidate_steps"] <= 24 and search["candidates"][0]["status"] == "finished"
-    assert {c["status"] for c in search["candidates"]} & {"stopped: budget spent", "not run: budget spent"}
-
-
-def test_a_search_on_the_plateau_stops_after_the_default_and_plain_fine_tuning(teacher_dirs, student_dir,
-                                                                              train_csv, tmp_path, capsys):
+def test_on_the_plateau_the_default_plain_fine_tuning_and_the_next_beta_go_to_half_of_training(
+        teacher_dirs, student_dir, train_csv, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(StallDetector, "check", lambda *args, **kwargs: False)
     out = tmp_path / "out"
-    with mock.patch.object(beta_search, "_predictions", lambda trainer, validation: (np.ones(24, bool), np.zeros(24),
-                                                                                     0.69)):
+    majority = {"score": 0.5, "correct": np.r_[np.ones(12, bool), np.zeros(12, bool)], "predicted_classes": 1,
+                "loss": 0.69}
+    with mock.patch.object(beta_search, "_score", lambda trainer, validation: dict(majority)):
         assert main(args(student_dir, teacher_dirs, train_csv, out, "--beta", "auto", "--beta_validation_fraction",
                          "0.5", "--max_steps", "24")) == 0
     search = json.loads((out / "beta_search.json").read_text())
-    assert [c["status"] for c in search["candidates"]] == ["finished"] * 2 + ["not run: on plateau"] * 4
-    assert search["chosen_beta"] == 0.1 and search["budget"]["ratio"] == 0.5
-    assert "beta = 0.1 (chosen by --beta auto: the default; the candidates' short runs ended on the student's " \
-        "initial plateau" in capsys.readouterr().out
+    assert [(c["beta"], c["status"], c["steps"]) for c in search["candidates"][:3]] == \
+        [(0.1, "at rung 2", 12), (0.0, "at rung 2", 12), (0.3, "at rung 2", 12)]
+    assert [c["status"] for c in search["candidates"][3:]] == ["not run: on plateau at rung 1"] * 3
+    assert search["plateau"] and search["chosen_beta"] == 0.1 and search["budget"]["extra"] == 1.0
+    assert "beta = 0.1 (chosen by --beta auto: the default; at half of training every candidate still predicted " \
+        "one class" in capsys.readouterr().out
 
 
-def record(beta, correct):
+def record(beta, correct, loss=0.5):
     correct = np.asarray(correct, dtype=bool)
-    return {"beta": beta, "score": float(correct.mean()), "correct": correct}
+    return {"beta": beta, "status": "at rung 2", "score": float(correct.mean()), "correct": correct, "loss": loss,
+            "predicted_classes": 2}
 
 
-def test_the_default_wins_ties_and_noise_and_loses_only_to_a_clear_gain():
-    default = [1] * 60 + [0] * 40
-    tie = record(0.3, [0] * 5 + [1] * 55 + [1] * 5 + [0] * 35)  # 5 wins, 5 losses: same accuracy
-    noise = record(1.0, [1] * 58 + [0] * 2 + [1] * 4 + [0] * 36)  # 4 wins, 2 losses: 2 < sqrt(6)
-    assert choose_beta([record(0.1, default), tie, noise])[0] == 0.1
-    assert noise["wins_vs_default"] == 4 and noise["losses_vs_default"] == 2 and not noise["beats_default"]
-    clear = record(3.0, [1] * 60 + [1] * 8 + [0] * 32)  # 8 wins, 0 losses: 8 > sqrt(8)
-    beta, why = choose_beta([record(0.1, default), tie, noise, clear])
-    assert beta == 3.0 and "0.68 vs 0.60 for the default 0.1" in why
-    pruned = {"beta": 10.0, "score": None}
-    assert choose_beta([record(0.1, default), pruned])[0] == 0.1
+def test_the_largest_beta_within_one_standard_error_of_the_best_is_chosen():
+    best = [1] * 60 + [0] * 40
+    tie = record(0.3, [0] * 5 + [1] * 55 + [1] * 5 + [0] * 35)  # 5 wins, 5 losses against the best
+    noise = record(1.0, [1] * 56 + [0] * 4 + [1] * 2 + [0] * 38)  # 2 wins, 4 losses: 2 <= sqrt(6)
+    beta, why, _ = choose_beta([record(0.1, best), tie, noise])
+    assert beta == 1.0 and noise["within_one_se"] and (noise["wins_vs_best"], noise["losses_vs_best"]) == (2, 4)
+    assert "validation accuracy 0.58 at half of training, within one standard error of the best, 0.60" in why
+    worse = record(3.0, [1] * 52 + [0] * 8 + [0] * 40)  # 0 wins, 8 losses: 8 > sqrt(8)
+    assert choose_beta([record(0.1, best), tie, noise, worse])[0] == 1.0 and not worse["within_one_se"]
+    stopped = {"beta": 10.0, "status": "stopped at rung 1", "score": 0.9}  # not compared at rung 2
+    assert choose_beta([record(0.1, best), stopped])[0] == 0.1
 
 
-def test_an_accuracy_tie_goes_to_the_lower_validation_loss():
-    default = [1] * 60 + [0] * 40
-    better = [1] * 70 + [0] * 30  # 10 wins, 0 losses against the default
-    tied = [record(0.3, better) | {"loss": 0.9}, record(1.0, better) | {"loss": 0.7}]
-    assert choose_beta([record(0.1, default), *tied])[0] == 1.0
-    tied[1]["loss"] = 1.1
-    assert choose_beta([record(0.1, default), *tied])[0] == 0.3
+def test_an_accuracy_tie_for_the_best_goes_to_the_lower_validation_loss():
+    same = [1] * 60 + [0] * 40
+    clearly_worse = record(3.0, [1] * 45 + [0] * 55, loss=0.1)
+    # 3 is more than one standard error behind the best: with 1 as the best (lower loss), 3 is still out.
+    assert choose_beta([record(0.3, same, loss=0.9), record(1.0, same, loss=0.7), clearly_worse])[0] == 1.0
+    assert choose_beta([record(0.1, same, loss=0.9), record(0.0, same, loss=0.7)])[0] == 0.1  # within: larger beta
 
 
-def test_plain_fine_tuning_wins_when_the_default_clearly_hurts():
-    default = [1] * 50 + [0] * 50
-    stl = record(0.0, [1] * 50 + [1] * 10 + [0] * 40)  # 10 wins, 0 losses against the default
-    beta, why = choose_beta([record(0.1, default), stl, record(1.0, default)])
-    assert beta == 0.0 and "0.60 vs 0.50 for the default 0.1" in why
+def test_plain_fine_tuning_wins_when_every_transfer_clearly_hurts():
+    hurt = [1] * 50 + [0] * 50
+    stl = record(0.0, [1] * 50 + [1] * 10 + [0] * 40)  # 10 wins, 0 losses against the others
+    beta, why, _ = choose_beta([record(0.1, hurt), stl, record(1.0, hurt)])
+    assert beta == 0.0 and "validation accuracy 0.60 at half of training, the best" in why
 
 
-def test_the_incumbent_is_the_configs_default():
+def test_the_default_stays_when_nothing_left_the_plateau_or_reached_half_of_training():
+    majority = [1] * 57 + [0] * 43
+    ends = [dict(record(0.1, majority), predicted_classes=1), dict(record(0.3, majority), predicted_classes=1)]
+    beta, why, chosen = choose_beta(ends)
+    assert beta == 0.1 and "initial plateau" in why and chosen is ends[0]
+    assert choose_beta([{"beta": 0.3, "status": "stalled", "score": None}])[:1] == (0.1,)
+
+
+def test_the_search_starts_from_the_configs_default_then_plain_fine_tuning():
     from hf_aft import AFTConfig
 
     assert SEARCH_ORDER[:2] == (AFTConfig(output_dir="o").beta, 0.0) == (beta_search.DEFAULT_BETA, 0.0)
+    assert beta_search.rung_steps(189) == (24, 95) and beta_search.rung_steps(4) == (2, 3)
 
 
 def test_a_stalled_candidate_is_pruned_and_warned_about(teacher_dirs, student_dir, tmp_path, caplog, monkeypatch):
@@ -148,9 +160,11 @@ def test_a_stalled_candidate_is_pruned_and_warned_about(teacher_dirs, student_di
         result = search_beta(lambda: AutoModelForSequenceClassification.from_pretrained(student_dir), config, data,
                              0.5, processing_class=tokenizer)
     stalled = result["candidates"][1]
-    assert stalled["status"] == "stalled" and stalled["steps"] == 3 and result["chosen_beta"] == 0.1
-    assert not [r for r in caplog.records if "at half of training" in r.getMessage()]  # candidates: early check only
-    warnings = [r.getMessage() for r in caplog.records if "stalled at step 3:" in r.getMessage()]
+    # Stopped at rung 1 (step 5 of 40), where its early check falls, with nothing kept; the default goes on.
+    assert stalled["status"] == "stalled" and stalled["steps"] == 5 and stalled["score"] is None
+    assert result["chosen_beta"] == 0.1 and result["candidates"][0]["status"] == "at rung 2"
+    assert result["checkpoint"] is None and not (tmp_path / "o").exists()  # no checkpoint_dir: nothing left
+    warnings = [r.getMessage() for r in caplog.records if "stalled at step 5:" in r.getMessage()]
     assert len(warnings) == 1 and "try a smaller --beta" in warnings[0]
 
 
@@ -176,7 +190,11 @@ def test_beta_auto_bad_input_is_one_line(student_dir, teacher_dirs, train_csv, t
     fails(args(student_dir, teacher_dirs, train_csv, tmp_path / "a", "--beta", "auto"), "validation split")
     fails(args(student_dir, teacher_dirs, train_csv, tmp_path / "b", "--beta=auto", "--transfer", "none"),
           "use --transfer aft")
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    fails(args(student_dir, teacher_dirs, train_csv, tmp_path / "c", "--beta", "auto", "--beta_validation_fraction",
+               "0.5", "--max_steps", "3"), "it needs at least 4 (this run has 3)")
+    fails(args(student_dir, teacher_dirs, train_csv, tmp_path / "d", "--beta", "auto", "--resume_from_checkpoint",
+               str(tmp_path)), "--beta auto cannot resume a run")
+    assert not [p for p in tmp_path.iterdir() if p.name in "abcd" and any(p.iterdir())]
 
 
 def test_beta_auto_in_a_yaml_recipe(tmp_path):
@@ -198,16 +216,6 @@ def test_the_beta_a_fixed_run_used_is_said_in_one_line():
     assert beta_note(AFTConfig(output_dir="o")) == "beta = 0.1 (the default; --beta auto chooses it on held-out data)"
     assert beta_note(AFTConfig(output_dir="o", beta=1)).startswith("beta = 1 (set with --beta;")
     assert beta_note(AFTConfig(output_dir="o", transfer="none")).startswith("beta: not used")
-
-
-def test_a_search_whose_short_runs_stay_on_the_plateau_stops_and_keeps_the_default():
-    majority = [1] * 57 + [0] * 43
-    ends = [dict(record(0.1, majority), predicted_classes=1), dict(record(0.0, majority), predicted_classes=1)]
-    assert beta_search._on_plateau(ends)
-    beta, why = choose_beta(ends)
-    assert beta == 0.1 and "initial plateau" in why and "2 of 6 candidates trained to the end" in why
-    ends[1]["predicted_classes"] = 2  # plain fine-tuning left the plateau: the search goes on
-    assert not beta_search._on_plateau(ends)
 
 
 def test_the_stall_detector_warns_late_when_the_task_loss_never_leaves_the_prior(caplog):

@@ -1,33 +1,38 @@
-"""`--beta auto`: choose beta on a validation split held out of the training data, for at most one training run's
-steps, never leaving the default beta on noise.
+"""`--beta auto`: choose beta on a validation split held out of the training data, by successive halving along the
+final run's own schedule, and continue the winner as the final run: at most one run's steps on top of that run.
 
-Search (optuna, https://optuna.readthedocs.io; the driver of transformers' `Trainer.hyperparameter_search` too): one
-trial per candidate beta of `DEFAULT_GRID` = (0, 0.1, 0.3, 1, 3, 10), the range where the benchmarks found the optimum
-(text 0.1-0.3, images 1; README, "Choosing beta"), run in `SEARCH_ORDER`: first the incumbent, `DEFAULT_BETA` (0.1,
-what a run without `--beta auto` uses), then beta = 0 (plain fine-tuning); both are always trained to the end of their
-schedule and never pruned. Then from the middle of the range outwards (1, 0.3, 3, 10), so that a strong bar is set
-early and the extremes are pruned cheaply. Each trial is an `AFTTrainer` run on the training part with its own schedule
-of `TRIAL_FRACTION` (1/4) of the final run's optimizer steps; at a third of it (`REDUCTION_FACTOR` 3) its validation
-accuracy goes to `trial.report`, and optuna's `SuccessiveHalvingPruner` (Li et al., "A System for Massively Parallel
-Hyperparameter Tuning", MLSys 2020) stops it unless it is among the best so far at that point (top 1/3). A trial whose
-`StallDetector` early check fires (task loss at the class prior while beta * transfer dominates, callbacks.py) is
-pruned at once. Budget: the steps of all trials are counted against the final run's steps (`budget` in
-beta_search.json: candidate steps / final-run steps); a trial stops when the total would pass 1x, and candidates are
-skipped once too little is left. When the incumbent and beta = 0 both end their trials predicting a single class for
-every validation example, the trials are too short for this student to leave its initial plateau (measured on the
-pretrained text students, README): no candidate could be told apart, so the search stops there and keeps the incumbent,
-spending half of the budget.
+Candidates: `DEFAULT_GRID` = (0, 0.1, 0.3, 1, 3, 10), the range where the benchmarks found the optimum (text 0.1-0.3,
+images 1; README, "Choosing beta"); beta = 0 is plain fine-tuning. Each candidate is an `AFTTrainer` run on the
+training part with the final run's schedule (its steps, warmup and learning-rate decay), stopped, checkpointed and
+scored on the validation split at two rungs, `RUNGS` = 1/8 and 1/2 of the steps (successive halving: Jamieson and
+Talwalkar, AISTATS 2016; Li et al., MLSys 2020):
+1. Rung 1: the default 0.1 (what a run without --beta auto uses) and plain fine-tuning first. If both predict one
+   class for every validation example, the student is still on its initial plateau (measured on the pretrained text
+   students: plain fine-tuning leaves it after 30-40% of training, README) and a rung this early cannot rank anything:
+   the first `PLATEAU_CANDIDATES` of `SEARCH_ORDER` (the default, plain fine-tuning, and the next stronger transfer,
+   0.3) go on to rung 2 and the rest are not run. Otherwise every candidate trains to rung 1 and the `PROMOTED` (2)
+   with the best validation accuracy (ties: lower validation cross-entropy) go on.
+2. Rung 2: the promoted candidates resume from their checkpoints to half of the steps.
+3. The choice, the one-standard-error rule (Breiman et al. 1984; Hastie, Tibshirani and Friedman, "The Elements of
+   Statistical Learning", 7.10): the largest beta whose validation accuracy at rung 2 is within one standard error of
+   the best candidate's. beta weighs a prior (the teacher's features), so the largest beta is the most regularised
+   model the validation data cannot tell from the best. The standard error is that of the paired difference on the same
+   examples: with w the examples the best candidate gets right and this one wrong, and l the reverse, the difference
+   of accuracies is (w - l) / n and its standard error under "no difference" is sqrt(w + l) / n (McNemar's test), so
+   a candidate is within it when w - l <= sqrt(w + l). Candidates that still predict one class everywhere at rung 2
+   leave the default in place (nothing could be compared).
+4. The final run resumes the chosen candidate's rung-2 checkpoint on the whole training set (training and validation
+   parts) to the end of the schedule (`search_beta(checkpoint_dir=...)`, as `hf-aft train` calls it).
 
-Choice (the noise rule): among the trials trained to the end, another beta (0 included) replaces the incumbent only if
-it beats it on the same validation examples by more than the standard error of the paired difference. With w the
-examples it gets right and the incumbent wrong, and l the reverse, the difference of accuracies is (w - l) / n and its
-standard error under "no difference" is sqrt(w + l) / n (McNemar's test, one standard error: a one-sided z > 1). Among
-the betas that pass, the highest validation accuracy wins (ties, which the vision benchmark met between 0.3 and 1: the
-lower validation cross-entropy, then the smaller beta); if none passes, the incumbent is kept. Why the default and not
-beta = 0 is the incumbent: on every suite measured, beta = 0.1 was within the seed spread of plain fine-tuning (README,
-"Choosing beta"), while a validation split of a few hundred examples cannot resolve the one-point gains it brings on
-text; beta = 0 still wins whenever the default clearly hurts.
+Budget: 6 x 1/8 + 2 x 3/8 (or 3 x 1/2 on a plateau) = 1.5x the final run's steps, of which the winner's first half
+is the final run's own: 1x on top of it (runs of at least 16 steps; shorter ones round the rungs up).
+A candidate whose `StallDetector` fires (task loss at the class prior under a dominating transfer term at rung 1; at
+rung 2, still at the prior while beta * transfer is at least a tenth of it; callbacks.py) stops at once and is out.
 Teacher features are computed once, before the split, so every candidate and the final run read the same cache.
+
+Why not optuna's `SuccessiveHalvingPruner`: it is asynchronous (a trial is judged against those that reached the rung
+before it), so on one device the first candidates were promoted on no evidence; here every rung-1 score is in before
+anyone is promoted, the grid is six values, and the winner's checkpoint has to reach the final run.
 """
 
 from __future__ import annotations
@@ -37,10 +42,10 @@ import gc
 import json
 import math
 import os
+import shutil
 import tempfile
 
 import numpy as np
-import optuna
 import torch
 import transformers
 from transformers import TrainerCallback
@@ -52,12 +57,13 @@ from .metrics import compute_classification_metrics
 from .trainer import AFTTrainer
 
 DEFAULT_GRID = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
-SEARCH_ORDER = (DEFAULT_BETA, 0.0, 1.0, 0.3, 3.0, 10.0)  # incumbent, STL, then from the middle of the range outwards
-NEVER_PRUNED = (DEFAULT_BETA, 0.0)
-TRIAL_FRACTION = 0.25
-REDUCTION_FACTOR = 3
+SEARCH_ORDER = (DEFAULT_BETA, 0.0, 0.3, 1.0, 3.0, 10.0)  # the default, plain fine-tuning, then stronger transfer
+PLATEAU_CANDIDATES = 3
+RUNGS = (1 / 8, 1 / 2)
+PROMOTED = 2
 DEFAULT_VALIDATION_FRACTION = 0.15
 MIN_VALIDATION, MIN_PER_CLASS = 20, 2
+MIN_STEPS = 4
 BETA_SEARCH_NAME = "beta_search.json"
 
 
@@ -95,163 +101,176 @@ def final_run_steps(args, n_examples: int) -> int:
     return max(1, math.ceil(args.num_train_epochs * per_epoch))
 
 
-def plan_budget(final_steps: int) -> dict:
-    """Each candidate's schedule, its pruning point, and the total the candidates may spend (1x the final run)."""
-    trial_steps = max(3, int(TRIAL_FRACTION * final_steps))
-    return {"final_run_steps": final_steps, "trial_max_steps": trial_steps,
-            "rung_step": max(1, trial_steps // REDUCTION_FACTOR), "limit": max(final_steps, trial_steps),
-            "candidate_steps": 0}  # a run under 12 steps: beta = 0's own 3 steps may pass 1x
+def rung_steps(final_steps: int) -> tuple[int, int]:
+    """The steps of rung 1 and rung 2: where the candidates' stall detector checks too (its window_end rounding)."""
+    first = max(2, math.ceil(RUNGS[0] * final_steps))  # exact: 1/8 and 1/2 are binary fractions
+    return first, min(final_steps, max(first + 1, math.ceil(RUNGS[1] * final_steps)))
 
 
-class _TrialCallback(TrainerCallback):
-    """Evaluates at the rung, reports to optuna and stops the trial when it is pruned, stalled, or over budget."""
+class _StopAtRung(TrainerCallback):
+    """Stops the candidate at `step` with a checkpoint, or at once without one when its stall detector fires."""
 
-    def __init__(self, trial, trainer, budget: dict, prunable: bool):
-        self.trial, self.trainer, self.budget, self.prunable = trial, trainer, budget, prunable
-        self.status, self.rung_score, self.steps = "finished", None, 0
+    def __init__(self, trainer, step: int):
+        self.trainer, self.step = trainer, step
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.steps += 1
-        self.budget["candidate_steps"] += 1
-        if self.trainer.stall_detector.stalled_at is not None and self.prunable:
-            self.status, control.should_training_stop = "stalled", True
-        elif self.budget["candidate_steps"] >= self.budget["limit"] and state.global_step < state.max_steps:
-            self.status, control.should_training_stop = "stopped: budget spent", True
-        elif state.global_step == self.budget["rung_step"]:
-            control.should_evaluate = True
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if self.rung_score is not None or not metrics or "eval_accuracy" not in metrics:
-            return
-        self.rung_score = float(metrics["eval_accuracy"])
-        self.trial.report(self.rung_score, state.global_step)
-        if self.prunable and self.trial.should_prune():
-            self.status, control.should_training_stop = "pruned", True
+        if self.trainer.stall_detector.stalled_at is not None:
+            control.should_training_stop = True
+        elif state.global_step >= self.step:
+            control.should_save = control.should_training_stop = True
 
 
-def _candidate_trainer(beta, model_init, args, train_part, validation, scratch, budget, trainer_kwargs):
-    candidate_args = copy.deepcopy(args)
-    candidate_args.beta = beta
-    candidate_args.max_steps = budget["trial_max_steps"]
-    candidate_args.output_dir = os.path.join(scratch, f"beta-{beta}")
-    candidate_args.save_strategy = candidate_args.eval_strategy = "no"
-    candidate_args.load_best_model_at_end = candidate_args.push_to_hub = False
-    candidate_args.report_to = []
-    transformers.set_seed(args.seed)  # every candidate starts from the same student
-    trainer = AFTTrainer(model=model_init(), args=candidate_args, train_dataset=train_part, eval_dataset=validation,
-                         compute_metrics=compute_classification_metrics, **copy.copy(trainer_kwargs))
-    trainer.stall_detector.late_window = None  # only the early check: short runs need not have left the prior
-    return trainer
+class _Search:
+    """What every candidate shares: the student, the final run's args and steps, the data, where checkpoints go."""
+
+    def __init__(self, model_init, args, train_part, validation, checkpoint_dir, trainer_kwargs):
+        self.model_init, self.args, self.trainer_kwargs = model_init, args, trainer_kwargs
+        self.train_part, self.validation, self.checkpoint_dir = train_part, validation, checkpoint_dir
+        self.final_steps = final_run_steps(args, len(train_part) + len(validation))
+        if self.final_steps < MIN_STEPS:
+            raise AFTError(f"--beta auto stops candidates at 1/8 and 1/2 of the run's steps: it needs at least "
+                           f"{MIN_STEPS} (this run has {self.final_steps}); train longer or give a fixed --beta.")
+        self.rungs = rung_steps(self.final_steps)
+        self.candidate_steps = 0
+
+    def trainer(self, beta: float) -> AFTTrainer:
+        args = copy.deepcopy(self.args)
+        args.beta, args.max_steps = beta, self.final_steps  # the final run's schedule, whatever the data size
+        args.output_dir = os.path.join(self.checkpoint_dir, f"beta-{beta:g}")
+        args.save_strategy = args.eval_strategy = "no"
+        args.load_best_model_at_end = args.push_to_hub = args.save_only_model = False
+        args.report_to = []
+        transformers.set_seed(args.seed)  # every candidate starts from the same student
+        trainer = AFTTrainer(model=self.model_init(), args=args, train_dataset=self.train_part,
+                             eval_dataset=self.validation, compute_metrics=compute_classification_metrics,
+                             **copy.copy(self.trainer_kwargs))
+        trainer.stall_detector.window, trainer.stall_detector.late_window = RUNGS  # its checks fall on the rungs
+        return trainer
+
+    def advance(self, record: dict, rung: int) -> None:
+        """Train the candidate of `record` (from its checkpoint, if any) to `rung` and score it there."""
+        step = self.rungs[rung]
+        print(f"--beta auto: beta {record['beta']:g} to step {step} of {self.final_steps} (rung {rung + 1}), on "
+              f"{len(self.train_part)} examples", flush=True)
+        trainer = self.trainer(record["beta"])
+        trainer.add_callback(_StopAtRung(trainer, step))
+        previous = record.pop("checkpoint", None)
+        trainer.train(resume_from_checkpoint=previous)
+        self.candidate_steps += trainer.state.global_step - record["steps"]
+        record["steps"] = trainer.state.global_step
+        _remove(trainer, previous)
+        if trainer.stall_detector.stalled_at is not None:
+            record.update(status="stalled", score=None)
+        else:
+            record["checkpoint"] = os.path.join(trainer.args.output_dir, f"checkpoint-{step}")
+            record.update(_score(trainer, self.validation), status=f"at rung {rung + 1}")
+            if rung == 0:
+                record["rung_score"] = record["score"]
+        del trainer
+        gc.collect()
 
 
-def _predictions(trainer, validation) -> tuple[np.ndarray, np.ndarray, float]:
-    """(which validation examples the trained candidate classifies right, the class it predicts for each, the mean
-    cross-entropy of the true labels in nats)."""
+def _remove(trainer, checkpoint: str | None) -> None:
+    if checkpoint and trainer.is_world_process_zero():
+        shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def _score(trainer, validation) -> dict:
+    """Validation accuracy, which examples it gets right, how many classes it predicts, and the mean cross-entropy of
+    the true labels (nats)."""
     output = trainer.predict(validation)
     logits = torch.as_tensor(output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions)
     labels = torch.as_tensor(output.label_ids).long()
     predicted = logits.argmax(-1)
-    loss = torch.nn.functional.cross_entropy(logits.float(), labels).item()
-    return (predicted == labels).numpy(), predicted.numpy(), loss
-
-
-def _objective(model_init, args, train_part, validation, scratch, budget, trainer_kwargs, records):
-    def objective(trial):
-        beta = trial.suggest_categorical("beta", list(SEARCH_ORDER))
-        print(f"--beta auto: beta {beta:g} ({trial.number + 1}/{len(SEARCH_ORDER)}), up to "
-              f"{budget['trial_max_steps']} steps on {len(train_part)} examples", flush=True)
-        trainer = _candidate_trainer(beta, model_init, args, train_part, validation, scratch, budget,
-                                     trainer_kwargs)
-        callback = _TrialCallback(trial, trainer, budget, prunable=beta not in NEVER_PRUNED)
-        trainer.add_callback(callback)
-        trainer.train()
-        record = {"beta": beta, "status": callback.status, "steps": callback.steps,
-                  "rung_score": callback.rung_score, "score": None}
-        if callback.status == "finished":
-            correct, predicted, loss = _predictions(trainer, validation)
-            record.update(score=float(correct.mean()), loss=loss, correct=correct,
-                          predicted_classes=int(len(np.unique(predicted))))
-        records.append(record)
-        del trainer
-        gc.collect()
-        if record["score"] is None:
-            raise optuna.TrialPruned()
-        return record["score"]
-
-    return objective
+    correct = (predicted == labels).numpy()
+    return {"score": float(correct.mean()), "correct": correct, "predicted_classes": int(predicted.unique().numel()),
+            "loss": torch.nn.functional.cross_entropy(logits.float(), labels).item()}
 
 
 def _on_plateau(records: list[dict]) -> bool:
-    """The incumbent and plain fine-tuning both finished predicting one class for every validation example."""
-    ends = [r for r in records if r["beta"] in NEVER_PRUNED and r["score"] is not None]
-    return len(ends) == len(NEVER_PRUNED) and all(r.get("predicted_classes") == 1 for r in ends)
+    """Every scored candidate predicts one class for every validation example."""
+    scored = [r for r in records if r.get("score") is not None]
+    return bool(scored) and all(r["predicted_classes"] == 1 for r in scored)
 
 
-def _compare(record: dict, incumbent: dict) -> None:
-    """Fills `record`'s wins/losses against the incumbent, paired by validation example, and the noise rule."""
-    wins = int((record["correct"] & ~incumbent["correct"]).sum())
-    losses = int((~record["correct"] & incumbent["correct"]).sum())
-    record.update(wins_vs_default=wins, losses_vs_default=losses,
-                  beats_default=bool(wins - losses > math.sqrt(wins + losses)))
+def _rank(record: dict) -> tuple:
+    return record["score"], -record["loss"], -record["beta"]  # accuracy, then lower cross-entropy, then smaller beta
 
 
-def choose_beta(records: list[dict]) -> tuple[float, str]:
-    """The noise rule (module docstring) over the finished candidates; also fills their wins/losses against the
-    incumbent `DEFAULT_BETA`. Returns (beta, why)."""
-    incumbent = next(r for r in records if r["beta"] == DEFAULT_BETA and r["score"] is not None)
-    finished = [r for r in records if r["score"] is not None]
-    for record in finished:
-        if record is not incumbent:
-            _compare(record, incumbent)
-    passed = [incumbent, *(r for r in finished if r.get("beats_default"))]
-    best = max(passed, key=lambda r: (r["score"], -r.get("loss", 0.0), -r["beta"]))
-    trained = f"{len(finished)} of {len(DEFAULT_GRID)} candidates trained to the end"
-    stl = next((r for r in finished if r["beta"] == 0.0), None)
-    if _on_plateau(records):
-        return DEFAULT_BETA, (f"chosen by --beta auto: the default; the candidates' short runs ended on the student's "
-                              f"initial plateau (one class predicted for every validation example, with and without "
-                              f"transfer), so they could not be told apart; the search stopped after {trained}")
-    if best is incumbent:
-        versus = f", plain fine-tuning {stl['score']:.2f}" if stl else ""
-        return DEFAULT_BETA, (f"chosen by --beta auto: the default; no beta beat its validation accuracy "
-                              f"{incumbent['score']:.2f}{versus} by more than the standard error, {trained}")
-    versus = f" and {stl['score']:.2f} for plain fine-tuning" if stl and best is not stl else ""
-    return best["beta"], (f"chosen by --beta auto: validation accuracy {best['score']:.2f} vs "
-                          f"{incumbent['score']:.2f} for the default {DEFAULT_BETA:g}{versus}, {trained}")
+def run_rungs(search: _Search) -> tuple[list[dict], bool]:
+    """Successive halving over `SEARCH_ORDER` (module docstring); returns the records and whether rung 1 found the
+    student on its plateau."""
+    records = [{"beta": b, "status": "not run", "steps": 0, "rung_score": None, "score": None} for b in SEARCH_ORDER]
+    for record in records[:2]:
+        search.advance(record, 0)
+    plateau = _on_plateau(records[:2])
+    if plateau:
+        promoted = records[:PLATEAU_CANDIDATES]
+        for record in records[PLATEAU_CANDIDATES:]:
+            record["status"] = "not run: on plateau at rung 1"
+    else:
+        for record in records[2:]:
+            search.advance(record, 0)
+        promoted = sorted((r for r in records if r["score"] is not None), key=_rank, reverse=True)[:PROMOTED]
+    promoted = {id(r) for r in promoted if r["status"] != "stalled"}
+    for record in records:
+        if id(record) in promoted:
+            search.advance(record, 1)
+        elif record["status"] == "at rung 1":
+            record["status"] = "stopped at rung 1"
+    return records, plateau
 
 
-def _run_study(objective, budget: dict, records: list[dict]) -> None:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=budget["rung_step"], reduction_factor=REDUCTION_FACTOR, min_early_stopping_rate=0))
-    for beta in SEARCH_ORDER:
-        study.enqueue_trial({"beta": beta})
-    for _ in SEARCH_ORDER:
-        if budget["limit"] - budget["candidate_steps"] < budget["rung_step"] + 1:
-            break  # not enough left to reach the pruning point: the remaining candidates are skipped
-        if _on_plateau(records):
-            break  # the short runs cannot tell candidates apart on this student (module docstring)
-        study.optimize(objective, n_trials=1)
+def _within_one_se(record: dict, best: dict) -> bool:
+    """Fills `record`'s wins/losses against the best candidate (paired by validation example) and the rule."""
+    wins = int((record["correct"] & ~best["correct"]).sum())
+    losses = int((~record["correct"] & best["correct"]).sum())
+    record.update(wins_vs_best=wins, losses_vs_best=losses, within_one_se=bool(losses - wins <= math.sqrt(wins + losses)))
+    return record["within_one_se"]
+
+
+def choose_beta(records: list[dict]) -> tuple[float, str, dict | None]:
+    """The one-standard-error rule (module docstring) over the candidates scored at rung 2; also fills their wins and
+    losses against the best one. Returns (beta, why, the chosen record or None when no candidate reached rung 2)."""
+    finished = [r for r in records if r["status"] == "at rung 2"]
+    if not finished:
+        return DEFAULT_BETA, "chosen by --beta auto: the default; no candidate reached half of training", None
+    if _on_plateau(finished):
+        default = next((r for r in finished if r["beta"] == DEFAULT_BETA), None)
+        return DEFAULT_BETA, ("chosen by --beta auto: the default; at half of training every candidate still predicted "
+                              "one class for every validation example (the student's initial plateau), so they "
+                              "could not be told apart"), default
+    best = max(finished, key=_rank)
+    chosen = max((r for r in finished if _within_one_se(r, best)), key=lambda r: r["beta"])
+    stl = next((r for r in finished if r["beta"] == 0.0 and r is not chosen), None)
+    versus = f", plain fine-tuning {stl['score']:.2f}" if stl else ""
+    best_note = "the best" if chosen is best else f"within one standard error of the best, {best['score']:.2f} (beta " \
+                                                  f"{best['beta']:g})"
+    compared = ", ".join(f"{r['beta']:g}" for r in finished)
+    return chosen["beta"], (f"chosen by --beta auto: validation accuracy {chosen['score']:.2f} at half of training, "
+                            f"{best_note}{versus}; the largest such beta among {compared}"), chosen
 
 
 def search_beta(model_init, args, train_dataset, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
-                label_column: str = "labels", **trainer_kwargs) -> dict:
+                label_column: str = "labels", checkpoint_dir: str | None = None, **trainer_kwargs) -> dict:
     """Choose beta as the module docstring says, on the training data minus a held-out validation split. Returns
-    {"chosen_beta", "reason", "metric", "default_beta", "candidates": [{"beta", "status", "steps", "rung_score",
-    "score" (validation accuracy), "loss" (validation cross-entropy, nats), "wins_vs_default", ...}], "grid",
-    "order", "budget": {"final_run_steps", "trial_max_steps", "rung_step", "candidate_steps", "ratio"},
-    "validation_fraction", "n_train", "n_validation", "rule"}; `args.beta` is left alone (train the final student
-    with `chosen_beta`). A candidate's status: finished, pruned, stalled, "stopped: budget spent", or "not run: ..."
-    (budget spent, or on plateau).
+    {"chosen_beta", "reason", "checkpoint", "metric", "default_beta", "candidates": [{"beta", "status", "steps",
+    "rung_score" (validation accuracy at rung 1), "score" (at rung 2), "loss" (validation cross-entropy, nats),
+    "predicted_classes", "wins_vs_best", "losses_vs_best", "within_one_se"}], "grid", "order", "plateau",
+    "budget": {"final_run_steps", "rung_steps", "candidate_steps", "continued_steps", "ratio", "extra"},
+    "validation_fraction", "n_train", "n_validation", "rule"}; `args.beta` is left alone. A candidate's status: at
+    rung 2, stopped at rung 1, stalled, or not run.
 
     Args:
-        model_init: returns a fresh student (called once per candidate, after seeding with `args.seed`); start the
-            final run the same way (`transformers.set_seed(args.seed); model_init()`), as `hf-aft train` does, so
-            that it starts from the same student as the candidates.
-        args: the `AFTConfig` of the final run (its steps set the budget); candidates copy it with their beta and
-            their own max_steps, without saving or pushing.
+        model_init: returns a fresh student (called once per candidate run, after seeding with `args.seed`).
+        args: the `AFTConfig` of the final run (its steps set the schedule); candidates copy it with their beta,
+            without saving (but checkpoints) or pushing.
         train_dataset: tokenized, with a `labels` column and the `teacher_features` column (or `args.teachers`
             set: the features are then extracted once here).
+        checkpoint_dir: where the candidates' checkpoints go; the chosen one's rung-2 checkpoint stays there, as
+            "checkpoint": continue it with `AFTTrainer(...).train(resume_from_checkpoint=...)` on the whole training
+            set (the final run; `budget["extra"]`, the steps on top of it, is then at most 1). Without it, a
+            temporary folder is used and removed ("checkpoint" is None: train the final run from the start).
         trainer_kwargs: passed to every candidate's `AFTTrainer` (e.g. `processing_class`, `peft_config`).
     """
     if args.transfer == "none":
@@ -259,31 +278,33 @@ def search_beta(model_init, args, train_dataset, validation_fraction: float = DE
     train_dataset = with_teacher_features(train_dataset, args, trainer_kwargs.get("text_column", "text"),
                                           trainer_kwargs.get("image_column"))
     train_part, validation = split_validation(train_dataset, validation_fraction, args.seed, label_column)
-    budget = plan_budget(final_run_steps(args, len(train_dataset)))
-    records: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="hf_aft_beta_") as scratch:
-        _run_study(_objective(model_init, args, train_part, validation, scratch, budget, trainer_kwargs, records),
-                   budget, records)
-    chosen, reason = choose_beta(records)
-    tried = {r["beta"] for r in records}
-    skipped = "not run: on plateau" if _on_plateau(records) else "not run: budget spent"
-    records += [{"beta": b, "status": skipped, "steps": 0, "rung_score": None, "score": None}
-                for b in SEARCH_ORDER if b not in tried]
-    budget["ratio"] = budget["candidate_steps"] / budget["final_run_steps"]
-    for record in records:
-        record.pop("correct", None)
-    return {"chosen_beta": chosen, "reason": reason, "metric": "accuracy", "candidates": records,
-            "grid": list(DEFAULT_GRID), "order": list(SEARCH_ORDER), "budget": budget,
-            "validation_fraction": validation_fraction, "n_train": len(train_part), "n_validation": len(validation),
-            "default_beta": DEFAULT_BETA,
-            "rule": f"another beta (0 included) replaces the default {DEFAULT_BETA:g} only if (wins - losses) > "
-                    "sqrt(wins + losses) on the validation examples (paired with the default, McNemar: one standard "
-                    "error)"}
+        search = _Search(model_init, args, train_part, validation, checkpoint_dir or scratch, trainer_kwargs)
+        records, plateau = run_rungs(search)
+        chosen, reason, winner = choose_beta(records)
+        checkpoint = winner["checkpoint"] if winner is not None and checkpoint_dir else None
+        for record in records:
+            path = record.pop("checkpoint", None)
+            record.pop("correct", None)
+            if path != checkpoint and path and args.should_save:
+                shutil.rmtree(path, ignore_errors=True)
+    continued = search.rungs[1] if checkpoint else 0
+    budget = {"final_run_steps": search.final_steps, "rung_steps": list(search.rungs),
+              "candidate_steps": search.candidate_steps, "continued_steps": continued,
+              "ratio": search.candidate_steps / search.final_steps,
+              "extra": (search.candidate_steps - continued) / search.final_steps}
+    return {"chosen_beta": chosen, "reason": reason, "checkpoint": checkpoint, "metric": "accuracy",
+            "candidates": records, "grid": list(DEFAULT_GRID), "order": list(SEARCH_ORDER), "plateau": plateau,
+            "budget": budget, "validation_fraction": validation_fraction, "n_train": len(train_part),
+            "n_validation": len(validation), "default_beta": DEFAULT_BETA,
+            "rule": "the largest beta whose validation accuracy at half of training is within one standard error of "
+                    "the best candidate's: (losses - wins) <= sqrt(wins + losses) against it, paired by example "
+                    "(McNemar)"}
 
 
 def save_beta_search(result: dict, output_dir: str) -> str:
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, BETA_SEARCH_NAME)
     with open(path, "w") as f:
-        json.dump(result, f, indent=2)
+        json.dump({k: v for k, v in result.items() if k != "checkpoint"}, f, indent=2)
     return path

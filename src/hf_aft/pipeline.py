@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,6 +31,7 @@ from .student import load_student, tokenize_beside_features
 from .trainer import AFTTrainer
 
 logger = logging.getLogger(__name__)
+BETA_SEARCH_RUNS = "beta_search_runs"  # the --beta auto candidates' checkpoints, removed once the final run is done
 
 
 @dataclass
@@ -124,6 +126,9 @@ def _check_run(script_args: ScriptArguments, config: AFTConfig):
         raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (the Hub repo to create or update).")
     if script_args.beta_auto and config.transfer == "none":
         raise AFTError("--beta auto searches the weight of the transfer loss: use --transfer aft, kd or rkd.")
+    if script_args.beta_auto and config.resume_from_checkpoint:
+        raise AFTError("--beta auto cannot resume a run: pass the beta it chose (beta_search.json, chosen_beta) as "
+                       "--beta with --resume_from_checkpoint.")
     if script_args.baseline_dir:
         return read_baseline(script_args.baseline_dir, script_args.dataset_name)
     return None
@@ -140,9 +145,10 @@ def _prepare(split, labels, processor, script_args: ScriptArguments):
 
 
 def _choose_beta(script_args, config, train_set, load, processor, infos, peft_config):
+    """Search beta; the chosen candidate's checkpoint (at half of the schedule) is where the final run resumes."""
     result = search_beta(lambda: load()[0], config, train_set, script_args.beta_validation_fraction,
-                         processing_class=processor, teacher_infos=infos, peft_config=peft_config,
-                         image_column=script_args.image_column)
+                         checkpoint_dir=os.path.join(config.output_dir, BETA_SEARCH_RUNS), processing_class=processor,
+                         teacher_infos=infos, peft_config=peft_config, image_column=script_args.image_column)
     config.beta = result["chosen_beta"]
     return result
 
@@ -185,7 +191,7 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
     beta_search = None
     if script_args.beta_auto:
         beta_search = _choose_beta(script_args, config, train_set, load, processor, infos, peft_config)
-        model, _ = load()  # the final run starts from the student every candidate started from
+        model, _ = load()  # the final run resumes the chosen candidate (or, without a checkpoint, starts as it did)
     return _train_and_save(model, processor, config, train_set, eval_set, infos, peft_config, script_args,
                            baseline, beta_search, push, run)
 
@@ -197,7 +203,10 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
                          image_column=script_args.image_column, compute_metrics=compute_classification_metrics)
     if trainer.is_world_process_zero():
         clear_complete(config.output_dir)  # not finished until this run says so (see mark_complete below)
-    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=(beta_search or {}).get("checkpoint")
+                           or config.resume_from_checkpoint)
+    if beta_search is not None and trainer.is_world_process_zero():
+        shutil.rmtree(os.path.join(config.output_dir, BETA_SEARCH_RUNS), ignore_errors=True)
     trainer.save_model()
     trainer.save_metrics("train", result.metrics)
     summary = {"output_dir": os.path.abspath(config.output_dir), "train": result.metrics, "beta": config.beta,
