@@ -225,7 +225,8 @@ def _within_one_se(record: dict, best: dict) -> bool:
     """Fills `record`'s wins/losses against the best candidate (paired by validation example) and the rule."""
     wins = int((record["correct"] & ~best["correct"]).sum())
     losses = int((~record["correct"] & best["correct"]).sum())
-    record.update(wins_vs_best=wins, losses_vs_best=losses, within_one_se=bool(losses - wins <= math.sqrt(wins + losses)))
+    within = bool(losses - wins <= math.sqrt(wins + losses))
+    record.update(wins_vs_best=wins, losses_vs_best=losses, within_one_se=within)
     return record["within_one_se"]
 
 
@@ -237,15 +238,15 @@ def choose_beta(records: list[dict]) -> tuple[float, str, dict | None]:
         return DEFAULT_BETA, "chosen by --beta auto: the default; no candidate reached half of training", None
     if _on_plateau(finished):
         default = next((r for r in finished if r["beta"] == DEFAULT_BETA), None)
-        return DEFAULT_BETA, ("chosen by --beta auto: the default; at half of training every candidate still predicted "
-                              "one class for every validation example (the student's initial plateau), so they "
-                              "could not be told apart"), default
+        return DEFAULT_BETA, ("chosen by --beta auto: the default; at half of training every candidate still "
+                              "predicted one class for every validation example (the student's initial plateau), so "
+                              "they could not be told apart"), default
     best = max(finished, key=_rank)
     chosen = max((r for r in finished if _within_one_se(r, best)), key=lambda r: r["beta"])
     stl = next((r for r in finished if r["beta"] == 0.0 and r is not chosen), None)
     versus = f", plain fine-tuning {stl['score']:.2f}" if stl else ""
-    best_note = "the best" if chosen is best else f"within one standard error of the best, {best['score']:.2f} (beta " \
-                                                  f"{best['beta']:g})"
+    best_note = "the best" if chosen is best else (f"within one standard error of the best, {best['score']:.2f} "
+                                                   f"(beta {best['beta']:g})")
     compared = ", ".join(f"{r['beta']:g}" for r in finished)
     return chosen["beta"], (f"chosen by --beta auto: validation accuracy {chosen['score']:.2f} at half of training, "
                             f"{best_note}{versus}; the largest such beta among {compared}"), chosen
