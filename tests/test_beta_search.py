@@ -141,7 +141,7 @@ def test_the_search_starts_from_the_configs_default_then_plain_fine_tuning():
     from hf_aft import AFTConfig
 
     assert SEARCH_ORDER[:2] == (AFTConfig(output_dir="o").beta, 0.0) == (beta_search.DEFAULT_BETA, 0.0)
-    assert beta_search.rung_steps(189) == (24, 95) and beta_search.rung_steps(4) == (2, 3)
+    assert beta_search.rung_steps(189) == (23, 94) and beta_search.rung_steps(4) == (2, 3)
 
 
 def test_a_stalled_candidate_is_pruned_and_warned_about(teacher_dirs, student_dir, tmp_path, caplog, monkeypatch):

@@ -102,9 +102,10 @@ def final_run_steps(args, n_examples: int) -> int:
 
 
 def rung_steps(final_steps: int) -> tuple[int, int]:
-    """The steps of rung 1 and rung 2: where the candidates' stall detector checks too (its window_end rounding)."""
-    first = max(2, math.ceil(RUNGS[0] * final_steps))  # exact: 1/8 and 1/2 are binary fractions
-    return first, min(final_steps, max(first + 1, math.ceil(RUNGS[1] * final_steps)))
+    """The steps of rung 1 and rung 2, rounded down so that 4 x rung 1 + rung 2 (the steps on top of the final run)
+    stays within `final_steps` (from 16 steps on; at least 2 and 3 below that)."""
+    first = max(2, int(RUNGS[0] * final_steps))
+    return first, min(final_steps, max(first + 1, int(RUNGS[1] * final_steps)))
 
 
 class _StopAtRung(TrainerCallback):
@@ -144,7 +145,8 @@ class _Search:
         trainer = AFTTrainer(model=self.model_init(), args=args, train_dataset=self.train_part,
                              eval_dataset=self.validation, compute_metrics=compute_classification_metrics,
                              **copy.copy(self.trainer_kwargs))
-        trainer.stall_detector.window, trainer.stall_detector.late_window = RUNGS  # its checks fall on the rungs
+        detector = trainer.stall_detector  # its two checks fall on the two rungs
+        detector.window, detector.late_window = (step / self.final_steps for step in self.rungs)
         return trainer
 
     def advance(self, record: dict, rung: int) -> None:

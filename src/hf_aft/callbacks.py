@@ -63,7 +63,7 @@ class StallDetector(TrainerCallback):
         self.task, self.weighted, self.stalled_at = [], [], None
 
     def window_end(self, max_steps: int, window: float | None = None) -> int:
-        return max(2, math.ceil((window or self.window) * max_steps))
+        return max(2, math.ceil((window or self.window) * max_steps - 1e-9))  # a window of k / max_steps ends at k
 
     def on_step_end(self, args, state, control, **kwargs):
         early = self.window_end(state.max_steps)
