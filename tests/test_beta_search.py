@@ -237,7 +237,20 @@ def test_the_stall_detector_warns_late_when_the_task_loss_never_leaves_the_prior
         assert detector([0.69] * 40 + [0.55] * 20, beta=0.1).stalled_at is None
         assert detector([0.69] * 60, beta=0.0).stalled_at is None  # no transfer term: nothing to blame
         assert detector([0.69] * 60, beta=0.1).stalled_at is None  # 0.01 against 0.69: too small to hold it
-        # --beta auto's candidates run the early check only (a short run need not have left the prior by half-way).
+        # late_window=None: the early check only.
         assert detector([0.69] * 60, beta=1.0, late_window=None).stalled_at is None
     warnings = [r.getMessage() for r in caplog.records if "stalled at step 50:" in r.getMessage()]
     assert len(warnings) == 1 and "at half of training" in warnings[0] and "e.g. 0.1" in warnings[0]
+
+
+def test_a_lora_student_continues_the_chosen_candidates_adapter(teacher_dirs, student_dir, train_csv, tmp_path):
+    from peft import AutoPeftModelForSequenceClassification
+
+    out = tmp_path / "out"
+    assert main(args(student_dir, teacher_dirs, train_csv, out, "--beta", "auto", "--beta_validation_fraction", "0.5",
+                     "--max_steps", "16", "--use_peft", "--lora_r", "4", "--lora_target_modules", "query")) == 0
+    search = json.loads((out / "beta_search.json").read_text())
+    assert search["budget"]["continued_steps"] == 8 and search["budget"]["extra"] <= 1.0
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 16
+    assert not (out / "model.safetensors").exists() and not (out / "beta_search_runs").exists()
+    AutoPeftModelForSequenceClassification.from_pretrained(out)

@@ -16,10 +16,8 @@ entropy:
   0.012 against 0.677, on a run that left the plateau after half-way and beat plain fine-tuning). On the pretrained
   text students plain fine-tuning sits on the same plateau for the first 30-40% of the steps (the early check cannot
   tell them apart there) and has usually left it by half of training, while beta = 1 never does; its weighted loss
-  is then small (0.12 against 0.69) although its pull on the features is not. `late_window=None` turns this check
-  off: `--beta auto` does for its candidates, whose short schedules end before a student trained from scratch need
-  have left the prior (the vision benchmark's beta = 1, the best beta there, was still near it at half of a 64-step
-  candidate run).
+  is then small (0.12 against 0.69) although its pull on the features is not. `--beta auto` moves both checks onto
+  its rungs (1/8 and 1/2 of the final run's steps); `late_window=None` turns the late check off.
 """
 
 from __future__ import annotations
