@@ -111,6 +111,8 @@ def test_the_largest_beta_within_one_standard_error_of_the_best_is_chosen():
     worse = record(3.0, [1] * 52 + [0] * 8 + [0] * 40)  # 0 wins, 8 losses: 8 > sqrt(8)
     assert choose_beta([record(0.1, best), tie, noise, worse])[0] == 1.0 and not worse["within_one_se"]
     stopped = {"beta": 10.0, "status": "stopped at rung 1", "score": 0.9}  # not compared at rung 2
+    majority = dict(record(10.0, [1] * 59 + [0] * 41), predicted_classes=1)  # within one SE, but learned nothing
+    assert choose_beta([record(0.1, best), majority])[0] == 0.1
     assert choose_beta([record(0.1, best), stopped])[0] == 0.1
 
 

@@ -19,8 +19,8 @@ Talwalkar, AISTATS 2016; Li et al., MLSys 2020):
    model the validation data cannot tell from the best. The standard error is that of the paired difference on the same
    examples: with w the examples the best candidate gets right and this one wrong, and l the reverse, the difference
    of accuracies is (w - l) / n and its standard error under "no difference" is sqrt(w + l) / n (McNemar's test), so
-   a candidate is within it when w - l <= sqrt(w + l). Candidates that still predict one class everywhere at rung 2
-   leave the default in place (nothing could be compared).
+   a candidate is within it when w - l <= sqrt(w + l). A candidate that predicts one class for every validation
+   example has learned nothing and is never chosen; when all do, the default stays (nothing could be compared).
 4. The final run resumes the chosen candidate's rung-2 checkpoint on the whole training set (training and validation
    parts) to the end of the schedule (`search_beta(checkpoint_dir=...)`, as `hf-aft train` calls it).
 
@@ -244,7 +244,9 @@ def choose_beta(records: list[dict]) -> tuple[float, str, dict | None]:
                               "predicted one class for every validation example (the student's initial plateau), so "
                               "they could not be told apart"), default
     best = max(finished, key=_rank)
-    chosen = max((r for r in finished if _within_one_se(r, best)), key=lambda r: r["beta"])
+    learned = [r for r in finished if r["predicted_classes"] > 1]  # one class for every example: nothing learned
+    within = [r for r in learned if _within_one_se(r, best)]
+    chosen = max(within, key=lambda r: r["beta"]) if within else max(learned, key=_rank)
     stl = next((r for r in finished if r["beta"] == 0.0 and r is not chosen), None)
     versus = f", plain fine-tuning {stl['score']:.2f}" if stl else ""
     best_note = "the best" if chosen is best else (f"within one standard error of the best, {best['score']:.2f} "
