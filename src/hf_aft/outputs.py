@@ -73,6 +73,26 @@ def check_checkpoint_files(checkpoint: str) -> None:
                            "another checkpoint, or start again without --resume_from_checkpoint.") from error
 
 
+def reload_renamed_weights(checkpoint: str, model) -> bool:
+    """After `Trainer` resumed from `checkpoint`: if the student's weights file uses other key names than the model
+    (transformers 5 saves e.g. ViT under its original names, and Trainer's resume loads the file as is, so those
+    weights silently stay at their initial values: transformers issues #43701 and #48805), load it again through
+    `from_pretrained`, which renames them. Returns whether it did. PEFT adapters are left to Trainer."""
+    from safetensors import safe_open
+    from transformers import PreTrainedModel
+
+    path = os.path.join(checkpoint, "model.safetensors")
+    if not isinstance(model, PreTrainedModel) or not os.path.exists(path):
+        return False
+    with safe_open(path, framework="pt") as f:
+        saved = set(f.keys())
+    if saved <= set(model.state_dict()):
+        return False  # every saved key is a key of the model: Trainer loaded it (tied weights may be left out)
+    reloaded = type(model).from_pretrained(checkpoint, config=model.config)
+    model.load_state_dict(reloaded.state_dict())
+    return True
+
+
 COMPLETE_NAME = "hf_aft_complete.json"
 
 
