@@ -34,7 +34,8 @@ def args(student_dir, teacher_dirs, data, out, *extra):
 
 def test_beta_auto_halves_the_candidates_and_continues_the_chosen_one(teacher_dirs, train_csv, tmp_path, capsys,
                                                                      monkeypatch):
-    monkeypatch.setattr(beta_search, "_on_plateau", lambda records: False)  # the tiny student often stays there
+    # The tiny student often stays on its plateau: every candidate scores the same, off it (two classes predicted).
+    monkeypatch.setattr(beta_search, "_score", _scores_by_rung(majority_until=0))
     monkeypatch.setattr(StallDetector, "check", lambda *args, **kwargs: False)  # every candidate reaches rung 1
     # A checkpoint with 3 labels for a 2-label task: the head is new, randomly initialised for each run.
     student_dir = tiny.save_student(tmp_path / "student", num_labels=3)
@@ -59,6 +60,9 @@ def test_beta_auto_halves_the_candidates_and_continues_the_chosen_one(teacher_di
     statuses = [c["status"] for c in search["candidates"]]
     assert sorted(statuses) == ["at rung 2"] * 2 + ["stopped at rung 1"] * 4 and not search["plateau"]
     assert all(c["rung_score"] is not None for c in search["candidates"])
+    # Tied at rung 1: the smaller betas go on (0, 0.1); tied at rung 2: the larger one is chosen.
+    assert [c["beta"] for c in search["candidates"] if c["status"] == "at rung 2"] == [0.1, 0.0]
+    assert search["chosen_beta"] == 0.1
     assert (search["n_train"], search["n_validation"]) == (24, 24)
     budget = search["budget"]
     assert budget["rung_steps"] == [3, 12] and budget["final_run_steps"] == 24
@@ -77,20 +81,50 @@ def test_beta_auto_halves_the_candidates_and_continues_the_chosen_one(teacher_di
     assert not [p for p in out.iterdir() if p.is_dir()]  # the candidates' checkpoints are gone
 
 
-def test_on_the_plateau_the_default_plain_fine_tuning_and_the_next_beta_go_to_half_of_training(
-        teacher_dirs, student_dir, train_csv, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(StallDetector, "check", lambda *args, **kwargs: False)
-    out = tmp_path / "out"
-    majority = {"score": 0.5, "correct": np.r_[np.ones(12, bool), np.zeros(12, bool)], "predicted_classes": 1,
+def _scores_by_rung(majority_until: int):
+    """A `_score` stand-in: one class for every validation example up to step `majority_until`, then two."""
+    def score(trainer, validation):
+        classes = 1 if trainer.state.global_step <= majority_until else 2
+        return {"score": 0.5, "correct": np.r_[np.ones(12, bool), np.zeros(12, bool)], "predicted_classes": classes,
                 "loss": 0.69}
-    with mock.patch.object(beta_search, "_score", lambda trainer, validation: dict(majority)):
-        assert main(args(student_dir, teacher_dirs, train_csv, out, "--beta", "auto", "--beta_validation_fraction",
-                         "0.5", "--max_steps", "24")) == 0
+    return score
+
+
+def test_from_the_plateau_at_rung_1_the_default_plain_fine_tuning_and_the_next_beta_go_to_half_of_training(
+        teacher_dirs, student_dir, train_csv, tmp_path, monkeypatch):
+    monkeypatch.setattr(StallDetector, "check", lambda *args, **kwargs: False)
+    monkeypatch.setattr(beta_search, "_score", _scores_by_rung(majority_until=3))
+    out = tmp_path / "out"
+    assert main(args(student_dir, teacher_dirs, train_csv, out, "--beta", "auto", "--beta_validation_fraction",
+                     "0.5", "--max_steps", "24")) == 0
     search = json.loads((out / "beta_search.json").read_text())
     assert [(c["beta"], c["status"], c["steps"]) for c in search["candidates"][:3]] == \
         [(0.1, "at rung 2", 12), (0.0, "at rung 2", 12), (0.3, "at rung 2", 12)]
     assert [c["status"] for c in search["candidates"][3:]] == ["not run: on plateau at rung 1"] * 3
-    assert search["plateau"] and search["chosen_beta"] == 0.1 and search["budget"]["extra"] == 1.0
+    # All tied: the largest beta within one standard error of the best, continued as the final run.
+    assert search["plateau"] == "rung 1" and search["chosen_beta"] == 0.3
+    assert search["budget"]["continued_steps"] == 12 and search["budget"]["extra"] == 1.0
+
+
+def test_still_on_the_plateau_at_half_of_training_the_default_is_trained_from_the_start(
+        teacher_dirs, student_dir, train_csv, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(StallDetector, "check", lambda *args, **kwargs: False)
+    monkeypatch.setattr(beta_search, "_score", _scores_by_rung(majority_until=24))
+    resumed, train = [], AFTTrainer.train
+
+    def recording_train(self, resume_from_checkpoint=None, **kwargs):
+        resumed.append(resume_from_checkpoint)
+        return train(self, resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    out = tmp_path / "out"
+    with mock.patch.object(AFTTrainer, "train", recording_train):
+        assert main(args(student_dir, teacher_dirs, train_csv, out, "--beta", "auto", "--beta_validation_fraction",
+                         "0.5", "--max_steps", "24")) == 0
+    search = json.loads((out / "beta_search.json").read_text())
+    assert [(c["status"], c["steps"]) for c in search["candidates"][:2]] == [("at rung 2", 12)] * 2
+    assert [c["status"] for c in search["candidates"][2:]] == ["not run: on plateau at half of training"] * 4
+    assert search["plateau"] == "rung 2" and search["chosen_beta"] == 0.1 and search["budget"]["extra"] == 1.0
+    assert search["budget"]["continued_steps"] == 0 and resumed[-1] is None  # the final run starts from step 0
     assert "beta = 0.1 (chosen by --beta auto: the default; at half of training every candidate still predicted " \
         "one class" in capsys.readouterr().out
 
@@ -135,7 +169,7 @@ def test_the_default_stays_when_nothing_left_the_plateau_or_reached_half_of_trai
     majority = [1] * 57 + [0] * 43
     ends = [dict(record(0.1, majority), predicted_classes=1), dict(record(0.3, majority), predicted_classes=1)]
     beta, why, chosen = choose_beta(ends)
-    assert beta == 0.1 and "initial plateau" in why and chosen is ends[0]
+    assert beta == 0.1 and "initial plateau" in why and chosen is None  # the final run starts from the beginning
     assert choose_beta([{"beta": 0.3, "status": "stalled", "score": None}])[:1] == (0.1,)
 
 
@@ -245,8 +279,12 @@ def test_the_stall_detector_warns_late_when_the_task_loss_never_leaves_the_prior
     assert len(warnings) == 1 and "at half of training" in warnings[0] and "e.g. 0.1" in warnings[0]
 
 
-def test_a_lora_student_continues_the_chosen_candidates_adapter(teacher_dirs, student_dir, train_csv, tmp_path):
+def test_a_lora_student_continues_the_chosen_candidates_adapter(teacher_dirs, student_dir, train_csv, tmp_path,
+                                                               monkeypatch):
     from peft import AutoPeftModelForSequenceClassification
+
+    monkeypatch.setattr(beta_search, "_score", _scores_by_rung(majority_until=0))
+    monkeypatch.setattr(StallDetector, "check", lambda *args, **kwargs: False)
 
     out = tmp_path / "out"
     assert main(args(student_dir, teacher_dirs, train_csv, out, "--beta", "auto", "--beta_validation_fraction", "0.5",

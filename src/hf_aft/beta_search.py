@@ -6,12 +6,13 @@ images 1; README, "Choosing beta"); beta = 0 is plain fine-tuning. Each candidat
 training part with the final run's schedule (its steps, warmup and learning-rate decay), stopped, checkpointed and
 scored on the validation split at two rungs, `RUNGS` = 1/8 and 1/2 of the steps (successive halving: Jamieson and
 Talwalkar, AISTATS 2016; Li et al., MLSys 2020):
-1. Rung 1: the default 0.1 (what a run without --beta auto uses) and plain fine-tuning first. If both predict one
-   class for every validation example, the student is still on its initial plateau (measured on the pretrained text
-   students: plain fine-tuning leaves it after 30-40% of training, README) and a rung this early cannot rank anything:
-   the first `PLATEAU_CANDIDATES` of `SEARCH_ORDER` (the default, plain fine-tuning, and the next stronger transfer,
-   0.3) go on to rung 2 and the rest are not run. Otherwise every candidate trains to rung 1 and the `PROMOTED` (2)
-   with the best validation accuracy (ties: lower validation cross-entropy) go on.
+1. Rung 1: the default 0.1 (what a run without --beta auto uses) and plain fine-tuning first. Unless both predict
+   one class for every validation example, every other candidate trains to rung 1 as well and the `PROMOTED` (2)
+   with the best validation accuracy (ties: lower validation cross-entropy) go on. If both do, the student is still
+   on its initial plateau (measured on the pretrained text students: plain fine-tuning leaves it after 30-40% of
+   training, README) and a rung this early cannot rank anything: the two go on to rung 2 alone and, if they have left
+   the plateau there, the next stronger transfer (`PLATEAU_CANDIDATES`: 0.3) trains to rung 2 too; 1, 3 and 10,
+   the betas the stall detector finds holding such students on their plateau, are not run.
 2. Rung 2: the promoted candidates resume from their checkpoints to half of the steps.
 3. The choice, the one-standard-error rule (Breiman et al. 1984; Hastie, Tibshirani and Friedman, "The Elements of
    Statistical Learning", 7.10): the largest beta whose validation accuracy at rung 2 is within one standard error of
@@ -22,10 +23,14 @@ Talwalkar, AISTATS 2016; Li et al., MLSys 2020):
    a candidate is within it when w - l <= sqrt(w + l). A candidate that predicts one class for every validation
    example has learned nothing and is never chosen; when all do, the default stays (nothing could be compared).
 4. The final run resumes the chosen candidate's rung-2 checkpoint on the whole training set (training and validation
-   parts) to the end of the schedule (`search_beta(checkpoint_dir=...)`, as `hf-aft train` calls it).
+   parts) to the end of the schedule (`search_beta(checkpoint_dir=...)`, as `hf-aft train` calls it). When even the
+   default and plain fine-tuning are still on the plateau at rung 2, the default is kept and the final run starts
+   from the beginning, as a fixed --beta 0.1 run: a run continued from there need not leave the plateau when the
+   uninterrupted run does (the 1-layer text student: 0.614, the majority class, against 0.729).
 
-Budget: 6 x 1/8 + 2 x 3/8 (or 3 x 1/2 on a plateau) = 1.5x the final run's steps, of which the winner's first half
-is the final run's own: 1x on top of it (runs of at least 16 steps; shorter ones round the rungs up).
+Budget: 6 x 1/8 + 2 x 3/8, or 3 x 1/2 from a plateau at rung 1, = 1.5x the final run's steps, of which the winner's
+first half is the final run's own: 1x on top of it (runs of at least 16 steps; shorter ones round the rungs up);
+2 x 1/2 = 1x when the search stops on the plateau at rung 2.
 A candidate whose `StallDetector` fires (task loss at the class prior under a dominating transfer term at rung 1; at
 rung 2, still at the prior while beta * transfer is at least a tenth of it; callbacks.py) stops at once and is out.
 Teacher features are computed once, before the split, so every candidate and the final run read the same cache.
@@ -58,7 +63,7 @@ from .trainer import AFTTrainer
 
 DEFAULT_GRID = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
 SEARCH_ORDER = (DEFAULT_BETA, 0.0, 0.3, 1.0, 3.0, 10.0)  # the default, plain fine-tuning, then stronger transfer
-PLATEAU_CANDIDATES = 3
+PLATEAU_CANDIDATES = 3  # from a plateau at rung 1: the default, plain fine-tuning and the next stronger beta
 RUNGS = (1 / 8, 1 / 2)
 PROMOTED = 2
 DEFAULT_VALIDATION_FRACTION = 0.15
@@ -199,28 +204,36 @@ def _rank(record: dict) -> tuple:
     return record["score"], -record["loss"], -record["beta"]  # accuracy, then lower cross-entropy, then smaller beta
 
 
-def run_rungs(search: _Search) -> tuple[list[dict], bool]:
-    """Successive halving over `SEARCH_ORDER` (module docstring); returns the records and whether rung 1 found the
-    student on its plateau."""
+def run_rungs(search: _Search) -> tuple[list[dict], str | None]:
+    """Successive halving over `SEARCH_ORDER` (module docstring); returns the records and where the default and plain
+    fine-tuning were found on the plateau: None, "rung 1", or "rung 2" (then nothing else was run)."""
     records = [{"beta": b, "status": "not run", "steps": 0, "rung_score": None, "score": None} for b in SEARCH_ORDER]
-    for record in records[:2]:
+    first, rest = records[:2], records[2:]
+    for record in first:
         search.advance(record, 0)
-    plateau = _on_plateau(records[:2])
-    if plateau:
-        promoted = records[:PLATEAU_CANDIDATES]
-        for record in records[PLATEAU_CANDIDATES:]:
-            record["status"] = "not run: on plateau at rung 1"
-    else:
-        for record in records[2:]:
+    if not _on_plateau(first):
+        for record in rest:
             search.advance(record, 0)
-        promoted = sorted((r for r in records if r["score"] is not None), key=_rank, reverse=True)[:PROMOTED]
-    promoted = {id(r) for r in promoted if r["status"] != "stalled"}
+        _promote(sorted((r for r in records if r["score"] is not None), key=_rank, reverse=True)[:PROMOTED], search)
+        for record in records:
+            if record["status"] == "at rung 1":
+                record["status"] = "stopped at rung 1"
+        return records, None
+    _promote(first, search)
+    if _on_plateau(first):
+        for record in rest:
+            record["status"] = "not run: on plateau at half of training"
+        return records, "rung 2"
+    _promote(rest[:PLATEAU_CANDIDATES - 2], search)
+    for record in rest[PLATEAU_CANDIDATES - 2:]:
+        record["status"] = "not run: on plateau at rung 1"
+    return records, "rung 1"
+
+
+def _promote(records: list[dict], search: _Search) -> None:
     for record in records:
-        if id(record) in promoted:
+        if record["status"] != "stalled":
             search.advance(record, 1)
-        elif record["status"] == "at rung 1":
-            record["status"] = "stopped at rung 1"
-    return records, plateau
 
 
 def _within_one_se(record: dict, best: dict) -> bool:
@@ -238,15 +251,14 @@ def choose_beta(records: list[dict]) -> tuple[float, str, dict | None]:
     finished = [r for r in records if r["status"] == "at rung 2"]
     if not finished:
         return DEFAULT_BETA, "chosen by --beta auto: the default; no candidate reached half of training", None
-    if _on_plateau(finished):
-        default = next((r for r in finished if r["beta"] == DEFAULT_BETA), None)
+    learned = [r for r in finished if r["predicted_classes"] > 1]  # one class for every example: nothing learned
+    if not learned:
         return DEFAULT_BETA, ("chosen by --beta auto: the default; at half of training every candidate still "
                               "predicted one class for every validation example (the student's initial plateau), so "
-                              "they could not be told apart"), default
+                              "they could not be told apart; the final run starts from the beginning"), None
     best = max(finished, key=_rank)
-    learned = [r for r in finished if r["predicted_classes"] > 1]  # one class for every example: nothing learned
     within = [r for r in learned if _within_one_se(r, best)]
-    chosen = max(within, key=lambda r: r["beta"]) if within else max(learned, key=_rank)
+    chosen = max(within, key=lambda r: r["beta"]) if within else max(learned, key=_rank)  # else: the best learned
     stl = next((r for r in finished if r["beta"] == 0.0 and r is not chosen), None)
     versus = f", plain fine-tuning {stl['score']:.2f}" if stl else ""
     best_note = "the best" if chosen is best else (f"within one standard error of the best, {best['score']:.2f} "
