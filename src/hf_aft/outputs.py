@@ -6,6 +6,7 @@ model saved by `Trainer`."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import zipfile
@@ -13,7 +14,9 @@ import zipfile
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import AFTError, first_line
+from .errors import AFTError, first_line, warn_once
+
+logger = logging.getLogger(__name__)
 
 TRANSFER_STATE_NAME = "transfer_state.safetensors"
 TRANSFER_SUMMARY_NAME = "transfer_summary.json"
@@ -90,6 +93,8 @@ def reload_renamed_weights(checkpoint: str, model) -> bool:
         return False  # every saved key is a key of the model: Trainer loaded it (tied weights may be left out)
     reloaded = type(model).from_pretrained(checkpoint, config=model.config)
     model.load_state_dict(reloaded.state_dict())
+    warn_once(logger, f"hf-aft: the checkpoint names {type(model).__name__}'s weights differently from the model "
+                      "(transformers saves it under its original key names): loaded through from_pretrained.")
     return True
 
 
