@@ -60,9 +60,10 @@ def test_beta_auto_halves_the_candidates_and_continues_the_chosen_one(teacher_di
     statuses = [c["status"] for c in search["candidates"]]
     assert sorted(statuses) == ["at rung 2"] * 2 + ["stopped at rung 1"] * 4 and not search["plateau"]
     assert all(c["rung_score"] is not None for c in search["candidates"])
-    # Tied at rung 1: the smaller betas go on (0, 0.1); tied at rung 2: the larger one is chosen.
-    assert [c["beta"] for c in search["candidates"] if c["status"] == "at rung 2"] == [0.1, 0.0]
-    assert search["chosen_beta"] == 0.1
+    # All tied at rung 1: the best (ties: the smaller beta, 0) and the largest within one standard error of it (10)
+    # go on; tied again at rung 2: the larger is chosen.
+    assert [c["beta"] for c in search["candidates"] if c["status"] == "at rung 2"] == [0.0, 10.0]
+    assert search["chosen_beta"] == 10.0
     assert (search["n_train"], search["n_validation"]) == (24, 24)
     budget = search["budget"]
     assert budget["rung_steps"] == [3, 12] and budget["final_run_steps"] == 24
@@ -294,3 +295,16 @@ def test_a_lora_student_continues_the_chosen_candidates_adapter(teacher_dirs, st
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 16
     assert not (out / "model.safetensors").exists() and not (out / "beta_search_runs").exists()
     AutoPeftModelForSequenceClassification.from_pretrained(out)
+
+
+def test_rung_1_promotes_the_best_and_the_largest_beta_within_one_standard_error_of_it():
+    best = [1] * 40 + [0] * 60
+    records = [record(0.1, best), record(0.0, [1] * 38 + [0] * 62), record(0.3, [1] * 39 + [0] * 61),
+               record(1.0, [1] * 32 + [0] * 8 + [1] * 5 + [0] * 55),  # 5 wins, 8 losses: 3 <= sqrt(13)
+               record(3.0, [1] * 25 + [0] * 75),  # 15 losses: > sqrt(15)
+               {"beta": 10.0, "status": "stalled", "score": None}]
+    assert [r["beta"] for r in beta_search.promotions(records)] == [0.1, 1.0]
+    records[3] = record(1.0, [1] * 20 + [0] * 80)  # now clearly behind too: the largest within is 0.3
+    assert [r["beta"] for r in beta_search.promotions(records)] == [0.1, 0.3]
+    far = [record(0.1, best), record(3.0, [1] * 10 + [0] * 90), record(1.0, [1] * 20 + [0] * 80)]
+    assert [r["beta"] for r in beta_search.promotions(far)] == [0.1, 1.0]  # none within: the runner-up
