@@ -177,6 +177,8 @@ def main():
     parser.add_argument("--methods", default=None, help="comma-separated (default: all of the suite's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--curve", action="store_true", help="the learning curve (default methods: stl,auto)")
+    parser.add_argument("--sizes", default=None, help="with --curve: comma-separated training-set sizes, 'all' for "
+                        "every example (default: 100,300,1000,all)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -190,7 +192,8 @@ def main():
         for suite in args.suite.split(","):
             kind = "vision" if suite == "vision" else "text"
             methods = (args.methods or ("stl,auto" if args.curve else METHODS[kind])).split(",")
-            for n in (CURVE if args.curve else (None,)):
+            sizes = [None if n == "all" else int(n) for n in args.sizes.split(",")] if args.sizes else CURVE
+            for n in (sizes if args.curve else (None,)):
                 for method in methods:
                     if any((r["suite"], r["method"], r["seed"], r["n"]) == (suite, method, seed, n) for r in done):
                         continue
