@@ -98,6 +98,14 @@ def reload_renamed_weights(checkpoint: str, model) -> bool:
     return True
 
 
+def restore_after_resume(checkpoint: str, model, transfer_loss=None, device: str = "cpu") -> None:
+    """What `Trainer` leaves out when it loads `checkpoint`: weights saved under other key names, and the transfer
+    loss's state."""
+    reload_renamed_weights(checkpoint, model)
+    if transfer_loss is not None:
+        load_transfer_state(checkpoint, transfer_loss, device)
+
+
 COMPLETE_NAME = "hf_aft_complete.json"
 
 

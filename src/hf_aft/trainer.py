@@ -25,13 +25,7 @@ from .features import FEATURES_COLUMN, TeacherInfo, scan_teacher_features, teach
 from .hub import push_run
 from .images import check_image_column
 from .losses import AdaptiveKernelLoss, build_transfer_loss, check_finite_loss
-from .outputs import (
-    check_checkpoint_files,
-    load_transfer_state,
-    reload_renamed_weights,
-    save_transfer_state,
-    write_transfer_summary,
-)
+from .outputs import check_checkpoint_files, restore_after_resume, save_transfer_state, write_transfer_summary
 from .student import StudentFeatureCapture, check_labels_fit, feature_dim, name_labels, wrap_peft
 from .teachers import display_names
 
@@ -265,13 +259,11 @@ class AFTTrainer(Trainer):
         except Exception as error:  # a truncated or damaged weights file
             raise AFTError(f"cannot resume from {resume_from_checkpoint!r}: {first_line(error)}. Use another "
                            "checkpoint.") from error
-        reload_renamed_weights(resume_from_checkpoint, model or self.model)
-        if self.transfer_loss is not None:
-            load_transfer_state(resume_from_checkpoint, self.transfer_loss, str(self.args.device))
+        restore_after_resume(resume_from_checkpoint, model or self.model, self.transfer_loss, str(self.args.device))
 
     def _load_best_model(self) -> None:
-        super()._load_best_model()  # the same raw load as a resume (see reload_renamed_weights)
-        reload_renamed_weights(self.state.best_model_checkpoint, self.model)
+        super()._load_best_model()  # the same raw load as a resume (see outputs.reload_renamed_weights)
+        restore_after_resume(self.state.best_model_checkpoint, self.model)
 
     # ---- card and Hub ----
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
