@@ -297,14 +297,14 @@ def test_a_lora_student_continues_the_chosen_candidates_adapter(teacher_dirs, st
     AutoPeftModelForSequenceClassification.from_pretrained(out)
 
 
-def test_rung_1_promotes_the_best_and_the_largest_beta_within_one_standard_error_of_it():
-    best = [1] * 40 + [0] * 60
-    records = [record(0.1, best), record(0.0, [1] * 38 + [0] * 62), record(0.3, [1] * 39 + [0] * 61),
-               record(1.0, [1] * 32 + [0] * 8 + [1] * 5 + [0] * 55),  # 5 wins, 8 losses: 3 <= sqrt(13)
-               record(3.0, [1] * 25 + [0] * 75),  # 15 losses: > sqrt(15)
+def test_rung_1_promotes_the_leader_and_the_strongest_transfer_still_in_the_race():
+    records = [record(0.1, [1] * 40 + [0] * 60), record(0.0, [1] * 38 + [0] * 62), record(0.3, [1] * 39 + [0] * 61),
+               record(1.0, [1] * 20 + [0] * 80), dict(record(3.0, [1] * 57 + [0] * 43), predicted_classes=1),
                {"beta": 10.0, "status": "stalled", "score": None}]
+    # 1 is far behind the leader at rung 1 but still learning; 3 predicts one class; 10 stalled.
+    assert [r["beta"] for r in beta_search.promotions(records)] == [3.0, 1.0]  # 3 leads on the majority class
+    records[4]["correct"], records[4]["score"] = np.zeros(100, bool), 0.0
     assert [r["beta"] for r in beta_search.promotions(records)] == [0.1, 1.0]
-    records[3] = record(1.0, [1] * 20 + [0] * 80)  # now clearly behind too: the largest within is 0.3
-    assert [r["beta"] for r in beta_search.promotions(records)] == [0.1, 0.3]
-    far = [record(0.1, best), record(3.0, [1] * 10 + [0] * 90), record(1.0, [1] * 20 + [0] * 80)]
-    assert [r["beta"] for r in beta_search.promotions(far)] == [0.1, 1.0]  # none within: the runner-up
+    stuck = [record(0.1, [1] * 40 + [0] * 60), dict(record(0.0, [1] * 30 + [0] * 70), predicted_classes=1),
+             dict(record(1.0, [1] * 20 + [0] * 80), predicted_classes=1)]
+    assert [r["beta"] for r in beta_search.promotions(stuck)] == [0.1, 0.0]  # none in the race: the runner-up

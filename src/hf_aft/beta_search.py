@@ -8,14 +8,14 @@ scored on the validation split at two rungs, `RUNGS` = 1/8 and 1/2 of the steps 
 Talwalkar, AISTATS 2016; Li et al., MLSys 2020):
 1. Rung 1: the default 0.1 (what a run without --beta auto uses) and plain fine-tuning first. Unless both predict
    one class for every validation example, every other candidate trains to rung 1 as well and `PROMOTED` (2) go on:
-   the one with the best validation accuracy (ties: lower validation cross-entropy) and the largest beta within one
-   standard error of it (the rule of step 3: early in training a stronger transfer term slows the task loss, so
-   rung 1 undersells it; vision suite, 1,000 images, seed 0: beta 1 at 0.318 against 0.331 for 0.1), else the
-   runner-up. If both do, the student is still on its initial plateau (measured on the pretrained text students:
-   plain fine-tuning leaves it after 30-40% of training, README) and a rung this early cannot rank anything: the two
-   go on to rung 2 alone and, if they have left the plateau there, the next stronger transfer (`PLATEAU_CANDIDATES`:
-   0.3) trains to rung 2 too; 1, 3 and 10, the betas the stall detector finds holding such students on their
-   plateau, are not run.
+   the leader, with the best validation accuracy (ties: lower validation cross-entropy), and a challenger, the
+   largest other beta still in the race (not stalled, predicting more than one class). Early in training a stronger
+   transfer term slows the task loss, so rung 1 cannot judge it (vision suite, seed 2: beta 1 at 0.216 there against
+   0.352 for 0.3, and 5.7 points above it at the end with fixed betas); rung 2 judges both. If both do, the student
+   is still on its initial plateau (measured on the pretrained text students: plain fine-tuning leaves it after
+   30-40% of training, README) and a rung this early cannot rank anything: the two go on to rung 2 alone and, if
+   they have left the plateau there, the next stronger transfer (`PLATEAU_CANDIDATES`: 0.3) trains to rung 2 too;
+   1, 3 and 10, the betas the stall detector finds holding such students on their plateau, are not run.
 2. Rung 2: the promoted candidates resume from their checkpoints to half of the steps.
 3. The choice, the one-standard-error rule (Breiman et al. 1984; Hastie, Tibshirani and Friedman, "The Elements of
    Statistical Learning", 7.10): the largest beta whose validation accuracy at rung 2 is within one standard error of
@@ -234,15 +234,15 @@ def run_rungs(search: _Search) -> tuple[list[dict], str | None]:
 
 
 def promotions(records: list[dict]) -> list[dict]:
-    """Who goes on from rung 1: the best candidate, and the largest beta within one standard error of it (the rule of
-    the final choice; early in training a stronger transfer term slows the task loss, so rung 1 undersells it), else
-    the runner-up."""
+    """Who goes on from rung 1: the leader (the best validation accuracy) and a challenger, the largest other beta
+    still in the race (it predicts more than one class; a stalled one is out already): early in training a stronger
+    transfer term slows the task loss, so rung 1 cannot judge it, and rung 2 judges both."""
     scored = sorted((r for r in records if r["score"] is not None), key=_rank, reverse=True)
     if len(scored) <= PROMOTED:
         return scored
-    best, others = scored[0], scored[1:]
-    within = [r for r in others if r["predicted_classes"] > 1 and _paired(r, best)[2]]
-    return [best, max(within, key=lambda r: r["beta"]) if within else others[0]]
+    leader, others = scored[0], scored[1:]
+    racing = [r for r in others if r["predicted_classes"] > 1]
+    return [leader, max(racing, key=lambda r: r["beta"]) if racing else others[0]]
 
 
 def _promote(records: list[dict], search: _Search) -> None:
