@@ -9,6 +9,7 @@ gives each process the same global kernel; `accelerator.gather` cannot be used b
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -90,4 +91,11 @@ def close_process_group() -> None:
     left to interpreter exit, gloo's threads can be torn down while still joinable and abort a rank ("terminate
     called without an active exception", seen in the 2-process tests under load)."""
     if dist.is_available() and dist.is_initialized():
+        try:  # every rank tears down together: a rank that left early still aborted under load
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=timedelta(seconds=60))  # raises, not hangs, if a rank is gone
+            else:
+                dist.barrier()
+        except RuntimeError:
+            pass
         dist.destroy_process_group()
