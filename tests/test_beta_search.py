@@ -60,10 +60,10 @@ def test_beta_auto_halves_the_candidates_and_continues_the_chosen_one(teacher_di
     statuses = [c["status"] for c in search["candidates"]]
     assert sorted(statuses) == ["at rung 2"] * 2 + ["stopped at rung 1"] * 4 and not search["plateau"]
     assert all(c["rung_score"] is not None for c in search["candidates"])
-    # All tied at rung 1: the best (ties: the smaller beta, 0) and the largest within one standard error of it (10)
-    # go on; tied again at rung 2: the larger is chosen.
-    assert [c["beta"] for c in search["candidates"] if c["status"] == "at rung 2"] == [0.0, 10.0]
-    assert search["chosen_beta"] == 10.0
+    # All tied at rung 1: the leader (ties: the smaller beta, 0) and the next stronger transfer (0.1) go on; tied
+    # again at rung 2: the larger is chosen.
+    assert [c["beta"] for c in search["candidates"] if c["status"] == "at rung 2"] == [0.1, 0.0]
+    assert search["chosen_beta"] == 0.1
     assert (search["n_train"], search["n_validation"]) == (24, 24)
     budget = search["budget"]
     assert budget["rung_steps"] == [3, 12] and budget["final_run_steps"] == 24
@@ -297,14 +297,13 @@ def test_a_lora_student_continues_the_chosen_candidates_adapter(teacher_dirs, st
     AutoPeftModelForSequenceClassification.from_pretrained(out)
 
 
-def test_rung_1_promotes_the_leader_and_the_strongest_transfer_still_in_the_race():
+def test_rung_1_promotes_the_leader_and_the_next_stronger_transfer_still_in_the_race():
     records = [record(0.1, [1] * 40 + [0] * 60), record(0.0, [1] * 38 + [0] * 62), record(0.3, [1] * 39 + [0] * 61),
-               record(1.0, [1] * 20 + [0] * 80), dict(record(3.0, [1] * 57 + [0] * 43), predicted_classes=1),
+               record(1.0, [1] * 20 + [0] * 80), record(3.0, [1] * 15 + [0] * 85),
                {"beta": 10.0, "status": "stalled", "score": None}]
-    # 1 is far behind the leader at rung 1 but still learning; 3 predicts one class; 10 stalled.
-    assert [r["beta"] for r in beta_search.promotions(records)] == [3.0, 1.0]  # 3 leads on the majority class
-    records[4]["correct"], records[4]["score"] = np.zeros(100, bool), 0.0
+    # 0.3 is behind the leader at rung 1 but still learning: the next stronger transfer goes on, not the runner-up 0.
+    assert [r["beta"] for r in beta_search.promotions(records)] == [0.1, 0.3]
+    records[2]["predicted_classes"] = 1  # 0.3 predicts one class: the next one up, 1
     assert [r["beta"] for r in beta_search.promotions(records)] == [0.1, 1.0]
-    stuck = [record(0.1, [1] * 40 + [0] * 60), dict(record(0.0, [1] * 30 + [0] * 70), predicted_classes=1),
-             dict(record(1.0, [1] * 20 + [0] * 80), predicted_classes=1)]
-    assert [r["beta"] for r in beta_search.promotions(stuck)] == [0.1, 0.0]  # none in the race: the runner-up
+    top = [record(3.0, [1] * 40 + [0] * 60), record(1.0, [1] * 30 + [0] * 70), record(0.1, [1] * 35 + [0] * 65)]
+    assert [r["beta"] for r in beta_search.promotions(top)] == [3.0, 0.1]  # nothing stronger: the runner-up

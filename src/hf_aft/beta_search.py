@@ -8,11 +8,13 @@ scored on the validation split at two rungs, `RUNGS` = 1/8 and 1/2 of the steps 
 Talwalkar, AISTATS 2016; Li et al., MLSys 2020):
 1. Rung 1: the default 0.1 (what a run without --beta auto uses) and plain fine-tuning first. Unless both predict
    one class for every validation example, every other candidate trains to rung 1 as well and `PROMOTED` (2) go on:
-   the leader, with the best validation accuracy (ties: lower validation cross-entropy), and a challenger, the
-   largest other beta still in the race (not stalled, predicting more than one class). Early in training a stronger
-   transfer term slows the task loss, so rung 1 cannot judge it (vision suite, seed 2: beta 1 at 0.216 there against
-   0.352 for 0.3, and 5.7 points above it at the end with fixed betas); rung 2 judges both. If both do, the student
-   is still on its initial plateau (measured on the pretrained text students: plain fine-tuning leaves it after
+   the leader, with the best validation accuracy (ties: lower validation cross-entropy), and a challenger, the next
+   stronger transfer still in the race (the smallest larger beta not stalled and predicting more than one class;
+   else the runner-up). Early in training a stronger transfer term slows the task loss, so rung 1 cannot judge it
+   (vision suite, seed 2: beta 1 at 0.216 there against 0.352 for 0.3, and 5.7 points above it at the end with fixed
+   betas); rung 2 judges both. A step of one grid value, not the largest beta in the race: on a 20-example validation
+   split (100 images) that put beta 10 within one standard error at rung 2, and it cost 6.8 points. If both do, the
+   student is still on its initial plateau (measured on the pretrained text students: plain fine-tuning leaves it after
    30-40% of training, README) and a rung this early cannot rank anything: the two go on to rung 2 alone and, if
    they have left the plateau there, the next stronger transfer (`PLATEAU_CANDIDATES`: 0.3) trains to rung 2 too;
    1, 3 and 10, the betas the stall detector finds holding such students on their plateau, are not run.
@@ -234,15 +236,16 @@ def run_rungs(search: _Search) -> tuple[list[dict], str | None]:
 
 
 def promotions(records: list[dict]) -> list[dict]:
-    """Who goes on from rung 1: the leader (the best validation accuracy) and a challenger, the largest other beta
-    still in the race (it predicts more than one class; a stalled one is out already): early in training a stronger
-    transfer term slows the task loss, so rung 1 cannot judge it, and rung 2 judges both."""
+    """Who goes on from rung 1: the leader (the best validation accuracy) and a challenger, the next stronger transfer
+    still in the race (the smallest larger beta that is not stalled and predicts more than one class): early in
+    training a stronger transfer term slows the task loss, so rung 1 cannot judge it, and rung 2 judges both. Without
+    one, the runner-up."""
     scored = sorted((r for r in records if r["score"] is not None), key=_rank, reverse=True)
     if len(scored) <= PROMOTED:
         return scored
     leader, others = scored[0], scored[1:]
-    racing = [r for r in others if r["predicted_classes"] > 1]
-    return [leader, max(racing, key=lambda r: r["beta"]) if racing else others[0]]
+    stronger = [r for r in others if r["beta"] > leader["beta"] and r["predicted_classes"] > 1]
+    return [leader, min(stronger, key=lambda r: r["beta"]) if stronger else others[0]]
 
 
 def _promote(records: list[dict], search: _Search) -> None:
