@@ -96,6 +96,6 @@ class StallDetector(TrainerCallback):
                            f"there: {smaller}.")
         else:
             logger.warning(f"stalled at step {step}: the task loss ({task:.3f}) has stayed at {prior} for the first "
-                           f"{self.window:.0%} of training while beta * transfer loss ({weighted:.3f}) dominates: the "
-                           f"transfer term holds the student on its initial plateau; {smaller}.")
+                           f"{self.window * 100:.3g}% of training while beta * transfer loss ({weighted:.3f}) "
+                           f"dominates: the transfer term holds the student on its initial plateau; {smaller}.")
         return True
