@@ -224,11 +224,12 @@ def test_beta_auto_bad_input_is_one_line(student_dir, teacher_dirs, train_csv, t
         errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
         assert len(errors) == 1 and fragment in errors[0], errors
 
-    fails(args(student_dir, teacher_dirs, train_csv, tmp_path / "a", "--beta", "auto"), "validation split")
+    with mock.patch("hf_aft.pipeline.with_teacher_features", side_effect=AssertionError("a teacher ran")):
+        fails(args(student_dir, teacher_dirs, train_csv, tmp_path / "a", "--beta", "auto"), "validation split")
+        fails(args(student_dir, teacher_dirs, train_csv, tmp_path / "c", "--beta", "auto",
+                   "--beta_validation_fraction", "0.5", "--max_steps", "3"), "it needs at least 4 (this run has 3)")
     fails(args(student_dir, teacher_dirs, train_csv, tmp_path / "b", "--beta=auto", "--transfer", "none"),
           "use --transfer aft")
-    fails(args(student_dir, teacher_dirs, train_csv, tmp_path / "c", "--beta", "auto", "--beta_validation_fraction",
-               "0.5", "--max_steps", "3"), "it needs at least 4 (this run has 3)")
     fails(args(student_dir, teacher_dirs, train_csv, tmp_path / "d", "--beta", "auto", "--resume_from_checkpoint",
                str(tmp_path)), "--beta auto cannot resume a run")
     assert not [p for p in tmp_path.iterdir() if p.name in "abcd" and any(p.iterdir())]
@@ -307,3 +308,24 @@ def test_rung_1_promotes_the_leader_and_the_next_stronger_transfer_still_in_the_
     assert [r["beta"] for r in beta_search.promotions(records)] == [0.1, 1.0]
     top = [record(3.0, [1] * 40 + [0] * 60), record(1.0, [1] * 30 + [0] * 70), record(0.1, [1] * 35 + [0] * 65)]
     assert [r["beta"] for r in beta_search.promotions(top)] == [3.0, 0.1]  # nothing stronger: the runner-up
+
+
+def test_the_python_api_reads_a_label_column_and_keeps_only_the_chosen_checkpoint(teacher_dirs, student_dir,
+                                                                                   tmp_path, monkeypatch):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hf_aft import AFTConfig, search_beta
+
+    monkeypatch.setattr(beta_search, "_score", _scores_by_rung(majority_until=0))
+    monkeypatch.setattr(StallDetector, "check", lambda *args, **kwargs: False)
+    tokenizer = AutoTokenizer.from_pretrained(student_dir)
+    data = tiny.sentiment_dataset(48).map(lambda b: tokenizer(b["text"]), batched=True)  # a `label` column
+    config = AFTConfig(output_dir=str(tmp_path / "o"), teachers=[str(teacher_dirs[0])], max_steps=16,
+                       per_device_train_batch_size=8, report_to="none", disable_tqdm=True, use_cpu=True)
+    result = search_beta(lambda: AutoModelForSequenceClassification.from_pretrained(student_dir), config, data, 0.5,
+                         checkpoint_dir=str(tmp_path / "runs"), processing_class=tokenizer)
+    kept = [p.name for p in (tmp_path / "runs").iterdir()]
+    assert result["checkpoint"].endswith(f"beta-{result['chosen_beta']:g}/checkpoint-8") and kept == [
+        f"beta-{result['chosen_beta']:g}"]
+    with pytest.raises(ValueError, match="lacks .* pass label_column="):
+        search_beta(lambda: None, config, data.rename_column("label", "y"), 0.5)

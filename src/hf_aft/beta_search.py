@@ -81,9 +81,19 @@ def split_validation(dataset, fraction: float, seed: int, label_column: str = "l
     """(train part, validation part), stratified by label, both in dataset order: `fraction` of each class, but at
     least `MIN_PER_CLASS` of a class that has more members than that (a rare class still gets compared on); refuses
     a split too small to compare candidates on."""
+    if label_column not in dataset.column_names:
+        raise AFTError(f"--beta auto stratifies on the label column {label_column!r}, which the training data lacks "
+                       f"(columns: {', '.join(dataset.column_names)}): pass label_column=.")
+    labels = np.asarray(dataset.select_columns([label_column]).with_format("numpy")[label_column])
+    held = held_out(labels, fraction, seed)
+    return dataset.select(np.setdiff1d(np.arange(len(dataset)), held)), dataset.select(held)
+
+
+def held_out(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """The sorted indices of `split_validation`'s validation part, from the class ids alone (so that `hf-aft train`
+    refuses a split too small before any teacher runs)."""
     if not 0 < fraction < 1:
         raise AFTError(f"the validation fraction for --beta auto must be in (0, 1) (got {fraction}).")
-    labels = np.asarray(dataset.select_columns([label_column]).with_format("numpy")[label_column])
     rng = np.random.default_rng(seed)
     held = []
     for cls in np.unique(labels):
@@ -93,12 +103,24 @@ def split_validation(dataset, fraction: float, seed: int, label_column: str = "l
     held = np.sort(np.asarray(held, dtype=int))
     counts = np.unique(labels[held], return_counts=True)[1] if len(held) else np.array([0])
     if len(held) < MIN_VALIDATION or len(counts) < len(np.unique(labels)) or counts.min() < MIN_PER_CLASS:
+        raise_fraction = ", raise the validation fraction" if len(labels) >= 2 * MIN_VALIDATION else ""
         raise AFTError(f"the validation split for --beta auto would hold {len(held)} examples ({fraction:.0%} of "
-                       f"{len(dataset)}, fewest per class {int(counts.min()) if len(held) else 0}); it needs at least "
-                       f"{MIN_VALIDATION} and {MIN_PER_CLASS} per class: add training data, raise the validation "
-                       "fraction, or give a fixed --beta.")
-    keep = np.setdiff1d(np.arange(len(dataset)), held)
-    return dataset.select(keep), dataset.select(held)
+                       f"{len(labels)}, fewest per class {int(counts.min()) if len(held) else 0}); it needs at least "
+                       f"{MIN_VALIDATION} and {MIN_PER_CLASS} per class: add training data (about "
+                       f"{math.ceil(MIN_VALIDATION / fraction)} examples at this fraction){raise_fraction}, or give a "
+                       "fixed --beta.")
+    return held
+
+
+def check_search(labels: np.ndarray, args, fraction: float) -> None:
+    """Everything `search_beta` would refuse that the class ids and the run's settings already show."""
+    if args.transfer == "none":
+        raise AFTError("--beta auto searches the weight of the transfer loss: use --transfer aft, kd or rkd.")
+    held_out(labels, fraction, args.seed)
+    steps = final_run_steps(args, len(labels))
+    if steps < MIN_STEPS:
+        raise AFTError(f"--beta auto stops candidates at 1/8 and 1/2 of the run's steps: it needs at least "
+                       f"{MIN_STEPS} (this run has {steps}); train longer or give a fixed --beta.")
 
 
 def final_run_steps(args, n_examples: int) -> int:
@@ -138,9 +160,6 @@ class _Search:
         self.model_init, self.args, self.trainer_kwargs = model_init, args, trainer_kwargs
         self.train_part, self.validation, self.checkpoint_dir = train_part, validation, checkpoint_dir
         self.final_steps = final_run_steps(args, len(train_part) + len(validation))
-        if self.final_steps < MIN_STEPS:
-            raise AFTError(f"--beta auto stops candidates at 1/8 and 1/2 of the run's steps: it needs at least "
-                           f"{MIN_STEPS} (this run has {self.final_steps}); train longer or give a fixed --beta.")
         self.rungs = rung_steps(self.final_steps)
         self.candidate_steps = 0
 
@@ -292,7 +311,7 @@ def choose_beta(records: list[dict]) -> tuple[float, str, dict | None]:
 
 
 def search_beta(model_init, args, train_dataset, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
-                label_column: str = "labels", checkpoint_dir: str | None = None, **trainer_kwargs) -> dict:
+                label_column: str | None = None, checkpoint_dir: str | None = None, **trainer_kwargs) -> dict:
     """Choose beta as the module docstring says, on the training data minus a held-out validation split. Returns
     {"chosen_beta", "reason", "checkpoint", "metric", "default_beta", "candidates": [{"beta", "status", "steps",
     "rung_score" (validation accuracy at rung 1), "score" (at rung 2), "loss" (validation cross-entropy, nats),
@@ -305,16 +324,19 @@ def search_beta(model_init, args, train_dataset, validation_fraction: float = DE
         model_init: returns a fresh student (called once per candidate run, after seeding with `args.seed`).
         args: the `AFTConfig` of the final run (its steps set the schedule); candidates copy it with their beta,
             without saving (but checkpoints) or pushing.
-        train_dataset: tokenized, with a `labels` column and the `teacher_features` column (or `args.teachers`
-            set: the features are then extracted once here).
+        train_dataset: tokenized (or an image column, with `image_column=` and the image processor as
+            `processing_class=`), with the `teacher_features` column (or `args.teachers` set: the features are then
+            extracted once here) and the class ids in `label_column` (default: `labels`, else `label`).
         checkpoint_dir: where the candidates' checkpoints go; the chosen one's rung-2 checkpoint stays there, as
             "checkpoint": continue it with `AFTTrainer(...).train(resume_from_checkpoint=...)` on the whole training
             set (the final run; `budget["extra"]`, the steps on top of it, is then at most 1). Without it, a
             temporary folder is used and removed ("checkpoint" is None: train the final run from the start).
         trainer_kwargs: passed to every candidate's `AFTTrainer` (e.g. `processing_class`, `peft_config`).
     """
-    if args.transfer == "none":
-        raise AFTError("--beta auto searches the weight of the transfer loss: use --transfer aft, kd or rkd.")
+    label_column = label_column or ("labels" if "labels" in train_dataset.column_names else "label")
+    if label_column in train_dataset.column_names:
+        labels = train_dataset.select_columns([label_column]).with_format("numpy")[label_column]
+        check_search(np.asarray(labels), args, validation_fraction)
     train_dataset = with_teacher_features(train_dataset, args, trainer_kwargs.get("text_column", "text"),
                                           trainer_kwargs.get("image_column"))
     train_part, validation = split_validation(train_dataset, validation_fraction, args.seed, label_column)
@@ -324,10 +346,11 @@ def search_beta(model_init, args, train_dataset, validation_fraction: float = DE
         chosen, reason, winner = choose_beta(records)
         checkpoint = winner["checkpoint"] if winner is not None and checkpoint_dir else None
         for record in records:
-            path = record.pop("checkpoint", None)
+            record.pop("checkpoint", None)
             record.pop("correct", None)
-            if path != checkpoint and path and args.should_save:
-                shutil.rmtree(path, ignore_errors=True)
+            folder = os.path.join(search.checkpoint_dir, f"beta-{record['beta']:g}")
+            if args.should_save and (checkpoint is None or os.path.dirname(checkpoint) != folder):
+                shutil.rmtree(folder, ignore_errors=True)  # only the chosen candidate's checkpoint stays
     continued = search.rungs[1] if checkpoint else 0
     budget = {"final_run_steps": search.final_steps, "rung_steps": list(search.rungs),
               "candidate_steps": search.candidate_steps, "continued_steps": continued,

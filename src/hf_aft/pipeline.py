@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import numpy as np
 import transformers
 
 from .audit import reseal_card
-from .beta_search import save_beta_search, search_beta
+from .beta_search import check_search, save_beta_search, search_beta
 from .card import beta_note, read_baseline
 from .config import AFTConfig
 from .data import load_labelled_splits
@@ -175,6 +176,9 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
         return load_student(script_args.model_name_or_path, splits.labels, script_args.image_column)
 
     script_args.eval_split = splits.eval_name  # the split actually used (the card names it)
+    if script_args.beta_auto:  # refuse a search that cannot run before any model loads or teacher runs
+        check_search(np.asarray(splits.labels.encode(splits.train)["labels"]), config,
+                     script_args.beta_validation_fraction)
     if splits.eval is None:
         print("no evaluation split (test, validation, valid or eval) in the dataset: the student will not be "
               "evaluated; pass --eval_split to name one.", flush=True)
