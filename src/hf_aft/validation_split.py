@@ -1,0 +1,48 @@
+"""The held-out validation split `--beta auto` compares candidates on: stratified by label, refused when too small to
+compare anything (fewer than `MIN_VALIDATION` examples or `MIN_PER_CLASS` of a class)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import AFTError
+
+DEFAULT_VALIDATION_FRACTION = 0.15
+MIN_VALIDATION, MIN_PER_CLASS = 20, 2
+
+
+def split_validation(dataset, fraction: float, seed: int, label_column: str = "labels"):
+    """(train part, validation part), stratified by label, both in dataset order: `fraction` of each class, but at
+    least `MIN_PER_CLASS` of a class that has more members than that (a rare class still gets compared on); refuses
+    a split too small to compare candidates on."""
+    if label_column not in dataset.column_names:
+        raise AFTError(f"--beta auto stratifies on the label column {label_column!r}, which the training data lacks "
+                       f"(columns: {', '.join(dataset.column_names)}): pass label_column=.")
+    labels = np.asarray(dataset.select_columns([label_column]).with_format("numpy")[label_column])
+    held = held_out(labels, fraction, seed)
+    return dataset.select(np.setdiff1d(np.arange(len(dataset)), held)), dataset.select(held)
+
+
+def held_out(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """The sorted indices of `split_validation`'s validation part, from the class ids alone (so that `hf-aft train`
+    refuses a split too small before any teacher runs)."""
+    if not 0 < fraction < 1:
+        raise AFTError(f"the validation fraction for --beta auto must be in (0, 1) (got {fraction}).")
+    rng = np.random.default_rng(seed)
+    held = []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        share = int(round(fraction * len(members)))
+        held.extend(rng.permutation(members)[: max(share, min(MIN_PER_CLASS, len(members) - 1))])
+    held = np.sort(np.asarray(held, dtype=int))
+    counts = np.unique(labels[held], return_counts=True)[1] if len(held) else np.array([0])
+    if len(held) < MIN_VALIDATION or len(counts) < len(np.unique(labels)) or counts.min() < MIN_PER_CLASS:
+        raise_fraction = ", raise the validation fraction" if len(labels) >= 2 * MIN_VALIDATION else ""
+        raise AFTError(f"the validation split for --beta auto would hold {len(held)} examples ({fraction:.0%} of "
+                       f"{len(labels)}, fewest per class {int(counts.min()) if len(held) else 0}); it needs at least "
+                       f"{MIN_VALIDATION} and {MIN_PER_CLASS} per class: add training data (about "
+                       f"{math.ceil(MIN_VALIDATION / fraction)} examples at this fraction){raise_fraction}, or give a "
+                       "fixed --beta.")
+    return held
