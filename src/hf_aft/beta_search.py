@@ -65,7 +65,7 @@ from .errors import AFTError
 from .features import with_teacher_features
 from .metrics import compute_classification_metrics
 from .trainer import AFTTrainer
-from .validation_split import DEFAULT_VALIDATION_FRACTION, held_out, split_validation
+from .validation_split import DEFAULT_VALIDATION_FRACTION, class_ids, held_out, split_validation
 
 DEFAULT_GRID = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
 SEARCH_ORDER = (DEFAULT_BETA, 0.0, 0.3, 1.0, 3.0, 10.0)  # the default, plain fine-tuning, then stronger transfer
@@ -298,9 +298,7 @@ def search_beta(model_init, args, train_dataset, validation_fraction: float = DE
         trainer_kwargs: passed to every candidate's `AFTTrainer` (e.g. `processing_class`, `peft_config`).
     """
     label_column = label_column or ("labels" if "labels" in train_dataset.column_names else "label")
-    if label_column in train_dataset.column_names:
-        labels = train_dataset.select_columns([label_column]).with_format("numpy")[label_column]
-        check_search(np.asarray(labels), args, validation_fraction)
+    check_search(class_ids(train_dataset, label_column), args, validation_fraction)  # before any teacher runs
     train_dataset = with_teacher_features(train_dataset, args, trainer_kwargs.get("text_column", "text"),
                                           trainer_kwargs.get("image_column"))
     train_part, validation = split_validation(train_dataset, validation_fraction, args.seed, label_column)

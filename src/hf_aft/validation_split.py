@@ -17,12 +17,16 @@ def split_validation(dataset, fraction: float, seed: int, label_column: str = "l
     """(train part, validation part), stratified by label, both in dataset order: `fraction` of each class, but at
     least `MIN_PER_CLASS` of a class that has more members than that (a rare class still gets compared on); refuses
     a split too small to compare candidates on."""
+    held = held_out(class_ids(dataset, label_column), fraction, seed)
+    return dataset.select(np.setdiff1d(np.arange(len(dataset)), held)), dataset.select(held)
+
+
+def class_ids(dataset, label_column: str) -> np.ndarray:
+    """The `label_column` of `dataset` as an array; a missing column is one AFTError naming the columns there are."""
     if label_column not in dataset.column_names:
         raise AFTError(f"--beta auto stratifies on the label column {label_column!r}, which the training data lacks "
                        f"(columns: {', '.join(dataset.column_names)}): pass label_column=.")
-    labels = np.asarray(dataset.select_columns([label_column]).with_format("numpy")[label_column])
-    held = held_out(labels, fraction, seed)
-    return dataset.select(np.setdiff1d(np.arange(len(dataset)), held)), dataset.select(held)
+    return np.asarray(dataset.select_columns([label_column]).with_format("numpy")[label_column])
 
 
 def held_out(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
