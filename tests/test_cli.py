@@ -36,6 +36,7 @@ def test_train_writes_a_loadable_student_scales_and_results(student_dir, teacher
     for name in ("model.safetensors", "config.json", "tokenizer.json", "transfer_state.safetensors",
                  "train_results.json", "eval_results.json"):
         assert (out / name).exists(), name
+    tiny.assert_readable_like_config(out)  # model and transfer_state: another account can serve the student
     results = json.loads((out / "eval_results.json").read_text())
     assert 0 <= results["eval_accuracy"] <= 1 and 0 <= results["eval_macro_f1"] <= 1
     student = AutoModelForSequenceClassification.from_pretrained(out)

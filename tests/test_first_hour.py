@@ -40,6 +40,7 @@ def test_student_command_keeps_the_first_layers(tmp_path, capsys):
     assert main(["student", "--from", str(source), "--num_layers", "2", "--output_dir", str(tmp_path / "s")]) == 0
     assert AutoConfig.from_pretrained(tmp_path / "s").num_hidden_layers == 2
     assert AutoTokenizer.from_pretrained(tmp_path / "s")("good movie")["input_ids"]
+    tiny.assert_readable_like_config(tmp_path / "s")
     assert main(["student", "--from", str(source), "--num_layers", "9", "--output_dir", str(tmp_path / "t")]) == 2
     assert "--num_layers must be in 1..4" in capsys.readouterr().err
 

@@ -215,3 +215,9 @@ def save_gguf_teacher(path: Path, seed: int = 0, hidden: int = 8, layers: int = 
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def assert_readable_like_config(folder):
+    """The weights get the mode every other new file gets (safetensors 0.8 alone writes them 0600)."""
+    weights = list(folder.glob("*.safetensors"))
+    assert weights and {w.stat().st_mode for w in weights} == {(folder / "config.json").stat().st_mode}

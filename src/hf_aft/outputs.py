@@ -22,12 +22,26 @@ TRANSFER_STATE_NAME = "transfer_state.safetensors"
 TRANSFER_SUMMARY_NAME = "transfer_summary.json"
 
 
-def save_transfer_state(output_dir: str, transfer_loss, transfer: str, teachers: list[dict]) -> None:
-    """The loss's parameters (nothing for RKD, which has none)."""
+def save_transfer_files(output_dir: str, transfer_loss, summary: dict) -> None:
+    """`transfer_state.safetensors`, the loss's parameters (nothing for RKD, which has none) with the transfer and the
+    teachers in its metadata, and `transfer_summary.json` (`summary`: transfer, beta, teachers, scales, ...)."""
     state = {k: v.detach().cpu().contiguous() for k, v in transfer_loss.state_dict().items()}
     if state:
-        metadata = {"transfer": transfer, "teachers": json.dumps(teachers)}
+        metadata = {"transfer": summary["transfer"], "teachers": json.dumps(summary["teachers"])}
         save_file(state, os.path.join(output_dir, TRANSFER_STATE_NAME), metadata=metadata)
+    with open(os.path.join(output_dir, TRANSFER_SUMMARY_NAME), "w") as f:
+        json.dump(summary, f, indent=2)
+
+
+def share_like_other_files(folder: str) -> None:
+    """Give the `*.safetensors` files in `folder` the mode any new file gets (0666 minus the umask, e.g. 0644), as
+    config.json has: safetensors 0.8 writes through a temporary file created 0600 (safetensors#782; fix pending in
+    #789), which leaves a student unreadable by another user, such as the account or container that serves it."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in os.listdir(folder):
+        if name.endswith(".safetensors"):
+            os.chmod(os.path.join(folder, name), 0o666 & ~mask)
 
 
 def load_transfer_state(checkpoint: str, transfer_loss, device: str) -> None:
@@ -44,11 +58,6 @@ def load_transfer_state(checkpoint: str, transfer_loss, device: str) -> None:
         transfer_loss.load_state_dict(load_file(path, device=device))
     except (SafetensorError, RuntimeError, OSError) as error:
         raise AFTError(f"cannot resume from {path!r}: {first_line(error)}. Use another checkpoint.") from error
-
-
-def write_transfer_summary(output_dir: str, summary: dict) -> None:
-    with open(os.path.join(output_dir, TRANSFER_SUMMARY_NAME), "w") as f:
-        json.dump(summary, f, indent=2)
 
 
 def check_checkpoint_files(checkpoint: str) -> None:

@@ -28,6 +28,7 @@ from torch import nn
 from .data import Labels
 from .errors import AFTError, first_line
 from .features import map_beside_features
+from .outputs import share_like_other_files
 from .teachers.loading import cap_max_length, intended_load_report, token_limit
 
 logger = logging.getLogger(__name__)
@@ -197,6 +198,7 @@ def save_truncated_student(source: str, output_dir: str, num_layers: int) -> str
     with intended_load_report():  # the dropped layers' weights are left out on purpose
         AutoModel.from_pretrained(source, **{key: num_layers}).save_pretrained(output_dir)
     AutoProcessor.from_pretrained(source).save_pretrained(output_dir)
+    share_like_other_files(output_dir)
     return output_dir
 
 

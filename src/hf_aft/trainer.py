@@ -25,7 +25,7 @@ from .features import FEATURES_COLUMN, TeacherInfo, scan_teacher_features, teach
 from .hub import push_run
 from .images import check_image_column
 from .losses import AdaptiveKernelLoss, build_transfer_loss, check_finite_loss
-from .outputs import check_checkpoint_files, restore_after_resume, save_transfer_state, write_transfer_summary
+from .outputs import check_checkpoint_files, restore_after_resume, save_transfer_files, share_like_other_files
 from .student import StudentFeatureCapture, check_labels_fit, feature_dim, name_labels, wrap_peft
 from .teachers import display_names
 
@@ -236,16 +236,15 @@ class AFTTrainer(Trainer):
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         super()._save(output_dir, state_dict)
         output_dir = output_dir or self.args.output_dir
-        if not self.args.should_save or self.transfer_loss is None:
-            return
-        infos = [vars(info) for info in self.teacher_infos]
-        save_transfer_state(output_dir, self.transfer_loss, self.args.transfer, infos)
-        write_transfer_summary(output_dir, {
-            "transfer": self.args.transfer, "beta": self.args.beta, "kernel": self.args.kernel,
-            "kernel_scope": self.args.kernel_scope, "processes": self.args.world_size,
-            "balance_teachers": self.args.balance_teachers, "teachers": infos,
-            "teacher_rms_norms": dict(zip(self.teacher_names, self.teacher_norms, strict=True)),
-            "scales": self.scale_summary()})
+        if self.args.should_save and self.transfer_loss is not None:
+            save_transfer_files(output_dir, self.transfer_loss, {
+                "transfer": self.args.transfer, "beta": self.args.beta, "kernel": self.args.kernel,
+                "kernel_scope": self.args.kernel_scope, "processes": self.args.world_size,
+                "balance_teachers": self.args.balance_teachers, "teachers": [vars(i) for i in self.teacher_infos],
+                "teacher_rms_norms": dict(zip(self.teacher_names, self.teacher_norms, strict=True)),
+                "scales": self.scale_summary()})
+        if self.args.should_save:
+            share_like_other_files(output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         if not os.path.isdir(resume_from_checkpoint):
