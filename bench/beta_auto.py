@@ -12,6 +12,8 @@ Suites reuse the quality benchmarks' data, students and teachers: `mpnet` (Rotte
 teacher, 3-layer MiniLM student), `minilm` (all-MiniLM-L6-v2 teacher, same student), `small` (mpnet teacher, 1-layer
 student) as in bench/quality.py (3 epochs, batch 32, lr 2e-4, max length 64), and `vision` (animal-mnist, ImageNet
 MobileNetV2 teacher, a 4-layer ViT from scratch, 8 epochs, batch 64, lr 1e-3) as in bench/vision_quality.py.
+`digits` is a check that the choice generalises, not a suite anything was tuned on: scikit-learn's 8x8 digits
+(1,297 train / 500 test, 10 classes) upscaled to 28x28, same teacher, student and schedule as `vision`.
 Methods: `stl`, `kd:BETA`, `aft:BETA`, `aft:BETA:pre_dropout` (`--student_feature_point pre_dropout`), `auto`.
 Results append to bench/results/beta_auto.jsonl (reruns skip finished runs); the tables are printed at the end.
 """
@@ -39,6 +41,8 @@ RESULTS = Path("bench/results/beta_auto.jsonl")
 SEEDS = (0, 1, 2)
 TEXT = {"mpnet": ("mpnet", 3), "minilm": ("minilm", 3), "small": ("mpnet", 1)}
 METHODS = {"text": "stl,auto,kd:1,aft:0.1,aft:0.3,aft:1", "vision": "stl,auto,aft:1,aft:0.1,aft:10,kd:1"}
+IMAGE_SUITES = ("vision", "digits")
+DIGITS = Path("runs/bench_digits/data")
 CURVE = (100, 300, 1000, None)
 FULL_RUN_STEPS = {"text": 3 * math.ceil(2000 / 32), "vision": 8 * math.ceil(2000 / 64)}  # epochs x batches, 2,000
 
@@ -55,6 +59,24 @@ def subset(folder: Path, n: int | None) -> Path:
     return target
 
 
+def digits(n_test: int = 500, seed: int = 0):
+    """DatasetDict(train, test) of scikit-learn's 8x8 digits as 28x28 grey PIL images (`image`, `label`)."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    order = np.random.default_rng(seed).permutation(len(data.target))
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list("0123456789"))})
+
+    def split(rows):
+        images = [Image.fromarray((data.images[i] * 255 / 16).astype("uint8")).resize((28, 28), Image.BILINEAR)
+                  for i in rows]
+        return datasets.Dataset.from_dict({"image": images, "label": data.target[rows].tolist()}, features=features)
+
+    return datasets.DatasetDict({"train": split(order[n_test:]), "test": split(order[:n_test])})
+
+
 def method_args(method: str) -> list[str]:
     if method == "stl":
         return ["--transfer", "none"]
@@ -65,10 +87,10 @@ def method_args(method: str) -> list[str]:
 
 
 def suite_args(suite: str, seed: int, n: int | None) -> list[str]:
-    if suite == "vision":
-        work = vision_quality.WORK
+    if suite in IMAGE_SUITES:
+        data = vision_quality.WORK / "data" if suite == "vision" else DIGITS
         return ["--model_name_or_path", str(vision_quality.student_init(seed)),
-                "--dataset_name", str(subset(work / "data", n)), "--image_column", "image",
+                "--dataset_name", str(subset(data, n)), "--image_column", "image",
                 "--teachers", str(vision_quality.TEACHER), "--num_train_epochs", "8",
                 "--per_device_train_batch_size", "64", "--per_device_eval_batch_size", "256", "--learning_rate",
                 "1e-3", "--weight_decay", "0.05", "--warmup_steps", "0.05", "--use_cpu", "true"]
@@ -86,7 +108,7 @@ def run(suite: str, method: str, seed: int, n: int | None) -> dict:
             "--report_to", "none", "--logging_steps", "50", "--disable_tqdm", "true", "--overwrite_output_dir",
             "--output_dir", str(out)]
     if n is not None:  # the learning curve: every size gets the full run's optimizer steps (same compute)
-        args += ["--max_steps", str(FULL_RUN_STEPS["vision" if suite == "vision" else "text"])]
+        args += ["--max_steps", str(FULL_RUN_STEPS["vision" if suite in IMAGE_SUITES else "text"])]
     if n is not None and n < 150:
         args += ["--beta_validation_fraction", "0.2"]  # at least 20 held-out examples
     start = time.perf_counter()
@@ -173,7 +195,8 @@ def curve_table(rows: list[dict]) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", default="vision,mpnet", help="comma-separated among vision, mpnet, minilm, small")
+    parser.add_argument("--suite", default="vision,mpnet",
+                        help="comma-separated among vision, digits, mpnet, minilm, small")
     parser.add_argument("--methods", default=None, help="comma-separated (default: all of the suite's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--curve", action="store_true", help="the learning curve (default methods: stl,auto)")
@@ -186,11 +209,13 @@ def main():
     vision_quality.WORK.mkdir(parents=True, exist_ok=True)
     if "vision" in args.suite and not (vision_quality.WORK / "data" / "dataset_dict.json").exists():
         vision_quality.animal_mnist().save_to_disk(str(vision_quality.WORK / "data"))
+    if "digits" in args.suite and not (DIGITS / "dataset_dict.json").exists():
+        digits().save_to_disk(str(DIGITS))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
     for seed in args.seeds:  # seed-major, so that an interrupted run still has every method
         for suite in args.suite.split(","):
-            kind = "vision" if suite == "vision" else "text"
+            kind = "vision" if suite in IMAGE_SUITES else "text"
             methods = (args.methods or ("stl,auto" if args.curve else METHODS[kind])).split(",")
             sizes = [None if n == "all" else int(n) for n in args.sizes.split(",")] if args.sizes else CURVE
             for n in (sizes if args.curve else (None,)):

@@ -235,6 +235,57 @@ def test_beta_auto_bad_input_is_one_line(student_dir, teacher_dirs, train_csv, t
     assert not [p for p in tmp_path.iterdir() if p.name in "abcd" and any(p.iterdir())]
 
 
+def three_splits(folder, validation_rows=24):
+    folder.mkdir()
+    for split, n, seed in (("train", 32, 0), ("validation", validation_rows, 1), ("test", 16, 2)):
+        tiny.sentiment_dataset(n, seed=seed).to_csv(folder / f"{split}.csv")
+    return folder
+
+
+def test_beta_auto_chooses_on_the_datasets_validation_split(student_dir, teacher_dirs, tmp_path, capsys,
+                                                           monkeypatch):
+    scored, score = [], _scores_by_rung(majority_until=0)
+    monkeypatch.setattr(beta_search, "_score", lambda trainer, validation: scored.append(
+        (len(trainer.train_dataset), len(validation))) or score(trainer, validation))
+    monkeypatch.setattr(StallDetector, "check", lambda *args, **kwargs: False)
+    out = tmp_path / "out"
+    assert main(args(student_dir, teacher_dirs, three_splits(tmp_path / "data"), out, "--beta", "auto",
+                     "--max_steps", "8")) == 0
+    assert "--beta auto compares candidates on the 'validation' split" in capsys.readouterr().out
+    assert set(scored) == {(32, 24)}  # every candidate trains on all of train and is scored on validation
+    search = json.loads((out / "beta_search.json").read_text())
+    assert search["validation_given"] and search["validation_split"] == "validation"
+    assert (search["n_train"], search["n_validation"], search["budget"]["final_run_steps"]) == (32, 24, 8)
+    card = (out / "README.md").read_text()
+    assert "chosen on the dataset's `validation` split (24 examples)" in card
+    assert "On the `test` split (16 examples)" in card  # the result is reported on data the choice never saw
+
+
+def test_a_validation_split_that_cannot_choose_beta_is_refused(student_dir, teacher_dirs, tmp_path, capsys):
+    data, small = three_splits(tmp_path / "data"), three_splits(tmp_path / "small", validation_rows=10)
+    for name, dataset, extra, fragment in (
+            ("a", data, ["--beta_validation_split", "test"], "'test' is the evaluation split"),
+            ("b", data, ["--beta_validation_split", "train"], "'train' is the training split"),
+            ("c", data, ["--beta_validation_split", "dev"], "split 'dev' not found"),
+            ("d", small, [], "the validation split 'validation' holds 10 examples")):
+        with mock.patch("hf_aft.pipeline.with_teacher_features", side_effect=AssertionError("a teacher ran")):
+            assert main(args(student_dir, teacher_dirs, dataset, tmp_path / name, "--beta", "auto", *extra)) == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
+        assert len(errors) == 1 and fragment in errors[0], errors
+        assert not (tmp_path / name).exists() or not any((tmp_path / name).iterdir())
+
+
+def test_which_split_beta_is_chosen_on():
+    from hf_aft.data import validation_split_name
+
+    empty = datasets.Dataset.from_dict({"label": [0]})
+    three = datasets.DatasetDict(train=empty, valid=empty, test=empty)
+    assert validation_split_name(three, "train", "test", None) == "valid"
+    assert validation_split_name(three, "train", "test", "none") is None  # hold out part of train instead
+    assert validation_split_name(three, "train", "valid", None) is None  # never the split the result is reported on
+    assert validation_split_name(datasets.DatasetDict(train=empty, test=empty), "train", "test", None) is None
+
+
 def test_beta_auto_in_a_yaml_recipe(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({"model_name_or_path": "s", "dataset_name": "d", "output_dir": "o",

@@ -1,5 +1,6 @@
-"""`--beta auto`: choose beta on a validation split held out of the training data, by successive halving along the
-final run's own schedule, and continue the winner as the final run: at most one run's steps on top of that run.
+"""`--beta auto`: choose beta on a validation split (the dataset's own, else one held out of the training data) by
+successive halving along the final run's own schedule, and continue the winner as the final run: at most one run's
+steps on top of that run.
 
 Candidates: `DEFAULT_GRID` = (0, 0.1, 0.3, 1, 3, 10), the range where the benchmarks found the optimum (text 0.1-0.3,
 images 1; README, "Choosing beta"); beta = 0 is plain fine-tuning. Each candidate is an `AFTTrainer` run on the
@@ -27,7 +28,7 @@ Talwalkar, AISTATS 2016; Li et al., MLSys 2020):
    of accuracies is (w - l) / n and its standard error under "no difference" is sqrt(w + l) / n (McNemar's test), so
    a candidate is within it when w - l <= sqrt(w + l). A candidate that predicts one class for every validation
    example has learned nothing and is never chosen; when all do, the default stays (nothing could be compared).
-4. The final run resumes the chosen candidate's rung-2 checkpoint on the whole training set (training and validation
+4. The final run resumes the chosen candidate's rung-2 checkpoint on the whole training set (a held-out split's both
    parts) to the end of the schedule (`search_beta(checkpoint_dir=...)`, as `hf-aft train` calls it). When even the
    default and plain fine-tuning are still on the plateau at rung 2, the default is kept and the final run starts
    from the beginning, as a fixed --beta 0.1 run: a run continued from there need not leave the plateau when the
@@ -65,7 +66,7 @@ from .errors import AFTError
 from .features import with_teacher_features
 from .metrics import compute_classification_metrics
 from .trainer import AFTTrainer
-from .validation_split import DEFAULT_VALIDATION_FRACTION, class_ids, held_out, split_validation
+from .validation_split import DEFAULT_VALIDATION_FRACTION, check_given, class_ids, held_out, split_validation
 
 DEFAULT_GRID = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
 SEARCH_ORDER = (DEFAULT_BETA, 0.0, 0.3, 1.0, 3.0, 10.0)  # the default, plain fine-tuning, then stronger transfer
@@ -76,11 +77,16 @@ MIN_STEPS = 4
 BETA_SEARCH_NAME = "beta_search.json"
 
 
-def check_search(labels: np.ndarray, args, fraction: float) -> None:
-    """Everything `search_beta` would refuse that the class ids and the run's settings already show."""
+def check_search(labels: np.ndarray, args, fraction: float, validation_labels: np.ndarray | None = None,
+                 validation_name: str = "validation") -> None:
+    """Everything `search_beta` would refuse that the class ids (of the training data, and of the validation split
+    when the dataset has one) and the run's settings already show."""
     if args.transfer == "none":
         raise AFTError("--beta auto searches the weight of the transfer loss: use --transfer aft, kd or rkd.")
-    held_out(labels, fraction, args.seed)
+    if validation_labels is None:
+        held_out(labels, fraction, args.seed)
+    else:
+        check_given(validation_labels, validation_name)
     steps = final_run_steps(args, len(labels))
     if steps < MIN_STEPS:
         raise AFTError(f"--beta auto stops candidates at 1/8 and 1/2 of the run's steps: it needs at least "
@@ -120,10 +126,10 @@ class _StopAtRung(TrainerCallback):
 class _Search:
     """What every candidate shares: the student, the final run's args and steps, the data, where checkpoints go."""
 
-    def __init__(self, model_init, args, train_part, validation, checkpoint_dir, trainer_kwargs):
+    def __init__(self, model_init, args, train_part, validation, n_final, checkpoint_dir, trainer_kwargs):
         self.model_init, self.args, self.trainer_kwargs = model_init, args, trainer_kwargs
         self.train_part, self.validation, self.checkpoint_dir = train_part, validation, checkpoint_dir
-        self.final_steps = final_run_steps(args, len(train_part) + len(validation))
+        self.final_steps = final_run_steps(args, n_final)  # the final run's examples: all the training data
         self.rungs = rung_steps(self.final_steps)
         self.candidate_steps = 0
 
@@ -275,14 +281,15 @@ def choose_beta(records: list[dict]) -> tuple[float, str, dict | None]:
 
 
 def search_beta(model_init, args, train_dataset, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
-                label_column: str | None = None, checkpoint_dir: str | None = None, **trainer_kwargs) -> dict:
+                label_column: str | None = None, checkpoint_dir: str | None = None, validation_dataset=None,
+                **trainer_kwargs) -> dict:
     """Choose beta as the module docstring says, on the training data minus a held-out validation split. Returns
     {"chosen_beta", "reason", "checkpoint", "metric", "default_beta", "candidates": [{"beta", "status", "steps",
     "rung_score" (validation accuracy at rung 1), "score" (at rung 2), "loss" (validation cross-entropy, nats),
     "predicted_classes", "wins_vs_best", "losses_vs_best", "within_one_se"}], "grid", "order", "plateau",
     "budget": {"final_run_steps", "rung_steps", "candidate_steps", "continued_steps", "ratio", "extra"},
-    "validation_fraction", "n_train", "n_validation", "rule"}; `args.beta` is left alone. A candidate's status: at
-    rung 2, stopped at rung 1, stalled, or not run.
+    "validation_fraction" (None when given), "validation_given", "n_train", "n_validation", "rule"}; `args.beta` is
+    left alone. A candidate's status: at rung 2, stopped at rung 1, stalled, or not run.
 
     Args:
         model_init: returns a fresh student (called once per candidate run, after seeding with `args.seed`).
@@ -295,15 +302,21 @@ def search_beta(model_init, args, train_dataset, validation_fraction: float = DE
             "checkpoint": continue it with `AFTTrainer(...).train(resume_from_checkpoint=...)` on the whole training
             set (the final run; `budget["extra"]`, the steps on top of it, is then at most 1). Without it, a
             temporary folder is used and removed ("checkpoint" is None: train the final run from the start).
+        validation_dataset: the split to score candidates on (prepared as `train_dataset` is, without teacher
+            features; candidates then train on all of `train_dataset`). Without it, `validation_fraction` of
+            `train_dataset` is held out, stratified by label (the final run then resumes on all of it).
         trainer_kwargs: passed to every candidate's `AFTTrainer` (e.g. `processing_class`, `peft_config`).
     """
     label_column = label_column or ("labels" if "labels" in train_dataset.column_names else "label")
-    check_search(class_ids(train_dataset, label_column), args, validation_fraction)  # before any teacher runs
+    given = None if validation_dataset is None else class_ids(validation_dataset, label_column)
+    check_search(class_ids(train_dataset, label_column), args, validation_fraction, given)  # before any teacher runs
     train_dataset = with_teacher_features(train_dataset, args, trainer_kwargs.get("text_column", "text"),
                                           trainer_kwargs.get("image_column"))
-    train_part, validation = split_validation(train_dataset, validation_fraction, args.seed, label_column)
+    train_part, validation = ((train_dataset, validation_dataset) if validation_dataset is not None
+                              else split_validation(train_dataset, validation_fraction, args.seed, label_column))
     with tempfile.TemporaryDirectory(prefix="hf_aft_beta_") as scratch:
-        search = _Search(model_init, args, train_part, validation, checkpoint_dir or scratch, trainer_kwargs)
+        search = _Search(model_init, args, train_part, validation, len(train_dataset), checkpoint_dir or scratch,
+                         trainer_kwargs)
         records, plateau = run_rungs(search)
         chosen, reason, winner = choose_beta(records)
         checkpoint = winner["checkpoint"] if winner is not None and checkpoint_dir else None
@@ -320,7 +333,8 @@ def search_beta(model_init, args, train_dataset, validation_fraction: float = DE
               "extra": (search.candidate_steps - continued) / search.final_steps}
     return {"chosen_beta": chosen, "reason": reason, "checkpoint": checkpoint, "metric": "accuracy",
             "candidates": records, "grid": list(DEFAULT_GRID), "order": list(SEARCH_ORDER), "plateau": plateau,
-            "budget": budget, "validation_fraction": validation_fraction, "n_train": len(train_part),
+            "budget": budget, "validation_fraction": None if validation_dataset is not None else validation_fraction,
+            "validation_given": validation_dataset is not None, "n_train": len(train_part),
             "n_validation": len(validation), "default_beta": DEFAULT_BETA,
             "rule": "the largest beta whose validation accuracy at half of training is within one standard error of "
                     "the best candidate's: (losses - wins) <= sqrt(wins + losses) against it, paired by example "

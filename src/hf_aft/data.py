@@ -238,21 +238,23 @@ def hidden_label_row(dataset: datasets.Dataset, column: str) -> int | None:
     return first_row(pc.equal(values, -1))
 
 
-def check_eval_labels(dataset: datasets.Dataset, labels: Labels, split: str) -> None:
-    """The eval split's labels are classes the training split has (no hidden -1, no missing value, no new class)."""
+def check_eval_labels(dataset: datasets.Dataset, labels: Labels, split: str, role: str = "eval",
+                      flag: str = "--eval_split") -> None:
+    """The `role` ("eval" or "validation") split's labels are classes the training split has (no hidden -1, no
+    missing value, no new class); the advice names `flag`."""
     column = labels.column
     row = hidden_label_row(dataset, column)
     if row is not None:
-        raise AFTError(f"the eval split {split!r} has hidden labels (-1, as in GLUE's test splits) from row {row}: "
-                       "choose another --eval_split (e.g. validation), or drop those rows.")
+        raise AFTError(f"the {role} split {split!r} has hidden labels (-1, as in GLUE's test splits) from row {row}: "
+                       f"choose another {flag} (e.g. validation), or drop those rows.")
     check_no_missing(dataset, column, split, "label")
     if labels.is_class_label:
         return
     unknown = sorted({str(v) for v in pc.unique(arrow_column(dataset, column)).to_pylist()} - set(labels.names))
     if unknown:
-        raise AFTError(f"the eval split {split!r} has labels {unknown[:5]} that the training split lacks (it has "
+        raise AFTError(f"the {role} split {split!r} has labels {unknown[:5]} that the training split lacks (it has "
                        f"{labels.names[:10]}): the student cannot predict them; drop those rows or choose another "
-                       "--eval_split.")
+                       f"{flag}.")
 
 
 @dataclass
@@ -263,13 +265,19 @@ class LabelledSplits:
     eval: datasets.Dataset | None
     labels: Labels
     eval_name: str | None = None  # the eval split's name, as chosen or found
+    validation: datasets.Dataset | None = None  # where --beta auto compares candidates, when asked for
+    validation_name: str | None = None
 
 
 def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, train_split: str = "train",
                          eval_split: str | None = None, input_column: str = "text",
-                         label_column: str = "label") -> LabelledSplits:
+                         label_column: str = "label", validation_split: str | None = None,
+                         find_validation: bool = False) -> LabelledSplits:
     """Load a dataset, pick its splits (the eval split defaults to the first of test/validation/valid/eval present),
     check that each holds `input_column` and `label_column`, and read the class names from the training split.
+
+    With `find_validation` (`--beta auto`), the split to choose beta on is `validation_split`, else the first of
+    validation/valid that is not the eval split, else None (hold out part of the training data).
 
     Every split used is checked before any model sees it: its inputs (a text in every row; no missing image) and its
     labels (no hidden -1 label, no missing one, no class the training split lacks).
@@ -289,5 +297,30 @@ def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, t
     labels.check_classes()
     if eval_set is not None:
         check_eval_labels(eval_set, labels, eval_split)
-    eval_name = eval_split or next((s for s in EVAL_SPLITS if s in data), None)
-    return LabelledSplits(train_set, eval_set, labels, eval_name)
+    validation_name = (validation_split_name(data, train_split, eval_split, validation_split) if find_validation
+                       else None)
+    validation = data[validation_name] if validation_name else None
+    if validation is not None:
+        check_columns(validation, input_column, label_column)
+        check_inputs(validation, input_column, validation_name)
+        check_eval_labels(validation, labels, validation_name, "validation", "--beta_validation_split")
+    return LabelledSplits(train_set, eval_set, labels, eval_split, validation, validation_name)
+
+
+def validation_split_name(data: datasets.DatasetDict, train_split: str, eval_split: str | None,
+                          validation_split: str | None) -> str | None:
+    """`validation_split` (refused if missing, or the training or eval split; "none": None), else validation/valid
+    when it is not the eval split, else None."""
+    if validation_split == "none":
+        return None
+    if validation_split is None:
+        return next((s for s in ("validation", "valid") if s in data and s != eval_split), None)
+    if validation_split not in data:
+        raise AFTError(f"split {validation_split!r} not found; the dataset has splits {list(data)}: pass another "
+                       "--beta_validation_split, or none to hold out part of the training data.")
+    if validation_split in (train_split, eval_split):
+        role = "training" if validation_split == train_split else "evaluation"
+        raise AFTError(f"--beta_validation_split {validation_split!r} is the {role} split: beta must be chosen on "
+                       "other data, or the reported result is biased; name another split, or none to hold out part of "
+                       "the training data.")
+    return validation_split

@@ -72,8 +72,13 @@ class ScriptArguments:
                   "appear next to this model's in the model card."},
     )
     beta_auto: bool = field(default=False, metadata={"help": argparse.SUPPRESS})  # what `--beta auto` sets
+    beta_validation_split: str | None = field(
+        default=None, metadata={"help": "Split to choose beta on with --beta auto (default: validation or valid, when "
+                                "it is not the eval split; none: hold out part of the training data instead)."}
+    )
     beta_validation_fraction: float = field(
-        default=0.15, metadata={"help": "Fraction of the training data held out to choose beta with --beta auto."}
+        default=0.15, metadata={"help": "Fraction of the training data held out to choose beta with --beta auto, when "
+                                "the dataset has no validation split besides the eval split."}
     )
     skip_cost_report: bool = field(
         default=False, metadata={"help": "Do not measure cost and benefit (cost_report.json: sizes, CPU latency, "
@@ -145,11 +150,13 @@ def _prepare(split, labels, processor, script_args: ScriptArguments):
     return tokenize_beside_features(split, processor, script_args.text_column, script_args.max_length)
 
 
-def _choose_beta(script_args, config, train_set, load, processor, infos, peft_config):
+def _choose_beta(script_args, config, train_set, validation, load, processor, infos, peft_config):
     """Search beta; the chosen candidate's checkpoint (at half of the schedule) is where the final run resumes."""
     result = search_beta(lambda: load()[0], config, train_set, script_args.beta_validation_fraction,
-                         checkpoint_dir=os.path.join(config.output_dir, BETA_SEARCH_RUNS), processing_class=processor,
-                         teacher_infos=infos, peft_config=peft_config, image_column=script_args.image_column)
+                         checkpoint_dir=os.path.join(config.output_dir, BETA_SEARCH_RUNS),
+                         validation_dataset=validation, processing_class=processor, teacher_infos=infos,
+                         peft_config=peft_config, image_column=script_args.image_column)
+    result["validation_split"] = script_args.beta_validation_split
     config.beta = result["chosen_beta"]
     return result
 
@@ -169,16 +176,22 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
         config.distributed_state.wait_for_everyone()
     splits = load_labelled_splits(script_args.dataset_name, script_args.dataset_config, script_args.train_split,
                                   script_args.eval_split, script_args.image_column or script_args.text_column,
-                                  script_args.label_column)
+                                  script_args.label_column, script_args.beta_validation_split, script_args.beta_auto)
 
     def load():
         transformers.set_seed(config.seed)  # --seed also decides the new head's initial weights
         return load_student(script_args.model_name_or_path, splits.labels, script_args.image_column)
 
-    script_args.eval_split = splits.eval_name  # the split actually used (the card names it)
+    script_args.eval_split = splits.eval_name  # the splits actually used (the card names them)
+    script_args.beta_validation_split = splits.validation_name
     if script_args.beta_auto:  # refuse a search that cannot run before any model loads or teacher runs
-        check_search(np.asarray(splits.labels.encode(splits.train)["labels"]), config,
-                     script_args.beta_validation_fraction)
+        class_ids = [np.asarray(splits.labels.encode(s)["labels"]) if s is not None else None
+                     for s in (splits.train, splits.validation)]
+        check_search(class_ids[0], config, script_args.beta_validation_fraction, class_ids[1],
+                     splits.validation_name)
+        print(f"--beta auto compares candidates on the {splits.validation_name!r} split" if splits.validation_name
+              else f"--beta auto holds out {script_args.beta_validation_fraction:.0%} of the training data to "
+              "compare candidates on", flush=True)
     if splits.eval is None:
         print("no evaluation split (test, validation, valid or eval) in the dataset: the student will not be "
               "evaluated; pass --eval_split to name one.", flush=True)
@@ -194,7 +207,8 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
     run.update(splits=splits, train_set=train_set, eval_set=eval_set)
     beta_search = None
     if script_args.beta_auto:
-        beta_search = _choose_beta(script_args, config, train_set, load, processor, infos, peft_config)
+        validation = _prepare(splits.validation, splits.labels, processor, script_args)
+        beta_search = _choose_beta(script_args, config, train_set, validation, load, processor, infos, peft_config)
         model, _ = load()  # the final run resumes the chosen candidate (or, without a checkpoint, starts as it did)
     return _train_and_save(model, processor, config, train_set, eval_set, infos, peft_config, script_args,
                            baseline, beta_search, push, run)

@@ -1,5 +1,6 @@
-"""The held-out validation split `--beta auto` compares candidates on: stratified by label, refused when too small to
-compare anything (fewer than `MIN_VALIDATION` examples or `MIN_PER_CLASS` of a class)."""
+"""The validation split `--beta auto` compares candidates on: the dataset's own (`check_given`), or one held out of the
+training data, stratified by label (`split_validation`); refused when too small to compare anything (fewer than
+`MIN_VALIDATION` examples, or, held out, `MIN_PER_CLASS` of a class)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,11 @@ def held_out(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
                        f"{math.ceil(MIN_VALIDATION / fraction)} examples at this fraction){raise_fraction}, or give a "
                        "fixed --beta.")
     return held
+
+
+def check_given(labels: np.ndarray, name: str) -> None:
+    """A validation split of the dataset's own (class ids `labels`) is large enough to compare candidates on."""
+    if len(labels) < MIN_VALIDATION:
+        raise AFTError(f"the validation split {name!r} holds {len(labels)} examples; --beta auto needs at least "
+                       f"{MIN_VALIDATION} to compare candidates on: pass --beta_validation_split none to hold out "
+                       "part of the training data instead, another split, or a fixed --beta.")
