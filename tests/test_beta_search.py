@@ -87,7 +87,7 @@ def _scores_by_rung(majority_until: int):
     def score(trainer, validation):
         classes = 1 if trainer.state.global_step <= majority_until else 2
         return {"score": 0.5, "correct": np.r_[np.ones(12, bool), np.zeros(12, bool)], "predicted_classes": classes,
-                "loss": 0.69}
+                "above_majority": classes > 1, "loss": 0.69}
     return score
 
 
@@ -126,14 +126,14 @@ def test_still_on_the_plateau_at_half_of_training_the_default_is_trained_from_th
     assert [c["status"] for c in search["candidates"][2:]] == ["not run: on plateau at half of training"] * 4
     assert search["plateau"] == "rung 2" and search["chosen_beta"] == 0.1 and search["budget"]["extra"] == 1.0
     assert search["budget"]["continued_steps"] == 0 and resumed[-1] is None  # the final run starts from step 0
-    assert "beta = 0.1 (chosen by --beta auto: the default; at half of training every candidate still predicted " \
-        "one class" in capsys.readouterr().out
+    assert "beta = 0.1 (chosen by --beta auto: the default; at half of training no candidate was better than " \
+        "always predicting the most frequent class" in capsys.readouterr().out
 
 
 def record(beta, correct, loss=0.5):
     correct = np.asarray(correct, dtype=bool)
     return {"beta": beta, "status": "at rung 2", "score": float(correct.mean()), "correct": correct, "loss": loss,
-            "predicted_classes": 2}
+            "predicted_classes": 2, "above_majority": True}
 
 
 def test_the_largest_beta_within_one_standard_error_of_the_best_is_chosen():
@@ -146,7 +146,7 @@ def test_the_largest_beta_within_one_standard_error_of_the_best_is_chosen():
     worse = record(3.0, [1] * 52 + [0] * 8 + [0] * 40)  # 0 wins, 8 losses: 8 > sqrt(8)
     assert choose_beta([record(0.1, best), tie, noise, worse])[0] == 1.0 and not worse["within_one_se"]
     stopped = {"beta": 10.0, "status": "stopped at rung 1", "score": 0.9}  # not compared at rung 2
-    majority = dict(record(10.0, [1] * 59 + [0] * 41), predicted_classes=1)  # within one SE, but learned nothing
+    majority = dict(record(10.0, [1] * 59 + [0] * 41), above_majority=False)  # within one SE, but learned nothing
     assert choose_beta([record(0.1, best), majority])[0] == 0.1
     assert choose_beta([record(0.1, best), stopped])[0] == 0.1
 
@@ -168,10 +168,29 @@ def test_plain_fine_tuning_wins_when_every_transfer_clearly_hurts():
 
 def test_the_default_stays_when_nothing_left_the_plateau_or_reached_half_of_training():
     majority = [1] * 57 + [0] * 43
-    ends = [dict(record(0.1, majority), predicted_classes=1), dict(record(0.3, majority), predicted_classes=1)]
+    ends = [dict(record(0.1, majority), above_majority=False), dict(record(0.3, majority), above_majority=False)]
     beta, why, chosen = choose_beta(ends)
     assert beta == 0.1 and "initial plateau" in why and chosen is None  # the final run starts from the beginning
     assert choose_beta([{"beta": 0.3, "status": "stalled", "score": None}])[:1] == (0.1,)
+
+
+def test_a_candidate_at_chance_is_on_the_plateau_however_many_classes_it_predicts():
+    from transformers.trainer_utils import PredictionOutput
+
+    labels = np.r_[np.arange(10).repeat(18), [0] * 20]  # 200 digits, class 0 the most frequent (20%)
+
+    def scored(predicted):
+        logits = np.eye(10, dtype=np.float32)[predicted] * 5
+        trainer = mock.Mock(predict=lambda _: PredictionOutput(logits, labels, {}))
+        return beta_search._score(trainer, None)
+
+    rng = np.random.default_rng(0)
+    at_chance = scored(rng.integers(0, 10, len(labels)))  # ten classes predicted, accuracy about 10%
+    assert at_chance["predicted_classes"] == 10 and not at_chance["above_majority"]
+    assert not scored(np.zeros(len(labels), int))["above_majority"]  # the most frequent class, always: 20%
+    learning = np.where(rng.random(len(labels)) < 0.35, labels, rng.integers(0, 10, len(labels)))  # about 40%
+    assert scored(learning)["above_majority"]
+    assert not beta_search._on_plateau([scored(learning), at_chance]) and beta_search._on_plateau([at_chance])
 
 
 def test_the_search_starts_from_the_configs_default_then_plain_fine_tuning():
@@ -355,7 +374,7 @@ def test_rung_1_promotes_the_leader_and_the_next_stronger_transfer_still_in_the_
                {"beta": 10.0, "status": "stalled", "score": None}]
     # 0.3 is behind the leader at rung 1 but still learning: the next stronger transfer goes on, not the runner-up 0.
     assert [r["beta"] for r in beta_search.promotions(records)] == [0.1, 0.3]
-    records[2]["predicted_classes"] = 1  # 0.3 predicts one class: the next one up, 1
+    records[2]["above_majority"] = False  # 0.3 is still on the plateau: the next one up, 1
     assert [r["beta"] for r in beta_search.promotions(records)] == [0.1, 1.0]
     top = [record(3.0, [1] * 40 + [0] * 60), record(1.0, [1] * 30 + [0] * 70), record(0.1, [1] * 35 + [0] * 65)]
     assert [r["beta"] for r in beta_search.promotions(top)] == [3.0, 0.1]  # nothing stronger: the runner-up

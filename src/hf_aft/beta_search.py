@@ -7,18 +7,19 @@ images 1; README, "Choosing beta"); beta = 0 is plain fine-tuning. Each candidat
 training part with the final run's schedule (its steps, warmup and learning-rate decay), stopped, checkpointed and
 scored on the validation split at two rungs, `RUNGS` = 1/8 and 1/2 of the steps (successive halving: Jamieson and
 Talwalkar, AISTATS 2016; Li et al., MLSys 2020):
-1. Rung 1: the default 0.1 (what a run without --beta auto uses) and plain fine-tuning first. Unless both predict
-   one class for every validation example, every other candidate trains to rung 1 as well and `PROMOTED` (2) go on:
-   the leader, with the best validation accuracy (ties: lower validation cross-entropy), and a challenger, the next
-   stronger transfer still in the race (the smallest larger beta not stalled and predicting more than one class;
-   else the runner-up). Early in training a stronger transfer term slows the task loss, so rung 1 cannot judge it
-   (vision suite, seed 2: beta 1 at 0.216 there against 0.352 for 0.3, and 5.7 points above it at the end with fixed
-   betas); rung 2 judges both. A step of one grid value, not the largest beta in the race: on a 20-example validation
-   split (100 images) that put beta 10 within one standard error at rung 2, and it cost 6.8 points. If both do, the
-   student is still on its initial plateau (measured on the pretrained text students: plain fine-tuning leaves it after
-   30-40% of training, README) and a rung this early cannot rank anything: the two go on to rung 2 alone and, if
-   they have left the plateau there, the next stronger transfer (`PLATEAU_CANDIDATES`: 0.3) trains to rung 2 too;
-   1, 3 and 10, the betas the stall detector finds holding such students on their plateau, are not run.
+1. Rung 1: the default 0.1 (what a run without --beta auto uses) and plain fine-tuning first. A candidate is on the
+   plateau while it does not beat always predicting the most frequent class by more than one standard error (the
+   paired test of 3.; predicting one class is the plateau). Unless both are, the other candidates train to rung 1 too
+   and `PROMOTED` (2) go on: the leader (the best validation accuracy; ties: lower validation cross-entropy) and a
+   challenger, the next stronger transfer still in the race (the smallest larger beta not stalled and off the
+   plateau; else the runner-up). Early in training a stronger transfer term slows the task loss, so rung 1 cannot
+   judge it (vision suite, seed 2: beta 1 at 0.216 there against 0.352 for 0.3, and 5.7 points above it at the end
+   with fixed betas); rung 2 judges both. One grid step, not the largest beta in the race: on a 20-example validation
+   split that put beta 10 within one standard error at rung 2, at a cost of 6.8 points. If both are on the plateau,
+   a rung this early cannot rank anything (the pretrained text students leave it after 30-40% of training, README; a
+   ViT from scratch on 8x8 digits was at chance at 1/8): the two go on to rung 2 alone and, if they have left it
+   there, the next stronger transfer (`PLATEAU_CANDIDATES`: 0.3) trains to rung 2 too; 1, 3 and 10, the betas the
+   stall detector finds holding such students on their plateau, are not run.
 2. Rung 2: the promoted candidates resume from their checkpoints to half of the steps.
 3. The choice, the one-standard-error rule (Breiman et al. 1984; Hastie, Tibshirani and Friedman, "The Elements of
    Statistical Learning", 7.10): the largest beta whose validation accuracy at rung 2 is within one standard error of
@@ -26,8 +27,8 @@ Talwalkar, AISTATS 2016; Li et al., MLSys 2020):
    model the validation data cannot tell from the best. The standard error is that of the paired difference on the same
    examples: with w the examples the best candidate gets right and this one wrong, and l the reverse, the difference
    of accuracies is (w - l) / n and its standard error under "no difference" is sqrt(w + l) / n (McNemar's test), so
-   a candidate is within it when w - l <= sqrt(w + l). A candidate that predicts one class for every validation
-   example has learned nothing and is never chosen; when all do, the default stays (nothing could be compared).
+   a candidate is within it when w - l <= sqrt(w + l). A candidate still on the plateau has learned nothing and is
+   never chosen; when all are, the default stays (nothing could be compared).
 4. The final run resumes the chosen candidate's rung-2 checkpoint on the whole training set (a held-out split's both
    parts) to the end of the schedule (`search_beta(checkpoint_dir=...)`, as `hf-aft train` calls it). When even the
    default and plain fine-tuning are still on the plateau at rung 2, the default is kept and the final run starts
@@ -39,11 +40,7 @@ first half is the final run's own: 1x on top of it (runs of at least 16 steps; s
 2 x 1/2 = 1x when the search stops on the plateau at rung 2.
 A candidate whose `StallDetector` fires (task loss at the class prior under a dominating transfer term at rung 1; at
 rung 2, still at the prior while beta * transfer is at least a tenth of it; callbacks.py) stops at once and is out.
-Teacher features are computed once, before the split, so every candidate and the final run read the same cache.
-
-Why not optuna's `SuccessiveHalvingPruner`: it is asynchronous (a trial is judged against those that reached the rung
-before it), so on one device the first candidates were promoted on no evidence; here every rung-1 score is in before
-anyone is promoted, the grid is six values, and the winner's checkpoint has to reach the final run.
+Teacher features are computed once, before the split: every run reads one cache. Why not optuna's pruner: README.
 """
 
 from __future__ import annotations
@@ -177,21 +174,24 @@ def _remove(trainer, checkpoint: str | None) -> None:
 
 
 def _score(trainer, validation) -> dict:
-    """Validation accuracy, which examples it gets right, how many classes it predicts, and the mean cross-entropy of
-    the true labels (nats)."""
+    """Validation accuracy, which examples it gets right, how many classes it predicts, whether it beats always
+    predicting the most frequent class (`_paired`), and the mean cross-entropy of the true labels (nats)."""
     output = trainer.predict(validation)
     logits = torch.as_tensor(output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions)
     labels = torch.as_tensor(output.label_ids).long()
     predicted = logits.argmax(-1)
     correct = (predicted == labels).numpy()
+    majority = {"correct": (labels == torch.bincount(labels).argmax()).numpy()}
+    wins, losses, _ = _paired({"correct": correct}, majority)
     return {"score": float(correct.mean()), "correct": correct, "predicted_classes": int(predicted.unique().numel()),
+            "above_majority": bool(wins - losses > math.sqrt(wins + losses)),
             "loss": torch.nn.functional.cross_entropy(logits.float(), labels).item()}
 
 
 def _on_plateau(records: list[dict]) -> bool:
-    """Every scored candidate predicts one class for every validation example."""
+    """No scored candidate beats always predicting the most frequent class by more than one standard error."""
     scored = [r for r in records if r.get("score") is not None]
-    return bool(scored) and all(r["predicted_classes"] == 1 for r in scored)
+    return bool(scored) and not any(r["above_majority"] for r in scored)
 
 
 def _rank(record: dict) -> tuple:
@@ -233,7 +233,7 @@ def promotions(records: list[dict]) -> list[dict]:
     if len(scored) <= PROMOTED:
         return scored
     leader, others = scored[0], scored[1:]
-    stronger = [r for r in others if r["beta"] > leader["beta"] and r["predicted_classes"] > 1]
+    stronger = [r for r in others if r["beta"] > leader["beta"] and r["above_majority"]]
     return [leader, min(stronger, key=lambda r: r["beta"]) if stronger else others[0]]
 
 
@@ -263,11 +263,11 @@ def choose_beta(records: list[dict]) -> tuple[float, str, dict | None]:
     finished = [r for r in records if r["status"] == "at rung 2"]
     if not finished:
         return DEFAULT_BETA, "chosen by --beta auto: the default; no candidate reached half of training", None
-    learned = [r for r in finished if r["predicted_classes"] > 1]  # one class for every example: nothing learned
+    learned = [r for r in finished if r["above_majority"]]  # else: no better than the most frequent class
     if not learned:
-        return DEFAULT_BETA, ("chosen by --beta auto: the default; at half of training every candidate still "
-                              "predicted one class for every validation example (the student's initial plateau), so "
-                              "they could not be told apart; the final run starts from the beginning"), None
+        return DEFAULT_BETA, ("chosen by --beta auto: the default; at half of training no candidate was better than "
+                              "always predicting the most frequent class (the student's initial plateau), so they "
+                              "could not be told apart; the final run starts from the beginning"), None
     best = max(finished, key=_rank)
     within = [r for r in learned if _within_one_se(r, best)]
     chosen = max(within, key=lambda r: r["beta"]) if within else max(learned, key=_rank)  # else: the best learned
@@ -286,7 +286,8 @@ def search_beta(model_init, args, train_dataset, validation_fraction: float = DE
     """Choose beta as the module docstring says, on the training data minus a held-out validation split. Returns
     {"chosen_beta", "reason", "checkpoint", "metric", "default_beta", "candidates": [{"beta", "status", "steps",
     "rung_score" (validation accuracy at rung 1), "score" (at rung 2), "loss" (validation cross-entropy, nats),
-    "predicted_classes", "wins_vs_best", "losses_vs_best", "within_one_se"}], "grid", "order", "plateau",
+    "predicted_classes", "above_majority", "wins_vs_best", "losses_vs_best", "within_one_se"}], "grid", "order",
+    "plateau",
     "budget": {"final_run_steps", "rung_steps", "candidate_steps", "continued_steps", "ratio", "extra"},
     "validation_fraction" (None when given), "validation_given", "n_train", "n_validation", "rule"}; `args.beta` is
     left alone. A candidate's status: at rung 2, stopped at rung 1, stalled, or not run.
