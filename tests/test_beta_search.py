@@ -374,7 +374,9 @@ def test_rung_1_promotes_the_leader_and_the_next_stronger_transfer_still_in_the_
                {"beta": 10.0, "status": "stalled", "score": None}]
     # 0.3 is behind the leader at rung 1 but still learning: the next stronger transfer goes on, not the runner-up 0.
     assert [r["beta"] for r in beta_search.promotions(records)] == [0.1, 0.3]
-    records[2]["above_majority"] = False  # 0.3 is still on the plateau: the next one up, 1
+    records[2]["above_majority"] = False  # 0.3 still on the plateau: a slow start, the challenger all the same
+    assert [r["beta"] for r in beta_search.promotions(records)] == [0.1, 0.3]
+    records[2] = {"beta": 0.3, "status": "stalled", "score": None}  # 0.3 stalled: the next one up, 1
     assert [r["beta"] for r in beta_search.promotions(records)] == [0.1, 1.0]
     top = [record(3.0, [1] * 40 + [0] * 60), record(1.0, [1] * 30 + [0] * 70), record(0.1, [1] * 35 + [0] * 65)]
     assert [r["beta"] for r in beta_search.promotions(top)] == [3.0, 0.1]  # nothing stronger: the runner-up

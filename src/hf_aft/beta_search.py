@@ -8,18 +8,18 @@ training part with the final run's schedule (its steps, warmup and learning-rate
 scored on the validation split at two rungs, `RUNGS` = 1/8 and 1/2 of the steps (successive halving: Jamieson and
 Talwalkar, AISTATS 2016; Li et al., MLSys 2020):
 1. Rung 1: the default 0.1 (what a run without --beta auto uses) and plain fine-tuning first. A candidate is on the
-   plateau while it does not beat always predicting the most frequent class by more than one standard error (the
-   paired test of 3.; predicting one class is the plateau). Unless both are, the other candidates train to rung 1 too
-   and `PROMOTED` (2) go on: the leader (the best validation accuracy; ties: lower validation cross-entropy) and a
-   challenger, the next stronger transfer still in the race (the smallest larger beta not stalled and off the
-   plateau; else the runner-up). Early in training a stronger transfer term slows the task loss, so rung 1 cannot
-   judge it (vision suite, seed 2: beta 1 at 0.216 there against 0.352 for 0.3, and 5.7 points above it at the end
-   with fixed betas); rung 2 judges both. One grid step, not the largest beta in the race: on a 20-example validation
-   split that put beta 10 within one standard error at rung 2, at a cost of 6.8 points. If both are on the plateau,
-   a rung this early cannot rank anything (the pretrained text students leave it after 30-40% of training, README; a
-   ViT from scratch on 8x8 digits was at chance at 1/8): the two go on to rung 2 alone and, if they have left it
-   there, the next stronger transfer (`PLATEAU_CANDIDATES`: 0.3) trains to rung 2 too; 1, 3 and 10, the betas the
-   stall detector finds holding such students on their plateau, are not run.
+   plateau while it does not beat always predicting the most frequent class by more than one standard error (the paired
+   test of 3.; predicting one class is the plateau). Unless both are, the other candidates train to rung 1 too and
+   `PROMOTED` (2) go on: the leader (the best validation accuracy; ties: lower validation cross-entropy) and a
+   challenger, the next stronger transfer still in the race (the smallest larger beta not stalled, on the plateau or
+   not; else the runner-up). Early in training a stronger transfer term slows the task loss, so rung 1 cannot judge it
+   (vision, seed 2: beta 1 at 0.216 there against 0.352 for 0.3, 5.7 points above it at the end with fixed betas;
+   digits, seed 1: 0.3 at chance there, 5 points above 0.1 at the end); rung 2 judges both. One grid step, not the
+   largest beta in the race: on a 20-example validation split that put beta 10 within one standard error at rung 2, at
+   a cost of 6.8 points. If both are on the plateau, a rung this early cannot rank anything (the pretrained text
+   students leave it after 30-40% of training, README; a ViT from scratch on 8x8 digits was at chance at 1/8): the two
+   go on to rung 2 alone and, if they have left it there, the next stronger transfer (`PLATEAU_CANDIDATES`: 0.3) trains
+   to rung 2 too; 1, 3 and 10, the betas the stall detector finds holding such students on their plateau, are not run.
 2. Rung 2: the promoted candidates resume from their checkpoints to half of the steps.
 3. The choice, the one-standard-error rule (Breiman et al. 1984; Hastie, Tibshirani and Friedman, "The Elements of
    Statistical Learning", 7.10): the largest beta whose validation accuracy at rung 2 is within one standard error of
@@ -226,14 +226,14 @@ def run_rungs(search: _Search) -> tuple[list[dict], str | None]:
 
 def promotions(records: list[dict]) -> list[dict]:
     """Who goes on from rung 1: the leader (the best validation accuracy) and a challenger, the next stronger transfer
-    still in the race (the smallest larger beta that is not stalled and predicts more than one class): early in
-    training a stronger transfer term slows the task loss, so rung 1 cannot judge it, and rung 2 judges both. Without
-    one, the runner-up."""
+    still in the race (the smallest larger beta not stalled, even if still on the plateau): early in training a
+    stronger transfer term slows the task loss, so rung 1 cannot judge it, and rung 2 judges both. Without one, the
+    runner-up."""
     scored = sorted((r for r in records if r["score"] is not None), key=_rank, reverse=True)
     if len(scored) <= PROMOTED:
         return scored
     leader, others = scored[0], scored[1:]
-    stronger = [r for r in others if r["beta"] > leader["beta"] and r["above_majority"]]
+    stronger = [r for r in others if r["beta"] > leader["beta"]]  # the stalled have no score
     return [leader, min(stronger, key=lambda r: r["beta"]) if stronger else others[0]]
 
 
