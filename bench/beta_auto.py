@@ -143,7 +143,7 @@ def run(suite: str, method: str, seed: int, n: int | None) -> dict:
             "--output_dir", str(out)]
     if n is not None:  # the learning curve: every size gets the full run's optimizer steps (same compute)
         args += ["--max_steps", str(FULL_RUN_STEPS["vision" if suite in IMAGE_SUITES else "text"])]
-    if n is not None and n < 150:
+    if n is not None and n < 150 and method == "auto":
         args += ["--beta_validation_fraction", "0.2"]  # at least 20 held-out examples
     start = time.perf_counter()
     summary = train(args)

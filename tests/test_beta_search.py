@@ -12,8 +12,9 @@ import tiny
 import torch
 import yaml
 
-from hf_aft import AFTTrainer, beta_search
-from hf_aft.beta_search import SEARCH_ORDER, choose_beta, split_validation
+from hf_aft import AFTTrainer, beta_choice, beta_search
+from hf_aft.beta_choice import choose_beta
+from hf_aft.beta_search import SEARCH_ORDER, split_validation
 from hf_aft.callbacks import StallDetector
 from hf_aft.commands import main
 from hf_aft.commands.train import parse_train_args
@@ -35,7 +36,7 @@ def args(student_dir, teacher_dirs, data, out, *extra):
 def test_beta_auto_halves_the_candidates_and_continues_the_chosen_one(teacher_dirs, train_csv, tmp_path, capsys,
                                                                      monkeypatch):
     # The tiny student often stays on its plateau: every candidate scores the same, off it (two classes predicted).
-    monkeypatch.setattr(beta_search, "_score", _scores_by_rung(majority_until=0))
+    monkeypatch.setattr(beta_search, "score_candidate", _scores_by_rung(majority_until=0))
     monkeypatch.setattr(StallDetector, "check", lambda *args, **kwargs: False)  # every candidate reaches rung 1
     # A checkpoint with 3 labels for a 2-label task: the head is new, randomly initialised for each run.
     student_dir = tiny.save_student(tmp_path / "student", num_labels=3)
@@ -83,7 +84,7 @@ def test_beta_auto_halves_the_candidates_and_continues_the_chosen_one(teacher_di
 
 
 def _scores_by_rung(majority_until: int):
-    """A `_score` stand-in: one class for every validation example up to step `majority_until`, then two."""
+    """A `score_candidate` stand-in: one class for every validation example up to step `majority_until`, then two."""
     def score(trainer, validation):
         classes = 1 if trainer.state.global_step <= majority_until else 2
         return {"score": 0.5, "correct": np.r_[np.ones(12, bool), np.zeros(12, bool)], "predicted_classes": classes,
@@ -94,7 +95,7 @@ def _scores_by_rung(majority_until: int):
 def test_from_the_plateau_at_rung_1_the_default_plain_fine_tuning_and_the_next_beta_go_to_half_of_training(
         teacher_dirs, student_dir, train_csv, tmp_path, monkeypatch):
     monkeypatch.setattr(StallDetector, "check", lambda *args, **kwargs: False)
-    monkeypatch.setattr(beta_search, "_score", _scores_by_rung(majority_until=3))
+    monkeypatch.setattr(beta_search, "score_candidate", _scores_by_rung(majority_until=3))
     out = tmp_path / "out"
     assert main(args(student_dir, teacher_dirs, train_csv, out, "--beta", "auto", "--beta_validation_fraction",
                      "0.5", "--max_steps", "24")) == 0
@@ -110,7 +111,7 @@ def test_from_the_plateau_at_rung_1_the_default_plain_fine_tuning_and_the_next_b
 def test_still_on_the_plateau_at_half_of_training_the_default_is_trained_from_the_start(
         teacher_dirs, student_dir, train_csv, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(StallDetector, "check", lambda *args, **kwargs: False)
-    monkeypatch.setattr(beta_search, "_score", _scores_by_rung(majority_until=24))
+    monkeypatch.setattr(beta_search, "score_candidate", _scores_by_rung(majority_until=24))
     resumed, train = [], AFTTrainer.train
 
     def recording_train(self, resume_from_checkpoint=None, **kwargs):
@@ -126,8 +127,11 @@ def test_still_on_the_plateau_at_half_of_training_the_default_is_trained_from_th
     assert [c["status"] for c in search["candidates"][2:]] == ["not run: on plateau at half of training"] * 4
     assert search["plateau"] == "rung 2" and search["chosen_beta"] == 0.1 and search["budget"]["extra"] == 1.0
     assert search["budget"]["continued_steps"] == 0 and resumed[-1] is None  # the final run starts from step 0
-    assert "beta = 0.1 (chosen by --beta auto: the default; at half of training no candidate was better than " \
-        "always predicting the most frequent class" in capsys.readouterr().out
+    assert "beta = 0.1 (chosen by --beta auto: the default, kept; at half of training no candidate was better " \
+        "than always predicting the most frequent class" in capsys.readouterr().out
+    card = (out / "README.md").read_text()  # the card says the default was kept, not chosen among candidates
+    assert "| 0.1 (kept: the default) | at rung 2 |" in card and "No candidate could be compared" in card
+    assert search["kept_default"]
 
 
 def record(beta, correct, loss=0.5):
@@ -171,7 +175,10 @@ def test_the_default_stays_when_nothing_left_the_plateau_or_reached_half_of_trai
     ends = [dict(record(0.1, majority), above_majority=False), dict(record(0.3, majority), above_majority=False)]
     beta, why, chosen = choose_beta(ends)
     assert beta == 0.1 and "initial plateau" in why and chosen is None  # the final run starts from the beginning
-    assert choose_beta([{"beta": 0.3, "status": "stalled", "score": None}])[:1] == (0.1,)
+    stalled = {"beta": 0.1, "status": "stalled", "score": None, "steps": 20}
+    beta, why, chosen = choose_beta([stalled, dict(record(0.0, majority), above_majority=False)])
+    assert (beta, chosen) == (0.1, None) and "stalled: beta 0.1 at step 20" in why  # kept, and says it stalled
+    assert choose_beta([{**stalled, "beta": 0.3}])[:1] == (0.1,)
 
 
 def test_a_candidate_at_chance_is_on_the_plateau_however_many_classes_it_predicts():
@@ -182,7 +189,7 @@ def test_a_candidate_at_chance_is_on_the_plateau_however_many_classes_it_predict
     def scored(predicted):
         logits = np.eye(10, dtype=np.float32)[predicted] * 5
         trainer = mock.Mock(predict=lambda _: PredictionOutput(logits, labels, {}))
-        return beta_search._score(trainer, None)
+        return beta_choice.score_candidate(trainer, None)
 
     rng = np.random.default_rng(0)
     at_chance = scored(rng.integers(0, 10, len(labels)))  # ten classes predicted, accuracy about 10%
@@ -190,7 +197,7 @@ def test_a_candidate_at_chance_is_on_the_plateau_however_many_classes_it_predict
     assert not scored(np.zeros(len(labels), int))["above_majority"]  # the most frequent class, always: 20%
     learning = np.where(rng.random(len(labels)) < 0.35, labels, rng.integers(0, 10, len(labels)))  # about 40%
     assert scored(learning)["above_majority"]
-    assert not beta_search._on_plateau([scored(learning), at_chance]) and beta_search._on_plateau([at_chance])
+    assert not beta_choice.on_plateau([scored(learning), at_chance]) and beta_choice.on_plateau([at_chance])
 
 
 def test_the_search_starts_from_the_configs_default_then_plain_fine_tuning():
@@ -264,7 +271,7 @@ def three_splits(folder, validation_rows=24):
 def test_beta_auto_chooses_on_the_datasets_validation_split(student_dir, teacher_dirs, tmp_path, capsys,
                                                            monkeypatch):
     scored, score = [], _scores_by_rung(majority_until=0)
-    monkeypatch.setattr(beta_search, "_score", lambda trainer, validation: scored.append(
+    monkeypatch.setattr(beta_search, "score_candidate", lambda trainer, validation: scored.append(
         (len(trainer.train_dataset), len(validation))) or score(trainer, validation))
     monkeypatch.setattr(StallDetector, "check", lambda *args, **kwargs: False)
     out = tmp_path / "out"
@@ -355,7 +362,7 @@ def test_a_lora_student_continues_the_chosen_candidates_adapter(teacher_dirs, st
                                                                monkeypatch):
     from peft import AutoPeftModelForSequenceClassification
 
-    monkeypatch.setattr(beta_search, "_score", _scores_by_rung(majority_until=0))
+    monkeypatch.setattr(beta_search, "score_candidate", _scores_by_rung(majority_until=0))
     monkeypatch.setattr(StallDetector, "check", lambda *args, **kwargs: False)
 
     out = tmp_path / "out"
@@ -388,7 +395,7 @@ def test_the_python_api_reads_a_label_column_and_keeps_only_the_chosen_checkpoin
 
     from hf_aft import AFTConfig, search_beta
 
-    monkeypatch.setattr(beta_search, "_score", _scores_by_rung(majority_until=0))
+    monkeypatch.setattr(beta_search, "score_candidate", _scores_by_rung(majority_until=0))
     monkeypatch.setattr(StallDetector, "check", lambda *args, **kwargs: False)
     tokenizer = AutoTokenizer.from_pretrained(student_dir)
     data = tiny.sentiment_dataset(48).map(lambda b: tokenizer(b["text"]), batched=True)  # a `label` column

@@ -76,6 +76,19 @@ def test_beta_auto_recipe_names_the_chosen_beta(student_dir, teacher_dirs, csv_d
     recipe = yaml.safe_load((out / "recipe.yaml").read_text())
     chosen = json.loads((out / "beta_search.json").read_text())["chosen_beta"]
     assert recipe["beta"] == chosen and "beta_auto" not in recipe and "beta_validation_fraction" not in recipe
+    assert f"# this run's beta = {chosen:g} (chosen by --beta auto" in (out / "recipe.yaml").read_text()
+    # A rerun trains once with that beta: the recipe holds nothing that only --beta auto uses (which a fixed beta
+    # refuses), even when the search ran on a named validation split.
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, n, seed in (("train", 32, 0), ("validation", 24, 2), ("test", 16, 1)):
+        tiny.sentiment_dataset(n, seed=seed).to_csv(data / f"{split}.csv")
+    named = tmp_path / "named"
+    train(student_dir, data, named, "--teachers", str(teacher_dirs[0]), "--beta", "auto",
+          "--beta_validation_split", "validation", "--skip_cost_report", "true")
+    assert "beta_validation_split" not in yaml.safe_load((named / "recipe.yaml").read_text())
+    assert main(["train", "--config", str(named / "recipe.yaml"), "--output_dir", str(tmp_path / "rerun"),
+                 "--skip_cost_report", "true"]) == 0
 
 
 def test_audit_record_card_and_verification(aft_run, teacher_dirs, tmp_path, capsys):

@@ -8,9 +8,9 @@ training part with the final run's schedule (its steps, warmup and learning-rate
 scored on the validation split at two rungs, `RUNGS` = 1/8 and 1/2 of the steps (successive halving: Jamieson and
 Talwalkar, AISTATS 2016; Li et al., MLSys 2020):
 1. Rung 1: the default 0.1 (what a run without --beta auto uses) and plain fine-tuning first. A candidate is on the
-   plateau while it does not beat always predicting the most frequent class by more than one standard error (the paired
-   test of 3.; predicting one class is the plateau). Unless both are, the other candidates train to rung 1 too and
-   `PROMOTED` (2) go on: the leader (the best validation accuracy; ties: lower validation cross-entropy) and a
+   plateau while it does not beat always predicting the most frequent class by more than one standard error
+   (`beta_choice.py`; predicting one class is the plateau). Unless both are, the other candidates train to rung 1
+   too and `PROMOTED` (2) go on: the leader (the best validation accuracy; ties: lower validation cross-entropy) and a
    challenger, the next stronger transfer still in the race (the smallest larger beta not stalled, on the plateau or
    not; else the runner-up). Early in training a stronger transfer term slows the task loss, so rung 1 cannot judge it
    (vision, seed 2: beta 1 at 0.216 there against 0.352 for 0.3, 5.7 points above it at the end with fixed betas;
@@ -21,14 +21,8 @@ Talwalkar, AISTATS 2016; Li et al., MLSys 2020):
    go on to rung 2 alone and, if they have left it there, the next stronger transfer (`PLATEAU_CANDIDATES`: 0.3) trains
    to rung 2 too; 1, 3 and 10, the betas the stall detector finds holding such students on their plateau, are not run.
 2. Rung 2: the promoted candidates resume from their checkpoints to half of the steps.
-3. The choice, the one-standard-error rule (Breiman et al. 1984; Hastie, Tibshirani and Friedman, "The Elements of
-   Statistical Learning", 7.10): the largest beta whose validation accuracy at rung 2 is within one standard error of
-   the best candidate's. beta weighs a prior (the teacher's features), so the largest beta is the most regularised
-   model the validation data cannot tell from the best. The standard error is that of the paired difference on the same
-   examples: with w the examples the best candidate gets right and this one wrong, and l the reverse, the difference
-   of accuracies is (w - l) / n and its standard error under "no difference" is sqrt(w + l) / n (McNemar's test), so
-   a candidate is within it when w - l <= sqrt(w + l). A candidate still on the plateau has learned nothing and is
-   never chosen; when all are, the default stays (nothing could be compared).
+3. The choice (`beta_choice.py`): the largest beta whose validation accuracy at rung 2 is within one standard error of
+   the best candidate's (paired by example, McNemar), among those off the plateau; when none is, the default stays.
 4. The final run resumes the chosen candidate's rung-2 checkpoint on the whole training set (a held-out split's both
    parts) to the end of the schedule (`search_beta(checkpoint_dir=...)`, as `hf-aft train` calls it). When even the
    default and plain fine-tuning are still on the plateau at rung 2, the default is kept and the final run starts
@@ -54,10 +48,10 @@ import shutil
 import tempfile
 
 import numpy as np
-import torch
 import transformers
 from transformers import TrainerCallback
 
+from .beta_choice import RULE, choose_beta, on_plateau, rank_key, score_candidate
 from .config import DEFAULT_BETA
 from .errors import AFTError
 from .features import with_teacher_features
@@ -161,7 +155,7 @@ class _Search:
             record.update(status="stalled", score=None)
         else:
             record["checkpoint"] = os.path.join(trainer.args.output_dir, f"checkpoint-{step}")
-            record.update(_score(trainer, self.validation), status=f"at rung {rung + 1}")
+            record.update(score_candidate(trainer, self.validation), status=f"at rung {rung + 1}")
             if rung == 0:
                 record["rung_score"] = record["score"]
         del trainer
@@ -173,31 +167,6 @@ def _remove(trainer, checkpoint: str | None) -> None:
         shutil.rmtree(checkpoint, ignore_errors=True)
 
 
-def _score(trainer, validation) -> dict:
-    """Validation accuracy, which examples it gets right, how many classes it predicts, whether it beats always
-    predicting the most frequent class (`_paired`), and the mean cross-entropy of the true labels (nats)."""
-    output = trainer.predict(validation)
-    logits = torch.as_tensor(output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions)
-    labels = torch.as_tensor(output.label_ids).long()
-    predicted = logits.argmax(-1)
-    correct = (predicted == labels).numpy()
-    majority = {"correct": (labels == torch.bincount(labels).argmax()).numpy()}
-    wins, losses, _ = _paired({"correct": correct}, majority)
-    return {"score": float(correct.mean()), "correct": correct, "predicted_classes": int(predicted.unique().numel()),
-            "above_majority": bool(wins - losses > math.sqrt(wins + losses)),
-            "loss": torch.nn.functional.cross_entropy(logits.float(), labels).item()}
-
-
-def _on_plateau(records: list[dict]) -> bool:
-    """No scored candidate beats always predicting the most frequent class by more than one standard error."""
-    scored = [r for r in records if r.get("score") is not None]
-    return bool(scored) and not any(r["above_majority"] for r in scored)
-
-
-def _rank(record: dict) -> tuple:
-    return record["score"], -record["loss"], -record["beta"]  # accuracy, then lower cross-entropy, then smaller beta
-
-
 def run_rungs(search: _Search) -> tuple[list[dict], str | None]:
     """Successive halving over `SEARCH_ORDER` (module docstring); returns the records and where the default and plain
     fine-tuning were found on the plateau: None, "rung 1", or "rung 2" (then nothing else was run)."""
@@ -205,7 +174,7 @@ def run_rungs(search: _Search) -> tuple[list[dict], str | None]:
     first, rest = records[:2], records[2:]
     for record in first:
         search.advance(record, 0)
-    if not _on_plateau(first):
+    if not on_plateau(first):
         for record in rest:
             search.advance(record, 0)
         _promote(promotions(records), search)
@@ -214,7 +183,7 @@ def run_rungs(search: _Search) -> tuple[list[dict], str | None]:
                 record["status"] = "stopped at rung 1"
         return records, None
     _promote(first, search)
-    if _on_plateau(first):
+    if on_plateau(first):
         for record in rest:
             record["status"] = "not run: on plateau at half of training"
         return records, "rung 2"
@@ -229,7 +198,7 @@ def promotions(records: list[dict]) -> list[dict]:
     still in the race (the smallest larger beta not stalled, even if still on the plateau): early in training a
     stronger transfer term slows the task loss, so rung 1 cannot judge it, and rung 2 judges both. Without one, the
     runner-up."""
-    scored = sorted((r for r in records if r["score"] is not None), key=_rank, reverse=True)
+    scored = sorted((r for r in records if r["score"] is not None), key=rank_key, reverse=True)
     if len(scored) <= PROMOTED:
         return scored
     leader, others = scored[0], scored[1:]
@@ -243,43 +212,6 @@ def _promote(records: list[dict], search: _Search) -> None:
             search.advance(record, 1)
 
 
-def _paired(record: dict, best: dict) -> tuple[int, int, bool]:
-    """(wins, losses, within one standard error) of `record` against `best`, paired by validation example."""
-    wins = int((record["correct"] & ~best["correct"]).sum())
-    losses = int((~record["correct"] & best["correct"]).sum())
-    return wins, losses, bool(losses - wins <= math.sqrt(wins + losses))
-
-
-def _within_one_se(record: dict, best: dict) -> bool:
-    """Fills `record`'s wins/losses against the best candidate and whether it is within one standard error."""
-    wins, losses, within = _paired(record, best)
-    record.update(wins_vs_best=wins, losses_vs_best=losses, within_one_se=within)
-    return within
-
-
-def choose_beta(records: list[dict]) -> tuple[float, str, dict | None]:
-    """The one-standard-error rule (module docstring) over the candidates scored at rung 2; also fills their wins and
-    losses against the best one. Returns (beta, why, the chosen record or None when no candidate reached rung 2)."""
-    finished = [r for r in records if r["status"] == "at rung 2"]
-    if not finished:
-        return DEFAULT_BETA, "chosen by --beta auto: the default; no candidate reached half of training", None
-    learned = [r for r in finished if r["above_majority"]]  # else: no better than the most frequent class
-    if not learned:
-        return DEFAULT_BETA, ("chosen by --beta auto: the default; at half of training no candidate was better than "
-                              "always predicting the most frequent class (the student's initial plateau), so they "
-                              "could not be told apart; the final run starts from the beginning"), None
-    best = max(finished, key=_rank)
-    within = [r for r in learned if _within_one_se(r, best)]
-    chosen = max(within, key=lambda r: r["beta"]) if within else max(learned, key=_rank)  # else: the best learned
-    stl = next((r for r in finished if r["beta"] == 0.0 and r is not chosen), None)
-    versus = f", plain fine-tuning {stl['score']:.2f}" if stl else ""
-    best_note = "the best" if chosen is best else (f"within one standard error of the best, {best['score']:.2f} "
-                                                   f"(beta {best['beta']:g})")
-    compared = ", ".join(f"{r['beta']:g}" for r in finished)
-    return chosen["beta"], (f"chosen by --beta auto: validation accuracy {chosen['score']:.2f} at half of training, "
-                            f"{best_note}{versus}; the largest such beta among {compared}"), chosen
-
-
 def search_beta(model_init, args, train_dataset, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
                 label_column: str | None = None, checkpoint_dir: str | None = None, validation_dataset=None,
                 **trainer_kwargs) -> dict:
@@ -287,7 +219,7 @@ def search_beta(model_init, args, train_dataset, validation_fraction: float = DE
     {"chosen_beta", "reason", "checkpoint", "metric", "default_beta", "candidates": [{"beta", "status", "steps",
     "rung_score" (validation accuracy at rung 1), "score" (at rung 2), "loss" (validation cross-entropy, nats),
     "predicted_classes", "above_majority", "wins_vs_best", "losses_vs_best", "within_one_se"}], "grid", "order",
-    "plateau",
+    "plateau", "kept_default" (no candidate could be compared: the default, from the start),
     "budget": {"final_run_steps", "rung_steps", "candidate_steps", "continued_steps", "ratio", "extra"},
     "validation_fraction" (None when given), "validation_given", "n_train", "n_validation", "rule"}; `args.beta` is
     left alone. A candidate's status: at rung 2, stopped at rung 1, stalled, or not run.
@@ -334,12 +266,11 @@ def search_beta(model_init, args, train_dataset, validation_fraction: float = DE
               "extra": (search.candidate_steps - continued) / search.final_steps}
     return {"chosen_beta": chosen, "reason": reason, "checkpoint": checkpoint, "metric": "accuracy",
             "candidates": records, "grid": list(DEFAULT_GRID), "order": list(SEARCH_ORDER), "plateau": plateau,
-            "budget": budget, "validation_fraction": None if validation_dataset is not None else validation_fraction,
+            "kept_default": winner is None, "budget": budget,
+            "validation_fraction": None if validation_dataset is not None else validation_fraction,
             "validation_given": validation_dataset is not None, "n_train": len(train_part),
             "n_validation": len(validation), "default_beta": DEFAULT_BETA,
-            "rule": "the largest beta whose validation accuracy at half of training is within one standard error of "
-                    "the best candidate's: (losses - wins) <= sqrt(wins + losses) against it, paired by example "
-                    "(McNemar)"}
+            "rule": RULE}
 
 
 def save_beta_search(result: dict, output_dir: str) -> str:

@@ -30,6 +30,7 @@ from .outputs import check_creatable, clear_complete, mark_complete
 from .run_records import finish_run
 from .student import load_student, tokenize_beside_features
 from .trainer import AFTTrainer
+from .validation_split import DEFAULT_VALIDATION_FRACTION
 
 logger = logging.getLogger(__name__)
 BETA_SEARCH_RUNS = "beta_search_runs"  # the --beta auto candidates' checkpoints, removed once the final run is done
@@ -77,8 +78,9 @@ class ScriptArguments:
                                 "it is not the eval split; none: hold out part of the training data instead)."}
     )
     beta_validation_fraction: float = field(
-        default=0.15, metadata={"help": "Fraction of the training data held out to choose beta with --beta auto, when "
-                                "the dataset has no validation split besides the eval split."}
+        default=DEFAULT_VALIDATION_FRACTION,
+        metadata={"help": "Fraction of the training data held out to choose beta with --beta auto, when "
+                  "the dataset has no validation split besides the eval split."}
     )
     skip_cost_report: bool = field(
         default=False, metadata={"help": "Do not measure cost and benefit (cost_report.json: sizes, CPU latency, "
@@ -132,6 +134,12 @@ def _check_run(script_args: ScriptArguments, config: AFTConfig):
         raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (the Hub repo to create or update).")
     if script_args.beta_auto and config.transfer == "none":
         raise AFTError("--beta auto searches the weight of the transfer loss: use --transfer aft, kd or rkd.")
+    fraction = script_args.beta_validation_fraction
+    for option, given in (("--beta_validation_split", script_args.beta_validation_split is not None),
+                          ("--beta_validation_fraction", fraction != DEFAULT_VALIDATION_FRACTION)):
+        if given and not script_args.beta_auto:  # a user naming validation data expects it to be used
+            raise AFTError(f"{option} says where --beta auto chooses beta; this run has a fixed beta "
+                           f"({config.beta:g}) and would not use it: drop {option}, or pass --beta auto.")
     if script_args.beta_auto and config.resume_from_checkpoint:
         raise AFTError("--beta auto cannot resume a run: pass the beta it chose (beta_search.json, chosen_beta) as "
                        "--beta with --resume_from_checkpoint.")

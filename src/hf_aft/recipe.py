@@ -95,8 +95,8 @@ def build_recipe(script_args, config, peft_args=None, infos=None) -> dict:
     recipe = options_of(script_args, config, peft_args)
     recipe["teachers"] = pinned_teachers(config.teachers, infos)
     recipe["beta"] = float(config.beta)  # after --beta auto: the chosen beta
-    if getattr(script_args, "beta_auto", False):
-        recipe.pop("beta_validation_fraction", None)
+    for name in ("beta_validation_split", "beta_validation_fraction"):  # only --beta auto uses them; beta is fixed now
+        recipe.pop(name, None)
     if not recipe.get("use_peft"):
         for name in [k for k in recipe if k.startswith("lora_")]:
             recipe.pop(name)
