@@ -127,8 +127,10 @@ def test_still_on_the_plateau_at_half_of_training_the_default_is_trained_from_th
     assert [c["status"] for c in search["candidates"][2:]] == ["not run: on plateau at half of training"] * 4
     assert search["plateau"] == "rung 2" and search["chosen_beta"] == 0.1 and search["budget"]["extra"] == 1.0
     assert search["budget"]["continued_steps"] == 0 and resumed[-1] is None  # the final run starts from step 0
+    printed = capsys.readouterr().out
     assert "beta = 0.1 (chosen by --beta auto: the default, kept; at half of training no candidate was better " \
-        "than always predicting the most frequent class" in capsys.readouterr().out
+        "than always predicting the most frequent class" in printed
+    assert "--beta auto: the final run, beta 0.1, on all 48 training examples, starts from step 0" in printed
     card = (out / "README.md").read_text()  # the card says the default was kept, not chosen among candidates
     assert "| 0.1 (kept: the default) | at rung 2 |" in card and "No candidate could be compared" in card
     assert search["kept_default"]

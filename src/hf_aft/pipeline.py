@@ -218,6 +218,9 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
         validation = _prepare(splits.validation, splits.labels, processor, script_args)
         beta_search = _choose_beta(script_args, config, train_set, validation, load, processor, infos, peft_config)
         model, _ = load()  # the final run resumes the chosen candidate (or, without a checkpoint, starts as it did)
+        start = beta_search["budget"]["continued_steps"]
+        print(f"--beta auto: the final run, beta {config.beta:g}, on all {len(train_set)} training examples, "
+              + (f"continues the candidate from step {start}" if start else "starts from step 0"), flush=True)
     return _train_and_save(model, processor, config, train_set, eval_set, infos, peft_config, script_args,
                            baseline, beta_search, push, run)
 
