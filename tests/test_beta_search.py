@@ -3,6 +3,7 @@ run's schedule, the largest beta within one standard error of the best chosen an
 top of it), the plateau and stalled candidates, the choice printed, in the output dir and the card, the errors."""
 
 import json
+import re
 from unittest import mock
 
 import datasets
@@ -358,6 +359,25 @@ def test_the_stall_detector_warns_late_when_the_task_loss_never_leaves_the_prior
         assert detector([0.69] * 60, beta=1.0, late_window=None).stalled_at is None
     warnings = [r.getMessage() for r in caplog.records if "stalled at step 50:" in r.getMessage()]
     assert len(warnings) == 1 and "at half of training" in warnings[0] and "e.g. 0.1" in warnings[0]
+
+
+def test_the_stall_warning_is_a_line_of_its_own_above_the_progress_bar(capsys):
+    from tqdm.auto import tqdm
+
+    trainer = mock.Mock(train_dataset=None)
+    trainer.latest_loss_terms.return_value = (0.69, 1.0)  # the transfer term dominates: the early check
+    detector = StallDetector(trainer)
+    detector.prior_entropy = 0.683
+    state, args = mock.Mock(max_steps=100), mock.Mock(beta=1.0)
+    bar = tqdm(total=100)  # as the Trainer's, on stderr
+    for step in range(1, 60):
+        state.global_step = step
+        bar.update(1)
+        detector.on_step_end(args, state, None)
+    bar.close()
+    err = capsys.readouterr().err
+    assert detector.stalled_at is not None and "it/s]stalled at step" not in err  # not glued to the bar's line
+    assert any(line.startswith("stalled at step 30:") for line in re.split(r"[\r\n]", err))  # the bar cleared first
 
 
 def test_a_lora_student_continues_the_chosen_candidates_adapter(teacher_dirs, student_dir, train_csv, tmp_path,

@@ -26,10 +26,17 @@ import logging
 import math
 
 import numpy as np
+from tqdm.contrib.logging import logging_redirect_tqdm
 from transformers import TrainerCallback
 
 logger = logging.getLogger(__name__)
 LATE_SHARE = 0.1  # the late check's least beta * transfer / task loss (module docstring)
+
+
+def _warn(message: str) -> None:
+    """A warning on its own line above the Trainer's progress bar (tqdm.write), not appended to the bar's line."""
+    with logging_redirect_tqdm():
+        logger.warning(message)
 
 
 def label_entropy(dataset) -> float | None:
@@ -90,12 +97,12 @@ class StallDetector(TrainerCallback):
         smaller = f"try a smaller --beta (e.g. {beta / 10:g})"
         prior = f"the class prior's entropy ({self.prior_entropy:.3f})"
         if late:  # plain fine-tuning may sit there too (too little data or too few steps): say how to tell
-            logger.warning(f"stalled at step {step}: the task loss ({task:.3f}) is still at {prior} at half of "
-                           f"training (beta * transfer loss {weighted:.3f}): the student has not left its initial "
-                           f"plateau; if plain fine-tuning (--transfer none) does, the transfer term is holding it "
-                           f"there: {smaller}.")
+            _warn(f"stalled at step {step}: the task loss ({task:.3f}) is still at {prior} at half of "
+                  f"training (beta * transfer loss {weighted:.3f}): the student has not left its initial "
+                  f"plateau; if plain fine-tuning (--transfer none) does, the transfer term is holding it "
+                  f"there: {smaller}.")
         else:
-            logger.warning(f"stalled at step {step}: the task loss ({task:.3f}) has stayed at {prior} for the first "
-                           f"{self.window * 100:.3g}% of training while beta * transfer loss ({weighted:.3f}) "
-                           f"dominates: the transfer term holds the student on its initial plateau; {smaller}.")
+            _warn(f"stalled at step {step}: the task loss ({task:.3f}) has stayed at {prior} for the first "
+                  f"{self.window * 100:.3g}% of training while beta * transfer loss ({weighted:.3f}) "
+                  f"dominates: the transfer term holds the student on its initial plateau; {smaller}.")
         return True
