@@ -97,9 +97,18 @@ def test_from_the_plateau_at_rung_1_the_default_plain_fine_tuning_and_the_next_b
         teacher_dirs, student_dir, train_csv, tmp_path, monkeypatch):
     monkeypatch.setattr(StallDetector, "check", lambda *args, **kwargs: False)
     monkeypatch.setattr(beta_search, "score_candidate", _scores_by_rung(majority_until=3))
+    compared = []  # what transformers compares on every resume, warning when they differ
+
+    def compare(args, state):
+        compared.append((args.logging_steps, state.logging_steps))
+
     out = tmp_path / "out"
-    assert main(args(student_dir, teacher_dirs, train_csv, out, "--beta", "auto", "--beta_validation_fraction",
-                     "0.5", "--max_steps", "24")) == 0
+    with mock.patch("transformers.trainer.compare_trainer_and_checkpoint_args", side_effect=compare):
+        assert main(args(student_dir, teacher_dirs, train_csv, out, "--beta", "auto", "--beta_validation_fraction",
+                         "0.5", "--max_steps", "24", "--logging_steps", "0.25")) == 0
+    # The default and plain fine-tuning resumed at rung 1 and the final run at rung 2, each with the logging steps the
+    # checkpoint stores (6 of 24), not 0.25: transformers would warn of a mismatch that is not one.
+    assert compared == [(6, 6)] * 3
     search = json.loads((out / "beta_search.json").read_text())
     assert [(c["beta"], c["status"], c["steps"]) for c in search["candidates"][:3]] == \
         [(0.1, "at rung 2", 12), (0.0, "at rung 2", 12), (0.3, "at rung 2", 12)]

@@ -101,6 +101,18 @@ def rung_steps(final_steps: int) -> tuple[int, int]:
     return first, min(final_steps, max(first + 1, int(RUNGS[1] * final_steps)))
 
 
+def resumable_args(args, final_steps: int):
+    """A copy of `args` whose fractional logging/eval/save steps are the step counts the Trainer stores in a
+    checkpoint's state (transformers' `TrainerState.compute_steps`): resuming compares the two and would warn of a
+    mismatch that is not one."""
+    args = copy.deepcopy(args)
+    for name in ("logging_steps", "eval_steps", "save_steps"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            setattr(args, name, math.ceil(final_steps * value))
+    return args
+
+
 class _StopAtRung(TrainerCallback):
     """Stops the candidate at `step` with a checkpoint, or at once without one when its stall detector fires."""
 
@@ -125,7 +137,7 @@ class _Search:
         self.candidate_steps = 0
 
     def trainer(self, beta: float) -> AFTTrainer:
-        args = copy.deepcopy(self.args)
+        args = resumable_args(self.args, self.final_steps)
         args.beta, args.max_steps = beta, self.final_steps  # the final run's schedule, whatever the data size
         args.output_dir = os.path.join(self.checkpoint_dir, f"beta-{beta:g}")
         args.save_strategy = args.eval_strategy = "no"

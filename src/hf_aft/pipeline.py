@@ -18,7 +18,7 @@ import numpy as np
 import transformers
 
 from .audit import reseal_card
-from .beta_search import check_search, save_beta_search, search_beta
+from .beta_search import check_search, resumable_args, save_beta_search, search_beta
 from .card import beta_note, read_baseline
 from .config import AFTConfig
 from .data import load_labelled_splits
@@ -227,13 +227,14 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
 
 def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_config, script_args, baseline,
                     beta_search, push, run) -> dict:
-    trainer = AFTTrainer(model=model, args=config, train_dataset=train_set, eval_dataset=eval_set,
+    checkpoint = (beta_search or {}).get("checkpoint")
+    args = resumable_args(config, beta_search["budget"]["final_run_steps"]) if checkpoint else config
+    trainer = AFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=processor, teacher_infos=infos, peft_config=peft_config,
                          image_column=script_args.image_column, compute_metrics=compute_classification_metrics)
     if trainer.is_world_process_zero():
         clear_complete(config.output_dir)  # not finished until this run says so (see mark_complete below)
-    result = trainer.train(resume_from_checkpoint=(beta_search or {}).get("checkpoint")
-                           or config.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint or config.resume_from_checkpoint)
     if beta_search is not None and trainer.is_world_process_zero():
         shutil.rmtree(os.path.join(config.output_dir, BETA_SEARCH_RUNS), ignore_errors=True)
     trainer.save_model()
