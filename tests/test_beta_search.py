@@ -80,7 +80,8 @@ def test_beta_auto_halves_the_candidates_and_continues_the_chosen_one(teacher_di
     assert line in capsys.readouterr().out
     assert json.loads((out / "transfer_summary.json").read_text())["beta"] == chosen
     card = (out / "README.md").read_text()
-    assert line in card and "Choosing beta" in card and f"| {chosen} (chosen) |" in card
+    assert line in card and "Choosing beta" in card and f"| {chosen:g} (chosen) |" in card
+    assert f"beta = {chosen:g} was chosen on" in card
     assert not [p for p in out.iterdir() if p.is_dir()]  # the candidates' checkpoints are gone
 
 
@@ -143,6 +144,7 @@ def test_still_on_the_plateau_at_half_of_training_the_default_is_trained_from_th
     assert "--beta auto: the final run, beta 0.1, on all 48 training examples, starts from step 0" in printed
     card = (out / "README.md").read_text()  # the card says the default was kept, not chosen among candidates
     assert "| 0.1 (kept: the default) | at rung 2 |" in card and "No candidate could be compared" in card
+    assert "beta = 0.1 was kept, the default, after a search on" in card and "| 0 | at rung 2 |" in card
     assert search["kept_default"]
 
 
@@ -163,7 +165,11 @@ def test_the_largest_beta_within_one_standard_error_of_the_best_is_chosen():
     assert choose_beta([record(0.1, best), tie, noise, worse])[0] == 1.0 and not worse["within_one_se"]
     stopped = {"beta": 10.0, "status": "stopped at rung 1", "score": 0.9}  # not compared at rung 2
     majority = dict(record(10.0, [1] * 59 + [0] * 41), above_majority=False)  # within one SE, but learned nothing
-    assert choose_beta([record(0.1, best), majority])[0] == 0.1
+    beta, why, _ = choose_beta([record(0.1, best), majority])
+    assert beta == 0.1 and why.endswith("the largest such beta among 0.1 (10: no better than the most frequent class)")
+    stl_best = record(0.0, best)  # named once, as the best, not again as plain fine-tuning
+    why = choose_beta([stl_best, noise])[1]
+    assert "the best, 0.60 (beta 0)" in why and "plain fine-tuning" not in why
     assert choose_beta([record(0.1, best), stopped])[0] == 0.1
 
 
@@ -240,7 +246,7 @@ def test_a_stalled_candidate_is_pruned_and_warned_about(teacher_dirs, student_di
     assert result["chosen_beta"] == 0.1 and result["candidates"][0]["status"] == "at rung 2"
     assert result["checkpoint"] is None and not (tmp_path / "o").exists()  # no checkpoint_dir: nothing left
     warnings = [r.getMessage() for r in caplog.records if "stalled at step 5:" in r.getMessage()]
-    assert len(warnings) == 1 and "try a smaller --beta" in warnings[0]
+    assert len(warnings) == 1 and warnings[0].endswith("--beta auto drops the candidate beta = 10000.")  # not advice
 
 
 def test_validation_split_is_stratified_disjoint_and_refused_when_too_small():
@@ -341,7 +347,7 @@ def test_the_beta_a_fixed_run_used_is_said_in_one_line():
     from hf_aft.card import beta_note
 
     assert beta_note(AFTConfig(output_dir="o")) == "beta = 0.1 (the default; --beta auto chooses it on held-out data)"
-    assert beta_note(AFTConfig(output_dir="o", beta=1)).startswith("beta = 1 (set with --beta;")
+    assert beta_note(AFTConfig(output_dir="o", beta=1)).startswith("beta = 1 (set with --beta or in --config;")
     assert beta_note(AFTConfig(output_dir="o", transfer="none")).startswith("beta: not used")
 
 

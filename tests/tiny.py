@@ -15,8 +15,8 @@ POSITIVE, NEGATIVE = WORDS[:6], WORDS[6:12]
 def make_tokenizer(folder: Path) -> BertTokenizerFast:
     folder.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    # transformers 5's BertTokenizerFast ignores vocab_file= (every word became [UNK]); it takes the vocabulary itself
+    return BertTokenizerFast(vocab={word: i for i, word in enumerate(vocab)})
 
 
 def bert_config(hidden: int = 16, layers: int = 1, **kwargs) -> BertConfig:

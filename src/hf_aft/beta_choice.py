@@ -90,10 +90,12 @@ def choose_beta(records: list[dict]) -> tuple[float, str, dict | None]:
     best = max(finished, key=rank_key)
     within = [r for r in learned if _within_one_se(r, best)]
     chosen = max(within, key=lambda r: r["beta"]) if within else max(learned, key=rank_key)  # else: the best learned
-    stl = next((r for r in finished if r["beta"] == 0.0 and r is not chosen), None)
+    stl = next((r for r in finished if r["beta"] == 0.0 and r is not chosen and r is not best), None)
     versus = f", plain fine-tuning {stl['score']:.2f}" if stl else ""
     best_note = "the best" if chosen is best else (f"within one standard error of the best, {best['score']:.2f} "
                                                    f"(beta {best['beta']:g})")
-    compared = ", ".join(f"{r['beta']:g}" for r in finished)
+    compared = ", ".join(f"{r['beta']:g}" for r in learned)
+    left_out = ", ".join(f"{r['beta']:g}" for r in finished if r not in learned)
+    left_out = f" ({left_out}: no better than the most frequent class)" if left_out else ""
     return chosen["beta"], (f"chosen by --beta auto: validation accuracy {chosen['score']:.2f} at half of training, "
-                            f"{best_note}{versus}; the largest such beta among {compared}"), chosen
+                            f"{best_note}{versus}; the largest such beta among {compared}{left_out}"), chosen

@@ -148,6 +148,7 @@ class _Search:
                              eval_dataset=self.validation, compute_metrics=compute_classification_metrics,
                              **copy.copy(self.trainer_kwargs))
         detector = trainer.stall_detector  # its two checks fall on the two rungs
+        detector.advice = f"--beta auto drops the candidate beta = {beta:g}"
         detector.window, detector.late_window = (step / self.final_steps for step in self.rungs)
         return trainer
 

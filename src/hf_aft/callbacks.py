@@ -54,10 +54,12 @@ def label_entropy(dataset) -> float | None:
 
 class StallDetector(TrainerCallback):
     """Warns once when the task loss sits at the class prior under the transfer term (see the module docstring);
-    `stalled_at` is the step of the warning, or None."""
+    `stalled_at` is the step of the warning, or None. `advice` ends the warning (default: try a smaller --beta;
+    `--beta auto` says it drops the candidate)."""
 
     def __init__(self, trainer, window: float = 0.3, tolerance: float = 0.05, late_window: float | None = 0.5):
         self.trainer, self.window, self.tolerance, self.late_window = trainer, window, tolerance, late_window
+        self.advice: str | None = None
         self.prior_entropy: float | None = None
         self.task: list[float] = []
         self.weighted: list[float] = []
@@ -94,7 +96,7 @@ class StallDetector(TrainerCallback):
         if weighted < (LATE_SHARE if late else 1.0) * task:  # early: dominates; late: at least a tenth
             return False
         self.stalled_at = step
-        smaller = f"try a smaller --beta (e.g. {beta / 10:g})"
+        smaller = self.advice or f"try a smaller --beta (e.g. {beta / 10:g})"
         prior = f"the class prior's entropy ({self.prior_entropy:.3f})"
         if late:  # plain fine-tuning may sit there too (too little data or too few steps): say how to tell
             _warn(f"stalled at step {step}: the task loss ({task:.3f}) is still at {prior} at half of "

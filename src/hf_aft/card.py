@@ -228,7 +228,7 @@ def beta_note(args, beta_search: dict | None = None) -> str:
         return "beta: not used (--transfer none: plain fine-tuning)"
     if beta_search:
         return f"beta = {args.beta:g} ({beta_search['reason']})"
-    how = "the default" if args.beta == DEFAULT_BETA else "set with --beta"
+    how = "the default" if args.beta == DEFAULT_BETA else "set with --beta or in --config"
     return f"beta = {args.beta:g} ({how}; --beta auto chooses it on held-out data)"
 
 

@@ -23,7 +23,8 @@ POSITIVE = ("learning_rate", "per_device_train_batch_size", "per_device_eval_bat
             "gradient_accumulation_steps", "max_length", "teacher_batch_size", "teacher_max_length", "lora_r",
             "lora_alpha", "scales_learning_rate", "folds", "num_layers")
 NON_NEGATIVE = ("beta", "weight_decay", "max_grad_norm", "warmup_steps", "num_train_epochs", "logging_steps")
-FRACTIONS = ("beta_validation_fraction", "lora_dropout", "warmup_ratio")
+FRACTIONS = ("lora_dropout", "warmup_ratio")  # in [0, 1)
+OPEN_FRACTIONS = ("beta_validation_fraction",)  # in (0, 1): none held out chooses nothing
 SEEDS = ("seed", "data_seed")
 
 
@@ -117,7 +118,7 @@ def _check_list_values(key: str, values: list, action: argparse.Action, path: st
 
 
 def check_numbers(*parsed) -> None:
-    """Every float is finite; counts, sizes and rates have a sensible sign; fractions lie in [0, 1)."""
+    """Every float is finite; counts, sizes and rates have a sensible sign; fractions in [0, 1) or (0, 1)."""
     for options in parsed:
         for f in dataclasses.fields(options):
             value = getattr(options, f.name)
@@ -131,6 +132,8 @@ def check_numbers(*parsed) -> None:
                 raise AFTError(f"--{f.name} must be >= 0 (got {value}).")
             if f.name in FRACTIONS and not 0 <= value < 1:
                 raise AFTError(f"--{f.name} must be in [0, 1) (got {value}).")
+            if f.name in OPEN_FRACTIONS and not 0 < value < 1:
+                raise AFTError(f"--{f.name} must be in (0, 1) (got {value}).")
             if f.name in SEEDS and not 0 <= value < 2**32:
                 raise AFTError(f"--{f.name} must be in 0..2**32-1 (got {value}).")
 
