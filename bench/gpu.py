@@ -79,8 +79,8 @@ def tiny_models(folder: Path) -> dict[str, str]:
     )
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    tokenizer = BertTokenizerFast(vocab={word: i for i, word in enumerate(words)})  # not vocab_file=: ignored
     vocab = len(WORDS) + 5
     torch.manual_seed(0)
     models = {"mpnet (tiny random)": MPNetModel(MPNetConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2,
