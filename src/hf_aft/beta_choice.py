@@ -37,9 +37,9 @@ def score_candidate(trainer, validation) -> dict:
     predicted = logits.argmax(-1)
     correct = (predicted == labels).numpy()
     majority = {"correct": (labels == torch.bincount(labels).argmax()).numpy()}
-    wins, losses, _ = paired({"correct": correct}, majority)
+    _, _, majority_within = paired(majority, {"correct": correct})  # the constant prediction against this one
     return {"score": float(correct.mean()), "correct": correct, "predicted_classes": int(predicted.unique().numel()),
-            "above_majority": bool(wins - losses > math.sqrt(wins + losses)),
+            "above_majority": not majority_within,
             "loss": torch.nn.functional.cross_entropy(logits.float(), labels).item()}
 
 

