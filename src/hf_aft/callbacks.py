@@ -45,6 +45,7 @@ def label_entropy(dataset) -> float | None:
     if column is None or not hasattr(dataset, "select_columns"):
         return None
     labels = np.asarray(dataset.select_columns([column]).with_format("numpy")[column])
+    labels = labels[labels >= 0] if labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer) else labels  # -100
     if labels.ndim != 1 or not len(labels) or not np.issubdtype(labels.dtype, np.integer):
         return None
     freq = np.bincount(labels - labels.min()) / len(labels)

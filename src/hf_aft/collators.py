@@ -6,25 +6,27 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .distillation import TARGETS_COLUMN
 from .errors import AFTError
 from .features import FEATURES_COLUMN
 from .images import to_rgb
 
+FLOAT_COLUMNS = (FEATURES_COLUMN, TARGETS_COLUMN)
+
 
 class TeacherFeatureCollator:
-    """Wraps any collator: sets the `teacher_features` column aside, collates the rest, stacks it as float32
-    [B, sum of teacher widths]."""
+    """Wraps any collator: sets the `teacher_features` and `distill_targets` columns aside, collates the rest, stacks
+    each as float32 ([B, sum of teacher widths], [B, classes])."""
 
     def __init__(self, collator):
         self.collator = collator
 
     def __call__(self, examples: list[dict]) -> dict:
-        if examples and FEATURES_COLUMN in examples[0]:
-            features = [example.pop(FEATURES_COLUMN) for example in examples]
-            batch = self.collator(examples)
-            batch[FEATURES_COLUMN] = torch.as_tensor(np.asarray(features, dtype=np.float32))
-            return batch
-        return self.collator(examples)
+        aside = {c: [example.pop(c) for example in examples] for c in FLOAT_COLUMNS if examples and c in examples[0]}
+        batch = self.collator(examples)
+        for column, values in aside.items():
+            batch[column] = torch.as_tensor(np.asarray(values, dtype=np.float32))
+        return batch
 
 
 class ImageCollator:

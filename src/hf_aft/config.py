@@ -23,6 +23,7 @@ DEFAULT_BETA = 0.1  # safe on every suite measured (README, "Choosing beta"); --
 
 KernelScope = Literal["global", "local"]
 FeaturePoint = Literal["head_input", "pre_dropout"]
+Distill = Literal["auto", "probe", "logits", "none"]
 
 
 def check_choices(options) -> None:
@@ -172,6 +173,23 @@ class AFTConfig(TrainingArguments, TeacherArguments):
         student_feature_point (`str`, *optional*, defaults to `"head_input"`):
             `head_input` (the paper's point: the module's input, after the head's dropout) or `pre_dropout` (not in
             the paper: the input of the `nn.Dropout` that feeds the module, when one does, i.e. without dropout noise).
+        distill (`str`, *optional*, defaults to `"auto"`):
+            Not in the paper (its discussion names the hybrid as the next step): add `distill_weight * T^2 *
+            KL(target || student)` (Hinton et al., 2015) on every row of the batch, labelled or not. `probe`: the
+            target is the teachers' linear probe (logistic regression on the cached teacher features; out-of-fold for
+            labelled rows, so no row's target comes from a probe that saw its label); `logits`: the logits of a
+            task-tuned teacher (`distill_teacher`); `none`: off; `auto`: `probe` when unlabelled data is given, else
+            `none` (README, "Unlabelled data and probe distillation").
+        distill_weight (`float`, *optional*, defaults to `1.0`):
+            alpha: the weight of the distillation term.
+        distill_temperature (`float`, *optional*, defaults to `1.0`):
+            T: both distributions are softened by T and the term is multiplied by T^2.
+        distill_teacher (`str`, *optional*):
+            With `distill="logits"`: a `*ForSequenceClassification` / `*ForImageClassification` teacher (Hub id or
+            folder, optionally `id@revision`) tuned for the same labels; its label names must be the data's.
+        labeled_fraction (`float`, *optional*):
+            With unlabelled data: the share of each training batch that is labelled, in (0, 1); the set that runs out
+            first is cycled. Default: the two sets' own share (every row once per epoch).
     """
 
     transfer: Transfer = field(
@@ -220,6 +238,28 @@ class AFTConfig(TrainingArguments, TeacherArguments):
                   "paper: the input of the dropout that feeds the head, when one does: no dropout noise)."},
     )
 
+    distill: Distill = field(
+        default="auto",
+        metadata={"help": "Not in the paper: add distill_weight * T^2 * KL(target || student) on every row. probe: "
+                  "the target is the teachers' linear probe on the cached features (out-of-fold for labelled rows); "
+                  "logits: a task-tuned --distill_teacher; none: off; auto: probe with --unlabeled_dataset, else "
+                  "none."},
+    )
+    distill_weight: float = field(default=1.0, metadata={"help": "alpha, the weight of the distillation term."})
+    distill_temperature: float = field(
+        default=1.0, metadata={"help": "T: target and student softened by T; the term is multiplied by T^2."}
+    )
+    distill_teacher: str | None = field(
+        default=None,
+        metadata={"help": "With --distill logits: a *ForSequenceClassification / *ForImageClassification teacher "
+                  "(Hub id or folder, optionally id@revision) tuned for the same labels as the data."},
+    )
+    labeled_fraction: float | None = field(
+        default=None,
+        metadata={"help": "With unlabelled data: the share of each training batch that is labelled, in (0, 1) (the "
+                  "set that runs out first is cycled). Default: the two sets' own share, every row once per epoch."},
+    )
+
     # Trainer defaults that hf-aft changes: log ten times per run (500 steps logs nothing on a short run), and keep no
     # checkpoint (optimizer state included) unless asked (--save_strategy steps --save_steps N, to resume a run).
     logging_steps: float = field(
@@ -242,12 +282,41 @@ class AFTConfig(TrainingArguments, TeacherArguments):
         if not (self.scales_learning_rate > 0 and math.isfinite(self.scales_learning_rate)):
             raise AFTError(f"scales_learning_rate must be a finite number > 0 (got {self.scales_learning_rate}).")
         self._check_kernel_batch()
+        self._check_distill()
         check_finite(self)
         # Under `accelerate launch` without GPUs, Trainer would otherwise train each process alone on all the data.
         if launched_world_size() > 1 and not self.use_cpu and not has_accelerator():
             self.use_cpu = True
         super().__post_init__()
         check_report_to(self.report_to)
+
+    def _check_distill(self) -> None:
+        if not (self.distill_weight > 0 and math.isfinite(self.distill_weight)):
+            raise AFTError(f"distill_weight must be a finite number > 0 (got {self.distill_weight}); use --distill "
+                           "none to turn distillation off.")
+        if not (self.distill_temperature > 0 and math.isfinite(self.distill_temperature)):
+            raise AFTError(f"distill_temperature must be a finite number > 0 (got {self.distill_temperature}).")
+        if self.labeled_fraction is not None and not 0 < self.labeled_fraction < 1:
+            raise AFTError(f"labeled_fraction must be in (0, 1) (got {self.labeled_fraction}): the share of each "
+                           "batch that is labelled; leave it unset for the two sets' own share.")
+        if self.distill == "logits" and not self.distill_teacher:
+            raise AFTError("--distill logits needs --distill_teacher ID: a classifier tuned for the same labels.")
+        if self.distill_teacher and self.distill not in ("logits", "auto"):
+            raise AFTError(f"--distill_teacher is used by --distill logits only (this run has --distill "
+                           f"{self.distill}): drop it, or pass --distill logits.")
+        if self.distill_teacher:
+            self.distill_teacher = os.fspath(self.distill_teacher)
+            self.distill = "logits"
+
+    def resolved_distill(self, has_unlabeled: bool) -> str:
+        """The distillation actually used: `auto` is `probe` with unlabelled data, else `none`."""
+        if self.distill == "auto":
+            return "probe" if has_unlabeled else "none"
+        return self.distill
+
+    def needs_teacher_features(self, has_unlabeled: bool = False) -> bool:
+        """Whether the run reads the `teacher_features` column: a transfer term, or the probe's targets."""
+        return self.transfer != "none" or self.resolved_distill(has_unlabeled) == "probe"
 
     def _check_kernel_batch(self) -> None:
         if self.transfer not in ("aft", "rkd"):

@@ -90,7 +90,7 @@ def _check_inputs(dataset, teachers, pooling, feature_dtype, text_column, image_
     teachers = [teachers] if isinstance(teachers, (str, os.PathLike)) else list(teachers or [])
     if not teachers:
         raise AFTError("no teachers given: pass at least one Hub id or local folder.")
-    if pooling not in POOLINGS:
+    if pooling not in (*POOLINGS, "logits"):  # logits: a task teacher's head, for distillation (distillation.py)
         raise AFTError(f"unknown teacher pooling {pooling!r}: choose one of {', '.join(POOLINGS)}.")
     if len(dataset) == 0:
         raise AFTError("the dataset is empty: there is nothing to compute teacher features for.")
@@ -293,14 +293,21 @@ def scan_teacher_features(dataset: datasets.Dataset, infos: list[TeacherInfo]) -
     return [float(np.sqrt(variance[lo:hi].sum())) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def _feature_rows(column: pa.ChunkedArray, start: int, width: int) -> np.ndarray:
+def feature_matrix(dataset: datasets.Dataset, column: str = FEATURES_COLUMN) -> np.ndarray:
+    """The whole features column as one [rows, width] float32 array (for the probe: a few MB per thousand rows)."""
+    values = dataset.select_columns([column]).with_format("arrow")[:][column]
+    width = pc.list_value_length(values[:1])[0].as_py() if len(values) else 0
+    return _feature_rows(values, 0, width, column) if len(values) else np.empty((0, 0), np.float32)
+
+
+def _feature_rows(column: pa.ChunkedArray, start: int, width: int, name: str = FEATURES_COLUMN) -> np.ndarray:
     """A block of the features column as a [rows, width] float32 array. A missing row, or one of another width than
     row 0's (a ragged column), is one line naming the row."""
     lengths = pc.list_value_length(column)
     row = first_row(pc.or_kleene(pc.is_null(lengths), pc.not_equal(lengths, width)))
     if row is not None:
         length = lengths[row].as_py()
-        raise AFTError(f"the {FEATURES_COLUMN!r} column's row {start + row} holds {length or 'no'} values where row 0 "
+        raise AFTError(f"the {name!r} column's row {start + row} holds {length or 'no'} values where row 0 "
                        f"holds {width}: every row needs one value per teacher feature; recompute the column with "
                        "hf_aft.extract_teacher_features (or hf-aft features).")
     values = pa.concat_arrays(column.chunks).flatten()

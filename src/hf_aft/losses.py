@@ -153,6 +153,28 @@ class RKDLoss(nn.Module):
         return loss + self.angle_weight * F.smooth_l1_loss(self._angles(student), self._angles(teacher))
 
 
+def distillation_loss(student_logits: torch.Tensor, target_log_probs: torch.Tensor,
+                      temperature: float = 1.0) -> torch.Tensor:
+    """T^2 * KL(softmax(target / T) || softmax(student / T)), averaged over the rows (Hinton, Vinyals and Dean, 2015,
+    "Distilling the Knowledge in a Neural Network"; T^2 keeps the gradients' size independent of T).
+
+    Args:
+        student_logits: [B, C] the student's logits.
+        target_log_probs: [B, C] the target's log-probabilities (or logits: softmax(x / T) is the same up to a
+            per-row constant).
+        temperature: T > 0.
+    Returns:
+        A scalar, in nats.
+    """
+    if student_logits.shape != target_log_probs.shape:
+        raise AFTError(f"distillation: student logits {tuple(student_logits.shape)} and targets "
+                       f"{tuple(target_log_probs.shape)} differ in shape.")
+    dtype = torch.promote_types(student_logits.dtype, torch.float32)
+    target = F.log_softmax(target_log_probs.to(dtype) / temperature, dim=1)
+    student = F.log_softmax(student_logits.to(dtype) / temperature, dim=1)
+    return temperature**2 * F.kl_div(student, target, reduction="batchmean", log_target=True)
+
+
 def build_transfer_loss(
     transfer: str, teacher_dims: list[int], student_dim: int, kernel: str = "linear", learn_scales: bool = True
 ) -> nn.Module | None:

@@ -25,7 +25,7 @@ TRANSFER_SUMMARY_NAME = "transfer_summary.json"
 def save_transfer_files(output_dir: str, transfer_loss, summary: dict) -> None:
     """`transfer_state.safetensors`, the loss's parameters (nothing for RKD, which has none) with the transfer and the
     teachers in its metadata, and `transfer_summary.json` (`summary`: transfer, beta, teachers, scales, ...)."""
-    state = {k: v.detach().cpu().contiguous() for k, v in transfer_loss.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in transfer_loss.state_dict().items()} if transfer_loss else {}
     if state:
         metadata = {"transfer": summary["transfer"], "teachers": json.dumps(summary["teachers"])}
         save_file(state, os.path.join(output_dir, TRANSFER_STATE_NAME), metadata=metadata)

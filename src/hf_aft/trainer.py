@@ -13,21 +13,24 @@ import os
 from collections import defaultdict
 
 import torch
+import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
 
 from .callbacks import StallDetector
 from .card import card_facts_from_trainer, write_model_card
 from .collators import ImageCollator, TeacherFeatureCollator
 from .config import AFTConfig
+from .distillation import TARGETS_COLUMN, probe_targets, task_teacher_targets, with_targets
 from .distributed import gather, gather_with_grad
 from .errors import AFTError, first_line
 from .features import FEATURES_COLUMN, TeacherInfo, scan_teacher_features, teacher_infos_of, with_teacher_features
 from .hub import push_run
 from .images import check_image_column
-from .losses import AdaptiveKernelLoss, build_transfer_loss, check_finite_loss
+from .losses import AdaptiveKernelLoss, build_transfer_loss, check_finite_loss, distillation_loss
 from .outputs import check_checkpoint_files, restore_after_resume, save_transfer_files, share_like_other_files
 from .student import StudentFeatureCapture, check_labels_fit, feature_dim, name_labels, wrap_peft
 from .teachers import display_names
+from .unlabeled import UNLABELED, MixedSampler, join_labelled_unlabeled
 
 
 class _ZeroTransferGrads(TrainerCallback):
@@ -42,6 +45,16 @@ class _ZeroTransferGrads(TrainerCallback):
             self.trainer.transfer_loss.zero_grad(set_to_none=True)
 
     on_train_begin = on_step_end = _zero
+
+
+def _as_labels(dataset):
+    """The label column under the name the model reads, `labels` (a `label` column is renamed, as transformers'
+    collators do)."""
+    if dataset is not None and "labels" not in dataset.column_names and "label" in dataset.column_names:
+        info = dataset.info.description
+        dataset = dataset.rename_column("label", "labels")
+        dataset.info.description = info
+    return dataset
 
 
 def _eval_sets(eval_dataset) -> list:
@@ -66,33 +79,50 @@ class AFTTrainer(Trainer):
         peft_config: a `peft.PeftConfig` (e.g. `LoraConfig`): the student is wrapped with `get_peft_model`, only the
             adapter and the classification head train, and the output dir gets the adapter plus the head (loadable
             with `peft.AutoPeftModelForSequenceClassification`); the transfer loss sees the adapted model's features.
+        unlabeled_dataset: rows without labels, prepared as `train_dataset` is (tokenized, or the image column; any
+            label column is ignored). Their teacher features are made by the same path; every training batch mixes
+            them with labelled rows (`args.labeled_fraction`, `hf_aft.unlabeled.MixedSampler`): the task loss reads
+            the labelled rows only, the transfer and distillation terms every row.
         Everything else is passed to `transformers.Trainer`.
 
     Raises:
         AFTError: a missing student or config, an empty or too small training set, labels outside the head, a
-            feature column that does not match its teachers or holds NaN/inf.
+            feature column that does not match its teachers or holds NaN/inf, unlabelled data without the labelled
+            data's columns, a task teacher for other labels.
     """
 
     def __init__(self, model=None, args: AFTConfig | None = None, train_dataset=None, eval_dataset=None,
                  processing_class=None, teacher_infos: list[TeacherInfo] | None = None, text_column: str = "text",
-                 image_column: str | None = None, peft_config=None, **kwargs):
-        args = self._check_inputs(model, args, train_dataset)
+                 image_column: str | None = None, peft_config=None, unlabeled_dataset=None, **kwargs):
+        args = self._check_inputs(model, args, train_dataset, unlabeled_dataset)
         train_dataset, eval_dataset = name_labels(model, train_dataset, eval_dataset)
         check_labels_fit(train_dataset, model)
         if peft_config is not None:
             model = wrap_peft(model, peft_config)
         self.image_column = image_column
         if image_column is not None:
-            for dataset in (train_dataset, *_eval_sets(eval_dataset)):
-                check_image_column(dataset, image_column)
+            for dataset in (train_dataset, unlabeled_dataset, *_eval_sets(eval_dataset)):
+                if dataset is not None:
+                    check_image_column(dataset, image_column)
             if kwargs.get("data_collator") is None:
                 kwargs["data_collator"] = ImageCollator(processing_class, image_column)
+        self.distill = args.resolved_distill(unlabeled_dataset is not None)
         self.teacher_infos: list[TeacherInfo] = []
         self.teacher_norms: list[float] = []
-        if args.transfer != "none":
+        if args.needs_teacher_features(unlabeled_dataset is not None):
             train_dataset = with_teacher_features(train_dataset, args, text_column, image_column, device=args.device)
             self.teacher_infos = teacher_infos or teacher_infos_of(train_dataset)
             self.teacher_norms = scan_teacher_features(train_dataset, self.teacher_infos)
+            if unlabeled_dataset is not None:
+                unlabeled_dataset = with_teacher_features(unlabeled_dataset, args, text_column, image_column,
+                                                          device=args.device)
+                scan_teacher_features(unlabeled_dataset, self.teacher_infos)
+        self.probe_accuracy: float | None = None
+        self.n_labeled, self.n_unlabeled = len(train_dataset), len(unlabeled_dataset or ())
+        train_dataset, unlabeled_dataset = self._add_targets(model, args, train_dataset, unlabeled_dataset,
+                                                             text_column, image_column)
+        if unlabeled_dataset is not None:
+            train_dataset = join_labelled_unlabeled(_as_labels(train_dataset), unlabeled_dataset)
 
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, **kwargs)
@@ -111,7 +141,7 @@ class AFTTrainer(Trainer):
         self.add_callback(self.stall_detector)
 
     @staticmethod
-    def _check_inputs(model, args, train_dataset) -> AFTConfig:
+    def _check_inputs(model, args, train_dataset, unlabeled_dataset=None) -> AFTConfig:
         if args is None:
             args = AFTConfig(output_dir="aft_output")
         elif not isinstance(args, AFTConfig):
@@ -124,7 +154,29 @@ class AFTTrainer(Trainer):
         if train_dataset is not None and len(train_dataset) < 2 and args.transfer in ("aft", "rkd"):
             raise AFTError(f"transfer={args.transfer!r} compares examples within a batch: it needs at least 2 "
                            "training examples.")
+        if unlabeled_dataset is not None and len(unlabeled_dataset) == 0:
+            raise AFTError("the unlabelled dataset is empty: give unlabelled rows, or pass none.")
+        if args.distill == "logits" and not args.distill_teacher:
+            raise AFTError("distill='logits' needs distill_teacher: a classifier tuned for the same labels.")
         return args
+
+    def _add_targets(self, model, args, train_dataset, unlabeled_dataset, text_column, image_column):
+        """The `distill_targets` column on the labelled and unlabelled rows (distillation.py), or nothing."""
+        if self.distill == "none":
+            return train_dataset, unlabeled_dataset
+        num_labels = model.config.num_labels
+        if self.distill == "probe":
+            fit = probe_targets(_as_labels(train_dataset), unlabeled_dataset, num_labels, args.seed)
+            self.probe_accuracy = fit.accuracy
+            targets = fit.labeled, fit.unlabeled
+        else:
+            names = [str(model.config.id2label[i]) for i in range(num_labels)]
+            targets = [task_teacher_targets(d, args.distill_teacher, names, args, text_column, image_column)
+                       if d is not None else None for d in (train_dataset, unlabeled_dataset)]
+        train_dataset = with_targets(train_dataset, targets[0])
+        if unlabeled_dataset is not None:
+            unlabeled_dataset = with_targets(unlabeled_dataset, targets[1])
+        return train_dataset, unlabeled_dataset
 
     def _build_transfer_loss(self):
         if self.args.transfer == "none":
@@ -148,9 +200,15 @@ class AFTTrainer(Trainer):
     # ---- data ----
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        for column in (FEATURES_COLUMN, self.image_column):  # the image column feeds the collator
+        for column in (FEATURES_COLUMN, TARGETS_COLUMN, self.image_column):  # the image column feeds the collator
             if column and column not in self._signature_columns:
                 self._signature_columns.append(column)
+
+    def _get_train_sampler(self, train_dataset=None):
+        if not self.n_unlabeled:
+            return super()._get_train_sampler(train_dataset)
+        return MixedSampler(self.n_labeled, self.n_unlabeled, self.args.labeled_fraction, self.args.data_seed
+                            if self.args.data_seed is not None else self.args.seed)
 
     # ---- optimisation ----
     def create_optimizer(self, model=None):
@@ -163,8 +221,11 @@ class AFTTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         teacher_features = inputs.pop(FEATURES_COLUMN, None)
+        targets = inputs.pop(TARGETS_COLUMN, None)
+        labels = inputs.pop("labels", None) if model.training and self.n_unlabeled else None
         outputs = model(**inputs)
-        task_loss = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
+        task_loss = (self._labelled_loss(outputs["logits"], labels) if labels is not None
+                     else outputs["loss"] if isinstance(outputs, dict) else outputs[0])
         student_features = self.feature_capture.pop()
         loss = task_loss
         if model.training:
@@ -172,11 +233,28 @@ class AFTTrainer(Trainer):
             if self.transfer_loss is not None:
                 terms["transfer_loss"] = self._transfer_term(student_features, teacher_features)
                 loss = task_loss + self.args.beta * terms["transfer_loss"]
+            if targets is not None:
+                logits = outputs["logits"] if isinstance(outputs, dict) else outputs[1]
+                terms["distill_loss"] = distillation_loss(logits, targets.to(logits.device),
+                                                          self.args.distill_temperature)
+                loss = loss + self.args.distill_weight * terms["distill_loss"]
             check_finite_loss(terms, self.state.global_step + 1, self.args.learning_rate, self.args.beta,
                               self._all_finite if self.accelerator.num_processes > 1 else None)
             for name, value in terms.items():
                 self._metrics[name].append(value.detach())
         return (loss, outputs) if return_outputs else loss
+
+    def _labelled_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over the labelled rows of a mixed batch (label -100 marks the others), divided by the labelled
+        rows of the global batch: after DDP averages the processes' gradients, N processes train as one would."""
+        logits = logits.float().reshape(-1, logits.shape[-1])
+        labels = labels.reshape(-1).to(logits.device)
+        total = F.cross_entropy(logits, labels, ignore_index=UNLABELED, reduction="sum")
+        count = (labels != UNLABELED).sum()
+        world = self.accelerator.num_processes
+        if world > 1:
+            count = self.accelerator.reduce(count, reduction="sum")
+        return total * world / count.clamp_min(1)
 
     def _all_finite(self, finite: torch.Tensor) -> torch.Tensor:
         return self.accelerator.gather(finite.reshape(1)).min()
@@ -217,6 +295,16 @@ class AFTTrainer(Trainer):
             logs.update(self.scale_logs())
         super().log(logs, start_time)
 
+    def terms_summary(self) -> dict:
+        """What trained the student besides the labels: the distillation term and the unlabelled rows."""
+        on = self.distill != "none"
+        share = self.args.labeled_fraction or self.n_labeled / (self.n_labeled + self.n_unlabeled)
+        return {"distill": self.distill, "distill_weight": self.args.distill_weight if on else None,
+                "distill_temperature": self.args.distill_temperature if on else None,
+                "distill_teacher": self.args.distill_teacher if self.distill == "logits" else None,
+                "probe_accuracy": self.probe_accuracy, "labeled_rows": self.n_labeled,
+                "unlabeled_rows": self.n_unlabeled, "labeled_fraction": share if self.n_unlabeled else None}
+
     def scale_summary(self) -> dict[str, dict[str, float]]:
         """Per teacher: the mean learned scale and the fraction of dimensions scaled above 0.5 (AFT only)."""
         if not isinstance(self.transfer_loss, AdaptiveKernelLoss):
@@ -236,13 +324,13 @@ class AFTTrainer(Trainer):
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         super()._save(output_dir, state_dict)
         output_dir = output_dir or self.args.output_dir
-        if self.args.should_save and self.transfer_loss is not None:
+        if self.args.should_save and (self.transfer_loss is not None or self.distill != "none"):
             save_transfer_files(output_dir, self.transfer_loss, {
                 "transfer": self.args.transfer, "beta": self.args.beta, "kernel": self.args.kernel,
                 "kernel_scope": self.args.kernel_scope, "processes": self.args.world_size,
                 "balance_teachers": self.args.balance_teachers, "teachers": [vars(i) for i in self.teacher_infos],
                 "teacher_rms_norms": dict(zip(self.teacher_names, self.teacher_norms, strict=True)),
-                "scales": self.scale_summary()})
+                "scales": self.scale_summary(), **self.terms_summary()})
         if self.args.should_save:
             share_like_other_files(output_dir)
 

@@ -29,14 +29,15 @@ class ImageTeacher(TextTeacher):
     modality = "image"
 
     def load(self) -> None:
-        from transformers import AutoImageProcessor, AutoModel
+        from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
+        auto_class = AutoModelForImageClassification if self.pooling == "logits" else AutoModel
         revision = hub_revision(self.revision)
         try:
             self.tokenizer = AutoImageProcessor.from_pretrained(self.name, revision=revision,
                                                                 **file_options(self.options))
             with intended_load_report():  # a classifier checkpoint loads as its backbone: its head is not needed
-                self.model, info = AutoModel.from_pretrained(self.name, revision=revision, output_loading_info=True,
+                self.model, info = auto_class.from_pretrained(self.name, revision=revision, output_loading_info=True,
                                                              **self.options)
         except Exception as error:
             raise AFTError(f"could not load image teacher {self.spec!r} (model and image processor): "
@@ -48,12 +49,14 @@ class ImageTeacher(TextTeacher):
         self.model.eval().requires_grad_(False)
 
     def resolved_pooling(self, config=None) -> str:
-        if self.pooling not in IMAGE_POOLINGS:
+        if self.pooling not in (*IMAGE_POOLINGS, "logits"):
             raise AFTError(f"teacher {self.spec!r} is an image model: teacher_pooling {self.pooling!r} applies to "
                            f"text only; choose one of {', '.join(IMAGE_POOLINGS)}.")
         return self.pooling  # `auto` is decided from the first batch's outputs (see the module docstring)
 
     def pool(self, outputs) -> torch.Tensor:
+        if self.pooling == "logits":  # a classifier teacher's head (distillation targets)
+            return outputs.logits
         pooler = getattr(outputs, "pooler_output", None)
         states = outputs.last_hidden_state
         if self.pooling == "auto":

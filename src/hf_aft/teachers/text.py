@@ -17,7 +17,10 @@ POOLINGS = get_args(Pooling)
 
 
 def pool(outputs, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """[B, T, H] token states -> [B, H] with `pooling` in mean / cls / pooler / last (padding excluded)."""
+    """[B, T, H] token states -> [B, H] with `pooling` in mean / cls / pooler / last (padding excluded); `logits`: a
+    classifier teacher's head outputs [B, classes] (distillation targets, distillation.py)."""
+    if pooling == "logits":
+        return outputs.logits
     if pooling == "pooler":
         pooled = getattr(outputs, "pooler_output", None)
         if pooled is None:
@@ -54,15 +57,16 @@ class TextTeacher:
         self.forward_passes = 0
 
     def load(self) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
+        auto_class = AutoModelForSequenceClassification if self.pooling == "logits" else AutoModel
         # A Hub teacher loads at its resolved commit sha, the revision its features are recorded with.
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.name, revision=hub_revision(self.revision),
                                                            **file_options(self.options))
             with intended_load_report():  # a classifier checkpoint loads as its backbone: its head is not needed
-                self.model = AutoModel.from_pretrained(self.name, revision=hub_revision(self.revision),
-                                                       **self.options)
+                self.model = auto_class.from_pretrained(self.name, revision=hub_revision(self.revision),
+                                                        **self.options)
         except Exception as error:
             raise AFTError(f"could not load teacher {self.spec!r}: {first_line(error)}") from error
         if self.tokenizer.pad_token is None:  # decoder tokenizers often have none

@@ -1,0 +1,180 @@
+"""Distillation targets: one row of log-probabilities over the classes per training row, labelled or not, as a column
+`distill_targets` beside the teacher features; the trainer adds `alpha * T^2 * KL(target || student)` (losses.py).
+
+- `probe`: the teachers' linear probe: a multinomial logistic regression (scikit-learn, on standardised, concatenated
+  teacher features) fitted on the labelled rows. A labelled row's target comes from the probe of the cross-validation
+  fold that did not see it (out-of-fold, `cross_val_predict`), so it is an honest prediction, never its own label
+  echoed back; unlabelled rows get the probe fitted on all labelled rows. The fit is cached beside the features,
+  keyed by the feature values and labels themselves (a changed teacher or label set refits), with its
+  cross-validated accuracy, the accuracy the teachers offer through their features.
+- `logits`: a task-tuned teacher (`*ForSequenceClassification`, `*ForImageClassification`) for the same labels,
+  run once through the feature path (teachers/, cache.py) with its head; its columns are put in the data's class
+  order, its label names checked against the data's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+from datasets.fingerprint import Hasher
+
+from .cache import default_cache_dir, locked, main_process_first, record_checksum, verify_or_drop
+from .errors import AFTError
+from .features import FEATURES_COLUMN, feature_matrix
+
+logger = logging.getLogger(__name__)
+
+TARGETS_COLUMN = "distill_targets"
+PROBE_VERSION = "1"
+PROBE_FOLDS = 5
+PROBE_C = 1.0  # scikit-learn's default L2 strength, on standardised features
+
+
+@dataclass
+class ProbeFit:
+    """Targets (log-probabilities, [rows, classes]) for the labelled and the unlabelled rows, and the probe's
+    cross-validated accuracy on the labelled rows (the share of out-of-fold predictions that are right)."""
+
+    labeled: np.ndarray
+    unlabeled: np.ndarray
+    accuracy: float
+    folds: int
+    from_cache: bool = False
+
+
+def _probe():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=PROBE_C, max_iter=2000))
+
+
+def _log_proba(probe, features: np.ndarray, num_classes: int) -> np.ndarray:
+    """Log-probabilities over all `num_classes` (a class the probe never saw gets log(1e-8))."""
+    out = np.full((len(features), num_classes), np.log(1e-8), dtype=np.float32)
+    if len(features):
+        proba = probe.predict_proba(features)
+        out[:, probe.classes_] = np.log(np.clip(proba, 1e-8, None))
+    return out - np.logaddexp.reduce(out, axis=1, keepdims=True)
+
+
+def fit_probe(labeled: np.ndarray, labels: np.ndarray, unlabeled: np.ndarray, num_classes: int, seed: int = 0,
+              folds: int = PROBE_FOLDS) -> ProbeFit:
+    """Cross-fitted probe targets (see the module docstring). `labeled` [L, D], `labels` [L] class ids,
+    `unlabeled` [U, D] (U may be 0).
+
+    Raises:
+        AFTError: a class with fewer than 2 labelled rows (no fold could leave it out and still know it).
+    """
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    counts = np.bincount(labels, minlength=num_classes)
+    present = counts[counts > 0]
+    if present.min() < 2:
+        rare = int(np.flatnonzero(counts == 1)[0])
+        raise AFTError(f"probe distillation cross-fits the teachers' probe: class {rare} has 1 labelled row, and "
+                       "every class needs at least 2; add labelled rows, or pass --distill none.")
+    folds = int(min(folds, present.min()))
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    proba = cross_val_predict(_probe(), labeled, labels, cv=splitter, method="predict_proba")
+    present_classes = np.flatnonzero(counts)
+    out_of_fold = np.full((len(labels), num_classes), np.log(1e-8), dtype=np.float32)
+    out_of_fold[:, present_classes] = np.log(np.clip(proba, 1e-8, None))
+    out_of_fold -= np.logaddexp.reduce(out_of_fold, axis=1, keepdims=True)
+    accuracy = float((out_of_fold.argmax(1) == labels).mean())
+    full = _probe().fit(labeled, labels)
+    return ProbeFit(out_of_fold, _log_proba(full, unlabeled, num_classes), accuracy, folds)
+
+
+def probe_targets(labeled: datasets.Dataset, unlabeled: datasets.Dataset | None, num_classes: int, seed: int = 0,
+                  cache_dir: str | os.PathLike | None = None) -> ProbeFit:
+    """`fit_probe` on the `teacher_features` and `labels` columns of `labeled` (and the features of `unlabeled`),
+    cached in `cache_dir` (default: beside the teacher features) under a key made of the feature values, the labels,
+    the seed and the probe's settings: a second call loads it, a changed feature or label refits."""
+    labeled_x = feature_matrix(labeled)
+    labels = np.asarray(labeled.select_columns(["labels"]).with_format("numpy")["labels"], dtype=np.int64)
+    unlabeled_x = feature_matrix(unlabeled) if unlabeled is not None else np.empty((0, labeled_x.shape[1]), np.float32)
+    key = Hasher.hash([PROBE_VERSION, labeled_x, labels, unlabeled_x, num_classes, seed, PROBE_FOLDS, PROBE_C])
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"probe-{key}.npz"
+    with main_process_first(), locked(path):
+        if verify_or_drop(path):
+            with np.load(path) as stored:
+                meta = json.loads(str(stored["meta"]))
+                return ProbeFit(stored["labeled"], stored["unlabeled"], meta["accuracy"], meta["folds"], True)
+        fit = fit_probe(labeled_x, labels, unlabeled_x, num_classes, seed)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+        meta = json.dumps({"accuracy": fit.accuracy, "folds": fit.folds, "rows": len(labels),
+                           "unlabeled_rows": len(unlabeled_x)})
+        np.savez(tmp, labeled=fit.labeled, unlabeled=fit.unlabeled, meta=np.array(meta))
+        tmp.replace(path)
+        record_checksum(path)
+    logger.info("teacher probe: cross-validated accuracy %.4f (%d folds, %d labelled rows)", fit.accuracy, fit.folds,
+                len(labels))
+    return fit
+
+
+def with_targets(dataset: datasets.Dataset, targets: np.ndarray) -> datasets.Dataset:
+    """`dataset` with the column `distill_targets` ([rows, classes] float32 log-probabilities) beside its own."""
+    info = dataset.info.description
+    if TARGETS_COLUMN in dataset.column_names:
+        dataset = dataset.remove_columns(TARGETS_COLUMN)
+    column = datasets.Dataset.from_dict(
+        {TARGETS_COLUMN: list(targets.astype(np.float32))},
+        features=datasets.Features({TARGETS_COLUMN: datasets.List(datasets.Value("float32"),
+                                                                  length=targets.shape[1])}))
+    joined = datasets.concatenate_datasets([dataset, column], axis=1)
+    joined.info.description = info
+    return joined
+
+
+def class_order(teacher_labels: dict[int, str], names: list[str], teacher: str) -> list[int]:
+    """For each of the data's class names, the task teacher's logit column. Its `id2label` names must be the data's
+    (in any order); a teacher with transformers' placeholder names LABEL_0.. is taken in id order when the data's names
+    are the ids themselves ("0", "1", ...)."""
+    by_name = {str(name): int(i) for i, name in teacher_labels.items()}
+    placeholder = all(name == f"LABEL_{i}" for name, i in by_name.items())
+    if placeholder and names == [str(i) for i in range(len(names))] and len(by_name) == len(names):
+        return list(range(len(names)))
+    if set(by_name) != set(names):
+        raise AFTError(f"--distill_teacher {teacher!r} predicts the classes {sorted(by_name)[:10]} but the data's are "
+                       f"{names[:10]}: give a teacher tuned for these labels, or use --distill probe.")
+    return [by_name[name] for name in names]
+
+
+def task_teacher_targets(dataset: datasets.Dataset, spec: str, names: list[str], options, text_column: str = "text",
+                         image_column: str | None = None) -> np.ndarray:
+    """The task teacher's log-softmax logits [rows, classes] over `dataset`, in the data's class order (`names`),
+    through the one feature path (each teacher's cache, keyed like features, plus 'logits')."""
+    import torch
+
+    from .features import extract_teacher_features, extraction_kwargs
+    from .teachers import parse_teacher
+    from .teachers.loading import load_config
+    from .teachers.spec import resolve_revision
+
+    name, pinned = parse_teacher(spec)
+    config = load_config(spec, name, resolve_revision(name, pinned), {})
+    if not getattr(config, "id2label", None) or len(config.id2label) != len(names):
+        raise AFTError(f"--distill_teacher {spec!r} has {len(getattr(config, 'id2label', None) or {})} classes, the "
+                       f"data {len(names)} ({names[:10]}): give a classifier tuned for these labels, or use --distill "
+                       "probe.")
+    order = class_order(config.id2label, names, spec)  # before any teacher runs
+    kwargs = {**extraction_kwargs(options), "pooling": "logits", "feature_dtype": "float32"}
+    inputs = dataset.select_columns([c for c in (text_column, image_column) if c and c in dataset.column_names])
+    with_logits = extract_teacher_features(inputs, [spec], text_column=text_column, image_column=image_column,
+                                           **kwargs)
+    logits = feature_matrix(with_logits)[:, order]
+    return torch.log_softmax(torch.from_numpy(logits), dim=1).numpy()
+
+
+__all__ = ["FEATURES_COLUMN", "TARGETS_COLUMN", "ProbeFit", "fit_probe", "probe_targets", "task_teacher_targets",
+           "with_targets"]

@@ -1,0 +1,151 @@
+"""Unlabelled rows: checked like labelled data, given the labelled rows' columns with the label -100, and mixed into
+every training batch.
+
+AFT's transfer term and the distillation term need no label: they compare the student with the teachers on every row
+of a batch, so rows without labels add what the teachers know of the input distribution. The task loss reads only
+the labelled rows (label `UNLABELED`, CrossEntropyLoss's `ignore_index`, marks the others).
+
+`MixedSampler` lays out each epoch as one stream of indices over [labelled rows, unlabelled rows] in which the
+labelled positions are spread evenly at `labeled_fraction` (default: the two sets' own share, so every row is seen
+once per epoch); the set with fewer rows than positions is cycled, each pass in a fresh order. The stream depends
+only on the seed and the epoch, never on the batch size or the number of processes, so N processes with batch b see
+the rows one process with batch N*b sees (the global kernel then matches exactly), and a resumed run replays it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import datasets
+import numpy as np
+import pyarrow.compute as pc
+import torch
+
+from .data import arrow_column, check_columns, check_inputs
+from .errors import AFTError
+
+UNLABELED = -100
+LABEL_COLUMNS = ("labels", "label")
+
+
+def check_unlabeled(unlabeled: datasets.Dataset, input_column: str, name: str = "unlabelled") -> None:
+    """The unlabelled split holds rows and an input column of the right kind (text in every row; no missing image)."""
+    if len(unlabeled) == 0:
+        raise AFTError(f"the {name} split is empty: give unlabelled rows, or drop --unlabeled_dataset.")
+    check_columns(unlabeled, input_column)
+    check_inputs(unlabeled, input_column, name)
+
+
+def check_modality(unlabeled: datasets.Dataset, labelled: datasets.Dataset, input_column: str,
+                   name: str = "unlabelled") -> None:
+    """The unlabelled input column holds the same kind of data as the labelled one (text, or images)."""
+
+    def kind(feature) -> str:
+        is_text = isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")
+        return "text" if is_text else "image"
+
+    ours, theirs = kind(unlabeled.features[input_column]), kind(labelled.features[input_column])
+    if ours != theirs:
+        raise AFTError(f"the {name} split's column {input_column!r} holds {ours} but the labelled data's holds "
+                       f"{theirs}: give unlabelled data of the same kind.")
+
+
+def check_no_leakage(unlabeled: datasets.Dataset, eval_set: datasets.Dataset | None, input_column: str,
+                     eval_name: str = "eval", name: str = "unlabelled") -> None:
+    """No unlabelled text is also an evaluation text: the teachers' features (and the probe's predictions) of the
+    evaluation rows would reach the student, and the reported result would be biased. Images are compared by file
+    path when they are paths, else not checked."""
+    if eval_set is None or input_column not in eval_set.column_names:
+        return
+    feature = unlabeled.features[input_column]
+    if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
+        return
+    evaluated = arrow_column(eval_set, input_column).unique()
+    shared = pc.is_in(arrow_column(unlabeled, input_column), value_set=evaluated)
+    count = pc.sum(shared.cast("int64")).as_py() or 0
+    if count:
+        row = int(np.flatnonzero(shared.to_numpy(zero_copy_only=False))[0])
+        raise AFTError(f"{count} rows of the {name} split are also in the {eval_name} split (first at row {row}): "
+                       "that is leakage, the student would learn from the teachers' view of the evaluation data. "
+                       "Remove them from the unlabelled data, or evaluate on another split.")
+
+
+def as_unlabeled(unlabeled: datasets.Dataset, labelled: datasets.Dataset) -> datasets.Dataset:
+    """The unlabelled rows with exactly the labelled training set's columns: any label column of theirs is dropped and
+    `labels` is `UNLABELED` (-100). The labelled set's own labels must be in `labels` (the trainer's input)."""
+    wanted = [c for c in labelled.column_names if c not in LABEL_COLUMNS]
+    missing = [c for c in wanted if c not in unlabeled.column_names]
+    if missing:
+        raise AFTError(f"the unlabelled data lacks the columns {missing} that the labelled training data has "
+                       f"({labelled.column_names}): prepare both the same way (tokenize the unlabelled texts too, "
+                       "and give them the same teachers' features).")
+    rows = unlabeled.select_columns(wanted)
+    return rows.add_column("labels", np.full(len(rows), UNLABELED, dtype=np.int64))
+
+
+def join_labelled_unlabeled(labelled: datasets.Dataset, unlabeled: datasets.Dataset) -> datasets.Dataset:
+    """[labelled rows, unlabelled rows] in one dataset (Arrow tables concatenated, nothing copied); the labelled rows
+    first, so that row i < len(labelled) is labelled."""
+    info = labelled.info.description
+    if "labels" not in labelled.column_names:
+        raise AFTError("the labelled training data has no 'labels' column to mix unlabelled rows with.")
+    labelled = labelled.cast_column("labels", datasets.Value("int64"))  # a ClassLabel cannot hold -100
+    unlabeled = as_unlabeled(unlabeled, labelled).cast(labelled.features)
+    try:
+        joined = datasets.concatenate_datasets([labelled, unlabeled])
+    except ValueError as error:
+        raise AFTError(f"the unlabelled data's columns do not match the labelled data's: {error}") from error
+    joined.info.description = info  # the teachers' provenance
+    return joined
+
+
+def epoch_positions(n_labeled: int, n_unlabeled: int, labeled_fraction: float | None = None) -> tuple[int, int]:
+    """(labelled positions, unlabelled positions) of one epoch. With `labeled_fraction` f, the set that needs the
+    longer epoch to be seen once at that share decides its length; the other is cycled."""
+    if labeled_fraction is None or n_unlabeled == 0:
+        return n_labeled, n_unlabeled
+    if n_labeled / labeled_fraction >= n_unlabeled / (1 - labeled_fraction):
+        total = max(n_labeled + 1, round(n_labeled / labeled_fraction))
+        return n_labeled, total - n_labeled
+    total = max(n_unlabeled + 1, round(n_unlabeled / (1 - labeled_fraction)))
+    return total - n_unlabeled, n_unlabeled
+
+
+def epoch_length(n_labeled: int, n_unlabeled: int, labeled_fraction: float | None = None) -> int:
+    """Rows per epoch of a `MixedSampler` (what sets the number of steps)."""
+    return sum(epoch_positions(n_labeled, n_unlabeled, labeled_fraction))
+
+
+class MixedSampler(torch.utils.data.Sampler):
+    """Indices 0..n_labeled-1 (labelled rows) and n_labeled.. (unlabelled rows), the labelled ones evenly spread at
+    their share of the epoch (module docstring). Deterministic in (seed, epoch); `set_epoch` is called by the
+    Trainer (through accelerate's data loader) at the start of every epoch, a resumed one included."""
+
+    def __init__(self, n_labeled: int, n_unlabeled: int, labeled_fraction: float | None = None, seed: int = 0):
+        self.n_labeled, self.n_unlabeled, self.seed, self.epoch = n_labeled, n_unlabeled, seed, 0
+        self.positions = epoch_positions(n_labeled, n_unlabeled, labeled_fraction)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return sum(self.positions)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        labelled = _cycled(rng, self.n_labeled, self.positions[0])
+        unlabelled = self.n_labeled + _cycled(rng, self.n_unlabeled, self.positions[1])
+        total = len(self)
+        # Position i is labelled when floor((i + 1) * L / total) > floor(i * L / total): exactly L of them, evenly.
+        steps = np.arange(1, total + 1) * self.positions[0] // total
+        is_labelled = np.diff(steps, prepend=0) > 0
+        stream = np.empty(total, dtype=np.int64)
+        stream[is_labelled], stream[~is_labelled] = labelled, unlabelled
+        return iter(stream.tolist())
+
+
+def _cycled(rng: np.random.Generator, n: int, length: int) -> np.ndarray:
+    """`length` indices of 0..n-1: whole permutations, a fresh one each pass."""
+    if length == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.concatenate([rng.permutation(n) for _ in range(math.ceil(length / n))])[:length]
