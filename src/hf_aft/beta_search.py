@@ -57,6 +57,7 @@ from .errors import AFTError
 from .features import with_teacher_features
 from .metrics import compute_classification_metrics
 from .trainer import AFTTrainer
+from .unlabeled import epoch_length
 from .validation_split import DEFAULT_VALIDATION_FRACTION, check_given, class_ids, held_out, split_validation
 
 DEFAULT_GRID = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -69,24 +70,24 @@ BETA_SEARCH_NAME = "beta_search.json"
 
 
 def check_search(labels: np.ndarray, args, fraction: float, validation_labels: np.ndarray | None = None,
-                 validation_name: str = "validation") -> None:
+                 validation_name: str = "validation", n_unlabeled: int = 0) -> None:
     """Everything `search_beta` would refuse that the class ids (of the training data, and of the validation split
-    when the dataset has one) and the run's settings already show."""
+    when the dataset has one), the number of unlabelled rows and the run's settings already show."""
     if args.transfer == "none":
         raise AFTError("--beta auto searches the weight of the transfer loss: use --transfer aft, kd or rkd.")
     if validation_labels is None:
         held_out(labels, fraction, args.seed)
     else:
         check_given(validation_labels, validation_name)
-    steps = final_run_steps(args, len(labels))
+    steps = final_run_steps(args, epoch_length(len(labels), n_unlabeled, args.labeled_fraction))
     if steps < MIN_STEPS:
         raise AFTError(f"--beta auto stops candidates at 1/8 and 1/2 of the run's steps: it needs at least "
                        f"{MIN_STEPS} (this run has {steps}); train longer or give a fixed --beta.")
 
 
 def final_run_steps(args, n_examples: int) -> int:
-    """Optimizer steps of a run of `args` on `n_examples` (as `Trainer` counts them: max_steps, else epochs x
-    ceil(batches per epoch / gradient accumulation))."""
+    """Optimizer steps of a run of `args` on `n_examples` rows per epoch (as `Trainer` counts them: max_steps, else
+    epochs x ceil(batches per epoch / gradient accumulation)); with unlabelled rows, `unlabeled.epoch_length`."""
     if args.max_steps > 0:
         return int(args.max_steps)
     batches = math.ceil(n_examples / (args.train_batch_size * max(1, args.world_size)))
@@ -255,14 +256,16 @@ def search_beta(model_init, args, train_dataset, validation_fraction: float = DE
     """
     label_column = label_column or ("labels" if "labels" in train_dataset.column_names else "label")
     given = None if validation_dataset is None else class_ids(validation_dataset, label_column)
-    check_search(class_ids(train_dataset, label_column), args, validation_fraction, given)  # before any teacher runs
+    unlabeled = trainer_kwargs.get("unlabeled_dataset")
+    check_search(class_ids(train_dataset, label_column), args, validation_fraction, given,  # before any teacher runs
+                 n_unlabeled=len(unlabeled or ()))
     train_dataset = with_teacher_features(train_dataset, args, trainer_kwargs.get("text_column", "text"),
                                           trainer_kwargs.get("image_column"))
     train_part, validation = ((train_dataset, validation_dataset) if validation_dataset is not None
                               else split_validation(train_dataset, validation_fraction, args.seed, label_column))
     with tempfile.TemporaryDirectory(prefix="hf_aft_beta_") as scratch:
-        search = _Search(model_init, args, train_part, validation, len(train_dataset), checkpoint_dir or scratch,
-                         trainer_kwargs)
+        n_final = epoch_length(len(train_dataset), len(unlabeled or ()), args.labeled_fraction)  # the final run's
+        search = _Search(model_init, args, train_part, validation, n_final, checkpoint_dir or scratch, trainer_kwargs)
         records, plateau = run_rungs(search)
         chosen, reason, winner = choose_beta(records)
         checkpoint = winner["checkpoint"] if winner is not None and checkpoint_dir else None
@@ -282,8 +285,7 @@ def search_beta(model_init, args, train_dataset, validation_fraction: float = DE
             "kept_default": winner is None, "budget": budget,
             "validation_fraction": None if validation_dataset is not None else validation_fraction,
             "validation_given": validation_dataset is not None, "n_train": len(train_part),
-            "n_validation": len(validation), "default_beta": DEFAULT_BETA,
-            "rule": RULE}
+            "n_validation": len(validation), "default_beta": DEFAULT_BETA, "rule": RULE}
 
 
 def save_beta_search(result: dict, output_dir: str) -> str:

@@ -66,6 +66,8 @@ class CardFacts:
     cost: dict | None = None  # cost.card_summary: sizes, CPU speed, probe accuracies, summary lines
     history: dict | None = None  # check-updates --retrain: the previous run, teacher changes, old vs new
     beta_note: str | None = None  # which beta the run used and why (`beta_note`)
+    terms: dict | None = None  # AFTTrainer.terms_summary: distillation, unlabelled rows, the probe's accuracy
+    terms_note: str | None = None  # the same in one line (`terms_note`)
 
     @classmethod
     def of(cls, facts: CardFacts | str | None = None, **named) -> CardFacts:
@@ -232,6 +234,24 @@ def beta_note(args, beta_search: dict | None = None) -> str:
     return f"beta = {args.beta:g} ({how}; --beta auto chooses it on held-out data)"
 
 
+def terms_note(terms: dict | None) -> str | None:
+    """One line: the terms beside the task loss that were on (distillation, unlabelled rows), or None if none."""
+    if not terms:
+        return None
+    parts = []
+    if terms.get("distill", "none") != "none":
+        logits = terms["distill"] == "logits"
+        source = f"task teacher {terms['distill_teacher']}" if logits else "the teachers' probe"
+        parts.append(f"distillation from {source} (weight {terms['distill_weight']:g}, temperature "
+                     f"{terms['distill_temperature']:g})")
+    if terms.get("unlabeled_rows"):
+        parts.append(f"{terms['unlabeled_rows']:,} unlabelled rows beside {terms['labeled_rows']:,} labelled "
+                     f"(labelled share of each batch {terms['labeled_fraction']:.0%})")
+    if terms.get("probe_accuracy") is not None:
+        parts.append(f"probe accuracy {terms['probe_accuracy']:.4f} (cross-validated on the training labels)")
+    return ("terms: " + "; ".join(parts)) if parts else None
+
+
 def card_facts_from_trainer(trainer, model_name: str | None = None, dataset_name: str | None = None,
                             baseline_results: dict | None = None, beta_search: dict | None = None,
                             eval_split: str | None = None) -> CardFacts:
@@ -251,7 +271,8 @@ def card_facts_from_trainer(trainer, model_name: str | None = None, dataset_name
         baseline_results=baseline_results, peft=peft_settings(trainer.model), beta_search=beta_search,
         task="image-classification" if trainer.image_column else "text-classification",
         balance_teachers=args.balance_teachers and trainer.transfer_loss is not None,
-        beta_note=beta_note(args, beta_search),
+        beta_note=beta_note(args, beta_search), terms=trainer.terms_summary(),
+        terms_note=terms_note(trainer.terms_summary()),
     )
 
 

@@ -35,7 +35,7 @@ from .cache import (
     pooling_record,
     verified_map,
 )
-from .data import check_texts, first_row
+from .data import first_row
 from .distributed import default_device, is_distributed
 from .errors import AFTError
 from .images import check_image_column
@@ -325,31 +325,3 @@ def map_beside_features(dataset: datasets.Dataset, function, **map_kwargs) -> da
     joined = datasets.concatenate_datasets([rest, features], axis=1)
     joined.info.description = dataset.info.description  # the teachers' provenance
     return joined
-
-
-PROVENANCE_FILE = "teachers.json"
-
-
-def save_feature_dataset(data: datasets.DatasetDict, splits: list[str], options, output_dir: str,
-                         text_column: str = "text", image_column: str | None = None) -> list[dict]:
-    """Features once, training anywhere: add the teachers' features (`options.teachers`) to `splits` of `data` and
-    save every split with `save_to_disk` into `output_dir`, with the provenance in each split's info and in
-    `teachers.json` beside it. `hf-aft train --dataset_name OUTPUT_DIR` then trains without loading any teacher.
-    Returns the teachers' provenance as dicts, each with `from_cache` (no teacher ran for it)."""
-    missing = [split for split in splits if split not in data]
-    if missing:
-        raise AFTError(f"split(s) {missing} not found; the dataset has splits {list(data)}: pass --splits.")
-    for split in splits:  # every split's inputs, before any teacher runs
-        if image_column is None:
-            check_texts(data[split], text_column, split)
-        else:
-            check_image_column(data[split], image_column)
-    for split in splits:
-        data[split] = with_teacher_features(data[split], options, text_column, image_column)
-    infos = [asdict(info) for info in read_teacher_infos(data[splits[0]]) or []]
-    data.save_to_disk(output_dir)
-    with open(os.path.join(output_dir, PROVENANCE_FILE), "w") as f:
-        json.dump({"teachers": infos, "splits": splits, "text_column": text_column, "image_column": image_column}, f,
-                  indent=2)
-    cached = read_from_cache(data[splits[0]]) or [True] * len(infos)  # a column already there: nothing computed
-    return [{**info, "from_cache": hit} for info, hit in zip(infos, cached, strict=True)]

@@ -19,7 +19,7 @@ import transformers
 
 from .audit import reseal_card
 from .beta_search import check_search, resumable_args, save_beta_search, search_beta
-from .card import beta_note, read_baseline
+from .card import beta_note, read_baseline, terms_note
 from .config import AFTConfig
 from .data import load_labelled_splits
 from .errors import AFTError
@@ -30,6 +30,7 @@ from .outputs import check_creatable, clear_complete, mark_complete
 from .run_records import finish_run
 from .student import load_student, tokenize_beside_features
 from .trainer import AFTTrainer
+from .unlabeled import load_unlabeled
 from .validation_split import DEFAULT_VALIDATION_FRACTION
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,14 @@ class ScriptArguments:
                   "saved with it). Image teachers read this column, text teachers --text_column."},
     )
     label_column: str = field(default="label", metadata={"help": "Column holding the class label."})
+    unlabeled_dataset: str | None = field(
+        default=None,
+        metadata={"help": "Rows without labels from the same source (as for --dataset_name: a Hub id, a save_to_disk "
+                  "folder, data files); the same text/image column, any label column ignored. Teacher features are "
+                  "made for them too; every batch mixes them in (--labeled_fraction) for the transfer and "
+                  "distillation terms, and --distill auto turns probe distillation on."},
+    )
+    unlabeled_split: str = field(default="train", metadata={"help": "Split of --unlabeled_dataset to use."})
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
     eval_split: str | None = field(
         default=None, metadata={"help": "Split to evaluate on (default: test, else validation, if present)."}
@@ -148,22 +157,33 @@ def _check_run(script_args: ScriptArguments, config: AFTConfig):
     return None
 
 
+def _load_unlabeled(script_args: ScriptArguments, splits):
+    """--unlabeled_dataset's rows (no row of the eval or validation split among them), or None."""
+    if not script_args.unlabeled_dataset:
+        return None
+    held_out = {f"eval ({splits.eval_name})": splits.eval, f"validation ({splits.validation_name})": splits.validation}
+    return load_unlabeled(script_args.unlabeled_dataset, script_args.unlabeled_split,
+                          script_args.image_column or script_args.text_column, script_args.label_column,
+                          splits.train, held_out)
+
+
 def _prepare(split, labels, processor, script_args: ScriptArguments):
-    """Class ids in `labels`; tokens beside the teacher features (images are preprocessed per batch instead)."""
+    """Class ids in `labels` (unlabelled rows: `labels` None); tokens beside the teacher features (images are
+    preprocessed per batch instead)."""
     if split is None:
         return None
-    split = labels.encode(split)
+    split = labels.encode(split) if labels is not None else split
     if script_args.image_column is not None:
         return split
     return tokenize_beside_features(split, processor, script_args.text_column, script_args.max_length)
 
 
-def _choose_beta(script_args, config, train_set, validation, load, processor, infos, peft_config):
+def _choose_beta(script_args, config, train_set, validation, load, processor, infos, peft_config, unlabeled):
     """Search beta; the chosen candidate's checkpoint (at half of the schedule) is where the final run resumes."""
     result = search_beta(lambda: load()[0], config, train_set, script_args.beta_validation_fraction,
                          checkpoint_dir=os.path.join(config.output_dir, BETA_SEARCH_RUNS),
                          validation_dataset=validation, processing_class=processor, teacher_infos=infos,
-                         peft_config=peft_config, image_column=script_args.image_column)
+                         peft_config=peft_config, image_column=script_args.image_column, unlabeled_dataset=unlabeled)
     result["validation_split"] = script_args.beta_validation_split
     config.beta = result["chosen_beta"]
     return result
@@ -192,11 +212,12 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
 
     script_args.eval_split = splits.eval_name  # the splits actually used (the card names them)
     script_args.beta_validation_split = splits.validation_name
+    unlabeled = _load_unlabeled(script_args, splits)
     if script_args.beta_auto:  # refuse a search that cannot run before any model loads or teacher runs
         class_ids = [np.asarray(splits.labels.encode(s)["labels"]) if s is not None else None
                      for s in (splits.train, splits.validation)]
         check_search(class_ids[0], config, script_args.beta_validation_fraction, class_ids[1],
-                     splits.validation_name)
+                     splits.validation_name, len(unlabeled or ()))
         print(f"--beta auto compares candidates on the {splits.validation_name!r} split" if splits.validation_name
               else f"--beta auto holds out {script_args.beta_validation_fraction:.0%} of the training data to "
               "compare candidates on", flush=True)
@@ -204,19 +225,23 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
         print("no evaluation split (test, validation, valid or eval) in the dataset: the student will not be "
               "evaluated; pass --eval_split to name one.", flush=True)
     train_set, infos = splits.train, None
-    if config.transfer != "none":
+    if config.needs_teacher_features(unlabeled is not None):
         extraction = time.perf_counter()
         train_set = with_teacher_features(train_set, config, script_args.text_column, script_args.image_column)
         infos = read_teacher_infos(train_set)
+        if unlabeled is not None:
+            unlabeled = with_teacher_features(unlabeled, config, script_args.text_column, script_args.image_column)
         run.update(features_fingerprint=train_set._fingerprint, extraction_seconds=time.perf_counter() - extraction)
     model, processor = load()
     train_set = _prepare(train_set, splits.labels, processor, script_args)
     eval_set = _prepare(splits.eval, splits.labels, processor, script_args)
-    run.update(splits=splits, train_set=train_set, eval_set=eval_set)
+    unlabeled = _prepare(unlabeled, None, processor, script_args)
+    run.update(splits=splits, train_set=train_set, eval_set=eval_set, unlabeled_set=unlabeled)
     beta_search = None
     if script_args.beta_auto:
         validation = _prepare(splits.validation, splits.labels, processor, script_args)
-        beta_search = _choose_beta(script_args, config, train_set, validation, load, processor, infos, peft_config)
+        beta_search = _choose_beta(script_args, config, train_set, validation, load, processor, infos, peft_config,
+                                   unlabeled)
         model, _ = load()  # the final run resumes the chosen candidate (or, without a checkpoint, starts as it did)
         start = beta_search["budget"]["continued_steps"]
         print(f"--beta auto: the final run, beta {config.beta:g}, on all {len(train_set)} training examples, "
@@ -231,7 +256,8 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
     args = resumable_args(config, beta_search["budget"]["final_run_steps"]) if checkpoint else config
     trainer = AFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=processor, teacher_infos=infos, peft_config=peft_config,
-                         image_column=script_args.image_column, compute_metrics=compute_classification_metrics)
+                         image_column=script_args.image_column, compute_metrics=compute_classification_metrics,
+                         unlabeled_dataset=run["unlabeled_set"])
     if trainer.is_world_process_zero():
         clear_complete(config.output_dir)  # not finished until this run says so (see mark_complete below)
     result = trainer.train(resume_from_checkpoint=checkpoint or config.resume_from_checkpoint)
@@ -240,7 +266,8 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
     trainer.save_model()
     trainer.save_metrics("train", result.metrics)
     summary = {"output_dir": os.path.abspath(config.output_dir), "train": result.metrics, "beta": config.beta,
-               "beta_note": beta_note(config, beta_search),
+               "beta_note": beta_note(config, beta_search), "terms_note": terms_note(trainer.terms_summary()),
+               "terms": trainer.terms_summary(),
                "scales": trainer.scale_summary(), "is_main_process": trainer.is_world_process_zero(),
                "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
                "all_params": sum(p.numel() for p in trainer.model.parameters())}

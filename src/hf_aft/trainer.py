@@ -13,24 +13,23 @@ import os
 from collections import defaultdict
 
 import torch
-import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
 
 from .callbacks import StallDetector
 from .card import card_facts_from_trainer, write_model_card
 from .collators import ImageCollator, TeacherFeatureCollator
 from .config import AFTConfig
-from .distillation import TARGETS_COLUMN, probe_targets, task_teacher_targets, with_targets
+from .distillation import TARGETS_COLUMN
 from .distributed import gather, gather_with_grad
 from .errors import AFTError, first_line
-from .features import FEATURES_COLUMN, TeacherInfo, scan_teacher_features, teacher_infos_of, with_teacher_features
+from .features import FEATURES_COLUMN, TeacherInfo
 from .hub import push_run
 from .images import check_image_column
 from .losses import AdaptiveKernelLoss, build_transfer_loss, check_finite_loss, distillation_loss
 from .outputs import check_checkpoint_files, restore_after_resume, save_transfer_files, share_like_other_files
 from .student import StudentFeatureCapture, check_labels_fit, feature_dim, name_labels, wrap_peft
 from .teachers import display_names
-from .unlabeled import UNLABELED, MixedSampler, join_labelled_unlabeled
+from .training_rows import check_trainer_inputs, labelled_loss, prepare_training_rows, terms_summary
 
 
 class _ZeroTransferGrads(TrainerCallback):
@@ -45,16 +44,6 @@ class _ZeroTransferGrads(TrainerCallback):
             self.trainer.transfer_loss.zero_grad(set_to_none=True)
 
     on_train_begin = on_step_end = _zero
-
-
-def _as_labels(dataset):
-    """The label column under the name the model reads, `labels` (a `label` column is renamed, as transformers'
-    collators do)."""
-    if dataset is not None and "labels" not in dataset.column_names and "label" in dataset.column_names:
-        info = dataset.info.description
-        dataset = dataset.rename_column("label", "labels")
-        dataset.info.description = info
-    return dataset
 
 
 def _eval_sets(eval_dataset) -> list:
@@ -94,37 +83,22 @@ class AFTTrainer(Trainer):
     def __init__(self, model=None, args: AFTConfig | None = None, train_dataset=None, eval_dataset=None,
                  processing_class=None, teacher_infos: list[TeacherInfo] | None = None, text_column: str = "text",
                  image_column: str | None = None, peft_config=None, unlabeled_dataset=None, **kwargs):
-        args = self._check_inputs(model, args, train_dataset, unlabeled_dataset)
+        args = check_trainer_inputs(model, args, train_dataset, unlabeled_dataset)
         train_dataset, eval_dataset = name_labels(model, train_dataset, eval_dataset)
         check_labels_fit(train_dataset, model)
         if peft_config is not None:
             model = wrap_peft(model, peft_config)
         self.image_column = image_column
         if image_column is not None:
-            for dataset in (train_dataset, unlabeled_dataset, *_eval_sets(eval_dataset)):
-                if dataset is not None:
-                    check_image_column(dataset, image_column)
+            for dataset in (train_dataset, *_eval_sets(eval_dataset)):
+                check_image_column(dataset, image_column)
             if kwargs.get("data_collator") is None:
                 kwargs["data_collator"] = ImageCollator(processing_class, image_column)
-        self.distill = args.resolved_distill(unlabeled_dataset is not None)
-        self.teacher_infos: list[TeacherInfo] = []
-        self.teacher_norms: list[float] = []
-        if args.needs_teacher_features(unlabeled_dataset is not None):
-            train_dataset = with_teacher_features(train_dataset, args, text_column, image_column, device=args.device)
-            self.teacher_infos = teacher_infos or teacher_infos_of(train_dataset)
-            self.teacher_norms = scan_teacher_features(train_dataset, self.teacher_infos)
-            if unlabeled_dataset is not None:
-                unlabeled_dataset = with_teacher_features(unlabeled_dataset, args, text_column, image_column,
-                                                          device=args.device)
-                scan_teacher_features(unlabeled_dataset, self.teacher_infos)
-        self.probe_accuracy: float | None = None
-        self.n_labeled, self.n_unlabeled = len(train_dataset), len(unlabeled_dataset or ())
-        train_dataset, unlabeled_dataset = self._add_targets(model, args, train_dataset, unlabeled_dataset,
-                                                             text_column, image_column)
-        if unlabeled_dataset is not None:
-            train_dataset = join_labelled_unlabeled(_as_labels(train_dataset), unlabeled_dataset)
+        self.rows = rows = prepare_training_rows(model, args, train_dataset, unlabeled_dataset, text_column,
+                                                 image_column, teacher_infos)
+        self.teacher_infos, self.teacher_norms, self.distill = rows.teacher_infos, rows.teacher_norms, rows.distill
 
-        super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+        super().__init__(model=model, args=args, train_dataset=self.rows.dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, **kwargs)
         # Both loss terms are per-batch means: let Trainer divide by the accumulation steps, and don't let it
         # rescale a classification loss by the token count across devices.
@@ -139,44 +113,6 @@ class AFTTrainer(Trainer):
         self.add_callback(_ZeroTransferGrads(self))
         self.stall_detector = StallDetector(self)  # warns when beta * transfer holds the task loss at the prior
         self.add_callback(self.stall_detector)
-
-    @staticmethod
-    def _check_inputs(model, args, train_dataset, unlabeled_dataset=None) -> AFTConfig:
-        if args is None:
-            args = AFTConfig(output_dir="aft_output")
-        elif not isinstance(args, AFTConfig):
-            raise AFTError("AFTTrainer needs an AFTConfig (it holds beta, transfer, teachers...), not "
-                           f"{type(args).__name__}.")
-        if model is None:
-            raise AFTError("AFTTrainer needs a student model.")
-        if train_dataset is not None and len(train_dataset) == 0:
-            raise AFTError("the training dataset is empty.")
-        if train_dataset is not None and len(train_dataset) < 2 and args.transfer in ("aft", "rkd"):
-            raise AFTError(f"transfer={args.transfer!r} compares examples within a batch: it needs at least 2 "
-                           "training examples.")
-        if unlabeled_dataset is not None and len(unlabeled_dataset) == 0:
-            raise AFTError("the unlabelled dataset is empty: give unlabelled rows, or pass none.")
-        if args.distill == "logits" and not args.distill_teacher:
-            raise AFTError("distill='logits' needs distill_teacher: a classifier tuned for the same labels.")
-        return args
-
-    def _add_targets(self, model, args, train_dataset, unlabeled_dataset, text_column, image_column):
-        """The `distill_targets` column on the labelled and unlabelled rows (distillation.py), or nothing."""
-        if self.distill == "none":
-            return train_dataset, unlabeled_dataset
-        num_labels = model.config.num_labels
-        if self.distill == "probe":
-            fit = probe_targets(_as_labels(train_dataset), unlabeled_dataset, num_labels, args.seed)
-            self.probe_accuracy = fit.accuracy
-            targets = fit.labeled, fit.unlabeled
-        else:
-            names = [str(model.config.id2label[i]) for i in range(num_labels)]
-            targets = [task_teacher_targets(d, args.distill_teacher, names, args, text_column, image_column)
-                       if d is not None else None for d in (train_dataset, unlabeled_dataset)]
-        train_dataset = with_targets(train_dataset, targets[0])
-        if unlabeled_dataset is not None:
-            unlabeled_dataset = with_targets(unlabeled_dataset, targets[1])
-        return train_dataset, unlabeled_dataset
 
     def _build_transfer_loss(self):
         if self.args.transfer == "none":
@@ -205,10 +141,7 @@ class AFTTrainer(Trainer):
                 self._signature_columns.append(column)
 
     def _get_train_sampler(self, train_dataset=None):
-        if not self.n_unlabeled:
-            return super()._get_train_sampler(train_dataset)
-        return MixedSampler(self.n_labeled, self.n_unlabeled, self.args.labeled_fraction, self.args.data_seed
-                            if self.args.data_seed is not None else self.args.seed)
+        return self.rows.mixed_sampler(self.args) or super()._get_train_sampler(train_dataset)
 
     # ---- optimisation ----
     def create_optimizer(self, model=None):
@@ -222,9 +155,9 @@ class AFTTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         teacher_features = inputs.pop(FEATURES_COLUMN, None)
         targets = inputs.pop(TARGETS_COLUMN, None)
-        labels = inputs.pop("labels", None) if model.training and self.n_unlabeled else None
+        labels = inputs.pop("labels", None) if model.training and self.rows.n_unlabeled else None
         outputs = model(**inputs)
-        task_loss = (self._labelled_loss(outputs["logits"], labels) if labels is not None
+        task_loss = (labelled_loss(outputs["logits"], labels, self.accelerator) if labels is not None
                      else outputs["loss"] if isinstance(outputs, dict) else outputs[0])
         student_features = self.feature_capture.pop()
         loss = task_loss
@@ -243,18 +176,6 @@ class AFTTrainer(Trainer):
             for name, value in terms.items():
                 self._metrics[name].append(value.detach())
         return (loss, outputs) if return_outputs else loss
-
-    def _labelled_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy over the labelled rows of a mixed batch (label -100 marks the others), divided by the labelled
-        rows of the global batch: after DDP averages the processes' gradients, N processes train as one would."""
-        logits = logits.float().reshape(-1, logits.shape[-1])
-        labels = labels.reshape(-1).to(logits.device)
-        total = F.cross_entropy(logits, labels, ignore_index=UNLABELED, reduction="sum")
-        count = (labels != UNLABELED).sum()
-        world = self.accelerator.num_processes
-        if world > 1:
-            count = self.accelerator.reduce(count, reduction="sum")
-        return total * world / count.clamp_min(1)
 
     def _all_finite(self, finite: torch.Tensor) -> torch.Tensor:
         return self.accelerator.gather(finite.reshape(1)).min()
@@ -296,14 +217,8 @@ class AFTTrainer(Trainer):
         super().log(logs, start_time)
 
     def terms_summary(self) -> dict:
-        """What trained the student besides the labels: the distillation term and the unlabelled rows."""
-        on = self.distill != "none"
-        share = self.args.labeled_fraction or self.n_labeled / (self.n_labeled + self.n_unlabeled)
-        return {"distill": self.distill, "distill_weight": self.args.distill_weight if on else None,
-                "distill_temperature": self.args.distill_temperature if on else None,
-                "distill_teacher": self.args.distill_teacher if self.distill == "logits" else None,
-                "probe_accuracy": self.probe_accuracy, "labeled_rows": self.n_labeled,
-                "unlabeled_rows": self.n_unlabeled, "labeled_fraction": share if self.n_unlabeled else None}
+        """What trained the student besides the labels (training_rows.terms_summary)."""
+        return terms_summary(self.args, self.rows)
 
     def scale_summary(self) -> dict[str, dict[str, float]]:
         """Per teacher: the mean learned scale and the fraction of dimensions scaled above 0.5 (AFT only)."""

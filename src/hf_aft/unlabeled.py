@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
-from .data import arrow_column, check_columns, check_inputs
+from .data import arrow_column, check_columns, check_inputs, load_dataset_dict
 from .errors import AFTError
 
 UNLABELED = -100
@@ -68,6 +68,30 @@ def check_no_leakage(unlabeled: datasets.Dataset, eval_set: datasets.Dataset | N
         raise AFTError(f"{count} rows of the {name} split are also in the {eval_name} split (first at row {row}): "
                        "that is leakage, the student would learn from the teachers' view of the evaluation data. "
                        "Remove them from the unlabelled data, or evaluate on another split.")
+
+
+def load_unlabeled(source: str, split: str, input_column: str, label_column: str, labelled: datasets.Dataset,
+                   held_out: dict[str, datasets.Dataset | None]) -> datasets.Dataset:
+    """The unlabelled rows of `--unlabeled_dataset SOURCE --unlabeled_split SPLIT` (SOURCE as for --dataset_name),
+    checked like labelled data, with any label column dropped (it is never read). `held_out` names the splits no
+    unlabelled row may come from (the eval split, --beta auto's validation split).
+
+    Raises:
+        AFTError: a source that cannot be loaded, a missing split or column, an empty split, a missing text, another
+            kind of input than the labelled data's, rows shared with a held-out split.
+    """
+    data = load_dataset_dict(source)
+    if split not in data:
+        raise AFTError(f"split {split!r} not found in the unlabelled data {source!r}; it has splits {list(data)}: "
+                       "pass --unlabeled_split.")
+    unlabeled = data[split]
+    name = f"unlabelled ({source} {split})"
+    check_unlabeled(unlabeled, input_column, name)
+    check_modality(unlabeled, labelled, input_column, name)
+    for held_name, held in held_out.items():
+        check_no_leakage(unlabeled, held, input_column, held_name, name)
+    dropped = [c for c in (label_column, *LABEL_COLUMNS) if c in unlabeled.column_names and c != input_column]
+    return unlabeled.remove_columns(sorted(set(dropped))) if dropped else unlabeled
 
 
 def as_unlabeled(unlabeled: datasets.Dataset, labelled: datasets.Dataset) -> datasets.Dataset:

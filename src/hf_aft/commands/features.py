@@ -12,7 +12,8 @@ DESCRIPTION = """Run each teacher once over a dataset and save the dataset with 
 provenance (teacher ids, resolved revisions, pooling, widths) as a save_to_disk folder, optionally pushed to a Hub
 dataset repo. `hf-aft train --dataset_name FOLDER_OR_REPO` then trains without loading any teacher.
 
-  hf-aft features --teachers T1 [T2 ...] --dataset_name DATA --output_dir FEATURES [--splits train test]"""
+  hf-aft features --teachers T1 [T2 ...] --dataset_name DATA --output_dir FEATURES [--splits train test]
+      [--unlabeled_dataset POOL [--unlabeled_split train]]   (saved, with features, as the split `unlabeled`)"""
 
 
 @dataclass
@@ -35,6 +36,14 @@ class FeatureArguments:
         metadata={"help": "Splits that get features (training reads them from the train split only); the other "
                   "splits are saved as they are."},
     )
+    unlabeled_dataset: str | None = field(
+        default=None,
+        metadata={"help": "Unlabelled rows (as for --dataset_name) to save with features as the split `unlabeled`, "
+                  "for hf-aft train --unlabeled_dataset OUTPUT_DIR --unlabeled_split unlabeled. No row may be in "
+                  "a split other than train (leakage); any label column is dropped."},
+    )
+    unlabeled_split: str = field(default="train", metadata={"help": "Split of --unlabeled_dataset to use."})
+    label_column: str = field(default="label", metadata={"help": "The label column, dropped from unlabelled rows."})
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output_dir that already holds files."}
     )
@@ -62,16 +71,35 @@ def parse_feature_args(argv: list[str]):
 def compute_features(argv: list[str]) -> dict:
     """Run `hf-aft features`; returns a summary: output dir, rows per split, teachers."""
     from ..data import load_dataset_dict
-    from ..features import save_feature_dataset
+    from ..feature_dataset import save_feature_dataset
     from ..hub import push_folder
 
     args, teachers = parse_feature_args(argv)
     data = load_dataset_dict(args.dataset_name, args.dataset_config)
-    infos = save_feature_dataset(data, args.splits, teachers, args.output_dir, args.text_column, args.image_column)
+    unlabeled = _load_unlabeled(args, data)
+    infos = save_feature_dataset(data, args.splits, teachers, args.output_dir, args.text_column, args.image_column,
+                                 unlabeled)
+    if unlabeled is not None:
+        data["unlabeled"] = unlabeled
     if args.push_to_hub:
         push_folder(args.output_dir, args.hub_model_id, repo_type="dataset", private=args.hub_private_repo or None)
     return {"output_dir": os.path.abspath(args.output_dir), "rows": {s: len(d) for s, d in data.items()},
             "teachers": infos}
+
+
+def _load_unlabeled(args: FeatureArguments, data):
+    """--unlabeled_dataset's rows, checked against every split but train (those are evaluated on), or None."""
+    if not args.unlabeled_dataset:
+        return None
+    from ..errors import AFTError
+    from ..unlabeled import load_unlabeled
+
+    labelled = data[args.splits[0]] if args.splits[0] in data else None
+    if labelled is None:
+        raise AFTError(f"split {args.splits[0]!r} not found; the dataset has splits {list(data)}: pass --splits.")
+    held_out = {name: split for name, split in data.items() if name != "train"}
+    return load_unlabeled(args.unlabeled_dataset, args.unlabeled_split, args.image_column or args.text_column,
+                          args.label_column, labelled, held_out)
 
 
 def run(argv: list[str]) -> None:

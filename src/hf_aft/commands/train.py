@@ -77,6 +77,8 @@ def parse_train_args(argv: list[str]):
 def print_summary(summary: dict) -> None:
     if "beta_note" in summary:
         print(summary["beta_note"])
+    if summary.get("terms_note"):
+        print(summary["terms_note"])
     eval_metrics = summary.get("eval", {})
     if eval_metrics:
         print(f"eval accuracy {eval_metrics.get('eval_accuracy', float('nan')):.4f}  "

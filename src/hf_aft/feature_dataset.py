@@ -1,0 +1,60 @@
+"""Features once, training anywhere: a dataset saved with its teachers' features (`hf-aft features`).
+
+The saved folder is a `save_to_disk` DatasetDict whose splits carry the `teacher_features` column with the teachers'
+provenance in each split's info, and `teachers.json` beside them. An unlabelled pool can travel in it as one more
+split (`UNLABELED_SPLIT`), with features made by the same path; `hf-aft train --dataset_name DIR --unlabeled_dataset
+DIR --unlabeled_split unlabeled` then trains without loading any teacher.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+
+import datasets
+
+from .data import check_texts
+from .errors import AFTError
+from .features import read_from_cache, read_teacher_infos, with_teacher_features
+from .images import check_image_column
+
+PROVENANCE_FILE = "teachers.json"
+UNLABELED_SPLIT = "unlabeled"
+
+
+def save_feature_dataset(data: datasets.DatasetDict, splits: list[str], options, output_dir: str,
+                         text_column: str = "text", image_column: str | None = None,
+                         unlabeled: datasets.Dataset | None = None) -> list[dict]:
+    """Add the teachers' features (`options.teachers`) to `splits` of `data` (and to `unlabeled`, saved as the split
+    `unlabeled`) and save every split with `save_to_disk` into `output_dir`, with the provenance in each split's info
+    and in `teachers.json` beside it. Returns the teachers' provenance as dicts, each with `from_cache` (no teacher
+    ran for it).
+
+    Raises:
+        AFTError: a split that is not in `data`, a missing or empty input, an unlabelled pool beside a split already
+            named `unlabeled`.
+    """
+    missing = [split for split in splits if split not in data]
+    if missing:
+        raise AFTError(f"split(s) {missing} not found; the dataset has splits {list(data)}: pass --splits.")
+    if unlabeled is not None and UNLABELED_SPLIT in data:
+        raise AFTError(f"the dataset already has a split named {UNLABELED_SPLIT!r}: the unlabelled pool would replace "
+                       "it; drop --unlabeled_dataset, or rename that split.")
+    for split in splits:  # every split's inputs, before any teacher runs
+        if image_column is None:
+            check_texts(data[split], text_column, split)
+        else:
+            check_image_column(data[split], image_column)
+    data = datasets.DatasetDict(data)
+    if unlabeled is not None:
+        data[UNLABELED_SPLIT], splits = unlabeled, [*splits, UNLABELED_SPLIT]
+    for split in splits:
+        data[split] = with_teacher_features(data[split], options, text_column, image_column)
+    infos = [asdict(info) for info in read_teacher_infos(data[splits[0]]) or []]
+    data.save_to_disk(output_dir)
+    with open(os.path.join(output_dir, PROVENANCE_FILE), "w") as f:
+        json.dump({"teachers": infos, "splits": splits, "text_column": text_column, "image_column": image_column}, f,
+                  indent=2)
+    cached = read_from_cache(data[splits[0]]) or [True] * len(infos)  # a column already there: nothing computed
+    return [{**info, "from_cache": hit} for info, hit in zip(infos, cached, strict=True)]

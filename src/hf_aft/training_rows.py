@@ -1,0 +1,133 @@
+"""The rows an `AFTTrainer` trains on, made before the first step: labelled rows and, optionally, unlabelled ones,
+each with its teacher features (features.py, the one path), its distillation target (distillation.py) when a
+distillation term is on, and one joined dataset that `unlabeled.MixedSampler` draws mixed batches from.
+
+Also the task loss of a mixed batch (labelled rows only) and the summary of those terms that the card, the run
+summary and `transfer_summary.json` print.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .config import AFTConfig
+from .distillation import probe_targets, task_teacher_targets, with_targets
+from .errors import AFTError
+from .features import TeacherInfo, scan_teacher_features, teacher_infos_of, with_teacher_features
+from .images import check_image_column
+from .unlabeled import UNLABELED, MixedSampler, join_labelled_unlabeled
+
+
+@dataclass
+class TrainingRows:
+    """What `prepare_training_rows` made: the dataset Trainer reads and what the other steps need to know of it."""
+
+    dataset: object
+    distill: str  # "probe", "logits" or "none" (AFTConfig.resolved_distill)
+    n_labeled: int
+    n_unlabeled: int = 0
+    teacher_infos: list[TeacherInfo] = field(default_factory=list)
+    teacher_norms: list[float] = field(default_factory=list)
+    probe_accuracy: float | None = None
+
+    def mixed_sampler(self, args: AFTConfig) -> MixedSampler | None:
+        """The sampler of mixed batches (None without unlabelled rows: Trainer's own then)."""
+        if not self.n_unlabeled:
+            return None
+        seed = args.data_seed if args.data_seed is not None else args.seed
+        return MixedSampler(self.n_labeled, self.n_unlabeled, args.labeled_fraction, seed)
+
+
+def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None) -> AFTConfig:
+    """The config (a default one when None), after refusing what no training run can use."""
+    if args is None:
+        args = AFTConfig(output_dir="aft_output")
+    elif not isinstance(args, AFTConfig):
+        raise AFTError("AFTTrainer needs an AFTConfig (it holds beta, transfer, teachers...), not "
+                       f"{type(args).__name__}.")
+    if model is None:
+        raise AFTError("AFTTrainer needs a student model.")
+    if train_dataset is not None and len(train_dataset) == 0:
+        raise AFTError("the training dataset is empty.")
+    if train_dataset is not None and len(train_dataset) < 2 and args.transfer in ("aft", "rkd"):
+        raise AFTError(f"transfer={args.transfer!r} compares examples within a batch: it needs at least 2 "
+                       "training examples.")
+    if unlabeled_dataset is not None and len(unlabeled_dataset) == 0:
+        raise AFTError("the unlabelled dataset is empty: give unlabelled rows, or pass none.")
+    if args.distill == "logits" and not args.distill_teacher:
+        raise AFTError("distill='logits' needs distill_teacher: a classifier tuned for the same labels.")
+    return args
+
+
+def as_labels(dataset):
+    """The label column under the name the model reads, `labels` (a `label` column is renamed, as transformers'
+    collators do)."""
+    if dataset is not None and "labels" not in dataset.column_names and "label" in dataset.column_names:
+        info = dataset.info.description
+        dataset = dataset.rename_column("label", "labels")
+        dataset.info.description = info
+    return dataset
+
+
+def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_dataset=None, text_column="text",
+                          image_column=None, teacher_infos=None) -> TrainingRows:
+    """Teacher features for both sets (when a term needs them), distillation targets, then the labelled rows
+    followed by the unlabelled ones (labels -100) in one dataset."""
+    if image_column is not None and unlabeled_dataset is not None:
+        check_image_column(unlabeled_dataset, image_column)
+    has_unlabeled = unlabeled_dataset is not None
+    rows = TrainingRows(None, args.resolved_distill(has_unlabeled), len(train_dataset), len(unlabeled_dataset or ()))
+    if args.needs_teacher_features(has_unlabeled):
+        train_dataset = with_teacher_features(train_dataset, args, text_column, image_column, device=args.device)
+        rows.teacher_infos = teacher_infos or teacher_infos_of(train_dataset)
+        rows.teacher_norms = scan_teacher_features(train_dataset, rows.teacher_infos)
+        if has_unlabeled:
+            unlabeled_dataset = with_teacher_features(unlabeled_dataset, args, text_column, image_column,
+                                                      device=args.device)
+            scan_teacher_features(unlabeled_dataset, rows.teacher_infos)
+    if rows.distill != "none":
+        targets = _targets(rows, model, args, train_dataset, unlabeled_dataset, text_column, image_column)
+        train_dataset = with_targets(train_dataset, targets[0])
+        unlabeled_dataset = with_targets(unlabeled_dataset, targets[1]) if has_unlabeled else None
+    rows.dataset = join_labelled_unlabeled(as_labels(train_dataset), unlabeled_dataset) if has_unlabeled \
+        else train_dataset
+    return rows
+
+
+def _targets(rows: TrainingRows, model, args, train_dataset, unlabeled_dataset, text_column, image_column):
+    """Log-probability targets for the labelled and the unlabelled rows (None without those)."""
+    num_labels = model.config.num_labels
+    if rows.distill == "probe":
+        fit = probe_targets(as_labels(train_dataset), unlabeled_dataset, num_labels, args.seed)
+        rows.probe_accuracy = fit.accuracy
+        return fit.labeled, fit.unlabeled
+    names = [str(model.config.id2label[i]) for i in range(num_labels)]
+    return [task_teacher_targets(d, args.distill_teacher, names, args, text_column, image_column)
+            if d is not None else None for d in (train_dataset, unlabeled_dataset)]
+
+
+def labelled_loss(logits: torch.Tensor, labels: torch.Tensor, accelerator) -> torch.Tensor:
+    """Cross-entropy over the labelled rows of a mixed batch (label -100 marks the others), divided by the labelled
+    rows of the global batch: after DDP averages the processes' gradients, N processes train as one would."""
+    logits = logits.float().reshape(-1, logits.shape[-1])
+    labels = labels.reshape(-1).to(logits.device)
+    total = F.cross_entropy(logits, labels, ignore_index=UNLABELED, reduction="sum")
+    count = (labels != UNLABELED).sum()
+    world = accelerator.num_processes
+    if world > 1:
+        count = accelerator.reduce(count, reduction="sum")
+    return total * world / count.clamp_min(1)
+
+
+def terms_summary(args: AFTConfig, rows: TrainingRows) -> dict:
+    """What trained the student besides the labels: the distillation term and the unlabelled rows."""
+    on = rows.distill != "none"
+    share = args.labeled_fraction or rows.n_labeled / (rows.n_labeled + rows.n_unlabeled)
+    return {"distill": rows.distill, "distill_weight": args.distill_weight if on else None,
+            "distill_temperature": args.distill_temperature if on else None,
+            "distill_teacher": args.distill_teacher if rows.distill == "logits" else None,
+            "probe_accuracy": rows.probe_accuracy, "labeled_rows": rows.n_labeled,
+            "unlabeled_rows": rows.n_unlabeled, "labeled_fraction": share if rows.n_unlabeled else None}
