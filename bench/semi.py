@@ -1,0 +1,209 @@
+"""Unlabelled data and probe distillation (issue 22): does a small student get what the teacher knows?
+
+Per suite, labelled-set size and seed (paired by seed), test accuracy of:
+  stl                  plain fine-tuning
+  probe                the teacher's linear probe (logistic regression on its cached features of the labelled rows,
+                       scikit-learn's StandardScaler + LogisticRegression(C=1): the probe `--distill probe` fits)
+  aft0.1, auto         AFT at a fixed beta / with --beta auto
+  distill              probe distillation alone (--transfer none --distill probe)
+  aft0.1+distill       AFT + probe distillation
+and each training method with `+u`: the same plus the unlabelled pool (--unlabeled_dataset). `+lf0.5` sets
+--labeled_fraction 0.5 (default: the two sets' own share). Every run at every size gets the full run's optimizer
+steps (3 epochs of 2,000 texts at batch 32 = 188 for text; 8 epochs of 2,000 images at batch 64 = 256 for vision), so
+unlabelled rows cost no extra steps: compare at equal compute.
+
+    python bench/semi.py --suite rt --sizes 100,300,1000 --methods stl,probe,distill+u,aft0.1+distill+u
+    python bench/semi.py --suite vision --seeds 0 1 2                   # the default methods and sizes
+
+Suites: `rt` (Rotten Tomatoes, the demo's movie-disjoint split, all-mpnet-base-v2 teacher, MiniLM-L6's first 3
+layers as student; the schedule of bench/quality.py), `party` (bench/beta_auto.py's speaker-disjoint convention
+sentences, same teacher and student), `vision` (animal-mnist, ImageNet MobileNetV2 teacher, a 4-layer ViT from
+scratch; bench/vision_quality.py's schedule). The unlabelled pool: `--pool` rows (default 4,000) of the corpus that
+are in neither split (text: from movies / speakers not in the test split; vision: images after the test split, exact
+duplicates removed), labels dropped; the same pool at every size. Results append to bench/results/semi.jsonl (reruns
+skip finished runs); the tables are printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import beta_auto  # noqa: E402
+import quality  # noqa: E402
+import vision_quality  # noqa: E402
+
+from hf_aft.commands.train import train  # noqa: E402
+
+RESULTS = Path("bench/results/semi.jsonl")
+WORK = Path("runs/semi")
+SEEDS = (0, 1, 2)
+SIZES = (100, 300, 1000, None)
+METHODS = "stl,probe,distill,aft0.1+distill,distill+u,aft0.1+distill+u,aft0.1+u"
+STEPS = {"text": 188, "vision": 256}
+
+
+def suite_data(suite: str, pool: int) -> tuple[Path, Path]:
+    """(labelled DatasetDict folder, unlabelled pool folder) of a suite, made once."""
+    labelled = {"rt": quality.WORK / "data", "party": beta_auto.PARTY, "vision": vision_quality.WORK / "data"}[suite]
+    folder = WORK / f"pool-{suite}-{pool}"
+    if not (folder / "dataset_dict.json").exists():
+        make_pool(suite, pool).save_to_disk(str(folder))
+    return labelled, folder
+
+
+def make_pool(suite: str, size: int) -> datasets.DatasetDict:
+    """`size` rows of the corpus in neither the train nor the test split, without labels, as a `train` split."""
+    if suite == "vision":
+        data = vision_quality.animal_mnist(n_train=2000, n_test=1000 + size)
+        rest = data["test"].select(range(1000, len(data["test"])))  # after the test rows of the same permutation
+        return datasets.DatasetDict({"train": rest.remove_columns("label")})
+    from hf_aft.demo import rotten_tomatoes
+
+    data = rotten_tomatoes(n_unlabeled=size) if suite == "rt" else beta_auto.party(n_unlabeled=size)
+    saved = datasets.load_from_disk(str(quality.WORK / "data" if suite == "rt" else beta_auto.PARTY))
+    assert data["train"]["text"] == saved["train"]["text"], "the labelled split differs from the saved one"
+    return datasets.DatasetDict({"train": data["unlabeled"]})
+
+
+def method_args(method: str, pool: Path) -> list[str]:
+    """'aft0.1+distill+u+lf0.5' -> hf-aft train flags. No `distill` token: --distill none (the default, auto, would
+    turn the probe on with unlabelled data)."""
+    args, distill = [], "none"
+    for token in method.split("+"):
+        if token == "stl":
+            args += ["--transfer", "none"]
+        elif token == "auto":
+            args += ["--transfer", "aft", "--beta", "auto"]
+        elif token.startswith(("aft", "kd")):
+            transfer = "aft" if token.startswith("aft") else "kd"
+            args += ["--transfer", transfer, "--beta", token[len(transfer):]]
+        elif token == "distill":
+            distill = "probe"
+        elif token == "u":
+            args += ["--unlabeled_dataset", str(pool)]
+        elif token.startswith("lf"):
+            args += ["--labeled_fraction", token[2:]]
+        else:
+            raise SystemExit(f"unknown method token {token!r} in {method!r}")
+    if "--transfer" not in args:
+        args += ["--transfer", "none"]
+    return [*args, "--distill", distill]
+
+
+def probe_accuracy(suite: str, labelled: Path, n: int | None, seed: int) -> float:
+    """The teacher's probe, fitted on the labelled rows' features, scored on the test split."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from hf_aft import extract_teacher_features
+
+    data = datasets.load_from_disk(str(beta_auto.subset(labelled, n)))
+    kind = {"image_column": "image"} if suite == "vision" else {"max_length": 64}
+    teachers = [str(vision_quality.TEACHER)] if suite == "vision" else [str(p) for p in quality.teacher_paths("mpnet")]
+    x = {k: np.asarray(extract_teacher_features(data[k], teachers, **kind)["teacher_features"]) for k in data}
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, random_state=seed))
+    return float(probe.fit(x["train"], data["train"]["label"]).score(x["test"], data["test"]["label"]))
+
+
+def run(suite: str, method: str, seed: int, n: int | None, pool_size: int) -> dict:
+    labelled, pool = suite_data(suite, pool_size)
+    start = time.perf_counter()
+    if method == "probe":
+        row = {"accuracy": probe_accuracy(suite, labelled, n, seed)}
+    else:
+        kind = "vision" if suite == "vision" else "text"
+        base = beta_auto.suite_args("mpnet" if suite == "rt" else suite, seed, n)
+        out = WORK / "runs" / f"{suite}-{method}-{seed}-{n or 'all'}"
+        args = [*base, *method_args(method, pool), "--seed", str(seed), "--save_strategy", "no", "--report_to",
+                "none", "--logging_steps", "50", "--disable_tqdm", "true", "--overwrite_output_dir",
+                "--output_dir", str(out), "--max_steps", str(STEPS[kind]), "--skip_cost_report", "true"]
+        summary = train(args)
+        row = {"accuracy": summary["eval"]["eval_accuracy"], "beta": summary["beta"],
+               "terms": summary.get("terms"), "train_s": summary["train"]["train_runtime"]}
+    return {"suite": suite, "method": method, "seed": seed, "n": n, "pool": pool_size,
+            "wall_s": time.perf_counter() - start, **row}
+
+
+def table(rows: list[dict], methods: list[str]) -> str:
+    """Mean test accuracy per suite and size; in brackets the gain over STL paired by seed; the share of the
+    probe's gap, (student - STL) / (probe - STL); the wall time relative to STL."""
+    head = ["suite", "labelled", *methods, "best share of the probe's gap", "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for suite in sorted({r["suite"] for r in rows}):
+        for n in SIZES:
+            group = [r for r in rows if r["suite"] == suite and r["n"] == n]
+            stl = {r["seed"]: r for r in group if r["method"] == "stl"}
+            if not stl:
+                continue
+            probe = statistics.mean(r["accuracy"] for r in group if r["method"] == "probe") if any(
+                r["method"] == "probe" for r in group) else None
+            cells, shares = [], {}
+            for method in methods:
+                runs = [r for r in group if r["method"] == method and r["seed"] in stl]
+                if not runs:
+                    cells.append("-")
+                    continue
+                acc = statistics.mean(r["accuracy"] for r in runs)
+                gain = statistics.mean(r["accuracy"] - stl[r["seed"]]["accuracy"] for r in runs)
+                wall = statistics.mean(r["wall_s"] / stl[r["seed"]]["wall_s"] for r in runs)
+                cell = f"{acc:.3f}" if method == "stl" else f"{acc:.3f} ({gain:+.3f}; {wall:.1f}x)"
+                cells.append(cell + ("" if len(runs) == len(stl) else f" [{len(runs)}]"))
+                stl_mean = statistics.mean(stl[r["seed"]]["accuracy"] for r in runs)
+                if probe is not None and method not in ("stl", "probe") and probe > stl_mean:
+                    shares[method] = gain / (probe - stl_mean)
+            best = max(shares, key=shares.get) if shares else None
+            share = f"{shares[best]:.0%} ({best})" if best else "-"
+            lines.append("| " + " | ".join([suite, str(n or "all"), *cells, share, str(len(stl))]) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", default="rt,vision", help="comma-separated among rt, party, vision")
+    parser.add_argument("--methods", default=METHODS, help="comma-separated (default: %(default)s)")
+    parser.add_argument("--sizes", default="100,300,1000,all", help="labelled-set sizes, 'all' for 2,000")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--pool", type=int, default=4000, help="unlabelled rows (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--table", action="store_true", help="print the tables of the finished runs only")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    quality.prepare_workdir()
+    made = ((vision_quality.WORK / "data", vision_quality.animal_mnist), (beta_auto.PARTY, beta_auto.party))
+    for folder, make in made:
+        if not (folder / "dataset_dict.json").exists():
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            make().save_to_disk(str(folder))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    done = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
+    methods = args.methods.split(",")
+    sizes = [None if n == "all" else int(n) for n in args.sizes.split(",")]
+    for seed in [] if args.table else args.seeds:  # seed-major: an interrupted run still has every method
+        for suite in args.suite.split(","):
+            for n in sizes:
+                for method in methods:
+                    key = (suite, method, seed, n, args.pool)
+                    if any((r["suite"], r["method"], r["seed"], r["n"], r["pool"]) == key for r in done):
+                        continue
+                    row = run(suite, method, seed, n, args.pool)
+                    print(json.dumps(row), flush=True)
+                    done.append(row)
+                    with RESULTS.open("a") as f:
+                        f.write(json.dumps(row) + "\n")
+    shown = [r for r in done if r["pool"] == args.pool]
+    print(table(shown, [m for m in dict.fromkeys(r["method"] for r in shown)]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""The demo's data: an honest split (no group in both train and test) and an unlabelled pool that never holds a test
+or training row, drawn so that train and test are the same with or without it; the demo's closing line."""
+
+import pandas as pd
+
+from hf_aft.commands.demo import gap_line
+from hf_aft.demo import group_disjoint_splits
+
+
+def frame(n: int = 600) -> pd.DataFrame:
+    return pd.DataFrame({"movie": [f"m{i % 40}" for i in range(n)], "text": [f"snippet {i}" for i in range(n)],
+                         "fresh": [i % 3 == 0 for i in range(n)]})
+
+
+def split(n_unlabeled: int = 0):
+    return group_disjoint_splits(frame(), "movie", ["rotten", "fresh"], lambda part: part.fresh, 200, 100, 0,
+                                 n_unlabeled)
+
+
+def test_the_unlabelled_pool_holds_no_test_movie_and_no_training_row():
+    data, movie = split(n_unlabeled=150), dict(zip(frame().text, frame().movie, strict=True))
+    test_movies = {movie[t] for t in data["test"]["text"]}
+    pool = data["unlabeled"]["text"]
+    assert len(pool) == 150 and data["unlabeled"].column_names == ["text"]
+    assert not {movie[t] for t in pool} & test_movies
+    assert not set(pool) & set(data["train"]["text"])
+    assert not {movie[t] for t in data["train"]["text"]} & test_movies
+
+
+def test_the_labelled_splits_do_not_change_with_a_pool():
+    plain, pooled = split(), split(n_unlabeled=150)
+    assert "unlabeled" not in plain
+    for name in ("train", "test"):
+        assert plain[name]["text"] == pooled[name]["text"] and plain[name]["label"] == pooled[name]["label"]
+
+
+def test_a_pool_larger_than_what_is_left_takes_all_of_it():
+    data = split(n_unlabeled=10_000)
+    assert 0 < len(data["unlabeled"]) < 600 - 100 - 200 + 1
+
+
+def test_the_closing_line_says_what_share_of_the_gap_was_closed():
+    assert gap_line(0.70, 0.80, 0.75) == "AFT closed 50% of the gap between STL and the teacher's probe"
+    assert "no gap to close" in gap_line(0.80, 0.78, 0.81)
+    assert "not measured" in gap_line(0.80, None, 0.81)
