@@ -8,7 +8,7 @@ Per suite, labelled-set size and seed (paired by seed), test accuracy of:
   distill              probe distillation alone (--transfer none --distill probe)
   aft0.1+distill       AFT + probe distillation
 and each training method with `+u`: the same plus the unlabelled pool (--unlabeled_dataset). `+lf0.5` sets
---labeled_fraction 0.5 (default: the two sets' own share). Every run at every size gets the full run's optimizer
+--labeled_fraction 0.5 (default: the two sets' own share); `+x2` twice the steps. Every run at every size gets the full run's optimizer
 steps (3 epochs of 2,000 texts at batch 32 = 188 for text; 8 epochs of 2,000 images at batch 64 = 256 for vision), so
 unlabelled rows cost no extra steps: compare at equal compute.
 
@@ -93,6 +93,8 @@ def method_args(method: str, pool: Path) -> list[str]:
             args += ["--unlabeled_dataset", str(pool)]
         elif token.startswith("lf"):
             args += ["--labeled_fraction", token[2:]]
+        elif token.startswith("x"):  # x2: twice the full run's optimizer steps (a longer schedule, not equal compute)
+            args += ["--steps_factor", token[1:]]
         else:
             raise SystemExit(f"unknown method token {token!r} in {method!r}")
     if "--transfer" not in args:
@@ -128,6 +130,10 @@ def run(suite: str, method: str, seed: int, n: int | None, pool_size: int) -> di
         args = [*base, *method_args(method, pool), "--seed", str(seed), "--save_strategy", "no", "--report_to",
                 "none", "--logging_steps", "50", "--disable_tqdm", "true", "--overwrite_output_dir",
                 "--output_dir", str(out), "--max_steps", str(STEPS[kind]), "--skip_cost_report", "true"]
+        factor = float(args.pop(args.index("--steps_factor") + 1)) if "--steps_factor" in args else 1.0
+        if factor != 1.0:
+            args.remove("--steps_factor")
+            args[args.index("--max_steps") + 1] = str(round(factor * STEPS[kind]))
         summary = train(args)
         row = {"accuracy": summary["eval"]["eval_accuracy"], "beta": summary["beta"],
                "terms": summary.get("terms"), "train_s": summary["train"]["train_runtime"]}

@@ -102,8 +102,15 @@ def _metrics(results: dict | None) -> dict[str, float]:
             if isinstance(v, (int, float)) and k.removeprefix("eval_") in EVAL_METRICS}
 
 
-def default_title(transfer: str) -> str:
-    return "Fine-tuning baseline (STL)" if transfer == "none" else "AFT student"
+def distilled(terms: dict | None) -> bool:
+    """Whether a distillation term trained the student (a --transfer none run is then not plain fine-tuning)."""
+    return (terms or {}).get("distill") not in (None, "none")
+
+
+def default_title(transfer: str, terms: dict | None = None) -> str:
+    if transfer == "none":
+        return "Distilled student" if distilled(terms) else "Fine-tuning baseline (STL)"
+    return "AFT student"
 
 
 def hub_id(name: str | None) -> str | None:
@@ -135,15 +142,16 @@ def render_model_card(facts: CardFacts | str | None = None, **named) -> ModelCar
         library_name="transformers", pipeline_tag=facts.task, base_model=hub_id(facts.base_model),
         datasets=[dataset] if dataset else None,
         tags=["hf-aft", "adaptive-feature-transfer", f"transfer-{facts.transfer}"],
-        model_name=facts.repo_id or default_title(facts.transfer), eval_results=index or None,
+        model_name=facts.repo_id or default_title(facts.transfer, facts.terms), eval_results=index or None,
     )
     shown = {**asdict(facts), "teachers": facts.teachers or [], "scales": facts.scales or {},
              "eval_results": eval_results, "baseline": {k: v for k, v in baseline.items() if k in eval_results},
              "versions": facts.versions if facts.versions is not None else framework_versions(),
              "repo_id": facts.repo_id or "path/to/this/folder",
-             "model_name": facts.repo_id or default_title(facts.transfer),
+             "model_name": facts.repo_id or default_title(facts.transfer, facts.terms),
              "task_description": facts.task.replace("-", " "),
-             "method_name": METHOD_NAMES.get(facts.transfer, facts.transfer), "model_class": model_class,
+             "method_name": ("distillation, without feature transfer" if facts.transfer == "none" else
+                             METHOD_NAMES.get(facts.transfer, facts.transfer)), "model_class": model_class,
              "preprocessor_class": preprocessor_class, "preprocessor_name": preprocessor_name}
     return ModelCard.from_template(card_data, template_path=template_path(), **shown)
 
@@ -299,6 +307,9 @@ def read_baseline(baseline_dir: str, dataset_name: str | None = None) -> dict[st
     if info.get("transfer", "none") != "none":
         raise AFTError(f"--baseline_dir {baseline_dir!r} is a --transfer {info['transfer']} run; the baseline must "
                        "be plain fine-tuning (--transfer none).")
+    if distilled(info.get("terms")):
+        raise AFTError(f"--baseline_dir {baseline_dir!r} is a --transfer none run with --distill "
+                       f"{info['terms']['distill']}; the baseline must be plain fine-tuning (--distill none).")
     if dataset_name and info.get("dataset_name") and info["dataset_name"] != dataset_name:
         raise AFTError(f"--baseline_dir {baseline_dir!r} was trained on {info['dataset_name']!r}, not "
                        f"{dataset_name!r}: compare runs on the same data.")

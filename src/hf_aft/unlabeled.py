@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
-from .data import arrow_column, check_columns, check_inputs, load_dataset_dict
+from .data import arrow_column, check_inputs, load_dataset_dict
 from .errors import AFTError
 
 UNLABELED = -100
@@ -32,7 +32,10 @@ def check_unlabeled(unlabeled: datasets.Dataset, input_column: str, name: str = 
     """The unlabelled split holds rows and an input column of the right kind (text in every row; no missing image)."""
     if len(unlabeled) == 0:
         raise AFTError(f"the {name} split is empty: give unlabelled rows, or drop --unlabeled_dataset.")
-    check_columns(unlabeled, input_column)
+    if input_column not in unlabeled.column_names:
+        raise AFTError(f"column {input_column!r} not found in the {name} split; it has columns "
+                       f"{unlabeled.column_names}. Give unlabelled rows with the labelled data's input column (or "
+                       "rename theirs).")
     check_inputs(unlabeled, input_column, name)
 
 

@@ -1,0 +1,575 @@
+"""Unlabelled rows and distillation: what a user relies on when they pass `--unlabeled_dataset` (or
+`AFTTrainer(unlabeled_dataset=...)`) and `--distill`.
+
+- the task loss reads the labelled rows only, whatever label column the unlabelled rows carry;
+- the transfer term compares the student with the teachers on every row of a batch, the unlabelled ones included;
+- the probe's targets of labelled rows are out-of-fold (no row's target comes from a probe that saw its label), and
+  the fitted probe is cached, keyed by the feature values and labels;
+- mixed batches are the same under 2 processes as under 1, and after a resume as in an uninterrupted run;
+- `hf-aft train` / `hf-aft features` refuse bad unlabelled data in one line, and a run's card and summary say which
+  terms were on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import tiny
+import torch
+import torch.nn.functional as F
+import yaml
+from safetensors.torch import load_file
+from sklearn.base import BaseEstimator, ClassifierMixin
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+import hf_aft.teachers
+from hf_aft import AFTConfig, AFTError, AFTTrainer, distillation, extract_teacher_features
+from hf_aft.card import read_baseline
+from hf_aft.commands import main
+from hf_aft.unlabeled import UNLABELED, MixedSampler
+
+N_LABELLED, N_POOL = 24, 16
+ERROR = "hf-aft: error:"
+
+
+# ---------------------------------------------------------------- data: labelled rows and a pool of unlabelled ones
+@pytest.fixture(scope="module")
+def tokenizer(student_dir):
+    return AutoTokenizer.from_pretrained(student_dir)
+
+
+@pytest.fixture(scope="module")
+def labelled(teacher_dirs, tokenizer, tmp_path_factory):
+    """24 labelled rows (column `label`) with both teachers' features, tokenized."""
+    data = extract_teacher_features(tiny.sentiment_dataset(N_LABELLED, seed=0), [str(d) for d in teacher_dirs],
+                                    cache_dir=tmp_path_factory.mktemp("features"))
+    return data.map(lambda b: tokenizer(b["text"]), batched=True)
+
+
+@pytest.fixture(scope="module")
+def pool(teacher_dirs, tokenizer, tmp_path_factory):
+    """16 other rows prepared the same way; they still carry their (true) `label` column, which must never be read."""
+    data = extract_teacher_features(tiny.sentiment_dataset(N_POOL, seed=7), [str(d) for d in teacher_dirs],
+                                    cache_dir=tmp_path_factory.mktemp("features"))
+    return data.map(lambda b: tokenizer(b["text"]), batched=True)
+
+
+def make_trainer(student_dir, out, train, unlabeled, **config):
+    settings = dict(output_dir=str(out), per_device_train_batch_size=8, max_steps=4, learning_rate=1e-2,
+                    logging_steps=1, save_strategy="no", report_to="none", seed=0, disable_tqdm=True, use_cpu=True)
+    settings.update(config)
+    model = AutoModelForSequenceClassification.from_pretrained(student_dir)
+    return AFTTrainer(model=model, args=AFTConfig(**settings), train_dataset=train, unlabeled_dataset=unlabeled,
+                      processing_class=AutoTokenizer.from_pretrained(student_dir))
+
+
+def weights(trainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+
+
+def loss_logs(trainer) -> list[dict]:
+    """The per-step training logs, without the timings."""
+    return [{k: v for k, v in entry.items() if "runtime" not in k and "per_second" not in k}
+            for entry in trainer.state.log_history]
+
+
+def mixed_batch(trainer) -> dict:
+    """The first training batch, as the trainer's own data loader makes it; it holds both kinds of rows."""
+    batch = dict(next(iter(trainer.get_train_dataloader())))
+    labelled_rows = (batch["labels"] != UNLABELED).sum().item()
+    assert 0 < labelled_rows < len(batch["labels"]), batch["labels"]
+    return batch
+
+
+def with_features(dataset, rows: list, features: np.ndarray):
+    """`dataset` whose `teacher_features` of `rows` are replaced (provenance kept)."""
+    values = np.asarray(dataset["teacher_features"], dtype=np.float32)
+    values[rows] = features
+    changed = dataset.remove_columns("teacher_features").add_column(
+        "teacher_features", values.tolist(), feature=dataset.features["teacher_features"])
+    changed.info.description = dataset.info.description
+    return changed
+
+
+# ---------------------------------------------------------------- 1. unlabelled rows never enter the task loss
+def test_a_poisoned_label_column_in_the_unlabelled_rows_changes_nothing(student_dir, tmp_path, labelled, pool):
+    truth = np.asarray(pool["label"])
+    clean = pool.remove_columns("label")
+    poisoned = pool.map(lambda row: {"label": 1 - row["label"]})  # every label flipped, in both label columns
+    poisoned = poisoned.add_column("labels", (1 - truth).tolist())
+    assert (np.asarray(poisoned["label"]) != truth).all()
+
+    runs = {}
+    for name, unlabeled in (("clean", clean), ("poisoned", poisoned)):
+        runs[name] = make_trainer(student_dir, tmp_path / name, labelled, unlabeled)
+        runs[name].train()
+    assert [e for e in loss_logs(runs["clean"]) if "task_loss" in e]  # it trained, with the terms logged
+    assert loss_logs(runs["poisoned"]) == loss_logs(runs["clean"])
+    for key, value in weights(runs["clean"]).items():
+        assert torch.equal(weights(runs["poisoned"])[key], value), key
+    # The mixed dataset marks every unlabelled row -100, whatever label it came with.
+    joined = runs["poisoned"].train_dataset
+    assert (np.asarray(joined["labels"][N_LABELLED:]) == UNLABELED).all()
+    assert np.asarray(joined["labels"][:N_LABELLED]).tolist() == labelled["label"]
+
+
+def test_the_task_loss_of_a_mixed_batch_is_cross_entropy_over_its_labelled_rows(student_dir, tmp_path, labelled,
+                                                                                pool):
+    trainer = make_trainer(student_dir, tmp_path, labelled, pool, beta=0.5, distill_weight=2.0)
+    batch = mixed_batch(trainer)
+    model = trainer.model.train()
+    with torch.no_grad():  # a head with confident logits, so that any other weighting of the rows shows
+        model.classifier.weight.normal_(std=2.0, generator=torch.Generator().manual_seed(0))
+    total = trainer.compute_loss(model, dict(batch))
+    task, transfer, distill = (trainer._metrics[name][-1] for name in ("task_loss", "transfer_loss", "distill_loss"))
+
+    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "token_type_ids", "attention_mask")}
+    with torch.no_grad():
+        logits = model(**inputs).logits  # the tiny student has no dropout: the same logits as in compute_loss
+    labels = batch["labels"]
+    mask = labels != UNLABELED
+    expected = F.cross_entropy(logits[mask], labels[mask])  # the mean over the labelled rows only
+    torch.testing.assert_close(task, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.isclose(task, F.cross_entropy(logits[mask], labels[mask], reduction="sum") / len(labels))
+    assert total.item() == pytest.approx(task.item() + 0.5 * transfer.item() + 2.0 * distill.item(), rel=1e-5)
+
+
+# ---------------------------------------------------------------- 2. the transfer term sees the unlabelled rows
+def test_the_transfer_term_compares_every_row_of_a_mixed_batch(student_dir, tmp_path, labelled, pool):
+    trainer = make_trainer(student_dir, tmp_path, labelled, pool, distill="none")
+    batch = mixed_batch(trainer)
+    unlabelled_rows = batch["labels"] == UNLABELED
+    seen = []
+    forward = trainer.transfer_loss.forward
+
+    def spy(student_features, teacher_features):
+        seen.append(teacher_features.detach().clone())
+        return forward(student_features, teacher_features)
+
+    trainer.transfer_loss.forward = spy
+    trainer.model.train()
+
+    def terms(features):
+        trainer.compute_loss(trainer.model, dict(batch, teacher_features=features))
+        return trainer._metrics["task_loss"][-1].item(), trainer._metrics["transfer_loss"][-1].item()
+
+    task, transfer = terms(batch["teacher_features"])
+    # The kernel is over all rows of the batch, the unlabelled ones included, with their own teacher features.
+    assert torch.equal(seen[-1], batch["teacher_features"])
+    # Other teacher features for the unlabelled rows alone: the transfer term changes, the task loss does not.
+    other = batch["teacher_features"].clone()
+    other[unlabelled_rows] = torch.randn(int(unlabelled_rows.sum()), other.shape[1], generator=torch.Generator()
+                                         .manual_seed(0))
+    other_task, other_transfer = terms(other)
+    assert other_task == task
+    assert abs(other_transfer - transfer) > 1e-3 * abs(transfer)
+
+
+# ---------------------------------------------------------------- 3. cross-fitted probe targets
+class EchoProbe(ClassifierMixin, BaseEstimator):
+    """A 'probe' that remembers every row it was fitted on (by the id in feature 0) and, asked about such a row,
+    predicts its label with certainty; any other row gets the uniform distribution. A target that is not uniform
+    came from a probe that saw that row."""
+
+    def fit(self, X, y):  # noqa: N803 (scikit-learn's names)
+        self.classes_ = np.unique(y)
+        self.seen_ = dict(zip(X[:, 0].astype(int).tolist(), y.tolist(), strict=True))
+        return self
+
+    def predict_proba(self, X):  # noqa: N803
+        out = np.full((len(X), len(self.classes_)), 1 / len(self.classes_))
+        for i, row in enumerate(X[:, 0].astype(int).tolist()):
+            if row in self.seen_:
+                out[i] = np.eye(len(self.classes_))[list(self.classes_).index(self.seen_[row])]
+        return out
+
+    def predict(self, X):  # noqa: N803
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+
+def test_no_labelled_row_gets_its_target_from_a_probe_that_saw_it(monkeypatch):
+    monkeypatch.setattr(distillation, "_probe", EchoProbe)
+    labels = np.array([0, 1, 2] * 8)
+    ids = np.arange(len(labels), dtype=np.float32)[:, None]
+    fit = distillation.fit_probe(ids, labels, ids[:6], num_classes=3, seed=0)
+    assert fit.folds == 5
+    np.testing.assert_allclose(np.exp(fit.labeled), 1 / 3, atol=1e-6)  # out-of-fold: never its own label echoed
+    # The unlabelled rows get the probe fitted on every labelled row (here: rows 0-5 again, so it knows them).
+    np.testing.assert_allclose(np.exp(fit.unlabeled).argmax(1), labels[:6])
+    assert np.exp(fit.unlabeled).max(1).min() > 0.99
+
+
+def test_probe_targets_are_out_of_fold_with_the_real_probe():
+    """One-hot features that identify each row: a probe fitted on a row echoes its label (in-fold accuracy 1.0);
+    one that never saw the row knows nothing of it."""
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1] * 10)
+    rng.shuffle(labels)
+    features = np.eye(len(labels), dtype=np.float32)
+    assert distillation._probe().fit(features, labels).score(features, labels) == 1.0  # in-fold would echo
+    fit = distillation.fit_probe(features, labels, features[:4], num_classes=2, seed=0)
+    own = np.exp(fit.labeled[np.arange(len(labels)), labels])
+    assert own.max() < 0.55 and fit.accuracy <= 0.55
+    assert (np.exp(fit.unlabeled[np.arange(4), labels[:4]]) > 0.8).all()  # the full probe knows rows 0-3
+
+
+# ---------------------------------------------------------------- 4. the probe cache
+def test_the_probe_is_cached_and_refitted_when_features_or_labels_change(labelled, pool, monkeypatch, tmp_path):
+    calls = []
+    fit_probe = distillation.fit_probe
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return fit_probe(*args, **kwargs)
+
+    monkeypatch.setattr(distillation, "fit_probe", counted)
+    train = labelled.rename_column("label", "labels")
+
+    def targets(train=train, unlabeled=pool):
+        return distillation.probe_targets(train, unlabeled, 2, seed=0, cache_dir=tmp_path)
+
+    first = targets()
+    assert len(calls) == 1 and not first.from_cache and len(list(tmp_path.glob("probe-*.npz"))) == 1
+    again = targets()
+    assert len(calls) == 1 and again.from_cache  # loaded, not refitted
+    np.testing.assert_array_equal(again.labeled, first.labeled)
+    np.testing.assert_array_equal(again.unlabeled, first.unlabeled)
+    assert again.accuracy == first.accuracy and again.folds == first.folds
+
+    changed_feature = with_features(train, [0], np.asarray(train[0]["teacher_features"]) + 1.0)
+    assert not targets(train=changed_feature).from_cache and len(calls) == 2
+    flipped = train.map(lambda row, i: {"labels": 1 - row["labels"] if i == 3 else row["labels"]}, with_indices=True)
+    assert not targets(train=flipped).from_cache and len(calls) == 3
+    changed_pool = with_features(pool, [5], np.zeros(20, np.float32))
+    refit = targets(unlabeled=changed_pool)
+    assert not refit.from_cache and len(calls) == 4
+    assert not np.array_equal(refit.unlabeled[5], first.unlabeled[5])
+    assert len(list(tmp_path.glob("probe-*.npz"))) == 4
+    assert targets().from_cache and len(calls) == 4  # the first fit is still there
+
+
+def test_the_trainer_reuses_the_cached_probe(student_dir, labelled, pool, monkeypatch, tmp_path):
+    """A second run on the same data and features loads the probe from beside the teacher features."""
+    calls = []
+    fit_probe = distillation.fit_probe
+    monkeypatch.setattr(distillation, "fit_probe", lambda *a, **k: calls.append(1) or fit_probe(*a, **k))
+    first = make_trainer(student_dir, tmp_path, labelled, pool)
+    fitted = len(calls)
+    second = make_trainer(student_dir, tmp_path, labelled, pool)
+    assert len(calls) == fitted <= 1 and second.rows.probe_accuracy == first.rows.probe_accuracy
+    assert list(distillation.default_cache_dir().glob("probe-*.npz"))
+    # Each row's target is its own: the out-of-fold targets in the labelled rows' order, then the unlabelled ones.
+    fit = distillation.probe_targets(labelled.rename_column("label", "labels"), pool, 2, seed=0)
+    assert fit.from_cache and len(calls) == fitted
+    np.testing.assert_array_equal(second.train_dataset["distill_targets"], np.concatenate([fit.labeled,
+                                                                                           fit.unlabeled]))
+    np.testing.assert_array_equal(second.train_dataset["distill_targets"], first.train_dataset["distill_targets"])
+
+
+# ---------------------------------------------------------------- 6. mixing, and resuming it
+def test_mixed_sampler_spreads_labelled_rows_and_replays_an_epoch_exactly():
+    sampler = MixedSampler(6, 10, seed=3)
+    epoch0 = list(sampler)
+    assert len(sampler) == 16 and sorted(epoch0) == list(range(16))  # every row once per epoch by default
+    labelled_at = [i for i, row in enumerate(epoch0) if row < 6]
+    assert all(2 <= b - a <= 3 for a, b in zip(labelled_at, labelled_at[1:], strict=False))  # evenly spread
+    assert list(MixedSampler(6, 10, seed=3)) == epoch0  # deterministic in (seed, epoch): a resumed run replays it
+    sampler.set_epoch(1)
+    assert list(sampler) != epoch0 and sorted(sampler) == list(range(16))  # a fresh order each epoch
+    sampler.set_epoch(0)
+    assert list(sampler) == epoch0
+
+    half = MixedSampler(4, 30, labeled_fraction=0.5, seed=0)  # 4 labelled rows as half of each batch: cycled
+    rows = list(half)
+    assert len(rows) == 60 and sorted(r for r in rows if r >= 4) == list(range(4, 34))
+    labelled_rows = [r for r in rows if r < 4]
+    assert len(labelled_rows) == 30 and rows[1::2] == labelled_rows  # every other row is labelled
+    assert all(sorted(labelled_rows[i:i + 4]) == [0, 1, 2, 3] for i in range(0, 28, 4))  # whole passes
+    assert len({tuple(labelled_rows[i:i + 4]) for i in range(0, 28, 4)}) > 1  # each pass in a fresh order
+
+
+def test_labeled_fraction_sets_the_share_of_every_training_batch(student_dir, tmp_path, labelled, pool):
+    trainer = make_trainer(student_dir, tmp_path, labelled, pool, labeled_fraction=0.25)
+    batches = list(trainer.get_train_dataloader())
+    assert len(batches) == N_LABELLED * 4 // 8  # the 24 labelled rows once, as a quarter of each batch of 8
+    assert all((batch["labels"] != UNLABELED).sum() == 2 for batch in batches)
+    labels = torch.cat([batch["labels"] for batch in batches])
+    assert sorted(labels[labels != UNLABELED].tolist()) == sorted(labelled["label"])  # each labelled row once
+    assert trainer.terms_summary()["labeled_fraction"] == 0.25
+
+
+def test_a_resumed_run_sees_the_batches_and_trains_the_weights_of_an_uninterrupted_one(student_dir, tmp_path,
+                                                                                     labelled, pool):
+    """40 rows a 8 per batch: 5 steps per epoch. The run is stopped at step 7 (two steps into the second epoch) and
+    resumed to step 13 (the third epoch too)."""
+    constant = {"lr_scheduler_type": "constant"}  # so that a 7-step run is the start of a 13-step one
+
+    def run(out, steps, resume=None, **config):
+        trainer = make_trainer(student_dir, out, labelled, pool, max_steps=steps, **constant, **config)
+        batches, compute_loss = [], trainer.compute_loss
+
+        def spy(model, inputs, *args, **kwargs):
+            if model.training:
+                batches.append((inputs["labels"].tolist(), inputs["input_ids"].tolist(),
+                                inputs["teacher_features"][:, 0].tolist(), inputs["distill_targets"][:, 0].tolist()))
+            return compute_loss(model, inputs, *args, **kwargs)
+
+        trainer.compute_loss = spy
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer, batches
+
+    straight, straight_batches = run(tmp_path / "straight", 13)
+    _, first_batches = run(tmp_path / "stopped", 7, save_strategy="steps", save_steps=7)
+    resumed, resumed_batches = run(tmp_path / "stopped", 13, resume=str(tmp_path / "stopped" / "checkpoint-7"))
+
+    assert len(straight_batches) == 13 and first_batches == straight_batches[:7]
+    assert resumed_batches == straight_batches[7:]
+    assert straight_batches[:5] != straight_batches[5:10]  # the epochs differ, so replaying the wrong one would show
+    logs = {name: [e for e in loss_logs(t) if "task_loss" in e and e["step"] > 7] for name, t in (
+        ("straight", straight), ("resumed", resumed))}
+    assert [e["step"] for e in logs["resumed"]] == [e["step"] for e in logs["straight"]] == list(range(8, 14))
+    for key in ("task_loss", "transfer_loss", "distill_loss"):
+        np.testing.assert_allclose([e[key] for e in logs["resumed"]], [e[key] for e in logs["straight"]],
+                                   rtol=1e-5)
+    for key, value in weights(straight).items():
+        torch.testing.assert_close(weights(resumed)[key], value, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- 7, 8. the command line
+@pytest.fixture(scope="module")
+def csv_data(tmp_path_factory):
+    """A labelled folder (train.csv, test.csv) and an unlabelled one (train.csv, with a label column to be ignored)."""
+    root = tmp_path_factory.mktemp("csv")
+    for split, n, seed in (("train", N_LABELLED, 0), ("test", 16, 1)):
+        tiny.sentiment_dataset(n, seed=seed).to_csv(root / "data" / f"{split}.csv")
+    tiny.sentiment_dataset(N_POOL, seed=7).to_csv(root / "pool" / "train.csv")
+    return root
+
+
+def train_args(student_dir, teacher_dirs, data, out, *extra):
+    return ["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(data), "--teachers",
+            *map(str, teacher_dirs), "--output_dir", str(out), "--per_device_train_batch_size", "8",
+            "--max_steps", "3", "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true",
+            "--use_cpu", "true", *extra]
+
+
+def assert_one_line_error(returncode, stderr, *fragments):
+    assert returncode == 2, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith(ERROR)]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture
+def no_teacher(monkeypatch):
+    """Fail the test if any text teacher is loaded."""
+
+    def load(*args, **kwargs):
+        raise AssertionError("a teacher was loaded")
+
+    monkeypatch.setattr(hf_aft.teachers.TextTeacher, "load", load)
+
+
+@pytest.fixture(scope="module")
+def bad_pools(csv_data):
+    """Unlabelled sources that must be refused, each as a folder."""
+    root = csv_data / "bad"
+    root.mkdir()
+    texts = tiny.sentiment_dataset(6, seed=9)
+    texts.rename_column("text", "sentence").to_csv(root / "no_text_column" / "train.csv")
+    (root / "empty_text").mkdir()
+    (root / "empty_text" / "train.csv").write_text("text,label\ngood movie,1\n,0\nbad film,0\n")
+    images = tiny.image_dataset(4).rename_column("image", "text")  # images where the labelled data has text
+    datasets.DatasetDict({"train": images}).save_to_disk(root / "images")
+    empty = datasets.Dataset.from_dict({"text": []}, features=datasets.Features({"text": datasets.Value("string")}))
+    datasets.DatasetDict({"train": empty, "other": texts}).save_to_disk(root / "empty_split",
+                                                                       num_shards={"train": 1, "other": 1})
+    (root / "header_only").mkdir()
+    (root / "header_only" / "train.csv").write_text("text,label\n")  # datasets itself cannot load an empty csv
+    test_texts = datasets.Dataset.from_csv(str(csv_data / "data" / "test.csv"))["text"]
+    leaky = datasets.Dataset.from_dict({"text": [*texts["text"], test_texts[3], test_texts[5]]})
+    leaky.to_csv(root / "leaky" / "train.csv")
+    return root
+
+
+def test_bad_unlabelled_data_is_refused_in_one_line_before_any_teacher_runs(student_dir, teacher_dirs, csv_data,
+                                                                            bad_pools, tmp_path, capsys, no_teacher):
+    out = tmp_path / "out"
+    args = train_args(student_dir, teacher_dirs, csv_data / "data", out)
+
+    def fails(source, *fragments, split=None):
+        extra = ["--unlabeled_dataset", str(source)] + (["--unlabeled_split", split] if split else [])
+        returncode = main(args + extra)
+        assert_one_line_error(returncode, capsys.readouterr().err, *fragments)
+        assert not out.exists() or not any(out.iterdir())
+
+    fails(bad_pools / "no_text_column", "column 'text' not found", "'sentence'")
+    fails(bad_pools / "empty_text", "unlabelled", "column 'text' has no text at row 1")
+    fails(bad_pools / "images", "unlabelled", "holds image but the labelled data's holds text")
+    fails(bad_pools / "empty_split", "unlabelled", "split is empty")
+    fails(bad_pools / "header_only", str(bad_pools / "header_only"))
+    fails(csv_data / "pool", "split 'unlabeled' not found in the unlabelled data", "['train']", split="unlabeled")
+    fails(bad_pools / "leaky", "2 rows of the unlabelled", "also in the eval (test) split (first at row 6)",
+          "leakage")
+    # The real entry point, in a fresh process: exit status 2, one line on stderr, no traceback.
+    result = subprocess.run([sys.executable, "-m", "hf_aft", *args, "--unlabeled_dataset", str(bad_pools / "leaky")],
+                            capture_output=True, text=True, timeout=300)
+    assert_one_line_error(result.returncode, result.stderr, "leakage")
+
+
+def test_features_saves_the_unlabelled_split_and_train_uses_it_without_any_teacher(
+        student_dir, teacher_dirs, csv_data, bad_pools, tmp_path, monkeypatch, capsys):
+    features = tmp_path / "features"
+    command = ["features", "--teachers", *map(str, teacher_dirs), "--dataset_name", str(csv_data / "data"),
+               "--output_dir", str(features)]
+    assert main(command + ["--unlabeled_dataset", str(bad_pools / "leaky")]) == 2  # leakage into the test split
+    assert "leakage" in capsys.readouterr().err and not features.exists()
+    assert main(command + ["--unlabeled_dataset", str(csv_data / "pool")]) == 0
+
+    saved = datasets.load_from_disk(str(features))
+    assert set(saved) == {"train", "test", "unlabeled"}
+    unlabeled = saved["unlabeled"]
+    assert len(unlabeled) == N_POOL and "label" not in unlabeled.column_names  # the pool's labels are dropped
+    assert unlabeled["text"] == tiny.sentiment_dataset(N_POOL, seed=7)["text"]
+    assert unlabeled.features["teacher_features"].length == 12 + 8
+    # The same features the teachers give these texts (the one feature path).
+    direct = extract_teacher_features(tiny.sentiment_dataset(N_POOL, seed=7), [str(d) for d in teacher_dirs])
+    np.testing.assert_allclose(unlabeled["teacher_features"], direct["teacher_features"], rtol=1e-6)
+    assert "unlabeled" in json.loads((features / "teachers.json").read_text())["splits"]
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("training loaded a teacher")
+
+    monkeypatch.setattr(hf_aft.teachers.TextTeacher, "load", no_teacher)
+    out = tmp_path / "student"
+    args = train_args(student_dir, [], features, out, "--unlabeled_dataset", str(features), "--unlabeled_split",
+                      "unlabeled", "--skip_cost_report", "true")
+    args.remove("--teachers")
+    assert main(args) == 0
+    summary = json.loads((out / "transfer_summary.json").read_text())
+    assert (summary["unlabeled_rows"], summary["labeled_rows"], summary["distill"]) == (N_POOL, N_LABELLED, "probe")
+    assert set(summary["scales"]) == {"teacher-a", "teacher-b"}
+
+
+@pytest.mark.parametrize("transfer", ["aft", "kd", "rkd", "none"])
+def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teacher_dirs, csv_data, tmp_path, capsys,
+                                                            transfer):
+    out = tmp_path / "out"
+    extra = ["--unlabeled_dataset", str(csv_data / "pool"), "--transfer", transfer]
+    if transfer != "aft":  # the default run measures its cost too
+        extra += ["--skip_cost_report", "true"]
+    assert main(train_args(student_dir, teacher_dirs, csv_data / "data", out, *extra)) == 0
+    stdout = capsys.readouterr().out
+
+    summary = json.loads((out / "transfer_summary.json").read_text())
+    assert summary["transfer"] == transfer and summary["distill"] == "probe"
+    assert (summary["unlabeled_rows"], summary["labeled_rows"]) == (N_POOL, N_LABELLED)
+    assert summary["labeled_fraction"] == pytest.approx(N_LABELLED / (N_LABELLED + N_POOL))
+    accuracy = summary["probe_accuracy"]
+    assert 0 <= accuracy <= 1
+    assert (f"terms: distillation from the teachers' probe (weight 1, temperature 1); {N_POOL} unlabelled rows "
+            f"beside {N_LABELLED} labelled (labelled share of each batch 60%); probe accuracy {accuracy:.4f}"
+            ) in stdout
+
+    card = (out / "README.md").read_text()
+    assert "- Distillation (not in the paper): `probe`: the teachers' linear probe" in card
+    assert f"the probe's cross-validated accuracy on the training labels: {accuracy:.4f}" in card
+    assert f"- Unlabelled data: {N_POOL} rows beside {N_LABELLED} labelled; 60% of each batch labelled" in card
+    assert f"- Method: `{transfer}`" in card
+    if transfer == "none":  # distilled from the teachers' probe: neither plain fine-tuning nor a baseline for it
+        assert "# Distilled student" in card and "STL" not in card and "with no teacher" not in card
+        assert "trained with **distillation, without feature transfer** from 2 frozen teachers" in card
+        with pytest.raises(AFTError, match="is a --transfer none run with --distill probe; the baseline must be "
+                           "plain fine-tuning"):
+            read_baseline(str(out))
+    else:
+        assert "from 2 frozen teachers" in card
+
+    logs = [e for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in e]
+    assert len(logs) == 3 and all("distill_loss" in e and "task_loss" in e for e in logs)
+    assert all(("transfer_loss" in e) == (transfer != "none") for e in logs)
+    if transfer == "aft":  # the record of the run names the unlabelled data too, and its recipe reruns it
+        assert (out / "cost_report.json").exists()
+        audit = json.loads((out / "audit.json").read_text())
+        assert audit["dataset"]["unlabeled_dataset"] == str(csv_data / "pool")
+        assert audit["splits"]["unlabeled"]["rows"] == N_POOL and audit["terms"] == summary_terms(summary)
+        recipe = yaml.safe_load((out / "recipe.yaml").read_text())
+        assert recipe["unlabeled_dataset"] == str(csv_data / "pool")
+
+
+def summary_terms(summary: dict) -> dict:
+    keys = ("distill", "distill_weight", "distill_temperature", "distill_teacher", "probe_accuracy", "labeled_rows",
+            "unlabeled_rows", "labeled_fraction")
+    return {key: summary[key] for key in keys}
+
+
+# ---------------------------------------------------------------- 5. two processes train as one
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def distributed_runs(tmp_path_factory, teacher_dirs, csv_data):
+    """`hf-aft train` with unlabelled rows and probe distillation: one process with batch 8, two with batch 4 each."""
+    root = tmp_path_factory.mktemp("distributed")
+    tiny.save_student(root / "student", dtype=torch.float64)  # float64: the comparison sees the method, not rounding
+
+    def launch(name: str, processes: int, batch: int) -> subprocess.CompletedProcess | None:
+        args = ["train", "--model_name_or_path", str(root / "student"), "--dataset_name", str(csv_data / "data"),
+                "--unlabeled_dataset", str(csv_data / "pool"), "--distill", "probe", "--teachers",
+                *map(str, teacher_dirs), "--output_dir", str(root / name), "--per_device_train_batch_size", str(batch),
+                "--optim", "sgd", "--learning_rate", "0.1", "--scales_learning_rate", "1.0", "--beta", "1.0",
+                "--max_steps", "4", "--seed", "0", "--save_strategy", "no", "--logging_steps", "1",
+                "--report_to", "none", "--skip_cost_report", "true", "--disable_tqdm", "true"]
+        if processes == 1:  # in this process: no second start of Python
+            assert main(args) == 0
+            return None
+        # As tests/test_distributed.py: --multi_gpu on a machine without GPUs (`accelerate launch --cpu` would start
+        # one process only) and no --use_cpu: the product notices that there is no GPU by itself.
+        command = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes",
+                   str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                   "--main_process_port", str(free_port()), "-m", "hf_aft", *args]
+        env = {**os.environ, "HF_HOME": str(root / "hf_home"), "OMP_NUM_THREADS": "1",
+               "HF_DATASETS_CACHE": str(root / "cache")}  # its own cache: the two processes extract and fit too
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    launch("one", 1, 8)
+    return root, launch("two", 2, 4)
+
+
+def test_two_processes_train_like_one_with_unlabelled_rows_and_probe_distillation(distributed_runs):
+    root, two_processes = distributed_runs
+    start = load_file(root / "student" / "model.safetensors")
+    one, two = (load_file(root / run / "model.safetensors") for run in ("one", "two"))
+    update = max((one[k] - start[k]).abs().max().item() for k in start)
+    assert update > 1e-3  # it trained
+    assert max((one[k] - two[k]).abs().max().item() for k in start) < 1e-9 * update
+    scales = [load_file(root / run / "transfer_state.safetensors")["scale_logits"] for run in ("one", "two")]
+    torch.testing.assert_close(scales[1], scales[0], rtol=1e-6, atol=1e-12)
+
+    def history(run):
+        state = json.loads((root / run / "trainer_state.json").read_text())
+        return [(e["task_loss"], e["transfer_loss"], e["distill_loss"]) for e in state["log_history"]
+                if "distill_loss" in e]
+
+    assert len(history("two")) == 4
+    np.testing.assert_allclose(history("two"), history("one"), rtol=1e-6)
+    summaries = [json.loads((root / run / "transfer_summary.json").read_text()) for run in ("one", "two")]
+    for key in ("distill", "probe_accuracy", "unlabeled_rows", "labeled_rows", "labeled_fraction"):
+        assert summaries[1][key] == summaries[0][key], key
+    assert summaries[1]["processes"] == 2 and summaries[1]["unlabeled_rows"] == N_POOL
+    assert two_processes.stdout.count("student saved to") == 1  # only the main process reports and writes
+    assert "Assembling shards" in two_processes.stderr  # the two processes extracted the features themselves
