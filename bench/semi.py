@@ -7,8 +7,9 @@ Per suite, labelled-set size and seed (paired by seed), test accuracy of:
   aft0.1, auto         AFT at a fixed beta / with --beta auto
   distill              probe distillation alone (--transfer none --distill probe)
   aft0.1+distill       AFT + probe distillation
-and each training method with `+u`: the same plus the unlabelled pool (--unlabeled_dataset). `+lf0.5` sets
---labeled_fraction 0.5 (default: the two sets' own share); `+x2` twice the steps. Every run at every size gets the full run's optimizer
+and each training method with `+u`: the same plus the unlabelled pool (--unlabeled_dataset). `+lf0.3` sets
+--labeled_fraction 0.3 (default 0.5; `+lfown`: the two sets' own share, the default before it was measured); `+x2`
+twice the steps. Every run at every size gets the full run's optimizer
 steps (3 epochs of 2,000 texts at batch 32 = 188 for text; 8 epochs of 2,000 images at batch 64 = 256 for vision), so
 unlabelled rows cost no extra steps: compare at equal compute.
 
@@ -75,7 +76,7 @@ def make_pool(suite: str, size: int) -> datasets.DatasetDict:
     return datasets.DatasetDict({"train": data["unlabeled"]})
 
 
-def method_args(method: str, pool: Path) -> list[str]:
+def method_args(method: str, pool: Path, own_share: float = 0.5) -> list[str]:
     """'aft0.1+distill+u+lf0.5' -> hf-aft train flags. No `distill` token: --distill none (the default, auto, would
     turn the probe on with unlabelled data)."""
     args, distill = [], "none"
@@ -91,6 +92,8 @@ def method_args(method: str, pool: Path) -> list[str]:
             distill = "probe"
         elif token == "u":
             args += ["--unlabeled_dataset", str(pool)]
+        elif token == "lfown":  # the two sets' own share (the default before labeled_fraction 0.5 was measured)
+            args += ["--labeled_fraction", f"{own_share:.6f}"]
         elif token.startswith("lf"):
             args += ["--labeled_fraction", token[2:]]
         elif token.startswith("x"):  # x2: twice the full run's optimizer steps (a longer schedule, not equal compute)
@@ -127,13 +130,16 @@ def run(suite: str, method: str, seed: int, n: int | None, pool_size: int) -> di
         kind = "vision" if suite == "vision" else "text"
         base = beta_auto.suite_args("mpnet" if suite == "rt" else suite, seed, n)
         out = WORK / "runs" / f"{suite}-{method}-{seed}-{n or 'all'}"
-        args = [*base, *method_args(method, pool), "--seed", str(seed), "--save_strategy", "no", "--report_to",
-                "none", "--logging_steps", "50", "--disable_tqdm", "true", "--overwrite_output_dir",
+        own_share = (n or 2000) / ((n or 2000) + pool_size)
+        args = [*base, *method_args(method, pool, own_share), "--seed", str(seed), "--save_strategy", "no",
+                "--report_to", "none", "--logging_steps", "50", "--disable_tqdm", "true", "--overwrite_output_dir",
                 "--output_dir", str(out), "--max_steps", str(STEPS[kind]), "--skip_cost_report", "true"]
         factor = float(args.pop(args.index("--steps_factor") + 1)) if "--steps_factor" in args else 1.0
         if factor != 1.0:
             args.remove("--steps_factor")
             args[args.index("--max_steps") + 1] = str(round(factor * STEPS[kind]))
+        if n is not None and n < 150 and "--beta" in args and args[args.index("--beta") + 1] == "auto":
+            args += ["--beta_validation_fraction", "0.2"]  # at least 20 held-out examples (as bench/beta_auto.py)
         summary = train(args)
         row = {"accuracy": summary["eval"]["eval_accuracy"], "beta": summary["beta"],
                "terms": summary.get("terms"), "train_s": summary["train"]["train_runtime"]}

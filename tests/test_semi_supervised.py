@@ -473,17 +473,17 @@ def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teache
     summary = json.loads((out / "transfer_summary.json").read_text())
     assert summary["transfer"] == transfer and summary["distill"] == "probe"
     assert (summary["unlabeled_rows"], summary["labeled_rows"]) == (N_POOL, N_LABELLED)
-    assert summary["labeled_fraction"] == pytest.approx(N_LABELLED / (N_LABELLED + N_POOL))
+    assert summary["labeled_fraction"] == 0.5  # the default with unlabelled data
     accuracy = summary["probe_accuracy"]
     assert 0 <= accuracy <= 1
     assert (f"terms: distillation from the teachers' probe (weight 1, temperature 1); {N_POOL} unlabelled rows "
-            f"beside {N_LABELLED} labelled (labelled share of each batch 60%); probe accuracy {accuracy:.4f}"
+            f"beside {N_LABELLED} labelled (labelled share of each batch 50%); probe accuracy {accuracy:.4f}"
             ) in stdout
 
     card = (out / "README.md").read_text()
     assert "- Distillation (not in the paper): `probe`: the teachers' linear probe" in card
     assert f"the probe's cross-validated accuracy on the training labels: {accuracy:.4f}" in card
-    assert f"- Unlabelled data: {N_POOL} rows beside {N_LABELLED} labelled; 60% of each batch labelled" in card
+    assert f"- Unlabelled data: {N_POOL} rows beside {N_LABELLED} labelled; 50% of each batch labelled" in card
     assert f"- Method: `{transfer}`" in card
     if transfer == "none":  # distilled from the teachers' probe: neither plain fine-tuning nor a baseline for it
         assert "# Distilled student" in card and "STL" not in card and "with no teacher" not in card
