@@ -9,7 +9,8 @@ Per suite, labelled-set size and seed (paired by seed), test accuracy of:
   aft0.1+distill       AFT + probe distillation
 and each training method with `+u`: the same plus the unlabelled pool (--unlabeled_dataset). `+lf0.3` sets
 --labeled_fraction 0.3 (default 0.5; `+lfown`: the two sets' own share, the default before it was measured); `+x2`
-twice the steps. Every run at every size gets the full run's optimizer
+twice the steps; `+ep` the steps hf-aft's default schedule gives with the pool (the suite's epochs over the mixed
+epoch: text 3, vision 8), at least the full run's. Otherwise every run at every size gets the full run's optimizer
 steps (3 epochs of 2,000 texts at batch 32 = 188 for text; 8 epochs of 2,000 images at batch 64 = 256 for vision), so
 unlabelled rows cost no extra steps: compare at equal compute.
 
@@ -98,11 +99,24 @@ def method_args(method: str, pool: Path, own_share: float = 0.5) -> list[str]:
             args += ["--labeled_fraction", token[2:]]
         elif token.startswith("x"):  # x2: twice the full run's optimizer steps (a longer schedule, not equal compute)
             args += ["--steps_factor", token[1:]]
+        elif token == "ep":  # the schedule hf-aft gives with unlabelled rows: the suite's epochs over the mixed epoch
+            args += ["--steps_factor", "epochs"]
         else:
             raise SystemExit(f"unknown method token {token!r} in {method!r}")
     if "--transfer" not in args:
         args += ["--transfer", "none"]
     return [*args, "--distill", distill]
+
+
+def epoch_steps(kind: str, n: int | None, pool_size: int, labeled_fraction: float = 0.5) -> int:
+    """Optimizer steps of the suite's epochs (text 3, vision 8) over labelled + unlabelled rows mixed at
+    `labeled_fraction` (hf_aft.unlabeled.epoch_length), as `hf-aft train --unlabeled_dataset` runs by default."""
+    import math
+
+    from hf_aft.unlabeled import epoch_length
+
+    epochs, batch = (3, 32) if kind == "text" else (8, 64)
+    return epochs * math.ceil(epoch_length(n or 2000, pool_size, labeled_fraction) / batch)
 
 
 def probe_accuracy(suite: str, labelled: Path, n: int | None, seed: int) -> float:
@@ -134,10 +148,11 @@ def run(suite: str, method: str, seed: int, n: int | None, pool_size: int) -> di
         args = [*base, *method_args(method, pool, own_share), "--seed", str(seed), "--save_strategy", "no",
                 "--report_to", "none", "--logging_steps", "50", "--disable_tqdm", "true", "--overwrite_output_dir",
                 "--output_dir", str(out), "--max_steps", str(STEPS[kind]), "--skip_cost_report", "true"]
-        factor = float(args.pop(args.index("--steps_factor") + 1)) if "--steps_factor" in args else 1.0
-        if factor != 1.0:
+        factor = args.pop(args.index("--steps_factor") + 1) if "--steps_factor" in args else "1"
+        if factor != "1":
             args.remove("--steps_factor")
-            args[args.index("--max_steps") + 1] = str(round(factor * STEPS[kind]))
+            steps = epoch_steps(kind, n, pool_size) if factor == "epochs" else round(float(factor) * STEPS[kind])
+            args[args.index("--max_steps") + 1] = str(max(steps, STEPS[kind]))
         if n is not None and n < 150 and "--beta" in args and args[args.index("--beta") + 1] == "auto":
             args += ["--beta_validation_fraction", "0.2"]  # at least 20 held-out examples (as bench/beta_auto.py)
         summary = train(args)
@@ -180,6 +195,16 @@ def table(rows: list[dict], methods: list[str]) -> str:
     return "\n".join(lines)
 
 
+def uses_pool(method: str) -> bool:
+    return "u" in method.split("+")
+
+
+def same_run(row: dict, suite: str, method: str, seed: int, n: int | None, pool: int) -> bool:
+    """A finished row for this run (rows without unlabelled data do not depend on the pool)."""
+    return ((row["suite"], row["method"], row["seed"], row["n"]) == (suite, method, seed, n)
+            and (row["pool"] == pool or not uses_pool(method)))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", default="rt,vision", help="comma-separated among rt, party, vision")
@@ -205,15 +230,14 @@ def main():
         for suite in args.suite.split(","):
             for n in sizes:
                 for method in methods:
-                    key = (suite, method, seed, n, args.pool)
-                    if any((r["suite"], r["method"], r["seed"], r["n"], r["pool"]) == key for r in done):
+                    if any(same_run(r, suite, method, seed, n, args.pool) for r in done):
                         continue
                     row = run(suite, method, seed, n, args.pool)
                     print(json.dumps(row), flush=True)
                     done.append(row)
                     with RESULTS.open("a") as f:
                         f.write(json.dumps(row) + "\n")
-    shown = [r for r in done if r["pool"] == args.pool]
+    shown = [r for r in done if r["pool"] == args.pool or not uses_pool(r["method"])]
     print(table(shown, [m for m in dict.fromkeys(r["method"] for r in shown)]))
 
 
