@@ -34,6 +34,7 @@ import hf_aft.teachers
 from hf_aft import AFTConfig, AFTError, AFTTrainer, distillation, extract_teacher_features
 from hf_aft.card import read_baseline
 from hf_aft.commands import main
+from hf_aft.losses import distillation_loss
 from hf_aft.unlabeled import UNLABELED, MixedSampler
 
 N_LABELLED, N_POOL = 24, 16
@@ -222,6 +223,21 @@ def test_probe_targets_are_out_of_fold_with_the_real_probe():
 
 
 # ---------------------------------------------------------------- 4. the probe cache
+def test_a_class_with_one_labelled_row_gets_no_target_and_the_term_skips_it():
+    # --beta auto's held-out split can leave one row of a class: that row has no honest out-of-fold target.
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 6 + [1] * 6 + [2])
+    fit = distillation.fit_probe(rng.normal(size=(13, 4)), labels, rng.normal(size=(3, 4)), num_classes=3)
+    assert np.isnan(fit.labeled[12]).all() and np.isfinite(fit.labeled[:12]).all() and np.isfinite(fit.unlabeled).all()
+    logits = torch.randn(13, 3, requires_grad=True)
+    loss = distillation_loss(logits, torch.from_numpy(fit.labeled), temperature=2.0)
+    assert torch.allclose(loss, distillation_loss(logits[:12], torch.from_numpy(fit.labeled[:12]), temperature=2.0))
+    loss.backward()
+    assert torch.isfinite(logits.grad).all() and (logits.grad[12] == 0).all()
+    with pytest.raises(AFTError, match="at least 2 classes with 2 or more"):
+        distillation.fit_probe(rng.normal(size=(7, 4)), np.array([0] * 6 + [1]), np.empty((0, 4)), num_classes=2)
+
+
 def test_the_probe_is_cached_and_refitted_when_features_or_labels_change(labelled, pool, monkeypatch, tmp_path):
     calls = []
     fit_probe = distillation.fit_probe

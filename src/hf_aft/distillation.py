@@ -38,8 +38,9 @@ PROBE_C = 1.0  # scikit-learn's default L2 strength, on standardised features
 
 @dataclass
 class ProbeFit:
-    """Targets (log-probabilities, [rows, classes]) for the labelled and the unlabelled rows, and the probe's
-    cross-validated accuracy on the labelled rows (the share of out-of-fold predictions that are right)."""
+    """Targets (log-probabilities, [rows, classes]; NaN rows: no honest target, see `fit_probe`) for the labelled and
+    the unlabelled rows, and the probe's cross-validated accuracy on the labelled rows it could cross-fit (the share
+    of out-of-fold predictions that are right)."""
 
     labeled: np.ndarray
     unlabeled: np.ndarray
@@ -68,27 +69,29 @@ def _log_proba(probe, features: np.ndarray, num_classes: int) -> np.ndarray:
 def fit_probe(labeled: np.ndarray, labels: np.ndarray, unlabeled: np.ndarray, num_classes: int, seed: int = 0,
               folds: int = PROBE_FOLDS) -> ProbeFit:
     """Cross-fitted probe targets (see the module docstring). `labeled` [L, D], `labels` [L] class ids,
-    `unlabeled` [U, D] (U may be 0).
+    `unlabeled` [U, D] (U may be 0). A row whose class has a single labelled row has no honest out-of-fold target
+    (every fold that leaves it out lacks its class): its target row is NaN, and the distillation term skips it.
 
     Raises:
-        AFTError: a class with fewer than 2 labelled rows (no fold could leave it out and still know it).
+        AFTError: fewer than 2 classes with at least 2 labelled rows (nothing to cross-fit).
     """
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     counts = np.bincount(labels, minlength=num_classes)
-    present = counts[counts > 0]
-    if present.min() < 2:
-        rare = int(np.flatnonzero(counts == 1)[0])
-        raise AFTError(f"probe distillation cross-fits the teachers' probe: class {rare} has 1 labelled row, and "
-                       "every class needs at least 2; add labelled rows, or pass --distill none.")
-    folds = int(min(folds, present.min()))
+    fitted = counts[labels] >= 2  # rows that can be cross-fitted
+    classes = np.flatnonzero(counts >= 2)
+    if len(classes) < 2:
+        raise AFTError("probe distillation cross-fits the teachers' probe: it needs at least 2 classes with 2 or "
+                       f"more labelled rows each (class counts: {counts.tolist()}); add labelled rows, or pass "
+                       "--distill none.")
+    folds = int(min(folds, counts[classes].min()))
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    proba = cross_val_predict(_probe(), labeled, labels, cv=splitter, method="predict_proba")
-    present_classes = np.flatnonzero(counts)
-    out_of_fold = np.full((len(labels), num_classes), np.log(1e-8), dtype=np.float32)
-    out_of_fold[:, present_classes] = np.log(np.clip(proba, 1e-8, None))
-    out_of_fold -= np.logaddexp.reduce(out_of_fold, axis=1, keepdims=True)
-    accuracy = float((out_of_fold.argmax(1) == labels).mean())
+    proba = cross_val_predict(_probe(), labeled[fitted], labels[fitted], cv=splitter, method="predict_proba")
+    out_of_fold = np.full((len(labels), num_classes), np.nan, dtype=np.float32)
+    rows = np.full((int(fitted.sum()), num_classes), np.log(1e-8), dtype=np.float32)
+    rows[:, classes] = np.log(np.clip(proba, 1e-8, None))
+    out_of_fold[fitted] = rows - np.logaddexp.reduce(rows, axis=1, keepdims=True)
+    accuracy = float((out_of_fold[fitted].argmax(1) == labels[fitted]).mean())
     full = _probe().fit(labeled, labels)
     return ProbeFit(out_of_fold, _log_proba(full, unlabeled, num_classes), accuracy, folds)
 

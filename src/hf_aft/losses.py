@@ -161,7 +161,7 @@ def distillation_loss(student_logits: torch.Tensor, target_log_probs: torch.Tens
     Args:
         student_logits: [B, C] the student's logits.
         target_log_probs: [B, C] the target's log-probabilities (or logits: softmax(x / T) is the same up to a
-            per-row constant).
+            per-row constant); rows holding NaN have no target and are left out of the mean.
         temperature: T > 0.
     Returns:
         A scalar, in nats.
@@ -170,9 +170,11 @@ def distillation_loss(student_logits: torch.Tensor, target_log_probs: torch.Tens
         raise AFTError(f"distillation: student logits {tuple(student_logits.shape)} and targets "
                        f"{tuple(target_log_probs.shape)} differ in shape.")
     dtype = torch.promote_types(student_logits.dtype, torch.float32)
-    target = F.log_softmax(target_log_probs.to(dtype) / temperature, dim=1)
-    student = F.log_softmax(student_logits.to(dtype) / temperature, dim=1)
-    return temperature**2 * F.kl_div(student, target, reduction="batchmean", log_target=True)
+    has_target = torch.isfinite(target_log_probs).all(dim=1)  # a NaN row: no honest target (distillation.fit_probe)
+    target = F.log_softmax(target_log_probs[has_target].to(dtype) / temperature, dim=1)
+    student = F.log_softmax(student_logits[has_target].to(dtype) / temperature, dim=1)
+    kl = F.kl_div(student, target, reduction="sum", log_target=True)
+    return temperature**2 * kl / has_target.sum().clamp_min(1)
 
 
 def build_transfer_loss(

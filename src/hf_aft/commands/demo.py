@@ -39,11 +39,11 @@ def print_results(aft: dict, stl: dict, probe: float | None) -> None:
     print(f"\n=== hf-aft demo: Rotten Tomatoes (movie-disjoint split), {terms.get('labeled_rows')} labelled and "
           f"{terms.get('unlabeled_rows')} unlabelled snippets; teacher all-mpnet-base-v2, student: all-MiniLM-L6-v2's "
           "first 3 layers ===")
-    print(f"{'':<44}{'test accuracy':>15}")
-    print(f"{'STL (plain fine-tuning, labelled rows)':<44}{stl['eval']['eval_accuracy']:>15.4f}")
-    print(f"{'teacher probe (logistic regression, 768-d)':<44}{probe if probe is not None else float('nan'):>15.4f}")
+    print(f"{'':<50}{'test accuracy':>15}")
+    print(f"{'STL (plain fine-tuning, labelled rows)':<50}{stl['eval']['eval_accuracy']:>15.4f}")
+    print(f"{'teacher probe (logistic regression, 768-d)':<50}{probe if probe is not None else float('nan'):>15.4f}")
     label = f"AFT (beta {aft['beta']:g}) + probe distillation + unlabelled"
-    print(f"{label:<44}{aft['eval']['eval_accuracy']:>15.4f}")
+    print(f"{label:<50}{aft['eval']['eval_accuracy']:>15.4f}")
     print(gap_line(stl["eval"]["eval_accuracy"], probe, aft["eval"]["eval_accuracy"]))
     if aft.get("terms_note"):
         print(aft["terms_note"])
