@@ -238,7 +238,8 @@ def main():
                     with RESULTS.open("a") as f:
                         f.write(json.dumps(row) + "\n")
     shown = [r for r in done if r["pool"] == args.pool or not uses_pool(r["method"])]
-    print(table(shown, [m for m in dict.fromkeys(r["method"] for r in shown)]))
+    shown = [r for r in shown if r["suite"] in args.suite.split(",") and r["n"] in sizes]
+    print(table(shown, [m for m in methods if any(r["method"] == m for r in shown)]))
 
 
 if __name__ == "__main__":

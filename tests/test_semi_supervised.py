@@ -589,3 +589,29 @@ def test_two_processes_train_like_one_with_unlabelled_rows_and_probe_distillatio
     assert summaries[1]["processes"] == 2 and summaries[1]["unlabeled_rows"] == N_POOL
     assert two_processes.stdout.count("student saved to") == 1  # only the main process reports and writes
     assert "Assembling shards" in two_processes.stderr  # the two processes extracted the features themselves
+
+
+def test_distill_logits_takes_a_classifier_and_refuses_a_bare_encoder(student_dir, teacher_dirs, csv_data, tmp_path,
+                                                                      capsys):
+    classifier = tiny.save_student(tmp_path / "task-teacher", hidden=12, seed=3)  # a *ForSequenceClassification
+    args = train_args(student_dir, teacher_dirs, csv_data / "data", tmp_path / "out", "--unlabeled_dataset",
+                      str(csv_data / "pool"), "--distill", "logits")
+    assert main(args + ["--distill_teacher", str(classifier)]) == 0
+    summary = json.loads((tmp_path / "out" / "transfer_summary.json").read_text())
+    assert summary["distill"] == "logits" and summary["distill_teacher"] == str(classifier)
+    capsys.readouterr()
+    bare = train_args(student_dir, teacher_dirs, csv_data / "data", tmp_path / "bare", "--unlabeled_dataset",
+                      str(csv_data / "pool"), "--distill", "logits", "--distill_teacher", str(teacher_dirs[0]))
+    assert_one_line_error(main(bare), capsys.readouterr().err, "is not a classifier", "--distill probe")
+
+
+def test_a_pool_of_training_rows_or_a_pool_nothing_reads_is_refused(student_dir, teacher_dirs, csv_data, tmp_path,
+                                                                    capsys):
+    # The labelled training split given again as the pool (e.g. a features folder without --unlabeled_split).
+    again = train_args(student_dir, teacher_dirs, csv_data / "data", tmp_path / "a", "--unlabeled_dataset",
+                       str(csv_data / "data"))
+    assert_one_line_error(main(again), capsys.readouterr().err, "also in the labelled training split",
+                          "--unlabeled_split unlabeled")
+    unread = train_args(student_dir, teacher_dirs, csv_data / "data", tmp_path / "b", "--unlabeled_dataset",
+                        str(csv_data / "pool"), "--transfer", "none", "--distill", "none")
+    assert_one_line_error(main(unread), capsys.readouterr().err, "no term reads unlabelled rows")

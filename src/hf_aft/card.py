@@ -232,10 +232,12 @@ def _class_names(model) -> list[str] | None:
     return None if all(name == f"LABEL_{i}" for i, name in enumerate(names)) else names
 
 
-def beta_note(args, beta_search: dict | None = None) -> str:
-    """One line: which beta a run used and why (`hf-aft train` prints it, the card says it)."""
+def beta_note(args, beta_search: dict | None = None, terms: dict | None = None) -> str:
+    """One line: which beta a run used and why (`hf-aft train` prints it, the card says it); `terms`:
+    `AFTTrainer.terms_summary()` (a --transfer none run with distillation is not plain fine-tuning)."""
     if args.transfer == "none":
-        return "beta: not used (--transfer none: plain fine-tuning)"
+        return ("beta: not used (--transfer none: distillation without feature transfer)" if distilled(terms)
+                else "beta: not used (--transfer none: plain fine-tuning)")
     if beta_search:
         return f"beta = {args.beta:g} ({beta_search['reason']})"
     how = "the default" if args.beta == DEFAULT_BETA else "set with --beta or in --config"
@@ -279,7 +281,7 @@ def card_facts_from_trainer(trainer, model_name: str | None = None, dataset_name
         baseline_results=baseline_results, peft=peft_settings(trainer.model), beta_search=beta_search,
         task="image-classification" if trainer.image_column else "text-classification",
         balance_teachers=args.balance_teachers and trainer.transfer_loss is not None,
-        beta_note=beta_note(args, beta_search), terms=trainer.terms_summary(),
+        beta_note=beta_note(args, beta_search, trainer.terms_summary()), terms=trainer.terms_summary(),
         terms_note=terms_note(trainer.terms_summary()),
     )
 

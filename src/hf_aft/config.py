@@ -301,7 +301,7 @@ class AFTConfig(TrainingArguments, TeacherArguments):
             raise AFTError(f"distill_temperature must be a finite number > 0 (got {self.distill_temperature}).")
         if self.labeled_fraction is not None and not 0 < self.labeled_fraction < 1:
             raise AFTError(f"labeled_fraction must be in (0, 1) (got {self.labeled_fraction}): the share of each "
-                           "batch that is labelled; leave it unset for the two sets' own share.")
+                           "batch that is labelled (default 0.5).")
         if self.distill == "logits" and not self.distill_teacher:
             raise AFTError("--distill logits needs --distill_teacher ID: a classifier tuned for the same labels.")
         if self.distill_teacher and self.distill not in ("logits", "auto"):

@@ -31,6 +31,7 @@ from .features import FEATURES_COLUMN, feature_matrix
 logger = logging.getLogger(__name__)
 
 TARGETS_COLUMN = "distill_targets"
+CLASSIFIER_SUFFIXES = ("ForSequenceClassification", "ForImageClassification")
 PROBE_VERSION = "1"
 PROBE_FOLDS = 5
 PROBE_C = 1.0  # scikit-learn's default L2 strength, on standardised features
@@ -166,6 +167,11 @@ def task_teacher_targets(dataset: datasets.Dataset, spec: str, names: list[str],
 
     name, pinned = parse_teacher(spec)
     config = load_config(spec, name, resolve_revision(name, pinned), {})
+    heads = [a for a in getattr(config, "architectures", None) or [] if a.endswith(CLASSIFIER_SUFFIXES)]
+    if not heads:  # a bare encoder's "logits" would come from a head nobody trained
+        raise AFTError(f"--distill_teacher {spec!r} is not a classifier (architectures: "
+                       f"{getattr(config, 'architectures', None)}): give a *ForSequenceClassification or "
+                       "*ForImageClassification model tuned for these labels, or use --distill probe.")
     if not getattr(config, "id2label", None) or len(config.id2label) != len(names):
         raise AFTError(f"--distill_teacher {spec!r} has {len(getattr(config, 'id2label', None) or {})} classes, the "
                        f"data {len(names)} ({names[:10]}): give a classifier tuned for these labels, or use --distill "

@@ -152,6 +152,9 @@ def _check_run(script_args: ScriptArguments, config: AFTConfig):
     if script_args.beta_auto and config.resume_from_checkpoint:
         raise AFTError("--beta auto cannot resume a run: pass the beta it chose (beta_search.json, chosen_beta) as "
                        "--beta with --resume_from_checkpoint.")
+    if script_args.unlabeled_dataset and config.transfer == "none" and config.distill == "none":
+        raise AFTError("--unlabeled_dataset with --transfer none and --distill none: no term reads unlabelled rows "
+                       "(the task loss needs labels); add a transfer or --distill probe, or drop --unlabeled_dataset.")
     if script_args.baseline_dir:
         return read_baseline(script_args.baseline_dir, script_args.dataset_name)
     return None
@@ -266,7 +269,8 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
     trainer.save_model()
     trainer.save_metrics("train", result.metrics)
     summary = {"output_dir": os.path.abspath(config.output_dir), "train": result.metrics, "beta": config.beta,
-               "beta_note": beta_note(config, beta_search), "terms_note": terms_note(trainer.terms_summary()),
+               "beta_note": beta_note(config, beta_search, trainer.terms_summary()),
+               "terms_note": terms_note(trainer.terms_summary()),
                "terms": trainer.terms_summary(),
                "scales": trainer.scale_summary(), "is_main_process": trainer.is_world_process_zero(),
                "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),

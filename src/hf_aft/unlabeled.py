@@ -54,7 +54,7 @@ def check_modality(unlabeled: datasets.Dataset, labelled: datasets.Dataset, inpu
 
 
 def check_no_leakage(unlabeled: datasets.Dataset, eval_set: datasets.Dataset | None, input_column: str,
-                     eval_name: str = "eval", name: str = "unlabelled") -> None:
+                     eval_name: str = "eval", name: str = "unlabelled", advice: str | None = None) -> None:
     """No unlabelled text is also an evaluation text: the teachers' features (and the probe's predictions) of the
     evaluation rows would reach the student, and the reported result would be biased. Images are compared by file
     path when they are paths, else not checked."""
@@ -69,8 +69,8 @@ def check_no_leakage(unlabeled: datasets.Dataset, eval_set: datasets.Dataset | N
     if count:
         row = int(np.flatnonzero(shared.to_numpy(zero_copy_only=False))[0])
         raise AFTError(f"{count} rows of the {name} split are also in the {eval_name} split (first at row {row}): "
-                       "that is leakage, the student would learn from the teachers' view of the evaluation data. "
-                       "Remove them from the unlabelled data, or evaluate on another split.")
+                       + (advice or "that is leakage, the student would learn from the teachers' view of the "
+                          "evaluation data. Remove them from the unlabelled data, or evaluate on another split."))
 
 
 def load_unlabeled(source: str, split: str, input_column: str, label_column: str, labelled: datasets.Dataset,
@@ -81,9 +81,12 @@ def load_unlabeled(source: str, split: str, input_column: str, label_column: str
 
     Raises:
         AFTError: a source that cannot be loaded, a missing split or column, an empty split, a missing text, another
-            kind of input than the labelled data's, rows shared with a held-out split.
+            kind of input than the labelled data's, rows shared with a held-out split or the labelled training rows.
     """
-    data = load_dataset_dict(source)
+    try:
+        data = load_dataset_dict(source)
+    except AFTError as error:
+        raise AFTError(f"--unlabeled_dataset: {error}") from error
     if split not in data:
         raise AFTError(f"split {split!r} not found in the unlabelled data {source!r}; it has splits {list(data)}: "
                        "pass --unlabeled_split.")
@@ -93,6 +96,9 @@ def load_unlabeled(source: str, split: str, input_column: str, label_column: str
     check_modality(unlabeled, labelled, input_column, name)
     for held_name, held in held_out.items():
         check_no_leakage(unlabeled, held, input_column, held_name, name)
+    check_no_leakage(unlabeled, labelled, input_column, "labelled training", name, advice=(
+        "their labels are already used, and --beta auto would hold some of them out to judge on. Remove them from the "
+        "pool (a pool saved beside the data by hf-aft features is --unlabeled_split unlabeled)."))
     dropped = [c for c in (label_column, *LABEL_COLUMNS) if c in unlabeled.column_names and c != input_column]
     return unlabeled.remove_columns(sorted(set(dropped))) if dropped else unlabeled
 
