@@ -18,11 +18,11 @@ class DemoArguments:
     workdir: str = field(default="runs/demo", metadata={"help": "Where data, students and results go."})
     beta: float | None = field(default=None, metadata={"help": "AFT's beta (default: AFTConfig's)."})
     n_train: int = field(default=300, metadata={"help": "Labelled training examples."})
-    n_unlabeled: int = field(default=1000, metadata={"help": "Unlabelled examples (movies disjoint from test's)."})
-    n_test: int = field(default=1000, metadata={"help": "Test examples (movies disjoint from training's)."})
-    max_steps: int = field(default=188, metadata={
+    n_unlabeled: int = field(default=800, metadata={"help": "Unlabelled examples (movies disjoint from test's)."})
+    n_test: int = field(default=800, metadata={"help": "Test examples (movies disjoint from training's)."})
+    max_steps: int = field(default=150, metadata={
         "help": "Optimizer steps of both runs (batch 32): 3 epochs of the AFT run's mixed epoch (300 labelled rows "
-        "as half of each batch beside 1,000 unlabelled ones), and the same for STL (bench/semi.py's protocol)."})
+        "as half of each batch beside 800 unlabelled ones), and the same for STL (bench/semi.py's protocol)."})
     seed: int = field(default=0, metadata={"help": "Seed of both runs."})
 
 
