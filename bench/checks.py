@@ -77,9 +77,9 @@ def feature_file(cache: Path, rows: int, dim: int) -> tuple[Path, datasets.Datas
     path = cache / "teacher-bench.arrow"
     rng = np.random.default_rng(0)
     features = datasets.Features({FEATURES_COLUMN: datasets.List(datasets.Value("float32"), length=dim)})
-    dataset = verified_map(path, lambda: datasets.Dataset.from_dict({"i": list(range(rows))}).map(
+    dataset = verified_map(path, lambda target: datasets.Dataset.from_dict({"i": list(range(rows))}).map(
         lambda b: {FEATURES_COLUMN: rng.standard_normal((len(b["i"]), dim), dtype=np.float32)}, batched=True,
-        batch_size=4096, remove_columns=["i"], features=features, cache_file_name=str(path)))
+        batch_size=4096, remove_columns=["i"], features=features, cache_file_name=str(target)))
     return path, dataset
 
 

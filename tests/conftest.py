@@ -32,13 +32,16 @@ def student_dir(tmp_path_factory):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """How many cases of the CLI fuzz suite (tests/test_fuzz_cli.py) ran, and how they ended."""
-    counts = {}
-    for outcome in ("passed", "failed", "xfailed", "xpassed", "skipped", "error"):
-        reports = [r for r in terminalreporter.stats.get(outcome, [])
-                   if "test_fuzz_cli.py::test_bad_input[" in getattr(r, "nodeid", "")]
-        if reports:
-            counts[outcome] = len({r.nodeid for r in reports})
-    if counts:
-        details = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
-        terminalreporter.write_line(f"hf-aft CLI fuzz suite: tried {sum(counts.values())} bad inputs ({details})")
+    """How many cases of the CLI fuzz suites (tests/test_fuzz_cli.py: bad inputs; tests/test_fuzz_machine.py: faults
+    of the machine) ran, and how they ended."""
+    for prefix, what in (("test_fuzz_cli.py::test_bad_input[", "CLI fuzz suite: tried {} bad inputs"),
+                         ("test_fuzz_machine.py::", "machine-fault suite: tried {} faults")):
+        counts = {}
+        for outcome in ("passed", "failed", "xfailed", "xpassed", "skipped", "error"):
+            reports = [r for r in terminalreporter.stats.get(outcome, []) if prefix in getattr(r, "nodeid", "")
+                       and getattr(r, "when", "call") in ("call", "setup")]
+            if reports:
+                counts[outcome] = len({r.nodeid for r in reports})
+        if counts:
+            details = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+            terminalreporter.write_line(f"hf-aft {what.format(sum(counts.values()))} ({details})")

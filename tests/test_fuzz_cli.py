@@ -92,6 +92,10 @@ class Models:
         return folder
 
     @functools.cached_property
+    def gguf_teacher(self) -> Path:
+        return tiny.save_gguf_teacher(self.root / "gguf" / "tiny.gguf")
+
+    @functools.cached_property
     def run(self) -> Path:
         """A finished `hf-aft train` run with a checkpoint-1 folder (model, optimizer, transfer state)."""
         data = self.root / "run-data"
@@ -113,15 +117,16 @@ def rows(n: int = 16, seed: int = 0) -> list[dict]:
 
 
 def write_rows(path: Path, records: list[dict]) -> Path:
-    """csv (None: an empty cell), jsonl (None: null; a missing key stays missing) or parquet, by suffix."""
+    """csv or tsv (None: an empty cell), json lines in .jsonl or .json (None: null; a missing key stays missing) or
+    parquet, by suffix."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".csv":
+    if path.suffix in (".csv", ".tsv"):
         names = list(dict.fromkeys(key for record in records for key in record))
         with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=names)
+            writer = csv.DictWriter(f, fieldnames=names, delimiter="\t" if path.suffix == ".tsv" else ",")
             writer.writeheader()
             writer.writerows(records)
-    elif path.suffix == ".jsonl":
+    elif path.suffix in (".jsonl", ".json"):
         path.write_text("".join(json.dumps(record) + "\n" for record in records))
     else:
         datasets.Dataset.from_list(records).to_parquet(str(path))
@@ -196,6 +201,7 @@ class Case:
     check: Callable[[Env], None] | None = None  # what a successful run must have produced
     before_teachers: bool = False  # the refusal must come before any teacher ran
     subprocess: bool = False  # run `python -m hf_aft` in a fresh process instead
+    hidden: tuple[str, ...] = ()  # modules that cannot be imported while it runs (an optional extra not installed)
 
 
 def _labelled(records: list[dict], labels) -> list[dict]:
@@ -409,6 +415,71 @@ def _existing_ranking(env: Env) -> list[str]:
 def _rank(env: Env, *extra, data=None) -> list[str]:
     return ["rank-teachers", "--teachers", str(env.models.teacher), "--dataset_name", str(data or env.data()),
             "--output_dir", str(env.work / "ranking"), *extra]
+
+
+# ---- kind 13: library messages
+HAS_MOUNTS = Path("/proc/self/mounts").exists()  # Linux: /proc and /sys are kernel filesystems
+
+
+def _without(argv: list[str], flag: str) -> list[str]:
+    """`argv` without `flag` and its value: hf-aft's own default applies."""
+    at = argv.index(flag)
+    return argv[:at] + argv[at + 2 :]
+
+
+def _default_save(env: Env, *extra) -> list[str]:
+    """A train command that leaves --save_strategy at hf-aft's default, 'no'."""
+    return _without(env.train(*extra), "--save_strategy")
+
+
+def _mixed_files(env: Env, *suffixes: str) -> str:
+    """Comma-separated data files of the same kind of rows, one per suffix."""
+    return ",".join(str(write_rows(env.work / "mixed" / f"part{i}{suffix}", rows(16, seed=i)))
+                    for i, suffix in enumerate(suffixes))
+
+
+def _mixed_folder(env: Env) -> Path:
+    write_rows(env.work / "mixed-folder" / "train.csv", rows(16))
+    write_rows(env.work / "mixed-folder" / "test.jsonl", rows(8, seed=1))
+    return env.work / "mixed-folder"
+
+
+def _export(env: Env, *extra, out: str = "export") -> list[str]:
+    return ["export", str(_finished_run_copy(env)), "--output_dir", str(env.work / out), *extra]
+
+
+def _rank_to(env: Env, flag: str, path: str) -> list[str]:
+    return ["rank-teachers", "--teachers", str(env.models.teacher), "--dataset_name", str(env.data()), "--folds", "2",
+            flag, path]
+
+
+def _gguf_features(env: Env, spec: str | None = None) -> list[str]:
+    return ["features", "--dataset_name", str(env.data()), "--teachers", spec or str(env.models.gguf_teacher),
+            "--output_dir", str(env.work / "features")]
+
+
+def _long_everywhere(env: Env, suffix: str) -> Path:
+    """Train and test splits whose every fourth text (~160 tokens) is longer than the models' 64 positions."""
+    def long(records):
+        return [{**r, "text": " ".join(tiny.WORDS * 6)} if i % 4 == 3 else r for i, r in enumerate(records)]
+
+    return env.data(long(rows(16)), long(rows(8, seed=1)), suffix=suffix, name=f"long{suffix.replace('.', '-')}")
+
+
+def _export_tokenizer_without_limit(env: Env) -> list[str]:
+    """Export a run whose saved tokenizer forgot the student's limit, checked on long texts at its --max_length."""
+    argv = _export(env, "--dataset_name", str(_long_everywhere(env, ".jsonl")))
+    config = Path(argv[1]) / "tokenizer_config.json"
+    config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "model_max_length"}))
+    return argv
+
+
+def _check_exported(env: Env) -> None:
+    assert (env.work / "export" / "export_report.json").exists()
+
+
+def _check_glob_features(env: Env) -> None:
+    assert len(datasets.load_from_disk(str(env.work / "features"))["train"]) == 32
 
 
 CASES = [
@@ -675,6 +746,102 @@ CASES = [
     Case("train-float16-overflow", 12,
          lambda e: e.train("--teacher_feature_dtype", "float16", "--teachers", str(e.models.overflow_teacher)),
          ("float16",)),
+    # ---- 13. library messages: folded not cut, hf-aft's changed defaults named, a missing extra named, data files
+    # of another format said as such, output dirs that can't hold folders, texts cut at every model's limit
+    Case("load-best-with-default-save-strategy", 13,
+         lambda e: _default_save(e, "--load_best_model_at_end", "true", "--eval_strategy", "epoch"),
+         ("hf-aft's default --save_strategy is 'no'", "--save_strategy epoch"), before_teachers=True),
+    Case("load-best-without-eval-strategy", 13, lambda e: _default_save(e, "--load_best_model_at_end", "true"),
+         ("--eval_strategy epoch --save_strategy epoch", "hf-aft's default"), before_teachers=True),
+    Case("load-best-eval-steps-from-default-logging-steps", 13,
+         lambda e: e.train("--load_best_model_at_end", "true", "--eval_strategy", "steps", "--save_strategy", "steps"),
+         ("--eval_steps", "--logging_steps", "0.1"), before_teachers=True),
+    Case("save-steps-with-default-save-strategy", 13, lambda e: _default_save(e, "--save_steps", "5"),
+         ("--save_steps 5", "--save_strategy steps", "hf-aft's default"), before_teachers=True),
+    Case("training-arguments-message-of-three-lines", 13,
+         lambda e: e.train("--load_best_model_at_end", "true", "--eval_strategy", "epoch", "--save_strategy", "steps"),
+         ("but found", "Evaluation strategy: IntervalStrategy.EPOCH", "Save strategy: SaveStrategy.STEPS")),
+    Case("yaml-error-keeps-where", 13, lambda e: ["train", "--config", str(e.yaml("beta: [0.1\nteachers: {")),
+                                                  "--output_dir", str(e.out)], ("recipe.yaml", "line 1", "expected")),
+    Case("load-best-with-matching-strategies", 13,
+         lambda e: e.train("--load_best_model_at_end", "true", "--eval_strategy", "steps", "--save_strategy", "steps",
+                           "--eval_steps", "1", "--save_steps", "1"),
+         outcome="ok", check=_check_capped_or_refused),
+    Case("export-without-onnxscript", 13, _export, ('pip install "hf-aft[export]"', "onnxscript"),
+         hidden=("onnxscript",)),
+    Case("export-without-onnxruntime", 13, _export, ('pip install "hf-aft[export]"', "onnxruntime"),
+         hidden=("onnxruntime",)),
+    Case("export-int8-without-onnx", 13, lambda e: _export(e, "--quantize", "dynamic-int8"),
+         ('pip install "hf-aft[export]"', "onnx"), hidden=("onnx",)),
+    Case("features-gguf-teacher-without-gguf", 13, _gguf_features, ('pip install "hf-aft[gguf]"', "tiny.gguf"),
+         hidden=("gguf",), before_teachers=True),
+    Case("features-gguf-source-file-without-gguf", 13,
+         lambda e: _gguf_features(e, f"{e.models.gguf_teacher.parent}::tiny.gguf"), ('pip install "hf-aft[gguf]"',),
+         hidden=("gguf",), before_teachers=True),
+    Case("train-gguf-teacher-without-gguf", 13, lambda e: e.train("--teachers", str(e.models.gguf_teacher)),
+         ('pip install "hf-aft[gguf]"',), hidden=("gguf",), before_teachers=True),
+    Case("rank-gguf-teacher-without-gguf", 13,
+         lambda e: ["rank-teachers", "--teachers", str(e.models.gguf_teacher), "--dataset_name", str(e.data()),
+                    "--output_dir", str(e.work / "ranking")], ('pip install "hf-aft[gguf]"',), hidden=("gguf",),
+         before_teachers=True),
+    *([Case("output-dir-under-proc", 13, lambda e: train_args(e.models, e.data(), "/proc/hfaft-test/out"),
+            ("/proc/hfaft-test/out", "proc filesystem"), before_teachers=True),
+       Case("features-output-dir-under-proc", 13,
+            lambda e: _features_args(e, e.data())[:-1] + ["/proc/hfaft-test/features"], ("proc filesystem",),
+            before_teachers=True),
+       Case("export-output-dir-under-sys", 13, lambda e: _export(e, out="/sys/hfaft-test/export"),
+            ("/sys/hfaft-test/export", "sysfs")),
+       Case("rank-output-file-under-proc", 13, lambda e: _rank_to(e, "--output_file", "/proc/hfaft-test.json"),
+            ("/proc", "proc filesystem"), before_teachers=True),
+       Case("rank-output-dir-under-proc", 13, lambda e: _rank_to(e, "--output_dir", "/proc/hfaft-test/ranking"),
+            ("proc filesystem",), before_teachers=True),
+       Case("student-output-dir-under-proc", 13,
+            lambda e: ["student", "--from", str(e.models.teacher), "--num_layers", "1", "--output_dir",
+                       "/proc/hfaft-test/student"], ("proc filesystem",)),
+       ] if HAS_MOUNTS else []),
+    Case("dataset-files-of-two-formats", 13, lambda e: e.train(data=_mixed_files(e, ".csv", ".json")),
+         ("different formats (.csv, .json)", "one format"), before_teachers=True),
+    Case("dataset-files-csv-and-tsv", 13, lambda e: e.train(data=_mixed_files(e, ".csv", ".tsv")),
+         ("different formats (.csv, .tsv)",), before_teachers=True),
+    Case("features-dataset-files-of-two-formats", 13,
+         lambda e: _features_args(e, _mixed_files(e, ".jsonl", ".parquet")), ("different formats",),
+         before_teachers=True),
+    Case("rank-dataset-files-of-two-formats", 13,
+         lambda e: _rank(e, "--folds", "2", data=_mixed_files(e, ".csv", ".parquet")), ("different formats",),
+         before_teachers=True),
+    Case("unlabeled-dataset-files-of-two-formats", 13,
+         lambda e: e.train("--unlabeled_dataset", _mixed_files(e, ".csv", ".jsonl")),
+         ("--unlabeled_dataset", "different formats"), before_teachers=True),
+    Case("export-dataset-files-of-two-formats", 13,
+         lambda e: _export(e, "--dataset_name", _mixed_files(e, ".csv", ".json")), ("different formats",)),
+    Case("dataset-folder-of-two-formats", 13, lambda e: e.train(data=_mixed_folder(e)),
+         ("mixed-folder", "different formats (.csv, .jsonl)"), before_teachers=True),
+    Case("dataset-file-of-unknown-format", 13, lambda e: e.train(data=e.file("data.txt", "text,label\ngood,1\n")),
+         ("data.txt", "csv, tsv, json, jsonl or parquet"), before_teachers=True),
+    Case("dataset-file-missing-among-several", 13,
+         lambda e: e.train(data=f"{_mixed_files(e, '.csv')},{e.work / 'missing.csv'}"),
+         ("missing.csv", "does not exist"), before_teachers=True),
+    Case("dataset-pattern-matches-nothing", 13, lambda e: e.train(data=e.work / "nowhere" / "*.csv"),
+         ("matches no file",), before_teachers=True),
+    Case("dataset-file-named-twice", 13, lambda e: e.train(data=f"{_mixed_files(e, '.csv')},{e.work}/mixed/part0.csv"),
+         ("named twice",), before_teachers=True),
+    Case("dataset-files-and-a-folder", 13, lambda e: e.train(data=f"{_mixed_files(e, '.csv')},{e.data()}"),
+         ("is a folder",), before_teachers=True),
+    Case("features-dataset-pattern", 13,
+         lambda e: [_mixed_files(e, ".jsonl", ".jsonl"), _features_args(e, e.work / "mixed" / "*.jsonl")][1],
+         outcome="ok", check=_check_glob_features),
+    *[Case(f"max-length-above-position-table{suffix.replace('.', '-')}", 13,
+           lambda e, suffix=suffix: e.train("--max_length", "128", data=_long_everywhere(e, suffix)),
+           outcome="ok", check=_check_capped_or_refused) for suffix in (".jsonl", ".csv", ".parquet")],
+    Case("gpt2-student-max-length-above-n-positions", 13,
+         lambda e: _with_student(e.train("--max_length", "128", "--transfer", "none", teachers=False,
+                                         data=_long_everywhere(e, ".jsonl")), e.models.gpt2_student),
+         outcome="ok", check=_check_student_saved),
+    Case("export-max-length-above-position-table", 13, _export_tokenizer_without_limit, outcome="ok",
+         check=_check_exported),
+    Case("features-teacher-max-length-above-position-table", 13,
+         lambda e: _features_args(e, _long_everywhere(e, ".jsonl"), "--teacher_max_length", "128"), outcome="ok",
+         check=lambda e: None),
 ]
 
 
@@ -732,10 +899,12 @@ def env(tmp_path, monkeypatch, models):
 
 
 @pytest.mark.parametrize("case", [_param(case) for case in CASES])
-def test_bad_input(case: Case, env: Env, capsys):
+def test_bad_input(case: Case, env: Env, capsys, monkeypatch):
     argv = case.argv(env)
     before = _hashes(env.work)
     out_was_finished = _looks_finished(env.out)
+    for module in case.hidden:  # `import module` now raises ModuleNotFoundError
+        monkeypatch.setitem(sys.modules, module, None)
     code, stderr = _run(argv, capsys, case.subprocess)
 
     assert "Traceback" not in stderr, stderr

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .card import CARD_INPUTS_NAME, CARD_NAME, SCALES_PLOT_NAME
+from .claims import CLAIM_NAME, carried_run_ids
 from .errors import AFTError, first_line
 from .hub import IGNORE_PATTERNS
 from .outputs import COMPLETE_NAME
@@ -50,7 +51,7 @@ def output_files(folder: str) -> dict[str, Path]:
         for name in names:
             path = Path(root, name)
             relative = path.relative_to(folder).as_posix()
-            if relative not in (AUDIT_NAME, COMPLETE_NAME):
+            if relative not in (AUDIT_NAME, COMPLETE_NAME, CLAIM_NAME):
                 found[relative] = path
     return dict(sorted(found.items()))
 
@@ -115,6 +116,10 @@ def verify(folder: str, record: dict, hub_copy: bool = False) -> list[str]:
     lines = [f"changed  {name}" for name in expected if name in actual and actual[name] != expected[name]]
     lines += [f"missing  {name}" for name in expected if name not in present]
     lines += [f"added    {name}" for name in present if name not in expected]
+    if record.get("run_id"):  # a file that names another run was not written by this one, whatever its hash
+        lines += [f"foreign  {name} (written by run {run_id}, not {record['run_id']})"
+                  for name, run_id in carried_run_ids(folder).items()
+                  if run_id != record["run_id"] and name in present and name != AUDIT_NAME]
     return lines
 
 

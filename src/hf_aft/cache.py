@@ -5,6 +5,11 @@ Under several processes (`accelerate launch`), each process runs the teacher on 
 writes a shard file; the main process assembles the shards, in dataset order, into the same cache file one process
 would have written, and the others wait for it (`main_process_first`).
 
+A cache that holds verified files is read without writing anything (no lock is taken to read), so a shared cache
+mounted read-only works; a file that must be written into a read-only or full cache ends in one line naming the
+folder and the way out. A file is computed in a private staging folder beside the cache and moved into place when
+complete: a failure (full disk, a signal) leaves no partial or temporary file.
+
 A cache file cannot be silently corrupt: when it is written, the sha256 of its bytes goes into a sidecar
 `NAME.arrow.sha256.json` (written to a temporary name, then renamed); when it is read, it is checked against it. A
 file that does not match (truncated, overwritten, unreadable, or without its sidecar) is deleted and recomputed, with
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -28,11 +34,22 @@ from datasets.fingerprint import Hasher
 from filelock import FileLock
 
 from .distributed import is_distributed
+from .errors import AFTError
+from .faults import disk_errno, disk_error
 from .teachers.spec import file_sha256
 
 logger = logging.getLogger(__name__)
 
 PART_COLUMN = "__hf_aft_teacher"  # a cached teacher's column, whatever its place among the teachers
+_written: list[Path] = []  # cache files this process wrote (what an interrupted command says it kept)
+
+
+def written_this_process() -> list[str]:
+    """What this process added to the feature cache, as the words of `hf-aft`'s interrupt line."""
+    present = [path for path in _written if path.exists()]
+    if not present:
+        return []
+    return [f"{len(present)} teacher feature file(s) in {present[0].parent} (a rerun reuses them)"]
 
 
 def default_cache_dir() -> Path:
@@ -67,7 +84,10 @@ def cached_teacher_column(inputs: datasets.Dataset, teacher: Callable, column: s
                         new_fingerprint=data_fingerprint, cache_file_name=str(path), desc=desc)
 
     if not is_distributed():
-        return verified_map(cache_file, lambda: run(inputs, fingerprint, cache_file))
+        return verified_map(cache_file, lambda path: run(inputs, fingerprint, path))
+    if verify(cache_file):  # every process reads a verified file without a lock (a read-only cache works)
+        return run(inputs, fingerprint, cache_file)
+    require_writable(cache_dir, f"the features of {desc}")
     rank, world = dist.get_rank(), dist.get_world_size()
     with locked(cache_file) if rank == 0 else nullcontext():  # one lock per run: its main process holds it
         with main_process_first():  # the main process checks (and drops a damaged file) before the others look
@@ -102,23 +122,30 @@ def record_checksum(path: Path) -> None:
     """Write the sidecar of a cache file just written: its size and sha256 (to a temporary name, then renamed)."""
     sidecar = checksum_file(path)
     tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"file": path.name, "size": path.stat().st_size, "sha256": file_sha256(path)}))
-    tmp.replace(sidecar)
+    try:
+        tmp.write_text(json.dumps({"file": path.name, "size": path.stat().st_size, "sha256": file_sha256(path)}))
+        tmp.replace(sidecar)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def verify(path: Path) -> bool:
+    """True when the cache file is there and matches its sidecar (size and sha256); reads only."""
+    try:
+        record = json.loads(checksum_file(path).read_text())
+        return record["size"] == path.stat().st_size and record["sha256"] == file_sha256(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def verify_or_drop(path: Path) -> bool:
-    """True when the cache file is there and matches its sidecar. A file that does not (truncated, overwritten in
-    place, unreadable, or without a sidecar) is deleted, with a one-line warning, and False returned: the caller
-    computes it again."""
+    """`verify`, and a file that fails it (truncated, overwritten in place, unreadable, or without a sidecar) is
+    deleted, with a one-line warning: the caller computes it again."""
     sidecar = checksum_file(path)
     if not path.exists():
         sidecar.unlink(missing_ok=True)
         return False
-    try:
-        record = json.loads(sidecar.read_text())
-        valid = record["size"] == path.stat().st_size and record["sha256"] == file_sha256(path)
-    except (OSError, ValueError, KeyError, TypeError):
-        valid = False
+    valid = verify(path)
     if not valid:
         logger.warning("hf-aft: the feature cache file %s does not match its recorded checksum (damaged, incomplete "
                        "or unverified): deleted, computing it again.", path)
@@ -132,16 +159,64 @@ def locked(path: Path) -> FileLock:
     return FileLock(str(path) + ".lock")
 
 
-def verified_map(path: Path, make: Callable[[], datasets.Dataset]) -> datasets.Dataset:
-    """`make()` is a `Dataset.map` whose `cache_file_name` is `path`: it loads the file when it exists, else computes
-    and writes it. Under the file's lock: a file that fails its checksum is dropped first, and a file just written gets
-    its checksum recorded."""
-    with locked(path):
-        written = not verify_or_drop(path)
-        dataset = make()
-        if written:
-            record_checksum(path)
-    return dataset
+def require_writable(folder: Path, what: str) -> None:
+    """Before a write into the cache: a folder that cannot be written is one line, not an OSError.
+
+    Raises:
+        AFTError: `folder` is not writable (a read-only mount, no permission).
+    """
+    probe = folder if folder.exists() else next((p for p in folder.parents if p.exists()), folder)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise AFTError(f"the feature cache {str(folder)!r} is read-only and does not hold {what}: set "
+                       "HF_DATASETS_CACHE to a writable folder (a read-only cache is read as it is when it holds "
+                       "every feature a run needs).")
+
+
+def verified_map(path: Path, make: Callable[[Path], datasets.Dataset], needed_bytes: int | None = None
+                 ) -> datasets.Dataset:
+    """`make(target)` is a `Dataset.map` whose `cache_file_name` is `target`: it loads the file when it exists, else
+    computes and writes it. A verified file is loaded without a lock. Otherwise, under the file's lock: a file that
+    fails its checksum is dropped, the new one is computed into a staging folder and moved into place with its
+    checksum. A full or read-only disk is one line (`needed_bytes`: the file's expected size, when known); nothing
+    partial is left behind.
+
+    Raises:
+        AFTError: the cache cannot be written.
+    """
+    if verify(path):
+        return make(path)
+    require_writable(path.parent, f"the file {path.name}")
+    try:
+        with locked(path):
+            if not verify_or_drop(path):
+                _compute_staged(path, make)
+    except Exception as error:
+        if disk_errno(error) is None:
+            raise
+        Path(str(path) + ".lock").unlink(missing_ok=True)  # no lock left behind by a run that could not write
+        raise disk_error(error, path.parent, needed_bytes, "free space there or set HF_DATASETS_CACHE to another "
+                         "folder; the cache files already there are kept") from error
+    return make(path)
+
+
+def _compute_staged(path: Path, make: Callable[[Path], datasets.Dataset]) -> None:
+    """Compute into `.staging-NAME/` (datasets puts its temporary file beside its target), then move the file into
+    place and record its checksum; the staging folder goes whatever happens. Called under the file's lock, so a
+    staging folder left by a killed process is this file's and is cleared first."""
+    staging = path.with_name(f".staging-{path.stem}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        make(staging / path.name)
+        os.replace(staging / path.name, path)
+        record_checksum(path)
+        _written.append(path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        checksum_file(path).unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def pooling_record(cache_dir: Path, fingerprint: str, pooling: str) -> str:
@@ -149,10 +224,13 @@ def pooling_record(cache_dir: Path, fingerprint: str, pooling: str) -> str:
     records the decision beside the cache file, and a cache hit reads it back (`auto` when nobody recorded it)."""
     path = cache_dir / f"teacher-{fingerprint}.json"
     if pooling != "auto":
-        if not path.exists():
+        if not path.exists() and os.access(cache_dir, os.W_OK):  # a read-only cache keeps what it has
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"pooling": pooling}))
-            tmp.replace(path)
+            try:
+                tmp.write_text(json.dumps({"pooling": pooling}))
+                tmp.replace(path)
+            except OSError:  # a full disk: the record is only needed for `auto`, which this is not
+                tmp.unlink(missing_ok=True)
         return pooling
     try:
         return json.loads(path.read_text())["pooling"]

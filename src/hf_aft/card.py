@@ -13,6 +13,7 @@ from importlib import resources
 import numpy as np
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .claims import current_run_id
 from .config import DEFAULT_BETA
 from .errors import AFTError
 from .outputs import TRANSFER_STATE_NAME, TRANSFER_SUMMARY_NAME
@@ -68,6 +69,7 @@ class CardFacts:
     beta_note: str | None = None  # which beta the run used and why (`beta_note`)
     terms: dict | None = None  # AFTTrainer.terms_summary: distillation, unlabelled rows, the probe's accuracy
     terms_note: str | None = None  # the same in one line (`terms_note`)
+    run_id: str | None = None  # the run that wrote the card first (claims.py); kept when it is rendered again
 
     @classmethod
     def of(cls, facts: CardFacts | str | None = None, **named) -> CardFacts:
@@ -209,6 +211,7 @@ def write_model_card(output_dir: str, facts: CardFacts | str | None = None, **na
         facts.scales_plot = SCALES_PLOT_NAME
     if facts.versions is None:
         facts.versions = framework_versions()
+    facts.run_id = facts.run_id or current_run_id()
     card = render_model_card(facts)
     with open(os.path.join(output_dir, CARD_INPUTS_NAME), "w") as f:
         json.dump(asdict(facts), f, indent=2, default=str)

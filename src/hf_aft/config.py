@@ -12,11 +12,13 @@ from typing import Literal, get_args, get_origin, get_type_hints
 
 from transformers import TrainingArguments
 
+from .changed_defaults import check_changed_defaults
 from .distributed import has_accelerator, launched_world_size
-from .errors import AFTError
+from .errors import AFTError, require_extra
 from .features import FeatureDtype
 from .losses import Kernel, Transfer
 from .teachers.loading import TeacherDtype
+from .teachers.spec import GGUF_SEPARATOR
 from .teachers.text import Pooling
 
 DEFAULT_BETA = 0.1  # safe on every suite measured (README, "Choosing beta"); --beta auto's incumbent
@@ -139,6 +141,9 @@ def check_teacher_options(options) -> None:
     check_choices(options)
     if options.teacher_batch_size < 1 or options.teacher_max_length < 1:
         raise AFTError("teacher_batch_size and teacher_max_length must be >= 1.")
+    for spec in options.teachers or []:  # transformers imports gguf only once the teachers run
+        if GGUF_SEPARATOR in spec or spec.endswith(".gguf"):
+            require_extra("gguf", f"GGUF teacher {spec!r}")
 
 
 @dataclass
@@ -290,6 +295,7 @@ class AFTConfig(TrainingArguments, TeacherArguments):
         # Under `accelerate launch` without GPUs, Trainer would otherwise train each process alone on all the data.
         if launched_world_size() > 1 and not self.use_cpu and not has_accelerator():
             self.use_cpu = True
+        check_changed_defaults(self)
         super().__post_init__()
         check_report_to(self.report_to)
 

@@ -20,12 +20,14 @@ import numpy as np
 import torch
 
 from .cache import default_cache_dir
+from .claims import stamped
 from .distributed import is_distributed
 from .errors import AFTError, first_line
 from .features import FEATURES_COLUMN, with_teacher_features
 from .images import to_rgb
 from .provenance import device_name, folder_size, teacher_folder, teacher_source, teacher_specs, weight_files
 from .teachers import display_names, load_options, make_teacher
+from .tokens import encode_padded
 
 COST_REPORT_NAME = "cost_report.json"
 BATCH = 32
@@ -67,7 +69,7 @@ def student_cost(model, processor, examples: list, output_dir: str, image_column
         if image_column:
             inputs = processor(images=[to_rgb(image, image_column) for image in batch], return_tensors="pt")
         else:
-            inputs = processor(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            inputs = encode_padded(processor, batch, max_length)  # as in evaluation: no row of zero tokens
         return model(**inputs).logits
 
     return {"parameters": sum(p.numel() for p in model.parameters()),
@@ -193,7 +195,7 @@ def cost_report(run: dict) -> dict:
 
 def write_cost_report(output_dir: str, report: dict) -> None:
     with open(os.path.join(output_dir, COST_REPORT_NAME), "w") as f:
-        json.dump(report, f, indent=2)
+        json.dump(stamped(report), f, indent=2)
 
 
 def card_summary(report: dict) -> dict:

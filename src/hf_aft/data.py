@@ -3,86 +3,90 @@ its labels as class ids with names (`load_labelled_splits` does all of it, for `
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
-from collections import Counter
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import AFTError, first_line
+from .data_files import FILE_BUILDERS, check_parquet_columns, file_format, folder_data_files, named_files, suffix
+from .errors import AFTError, one_line, warn_once
+from .faults import disk_errno, disk_error
 
-_FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-# What a folder of data files may hold for `datasets.load_dataset(folder)` to make a labelled dataset of it.
-_DATA_SUFFIXES = {*_FILE_BUILDERS, ".arrow", ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+logger = logging.getLogger(__name__)
+
 EVAL_SPLITS = ("test", "validation", "valid", "eval")
 
 
 def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetDict:
-    """A Hub id, a folder written by `save_to_disk`, a folder of data files, or one or more comma-separated files."""
-    files = [f for f in name.split(",") if f]
-    suffixes = {os.path.splitext(f)[1].lower() for f in files}
-    missing = [f for f in files if not os.path.exists(f) and (os.path.splitext(f)[1].lower() in _FILE_BUILDERS
-                                                             or f.startswith((".", "/", "~")))]
-    if missing:
-        raise AFTError(f"dataset file or folder {missing[0]!r} does not exist: check the path (a Hub dataset is "
-                       "ORG/NAME).")
-    saved = os.path.isdir(name) and any(os.path.exists(os.path.join(name, f)) for f in ("dataset_dict.json",
-                                                                                        "dataset_info.json"))
-    if os.path.isdir(name) and not saved:
-        files = _data_files_of(name)
-    _check_parquet_columns([f for f in files if f.lower().endswith(".parquet") and os.path.isfile(f)])
+    """A Hub id, a folder written by `save_to_disk`, a folder of data files, or one or more comma-separated files or
+    glob patterns (files of one format: they become the train split)."""
+    folder = os.path.isdir(name)
+    saved = folder and any(os.path.exists(os.path.join(name, f)) for f in ("dataset_dict.json", "dataset_info.json"))
+    files = folder_data_files(name) if folder and not saved else named_files(name)
+    check_parquet_columns([f for f in files if suffix(f) == ".parquet"])
+    started = time.time()
     try:
         if saved:
             loaded = datasets.load_from_disk(name)
-        elif all(os.path.isfile(f) for f in files) and len(suffixes) == 1 and suffixes <= set(_FILE_BUILDERS):
-            builder = _FILE_BUILDERS[suffixes.pop()]
-            kwargs = {"delimiter": "\t"} if name.endswith(".tsv") else {}
-            loaded = datasets.load_dataset(builder, data_files={"train": files}, **kwargs)
+        elif files and not folder:
+            kwargs = {"delimiter": "\t"} if file_format(files[0]) == "tsv" else {}
+            loaded = datasets.load_dataset(FILE_BUILDERS[suffix(files[0])], data_files={"train": files},
+                                           cache_dir=conversion_cache(), **kwargs)
         elif (snapshot := _hub_saved_folder(name)) is not None:
             loaded = datasets.load_from_disk(snapshot)
-        else:
-            loaded = datasets.load_dataset(name, config)
+        else:  # a folder of data files (converted like files), or a Hub id (read from the cache as it is)
+            loaded = datasets.load_dataset(name, config, cache_dir=conversion_cache() if folder else None)
     except AFTError:
         raise
     except Exception as error:
-        raise AFTError(f"could not load dataset {name!r}: {first_line(error)}") from error
+        if disk_errno(error) is not None:
+            _drop_new_locks(started)
+            raise disk_error(error, datasets.config.HF_DATASETS_CACHE, way_out=f"loading {name!r} writes it there in "
+                             "Arrow form: free space, or set HF_DATASETS_CACHE to another folder") from error
+        raise AFTError(f"could not load dataset {name!r}: {one_line(error)}") from error
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded
 
 
-def _data_files_of(folder: str) -> list[str]:
-    """The data files of a folder that is not a `save_to_disk` dataset; a folder without any is one AFTError (else
-    `load_dataset` would, say, read its README.txt as a text dataset and fail later on a missing column)."""
-    found, others = [], []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for file in names:
-            (found if os.path.splitext(file)[1].lower() in _DATA_SUFFIXES else others).append(os.path.join(root, file))
-    if not found:
-        shown = ", ".join(sorted(os.path.relpath(f, folder) for f in others)[:5]) or "nothing"
-        raise AFTError(f"{folder!r} is not a dataset folder: it holds no save_to_disk dataset (dataset_dict.json) and "
-                       f"no csv/tsv/json/jsonl/parquet data files or images (it holds {shown}). Give a folder written "
-                       "by save_to_disk or hf-aft features, a folder of train.csv/test.csv..., or the data files.")
-    return found
+def conversion_cache() -> str | None:
+    """Where datasets converts data files to Arrow: its cache (None: the default), or, when that cache is read-only
+    (a shared cache mounted read-only, which can still hold every teacher feature a run needs), a temporary folder
+    removed when the process ends."""
+    global _CONVERSION_CACHE
+    root = datasets.config.HF_DATASETS_CACHE
+    probe = next((p for p in (root, *Path(root).parents) if os.path.exists(p)), root)
+    if os.access(probe, os.W_OK | os.X_OK):
+        return None
+    if _CONVERSION_CACHE is None:
+        _CONVERSION_CACHE = tempfile.mkdtemp(prefix="hf_aft_datasets_")
+        atexit.register(shutil.rmtree, _CONVERSION_CACHE, ignore_errors=True)
+        warn_once(logger, f"hf-aft: the datasets cache {str(root)!r} is read-only: data files are converted in "
+                          f"{_CONVERSION_CACHE} (removed at exit); teacher features are read from the cache.")
+    return _CONVERSION_CACHE
 
 
-def _check_parquet_columns(paths: list[str]) -> None:
-    """A parquet file with two columns of the same name is one line naming it (datasets fails on it with an
-    unrelated message)."""
-    import pyarrow.parquet as pq
+_CONVERSION_CACHE: str | None = None
 
-    for path in paths:
-        try:
-            names = pq.read_schema(path).names
-        except Exception as error:
-            raise AFTError(f"could not read the parquet file {path!r}: {first_line(error)}") from error
-        twice = [column for column, count in Counter(names).items() if count > 1]
-        if twice:
-            raise AFTError(f"the parquet file {path!r} has a duplicate column {twice[0]!r} (columns {names}): "
-                           "give each column its own name.")
+
+def _drop_new_locks(since: float) -> None:
+    """datasets leaves its builder locks (and their empty folders) in its cache when a conversion fails on a full
+    disk: a failed load leaves none behind (only what it made since `since`, a `time.time()`, is removed)."""
+    root = Path(datasets.config.HF_DATASETS_CACHE)
+    for lock in root.rglob("*.lock"):
+        if lock.stat().st_mtime >= since:
+            lock.unlink(missing_ok=True)
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        if folder.stat().st_mtime >= since and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _hub_saved_folder(name: str) -> str | None:

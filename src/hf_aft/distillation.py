@@ -24,7 +24,7 @@ import datasets
 import numpy as np
 from datasets.fingerprint import Hasher
 
-from .cache import default_cache_dir, locked, main_process_first, record_checksum, verify_or_drop
+from .cache import default_cache_dir, locked, main_process_first, record_checksum, verify
 from .errors import AFTError
 from .features import FEATURES_COLUMN, feature_matrix
 
@@ -106,24 +106,39 @@ def probe_targets(labeled: datasets.Dataset, unlabeled: datasets.Dataset | None,
     labels = np.asarray(labeled.select_columns(["labels"]).with_format("numpy")["labels"], dtype=np.int64)
     unlabeled_x = feature_matrix(unlabeled) if unlabeled is not None else np.empty((0, labeled_x.shape[1]), np.float32)
     key = Hasher.hash([PROBE_VERSION, labeled_x, labels, unlabeled_x, num_classes, seed, PROBE_FOLDS, PROBE_C])
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"probe-{key}.npz"
-    with main_process_first(), locked(path):
-        if verify_or_drop(path):
-            with np.load(path) as stored:
-                meta = json.loads(str(stored["meta"]))
-                return ProbeFit(stored["labeled"], stored["unlabeled"], meta["accuracy"], meta["folds"], True)
+    path = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"probe-{key}.npz"
+    with main_process_first():
+        if verify(path):  # read without a lock: a read-only cache works
+            return _load_fit(path)
         fit = fit_probe(labeled_x, labels, unlabeled_x, num_classes, seed)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        meta = json.dumps({"accuracy": fit.accuracy, "folds": fit.folds, "rows": len(labels),
-                           "unlabeled_rows": len(unlabeled_x)})
-        np.savez(tmp, labeled=fit.labeled, unlabeled=fit.unlabeled, meta=np.array(meta))
-        tmp.replace(path)
-        record_checksum(path)
+        _store_fit(path, fit, len(labels), len(unlabeled_x))
     logger.info("teacher probe: cross-validated accuracy %.4f (%d folds, %d labelled rows)", fit.accuracy, fit.folds,
                 len(labels))
     return fit
+
+
+def _load_fit(path: Path) -> ProbeFit:
+    with np.load(path) as stored:
+        meta = json.loads(str(stored["meta"]))
+        return ProbeFit(stored["labeled"], stored["unlabeled"], meta["accuracy"], meta["folds"], True)
+
+
+def _store_fit(path: Path, fit: ProbeFit, rows: int, unlabeled_rows: int) -> None:
+    """Cache the fit (a temporary file renamed into place, with its checksum). The probe costs seconds, so a cache
+    that cannot take it (read-only, full) only means the next run fits it again: a warning, nothing left behind."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    meta = json.dumps({"accuracy": fit.accuracy, "folds": fit.folds, "rows": rows, "unlabeled_rows": unlabeled_rows})
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with locked(path):
+            np.savez(tmp, labeled=fit.labeled, unlabeled=fit.unlabeled, meta=np.array(meta))
+            tmp.replace(path)
+            record_checksum(path)
+    except OSError as error:
+        logger.warning("hf-aft: the teacher probe was not cached in %s (%s): the next run fits it again.",
+                       path.parent, error.strerror or error)
+        for leftover in (tmp, path, Path(str(path) + ".lock")):
+            leftover.unlink(missing_ok=True)
 
 
 def with_targets(dataset: datasets.Dataset, targets: np.ndarray) -> datasets.Dataset:

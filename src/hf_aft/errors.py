@@ -1,5 +1,10 @@
 """The one exception type users see: a one-line message that names the problem and the way out."""
 
+from __future__ import annotations
+
+import importlib
+import re
+
 
 class AFTError(ValueError):
     """Bad input to hf-aft. The CLI prints its message on one line, without a traceback (`HF_AFT_DEBUG=1` shows the
@@ -11,6 +16,44 @@ def first_line(error: BaseException) -> str:
     quotes of the library error underneath."""
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's whole message on one line, whitespace collapsed (its type name when the message is empty): a
+    library message that spans lines (TrainingArguments lists what it found below its first line, YAML says where
+    on the next) keeps its facts."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+# The extras of pyproject.toml by the modules their packages provide, and every optional module with the extra that
+# brings it (onnx and onnx_ir come with onnxscript): a missing one is one line naming that pip install.
+EXTRA_MODULES = {"export": ("onnxruntime", "onnxscript"), "gguf": ("gguf",), "demo": ("pandas",)}
+EXTRAS = {"onnx": "export", "onnx_ir": "export", **{m: extra for extra, ms in EXTRA_MODULES.items() for m in ms}}
+
+
+def missing_extra(error: ImportError, what: str | None = None) -> AFTError | None:
+    """The AFTError naming `pip install "hf-aft[EXTRA]"` for an import that failed on an optional module (the error's
+    `name`; without one, a module named in the message, as transformers' ImportError for gguf names it); None when
+    the module is not an optional one. `what` says what needed it (e.g. "hf-aft export")."""
+    names = [error.name] if getattr(error, "name", None) else re.findall(r"[A-Za-z_]\w*", str(error))
+    module = next((name.split(".")[0] for name in names if name.split(".")[0] in EXTRAS), None)
+    if module is None:
+        return None
+    missing = isinstance(error, ModuleNotFoundError) and error.name == module  # not a submodule of another version
+    state = "is not installed" if missing else f"did not import ({one_line(error)})"
+    needs = f" ({what} needs it)" if what else ""
+    extra = EXTRAS[module]
+    return AFTError(f"{module} {state}{needs}: pip install \"hf-aft[{extra}]\", the optional {extra} extra.")
+
+
+def require_extra(extra: str, what: str) -> None:
+    """Import each module of an extra up front: one missing is one line naming the pip install before any work
+    starts, not a ModuleNotFoundError from a library that imports it lazily mid-way (torch's ONNX exporter)."""
+    for module in EXTRA_MODULES[extra]:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise (missing_extra(error, what) or AFTError(f"{what}: {one_line(error)}")) from error
 
 
 _WARNED: set[str] = set()

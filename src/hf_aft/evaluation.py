@@ -11,8 +11,10 @@ import numpy as np
 import torch
 
 from .data import load_labelled_splits
-from .errors import AFTError, first_line
+from .errors import AFTError, one_line
 from .recipe import read_recipe
+from .teachers.loading import teach_token_limit
+from .tokens import encode_padded
 
 
 def run_folder(source: str) -> tuple[str, bool]:
@@ -33,7 +35,7 @@ def run_folder(source: str) -> tuple[str, bool]:
         return snapshot_download(source), True
     except Exception as error:
         raise AFTError(f"{source!r} is not a local folder and could not be downloaded from the Hub "
-                       f"({first_line(error)}): give the output dir of a run or its Hub model id.") from error
+                       f"({one_line(error)}): give the output dir of a run or its Hub model id.") from error
 
 
 def load_run_student(folder: str, merge_peft: bool = False):
@@ -59,9 +61,10 @@ def load_run_student(folder: str, merge_peft: bool = False):
     except AFTError:
         raise
     except Exception as error:
-        raise AFTError(f"could not load the student in {folder!r}: {first_line(error)}") from error
+        raise AFTError(f"could not load the student in {folder!r}: {one_line(error)}") from error
     if getattr(processor, "pad_token", "") is None:
         processor.pad_token = processor.eos_token or processor.unk_token
+    teach_token_limit(model, processor)  # the run's --max_length is then cut at the student's position table
     return model.cpu().eval(), processor
 
 
@@ -99,7 +102,7 @@ def model_inputs(processor, batch: list, image_column: str | None, max_length: i
         from .images import to_rgb
 
         return dict(processor(images=[to_rgb(x, image_column) for x in batch], return_tensors=framework))
-    return dict(processor(batch, padding=True, truncation=True, max_length=max_length, return_tensors=framework))
+    return dict(encode_padded(processor, batch, max_length, framework))  # an empty text: one token (tokens.py)
 
 
 @torch.inference_mode()

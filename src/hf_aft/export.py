@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .cost import speed
-from .errors import AFTError, first_line
+from .errors import AFTError, first_line, missing_extra, require_extra
 from .evaluation import eval_split, load_run_student, model_inputs, predict_logits, scores
 
 ONNX_NAME, INT8_NAME, EXPORT_REPORT_NAME = "model.onnx", "model_int8.onnx", "export_report.json"
@@ -79,6 +79,9 @@ def export_onnx(model, sample: dict, path: str) -> tuple[str, str | None]:
                                   **_export_options(order, dynamo))
             return ("dynamo" if dynamo else "torchscript"), (errors[0] if errors else None)
         except Exception as error:  # any exporter failure: try the other, then say both
+            missing = missing_extra(error, "hf-aft export") if isinstance(error, ImportError) else None
+            if missing:  # a module of the export extra: neither exporter works without it
+                raise missing from error
             errors.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(error).__name__}: {first_line(error)}")
     raise AFTError(f"cannot export this {model.config.model_type} student to ONNX ({'; '.join(errors)[:400]}).")
 
@@ -127,6 +130,7 @@ def export_student(folder: str, export_dir: str, quantize: str | None = None,
     """
     if quantize not in (None, *QUANTIZATIONS):
         raise AFTError(f"unknown quantize {quantize!r}: choose {', '.join(QUANTIZATIONS)} (or leave it out).")
+    require_extra("export", "hf-aft export")  # torch's exporter imports onnxscript only mid-way
     split, column, image_column, max_length = eval_split(folder, dataset_name)
     model, processor = load_run_student(folder, merge_peft=True)
     os.makedirs(export_dir, exist_ok=True)

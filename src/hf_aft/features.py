@@ -33,6 +33,7 @@ from .cache import (
     default_cache_dir,
     main_process_first,
     pooling_record,
+    require_writable,
     verified_map,
 )
 from .data import first_row
@@ -149,7 +150,9 @@ def extract_teacher_features(
         dataset = dataset.remove_columns(FEATURES_COLUMN)
     device, options = _placement(device, dtype, device_map, trust_remote_code)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    if not cache_dir.is_dir():
+        require_writable(cache_dir, "any features yet")
+        cache_dir.mkdir(parents=True, exist_ok=True)
     parts, infos, cached = [], [], []
     for index, spec in enumerate(teachers):
         teacher, column, extra_key = make_teacher(dataset, spec, pooling, max_length, batch_size, device, options,
@@ -196,16 +199,16 @@ def _join(dataset, parts, infos, feature_dtype: str, cache_dir: Path, map_batch_
     fingerprint = Hasher.hash([FEATURES_VERSION, [part._fingerprint for part in parts], feature_dtype])
     path = cache_dir / f"joined-{fingerprint}.arrow"
     with main_process_first():
-        joined = verified_map(path, lambda: datasets.concatenate_datasets(parts, axis=1).map(
+        joined = verified_map(path, lambda target: datasets.concatenate_datasets(parts, axis=1).map(
             _joiner(columns, infos, feature_dtype),
             batched=True,
             batch_size=map_batch_size,
             remove_columns=columns,
             features=datasets.Features({FEATURES_COLUMN: datasets.List(datasets.Value(feature_dtype), length=width)}),
             new_fingerprint=fingerprint,
-            cache_file_name=str(path),
+            cache_file_name=str(target),
             desc="Concatenating teacher features",
-        ))
+        ), needed_bytes=len(dataset) * width * datasets.Value(feature_dtype).pa_type.bit_width // 8)
     result = datasets.concatenate_datasets([dataset, joined], axis=1)
     result.info.description = json.dumps({"hf_aft_teachers": [asdict(info) for info in infos]})
     return result

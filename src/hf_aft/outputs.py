@@ -14,6 +14,7 @@ import zipfile
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .claims import CLAIM_NAME, RUN_ID_KEY, stamped
 from .errors import AFTError, first_line, warn_once
 
 logger = logging.getLogger(__name__)
@@ -26,8 +27,11 @@ def save_transfer_files(output_dir: str, transfer_loss, summary: dict) -> None:
     """`transfer_state.safetensors`, the loss's parameters (nothing for RKD, which has none) with the transfer and the
     teachers in its metadata, and `transfer_summary.json` (`summary`: transfer, beta, teachers, scales, ...)."""
     state = {k: v.detach().cpu().contiguous() for k, v in transfer_loss.state_dict().items()} if transfer_loss else {}
+    summary = stamped(summary)
     if state:
         metadata = {"transfer": summary["transfer"], "teachers": json.dumps(summary["teachers"])}
+        if "run_id" in summary:
+            metadata[RUN_ID_KEY] = summary["run_id"]
         save_file(state, os.path.join(output_dir, TRANSFER_STATE_NAME), metadata=metadata)
     with open(os.path.join(output_dir, TRANSFER_SUMMARY_NAME), "w") as f:
         json.dump(summary, f, indent=2)
@@ -121,10 +125,12 @@ COMPLETE_NAME = "hf_aft_complete.json"
 def mark_complete(output_dir: str) -> None:
     """The last write of a run: `hf_aft_complete.json`, listing what the output dir holds. Written atomically, after
     everything else, so a dir without it is a run that stopped (or failed) before the end."""
-    files = sorted(name for name in os.listdir(output_dir) if os.path.isfile(os.path.join(output_dir, name)))
+    files = sorted(name for name in os.listdir(output_dir)
+                   if os.path.isfile(os.path.join(output_dir, name)) and name != CLAIM_NAME)
     tmp = os.path.join(output_dir, f".{COMPLETE_NAME}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
-        json.dump({"complete": True, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files}, f, indent=2)
+        json.dump(stamped({"complete": True, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files}), f,
+                  indent=2)
     os.replace(tmp, os.path.join(output_dir, COMPLETE_NAME))
 
 
@@ -146,17 +152,26 @@ def check_complete(output_dir: str) -> None:
 
 
 def check_creatable(path: str, flag: str = "--output_dir") -> None:
-    """A folder that exists, or can be created: its nearest existing parent is a writable folder (nothing is
-    created here)."""
+    """A folder that exists, or can be created: its nearest existing parent is a writable folder on a filesystem that
+    holds files (not /proc or /sys, where `os.access` lets root pass and mkdir then fails; nothing is created here).
+    """
+    from .filesystems import PSEUDO_FILESYSTEMS, filesystem_of
+
     path = os.path.abspath(os.path.expanduser(path))
-    if os.path.exists(path):
-        if not os.path.isdir(path):
-            raise AFTError(f"{flag} {path!r} is a file: choose a folder.")
-        return
-    parent = os.path.dirname(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise AFTError(f"{flag} {path!r} is a file: choose a folder.")
+    parent = path
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
+    done = "written in" if parent == path else "created"
     if not os.path.isdir(parent):
         raise AFTError(f"{flag} {path!r} cannot be created: {parent!r} is a file, not a folder.")
-    if not os.access(parent, os.W_OK | os.X_OK):
+    kind, read_only = filesystem_of(parent) or ("", False)
+    if kind in PSEUDO_FILESYSTEMS:
+        raise AFTError(f"{flag} {path!r} cannot be {done}: {parent!r} is on the kernel's {kind} filesystem, which "
+                       "holds no folders of files: choose a folder on a disk.")
+    if read_only:
+        raise AFTError(f"{flag} {path!r} cannot be {done}: {parent!r} is on a read-only filesystem: choose a "
+                       "writable folder.")
+    if parent != path and not os.access(parent, os.W_OK | os.X_OK):
         raise AFTError(f"{flag} {path!r} cannot be created: no permission to write in {parent!r}.")

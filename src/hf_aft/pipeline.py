@@ -20,6 +20,7 @@ import transformers
 from .audit import reseal_card
 from .beta_search import check_search, resumable_args, save_beta_search, search_beta
 from .card import beta_note, read_baseline, terms_note
+from .claims import CLAIM_NAME, check_unchanged, claimed, tag_config
 from .config import AFTConfig
 from .data import load_labelled_splits
 from .errors import AFTError
@@ -127,10 +128,12 @@ class PeftArguments:
 
 def check_output_dir(output_dir: str, overwrite: bool = False, resume: str | None = None,
                      can_resume: bool = True) -> None:
-    """An output dir is a folder that holds nothing yet (or `overwrite`, or a run to resume)."""
+    """An output dir is a folder that holds nothing yet but this command's claim (or `overwrite`, or a run to
+    resume)."""
     if output_dir:
         check_creatable(output_dir)  # a folder, or one that can be created
-    if output_dir and os.path.isdir(output_dir) and os.listdir(output_dir) and not (overwrite or resume):
+    held = set(os.listdir(output_dir)) - {CLAIM_NAME} if output_dir and os.path.isdir(output_dir) else set()
+    if held and not (overwrite or resume):
         resume_hint = ", or --resume_from_checkpoint to continue a run" if can_resume else ""
         raise AFTError(f"output_dir {output_dir!r} already holds files: choose another or pass "
                        f"--overwrite_output_dir{resume_hint}.")
@@ -199,7 +202,14 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
     Raises:
         AFTError: bad input found before training (output dir, data, labels, teachers, student), or a failed push.
     """
-    run = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "peft_args": peft_args}
+    check_creatable(config.output_dir)  # before the claim creates it
+    with claimed(config.output_dir if config.process_index == 0 else None, "train") as claim:
+        return _train_student(script_args, config, peft_args, claim)
+
+
+def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: PeftArguments | None, claim) -> dict:
+    run = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "peft_args": peft_args,
+           "claim": claim}
     baseline = _check_run(script_args, config)
     peft_config = (peft_args or PeftArguments()).lora_config()
     push, config.push_to_hub = config.push_to_hub, False  # the finished run is pushed once, at the end
@@ -261,6 +271,7 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
                          processing_class=processor, teacher_infos=infos, peft_config=peft_config,
                          image_column=script_args.image_column, compute_metrics=compute_classification_metrics,
                          unlabeled_dataset=run["unlabeled_set"])
+    tag_config(trainer.accelerator.unwrap_model(trainer.model))  # every config.json it saves names this run
     if trainer.is_world_process_zero():
         clear_complete(config.output_dir)  # not finished until this run says so (see mark_complete below)
     result = trainer.train(resume_from_checkpoint=checkpoint or config.resume_from_checkpoint)
@@ -286,8 +297,12 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
     trainer.create_model_card(dataset_name=script_args.dataset_name, baseline_results=baseline,
                               beta_search=beta_search, eval_split=script_args.eval_split)
     if trainer.is_world_process_zero():  # recipe, cost report, audit record (the files' hashes); then the marker
+        check_unchanged(run["claim"])  # nothing sealed below may be another run's
         summary.update(finish_run(trainer, script_args, config, run, summary))
+        check_unchanged(run["claim"])
         mark_complete(config.output_dir)  # the last write: everything above is in the output dir
+        if run["claim"] is not None:
+            run["claim"].complete = True
     if push and trainer.is_world_process_zero():
         summary["hub_commit"] = push_run(config.output_dir, config.hub_model_id, token=config.hub_token,
                                          private=config.hub_private_repo, revision=config.hub_revision,

@@ -10,7 +10,7 @@ from collections import Counter
 from importlib import metadata
 from pathlib import Path
 
-from .errors import AFTError, first_line
+from .errors import AFTError, one_line
 from .teachers.spec import (
     WEIGHT_SUFFIXES,
     file_sha256,
@@ -72,7 +72,7 @@ def teacher_folder(name: str, revision: str) -> Path:
     try:
         return Path(snapshot_download(name, revision=hub_revision(revision), local_files_only=True))
     except Exception as error:
-        raise AFTError(f"teacher {name}@{revision} is not in the local Hub cache: {first_line(error)}") from error
+        raise AFTError(f"teacher {name}@{revision} is not in the local Hub cache: {one_line(error)}") from error
 
 
 def weight_files(folder: Path, gguf_file: str | None = None) -> dict[str, Path]:

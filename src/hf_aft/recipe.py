@@ -19,7 +19,7 @@ import os
 
 import yaml
 
-from .errors import AFTError, first_line
+from .errors import AFTError, one_line
 from .teachers.spec import is_hub_revision, parse_teacher, split_gguf
 
 RECIPE_NAME = "recipe.yaml"
@@ -123,7 +123,7 @@ def read_recipe(folder: str) -> dict:
         with open(path) as f:
             recipe = yaml.safe_load(f)
     except (OSError, yaml.YAMLError) as error:
-        raise AFTError(f"could not read the recipe {path!r} ({first_line(error)}): give the output dir of an hf-aft "
+        raise AFTError(f"could not read the recipe {path!r} ({one_line(error)}): give the output dir of an hf-aft "
                        "train run that wrote one.") from error
     if not isinstance(recipe, dict):
         raise AFTError(f"{path!r} is not a recipe (a YAML mapping of flag names to values).")

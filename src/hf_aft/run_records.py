@@ -9,6 +9,7 @@ import numpy as np
 
 from .audit import card_summary, seal, teacher_record, utc_now, write_record
 from .card import read_card_inputs, write_model_card
+from .claims import stamped
 from .cost import card_summary as cost_card_summary
 from .cost import cost_report, write_cost_report
 from .features import FEATURES_COLUMN
@@ -32,7 +33,7 @@ def audit_record(trainer, script_args, config, run: dict, summary: dict) -> dict
     """The audit record of a finished run, without the file hashes (see `audit.seal`)."""
     splits = run["splits"]
     specs = teacher_specs(config.teachers, trainer.teacher_infos)
-    return {
+    return stamped({
         "audit_version": 1, "versions": library_versions(), "device": device_name(),
         "started": run["started"], "ended": utc_now(), "output_dir": summary["output_dir"],
         "dataset": {"name": script_args.dataset_name, "config": script_args.dataset_config,
@@ -51,7 +52,7 @@ def audit_record(trainer, script_args, config, run: dict, summary: dict) -> dict
                     "revision": student_revision(script_args.model_name_or_path)},
         "transfer": config.transfer, "beta": config.beta, "seed": config.seed,
         "metrics": {"train": summary.get("train"), "eval": summary.get("eval")},
-    }
+    })
 
 
 def _cost(trainer, script_args, config, run: dict, summary: dict) -> dict:

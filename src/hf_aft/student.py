@@ -26,10 +26,11 @@ import torch
 from torch import nn
 
 from .data import Labels
-from .errors import AFTError, first_line
+from .errors import AFTError, one_line
 from .features import map_beside_features
 from .outputs import share_like_other_files
-from .teachers.loading import cap_max_length, intended_load_report, token_limit
+from .teachers.loading import cap_max_length, intended_load_report, teach_token_limit, token_limit
+from .tokens import check_room, encode
 
 logger = logging.getLogger(__name__)
 
@@ -143,12 +144,10 @@ def load_student(name: str, labels=None, image_column: str | None = None):
     except Exception as error:
         kind = "image " if image_column else ""
         where = "" if os.path.exists(name) else "not a local folder, and from the Hub: "
-        raise AFTError(f"could not load the {kind}student {name!r}: {where}{first_line(error)}") from error
+        raise AFTError(f"could not load the {kind}student {name!r}: {where}{one_line(error)}") from error
     _warn_unexpected_new_weights(name, info)
     set_pad_token(model, processor)
-    limit = token_limit(model.config, processor) if hasattr(processor, "model_max_length") else None
-    if limit is not None:  # the tokenizer then knows what the model can take (its position table)
-        processor.model_max_length = limit
+    teach_token_limit(model, processor)  # the tokenizer then knows what the model can take (its position table)
     return model, processor
 
 
@@ -188,7 +187,7 @@ def save_truncated_student(source: str, output_dir: str, num_layers: int) -> str
     try:
         config = AutoConfig.from_pretrained(source)
     except Exception as error:
-        raise AFTError(f"could not load {source!r}: {first_line(error)}") from error
+        raise AFTError(f"could not load {source!r}: {one_line(error)}") from error
     key = next((k for k in ("num_hidden_layers", "n_layer", "num_layers") if hasattr(config, k)), None)
     if key is None:
         raise AFTError(f"{source!r} ({config.model_type}) has no layer count to truncate.")
@@ -261,9 +260,10 @@ def tokenize_beside_features(dataset, tokenizer, text_column: str = "text", max_
     """Tokenize `text_column` for the student (truncating to `max_length`, default the tokenizer's limit), leaving
     the `teacher_features` column in place instead of copying it (see `hf_aft.features.map_beside_features`)."""
     max_length = cap_max_length("the student", max_length, token_limit(None, tokenizer), "--max_length")
+    check_room(tokenizer, max_length, "the student", "--max_length")
 
-    def tokenize(batch):
-        return tokenizer(batch[text_column], truncation=True, max_length=max_length)
+    def tokenize(batch):  # an empty text gets one token (tokens.py), as for the teachers
+        return encode(tokenizer, batch[text_column], max_length)
 
     return map_beside_features(dataset, tokenize, desc="Tokenizing")
 

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import torch
 
 from .data import arrow_column, check_inputs, load_dataset_dict
-from .errors import AFTError
+from .errors import AFTError, one_line
 
 UNLABELED = -100
 LABEL_COLUMNS = ("labels", "label")
@@ -127,7 +127,7 @@ def join_labelled_unlabeled(labelled: datasets.Dataset, unlabeled: datasets.Data
     try:
         joined = datasets.concatenate_datasets([labelled, unlabeled])
     except ValueError as error:
-        raise AFTError(f"the unlabelled data's columns do not match the labelled data's: {error}") from error
+        raise AFTError(f"the unlabelled data's columns do not match the labelled data's: {one_line(error)}") from error
     joined.info.description = info  # the teachers' provenance
     return joined
 

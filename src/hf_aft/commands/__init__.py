@@ -33,6 +33,7 @@ def _usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     from .. import __version__
     from ..errors import AFTError
+    from ..faults import signals_as_interrupts
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in ("-h", "--help"):
@@ -42,22 +43,62 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hf-aft {__version__}")
         return 0
     try:
-        if not argv or argv[0] not in COMMANDS:
-            print(_usage())
-            given = f"unknown command {argv[0]!r}" if argv else "no command given"
-            raise AFTError(f"{given}: choose one of {', '.join(COMMANDS)}.")
-        module = importlib.import_module(f"{__name__}.{COMMANDS[argv[0]][1]}")
-        module.run(argv[1:])
+        with signals_as_interrupts():
+            _run_command(argv)
     except AFTError as error:
-        if os.environ.get("HF_AFT_DEBUG"):
-            raise
-        print(f"hf-aft: error: {error}", file=sys.stderr)
-        return 2
+        return _refuse(error)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (faults.Interrupted)
+        return _interrupted(interrupt)
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else 0
+    except ImportError as error:  # an optional extra that is not installed: name the pip install
+        from ..errors import missing_extra
+
+        extra = missing_extra(error, f"hf-aft {argv[0]}" if argv else None)
+        if extra is None:
+            raise
+        return _refuse(extra)
+    except Exception as error:
+        from ..faults import disk_errno, disk_error
+
+        if disk_errno(error) is None:
+            raise
+        return _refuse(disk_error(error))
     finally:
         if "torch.distributed" in sys.modules:  # only a command that trained can have made a process group
             from ..distributed import close_process_group
 
             close_process_group()
     return 0
+
+
+def _run_command(argv: list[str]) -> None:
+    from ..errors import AFTError
+
+    if not argv or argv[0] not in COMMANDS:
+        print(_usage())
+        given = f"unknown command {argv[0]!r}" if argv else "no command given"
+        raise AFTError(f"{given}: choose one of {', '.join(COMMANDS)}.")
+    module = importlib.import_module(f"{__name__}.{COMMANDS[argv[0]][1]}")
+    module.run(argv[1:])
+
+
+def _refuse(error: Exception) -> int:
+    if os.environ.get("HF_AFT_DEBUG"):
+        raise error
+    print(f"hf-aft: error: {error}", file=sys.stderr)
+    return 2
+
+
+def _interrupted(interrupt: KeyboardInterrupt) -> int:
+    """One line: which signal, what was kept (checkpoints, cached teacher features), how to go on."""
+    from ..cache import written_this_process
+    from ..claims import kept
+    from ..faults import exit_status, interrupted_line
+
+    if os.environ.get("HF_AFT_DEBUG"):
+        raise interrupt
+    print(file=sys.stderr)  # after the ^C the terminal echoed, or a progress bar's partial line
+    print(interrupted_line(interrupt, [*kept, *written_this_process()]), file=sys.stderr)
+    kept.clear()
+    return exit_status(interrupt)

@@ -30,21 +30,20 @@ class ExportArguments:
 
 
 def run(argv: list[str]) -> None:
-    from ..errors import AFTError
+    from ..claims import claimed
+    from ..errors import require_extra
     from ..evaluation import run_folder
+    from ..export import export_student, report_lines
     from ..pipeline import check_output_dir
 
     if argv and not argv[0].startswith("-"):
         argv = ["--run", *argv]
     (args,) = parse((ExportArguments,), argv, "hf-aft export", DESCRIPTION)
+    require_extra("export", "hf-aft export")  # before anything loads: torch imports onnxscript only mid-export
     check_output_dir(args.output_dir)
-    try:
-        from ..export import export_student, report_lines
-    except ImportError as error:
-        raise AFTError(f"hf-aft export needs onnxruntime and onnxscript: pip install 'hf-aft[export]' ({error})."
-                       ) from error
     folder, _ = run_folder(args.run)
-    report = export_student(folder, args.output_dir, args.quantize, args.dataset_name)
+    with claimed(args.output_dir, "export"):
+        report = export_student(folder, args.output_dir, args.quantize, args.dataset_name)
     _print(*report_lines(report), f"exported to {args.output_dir}")
 
 

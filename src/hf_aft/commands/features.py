@@ -70,15 +70,23 @@ def parse_feature_args(argv: list[str]):
 
 def compute_features(argv: list[str]) -> dict:
     """Run `hf-aft features`; returns a summary: output dir, rows per split, teachers."""
+    from ..claims import claimed
+
+    args, teachers = parse_feature_args(argv)
+    with claimed(args.output_dir, "features") as claim:
+        return _compute(args, teachers, claim)
+
+
+def _compute(args: FeatureArguments, teachers, claim) -> dict:
     from ..data import load_dataset_dict
     from ..feature_dataset import save_feature_dataset
     from ..hub import push_folder
 
-    args, teachers = parse_feature_args(argv)
     data = load_dataset_dict(args.dataset_name, args.dataset_config)
     unlabeled = _load_unlabeled(args, data)
     infos = save_feature_dataset(data, args.splits, teachers, args.output_dir, args.text_column, args.image_column,
                                  unlabeled)
+    claim.complete = True  # a failed push below keeps the saved folder, for `hf-aft push` to retry
     if unlabeled is not None:
         data["unlabeled"] = unlabeled
     if args.push_to_hub:

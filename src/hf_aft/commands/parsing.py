@@ -15,7 +15,7 @@ import sys
 
 import yaml
 
-from ..errors import AFTError, first_line
+from ..errors import AFTError, one_line
 
 HELP_ALL = "--help-all"
 # Numbers that must be > 0, >= 0 or within a range (all numbers must be finite); checked after parsing.
@@ -67,7 +67,7 @@ def _yaml_tokens(path: str, parser: _Parser) -> list[str]:
         with open(path) as f:
             values = yaml.safe_load(f) or {}
     except (OSError, yaml.YAMLError) as error:
-        raise AFTError(f"could not read config {path!r}: {first_line(error)}") from error
+        raise AFTError(f"could not read config {path!r}: {one_line(error)}") from error
     if not isinstance(values, dict):
         raise AFTError(f"config {path!r} must be a YAML mapping of flag names to values.")
     flags, tokens = parser.flags(), []
@@ -161,7 +161,7 @@ def parse(dataclass_types, argv: list[str], prog: str, description: str, require
     except AFTError:
         raise
     except ValueError as error:  # TrainingArguments' own checks of flag combinations
-        raise AFTError(first_line(error)) from error
+        raise AFTError(one_line(error)) from error
     if remaining:
         flag = next((t for t in remaining if t.startswith("-")), remaining[0])
         raise AFTError(f"unrecognized argument {flag!r}{parser.closest(flag.split('=')[0])}; see {prog} --help.")
@@ -178,6 +178,22 @@ def check_new_output(path: str, what: str = "--output_file") -> None:
     """A file hf-aft is about to write does not exist yet (nothing already written is replaced silently)."""
     if os.path.exists(path):
         raise AFTError(f"{what} {path!r} already exists: choose another name or remove it first.")
+
+
+def write_new_file(path: str, text: str) -> None:
+    """Write `path`, which must not exist: written to a temporary name, then hard-linked into place, which fails
+    rather than replace a file that appeared meanwhile (nothing already written is overwritten)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.link(tmp, path)
+    except FileExistsError as error:
+        raise AFTError(f"{path!r} appeared while this command ran: kept as it is; run again with another name."
+                       ) from error
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def print_lines(*lines: str, file=sys.stdout) -> None:

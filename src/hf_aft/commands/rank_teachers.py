@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from .parsing import check_new_output, parse
+from .parsing import check_new_output, parse, write_new_file
 
 DESCRIPTION = """Score each candidate teacher on the training split, with no student training: the LogME evidence (You
 et al., ICML 2021) and a cross-validated linear probe of its features, beside its width and extraction time. The
@@ -38,11 +38,10 @@ class RankArguments:
 
 
 def run(argv: list[str]) -> dict:
+    from ..claims import claimed
     from ..config import TeacherArguments
-    from ..data import load_labelled_splits
     from ..errors import AFTError
     from ..outputs import check_creatable
-    from ..ranking import format_table, rank_teachers
 
     args, options = parse((RankArguments, TeacherArguments), argv, "hf-aft rank-teachers", DESCRIPTION)
     if not options.teachers:
@@ -54,6 +53,14 @@ def run(argv: list[str]) -> dict:
     output = args.output_file or os.path.join(args.output_dir or ".", "teacher_ranking.json")
     check_new_output(output)
     check_creatable(os.path.dirname(os.path.abspath(output)), "--output_file's folder")
+    with claimed(output, "rank-teachers", is_file=True, flag="--output_file"):
+        return _rank(args, options, output)
+
+
+def _rank(args: RankArguments, options, output: str) -> dict:
+    from ..data import load_labelled_splits
+    from ..ranking import format_table, rank_teachers
+
     splits = load_labelled_splits(args.dataset_name, args.dataset_config, args.train_split, None, args.text_column,
                                   args.label_column)
     labels = splits.labels.encode(splits.train)["labels"]  # class ids; features come from the raw split, as training
@@ -62,8 +69,6 @@ def run(argv: list[str]) -> dict:
     result = {"dataset": args.dataset_name, "split": args.train_split, "examples": len(splits.train),
               "folds": args.folds, "teacher_max_length": options.teacher_max_length, "rows": rows}
     print(format_table(rows, args.folds))
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output, "w") as f:
-        json.dump(result, f, indent=2)
+    write_new_file(output, json.dumps(result, indent=2))
     print(f"ranking written to {output}")
     return result

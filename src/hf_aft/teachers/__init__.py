@@ -11,7 +11,7 @@ import datasets
 import torch
 
 from ..data import check_texts
-from ..errors import AFTError
+from ..errors import AFTError, require_extra
 from .image import IMAGE_POOLINGS, ImageTeacher
 from .loading import (
     TEACHER_DTYPES,
@@ -65,6 +65,8 @@ def make_teacher(dataset: datasets.Dataset, spec: str, pooling: str, max_length:
     modality doesn't match its column is one AFTError line."""
     spec = os.fspath(spec)
     source, gguf_file = split_gguf(spec)
+    if gguf_file:  # transformers imports gguf only when the weights load, after other teachers may have run
+        require_extra("gguf", f"GGUF teacher {spec!r}")
     name, pinned = parse_teacher(source)
     revision = _revision_of(spec, name, pinned, gguf_file)
     local_gguf = os.path.join(name, gguf_file) if gguf_file and os.path.isdir(name) else None

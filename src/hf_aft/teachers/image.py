@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import AFTError, first_line
+from ..errors import AFTError, one_line
 from ..images import to_rgb
 from .loading import file_options, intended_load_report
 from .spec import hub_revision
@@ -41,7 +41,7 @@ class ImageTeacher(TextTeacher):
                                                              **self.options)
         except Exception as error:
             raise AFTError(f"could not load image teacher {self.spec!r} (model and image processor): "
-                           f"{first_line(error)}") from error
+                           f"{one_line(error)}") from error
         # A ViT saved from ViTForImageClassification has no pooler weights: AutoModel would add a random one.
         self.pooler_trained = not any("pooler" in key.split(".") for key in info.get("missing_keys", ()))
         if "device_map" not in self.options:

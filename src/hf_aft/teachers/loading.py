@@ -20,7 +20,7 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
-from ..errors import AFTError, first_line, warn_once
+from ..errors import AFTError, one_line, warn_once
 from .spec import hub_revision
 
 logger = logging.getLogger(__name__)
@@ -60,21 +60,24 @@ def load_config(spec: str, name: str, revision: str, options: dict | None = None
     try:
         return AutoConfig.from_pretrained(name, revision=hub_revision(revision), **file_options(options or {}))
     except Exception as error:
-        raise AFTError(f"could not load teacher {spec!r}: {first_line(error)}") from error
+        raise AFTError(f"could not load teacher {spec!r}: {one_line(error)}") from error
 
 
 def gguf_header_config(path: str):
     """A stand-in config for a local GGUF file, read from its header in milliseconds (AutoConfig parses the whole
-    vocabulary: ~13 s for SmolLM2's), enough for the modality and default pooling; None to fall back to AutoConfig.
-    GGUF files hold llama.cpp models: decoders, apart from BERT-like and T5 encoders."""
+    vocabulary: ~13 s for SmolLM2's), enough for the modality, default pooling and token limit; None to fall back to
+    AutoConfig. GGUF files hold llama.cpp models: decoders, apart from BERT-like and T5 encoders."""
     try:
         from transformers.integrations.gguf.reader import read_gguf_metadata  # not public API: hence the fallback
 
-        architecture = read_gguf_metadata(path)[0]["general.architecture"]
+        metadata = read_gguf_metadata(path)[0]
+        architecture = metadata["general.architecture"]
     except Exception:
         return None
     encoder = "bert" in architecture or architecture.startswith("t5")
-    return SimpleNamespace(model_type=architecture, is_decoder=not encoder)
+    # Its context length caps the texts here as the loaded config will (the cap is part of the cache key).
+    return SimpleNamespace(model_type=architecture, is_decoder=not encoder,
+                           max_position_embeddings=metadata.get(f"{architecture}.context_length"))
 
 
 def teacher_modality(config) -> str:
@@ -124,14 +127,23 @@ def default_pooling(config) -> str:
 # 514 positions takes 512 tokens.
 _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm", "data2vec-text",
                      "longformer", "mpnet", "ibert", "luke", "markuplm", "xmod"}
+_POSITION_KEYS = ("max_position_embeddings", "n_positions", "n_ctx")  # a config's position table, by its name
+
+
+def teach_token_limit(model, processor) -> None:
+    """Give a tokenizer the limit of its model (`model_max_length`, which many tokenizers leave at 1e30), so that
+    every later encoding of texts for that model is cut there (`tokens.encode`), whatever max_length it is asked."""
+    limit = token_limit(model.config, processor) if hasattr(processor, "model_max_length") else None
+    if limit is not None:
+        processor.model_max_length = limit
 
 
 def token_limit(config, tokenizer=None) -> int | None:
-    """The most tokens a model can take: its position table (`max_position_embeddings`, less the padding offset of
-    RoBERTa-like models) and its tokenizer's `model_max_length` when that is a real limit (< 1e6); None when neither
-    says (rotary models without a table, GGUF stand-ins)."""
+    """The most tokens a model can take: its position table (`max_position_embeddings`, or GPT-2's `n_positions` /
+    `n_ctx`, less the padding offset of RoBERTa-like models) and its tokenizer's `model_max_length` when that is a
+    real limit (< 1e6); None when neither says (rotary models without a table, GGUF stand-ins)."""
     limits = []
-    positions = getattr(config, "max_position_embeddings", None)
+    positions = next((value for key in _POSITION_KEYS if isinstance(value := getattr(config, key, None), int)), None)
     if isinstance(positions, int) and positions > 0:
         if getattr(config, "model_type", "") in _OFFSET_POSITIONS:
             positions -= (getattr(config, "pad_token_id", None) or 1) + 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from huggingface_hub.utils import sha as hub_sha
 
-from ..errors import AFTError, first_line
+from ..errors import AFTError, one_line
 
 GGUF_SEPARATOR = "::"
 LOCAL_PREFIX, GGUF_PREFIX = "local-", "gguf-"  # revisions that are content hashes, not Hub commits
@@ -92,7 +92,7 @@ def resolve_revision(name: str, revision: str | None) -> str:
         except Exception:
             where = f"{name}@{revision}" if revision else name
             raise AFTError(f"could not resolve teacher {where!r}: not a local folder, and the Hub said "
-                           f"{first_line(hub_error)}. Check the id and revision, or pass a local folder."
+                           f"{one_line(hub_error)}. Check the id and revision, or pass a local folder."
                            ) from hub_error
 
 

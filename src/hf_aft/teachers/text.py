@@ -8,7 +8,8 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
-from ..errors import AFTError, first_line
+from ..errors import AFTError, missing_extra, one_line
+from ..tokens import check_room, encode
 from .loading import cap_max_length, default_pooling, file_options, intended_load_report, load_config, token_limit
 from .spec import hub_revision
 
@@ -68,7 +69,9 @@ class TextTeacher:
                 self.model = auto_class.from_pretrained(self.name, revision=hub_revision(self.revision),
                                                         **self.options)
         except Exception as error:
-            raise AFTError(f"could not load teacher {self.spec!r}: {first_line(error)}") from error
+            if isinstance(error, ImportError) and (extra := missing_extra(error, f"teacher {self.spec!r}")):
+                raise extra from error
+            raise AFTError(f"could not load teacher {self.spec!r}: {one_line(error)}") from error
         if self.tokenizer.pad_token is None:  # decoder tokenizers often have none
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         if self.tokenizer.pad_token is None:
@@ -76,8 +79,9 @@ class TextTeacher:
         # Pad on the right whatever the tokenizer says: a decoder's real tokens then keep positions 0..n-1 and never
         # see padding (causal attention), so its features don't depend on the batch; `pool` excludes the padding.
         self.tokenizer.padding_side = "right"
-        self.max_length = cap_max_length(f"teacher {self.spec!r}", self.max_length, token_limit(None, self.tokenizer),
-                                         "--teacher_max_length")
+        limit = token_limit(self.model.config, self.tokenizer)  # the position table too: a teacher built directly
+        self.max_length = cap_max_length(f"teacher {self.spec!r}", self.max_length, limit, "--teacher_max_length")
+        check_room(self.tokenizer, self.max_length, f"teacher {self.spec!r}", "--teacher_max_length")
         if self.pooling == "auto":
             self.pooling = default_pooling(self.model.config)
         if "device_map" not in self.options:  # with a device map, accelerate has placed the layers already
@@ -94,7 +98,8 @@ class TextTeacher:
     def __call__(self, texts: list[str], rows: list[int] | None = None) -> np.ndarray:
         if self.model is None:
             self.load()
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        # No row is empty (tokens.py): a length sort would gather empty texts into a batch of width 0.
+        encoded = encode(self.tokenizer, texts, self.max_length)
         ids, masks = encoded["input_ids"], encoded["attention_mask"]
         # Batch texts of similar length together (less padding); results go back in the original order.
         order = np.argsort([len(x) for x in ids], kind="stable") if self.group_by_length else np.arange(len(ids))

@@ -1,0 +1,120 @@
+"""Which local files a `--dataset_name` names, and whether datasets can read them as one dataset: comma-separated
+files or glob patterns, or a folder of data files. Each shape that cannot load is one AFTError naming the file and
+the fix (a missing file, a pattern matching nothing, a format hf-aft does not read, files of different formats),
+before datasets would say something unrelated ("could not find any data file", a Hub lookup of the file's name)."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections import Counter
+
+from .errors import AFTError, one_line
+
+# Suffix -> the datasets builder that reads it (a `.tsv` is csv read with a tab delimiter).
+FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+# What a folder of data files may hold for `datasets.load_dataset(folder)` to make a labelled dataset of it.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+DATA_SUFFIXES = {*FILE_BUILDERS, ".arrow", *IMAGE_SUFFIXES}
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")  # datasets reads `train.csv.gz` as csv
+READABLE = "csv, tsv, json, jsonl or parquet"
+BESIDE_DATA = {"state.json", "dataset_info.json", "dataset_dict.json"}  # datasets' own files beside Arrow data
+
+
+def suffix(path: str) -> str:
+    """A data file's format suffix, lower case, past a compression suffix (`train.csv.gz`: `.csv`)."""
+    stem, ext = os.path.splitext(path)
+    if ext.lower() in COMPRESSIONS:
+        ext = os.path.splitext(stem)[1]
+    return ext.lower()
+
+
+def file_format(path: str) -> str:
+    """What datasets reads a file as: `.json` and `.jsonl` are both json; `.tsv` is not csv (another delimiter)."""
+    ext = suffix(path)
+    return "tsv" if ext == ".tsv" else FILE_BUILDERS.get(ext, ext)
+
+
+def _looks_like_files(parts: list[str]) -> bool:
+    """Whether `--dataset_name` names local files (else a Hub id or a folder)."""
+    return any(os.path.isfile(os.path.expanduser(p)) or glob.has_magic(p) or suffix(p) in DATA_SUFFIXES
+               or os.path.splitext(p)[1].lower() in COMPRESSIONS or p.startswith((".", "/", "~")) for p in parts)
+
+
+def named_files(name: str) -> list[str]:
+    """The local data files `name` names (comma-separated paths or glob patterns), in order; [] for a Hub id or a
+    single folder."""
+    parts = [p.strip() for p in name.split(",") if p.strip()]
+    if (len(parts) == 1 and os.path.isdir(os.path.expanduser(parts[0]))) or not _looks_like_files(parts):
+        return []
+    files = [path for part in parts for path in _expand(part)]
+    twice = next((f for f, n in Counter(os.path.realpath(f) for f in files).items() if n > 1), None)
+    if twice:
+        raise AFTError(f"dataset file {twice!r} is named twice (its rows would count twice): name each file "
+                       "once.")
+    check_one_format(files)
+    return files
+
+
+def _expand(part: str) -> list[str]:
+    path = os.path.expanduser(part)
+    matches = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
+    if not matches:
+        raise AFTError(f"dataset pattern {part!r} matches no file: check the pattern, or list the files "
+                       "comma-separated.")
+    for match in matches:
+        if os.path.isdir(match):
+            raise AFTError(f"dataset {match!r} is a folder: give one folder alone, or data files (comma-separated), "
+                           "not both.")
+        if not os.path.exists(match):
+            raise AFTError(f"dataset file or folder {part!r} does not exist: check the path (a Hub dataset is "
+                           "ORG/NAME).")
+        if suffix(match) not in FILE_BUILDERS:
+            raise AFTError(f"dataset file {match!r} is not a data file hf-aft reads ({suffix(match) or 'no suffix'}): "
+                           f"give {READABLE} files, a folder of them, or a folder written by save_to_disk.")
+    return matches
+
+
+def check_one_format(files: list[str], where: str = "") -> None:
+    """Data files of one format (datasets reads one builder per dataset: a csv and a json file would otherwise be
+    "no data file found")."""
+    formats = {file_format(f) for f in files}
+    if len(formats) > 1:
+        shown = ", ".join(sorted({suffix(f) for f in files}))
+        raise AFTError(f"the data files{where} have different formats ({shown}): give files of one format.")
+
+
+def folder_data_files(folder: str) -> list[str]:
+    """The data files of a folder that is not a `save_to_disk` dataset, of one format (images aside, and an image
+    folder's metadata file); a folder without any is one AFTError (else `load_dataset` would, say, read its
+    README.txt as a text dataset and fail later on a missing column)."""
+    found, others = [], []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for file in names:
+            (found if suffix(file) in DATA_SUFFIXES else others).append(os.path.join(root, file))
+    if not found:
+        shown = ", ".join(sorted(os.path.relpath(f, folder) for f in others)[:5]) or "nothing"
+        raise AFTError(f"{folder!r} is not a dataset folder: it holds no save_to_disk dataset (dataset_dict.json) and "
+                       f"no {READABLE} data files or images (it holds {shown}). Give a folder written by "
+                       "save_to_disk or hf-aft features, a folder of train.csv/test.csv..., or the data files.")
+    tables = [f for f in found if suffix(f) not in IMAGE_SUFFIXES and os.path.basename(f) not in BESIDE_DATA
+              and not os.path.basename(f).startswith("metadata.")]  # an image folder's labels
+    check_one_format(tables, f" in {folder!r}")
+    return found
+
+
+def check_parquet_columns(paths: list[str]) -> None:
+    """A parquet file with two columns of the same name is one line naming it (datasets fails on it with an
+    unrelated message)."""
+    import pyarrow.parquet as pq
+
+    for path in paths:
+        try:
+            names = pq.read_schema(path).names
+        except Exception as error:
+            raise AFTError(f"could not read the parquet file {path!r}: {one_line(error)}") from error
+        twice = [column for column, count in Counter(names).items() if count > 1]
+        if twice:
+            raise AFTError(f"the parquet file {path!r} has a duplicate column {twice[0]!r} (columns {names}): "
+                           "give each column its own name.")

@@ -1,0 +1,106 @@
+"""What the machine does to a command, as one line each: a signal (Ctrl-C, a scheduler's SIGTERM) and a disk that
+is full or read-only. Bad input is `AFTError` (errors.py); these are the faults around a run."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import signal
+import threading
+from contextlib import contextmanager
+
+from .errors import AFTError
+
+DISK_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+               errno.EROFS: "read-only file system"}
+# Libraries that write through Rust or C (safetensors, Arrow) report the errno inside their own message.
+_MESSAGE = re.compile(r"(?:os error|errno)\s*(\d+)|No space left on device|Not enough disk space|"
+                      r"Read-only file system|StorageFull", re.IGNORECASE)
+
+
+class DiskError(AFTError):
+    """A full or read-only disk, said in one line that names the folder (`disk_error`)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised like SIGINT's KeyboardInterrupt so every `finally` and cleanup runs on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def signals_as_interrupts():
+    """SIGTERM raises `Interrupted` for the block (SIGINT already raises KeyboardInterrupt); the previous handler
+    comes back after it. Only the main thread can set handlers: elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def exit_status(interrupt: KeyboardInterrupt) -> int:
+    """128 + the signal's number, as a shell reports it: 130 for SIGINT, 143 for SIGTERM."""
+    return 128 + getattr(interrupt, "signum", signal.SIGINT)
+
+
+def interrupted_line(interrupt: KeyboardInterrupt, kept: list[str]) -> str:
+    name = signal.Signals(getattr(interrupt, "signum", signal.SIGINT)).name
+    what = "; ".join(kept) if kept else "no output (an output dir this command created was removed)"
+    return f"hf-aft: interrupted by {name}: kept {what}. Run the same command again to go on."
+
+
+def disk_errno(error: BaseException) -> int | None:
+    """The errno of a full or read-only disk behind `error` (its chain of causes included), else None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in DISK_ERRORS:
+            return error.errno
+        match = _MESSAGE.search(str(error))
+        if match:
+            number = int(match.group(1)) if match.group(1) else (
+                errno.EROFS if "read-only" in match.group(0).lower() else errno.ENOSPC)
+            if number in DISK_ERRORS:
+                return number
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def disk_error(error: BaseException, folder: str | os.PathLike | None = None, needed: int | None = None,
+               way_out: str = "free space there, or write elsewhere (--output_dir, HF_DATASETS_CACHE)") -> DiskError:
+    """One line for a full or read-only disk: what happened, where, the bytes needed and free when known, the way
+    out. Call only when `disk_errno(error)` is not None."""
+    number = disk_errno(error)
+    folder = folder or getattr(error, "filename", None)
+    if folder is None:
+        return DiskError(f"{DISK_ERRORS[number]}: {way_out}.")
+    where = os.path.dirname(folder) if os.path.isfile(folder) else folder
+    sizes = ""
+    if number != errno.EROFS:
+        try:
+            free = shutil.disk_usage(where).free
+            sizes = (f" (about {_megabytes(needed)} needed, {_megabytes(free)} free)" if needed
+                     else f" ({_megabytes(free)} free)")
+        except OSError:
+            pass
+    return DiskError(f"{DISK_ERRORS[number]} writing {str(where)!r}{sizes}: {way_out}.")
+
+
+__all__ = ["DiskError", "Interrupted", "disk_errno", "disk_error", "exit_status", "interrupted_line",
+           "signals_as_interrupts"]

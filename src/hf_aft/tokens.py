@@ -1,0 +1,63 @@
+"""Tokenizing texts for a model, teacher or student, so that every row holds at least one real token.
+
+A tokenizer that adds no special tokens (GPT-2's, or a LLaMA-style one without BOS) turns "" (or, for some, only
+whitespace) into no tokens at all. Such a row's attention mask is all zero: alone or in a batch of its kind (as a
+length sort gathers them) the model gets a batch of width 0 and crashes; mixed with longer texts it is pooled from
+padding, so its features depend on its batch. Here it gets one stand-in token instead (eos: GPT-2's document
+boundary; else bos, unk or pad), which makes its features those of that token, the same in any batch.
+"""
+
+from __future__ import annotations
+
+from .errors import AFTError
+
+
+def stand_in_token(tokenizer) -> int:
+    """The token an empty text becomes: eos, else bos, unk or pad."""
+    for token_id in (tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id, tokenizer.pad_token_id):
+        if token_id is not None:
+            return token_id
+    raise AFTError("the tokenizer has no eos, bos, unk or pad token to stand for an empty text: add one.")
+
+
+def fill_empty(encoded, tokenizer):
+    """`encoded` (a batch from `tokenizer(texts)`, unpadded) with each row of no tokens given the stand-in token."""
+    empty = [i for i, ids in enumerate(encoded["input_ids"]) if len(ids) == 0]
+    if empty:
+        token = stand_in_token(tokenizer)
+        for key in list(encoded.keys()):
+            value = [token] if key == "input_ids" else [1] if key in ("attention_mask", "special_tokens_mask") else [0]
+            for i in empty:
+                encoded[key][i] = value
+    return encoded
+
+
+def within_limit(tokenizer, max_length: int | None) -> int | None:
+    """`max_length`, but no more than the tokenizer's `model_max_length` when that is a real limit (hf-aft sets it
+    from the model's position table when it loads a model): an explicit max_length above it (a run's --max_length
+    in evaluation, export or the cost report) would otherwise pass the model more positions than it has."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if max_length is not None and isinstance(limit, int) and 0 < limit < max_length:
+        return limit
+    return max_length
+
+
+def encode(tokenizer, texts, max_length: int | None):
+    """Unpadded token ids and masks of `texts`, truncated to `max_length` (at most the model's limit), no row
+    empty."""
+    encoded = tokenizer(list(texts), truncation=True, max_length=within_limit(tokenizer, max_length))
+    return fill_empty(encoded, tokenizer)
+
+
+def encode_padded(tokenizer, texts, max_length: int | None, return_tensors: str = "pt"):
+    """`encode`, padded into one batch of tensors: the model inputs of a list of texts."""
+    return tokenizer.pad(encode(tokenizer, texts, max_length), return_tensors=return_tensors)
+
+
+def check_room(tokenizer, max_length: int | None, model: str, flag: str) -> None:
+    """A `max_length` that leaves no room for text beside the special tokens the tokenizer adds is refused: the
+    tokenizer would then not truncate at all (it says so and returns every token), or keep only those tokens."""
+    special = tokenizer.num_special_tokens_to_add(pair=False)
+    if max_length is not None and max_length <= special:
+        raise AFTError(f"{model}: {flag} {max_length} leaves no room for text: its tokenizer adds {special} special "
+                       f"tokens to every text, so {flag} must be at least {special + 1}.")

@@ -1,0 +1,357 @@
+"""Fuzz suite, part two (issue 23): the machine misbehaves, not the data. Each case runs `hf-aft` as a user would
+(most in a fresh `python -m hf_aft` process) against a fault around the run: a second command into the same output,
+a read-only or full filesystem under the feature cache or the output, a signal at several points. For each: exit
+status 2 (130/143 for a signal) and one last line, no traceback, nothing that existed before changed, and no folder
+left that looks like a finished run.
+
+Real filesystems where the suite can make them: a tmpfs of a few hundred KB (full disk) and a read-only bind mount,
+when running as root on Linux; skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_fuzz_cli import ERROR, Models, _hashes, _looks_finished, rows, train_args, write_split_files
+
+from hf_aft.audit import read_record, verify
+from hf_aft.claims import CLAIM_NAME, Claim, check_unchanged, claim, claimed, release
+
+CAN_MOUNT = sys.platform == "linux" and hasattr(os, "geteuid") and os.geteuid() == 0
+needs_mount = pytest.mark.skipif(not CAN_MOUNT, reason="tmpfs and read-only bind mounts need root on Linux")
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    return Models(tmp_path_factory.mktemp("machine-models"))
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_AFT_DEBUG", raising=False)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = tmp_path / "work"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def data(folder: Path, n: int = 16, saved: bool = False) -> Path:
+    """Data files (csv: converted into the datasets cache when loaded), or a save_to_disk folder (read in place)."""
+    if not saved:
+        return write_split_files(folder / "data", {"train": rows(n), "test": rows(8, seed=1)}, ".csv")
+    import datasets
+
+    splits = {"train": rows(n), "test": rows(8, seed=1)}
+    datasets.DatasetDict({k: datasets.Dataset.from_list(v) for k, v in splits.items()}).save_to_disk(folder / "saved")
+    return folder / "saved"
+
+
+def hf_aft(*argv, env: dict | None = None, wait: bool = True, timeout: int = 300):
+    command = [sys.executable, "-m", "hf_aft", *map(str, argv)]
+    if not wait:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **(env or {})})
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def assert_refused(result, *fragments: str, code: int = 2) -> str:
+    """Exit `code`, one `hf-aft: ...` line last on stderr, no traceback; returns that line."""
+    stderr = result.stderr if hasattr(result, "stderr") else result[1]
+    returncode = result.returncode if hasattr(result, "returncode") else result[0]
+    assert "Traceback" not in stderr, stderr
+    assert returncode == code, f"exit {returncode}:\n{stderr}"
+    last = [line for line in stderr.splitlines() if line.strip()][-1]
+    assert last.startswith("hf-aft:"), stderr
+    assert sum(line.startswith(ERROR) for line in stderr.splitlines()) <= 1, stderr
+    for fragment in fragments:
+        assert fragment in last, last
+    return last
+
+
+def features_args(models: Models, source: Path, out: Path) -> list:
+    return ["features", "--teachers", models.teacher, "--dataset_name", source, "--output_dir", out]
+
+
+# ---------------------------------------------------------------- kind 14: two commands, one output
+def _live_claim(folder: Path, is_file: bool = False) -> subprocess.Popen:
+    """A claim held by a live process (a `sleep`), written as hf-aft writes one."""
+    import psutil
+
+    sleeper = subprocess.Popen(["sleep", "60"])
+    record = {"run_id": "other", "command": "train", "pid": sleeper.pid, "host": os.uname().nodename,
+              "process_started": psutil.Process(sleeper.pid).create_time(), "started": "2026-01-01T00:00:00"}
+    marker = folder.with_name(f".{folder.name}{CLAIM_NAME}") if is_file else folder / CLAIM_NAME
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(record))
+    return sleeper
+
+
+@pytest.mark.parametrize("command", ["train", "features", "export", "rank-teachers"])
+def test_a_claimed_output_is_refused_and_left_as_it_is(command, work, models, capsys):
+    from hf_aft.commands import main
+
+    out = work / ("ranking.json" if command == "rank-teachers" else "out")
+    sleeper = _live_claim(out, is_file=command == "rank-teachers")
+    before = _hashes(work)
+    argv = {"train": train_args(models, data(work), out),
+            "features": features_args(models, data(work), out),
+            "export": ["export", work, "--output_dir", out],
+            "rank-teachers": ["rank-teachers", "--teachers", models.teacher, "--dataset_name", data(work),
+                              "--output_file", out]}[command]
+    before = _hashes(work)
+    try:
+        code = main([str(a) for a in argv])
+    finally:
+        sleeper.kill()
+    last = assert_refused((code, capsys.readouterr().err), "is in use by hf-aft train", f"pid {sleeper.pid}")
+    assert "wait for it to end" in last
+    assert _hashes(work) == before
+
+
+def test_two_trainings_started_together_one_wins_and_the_folder_is_one_runs(work, models):
+    out = work / "out"
+    argv = train_args(models, data(work), out, "--max_steps", "3")
+    first, second = hf_aft(*argv, wait=False), hf_aft(*argv, wait=False)
+    results = [(p.wait(timeout=300), p.communicate()[1]) for p in (first, second)]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    refused = next(r for r in results if r[0] == 2)
+    assert_refused(refused)
+    assert any(text in refused[1] for text in ("is in use by hf-aft train", "already holds files"))
+    record = read_record(str(out))
+    assert verify(str(out), record) == []
+    assert json.loads((out / "config.json").read_text())["hf_aft_run_id"] == record["run_id"]
+    assert not (out / CLAIM_NAME).exists()
+
+
+def test_two_feature_commands_started_together(work, models):
+    out, source = work / "features", data(work, n=64)
+    first, second = hf_aft(*features_args(models, source, out), wait=False), hf_aft(
+        *features_args(models, source, out), wait=False)
+    results = [(p.wait(timeout=300), p.communicate()[1]) for p in (first, second)]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    assert_refused(next(r for r in results if r[0] == 2))
+    assert (out / "dataset_dict.json").exists() and not (out / CLAIM_NAME).exists()
+
+
+def test_a_stale_claim_is_named_and_taken_over(work, models):
+    out = work / "out"
+    out.mkdir()
+    (out / CLAIM_NAME).write_text(json.dumps({"run_id": "dead", "command": "train", "pid": 2**22 + 12345,
+                                              "host": os.uname().nodename, "process_started": 1.0}))
+    result = hf_aft(*train_args(models, data(work), out))
+    assert result.returncode == 0, result.stderr
+    assert "is no longer running: its claim is stale, taking it over" in result.stderr
+    assert verify(str(out), read_record(str(out))) == []
+
+
+def test_a_claim_from_another_machine_is_refused_naming_its_file(work, models):
+    out = work / "out"
+    out.mkdir()
+    (out / CLAIM_NAME).write_text(json.dumps({"run_id": "x", "command": "train", "pid": 1, "host": "elsewhere",
+                                              "process_started": 1.0}))
+    last = assert_refused(hf_aft(*train_args(models, data(work), out)), "on another machine",
+                          f"delete {out / CLAIM_NAME}")
+    assert "elsewhere" in last
+
+
+def test_audit_names_a_file_written_by_another_run(work, models):
+    out = work / "out"
+    assert hf_aft(*train_args(models, data(work), out)).returncode == 0
+    summary = json.loads((out / "transfer_summary.json").read_text())
+    summary["run_id"] = "another-run"
+    (out / "transfer_summary.json").write_text(json.dumps(summary))
+    # reseal as a mixed-up folder would be: the hashes match, only the run ids tell
+    from hf_aft.audit import seal
+
+    seal(str(out))
+    result = hf_aft("audit", out)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "foreign  transfer_summary.json (written by run another-run" in result.stdout + result.stderr
+
+
+def test_a_run_whose_folder_changed_under_it_fails(tmp_path):
+    with claimed(tmp_path / "out", "train") as held:
+        (held.path / "transfer_summary.json").write_text(json.dumps({"run_id": "intruder"}))
+        with pytest.raises(ValueError, match="changed under this run .*transfer_summary.json"):
+            check_unchanged(held)
+        (held.path / "transfer_summary.json").write_text(json.dumps({"run_id": held.run_id}))
+        check_unchanged(held)
+        held.marker.write_text(json.dumps({"run_id": "thief"}))
+        with pytest.raises(ValueError, match="claim .* was replaced"):
+            check_unchanged(held)
+
+
+def test_a_failed_command_removes_the_folder_it_created_unless_it_holds_checkpoints(tmp_path):
+    held = claim(tmp_path / "a", "train")
+    release(held, failed=True)
+    assert not (tmp_path / "a").exists()
+    held = claim(tmp_path / "b", "train")
+    (held.path / "checkpoint-2").mkdir()
+    release(held, failed=True)
+    assert (tmp_path / "b" / "checkpoint-2").is_dir() and not (tmp_path / "b" / CLAIM_NAME).exists()
+    assert isinstance(claim(tmp_path / "b", "train"), Claim)  # released: claimable again
+
+
+# ---------------------------------------------------------------- kind 15: read-only and full filesystems
+@contextlib.contextmanager
+def mounted(folder: Path, *options: str, source: Path | None = None):
+    folder.mkdir(parents=True, exist_ok=True)
+    command = (["mount", "--bind", str(source), str(folder)] if source else
+               ["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(folder)])
+    subprocess.run(command, check=True)
+    try:
+        if source and "ro" in options:
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(folder: Path, leave: int = 0) -> None:
+    """Fill the filesystem of `folder`, leaving about `leave` bytes."""
+    free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+    with open(folder / "filler", "wb") as f:
+        with contextlib.suppress(OSError):
+            f.write(b"\0" * max(free - leave, 0))
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.name.startswith((".staging", "tmp")) or
+                  p.name.endswith((".lock", ".tmp")))
+
+
+@needs_mount
+@pytest.mark.parametrize("saved", [True, False], ids=["saved-folder", "csv"])
+def test_a_read_only_cache_that_holds_the_features_is_read_without_writing(saved, work, models, tmp_path):
+    source, filled = data(work, saved=saved), tmp_path / "filled"
+    env = {"HF_DATASETS_CACHE": str(filled)}
+    assert hf_aft(*train_args(models, source, work / "first"), env=env).returncode == 0
+    for lock in filled.rglob("*.lock"):
+        lock.unlink()
+    before = _hashes(filled)
+    with mounted(tmp_path / "ro", "ro", source=filled) as cache:
+        for argv in (train_args(models, source, work / "second"), features_args(models, source, work / "feats")):
+            result = hf_aft(*argv, env={"HF_DATASETS_CACHE": str(cache)})
+            assert result.returncode == 0, result.stderr
+    assert _hashes(filled) == before
+
+
+@needs_mount
+@pytest.mark.parametrize("command", ["train", "features", "rank-teachers"])
+def test_a_read_only_cache_without_the_features_is_one_line(command, work, models, tmp_path):
+    source = data(work, saved=command != "train")
+    (tmp_path / "empty" / "hf_aft_features").mkdir(parents=True)
+    argv = {"train": train_args(models, source, work / "out"), "features": features_args(models, source, work / "f"),
+            "rank-teachers": ["rank-teachers", "--teachers", models.teacher, "--dataset_name", source,
+                              "--output_dir", work]}[command]
+    with mounted(tmp_path / "ro", "ro", source=tmp_path / "empty") as cache:
+        last = assert_refused(hf_aft(*argv, env={"HF_DATASETS_CACHE": str(cache)}), "read-only",
+                              "HF_DATASETS_CACHE")
+    assert str(cache) in last
+    assert not _looks_finished(work / "out") and not (work / "f").exists()
+
+
+@needs_mount
+@pytest.mark.parametrize("leave,saved", [(0, True), (6_000, True), (0, False)])
+def test_a_full_cache_is_one_line_and_leaves_nothing_behind(leave, saved, work, models, tmp_path):
+    source = data(work, n=200, saved=saved)
+    with mounted(tmp_path / "small", "size=400k") as cache:
+        fill(cache, leave)
+        before = _hashes(cache)
+        result = hf_aft(*train_args(models, source, work / "out"), env={"HF_DATASETS_CACHE": str(cache)})
+        last = assert_refused(result, "no space left on the device", "HF_DATASETS_CACHE")
+        assert "MB free" in last
+        assert leftovers(cache) == [] and not list(cache.rglob("*.arrow")), sorted(cache.rglob("*"))
+        assert all(_hashes(cache)[name] == digest for name, digest in before.items())
+    assert not (work / "out").exists()
+
+
+@needs_mount
+@pytest.mark.parametrize("command", ["train", "features", "export"])
+def test_a_full_output_disk_is_one_line(command, work, models, tmp_path):
+    source = data(work)
+    run = work / "run"
+    if command == "export":
+        assert hf_aft(*train_args(models, source, run)).returncode == 0
+    with mounted(tmp_path / "small", "size=200k") as disk:
+        fill(disk, leave=12_000)
+        before = _hashes(disk)
+        argv = {"train": train_args(models, source, disk / "out"),
+                "features": features_args(models, source, disk / "out"),
+                "export": ["export", run, "--output_dir", disk / "out"]}[command]
+        last = assert_refused(hf_aft(*argv), "no space left on the device")
+        assert str(disk) in last
+        assert not (disk / "out").exists()
+        assert all(_hashes(disk).get(name) == digest for name, digest in before.items())
+
+
+@needs_mount
+@pytest.mark.parametrize("command", ["train", "features", "rank-teachers"])
+def test_a_read_only_output_is_one_line(command, work, models, tmp_path):
+    source = data(work)
+    (tmp_path / "frozen").mkdir()
+    with mounted(tmp_path / "ro", "ro", source=tmp_path / "frozen") as disk:
+        argv = {"train": train_args(models, source, disk / "out"),
+                "features": features_args(models, source, disk / "out"),
+                "rank-teachers": ["rank-teachers", "--teachers", models.teacher, "--dataset_name", source,
+                                  "--output_file", disk / "ranking.json"]}[command]
+        assert_refused(hf_aft(*argv), str(disk))
+
+
+# ---------------------------------------------------------------- kind 16: signals
+def _wait_for(condition, process, seconds: float = 240) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the point to interrupt at never came"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_training_keeps_the_checkpoints_and_says_how_to_resume(signum, work, models):
+    out = work / "out"
+    process = hf_aft(*train_args(models, data(work), out, "--max_steps", "100000", "--save_strategy", "steps",
+                                 "--save_steps", "2", teachers=True, max_steps=False), wait=False)
+    _wait_for(lambda: any(out.glob("checkpoint-*/trainer_state.json")), process)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    last = assert_refused((process.returncode, stderr), f"interrupted by {signal.Signals(signum).name}",
+                          "--resume_from_checkpoint", code=128 + signum)
+    assert "checkpoint-" in last
+    assert not _looks_finished(out) and not (out / CLAIM_NAME).exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_teacher_extraction_leaves_no_partial_cache_and_no_folder(signum, work, models, tmp_path):
+    out, cache = work / "out", tmp_path / "cache" / "hf_aft_features"
+    process = hf_aft(*train_args(models, data(work, n=3000), out, "--teacher_batch_size", "1"), wait=False)
+    _wait_for(lambda: any(cache.glob(".staging-*/*")), process)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert_refused((process.returncode, stderr), f"interrupted by {signal.Signals(signum).name}", "kept",
+                   code=128 + signum)
+    assert leftovers(cache) == [p.name for p in cache.glob("*.lock")] and not list(cache.glob("teacher-*.arrow"))
+    assert not out.exists()
+
+
+def test_a_signal_before_any_output_says_nothing_was_kept(work, models):
+    source = data(work, n=3000)
+    process = hf_aft("rank-teachers", "--teachers", models.teacher, "--dataset_name", source, "--output_dir", work,
+                     "--teacher_batch_size", "1", wait=False)
+    cache = Path(os.environ["HF_DATASETS_CACHE"]) / "hf_aft_features"
+    _wait_for(lambda: any(cache.glob(".staging-*/*")), process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert_refused((process.returncode, stderr), "interrupted by SIGINT", code=130)
+    assert not (work / "teacher_ranking.json").exists()

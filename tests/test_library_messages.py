@@ -1,0 +1,121 @@
+"""Library messages as hf-aft quotes them (issue 23): folded into one line, not cut; a missing optional extra named
+with its pip install; data files whose formats differ; output folders on filesystems that hold none; texts cut at
+the model's limit whatever max_length is asked. The command-line cases are kind 13 of tests/test_fuzz_cli.py."""
+
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from hf_aft import filesystems
+from hf_aft.config import AFTConfig
+from hf_aft.data_files import named_files, suffix
+from hf_aft.errors import AFTError, first_line, missing_extra, one_line, require_extra
+from hf_aft.outputs import check_creatable
+from hf_aft.teachers.loading import token_limit
+from hf_aft.tokens import within_limit
+
+
+def test_one_line_keeps_every_line_that_first_line_cuts():
+    error = ValueError("requires the strategies to match, but found\n- Evaluation strategy: EPOCH\n- Save: NO\n")
+    assert first_line(error) == "requires the strategies to match, but found"
+    assert one_line(error) == "requires the strategies to match, but found - Evaluation strategy: EPOCH - Save: NO"
+    assert one_line(KeyError()) == "KeyError" and one_line(ValueError("  \n ")) == "ValueError"
+
+
+@pytest.mark.parametrize("module, extra", [("onnxscript", "export"), ("onnxruntime", "export"), ("onnx", "export"),
+                                           ("gguf", "gguf")])
+def test_a_missing_optional_module_names_its_extra(module, extra):
+    error = missing_extra(ModuleNotFoundError(f"No module named '{module}'", name=module), "hf-aft export")
+    assert isinstance(error, AFTError)
+    assert str(error) == (f'{module} is not installed (hf-aft export needs it): pip install "hf-aft[{extra}]", the '
+                          f"optional {extra} extra.")
+
+
+def test_missing_extra_reads_library_messages_and_ignores_other_modules():
+    gguf = missing_extra(ImportError("Please install torch and gguf>=0.10.0 to load a GGUF checkpoint in PyTorch."))
+    assert 'pip install "hf-aft[gguf]"' in str(gguf) and "did not import" in str(gguf)
+    submodule = missing_extra(ModuleNotFoundError("No module named 'onnxscript.x'", name="onnxscript.x"))
+    assert "onnxscript did not import" in str(submodule)  # installed, but another version: not "not installed"
+    assert missing_extra(ModuleNotFoundError("No module named 'wandb'", name="wandb")) is None
+
+
+def test_require_extra_imports_the_extra_up_front(monkeypatch):
+    require_extra("export", "hf-aft export")  # installed in the test environment
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    with pytest.raises(AFTError, match=r'onnxscript is not installed \(hf-aft export needs it\): pip install "hf-aft'):
+        require_extra("export", "hf-aft export")
+
+
+def test_a_gguf_teacher_without_gguf_is_refused_when_the_options_are_made(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "gguf", None)
+    with pytest.raises(AFTError, match=r'pip install "hf-aft\[gguf\]"'):
+        AFTConfig(output_dir=str(tmp_path), report_to="none", teachers=["org/repo::model.Q8_0.gguf"])
+
+
+@pytest.mark.parametrize("options, fragment", [
+    ({"load_best_model_at_end": True, "eval_strategy": "epoch"}, "--save_strategy epoch (matching --eval_strategy"),
+    ({"load_best_model_at_end": True}, "--eval_strategy epoch --save_strategy epoch"),
+    ({"load_best_model_at_end": True, "eval_strategy": "steps", "save_strategy": "steps"}, "pass --eval_steps too"),
+    ({"save_steps": 7}, "--save_steps 7 would save nothing"),
+])
+def test_options_that_clash_with_hf_afts_defaults_name_the_default(options, fragment, tmp_path):
+    with pytest.raises(AFTError, match="hf-aft's default") as refused:
+        AFTConfig(output_dir=str(tmp_path), report_to="none", **options)
+    assert fragment in str(refused.value)
+
+
+def test_the_fixes_the_messages_give_are_accepted(tmp_path):
+    for options in ({"load_best_model_at_end": True, "eval_strategy": "epoch", "save_strategy": "epoch"},
+                    {"load_best_model_at_end": True, "eval_strategy": "steps", "save_strategy": "steps",
+                     "eval_steps": 500}, {"save_strategy": "steps", "save_steps": 7}):
+        AFTConfig(output_dir=str(tmp_path), report_to="none", **options)
+
+
+@pytest.mark.parametrize("config, limit", [
+    (SimpleNamespace(max_position_embeddings=64), 64),
+    (SimpleNamespace(n_positions=32), 32),  # GPT-2-style names without transformers' attribute map
+    (SimpleNamespace(n_ctx=48), 48),
+    (SimpleNamespace(model_type="roberta", max_position_embeddings=514, pad_token_id=1), 512),
+    (SimpleNamespace(model_type="llama"), None),
+])
+def test_token_limit_reads_every_name_of_the_position_table(config, limit):
+    assert token_limit(config) == limit
+
+
+def test_encodings_are_cut_at_the_limit_the_tokenizer_was_given():
+    taught, untaught = SimpleNamespace(model_max_length=64), SimpleNamespace(model_max_length=int(1e30))
+    assert within_limit(taught, 128) == 64 and within_limit(taught, 32) == 32 and within_limit(taught, None) is None
+    assert within_limit(untaught, 128) == 128
+
+
+def test_named_files(tmp_path):
+    for name in ("a.csv", "b.csv", "c.json", "d.jsonl", "e.csv.gz", "notes.txt"):
+        (tmp_path / name).write_text("x")
+    assert named_files(f"{tmp_path}/*.csv") == [f"{tmp_path}/a.csv", f"{tmp_path}/b.csv"]
+    assert named_files(f"{tmp_path}/c.json,{tmp_path}/d.jsonl") == [f"{tmp_path}/c.json", f"{tmp_path}/d.jsonl"]
+    assert suffix("e.csv.gz") == ".csv" and named_files(f"{tmp_path}/a.csv,{tmp_path}/e.csv.gz")[1].endswith(".gz")
+    assert named_files("stanfordnlp/imdb") == [] and named_files(str(tmp_path)) == []
+    with pytest.raises(AFTError, match=r"different formats \(.csv, .jsonl\): give files of one format"):
+        named_files(f"{tmp_path}/a.csv,{tmp_path}/d.jsonl")
+    with pytest.raises(AFTError, match=r"notes.txt.*\(.txt\)"):
+        named_files(f"{tmp_path}/notes.txt")
+
+
+@pytest.mark.parametrize("kind, options, fragment", [("proc", "rw", "the kernel's proc filesystem"),
+                                                     ("sysfs", "rw", "the kernel's sysfs filesystem"),
+                                                     ("ext4", "ro,relatime", "read-only filesystem")])
+def test_check_creatable_reads_the_filesystem(kind, options, fragment, tmp_path, monkeypatch):
+    mounts = tmp_path / "mounts"
+    folder = tmp_path / "mount point"  # a space: written \040 in the mount table
+    folder.mkdir()
+    point = str(folder).replace(" ", "\\040")
+    mounts.write_text(f"/dev/vda / ext4 rw 0 0\nnone {point} {kind} {options} 0 0\n")
+    monkeypatch.setattr(filesystems, "MOUNTS", str(mounts))
+    with pytest.raises(AFTError, match=fragment):
+        check_creatable(str(folder / "out" / "run"))
+    check_creatable(str(tmp_path / "elsewhere"))  # on the root's ext4, rw
+    monkeypatch.setattr(filesystems, "MOUNTS", str(tmp_path / "no-mount-table"))
+    check_creatable(str(folder / "out"))  # nothing known: nothing refused
