@@ -227,7 +227,7 @@ def fill(folder: Path, leave: int = 0) -> None:
 
 
 def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.rglob("*") if p.name.startswith((".staging", "tmp")) or
+    return sorted(p.name for p in folder.rglob("*") if p.name.startswith((".staging", ".partial", "tmp")) or
                   p.name.endswith((".lock", ".tmp")))
 
 
@@ -336,7 +336,7 @@ def test_a_signal_during_training_keeps_the_checkpoints_and_says_how_to_resume(s
 def test_a_signal_during_teacher_extraction_leaves_no_partial_cache_and_no_folder(signum, work, models, tmp_path):
     out, cache = work / "out", tmp_path / "cache" / "hf_aft_features"
     process = hf_aft(*train_args(models, data(work, n=3000), out, "--teacher_batch_size", "1"), wait=False)
-    _wait_for(lambda: any(cache.glob(".staging-*/*")), process)
+    _wait_for(lambda: any(cache.glob(".partial-*/*")), process)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     assert_refused((process.returncode, stderr), f"interrupted by {signal.Signals(signum).name}", "kept",
@@ -350,7 +350,7 @@ def test_a_signal_before_any_output_says_nothing_was_kept(work, models):
     process = hf_aft("rank-teachers", "--teachers", models.teacher, "--dataset_name", source, "--output_dir", work,
                      "--teacher_batch_size", "1", wait=False)
     cache = Path(os.environ["HF_DATASETS_CACHE"]) / "hf_aft_features"
-    _wait_for(lambda: any(cache.glob(".staging-*/*")), process)
+    _wait_for(lambda: any(cache.glob(".partial-*/*")), process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert_refused((process.returncode, stderr), "interrupted by SIGINT", code=130)

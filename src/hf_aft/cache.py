@@ -8,7 +8,8 @@ would have written, and the others wait for it (`main_process_first`).
 A cache that holds verified files is read without writing anything (no lock is taken to read), so a shared cache
 mounted read-only works; a file that must be written into a read-only or full cache ends in one line naming the
 folder and the way out. A file is computed in a private staging folder beside the cache and moved into place when
-complete: a failure (full disk, a signal) leaves no partial or temporary file.
+complete: a failure (full disk, a signal) leaves no partial or temporary file. A teacher's pass (single process) runs
+in blocks that survive an interruption and resume (blocks.py).
 
 A cache file cannot be silently corrupt: when it is written, the sha256 of its bytes goes into a sidecar
 `NAME.arrow.sha256.json` (written to a temporary name, then renamed); when it is read, it is checked against it. A
@@ -33,6 +34,7 @@ import torch.distributed as dist
 from datasets.fingerprint import Hasher
 from filelock import FileLock
 
+from .blocks import extract_in_blocks, partial_blocks, remaining_bytes
 from .distributed import is_distributed
 from .errors import AFTError
 from .faults import disk_errno, disk_error
@@ -47,9 +49,8 @@ _written: list[Path] = []  # cache files this process wrote (what an interrupted
 def written_this_process() -> list[str]:
     """What this process added to the feature cache, as the words of `hf-aft`'s interrupt line."""
     present = [path for path in _written if path.exists()]
-    if not present:
-        return []
-    return [f"{len(present)} teacher feature file(s) in {present[0].parent} (a rerun reuses them)"]
+    whole = [f"{len(present)} teacher feature file(s) in {present[0].parent} (a rerun reuses them)"] if present else []
+    return whole + partial_blocks
 
 
 def default_cache_dir() -> Path:
@@ -83,8 +84,12 @@ def cached_teacher_column(inputs: datasets.Dataset, teacher: Callable, column: s
                         batched=True, with_indices=True, batch_size=map_batch_size, remove_columns=[column],
                         new_fingerprint=data_fingerprint, cache_file_name=str(path), desc=desc)
 
-    if not is_distributed():
-        return verified_map(cache_file, lambda path: run(inputs, fingerprint, path))
+    if not is_distributed():  # block by block, resumable (blocks.py)
+        return verified_map(cache_file, lambda path: run(inputs, fingerprint, path),
+                            needed_bytes=lambda: remaining_bytes(cache_file, len(inputs)),
+                            compute=lambda: extract_in_blocks(inputs, run, cache_file, fingerprint, map_batch_size,
+                                                              desc),
+                            kept="the blocks computed so far are kept and a rerun goes on from them")
     if verify(cache_file):  # every process reads a verified file without a lock (a read-only cache works)
         return run(inputs, fingerprint, cache_file)
     require_writable(cache_dir, f"the features of {desc}")
@@ -172,13 +177,14 @@ def require_writable(folder: Path, what: str) -> None:
                        "every feature a run needs).")
 
 
-def verified_map(path: Path, make: Callable[[Path], datasets.Dataset], needed_bytes: int | None = None
-                 ) -> datasets.Dataset:
+def verified_map(path: Path, make: Callable[[Path], datasets.Dataset],
+                 needed_bytes: int | Callable[[], int | None] | None = None, compute: Callable[[], None] | None = None,
+                 kept: str = "the cache files already there are kept") -> datasets.Dataset:
     """`make(target)` is a `Dataset.map` whose `cache_file_name` is `target`: it loads the file when it exists, else
     computes and writes it. A verified file is loaded without a lock. Otherwise, under the file's lock: a file that
-    fails its checksum is dropped, the new one is computed into a staging folder and moved into place with its
-    checksum. A full or read-only disk is one line (`needed_bytes`: the file's expected size, when known); nothing
-    partial is left behind.
+    fails its checksum is dropped, the new one is written by `compute()` (default: `make` into a staging folder, then
+    moved into place) and its checksum recorded. A full or read-only disk is one line (`needed_bytes`: the bytes
+    still needed, when known; `kept`: what stays); no temporary file or lock is left behind.
 
     Raises:
         AFTError: the cache cannot be written.
@@ -189,32 +195,29 @@ def verified_map(path: Path, make: Callable[[Path], datasets.Dataset], needed_by
     try:
         with locked(path):
             if not verify_or_drop(path):
-                _compute_staged(path, make)
+                (compute or (lambda: _compute_staged(path, make)))()
+                record_checksum(path)
+                _written.append(path)
     except Exception as error:
         if disk_errno(error) is None:
             raise
         Path(str(path) + ".lock").unlink(missing_ok=True)  # no lock left behind by a run that could not write
-        raise disk_error(error, path.parent, needed_bytes, "free space there or set HF_DATASETS_CACHE to another "
-                         "folder; the cache files already there are kept") from error
+        needed = needed_bytes() if callable(needed_bytes) else needed_bytes
+        raise disk_error(error, path.parent, needed, f"free space there or set HF_DATASETS_CACHE to another folder; "
+                         f"{kept}") from error
     return make(path)
 
 
 def _compute_staged(path: Path, make: Callable[[Path], datasets.Dataset]) -> None:
     """Compute into `.staging-NAME/` (datasets puts its temporary file beside its target), then move the file into
-    place and record its checksum; the staging folder goes whatever happens. Called under the file's lock, so a
-    staging folder left by a killed process is this file's and is cleared first."""
+    place; the staging folder goes whatever happens. Called under the file's lock, so a staging folder left by a
+    killed process is this file's and is cleared first."""
     staging = path.with_name(f".staging-{path.stem}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
         make(staging / path.name)
         os.replace(staging / path.name, path)
-        record_checksum(path)
-        _written.append(path)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        checksum_file(path).unlink(missing_ok=True)
-        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -1,0 +1,117 @@
+"""Resumable teacher extraction: one teacher's pass over the data runs as blocks of rows, each written to its own
+Arrow file with a checksum in a partial folder beside the cache file (`.partial-teacher-FINGERPRINT/`). A pass that
+stops (kill -9, Ctrl-C, a full disk) keeps the blocks it finished; the next pass verifies them, recomputes a damaged
+one, computes only the missing ones, and assembles all of them, in row order, into the one cache file, which is then
+byte-identical to an uninterrupted pass (each block is whole map batches, so the teacher sees the same batches).
+
+Progress is one bar over the rows of the whole pass (rows done, rows/s, time left), starting at the rows an earlier
+pass finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import datasets
+from datasets.fingerprint import Hasher
+
+logger = logging.getLogger(__name__)
+
+BLOCK_BATCHES = 8  # map batches per block: 8,192 rows at the default map batch of 1,024 (about 25 MB of mpnet)
+partial_blocks: list[str] = []  # what passes of this process left behind, for the interrupt line
+
+
+def partial_folder(cache_file: Path) -> Path:
+    return cache_file.with_name(f".partial-{cache_file.stem}")
+
+
+@contextmanager
+def _quiet_datasets():
+    """The pass's own bar replaces datasets' bar per block."""
+    was = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield was
+    finally:
+        if was:
+            datasets.enable_progress_bars()
+
+
+def extract_in_blocks(inputs: datasets.Dataset, run: Callable, cache_file: Path, fingerprint: str,
+                      map_batch_size: int, desc: str) -> None:
+    """Write `cache_file` (then its checksum is the caller's) from `run(block, block_fingerprint, path, first_row)`,
+    a `Dataset.map` of the teacher over `block` into `path`, block by block as the module docstring says. Called
+    under the cache file's lock."""
+    from .cache import record_checksum, verify_or_drop
+
+    folder = partial_folder(cache_file)
+    folder.mkdir(exist_ok=True)
+    for leftover in folder.glob("tmp*"):  # datasets' temporary file of a block whose process was killed
+        leftover.unlink(missing_ok=True)
+    rows = BLOCK_BATCHES * map_batch_size
+    starts = list(range(0, len(inputs), rows)) or [0]
+    files = [folder / f"block-{i:06d}.arrow" for i in range(len(starts))]
+    done = [verify_or_drop(path) for path in files]
+    done_rows = sum(min(rows, len(inputs) - start) for start, ok in zip(starts, done, strict=True) if ok)
+    if any(done):
+        logger.warning("hf-aft: %s: resuming an interrupted pass, %d of %d blocks (%d of %d rows) already computed.",
+                       desc, sum(done), len(files), done_rows, len(inputs))
+    with _quiet_datasets() as show, _bar(len(inputs), done_rows, desc, show) as bar:
+        for index, (start, path) in enumerate(zip(starts, files, strict=True)):
+            if done[index]:
+                continue
+            stop = min(start + rows, len(inputs))
+            try:
+                run(inputs.select(range(start, stop)), Hasher.hash([fingerprint, "block", index, rows]), path, start)
+                record_checksum(path)
+            except BaseException:
+                _note_kept(folder, files)  # the finished blocks stay for the next pass; nothing else does
+                for leftover in folder.glob("tmp*"):
+                    leftover.unlink(missing_ok=True)
+                if not any(folder.iterdir()):
+                    folder.rmdir()
+                raise
+            bar.update(stop - start)
+    _assemble(files, cache_file, fingerprint, map_batch_size)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def remaining_bytes(cache_file: Path, total_rows: int) -> int | None:
+    """Bytes a pass still needs to finish (the missing blocks, then the assembled copy), from the width of a finished
+    block; None before any block is done."""
+    folder = partial_folder(cache_file)
+    finished = sorted(folder.glob("block-*.arrow.sha256.json"))
+    if not finished:
+        return None
+    first = datasets.Dataset.from_file(str(folder / finished[0].name.removesuffix(".sha256.json")))
+    width, done = len(first[0][first.column_names[0]]), sum(
+        len(datasets.Dataset.from_file(str(folder / f.name.removesuffix(".sha256.json")))) for f in finished)
+    return (2 * total_rows - done) * width * 4
+
+
+def _note_kept(folder: Path, files: list[Path]) -> None:
+    finished = sum(1 for path in files if path.exists() and Path(str(path) + ".sha256.json").exists())
+    if finished:
+        partial_blocks.append(f"{finished} of {len(files)} blocks of a teacher's pass in {folder} (a rerun goes on "
+                              "from them)")
+
+
+def _bar(total: int, initial: int, desc: str, show: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit=" rows", disable=not show or total == 0,
+                dynamic_ncols=True)
+
+
+def _assemble(files: list[Path], cache_file: Path, fingerprint: str, map_batch_size: int) -> None:
+    """The blocks, in row order, written as the one cache file (to a temporary name in the partial folder first)."""
+    blocks = datasets.concatenate_datasets([datasets.Dataset.from_file(str(path)) for path in files])
+    target = partial_folder(cache_file) / cache_file.name
+    with _quiet_datasets():
+        blocks.map(batched=True, batch_size=map_batch_size, new_fingerprint=fingerprint, cache_file_name=str(target))
+    os.replace(target, cache_file)
