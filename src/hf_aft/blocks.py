@@ -20,6 +20,8 @@ from pathlib import Path
 import datasets
 from datasets.fingerprint import Hasher
 
+from .checksums import record_checksum, verify_or_drop
+
 logger = logging.getLogger(__name__)
 
 BLOCK_BATCHES = 8  # map batches per block: 8,192 rows at the default map batch of 1,024 (about 25 MB of mpnet)
@@ -47,8 +49,6 @@ def extract_in_blocks(inputs: datasets.Dataset, run: Callable, cache_file: Path,
     """Write `cache_file` (then its checksum is the caller's) from `run(block, block_fingerprint, path, first_row)`,
     a `Dataset.map` of the teacher over `block` into `path`, block by block as the module docstring says. Called
     under the cache file's lock."""
-    from .cache import record_checksum, verify_or_drop
-
     folder = partial_folder(cache_file)
     folder.mkdir(exist_ok=True)
     for leftover in folder.glob("tmp*"):  # datasets' temporary file of a block whose process was killed

@@ -35,10 +35,10 @@ from datasets.fingerprint import Hasher
 from filelock import FileLock
 
 from .blocks import extract_in_blocks, partial_blocks, remaining_bytes
+from .checksums import checksum_file, file_sha256, record_checksum, verify, verify_or_drop  # noqa: F401 (re-exported)
 from .distributed import is_distributed
 from .errors import AFTError
 from .faults import disk_errno, disk_error
-from .teachers.spec import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -117,46 +117,6 @@ def _assemble_shards(shard_files: list[Path], cache_file: Path, fingerprint: str
                desc="Assembling shards")
     for path in shard_files:
         path.unlink(missing_ok=True)
-
-
-def checksum_file(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256.json")
-
-
-def record_checksum(path: Path) -> None:
-    """Write the sidecar of a cache file just written: its size and sha256 (to a temporary name, then renamed)."""
-    sidecar = checksum_file(path)
-    tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps({"file": path.name, "size": path.stat().st_size, "sha256": file_sha256(path)}))
-        tmp.replace(sidecar)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def verify(path: Path) -> bool:
-    """True when the cache file is there and matches its sidecar (size and sha256); reads only."""
-    try:
-        record = json.loads(checksum_file(path).read_text())
-        return record["size"] == path.stat().st_size and record["sha256"] == file_sha256(path)
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-
-
-def verify_or_drop(path: Path) -> bool:
-    """`verify`, and a file that fails it (truncated, overwritten in place, unreadable, or without a sidecar) is
-    deleted, with a one-line warning: the caller computes it again."""
-    sidecar = checksum_file(path)
-    if not path.exists():
-        sidecar.unlink(missing_ok=True)
-        return False
-    valid = verify(path)
-    if not valid:
-        logger.warning("hf-aft: the feature cache file %s does not match its recorded checksum (damaged, incomplete "
-                       "or unverified): deleted, computing it again.", path)
-        path.unlink(missing_ok=True)
-        sidecar.unlink(missing_ok=True)
-    return valid
 
 
 def locked(path: Path) -> FileLock:
