@@ -483,6 +483,9 @@ def _check_glob_features(env: Env) -> None:
 
 
 CASES = [
+    Case("metric-for-best-model-unknown", 13, lambda e: e.train("--load_best_model_at_end", "true", "--eval_strategy",
+         "epoch", "--save_strategy", "epoch", "--metric_for_best_model", "nope"),
+         ("--metric_for_best_model 'nope'", "accuracy, macro_f1, loss"), before_teachers=True),
     # ---- 1. numeric options out of range, labels that make a broken or wrong student
     Case("beta-inf", 1, lambda e: e.train("--beta", "inf"), ("beta",)),
     Case("beta-negative", 1, lambda e: e.train("--beta", "-1"), ("beta must be >= 0",)),

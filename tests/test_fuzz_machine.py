@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -327,9 +328,16 @@ def test_a_signal_during_training_keeps_the_checkpoints_and_says_how_to_resume(s
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     last = assert_refused((process.returncode, stderr), f"interrupted by {signal.Signals(signum).name}",
-                          "--resume_from_checkpoint", code=128 + signum)
-    assert "checkpoint-" in last
+                          "--resume_from_checkpoint", "Add that --resume_from_checkpoint to the same command",
+                          code=128 + signum)
+    assert stderr.rstrip().splitlines()[-1] == last, "a progress bar was drawn after the last line"
     assert not _looks_finished(out) and not (out / CLAIM_NAME).exists()
+    named = Path(re.search(r"--resume_from_checkpoint (\S+?)\)", last).group(1))
+    assert all((c / "trainer_state.json").exists() for c in out.glob("checkpoint-*")), "a half-written checkpoint"
+    step = int(named.name.split("-")[-1])
+    resumed = hf_aft(*train_args(models, data(work), out, "--max_steps", str(step + 1), "--resume_from_checkpoint",
+                                 named, max_steps=False))
+    assert resumed.returncode == 0, resumed.stderr
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -343,6 +351,43 @@ def test_a_signal_during_teacher_extraction_leaves_no_partial_cache_and_no_folde
                    code=128 + signum)
     assert leftovers(cache) == [p.name for p in cache.glob("*.lock")] and not list(cache.glob("teacher-*.arrow"))
     assert not out.exists()
+
+
+INTERRUPT_MID_IMPORT = """
+import importlib.abc, sys
+from hf_aft.commands import main
+
+class Interrupt(importlib.abc.MetaPathFinder):  # Ctrl-C while `datasets` is half imported
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("datasets.packaged_modules"):
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, Interrupt())
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_signal_in_the_middle_of_an_import_is_one_line(work, models):
+    result = subprocess.run([sys.executable, "-c", INTERRUPT_MID_IMPORT, *map(str, train_args(models, data(work),
+                            work / "out"))], capture_output=True, text=True, timeout=300)
+    assert_refused(result, "interrupted by SIGINT", "kept no output", code=130)
+    assert not (work / "out").exists()
+
+
+def test_a_half_written_checkpoint_is_removed_and_the_last_whole_one_named(tmp_path):
+    held = claim(tmp_path / "out", "train")
+    for step, whole in ((2, True), (4, True), (6, False)):
+        (held.path / f"checkpoint-{step}").mkdir()
+        if whole:
+            (held.path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    from hf_aft import faults
+
+    faults.kept.clear()
+    release(held, failed=True)
+    assert sorted(p.name for p in held.path.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    line = faults.interrupted_line(KeyboardInterrupt())
+    faults.kept.clear()
+    assert f"--resume_from_checkpoint {held.path / 'checkpoint-4'})" in line
+    assert line.endswith("Add that --resume_from_checkpoint to the same command to go on.")
 
 
 def test_a_signal_before_any_output_says_nothing_was_kept(work, models):

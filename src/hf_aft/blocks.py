@@ -21,11 +21,11 @@ import datasets
 from datasets.fingerprint import Hasher
 
 from .checksums import record_checksum, verify_or_drop
+from .faults import kept
 
 logger = logging.getLogger(__name__)
 
 BLOCK_BATCHES = 8  # map batches per block: 8,192 rows at the default map batch of 1,024 (about 25 MB of mpnet)
-partial_blocks: list[str] = []  # what passes of this process left behind, for the interrupt line
 
 
 def partial_folder(cache_file: Path) -> Path:
@@ -97,7 +97,7 @@ def remaining_bytes(cache_file: Path, total_rows: int) -> int | None:
 def _note_kept(folder: Path, files: list[Path]) -> None:
     finished = sum(1 for path in files if path.exists() and Path(str(path) + ".sha256.json").exists())
     if finished:
-        partial_blocks.append(f"{finished} of {len(files)} blocks of a teacher's pass in {folder} (a rerun goes on "
+        kept.append(f"{finished} of {len(files)} blocks of a teacher's pass in {folder} (a rerun goes on "
                               "from them)")
 
 

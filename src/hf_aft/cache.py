@@ -34,23 +34,15 @@ import torch.distributed as dist
 from datasets.fingerprint import Hasher
 from filelock import FileLock
 
-from .blocks import extract_in_blocks, partial_blocks, remaining_bytes
+from .blocks import extract_in_blocks, remaining_bytes
 from .checksums import checksum_file, file_sha256, record_checksum, verify, verify_or_drop  # noqa: F401 (re-exported)
 from .distributed import is_distributed
 from .errors import AFTError
-from .faults import disk_errno, disk_error
+from .faults import cached_files, disk_errno, disk_error
 
 logger = logging.getLogger(__name__)
 
 PART_COLUMN = "__hf_aft_teacher"  # a cached teacher's column, whatever its place among the teachers
-_written: list[Path] = []  # cache files this process wrote (what an interrupted command says it kept)
-
-
-def written_this_process() -> list[str]:
-    """What this process added to the feature cache, as the words of `hf-aft`'s interrupt line."""
-    present = [path for path in _written if path.exists()]
-    whole = [f"{len(present)} teacher feature file(s) in {present[0].parent} (a rerun reuses them)"] if present else []
-    return whole + partial_blocks
 
 
 def default_cache_dir() -> Path:
@@ -157,11 +149,11 @@ def verified_map(path: Path, make: Callable[[Path], datasets.Dataset],
             if not verify_or_drop(path):
                 (compute or (lambda: _compute_staged(path, make)))()
                 record_checksum(path)
-                _written.append(path)
-    except Exception as error:
+                cached_files.append(str(path))  # what an interrupted command says it kept
+    except BaseException as error:
+        Path(str(path) + ".lock").unlink(missing_ok=True)  # no lock left behind by a run that could not write
         if disk_errno(error) is None:
             raise
-        Path(str(path) + ".lock").unlink(missing_ok=True)  # no lock left behind by a run that could not write
         needed = needed_bytes() if callable(needed_bytes) else needed_bytes
         raise disk_error(error, path.parent, needed, f"free space there or set HF_DATASETS_CACHE to another folder; "
                          f"{kept}") from error

@@ -31,15 +31,13 @@ from pathlib import Path
 import psutil
 
 from .errors import AFTError
-from .faults import DiskError, disk_errno, disk_error
+from .faults import DiskError, disk_errno, disk_error, kept
 
 logger = logging.getLogger(__name__)
 
 CLAIM_NAME = ".hf_aft_claim.json"
 RUN_ID_KEY = "hf_aft_run_id"
 _current_run = contextvars.ContextVar("hf_aft_run_id", default=None)
-# What the commands that ended by failing or by a signal kept, for the one line `hf-aft` prints (commands/__init__).
-kept: list[str] = []
 
 
 def current_run_id() -> str | None:
@@ -194,12 +192,21 @@ def release(claim_: Claim, failed: bool) -> None:
     if claim_.complete:
         kept.append(f"the finished output in {claim_.path}")
         return
-    checkpoints = sorted(claim_.path.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
-                         if p.name.split("-")[-1].isdigit() else -1)
+    checkpoints = whole_checkpoints(claim_.path)
     if checkpoints:
         kept.append(f"checkpoints in {claim_.path} (resume with --resume_from_checkpoint {checkpoints[-1]})")
     else:
         shutil.rmtree(claim_.path, ignore_errors=True)
+
+
+def whole_checkpoints(folder: Path) -> list[Path]:
+    """The checkpoints of `folder` in step order, after removing any the run was writing when it stopped (Trainer
+    writes `trainer_state.json` last: a checkpoint without it is half written and cannot be resumed from)."""
+    found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    for partial in [p for p in found if not (p / "trainer_state.json").exists()]:
+        shutil.rmtree(partial, ignore_errors=True)
+        found.remove(partial)
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
 @contextmanager

@@ -55,10 +55,23 @@ def exit_status(interrupt: KeyboardInterrupt) -> int:
     return 128 + getattr(interrupt, "signum", signal.SIGINT)
 
 
-def interrupted_line(interrupt: KeyboardInterrupt, kept: list[str]) -> str:
+# What a command that ends by a failure or a signal keeps, for its one line (claims.py, cache.py and blocks.py add
+# to it). Plain data in a module `hf-aft` imports first: the line must not import anything (a signal can land while
+# `datasets` is half imported).
+kept: list[str] = []
+cached_files: list[str] = []  # teacher feature files written by this process
+
+
+def interrupted_line(interrupt: KeyboardInterrupt) -> str:
     name = signal.Signals(getattr(interrupt, "signum", signal.SIGINT)).name
-    what = "; ".join(kept) if kept else "no output (an output dir this command created was removed)"
-    return f"hf-aft: interrupted by {name}: kept {what}. Run the same command again to go on."
+    present = [path for path in cached_files if os.path.exists(path)]
+    what = ([f"{len(present)} teacher feature file(s) in {os.path.dirname(present[0])} (a rerun reuses them)"]
+            if present else []) + kept
+    resume = any("--resume_from_checkpoint" in item for item in what)
+    how = ("Add that --resume_from_checkpoint to the same command to go on" if resume
+           else "Run the same command again to go on")
+    what_text = "; ".join(what) if what else "no output (an output dir this command created was removed)"
+    return f"hf-aft: interrupted by {name}: kept {what_text}. {how}."
 
 
 def disk_errno(error: BaseException) -> int | None:
@@ -102,5 +115,5 @@ def disk_error(error: BaseException, folder: str | os.PathLike | None = None, ne
     return DiskError(f"{DISK_ERRORS[number]} writing {str(where)!r}{sizes}: {way_out}.")
 
 
-__all__ = ["DiskError", "Interrupted", "disk_errno", "disk_error", "exit_status", "interrupted_line",
+__all__ = ["DiskError", "Interrupted", "kept", "disk_errno", "disk_error", "exit_status", "interrupted_line",
            "signals_as_interrupts"]

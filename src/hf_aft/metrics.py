@@ -28,6 +28,9 @@ class ClassificationMetrics(evaluate.Metric):
         }
 
 
+REPORTED_METRICS = ("accuracy", "macro_f1", "loss")  # what an hf-aft evaluation logs (eval_ + name)
+
+
 def compute_classification_metrics(eval_prediction) -> dict[str, float]:
     """`compute_metrics` for `Trainer`: logits -> argmax -> accuracy and macro-F1."""
     logits, labels = eval_prediction.predictions, eval_prediction.label_ids

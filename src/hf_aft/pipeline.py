@@ -26,7 +26,7 @@ from .data import load_labelled_splits
 from .errors import AFTError
 from .features import read_teacher_infos, with_teacher_features
 from .hub import push_run
-from .metrics import compute_classification_metrics
+from .metrics import REPORTED_METRICS, compute_classification_metrics
 from .outputs import check_creatable, clear_complete, mark_complete
 from .run_records import finish_run
 from .student import load_student, tokenize_beside_features
@@ -144,6 +144,10 @@ def _check_run(script_args: ScriptArguments, config: AFTConfig):
     check_output_dir(config.output_dir, script_args.overwrite_output_dir, config.resume_from_checkpoint)
     if config.push_to_hub and not config.hub_model_id:
         raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (the Hub repo to create or update).")
+    metric = (config.metric_for_best_model or "loss").removeprefix("eval_")
+    if metric not in REPORTED_METRICS:  # Trainer would find out after training, in a KeyError
+        raise AFTError(f"--metric_for_best_model {config.metric_for_best_model!r} is not a metric of hf-aft's "
+                       f"evaluation: choose one of {', '.join(REPORTED_METRICS)}.")
     if script_args.beta_auto and config.transfer == "none":
         raise AFTError("--beta auto searches the weight of the transfer loss: use --transfer aft, kd or rkd.")
     fraction = script_args.beta_validation_fraction

@@ -86,19 +86,31 @@ def _run_command(argv: list[str]) -> None:
 def _refuse(error: Exception) -> int:
     if os.environ.get("HF_AFT_DEBUG"):
         raise error
+    _close_progress_bars()
     print(f"hf-aft: error: {error}", file=sys.stderr)
     return 2
 
 
 def _interrupted(interrupt: KeyboardInterrupt) -> int:
-    """One line: which signal, what was kept (checkpoints, cached teacher features), how to go on."""
-    from ..cache import written_this_process
-    from ..claims import kept
-    from ..faults import exit_status, interrupted_line
+    """One line: which signal, what was kept (checkpoints, cached teacher features), how to go on. Imports nothing
+    new: the signal may have landed in the middle of an import."""
+    from .. import faults  # imported by main() already
 
     if os.environ.get("HF_AFT_DEBUG"):
         raise interrupt
-    print(file=sys.stderr)  # after the ^C the terminal echoed, or a progress bar's partial line
-    print(interrupted_line(interrupt, [*kept, *written_this_process()]), file=sys.stderr)
-    kept.clear()
-    return exit_status(interrupt)
+    _close_progress_bars()
+    print(file=sys.stderr)  # after the ^C the terminal echoed
+    print(faults.interrupted_line(interrupt), file=sys.stderr)
+    faults.kept.clear()
+    return faults.exit_status(interrupt)
+
+
+def _close_progress_bars() -> None:
+    """Close the progress bars an exception left open, so that none redraws itself after hf-aft's last line."""
+    std = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(std, "tqdm", None), "_instances", None) or []):
+        try:
+            bar.leave = False
+            bar.close()
+        except Exception:  # a bar half torn down by the interrupt: nothing to redraw
+            pass
