@@ -199,6 +199,7 @@ def test_a_failed_command_removes_the_folder_it_created_unless_it_holds_checkpoi
     assert not (tmp_path / "a").exists()
     held = claim(tmp_path / "b", "train")
     (held.path / "checkpoint-2").mkdir()
+    (held.path / "checkpoint-2" / "trainer_state.json").write_text("{}")  # a whole checkpoint
     release(held, failed=True)
     assert (tmp_path / "b" / "checkpoint-2").is_dir() and not (tmp_path / "b" / CLAIM_NAME).exists()
     assert isinstance(claim(tmp_path / "b", "train"), Claim)  # released: claimable again

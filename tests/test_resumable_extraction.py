@@ -68,7 +68,7 @@ def _kill_after_blocks(setup, cache: Path, blocks: int) -> int:
 
 def _resume(setup, cache: Path, caplog) -> Path:
     _, teacher, data, _ = setup
-    with caplog.at_level(logging.WARNING, logger="hf_aft.blocks"):
+    with caplog.at_level(logging.WARNING), caplog.at_level(logging.WARNING, logger="hf_aft"):
         extract_teacher_features(data, [str(teacher)], cache_dir=cache, map_batch_size=MAP_BATCH, batch_size=1)
     return _teacher_file(cache)
 

@@ -153,8 +153,12 @@ def export_student(folder: str, export_dir: str, quantize: str | None = None,
 
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        logging.getLogger().setLevel(logging.ERROR)  # its advice to pre-process is for static quantization
-        quantize_dynamic(paths[0][1], os.path.join(export_dir, INT8_NAME), weight_type=QuantType.QInt8)
+        root, level = logging.getLogger(), logging.getLogger().level
+        root.setLevel(logging.ERROR)  # its advice to pre-process is for static quantization
+        try:
+            quantize_dynamic(paths[0][1], os.path.join(export_dir, INT8_NAME), weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)  # the process's logging as it was
         paths.append(("onnx dynamic-int8", os.path.join(export_dir, INT8_NAME)))
     for name, path in paths:
         session = _session(path)
