@@ -51,8 +51,7 @@ def extract_in_blocks(inputs: datasets.Dataset, run: Callable, cache_file: Path,
     under the cache file's lock."""
     folder = partial_folder(cache_file)
     folder.mkdir(exist_ok=True)
-    for leftover in folder.glob("tmp*"):  # datasets' temporary file of a block whose process was killed
-        leftover.unlink(missing_ok=True)
+    _drop_temporary(folder)  # datasets' temporary file of a block whose process was killed
     rows = BLOCK_BATCHES * map_batch_size
     starts = list(range(0, len(inputs), rows)) or [0]
     files = [folder / f"block-{i:06d}.arrow" for i in range(len(starts))]
@@ -71,8 +70,7 @@ def extract_in_blocks(inputs: datasets.Dataset, run: Callable, cache_file: Path,
                 record_checksum(path)
             except BaseException:
                 _note_kept(folder, files)  # the finished blocks stay for the next pass; nothing else does
-                for leftover in folder.glob("tmp*"):
-                    leftover.unlink(missing_ok=True)
+                _drop_temporary(folder)
                 if not any(folder.iterdir()):
                     folder.rmdir()
                 raise
@@ -84,21 +82,23 @@ def extract_in_blocks(inputs: datasets.Dataset, run: Callable, cache_file: Path,
 def remaining_bytes(cache_file: Path, total_rows: int) -> int | None:
     """Bytes a pass still needs to finish (the missing blocks, then the assembled copy), from the width of a finished
     block; None before any block is done."""
-    folder = partial_folder(cache_file)
-    finished = sorted(folder.glob("block-*.arrow.sha256.json"))
+    finished = [datasets.Dataset.from_file(str(sidecar.with_name(sidecar.name.removesuffix(".sha256.json"))))
+                for sidecar in sorted(partial_folder(cache_file).glob("block-*.arrow.sha256.json"))]
     if not finished:
         return None
-    first = datasets.Dataset.from_file(str(folder / finished[0].name.removesuffix(".sha256.json")))
-    width, done = len(first[0][first.column_names[0]]), sum(
-        len(datasets.Dataset.from_file(str(folder / f.name.removesuffix(".sha256.json")))) for f in finished)
-    return (2 * total_rows - done) * width * 4
+    width = len(finished[0][0][finished[0].column_names[0]])
+    return (2 * total_rows - sum(len(block) for block in finished)) * width * 4
+
+
+def _drop_temporary(folder: Path) -> None:
+    for leftover in folder.glob("tmp*"):
+        leftover.unlink(missing_ok=True)
 
 
 def _note_kept(folder: Path, files: list[Path]) -> None:
     finished = sum(1 for path in files if path.exists() and Path(str(path) + ".sha256.json").exists())
     if finished:
-        kept.append(f"{finished} of {len(files)} blocks of a teacher's pass in {folder} (a rerun goes on "
-                              "from them)")
+        kept.append(f"{finished} of {len(files)} blocks of a teacher's pass in {folder} (a rerun goes on from them)")
 
 
 def _bar(total: int, initial: int, desc: str, show: bool):

@@ -39,6 +39,7 @@ from .checksums import checksum_file, file_sha256, record_checksum, verify, veri
 from .distributed import is_distributed
 from .errors import AFTError
 from .faults import cached_files, disk_errno, disk_error
+from .filesystems import nearest_existing
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +123,7 @@ def require_writable(folder: Path, what: str) -> None:
     Raises:
         AFTError: `folder` is not writable (a read-only mount, no permission).
     """
-    probe = folder if folder.exists() else next((p for p in folder.parents if p.exists()), folder)
-    if not os.access(probe, os.W_OK | os.X_OK):
+    if not os.access(nearest_existing(folder), os.W_OK | os.X_OK):
         raise AFTError(f"the feature cache {str(folder)!r} is read-only and does not hold {what}: set "
                        "HF_DATASETS_CACHE to a writable folder (a read-only cache is read as it is when it holds "
                        "every feature a run needs).")

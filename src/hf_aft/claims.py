@@ -63,7 +63,6 @@ class Claim:
     is_file: bool = False
     created: bool = False
     complete: bool = False  # set by the command once its output is whole (a later failure, e.g. a push, keeps it)
-    record: dict = field(default_factory=dict)
     since: float = field(default_factory=time.time)
 
 
@@ -151,7 +150,7 @@ def _claim(path: Path, command: str, is_file: bool, flag: str, created: bool) ->
     marker = marker_path(path, is_file)
     for _ in range(3):  # a stale claim taken over by another process in between: look again
         if _write_exclusive(marker, record, flag):
-            return Claim(path, marker, record["run_id"], command, is_file, created, record=record)
+            return Claim(path, marker, record["run_id"], command, is_file, created)
         other = _read(marker)
         if not other:
             raise AFTError(f"{flag} {str(path)!r} holds an unreadable claim {marker} (a command claiming it this "

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from .data_files import FILE_BUILDERS, check_parquet_columns, file_format, folder_data_files, named_files, suffix
 from .errors import AFTError, one_line, warn_once
 from .faults import disk_errno, disk_error
+from .filesystems import nearest_existing
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +64,7 @@ def conversion_cache() -> str | None:
     removed when the process ends."""
     global _CONVERSION_CACHE
     root = datasets.config.HF_DATASETS_CACHE
-    probe = next((p for p in (root, *Path(root).parents) if os.path.exists(p)), root)
-    if os.access(probe, os.W_OK | os.X_OK):
+    if os.access(nearest_existing(root), os.W_OK | os.X_OK):
         return None
     if _CONVERSION_CACHE is None:
         _CONVERSION_CACHE = tempfile.mkdtemp(prefix="hf_aft_datasets_")

@@ -14,6 +14,15 @@ PSEUDO_FILESYSTEMS = {"proc", "sysfs", "cgroup", "cgroup2", "devpts", "debugfs",
 MOUNTS = "/proc/self/mounts"
 
 
+def nearest_existing(path: str | os.PathLike) -> str:
+    """`path` itself when it exists, else its nearest existing parent: where a folder would be created, and whose
+    permissions and filesystem decide whether it can be."""
+    path = os.path.abspath(os.fspath(path))
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
 def _unescape(field: str) -> str:
     """A mount point as /proc/self/mounts writes it: spaces and tabs as octal escapes (\\040)."""
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)

@@ -155,14 +155,12 @@ def check_creatable(path: str, flag: str = "--output_dir") -> None:
     """A folder that exists, or can be created: its nearest existing parent is a writable folder on a filesystem that
     holds files (not /proc or /sys, where `os.access` lets root pass and mkdir then fails; nothing is created here).
     """
-    from .filesystems import PSEUDO_FILESYSTEMS, filesystem_of
+    from .filesystems import PSEUDO_FILESYSTEMS, filesystem_of, nearest_existing
 
     path = os.path.abspath(os.path.expanduser(path))
     if os.path.exists(path) and not os.path.isdir(path):
         raise AFTError(f"{flag} {path!r} is a file: choose a folder.")
-    parent = path
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
+    parent = nearest_existing(path)
     done = "written in" if parent == path else "created"
     if not os.path.isdir(parent):
         raise AFTError(f"{flag} {path!r} cannot be created: {parent!r} is a file, not a folder.")
