@@ -17,6 +17,7 @@ from .distributed import has_accelerator, launched_world_size
 from .errors import AFTError, require_extra
 from .features import FeatureDtype
 from .losses import Kernel, Transfer
+from .teachers.backends import TeacherBackend
 from .teachers.loading import TeacherDtype
 from .teachers.spec import GGUF_SEPARATOR
 from .teachers.text import Pooling
@@ -90,6 +91,9 @@ class TeacherArguments:
             `float32`, `float16` or `bfloat16`: the teachers' dtype on an accelerator (on CPU always float32).
         teacher_device_map (`str`, *optional*):
             `auto` spreads a teacher too large for one accelerator over all visible ones (single process only).
+        teacher_backend (`str`, *optional*, defaults to `"torch"`):
+            Where text teachers run: `torch`, or on CPU `onnxruntime` (exported once, features equal to torch's to
+            cosine 0.99999) or `onnxruntime-int8` (quantised: faster, features not equal). See the README.
     """
 
     teachers: list[str] | None = field(
@@ -126,6 +130,11 @@ class TeacherArguments:
         default=None,
         metadata={"help": "auto spreads a teacher too large for one accelerator over all visible ones (single "
                   "process only; needs accelerate)."},
+    )
+    teacher_backend: TeacherBackend = field(
+        default="torch",
+        metadata={"help": "Where text teachers run: torch, or on CPU onnxruntime (exported once, features equal to "
+                  "torch's) or onnxruntime-int8 (quantised: faster, features not equal)."},
     )
 
     def __post_init__(self):

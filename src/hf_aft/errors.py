@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 import re
 
 
@@ -64,3 +66,18 @@ def warn_once(logger, message: str) -> None:
     if message not in _WARNED:
         _WARNED.add(message)
         logger.warning(message)
+
+
+@contextlib.contextmanager
+def quieted(*loggers: str, level: int = logging.ERROR):
+    """Raise these loggers (`""`: the root logger) to `level` for the block only: advice from a library that does not
+    apply (onnxruntime's quantizer telling to pre-process for static quantization, torch's exporter listing torchvision
+    ops it skips) would otherwise read as a problem with the run. The levels are restored after, whatever happens."""
+    saved = [(logging.getLogger(name), logging.getLogger(name).level) for name in loggers]
+    for logger, _ in saved:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        for logger, old in saved:
+            logger.setLevel(old)

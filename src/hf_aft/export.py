@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .cost import speed
-from .errors import AFTError, first_line, missing_extra, require_extra
+from .errors import AFTError, first_line, missing_extra, quieted, require_extra
 from .evaluation import eval_split, load_run_student, model_inputs, predict_logits, scores
 
 ONNX_NAME, INT8_NAME, EXPORT_REPORT_NAME = "model.onnx", "model_int8.onnx", "export_report.json"
@@ -149,16 +149,10 @@ def export_student(folder: str, export_dir: str, quantize: str | None = None,
     rows = [_row("pytorch", weights, reference, None, labels, names, torch_fn, examples)]
     paths = [("onnx", os.path.join(export_dir, ONNX_NAME))]
     if quantize:
-        import logging
-
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        root, level = logging.getLogger(), logging.getLogger().level
-        root.setLevel(logging.ERROR)  # its advice to pre-process is for static quantization
-        try:
+        with quieted(""):  # its advice to pre-process is for static quantization
             quantize_dynamic(paths[0][1], os.path.join(export_dir, INT8_NAME), weight_type=QuantType.QInt8)
-        finally:
-            root.setLevel(level)  # the process's logging as it was
         paths.append(("onnx dynamic-int8", os.path.join(export_dir, INT8_NAME)))
     for name, path in paths:
         session = _session(path)

@@ -59,6 +59,7 @@ class TeacherInfo:
     pooling: str
     dim: int
     max_length: int
+    backend: str = "torch"
 
 
 def read_from_cache(dataset: datasets.Dataset) -> list[bool] | None:
@@ -110,7 +111,7 @@ def extract_teacher_features(
     batch_size: int = 32, max_length: int = 256, device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None, map_batch_size: int = 1024, feature_dtype: str = "float32",
     trust_remote_code: bool = False, image_column: str | None = None, dtype: str = "float32",
-    device_map: str | None = None, group_by_length: bool = True,
+    device_map: str | None = None, group_by_length: bool = True, backend: str = "torch",
 ) -> datasets.Dataset:
     """Add the column `teacher_features` [rows, sum of the teachers' widths]: each teacher's pooled features,
     concatenated in the order given.
@@ -136,6 +137,9 @@ def extract_teacher_features(
         device_map: e.g. `"auto"` to spread a teacher too large for one accelerator over all visible ones.
         group_by_length: batch texts of similar length together within each block (less padding; results keep the
             dataset's order). False runs them in dataset order (for comparison: the features are the same).
+        backend: `torch` (eager), or on CPU `onnxruntime` (the teacher exported once to ONNX, fused, features equal
+            to eager's to cosine >= 0.99999) or `onnxruntime-int8` (dynamic int8 quantisation: faster, not equal);
+            see `hf_aft.teachers.backends`. A backend other than torch enters the features' cache key.
 
     Returns:
         The dataset with the new column. Per-teacher provenance (`TeacherInfo`: id, resolved revision, pooling,
@@ -143,7 +147,7 @@ def extract_teacher_features(
 
     Raises:
         AFTError: no teachers, an unknown pooling or dtype, a missing column, a teacher that cannot be resolved or
-            loaded, or whose modality does not match its column.
+            loaded, whose modality does not match its column, or that `backend` cannot run.
     """
     teachers = _check_inputs(dataset, teachers, pooling, feature_dtype, text_column, image_column)
     if FEATURES_COLUMN in dataset.column_names:
@@ -156,7 +160,7 @@ def extract_teacher_features(
     parts, infos, cached = [], [], []
     for index, spec in enumerate(teachers):
         teacher, column, extra_key = make_teacher(dataset, spec, pooling, max_length, batch_size, device, options,
-                                                  text_column, image_column)
+                                                  text_column, image_column, backend, cache_dir / "onnx")
         teacher.group_by_length = group_by_length
         part, info = _teacher_part(dataset, teacher, column, extra_key, cache_dir, map_batch_size)
         parts.append(part.rename_column(PART_COLUMN, f"__hf_aft_teacher_{index}"))  # renaming writes nothing
@@ -188,7 +192,7 @@ def _teacher_part(dataset, teacher, column: str, extra_key: list, cache_dir: Pat
     pooling = pooling_record(cache_dir, fingerprint, teacher.pooling)
     teacher.free()
     dim = len(part[0][PART_COLUMN])
-    return part, TeacherInfo(teacher.label, teacher.revision, pooling, dim, teacher.max_length)
+    return part, TeacherInfo(teacher.label, teacher.revision, pooling, dim, teacher.max_length, teacher.backend)
 
 
 def _join(dataset, parts, infos, feature_dtype: str, cache_dir: Path, map_batch_size: int) -> datasets.Dataset:
@@ -242,7 +246,7 @@ def extraction_kwargs(options) -> dict:
     return {"pooling": options.teacher_pooling, "batch_size": options.teacher_batch_size,
             "max_length": options.teacher_max_length, "feature_dtype": options.teacher_feature_dtype,
             "trust_remote_code": options.teacher_trust_remote_code, "dtype": options.teacher_dtype,
-            "device_map": options.teacher_device_map}
+            "device_map": options.teacher_device_map, "backend": options.teacher_backend}
 
 
 def with_teacher_features(dataset: datasets.Dataset, options, text_column: str = "text",

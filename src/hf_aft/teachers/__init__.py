@@ -12,6 +12,7 @@ import torch
 
 from ..data import check_texts
 from ..errors import AFTError, require_extra
+from .backends import TEACHER_BACKENDS, check_backend
 from .image import IMAGE_POOLINGS, ImageTeacher
 from .loading import (
     TEACHER_DTYPES,
@@ -34,8 +35,9 @@ from .spec import (
 )
 from .text import POOLINGS, TextTeacher, pool
 
-__all__ = ["IMAGE_POOLINGS", "POOLINGS", "TEACHER_DTYPES", "ImageTeacher", "TextTeacher", "display_names",
-           "load_options", "make_teacher", "parse_teacher", "pool", "same_teacher", "short_name", "teacher_label"]
+__all__ = ["IMAGE_POOLINGS", "POOLINGS", "TEACHER_BACKENDS", "TEACHER_DTYPES", "ImageTeacher", "TextTeacher",
+           "display_names", "load_options", "make_teacher", "parse_teacher", "pool", "same_teacher", "short_name",
+           "teacher_label"]
 
 
 def _revision_of(spec: str, name: str, pinned: str | None, gguf_file: str | None) -> str:
@@ -59,10 +61,12 @@ def _check_text_column(dataset: datasets.Dataset, spec: str, config, text_column
 
 
 def make_teacher(dataset: datasets.Dataset, spec: str, pooling: str, max_length: int, batch_size: int,
-                 device: torch.device, options: dict, text_column: str = "text", image_column: str | None = None):
+                 device: torch.device, options: dict, text_column: str = "text", image_column: str | None = None,
+                 backend: str = "torch", export_root=None):
     """The teacher for `spec` (text or image, from its config), the column it reads, and what beyond the text
-    defaults must enter its cache fingerprint (the image modality, a GGUF file, a non-float32 dtype). A teacher whose
-    modality doesn't match its column is one AFTError line."""
+    defaults must enter its cache fingerprint (the image modality, a GGUF file, a non-float32 dtype, a backend other
+    than torch). A teacher whose modality doesn't match its column, or that `backend` cannot run, is one AFTError
+    line; ONNX exports go under `export_root` (backends.py)."""
     spec = os.fspath(spec)
     source, gguf_file = split_gguf(spec)
     if gguf_file:  # transformers imports gguf only when the weights load, after other teachers may have run
@@ -75,6 +79,7 @@ def make_teacher(dataset: datasets.Dataset, spec: str, pooling: str, max_length:
     extra_key = [f"gguf:{gguf_file}"] if gguf_file else []
     if options["dtype"] != torch.float32:
         extra_key.append(str(options["dtype"]))
+    check_backend(backend, spec, teacher_modality(config), device, options.get("device_map"))
     if teacher_modality(config) == "image":
         if image_column is None:
             raise AFTError(f"teacher {spec!r} is an image model ({config.model_type}): it cannot read the text column "
@@ -87,4 +92,5 @@ def make_teacher(dataset: datasets.Dataset, spec: str, pooling: str, max_length:
     teacher = TextTeacher(spec, name, revision, pooling, max_length, batch_size, device, options, text_column)
     teacher.pooling = teacher.resolved_pooling(config)
     teacher.label = teacher_label(spec)
-    return teacher, text_column, extra_key
+    teacher.backend, teacher.export_root = backend, export_root
+    return teacher, text_column, extra_key + ([f"backend:{backend}"] if backend != "torch" else [])

@@ -27,6 +27,7 @@ class ImageTeacher(TextTeacher):
     tokenizer."""
 
     modality = "image"
+    backend = "torch"  # the ONNX Runtime backend runs text teachers only (backends.py)
 
     def load(self) -> None:
         from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from ..errors import AFTError, missing_extra, one_line
-from ..tokens import check_room, encode
+from ..tokens import check_room, encode, stand_in_token
+from .backends import onnx_teacher_model
 from .loading import cap_max_length, default_pooling, file_options, intended_load_report, load_config, token_limit
 from .spec import hub_revision
 
@@ -47,6 +48,8 @@ class TextTeacher:
 
     modality = "text"
     group_by_length = True
+    backend = "torch"  # or onnxruntime / onnxruntime-int8 (backends.py), exported under `export_root`
+    export_root = None
 
     def __init__(self, spec: str, name: str, revision: str, pooling: str, max_length: int, batch_size: int, device,
                  options: dict | None = None, column: str = "text"):
@@ -101,6 +104,8 @@ class TextTeacher:
         # No row is empty (tokens.py): a length sort would gather empty texts into a batch of width 0.
         encoded = encode(self.tokenizer, texts, self.max_length)
         ids, masks = encoded["input_ids"], encoded["attention_mask"]
+        if self.backend != "torch" and isinstance(self.model, torch.nn.Module):
+            self.model = onnx_teacher_model(self, self._probes(ids, masks))  # the eager model is dropped
         # Batch texts of similar length together (less padding); results go back in the original order.
         order = np.argsort([len(x) for x in ids], kind="stable") if self.group_by_length else np.arange(len(ids))
         pooled = []
@@ -114,6 +119,20 @@ class TextTeacher:
         out = np.empty((len(order), pooled[0].shape[1]), dtype=np.float32)
         out[order] = torch.cat(pooled).float().cpu().numpy()  # one copy to the host per block, in dataset order
         return out
+
+    def _probes(self, ids: list, masks: list) -> list[dict]:
+        """Padded batches to export the teacher with and check its ONNX features on: a fixed 2 x 8 example (an
+        exported dimension that is 1 in the example would be frozen at 1), up to 8 of these texts spread over their
+        lengths, and the longest alone (no padding)."""
+        token = stand_in_token(self.tokenizer)
+        example = {"input_ids": torch.full((2, 8), token), "attention_mask": torch.ones(2, 8, dtype=torch.long)}
+        example["attention_mask"][1, 5:] = 0
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        spread = order[np.linspace(0, len(order) - 1, min(8, len(order))).astype(int)]
+        batches = [spread, order[-1:]]
+        return [example] + [self.tokenizer.pad({"input_ids": [ids[i] for i in rows],
+                                                "attention_mask": [masks[i] for i in rows]}, return_tensors="pt")
+                            for rows in batches]
 
     def free(self) -> None:
         """Drop the teacher. On an accelerator, also hand its memory back (gc.collect costs ~0.3 s of CPU per
