@@ -18,6 +18,17 @@ plus 4 x L^2 x hidden per layer and sequence (dense attention; a causal kernel m
 Training: the 3-layer MiniLM student (`--small`: a 1-layer random BERT) with transfer `aft` vs `none` (STL) on the same
 batches (32 texts), runs alternating over `--rounds`, median step time (on_step_begin -> on_step_end, synchronised
 on CUDA) after 2 warm-up steps. JSON goes to bench/results/gpu.json.
+
+At scale (issue 24), a separate invocation that fits one 10-minute device call:
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/gpu.py --scale       # --small --scale: the same on CPU in seconds
+
+For all-MiniLM-L6-v2 and all-mpnet-base-v2 (bf16, each with the attention transformers picks: SDPA for BERT, eager for
+MPNet, which has no SDPA path): the largest teacher batch that fits (doubling from `--batch` on the longest texts until
+the device runs out of memory, up to `--max_batch`), then at each of `--scale_rows` (default 10k, 100k, 1M texts: the
+Rotten Tomatoes corpus repeated and numbered, bench/resume.py) rows/s, real tokens/s and the share of the bf16 matmul
+peak, the device's peak memory, and sentence-transformers' `encode` (bf16, same batch) on the same texts as a ratio;
+then bench/resume.py (a pass killed at 50% and resumed) on the device. JSON goes to bench/results/gpu_scale.json.
 """
 
 from __future__ import annotations
@@ -27,6 +38,8 @@ import contextlib
 import io
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -146,7 +159,8 @@ def extraction(name: str, spec: str, data, args, device, peak: float, work: Path
         seconds = time.perf_counter() - start
     assert np.isfinite(np.asarray(out["teacher_features"][:8])).all()
     compute = seconds - clock.seconds
-    return {"teacher": name, "seconds": seconds, "load_s": clock.seconds, "tokens": int(lengths.sum()),
+    return {"teacher": name, "attention": shapes.config._attn_implementation, "seconds": seconds,
+            "load_s": clock.seconds, "tokens": int(lengths.sum()),
             "flops": flops, "tokens_per_s": lengths.sum() / compute, "of_peak": flops / compute / peak,
             "of_peak_whole": flops / seconds / peak}
 
@@ -177,6 +191,84 @@ def step_times(transfer: str, student: str, data, steps: int, device, work: Path
     return clock.steps[2:]
 
 
+def fits(spec: str, data, batch: int, args, device, work: Path) -> bool:
+    """Whether extraction at `batch` runs on the longest texts without running out of device memory."""
+    longest = data.select(np.argsort([-len(t) for t in data["text"][: 50 * batch]])[: 2 * batch])
+    try:
+        extract_teacher_features(longest, spec, batch_size=batch, max_length=args.max_length, device=device,
+                                 dtype="bfloat16" if device.type == "cuda" else "float32",
+                                 cache_dir=tempfile.mkdtemp(dir=work))
+        return True
+    except Exception as error:  # torch.OutOfMemoryError, possibly wrapped on its way out of datasets' map
+        if "out of memory" not in str(error).lower():
+            raise
+        return False
+    finally:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def peer_seconds(spec: str, data, batch: int, args, device) -> float:
+    """sentence-transformers' encode on the same texts, same batch, bf16 on CUDA."""
+    from sentence_transformers import SentenceTransformer
+
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = SentenceTransformer(spec, device=str(device), model_kwargs={"dtype": dtype})
+    model.max_seq_length = args.max_length
+    texts = list(data["text"])
+    sync(device)
+    start = time.perf_counter()
+    model.encode(texts, batch_size=batch, convert_to_numpy=True)
+    sync(device)
+    return time.perf_counter() - start
+
+
+def scale(args, device, peak: float, where: str) -> None:
+    from resume import corpus
+
+    names = ["mpnet (tiny random)"] if args.small else ["all-MiniLM-L6-v2", "all-mpnet-base-v2"]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if args.small:
+            paths, biggest = tiny_models(work / "models"), texts_for(True, max(args.scale_rows))
+        else:
+            from quality import mpnet_path
+
+            from hf_aft.demo import minilm_path
+
+            paths = {"all-MiniLM-L6-v2": str(minilm_path()), "all-mpnet-base-v2": str(mpnet_path())}
+            biggest = datasets.load_from_disk(str(corpus(max(args.scale_rows), work / "corpus")))
+        for name in names:
+            batch = args.batch
+            while batch * 2 <= args.max_batch and fits(paths[name], biggest, batch * 2, args, device, work):
+                batch *= 2
+            for rows in args.scale_rows:
+                data = biggest.select(range(rows))
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                row = extraction(name, paths[name], data, argparse.Namespace(**{**vars(args), "batch": batch}),
+                                 device, peak, work)
+                memory = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+                peer = peer_seconds(paths[name], data, batch, args, device)
+                results.append({**row, "rows": rows, "batch": batch, "device_peak_mib": memory,
+                                "peer_s": peer, "over_peer": peer / row["seconds"]})
+    print(f"\n### Teacher extraction at scale on {where}: max length {args.max_length}, "
+          f"{'bfloat16' if device.type == 'cuda' else 'float32'}; matmul peak {peak / 1e12:.3f} TFLOP/s\n")
+    print("| teacher | attention | largest batch | rows | rows/s | real tokens/s | of matmul peak | device peak MiB | "
+          "vs sentence-transformers |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        memory = f"{r['device_peak_mib']:.0f}" if r["device_peak_mib"] is not None else "-"
+        print(f"| {r['teacher']} | {r['attention']} | {r['batch']} | {r['rows']:,} | {r['rows'] / r['seconds']:.0f} | "
+              f"{r['tokens_per_s']:.0f} | {r['of_peak']:.1%} | {memory} | {r['over_peer']:.2f}x |")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "gpu_scale.json").write_text(json.dumps({"args": vars(args), "device": where, "matmul_peak": peak,
+                                                        "rows": results}, indent=2, default=float))
+    if not args.small:  # a pass killed at 50% and resumed, on this device
+        subprocess.run([sys.executable, str(Path(__file__).parent / "resume.py"), "--rows", "200000"], check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="tiny random models, few texts: runs anywhere in seconds")
@@ -186,7 +278,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="training steps per run (default 20, --small 5)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (on CPU)")
+    parser.add_argument("--scale", action="store_true", help="only the at-scale part (see above)")
+    parser.add_argument("--scale_rows", type=lambda v: [int(n) for n in v.split(",")], default=None,
+                        help="comma-separated (default 10000,100000,1000000; --small 64,256)")
+    parser.add_argument("--max_batch", type=int, default=None, help="largest batch tried (default 8192, --small 32)")
     args = parser.parse_args()
+    args.scale_rows = args.scale_rows or ([64, 256] if args.small else [10_000, 100_000, 1_000_000])
+    args.max_batch = args.max_batch or (32 if args.small else 8192)
     args.n = args.n or (64 if args.small else 4096)
     args.batch = args.batch or (16 if args.small else 256)
     args.steps = args.steps or (5 if args.small else 20)
@@ -198,6 +296,8 @@ def main() -> None:
     peak = max(matmul_peak(device, size, dtype) for _ in range(2))
     threads = f"CPU, {torch.get_num_threads()} thread(s)"
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else threads
+    if args.scale:
+        return scale(args, device, peak, where)
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -219,12 +319,12 @@ def main() -> None:
     print(f"\n### Teacher extraction on {where}: {args.n} texts, batch {args.batch}, max length {args.max_length}, "
           f"teacher dtype {'bfloat16' if device.type == 'cuda' else 'float32'}; matmul peak {peak / 1e12:.3f} "
           f"TFLOP/s ({str(dtype).split('.')[-1]}, {size}^3)\n")
-    print("| teacher | real tokens | time (s) | of which hashing + loading (s) | real tokens/s (without loading) "
-          "| of matmul peak (without loading) | of matmul peak (whole call) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| teacher | attention | real tokens | time (s) | of which hashing + loading (s) | real tokens/s (without "
+          "loading) | of matmul peak (without loading) | of matmul peak (whole call) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['teacher']} | {row['tokens']} | {row['seconds']:.2f} | {row['load_s']:.2f} "
-              f"| {row['tokens_per_s']:.0f} | {row['of_peak']:.1%} | {row['of_peak_whole']:.1%} |")
+        print(f"| {row['teacher']} | {row['attention']} | {row['tokens']} | {row['seconds']:.2f} | "
+              f"{row['load_s']:.2f} | {row['tokens_per_s']:.0f} | {row['of_peak']:.1%} | {row['of_peak_whole']:.1%} |")
     stl, aft = statistics.median(steps["none"]), statistics.median(steps["aft"])
     print(f"\n### Training step on {where}: batch 32 x 64 tokens, {args.rounds} alternating rounds, "
           f"{len(steps['aft'])} timed steps each\n")

@@ -40,8 +40,12 @@ SUITES = {  # suite: (teacher, student layers, [(transfer, beta), ...])
     "alone-minilm": ("minilm", 3, [("aft", 0.1)]),
     "pair": ("mpnet+minilm", 3, [("aft", 0.1)]),
     "multi3-balanced": ("mpnet+minilm+smollm", 3, [("aft", 0.1)]),
+    # `alone-mpnet` with the teacher run in onnxruntime int8 (issue 24): what quantising the teacher costs the student.
+    "mpnet-int8": ("mpnet", 3, [("aft", 0.1)]),
 }
-EXTRA_ARGS = {"multi3-balanced": ["--balance_teachers", "true"]}
+EXTRA_ARGS = {"multi3-balanced": ["--balance_teachers", "true"],
+              "mpnet-int8": ["--teacher_backend", "onnxruntime-int8"]}
+PAIRED = {"mpnet-int8": "alone-mpnet"}  # a suite: the suite it differs from in one option only, compared seed by seed
 
 
 def mpnet_path() -> Path:
@@ -107,7 +111,7 @@ def probes(teachers: dict[str, Path]) -> dict[str, float]:
 # Which suite's STL runs a suite is paired with. `llm` and `multi3` ran after `hf-aft train` began seeding the new
 # head's initialisation with --seed, so they have STL runs of their own, started from the same heads.
 STL_SUITE = {"mpnet": "minilm", "multi": "minilm", "multi3": "llm", "alone-mpnet": "llm", "alone-minilm": "llm",
-             "pair": "llm", "multi3-balanced": "llm"}
+             "pair": "llm", "multi3-balanced": "llm", "mpnet-int8": "llm"}
 
 
 def table(rows: list[dict]) -> str:
@@ -129,6 +133,14 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {suite} | {names} | {group[0]['layers']}-layer | {method} | "
                      f"{beta if transfer != 'none' else '-'} | {statistics.mean(accs):.4f} ± {sd:.4f} | {gain} | "
                      f"{len(accs)} | {', '.join(f'{v:.3f}' for v in scales.values()) or '-'} |")
+    for suite, partner in PAIRED.items():
+        same = ("transfer", "beta", "seed")
+        pairs = [(r["accuracy"], q["accuracy"]) for r in rows for q in rows if r["suite"] == suite and
+                 q["suite"] == partner and all(r[k] == q[k] for k in same)]
+        if pairs:
+            diffs = [a - b for a, b in pairs]
+            lines.append(f"\n{suite} - {partner}, paired by seed: {statistics.mean(diffs):+.4f} "
+                         f"({', '.join(f'{d:+.4f}' for d in diffs)})")
     return "\n".join(lines)
 
 
