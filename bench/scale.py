@@ -19,7 +19,7 @@ Parts (`--parts`, comma-separated):
   teacher that reads MiniLM's tokenizer: what memory the pipeline itself (tokenising, blocks, Arrow writes) needs as
   rows grow, in minutes rather than the hours a real teacher takes on 2 cores.
 - `training`: bench/memory.py with its 1M-row point: step time and memory of AFT training on a memory-mapped column.
-- `resume`: bench/resume.py: a pass killed at 50% of its blocks and resumed.
+- `resume`: bench/resume.py on 32,768 rows (4 blocks of 8,192): a pass killed after 2 blocks (50%) and resumed.
 JSON goes to bench/results/scale.json.
 """
 
@@ -197,13 +197,15 @@ def main() -> None:
             results["pipeline"] = extraction([str(tiny_teacher(tmp / "tiny"))], sizes, ["torch"], tmp,
                                              "random 1-layer BERT (pipeline)")
     for part, script, extra in (("training", "memory.py", ["--million"]),
-                                ("resume", "resume.py", ["--rows", "20000", "--threads", "2"])):
+                                ("resume", "resume.py", ["--rows", "32768", "--threads", "2"])):
         if part in parts:
             done = subprocess.run([sys.executable, str(BENCH / script), *extra], text=True)
             if done.returncode != 0:
                 sys.exit(f"bench/{script} failed")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "scale.json").write_text(json.dumps(results, indent=2))
+    path = RESULTS / "scale.json"  # each part's rows replace that part's earlier ones; other parts' rows are kept
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**earlier, **results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -105,3 +105,23 @@ def test_teachers_the_backend_cannot_run_are_refused(tmp_path):
         check_backend("onnxruntime", "t", "text", torch.device("cuda"), None)
     with pytest.raises(AFTError, match="unknown teacher_backend 'tensorrt'"):
         check_backend("tensorrt", "t", "text", torch.device("cpu"), None)
+
+
+def test_int8_too_far_from_the_teacher_is_refused(teachers, tmp_path, monkeypatch):
+    from hf_aft.teachers import backends
+
+    monkeypatch.setattr(backends, "INT8_FLOOR", 1.01)  # no quantised model reaches it
+    with pytest.raises(AFTError, match=r"in int8: its features are at cosine 0\.\d+ \(lowest .* below 1\.01: dynamic "
+                                       r"int8 quantisation loses too much of this teacher; run it with "
+                                       r"--teacher_backend onnxruntime \(float32\) or torch"):
+        _features(teachers["bert"], tmp_path, "onnxruntime-int8")
+
+
+def test_damaged_int8_file_is_made_again(teachers, tmp_path):
+    first = _features(teachers["bert"], tmp_path, "onnxruntime-int8", texts=["the plot", "a good film"])
+    (int8_file,) = (tmp_path / "onnx").glob("*/model-int8.onnx")
+    int8_file.write_bytes(b"not an onnx file")
+    again = _features(teachers["bert"], tmp_path, "onnxruntime-int8", texts=["the plot", "a good film", "dull"])
+    assert int8_file.stat().st_size > 1000
+    np.testing.assert_allclose(np.asarray(again["teacher_features"][:2]), np.asarray(first["teacher_features"]),
+                               atol=1e-5)  # the same quantised teacher (the third text changes the padding only)
