@@ -19,8 +19,8 @@ from .features import FeatureDtype
 from .losses import Kernel, Transfer
 from .teachers.backends import TeacherBackend
 from .teachers.loading import TeacherDtype
+from .teachers.pooling import Pooling
 from .teachers.spec import GGUF_SEPARATOR
-from .teachers.text import Pooling
 
 DEFAULT_BETA = 0.1  # safe on every suite measured (README, "Choosing beta"); --beta auto's incumbent
 

@@ -117,8 +117,7 @@ def extract_teacher_features(
     concatenated in the order given.
 
     Args:
-        dataset: the (raw or tokenized) dataset; it must hold the column each teacher reads: `text_column` for text
-            teachers, `image_column` for image teachers.
+        dataset: the (raw or tokenized) dataset, with the column each teacher reads (`text_column`, `image_column`).
         teachers: Hub ids or local folders (str or path), each optionally `id@revision`; GGUF files as
             `path/model.gguf` or `SOURCE::FILE.gguf` (see `hf_aft.teachers.spec`).
         pooling: `auto` (per architecture: see `hf_aft.teachers.loading.default_pooling`, and
@@ -137,9 +136,7 @@ def extract_teacher_features(
         device_map: e.g. `"auto"` to spread a teacher too large for one accelerator over all visible ones.
         group_by_length: batch texts of similar length together within each block (less padding; results keep the
             dataset's order). False runs them in dataset order (for comparison: the features are the same).
-        backend: `torch` (eager), or on CPU `onnxruntime` (the teacher exported once to ONNX, fused, features equal
-            to eager's to cosine >= 0.99999) or `onnxruntime-int8` (dynamic int8 quantisation: faster, not equal);
-            see `hf_aft.teachers.backends`. A backend other than torch enters the features' cache key.
+        backend: `torch`, or on CPU `onnxruntime` / `onnxruntime-int8` for text teachers (`teachers.backends`).
 
     Returns:
         The dataset with the new column. Per-teacher provenance (`TeacherInfo`: id, resolved revision, pooling,

@@ -23,6 +23,7 @@ from .loading import (
     teacher_modality,
     token_limit,
 )
+from .pooling import POOLINGS, pool
 from .spec import (
     display_names,
     gguf_file_revision,
@@ -33,7 +34,7 @@ from .spec import (
     split_gguf,
     teacher_label,
 )
-from .text import POOLINGS, TextTeacher, pool
+from .text import TextTeacher
 
 __all__ = ["IMAGE_POOLINGS", "POOLINGS", "TEACHER_BACKENDS", "TEACHER_DTYPES", "ImageTeacher", "TextTeacher",
            "display_names", "load_options", "make_teacher", "parse_teacher", "pool", "same_teacher", "short_name",

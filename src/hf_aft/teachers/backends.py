@@ -32,6 +32,7 @@ import torch
 from datasets.fingerprint import Hasher
 
 from ..errors import AFTError, one_line, quieted, require_extra, warn_once
+from .pooling import pool
 
 logger = logging.getLogger(__name__)
 
@@ -152,8 +153,6 @@ def _quantized(folder: Path) -> Path:
 
 def _cosines(eager, onnx_model, probes: list[dict], pooling: str) -> np.ndarray:
     """Per probe row, the cosine of the ONNX features to eager PyTorch's (1 where both are zero vectors)."""
-    from .text import pool
-
     values = []
     for batch in probes:
         a = pool(eager(**batch), batch["attention_mask"], pooling).double()
