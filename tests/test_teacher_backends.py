@@ -111,7 +111,7 @@ def test_int8_too_far_from_the_teacher_is_refused(teachers, tmp_path, monkeypatc
     from hf_aft.teachers import backends
 
     monkeypatch.setattr(backends, "INT8_FLOOR", 1.01)  # no quantised model reaches it
-    with pytest.raises(AFTError, match=r"in int8: its features are at cosine 0\.\d+ \(lowest .* below 1\.01: dynamic "
+    with pytest.raises(AFTError, match=r"in int8: its features are at cosine [01]\.\d+ \(lowest .* below 1\.01: dynamic "
                                        r"int8 quantisation loses too much of this teacher; run it with "
                                        r"--teacher_backend onnxruntime \(float32\) or torch"):
         _features(teachers["bert"], tmp_path, "onnxruntime-int8")
@@ -125,3 +125,33 @@ def test_damaged_int8_file_is_made_again(teachers, tmp_path):
     assert int8_file.stat().st_size > 1000
     np.testing.assert_allclose(np.asarray(again["teacher_features"][:2]), np.asarray(first["teacher_features"]),
                                atol=1e-5)  # the same quantised teacher (the third text changes the padding only)
+
+
+def test_features_of_another_backend_are_refused_when_teachers_are_named(teachers, tmp_path):
+    from hf_aft import TeacherArguments
+    from hf_aft.features import with_teacher_features
+
+    int8 = _features(teachers["bert"], tmp_path, "onnxruntime-int8", texts=["the plot", "a good film"])
+    options = TeacherArguments(teachers=[str(teachers["bert"])])  # teacher_backend: torch, the default
+    with pytest.raises(AFTError, match="made with --teacher_backend onnxruntime-int8, not torch: pass that backend"):
+        with_teacher_features(int8, options)
+    options.teacher_backend = "onnxruntime-int8"
+    assert with_teacher_features(int8, options) is int8
+
+
+def test_a_file_in_the_way_of_the_export_is_one_line(teachers, tmp_path):
+    (tmp_path / "onnx").write_text("not a folder")
+    with pytest.raises(AFTError, match=r"could not write teacher .*'s ONNX export in .* MB free there\): remove what"):
+        _features(teachers["bert"], tmp_path, "onnxruntime")
+
+
+def test_what_a_killed_export_left_is_swept(teachers, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = tmp_path / "onnx" / f".partial-{socket.gethostname()}-{dead.stdout.strip()}-bert-x"
+    left.mkdir(parents=True)
+    _features(teachers["bert"], tmp_path, "onnxruntime")
+    assert not left.exists() and not list((tmp_path / "onnx").glob(".partial-*"))

@@ -262,6 +262,10 @@ def with_teacher_features(dataset: datasets.Dataset, options, text_column: str =
         if stored and asked and (len(stored) != len(asked) or not all(map(same_teacher, stored, asked))):
             raise AFTError(f"the dataset already carries the features of {stored}, not of the teachers given "
                            f"{asked}: drop --teachers to use them, or remove the {FEATURES_COLUMN!r} column.")
+        made_with = {info.backend for info in read_teacher_infos(dataset) or []}
+        if asked and made_with and made_with != {options.teacher_backend}:
+            raise AFTError(f"the dataset's features were made with --teacher_backend {', '.join(sorted(made_with))}, "
+                           f"not {options.teacher_backend}: pass that backend (or drop --teachers) to use them.")
         return dataset
     if not teachers:
         raise AFTError(f"the training dataset has no {FEATURES_COLUMN!r} column and no teachers were given: pass "

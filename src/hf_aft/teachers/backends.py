@@ -21,6 +21,7 @@ import io
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import warnings
 from pathlib import Path
@@ -32,6 +33,8 @@ import torch
 from datasets.fingerprint import Hasher
 
 from ..errors import AFTError, one_line, quieted, require_extra, warn_once
+from ..faults import disk_errno, disk_error
+from ..filesystems import nearest_existing
 from .pooling import pool
 
 logger = logging.getLogger(__name__)
@@ -87,7 +90,7 @@ class OnnxTeacherModel:
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()  # as many as eager PyTorch would use
-        options.log_severity_level = 3  # errors only: its shape-merging notes are not the user's concern
+        options.log_severity_level = 4  # fatal only: its errors come back as exceptions, said in hf-aft's own line
         # Idle threads sleep rather than spin between runs: spinning took CPU from the tokenizer and the Arrow writes
         # that run between batches (bench/scale.py, 2 cores: float32 180 -> 188 rows/s, int8 196 -> 227).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -109,6 +112,23 @@ def export_folder(root: Path, teacher) -> Path:
     return root / f"{Path(teacher.name).name or 'teacher'}-{key}"
 
 
+def _staging_prefix() -> str:
+    return f".partial-{socket.gethostname()}-{os.getpid()}-"
+
+
+def _sweep(folder: Path) -> None:
+    """Remove what an export or quantisation killed with -9 left in `folder`: staging entries of this host whose
+    process is gone."""
+    for path in folder.glob(f".partial-{socket.gethostname()}-*"):
+        pid = path.name.removeprefix(f".partial-{socket.gethostname()}-").split("-")[0]
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        except (ValueError, PermissionError):  # not ours to judge: another user's, or not named by us
+            continue
+
+
 def _export(model, field: str, probe: dict, folder: Path, fuse: bool) -> None:
     """The float32 teacher as `folder/model.onnx` (fused for ONNX Runtime when `fuse`), written in a temporary
     folder first."""
@@ -117,7 +137,9 @@ def _export(model, field: str, probe: dict, folder: Path, fuse: bool) -> None:
 
     dims = {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC}
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".partial-{folder.name}-", dir=folder.parent))
+    _sweep(folder.parent)
+    staging = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix()}{folder.name}-", dir=folder.parent))
+    staging.chmod(0o755)  # readable like the rest of the cache (mkdtemp makes it private)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), quieted("torch.onnx"):
             warnings.simplefilter("ignore")
@@ -143,11 +165,15 @@ def _quantized(folder: Path) -> Path:
 
     target = folder / MODEL_FILES["onnxruntime-int8"]
     if not target.is_file():
-        staging = folder / f".partial-{os.getpid()}-{target.name}"
-        with quieted(""):  # its advice to pre-process is for static quantization
-            quantize_dynamic(folder / MODEL_FILES["onnxruntime"], staging, weight_type=QuantType.QInt8,
-                             per_channel=True, reduce_range=True)
-        os.replace(staging, target)
+        _sweep(folder)
+        staging = folder / f"{_staging_prefix()}{target.name}"
+        try:
+            with quieted(""):  # its advice to pre-process is for static quantization
+                quantize_dynamic(folder / MODEL_FILES["onnxruntime"], staging, weight_type=QuantType.QInt8,
+                                 per_channel=True, reduce_range=True)
+            os.replace(staging, target)
+        finally:  # a full disk or a Ctrl-C leaves no half-written file
+            staging.unlink(missing_ok=True)
     return target
 
 
@@ -182,7 +208,7 @@ def _float_model(teacher, folder: Path, probes: list[dict]) -> OnnxTeacherModel:
             if cosines.min() >= MIN_COSINE:
                 return model
             problem = f"its features are at cosine {cosines.min():.6f} to PyTorch's"
-        logger.info("teacher %s: ONNX export not usable (%s); exporting again", teacher.spec, problem)
+        logger.warning("teacher %s: its ONNX export was not usable (%s); making it again", teacher.spec, problem)
         shutil.rmtree(folder, ignore_errors=True)
     raise AFTError(f"could not run teacher {teacher.spec!r} in ONNX Runtime ({problem}): run it with "
                    "--teacher_backend torch.")
@@ -198,6 +224,19 @@ def onnx_teacher_model(teacher, probes: list[dict]) -> OnnxTeacherModel:
             this teacher: --teacher_backend onnxruntime keeps float32).
     """
     folder = export_folder(Path(teacher.export_root), teacher)
+    try:
+        return _checked(teacher, folder, probes)
+    except OSError as error:  # a full disk, or a file where a folder of the export should be
+        if disk_errno(error) is not None:
+            raise disk_error(error, folder.parent, way_out="free space there, or run the teachers with "
+                             "--teacher_backend torch") from error
+        free = shutil.disk_usage(nearest_existing(folder)).free / 1e6
+        raise AFTError(f"could not write teacher {teacher.spec!r}'s ONNX export in {str(folder.parent)!r} "
+                       f"({one_line(error)[:200]}; {free:,.0f} MB free there): remove what is in the way or free "
+                       "space, or run it with --teacher_backend torch.") from error
+
+
+def _checked(teacher, folder: Path, probes: list[dict]) -> OnnxTeacherModel:
     with torch.inference_mode():
         model = _float_model(teacher, folder, probes)
         if teacher.backend != "onnxruntime-int8":
@@ -219,7 +258,7 @@ def onnx_teacher_model(teacher, probes: list[dict]) -> OnnxTeacherModel:
                     break
             int8_file.unlink()
     measured = (f"teacher {teacher.spec!r} in int8: its features are at cosine {cosines.mean():.4f} (lowest "
-                f"{cosines.min():.4f}) to float32 PyTorch's on the first block's texts")
+                f"{cosines.min():.4f}) to float32 PyTorch's on {len(cosines)} texts of the first block")
     if cosines.mean() < INT8_FLOOR:
         raise AFTError(f"{measured}, below {INT8_FLOOR}: dynamic int8 quantisation loses too much of this teacher; "
                        "run it with --teacher_backend onnxruntime (float32) or torch.")
