@@ -59,9 +59,10 @@ def data(folder: Path, n: int = 16, saved: bool = False) -> Path:
 
 def hf_aft(*argv, env: dict | None = None, wait: bool = True, timeout: int = 300):
     command = [sys.executable, "-m", "hf_aft", *map(str, argv)]
-    if not wait:
+    if not wait:  # Ctrl-C as at a terminal, even when the suite itself runs in the background (`cmd &` ignores it)
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, **(env or {})})
+                                env={**os.environ, **(env or {})},
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
