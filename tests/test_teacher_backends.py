@@ -111,8 +111,8 @@ def test_int8_too_far_from_the_teacher_is_refused(teachers, tmp_path, monkeypatc
     from hf_aft.teachers import backends
 
     monkeypatch.setattr(backends, "INT8_FLOOR", 1.01)  # no quantised model reaches it
-    with pytest.raises(AFTError, match=r"in int8: its features are at cosine [01]\.\d+ \(lowest .* below 1\.01: dynamic "
-                                       r"int8 quantisation loses too much of this teacher; run it with "
+    with pytest.raises(AFTError, match=r"in int8: its features are at cosine [01]\.\d+ \(lowest .* below 1\.01: "
+                                       r"dynamic int8 quantisation loses too much of this teacher; run it with "
                                        r"--teacher_backend onnxruntime \(float32\) or torch"):
         _features(teachers["bert"], tmp_path, "onnxruntime-int8")
 

@@ -69,6 +69,7 @@ class CardFacts:
     beta_note: str | None = None  # which beta the run used and why (`beta_note`)
     terms: dict | None = None  # AFTTrainer.terms_summary: distillation, unlabelled rows, the probe's accuracy
     terms_note: str | None = None  # the same in one line (`terms_note`)
+    groups: dict | None = None  # group_report.group_report: per-group results, flags, inherited errors
     run_id: str | None = None  # the run that wrote the card first (claims.py); kept when it is rendered again
 
     @classmethod

@@ -107,15 +107,23 @@ def eval_features(eval_raw, spec: str, options, text_column: str, image_column: 
     return features, seconds, not (set(cache.glob("teacher-*.arrow")) - before)
 
 
-def probe_accuracy_on(train_x, train_y, eval_x, eval_y) -> float:
-    """Accuracy on (eval_x, eval_y) of the standardised logistic-regression probe of `hf-aft rank-teachers`, fitted
-    on (train_x, train_y)."""
+def probe_predictions_on(train_x, train_y, eval_x) -> np.ndarray:
+    """Class ids predicted on `eval_x` [rows, width] by the standardised logistic-regression probe of `hf-aft
+    rank-teachers`, fitted on (train_x, train_y)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    return float(probe.fit(train_x, train_y).score(eval_x, eval_y))
+    return probe.fit(train_x, train_y).predict(eval_x)
+
+
+def _probe(row: dict, run: dict, train_x, eval_x) -> None:
+    """The probe's accuracy into the teacher's `row`, its eval predictions into run["probe_predictions"] (the
+    per-group report compares the student's errors with them)."""
+    predictions = probe_predictions_on(train_x, run["train_labels"], eval_x)
+    row["probe_accuracy"] = float((predictions == run["eval_labels"]).mean())
+    run.setdefault("probe_predictions", {})[row["name"]] = predictions
 
 
 def _stored_eval_features(run, lo: int, dim: int):
@@ -139,7 +147,7 @@ def _teacher_row(index, spec, info, run) -> dict:
         row["note"] = "features came with the dataset: the teacher was not loaded (train with --teachers to measure)"
         features = _stored_eval_features(run, lo, info.dim) if can_probe else None
         if features is not None:
-            row["probe_accuracy"] = probe_accuracy_on(train_x, run["train_labels"], features, run["eval_labels"])
+            _probe(row, run, train_x, features)
         return row
     try:
         source = run["eval_raw"] if run["eval_raw"] is not None else run["train_raw"]
@@ -152,8 +160,8 @@ def _teacher_row(index, spec, info, run) -> dict:
     except AFTError as error:
         row["note"] = f"not measured: {first_line(error)}"
         return row
-    row.update(eval_extraction_seconds=round(seconds, 3), eval_extraction_cached=cached,
-               probe_accuracy=probe_accuracy_on(train_x, run["train_labels"], features, run["eval_labels"]))
+    row.update(eval_extraction_seconds=round(seconds, 3), eval_extraction_cached=cached)
+    _probe(row, run, train_x, features)
     return row
 
 

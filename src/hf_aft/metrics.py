@@ -33,6 +33,18 @@ REPORTED_METRICS = ("accuracy", "macro_f1", "loss")  # what an hf-aft evaluation
 
 def compute_classification_metrics(eval_prediction) -> dict[str, float]:
     """`compute_metrics` for `Trainer`: logits -> argmax -> accuracy and macro-F1."""
-    logits, labels = eval_prediction.predictions, eval_prediction.label_ids
-    logits = logits[0] if isinstance(logits, tuple) else logits
-    return ClassificationMetrics().compute(predictions=np.argmax(logits, axis=-1), references=labels)
+    return RecordedMetrics()(eval_prediction)
+
+
+class RecordedMetrics:
+    """`compute_classification_metrics` that keeps the last evaluation's predicted class ids and labels
+    (`predictions`, `labels`: numpy [rows], in the eval dataset's order), for the per-group report."""
+
+    predictions: np.ndarray | None = None
+    labels: np.ndarray | None = None
+
+    def __call__(self, eval_prediction) -> dict[str, float]:
+        logits, labels = eval_prediction.predictions, eval_prediction.label_ids
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        self.predictions, self.labels = np.argmax(logits, axis=-1), np.asarray(labels)
+        return ClassificationMetrics().compute(predictions=self.predictions, references=self.labels)

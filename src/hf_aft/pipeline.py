@@ -25,8 +25,10 @@ from .config import AFTConfig
 from .data import load_labelled_splits
 from .errors import AFTError
 from .features import read_teacher_infos, with_teacher_features
+from .group_report import check_group_columns
+from .groups import MIN_GROUP_ROWS
 from .hub import push_run
-from .metrics import REPORTED_METRICS, compute_classification_metrics
+from .metrics import REPORTED_METRICS, RecordedMetrics
 from .outputs import check_creatable, clear_complete, mark_complete
 from .run_records import finish_run
 from .student import load_student, tokenize_beside_features
@@ -91,6 +93,17 @@ class ScriptArguments:
         default=DEFAULT_VALIDATION_FRACTION,
         metadata={"help": "Fraction of the training data held out to choose beta with --beta auto, when "
                   "the dataset has no validation split besides the eval split."}
+    )
+    group_column: list[str] | None = field(
+        default=None,
+        metadata={"help": "Column(s) of the evaluation split that divide it into groups (source, dialect, camera, "
+                  "...): per-group accuracy and macro-F1 with standard errors, the worst group and the largest gap; "
+                  "with --baseline_dir each group against STL (flagged when worse beyond the paired noise), and the "
+                  "share of the student's errors that the teacher probe also makes (group_report.json, the card)."},
+    )
+    group_min_rows: int = field(
+        default=MIN_GROUP_ROWS,
+        metadata={"help": "Groups with fewer evaluation rows are pooled into 'other' (too small to judge alone)."},
     )
     skip_cost_report: bool = field(
         default=False, metadata={"help": "Do not measure cost and benefit (cost_report.json: sizes, CPU latency, "
@@ -227,6 +240,7 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
         transformers.set_seed(config.seed)  # --seed also decides the new head's initial weights
         return load_student(script_args.model_name_or_path, splits.labels, script_args.image_column)
 
+    check_group_columns(splits.eval, script_args.group_column, script_args.group_min_rows, splits.eval_name)
     script_args.eval_split = splits.eval_name  # the splits actually used (the card names them)
     script_args.beta_validation_split = splits.validation_name
     unlabeled = run["unlabeled_raw"] = _load_unlabeled(script_args, splits)
@@ -271,9 +285,10 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
                     beta_search, push, run) -> dict:
     checkpoint = (beta_search or {}).get("checkpoint")
     args = resumable_args(config, beta_search["budget"]["final_run_steps"]) if checkpoint else config
+    run["metrics"] = RecordedMetrics()  # keeps the last evaluation's predictions (group_report.py)
     trainer = AFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=processor, teacher_infos=infos, peft_config=peft_config,
-                         image_column=script_args.image_column, compute_metrics=compute_classification_metrics,
+                         image_column=script_args.image_column, compute_metrics=run["metrics"],
                          unlabeled_dataset=run["unlabeled_set"])
     tag_config(trainer.accelerator.unwrap_model(trainer.model))  # every config.json it saves names this run
     if trainer.is_world_process_zero():

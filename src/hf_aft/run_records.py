@@ -13,8 +13,10 @@ from .claims import stamped
 from .cost import card_summary as cost_card_summary
 from .cost import cost_report, write_cost_report
 from .features import FEATURES_COLUMN
+from .group_report import finish_groups, summary_lines
 from .provenance import device_name, library_versions, split_summary, student_revision, teacher_specs
 from .recipe import build_recipe, write_recipe
+from .teachers import display_names
 
 
 def _recipe_header(summary: dict, record: dict) -> list[str]:
@@ -60,7 +62,7 @@ def _cost(trainer, script_args, config, run: dict, summary: dict) -> dict:
     features = None
     if trainer.teacher_infos and FEATURES_COLUMN in train_set.column_names:
         features = np.asarray(train_set.with_format("numpy")[FEATURES_COLUMN], dtype=np.float32)
-    return cost_report({
+    inputs = {
         "model": trainer.model, "processor": trainer.processing_class, "output_dir": config.output_dir,
         "config": config, "infos": trainer.teacher_infos, "train_raw": run["splits"].train,
         "eval_raw": run["splits"].eval, "train_features": features,
@@ -69,7 +71,12 @@ def _cost(trainer, script_args, config, run: dict, summary: dict) -> dict:
         "text_column": script_args.text_column, "image_column": script_args.image_column,
         "max_length": script_args.max_length, "eval_accuracy": (summary.get("eval") or {}).get("eval_accuracy"),
         "train_seconds": (summary.get("train") or {}).get("train_runtime"),
-        "extraction_seconds": run.get("extraction_seconds")})
+        "extraction_seconds": run.get("extraction_seconds")}
+    report = cost_report(inputs)
+    names = dict(zip((t["name"] for t in report["teachers"]), display_names([t["name"] for t in report["teachers"]]),
+                     strict=True))
+    run["probe_predictions"] = {names[n]: p for n, p in inputs.get("probe_predictions", {}).items()}
+    return report
 
 
 def finish_run(trainer, script_args, config, run: dict, summary: dict) -> dict:
@@ -78,9 +85,6 @@ def finish_run(trainer, script_args, config, run: dict, summary: dict) -> dict:
     (as trained), output_dir, and features_fingerprint / extraction_seconds when teachers ran. Returns what it adds
     to the run's summary (recipe, audit and cost report paths, the cost summary lines)."""
     output_dir = config.output_dir
-    record = audit_record(trainer, script_args, config, {**run, "output_dir": output_dir}, summary)
-    recipe = build_recipe(script_args, config, run.get("peft_args"), trainer.teacher_infos)
-    write_recipe(output_dir, recipe, _recipe_header(summary, record))
     added = {"recipe": f"{output_dir}/recipe.yaml", "audit": f"{output_dir}/audit.json"}
     facts = read_card_inputs(output_dir) or {"transfer": config.transfer}
     if not getattr(script_args, "skip_cost_report", False):
@@ -88,6 +92,13 @@ def finish_run(trainer, script_args, config, run: dict, summary: dict) -> dict:
         write_cost_report(output_dir, report)
         facts["cost"] = cost_card_summary(report)
         added["cost_summary"] = report["summary"]
+    groups = finish_groups(trainer, script_args, run, summary)  # the cost report's probes: inherited errors
+    if groups is not None:
+        facts["groups"] = groups
+        added["group_lines"] = summary_lines(groups)
+    record = audit_record(trainer, script_args, config, {**run, "output_dir": output_dir}, summary)
+    recipe = build_recipe(script_args, config, run.get("peft_args"), trainer.teacher_infos)
+    write_recipe(output_dir, recipe, _recipe_header(summary, record))
     write_record(output_dir, record)
     facts["audit"] = card_summary(seal(output_dir))  # the weights' hashes, known before the card
     write_model_card(output_dir, **facts)

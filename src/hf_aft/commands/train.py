@@ -83,6 +83,8 @@ def print_summary(summary: dict) -> None:
     if eval_metrics:
         print(f"eval accuracy {eval_metrics.get('eval_accuracy', float('nan')):.4f}  "
               f"macro-F1 {eval_metrics.get('eval_macro_f1', float('nan')):.4f}")
+    for line in summary.get("group_lines", []):
+        print(line)
     for teacher, stats in summary.get("scales", {}).items():
         print(f"scales {teacher}: mean {stats['mean']:.3f}, above 0.5: {stats['frac_above_half']:.1%}")
     if "trainable_params" in summary:

@@ -1,0 +1,194 @@
+"""Per-group results of a training run (`--group_column NAME`, repeatable): checked before training
+(`check_group_columns`), computed after it (`group_report`, from `groups.py`) on the evaluation split's predictions,
+next to the STL baseline's predictions on the same rows (`--baseline_dir`) and the teacher probes' (the cost report's);
+written to OUT/group_report.json, into eval_results.json (`eval_groups`) and the card; `flag_lines` says each group
+where the student is worse than the baseline beyond the paired noise.
+
+Every run with an evaluation split keeps its predictions (OUT/eval_predictions.json: class ids and labels in the
+split's row order), so that a later run can compare with it group by group, on any column.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import numpy as np
+
+from .data import arrow_column
+from .errors import AFTError, warn_once
+from .groups import MIN_GROUP_ROWS, OTHER, group_results, group_values, inherited_errors, pool_small_groups
+
+logger = logging.getLogger(__name__)
+GROUP_REPORT_NAME = "group_report.json"
+EVAL_PREDICTIONS_NAME = "eval_predictions.json"
+
+
+def check_group_columns(eval_split, columns: list[str] | None, min_rows: int = MIN_GROUP_ROWS,
+                        split_name: str | None = None) -> None:
+    """Before any teacher runs: each group column is a column of the evaluation split and has at least one group of
+    `min_rows` rows; the groups smaller than that are named in a warning (they are pooled into "other").
+
+    Raises:
+        AFTError: no evaluation split, a missing column, a column whose every group is too small, min_rows < 1.
+    """
+    if not columns:
+        return
+    if min_rows < 1:
+        raise AFTError(f"--group_min_rows must be >= 1 (got {min_rows}).")
+    if eval_split is None:
+        raise AFTError("--group_column reports results per group of the evaluation split, and this run has none: "
+                       "pass --eval_split, or drop --group_column.")
+    for column in columns:
+        if column not in eval_split.column_names:
+            raise AFTError(f"--group_column {column!r} is not a column of the evaluation split {split_name!r}; it has "
+                           f"{eval_split.column_names}: name one of those.")
+        values = group_values(arrow_column(eval_split, column).to_pylist())
+        _, pooled = pool_small_groups(values, min_rows)
+        if len(pooled) == len(set(values)):
+            raise AFTError(f"--group_column {column!r}: no group has {min_rows} rows in the evaluation split "
+                           f"({len(pooled)} groups, {len(values)} rows), so none can be judged: choose a column with "
+                           "fewer, larger groups, or lower --group_min_rows.")
+        if pooled:
+            shown = ", ".join(map(repr, pooled[:5])) + (f" and {len(pooled) - 5} more" if len(pooled) > 5 else "")
+            warn_once(logger, f"hf-aft: --group_column {column!r}: {len(pooled)} group(s) under {min_rows} rows "
+                              f"({shown}) are pooled into {OTHER!r}: too small to judge alone.")
+
+
+def write_eval_predictions(output_dir: str, split: str | None, predictions, labels) -> None:
+    with open(os.path.join(output_dir, EVAL_PREDICTIONS_NAME), "w") as f:
+        json.dump({"split": split, "rows": len(labels), "labels": np.asarray(labels).tolist(),
+                   "predictions": np.asarray(predictions).tolist()}, f)
+
+
+def read_eval_predictions(folder: str, labels) -> np.ndarray | None:
+    """A finished run's eval predictions (class ids), when it kept them for the same rows (the same labels in the
+    same order), else None."""
+    path = os.path.join(folder, EVAL_PREDICTIONS_NAME)
+    try:
+        with open(path) as f:
+            kept = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if kept.get("labels") != np.asarray(labels).tolist():
+        warn_once(logger, f"hf-aft: {path} holds predictions for other evaluation rows than this run's: the "
+                          "baseline is compared overall only.")
+        return None
+    return np.asarray(kept["predictions"])
+
+
+def group_report(predictions, labels, eval_split, columns: list[str], min_rows: int = MIN_GROUP_ROWS,
+                 baseline=None, probes: dict | None = None, baseline_name: str = "STL") -> dict:
+    """Per column, `groups.group_results` (against `baseline`, class ids on the same rows, when given); per teacher
+    probe (`probes`: name -> class ids), `groups.inherited_errors` overall and per group."""
+    groups = {column: group_values(arrow_column(eval_split, column).to_pylist()) for column in columns}
+    report = {"min_rows": min_rows, "baseline": baseline_name if baseline is not None else None,
+              "columns": {c: group_results(predictions, labels, g, baseline, min_rows) for c, g in groups.items()}}
+    report["inherited"] = {teacher: {"overall": inherited_errors(predictions, probe, labels, baseline),
+                                     "groups": {column: _inherited_by_group(predictions, probe, labels, baseline,
+                                                                            pool_small_groups(values, min_rows)[0])
+                                                for column, values in groups.items()}}
+                           for teacher, probe in (probes or {}).items()}
+    return report
+
+
+def _inherited_by_group(predictions, probe, labels, baseline, groups: np.ndarray) -> dict:
+    arrays = [np.asarray(a) for a in (predictions, probe, labels)]
+    base = None if baseline is None else np.asarray(baseline)
+    return {str(name): inherited_errors(*(a[groups == name] for a in arrays),
+                                        baseline=None if base is None else base[groups == name])
+            for name in np.unique(groups.astype(str))}
+
+
+def flag_lines(report: dict) -> list[str]:
+    """One line per group where the model is worse than the baseline beyond the paired noise."""
+    lines = []
+    for column, result in report["columns"].items():
+        for name in result["flagged"]:
+            row = result["groups"][name]
+            lines.append(f"hf-aft: group {column}={name} ({row['rows']} rows) is worse than {report['baseline']}: "
+                         f"accuracy {row['accuracy']:.4f} vs {row['baseline_accuracy']:.4f} "
+                         f"({100 * row['change']:+.1f} points; {row['wins']} rows won, {row['losses']} lost; "
+                         f"McNemar p = {row['p_value']:.3g}, {row['adjusted_p_value']:.3g} adjusted over the "
+                         f"column's groups)")
+    return lines
+
+
+def summary_lines(report: dict) -> list[str]:
+    """The worst group and largest gap per column, the flagged groups, and the inherited errors, for the terminal."""
+    lines = []
+    for column, result in report["columns"].items():
+        if result["worst"] is not None:
+            worst = result["groups"][result["worst"]]
+            gap = "" if result["largest_gap"] is None else f"; largest gap {100 * result['largest_gap']:.1f} points"
+            lines.append(f"groups by {column}: worst {result['worst']} accuracy {worst['accuracy']:.4f} "
+                         f"± {worst['accuracy_se']:.4f} ({worst['rows']} rows){gap}")
+    lines += flag_lines(report)
+    for teacher, inherited in report["inherited"].items():
+        lines.append(inherited_line(teacher, inherited["overall"], report["baseline"]))
+    return lines
+
+
+def inherited_line(teacher: str, overall: dict, baseline: str | None) -> str:
+    def share(key):
+        value = overall[key]
+        return "-" if value is None else f"{value:.1%}"
+
+    line = (f"inherited errors ({teacher} probe, wrong on {overall['probe_error_rate']:.1%} of the rows): "
+            f"{share('shared_error_share')} of the student's errors are the probe's")
+    if baseline is not None:
+        line += f" ({baseline}: {share('baseline_shared_error_share')})"
+    line += f"; it repeats {share('copied_share')} of the probe's mistakes"
+    if baseline is not None:
+        line += f" ({baseline}: {share('baseline_copied_share')})"
+    return line
+
+
+def baseline_predictions(baseline_dir: str, labels, eval_split, column: str, image_column: str | None,
+                         max_length: int) -> np.ndarray:
+    """The baseline run's class ids on this run's evaluation rows: the ones it kept (eval_predictions.json) when they
+    are for the same rows, else its student run on them (a run made before hf-aft kept its predictions)."""
+    kept = read_eval_predictions(baseline_dir, labels)
+    if kept is not None:
+        return kept
+    from .evaluation import load_run_student, predict_logits
+
+    model, processor = load_run_student(baseline_dir)
+    return predict_logits(model, processor, eval_split, column, image_column, max_length).argmax(-1)
+
+
+def finish_groups(trainer, script_args, run: dict, summary: dict) -> dict | None:
+    """After the final evaluation, on the main process: keep the eval predictions (eval_predictions.json); with
+    --group_column, write group_report.json, put the per-group metrics into eval_results.json (`eval_groups`) and
+    the run's summary, and return the report (None without groups or without an evaluation)."""
+    metrics, output_dir = run.get("metrics"), trainer.args.output_dir
+    if metrics is None or metrics.predictions is None:
+        return None
+    predictions, labels = metrics.predictions, metrics.labels
+    write_eval_predictions(output_dir, script_args.eval_split, predictions, labels)
+    if not script_args.group_column:
+        return None
+    eval_raw = run["splits"].eval
+    baseline = None
+    if script_args.baseline_dir:
+        baseline = baseline_predictions(script_args.baseline_dir, labels, eval_raw,
+                                        script_args.image_column or script_args.text_column, script_args.image_column,
+                                        script_args.max_length)
+    report = group_report(predictions, labels, eval_raw, script_args.group_column, script_args.group_min_rows,
+                          baseline, run.get("probe_predictions"))
+    if not report["inherited"]:
+        report["inherited_note"] = _no_probe_reason(trainer, script_args)
+    with open(os.path.join(output_dir, GROUP_REPORT_NAME), "w") as f:
+        json.dump(report, f, indent=2)
+    summary["eval"]["eval_groups"] = report["columns"]
+    trainer.save_metrics("eval", summary["eval"])
+    return report
+
+
+def _no_probe_reason(trainer, script_args) -> str:
+    if not trainer.teacher_infos:
+        return "no teacher: inherited errors compare the student with a teacher probe"
+    if getattr(script_args, "skip_cost_report", False):
+        return "--skip_cost_report: the teacher probe is fitted with the cost report"
+    return "the teacher probe could not be fitted (see cost_report.json)"
