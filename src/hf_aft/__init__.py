@@ -19,6 +19,7 @@ _PUBLIC = {
     "AFTConfig": "config", "TeacherArguments": "config",
     "ClassificationMetrics": "metrics", "compute_classification_metrics": "metrics",
     "AFTTrainer": "trainer",
+    "group_results": "groups", "inherited_errors": "groups", "group_report": "group_report",
     "search_beta": "beta_search",
     "rank_teachers": "ranking",
     "train_student": "pipeline",

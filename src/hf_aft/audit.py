@@ -149,6 +149,11 @@ def lineage_lines(record: dict) -> list[str]:
     shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in metrics.items()
                       if k.removeprefix("eval_") in ("accuracy", "macro_f1"))
     lines.append(f"{'eval':<22}{shown or '-'}")
+    for column, result in (metrics.get("eval_groups") or {}).items():
+        worst = result["groups"].get(result.get("worst") or "", {})
+        flagged = ", ".join(result.get("flagged") or []) or "none"
+        lines.append(f"{'groups by ' + column:<22}{len(result['groups'])} groups, worst {result.get('worst')} "
+                     f"{worst.get('accuracy', float('nan')):.4f}, flagged against the baseline: {flagged}")
     return lines
 
 

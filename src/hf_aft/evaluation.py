@@ -78,8 +78,9 @@ def _load_peft(folder: str, auto_model, image: bool):
 
 
 def eval_split(folder: str, dataset_name: str | None = None):
-    """(eval split with class ids in `labels`, input column, image column or None, max length) as the run's recipe
-    defines them; `dataset_name` replaces the recipe's dataset (e.g. the same data at another path).
+    """(eval split with class ids in `labels` beside its columns, the label column's included; input column; image
+    column or None; max length) as the run's recipe defines them; `dataset_name` replaces the recipe's dataset (e.g.
+    the same data at another path).
 
     Raises:
         AFTError: no recipe, a dataset that cannot be loaded, or no evaluation split.
@@ -93,7 +94,11 @@ def eval_split(folder: str, dataset_name: str | None = None):
     if splits.eval is None:
         raise AFTError(f"the run's dataset {recipe['dataset_name']!r} has no evaluation split to compare on: pass "
                        "--dataset_name with a test or validation split.")
-    return splits.labels.encode(splits.eval), column, image_column, recipe.get("max_length", 128)
+    encoded, label_column = splits.labels.encode(splits.eval), splits.labels.column
+    if label_column not in encoded.column_names:  # kept beside `labels`: a group column can name it
+        encoded = encoded.add_column(label_column, splits.eval[label_column],
+                                     feature=splits.eval.features[label_column])
+    return encoded, column, image_column, recipe.get("max_length", 128)
 
 
 def model_inputs(processor, batch: list, image_column: str | None, max_length: int, framework: str = "pt") -> dict:

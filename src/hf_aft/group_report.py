@@ -44,7 +44,7 @@ def check_group_columns(eval_split, columns: list[str] | None, min_rows: int = M
         if column not in eval_split.column_names:
             raise AFTError(f"--group_column {column!r} is not a column of the evaluation split {split_name!r}; it has "
                            f"{eval_split.column_names}: name one of those.")
-        values = group_values(arrow_column(eval_split, column).to_pylist())
+        values = column_groups(eval_split, column)
         _, pooled = pool_small_groups(values, min_rows)
         if len(pooled) == len(set(values)):
             raise AFTError(f"--group_column {column!r}: no group has {min_rows} rows in the evaluation split "
@@ -54,6 +54,17 @@ def check_group_columns(eval_split, columns: list[str] | None, min_rows: int = M
             shown = ", ".join(map(repr, pooled[:5])) + (f" and {len(pooled) - 5} more" if len(pooled) > 5 else "")
             warn_once(logger, f"hf-aft: --group_column {column!r}: {len(pooled)} group(s) under {min_rows} rows "
                               f"({shown}) are pooled into {OTHER!r}: too small to judge alone.")
+
+
+def column_groups(split, column: str) -> np.ndarray:
+    """A column's group names [rows]: its values as strings, a class label's by name, a missing value "(missing)"."""
+    import datasets
+
+    values = arrow_column(split, column).to_pylist()
+    feature = split.features[column]
+    if isinstance(feature, datasets.ClassLabel):
+        values = [None if v is None or v < 0 else feature.int2str(v) for v in values]
+    return group_values(values)
 
 
 def write_eval_predictions(output_dir: str, split: str | None, predictions, labels) -> None:
@@ -82,7 +93,7 @@ def group_report(predictions, labels, eval_split, columns: list[str], min_rows: 
                  baseline=None, probes: dict | None = None, baseline_name: str = "STL") -> dict:
     """Per column, `groups.group_results` (against `baseline`, class ids on the same rows, when given); per teacher
     probe (`probes`: name -> class ids), `groups.inherited_errors` overall and per group."""
-    groups = {column: group_values(arrow_column(eval_split, column).to_pylist()) for column in columns}
+    groups = {column: column_groups(eval_split, column) for column in columns}
     report = {"min_rows": min_rows, "baseline": baseline_name if baseline is not None else None,
               "columns": {c: group_results(predictions, labels, g, baseline, min_rows) for c, g in groups.items()}}
     report["inherited"] = {teacher: {"overall": inherited_errors(predictions, probe, labels, baseline),
@@ -192,3 +203,33 @@ def _no_probe_reason(trainer, script_args) -> str:
     if getattr(script_args, "skip_cost_report", False):
         return "--skip_cost_report: the teacher probe is fitted with the cost report"
     return "the teacher probe could not be fitted (see cost_report.json)"
+
+
+def finished_run_groups(folder: str, columns: list[str], min_rows: int = MIN_GROUP_ROWS,
+                        dataset_name: str | None = None) -> dict:
+    """`group_report` of a finished run's student (`hf-aft audit --group_column`), on the evaluation split its recipe
+    names (or `dataset_name`), by any of its columns, with no baseline and no probe.
+
+    Raises:
+        AFTError: no recipe or evaluation split, a group column the split lacks (`check_group_columns`).
+    """
+    from .evaluation import eval_split, load_run_student, predict_logits
+
+    split, column, image_column, max_length = eval_split(folder, dataset_name)
+    check_group_columns(split, columns, min_rows, "eval")
+    model, processor = load_run_student(folder)
+    predictions = predict_logits(model, processor, split, column, image_column, max_length).argmax(-1)
+    return group_report(predictions, np.asarray(split["labels"]), split, columns, min_rows)
+
+
+def table_lines(report: dict) -> list[str]:
+    """One line per group: rows, accuracy ± standard error, macro-F1 (and the baseline's accuracy and the change)."""
+    lines = []
+    for column, result in report["columns"].items():
+        for name, row in result["groups"].items():
+            line = (f"{column}={name}: {row['rows']} rows, accuracy {row['accuracy']:.4f} ± {row['accuracy_se']:.4f}, "
+                    f"macro-F1 {row['macro_f1']:.4f}")
+            if "baseline_accuracy" in row:
+                line += f"; {report['baseline']} {row['baseline_accuracy']:.4f} ({100 * row['change']:+.1f} points)"
+            lines.append(line + ("  FLAGGED" if row.get("flagged") else ""))
+    return lines

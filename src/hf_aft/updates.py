@@ -12,12 +12,16 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
+
 from .audit import read_record, seal
 from .card import read_card_inputs, write_model_card
 from .errors import AFTError
 from .evaluation import class_names, eval_split, load_run_student, predict_logits, run_folder, scores
+from .group_report import check_group_columns, flag_lines, group_report
+from .groups import MIN_GROUP_ROWS
 from .provenance import current_revision, teacher_source
-from .recipe import RECIPE_NAME
+from .recipe import RECIPE_NAME, read_recipe
 from .teachers.spec import is_hub_revision
 
 UPDATE_REPORT_NAME = "update_report.json"
@@ -65,10 +69,16 @@ def retrain_argv(folder: str, rows: list[dict], new_output_dir: str) -> list[str
     return argv + (["--teachers", *retrain_specs(rows)] if rows else [])
 
 
-def compare_students(old_folder: str, new_folder: str, dataset_name: str | None = None) -> dict:
-    """Both students on the new run's evaluation split: accuracy, macro-F1 and per-class recall of each, and the
-    share of examples on which their predictions agree."""
+def compare_students(old_folder: str, new_folder: str, dataset_name: str | None = None,
+                     group_columns: list[str] | None = None, min_rows: int | None = None) -> dict:
+    """Both students on the new run's evaluation split: accuracy, macro-F1 and per-class recall of each, the share
+    of examples on which their predictions agree, and with `group_columns` (default: the new run's --group_column and
+    --group_min_rows) the new student against the old one group by group (`groups`, as in group_report.json)."""
     split, column, image_column, max_length = eval_split(new_folder, dataset_name)
+    recipe = read_recipe(new_folder)
+    group_columns = group_columns or recipe.get("group_column")
+    min_rows = min_rows or recipe.get("group_min_rows", MIN_GROUP_ROWS)
+    check_group_columns(split, group_columns, min_rows, "eval")
     results = {}
     for role, folder in (("old", old_folder), ("new", new_folder)):
         model, processor = load_run_student(folder)
@@ -77,9 +87,13 @@ def compare_students(old_folder: str, new_folder: str, dataset_name: str | None 
     (old_pred, old), (new_pred, new) = results["old"], results["new"]
     per_class = {name: {"old": old["per_class_recall"][name], "new": new["per_class_recall"].get(name)}
                  for name in old["per_class_recall"]}
-    return {"eval_rows": len(split), "old": {k: old[k] for k in ("accuracy", "macro_f1")},
-            "new": {k: new[k] for k in ("accuracy", "macro_f1")}, "per_class_recall": per_class,
-            "agreement": float((old_pred == new_pred).mean())}
+    comparison = {"eval_rows": len(split), "old": {k: old[k] for k in ("accuracy", "macro_f1")},
+                  "new": {k: new[k] for k in ("accuracy", "macro_f1")}, "per_class_recall": per_class,
+                  "agreement": float((old_pred == new_pred).mean())}
+    if group_columns:
+        comparison["groups"] = group_report(new_pred, np.asarray(split["labels"]), split, group_columns, min_rows,
+                                            baseline=old_pred, baseline_name="the old student")
+    return comparison
 
 
 def record_update(new_output_dir: str, previous: str, record: dict, rows: list[dict], comparison: dict) -> dict:
@@ -94,7 +108,8 @@ def record_update(new_output_dir: str, previous: str, record: dict, rows: list[d
     facts["history"] = {"previous": previous, "previous_ended": record.get("ended"),
                         "changed": [r for r in rows if r["changed"]], "agreement": comparison["agreement"],
                         "old_accuracy": comparison["old"]["accuracy"], "new_accuracy": comparison["new"]["accuracy"],
-                        "old_macro_f1": comparison["old"]["macro_f1"], "new_macro_f1": comparison["new"]["macro_f1"]}
+                        "old_macro_f1": comparison["old"]["macro_f1"], "new_macro_f1": comparison["new"]["macro_f1"],
+                        "flagged_groups": flag_lines(comparison["groups"]) if "groups" in comparison else []}
     write_model_card(new_output_dir, **facts)
     new_record = read_record(new_output_dir)
     for teacher, row in zip(new_record.get("teachers") or [], rows, strict=False):

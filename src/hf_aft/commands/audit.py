@@ -10,7 +10,10 @@ DESCRIPTION = """Print the lineage of a training run (versions, device, data fin
 revisions, metrics) from its audit.json, and check every file against the sha256 recorded there. RUN is the run's
 output dir or its Hub model id (the repo is downloaded; only the files a push uploads are compared).
 
-  hf-aft audit OUT
+  hf-aft audit OUT [--group_column COLUMN ...]
+
+The per-group results the run recorded (--group_column at training) are printed with the lineage; --group_column here
+evaluates the student again on its evaluation split, per group of any column of that split.
 
 Exit status: 0 when every file is unchanged, 1 when a file changed, is missing or was added (one line each), 2 for
 bad input."""
@@ -19,6 +22,16 @@ bad input."""
 @dataclass
 class AuditArguments:
     run: str = field(metadata={"help": "The output dir of an hf-aft train run, or its Hub model id."})
+    group_column: list[str] | None = field(
+        default=None, metadata={"help": "Also evaluate the student on its evaluation split per group of these columns "
+                                "(any column of that split) and print the per-group results."}
+    )
+    group_min_rows: int = field(
+        default=30, metadata={"help": "Groups with fewer eval rows are pooled into 'other'."}
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "With --group_column: the dataset to evaluate on (the recipe's path moved)."}
+    )
 
 
 def run(argv: list[str]) -> None:
@@ -36,6 +49,11 @@ def run(argv: list[str]) -> None:
     start = time.perf_counter()
     problems = verify(folder, record, hub_copy)
     seconds = time.perf_counter() - start
+    if args.group_column:
+        from ..group_report import finished_run_groups, summary_lines, table_lines
+
+        report = finished_run_groups(folder, args.group_column, args.group_min_rows, args.dataset_name)
+        _print(*table_lines(report), *summary_lines(report))
     checked = len(record.get("files") or {})
     if problems:
         _print(*problems, f"audit: {len(problems)} file(s) differ from audit.json ({checked} recorded, "

@@ -14,7 +14,9 @@ output dir or its Hub model id.
 
 --retrain reruns the run's recipe with the new revisions into NEW_OUT (only the changed teachers' features are
 computed again), evaluates the old and the new student on the same evaluation split and writes
-NEW_OUT/update_report.json and a History section in the new card. The old run is not modified.
+NEW_OUT/update_report.json and a History section in the new card; with --group_column (or the run's own), the new
+student against the old one group by group, one line per group where it is worse beyond the paired noise. The old
+run is not modified.
 Exit status: 0 when no teacher changed, 1 when one did (after retraining, with --retrain), 2 for bad input."""
 
 
@@ -26,6 +28,14 @@ class CheckUpdatesArguments:
     )
     dataset_name: str | None = field(
         default=None, metadata={"help": "The dataset to compare the students on, when the recipe's path moved."}
+    )
+    group_column: list[str] | None = field(
+        default=None, metadata={"help": "With --retrain, compare the students per group of these eval columns "
+                                "(default: the run's own --group_column)."}
+    )
+    group_min_rows: int | None = field(
+        default=None, metadata={"help": "Groups with fewer eval rows are pooled into 'other' (default: the run's, "
+                                "else 30)."}
     )
 
 
@@ -39,6 +49,10 @@ def _print_report(report: dict) -> None:
         old_recall = "-" if recall["old"] is None else f"{recall['old']:.4f}"
         lines.append(f"recall {name[:17]:<17} {old_recall:<8} {new_recall}")
     lines.append(f"agreement                {report['agreement']:.1%} of the examples")
+    if "groups" in report:
+        from ..group_report import summary_lines
+
+        lines += summary_lines(report["groups"])
     _print(*lines)
 
 
@@ -63,7 +77,8 @@ def run(argv: list[str]) -> None:
         return
     if args.retrain:
         train(retrain_argv(folder, rows, args.retrain))
-        comparison = compare_students(folder, args.retrain, args.dataset_name)
+        comparison = compare_students(folder, args.retrain, args.dataset_name, args.group_column,
+                                      args.group_min_rows)
         record_update(args.retrain, args.run, record, rows, comparison)
         _print_report(comparison)
         print(f"retrained into {args.retrain}; report in {os.path.join(args.retrain, 'update_report.json')}")
