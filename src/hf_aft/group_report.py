@@ -98,18 +98,19 @@ def group_report(predictions, labels, eval_split, columns: list[str], min_rows: 
               "columns": {c: group_results(predictions, labels, g, baseline, min_rows) for c, g in groups.items()}}
     report["inherited"] = {teacher: {"overall": inherited_errors(predictions, probe, labels, baseline),
                                      "groups": {column: _inherited_by_group(predictions, probe, labels, baseline,
-                                                                            pool_small_groups(values, min_rows)[0])
+                                                                            pool_small_groups(values, min_rows)[0],
+                                                                            report["columns"][column]["groups"])
                                                 for column, values in groups.items()}}
                            for teacher, probe in (probes or {}).items()}
     return report
 
 
-def _inherited_by_group(predictions, probe, labels, baseline, groups: np.ndarray) -> dict:
+def _inherited_by_group(predictions, probe, labels, baseline, groups: np.ndarray, names) -> dict:
+    """`inherited_errors` per group, in the order of the groups' results (`names`: largest first, "other" last)."""
     arrays = [np.asarray(a) for a in (predictions, probe, labels)]
     base = None if baseline is None else np.asarray(baseline)
-    return {str(name): inherited_errors(*(a[groups == name] for a in arrays),
-                                        baseline=None if base is None else base[groups == name])
-            for name in np.unique(groups.astype(str))}
+    return {name: inherited_errors(*(a[groups == name] for a in arrays),
+                                   baseline=None if base is None else base[groups == name]) for name in names}
 
 
 def flag_lines(report: dict) -> list[str]:
