@@ -169,6 +169,9 @@ def _check_run(script_args: ScriptArguments, config: AFTConfig):
         if given and not script_args.beta_auto:  # a user naming validation data expects it to be used
             raise AFTError(f"{option} says where --beta auto chooses beta; this run has a fixed beta "
                            f"({config.beta:g}) and would not use it: drop {option}, or pass --beta auto.")
+    if script_args.group_min_rows != MIN_GROUP_ROWS and not script_args.group_column:
+        raise AFTError(f"--group_min_rows {script_args.group_min_rows} says which groups are too small to judge, and "
+                       "this run has no --group_column: add --group_column COLUMN, or drop --group_min_rows.")
     if script_args.beta_auto and config.resume_from_checkpoint:
         raise AFTError("--beta auto cannot resume a run: pass the beta it chose (beta_search.json, chosen_beta) as "
                        "--beta with --resume_from_checkpoint.")
