@@ -438,6 +438,14 @@ def _mixed_files(env: Env, *suffixes: str) -> str:
                     for i, suffix in enumerate(suffixes))
 
 
+def _grouped(env: Env) -> Path:
+    """Splits with a `source` column (the test split's: two groups of 4 rows)."""
+    def grouped(records):
+        return [{**row, "source": "a" if i % 2 else "b"} for i, row in enumerate(records)]
+
+    return env.data(grouped(rows(16)), grouped(rows(8, seed=1)), name="grouped")
+
+
 def _mixed_folder(env: Env) -> Path:
     write_rows(env.work / "mixed-folder" / "train.csv", rows(16))
     write_rows(env.work / "mixed-folder" / "test.jsonl", rows(8, seed=1))
@@ -854,6 +862,18 @@ CASES = [
     Case("features-teacher-max-length-above-position-table", 13,
          lambda e: _features_args(e, _long_everywhere(e, ".jsonl"), "--teacher_max_length", "128"), outcome="ok",
          check=lambda e: None),
+    # ---- 25. per-group results: group columns that cannot be judged
+    Case("group-column-missing", 25, lambda e: e.train("--group_column", "sorce", data=_grouped(e)),
+         ("--group_column 'sorce'", "'source'"), before_teachers=True),
+    Case("group-column-every-group-too-small", 25, lambda e: e.train("--group_column", "text", data=_grouped(e)),
+         ("--group_column 'text'", "no group has 30 rows", "--group_min_rows"), before_teachers=True),
+    Case("group-column-without-an-eval-split", 25,
+         lambda e: e.train("--group_column", "source", data=e.data(test=False)), ("evaluation split",),
+         before_teachers=True),
+    Case("group-min-rows-zero", 25, lambda e: e.train("--group_column", "source", "--group_min_rows", "0",
+                                                       data=_grouped(e)), ("--group_min_rows",), before_teachers=True),
+    Case("group-min-rows-without-group-column", 25, lambda e: e.train("--group_min_rows", "5"),
+         ("--group_min_rows", "--group_column"), before_teachers=True),
 ]
 
 
