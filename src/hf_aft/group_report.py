@@ -258,9 +258,10 @@ def finished_run_groups(folder: str, columns: list[str], min_rows: int = MIN_GRO
         AFTError: no recipe or evaluation split, a group column the split lacks (`check_group_columns`).
     """
     from .evaluation import eval_split, load_run_student, predict_logits
+    from .recipe import read_recipe
 
     split, column, image_column, max_length = eval_split(folder, dataset_name)
-    check_group_columns(split, columns, min_rows, "eval")
+    check_group_columns(split, columns, min_rows, read_recipe(folder).get("eval_split") or "eval")
     model, processor = load_run_student(folder)
     predictions = predict_logits(model, processor, split, column, image_column, max_length).argmax(-1)
     return group_report(predictions, np.asarray(split["labels"]), split, columns, min_rows)

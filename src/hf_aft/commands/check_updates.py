@@ -52,7 +52,8 @@ def _print_report(report: dict) -> None:
     if "groups" in report:
         from ..group_report import summary_lines
 
-        lines += summary_lines(report["groups"])
+        lines += [f"new student vs old, {line}" if line.startswith("groups by") else line
+                  for line in summary_lines(report["groups"])]
     _print(*lines)
 
 
