@@ -96,8 +96,7 @@ class ScriptArguments:
     )
     group_column: list[str] | None = field(
         default=None,
-        metadata={"help": "Eval columns dividing it into groups (source, camera...): results per group, against "
-                  "--baseline_dir's, and the teacher probe's errors inherited (group_report.json, the card)."},
+        metadata={"help": "Eval columns to report results by, per group (README: per-group results)."},
     )
     group_min_rows: int = field(
         default=MIN_GROUP_ROWS,
