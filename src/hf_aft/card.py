@@ -28,7 +28,7 @@ METHOD_NAMES = {"aft": "Adaptive Feature Transfer (AFT)", "kd": "knowledge disti
 CARD_NAME = "README.md"
 CARD_INPUTS_NAME = "model_card.json"  # the CardFacts of the last write_model_card
 SCALES_PLOT_NAME = "scales.png"
-EVAL_METRICS = ("accuracy", "macro_f1", "loss")
+EVAL_METRICS = ("accuracy", "macro_f1", "micro_f1", "subset_accuracy", "mse", "mae", "pearson", "spearman", "loss")
 HYPERPARAMETERS = ("learning_rate", "scales_learning_rate", "per_device_train_batch_size", "num_train_epochs",
                    "max_steps", "seed", "weight_decay", "lr_scheduler_type", "teacher_max_length")
 

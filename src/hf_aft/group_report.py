@@ -175,7 +175,7 @@ def finish_groups(trainer, script_args, run: dict, summary: dict) -> dict | None
     --group_column, write group_report.json, put the per-group metrics into eval_results.json (`eval_groups`) and
     the run's summary, and return the report (None without groups or without an evaluation)."""
     metrics, output_dir = run.get("metrics"), trainer.args.output_dir
-    if metrics is None or metrics.predictions is None:
+    if getattr(metrics, "predictions", None) is None:  # no evaluation, or not single-label classification
         return None
     predictions, labels = metrics.predictions, metrics.labels
     write_eval_predictions(output_dir, script_args.eval_split, predictions, labels)

@@ -28,10 +28,11 @@ from .features import read_teacher_infos, with_teacher_features
 from .group_report import check_group_columns
 from .groups import MIN_GROUP_ROWS
 from .hub import push_run
-from .metrics import REPORTED_METRICS, RecordedMetrics
+from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for
 from .outputs import check_creatable, clear_complete, mark_complete
 from .run_records import finish_run
 from .student import load_student, tokenize_beside_features
+from .targets import check_task_options
 from .trainer import AFTTrainer
 from .unlabeled import load_unlabeled
 from .validation_split import DEFAULT_VALIDATION_FRACTION
@@ -62,7 +63,16 @@ class ScriptArguments:
                   "(AutoModelForImageClassification, preprocessed on the fly by its own AutoImageProcessor, which is "
                   "saved with it). Image teachers read this column, text teachers --text_column."},
     )
-    label_column: str = field(default="label", metadata={"help": "Column holding the class label."})
+    label_column: str = field(
+        default="label", metadata={"help": "Column holding the label: a class (strings, integers, a ClassLabel), a "
+                                   "list of classes (multi-label) or a number (regression)."}
+    )
+    problem_type: str | None = field(
+        default=None,
+        metadata={"help": "single_label_classification, multi_label_classification or regression (transformers' "
+                  "names); default: what the label column holds (a float column is a regression, lists are "
+                  "multi-label)."},
+    )
     unlabeled_dataset: str | None = field(
         default=None,
         metadata={"help": "Rows without labels from the same source (as for --dataset_name: a Hub id, a save_to_disk "
@@ -157,10 +167,9 @@ def _check_run(script_args: ScriptArguments, config: AFTConfig):
     check_output_dir(config.output_dir, script_args.overwrite_output_dir, config.resume_from_checkpoint)
     if config.push_to_hub and not config.hub_model_id:
         raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (the Hub repo to create or update).")
-    metric = (config.metric_for_best_model or "loss").removeprefix("eval_")
-    if metric not in REPORTED_METRICS:  # Trainer would find out after training, in a KeyError
-        raise AFTError(f"--metric_for_best_model {config.metric_for_best_model!r} is not a metric of hf-aft's "
-                       f"evaluation: choose one of {', '.join(REPORTED_METRICS)}.")
+    if script_args.problem_type not in (None, *METRICS_BY_PROBLEM_TYPE):
+        raise AFTError(f"--problem_type {script_args.problem_type!r} is not a problem type hf-aft trains: choose "
+                       f"one of {', '.join(METRICS_BY_PROBLEM_TYPE)}.")
     if script_args.beta_auto and config.transfer == "none":
         raise AFTError("--beta auto searches the weight of the transfer loss: use --transfer aft, kd or rkd.")
     fraction = script_args.beta_validation_fraction
@@ -237,7 +246,9 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
         config.distributed_state.wait_for_everyone()
     splits = load_labelled_splits(script_args.dataset_name, script_args.dataset_config, script_args.train_split,
                                   script_args.eval_split, script_args.image_column or script_args.text_column,
-                                  script_args.label_column, script_args.beta_validation_split, script_args.beta_auto)
+                                  script_args.label_column, script_args.beta_validation_split, script_args.beta_auto,
+                                  script_args.problem_type)
+    check_task_options(script_args, config, splits.labels.problem_type)
 
     def load():
         transformers.set_seed(config.seed)  # --seed also decides the new head's initial weights
@@ -288,7 +299,8 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
                     beta_search, push, run) -> dict:
     checkpoint = (beta_search or {}).get("checkpoint")
     args = resumable_args(config, beta_search["budget"]["final_run_steps"]) if checkpoint else config
-    run["metrics"] = RecordedMetrics()  # keeps the last evaluation's predictions (group_report.py)
+    labels = run["splits"].labels  # RecordedMetrics keeps the last evaluation's predictions (group_report.py)
+    run["metrics"] = compute_metrics_for(labels.problem_type, getattr(labels, "threshold", 0.5))
     trainer = AFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=processor, teacher_infos=infos, peft_config=peft_config,
                          image_column=script_args.image_column, compute_metrics=run["metrics"],

@@ -136,6 +136,7 @@ def load_student(name: str, labels=None, image_column: str | None = None):
     auto_model, auto_processor = ((AutoModelForImageClassification, AutoImageProcessor) if image_column else
                                   (AutoModelForSequenceClassification, AutoTokenizer))
     head = ({"num_labels": len(labels.names), "id2label": labels.id2label, "label2id": labels.label2id,
+             "problem_type": getattr(labels, "problem_type", "single_label_classification"),
              "ignore_mismatched_sizes": True} if labels is not None else {})
     try:
         processor = auto_processor.from_pretrained(name)
@@ -146,6 +147,8 @@ def load_student(name: str, labels=None, image_column: str | None = None):
         where = "" if os.path.exists(name) else "not a local folder, and from the Hub: "
         raise AFTError(f"could not load the {kind}student {name!r}: {where}{one_line(error)}") from error
     _warn_unexpected_new_weights(name, info)
+    if getattr(labels, "threshold", None) is not None:
+        model.config.decision_threshold = labels.threshold  # saved in config.json: where a class's sigmoid counts
     set_pad_token(model, processor)
     teach_token_limit(model, processor)  # the tokenizer then knows what the model can take (its position table)
     return model, processor
