@@ -612,6 +612,10 @@ CASES = [
          ("'text'", "2"), before_teachers=True),
 
     # ---- 5. labels that are not for training
+    Case("label-column-beside-another-named-label", 5,
+         lambda e: e.train("--label_column", "sentiment", data=e.data(*(
+             [{**r, "sentiment": r["label"], "label": 7} for r in rows(n, seed)] for n, seed in ((16, 0), (8, 1))))),
+         outcome="ok", check=_check_student_saved),
     Case("class-label-minus-one-in-train", 5,
          lambda e: e.train(data=_class_label_data(e, [-1, 0, 1, 1] * 4, [0, 1] * 4)), ("-1",),
          absent=("load it with num_labels",), before_teachers=True),

@@ -208,6 +208,9 @@ def _prepare(split, labels, processor, script_args: ScriptArguments):
     if split is None:
         return None
     split = labels.encode(split) if labels is not None else split
+    # transformers' collators take a `label` or `label_ids` column for the labels: one that is not the label column
+    # (--label_column names another) would replace them
+    split = split.remove_columns([c for c in ("label", "label_ids") if c in split.column_names])
     if script_args.image_column is not None:
         return split
     return tokenize_beside_features(split, processor, script_args.text_column, script_args.max_length)
