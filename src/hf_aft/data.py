@@ -276,9 +276,7 @@ def read_targets(dataset: datasets.Dataset, column: str, problem_type: str | Non
     if problem_type == MULTI:
         return MultiLabels.from_dataset(dataset, column)
     if problem_type == REGRESSION:
-        targets = RegressionTargets(column)
-        targets.values(dataset)
-        return targets
+        return RegressionTargets.from_dataset(dataset, column)
     return Labels.from_dataset(dataset, column)
 
 

@@ -58,17 +58,21 @@ def regression_metrics(predictions: np.ndarray, references: np.ndarray) -> dict[
             "spearman": float("nan") if constant else float(spearmanr(predictions, references)[0])}
 
 
-def compute_metrics_for(problem_type: str, threshold: float = 0.5):
-    """The `compute_metrics` of a problem type (`RecordedMetrics` for single-label classification)."""
-    if problem_type == "single_label_classification":
+def compute_metrics_for(labels):
+    """The `compute_metrics` of a run's targets (`data.Labels`, `targets.MultiLabels` or `targets.RegressionTargets`):
+    `RecordedMetrics` for one class per row; a multi-label head's sigmoid decided at the targets' threshold; a
+    regression's predictions and targets back in the data's units (undoing the targets' standardisation)."""
+    if labels.problem_type == "single_label_classification":
         return RecordedMetrics()
 
     def compute(eval_prediction) -> dict[str, float]:
         logits = eval_prediction.predictions
         logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits, dtype=np.float64)
-        if problem_type == "regression":
-            return regression_metrics(logits, eval_prediction.label_ids)
-        return multi_label_metrics(1 / (1 + np.exp(-logits)), eval_prediction.label_ids, threshold)
+        if labels.problem_type == "regression":
+            scale = (labels.std, labels.mean)
+            return regression_metrics(logits * scale[0] + scale[1],
+                                      np.asarray(eval_prediction.label_ids) * scale[0] + scale[1])
+        return multi_label_metrics(1 / (1 + np.exp(-logits)), eval_prediction.label_ids, labels.threshold)
 
     return compute
 

@@ -303,7 +303,7 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
     checkpoint = (beta_search or {}).get("checkpoint")
     args = resumable_args(config, beta_search["budget"]["final_run_steps"]) if checkpoint else config
     labels = run["splits"].labels  # RecordedMetrics keeps the last evaluation's predictions (group_report.py)
-    run["metrics"] = compute_metrics_for(labels.problem_type, getattr(labels, "threshold", 0.5))
+    run["metrics"] = compute_metrics_for(labels)
     trainer = AFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=processor, teacher_infos=infos, peft_config=peft_config,
                          image_column=script_args.image_column, compute_metrics=run["metrics"],
@@ -314,7 +314,6 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
     result = trainer.train(resume_from_checkpoint=checkpoint or config.resume_from_checkpoint)
     if beta_search is not None and trainer.is_world_process_zero():
         shutil.rmtree(os.path.join(config.output_dir, BETA_SEARCH_RUNS), ignore_errors=True)
-    trainer.save_model()
     trainer.save_metrics("train", result.metrics)
     summary = {"output_dir": os.path.abspath(config.output_dir), "train": result.metrics, "beta": config.beta,
                "beta_note": beta_note(config, beta_search, trainer.terms_summary()),
@@ -326,6 +325,9 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
     if eval_set is not None:
         summary["eval"] = trainer.evaluate()
         trainer.save_metrics("eval", summary["eval"])
+    if getattr(labels, "standardize", False):  # after the evaluation, whose metrics undo the standardisation
+        labels.fold_into_head(trainer.accelerator.unwrap_model(trainer.model))
+    trainer.save_model()
     trainer.save_state()
     if beta_search is not None:
         if trainer.is_world_process_zero():

@@ -10,8 +10,8 @@ import numpy as np
 from .audit import card_summary, seal, teacher_record, utc_now, write_record
 from .card import read_card_inputs, write_model_card
 from .claims import stamped
-from .cost import card_summary as cost_card_summary
 from .cost import HEADLINE, cost_report, write_cost_report
+from .cost import card_summary as cost_card_summary
 from .features import FEATURES_COLUMN
 from .group_report import finish_groups, summary_lines
 from .provenance import device_name, library_versions, split_summary, student_revision, teacher_specs

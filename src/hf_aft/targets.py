@@ -135,11 +135,39 @@ class MultiLabels:
 
 @dataclass
 class RegressionTargets:
-    """A number per row; `encode` writes it as float32 `labels` (one output: the head has num_labels=1)."""
+    """A number per row; `encode` writes it as float32 `labels` (one output: the head has num_labels=1), standardised
+    with the training split's `mean` and `std` when `standardize` (so that a head starting near 0 and the task loss
+    see targets of unit scale, whatever the data's units); `fold_into_head` then makes the trained student predict in
+    the data's units again."""
 
     column: str
+    mean: float = 0.0
+    std: float = 1.0
+    standardize: bool = True
     problem_type: str = REGRESSION
     is_class_label: bool = False
+
+    @classmethod
+    def from_dataset(cls, dataset: datasets.Dataset, column: str, standardize: bool = True) -> RegressionTargets:
+        targets = cls(column, standardize=standardize)
+        values = targets.values(dataset)
+        if standardize:
+            targets.mean, targets.std = float(values.mean()), float(values.std()) or 1.0
+        return targets
+
+    def fold_into_head(self, model) -> None:
+        """Scale the head's final linear layer (and its peft copies) so that it outputs std * y + mean: predictions
+        in the data's units, with no hf-aft code needed to read them."""
+        import torch
+
+        from .student import copies_of, find_feature_module
+
+        name, _ = find_feature_module(model)
+        with torch.no_grad():
+            for linear in copies_of(model, name) or [find_feature_module(model)[1]]:
+                linear.weight.mul_(self.std)
+                if linear.bias is not None:
+                    linear.bias.mul_(self.std).add_(self.mean)
 
     @property
     def names(self) -> list[str]:
@@ -171,8 +199,9 @@ class RegressionTargets:
 
     def encode(self, dataset: datasets.Dataset, split: str = "train") -> datasets.Dataset:
         info = dataset.info.description
+        values = (self.values(dataset, split) - self.mean) / self.std
         encoded = dataset.remove_columns(self.column).add_column(
-            "labels", self.values(dataset, split), feature=datasets.Value("float32"))
+            "labels", values.astype(np.float32), feature=datasets.Value("float32"))
         encoded.info.description = info
         return encoded
 
