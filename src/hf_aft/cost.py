@@ -197,7 +197,8 @@ def ratio_line(student: dict, teacher: dict, name: str, metric: str = "accuracy"
              f"{fast:.1f}x faster" if fast >= 1 else f"{1 / fast:.1f}x slower"]
     line = f"{words[0]} and {words[1]} than {name}"
     if teacher.get("probe_score") and student.get("eval_score") is not None:
-        line += f", at {100 * student['eval_score'] / teacher['probe_score']:.0f}% of its probe's {metric}"
+        share = 100 * student["eval_score"] / teacher["probe_score"]
+        line += f", at {share:.0f}% of its probe {metric.replace('_', '-')}"
     return line
 
 

@@ -31,7 +31,7 @@ from .hub import push_run
 from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for
 from .outputs import check_creatable, clear_complete, mark_complete
 from .run_records import finish_run
-from .student import load_student, tokenize_beside_features
+from .student import fold_target_scale, load_student, tokenize_beside_features
 from .targets import check_task_options
 from .trainer import AFTTrainer
 from .unlabeled import load_unlabeled
@@ -326,7 +326,7 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
         summary["eval"] = trainer.evaluate()
         trainer.save_metrics("eval", summary["eval"])
     if getattr(labels, "standardize", False):  # after the evaluation, whose metrics undo the standardisation
-        labels.fold_into_head(trainer.accelerator.unwrap_model(trainer.model))
+        fold_target_scale(trainer.accelerator.unwrap_model(trainer.model), labels.mean, labels.std)
     trainer.save_model()
     trainer.save_state()
     if beta_search is not None:

@@ -60,6 +60,9 @@ def infer_problem_type(dataset: datasets.Dataset, column: str, problem_type: str
                        "ClassLabel), lists of them (multi-label) or numbers (regression); choose another "
                        "--label_column, or convert the column.")
     if problem_type is None:
+        if possible[0] != SINGLE:
+            print(f"the label column {column!r} holds {feature}: training for {possible[0]} (--problem_type "
+                  f"{' or '.join(possible)})", flush=True)
         return possible[0]
     if problem_type not in possible:
         raise AFTError(f"--problem_type {problem_type} does not fit the label column {column!r} ({feature}): it can "
@@ -137,8 +140,8 @@ class MultiLabels:
 class RegressionTargets:
     """A number per row; `encode` writes it as float32 `labels` (one output: the head has num_labels=1), standardised
     with the training split's `mean` and `std` when `standardize` (so that a head starting near 0 and the task loss
-    see targets of unit scale, whatever the data's units); `fold_into_head` then makes the trained student predict in
-    the data's units again."""
+    see targets of unit scale, whatever the data's units); `student.fold_target_scale` then makes the trained student
+    predict in the data's units again."""
 
     column: str
     mean: float = 0.0
@@ -154,21 +157,6 @@ class RegressionTargets:
         if standardize:
             targets.mean, targets.std = float(values.mean()), float(values.std()) or 1.0
         return targets
-
-    def fold_into_head(self, model) -> None:
-        """Scale the head's final linear layer (and its peft copies) so that it outputs std * y + mean: predictions
-        in the data's units, with no hf-aft code needed to read them."""
-        import torch
-
-        from .student import copies_of, find_feature_module
-
-        model.config.target_mean, model.config.target_std = self.mean, self.std  # what the card says was folded
-        name, _ = find_feature_module(model)
-        with torch.no_grad():
-            for linear in copies_of(model, name):
-                linear.weight.mul_(self.std)
-                if linear.bias is not None:
-                    linear.bias.mul_(self.std).add_(self.mean)
 
     @property
     def names(self) -> list[str]:
