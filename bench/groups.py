@@ -24,7 +24,9 @@ settings come from bench/beta_auto.py `suite_args`, only the dataset folder diff
   anti-aliased rim counts about half, in terciles of the test split: small / medium / large; it is confounded with the
   class, an elephant is larger than a bird) and `kind` (domestic: cat, cow, dog, horse, sheep; wild: the rest).
 
-No suite is cut: full data and epochs. `--group_min_rows` is 30 (hf-aft's default) everywhere. The group columns are
+No suite is cut: full data and epochs. Measured (torch 1 thread, 2 cores shared with another job): vision 9 min, party
+31 min, rt 34 min for 3 seeds; each suite's first AFT run includes the teacher's feature extraction (5-6 min for
+mpnet, cached for the other seeds). `--group_min_rows` is 30 (hf-aft's default) everywhere. The group columns are
 added by looking each text up in the frame the existing builders split (texts are de-duplicated there), so the rows and
 their order are exactly those of the existing suites. Runs go to runs/bench_groups/SUITE/{stl,aft-0.1}-SEED (a run
 whose folder has hf_aft_complete.json is not rerun), one row per run to bench/results/groups.jsonl (with the run's

@@ -620,6 +620,10 @@ CASES = [
          ("'text'", "2"), before_teachers=True),
 
     # ---- 5. labels that are not for training
+    Case("labels-column-beside-the-label-column", 5,
+         lambda e: e.train(data=e.data(*([{**r, "labels": "x"} for r in rows(n, seed)]
+                                         for n, seed in ((16, 0), (8, 1))), name="with-labels")),
+         outcome="ok", check=_check_student_saved),
     Case("label-column-beside-another-named-label", 5,
          lambda e: e.train("--label_column", "sentiment", data=e.data(*(
              [{**r, "sentiment": r["label"], "label": 7} for r in rows(n, seed)] for n, seed in ((16, 0), (8, 1))))),

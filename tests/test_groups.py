@@ -67,8 +67,8 @@ def test_group_results_match_a_hand_computation():
     plain = group_results(predictions, labels, groups, min_rows=4)  # no baseline: scores only
     assert plain["groups"]["big"] == approx({k: big[k] for k in ("rows", "accuracy", "accuracy_se", "macro_f1")})
     assert plain["flagged"] == [] and plain["worst"] == "big" and plain["largest_gap"] == approx(4 / 6 - 0.2)
-    one = group_results(predictions, labels, groups, baseline, min_rows=7)  # only big is judged: no gap
-    assert one["pooled"] == ["(missing)", "mid", "t"] and one["worst"] == "big" and one["largest_gap"] is None
+    one = group_results(predictions, labels, groups, baseline, min_rows=7)  # only big is judged: no worst, no gap
+    assert one["pooled"] == ["(missing)", "mid", "t"] and one["worst"] is None and one["largest_gap"] is None
 
     # The report around it: the flag line and the worst group's line name the hand figures.
     split = datasets.Dataset.from_dict({"source": raw_groups})
@@ -76,8 +76,8 @@ def test_group_results_match_a_hand_computation():
     assert report["columns"]["source"] == result and report["baseline"] == "STL" and report["inherited"] == {}
     [line] = flag_lines(report)
     assert line.startswith("hf-aft: group source=big (10 rows) is worse than STL: accuracy 0.2000 vs 1.0000 "
-                           "(-80.0 points; 0 rows won, 8 lost; McNemar p = 0.00781, 0.0156 adjusted"), line
-    assert summary_lines(report)[0] == ("groups by source: worst big accuracy 0.2000 ± 0.1265 (10 rows); "
+                           "(-80.0 points; rows won 0, lost 8; McNemar p = 0.00781, 0.0156 adjusted"), line
+    assert summary_lines(report)[0] == ("groups by source: worst source=big, accuracy 0.2000 ± 0.1265 (10 rows); "
                                         "largest gap 46.7 points")
 
 
@@ -248,12 +248,12 @@ def test_train_with_group_column_writes_group_results_everywhere(runs, grouped_d
 
         report = json.loads((out / "group_report.json").read_text())
         column = report["columns"]["source"]
-        assert list(column["groups"]) == ["a", "b", OTHER] and column["pooled"] == ["c"]
-        assert [column["groups"][g]["rows"] for g in ("a", "b", OTHER)] == [40, 36, 4]
+        assert list(column["groups"]) == ["a", "b", "c"] and column["pooled"] == ["c"]
+        assert [column["groups"][g]["rows"] for g in ("a", "b", "c")] == [40, 36, 4]
         assert sum(r["rows"] for r in column["groups"].values()) == len(test) == kept["rows"]
         # the per-group accuracies are those of the kept predictions on the rows of each group
         predictions, labels, source = (np.array(x) for x in (kept["predictions"], kept["labels"], test["source"]))
-        for name, rows in (("a", source == "a"), ("b", source == "b"), (OTHER, source == "c")):
+        for name, rows in (("a", source == "a"), ("b", source == "b"), ("c", source == "c")):
             assert column["groups"][name]["accuracy"] == approx((predictions == labels)[rows].mean()), name
         assert column["worst"] in ("a", "b")
         results = json.loads((out / "eval_results.json").read_text())
@@ -273,22 +273,22 @@ def test_train_with_group_column_writes_group_results_everywhere(runs, grouped_d
     assert report["baseline"] == "STL" and report["min_rows"] == 10
     stl_kept = np.array(json.loads((stl / "eval_predictions.json").read_text())["predictions"])
     labels, source = np.array(test["label"]), np.array(test["source"])
-    for name, rows in (("a", source == "a"), ("b", source == "b"), (OTHER, source == "c")):
+    for name, rows in (("a", source == "a"), ("b", source == "b"), ("c", source == "c")):
         row = report["columns"]["source"]["groups"][name]
         assert row["baseline_accuracy"] == approx((stl_kept == labels)[rows].mean()), name
         assert row["baseline_accuracy"] == approx(stl_report["columns"]["source"]["groups"][name]["accuracy"])
     [(teacher, inherited)] = report["inherited"].items()
-    assert inherited["overall"]["rows"] == len(test) and set(inherited["groups"]["source"]) == {"a", "b", OTHER}
+    assert inherited["overall"]["rows"] == len(test) and set(inherited["groups"]["source"]) == {"a", "b", "c"}
 
     card = (aft / "README.md").read_text()
     assert "### By group" in card
-    assert ("| group | rows | accuracy ± s.e. | macro-F1 | STL accuracy | change | won / lost rows | adjusted p "
-            "| flag |" in card)
-    for name, rows in (("a", 40), ("b", 36), (OTHER, 4)):
+    assert ("| group | rows | accuracy ± s.e. | macro-F1 | STL accuracy | change (points) | won / lost rows | "
+            "adjusted p | flag |" in card)
+    for name, rows in (("a", 40), ("b", 36), ("c", 4)):
         assert f"| `{name}` | {rows} | " in card, name
-    assert "(1 smaller group pooled into `other`)" in card
+    assert "(`c` is under 10 rows: not judged)" in card  # a single small group keeps its name
     assert "### Inherited errors" in card and f"| `{teacher}` | all rows |" in card
-    for name in ("a", "b", OTHER):
+    for name in ("a", "b", "c"):
         assert f"| | `source={name}` |" in card, name
 
     assert "groups by source: worst " in printed["stl"] and "inherited errors" not in printed["stl"]
@@ -356,6 +356,38 @@ def test_a_baseline_without_kept_predictions_runs_its_student(runs, grouped_data
     with_file = json.loads((aft / "group_report.json").read_text())["columns"]["source"]["groups"]
     without = json.loads((tmp_path / "again" / "group_report.json").read_text())
     assert without["baseline"] == "STL"
-    for name in ("a", "b", OTHER):
+    for name in ("a", "b", "c"):
         assert without["columns"]["source"]["groups"][name]["baseline_accuracy"] == approx(
             with_file[name]["baseline_accuracy"]), name
+
+
+def test_a_real_group_named_other_is_judged_like_any_group():
+    rng = np.random.default_rng(0)
+    groups = np.array(["news"] * 100 + ["other"] * 100)
+    labels = rng.integers(0, 2, 200)
+    predictions = labels.copy()
+    predictions[100:160] = 1 - labels[100:160]  # 60 rows lost in the group called "other"
+    result = group_results(predictions, labels, groups, labels.copy(), min_rows=30)
+    assert result["flagged"] == ["other"] and result["worst"] == "other"
+    assert result["largest_gap"] == approx(0.6)
+
+
+def test_a_baseline_evaluated_on_other_rows_is_refused_before_any_teacher_runs(runs, grouped_data, tmp_path, capsys):
+    stl, _, _ = runs
+    baseline = tmp_path / "stl-on-other-rows"  # as if the data had changed since the baseline ran
+    shutil.copytree(stl, baseline)
+    kept = json.loads((baseline / "eval_predictions.json").read_text())
+    (baseline / "eval_predictions.json").write_text(json.dumps({**kept, "rows_sha256": "0" * 64}))
+    data = json.loads((stl / "model_card.json").read_text())["dataset_name"]
+    args = ["train", "--model_name_or_path", str(stl), "--dataset_name", data, "--output_dir", str(tmp_path / "out"),
+            "--teachers", str(tmp_path / "no-teacher"), "--baseline_dir", str(baseline), "--report_to", "none",
+            "--use_cpu", "true"]
+    assert main(args) == 2
+    one_error_line(capsys, "--baseline_dir", "other rows than this run's eval split 'test'", "retrain the baseline")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_list_flag_given_twice_is_refused(capsys):
+    assert main(["train", "--model_name_or_path", "x", "--dataset_name", "y", "--output_dir", "z",
+                 "--group_column", "a", "--group_column", "b"]) == 2
+    one_error_line(capsys, "--group_column is given twice", "--group_column A B")

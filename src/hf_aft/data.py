@@ -215,7 +215,10 @@ class Labels:
 
     def encode(self, dataset: datasets.Dataset) -> datasets.Dataset:
         """The label column as class ids in a `labels` column. Only that column is written (`add_column`): the
-        other columns, the wide teacher features among them, are referenced, not copied."""
+        other columns, the wide teacher features among them, are referenced, not copied; a `labels` column that is
+        not the label column is dropped (the student reads `labels`)."""
+        if self.column != "labels" and "labels" in dataset.column_names:
+            dataset = dataset.remove_columns("labels")
         if self.is_class_label:
             return dataset.rename_column(self.column, "labels") if self.column != "labels" else dataset
         label2id = self.label2id

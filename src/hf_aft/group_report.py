@@ -28,7 +28,7 @@ EVAL_PREDICTIONS_NAME = "eval_predictions.json"
 def check_group_columns(eval_split, columns: list[str] | None, min_rows: int = MIN_GROUP_ROWS,
                         split_name: str | None = None) -> None:
     """Before any teacher runs: each group column is a column of the evaluation split and has at least one group of
-    `min_rows` rows; the groups smaller than that are named in a warning (they are pooled into "other").
+    `min_rows` rows; the smaller groups are named in a warning (not judged; pooled into "(pooled)" when several).
 
     Raises:
         AFTError: no evaluation split, a missing column, a column whose every group is too small, min_rows < 1.
@@ -52,8 +52,9 @@ def check_group_columns(eval_split, columns: list[str] | None, min_rows: int = M
                            "fewer, larger groups, or lower --group_min_rows.")
         if pooled:
             shown = ", ".join(map(repr, pooled[:5])) + (f" and {len(pooled) - 5} more" if len(pooled) > 5 else "")
+            where = f"pooled into {OTHER!r}" if len(pooled) > 1 else "shown"
             warn_once(logger, f"hf-aft: --group_column {column!r}: {len(pooled)} group(s) under {min_rows} rows "
-                              f"({shown}) are pooled into {OTHER!r}: too small to judge alone.")
+                              f"({shown}) {where}, not judged: too small to judge alone.")
 
 
 def column_groups(split, column: str) -> np.ndarray:
@@ -67,24 +68,53 @@ def column_groups(split, column: str) -> np.ndarray:
     return group_values(values)
 
 
-def write_eval_predictions(output_dir: str, split: str | None, predictions, labels) -> None:
+def eval_rows_sha256(split, columns: list[str]) -> str:
+    """sha256 of the evaluation rows' inputs and labels (`columns` of `split`, in its row order, as Arrow IPC): two
+    runs' predictions pair row by row only when it is the same."""
+    import hashlib
+
+    import pyarrow as pa
+
+    table = split.select_columns(columns).with_format("arrow")[:]
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue()).hexdigest()
+
+
+def write_eval_predictions(output_dir: str, split: str | None, predictions, labels, rows_sha256: str) -> None:
     with open(os.path.join(output_dir, EVAL_PREDICTIONS_NAME), "w") as f:
-        json.dump({"split": split, "rows": len(labels), "labels": np.asarray(labels).tolist(),
-                   "predictions": np.asarray(predictions).tolist()}, f)
+        json.dump({"split": split, "rows": len(labels), "rows_sha256": rows_sha256,
+                   "labels": np.asarray(labels).tolist(), "predictions": np.asarray(predictions).tolist()}, f)
 
 
-def read_eval_predictions(folder: str, labels) -> np.ndarray | None:
-    """A finished run's eval predictions (class ids), when it kept them for the same rows (the same labels in the
-    same order), else None."""
-    path = os.path.join(folder, EVAL_PREDICTIONS_NAME)
+def _kept(folder: str) -> dict | None:
     try:
-        with open(path) as f:
-            kept = json.load(f)
+        with open(os.path.join(folder, EVAL_PREDICTIONS_NAME)) as f:
+            return json.load(f)
     except (OSError, ValueError):
         return None
-    if kept.get("labels") != np.asarray(labels).tolist():
-        warn_once(logger, f"hf-aft: {path} holds predictions for other evaluation rows than this run's: the "
-                          "baseline is compared overall only.")
+
+
+def check_baseline_rows(baseline_dir: str | None, rows_sha256: str | None, split_name: str | None) -> None:
+    """Before any teacher runs: a baseline that kept its predictions was evaluated on exactly this run's eval rows
+    (else its results, overall and per group, would compare other rows).
+
+    Raises:
+        AFTError: the baseline's eval rows differ from this run's.
+    """
+    kept = _kept(baseline_dir) if baseline_dir else None
+    if kept and kept.get("rows_sha256") and rows_sha256 and kept["rows_sha256"] != rows_sha256:
+        raise AFTError(f"--baseline_dir {baseline_dir!r} was evaluated on other rows than this run's eval split "
+                       f"{split_name!r} (the rows' sha256 differ: the data changed since, or it is another split): "
+                       "retrain the baseline on this data, or drop --baseline_dir.")
+
+
+def read_eval_predictions(folder: str, labels, rows_sha256: str | None = None) -> np.ndarray | None:
+    """A finished run's eval predictions (class ids) when it kept them for these rows (the same rows' sha256, and
+    the same labels in the same order), else None."""
+    kept = _kept(folder)
+    if not kept or kept.get("rows_sha256") != rows_sha256 or kept.get("labels") != np.asarray(labels).tolist():
         return None
     return np.asarray(kept["predictions"])
 
@@ -106,7 +136,7 @@ def group_report(predictions, labels, eval_split, columns: list[str], min_rows: 
 
 
 def _inherited_by_group(predictions, probe, labels, baseline, groups: np.ndarray, names) -> dict:
-    """`inherited_errors` per group, in the order of the groups' results (`names`: largest first, "other" last)."""
+    """`inherited_errors` per group, in the order of the groups' results (`names`: largest first, "(pooled)" last)."""
     arrays = [np.asarray(a) for a in (predictions, probe, labels)]
     base = None if baseline is None else np.asarray(baseline)
     return {name: inherited_errors(*(a[groups == name] for a in arrays),
@@ -121,7 +151,7 @@ def flag_lines(report: dict) -> list[str]:
             row = result["groups"][name]
             lines.append(f"hf-aft: group {column}={name} ({row['rows']} rows) is worse than {report['baseline']}: "
                          f"accuracy {row['accuracy']:.4f} vs {row['baseline_accuracy']:.4f} "
-                         f"({100 * row['change']:+.1f} points; {row['wins']} rows won, {row['losses']} lost; "
+                         f"({100 * row['change']:+.1f} points; rows won {row['wins']}, lost {row['losses']}; "
                          f"McNemar p = {row['p_value']:.3g}, {row['adjusted_p_value']:.3g} adjusted over the "
                          f"column's groups)")
     return lines
@@ -134,7 +164,7 @@ def summary_lines(report: dict) -> list[str]:
         if result["worst"] is not None:
             worst = result["groups"][result["worst"]]
             gap = "" if result["largest_gap"] is None else f"; largest gap {100 * result['largest_gap']:.1f} points"
-            lines.append(f"groups by {column}: worst {result['worst']} accuracy {worst['accuracy']:.4f} "
+            lines.append(f"groups by {column}: worst {column}={result['worst']}, accuracy {worst['accuracy']:.4f} "
                          f"± {worst['accuracy_se']:.4f} ({worst['rows']} rows){gap}")
     lines += flag_lines(report)
     for teacher, inherited in report["inherited"].items():
@@ -151,6 +181,8 @@ def inherited_line(teacher: str, overall: dict, baseline: str | None) -> str:
             f"{share('shared_error_share')} of the student's errors are the probe's")
     if baseline is not None:
         line += f" ({baseline}: {share('baseline_shared_error_share')})"
+    if overall["copied_share"] is None:
+        return line + "; the probe makes no mistake on these rows"
     line += f"; it repeats {share('copied_share')} of the probe's mistakes"
     if baseline is not None:
         line += f" ({baseline}: {share('baseline_copied_share')})"
@@ -158,16 +190,16 @@ def inherited_line(teacher: str, overall: dict, baseline: str | None) -> str:
 
 
 def baseline_predictions(baseline_dir: str, labels, eval_split, column: str, image_column: str | None,
-                         max_length: int) -> np.ndarray:
-    """The baseline run's class ids on this run's evaluation rows: the ones it kept (eval_predictions.json) when they
-    are for the same rows, else its student run on them (a run made before hf-aft kept its predictions)."""
-    kept = read_eval_predictions(baseline_dir, labels)
+                         max_length: int, rows_sha256: str) -> tuple[np.ndarray, bool]:
+    """(the baseline run's class ids on this run's evaluation rows, whether its student had to run): the ones it kept
+    (eval_predictions.json) for the same rows, else its student run on them (a run made before hf-aft kept them)."""
+    kept = read_eval_predictions(baseline_dir, labels, rows_sha256)
     if kept is not None:
-        return kept
+        return kept, False
     from .evaluation import load_run_student, predict_logits
 
     model, processor = load_run_student(baseline_dir)
-    return predict_logits(model, processor, eval_split, column, image_column, max_length).argmax(-1)
+    return predict_logits(model, processor, eval_split, column, image_column, max_length).argmax(-1), True
 
 
 def finish_groups(trainer, script_args, run: dict, summary: dict) -> dict | None:
@@ -178,15 +210,20 @@ def finish_groups(trainer, script_args, run: dict, summary: dict) -> dict | None
     if getattr(metrics, "predictions", None) is None:  # no evaluation, or not single-label classification
         return None
     predictions, labels = metrics.predictions, metrics.labels
-    write_eval_predictions(output_dir, script_args.eval_split, predictions, labels)
+    write_eval_predictions(output_dir, script_args.eval_split, predictions, labels, run["eval_rows_sha256"])
     if not script_args.group_column:
         return None
     eval_raw = run["splits"].eval
     baseline = None
     if script_args.baseline_dir:
-        baseline = baseline_predictions(script_args.baseline_dir, labels, eval_raw,
-                                        script_args.image_column or script_args.text_column, script_args.image_column,
-                                        script_args.max_length)
+        baseline, ran = baseline_predictions(script_args.baseline_dir, labels, eval_raw, script_args.image_column or
+                                             script_args.text_column, script_args.image_column, script_args.max_length,
+                                             run["eval_rows_sha256"])
+        if ran:  # its own results may be for other rows: the card's overall comparison uses these predictions too
+            run["baseline_results"] = {"eval_accuracy": float((baseline == labels).mean()),
+                                       "eval_macro_f1": _macro_f1(baseline, labels)}
+            print(f"the baseline {script_args.baseline_dir} kept no predictions for these eval rows: its student "
+                  "was run on them", flush=True)
     report = group_report(predictions, labels, eval_raw, script_args.group_column, script_args.group_min_rows,
                           baseline, run.get("probe_predictions"))
     if not report["inherited"]:
@@ -196,6 +233,12 @@ def finish_groups(trainer, script_args, run: dict, summary: dict) -> dict | None
     summary["eval"]["eval_groups"] = report["columns"]
     trainer.save_metrics("eval", summary["eval"])
     return report
+
+
+def _macro_f1(predictions, labels) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(labels, predictions, average="macro", zero_division=0))
 
 
 def _no_probe_reason(trainer, script_args) -> str:
@@ -215,9 +258,10 @@ def finished_run_groups(folder: str, columns: list[str], min_rows: int = MIN_GRO
         AFTError: no recipe or evaluation split, a group column the split lacks (`check_group_columns`).
     """
     from .evaluation import eval_split, load_run_student, predict_logits
+    from .recipe import read_recipe
 
     split, column, image_column, max_length = eval_split(folder, dataset_name)
-    check_group_columns(split, columns, min_rows, "eval")
+    check_group_columns(split, columns, min_rows, read_recipe(folder).get("eval_split") or "eval")
     model, processor = load_run_student(folder)
     predictions = predict_logits(model, processor, split, column, image_column, max_length).argmax(-1)
     return group_report(predictions, np.asarray(split["labels"]), split, columns, min_rows)

@@ -4,10 +4,12 @@ did it take on the teacher's mistakes? Pure functions of class-id predictions, l
 `hf-aft audit` on a finished run.
 
 - **Per group**: rows, accuracy with its binomial standard error sqrt(p (1 - p) / n), macro-F1 over the classes the
-  group's labels hold. The worst group and the largest gap (best minus worst accuracy) leave out the pooled "other".
-- **Small groups** (fewer than `min_rows` rows) are pooled into one group, "other", and named in a warning: dropping
-  them would hide rows, and refusing would stop every run whose column has a long tail. "other" is never flagged or
-  called the worst group: it mixes groups.
+  group's labels hold (for a group of one class, as by the label column, precision is 1 by construction: read its
+  accuracy, the class's recall). The worst group and the largest gap (best minus worst accuracy) are over the groups
+  judged, when there are two at least.
+- **Small groups** (fewer than `min_rows` rows) are pooled into one group, "(pooled)", and named in a warning:
+  dropping them would hide rows, and refusing would stop every run whose column has a long tail. "(pooled)" is never
+  flagged or called the worst group: it mixes groups. A single small group keeps its name, and is not judged either.
 - **Against a baseline** (plain fine-tuning, the old student) on the same rows, group by group: wins (rows only this
   model gets right) and losses (only the baseline), and McNemar's exact test on them (a binomial test of the
   discordant rows, `scipy.stats.binomtest`; McNemar 1947). The p-values of one column's groups are adjusted with
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-OTHER = "other"  # the pooled small groups
+OTHER = "(pooled)"  # the small groups, pooled (in parentheses: no column value is mistaken for it)
 MISSING = "(missing)"  # rows whose group value is missing
 MIN_GROUP_ROWS = 30
 ALPHA = 0.05
@@ -37,11 +39,12 @@ def group_values(values) -> np.ndarray:
 
 
 def pool_small_groups(groups: np.ndarray, min_rows: int = MIN_GROUP_ROWS) -> tuple[np.ndarray, list[str]]:
-    """(groups with those of fewer than `min_rows` rows renamed "other", the pooled groups' names)."""
+    """(groups with those of fewer than `min_rows` rows renamed "(pooled)", the small groups' names). A single small
+    group keeps its name (pooling it alone would only hide it); it is not judged either."""
     groups = np.asarray(groups).astype(str)
     names, counts = np.unique(groups, return_counts=True)
     small = [str(n) for n, c in zip(names, counts, strict=True) if c < min_rows]
-    return (np.where(np.isin(groups, small), OTHER, groups) if small else groups), small
+    return (np.where(np.isin(groups, small), OTHER, groups) if len(small) > 1 else groups), small
 
 
 def _macro_f1(predictions: np.ndarray, labels: np.ndarray) -> float:
@@ -82,12 +85,12 @@ def group_results(predictions, labels, groups: np.ndarray, baseline=None, min_ro
         predictions, labels: class ids [rows].
         groups: group names [rows] (`group_values`).
         baseline: the baseline's class ids on the same rows [rows], or None.
-        min_rows: smaller groups are pooled into "other".
+        min_rows: smaller groups are not judged (pooled into "(pooled)" when there are several).
 
     Returns:
-        {"groups": {name: scores, plus with a baseline: baseline_accuracy, change, wins, losses, p_value,
-        adjusted_p_value, flagged}, "pooled": [names], "worst": name or None, "largest_gap": float or None,
-        "flagged": [names]}; groups in order of rows, largest first, "other" last.
+        {"groups": {name: scores, plus with a baseline: baseline_accuracy, change, wins, losses, p_value, and for
+        the groups judged adjusted_p_value and flagged}, "pooled": [the small groups' names], "worst": name or None,
+        "largest_gap": float or None, "flagged": [names]}; groups in order of rows, largest first, "(pooled)" last.
     """
     predictions, labels = np.asarray(predictions), np.asarray(labels)
     pooled_groups, pooled = pool_small_groups(groups, min_rows)
@@ -108,7 +111,7 @@ def group_results(predictions, labels, groups: np.ndarray, baseline=None, min_ro
             rows[name].update(adjusted_p_value=adjusted,
                               flagged=bool(rows[name]["losses"] > rows[name]["wins"] and adjusted < ALPHA))
     accuracies = {n: r["accuracy"] for n, r in judged.items()}
-    worst = min(accuracies, key=accuracies.get) if accuracies else None
+    worst = min(accuracies, key=accuracies.get) if len(accuracies) > 1 else None  # one group: no worst to name
     return {"groups": rows, "pooled": pooled, "worst": worst,
             "largest_gap": max(accuracies.values()) - min(accuracies.values()) if len(accuracies) > 1 else None,
             "flagged": [n for n, r in rows.items() if r.get("flagged")]}

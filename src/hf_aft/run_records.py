@@ -96,6 +96,8 @@ def finish_run(trainer, script_args, config, run: dict, summary: dict) -> dict:
     groups = finish_groups(trainer, script_args, run, summary)  # the cost report's probes: inherited errors
     if groups is not None:
         facts["groups"] = groups
+        if run.get("baseline_results"):  # the baseline's student ran on these rows: its own results may be others'
+            facts["baseline_results"] = run["baseline_results"]
         added["group_lines"] = summary_lines(groups)
     record = audit_record(trainer, script_args, config, {**run, "output_dir": output_dir}, summary)
     recipe = build_recipe(script_args, config, run.get("peft_args"), trainer.teacher_infos)

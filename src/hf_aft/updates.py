@@ -75,10 +75,7 @@ def compare_students(old_folder: str, new_folder: str, dataset_name: str | None 
     of examples on which their predictions agree, and with `group_columns` (default: the new run's --group_column and
     --group_min_rows) the new student against the old one group by group (`groups`, as in group_report.json)."""
     split, column, image_column, max_length = eval_split(new_folder, dataset_name)
-    recipe = read_recipe(new_folder)
-    group_columns = group_columns or recipe.get("group_column")
-    min_rows = min_rows or recipe.get("group_min_rows", MIN_GROUP_ROWS)
-    check_group_columns(split, group_columns, min_rows, "eval")
+    group_columns, min_rows = group_options(new_folder, group_columns, min_rows, split)
     results = {}
     for role, folder in (("old", old_folder), ("new", new_folder)):
         model, processor = load_run_student(folder)
@@ -94,6 +91,23 @@ def compare_students(old_folder: str, new_folder: str, dataset_name: str | None 
         comparison["groups"] = group_report(new_pred, np.asarray(split["labels"]), split, group_columns, min_rows,
                                             baseline=old_pred, baseline_name="the old student")
     return comparison
+
+
+def group_options(folder: str, group_columns: list[str] | None = None, min_rows: int | None = None,
+                  split=None, dataset_name: str | None = None) -> tuple[list[str] | None, int]:
+    """(group columns, minimum rows) of a comparison: those given, else the run's recipe's; checked on the run's
+    evaluation split (`split`, else loaded) before anything is retrained.
+
+    Raises:
+        AFTError: a column that split lacks, groups all too small, a minimum under 1 (`check_group_columns`).
+    """
+    recipe = read_recipe(folder)
+    group_columns = group_columns or recipe.get("group_column")
+    min_rows = min_rows if min_rows is not None else recipe.get("group_min_rows", MIN_GROUP_ROWS)
+    if group_columns:
+        split = split if split is not None else eval_split(folder, dataset_name)[0]
+        check_group_columns(split, group_columns, min_rows, recipe.get("eval_split") or "eval")
+    return group_columns, min_rows
 
 
 def record_update(new_output_dir: str, previous: str, record: dict, rows: list[dict], comparison: dict) -> dict:

@@ -45,15 +45,19 @@ def run(argv: list[str]) -> None:
     (args,) = parse((AuditArguments,), argv, "hf-aft audit", DESCRIPTION)
     folder, hub_copy = run_folder(args.run)
     record = read_record(folder)
+    group_lines = []
+    if args.group_column:  # first: a bad group option is refused before anything is printed
+        from ..group_report import finished_run_groups, summary_lines, table_lines
+
+        report = finished_run_groups(folder, args.group_column, args.group_min_rows, args.dataset_name)
+        group_lines = ["the student per group of its evaluation split (no baseline):", *table_lines(report),
+                       *summary_lines(report)]
     _print(*lineage_lines(record))
     start = time.perf_counter()
     problems = verify(folder, record, hub_copy)
     seconds = time.perf_counter() - start
-    if args.group_column:
-        from ..group_report import finished_run_groups, summary_lines, table_lines
-
-        report = finished_run_groups(folder, args.group_column, args.group_min_rows, args.dataset_name)
-        _print(*table_lines(report), *summary_lines(report))
+    if group_lines:
+        _print(*group_lines)
     checked = len(record.get("files") or {})
     if problems:
         _print(*problems, f"audit: {len(problems)} file(s) differ from audit.json ({checked} recorded, "

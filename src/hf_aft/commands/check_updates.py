@@ -52,7 +52,8 @@ def _print_report(report: dict) -> None:
     if "groups" in report:
         from ..group_report import summary_lines
 
-        lines += summary_lines(report["groups"])
+        lines += [f"new student vs old, {line}" if line.startswith("groups by") else line
+                  for line in summary_lines(report["groups"])]
     _print(*lines)
 
 
@@ -60,7 +61,7 @@ def run(argv: list[str]) -> None:
     import os
 
     from ..pipeline import check_output_dir
-    from ..updates import check_updates, compare_students, load_run, record_update, retrain_argv
+    from ..updates import check_updates, compare_students, group_options, load_run, record_update, retrain_argv
     from .train import train
 
     if argv and not argv[0].startswith("-"):
@@ -69,6 +70,9 @@ def run(argv: list[str]) -> None:
     if args.retrain:
         check_output_dir(args.retrain)
     folder, record = load_run(args.run)
+    if args.retrain:  # the comparison's group options are checked before anything is retrained
+        args.group_column, args.group_min_rows = group_options(folder, args.group_column, args.group_min_rows,
+                                                               dataset_name=args.dataset_name)
     rows = check_updates(record)
     _print(*(f"{row['name']}: {row['old']} -> {row['new']}" + ("" if row["changed"] else "  (unchanged)")
                   for row in rows))

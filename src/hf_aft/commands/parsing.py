@@ -117,6 +117,19 @@ def _check_list_values(key: str, values: list, action: argparse.Action, path: st
                        f"{key}: [name1, name2].")
 
 
+def _check_lists_given_once(tokens: list[str], parser: _Parser) -> None:
+    """A flag that takes several values (`--teachers A B`) given twice would keep only its last values."""
+    seen = set()
+    for token in tokens:
+        flag = token.split("=")[0]
+        action = parser.flags().get(flag)
+        if action is not None and action.nargs in ("+", "*"):
+            if flag in seen:
+                raise AFTError(f"{flag} is given twice, and only its last values would be kept: name them all after "
+                               f"one {flag} (e.g. {flag} A B).")
+            seen.add(flag)
+
+
 def check_numbers(*parsed) -> None:
     """Every float is finite; counts, sizes and rates have a sensible sign; fractions in [0, 1) or (0, 1)."""
     for options in parsed:
@@ -153,6 +166,7 @@ def parse(dataclass_types, argv: list[str], prog: str, description: str, require
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config")
     known, rest = pre.parse_known_args(argv)
+    _check_lists_given_once(rest, parser)
     tokens = (_yaml_tokens(known.config, parser) if known.config else []) + rest
     tokens = rewrite(tokens) if rewrite else tokens
     _check_flags_known(tokens, parser, prog)
