@@ -253,11 +253,7 @@ def check_eval_labels(dataset: datasets.Dataset, labels: Labels, split: str, rol
     missing value, no new class); the advice names `flag`."""
     column = labels.column
     if labels.problem_type != SINGLE:  # every row's targets read now, so that a bad one stops the run before training
-        if labels.problem_type == MULTI:
-            labels.multi_hot(dataset, split)
-        else:
-            labels.values(dataset, split)
-        return
+        return labels.check_split(dataset, split)
     row = hidden_label_row(dataset, column)
     if row is not None:
         raise AFTError(f"the {role} split {split!r} has hidden labels (-1, as in GLUE's test splits) from row {row}: "

@@ -110,6 +110,19 @@ def check_baseline_rows(baseline_dir: str | None, rows_sha256: str | None, split
                        "retrain the baseline on this data, or drop --baseline_dir.")
 
 
+def check_eval_comparisons(script_args, splits) -> str | None:
+    """Before any teacher runs (`pipeline.ScriptArguments`, `data.LabelledSplits`): the group columns
+    (`check_group_columns`) and the baseline's eval rows (`check_baseline_rows`); returns the eval rows' sha256 (None
+    without an eval split)."""
+    check_group_columns(splits.eval, script_args.group_column, script_args.group_min_rows, splits.eval_name)
+    if splits.eval is None:
+        return None
+    rows_sha256 = eval_rows_sha256(splits.eval, [script_args.image_column or script_args.text_column,
+                                                 script_args.label_column])
+    check_baseline_rows(script_args.baseline_dir, rows_sha256, splits.eval_name)
+    return rows_sha256
+
+
 def read_eval_predictions(folder: str, labels, rows_sha256: str | None = None) -> np.ndarray | None:
     """A finished run's eval predictions (class ids) when it kept them for these rows (the same rows' sha256, and
     the same labels in the same order), else None."""

@@ -25,7 +25,7 @@ from .config import AFTConfig
 from .data import load_labelled_splits
 from .errors import AFTError
 from .features import read_teacher_infos, with_teacher_features
-from .group_report import check_baseline_rows, check_group_columns, eval_rows_sha256
+from .group_report import check_eval_comparisons
 from .groups import MIN_GROUP_ROWS
 from .hub import push_run
 from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for
@@ -257,11 +257,7 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
         transformers.set_seed(config.seed)  # --seed also decides the new head's initial weights
         return load_student(script_args.model_name_or_path, splits.labels, script_args.image_column)
 
-    check_group_columns(splits.eval, script_args.group_column, script_args.group_min_rows, splits.eval_name)
-    if splits.eval is not None:  # what pairs this run's eval predictions with a baseline's, row by row
-        run["eval_rows_sha256"] = eval_rows_sha256(splits.eval, [script_args.image_column or script_args.text_column,
-                                                                  script_args.label_column])
-        check_baseline_rows(script_args.baseline_dir, run["eval_rows_sha256"], splits.eval_name)
+    run["eval_rows_sha256"] = check_eval_comparisons(script_args, splits)
     script_args.eval_split = splits.eval_name  # the splits actually used (the card names them)
     script_args.beta_validation_split = splits.validation_name
     unlabeled = run["unlabeled_raw"] = _load_unlabeled(script_args, splits)

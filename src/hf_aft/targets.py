@@ -128,8 +128,13 @@ class MultiLabels:
                 encoded[row, index[key]] = 1.0
         return encoded
 
+    def check_split(self, dataset: datasets.Dataset, split: str) -> None:
+        self.multi_hot(dataset, split)
+
     def encode(self, dataset: datasets.Dataset, split: str = "train") -> datasets.Dataset:
         info = dataset.info.description
+        if self.column != "labels" and "labels" in dataset.column_names:  # the student reads `labels`: this one
+            dataset = dataset.remove_columns("labels")
         encoded = dataset.remove_columns(self.column).add_column(
             "labels", list(self.multi_hot(dataset, split)), feature=datasets.Sequence(datasets.Value("float32")))
         encoded.info.description = info
@@ -186,8 +191,13 @@ class RegressionTargets:
                            f"({raw[bad]!r}): drop or fill those rows.")
         return np.asarray(raw, dtype=np.float32)
 
+    def check_split(self, dataset: datasets.Dataset, split: str) -> None:
+        self.values(dataset, split)
+
     def encode(self, dataset: datasets.Dataset, split: str = "train") -> datasets.Dataset:
         info = dataset.info.description
+        if self.column != "labels" and "labels" in dataset.column_names:  # the student reads `labels`: this one
+            dataset = dataset.remove_columns("labels")
         values = (self.values(dataset, split) - self.mean) / self.std
         encoded = dataset.remove_columns(self.column).add_column(
             "labels", values.astype(np.float32), feature=datasets.Value("float32"))
