@@ -81,7 +81,8 @@ def test_bad_input_ends_with_one_line_and_writes_nothing(student_dir, teacher_di
 
     fails(args + ["--label_column", "sentiment"], "column 'sentiment' not found", "['text', 'label']")
     fails(args[:2] + [str(tmp_path / "nope")] + args[3:], "could not load the student", "nope")
-    fails(args + ["--teachers", str(tmp_path / "missing-teacher")], "missing-teacher")
+    fails(train_args(student_dir, [tmp_path / "missing-teacher"], csv_data, out), "missing-teacher")
+    fails(args + ["--teachers", str(tmp_path / "another")], "--teachers is given twice")
     fails(args + ["--transfer", "distill"], "unknown transfer 'distill'")
     fails(args + ["--beta", "-1"], "beta must be >= 0")
     fails(args + ["--per_device_train_batch_size", "1"], "--per_device_train_batch_size 2 or more")

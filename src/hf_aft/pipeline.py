@@ -106,14 +106,12 @@ class ScriptArguments:
     )
     group_column: list[str] | None = field(
         default=None,
-        metadata={"help": "Column(s) of the evaluation split that divide it into groups (source, dialect, camera, "
-                  "...): per-group accuracy and macro-F1 with standard errors, the worst group and the largest gap; "
-                  "with --baseline_dir each group against STL (flagged when worse beyond the paired noise), and the "
-                  "share of the student's errors that the teacher probe also makes (group_report.json, the card)."},
+        metadata={"help": "Eval columns dividing it into groups (source, camera...): results per group, against "
+                  "--baseline_dir's, and the teacher probe's errors inherited (group_report.json, the card)."},
     )
     group_min_rows: int = field(
         default=MIN_GROUP_ROWS,
-        metadata={"help": "Groups with fewer evaluation rows are pooled into 'other' (too small to judge alone)."},
+        metadata={"help": "Groups with fewer eval rows are not judged (too small)."},
     )
     skip_cost_report: bool = field(
         default=False, metadata={"help": "Do not measure cost and benefit (cost_report.json: sizes, CPU latency, "
