@@ -64,14 +64,12 @@ class ScriptArguments:
                   "saved with it). Image teachers read this column, text teachers --text_column."},
     )
     label_column: str = field(
-        default="label", metadata={"help": "Column holding the label: a class (strings, integers, a ClassLabel), a "
-                                   "list of classes (multi-label) or a number (regression)."}
+        default="label", metadata={"help": "Column holding the label: a class, a list of classes or a number."}
     )
     problem_type: str | None = field(
         default=None,
-        metadata={"help": "single_label_classification, multi_label_classification or regression (transformers' "
-                  "names); default: what the label column holds (a float column is a regression, lists are "
-                  "multi-label)."},
+        metadata={"help": "What the student predicts (README: multi-label and regression; default: from the "
+                  "label column)."},
     )
     unlabeled_dataset: str | None = field(
         default=None,
@@ -106,8 +104,7 @@ class ScriptArguments:
     )
     group_column: list[str] | None = field(
         default=None,
-        metadata={"help": "Eval columns dividing it into groups (source, camera...): results per group, against "
-                  "--baseline_dir's, and the teacher probe's errors inherited (group_report.json, the card)."},
+        metadata={"help": "Eval columns to report results by, per group (README: per-group results)."},
     )
     group_min_rows: int = field(
         default=MIN_GROUP_ROWS,
