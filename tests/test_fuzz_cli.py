@@ -363,6 +363,10 @@ def _check_images_kept_their_range(env: Env) -> None:
                                np.asarray(expected[FEATURES_COLUMN], dtype=np.float32), rtol=1e-4, atol=1e-5)
 
 
+def _check_regression(env: Env) -> None:
+    assert json.loads((env.out / "config.json").read_text())["problem_type"] == "regression"
+
+
 def _check_student_saved(env: Env) -> None:
     from transformers import AutoConfig
 
@@ -535,9 +539,13 @@ CASES = [
          ("--beta_validation_fraction", "--beta auto"), before_teachers=True),
     Case("single-class-labels", 1, lambda e: e.train(data=e.data(_labelled(rows(16), [1] * 16), test=False)),
          ("class",)),
-    Case("float-labels-many-values", 1,
+    Case("float-labels-many-values-as-classes", 1,
+         lambda e: e.train("--problem_type", "single_label_classification",
+                           data=e.data(_labelled(rows(16), [i / 7 + 0.01 for i in range(16)]), test=False)),
+         ("label", "fractional")),
+    Case("float-labels-many-values-are-a-regression", 1,
          lambda e: e.train(data=e.data(_labelled(rows(16), [i / 7 + 0.01 for i in range(16)]), test=False)),
-         ("label",)),
+         outcome="ok", check=_check_regression),
     Case("features-teacher-batch-size-zero", 1,
          lambda e: _features_args(e, e.data(), "--teacher_batch_size", "0"), ("teacher_batch_size",)),
     Case("rank-folds-one", 1, lambda e: _rank(e, "--folds", "1"), ("--folds",)),

@@ -28,7 +28,7 @@ METHOD_NAMES = {"aft": "Adaptive Feature Transfer (AFT)", "kd": "knowledge disti
 CARD_NAME = "README.md"
 CARD_INPUTS_NAME = "model_card.json"  # the CardFacts of the last write_model_card
 SCALES_PLOT_NAME = "scales.png"
-EVAL_METRICS = ("accuracy", "macro_f1", "loss")
+EVAL_METRICS = ("accuracy", "macro_f1", "micro_f1", "subset_accuracy", "mse", "mae", "pearson", "spearman", "loss")
 HYPERPARAMETERS = ("learning_rate", "scales_learning_rate", "per_device_train_batch_size", "num_train_epochs",
                    "max_steps", "seed", "weight_decay", "lr_scheduler_type", "teacher_max_length")
 
@@ -70,6 +70,9 @@ class CardFacts:
     terms: dict | None = None  # AFTTrainer.terms_summary: distillation, unlabelled rows, the probe's accuracy
     terms_note: str | None = None  # the same in one line (`terms_note`)
     groups: dict | None = None  # group_report.group_report: per-group results, flags, inherited errors
+    problem_type: str = "single_label_classification"  # targets.py: single-, multi-label or regression
+    threshold: float | None = None  # a multi-label head's decision threshold
+    target_scale: dict | None = None  # a regression's standardisation {"mean", "std"}, folded into the head
     run_id: str | None = None  # the run that wrote the card first (claims.py); kept when it is rendered again
 
     @classmethod
@@ -91,12 +94,6 @@ def framework_versions() -> dict[str, str]:
     names = ("hf-aft", "transformers", "torch", "datasets", "accelerate", "huggingface_hub")
     versions = library_versions()
     return {name: versions[name] for name in names if name in versions}
-
-
-def _metrics(results: dict | None) -> dict[str, float]:
-    """`eval_accuracy`-style keys -> `accuracy`, keeping only the metrics the card reports."""
-    return {k.removeprefix("eval_"): v for k, v in (results or {}).items()
-            if isinstance(v, (int, float)) and k.removeprefix("eval_") in EVAL_METRICS}
 
 
 def _metrics(results: dict | None) -> dict[str, float]:
@@ -286,8 +283,19 @@ def card_facts_from_trainer(trainer, model_name: str | None = None, dataset_name
         task="image-classification" if trainer.image_column else "text-classification",
         balance_teachers=args.balance_teachers and trainer.transfer_loss is not None,
         beta_note=beta_note(args, beta_search, trainer.terms_summary()), terms=trainer.terms_summary(),
-        terms_note=terms_note(trainer.terms_summary()),
+        terms_note=terms_note(trainer.terms_summary()), **_problem_facts(trainer.model),
     )
+
+
+def _problem_facts(model) -> dict:
+    """The problem type and what reads its outputs: a multi-label threshold, a regression's folded scale."""
+    config = getattr(model, "config", None)
+    facts = {"problem_type": getattr(config, "problem_type", None) or "single_label_classification"}
+    if getattr(config, "decision_threshold", None) is not None:
+        facts["threshold"] = config.decision_threshold
+    if getattr(config, "target_mean", None) is not None:
+        facts["target_scale"] = {"mean": config.target_mean, "std": config.target_std}
+    return facts
 
 
 def read_card_inputs(output_dir: str) -> dict | None:

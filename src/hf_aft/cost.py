@@ -107,23 +107,45 @@ def eval_features(eval_raw, spec: str, options, text_column: str, image_column: 
     return features, seconds, not (set(cache.glob("teacher-*.arrow")) - before)
 
 
-def probe_predictions_on(train_x, train_y, eval_x) -> np.ndarray:
-    """Class ids predicted on `eval_x` [rows, width] by the standardised logistic-regression probe of `hf-aft
-    rank-teachers`, fitted on (train_x, train_y)."""
-    from sklearn.linear_model import LogisticRegression
+HEADLINE = {"single_label_classification": "accuracy", "multi_label_classification": "micro_f1",
+            "regression": "pearson"}  # the metric the student and the teachers' probes are compared in
+
+
+def probe_predictions_on(train_x, train_y, eval_x, problem_type: str = "single_label_classification") -> np.ndarray:
+    """What the probe of `hf-aft rank-teachers` predicts on `eval_x` [rows, width], fitted on (train_x, train_y) after
+    standardising the features: class ids (logistic regression), or for a multi-label task the classes' probabilities
+    [rows, classes] (one logistic regression per class), or for a regression the targets (ridge regression with its
+    penalty chosen by leave-one-out, scikit-learn's RidgeCV)."""
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    if problem_type == "regression":
+        return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13))).fit(train_x, train_y).predict(
+            eval_x)
+    if problem_type == "multi_label_classification":
+        probe = make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression(max_iter=2000)))
+        return probe.fit(train_x, np.asarray(train_y) >= 0.5).predict_proba(eval_x)
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     return probe.fit(train_x, train_y).predict(eval_x)
 
 
 def _probe(row: dict, run: dict, train_x, eval_x) -> None:
-    """The probe's accuracy into the teacher's `row`, its eval predictions into run["probe_predictions"] (the
-    per-group report compares the student's errors with them)."""
-    predictions = probe_predictions_on(train_x, run["train_labels"], eval_x)
-    row["probe_accuracy"] = float((predictions == run["eval_labels"]).mean())
-    run.setdefault("probe_predictions", {})[row["name"]] = predictions
+    """The probe's score in the task's headline metric into the teacher's `row` (and its accuracy, for one label per
+    row), its single-label eval predictions into run["probe_predictions"] (the per-group report compares the
+    student's errors with them)."""
+    from .metrics import multi_label_metrics, regression_metrics
+
+    problem_type = run.get("problem_type", "single_label_classification")
+    predictions = probe_predictions_on(train_x, run["train_labels"], eval_x, problem_type)
+    if problem_type == "single_label_classification":
+        row["probe_accuracy"] = row["probe_score"] = float((predictions == run["eval_labels"]).mean())
+        run.setdefault("probe_predictions", {})[row["name"]] = predictions
+        return
+    scores = (regression_metrics(predictions, run["eval_labels"]) if problem_type == "regression" else
+              multi_label_metrics(predictions, run["eval_labels"]))
+    row["probe_score"] = scores[HEADLINE[problem_type]]
 
 
 def _stored_eval_features(run, lo: int, dim: int):
@@ -165,7 +187,7 @@ def _teacher_row(index, spec, info, run) -> dict:
     return row
 
 
-def ratio_line(student: dict, teacher: dict, name: str) -> str | None:
+def ratio_line(student: dict, teacher: dict, name: str, metric: str = "accuracy") -> str | None:
     """"12.0x smaller and 9.1x faster than NAME, at 96% of its probe accuracy" (what is known of it)."""
     if "parameters" not in teacher:
         return None
@@ -174,29 +196,33 @@ def ratio_line(student: dict, teacher: dict, name: str) -> str | None:
     words = [f"{size:.1f}x smaller" if size >= 1 else f"{1 / size:.1f}x larger",
              f"{fast:.1f}x faster" if fast >= 1 else f"{1 / fast:.1f}x slower"]
     line = f"{words[0]} and {words[1]} than {name}"
-    if teacher.get("probe_accuracy") and student.get("eval_accuracy") is not None:
-        line += f", at {100 * student['eval_accuracy'] / teacher['probe_accuracy']:.0f}% of its probe accuracy"
+    if teacher.get("probe_score") and student.get("eval_score") is not None:
+        share = 100 * student["eval_score"] / teacher["probe_score"]
+        line += f", at {share:.0f}% of its probe {metric.replace('_', '-')}"
     return line
 
 
 def cost_report(run: dict) -> dict:
     """The measured report. `run` holds: model, processor, output_dir, config, infos, train_raw, eval_raw,
     train_features [rows, width] (or None), train_labels, eval_labels, text_column, image_column, max_length,
-    eval_accuracy, train_seconds, extraction_seconds."""
+    eval_score (in the problem type's HEADLINE metric), problem_type, train_seconds, extraction_seconds."""
     column = run["image_column"] or run["text_column"]
     source = run["eval_raw"] if run["eval_raw"] is not None else run["train_raw"]
     run["examples"] = list(source.select(range(min(BATCH, len(source))))[column])
     student = student_cost(run["model"], run["processor"], run["examples"], run["output_dir"], run["image_column"],
                            run["max_length"])
-    student["eval_accuracy"] = run.get("eval_accuracy")
+    metric = HEADLINE[run.get("problem_type", "single_label_classification")]
+    student["eval_score"] = run.get("eval_score")
+    if metric == "accuracy":
+        student["eval_accuracy"] = run.get("eval_score")
     teachers = []
     infos = run["infos"] or []
     specs = teacher_specs(run["config"].teachers, infos)
     for index, (spec, info) in enumerate(zip(specs, infos, strict=True)):
         teachers.append(_teacher_row(index, spec, info, run))
     names = display_names([t["name"] for t in teachers])
-    lines = [line for t, name in zip(teachers, names, strict=True) if (line := ratio_line(student, t, name))]
-    return {"device": device_name(), "student": student, "teachers": teachers,
+    lines = [line for t, name in zip(teachers, names, strict=True) if (line := ratio_line(student, t, name, metric))]
+    return {"device": device_name(), "metric": metric, "student": student, "teachers": teachers,
             "training_seconds": run.get("train_seconds"), "train_extraction_seconds": run.get("extraction_seconds"),
             "summary": lines}
 
@@ -212,5 +238,5 @@ def card_summary(report: dict) -> dict:
     rows = [{"name": "student", **report["student"]}] + [{**t, "name": n} for t, n in zip(report["teachers"], names,
                                                                                        strict=True)]
     return {"device": report["device"], "rows": rows, "summary": report["summary"],
-            "training_seconds": report["training_seconds"],
+            "metric": report.get("metric", "accuracy"), "training_seconds": report["training_seconds"],
             "train_extraction_seconds": report["train_extraction_seconds"]}

@@ -20,6 +20,7 @@ from .data_files import FILE_BUILDERS, check_parquet_columns, file_format, folde
 from .errors import AFTError, one_line, warn_once
 from .faults import disk_errno, disk_error
 from .filesystems import nearest_existing
+from .targets import MULTI, REGRESSION, SINGLE, MultiLabels, RegressionTargets, infer_problem_type
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +179,7 @@ class Labels:
     names: list[str]
     column: str
     is_class_label: bool
+    problem_type: str = SINGLE
 
     @classmethod
     def from_dataset(cls, dataset: datasets.Dataset, column: str) -> Labels:
@@ -250,6 +252,8 @@ def check_eval_labels(dataset: datasets.Dataset, labels: Labels, split: str, rol
     """The `role` ("eval" or "validation") split's labels are classes the training split has (no hidden -1, no
     missing value, no new class); the advice names `flag`."""
     column = labels.column
+    if labels.problem_type != SINGLE:  # every row's targets read now, so that a bad one stops the run before training
+        return labels.check_split(dataset, split)
     row = hidden_label_row(dataset, column)
     if row is not None:
         raise AFTError(f"the {role} split {split!r} has hidden labels (-1, as in GLUE's test splits) from row {row}: "
@@ -262,6 +266,17 @@ def check_eval_labels(dataset: datasets.Dataset, labels: Labels, split: str, rol
         raise AFTError(f"the {role} split {split!r} has labels {unknown[:5]} that the training split lacks (it has "
                        f"{labels.names[:10]}): the student cannot predict them; drop those rows or choose another "
                        f"{flag}.")
+
+
+def read_targets(dataset: datasets.Dataset, column: str, problem_type: str | None = None):
+    """The training split's targets as its problem type reads them (`targets.infer_problem_type`): `Labels`,
+    `targets.MultiLabels` or `targets.RegressionTargets`."""
+    problem_type = infer_problem_type(dataset, column, problem_type)
+    if problem_type == MULTI:
+        return MultiLabels.from_dataset(dataset, column)
+    if problem_type == REGRESSION:
+        return RegressionTargets.from_dataset(dataset, column)
+    return Labels.from_dataset(dataset, column)
 
 
 @dataclass
@@ -279,7 +294,7 @@ class LabelledSplits:
 def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, train_split: str = "train",
                          eval_split: str | None = None, input_column: str = "text",
                          label_column: str = "label", validation_split: str | None = None,
-                         find_validation: bool = False) -> LabelledSplits:
+                         find_validation: bool = False, problem_type: str | None = None) -> LabelledSplits:
     """Load a dataset, pick its splits (the eval split defaults to the first of test/validation/valid/eval present),
     check that each holds `input_column` and `label_column`, and read the class names from the training split.
 
@@ -300,7 +315,7 @@ def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, t
         if split is not None:
             check_columns(split, input_column, label_column)
             check_inputs(split, input_column, name)
-    labels = Labels.from_dataset(train_set, label_column)
+    labels = read_targets(train_set, label_column, problem_type)
     labels.check_classes()
     if eval_set is not None:
         check_eval_labels(eval_set, labels, eval_split)

@@ -13,6 +13,7 @@ import torch
 from .data import load_labelled_splits
 from .errors import AFTError, one_line
 from .recipe import read_recipe
+from .targets import SINGLE
 from .teachers.loading import teach_token_limit
 from .tokens import encode_padded
 
@@ -90,7 +91,11 @@ def eval_split(folder: str, dataset_name: str | None = None):
     column = image_column or recipe.get("text_column", "text")
     splits = load_labelled_splits(dataset_name or recipe["dataset_name"], recipe.get("dataset_config"),
                                   recipe.get("train_split", "train"), recipe.get("eval_split"), column,
-                                  recipe.get("label_column", "label"))
+                                  recipe.get("label_column", "label"), problem_type=recipe.get("problem_type"))
+    if splits.labels.problem_type != SINGLE:
+        raise AFTError(f"this run's student is {splits.labels.problem_type}: reading a finished run's predictions "
+                       "back (hf-aft export's check, check-updates --retrain, audit --group_column) works for "
+                       "single-label classification only for now.")
     if splits.eval is None:
         raise AFTError(f"the run's dataset {recipe['dataset_name']!r} has no evaluation split to compare on: pass "
                        "--dataset_name with a test or validation split.")

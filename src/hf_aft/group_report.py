@@ -110,6 +110,19 @@ def check_baseline_rows(baseline_dir: str | None, rows_sha256: str | None, split
                        "retrain the baseline on this data, or drop --baseline_dir.")
 
 
+def check_eval_comparisons(script_args, splits) -> str | None:
+    """Before any teacher runs (`pipeline.ScriptArguments`, `data.LabelledSplits`): the group columns
+    (`check_group_columns`) and the baseline's eval rows (`check_baseline_rows`); returns the eval rows' sha256 (None
+    without an eval split)."""
+    check_group_columns(splits.eval, script_args.group_column, script_args.group_min_rows, splits.eval_name)
+    if splits.eval is None:
+        return None
+    rows_sha256 = eval_rows_sha256(splits.eval, [script_args.image_column or script_args.text_column,
+                                                 script_args.label_column])
+    check_baseline_rows(script_args.baseline_dir, rows_sha256, splits.eval_name)
+    return rows_sha256
+
+
 def read_eval_predictions(folder: str, labels, rows_sha256: str | None = None) -> np.ndarray | None:
     """A finished run's eval predictions (class ids) when it kept them for these rows (the same rows' sha256, and
     the same labels in the same order), else None."""
@@ -207,7 +220,7 @@ def finish_groups(trainer, script_args, run: dict, summary: dict) -> dict | None
     --group_column, write group_report.json, put the per-group metrics into eval_results.json (`eval_groups`) and
     the run's summary, and return the report (None without groups or without an evaluation)."""
     metrics, output_dir = run.get("metrics"), trainer.args.output_dir
-    if metrics is None or metrics.predictions is None:
+    if getattr(metrics, "predictions", None) is None:  # no evaluation, or not single-label classification
         return None
     predictions, labels = metrics.predictions, metrics.labels
     write_eval_predictions(output_dir, script_args.eval_split, predictions, labels, run["eval_rows_sha256"])

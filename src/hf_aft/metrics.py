@@ -29,6 +29,52 @@ class ClassificationMetrics(evaluate.Metric):
 
 
 REPORTED_METRICS = ("accuracy", "macro_f1", "loss")  # what an hf-aft evaluation logs (eval_ + name)
+# ...per problem type (targets.py); a regression's lower-is-better metrics are marked by `greater_is_better`
+METRICS_BY_PROBLEM_TYPE = {"single_label_classification": REPORTED_METRICS,
+                           "multi_label_classification": ("micro_f1", "macro_f1", "subset_accuracy", "loss"),
+                           "regression": ("mse", "mae", "pearson", "spearman", "loss")}
+
+
+def multi_label_metrics(scores: np.ndarray, references: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """micro- and macro-averaged F1 and subset accuracy (every class of the row right) of sigmoid `scores` [rows,
+    classes] decided at `threshold`, against multi-hot `references` (scikit-learn's f1_score)."""
+    predicted, references = (scores >= threshold).astype(int), (np.asarray(references) >= 0.5).astype(int)
+    return {"micro_f1": float(f1_score(references, predicted, average="micro", zero_division=0)),
+            "macro_f1": float(f1_score(references, predicted, average="macro", zero_division=0)),
+            "subset_accuracy": float((predicted == references).all(axis=1).mean())}
+
+
+def regression_metrics(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
+    """Mean squared and absolute error (in the targets' units), Pearson's and Spearman's correlation (scipy; NaN
+    when either side is constant)."""
+    from scipy.stats import pearsonr, spearmanr
+
+    predictions, references = np.asarray(predictions, dtype=np.float64).reshape(-1), np.asarray(
+        references, dtype=np.float64).reshape(-1)
+    constant = np.ptp(predictions) == 0 or np.ptp(references) == 0
+    return {"mse": float(np.mean((predictions - references) ** 2)),
+            "mae": float(np.mean(np.abs(predictions - references))),
+            "pearson": float("nan") if constant else float(pearsonr(predictions, references)[0]),
+            "spearman": float("nan") if constant else float(spearmanr(predictions, references)[0])}
+
+
+def compute_metrics_for(labels):
+    """The `compute_metrics` of a run's targets (`data.Labels`, `targets.MultiLabels` or `targets.RegressionTargets`):
+    `RecordedMetrics` for one class per row; a multi-label head's sigmoid decided at the targets' threshold; a
+    regression's predictions and targets back in the data's units (undoing the targets' standardisation)."""
+    if labels.problem_type == "single_label_classification":
+        return RecordedMetrics()
+
+    def compute(eval_prediction) -> dict[str, float]:
+        logits = eval_prediction.predictions
+        logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits, dtype=np.float64)
+        if labels.problem_type == "regression":
+            scale = (labels.std, labels.mean)
+            return regression_metrics(logits * scale[0] + scale[1],
+                                      np.asarray(eval_prediction.label_ids) * scale[0] + scale[1])
+        return multi_label_metrics(1 / (1 + np.exp(-logits)), eval_prediction.label_ids, labels.threshold)
+
+    return compute
 
 
 def compute_classification_metrics(eval_prediction) -> dict[str, float]:

@@ -25,13 +25,14 @@ from .config import AFTConfig
 from .data import load_labelled_splits
 from .errors import AFTError
 from .features import read_teacher_infos, with_teacher_features
-from .group_report import check_baseline_rows, check_group_columns, eval_rows_sha256
+from .group_report import check_eval_comparisons
 from .groups import MIN_GROUP_ROWS
 from .hub import push_run
-from .metrics import REPORTED_METRICS, RecordedMetrics
+from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for
 from .outputs import check_creatable, clear_complete, mark_complete
 from .run_records import finish_run
-from .student import load_student, tokenize_beside_features
+from .student import fold_target_scale, load_student, tokenize_beside_features
+from .targets import check_task_options
 from .trainer import AFTTrainer
 from .unlabeled import load_unlabeled
 from .validation_split import DEFAULT_VALIDATION_FRACTION
@@ -62,7 +63,14 @@ class ScriptArguments:
                   "(AutoModelForImageClassification, preprocessed on the fly by its own AutoImageProcessor, which is "
                   "saved with it). Image teachers read this column, text teachers --text_column."},
     )
-    label_column: str = field(default="label", metadata={"help": "Column holding the class label."})
+    label_column: str = field(
+        default="label", metadata={"help": "Column holding the label: a class, a list of classes or a number."}
+    )
+    problem_type: str | None = field(
+        default=None,
+        metadata={"help": "What the student predicts (README: multi-label and regression; default: from the "
+                  "label column)."},
+    )
     unlabeled_dataset: str | None = field(
         default=None,
         metadata={"help": "Rows without labels from the same source (as for --dataset_name: a Hub id, a save_to_disk "
@@ -154,10 +162,9 @@ def _check_run(script_args: ScriptArguments, config: AFTConfig):
     check_output_dir(config.output_dir, script_args.overwrite_output_dir, config.resume_from_checkpoint)
     if config.push_to_hub and not config.hub_model_id:
         raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (the Hub repo to create or update).")
-    metric = (config.metric_for_best_model or "loss").removeprefix("eval_")
-    if metric not in REPORTED_METRICS:  # Trainer would find out after training, in a KeyError
-        raise AFTError(f"--metric_for_best_model {config.metric_for_best_model!r} is not a metric of hf-aft's "
-                       f"evaluation: choose one of {', '.join(REPORTED_METRICS)}.")
+    if script_args.problem_type not in (None, *METRICS_BY_PROBLEM_TYPE):
+        raise AFTError(f"--problem_type {script_args.problem_type!r} is not a problem type hf-aft trains: choose "
+                       f"one of {', '.join(METRICS_BY_PROBLEM_TYPE)}.")
     if script_args.beta_auto and config.transfer == "none":
         raise AFTError("--beta auto searches the weight of the transfer loss: use --transfer aft, kd or rkd.")
     fraction = script_args.beta_validation_fraction
@@ -237,17 +244,15 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
         config.distributed_state.wait_for_everyone()
     splits = load_labelled_splits(script_args.dataset_name, script_args.dataset_config, script_args.train_split,
                                   script_args.eval_split, script_args.image_column or script_args.text_column,
-                                  script_args.label_column, script_args.beta_validation_split, script_args.beta_auto)
+                                  script_args.label_column, script_args.beta_validation_split, script_args.beta_auto,
+                                  script_args.problem_type)
+    check_task_options(script_args, config, splits.labels.problem_type)
 
     def load():
         transformers.set_seed(config.seed)  # --seed also decides the new head's initial weights
         return load_student(script_args.model_name_or_path, splits.labels, script_args.image_column)
 
-    check_group_columns(splits.eval, script_args.group_column, script_args.group_min_rows, splits.eval_name)
-    if splits.eval is not None:  # what pairs this run's eval predictions with a baseline's, row by row
-        run["eval_rows_sha256"] = eval_rows_sha256(splits.eval, [script_args.image_column or script_args.text_column,
-                                                                  script_args.label_column])
-        check_baseline_rows(script_args.baseline_dir, run["eval_rows_sha256"], splits.eval_name)
+    run["eval_rows_sha256"] = check_eval_comparisons(script_args, splits)
     script_args.eval_split = splits.eval_name  # the splits actually used (the card names them)
     script_args.beta_validation_split = splits.validation_name
     unlabeled = run["unlabeled_raw"] = _load_unlabeled(script_args, splits)
@@ -292,7 +297,8 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
                     beta_search, push, run) -> dict:
     checkpoint = (beta_search or {}).get("checkpoint")
     args = resumable_args(config, beta_search["budget"]["final_run_steps"]) if checkpoint else config
-    run["metrics"] = RecordedMetrics()  # keeps the last evaluation's predictions (group_report.py)
+    labels = run["splits"].labels  # RecordedMetrics keeps the last evaluation's predictions (group_report.py)
+    run["metrics"] = compute_metrics_for(labels)
     trainer = AFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=processor, teacher_infos=infos, peft_config=peft_config,
                          image_column=script_args.image_column, compute_metrics=run["metrics"],
@@ -303,7 +309,6 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
     result = trainer.train(resume_from_checkpoint=checkpoint or config.resume_from_checkpoint)
     if beta_search is not None and trainer.is_world_process_zero():
         shutil.rmtree(os.path.join(config.output_dir, BETA_SEARCH_RUNS), ignore_errors=True)
-    trainer.save_model()
     trainer.save_metrics("train", result.metrics)
     summary = {"output_dir": os.path.abspath(config.output_dir), "train": result.metrics, "beta": config.beta,
                "beta_note": beta_note(config, beta_search, trainer.terms_summary()),
@@ -315,6 +320,9 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
     if eval_set is not None:
         summary["eval"] = trainer.evaluate()
         trainer.save_metrics("eval", summary["eval"])
+    if getattr(labels, "standardize", False):  # after the evaluation, whose metrics undo the standardisation
+        fold_target_scale(trainer.accelerator.unwrap_model(trainer.model), labels.mean, labels.std)
+    trainer.save_model()
     trainer.save_state()
     if beta_search is not None:
         if trainer.is_world_process_zero():

@@ -105,13 +105,28 @@ def current_revision(spec: str) -> str:
 
 
 def split_summary(dataset, label_column: str) -> dict:
-    """Rows, label distribution (label -> count) and fingerprint of one split."""
+    """Rows, label distribution (label -> count; a multi-label split counts each class of a row; a regression's
+    targets get their mean, standard deviation, minimum and maximum instead) and fingerprint of one split."""
     if dataset is None:
         return {}
-    counts = Counter(dataset[label_column]) if label_column in dataset.column_names else Counter()
-    names = getattr(dataset.features.get(label_column), "names", None)
+    feature = dataset.features.get(label_column)
+    values = dataset[label_column] if label_column in dataset.column_names else []
+    if getattr(feature, "feature", None) is not None:  # lists of classes
+        feature, values = feature.feature, [v for row in values for v in (row or [])]
+    elif getattr(feature, "dtype", "").startswith("float"):
+        return {"rows": len(dataset), "targets": _target_summary(values), "fingerprint": dataset._fingerprint}
+    counts = Counter(values)
+    names = getattr(feature, "names", None)
     distribution = {(names[k] if names and isinstance(k, int) else str(k)): n for k, n in sorted(counts.items())}
     return {"rows": len(dataset), "labels": distribution, "fingerprint": dataset._fingerprint}
+
+
+def _target_summary(values: list) -> dict:
+    import numpy as np
+
+    finite = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    return {"mean": float(finite.mean()), "std": float(finite.std()), "min": float(finite.min()),
+            "max": float(finite.max())} if finite.size else {}
 
 
 def student_revision(name: str) -> str:

@@ -10,8 +10,8 @@ import numpy as np
 from .audit import card_summary, seal, teacher_record, utc_now, write_record
 from .card import read_card_inputs, write_model_card
 from .claims import stamped
+from .cost import HEADLINE, cost_report, write_cost_report
 from .cost import card_summary as cost_card_summary
-from .cost import cost_report, write_cost_report
 from .features import FEATURES_COLUMN
 from .group_report import finish_groups, summary_lines
 from .provenance import device_name, library_versions, split_summary, student_revision, teacher_specs
@@ -69,7 +69,8 @@ def _cost(trainer, script_args, config, run: dict, summary: dict) -> dict:
         "train_labels": np.asarray(train_set["labels"]) if features is not None else None,
         "eval_labels": np.asarray(eval_set["labels"]) if eval_set is not None else None,
         "text_column": script_args.text_column, "image_column": script_args.image_column,
-        "max_length": script_args.max_length, "eval_accuracy": (summary.get("eval") or {}).get("eval_accuracy"),
+        "max_length": script_args.max_length, "problem_type": run["splits"].labels.problem_type,
+        "eval_score": (summary.get("eval") or {}).get("eval_" + HEADLINE[run["splits"].labels.problem_type]),
         "train_seconds": (summary.get("train") or {}).get("train_runtime"),
         "extraction_seconds": run.get("extraction_seconds")}
     report = cost_report(inputs)

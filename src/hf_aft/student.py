@@ -71,6 +71,19 @@ def copies_of(model: nn.Module, name: str) -> list[nn.Module]:
     return [dict(model.named_modules())[name], *found]
 
 
+def fold_target_scale(model, mean: float, std: float) -> None:
+    """Scale the head's final linear layer (and its peft copies) so that it outputs std * y + mean: a regression
+    student trained on standardised targets then predicts in the data's units, with no hf-aft code to read it. The
+    scale is also kept in its config (`target_mean`, `target_std`) for the card."""
+    model.config.target_mean, model.config.target_std = mean, std
+    name, _ = find_feature_module(model)
+    with torch.no_grad():
+        for linear in copies_of(model, name):
+            linear.weight.mul_(std)
+            if linear.bias is not None:
+                linear.bias.mul_(std).add_(mean)
+
+
 class StudentFeatureCapture:
     """Keeps the last input of one module of the student; `pop()` returns it once as [B, d].
 
@@ -136,6 +149,7 @@ def load_student(name: str, labels=None, image_column: str | None = None):
     auto_model, auto_processor = ((AutoModelForImageClassification, AutoImageProcessor) if image_column else
                                   (AutoModelForSequenceClassification, AutoTokenizer))
     head = ({"num_labels": len(labels.names), "id2label": labels.id2label, "label2id": labels.label2id,
+             "problem_type": getattr(labels, "problem_type", "single_label_classification"),
              "ignore_mismatched_sizes": True} if labels is not None else {})
     try:
         processor = auto_processor.from_pretrained(name)
@@ -146,6 +160,8 @@ def load_student(name: str, labels=None, image_column: str | None = None):
         where = "" if os.path.exists(name) else "not a local folder, and from the Hub: "
         raise AFTError(f"could not load the {kind}student {name!r}: {where}{one_line(error)}") from error
     _warn_unexpected_new_weights(name, info)
+    if getattr(labels, "threshold", None) is not None:
+        model.config.decision_threshold = labels.threshold  # saved in config.json: where a class's sigmoid counts
     set_pad_token(model, processor)
     teach_token_limit(model, processor)  # the tokenizer then knows what the model can take (its position table)
     return model, processor

@@ -59,10 +59,14 @@ def run(argv: list[str]) -> dict:
 
 def _rank(args: RankArguments, options, output: str) -> dict:
     from ..data import load_labelled_splits
+    from ..errors import AFTError
     from ..ranking import format_table, rank_teachers
 
     splits = load_labelled_splits(args.dataset_name, args.dataset_config, args.train_split, None, args.text_column,
                                   args.label_column)
+    if splits.labels.problem_type != "single_label_classification":
+        raise AFTError(f"the label column {args.label_column!r} holds {splits.labels.problem_type} targets: "
+                       "rank-teachers ranks teachers for single-label classification only for now.")
     labels = splits.labels.encode(splits.train)["labels"]  # class ids; features come from the raw split, as training
     rows = rank_teachers(splits.train, labels, options.teachers, options, args.model_name_or_path, args.folds,
                          args.seed, args.text_column)

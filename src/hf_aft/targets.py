@@ -1,0 +1,245 @@
+"""What a label column asks the student to predict (`--problem_type`, transformers' `config.problem_type` names):
+
+- `single_label_classification`: one class per row (a `ClassLabel`, strings, integers): `data.Labels`.
+- `multi_label_classification`: a set of classes per row (a `Sequence(ClassLabel)`, or lists of names or integers):
+  `MultiLabels`, a multi-hot `labels` column; the student's head is sigmoid per class, trained with binary
+  cross-entropy (transformers' own loss for this problem type), decided at `threshold` (saved with the student).
+- `regression`: a number per row (a float column): `RegressionTargets`, trained with mean squared error.
+
+`infer_problem_type` picks the type from the column's feature; `--problem_type` overrides it when the column can be
+read that way too (integers as targets of a regression, floats that are whole numbers as classes).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+import pyarrow.compute as pc
+
+from .errors import AFTError
+
+SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
+PROBLEM_TYPES = (SINGLE, MULTI, REGRESSION)
+DEFAULT_THRESHOLD = 0.5
+
+
+def _value_kind(feature) -> str | None:
+    """"class", "text", "int", "float", "bool" for a scalar feature, else None."""
+    if isinstance(feature, datasets.ClassLabel):
+        return "class"
+    if not isinstance(feature, datasets.Value):
+        return None
+    dtype = feature.dtype
+    return ("text" if dtype in ("string", "large_string") else "bool" if dtype == "bool" else
+            "int" if dtype.startswith(("int", "uint")) else "float" if dtype.startswith("float") else None)
+
+
+def possible_problem_types(feature) -> list[str]:
+    """The problem types a label column's feature can be read as, the inferred one first."""
+    inner = getattr(feature, "feature", None)  # Sequence / List / LargeList
+    if inner is not None:
+        return [MULTI] if _value_kind(inner) in ("class", "text", "int", "bool") else []
+    kind = _value_kind(feature)
+    return {"class": [SINGLE], "text": [SINGLE], "bool": [SINGLE], "int": [SINGLE, REGRESSION],
+            "float": [REGRESSION, SINGLE]}.get(kind, [])
+
+
+def infer_problem_type(dataset: datasets.Dataset, column: str, problem_type: str | None = None) -> str:
+    """`problem_type` when the column can be read that way, else the one its feature says.
+
+    Raises:
+        AFTError: a column that fits no problem type, or not the one asked for (the line says which it could be).
+    """
+    feature = dataset.features[column]
+    possible = possible_problem_types(feature)
+    if not possible:
+        raise AFTError(f"the label column {column!r} holds {feature}: not class labels (strings, integers, a "
+                       "ClassLabel), lists of them (multi-label) or numbers (regression); choose another "
+                       "--label_column, or convert the column.")
+    if problem_type is None:
+        if possible[0] != SINGLE:
+            print(f"the label column {column!r} holds {feature}: training for {possible[0]} (--problem_type "
+                  f"{' or '.join(possible)})", flush=True)
+        return possible[0]
+    if problem_type not in possible:
+        raise AFTError(f"--problem_type {problem_type} does not fit the label column {column!r} ({feature}): it can "
+                       f"be {' or '.join(possible)}.")
+    return problem_type
+
+
+@dataclass
+class MultiLabels:
+    """A set of classes per row: class names in id order; `encode` writes a multi-hot float `labels` column."""
+
+    names: list[str]
+    column: str
+    threshold: float = DEFAULT_THRESHOLD
+    problem_type: str = MULTI
+    is_class_label: bool = False
+
+    @classmethod
+    def from_dataset(cls, dataset: datasets.Dataset, column: str) -> MultiLabels:
+        inner = dataset.features[column].feature
+        if isinstance(inner, datasets.ClassLabel):
+            return cls(list(inner.names), column, is_class_label=True)
+        values = dataset.select_columns([column]).with_format("arrow")[:][column]
+        if values.null_count:
+            raise AFTError(f"the label column {column!r} has rows with no list (missing values): give an empty list "
+                           "for a row with no class, or drop those rows.")
+        names = pc.unique(pc.list_flatten(values)).to_pylist()
+        if None in names:
+            raise AFTError(f"the label column {column!r} has a missing class inside a row's list: drop it.")
+        return cls([str(v) for v in sorted(names, key=lambda v: (str(type(v)), v))], column)
+
+    def check_classes(self) -> None:
+        if len(self.names) < 2:
+            raise AFTError(f"the multi-label column {self.column!r} names {len(self.names)} class(es) "
+                           f"({self.names}): a multi-label classifier needs at least 2.")
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.names))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.names)}
+
+    def multi_hot(self, dataset: datasets.Dataset, split: str = "train") -> np.ndarray:
+        """[rows, classes] float32 of 0 and 1.
+
+        Raises:
+            AFTError: a row naming a class the training split lacks, or a missing list.
+        """
+        rows = dataset[self.column]
+        encoded = np.zeros((len(rows), len(self.names)), dtype=np.float32)
+        index = {i: i for i in range(len(self.names))} if self.is_class_label else self.label2id
+        for row, classes in enumerate(rows):
+            if classes is None:
+                raise AFTError(f"the {split} split's label column {self.column!r} has no list at row {row}: give an "
+                               "empty list for a row with no class, or drop the row.")
+            for value in classes:
+                key = value if self.is_class_label else str(value)
+                if key not in index:
+                    raise AFTError(f"the {split} split's row {row} names class {value!r}, which the training split's "
+                                   f"{self.column!r} lacks (it has {self.names[:10]}): drop it or add it to training.")
+                encoded[row, index[key]] = 1.0
+        return encoded
+
+    def check_split(self, dataset: datasets.Dataset, split: str) -> None:
+        self.multi_hot(dataset, split)
+
+    def encode(self, dataset: datasets.Dataset, split: str = "train") -> datasets.Dataset:
+        info = dataset.info.description
+        if self.column != "labels" and "labels" in dataset.column_names:  # the student reads `labels`: this one
+            dataset = dataset.remove_columns("labels")
+        encoded = dataset.remove_columns(self.column).add_column(
+            "labels", list(self.multi_hot(dataset, split)), feature=datasets.Sequence(datasets.Value("float32")))
+        encoded.info.description = info
+        return encoded
+
+
+@dataclass
+class RegressionTargets:
+    """A number per row; `encode` writes it as float32 `labels` (one output: the head has num_labels=1), standardised
+    with the training split's `mean` and `std` when `standardize` (so that a head starting near 0 and the task loss
+    see targets of unit scale, whatever the data's units); `student.fold_target_scale` then makes the trained student
+    predict in the data's units again."""
+
+    column: str
+    mean: float = 0.0
+    std: float = 1.0
+    standardize: bool = True
+    problem_type: str = REGRESSION
+    is_class_label: bool = False
+
+    @classmethod
+    def from_dataset(cls, dataset: datasets.Dataset, column: str, standardize: bool = True) -> RegressionTargets:
+        targets = cls(column, standardize=standardize)
+        values = targets.values(dataset)
+        if standardize:
+            targets.mean, targets.std = float(values.mean()), float(values.std()) or 1.0
+        return targets
+
+    @property
+    def names(self) -> list[str]:
+        return [self.column]
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return {0: self.column}
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {self.column: 0}
+
+    def check_classes(self) -> None:
+        pass
+
+    def values(self, dataset: datasets.Dataset, split: str = "train") -> np.ndarray:
+        """[rows] float32.
+
+        Raises:
+            AFTError: a missing, NaN or infinite target (naming the first such row).
+        """
+        raw = dataset[self.column]
+        bad = next((i for i, v in enumerate(raw) if v is None or not math.isfinite(float(v))), None)
+        if bad is not None:
+            raise AFTError(f"the {split} split's target column {self.column!r} has no finite number at row {bad} "
+                           f"({raw[bad]!r}): drop or fill those rows.")
+        return np.asarray(raw, dtype=np.float32)
+
+    def check_split(self, dataset: datasets.Dataset, split: str) -> None:
+        self.values(dataset, split)
+
+    def encode(self, dataset: datasets.Dataset, split: str = "train") -> datasets.Dataset:
+        info = dataset.info.description
+        if self.column != "labels" and "labels" in dataset.column_names:  # the student reads `labels`: this one
+            dataset = dataset.remove_columns("labels")
+        values = (self.values(dataset, split) - self.mean) / self.std
+        encoded = dataset.remove_columns(self.column).add_column(
+            "labels", values.astype(np.float32), feature=datasets.Value("float32"))
+        encoded.info.description = info
+        return encoded
+
+
+# What a run with a multi-label or regression student cannot use yet, and why (checked before any teacher runs).
+SINGLE_LABEL_ONLY = {
+    "beta_auto": "--beta auto (its choice rule compares accuracies, paired by example)",
+    "unlabeled_dataset": "--unlabeled_dataset (its rows are marked with the class id -100)",
+    "distill": "--distill (the probe and the task teacher give class probabilities)",
+    "group_column": "--group_column (its per-group results are accuracies)",
+}
+
+
+def check_supported(problem_type: str, **given) -> None:
+    """Refuses the options in `given` (name -> whether it is on) that work for single-label classification only.
+
+    Raises:
+        AFTError: the first such option that is on, naming the problem type and the way out.
+    """
+    if problem_type == SINGLE:
+        return
+    for name, on in given.items():
+        if on:
+            raise AFTError(f"{SINGLE_LABEL_ONLY[name]} works for single-label classification only, and this run is "
+                           f"{problem_type} (from the label column, or --problem_type): drop that option.")
+
+
+def check_task_options(script_args, config, problem_type: str) -> None:
+    """Before any teacher runs (`ScriptArguments`, `AFTConfig`): the metric to keep the best model by is one this
+    problem type reports (lower is better for errors), and the single-label-only options are off."""
+    from .metrics import METRICS_BY_PROBLEM_TYPE
+
+    reported = METRICS_BY_PROBLEM_TYPE[problem_type]
+    metric = (config.metric_for_best_model or "loss").removeprefix("eval_")
+    if metric not in reported:  # Trainer would find out after training, in a KeyError
+        raise AFTError(f"--metric_for_best_model {config.metric_for_best_model!r} is not a metric of hf-aft's "
+                       f"evaluation of a {problem_type} student: choose one of {', '.join(reported)}.")
+    if config.metric_for_best_model and metric in ("mse", "mae"):
+        config.greater_is_better = False
+    check_supported(problem_type, beta_auto=script_args.beta_auto, group_column=bool(script_args.group_column),
+                    unlabeled_dataset=bool(script_args.unlabeled_dataset),
+                    distill=config.distill not in ("none", "auto"))

@@ -1,0 +1,150 @@
+"""Multi-label and regression students (issue 27): targets read from the label column (or --problem_type), their
+encoding, losses, metrics, the regression's standardisation folded back into the head, and the one-line refusals."""
+
+from __future__ import annotations
+
+import json
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from test_hub import one_error_line
+from tiny import save_student, save_teacher, sentiment_dataset
+
+from hf_aft.commands import main
+from hf_aft.data import load_labelled_splits, read_targets
+from hf_aft.errors import AFTError
+from hf_aft.metrics import multi_label_metrics, regression_metrics
+from hf_aft.targets import MULTI, REGRESSION, SINGLE, infer_problem_type
+
+
+def _tagged(n: int, seed: int) -> datasets.Dataset:
+    """Texts with a multi-label `tags` column (a row may hold two classes) and a `score` far from 0."""
+    data = sentiment_dataset(n, seed)
+    tags = [(["pos"] if label else []) + (["odd"] if i % 2 else []) for i, label in enumerate(data["label"])]
+    score = [1000.0 + 40 * label + 0.5 * (i % 3) for i, label in enumerate(data["label"])]
+    return data.add_column("tags", tags).add_column("score", score)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("targets")
+    datasets.DatasetDict(train=_tagged(64, 0), test=_tagged(32, 1)).save_to_disk(root / "data")
+    return {"root": root, "data": root / "data", "student": save_student(root / "student"),
+            "teacher": save_teacher(root / "teacher")}
+
+
+def _train(world, out, *extra) -> int:
+    return main(["train", "--model_name_or_path", str(world["student"]), "--dataset_name", str(world["data"]),
+                 "--output_dir", str(out), "--per_device_train_batch_size", "8", "--max_steps", "24",
+                 "--learning_rate", "1e-2", "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true",
+                 "--teachers", str(world["teacher"]), *extra])
+
+
+def test_problem_types_come_from_the_column_and_can_be_overridden():
+    data = datasets.Dataset.from_dict({"c": ["a", "b"], "i": [0, 1], "f": [0.5, 1.5], "l": [["a"], ["a", "b"]],
+                                       "d": [{"x": 1}, {"x": 2}]})
+    assert [infer_problem_type(data, c) for c in ("c", "i", "f", "l")] == [SINGLE, SINGLE, REGRESSION, MULTI]
+    assert infer_problem_type(data, "i", REGRESSION) == REGRESSION
+    with pytest.raises(AFTError, match=r"--problem_type multi_label_classification does not fit .*'f'.* can be "
+                                       r"regression or single_label_classification"):
+        infer_problem_type(data, "f", MULTI)
+    with pytest.raises(AFTError, match=r"label column 'd' holds .*lists of them \(multi-label\) or numbers"):
+        infer_problem_type(data, "d")
+
+
+def test_a_multi_label_row_with_two_labels_is_multi_hot():
+    data = datasets.Dataset.from_dict({"text": ["x", "y", "z"], "tags": [["b", "a"], [], ["b"]]})
+    targets = read_targets(data, "tags")
+    assert targets.names == ["a", "b"]
+    assert np.asarray(targets.encode(data)["labels"]).tolist() == [[1, 1], [0, 0], [0, 1]]
+
+
+def test_a_regression_target_far_from_zero_is_standardised_and_decoded():
+    data = datasets.Dataset.from_dict({"text": ["x"] * 4, "y": [1000.0, 1002.0, 1004.0, 1006.0]})
+    targets = read_targets(data, "y")
+    encoded = np.asarray(targets.encode(data)["labels"])
+    assert targets.mean == pytest.approx(1003.0) and encoded.mean() == pytest.approx(0, abs=1e-6)
+    assert encoded.std() == pytest.approx(1, abs=1e-5)
+
+
+def test_metrics_match_a_hand_computation():
+    scores = np.array([[0.9, 0.2], [0.6, 0.7], [0.1, 0.4]])
+    references = np.array([[1, 0], [1, 1], [0, 1]])
+    # predicted [[1,0],[1,1],[0,0]]: tp 3, fp 0, fn 1 -> micro F1 6/7; class 0 F1 1, class 1 F1 2/3
+    result = multi_label_metrics(scores, references)
+    assert result == pytest.approx({"micro_f1": 6 / 7, "macro_f1": (1 + 2 / 3) / 2, "subset_accuracy": 2 / 3})
+    reg = regression_metrics(np.array([1.0, 2.0, 4.0]), np.array([1.0, 3.0, 3.0]))
+    assert reg["mse"] == pytest.approx(2 / 3) and reg["mae"] == pytest.approx(2 / 3)
+    assert reg["pearson"] == pytest.approx(np.corrcoef([1, 2, 4], [1, 3, 3])[0, 1])
+    assert reg["spearman"] == pytest.approx(0.8660254)
+
+
+def test_a_multi_label_student_trains_with_bce_and_saves_its_threshold(world):
+    out = world["root"] / "tags"
+    assert _train(world, out, "--label_column", "tags") == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    assert {"eval_micro_f1", "eval_macro_f1", "eval_subset_accuracy"} <= set(results)
+    config = json.loads((out / "config.json").read_text())
+    assert config["problem_type"] == MULTI and config["decision_threshold"] == 0.5
+    assert config["id2label"] == {"0": "odd", "1": "pos"}
+    card = (out / "README.md").read_text()
+    assert "multi-label" in card and "| micro_f1 |" in card
+
+
+def test_a_regression_student_predicts_in_the_data_units(world):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    out = world["root"] / "score"
+    assert _train(world, out, "--label_column", "score", "--max_steps", "60") == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    test = datasets.load_from_disk(str(world["data"]))["test"]
+    with torch.no_grad():
+        predicted = model(**tokenizer(list(test["text"]), padding=True, return_tensors="pt")).logits[:, 0].numpy()
+    truth = np.asarray(test["score"])
+    assert predicted.mean() == pytest.approx(truth.mean(), abs=25)  # in the data's units, not standardised ones
+    assert results["eval_mse"] == pytest.approx(float(((predicted - truth) ** 2).mean()), rel=1e-4)
+    scores = pipeline("text-classification", model=model, tokenizer=tokenizer, function_to_apply="none")(
+        list(test["text"][:3]))
+    assert [s["score"] for s in scores] == pytest.approx(predicted[:3].tolist(), abs=1e-4)
+    assert "regression" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("case,argv,fragments", [
+    ("nan target", ["--label_column", "score", "--dataset_name", "NAN"], ("no finite number at row 3",)),
+    ("unknown class in eval", ["--label_column", "tags", "--dataset_name", "UNKNOWN"], ("class 'new'",)),
+    ("problem type that does not fit", ["--label_column", "tags", "--problem_type", "regression"],
+     ("does not fit", "multi_label_classification")),
+    ("unknown problem type", ["--problem_type", "ranking"], ("--problem_type 'ranking'",)),
+    ("beta auto with regression", ["--label_column", "score", "--beta", "auto"], ("--beta auto", "regression")),
+    ("groups with multi-label", ["--label_column", "tags", "--group_column", "text"], ("--group_column",)),
+    ("metric of another type", ["--label_column", "score", "--metric_for_best_model", "accuracy",
+                                "--load_best_model_at_end", "true", "--eval_strategy", "epoch", "--save_strategy",
+                                "epoch"], ("mse, mae",)),
+])
+def test_refusals_are_one_line_before_any_teacher_runs(world, capsys, monkeypatch, case, argv, fragments):
+    import hf_aft.features
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("a teacher ran")
+
+    monkeypatch.setattr(hf_aft.features, "extract_teacher_features", no_teacher)
+    if "NAN" in argv or "UNKNOWN" in argv:
+        bad = _tagged(16, 2)
+        if "NAN" in argv:
+            bad = bad.map(lambda row, i: {"score": float("nan") if i == 3 else row["score"]}, with_indices=True)
+        else:
+            bad = bad.map(lambda row, i: {"tags": ["new"] if i == 2 else row["tags"]}, with_indices=True)
+        path = world["root"] / f"bad-{case.replace(' ', '-')}"
+        datasets.DatasetDict(train=_tagged(32, 0) if "UNKNOWN" in argv else bad, test=bad).save_to_disk(path)
+        argv = [str(path) if a in ("NAN", "UNKNOWN") else a for a in argv]
+    assert _train(world, world["root"] / f"out-{case.replace(' ', '-')}", *argv) == 2
+    one_error_line(capsys, *fragments)
+
+
+def test_load_labelled_splits_reads_the_problem_type_in_python(world):
+    splits = load_labelled_splits(str(world["data"]), label_column="score")
+    assert splits.labels.problem_type == REGRESSION and splits.labels.names == ["score"]
