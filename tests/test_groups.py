@@ -14,6 +14,7 @@ import datasets
 import numpy as np
 import pytest
 import tiny
+from test_hub import one_error_line
 
 from hf_aft.commands import main
 from hf_aft.group_report import flag_lines, group_report, summary_lines
@@ -192,15 +193,6 @@ def train(student_dir, data, out, *extra):
             "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true",
             "--group_column", "source", "--group_min_rows", "10", *extra]
     assert main(args) == 0
-
-
-def one_error_line(capsys, *fragments) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("hf-aft: error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

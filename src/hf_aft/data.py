@@ -20,7 +20,17 @@ from .data_files import FILE_BUILDERS, check_parquet_columns, file_format, folde
 from .errors import AFTError, one_line, warn_once
 from .faults import disk_errno, disk_error
 from .filesystems import nearest_existing
-from .targets import MULTI, REGRESSION, SINGLE, MultiLabels, RegressionTargets, infer_problem_type
+from .targets import (
+    MULTI,
+    REGRESSION,
+    SINGLE,
+    ClassNames,
+    MultiLabels,
+    RegressionTargets,
+    drop_other_labels,
+    infer_problem_type,
+    with_labels,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +183,7 @@ def check_inputs(dataset: datasets.Dataset, column: str, split: str) -> None:
 
 
 @dataclass
-class Labels:
+class Labels(ClassNames):
     """Class names in id order; `encode` maps a dataset's label column to ids in a `labels` column."""
 
     names: list[str]
@@ -205,31 +215,17 @@ class Labels:
             raise AFTError(f"the training split's label column {self.column!r} holds one class only "
                            f"({self.names}): a classifier needs at least 2 classes.")
 
-    @property
-    def id2label(self) -> dict[int, str]:
-        return dict(enumerate(self.names))
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.names)}
-
     def encode(self, dataset: datasets.Dataset) -> datasets.Dataset:
-        """The label column as class ids in a `labels` column. Only that column is written (`add_column`): the
-        other columns, the wide teacher features among them, are referenced, not copied; a `labels` column that is
-        not the label column is dropped (the student reads `labels`)."""
-        if self.column != "labels" and "labels" in dataset.column_names:
-            dataset = dataset.remove_columns("labels")
+        """The label column as class ids in a `labels` column (`targets.with_labels`; a ClassLabel is renamed)."""
         if self.is_class_label:
+            dataset = drop_other_labels(dataset, self.column)
             return dataset.rename_column(self.column, "labels") if self.column != "labels" else dataset
         label2id = self.label2id
         values = [str(v) for v in dataset[self.column]]
         unknown = set(values) - set(label2id)
         if unknown:
             raise AFTError(f"labels {sorted(unknown)[:5]} appear outside the training split's labels {self.names}.")
-        info = dataset.info.description
-        encoded = dataset.remove_columns(self.column).add_column("labels", [label2id[v] for v in values])
-        encoded.info.description = info  # the teachers' provenance, if any
-        return encoded
+        return with_labels(dataset, self.column, [label2id[v] for v in values])
 
 
 def hidden_label_row(dataset: datasets.Dataset, column: str) -> int | None:

@@ -233,8 +233,10 @@ def finish_groups(trainer, script_args, run: dict, summary: dict) -> dict | None
                                              script_args.text_column, script_args.image_column, script_args.max_length,
                                              run["eval_rows_sha256"])
         if ran:  # its own results may be for other rows: the card's overall comparison uses these predictions too
-            run["baseline_results"] = {"eval_accuracy": float((baseline == labels).mean()),
-                                       "eval_macro_f1": _macro_f1(baseline, labels)}
+            from .metrics import ClassificationMetrics
+
+            scored = ClassificationMetrics().compute(predictions=baseline, references=labels)
+            run["baseline_results"] = {f"eval_{name}": value for name, value in scored.items()}
             print(f"the baseline {script_args.baseline_dir} kept no predictions for these eval rows: its student "
                   "was run on them", flush=True)
     report = group_report(predictions, labels, eval_raw, script_args.group_column, script_args.group_min_rows,
@@ -246,12 +248,6 @@ def finish_groups(trainer, script_args, run: dict, summary: dict) -> dict | None
     summary["eval"]["eval_groups"] = report["columns"]
     trainer.save_metrics("eval", summary["eval"])
     return report
-
-
-def _macro_f1(predictions, labels) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(labels, predictions, average="macro", zero_division=0))
 
 
 def _no_probe_reason(trainer, script_args) -> str:

@@ -70,8 +70,36 @@ def infer_problem_type(dataset: datasets.Dataset, column: str, problem_type: str
     return problem_type
 
 
+def drop_other_labels(dataset: datasets.Dataset, column: str) -> datasets.Dataset:
+    """Without a `labels` column that is not the label `column` (the student reads `labels`)."""
+    return dataset.remove_columns("labels") if column != "labels" and "labels" in dataset.column_names else dataset
+
+
+def with_labels(dataset: datasets.Dataset, column: str, values, feature=None) -> datasets.Dataset:
+    """`column` replaced by `values` in a `labels` column. Only that column is written (`add_column`): the others,
+    the wide teacher features among them, are referenced, not copied; the teachers' provenance is kept."""
+    info = dataset.info.description
+    encoded = drop_other_labels(dataset, column).remove_columns(column).add_column("labels", values, feature=feature)
+    encoded.info.description = info
+    return encoded
+
+
+class ClassNames:
+    """`id2label` and `label2id` of a `names` list (class names in id order)."""
+
+    names: list[str]
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.names))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.names)}
+
+
 @dataclass
-class MultiLabels:
+class MultiLabels(ClassNames):
     """A set of classes per row: class names in id order; `encode` writes a multi-hot float `labels` column."""
 
     names: list[str]
@@ -99,14 +127,6 @@ class MultiLabels:
             raise AFTError(f"the multi-label column {self.column!r} names {len(self.names)} class(es) "
                            f"({self.names}): a multi-label classifier needs at least 2.")
 
-    @property
-    def id2label(self) -> dict[int, str]:
-        return dict(enumerate(self.names))
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.names)}
-
     def multi_hot(self, dataset: datasets.Dataset, split: str = "train") -> np.ndarray:
         """[rows, classes] float32 of 0 and 1.
 
@@ -132,17 +152,12 @@ class MultiLabels:
         self.multi_hot(dataset, split)
 
     def encode(self, dataset: datasets.Dataset, split: str = "train") -> datasets.Dataset:
-        info = dataset.info.description
-        if self.column != "labels" and "labels" in dataset.column_names:  # the student reads `labels`: this one
-            dataset = dataset.remove_columns("labels")
-        encoded = dataset.remove_columns(self.column).add_column(
-            "labels", list(self.multi_hot(dataset, split)), feature=datasets.Sequence(datasets.Value("float32")))
-        encoded.info.description = info
-        return encoded
+        return with_labels(dataset, self.column, list(self.multi_hot(dataset, split)),
+                           datasets.Sequence(datasets.Value("float32")))
 
 
 @dataclass
-class RegressionTargets:
+class RegressionTargets(ClassNames):
     """A number per row; `encode` writes it as float32 `labels` (one output: the head has num_labels=1), standardised
     with the training split's `mean` and `std` when `standardize` (so that a head starting near 0 and the task loss
     see targets of unit scale, whatever the data's units); `student.fold_target_scale` then makes the trained student
@@ -164,16 +179,8 @@ class RegressionTargets:
         return targets
 
     @property
-    def names(self) -> list[str]:
+    def names(self) -> list[str]:  # the head's one output
         return [self.column]
-
-    @property
-    def id2label(self) -> dict[int, str]:
-        return {0: self.column}
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {self.column: 0}
 
     def check_classes(self) -> None:
         pass
@@ -195,14 +202,8 @@ class RegressionTargets:
         self.values(dataset, split)
 
     def encode(self, dataset: datasets.Dataset, split: str = "train") -> datasets.Dataset:
-        info = dataset.info.description
-        if self.column != "labels" and "labels" in dataset.column_names:  # the student reads `labels`: this one
-            dataset = dataset.remove_columns("labels")
         values = (self.values(dataset, split) - self.mean) / self.std
-        encoded = dataset.remove_columns(self.column).add_column(
-            "labels", values.astype(np.float32), feature=datasets.Value("float32"))
-        encoded.info.description = info
-        return encoded
+        return with_labels(dataset, self.column, values.astype(np.float32), datasets.Value("float32"))
 
 
 # What a run with a multi-label or regression student cannot use yet, and why (checked before any teacher runs).
