@@ -12,6 +12,7 @@ import torch
 
 from ..data import check_texts
 from ..errors import AFTError, require_extra
+from ..words import is_word_lists
 from .backends import TEACHER_BACKENDS, check_backend
 from .image import IMAGE_POOLINGS, ImageTeacher
 from .loading import (
@@ -55,6 +56,8 @@ def _check_text_column(dataset: datasets.Dataset, spec: str, config, text_column
         raise AFTError(f"teacher {spec!r} is a text model ({config.model_type}) but the dataset has no text column "
                        f"{text_column!r} (columns {dataset.column_names}): choose an image teacher for images, or "
                        "pass text_column=... (--text_column).")
+    if is_word_lists(feature):  # token classification: a list of words per row (word_features.py)
+        return
     if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
         raise AFTError(f"teacher {spec!r} is a text model ({config.model_type}) but column {text_column!r} holds "
                        f"{feature}, not text: choose an image teacher for images, or another --text_column.")
