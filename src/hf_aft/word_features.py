@@ -241,3 +241,13 @@ def scan_word_features(dataset: datasets.Dataset, infos: list[TeacherInfo]) -> l
     counts = np.repeat(np.maximum(count, 1), [info.dim for info in infos])
     variance = np.maximum(total_sq / counts - (total / counts) ** 2, 0.0)
     return [float(np.sqrt(variance[lo:hi].sum())) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def word_matrix(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The per-word column as one float32 [all words, width] array (NaN rows: words a teacher did not see) and the
+    number of words of each row (for the cost report's per-word probe)."""
+    column = dataset.select_columns([FEATURES_COLUMN]).with_format("arrow")[:][FEATURES_COLUMN]
+    counts = np.asarray(pc.list_value_length(column), dtype=np.int64)
+    words = pa.concat_arrays(column.chunks).flatten()
+    width = pc.list_value_length(words[:1])[0].as_py() if len(words) else 0
+    return _word_rows(column, width), counts

@@ -80,7 +80,10 @@ def print_summary(summary: dict) -> None:
     if summary.get("terms_note"):
         print(summary["terms_note"])
     eval_metrics = summary.get("eval", {})
-    if eval_metrics:
+    if "eval_f1" in eval_metrics:  # token classification: entities (seqeval) and tokens
+        print("eval " + "  ".join(f"{k} {eval_metrics[f'eval_{k}']:.4f}" for k in ("f1", "precision", "recall",
+                                                                                "accuracy")))
+    elif eval_metrics:
         print(f"eval accuracy {eval_metrics.get('eval_accuracy', float('nan')):.4f}  "
               f"macro-F1 {eval_metrics.get('eval_macro_f1', float('nan')):.4f}")
     for line in summary.get("group_lines", []):
