@@ -85,7 +85,8 @@ def _train(world, out, *extra, data=None) -> int:
     return main(["train", "--model_name_or_path", str(world["student"]), "--dataset_name", str(data or world["data"]),
                  "--output_dir", str(out), "--per_device_train_batch_size", "8", "--max_steps", "12",
                  "--learning_rate", "1e-2", "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true",
-                 "--label_column", "ner_tags", "--teachers", str(world["teacher"]), str(world["char_teacher"]), *extra])
+                 "--label_column", "ner_tags", "--teachers", str(world["teacher"]), str(world["char_teacher"]),
+                 *extra])
 
 
 def test_only_the_first_of_three_word_pieces_is_labelled():
@@ -247,9 +248,15 @@ def test_a_slow_student_tokenizer_is_refused_before_any_teacher(world, tmp_path,
     assert "the student" in one_error_line(capsys, "is not a fast tokenizer", "word_ids()")
 
 
-def test_train_cli_end_to_end_and_the_pipeline_reads_the_student(world, tmp_path):
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def trained(world):
+    out = world["root"] / "trained"
     assert _train(world, out, "--beta", "1") == 0
+    return out
+
+
+def test_train_cli_end_to_end_and_the_pipeline_reads_the_student(trained):
+    out = trained
     results = json.loads((out / "eval_results.json").read_text())
     assert {"eval_f1", "eval_precision", "eval_recall", "eval_accuracy"} <= set(results)
     summary = json.loads((out / "transfer_summary.json").read_text())
@@ -275,7 +282,9 @@ def test_train_cli_end_to_end_and_the_pipeline_reads_the_student(world, tmp_path
 
 def test_kd_and_rkd_run_on_words(world, tmp_path):
     for transfer in ("kd", "rkd"):
-        assert _train(world, tmp_path / transfer, "--transfer", transfer, "--max_steps", "3") == 0
+        assert _train(world, tmp_path / transfer, "--transfer", transfer, "--max_steps", "3", "--skip_cost_report",
+                      "true") == 0
+        assert (tmp_path / transfer / "transfer_state.safetensors").exists()
 
 
 def test_label_lists_of_strings_train_like_class_labels():
@@ -290,3 +299,27 @@ def test_label_lists_of_strings_train_like_class_labels():
 def test_load_labelled_splits_finds_the_tokens_column(world):
     splits = load_labelled_splits(str(world["data"]), label_column="ner_tags")
     assert splits.labels.problem_type == TOKEN and splits.labels.words_column == "tokens"
+
+
+def test_export_checks_per_token_logits_and_check_updates_compares_per_word(trained, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from hf_aft.export import export_student
+    from hf_aft.updates import compare_students
+
+    report = export_student(str(trained), str(tmp_path / "export"))
+    assert report["task"] == "token-classification"
+    onnx = next(r for r in report["rows"] if r["model"] == "onnx")
+    assert onnx["agreement"] == 1.0 and onnx["max_logit_difference"] < 1e-4
+    import onnxruntime
+    from transformers import AutoTokenizer
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "export" / "model.onnx"))
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "export")
+    inputs = tokenizer([["good", "movie"], ["the", "bad", "plot", "is", "dull"]], is_split_into_words=True,
+                       padding=True, return_tensors="np")
+    logits = session.run(["logits"], {i.name: inputs[i.name] for i in session.get_inputs()})[0]
+    assert logits.shape == (2, 7, len(TAGS))  # one row of logits per token
+    comparison = compare_students(str(trained), str(trained))
+    assert comparison["agreement"] == 1.0 and comparison["old"] == comparison["new"]
+    assert main(["audit", str(trained)]) == 0
+    assert "f1" in capsys.readouterr().out

@@ -180,7 +180,7 @@ def check_run_options(script_args, config, labels) -> None:
     check_task_options(script_args, config, labels.problem_type)
     if labels.problem_type != TOKEN:
         return
-    script_args.text_column = labels.words_column
+    script_args.text_column, script_args.problem_type = labels.words_column, TOKEN  # both pinned in recipe.yaml
     if script_args.image_column is not None:
         raise AFTError("token classification reads a words column: drop --image_column.")
     if config.load_best_model_at_end and config.metric_for_best_model == "loss":  # transformers' default, not ours
