@@ -284,7 +284,10 @@ def test_kd_and_rkd_run_on_words(world, tmp_path):
     for transfer in ("kd", "rkd"):
         assert _train(world, tmp_path / transfer, "--transfer", transfer, "--max_steps", "3", "--skip_cost_report",
                       "true") == 0
-        assert (tmp_path / transfer / "transfer_state.safetensors").exists()
+        assert json.loads((tmp_path / transfer / "transfer_summary.json").read_text())["transfer"] == transfer
+        logged = json.loads((tmp_path / transfer / "trainer_state.json").read_text())["log_history"]
+        assert all(np.isfinite(h["transfer_loss"]) and h["transfer_loss"] > 0 for h in logged if "transfer_loss" in h)
+        assert any("transfer_loss" in h for h in logged)
 
 
 def test_label_lists_of_strings_train_like_class_labels():
