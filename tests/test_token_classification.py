@@ -20,7 +20,7 @@ from hf_aft.data import load_labelled_splits
 from hf_aft.errors import AFTError
 from hf_aft.metrics import token_metrics
 from hf_aft.targets import MULTI, TOKEN, infer_problem_type
-from hf_aft.word_batches import TokenCollator, subsample_words, word_pairs
+from hf_aft.word_batches import MAX_KERNEL_WORDS, TokenCollator, subsample_words, word_pairs, word_transfer
 from hf_aft.word_features import extract_word_features, word_means
 from hf_aft.words import IGNORED, TokenLabels, align_labels, split_words, student_word_batch
 
@@ -158,6 +158,21 @@ def test_the_kernel_subsample_takes_the_same_words_for_student_and_teacher():
     s3, _ = subsample_words(student, teacher, seed=0, step=6, max_words=64)
     assert not torch.equal(s, s3)
     assert subsample_words(student[:10], teacher[:10], 0, 0, 64)[0].shape[0] == 10
+
+
+def test_word_transfer_bounds_the_kernel_and_gives_zero_without_two_words():
+    from hf_aft.losses import AdaptiveKernelLoss
+
+    seen = []
+    record = lambda s, t: seen.append((s.shape[0], t.shape[0])) or s.sum() * 0  # noqa: E731
+    word_transfer(record, torch.randn(600, 4), torch.randn(600, 3), True, 0, 0)
+    word_transfer(record, torch.randn(600, 4), torch.randn(600, 3), False, 0, 0)  # KD: every word
+    assert seen == [(MAX_KERNEL_WORDS, MAX_KERNEL_WORDS), (600, 600)]
+    student = torch.randn(1, 4, requires_grad=True)
+    value = word_transfer(AdaptiveKernelLoss([3]), student, torch.randn(1, 3), True, 0, 0)
+    value.backward()
+    assert value.item() == 0 and student.grad is not None
+    assert word_transfer(AdaptiveKernelLoss([3]), torch.randn(0, 4), torch.randn(0, 3), True, 0, 0).item() == 0
 
 
 def test_collator_pads_labels_positions_and_word_features():

@@ -87,7 +87,7 @@ def teacher_cost(spec: str, revision: str, dataset, options, text_column: str, i
     device = torch.device("cpu")
     load = {**load_options(device), "trust_remote_code": options.teacher_trust_remote_code}
     teacher, _, _ = make_teacher(dataset, spec, options.teacher_pooling, options.teacher_max_length, BATCH, device,
-                                 load, text_column, image_column)
+                                 load, text_column, image_column, words=is_words_dataset(dataset, text_column))
     if is_words_dataset(dataset, text_column):  # token classification: per-word features, as in training
         teacher = WordTeacher.of(teacher)
     teacher.load()

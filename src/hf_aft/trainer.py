@@ -30,7 +30,7 @@ from .outputs import check_checkpoint_files, restore_after_resume, save_transfer
 from .student import StudentFeatureCapture, check_labels_fit, feature_dim, name_labels, wrap_peft
 from .teachers import display_names
 from .training_rows import check_trainer_inputs, labelled_loss, prepare_training_rows, terms_summary
-from .word_batches import TokenCollator, subsample_words, word_pairs
+from .word_batches import TokenCollator, word_pairs, word_transfer
 from .words import WORD_POSITIONS
 
 
@@ -184,9 +184,9 @@ class AFTTrainer(Trainer):
             # One kernel over the global batch on every process (see distributed.py for the gradients).
             student_features = gather_with_grad(student_features)
             teacher_features = gather(teacher_features)
-        if words and self.args.transfer in ("aft", "rkd"):  # the same words on every process (word_batches.py)
-            student_features, teacher_features = subsample_words(student_features, teacher_features, self.args.seed,
-                                                                 self.state.global_step)
+        if words:  # token classification: the same words on every process (word_batches.py)
+            return word_transfer(self.transfer_loss, student_features, teacher_features,
+                                 self.args.transfer in ("aft", "rkd"), self.args.seed, self.state.global_step)
         return self.transfer_loss(student_features, teacher_features)
 
     def training_step(self, model, inputs, num_items_in_batch=None):

@@ -76,6 +76,17 @@ def word_pairs(student: torch.Tensor, positions: torch.Tensor, teacher: torch.Te
     return student[rows[seen], tokens[seen]], teacher[seen]
 
 
+def word_transfer(loss, student: torch.Tensor, teacher: torch.Tensor, kernel: bool, seed: int, step: int):
+    """`loss(student, teacher)` over a batch's word pairs: for a kernel loss (AFT, RKD) over at most
+    MAX_KERNEL_WORDS of them (`subsample_words`); a batch with fewer than 2 words (every word cut by a max length)
+    gives 0, keeping the graph (a kernel over 0 or 1 rows is no comparison, and a mean over none is NaN)."""
+    if student.shape[0] < 2:
+        return student.sum() * 0.0
+    if kernel:
+        student, teacher = subsample_words(student, teacher, seed, step)
+    return loss(student, teacher)
+
+
 def subsample_words(student: torch.Tensor, teacher: torch.Tensor, seed: int, step: int,
                     max_words: int = MAX_KERNEL_WORDS):
     """At most `max_words` of the n word pairs, the same for student and teacher, chosen uniformly at random by a

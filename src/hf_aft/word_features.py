@@ -138,7 +138,7 @@ def extract_word_features(dataset: datasets.Dataset, teachers: list[str], words_
     parts, infos, cached = [], [], []
     for index, spec in enumerate(teachers):
         teacher, column, extra_key = make_teacher(dataset, str(spec), "mean", max_length, batch_size, device, options,
-                                                  words_column)
+                                                  words_column, words=True)
         if not isinstance(teacher, TextTeacher):
             raise AFTError(f"teacher {spec!r} is not a text model: token classification needs text teachers.")
         word_teacher = WordTeacher.of(teacher)
