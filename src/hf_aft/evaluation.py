@@ -80,7 +80,10 @@ def load_run_student(folder: str, merge_peft: bool = False):
 def _load_peft(folder: str, auto_model, image: bool):
     from peft import AutoPeftModelForSequenceClassification, PeftConfig, PeftModel
 
-    if not image:
+    if auto_model.__name__ == "AutoModelForTokenClassification":  # its head's size is not in the adapter's config
+        raise AFTError(f"{folder!r} holds a LoRA token classifier: reading it back (export, check-updates) is not "
+                       "supported yet; load it with peft as its card shows, or train without --use_peft.")
+    if not image and auto_model.__name__ == "AutoModelForSequenceClassification":
         return AutoPeftModelForSequenceClassification.from_pretrained(folder)
     base = auto_model.from_pretrained(PeftConfig.from_pretrained(folder).base_model_name_or_path)
     return PeftModel.from_pretrained(base, folder)

@@ -312,7 +312,10 @@ def wrap_peft(model, peft_config):
         raise AFTError("the student is already a PeftModel and a peft_config was given too: pass the plain model "
                        "with peft_config, or the PeftModel without it.")
     peft_config = copy.deepcopy(peft_config)  # the caller's config is theirs: peft and we fill fields in
-    if peft_config.task_type is None and type(model).__name__.endswith("ForSequenceClassification"):
+    if str(peft_config.task_type) in ("SEQ_CLS", "TaskType.SEQ_CLS") and type(model).__name__.endswith(
+            "ForTokenClassification"):  # hf-aft train's --use_peft names SEQ_CLS; a token classifier is TOKEN_CLS
+        peft_config.task_type = "TOKEN_CLS"
+    elif peft_config.task_type is None and type(model).__name__.endswith("ForSequenceClassification"):
         peft_config.task_type = "SEQ_CLS"
     elif peft_config.task_type is None and not getattr(peft_config, "modules_to_save", None):
         peft_config.modules_to_save = [find_feature_module(model)[0]]
