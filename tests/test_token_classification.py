@@ -15,6 +15,7 @@ import torch
 from test_hub import one_error_line
 from tiny import WORDS, save_student, save_teacher
 
+from hf_aft.collators import TeacherFeatureCollator
 from hf_aft.commands import main
 from hf_aft.data import load_labelled_splits
 from hf_aft.errors import AFTError
@@ -138,6 +139,11 @@ def test_word_features_of_two_teachers_align_and_a_truncated_word_is_nan(world):
                                   cache_dir=world["root"] / "cache")
     assert json.loads(again.info.description)["hf_aft_from_cache"] == [True, True]  # cached per teacher
     assert json.loads(again.info.description)["hf_aft_teachers"][0]["pooling"] == "word-mean"
+    half = extract_word_features(data, [str(world["teacher"]), str(world["char_teacher"])], "tokens", max_length=6,
+                                 cache_dir=world["root"] / "cache", feature_dtype="float16")
+    assert half.features["teacher_features"].feature.feature.dtype == "float16"
+    assert json.loads(half.info.description)["hf_aft_from_cache"] == [True, True]  # float32 per teacher, reused
+    np.testing.assert_allclose(np.asarray(half[0]["teacher_features"], np.float32), rows[0], rtol=1e-3, atol=1e-3)
 
 
 def test_word_pairs_keep_the_words_both_sides_saw():
@@ -180,9 +186,13 @@ def test_collator_pads_labels_positions_and_word_features():
     rows = student_word_batch(tokenizer, "tokens", None)({"tokens": [["good"], ["the", "unbeliev"]],
                                                           "labels": [[1], [0, 3]]})
     examples = [{k: rows[k][i] for k in rows} for i in range(2)]
-    batch = TokenCollator(tokenizer)(examples)
+    examples[0]["teacher_features"], examples[1]["teacher_features"] = [[1.0, 2.0]], [[3.0, 4.0], [5.0, 6.0]]
+    batch = TeacherFeatureCollator(TokenCollator(tokenizer))(examples)
     assert batch["labels"].tolist()[0] == [IGNORED, 1, IGNORED, IGNORED, IGNORED, IGNORED]
     assert batch["word_positions"].tolist()[0] == [-1, 0, -1, -1, -1, -1]
+    assert batch["word_positions"].tolist()[1] == [-1, 0, 1, -1, -1, -1]
+    features = batch["teacher_features"]
+    assert features.shape == (2, 2, 2) and torch.isnan(features[0, 1]).all() and features[1, 1].tolist() == [5, 6]
 
 
 def test_token_problem_type_is_inferred_and_overridable():

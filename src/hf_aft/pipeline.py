@@ -35,8 +35,7 @@ from .student import fold_target_scale, load_student, tokenize_beside_features
 from .trainer import AFTTrainer
 from .unlabeled import load_unlabeled
 from .validation_split import DEFAULT_VALIDATION_FRACTION
-from .word_features import with_word_or_teacher_features
-from .words import check_run_options
+from .word_features import check_run_options, with_word_or_teacher_features
 
 logger = logging.getLogger(__name__)
 BETA_SEARCH_RUNS = "beta_search_runs"  # the --beta auto candidates' checkpoints, removed once the final run is done

@@ -12,7 +12,8 @@ sub-token's feature instead: the position its head classifies (words.py).
 Each teacher's features are cached as the sentence features are (cache.py: a `Dataset.map` with an explicit
 fingerprint, verified files, resumable blocks), under a fingerprint that adds the word pooling to the dataset's
 fingerprint, the column, the teacher's id, resolved revision and max length; joined into one column like
-`features._join`, with float16 storage allowed.
+`features._join`, with float16 storage allowed. `with_word_or_teacher_features` is the path `hf-aft train` and
+`AFTTrainer` take (sentence features otherwise); `check_run_options` checks a run's options for its problem type.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .features import (
     extraction_kwargs,
     with_teacher_features,
 )
+from .targets import TOKEN, check_task_options
 from .teachers import TextTeacher, load_options, make_teacher
 from .tokens import fill_empty
 from .words import check_fast_tokenizer, is_words_dataset, split_words
@@ -251,3 +253,30 @@ def word_matrix(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
     words = pa.concat_arrays(column.chunks).flatten()
     width = pc.list_value_length(words[:1])[0].as_py() if len(words) else 0
     return _word_rows(column, width), counts
+
+
+def check_run_options(script_args, config, labels) -> None:
+    """Before any teacher runs (`hf-aft train`): `targets.check_task_options`, and for token classification: the
+    words column becomes `--text_column` (teachers and student read it), the student's tokenizer is a fast one, and
+    the best model is kept by entity F1 unless another metric was named (`eval_loss` for the loss).
+
+    Raises:
+        AFTError: an option this problem type cannot use, a slow student tokenizer.
+    """
+    check_task_options(script_args, config, labels.problem_type)
+    if labels.problem_type != TOKEN:
+        return
+    script_args.text_column, script_args.problem_type = labels.words_column, TOKEN  # both pinned in recipe.yaml
+    if script_args.image_column is not None:
+        raise AFTError("token classification reads a words column: drop --image_column.")
+    if config.load_best_model_at_end and config.metric_for_best_model == "loss":  # transformers' default, not ours
+        config.metric_for_best_model, config.greater_is_better = "f1", True
+        print("token classification: the best student is kept by eval f1 (entity F1); --metric_for_best_model "
+              "eval_loss keeps the lowest loss instead", flush=True)
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(script_args.model_name_or_path)
+    except Exception:  # a student that cannot load is named by load_student, with its reason
+        return
+    check_fast_tokenizer(tokenizer, f"the student {script_args.model_name_or_path!r}")

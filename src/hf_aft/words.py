@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import datasets
 
 from .errors import AFTError
-from .targets import TOKEN, ClassNames, check_task_options, with_labels
+from .targets import TOKEN, ClassNames, with_labels
 from .tokens import within_limit
 
 IGNORED = -100  # transformers' ignore_index: sub-tokens after a word's first, special tokens, padding
@@ -168,29 +168,3 @@ def student_word_batch(tokenizer, words_column: str, max_length: int | None):
 
     return tokenize
 
-
-def check_run_options(script_args, config, labels) -> None:
-    """Before any teacher runs (`hf-aft train`): `targets.check_task_options`, and for token classification: the
-    words column becomes `--text_column` (teachers and student read it), the student's tokenizer is a fast one, and
-    the best model is kept by entity F1 unless another metric was named (`eval_loss` for the loss).
-
-    Raises:
-        AFTError: an option this problem type cannot use, a slow student tokenizer.
-    """
-    check_task_options(script_args, config, labels.problem_type)
-    if labels.problem_type != TOKEN:
-        return
-    script_args.text_column, script_args.problem_type = labels.words_column, TOKEN  # both pinned in recipe.yaml
-    if script_args.image_column is not None:
-        raise AFTError("token classification reads a words column: drop --image_column.")
-    if config.load_best_model_at_end and config.metric_for_best_model == "loss":  # transformers' default, not ours
-        config.metric_for_best_model, config.greater_is_better = "f1", True
-        print("token classification: the best student is kept by eval f1 (entity F1); --metric_for_best_model "
-              "eval_loss keeps the lowest loss instead", flush=True)
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(script_args.model_name_or_path)
-    except Exception:  # a student that cannot load is named by load_student, with its reason
-        return
-    check_fast_tokenizer(tokenizer, f"the student {script_args.model_name_or_path!r}")
