@@ -255,6 +255,11 @@ def test_options_not_yet_for_token_classification_are_refused(world, tmp_path, m
     assert "token_classification" in one_error_line(capsys)
     assert _train(world, tmp_path / "out2", "--beta", "auto") == 2
     assert "--beta auto" in one_error_line(capsys)
+    assert _train(world, tmp_path / "out3", "--group_column", "tokens") == 2
+    assert "--group_column" in one_error_line(capsys, "token_classification")
+    assert main(["rank-teachers", "--teachers", str(world["teacher"]), "--model_name_or_path", str(world["student"]),
+                 "--dataset_name", str(world["data"]), "--label_column", "ner_tags"]) == 2
+    assert "token_classification" in one_error_line(capsys)
 
 
 def test_a_slow_student_tokenizer_is_refused_before_any_teacher(world, tmp_path, monkeypatch, capsys):
