@@ -18,6 +18,7 @@ fingerprint, the column, the teacher's id, resolved revision and max length; joi
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 from dataclasses import asdict
@@ -30,7 +31,14 @@ import pyarrow.compute as pc
 import torch
 from datasets.fingerprint import Hasher
 
-from .cache import PART_COLUMN, cached_teacher_column, default_cache_dir, main_process_first, verified_map
+from .cache import (
+    PART_COLUMN,
+    cached_teacher_column,
+    default_cache_dir,
+    main_process_first,
+    require_writable,
+    verified_map,
+)
 from .distributed import default_device
 from .errors import AFTError
 from .features import (
@@ -136,7 +144,9 @@ def extract_word_features(dataset: datasets.Dataset, teachers: list[str], words_
     device = torch.device(device) if device is not None else default_device()
     options = {**load_options(device, dtype, None), "trust_remote_code": trust_remote_code}
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    if not cache_dir.is_dir():
+        require_writable(cache_dir, "any features yet")
+        cache_dir.mkdir(parents=True, exist_ok=True)
     parts, infos, cached = [], [], []
     for index, spec in enumerate(teachers):
         teacher, column, extra_key = make_teacher(dataset, str(spec), "mean", max_length, batch_size, device, options,
@@ -267,6 +277,9 @@ def check_run_options(script_args, config, labels) -> None:
     if labels.problem_type != TOKEN:
         return
     script_args.text_column, script_args.problem_type = labels.words_column, TOKEN  # both pinned in recipe.yaml
+    if importlib.util.find_spec("seqeval") is None:  # a dependency of hf-aft; an older environment may lack it
+        raise AFTError("token classification scores entities with seqeval, which is not installed: pip install "
+                       "seqeval (or reinstall hf-aft).")
     if script_args.image_column is not None:
         raise AFTError("token classification reads a words column: drop --image_column.")
     if config.load_best_model_at_end and config.metric_for_best_model == "loss":  # transformers' default, not ours
