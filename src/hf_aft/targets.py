@@ -208,7 +208,6 @@ class RegressionTargets(ClassNames):
 
 # What a run with a multi-label or regression student cannot use yet, and why (checked before any teacher runs).
 SINGLE_LABEL_ONLY = {
-    "beta_auto": "--beta auto (its choice rule compares accuracies, paired by example)",
     "unlabeled_dataset": "--unlabeled_dataset (its rows are marked with the class id -100)",
     "distill": "--distill (the probe and the task teacher give class probabilities)",
     "group_column": "--group_column (its per-group results are accuracies)",
@@ -241,6 +240,6 @@ def check_task_options(script_args, config, problem_type: str) -> None:
                        f"evaluation of a {problem_type} student: choose one of {', '.join(reported)}.")
     if config.metric_for_best_model and metric in ("mse", "mae"):
         config.greater_is_better = False
-    check_supported(problem_type, beta_auto=script_args.beta_auto, group_column=bool(script_args.group_column),
+    check_supported(problem_type, group_column=bool(script_args.group_column),
                     unlabeled_dataset=bool(script_args.unlabeled_dataset),
                     distill=config.distill not in ("none", "auto"))
