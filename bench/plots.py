@@ -110,7 +110,7 @@ def plot_beta(gains: dict, out: Path) -> None:
 
 def plot_curve(points: dict, out: Path) -> None:
     fig, axes = plt.subplots(1, len(points), figsize=(6.4, 3.0), dpi=100)
-    for ax, (suite, rows) in zip(np.atleast_1d(axes), points.items()):
+    for ax, (suite, rows) in zip(np.atleast_1d(axes), points.items(), strict=True):
         sizes = [r[0] for r in rows]
         ax.plot(sizes, [r[1] for r in rows], marker="o", label="STL")
         ax.plot(sizes, [r[2] for r in rows], marker="s", label="AFT, --beta auto")
