@@ -100,12 +100,24 @@ def _rows(actions, dataclass_types):
     """One table per declaring class; `--x` and `--no_x` (one field) share a row."""
     tables: dict[str, dict[str, list]] = {}
     for action in actions:
-        if isinstance(action, argparse._HelpAction) or not action.option_strings:
-            continue
+        if isinstance(action, argparse._HelpAction) or not action.option_strings or action.help == argparse.SUPPRESS:
+            continue  # --help itself, and what --help hides (--beta_auto: `--beta auto` sets it)
         owner = _owner(action.dest, dataclass_types)
         row = tables.setdefault(owner, {}).setdefault(action.dest, [[], action])
         row[0] += action.option_strings
     return tables
+
+
+def _description(text: str) -> list[str]:
+    """The parser's description as `--help` prints it: paragraphs as text, indented lines (examples) as code."""
+    lines = []
+    for paragraph in text.strip().split("\n\n"):
+        rows = paragraph.splitlines()
+        if all(row.startswith("  ") for row in rows):
+            lines += ["```text", *(row.strip() for row in rows), "```", ""]
+        else:
+            lines += [" ".join(row.strip() for row in rows), ""]
+    return lines
 
 
 def command_markdown(name, summary, captured, parser) -> str:
@@ -113,7 +125,7 @@ def command_markdown(name, summary, captured, parser) -> str:
     if len(usage.splitlines()) > 20:  # train: every Trainer flag; the tables below list them
         usage = f"usage: {captured.prog} [options]   (all of them below; hf-aft {name} --help-all)"
     lines = [f"## `hf-aft {name}`", "", f"{summary[0].upper()}{summary[1:]}.", "", "```text", usage, "```", "",
-             "```text", captured.description.strip(), "```", ""]
+             *_description(captured.description)]
     owners = {cls.__name__: cls for types in [captured.dataclass_types] for cls in types}
     for owner, rows in _rows(parser._actions, captured.dataclass_types).items():
         cls = owners.get(owner)
@@ -123,7 +135,7 @@ def command_markdown(name, summary, captured, parser) -> str:
             title += ": transformers' Trainer options (`hf-aft train --help-all`)"
         table = ["| option | type | default | help |", "|---|---|---|---|"]
         for flags, action in rows.values():
-            names = ", ".join(f"`{flag}`" for flag in flags)
+            names = "<br>".join(f"`{flag}`" for flag in flags)
             table.append(f"| {names} | {_type(action)} | {_default(action)} | {_help(action)} |")
         if owner == "TrainingArguments":  # long: folded
             lines += [f'??? note "{title} ({len(rows)} options)"', "", *("    " + t for t in table), ""]
