@@ -92,6 +92,11 @@ def score_candidate(trainer, validation) -> dict:
             "problem_type": problem_type}
 
 
+def metric_of(records: list[dict]) -> str:
+    """The metric the scored candidates were compared in ("accuracy", "example F1", "MSE")."""
+    return METRIC[next((r["problem_type"] for r in records if "problem_type" in r), SINGLE)]
+
+
 def shown_score(record: dict) -> str:
     """"accuracy 0.83", "example F1 0.61", "MSE 0.412": the candidate's score as its metric reads."""
     problem_type = record.get("problem_type", SINGLE)

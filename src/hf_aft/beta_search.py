@@ -51,7 +51,7 @@ import numpy as np
 import transformers
 from transformers import TrainerCallback
 
-from .beta_choice import METRIC, RULE, choose_beta, on_plateau, rank_key, score_candidate
+from .beta_choice import RULE, choose_beta, metric_of, on_plateau, rank_key, score_candidate
 from .config import DEFAULT_BETA
 from .errors import AFTError
 from .features import with_teacher_features
@@ -283,8 +283,7 @@ def search_beta(model_init, args, train_dataset, validation_fraction: float = DE
               "candidate_steps": search.candidate_steps, "continued_steps": continued,
               "ratio": search.candidate_steps / search.final_steps,
               "extra": (search.candidate_steps - continued) / search.final_steps}
-    metric = METRIC[next((r["problem_type"] for r in records if "problem_type" in r), SINGLE)]
-    return {"chosen_beta": chosen, "reason": reason, "checkpoint": checkpoint, "metric": metric,
+    return {"chosen_beta": chosen, "reason": reason, "checkpoint": checkpoint, "metric": metric_of(records),
             "candidates": records, "grid": list(DEFAULT_GRID), "order": list(SEARCH_ORDER), "plateau": plateau,
             "kept_default": winner is None, "budget": budget,
             "validation_fraction": None if validation_dataset is not None else validation_fraction,

@@ -75,10 +75,10 @@ def _log_proba(probe, features: np.ndarray, num_classes: int) -> np.ndarray:
 def cross_fit_path(x: np.ndarray, y: np.ndarray, folds: int, seed: int = 0,
                    cs: tuple[float, ...] | None = None) -> tuple[float, np.ndarray]:
     """(chosen C, out-of-fold class probabilities [rows, classes in sorted order] at that C): for each stratified
-    fold, the probe of every C in `cs` (default `PROBE_CS`) fitted on the other folds (warm-started along the path, smallest C first)
-    predicts the held-out rows; C is the one whose out-of-fold predictions have the lowest log-loss (the calibration
-    the distillation targets need; scikit-learn's `LogisticRegressionCV` does the same search but keeps no
-    out-of-fold predictions). Every class of `y` needs at least `folds` rows."""
+    fold, the probe of every C in `cs` (default `PROBE_CS`) fitted on the other folds (warm-started along the path,
+    smallest C first) predicts the held-out rows; C is the one whose out-of-fold predictions have the lowest
+    log-loss (the calibration the distillation targets need; scikit-learn's `LogisticRegressionCV` does the same
+    search but keeps no out-of-fold predictions). Every class of `y` needs at least `folds` rows."""
     from sklearn.metrics import log_loss
     from sklearn.model_selection import StratifiedKFold
 
