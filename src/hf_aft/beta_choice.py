@@ -77,7 +77,10 @@ def score_candidate(trainer, validation) -> dict:
     """The validation score ("score", the mean of "example_scores", see the module docstring), the per-example
     scores, how many classes it predicts (single-label; else None), whether it beats the best constant prediction
     ("above_majority", `paired`), and the mean task loss ("loss")."""
-    config = trainer.model.config if hasattr(trainer, "model") and hasattr(trainer.model, "config") else None
+    from transformers import PretrainedConfig
+
+    config = getattr(getattr(trainer, "model", None), "config", None)
+    config = config if isinstance(config, PretrainedConfig) else PretrainedConfig()
     problem_type = getattr(config, "problem_type", None) or SINGLE
     threshold = float(getattr(config, "decision_threshold", 0.5) or 0.5)
     output = trainer.predict(validation)
