@@ -1,4 +1,4 @@
-"""Trainer callbacks of `AFTTrainer`: the stall detector.
+"""Trainer callbacks of `AFTTrainer`: the stall detector, and the zeroing of the transfer loss's gradients.
 
 A transfer term that is too strong holds the student on its initial plateau: the task loss stays at the class prior
 (the entropy of the training labels, what a student that predicts the label frequencies scores) while the transfer
@@ -26,6 +26,8 @@ import logging
 import math
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from tqdm.contrib.logging import logging_redirect_tqdm
 from transformers import TrainerCallback
 
@@ -40,11 +42,15 @@ def _warn(message: str) -> None:
 
 
 def label_entropy(dataset) -> float | None:
-    """Entropy (nats) of the label distribution of `dataset` (its `labels` or `label` column); None without one."""
+    """Entropy (nats) of the label distribution of `dataset` (its `labels` or `label` column; per-token labels
+    flattened, -100 left out); None without one."""
     column = next((c for c in ("labels", "label") if c in (getattr(dataset, "column_names", None) or [])), None)
     if column is None or not hasattr(dataset, "select_columns"):
         return None
-    labels = np.asarray(dataset.select_columns([column]).with_format("numpy")[column])
+    labels = dataset.select_columns([column]).with_format("arrow")[:][column]
+    if pa.types.is_list(labels.type) or pa.types.is_large_list(labels.type):  # token classification: per token
+        labels = pc.list_flatten(labels)
+    labels = np.asarray(labels)
     labels = labels[labels >= 0] if labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer) else labels  # -100
     if labels.ndim != 1 or not len(labels) or not np.issubdtype(labels.dtype, np.integer):
         return None
@@ -109,3 +115,17 @@ class StallDetector(TrainerCallback):
                   f"{self.window * 100:.3g}% of training while beta * transfer loss ({weighted:.3f}) "
                   f"dominates: the transfer term holds the student on its initial plateau; {smaller}.")
         return True
+
+
+class ZeroTransferGrads(TrainerCallback):
+    """Trainer zeroes only the student's gradients (`model.zero_grad()`); the transfer loss's parameters live
+    outside the model, so clear theirs at the same points, or they would accumulate across steps."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def _zero(self, *args, **kwargs):
+        if self.trainer.transfer_loss is not None:
+            self.trainer.transfer_loss.zero_grad(set_to_none=True)
+
+    on_train_begin = on_step_end = _zero

@@ -22,13 +22,15 @@ from .student import peft_settings
 
 # The card's task -> (student class, preprocessor class, its variable name in the loading snippet).
 TASK_CLASSES = {"text-classification": ("AutoModelForSequenceClassification", "AutoTokenizer", "tokenizer"),
+                "token-classification": ("AutoModelForTokenClassification", "AutoTokenizer", "tokenizer"),
                 "image-classification": ("AutoModelForImageClassification", "AutoImageProcessor", "image_processor")}
 METHOD_NAMES = {"aft": "Adaptive Feature Transfer (AFT)", "kd": "knowledge distillation of features (KD)",
                 "rkd": "relational knowledge distillation (RKD)", "none": "plain fine-tuning"}
 CARD_NAME = "README.md"
 CARD_INPUTS_NAME = "model_card.json"  # the CardFacts of the last write_model_card
 SCALES_PLOT_NAME = "scales.png"
-EVAL_METRICS = ("accuracy", "macro_f1", "micro_f1", "subset_accuracy", "mse", "mae", "pearson", "spearman", "loss")
+EVAL_METRICS = ("accuracy", "macro_f1", "micro_f1", "subset_accuracy", "mse", "mae", "pearson", "spearman", "f1",
+                "precision", "recall", "loss")
 HYPERPARAMETERS = ("learning_rate", "scales_learning_rate", "per_device_train_batch_size", "num_train_epochs",
                    "max_steps", "seed", "weight_decay", "lr_scheduler_type", "teacher_max_length")
 
@@ -280,17 +282,26 @@ def card_facts_from_trainer(trainer, model_name: str | None = None, dataset_name
         hyperparameters=hyperparameters_in_effect(args, trainer.state), labels=_class_names(trainer.model),
         eval_split={"name": eval_split or "eval", "rows": rows} if rows is not None else None,
         baseline_results=baseline_results, peft=peft_settings(trainer.model), beta_search=beta_search,
-        task="image-classification" if trainer.image_column else "text-classification",
+        task="image-classification" if trainer.image_column else "token-classification" if _is_token_model(
+            trainer.model) else "text-classification",
         balance_teachers=args.balance_teachers and trainer.transfer_loss is not None,
         beta_note=beta_note(args, beta_search, trainer.terms_summary()), terms=trainer.terms_summary(),
         terms_note=terms_note(trainer.terms_summary()), **_problem_facts(trainer.model),
     )
 
 
+def _is_token_model(model) -> bool:
+    """A token classifier (transformers' config has no problem type for it), plain or inside a PeftModel."""
+    base = getattr(getattr(model, "base_model", None), "model", model)
+    return type(base).__name__.endswith("ForTokenClassification") or type(model).__name__.endswith(
+        "ForTokenClassification")
+
+
 def _problem_facts(model) -> dict:
     """The problem type and what reads its outputs: a multi-label threshold, a regression's folded scale."""
     config = getattr(model, "config", None)
-    facts = {"problem_type": getattr(config, "problem_type", None) or "single_label_classification"}
+    facts = {"problem_type": "token_classification" if _is_token_model(model) else
+             getattr(config, "problem_type", None) or "single_label_classification"}
     if getattr(config, "decision_threshold", None) is not None:
         facts["threshold"] = config.decision_threshold
     if getattr(config, "target_mean", None) is not None:

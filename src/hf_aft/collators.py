@@ -10,6 +10,7 @@ from .distillation import TARGETS_COLUMN
 from .errors import AFTError
 from .features import FEATURES_COLUMN
 from .images import to_rgb
+from .word_batches import is_ragged, stack_word_features
 
 FLOAT_COLUMNS = (FEATURES_COLUMN, TARGETS_COLUMN)
 
@@ -24,8 +25,9 @@ class TeacherFeatureCollator:
     def __call__(self, examples: list[dict]) -> dict:
         aside = {c: [example.pop(c) for example in examples] for c in FLOAT_COLUMNS if examples and c in examples[0]}
         batch = self.collator(examples)
-        for column, values in aside.items():
-            batch[column] = torch.as_tensor(np.asarray(values, dtype=np.float32))
+        for column, values in aside.items():  # per-word features (token classification): NaN-padded [B, W, width]
+            batch[column] = (stack_word_features(values) if is_ragged(values) else
+                             torch.as_tensor(np.asarray(values, dtype=np.float32)))
         return batch
 
 

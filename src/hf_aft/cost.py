@@ -23,11 +23,13 @@ from .cache import default_cache_dir
 from .claims import stamped
 from .distributed import is_distributed
 from .errors import AFTError, first_line
-from .features import FEATURES_COLUMN, with_teacher_features
+from .features import FEATURES_COLUMN
 from .images import to_rgb
 from .provenance import device_name, folder_size, teacher_folder, teacher_source, teacher_specs, weight_files
 from .teachers import display_names, load_options, make_teacher
 from .tokens import encode_padded
+from .word_features import WordTeacher, is_word_features, with_word_or_teacher_features, word_matrix
+from .words import is_words_dataset, split_words
 
 COST_REPORT_NAME = "cost_report.json"
 BATCH = 32
@@ -68,6 +70,8 @@ def student_cost(model, processor, examples: list, output_dir: str, image_column
     def run(batch):
         if image_column:
             inputs = processor(images=[to_rgb(image, image_column) for image in batch], return_tensors="pt")
+        elif isinstance(batch[0], list):  # token classification: a list of words per row
+            inputs = processor.pad(split_words(processor, batch, max_length)[0], return_tensors="pt")
         else:
             inputs = encode_padded(processor, batch, max_length)  # as in evaluation: no row of zero tokens
         return model(**inputs).logits
@@ -83,7 +87,9 @@ def teacher_cost(spec: str, revision: str, dataset, options, text_column: str, i
     device = torch.device("cpu")
     load = {**load_options(device), "trust_remote_code": options.teacher_trust_remote_code}
     teacher, _, _ = make_teacher(dataset, spec, options.teacher_pooling, options.teacher_max_length, BATCH, device,
-                                 load, text_column, image_column)
+                                 load, text_column, image_column, words=is_words_dataset(dataset, text_column))
+    if is_words_dataset(dataset, text_column):  # token classification: per-word features, as in training
+        teacher = WordTeacher.of(teacher)
     teacher.load()
     name, _, gguf_file = teacher_source(spec)
     try:
@@ -101,14 +107,15 @@ def eval_features(eval_raw, spec: str, options, text_column: str, image_column: 
     cache = Path(default_cache_dir())
     before = set(cache.glob("teacher-*.arrow"))
     start = time.perf_counter()
-    data = with_teacher_features(eval_raw, options, text_column, image_column, teachers=[spec])
+    data = with_word_or_teacher_features(eval_raw, options, text_column, image_column, teachers=[spec])
     seconds = time.perf_counter() - start
-    features = np.asarray(data.with_format("numpy")[FEATURES_COLUMN], dtype=np.float32)
+    features = (word_matrix(data)[0] if is_word_features(data) else  # token classification: [all words, width]
+                np.asarray(data.with_format("numpy")[FEATURES_COLUMN], dtype=np.float32))
     return features, seconds, not (set(cache.glob("teacher-*.arrow")) - before)
 
 
 HEADLINE = {"single_label_classification": "accuracy", "multi_label_classification": "micro_f1",
-            "regression": "pearson"}  # the metric the student and the teachers' probes are compared in
+            "regression": "pearson", "token_classification": "f1"}  # the student and the probes compared in it
 
 
 def probe_predictions_on(train_x, train_y, eval_x, problem_type: str = "single_label_classification") -> np.ndarray:
@@ -140,6 +147,9 @@ def _probe(row: dict, run: dict, train_x, eval_x) -> None:
     from .metrics import multi_label_metrics, regression_metrics
 
     problem_type = run.get("problem_type", "single_label_classification")
+    if problem_type == "token_classification":
+        row["probe_score"] = word_probe_f1(train_x, run["train_labels"], eval_x, run["eval_labels"], run["names"])
+        return
     predictions = probe_predictions_on(train_x, run["train_labels"], eval_x, problem_type)
     if problem_type == "single_label_classification":
         row["probe_accuracy"] = row["probe_score"] = float((predictions == run["eval_labels"]).mean())
@@ -148,6 +158,25 @@ def _probe(row: dict, run: dict, train_x, eval_x) -> None:
     scores = (regression_metrics(predictions, run["eval_labels"]) if problem_type == "regression" else
               multi_label_metrics(predictions, run["eval_labels"]))
     row["probe_score"] = scores[HEADLINE[problem_type]]
+
+
+def word_probe_f1(train_x, train_y, eval_x, eval_rows: list[list[int]], names: list[str]) -> float:
+    """Entity F1 (metrics.token_metrics) of a per-word probe: the logistic regression of `probe_predictions_on`
+    fitted on the words the teacher saw (train_x [words, width], train_y [words]) and applied to each eval word;
+    a word the teacher did not see (a NaN row: cut by its max length) gets the training words' most frequent class."""
+    from .metrics import token_metrics
+
+    seen = np.isfinite(train_x).all(1)
+    predicted = np.full(len(eval_x), np.bincount(train_y[seen]).argmax())
+    visible = np.isfinite(eval_x).all(1)
+    predicted[visible] = probe_predictions_on(train_x[seen], train_y[seen], eval_x[visible])
+    width = max(len(r) for r in eval_rows)
+    refs, preds = np.full((len(eval_rows), width), -100), np.full((len(eval_rows), width), -100)
+    start = 0
+    for i, row in enumerate(eval_rows):
+        refs[i, : len(row)], preds[i, : len(row)] = row, predicted[start : start + len(row)]
+        start += len(row)
+    return token_metrics(preds, refs, names)["f1"]
 
 
 def _stored_eval_features(run, lo: int, dim: int):

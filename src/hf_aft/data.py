@@ -16,7 +16,15 @@ import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .data_files import FILE_BUILDERS, check_parquet_columns, file_format, folder_data_files, named_files, suffix
+from .data_files import (
+    FILE_BUILDERS,
+    check_parquet_columns,
+    file_format,
+    folder_data_files,
+    hub_saved_folder,
+    named_files,
+    suffix,
+)
 from .errors import AFTError, one_line, warn_once
 from .faults import disk_errno, disk_error
 from .filesystems import nearest_existing
@@ -24,6 +32,7 @@ from .targets import (
     MULTI,
     REGRESSION,
     SINGLE,
+    TOKEN,
     ClassNames,
     MultiLabels,
     RegressionTargets,
@@ -31,6 +40,7 @@ from .targets import (
     infer_problem_type,
     with_labels,
 )
+from .words import TokenLabels, input_column_of
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +62,7 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
             kwargs = {"delimiter": "\t"} if file_format(files[0]) == "tsv" else {}
             loaded = datasets.load_dataset(FILE_BUILDERS[suffix(files[0])], data_files={"train": files},
                                            cache_dir=conversion_cache(), **kwargs)
-        elif (snapshot := _hub_saved_folder(name)) is not None:
+        elif (snapshot := hub_saved_folder(name)) is not None:
             loaded = datasets.load_from_disk(snapshot)
         else:  # a folder of data files (converted like files), or a Hub id (read from the cache as it is)
             loaded = datasets.load_dataset(name, config, cache_dir=conversion_cache() if folder else None)
@@ -98,20 +108,6 @@ def _drop_new_locks(since: float) -> None:
     for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
         if folder.stat().st_mtime >= since and not any(folder.iterdir()):
             folder.rmdir()
-
-
-def _hub_saved_folder(name: str) -> str | None:
-    """A Hub dataset repo holding a `save_to_disk` folder (what `hf-aft features --push_to_hub` writes): its local
-    snapshot, so that it loads with its teachers' provenance. None for any other dataset."""
-    if os.path.exists(name) or name.count("/") != 1:
-        return None
-    from huggingface_hub import hf_hub_download, snapshot_download
-
-    try:
-        hf_hub_download(name, "dataset_dict.json", repo_type="dataset")
-    except Exception:  # not there, not a repo, or offline without it cached: load it the usual way
-        return None
-    return snapshot_download(name, repo_type="dataset")
 
 
 def pick_splits(data: datasets.DatasetDict, train_split: str, eval_split: str | None):
@@ -264,10 +260,13 @@ def check_eval_labels(dataset: datasets.Dataset, labels: Labels, split: str, rol
                        f"{flag}.")
 
 
-def read_targets(dataset: datasets.Dataset, column: str, problem_type: str | None = None):
+def read_targets(dataset: datasets.Dataset, column: str, problem_type: str | None = None,
+                 words_column: str | None = None):
     """The training split's targets as its problem type reads them (`targets.infer_problem_type`): `Labels`,
-    `targets.MultiLabels` or `targets.RegressionTargets`."""
-    problem_type = infer_problem_type(dataset, column, problem_type)
+    `targets.MultiLabels`, `targets.RegressionTargets` or `words.TokenLabels` (a class per word of `words_column`)."""
+    problem_type = infer_problem_type(dataset, column, problem_type, words_column)
+    if problem_type == TOKEN:
+        return TokenLabels.from_dataset(dataset, column, words_column)
     if problem_type == MULTI:
         return MultiLabels.from_dataset(dataset, column)
     if problem_type == REGRESSION:
@@ -306,12 +305,12 @@ def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, t
     """
     data = load_dataset_dict(dataset_name, dataset_config)
     train_set, eval_set = pick_splits(data, train_split, eval_split)
-    eval_split = eval_split_name(data, eval_split)
+    eval_split, input_column = eval_split_name(data, eval_split), input_column_of(train_set, input_column)
     for split, name in ((train_set, train_split), (eval_set, eval_split)):
         if split is not None:
             check_columns(split, input_column, label_column)
             check_inputs(split, input_column, name)
-    labels = read_targets(train_set, label_column, problem_type)
+    labels = read_targets(train_set, label_column, problem_type, input_column)
     labels.check_classes()
     if eval_set is not None:
         check_eval_labels(eval_set, labels, eval_split)

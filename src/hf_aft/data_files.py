@@ -118,3 +118,17 @@ def check_parquet_columns(paths: list[str]) -> None:
         if twice:
             raise AFTError(f"the parquet file {path!r} has a duplicate column {twice[0]!r} (columns {names}): "
                            "give each column its own name.")
+
+
+def hub_saved_folder(name: str) -> str | None:
+    """A Hub dataset repo holding a `save_to_disk` folder (what `hf-aft features --push_to_hub` writes): its local
+    snapshot, so that it loads with its teachers' provenance. None for any other dataset."""
+    if os.path.exists(name) or name.count("/") != 1:
+        return None
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    try:
+        hf_hub_download(name, "dataset_dict.json", repo_type="dataset")
+    except Exception:  # not there, not a repo, or offline without it cached: load it the usual way
+        return None
+    return snapshot_download(name, repo_type="dataset")

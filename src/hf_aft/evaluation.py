@@ -1,7 +1,11 @@
 """A finished run, read back: its folder (a local output dir, or the snapshot of a Hub model repo), its student (a PEFT
 adapter merged into its base on request), its evaluation split reloaded from the dataset its recipe names, the
 student's logits on that split, and the scores `check-updates` and `export` compare (accuracy, macro-F1, per-class
-recall, agreement). Used by `hf-aft check-updates` and `hf-aft export`; nothing here writes into the run."""
+recall, agreement). Used by `hf-aft check-updates` and `hf-aft export`; nothing here writes into the run.
+
+A token-classification run is read back word by word: its logits are those at each word's first sub-token (the
+position it was trained to classify), one row per word of the split ([all words, classes]); a word the student's
+max length cut gets zero logits (class 0); the scores are per word."""
 
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ from datasets import Value
 from .data import load_labelled_splits
 from .errors import AFTError, one_line
 from .recipe import read_recipe
-from .targets import MULTI, REGRESSION, SINGLE, with_labels
+from .targets import MULTI, REGRESSION, SINGLE, TOKEN, with_labels
 from .teachers.loading import teach_token_limit
 from .tokens import encode_padded
+from .words import split_words
 
 
 def run_folder(source: str) -> tuple[str, bool]:
@@ -47,12 +52,15 @@ def load_run_student(folder: str, merge_peft: bool = False):
         AutoImageProcessor,
         AutoModelForImageClassification,
         AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
         AutoTokenizer,
     )
 
-    image = bool(read_recipe(folder).get("image_column"))
+    recipe = read_recipe(folder)
+    image, tokens = bool(recipe.get("image_column")), recipe.get("problem_type") == TOKEN
     auto_model, auto_processor = ((AutoModelForImageClassification, AutoImageProcessor) if image else
-                                  (AutoModelForSequenceClassification, AutoTokenizer))
+                                  (AutoModelForTokenClassification if tokens else AutoModelForSequenceClassification,
+                                   AutoTokenizer))
     try:
         processor = auto_processor.from_pretrained(folder)
         if os.path.exists(os.path.join(folder, "adapter_config.json")):
@@ -73,7 +81,10 @@ def load_run_student(folder: str, merge_peft: bool = False):
 def _load_peft(folder: str, auto_model, image: bool):
     from peft import AutoPeftModelForSequenceClassification, PeftConfig, PeftModel
 
-    if not image:
+    if auto_model.__name__ == "AutoModelForTokenClassification":  # its head's size is not in the adapter's config
+        raise AFTError(f"{folder!r} holds a LoRA token classifier: reading it back (export, check-updates) is not "
+                       "supported yet; load it with peft as its card shows, or train without --use_peft.")
+    if not image and auto_model.__name__ == "AutoModelForSequenceClassification":
         return AutoPeftModelForSequenceClassification.from_pretrained(folder)
     base = auto_model.from_pretrained(PeftConfig.from_pretrained(folder).base_model_name_or_path)
     return PeftModel.from_pretrained(base, folder)
@@ -109,7 +120,9 @@ def eval_split(folder: str, dataset_name: str | None = None):
 
 
 def model_inputs(processor, batch: list, image_column: str | None, max_length: int, framework: str = "pt") -> dict:
-    """A batch of texts (padded, truncated to `max_length`) or images as the student's inputs."""
+    """A batch of texts (padded, truncated to `max_length`), word lists or images as the student's inputs."""
+    if batch and isinstance(batch[0], list):  # token classification: words, split as in training
+        return dict(processor.pad(split_words(processor, batch, max_length)[0], return_tensors=framework))
     if image_column:
         from .images import to_rgb
 
@@ -124,8 +137,26 @@ def predict_logits(model, processor, split, column: str, image_column: str | Non
     out = []
     for start in range(0, len(split), batch_size):
         batch = split[start : start + batch_size][column]
-        out.append(model(**model_inputs(processor, batch, image_column, max_length)).logits.float().numpy())
+        logits = model(**model_inputs(processor, batch, image_column, max_length)).logits.float().numpy()
+        out.append(per_word(logits, processor, batch, max_length) if logits.ndim == 3 else logits)
     return np.concatenate(out)
+
+
+def per_word(logits: np.ndarray, processor, batch: list[list[str]], max_length: int) -> np.ndarray:
+    """Token logits [rows, tokens, classes] -> [all words of the batch, classes]: each word's first sub-token's
+    logits, in row and word order; zeros for a word cut by `max_length`."""
+    _, word_ids = split_words(processor, batch, max_length)
+    out = np.zeros((sum(len(words) for words in batch), logits.shape[2]), dtype=logits.dtype)
+    start = 0
+    for row, (ids, words) in enumerate(zip(word_ids, batch, strict=True)):
+        offset = logits.shape[1] - len(ids) if processor.padding_side == "left" else 0
+        seen = set()
+        for position, word in enumerate(ids):
+            if word is not None and word not in seen:
+                seen.add(word)
+                out[start + word] = logits[row, offset + position]
+        start += len(words)
+    return out
 
 
 def problem_type_of(model) -> tuple[str, float]:
@@ -138,7 +169,8 @@ def scores(logits: np.ndarray, labels: np.ndarray, names: list[str], problem_typ
            threshold: float = 0.5) -> dict:
     """The student's scores in its task's metrics, with "metric" naming the headline one: single-label accuracy,
     macro-F1 and per-class recall (the accuracy on each class's examples); multi-label micro- and macro-F1 and
-    subset accuracy (sigmoid decided at `threshold`); regression MSE, MAE, Pearson and Spearman (metrics.py)."""
+    subset accuracy (sigmoid decided at `threshold`); regression MSE, MAE, Pearson and Spearman (metrics.py); token
+    classification as single-label over the words (`per_word` logits against the flattened per-word labels)."""
     from sklearn.metrics import f1_score
 
     from .metrics import multi_label_metrics, regression_metrics
@@ -148,7 +180,8 @@ def scores(logits: np.ndarray, labels: np.ndarray, names: list[str], problem_typ
     if problem_type == MULTI:
         return {"metric": "micro_f1", **multi_label_metrics(1 / (1 + np.exp(-np.asarray(logits, dtype=np.float64))),
                                                             np.asarray(labels), threshold)}
-    predictions, labels = logits.argmax(-1), np.asarray(labels)
+    ragged = len(labels) and isinstance(labels[0], (list, np.ndarray))  # per-word labels: flattened, as the logits
+    predictions, labels = logits.argmax(-1), np.concatenate(labels) if ragged else np.asarray(labels)
     recall = {name: float((predictions[labels == i] == i).mean()) if (labels == i).any() else None
               for i, name in enumerate(names)}
     return {"metric": "accuracy", "accuracy": float((predictions == labels).mean()),

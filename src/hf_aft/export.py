@@ -22,8 +22,17 @@ import torch
 
 from .cost import speed
 from .errors import AFTError, first_line, missing_extra, quieted, require_extra
-from .evaluation import agreement, eval_split, load_run_student, model_inputs, predict_logits, problem_type_of, scores
-from .targets import MULTI, REGRESSION, SINGLE
+from .evaluation import (
+    agreement,
+    eval_split,
+    load_run_student,
+    model_inputs,
+    per_word,
+    predict_logits,
+    problem_type_of,
+    scores,
+)
+from .targets import MULTI, REGRESSION, SINGLE, TOKEN
 
 ONNX_NAME, INT8_NAME, EXPORT_REPORT_NAME = "model.onnx", "model_int8.onnx", "export_report.json"
 QUANTIZATIONS = ("dynamic-int8",)
@@ -50,14 +59,19 @@ class _ImageLogits(torch.nn.Module):
         return self.model(pixel_values=pixel_values).logits
 
 
-def _export_options(names: list[str], dynamo: bool) -> dict:
-    """Dynamic batch (and sequence) axes, as each exporter wants them."""
+def _export_options(names: list[str], dynamo: bool, token: bool = False) -> dict:
+    """Dynamic batch (and sequence) axes, as each exporter wants them (a token classifier's logits: both)."""
     if not dynamo:
         axes = {name: ({0: "batch"} if name == "pixel_values" else {0: "batch", 1: "sequence"}) for name in names}
-        return {"dynamic_axes": {**axes, "logits": {0: "batch"}}}
+        return {"dynamic_axes": {**axes, "logits": {0: "batch", 1: "sequence"} if token
+                                 else {0: "batch"}}}
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     shapes = {name: ({0: batch} if name == "pixel_values" else {0: batch, 1: sequence}) for name in names}
     return {"dynamic_shapes": shapes, "external_data": False, "verbose": False}
+
+
+def is_token_model(model) -> bool:
+    return type(model).__name__.endswith("ForTokenClassification")
 
 
 def export_onnx(model, sample: dict, path: str) -> tuple[str, str | None]:
@@ -77,7 +91,7 @@ def export_onnx(model, sample: dict, path: str) -> tuple[str, str | None]:
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
                 torch.onnx.export(wrapper, args, path, input_names=order, output_names=["logits"], dynamo=dynamo,
-                                  **_export_options(order, dynamo))
+                                  **_export_options(order, dynamo, is_token_model(model)))
             return ("dynamo" if dynamo else "torchscript"), (errors[0] if errors else None)
         except Exception as error:  # any exporter failure: try the other, then say both
             missing = missing_extra(error, "hf-aft export") if isinstance(error, ImportError) else None
@@ -92,7 +106,8 @@ def onnx_batch(session, processor, batch: list, image_column: str | None, max_le
     inputs = model_inputs(processor, batch, image_column, max_length, "np")
     feed = {i.name: inputs[i.name].astype(np.float32 if i.name == "pixel_values" else np.int64)
             for i in session.get_inputs()}
-    return session.run(["logits"], feed)[0]
+    logits = session.run(["logits"], feed)[0]
+    return per_word(logits, processor, batch, max_length) if logits.ndim == 3 else logits  # token classification
 
 
 def onnx_logits(session, processor, split, column: str, image_column: str | None, max_length: int,
@@ -140,7 +155,7 @@ def export_student(folder: str, export_dir: str, quantize: str | None = None,
     examples = list(split.select(range(min(32, len(split))))[column])
     sample = model_inputs(processor, examples[:2], image_column, max_length)
     exporter, fallback = export_onnx(model, sample, os.path.join(export_dir, ONNX_NAME))
-    labels = np.asarray(split["labels"])
+    labels = split["labels"]  # per word, for token classification (scores flattens them)
     reference = predict_logits(model, processor, split, column, image_column, max_length)
     names = [str(model.config.id2label.get(i, i)) for i in range(reference.shape[1])]
 
@@ -166,7 +181,8 @@ def export_student(folder: str, export_dir: str, quantize: str | None = None,
     processor.save_pretrained(export_dir)
     model.config.save_pretrained(export_dir)
     report = {"exporter": exporter, "dynamo_failure": fallback, "eval_rows": len(split), "device": "cpu", "rows": rows,
-              "task": "image-classification" if image_column else "text-classification", "problem_type": task[0],
+              "task": "image-classification" if image_column else "token-classification" if is_token_model(model)
+              else "text-classification", "problem_type": task[0],
               "metric": scores(reference, labels, names, *task)["metric"]}
     write_export_files(export_dir, report, image_column)
     return report
@@ -191,10 +207,12 @@ def report_lines(report: dict) -> list[str]:
 # How the README's example reads the ONNX logits, per problem type (config.json holds the names and the threshold).
 DECODE = {
     SINGLE: 'labels = json.load(open("config.json"))["id2label"]\nprint([labels[str(i)] for i in logits.argmax(-1)])',
-    MULTI: 'config = json.load(open("config.json"))\nscores = 1 / (1 + np.exp(-logits))  # import numpy as np\n'
+    MULTI: 'config = json.load(open("config.json"))\nscores = 1 / (1 + np.exp(-logits))\n'
            'print([[config["id2label"][str(j)] for j, s in enumerate(row) if s >= config["decision_threshold"]]\n'
            '       for row in scores])',
     REGRESSION: 'print(logits[:, 0])  # in the training data\'s units',
+    TOKEN: 'labels = json.load(open("config.json"))["id2label"]  # per sub-token; the first of each word counts\n'
+           'print([[labels[str(i)] for i in row] for row in logits.argmax(-1)])',
 }
 
 
@@ -207,6 +225,10 @@ def write_export_files(export_dir: str, report: dict, image_column: str | None) 
         prepare = ('from PIL import Image\nfrom transformers import AutoImageProcessor\n\nprocessor = '
                    'AutoImageProcessor.from_pretrained(".")\ninputs = processor(images=[Image.open("cat.png")], '
                    'return_tensors="np")')
+    elif report["task"] == "token-classification":  # logits [batch, tokens, classes]: a class per token
+        prepare = ('from transformers import AutoTokenizer\n\ntokenizer = AutoTokenizer.from_pretrained(".")\n'
+                   'inputs = tokenizer([["EU", "rejects", "German", "call"]], is_split_into_words=True, '
+                   'padding=True, return_tensors="np")')
     else:
         prepare = ('from transformers import AutoTokenizer\n\ntokenizer = AutoTokenizer.from_pretrained(".")\n'
                    'inputs = tokenizer(["a text to classify"], padding=True, return_tensors="np")')

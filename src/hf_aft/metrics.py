@@ -1,5 +1,7 @@
 """Accuracy and macro-F1 as an `evaluate` metric defined here, so evaluation works offline
-(`evaluate.load("accuracy")` fetches a script from the Hub)."""
+(`evaluate.load("accuracy")` fetches a script from the Hub); the metrics of the other problem types (targets.py), the
+entity F1 of token classification through the `seqeval` package itself (not `evaluate.load("seqeval")`, which fetches
+a script from the Hub)."""
 
 from __future__ import annotations
 
@@ -32,7 +34,9 @@ REPORTED_METRICS = ("accuracy", "macro_f1", "loss")  # what an hf-aft evaluation
 # ...per problem type (targets.py); a regression's lower-is-better metrics are marked by `greater_is_better`
 METRICS_BY_PROBLEM_TYPE = {"single_label_classification": REPORTED_METRICS,
                            "multi_label_classification": ("micro_f1", "macro_f1", "subset_accuracy", "loss"),
-                           "regression": ("mse", "mae", "pearson", "spearman", "loss")}
+                           "regression": ("mse", "mae", "pearson", "spearman", "loss"),
+                           "token_classification": ("f1", "precision", "recall", "accuracy", "loss")}
+_CHUNK_PREFIXES = ("B-", "I-", "E-", "S-", "L-", "U-")
 
 
 def multi_label_metrics(scores: np.ndarray, references: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -58,6 +62,33 @@ def regression_metrics(predictions: np.ndarray, references: np.ndarray) -> dict[
             "spearman": float("nan") if constant else float(spearmanr(predictions, references)[0])}
 
 
+def entity_tags(names: list[str]) -> list[str]:
+    """The class names as seqeval reads them: a BIO/IOB2 tag set (every name `O` or `B-`/`I-`/`E-`/`S-`... + type)
+    as it is; any other tag set (part-of-speech tags, say) with each name but `O` made a one-token chunk (`B-name`),
+    so that precision, recall and F1 count tokens of each class."""
+    if all(name == "O" or name.startswith(_CHUNK_PREFIXES) for name in names):
+        return list(names)
+    return [name if name == "O" else f"B-{name}" for name in names]
+
+
+def token_metrics(predictions: np.ndarray, references: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Entity-level micro precision, recall and F1 (seqeval 1.2.2's default, conlleval-compatible chunking) and token
+    accuracy, over the labelled positions of `predictions` and `references` ([rows, tokens] class ids; -100 marks a
+    position that is not a word's first sub-token, or padding). Sources: Nakayama, seqeval (github chakki-works);
+    Tjong Kim Sang and De Meulder, CoNLL-2003."""
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    tags = entity_tags(names)
+    keep = np.asarray(references) != -100
+    true = [[tags[t] for t in row[mask]] for row, mask in zip(np.asarray(references), keep, strict=True)]
+    pred = [[tags[t] for t in row[mask]] for row, mask in zip(np.asarray(predictions), keep, strict=True)]
+    options = {"zero_division": 0}
+    return {"f1": float(f1_score(true, pred, **options)), "precision": float(precision_score(true, pred, **options)),
+            "recall": float(recall_score(true, pred, **options)),
+            "accuracy": float((np.asarray(predictions)[keep] == np.asarray(references)[keep]).mean())
+            if keep.any() else float("nan")}
+
+
 def compute_metrics_for(labels):
     """The `compute_metrics` of a run's targets (`data.Labels`, `targets.MultiLabels` or `targets.RegressionTargets`):
     `RecordedMetrics` for one class per row; a multi-label head's sigmoid decided at the targets' threshold; a
@@ -68,6 +99,8 @@ def compute_metrics_for(labels):
     def compute(eval_prediction) -> dict[str, float]:
         logits = eval_prediction.predictions
         logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits, dtype=np.float64)
+        if labels.problem_type == "token_classification":  # padding across batches is -100 in both
+            return token_metrics(logits.argmax(-1), eval_prediction.label_ids, labels.names)
         if labels.problem_type == "regression":
             scale = (labels.std, labels.mean)
             return regression_metrics(logits * scale[0] + scale[1],

@@ -32,10 +32,10 @@ from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for
 from .outputs import check_creatable, clear_complete, mark_complete
 from .run_records import finish_run
 from .student import fold_target_scale, load_student, tokenize_beside_features
-from .targets import check_task_options
 from .trainer import AFTTrainer
 from .unlabeled import load_unlabeled
 from .validation_split import DEFAULT_VALIDATION_FRACTION
+from .word_features import check_run_options, with_word_or_teacher_features
 
 logger = logging.getLogger(__name__)
 BETA_SEARCH_RUNS = "beta_search_runs"  # the --beta auto candidates' checkpoints, removed once the final run is done
@@ -68,8 +68,8 @@ class ScriptArguments:
     )
     problem_type: str | None = field(
         default=None,
-        metadata={"help": "What the student predicts (README: multi-label and regression; default: from the "
-                  "label column)."},
+        metadata={"help": "What the student predicts (README: multi-label, regression, token classification; "
+                  "default: from the label column)."},
     )
     unlabeled_dataset: str | None = field(
         default=None,
@@ -246,7 +246,7 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
                                   script_args.eval_split, script_args.image_column or script_args.text_column,
                                   script_args.label_column, script_args.beta_validation_split, script_args.beta_auto,
                                   script_args.problem_type)
-    check_task_options(script_args, config, splits.labels.problem_type)
+    check_run_options(script_args, config, splits.labels)  # token classification: --text_column is its words
 
     def load():
         transformers.set_seed(config.seed)  # --seed also decides the new head's initial weights
@@ -270,7 +270,7 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
     train_set, infos = splits.train, None
     if config.needs_teacher_features(unlabeled is not None):
         extraction = time.perf_counter()
-        train_set = with_teacher_features(train_set, config, script_args.text_column, script_args.image_column)
+        train_set = with_word_or_teacher_features(train_set, config, script_args.text_column, script_args.image_column)
         infos = read_teacher_infos(train_set)
         if unlabeled is not None:
             unlabeled = with_teacher_features(unlabeled, config, script_args.text_column, script_args.image_column)

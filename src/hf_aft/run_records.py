@@ -16,7 +16,9 @@ from .features import FEATURES_COLUMN
 from .group_report import finish_groups, summary_lines
 from .provenance import device_name, library_versions, split_summary, student_revision, teacher_specs
 from .recipe import build_recipe, write_recipe
+from .targets import TOKEN
 from .teachers import display_names
+from .word_features import is_word_features, word_matrix
 
 
 def _recipe_header(summary: dict, record: dict) -> list[str]:
@@ -57,22 +59,32 @@ def audit_record(trainer, script_args, config, run: dict, summary: dict) -> dict
     })
 
 
+def _probe_labels(labels, splits, train_set, eval_set, has_features: bool) -> dict:
+    """The probes' targets: the trained rows' labels; for token classification the classes per word (the probe is
+    per word: [all words] for training, per eval row a list), not the student's per-token ones."""
+    if labels.problem_type == TOKEN:
+        return {"train_labels": np.concatenate(labels.class_ids(splits.train)) if has_features else None,
+                "eval_labels": labels.class_ids(splits.eval, "eval") if splits.eval is not None else None}
+    return {"train_labels": np.asarray(train_set["labels"]) if has_features else None,
+            "eval_labels": np.asarray(eval_set["labels"]) if eval_set is not None else None}
+
+
 def _cost(trainer, script_args, config, run: dict, summary: dict) -> dict:
     train_set, eval_set = run["train_set"], run["eval_set"]
-    features = None
+    features, labels = None, run["splits"].labels
     if trainer.teacher_infos and FEATURES_COLUMN in train_set.column_names:
-        features = np.asarray(train_set.with_format("numpy")[FEATURES_COLUMN], dtype=np.float32)
+        features = (word_matrix(train_set)[0] if is_word_features(train_set) else
+                    np.asarray(train_set.with_format("numpy")[FEATURES_COLUMN], dtype=np.float32))
     inputs = {
         "model": trainer.model, "processor": trainer.processing_class, "output_dir": config.output_dir,
         "config": config, "infos": trainer.teacher_infos, "train_raw": run["splits"].train,
         "eval_raw": run["splits"].eval, "train_features": features,
-        "train_labels": np.asarray(train_set["labels"]) if features is not None else None,
-        "eval_labels": np.asarray(eval_set["labels"]) if eval_set is not None else None,
+        **_probe_labels(labels, run["splits"], train_set, eval_set, features is not None),
         "text_column": script_args.text_column, "image_column": script_args.image_column,
         "max_length": script_args.max_length, "problem_type": run["splits"].labels.problem_type,
         "eval_score": (summary.get("eval") or {}).get("eval_" + HEADLINE[run["splits"].labels.problem_type]),
         "train_seconds": (summary.get("train") or {}).get("train_runtime"),
-        "extraction_seconds": run.get("extraction_seconds")}
+        "extraction_seconds": run.get("extraction_seconds"), "names": labels.names}
     report = cost_report(inputs)
     names = dict(zip((t["name"] for t in report["teachers"]), display_names([t["name"] for t in report["teachers"]]),
                      strict=True))

@@ -22,6 +22,8 @@ import os
 import re
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from torch import nn
 
@@ -29,8 +31,10 @@ from .data import Labels
 from .errors import AFTError, one_line
 from .features import map_beside_features
 from .outputs import share_like_other_files
+from .targets import TOKEN
 from .teachers.loading import cap_max_length, intended_load_report, teach_token_limit, token_limit
 from .tokens import check_room, encode
+from .words import check_fast_tokenizer, is_words_dataset, student_word_batch
 
 logger = logging.getLogger(__name__)
 
@@ -110,11 +114,12 @@ class StudentFeatureCapture:
         last, self._last_dropout = self._last_dropout, None
         self.features = last[0] if last is not None and last[1] is features else features
 
-    def pop(self) -> torch.Tensor:
+    def pop(self, keep_tokens: bool = False) -> torch.Tensor:
+        """[B, d]; with `keep_tokens` (token classification) a text head's input as it is, [B, T, d]."""
         features, self.features = self.features, None
         if features is None:
             raise AFTError(f"the student's forward never reached {self.name!r}: set student_feature_module.")
-        if features.dim() == 3:
+        if features.dim() == 3 and not keep_tokens:
             return features[:, 0]
         if features.dim() > 3:
             return features.flatten(2).mean(-1)
@@ -141,16 +146,20 @@ def load_student(name: str, labels=None, image_column: str | None = None):
         AutoImageProcessor,
         AutoModelForImageClassification,
         AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
         AutoTokenizer,
     )
 
     name = os.fspath(name)
     _check_student_path(name)
+    problem_type = getattr(labels, "problem_type", "single_label_classification")
     auto_model, auto_processor = ((AutoModelForImageClassification, AutoImageProcessor) if image_column else
-                                  (AutoModelForSequenceClassification, AutoTokenizer))
+                                  (AutoModelForTokenClassification if problem_type == TOKEN else
+                                   AutoModelForSequenceClassification, AutoTokenizer))
     head = ({"num_labels": len(labels.names), "id2label": labels.id2label, "label2id": labels.label2id,
-             "problem_type": getattr(labels, "problem_type", "single_label_classification"),
              "ignore_mismatched_sizes": True} if labels is not None else {})
+    if labels is not None and problem_type != TOKEN:  # transformers' config knows the sequence types only
+        head["problem_type"] = problem_type
     try:
         processor = auto_processor.from_pretrained(name)
         with intended_load_report():  # a new head sized from the labels is the point, not news
@@ -225,7 +234,10 @@ def check_labels_fit(dataset, model) -> None:
     num_labels = getattr(getattr(model, "config", None), "num_labels", None)
     if column is None or num_labels is None:
         return
-    labels = np.asarray(dataset.select_columns([column]).with_format("numpy")[column])
+    labels = dataset.select_columns([column]).with_format("arrow")[:][column]
+    per_token = pa.types.is_list(labels.type) or pa.types.is_large_list(labels.type)
+    labels = np.asarray(pc.list_flatten(labels) if per_token else labels)
+    labels = labels[labels != -100] if per_token and labels.dtype.kind in "iu" else labels  # sub-tokens, specials
     if labels.dtype.kind not in "iu":
         return  # regression or multi-label targets: nothing to range-check
     if labels.size and labels.min() < 0:
@@ -274,13 +286,18 @@ def _name_classes(model, names: list[str]) -> None:
 # ---- inputs ----
 def tokenize_beside_features(dataset, tokenizer, text_column: str = "text", max_length: int | None = None):
     """Tokenize `text_column` for the student (truncating to `max_length`, default the tokenizer's limit), leaving
-    the `teacher_features` column in place instead of copying it (see `hf_aft.features.map_beside_features`)."""
+    the `teacher_features` column in place instead of copying it (see `hf_aft.features.map_beside_features`). A
+    words column (lists of strings) is tokenized word by word, the labels aligned to the word pieces
+    (`words.student_word_batch`)."""
     max_length = cap_max_length("the student", max_length, token_limit(None, tokenizer), "--max_length")
     check_room(tokenizer, max_length, "the student", "--max_length")
 
     def tokenize(batch):  # an empty text gets one token (tokens.py), as for the teachers
         return encode(tokenizer, batch[text_column], max_length)
 
+    if is_words_dataset(dataset, text_column):  # token classification: labels aligned to the word pieces
+        check_fast_tokenizer(tokenizer, "the student")
+        tokenize = student_word_batch(tokenizer, text_column, max_length)
     return map_beside_features(dataset, tokenize, desc="Tokenizing")
 
 
@@ -295,7 +312,10 @@ def wrap_peft(model, peft_config):
         raise AFTError("the student is already a PeftModel and a peft_config was given too: pass the plain model "
                        "with peft_config, or the PeftModel without it.")
     peft_config = copy.deepcopy(peft_config)  # the caller's config is theirs: peft and we fill fields in
-    if peft_config.task_type is None and type(model).__name__.endswith("ForSequenceClassification"):
+    if str(peft_config.task_type) in ("SEQ_CLS", "TaskType.SEQ_CLS") and type(model).__name__.endswith(
+            "ForTokenClassification"):  # hf-aft train's --use_peft names SEQ_CLS; a token classifier is TOKEN_CLS
+        peft_config.task_type = "TOKEN_CLS"
+    elif peft_config.task_type is None and type(model).__name__.endswith("ForSequenceClassification"):
         peft_config.task_type = "SEQ_CLS"
     elif peft_config.task_type is None and not getattr(peft_config, "modules_to_save", None):
         peft_config.modules_to_save = [find_feature_module(model)[0]]

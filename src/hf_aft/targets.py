@@ -5,6 +5,8 @@
   `MultiLabels`, a multi-hot `labels` column; the student's head is sigmoid per class, trained with binary
   cross-entropy (transformers' own loss for this problem type), decided at `threshold` (saved with the student).
 - `regression`: a number per row (a float column): `RegressionTargets`, trained with mean squared error.
+- `token_classification`: a class per word (a list per row, beside a words column of the same lengths):
+  `words.TokenLabels`.
 
 `infer_problem_type` picks the type from the column's feature; `--problem_type` overrides it when the column can be
 read that way too (integers as targets of a regression, floats that are whole numbers as classes).
@@ -22,7 +24,8 @@ import pyarrow.compute as pc
 from .errors import AFTError
 
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
-PROBLEM_TYPES = (SINGLE, MULTI, REGRESSION)
+TOKEN = "token_classification"
+PROBLEM_TYPES = (SINGLE, MULTI, REGRESSION, TOKEN)
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -47,14 +50,20 @@ def possible_problem_types(feature) -> list[str]:
             "float": [REGRESSION, SINGLE]}.get(kind, [])
 
 
-def infer_problem_type(dataset: datasets.Dataset, column: str, problem_type: str | None = None) -> str:
-    """`problem_type` when the column can be read that way, else the one its feature says.
+def infer_problem_type(dataset: datasets.Dataset, column: str, problem_type: str | None = None,
+                       words_column: str | None = None) -> str:
+    """`problem_type` when the column can be read that way, else the one its feature says (lists beside a
+    `words_column` of lists of strings: token classification first).
 
     Raises:
         AFTError: a column that fits no problem type, or not the one asked for (the line says which it could be).
     """
     feature = dataset.features[column]
     possible = possible_problem_types(feature)
+    words = dataset.features.get(words_column) if words_column and words_column != column else None
+    if possible == [MULTI] and isinstance(getattr(words, "feature", None), datasets.Value) \
+            and words.feature.dtype in ("string", "large_string"):
+        possible = [TOKEN, MULTI]  # a list of classes per row beside a list of words per row
     if not possible:
         raise AFTError(f"the label column {column!r} holds {feature}: not class labels (strings, integers, a "
                        "ClassLabel), lists of them (multi-label) or numbers (regression); choose another "

@@ -13,9 +13,9 @@ import os
 from collections import defaultdict
 
 import torch
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 
-from .callbacks import StallDetector
+from .callbacks import StallDetector, ZeroTransferGrads
 from .card import card_facts_from_trainer, write_model_card
 from .collators import ImageCollator, TeacherFeatureCollator
 from .config import AFTConfig
@@ -30,20 +30,8 @@ from .outputs import check_checkpoint_files, restore_after_resume, save_transfer
 from .student import StudentFeatureCapture, check_labels_fit, feature_dim, name_labels, wrap_peft
 from .teachers import display_names
 from .training_rows import check_trainer_inputs, labelled_loss, prepare_training_rows, terms_summary
-
-
-class _ZeroTransferGrads(TrainerCallback):
-    """Trainer zeroes only the student's gradients (`model.zero_grad()`); the transfer loss's parameters live
-    outside the model, so clear theirs at the same points, or they would accumulate across steps."""
-
-    def __init__(self, trainer: AFTTrainer):
-        self.trainer = trainer
-
-    def _zero(self, *args, **kwargs):
-        if self.trainer.transfer_loss is not None:
-            self.trainer.transfer_loss.zero_grad(set_to_none=True)
-
-    on_train_begin = on_step_end = _zero
+from .word_batches import TokenCollator, word_pairs, word_transfer
+from .words import WORD_POSITIONS
 
 
 def _eval_sets(eval_dataset) -> list:
@@ -94,6 +82,8 @@ class AFTTrainer(Trainer):
                 check_image_column(dataset, image_column)
             if kwargs.get("data_collator") is None:
                 kwargs["data_collator"] = ImageCollator(processing_class, image_column)
+        if WORD_POSITIONS in getattr(train_dataset, "column_names", ()) and kwargs.get("data_collator") is None:
+            kwargs["data_collator"] = TokenCollator(processing_class)  # labels -100, positions -1, features NaN
         self.rows = rows = prepare_training_rows(model, args, train_dataset, unlabeled_dataset, text_column,
                                                  image_column, teacher_infos)
         self.teacher_infos, self.teacher_norms, self.distill = rows.teacher_infos, rows.teacher_norms, rows.distill
@@ -110,7 +100,7 @@ class AFTTrainer(Trainer):
         self.teacher_weights = self._teacher_weights()
         self._transfer_group_added = False
         self._metrics = defaultdict(list)
-        self.add_callback(_ZeroTransferGrads(self))
+        self.add_callback(ZeroTransferGrads(self))
         self.stall_detector = StallDetector(self)  # warns when beta * transfer holds the task loss at the prior
         self.add_callback(self.stall_detector)
 
@@ -136,7 +126,7 @@ class AFTTrainer(Trainer):
     # ---- data ----
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        for column in (FEATURES_COLUMN, TARGETS_COLUMN, self.image_column):  # the image column feeds the collator
+        for column in (FEATURES_COLUMN, TARGETS_COLUMN, WORD_POSITIONS, self.image_column):  # images: for the collator
             if column and column not in self._signature_columns:
                 self._signature_columns.append(column)
 
@@ -155,16 +145,19 @@ class AFTTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         teacher_features = inputs.pop(FEATURES_COLUMN, None)
         targets = inputs.pop(TARGETS_COLUMN, None)
+        positions = inputs.pop(WORD_POSITIONS, None)  # token classification: one vector per word
         labels = inputs.pop("labels", None) if model.training and self.rows.n_unlabeled else None
         outputs = model(**inputs)
         task_loss = (labelled_loss(outputs["logits"], labels, self.accelerator) if labels is not None
                      else outputs["loss"] if isinstance(outputs, dict) else outputs[0])
-        student_features = self.feature_capture.pop()
+        student_features = self.feature_capture.pop(keep_tokens=positions is not None)
         loss = task_loss
         if model.training:
             terms = {"task_loss": task_loss}
             if self.transfer_loss is not None:
-                terms["transfer_loss"] = self._transfer_term(student_features, teacher_features)
+                if positions is not None and teacher_features is not None:
+                    student_features, teacher_features = word_pairs(student_features, positions, teacher_features)
+                terms["transfer_loss"] = self._transfer_term(student_features, teacher_features, positions is not None)
                 loss = task_loss + self.args.beta * terms["transfer_loss"]
             if targets is not None:
                 logits = outputs["logits"] if isinstance(outputs, dict) else outputs[1]
@@ -180,7 +173,8 @@ class AFTTrainer(Trainer):
     def _all_finite(self, finite: torch.Tensor) -> torch.Tensor:
         return self.accelerator.gather(finite.reshape(1)).min()
 
-    def _transfer_term(self, student_features: torch.Tensor, teacher_features: torch.Tensor | None) -> torch.Tensor:
+    def _transfer_term(self, student_features: torch.Tensor, teacher_features: torch.Tensor | None,
+                       words: bool = False) -> torch.Tensor:
         if teacher_features is None:
             raise AFTError(f"a training batch has no {FEATURES_COLUMN!r}: keep that column in the dataset.")
         teacher_features = teacher_features.to(student_features.device)
@@ -190,6 +184,9 @@ class AFTTrainer(Trainer):
             # One kernel over the global batch on every process (see distributed.py for the gradients).
             student_features = gather_with_grad(student_features)
             teacher_features = gather(teacher_features)
+        if words:  # token classification: the same words on every process (word_batches.py)
+            return word_transfer(self.transfer_loss, student_features, teacher_features,
+                                 self.args.transfer in ("aft", "rkd"), self.args.seed, self.state.global_step)
         return self.transfer_loss(student_features, teacher_features)
 
     def training_step(self, model, inputs, num_items_in_batch=None):

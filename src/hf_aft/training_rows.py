@@ -19,6 +19,7 @@ from .errors import AFTError
 from .features import TeacherInfo, scan_teacher_features, teacher_infos_of, with_teacher_features
 from .images import check_image_column
 from .unlabeled import UNLABELED, MixedSampler, join_labelled_unlabeled
+from .word_features import is_word_features, scan_word_features, with_word_or_teacher_features
 
 
 @dataclass
@@ -81,9 +82,11 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
     has_unlabeled = unlabeled_dataset is not None
     rows = TrainingRows(None, args.resolved_distill(has_unlabeled), len(train_dataset), len(unlabeled_dataset or ()))
     if args.needs_teacher_features(has_unlabeled):
-        train_dataset = with_teacher_features(train_dataset, args, text_column, image_column, device=args.device)
+        train_dataset = with_word_or_teacher_features(train_dataset, args, text_column, image_column,
+                                                      device=args.device)
         rows.teacher_infos = teacher_infos or teacher_infos_of(train_dataset)
-        rows.teacher_norms = scan_teacher_features(train_dataset, rows.teacher_infos)
+        scan = scan_word_features if is_word_features(train_dataset) else scan_teacher_features
+        rows.teacher_norms = scan(train_dataset, rows.teacher_infos)
         if has_unlabeled:
             unlabeled_dataset = with_teacher_features(unlabeled_dataset, args, text_column, image_column,
                                                       device=args.device)

@@ -82,7 +82,7 @@ def print_summary(summary: dict) -> None:
     eval_metrics = summary.get("eval", {})
     shown = [(k.removeprefix("eval_").replace("_", "-").replace("f1", "F1"), v) for k, v in eval_metrics.items()
              if k.removeprefix("eval_") in ("accuracy", "macro_f1", "micro_f1", "subset_accuracy", "mse", "mae",
-                                            "pearson", "spearman")]
+                                            "pearson", "spearman", "f1", "precision", "recall")]
     if shown:
         print("eval " + "  ".join(f"{name} {value:.4f}" for name, value in shown))
     for line in summary.get("group_lines", []):

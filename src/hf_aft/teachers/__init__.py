@@ -12,6 +12,7 @@ import torch
 
 from ..data import check_texts
 from ..errors import AFTError, require_extra
+from ..words import is_word_lists
 from .backends import TEACHER_BACKENDS, check_backend
 from .image import IMAGE_POOLINGS, ImageTeacher
 from .loading import (
@@ -49,12 +50,14 @@ def _revision_of(spec: str, name: str, pinned: str | None, gguf_file: str | None
     return resolve_revision(name, pinned)
 
 
-def _check_text_column(dataset: datasets.Dataset, spec: str, config, text_column: str) -> None:
+def _check_text_column(dataset: datasets.Dataset, spec: str, config, text_column: str, words: bool = False) -> None:
     feature = dataset.features.get(text_column)
     if feature is None:
         raise AFTError(f"teacher {spec!r} is a text model ({config.model_type}) but the dataset has no text column "
                        f"{text_column!r} (columns {dataset.column_names}): choose an image teacher for images, or "
                        "pass text_column=... (--text_column).")
+    if words and is_word_lists(feature):  # token classification: a list of words per row (word_features.py)
+        return
     if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
         raise AFTError(f"teacher {spec!r} is a text model ({config.model_type}) but column {text_column!r} holds "
                        f"{feature}, not text: choose an image teacher for images, or another --text_column.")
@@ -63,11 +66,12 @@ def _check_text_column(dataset: datasets.Dataset, spec: str, config, text_column
 
 def make_teacher(dataset: datasets.Dataset, spec: str, pooling: str, max_length: int, batch_size: int,
                  device: torch.device, options: dict, text_column: str = "text", image_column: str | None = None,
-                 backend: str = "torch", export_root=None):
+                 backend: str = "torch", export_root=None, words: bool = False):
     """The teacher for `spec` (text or image, from its config), the column it reads, and what beyond the text
     defaults must enter its cache fingerprint (the image modality, a GGUF file, a non-float32 dtype, a backend other
     than torch). A teacher whose modality doesn't match its column, or that `backend` cannot run, is one AFTError
-    line; ONNX exports go under `export_root` (backends.py)."""
+    line; ONNX exports go under `export_root` (backends.py). `words`: the column holds a list of words per row
+    (token classification, word_features.py)."""
     spec = os.fspath(spec)
     source, gguf_file = split_gguf(spec)
     if gguf_file:  # transformers imports gguf only when the weights load, after other teachers may have run
@@ -88,7 +92,7 @@ def make_teacher(dataset: datasets.Dataset, spec: str, pooling: str, max_length:
         teacher = ImageTeacher(spec, name, revision, pooling, 0, batch_size, device, options, image_column)
         teacher.pooling = teacher.resolved_pooling(config)
         return teacher, image_column, ["image", *extra_key]
-    _check_text_column(dataset, spec, config, text_column)
+    _check_text_column(dataset, spec, config, text_column, words)
     max_length = cap_max_length(f"teacher {spec!r}", max_length, token_limit(config), "--teacher_max_length")
     teacher = TextTeacher(spec, name, revision, pooling, max_length, batch_size, device, options, text_column)
     teacher.pooling = teacher.resolved_pooling(config)

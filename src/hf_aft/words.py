@@ -1,0 +1,170 @@
+"""Token classification (`--problem_type token_classification`): a class per word of a row.
+
+A dataset for it holds a words column (a list of strings per row: `--text_column`, else `tokens`) and a label column
+holding one class per word (a `Sequence(ClassLabel)`, or lists of strings or integers), as CoNLL-2003 on the Hub does.
+`TokenLabels` checks and encodes the per-word classes; `student_word_batch` tokenizes the words for the student
+(`is_split_into_words=True`) and aligns the labels to its word pieces as transformers' token-classification example
+does: the first sub-token of each word carries the word's class, the other sub-tokens and the special tokens -100
+(ignored by the loss). It also writes `word_positions`: per token, the index of the word it starts, else -1; the
+transfer term reads the student's features at those positions (one vector per word, the one the head classifies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import datasets
+
+from .errors import AFTError
+from .targets import TOKEN, ClassNames, with_labels
+from .tokens import within_limit
+
+IGNORED = -100  # transformers' ignore_index: sub-tokens after a word's first, special tokens, padding
+WORD_POSITIONS = "word_positions"  # per student token: the index of the word it starts, else -1
+DEFAULT_WORDS_COLUMN = "tokens"
+
+
+def is_word_lists(feature) -> bool:
+    """Whether a column's feature is a list of strings per row (a words column)."""
+    inner = getattr(feature, "feature", None)
+    return isinstance(inner, datasets.Value) and inner.dtype in ("string", "large_string")
+
+
+def input_column_of(dataset: datasets.Dataset, column: str) -> str:
+    """`column`, or `tokens` when `column` is missing and `tokens` holds lists of words (CoNLL-style data with the
+    default --text_column text)."""
+    if column not in dataset.column_names and is_word_lists(dataset.features.get(DEFAULT_WORDS_COLUMN)):
+        return DEFAULT_WORDS_COLUMN
+    return column
+
+
+def is_words_dataset(dataset: datasets.Dataset, column: str) -> bool:
+    return dataset is not None and is_word_lists(dataset.features.get(column))
+
+
+@dataclass
+class TokenLabels(ClassNames):
+    """One class per word: class names in id order; `encode` writes a `labels` column of per-word class ids (the
+    student's tokenization aligns them to its word pieces, `student_word_batch`)."""
+
+    names: list[str]
+    column: str
+    words_column: str
+    problem_type: str = TOKEN
+    is_class_label: bool = False
+
+    @classmethod
+    def from_dataset(cls, dataset: datasets.Dataset, column: str, words_column: str) -> TokenLabels:
+        """The classes of the training split, whose rows are checked now (`class_ids`), before any teacher runs."""
+        inner = dataset.features[column].feature
+        if isinstance(inner, datasets.ClassLabel):
+            labels = cls(list(inner.names), column, words_column, is_class_label=True)
+        else:
+            names = {value for row in dataset[column] if row is not None for value in row}
+            if None in names:
+                raise AFTError(f"the label column {column!r} has a missing class inside a row's list: fill or drop "
+                               "it.")
+            labels = cls([str(v) for v in sorted(names, key=lambda v: (str(type(v)), v))], column, words_column)
+        labels.class_ids(dataset)
+        return labels
+
+    def check_classes(self) -> None:
+        if len(self.names) < 2:
+            raise AFTError(f"the token label column {self.column!r} names {len(self.names)} class(es) "
+                           f"({self.names}): a token classifier needs at least 2 (e.g. O and B-PER).")
+
+    def class_ids(self, dataset: datasets.Dataset, split: str = "train") -> list[list[int]]:
+        """Per row, the class id of each word.
+
+        Raises:
+            AFTError: a row with no words (or no list), a label list longer or shorter than its words, a class the
+                training split lacks; each names the split, the row and the way out.
+        """
+        index = {i: i for i in range(len(self.names))} if self.is_class_label else self.label2id
+        words, labels = dataset[self.words_column], dataset[self.column]
+        encoded = []
+        for row, (row_words, row_labels) in enumerate(zip(words, labels, strict=True)):
+            if not row_words or row_labels is None:
+                raise AFTError(f"the {split} split's row {row} has no words in {self.words_column!r} (or no label "
+                               f"list in {self.column!r}): drop the rows with empty word lists.")
+            if len(row_labels) != len(row_words):
+                raise AFTError(f"the {split} split's row {row} has {len(row_labels)} labels in {self.column!r} for "
+                               f"{len(row_words)} words in {self.words_column!r}: give one class per word (or "
+                               "--problem_type multi_label_classification if the column is a set of classes).")
+            row_ids = []
+            for value in row_labels:
+                key = value if self.is_class_label else str(value)
+                if key not in index:
+                    raise AFTError(f"the {split} split's row {row} names class {value!r}, which the training split's "
+                                   f"{self.column!r} lacks (it has {self.names[:10]}): drop the row or add the class "
+                                   "to training.")
+                row_ids.append(index[key])
+            encoded.append(row_ids)
+        return encoded
+
+    def check_split(self, dataset: datasets.Dataset, split: str) -> None:
+        if not is_word_lists(dataset.features.get(self.words_column)):
+            raise AFTError(f"the {split} split has no words column {self.words_column!r} (lists of strings), which "
+                           "the training split has: give every split the same columns.")
+        self.class_ids(dataset, split)
+
+    def encode(self, dataset: datasets.Dataset, split: str = "train") -> datasets.Dataset:
+        return with_labels(dataset, self.column, self.class_ids(dataset, split),
+                           datasets.Sequence(datasets.Value("int64")))
+
+
+def check_fast_tokenizer(tokenizer, who: str) -> None:
+    """word_ids() (which sub-token belongs to which word) exists only in the Rust ("fast") tokenizers.
+
+    Raises:
+        AFTError: `tokenizer` is a slow (Python) tokenizer.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise AFTError(f"{who}'s tokenizer ({type(tokenizer).__name__}) is not a fast tokenizer, and token "
+                       "classification needs its word_ids() to align words with word pieces: use a model with a "
+                       "tokenizer.json (a PreTrainedTokenizerFast), or convert its tokenizer.")
+
+
+def split_words(tokenizer, words: list[list[str]], max_length: int | None):
+    """`tokenizer(words, is_split_into_words=True)`, truncated to `max_length`: unpadded ids, masks and per-row
+    `word_ids()`. A tokenizer that needs a prefix space for pre-split words (GPT-2's, RoBERTa's) gets it."""
+    options = {"add_prefix_space": True} if getattr(tokenizer, "add_prefix_space", None) is False else {}
+    try:
+        encoded = tokenizer(list(words), is_split_into_words=True, truncation=True,
+                            max_length=within_limit(tokenizer, max_length), **options)
+    except (TypeError, ValueError) as error:  # a tokenizer that cannot be given the option per call
+        if not options:
+            raise
+        raise AFTError(f"the tokenizer {type(tokenizer).__name__} needs add_prefix_space=True for pre-split words: "
+                       f"save it with that option ({error}).") from error
+    return encoded, [encoded.word_ids(i) for i in range(len(words))]
+
+
+def align_labels(word_ids: list[int | None], word_labels: list[int]) -> tuple[list[int], list[int]]:
+    """(per-token labels, per-token word positions) of one row: the first sub-token of word w gets `word_labels[w]`
+    and position w; the rest of its sub-tokens and the special tokens get -100 and -1."""
+    labels, positions, previous = [], [], None
+    for word in word_ids:
+        first = word is not None and word != previous
+        labels.append(word_labels[word] if first else IGNORED)
+        positions.append(word if first else -1)
+        previous = word
+    return labels, positions
+
+
+def student_word_batch(tokenizer, words_column: str, max_length: int | None):
+    """The batched `map` function that tokenizes a words column for the student and aligns its `labels` (per-word
+    class ids, `TokenLabels.encode`) to the word pieces; see the module docstring."""
+
+    def tokenize(batch):
+        encoded, word_ids = split_words(tokenizer, batch[words_column], max_length)
+        out = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        if "token_type_ids" in encoded:
+            out["token_type_ids"] = encoded["token_type_ids"]
+        word_labels = batch["labels"] if "labels" in batch else [[IGNORED] * len(w) for w in batch[words_column]]
+        pairs = [align_labels(ids, row) for ids, row in zip(word_ids, word_labels, strict=True)]
+        out["labels"], out[WORD_POSITIONS] = [p[0] for p in pairs], [p[1] for p in pairs]
+        return out
+
+    return tokenize
+
