@@ -220,6 +220,7 @@ SINGLE_LABEL_ONLY = {
     "unlabeled_dataset": "--unlabeled_dataset (its rows are marked with the class id -100)",
     "distill": "--distill (the probe and the task teacher give class probabilities)",
     "group_column": "--group_column (its per-group results are accuracies)",
+    "beta_auto": "--beta auto (its candidates are not yet scored per word)",
 }
 
 
@@ -232,8 +233,10 @@ def check_supported(problem_type: str, **given) -> None:
     if problem_type == SINGLE:
         return
     for name, on in given.items():
-        if on:
-            raise AFTError(f"{SINGLE_LABEL_ONLY[name]} works for single-label classification only, and this run is "
+        if on and (name != "beta_auto" or problem_type == TOKEN):  # --beta auto scores multi-label and regression
+            works = "does not work for token classification yet" if name == "beta_auto" else (
+                "works for single-label classification only")
+            raise AFTError(f"{SINGLE_LABEL_ONLY[name]} {works}, and this run is "
                            f"{problem_type} (from the label column, or --problem_type): drop that option.")
 
 
@@ -249,6 +252,6 @@ def check_task_options(script_args, config, problem_type: str) -> None:
                        f"evaluation of a {problem_type} student: choose one of {', '.join(reported)}.")
     if config.metric_for_best_model and metric in ("mse", "mae"):
         config.greater_is_better = False
-    check_supported(problem_type, group_column=bool(script_args.group_column),
+    check_supported(problem_type, beta_auto=script_args.beta_auto, group_column=bool(script_args.group_column),
                     unlabeled_dataset=bool(script_args.unlabeled_dataset),
                     distill=config.distill not in ("none", "auto"))
