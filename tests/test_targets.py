@@ -35,11 +35,11 @@ def world(tmp_path_factory):
             "teacher": save_teacher(root / "teacher")}
 
 
-def _train(world, out, *extra) -> int:
+def _train(world, out, *extra, teacher=None) -> int:
     return main(["train", "--model_name_or_path", str(world["student"]), "--dataset_name", str(world["data"]),
                  "--output_dir", str(out), "--per_device_train_batch_size", "8", "--max_steps", "24",
                  "--learning_rate", "1e-2", "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true",
-                 "--teachers", str(world["teacher"]), *extra])
+                 "--teachers", str(teacher or world["teacher"]), *extra])
 
 
 def test_problem_types_come_from_the_column_and_can_be_overridden():
@@ -119,7 +119,6 @@ def test_a_regression_student_predicts_in_the_data_units(world):
     ("problem type that does not fit", ["--label_column", "tags", "--problem_type", "regression"],
      ("does not fit", "multi_label_classification")),
     ("unknown problem type", ["--problem_type", "ranking"], ("--problem_type 'ranking'",)),
-    ("beta auto with regression", ["--label_column", "score", "--beta", "auto"], ("--beta auto", "regression")),
     ("groups with multi-label", ["--label_column", "tags", "--group_column", "text"], ("--group_column",)),
     ("metric of another type", ["--label_column", "score", "--metric_for_best_model", "accuracy",
                                 "--load_best_model_at_end", "true", "--eval_strategy", "epoch", "--save_strategy",
@@ -148,3 +147,58 @@ def test_refusals_are_one_line_before_any_teacher_runs(world, capsys, monkeypatc
 def test_load_labelled_splits_reads_the_problem_type_in_python(world):
     splits = load_labelled_splits(str(world["data"]), label_column="score")
     assert splits.labels.problem_type == REGRESSION and splits.labels.names == ["score"]
+
+
+def test_beta_auto_judges_regression_and_multi_label_candidates_by_their_own_scores():
+    from hf_aft.beta_choice import constant_scores, example_scores, paired
+    from hf_aft.validation_split import strata
+
+    targets = torch.linspace(-2, 2, 40)
+    close, far = targets + 0.1, targets + 1.0
+    assert example_scores(close[:, None], targets, REGRESSION).mean() == pytest.approx(-0.01)
+    assert paired({"example_scores": constant_scores(targets, REGRESSION)},
+                  {"example_scores": example_scores(close, targets, REGRESSION)})[2] is False  # beats the mean
+    assert paired({"example_scores": example_scores(far, targets, REGRESSION)},
+                  {"example_scores": example_scores(close, targets, REGRESSION)})[2] is False  # worse, beyond 1 SE
+    multi_hot = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    logits = torch.tensor([[5.0, -5.0], [5.0, -5.0], [-5.0, -5.0]])  # the second row misses a label: F1 2/3
+    assert example_scores(logits, multi_hot, MULTI).tolist() == pytest.approx([1.0, 2 / 3, 1.0])
+    assert strata(multi_hot.numpy()).tolist() == [0, 1, -1]  # a row's rarest label; none: -1
+    assert sorted(set(strata(targets.numpy()).tolist())) == [0, 1, 2, 3, 4]  # quintiles of the targets
+
+
+def test_beta_auto_chooses_for_a_regression_student(world):
+    out = world["root"] / "score-auto"
+    assert _train(world, out, "--label_column", "score", "--beta", "auto", "--max_steps", "80",
+                  "--beta_validation_fraction", "0.4", "--learning_rate", "2e-3") == 0
+    search = json.loads((out / "beta_search.json").read_text())
+    assert search["metric"] == "MSE" and "validation MSE" in search["reason"]
+    assert any(c["score"] is not None for c in search["candidates"])
+
+
+@pytest.mark.parametrize("column,metric", [("score", "mse"), ("tags", "micro_f1")])
+def test_export_and_check_updates_read_multi_label_and_regression_runs_back(world, column, metric, capsys):
+    import shutil
+
+    from tiny import save_teacher
+
+    teacher, old, new = (world["root"] / f"{name}-{column}" for name in ("teacher", "old", "new"))
+    shutil.copytree(world["teacher"], teacher)
+    assert _train(world, old, "--label_column", column, "--skip_cost_report", "true", teacher=teacher) == 0
+    assert main(["export", str(old), "--output_dir", str(world["root"] / f"onnx-{column}")]) == 0
+    report = json.loads((world["root"] / f"onnx-{column}" / "export_report.json").read_text())
+    pytorch, onnx = report["rows"]
+    assert report["metric"] == metric and onnx[metric] == pytest.approx(pytorch[metric], rel=1e-4, abs=1e-4)
+    assert onnx["max_logit_difference"] < 1e-3
+    assert onnx["agreement"] == (None if column == "score" else 1.0)  # numbers agree by degree, label sets exactly
+    if column == "score":  # the check compares in the data's units: the MSE is the training's eval MSE
+        results = json.loads((old / "eval_results.json").read_text())
+        assert pytorch["mse"] == pytest.approx(results["eval_mse"], rel=1e-3)
+    save_teacher(teacher, hidden=12, seed=7)  # the teacher changes upstream
+    capsys.readouterr()
+    assert main(["check-updates", str(old), "--retrain", str(new)]) == 1
+    out = capsys.readouterr().out
+    update = json.loads((new / "update_report.json").read_text())
+    assert metric in update["metrics"] and metric.replace("_", "-").replace("f1", "F1") in out
+    assert f"{metric.replace('_', '-').replace('f1', 'F1')} " in (new / "README.md").read_text()
+    assert main(["audit", str(new)]) == 0

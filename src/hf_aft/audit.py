@@ -147,7 +147,9 @@ def lineage_lines(record: dict) -> list[str]:
         lines.append(f"{'feature cache':<22}{record['feature_cache_fingerprint']}")
     metrics = record.get("metrics", {}).get("eval") or {}
     shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in metrics.items()
-                      if k.removeprefix("eval_") in ("accuracy", "macro_f1", "f1"))
+                      if k.removeprefix("eval_") in ("accuracy", "macro_f1", "micro_f1", "subset_accuracy", "mse",
+                                                      "mae", "pearson", "spearman", "f1", "precision",
+                                                      "recall"))
     lines.append(f"{'eval':<22}{shown or '-'}")
     for column, result in (metrics.get("eval_groups") or {}).items():
         worst = result["groups"].get(result.get("worst") or "", {})

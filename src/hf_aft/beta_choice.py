@@ -1,63 +1,128 @@
 """How `--beta auto` judges its candidates on the validation split (`beta_search.py` runs them).
 
-- The score: validation accuracy, which examples a candidate gets right, and the mean cross-entropy of the true labels.
-- The plateau: a candidate is on it while it does not beat always predicting the validation split's most frequent
-  class by more than one standard error (the paired test below, against that constant prediction). A student that
-  predicts one class is there, and so is one at chance that predicts all ten: such a candidate has learned nothing
-  yet, so its rank says nothing about its beta.
+- The score: a per-example score on the validation split, higher is better, and its mean: for single-label
+  classification whether the example is right (the mean is the accuracy); for multi-label classification the
+  example's F1 between predicted and true label sets (1 when both are empty; the mean is scikit-learn's "samples"
+  F1); for regression the negative squared error (the mean is minus the MSE, in the training split's standardised
+  units). Also the mean loss of the task (cross-entropy, binary cross-entropy or squared error).
+- The plateau: a candidate is on it while it does not beat a constant prediction by more than one standard error
+  (the paired test below, against that constant): the validation split's most frequent class, each label's
+  majority value (multi-label), or the validation targets' mean (regression). A student that predicts one class is
+  there, and so is one at chance that predicts all ten: such a candidate has learned nothing yet, so its rank says
+  nothing about its beta.
 - The choice, the one-standard-error rule (Breiman et al. 1984; Hastie, Tibshirani and Friedman, "The Elements of
-  Statistical Learning", 7.10): the largest beta whose validation accuracy at half of training is within one standard
+  Statistical Learning", 7.10): the largest beta whose validation score at half of training is within one standard
   error of the best candidate's. beta weighs a prior (the teacher's features), so the largest beta is the most
   regularised model the validation data cannot tell from the best. The standard error is that of the paired
-  difference on the same examples: with w the examples the best candidate gets right and this one wrong, and l the
-  reverse, the difference of accuracies is (w - l) / n and its standard error under "no difference" is
-  sqrt(w + l) / n (McNemar's test), so a candidate is within it when w - l <= sqrt(w + l). A candidate still on the
-  plateau is never chosen; when all are, the default stays (nothing could be compared).
+  difference on the same examples, under "no difference": with d_i the best candidate's score on example i minus
+  this one's, the candidate is within it when sum(d) <= sqrt(sum(d^2)). For right/wrong scores, with w the examples
+  the best candidate gets right and this one wrong and l the reverse, that is l - w <= sqrt(w + l): McNemar's test.
+  A candidate still on the plateau is never chosen; when all are, the default stays (nothing could be compared).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .config import DEFAULT_BETA
+from .targets import MULTI, REGRESSION, SINGLE
 
-RULE = ("the largest beta whose validation accuracy at half of training is within one standard error of the best "
-        "candidate's: (losses - wins) <= sqrt(wins + losses) against it, paired by example (McNemar)")
+RULE = ("the largest beta whose validation score at half of training is within one standard error of the best "
+        "candidate's: sum(best - this) <= sqrt(sum((best - this)^2)) over the validation examples, paired by "
+        "example (McNemar for right/wrong)")
+METRIC = {SINGLE: "accuracy", MULTI: "example F1", REGRESSION: "MSE"}
+CONSTANT = {SINGLE: "the most frequent class", MULTI: "each label's majority value", REGRESSION: "the mean target"}
+
+
+def example_scores(logits: torch.Tensor, labels: torch.Tensor, problem_type: str = SINGLE,
+                   threshold: float = 0.5) -> np.ndarray:
+    """Per validation example, higher is better (module docstring): [n] float64. `logits` [n, classes] (regression:
+    [n, 1] or [n]), `labels` [n] class ids, [n, classes] multi-hot, or [n] targets."""
+    if problem_type == REGRESSION:
+        return -((logits.reshape(-1).double() - labels.reshape(-1).double()) ** 2).numpy()
+    if problem_type == MULTI:
+        predicted, true = torch.sigmoid(logits.float()) >= threshold, labels >= 0.5
+        both, either = (predicted & true).sum(-1).double(), predicted.sum(-1).double() + true.sum(-1).double()
+        return torch.where(either > 0, 2 * both / either.clamp(min=1), torch.ones_like(both)).numpy()
+    return (logits.argmax(-1) == labels.long()).double().numpy()
+
+
+def constant_scores(labels: torch.Tensor, problem_type: str = SINGLE) -> np.ndarray:
+    """`example_scores` of the best constant prediction: the most frequent class, each label's majority value, or
+    the targets' mean."""
+    if problem_type == REGRESSION:
+        return -((labels.double() - labels.double().mean()) ** 2).reshape(-1).numpy()
+    if problem_type == MULTI:
+        majority = ((labels >= 0.5).double().mean(0) > 0.5).double()
+        logits = (majority * 2 - 1).expand_as(labels) * 10  # sigmoid far from the threshold
+        return example_scores(logits, labels, MULTI)
+    labels = labels.long()
+    return (labels == torch.bincount(labels).argmax()).double().numpy()
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str = SINGLE) -> float:
+    """The mean task loss on the validation split (nats for the classifications, squared units for regression)."""
+    functional = torch.nn.functional
+    if problem_type == REGRESSION:
+        return functional.mse_loss(logits.reshape(-1).float(), labels.reshape(-1).float()).item()
+    if problem_type == MULTI:
+        return functional.binary_cross_entropy_with_logits(logits.float(), labels.float()).item()
+    return functional.cross_entropy(logits.float(), labels.long()).item()
 
 
 def score_candidate(trainer, validation) -> dict:
-    """Validation accuracy ("score"), which examples it gets right ("correct", bool [n]), how many classes it
-    predicts, whether it beats always predicting the most frequent class ("above_majority", `paired`), and the mean
-    cross-entropy of the true labels ("loss", nats)."""
+    """The validation score ("score", the mean of "example_scores", see the module docstring), the per-example
+    scores, how many classes it predicts (single-label; else None), whether it beats the best constant prediction
+    ("above_majority", `paired`), and the mean task loss ("loss")."""
+    from transformers import PretrainedConfig
+
+    config = getattr(getattr(trainer, "model", None), "config", None)
+    config = config if isinstance(config, PretrainedConfig) else PretrainedConfig()
+    problem_type = getattr(config, "problem_type", None) or SINGLE
+    threshold = float(getattr(config, "decision_threshold", 0.5) or 0.5)
     output = trainer.predict(validation)
     logits = torch.as_tensor(output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions)
-    labels = torch.as_tensor(output.label_ids).long()
-    predicted = logits.argmax(-1)
-    correct = (predicted == labels).numpy()
-    majority = {"correct": (labels == torch.bincount(labels).argmax()).numpy()}
-    _, _, majority_within = paired(majority, {"correct": correct})  # the constant prediction against this one
-    return {"score": float(correct.mean()), "correct": correct, "predicted_classes": int(predicted.unique().numel()),
-            "above_majority": not majority_within,
-            "loss": torch.nn.functional.cross_entropy(logits.float(), labels).item()}
+    labels = torch.as_tensor(output.label_ids)
+    scores = example_scores(logits, labels, problem_type, threshold)
+    _, _, constant_within = paired({"example_scores": constant_scores(labels, problem_type)},
+                                   {"example_scores": scores})  # the constant prediction against this one
+    classes = int(logits.argmax(-1).unique().numel()) if problem_type == SINGLE else None
+    return {"score": float(scores.mean()), "example_scores": scores, "predicted_classes": classes,
+            "above_majority": not constant_within, "loss": task_loss(logits, labels, problem_type),
+            "problem_type": problem_type}
+
+
+def metric_of(records: list[dict]) -> str:
+    """The metric the scored candidates were compared in ("accuracy", "example F1", "MSE")."""
+    return METRIC[next((r["problem_type"] for r in records if "problem_type" in r), SINGLE)]
+
+
+def shown_score(record: dict) -> str:
+    """"accuracy 0.83", "example F1 0.61", "MSE 0.412": the candidate's score as its metric reads."""
+    problem_type = record.get("problem_type", SINGLE)
+    value = -record["score"] if problem_type == REGRESSION else record["score"]
+    return f"{METRIC[problem_type]} {value:.{3 if problem_type == REGRESSION else 2}f}"
 
 
 def on_plateau(records: list[dict]) -> bool:
-    """No scored candidate beats always predicting the most frequent class by more than one standard error."""
+    """No scored candidate beats the best constant prediction by more than one standard error."""
     scored = [r for r in records if r.get("score") is not None]
     return bool(scored) and not any(r["above_majority"] for r in scored)
 
 
 def rank_key(record: dict) -> tuple:
-    return record["score"], -record["loss"], -record["beta"]  # accuracy, then lower cross-entropy, then smaller beta
+    return record["score"], -record["loss"], -record["beta"]  # score, then lower task loss, then smaller beta
 
 
 def paired(record: dict, best: dict) -> tuple[int, int, bool]:
     """(wins, losses, within one standard error) of `record` against `best`, paired by validation example."""
-    wins = int((record["correct"] & ~best["correct"]).sum())
-    losses = int((~record["correct"] & best["correct"]).sum())
-    return wins, losses, bool(losses - wins <= math.sqrt(wins + losses))
+    mine, theirs = (np.asarray(r["example_scores"], dtype=np.float64) for r in (record, best))
+    wins, losses = int((mine > theirs).sum()), int((mine < theirs).sum())
+    difference = theirs - mine
+    return wins, losses, bool(difference.sum() <= math.sqrt(float((difference**2).sum())) + 1e-9)
 
 
 def _within_one_se(record: dict, best: dict) -> bool:
@@ -73,6 +138,10 @@ def _stalls(records: list[dict]) -> str:
     return f"; stalled: {', '.join(stalled)}" if stalled else ""
 
 
+def _type(records: list[dict]) -> str:
+    return records[0].get("problem_type", SINGLE)
+
+
 def choose_beta(records: list[dict]) -> tuple[float, str, dict | None]:
     """The one-standard-error rule (module docstring) over the candidates scored at rung 2; also fills their wins and
     losses against the best one. Returns (beta, why, the chosen record or None when the default is kept because no
@@ -84,18 +153,18 @@ def choose_beta(records: list[dict]) -> tuple[float, str, dict | None]:
     learned = [r for r in finished if r["above_majority"]]  # else: no better than the most frequent class
     if not learned:
         return DEFAULT_BETA, ("chosen by --beta auto: the default, kept; at half of training no candidate was better "
-                              "than always predicting the most frequent class (the student's initial plateau"
+                              f"than always predicting {CONSTANT[_type(finished)]} (the student's initial plateau"
                               f"{_stalls(records)}), so they could not be told apart; the final run starts from the "
                               "beginning"), None
     best = max(finished, key=rank_key)
     within = [r for r in learned if _within_one_se(r, best)]
     chosen = max(within, key=lambda r: r["beta"]) if within else max(learned, key=rank_key)  # else: the best learned
     stl = next((r for r in finished if r["beta"] == 0.0 and r is not chosen and r is not best), None)
-    versus = f", plain fine-tuning {stl['score']:.2f}" if stl else ""
-    best_note = "the best" if chosen is best else (f"within one standard error of the best, {best['score']:.2f} "
-                                                   f"(beta {best['beta']:g})")
+    versus = f", plain fine-tuning {shown_score(stl).split()[-1]}" if stl else ""
+    best_note = "the best" if chosen is best else (f"within one standard error of the best, "
+                                                   f"{shown_score(best).split()[-1]} (beta {best['beta']:g})")
     compared = ", ".join(f"{r['beta']:g}" for r in learned)
     left_out = ", ".join(f"{r['beta']:g}" for r in finished if r not in learned)
-    left_out = f" ({left_out}: no better than the most frequent class)" if left_out else ""
-    return chosen["beta"], (f"chosen by --beta auto: validation accuracy {chosen['score']:.2f} at half of training, "
+    left_out = f" ({left_out}: no better than {CONSTANT[_type(finished)]})" if left_out else ""
+    return chosen["beta"], (f"chosen by --beta auto: validation {shown_score(chosen)} at half of training, "
                             f"{best_note}{versus}; the largest such beta among {compared}{left_out}"), chosen

@@ -51,11 +51,12 @@ import numpy as np
 import transformers
 from transformers import TrainerCallback
 
-from .beta_choice import RULE, choose_beta, on_plateau, rank_key, score_candidate
+from .beta_choice import RULE, choose_beta, metric_of, on_plateau, rank_key, score_candidate
 from .config import DEFAULT_BETA
 from .errors import AFTError
 from .features import with_teacher_features
 from .metrics import compute_classification_metrics
+from .targets import SINGLE
 from .trainer import AFTTrainer
 from .unlabeled import epoch_length
 from .validation_split import DEFAULT_VALIDATION_FRACTION, check_given, class_ids, held_out, split_validation
@@ -145,8 +146,10 @@ class _Search:
         args.load_best_model_at_end = args.push_to_hub = args.save_only_model = False
         args.report_to = []
         transformers.set_seed(args.seed)  # every candidate starts from the same student
-        trainer = AFTTrainer(model=self.model_init(), args=args, train_dataset=self.train_part,
-                             eval_dataset=self.validation, compute_metrics=compute_classification_metrics,
+        model = self.model_init()
+        single = (getattr(model.config, "problem_type", None) or SINGLE) == SINGLE  # else: beta_choice scores it
+        trainer = AFTTrainer(model=model, args=args, train_dataset=self.train_part, eval_dataset=self.validation,
+                             compute_metrics=compute_classification_metrics if single else None,
                              **copy.copy(self.trainer_kwargs))
         detector = trainer.stall_detector  # its two checks fall on the two rungs
         detector.advice = f"--beta auto drops the candidate beta = {beta:g}"
@@ -271,7 +274,7 @@ def search_beta(model_init, args, train_dataset, validation_fraction: float = DE
         checkpoint = winner["checkpoint"] if winner is not None and checkpoint_dir else None
         for record in records:
             record.pop("checkpoint", None)
-            record.pop("correct", None)
+            record.pop("example_scores", None)
             folder = os.path.join(search.checkpoint_dir, f"beta-{record['beta']:g}")
             if args.should_save and (checkpoint is None or os.path.dirname(checkpoint) != folder):
                 shutil.rmtree(folder, ignore_errors=True)  # only the chosen candidate's checkpoint stays
@@ -280,7 +283,7 @@ def search_beta(model_init, args, train_dataset, validation_fraction: float = DE
               "candidate_steps": search.candidate_steps, "continued_steps": continued,
               "ratio": search.candidate_steps / search.final_steps,
               "extra": (search.candidate_steps - continued) / search.final_steps}
-    return {"chosen_beta": chosen, "reason": reason, "checkpoint": checkpoint, "metric": "accuracy",
+    return {"chosen_beta": chosen, "reason": reason, "checkpoint": checkpoint, "metric": metric_of(records),
             "candidates": records, "grid": list(DEFAULT_GRID), "order": list(SEARCH_ORDER), "plateau": plateau,
             "kept_default": winner is None, "budget": budget,
             "validation_fraction": None if validation_dataset is not None else validation_fraction,

@@ -119,10 +119,11 @@ HEADLINE = {"single_label_classification": "accuracy", "multi_label_classificati
 
 
 def probe_predictions_on(train_x, train_y, eval_x, problem_type: str = "single_label_classification") -> np.ndarray:
-    """What the probe of `hf-aft rank-teachers` predicts on `eval_x` [rows, width], fitted on (train_x, train_y) after
-    standardising the features: class ids (logistic regression), or for a multi-label task the classes' probabilities
-    [rows, classes] (one logistic regression per class), or for a regression the targets (ridge regression with its
-    penalty chosen by leave-one-out, scikit-learn's RidgeCV)."""
+    """What the teachers' linear probe predicts on `eval_x` [rows, width], fitted on (train_x, train_y) after
+    standardising the features: class ids (logistic regression with C chosen by cross-validated log-loss,
+    `distillation.linear_probe`, the probe `--distill probe` fits), or for a multi-label task the classes'
+    probabilities [rows, classes] (one logistic regression per class), or for a regression the targets (ridge
+    regression with its penalty chosen by leave-one-out, scikit-learn's RidgeCV)."""
     from sklearn.linear_model import LogisticRegression, RidgeCV
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline
@@ -134,8 +135,9 @@ def probe_predictions_on(train_x, train_y, eval_x, problem_type: str = "single_l
     if problem_type == "multi_label_classification":
         probe = make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression(max_iter=2000)))
         return probe.fit(train_x, np.asarray(train_y) >= 0.5).predict_proba(eval_x)
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    return probe.fit(train_x, train_y).predict(eval_x)
+    from .distillation import linear_probe
+
+    return linear_probe(np.asarray(train_x), np.asarray(train_y)).predict(eval_x)
 
 
 def _probe(row: dict, run: dict, train_x, eval_x) -> None:

@@ -13,11 +13,12 @@ import os
 
 import numpy as np
 import torch
+from datasets import Value
 
 from .data import load_labelled_splits
 from .errors import AFTError, one_line
 from .recipe import read_recipe
-from .targets import SINGLE, TOKEN
+from .targets import MULTI, REGRESSION, SINGLE, TOKEN, with_labels
 from .teachers.loading import teach_token_limit
 from .tokens import encode_padded
 from .words import split_words
@@ -90,7 +91,8 @@ def _load_peft(folder: str, auto_model, image: bool):
 
 
 def eval_split(folder: str, dataset_name: str | None = None):
-    """(eval split with class ids in `labels` beside its columns, the label column's included; input column; image
+    """(eval split with the targets in `labels` (class ids, multi-hot rows, or regression targets in the data's
+    units) beside its columns, the label column's included; input column; image
     column or None; max length) as the run's recipe defines them; `dataset_name` replaces the recipe's dataset (e.g.
     the same data at another path).
 
@@ -103,14 +105,14 @@ def eval_split(folder: str, dataset_name: str | None = None):
     splits = load_labelled_splits(dataset_name or recipe["dataset_name"], recipe.get("dataset_config"),
                                   recipe.get("train_split", "train"), recipe.get("eval_split"), column,
                                   recipe.get("label_column", "label"), problem_type=recipe.get("problem_type"))
-    if splits.labels.problem_type not in (SINGLE, TOKEN):
-        raise AFTError(f"this run's student is {splits.labels.problem_type}: reading a finished run's predictions "
-                       "back (hf-aft export's check, check-updates --retrain, audit --group_column) works for "
-                       "single-label classification only for now.")
     if splits.eval is None:
         raise AFTError(f"the run's dataset {recipe['dataset_name']!r} has no evaluation split to compare on: pass "
                        "--dataset_name with a test or validation split.")
-    encoded, label_column = splits.labels.encode(splits.eval), splits.labels.column
+    targets, label_column = splits.labels, splits.labels.column
+    if targets.problem_type == REGRESSION:  # the saved student predicts in the data's units (fold_target_scale)
+        encoded = with_labels(splits.eval, label_column, targets.values(splits.eval, "eval"), Value("float32"))
+    else:
+        encoded = targets.encode(splits.eval)
     if label_column not in encoded.column_names:  # kept beside `labels`: a group column can name it
         encoded = encoded.add_column(label_column, splits.eval[label_column],
                                      feature=splits.eval.features[label_column])
@@ -157,18 +159,55 @@ def per_word(logits: np.ndarray, processor, batch: list[list[str]], max_length: 
     return out
 
 
-def scores(logits: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
-    """Accuracy, macro-F1 and per-class recall (the accuracy on each class's examples) of the predictions."""
+def problem_type_of(model) -> tuple[str, float]:
+    """(problem type, decision threshold) of a loaded student (transformers' `config.problem_type`)."""
+    config = model.config
+    return getattr(config, "problem_type", None) or SINGLE, float(getattr(config, "decision_threshold", 0.5) or 0.5)
+
+
+def scores(logits: np.ndarray, labels: np.ndarray, names: list[str], problem_type: str = SINGLE,
+           threshold: float = 0.5) -> dict:
+    """The student's scores in its task's metrics, with "metric" naming the headline one: single-label accuracy,
+    macro-F1 and per-class recall (the accuracy on each class's examples); multi-label micro- and macro-F1 and
+    subset accuracy (sigmoid decided at `threshold`); regression MSE, MAE, Pearson and Spearman (metrics.py); token
+    classification as single-label over the words (`per_word` logits against the flattened per-word labels)."""
     from sklearn.metrics import f1_score
 
+    from .metrics import multi_label_metrics, regression_metrics
+
+    if problem_type == REGRESSION:
+        return {"metric": "mse", **regression_metrics(np.asarray(logits).reshape(len(logits), -1)[:, 0], labels)}
+    if problem_type == MULTI:
+        return {"metric": "micro_f1", **multi_label_metrics(1 / (1 + np.exp(-np.asarray(logits, dtype=np.float64))),
+                                                            np.asarray(labels), threshold)}
     ragged = len(labels) and isinstance(labels[0], (list, np.ndarray))  # per-word labels: flattened, as the logits
     predictions, labels = logits.argmax(-1), np.concatenate(labels) if ragged else np.asarray(labels)
     recall = {name: float((predictions[labels == i] == i).mean()) if (labels == i).any() else None
               for i, name in enumerate(names)}
-    return {"accuracy": float((predictions == labels).mean()),
+    return {"metric": "accuracy", "accuracy": float((predictions == labels).mean()),
             "macro_f1": float(f1_score(labels, predictions, average="macro", labels=list(range(len(names))),
                                        zero_division=0)),
             "per_class_recall": recall}
+
+
+def decisions(logits: np.ndarray, problem_type: str = SINGLE, threshold: float = 0.5) -> np.ndarray:
+    """What the student decides per row: the class id [rows], the label set [rows, classes] bool (sigmoid at
+    `threshold`), or the predicted number [rows]."""
+    logits = np.asarray(logits)
+    if problem_type == REGRESSION:
+        return logits.reshape(len(logits), -1)[:, 0]
+    if problem_type == MULTI:
+        return logits >= np.log(threshold / (1 - threshold))  # sigmoid(x) >= t, without overflow
+    return logits.argmax(-1)
+
+
+def agreement(logits: np.ndarray, reference: np.ndarray, problem_type: str = SINGLE, threshold: float = 0.5):
+    """The share of rows where two students decide the same (the same class, the same label set); for regression,
+    None (numbers agree by degree: see the largest output difference)."""
+    if problem_type == REGRESSION:
+        return None
+    same = decisions(logits, problem_type, threshold) == decisions(reference, problem_type, threshold)
+    return float((same.all(axis=1) if same.ndim == 2 else same).mean())
 
 
 def class_names(model, n: int) -> list[str]:

@@ -22,7 +22,17 @@ import torch
 
 from .cost import speed
 from .errors import AFTError, first_line, missing_extra, quieted, require_extra
-from .evaluation import eval_split, load_run_student, model_inputs, per_word, predict_logits, scores
+from .evaluation import (
+    agreement,
+    eval_split,
+    load_run_student,
+    model_inputs,
+    per_word,
+    predict_logits,
+    problem_type_of,
+    scores,
+)
+from .targets import MULTI, REGRESSION, SINGLE, TOKEN
 
 ONNX_NAME, INT8_NAME, EXPORT_REPORT_NAME = "model.onnx", "model_int8.onnx", "export_report.json"
 QUANTIZATIONS = ("dynamic-int8",)
@@ -115,12 +125,14 @@ def _session(path: str):
     return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
-def _row(name, path_or_bytes, logits, reference, labels, names, fn, examples) -> dict:
+def _row(name, path_or_bytes, logits, reference, labels, names, fn, examples, task=(SINGLE, 0.5)) -> dict:
+    """One model's row: size, its score in the task's headline metric (accuracy, micro-F1, MSE) under that name,
+    agreement with the PyTorch student (None for regression) and the largest output difference, latency."""
     size = os.path.getsize(path_or_bytes) if isinstance(path_or_bytes, str) else path_or_bytes
-    row = {"model": name, "bytes": size, "accuracy": scores(logits, labels, names)["accuracy"],
-           **speed(fn, examples)}
+    scored = scores(logits, labels, names, *task)
+    row = {"model": name, "bytes": size, scored["metric"]: scored[scored["metric"]], **speed(fn, examples)}
     if reference is not None:
-        row.update(agreement=float((logits.argmax(-1) == reference.argmax(-1)).mean()),
+        row.update(agreement=agreement(logits, reference, *task),
                    max_logit_difference=float(np.abs(logits - reference).max()))
     return row
 
@@ -152,7 +164,8 @@ def export_student(folder: str, export_dir: str, quantize: str | None = None,
             return model(**model_inputs(processor, batch, image_column, max_length)).logits
 
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    rows = [_row("pytorch", weights, reference, None, labels, names, torch_fn, examples)]
+    task = problem_type_of(model)
+    rows = [_row("pytorch", weights, reference, None, labels, names, torch_fn, examples, task)]
     paths = [("onnx", os.path.join(export_dir, ONNX_NAME))]
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -164,29 +177,43 @@ def export_student(folder: str, export_dir: str, quantize: str | None = None,
         session = _session(path)
         logits = onnx_logits(session, processor, split, column, image_column, max_length)
         rows.append(_row(name, path, logits, reference, labels, names, lambda b, s=session: onnx_batch(
-            s, processor, b, image_column, max_length), examples))
+            s, processor, b, image_column, max_length), examples, task))
     processor.save_pretrained(export_dir)
     model.config.save_pretrained(export_dir)
     report = {"exporter": exporter, "dynamo_failure": fallback, "eval_rows": len(split), "device": "cpu", "rows": rows,
               "task": "image-classification" if image_column else "token-classification" if is_token_model(model)
-              else "text-classification"}
+              else "text-classification", "problem_type": task[0],
+              "metric": scores(reference, labels, names, *task)["metric"]}
     write_export_files(export_dir, report, image_column)
     return report
 
 
 def report_lines(report: dict) -> list[str]:
     """The report as a table: one row per model."""
+    metric = report.get("metric", "accuracy")
     lines = [f"exported with torch.onnx.export({'dynamo=True' if report['exporter'] == 'dynamo' else 'dynamo=False'})"
              f"; checked on {report['eval_rows']} eval examples (CPU)"
              + (f" (dynamo failed: {report['dynamo_failure']})" if report.get("dynamo_failure") else ""),
-             f"{'model':<20}{'size MB':>9}{'accuracy':>10}{'agreement':>11}{'max |dlogit|':>14}{'ms/ex b1':>10}"
+             f"{'model':<20}{'size MB':>9}{metric:>10}{'agreement':>11}{'max |dlogit|':>14}{'ms/ex b1':>10}"
              f"{'ex/s b32':>10}"]
     for row in report["rows"]:
-        agreement = f"{row['agreement']:.2%}" if "agreement" in row else "-"
+        agreed = f"{row['agreement']:.2%}" if row.get("agreement") is not None else "-"
         diff = f"{row['max_logit_difference']:.2e}" if "max_logit_difference" in row else "-"
-        lines.append(f"{row['model']:<20}{row['bytes'] / 1e6:>9.2f}{row['accuracy']:>10.4f}{agreement:>11}{diff:>14}"
+        lines.append(f"{row['model']:<20}{row['bytes'] / 1e6:>9.2f}{row[metric]:>10.4f}{agreed:>11}{diff:>14}"
                      f"{row['latency_ms_batch1']:>10.2f}{row['throughput_batch32']:>10.0f}")
     return lines
+
+
+# How the README's example reads the ONNX logits, per problem type (config.json holds the names and the threshold).
+DECODE = {
+    SINGLE: 'labels = json.load(open("config.json"))["id2label"]\nprint([labels[str(i)] for i in logits.argmax(-1)])',
+    MULTI: 'config = json.load(open("config.json"))\nscores = 1 / (1 + np.exp(-logits))\n'
+           'print([[config["id2label"][str(j)] for j, s in enumerate(row) if s >= config["decision_threshold"]]\n'
+           '       for row in scores])',
+    REGRESSION: 'print(logits[:, 0])  # in the training data\'s units',
+    TOKEN: 'labels = json.load(open("config.json"))["id2label"]  # per sub-token; the first of each word counts\n'
+           'print([[labels[str(i)] for i in row] for row in logits.argmax(-1)])',
+}
 
 
 def write_export_files(export_dir: str, report: dict, image_column: str | None) -> None:
@@ -207,10 +234,11 @@ def write_export_files(export_dir: str, report: dict, image_column: str | None) 
                    'inputs = tokenizer(["a text to classify"], padding=True, return_tensors="np")')
     text = (f"# ONNX export of an hf-aft student\n\nFiles: {', '.join(f'`{m}`' for m in models)}, the "
             "tokenizer or image processor, `config.json` (label names), `export_report.json`.\n\n```python\n"
-            f"import json\n\nimport onnxruntime\n{prepare}\nsession = onnxruntime.InferenceSession(\"{ONNX_NAME}\")\n"
+            f"import json\n\nimport numpy as np\nimport onnxruntime\n{prepare}\n"
+            f"session = onnxruntime.InferenceSession(\"{ONNX_NAME}\")\n"
             "feed = {i.name: inputs[i.name] for i in session.get_inputs()}\nlogits = session.run([\"logits\"], feed)"
-            "[0]\nlabels = json.load(open(\"config.json\"))[\"id2label\"]\nprint([labels[str(i)] for i in "
-            "logits.argmax(-1).ravel()])\n```\n\nChecked against the PyTorch student (CPU):\n\n```\n"
+            f"[0]\n{DECODE[report.get('problem_type', SINGLE)]}\n```\n\n"
+            "Checked against the PyTorch student (CPU):\n\n```\n"
             + "\n".join(report_lines(report)) + "\n```\n")
     with open(os.path.join(export_dir, "README.md"), "w") as f:
         f.write(text)

@@ -82,7 +82,8 @@ def group_results(predictions, labels, groups: np.ndarray, baseline=None, min_ro
     """One column's per-group results.
 
     Args:
-        predictions, labels: class ids [rows].
+        predictions: class ids [rows].
+        labels: the true class ids [rows].
         groups: group names [rows] (`group_values`).
         baseline: the baseline's class ids on the same rows [rows], or None.
         min_rows: smaller groups are not judged (pooled into "(pooled)" when there are several).

@@ -217,10 +217,10 @@ class RegressionTargets(ClassNames):
 
 # What a run with a multi-label or regression student cannot use yet, and why (checked before any teacher runs).
 SINGLE_LABEL_ONLY = {
-    "beta_auto": "--beta auto (its choice rule compares accuracies, paired by example)",
     "unlabeled_dataset": "--unlabeled_dataset (its rows are marked with the class id -100)",
     "distill": "--distill (the probe and the task teacher give class probabilities)",
     "group_column": "--group_column (its per-group results are accuracies)",
+    "beta_auto": "--beta auto (its candidates are not yet scored per word)",
 }
 
 
@@ -233,8 +233,10 @@ def check_supported(problem_type: str, **given) -> None:
     if problem_type == SINGLE:
         return
     for name, on in given.items():
-        if on:
-            raise AFTError(f"{SINGLE_LABEL_ONLY[name]} works for single-label classification only, and this run is "
+        if on and (name != "beta_auto" or problem_type == TOKEN):  # --beta auto scores multi-label and regression
+            works = "does not work for token classification yet" if name == "beta_auto" else (
+                "works for single-label classification only")
+            raise AFTError(f"{SINGLE_LABEL_ONLY[name]} {works}, and this run is "
                            f"{problem_type} (from the label column, or --problem_type): drop that option.")
 
 

@@ -60,7 +60,7 @@ class AFTTrainer(Trainer):
             label column is ignored). Their teacher features are made by the same path; every training batch mixes
             them with labelled rows (`args.labeled_fraction`, `hf_aft.unlabeled.MixedSampler`): the task loss reads
             the labelled rows only, the transfer and distillation terms every row.
-        Everything else is passed to `transformers.Trainer`.
+        **kwargs: everything else is passed to `transformers.Trainer`.
 
     Raises:
         AFTError: a missing student or config, an empty or too small training set, labels outside the head, a

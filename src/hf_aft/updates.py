@@ -3,8 +3,9 @@
 Each recorded teacher is resolved again at the revision it was requested at (the branch or tag on the Hub: `main`
 when none was given; the content hash of a local folder or GGUF file). `--retrain` reruns the run's recipe with the
 new revisions (the per-teacher feature cache recomputes only the changed teachers), then evaluates the old and the new
-student on the same evaluation split: `update_report.json` (accuracy and macro-F1 old vs new, per-class recall, the
-share of examples on which the two agree) and a "History" section in the new card. The old run is only read.
+student on the same evaluation split: `update_report.json` (the task's metrics old vs new: accuracy and macro-F1,
+micro-F1..., MSE...; per-class recall for one label per row; the share of examples on which the two decide alike)
+and a "History" section in the new card. The old run is only read.
 """
 
 from __future__ import annotations
@@ -17,11 +18,21 @@ import numpy as np
 from .audit import read_record, seal
 from .card import read_card_inputs, write_model_card
 from .errors import AFTError
-from .evaluation import class_names, eval_split, load_run_student, predict_logits, run_folder, scores
+from .evaluation import (
+    agreement,
+    class_names,
+    eval_split,
+    load_run_student,
+    predict_logits,
+    problem_type_of,
+    run_folder,
+    scores,
+)
 from .group_report import check_group_columns, flag_lines, group_report
 from .groups import MIN_GROUP_ROWS
 from .provenance import current_revision, teacher_source
 from .recipe import RECIPE_NAME, read_recipe
+from .targets import SINGLE
 from .teachers.spec import is_hub_revision
 
 UPDATE_REPORT_NAME = "update_report.json"
@@ -71,8 +82,9 @@ def retrain_argv(folder: str, rows: list[dict], new_output_dir: str) -> list[str
 
 def compare_students(old_folder: str, new_folder: str, dataset_name: str | None = None,
                      group_columns: list[str] | None = None, min_rows: int | None = None) -> dict:
-    """Both students on the new run's evaluation split: accuracy, macro-F1 and per-class recall of each, the share
-    of examples on which their predictions agree, and with `group_columns` (default: the new run's --group_column and
+    """Both students on the new run's evaluation split: each one's scores in its task's metrics (`metrics`: their
+    names; single-label: accuracy, macro-F1 and per-class recall), the share of examples on which their decisions
+    agree (None for regression), and with `group_columns` (default: the new run's --group_column and
     --group_min_rows) the new student against the old one group by group (`groups`, as in group_report.json)."""
     split, column, image_column, max_length = eval_split(new_folder, dataset_name)
     group_columns, min_rows = group_options(new_folder, group_columns, min_rows, split)
@@ -80,16 +92,21 @@ def compare_students(old_folder: str, new_folder: str, dataset_name: str | None 
     for role, folder in (("old", old_folder), ("new", new_folder)):
         model, processor = load_run_student(folder)
         logits = predict_logits(model, processor, split, column, image_column, max_length)
-        results[role] = (logits.argmax(-1), scores(logits, split["labels"], class_names(model, logits.shape[1])))
-    (old_pred, old), (new_pred, new) = results["old"], results["new"]
-    per_class = {name: {"old": old["per_class_recall"][name], "new": new["per_class_recall"].get(name)}
-                 for name in old["per_class_recall"]}
-    comparison = {"eval_rows": len(split), "old": {k: old[k] for k in ("accuracy", "macro_f1")},
-                  "new": {k: new[k] for k in ("accuracy", "macro_f1")}, "per_class_recall": per_class,
-                  "agreement": float((old_pred == new_pred).mean())}
+        task = problem_type_of(model)
+        results[role] = (logits, scores(logits, split["labels"], class_names(model, logits.shape[1]), *task))
+    (old_logits, old), (new_logits, new) = results["old"], results["new"]
+    metrics = [k for k, v in new.items() if isinstance(v, float)]
+    comparison = {"eval_rows": len(split), "problem_type": task[0], "metrics": metrics,
+                  "old": {k: old.get(k) for k in metrics}, "new": {k: new[k] for k in metrics},
+                  "agreement": agreement(old_logits, new_logits, *task)}
+    if task[0] == SINGLE:
+        comparison["per_class_recall"] = {name: {"old": old["per_class_recall"][name],
+                                                 "new": new["per_class_recall"].get(name)}
+                                          for name in old["per_class_recall"]}
     if group_columns:
-        comparison["groups"] = group_report(new_pred, np.asarray(split["labels"]), split, group_columns, min_rows,
-                                            baseline=old_pred, baseline_name="the old student")
+        comparison["groups"] = group_report(new_logits.argmax(-1), np.asarray(split["labels"]), split, group_columns,
+                                            min_rows, baseline=old_logits.argmax(-1),
+                                            baseline_name="the old student")
     return comparison
 
 
@@ -121,8 +138,8 @@ def record_update(new_output_dir: str, previous: str, record: dict, rows: list[d
         raise AFTError(f"{new_output_dir!r} has no model_card.json: it is not the output dir of an hf-aft run.")
     facts["history"] = {"previous": previous, "previous_ended": record.get("ended"),
                         "changed": [r for r in rows if r["changed"]], "agreement": comparison["agreement"],
-                        "old_accuracy": comparison["old"]["accuracy"], "new_accuracy": comparison["new"]["accuracy"],
-                        "old_macro_f1": comparison["old"]["macro_f1"], "new_macro_f1": comparison["new"]["macro_f1"],
+                        "scores": [{"name": k, "old": comparison["old"][k], "new": comparison["new"][k]}
+                                   for k in comparison["metrics"]],
                         "flagged_groups": flag_lines(comparison["groups"]) if "groups" in comparison else []}
     write_model_card(new_output_dir, **facts)
     new_record = read_record(new_output_dir)

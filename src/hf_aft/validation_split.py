@@ -1,6 +1,7 @@
 """The validation split `--beta auto` compares candidates on: the dataset's own (`check_given`), or one held out of the
-training data, stratified by label (`split_validation`); refused when too small to compare anything (fewer than
-`MIN_VALIDATION` examples, or, held out, `MIN_PER_CLASS` of a class)."""
+training data, stratified by label (`split_validation`; `strata` for multi-label and regression targets); refused
+when too small to compare anything (fewer than `MIN_VALIDATION` examples, or, held out, `MIN_PER_CLASS` of a
+class)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def held_out(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     if not 0 < fraction < 1:
         raise AFTError(f"the validation fraction for --beta auto must be in (0, 1) (got {fraction}).")
     rng = np.random.default_rng(seed)
-    held = []
+    held, labels = [], strata(labels)
     for cls in np.unique(labels):
         members = np.flatnonzero(labels == cls)
         share = int(round(fraction * len(members)))
@@ -51,6 +52,19 @@ def held_out(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
                        f"{math.ceil(MIN_VALIDATION / fraction)} examples at this fraction){raise_fraction}, or give a "
                        "fixed --beta.")
     return held
+
+
+def strata(labels: np.ndarray) -> np.ndarray:
+    """What `held_out` stratifies on, [rows] ints: class ids as they are; multi-hot rows ([rows, classes]) by the
+    rarest class each holds (-1: none), so a rare label still reaches the validation split; regression targets
+    (floats) by their quintile, so the validation targets span the training targets' range."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        rarity = np.where(labels >= 0.5, labels.sum(0), np.inf)
+        return np.where(np.isfinite(rarity.min(1)), rarity.argmin(1), -1)
+    if labels.dtype.kind == "f":
+        return np.searchsorted(np.quantile(labels, [0.2, 0.4, 0.6, 0.8]), labels)
+    return labels
 
 
 def check_given(labels: np.ndarray, name: str) -> None:

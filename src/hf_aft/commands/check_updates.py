@@ -41,14 +41,15 @@ class CheckUpdatesArguments:
 
 def _print_report(report: dict) -> None:
     old, new = report["old"], report["new"]
-    lines = [f"eval ({report['eval_rows']} examples)   old      new",
-             f"accuracy                 {old['accuracy']:.4f}   {new['accuracy']:.4f}",
-             f"macro-F1                 {old['macro_f1']:.4f}   {new['macro_f1']:.4f}"]
-    for name, recall in report["per_class_recall"].items():
+    lines = [f"eval ({report['eval_rows']} examples)   old      new"]
+    lines += [f"{name.replace('_', '-').replace('f1', 'F1'):<25}{old[name]:.4f}   {new[name]:.4f}"
+              for name in report["metrics"]]
+    for name, recall in report.get("per_class_recall", {}).items():
         new_recall = "-" if recall["new"] is None else f"{recall['new']:.4f}"
         old_recall = "-" if recall["old"] is None else f"{recall['old']:.4f}"
         lines.append(f"recall {name[:17]:<17} {old_recall:<8} {new_recall}")
-    lines.append(f"agreement                {report['agreement']:.1%} of the examples")
+    if report["agreement"] is not None:
+        lines.append(f"agreement                {report['agreement']:.1%} of the examples")
     if "groups" in report:
         from ..group_report import summary_lines
 

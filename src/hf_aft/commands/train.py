@@ -80,12 +80,11 @@ def print_summary(summary: dict) -> None:
     if summary.get("terms_note"):
         print(summary["terms_note"])
     eval_metrics = summary.get("eval", {})
-    if "eval_f1" in eval_metrics:  # token classification: entities (seqeval) and tokens
-        print("eval " + "  ".join(f"{k} {eval_metrics[f'eval_{k}']:.4f}" for k in ("f1", "precision", "recall",
-                                                                                "accuracy")))
-    elif eval_metrics:
-        print(f"eval accuracy {eval_metrics.get('eval_accuracy', float('nan')):.4f}  "
-              f"macro-F1 {eval_metrics.get('eval_macro_f1', float('nan')):.4f}")
+    shown = [(k.removeprefix("eval_").replace("_", "-").replace("f1", "F1"), v) for k, v in eval_metrics.items()
+             if k.removeprefix("eval_") in ("accuracy", "macro_f1", "micro_f1", "subset_accuracy", "mse", "mae",
+                                            "pearson", "spearman", "f1", "precision", "recall")]
+    if shown:
+        print("eval " + "  ".join(f"{name} {value:.4f}" for name, value in shown))
     for line in summary.get("group_lines", []):
         print(line)
     for teacher, stats in summary.get("scales", {}).items():
