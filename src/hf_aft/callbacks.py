@@ -3,7 +3,7 @@
 A transfer term that is too strong holds the student on its initial plateau: the task loss stays at the class prior
 (the entropy of the training labels, what a student that predicts the label frequencies scores) while the transfer
 term drives training. `bench/quality.py` measured exactly this for beta >= 1 on a pretrained 3-layer text student
-(every seed predicted the majority class; README, "Choosing beta"). `StallDetector` warns once, naming the step and
+(every seed predicted the majority class; docs/guides/choosing-beta.md). `StallDetector` warns once, naming the step and
 suggesting a smaller beta, and records the step in `stalled_at` (`--beta auto` prunes such a candidate), at the first
 of two checks that fires; "at the prior" means a mean task loss within `tolerance` (5%, relative) of the prior's
 entropy:

@@ -22,7 +22,7 @@ from .teachers.loading import TeacherDtype
 from .teachers.pooling import Pooling
 from .teachers.spec import GGUF_SEPARATOR
 
-DEFAULT_BETA = 0.1  # safe on every suite measured (README, "Choosing beta"); --beta auto's incumbent
+DEFAULT_BETA = 0.1  # safe on every suite measured (docs/guides/choosing-beta.md); --beta auto's incumbent
 
 KernelScope = Literal["global", "local"]
 FeaturePoint = Literal["head_input", "pre_dropout"]
@@ -93,7 +93,7 @@ class TeacherArguments:
             `auto` spreads a teacher too large for one accelerator over all visible ones (single process only).
         teacher_backend (`str`, *optional*, defaults to `"torch"`):
             Where text teachers run: `torch`, or on CPU `onnxruntime` (exported once, features equal to torch's to
-            cosine 0.99999) or `onnxruntime-int8` (quantised: faster, features not equal). See the README.
+            cosine 0.99999) or `onnxruntime-int8` (quantised: faster, features not equal). See docs/benchmarks.md.
     """
 
     teachers: list[str] | None = field(
@@ -165,7 +165,7 @@ class AFTConfig(TrainingArguments, TeacherArguments):
             `none` (plain fine-tuning, the STL baseline).
         beta (`float`, *optional*, defaults to `0.1`):
             Weight of the transfer loss: loss = task loss + beta * transfer loss. The knob that matters most; see
-            the README's benchmark for why 0.1 is the default rather than the authors' 10.
+            docs/benchmarks.md for why 0.1 is the default rather than the authors' 10.
         kernel (`str`, *optional*, defaults to `"linear"`):
             AFT kernel: `linear` (the paper's) or `rbf`.
         kernel_scope (`str`, *optional*, defaults to `"global"`):
@@ -193,7 +193,7 @@ class AFTConfig(TrainingArguments, TeacherArguments):
             target is the teachers' linear probe (logistic regression on the cached teacher features; out-of-fold for
             labelled rows, so no row's target comes from a probe that saw its label); `logits`: the logits of a
             task-tuned teacher (`distill_teacher`); `none`: off; `auto`: `probe` when unlabelled data is given, else
-            `none` (README, "Unlabelled data and probe distillation").
+            `none` (docs/guides/unlabelled-data.md).
         distill_weight (`float`, *optional*, defaults to `1.0`):
             alpha: the weight of the distillation term.
         distill_temperature (`float`, *optional*, defaults to `1.0`):
@@ -205,7 +205,7 @@ class AFTConfig(TrainingArguments, TeacherArguments):
             With unlabelled data: the share of each training batch that is labelled, in (0, 1). An epoch sees every
             row of the set that needs more positions at this share once; the other set is cycled. `None` (Python or
             YAML only): the two sets' own share, every row once per epoch. 0.5 beat the own share at equal steps on
-            every suite measured (README, "Unlabelled data and probe distillation"): with a pool much larger than the
+            every suite measured (docs/guides/unlabelled-data.md): with a pool much larger than the
             labelled set, the own share leaves the task loss a row or two per batch.
     """
 
@@ -217,7 +217,7 @@ class AFTConfig(TrainingArguments, TeacherArguments):
     beta: float = field(
         default=DEFAULT_BETA,
         metadata={"help": "Weight of the transfer loss: loss = task loss + beta * transfer loss. The knob that "
-                  "matters most; see the README's benchmark for why 0.1 is the default rather than the authors' 10. "
+                  "matters most; see docs/benchmarks.md for why 0.1 is the default rather than the authors' 10. "
                   "`--beta auto` chooses it on data held out of the training split (hf-aft train only)."},
     )
     kernel: Kernel = field(

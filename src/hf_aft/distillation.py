@@ -37,7 +37,7 @@ PROBE_FOLDS = 5
 # The probe's inverse L2 strength C, chosen per fit by cross-validated log-loss over this grid (on standardised
 # features). A fixed C = 1 (scikit-learn's default) is least regularised where the rows number about the features
 # (n ~ d): on Rotten Tomatoes with mpnet (768 features) its test accuracy fell from 0.826 at 100 labels to 0.778 at
-# 2,000; chosen by cross-validation it rose from 0.83 to 0.85 (README, "Unlabelled data and probe distillation").
+# 2,000; chosen by cross-validation it rose from 0.83 to 0.85 (docs/guides/unlabelled-data.md).
 PROBE_CS = tuple(float(c) for c in np.logspace(-4, 0, 9))  # to C = 1: larger C costs lbfgs the most
 
 

@@ -68,7 +68,7 @@ class ScriptArguments:
     )
     problem_type: str | None = field(
         default=None,
-        metadata={"help": "What the student predicts (README: multi-label, regression, token classification; "
+        metadata={"help": "What the student predicts (docs/guides/multi-label-regression.md; "
                   "default: from the label column)."},
     )
     unlabeled_dataset: str | None = field(
@@ -104,7 +104,7 @@ class ScriptArguments:
     )
     group_column: list[str] | None = field(
         default=None,
-        metadata={"help": "Eval columns to report results by, per group (README: per-group results)."},
+        metadata={"help": "Eval columns to report results by, per group (docs/guides/operating.md)."},
     )
     group_min_rows: int = field(
         default=MIN_GROUP_ROWS,
