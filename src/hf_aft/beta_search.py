@@ -17,9 +17,9 @@ Talwalkar, AISTATS 2016; Li et al., MLSys 2020):
    digits, seed 1: 0.3 at chance there, 5 points above 0.1 at the end); rung 2 judges both. One grid step, not the
    largest beta in the race: on a 20-example validation split that put beta 10 within one standard error at rung 2, at
    a cost of 6.8 points. If both are on the plateau, a rung this early cannot rank anything (the pretrained text
-   students leave it after 30-40% of training, docs/benchmarks.md; a ViT from scratch on 8x8 digits was at chance at 1/8): the two
-   go on to rung 2 alone and, if they have left it there, the next stronger transfer (`PLATEAU_CANDIDATES`: 0.3) trains
-   to rung 2 too; 1, 3 and 10, the betas the stall detector finds holding such students on their plateau, are not run.
+   students leave it after 30-40% of training, docs/benchmarks.md; a ViT from scratch on 8x8 digits was at chance
+   at 1/8): the two go on to rung 2 alone and, if they have left it there, the next stronger transfer
+   (`PLATEAU_CANDIDATES`: 0.3) trains to rung 2 too; 1, 3 and 10, the betas the stall detector finds holding such students on their plateau, are not run.
 2. Rung 2: the promoted candidates resume from their checkpoints to half of the steps.
 3. The choice (`beta_choice.py`): the largest beta whose validation accuracy at rung 2 is within one standard error of
    the best candidate's (paired by example, McNemar), among those off the plateau; when none is, the default stays.
@@ -34,7 +34,8 @@ first half is the final run's own: 1x on top of it (runs of at least 16 steps; s
 2 x 1/2 = 1x when the search stops on the plateau at rung 2.
 A candidate whose `StallDetector` fires (task loss at the class prior under a dominating transfer term at rung 1; at
 rung 2, still at the prior while beta * transfer is at least a tenth of it; callbacks.py) stops at once and is out.
-Teacher features are computed once, before the split: every run reads one cache. Why not optuna's pruner: docs/guides/choosing-beta.md.
+Teacher features are computed once, before the split: every run reads one cache. Why not optuna's pruner:
+docs/guides/choosing-beta.md.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 A transfer term that is too strong holds the student on its initial plateau: the task loss stays at the class prior
 (the entropy of the training labels, what a student that predicts the label frequencies scores) while the transfer
 term drives training. `bench/quality.py` measured exactly this for beta >= 1 on a pretrained 3-layer text student
-(every seed predicted the majority class; docs/guides/choosing-beta.md). `StallDetector` warns once, naming the step and
-suggesting a smaller beta, and records the step in `stalled_at` (`--beta auto` prunes such a candidate), at the first
-of two checks that fires; "at the prior" means a mean task loss within `tolerance` (5%, relative) of the prior's
+(every seed predicted the majority class; docs/guides/choosing-beta.md). `StallDetector` warns once, naming the step
+and suggesting a smaller beta, and records the step in `stalled_at` (`--beta auto` prunes such a candidate), at the
+first of two checks that fires; "at the prior" means a mean task loss within `tolerance` (5%, relative) of the prior's
 entropy:
 - early, at `window` (30%) of the steps: the task loss over the second half of the window is at the prior while the
   mean of beta * transfer loss is at least as large (the transfer term dominates the objective; the vision

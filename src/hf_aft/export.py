@@ -204,7 +204,7 @@ def report_lines(report: dict) -> list[str]:
     return lines
 
 
-# How the export's README example reads the ONNX logits, per problem type (config.json holds the names and the threshold).
+# How the export's README example reads the ONNX logits, per problem type (config.json: the names, the threshold).
 DECODE = {
     SINGLE: 'labels = json.load(open("config.json"))["id2label"]\nprint([labels[str(i)] for i in logits.argmax(-1)])',
     MULTI: 'config = json.load(open("config.json"))\nscores = 1 / (1 + np.exp(-logits))\n'

@@ -10,8 +10,8 @@ made.
 
 Every time a backend is built its features are compared with eager PyTorch's on the block's own texts (a padded batch
 of mixed lengths and a single unpadded text): float32 must match to cosine >= 0.99999 (else a damaged export is made
-again, then one line); int8's cosine is measured and logged, and below 0.95 refused (it quantises: see docs/benchmarks.md
-for its cost).
+again, then one line); int8's cosine is measured and logged, and below 0.95 refused (it quantises: see
+docs/benchmarks.md for its cost).
 """
 
 from __future__ import annotations
