@@ -19,7 +19,8 @@ Talwalkar, AISTATS 2016; Li et al., MLSys 2020):
    a cost of 6.8 points. If both are on the plateau, a rung this early cannot rank anything (the pretrained text
    students leave it after 30-40% of training, docs/benchmarks.md; a ViT from scratch on 8x8 digits was at chance
    at 1/8): the two go on to rung 2 alone and, if they have left it there, the next stronger transfer
-   (`PLATEAU_CANDIDATES`: 0.3) trains to rung 2 too; 1, 3 and 10, the betas the stall detector finds holding such students on their plateau, are not run.
+   (`PLATEAU_CANDIDATES`: 0.3) trains to rung 2 too; 1, 3 and 10, the betas the stall detector finds holding such
+   students on their plateau, are not run.
 2. Rung 2: the promoted candidates resume from their checkpoints to half of the steps.
 3. The choice (`beta_choice.py`): the largest beta whose validation accuracy at rung 2 is within one standard error of
    the best candidate's (paired by example, McNemar), among those off the plateau; when none is, the default stays.
