@@ -210,11 +210,10 @@ def test_no_labelled_row_gets_its_target_from_a_probe_that_saw_it(monkeypatch):
     assert np.exp(fit.unlabeled).max(1).min() > 0.99
 
 
-def test_probe_targets_are_out_of_fold_with_the_real_probe(monkeypatch):
+def test_probe_targets_are_out_of_fold_with_the_real_probe():
     """One-hot features that identify each row: a probe fitted on a row echoes its label (in-fold accuracy 1.0);
-    one that never saw the row knows nothing of it. (C held at 1: cross-validation would pick the strongest
+    one that never saw the row knows nothing of it. (The targets' C, 1: cross-validation would pick the strongest
     penalty here, as no fold can learn anything of the rows it did not see.)"""
-    monkeypatch.setattr(distillation, "PROBE_CS", (1.0,))
     rng = np.random.default_rng(0)
     labels = np.array([0, 1] * 10)
     rng.shuffle(labels)
@@ -623,7 +622,8 @@ def test_a_pool_of_training_rows_or_a_pool_nothing_reads_is_refused(student_dir,
 
 def test_the_probe_chooses_its_penalty_by_out_of_fold_log_loss():
     """Many noisy features and few rows (n ~ d, where a fixed C = 1 overfits): the chosen C is the one whose
-    out-of-fold predictions have the lowest log-loss, and those are the targets."""
+    out-of-fold predictions have the lowest log-loss, and those are the targets when asked for (the default targets
+    keep C = 1)."""
     from sklearn.metrics import log_loss
 
     rng = np.random.default_rng(0)
@@ -634,5 +634,6 @@ def test_the_probe_chooses_its_penalty_by_out_of_fold_log_loss():
               for c in distillation.PROBE_CS}
     assert chosen == min(losses, key=losses.get) and chosen < 1.0
     assert log_loss(labels, proba) == pytest.approx(losses[chosen])
-    fit = distillation.fit_probe(features, labels, features[:3], num_classes=2)
+    fit = distillation.fit_probe(features, labels, features[:3], num_classes=2, cs=distillation.PROBE_CS)
     assert fit.c == chosen and np.exp(fit.labeled) == pytest.approx(proba, abs=1e-5)
+    assert distillation.fit_probe(features, labels, features[:3], num_classes=2).c == 1.0
