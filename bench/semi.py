@@ -191,7 +191,7 @@ def table(rows: list[dict], methods: list[str]) -> str:
                 cell = f"{acc:.3f}" if method == "stl" else f"{acc:.3f} ({gain:+.3f}; {wall:.1f}x)"
                 cells.append(cell + ("" if len(runs) == len(stl) else f" [{len(runs)}]"))
                 stl_mean = statistics.mean(stl[r["seed"]]["accuracy"] for r in runs)
-                if probe is not None and method not in ("stl", "probe") and probe > stl_mean:
+                if probe is not None and method != "stl" and not method.startswith("probe") and probe > stl_mean:
                     shares[method] = gain / (probe - stl_mean)
             best = max(shares, key=shares.get) if shares else None
             share = f"{shares[best]:.0%} ({best})" if best else "-"
