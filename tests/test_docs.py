@@ -98,7 +98,7 @@ def test_site_builds_strict_with_every_option_in_the_cli_reference(tmp_path):
                             env={**_env(), "NO_MKDOCS_2_WARNING": "1"})
     log = result.stdout + result.stderr
     assert result.returncode == 0 and "WARNING" not in log, log[-3000:]
-    cli = (site / "reference" / "cli" / "index.html").read_text()
+    cli = (site / "reference" / "cli.html").read_text()  # use_directory_urls: false (the site opens from disk)
     from hf_aft.config import AFTConfig
     from hf_aft.pipeline import PeftArguments, ScriptArguments
 
@@ -106,11 +106,11 @@ def test_site_builds_strict_with_every_option_in_the_cli_reference(tmp_path):
         for name, f in cls.__dataclass_fields__.items():
             if f.metadata.get("help") != argparse.SUPPRESS:  # what --help hides, the reference hides
                 assert f"--{name}" in cli, f"--{name} ({cls.__name__}) missing from the CLI reference"
-    api = (site / "reference" / "python" / "index.html").read_text()
+    api = (site / "reference" / "python.html").read_text()
     for name in ("AFTTrainer", "AFTConfig", "extract_teacher_features", "train_student", "AdaptiveKernelLoss"):
         assert 'id="hf_aft.' in api and name in api, name
     for link, anchor in re.findall(r"\]\(docs/([^)#]+)\.md#([^)]+)\)", (ROOT / "README.md").read_text()):
-        page = site / link.removesuffix("index") / "index.html" if link != "index" else site / "index.html"
+        page = site / f"{link}.html"
         assert f'id="{anchor}"' in page.read_text(), f"README links to a missing anchor: {link}.md#{anchor}"
 
 
