@@ -94,6 +94,7 @@ def cross_fit_path(x: np.ndarray, y: np.ndarray, folds: int, seed: int = 0,
         for i, c in enumerate(cs):
             probe[-1].C = c
             out[i, held] = probe.fit(x[train], y[train]).predict_proba(x[held])
+    out /= out.sum(-1, keepdims=True)  # predict_proba's rows sum to 1 only up to rounding (log_loss warns)
     losses = [log_loss(y, out[i], labels=classes) for i in range(len(cs))]
     best = int(np.argmin(losses))
     return cs[best], out[best]
