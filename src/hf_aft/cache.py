@@ -50,6 +50,16 @@ def default_cache_dir() -> Path:
     return Path(datasets.config.HF_DATASETS_CACHE) / "hf_aft_features"
 
 
+def prepared_cache_dir(cache_dir=None) -> Path:
+    """`cache_dir` (default: `default_cache_dir()`), made if missing; a folder that cannot be made is one AFTError
+    (`require_writable`)."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    if not cache_dir.is_dir():
+        require_writable(cache_dir, "any features yet")
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    return cache_dir
+
+
 def teacher_cache_file(cache_dir: Path, fingerprint: str) -> Path:
     return cache_dir / f"teacher-{fingerprint}.arrow"
 

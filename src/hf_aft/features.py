@@ -30,10 +30,9 @@ from datasets.fingerprint import Hasher
 from .cache import (
     PART_COLUMN,
     cached_teacher_column,
-    default_cache_dir,
     main_process_first,
     pooling_record,
-    require_writable,
+    prepared_cache_dir,
     verified_map,
 )
 from .data import first_row
@@ -150,10 +149,7 @@ def extract_teacher_features(
     if FEATURES_COLUMN in dataset.column_names:
         dataset = dataset.remove_columns(FEATURES_COLUMN)
     device, options = _placement(device, dtype, device_map, trust_remote_code)
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    if not cache_dir.is_dir():
-        require_writable(cache_dir, "any features yet")
-        cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = prepared_cache_dir(cache_dir)
     parts, infos, cached = [], [], []
     for index, spec in enumerate(teachers):
         teacher, column, extra_key = make_teacher(dataset, spec, pooling, max_length, batch_size, device, options,

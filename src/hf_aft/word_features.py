@@ -34,9 +34,8 @@ from datasets.fingerprint import Hasher
 from .cache import (
     PART_COLUMN,
     cached_teacher_column,
-    default_cache_dir,
     main_process_first,
-    require_writable,
+    prepared_cache_dir,
     verified_map,
 )
 from .distributed import default_device
@@ -143,10 +142,7 @@ def extract_word_features(dataset: datasets.Dataset, teachers: list[str], words_
         raise AFTError(f"unknown feature_dtype {feature_dtype!r}: choose one of {', '.join(FEATURE_DTYPES)}.")
     device = torch.device(device) if device is not None else default_device()
     options = {**load_options(device, dtype, None), "trust_remote_code": trust_remote_code}
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    if not cache_dir.is_dir():
-        require_writable(cache_dir, "any features yet")
-        cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = prepared_cache_dir(cache_dir)
     parts, infos, cached = [], [], []
     for index, spec in enumerate(teachers):
         teacher, column, extra_key = make_teacher(dataset, str(spec), "mean", max_length, batch_size, device, options,
