@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from methods_table import paired_table
 
 from hf_aft.commands.train import train
 from hf_aft.demo import minilm_path, mpnet_path, truncated_student
@@ -90,24 +91,8 @@ def probe(teacher: Path) -> float:
 
 
 def table(rows: list[dict]) -> str:
-    stl = {r["seed"]: r["f1"] for r in rows if r["transfer"] == "none"}
-    lines = ["| method | beta | entity F1 mean ± sd | vs STL (paired by seed) | token accuracy | seeds | scale mean | "
-             "train s/run |", "|---|---|---|---|---|---|---|---|"]
-    for transfer, beta in sorted({(r["transfer"], r["beta"]) for r in rows}, key=lambda k: (k[0] != "none", k)):
-        group = [r for r in rows if (r["transfer"], r["beta"]) == (transfer, beta)]
-        f1s = [r["f1"] for r in group]
-        sd = statistics.stdev(f1s) if len(f1s) > 1 else 0.0
-        gains = [r["f1"] - stl[r["seed"]] for r in group if r["seed"] in stl]
-        gain = "-"
-        if gains and transfer != "none":
-            gain = f"{statistics.mean(gains):+.4f} (per seed {', '.join(f'{g:+.3f}' for g in gains)})"
-        scales = [s["mean"] for r in group for s in r["scales"].values()]
-        method = {"none": "STL", "kd": "KD", "aft": "AFT", "rkd": "RKD"}[transfer]
-        lines.append(f"| {method} | {beta if transfer != 'none' else '-'} | {statistics.mean(f1s):.4f} ± {sd:.4f} | "
-                     f"{gain} | {statistics.mean(r['token_accuracy'] for r in group):.4f} | {len(f1s)} | "
-                     f"{f'{statistics.mean(scales):.3f}' if scales else '-'} | "
-                     f"{statistics.mean(r['train_seconds'] for r in group):.0f} |")
-    return "\n".join(lines)
+    accuracy = ("token accuracy", lambda group: f"{statistics.mean(r['token_accuracy'] for r in group):.4f}")
+    return paired_table(rows, "f1", "entity F1", [accuracy])
 
 
 def main():

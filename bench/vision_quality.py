@@ -19,11 +19,11 @@ import gzip
 import importlib.util
 import json
 import pickle
-import statistics
 from pathlib import Path
 
 import numpy as np
 import torch
+from methods_table import paired_table
 
 from hf_aft.commands.train import train
 
@@ -106,23 +106,7 @@ def probe(teacher: Path) -> dict[str, float]:
 
 
 def table(rows: list[dict]) -> str:
-    stl = {r["seed"]: r["accuracy"] for r in rows if r["transfer"] == "none"}
-    lines = ["| method | beta | accuracy mean ± sd | vs STL (paired by seed) | seeds | scale mean | train s/run |",
-             "|---|---|---|---|---|---|---|"]
-    for transfer, beta in sorted({(r["transfer"], r["beta"]) for r in rows}, key=lambda k: (k[0] != "none", k)):
-        group = [r for r in rows if (r["transfer"], r["beta"]) == (transfer, beta)]
-        accs = [r["accuracy"] for r in group]
-        sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        gains = [r["accuracy"] - stl[r["seed"]] for r in group if r["seed"] in stl]
-        gain = "-"
-        if gains and transfer != "none":
-            gain = f"{statistics.mean(gains):+.4f} (per seed {', '.join(f'{g:+.3f}' for g in gains)})"
-        scales = [s["mean"] for r in group for s in r["scales"].values()]
-        method = {"none": "STL", "kd": "KD", "aft": "AFT", "rkd": "RKD"}[transfer]
-        lines.append(f"| {method} | {beta if transfer != 'none' else '-'} | {statistics.mean(accs):.4f} ± {sd:.4f} | "
-                     f"{gain} | {len(accs)} | {f'{statistics.mean(scales):.3f}' if scales else '-'} | "
-                     f"{statistics.mean(r['train_seconds'] for r in group):.0f} |")
-    return "\n".join(lines)
+    return paired_table(rows, "accuracy", "accuracy")
 
 
 def main():

@@ -253,8 +253,6 @@ def test_options_not_yet_for_token_classification_are_refused(world, tmp_path, m
     _fail_if_a_teacher_loads(monkeypatch)
     assert _train(world, tmp_path / "out", "--distill", "probe", "--unlabeled_dataset", str(world["data"])) == 2
     assert "token_classification" in one_error_line(capsys)
-    assert _train(world, tmp_path / "out2", "--beta", "auto") == 2
-    assert "--beta auto" in one_error_line(capsys)
     assert _train(world, tmp_path / "out3", "--group_column", "tokens") == 2
     assert "--group_column" in one_error_line(capsys, "token_classification")
     assert main(["rank-teachers", "--teachers", str(world["teacher"]), "--model_name_or_path", str(world["student"]),
@@ -356,3 +354,26 @@ def test_export_checks_per_token_logits_and_check_updates_compares_per_word(trai
     assert comparison["agreement"] == 1.0 and comparison["old"] == comparison["new"]
     assert main(["audit", str(trained)]) == 0
     assert "f1" in capsys.readouterr().out
+
+
+def test_sentence_entity_f1_and_the_constant_tagger():
+    from hf_aft.beta_choice import constant_scores, example_scores
+
+    labels = torch.tensor([[IGNORED, 1, 2, IGNORED, 0, IGNORED],   # one POS entity over two words
+                           [IGNORED, 0, 3, IGNORED, IGNORED, IGNORED],   # one NEG entity
+                           [IGNORED, 0, 0, IGNORED, IGNORED, IGNORED]])  # none
+    logits = torch.zeros(3, 6, len(TAGS))
+    guesses = [[0, 1, 0, 0, 0, 0], [0, 0, 3, 0, 0, 0], [0, 0, 3, 0, 0, 0]]  # POS cut short, NEG right, a spurious NEG
+    logits.scatter_(2, torch.tensor(guesses).unsqueeze(-1), 1.0)
+    assert example_scores(logits, labels, TOKEN, names=TAGS).tolist() == [0.0, 1.0, 0.0]
+    assert constant_scores(labels, TOKEN, names=TAGS).tolist() == [0.0, 0.0, 1.0]  # all "O": right where none is
+
+
+def test_beta_auto_chooses_by_sentence_entity_f1(world, tmp_path, capsys):
+    datasets.DatasetDict(train=class_label_split(160, 4), test=class_label_split(16, 1)).save_to_disk(tmp_path / "d")
+    assert _train(world, tmp_path / "out", "--beta", "auto", "--skip_cost_report", "true", data=tmp_path / "d") == 0
+    search = json.loads((tmp_path / "out" / "beta_search.json").read_text())
+    scored = [c for c in search["candidates"] if c.get("score") is not None]
+    assert scored and all(0 <= c["score"] <= 1 for c in scored)
+    assert "sentence entity F1" in capsys.readouterr().out
+    assert "ForTokenClassification" in json.loads((tmp_path / "out" / "config.json").read_text())["architectures"][0]

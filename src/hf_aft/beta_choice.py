@@ -4,10 +4,12 @@
   classification whether the example is right (the mean is the accuracy); for multi-label classification the
   example's F1 between predicted and true label sets (1 when both are empty; the mean is scikit-learn's "samples"
   F1); for regression the negative squared error (the mean is minus the MSE, in the training split's standardised
-  units). Also the mean loss of the task (cross-entropy, binary cross-entropy or squared error).
+  units); for token classification the sentence's entity F1 (seqeval's chunks of its labelled words, 1 when neither
+  side has an entity). Also the mean loss of the task (cross-entropy, binary cross-entropy or squared error).
 - The plateau: a candidate is on it while it does not beat a constant prediction by more than one standard error
   (the paired test below, against that constant): the validation split's most frequent class, each label's
-  majority value (multi-label), or the validation targets' mean (regression). A student that predicts one class is
+  majority value (multi-label), the validation targets' mean (regression), or the most frequent tag on every word
+  (token classification). A student that predicts one class is
   there, and so is one at chance that predicts all ten: such a candidate has learned nothing yet, so its rank says
   nothing about its beta.
 - The choice, the one-standard-error rule (Breiman et al. 1984; Hastie, Tibshirani and Friedman, "The Elements of
@@ -28,19 +30,39 @@ import numpy as np
 import torch
 
 from .config import DEFAULT_BETA
-from .targets import MULTI, REGRESSION, SINGLE
+from .targets import MULTI, REGRESSION, SINGLE, TOKEN, is_token_model
 
 RULE = ("the largest beta whose validation score at half of training is within one standard error of the best "
         "candidate's: sum(best - this) <= sqrt(sum((best - this)^2)) over the validation examples, paired by "
         "example (McNemar for right/wrong)")
-METRIC = {SINGLE: "accuracy", MULTI: "example F1", REGRESSION: "MSE"}
-CONSTANT = {SINGLE: "the most frequent class", MULTI: "each label's majority value", REGRESSION: "the mean target"}
+METRIC = {SINGLE: "accuracy", MULTI: "example F1", REGRESSION: "MSE", TOKEN: "sentence entity F1"}
+CONSTANT = {SINGLE: "the most frequent class", MULTI: "each label's majority value", REGRESSION: "the mean target",
+            TOKEN: "the most frequent tag on every word"}
+
+
+def sentence_entity_f1(predicted: np.ndarray, labels: np.ndarray, names: list[str]) -> np.ndarray:
+    """[n] float64: per row of `predicted` and `labels` ([n, tokens] class ids, -100 where no word starts), the F1
+    between the entities (seqeval's `get_entities` chunks of `metrics.entity_tags(names)`) of its labelled words; 1
+    when neither side has one."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    from .metrics import entity_tags
+
+    tags, scores = entity_tags(names), []
+    for guess, truth in zip(np.asarray(predicted), np.asarray(labels), strict=True):
+        keep = truth != -100
+        true, found = ({*get_entities([tags[t] for t in row[keep]])} for row in (truth, guess))
+        scores.append(2 * len(true & found) / (len(true) + len(found)) if true or found else 1.0)
+    return np.asarray(scores, dtype=np.float64)
 
 
 def example_scores(logits: torch.Tensor, labels: torch.Tensor, problem_type: str = SINGLE,
-                   threshold: float = 0.5) -> np.ndarray:
+                   threshold: float = 0.5, names: list[str] | None = None) -> np.ndarray:
     """Per validation example, higher is better (module docstring): [n] float64. `logits` [n, classes] (regression:
-    [n, 1] or [n]), `labels` [n] class ids, [n, classes] multi-hot, or [n] targets."""
+    [n, 1] or [n]; token classification: [n, tokens, classes], scored with the class `names`), `labels` [n] class
+    ids, [n, classes] multi-hot, [n] targets, or [n, tokens] class ids (-100: no word starts there)."""
+    if problem_type == TOKEN:
+        return sentence_entity_f1(logits.argmax(-1).numpy(), labels.numpy(), names)
     if problem_type == REGRESSION:
         return -((logits.reshape(-1).double() - labels.reshape(-1).double()) ** 2).numpy()
     if problem_type == MULTI:
@@ -50,9 +72,14 @@ def example_scores(logits: torch.Tensor, labels: torch.Tensor, problem_type: str
     return (logits.argmax(-1) == labels.long()).double().numpy()
 
 
-def constant_scores(labels: torch.Tensor, problem_type: str = SINGLE) -> np.ndarray:
-    """`example_scores` of the best constant prediction: the most frequent class, each label's majority value, or
-    the targets' mean."""
+def constant_scores(labels: torch.Tensor, problem_type: str = SINGLE, names: list[str] | None = None) -> np.ndarray:
+    """`example_scores` of the best constant prediction: the most frequent class, each label's majority value, the
+    targets' mean, or the most frequent tag on every word."""
+    if problem_type == TOKEN:
+        labels = labels.long()
+        tagged = labels[labels != -100]
+        constant = int(torch.bincount(tagged).argmax()) if tagged.numel() else 0
+        return sentence_entity_f1(torch.full_like(labels, constant).numpy(), labels.numpy(), names)
     if problem_type == REGRESSION:
         return -((labels.double() - labels.double().mean()) ** 2).reshape(-1).numpy()
     if problem_type == MULTI:
@@ -66,6 +93,9 @@ def constant_scores(labels: torch.Tensor, problem_type: str = SINGLE) -> np.ndar
 def task_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str = SINGLE) -> float:
     """The mean task loss on the validation split (nats for the classifications, squared units for regression)."""
     functional = torch.nn.functional
+    if problem_type == TOKEN:
+        return functional.cross_entropy(logits.float().flatten(0, -2), labels.long().reshape(-1),
+                                        ignore_index=-100).item()
     if problem_type == REGRESSION:
         return functional.mse_loss(logits.reshape(-1).float(), labels.reshape(-1).float()).item()
     if problem_type == MULTI:
@@ -79,15 +109,17 @@ def score_candidate(trainer, validation) -> dict:
     ("above_majority", `paired`), and the mean task loss ("loss")."""
     from transformers import PretrainedConfig
 
-    config = getattr(getattr(trainer, "model", None), "config", None)
+    model = getattr(trainer, "model", None)
+    config = getattr(model, "config", None)
     config = config if isinstance(config, PretrainedConfig) else PretrainedConfig()
-    problem_type = getattr(config, "problem_type", None) or SINGLE
+    problem_type = TOKEN if is_token_model(model) else getattr(config, "problem_type", None) or SINGLE
     threshold = float(getattr(config, "decision_threshold", 0.5) or 0.5)
     output = trainer.predict(validation)
     logits = torch.as_tensor(output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions)
     labels = torch.as_tensor(output.label_ids)
-    scores = example_scores(logits, labels, problem_type, threshold)
-    _, _, constant_within = paired({"example_scores": constant_scores(labels, problem_type)},
+    names = [config.id2label[i] for i in range(logits.shape[-1])] if problem_type == TOKEN else None
+    scores = example_scores(logits, labels, problem_type, threshold, names)
+    _, _, constant_within = paired({"example_scores": constant_scores(labels, problem_type, names)},
                                    {"example_scores": scores})  # the constant prediction against this one
     classes = int(logits.argmax(-1).unique().numel()) if problem_type == SINGLE else None
     return {"score": float(scores.mean()), "example_scores": scores, "predicted_classes": classes,
@@ -96,7 +128,7 @@ def score_candidate(trainer, validation) -> dict:
 
 
 def metric_of(records: list[dict]) -> str:
-    """The metric the scored candidates were compared in ("accuracy", "example F1", "MSE")."""
+    """The metric the scored candidates were compared in ("accuracy", "example F1", "MSE", "sentence entity F1")."""
     return METRIC[next((r["problem_type"] for r in records if "problem_type" in r), SINGLE)]
 
 

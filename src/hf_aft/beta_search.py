@@ -58,7 +58,7 @@ from .config import DEFAULT_BETA
 from .errors import AFTError
 from .features import with_teacher_features
 from .metrics import compute_classification_metrics
-from .targets import SINGLE
+from .targets import SINGLE, model_problem_type
 from .trainer import AFTTrainer
 from .unlabeled import epoch_length
 from .validation_split import DEFAULT_VALIDATION_FRACTION, check_given, class_ids, held_out, split_validation
@@ -149,7 +149,7 @@ class _Search:
         args.report_to = []
         transformers.set_seed(args.seed)  # every candidate starts from the same student
         model = self.model_init()
-        single = (getattr(model.config, "problem_type", None) or SINGLE) == SINGLE  # else: beta_choice scores it
+        single = model_problem_type(model) == SINGLE  # else: beta_choice scores it
         trainer = AFTTrainer(model=model, args=args, train_dataset=self.train_part, eval_dataset=self.validation,
                              compute_metrics=compute_classification_metrics if single else None,
                              **copy.copy(self.trainer_kwargs))

@@ -19,6 +19,7 @@ from .errors import AFTError
 from .outputs import TRANSFER_STATE_NAME, TRANSFER_SUMMARY_NAME
 from .provenance import library_versions
 from .student import peft_settings
+from .targets import is_token_model, model_problem_type
 
 # The card's task -> (student class, preprocessor class, its variable name in the loading snippet).
 TASK_CLASSES = {"text-classification": ("AutoModelForSequenceClassification", "AutoTokenizer", "tokenizer"),
@@ -282,7 +283,7 @@ def card_facts_from_trainer(trainer, model_name: str | None = None, dataset_name
         hyperparameters=hyperparameters_in_effect(args, trainer.state), labels=_class_names(trainer.model),
         eval_split={"name": eval_split or "eval", "rows": rows} if rows is not None else None,
         baseline_results=baseline_results, peft=peft_settings(trainer.model), beta_search=beta_search,
-        task="image-classification" if trainer.image_column else "token-classification" if _is_token_model(
+        task="image-classification" if trainer.image_column else "token-classification" if is_token_model(
             trainer.model) else "text-classification",
         balance_teachers=args.balance_teachers and trainer.transfer_loss is not None,
         beta_note=beta_note(args, beta_search, trainer.terms_summary()), terms=trainer.terms_summary(),
@@ -290,18 +291,10 @@ def card_facts_from_trainer(trainer, model_name: str | None = None, dataset_name
     )
 
 
-def _is_token_model(model) -> bool:
-    """A token classifier (transformers' config has no problem type for it), plain or inside a PeftModel."""
-    base = getattr(getattr(model, "base_model", None), "model", model)
-    return type(base).__name__.endswith("ForTokenClassification") or type(model).__name__.endswith(
-        "ForTokenClassification")
-
-
 def _problem_facts(model) -> dict:
     """The problem type and what reads its outputs: a multi-label threshold, a regression's folded scale."""
     config = getattr(model, "config", None)
-    facts = {"problem_type": "token_classification" if _is_token_model(model) else
-             getattr(config, "problem_type", None) or "single_label_classification"}
+    facts = {"problem_type": model_problem_type(model)}
     if getattr(config, "decision_threshold", None) is not None:
         facts["threshold"] = config.decision_threshold
     if getattr(config, "target_mean", None) is not None:

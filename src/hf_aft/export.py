@@ -32,7 +32,7 @@ from .evaluation import (
     problem_type_of,
     scores,
 )
-from .targets import MULTI, REGRESSION, SINGLE, TOKEN
+from .targets import MULTI, REGRESSION, SINGLE, TOKEN, is_token_model
 
 ONNX_NAME, INT8_NAME, EXPORT_REPORT_NAME = "model.onnx", "model_int8.onnx", "export_report.json"
 QUANTIZATIONS = ("dynamic-int8",)
@@ -68,10 +68,6 @@ def _export_options(names: list[str], dynamo: bool, token: bool = False) -> dict
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     shapes = {name: ({0: batch} if name == "pixel_values" else {0: batch, 1: sequence}) for name in names}
     return {"dynamic_shapes": shapes, "external_data": False, "verbose": False}
-
-
-def is_token_model(model) -> bool:
-    return type(model).__name__.endswith("ForTokenClassification")
 
 
 def export_onnx(model, sample: dict, path: str) -> tuple[str, str | None]:

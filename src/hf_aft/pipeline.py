@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import numpy as np
 import transformers
 
 from .audit import reseal_card
@@ -34,7 +33,7 @@ from .run_records import finish_run
 from .student import fold_target_scale, load_student, tokenize_beside_features
 from .trainer import AFTTrainer
 from .unlabeled import load_unlabeled
-from .validation_split import DEFAULT_VALIDATION_FRACTION
+from .validation_split import DEFAULT_VALIDATION_FRACTION, class_ids
 from .word_features import check_run_options, with_word_or_teacher_features
 
 logger = logging.getLogger(__name__)
@@ -257,9 +256,9 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
     script_args.beta_validation_split = splits.validation_name
     unlabeled = run["unlabeled_raw"] = _load_unlabeled(script_args, splits)
     if script_args.beta_auto:  # refuse a search that cannot run before any model loads or teacher runs
-        class_ids = [np.asarray(splits.labels.encode(s)["labels"]) if s is not None else None
-                     for s in (splits.train, splits.validation)]
-        check_search(class_ids[0], config, script_args.beta_validation_fraction, class_ids[1],
+        train_ids, validation_ids = (class_ids(splits.labels.encode(s), "labels") if s is not None else None
+                                     for s in (splits.train, splits.validation))
+        check_search(train_ids, config, script_args.beta_validation_fraction, validation_ids,
                      splits.validation_name, len(unlabeled or ()))
         print(f"--beta auto compares candidates on the {splits.validation_name!r} split" if splits.validation_name
               else f"--beta auto holds out {script_args.beta_validation_fraction:.0%} of the training data to "

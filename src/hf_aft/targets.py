@@ -79,6 +79,18 @@ def infer_problem_type(dataset: datasets.Dataset, column: str, problem_type: str
     return problem_type
 
 
+def is_token_model(model) -> bool:
+    """Whether `model` (or the model a PEFT wrapper adapts) is a `*ForTokenClassification`: transformers' config has
+    no problem_type for token classification."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return type(base).__name__.endswith("ForTokenClassification")
+
+
+def model_problem_type(model) -> str:
+    """The problem type a loaded student was built for: token classification by its class, else its config's."""
+    return TOKEN if is_token_model(model) else getattr(model.config, "problem_type", None) or SINGLE
+
+
 def drop_other_labels(dataset: datasets.Dataset, column: str) -> datasets.Dataset:
     """Without a `labels` column that is not the label `column` (the student reads `labels`)."""
     return dataset.remove_columns("labels") if column != "labels" and "labels" in dataset.column_names else dataset
@@ -215,12 +227,11 @@ class RegressionTargets(ClassNames):
         return with_labels(dataset, self.column, values.astype(np.float32), datasets.Value("float32"))
 
 
-# What a run with a multi-label or regression student cannot use yet, and why (checked before any teacher runs).
+# What a run with a student of another problem type cannot use yet, and why (checked before any teacher runs).
 SINGLE_LABEL_ONLY = {
     "unlabeled_dataset": "--unlabeled_dataset (its rows are marked with the class id -100)",
     "distill": "--distill (the probe and the task teacher give class probabilities)",
     "group_column": "--group_column (its per-group results are accuracies)",
-    "beta_auto": "--beta auto (its candidates are not yet scored per word)",
 }
 
 
@@ -233,10 +244,8 @@ def check_supported(problem_type: str, **given) -> None:
     if problem_type == SINGLE:
         return
     for name, on in given.items():
-        if on and (name != "beta_auto" or problem_type == TOKEN):  # --beta auto scores multi-label and regression
-            works = "does not work for token classification yet" if name == "beta_auto" else (
-                "works for single-label classification only")
-            raise AFTError(f"{SINGLE_LABEL_ONLY[name]} {works}, and this run is "
+        if on:
+            raise AFTError(f"{SINGLE_LABEL_ONLY[name]} works for single-label classification only, and this run is "
                            f"{problem_type} (from the label column, or --problem_type): drop that option.")
 
 
@@ -252,6 +261,6 @@ def check_task_options(script_args, config, problem_type: str) -> None:
                        f"evaluation of a {problem_type} student: choose one of {', '.join(reported)}.")
     if config.metric_for_best_model and metric in ("mse", "mae"):
         config.greater_is_better = False
-    check_supported(problem_type, beta_auto=script_args.beta_auto, group_column=bool(script_args.group_column),
+    check_supported(problem_type, group_column=bool(script_args.group_column),
                     unlabeled_dataset=bool(script_args.unlabeled_dataset),
                     distill=config.distill not in ("none", "auto"))

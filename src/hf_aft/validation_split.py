@@ -24,11 +24,20 @@ def split_validation(dataset, fraction: float, seed: int, label_column: str = "l
 
 
 def class_ids(dataset, label_column: str) -> np.ndarray:
-    """The `label_column` of `dataset` as an array; a missing column is one AFTError naming the columns there are."""
+    """The `label_column` of `dataset` as an array ([rows], or [rows, classes] for multi-hot rows and for a class per
+    word, as the classes each row holds); a missing column is one AFTError naming the columns there are."""
     if label_column not in dataset.column_names:
         raise AFTError(f"--beta auto stratifies on the label column {label_column!r}, which the training data lacks "
                        f"(columns: {', '.join(dataset.column_names)}): pass label_column=.")
-    return np.asarray(dataset.select_columns([label_column]).with_format("numpy")[label_column])
+    column = dataset.select_columns([label_column]).with_format("numpy")[label_column]
+    inner = getattr(dataset.features[label_column], "feature", None)
+    if getattr(inner, "dtype", "").startswith("int") or hasattr(inner, "names"):  # a class per word (-100: none)
+        rows = [np.asarray(row, dtype=np.int64) for row in column]
+        present = np.zeros((len(rows), 1 + max((int(row.max()) for row in rows if row.size), default=0)))
+        for i, row in enumerate(rows):
+            present[i, row[row >= 0]] = 1
+        return present  # the classes each sentence holds, which `strata` reads as multi-hot rows
+    return np.asarray(column)
 
 
 def held_out(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
