@@ -24,7 +24,8 @@ def _tagged(n: int, seed: int) -> datasets.Dataset:
     data = sentiment_dataset(n, seed)
     tags = [(["pos"] if label else []) + (["odd"] if i % 2 else []) for i, label in enumerate(data["label"])]
     score = [1000.0 + 40 * label + 0.5 * (i % 3) for i, label in enumerate(data["label"])]
-    return data.add_column("tags", tags).add_column("score", score)
+    drift = [-50.0 - 6 * label + 0.25 * (i % 4) for i, label in enumerate(data["label"])]  # a second target
+    return data.add_column("tags", tags).add_column("score", score).add_column("drift", drift)
 
 
 @pytest.fixture(scope="module")
@@ -114,11 +115,14 @@ def test_a_regression_student_predicts_in_the_data_units(world):
 
 
 @pytest.mark.parametrize("case,argv,fragments", [
-    ("nan target", ["--label_column", "score", "--dataset_name", "NAN"], ("no finite number at row 3",)),
+    ("nan target", ["--label_column", "score", "--dataset_name", "NAN"], ("does not hold a finite number at row 3",)),
     ("unknown class in eval", ["--label_column", "tags", "--dataset_name", "UNKNOWN"], ("class 'new'",)),
     ("problem type that does not fit", ["--label_column", "tags", "--problem_type", "regression"],
      ("does not fit", "multi_label_classification")),
     ("unknown problem type", ["--problem_type", "ranking"], ("--problem_type 'ranking'",)),
+    ("a text column among several targets", ["--label_column", "score,text"], ("column 'text'", "not numbers")),
+    ("a row with one target of two", ["--label_column", "pair", "--dataset_name", "RAGGED"],
+     ("does not hold 2 finite numbers at row 5",)),
     ("groups with multi-label", ["--label_column", "tags", "--group_column", "text"], ("--group_column",)),
     ("metric of another type", ["--label_column", "score", "--metric_for_best_model", "accuracy",
                                 "--load_best_model_at_end", "true", "--eval_strategy", "epoch", "--save_strategy",
@@ -131,15 +135,17 @@ def test_refusals_are_one_line_before_any_teacher_runs(world, capsys, monkeypatc
         raise AssertionError("a teacher ran")
 
     monkeypatch.setattr(hf_aft.features, "extract_teacher_features", no_teacher)
-    if "NAN" in argv or "UNKNOWN" in argv:
+    if "NAN" in argv or "UNKNOWN" in argv or "RAGGED" in argv:
         bad = _tagged(16, 2)
-        if "NAN" in argv:
+        if "RAGGED" in argv:
+            bad = bad.add_column("pair", [[1.0, 2.0]] * 5 + [[1.0]] + [[1.0, 2.0]] * 10)
+        elif "NAN" in argv:
             bad = bad.map(lambda row, i: {"score": float("nan") if i == 3 else row["score"]}, with_indices=True)
         else:
             bad = bad.map(lambda row, i: {"tags": ["new"] if i == 2 else row["tags"]}, with_indices=True)
         path = world["root"] / f"bad-{case.replace(' ', '-')}"
         datasets.DatasetDict(train=_tagged(32, 0) if "UNKNOWN" in argv else bad, test=bad).save_to_disk(path)
-        argv = [str(path) if a in ("NAN", "UNKNOWN") else a for a in argv]
+        argv = [str(path) if a in ("NAN", "UNKNOWN", "RAGGED") else a for a in argv]
     assert _train(world, world["root"] / f"out-{case.replace(' ', '-')}", *argv) == 2
     one_error_line(capsys, *fragments)
 
@@ -167,16 +173,19 @@ def test_beta_auto_judges_regression_and_multi_label_candidates_by_their_own_sco
     assert sorted(set(strata(targets.numpy()).tolist())) == [0, 1, 2, 3, 4]  # quintiles of the targets
 
 
-def test_beta_auto_chooses_for_a_regression_student(world):
-    out = world["root"] / "score-auto"
-    assert _train(world, out, "--label_column", "score", "--beta", "auto", "--max_steps", "80",
+@pytest.mark.parametrize("column", ["score", "score,drift"])
+def test_beta_auto_chooses_for_a_regression_student(world, column):
+    out = world["root"] / f"{column}-auto"
+    assert _train(world, out, "--label_column", column, "--beta", "auto", "--max_steps", "80",
                   "--beta_validation_fraction", "0.4", "--learning_rate", "2e-3") == 0
     search = json.loads((out / "beta_search.json").read_text())
-    assert search["metric"] == "MSE" and "validation MSE" in search["reason"]
+    assert search["metric"] == "MSE"  # a tiny student may stay on the mean-target plateau: the card says which
+    assert "validation MSE" in search["reason"] or "predicting the mean target" in search["reason"]
+    assert all(c["score"] is None or c["score"] <= 0 for c in search["candidates"])  # a negated MSE
     assert any(c["score"] is not None for c in search["candidates"])
 
 
-@pytest.mark.parametrize("column,metric", [("score", "mse"), ("tags", "micro_f1")])
+@pytest.mark.parametrize("column,metric", [("score", "mse"), ("tags", "micro_f1"), ("score,drift", "mse")])
 def test_export_and_check_updates_read_multi_label_and_regression_runs_back(world, column, metric, capsys):
     import shutil
 
@@ -190,8 +199,9 @@ def test_export_and_check_updates_read_multi_label_and_regression_runs_back(worl
     pytorch, onnx = report["rows"]
     assert report["metric"] == metric and onnx[metric] == pytest.approx(pytorch[metric], rel=1e-4, abs=1e-4)
     assert onnx["max_logit_difference"] < 1e-3
-    assert onnx["agreement"] == (None if column == "score" else 1.0)  # numbers agree by degree, label sets exactly
-    if column == "score":  # the check compares in the data's units: the MSE is the training's eval MSE
+    regression = column.startswith("score")
+    assert onnx["agreement"] == (None if regression else 1.0)  # numbers agree by degree, label sets exactly
+    if regression:  # the check compares in the data's units: the MSE is the training's eval MSE
         results = json.loads((old / "eval_results.json").read_text())
         assert pytorch["mse"] == pytest.approx(results["eval_mse"], rel=1e-3)
     save_teacher(teacher, hidden=12, seed=7)  # the teacher changes upstream
@@ -202,3 +212,44 @@ def test_export_and_check_updates_read_multi_label_and_regression_runs_back(worl
     assert metric in update["metrics"] and metric.replace("_", "-").replace("f1", "F1") in out
     assert f"{metric.replace('_', '-').replace('f1', 'F1')} " in (new / "README.md").read_text()
     assert main(["audit", str(new)]) == 0
+
+
+def test_several_targets_from_a_list_column_or_several_number_columns():
+    from hf_aft.targets import join_target_columns
+
+    data = datasets.Dataset.from_dict({"text": ["w", "x", "y", "z"], "a": [1000.0, 1002.0, 1004.0, 1006.0],
+                                       "b": [-50, -40, -50, -40], "ab": [[1000.0, -50], [1002.0, -40],
+                                                                         [1004.0, -50], [1006.0, -40]]})
+    joined = join_target_columns(datasets.DatasetDict(train=data), "a, b")["train"]
+    for column, names in (("a, b", ["a", "b"]), ("ab", ["ab[0]", "ab[1]"])):
+        targets = read_targets(joined, column)
+        assert targets.problem_type == REGRESSION and targets.names == names
+        assert targets.mean == pytest.approx([1003.0, -45.0])
+        encoded = np.asarray(targets.encode(joined)["labels"])
+        assert encoded.shape == (4, 2) and encoded.mean(0) == pytest.approx([0, 0], abs=1e-6)
+        assert encoded.std(0) == pytest.approx([1, 1], abs=1e-5)
+    both = regression_metrics(np.array([[1.0, 5.0], [2.0, 4.0], [4.0, 1.0]]), np.array([[1.0, 6], [3, 4], [3, 2]]))
+    each = [regression_metrics(np.array(p), np.array(r)) for p, r in (([1, 2, 4], [1, 3, 3]), ([5, 4, 1], [6, 4, 2]))]
+    assert both["pearson"] == pytest.approx(np.mean([m["pearson"] for m in each]))
+    assert both["mse"] == pytest.approx(np.mean([m["mse"] for m in each]))
+
+
+def test_a_student_of_two_targets_predicts_both_in_the_data_units(world):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    out = world["root"] / "score-drift"
+    assert _train(world, out, "--label_column", "score,drift", "--max_steps", "60") == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert model.config.id2label == {0: "score", 1: "drift"} and model.config.problem_type == REGRESSION
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    test = datasets.load_from_disk(str(world["data"]))["test"]
+    with torch.no_grad():
+        predicted = model(**tokenizer(list(test["text"]), padding=True, return_tensors="pt")).logits.numpy()
+    truth = np.stack([test["score"], test["drift"]], 1)
+    assert predicted.mean(0) == pytest.approx(truth.mean(0), abs=25)  # each in its own units
+    assert results["eval_mse"] == pytest.approx(float(((predicted - truth) ** 2).mean()), rel=1e-4)
+    scores = pipeline("text-classification", model=model, tokenizer=tokenizer, function_to_apply="none",
+                      top_k=None)(list(test["text"][:2]))
+    expected = {"score": float(predicted[0, 0]), "drift": float(predicted[0, 1])}
+    assert {s["label"]: s["score"] for s in scores[0]} == pytest.approx(expected, abs=1e-3)

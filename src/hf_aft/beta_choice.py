@@ -3,9 +3,10 @@
 - The score: a per-example score on the validation split, higher is better, and its mean: for single-label
   classification whether the example is right (the mean is the accuracy); for multi-label classification the
   example's F1 between predicted and true label sets (1 when both are empty; the mean is scikit-learn's "samples"
-  F1); for regression the negative squared error (the mean is minus the MSE, in the training split's standardised
-  units); for token classification the sentence's entity F1 (seqeval's chunks of its labelled words, 1 when neither
-  side has an entity). Also the mean loss of the task (cross-entropy, binary cross-entropy or squared error).
+  F1); for regression the negative squared error, averaged over the targets when there are several (the mean is
+  minus the MSE, in the training split's standardised units); for token classification the sentence's entity F1
+  (seqeval's chunks of its labelled words, 1 when neither side has an entity). Also the mean loss of the task
+  (cross-entropy, binary cross-entropy or squared error).
 - The plateau: a candidate is on it while it does not beat a constant prediction by more than one standard error
   (the paired test below, against that constant): the validation split's most frequent class, each label's
   majority value (multi-label), the validation targets' mean (regression), or the most frequent tag on every word
@@ -63,8 +64,9 @@ def example_scores(logits: torch.Tensor, labels: torch.Tensor, problem_type: str
     ids, [n, classes] multi-hot, [n] targets, or [n, tokens] class ids (-100: no word starts there)."""
     if problem_type == TOKEN:
         return sentence_entity_f1(logits.argmax(-1).numpy(), labels.numpy(), names)
-    if problem_type == REGRESSION:
-        return -((logits.reshape(-1).double() - labels.reshape(-1).double()) ** 2).numpy()
+    if problem_type == REGRESSION:  # several targets: the mean over them
+        labels = labels.double().reshape(len(labels), -1)
+        return -((logits.double().reshape(labels.shape) - labels) ** 2).mean(-1).numpy()
     if problem_type == MULTI:
         predicted, true = torch.sigmoid(logits.float()) >= threshold, labels >= 0.5
         both, either = (predicted & true).sum(-1).double(), predicted.sum(-1).double() + true.sum(-1).double()
@@ -81,7 +83,8 @@ def constant_scores(labels: torch.Tensor, problem_type: str = SINGLE, names: lis
         constant = int(torch.bincount(tagged).argmax()) if tagged.numel() else 0
         return sentence_entity_f1(torch.full_like(labels, constant).numpy(), labels.numpy(), names)
     if problem_type == REGRESSION:
-        return -((labels.double() - labels.double().mean()) ** 2).reshape(-1).numpy()
+        labels = labels.double().reshape(len(labels), -1)
+        return -((labels - labels.mean(0)) ** 2).mean(-1).numpy()
     if problem_type == MULTI:
         majority = ((labels >= 0.5).double().mean(0) > 0.5).double()
         logits = (majority * 2 - 1).expand_as(labels) * 10  # sigmoid far from the threshold
@@ -97,7 +100,7 @@ def task_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str = SI
         return functional.cross_entropy(logits.float().flatten(0, -2), labels.long().reshape(-1),
                                         ignore_index=-100).item()
     if problem_type == REGRESSION:
-        return functional.mse_loss(logits.reshape(-1).float(), labels.reshape(-1).float()).item()
+        return functional.mse_loss(logits.float().reshape(-1), labels.float().reshape(-1)).item()
     if problem_type == MULTI:
         return functional.binary_cross_entropy_with_logits(logits.float(), labels.float()).item()
     return functional.cross_entropy(logits.float(), labels.long()).item()

@@ -75,7 +75,7 @@ class CardFacts:
     groups: dict | None = None  # group_report.group_report: per-group results, flags, inherited errors
     problem_type: str = "single_label_classification"  # targets.py: single-, multi-label or regression
     threshold: float | None = None  # a multi-label head's decision threshold
-    target_scale: dict | None = None  # a regression's standardisation {"mean", "std"}, folded into the head
+    target_scale: list | None = None  # per regression target {"mean", "std"}, folded into the head
     run_id: str | None = None  # the run that wrote the card first (claims.py); kept when it is rendered again
 
     @classmethod
@@ -298,7 +298,9 @@ def _problem_facts(model) -> dict:
     if getattr(config, "decision_threshold", None) is not None:
         facts["threshold"] = config.decision_threshold
     if getattr(config, "target_mean", None) is not None:
-        facts["target_scale"] = {"mean": config.target_mean, "std": config.target_std}
+        means, stds = (np.atleast_1d(np.asarray(v, dtype=float)).tolist() for v in (config.target_mean,
+                                                                                    config.target_std))
+        facts["target_scale"] = [{"mean": m, "std": s} for m, s in zip(means, stds, strict=True)]
     return facts
 
 

@@ -38,6 +38,7 @@ from .targets import (
     RegressionTargets,
     drop_other_labels,
     infer_problem_type,
+    join_target_columns,
     with_labels,
 )
 from .words import TokenLabels, input_column_of
@@ -303,7 +304,7 @@ def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, t
         AFTError: a dataset that cannot be loaded, a missing split or column, an empty split, a missing text, fewer
             than 2 classes, labels that cannot be trained or evaluated on.
     """
-    data = load_dataset_dict(dataset_name, dataset_config)
+    data = join_target_columns(load_dataset_dict(dataset_name, dataset_config), label_column)  # "a,b": 2 targets
     train_set, eval_set = pick_splits(data, train_split, eval_split)
     eval_split, input_column = eval_split_name(data, eval_split), input_column_of(train_set, input_column)
     for split, name in ((train_set, train_split), (eval_set, eval_split)):

@@ -13,7 +13,6 @@ import os
 
 import numpy as np
 import torch
-from datasets import Value
 
 from .data import load_labelled_splits
 from .errors import AFTError, one_line
@@ -110,7 +109,8 @@ def eval_split(folder: str, dataset_name: str | None = None):
                        "--dataset_name with a test or validation split.")
     targets, label_column = splits.labels, splits.labels.column
     if targets.problem_type == REGRESSION:  # the saved student predicts in the data's units (fold_target_scale)
-        encoded = with_labels(splits.eval, label_column, targets.values(splits.eval, "eval"), Value("float32"))
+        values = targets.values(splits.eval, "eval")
+        encoded = with_labels(splits.eval, label_column, list(values) if values.ndim == 2 else values, targets.feature)
     else:
         encoded = targets.encode(splits.eval)
     if label_column not in encoded.column_names:  # kept beside `labels`: a group column can name it
@@ -176,7 +176,7 @@ def scores(logits: np.ndarray, labels: np.ndarray, names: list[str], problem_typ
     from .metrics import multi_label_metrics, regression_metrics
 
     if problem_type == REGRESSION:
-        return {"metric": "mse", **regression_metrics(np.asarray(logits).reshape(len(logits), -1)[:, 0], labels)}
+        return {"metric": "mse", **regression_metrics(logits, labels)}  # several targets: over all of them
     if problem_type == MULTI:
         return {"metric": "micro_f1", **multi_label_metrics(1 / (1 + np.exp(-np.asarray(logits, dtype=np.float64))),
                                                             np.asarray(labels), threshold)}
@@ -192,10 +192,10 @@ def scores(logits: np.ndarray, labels: np.ndarray, names: list[str], problem_typ
 
 def decisions(logits: np.ndarray, problem_type: str = SINGLE, threshold: float = 0.5) -> np.ndarray:
     """What the student decides per row: the class id [rows], the label set [rows, classes] bool (sigmoid at
-    `threshold`), or the predicted number [rows]."""
+    `threshold`), or the predicted number [rows] (numbers [rows, targets] with several)."""
     logits = np.asarray(logits)
     if problem_type == REGRESSION:
-        return logits.reshape(len(logits), -1)[:, 0]
+        return logits[:, 0] if logits.ndim == 2 and logits.shape[1] == 1 else logits
     if problem_type == MULTI:
         return logits >= np.log(threshold / (1 - threshold))  # sigmoid(x) >= t, without overflow
     return logits.argmax(-1)

@@ -206,7 +206,7 @@ DECODE = {
     MULTI: 'config = json.load(open("config.json"))\nscores = 1 / (1 + np.exp(-logits))\n'
            'print([[config["id2label"][str(j)] for j, s in enumerate(row) if s >= config["decision_threshold"]]\n'
            '       for row in scores])',
-    REGRESSION: 'print(logits[:, 0])  # in the training data\'s units',
+    REGRESSION: 'print(logits)  # one column per target (config.json id2label), in the training data\'s units',
     TOKEN: 'labels = json.load(open("config.json"))["id2label"]  # per sub-token; the first of each word counts\n'
            'print([[labels[str(i)] for i in row] for row in logits.argmax(-1)])',
 }

@@ -50,16 +50,21 @@ def multi_label_metrics(scores: np.ndarray, references: np.ndarray, threshold: f
 
 def regression_metrics(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
     """Mean squared and absolute error (in the targets' units), Pearson's and Spearman's correlation (scipy; NaN
-    when either side is constant)."""
+    when either side is constant), of `predictions` against `references` ([rows], or [rows, targets] with several
+    targets: the errors over every number, the correlations the mean of each target's)."""
     from scipy.stats import pearsonr, spearmanr
 
-    predictions, references = np.asarray(predictions, dtype=np.float64).reshape(-1), np.asarray(
-        references, dtype=np.float64).reshape(-1)
-    constant = np.ptp(predictions) == 0 or np.ptp(references) == 0
+    references = np.asarray(references, dtype=np.float64).reshape(len(references), -1)
+    predictions = np.asarray(predictions, dtype=np.float64).reshape(references.shape)
+
+    def correlation(function) -> float:
+        if any(np.ptp(side[:, j]) == 0 for side in (predictions, references) for j in range(references.shape[1])):
+            return float("nan")
+        return float(np.mean([function(predictions[:, j], references[:, j])[0] for j in range(references.shape[1])]))
+
     return {"mse": float(np.mean((predictions - references) ** 2)),
             "mae": float(np.mean(np.abs(predictions - references))),
-            "pearson": float("nan") if constant else float(pearsonr(predictions, references)[0]),
-            "spearman": float("nan") if constant else float(spearmanr(predictions, references)[0])}
+            "pearson": correlation(pearsonr), "spearman": correlation(spearmanr)}
 
 
 def entity_tags(names: list[str]) -> list[str]:
@@ -102,9 +107,9 @@ def compute_metrics_for(labels):
         if labels.problem_type == "token_classification":  # padding across batches is -100 in both
             return token_metrics(logits.argmax(-1), eval_prediction.label_ids, labels.names)
         if labels.problem_type == "regression":
-            scale = (labels.std, labels.mean)
-            return regression_metrics(logits * scale[0] + scale[1],
-                                      np.asarray(eval_prediction.label_ids) * scale[0] + scale[1])
+            std, mean = np.asarray(labels.std), np.asarray(labels.mean)  # one per target with several
+            references = np.asarray(eval_prediction.label_ids, dtype=np.float64)
+            return regression_metrics(logits.reshape(references.shape) * std + mean, references * std + mean)
         return multi_label_metrics(1 / (1 + np.exp(-logits)), eval_prediction.label_ids, labels.threshold)
 
     return compute

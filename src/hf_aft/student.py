@@ -75,17 +75,20 @@ def copies_of(model: nn.Module, name: str) -> list[nn.Module]:
     return [dict(model.named_modules())[name], *found]
 
 
-def fold_target_scale(model, mean: float, std: float) -> None:
-    """Scale the head's final linear layer (and its peft copies) so that it outputs std * y + mean: a regression
-    student trained on standardised targets then predicts in the data's units, with no hf-aft code to read it. The
-    scale is also kept in its config (`target_mean`, `target_std`) for the card."""
+def fold_target_scale(model, mean, std) -> None:
+    """Scale the head's final linear layer (and its peft copies) so that it outputs std * y + mean (floats, or one
+    per output for several targets): a regression student trained on standardised targets then predicts in the
+    data's units, with no hf-aft code to read it. The scale is also kept in its config (`target_mean`,
+    `target_std`) for the card."""
     model.config.target_mean, model.config.target_std = mean, std
     name, _ = find_feature_module(model)
     with torch.no_grad():
         for linear in copies_of(model, name):
-            linear.weight.mul_(std)
+            scale = torch.as_tensor(std, dtype=linear.weight.dtype, device=linear.weight.device).reshape(-1)
+            linear.weight.mul_(scale[:, None])
             if linear.bias is not None:
-                linear.bias.mul_(std).add_(mean)
+                linear.bias.mul_(scale).add_(torch.as_tensor(mean, dtype=linear.bias.dtype,
+                                                             device=linear.bias.device).reshape(-1))
 
 
 class StudentFeatureCapture:

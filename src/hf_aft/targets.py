@@ -4,7 +4,9 @@
 - `multi_label_classification`: a set of classes per row (a `Sequence(ClassLabel)`, or lists of names or integers):
   `MultiLabels`, a multi-hot `labels` column; the student's head is sigmoid per class, trained with binary
   cross-entropy (transformers' own loss for this problem type), decided at `threshold` (saved with the student).
-- `regression`: a number per row (a float column): `RegressionTargets`, trained with mean squared error.
+- `regression`: a number per row (a float column), or several (a column of equally long lists of floats, or
+  `--label_column a,b,c` naming several number columns, joined by `join_target_columns`): `RegressionTargets`, one
+  output per target, trained with mean squared error.
 - `token_classification`: a class per word (a list per row, beside a words column of the same lengths):
   `words.TokenLabels`.
 
@@ -43,8 +45,9 @@ def _value_kind(feature) -> str | None:
 def possible_problem_types(feature) -> list[str]:
     """The problem types a label column's feature can be read as, the inferred one first."""
     inner = getattr(feature, "feature", None)  # Sequence / List / LargeList
-    if inner is not None:
-        return [MULTI] if _value_kind(inner) in ("class", "text", "int", "bool") else []
+    if inner is not None:  # lists: of classes (multi-label), of floats (several regression targets)
+        kind = _value_kind(inner)
+        return [MULTI] if kind in ("class", "text", "int", "bool") else [REGRESSION] if kind == "float" else []
     kind = _value_kind(feature)
     return {"class": [SINGLE], "text": [SINGLE], "bool": [SINGLE], "int": [SINGLE, REGRESSION],
             "float": [REGRESSION, SINGLE]}.get(kind, [])
@@ -77,6 +80,33 @@ def infer_problem_type(dataset: datasets.Dataset, column: str, problem_type: str
         raise AFTError(f"--problem_type {problem_type} does not fit the label column {column!r} ({feature}): it can "
                        f"be {' or '.join(possible)}.")
     return problem_type
+
+
+def join_target_columns(data: datasets.DatasetDict, label_column: str) -> datasets.DatasetDict:
+    """With `label_column` "a,b,c" naming several number columns (one regression target each), every split holding
+    them gains a column of that name with [a, b, c] per row (float32), which hf-aft then reads as one column of
+    several targets; any other `label_column` leaves `data` as it is.
+
+    Raises:
+        AFTError: a named column holds something other than numbers.
+    """
+    names = [name.strip() for name in label_column.split(",")]
+    if len(names) < 2 or any(label_column in split.column_names for split in data.values()):
+        return data
+    joined = {}
+    for split_name, split in data.items():
+        if not set(names) <= set(split.column_names):  # check_columns names what a used split lacks
+            joined[split_name] = split
+            continue
+        for name in names:
+            if _value_kind(split.features[name]) not in ("int", "float"):
+                raise AFTError(f"--label_column {label_column!r} joins regression targets, but column {name!r} of "
+                               f"the {split_name} split holds {split.features[name]}, not numbers: name number "
+                               "columns only.")
+        values = split.select_columns(names).to_pandas().astype("float64").to_numpy(np.float32)
+        joined[split_name] = split.add_column(label_column, list(values), feature=datasets.Sequence(
+            datasets.Value("float32"), length=len(names)))
+    return datasets.DatasetDict(joined)
 
 
 def is_token_model(model) -> bool:
@@ -177,54 +207,79 @@ class MultiLabels(ClassNames):
                            datasets.Sequence(datasets.Value("float32")))
 
 
+def _finite_numbers(row, width: int) -> bool:
+    return isinstance(row, (list, tuple)) and len(row) == width and all(
+        x is not None and math.isfinite(float(x)) for x in row)
+
+
 @dataclass
 class RegressionTargets(ClassNames):
-    """A number per row; `encode` writes it as float32 `labels` (one output: the head has num_labels=1), standardised
-    with the training split's `mean` and `std` when `standardize` (so that a head starting near 0 and the task loss
-    see targets of unit scale, whatever the data's units); `student.fold_target_scale` then makes the trained student
-    predict in the data's units again."""
+    """A number per row, or several (one per `outputs`); `encode` writes them as float32 `labels` ([rows], or
+    [rows, targets]: the head has one output per target), standardised with the training split's `mean` and `std`
+    (per target) when `standardize` (so that a head starting near 0 and the task loss see targets of unit scale,
+    whatever the data's units); `student.fold_target_scale` then makes the trained student predict in the data's
+    units again."""
 
     column: str
-    mean: float = 0.0
-    std: float = 1.0
+    mean: float | list[float] = 0.0
+    std: float | list[float] = 1.0
     standardize: bool = True
     problem_type: str = REGRESSION
     is_class_label: bool = False
+    outputs: list[str] | None = None  # the targets' names when there are several
 
     @classmethod
     def from_dataset(cls, dataset: datasets.Dataset, column: str, standardize: bool = True) -> RegressionTargets:
         targets = cls(column, standardize=standardize)
+        if getattr(dataset.features[column], "feature", None) is not None:  # a list of targets per row
+            width = len(dataset[0][column] or ())
+            parts = [name.strip() for name in column.split(",")]
+            targets.outputs = parts if len(parts) == width else [f"{column}[{i}]" for i in range(width)]
         values = targets.values(dataset)
         if standardize:
-            targets.mean, targets.std = float(values.mean()), float(values.std()) or 1.0
+            mean, std = values.mean(0), values.std(0)
+            std = np.where(std > 0, std, 1.0)
+            several = values.ndim == 2
+            targets.mean, targets.std = (mean.tolist(), std.tolist()) if several else (float(mean), float(std))
         return targets
 
     @property
-    def names(self) -> list[str]:  # the head's one output
-        return [self.column]
+    def names(self) -> list[str]:  # the head's outputs
+        return self.outputs or [self.column]
+
+    @property
+    def feature(self):
+        """The `labels` column's feature: one float, or a fixed-length list of them."""
+        return (datasets.Sequence(datasets.Value("float32"), length=len(self.outputs)) if self.outputs else
+                datasets.Value("float32"))
 
     def check_classes(self) -> None:
         pass
 
     def values(self, dataset: datasets.Dataset, split: str = "train") -> np.ndarray:
-        """[rows] float32.
+        """[rows] float32, or [rows, targets] with several.
 
         Raises:
-            AFTError: a missing, NaN or infinite target (naming the first such row).
+            AFTError: a missing, NaN or infinite target, or a row with another number of targets (naming the first
+                such row).
         """
         raw = dataset[self.column]
-        bad = next((i for i, v in enumerate(raw) if v is None or not math.isfinite(float(v))), None)
-        if bad is not None:
-            raise AFTError(f"the {split} split's target column {self.column!r} has no finite number at row {bad} "
-                           f"({raw[bad]!r}): drop or fill those rows.")
+        width = len(self.outputs or ())
+        rows = raw if width else [[v] for v in raw]
+        first = next((i for i, row in enumerate(rows) if not _finite_numbers(row, width or 1)), None)
+        if first is not None:
+            what = f"{width} finite numbers" if width else "a finite number"
+            raise AFTError(f"the {split} split's target column {self.column!r} does not hold {what} at row {first} "
+                           f"({raw[first]!r}): drop or fill those rows.")
         return np.asarray(raw, dtype=np.float32)
 
     def check_split(self, dataset: datasets.Dataset, split: str) -> None:
         self.values(dataset, split)
 
     def encode(self, dataset: datasets.Dataset, split: str = "train") -> datasets.Dataset:
-        values = (self.values(dataset, split) - self.mean) / self.std
-        return with_labels(dataset, self.column, values.astype(np.float32), datasets.Value("float32"))
+        values = (self.values(dataset, split) - np.asarray(self.mean)) / np.asarray(self.std)
+        return with_labels(dataset, self.column, list(values.astype(np.float32)) if self.outputs else
+                           values.astype(np.float32), self.feature)
 
 
 # What a run with a student of another problem type cannot use yet, and why (checked before any teacher runs).

@@ -37,6 +37,9 @@ def class_ids(dataset, label_column: str) -> np.ndarray:
         for i, row in enumerate(rows):
             present[i, row[row >= 0]] = 1
         return present  # the classes each sentence holds, which `strata` reads as multi-hot rows
+    if getattr(inner, "dtype", "").startswith("float") and (getattr(dataset.features[label_column], "length", -1) or
+                                                            -1) > 0:
+        return np.asarray(column).mean(1)  # several (standardised) regression targets: stratified by their mean
     return np.asarray(column)
 
 
