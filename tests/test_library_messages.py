@@ -98,6 +98,9 @@ def test_named_files(tmp_path):
     assert named_files(f"{tmp_path}/c.json,{tmp_path}/d.jsonl") == [f"{tmp_path}/c.json", f"{tmp_path}/d.jsonl"]
     assert suffix("e.csv.gz") == ".csv" and named_files(f"{tmp_path}/a.csv,{tmp_path}/e.csv.gz")[1].endswith(".gz")
     assert named_files("stanfordnlp/imdb") == [] and named_files(str(tmp_path)) == []
+    (tmp_path / "v1,v2").mkdir()  # a folder or a file whose name holds a comma is that one path
+    (tmp_path / "x,y.csv").write_text("text,label\na,0\n")
+    assert named_files(f"{tmp_path}/v1,v2") == [] and named_files(f"{tmp_path}/x,y.csv") == [f"{tmp_path}/x,y.csv"]
     with pytest.raises(AFTError, match=r"different formats \(.csv, .jsonl\): give files of one format"):
         named_files(f"{tmp_path}/a.csv,{tmp_path}/d.jsonl")
     with pytest.raises(AFTError, match=r"notes.txt.*\(.txt\)"):

@@ -124,6 +124,10 @@ def test_a_regression_student_predicts_in_the_data_units(world):
     ("a row with one target of two", ["--label_column", "pair", "--dataset_name", "RAGGED"],
      ("does not hold 2 finite numbers at row 5",)),
     ("groups with multi-label", ["--label_column", "tags", "--group_column", "text"], ("--group_column",)),
+    ("a task teacher's logits for a regression", ["--label_column", "score", "--distill", "logits",
+                                                  "--distill_teacher", "x/y"], ("--distill logits", "regression")),
+    ("a temperature for numbers", ["--label_column", "score", "--distill", "probe", "--distill_temperature", "2"],
+     ("--distill_temperature", "regression")),
     ("metric of another type", ["--label_column", "score", "--metric_for_best_model", "accuracy",
                                 "--load_best_model_at_end", "true", "--eval_strategy", "epoch", "--save_strategy",
                                 "epoch"], ("mse, mae",)),
@@ -253,3 +257,100 @@ def test_a_student_of_two_targets_predicts_both_in_the_data_units(world):
                       top_k=None)(list(test["text"][:2]))
     expected = {"score": float(predicted[0, 0]), "drift": float(predicted[0, 1])}
     assert {s["label"]: s["score"] for s in scores[0]} == pytest.approx(expected, abs=1e-3)
+
+
+class _OneProcess:
+    num_processes = 1
+
+
+@pytest.mark.parametrize("problem_type", [MULTI, REGRESSION])
+def test_a_mixed_batch_task_loss_reads_the_labelled_rows_only(problem_type):
+    from hf_aft.training_rows import labelled_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(6, 3)
+    labels = torch.rand(6, 3).round() if problem_type == MULTI else torch.randn(6, 3) * 5
+    mixed = labels.clone()
+    mixed[[1, 4]] = float("nan")  # two unlabelled rows
+    keep = [0, 2, 3, 5]
+    own = (torch.nn.BCEWithLogitsLoss() if problem_type == MULTI else torch.nn.MSELoss())(logits[keep], labels[keep])
+    assert labelled_loss(logits, mixed, _OneProcess(), problem_type) == pytest.approx(own.item(), rel=1e-6)
+    single = labelled_loss(logits[:, :1], labels[:, 0], _OneProcess(), REGRESSION)  # one target: labels [rows]
+    assert problem_type == MULTI or single == pytest.approx(torch.nn.MSELoss()(logits[:, 0], labels[:, 0]).item())
+
+
+def test_distillation_of_label_sets_and_numbers():
+    from hf_aft.losses import distillation_loss
+
+    target = torch.tensor([[4.0, -2.0], [0.0, 1.0], [float("nan"), 0.0]])  # the last row has no target
+    same = target.nan_to_num(0.0)
+    assert distillation_loss(same, target, 1.0, MULTI).item() == pytest.approx(0.0, abs=1e-7)
+    p, q = torch.sigmoid(torch.tensor([4.0, -2.0])), torch.sigmoid(torch.tensor([0.0, 0.0]))
+    kl = (p * (p / q).log() + (1 - p) * ((1 - p) / (1 - q)).log()).mean()
+    student = torch.tensor([[0.0, 0.0], [0.0, 1.0], [9.0, 9.0]])
+    assert distillation_loss(student, target, 1.0, MULTI).item() == pytest.approx(kl.item() / 2, rel=1e-5)
+    assert distillation_loss(student * 3, target * 3, 3.0, MULTI).item() == pytest.approx(9 * kl.item() / 2, rel=1e-5)
+    assert distillation_loss(student, target, 1.0, REGRESSION).item() == pytest.approx((16 + 4) / 2 / 2)
+
+
+@pytest.mark.parametrize("problem_type", [MULTI, REGRESSION])
+def test_the_probe_targets_are_out_of_fold_and_score_in_the_tasks_metric(problem_type):
+    from hf_aft.distillation import fit_task_probe
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 6)).astype(np.float32)
+    signal = x[:, :2] @ np.array([[2.0, -1.0], [1.0, 2.0]])
+    y = (signal > 0).astype(np.float32) if problem_type == MULTI else (signal + 0.1 * rng.normal(size=signal.shape))
+    fit = fit_task_probe(x[:100], y[:100], x[100:], problem_type)
+    assert fit.metric == ("micro_f1" if problem_type == MULTI else "pearson") and fit.accuracy > 0.85
+    assert fit.labeled.shape == (100, 2) and fit.unlabeled.shape == (20, 2) and np.isfinite(fit.labeled).all()
+    truth = y[100:]
+    if problem_type == MULTI:  # log-odds: positive where the class is predicted
+        assert ((fit.unlabeled > 0) == (truth > 0.5)).mean() > 0.85
+    else:
+        assert np.corrcoef(fit.unlabeled[:, 0], truth[:, 0])[0, 1] > 0.9
+    again = fit_task_probe(x[:100], y[:100], x[100:], problem_type)
+    np.testing.assert_array_equal(again.labeled, fit.labeled)  # seeded folds
+    echoed = fit_task_probe(x[:100], y[:100], x[:100], problem_type)  # the full probe on the labelled rows
+    assert not np.allclose(echoed.unlabeled, fit.labeled)  # the labelled rows' targets come from other folds
+
+
+@pytest.mark.parametrize("column,metric", [("tags", "micro_f1"), ("score,drift", "pearson")])
+def test_unlabelled_rows_and_probe_distillation_train_multi_label_and_regression_students(world, column, metric):
+    pool = sentiment_dataset(40, 9).map(lambda row, i: {"text": f"{row['text']} pool{i}"}, with_indices=True)
+    pool.remove_columns("label").save_to_disk(world["root"] / f"pool-{column}")
+    out = world["root"] / f"semi-{column}"
+    assert _train(world, out, "--label_column", column, "--unlabeled_dataset", str(world["root"] / f"pool-{column}"),
+                  "--distill", "probe", "--skip_cost_report", "true") == 0
+    summary = json.loads((out / "transfer_summary.json").read_text())
+    assert summary["distill"] == "probe" and summary["unlabeled_rows"] == 40 and summary["labeled_rows"] == 64
+    assert summary["probe_metric"] == metric and summary["probe_accuracy"] is not None
+    assert f"probe's cross-validated {metric.replace('_', '-')}" in (out / "README.md").read_text()
+    results = json.loads((out / "eval_results.json").read_text())
+    assert all(np.isfinite(v) for k, v in results.items() if isinstance(v, float))
+
+
+@pytest.mark.parametrize("problem_type", [MULTI, REGRESSION])
+def test_logme_and_the_probe_tell_an_informative_teacher_from_noise(problem_type):
+    from hf_aft.ranking import logme, probe_scores
+
+    rng = np.random.default_rng(1)
+    informative, noise = rng.normal(size=(200, 8)), rng.normal(size=(200, 8))
+    signal = informative[:, :3] @ rng.normal(size=(3, 3))
+    y = (signal > 0).astype(np.float32) if problem_type == MULTI else 100 + 20 * signal  # far from 0, unscaled
+    assert logme(informative, y, problem_type=problem_type) > logme(noise, y, problem_type=problem_type) + 0.1
+    good, bad = probe_scores(informative, y, problem_type)[0], probe_scores(noise, y, problem_type)[0]
+    assert good > 0.8 and bad < 0.6
+
+
+@pytest.mark.parametrize("column,metric", [("tags", "micro_f1"), ("score,drift", "pearson")])
+def test_rank_teachers_scores_multi_label_and_regression_tasks(world, column, metric, capsys):
+    output = world["root"] / f"ranking-{column}.json"
+    assert main(["rank-teachers", "--teachers", str(world["teacher"]), "--model_name_or_path", str(world["student"]),
+                 "--dataset_name", str(world["data"]), "--label_column", column, "--output_file", str(output)]) == 0
+    ranking = json.loads(output.read_text())
+    assert ranking["problem_type"] == (MULTI if column == "tags" else REGRESSION)
+    assert {row["role"] for row in ranking["rows"]} == {"teacher", "student"}
+    assert all(row["probe_metric"] == metric and np.isfinite([row["logme"], row["probe_score"]]).all()
+               for row in ranking["rows"])
+    assert f"probe {'micro-F1' if column == 'tags' else 'r'} (5-fold)" in capsys.readouterr().out

@@ -262,7 +262,8 @@ def terms_note(terms: dict | None) -> str | None:
         parts.append(f"{terms['unlabeled_rows']:,} unlabelled rows beside {terms['labeled_rows']:,} labelled "
                      f"(labelled share of each batch {terms['labeled_fraction']:.0%})")
     if terms.get("probe_accuracy") is not None:
-        parts.append(f"probe accuracy {terms['probe_accuracy']:.4f} (cross-validated on the training labels)")
+        metric = (terms.get("probe_metric") or "accuracy").replace("_", "-")
+        parts.append(f"probe {metric} {terms['probe_accuracy']:.4f} (cross-validated on the training labels)")
     return ("terms: " + "; ".join(parts)) if parts else None
 
 

@@ -124,17 +124,11 @@ def probe_predictions_on(train_x, train_y, eval_x, problem_type: str = "single_l
     `distillation.linear_probe`, the probe `--distill probe` fits), or for a multi-label task the classes'
     probabilities [rows, classes] (one logistic regression per class), or for a regression the targets (ridge
     regression with its penalty chosen by leave-one-out, scikit-learn's RidgeCV)."""
-    from sklearn.linear_model import LogisticRegression, RidgeCV
-    from sklearn.multiclass import OneVsRestClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    if problem_type in ("regression", "multi_label_classification"):
+        from .task_probes import fit_probe_outputs
 
-    if problem_type == "regression":
-        return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13))).fit(train_x, train_y).predict(
-            eval_x)
-    if problem_type == "multi_label_classification":
-        probe = make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression(max_iter=2000)))
-        return probe.fit(train_x, np.asarray(train_y) >= 0.5).predict_proba(eval_x)
+        outputs = fit_probe_outputs(np.asarray(train_x), np.asarray(train_y), np.asarray(eval_x), problem_type)
+        return outputs[:, 0] if problem_type == "regression" and np.asarray(train_y).ndim == 1 else outputs
     from .distillation import linear_probe
 
     return linear_probe(np.asarray(train_x), np.asarray(train_y)).predict(eval_x)

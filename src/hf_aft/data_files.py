@@ -44,7 +44,10 @@ def _looks_like_files(parts: list[str]) -> bool:
 def named_files(name: str) -> list[str]:
     """The local data files `name` names (comma-separated paths or glob patterns), in order; [] for a Hub id or a
     single folder."""
-    parts = [p.strip() for p in name.split(",") if p.strip()]
+    whole = os.path.expanduser(name)
+    if os.path.isdir(whole):  # a folder, its name may hold a comma
+        return []
+    parts = [name] if os.path.isfile(whole) else [p.strip() for p in name.split(",") if p.strip()]
     if (len(parts) == 1 and os.path.isdir(os.path.expanduser(parts[0]))) or not _looks_like_files(parts):
         return []
     files = [path for part in parts for path in _expand(part)]

@@ -27,6 +27,8 @@ from datasets.fingerprint import Hasher
 from .cache import default_cache_dir, locked, main_process_first, record_checksum, verify
 from .errors import AFTError
 from .features import FEATURES_COLUMN, feature_matrix
+from .targets import SINGLE
+from .task_probes import SCORE_NAMES, as_targets, cross_fit_outputs, fit_probe_outputs, probe_score
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class ProbeFit:
     folds: int
     from_cache: bool = False
     c: float | None = None  # the probe's chosen inverse L2 strength
+    metric: str = "accuracy"  # what `accuracy` holds: micro_f1 (multi-label), pearson (regression)
 
 
 def _probe(c: float = 1.0):
@@ -140,30 +143,52 @@ def fit_probe(labeled: np.ndarray, labels: np.ndarray, unlabeled: np.ndarray, nu
     return ProbeFit(out_of_fold, _log_proba(full, unlabeled, num_classes), accuracy, folds, c=c)
 
 
+def fit_task_probe(labeled: np.ndarray, targets: np.ndarray, unlabeled: np.ndarray, problem_type: str,
+                   seed: int = 0, folds: int = PROBE_FOLDS) -> ProbeFit:
+    """Cross-fitted probe targets of a multi-label or regression student (task_probes.py): `labeled` [L, D],
+    `targets` [L, classes] multi-hot rows or [L] / [L, targets] standardised numbers, `unlabeled` [U, D]. The score
+    (`ProbeFit.accuracy`) is the out-of-fold micro-F1 or mean Pearson's r (`ProbeFit.metric`).
+
+    Raises:
+        AFTError: too few labelled rows to cross-fit.
+    """
+    folds = int(min(folds, len(labeled) // 2))
+    out_of_fold = cross_fit_outputs(labeled, targets, problem_type, folds, seed)
+    rest = (fit_probe_outputs(labeled, targets, unlabeled, problem_type) if len(unlabeled)
+            else np.empty((0, out_of_fold.shape[1])))
+    return ProbeFit(as_targets(out_of_fold, problem_type), as_targets(rest, problem_type),
+                    probe_score(out_of_fold, targets, problem_type), folds, metric=SCORE_NAMES[problem_type])
+
+
 def probe_targets(labeled: datasets.Dataset, unlabeled: datasets.Dataset | None, num_classes: int, seed: int = 0,
-                  cache_dir: str | os.PathLike | None = None) -> ProbeFit:
-    """`fit_probe` on the `teacher_features` and `labels` columns of `labeled` (and the features of `unlabeled`),
-    cached in `cache_dir` (default: beside the teacher features) under a key made of the feature values, the labels,
-    the seed and the probe's settings: a second call loads it, a changed feature or label refits."""
+                  cache_dir: str | os.PathLike | None = None, problem_type: str = SINGLE) -> ProbeFit:
+    """`fit_probe` (or `fit_task_probe` for a multi-label or regression student) on the `teacher_features` and
+    `labels` columns of `labeled` (and the features of `unlabeled`), cached in `cache_dir` (default: beside the
+    teacher features) under a key made of the feature values, the labels, the seed and the probe's settings: a
+    second call loads it, a changed feature or label refits."""
     labeled_x = feature_matrix(labeled)
-    labels = np.asarray(labeled.select_columns(["labels"]).with_format("numpy")["labels"], dtype=np.int64)
+    labels = np.asarray(labeled.select_columns(["labels"]).with_format("numpy")["labels"],
+                        dtype=np.int64 if problem_type == SINGLE else np.float32)
     unlabeled_x = feature_matrix(unlabeled) if unlabeled is not None else np.empty((0, labeled_x.shape[1]), np.float32)
-    key = Hasher.hash([PROBE_VERSION, labeled_x, labels, unlabeled_x, num_classes, seed, PROBE_FOLDS, TARGET_CS])
+    key = Hasher.hash([PROBE_VERSION, labeled_x, labels, unlabeled_x, num_classes, seed, PROBE_FOLDS, TARGET_CS,
+                       problem_type])
     path = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"probe-{key}.npz"
     with main_process_first():
         if verify(path):  # read without a lock: a read-only cache works
             return _load_fit(path)
-        fit = fit_probe(labeled_x, labels, unlabeled_x, num_classes, seed)
+        fit = (fit_probe(labeled_x, labels, unlabeled_x, num_classes, seed) if problem_type == SINGLE
+               else fit_task_probe(labeled_x, labels, unlabeled_x, problem_type, seed))
         _store_fit(path, fit, len(labels), len(unlabeled_x))
-    logger.info("teacher probe: cross-validated accuracy %.4f (%d folds, %d labelled rows, C %.3g)", fit.accuracy,
-                fit.folds, len(labels), fit.c)
+    logger.info("teacher probe: cross-validated %s %.4f (%d folds, %d labelled rows)", fit.metric, fit.accuracy,
+                fit.folds, len(labels))
     return fit
 
 
 def _load_fit(path: Path) -> ProbeFit:
     with np.load(path) as stored:
         meta = json.loads(str(stored["meta"]))
-        return ProbeFit(stored["labeled"], stored["unlabeled"], meta["accuracy"], meta["folds"], True, meta.get("c"))
+        return ProbeFit(stored["labeled"], stored["unlabeled"], meta["accuracy"], meta["folds"], True, meta.get("c"),
+                        meta.get("metric", "accuracy"))
 
 
 def _store_fit(path: Path, fit: ProbeFit, rows: int, unlabeled_rows: int) -> None:
@@ -171,7 +196,7 @@ def _store_fit(path: Path, fit: ProbeFit, rows: int, unlabeled_rows: int) -> Non
     that cannot take it (read-only, full) only means the next run fits it again: a warning, nothing left behind."""
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
     meta = json.dumps({"accuracy": fit.accuracy, "folds": fit.folds, "rows": rows, "unlabeled_rows": unlabeled_rows,
-                       "c": fit.c})
+                       "c": fit.c, "metric": fit.metric})
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with locked(path):
@@ -244,5 +269,5 @@ def task_teacher_targets(dataset: datasets.Dataset, spec: str, names: list[str],
     return torch.log_softmax(torch.from_numpy(logits), dim=1).numpy()
 
 
-__all__ = ["FEATURES_COLUMN", "TARGETS_COLUMN", "ProbeFit", "fit_probe", "linear_probe", "probe_targets",
-           "task_teacher_targets", "with_targets"]
+__all__ = ["FEATURES_COLUMN", "TARGETS_COLUMN", "ProbeFit", "fit_probe", "fit_task_probe", "linear_probe",
+           "probe_targets", "task_teacher_targets", "with_targets"]

@@ -153,28 +153,51 @@ class RKDLoss(nn.Module):
         return loss + self.angle_weight * F.smooth_l1_loss(self._angles(student), self._angles(teacher))
 
 
-def distillation_loss(student_logits: torch.Tensor, target_log_probs: torch.Tensor,
-                      temperature: float = 1.0) -> torch.Tensor:
-    """T^2 * KL(softmax(target / T) || softmax(student / T)), averaged over the rows (Hinton, Vinyals and Dean, 2015,
-    "Distilling the Knowledge in a Neural Network"; T^2 keeps the gradients' size independent of T).
+def distillation_loss(student_logits: torch.Tensor, target_log_probs: torch.Tensor, temperature: float = 1.0,
+                      problem_type: str = "single_label_classification") -> torch.Tensor:
+    """The distillation term, averaged over the rows that have a target (Hinton, Vinyals and Dean, 2015,
+    "Distilling the Knowledge in a Neural Network"; T^2 keeps the gradients' size independent of T):
+
+    - single-label: T^2 * KL(softmax(target / T) || softmax(student / T));
+    - multi-label: T^2 * KL(Bernoulli(sigmoid(target / T)) || Bernoulli(sigmoid(student / T))), the mean over the
+      classes (as transformers' BCE task loss is), targets being the teacher's log-odds per class;
+    - regression: the squared error between the student's outputs and the targets (standardised units), the mean
+      over the targets; the temperature does not apply (numbers, not probabilities).
 
     Args:
-        student_logits: [B, C] the student's logits.
+        student_logits: [B, C] the student's logits (C classes or regression targets).
         target_log_probs: [B, C] the target's log-probabilities (or logits: softmax(x / T) is the same up to a
-            per-row constant); rows holding NaN have no target and are left out of the mean.
+            per-row constant), log-odds (multi-label) or numbers (regression); rows holding NaN have no target and
+            are left out of the mean.
         temperature: T > 0.
+        problem_type: transformers' name of the student's task.
     Returns:
-        A scalar, in nats.
+        A scalar, in nats (squared standardised units for regression).
     """
     if student_logits.shape != target_log_probs.shape:
         raise AFTError(f"distillation: student logits {tuple(student_logits.shape)} and targets "
                        f"{tuple(target_log_probs.shape)} differ in shape.")
     dtype = torch.promote_types(student_logits.dtype, torch.float32)
     has_target = torch.isfinite(target_log_probs).all(dim=1)  # a NaN row: no honest target (distillation.fit_probe)
-    target = F.log_softmax(target_log_probs[has_target].to(dtype) / temperature, dim=1)
-    student = F.log_softmax(student_logits[has_target].to(dtype) / temperature, dim=1)
-    kl = F.kl_div(student, target, reduction="sum", log_target=True)
-    return temperature**2 * kl / has_target.sum().clamp_min(1)
+    target, student = target_log_probs[has_target].to(dtype), student_logits[has_target].to(dtype)
+    rows = has_target.sum().clamp_min(1)
+    if problem_type == "regression":
+        return F.mse_loss(student, target, reduction="none").mean(dim=1).sum() / rows
+    if problem_type == "multi_label_classification":
+        target, student = target / temperature, student / temperature
+        kl = _bernoulli_kl(target, student).mean(dim=1).sum()
+    else:
+        target = F.log_softmax(target / temperature, dim=1)
+        kl = F.kl_div(F.log_softmax(student / temperature, dim=1), target, reduction="sum", log_target=True)
+    return temperature**2 * kl / rows
+
+
+def _bernoulli_kl(target_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+    """KL(Bernoulli(sigmoid(t)) || Bernoulli(sigmoid(s))) elementwise, from log-odds (stable: logsigmoid)."""
+    p = torch.sigmoid(target_logits)
+    log_p, log_not_p = F.logsigmoid(target_logits), F.logsigmoid(-target_logits)
+    log_q, log_not_q = F.logsigmoid(student_logits), F.logsigmoid(-student_logits)
+    return p * (log_p - log_q) + (1 - p) * (log_not_p - log_not_q)
 
 
 def build_transfer_loss(

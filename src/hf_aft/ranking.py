@@ -4,9 +4,13 @@ training.
 Each teacher's features come from `extract_teacher_features` (the same cache as training: ranking and then training
 runs each teacher once) and get two scores: the LogME evidence (You et al., ICML 2021: the marginal likelihood of
 the labels under Bayesian linear regression on the features, maximised over its two precisions; higher is better)
-and a cross-validated logistic-regression probe accuracy. The student's own initial features (its encoder, mean-
-pooled, extracted like a teacher) get the same scores, so a teacher that scores below the student has little to
-transfer.
+and a cross-validated linear probe's score. The student's own initial features (its encoder, mean-pooled, extracted
+like a teacher) get the same scores, so a teacher that scores below the student has little to transfer.
+
+The task decides the targets LogME explains and the probe: one-hot classes and a logistic-regression probe scored in
+accuracy (single-label); multi-hot rows, each class's column explained as LogME explains a one-hot column, and the
+one-vs-rest probe scored in micro-F1 (multi-label); the standardised targets (LogME's regression case) and a ridge
+probe scored in Pearson's r (regression). The probes are the cost report's and `--distill probe`'s (task_probes.py).
 """
 
 from __future__ import annotations
@@ -19,21 +23,36 @@ import numpy as np
 from .cache import default_cache_dir
 from .errors import AFTError
 from .features import FEATURES_COLUMN, with_teacher_features
+from .targets import REGRESSION, SINGLE
+from .task_probes import SCORE_NAMES, fit_probe_outputs, probe_score
 from .teachers import short_name
 
 
-def logme(features: np.ndarray, labels: np.ndarray, max_iter: int = 100, tol: float = 1e-5) -> float:
-    """LogME evidence per example, averaged over the classes' one-vs-rest targets (higher: the features explain
-    the labels better). One SVD of the features serves every class and every fixed-point iteration."""
+def target_columns(labels: np.ndarray, problem_type: str = SINGLE) -> np.ndarray:
+    """[rows, columns] float64 targets LogME explains: one-hot classes (class ids [rows]), the multi-hot rows as
+    given, or each regression target standardised (mean 0, sd 1; a constant target stays 0)."""
+    labels = np.asarray(labels, dtype=np.float64 if problem_type != SINGLE else None)
+    if problem_type == SINGLE:
+        return (labels[:, None] == np.unique(labels)[None, :]).astype(np.float64)
+    columns = labels.reshape(len(labels), -1)
+    if problem_type == REGRESSION:
+        sd = columns.std(0)
+        columns = (columns - columns.mean(0)) / np.where(sd > 0, sd, 1.0)
+    return columns
+
+
+def logme(features: np.ndarray, labels: np.ndarray, max_iter: int = 100, tol: float = 1e-5,
+          problem_type: str = SINGLE) -> float:
+    """LogME evidence per example, averaged over the target columns (`target_columns`: the classes' one-vs-rest
+    targets, multi-hot columns or standardised regression targets; higher: the features explain the labels better).
+    One SVD of the features serves every column and every fixed-point iteration."""
     f = np.asarray(features, dtype=np.float64)
-    labels = np.asarray(labels)
     n, d = f.shape
     u, s, _ = np.linalg.svd(f, full_matrices=False)
     sigma = s**2  # eigenvalues of F^T F; the other d - k are zero
     k = len(sigma)
     evidences = []
-    for cls in np.unique(labels):
-        y = (labels == cls).astype(np.float64)
+    for y in target_columns(labels, problem_type).T:
         x2 = (u.T @ y) ** 2  # y's energy along each singular direction
         outside = max(float(y @ y - x2.sum()), 0.0)  # energy no linear map of F can reach
         alpha, beta = 1.0, 1.0
@@ -52,7 +71,13 @@ def logme(features: np.ndarray, labels: np.ndarray, max_iter: int = 100, tol: fl
     return float(np.mean(evidences))
 
 
-def check_folds(labels, folds: int) -> None:
+def check_folds(labels, folds: int, problem_type: str = SINGLE) -> None:
+    """Enough rows for the probe's folds: `folds` per class (single-label), two per fold otherwise."""
+    if problem_type != SINGLE:
+        if len(labels) < 2 * folds:
+            raise AFTError(f"the probe's {folds} folds need at least {2 * folds} examples (got {len(labels)}): lower "
+                           "--folds or add examples.")
+        return
     values, counts = np.unique(np.asarray(labels), return_counts=True)
     if len(values) < 2:
         raise AFTError("the probe needs at least 2 classes in the labels.")
@@ -75,19 +100,39 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, see
     return float(scores.mean()), float(scores.std())
 
 
+def probe_scores(features: np.ndarray, labels: np.ndarray, problem_type: str, folds: int = 5,
+                 seed: int = 0) -> tuple[float, float]:
+    """Mean and sd over shuffled folds of the task's probe score (task_probes.py: micro-F1 or Pearson's r) for a
+    multi-label or regression task; `probe_accuracy` for single-label."""
+    if problem_type == SINGLE:
+        return probe_accuracy(features, labels, folds, seed)
+    from sklearn.model_selection import KFold
+
+    labels = np.asarray(labels, dtype=np.float64)
+    scores = [probe_score(fit_probe_outputs(features[train], labels[train], features[held], problem_type),
+                          labels[held], problem_type)
+              for train, held in KFold(folds, shuffle=True, random_state=seed).split(features)]
+    return float(np.nanmean(scores)), float(np.nanstd(scores))
+
+
 def rank_teachers(dataset, labels, teachers: list[str], options, student: str | None = None, folds: int = 5,
-                  seed: int = 0, text_column: str = "text", cache_dir: str | None = None) -> list[dict]:
+                  seed: int = 0, text_column: str = "text", cache_dir: str | None = None,
+                  problem_type: str = SINGLE) -> list[dict]:
     """Score each teacher (and the student's own initial features, when `student` is given) on `dataset` with no
-    student training: one row per candidate with its width, LogME, probe accuracy (mean, sd over `folds`),
-    extraction seconds and whether the features came from the cache; sorted by LogME, best first.
+    student training: one row per candidate with its width, LogME, probe score (mean, sd over `folds`, in
+    `probe_metric`; also as `probe_accuracy` for single-label), extraction seconds and whether the features came from
+    the cache; sorted by LogME, best first.
 
     Args:
         dataset: the split training will see (raw texts; the features share training's cache).
-        labels: one class id per row.
+        labels: one class id per row; multi-hot rows [rows, classes] (multi-label); targets [rows] or
+            [rows, targets] (regression).
         options: teacher options (`TeacherArguments` or `AFTConfig`): pooling, batch size, max length...
+        problem_type: transformers' name of the task (targets.py).
     """
     labels = np.asarray(labels)
-    check_folds(labels, folds)  # before any teacher runs
+    check_folds(labels, folds, problem_type)  # before any teacher runs
+    metric = SCORE_NAMES.get(problem_type, "accuracy")
     cache = Path(cache_dir or default_cache_dir())
     rows = []
     for role, spec in [*(("teacher", t) for t in teachers), *([("student", student)] if student else [])]:
@@ -96,10 +141,14 @@ def rank_teachers(dataset, labels, teachers: list[str], options, student: str | 
         with_features = with_teacher_features(dataset, options, text_column, teachers=[spec])
         seconds = time.perf_counter() - start
         features = np.asarray(with_features.with_format("numpy")[FEATURES_COLUMN], dtype=np.float32)
-        mean, sd = probe_accuracy(features, labels, folds, seed)
-        rows.append({"name": spec, "role": role, "width": int(features.shape[1]), "logme": logme(features, labels),
-                     "probe_accuracy": mean, "probe_accuracy_sd": sd, "extraction_seconds": round(seconds, 2),
-                     "cached": not (set(cache.glob("teacher-*.arrow")) - before)})
+        mean, sd = probe_scores(features, labels, problem_type, folds, seed)
+        row = {"name": spec, "role": role, "width": int(features.shape[1]),
+               "logme": logme(features, labels, problem_type=problem_type), "probe_metric": metric,
+               "probe_score": mean, "probe_score_sd": sd, "extraction_seconds": round(seconds, 2),
+               "cached": not (set(cache.glob("teacher-*.arrow")) - before)}
+        if problem_type == SINGLE:
+            row.update(probe_accuracy=mean, probe_accuracy_sd=sd)
+        rows.append(row)
     return sorted(rows, key=lambda row: -row["logme"])
 
 
@@ -109,18 +158,20 @@ def verdict(rows: list[dict]) -> str | None:
     teachers = [row for row in rows if row["role"] == "teacher"]
     if student is None or not teachers:
         return None
-    if all(student["logme"] >= t["logme"] and student["probe_accuracy"] >= t["probe_accuracy"] for t in teachers):
+    if all(student["logme"] >= t["logme"] and student["probe_score"] >= t["probe_score"] for t in teachers):
         return ("verdict: the student's own features score at or above every teacher, so there is little to "
                 "transfer: try a larger or more task-specific teacher, or train with --transfer none.")
     return None
 
 
 def format_table(rows: list[dict], folds: int) -> str:
-    lines = [f"{'rank':<5}{'features':<48}{'width':>6}{'LogME':>9}{f'probe acc ({folds}-fold)':>22}"
+    shown = {"accuracy": "acc", "micro_f1": "micro-F1", "pearson": "r"}
+    metric = shown[rows[0]["probe_metric"]] if rows else "acc"
+    lines = [f"{'rank':<5}{'features':<48}{'width':>6}{'LogME':>9}{f'probe {metric} ({folds}-fold)':>22}"
              f"{'extraction s':>16}"]
     for i, row in enumerate(rows, 1):
         name = short_name(row["name"]) + (" (student)" if row["role"] == "student" else "")
-        probe = f"{row['probe_accuracy']:.4f} ± {row['probe_accuracy_sd']:.4f}"
+        probe = f"{row['probe_score']:.4f} ± {row['probe_score_sd']:.4f}"
         seconds = f"{row['extraction_seconds']:.1f}" + (" (cache)" if row["cached"] else "")
         lines.append(f"{i:<5}{name[-47:]:<48}{row['width']:>6}{row['logme']:>9.4f}{probe:>22}{seconds:>16}")
     return "\n".join(lines + [line for line in [verdict(rows)] if line])

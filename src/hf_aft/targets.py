@@ -283,25 +283,29 @@ class RegressionTargets(ClassNames):
 
 
 # What a run with a student of another problem type cannot use yet, and why (checked before any teacher runs).
-SINGLE_LABEL_ONLY = {
-    "unlabeled_dataset": "--unlabeled_dataset (its rows are marked with the class id -100)",
-    "distill": "--distill (the probe and the task teacher give class probabilities)",
-    "group_column": "--group_column (its per-group results are accuracies)",
+# Options that work for some problem types only: name -> (the types, what the option is, for the refusal).
+SUPPORTED_TYPES = {
+    "unlabeled_dataset": ((SINGLE, MULTI, REGRESSION), "--unlabeled_dataset (its rows are whole examples)"),
+    "distill": ((SINGLE, MULTI, REGRESSION), "--distill (the probe is fitted per example)"),
+    "distill_logits": ((SINGLE,), "--distill logits (a task teacher's class probabilities)"),
+    "distill_temperature": ((SINGLE, MULTI), "--distill_temperature (it softens class probabilities)"),
+    "group_column": ((SINGLE,), "--group_column (its per-group results are accuracies)"),
 }
 
 
 def check_supported(problem_type: str, **given) -> None:
-    """Refuses the options in `given` (name -> whether it is on) that work for single-label classification only.
+    """Refuses the options in `given` (name -> whether it is on) that `SUPPORTED_TYPES` does not allow for
+    `problem_type`.
 
     Raises:
         AFTError: the first such option that is on, naming the problem type and the way out.
     """
-    if problem_type == SINGLE:
-        return
     for name, on in given.items():
-        if on:
-            raise AFTError(f"{SINGLE_LABEL_ONLY[name]} works for single-label classification only, and this run is "
-                           f"{problem_type} (from the label column, or --problem_type): drop that option.")
+        types, option = SUPPORTED_TYPES[name]
+        if on and problem_type not in types:
+            names = ", ".join(t.removesuffix("_classification").replace("_", "-") for t in types)
+            raise AFTError(f"{option} works for {names} students only, and this run is {problem_type} (from the "
+                           "label column, or --problem_type): drop that option.")
 
 
 def check_task_options(script_args, config, problem_type: str) -> None:
@@ -318,4 +322,5 @@ def check_task_options(script_args, config, problem_type: str) -> None:
         config.greater_is_better = False
     check_supported(problem_type, group_column=bool(script_args.group_column),
                     unlabeled_dataset=bool(script_args.unlabeled_dataset),
-                    distill=config.distill not in ("none", "auto"))
+                    distill=config.distill not in ("none", "auto"), distill_logits=config.distill == "logits",
+                    distill_temperature=config.distill_temperature != 1.0)

@@ -28,6 +28,7 @@ from .images import check_image_column
 from .losses import AdaptiveKernelLoss, build_transfer_loss, check_finite_loss, distillation_loss
 from .outputs import check_checkpoint_files, restore_after_resume, save_transfer_files, share_like_other_files
 from .student import StudentFeatureCapture, check_labels_fit, feature_dim, name_labels, wrap_peft
+from .targets import model_problem_type
 from .teachers import display_names
 from .training_rows import check_trainer_inputs, labelled_loss, prepare_training_rows, terms_summary
 from .word_batches import TokenCollator, word_pairs, word_transfer
@@ -84,6 +85,7 @@ class AFTTrainer(Trainer):
                 kwargs["data_collator"] = ImageCollator(processing_class, image_column)
         if WORD_POSITIONS in getattr(train_dataset, "column_names", ()) and kwargs.get("data_collator") is None:
             kwargs["data_collator"] = TokenCollator(processing_class)  # labels -100, positions -1, features NaN
+        self.problem_type = model_problem_type(model)
         self.rows = rows = prepare_training_rows(model, args, train_dataset, unlabeled_dataset, text_column,
                                                  image_column, teacher_infos)
         self.teacher_infos, self.teacher_norms, self.distill = rows.teacher_infos, rows.teacher_norms, rows.distill
@@ -148,8 +150,10 @@ class AFTTrainer(Trainer):
         positions = inputs.pop(WORD_POSITIONS, None)  # token classification: one vector per word
         labels = inputs.pop("labels", None) if model.training and self.rows.n_unlabeled else None
         outputs = model(**inputs)
-        task_loss = (labelled_loss(outputs["logits"], labels, self.accelerator) if labels is not None
-                     else outputs["loss"] if isinstance(outputs, dict) else outputs[0])
+        if labels is None:  # the student's own loss
+            task_loss = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
+        else:
+            task_loss = labelled_loss(outputs["logits"], labels, self.accelerator, self.problem_type)
         student_features = self.feature_capture.pop(keep_tokens=positions is not None)
         loss = task_loss
         if model.training:
@@ -162,7 +166,7 @@ class AFTTrainer(Trainer):
             if targets is not None:
                 logits = outputs["logits"] if isinstance(outputs, dict) else outputs[1]
                 terms["distill_loss"] = distillation_loss(logits, targets.to(logits.device),
-                                                          self.args.distill_temperature)
+                                                          self.args.distill_temperature, self.problem_type)
                 loss = loss + self.args.distill_weight * terms["distill_loss"]
             check_finite_loss(terms, self.state.global_step + 1, self.args.learning_rate, self.args.beta,
                               self._all_finite if self.accelerator.num_processes > 1 else None)

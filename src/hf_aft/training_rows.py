@@ -14,12 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from .config import AFTConfig
-from .distillation import probe_targets, task_teacher_targets, with_targets
+from .distillation import TARGETS_COLUMN, probe_targets, task_teacher_targets, with_targets
 from .errors import AFTError
-from .features import TeacherInfo, scan_teacher_features, teacher_infos_of, with_teacher_features
+from .features import FEATURES_COLUMN, TeacherInfo, scan_teacher_features, teacher_infos_of, with_teacher_features
 from .images import check_image_column
+from .targets import MULTI, REGRESSION, SINGLE, model_problem_type
 from .unlabeled import UNLABELED, MixedSampler, join_labelled_unlabeled
 from .word_features import is_word_features, scan_word_features, with_word_or_teacher_features
+from .words import WORD_POSITIONS
 
 
 @dataclass
@@ -32,7 +34,8 @@ class TrainingRows:
     n_unlabeled: int = 0
     teacher_infos: list[TeacherInfo] = field(default_factory=list)
     teacher_norms: list[float] = field(default_factory=list)
-    probe_accuracy: float | None = None
+    probe_accuracy: float | None = None  # the probe's cross-validated score, in `probe_metric`
+    probe_metric: str = "accuracy"
 
     def mixed_sampler(self, args: AFTConfig) -> MixedSampler | None:
         """The sampler of mixed batches (None without unlabelled rows: Trainer's own then)."""
@@ -95,34 +98,61 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
         targets = _targets(rows, model, args, train_dataset, unlabeled_dataset, text_column, image_column)
         train_dataset = with_targets(train_dataset, targets[0])
         unlabeled_dataset = with_targets(unlabeled_dataset, targets[1]) if has_unlabeled else None
-    rows.dataset = join_labelled_unlabeled(as_labels(train_dataset), unlabeled_dataset) if has_unlabeled \
-        else train_dataset
+    rows.dataset = join_labelled_unlabeled(as_labels(train_dataset), unlabeled_dataset,
+                                           _read_columns(model, image_column)) if has_unlabeled else train_dataset
     return rows
+
+
+def _read_columns(model, image_column: str | None) -> set[str]:
+    """The columns a training step reads: the student's forward arguments (as Trainer's `remove_unused_columns`
+    finds them, through a PEFT wrapper), the teachers' features, the distillation targets, the words' positions and
+    the image column."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return {*inspect.signature(base.forward).parameters, FEATURES_COLUMN, TARGETS_COLUMN, WORD_POSITIONS,
+            image_column or FEATURES_COLUMN}
 
 
 def _targets(rows: TrainingRows, model, args, train_dataset, unlabeled_dataset, text_column, image_column):
     """Log-probability targets for the labelled and the unlabelled rows (None without those)."""
     num_labels = model.config.num_labels
     if rows.distill == "probe":
-        fit = probe_targets(as_labels(train_dataset), unlabeled_dataset, num_labels, args.seed)
-        rows.probe_accuracy = fit.accuracy
+        fit = probe_targets(as_labels(train_dataset), unlabeled_dataset, num_labels, args.seed,
+                            problem_type=model_problem_type(model))
+        rows.probe_accuracy, rows.probe_metric = fit.accuracy, fit.metric
         return fit.labeled, fit.unlabeled
     names = [str(model.config.id2label[i]) for i in range(num_labels)]
     return [task_teacher_targets(d, args.distill_teacher, names, args, text_column, image_column)
             if d is not None else None for d in (train_dataset, unlabeled_dataset)]
 
 
-def labelled_loss(logits: torch.Tensor, labels: torch.Tensor, accelerator) -> torch.Tensor:
-    """Cross-entropy over the labelled rows of a mixed batch (label -100 marks the others), divided by the labelled
-    rows of the global batch: after DDP averages the processes' gradients, N processes train as one would."""
-    logits = logits.float().reshape(-1, logits.shape[-1])
-    labels = labels.reshape(-1).to(logits.device)
-    total = F.cross_entropy(logits, labels, ignore_index=UNLABELED, reduction="sum")
-    count = (labels != UNLABELED).sum()
+def labelled_loss(logits: torch.Tensor, labels: torch.Tensor, accelerator, problem_type: str = SINGLE) -> torch.Tensor:
+    """The task loss over the labelled rows of a mixed batch, divided by the labelled rows of the global batch: after
+    DDP averages the processes' gradients, N processes train as one would. The loss is transformers' own for the
+    problem type: cross-entropy (class ids; -100 marks the unlabelled rows, or words), binary cross-entropy
+    (multi-label) or squared error (regression), these two averaged over a row's classes or targets (NaN marks the
+    unlabelled rows), so that a batch of labelled rows only gives the model's own loss."""
+    if problem_type in (MULTI, REGRESSION):
+        total, count = _float_target_loss(logits, labels, problem_type)
+    else:
+        logits = logits.float().reshape(-1, logits.shape[-1])
+        labels = labels.reshape(-1).to(logits.device)
+        total = F.cross_entropy(logits, labels, ignore_index=UNLABELED, reduction="sum")
+        count = (labels != UNLABELED).sum()
     world = accelerator.num_processes
     if world > 1:
         count = accelerator.reduce(count, reduction="sum")
     return total * world / count.clamp_min(1)
+
+
+def _float_target_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str):
+    """(sum over the labelled rows of each row's mean loss, labelled rows) for multi-hot rows or regression targets."""
+    logits = logits.float().reshape(len(logits), -1)
+    labels = labels.to(logits.device, torch.float32).reshape(len(logits), -1)
+    labelled = torch.isfinite(labels).all(dim=1)
+    loss = F.binary_cross_entropy_with_logits if problem_type == MULTI else F.mse_loss
+    return loss(logits[labelled], labels[labelled], reduction="none").mean(dim=1).sum(), labelled.sum()
 
 
 def terms_summary(args: AFTConfig, rows: TrainingRows) -> dict:
@@ -132,5 +162,5 @@ def terms_summary(args: AFTConfig, rows: TrainingRows) -> dict:
     return {"distill": rows.distill, "distill_weight": args.distill_weight if on else None,
             "distill_temperature": args.distill_temperature if on else None,
             "distill_teacher": args.distill_teacher if rows.distill == "logits" else None,
-            "probe_accuracy": rows.probe_accuracy, "labeled_rows": rows.n_labeled,
+            "probe_accuracy": rows.probe_accuracy, "probe_metric": rows.probe_metric, "labeled_rows": rows.n_labeled,
             "unlabeled_rows": rows.n_unlabeled, "labeled_fraction": share if rows.n_unlabeled else None}

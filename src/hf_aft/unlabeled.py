@@ -3,7 +3,8 @@ every training batch.
 
 AFT's transfer term and the distillation term need no label: they compare the student with the teachers on every row
 of a batch, so rows without labels add what the teachers know of the input distribution. The task loss reads only
-the labelled rows (label `UNLABELED`, CrossEntropyLoss's `ignore_index`, marks the others).
+the labelled rows: an unlabelled row's class id is `UNLABELED` (CrossEntropyLoss's `ignore_index`), its multi-hot
+row or regression targets are NaN (`training_rows.labelled_loss` leaves such rows out).
 
 `MixedSampler` lays out each epoch as one stream of indices over [labelled rows, unlabelled rows] in which the
 labelled positions are spread evenly at `labeled_fraction` (default: the two sets' own share, so every row is seen
@@ -103,9 +104,25 @@ def load_unlabeled(source: str, split: str, input_column: str, label_column: str
     return unlabeled.remove_columns(sorted(set(dropped))) if dropped else unlabeled
 
 
+def no_labels(feature, rows: int) -> np.ndarray:
+    """The `labels` of `rows` unlabelled rows beside labelled ones whose `labels` column is `feature`: `UNLABELED`
+    for class ids; NaN for float targets ([rows], or [rows, width] for multi-hot rows and several targets)."""
+    inner = getattr(feature, "feature", None)
+    if inner is None and feature.dtype.startswith("int"):
+        return np.full(rows, UNLABELED, dtype=np.int64)
+    if inner is None:
+        return np.full(rows, np.nan, dtype=np.float32)
+    width = getattr(feature, "length", -1)
+    if width is None or width < 0:
+        raise AFTError("the labelled rows' labels are lists of no fixed length: unlabelled rows cannot be mixed in "
+                       "for this task.")
+    return np.full((rows, width), np.nan, dtype=np.float32)
+
+
 def as_unlabeled(unlabeled: datasets.Dataset, labelled: datasets.Dataset) -> datasets.Dataset:
     """The unlabelled rows with exactly the labelled training set's columns: any label column of theirs is dropped and
-    `labels` is `UNLABELED` (-100). The labelled set's own labels must be in `labels` (the trainer's input)."""
+    `labels` marks them unlabelled (`no_labels`). The labelled set's own labels must be in `labels` (the trainer's
+    input)."""
     wanted = [c for c in labelled.column_names if c not in LABEL_COLUMNS]
     missing = [c for c in wanted if c not in unlabeled.column_names]
     if missing:
@@ -113,16 +130,22 @@ def as_unlabeled(unlabeled: datasets.Dataset, labelled: datasets.Dataset) -> dat
                        f"({labelled.column_names}): prepare both the same way (tokenize the unlabelled texts too, "
                        "and give them the same teachers' features).")
     rows = unlabeled.select_columns(wanted)
-    return rows.add_column("labels", np.full(len(rows), UNLABELED, dtype=np.int64))
+    return rows.add_column("labels", list(no_labels(labelled.features["labels"], len(rows))))
 
 
-def join_labelled_unlabeled(labelled: datasets.Dataset, unlabeled: datasets.Dataset) -> datasets.Dataset:
+def join_labelled_unlabeled(labelled: datasets.Dataset, unlabeled: datasets.Dataset,
+                            needed: set[str] | None = None) -> datasets.Dataset:
     """[labelled rows, unlabelled rows] in one dataset (Arrow tables concatenated, nothing copied); the labelled rows
-    first, so that row i < len(labelled) is labelled."""
+    first, so that row i < len(labelled) is labelled. A labelled column that the unlabelled rows lack is dropped when
+    `needed` (the columns training reads: the student's inputs, the teachers' features...) does not name it: a label
+    set's other columns (an id, another target) are not asked of unlabelled data."""
     info = labelled.info.description
     if "labels" not in labelled.column_names:
         raise AFTError("the labelled training data has no 'labels' column to mix unlabelled rows with.")
-    labelled = labelled.cast_column("labels", datasets.Value("int64"))  # a ClassLabel cannot hold -100
+    if needed is not None:
+        unused = [c for c in labelled.column_names if c not in unlabeled.column_names and c not in needed | {"labels"}]
+        labelled = labelled.remove_columns(unused) if unused else labelled
+    labelled = labelled.cast_column("labels", _label_storage(labelled.features["labels"], labelled))
     unlabeled = as_unlabeled(unlabeled, labelled).cast(labelled.features)
     try:
         joined = datasets.concatenate_datasets([labelled, unlabeled])
@@ -130,6 +153,20 @@ def join_labelled_unlabeled(labelled: datasets.Dataset, unlabeled: datasets.Data
         raise AFTError(f"the unlabelled data's columns do not match the labelled data's: {one_line(error)}") from error
     joined.info.description = info  # the teachers' provenance
     return joined
+
+
+def _label_storage(feature, labelled: datasets.Dataset):
+    """The `labels` type that holds both sets: int64 class ids (a ClassLabel cannot hold -100), float32 targets, or
+    float32 lists of the labelled rows' one width (multi-hot rows, several targets)."""
+    inner = getattr(feature, "feature", None)
+    if inner is None:
+        is_class = isinstance(feature, datasets.ClassLabel) or feature.dtype.startswith(("int", "uint", "bool"))
+        return datasets.Value("int64") if is_class else datasets.Value("float32")
+    widths = {len(row) for row in labelled.select_columns(["labels"])["labels"]}
+    if len(widths) != 1:
+        raise AFTError("the labelled rows' labels are lists of different lengths: unlabelled rows cannot be mixed in "
+                       "for this task.")
+    return datasets.List(datasets.Value("float32"), length=widths.pop())
 
 
 def epoch_positions(n_labeled: int, n_unlabeled: int, labeled_fraction: float | None = None) -> tuple[int, int]:
