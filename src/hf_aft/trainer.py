@@ -150,10 +150,9 @@ class AFTTrainer(Trainer):
         positions = inputs.pop(WORD_POSITIONS, None)  # token classification: one vector per word
         labels = inputs.pop("labels", None) if model.training and self.rows.n_unlabeled else None
         outputs = model(**inputs)
-        if labels is None:  # the student's own loss
-            task_loss = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
-        else:
-            task_loss = labelled_loss(outputs["logits"], labels, self.accelerator, self.problem_type)
+        own = labels is None  # the student's own loss, else that of the labelled rows of a mixed batch
+        task_loss = (outputs["loss"] if isinstance(outputs, dict) else outputs[0]) if own else labelled_loss(
+            outputs["logits"], labels, self.accelerator, self.problem_type)
         student_features = self.feature_capture.pop(keep_tokens=positions is not None)
         loss = task_loss
         if model.training:
