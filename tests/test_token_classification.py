@@ -377,3 +377,35 @@ def test_beta_auto_chooses_by_sentence_entity_f1(world, tmp_path, capsys):
     assert scored and all(0 <= c["score"] <= 1 for c in scored)
     assert "sentence entity F1" in capsys.readouterr().out
     assert "ForTokenClassification" in json.loads((tmp_path / "out" / "config.json").read_text())["architectures"][0]
+
+
+def test_word_labels_are_read_at_each_words_first_piece():
+    from hf_aft.word_distillation import word_labels
+    from hf_aft.words import WORD_POSITIONS
+
+    rows = datasets.Dataset.from_dict({  # row 0: word 1 splits in two pieces; row 1: its third word was cut
+        "labels": [[-100, 2, 1, -100, 3, -100], [-100, 0, 1, -100]],
+        WORD_POSITIONS: [[-1, 0, 1, -1, 2, -1], [-1, 0, 1, -1]]})
+    assert word_labels(rows, np.array([3, 3])).tolist() == [2, 1, 3, 0, 1, IGNORED]
+
+
+def test_distillation_compares_each_words_first_piece_with_its_target():
+    from hf_aft.training_rows import distill_term
+
+    logits = torch.randn(1, 4, 3)  # [CLS] w0 w0-piece w1
+    positions = torch.tensor([[-1, 0, -1, 1]])
+    targets = torch.tensor([[[0.0, 1.0, 2.0], [float("nan")] * 3]])  # w1 has no target (cut, or unseen)
+    expected = torch.nn.functional.kl_div(torch.log_softmax(logits[0, 1:2], 1), torch.log_softmax(targets[0, :1], 1),
+                                          reduction="batchmean", log_target=True)
+    assert distill_term(logits, targets, positions, 1.0, TOKEN).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_probe_distillation_trains_a_token_classifier_word_by_word(world, tmp_path):
+    out = tmp_path / "distilled"
+    assert _train(world, out, "--distill", "probe", "--max_steps", "6", "--skip_cost_report", "true") == 0
+    summary = json.loads((out / "transfer_summary.json").read_text())
+    assert summary["distill"] == "probe" and 0 <= summary["probe_accuracy"] <= 1
+    logged = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    distill = [h["distill_loss"] for h in logged if "distill_loss" in h]
+    assert distill and all(np.isfinite(d) and d > 0 for d in distill)
+    assert "the probe's cross-validated accuracy on the training labels" in (out / "README.md").read_text()

@@ -170,18 +170,29 @@ def probe_targets(labeled: datasets.Dataset, unlabeled: datasets.Dataset | None,
     labels = np.asarray(labeled.select_columns(["labels"]).with_format("numpy")["labels"],
                         dtype=np.int64 if problem_type == SINGLE else np.float32)
     unlabeled_x = feature_matrix(unlabeled) if unlabeled is not None else np.empty((0, labeled_x.shape[1]), np.float32)
-    key = Hasher.hash([PROBE_VERSION, labeled_x, labels, unlabeled_x, num_classes, seed, PROBE_FOLDS, TARGET_CS,
-                       problem_type])
+
+    def fit() -> ProbeFit:
+        return (fit_probe(labeled_x, labels, unlabeled_x, num_classes, seed) if problem_type == SINGLE
+                else fit_task_probe(labeled_x, labels, unlabeled_x, problem_type, seed))
+
+    return cached_fit([labeled_x, labels, unlabeled_x, num_classes, seed, PROBE_FOLDS, TARGET_CS, problem_type], fit,
+                      (len(labels), len(unlabeled_x)), cache_dir)
+
+
+def cached_fit(key_parts: list, fit, rows: tuple[int, int], cache_dir: str | os.PathLike | None = None) -> ProbeFit:
+    """`fit()` once per key (the feature values, the labels and the probe's settings in `key_parts`): stored in
+    `cache_dir` (default: beside the teacher features), loaded by a later call; `rows` (labelled, unlabelled) are
+    recorded beside it."""
+    key = Hasher.hash([PROBE_VERSION, *key_parts])
     path = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"probe-{key}.npz"
     with main_process_first():
         if verify(path):  # read without a lock: a read-only cache works
             return _load_fit(path)
-        fit = (fit_probe(labeled_x, labels, unlabeled_x, num_classes, seed) if problem_type == SINGLE
-               else fit_task_probe(labeled_x, labels, unlabeled_x, problem_type, seed))
-        _store_fit(path, fit, len(labels), len(unlabeled_x))
-    logger.info("teacher probe: cross-validated %s %.4f (%d folds, %d labelled rows)", fit.metric, fit.accuracy,
-                fit.folds, len(labels))
-    return fit
+        result = fit()
+        _store_fit(path, result, *rows)
+    logger.info("teacher probe: cross-validated %s %.4f (%d folds, %d labelled rows)", result.metric, result.accuracy,
+                result.folds, rows[0])
+    return result
 
 
 def _load_fit(path: Path) -> ProbeFit:

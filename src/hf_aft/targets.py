@@ -286,9 +286,9 @@ class RegressionTargets(ClassNames):
 # Options that work for some problem types only: name -> (the types, what the option is, for the refusal).
 SUPPORTED_TYPES = {
     "unlabeled_dataset": ((SINGLE, MULTI, REGRESSION), "--unlabeled_dataset (its rows are whole examples)"),
-    "distill": ((SINGLE, MULTI, REGRESSION), "--distill (the probe is fitted per example)"),
+    "distill": ((SINGLE, MULTI, REGRESSION, TOKEN), "--distill"),
     "distill_logits": ((SINGLE,), "--distill logits (a task teacher's class probabilities)"),
-    "distill_temperature": ((SINGLE, MULTI), "--distill_temperature (it softens class probabilities)"),
+    "distill_temperature": ((SINGLE, MULTI, TOKEN), "--distill_temperature (it softens class probabilities)"),
     "group_column": ((SINGLE,), "--group_column (its per-group results are accuracies)"),
 }
 

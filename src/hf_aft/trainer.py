@@ -25,12 +25,12 @@ from .errors import AFTError, first_line
 from .features import FEATURES_COLUMN, TeacherInfo
 from .hub import push_run
 from .images import check_image_column
-from .losses import AdaptiveKernelLoss, build_transfer_loss, check_finite_loss, distillation_loss
+from .losses import AdaptiveKernelLoss, build_transfer_loss, check_finite_loss
 from .outputs import check_checkpoint_files, restore_after_resume, save_transfer_files, share_like_other_files
 from .student import StudentFeatureCapture, check_labels_fit, feature_dim, name_labels, wrap_peft
 from .targets import model_problem_type
 from .teachers import display_names
-from .training_rows import check_trainer_inputs, labelled_loss, prepare_training_rows, terms_summary
+from .training_rows import check_trainer_inputs, distill_term, labelled_loss, prepare_training_rows, terms_summary
 from .word_batches import TokenCollator, word_pairs, word_transfer
 from .words import WORD_POSITIONS
 
@@ -164,8 +164,8 @@ class AFTTrainer(Trainer):
                 loss = task_loss + self.args.beta * terms["transfer_loss"]
             if targets is not None:
                 logits = outputs["logits"] if isinstance(outputs, dict) else outputs[1]
-                terms["distill_loss"] = distillation_loss(logits, targets.to(logits.device),
-                                                          self.args.distill_temperature, self.problem_type)
+                terms["distill_loss"] = distill_term(logits, targets, positions, self.args.distill_temperature,
+                                                     self.problem_type)
                 loss = loss + self.args.distill_weight * terms["distill_loss"]
             check_finite_loss(terms, self.state.global_step + 1, self.args.learning_rate, self.args.beta,
                               self._all_finite if self.accelerator.num_processes > 1 else None)

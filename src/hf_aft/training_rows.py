@@ -18,8 +18,11 @@ from .distillation import TARGETS_COLUMN, probe_targets, task_teacher_targets, w
 from .errors import AFTError
 from .features import FEATURES_COLUMN, TeacherInfo, scan_teacher_features, teacher_infos_of, with_teacher_features
 from .images import check_image_column
-from .targets import MULTI, REGRESSION, SINGLE, model_problem_type
+from .losses import distillation_loss
+from .targets import MULTI, REGRESSION, SINGLE, is_token_model, model_problem_type
 from .unlabeled import UNLABELED, MixedSampler, join_labelled_unlabeled
+from .word_batches import word_pairs
+from .word_distillation import with_word_targets, word_probe_targets
 from .word_features import is_word_features, scan_word_features, with_word_or_teacher_features
 from .words import WORD_POSITIONS
 
@@ -96,7 +99,7 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
             scan_teacher_features(unlabeled_dataset, rows.teacher_infos)
     if rows.distill != "none":
         targets = _targets(rows, model, args, train_dataset, unlabeled_dataset, text_column, image_column)
-        train_dataset = with_targets(train_dataset, targets[0])
+        train_dataset = (with_word_targets if is_token_model(model) else with_targets)(train_dataset, targets[0])
         unlabeled_dataset = with_targets(unlabeled_dataset, targets[1]) if has_unlabeled else None
     rows.dataset = join_labelled_unlabeled(as_labels(train_dataset), unlabeled_dataset,
                                            _read_columns(model, image_column)) if has_unlabeled else train_dataset
@@ -117,6 +120,10 @@ def _read_columns(model, image_column: str | None) -> set[str]:
 def _targets(rows: TrainingRows, model, args, train_dataset, unlabeled_dataset, text_column, image_column):
     """Log-probability targets for the labelled and the unlabelled rows (None without those)."""
     num_labels = model.config.num_labels
+    if rows.distill == "probe" and is_token_model(model):  # a target per word
+        per_row, fit = word_probe_targets(train_dataset, num_labels, args.seed)
+        rows.probe_accuracy = fit.accuracy
+        return per_row, None
     if rows.distill == "probe":
         fit = probe_targets(as_labels(train_dataset), unlabeled_dataset, num_labels, args.seed,
                             problem_type=model_problem_type(model))
@@ -144,6 +151,17 @@ def labelled_loss(logits: torch.Tensor, labels: torch.Tensor, accelerator, probl
     if world > 1:
         count = accelerator.reduce(count, reduction="sum")
     return total * world / count.clamp_min(1)
+
+
+def distill_term(logits: torch.Tensor, targets: torch.Tensor, positions: torch.Tensor | None,
+                       temperature: float, problem_type: str) -> torch.Tensor:
+    """The distillation term of a batch (losses.distillation_loss): per row, or for token classification per word,
+    the logits at each word's first sub-token ([B, T, classes], `positions` [B, T]) against the word's target
+    ([B, W, classes], NaN-padded; word_batches.word_pairs keeps the words that have one)."""
+    targets = targets.to(logits.device)
+    if positions is not None:
+        logits, targets = word_pairs(logits, positions, targets)
+    return distillation_loss(logits, targets, temperature, problem_type)
 
 
 def _float_target_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str):

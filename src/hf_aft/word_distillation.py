@@ -1,0 +1,65 @@
+"""Probe distillation for token classification: the teachers' per-word probe.
+
+A multinomial logistic regression (distillation.fit_probe, C = 1, as for sentences) on the teachers' per-word
+features (word_features.py: each teacher's mean over the word's sub-tokens) and the words' classes, cross-fitted over
+the words (5 stratified folds): each labelled word's target is the out-of-fold log-probabilities over the classes.
+A word the student's max length cut (it has no position, so nothing to distil into), a word a teacher did not see
+(NaN features) and a word whose class has one labelled word get NaN: no target. The targets are a per-row, per-word
+column (`distill_targets`, [n_words, classes] per row) that the collator pads with NaN as it pads word features; the
+trainer compares the student's logits at each word's first sub-token with its target (word_batches.word_pairs).
+"""
+
+from __future__ import annotations
+
+import datasets
+import numpy as np
+
+from .distillation import PROBE_FOLDS, TARGET_CS, TARGETS_COLUMN, ProbeFit, cached_fit, fit_probe
+from .word_features import word_matrix
+from .words import IGNORED, WORD_POSITIONS
+
+
+def word_labels(dataset: datasets.Dataset, counts: np.ndarray) -> np.ndarray:
+    """The class id of every word [sum of counts], in `word_matrix` order, read from each row's per-token `labels` at
+    the tokens `word_positions` marks as a word's first sub-token; IGNORED (-100) for a word with no token."""
+    rows = dataset.select_columns(["labels", WORD_POSITIONS])
+    out, start = np.full(int(counts.sum()), IGNORED, dtype=np.int64), 0
+    for count, labels, positions in zip(counts, rows["labels"], rows[WORD_POSITIONS], strict=True):
+        labels, positions = np.asarray(labels), np.asarray(positions)
+        first = (positions >= 0) & (positions < count)
+        out[start + positions[first]] = labels[first]
+        start += int(count)
+    return out
+
+
+def word_probe_targets(dataset: datasets.Dataset, num_classes: int, seed: int = 0,
+                       cache_dir=None) -> tuple[list[np.ndarray], ProbeFit]:
+    """(per-row [n_words, classes] float32 log-probability targets, NaN rows for words without one; the fit, whose
+    `accuracy` is the out-of-fold word accuracy) for a tokenized training set with per-word teacher features.
+
+    Raises:
+        AFTError: fewer than 2 classes with 2 or more labelled words seen by the teachers.
+    """
+    x, counts = word_matrix(dataset)
+    labels = word_labels(dataset, counts)
+    usable = np.isfinite(x).all(axis=1) & (labels >= 0)
+    fit = cached_fit(["words", x, labels, num_classes, seed, PROBE_FOLDS, TARGET_CS],
+                     lambda: fit_probe(x[usable], labels[usable], x[:0], num_classes, seed),
+                     (int(usable.sum()), 0), cache_dir)
+    targets = np.full((len(x), num_classes), np.nan, dtype=np.float32)
+    targets[usable] = fit.labeled
+    return np.split(targets, np.cumsum(counts)[:-1]), fit
+
+
+def with_word_targets(dataset: datasets.Dataset, targets: list[np.ndarray]) -> datasets.Dataset:
+    """`dataset` with `distill_targets`: per row a list of per-word [classes] float32 lists (NaN: no target)."""
+    info = dataset.info.description
+    if TARGETS_COLUMN in dataset.column_names:
+        dataset = dataset.remove_columns(TARGETS_COLUMN)
+    width = targets[0].shape[1] if targets else 0
+    feature = datasets.List(datasets.List(datasets.Value("float32"), length=width))
+    column = datasets.Dataset.from_dict({TARGETS_COLUMN: [t.tolist() for t in targets]},
+                                        features=datasets.Features({TARGETS_COLUMN: feature}))
+    joined = datasets.concatenate_datasets([dataset, column], axis=1)
+    joined.info.description = info
+    return joined
