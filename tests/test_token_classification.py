@@ -251,8 +251,6 @@ def test_an_eval_class_the_training_split_lacks_is_one_line(world, tmp_path, mon
 
 def test_options_not_yet_for_token_classification_are_refused(world, tmp_path, monkeypatch, capsys):
     _fail_if_a_teacher_loads(monkeypatch)
-    assert _train(world, tmp_path / "out", "--distill", "probe", "--unlabeled_dataset", str(world["data"])) == 2
-    assert "token_classification" in one_error_line(capsys)
     assert _train(world, tmp_path / "out3", "--group_column", "tokens") == 2
     assert "--group_column" in one_error_line(capsys, "token_classification")
     assert main(["rank-teachers", "--teachers", str(world["teacher"]), "--model_name_or_path", str(world["student"]),
@@ -409,3 +407,31 @@ def test_probe_distillation_trains_a_token_classifier_word_by_word(world, tmp_pa
     distill = [h["distill_loss"] for h in logged if "distill_loss" in h]
     assert distill and all(np.isfinite(d) and d > 0 for d in distill)
     assert "the probe's cross-validated accuracy on the training labels" in (out / "README.md").read_text()
+
+
+def _pool(path, rows: int, seed: int, extra=None):
+    sentences = [words + [f"pool{i}"] for i, words in enumerate(tagged_rows(rows, seed)["tokens"])]  # unseen ones
+    datasets.DatasetDict(train=datasets.Dataset.from_dict({"tokens": (extra or []) + sentences})).save_to_disk(path)
+    return str(path)
+
+
+def test_unlabelled_sentences_train_a_token_classifier(world, tmp_path):
+    out = tmp_path / "pool-run"
+    assert _train(world, out, "--unlabeled_dataset", _pool(tmp_path / "pool", 24, 7), "--max_steps", "6",
+                  "--skip_cost_report", "true") == 0
+    summary = json.loads((out / "transfer_summary.json").read_text())
+    assert summary["distill"] == "probe" and summary["unlabeled_rows"] == 24 and summary["labeled_rows"] == 48
+    logged = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert all(np.isfinite(h["distill_loss"]) and np.isfinite(h["task_loss"]) for h in logged if "distill_loss" in h)
+
+
+def test_a_pool_of_another_kind_or_sharing_an_eval_sentence_is_one_line(world, tmp_path, monkeypatch, capsys):
+    _fail_if_a_teacher_loads(monkeypatch)
+    text = tmp_path / "text-pool"
+    datasets.DatasetDict(train=datasets.Dataset.from_dict({"tokens": ["a whole sentence"]})).save_to_disk(text)
+    assert _train(world, tmp_path / "out1", "--unlabeled_dataset", str(text)) == 2
+    assert "holds text but the labelled data's holds words" in one_error_line(capsys)
+    evaluated = datasets.load_from_disk(str(world["data"]))["test"]["tokens"][3]
+    assert _train(world, tmp_path / "out2", "--unlabeled_dataset", _pool(tmp_path / "leak", 4, 8, [evaluated])) == 2
+    line = one_error_line(capsys)
+    assert "1 rows of the unlabelled" in line and "(first at row 0)" in line and "leakage" in line

@@ -23,7 +23,7 @@ from .claims import CLAIM_NAME, check_unchanged, claimed, tag_config
 from .config import AFTConfig
 from .data import load_labelled_splits
 from .errors import AFTError
-from .features import read_teacher_infos, with_teacher_features
+from .features import read_teacher_infos
 from .group_report import check_eval_comparisons
 from .groups import MIN_GROUP_ROWS
 from .hub import push_run
@@ -272,7 +272,8 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
         train_set = with_word_or_teacher_features(train_set, config, script_args.text_column, script_args.image_column)
         infos = read_teacher_infos(train_set)
         if unlabeled is not None:
-            unlabeled = with_teacher_features(unlabeled, config, script_args.text_column, script_args.image_column)
+            unlabeled = with_word_or_teacher_features(unlabeled, config, script_args.text_column,
+                                                      script_args.image_column)
         run.update(features_fingerprint=train_set._fingerprint, extraction_seconds=time.perf_counter() - extraction)
     model, processor = load()
     train_set = _prepare(train_set, splits.labels, processor, script_args)

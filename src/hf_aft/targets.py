@@ -285,7 +285,7 @@ class RegressionTargets(ClassNames):
 # What a run with a student of another problem type cannot use yet, and why (checked before any teacher runs).
 # Options that work for some problem types only: name -> (the types, what the option is, for the refusal).
 SUPPORTED_TYPES = {
-    "unlabeled_dataset": ((SINGLE, MULTI, REGRESSION), "--unlabeled_dataset (its rows are whole examples)"),
+    "unlabeled_dataset": ((SINGLE, MULTI, REGRESSION, TOKEN), "--unlabeled_dataset"),
     "distill": ((SINGLE, MULTI, REGRESSION, TOKEN), "--distill"),
     "distill_logits": ((SINGLE,), "--distill logits (a task teacher's class probabilities)"),
     "distill_temperature": ((SINGLE, MULTI, TOKEN), "--distill_temperature (it softens class probabilities)"),

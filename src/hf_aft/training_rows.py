@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .config import AFTConfig
 from .distillation import TARGETS_COLUMN, probe_targets, task_teacher_targets, with_targets
 from .errors import AFTError
-from .features import FEATURES_COLUMN, TeacherInfo, scan_teacher_features, teacher_infos_of, with_teacher_features
+from .features import FEATURES_COLUMN, TeacherInfo, scan_teacher_features, teacher_infos_of
 from .images import check_image_column
 from .losses import distillation_loss
 from .targets import MULTI, REGRESSION, SINGLE, is_token_model, model_problem_type
@@ -94,13 +94,14 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
         scan = scan_word_features if is_word_features(train_dataset) else scan_teacher_features
         rows.teacher_norms = scan(train_dataset, rows.teacher_infos)
         if has_unlabeled:
-            unlabeled_dataset = with_teacher_features(unlabeled_dataset, args, text_column, image_column,
-                                                      device=args.device)
-            scan_teacher_features(unlabeled_dataset, rows.teacher_infos)
+            unlabeled_dataset = with_word_or_teacher_features(unlabeled_dataset, args, text_column, image_column,
+                                                              device=args.device)
+            scan(unlabeled_dataset, rows.teacher_infos)
     if rows.distill != "none":
         targets = _targets(rows, model, args, train_dataset, unlabeled_dataset, text_column, image_column)
-        train_dataset = (with_word_targets if is_token_model(model) else with_targets)(train_dataset, targets[0])
-        unlabeled_dataset = with_targets(unlabeled_dataset, targets[1]) if has_unlabeled else None
+        attach = with_word_targets if is_token_model(model) else with_targets
+        train_dataset = attach(train_dataset, targets[0])
+        unlabeled_dataset = attach(unlabeled_dataset, targets[1]) if has_unlabeled else None
     rows.dataset = join_labelled_unlabeled(as_labels(train_dataset), unlabeled_dataset,
                                            _read_columns(model, image_column)) if has_unlabeled else train_dataset
     return rows
@@ -121,9 +122,9 @@ def _targets(rows: TrainingRows, model, args, train_dataset, unlabeled_dataset, 
     """Log-probability targets for the labelled and the unlabelled rows (None without those)."""
     num_labels = model.config.num_labels
     if rows.distill == "probe" and is_token_model(model):  # a target per word
-        per_row, fit = word_probe_targets(train_dataset, num_labels, args.seed)
+        fit = word_probe_targets(train_dataset, num_labels, args.seed, unlabeled_dataset)
         rows.probe_accuracy = fit.accuracy
-        return per_row, None
+        return fit.labeled, fit.unlabeled
     if rows.distill == "probe":
         fit = probe_targets(as_labels(train_dataset), unlabeled_dataset, num_labels, args.seed,
                             problem_type=model_problem_type(model))

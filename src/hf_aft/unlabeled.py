@@ -22,8 +22,9 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
-from .data import arrow_column, check_inputs, load_dataset_dict
+from .data import arrow_column, check_inputs, first_row, load_dataset_dict
 from .errors import AFTError, one_line
+from .words import WORD_POSITIONS, is_word_lists
 
 UNLABELED = -100
 LABEL_COLUMNS = ("labels", "label")
@@ -38,17 +39,30 @@ def check_unlabeled(unlabeled: datasets.Dataset, input_column: str, name: str = 
                        f"{unlabeled.column_names}. Give unlabelled rows with the labelled data's input column (or "
                        "rename theirs).")
     check_inputs(unlabeled, input_column, name)
+    if is_word_lists(unlabeled.features[input_column]):  # token classification: each row a sentence of words
+        empty = pc.equal(pc.list_value_length(arrow_column(unlabeled, input_column)), 0)
+        row = first_row(empty)
+        if row is not None:
+            raise AFTError(f"the {name} split's row {row} has no words in {input_column!r}: drop that row.")
+
+
+def _kind(feature) -> str:
+    if is_word_lists(feature):
+        return "words"
+    return "text" if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string") else "image"
+
+
+def _comparable(dataset: datasets.Dataset, column: str):
+    """The column's rows as strings to compare across splits (words joined by spaces), or None (images)."""
+    kind = _kind(dataset.features[column])
+    values = arrow_column(dataset, column)
+    return pc.binary_join(values, " ") if kind == "words" else values if kind == "text" else None
 
 
 def check_modality(unlabeled: datasets.Dataset, labelled: datasets.Dataset, input_column: str,
                    name: str = "unlabelled") -> None:
-    """The unlabelled input column holds the same kind of data as the labelled one (text, or images)."""
-
-    def kind(feature) -> str:
-        is_text = isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")
-        return "text" if is_text else "image"
-
-    ours, theirs = kind(unlabeled.features[input_column]), kind(labelled.features[input_column])
+    """The unlabelled input column holds the same kind of data as the labelled one (text, words, or images)."""
+    ours, theirs = _kind(unlabeled.features[input_column]), _kind(labelled.features[input_column])
     if ours != theirs:
         raise AFTError(f"the {name} split's column {input_column!r} holds {ours} but the labelled data's holds "
                        f"{theirs}: give unlabelled data of the same kind.")
@@ -58,14 +72,13 @@ def check_no_leakage(unlabeled: datasets.Dataset, eval_set: datasets.Dataset | N
                      eval_name: str = "eval", name: str = "unlabelled", advice: str | None = None) -> None:
     """No unlabelled text is also an evaluation text: the teachers' features (and the probe's predictions) of the
     evaluation rows would reach the student, and the reported result would be biased. Images are compared by file
-    path when they are paths, else not checked."""
+    path when they are paths, else not checked; sentences of words are compared with their words joined by spaces."""
     if eval_set is None or input_column not in eval_set.column_names:
         return
-    feature = unlabeled.features[input_column]
-    if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
+    ours, theirs = _comparable(unlabeled, input_column), _comparable(eval_set, input_column)
+    if ours is None or theirs is None:
         return
-    evaluated = arrow_column(eval_set, input_column).unique()
-    shared = pc.is_in(arrow_column(unlabeled, input_column), value_set=evaluated)
+    shared = pc.is_in(ours, value_set=theirs.unique())
     count = pc.sum(shared.cast("int64")).as_py() or 0
     if count:
         row = int(np.flatnonzero(shared.to_numpy(zero_copy_only=False))[0])
@@ -130,6 +143,8 @@ def as_unlabeled(unlabeled: datasets.Dataset, labelled: datasets.Dataset) -> dat
                        f"({labelled.column_names}): prepare both the same way (tokenize the unlabelled texts too, "
                        "and give them the same teachers' features).")
     rows = unlabeled.select_columns(wanted)
+    if WORD_POSITIONS in wanted:  # token classification: -100 for every token of the row
+        return rows.add_column("labels", [[UNLABELED] * len(p) for p in rows[WORD_POSITIONS]])
     return rows.add_column("labels", list(no_labels(labelled.features["labels"], len(rows))))
 
 
@@ -162,6 +177,8 @@ def _label_storage(feature, labelled: datasets.Dataset):
     if inner is None:
         is_class = isinstance(feature, datasets.ClassLabel) or feature.dtype.startswith(("int", "uint", "bool"))
         return datasets.Value("int64") if is_class else datasets.Value("float32")
+    if WORD_POSITIONS in labelled.column_names:  # token classification: a class id per token
+        return datasets.List(datasets.Value("int64"))
     widths = {len(row) for row in labelled.select_columns(["labels"])["labels"]}
     if len(widths) != 1:
         raise AFTError("the labelled rows' labels are lists of different lengths: unlabelled rows cannot be mixed in "

@@ -4,7 +4,8 @@ A multinomial logistic regression (distillation.fit_probe, C = 1, as for sentenc
 features (word_features.py: each teacher's mean over the word's sub-tokens) and the words' classes, cross-fitted over
 the words (5 stratified folds): each labelled word's target is the out-of-fold log-probabilities over the classes.
 A word the student's max length cut (it has no position, so nothing to distil into), a word a teacher did not see
-(NaN features) and a word whose class has one labelled word get NaN: no target. The targets are a per-row, per-word
+(NaN features) and a word whose class has one labelled word get NaN: no target. The words of unlabelled rows get
+the probe fitted on every labelled word. The targets are a per-row, per-word
 column (`distill_targets`, [n_words, classes] per row) that the collator pads with NaN as it pads word features; the
 trainer compares the student's logits at each word's first sub-token with its target (word_batches.word_pairs).
 """
@@ -33,9 +34,11 @@ def word_labels(dataset: datasets.Dataset, counts: np.ndarray) -> np.ndarray:
 
 
 def word_probe_targets(dataset: datasets.Dataset, num_classes: int, seed: int = 0,
-                       cache_dir=None) -> tuple[list[np.ndarray], ProbeFit]:
-    """(per-row [n_words, classes] float32 log-probability targets, NaN rows for words without one; the fit, whose
-    `accuracy` is the out-of-fold word accuracy) for a tokenized training set with per-word teacher features.
+                       unlabeled: datasets.Dataset | None = None, cache_dir=None) -> ProbeFit:
+    """The per-word probe's targets for a tokenized training set with per-word teacher features (and unlabelled rows,
+    whose words get the probe fitted on every labelled word): `labeled` and `unlabeled` are lists with one
+    [n_words, classes] float32 array of log-probabilities per row (NaN rows: no target); `accuracy` is the
+    out-of-fold word accuracy.
 
     Raises:
         AFTError: fewer than 2 classes with 2 or more labelled words seen by the teachers.
@@ -43,12 +46,20 @@ def word_probe_targets(dataset: datasets.Dataset, num_classes: int, seed: int = 
     x, counts = word_matrix(dataset)
     labels = word_labels(dataset, counts)
     usable = np.isfinite(x).all(axis=1) & (labels >= 0)
-    fit = cached_fit(["words", x, labels, num_classes, seed, PROBE_FOLDS, TARGET_CS],
-                     lambda: fit_probe(x[usable], labels[usable], x[:0], num_classes, seed),
-                     (int(usable.sum()), 0), cache_dir)
-    targets = np.full((len(x), num_classes), np.nan, dtype=np.float32)
-    targets[usable] = fit.labeled
-    return np.split(targets, np.cumsum(counts)[:-1]), fit
+    pool, pool_counts = word_matrix(unlabeled) if unlabeled is not None else (x[:0], np.zeros(0, np.int64))
+    seen = np.isfinite(pool).all(axis=1)
+    fit = cached_fit(["words", x, labels, pool, num_classes, seed, PROBE_FOLDS, TARGET_CS],
+                     lambda: fit_probe(x[usable], labels[usable], pool[seen], num_classes, seed),
+                     (int(usable.sum()), int(seen.sum())), cache_dir)
+    fit.labeled, fit.unlabeled = _per_row(fit.labeled, usable, counts), _per_row(fit.unlabeled, seen, pool_counts)
+    return fit
+
+
+def _per_row(values: np.ndarray, has_target: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+    """Targets of the words in `has_target` spread back over all words (NaN for the others), split into rows."""
+    targets = np.full((len(has_target), values.shape[1]), np.nan, dtype=np.float32)
+    targets[has_target] = values
+    return np.split(targets, np.cumsum(counts)[:-1]) if len(counts) else []
 
 
 def with_word_targets(dataset: datasets.Dataset, targets: list[np.ndarray]) -> datasets.Dataset:
