@@ -253,9 +253,22 @@ def test_options_not_yet_for_token_classification_are_refused(world, tmp_path, m
     _fail_if_a_teacher_loads(monkeypatch)
     assert _train(world, tmp_path / "out3", "--group_column", "tokens") == 2
     assert "--group_column" in one_error_line(capsys, "token_classification")
-    assert main(["rank-teachers", "--teachers", str(world["teacher"]), "--model_name_or_path", str(world["student"]),
-                 "--dataset_name", str(world["data"]), "--label_column", "ner_tags"]) == 2
-    assert "token_classification" in one_error_line(capsys)
+
+
+def test_rank_teachers_scores_per_word_features_in_entity_f1(world, tmp_path, capsys):
+    output = tmp_path / "ranking.json"
+    assert main(["rank-teachers", "--teachers", str(world["teacher"]), str(world["char_teacher"]),
+                 "--model_name_or_path", str(world["student"]), "--dataset_name", str(world["data"]),
+                 "--label_column", "ner_tags", "--output_file", str(output), "--folds", "3"]) == 0
+    ranking = json.loads(output.read_text())
+    assert ranking["problem_type"] == TOKEN and len(ranking["rows"]) == 3
+    assert all(r["probe_metric"] == "f1" and 0 <= r["probe_score"] <= 1 and np.isfinite(r["logme"])
+               for r in ranking["rows"])
+    assert {r["width"] for r in ranking["rows"] if r["role"] == "teacher"} == {10, 12}  # the two teachers' widths
+    assert "probe entity F1 (3-fold)" in capsys.readouterr().out
+    assert main(["rank-teachers", "--teachers", str(world["teacher"]), "--dataset_name", str(world["data"]),
+                 "--label_column", "ner_tags", "--output_file", str(tmp_path / "r2.json"), "--folds", "99"]) == 2
+    assert "at least 99 sentences" in one_error_line(capsys)
 
 
 def test_a_slow_student_tokenizer_is_refused_before_any_teacher(world, tmp_path, monkeypatch, capsys):

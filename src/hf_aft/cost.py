@@ -154,16 +154,18 @@ def _probe(row: dict, run: dict, train_x, eval_x) -> None:
     row["probe_score"] = scores[HEADLINE[problem_type]]
 
 
-def word_probe_f1(train_x, train_y, eval_x, eval_rows: list[list[int]], names: list[str]) -> float:
-    """Entity F1 (metrics.token_metrics) of a per-word probe: the logistic regression of `probe_predictions_on`
-    fitted on the words the teacher saw (train_x [words, width], train_y [words]) and applied to each eval word;
-    a word the teacher did not see (a NaN row: cut by its max length) gets the training words' most frequent class."""
+def word_probe_f1(train_x, train_y, eval_x, eval_rows: list[list[int]], names: list[str],
+                  predict=probe_predictions_on) -> float:
+    """Entity F1 (metrics.token_metrics) of a per-word probe: `predict(train_x, train_y, eval_x)` (default the
+    logistic regression of `probe_predictions_on`) fitted on the words the teacher saw (train_x [words, width],
+    train_y [words]) and applied to each eval word; a word the teacher did not see (a NaN row: cut by its max
+    length) gets the training words' most frequent class."""
     from .metrics import token_metrics
 
     seen = np.isfinite(train_x).all(1)
     predicted = np.full(len(eval_x), np.bincount(train_y[seen]).argmax())
     visible = np.isfinite(eval_x).all(1)
-    predicted[visible] = probe_predictions_on(train_x[seen], train_y[seen], eval_x[visible])
+    predicted[visible] = predict(train_x[seen], train_y[seen], eval_x[visible])
     width = max(len(r) for r in eval_rows)
     refs, preds = np.full((len(eval_rows), width), -100), np.full((len(eval_rows), width), -100)
     start = 0

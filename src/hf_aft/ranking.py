@@ -22,10 +22,11 @@ import numpy as np
 
 from .cache import default_cache_dir
 from .errors import AFTError
-from .features import FEATURES_COLUMN, with_teacher_features
-from .targets import REGRESSION, SINGLE
+from .features import FEATURES_COLUMN, teacher_infos_of
+from .targets import REGRESSION, SINGLE, TOKEN
 from .task_probes import SCORE_NAMES, fit_probe_outputs, probe_score
 from .teachers import short_name
+from .word_features import with_word_or_teacher_features
 
 
 def target_columns(labels: np.ndarray, problem_type: str = SINGLE) -> np.ndarray:
@@ -72,7 +73,13 @@ def logme(features: np.ndarray, labels: np.ndarray, max_iter: int = 100, tol: fl
 
 
 def check_folds(labels, folds: int, problem_type: str = SINGLE) -> None:
-    """Enough rows for the probe's folds: `folds` per class (single-label), two per fold otherwise."""
+    """Enough rows for the probe's folds: `folds` per class (single-label), a sentence per fold (token
+    classification), two rows per fold otherwise."""
+    if problem_type == TOKEN:
+        if len(labels) < folds:
+            raise AFTError(f"the probe's {folds} folds need at least {folds} sentences (got {len(labels)}): lower "
+                           "--folds or add sentences.")
+        return
     if problem_type != SINGLE:
         if len(labels) < 2 * folds:
             raise AFTError(f"the probe's {folds} folds need at least {2 * folds} examples (got {len(labels)}): lower "
@@ -100,6 +107,34 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, see
     return float(scores.mean()), float(scores.std())
 
 
+def _fit_predict(train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray) -> np.ndarray:
+    """The ranking's probe (standardised logistic regression, C = 1) fitted and applied: class ids."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(train_x, train_y).predict(eval_x)
+
+
+def word_scores(with_features, rows: list[list[int]], names: list[str], folds: int = 5,
+                seed: int = 0) -> tuple[float, float, float]:
+    """(LogME over the words the features saw, and the mean and sd over sentence folds of a per-word probe's entity
+    F1, cost.word_probe_f1) of per-word features (token classification); `rows` are each sentence's class ids."""
+    from sklearn.model_selection import GroupKFold
+
+    from .cost import word_probe_f1
+    from .word_features import word_matrix
+
+    x, counts = word_matrix(with_features)
+    y = np.concatenate([np.asarray(row, dtype=np.int64) for row in rows])
+    seen = np.isfinite(x).all(axis=1)
+    sentence = np.repeat(np.arange(len(counts)), counts)
+    f1 = [word_probe_f1(x[train], y[train], x[held], [rows[i] for i in np.unique(sentence[held])], names,
+                        _fit_predict)
+          for train, held in GroupKFold(folds, shuffle=True, random_state=seed).split(x, y, sentence)]
+    return logme(x[seen], y[seen]), float(np.mean(f1)), float(np.std(f1))
+
+
 def probe_scores(features: np.ndarray, labels: np.ndarray, problem_type: str, folds: int = 5,
                  seed: int = 0) -> tuple[float, float]:
     """Mean and sd over shuffled folds of the task's probe score (task_probes.py: micro-F1 or Pearson's r) for a
@@ -117,7 +152,7 @@ def probe_scores(features: np.ndarray, labels: np.ndarray, problem_type: str, fo
 
 def rank_teachers(dataset, labels, teachers: list[str], options, student: str | None = None, folds: int = 5,
                   seed: int = 0, text_column: str = "text", cache_dir: str | None = None,
-                  problem_type: str = SINGLE) -> list[dict]:
+                  problem_type: str = SINGLE, names: list[str] | None = None) -> list[dict]:
     """Score each teacher (and the student's own initial features, when `student` is given) on `dataset` with no
     student training: one row per candidate with its width, LogME, probe score (mean, sd over `folds`, in
     `probe_metric`; also as `probe_accuracy` for single-label), extraction seconds and whether the features came from
@@ -126,24 +161,30 @@ def rank_teachers(dataset, labels, teachers: list[str], options, student: str | 
     Args:
         dataset: the split training will see (raw texts; the features share training's cache).
         labels: one class id per row; multi-hot rows [rows, classes] (multi-label); targets [rows] or
-            [rows, targets] (regression).
+            [rows, targets] (regression); a list of each sentence's word class ids (token classification, whose
+            features are per word and whose probe is scored in entity F1 over sentence folds, with `names` the
+            class names).
         options: teacher options (`TeacherArguments` or `AFTConfig`): pooling, batch size, max length...
         problem_type: transformers' name of the task (targets.py).
     """
-    labels = np.asarray(labels)
+    labels = labels if problem_type == TOKEN else np.asarray(labels)
     check_folds(labels, folds, problem_type)  # before any teacher runs
-    metric = SCORE_NAMES.get(problem_type, "accuracy")
+    metric = "f1" if problem_type == TOKEN else SCORE_NAMES.get(problem_type, "accuracy")
     cache = Path(cache_dir or default_cache_dir())
     rows = []
     for role, spec in [*(("teacher", t) for t in teachers), *([("student", student)] if student else [])]:
         before = set(cache.glob("teacher-*.arrow"))
         start = time.perf_counter()
-        with_features = with_teacher_features(dataset, options, text_column, teachers=[spec])
+        with_features = with_word_or_teacher_features(dataset, options, text_column, teachers=[spec])
         seconds = time.perf_counter() - start
-        features = np.asarray(with_features.with_format("numpy")[FEATURES_COLUMN], dtype=np.float32)
-        mean, sd = probe_scores(features, labels, problem_type, folds, seed)
-        row = {"name": spec, "role": role, "width": int(features.shape[1]),
-               "logme": logme(features, labels, problem_type=problem_type), "probe_metric": metric,
+        if problem_type == TOKEN:
+            evidence, mean, sd = word_scores(with_features, labels, names, folds, seed)
+            width = sum(info.dim for info in teacher_infos_of(with_features))
+        else:
+            features = np.asarray(with_features.with_format("numpy")[FEATURES_COLUMN], dtype=np.float32)
+            mean, sd = probe_scores(features, labels, problem_type, folds, seed)
+            evidence, width = logme(features, labels, problem_type=problem_type), features.shape[1]
+        row = {"name": spec, "role": role, "width": int(width), "logme": evidence, "probe_metric": metric,
                "probe_score": mean, "probe_score_sd": sd, "extraction_seconds": round(seconds, 2),
                "cached": not (set(cache.glob("teacher-*.arrow")) - before)}
         if problem_type == SINGLE:
@@ -165,7 +206,7 @@ def verdict(rows: list[dict]) -> str | None:
 
 
 def format_table(rows: list[dict], folds: int) -> str:
-    shown = {"accuracy": "acc", "micro_f1": "micro-F1", "pearson": "r"}
+    shown = {"accuracy": "acc", "micro_f1": "micro-F1", "pearson": "r", "f1": "entity F1"}
     metric = shown[rows[0]["probe_metric"]] if rows else "acc"
     lines = [f"{'rank':<5}{'features':<48}{'width':>6}{'LogME':>9}{f'probe {metric} ({folds}-fold)':>22}"
              f"{'extraction s':>16}"]

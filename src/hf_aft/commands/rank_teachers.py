@@ -61,19 +61,17 @@ def _rank(args: RankArguments, options, output: str) -> dict:
     import numpy as np
 
     from ..data import load_labelled_splits
-    from ..errors import AFTError
     from ..ranking import format_table, rank_teachers
 
     splits = load_labelled_splits(args.dataset_name, args.dataset_config, args.train_split, None, args.text_column,
                                   args.label_column)
-    problem_type = splits.labels.problem_type
-    if problem_type == "token_classification":
-        raise AFTError(f"the label column {args.label_column!r} holds a tag per word (token_classification): "
-                       "rank-teachers ranks teachers for single-label, multi-label and regression tasks only for now.")
-    # class ids, multi-hot rows or targets; the features come from the raw split, as training's do
-    labels = np.asarray(splits.labels.encode(splits.train)["labels"])
+    problem_type, text_column = splits.labels.problem_type, args.text_column
+    if problem_type == "token_classification":  # per-word features of the words column, each word's class
+        labels, text_column = splits.labels.class_ids(splits.train), splits.labels.words_column
+    else:  # class ids, multi-hot rows or targets; the features come from the raw split, as training's do
+        labels = np.asarray(splits.labels.encode(splits.train)["labels"])
     rows = rank_teachers(splits.train, labels, options.teachers, options, args.model_name_or_path, args.folds,
-                         args.seed, args.text_column, problem_type=problem_type)
+                         args.seed, text_column, problem_type=problem_type, names=splits.labels.names)
     result = {"dataset": args.dataset_name, "split": args.train_split, "examples": len(splits.train),
               "problem_type": problem_type,
               "folds": args.folds, "teacher_max_length": options.teacher_max_length, "rows": rows}
