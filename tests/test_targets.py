@@ -328,6 +328,10 @@ def test_unlabelled_rows_and_probe_distillation_train_multi_label_and_regression
     assert f"probe's cross-validated {metric.replace('_', '-')}" in (out / "README.md").read_text()
     results = json.loads((out / "eval_results.json").read_text())
     assert all(np.isfinite(v) for k, v in results.items() if isinstance(v, float))
+    again = world["root"] / f"semi-{column}-again"  # the recipe reruns it: the same targets, pool and terms
+    assert main(["train", "--config", str(out / "recipe.yaml"), "--output_dir", str(again)]) == 0
+    rerun = json.loads((again / "eval_results.json").read_text())
+    assert rerun[f"eval_{metric}"] == pytest.approx(results[f"eval_{metric}"], abs=1e-6)
 
 
 @pytest.mark.parametrize("problem_type", [MULTI, REGRESSION])
