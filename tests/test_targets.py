@@ -121,6 +121,10 @@ def test_a_regression_student_predicts_in_the_data_units(world):
      ("does not fit", "multi_label_classification")),
     ("unknown problem type", ["--problem_type", "ranking"], ("--problem_type 'ranking'",)),
     ("a text column among several targets", ["--label_column", "score,text"], ("column 'text'", "not numbers")),
+    ("a number column with a stray word", ["--label_column", "rating", "--dataset_name", "STRAY"],
+     ("'high' at row 4 is not a number", "--problem_type single_label_classification")),
+    ("numbers written as text", ["--label_column", "rating", "--dataset_name", "TEXTNUM"],
+     ("numbers written as text",)),
     ("a row with one target of two", ["--label_column", "pair", "--dataset_name", "RAGGED"],
      ("does not hold 2 finite numbers at row 5",)),
     ("groups with multi-label", ["--label_column", "tags", "--group_column", "text"], ("--group_column",)),
@@ -139,9 +143,13 @@ def test_refusals_are_one_line_before_any_teacher_runs(world, capsys, monkeypatc
         raise AssertionError("a teacher ran")
 
     monkeypatch.setattr(hf_aft.features, "extract_teacher_features", no_teacher)
-    if "NAN" in argv or "UNKNOWN" in argv or "RAGGED" in argv:
+    markers = ("NAN", "UNKNOWN", "RAGGED", "STRAY", "TEXTNUM")
+    if any(marker in argv for marker in markers):
         bad = _tagged(16, 2)
-        if "RAGGED" in argv:
+        if "STRAY" in argv or "TEXTNUM" in argv:  # what a CSV reader makes of a number column with a word in it
+            ratings = [f"{v / 7:.3f}" for v in bad["score"]]
+            bad = bad.add_column("rating", ratings[:4] + ["high" if "STRAY" in argv else ratings[4]] + ratings[5:])
+        elif "RAGGED" in argv:
             bad = bad.add_column("pair", [[1.0, 2.0]] * 5 + [[1.0]] + [[1.0, 2.0]] * 10)
         elif "NAN" in argv:
             bad = bad.map(lambda row, i: {"score": float("nan") if i == 3 else row["score"]}, with_indices=True)
@@ -149,7 +157,7 @@ def test_refusals_are_one_line_before_any_teacher_runs(world, capsys, monkeypatc
             bad = bad.map(lambda row, i: {"tags": ["new"] if i == 2 else row["tags"]}, with_indices=True)
         path = world["root"] / f"bad-{case.replace(' ', '-')}"
         datasets.DatasetDict(train=_tagged(32, 0) if "UNKNOWN" in argv else bad, test=bad).save_to_disk(path)
-        argv = [str(path) if a in ("NAN", "UNKNOWN", "RAGGED") else a for a in argv]
+        argv = [str(path) if a in markers else a for a in argv]
     assert _train(world, world["root"] / f"out-{case.replace(' ', '-')}", *argv) == 2
     one_error_line(capsys, *fragments)
 
@@ -325,7 +333,14 @@ def test_unlabelled_rows_and_probe_distillation_train_multi_label_and_regression
     summary = json.loads((out / "transfer_summary.json").read_text())
     assert summary["distill"] == "probe" and summary["unlabeled_rows"] == 40 and summary["labeled_rows"] == 64
     assert summary["probe_metric"] == metric and summary["probe_accuracy"] is not None
-    assert f"probe's cross-validated {metric.replace('_', '-')}" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert f"probe's cross-validated {metric.replace('_', '-').replace('f1', 'F1')}" in card
+    if column == "tags":
+        assert "multi-label text classification student" in card and "one logistic regression per class" in card
+    else:  # numbers: a ridge probe, no temperature, and the loss said to be in standardised units
+        assert "A small text regression student" in card and "ridge regression" in card
+        assert "temperature" not in card.split("Distillation")[1].split("\n")[0]
+        assert "`loss` is the squared error in standardised units" in card
     results = json.loads((out / "eval_results.json").read_text())
     assert all(np.isfinite(v) for k, v in results.items() if isinstance(v, float))
     again = world["root"] / f"semi-{column}-again"  # the recipe reruns it: the same targets, pool and terms

@@ -152,7 +152,7 @@ def render_model_card(facts: CardFacts | str | None = None, **named) -> ModelCar
              "versions": facts.versions if facts.versions is not None else framework_versions(),
              "repo_id": facts.repo_id or "path/to/this/folder",
              "model_name": facts.repo_id or default_title(facts.transfer, facts.terms),
-             "task_description": facts.task.replace("-", " "),
+             "task_description": task_description(facts.task, facts.problem_type),
              "method_name": ("distillation, without feature transfer" if facts.transfer == "none" else
                              METHOD_NAMES.get(facts.transfer, facts.transfer)), "model_class": model_class,
              "preprocessor_class": preprocessor_class, "preprocessor_name": preprocessor_name}
@@ -256,13 +256,14 @@ def terms_note(terms: dict | None) -> str | None:
     if terms.get("distill", "none") != "none":
         logits = terms["distill"] == "logits"
         source = f"task teacher {terms['distill_teacher']}" if logits else "the teachers' probe"
-        parts.append(f"distillation from {source} (weight {terms['distill_weight']:g}, temperature "
-                     f"{terms['distill_temperature']:g})")
+        temperature = terms.get("distill_temperature")
+        parts.append(f"distillation from {source} (weight {terms['distill_weight']:g}"
+                     + (f", temperature {temperature:g})" if temperature is not None else ")"))
     if terms.get("unlabeled_rows"):
         parts.append(f"{terms['unlabeled_rows']:,} unlabelled rows beside {terms['labeled_rows']:,} labelled "
                      f"(labelled share of each batch {terms['labeled_fraction']:.0%})")
     if terms.get("probe_accuracy") is not None:
-        metric = (terms.get("probe_metric") or "accuracy").replace("_", "-")
+        metric = metric_name(terms.get("probe_metric") or "accuracy")
         parts.append(f"probe {metric} {terms['probe_accuracy']:.4f} (cross-validated on the training labels)")
     return ("terms: " + "; ".join(parts)) if parts else None
 
@@ -290,6 +291,20 @@ def card_facts_from_trainer(trainer, model_name: str | None = None, dataset_name
         beta_note=beta_note(args, beta_search, trainer.terms_summary()), terms=trainer.terms_summary(),
         terms_note=terms_note(trainer.terms_summary()), **_problem_facts(trainer.model),
     )
+
+
+def task_description(task: str, problem_type: str) -> str:
+    """The card's words for the student's task: "text classification", "multi-label image classification", "text
+    regression", "token classification"."""
+    modality = "image" if task.startswith("image") else "text"
+    return {"regression": f"{modality} regression", "token_classification": "token classification",
+            "multi_label_classification": f"multi-label {modality} classification"}.get(
+        problem_type, task.replace("-", " "))
+
+
+def metric_name(metric: str) -> str:
+    """A metric key as prose: micro_f1 -> micro-F1."""
+    return metric.replace("_", "-").replace("f1", "F1")
 
 
 def _problem_facts(model) -> dict:

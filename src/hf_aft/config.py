@@ -318,7 +318,8 @@ class AFTConfig(TrainingArguments, TeacherArguments):
             raise AFTError(f"labeled_fraction must be in (0, 1) (got {self.labeled_fraction}): the share of each "
                            "batch that is labelled (default 0.5).")
         if self.distill == "logits" and not self.distill_teacher:
-            raise AFTError("--distill logits needs --distill_teacher ID: a classifier tuned for the same labels.")
+            raise AFTError("--distill logits needs --distill_teacher ID: a classifier tuned for the same labels "
+                           "(single-label tasks; the other tasks distil the teachers' probe, --distill probe).")
         if self.distill_teacher and self.distill not in ("logits", "auto"):
             raise AFTError(f"--distill_teacher is used by --distill logits only (this run has --distill "
                            f"{self.distill}): drop it, or pass --distill logits.")

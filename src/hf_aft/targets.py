@@ -73,13 +73,45 @@ def infer_problem_type(dataset: datasets.Dataset, column: str, problem_type: str
                        "--label_column, or convert the column.")
     if problem_type is None:
         if possible[0] != SINGLE:
-            print(f"the label column {column!r} holds {feature}: training for {possible[0]} (--problem_type "
+            print(f"the label column {column!r} holds {feature}: a {possible[0]} task (--problem_type "
                   f"{' or '.join(possible)})", flush=True)
+        elif isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+            check_not_numbers_as_text(dataset, column)
         return possible[0]
     if problem_type not in possible:
         raise AFTError(f"--problem_type {problem_type} does not fit the label column {column!r} ({feature}): it can "
                        f"be {' or '.join(possible)}.")
     return problem_type
+
+
+_NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+_FRACTION = r"[.eE]"
+
+
+def check_not_numbers_as_text(dataset: datasets.Dataset, column: str) -> None:
+    """A text label column whose values are numbers with fractions (a CSV column that one stray word turned into
+    text, or numbers written as strings) is refused: read as classes, each distinct number would be a class.
+
+    Raises:
+        AFTError: naming the first value that is not a number (or that all are numbers), and the two ways out.
+    """
+    values = dataset.select_columns([column]).with_format("arrow")[:][column]
+    present = len(values) - values.null_count
+    if not present:
+        return
+    numbers = pc.match_substring_regex(values, _NUMBER).fill_null(False)
+    fractions = pc.and_(numbers, pc.match_substring_regex(values, _FRACTION).fill_null(False))
+    share = pc.sum(numbers.cast("int64")).as_py() / present
+    if share < 0.9 or not pc.any(fractions).as_py():
+        return
+    way_out = "or pass --problem_type single_label_classification to read each distinct value as a class"
+    if share < 1:
+        text = pc.and_(pc.invert(numbers), pc.is_valid(values))
+        row = int(np.flatnonzero(text.to_numpy(zero_copy_only=False))[0])
+        raise AFTError(f"the label column {column!r} holds numbers as text but {values[row].as_py()!r} at row {row} "
+                       f"is not a number: fix or drop that row to train a regression, {way_out}.")
+    raise AFTError(f"the label column {column!r} holds numbers written as text (e.g. {values[0].as_py()!r}): convert "
+                   f"it to numbers to train a regression, {way_out}.")
 
 
 def join_target_columns(data: datasets.DatasetDict, label_column: str) -> datasets.DatasetDict:

@@ -39,6 +39,7 @@ class TrainingRows:
     teacher_norms: list[float] = field(default_factory=list)
     probe_accuracy: float | None = None  # the probe's cross-validated score, in `probe_metric`
     probe_metric: str = "accuracy"
+    problem_type: str = SINGLE
 
     def mixed_sampler(self, args: AFTConfig) -> MixedSampler | None:
         """The sampler of mixed batches (None without unlabelled rows: Trainer's own then)."""
@@ -86,7 +87,8 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
     if image_column is not None and unlabeled_dataset is not None:
         check_image_column(unlabeled_dataset, image_column)
     has_unlabeled = unlabeled_dataset is not None
-    rows = TrainingRows(None, args.resolved_distill(has_unlabeled), len(train_dataset), len(unlabeled_dataset or ()))
+    rows = TrainingRows(None, args.resolved_distill(has_unlabeled), len(train_dataset), len(unlabeled_dataset or ()),
+                        problem_type=model_problem_type(model))
     if args.needs_teacher_features(has_unlabeled):
         train_dataset = with_word_or_teacher_features(train_dataset, args, text_column, image_column,
                                                       device=args.device)
@@ -179,7 +181,7 @@ def terms_summary(args: AFTConfig, rows: TrainingRows) -> dict:
     on = rows.distill != "none"
     share = args.labeled_fraction or rows.n_labeled / (rows.n_labeled + rows.n_unlabeled)
     return {"distill": rows.distill, "distill_weight": args.distill_weight if on else None,
-            "distill_temperature": args.distill_temperature if on else None,
+            "distill_temperature": args.distill_temperature if on and rows.problem_type != REGRESSION else None,
             "distill_teacher": args.distill_teacher if rows.distill == "logits" else None,
             "probe_accuracy": rows.probe_accuracy, "probe_metric": rows.probe_metric, "labeled_rows": rows.n_labeled,
             "unlabeled_rows": rows.n_unlabeled, "labeled_fraction": share if rows.n_unlabeled else None}
