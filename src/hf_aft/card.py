@@ -16,10 +16,11 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .claims import current_run_id
 from .config import DEFAULT_BETA
 from .errors import AFTError
+from .metrics import metric_name
 from .outputs import TRANSFER_STATE_NAME, TRANSFER_SUMMARY_NAME
 from .provenance import library_versions
 from .student import peft_settings
-from .targets import is_token_model, model_problem_type
+from .targets import is_token_model, model_problem_type, task_description
 
 # The card's task -> (student class, preprocessor class, its variable name in the loading snippet).
 TASK_CLASSES = {"text-classification": ("AutoModelForSequenceClassification", "AutoTokenizer", "tokenizer"),
@@ -291,20 +292,6 @@ def card_facts_from_trainer(trainer, model_name: str | None = None, dataset_name
         beta_note=beta_note(args, beta_search, trainer.terms_summary()), terms=trainer.terms_summary(),
         terms_note=terms_note(trainer.terms_summary()), **_problem_facts(trainer.model),
     )
-
-
-def task_description(task: str, problem_type: str) -> str:
-    """The card's words for the student's task: "text classification", "multi-label image classification", "text
-    regression", "token classification"."""
-    modality = "image" if task.startswith("image") else "text"
-    return {"regression": f"{modality} regression", "token_classification": "token classification",
-            "multi_label_classification": f"multi-label {modality} classification"}.get(
-        problem_type, task.replace("-", " "))
-
-
-def metric_name(metric: str) -> str:
-    """A metric key as prose: micro_f1 -> micro-F1."""
-    return metric.replace("_", "-").replace("f1", "F1")
 
 
 def _problem_facts(model) -> dict:

@@ -132,3 +132,8 @@ class RecordedMetrics:
         logits = logits[0] if isinstance(logits, tuple) else logits
         self.predictions, self.labels = np.argmax(logits, axis=-1), np.asarray(labels)
         return ClassificationMetrics().compute(predictions=self.predictions, references=self.labels)
+
+
+def metric_name(metric: str) -> str:
+    """A metric key as prose: micro_f1 -> micro-F1."""
+    return metric.replace("_", "-").replace("f1", "F1")

@@ -48,7 +48,8 @@ from .features import (
     extraction_kwargs,
     with_teacher_features,
 )
-from .targets import TOKEN, check_task_options
+from .targets import TOKEN
+from .task_options import check_task_options
 from .teachers import TextTeacher, load_options, make_teacher
 from .tokens import fill_empty
 from .words import check_fast_tokenizer, is_words_dataset, split_words
@@ -262,7 +263,7 @@ def word_matrix(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_run_options(script_args, config, labels) -> None:
-    """Before any teacher runs (`hf-aft train`): `targets.check_task_options`, and for token classification: the
+    """Before any teacher runs (`hf-aft train`): `task_options.check_task_options`, and for token classification: the
     words column becomes `--text_column` (teachers and student read it), the student's tokenizer is a fast one, and
     the best model is kept by entity F1 unless another metric was named (`eval_loss` for the loss).
 
