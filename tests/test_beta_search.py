@@ -268,7 +268,7 @@ def test_beta_auto_bad_input_is_one_line(student_dir, teacher_dirs, train_csv, t
         errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
         assert len(errors) == 1 and fragment in errors[0], errors
 
-    with mock.patch("hf_aft.pipeline.with_teacher_features", side_effect=AssertionError("a teacher ran")):
+    with mock.patch("hf_aft.pipeline.with_word_or_teacher_features", side_effect=AssertionError("a teacher ran")):
         fails(args(student_dir, teacher_dirs, train_csv, tmp_path / "a", "--beta", "auto"), "validation split")
         fails(args(student_dir, teacher_dirs, train_csv, tmp_path / "c", "--beta", "auto",
                    "--beta_validation_fraction", "0.5", "--max_steps", "3"), "it needs at least 4 (this run has 3)")
@@ -312,7 +312,7 @@ def test_a_validation_split_that_cannot_choose_beta_is_refused(student_dir, teac
             ("b", data, ["--beta_validation_split", "train"], "'train' is the training split"),
             ("c", data, ["--beta_validation_split", "dev"], "split 'dev' not found"),
             ("d", small, [], "the validation split 'validation' holds 10 examples")):
-        with mock.patch("hf_aft.pipeline.with_teacher_features", side_effect=AssertionError("a teacher ran")):
+        with mock.patch("hf_aft.pipeline.with_word_or_teacher_features", side_effect=AssertionError("a teacher ran")):
             assert main(args(student_dir, teacher_dirs, dataset, tmp_path / name, "--beta", "auto", *extra)) == 2
         errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
         assert len(errors) == 1 and fragment in errors[0], errors

@@ -297,7 +297,7 @@ def test_train_with_group_column_writes_group_results_everywhere(runs, grouped_d
 # ---- 5. refusals, before any teacher runs ----
 @pytest.fixture
 def no_teacher_runs():
-    with mock.patch("hf_aft.pipeline.with_teacher_features", side_effect=AssertionError("a teacher ran")), \
+    with mock.patch("hf_aft.pipeline.with_word_or_teacher_features", side_effect=AssertionError("a teacher ran")), \
             mock.patch("hf_aft.teachers.TextTeacher.load", side_effect=AssertionError("a teacher was loaded")):
         yield
 
