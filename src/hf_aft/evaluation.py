@@ -17,7 +17,7 @@ import torch
 from .data import load_labelled_splits
 from .errors import AFTError, one_line
 from .recipe import read_recipe
-from .targets import MULTI, REGRESSION, SINGLE, TOKEN, with_labels
+from .targets import MULTI, REGRESSION, SINGLE, TOKEN
 from .teachers.loading import teach_token_limit
 from .tokens import encode_padded
 from .words import split_words
@@ -109,8 +109,7 @@ def eval_split(folder: str, dataset_name: str | None = None):
                        "--dataset_name with a test or validation split.")
     targets, label_column = splits.labels, splits.labels.column
     if targets.problem_type == REGRESSION:  # the saved student predicts in the data's units (fold_target_scale)
-        values = targets.values(splits.eval, "eval")
-        encoded = with_labels(splits.eval, label_column, list(values) if values.ndim == 2 else values, targets.feature)
+        encoded = targets.encode(splits.eval, "eval", in_data_units=True)
     else:
         encoded = targets.encode(splits.eval)
     if label_column not in encoded.column_names:  # kept beside `labels`: a group column can name it

@@ -95,25 +95,26 @@ def check_folds(labels, folds: int, problem_type: str = SINGLE) -> None:
 
 def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> tuple[float, float]:
     """Mean and sd of a standardised logistic-regression probe's accuracy over stratified folds."""
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     labels = np.asarray(labels)
     check_folds(labels, folds)
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    scores = cross_val_score(probe, features, labels, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+    scores = cross_val_score(_probe(), features, labels, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
     return float(scores.mean()), float(scores.std())
 
 
-def _fit_predict(train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray) -> np.ndarray:
-    """The ranking's probe (standardised logistic regression, C = 1) fitted and applied: class ids."""
+def _probe():
+    """The ranking's classifier probe: standardised features, logistic regression at C = 1 (scikit-learn)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(train_x, train_y).predict(eval_x)
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+
+
+def _fit_predict(train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray) -> np.ndarray:
+    """`_probe` fitted and applied: class ids."""
+    return _probe().fit(train_x, train_y).predict(eval_x)
 
 
 def word_scores(with_features, rows: list[list[int]], names: list[str], folds: int = 5,

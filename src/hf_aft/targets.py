@@ -308,10 +308,12 @@ class RegressionTargets(ClassNames):
     def check_split(self, dataset: datasets.Dataset, split: str) -> None:
         self.values(dataset, split)
 
-    def encode(self, dataset: datasets.Dataset, split: str = "train") -> datasets.Dataset:
-        values = (self.values(dataset, split) - np.asarray(self.mean)) / np.asarray(self.std)
-        return with_labels(dataset, self.column, list(values.astype(np.float32)) if self.outputs else
-                           values.astype(np.float32), self.feature)
+    def encode(self, dataset: datasets.Dataset, split: str = "train", in_data_units: bool = False) -> datasets.Dataset:
+        """`labels` standardised as for training, or `in_data_units` (what a saved student predicts)."""
+        values = self.values(dataset, split)
+        if not in_data_units:
+            values = ((values - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+        return with_labels(dataset, self.column, list(values) if self.outputs else values, self.feature)
 
 
 def task_description(task: str, problem_type: str) -> str:

@@ -28,7 +28,6 @@ from .images import check_image_column
 from .losses import AdaptiveKernelLoss, build_transfer_loss, check_finite_loss
 from .outputs import check_checkpoint_files, restore_after_resume, save_transfer_files, share_like_other_files
 from .student import StudentFeatureCapture, check_labels_fit, feature_dim, name_labels, wrap_peft
-from .targets import model_problem_type
 from .teachers import display_names
 from .training_rows import check_trainer_inputs, distill_term, labelled_loss, prepare_training_rows, terms_summary
 from .word_batches import TokenCollator, word_pairs, word_transfer
@@ -85,10 +84,10 @@ class AFTTrainer(Trainer):
                 kwargs["data_collator"] = ImageCollator(processing_class, image_column)
         if WORD_POSITIONS in getattr(train_dataset, "column_names", ()) and kwargs.get("data_collator") is None:
             kwargs["data_collator"] = TokenCollator(processing_class)  # labels -100, positions -1, features NaN
-        self.problem_type = model_problem_type(model)
         self.rows = rows = prepare_training_rows(model, args, train_dataset, unlabeled_dataset, text_column,
                                                  image_column, teacher_infos)
         self.teacher_infos, self.teacher_norms, self.distill = rows.teacher_infos, rows.teacher_norms, rows.distill
+        self.problem_type = rows.problem_type  # targets.model_problem_type
 
         super().__init__(model=model, args=args, train_dataset=self.rows.dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, **kwargs)

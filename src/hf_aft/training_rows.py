@@ -19,7 +19,7 @@ from .errors import AFTError
 from .features import FEATURES_COLUMN, TeacherInfo, scan_teacher_features, teacher_infos_of
 from .images import check_image_column
 from .losses import distillation_loss
-from .targets import MULTI, REGRESSION, SINGLE, is_token_model, model_problem_type
+from .targets import MULTI, REGRESSION, SINGLE, TOKEN, model_problem_type
 from .unlabeled import UNLABELED, MixedSampler, join_labelled_unlabeled
 from .word_batches import word_pairs
 from .word_distillation import with_word_targets, word_probe_targets
@@ -101,7 +101,7 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
             scan(unlabeled_dataset, rows.teacher_infos)
     if rows.distill != "none":
         targets = _targets(rows, model, args, train_dataset, unlabeled_dataset, text_column, image_column)
-        attach = with_word_targets if is_token_model(model) else with_targets
+        attach = with_word_targets if rows.problem_type == TOKEN else with_targets
         train_dataset = attach(train_dataset, targets[0])
         unlabeled_dataset = attach(unlabeled_dataset, targets[1]) if has_unlabeled else None
     rows.dataset = join_labelled_unlabeled(as_labels(train_dataset), unlabeled_dataset,
@@ -123,13 +123,13 @@ def _read_columns(model, image_column: str | None) -> set[str]:
 def _targets(rows: TrainingRows, model, args, train_dataset, unlabeled_dataset, text_column, image_column):
     """Log-probability targets for the labelled and the unlabelled rows (None without those)."""
     num_labels = model.config.num_labels
-    if rows.distill == "probe" and is_token_model(model):  # a target per word
+    if rows.distill == "probe" and rows.problem_type == TOKEN:  # a target per word
         fit = word_probe_targets(train_dataset, num_labels, args.seed, unlabeled_dataset)
         rows.probe_accuracy = fit.accuracy
         return fit.labeled, fit.unlabeled
     if rows.distill == "probe":
         fit = probe_targets(as_labels(train_dataset), unlabeled_dataset, num_labels, args.seed,
-                            problem_type=model_problem_type(model))
+                            problem_type=rows.problem_type)
         rows.probe_accuracy, rows.probe_metric = fit.accuracy, fit.metric
         return fit.labeled, fit.unlabeled
     names = [str(model.config.id2label[i]) for i in range(num_labels)]
@@ -156,8 +156,8 @@ def labelled_loss(logits: torch.Tensor, labels: torch.Tensor, accelerator, probl
     return total * world / count.clamp_min(1)
 
 
-def distill_term(logits: torch.Tensor, targets: torch.Tensor, positions: torch.Tensor | None,
-                       temperature: float, problem_type: str) -> torch.Tensor:
+def distill_term(logits: torch.Tensor, targets: torch.Tensor, positions: torch.Tensor | None, temperature: float,
+                 problem_type: str) -> torch.Tensor:
     """The distillation term of a batch (losses.distillation_loss): per row, or for token classification per word,
     the logits at each word's first sub-token ([B, T, classes], `positions` [B, T]) against the word's target
     ([B, W, classes], NaN-padded; word_batches.word_pairs keeps the words that have one)."""
