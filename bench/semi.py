@@ -8,24 +8,30 @@ Per suite, labelled-set size and seed (paired by seed), test accuracy of:
   aft0.1, auto         AFT at a fixed beta / with --beta auto
   distill              probe distillation alone (--transfer none --distill probe)
   aft0.1+distill       AFT + probe distillation
+  setfit               the peer: SetFit's DistillationTrainer (teacher fine-tuned SetFit-style on the labelled rows,
+                       distilled into the student on the unlabelled pool; text suites; `pip install --no-deps
+                       setfit==1.2.0`, which `make bench-setup` does)
 and each training method with `+u`: the same plus the unlabelled pool (--unlabeled_dataset). `+lf0.3` sets
 --labeled_fraction 0.3 (default 0.5; `+lfown`: the two sets' own share, the default before it was measured); `+x2`
-twice the steps; `+ep` the steps hf-aft's default schedule gives with the pool (the suite's epochs over the mixed
-epoch: text 3, vision 8), at least the full run's. Otherwise every run at every size gets the full run's optimizer
-steps (3 epochs of 2,000 texts at batch 32 = 188 for text; 8 epochs of 2,000 images at batch 64 = 256 for vision), so
-unlabelled rows cost no extra steps: compare at equal compute.
+twice the steps; `+t2` / `+w2` a distillation temperature / weight of 2; `+ep` the steps hf-aft's default schedule
+gives with the pool (the suite's epochs over the mixed epoch: text 3, vision 8), at least the full run's. Otherwise
+every run at every size gets the full run's optimizer steps (3 epochs of 2,000 texts at batch 32 = 188 for text; 8
+epochs of 2,000 images at batch 64 = 256 for vision), so unlabelled rows cost no extra steps: compare at equal
+compute.
 
     python bench/semi.py --suite rt --sizes 100,300,1000 --methods stl,probe,distill+u,aft0.1+distill+u
     python bench/semi.py --suite vision --seeds 0 1 2                   # the default methods and sizes
 
 Suites: `rt` (Rotten Tomatoes, the demo's movie-disjoint split, all-mpnet-base-v2 teacher, MiniLM-L6's first 3
 layers as student; the schedule of bench/quality.py), `party` (bench/beta_auto.py's speaker-disjoint convention
-sentences, same teacher and student), `rt-minilm` (Rotten Tomatoes with the all-MiniLM-L6-v2 teacher, whose probe is
-below the fine-tuned student at 2,000 labels: the check that a weak teacher does no harm), `vision` (animal-mnist,
-ImageNet MobileNetV2 teacher, a 4-layer ViT from scratch; bench/vision_quality.py's schedule). The unlabelled pool:
-`--pool` rows (default 2,000) of the corpus that are in neither split (text: from movies / speakers not in the test
-split; vision: images after the test split, exact duplicates removed), labels dropped; the same pool at every size.
-Results append to bench/results/semi.jsonl (reruns skip finished runs); the tables are printed at the end.
+sentences, same teacher and student), `bbc` (BBC News headlines by section, 5 classes, 600 train / 600 test at
+random, the other 896 the pool; same teacher and student), `rt-minilm` (Rotten Tomatoes with the all-MiniLM-L6-v2
+teacher, whose probe is below the fine-tuned student at 2,000 labels: the check that a weak teacher does no harm),
+`vision` (animal-mnist, ImageNet MobileNetV2 teacher, a 4-layer ViT from scratch; bench/vision_quality.py's
+schedule). The unlabelled pool: `--pool` rows (default 2,000; bbc has 896) of the corpus that are in neither split
+(text: from movies / speakers not in the test split; vision: images after the test split, exact duplicates
+removed), labels dropped; the same pool at every size. Results append to bench/results/semi.jsonl (reruns skip
+finished runs); the tables are printed at the end.
 """
 
 from __future__ import annotations
@@ -55,13 +61,14 @@ SIZES = (100, 300, 1000, None)
 METHODS = "stl,probe,distill,aft0.1+distill,distill+u+ep,aft0.1+distill+u+ep"
 STEPS = {"text": 188, "vision": 256}
 DATA = {"rt-minilm": "rt"}  # suites that share another's data and pool
+LABELLED = {"rt": quality.WORK / "data", "party": beta_auto.PARTY, "bbc": beta_auto.BBC,
+            "vision": vision_quality.WORK / "data"}
 TEACHER = {"rt-minilm": "minilm"}  # a weak teacher: its probe is below the fine-tuned student at 2,000 labels
 
 
 def suite_data(suite: str, pool: int) -> tuple[Path, Path]:
     """(labelled DatasetDict folder, unlabelled pool folder) of a suite, made once."""
-    labelled = {"rt": quality.WORK / "data", "party": beta_auto.PARTY, "vision": vision_quality.WORK / "data"}[
-        DATA.get(suite, suite)]
+    labelled = LABELLED[DATA.get(suite, suite)]
     folder = WORK / f"pool-{DATA.get(suite, suite)}-{pool}"
     if not (folder / "dataset_dict.json").exists():
         make_pool(DATA.get(suite, suite), pool).save_to_disk(str(folder))
@@ -76,8 +83,8 @@ def make_pool(suite: str, size: int) -> datasets.DatasetDict:
         return datasets.DatasetDict({"train": rest.remove_columns("label")})
     from hf_aft.demo import rotten_tomatoes
 
-    data = rotten_tomatoes(n_unlabeled=size) if suite == "rt" else beta_auto.party(n_unlabeled=size)
-    saved = datasets.load_from_disk(str(quality.WORK / "data" if suite == "rt" else beta_auto.PARTY))
+    data = {"rt": rotten_tomatoes, "party": beta_auto.party, "bbc": beta_auto.bbc}[suite](n_unlabeled=size)
+    saved = datasets.load_from_disk(str(LABELLED[suite]))
     assert data["train"]["text"] == saved["train"]["text"], "the labelled split differs from the saved one"
     return datasets.DatasetDict({"train": data["unlabeled"]})
 
@@ -104,6 +111,10 @@ def method_args(method: str, pool: Path, own_share: float = 0.5) -> list[str]:
             args += ["--labeled_fraction", token[2:]]
         elif token.startswith("x"):  # x2: twice the full run's optimizer steps (a longer schedule, not equal compute)
             args += ["--steps_factor", token[1:]]
+        elif token.startswith("t") and token[1:].replace(".", "").isdigit():  # t2: --distill_temperature 2
+            args += ["--distill_temperature", token[1:]]
+        elif token.startswith("w") and token[1:].replace(".", "").isdigit():  # w2: --distill_weight 2
+            args += ["--distill_weight", token[1:]]
         elif token == "ep":  # the schedule hf-aft gives with unlabelled rows: the suite's epochs over the mixed epoch
             args += ["--steps_factor", "epochs"]
         else:
@@ -113,7 +124,7 @@ def method_args(method: str, pool: Path, own_share: float = 0.5) -> list[str]:
     return [*args, "--distill", distill]
 
 
-def epoch_steps(kind: str, n: int | None, pool_size: int, labeled_fraction: float = 0.5) -> int:
+def epoch_steps(kind: str, n: int, pool_size: int, labeled_fraction: float = 0.5) -> int:
     """Optimizer steps of the suite's epochs (text 3, vision 8) over labelled + unlabelled rows mixed at
     `labeled_fraction` (hf_aft.unlabeled.epoch_length), as `hf-aft train --unlabeled_dataset` runs by default."""
     import math
@@ -121,7 +132,7 @@ def epoch_steps(kind: str, n: int | None, pool_size: int, labeled_fraction: floa
     from hf_aft.unlabeled import epoch_length
 
     epochs, batch = (3, 32) if kind == "text" else (8, 64)
-    return epochs * math.ceil(epoch_length(n or 2000, pool_size, labeled_fraction) / batch)
+    return epochs * math.ceil(epoch_length(n, pool_size, labeled_fraction) / batch)
 
 
 def probe_accuracy(suite: str, labelled: Path, n: int | None, seed: int) -> float:
@@ -139,30 +150,60 @@ def probe_accuracy(suite: str, labelled: Path, n: int | None, seed: int) -> floa
     return float(probe.score(x["test"], data["test"]["label"]))
 
 
+def setfit_accuracy(suite: str, labelled: Path, pool: Path, n: int | None, seed: int) -> dict:
+    """SetFit's own recipe, the peer (pip `setfit`, its DistillationTrainer): the teacher (the suite's sentence
+    transformer) fine-tuned SetFit-style on the labelled rows (contrastive pairs, then a logistic-regression head),
+    then distilled into the student's body on the unlabelled pool (pairs whose target is the teacher's cosine
+    similarity) and the student's head fitted on the teacher's predicted labels of the pool. Test accuracy of the
+    student and of the fine-tuned teacher."""
+    from setfit import DistillationTrainer, SetFitModel, Trainer, TrainingArguments
+
+    data = datasets.load_from_disk(str(beta_auto.subset(labelled, n)))
+    unlabeled = datasets.load_from_disk(str(pool))["train"]
+    torch.manual_seed(seed)
+    teacher = SetFitModel.from_pretrained(str(quality.teacher_paths(TEACHER.get(suite, "mpnet"))[0]))
+    # num_iterations 5 (SetFit's default 20 pairs per row is 4x the CPU time; 5 pairs per row and side here)
+    teacher_args = TrainingArguments(batch_size=16, num_epochs=1, num_iterations=5, max_length=64, seed=seed)
+    Trainer(model=teacher, args=teacher_args, train_dataset=data["train"]).train()
+    student_init = quality.truncated_student(quality.minilm_path(), quality.WORK / "student-init-3l", layers=3)
+    student = SetFitModel.from_pretrained(str(student_init))
+    student_args = TrainingArguments(batch_size=16, num_epochs=1, num_iterations=5, max_length=64, seed=seed)
+    DistillationTrainer(teacher_model=teacher, student_model=student, args=student_args,
+                        train_dataset=unlabeled).train()
+    test = data["test"]
+    score = {name: float(np.mean(np.asarray(model.predict(test["text"])) == np.asarray(test["label"])))
+             for name, model in (("student", student), ("teacher", teacher))}
+    return {"accuracy": score["student"], "setfit_teacher_accuracy": score["teacher"]}
+
+
 def run(suite: str, method: str, seed: int, n: int | None, pool_size: int) -> dict:
     labelled, pool = suite_data(suite, pool_size)
+    pool_rows = datasets.load_from_disk(str(pool))["train"].num_rows  # bbc's corpus has fewer than --pool
     start = time.perf_counter()
     if method == "probe":
         row = {"accuracy": probe_accuracy(suite, labelled, n, seed)}
+    elif method == "setfit":
+        row = setfit_accuracy(suite, labelled, pool, n, seed)
     else:
         kind = "vision" if suite == "vision" else "text"
         base = beta_auto.suite_args({"rt": "mpnet", "rt-minilm": "minilm"}.get(suite, suite), seed, n)
         out = WORK / "runs" / f"{suite}-{method}-{seed}-{n or 'all'}"
-        own_share = (n or 2000) / ((n or 2000) + pool_size)
+        rows = n or datasets.load_from_disk(str(labelled))["train"].num_rows
+        own_share = rows / (rows + pool_rows)
         args = [*base, *method_args(method, pool, own_share), "--seed", str(seed), "--save_strategy", "no",
                 "--report_to", "none", "--logging_steps", "50", "--disable_tqdm", "true", "--overwrite_output_dir",
                 "--output_dir", str(out), "--max_steps", str(STEPS[kind]), "--skip_cost_report", "true"]
         factor = args.pop(args.index("--steps_factor") + 1) if "--steps_factor" in args else "1"
         if factor != "1":
             args.remove("--steps_factor")
-            steps = epoch_steps(kind, n, pool_size) if factor == "epochs" else round(float(factor) * STEPS[kind])
+            steps = epoch_steps(kind, rows, pool_rows) if factor == "epochs" else round(float(factor) * STEPS[kind])
             args[args.index("--max_steps") + 1] = str(max(steps, STEPS[kind]))
         if n is not None and n < 150 and "--beta" in args and args[args.index("--beta") + 1] == "auto":
             args += ["--beta_validation_fraction", "0.2"]  # at least 20 held-out examples (as bench/beta_auto.py)
         summary = train(args)
         row = {"accuracy": summary["eval"]["eval_accuracy"], "beta": summary["beta"],
                "terms": summary.get("terms"), "train_s": summary["train"]["train_runtime"]}
-    return {"suite": suite, "method": method, "seed": seed, "n": n, "pool": pool_size,
+    return {"suite": suite, "method": method, "seed": seed, "n": n, "pool": pool_size, "pool_rows": pool_rows,
             "wall_s": time.perf_counter() - start, **row}
 
 
@@ -200,7 +241,7 @@ def table(rows: list[dict], methods: list[str]) -> str:
 
 
 def uses_pool(method: str) -> bool:
-    return "u" in method.split("+")
+    return "u" in method.split("+") or method == "setfit"
 
 
 def same_run(row: dict, suite: str, method: str, seed: int, n: int | None, pool: int) -> bool:
@@ -221,7 +262,8 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     quality.prepare_workdir()
-    made = ((vision_quality.WORK / "data", vision_quality.animal_mnist), (beta_auto.PARTY, beta_auto.party))
+    made = ((vision_quality.WORK / "data", vision_quality.animal_mnist), (beta_auto.PARTY, beta_auto.party),
+            (beta_auto.BBC, beta_auto.bbc))
     for folder, make in made:
         if not (folder / "dataset_dict.json").exists():
             folder.parent.mkdir(parents=True, exist_ok=True)
