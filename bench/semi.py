@@ -163,11 +163,14 @@ def setfit_accuracy(suite: str, labelled: Path, pool: Path, n: int | None, seed:
     torch.manual_seed(seed)
     teacher = SetFitModel.from_pretrained(str(quality.teacher_paths(TEACHER.get(suite, "mpnet"))[0]))
     # num_iterations 5 (SetFit's default 20 pairs per row is 4x the CPU time; 5 pairs per row and side here)
-    teacher_args = TrainingArguments(batch_size=16, num_epochs=1, num_iterations=5, max_length=64, seed=seed)
+    out = WORK / "runs" / f"{suite}-setfit-{seed}-{n or 'all'}"  # SetFit's checkpoints (its default: ./checkpoints)
+    teacher_args = TrainingArguments(batch_size=16, num_epochs=1, num_iterations=5, max_length=64, seed=seed,
+                                     output_dir=str(out / "teacher"))
     Trainer(model=teacher, args=teacher_args, train_dataset=data["train"]).train()
     student_init = quality.truncated_student(quality.minilm_path(), quality.WORK / "student-init-3l", layers=3)
     student = SetFitModel.from_pretrained(str(student_init))
-    student_args = TrainingArguments(batch_size=16, num_epochs=1, num_iterations=5, max_length=64, seed=seed)
+    student_args = TrainingArguments(batch_size=16, num_epochs=1, num_iterations=5, max_length=64, seed=seed,
+                                     output_dir=str(out / "student"))
     DistillationTrainer(teacher_model=teacher, student_model=student, args=student_args,
                         train_dataset=unlabeled).train()
     test = data["test"]
