@@ -15,9 +15,17 @@ teacher dtype bfloat16 on CUDA and float32 on CPU. Reported: real (unpadded) tok
 per second over the device's measured matmul peak (bf16 8192^3 on CUDA, float32 2048^3 on CPU, at the same thread
 count). FLOPs are counted analytically on the real tokens: 2 x (weights of every nn.Linear but the pooler) per token
 plus 4 x L^2 x hidden per layer and sequence (dense attention; a causal kernel may skip half of that term).
-Training: the 3-layer MiniLM student (`--small`: a 1-layer random BERT) with transfer `aft` vs `none` (STL) on the same
-batches (32 texts), runs alternating over `--rounds`, median step time (on_step_begin -> on_step_end, synchronised
-on CUDA) after 2 warm-up steps. JSON goes to bench/results/gpu.json.
+Training: the 3-layer MiniLM student (`--small`: a 1-layer random BERT) with transfer `aft`, `none` (STL) and AFT +
+probe distillation + unlabelled rows (`--distill probe`, an unlabelled pool as large as the labelled rows, half of
+each batch) on the same labelled batches (32 texts), runs alternating over `--rounds`, median step time
+(on_step_begin -> on_step_end, synchronised on CUDA) after 2 warm-up steps. JSON goes to bench/results/gpu.json.
+
+On a machine without the real models (a lent GPU machine takes 64 MiB of files), `--skeletons DIR` runs the same
+models' architectures with random weights: speed does not depend on the weights' values. Make DIR here (a few MB:
+each model's config and tokenizer, and the texts), then carry it:
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/gpu.py --make_skeletons .gpu/skeletons
+    python bench/gpu.py --skeletons .gpu/skeletons [--scale]
 
 At scale (issue 24), a separate invocation that fits one 10-minute device call:
 
@@ -54,6 +62,10 @@ from hf_aft import AFTConfig, AFTTrainer, extract_teacher_features
 
 RESULTS = Path(__file__).parent / "results"
 WORDS = "good great fine fun love best bad awful dull boring worst hate movie film plot actor story the a is".split()
+
+
+def to_json(value):
+    return str(value) if isinstance(value, Path) else float(value)
 
 
 def sync(device: torch.device) -> None:
@@ -122,7 +134,51 @@ def real_models(folder: Path) -> dict[str, str]:
             "student": str(truncated_student(minilm_path(), folder / "student", layers=3))}
 
 
-def texts_for(small: bool, n: int) -> datasets.Dataset:
+def make_skeletons(folder: Path) -> None:
+    """Each real model's config and tokenizer (no weights) and the benchmark's texts, for `--skeletons`."""
+    from transformers import AutoConfig
+
+    from hf_aft.demo import minilm_path, rotten_tomatoes
+    from hf_aft.teachers.spec import split_gguf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        models = real_models(Path(tmp))
+        models = {"all-mpnet-base-v2": models["all-mpnet-base-v2"], "SmolLM2-135M": models["SmolLM2-135M (GGUF)"],
+                  "student": models["student"], "all-MiniLM-L6-v2": str(minilm_path())}
+        for name, spec in models.items():
+            source, gguf_file = split_gguf(spec)
+            options = {"gguf_file": gguf_file} if gguf_file else {}
+            AutoConfig.from_pretrained(source, **options).save_pretrained(folder / name)
+            AutoTokenizer.from_pretrained(source, **options).save_pretrained(folder / name)
+    texts = {"train": list(rotten_tomatoes(4096, 100, seed=0)["train"]["text"]),
+             "corpus": list(rotten_tomatoes(n_unlabeled=0)["train"]["text"])}
+    (folder / "texts.json").write_text(json.dumps(texts))
+
+
+def skeleton_models(skeletons: Path, folder: Path) -> dict[str, str]:
+    """The skeletons' models with random weights (seed 0), saved under `folder`: name -> path."""
+    from transformers import AutoConfig, AutoModel
+
+    paths = {}
+    for config_file in sorted(skeletons.glob("*/config.json")):
+        name, path = config_file.parent.name, folder / config_file.parent.name
+        config = AutoConfig.from_pretrained(config_file.parent)
+        torch.manual_seed(0)
+        model = (AutoModelForSequenceClassification if name == "student" else AutoModel).from_config(config)
+        model.save_pretrained(path)
+        AutoTokenizer.from_pretrained(config_file.parent).save_pretrained(path)
+        paths[name] = str(path)
+    return paths
+
+
+def skeleton_texts(skeletons: Path, part: str) -> list[str]:
+    return json.loads((skeletons / "texts.json").read_text())[part]
+
+
+def texts_for(small: bool, n: int, skeletons: Path | None = None) -> datasets.Dataset:
+    if skeletons:
+        texts = skeleton_texts(skeletons, "train")[:n]
+        return datasets.Dataset.from_dict({"text": texts, "label": [i % 2 for i in range(len(texts))]})
     if small:
         rng = np.random.default_rng(0)
         texts = [" ".join(rng.choice(WORDS, rng.integers(3, 30))) for _ in range(n)]
@@ -178,16 +234,23 @@ class StepClock(TrainerCallback):
         self.steps.append(time.perf_counter() - self.begin)
 
 
-def step_times(transfer: str, student: str, data, steps: int, device, work: Path) -> list[float]:
+RECIPES = {"none": ("none", "none"), "aft": ("aft", "none"), "aft+distill+u": ("aft", "probe")}  # transfer, distill
+
+
+def step_times(recipe: str, student: str, data, pool, steps: int, device, work: Path) -> list[float]:
+    """Step times of one run: `recipe` in RECIPES; "+u" adds `pool` (unlabelled rows, half of each batch)."""
     transformers.set_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(student, num_labels=2)
-    args = AFTConfig(output_dir=str(work / "out"), transfer=transfer, beta=0.1, report_to="none", save_strategy="no",
-                     max_steps=steps, logging_steps=10_000, disable_tqdm=True, per_device_train_batch_size=32,
-                     dataloader_num_workers=0, seed=0, bf16=device.type == "cuda", use_cpu=device.type == "cpu")
+    transfer, distill = RECIPES[recipe]
+    args = AFTConfig(output_dir=str(work / "out"), transfer=transfer, distill=distill, beta=0.1, report_to="none",
+                     save_strategy="no", max_steps=steps, logging_steps=10_000, disable_tqdm=True,
+                     per_device_train_batch_size=32, dataloader_num_workers=0, seed=0, bf16=device.type == "cuda",
+                     use_cpu=device.type == "cpu")
     clock = StepClock(device)
     train = data.remove_columns("teacher_features") if transfer == "none" else data
+    unlabeled = pool if recipe.endswith("+u") else None
     with contextlib.redirect_stdout(io.StringIO()):
-        AFTTrainer(model=model, args=args, train_dataset=train, callbacks=[clock]).train()
+        AFTTrainer(model=model, args=args, train_dataset=train, unlabeled_dataset=unlabeled, callbacks=[clock]).train()
     return clock.steps[2:]
 
 
@@ -224,7 +287,7 @@ def peer_seconds(spec: str, data, batch: int, args, device) -> float:
 
 
 def scale(args, device, peak: float, where: str) -> None:
-    from resume import corpus
+    from resume import corpus, numbered
 
     names = ["mpnet (tiny random)"] if args.small else ["all-MiniLM-L6-v2", "all-mpnet-base-v2"]
     results = []
@@ -232,6 +295,12 @@ def scale(args, device, peak: float, where: str) -> None:
         work = Path(tmp)
         if args.small:
             paths, biggest = tiny_models(work / "models"), texts_for(True, max(args.scale_rows))
+        elif args.skeletons:
+            paths = skeleton_models(args.skeletons, work / "models")
+            names = [f"{name} (random weights)" for name in names]
+            paths = {f"{name} (random weights)": path for name, path in paths.items()}
+            texts = numbered(skeleton_texts(args.skeletons, "corpus"), max(args.scale_rows))
+            biggest = datasets.Dataset.from_dict({"text": texts})
         else:
             from quality import mpnet_path
 
@@ -253,6 +322,8 @@ def scale(args, device, peak: float, where: str) -> None:
                 peer = peer_seconds(paths[name], data, batch, args, device)
                 results.append({**row, "rows": rows, "batch": batch, "device_peak_mib": memory,
                                 "peer_s": peer, "over_peer": peer / row["seconds"]})
+                print(f"{name}: {rows} rows at batch {batch} in {row['seconds']:.1f} s "
+                      f"(sentence-transformers {peer:.1f} s)", file=sys.stderr, flush=True)
     print(f"\n### Teacher extraction at scale on {where}: max length {args.max_length}, "
           f"{'bfloat16' if device.type == 'cuda' else 'float32'}; matmul peak {peak / 1e12:.3f} TFLOP/s\n")
     print("| teacher | attention | largest batch | rows | rows/s | real tokens/s | of matmul peak | device peak MiB | "
@@ -264,8 +335,8 @@ def scale(args, device, peak: float, where: str) -> None:
               f"{r['tokens_per_s']:.0f} | {r['of_peak']:.1%} | {memory} | {r['over_peer']:.2f}x |")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "gpu_scale.json").write_text(json.dumps({"args": vars(args), "device": where, "matmul_peak": peak,
-                                                        "rows": results}, indent=2, default=float))
-    if not args.small:  # a pass killed at 50% and resumed, on this device
+                                                        "rows": results}, indent=2, default=to_json))
+    if not (args.small or args.skeletons):  # a pass killed at 50% and resumed, on this device
         subprocess.run([sys.executable, str(Path(__file__).parent / "resume.py"), "--rows", "200000"], check=True)
 
 
@@ -281,8 +352,13 @@ def main() -> None:
     parser.add_argument("--scale", action="store_true", help="only the at-scale part (see above)")
     parser.add_argument("--scale_rows", type=lambda v: [int(n) for n in v.split(",")], default=None,
                         help="comma-separated (default 10000,100000,1000000; --small 64,256)")
+    parser.add_argument("--skeletons", type=Path, default=None,
+                        help="the real models' architectures with random weights, from DIR (see above)")
+    parser.add_argument("--make_skeletons", type=Path, default=None, help="write DIR for --skeletons and stop")
     parser.add_argument("--max_batch", type=int, default=None, help="largest batch tried (default 8192, --small 32)")
     args = parser.parse_args()
+    if args.make_skeletons:
+        return make_skeletons(args.make_skeletons)
     args.scale_rows = args.scale_rows or ([64, 256] if args.small else [10_000, 100_000, 1_000_000])
     args.max_batch = args.max_batch or (32 if args.small else 8192)
     args.n = args.n or (64 if args.small else 4096)
@@ -301,20 +377,27 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        models = tiny_models(work / "models") if args.small else real_models(work)
+        models = (tiny_models(work / "models") if args.small else real_models(work) if not args.skeletons
+                  else skeleton_models(args.skeletons, work / "models"))
         student = models.pop("student")
-        data = texts_for(args.small, args.n)
+        if args.skeletons:
+            models = {f"{name} (random weights)": models[name] for name in ("all-mpnet-base-v2", "SmolLM2-135M")}
+        data = texts_for(args.small, args.n, args.skeletons)
         rows = [extraction(name, spec, data, args, device, peak, work) for name, spec in models.items()]
 
         tokenizer = AutoTokenizer.from_pretrained(student)
-        train = data.map(lambda b: tokenizer(b["text"], padding="max_length", truncation=True, max_length=64),
-                         batched=True).select(range(min(len(data), 32 * args.steps)))
-        train = extract_teacher_features(train, next(iter(models.values())), max_length=64, device=device,
-                                         cache_dir=work / "train-cache")
-        steps = {"none": [], "aft": []}
+        tokens = data.map(lambda b: tokenizer(b["text"], padding="max_length", truncation=True, max_length=64),
+                          batched=True)
+        tokens = extract_teacher_features(tokens, next(iter(models.values())), max_length=64, device=device,
+                                          cache_dir=work / "train-cache")
+        train = tokens.select(range(min(len(data) // 2, 32 * args.steps)))
+        labelled = set(train["text"])  # the pool: other texts, no label (hf-aft refuses a labelled text in it)
+        pool = tokens.select(range(len(train), len(tokens))).filter(lambda row: row["text"] not in labelled)
+        pool = pool.remove_columns("label")
+        steps = {recipe: [] for recipe in RECIPES}
         for r in range(args.rounds):
-            for transfer in (("none", "aft") if r % 2 == 0 else ("aft", "none")):
-                steps[transfer] += step_times(transfer, student, train, args.steps, device, work)
+            for recipe in (list(RECIPES) if r % 2 == 0 else list(RECIPES)[::-1]):
+                steps[recipe] += step_times(recipe, student, train, pool, args.steps, device, work)
 
     print(f"\n### Teacher extraction on {where}: {args.n} texts, batch {args.batch}, max length {args.max_length}, "
           f"teacher dtype {'bfloat16' if device.type == 'cuda' else 'float32'}; matmul peak {peak / 1e12:.3f} "
@@ -325,16 +408,17 @@ def main() -> None:
     for row in rows:
         print(f"| {row['teacher']} | {row['attention']} | {row['tokens']} | {row['seconds']:.2f} | "
               f"{row['load_s']:.2f} | {row['tokens_per_s']:.0f} | {row['of_peak']:.1%} | {row['of_peak_whole']:.1%} |")
-    stl, aft = statistics.median(steps["none"]), statistics.median(steps["aft"])
+    medians = {recipe: statistics.median(times) for recipe, times in steps.items()}
     print(f"\n### Training step on {where}: batch 32 x 64 tokens, {args.rounds} alternating rounds, "
-          f"{len(steps['aft'])} timed steps each\n")
+          f"{len(steps['aft'])} timed steps each; +u: {len(pool)} unlabelled rows, half of each batch\n")
     print("| transfer | step median (ms) | / STL |")
     print("|---|---:|---:|")
-    print(f"| none (STL) | {1000 * stl:.1f} | 1.000 |")
-    print(f"| aft | {1000 * aft:.1f} | {aft / stl:.3f} |")
+    names = {"none": "none (STL)", "aft": "aft", "aft+distill+u": "aft + probe distillation + unlabelled"}
+    for recipe, median in medians.items():
+        print(f"| {names[recipe]} | {1000 * median:.1f} | {median / medians['none']:.3f} |")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "gpu.json").write_text(json.dumps({"args": vars(args), "device": where, "matmul_peak": peak,
-                                                  "extraction": rows, "steps_s": steps}, indent=2, default=float))
+                                                  "extraction": rows, "steps_s": steps}, indent=2, default=to_json))
 
 
 if __name__ == "__main__":

@@ -39,9 +39,14 @@ extract_teacher_features(datasets.load_from_disk(sys.argv[1]), [sys.argv[2]], ca
 """
 
 
+def numbered(texts: list[str], rows: int) -> list[str]:
+    """`rows` distinct texts: `texts` repeated, each repeat numbered."""
+    return [f"{texts[i % len(texts)]} ({i // len(texts)})" for i in range(rows)]
+
+
 def corpus(rows: int, folder: Path) -> Path:
     texts = rotten_tomatoes(n_unlabeled=0)["train"]["text"]
-    data = datasets.Dataset.from_dict({"text": [f"{texts[i % len(texts)]} ({i // len(texts)})" for i in range(rows)]})
+    data = datasets.Dataset.from_dict({"text": numbered(texts, rows)})
     data.save_to_disk(str(folder))
     return folder
 
