@@ -58,6 +58,7 @@ def test_recipe_reruns_the_same_student_from_cached_features(aft_run, teacher_di
     assert "token" not in text and "hf_notARealToken" not in text
     assert recipe["teachers"] == [str(teacher_dirs[0])] and recipe["seed"] == 3 and recipe["learning_rate"] == 1e-3
     assert "output_dir" not in recipe and "fingerprint" in text  # split fingerprints in the header comments
+    assert recipe["distill"] == "probe"  # what --distill auto resolved to: a rerun does not depend on that default
 
     rerun = tmp_path / "rerun"
     with mock.patch("hf_aft.teachers.TextTeacher.load", side_effect=AssertionError("a teacher was loaded")):

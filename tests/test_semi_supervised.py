@@ -225,6 +225,28 @@ def test_probe_targets_are_out_of_fold_with_the_real_probe():
     assert (np.exp(fit.unlabeled[np.arange(4), labels[:4]]) > 0.8).all()  # the full probe knows rows 0-3
 
 
+@pytest.mark.parametrize("transfer, unlabeled, expected", [("aft", False, "probe"), ("kd", False, "probe"),
+                                                            ("none", False, "none"), ("none", True, "probe")])
+def test_distill_auto_is_the_probe_beside_a_term_and_off_for_plain_fine_tuning(transfer, unlabeled, expected):
+    # The measured default (docs/guides/unlabelled-data.md): the STL baseline, --transfer none alone, stays plain.
+    assert AFTConfig(output_dir="o", transfer=transfer).resolved_distill(unlabeled) == expected
+    assert AFTConfig(output_dir="o", transfer=transfer, distill="none").resolved_distill(unlabeled) == "none"
+
+
+def test_distill_auto_steps_aside_when_the_labels_cannot_cross_fit_a_probe(student_dir, tmp_path, labelled, caplog):
+    one_row_of_class_1 = labelled.select([i for i, y in enumerate(labelled["label"]) if y == 0][:7]
+                                         + [labelled["label"].index(1)])
+    with caplog.at_level("WARNING", logger="hf_aft.training_rows"):
+        trainer = make_trainer(student_dir, tmp_path, one_row_of_class_1, None)
+    assert trainer.rows.distill == "none" and "distill_targets" not in trainer.train_dataset.column_names
+    assert "probe distillation (--distill auto) is off for this run" in caplog.text
+    trainer.train()
+    steps = [log for log in loss_logs(trainer) if "loss" in log]
+    assert steps and all("distill_loss" not in log and "transfer_loss" in log for log in steps)
+    with pytest.raises(AFTError, match="at least 2 classes with 2 or more"):  # asked for by name: refused
+        make_trainer(student_dir, tmp_path, one_row_of_class_1, None, distill="probe")
+
+
 # ---------------------------------------------------------------- 4. the probe cache
 def test_a_class_with_one_labelled_row_gets_no_target_and_the_term_skips_it():
     # --beta auto's held-out split can leave one row of a class: that row has no honest out-of-fold target.

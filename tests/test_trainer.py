@@ -108,7 +108,8 @@ def _transfer_term(trainer, batch) -> float:
 
 
 def test_beta_zero_trains_exactly_the_plain_fine_tuning_student(student_dir, tmp_path, train_set):
-    aft = make_trainer(student_dir, tmp_path / "aft", train_set, beta=0.0)
+    # The paper's loss (--distill none); by default beta 0 keeps probe distillation, tested in test_semi_supervised.
+    aft = make_trainer(student_dir, tmp_path / "aft", train_set, beta=0.0, distill="none")
     stl = make_trainer(student_dir, tmp_path / "stl", train_set, transfer="none")
     aft.train()
     stl.train()

@@ -192,8 +192,8 @@ class AFTConfig(TrainingArguments, TeacherArguments):
             KL(target || student)` (Hinton et al., 2015) on every row of the batch, labelled or not. `probe`: the
             target is the teachers' linear probe (logistic regression on the cached teacher features; out-of-fold for
             labelled rows, so no row's target comes from a probe that saw its label); `logits`: the logits of a
-            task-tuned teacher (`distill_teacher`); `none`: off; `auto`: `probe` when unlabelled data is given, else
-            `none` (docs/guides/unlabelled-data.md).
+            task-tuned teacher (`distill_teacher`); `none`: off (the paper's loss); `auto`: `probe`, but `none` for
+            `transfer="none"` without unlabelled data (the STL baseline) (docs/guides/unlabelled-data.md).
         distill_weight (`float`, *optional*, defaults to `1.0`):
             alpha: the weight of the distillation term.
         distill_temperature (`float`, *optional*, defaults to `1.0`):
@@ -258,9 +258,9 @@ class AFTConfig(TrainingArguments, TeacherArguments):
     distill: Distill = field(
         default="auto",
         metadata={"help": "Not in the paper: add distill_weight * T^2 * KL(target || student) on every row. probe: "
-                  "the target is the teachers' linear probe on the cached features (out-of-fold for labelled rows); "
-                  "logits: a task-tuned --distill_teacher; none: off; auto: probe with --unlabeled_dataset, else "
-                  "none."},
+                  "the teachers' linear probe on the cached features (out-of-fold for labelled rows); logits: a "
+                  "task-tuned --distill_teacher; none: the paper's loss; auto: probe, but none for --transfer none "
+                  "alone."},
     )
     distill_weight: float = field(default=1.0, metadata={"help": "alpha, the weight of the distillation term."})
     distill_temperature: float = field(
@@ -328,9 +328,10 @@ class AFTConfig(TrainingArguments, TeacherArguments):
             self.distill = "logits"
 
     def resolved_distill(self, has_unlabeled: bool) -> str:
-        """The distillation actually used: `auto` is `probe` with unlabelled data, else `none`."""
+        """The distillation asked for: `auto` is `probe`, but `none` for `transfer="none"` without unlabelled data
+        (plain fine-tuning). Too few labelled rows for a probe turn `auto` off later (training_rows.py)."""
         if self.distill == "auto":
-            return "probe" if has_unlabeled else "none"
+            return "probe" if has_unlabeled or self.transfer != "none" else "none"
         return self.distill
 
     def needs_teacher_features(self, has_unlabeled: bool = False) -> bool:

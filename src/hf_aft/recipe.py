@@ -4,7 +4,8 @@ The recipe is built from the parsed dataclasses (`ScriptArguments`, `AFTConfig`,
 differs from what the same dataclass holds when nothing is given, plus the essentials (student, dataset and columns,
 teachers, transfer, beta, seed, schedule). Its keys are flag names. Teachers are pinned: a Hub teacher as `id@sha`
 (the commit its features came from), a local folder by its path (its content hash is in `audit.json`). After
-`--beta auto` the recipe says `beta: <chosen>`, so a rerun trains once. Tokens are never written (`hub_token` and any
+`--beta auto` the recipe says `beta: <chosen>`, so a rerun trains once; `--distill auto` is written as what it
+resolved to (`probe` or `none`). Tokens are never written (`hub_token` and any
 field whose name holds `token`), nor the options that only say where the run went (output dir, push, resume).
 
     hf-aft train --config OUT/recipe.yaml --output_dir NEW    # the same run again (same features, from the cache)
@@ -90,11 +91,14 @@ def options_of(*parsed) -> dict:
     return recipe
 
 
-def build_recipe(script_args, config, peft_args=None, infos=None) -> dict:
-    """The recipe of a finished run (`infos`: the teachers' `TeacherInfo`, for their resolved revisions)."""
+def build_recipe(script_args, config, peft_args=None, infos=None, distill: str | None = None) -> dict:
+    """The recipe of a finished run (`infos`: the teachers' `TeacherInfo`, for their resolved revisions; `distill`:
+    the distillation the run used, `--distill auto` resolved, so that a rerun does not depend on that default)."""
     recipe = options_of(script_args, config, peft_args)
     recipe["teachers"] = pinned_teachers(config.teachers, infos)
     recipe["beta"] = float(config.beta)  # after --beta auto: the chosen beta
+    if distill:
+        recipe["distill"] = distill
     for name in ("beta_validation_split", "beta_validation_fraction"):  # only --beta auto uses them; beta is fixed now
         recipe.pop(name, None)
     if not recipe.get("use_peft"):

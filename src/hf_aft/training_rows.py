@@ -8,6 +8,7 @@ summary and `transfer_summary.json` print.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import torch
@@ -25,6 +26,8 @@ from .word_batches import word_pairs
 from .word_distillation import with_word_targets, word_probe_targets
 from .word_features import is_word_features, scan_word_features, with_word_or_teacher_features
 from .words import WORD_POSITIONS
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -99,8 +102,8 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
             unlabeled_dataset = with_word_or_teacher_features(unlabeled_dataset, args, text_column, image_column,
                                                               device=args.device)
             scan(unlabeled_dataset, rows.teacher_infos)
-    if rows.distill != "none":
-        targets = _targets(rows, model, args, train_dataset, unlabeled_dataset, text_column, image_column)
+    targets = _targets_or_fallback(rows, model, args, train_dataset, unlabeled_dataset, text_column, image_column)
+    if targets is not None:
         attach = with_word_targets if rows.problem_type == TOKEN else with_targets
         train_dataset = attach(train_dataset, targets[0])
         unlabeled_dataset = attach(unlabeled_dataset, targets[1]) if has_unlabeled else None
@@ -118,6 +121,22 @@ def _read_columns(model, image_column: str | None) -> set[str]:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return {*inspect.signature(base.forward).parameters, FEATURES_COLUMN, TARGETS_COLUMN, WORD_POSITIONS,
             image_column or FEATURES_COLUMN}
+
+
+def _targets_or_fallback(rows: TrainingRows, model, args, *datasets_and_columns):
+    """`_targets`, or None when no distillation term is on. With `distill="auto"` beside a term that reads the rows
+    without it (a transfer term), labelled rows too few to cross-fit a probe turn the term off with a warning
+    instead of refusing the run: the user asked for no distillation."""
+    if rows.distill == "none":
+        return None
+    try:
+        return _targets(rows, model, args, *datasets_and_columns)
+    except AFTError as error:
+        if not (args.distill == "auto" and rows.distill == "probe" and args.transfer != "none"):
+            raise
+        logger.warning("probe distillation (--distill auto) is off for this run: %s", error)
+        rows.distill = "none"
+        return None
 
 
 def _targets(rows: TrainingRows, model, args, train_dataset, unlabeled_dataset, text_column, image_column):
