@@ -16,9 +16,9 @@ per second over the device's measured matmul peak (bf16 8192^3 on CUDA, float32 
 count). FLOPs are counted analytically on the real tokens: 2 x (weights of every nn.Linear but the pooler) per token
 plus 4 x L^2 x hidden per layer and sequence (dense attention; a causal kernel may skip half of that term).
 Training: the 3-layer MiniLM student (`--small`: a 1-layer random BERT) with transfer `aft`, `none` (STL) and AFT +
-probe distillation + unlabelled rows (`--distill probe`, an unlabelled pool as large as the labelled rows, half of
-each batch) on the same labelled batches (32 texts), runs alternating over `--rounds`, median step time
-(on_step_begin -> on_step_end, synchronised on CUDA) after 2 warm-up steps. JSON goes to bench/results/gpu.json.
+probe distillation + unlabelled rows (`--distill probe`, the other texts as the pool, half of each batch) on the
+same labelled batches (32 texts), runs alternating over `--rounds`, median step time (on_step_begin -> on_step_end,
+synchronised on CUDA) after 2 warm-up steps. JSON goes to bench/results/gpu.json (not with `--small`).
 
 On a machine without the real models (a lent GPU machine takes 64 MiB of files), `--skeletons DIR` runs the same
 models' architectures with random weights: speed does not depend on the weights' values. Make DIR here (a few MB:
@@ -66,6 +66,13 @@ WORDS = "good great fine fun love best bad awful dull boring worst hate movie fi
 
 def to_json(value):
     return str(value) if isinstance(value, Path) else float(value)
+
+
+def save(args, name: str, result: dict) -> None:
+    """The results JSON, except for `--small` (a check that the script runs, not a measurement to keep)."""
+    if not args.small:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / name).write_text(json.dumps(result, indent=2, default=to_json))
 
 
 def sync(device: torch.device) -> None:
@@ -333,9 +340,7 @@ def scale(args, device, peak: float, where: str) -> None:
         memory = f"{r['device_peak_mib']:.0f}" if r["device_peak_mib"] is not None else "-"
         print(f"| {r['teacher']} | {r['attention']} | {r['batch']} | {r['rows']:,} | {r['rows'] / r['seconds']:.0f} | "
               f"{r['tokens_per_s']:.0f} | {r['of_peak']:.1%} | {memory} | {r['over_peer']:.2f}x |")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "gpu_scale.json").write_text(json.dumps({"args": vars(args), "device": where, "matmul_peak": peak,
-                                                        "rows": results}, indent=2, default=to_json))
+    save(args, "gpu_scale.json", {"args": vars(args), "device": where, "matmul_peak": peak, "rows": results})
     if not (args.small or args.skeletons):  # a pass killed at 50% and resumed, on this device
         subprocess.run([sys.executable, str(Path(__file__).parent / "resume.py"), "--rows", "200000"], check=True)
 
@@ -416,9 +421,8 @@ def main() -> None:
     names = {"none": "none (STL)", "aft": "aft", "aft+distill+u": "aft + probe distillation + unlabelled"}
     for recipe, median in medians.items():
         print(f"| {names[recipe]} | {1000 * median:.1f} | {median / medians['none']:.3f} |")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "gpu.json").write_text(json.dumps({"args": vars(args), "device": where, "matmul_peak": peak,
-                                                  "extraction": rows, "steps_s": steps}, indent=2, default=to_json))
+    save(args, "gpu.json", {"args": vars(args), "device": where, "matmul_peak": peak, "extraction": rows,
+                            "steps_s": steps})
 
 
 if __name__ == "__main__":
