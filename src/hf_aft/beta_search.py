@@ -5,8 +5,8 @@ steps on top of that run.
 Candidates: `DEFAULT_GRID` = (0, 0.1, 0.3, 1, 3, 10), the range where the benchmarks found the optimum (text 0.1-0.3,
 images 1; docs/guides/choosing-beta.md); beta = 0 is plain fine-tuning (probe distillation alone when `distill` is
 on, as by default). Each candidate is an `AFTTrainer` run on the training part with the final run's schedule (its
-steps, warmup and learning-rate decay), stopped, checkpointed and scored on the validation split at two rungs, `RUNGS` = 1/8 and 1/2 of the steps (successive halving: Jamieson and
-Talwalkar, AISTATS 2016; Li et al., MLSys 2020):
+steps, warmup and learning-rate decay), stopped, checkpointed and scored on the validation split at two rungs,
+`RUNGS` = 1/8 and 1/2 of the steps (successive halving: Jamieson and Talwalkar, AISTATS 2016; Li et al., MLSys 2020):
 1. Rung 1: the default 0.1 (what a run without --beta auto uses) and plain fine-tuning first. A candidate is on the
    plateau while it does not beat always predicting the most frequent class by more than one standard error
    (`beta_choice.py`; predicting one class is the plateau). Unless both are, the other candidates train to rung 1
