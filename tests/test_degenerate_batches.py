@@ -3,6 +3,7 @@ the maximum length into batches of their own. Each must give every text the feat
 teacher's width, whatever batch it lands in, for each family (BERT, RoBERTa with its position offset, GPT-2 and
 LLaMA decoders whose tokenizers add no token, so that "" is zero tokens)."""
 
+import functools
 import json
 
 import datasets
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 import tiny
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from transformers import (
     AutoModel,
     BertConfig,
@@ -23,7 +26,7 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode
 from hf_aft import AFTError, tokenize_beside_features
 from hf_aft.commands import main
 from hf_aft.teachers import TextTeacher
-from hf_aft.tokens import encode_padded
+from hf_aft.tokens import encode, encode_padded, pad_rows
 
 LIMIT, HIDDEN = 16, 16  # every tiny model takes 16 tokens (RoBERTa's table holds 18: its offset of 2)
 FAMILIES = ("bert", "roberta", "gpt2", "llama")
@@ -88,6 +91,28 @@ def test_each_text_gets_its_own_features_whatever_batch_it_lands_in(folders, kin
             got = teacher(texts)
             assert got.shape == (len(texts), HIDDEN) and np.isfinite(got).all(), (name, batch_size)
             np.testing.assert_allclose(got, np.stack([alone[t] for t in texts]), atol=1e-5, err_msg=name)
+
+
+@functools.cache
+def teacher_tokenizer(kind: str, folder: str):
+    """The tokenizer as a teacher sets it up (a pad token for decoders)."""
+    teacher = TextTeacher(kind, folder, "local", "mean", 256, 1, torch.device("cpu"))
+    teacher.load()
+    return teacher.tokenizer
+
+
+@settings(max_examples=30, deadline=None)
+@given(lengths=st.lists(st.integers(0, 3 * LIMIT), min_size=1, max_size=9), side=st.sampled_from(["right", "left"]))
+def test_the_teachers_padding_is_exactly_the_tokenizers(folders, lengths, side):
+    """A teacher pads its length-sorted batches itself (numpy, `pad_rows`): the tensors `tokenizer.pad` makes."""
+    for kind in FAMILIES:
+        tokenizer = teacher_tokenizer(kind, str(folders[kind]))
+        tokenizer.padding_side = side
+        encoded = encode(tokenizer, [words(n) for n in lengths], LIMIT)
+        ours = pad_rows(tokenizer, encoded["input_ids"], encoded["attention_mask"])
+        theirs = tokenizer.pad({k: encoded[k] for k in ("input_ids", "attention_mask")}, return_tensors="pt")
+        for key in ("input_ids", "attention_mask"):
+            assert ours[key].dtype == theirs[key].dtype and torch.equal(ours[key], theirs[key]), (kind, side, key)
 
 
 def test_an_empty_text_is_its_tokenizers_eos_token(folders):

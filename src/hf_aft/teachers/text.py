@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import AFTError, missing_extra, one_line
-from ..tokens import check_room, encode, stand_in_token
+from ..tokens import check_room, encode, pad_rows, stand_in_token
 from .backends import onnx_teacher_model
 from .loading import cap_max_length, default_pooling, file_options, intended_load_report, load_config, token_limit
 from .pooling import pool
@@ -85,8 +85,8 @@ class TextTeacher:
         pooled = []
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            pieces = {"input_ids": [ids[i] for i in chunk], "attention_mask": [masks[i] for i in chunk]}
-            batch = self.tokenizer.pad(pieces, return_tensors="pt").to(self.model.device)
+            padded = pad_rows(self.tokenizer, [ids[i] for i in chunk], [masks[i] for i in chunk])
+            batch = {name: tensor.to(self.model.device) for name, tensor in padded.items()}
             # Stays on the device: no host round trip (and no synchronisation) per batch on an accelerator.
             pooled.append(pool(self.model(**batch), batch["attention_mask"], self.pooling))
             self.forward_passes += 1
