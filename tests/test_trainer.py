@@ -108,7 +108,8 @@ def _transfer_term(trainer, batch) -> float:
 
 
 def test_beta_zero_trains_exactly_the_plain_fine_tuning_student(student_dir, tmp_path, train_set):
-    # The paper's loss (--distill none); by default beta 0 keeps probe distillation, tested in test_semi_supervised.
+    # The paper's loss (--distill none). By default a transfer term brings probe distillation, beta 0 included
+    # (test_semi_supervised.py: test_distill_auto_is_the_probe_beside_a_term_and_off_for_plain_fine_tuning).
     aft = make_trainer(student_dir, tmp_path / "aft", train_set, beta=0.0, distill="none")
     stl = make_trainer(student_dir, tmp_path / "stl", train_set, transfer="none")
     aft.train()

@@ -132,7 +132,7 @@ def _targets_or_fallback(rows: TrainingRows, model, args, *datasets_and_columns)
     try:
         return _targets(rows, model, args, *datasets_and_columns)
     except AFTError as error:
-        if not (args.distill == "auto" and rows.distill == "probe" and args.transfer != "none"):
+        if not (args.distill == "auto" and args.transfer != "none"):  # auto resolves to "probe" only
             raise
         logger.warning("probe distillation (--distill auto) is off for this run: %s", error)
         rows.distill = "none"

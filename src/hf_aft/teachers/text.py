@@ -104,8 +104,7 @@ class TextTeacher:
         order = np.argsort([len(x) for x in ids], kind="stable")
         spread = order[np.linspace(0, len(order) - 1, min(8, len(order))).astype(int)]
         batches = [spread, order[-1:]]
-        return [example] + [self.tokenizer.pad({"input_ids": [ids[i] for i in rows],
-                                                "attention_mask": [masks[i] for i in rows]}, return_tensors="pt")
+        return [example] + [pad_rows(self.tokenizer, [ids[i] for i in rows], [masks[i] for i in rows])
                             for rows in batches]
 
     def free(self) -> None:
