@@ -137,3 +137,22 @@ def test_length_grouping_changes_the_batches_not_the_features(teacher_dirs, tmp_
     plain = extract_teacher_features(data, [str(teacher_dirs[0])], cache_dir=tmp_path / "b", batch_size=4,
                                      group_by_length=False)
     np.testing.assert_allclose(features_of(grouped), features_of(plain), atol=1e-5)
+
+
+def test_a_large_teacher_batch_is_still_cut_from_length_sorted_texts(teacher_dirs, tmp_path):
+    """Texts are sorted by length within a `Dataset.map` batch, so by default one holds at least 8 teacher batches:
+    with 1,024 rows and a teacher batch of 300, the last batch of each map batch would mix short and long texts."""
+    import datasets
+
+    from hf_aft.teachers import text as text_teacher
+
+    texts = [" ".join(["word"] * (1 + (i * 37) % 50)) for i in range(1200)]
+    widths = []
+    pad_rows = text_teacher.pad_rows
+    with mock.patch.object(text_teacher, "pad_rows",
+                           side_effect=lambda *a: widths.append(len(a[1][-1])) or pad_rows(*a)):
+        extract_teacher_features(datasets.Dataset.from_dict({"text": texts}), [str(teacher_dirs[0])], batch_size=300,
+                                 cache_dir=tmp_path)
+    assert len(widths) == 4 and widths == sorted(widths)  # one map batch of 1,200 rows: 4 batches, shortest first
+    assert _Teacher("t", "t", "", "mean", 64, 300, "cpu").map_batch_size == 2400
+    assert _Teacher("t", "t", "", "mean", 64, 32, "cpu").map_batch_size == 1024  # the CPU default: as before

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pytest
 import tiny
 
@@ -98,3 +99,20 @@ def test_an_uninterrupted_pass_leaves_only_the_cache_file(setup):
     cache = setup[3].parent
     assert not list(cache.glob(".partial-*")) and not list(cache.glob(".staging-*"))
     assert setup[3].with_name(setup[3].name + ".sha256.json").exists()
+
+
+def test_a_pass_resumed_with_another_map_batch_size_recomputes_the_blocks_it_cannot_reuse(setup, tmp_path, caplog):
+    """Blocks hold `8 x map_batch_size` rows: a rerun with another size (or another teacher batch, from which the
+    default size follows) must not take a finished block for one of its own, which covers other rows."""
+    _, teacher, data, whole = setup
+    cache = tmp_path / "cache"
+    _kill_after_blocks(setup, cache, blocks=1)  # blocks of 80 rows
+    with caplog.at_level(logging.WARNING, logger="hf_aft"):
+        out = extract_teacher_features(data, [str(teacher)], cache_dir=cache, map_batch_size=2 * MAP_BATCH,
+                                       batch_size=1)
+    assert "another map_batch_size" in caplog.text
+    expected = datasets.Dataset.from_file(str(whole))
+    assert out.num_rows == ROWS == expected.num_rows
+    got, want = np.asarray(out["teacher_features"]), np.asarray(expected[expected.column_names[0]])
+    np.testing.assert_allclose(got, want, atol=1e-5)  # batch size 1: the same numbers whatever the block size
+    assert not list(cache.glob(".partial-*"))

@@ -54,7 +54,8 @@ def extract_in_blocks(inputs: datasets.Dataset, run: Callable, cache_file: Path,
     _drop_temporary(folder)  # datasets' temporary file of a block whose process was killed
     rows = BLOCK_BATCHES * map_batch_size
     starts = list(range(0, len(inputs), rows)) or [0]
-    files = [folder / f"block-{i:06d}.arrow" for i in range(len(starts))]
+    files = [folder / f"block-{start:012d}-{min(start + rows, len(inputs)):012d}.arrow" for start in starts]
+    _drop_other_blocks(folder, files, desc)
     done = [verify_or_drop(path) for path in files]
     done_rows = sum(min(rows, len(inputs) - start) for start, ok in zip(starts, done, strict=True) if ok)
     if any(done):
@@ -88,6 +89,20 @@ def remaining_bytes(cache_file: Path, total_rows: int) -> int | None:
         return None
     width = len(finished[0][0][finished[0].column_names[0]])
     return (2 * total_rows - sum(len(block) for block in finished)) * width * 4
+
+
+def _drop_other_blocks(folder: Path, files: list[Path], desc: str) -> None:
+    """Blocks are named by the rows they hold, so one from a pass with another block size (another
+    `map_batch_size`, or another teacher batch, from which the default follows) is never taken for one of this pass's:
+    it is dropped, and its rows are computed again."""
+    names = {path.name for path in files}
+    others = [path for path in folder.glob("block-*.arrow") if path.name not in names]
+    for path in others:
+        path.unlink(missing_ok=True)
+        Path(str(path) + ".sha256.json").unlink(missing_ok=True)
+    if others:
+        logger.warning("hf-aft: %s: %d blocks of an interrupted pass with another map_batch_size (or teacher batch) "
+                       "hold other rows than this pass's blocks: they are computed again.", desc, len(others))
 
 
 def _drop_temporary(folder: Path) -> None:

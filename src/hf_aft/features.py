@@ -108,7 +108,7 @@ def _check_inputs(dataset, teachers, pooling, feature_dtype, text_column, image_
 def extract_teacher_features(
     dataset: datasets.Dataset, teachers: list[str] | str, text_column: str = "text", pooling: str = "auto",
     batch_size: int = 32, max_length: int = 256, device: str | torch.device | None = None,
-    cache_dir: str | os.PathLike | None = None, map_batch_size: int = 1024, feature_dtype: str = "float32",
+    cache_dir: str | os.PathLike | None = None, map_batch_size: int | None = None, feature_dtype: str = "float32",
     trust_remote_code: bool = False, image_column: str | None = None, dtype: str = "float32",
     device_map: str | None = None, group_by_length: bool = True, backend: str = "torch",
 ) -> datasets.Dataset:
@@ -121,11 +121,13 @@ def extract_teacher_features(
             `path/model.gguf` or `SOURCE::FILE.gguf` (see `hf_aft.teachers.spec`).
         pooling: `auto` (per architecture: see `hf_aft.teachers.loading.default_pooling`, and
             `hf_aft.teachers.image` for image teachers), `mean`, `cls`, `pooler` or `last`.
-        batch_size: teacher forward batch; within each block of `map_batch_size` rows, texts of similar length
-            are batched together.
+        batch_size: teacher forward batch; within each `Dataset.map` batch of `map_batch_size` rows, texts of
+            similar length are batched together.
         max_length: teachers truncate to this many tokens.
         device: where the teachers run; by default CUDA when available, else CPU.
         cache_dir: where the features' Arrow files are kept; by default `HF_DATASETS_CACHE/hf_aft_features`.
+        map_batch_size: rows per `Dataset.map` batch (a resumable pass writes blocks of 8 of them); by default
+            1,024, and 8 teacher batches for text teachers with larger batches (`TextTeacher.map_batch_size`).
         feature_dtype: `float32`, or `float16` to store the joined column in half the space (each teacher's own
             cache stays float32, so switching back costs no teacher pass).
         trust_remote_code: let teachers run modelling code from their repo; off unless you trust them.
@@ -155,11 +157,12 @@ def extract_teacher_features(
         teacher, column, extra_key = make_teacher(dataset, spec, pooling, max_length, batch_size, device, options,
                                                   text_column, image_column, backend, cache_dir / "onnx")
         teacher.group_by_length = group_by_length
-        part, info = _teacher_part(dataset, teacher, column, extra_key, cache_dir, map_batch_size)
+        part, info = _teacher_part(dataset, teacher, column, extra_key, cache_dir,
+                                   map_batch_size or teacher.map_batch_size)
         parts.append(part.rename_column(PART_COLUMN, f"__hf_aft_teacher_{index}"))  # renaming writes nothing
         infos.append(info)
         cached.append(teacher.forward_passes == 0)
-    joined = _join(dataset, parts, infos, feature_dtype, cache_dir, map_batch_size)
+    joined = _join(dataset, parts, infos, feature_dtype, cache_dir, map_batch_size or 1024)
     joined.info.description = json.dumps({**json.loads(joined.info.description), "hf_aft_from_cache": cached})
     return joined
 

@@ -128,8 +128,8 @@ def _word_part(dataset, teacher: WordTeacher, column: str, extra_key: list, cach
 
 def extract_word_features(dataset: datasets.Dataset, teachers: list[str], words_column: str = "tokens",
                           batch_size: int = 32, max_length: int = 256, device=None, cache_dir=None,
-                          map_batch_size: int = 1024, feature_dtype: str = "float32", trust_remote_code: bool = False,
-                          dtype: str = "float32", **unused) -> datasets.Dataset:
+                          map_batch_size: int | None = None, feature_dtype: str = "float32",
+                          trust_remote_code: bool = False, dtype: str = "float32", **unused) -> datasets.Dataset:
     """Add the column `teacher_features`: per row a [n_words, sum of widths] list of each teacher's per-word
     features (see the module docstring), concatenated in the order given; provenance as `extract_teacher_features`
     stores it (pooling `word-mean`).
@@ -151,11 +151,12 @@ def extract_word_features(dataset: datasets.Dataset, teachers: list[str], words_
         if not isinstance(teacher, TextTeacher):
             raise AFTError(f"teacher {spec!r} is not a text model: token classification needs text teachers.")
         word_teacher = WordTeacher.of(teacher)
-        part, info = _word_part(dataset, word_teacher, column, extra_key, cache_dir, map_batch_size)
+        part, info = _word_part(dataset, word_teacher, column, extra_key, cache_dir,
+                                map_batch_size or word_teacher.map_batch_size)
         parts.append(part.rename_column(PART_COLUMN, f"__hf_aft_teacher_{index}"))
         infos.append(info)
         cached.append(word_teacher.forward_passes == 0)
-    joined = _join_words(dataset, parts, infos, feature_dtype, cache_dir, map_batch_size)
+    joined = _join_words(dataset, parts, infos, feature_dtype, cache_dir, map_batch_size or 1024)
     joined.info.description = json.dumps({"hf_aft_teachers": [asdict(i) for i in infos], "hf_aft_from_cache": cached})
     return joined
 
