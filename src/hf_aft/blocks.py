@@ -20,7 +20,7 @@ from pathlib import Path
 import datasets
 from datasets.fingerprint import Hasher
 
-from .checksums import record_checksum, verify_or_drop
+from .checksums import checksum_file, record_checksum, verify_or_drop
 from .faults import kept
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def _drop_other_blocks(folder: Path, files: list[Path], desc: str) -> None:
     others = [path for path in folder.glob("block-*.arrow") if path.name not in names]
     for path in others:
         path.unlink(missing_ok=True)
-        Path(str(path) + ".sha256.json").unlink(missing_ok=True)
+        checksum_file(path).unlink(missing_ok=True)
     if others:
         logger.warning("hf-aft: %s: %d blocks of an interrupted pass with another map_batch_size (or teacher batch) "
                        "hold other rows than this pass's blocks: they are computed again.", desc, len(others))
@@ -111,7 +111,7 @@ def _drop_temporary(folder: Path) -> None:
 
 
 def _note_kept(folder: Path, files: list[Path]) -> None:
-    finished = sum(1 for path in files if path.exists() and Path(str(path) + ".sha256.json").exists())
+    finished = sum(1 for path in files if path.exists() and checksum_file(path).exists())
     if finished:
         kept.append(f"{finished} of {len(files)} blocks of a teacher's pass in {folder} (a rerun goes on from them)")
 

@@ -39,7 +39,7 @@ from .data import first_row
 from .distributed import default_device, is_distributed
 from .errors import AFTError
 from .images import check_image_column
-from .teachers import POOLINGS, load_options, make_teacher, same_teacher, teacher_label
+from .teachers import MAP_BATCH_SIZE, POOLINGS, load_options, make_teacher, same_teacher, teacher_label
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def extract_teacher_features(
         parts.append(part.rename_column(PART_COLUMN, f"__hf_aft_teacher_{index}"))  # renaming writes nothing
         infos.append(info)
         cached.append(teacher.forward_passes == 0)
-    joined = _join(dataset, parts, infos, feature_dtype, cache_dir, map_batch_size or 1024)
+    joined = _join(dataset, parts, infos, feature_dtype, cache_dir, map_batch_size or MAP_BATCH_SIZE)
     joined.info.description = json.dumps({**json.loads(joined.info.description), "hf_aft_from_cache": cached})
     return joined
 

@@ -50,7 +50,7 @@ from .features import (
 )
 from .targets import TOKEN
 from .task_options import check_task_options
-from .teachers import TextTeacher, load_options, make_teacher
+from .teachers import MAP_BATCH_SIZE, TextTeacher, load_options, make_teacher
 from .tokens import fill_empty
 from .words import check_fast_tokenizer, is_words_dataset, split_words
 
@@ -156,7 +156,7 @@ def extract_word_features(dataset: datasets.Dataset, teachers: list[str], words_
         parts.append(part.rename_column(PART_COLUMN, f"__hf_aft_teacher_{index}"))
         infos.append(info)
         cached.append(word_teacher.forward_passes == 0)
-    joined = _join_words(dataset, parts, infos, feature_dtype, cache_dir, map_batch_size or 1024)
+    joined = _join_words(dataset, parts, infos, feature_dtype, cache_dir, map_batch_size or MAP_BATCH_SIZE)
     joined.info.description = json.dumps({"hf_aft_teachers": [asdict(i) for i in infos], "hf_aft_from_cache": cached})
     return joined
 

@@ -35,11 +35,11 @@ from .spec import (
     split_gguf,
     teacher_label,
 )
-from .text import TextTeacher
+from .text import MAP_BATCH_SIZE, TextTeacher
 
-__all__ = ["IMAGE_POOLINGS", "POOLINGS", "TEACHER_BACKENDS", "TEACHER_DTYPES", "ImageTeacher", "TextTeacher",
-           "display_names", "load_options", "make_teacher", "parse_teacher", "pool", "same_teacher", "short_name",
-           "teacher_label"]
+__all__ = ["IMAGE_POOLINGS", "MAP_BATCH_SIZE", "POOLINGS", "TEACHER_BACKENDS", "TEACHER_DTYPES", "ImageTeacher",
+           "TextTeacher", "display_names", "load_options", "make_teacher", "parse_teacher", "pool", "same_teacher",
+           "short_name", "teacher_label"]
 
 
 def _revision_of(spec: str, name: str, pinned: str | None, gguf_file: str | None) -> str:

@@ -14,6 +14,8 @@ from .loading import cap_max_length, default_pooling, file_options, intended_loa
 from .pooling import pool
 from .spec import hub_revision
 
+MAP_BATCH_SIZE = 1024  # rows per `Dataset.map` batch unless a text teacher's length sort needs more (below)
+
 
 class TextTeacher:
     """A frozen text teacher, loaded on first use only, so that a cache hit never loads it. `options` go to
@@ -39,7 +41,8 @@ class TextTeacher:
         """Rows per `Dataset.map` batch by default: 1,024, and for a text teacher that sorts by length at least 8
         teacher batches, since the sort runs within a map batch: a teacher batch as large as the map batch is padded
         to its longest text (on an H200, mpnet extracted at 0.53x sentence-transformers' speed so; benchmarks.md)."""
-        return max(1024, 8 * self.batch_size) if self.modality == "text" and self.group_by_length else 1024
+        sorts = self.modality == "text" and self.group_by_length
+        return max(MAP_BATCH_SIZE, 8 * self.batch_size) if sorts else MAP_BATCH_SIZE
 
     def load(self) -> None:
         from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
