@@ -11,7 +11,8 @@ Per suite, labelled-set size and seed (paired by seed), test accuracy of:
   setfit               the peer: SetFit's DistillationTrainer (teacher fine-tuned SetFit-style on the labelled rows,
                        distilled into the student on the unlabelled pool; text suites; `pip install --no-deps
                        setfit==1.2.0`, which `make bench-setup` does)
-and each training method with `+u`: the same plus the unlabelled pool (--unlabeled_dataset). `+lf0.3` sets
+and each training method with `+u`: the same plus the unlabelled pool (--unlabeled_dataset); `+aug8`: plus 8 augmented
+copies of each labelled text as unlabelled rows (--augment_copies 8). `+lf0.3` sets
 --labeled_fraction 0.3 (default 0.5; `+lfown`: the two sets' own share, the default before it was measured); `+x2`
 twice the steps; `+t2` / `+w2` a distillation temperature / weight of 2; `+ep` the steps hf-aft's default schedule
 gives with the pool (the suite's epochs over the mixed epoch: text 3, vision 8), at least the full run's. Otherwise
@@ -103,6 +104,8 @@ def method_args(method: str, pool: Path, own_share: float = 0.5) -> list[str]:
             args += ["--transfer", transfer, "--beta", token[len(transfer):]]
         elif token == "distill":
             distill = "probe"
+        elif token.startswith("aug"):  # aug8: --augment_copies 8 (copies of the labelled texts as unlabelled rows)
+            args += ["--augment_copies", token[3:]]
         elif token == "u":
             args += ["--unlabeled_dataset", str(pool)]
         elif token == "lfown":  # the two sets' own share (the default before labeled_fraction 0.5 was measured)
@@ -192,6 +195,7 @@ def run(suite: str, method: str, seed: int, n: int | None, pool_size: int) -> di
         base = beta_auto.suite_args({"rt": "mpnet", "rt-minilm": "minilm"}.get(suite, suite), seed, n)
         out = WORK / "runs" / f"{suite}-{method}-{seed}-{n or 'all'}"
         rows = n or datasets.load_from_disk(str(labelled))["train"].num_rows
+        pool_rows = unlabelled_rows(method, labelled, n, seed, pool_rows)
         own_share = rows / (rows + pool_rows)
         args = [*base, *method_args(method, pool, own_share), "--seed", str(seed), "--save_strategy", "no",
                 "--report_to", "none", "--logging_steps", "50", "--disable_tqdm", "true", "--overwrite_output_dir",
@@ -208,6 +212,17 @@ def run(suite: str, method: str, seed: int, n: int | None, pool_size: int) -> di
                "terms": summary.get("terms"), "train_s": summary["train"]["train_runtime"]}
     return {"suite": suite, "method": method, "seed": seed, "n": n, "pool": pool_size, "pool_rows": pool_rows,
             "wall_s": time.perf_counter() - start, **row}
+
+
+def unlabelled_rows(method: str, labelled: Path, n: int | None, seed: int, pool_rows: int) -> int:
+    """The unlabelled rows a run mixes in: the pool's (`+u`), the augmented copies' (`+augK`), or both."""
+    from hf_aft.augmentation import augment_texts
+
+    tokens = method.split("+")
+    copies = next((int(t[3:]) for t in tokens if t.startswith("aug")), 0)
+    made = len(augment_texts(datasets.load_from_disk(str(beta_auto.subset(labelled, n)))["train"]["text"], copies,
+                             seed)) if copies else 0
+    return made + (pool_rows if "u" in tokens else 0)
 
 
 def table(rows: list[dict], methods: list[str]) -> str:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, fields
-from typing import Literal, get_args, get_origin, get_type_hints
+from dataclasses import dataclass, field
+from typing import Literal
 
 from transformers import TrainingArguments
 
@@ -17,6 +17,7 @@ from .distributed import has_accelerator, launched_world_size
 from .errors import AFTError, require_extra
 from .features import FeatureDtype
 from .losses import Kernel, Transfer
+from .option_checks import check_choices, check_finite, check_report_to
 from .teachers.backends import TeacherBackend
 from .teachers.loading import TeacherDtype
 from .teachers.pooling import Pooling
@@ -27,43 +28,6 @@ DEFAULT_BETA = 0.1  # safe on every suite measured (docs/guides/choosing-beta.md
 KernelScope = Literal["global", "local"]
 FeaturePoint = Literal["head_input", "pre_dropout"]
 Distill = Literal["auto", "probe", "logits", "none"]
-
-
-def check_choices(options) -> None:
-    """Every `Literal`-typed field of a dataclass holds one of its choices (the parser checks flags; this checks
-    values set in Python or YAML)."""
-    hints = get_type_hints(type(options))
-    for f in fields(options):
-        hint = hints.get(f.name)
-        choices = get_args(hint) if get_origin(hint) is Literal else ()
-        if choices and getattr(options, f.name) not in choices:
-            raise AFTError(f"unknown {f.name} {getattr(options, f.name)!r}: choose one of {', '.join(choices)}.")
-
-
-def check_finite(options) -> None:
-    """Every number of a dataclass is finite (NaN and inf train nothing), and seeds fit numpy's 0..2**32-1: the Python
-    API refuses what the command line refuses."""
-    for f in fields(options):
-        value = getattr(options, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise AFTError(f"{f.name} must be a finite number (got {value}).")
-        if f.name in ("seed", "data_seed") and isinstance(value, int) and not 0 <= value < 2**32:
-            raise AFTError(f"{f.name} must be in 0..2**32-1 (got {value}).")
-
-
-def check_report_to(report_to: list[str]) -> None:
-    """Each `report_to` integration is one transformers knows and is installed (else Trainer fails deep inside)."""
-    from transformers.integrations.integration_utils import (
-        INTEGRATION_TO_CALLBACK,
-        get_available_reporting_integrations,
-    )
-
-    for name in report_to or []:
-        if name not in INTEGRATION_TO_CALLBACK:
-            known = ", ".join(INTEGRATION_TO_CALLBACK)
-            raise AFTError(f"unknown report_to {name!r}: choose none, all or one of {known} (--report_to).")
-        if name not in get_available_reporting_integrations():
-            raise AFTError(f"report_to {name!r}: its package is not installed: install it, or pass --report_to none.")
 
 
 @dataclass
@@ -207,6 +171,11 @@ class AFTConfig(TrainingArguments, TeacherArguments):
             YAML only): the two sets' own share, every row once per epoch. 0.5 beat the own share at equal steps on
             every suite measured (docs/guides/unlabelled-data.md): with a pool much larger than the
             labelled set, the own share leaves the task loss a row or two per batch.
+        augment_copies (`int`, *optional*, defaults to `0`):
+            Not in the paper. Text students: add this many perturbed copies of each labelled text as unlabelled rows
+            (words dropped, replaced by other words of the labelled texts, spans cut: Tang et al. 2019, section
+            3.2; `hf_aft.augmentation`), for the transfer and distillation terms; `--distill auto` then turns probe
+            distillation on. 0: none.
     """
 
     transfer: Transfer = field(
@@ -276,6 +245,12 @@ class AFTConfig(TrainingArguments, TeacherArguments):
         metadata={"help": "With unlabelled data: the share of each training batch that is labelled, in (0, 1); an "
                   "epoch sees the set that needs more positions once, the other is cycled."},
     )
+    augment_copies: int = field(
+        default=0,
+        metadata={"help": "Not in the paper. Text students: add this many perturbed copies of each labelled text "
+                  "(words dropped, replaced, spans cut) as unlabelled rows for the transfer and distillation terms; "
+                  "0: none."},
+    )
 
     # Trainer defaults that hf-aft changes: log ten times per run (500 steps logs nothing on a short run), and keep no
     # checkpoint (optimizer state included) unless asked (--save_strategy steps --save_steps N, to resume a run).
@@ -317,6 +292,11 @@ class AFTConfig(TrainingArguments, TeacherArguments):
         if self.labeled_fraction is not None and not 0 < self.labeled_fraction < 1:
             raise AFTError(f"labeled_fraction must be in (0, 1) (got {self.labeled_fraction}): the share of each "
                            "batch that is labelled (default 0.5).")
+        if self.augment_copies < 0:
+            raise AFTError(f"augment_copies must be >= 0 (got {self.augment_copies}): copies of each labelled text.")
+        if self.augment_copies and self.transfer == "none" and self.distill == "none":
+            raise AFTError("augment_copies with --transfer none and --distill none: no term reads the copies (the "
+                           "task loss needs labels); add a transfer or --distill probe, or pass --augment_copies 0.")
         if self.distill == "logits" and not self.distill_teacher:
             raise AFTError("--distill logits needs --distill_teacher ID: a classifier tuned for the same labels "
                            "(single-label tasks; the other tasks distil the teachers' probe, --distill probe).")
@@ -329,9 +309,10 @@ class AFTConfig(TrainingArguments, TeacherArguments):
 
     def resolved_distill(self, has_unlabeled: bool) -> str:
         """The distillation asked for: `auto` is `probe`, but `none` for `transfer="none"` without unlabelled data
-        (plain fine-tuning). Too few labelled rows for a probe turn `auto` off later (training_rows.py)."""
+        or augmented copies (plain fine-tuning). Too few labelled rows for a probe turn `auto` off later
+        (training_rows.py)."""
         if self.distill == "auto":
-            return "probe" if has_unlabeled or self.transfer != "none" else "none"
+            return "probe" if has_unlabeled or self.augment_copies or self.transfer != "none" else "none"
         return self.distill
 
     def needs_teacher_features(self, has_unlabeled: bool = False) -> bool:

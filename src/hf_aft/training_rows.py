@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .augmentation import augmented_rows, join_unlabeled
 from .config import AFTConfig
 from .distillation import TARGETS_COLUMN, probe_targets, task_teacher_targets, with_targets
 from .errors import AFTError
@@ -37,7 +38,8 @@ class TrainingRows:
     dataset: object
     distill: str  # "probe", "logits" or "none" (AFTConfig.resolved_distill)
     n_labeled: int
-    n_unlabeled: int = 0
+    n_unlabeled: int = 0  # the unlabelled rows given and the augmented copies
+    n_augmented: int = 0
     teacher_infos: list[TeacherInfo] = field(default_factory=list)
     teacher_norms: list[float] = field(default_factory=list)
     probe_accuracy: float | None = None  # the probe's cross-validated score, in `probe_metric`
@@ -84,13 +86,17 @@ def as_labels(dataset):
 
 
 def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_dataset=None, text_column="text",
-                          image_column=None, teacher_infos=None) -> TrainingRows:
+                          image_column=None, teacher_infos=None, tokenizer=None) -> TrainingRows:
     """Teacher features for both sets (when a term needs them), distillation targets, then the labelled rows
-    followed by the unlabelled ones (labels -100) in one dataset."""
+    followed by the unlabelled ones (labels -100) in one dataset. `args.augment_copies` adds the labelled texts'
+    augmented copies (augmentation.py) to the unlabelled rows."""
     if image_column is not None and unlabeled_dataset is not None:
         check_image_column(unlabeled_dataset, image_column)
-    has_unlabeled = unlabeled_dataset is not None
-    rows = TrainingRows(None, args.resolved_distill(has_unlabeled), len(train_dataset), len(unlabeled_dataset or ()),
+    augmented = (augmented_rows(train_dataset, args.augment_copies, args.seed, tokenizer, text_column, image_column)
+                 if args.augment_copies else None)
+    has_unlabeled = unlabeled_dataset is not None or augmented is not None
+    rows = TrainingRows(None, args.resolved_distill(has_unlabeled), len(train_dataset),
+                        len(unlabeled_dataset or ()) + len(augmented or ()), n_augmented=len(augmented or ()),
                         problem_type=model_problem_type(model))
     if args.needs_teacher_features(has_unlabeled):
         train_dataset = with_word_or_teacher_features(train_dataset, args, text_column, image_column,
@@ -98,10 +104,13 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
         rows.teacher_infos = teacher_infos or teacher_infos_of(train_dataset)
         scan = scan_word_features if is_word_features(train_dataset) else scan_teacher_features
         rows.teacher_norms = scan(train_dataset, rows.teacher_infos)
-        if has_unlabeled:
-            unlabeled_dataset = with_word_or_teacher_features(unlabeled_dataset, args, text_column, image_column,
-                                                              device=args.device)
-            scan(unlabeled_dataset, rows.teacher_infos)
+        featured = [with_word_or_teacher_features(d, args, text_column, image_column, device=args.device)
+                    for d in (unlabeled_dataset, augmented) if d is not None]
+        for part in featured:
+            scan(part, rows.teacher_infos)
+        unlabeled_dataset = join_unlabeled(featured) if featured else None
+    elif augmented is not None:
+        unlabeled_dataset = join_unlabeled([d for d in (unlabeled_dataset, augmented) if d is not None])
     targets = _targets_or_fallback(rows, model, args, train_dataset, unlabeled_dataset, text_column, image_column)
     if targets is not None:
         attach = with_word_targets if rows.problem_type == TOKEN else with_targets
@@ -203,4 +212,5 @@ def terms_summary(args: AFTConfig, rows: TrainingRows) -> dict:
             "distill_temperature": args.distill_temperature if on and rows.problem_type != REGRESSION else None,
             "distill_teacher": args.distill_teacher if rows.distill == "logits" else None,
             "probe_accuracy": rows.probe_accuracy, "probe_metric": rows.probe_metric, "labeled_rows": rows.n_labeled,
-            "unlabeled_rows": rows.n_unlabeled, "labeled_fraction": share if rows.n_unlabeled else None}
+            "unlabeled_rows": rows.n_unlabeled, "augmented_rows": rows.n_augmented,
+            "labeled_fraction": share if rows.n_unlabeled else None}

@@ -1,0 +1,135 @@
+"""Augmented copies of the labelled examples: unlabelled rows made from the labelled ones (not in the paper).
+
+Without unlabelled data, probe distillation on the labelled rows only says again what their labels say. Tang et al.
+(2019, "Distilling Task-Specific Knowledge from BERT into Simple Neural Networks", section 3.2) and TinyBERT (Jiao et
+al., 2020) distil on perturbed copies of the labelled texts instead, each labelled by the teacher. hf-aft makes
+`copies` perturbed copies of every labelled example:
+
+- a text: each word is dropped with probability `DROP`, or replaced with probability `REPLACE` by a word drawn from
+  the labelled texts' words (a word of the same data: Tang et al.'s POS-guided replacement without a tagger), and
+  with probability `CROP` the copy is cut to a contiguous span of at least half its words (their n-gram sampling,
+  with longer spans). A copy that equals a labelled text or another copy is left out.
+- an image: a random crop of `IMAGE_SCALE` of its area, resized back, flipped left-right half the time and rotated by
+  up to `ROTATE` degrees (the usual training augmentations of image classifiers).
+
+The copies join the run as unlabelled rows (unlabeled.py): the teachers' features are made for them by the one
+feature path, and the probe fitted on all labelled rows gives their distillation targets. A copy need not keep its
+original's label (a flipped digit, a text that lost its one negative word): its target is what the teacher's probe
+says of the copy itself.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import datasets
+
+from .errors import AFTError
+from .images import to_rgb
+from .tokens import encode
+
+DROP, REPLACE, CROP = 0.1, 0.1, 0.25  # Tang et al.'s p_mask and p_ng (0.1, 0.25); a dropped word for their [MASK]
+IMAGE_SCALE, ROTATE = (0.6, 1.0), 15.0
+
+
+def augment_texts(texts: Sequence[str], copies: int, seed: int = 0) -> list[str]:
+    """Up to `copies * len(texts)` perturbed copies of `texts` (module docstring), copy-major, deterministic in
+    `seed`, none empty, none equal to a text of `texts` or to another copy."""
+    rng = random.Random(seed)
+    vocabulary = sorted({word for text in texts for word in text.split()})
+    seen, out = set(texts), []
+    for _ in range(copies):
+        for text in texts:
+            copy = _perturb(text.split(), vocabulary, rng)
+            if copy and copy not in seen:
+                seen.add(copy)
+                out.append(copy)
+    return out
+
+
+def _perturb(words: list[str], vocabulary: list[str], rng: random.Random) -> str:
+    kept = []
+    for word in words:
+        draw = rng.random()
+        if draw >= DROP:
+            kept.append(rng.choice(vocabulary) if draw < DROP + REPLACE else word)
+    if len(kept) > 3 and rng.random() < CROP:
+        length = rng.randint(max(2, len(kept) // 2), len(kept))
+        start = rng.randint(0, len(kept) - length)
+        kept = kept[start:start + length]
+    return " ".join(kept)
+
+
+def augment_images(images: Sequence, copies: int, seed: int = 0, column: str = "image") -> list:
+    """`copies * len(images)` perturbed copies (module docstring) as PIL RGB images, copy-major, deterministic in
+    `seed`; `images` as an image column holds them (PIL images, arrays, file paths)."""
+    rng = random.Random(seed)
+    originals = [to_rgb(image, column, row) for row, image in enumerate(images)]
+    return [_perturb_image(image, rng) for _ in range(copies) for image in originals]
+
+
+def _perturb_image(image, rng: random.Random):
+    from PIL import Image
+
+    width, height = image.size
+    scale = rng.uniform(*IMAGE_SCALE) ** 0.5  # of the side, for that share of the area
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    left, top = rng.randint(0, width - w), rng.randint(0, height - h)
+    copy = image.crop((left, top, left + w, top + h)).resize((width, height), Image.BILINEAR)
+    if rng.random() < 0.5:
+        copy = copy.transpose(Image.FLIP_LEFT_RIGHT)
+    return copy.rotate(rng.uniform(-ROTATE, ROTATE), resample=Image.BILINEAR)
+
+
+def augmented_rows(train_dataset: datasets.Dataset, copies: int, seed: int, tokenizer, text_column: str = "text",
+                   image_column: str | None = None) -> datasets.Dataset:
+    """The augmented copies of the labelled rows' images (`image_column`) or texts (`text_column`) as unlabelled
+    rows: that column, and for texts the student's tokens (`input_ids`, `attention_mask`...) when the labelled rows
+    have them, truncated to the longest labelled row (a copy is a shortened or reworded labelled text, so that
+    length is what `--max_length` allowed them).
+
+    Raises:
+        AFTError: an image column that is not a datasets `Image` column (paths, arrays), a text column that holds
+            no texts (word lists: token classification), texts whose every copy equals a labelled text, or tokens
+            without a tokenizer.
+    """
+    if image_column is not None:
+        if not isinstance(train_dataset.features.get(image_column), datasets.Image):
+            raise AFTError(f"augment_copies copies images of a datasets Image column, and {image_column!r} holds "
+                           f"{train_dataset.features.get(image_column)}: cast it first (dataset.cast_column("
+                           f"{image_column!r}, datasets.Image())), or pass augment_copies 0.")
+        images = augment_images(train_dataset[image_column], copies, seed, image_column)
+        return datasets.Dataset.from_dict({image_column: images},
+                                          features=datasets.Features({image_column: datasets.Image()}))
+    column, feature = text_column, train_dataset.features.get(text_column)
+    if getattr(feature, "dtype", None) not in ("string", "large_string"):
+        raise AFTError(f"augment_copies makes copies of texts or images, and the training column {column!r} holds "
+                       f"{'no such column' if feature is None else feature}: pass augment_copies 0 (or "
+                       "--unlabeled_dataset with rows of your own).")
+    texts = augment_texts([str(t) for t in train_dataset[column]], copies, seed)
+    if not texts:
+        raise AFTError("augment_copies made no copy that differs from the labelled texts (each is too short): "
+                       "pass augment_copies 0.")
+    rows = datasets.Dataset.from_dict({column: texts})
+    if "input_ids" not in train_dataset.column_names:
+        return rows
+    if tokenizer is None:
+        raise AFTError("augment_copies needs the student's tokenizer to tokenize its copies: pass "
+                       "processing_class= to AFTTrainer.")
+    longest = max(len(ids) for ids in train_dataset["input_ids"])
+    return rows.map(lambda batch: encode(tokenizer, batch[column], longest), batched=True,
+                    desc="Tokenizing the augmented copies")
+
+
+def join_unlabeled(parts: list[datasets.Dataset]) -> datasets.Dataset:
+    """The given unlabelled rows followed by the augmented copies, on the copies' columns (a pool's other columns
+    are not read by training)."""
+    if len(parts) == 1:
+        return parts[0]
+    pool, copies = parts
+    info = pool.info.description  # the teachers' provenance
+    joined = datasets.concatenate_datasets([pool.select_columns(copies.column_names),
+                                            copies.cast(pool.select_columns(copies.column_names).features)])
+    joined.info.description = info
+    return joined

@@ -1,0 +1,47 @@
+"""Checks every options dataclass runs on itself (`AFTConfig`, `TeacherArguments`): choices, finite numbers, and the
+`report_to` integrations, so that the Python API refuses what the command line refuses."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from typing import Literal, get_args, get_origin, get_type_hints
+
+from .errors import AFTError
+
+
+def check_choices(options) -> None:
+    """Every `Literal`-typed field of a dataclass holds one of its choices (the parser checks flags; this checks
+    values set in Python or YAML)."""
+    hints = get_type_hints(type(options))
+    for f in fields(options):
+        hint = hints.get(f.name)
+        choices = get_args(hint) if get_origin(hint) is Literal else ()
+        if choices and getattr(options, f.name) not in choices:
+            raise AFTError(f"unknown {f.name} {getattr(options, f.name)!r}: choose one of {', '.join(choices)}.")
+
+
+def check_finite(options) -> None:
+    """Every number of a dataclass is finite (NaN and inf train nothing), and seeds fit numpy's 0..2**32-1: the Python
+    API refuses what the command line refuses."""
+    for f in fields(options):
+        value = getattr(options, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise AFTError(f"{f.name} must be a finite number (got {value}).")
+        if f.name in ("seed", "data_seed") and isinstance(value, int) and not 0 <= value < 2**32:
+            raise AFTError(f"{f.name} must be in 0..2**32-1 (got {value}).")
+
+
+def check_report_to(report_to: list[str]) -> None:
+    """Each `report_to` integration is one transformers knows and is installed (else Trainer fails deep inside)."""
+    from transformers.integrations.integration_utils import (
+        INTEGRATION_TO_CALLBACK,
+        get_available_reporting_integrations,
+    )
+
+    for name in report_to or []:
+        if name not in INTEGRATION_TO_CALLBACK:
+            known = ", ".join(INTEGRATION_TO_CALLBACK)
+            raise AFTError(f"unknown report_to {name!r}: choose none, all or one of {known} (--report_to).")
+        if name not in get_available_reporting_integrations():
+            raise AFTError(f"report_to {name!r}: its package is not installed: install it, or pass --report_to none.")

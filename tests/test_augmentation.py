@@ -1,0 +1,136 @@
+"""Augmented copies of the labelled texts (`--augment_copies`): what a user without unlabelled data relies on.
+
+- copies are made of the labelled texts only (their words, in their order), never equal one of them or each other,
+  and the same seed makes the same copies;
+- the copies join the run as unlabelled rows: the task loss never reads them, the probe's targets and the transfer
+  term do, and the summary and card count them;
+- what cannot be copied (images, word lists) or would not be read is refused in one line.
+"""
+
+from __future__ import annotations
+
+import json
+
+import datasets
+import numpy as np
+import pytest
+import tiny
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from hf_aft import AFTConfig, AFTError, AFTTrainer
+from hf_aft.augmentation import augment_images, augment_texts, augmented_rows
+from hf_aft.commands import main
+from hf_aft.unlabeled import UNLABELED
+
+ERROR = "hf-aft: error:"
+words = st.lists(st.sampled_from(["good", "bad", "plot", "film", "a", "very", "dull", "moving"]), min_size=1,
+                 max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(words.map(" ".join), min_size=1, max_size=6), copies=st.integers(1, 4),
+       seed=st.integers(0, 2**16))
+def test_copies_use_the_labelled_words_and_repeat_nothing(texts, copies, seed):
+    made = augment_texts(texts, copies, seed)
+    vocabulary = {w for t in texts for w in t.split()}
+    assert len(made) <= copies * len(texts)
+    assert len(set(made)) == len(made) and not set(made) & set(texts)
+    assert all(made_text and set(made_text.split()) <= vocabulary for made_text in made)
+    assert made == augment_texts(texts, copies, seed)
+
+
+def test_copies_differ_by_seed_and_grow_with_the_number_asked():
+    texts = [f"the film was {w} and the plot was {v} from start to end" for w in ("good", "bad", "dull")
+             for v in ("moving", "thin")]
+    assert augment_texts(texts, 2, seed=0) != augment_texts(texts, 2, seed=1)
+    assert len(augment_texts(texts, 1, 0)) < len(augment_texts(texts, 4, 0)) <= 4 * len(texts)
+
+
+@pytest.fixture(scope="module")
+def labelled(student_dir):
+    tokenizer = AutoTokenizer.from_pretrained(student_dir)
+    return tiny.sentiment_dataset(24, seed=0).map(lambda b: tokenizer(b["text"]), batched=True)
+
+
+def make_trainer(student_dir, teacher_dirs, out, train, **config):
+    settings_ = dict(output_dir=str(out), per_device_train_batch_size=8, max_steps=2, save_strategy="no",
+                     report_to="none", seed=0, disable_tqdm=True, use_cpu=True,
+                     teachers=[str(d) for d in teacher_dirs])
+    settings_.update(config)
+    return AFTTrainer(model=AutoModelForSequenceClassification.from_pretrained(student_dir),
+                      args=AFTConfig(**settings_), train_dataset=train,
+                      processing_class=AutoTokenizer.from_pretrained(student_dir))
+
+
+def test_copies_join_the_run_as_unlabelled_rows_with_probe_targets(student_dir, teacher_dirs, tmp_path, labelled):
+    trainer = make_trainer(student_dir, teacher_dirs, tmp_path, labelled, augment_copies=2, transfer="none")
+    rows, data = trainer.rows, trainer.train_dataset
+    assert trainer.distill == "probe"  # --distill auto: the copies turn the probe on, as unlabelled rows do
+    assert rows.n_augmented == rows.n_unlabeled == len(data) - 24 > 24
+    copies = data.select(range(24, len(data)))
+    assert set(copies["labels"]) == {UNLABELED}  # the task loss never reads a copy
+    assert not set(copies["text"]) & set(labelled["text"])
+    assert all(len(ids) <= max(map(len, labelled["input_ids"])) for ids in copies["input_ids"])
+    assert len(copies["teacher_features"][0]) == 12 + 8 and all(t is not None for t in copies["distill_targets"])
+    trainer.train()
+
+
+def test_copies_are_refused_where_they_cannot_be_made_or_read(student_dir, teacher_dirs, tmp_path, labelled):
+    with pytest.raises(AFTError, match="no term reads the copies"):
+        AFTConfig(output_dir=str(tmp_path), augment_copies=2, transfer="none", distill="none")
+    with pytest.raises(AFTError, match="augment_copies must be >= 0"):
+        AFTConfig(output_dir=str(tmp_path), augment_copies=-1)
+    words = labelled.map(lambda row: {"words": row["text"].split()})
+    for column in ("words", "missing"):
+        with pytest.raises(AFTError, match="augment_copies makes copies of texts or images"):
+            augmented_rows(words, 2, 0, None, text_column=column)
+
+
+def test_train_with_augmented_copies_says_so(student_dir, teacher_dirs, tmp_path, capsys):
+    data = tmp_path / "data"
+    for split, n, seed in (("train", 24, 0), ("test", 16, 1)):
+        tiny.sentiment_dataset(n, seed=seed).to_csv(data / f"{split}.csv")
+    out = tmp_path / "out"
+    args = ["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(data), "--teachers",
+            *map(str, teacher_dirs), "--output_dir", str(out), "--per_device_train_batch_size", "8", "--max_steps",
+            "2", "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", "--skip_cost_report", "true",
+            "--augment_copies", "2"]
+    assert main(args) == 0
+    summary = json.loads((out / "transfer_summary.json").read_text())
+    assert summary["distill"] == "probe" and summary["augmented_rows"] == summary["unlabeled_rows"] > 24
+    n = summary["augmented_rows"]
+    assert f"{n} unlabelled rows, {n} of them augmented copies of the labelled texts" in capsys.readouterr().out
+    assert f"- Unlabelled data: {n} rows ({n} of them augmented copies" in (out / "README.md").read_text()
+
+    refused = [a if a != str(out) else str(tmp_path / "b") for a in args] + ["--transfer", "none", "--distill", "none"]
+    assert main(refused) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(ERROR)]
+    assert len(lines) == 1 and "no term reads the copies" in lines[0]
+
+
+def test_images_get_cropped_flipped_rotated_copies_that_train_as_unlabelled_rows(tmp_path):
+    from transformers import AutoModelForImageClassification
+
+    images = tiny.image_dataset(8)
+    copies = augment_images(images["image"], 3, seed=0)
+    assert len(copies) == 24 and all(c.size == images[0]["image"].size and c.mode == "RGB" for c in copies)
+    originals = [np.asarray(i.convert("RGB")) for i in images["image"]]
+    assert not any(np.array_equal(np.asarray(c), o) for c in copies for o in originals)
+    assert [np.asarray(c).tobytes() for c in augment_images(images["image"], 3, 0)] == [
+        np.asarray(c).tobytes() for c in copies]
+
+    teacher = tiny.save_image_teacher(tmp_path / "teacher", "convnext")
+    student = AutoModelForImageClassification.from_pretrained(tiny.save_image_student(tmp_path / "s", "vit"))
+    args = AFTConfig(output_dir=str(tmp_path / "out"), teachers=[str(teacher)], max_steps=2, augment_copies=2,
+                     per_device_train_batch_size=8, report_to="none", use_cpu=True, save_strategy="no")
+    trainer = AFTTrainer(model=student, args=args, train_dataset=tiny.image_dataset(16),
+                         processing_class=tiny.image_processor(), image_column="image")
+    assert trainer.rows.n_augmented == trainer.rows.n_unlabeled == 32 and trainer.distill == "probe"
+    assert set(trainer.train_dataset.select(range(16, 48))["labels"]) == {UNLABELED}
+    trainer.train()
+
+    with pytest.raises(AFTError, match="copies images of a datasets Image column"):
+        augmented_rows(datasets.Dataset.from_dict({"image": [np.zeros((4, 4), np.uint8).tolist()] * 2}), 2, 0, None,
+                       image_column="image")
