@@ -220,8 +220,9 @@ def unlabelled_rows(method: str, labelled: Path, n: int | None, seed: int, pool_
 
     tokens = method.split("+")
     copies = next((int(t[3:]) for t in tokens if t.startswith("aug")), 0)
-    made = len(augment_texts(datasets.load_from_disk(str(beta_auto.subset(labelled, n)))["train"]["text"], copies,
-                             seed)) if copies else 0
+    train = datasets.load_from_disk(str(beta_auto.subset(labelled, n)))["train"]
+    made = (copies * len(train) if "image" in train.column_names  # every image copy is new
+            else len(augment_texts(train["text"], copies, seed)))
     return made + (pool_rows if "u" in tokens else 0)
 
 

@@ -62,16 +62,18 @@ def _perturb(words: list[str], vocabulary: list[str], rng: random.Random) -> str
 
 
 def augment_images(images: Sequence, copies: int, seed: int = 0, column: str = "image") -> list:
-    """`copies * len(images)` perturbed copies (module docstring) as PIL RGB images, copy-major, deterministic in
-    `seed`; `images` as an image column holds them (PIL images, arrays, file paths)."""
-    rng = random.Random(seed)
+    """`copies * len(images)` perturbed copies (module docstring) as PIL RGB images, copy-major (copy `p` is of
+    image `p % len(images)`), deterministic in `seed`; `images` as an image column holds them (PIL images, arrays,
+    file paths)."""
     originals = [to_rgb(image, column, row) for row, image in enumerate(images)]
-    return [_perturb_image(image, rng) for _ in range(copies) for image in originals]
+    return [augment_image(originals[p % len(originals)], seed, p) for p in range(copies * len(originals))]
 
 
-def _perturb_image(image, rng: random.Random):
+def augment_image(image, seed: int, position: int):
+    """Copy number `position` of a PIL image: the same `(seed, position)` gives the same copy in any process."""
     from PIL import Image
 
+    rng = random.Random(f"{seed}-{position}")
     width, height = image.size
     scale = rng.uniform(*IMAGE_SCALE) ** 0.5  # of the side, for that share of the area
     w, h = max(1, round(width * scale)), max(1, round(height * scale))
@@ -99,9 +101,7 @@ def augmented_rows(train_dataset: datasets.Dataset, copies: int, seed: int, toke
             raise AFTError(f"augment_copies copies images of a datasets Image column, and {image_column!r} holds "
                            f"{train_dataset.features.get(image_column)}: cast it first (dataset.cast_column("
                            f"{image_column!r}, datasets.Image())), or pass augment_copies 0.")
-        images = augment_images(train_dataset[image_column], copies, seed, image_column)
-        return datasets.Dataset.from_dict({image_column: images},
-                                          features=datasets.Features({image_column: datasets.Image()}))
+        return _image_copies(train_dataset.select_columns([image_column]), copies, seed, image_column)
     column, feature = text_column, train_dataset.features.get(text_column)
     if getattr(feature, "dtype", None) not in ("string", "large_string"):
         raise AFTError(f"augment_copies makes copies of texts or images, and the training column {column!r} holds "
@@ -120,6 +120,18 @@ def augmented_rows(train_dataset: datasets.Dataset, copies: int, seed: int, toke
     longest = max(len(ids) for ids in train_dataset["input_ids"])
     return rows.map(lambda batch: encode(tokenizer, batch[column], longest), batched=True,
                     desc="Tokenizing the augmented copies")
+
+
+def _image_copies(images: datasets.Dataset, copies: int, seed: int, column: str) -> datasets.Dataset:
+    """The copies written batch by batch (Dataset.map), so that K copies of many images never sit in memory."""
+    n = len(images)
+
+    def make(batch, positions):
+        return {column: [augment_image(to_rgb(images[p % n][column], column, p % n), seed, p) for p in positions]}
+
+    return datasets.Dataset.from_dict({"position": list(range(copies * n))}).map(
+        make, with_indices=True, batched=True, batch_size=64, remove_columns=["position"],
+        features=datasets.Features({column: datasets.Image()}), desc="Augmented copies of the images")
 
 
 def join_unlabeled(parts: list[datasets.Dataset]) -> datasets.Dataset:
