@@ -21,6 +21,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hf_aft import AFTConfig, AFTError, AFTTrainer
 from hf_aft.augmentation import augment_images, augment_texts, augmented_rows
+from hf_aft.card import terms_note
 from hf_aft.commands import main
 from hf_aft.unlabeled import UNLABELED
 
@@ -82,32 +83,68 @@ def test_copies_are_refused_where_they_cannot_be_made_or_read(student_dir, teach
         AFTConfig(output_dir=str(tmp_path), augment_copies=2, transfer="none", distill="none")
     with pytest.raises(AFTError, match="augment_copies must be >= 0"):
         AFTConfig(output_dir=str(tmp_path), augment_copies=-1)
+    with pytest.raises(AFTError, match="augment_copies must be a whole number"):
+        AFTConfig(output_dir=str(tmp_path), augment_copies=1.5)
     words = labelled.map(lambda row: {"words": row["text"].split()})
-    for column in ("words", "missing"):
-        with pytest.raises(AFTError, match="augment_copies makes copies of texts or images"):
-            augmented_rows(words, 2, 0, None, text_column=column)
+    with pytest.raises(AFTError, match="holds List.*word lists get no copies"):
+        augmented_rows(words, 2, 0, None, text_column="words")
+    with pytest.raises(AFTError, match="copies the texts of 'missing', which the training data lacks"):
+        augmented_rows(words, 2, 0, None, text_column="missing")
+    with pytest.raises(AFTError, match="copies images of a datasets Image column.*an image folder"):
+        augmented_rows(datasets.Dataset.from_dict({"image": ["a.png", "b.png"]}), 2, 0, None, image_column="image")
 
 
-def test_train_with_augmented_copies_says_so(student_dir, teacher_dirs, tmp_path, capsys):
-    data = tmp_path / "data"
-    for split, n, seed in (("train", 24, 0), ("test", 16, 1)):
-        tiny.sentiment_dataset(n, seed=seed).to_csv(data / f"{split}.csv")
-    out = tmp_path / "out"
-    args = ["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(data), "--teachers",
+def test_no_copy_equals_an_eval_text():
+    texts = ["good film", "bad film", "good plot", "bad plot"]
+    free = set(augment_texts(texts, 8, seed=0))
+    held_out = sorted(free)[:3]
+    assert held_out and not set(augment_texts(texts, 8, seed=0, held_out=held_out)) & set(held_out)
+
+
+def cli_args(student_dir, teacher_dirs, data, out, *extra):
+    return ["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(data), "--teachers",
             *map(str, teacher_dirs), "--output_dir", str(out), "--per_device_train_batch_size", "8", "--max_steps",
             "2", "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", "--skip_cost_report", "true",
-            "--augment_copies", "2"]
-    assert main(args) == 0
+            "--augment_copies", "2", *extra]
+
+
+def one_error_line(capsys) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(ERROR)]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_train_with_augmented_copies_of_any_text_column_says_so(student_dir, teacher_dirs, tmp_path, capsys):
+    data = tmp_path / "data"
+    for split, n, seed in (("train", 24, 0), ("test", 16, 1)):
+        tiny.sentiment_dataset(n, seed=seed).rename_column("text", "review").to_csv(data / f"{split}.csv")
+    out = tmp_path / "out"
+    assert main(cli_args(student_dir, teacher_dirs, data, out, "--text_column", "review")) == 0
     summary = json.loads((out / "transfer_summary.json").read_text())
     assert summary["distill"] == "probe" and summary["augmented_rows"] == summary["unlabeled_rows"] > 24
     n = summary["augmented_rows"]
     assert f"{n} unlabelled rows, {n} of them augmented copies of the labelled texts" in capsys.readouterr().out
-    assert f"- Unlabelled data: {n} rows ({n} of them augmented copies" in (out / "README.md").read_text()
+    assert f"- Unlabelled data: {n} rows ({n} of them augmented copies of the labelled texts: words dropped" in (
+        out / "README.md").read_text()
 
-    refused = [a if a != str(out) else str(tmp_path / "b") for a in args] + ["--transfer", "none", "--distill", "none"]
-    assert main(refused) == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(ERROR)]
-    assert len(lines) == 1 and "no term reads the copies" in lines[0]
+    unread = cli_args(student_dir, teacher_dirs, data, tmp_path / "b", "--text_column", "review", "--transfer", "none",
+                      "--distill", "none")
+    assert main(unread) == 2 and "no term reads the copies" in one_error_line(capsys)
+
+
+def test_texts_that_cannot_be_copied_are_refused_before_any_teacher_runs(student_dir, teacher_dirs, tmp_path,
+                                                                         capsys, monkeypatch):
+    import hf_aft.teachers
+
+    def load(*args, **kwargs):
+        raise AssertionError("a teacher was loaded")
+
+    monkeypatch.setattr(hf_aft.teachers.TextTeacher, "load", load)
+    data = tmp_path / "short"
+    for split in ("train", "test"):
+        datasets.Dataset.from_dict({"text": ["good", "bad"] * 6, "label": [1, 0] * 6}).to_csv(data / f"{split}.csv")
+    assert main(cli_args(student_dir, teacher_dirs, data, tmp_path / "out")) == 2
+    assert "made no copy that differs from the labelled texts" in one_error_line(capsys)
 
 
 def test_images_get_cropped_flipped_rotated_copies_that_train_as_unlabelled_rows(tmp_path):
@@ -130,6 +167,7 @@ def test_images_get_cropped_flipped_rotated_copies_that_train_as_unlabelled_rows
     assert trainer.rows.n_augmented == trainer.rows.n_unlabeled == 32 and trainer.distill == "probe"
     assert set(trainer.train_dataset.select(range(16, 48))["labels"]) == {UNLABELED}
     trainer.train()
+    assert "32 of them augmented copies of the labelled images" in terms_note(trainer.terms_summary())
 
     with pytest.raises(AFTError, match="copies images of a datasets Image column"):
         augmented_rows(datasets.Dataset.from_dict({"image": [np.zeros((4, 4), np.uint8).tolist()] * 2}), 2, 0, None,

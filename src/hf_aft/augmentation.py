@@ -33,12 +33,13 @@ DROP, REPLACE, CROP = 0.1, 0.1, 0.25  # Tang et al.'s p_mask and p_ng (0.1, 0.25
 IMAGE_SCALE, ROTATE = (0.6, 1.0), 15.0
 
 
-def augment_texts(texts: Sequence[str], copies: int, seed: int = 0) -> list[str]:
+def augment_texts(texts: Sequence[str], copies: int, seed: int = 0, held_out: Sequence[str] = ()) -> list[str]:
     """Up to `copies * len(texts)` perturbed copies of `texts` (module docstring), copy-major, deterministic in
-    `seed`, none empty, none equal to a text of `texts` or to another copy."""
+    `seed`, none empty, none equal to a text of `texts`, of `held_out` (the eval split's: no leak) or to another
+    copy."""
     rng = random.Random(seed)
     vocabulary = sorted({word for text in texts for word in text.split()})
-    seen, out = set(texts), []
+    seen, out = {*texts, *held_out}, []
     for _ in range(copies):
         for text in texts:
             copy = _perturb(text.split(), vocabulary, rng)
@@ -84,42 +85,69 @@ def augment_image(image, seed: int, position: int):
     return copy.rotate(rng.uniform(-ROTATE, ROTATE), resample=Image.BILINEAR)
 
 
-def augmented_rows(train_dataset: datasets.Dataset, copies: int, seed: int, tokenizer, text_column: str = "text",
-                   image_column: str | None = None) -> datasets.Dataset:
-    """The augmented copies of the labelled rows' images (`image_column`) or texts (`text_column`) as unlabelled
-    rows: that column, and for texts the student's tokens (`input_ids`, `attention_mask`...) when the labelled rows
-    have them, truncated to the longest labelled row (a copy is a shortened or reworded labelled text, so that
-    length is what `--max_length` allowed them).
+def check_copies(train_dataset: datasets.Dataset, copies: int, text_column: str = "text",
+                 image_column: str | None = None) -> None:
+    """Refuse, before any teacher runs, labelled rows that `augmented_rows` cannot copy.
 
     Raises:
-        AFTError: an image column that is not a datasets `Image` column (paths, arrays), a text column that holds
-            no texts (word lists: token classification), texts whose every copy equals a labelled text, or tokens
-            without a tokenizer.
+        AFTError: an image column that is not a datasets `Image` column (paths, arrays), a column of word lists
+            (token classification), no such text column, or texts too short for any copy to differ from them.
     """
+    if not copies:
+        return
     if image_column is not None:
-        if not isinstance(train_dataset.features.get(image_column), datasets.Image):
-            raise AFTError(f"augment_copies copies images of a datasets Image column, and {image_column!r} holds "
-                           f"{train_dataset.features.get(image_column)}: cast it first (dataset.cast_column("
-                           f"{image_column!r}, datasets.Image())), or pass augment_copies 0.")
+        feature = train_dataset.features.get(image_column)
+        if not isinstance(feature, datasets.Image):
+            raise AFTError(f"--augment_copies copies images of a datasets Image column, and {image_column!r} holds "
+                           f"{feature}: give the images as an image folder or a save_to_disk dataset with an Image "
+                           f"column (dataset.cast_column({image_column!r}, datasets.Image())), or pass "
+                           "--augment_copies 0.")
+        return
+    feature = train_dataset.features.get(text_column)
+    if feature is not None and getattr(feature, "dtype", None) not in ("string", "large_string"):
+        raise AFTError(f"--augment_copies copies texts or images, and {text_column!r} holds {feature} (token "
+                       "classification's word lists get no copies): pass --augment_copies 0, or --unlabeled_dataset "
+                       "with rows of your own.")
+    if feature is None:
+        raise AFTError(f"--augment_copies copies the texts of {text_column!r}, which the training data lacks "
+                       f"({train_dataset.column_names}): pass the text column (--text_column), or --augment_copies 0.")
+    if not augment_texts([str(t) for t in train_dataset[text_column]], copies):
+        raise AFTError("--augment_copies made no copy that differs from the labelled texts (each is too short): "
+                       "pass --augment_copies 0.")
+
+
+def augmented_rows(train_dataset: datasets.Dataset, copies: int, seed: int, tokenizer, text_column: str = "text",
+                   image_column: str | None = None, held_out: Sequence[str] = ()) -> datasets.Dataset:
+    """The augmented copies of the labelled rows' images (`image_column`) or texts (`text_column`; none equal to a
+    text of `held_out`) as unlabelled rows: that column, and for texts the student's tokens (`input_ids`,
+    `attention_mask`...) when the labelled rows have them, truncated to the longest labelled row (a copy is a
+    shortened or reworded labelled text, so that length is what `--max_length` allowed them).
+
+    Raises:
+        AFTError: what `check_copies` refuses, or tokens without a tokenizer.
+    """
+    check_copies(train_dataset, copies, text_column, image_column)
+    if image_column is not None:
         return _image_copies(train_dataset.select_columns([image_column]), copies, seed, image_column)
-    column, feature = text_column, train_dataset.features.get(text_column)
-    if getattr(feature, "dtype", None) not in ("string", "large_string"):
-        raise AFTError(f"augment_copies makes copies of texts or images, and the training column {column!r} holds "
-                       f"{'no such column' if feature is None else feature}: pass augment_copies 0 (or "
-                       "--unlabeled_dataset with rows of your own).")
-    texts = augment_texts([str(t) for t in train_dataset[column]], copies, seed)
+    texts = augment_texts([str(t) for t in train_dataset[text_column]], copies, seed, held_out)
     if not texts:
-        raise AFTError("augment_copies made no copy that differs from the labelled texts (each is too short): "
-                       "pass augment_copies 0.")
-    rows = datasets.Dataset.from_dict({column: texts})
+        raise AFTError("--augment_copies made no copy that differs from the labelled and eval texts: pass "
+                       "--augment_copies 0.")
+    rows = datasets.Dataset.from_dict({text_column: texts})
     if "input_ids" not in train_dataset.column_names:
         return rows
     if tokenizer is None:
         raise AFTError("augment_copies needs the student's tokenizer to tokenize its copies: pass "
                        "processing_class= to AFTTrainer.")
     longest = max(len(ids) for ids in train_dataset["input_ids"])
-    return rows.map(lambda batch: encode(tokenizer, batch[column], longest), batched=True,
+    return rows.map(lambda batch: encode(tokenizer, batch[text_column], longest), batched=True,
                     desc="Tokenizing the augmented copies")
+
+
+def held_out_texts(eval_dataset, text_column: str) -> list[str]:
+    """The texts of an eval dataset (or a dict of them, as `Trainer` takes), which no copy may equal."""
+    sets = list(eval_dataset.values()) if isinstance(eval_dataset, dict) else [eval_dataset]
+    return [str(t) for d in sets if text_column in getattr(d, "column_names", ()) for t in d[text_column]]
 
 
 def _image_copies(images: datasets.Dataset, copies: int, seed: int, column: str) -> datasets.Dataset:

@@ -262,7 +262,8 @@ def terms_note(terms: dict | None) -> str | None:
                      + (f", temperature {temperature:g})" if temperature is not None else ")"))
     if terms.get("unlabeled_rows"):
         augmented = terms.get("augmented_rows") or 0
-        made = f", {augmented:,} of them augmented copies of the labelled texts" if augmented else ""
+        made = (f", {augmented:,} of them augmented copies of the labelled {terms.get('augmented_from') or 'texts'}"
+                if augmented else "")
         parts.append(f"{terms['unlabeled_rows']:,} unlabelled rows{made} beside {terms['labeled_rows']:,} labelled "
                      f"(labelled share of each batch {terms['labeled_fraction']:.0%})")
     if terms.get("probe_accuracy") is not None:

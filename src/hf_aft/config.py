@@ -172,10 +172,10 @@ class AFTConfig(TrainingArguments, TeacherArguments):
             every suite measured (docs/guides/unlabelled-data.md): with a pool much larger than the
             labelled set, the own share leaves the task loss a row or two per batch.
         augment_copies (`int`, *optional*, defaults to `0`):
-            Not in the paper. Text students: add this many perturbed copies of each labelled text as unlabelled rows
-            (words dropped, replaced by other words of the labelled texts, spans cut: Tang et al. 2019, section
-            3.2; `hf_aft.augmentation`), for the transfer and distillation terms; `--distill auto` then turns probe
-            distillation on. 0: none.
+            Not in the paper. Add this many perturbed copies of each labelled text (words dropped, replaced by other
+            words of the labelled texts, spans cut: Tang et al. 2019, section 3.2) or image (cropped, flipped,
+            rotated) as unlabelled rows (`hf_aft.augmentation`), for the transfer and distillation terms; `--distill
+            auto` then turns probe distillation on. 0: none.
     """
 
     transfer: Transfer = field(
@@ -247,9 +247,9 @@ class AFTConfig(TrainingArguments, TeacherArguments):
     )
     augment_copies: int = field(
         default=0,
-        metadata={"help": "Not in the paper. Text students: add this many perturbed copies of each labelled text "
-                  "(words dropped, replaced, spans cut) as unlabelled rows for the transfer and distillation terms; "
-                  "0: none."},
+        metadata={"help": "Not in the paper. Add this many perturbed copies of each labelled text (words dropped, "
+                  "replaced, spans cut) or image (cropped, flipped, rotated) as unlabelled rows for the transfer and "
+                  "distillation terms; 0: none."},
     )
 
     # Trainer defaults that hf-aft changes: log ten times per run (500 steps logs nothing on a short run), and keep no
@@ -292,6 +292,8 @@ class AFTConfig(TrainingArguments, TeacherArguments):
         if self.labeled_fraction is not None and not 0 < self.labeled_fraction < 1:
             raise AFTError(f"labeled_fraction must be in (0, 1) (got {self.labeled_fraction}): the share of each "
                            "batch that is labelled (default 0.5).")
+        if isinstance(self.augment_copies, bool) or not isinstance(self.augment_copies, int):
+            raise AFTError(f"augment_copies must be a whole number >= 0 (got {self.augment_copies!r}).")
         if self.augment_copies < 0:
             raise AFTError(f"augment_copies must be >= 0 (got {self.augment_copies}): copies of each labelled text.")
         if self.augment_copies and self.transfer == "none" and self.distill == "none":

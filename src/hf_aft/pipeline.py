@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 import transformers
 
 from .audit import reseal_card
+from .augmentation import check_copies
 from .beta_search import check_search, resumable_args, save_beta_search, search_beta
 from .card import beta_note, read_baseline, terms_note
 from .claims import CLAIM_NAME, check_unchanged, claimed, tag_config
@@ -215,7 +216,8 @@ def _choose_beta(script_args, config, train_set, validation, load, processor, in
     result = search_beta(lambda: load()[0], config, train_set, script_args.beta_validation_fraction,
                          checkpoint_dir=os.path.join(config.output_dir, BETA_SEARCH_RUNS),
                          validation_dataset=validation, processing_class=processor, teacher_infos=infos,
-                         peft_config=peft_config, image_column=script_args.image_column, unlabeled_dataset=unlabeled)
+                         peft_config=peft_config, image_column=script_args.image_column, unlabeled_dataset=unlabeled,
+                         text_column=script_args.text_column)
     result["validation_split"] = script_args.beta_validation_split
     config.beta = result["chosen_beta"]
     return result
@@ -255,6 +257,7 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
     script_args.eval_split = splits.eval_name  # the splits actually used (the card names them)
     script_args.beta_validation_split = splits.validation_name
     unlabeled = run["unlabeled_raw"] = _load_unlabeled(script_args, splits)
+    check_copies(splits.train, config.augment_copies, script_args.text_column, script_args.image_column)
     if script_args.beta_auto:  # refuse a search that cannot run before any model loads or teacher runs
         train_ids, validation_ids = (class_ids(splits.labels.encode(s), "labels") if s is not None else None
                                      for s in (splits.train, splits.validation))
@@ -302,7 +305,7 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
     trainer = AFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=processor, teacher_infos=infos, peft_config=peft_config,
                          image_column=script_args.image_column, compute_metrics=run["metrics"],
-                         unlabeled_dataset=run["unlabeled_set"])
+                         unlabeled_dataset=run["unlabeled_set"], text_column=script_args.text_column)
     tag_config(trainer.accelerator.unwrap_model(trainer.model))  # every config.json it saves names this run
     if trainer.is_world_process_zero():
         clear_complete(config.output_dir)  # not finished until this run says so (see mark_complete below)

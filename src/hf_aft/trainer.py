@@ -85,7 +85,7 @@ class AFTTrainer(Trainer):
         if WORD_POSITIONS in getattr(train_dataset, "column_names", ()) and kwargs.get("data_collator") is None:
             kwargs["data_collator"] = TokenCollator(processing_class)  # labels -100, positions -1, features NaN
         self.rows = rows = prepare_training_rows(model, args, train_dataset, unlabeled_dataset, text_column,
-                                                 image_column, teacher_infos, processing_class)
+                                                 image_column, teacher_infos, processing_class, eval_dataset)
         self.teacher_infos, self.teacher_norms, self.distill = rows.teacher_infos, rows.teacher_norms, rows.distill
         self.problem_type = rows.problem_type  # targets.model_problem_type
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .augmentation import augmented_rows, join_unlabeled
+from .augmentation import augmented_rows, held_out_texts, join_unlabeled
 from .config import AFTConfig
 from .distillation import TARGETS_COLUMN, probe_targets, task_teacher_targets, with_targets
 from .errors import AFTError
@@ -40,6 +40,7 @@ class TrainingRows:
     n_labeled: int
     n_unlabeled: int = 0  # the unlabelled rows given and the augmented copies
     n_augmented: int = 0
+    augmented_from: str = "texts"  # or "images"
     teacher_infos: list[TeacherInfo] = field(default_factory=list)
     teacher_norms: list[float] = field(default_factory=list)
     probe_accuracy: float | None = None  # the probe's cross-validated score, in `probe_metric`
@@ -86,18 +87,18 @@ def as_labels(dataset):
 
 
 def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_dataset=None, text_column="text",
-                          image_column=None, teacher_infos=None, tokenizer=None) -> TrainingRows:
+                          image_column=None, teacher_infos=None, tokenizer=None, eval_dataset=None) -> TrainingRows:
     """Teacher features for both sets (when a term needs them), distillation targets, then the labelled rows
-    followed by the unlabelled ones (labels -100) in one dataset. `args.augment_copies` adds the labelled texts'
-    augmented copies (augmentation.py) to the unlabelled rows."""
+    followed by the unlabelled ones (labels -100) in one dataset. `args.augment_copies` adds the labelled rows'
+    augmented copies (augmentation.py; no text copy equal to a text of `eval_dataset`) to the unlabelled rows."""
     if image_column is not None and unlabeled_dataset is not None:
         check_image_column(unlabeled_dataset, image_column)
-    augmented = (augmented_rows(train_dataset, args.augment_copies, args.seed, tokenizer, text_column, image_column)
-                 if args.augment_copies else None)
+    augmented = (augmented_rows(train_dataset, args.augment_copies, args.seed, tokenizer, text_column, image_column,
+                                held_out_texts(eval_dataset, text_column)) if args.augment_copies else None)
     has_unlabeled = unlabeled_dataset is not None or augmented is not None
     rows = TrainingRows(None, args.resolved_distill(has_unlabeled), len(train_dataset),
                         len(unlabeled_dataset or ()) + len(augmented or ()), n_augmented=len(augmented or ()),
-                        problem_type=model_problem_type(model))
+                        augmented_from="images" if image_column else "texts", problem_type=model_problem_type(model))
     if args.needs_teacher_features(has_unlabeled):
         train_dataset = with_word_or_teacher_features(train_dataset, args, text_column, image_column,
                                                       device=args.device)
@@ -213,4 +214,5 @@ def terms_summary(args: AFTConfig, rows: TrainingRows) -> dict:
             "distill_teacher": args.distill_teacher if rows.distill == "logits" else None,
             "probe_accuracy": rows.probe_accuracy, "probe_metric": rows.probe_metric, "labeled_rows": rows.n_labeled,
             "unlabeled_rows": rows.n_unlabeled, "augmented_rows": rows.n_augmented,
+            "augmented_from": rows.augmented_from if rows.n_augmented else None,
             "labeled_fraction": share if rows.n_unlabeled else None}
