@@ -247,9 +247,8 @@ class AFTConfig(TrainingArguments, TeacherArguments):
     )
     augment_copies: int = field(
         default=0,
-        metadata={"help": "Not in the paper. Add this many perturbed copies of each labelled text (words dropped, "
-                  "replaced, spans cut) or image (cropped, flipped, rotated) as unlabelled rows for the transfer and "
-                  "distillation terms; 0: none."},
+        metadata={"help": "Not in the paper. Add this many perturbed copies of each labelled text or image as "
+                  "unlabelled rows (hf_aft.augmentation); 0: none."},
     )
 
     # Trainer defaults that hf-aft changes: log ten times per run (500 steps logs nothing on a short run), and keep no
