@@ -198,6 +198,24 @@ def test_images_that_are_not_images_are_named(image_teachers, tmp_path):
         extract(tiny.image_dataset(2), [vit], image_column="picture")
 
 
+def test_an_image_folder_without_class_subfolders_is_refused_for_its_missing_labels(image_teachers, tmp_path,
+                                                                                   capsys):
+    # CSVs of image paths beside the images: datasets reads the folder as an image folder, with no label per row.
+    root = tmp_path / "data"
+    for split, n in (("train", 8), ("test", 4)):
+        (root / "files" / split).mkdir(parents=True)
+        for i, image in enumerate(tiny.image_dataset(n)["image"]):
+            image.save(root / "files" / split / f"{i}.png")
+        lines = [f"{root / 'files' / split / f'{i}.png'},{i % 2}" for i in range(n)]
+        (root / f"{split}.csv").write_text("image,label\n" + "\n".join(lines) + "\n")
+    code = main(["train", "--model_name_or_path", str(tmp_path / "no-student"), "--dataset_name", str(root),
+                 "--image_column", "image", "--teachers", str(image_teachers["vit"]), "--output_dir",
+                 str(tmp_path / "out"), "--use_cpu", "true"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert "label column 'label' has no label in 8 of 8 rows (an image folder takes its classes" in err
+
+
 def test_a_teacher_of_the_wrong_modality_is_named_with_its_column(image_teachers, teacher_dirs, tmp_path):
     vit, bert = str(image_teachers["vit"]), str(teacher_dirs[0])
     images, texts = tiny.image_dataset(2), tiny.sentiment_dataset(2)

@@ -198,6 +198,11 @@ class Labels(ClassNames):
                            f"dataset.filter(lambda x: x[{column!r}] != -1); if -1 is a real class, map the labels to "
                            "other values.")
         if isinstance(feature, datasets.ClassLabel):
+            missing = arrow_column(dataset, column).null_count
+            if missing:  # e.g. an image folder whose images are not in one subfolder per class
+                raise AFTError(f"the training split's label column {column!r} has no label in {missing} of "
+                               f"{len(dataset)} rows (an image folder takes its classes from one subfolder per "
+                               "class): fill or drop those rows, or give the labels in a column of their own.")
             return cls(list(feature.names), column, True)
         values = set(pc.unique(arrow_column(dataset, column)).to_pylist())  # Arrow: no Python row objects
         if None in values:
