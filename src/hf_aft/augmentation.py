@@ -95,6 +95,14 @@ def check_copies(train_dataset: datasets.Dataset, copies: int, text_column: str 
     """
     if not copies:
         return
+    _check_column(train_dataset, text_column, image_column)
+    if image_column is None and not augment_texts([str(t) for t in train_dataset[text_column]], copies):
+        raise AFTError("--augment_copies made no copy that differs from the labelled texts (each is too short): "
+                       "pass --augment_copies 0.")
+
+
+def _check_column(train_dataset: datasets.Dataset, text_column: str, image_column: str | None) -> None:
+    """The column to copy holds images of a datasets `Image` column, or texts (see `check_copies`)."""
     if image_column is not None:
         feature = train_dataset.features.get(image_column)
         if not isinstance(feature, datasets.Image):
@@ -111,9 +119,6 @@ def check_copies(train_dataset: datasets.Dataset, copies: int, text_column: str 
     if feature is None:
         raise AFTError(f"--augment_copies copies the texts of {text_column!r}, which the training data lacks "
                        f"({train_dataset.column_names}): pass the text column (--text_column), or --augment_copies 0.")
-    if not augment_texts([str(t) for t in train_dataset[text_column]], copies):
-        raise AFTError("--augment_copies made no copy that differs from the labelled texts (each is too short): "
-                       "pass --augment_copies 0.")
 
 
 def augmented_rows(train_dataset: datasets.Dataset, copies: int, seed: int, tokenizer, text_column: str = "text",
@@ -126,13 +131,13 @@ def augmented_rows(train_dataset: datasets.Dataset, copies: int, seed: int, toke
     Raises:
         AFTError: what `check_copies` refuses, or tokens without a tokenizer.
     """
-    check_copies(train_dataset, copies, text_column, image_column)
+    _check_column(train_dataset, text_column, image_column)
     if image_column is not None:
         return _image_copies(train_dataset.select_columns([image_column]), copies, seed, image_column)
     texts = augment_texts([str(t) for t in train_dataset[text_column]], copies, seed, held_out)
     if not texts:
-        raise AFTError("--augment_copies made no copy that differs from the labelled and eval texts: pass "
-                       "--augment_copies 0.")
+        raise AFTError("--augment_copies made no copy that differs from the labelled texts (each is too short) and "
+                       "the eval texts: pass --augment_copies 0.")
     rows = datasets.Dataset.from_dict({text_column: texts})
     if "input_ids" not in train_dataset.column_names:
         return rows
@@ -162,12 +167,11 @@ def _image_copies(images: datasets.Dataset, copies: int, seed: int, column: str)
         features=datasets.Features({column: datasets.Image()}), desc="Augmented copies of the images")
 
 
-def join_unlabeled(parts: list[datasets.Dataset]) -> datasets.Dataset:
+def join_unlabeled(pool: datasets.Dataset | None, copies: datasets.Dataset | None) -> datasets.Dataset | None:
     """The given unlabelled rows followed by the augmented copies, on the copies' columns (a pool's other columns
-    are not read by training)."""
-    if len(parts) == 1:
-        return parts[0]
-    pool, copies = parts
+    are not read by training); either one alone when the other is None."""
+    if pool is None or copies is None:
+        return copies if pool is None else pool
     info = pool.info.description  # the teachers' provenance
     joined = datasets.concatenate_datasets([pool.select_columns(copies.column_names),
                                             copies.cast(pool.select_columns(copies.column_names).features)])

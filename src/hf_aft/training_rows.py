@@ -105,13 +105,14 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
         rows.teacher_infos = teacher_infos or teacher_infos_of(train_dataset)
         scan = scan_word_features if is_word_features(train_dataset) else scan_teacher_features
         rows.teacher_norms = scan(train_dataset, rows.teacher_infos)
-        featured = [with_word_or_teacher_features(d, args, text_column, image_column, device=args.device)
-                    for d in (unlabeled_dataset, augmented) if d is not None]
-        for part in featured:
-            scan(part, rows.teacher_infos)
-        unlabeled_dataset = join_unlabeled(featured) if featured else None
-    elif augmented is not None:
-        unlabeled_dataset = join_unlabeled([d for d in (unlabeled_dataset, augmented) if d is not None])
+        unlabeled_dataset, augmented = (
+            None if d is None else with_word_or_teacher_features(d, args, text_column, image_column,
+                                                                 device=args.device)
+            for d in (unlabeled_dataset, augmented))
+        for part in (unlabeled_dataset, augmented):
+            if part is not None:
+                scan(part, rows.teacher_infos)
+    unlabeled_dataset = join_unlabeled(unlabeled_dataset, augmented)
     targets = _targets_or_fallback(rows, model, args, train_dataset, unlabeled_dataset, text_column, image_column)
     if targets is not None:
         attach = with_word_targets if rows.problem_type == TOKEN else with_targets
