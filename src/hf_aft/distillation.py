@@ -28,7 +28,14 @@ from .cache import default_cache_dir, locked, main_process_first, record_checksu
 from .errors import AFTError
 from .features import FEATURES_COLUMN, feature_matrix
 from .targets import SINGLE
-from .task_probes import SCORE_NAMES, as_targets, cross_fit_outputs, fit_probe_outputs, probe_score
+from .task_probes import (
+    SCORE_NAMES,
+    TOO_FEW_ROWS_ADVICE,
+    as_targets,
+    cross_fit_outputs,
+    fit_probe_outputs,
+    probe_score,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +137,7 @@ def fit_probe(labeled: np.ndarray, labels: np.ndarray, unlabeled: np.ndarray, nu
     classes = np.flatnonzero(counts >= 2)
     if len(classes) < 2:
         raise AFTError("probe distillation cross-fits the teachers' probe: it needs at least 2 classes with 2 or "
-                       f"more labelled rows each (class counts: {counts.tolist()}); add labelled rows, or pass "
-                       "--distill none.")
+                       f"more labelled rows each (class counts: {counts.tolist()}); {TOO_FEW_ROWS_ADVICE}")
     folds = int(min(folds, counts[classes].min()))
     c, proba = cross_fit_path(labeled[fitted], labels[fitted], folds, seed, cs)
     out_of_fold = np.full((len(labels), num_classes), np.nan, dtype=np.float32)

@@ -26,6 +26,11 @@ RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
 SCORE_NAMES = {MULTI: "micro_f1", REGRESSION: "pearson"}
 
 
+# The way out of a cross-fit with too few rows. Without a probe and without a transfer term, unlabelled rows and
+# augmented copies have no term to read them (refused elsewhere), so the advice names them too.
+TOO_FEW_ROWS_ADVICE = ("add labelled rows, or pass --distill none (with --transfer none, also drop "
+                       "--unlabeled_dataset and --augment_copies: no term would read them).")
+
 def probe_estimator(problem_type: str):
     """An unfitted scikit-learn pipeline: standardised features, then the probe of `problem_type` (module
     docstring); `fit(x, y)` takes multi-hot rows (multi-label) or targets [rows] / [rows, targets]."""
@@ -82,7 +87,7 @@ def cross_fit_outputs(x: np.ndarray, y: np.ndarray, problem_type: str, folds: in
 
     if len(x) < 2 * max(folds, 2):
         raise AFTError(f"probe distillation cross-fits the teachers' probe over {folds} folds: it needs at least "
-                       f"{2 * max(folds, 2)} labelled rows (got {len(x)}); add labelled rows, or pass --distill none.")
+                       f"{2 * max(folds, 2)} labelled rows (got {len(x)}); {TOO_FEW_ROWS_ADVICE}")
     out = None
     for train, held in KFold(folds, shuffle=True, random_state=seed).split(x):
         outputs = fit_probe_outputs(x[train], y[train], x[held], problem_type)
