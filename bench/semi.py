@@ -12,7 +12,8 @@ Per suite, labelled-set size and seed (paired by seed), test accuracy of:
                        distilled into the student on the unlabelled pool; text suites; `pip install --no-deps
                        setfit==1.2.0`, which `make bench-setup` does)
 and each training method with `+u`: the same plus the unlabelled pool (--unlabeled_dataset); `+aug8`: plus 8 augmented
-copies of each labelled text as unlabelled rows (--augment_copies 8). `+lf0.3` sets
+copies of each labelled text as unlabelled rows (--augment_copies 8); `+gen800`: plus 800 texts written by
+SmolLM2-135M-Instruct prompted with labelled texts (--generate_texts 800). `+lf0.3` sets
 --labeled_fraction 0.3 (default 0.5; `+lfown`: the two sets' own share, the default before it was measured); `+x2`
 twice the steps; `+t2` / `+w2` a distillation temperature / weight of 2; `+ep` the steps hf-aft's default schedule
 gives with the pool (the suite's epochs over the mixed epoch: text 3, vision 8), at least the full run's. Otherwise
@@ -106,6 +107,8 @@ def method_args(method: str, pool: Path, own_share: float = 0.5) -> list[str]:
             distill = "probe"
         elif token.startswith("aug"):  # aug8: --augment_copies 8 (copies of the labelled texts as unlabelled rows)
             args += ["--augment_copies", token[3:]]
+        elif token.startswith("gen"):  # gen800: --generate_texts 800 written by SmolLM2-135M-Instruct
+            args += ["--generate_texts", token[3:], "--generator", str(quality.smollm_path())]
         elif token == "u":
             args += ["--unlabeled_dataset", str(pool)]
         elif token == "lfown":  # the two sets' own share (the default before labeled_fraction 0.5 was measured)
@@ -223,7 +226,8 @@ def unlabelled_rows(method: str, labelled: Path, n: int | None, seed: int, pool_
     train = datasets.load_from_disk(str(beta_auto.subset(labelled, n)))["train"]
     made = (copies * len(train) if "image" in train.column_names  # every image copy is new
             else len(augment_texts(train["text"], copies, seed)))
-    return made + (pool_rows if "u" in tokens else 0)
+    generated = next((int(t[3:]) for t in tokens if t.startswith("gen")), 0)  # as asked: a few may be left out
+    return made + generated + (pool_rows if "u" in tokens else 0)
 
 
 def table(rows: list[dict], methods: list[str]) -> str:

@@ -79,16 +79,16 @@ def test_copies_join_the_run_as_unlabelled_rows_with_probe_targets(student_dir, 
 
 
 def test_copies_are_refused_where_they_cannot_be_made_or_read(student_dir, teacher_dirs, tmp_path, labelled):
-    with pytest.raises(AFTError, match="no term reads the copies"):
+    with pytest.raises(AFTError, match="augment_copies with --transfer none and --distill none: no term reads"):
         AFTConfig(output_dir=str(tmp_path), augment_copies=2, transfer="none", distill="none")
-    with pytest.raises(AFTError, match="augment_copies must be >= 0"):
+    with pytest.raises(AFTError, match="augment_copies must be a whole number >= 0"):
         AFTConfig(output_dir=str(tmp_path), augment_copies=-1)
     with pytest.raises(AFTError, match="augment_copies must be a whole number"):
         AFTConfig(output_dir=str(tmp_path), augment_copies=1.5)
     words = labelled.map(lambda row: {"words": row["text"].split()})
-    with pytest.raises(AFTError, match="holds List.*word lists get no copies"):
+    with pytest.raises(AFTError, match="holds List.*word lists get none"):
         augmented_rows(words, 2, 0, None, text_column="words")
-    with pytest.raises(AFTError, match="copies the texts of 'missing', which the training data lacks"):
+    with pytest.raises(AFTError, match="reads the texts of 'missing', which the training data lacks"):
         augmented_rows(words, 2, 0, None, text_column="missing")
     with pytest.raises(AFTError, match="copies images of a datasets Image column.*an image folder"):
         augmented_rows(datasets.Dataset.from_dict({"image": ["a.png", "b.png"]}), 2, 0, None, image_column="image")
@@ -129,7 +129,7 @@ def test_train_with_augmented_copies_of_any_text_column_says_so(student_dir, tea
 
     unread = cli_args(student_dir, teacher_dirs, data, tmp_path / "b", "--text_column", "review", "--transfer", "none",
                       "--distill", "none")
-    assert main(unread) == 2 and "no term reads the copies" in one_error_line(capsys)
+    assert main(unread) == 2 and "no term reads the rows it makes" in one_error_line(capsys)
 
 
 def test_texts_that_cannot_be_copied_are_refused_before_any_teacher_runs(student_dir, teacher_dirs, tmp_path,

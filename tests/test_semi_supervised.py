@@ -549,7 +549,8 @@ def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teache
 
 def summary_terms(summary: dict) -> dict:
     keys = ("distill", "distill_weight", "distill_temperature", "distill_teacher", "probe_accuracy", "probe_metric",
-            "labeled_rows", "unlabeled_rows", "augmented_rows", "augmented_from", "labeled_fraction")
+            "labeled_rows", "unlabeled_rows", "augmented_rows", "augmented_from", "generated_rows", "generator",
+            "generator_revision", "labeled_fraction")
     return {key: summary[key] for key in keys}
 
 

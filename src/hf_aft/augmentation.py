@@ -95,58 +95,73 @@ def check_copies(train_dataset: datasets.Dataset, copies: int, text_column: str 
     """
     if not copies:
         return
-    _check_column(train_dataset, text_column, image_column)
+    check_source_column(train_dataset, text_column, image_column, "--augment_copies")
     if image_column is None and not augment_texts([str(t) for t in train_dataset[text_column]], copies):
         raise AFTError("--augment_copies made no copy that differs from the labelled texts (each is too short): "
                        "pass --augment_copies 0.")
 
 
-def _check_column(train_dataset: datasets.Dataset, text_column: str, image_column: str | None) -> None:
-    """The column to copy holds images of a datasets `Image` column, or texts (see `check_copies`)."""
+def check_source_column(train_dataset: datasets.Dataset, text_column: str, image_column: str | None,
+                  option: str) -> None:
+    """The column that `option` makes rows from holds images of a datasets `Image` column, or texts.
+
+    Raises:
+        AFTError: an image column that is not a datasets `Image` column, word lists, or no such text column.
+    """
     if image_column is not None:
         feature = train_dataset.features.get(image_column)
         if not isinstance(feature, datasets.Image):
-            raise AFTError(f"--augment_copies copies images of a datasets Image column, and {image_column!r} holds "
+            raise AFTError(f"{option} copies images of a datasets Image column, and {image_column!r} holds "
                            f"{feature}: give the images as an image folder or a save_to_disk dataset with an Image "
                            f"column (dataset.cast_column({image_column!r}, datasets.Image())), or pass "
-                           "--augment_copies 0.")
+                           f"{option} 0.")
         return
     feature = train_dataset.features.get(text_column)
     if feature is not None and getattr(feature, "dtype", None) not in ("string", "large_string"):
-        raise AFTError(f"--augment_copies copies texts or images, and {text_column!r} holds {feature} (token "
-                       "classification's word lists get no copies): pass --augment_copies 0, or --unlabeled_dataset "
-                       "with rows of your own.")
+        raise AFTError(f"{option} reads texts or images, and {text_column!r} holds {feature} (token "
+                       f"classification's word lists get none): pass {option} 0, or --unlabeled_dataset with rows of "
+                       "your own.")
     if feature is None:
-        raise AFTError(f"--augment_copies copies the texts of {text_column!r}, which the training data lacks "
-                       f"({train_dataset.column_names}): pass the text column (--text_column), or --augment_copies 0.")
+        raise AFTError(f"{option} reads the texts of {text_column!r}, which the training data lacks "
+                       f"({train_dataset.column_names}): pass the text column (--text_column), or {option} 0.")
 
 
 def augmented_rows(train_dataset: datasets.Dataset, copies: int, seed: int, tokenizer, text_column: str = "text",
                    image_column: str | None = None, held_out: Sequence[str] = ()) -> datasets.Dataset:
     """The augmented copies of the labelled rows' images (`image_column`) or texts (`text_column`; none equal to a
-    text of `held_out`) as unlabelled rows: that column, and for texts the student's tokens (`input_ids`,
-    `attention_mask`...) when the labelled rows have them, truncated to the longest labelled row (a copy is a
-    shortened or reworded labelled text, so that length is what `--max_length` allowed them).
+    text of `held_out`) as unlabelled rows (`text_rows`).
 
     Raises:
-        AFTError: what `check_copies` refuses, or tokens without a tokenizer.
+        AFTError: what `check_made_rows` refuses, or tokens without a tokenizer.
     """
-    _check_column(train_dataset, text_column, image_column)
+    check_source_column(train_dataset, text_column, image_column, "--augment_copies")
     if image_column is not None:
         return _image_copies(train_dataset.select_columns([image_column]), copies, seed, image_column)
     texts = augment_texts([str(t) for t in train_dataset[text_column]], copies, seed, held_out)
     if not texts:
         raise AFTError("--augment_copies made no copy that differs from the labelled texts (each is too short) and "
                        "the eval texts: pass --augment_copies 0.")
+    return text_rows(texts, train_dataset, tokenizer, text_column, "augment_copies")
+
+
+def text_rows(texts: list[str], train_dataset: datasets.Dataset, tokenizer, text_column: str,
+              option: str) -> datasets.Dataset:
+    """Texts made from the labelled ones as unlabelled rows: the column `text_column`, and the student's tokens
+    (`input_ids`, `attention_mask`...) when the labelled rows have them, truncated to the longest labelled row (a
+    made text is a reworded or imitated labelled text, so that length is what `--max_length` allowed them).
+
+    Raises:
+        AFTError: tokens needed without a tokenizer.
+    """
     rows = datasets.Dataset.from_dict({text_column: texts})
     if "input_ids" not in train_dataset.column_names:
         return rows
     if tokenizer is None:
-        raise AFTError("augment_copies needs the student's tokenizer to tokenize its copies: pass "
-                       "processing_class= to AFTTrainer.")
+        raise AFTError(f"{option} needs the student's tokenizer to tokenize its texts: pass processing_class= to "
+                       "AFTTrainer.")
     longest = max(len(ids) for ids in train_dataset["input_ids"])
     return rows.map(lambda batch: encode(tokenizer, batch[text_column], longest), batched=True,
-                    desc="Tokenizing the augmented copies")
+                    desc=f"Tokenizing the texts of {option}")
 
 
 def held_out_texts(eval_dataset, text_column: str) -> list[str]:
@@ -167,13 +182,15 @@ def _image_copies(images: datasets.Dataset, copies: int, seed: int, column: str)
         features=datasets.Features({column: datasets.Image()}), desc="Augmented copies of the images")
 
 
-def join_unlabeled(pool: datasets.Dataset | None, copies: datasets.Dataset | None) -> datasets.Dataset | None:
-    """The given unlabelled rows followed by the augmented copies, on the copies' columns (a pool's other columns
-    are not read by training); either one alone when the other is None."""
-    if pool is None or copies is None:
-        return copies if pool is None else pool
-    info = pool.info.description  # the teachers' provenance
-    joined = datasets.concatenate_datasets([pool.select_columns(copies.column_names),
-                                            copies.cast(pool.select_columns(copies.column_names).features)])
+def join_unlabeled(*parts: datasets.Dataset | None) -> datasets.Dataset | None:
+    """The given unlabelled rows followed by the made ones (augmented copies, generated texts), on the columns of the
+    last part given (a pool's other columns are not read by training); None when no part is given."""
+    parts = [part for part in parts if part is not None]
+    if len(parts) < 2:
+        return parts[0] if parts else None
+    info = parts[0].info.description  # the teachers' provenance
+    columns = parts[-1].column_names
+    features = parts[0].select_columns(columns).features
+    joined = datasets.concatenate_datasets([part.select_columns(columns).cast(features) for part in parts])
     joined.info.description = info
     return joined

@@ -264,6 +264,8 @@ def terms_note(terms: dict | None) -> str | None:
         augmented = terms.get("augmented_rows") or 0
         made = (f", {augmented:,} of them augmented copies of the labelled {terms.get('augmented_from') or 'texts'}"
                 if augmented else "")
+        if terms.get("generated_rows"):
+            made += f", {terms['generated_rows']:,} of them written by {terms['generator']}"
         parts.append(f"{terms['unlabeled_rows']:,} unlabelled rows{made} beside {terms['labeled_rows']:,} labelled "
                      f"(labelled share of each batch {terms['labeled_fraction']:.0%})")
     if terms.get("probe_accuracy") is not None:

@@ -17,7 +17,7 @@ from .distributed import has_accelerator, launched_world_size
 from .errors import AFTError, require_extra
 from .features import FeatureDtype
 from .losses import Kernel, Transfer
-from .option_checks import check_choices, check_finite, check_report_to
+from .option_checks import check_choices, check_finite, check_made_rows, check_report_to
 from .teachers.backends import TeacherBackend
 from .teachers.loading import TeacherDtype
 from .teachers.pooling import Pooling
@@ -176,6 +176,11 @@ class AFTConfig(TrainingArguments, TeacherArguments):
             words of the labelled texts, spans cut: Tang et al. 2019, section 3.2) or image (cropped, flipped,
             rotated) as unlabelled rows (`hf_aft.augmentation`), for the transfer and distillation terms; `--distill
             auto` then turns probe distillation on. 0: none.
+        generate_texts (`int`, *optional*, defaults to `0`):
+            Not in the paper. Add this many texts written by `generator`, prompted with labelled texts (GAL, He et
+            al. 2022), as unlabelled rows (`hf_aft.generation`), as `augment_copies` does. 0: none.
+        generator (`str`, *optional*):
+            With `generate_texts`: a causal language model (Hub id, folder or GGUF file, as teachers are named).
     """
 
     transfer: Transfer = field(
@@ -250,6 +255,14 @@ class AFTConfig(TrainingArguments, TeacherArguments):
         metadata={"help": "Not in the paper. Add this many perturbed copies of each labelled text or image as "
                   "unlabelled rows (hf_aft.augmentation); 0: none."},
     )
+    generate_texts: int = field(
+        default=0,
+        metadata={"help": "Not in the paper. Add this many texts written by --generator, prompted with labelled "
+                  "texts, as unlabelled rows (hf_aft.generation); 0: none."},
+    )
+    generator: str | None = field(
+        default=None, metadata={"help": "With --generate_texts: a causal language model (Hub id, folder or GGUF)."},
+    )
 
     # Trainer defaults that hf-aft changes: log ten times per run (500 steps logs nothing on a short run), and keep no
     # checkpoint (optimizer state included) unless asked (--save_strategy steps --save_steps N, to resume a run).
@@ -291,13 +304,7 @@ class AFTConfig(TrainingArguments, TeacherArguments):
         if self.labeled_fraction is not None and not 0 < self.labeled_fraction < 1:
             raise AFTError(f"labeled_fraction must be in (0, 1) (got {self.labeled_fraction}): the share of each "
                            "batch that is labelled (default 0.5).")
-        if isinstance(self.augment_copies, bool) or not isinstance(self.augment_copies, int):
-            raise AFTError(f"augment_copies must be a whole number >= 0 (got {self.augment_copies!r}).")
-        if self.augment_copies < 0:
-            raise AFTError(f"augment_copies must be >= 0 (got {self.augment_copies}): copies of each labelled text.")
-        if self.augment_copies and self.transfer == "none" and self.distill == "none":
-            raise AFTError("augment_copies with --transfer none and --distill none: no term reads the copies (the "
-                           "task loss needs labels); add a transfer or --distill probe, or pass --augment_copies 0.")
+        check_made_rows(self)
         if self.distill == "logits" and not self.distill_teacher:
             raise AFTError("--distill logits needs --distill_teacher ID: a classifier tuned for the same labels "
                            "(single-label tasks; the other tasks distil the teachers' probe, --distill probe).")
@@ -309,11 +316,12 @@ class AFTConfig(TrainingArguments, TeacherArguments):
             self.distill = "logits"
 
     def resolved_distill(self, has_unlabeled: bool) -> str:
-        """The distillation asked for: `auto` is `probe`, but `none` for `transfer="none"` without unlabelled data
-        or augmented copies (plain fine-tuning). Too few labelled rows for a probe turn `auto` off later
-        (training_rows.py)."""
+        """The distillation asked for: `auto` is `probe`, but `none` for `transfer="none"` without unlabelled data,
+        augmented copies or generated texts (plain fine-tuning). Too few labelled rows for a probe turn `auto` off
+        later (training_rows.py)."""
         if self.distill == "auto":
-            return "probe" if has_unlabeled or self.augment_copies or self.transfer != "none" else "none"
+            made = self.augment_copies or self.generate_texts
+            return "probe" if has_unlabeled or made or self.transfer != "none" else "none"
         return self.distill
 
     def needs_teacher_features(self, has_unlabeled: bool = False) -> bool:

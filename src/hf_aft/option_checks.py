@@ -32,6 +32,24 @@ def check_finite(options) -> None:
             raise AFTError(f"{f.name} must be in 0..2**32-1 (got {value}).")
 
 
+def check_made_rows(config) -> None:
+    """The options that make unlabelled rows from the labelled ones: `augment_copies` and `generate_texts` are whole
+    numbers >= 0, a generator comes with `generate_texts` only, and some term reads the rows they make."""
+    for name in ("augment_copies", "generate_texts"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise AFTError(f"{name} must be a whole number >= 0 (got {value!r}).")
+        if value and config.transfer == "none" and config.distill == "none":
+            raise AFTError(f"{name} with --transfer none and --distill none: no term reads the rows it makes (the "
+                           f"task loss needs labels); add a transfer or --distill probe, or pass --{name} 0.")
+    if config.generate_texts and not config.generator:
+        raise AFTError("--generate_texts needs --generator ID: a causal language model (Hub id, folder or GGUF "
+                       "file, as teachers are named), e.g. HuggingFaceTB/SmolLM2-135M-Instruct.")
+    if config.generator and not config.generate_texts:
+        raise AFTError("--generator is used by --generate_texts N only: pass how many texts to generate, or drop "
+                       "--generator.")
+
+
 def check_report_to(report_to: list[str]) -> None:
     """Each `report_to` integration is one transformers knows and is installed (else Trainer fails deep inside)."""
     from transformers.integrations.integration_utils import (

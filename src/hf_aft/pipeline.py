@@ -25,6 +25,7 @@ from .config import AFTConfig
 from .data import load_labelled_splits
 from .errors import AFTError
 from .features import read_teacher_infos
+from .generation import check_generation
 from .group_report import check_eval_comparisons
 from .groups import MIN_GROUP_ROWS
 from .hub import push_run
@@ -258,6 +259,7 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
     script_args.beta_validation_split = splits.validation_name
     unlabeled = run["unlabeled_raw"] = _load_unlabeled(script_args, splits)
     check_copies(splits.train, config.augment_copies, script_args.text_column, script_args.image_column)
+    check_generation(splits.train, config, script_args.text_column, script_args.image_column)
     if script_args.beta_auto:  # refuse a search that cannot run before any model loads or teacher runs
         train_ids, validation_ids = (class_ids(splits.labels.encode(s), "labels") if s is not None else None
                                      for s in (splits.train, splits.validation))

@@ -112,7 +112,8 @@ def finish_run(trainer, script_args, config, run: dict, summary: dict) -> dict:
             facts["baseline_results"] = run["baseline_results"]
         added["group_lines"] = summary_lines(groups)
     record = audit_record(trainer, script_args, config, {**run, "output_dir": output_dir}, summary)
-    recipe = build_recipe(script_args, config, run.get("peft_args"), trainer.teacher_infos, trainer.rows.distill)
+    recipe = build_recipe(script_args, config, run.get("peft_args"), trainer.teacher_infos, trainer.rows.distill,
+                          trainer.rows.generator_revision)
     write_recipe(output_dir, recipe, _recipe_header(summary, record))
     write_record(output_dir, record)
     facts["audit"] = card_summary(seal(output_dir))  # the weights' hashes, known before the card

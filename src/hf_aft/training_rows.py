@@ -19,6 +19,7 @@ from .config import AFTConfig
 from .distillation import TARGETS_COLUMN, probe_targets, task_teacher_targets, with_targets
 from .errors import AFTError
 from .features import FEATURES_COLUMN, TeacherInfo, scan_teacher_features, teacher_infos_of
+from .generation import generated_rows
 from .images import check_image_column
 from .losses import distillation_loss
 from .targets import MULTI, REGRESSION, SINGLE, TOKEN, model_problem_type
@@ -40,6 +41,9 @@ class TrainingRows:
     n_labeled: int
     n_unlabeled: int = 0  # the unlabelled rows given and the augmented copies
     n_augmented: int = 0
+    n_generated: int = 0  # texts written by `generator` (generation.py) at `generator_revision`
+    generator: str | None = None
+    generator_revision: str | None = None
     augmented_from: str = "texts"  # or "images"
     teacher_infos: list[TeacherInfo] = field(default_factory=list)
     teacher_norms: list[float] = field(default_factory=list)
@@ -90,14 +94,21 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
                           image_column=None, teacher_infos=None, tokenizer=None, eval_dataset=None) -> TrainingRows:
     """Teacher features for both sets (when a term needs them), distillation targets, then the labelled rows
     followed by the unlabelled ones (labels -100) in one dataset. `args.augment_copies` adds the labelled rows'
-    augmented copies (augmentation.py; no text copy equal to a text of `eval_dataset`) to the unlabelled rows."""
+    augmented copies (augmentation.py), `args.generate_texts` texts a generator writes (generation.py), to the
+    unlabelled rows; no made text equals a text of `eval_dataset`."""
     if image_column is not None and unlabeled_dataset is not None:
         check_image_column(unlabeled_dataset, image_column)
+    held_out = held_out_texts(eval_dataset, text_column)
     augmented = (augmented_rows(train_dataset, args.augment_copies, args.seed, tokenizer, text_column, image_column,
-                                held_out_texts(eval_dataset, text_column)) if args.augment_copies else None)
+                                held_out) if args.augment_copies else None)
+    generated, generator_revision = (generated_rows(train_dataset, args, tokenizer, text_column, held_out)
+                                     if args.generate_texts else (None, None))
+    augmented = join_unlabeled(augmented, generated)  # the rows made from the labelled ones
     has_unlabeled = unlabeled_dataset is not None or augmented is not None
     rows = TrainingRows(None, args.resolved_distill(has_unlabeled), len(train_dataset),
-                        len(unlabeled_dataset or ()) + len(augmented or ()), n_augmented=len(augmented or ()),
+                        len(unlabeled_dataset or ()) + len(augmented or ()),
+                        n_augmented=len(augmented or ()) - len(generated or ()), n_generated=len(generated or ()),
+                        generator=args.generator if generated else None, generator_revision=generator_revision,
                         augmented_from="images" if image_column else "texts", problem_type=model_problem_type(model))
     if args.needs_teacher_features(has_unlabeled):
         train_dataset = with_word_or_teacher_features(train_dataset, args, text_column, image_column,
@@ -216,4 +227,6 @@ def terms_summary(args: AFTConfig, rows: TrainingRows) -> dict:
             "probe_accuracy": rows.probe_accuracy, "probe_metric": rows.probe_metric, "labeled_rows": rows.n_labeled,
             "unlabeled_rows": rows.n_unlabeled, "augmented_rows": rows.n_augmented,
             "augmented_from": rows.augmented_from if rows.n_augmented else None,
+            "generated_rows": rows.n_generated, "generator": rows.generator,
+            "generator_revision": rows.generator_revision,
             "labeled_fraction": share if rows.n_unlabeled else None}

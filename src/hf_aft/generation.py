@@ -1,0 +1,203 @@
+"""Generated texts: unlabelled rows written by a small language model prompted with the labelled texts (not in the
+paper).
+
+With few labelled texts and no unlabelled ones, distillation has little to say beyond the labels: the transfer set is
+the bottleneck. GAL (He et al., 2022, "Generate, Annotate, and Learn: NLP with Synthetic Text", TACL) fills it with
+texts a language model writes in the task's domain, each annotated by the teacher. hf-aft prompts a causal language
+model (`--generator`: a Hub id, a folder or a GGUF file, as teachers are named) with `SHOTS` labelled texts drawn at
+random, as a list, and keeps the first line it writes next:
+
+    Examples:
+    - <labelled text>
+    - ... (SHOTS of them)
+    -
+
+Its labels play no part: a generated text's distillation target is what the teachers' probe says of it. A text
+shorter than `MIN_WORDS` words, or equal to a labelled text, an eval text or another generated one, is left out. The
+texts are cached (keyed by the generator's revision, the labelled and eval texts, the count, the seed and these
+settings), so a rerun or a `--beta auto` candidate does not generate them again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+from datasets.fingerprint import Hasher
+
+from .augmentation import check_source_column, text_rows
+from .cache import default_cache_dir, locked, main_process_first, record_checksum, verify
+from .errors import AFTError, missing_extra, one_line
+from .provenance import current_revision, teacher_source
+from .teachers.spec import hub_revision, teacher_label
+
+logger = logging.getLogger(__name__)
+
+HEADER, SHOTS, BATCH, MAX_NEW_TOKENS, MIN_WORDS = "Examples:\n", 4, 32, 48, 4
+TOP_P, TEMPERATURE = 0.95, 1.0
+GENERATION_VERSION = 1  # bump when the prompt or the filter changes: cached texts are then made again
+MAX_ROUNDS_WITHOUT_TEXT = 3  # batches in a row that add no text before the generator is given up on
+
+
+def generated_texts(generator: str, texts: Sequence[str], count: int, seed: int = 0, held_out: Sequence[str] = (),
+                    cache_dir: str | os.PathLike | None = None) -> tuple[list[str], str]:
+    """`count` texts written by the causal language model `generator` (module docstring), and the revision they were
+    made with (a Hub commit sha, or a content hash for a local folder or GGUF file). Cached in `cache_dir` (default:
+    beside the teacher features); deterministic in `seed` on one machine.
+
+    Raises:
+        AFTError: a generator that cannot be loaded or is not a causal language model, or one that writes no usable
+            text.
+    """
+    name, _, gguf_file = teacher_source(generator)
+    revision = generator_revision(generator)
+    key = Hasher.hash([GENERATION_VERSION, teacher_label(generator), revision, list(texts), sorted(held_out), count,
+                       seed, HEADER, SHOTS, MAX_NEW_TOKENS, MIN_WORDS, TOP_P, TEMPERATURE])
+    path = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"generated-{key}.json"
+    with main_process_first():
+        if verify(path):
+            return json.loads(path.read_text())["texts"], revision
+        model, tokenizer = load_generator(generator, name, revision, gguf_file)
+        made = generate(model, tokenizer, texts, count, seed, held_out)
+        _store(path, made, generator, revision)
+    return made, revision
+
+
+def generator_revision(generator: str) -> str:
+    """The revision a generator resolves to now, as a teacher's (`hf_aft.provenance.current_revision`).
+
+    Raises:
+        AFTError: a generator that is neither a local folder or GGUF file nor a Hub id with that revision.
+    """
+    try:
+        return current_revision(generator)
+    except AFTError as error:  # its words name a teacher
+        raise AFTError(str(error).replace("teacher", "generator", 1)) from error
+
+
+def check_generation(train_dataset, config, text_column: str = "text", image_column: str | None = None) -> None:
+    """Refuse, before any teacher runs, a `config.generate_texts` run that cannot generate.
+
+    Raises:
+        AFTError: images (a generator writes texts), word lists, no such text column, or a generator that cannot be
+            resolved (`generator_revision`).
+    """
+    if not config.generate_texts:
+        return
+    if image_column is not None:
+        raise AFTError("--generate_texts writes texts, and this run's data are images: pass --generate_texts 0 "
+                       "(--augment_copies makes copies of images).")
+    check_source_column(train_dataset, text_column, None, "--generate_texts")
+    generator_revision(config.generator)
+
+
+def generated_rows(train_dataset, config, tokenizer, text_column: str = "text", held_out: Sequence[str] = ()):
+    """`config.generate_texts` texts from `config.generator`, prompted with the labelled texts of `train_dataset`
+    (none equal to a text of `held_out`), as unlabelled rows (`augmentation.text_rows`), and the generator's
+    revision.
+
+    Raises:
+        AFTError: see `generated_texts`; tokens needed without a tokenizer.
+    """
+    texts, revision = generated_texts(config.generator, [str(t) for t in train_dataset[text_column]],
+                                      config.generate_texts, config.seed, held_out)
+    if len(texts) < config.generate_texts:
+        logger.warning("hf-aft: the generator wrote %d usable texts of the %d asked for.", len(texts),
+                       config.generate_texts)
+    return text_rows(texts, train_dataset, tokenizer, text_column, "generate_texts"), revision
+
+
+def load_generator(spec: str, name: str, revision: str, gguf_file: str | None = None):
+    """(model, tokenizer) of a causal language model, the tokenizer padding on the left (a batch of prompts then
+    ends where generation starts)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    options = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=hub_revision(revision), **options)
+        model = AutoModelForCausalLM.from_pretrained(name, revision=hub_revision(revision), **options).eval()
+    except Exception as error:
+        if isinstance(error, ImportError) and (extra := missing_extra(error, f"generator {spec!r}")):
+            raise extra from error
+        raise AFTError(f"could not load generator {spec!r} as a causal language model (a text generator such as "
+                       f"HuggingFaceTB/SmolLM2-135M-Instruct): {one_line(error)}") from error
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return model, tokenizer
+
+
+def generate(model, tokenizer, texts: Sequence[str], count: int, seed: int = 0, held_out: Sequence[str] = ()
+             ) -> list[str]:
+    """Up to `count` new texts from `model` prompted with `SHOTS` of `texts` at a time (module docstring)."""
+    import torch
+    from datasets.utils import tqdm  # a progress bar that datasets.disable_progress_bars() turns off too
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    seen, made, idle = {*texts, *held_out}, [], 0
+    shots = min(SHOTS, len(texts))
+    with tqdm(total=count, desc="Generating texts", unit=" texts") as bar:
+        while len(made) < count and idle < MAX_ROUNDS_WITHOUT_TEXT:
+            prompts = [HEADER + "".join(f"- {one_line_text(t)}\n" for t in rng.sample(list(texts), shots)) + "-"
+                       for _ in range(BATCH)]
+            before = len(made)
+            for text in _continue(model, tokenizer, prompts):
+                if len(text.split()) >= MIN_WORDS and text not in seen and len(made) < count:
+                    seen.add(text)
+                    made.append(text)
+            idle = 0 if len(made) > before else idle + 1
+            bar.update(len(made) - before)
+    if not made:
+        raise AFTError(f"the generator wrote no text of {MIN_WORDS} or more words unlike the labelled ones in "
+                       f"{MAX_ROUNDS_WITHOUT_TEXT * BATCH} tries: pass a generator that writes text in your data's "
+                       "language, or --generate_texts 0.")
+    return made
+
+
+def _continue(model, tokenizer, prompts: list[str]) -> list[str]:
+    """The first line each prompt's sampled continuation writes."""
+    import torch
+
+    batch = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=MAX_NEW_TOKENS, do_sample=True, top_p=TOP_P,
+                             temperature=TEMPERATURE, pad_token_id=tokenizer.pad_token_id,
+                             eos_token_id=line_ends(tokenizer))
+    written = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    return [text.strip().split("\n")[0].strip() for text in written]
+
+
+def line_ends(tokenizer) -> list[int]:
+    """The token ids that end a line (a newline in them) or the text (eos): a sequence stops at the first. Used
+    instead of `generate(stop_strings=...)`, whose vocabulary scan fails on some tokenizers (word-level ones)."""
+    vocabulary = len(tokenizer)
+    decoded = tokenizer.batch_decode([[i] for i in range(vocabulary)])
+    ends = [i for i, text in enumerate(decoded) if "\n" in text]
+    return ends + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+
+
+def one_line_text(text: str) -> str:
+    """A labelled text as one list item of the prompt (its line breaks would end the item)."""
+    return " ".join(str(text).split())
+
+
+def _store(path: Path, texts: list[str], generator: str, revision: str) -> None:
+    """Cache the texts (a temporary file renamed into place, with its checksum); a cache that cannot take them only
+    means the next run generates them again: a warning."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.json")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with locked(path):
+            tmp.write_text(json.dumps({"generator": generator, "revision": revision, "texts": texts}))
+            tmp.replace(path)
+            record_checksum(path)
+    except OSError as error:
+        logger.warning("hf-aft: the generated texts were not cached in %s (%s): the next run generates them again.",
+                       path.parent, error.strerror or error)
+        for leftover in (tmp, path, Path(str(path) + ".lock")):
+            leftover.unlink(missing_ok=True)

@@ -1,0 +1,150 @@
+"""Generated texts (`--generate_texts N --generator ID`): what a user without unlabelled data relies on.
+
+- the generator writes new texts (none equal to a labelled or eval text, none twice), the same seed the same texts,
+  cached so that a rerun loads no generator;
+- the texts join the run as unlabelled rows: the task loss never reads them, the probe's targets do, and the
+  summary, the printed terms and the card name the generator and its revision;
+- what cannot generate (images, no generator, a generator that is not a language model) is refused in one line,
+  before any teacher runs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import tiny
+import torch
+import yaml
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+from hf_aft import AFTConfig, AFTError, AFTTrainer, generation
+from hf_aft.card import terms_note
+from hf_aft.commands import main
+from hf_aft.unlabeled import UNLABELED
+
+ERROR = "hf-aft: error:"
+
+
+@pytest.fixture(scope="module")
+def generator_dir(tmp_path_factory):
+    """A tiny random GPT-2 language model over the tiny datasets' words."""
+    folder = tmp_path_factory.mktemp("generator")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tiny.WORDS) + 2, n_embd=12, n_layer=1, n_head=2, n_positions=128,
+                               bos_token_id=1, eos_token_id=1)).save_pretrained(folder)
+    tiny.word_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def test_generated_texts_are_new_deterministic_and_cached(generator_dir, tmp_path, monkeypatch):
+    texts = tiny.sentiment_dataset(12, seed=0)["text"]
+    held_out = tiny.sentiment_dataset(8, seed=1)["text"]
+    made, revision = generation.generated_texts(str(generator_dir), texts, 10, 0, held_out, cache_dir=tmp_path)
+    assert len(made) == 10 == len(set(made)) and not set(made) & {*texts, *held_out}
+    assert all(len(text.split()) >= generation.MIN_WORDS and "\n" not in text for text in made)
+    assert revision.startswith("local-")
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the generator was loaded again")
+
+    monkeypatch.setattr(generation, "load_generator", no_load)
+    assert generation.generated_texts(str(generator_dir), texts, 10, 0, held_out, cache_dir=tmp_path) == (made,
+                                                                                                           revision)
+    monkeypatch.undo()
+    other, _ = generation.generated_texts(str(generator_dir), texts, 10, 1, held_out, cache_dir=tmp_path)
+    assert other != made  # another seed is another cache entry and other texts
+
+
+@pytest.fixture(scope="module")
+def labelled(student_dir):
+    tokenizer = AutoTokenizer.from_pretrained(student_dir)
+    return tiny.sentiment_dataset(24, seed=0).map(lambda b: tokenizer(b["text"]), batched=True)
+
+
+def test_generated_texts_join_the_run_as_unlabelled_rows(student_dir, teacher_dirs, generator_dir, tmp_path,
+                                                         labelled):
+    args = AFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, max_steps=2, save_strategy="no",
+                     report_to="none", seed=0, disable_tqdm=True, use_cpu=True, transfer="none",
+                     teachers=[str(d) for d in teacher_dirs], generate_texts=16, generator=str(generator_dir))
+    trainer = AFTTrainer(model=AutoModelForSequenceClassification.from_pretrained(student_dir), args=args,
+                         train_dataset=labelled, processing_class=AutoTokenizer.from_pretrained(student_dir))
+    rows, data = trainer.rows, trainer.train_dataset
+    assert trainer.distill == "probe"  # --distill auto: generated texts turn the probe on, as unlabelled rows do
+    assert rows.n_generated == rows.n_unlabeled == len(data) - 24 == 16 and rows.n_augmented == 0
+    made = data.select(range(24, len(data)))
+    assert set(made["labels"]) == {UNLABELED}  # the task loss never reads a generated text
+    assert all(len(ids) <= max(map(len, labelled["input_ids"])) for ids in made["input_ids"])
+    assert all(t is not None for t in made["distill_targets"])
+    trainer.train()
+    terms = trainer.terms_summary()
+    assert terms["generated_rows"] == 16 and terms["generator"] == str(generator_dir)
+    assert terms["generator_revision"].startswith("local-")
+    assert f"16 unlabelled rows, 16 of them written by {generator_dir}" in terms_note(terms)
+
+
+def cli_args(student_dir, teacher_dirs, data, out, *extra):
+    return ["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(data), "--teachers",
+            *map(str, teacher_dirs), "--output_dir", str(out), "--per_device_train_batch_size", "8", "--max_steps",
+            "2", "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", "--skip_cost_report", "true",
+            *extra]
+
+
+def one_error_line(capsys) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(ERROR)]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_train_with_generated_texts_names_the_generator_in_the_card(student_dir, teacher_dirs, generator_dir,
+                                                                     tmp_path, capsys):
+    data = tmp_path / "data"
+    for split, n, seed in (("train", 24, 0), ("test", 16, 1)):
+        tiny.sentiment_dataset(n, seed=seed).to_csv(data / f"{split}.csv")
+    out = tmp_path / "out"
+    assert main(cli_args(student_dir, teacher_dirs, data, out, "--generate_texts", "12", "--augment_copies", "1",
+                         "--generator", str(generator_dir))) == 0
+    summary = json.loads((out / "transfer_summary.json").read_text())
+    assert summary["generated_rows"] == 12 and summary["unlabeled_rows"] == 12 + summary["augmented_rows"]
+    assert f"of them written by {generator_dir}" in capsys.readouterr().out
+    card = (out / "README.md").read_text()
+    assert f"12 of them texts written by the generator `{generator_dir}` at revision `local-" in card
+    recipe = yaml.safe_load((out / "recipe.yaml").read_text())  # a rerun generates the same texts (from the cache)
+    assert recipe["generate_texts"] == 12 and recipe["generator"] == str(generator_dir)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--generate_texts", "4"], "--generate_texts needs --generator ID"),
+    (["--generator", "gpt2"], "--generator is used by --generate_texts N only"),
+    (["--generate_texts", "4", "--generator", "{gen}", "--transfer", "none", "--distill", "none"],
+     "generate_texts with --transfer none and --distill none: no term reads"),
+    (["--generate_texts", "4", "--generator", "{missing}"], "could not resolve generator"),
+])
+def test_generation_that_cannot_run_is_refused_before_any_teacher_runs(student_dir, teacher_dirs, generator_dir,
+                                                                      tmp_path, capsys, monkeypatch, extra, message):
+    import hf_aft.teachers
+
+    def load(*args, **kwargs):
+        raise AssertionError("a teacher was loaded")
+
+    monkeypatch.setattr(hf_aft.teachers.TextTeacher, "load", load)
+    data = tmp_path / "data"
+    for split in ("train", "test"):
+        tiny.sentiment_dataset(16, seed=0 if split == "train" else 1).to_csv(data / f"{split}.csv")
+    extra = [e.format(gen=generator_dir, missing=tmp_path / "no-such-generator") for e in extra]
+    assert main(cli_args(student_dir, teacher_dirs, data, tmp_path / "out", *extra)) == 2
+    assert message in one_error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_generator_that_is_not_a_language_model_or_images_are_refused(student_dir, generator_dir, tmp_path):
+    image_model = tiny.save_image_teacher(tmp_path / "convnext", "convnext")
+    texts = ["a good film indeed", "a bad film indeed"] * 3
+    with pytest.raises(AFTError, match="could not load generator .* as a causal language model"):
+        generation.generated_texts(str(image_model), texts, 4, cache_dir=tmp_path / "cache")
+    config = AFTConfig(output_dir=str(tmp_path), generate_texts=4, generator=str(generator_dir))
+    with pytest.raises(AFTError, match="--generate_texts writes texts, and this run's data are images"):
+        generation.check_generation(tiny.image_dataset(4), config, image_column="image")
+    for bad in (-1, 1.5, True):
+        with pytest.raises(AFTError, match="generate_texts must be a whole number >= 0"):
+            AFTConfig(output_dir=str(tmp_path), generate_texts=bad, generator="gpt2")
