@@ -40,7 +40,9 @@ def generator_dir(tmp_path_factory):
 def test_generated_texts_are_new_deterministic_and_cached(generator_dir, tmp_path, monkeypatch):
     texts = tiny.sentiment_dataset(12, seed=0)["text"]
     held_out = tiny.sentiment_dataset(8, seed=1)["text"]
+    state = torch.get_rng_state()
     made, revision = generation.generated_texts(str(generator_dir), texts, 10, 0, held_out, cache_dir=tmp_path)
+    assert torch.equal(torch.get_rng_state(), state)  # the run's own random state: the same with or without a cache
     assert len(made) == 10 == len(set(made)) and not set(made) & {*texts, *held_out}
     assert all(len(text.split()) >= generation.MIN_WORDS and "\n" not in text for text in made)
     assert revision.startswith("local-")

@@ -133,17 +133,28 @@ def load_generator(spec: str, name: str, revision: str, gguf_file: str | None = 
 
 def generate(model, tokenizer, texts: Sequence[str], count: int, seed: int = 0, held_out: Sequence[str] = ()
              ) -> list[str]:
-    """Up to `count` new texts from `model` prompted with `SHOTS` of `texts` at a time (module docstring)."""
+    """Up to `count` new texts from `model` prompted with `SHOTS` of `texts` at a time (module docstring); the
+    caller's torch random state is left as it was, so a cached rerun trains exactly as the first run."""
     import torch
+
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        made = _sample_texts(model, tokenizer, list(texts), count, random.Random(seed), {*texts, *held_out})
+    if not made:
+        raise AFTError(f"the generator wrote no text of {MIN_WORDS} or more words unlike the labelled ones in "
+                       f"{MAX_ROUNDS_WITHOUT_TEXT * BATCH} tries: pass a generator that writes text in your data's "
+                       "language, or --generate_texts 0.")
+    return made
+
+
+def _sample_texts(model, tokenizer, texts: list[str], count: int, rng: random.Random, seen: set[str]) -> list[str]:
     from datasets.utils import tqdm  # a progress bar that datasets.disable_progress_bars() turns off too
 
-    rng = random.Random(seed)
-    torch.manual_seed(seed)
-    seen, made, idle = {*texts, *held_out}, [], 0
-    shots = min(SHOTS, len(texts))
+    made, idle, shots = [], 0, min(SHOTS, len(texts))
     with tqdm(total=count, desc="Generating texts", unit=" texts") as bar:
         while len(made) < count and idle < MAX_ROUNDS_WITHOUT_TEXT:
-            prompts = [HEADER + "".join(f"- {one_line_text(t)}\n" for t in rng.sample(list(texts), shots)) + "-"
+            prompts = [HEADER + "".join(f"- {one_line_text(t)}\n" for t in rng.sample(texts, shots)) + "-"
                        for _ in range(BATCH)]
             before = len(made)
             for text in _continue(model, tokenizer, prompts):
@@ -152,10 +163,6 @@ def generate(model, tokenizer, texts: Sequence[str], count: int, seed: int = 0, 
                     made.append(text)
             idle = 0 if len(made) > before else idle + 1
             bar.update(len(made) - before)
-    if not made:
-        raise AFTError(f"the generator wrote no text of {MIN_WORDS} or more words unlike the labelled ones in "
-                       f"{MAX_ROUNDS_WITHOUT_TEXT * BATCH} tries: pass a generator that writes text in your data's "
-                       "language, or --generate_texts 0.")
     return made
 
 
