@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+import datasets
 import pytest
 import tiny
 import torch
@@ -120,7 +121,8 @@ def test_train_with_generated_texts_names_the_generator_in_the_card(student_dir,
     (["--generator", "gpt2"], "--generator is used by --generate_texts N only"),
     (["--generate_texts", "4", "--generator", "{gen}", "--transfer", "none", "--distill", "none"],
      "generate_texts with --transfer none and --distill none: no term reads"),
-    (["--generate_texts", "4", "--generator", "{missing}"], "could not resolve generator"),
+    (["--generate_texts", "4", "--generator", "{missing}"], "no such folder or file"),
+    (["--generate_texts", "4", "--generator", "{bert}"], "is a 'bert' model, a masked language model"),
 ])
 def test_generation_that_cannot_run_is_refused_before_any_teacher_runs(student_dir, teacher_dirs, generator_dir,
                                                                       tmp_path, capsys, monkeypatch, extra, message):
@@ -133,7 +135,7 @@ def test_generation_that_cannot_run_is_refused_before_any_teacher_runs(student_d
     data = tmp_path / "data"
     for split in ("train", "test"):
         tiny.sentiment_dataset(16, seed=0 if split == "train" else 1).to_csv(data / f"{split}.csv")
-    extra = [e.format(gen=generator_dir, missing=tmp_path / "no-such-generator") for e in extra]
+    extra = [e.format(gen=generator_dir, missing=tmp_path / "no-such-generator", bert=teacher_dirs[0]) for e in extra]
     assert main(cli_args(student_dir, teacher_dirs, data, tmp_path / "out", *extra)) == 2
     assert message in one_error_line(capsys)
     assert not (tmp_path / "out").exists()
@@ -142,11 +144,36 @@ def test_generation_that_cannot_run_is_refused_before_any_teacher_runs(student_d
 def test_a_generator_that_is_not_a_language_model_or_images_are_refused(student_dir, generator_dir, tmp_path):
     image_model = tiny.save_image_teacher(tmp_path / "convnext", "convnext")
     texts = ["a good film indeed", "a bad film indeed"] * 3
-    with pytest.raises(AFTError, match="could not load generator .* as a causal language model"):
+    with pytest.raises(AFTError, match="is a 'convnext' model, not a text generator"):
         generation.generated_texts(str(image_model), texts, 4, cache_dir=tmp_path / "cache")
     config = AFTConfig(output_dir=str(tmp_path), generate_texts=4, generator=str(generator_dir))
+    images = tiny.image_dataset(4)
     with pytest.raises(AFTError, match="--generate_texts writes texts, and this run's data are images"):
-        generation.check_generation(tiny.image_dataset(4), config, image_column="image")
+        generation.check_generation(images, config, image_column="image")
+    with pytest.raises(AFTError, match="--generate_texts writes texts"):  # the Python API checks too
+        generation.generated_rows(images, config, None, image_column="image")
+    reviews = datasets.Dataset.from_dict({"review": texts})
+    with pytest.raises(AFTError, match="reads the texts of 'text', which the training data lacks"):
+        generation.generated_rows(reviews, config, None)
+    words = datasets.Dataset.from_dict({"words": [t.split() for t in texts]})
+    with pytest.raises(AFTError, match="--generate_texts reads texts, and 'words' holds List"):
+        generation.check_generation(words, config, text_column="words")
     for bad in (-1, 1.5, True):
-        with pytest.raises(AFTError, match="generate_texts must be a whole number >= 0"):
+        with pytest.raises(AFTError, match="--generate_texts must be a whole number >= 0"):
             AFTConfig(output_dir=str(tmp_path), generate_texts=bad, generator="gpt2")
+
+
+@pytest.mark.parametrize("positions", [40, 96])
+def test_prompts_are_cut_to_the_generator_context_or_refused(tmp_path, positions):
+    # Four long labelled texts make a prompt longer than the context: it loses its start, never crashes.
+    folder = tmp_path / f"gpt2-{positions}"
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tiny.WORDS) + 2, n_embd=12, n_layer=1, n_head=2, n_positions=positions,
+                               bos_token_id=1, eos_token_id=1)).save_pretrained(folder)
+    tiny.word_tokenizer().save_pretrained(folder)
+    texts = [" ".join(tiny.sentiment_dataset(40, seed=i)["text"]) for i in range(6)]  # hundreds of words each
+    if positions == 40:
+        with pytest.raises(AFTError, match="takes 40 tokens, too few for a prompt"):
+            generation.generated_texts(str(folder), texts, 4, cache_dir=tmp_path / "cache")
+    else:
+        made, _ = generation.generated_texts(str(folder), texts, 4, cache_dir=tmp_path / "cache")
+        assert len(made) == 4

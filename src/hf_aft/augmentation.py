@@ -118,7 +118,8 @@ def check_source_column(train_dataset: datasets.Dataset, text_column: str, image
         return
     feature = train_dataset.features.get(text_column)
     if feature is not None and getattr(feature, "dtype", None) not in ("string", "large_string"):
-        raise AFTError(f"{option} reads texts or images, and {text_column!r} holds {feature} (token "
+        reads = "texts or images" if option == "--augment_copies" else "texts"
+        raise AFTError(f"{option} reads {reads}, and {text_column!r} holds {feature} (token "
                        f"classification's word lists get none): pass {option} 0, or --unlabeled_dataset with rows of "
                        "your own.")
     if feature is None:

@@ -261,7 +261,8 @@ class AFTConfig(TrainingArguments, TeacherArguments):
                   "texts, as unlabelled rows (hf_aft.generation); 0: none."},
     )
     generator: str | None = field(
-        default=None, metadata={"help": "With --generate_texts: a causal language model (Hub id, folder or GGUF)."},
+        default=None, metadata={"help": "With --generate_texts: a causal language model: a Hub id (id@revision), a "
+                                "folder, a .gguf file or SOURCE::FILE.gguf, as teachers are named."},
     )
 
     # Trainer defaults that hf-aft changes: log ten times per run (500 steps logs nothing on a short run), and keep no

@@ -33,6 +33,7 @@ from .augmentation import check_source_column, text_rows
 from .cache import default_cache_dir, locked, main_process_first, record_checksum, verify
 from .errors import AFTError, missing_extra, one_line
 from .provenance import current_revision, teacher_source
+from .teachers.loading import token_limit
 from .teachers.spec import hub_revision, teacher_label
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def generated_texts(generator: str, texts: Sequence[str], count: int, seed: int 
             text.
     """
     name, _, gguf_file = teacher_source(generator)
-    revision = generator_revision(generator)
+    revision, config = resolve_generator(generator)
     key = Hasher.hash([GENERATION_VERSION, teacher_label(generator), revision, list(texts), sorted(held_out), count,
                        seed, HEADER, SHOTS, MAX_NEW_TOKENS, MIN_WORDS, TOP_P, TEMPERATURE])
     path = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"generated-{key}.json"
@@ -62,21 +63,61 @@ def generated_texts(generator: str, texts: Sequence[str], count: int, seed: int 
         if verify(path):
             return json.loads(path.read_text())["texts"], revision
         model, tokenizer = load_generator(generator, name, revision, gguf_file)
-        made = generate(model, tokenizer, texts, count, seed, held_out)
+        made = generate(model, tokenizer, texts, count, seed, held_out, prompt_room(generator, config, tokenizer))
         _store(path, made, generator, revision)
     return made, revision
 
 
-def generator_revision(generator: str) -> str:
-    """The revision a generator resolves to now, as a teacher's (`hf_aft.provenance.current_revision`).
+def resolve_generator(generator: str):
+    """(revision, config) of a generator: the revision it resolves to now, as a teacher's
+    (`hf_aft.provenance.current_revision`), and its config (no weights loaded).
 
     Raises:
-        AFTError: a generator that is neither a local folder or GGUF file nor a Hub id with that revision.
+        AFTError: no such local folder or file, a Hub id (or revision) that neither the Hub nor its local cache has,
+            or a model that is not a causal language model (an image model, a masked language model such as BERT).
     """
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    name, _, gguf_file = teacher_source(generator)
+    if not os.path.exists(name) and (os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1):
+        raise AFTError(f"generator {generator!r}: no such folder or file. Give a causal language model's folder, a "
+                       ".gguf file (or FOLDER::FILE.gguf), or a Hub id (org/name).")
     try:
-        return current_revision(generator)
+        revision = current_revision(generator)
     except AFTError as error:  # its words name a teacher
         raise AFTError(str(error).replace("teacher", "generator", 1)) from error
+    try:
+        config = AutoConfig.from_pretrained(name, revision=hub_revision(revision),
+                                            **({"gguf_file": gguf_file} if gguf_file else {}))
+    except Exception as error:
+        raise AFTError(f"could not load generator {generator!r}: {one_line(error)}") from error
+    kind = getattr(config, "model_type", None)
+    if kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        what = "a masked language model: it fills in words, it does not write text" if (
+            kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES) else "not a text generator"
+        raise AFTError(f"generator {generator!r} is a {kind!r} model, {what}. Pass a causal language model (such as "
+                       "HuggingFaceTB/SmolLM2-135M-Instruct), or --generate_texts 0.")
+    return revision, config
+
+
+def prompt_room(generator: str, config, tokenizer) -> int | None:
+    """The most prompt tokens a generator takes: its context (`token_limit`) less the `MAX_NEW_TOKENS` it writes;
+    None when its config sets no limit.
+
+    Raises:
+        AFTError: a context too short to hold a prompt of a few words and the new tokens.
+    """
+    limit = token_limit(config, tokenizer)
+    if limit is None:
+        return None
+    if limit - MAX_NEW_TOKENS < 32:
+        raise AFTError(f"generator {generator!r} takes {limit} tokens, too few for a prompt and the {MAX_NEW_TOKENS} "
+                       "tokens it writes: pass a generator with a longer context, or --generate_texts 0.")
+    return limit - MAX_NEW_TOKENS
 
 
 def check_generation(train_dataset, config, text_column: str = "text", image_column: str | None = None) -> None:
@@ -84,7 +125,7 @@ def check_generation(train_dataset, config, text_column: str = "text", image_col
 
     Raises:
         AFTError: images (a generator writes texts), word lists, no such text column, or a generator that cannot be
-            resolved (`generator_revision`).
+            resolved or is not a causal language model (`resolve_generator`).
     """
     if not config.generate_texts:
         return
@@ -92,17 +133,19 @@ def check_generation(train_dataset, config, text_column: str = "text", image_col
         raise AFTError("--generate_texts writes texts, and this run's data are images: pass --generate_texts 0 "
                        "(--augment_copies makes copies of images).")
     check_source_column(train_dataset, text_column, None, "--generate_texts")
-    generator_revision(config.generator)
+    resolve_generator(config.generator)
 
 
-def generated_rows(train_dataset, config, tokenizer, text_column: str = "text", held_out: Sequence[str] = ()):
+def generated_rows(train_dataset, config, tokenizer, text_column: str = "text", image_column: str | None = None,
+                   held_out: Sequence[str] = ()):
     """`config.generate_texts` texts from `config.generator`, prompted with the labelled texts of `train_dataset`
     (none equal to a text of `held_out`), as unlabelled rows (`augmentation.text_rows`), and the generator's
     revision.
 
     Raises:
-        AFTError: see `generated_texts`; tokens needed without a tokenizer.
+        AFTError: see `check_generation` and `generated_texts`; tokens needed without a tokenizer.
     """
+    check_generation(train_dataset, config, text_column, image_column)
     texts, revision = generated_texts(config.generator, [str(t) for t in train_dataset[text_column]],
                                       config.generate_texts, config.seed, held_out)
     if len(texts) < config.generate_texts:
@@ -131,16 +174,17 @@ def load_generator(spec: str, name: str, revision: str, gguf_file: str | None = 
     return model, tokenizer
 
 
-def generate(model, tokenizer, texts: Sequence[str], count: int, seed: int = 0, held_out: Sequence[str] = ()
-             ) -> list[str]:
-    """Up to `count` new texts from `model` prompted with `SHOTS` of `texts` at a time (module docstring); the
-    caller's torch random state is left as it was, so a cached rerun trains exactly as the first run."""
+def generate(model, tokenizer, texts: Sequence[str], count: int, seed: int = 0, held_out: Sequence[str] = (),
+             room: int | None = None) -> list[str]:
+    """Up to `count` new texts from `model` prompted with `SHOTS` of `texts` at a time (module docstring), each
+    prompt cut from the left to `room` tokens (the generator's context less what it writes); the caller's torch
+    random state is left as it was, so a cached rerun trains exactly as the first run."""
     import torch
 
     devices = [model.device] if model.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        made = _sample_texts(model, tokenizer, list(texts), count, random.Random(seed), {*texts, *held_out})
+        made = _sample_texts(model, tokenizer, list(texts), count, random.Random(seed), {*texts, *held_out}, room)
     if not made:
         raise AFTError(f"the generator wrote no text of {MIN_WORDS} or more words unlike the labelled ones in "
                        f"{MAX_ROUNDS_WITHOUT_TEXT * BATCH} tries: pass a generator that writes text in your data's "
@@ -148,7 +192,8 @@ def generate(model, tokenizer, texts: Sequence[str], count: int, seed: int = 0, 
     return made
 
 
-def _sample_texts(model, tokenizer, texts: list[str], count: int, rng: random.Random, seen: set[str]) -> list[str]:
+def _sample_texts(model, tokenizer, texts: list[str], count: int, rng: random.Random, seen: set[str],
+                  room: int | None) -> list[str]:
     from datasets.utils import tqdm  # a progress bar that datasets.disable_progress_bars() turns off too
 
     made, idle, shots = [], 0, min(SHOTS, len(texts))
@@ -157,7 +202,7 @@ def _sample_texts(model, tokenizer, texts: list[str], count: int, rng: random.Ra
             prompts = [HEADER + "".join(f"- {one_line_text(t)}\n" for t in rng.sample(texts, shots)) + "-"
                        for _ in range(BATCH)]
             before = len(made)
-            for text in _continue(model, tokenizer, prompts):
+            for text in _continue(model, tokenizer, prompts, room):
                 if len(text.split()) >= MIN_WORDS and text not in seen and len(made) < count:
                     seen.add(text)
                     made.append(text)
@@ -166,11 +211,14 @@ def _sample_texts(model, tokenizer, texts: list[str], count: int, rng: random.Ra
     return made
 
 
-def _continue(model, tokenizer, prompts: list[str]) -> list[str]:
-    """The first line each prompt's sampled continuation writes."""
+def _continue(model, tokenizer, prompts: list[str], room: int | None) -> list[str]:
+    """The first line each prompt's sampled continuation writes (a prompt longer than `room` tokens loses its
+    start: the list item to continue is at its end)."""
     import torch
 
-    batch = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
+    tokenizer.truncation_side = "left"
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, truncation=room is not None,
+                      max_length=room).to(model.device)
     with torch.no_grad():
         out = model.generate(**batch, max_new_tokens=MAX_NEW_TOKENS, do_sample=True, top_p=TOP_P,
                              temperature=TEMPERATURE, pad_token_id=tokenizer.pad_token_id,

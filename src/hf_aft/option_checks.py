@@ -38,9 +38,9 @@ def check_made_rows(config) -> None:
     for name in ("augment_copies", "generate_texts"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise AFTError(f"{name} must be a whole number >= 0 (got {value!r}).")
+            raise AFTError(f"--{name} must be a whole number >= 0 (got {value!r}).")
         if value and config.transfer == "none" and config.distill == "none":
-            raise AFTError(f"{name} with --transfer none and --distill none: no term reads the rows it makes (the "
+            raise AFTError(f"--{name} with --transfer none and --distill none: no term reads the rows it makes (the "
                            f"task loss needs labels); add a transfer or --distill probe, or pass --{name} 0.")
     if config.generate_texts and not config.generator:
         raise AFTError("--generate_texts needs --generator ID: a causal language model (Hub id, folder or GGUF "

@@ -101,8 +101,9 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
     held_out = held_out_texts(eval_dataset, text_column)
     augmented = (augmented_rows(train_dataset, args.augment_copies, args.seed, tokenizer, text_column, image_column,
                                 held_out) if args.augment_copies else None)
-    generated, generator_revision = (generated_rows(train_dataset, args, tokenizer, text_column, held_out)
-                                     if args.generate_texts else (None, None))
+    generated, generator_revision = (
+        generated_rows(train_dataset, args, tokenizer, text_column, image_column, held_out) if args.generate_texts
+        else (None, None))
     augmented = join_unlabeled(augmented, generated)  # the rows made from the labelled ones
     has_unlabeled = unlabeled_dataset is not None or augmented is not None
     rows = TrainingRows(None, args.resolved_distill(has_unlabeled), len(train_dataset),

@@ -92,7 +92,7 @@ def resolve_revision(name: str, revision: str | None) -> str:
         except Exception:
             where = f"{name}@{revision}" if revision else name
             raise AFTError(f"could not resolve teacher {where!r}: not a local folder, and the Hub said "
-                           f"{one_line(hub_error)}. Check the id and revision, or pass a local folder."
+                           f"{one_line(hub_error).rstrip('.')}. Check the id and revision, or pass a local folder."
                            ) from hub_error
 
 
