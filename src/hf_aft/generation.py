@@ -196,13 +196,13 @@ def _sample_texts(model, tokenizer, texts: list[str], count: int, rng: random.Ra
                   room: int | None) -> list[str]:
     from datasets.utils import tqdm  # a progress bar that datasets.disable_progress_bars() turns off too
 
-    made, idle, shots = [], 0, min(SHOTS, len(texts))
+    made, idle, shots, ends = [], 0, min(SHOTS, len(texts)), line_ends(tokenizer)
     with tqdm(total=count, desc="Generating texts", unit=" texts") as bar:
         while len(made) < count and idle < MAX_ROUNDS_WITHOUT_TEXT:
             prompts = [HEADER + "".join(f"- {one_line_text(t)}\n" for t in rng.sample(texts, shots)) + "-"
                        for _ in range(BATCH)]
             before = len(made)
-            for text in _continue(model, tokenizer, prompts, room):
+            for text in _continue(model, tokenizer, prompts, room, ends):
                 if len(text.split()) >= MIN_WORDS and text not in seen and len(made) < count:
                     seen.add(text)
                     made.append(text)
@@ -211,9 +211,9 @@ def _sample_texts(model, tokenizer, texts: list[str], count: int, rng: random.Ra
     return made
 
 
-def _continue(model, tokenizer, prompts: list[str], room: int | None) -> list[str]:
-    """The first line each prompt's sampled continuation writes (a prompt longer than `room` tokens loses its
-    start: the list item to continue is at its end)."""
+def _continue(model, tokenizer, prompts: list[str], room: int | None, ends: list[int]) -> list[str]:
+    """The first line each prompt's sampled continuation writes, sampling stopped at a token of `ends`
+    (`line_ends`); a prompt longer than `room` tokens loses its start (the list item to continue is at its end)."""
     import torch
 
     tokenizer.truncation_side = "left"
@@ -222,7 +222,7 @@ def _continue(model, tokenizer, prompts: list[str], room: int | None) -> list[st
     with torch.no_grad():
         out = model.generate(**batch, max_new_tokens=MAX_NEW_TOKENS, do_sample=True, top_p=TOP_P,
                              temperature=TEMPERATURE, pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=line_ends(tokenizer))
+                             eos_token_id=ends)
     written = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
     return [text.strip().split("\n")[0].strip() for text in written]
 
