@@ -112,7 +112,9 @@ def test_train_with_generated_texts_names_the_generator_in_the_card(student_dir,
     assert f"of them written by {generator_dir}" in capsys.readouterr().out
     card = (out / "README.md").read_text()
     assert f"12 of them texts written by the generator `{generator_dir}` at revision `local-" in card
-    recipe = yaml.safe_load((out / "recipe.yaml").read_text())  # a rerun generates the same texts (from the cache)
+    recipe_text = (out / "recipe.yaml").read_text()
+    assert f"# generator {generator_dir}: revision local-" in recipe_text
+    recipe = yaml.safe_load(recipe_text)  # a rerun generates the same texts (from the cache)
     assert recipe["generate_texts"] == 12 and recipe["generator"] == str(generator_dir)
 
 

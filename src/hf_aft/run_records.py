@@ -30,6 +30,9 @@ def _recipe_header(summary: dict, record: dict) -> list[str]:
         lines.append(f"{split} split: {facts['rows']} rows, fingerprint {facts['fingerprint']}")
     for teacher in record["teachers"]:
         lines.append(f"teacher {teacher['name']}: revision {teacher['resolved_revision']}")
+    terms = record.get("terms") or {}
+    if terms.get("generator"):  # a local generator is named by path in the recipe: its content hash is here
+        lines.append(f"generator {terms['generator']}: revision {terms['generator_revision']}")
     return lines
 
 
