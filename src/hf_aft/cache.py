@@ -127,6 +127,22 @@ def locked(path: Path) -> FileLock:
     return FileLock(str(path) + ".lock")
 
 
+def store_or_warn(path: Path, tmp: Path, write: Callable[[Path], None], what: str, lost: str) -> None:
+    """Write a small cache file that is cheap to remake (a probe fit, generated texts): `write(tmp)`, then `tmp`
+    renamed into place under its lock, with its checksum. A cache that cannot take it (read-only, full) only means
+    the next run makes it again: one warning ("`what` not cached in FOLDER (why): `lost`"), nothing left behind."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with locked(path):
+            write(tmp)
+            tmp.replace(path)
+            record_checksum(path)
+    except OSError as error:
+        logger.warning("hf-aft: %s not cached in %s (%s): %s", what, path.parent, error.strerror or error, lost)
+        for leftover in (tmp, path, Path(str(path) + ".lock")):
+            leftover.unlink(missing_ok=True)
+
+
 def require_writable(folder: Path, what: str) -> None:
     """Before a write into the cache: a folder that cannot be written is one line, not an OSError.
 

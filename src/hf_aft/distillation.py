@@ -24,7 +24,7 @@ import datasets
 import numpy as np
 from datasets.fingerprint import Hasher
 
-from .cache import default_cache_dir, locked, main_process_first, record_checksum, verify
+from .cache import default_cache_dir, main_process_first, store_or_warn, verify
 from .errors import AFTError
 from .features import FEATURES_COLUMN, feature_matrix
 from .targets import SINGLE
@@ -214,17 +214,9 @@ def _store_fit(path: Path, fit: ProbeFit, rows: int, unlabeled_rows: int) -> Non
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
     meta = json.dumps({"accuracy": fit.accuracy, "folds": fit.folds, "rows": rows, "unlabeled_rows": unlabeled_rows,
                        "c": fit.c, "metric": fit.metric})
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with locked(path):
-            np.savez(tmp, labeled=fit.labeled, unlabeled=fit.unlabeled, meta=np.array(meta))
-            tmp.replace(path)
-            record_checksum(path)
-    except OSError as error:
-        logger.warning("hf-aft: the teacher probe was not cached in %s (%s): the next run fits it again.",
-                       path.parent, error.strerror or error)
-        for leftover in (tmp, path, Path(str(path) + ".lock")):
-            leftover.unlink(missing_ok=True)
+    store_or_warn(path, tmp, lambda file: np.savez(file, labeled=fit.labeled, unlabeled=fit.unlabeled,
+                                                   meta=np.array(meta)),
+                  "the teacher probe was", "the next run fits it again.")
 
 
 def with_targets(dataset: datasets.Dataset, targets: np.ndarray) -> datasets.Dataset:

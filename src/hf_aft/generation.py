@@ -31,7 +31,7 @@ from pathlib import Path
 from datasets.fingerprint import Hasher
 
 from .augmentation import check_source_column, text_rows
-from .cache import default_cache_dir, locked, main_process_first, record_checksum, verify
+from .cache import default_cache_dir, main_process_first, store_or_warn, verify
 from .errors import AFTError, missing_extra, one_line
 from .provenance import current_revision, teacher_source
 from .teachers.loading import token_limit
@@ -246,14 +246,6 @@ def _store(path: Path, texts: list[str], generator: str, revision: str) -> None:
     """Cache the texts (a temporary file renamed into place, with its checksum); a cache that cannot take them only
     means the next run generates them again: a warning."""
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.json")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with locked(path):
-            tmp.write_text(json.dumps({"generator": generator, "revision": revision, "texts": texts}))
-            tmp.replace(path)
-            record_checksum(path)
-    except OSError as error:
-        logger.warning("hf-aft: the generated texts were not cached in %s (%s): the next run generates them again.",
-                       path.parent, error.strerror or error)
-        for leftover in (tmp, path, Path(str(path) + ".lock")):
-            leftover.unlink(missing_ok=True)
+    content = json.dumps({"generator": generator, "revision": revision, "texts": texts})
+    store_or_warn(path, tmp, lambda file: file.write_text(content), "the generated texts were",
+                  "the next run generates them again.")
