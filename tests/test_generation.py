@@ -27,15 +27,18 @@ from hf_aft.unlabeled import UNLABELED
 ERROR = "hf-aft: error:"
 
 
-@pytest.fixture(scope="module")
-def generator_dir(tmp_path_factory):
+def save_generator(folder, seed: int = 0):
     """A tiny random GPT-2 language model over the tiny datasets' words."""
-    folder = tmp_path_factory.mktemp("generator")
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     GPT2LMHeadModel(GPT2Config(vocab_size=len(tiny.WORDS) + 2, n_embd=12, n_layer=1, n_head=2, n_positions=128,
                                bos_token_id=1, eos_token_id=1)).save_pretrained(folder)
     tiny.word_tokenizer().save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def generator_dir(tmp_path_factory):
+    return save_generator(tmp_path_factory.mktemp("generator"))
 
 
 def test_generated_texts_are_new_deterministic_and_cached(generator_dir, tmp_path, monkeypatch):
@@ -99,23 +102,36 @@ def one_error_line(capsys) -> str:
     return lines[0]
 
 
-def test_train_with_generated_texts_names_the_generator_in_the_card(student_dir, teacher_dirs, generator_dir,
-                                                                     tmp_path, capsys):
-    data = tmp_path / "data"
+def test_train_with_generated_texts_names_the_generator_and_follows_it(student_dir, teacher_dirs, tmp_path, capsys):
+    data, generator = tmp_path / "data", save_generator(tmp_path / "generator")
     for split, n, seed in (("train", 24, 0), ("test", 16, 1)):
         tiny.sentiment_dataset(n, seed=seed).to_csv(data / f"{split}.csv")
-    out = tmp_path / "out"
+    out, new = tmp_path / "out", tmp_path / "new"
     assert main(cli_args(student_dir, teacher_dirs, data, out, "--generate_texts", "12", "--augment_copies", "1",
-                         "--generator", str(generator_dir))) == 0
+                         "--generator", str(generator))) == 0
     summary = json.loads((out / "transfer_summary.json").read_text())
     assert summary["generated_rows"] == 12 and summary["unlabeled_rows"] == 12 + summary["augmented_rows"]
-    assert f"of them written by {generator_dir}" in capsys.readouterr().out
+    assert f"of them written by {generator}" in capsys.readouterr().out
     card = (out / "README.md").read_text()
-    assert f"12 of them texts written by the generator `{generator_dir}` at revision `local-" in card
+    assert f"12 of them texts written by the generator `{generator}` at revision `local-" in card
     recipe_text = (out / "recipe.yaml").read_text()
-    assert f"# generator {generator_dir}: revision local-" in recipe_text
+    assert f"# generator {generator}: revision local-" in recipe_text
     recipe = yaml.safe_load(recipe_text)  # a rerun generates the same texts (from the cache)
-    assert recipe["generate_texts"] == 12 and recipe["generator"] == str(generator_dir)
+    assert recipe["generate_texts"] == 12 and recipe["generator"] == str(generator)
+    (model,) = json.loads((out / "audit.json").read_text())["other_models"]  # what the student was made from
+    assert model["role"] == "generator" and model["resolved_revision"] == summary["generator_revision"]
+    assert "model.safetensors" in model["weight_files"]
+
+    assert main(["check-updates", str(out)]) == 0 and f"generator {generator}: " in capsys.readouterr().out
+    save_generator(generator, seed=1)  # new weights, same folder: the texts it writes change
+    assert main(["check-updates", str(out), "--retrain", str(new)]) == 1
+    assert f"generator {generator}: {summary['generator_revision']} -> local-" in capsys.readouterr().out
+    report = json.loads((new / "update_report.json").read_text())
+    assert report["other_models"][0]["changed"] and not report["teachers"][0]["changed"]
+    assert json.loads((new / "transfer_summary.json").read_text())["generator_revision"] == report["other_models"][0][
+        "new"]
+    assert f"- generator `{generator}`: `{summary['generator_revision']}`" in (new / "README.md").read_text()
+    assert main(["check-updates", str(new)]) == 0  # the new run was made from the new generator
 
 
 @pytest.mark.parametrize("extra, message", [

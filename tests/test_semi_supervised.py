@@ -550,7 +550,7 @@ def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teache
 def summary_terms(summary: dict) -> dict:
     keys = ("distill", "distill_weight", "distill_temperature", "distill_teacher", "probe_accuracy", "probe_metric",
             "labeled_rows", "unlabeled_rows", "augmented_rows", "augmented_from", "generated_rows", "generator",
-            "generator_revision", "labeled_fraction")
+            "generator_revision", "distill_teacher_revision", "labeled_fraction")
     return {key: summary[key] for key in keys}
 
 
@@ -625,7 +625,15 @@ def test_distill_logits_takes_a_classifier_and_refuses_a_bare_encoder(student_di
     assert main(args + ["--distill_teacher", str(classifier)]) == 0
     summary = json.loads((tmp_path / "out" / "transfer_summary.json").read_text())
     assert summary["distill"] == "logits" and summary["distill_teacher"] == str(classifier)
+    revision = summary["distill_teacher_revision"]
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert revision.startswith("local-") and f"at revision `{revision}`" in card
+    (model,) = json.loads((tmp_path / "out" / "audit.json").read_text())["other_models"]
+    assert model["role"] == "distill_teacher" and model["resolved_revision"] == revision
+    tiny.save_student(classifier, hidden=12, seed=4)  # the task teacher changed: check-updates says so
     capsys.readouterr()
+    assert main(["check-updates", str(tmp_path / "out")]) == 1
+    assert f"distill teacher {classifier}: {revision} -> local-" in capsys.readouterr().out
     bare = train_args(student_dir, teacher_dirs, csv_data / "data", tmp_path / "bare", "--unlabeled_dataset",
                       str(csv_data / "pool"), "--distill", "logits", "--distill_teacher", str(teacher_dirs[0]))
     assert_one_line_error(main(bare), capsys.readouterr().err, "is not a classifier", "--distill probe")

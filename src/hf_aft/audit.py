@@ -1,11 +1,12 @@
 """`OUT/audit.json`: the lineage of a run and the sha256 of every file it wrote, and `hf-aft audit` to check them.
 
 The record holds the versions of hf-aft and its libraries, Python, the device, the start and end time (UTC); per split
-its rows, label distribution and fingerprint; per teacher the requested revision, the resolved commit (or content
-hash) and the sha256 of its weight files (the Hub cache snapshot of that commit, or the local folder's files); the
-feature cache's fingerprint; the student's initialisation and its revision; the metrics; and, computed last (after
-the card), the sha256 of every file in OUT but audit.json itself. `verify` compares a folder (or a Hub snapshot,
-where only the files that are pushed count) with it: one line per changed, missing or added file.
+its rows, label distribution and fingerprint; per teacher the requested revision, the resolved commit (or content hash)
+and the sha256 of its weight files (the Hub cache snapshot of that commit, or the local folder's files), and the same
+for the generator and the task teacher of distillation when a run used them (`other_models`); the feature cache's
+fingerprint; the student's initialisation and its revision; the metrics; and, computed last (after the card), the
+sha256 of every file in OUT but audit.json itself. `verify` compares a folder (or a Hub snapshot, where only the files
+that are pushed count) with it: one line per changed, missing or added file.
 """
 
 from __future__ import annotations
@@ -30,17 +31,29 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def teacher_record(spec: str | None, info) -> dict:
-    """One teacher's lineage: requested and resolved revision, sha256 of its weight files (a teacher whose files are
-    not here any more gets a `note` instead)."""
-    name, requested, gguf_file = teacher_source(spec) if spec else (info.name, None, None)
-    record = {"name": info.name, "spec": spec, "requested_revision": requested, "resolved_revision": info.revision,
-              "pooling": info.pooling, "width": info.dim}
+def model_record(spec: str | None, revision: str, name: str | None = None) -> dict:
+    """One model's lineage: requested and resolved revision, sha256 of its weight files (a model whose files are not
+    here any more gets a `note` instead). `spec` as the model was named (None: `name` at `revision`)."""
+    source, requested, gguf_file = teacher_source(spec) if spec else (name, None, None)
+    record = {"name": name or source, "spec": spec, "requested_revision": requested, "resolved_revision": revision}
     try:
-        record["weight_files"] = file_hashes(weight_files(teacher_folder(name, info.revision), gguf_file))
+        record["weight_files"] = file_hashes(weight_files(teacher_folder(source, revision), gguf_file))
     except (AFTError, OSError) as error:
         record["note"] = f"weight files not hashed: {first_line(error)}"
     return record
+
+
+def teacher_record(spec: str | None, info) -> dict:
+    """One teacher's lineage (`model_record`) with its pooling and feature width."""
+    return {**model_record(spec, info.revision, info.name), "pooling": info.pooling, "width": info.dim}
+
+
+def other_models(terms: dict) -> list[dict]:
+    """The models besides the teachers that made the student's training signal, each a `model_record` with its
+    `role`: the `--generator` that wrote unlabelled texts, the `--distill_teacher` whose logits were targets."""
+    found = [("generator", terms.get("generator"), terms.get("generator_revision")),
+             ("distill_teacher", terms.get("distill_teacher"), terms.get("distill_teacher_revision"))]
+    return [{"role": role, **model_record(spec, revision)} for role, spec, revision in found if spec and revision]
 
 
 def output_files(folder: str) -> dict[str, Path]:

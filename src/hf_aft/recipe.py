@@ -93,14 +93,15 @@ def options_of(*parsed) -> dict:
 
 
 def build_recipe(script_args, config, peft_args=None, infos=None, distill: str | None = None,
-                 generator_revision: str | None = None) -> dict:
+                 revisions: dict | None = None) -> dict:
     """The recipe of a finished run (`infos`: the teachers' `TeacherInfo`, for their resolved revisions; `distill`:
     the distillation the run used, `--distill auto` resolved, so that a rerun does not depend on that default;
-    `generator_revision`: the revision `--generator` resolved to, pinned as a teacher's is)."""
+    `revisions`: what `--generator` and `--distill_teacher` resolved to, by option name, pinned as a teacher's is)."""
     recipe = options_of(script_args, config, peft_args)
     recipe["teachers"] = pinned_teachers(config.teachers, infos)
-    if config.generator and generator_revision:
-        recipe["generator"] = pinned_teachers([config.generator], [SimpleNamespace(revision=generator_revision)])[0]
+    for option, revision in (revisions or {}).items():
+        if recipe.get(option):
+            recipe[option] = pinned_teachers([recipe[option]], [SimpleNamespace(revision=revision)])[0]
     recipe["beta"] = float(config.beta)  # after --beta auto: the chosen beta
     if distill:
         recipe["distill"] = distill

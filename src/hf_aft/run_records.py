@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .audit import card_summary, seal, teacher_record, utc_now, write_record
+from .audit import card_summary, other_models, seal, teacher_record, utc_now, write_record
 from .card import read_card_inputs, write_model_card
 from .claims import stamped
 from .cost import HEADLINE, cost_report, write_cost_report
@@ -30,9 +30,8 @@ def _recipe_header(summary: dict, record: dict) -> list[str]:
         lines.append(f"{split} split: {facts['rows']} rows, fingerprint {facts['fingerprint']}")
     for teacher in record["teachers"]:
         lines.append(f"teacher {teacher['name']}: revision {teacher['resolved_revision']}")
-    terms = record.get("terms") or {}
-    if terms.get("generator"):  # a local generator is named by path in the recipe: its content hash is here
-        lines.append(f"generator {terms['generator']}: revision {terms['generator_revision']}")
+    for model in record["other_models"]:  # a local one is named by path in the recipe: its content hash is here
+        lines.append(f"{model['role'].replace('_', ' ')} {model['spec']}: revision {model['resolved_revision']}")
     return lines
 
 
@@ -54,6 +53,7 @@ def audit_record(trainer, script_args, config, run: dict, summary: dict) -> dict
                                        ("unlabeled", run.get("unlabeled_raw"))) if split is not None},
         "terms": trainer.terms_summary(),
         "teachers": [teacher_record(spec, info) for spec, info in zip(specs, trainer.teacher_infos, strict=True)],
+        "other_models": other_models(trainer.terms_summary()),
         "feature_cache_fingerprint": run.get("features_fingerprint"),
         "student": {"init": script_args.model_name_or_path,
                     "revision": student_revision(script_args.model_name_or_path)},
@@ -116,7 +116,7 @@ def finish_run(trainer, script_args, config, run: dict, summary: dict) -> dict:
         added["group_lines"] = summary_lines(groups)
     record = audit_record(trainer, script_args, config, {**run, "output_dir": output_dir}, summary)
     recipe = build_recipe(script_args, config, run.get("peft_args"), trainer.teacher_infos, trainer.rows.distill,
-                          trainer.rows.generator_revision)
+                          {m["role"]: m["resolved_revision"] for m in record["other_models"]})
     write_recipe(output_dir, recipe, _recipe_header(summary, record))
     write_record(output_dir, record)
     facts["audit"] = card_summary(seal(output_dir))  # the weights' hashes, known before the card

@@ -22,6 +22,7 @@ from .features import FEATURES_COLUMN, TeacherInfo, scan_teacher_features, teach
 from .generation import generated_rows
 from .images import check_image_column
 from .losses import distillation_loss
+from .provenance import current_revision
 from .targets import MULTI, REGRESSION, SINGLE, TOKEN, model_problem_type
 from .unlabeled import UNLABELED, MixedSampler, join_labelled_unlabeled
 from .word_batches import word_pairs
@@ -44,6 +45,7 @@ class TrainingRows:
     n_generated: int = 0  # texts written by `generator` (generation.py) at `generator_revision`
     generator: str | None = None
     generator_revision: str | None = None
+    distill_teacher_revision: str | None = None  # what `--distill_teacher` resolved to (distill "logits")
     augmented_from: str = "texts"  # or "images"
     teacher_infos: list[TeacherInfo] = field(default_factory=list)
     teacher_norms: list[float] = field(default_factory=list)
@@ -175,6 +177,7 @@ def _targets(rows: TrainingRows, model, args, train_dataset, unlabeled_dataset, 
         rows.probe_accuracy, rows.probe_metric = fit.accuracy, fit.metric
         return fit.labeled, fit.unlabeled
     names = [str(model.config.id2label[i]) for i in range(num_labels)]
+    rows.distill_teacher_revision = current_revision(args.distill_teacher)
     return [task_teacher_targets(d, args.distill_teacher, names, args, text_column, image_column)
             if d is not None else None for d in (train_dataset, unlabeled_dataset)]
 
@@ -225,6 +228,7 @@ def terms_summary(args: AFTConfig, rows: TrainingRows) -> dict:
     return {"distill": rows.distill, "distill_weight": args.distill_weight if on else None,
             "distill_temperature": args.distill_temperature if on and rows.problem_type != REGRESSION else None,
             "distill_teacher": args.distill_teacher if rows.distill == "logits" else None,
+            "distill_teacher_revision": rows.distill_teacher_revision,
             "probe_accuracy": rows.probe_accuracy, "probe_metric": rows.probe_metric, "labeled_rows": rows.n_labeled,
             "unlabeled_rows": rows.n_unlabeled, "augmented_rows": rows.n_augmented,
             "augmented_from": rows.augmented_from if rows.n_augmented else None,

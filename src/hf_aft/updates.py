@@ -1,11 +1,12 @@
-"""Teacher updates (`hf-aft check-updates RUN [--retrain NEW_OUT]`): has any teacher of a finished run moved since?
+"""Teacher updates (`hf-aft check-updates RUN [--retrain NEW_OUT]`): has any model a finished run was made from (its
+teachers, its generator, its task teacher of distillation) moved since?
 
-Each recorded teacher is resolved again at the revision it was requested at (the branch or tag on the Hub: `main`
+Each recorded model is resolved again at the revision it was requested at (the branch or tag on the Hub: `main`
 when none was given; the content hash of a local folder or GGUF file). `--retrain` reruns the run's recipe with the
-new revisions (the per-teacher feature cache recomputes only the changed teachers), then evaluates the old and the new
-student on the same evaluation split: `update_report.json` (the task's metrics old vs new: accuracy and macro-F1,
-micro-F1..., MSE...; per-class recall for one label per row; the share of examples on which the two decide alike)
-and a "History" section in the new card. The old run is only read.
+new revisions (the per-teacher feature cache recomputes only the changed teachers; a changed generator writes its
+texts again), then evaluates the old and the new student on the same evaluation split: `update_report.json` (the
+task's metrics old vs new: accuracy and macro-F1, micro-F1..., MSE...; per-class recall for one label per row; the
+share of examples on which the two decide alike) and a "History" section in the new card. The old run is only read.
 """
 
 from __future__ import annotations
@@ -38,46 +39,56 @@ from .teachers.spec import is_hub_revision
 UPDATE_REPORT_NAME = "update_report.json"
 
 
-def tracked_spec(teacher: dict) -> str:
-    """The teacher as it is followed: its name at the requested branch or tag (none: the default branch)."""
-    spec = teacher.get("spec") or teacher["name"]
+ROLE_OPTIONS = {"teacher": "--teachers", "generator": "--generator", "distill_teacher": "--distill_teacher"}
+
+
+def tracked_spec(model: dict) -> str:
+    """The model as it is followed: its name at the requested branch or tag (none: the default branch)."""
+    spec = model.get("spec") or model["name"]
     name, _, gguf_file = teacher_source(spec)
-    requested = teacher.get("requested_revision")
+    requested = model.get("requested_revision")
     source = f"{name}@{requested}" if requested else name
     return f"{source}::{gguf_file}" if gguf_file else source
 
 
+def followed_models(record: dict) -> list[dict]:
+    """The models a run was made from, each with its `role`: the teachers, then the generator and the task teacher
+    of distillation when it used them (`audit.other_models`)."""
+    return [{"role": "teacher", **t} for t in record.get("teachers") or []] + list(record.get("other_models") or [])
+
+
 def check_updates(record: dict) -> list[dict]:
-    """Per recorded teacher: name, the spec it is followed at, old and new revision, and whether it changed.
+    """Per model the run was made from (`followed_models`): role, name, the spec it is followed at, old and new
+    revision, and whether it changed.
 
     Raises:
-        AFTError: a teacher that cannot be resolved now (a revision gone from the Hub, a folder that was removed).
+        AFTError: a model that cannot be resolved now (a revision gone from the Hub, a folder that was removed).
     """
     rows = []
-    for teacher in record.get("teachers") or []:
-        spec = tracked_spec(teacher)
+    for model in followed_models(record):
+        spec = tracked_spec(model)
         new = current_revision(spec)
-        rows.append({"name": teacher["name"], "spec": spec, "requested_revision": teacher.get("requested_revision"),
-                     "old": teacher["resolved_revision"], "new": new, "changed": new != teacher["resolved_revision"]})
+        rows.append({"role": model["role"], "name": model["name"], "spec": spec,
+                     "requested_revision": model.get("requested_revision"), "old": model["resolved_revision"],
+                     "new": new, "changed": new != model["resolved_revision"]})
     return rows
 
 
-def retrain_specs(rows: list[dict]) -> list[str]:
-    """The teachers of the rerun: a Hub teacher pinned to its new commit, a local one as it is named."""
-    specs = []
-    for row in rows:
-        name, _, gguf_file = teacher_source(row["spec"])
-        if os.path.exists(name) or not is_hub_revision(row["new"]):
-            specs.append(row["spec"])
-        else:
-            specs.append(f"{name}@{row['new']}" + (f"::{gguf_file}" if gguf_file else ""))
-    return specs
+def retrain_spec(row: dict) -> str:
+    """A model of the rerun: from the Hub pinned to its new commit, a local one as it is named."""
+    name, _, gguf_file = teacher_source(row["spec"])
+    if os.path.exists(name) or not is_hub_revision(row["new"]):
+        return row["spec"]
+    return f"{name}@{row['new']}" + (f"::{gguf_file}" if gguf_file else "")
 
 
 def retrain_argv(folder: str, rows: list[dict], new_output_dir: str) -> list[str]:
-    """The `hf-aft train` tokens that rerun the run in `folder` with the teachers' new revisions."""
+    """The `hf-aft train` tokens that rerun the run in `folder` with the models' new revisions."""
     argv = ["--config", os.path.join(folder, RECIPE_NAME), "--output_dir", new_output_dir]
-    return argv + (["--teachers", *retrain_specs(rows)] if rows else [])
+    for role, option in ROLE_OPTIONS.items():
+        specs = [retrain_spec(row) for row in rows if row["role"] == role]
+        argv += [option, *specs] if specs else []
+    return argv
 
 
 def compare_students(old_folder: str, new_folder: str, dataset_name: str | None = None,
@@ -130,7 +141,9 @@ def group_options(folder: str, group_columns: list[str] | None = None, min_rows:
 def record_update(new_output_dir: str, previous: str, record: dict, rows: list[dict], comparison: dict) -> dict:
     """Write update_report.json and the History section into the new run, carry the teachers' requested revisions
     forward (so the next check follows the same branch or tag), and hash the new run's files again."""
-    report = {"previous_run": previous, "previous_ended": record.get("ended"), "teachers": rows, **comparison}
+    report = {"previous_run": previous, "previous_ended": record.get("ended"),
+              "teachers": [row for row in rows if row["role"] == "teacher"],
+              "other_models": [row for row in rows if row["role"] != "teacher"], **comparison}
     with open(os.path.join(new_output_dir, UPDATE_REPORT_NAME), "w") as f:
         json.dump(report, f, indent=2)
     facts = read_card_inputs(new_output_dir)
@@ -143,8 +156,13 @@ def record_update(new_output_dir: str, previous: str, record: dict, rows: list[d
                         "flagged_groups": flag_lines(comparison["groups"]) if "groups" in comparison else []}
     write_model_card(new_output_dir, **facts)
     new_record = read_record(new_output_dir)
-    for teacher, row in zip(new_record.get("teachers") or [], rows, strict=False):
+    teachers = [row for row in rows if row["role"] == "teacher"]  # the rerun pinned them: follow what the old one did
+    for teacher, row in zip(new_record.get("teachers") or [], teachers, strict=False):
         teacher["requested_revision"] = row["requested_revision"]
+    others = {row["role"]: row for row in rows if row["role"] != "teacher"}
+    for model in new_record.get("other_models") or []:
+        if model["role"] in others:
+            model["requested_revision"] = others[model["role"]]["requested_revision"]
     new_record["previous_run"] = previous
     with open(os.path.join(new_output_dir, "audit.json"), "w") as f:
         json.dump(new_record, f, indent=2, default=str)

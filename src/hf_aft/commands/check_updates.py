@@ -1,4 +1,4 @@
-"""`hf-aft check-updates RUN [--retrain NEW_OUT]`: has a teacher of a finished run moved? Retrain if so."""
+"""`hf-aft check-updates RUN [--retrain NEW_OUT]`: has a model a finished run was made from moved? Retrain if so."""
 
 from __future__ import annotations
 
@@ -6,25 +6,25 @@ from dataclasses import dataclass, field
 
 from .parsing import parse
 
-DESCRIPTION = """Resolve each teacher of a finished run again at the revision it was requested at (its branch or tag
-on the Hub, main when none was given; the content hash of a local folder) and print old -> new. RUN is the run's
-output dir or its Hub model id.
+DESCRIPTION = """Resolve each teacher of a finished run (and its --generator and --distill_teacher, when it had them)
+again at the revision it was requested at (its branch or tag on the Hub, main when none was given; the content hash
+of a local folder) and print old -> new. RUN is the run's output dir or its Hub model id.
 
   hf-aft check-updates OUT [--retrain NEW_OUT]
 
---retrain reruns the run's recipe with the new revisions into NEW_OUT (only the changed teachers' features are
-computed again), evaluates the old and the new student on the same evaluation split and writes
-NEW_OUT/update_report.json and a History section in the new card; with --group_column (or the run's own), the new
-student against the old one group by group, one line per group where it is worse beyond the paired noise. The old
-run is not modified.
-Exit status: 0 when no teacher changed, 1 when one did (after retraining, with --retrain), 2 for bad input."""
+--retrain reruns the run's recipe with the new revisions into NEW_OUT (only the changed teachers' features are computed
+again; a changed generator writes its texts again), evaluates the old and the new student on the same evaluation split
+and writes NEW_OUT/update_report.json and a History section in the new card; with --group_column (or the run's own),
+the new student against the old one group by group, one line per group where it is worse beyond the paired noise. The
+old run is not modified.
+Exit status: 0 when nothing changed, 1 when a model did (after retraining, with --retrain), 2 for bad input."""
 
 
 @dataclass
 class CheckUpdatesArguments:
     run: str = field(metadata={"help": "The output dir of an hf-aft train run, or its Hub model id."})
     retrain: str | None = field(
-        default=None, metadata={"help": "Rerun the recipe with the changed teachers into this new output dir."}
+        default=None, metadata={"help": "Rerun the recipe with the changed models into this new output dir."}
     )
     dataset_name: str | None = field(
         default=None, metadata={"help": "The dataset to compare the students on, when the recipe's path moved."}
@@ -75,10 +75,10 @@ def run(argv: list[str]) -> None:
         args.group_column, args.group_min_rows = group_options(folder, args.group_column, args.group_min_rows,
                                                                dataset_name=args.dataset_name)
     rows = check_updates(record)
-    _print(*(f"{row['name']}: {row['old']} -> {row['new']}" + ("" if row["changed"] else "  (unchanged)")
-                  for row in rows))
+    _print(*(_role(row) + f"{row['name']}: {row['old']} -> {row['new']}" + ("" if row["changed"] else "  (unchanged)")
+             for row in rows))
     if not any(row["changed"] for row in rows):
-        print("no teacher changed")
+        print("no teacher changed" if all(row["role"] == "teacher" for row in rows) else "nothing changed")
         return
     if args.retrain:
         train(retrain_argv(folder, rows, args.retrain))
@@ -88,6 +88,10 @@ def run(argv: list[str]) -> None:
         _print_report(comparison)
         print(f"retrained into {args.retrain}; report in {os.path.join(args.retrain, 'update_report.json')}")
     raise SystemExit(1)
+
+
+def _role(row: dict) -> str:
+    return "" if row["role"] == "teacher" else row["role"].replace("_", " ") + " "
 
 
 def _print(*lines: str) -> None:
