@@ -1,6 +1,8 @@
 """Test setup: no Hub, a private datasets cache, tiny random models (tests/tiny.py)."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import hub_server
@@ -10,6 +12,8 @@ import hub_server
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="hf_aft_test_cache_")
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hf_aft_test_home_")
+for _folder in (os.environ["HF_DATASETS_CACHE"], os.environ["HF_HOME"]):  # gone when the test session ends
+    atexit.register(shutil.rmtree, _folder, ignore_errors=True)
 os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{hub_server.free_port()}"
 os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
