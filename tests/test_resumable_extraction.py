@@ -19,6 +19,7 @@ import pytest
 import tiny
 
 from hf_aft import extract_teacher_features
+from hf_aft.blocks import remaining_bytes
 
 ROWS, MAP_BATCH = 240, 10  # blocks of 8 x 10 = 80 rows: 3 blocks
 SCRIPT = textwrap.dedent("""
@@ -106,12 +107,17 @@ def test_a_pass_resumed_with_another_map_batch_size_recomputes_the_blocks_it_can
     default size follows) must not take a finished block for one of its own, which covers other rows."""
     _, teacher, data, whole = setup
     cache = tmp_path / "cache"
-    _kill_after_blocks(setup, cache, blocks=1)  # blocks of 80 rows
+    finished = _kill_after_blocks(setup, cache, blocks=1)  # blocks of 80 rows
+    (partial,) = cache.glob(".partial-*")
+    cache_file = cache / (partial.name.removeprefix(".partial-") + ".arrow")
+    expected = datasets.Dataset.from_file(str(whole))
+    width = len(expected[0][expected.column_names[0]])
+    assert remaining_bytes(cache_file, ROWS, MAP_BATCH) == (2 * ROWS - 8 * MAP_BATCH * finished) * width * 4
+    assert remaining_bytes(cache_file, ROWS, 2 * MAP_BATCH) is None  # the disk check counts none of them as done
     with caplog.at_level(logging.WARNING, logger="hf_aft"):
         out = extract_teacher_features(data, [str(teacher)], cache_dir=cache, map_batch_size=2 * MAP_BATCH,
                                        batch_size=1)
     assert "another map_batch_size" in caplog.text
-    expected = datasets.Dataset.from_file(str(whole))
     assert out.num_rows == ROWS == expected.num_rows
     got, want = np.asarray(out["teacher_features"]), np.asarray(expected[expected.column_names[0]])
     np.testing.assert_allclose(got, want, atol=1e-5)  # batch size 1: the same numbers whatever the block size

@@ -44,6 +44,14 @@ def _quiet_datasets():
             datasets.enable_progress_bars()
 
 
+def pass_blocks(cache_file: Path, total_rows: int, map_batch_size: int) -> list[tuple[int, int, Path]]:
+    """(first row, end row, file) of each block of a pass over `total_rows` rows (one empty block for no rows): the
+    file is named by its rows, so a block of another block size never passes for one of these."""
+    rows, folder = BLOCK_BATCHES * map_batch_size, partial_folder(cache_file)
+    ends = [(start, min(start + rows, total_rows)) for start in range(0, max(total_rows, 1), rows)]
+    return [(start, stop, folder / f"block-{start:012d}-{stop:012d}.arrow") for start, stop in ends]
+
+
 def extract_in_blocks(inputs: datasets.Dataset, run: Callable, cache_file: Path, fingerprint: str,
                       map_batch_size: int, desc: str) -> None:
     """Write `cache_file` (then its checksum is the caller's) from `run(block, block_fingerprint, path, first_row)`,
@@ -52,22 +60,21 @@ def extract_in_blocks(inputs: datasets.Dataset, run: Callable, cache_file: Path,
     folder = partial_folder(cache_file)
     folder.mkdir(exist_ok=True)
     _drop_temporary(folder)  # datasets' temporary file of a block whose process was killed
-    rows = BLOCK_BATCHES * map_batch_size
-    starts = list(range(0, len(inputs), rows)) or [0]
-    files = [folder / f"block-{start:012d}-{min(start + rows, len(inputs)):012d}.arrow" for start in starts]
+    blocks = pass_blocks(cache_file, len(inputs), map_batch_size)
+    files = [path for _, _, path in blocks]
     _drop_other_blocks(folder, files, desc)
     done = [verify_or_drop(path) for path in files]
-    done_rows = sum(min(rows, len(inputs) - start) for start, ok in zip(starts, done, strict=True) if ok)
+    done_rows = sum(stop - start for (start, stop, _), ok in zip(blocks, done, strict=True) if ok)
     if any(done):
         logger.warning("hf-aft: %s: resuming an interrupted pass, %d of %d blocks (%d of %d rows) already computed.",
                        desc, sum(done), len(files), done_rows, len(inputs))
     with _quiet_datasets() as show, _bar(len(inputs), done_rows, desc, show) as bar:
-        for index, (start, path) in enumerate(zip(starts, files, strict=True)):
+        for index, (start, stop, path) in enumerate(blocks):
             if done[index]:
                 continue
-            stop = min(start + rows, len(inputs))
+            block_fingerprint = Hasher.hash([fingerprint, "block", index, BLOCK_BATCHES * map_batch_size])
             try:
-                run(inputs.select(range(start, stop)), Hasher.hash([fingerprint, "block", index, rows]), path, start)
+                run(inputs.select(range(start, stop)), block_fingerprint, path, start)
                 record_checksum(path)
             except BaseException:
                 _note_kept(folder, files)  # the finished blocks stay for the next pass; nothing else does
@@ -80,11 +87,13 @@ def extract_in_blocks(inputs: datasets.Dataset, run: Callable, cache_file: Path,
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def remaining_bytes(cache_file: Path, total_rows: int) -> int | None:
-    """Bytes a pass still needs to finish (the missing blocks, then the assembled copy), from the width of a finished
-    block; None before any block is done."""
-    finished = [datasets.Dataset.from_file(str(sidecar.with_name(sidecar.name.removesuffix(".sha256.json"))))
-                for sidecar in sorted(partial_folder(cache_file).glob("block-*.arrow.sha256.json"))]
+def remaining_bytes(cache_file: Path, total_rows: int, map_batch_size: int) -> int | None:
+    """Bytes a pass still needs to finish (its missing blocks, then the assembled copy), from the width of a finished
+    block of this pass (`pass_blocks`: blocks of another block size are computed again, so they count as missing);
+    None before any block is done."""
+    files = [path for _, _, path in pass_blocks(cache_file, total_rows, map_batch_size)]
+    finished = [datasets.Dataset.from_file(str(path)) for path in files
+                if path.exists() and checksum_file(path).exists()]
     if not finished:
         return None
     width = len(finished[0][0][finished[0].column_names[0]])

@@ -89,7 +89,7 @@ def cached_teacher_column(inputs: datasets.Dataset, teacher: Callable, column: s
 
     if not is_distributed():  # block by block, resumable (blocks.py)
         return verified_map(cache_file, lambda path: run(inputs, fingerprint, path),
-                            needed_bytes=lambda: remaining_bytes(cache_file, len(inputs)),
+                            needed_bytes=lambda: remaining_bytes(cache_file, len(inputs), map_batch_size),
                             compute=lambda: extract_in_blocks(inputs, run, cache_file, fingerprint, map_batch_size,
                                                               desc),
                             kept="the blocks computed so far are kept and a rerun goes on from them")
