@@ -53,7 +53,8 @@ def other_models(terms: dict) -> list[dict]:
     `role`: the `--generator` that wrote unlabelled texts, the `--distill_teacher` whose logits were targets."""
     found = [("generator", terms.get("generator"), terms.get("generator_revision")),
              ("distill_teacher", terms.get("distill_teacher"), terms.get("distill_teacher_revision"))]
-    return [{"role": role, **model_record(spec, revision)} for role, spec, revision in found if spec and revision]
+    return [{"role": role, **model_record(spec, revision, name=spec)}
+            for role, spec, revision in found if spec and revision]
 
 
 def output_files(folder: str) -> dict[str, Path]:
