@@ -121,6 +121,8 @@ def test_train_with_generated_texts_names_the_generator_and_follows_it(student_d
     (model,) = json.loads((out / "audit.json").read_text())["other_models"]  # what the student was made from
     assert model["role"] == "generator" and model["resolved_revision"] == summary["generator_revision"]
     assert "model.safetensors" in model["weight_files"]
+    capsys.readouterr()
+    assert main(["audit", str(out)]) == 0 and f"generator             {generator} requested" in capsys.readouterr().out
 
     assert main(["check-updates", str(out)]) == 0 and f"generator {generator}: " in capsys.readouterr().out
     save_generator(generator, seed=1)  # new weights, same folder: the texts it writes change

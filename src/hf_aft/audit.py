@@ -57,6 +57,12 @@ def other_models(terms: dict) -> list[dict]:
             for role, spec, revision in found if spec and revision]
 
 
+def followed_models(record: dict) -> list[dict]:
+    """The models a run was made from, each with its `role`: the teachers, then the generator and the task teacher
+    of distillation when it used them (`other_models`)."""
+    return [{"role": "teacher", **t} for t in record.get("teachers") or []] + list(record.get("other_models") or [])
+
+
 def output_files(folder: str) -> dict[str, Path]:
     """Every file under `folder` (relative posix path -> path) except the top-level audit.json and the completion
     marker written after it."""
@@ -145,7 +151,7 @@ def weights_hash(record: dict) -> dict[str, str]:
 
 
 def lineage_lines(record: dict) -> list[str]:
-    """The lineage as a small table: run, student, data, teachers, metrics."""
+    """The lineage as a small table: run, student, data, teachers (and generator, task teacher), metrics."""
     student = record.get("student", {})
     lines = [f"{'run':<22}{record.get('started', '?')} -> {record.get('ended', '?')} on {record.get('device', '?')}",
              f"{'versions':<22}" + ", ".join(f"{k} {v}" for k, v in (record.get("versions") or {}).items()),
@@ -153,10 +159,11 @@ def lineage_lines(record: dict) -> list[str]:
     for split, facts in (record.get("splits") or {}).items():
         lines.append(f"{'split ' + split:<22}{facts.get('rows')} rows, labels {facts.get('labels')}, fingerprint "
                      f"{facts.get('fingerprint')}")
-    for teacher in record.get("teachers") or []:
-        files = len(teacher.get("weight_files") or {})
-        lines.append(f"{'teacher':<22}{teacher['name']} requested {teacher.get('requested_revision') or '(default)'}"
-                     f" -> {teacher['resolved_revision']}, {files} weight file(s) hashed")
+    for model in followed_models(record):
+        files = len(model.get("weight_files") or {})
+        requested = model.get("requested_revision") or "(default)"
+        lines.append(f"{model['role'].replace('_', ' '):<22}{model['name']} requested {requested} -> "
+                     f"{model['resolved_revision']}, {files} weight file(s) hashed")
     if record.get("feature_cache_fingerprint"):
         lines.append(f"{'feature cache':<22}{record['feature_cache_fingerprint']}")
     metrics = record.get("metrics", {}).get("eval") or {}

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from .audit import read_record, seal
+from .audit import followed_models, read_record, seal
 from .card import read_card_inputs, write_model_card
 from .errors import AFTError
 from .evaluation import (
@@ -49,12 +49,6 @@ def tracked_spec(model: dict) -> str:
     requested = model.get("requested_revision")
     source = f"{name}@{requested}" if requested else name
     return f"{source}::{gguf_file}" if gguf_file else source
-
-
-def followed_models(record: dict) -> list[dict]:
-    """The models a run was made from, each with its `role`: the teachers, then the generator and the task teacher
-    of distillation when it used them (`audit.other_models`)."""
-    return [{"role": "teacher", **t} for t in record.get("teachers") or []] + list(record.get("other_models") or [])
 
 
 def check_updates(record: dict) -> list[dict]:

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 
 from .parsing import parse
 
-DESCRIPTION = """Print the lineage of a training run (versions, device, data fingerprints, teachers and their
-revisions, metrics) from its audit.json, and check every file against the sha256 recorded there. RUN is the run's
-output dir or its Hub model id (the repo is downloaded; only the files a push uploads are compared).
+DESCRIPTION = """Print the lineage of a training run (versions, device, data fingerprints, teachers (and a generator or
+task teacher) and their revisions, metrics) from its audit.json, and check every file against the sha256 recorded
+there. RUN is the run's output dir or its Hub model id (the repo is downloaded; only the files a push uploads are
+compared).
 
   hf-aft audit OUT [--group_column COLUMN ...]
 
