@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import datasets
 import pytest
@@ -134,6 +135,10 @@ def test_train_with_generated_texts_names_the_generator_and_follows_it(student_d
         "new"]
     assert f"- generator `{generator}`: `{summary['generator_revision']}`" in (new / "README.md").read_text()
     assert main(["check-updates", str(new)]) == 0  # the new run was made from the new generator
+    shutil.rmtree(generator)  # gone: one line that names the generator, not a teacher or the Hub's repo-id rules
+    capsys.readouterr()
+    assert main(["check-updates", str(new)]) == 2
+    assert one_error_line(capsys).startswith(f"hf-aft: error: generator '{generator}': no such folder or file")
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -163,6 +163,29 @@ def test_check_updates_with_a_local_teacher_that_changes(student_dir, teacher_di
     assert main(["audit", str(new)]) == 0
 
 
+def test_check_updates_follows_a_local_model_by_the_path_and_spelling_it_trained_with(tmp_path, monkeypatch):
+    """A GGUF file keeps the spelling it was given (a path, or FOLDER::FILE.gguf); a relative path is followed at the
+    absolute path recorded when the run trained, wherever check-updates runs, and kept as given where it still leads
+    there (so that a retrain reuses the unchanged teachers' features)."""
+    from hf_aft.audit import model_record
+    from hf_aft.provenance import current_revision
+    from hf_aft.updates import tracked_spec
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.gguf").write_bytes(b"GGUF not really")
+    elsewhere = tmp_path / "elsewhere" / "models"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "m.gguf").write_bytes(b"another model of the same name")
+    monkeypatch.chdir(tmp_path)
+    records = {spec: model_record(spec, current_revision(spec, "generator"), name=spec)
+               for spec in ("models/m.gguf", "models::m.gguf", str(tmp_path / "models" / "m.gguf"))}
+    assert {spec: tracked_spec(record) for spec, record in records.items()} == {spec: spec for spec in records}
+    monkeypatch.chdir(tmp_path / "elsewhere")  # where a relative path leads to another model
+    assert tracked_spec(records["models/m.gguf"]) == str(tmp_path / "models" / "m.gguf")
+    assert tracked_spec(records["models::m.gguf"]) == f"{tmp_path / 'models'}::m.gguf"
+    assert current_revision(tracked_spec(records["models/m.gguf"])) == records["models/m.gguf"]["resolved_revision"]
+
+
 @pytest.fixture(scope="module")
 def image_data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("images") / "data"

@@ -21,7 +21,7 @@ from .claims import CLAIM_NAME, carried_run_ids
 from .errors import AFTError, first_line
 from .hub import IGNORE_PATTERNS
 from .outputs import COMPLETE_NAME
-from .provenance import file_hashes, teacher_folder, teacher_source, weight_files
+from .provenance import file_hashes, local_path, teacher_folder, teacher_source, weight_files
 
 AUDIT_NAME = "audit.json"
 AUDIT_VERSION = 1
@@ -33,9 +33,12 @@ def utc_now() -> str:
 
 def model_record(spec: str | None, revision: str, name: str | None = None) -> dict:
     """One model's lineage: requested and resolved revision, sha256 of its weight files (a model whose files are not
-    here any more gets a `note` instead). `spec` as the model was named (None: `name` at `revision`)."""
+    here any more gets a `note` instead), and a local model's absolute `path`. `spec` as the model was named (None:
+    `name` at `revision`)."""
     source, requested, gguf_file = teacher_source(spec) if spec else (name, None, None)
     record = {"name": name or source, "spec": spec, "requested_revision": requested, "resolved_revision": revision}
+    if spec and (path := local_path(spec)):  # check-updates follows this model here, wherever it runs
+        record["path"] = path
     try:
         record["weight_files"] = file_hashes(weight_files(teacher_folder(source, revision), gguf_file))
     except (AFTError, OSError) as error:

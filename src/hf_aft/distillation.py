@@ -247,19 +247,19 @@ def class_order(teacher_labels: dict[int, str], names: list[str], teacher: str) 
     return [by_name[name] for name in names]
 
 
-def task_teacher_targets(dataset: datasets.Dataset, spec: str, names: list[str], options, text_column: str = "text",
-                         image_column: str | None = None) -> np.ndarray:
-    """The task teacher's log-softmax logits [rows, classes] over `dataset`, in the data's class order (`names`),
-    through the one feature path (each teacher's cache, keyed like features, plus 'logits')."""
-    import torch
+def task_teacher_order(spec: str, names: list[str]) -> list[int]:
+    """For each of the data's classes (`names`), the index of the task teacher's logit for it; checked from the
+    teacher's config alone (no weights load), so that a wrong teacher is refused before any teacher runs.
 
-    from .features import extract_teacher_features, extraction_kwargs
+    Raises:
+        AFTError: a teacher that cannot be resolved, that is not a classifier, or whose classes are not the data's.
+    """
     from .teachers import parse_teacher
     from .teachers.loading import load_config
     from .teachers.spec import resolve_revision
 
     name, pinned = parse_teacher(spec)
-    config = load_config(spec, name, resolve_revision(name, pinned), {})
+    config = load_config(spec, name, resolve_revision(name, pinned, "distill teacher"), {})
     heads = [a for a in getattr(config, "architectures", None) or [] if a.endswith(CLASSIFIER_SUFFIXES)]
     if not heads:  # a bare encoder's "logits" would come from a head nobody trained
         raise AFTError(f"--distill_teacher {spec!r} is not a classifier (architectures: "
@@ -269,7 +269,18 @@ def task_teacher_targets(dataset: datasets.Dataset, spec: str, names: list[str],
         raise AFTError(f"--distill_teacher {spec!r} has {len(getattr(config, 'id2label', None) or {})} classes, the "
                        f"data {len(names)} ({names[:10]}): give a classifier tuned for these labels, or use --distill "
                        "probe.")
-    order = class_order(config.id2label, names, spec)  # before any teacher runs
+    return class_order(config.id2label, names, spec)
+
+
+def task_teacher_targets(dataset: datasets.Dataset, spec: str, names: list[str], options, text_column: str = "text",
+                         image_column: str | None = None) -> np.ndarray:
+    """The task teacher's log-softmax logits [rows, classes] over `dataset`, in the data's class order (`names`),
+    through the one feature path (each teacher's cache, keyed like features, plus 'logits')."""
+    import torch
+
+    from .features import extract_teacher_features, extraction_kwargs
+
+    order = task_teacher_order(spec, names)
     kwargs = {**extraction_kwargs(options), "pooling": "logits", "feature_dtype": "float32"}
     inputs = dataset.select_columns([c for c in (text_column, image_column) if c and c in dataset.column_names])
     with_logits = extract_teacher_features(inputs, [spec], text_column=text_column, image_column=image_column,

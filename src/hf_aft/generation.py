@@ -35,7 +35,7 @@ from .cache import default_cache_dir, main_process_first, store_or_warn, verify
 from .errors import AFTError, missing_extra, one_line
 from .provenance import current_revision, teacher_source
 from .teachers.loading import token_limit
-from .teachers.spec import hub_revision, teacher_label
+from .teachers.spec import GGUF_SEPARATOR, hub_revision, is_path_like, teacher_label
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +83,11 @@ def resolve_generator(generator: str):
         MODEL_FOR_MASKED_LM_MAPPING_NAMES,
     )
 
-    name, _, gguf_file = teacher_source(generator)
-    if not os.path.exists(name) and (os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1):
+    if is_path_like(str(generator)) and not os.path.exists(generator.split(GGUF_SEPARATOR)[0]):
         raise AFTError(f"generator {generator!r}: no such folder or file. Give a causal language model's folder, a "
                        ".gguf file (or FOLDER::FILE.gguf), or a Hub id (org/name).")
-    try:
-        revision = current_revision(generator)
-    except AFTError as error:  # its words name a teacher
-        raise AFTError(str(error).replace("teacher", "generator", 1)) from error
+    revision = current_revision(generator, "generator")
+    name, _, gguf_file = teacher_source(generator)
     try:
         config = AutoConfig.from_pretrained(name, revision=hub_revision(revision),
                                             **({"gguf_file": gguf_file} if gguf_file else {}))

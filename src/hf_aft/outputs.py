@@ -173,3 +173,17 @@ def check_creatable(path: str, flag: str = "--output_dir") -> None:
                        "writable folder.")
     if parent != path and not os.access(parent, os.W_OK | os.X_OK):
         raise AFTError(f"{flag} {path!r} cannot be created: no permission to write in {parent!r}.")
+
+
+def check_output_dir(output_dir: str, overwrite: bool | None = None, resume: str | None = None,
+                     can_resume: bool = False, option: str = "--output_dir") -> None:
+    """An output dir is a folder that holds nothing yet but this command's claim (or `overwrite`, or a run to
+    resume). `overwrite` None: the command has no --overwrite_output_dir, so the refusal does not offer it."""
+    if output_dir:
+        check_creatable(output_dir, option)  # a folder, or one that can be created
+    held = set(os.listdir(output_dir)) - {CLAIM_NAME} if output_dir and os.path.isdir(output_dir) else set()
+    if held and not (overwrite or resume):
+        ways = ["choose another (a new or empty folder)"]
+        ways += ["pass --overwrite_output_dir"] if overwrite is not None else []
+        ways += ["--resume_from_checkpoint to continue a run"] if can_resume else []
+        raise AFTError(f"{option} {output_dir!r} already holds files: {', or '.join(ways)}.")

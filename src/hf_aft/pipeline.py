@@ -20,9 +20,10 @@ from .audit import reseal_card
 from .augmentation import check_copies
 from .beta_search import check_search, resumable_args, save_beta_search, search_beta
 from .card import beta_note, read_baseline, terms_note
-from .claims import CLAIM_NAME, check_unchanged, claimed, tag_config
+from .claims import check_unchanged, claimed, tag_config
 from .config import AFTConfig
 from .data import load_labelled_splits
+from .distillation import task_teacher_order
 from .errors import AFTError
 from .features import read_teacher_infos
 from .generation import check_generation
@@ -30,9 +31,10 @@ from .group_report import check_eval_comparisons
 from .groups import MIN_GROUP_ROWS
 from .hub import push_run
 from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for
-from .outputs import check_creatable, clear_complete, mark_complete
+from .outputs import check_creatable, check_output_dir, clear_complete, mark_complete
 from .run_records import finish_run
 from .student import fold_target_scale, load_student, tokenize_beside_features
+from .targets import SINGLE
 from .trainer import AFTTrainer
 from .unlabeled import load_unlabeled
 from .validation_split import DEFAULT_VALIDATION_FRACTION, class_ids
@@ -145,22 +147,10 @@ class PeftArguments:
                           target_modules=self.lora_target_modules, task_type="SEQ_CLS")
 
 
-def check_output_dir(output_dir: str, overwrite: bool = False, resume: str | None = None,
-                     can_resume: bool = True) -> None:
-    """An output dir is a folder that holds nothing yet but this command's claim (or `overwrite`, or a run to
-    resume)."""
-    if output_dir:
-        check_creatable(output_dir)  # a folder, or one that can be created
-    held = set(os.listdir(output_dir)) - {CLAIM_NAME} if output_dir and os.path.isdir(output_dir) else set()
-    if held and not (overwrite or resume):
-        resume_hint = ", or --resume_from_checkpoint to continue a run" if can_resume else ""
-        raise AFTError(f"output_dir {output_dir!r} already holds files: choose another or pass "
-                       f"--overwrite_output_dir{resume_hint}.")
-
-
 def _check_run(script_args: ScriptArguments, config: AFTConfig):
     """Everything that can be refused before any data is read; returns the baseline's results (or None)."""
-    check_output_dir(config.output_dir, script_args.overwrite_output_dir, config.resume_from_checkpoint)
+    check_output_dir(config.output_dir, script_args.overwrite_output_dir, config.resume_from_checkpoint,
+                     can_resume=True)
     if config.push_to_hub and not config.hub_model_id:
         raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (the Hub repo to create or update).")
     if script_args.problem_type not in (None, *METRICS_BY_PROBLEM_TYPE):
@@ -236,6 +226,14 @@ def train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: Pe
         return _train_student(script_args, config, peft_args, claim)
 
 
+def _check_made_rows_and_targets(splits, script_args: ScriptArguments, config: AFTConfig) -> None:
+    """Copies, generated texts and a task teacher's targets that cannot be made are refused before any teacher runs."""
+    check_copies(splits.train, config.augment_copies, script_args.text_column, script_args.image_column)
+    check_generation(splits.train, config, script_args.text_column, script_args.image_column)
+    if config.distill == "logits" and config.distill_teacher and splits.labels.problem_type == SINGLE:
+        task_teacher_order(config.distill_teacher, [str(name) for name in splits.labels.names])
+
+
 def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: PeftArguments | None, claim) -> dict:
     run = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "peft_args": peft_args,
            "claim": claim}
@@ -258,8 +256,7 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
     script_args.eval_split = splits.eval_name  # the splits actually used (the card names them)
     script_args.beta_validation_split = splits.validation_name
     unlabeled = run["unlabeled_raw"] = _load_unlabeled(script_args, splits)
-    check_copies(splits.train, config.augment_copies, script_args.text_column, script_args.image_column)
-    check_generation(splits.train, config, script_args.text_column, script_args.image_column)
+    _check_made_rows_and_targets(splits, script_args, config)
     if script_args.beta_auto:  # refuse a search that cannot run before any model loads or teacher runs
         train_ids, validation_ids = (class_ids(splits.labels.encode(s), "labels") if s is not None else None
                                      for s in (splits.train, splits.validation))

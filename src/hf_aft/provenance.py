@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .errors import AFTError, one_line
 from .teachers.spec import (
+    GGUF_SEPARATOR,
     WEIGHT_SUFFIXES,
     file_sha256,
     hash_folder,
@@ -59,6 +60,13 @@ def teacher_source(spec: str) -> tuple[str, str | None, str | None]:
     return name, requested, gguf_file
 
 
+def local_path(spec: str) -> str | None:
+    """The absolute path of a local model spec (a folder, a .gguf file, FOLDER::FILE.gguf with the folder made
+    absolute); None for a Hub id or a path that does not exist here."""
+    source, separator, gguf_file = os.fspath(spec).partition(GGUF_SEPARATOR)
+    return os.path.abspath(source) + separator + gguf_file if os.path.exists(source) else None
+
+
 def teacher_folder(name: str, revision: str) -> Path:
     """A local teacher's folder, or the Hub cache snapshot of the commit `revision` of a Hub teacher.
 
@@ -93,15 +101,17 @@ def folder_size(files: dict[str, Path]) -> int:
     return sum(os.path.getsize(path) for path in files.values())
 
 
-def current_revision(spec: str) -> str:
-    """What a teacher spec resolves to now: the commit its branch or tag points at on the Hub (the Hub cache
-    offline), or the content hash of a local folder or GGUF file (`hf_aft.teachers.spec.resolve_revision`)."""
+def current_revision(spec: str, role: str = "teacher") -> str:
+    """What a model spec resolves to now: the commit its branch or tag points at on the Hub (the Hub cache
+    offline), or the content hash of a local folder or GGUF file (`hf_aft.teachers.spec.resolve_revision`). `role`
+    names the model in errors (teacher, generator, distill teacher)."""
     from .teachers.spec import gguf_file_revision
 
-    name, requested, gguf_file = teacher_source(spec)
+    source, gguf_file = split_gguf(spec, role)
+    name, requested = parse_teacher(source)
     if gguf_file and os.path.isdir(name):
         return gguf_file_revision(name, gguf_file)
-    return resolve_revision(name, requested)
+    return resolve_revision(name, requested, role)
 
 
 def split_summary(dataset, label_column: str) -> dict:

@@ -31,10 +31,10 @@ from .evaluation import (
 )
 from .group_report import check_group_columns, flag_lines, group_report
 from .groups import MIN_GROUP_ROWS
-from .provenance import current_revision, teacher_source
+from .provenance import current_revision, local_path, teacher_source
 from .recipe import RECIPE_NAME, read_recipe
 from .targets import SINGLE
-from .teachers.spec import is_hub_revision
+from .teachers.spec import GGUF_SEPARATOR, is_hub_revision
 
 UPDATE_REPORT_NAME = "update_report.json"
 
@@ -43,10 +43,16 @@ ROLE_OPTIONS = {"teacher": "--teachers", "generator": "--generator", "distill_te
 
 
 def tracked_spec(model: dict) -> str:
-    """The model as it is followed: its name at the requested branch or tag (none: the default branch)."""
+    """The model as it is followed: a local one by its recorded absolute path (as it was named when that still leads
+    there, so that a retrain reuses the unchanged teachers' features); a Hub one by its name at the requested branch
+    or tag (none: the default branch)."""
     spec = model.get("spec") or model["name"]
-    name, _, gguf_file = teacher_source(spec)
+    if model.get("path"):
+        return spec if local_path(spec) == model["path"] else model["path"]
+    if os.path.exists(spec.partition(GGUF_SEPARATOR)[0]):  # a local model of a record from before `path`
+        return spec
     requested = model.get("requested_revision")
+    name, _, gguf_file = teacher_source(spec)
     source = f"{name}@{requested}" if requested else name
     return f"{source}::{gguf_file}" if gguf_file else source
 
@@ -61,7 +67,7 @@ def check_updates(record: dict) -> list[dict]:
     rows = []
     for model in followed_models(record):
         spec = tracked_spec(model)
-        new = current_revision(spec)
+        new = current_revision(spec, model["role"].replace("_", " "))
         rows.append({"role": model["role"], "name": model["name"], "spec": spec,
                      "requested_revision": model.get("requested_revision"), "old": model["resolved_revision"],
                      "new": new, "changed": new != model["resolved_revision"]})

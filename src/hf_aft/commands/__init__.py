@@ -20,7 +20,7 @@ COMMANDS = {
     "train": ("train a student with Adaptive Feature Transfer (or KD, RKD, plain fine-tuning)", "train"),
     "push": ("push a trained student and its card to the Hub", "push"),
     "audit": ("print a run's lineage and check its files against audit.json", "audit"),
-    "check-updates": ("check whether a run's teachers changed; --retrain reruns its recipe", "check_updates"),
+    "check-updates": ("check whether a run's teachers (or generator) changed; --retrain reruns it", "check_updates"),
     "export": ("export a student to ONNX (optionally int8) and check it on the eval split", "export"),
 }
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from .parsing import parse
 
 DESCRIPTION = """Resolve each teacher of a finished run (and its --generator and --distill_teacher, when it had them)
-again at the revision it was requested at (its branch or tag on the Hub, main when none was given; the content hash
-of a local folder) and print old -> new. RUN is the run's output dir or its Hub model id.
+again at the revision it was requested at (its branch or tag on the Hub, main when none was given; the content hash of
+a local folder or GGUF file, at the absolute path recorded when it trained) and print old -> new. RUN is the run's
+output dir or its Hub model id.
 
   hf-aft check-updates OUT [--retrain NEW_OUT]
 
@@ -61,7 +62,7 @@ def _print_report(report: dict) -> None:
 def run(argv: list[str]) -> None:
     import os
 
-    from ..pipeline import check_output_dir
+    from ..outputs import check_output_dir
     from ..updates import check_updates, compare_students, group_options, load_run, record_update, retrain_argv
     from .train import train
 
@@ -69,29 +70,28 @@ def run(argv: list[str]) -> None:
         argv = ["--run", *argv]
     (args,) = parse((CheckUpdatesArguments,), argv, "hf-aft check-updates", DESCRIPTION)
     if args.retrain:
-        check_output_dir(args.retrain)
+        check_output_dir(args.retrain, option="--retrain")
     folder, record = load_run(args.run)
     if args.retrain:  # the comparison's group options are checked before anything is retrained
         args.group_column, args.group_min_rows = group_options(folder, args.group_column, args.group_min_rows,
                                                                dataset_name=args.dataset_name)
     rows = check_updates(record)
-    _print(*(_role(row) + f"{row['name']}: {row['old']} -> {row['new']}" + ("" if row["changed"] else "  (unchanged)")
-             for row in rows))
+    _print(*(f"{row['role'].replace('_', ' ')} {row['name']}: {row['old']} -> {row['new']}"
+             + ("  (changed)" if row["changed"] else "  (unchanged)") for row in rows))
     if not any(row["changed"] for row in rows):
-        print("no teacher changed" if all(row["role"] == "teacher" for row in rows) else "nothing changed")
+        print("nothing changed")
         return
     if args.retrain:
         train(retrain_argv(folder, rows, args.retrain))
         comparison = compare_students(folder, args.retrain, args.dataset_name, args.group_column,
                                       args.group_min_rows)
-        record_update(args.retrain, args.run, record, rows, comparison)
+        previous = os.path.abspath(args.run) if os.path.isdir(args.run) else args.run  # a Hub id as given
+        record_update(args.retrain, previous, record, rows, comparison)
         _print_report(comparison)
         print(f"retrained into {args.retrain}; report in {os.path.join(args.retrain, 'update_report.json')}")
+    else:
+        print("retrain with the new revisions and compare the students: add --retrain NEW_OUT")
     raise SystemExit(1)
-
-
-def _role(row: dict) -> str:
-    return "" if row["role"] == "teacher" else row["role"].replace("_", " ") + " "
 
 
 def _print(*lines: str) -> None:

@@ -34,7 +34,7 @@ def run(argv: list[str]) -> None:
     from ..errors import require_extra
     from ..evaluation import run_folder
     from ..export import export_student, report_lines
-    from ..pipeline import check_output_dir
+    from ..outputs import check_output_dir
 
     if argv and not argv[0].startswith("-"):
         argv = ["--run", *argv]

@@ -57,14 +57,14 @@ class FeatureArguments:
 def parse_feature_args(argv: list[str]):
     from ..config import TeacherArguments
     from ..errors import AFTError
-    from ..pipeline import check_output_dir
+    from ..outputs import check_output_dir
 
     args, teachers = parse((FeatureArguments, TeacherArguments), argv, "hf-aft features", DESCRIPTION)
     if not teachers.teachers:
         raise AFTError("--teachers is required: the Hub ids or local folders whose features to compute.")
     if args.push_to_hub and not args.hub_model_id:
         raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (a dataset repo).")
-    check_output_dir(args.output_dir, args.overwrite_output_dir, can_resume=False)
+    check_output_dir(args.output_dir, args.overwrite_output_dir)
     return args, teachers
 
 

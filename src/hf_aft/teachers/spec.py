@@ -36,18 +36,19 @@ def parse_teacher(spec: str | os.PathLike) -> tuple[str, str | None]:
     return name, revision or None
 
 
-def split_gguf(spec: str) -> tuple[str, str | None]:
-    """`"dir::m.gguf"` -> `("dir", "m.gguf")`; `"path/m.gguf"` -> `("/abs/path", "m.gguf")`; else `(spec, None)`."""
+def split_gguf(spec: str, role: str = "teacher") -> tuple[str, str | None]:
+    """`"dir::m.gguf"` -> `("dir", "m.gguf")`; `"path/m.gguf"` -> `("/abs/path", "m.gguf")`; else `(spec, None)`.
+    `role` names the model in errors (teacher, generator, distill teacher)."""
     spec = os.fspath(spec)
     if GGUF_SEPARATOR in spec:
         source, gguf_file = spec.split(GGUF_SEPARATOR, 1)
         if not source or not gguf_file.endswith(".gguf"):
-            raise AFTError(f"teacher {spec!r}: write a GGUF teacher as SOURCE::FILE.gguf (a folder or Hub id, then "
+            raise AFTError(f"{role} {spec!r}: write a GGUF {role} as SOURCE::FILE.gguf (a folder or Hub id, then "
                            "the file's name in it) or as the path of the .gguf file.")
         return source, gguf_file
     if spec.endswith(".gguf"):
         if not os.path.isfile(spec):
-            raise AFTError(f"teacher {spec!r}: no such GGUF file. For a file on the Hub write HUB_ID::FILE.gguf.")
+            raise AFTError(f"{role} {spec!r}: no such GGUF file. For a file on the Hub write HUB_ID::FILE.gguf.")
         folder, gguf_file = os.path.split(os.path.abspath(spec))
         return folder, gguf_file
     return spec, None
@@ -72,28 +73,37 @@ def hub_revision(revision: str) -> str | None:
     return revision if is_hub_revision(revision) else None
 
 
-def resolve_revision(name: str, revision: str | None) -> str:
-    """A content hash for a local folder; the commit sha for a Hub id (from the Hub, or the Hub cache offline)."""
+def resolve_revision(name: str, revision: str | None, role: str = "teacher") -> str:
+    """A content hash for a local folder; the commit sha for a Hub id (from the Hub, or the Hub cache offline).
+    `role` names the model in errors (teacher, generator, distill teacher)."""
     if os.path.isdir(name):
         if revision:
-            raise AFTError(f"teacher {name!r} is a local folder: it cannot be pinned with @{revision}.")
-        return LOCAL_PREFIX + hash_folder(Path(name))
+            raise AFTError(f"{role} {name!r} is a local folder: it cannot be pinned with @{revision}.")
+        return LOCAL_PREFIX + hash_folder(Path(name), role)
+    if is_path_like(name) and not os.path.exists(name):  # not a Hub id: the Hub's complaint about it would mislead
+        raise AFTError(f"{role} {name!r}: no such folder or file (a relative path is relative to the folder hf-aft "
+                       "runs in). Check the path, or give a Hub id (org/name).")
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import RevisionNotFoundError
 
     try:
         return HfApi().model_info(name, revision=revision).sha
     except RevisionNotFoundError as error:
-        raise AFTError(f"teacher {name!r} has no revision {revision!r} on the Hub: pin a branch, tag or commit sha "
+        raise AFTError(f"{role} {name!r} has no revision {revision!r} on the Hub: pin a branch, tag or commit sha "
                        f"that exists ({name}@main, {name}@v1.0, {name}@<sha>).") from error
     except Exception as hub_error:  # offline, or an unknown id: fall back to the local Hub cache
         try:
             return Path(snapshot_download(name, revision=revision, local_files_only=True)).name
         except Exception:
             where = f"{name}@{revision}" if revision else name
-            raise AFTError(f"could not resolve teacher {where!r}: not a local folder, and the Hub said "
+            raise AFTError(f"could not resolve {role} {where!r}: not a local folder, and the Hub said "
                            f"{one_line(hub_error).rstrip('.')}. Check the id and revision, or pass a local folder."
                            ) from hub_error
+
+
+def is_path_like(name: str) -> bool:
+    """A name only a path has (absolute, ./ ../ ~, or more than one '/'), never a Hub id."""
+    return os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -102,13 +112,13 @@ def file_sha256(path: str | os.PathLike) -> str:
         return hub_sha.sha_fileobj(f).hex()
 
 
-def hash_folder(folder: Path) -> str:
+def hash_folder(folder: Path, role: str = "teacher") -> str:
     """sha256 over the weight, config and tokenizer/processor files (names and contents): a changed teacher gets new
     features, an unchanged one reuses them."""
     files = sorted(p for p in folder.rglob("*")
                    if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name in HASHED_CONFIGS))
     if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
-        raise AFTError(f"teacher folder {str(folder)!r} holds no weight files (*.safetensors, *.bin, *.gguf, ...).")
+        raise AFTError(f"{role} folder {str(folder)!r} holds no weight files (*.safetensors, *.bin, *.gguf, ...).")
     listing = "\n".join(f"{p.relative_to(folder).as_posix()} {file_sha256(p)}" for p in files)
     return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
