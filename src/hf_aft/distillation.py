@@ -247,9 +247,10 @@ def class_order(teacher_labels: dict[int, str], names: list[str], teacher: str) 
     return [by_name[name] for name in names]
 
 
-def task_teacher_order(spec: str, names: list[str]) -> list[int]:
+def task_teacher_order(spec: str, names: list[str], revision: str | None = None) -> list[int]:
     """For each of the data's classes (`names`), the index of the task teacher's logit for it; checked from the
-    teacher's config alone (no weights load), so that a wrong teacher is refused before any teacher runs.
+    teacher's config alone (no weights load), so that a wrong teacher is refused before any teacher runs. `revision`:
+    what the spec resolves to, when the caller has it (else resolved here).
 
     Raises:
         AFTError: a teacher that cannot be resolved, that is not a classifier, or whose classes are not the data's.
@@ -259,7 +260,7 @@ def task_teacher_order(spec: str, names: list[str]) -> list[int]:
     from .teachers.spec import resolve_revision
 
     name, pinned = parse_teacher(spec)
-    config = load_config(spec, name, resolve_revision(name, pinned, "distill teacher"), {})
+    config = load_config(spec, name, revision or resolve_revision(name, pinned, "distill teacher"), {})
     heads = [a for a in getattr(config, "architectures", None) or [] if a.endswith(CLASSIFIER_SUFFIXES)]
     if not heads:  # a bare encoder's "logits" would come from a head nobody trained
         raise AFTError(f"--distill_teacher {spec!r} is not a classifier (architectures: "
@@ -273,14 +274,15 @@ def task_teacher_order(spec: str, names: list[str]) -> list[int]:
 
 
 def task_teacher_targets(dataset: datasets.Dataset, spec: str, names: list[str], options, text_column: str = "text",
-                         image_column: str | None = None) -> np.ndarray:
+                         image_column: str | None = None, revision: str | None = None) -> np.ndarray:
     """The task teacher's log-softmax logits [rows, classes] over `dataset`, in the data's class order (`names`),
-    through the one feature path (each teacher's cache, keyed like features, plus 'logits')."""
+    through the one feature path (each teacher's cache, keyed like features, plus 'logits'). `revision` as for
+    `task_teacher_order`."""
     import torch
 
     from .features import extract_teacher_features, extraction_kwargs
 
-    order = task_teacher_order(spec, names)
+    order = task_teacher_order(spec, names, revision)
     kwargs = {**extraction_kwargs(options), "pooling": "logits", "feature_dtype": "float32"}
     inputs = dataset.select_columns([c for c in (text_column, image_column) if c and c in dataset.column_names])
     with_logits = extract_teacher_features(inputs, [spec], text_column=text_column, image_column=image_column,

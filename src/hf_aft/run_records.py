@@ -38,7 +38,7 @@ def _recipe_header(summary: dict, record: dict) -> list[str]:
 def audit_record(trainer, script_args, config, run: dict, summary: dict) -> dict:
     """The audit record of a finished run, without the file hashes (see `audit.seal`)."""
     splits = run["splits"]
-    specs = teacher_specs(config.teachers, trainer.teacher_infos)
+    specs, terms = teacher_specs(config.teachers, trainer.teacher_infos), trainer.terms_summary()
     return stamped({
         "audit_version": 1, "versions": library_versions(), "device": device_name(),
         "started": run["started"], "ended": utc_now(), "output_dir": summary["output_dir"],
@@ -51,9 +51,9 @@ def audit_record(trainer, script_args, config, run: dict, summary: dict) -> dict
         "splits": {name: split_summary(split, splits.labels.column)
                    for name, split in (("train", splits.train), ("eval", splits.eval),
                                        ("unlabeled", run.get("unlabeled_raw"))) if split is not None},
-        "terms": trainer.terms_summary(),
+        "terms": terms,
         "teachers": [teacher_record(spec, info) for spec, info in zip(specs, trainer.teacher_infos, strict=True)],
-        "other_models": other_models(trainer.terms_summary()),
+        "other_models": other_models(terms),
         "feature_cache_fingerprint": run.get("features_fingerprint"),
         "student": {"init": script_args.model_name_or_path,
                     "revision": student_revision(script_args.model_name_or_path)},

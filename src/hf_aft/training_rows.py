@@ -177,8 +177,8 @@ def _targets(rows: TrainingRows, model, args, train_dataset, unlabeled_dataset, 
         rows.probe_accuracy, rows.probe_metric = fit.accuracy, fit.metric
         return fit.labeled, fit.unlabeled
     names = [str(model.config.id2label[i]) for i in range(num_labels)]
-    rows.distill_teacher_revision = current_revision(args.distill_teacher, "distill teacher")
-    return [task_teacher_targets(d, args.distill_teacher, names, args, text_column, image_column)
+    revision = rows.distill_teacher_revision = current_revision(args.distill_teacher, "distill teacher")
+    return [task_teacher_targets(d, args.distill_teacher, names, args, text_column, image_column, revision)
             if d is not None else None for d in (train_dataset, unlabeled_dataset)]
 
 
