@@ -28,8 +28,9 @@ def one_line(error: BaseException) -> str:
 
 
 # The extras of pyproject.toml by the modules their packages provide, and every optional module with the extra that
-# brings it (onnx and onnx_ir come with onnxscript): a missing one is one line naming that pip install.
-EXTRA_MODULES = {"export": ("onnxruntime", "onnxscript"), "gguf": ("gguf",), "demo": ("pandas",)}
+# brings it (onnx and onnx_ir come with onnxscript): a missing one is one line naming that pip install. onnx is
+# checked up front too: torch's exporter imports it lazily, so an already-imported torch.onnx would not.
+EXTRA_MODULES = {"export": ("onnx", "onnxruntime", "onnxscript"), "gguf": ("gguf",), "demo": ("pandas",)}
 EXTRAS = {"onnx": "export", "onnx_ir": "export", **{m: extra for extra, ms in EXTRA_MODULES.items() for m in ms}}
 
 
