@@ -70,6 +70,34 @@ def test_recipe_reruns_the_same_student_from_cached_features(aft_run, teacher_di
     assert not (rerun / "cost_report.json").exists()
 
 
+def test_recipe_rerun_warns_when_a_local_teacher_is_not_the_runs_any_more(student_dir, csv_data, tmp_path,
+                                                                          monkeypatch, caplog):
+    """A recipe pins a Hub teacher to its commit but a local one only by name: a rerun says when that name now holds
+    other weights, or (relative) leads to another folder, instead of silently training another student."""
+    monkeypatch.chdir(tmp_path)
+    tiny.save_teacher(tmp_path / "teachers" / "t", hidden=8, seed=0)
+    first = tmp_path / "first"
+    train(student_dir, csv_data, first, "--teachers", "teachers/t", "--skip_cost_report", "true")
+
+    def rerun(out):
+        caplog.clear()
+        assert main(["train", "--config", str(first / "recipe.yaml"), "--output_dir", str(out),
+                     "--skip_cost_report", "true"]) == 0
+        return [r.getMessage() for r in caplog.records if "recipe's run" in r.getMessage()]
+
+    assert rerun(tmp_path / "same") == []
+    (tmp_path / "elsewhere").mkdir()
+    tiny.save_teacher(tmp_path / "elsewhere" / "teachers" / "t", hidden=8, seed=0)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    (line,) = rerun(tmp_path / "moved")
+    assert f"teacher 'teachers/t' is {tmp_path / 'elsewhere' / 'teachers' / 't'} here" in line
+    assert f"the recipe's run used {tmp_path / 'teachers' / 't'}" in line
+    monkeypatch.chdir(tmp_path)
+    tiny.save_teacher(tmp_path / "teachers" / "t", hidden=8, seed=5)  # new weights under the same name
+    (line,) = rerun(tmp_path / "changed")
+    assert "teacher 'teachers/t' changed since the recipe's run" in line and "will not reproduce" in line
+
+
 def test_beta_auto_recipe_names_the_chosen_beta(student_dir, teacher_dirs, csv_data, tmp_path):
     out = tmp_path / "auto"
     train(student_dir, csv_data, out, "--teachers", str(teacher_dirs[0]), "--beta", "auto",

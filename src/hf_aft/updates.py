@@ -74,6 +74,30 @@ def check_updates(record: dict) -> list[dict]:
     return rows
 
 
+def moved_since(folder: str, used: dict[str, list[str]]) -> list[str]:
+    """For a rerun from the recipe of the run in `folder`: one line per local model that the rerun names as that run
+    did (`used`: role -> the specs the rerun names) but that is not what the run was made from any more: its
+    content changed since, or its (relative) name now leads to another folder or file. Hub models are pinned to
+    their commit in the recipe and are not checked; nor is a run without an audit record."""
+    try:
+        record = read_record(folder)
+    except AFTError:
+        return []
+    lines = []
+    for model in followed_models(record):
+        spec, role = model.get("spec"), model["role"].replace("_", " ")
+        here = local_path(spec) if model.get("path") and spec in used.get(model["role"], ()) else None
+        if here is None:  # a Hub model, one the rerun replaced, or one that is gone (the run itself says so)
+            continue
+        if here != model["path"]:
+            lines.append(f"{role} {spec!r} is {here} here, but the recipe's run used {model['path']}: name that "
+                         "path to reproduce it.")
+        elif (new := current_revision(spec, role)) != model["resolved_revision"]:
+            lines.append(f"{role} {spec!r} changed since the recipe's run (revision {model['resolved_revision'][:12]} "
+                         f"-> {new[:12]}): this run will not reproduce that student.")
+    return lines
+
+
 def retrain_spec(row: dict) -> str:
     """A model of the rerun: from the Hub pinned to its new commit, a local one as it is named."""
     name, _, gguf_file = teacher_source(row["spec"])

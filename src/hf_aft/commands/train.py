@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
+import logging
+import os
 from typing import get_type_hints
 
 from .parsing import parse
@@ -17,6 +20,7 @@ cached; the student, its learned scales, its results and a model card go to --ou
 Below are hf-aft's own options; every transformers TrainingArguments flag (--learning_rate, --num_train_epochs,
 --seed, --per_device_train_batch_size, ...) works too: `hf-aft train --help-all` lists them all."""
 REQUIRED = ("model_name_or_path", "dataset_name", "output_dir")
+logger = logging.getLogger(__name__)
 
 
 def _beta_auto(tokens: list[str]) -> list[str]:
@@ -96,11 +100,29 @@ def print_summary(summary: dict) -> None:
         print(f"pushed to the Hub: {summary['hub_commit']}")
 
 
-def train(argv: list[str]) -> dict:
-    """Run one training job from command-line tokens; returns its summary."""
+def train(argv: list[str], check_recipe: bool = True) -> dict:
+    """Run one training job from command-line tokens; returns its summary. With `check_recipe`, a `--config` that
+    is a run's recipe gets a warning for each local model that changed since that run (`updates.moved_since`)."""
     from ..pipeline import train_student
 
-    return train_student(*parse_train_args(argv))
+    script_args, config, peft_args = parse_train_args(argv)
+    if check_recipe:
+        warn_moved_models(argv, config)
+    return train_student(script_args, config, peft_args)
+
+
+def warn_moved_models(argv: list[str], config) -> None:
+    """Recipes pin Hub models to a commit but local ones only by name: say when one is not the run's any more."""
+    from ..updates import moved_since
+
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--config")
+    recipe = pre.parse_known_args(argv)[0].config
+    if recipe:
+        used = {"teacher": config.teachers or [], "generator": [config.generator],
+                "distill_teacher": [config.distill_teacher]}
+        for line in moved_since(os.path.dirname(os.path.abspath(recipe)), used):
+            logger.warning(line)
 
 
 def run(argv: list[str]) -> None:
