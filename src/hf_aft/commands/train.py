@@ -118,7 +118,7 @@ def warn_moved_models(argv: list[str], config) -> None:
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config")
     recipe = pre.parse_known_args(argv)[0].config
-    if recipe:
+    if recipe and os.environ.get("RANK", "0") == "0":  # said once, by the main process of a launched run
         used = {"teacher": config.teachers or [], "generator": [config.generator],
                 "distill_teacher": [config.distill_teacher]}
         for line in moved_since(os.path.dirname(os.path.abspath(recipe)), used):
