@@ -188,6 +188,32 @@ def test_a_generator_that_is_not_a_language_model_or_images_are_refused(student_
             AFTConfig(output_dir=str(tmp_path), generate_texts=bad, generator="gpt2")
 
 
+@pytest.mark.parametrize("architecture", ["gpt2", "llama"])
+def test_continuations_of_one_prompt_share_its_cache_and_decode_as_without_it(tmp_path, architecture):
+    """Several continuations of a prompt reuse its computed prefix: greedy decoding then writes exactly what each
+    prompt alone writes, with left padding between prompts of different lengths (positions, masks)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    vocab = len(tiny.WORDS) + 2
+    model = (GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=16, n_layer=2, n_head=2, n_positions=128))
+             if architecture == "gpt2" else
+             LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128)))
+    tokenizer = tiny.word_tokenizer()
+    tokenizer.padding_side, tokenizer.pad_token = "left", tokenizer.pad_token or tokenizer.unk_token
+    prompts = [generation.HEADER + "".join(f"- {t}\n" for t in tiny.sentiment_dataset(k, seed=k)["text"]) + "-"
+               for k in (1, 3, 2)]
+    ends = [1]
+    calls = []
+    original = model.generate
+    model.generate = lambda **kw: calls.append(sorted(kw)) or original(**kw)
+    shared = generation._continue(model.eval(), tokenizer, prompts, None, ends, samples=3, sample=False)
+    assert any("cache" in kw or "past_key_values" in kw for kw in calls)  # the shared prefix, not the fallback
+    alone = [text for p in prompts for text in generation._continue(model, tokenizer, [p], None, ends, sample=False)]
+    assert shared == [text for text in alone for _ in range(3)] and any(shared)
+
+
 @pytest.mark.parametrize("positions", [40, 96])
 def test_prompts_are_cut_to_the_generator_context_or_refused(tmp_path, positions):
     # Four long labelled texts make a prompt longer than the context: it loses its start, never crashes.

@@ -12,7 +12,9 @@ random, as a list, and keeps the first line it writes next:
     - ... (SHOTS of them)
     -
 
-Its labels play no part: a generated text's distillation target is what the teachers' probe says of it. A text
+Each prompt is continued `SAMPLES_PER_PROMPT` times from its prefix computed once (about twice as fast on CPU;
+`bench/generation_speed.py`). Its labels play no part: a generated text's distillation target is what the teachers'
+probe says of it. A text
 shorter than `MIN_WORDS` words, or equal to a labelled text, an eval text or another generated one, is left out. The
 texts are cached (keyed by the generator's revision, the labelled and eval texts, the count, the seed and these
 settings), so a rerun does not generate them again, and the `--beta auto` candidates, which share one training
@@ -21,6 +23,7 @@ part, generate once. A prompt longer than the generator's context loses its star
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -41,7 +44,10 @@ logger = logging.getLogger(__name__)
 
 HEADER, SHOTS, BATCH, MAX_NEW_TOKENS, MIN_WORDS = "Examples:\n", 4, 32, 48, 4
 TOP_P, TEMPERATURE = 0.95, 1.0
-GENERATION_VERSION = 1  # bump when the prompt or the filter changes: cached texts are then made again
+# Continuations sampled from one prompt. Its prefix (the examples) is computed once and shared: on CPU that prefix is
+# about half of a batch's work. Each text is still a sample given SHOTS labelled texts drawn at random.
+SAMPLES_PER_PROMPT = 4
+GENERATION_VERSION = 2  # bump when the prompt, the sampling or the filter changes: cached texts are then made again
 MAX_ROUNDS_WITHOUT_TEXT = 3  # batches in a row that add no text before the generator is given up on
 
 
@@ -58,7 +64,7 @@ def generated_texts(generator: str, texts: Sequence[str], count: int, seed: int 
     name, _, gguf_file = teacher_source(generator)
     revision, config = resolve_generator(generator)
     key = Hasher.hash([GENERATION_VERSION, teacher_label(generator), revision, list(texts), sorted(held_out), count,
-                       seed, HEADER, SHOTS, MAX_NEW_TOKENS, MIN_WORDS, TOP_P, TEMPERATURE])
+                       seed, HEADER, SHOTS, MAX_NEW_TOKENS, MIN_WORDS, TOP_P, TEMPERATURE, SAMPLES_PER_PROMPT])
     path = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"generated-{key}.json"
     with main_process_first():
         if verify(path):
@@ -198,9 +204,9 @@ def _sample_texts(model, tokenizer, texts: list[str], count: int, rng: random.Ra
     with tqdm(total=count, desc="Generating texts", unit=" texts") as bar:
         while len(made) < count and idle < MAX_ROUNDS_WITHOUT_TEXT:
             prompts = [HEADER + "".join(f"- {one_line_text(t)}\n" for t in rng.sample(texts, shots)) + "-"
-                       for _ in range(BATCH)]
+                       for _ in range(BATCH // SAMPLES_PER_PROMPT)]
             before = len(made)
-            for text in _continue(model, tokenizer, prompts, room, ends):
+            for text in _continue(model, tokenizer, prompts, room, ends, SAMPLES_PER_PROMPT):
                 if len(text.split()) >= MIN_WORDS and text not in seen and len(made) < count:
                     seen.add(text)
                     made.append(text)
@@ -209,20 +215,42 @@ def _sample_texts(model, tokenizer, texts: list[str], count: int, rng: random.Ra
     return made
 
 
-def _continue(model, tokenizer, prompts: list[str], room: int | None, ends: list[int]) -> list[str]:
-    """The first line each prompt's sampled continuation writes, sampling stopped at a token of `ends`
-    (`line_ends`); a prompt longer than `room` tokens loses its start (the list item to continue is at its end)."""
+def _continue(model, tokenizer, prompts: list[str], room: int | None, ends: list[int], samples: int = 1,
+              sample: bool = True) -> list[str]:
+    """The first line of each of `samples` continuations of each prompt (prompt by prompt), decoding stopped at a
+    token of `ends` (`line_ends`); sampled, or greedy with `sample=False`. A prompt longer than `room` tokens loses
+    its start (the list item to continue is at its end)."""
     import torch
 
     tokenizer.truncation_side = "left"
     batch = tokenizer(prompts, return_tensors="pt", padding=True, truncation=room is not None,
                       max_length=room).to(model.device)
+    options = {"max_new_tokens": MAX_NEW_TOKENS, "pad_token_id": tokenizer.pad_token_id, "eos_token_id": ends,
+               "do_sample": sample, **({"top_p": TOP_P, "temperature": TEMPERATURE} if sample else {})}
     with torch.no_grad():
-        out = model.generate(**batch, max_new_tokens=MAX_NEW_TOKENS, do_sample=True, top_p=TOP_P,
-                             temperature=TEMPERATURE, pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=ends)
+        out = _generate_shared(model, batch["input_ids"], batch["attention_mask"], samples, options)
     written = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
     return [text.strip().split("\n")[0].strip() for text in written]
+
+
+def _generate_shared(model, ids, mask, samples: int, options: dict):
+    """`model.generate` of `samples` continuations per row of `ids` [prompts, tokens], rows repeated in place, the
+    prompts' cache computed once (by `generate` itself, so positions and masks are the model's own) and repeated. A
+    model whose cache cannot be cut and repeated computes each copy's prompt again (slower, the same sampling)."""
+    repeated = {"input_ids": ids.repeat_interleave(samples, 0), "attention_mask": mask.repeat_interleave(samples, 0)}
+    if samples > 1 and ids.shape[1] > 1:
+        try:
+            first = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=1, do_sample=False,
+                                   pad_token_id=options["pad_token_id"], return_dict_in_generate=True)
+            cache = getattr(first, "cache", None) or first.past_key_values
+            cache.crop(-1)  # drop the last prompt token: generate computes it (a negative crop removes tokens)
+            cache.batch_repeat_interleave(samples)
+        except (AttributeError, NotImplementedError, TypeError, ValueError):
+            cache = None
+        if cache is not None:
+            name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+            return model.generate(**repeated, **{name: cache}, **options)
+    return model.generate(**repeated, **options)
 
 
 def line_ends(tokenizer) -> list[int]:
