@@ -14,9 +14,8 @@ random, as a list, and keeps the first line it writes next:
 
 Each prompt is continued `SAMPLES_PER_PROMPT` times from its prefix computed once (about twice as fast on CPU;
 `bench/generation_speed.py`). Its labels play no part: a generated text's distillation target is what the teachers'
-probe says of it. A text
-shorter than `MIN_WORDS` words, or equal to a labelled text, an eval text or another generated one, is left out. The
-texts are cached (keyed by the generator's revision, the labelled and eval texts, the count, the seed and these
+probe says of it. A text shorter than `MIN_WORDS` words, or equal to a labelled text, an eval text or another
+generated one, is left out. The texts are cached (keyed by the generator's revision, the labelled and eval texts, the count, the seed and these
 settings), so a rerun does not generate them again, and the `--beta auto` candidates, which share one training
 part, generate once. A prompt longer than the generator's context loses its start.
 """
