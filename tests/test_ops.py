@@ -86,12 +86,15 @@ def test_recipe_rerun_warns_when_a_local_teacher_is_not_the_runs_any_more(studen
         return [r.getMessage() for r in caplog.records if "recipe's run" in r.getMessage()]
 
     assert rerun(tmp_path / "same") == []
-    (tmp_path / "elsewhere").mkdir()
-    tiny.save_teacher(tmp_path / "elsewhere" / "teachers" / "t", hidden=8, seed=0)
+    shutil.copytree(tmp_path / "teachers", tmp_path / "copy" / "teachers")
+    monkeypatch.chdir(tmp_path / "copy")
+    assert rerun(tmp_path / "copied") == []  # an identical copy elsewhere reproduces the run
+    tiny.save_teacher(tmp_path / "elsewhere" / "teachers" / "t", hidden=8, seed=1)
     monkeypatch.chdir(tmp_path / "elsewhere")
     (line,) = rerun(tmp_path / "moved")
-    assert f"teacher 'teachers/t' is {tmp_path / 'elsewhere' / 'teachers' / 't'} here" in line
-    assert f"the recipe's run used {tmp_path / 'teachers' / 't'}" in line
+    assert line.startswith("hf-aft: teacher 'teachers/t' is ") and "will not reproduce" in line
+    here, used = tmp_path / "elsewhere" / "teachers" / "t", tmp_path / "teachers" / "t"
+    assert f"is {here} here, not the recipe's run's {used}, and differs" in line
     monkeypatch.chdir(tmp_path)
     tiny.save_teacher(tmp_path / "teachers" / "t", hidden=8, seed=5)  # new weights under the same name
     (line,) = rerun(tmp_path / "changed")

@@ -76,9 +76,9 @@ def check_updates(record: dict) -> list[dict]:
 
 def moved_since(folder: str, used: dict[str, list[str]]) -> list[str]:
     """For a rerun from the recipe of the run in `folder`: one line per local model that the rerun names as that run
-    did (`used`: role -> the specs the rerun names) but that is not what the run was made from any more: its
-    content changed since, or its (relative) name now leads to another folder or file. Hub models are pinned to
-    their commit in the recipe and are not checked; nor is a run without an audit record."""
+    did (`used`: role -> the specs the rerun names) but whose content is not what the run was made from: changed
+    since, or its (relative) name now leads to another folder or file that differs. Hub models are pinned to their
+    commit in the recipe and are not checked; nor is a recipe without its run's audit record beside it."""
     try:
         record = read_record(folder)
     except AFTError:
@@ -89,12 +89,13 @@ def moved_since(folder: str, used: dict[str, list[str]]) -> list[str]:
         here = local_path(spec) if model.get("path") and spec in used.get(model["role"], ()) else None
         if here is None:  # a Hub model, one the rerun replaced, or one that is gone (the run itself says so)
             continue
-        if here != model["path"]:
-            lines.append(f"{role} {spec!r} is {here} here, but the recipe's run used {model['path']}: name that "
-                         "path to reproduce it.")
-        elif (new := current_revision(spec, role)) != model["resolved_revision"]:
-            lines.append(f"{role} {spec!r} changed since the recipe's run (revision {model['resolved_revision'][:12]} "
-                         f"-> {new[:12]}): this run will not reproduce that student.")
+        old, new = model["resolved_revision"], current_revision(spec, role)
+        if new == old:  # the same files (an identical copy elsewhere reproduces the run too)
+            continue
+        moved = f"is {here} here, not the recipe's run's {model['path']}, and differs" if here != model["path"] else \
+            "changed since the recipe's run"
+        lines.append(f"hf-aft: {role} {spec!r} {moved} (revision {old[:12]} -> {new[:12]}): this run will not "
+                     "reproduce that student.")
     return lines
 
 
