@@ -151,6 +151,14 @@ def check_numbers(*parsed) -> None:
                 raise AFTError(f"--{f.name} must be in 0..2**32-1 (got {value}).")
 
 
+def split_config(argv: list[str]) -> tuple[str | None, list[str]]:
+    """(the `--config FILE.yaml` given, if any; the other tokens)."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--config")
+    known, rest = pre.parse_known_args(argv)
+    return known.config, rest
+
+
 def parse(dataclass_types, argv: list[str], prog: str, description: str, required: tuple[str, ...] = (),
           rewrite=None, short_help=None) -> tuple:
     """The dataclasses of `dataclass_types` from `argv` (with `--config` defaults). `rewrite` maps the combined
@@ -163,11 +171,9 @@ def parse(dataclass_types, argv: list[str], prog: str, description: str, require
     if {"-h", "--help"} & set(argv):
         short_help(parser.parser)
         raise SystemExit(0)
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    pre.add_argument("--config")
-    known, rest = pre.parse_known_args(argv)
+    config, rest = split_config(argv)
     _check_lists_given_once(rest, parser)
-    tokens = (_yaml_tokens(known.config, parser) if known.config else []) + rest
+    tokens = (_yaml_tokens(config, parser) if config else []) + rest
     tokens = rewrite(tokens) if rewrite else tokens
     _check_flags_known(tokens, parser, prog)
     try:

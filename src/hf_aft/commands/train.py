@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import logging
 import os
 from typing import get_type_hints
 
-from .parsing import parse
+from .parsing import parse, split_config
 
 DESCRIPTION = """Train a small student on a labelled dataset while it learns from the features of frozen teachers
 (Adaptive Feature Transfer, Qiu et al., ICML 2024). The teachers run once, before training, and their features are
@@ -115,9 +114,7 @@ def warn_moved_models(argv: list[str], config) -> None:
     """Recipes pin Hub models to a commit but local ones only by name: say when one is not the run's any more."""
     from ..updates import moved_since
 
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    pre.add_argument("--config")
-    recipe = pre.parse_known_args(argv)[0].config
+    recipe = split_config(argv)[0]
     if recipe and os.environ.get("RANK", "0") == "0":  # said once, by the main process of a launched run
         used = {"teacher": config.teachers or [], "generator": [config.generator],
                 "distill_teacher": [config.distill_teacher]}
