@@ -16,7 +16,8 @@ copies of each labelled text as unlabelled rows (--augment_copies 8); `+gen800`:
 SmolLM2-135M-Instruct prompted with labelled texts (--generate_texts 800). `+lf0.3` sets
 --labeled_fraction 0.3 (default 0.5; `+lfown`: the two sets' own share, the default before it was measured); `+x2`
 twice the steps; `+t2` / `+w2` a distillation temperature / weight of 2; `+ep` the steps hf-aft's default schedule
-gives with the pool (the suite's epochs over the mixed epoch: text 3, vision 8), at least the full run's. Otherwise
+gives with the pool (the suite's epochs over the mixed epoch: text 3, vision 8), at least the full run's; `+ep2` twice
+that. Otherwise
 every run at every size gets the full run's optimizer steps (3 epochs of 2,000 texts at batch 32 = 188 for text; 8
 epochs of 2,000 images at batch 64 = 256 for vision), so unlabelled rows cost no extra steps: compare at equal
 compute.
@@ -123,6 +124,8 @@ def method_args(method: str, pool: Path, own_share: float = 0.5) -> list[str]:
             args += ["--distill_weight", token[1:]]
         elif token == "ep":  # the schedule hf-aft gives with unlabelled rows: the suite's epochs over the mixed epoch
             args += ["--steps_factor", "epochs"]
+        elif token.startswith("ep") and token[2:].isdigit():  # ep2: twice that schedule (a patient distillation)
+            args += ["--steps_factor", f"epochs{token[2:]}"]
         else:
             raise SystemExit(f"unknown method token {token!r} in {method!r}")
     if "--transfer" not in args:
@@ -206,7 +209,8 @@ def run(suite: str, method: str, seed: int, n: int | None, pool_size: int) -> di
         factor = args.pop(args.index("--steps_factor") + 1) if "--steps_factor" in args else "1"
         if factor != "1":
             args.remove("--steps_factor")
-            steps = epoch_steps(kind, rows, pool_rows) if factor == "epochs" else round(float(factor) * STEPS[kind])
+            steps = (epoch_steps(kind, rows, pool_rows) * int(factor[6:] or 1) if factor.startswith("epochs")
+                     else round(float(factor) * STEPS[kind]))
             args[args.index("--max_steps") + 1] = str(max(steps, STEPS[kind]))
         if n is not None and n < 150 and "--beta" in args and args[args.index("--beta") + 1] == "auto":
             args += ["--beta_validation_fraction", "0.2"]  # at least 20 held-out examples (as bench/beta_auto.py)

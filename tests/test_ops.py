@@ -101,6 +101,44 @@ def test_recipe_rerun_warns_when_a_local_teacher_is_not_the_runs_any_more(studen
     assert "teacher 'teachers/t' changed since the recipe's run" in line and "will not reproduce" in line
 
 
+def test_recipe_rerun_refuses_relative_sources_it_cannot_find_and_retrain_finds_them(student_dir, csv_data, tmp_path,
+                                                                                     monkeypatch, capsys):
+    """A recipe names local data, student and teachers as given: run from another directory a relative name leads
+    nowhere (a missing `data` would be looked up on the Hub, whose offline cache can hold a dataset of that name), so
+    the rerun is refused in one line naming the run's paths; `check-updates --retrain` names them itself."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(csv_data, tmp_path / "data")
+    shutil.copytree(student_dir, tmp_path / "student")
+    tiny.save_teacher(tmp_path / "teachers" / "t", hidden=8, seed=0)
+    first = tmp_path / "runs" / "first"
+    train("student", "data", first, "--teachers", "teachers/t", "--skip_cost_report", "true")
+    record = json.loads((first / "audit.json").read_text())
+    assert record["dataset"]["path"] == str(tmp_path / "data") and record["student"]["path"] == str(tmp_path / "student")
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["train", "--config", str(first / "recipe.yaml"), "--output_dir", "rerun"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and error.startswith("hf-aft: error: the recipe's run read ")
+    for source in ("teacher 'teachers/t'", "dataset 'data'", "student 'student'"):
+        assert source in error
+    assert f"run it from {tmp_path}, or name the paths" in error and f"--dataset_name {tmp_path / 'data'}" in error
+    assert not (elsewhere / "rerun").exists()
+
+    tiny.save_teacher(tmp_path / "teachers" / "t", hidden=8, seed=5)  # an update to retrain with, from elsewhere
+    assert main(["check-updates", str(first), "--retrain", "new"]) == 1
+    new = json.loads((elsewhere / "new" / "audit.json").read_text())
+    assert new["dataset"]["path"] == str(tmp_path / "data") and new["student"]["path"] == str(tmp_path / "student")
+    assert new["splits"]["train"]["fingerprint"] == record["splits"]["train"]["fingerprint"]
+    (tmp_path / "data").rename(tmp_path / "moved")  # the data moved: --dataset_name retrains and compares on it
+    assert main(["check-updates", str(first), "--retrain", "lost"]) == 2
+    assert f"dataset 'data' from {tmp_path / 'data'}" in capsys.readouterr().err
+    assert main(["check-updates", str(first), "--retrain", "found", "--dataset_name", str(tmp_path / "moved")]) == 1
+    assert json.loads((elsewhere / "found" / "audit.json").read_text())["dataset"]["path"] == str(tmp_path / "moved")
+
+
 def test_beta_auto_recipe_names_the_chosen_beta(student_dir, teacher_dirs, csv_data, tmp_path):
     out = tmp_path / "auto"
     train(student_dir, csv_data, out, "--teachers", str(teacher_dirs[0]), "--beta", "auto",

@@ -33,6 +33,7 @@ from .group_report import check_group_columns, flag_lines, group_report
 from .groups import MIN_GROUP_ROWS
 from .provenance import current_revision, local_path, teacher_source
 from .recipe import RECIPE_NAME, read_recipe
+from .reruns import relocated
 from .targets import SINGLE
 from .teachers.spec import GGUF_SEPARATOR, is_hub_revision
 
@@ -74,31 +75,6 @@ def check_updates(record: dict) -> list[dict]:
     return rows
 
 
-def moved_since(folder: str, used: dict[str, list[str]]) -> list[str]:
-    """For a rerun from the recipe of the run in `folder`: one line per local model that the rerun names as that run
-    did (`used`: role -> the specs the rerun names) but whose content is not what the run was made from: changed
-    since, or its (relative) name now leads to another folder or file that differs. Hub models are pinned to their
-    commit in the recipe and are not checked; nor is a recipe without its run's audit record beside it."""
-    try:
-        record = read_record(folder)
-    except AFTError:
-        return []
-    lines = []
-    for model in followed_models(record):
-        spec, role = model.get("spec"), model["role"].replace("_", " ")
-        here = local_path(spec) if model.get("path") and spec in used.get(model["role"], ()) else None
-        if here is None:  # a Hub model, one the rerun replaced, or one that is gone (the run itself says so)
-            continue
-        old, new = model["resolved_revision"], current_revision(spec, role)
-        if new == old:  # the same files (an identical copy elsewhere reproduces the run too)
-            continue
-        moved = f"is {here} here, not the recipe's run's {model['path']}, and differs" if here != model["path"] else \
-            "changed since the recipe's run"
-        lines.append(f"hf-aft: {role} {spec!r} {moved} (revision {old[:12]} -> {new[:12]}): this run will not "
-                     "reproduce that student.")
-    return lines
-
-
 def retrain_spec(row: dict) -> str:
     """A model of the rerun: from the Hub pinned to its new commit, a local one as it is named."""
     name, _, gguf_file = teacher_source(row["spec"])
@@ -107,9 +83,12 @@ def retrain_spec(row: dict) -> str:
     return f"{name}@{row['new']}" + (f"::{gguf_file}" if gguf_file else "")
 
 
-def retrain_argv(folder: str, rows: list[dict], new_output_dir: str) -> list[str]:
-    """The `hf-aft train` tokens that rerun the run in `folder` with the models' new revisions."""
+def retrain_argv(folder: str, rows: list[dict], new_output_dir: str, dataset_name: str | None = None) -> list[str]:
+    """The `hf-aft train` tokens that rerun the run in `folder` with the models' new revisions (and on `dataset_name`,
+    the run's data at another path, when given)."""
     argv = ["--config", os.path.join(folder, RECIPE_NAME), "--output_dir", new_output_dir]
+    argv += relocated(read_record(folder))  # the run's data and student, where the recipe's names lead elsewhere now
+    argv += ["--dataset_name", dataset_name] if dataset_name else []
     for role, option in ROLE_OPTIONS.items():
         specs = [retrain_spec(row) for row in rows if row["role"] == role]
         argv += [option, *specs] if specs else []

@@ -28,7 +28,8 @@ class CheckUpdatesArguments:
         default=None, metadata={"help": "Rerun the recipe with the changed models into this new output dir."}
     )
     dataset_name: str | None = field(
-        default=None, metadata={"help": "The dataset to compare the students on, when the recipe's path moved."}
+        default=None, metadata={"help": "The run's dataset at another path (when the recipe's has moved): "
+                                "--retrain trains and compares the students on it."}
     )
     group_column: list[str] | None = field(
         default=None, metadata={"help": "With --retrain, compare the students per group of these eval columns "
@@ -82,7 +83,7 @@ def run(argv: list[str]) -> None:
         print("nothing changed")
         return
     if args.retrain:
-        train(retrain_argv(folder, rows, args.retrain), check_recipe=False)  # the changes are meant
+        train(retrain_argv(folder, rows, args.retrain, args.dataset_name), check_recipe=False)  # the changes are meant
         comparison = compare_students(folder, args.retrain, args.dataset_name, args.group_column,
                                       args.group_min_rows)
         previous = os.path.abspath(args.run) if os.path.isdir(args.run) else args.run  # a Hub id as given

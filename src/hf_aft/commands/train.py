@@ -100,25 +100,31 @@ def print_summary(summary: dict) -> None:
 
 
 def train(argv: list[str], check_recipe: bool = True) -> dict:
-    """Run one training job from command-line tokens; returns its summary. With `check_recipe`, a `--config` that
-    is a run's recipe gets a warning for each local model that changed since that run (`updates.moved_since`)."""
+    """Run one training job from command-line tokens; returns its summary. A `--config` that is a run's recipe is
+    refused when it names a local source that is not found from here (`reruns.check_sources`) and, with
+    `check_recipe`, warned about for each local model that changed since that run (`reruns.moved_since`)."""
     from ..pipeline import train_student
 
     script_args, config, peft_args = parse_train_args(argv)
-    if check_recipe:
-        warn_moved_models(argv, config)
+    check_rerun(argv, script_args, config, warn=check_recipe)
     return train_student(script_args, config, peft_args)
 
 
-def warn_moved_models(argv: list[str], config) -> None:
-    """Recipes pin Hub models to a commit but local ones only by name: say when one is not the run's any more."""
-    from ..updates import moved_since
+def check_rerun(argv: list[str], script_args, config, warn: bool) -> None:
+    """Recipes name local sources as they were given and pin local models only by name: refuse one that is not found
+    from here, and say when a local model is not the run's any more."""
+    from ..reruns import check_sources, moved_since
 
     recipe = split_config(argv)[0]
-    if recipe and os.environ.get("RANK", "0") == "0":  # said once, by the main process of a launched run
-        used = {"teacher": config.teachers or [], "generator": [config.generator],
-                "distill_teacher": [config.distill_teacher]}
-        for line in moved_since(os.path.dirname(os.path.abspath(recipe)), used):
+    if not recipe:
+        return
+    folder = os.path.dirname(os.path.abspath(recipe))
+    named = {"teacher": config.teachers or [], "generator": [config.generator],
+             "distill_teacher": [config.distill_teacher], "dataset": [script_args.dataset_name],
+             "unlabeled_dataset": [script_args.unlabeled_dataset], "student": [script_args.model_name_or_path]}
+    check_sources(folder, named)
+    if warn and os.environ.get("RANK", "0") == "0":  # said once, by the main process of a launched run
+        for line in moved_since(folder, named):
             logger.warning(line)
 
 
