@@ -541,7 +541,7 @@ def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teache
     if transfer == "aft":  # the record of the run names the unlabelled data too, and its recipe reruns it
         assert (out / "cost_report.json").exists()
         audit = json.loads((out / "audit.json").read_text())
-        assert audit["dataset"]["unlabeled_dataset"] == str(csv_data / "pool")
+        assert audit["dataset"]["unlabeled_dataset"] == audit["dataset"]["unlabeled_path"] == str(csv_data / "pool")
         assert audit["splits"]["unlabeled"]["rows"] == N_POOL and audit["terms"] == summary_terms(summary)
         recipe = yaml.safe_load((out / "recipe.yaml").read_text())
         assert recipe["unlabeled_dataset"] == str(csv_data / "pool")
