@@ -11,7 +11,8 @@ Per suite, labelled-set size and seed (paired by seed), test accuracy of:
   setfit               the peer: SetFit's DistillationTrainer (teacher fine-tuned SetFit-style on the labelled rows,
                        distilled into the student on the unlabelled pool; text suites; `pip install --no-deps
                        setfit==1.2.0`, which `make bench-setup` does)
-and each training method with `+u`: the same plus the unlabelled pool (--unlabeled_dataset); `+aug8`: plus 8 augmented
+and each training method with `+u`: the same plus the unlabelled pool (--unlabeled_dataset); `+uaug2`: the pool plus
+2 augmented copies of each pool text; `+aug8`: plus 8 augmented
 copies of each labelled text as unlabelled rows (--augment_copies 8); `+gen800`: plus 800 texts written by
 SmolLM2-135M-Instruct prompted with labelled texts (--generate_texts 800). `+lf0.3` sets
 --labeled_fraction 0.3 (default 0.5; `+lfown`: the two sets' own share, the default before it was measured); `+x2`
@@ -92,6 +93,21 @@ def make_pool(suite: str, size: int) -> datasets.DatasetDict:
     return datasets.DatasetDict({"train": data["unlabeled"]})
 
 
+def augmented_pool(pool: Path, copies: int) -> Path:
+    """The pool and `copies` perturbed copies of each of its texts (hf_aft.augmentation.augment_texts, none equal to
+    a test text), saved once beside it: more distinct inputs for the probe's targets than repeating the pool."""
+    from hf_aft.augmentation import augment_texts
+
+    folder = pool.with_name(f"{pool.name}-aug{copies}")
+    if not (folder / "dataset_dict.json").exists():
+        texts = list(datasets.load_from_disk(str(pool))["train"]["text"])
+        suite = next(s for s in LABELLED if pool.name.startswith(f"pool-{s}-"))
+        test = list(datasets.load_from_disk(str(LABELLED[suite]))["test"]["text"])
+        rows = texts + augment_texts(texts, copies, seed=0, held_out=test)
+        datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": rows})}).save_to_disk(str(folder))
+    return folder
+
+
 def method_args(method: str, pool: Path, own_share: float = 0.5) -> list[str]:
     """'aft0.1+distill+u+lf0.5' -> hf-aft train flags. No `distill` token: --distill none (the default, auto, would
     turn the probe on with unlabelled data)."""
@@ -112,6 +128,8 @@ def method_args(method: str, pool: Path, own_share: float = 0.5) -> list[str]:
             args += ["--generate_texts", token[3:], "--generator", str(quality.smollm_path())]
         elif token == "u":
             args += ["--unlabeled_dataset", str(pool)]
+        elif token.startswith("uaug"):  # uaug2: the pool plus 2 augmented copies of each pool text
+            args += ["--unlabeled_dataset", str(augmented_pool(pool, int(token[4:])))]
         elif token == "lfown":  # the two sets' own share (the default before labeled_fraction 0.5 was measured)
             args += ["--labeled_fraction", f"{own_share:.6f}"]
         elif token.startswith("lf"):
@@ -201,7 +219,7 @@ def run(suite: str, method: str, seed: int, n: int | None, pool_size: int) -> di
         base = beta_auto.suite_args({"rt": "mpnet", "rt-minilm": "minilm"}.get(suite, suite), seed, n)
         out = WORK / "runs" / f"{suite}-{method}-{seed}-{n or 'all'}"
         rows = n or datasets.load_from_disk(str(labelled))["train"].num_rows
-        pool_rows = unlabelled_rows(method, labelled, n, seed, pool_rows)
+        pool_rows = unlabelled_rows(method, labelled, n, seed, pool, pool_rows)
         own_share = rows / (rows + pool_rows)
         args = [*base, *method_args(method, pool, own_share), "--seed", str(seed), "--save_strategy", "no",
                 "--report_to", "none", "--logging_steps", "50", "--disable_tqdm", "true", "--overwrite_output_dir",
@@ -221,7 +239,7 @@ def run(suite: str, method: str, seed: int, n: int | None, pool_size: int) -> di
             "wall_s": time.perf_counter() - start, **row}
 
 
-def unlabelled_rows(method: str, labelled: Path, n: int | None, seed: int, pool_rows: int) -> int:
+def unlabelled_rows(method: str, labelled: Path, n: int | None, seed: int, pool: Path, pool_rows: int) -> int:
     """The unlabelled rows a run mixes in: the pool's (`+u`), the augmented copies' (`+augK`), or both."""
     from hf_aft.augmentation import augment_texts
 
@@ -231,6 +249,9 @@ def unlabelled_rows(method: str, labelled: Path, n: int | None, seed: int, pool_
     made = (copies * len(train) if "image" in train.column_names  # every image copy is new
             else len(augment_texts(train["text"], copies, seed)))
     generated = next((int(t[3:]) for t in tokens if t.startswith("gen")), 0)  # as asked: a few may be left out
+    augmented = next((augmented_pool(pool, int(t[4:])) for t in tokens if t.startswith("uaug")), None)
+    if augmented:  # the pool with its copies
+        return made + generated + datasets.load_from_disk(str(augmented))["train"].num_rows
     return made + generated + (pool_rows if "u" in tokens else 0)
 
 
@@ -268,7 +289,7 @@ def table(rows: list[dict], methods: list[str]) -> str:
 
 
 def uses_pool(method: str) -> bool:
-    return "u" in method.split("+") or method == "setfit"
+    return any(t == "u" or t.startswith("uaug") for t in method.split("+")) or method == "setfit"
 
 
 def same_run(row: dict, suite: str, method: str, seed: int, n: int | None, pool: int) -> bool:
