@@ -102,7 +102,7 @@ def test_recipe_rerun_warns_when_a_local_teacher_is_not_the_runs_any_more(studen
 
 
 def test_recipe_rerun_refuses_relative_sources_it_cannot_find_and_retrain_finds_them(student_dir, csv_data, tmp_path,
-                                                                                     monkeypatch, capsys):
+                                                                                     monkeypatch, capsys, caplog):
     """A recipe names local data, student and teachers as given: run from another directory a relative name leads
     nowhere (a missing `data` would be looked up on the Hub, whose offline cache can hold a dataset of that name), so
     the rerun is refused in one line naming the run's paths; `check-updates --retrain` names them itself."""
@@ -132,9 +132,23 @@ def test_recipe_rerun_refuses_relative_sources_it_cannot_find_and_retrain_finds_
     new = json.loads((elsewhere / "new" / "audit.json").read_text())
     assert new["dataset"]["path"] == str(tmp_path / "data") and new["student"]["path"] == str(tmp_path / "student")
     assert new["splits"]["train"]["fingerprint"] == record["splits"]["train"]["fingerprint"]
-    (tmp_path / "data").rename(tmp_path / "moved")  # the data moved: --dataset_name retrains and compares on it
+    shutil.copytree(csv_data, elsewhere / "data")  # a folder of the same name here: said, not silently read
+    caplog.clear()
+    assert main(["train", "--config", str(first / "recipe.yaml"), "--output_dir", "same-name", "--model_name_or_path",
+                 str(tmp_path / "student"), "--teachers", str(tmp_path / "teachers" / "t")]) == 0
+    assert any(f"dataset 'data' is {elsewhere / 'data'} here, not the recipe's run's {tmp_path / 'data'}" in m
+               for m in caplog.messages)
+    shutil.rmtree(elsewhere / "data")
+
+    (tmp_path / "data").rename(tmp_path / "moved")  # the data moved: the way out is where it is now
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--config", str(first / "recipe.yaml"), "--output_dir", "lost"]) == 2
+    error = capsys.readouterr().err
+    assert f"dataset 'data' from {tmp_path / 'data'} (gone from there too)" in error
+    assert "name where it is now (--dataset_name PATH)" in error and "run it from" not in error
+    monkeypatch.chdir(elsewhere)
     assert main(["check-updates", str(first), "--retrain", "lost"]) == 2
-    assert f"dataset 'data' from {tmp_path / 'data'}" in capsys.readouterr().err
+    assert f"dataset 'data' is gone from {tmp_path / 'data'}" in capsys.readouterr().err
     assert main(["check-updates", str(first), "--retrain", "found", "--dataset_name", str(tmp_path / "moved")]) == 1
     assert json.loads((elsewhere / "found" / "audit.json").read_text())["dataset"]["path"] == str(tmp_path / "moved")
 

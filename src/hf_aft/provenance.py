@@ -4,6 +4,7 @@ distribution and fingerprint, the student's initialisation and its revision, the
 
 from __future__ import annotations
 
+import glob
 import os
 import platform
 from collections import Counter
@@ -65,6 +66,21 @@ def local_path(spec: str) -> str | None:
     absolute); None for a Hub id or a path that does not exist here."""
     source, separator, gguf_file = os.fspath(spec).partition(GGUF_SEPARATOR)
     return os.path.abspath(source) + separator + gguf_file if os.path.exists(source) else None
+
+
+def source_path(spec: str | None) -> str | None:
+    """The absolute form of a local source as `--dataset_name` and the model options take it: a folder or file (a
+    GGUF file as in `local_path`), or comma-separated files or glob patterns, each made absolute; None for a Hub id
+    or a name of which some part is not found here."""
+    if not spec:
+        return None
+    if (path := local_path(os.path.expanduser(spec))) is not None:
+        return path
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if len(parts) < 2 and not glob.has_magic(spec):
+        return None
+    found = [os.path.abspath(os.path.expanduser(p)) for p in parts if glob.glob(os.path.expanduser(p))]
+    return ",".join(found) if len(found) == len(parts) else None
 
 
 def teacher_folder(name: str, revision: str) -> Path:

@@ -15,23 +15,36 @@ import os
 
 from .audit import followed_models, read_record
 from .errors import AFTError
-from .provenance import current_revision, local_path
+from .provenance import current_revision, source_path, student_revision
 
 # role -> the train option that names it; the models' roles are audit.followed_models' own
 OPTIONS = {"teacher": "--teachers", "generator": "--generator", "distill_teacher": "--distill_teacher",
            "dataset": "--dataset_name", "unlabeled_dataset": "--unlabeled_dataset", "student": "--model_name_or_path"}
+DATA_ROLES = ("dataset", "unlabeled_dataset", "student")  # not followed by check-updates: --retrain relocates them
 
 
 def recorded_sources(record: dict) -> list[dict]:
-    """Every local source a run read, each {role, spec (as named), path (absolute, then)}: its models, its labelled and
-    unlabelled data and its student initialisation (records from before the data's and student's paths have only the
-    models')."""
+    """Every local source a run read, each {role, spec (as named), path (absolute, then), revision (a content hash;
+    None for data)}: its models, its labelled and unlabelled data and its student initialisation (records from
+    before the data's and student's paths have only the models')."""
     data, student = record.get("dataset") or {}, record.get("student") or {}
-    found = [{"role": m["role"], "spec": m.get("spec"), "path": m.get("path")} for m in followed_models(record)]
-    found += [{"role": "dataset", "spec": data.get("name"), "path": data.get("path")},
-              {"role": "unlabeled_dataset", "spec": data.get("unlabeled_dataset"), "path": data.get("unlabeled_path")},
-              {"role": "student", "spec": student.get("init"), "path": student.get("path")}]
+    found = [{"role": m["role"], "spec": m.get("spec"), "path": m.get("path"), "revision": m["resolved_revision"]}
+             for m in followed_models(record)]
+    found += [{"role": "dataset", "spec": data.get("name"), "path": data.get("path"), "revision": None},
+              {"role": "unlabeled_dataset", "spec": data.get("unlabeled_dataset"), "path": data.get("unlabeled_path"),
+               "revision": None},
+              {"role": "student", "spec": student.get("init"), "path": student.get("path"),
+               "revision": student.get("revision")}]
     return [s for s in found if s["spec"] and s["path"]]
+
+
+def _named(folder: str, named: dict[str, list]) -> list[dict]:
+    """The recorded local sources of the run in `folder` that a rerun names as that run did ([] without a record)."""
+    try:
+        record = read_record(folder)
+    except AFTError:
+        return []
+    return [s for s in recorded_sources(record) if s["spec"] in named.get(s["role"], ())]
 
 
 def check_sources(folder: str, named: dict[str, list]) -> None:
@@ -39,64 +52,89 @@ def check_sources(folder: str, named: dict[str, list]) -> None:
     role -> the specs the rerun names) when that name is not found from here. No audit record there: nothing to check.
 
     Raises:
-        AFTError: one line naming each such source, the path the run read it from and the way out.
+        AFTError: one line naming each such source, the path the run read it from and the way out: run from the
+            directory the run ran in, or name the paths (where they are now, for those gone from there too).
     """
-    try:
-        record = read_record(folder)
-    except AFTError:
-        return
-    gone = [s for s in recorded_sources(record) if s["spec"] in named.get(s["role"], ()) and not local_path(s["spec"])]
-    if not gone:
-        return
-    what = ", ".join(f"{s['role'].replace('_', ' ')} {s['spec']!r} from {s['path']}" for s in gone)
+    gone = [s for s in _named(folder, named) if source_path(s["spec"]) is None]
+    if gone:
+        raise AFTError(_refusal(gone))
+
+
+def _refusal(gone: list[dict]) -> str:
+    """The line that refuses sources whose names lead nowhere from here: run from where the run ran (when every one
+    is still at its recorded path, relative to one directory), or name the paths (PATH for one gone from there)."""
+    there = [source_path(s["path"]) is not None for s in gone]
+    what = ", ".join(f"{_role(s)} {s['spec']!r} from {s['path']}" + ("" if ok else " (gone from there too)")
+                     for s, ok in zip(gone, there, strict=True))
     bases = {_base(s["spec"], s["path"]) for s in gone}
-    where = f"run it from {bases.pop()}, or " if len(bases) == 1 and None not in bases else ""
-    options = ", ".join(f"{OPTIONS[s['role']]} {s['path']}" for s in gone)
-    names = "that name leads" if len(gone) == 1 else "those names lead"
-    raise AFTError(f"the recipe's run read {what}; from here {names} nowhere (a recipe's relative paths are relative "
-                   f"to where it runs): {where}name {'the path' if len(gone) == 1 else 'the paths'} ({options}).")
+    where = f"run it from {bases.pop()}, or " if all(there) and len(bases) == 1 and None not in bases else ""
+    options = ", ".join(f"{OPTIONS[s['role']]} {s['path'] if ok else 'PATH'}"
+                        for s, ok in zip(gone, there, strict=True))
+    relative = " (a recipe's relative paths are relative to where it runs)" if any(
+        not os.path.isabs(s["spec"]) for s in gone) else ""
+    one = len(gone) == 1
+    paths = (f"name {'the path' if one else 'the paths'}" if all(there) else
+             f"name {'where it is now' if one else 'where they are now'}")
+    return (f"the recipe's run read {what}; from here {'that name leads' if one else 'those names lead'} nowhere"
+            f"{relative}: {where}{paths} ({options}).")
+
+
+def _role(source: dict) -> str:
+    return source["role"].replace("_", " ")
 
 
 def _base(spec: str, path: str) -> str | None:
-    """The directory the run ran in, when `spec` is a relative path that led to `path` from there."""
-    relative = os.path.normpath(spec)
+    """The directory the run ran in, when `spec` is a relative path that led to `path` from there (the first of
+    comma-separated files)."""
+    relative, path = os.path.normpath(spec.split(",")[0].strip()), path.split(",")[0]
     if os.path.isabs(relative) or not path.endswith(os.sep + relative):
         return None
     return path[: -len(relative) - 1] or os.sep
 
 
-def moved_since(folder: str, used: dict[str, list]) -> list[str]:
-    """For a rerun from the recipe of the run in `folder`: one line per local model that the rerun names as that run
-    did (`used`: role -> the specs the rerun names) but whose content is not what the run was made from: changed
-    since, or its (relative) name now leads to another folder or file that differs. Hub models are pinned to their
-    commit in the recipe and are not checked; nor is a recipe without its run's audit record beside it."""
-    try:
-        record = read_record(folder)
-    except AFTError:
-        return []
+def moved_since(folder: str, named: dict[str, list]) -> list[str]:
+    """For a rerun from the recipe of the run in `folder`: one line per local source that the rerun names as that
+    run did (`named`: role -> the specs the rerun names) but that is not what the run read: a model or student whose
+    content changed since, or whose (relative) name now leads to another folder or file that differs; data whose
+    name leads to another path (data is not hashed: an identical copy there is warned about too). Hub models are
+    pinned to their commit in the recipe and are not checked; nor is a recipe without its run's audit record."""
     lines = []
-    for model in followed_models(record):
-        spec, role = model.get("spec"), model["role"].replace("_", " ")
-        here = local_path(spec) if model.get("path") and spec in used.get(model["role"], ()) else None
-        if here is None:  # a Hub model, one the rerun replaced, or one that is gone (check_sources refuses that)
+    for source in _named(folder, named):
+        spec, path, old = source["spec"], source["path"], source["revision"]
+        here = source_path(spec)
+        if here is None:  # gone: check_sources refuses it
             continue
-        old, new = model["resolved_revision"], current_revision(spec, role)
+        if old is None:  # data
+            if here != path:
+                lines.append(f"hf-aft: {_role(source)} {spec!r} is {here} here, not the recipe's run's {path}: "
+                             "unless it holds the same rows, this run will not reproduce that student.")
+            continue
+        new = current_revision(spec, _role(source)) if source["role"] != "student" else student_revision(spec)
         if new == old:  # the same files (an identical copy elsewhere reproduces the run too)
             continue
-        moved = f"is {here} here, not the recipe's run's {model['path']}, and differs" if here != model["path"] else \
+        moved = f"is {here} here, not the recipe's run's {path}, and differs" if here != path else \
             "changed since the recipe's run"
-        lines.append(f"hf-aft: {role} {spec!r} {moved} (revision {old[:12]} -> {new[:12]}): this run will not "
-                     "reproduce that student.")
+        lines.append(f"hf-aft: {_role(source)} {spec!r} {moved} (revision {old[:12]} -> {new[:12]}): this run will "
+                     "not reproduce that student.")
     return lines
 
 
-def relocated(record: dict) -> list[str]:
-    """`hf-aft train` tokens that name the run's local data and student by their recorded paths where the names in
-    the recipe no longer lead there but the paths still exist (for `--retrain` run from another directory; its
-    models are followed the same way by `updates.tracked_spec`)."""
-    tokens = []
+def relocated(record: dict, dataset_name: str | None = None) -> list[str]:
+    """`hf-aft train` tokens for `check-updates --retrain`, run from any directory: the run's local data and student
+    by their recorded paths where the recipe's names lead elsewhere now (its models are followed the same way by
+    `updates.tracked_spec`), and `dataset_name` (the run's data at another path) when given.
+
+    Raises:
+        AFTError: data or a student that the recipe's name does not lead to and that is gone from its recorded path.
+    """
+    tokens = ["--dataset_name", dataset_name] if dataset_name else []
     for source in recorded_sources(record):
         role, spec, path = source["role"], source["spec"], source["path"]
-        if role in ("dataset", "unlabeled_dataset", "student") and local_path(spec) != path and os.path.exists(path):
-            tokens += [OPTIONS[role], path]
+        if role not in DATA_ROLES or (role == "dataset" and dataset_name) or source_path(spec) == path:
+            continue
+        if source_path(path) is None:
+            way = "pass --dataset_name with where it is now" if role == "dataset" else f"put it back at {path}"
+            raise AFTError(f"the run's {_role(source)} {spec!r} is gone from {path}, where it read it: {way} (the "
+                           "retrain reads the run's recipe and data).")
+        tokens += [OPTIONS[role], path]
     return tokens

@@ -14,7 +14,7 @@ from .cost import HEADLINE, cost_report, write_cost_report
 from .cost import card_summary as cost_card_summary
 from .features import FEATURES_COLUMN
 from .group_report import finish_groups, summary_lines
-from .provenance import device_name, library_versions, local_path, split_summary, student_revision, teacher_specs
+from .provenance import device_name, library_versions, source_path, split_summary, student_revision, teacher_specs
 from .recipe import build_recipe, write_recipe
 from .targets import TOKEN
 from .teachers import display_names
@@ -42,14 +42,14 @@ def audit_record(trainer, script_args, config, run: dict, summary: dict) -> dict
     return stamped({
         "audit_version": 1, "versions": library_versions(), "device": device_name(),
         "started": run["started"], "ended": utc_now(), "output_dir": summary["output_dir"],
-        "dataset": {"name": script_args.dataset_name, "path": local_path(script_args.dataset_name),
+        "dataset": {"name": script_args.dataset_name, "path": source_path(script_args.dataset_name),
                     "config": script_args.dataset_config,
                     "train_split": script_args.train_split, "eval_split": script_args.eval_split,
                     "text_column": script_args.text_column, "image_column": script_args.image_column,
                     "label_column": script_args.label_column,
                     "unlabeled_dataset": getattr(script_args, "unlabeled_dataset", None),
                     "unlabeled_split": getattr(script_args, "unlabeled_split", None),
-                    "unlabeled_path": local_path(getattr(script_args, "unlabeled_dataset", None) or "")},
+                    "unlabeled_path": source_path(getattr(script_args, "unlabeled_dataset", None))},
         "splits": {name: split_summary(split, splits.labels.column)
                    for name, split in (("train", splits.train), ("eval", splits.eval),
                                        ("unlabeled", run.get("unlabeled_raw"))) if split is not None},
@@ -57,7 +57,7 @@ def audit_record(trainer, script_args, config, run: dict, summary: dict) -> dict
         "teachers": [teacher_record(spec, info) for spec, info in zip(specs, trainer.teacher_infos, strict=True)],
         "other_models": other_models(terms),
         "feature_cache_fingerprint": run.get("features_fingerprint"),
-        "student": {"init": script_args.model_name_or_path, "path": local_path(script_args.model_name_or_path),
+        "student": {"init": script_args.model_name_or_path, "path": source_path(script_args.model_name_or_path),
                     "revision": student_revision(script_args.model_name_or_path)},
         "transfer": config.transfer, "beta": config.beta, "seed": config.seed,
         "metrics": {"train": summary.get("train"), "eval": summary.get("eval")},

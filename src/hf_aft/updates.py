@@ -87,8 +87,7 @@ def retrain_argv(folder: str, rows: list[dict], new_output_dir: str, dataset_nam
     """The `hf-aft train` tokens that rerun the run in `folder` with the models' new revisions (and on `dataset_name`,
     the run's data at another path, when given)."""
     argv = ["--config", os.path.join(folder, RECIPE_NAME), "--output_dir", new_output_dir]
-    argv += relocated(read_record(folder))  # the run's data and student, where the recipe's names lead elsewhere now
-    argv += ["--dataset_name", dataset_name] if dataset_name else []
+    argv += relocated(read_record(folder), dataset_name)  # the run's data and student, wherever this runs
     for role, option in ROLE_OPTIONS.items():
         specs = [retrain_spec(row) for row in rows if row["role"] == role]
         argv += [option, *specs] if specs else []
