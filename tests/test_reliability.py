@@ -279,6 +279,28 @@ def test_every_split_is_checked_before_any_model_sees_it(tmp_path):
             load_labelled_splits(_splits(tmp_path, train, test))
 
 
+def test_a_missing_folder_is_not_read_from_the_cached_copy_of_a_folder_of_that_name(student_dir, tmp_path,
+                                                                                   monkeypatch, capsys):
+    """Offline, datasets answers a name that is no local path with the latest dataset cached under that name, which
+    can be a folder of that name loaded from another directory: that is refused, not trained on."""
+    from hf_aft.commands import main
+
+    name = f"data_{tmp_path.name}"  # unique in the session's datasets cache
+    (tmp_path / "project" / name).mkdir(parents=True)
+    tiny.sentiment_dataset(16, seed=0).to_csv(tmp_path / "project" / name / "train.csv")
+    monkeypatch.chdir(tmp_path / "project")
+    assert load_labelled_splits(name).train.num_rows == 16  # cached under the folder's name
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(AFTError, match="cached copy of a local folder once loaded under that name"):
+        load_labelled_splits(name)
+    capsys.readouterr()
+    assert main(["train", "--model_name_or_path", str(student_dir), "--dataset_name", name, "--output_dir", "out",
+                 "--use_cpu", "true"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "give the path of the data you mean" in error and not Path("out").exists()
+
+
 def test_a_run_is_marked_complete_last_and_push_refuses_one_that_is_not(student_dir, teacher_dirs, tmp_path, capsys):
     from hf_aft.commands import main
 

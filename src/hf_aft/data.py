@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from .data_files import (
     FILE_BUILDERS,
+    check_not_a_cached_folder,
     check_parquet_columns,
     file_format,
     folder_data_files,
@@ -67,6 +68,8 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
             loaded = datasets.load_from_disk(snapshot)
         else:  # a folder of data files (converted like files), or a Hub id (read from the cache as it is)
             loaded = datasets.load_dataset(name, config, cache_dir=conversion_cache() if folder else None)
+            if not folder:
+                check_not_a_cached_folder(name, loaded)
     except AFTError:
         raise
     except Exception as error:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import os
 from collections import Counter
+from pathlib import Path
 
 from .errors import AFTError, one_line
 
@@ -135,3 +136,22 @@ def hub_saved_folder(name: str) -> str | None:
     except Exception:  # not there, not a repo, or offline without it cached: load it the usual way
         return None
     return snapshot_download(name, repo_type="dataset")
+
+
+def check_not_a_cached_folder(name: str, loaded) -> None:
+    """Refuse what datasets returns for a name that is neither a local path nor a namespaced Hub id (`owner/name`)
+    when it is the cached copy of a local folder once loaded under that name: offline, datasets falls back to the
+    latest dataset cached as `<cache>/<name>/` (a folder `data` loaded from another directory, or another project),
+    while a Hub dataset is cached as `<cache>/<owner>___<name>/`. `loaded`: a Dataset or DatasetDict.
+
+    Raises:
+        AFTError: the rows came from such a cached copy.
+    """
+    if "/" in name:
+        return
+    splits = loaded.values() if hasattr(loaded, "values") else [loaded]
+    files = [f["filename"] for split in splits for f in split.cache_files]
+    if files and all(len(Path(f).parents) > 3 and Path(f).parents[3].name == name for f in files):
+        raise AFTError(f"dataset {name!r} is not a local folder or file here, and what datasets returned for it is "
+                       f"the cached copy of a local folder once loaded under that name ({Path(files[0]).parents[3]}),"
+                       " not a Hub dataset: give the path of the data you mean (or a Hub id as owner/name).")
