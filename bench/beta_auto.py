@@ -40,8 +40,8 @@ from hf_aft.commands.train import train  # noqa: E402
 
 RESULTS = Path("bench/results/beta_auto.jsonl")
 SEEDS = (0, 1, 2)
-TEXT = {"mpnet": ("mpnet", 3), "minilm": ("minilm", 3), "small": ("mpnet", 1), "party": ("mpnet", 3),
-        "bbc": ("mpnet", 3)}
+TEXT = {"mpnet": ("mpnet", 3), "minilm": ("minilm", 3), "small": ("mpnet", 1), "mpnet6": ("mpnet", 6),
+        "party": ("mpnet", 3), "bbc": ("mpnet", 3)}
 METHODS = {"text": "stl,auto,kd:1,aft:0.1,aft:0.3,aft:1", "vision": "stl,auto,aft:1,aft:0.1,aft:10,kd:1"}
 IMAGE_SUITES = ("vision", "digits")
 DIGITS = Path("runs/bench_digits/data")

@@ -31,6 +31,7 @@ layers as student; the schedule of bench/quality.py), `party` (bench/beta_auto.p
 sentences, same teacher and student), `bbc` (BBC News headlines by section, 5 classes, 600 train / 600 test at
 random, the other 896 the pool; same teacher and student), `rt-minilm` (Rotten Tomatoes with the all-MiniLM-L6-v2
 teacher, whose probe is below the fine-tuned student at 2,000 labels: the check that a weak teacher does no harm),
+`rt6` (Rotten Tomatoes with all 6 layers of MiniLM-L6 as the student: does a larger student take more of the gap?),
 `vision` (animal-mnist, ImageNet MobileNetV2 teacher, a 4-layer ViT from scratch; bench/vision_quality.py's
 schedule). The unlabelled pool: `--pool` rows (default 2,000; bbc has 896) of the corpus that are in neither split
 (text: from movies / speakers not in the test split; vision: images after the test split, exact duplicates
@@ -64,7 +65,7 @@ SEEDS = (0, 1, 2)
 SIZES = (100, 300, 1000, None)
 METHODS = "stl,probe,distill,aft0.1+distill,distill+u+ep,aft0.1+distill+u+ep"
 STEPS = {"text": 188, "vision": 256}
-DATA = {"rt-minilm": "rt"}  # suites that share another's data and pool
+DATA = {"rt-minilm": "rt", "rt6": "rt"}  # suites that share another's data and pool
 LABELLED = {"rt": quality.WORK / "data", "party": beta_auto.PARTY, "bbc": beta_auto.BBC,
             "vision": vision_quality.WORK / "data"}
 TEACHER = {"rt-minilm": "minilm"}  # a weak teacher: its probe is below the fine-tuned student at 2,000 labels
@@ -216,7 +217,7 @@ def run(suite: str, method: str, seed: int, n: int | None, pool_size: int) -> di
         row = setfit_accuracy(suite, labelled, pool, n, seed)
     else:
         kind = "vision" if suite == "vision" else "text"
-        base = beta_auto.suite_args({"rt": "mpnet", "rt-minilm": "minilm"}.get(suite, suite), seed, n)
+        base = beta_auto.suite_args({"rt": "mpnet", "rt-minilm": "minilm", "rt6": "mpnet6"}.get(suite, suite), seed, n)
         out = WORK / "runs" / f"{suite}-{method}-{seed}-{n or 'all'}"
         rows = n or datasets.load_from_disk(str(labelled))["train"].num_rows
         pool_rows = unlabelled_rows(method, labelled, n, seed, pool, pool_rows)

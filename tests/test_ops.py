@@ -151,6 +151,9 @@ def test_recipe_rerun_refuses_relative_sources_it_cannot_find_and_retrain_finds_
     assert f"dataset 'data' is gone from {tmp_path / 'data'}" in capsys.readouterr().err
     assert main(["check-updates", str(first), "--retrain", "found", "--dataset_name", str(tmp_path / "moved")]) == 1
     assert json.loads((elsewhere / "found" / "audit.json").read_text())["dataset"]["path"] == str(tmp_path / "moved")
+    shutil.rmtree(tmp_path / "teachers")  # check-updates has no option for a model: the way out is to put it back
+    assert main(["check-updates", str(first)]) == 2
+    assert f"is gone from {tmp_path / 'teachers' / 't'}, where the run read it: put it back" in capsys.readouterr().err
 
 
 def test_beta_auto_recipe_names_the_chosen_beta(student_dir, teacher_dirs, csv_data, tmp_path):

@@ -70,6 +70,22 @@ def warn_once(logger, message: str) -> None:
 
 
 @contextlib.contextmanager
+def held_back(name: str):
+    """Hold back what logger `name` and its children say during the block (yields the list of records): the caller
+    says them after (`logger.handle`) once it knows the result stands, or drops them with the refusal that replaces
+    them, so a refusal stays one line."""
+    logger, records = logging.getLogger(name), []
+    holder = logging.Handler()
+    holder.emit = records.append
+    saved = logger.handlers[:], logger.propagate
+    logger.handlers, logger.propagate = [holder], False
+    try:
+        yield records
+    finally:
+        logger.handlers, logger.propagate = saved
+
+
+@contextlib.contextmanager
 def quieted(*loggers: str, level: int = logging.ERROR):
     """Raise these loggers (`""`: the root logger) to `level` for the block only: advice from a library that does not
     apply (onnxruntime's quantizer telling to pre-process for static quantization, torch's exporter listing torchvision

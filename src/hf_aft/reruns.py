@@ -12,6 +12,7 @@ changed is warned about, and `--retrain` names the recorded paths itself.
 from __future__ import annotations
 
 import os
+import shlex
 
 from .audit import followed_models, read_record
 from .errors import AFTError
@@ -68,7 +69,7 @@ def _refusal(gone: list[dict]) -> str:
                      for s, ok in zip(gone, there, strict=True))
     bases = {_base(s["spec"], s["path"]) for s in gone}
     where = f"run it from {bases.pop()}, or " if all(there) and len(bases) == 1 and None not in bases else ""
-    options = ", ".join(f"{OPTIONS[s['role']]} {s['path'] if ok else 'PATH'}"
+    options = ", ".join(f"{OPTIONS[s['role']]} {shlex.quote(s['path']) if ok else 'PATH'}"  # a pattern stays one
                         for s, ok in zip(gone, there, strict=True))
     relative = " (a recipe's relative paths are relative to where it runs)" if any(
         not os.path.isabs(s["spec"]) for s in gone) else ""

@@ -67,8 +67,11 @@ def check_updates(record: dict) -> list[dict]:
     """
     rows = []
     for model in followed_models(record):
-        spec = tracked_spec(model)
-        new = current_revision(spec, model["role"].replace("_", " "))
+        spec, role = tracked_spec(model), model["role"].replace("_", " ")
+        if model.get("path") and local_path(spec) is None:  # a local model gone from where the run read it
+            raise AFTError(f"{role} {model['name']!r} is gone from {model['path']}, where the run read it: put it "
+                           "back there to check it for updates (and to retrain: the rerun reads the run's recipe).")
+        new = current_revision(spec, role)
         rows.append({"role": model["role"], "name": model["name"], "spec": spec,
                      "requested_revision": model.get("requested_revision"), "old": model["resolved_revision"],
                      "new": new, "changed": new != model["resolved_revision"]})
