@@ -133,11 +133,14 @@ def test_recipe_rerun_refuses_relative_sources_it_cannot_find_and_retrain_finds_
     assert new["dataset"]["path"] == str(tmp_path / "data") and new["student"]["path"] == str(tmp_path / "student")
     assert new["splits"]["train"]["fingerprint"] == record["splits"]["train"]["fingerprint"]
     shutil.copytree(csv_data, elsewhere / "data")  # a folder of the same name here: said, not silently read
+    tiny.sentiment_dataset(20, seed=4).to_csv(elsewhere / "data" / "train.csv")  # other rows: said after training
     caplog.clear()
     assert main(["train", "--config", str(first / "recipe.yaml"), "--output_dir", "same-name", "--model_name_or_path",
                  str(tmp_path / "student"), "--teachers", str(tmp_path / "teachers" / "t")]) == 0
     assert any(f"dataset 'data' is {elsewhere / 'data'} here, not the recipe's run's {tmp_path / 'data'}" in m
                for m in caplog.messages)
+    (line,) = [m for m in caplog.messages if "split has" in m]
+    assert line.startswith("hf-aft: the train split has 20 rows (") and "the recipe's run's had 32 rows (" in line
     shutil.rmtree(elsewhere / "data")
 
     (tmp_path / "data").rename(tmp_path / "moved")  # the data moved: the way out is where it is now

@@ -11,6 +11,7 @@ changed is warned about, and `--retrain` names the recorded paths itself.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 
@@ -118,6 +119,33 @@ def moved_since(folder: str, named: dict[str, list]) -> list[str]:
         lines.append(f"hf-aft: {_role(source)} {spec!r} {moved} (revision {old[:12]} -> {new[:12]}): this run will "
                      "not reproduce that student.")
     return lines
+
+
+def data_differs(folder: str, new_folder: str) -> list[str]:
+    """After a rerun from the recipe of the run in `folder` into `new_folder`: one line per split of the data that
+    run named (labelled, unlabelled) whose rows or labels differ from that run's (a file deleted from a pattern, rows
+    added to a folder). Split fingerprints are not compared: datasets' fingerprint of data files depends on where
+    they are. Data the rerun names otherwise (another `--dataset_name`) is not compared."""
+    try:
+        old, new = read_record(folder), read_record(new_folder)
+    except AFTError:
+        return []
+    same = {key: (old.get("dataset") or {}).get(key) == (new.get("dataset") or {}).get(key)
+            for key in ("name", "unlabeled_dataset")}
+    lines = []
+    for split, facts in (old.get("splits") or {}).items():
+        now = (new.get("splits") or {}).get(split)
+        if now is None or not same["unlabeled_dataset" if split == "unlabeled" else "name"]:
+            continue
+        if any(facts.get(key) != now.get(key) for key in ("rows", "labels", "targets")):
+            lines.append(f"hf-aft: the {split} split has {_rows(now)} here, the recipe's run's had {_rows(facts)}: "
+                         "this run did not reproduce that student.")
+    return lines
+
+
+def _rows(facts: dict) -> str:
+    labels = facts.get("labels") or facts.get("targets")
+    return f"{facts['rows']} rows" + (f" ({json.dumps(labels, sort_keys=True)})" if labels else "")
 
 
 def relocated(record: dict, dataset_name: str | None = None) -> list[str]:

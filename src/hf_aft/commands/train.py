@@ -102,12 +102,19 @@ def print_summary(summary: dict) -> None:
 def train(argv: list[str], check_recipe: bool = True) -> dict:
     """Run one training job from command-line tokens; returns its summary. A `--config` that is a run's recipe is
     refused when it names a local source that is not found from here (`reruns.check_sources`) and, with
-    `check_recipe`, warned about for each local model that changed since that run (`reruns.moved_since`)."""
+    `check_recipe`, warned about for each local model that changed since that run (`reruns.moved_since`) and, after
+    training, for each split whose rows differ from that run's (`reruns.data_differs`)."""
     from ..pipeline import train_student
 
     script_args, config, peft_args = parse_train_args(argv)
     check_rerun(argv, script_args, config, warn=check_recipe)
-    return train_student(script_args, config, peft_args)
+    summary = train_student(script_args, config, peft_args)
+    if check_recipe and summary["is_main_process"] and (recipe := split_config(argv)[0]):
+        from ..reruns import data_differs
+
+        for line in data_differs(os.path.dirname(os.path.abspath(recipe)), summary["output_dir"]):
+            logger.warning(line)
+    return summary
 
 
 def check_rerun(argv: list[str], script_args, config, warn: bool) -> None:
