@@ -116,9 +116,10 @@ def test_the_teachers_padding_is_exactly_the_tokenizers(folders, lengths, side):
 
 
 def test_an_empty_text_is_its_tokenizers_eos_token(folders):
-    """GPT-2's empty document is `<|endoftext|>`: "" gets exactly the features of the eos token as a text."""
+    """GPT-2's empty document is `<|endoftext|>`: "" gets the features of the eos token as a text (equal up to float
+    rounding: a batch of two and a batch of one may sum in another order)."""
     teacher = TextTeacher("gpt2", str(folders["gpt2"]), "local", "last", 256, 4, torch.device("cpu"))
-    np.testing.assert_array_equal(teacher(["", "<eos>"])[0], teacher(["<eos>"])[0])
+    np.testing.assert_allclose(teacher(["", "<eos>"])[0], teacher(["<eos>"])[0], rtol=1e-5, atol=1e-6)
 
 
 def test_a_max_length_with_no_room_for_text_is_refused(folders):
