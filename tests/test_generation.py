@@ -138,7 +138,8 @@ def test_train_with_generated_texts_names_the_generator_and_follows_it(student_d
     shutil.rmtree(generator)  # gone: one line that names the generator, not a teacher or the Hub's repo-id rules
     capsys.readouterr()
     assert main(["check-updates", str(new)]) == 2
-    assert one_error_line(capsys).startswith(f"hf-aft: error: generator '{generator}': no such folder or file")
+    assert one_error_line(capsys).startswith(f"hf-aft: error: generator '{generator}' is gone from {generator}, "
+                                             "where the run read it: put it back there")
 
 
 @pytest.mark.parametrize("extra, message", [

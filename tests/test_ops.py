@@ -113,7 +113,8 @@ def test_recipe_rerun_refuses_relative_sources_it_cannot_find_and_retrain_finds_
     first = tmp_path / "runs" / "first"
     train("student", "data", first, "--teachers", "teachers/t", "--skip_cost_report", "true")
     record = json.loads((first / "audit.json").read_text())
-    assert record["dataset"]["path"] == str(tmp_path / "data") and record["student"]["path"] == str(tmp_path / "student")
+    assert record["dataset"]["path"] == str(tmp_path / "data")
+    assert record["student"]["path"] == str(tmp_path / "student")
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

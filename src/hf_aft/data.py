@@ -18,15 +18,15 @@ import pyarrow.compute as pc
 
 from .data_files import (
     FILE_BUILDERS,
-    check_not_a_cached_folder,
     check_parquet_columns,
     file_format,
     folder_data_files,
     hub_saved_folder,
+    load_by_name,
     named_files,
     suffix,
 )
-from .errors import AFTError, held_back, one_line, warn_once
+from .errors import AFTError, one_line, warn_once
 from .faults import disk_errno, disk_error
 from .filesystems import nearest_existing
 from .targets import (
@@ -67,12 +67,7 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
         elif (snapshot := hub_saved_folder(name)) is not None:
             loaded = datasets.load_from_disk(snapshot)
         else:  # a folder of data files (converted like files), or a Hub id (read from the cache as it is)
-            with held_back("datasets") as said:  # its offline fallback's notes, said only if the data stands
-                loaded = datasets.load_dataset(name, config, cache_dir=conversion_cache() if folder else None)
-            if not folder:
-                check_not_a_cached_folder(name, loaded)
-            for record in said:
-                logging.getLogger(record.name).handle(record)
+            loaded = load_by_name(name, config, cache_dir=conversion_cache() if folder else None)
     except AFTError:
         raise
     except Exception as error:

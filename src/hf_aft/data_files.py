@@ -6,11 +6,12 @@ before datasets would say something unrelated ("could not find any data file", a
 from __future__ import annotations
 
 import glob
+import logging
 import os
 from collections import Counter
 from pathlib import Path
 
-from .errors import AFTError, one_line
+from .errors import AFTError, held_back, one_line
 
 # Suffix -> the datasets builder that reads it (a `.tsv` is csv read with a tab delimiter).
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -136,6 +137,21 @@ def hub_saved_folder(name: str) -> str | None:
     except Exception:  # not there, not a repo, or offline without it cached: load it the usual way
         return None
     return snapshot_download(name, repo_type="dataset")
+
+
+def load_by_name(name: str, config: str | None, cache_dir: str | None):
+    """`datasets.load_dataset(name, config)` for a Hub id or a folder of data files, refusing what datasets answers
+    a name that is no local path with from its cache of local folders (`check_not_a_cached_folder`); datasets' notes
+    (its offline fallback's) are said only once the data stands, so a refusal stays one line."""
+    import datasets
+
+    with held_back("datasets") as said:
+        loaded = datasets.load_dataset(name, config, cache_dir=cache_dir)
+    if not os.path.isdir(name):
+        check_not_a_cached_folder(name, loaded)
+    for record in said:
+        logging.getLogger(record.name).handle(record)
+    return loaded
 
 
 def check_not_a_cached_folder(name: str, loaded) -> None:
