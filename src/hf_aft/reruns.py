@@ -40,8 +40,9 @@ def recorded_sources(record: dict) -> list[dict]:
     return [s for s in found if s["spec"] and s["path"]]
 
 
-def _named(folder: str, named: dict[str, list]) -> list[dict]:
-    """The recorded local sources of the run in `folder` that a rerun names as that run did ([] without a record)."""
+def rerun_sources(folder: str, named: dict[str, list]) -> list[dict]:
+    """The recorded local sources of the run in `folder` (`recorded_sources`) that a rerun names as that run did
+    (`named`: role -> the specs the rerun names); [] without an audit record there."""
     try:
         record = read_record(folder)
     except AFTError:
@@ -49,15 +50,15 @@ def _named(folder: str, named: dict[str, list]) -> list[dict]:
     return [s for s in recorded_sources(record) if s["spec"] in named.get(s["role"], ())]
 
 
-def check_sources(folder: str, named: dict[str, list]) -> None:
-    """Refuse a rerun from the recipe of the run in `folder` that names a local source as that run did (`named`:
-    role -> the specs the rerun names) when that name is not found from here. No audit record there: nothing to check.
+def check_sources(sources: list[dict]) -> None:
+    """Refuse a rerun from a run's recipe when a local source it names as that run did (`rerun_sources`) is not
+    found from here.
 
     Raises:
         AFTError: one line naming each such source, the path the run read it from and the way out: run from the
             directory the run ran in, or name the paths (where they are now, for those gone from there too).
     """
-    gone = [s for s in _named(folder, named) if source_path(s["spec"]) is None]
+    gone = [s for s in sources if source_path(s["spec"]) is None]
     if gone:
         raise AFTError(_refusal(gone))
 
@@ -94,14 +95,14 @@ def _base(spec: str, path: str) -> str | None:
     return path[: -len(relative) - 1] or os.sep
 
 
-def moved_since(folder: str, named: dict[str, list]) -> list[str]:
-    """For a rerun from the recipe of the run in `folder`: one line per local source that the rerun names as that
-    run did (`named`: role -> the specs the rerun names) but that is not what the run read: a model or student whose
+def moved_since(sources: list[dict]) -> list[str]:
+    """For a rerun from a run's recipe: one line per local source that the rerun names as that run did
+    (`rerun_sources`) but that is not what the run read: a model or student whose
     content changed since, or whose (relative) name now leads to another folder or file that differs; data whose
     name leads to another path (data is not hashed: an identical copy there is warned about too). Hub models are
     pinned to their commit in the recipe and are not checked; nor is a recipe without its run's audit record."""
     lines = []
-    for source in _named(folder, named):
+    for source in sources:
         spec, path, old = source["spec"], source["path"], source["revision"]
         here = source_path(spec)
         if here is None:  # gone: check_sources refuses it

@@ -107,32 +107,35 @@ def train(argv: list[str], check_recipe: bool = True) -> dict:
     from ..pipeline import train_student
 
     script_args, config, peft_args = parse_train_args(argv)
-    check_rerun(argv, script_args, config, warn=check_recipe)
+    recipe_folder = check_rerun(argv, script_args, config, warn=check_recipe)
     summary = train_student(script_args, config, peft_args)
-    if check_recipe and summary["is_main_process"] and (recipe := split_config(argv)[0]):
+    if check_recipe and recipe_folder and summary["is_main_process"]:
         from ..reruns import data_differs
 
-        for line in data_differs(os.path.dirname(os.path.abspath(recipe)), summary["output_dir"]):
+        for line in data_differs(recipe_folder, summary["output_dir"]):
             logger.warning(line)
     return summary
 
 
-def check_rerun(argv: list[str], script_args, config, warn: bool) -> None:
+def check_rerun(argv: list[str], script_args, config, warn: bool) -> str | None:
     """Recipes name local sources as they were given and pin local models only by name: refuse one that is not found
-    from here, and say when a local model is not the run's any more."""
-    from ..reruns import check_sources, moved_since
+    from here, and say when a local model is not the run's any more. Returns the recipe's folder (None: no
+    `--config`)."""
+    from ..reruns import check_sources, moved_since, rerun_sources
 
     recipe = split_config(argv)[0]
     if not recipe:
-        return
+        return None
     folder = os.path.dirname(os.path.abspath(recipe))
     named = {"teacher": config.teachers or [], "generator": [config.generator],
              "distill_teacher": [config.distill_teacher], "dataset": [script_args.dataset_name],
              "unlabeled_dataset": [script_args.unlabeled_dataset], "student": [script_args.model_name_or_path]}
-    check_sources(folder, named)
+    sources = rerun_sources(folder, named)
+    check_sources(sources)
     if warn and os.environ.get("RANK", "0") == "0":  # said once, by the main process of a launched run
-        for line in moved_since(folder, named):
+        for line in moved_since(sources):
             logger.warning(line)
+    return folder
 
 
 def run(argv: list[str]) -> None:
