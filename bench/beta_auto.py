@@ -43,7 +43,7 @@ SEEDS = (0, 1, 2)
 TEXT = {"mpnet": ("mpnet", 3), "minilm": ("minilm", 3), "small": ("mpnet", 1), "mpnet6": ("mpnet", 6),
         "party": ("mpnet", 3), "bbc": ("mpnet", 3)}
 METHODS = {"text": "stl,auto,kd:1,aft:0.1,aft:0.3,aft:1", "vision": "stl,auto,aft:1,aft:0.1,aft:10,kd:1"}
-IMAGE_SUITES = ("vision", "digits")
+IMAGE_SUITES = ("vision", "vision-cnn", "digits")
 DIGITS = Path("runs/bench_digits/data")
 PARTY = Path("runs/bench_party/data")
 BBC = Path("runs/bench_bbc/data")
@@ -138,8 +138,9 @@ def method_args(method: str) -> list[str]:
 
 def suite_args(suite: str, seed: int, n: int | None) -> list[str]:
     if suite in IMAGE_SUITES:
-        data = vision_quality.WORK / "data" if suite == "vision" else DIGITS
-        return ["--model_name_or_path", str(vision_quality.student_init(seed)),
+        data = DIGITS if suite == "digits" else vision_quality.WORK / "data"
+        student = vision_quality.student_init(seed, "cnn" if suite == "vision-cnn" else "vit")
+        return ["--model_name_or_path", str(student),
                 "--dataset_name", str(subset(data, n)), "--image_column", "image",
                 "--teachers", str(vision_quality.TEACHER), "--num_train_epochs", "8",
                 "--per_device_train_batch_size", "64", "--per_device_eval_batch_size", "256", "--learning_rate",

@@ -33,7 +33,8 @@ random, the other 896 the pool; same teacher and student), `rt-minilm` (Rotten T
 teacher, whose probe is below the fine-tuned student at 2,000 labels: the check that a weak teacher does no harm),
 `rt6` (Rotten Tomatoes with all 6 layers of MiniLM-L6 as the student: does a larger student take more of the gap?),
 `vision` (animal-mnist, ImageNet MobileNetV2 teacher, a 4-layer ViT from scratch; bench/vision_quality.py's
-schedule). The unlabelled pool: `--pool` rows (default 2,000; bbc has 896) of the corpus that are in neither split
+schedule), `vision-cnn` (the same with a ResNet of the ViT's size from scratch: a convolutional student). The
+unlabelled pool: `--pool` rows (default 2,000; bbc has 896) of the corpus that are in neither split
 (text: from movies / speakers not in the test split; vision: images after the test split, exact duplicates
 removed), labels dropped; the same pool at every size. Results append to bench/results/semi.jsonl (reruns skip
 finished runs); the tables are printed at the end.
@@ -65,10 +66,14 @@ SEEDS = (0, 1, 2)
 SIZES = (100, 300, 1000, None)
 METHODS = "stl,probe,distill,aft0.1+distill,distill+u+ep,aft0.1+distill+u+ep"
 STEPS = {"text": 188, "vision": 256}
-DATA = {"rt-minilm": "rt", "rt6": "rt"}  # suites that share another's data and pool
+DATA = {"rt-minilm": "rt", "rt6": "rt", "vision-cnn": "vision"}  # suites that share another's data and pool
 LABELLED = {"rt": quality.WORK / "data", "party": beta_auto.PARTY, "bbc": beta_auto.BBC,
             "vision": vision_quality.WORK / "data"}
 TEACHER = {"rt-minilm": "minilm"}  # a weak teacher: its probe is below the fine-tuned student at 2,000 labels
+
+
+def is_image(suite: str) -> bool:
+    return DATA.get(suite, suite) == "vision"
 
 
 def suite_data(suite: str, pool: int) -> tuple[Path, Path]:
@@ -170,8 +175,8 @@ def probe_accuracy(suite: str, labelled: Path, n: int | None, seed: int) -> floa
     from hf_aft.distillation import linear_probe
 
     data = datasets.load_from_disk(str(beta_auto.subset(labelled, n)))
-    kind = {"image_column": "image"} if suite == "vision" else {"max_length": 64}
-    teachers = ([str(vision_quality.TEACHER)] if suite == "vision"
+    kind = {"image_column": "image"} if is_image(suite) else {"max_length": 64}
+    teachers = ([str(vision_quality.TEACHER)] if is_image(suite)
                 else [str(p) for p in quality.teacher_paths(TEACHER.get(suite, "mpnet"))])
     x = {k: np.asarray(extract_teacher_features(data[k], teachers, **kind)["teacher_features"]) for k in data}
     probe = linear_probe(x["train"], np.asarray(data["train"]["label"]), seed)
@@ -216,7 +221,7 @@ def run(suite: str, method: str, seed: int, n: int | None, pool_size: int) -> di
     elif method == "setfit":
         row = setfit_accuracy(suite, labelled, pool, n, seed)
     else:
-        kind = "vision" if suite == "vision" else "text"
+        kind = "vision" if is_image(suite) else "text"
         base = beta_auto.suite_args({"rt": "mpnet", "rt-minilm": "minilm", "rt6": "mpnet6"}.get(suite, suite), seed, n)
         out = WORK / "runs" / f"{suite}-{method}-{seed}-{n or 'all'}"
         rows = n or datasets.load_from_disk(str(labelled))["train"].num_rows

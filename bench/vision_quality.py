@@ -58,16 +58,29 @@ def animal_mnist(n_train: int = 2000, n_test: int = 1000, seed: int = 0):
     return datasets.DatasetDict({"train": split(order[:n_train]), "test": split(order[n_train : n_train + n_test])})
 
 
-def student_init(seed: int) -> Path:
-    """A small ViT for 28x28 images, randomly initialised from `seed`, saved with its image processor."""
-    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+def student_init(seed: int, arch: str = "vit") -> Path:
+    """A small image student for 28x28 images, randomly initialised from `seed`, saved with its image processor:
+    `vit` a 4-layer ViT (patch 4, width 96), `cnn` a 3-stage ResNet (basic blocks, widths 32/64/128); both about
+    0.31M parameters and a 7x7 grid after the stem, so they differ in inductive bias, not in size."""
+    from transformers import (
+        ResNetConfig,
+        ResNetForImageClassification,
+        ViTConfig,
+        ViTForImageClassification,
+        ViTImageProcessor,
+    )
 
-    folder = WORK / f"student-init-{seed}"
+    folder = WORK / (f"student-init-{seed}" if arch == "vit" else f"student-init-{arch}-{seed}")
     if not (folder / "config.json").exists():
         torch.manual_seed(seed)
-        config = ViTConfig(image_size=28, patch_size=4, hidden_size=96, num_hidden_layers=4, num_attention_heads=4,
-                           intermediate_size=192, num_labels=len(CLASSES))
-        ViTForImageClassification(config).save_pretrained(folder)
+        if arch == "vit":
+            config = ViTConfig(image_size=28, patch_size=4, hidden_size=96, num_hidden_layers=4,
+                               num_attention_heads=4, intermediate_size=192, num_labels=len(CLASSES))
+            ViTForImageClassification(config).save_pretrained(folder)
+        else:
+            config = ResNetConfig(embedding_size=32, hidden_sizes=[32, 64, 128], depths=[1, 1, 1],
+                                  layer_type="basic", num_labels=len(CLASSES))
+            ResNetForImageClassification(config).save_pretrained(folder)
         ViTImageProcessor(size={"height": 28, "width": 28}, image_mean=[0.5] * 3, image_std=[0.5] * 3,
                           ).save_pretrained(folder)
     return folder

@@ -60,4 +60,4 @@ def test_features_of_other_teachers_are_refused(teacher_dirs, student_dir, data_
     assert "--teachers is required" in capsys.readouterr().err
     assert main(["features", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data_dir), "--splits", "dev",
                  "--output_dir", str(tmp_path / "y")]) == 2
-    assert "split(s) ['dev'] not found" in capsys.readouterr().err
+    assert "split 'dev' not found; the dataset has splits" in capsys.readouterr().err

@@ -279,6 +279,29 @@ def test_every_split_is_checked_before_any_model_sees_it(tmp_path):
             load_labelled_splits(_splits(tmp_path, train, test))
 
 
+def test_a_split_that_files_named_directly_cannot_have_points_to_a_folder_of_split_files(tmp_path, capsys):
+    from hf_aft.commands import main
+    from hf_aft.unlabeled import load_unlabeled
+
+    folder = _splits(tmp_path, [{"text": "good film", "label": i % 2} for i in range(8)], [{"text": "bad", "label": 0}])
+    files = [f"{folder}/train.jsonl,{folder}/test.jsonl", f"{folder}/*.jsonl", f"{folder}/train.jsonl"]
+    way_out = "data files named directly form one split, 'train': put each split in a file named after it"
+    for named in files:  # every shape of files named directly: never "pass --eval_split" to one who did
+        with pytest.raises(AFTError, match=f"split 'test' not found; the dataset has splits \\['train'\\]: {way_out}"):
+            load_labelled_splits(named, eval_split="test")
+    train = load_labelled_splits(folder, eval_split="test")  # the folder the way out names has both splits
+    assert (train.train.num_rows, train.eval.num_rows) == (8, 1)
+    with pytest.raises(AFTError, match=f"--unlabeled_dataset .*split 'pool' not found.*{way_out}"):
+        load_unlabeled(files[1], "pool", "text", "label", train.train, {"test": train.eval})
+    with pytest.raises(AFTError, match="split 'pool' not found; the dataset has splits .*: pass --unlabeled_split"):
+        load_unlabeled(folder, "pool", "text", "label", train.train, {"test": train.eval})
+    returncode = main(["features", "--teachers", "unused", "--dataset_name", files[0], "--splits", "train", "test",
+                       "--output_dir", str(tmp_path / "features")])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
+    assert returncode == 2 and len(errors) == 1 and "split 'test' not found" in errors[0] and way_out in errors[0]
+    assert not (tmp_path / "features").exists()
+
+
 def test_a_missing_folder_is_not_read_from_the_cached_copy_of_a_folder_of_that_name(student_dir, tmp_path,
                                                                                    monkeypatch, capsys):
     """Offline, datasets answers a name that is no local path with the latest dataset cached under that name, which

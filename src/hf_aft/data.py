@@ -23,6 +23,7 @@ from .data_files import (
     folder_data_files,
     hub_saved_folder,
     load_by_name,
+    missing_split,
     named_files,
     suffix,
 )
@@ -112,12 +113,11 @@ def _drop_new_locks(since: float) -> None:
             folder.rmdir()
 
 
-def pick_splits(data: datasets.DatasetDict, train_split: str, eval_split: str | None):
+def pick_splits(data: datasets.DatasetDict, train_split: str, eval_split: str | None, source: str | None = None):
     """(train split, eval split or None); the eval split defaults to the first of EVAL_SPLITS present."""
-    if train_split not in data:
-        raise AFTError(f"split {train_split!r} not found; the dataset has splits {list(data)}: pass --train_split.")
-    if eval_split is not None and eval_split not in data:
-        raise AFTError(f"split {eval_split!r} not found; the dataset has splits {list(data)}: pass --eval_split.")
+    for split, option in ((train_split, "--train_split"), (eval_split, "--eval_split")):
+        if split is not None and split not in data:
+            raise missing_split(split, list(data), source, f"pass {option}")
     eval_split = eval_split_name(data, eval_split)
     return data[train_split], (data[eval_split] if eval_split else None)
 
@@ -311,7 +311,7 @@ def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, t
             than 2 classes, labels that cannot be trained or evaluated on.
     """
     data = join_target_columns(load_dataset_dict(dataset_name, dataset_config), label_column)  # "a,b": 2 targets
-    train_set, eval_set = pick_splits(data, train_split, eval_split)
+    train_set, eval_set = pick_splits(data, train_split, eval_split, dataset_name)
     eval_split, input_column = eval_split_name(data, eval_split), input_column_of(train_set, input_column)
     for split, name in ((train_set, train_split), (eval_set, eval_split)):
         if split is not None:

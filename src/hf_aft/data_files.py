@@ -61,6 +61,16 @@ def named_files(name: str) -> list[str]:
     return files
 
 
+def missing_split(split: str, have: list[str], source: str | None, way_out: str) -> AFTError:
+    """The refusal of a split that the data from `source` lacks, ending with `way_out`. Data files named directly
+    (one file, comma-separated files, a pattern) form one split, `train`, which no split option can change: the way
+    out is then a folder of files named by split."""
+    if source and have == ["train"] and named_files(source):
+        way_out = ("data files named directly form one split, 'train': put each split in a file named after it "
+                   "(train.csv, test.csv, ...) in one folder, and give the folder")
+    return AFTError(f"split {split!r} not found; the dataset has splits {have}: {way_out}.")
+
+
 def _expand(part: str) -> list[str]:
     path = os.path.expanduser(part)
     matches = sorted(glob.glob(path)) if glob.has_magic(path) else [path]

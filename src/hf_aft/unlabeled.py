@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import torch
 
 from .data import arrow_column, check_inputs, first_row, load_dataset_dict
+from .data_files import missing_split
 from .errors import AFTError, one_line
 from .words import WORD_POSITIONS, is_word_lists
 
@@ -102,8 +103,8 @@ def load_unlabeled(source: str, split: str, input_column: str, label_column: str
     except AFTError as error:
         raise AFTError(f"--unlabeled_dataset: {error}") from error
     if split not in data:
-        raise AFTError(f"split {split!r} not found in the unlabelled data {source!r}; it has splits {list(data)}: "
-                       "pass --unlabeled_split.")
+        refusal = missing_split(split, list(data), source, "pass --unlabeled_split")
+        raise AFTError(f"--unlabeled_dataset {source!r}: {refusal}")
     unlabeled = data[split]
     name = f"unlabelled ({source} {split})"
     check_unlabeled(unlabeled, input_column, name)

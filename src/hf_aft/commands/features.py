@@ -79,10 +79,14 @@ def compute_features(argv: list[str]) -> dict:
 
 def _compute(args: FeatureArguments, teachers, claim) -> dict:
     from ..data import load_dataset_dict
+    from ..data_files import missing_split
     from ..feature_dataset import save_feature_dataset
     from ..hub import push_folder
 
     data = load_dataset_dict(args.dataset_name, args.dataset_config)
+    for split in args.splits:
+        if split not in data:
+            raise missing_split(split, list(data), args.dataset_name, "pass --splits")
     unlabeled = _load_unlabeled(args, data)
     infos = save_feature_dataset(data, args.splits, teachers, args.output_dir, args.text_column, args.image_column,
                                  unlabeled)
@@ -99,12 +103,9 @@ def _load_unlabeled(args: FeatureArguments, data):
     """--unlabeled_dataset's rows, checked against every split but train (those are evaluated on), or None."""
     if not args.unlabeled_dataset:
         return None
-    from ..errors import AFTError
     from ..unlabeled import load_unlabeled
 
-    labelled = data[args.splits[0]] if args.splits[0] in data else None
-    if labelled is None:
-        raise AFTError(f"split {args.splits[0]!r} not found; the dataset has splits {list(data)}: pass --splits.")
+    labelled = data[args.splits[0]]
     held_out = {name: split for name, split in data.items() if name != "train"}
     return load_unlabeled(args.unlabeled_dataset, args.unlabeled_split, args.image_column or args.text_column,
                           args.label_column, labelled, held_out)
