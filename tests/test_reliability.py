@@ -283,7 +283,8 @@ def test_a_split_that_files_named_directly_cannot_have_points_to_a_folder_of_spl
     from hf_aft.commands import main
     from hf_aft.unlabeled import load_unlabeled
 
-    folder = _splits(tmp_path, [{"text": "good film", "label": i % 2} for i in range(8)], [{"text": "bad", "label": 0}])
+    train = [{"text": "good film", "label": i % 2} for i in range(8)]
+    folder = _splits(tmp_path, train, [{"text": "bad", "label": 0}])
     files = [f"{folder}/train.jsonl,{folder}/test.jsonl", f"{folder}/*.jsonl", f"{folder}/train.jsonl"]
     way_out = "data files named directly form one split, 'train': put each split in a file named after it"
     for named in files:  # every shape of files named directly: never "pass --eval_split" to one who did
