@@ -294,12 +294,17 @@ def test_a_split_that_files_named_directly_cannot_have_points_to_a_folder_of_spl
     assert (train.train.num_rows, train.eval.num_rows) == (8, 1)
     with pytest.raises(AFTError, match=f"--unlabeled_dataset .*split 'pool' not found.*{way_out}"):
         load_unlabeled(files[1], "pool", "text", "label", train.train, {"test": train.eval})
-    with pytest.raises(AFTError, match="split 'pool' not found; the dataset has splits .*: pass --unlabeled_split"):
+    with pytest.raises(AFTError, match="split 'pool' not found; the dataset has splits .*: name one of them with "):
         load_unlabeled(folder, "pool", "text", "label", train.train, {"test": train.eval})
     returncode = main(["features", "--teachers", "unused", "--dataset_name", files[0], "--splits", "train", "test",
                        "--output_dir", str(tmp_path / "features")])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
     assert returncode == 2 and len(errors) == 1 and "split 'test' not found" in errors[0] and way_out in errors[0]
+    # Without --eval_split the run says it will not be evaluated, with the same way out (not "pass --eval_split").
+    assert main(["train", "--model_name_or_path", str(tmp_path / "none"), "--teachers", str(tmp_path / "none"),
+                 "--dataset_name", files[0], "--output_dir", str(tmp_path / "out")]) == 2  # no such teacher
+    notice = next(line for line in capsys.readouterr().out.splitlines() if "no evaluation split" in line)
+    assert way_out in notice and "pass --eval_split" not in notice
     assert not (tmp_path / "features").exists()
 
 

@@ -458,7 +458,8 @@ def test_bad_unlabelled_data_is_refused_in_one_line_before_any_teacher_runs(stud
     fails(bad_pools / "images", "unlabelled", "holds image but the labelled data's holds text")
     fails(bad_pools / "empty_split", "unlabelled", "split is empty")
     fails(bad_pools / "header_only", str(bad_pools / "header_only"))
-    fails(csv_data / "pool", "--unlabeled_dataset", "split 'unlabeled' not found", "['train']: pass --unlabeled_split",
+    fails(csv_data / "pool", "--unlabeled_dataset", "split 'unlabeled' not found",
+          "['train']: name one of them with --unlabeled_split",
           split="unlabeled")
     fails(bad_pools / "leaky", "2 rows of the unlabelled", "also in the eval (test) split (first at row 6)",
           "leakage")

@@ -117,7 +117,7 @@ def pick_splits(data: datasets.DatasetDict, train_split: str, eval_split: str | 
     """(train split, eval split or None); the eval split defaults to the first of EVAL_SPLITS present."""
     for split, option in ((train_split, "--train_split"), (eval_split, "--eval_split")):
         if split is not None and split not in data:
-            raise missing_split(split, list(data), source, f"pass {option}")
+            raise missing_split(split, list(data), source, f"name one of them with {option}")
     eval_split = eval_split_name(data, eval_split)
     return data[train_split], (data[eval_split] if eval_split else None)
 

@@ -66,9 +66,13 @@ def missing_split(split: str, have: list[str], source: str | None, way_out: str)
     (one file, comma-separated files, a pattern) form one split, `train`, which no split option can change: the way
     out is then a folder of files named by split."""
     if source and have == ["train"] and named_files(source):
-        way_out = ("data files named directly form one split, 'train': put each split in a file named after it "
-                   "(train.csv, test.csv, ...) in one folder, and give the folder")
+        way_out = ONE_SPLIT
     return AFTError(f"split {split!r} not found; the dataset has splits {have}: {way_out}.")
+
+
+# What data files named directly become, and the way to more splits (the file names datasets reads as split names).
+ONE_SPLIT = ("data files named directly form one split, 'train': put each split in a file named after it (train, "
+             "test or validation, e.g. train.csv and test.csv) in one folder, and give the folder")
 
 
 def _expand(part: str) -> list[str]:

@@ -23,6 +23,7 @@ from .card import beta_note, read_baseline, terms_note
 from .claims import check_unchanged, claimed, tag_config
 from .config import AFTConfig
 from .data import load_labelled_splits
+from .data_files import ONE_SPLIT, named_files
 from .distillation import task_teacher_order
 from .errors import AFTError
 from .features import read_teacher_infos
@@ -266,8 +267,9 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
               else f"--beta auto holds out {script_args.beta_validation_fraction:.0%} of the training data to "
               "compare candidates on", flush=True)
     if splits.eval is None:
+        way_out = ONE_SPLIT if named_files(script_args.dataset_name) else "pass --eval_split to name one"
         print("no evaluation split (test, validation, valid or eval) in the dataset: the student will not be "
-              "evaluated; pass --eval_split to name one.", flush=True)
+              f"evaluated; {way_out}.", flush=True)
     train_set, infos = splits.train, None
     if config.needs_teacher_features(unlabeled is not None):
         extraction = time.perf_counter()

@@ -103,7 +103,7 @@ def load_unlabeled(source: str, split: str, input_column: str, label_column: str
     except AFTError as error:
         raise AFTError(f"--unlabeled_dataset: {error}") from error
     if split not in data:
-        refusal = missing_split(split, list(data), source, "pass --unlabeled_split")
+        refusal = missing_split(split, list(data), source, "name one of them with --unlabeled_split")
         raise AFTError(f"--unlabeled_dataset {source!r}: {refusal}")
     unlabeled = data[split]
     name = f"unlabelled ({source} {split})"

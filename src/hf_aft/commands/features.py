@@ -86,7 +86,7 @@ def _compute(args: FeatureArguments, teachers, claim) -> dict:
     data = load_dataset_dict(args.dataset_name, args.dataset_config)
     for split in args.splits:
         if split not in data:
-            raise missing_split(split, list(data), args.dataset_name, "pass --splits")
+            raise missing_split(split, list(data), args.dataset_name, "name those with --splits")
     unlabeled = _load_unlabeled(args, data)
     infos = save_feature_dataset(data, args.splits, teachers, args.output_dir, args.text_column, args.image_column,
                                  unlabeled)
