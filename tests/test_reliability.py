@@ -300,6 +300,12 @@ def test_a_split_that_files_named_directly_cannot_have_points_to_a_folder_of_spl
                        "--output_dir", str(tmp_path / "features")])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
     assert returncode == 2 and len(errors) == 1 and "split 'test' not found" in errors[0] and way_out in errors[0]
+    # A file the folder way out would leave out (datasets reads splits from file names) is refused, not dropped.
+    (Path(folder) / "extra.jsonl").write_text(json.dumps({"text": "more", "label": 1}) + "\n")
+    with pytest.raises(AFTError, match="would leave out 'extra.jsonl': name it after its split"):
+        load_labelled_splits(folder, eval_split="test")
+    (Path(folder) / "extra.jsonl").rename(Path(folder) / "train-2.jsonl")  # named after its split: read
+    assert load_labelled_splits(folder, eval_split="test").train.num_rows == 9
     # Without --eval_split the run says it will not be evaluated, with the same way out (not "pass --eval_split").
     assert main(["train", "--model_name_or_path", str(tmp_path / "none"), "--teachers", str(tmp_path / "none"),
                  "--dataset_name", files[0], "--output_dir", str(tmp_path / "out")]) == 2  # no such teacher

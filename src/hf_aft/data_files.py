@@ -120,7 +120,26 @@ def folder_data_files(folder: str) -> list[str]:
     tables = [f for f in found if suffix(f) not in IMAGE_SUFFIXES and os.path.basename(f) not in BESIDE_DATA
               and not os.path.basename(f).startswith("metadata.")]  # an image folder's labels
     check_one_format(tables, f" in {folder!r}")
+    check_every_file_read(folder, tables)
     return found
+
+
+def check_every_file_read(folder: str, tables: list[str]) -> None:
+    """datasets reads a folder's splits from its files' names (train, test, validation, dev, ...): once one file is
+    named so, a data file named otherwise is left out without a word. Refuse that, naming the file."""
+    from datasets.data_files import DataFilesDict, get_data_patterns
+
+    try:
+        read = {os.path.realpath(f) for files in DataFilesDict.from_patterns(get_data_patterns(folder),
+                                                                           base_path=folder).values() for f in files}
+    except Exception:  # nothing datasets can read: its own error, when loading, says so
+        return
+    left = sorted(os.path.relpath(f, folder) for f in tables if os.path.realpath(f) not in read)
+    if left:
+        more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
+        raise AFTError(f"{folder!r}: datasets reads a folder's splits from its files' names (train, test or "
+                       f"validation, e.g. train.csv) and would leave out {left[0]!r}{more}: name it after its split, "
+                       "or move it out of the folder.")
 
 
 def check_parquet_columns(paths: list[str]) -> None:
