@@ -311,6 +311,9 @@ def test_a_split_that_files_named_directly_cannot_have_points_to_a_folder_of_spl
                  "--dataset_name", files[0], "--output_dir", str(tmp_path / "out")]) == 2  # no such teacher
     notice = next(line for line in capsys.readouterr().out.splitlines() if "no evaluation split" in line)
     assert way_out in notice and "pass --eval_split" not in notice
+    (Path(folder) / "test.jsonl").rename(Path(folder) / "Test.jsonl")  # datasets would train on it
+    with pytest.raises(AFTError, match="'Test.jsonl' is named after a split in capitals.*rename 'Test' to 'test'"):
+        load_labelled_splits(folder)
     assert not (tmp_path / "features").exists()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -125,10 +126,18 @@ def folder_data_files(folder: str) -> list[str]:
 
 
 def check_every_file_read(folder: str, tables: list[str]) -> None:
-    """datasets reads a folder's splits from its files' names (train, test, validation, dev, ...): once one file is
-    named so, a data file named otherwise is left out without a word. Refuse that, naming the file."""
-    from datasets.data_files import DataFilesDict, get_data_patterns
+    """datasets reads a folder's splits from its files' and subfolders' names (train, test, validation, dev, ...), in
+    lower case only: a data file named after no split, beside one that is, is left out without a word, and
+    `Test.csv` joins the train split. Refuse both, naming the file."""
+    from datasets.data_files import SPLIT_KEYWORDS, DataFilesDict, get_data_patterns
 
+    keywords = {word for words in SPLIT_KEYWORDS.values() for word in words}
+    for path in sorted(os.path.relpath(f, folder) for f in tables):
+        word = next((w for w in re.split(r"[-._ 0-9/\\]+", path) if w != w.lower() and w.lower() in keywords), None)
+        if word:
+            raise AFTError(f"{folder!r}: {path!r} is named after a split in capitals, but datasets reads split names "
+                           f"in lower case only (its rows would join another split): rename {word!r} to "
+                           f"{word.lower()!r}.")
     try:
         read = {os.path.realpath(f) for files in DataFilesDict.from_patterns(get_data_patterns(folder),
                                                                            base_path=folder).values() for f in files}
@@ -137,9 +146,10 @@ def check_every_file_read(folder: str, tables: list[str]) -> None:
     left = sorted(os.path.relpath(f, folder) for f in tables if os.path.realpath(f) not in read)
     if left:
         more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
-        raise AFTError(f"{folder!r}: datasets reads a folder's splits from its files' names (train, test or "
-                       f"validation, e.g. train.csv) and would leave out {left[0]!r}{more}: name it after its split, "
-                       "or move it out of the folder.")
+        raise AFTError(f"{folder!r}: datasets reads a folder's splits from its files' and subfolders' names (train, "
+                       f"test or validation, e.g. train.csv or train/) and would leave out {left[0]!r}{more}: name "
+                       "it after its split or put it in its split's subfolder, as the folder's other files are, or "
+                       "move it out of the folder.")
 
 
 def check_parquet_columns(paths: list[str]) -> None:
