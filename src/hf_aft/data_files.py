@@ -121,7 +121,8 @@ def folder_data_files(folder: str) -> list[str]:
     tables = [f for f in found if suffix(f) not in IMAGE_SUFFIXES and os.path.basename(f) not in BESIDE_DATA
               and not os.path.basename(f).startswith("metadata.")]  # an image folder's labels
     check_one_format(tables, f" in {folder!r}")
-    check_every_file_read(folder, tables)
+    if not any(suffix(f) in IMAGE_SUFFIXES for f in found):  # an image folder's tables are labels, read apart
+        check_every_file_read(folder, tables)
     return found
 
 
