@@ -62,6 +62,11 @@ def named_files(name: str) -> list[str]:
     return files
 
 
+# What data files named directly become, and the way to more splits (the file names datasets reads as split names).
+ONE_SPLIT = ("data files named directly form one split, 'train': put each split in a file named after it (train, "
+             "test or validation, e.g. train.csv and test.csv) in one folder, and give the folder")
+
+
 def missing_split(split: str, have: list[str], source: str | None, way_out: str) -> AFTError:
     """The refusal of a split that the data from `source` lacks, ending with `way_out`. Data files named directly
     (one file, comma-separated files, a pattern) form one split, `train`, which no split option can change: the way
@@ -69,11 +74,6 @@ def missing_split(split: str, have: list[str], source: str | None, way_out: str)
     if source and have == ["train"] and named_files(source):
         way_out = ONE_SPLIT
     return AFTError(f"split {split!r} not found; the dataset has splits {have}: {way_out}.")
-
-
-# What data files named directly become, and the way to more splits (the file names datasets reads as split names).
-ONE_SPLIT = ("data files named directly form one split, 'train': put each split in a file named after it (train, "
-             "test or validation, e.g. train.csv and test.csv) in one folder, and give the folder")
 
 
 def _expand(part: str) -> list[str]:
@@ -133,7 +133,8 @@ def check_every_file_read(folder: str, tables: list[str]) -> None:
     from datasets.data_files import SPLIT_KEYWORDS, DataFilesDict, get_data_patterns
 
     keywords = {word for words in SPLIT_KEYWORDS.values() for word in words}
-    for path in sorted(os.path.relpath(f, folder) for f in tables):
+    relative = {f: os.path.relpath(f, folder) for f in tables}
+    for path in sorted(relative.values()):
         word = next((w for w in re.split(r"[-._ 0-9/\\]+", path) if w != w.lower() and w.lower() in keywords), None)
         if word:
             raise AFTError(f"{folder!r}: {path!r} is named after a split in capitals, but datasets reads split names "
@@ -144,7 +145,7 @@ def check_every_file_read(folder: str, tables: list[str]) -> None:
                                                                            base_path=folder).values() for f in files}
     except Exception:  # nothing datasets can read: its own error, when loading, says so
         return
-    left = sorted(os.path.relpath(f, folder) for f in tables if os.path.realpath(f) not in read)
+    left = sorted(path for f, path in relative.items() if os.path.realpath(f) not in read)
     if left:
         more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
         raise AFTError(f"{folder!r}: datasets reads a folder's splits from its files' and subfolders' names (train, "
