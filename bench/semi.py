@@ -11,6 +11,9 @@ Per suite, labelled-set size and seed (paired by seed), test accuracy of:
   setfit               the peer: SetFit's DistillationTrainer (teacher fine-tuned SetFit-style on the labelled rows,
                        distilled into the student on the unlabelled pool; text suites; `pip install --no-deps
                        setfit==1.2.0`, which `make bench-setup` does)
+  probe+tuned          the probe on the features of the teacher tuned SetFit-style on the labelled rows (setfit's
+                       teacher, its body saved as a transformers folder); `+tuned` in any training method: that
+                       tuned teacher instead of the suite's (its features, its probe's targets): a task-tuned teacher
 and each training method with `+u`: the same plus the unlabelled pool (--unlabeled_dataset); `+uaug2`: the pool plus
 2 augmented copies of each pool text; `+aug8`: plus 8 augmented
 copies of each labelled text as unlabelled rows (--augment_copies 8); `+gen800`: plus 800 texts written by
@@ -132,6 +135,8 @@ def method_args(method: str, pool: Path, own_share: float = 0.5) -> list[str]:
             args += ["--augment_copies", token[3:]]
         elif token.startswith("gen"):  # gen800: --generate_texts 800 written by SmolLM2-135M-Instruct
             args += ["--generate_texts", token[3:], "--generator", str(quality.smollm_path())]
+        elif token == "tuned":  # the teacher, not a flag (run() swaps it in)
+            continue
         elif token == "u":
             args += ["--unlabeled_dataset", str(pool)]
         elif token.startswith("uaug"):  # uaug2: the pool plus 2 augmented copies of each pool text
@@ -168,9 +173,10 @@ def epoch_steps(kind: str, n: int, pool_size: int, labeled_fraction: float = 0.5
     return epochs * math.ceil(epoch_length(n, pool_size, labeled_fraction) / batch)
 
 
-def probe_accuracy(suite: str, labelled: Path, n: int | None, seed: int) -> float:
+def probe_accuracy(suite: str, labelled: Path, n: int | None, seed: int, tuned: bool = False) -> float:
     """The teacher's probe (the one `--distill probe` fits: hf_aft.distillation.linear_probe, its C chosen by
-    cross-validated log-loss), fitted on the labelled rows' features, scored on the test split."""
+    cross-validated log-loss), fitted on the labelled rows' features, scored on the test split; `tuned`: the
+    features of the teacher tuned on those rows (tuned_teacher)."""
     from hf_aft import extract_teacher_features
     from hf_aft.distillation import linear_probe
 
@@ -178,6 +184,8 @@ def probe_accuracy(suite: str, labelled: Path, n: int | None, seed: int) -> floa
     kind = {"image_column": "image"} if is_image(suite) else {"max_length": 64}
     teachers = ([str(vision_quality.TEACHER)] if is_image(suite)
                 else [str(p) for p in quality.teacher_paths(TEACHER.get(suite, "mpnet"))])
+    if tuned:
+        teachers = [str(tuned_teacher(suite, labelled, n, seed))]
     x = {k: np.asarray(extract_teacher_features(data[k], teachers, **kind)["teacher_features"]) for k in data}
     probe = linear_probe(x["train"], np.asarray(data["train"]["label"]), seed)
     return float(probe.score(x["test"], data["test"]["label"]))
@@ -189,17 +197,12 @@ def setfit_accuracy(suite: str, labelled: Path, pool: Path, n: int | None, seed:
     then distilled into the student's body on the unlabelled pool (pairs whose target is the teacher's cosine
     similarity) and the student's head fitted on the teacher's predicted labels of the pool. Test accuracy of the
     student and of the fine-tuned teacher."""
-    from setfit import DistillationTrainer, SetFitModel, Trainer, TrainingArguments
+    from setfit import DistillationTrainer, SetFitModel, TrainingArguments
 
     data = datasets.load_from_disk(str(beta_auto.subset(labelled, n)))
     unlabeled = datasets.load_from_disk(str(pool))["train"]
-    torch.manual_seed(seed)
-    teacher = SetFitModel.from_pretrained(str(quality.teacher_paths(TEACHER.get(suite, "mpnet"))[0]))
-    # num_iterations 5 (SetFit's default 20 pairs per row is 4x the CPU time; 5 pairs per row and side here)
     out = WORK / "runs" / f"{suite}-setfit-{seed}-{n or 'all'}"  # SetFit's checkpoints (its default: ./checkpoints)
-    teacher_args = TrainingArguments(batch_size=16, num_epochs=1, num_iterations=5, max_length=64, seed=seed,
-                                     output_dir=str(out / "teacher"))
-    Trainer(model=teacher, args=teacher_args, train_dataset=data["train"]).train()
+    teacher = setfit_teacher(suite, data["train"], seed, out / "teacher")
     student_init = quality.truncated_student(quality.minilm_path(), quality.WORK / "student-init-3l", layers=3)
     student = SetFitModel.from_pretrained(str(student_init))
     student_args = TrainingArguments(batch_size=16, num_epochs=1, num_iterations=5, max_length=64, seed=seed,
@@ -212,17 +215,43 @@ def setfit_accuracy(suite: str, labelled: Path, pool: Path, n: int | None, seed:
     return {"accuracy": score["student"], "setfit_teacher_accuracy": score["teacher"]}
 
 
+def setfit_teacher(suite: str, train: datasets.Dataset, seed: int, out: Path):
+    """The suite's sentence-transformer teacher fine-tuned SetFit-style on `train` (contrastive pairs, then a
+    logistic-regression head): SetFit's own first step. num_iterations 5 (SetFit's default of 20 pairs per row and
+    side is 4x the CPU time)."""
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    torch.manual_seed(seed)
+    teacher = SetFitModel.from_pretrained(str(quality.teacher_paths(TEACHER.get(suite, "mpnet"))[0]))
+    args = TrainingArguments(batch_size=16, num_epochs=1, num_iterations=5, max_length=64, seed=seed,
+                             output_dir=str(out))
+    Trainer(model=teacher, args=args, train_dataset=train).train()
+    return teacher
+
+
+def tuned_teacher(suite: str, labelled: Path, n: int | None, seed: int) -> Path:
+    """setfit_teacher's body saved once as a transformers folder (sentence-transformers writes the transformer at the
+    folder's top), for hf-aft's --teachers: what a user with a task-tuned teacher of the same labels has."""
+    folder = WORK / "teachers" / f"{suite}-tuned-{seed}-{n or 'all'}"
+    if not (folder / "config.json").exists():
+        train = datasets.load_from_disk(str(beta_auto.subset(labelled, n)))["train"]
+        setfit_teacher(suite, train, seed, folder.with_name(folder.name + "-checkpoints")).model_body.save(str(folder))
+    return folder
+
+
 def run(suite: str, method: str, seed: int, n: int | None, pool_size: int) -> dict:
     labelled, pool = suite_data(suite, pool_size)
     pool_rows = datasets.load_from_disk(str(pool))["train"].num_rows  # bbc's corpus has fewer than --pool
     start = time.perf_counter()
-    if method == "probe":
-        row = {"accuracy": probe_accuracy(suite, labelled, n, seed)}
+    if method in ("probe", "probe+tuned"):
+        row = {"accuracy": probe_accuracy(suite, labelled, n, seed, tuned=method == "probe+tuned")}
     elif method == "setfit":
         row = setfit_accuracy(suite, labelled, pool, n, seed)
     else:
         kind = "vision" if is_image(suite) else "text"
         base = beta_auto.suite_args({"rt": "mpnet", "rt-minilm": "minilm", "rt6": "mpnet6"}.get(suite, suite), seed, n)
+        if "tuned" in method.split("+"):  # one text teacher: the tuned one in its place
+            base[base.index("--teachers") + 1] = str(tuned_teacher(suite, labelled, n, seed))
         out = WORK / "runs" / f"{suite}-{method}-{seed}-{n or 'all'}"
         rows = n or datasets.load_from_disk(str(labelled))["train"].num_rows
         pool_rows = unlabelled_rows(method, labelled, n, seed, pool, pool_rows)

@@ -317,6 +317,29 @@ def test_a_split_that_files_named_directly_cannot_have_points_to_a_folder_of_spl
     assert not (tmp_path / "features").exists()
 
 
+def test_an_image_folder_whose_splits_datasets_would_misread_is_refused_naming_the_fix(tmp_path):
+    """An image folder's splits are its top subfolders: `Test/` in capitals would join the train split, and one
+    metadata.csv above train/ and test/ is not read (each image would be labelled by its split's name)."""
+    for split in ("train", "test"):
+        (tmp_path / split).mkdir()
+        for i in range(4):
+            Image.new("RGB", (8, 8), (60 * i, 0, 0)).save(tmp_path / split / f"{i}.png")
+    (tmp_path / "metadata.csv").write_text("file_name,label\n" + "".join(
+        f"{split}/{i}.png,{i % 2}\n" for split in ("train", "test") for i in range(4)))
+    with pytest.raises(AFTError, match="'metadata.csv' sits above the split folders test/, train/.*put one "
+                                       "metadata.csv in each split folder"):
+        load_labelled_splits(str(tmp_path), input_column="image")
+    for split in ("train", "test"):  # the fix it names: read, labels from the metadata
+        (tmp_path / split / "metadata.csv").write_text("file_name,label\n" + "".join(
+            f"{i}.png,{i % 2}\n" for i in range(4)))
+    (tmp_path / "metadata.csv").unlink()
+    loaded = load_labelled_splits(str(tmp_path), input_column="image", eval_split="test")
+    assert (loaded.train.num_rows, loaded.eval.num_rows) == (4, 4) and sorted(loaded.train["label"]) == [0, 0, 1, 1]
+    (tmp_path / "test").rename(tmp_path / "Test")
+    with pytest.raises(AFTError, match="'Test/' is named after a split in capitals.*rename 'Test' to 'test'"):
+        load_labelled_splits(str(tmp_path), input_column="image")
+
+
 def test_a_missing_folder_is_not_read_from_the_cached_copy_of_a_folder_of_that_name(student_dir, tmp_path,
                                                                                    monkeypatch, capsys):
     """Offline, datasets answers a name that is no local path with the latest dataset cached under that name, which

@@ -121,25 +121,53 @@ def folder_data_files(folder: str) -> list[str]:
     tables = [f for f in found if suffix(f) not in IMAGE_SUFFIXES and os.path.basename(f) not in BESIDE_DATA
               and not os.path.basename(f).startswith("metadata.")]  # an image folder's labels
     check_one_format(tables, f" in {folder!r}")
-    if not any(suffix(f) in IMAGE_SUFFIXES for f in found):  # an image folder's tables are labels, read apart
+    if any(suffix(f) in IMAGE_SUFFIXES for f in found):  # an image folder's tables are labels, read apart
+        check_image_splits(folder, found)
+    else:
         check_every_file_read(folder, tables)
     return found
+
+
+def check_image_splits(folder: str, found: list[str]) -> None:
+    """An image folder's splits are its top subfolders (train/, test/): one named in capitals joins the train split,
+    and a metadata file above them is not read (datasets then labels each image by its split folder's name)."""
+    from datasets.data_files import SPLIT_KEYWORDS
+
+    keywords = {word for words in SPLIT_KEYWORDS.values() for word in words}
+    tops = sorted({os.path.relpath(f, folder).split(os.sep)[0] for f in found if suffix(f) in IMAGE_SUFFIXES
+                   and os.sep in os.path.relpath(f, folder)})
+    check_split_names_lower_case(folder, [f"{top}/" for top in tops])
+    splits = [f"{top}/" for top in tops if top in keywords]
+    above = sorted(name for name in map(lambda f: os.path.relpath(f, folder), found)
+                   if os.sep not in name and name.startswith("metadata."))
+    if splits and above:
+        raise AFTError(f"{folder!r}: {above[0]!r} sits above the split folders {', '.join(splits)}, where datasets "
+                       "does not read it (it would label each image by its split folder's name): put one "
+                       f"{above[0]} in each split folder, its file_name column relative to that folder.")
+
+
+def check_split_names_lower_case(folder: str, paths: list[str]) -> None:
+    """datasets reads split names from files' and subfolders' names in lower case only: `Test.csv` or a `Test/`
+    folder of images joins the train split without a word. Refuse it, naming the rename."""
+    from datasets.data_files import SPLIT_KEYWORDS
+
+    keywords = {word for words in SPLIT_KEYWORDS.values() for word in words}
+    for path in paths:
+        word = next((w for w in re.split(r"[-._ 0-9/\\]+", path) if w != w.lower() and w.lower() in keywords), None)
+        if word:
+            raise AFTError(f"{folder!r}: {path!r} is named after a split in capitals, but datasets reads split names "
+                           f"in lower case only (its rows would join another split): rename {word!r} to "
+                           f"{word.lower()!r}.")
 
 
 def check_every_file_read(folder: str, tables: list[str]) -> None:
     """datasets reads a folder's splits from its files' and subfolders' names (train, test, validation, dev, ...), in
     lower case only: a data file named after no split, beside one that is, is left out without a word, and
     `Test.csv` joins the train split. Refuse both, naming the file."""
-    from datasets.data_files import SPLIT_KEYWORDS, DataFilesDict, get_data_patterns
+    from datasets.data_files import DataFilesDict, get_data_patterns
 
-    keywords = {word for words in SPLIT_KEYWORDS.values() for word in words}
     relative = {f: os.path.relpath(f, folder) for f in tables}
-    for path in sorted(relative.values()):
-        word = next((w for w in re.split(r"[-._ 0-9/\\]+", path) if w != w.lower() and w.lower() in keywords), None)
-        if word:
-            raise AFTError(f"{folder!r}: {path!r} is named after a split in capitals, but datasets reads split names "
-                           f"in lower case only (its rows would join another split): rename {word!r} to "
-                           f"{word.lower()!r}.")
+    check_split_names_lower_case(folder, sorted(relative.values()))
     try:
         read = {os.path.realpath(f) for files in DataFilesDict.from_patterns(get_data_patterns(folder),
                                                                            base_path=folder).values() for f in files}
