@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification, ViTImageProcessor
 
-from hf_aft import AFTConfig, AFTError, AFTTrainer, extract_teacher_features, read_teacher_infos
+from hf_aft import AFTConfig, AFTError, AFTTrainer, extract_teacher_features, load_labelled_splits, read_teacher_infos
 from hf_aft.commands import main
 from hf_aft.teachers import ImageTeacher
 
@@ -198,9 +198,9 @@ def test_images_that_are_not_images_are_named(image_teachers, tmp_path):
         extract(tiny.image_dataset(2), [vit], image_column="picture")
 
 
-def test_an_image_folder_without_class_subfolders_is_refused_for_its_missing_labels(image_teachers, tmp_path,
-                                                                                   capsys):
-    # CSVs of image paths beside the images: datasets reads the folder as an image folder, with no label per row.
+def test_tables_of_image_paths_beside_the_images_are_refused_for_what_datasets_would_read(image_teachers, tmp_path,
+                                                                                         capsys):
+    # CSVs of image paths beside the images: datasets reads the folder as an image folder and leaves the CSVs out.
     root = tmp_path / "data"
     for split, n in (("train", 8), ("test", 4)):
         (root / "files" / split).mkdir(parents=True)
@@ -213,7 +213,13 @@ def test_an_image_folder_without_class_subfolders_is_refused_for_its_missing_lab
                  str(tmp_path / "out"), "--use_cpu", "true"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err, err
-    assert "label column 'label' has no label in 8 of 8 rows (an image folder takes its classes" in err
+    assert err.count("hf-aft: error:") == 1 and "holds images and 'test.csv' (and 1 more)" in err
+    assert "a table of image paths goes in a folder without images" in err
+    (tmp_path / "tables").mkdir()
+    for split in ("train", "test"):  # the way out: the tables in a folder of their own, the images elsewhere
+        (root / f"{split}.csv").rename(tmp_path / "tables" / f"{split}.csv")
+    loaded = load_labelled_splits(str(tmp_path / "tables"), input_column="image")
+    assert (loaded.train.num_rows, loaded.eval.num_rows, loaded.labels.names) == (8, 4, ["0", "1"])
 
 
 def test_a_teacher_of_the_wrong_modality_is_named_with_its_column(image_teachers, teacher_dirs, tmp_path):

@@ -340,6 +340,76 @@ def test_an_image_folder_whose_splits_datasets_would_misread_is_refused_naming_t
         load_labelled_splits(str(tmp_path), input_column="image")
 
 
+def _image_folder(root: Path, paths: list[str]) -> Path:
+    for i, path in enumerate(paths):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), (20 * i, 0, 0)).save(root / path)
+    return root
+
+
+def test_an_image_folder_is_read_whole_into_the_splits_its_folders_name_or_refused(tmp_path):
+    """datasets reads a split's name anywhere in an image's path and leaves out images outside the split folders or
+    missing from a metadata file: each such layout is one line naming the image and the fix, and the fix reads."""
+    split_folders = ["train/bus/a.png", "train/bus/b.png", "train/car/c.png", "test/bus/d.png", "test/car/e.png"]
+    layouts = {  # layout -> (what is refused, the fixed layout)
+        "a class named like a split": (
+            ["train/bus/a.png", "train/train/b.png", "test/bus/d.png", "test/train/e.png"],
+            r"'test/train/e.png' has 'train' in its path inside the split folder 'test'.*'trainx'"),
+        "an image beside the split folders": (
+            [*split_folders, "extra/bus/f.png"], "would leave out 'extra/bus/f.png': move it into its split's folder"),
+        "a split's name in a file name, no split folders": (
+            ["bus/a.png", "bus/test_b.png", "car/c.png"],
+            "'bus/test_b.png' has 'test' in its path in a folder without split folders"),
+    }
+    for name, (paths, refusal) in layouts.items():
+        with pytest.raises(AFTError, match=refusal):
+            load_labelled_splits(str(_image_folder(tmp_path / name.replace(" ", "-"), paths)), input_column="image")
+    loaded = load_labelled_splits(str(_image_folder(tmp_path / "fixed", split_folders)), input_column="image")
+    assert (loaded.train.num_rows, loaded.eval.num_rows, loaded.labels.names) == (3, 2, ["bus", "car"])
+    # A metadata file must list its folder's images, and only images that are there.
+    folder = _image_folder(tmp_path / "metadata", ["train/a.png", "train/b.png", "test/c.png", "test/d.png"])
+    (folder / "test" / "metadata.csv").write_text("file_name,label\nc.png,0\nd.png,1\n")
+    (folder / "train" / "metadata.csv").write_text("file_name,label\na.png,0\n")
+    with pytest.raises(AFTError, match="'train/metadata.csv' does not list 'train/b.png', so datasets would leave"):
+        load_labelled_splits(str(folder), input_column="image")
+    (folder / "train" / "metadata.csv").write_text("file_name,label\na.png,0\nb.png,1\ngone.png,0\n")
+    with pytest.raises(AFTError, match="'train/metadata.csv' names 'gone.png', which is not an image in its folder"):
+        load_labelled_splits(str(folder), input_column="image")
+    (folder / "train" / "metadata.csv").write_text("file_name,label\na.png,0\nb.png,1\n")
+    assert load_labelled_splits(str(folder), input_column="image").train["label"] == [0, 1]
+    # A test class the training split lacks (an image folder's class names come from every split's folders).
+    folder = _image_folder(tmp_path / "new-class", [*split_folders, "test/van/f.png"])
+    with pytest.raises(AFTError, match=r"the eval split 'test' has labels \['van'\] that the training split lacks "
+                                       r"\(it has \['bus', 'car'\]\)"):
+        load_labelled_splits(str(folder), input_column="image")
+
+
+def test_unlabelled_images_are_checked_for_leakage_and_every_image_file_opens(tmp_path, capsys):
+    """The pool's images are compared with the eval and training images by their files' SHA-256 (a copy at another
+    path is found), and an image file that does not open is one line naming it, before any model runs."""
+    from hf_aft.commands import main
+    from hf_aft.unlabeled import load_unlabeled
+
+    data = _image_folder(tmp_path / "data", ["train/bus/a.png", "train/car/b.png", "test/bus/c.png", "test/car/d.png"])
+    pool = _image_folder(tmp_path / "pool", ["p1.png", "p2.png"])  # images of their own: their colours differ
+    for i in range(2):
+        Image.new("RGB", (8, 8), (0, 50 + i, 0)).save(pool / f"p{i + 1}.png")
+    splits = load_labelled_splits(str(data), input_column="image")
+    assert len(load_unlabeled(str(pool), "train", "image", "label", splits.train, {"eval": splits.eval})) == 2
+    (pool / "copy.png").write_bytes((data / "test" / "car" / "d.png").read_bytes())
+    with pytest.raises(AFTError, match="1 rows of the unlabelled .* split are also in the eval split"):
+        load_unlabeled(str(pool), "train", "image", "label", splits.train, {"eval": splits.eval})
+    returncode = main(["features", "--teachers", "unused", "--dataset_name", str(data), "--image_column", "image",
+                       "--unlabeled_dataset", str(data), "--unlabeled_split", "test",
+                       "--output_dir", str(tmp_path / "features")])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
+    assert returncode == 2 and len(errors) == 1 and "are also in the" in errors[0], errors
+    (data / "test" / "car" / "d.png").write_bytes(b"")  # an empty file: opens as no image
+    with pytest.raises(AFTError, match=r"image column 'image', row 1: '.*test/car/d.png' is not a readable image"):
+        load_labelled_splits(str(data), input_column="image")
+    assert not (tmp_path / "features").exists()
+
+
 def test_a_missing_folder_is_not_read_from_the_cached_copy_of_a_folder_of_that_name(student_dir, tmp_path,
                                                                                    monkeypatch, capsys):
     """Offline, datasets answers a name that is no local path with the latest dataset cached under that name, which

@@ -40,6 +40,7 @@ from .distributed import is_distributed
 from .errors import AFTError
 from .faults import cached_files, disk_errno, disk_error
 from .filesystems import nearest_existing
+from .images import undecoded
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ def cached_teacher_column(inputs: datasets.Dataset, teacher: Callable, column: s
     """`teacher(batch[column])` over `inputs` as a one-column dataset (`PART_COLUMN`), read from its cache file when
     one exists, else computed (sharded over processes when distributed) and written there."""
     cache_file = teacher_cache_file(cache_dir, fingerprint)
+    inputs = undecoded(inputs, column)  # the teacher decodes each image itself (to_rgb): a bad file is one line
 
     def run(data, data_fingerprint, path, first_row=0):
         return data.map(lambda batch, rows: {PART_COLUMN: teacher(batch[column], rows=[first_row + r for r in rows])},

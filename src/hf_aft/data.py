@@ -3,14 +3,9 @@ its labels as class ids with names (`load_labelled_splits` does all of it, for `
 
 from __future__ import annotations
 
-import atexit
-import logging
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import datasets
 import pyarrow as pa
@@ -19,6 +14,8 @@ import pyarrow.compute as pc
 from .data_files import (
     FILE_BUILDERS,
     check_parquet_columns,
+    conversion_cache,
+    drop_new_locks,
     file_format,
     folder_data_files,
     hub_saved_folder,
@@ -27,9 +24,9 @@ from .data_files import (
     named_files,
     suffix,
 )
-from .errors import AFTError, one_line, warn_once
+from .errors import AFTError, one_line
 from .faults import disk_errno, disk_error
-from .filesystems import nearest_existing
+from .images import check_images_open
 from .targets import (
     MULTI,
     REGRESSION,
@@ -44,8 +41,6 @@ from .targets import (
     with_labels,
 )
 from .words import TokenLabels, input_column_of
-
-logger = logging.getLogger(__name__)
 
 EVAL_SPLITS = ("test", "validation", "valid", "eval")
 
@@ -73,44 +68,13 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
         raise
     except Exception as error:
         if disk_errno(error) is not None:
-            _drop_new_locks(started)
+            drop_new_locks(started)
             raise disk_error(error, datasets.config.HF_DATASETS_CACHE, way_out=f"loading {name!r} writes it there in "
                              "Arrow form: free space, or set HF_DATASETS_CACHE to another folder") from error
         raise AFTError(f"could not load dataset {name!r}: {one_line(error)}") from error
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded
-
-
-def conversion_cache() -> str | None:
-    """Where datasets converts data files to Arrow: its cache (None: the default), or, when that cache is read-only
-    (a shared cache mounted read-only, which can still hold every teacher feature a run needs), a temporary folder
-    removed when the process ends."""
-    global _CONVERSION_CACHE
-    root = datasets.config.HF_DATASETS_CACHE
-    if os.access(nearest_existing(root), os.W_OK | os.X_OK):
-        return None
-    if _CONVERSION_CACHE is None:
-        _CONVERSION_CACHE = tempfile.mkdtemp(prefix="hf_aft_datasets_")
-        atexit.register(shutil.rmtree, _CONVERSION_CACHE, ignore_errors=True)
-        warn_once(logger, f"hf-aft: the datasets cache {str(root)!r} is read-only: data files are converted in "
-                          f"{_CONVERSION_CACHE} (removed at exit); teacher features are read from the cache.")
-    return _CONVERSION_CACHE
-
-
-_CONVERSION_CACHE: str | None = None
-
-
-def _drop_new_locks(since: float) -> None:
-    """datasets leaves its builder locks (and their empty folders) in its cache when a conversion fails on a full
-    disk: a failed load leaves none behind (only what it made since `since`, a `time.time()`, is removed)."""
-    root = Path(datasets.config.HF_DATASETS_CACHE)
-    for lock in root.rglob("*.lock"):
-        if lock.stat().st_mtime >= since:
-            lock.unlink(missing_ok=True)
-    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        if folder.stat().st_mtime >= since and not any(folder.iterdir()):
-            folder.rmdir()
 
 
 def pick_splits(data: datasets.DatasetDict, train_split: str, eval_split: str | None, source: str | None = None):
@@ -169,7 +133,7 @@ def check_no_missing(dataset: datasets.Dataset, column: str, split: str, what: s
 
 
 def check_inputs(dataset: datasets.Dataset, column: str, split: str) -> None:
-    """The input column of a split: text (each row a string) or images (no row missing)."""
+    """The input column of a split: text (each row a string) or images (no row missing, each file opens)."""
     feature = dataset.features[column]
     if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
         check_texts(dataset, column, split)
@@ -178,6 +142,8 @@ def check_inputs(dataset: datasets.Dataset, column: str, split: str) -> None:
                        f"(from row 0): choose the input column with --text_column or --image_column.")
     else:
         check_no_missing(dataset, column, split, "input")
+        if isinstance(feature, datasets.Image):
+            check_images_open(dataset, column)
 
 
 @dataclass
@@ -188,6 +154,7 @@ class Labels(ClassNames):
     column: str
     is_class_label: bool
     problem_type: str = SINGLE
+    trained: frozenset | None = None  # a ClassLabel's ids with training rows (its names may hold more)
 
     @classmethod
     def from_dataset(cls, dataset: datasets.Dataset, column: str) -> Labels:
@@ -204,7 +171,8 @@ class Labels(ClassNames):
                 raise AFTError(f"the training split's label column {column!r} has no label in {missing} of "
                                f"{len(dataset)} rows (an image folder takes its classes from one subfolder per "
                                "class): fill or drop those rows, or give the labels in a column of their own.")
-            return cls(list(feature.names), column, True)
+            return cls(list(feature.names), column, True, trained=frozenset(pc.unique(arrow_column(dataset, column))
+                                                                           .to_pylist()))
         values = set(pc.unique(arrow_column(dataset, column)).to_pylist())  # Arrow: no Python row objects
         if None in values:
             raise AFTError(f"the label column {column!r} has missing values: drop or fill those rows.")
@@ -258,13 +226,15 @@ def check_eval_labels(dataset: datasets.Dataset, labels: Labels, split: str, rol
         raise AFTError(f"the {role} split {split!r} has hidden labels (-1, as in GLUE's test splits) from row {row}: "
                        f"choose another {flag} (e.g. validation), or drop those rows.")
     check_no_missing(dataset, column, split, "label")
-    if labels.is_class_label:
-        return
-    unknown = sorted({str(v) for v in pc.unique(arrow_column(dataset, column)).to_pylist()} - set(labels.names))
+    values = set(pc.unique(arrow_column(dataset, column)).to_pylist())
+    if labels.is_class_label:  # an image folder's class names are every split's class folders: the trained count
+        have = [labels.names[i] for i in sorted(labels.trained or range(len(labels.names)))]
+        unknown = [labels.names[i] for i in sorted(values) if labels.names[i] not in have]
+    else:
+        have, unknown = labels.names, sorted({str(v) for v in values} - set(labels.names))
     if unknown:
         raise AFTError(f"the {role} split {split!r} has labels {unknown[:5]} that the training split lacks (it has "
-                       f"{labels.names[:10]}): the student cannot predict them; drop those rows or choose another "
-                       f"{flag}.")
+                       f"{have[:10]}): the student cannot predict them; drop those rows or choose another {flag}.")
 
 
 def read_targets(dataset: datasets.Dataset, column: str, problem_type: str | None = None,

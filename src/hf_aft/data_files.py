@@ -5,14 +5,20 @@ before datasets would say something unrelated ("could not find any data file", a
 
 from __future__ import annotations
 
+import atexit
 import glob
 import logging
 import os
-import re
+import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 
-from .errors import AFTError, held_back, one_line
+from .errors import AFTError, held_back, one_line, warn_once
+from .filesystems import nearest_existing
+from .image_folders import check_image_folder, check_split_names_lower_case
+
+logger = logging.getLogger(__name__)
 
 # Suffix -> the datasets builder that reads it (a `.tsv` is csv read with a tab delimiter).
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -121,43 +127,14 @@ def folder_data_files(folder: str) -> list[str]:
     tables = [f for f in found if suffix(f) not in IMAGE_SUFFIXES and os.path.basename(f) not in BESIDE_DATA
               and not os.path.basename(f).startswith("metadata.")]  # an image folder's labels
     check_one_format(tables, f" in {folder!r}")
+    relative = [os.path.relpath(f, folder) for f in found]
     if any(suffix(f) in IMAGE_SUFFIXES for f in found):  # an image folder's tables are labels, read apart
-        check_image_splits(folder, found)
+        check_image_folder(folder, [f for f in relative if suffix(f) in IMAGE_SUFFIXES],
+                           [f for f in relative if os.path.basename(f).startswith("metadata.")],
+                           sorted(os.path.relpath(f, folder) for f in tables))
     else:
         check_every_file_read(folder, tables)
     return found
-
-
-def check_image_splits(folder: str, found: list[str]) -> None:
-    """An image folder's splits are its top subfolders (train/, test/): one named in capitals joins the train split,
-    and a metadata file above them is not read (datasets then labels each image by its split folder's name)."""
-    from datasets.data_files import SPLIT_KEYWORDS
-
-    keywords = {word for words in SPLIT_KEYWORDS.values() for word in words}
-    tops = sorted({os.path.relpath(f, folder).split(os.sep)[0] for f in found if suffix(f) in IMAGE_SUFFIXES
-                   and os.sep in os.path.relpath(f, folder)})
-    check_split_names_lower_case(folder, [f"{top}/" for top in tops])
-    splits = [f"{top}/" for top in tops if top in keywords]
-    above = sorted(name for name in map(lambda f: os.path.relpath(f, folder), found)
-                   if os.sep not in name and name.startswith("metadata."))
-    if splits and above:
-        raise AFTError(f"{folder!r}: {above[0]!r} sits above the split folders {', '.join(splits)}, where datasets "
-                       "does not read it (it would label each image by its split folder's name): put one "
-                       f"{above[0]} in each split folder, its file_name column relative to that folder.")
-
-
-def check_split_names_lower_case(folder: str, paths: list[str]) -> None:
-    """datasets reads split names from files' and subfolders' names in lower case only: `Test.csv` or a `Test/`
-    folder of images joins the train split without a word. Refuse it, naming the rename."""
-    from datasets.data_files import SPLIT_KEYWORDS
-
-    keywords = {word for words in SPLIT_KEYWORDS.values() for word in words}
-    for path in paths:
-        word = next((w for w in re.split(r"[-._ 0-9/\\]+", path) if w != w.lower() and w.lower() in keywords), None)
-        if word:
-            raise AFTError(f"{folder!r}: {path!r} is named after a split in capitals, but datasets reads split names "
-                           f"in lower case only (its rows would join another split): rename {word!r} to "
-                           f"{word.lower()!r}.")
 
 
 def check_every_file_read(folder: str, tables: list[str]) -> None:
@@ -244,3 +221,38 @@ def check_not_a_cached_folder(name: str, loaded) -> None:
         raise AFTError(f"dataset {name!r} is not a local folder or file here, and what datasets returned for it is "
                        f"the cached copy of a local folder once loaded under that name ({Path(files[0]).parents[3]}),"
                        " not a Hub dataset: give the path of the data you mean (or a Hub id as owner/name).")
+
+
+def conversion_cache() -> str | None:
+    """Where datasets converts data files to Arrow: its cache (None: the default), or, when that cache is read-only
+    (a shared cache mounted read-only, which can still hold every teacher feature a run needs), a temporary folder
+    removed when the process ends."""
+    global _CONVERSION_CACHE
+    import datasets
+
+    root = datasets.config.HF_DATASETS_CACHE
+    if os.access(nearest_existing(root), os.W_OK | os.X_OK):
+        return None
+    if _CONVERSION_CACHE is None:
+        _CONVERSION_CACHE = tempfile.mkdtemp(prefix="hf_aft_datasets_")
+        atexit.register(shutil.rmtree, _CONVERSION_CACHE, ignore_errors=True)
+        warn_once(logger, f"hf-aft: the datasets cache {str(root)!r} is read-only: data files are converted in "
+                          f"{_CONVERSION_CACHE} (removed at exit); teacher features are read from the cache.")
+    return _CONVERSION_CACHE
+
+
+_CONVERSION_CACHE: str | None = None
+
+
+def drop_new_locks(since: float) -> None:
+    """datasets leaves its builder locks (and their empty folders) in its cache when a conversion fails on a full
+    disk: a failed load leaves none behind (only what it made since `since`, a `time.time()`, is removed)."""
+    import datasets
+
+    root = Path(datasets.config.HF_DATASETS_CACHE)
+    for lock in root.rglob("*.lock"):
+        if lock.stat().st_mtime >= since:
+            lock.unlink(missing_ok=True)
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        if folder.stat().st_mtime >= since and not any(folder.iterdir()):
+            folder.rmdir()

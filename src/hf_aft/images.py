@@ -4,6 +4,7 @@ both read images through `to_rgb`."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import reprlib
@@ -101,13 +102,60 @@ def check_image_column(dataset: datasets.Dataset, column: str) -> None:
         raise AFTError(f"image column {column!r} has a missing image at row {row}: drop or fill those rows.")
     feature = dataset.features[column]
     if isinstance(feature, datasets.Image):
-        return
+        return check_images_open(dataset, column)
     if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
         for row, path in enumerate(dataset[column]):
             if not os.path.isfile(path):
                 raise AFTError(f"image column {column!r}, row {row}: {path[:80]!r} is not an image file (the column "
                                "holds text, so each value must be the path of an image).")
-        return
+        return check_images_open(dataset, column)
     if isinstance(feature, (datasets.List, datasets.Array2D, datasets.Array3D)):
         return  # arrays: their shapes are checked as they are converted
     to_rgb(dataset[0][column], column, 0)  # numbers, booleans...: raises, naming the first row
+
+
+def check_images_open(dataset: datasets.Dataset, column: str) -> None:
+    """Every image file (or embedded image) of the column opens as an image: its header is read, not its pixels, so
+    an empty, truncated-at-the-start or mislabelled file is one line naming the row before any model runs."""
+    for start, batch in enumerate_batches(undecoded(dataset, column), column):
+        for row, value in enumerate(batch, start):
+            source = io.BytesIO(value["bytes"]) if isinstance(value, dict) and value.get("bytes") else (
+                value.get("path") if isinstance(value, dict) else value)
+            try:
+                Image.open(source).close()
+            except (OSError, ValueError) as error:
+                shown = "<embedded bytes>" if isinstance(source, io.BytesIO) else str(source)[:120]
+                raise AFTError(f"image column {column!r}, row {row}: {shown!r} is not a readable image "
+                               f"({first_line(error)}): replace or drop that file.") from error
+
+
+def undecoded(dataset: datasets.Dataset, column: str) -> datasets.Dataset:
+    """The dataset with a datasets `Image` column left encoded (`{"bytes", "path"}` per row): reading it opens no
+    image, and `to_rgb` decodes it, naming the row of a file that does not decode."""
+    if isinstance(dataset.features[column], datasets.Image) and dataset.features[column].decode:
+        return dataset.cast_column(column, datasets.Image(decode=False))
+    return dataset
+
+
+def enumerate_batches(dataset: datasets.Dataset, column: str, size: int = 256):
+    """(first row, values) per batch of one column."""
+    for index, batch in enumerate(dataset.select_columns([column]).iter(batch_size=size)):
+        yield index * size, batch[column]
+
+
+def image_digests(dataset: datasets.Dataset, column: str) -> list[str]:
+    """One SHA-256 per row of an image column, to find the same image in two splits (hashlib): of the encoded file for
+    a datasets `Image` (its embedded bytes, else the file at its path), of the file for a path, of the pixels and
+    shape for an array. Read in batches, never decoded."""
+    return [_digest(value) for _, batch in enumerate_batches(undecoded(dataset, column), column) for value in batch]
+
+
+def _digest(value) -> str:
+    if isinstance(value, dict) and value.get("bytes"):
+        return hashlib.sha256(value["bytes"]).hexdigest()
+    path = value.get("path") if isinstance(value, dict) else value
+    if isinstance(path, str) and os.path.isfile(path):
+        with open(path, "rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()
+    array = np.asarray(value)
+    return hashlib.sha256(f"{array.shape}{array.dtype}".encode() + array.tobytes()).hexdigest()

@@ -19,16 +19,19 @@ import math
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
 from .data import arrow_column, check_inputs, first_row, load_dataset_dict
 from .data_files import missing_split
 from .errors import AFTError, one_line
+from .images import image_digests
 from .words import WORD_POSITIONS, is_word_lists
 
 UNLABELED = -100
 LABEL_COLUMNS = ("labels", "label")
+_DIGESTS: dict[tuple[str, str], pa.Array] = {}  # (fingerprint, column) -> each row's image SHA-256
 
 
 def check_unlabeled(unlabeled: datasets.Dataset, input_column: str, name: str = "unlabelled") -> None:
@@ -54,10 +57,15 @@ def _kind(feature) -> str:
 
 
 def _comparable(dataset: datasets.Dataset, column: str):
-    """The column's rows as strings to compare across splits (words joined by spaces), or None (images)."""
+    """The column's rows as strings to compare across splits: texts, words joined by spaces, images' SHA-256."""
     kind = _kind(dataset.features[column])
+    if kind == "image":  # the pool is compared with up to three splits: hashed once
+        key = (dataset._fingerprint, column)
+        if key not in _DIGESTS:
+            _DIGESTS[key] = pa.array(image_digests(dataset, column), pa.string())
+        return _DIGESTS[key]
     values = arrow_column(dataset, column)
-    return pc.binary_join(values, " ") if kind == "words" else values if kind == "text" else None
+    return pc.binary_join(values, " ") if kind == "words" else values
 
 
 def check_modality(unlabeled: datasets.Dataset, labelled: datasets.Dataset, input_column: str,
@@ -71,14 +79,13 @@ def check_modality(unlabeled: datasets.Dataset, labelled: datasets.Dataset, inpu
 
 def check_no_leakage(unlabeled: datasets.Dataset, eval_set: datasets.Dataset | None, input_column: str,
                      eval_name: str = "eval", name: str = "unlabelled", advice: str | None = None) -> None:
-    """No unlabelled text is also an evaluation text: the teachers' features (and the probe's predictions) of the
-    evaluation rows would reach the student, and the reported result would be biased. Images are compared by file
-    path when they are paths, else not checked; sentences of words are compared with their words joined by spaces."""
+    """No unlabelled text or image is also an evaluation one: the teachers' features (and the probe's predictions) of
+    the evaluation rows would reach the student, and the reported result would be biased. Images are compared by the
+    SHA-256 of their files (or pixels, for arrays: `images.image_digests`), so a copy at another path is found;
+    sentences of words are compared with their words joined by spaces."""
     if eval_set is None or input_column not in eval_set.column_names:
         return
     ours, theirs = _comparable(unlabeled, input_column), _comparable(eval_set, input_column)
-    if ours is None or theirs is None:
-        return
     shared = pc.is_in(ours, value_set=theirs.unique())
     count = pc.sum(shared.cast("int64")).as_py() or 0
     if count:
