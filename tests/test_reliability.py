@@ -364,6 +364,9 @@ def test_an_image_folder_is_read_whole_into_the_splits_its_folders_name_or_refus
     for name, (paths, refusal) in layouts.items():
         with pytest.raises(AFTError, match=refusal):
             load_labelled_splits(str(_image_folder(tmp_path / name.replace(" ", "-"), paths)), input_column="image")
+    flat = _image_folder(tmp_path / "flat", ["train/bus/a.png", "train/b.png", "test/bus/c.png", "test/d.png"])
+    with pytest.raises(AFTError, match=r"column 'label' not found.* a folder per class \(train/cat/a.png\)"):
+        load_labelled_splits(str(flat), input_column="image")  # not "pass --label_column": there is none to pass
     loaded = load_labelled_splits(str(_image_folder(tmp_path / "fixed", split_folders)), input_column="image")
     assert (loaded.train.num_rows, loaded.eval.num_rows, loaded.labels.names) == (3, 2, ["bus", "car"])
     # A metadata file must list its folder's images, and only images that are there.

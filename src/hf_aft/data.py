@@ -92,10 +92,13 @@ def eval_split_name(data: datasets.DatasetDict, eval_split: str | None) -> str |
 
 
 def check_columns(dataset: datasets.Dataset, *columns: str) -> None:
+    images_only = [type(f) for f in dataset.features.values()] == [datasets.Image]  # an image folder without labels
     for column in columns:
         if column not in dataset.column_names:
-            raise AFTError(f"column {column!r} not found; the dataset has columns {dataset.column_names}. "
-                           "Pass --text_column / --label_column.")
+            raise AFTError(f"column {column!r} not found; the dataset has columns {dataset.column_names}. " + (
+                "An image folder has labels when every image of a split is one folder below it, a folder per class "
+                "(train/cat/a.png), or when a metadata.csv in each split folder gives them (file_name, label)."
+                if images_only else "Pass --text_column / --label_column."))
     if len(dataset) == 0:
         raise AFTError("the dataset is empty.")
 
