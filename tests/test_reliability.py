@@ -354,12 +354,12 @@ def test_an_image_folder_is_read_whole_into_the_splits_its_folders_name_or_refus
     layouts = {  # layout -> (what is refused, the fixed layout)
         "a class named like a split": (
             ["train/bus/a.png", "train/train/b.png", "test/bus/d.png", "test/train/e.png"],
-            r"'test/train/e.png' has 'train' in its path inside the split folder 'test'.*'trainx'"),
+            r"datasets would read 'test/train/e.png' into the train and test splits: rename .* 'train' -> 'trainx'"),
         "an image beside the split folders": (
             [*split_folders, "extra/bus/f.png"], "would leave out 'extra/bus/f.png': move it into its split's folder"),
         "a split's name in a file name, no split folders": (
             ["bus/a.png", "bus/test_b.png", "car/c.png"],
-            "'bus/test_b.png' has 'test' in its path in a folder without split folders"),
+            r"split names in its paths \(test: 1 file, e.g. 'bus/test_b.png'\) and would leave out 'bus/a.png'"),
     }
     for name, (paths, refusal) in layouts.items():
         with pytest.raises(AFTError, match=refusal):
@@ -369,6 +369,20 @@ def test_an_image_folder_is_read_whole_into_the_splits_its_folders_name_or_refus
         load_labelled_splits(str(flat), input_column="image")  # not "pass --label_column": there is none to pass
     loaded = load_labelled_splits(str(_image_folder(tmp_path / "fixed", split_folders)), input_column="image")
     assert (loaded.train.num_rows, loaded.eval.num_rows, loaded.labels.names) == (3, 2, ["bus", "car"])
+    # What datasets reads right is read: split folders one level down or with digits; hidden files are skipped.
+    for name, top in (("down", "images/"), ("digits", "")):
+        paths = [p.replace("train/", f"{top}train{'_2024' * (name == 'digits')}/").replace(
+            "test/", f"{top}test{'_2024' * (name == 'digits')}/") for p in [*split_folders, "train/bus/._a.png"]]
+        loaded = load_labelled_splits(str(_image_folder(tmp_path / name, paths)), input_column="image")
+        assert (loaded.train.num_rows, loaded.eval.num_rows) == (3, 2)
+    with pytest.raises(AFTError, match="would read 'test/train/x.ppm' into the train and test splits"):
+        load_labelled_splits(str(_image_folder(tmp_path / "ppm", [*split_folders, "test/train/x.ppm"])),
+                             input_column="image")  # every format datasets reads as an image is checked
+    linked = _image_folder(tmp_path / "linked", split_folders)
+    (linked / "test" / "car").rename(tmp_path / "car-elsewhere")
+    (linked / "test" / "car").symlink_to(tmp_path / "car-elsewhere", target_is_directory=True)
+    with pytest.raises(AFTError, match="'test/car' is a link to a folder, which datasets does not follow"):
+        load_labelled_splits(str(linked), input_column="image")
     # A metadata file must list its folder's images, and only images that are there.
     folder = _image_folder(tmp_path / "metadata", ["train/a.png", "train/b.png", "test/c.png", "test/d.png"])
     (folder / "test" / "metadata.csv").write_text("file_name,label\nc.png,0\nd.png,1\n")

@@ -14,6 +14,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
 from .errors import AFTError, held_back, one_line, warn_once
 from .filesystems import nearest_existing
 from .image_folders import check_image_folder, check_split_names_lower_case
@@ -23,7 +25,7 @@ logger = logging.getLogger(__name__)
 # Suffix -> the datasets builder that reads it (a `.tsv` is csv read with a tab delimiter).
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 # What a folder of data files may hold for `datasets.load_dataset(folder)` to make a labelled dataset of it.
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = set(ImageFolder.EXTENSIONS)  # every image datasets' imagefolder reads (.png, .ppm, .jfif, ...)
 DATA_SUFFIXES = {*FILE_BUILDERS, ".arrow", *IMAGE_SUFFIXES}
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")  # datasets reads `train.csv.gz` as csv
 READABLE = "csv, tsv, json, jsonl or parquet"
@@ -116,9 +118,14 @@ def folder_data_files(folder: str) -> list[str]:
     README.txt as a text dataset and fail later on a missing column)."""
     found, others = [], []
     for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        dirs[:] = [d for d in dirs if not d.startswith((".", "__"))]  # what datasets leaves out: hidden, __MACOSX
+        linked = [d for d in dirs if os.path.islink(os.path.join(root, d))]
+        if linked:
+            raise AFTError(f"{folder!r}: {os.path.relpath(os.path.join(root, linked[0]), folder)!r} is a link to a "
+                           "folder, which datasets does not follow (its files would be left out): copy the folder in.")
         for file in names:
-            (found if suffix(file) in DATA_SUFFIXES else others).append(os.path.join(root, file))
+            if not file.startswith((".", "__")):
+                (found if suffix(file) in DATA_SUFFIXES else others).append(os.path.join(root, file))
     if not found:
         shown = ", ".join(sorted(os.path.relpath(f, folder) for f in others)[:5]) or "nothing"
         raise AFTError(f"{folder!r} is not a dataset folder: it holds no save_to_disk dataset (dataset_dict.json) and "

@@ -41,32 +41,21 @@ def check_split_names_lower_case(folder: str, paths: list[str]) -> None:
 
 def check_image_folder(folder: str, images: list[str], metadata: list[str], tables: list[str]) -> None:
     """`images`, `metadata` and other `tables` (paths relative to `folder`) are read as laid out: no table but
-    metadata files (datasets reads a folder with images as images and leaves other tables out); with split folders at
-    the top (train/, test/), every image is in one and no name below them is a split's; without, no name is a split's;
-    a metadata file sits in a split folder (or at the top of a folder without splits) and lists exactly its images."""
+    metadata files (datasets reads a folder with images as images and leaves other tables out); no folder named after
+    a split in capitals; each image read into one split (datasets' own patterns, `get_data_patterns`), the one the
+    outermost split name in its path names; a metadata file in each split folder (not above them), listing exactly
+    its images."""
     if tables:
         raise AFTError(f"{folder!r} holds images and {tables[0]!r}{_more(tables)}: datasets reads a folder with "
                        "images as an image folder and would leave that table out. Labels of the images go in a "
                        "metadata.csv (file_name, label) per split folder; a table of image paths goes in a folder "
                        "without images; anything else goes out of the folder.")
-    tops = sorted({path.split(os.sep)[0] for path in images if os.sep in path})
-    check_split_names_lower_case(folder, [f"{top}/" for top in tops])
-    splits = [top for top in tops if top in split_keywords()]
-    for path in images:
-        parts = path.split(os.sep)
-        if splits and parts[0] not in splits:
-            raise AFTError(f"{folder!r}: datasets reads the images of the split folders ({', '.join(splits)}) only "
-                           f"and would leave out {path!r}: move it into its split's folder, or out of the folder (or, "
-                           f"where {splits[0]!r} is a class and not a split, rename it so that no word of its name is "
-                           f"a split's, e.g. '{splits[0]}x').")
-        word = split_word("/".join(parts[1:] if splits else parts))
-        if word:
-            where = f"inside the split folder {parts[0]!r}" if splits else "in a folder without split folders"
-            raise AFTError(f"{folder!r}: {path!r} has {word!r} in its path {where}, and datasets reads that word as "
-                           f"the {split_keywords()[word]!r} split wherever it stands (the image would be read into "
-                           f"that split, or left out): rename that folder or file so that {word!r} is no word of "
-                           f"its name (e.g. '{word}_x' -> '{word}x')" + (", or put the split folders at the top."
-                                                                         if not splits else "."))
+    check_split_names_lower_case(folder, sorted({os.path.dirname(path) + "/" for path in images if os.sep in path}))
+    read = splits_read(folder)
+    if read is not None:
+        for path in images:
+            check_read_once_into_its_split(folder, path, read.get(path, []), read)
+    splits = sorted({path.split(os.sep)[0] for path in images if os.sep in path} & set(split_keywords()))
     above = [path for path in metadata if os.sep not in path]
     if splits and above:
         raise AFTError(f"{folder!r}: {above[0]!r} sits above the split folders {', '.join(f'{s}/' for s in splits)}, "
@@ -74,6 +63,48 @@ def check_image_folder(folder: str, images: list[str], metadata: list[str], tabl
                        f"one {above[0]} in each split folder, its file_name column relative to that folder.")
     for path in metadata:
         check_metadata_lists_its_images(folder, path, images, [os.path.dirname(m) for m in metadata])
+
+
+def splits_read(folder: str) -> dict[str, list[str]] | None:
+    """Each file's path (relative to `folder`) -> the splits datasets reads it into, by its own patterns; None when
+    datasets finds nothing to read (its own error, when loading, says so)."""
+    from datasets.data_files import DataFilesDict, get_data_patterns
+
+    try:
+        found = DataFilesDict.from_patterns(get_data_patterns(folder), base_path=folder)
+    except Exception:
+        return None
+    root, read = os.path.realpath(folder), {}
+    for split, files in found.items():
+        for file in files:
+            splits = read.setdefault(os.path.relpath(os.path.realpath(file), root), [])
+            splits += [str(split)] if str(split) not in splits else []  # a file two of a split's patterns match
+    return read
+
+
+def check_read_once_into_its_split(folder: str, path: str, splits: list[str], read: dict) -> None:
+    """The image at `path` is read into exactly one split: the one its outermost split name names, if any."""
+    words = [w for w in re.split(WORD_SEPARATORS, path) if w in split_keywords()]
+    named = split_keywords()[words[0]] if words else None
+    if len(splits) == 1 and named in (None, splits[0]):
+        return
+    sizes = {split: sum(split in v for v in read.values()) for split in sorted({*sum(read.values(), [])})}
+    example = {split: next(f for f, v in sorted(read.items()) if split in v) for split in sizes}
+    counts = ", ".join(f"{split}: {n} file{'s' * (n != 1)}, e.g. {example[split]!r}" for split, n in sizes.items())
+    inner = words[-1] if words else None
+    rename = (f"rename the folder or file with {inner!r} in its name so that {inner!r} is no word of it (e.g. "
+              f"'{inner}' -> '{inner}x'; datasets reads a split's name anywhere in a path, between - . _ space or "
+              "digits)" if len(words) > 1 or (not splits and inner) else None)
+    if not splits:
+        raise AFTError(f"{folder!r}: datasets reads this folder's splits from the split names in its paths ({counts}) "
+                       f"and would leave out {path!r}: " + (rename or "move it into its split's folder or out of the "
+                                                               "folder; or, if an example there is no split (a class "
+                                                               "or a file named with a split's word), rename it so "
+                                                               "that no word of its name is a split's (e.g. 'test_3' "
+                                                               "-> 'testx_3')") + ".")
+    raise AFTError(f"{folder!r}: datasets would read {path!r} into the {' and '.join(splits)} split"
+                   + ("s" if len(splits) > 1 else "") + (f", not {named!r}" if named not in splits else "")
+                   + f": {rename or 'put it in its split folder'}.")
 
 
 def check_metadata_lists_its_images(folder: str, path: str, images: list[str], others: list[str]) -> None:
@@ -86,7 +117,9 @@ def check_metadata_lists_its_images(folder: str, path: str, images: list[str], o
     here = {os.path.relpath(image, base or ".") for image in images if _under(image, base)
             and not any(_under(image, deeper) for deeper in others if deeper != base and _under(deeper, base))}
     listed = {os.path.normpath(name) for name in names}
-    missing, unlisted = sorted(listed - here), sorted(here - listed)
+    stems = {os.path.splitext(name)[0] for name in listed}  # datasets also matches a file_name without its extension
+    missing = sorted(name for name in listed - here if name not in {os.path.splitext(h)[0] for h in here})
+    unlisted = sorted(h for h in here - listed if os.path.splitext(h)[0] not in stems)
     if missing:
         raise AFTError(f"{folder!r}: {path!r} names {missing[0]!r}{_more(missing)}, which is not an image in its "
                        "folder: fix its file_name (relative to the metadata file's folder) or drop that row.")
