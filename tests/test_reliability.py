@@ -379,6 +379,9 @@ def test_an_image_folder_is_read_whole_into_the_splits_its_folders_name_or_refus
         load_labelled_splits(str(_image_folder(tmp_path / "ppm", [*split_folders, "test/train/x.ppm"])),
                              input_column="image")  # every format datasets reads as an image is checked
     linked = _image_folder(tmp_path / "linked", split_folders)
+    _image_folder(tmp_path, ["elsewhere.png"])
+    (linked / "train" / "car" / "linked.png").symlink_to(tmp_path / "elsewhere.png")  # a linked file is read
+    assert load_labelled_splits(str(linked), input_column="image").train.num_rows == 4
     (linked / "test" / "car").rename(tmp_path / "car-elsewhere")
     (linked / "test" / "car").symlink_to(tmp_path / "car-elsewhere", target_is_directory=True)
     with pytest.raises(AFTError, match="'test/car' is a link to a folder, which datasets does not follow"):

@@ -74,10 +74,10 @@ def splits_read(folder: str) -> dict[str, list[str]] | None:
         found = DataFilesDict.from_patterns(get_data_patterns(folder), base_path=folder)
     except Exception:
         return None
-    root, read = os.path.realpath(folder), {}
+    read = {}
     for split, files in found.items():
-        for file in files:
-            splits = read.setdefault(os.path.relpath(os.path.realpath(file), root), [])
+        for file in files:  # as found under `folder`: a linked file keeps its name there
+            splits = read.setdefault(os.path.relpath(file, folder), [])
             splits += [str(split)] if str(split) not in splits else []  # a file two of a split's patterns match
     return read
 
