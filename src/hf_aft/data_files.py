@@ -18,7 +18,7 @@ from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
 from .errors import AFTError, held_back, one_line, warn_once
 from .filesystems import nearest_existing
-from .image_folders import check_image_folder, check_split_names_lower_case
+from .image_folders import check_image_folder, check_split_names_lower_case, splits_read
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +134,8 @@ def folder_data_files(folder: str) -> list[str]:
     tables = [f for f in found if suffix(f) not in IMAGE_SUFFIXES and os.path.basename(f) not in BESIDE_DATA
               and not os.path.basename(f).startswith("metadata.")]  # an image folder's labels
     check_one_format(tables, f" in {folder!r}")
-    relative = [os.path.relpath(f, folder) for f in found]
     if any(suffix(f) in IMAGE_SUFFIXES for f in found):  # an image folder's tables are labels, read apart
+        relative = [os.path.relpath(f, folder) for f in found]
         check_image_folder(folder, [f for f in relative if suffix(f) in IMAGE_SUFFIXES],
                            [f for f in relative if os.path.basename(f).startswith("metadata.")],
                            sorted(os.path.relpath(f, folder) for f in tables))
@@ -148,16 +148,12 @@ def check_every_file_read(folder: str, tables: list[str]) -> None:
     """datasets reads a folder's splits from its files' and subfolders' names (train, test, validation, dev, ...), in
     lower case only: a data file named after no split, beside one that is, is left out without a word, and
     `Test.csv` joins the train split. Refuse both, naming the file."""
-    from datasets.data_files import DataFilesDict, get_data_patterns
-
-    relative = {f: os.path.relpath(f, folder) for f in tables}
-    check_split_names_lower_case(folder, sorted(relative.values()))
-    try:
-        read = {os.path.realpath(f) for files in DataFilesDict.from_patterns(get_data_patterns(folder),
-                                                                           base_path=folder).values() for f in files}
-    except Exception:  # nothing datasets can read: its own error, when loading, says so
+    relative = sorted(os.path.relpath(f, folder) for f in tables)
+    check_split_names_lower_case(folder, relative)
+    read = splits_read(folder)
+    if read is None:  # nothing datasets can read: its own error, when loading, says so
         return
-    left = sorted(path for f, path in relative.items() if os.path.realpath(f) not in read)
+    left = [path for path in relative if path not in read]
     if left:
         more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
         raise AFTError(f"{folder!r}: datasets reads a folder's splits from its files' and subfolders' names (train, "

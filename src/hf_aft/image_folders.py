@@ -6,6 +6,7 @@ image and the fix."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -14,6 +15,7 @@ from .errors import AFTError
 WORD_SEPARATORS = r"[-._ 0-9/\\]+"  # what datasets' split patterns allow around a split's name
 
 
+@functools.cache
 def split_keywords() -> dict[str, str]:
     """Each name datasets reads as a split (`train`, `dev`, `eval`, ...) -> that split."""
     from datasets.data_files import SPLIT_KEYWORDS
@@ -21,10 +23,9 @@ def split_keywords() -> dict[str, str]:
     return {word: str(split) for split, words in SPLIT_KEYWORDS.items() for word in words}
 
 
-def split_word(path: str) -> str | None:
-    """The first word of `path` that datasets reads as a split's name (a whole word, in lower case), or None."""
-    keywords = split_keywords()
-    return next((word for word in re.split(WORD_SEPARATORS, path) if word in keywords), None)
+def split_words(path: str) -> list[str]:
+    """The words of `path` that datasets reads as split names (whole words, in lower case), outermost first."""
+    return [word for word in re.split(WORD_SEPARATORS, path) if word in split_keywords()]
 
 
 def check_split_names_lower_case(folder: str, paths: list[str]) -> None:
@@ -84,11 +85,11 @@ def splits_read(folder: str) -> dict[str, list[str]] | None:
 
 def check_read_once_into_its_split(folder: str, path: str, splits: list[str], read: dict) -> None:
     """The image at `path` is read into exactly one split: the one its outermost split name names, if any."""
-    words = [w for w in re.split(WORD_SEPARATORS, path) if w in split_keywords()]
+    words = split_words(path)
     named = split_keywords()[words[0]] if words else None
     if len(splits) == 1 and named in (None, splits[0]):
         return
-    sizes = {split: sum(split in v for v in read.values()) for split in sorted({*sum(read.values(), [])})}
+    sizes = {split: sum(split in v for v in read.values()) for split in sorted({s for v in read.values() for s in v})}
     example = {split: next(f for f, v in sorted(read.items()) if split in v) for split in sizes}
     counts = ", ".join(f"{split}: {n} file{'s' * (n != 1)}, e.g. {example[split]!r}" for split, n in sizes.items())
     inner = words[-1] if words else None

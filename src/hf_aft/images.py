@@ -116,7 +116,10 @@ def check_image_column(dataset: datasets.Dataset, column: str) -> None:
 
 def check_images_open(dataset: datasets.Dataset, column: str) -> None:
     """Every image file (or embedded image) of the column opens as an image: its header is read, not its pixels, so
-    an empty, truncated-at-the-start or mislabelled file is one line naming the row before any model runs."""
+    an empty, truncated-at-the-start or mislabelled file is one line naming the row before any model runs. A dataset
+    is read once per process (the data step and the trainer both check it)."""
+    if (dataset._fingerprint, column) in _OPENED:
+        return
     for start, batch in enumerate_batches(undecoded(dataset, column), column):
         for row, value in enumerate(batch, start):
             source = io.BytesIO(value["bytes"]) if isinstance(value, dict) and value.get("bytes") else (
@@ -127,6 +130,10 @@ def check_images_open(dataset: datasets.Dataset, column: str) -> None:
                 shown = "<embedded bytes>" if isinstance(source, io.BytesIO) else str(source)[:120]
                 raise AFTError(f"image column {column!r}, row {row}: {shown!r} is not a readable image "
                                f"({first_line(error)}): replace or drop that file.") from error
+    _OPENED.add((dataset._fingerprint, column))
+
+
+_OPENED: set[tuple[str, str]] = set()  # (fingerprint, column) of the datasets whose images all opened
 
 
 def undecoded(dataset: datasets.Dataset, column: str) -> datasets.Dataset:
