@@ -152,17 +152,26 @@ def enumerate_batches(dataset: datasets.Dataset, column: str, size: int = 256):
 
 def image_digests(dataset: datasets.Dataset, column: str) -> list[str]:
     """One SHA-256 per row of an image column, to find the same image in two splits (hashlib): of the encoded file for
-    a datasets `Image` (its embedded bytes, else the file at its path), of the file for a path, of the pixels and
-    shape for an array. Read in batches, never decoded."""
-    return [_digest(value) for _, batch in enumerate_batches(undecoded(dataset, column), column) for value in batch]
+    a datasets `Image` (its embedded bytes, else the file at its path: `teachers.spec.file_sha256`), of the file for a
+    path, of the pixels and shape for an array. Read in batches, never decoded; once per dataset and process (a pool
+    is compared with up to three splits)."""
+    key = (dataset._fingerprint, column)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = [_digest(value) for _, batch in enumerate_batches(undecoded(dataset, column), column)
+                         for value in batch]
+    return _DIGESTS[key]
+
+
+_DIGESTS: dict[tuple[str, str], list[str]] = {}  # (fingerprint, column) -> each row's image SHA-256
 
 
 def _digest(value) -> str:
+    from .teachers.spec import file_sha256  # here: the teachers package reads images through this module
+
     if isinstance(value, dict) and value.get("bytes"):
         return hashlib.sha256(value["bytes"]).hexdigest()
     path = value.get("path") if isinstance(value, dict) else value
     if isinstance(path, str) and os.path.isfile(path):
-        with open(path, "rb") as file:
-            return hashlib.file_digest(file, "sha256").hexdigest()
+        return file_sha256(path)
     array = np.asarray(value)
     return hashlib.sha256(f"{array.shape}{array.dtype}".encode() + array.tobytes()).hexdigest()

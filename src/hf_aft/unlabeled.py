@@ -31,7 +31,6 @@ from .words import WORD_POSITIONS, is_word_lists
 
 UNLABELED = -100
 LABEL_COLUMNS = ("labels", "label")
-_DIGESTS: dict[tuple[str, str], pa.Array] = {}  # (fingerprint, column) -> each row's image SHA-256
 
 
 def check_unlabeled(unlabeled: datasets.Dataset, input_column: str, name: str = "unlabelled") -> None:
@@ -59,11 +58,8 @@ def _kind(feature) -> str:
 def _comparable(dataset: datasets.Dataset, column: str):
     """The column's rows as strings to compare across splits: texts, words joined by spaces, images' SHA-256."""
     kind = _kind(dataset.features[column])
-    if kind == "image":  # the pool is compared with up to three splits: hashed once
-        key = (dataset._fingerprint, column)
-        if key not in _DIGESTS:
-            _DIGESTS[key] = pa.array(image_digests(dataset, column), pa.string())
-        return _DIGESTS[key]
+    if kind == "image":
+        return pa.array(image_digests(dataset, column), pa.string())
     values = arrow_column(dataset, column)
     return pc.binary_join(values, " ") if kind == "words" else values
 
