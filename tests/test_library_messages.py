@@ -122,3 +122,17 @@ def test_check_creatable_reads_the_filesystem(kind, options, fragment, tmp_path,
     check_creatable(str(tmp_path / "elsewhere"))  # on the root's ext4, rw
     monkeypatch.setattr(filesystems, "MOUNTS", str(tmp_path / "no-mount-table"))
     check_creatable(str(folder / "out"))  # nothing known: nothing refused
+
+
+@pytest.mark.parametrize("name, content", [("empty.csv", ""), ("empty.jsonl", ""), ("blank.jsonl", "\n\n  \n"),
+                                           ("empty.parquet", "")])
+def test_an_empty_data_file_is_named_in_one_line_wherever_it_is_given(name, content, tmp_path):
+    """datasets says "An error occurred while generating the dataset" or a bare StopIteration for these."""
+    from hf_aft.data import load_dataset_dict
+
+    (tmp_path / name).write_text(content)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / f"train{suffix(name)}").write_text(content)
+    for given in (str(tmp_path / name), f"{tmp_path}/*{suffix(name)}", str(tmp_path / "folder")):
+        with pytest.raises(AFTError, match=r"the data file '.*' is empty: fill it, or leave it out"):
+            load_dataset_dict(given)

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 from .data_files import (
     FILE_BUILDERS,
+    check_not_empty,
     check_parquet_columns,
     conversion_cache,
     drop_new_locks,
@@ -51,6 +52,7 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
     folder = os.path.isdir(name)
     saved = folder and any(os.path.exists(os.path.join(name, f)) for f in ("dataset_dict.json", "dataset_info.json"))
     files = folder_data_files(name) if folder and not saved else named_files(name)
+    check_not_empty(files)
     check_parquet_columns([f for f in files if suffix(f) == ".parquet"])
     started = time.time()
     try:

@@ -162,6 +162,15 @@ def check_every_file_read(folder: str, tables: list[str]) -> None:
                        "move it out of the folder.")
 
 
+def check_not_empty(paths: list[str]) -> None:
+    """A data file with nothing in it (or only blank lines) is one line naming it: datasets fails on it with "An error
+    occurred while generating the dataset" or a bare StopIteration."""
+    for path in paths:
+        size = os.path.getsize(path)
+        if size == 0 or (size < 4096 and not Path(path).read_bytes().strip()):
+            raise AFTError(f"the data file {path!r} is empty: fill it, or leave it out of the files given.")
+
+
 def check_parquet_columns(paths: list[str]) -> None:
     """A parquet file with two columns of the same name is one line naming it (datasets fails on it with an
     unrelated message)."""
