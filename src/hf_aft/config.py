@@ -18,6 +18,7 @@ from .errors import AFTError, require_extra
 from .features import FeatureDtype
 from .losses import Kernel, Transfer
 from .option_checks import check_choices, check_finite, check_made_rows, check_report_to
+from .resume_check import OptionsRecord  # noqa: F401 (AFTTrainer registers it: the options each checkpoint records)
 from .teachers.backends import TeacherBackend
 from .teachers.loading import TeacherDtype
 from .teachers.pooling import Pooling
@@ -157,7 +158,8 @@ class AFTConfig(TrainingArguments, TeacherArguments):
             target is the teachers' linear probe (logistic regression on the cached teacher features; out-of-fold for
             labelled rows, so no row's target comes from a probe that saw its label); `logits`: the logits of a
             task-tuned teacher (`distill_teacher`); `none`: off (the paper's loss); `auto`: `probe`, but `none` for
-            `transfer="none"` without unlabelled data (the STL baseline) (docs/guides/unlabelled-data.md).
+            `transfer="none"` without unlabelled data (the STL baseline), and `logits` when `distill_teacher` is given
+            (docs/guides/unlabelled-data.md).
         distill_weight (`float`, *optional*, defaults to `1.0`):
             alpha: the weight of the distillation term.
         distill_temperature (`float`, *optional*, defaults to `1.0`):
@@ -234,7 +236,7 @@ class AFTConfig(TrainingArguments, TeacherArguments):
         metadata={"help": "Not in the paper: add distill_weight * T^2 * KL(target || student) on every row. probe: "
                   "the teachers' linear probe on the cached features (out-of-fold for labelled rows); logits: a "
                   "task-tuned --distill_teacher; none: the paper's loss; auto: probe, but none for --transfer none "
-                  "alone."},
+                  "alone, and logits when --distill_teacher is given."},
     )
     distill_weight: float = field(default=1.0, metadata={"help": "alpha, the weight of the distillation term."})
     distill_temperature: float = field(

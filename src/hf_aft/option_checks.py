@@ -1,5 +1,6 @@
 """Checks every options dataclass runs on itself (`AFTConfig`, `TeacherArguments`): choices, finite numbers, and the
-`report_to` integrations, so that the Python API refuses what the command line refuses."""
+`report_to` integrations, so that the Python API refuses what the command line refuses; and `check_idle_options`,
+the `hf-aft train` options that would change nothing."""
 
 from __future__ import annotations
 
@@ -63,3 +64,32 @@ def check_report_to(report_to: list[str]) -> None:
             raise AFTError(f"unknown report_to {name!r}: choose none, all or one of {known} (--report_to).")
         if name not in get_available_reporting_integrations():
             raise AFTError(f"report_to {name!r}: its package is not installed: install it, or pass --report_to none.")
+
+
+def _changed(options, name: str) -> bool:
+    """Whether `options.name` differs from its dataclass default: an option the user set (a value equal to the
+    default does what it would do unset)."""
+    default = next(f.default for f in fields(options) if f.name == name)
+    return getattr(options, name) != default
+
+
+def check_idle_options(script_args, config) -> None:
+    """`hf-aft train` options set to a value that would change nothing are refused, naming what they need: the
+    unlabelled split without unlabelled data, the labelled share of a batch without unlabelled rows, the
+    distillation weight and temperature without a distillation term."""
+    pool = bool(script_args.unlabeled_dataset)
+    if _changed(script_args, "unlabeled_split") and not pool:
+        raise AFTError(f"--unlabeled_split {script_args.unlabeled_split} is the split of --unlabeled_dataset, which "
+                       "this run does not have: add --unlabeled_dataset SOURCE, or drop --unlabeled_split.")
+    if _changed(config, "labeled_fraction") and not (pool or config.augment_copies or config.generate_texts):
+        raise AFTError(f"--labeled_fraction {config.labeled_fraction:g} is the labelled share of batches that mix in "
+                       "unlabelled rows, and this run has none (no --unlabeled_dataset, --augment_copies or "
+                       "--generate_texts): add some, or drop --labeled_fraction.")
+    if config.resolved_distill(pool) != "none":
+        return
+    why = ("--distill none" if config.distill == "none" else
+           "--distill auto is none for --transfer none without unlabelled rows")
+    for name in ("distill_weight", "distill_temperature"):
+        if _changed(config, name):
+            raise AFTError(f"--{name} is used by the distillation term only, and this run has none ({why}): drop "
+                           f"--{name}, or pass --distill probe.")

@@ -105,6 +105,9 @@ def build_recipe(script_args, config, peft_args=None, infos=None, distill: str |
     recipe["beta"] = float(config.beta)  # after --beta auto: the chosen beta
     if distill:
         recipe["distill"] = distill
+    if distill == "none":  # e.g. `auto` turned off for too few rows: a rerun would refuse what has no effect
+        for name in ("distill_weight", "distill_temperature", "distill_teacher"):
+            recipe.pop(name, None)
     for name in ("beta_validation_split", "beta_validation_fraction"):  # only --beta auto uses them; beta is fixed now
         recipe.pop(name, None)
     if not recipe.get("use_peft"):

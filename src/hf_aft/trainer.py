@@ -18,7 +18,7 @@ from transformers import Trainer
 from .callbacks import StallDetector, ZeroTransferGrads
 from .card import card_facts_from_trainer, write_model_card
 from .collators import ImageCollator, TeacherFeatureCollator
-from .config import AFTConfig
+from .config import AFTConfig, OptionsRecord
 from .distillation import TARGETS_COLUMN
 from .distributed import gather, gather_with_grad
 from .errors import AFTError, first_line
@@ -104,6 +104,7 @@ class AFTTrainer(Trainer):
         self.add_callback(ZeroTransferGrads(self))
         self.stall_detector = StallDetector(self)  # warns when beta * transfer holds the task loss at the prior
         self.add_callback(self.stall_detector)
+        self.add_callback(OptionsRecord(self))  # hf_aft_options.json in each checkpoint, checked on resume
 
     def _build_transfer_loss(self):
         if self.args.transfer == "none":

@@ -191,7 +191,20 @@ def parse(dataclass_types, argv: list[str], prog: str, description: str, require
     if missing:
         raise AFTError(f"{', '.join(missing)} required (on the command line or in --config).")
     check_numbers(*parsed)
+    check_not_empty(given, *parsed)
     return tuple(parsed)
+
+
+def check_not_empty(given: set[str], *parsed) -> None:
+    """A flag given an empty value (`--unlabeled_dataset "$POOL"` with POOL unset) would act as if it were not
+    given: refused, unless the empty string is the option's own default."""
+    for options in parsed:
+        for f in dataclasses.fields(options):
+            value = getattr(options, f.name)
+            empty = value == "" or (isinstance(value, list) and "" in value)
+            if empty and f.name in given and f.default != "":
+                raise AFTError(f"--{f.name} is empty (an unset shell variable in quotes?): give it a value, or drop "
+                               f"--{f.name}.")
 
 
 def check_new_output(path: str, what: str = "--output_file") -> None:

@@ -68,12 +68,14 @@ def parse_train_args(argv: list[str]):
     """(ScriptArguments, AFTConfig, PeftArguments) from flags, with `--config FILE.yaml` supplying defaults."""
     from ..config import AFTConfig
     from ..errors import AFTError
+    from ..option_checks import check_idle_options
     from ..pipeline import PeftArguments, ScriptArguments
 
     script_args, config, peft_args = parse((ScriptArguments, AFTConfig, PeftArguments), argv, "hf-aft train",
                                            DESCRIPTION, REQUIRED, rewrite=_beta_auto, short_help=_short_help)
     if config.max_steps <= 0 and config.num_train_epochs <= 0:
         raise AFTError("--num_train_epochs must be > 0 (or give --max_steps): the student would not train.")
+    check_idle_options(script_args, config)
     return script_args, config, peft_args
 
 
@@ -100,15 +102,20 @@ def print_summary(summary: dict) -> None:
 
 
 def train(argv: list[str], check_recipe: bool = True) -> dict:
-    """Run one training job from command-line tokens; returns its summary. A `--config` that is a run's recipe is
-    refused when it names a local source that is not found from here (`reruns.check_sources`) and, with
-    `check_recipe`, warned about for each local model that changed since that run (`reruns.moved_since`) and, after
-    training, for each split whose rows differ from that run's (`reruns.data_differs`)."""
+    """Run one training job from command-line tokens; returns its summary. A resume with options other than its
+    checkpoint's is refused (`resume_check`). A `--config` that is a run's recipe is refused when it names a local
+    source that is not found from here (`reruns.check_sources`) and, with `check_recipe`, warned about for each local
+    model that changed since that run (`reruns.moved_since`) and, after training, for each split whose rows differ
+    from that run's (`reruns.data_differs`)."""
     from ..pipeline import train_student
+    from ..resume_check import check_resume_options, command_options, unlabeled_pool
 
     script_args, config, peft_args = parse_train_args(argv)
     recipe_folder = check_rerun(argv, script_args, config, warn=check_recipe)
-    summary = train_student(script_args, config, peft_args)
+    if config.resume_from_checkpoint:  # before any data is read or teacher runs
+        check_resume_options(config.resume_from_checkpoint, command_options(script_args, config))
+    with unlabeled_pool(script_args):  # the checkpoints record where the unlabelled rows came from
+        summary = train_student(script_args, config, peft_args)
     if check_recipe and recipe_folder and summary["is_main_process"]:
         from ..reruns import data_differs
 

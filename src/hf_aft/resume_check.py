@@ -1,0 +1,138 @@
+"""A resumed run trains as it began: every checkpoint gets `hf_aft_options.json`, the options that shape the loss or
+the batches (transfer, beta, distillation, unlabelled rows, seed), and `--resume_from_checkpoint` with other values
+is refused, since the model card would describe only the last part of the run. A checkpoint without that file
+(written before hf-aft recorded one) is resumed as before.
+
+Both sides build the record with `effective_options`, so an option that has no effect (beta under `--transfer none`,
+the distillation weight without distillation) never makes two runs differ."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import os
+from contextlib import contextmanager
+
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .errors import AFTError
+
+OPTIONS_NAME = "hf_aft_options.json"
+# None where another option turns them off (beta: --transfer none, ...): that option is the difference to name.
+DEPENDENT = {"beta", "kernel", "balance_teachers", "distill_weight", "distill_temperature", "distill_teacher",
+             "labeled_fraction", "generator", "unlabeled_split"}
+# The --unlabeled_dataset of the command running now (the trainer sees the rows, not where they came from).
+_pool = contextvars.ContextVar("hf_aft_unlabeled_pool", default=None)
+
+
+def _source(name: str | None) -> str | None:
+    """A data source as it names the same data from any folder: local paths made absolute (comma-separated files
+    each), Hub ids as given."""
+    if not name:
+        return None
+    return ",".join(os.path.abspath(part) if os.path.exists(part) else part for part in name.split(","))
+
+
+def pool_options(script_args) -> dict:
+    """Where the unlabelled rows come from, as a checkpoint records it."""
+    dataset = _source(script_args.unlabeled_dataset)
+    return {"unlabeled_dataset": dataset, "unlabeled_split": script_args.unlabeled_split if dataset else None}
+
+
+@contextmanager
+def unlabeled_pool(script_args):
+    """Within it, checkpoints record `script_args`' unlabelled data source (`hf-aft train` runs the pipeline in it)."""
+    token = _pool.set(pool_options(script_args))
+    try:
+        yield
+    finally:
+        _pool.reset(token)
+
+
+def effective_options(config, has_pool: bool) -> dict:
+    """The options of `config` (an `AFTConfig`) that shape the loss or the batches, None where they have no effect
+    (`has_pool`: the run has --unlabeled_dataset)."""
+    distill = config.resolved_distill(has_pool)
+    on, transfer = distill != "none", config.transfer != "none"
+    mixed = has_pool or bool(config.augment_copies or config.generate_texts)
+    return {"transfer": config.transfer, "beta": config.beta if transfer else None,
+            "kernel": config.kernel if config.transfer == "aft" else None,
+            "balance_teachers": config.balance_teachers if transfer else None, "distill": distill,
+            "distill_weight": config.distill_weight if on else None,
+            "distill_temperature": config.distill_temperature if on else None,
+            "distill_teacher": config.distill_teacher if distill == "logits" else None,
+            "labeled_fraction": config.labeled_fraction if mixed else None,
+            "augment_copies": config.augment_copies, "generate_texts": config.generate_texts,
+            "generator": config.generator if config.generate_texts else None, "seed": config.seed}
+
+
+def command_options(script_args, config) -> dict:
+    """What a checkpoint must have recorded for this command to resume it."""
+    return {**effective_options(config, bool(script_args.unlabeled_dataset)), **pool_options(script_args)}
+
+
+def trainer_options(trainer) -> dict:
+    """What a checkpoint of `trainer` records: its options, the unlabelled data source of the command (when one runs
+    the trainer) and how many unlabelled rows it mixed in."""
+    rows, pool = trainer.rows, _pool.get()
+    has_pool = bool(pool["unlabeled_dataset"]) if pool else rows.n_unlabeled > rows.n_augmented + rows.n_generated
+    return {**effective_options(trainer.args, has_pool), **(pool or {}), "unlabeled_rows": rows.n_unlabeled}
+
+
+def read_options(checkpoint: str) -> dict | None:
+    """A checkpoint's recorded options; None for one without them (older, or unreadable: the resume's own file checks
+    name a damaged file)."""
+    try:
+        with open(os.path.join(checkpoint, OPTIONS_NAME)) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _shown(key: str, value) -> str:
+    if key == "unlabeled_rows":  # counted, not a flag
+        return f"{value} unlabelled rows"
+    return f"--{key} " + ("none" if value is None else str(value).lower() if isinstance(value, bool) else f"{value}")
+
+
+def check_resume_options(checkpoint: str, options: dict) -> None:
+    """Refuse to resume `checkpoint` with `options` that differ from those it recorded (each option it recorded)."""
+    saved = read_options(checkpoint)
+    if saved is None:
+        return
+    differ = [key for key, value in options.items() if key in saved and saved[key] != value
+              and not (key in DEPENDENT and None in (value, saved[key]))]
+    if not differ:
+        return
+    then = ", ".join(_shown(key, saved[key]) for key in differ)
+    now = ", ".join(_shown(key, options[key]) for key in differ)
+    raise AFTError(f"cannot resume from {checkpoint!r}: it was saved by a run with {then}, and this command has "
+                   f"{now} (a resumed run must train as it began): resume with the checkpoint's values, or start "
+                   "again without --resume_from_checkpoint.")
+
+
+def _write(folder: str, record: dict) -> None:
+    tmp = os.path.join(folder, f".{OPTIONS_NAME}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=2)
+    os.replace(tmp, os.path.join(folder, OPTIONS_NAME))
+
+
+class OptionsRecord(TrainerCallback):
+    """Writes `hf_aft_options.json` into each checkpoint of `trainer` and, when the trainer resumes
+    `args.resume_from_checkpoint`, refuses unlabelled data of another size than that checkpoint's."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        if state.is_world_process_zero and os.path.isdir(folder):
+            _write(folder, trainer_options(self.trainer))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        checkpoint = args.resume_from_checkpoint
+        if isinstance(checkpoint, str) and state.global_step > 0:
+            check_resume_options(checkpoint, {"unlabeled_rows": self.trainer.rows.n_unlabeled})

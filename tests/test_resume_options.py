@@ -1,0 +1,157 @@
+"""A resume trains as its checkpoint's run began (hf_aft_options.json), and options that change nothing are refused."""
+
+import json
+import shutil
+
+import pytest
+import tiny
+
+from hf_aft.commands import main
+from hf_aft.commands.train import parse_train_args
+from hf_aft.errors import AFTError
+from hf_aft.recipe import build_recipe
+from hf_aft.resume_check import OPTIONS_NAME
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Labelled train/test splits, and two unlabelled pools of 16 and 24 rows."""
+    folder = tmp_path_factory.mktemp("data")
+    for split, n, seed in (("train", 32, 0), ("test", 16, 1)):
+        tiny.sentiment_dataset(n, seed=seed).to_csv(folder / "labelled" / f"{split}.csv")
+    for name, n, seed in (("pool.csv", 16, 2), ("other.csv", 24, 3)):
+        tiny.sentiment_dataset(n, seed=seed).remove_columns("label").to_csv(folder / name)
+    return folder
+
+
+def train_args(student_dir, teacher_dirs, data, out, *extra):
+    return ["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(data / "labelled"),
+            "--teachers", *map(str, teacher_dirs), "--output_dir", str(out), "--per_device_train_batch_size", "8",
+            "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", *extra]
+
+
+def error_line(capsys) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def first_run(student_dir, teacher_dirs, data, tmp_path_factory):
+    """Four steps with the 16-row pool, a checkpoint every two."""
+    out = tmp_path_factory.mktemp("run") / "out"
+    assert main(train_args(student_dir, teacher_dirs, data, out, "--unlabeled_dataset", str(data / "pool.csv"),
+                           "--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2")) == 0
+    return out
+
+
+def resume(student_dir, teacher_dirs, data, first_run, tmp_path, *extra, pool="pool.csv"):
+    """Resume a copy of the first run's checkpoint-2 to step 4 (`pool` None: without unlabelled data)."""
+    out = tmp_path / "out"
+    if not out.exists():
+        shutil.copytree(first_run / "checkpoint-2", out / "checkpoint-2")
+    unlabeled = ["--unlabeled_dataset", str(data / pool)] if pool else []
+    return main(train_args(student_dir, teacher_dirs, data, out, "--max_steps", "4", "--resume_from_checkpoint",
+                           str(out / "checkpoint-2"), *unlabeled, *extra))
+
+
+def test_each_checkpoint_records_the_options_that_shape_the_run(first_run, data):
+    record = json.loads((first_run / "checkpoint-2" / OPTIONS_NAME).read_text())
+    assert record["transfer"] == "aft" and record["beta"] == 0.1 and record["distill"] == "probe"
+    assert record["unlabeled_dataset"] == str(data / "pool.csv") and record["unlabeled_rows"] == 16
+    assert record["labeled_fraction"] == 0.5 and record["seed"] == 42
+    assert (first_run / "checkpoint-4" / OPTIONS_NAME).exists()
+
+
+@pytest.mark.parametrize("extra, pool, named", [
+    ((), None, "--unlabeled_dataset " + "{pool}"),
+    ((), "other.csv", "--unlabeled_dataset " + "{pool}"),
+    (("--labeled_fraction", "0.25"), "pool.csv", "--labeled_fraction 0.5"),
+    (("--transfer", "kd"), "pool.csv", "--transfer aft"),
+    (("--distill", "none", "--seed", "3"), "pool.csv", "--distill probe, --seed 42"),
+])
+def test_a_resume_with_other_options_is_refused_naming_the_checkpoints(student_dir, teacher_dirs, data, first_run,
+                                                                       tmp_path, capsys, extra, pool, named):
+    assert resume(student_dir, teacher_dirs, data, first_run, tmp_path, *extra, pool=pool) == 2
+    line = error_line(capsys)
+    assert named.format(pool=data / "pool.csv") in line and "it was saved by a run with" in line
+    assert "resume with the checkpoint's values, or start again without --resume_from_checkpoint" in line
+
+
+def test_a_resume_with_the_same_options_goes_on(student_dir, teacher_dirs, data, first_run, tmp_path):
+    assert resume(student_dir, teacher_dirs, data, first_run, tmp_path) == 0
+    summary = json.loads((tmp_path / "out" / "transfer_summary.json").read_text())
+    assert summary["unlabeled_rows"] == 16 and json.loads((tmp_path / "out" / "trainer_state.json").read_text())[
+        "global_step"] == 4
+
+
+def test_a_pool_of_another_size_under_the_same_name_is_refused(student_dir, teacher_dirs, data, first_run, tmp_path,
+                                                               capsys):
+    out = tmp_path / "out"
+    shutil.copytree(first_run / "checkpoint-2", out / "checkpoint-2")
+    pool = tmp_path / "pool.csv"
+    shutil.copy(data / "other.csv", pool)  # 24 rows where the checkpoint's run read 16
+    record = json.loads((out / "checkpoint-2" / OPTIONS_NAME).read_text())
+    (out / "checkpoint-2" / OPTIONS_NAME).write_text(json.dumps({**record, "unlabeled_dataset": str(pool)}))
+    assert resume(student_dir, teacher_dirs, data, first_run, tmp_path, pool=pool) == 2
+    assert "it was saved by a run with 16 unlabelled rows, and this command has 24 unlabelled rows" in error_line(
+        capsys)
+
+
+def test_an_older_checkpoint_resumed_with_another_transfer_names_the_saved_one(student_dir, teacher_dirs, data,
+                                                                              first_run, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(first_run / "checkpoint-2", out / "checkpoint-2")
+    (out / "checkpoint-2" / OPTIONS_NAME).unlink()  # written before hf-aft recorded the options
+    assert resume(student_dir, teacher_dirs, data, first_run, tmp_path, "--transfer", "kd") == 2
+    line = error_line(capsys)
+    assert "it was saved by a --transfer aft run: resume with --transfer aft, or start again without" in line
+    assert "state_dict" not in line
+
+
+BASE = ["--model_name_or_path", "s", "--dataset_name", "d", "--output_dir", "o"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--unlabeled_dataset", ""], "--unlabeled_dataset is empty (an unset shell variable in quotes?)"),
+    (["--teachers", ""], "--teachers is empty"),
+    (["--unlabeled_split", "pool"], "--unlabeled_split pool is the split of --unlabeled_dataset, which this run"),
+    (["--labeled_fraction", "0.2"], "--labeled_fraction 0.2 is the labelled share of batches that mix in"),
+    (["--transfer", "none", "--distill", "none", "--distill_weight", "5"],
+     "--distill_weight is used by the distillation term only, and this run has none (--distill none)"),
+    (["--distill", "none", "--distill_temperature", "3"], "--distill_temperature is used by the distillation term"),
+    (["--transfer", "none", "--distill_weight", "5"], "(--distill auto is none for --transfer none without"),
+])
+def test_options_that_would_change_nothing_are_refused(extra, message):
+    with pytest.raises(AFTError) as error:
+        parse_train_args(BASE + extra)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("extra", [
+    ["--unlabeled_split", "pool", "--unlabeled_dataset", "pool.csv"],
+    ["--labeled_fraction", "0.2", "--unlabeled_dataset", "pool.csv"],
+    ["--labeled_fraction", "0.2", "--augment_copies", "1"],
+    ["--transfer", "none", "--distill_weight", "5", "--unlabeled_dataset", "pool.csv"],
+    ["--distill_temperature", "3"],
+    ["--unlabeled_split", "train", "--labeled_fraction", "0.5", "--distill", "none", "--distill_weight", "1"],
+])
+def test_options_that_take_effect_are_accepted(extra):
+    parse_train_args(BASE + extra)
+
+
+def test_the_cli_refuses_an_empty_value_in_one_line(capsys):
+    assert main(["train", *BASE, "--unlabeled_dataset", ""]) == 2
+    assert "--unlabeled_dataset is empty" in error_line(capsys)
+
+
+def test_help_says_a_distill_teacher_makes_auto_logits(capsys):
+    with pytest.raises(SystemExit):
+        parse_train_args(["--help"])
+    assert "logits when --distill_teacher is given" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_recipe_leaves_out_the_distillation_options_of_a_run_without_distillation():
+    script_args, config, _ = parse_train_args(BASE + ["--distill_weight", "2", "--distill_temperature", "3"])
+    recipe = build_recipe(script_args, config, distill="none")
+    assert "distill_weight" not in recipe and "distill_temperature" not in recipe and recipe["distill"] == "none"
