@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -32,10 +33,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import hf_aft.teachers
 from hf_aft import AFTConfig, AFTError, AFTTrainer, distillation, extract_teacher_features
+from hf_aft import unlabeled as unlabeled_module
 from hf_aft.card import read_baseline
 from hf_aft.commands import main
 from hf_aft.losses import distillation_loss
-from hf_aft.unlabeled import UNLABELED, MixedSampler
+from hf_aft.unlabeled import UNLABELED, MixedSampler, check_no_leakage, check_pool_leakage
 
 N_LABELLED, N_POOL = 24, 16
 ERROR = "hf-aft: error:"
@@ -63,12 +65,13 @@ def pool(teacher_dirs, tokenizer, tmp_path_factory):
     return data.map(lambda b: tokenizer(b["text"]), batched=True)
 
 
-def make_trainer(student_dir, out, train, unlabeled, **config):
+def make_trainer(student_dir, out, train, unlabeled, eval_dataset=None, image_column=None, **config):
     settings = dict(output_dir=str(out), per_device_train_batch_size=8, max_steps=4, learning_rate=1e-2,
                     logging_steps=1, save_strategy="no", report_to="none", seed=0, disable_tqdm=True, use_cpu=True)
     settings.update(config)
     model = AutoModelForSequenceClassification.from_pretrained(student_dir)
     return AFTTrainer(model=model, args=AFTConfig(**settings), train_dataset=train, unlabeled_dataset=unlabeled,
+                      eval_dataset=eval_dataset, image_column=image_column,
                       processing_class=AutoTokenizer.from_pretrained(student_dir))
 
 
@@ -651,6 +654,92 @@ def test_a_pool_of_training_rows_or_a_pool_nothing_reads_is_refused(student_dir,
     unread = train_args(student_dir, teacher_dirs, csv_data / "data", tmp_path / "b", "--unlabeled_dataset",
                         str(csv_data / "pool"), "--transfer", "none", "--distill", "none")
     assert_one_line_error(main(unread), capsys.readouterr().err, "no term reads unlabelled rows")
+
+
+@pytest.fixture(scope="module")
+def test_split(tokenizer):
+    """The evaluation rows (the CLI tests' test.csv), tokenized."""
+    return tiny.sentiment_dataset(16, seed=1).map(lambda b: tokenizer(b["text"]), batched=True)
+
+
+def shouted(dataset, rows: list[int]) -> list[str]:
+    """The texts of `rows` as a fresh user's copy may hold them: capitals, outer and doubled spaces, full-width."""
+    texts = [dataset["text"][row] for row in rows]
+    return [f"  {text.upper().replace(' ', '  ')}\t" if i % 2 == 0 else text.replace("a", "\uff41")
+            for i, text in enumerate(texts)]
+
+
+def test_the_trainer_refuses_the_pools_hf_aft_train_refuses(student_dir, tmp_path, labelled, pool, test_split):
+    def refused(unlabeled, *fragments, eval_dataset=test_split, **config):
+        with pytest.raises(AFTError) as caught:
+            make_trainer(student_dir, tmp_path, labelled, unlabeled, eval_dataset, **config)
+        for fragment in fragments:
+            assert fragment in str(caught.value), caught.value
+
+    refused(test_split, "16 rows of the unlabelled split are also in the eval split (first at row 0)", "leakage")
+    leaky = datasets.concatenate_datasets([pool.select_columns(["text"]), datasets.Dataset.from_dict(
+        {"text": shouted(test_split, [3, 5])})])  # text only: compared by text, whatever else a set holds
+    refused(leaky, "2 rows of the unlabelled split are also in the eval (test) split (first at row 16)",
+            eval_dataset={"other": pool.select(range(0)), "test": test_split})
+    no_text = test_split.remove_columns("text")  # a tokenized set without its text: compared by token ids
+    refused(no_text.select([2, 9]), "2 rows", "also in the eval split (first at row 0)", eval_dataset=no_text)
+    # The labelled training rows given again, and a pool no term reads: the command's own lines.
+    refused(labelled, "also in the labelled training split", "--unlabeled_split unlabeled", eval_dataset=None)
+    refused(pool, "--unlabeled_dataset with --transfer none and --distill none: no term reads unlabelled rows",
+            transfer="none", distill="none")
+    trainer = make_trainer(student_dir, tmp_path, labelled, pool, {"test": test_split})  # a clean pool trains
+    assert trainer.terms_summary()["unlabeled_rows"] == N_POOL
+
+
+def test_the_trainer_refuses_an_image_pool_that_holds_eval_images(tmp_path):
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    folder = tiny.save_image_student(tmp_path / "student", "resnet")
+    images = tiny.image_dataset(12)
+    args = AFTConfig(output_dir=str(tmp_path / "out"), transfer="none", distill="probe", report_to="none",
+                     use_cpu=True)
+    with pytest.raises(AFTError, match=r"2 rows of the unlabelled split are also in the eval split \(first at row 0"):
+        AFTTrainer(model=AutoModelForImageClassification.from_pretrained(folder), args=args,
+                   train_dataset=images.select(range(4, 12)), eval_dataset=images.select(range(4)),
+                   unlabeled_dataset=images.select([1, 3]), image_column="image",
+                   processing_class=AutoImageProcessor.from_pretrained(folder))
+
+
+def test_texts_are_compared_as_an_uncased_tokenizer_reads_them(test_split):
+    texts = shouted(test_split, [3, 5])
+    assert texts[0] != test_split["text"][3] and texts[1] != test_split["text"][5]
+    pool = datasets.Dataset.from_dict({"text": ["a text of its own", *texts]})
+    with pytest.raises(AFTError, match=r"^2 rows of the unlabelled split are also in the eval split \(first at row 1"):
+        check_no_leakage(pool, test_split, "text")
+    labelled, validation = test_split.select(range(8)), test_split.select(range(8, 16))
+    for rows, where in (([3], "labelled training split"), ([12], "validation (validation) split")):
+        pool = datasets.Dataset.from_dict({"text": ["a text of its own", *shouted(test_split, rows)]})
+        with pytest.raises(AFTError, match=rf"1 rows of the unlabelled split are also in the {re.escape(where)} "
+                                           r"\(first at row 1\)"):
+            check_pool_leakage(pool, labelled, {"validation (validation)": validation}, "text")
+    words = datasets.Dataset.from_dict({"tokens": [["John", "lives", "here"]]})
+    with pytest.raises(AFTError, match="first at row 1"):  # sentences of words: joined, then compared the same way
+        check_no_leakage(datasets.Dataset.from_dict({"tokens": [["other"], [" JOHN", "Lives", "here "]]}), words,
+                         "tokens")
+    check_no_leakage(datasets.Dataset.from_dict({"text": ["johnlives here", "john lives there"]}),
+                     datasets.Dataset.from_dict({"text": ["John lives here"]}), "text")  # other words: kept
+
+
+def test_hf_aft_train_checks_its_pool_once_before_training(student_dir, teacher_dirs, csv_data, tmp_path,
+                                                          monkeypatch):
+    """The command checks the pool as it loads it; the trainer it builds does not check the prepared pool again
+    (an image pool's files would be hashed twice)."""
+    names = []
+
+    def counted(unlabeled, eval_set, input_column, eval_name="eval", name="unlabelled", advice=None):
+        names.append(name)
+        return check_no_leakage(unlabeled, eval_set, input_column, eval_name, name, advice)
+
+    monkeypatch.setattr(unlabeled_module, "check_no_leakage", counted)
+    args = train_args(student_dir, teacher_dirs, csv_data / "data", tmp_path / "out", "--unlabeled_dataset",
+                      str(csv_data / "pool"), "--max_steps", "1", "--skip_cost_report", "true")
+    assert main(args) == 0
+    assert len(names) == 3 and all(name.startswith("unlabelled (") for name in names), names  # eval, validation, train
 
 
 def test_the_probe_chooses_its_penalty_by_out_of_fold_log_loss():

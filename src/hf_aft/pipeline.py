@@ -37,7 +37,7 @@ from .run_records import finish_run
 from .student import fold_target_scale, load_student, tokenize_beside_features
 from .targets import SINGLE
 from .trainer import AFTTrainer
-from .unlabeled import load_unlabeled
+from .unlabeled import check_pool_read, load_unlabeled, mark_checked
 from .validation_split import DEFAULT_VALIDATION_FRACTION, class_ids
 from .word_features import check_run_options, with_word_or_teacher_features
 
@@ -171,9 +171,8 @@ def _check_run(script_args: ScriptArguments, config: AFTConfig):
     if script_args.beta_auto and config.resume_from_checkpoint:
         raise AFTError("--beta auto cannot resume a run: pass the beta it chose (beta_search.json, chosen_beta) as "
                        "--beta with --resume_from_checkpoint.")
-    if script_args.unlabeled_dataset and config.transfer == "none" and config.distill == "none":
-        raise AFTError("--unlabeled_dataset with --transfer none and --distill none: no term reads unlabelled rows "
-                       "(the task loss needs labels); add a transfer or --distill probe, or drop --unlabeled_dataset.")
+    if script_args.unlabeled_dataset:
+        check_pool_read(config)
     if script_args.baseline_dir:
         return read_baseline(script_args.baseline_dir, script_args.dataset_name)
     return None
@@ -282,7 +281,7 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
     model, processor = load()
     train_set = _prepare(train_set, splits.labels, processor, script_args)
     eval_set = _prepare(splits.eval, splits.labels, processor, script_args)
-    unlabeled = _prepare(unlabeled, None, processor, script_args)
+    unlabeled = mark_checked(_prepare(unlabeled, None, processor, script_args))  # checked as loaded: not again
     run.update(splits=splits, train_set=train_set, eval_set=eval_set, unlabeled_set=unlabeled)
     beta_search = None
     if script_args.beta_auto:

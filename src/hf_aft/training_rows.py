@@ -24,7 +24,7 @@ from .images import check_image_column
 from .losses import distillation_loss
 from .provenance import current_revision
 from .targets import MULTI, REGRESSION, SINGLE, TOKEN, model_problem_type
-from .unlabeled import UNLABELED, MixedSampler, join_labelled_unlabeled
+from .unlabeled import UNLABELED, MixedSampler, check_pool_read, check_trainer_pool, join_labelled_unlabeled
 from .word_batches import word_pairs
 from .word_distillation import with_word_targets, word_probe_targets
 from .word_features import is_word_features, scan_word_features, with_word_or_teacher_features
@@ -62,7 +62,8 @@ class TrainingRows:
 
 
 def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None) -> AFTConfig:
-    """The config (a default one when None), after refusing what no training run can use."""
+    """The config (a default one when None), after refusing what no training run can use (a pool no term reads, as
+    `hf-aft train` refuses it)."""
     if args is None:
         args = AFTConfig(output_dir="aft_output")
     elif not isinstance(args, AFTConfig):
@@ -77,6 +78,8 @@ def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None) -> 
                        "training examples.")
     if unlabeled_dataset is not None and len(unlabeled_dataset) == 0:
         raise AFTError("the unlabelled dataset is empty: give unlabelled rows, or pass none.")
+    if unlabeled_dataset is not None:
+        check_pool_read(args)
     if args.distill == "logits" and not args.distill_teacher:
         raise AFTError("distill='logits' needs distill_teacher: a classifier tuned for the same labels.")
     return args
@@ -97,9 +100,11 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
     """Teacher features for both sets (when a term needs them), distillation targets, then the labelled rows
     followed by the unlabelled ones (labels -100) in one dataset. `args.augment_copies` adds the labelled rows'
     augmented copies (augmentation.py), `args.generate_texts` texts a generator writes (generation.py), to the
-    unlabelled rows; no made text equals a text of `eval_dataset`."""
+    unlabelled rows; no made text equals a text of `eval_dataset`. Unlabelled rows that are also eval or labelled
+    rows are refused first, in `hf-aft train`'s words (before any teacher or generator runs)."""
     if image_column is not None and unlabeled_dataset is not None:
         check_image_column(unlabeled_dataset, image_column)
+    check_trainer_pool(unlabeled_dataset, train_dataset, eval_dataset, image_column or text_column)
     held_out = held_out_texts(eval_dataset, text_column)
     augmented = (augmented_rows(train_dataset, args.augment_copies, args.seed, tokenizer, text_column, image_column,
                                 held_out) if args.augment_copies else None)

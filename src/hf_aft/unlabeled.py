@@ -16,6 +16,7 @@ the rows one process with batch N*b sees (the global kernel then matches exactly
 from __future__ import annotations
 
 import math
+import unicodedata
 
 import datasets
 import numpy as np
@@ -52,16 +53,36 @@ def check_unlabeled(unlabeled: datasets.Dataset, input_column: str, name: str = 
 def _kind(feature) -> str:
     if is_word_lists(feature):
         return "words"
+    if isinstance(getattr(feature, "feature", None), datasets.Value):  # token ids (a tokenized set without its text)
+        return "ids"
     return "text" if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string") else "image"
 
 
+def normalised_text(text: str | None) -> str | None:
+    """The text as an uncased tokenizer reads it: Unicode NFKC, casefolded, whitespace collapsed and stripped, so
+    that "Great  movie " and "GREAT MOVIE" are one text."""
+    return None if text is None else " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
 def _comparable(dataset: datasets.Dataset, column: str):
-    """The column's rows as strings to compare across splits: texts, words joined by spaces, images' SHA-256."""
+    """The column's rows as strings to compare across splits: normalised texts (words joined by spaces first),
+    token ids joined by spaces, images' SHA-256."""
     kind = _kind(dataset.features[column])
     if kind == "image":
         return pa.array(image_digests(dataset, column), pa.string())
     values = arrow_column(dataset, column)
-    return pc.binary_join(values, " ") if kind == "words" else values
+    if kind == "ids":
+        return pc.binary_join(values.cast(pa.list_(pa.string())), " ")
+    values = pc.binary_join(values, " ") if kind == "words" else values
+    return pa.array([normalised_text(text) for text in values.to_pylist()], pa.string())
+
+
+def _compared_column(unlabeled: datasets.Dataset, other: datasets.Dataset, input_column: str) -> str | None:
+    """The input column when both sets have it, else their token ids (a tokenized set without its text), else None."""
+    for column in (input_column, "input_ids"):
+        if column in unlabeled.column_names and column in other.column_names:
+            return column
+    return None
 
 
 def check_modality(unlabeled: datasets.Dataset, labelled: datasets.Dataset, input_column: str,
@@ -78,11 +99,13 @@ def check_no_leakage(unlabeled: datasets.Dataset, eval_set: datasets.Dataset | N
     """No unlabelled text or image is also an evaluation one: the teachers' features (and the probe's predictions) of
     the evaluation rows would reach the student, and the reported result would be biased. Images are compared by the
     SHA-256 of their files (or pixels, for arrays: `images.image_digests`), so a copy at another path is found;
-    sentences of words are compared with their words joined by spaces."""
-    if eval_set is None or input_column not in eval_set.column_names:
+    texts after `normalised_text` (an uncased tokenizer sees "GREAT movie " as "great movie"), sentences of words
+    with their words joined by spaces first, and token ids when a set has no text."""
+    column = None if eval_set is None else _compared_column(unlabeled, eval_set, input_column)
+    if column is None:
         return
-    ours, theirs = _comparable(unlabeled, input_column), _comparable(eval_set, input_column)
-    shared = pc.is_in(ours, value_set=theirs.unique())
+    ours, theirs = _comparable(unlabeled, column), _comparable(eval_set, column)
+    shared = pc.is_in(ours, value_set=theirs.unique(), skip_nulls=True)
     count = pc.sum(shared.cast("int64")).as_py() or 0
     if count:
         row = int(np.flatnonzero(shared.to_numpy(zero_copy_only=False))[0])
@@ -112,13 +135,52 @@ def load_unlabeled(source: str, split: str, input_column: str, label_column: str
     name = f"unlabelled ({source} {split})"
     check_unlabeled(unlabeled, input_column, name)
     check_modality(unlabeled, labelled, input_column, name)
+    check_pool_leakage(unlabeled, labelled, held_out, input_column, name)
+    dropped = [c for c in (label_column, *LABEL_COLUMNS) if c in unlabeled.column_names and c != input_column]
+    return unlabeled.remove_columns(sorted(set(dropped))) if dropped else unlabeled
+
+
+def check_pool_leakage(unlabeled: datasets.Dataset, labelled: datasets.Dataset | None,
+                       held_out: dict[str, datasets.Dataset | None], input_column: str,
+                       name: str = "unlabelled") -> None:
+    """No unlabelled row is also a row of a held-out split (`held_out`: name -> split) or of the labelled training
+    split (`check_no_leakage`)."""
     for held_name, held in held_out.items():
         check_no_leakage(unlabeled, held, input_column, held_name, name)
     check_no_leakage(unlabeled, labelled, input_column, "labelled training", name, advice=(
         "their labels are already used, and --beta auto would hold some of them out to judge on. Remove them from the "
         "pool (a pool saved beside the data by hf-aft features is --unlabeled_split unlabeled)."))
-    dropped = [c for c in (label_column, *LABEL_COLUMNS) if c in unlabeled.column_names and c != input_column]
-    return unlabeled.remove_columns(sorted(set(dropped))) if dropped else unlabeled
+
+
+def check_pool_read(config) -> None:
+    """Some term of the run reads unlabelled rows: the task loss needs labels."""
+    if config.transfer == "none" and config.distill == "none":
+        raise AFTError("--unlabeled_dataset with --transfer none and --distill none: no term reads unlabelled rows "
+                       "(the task loss needs labels); add a transfer or --distill probe, or drop --unlabeled_dataset.")
+
+
+def check_trainer_pool(unlabeled, labelled, eval_dataset, input_column: str) -> None:
+    """`AFTTrainer(unlabeled_dataset=...)`'s pool checked as `hf-aft train` checks its --unlabeled_dataset: against
+    the eval set (one, or each of a dict of them) and the labelled training set. A pool `mark_checked` named (the
+    command checked its rows before preparing them) is not checked again: image files would be hashed twice."""
+    if not isinstance(unlabeled, datasets.Dataset) or unlabeled._fingerprint in _CHECKED_POOLS:
+        return
+    evals = eval_dataset if isinstance(eval_dataset, dict) else {None: eval_dataset}
+    held_out = {"eval" if key is None else f"eval ({key})": split for key, split in evals.items()
+                if isinstance(split, datasets.Dataset)}
+    check_pool_leakage(unlabeled, labelled if isinstance(labelled, datasets.Dataset) else None, held_out,
+                       input_column)
+
+
+def mark_checked(pool: datasets.Dataset | None) -> datasets.Dataset | None:
+    """`pool`, marked as prepared from rows `load_unlabeled` checked: the trainer does not check it again (an image
+    pool's files would be hashed twice)."""
+    if pool is not None:
+        _CHECKED_POOLS.add(pool._fingerprint)
+    return pool
+
+
+_CHECKED_POOLS: set[str] = set()  # fingerprints of the pools hf-aft train checked before preparing them
 
 
 def no_labels(feature, rows: int) -> np.ndarray:
