@@ -61,3 +61,32 @@ def test_features_of_other_teachers_are_refused(teacher_dirs, student_dir, data_
     assert main(["features", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data_dir), "--splits", "dev",
                  "--output_dir", str(tmp_path / "y")]) == 2
     assert "split 'dev' not found; the dataset has splits" in capsys.readouterr().err
+
+
+def test_a_features_column_the_teachers_did_not_make_is_never_taken_for_theirs(teacher_dirs, student_dir, data_dir,
+                                                                                 tmp_path, capsys):
+    """A `teacher_features` column in the user's own data (text, or numbers of the right width with no record of
+    the teachers) is refused when teachers are given, for the labelled and the unlabelled data, in every command
+    that makes features: it was trained on as the teachers' output, or broke the run with a pyarrow traceback."""
+    teachers = ["--teachers", *map(str, teacher_dirs)]
+    texts = tiny.sentiment_dataset(12, seed=5).remove_columns("label")
+    own = {"strings": texts.add_column("teacher_features", ["0.5 0.5"] * 12),
+           "numbers": texts.add_column("teacher_features", [[0.5] * 20] * 12)}  # the teachers' width, made up
+    for kind, pool in own.items():
+        pool.to_json(tmp_path / f"{kind}.jsonl")
+        expected = "holds string, not lists of numbers" if kind == "strings" else "no record of the teachers"
+        runs = [train_args(student_dir, data_dir, tmp_path / f"out-{kind}", *teachers, "--unlabeled_dataset",
+                           str(tmp_path / f"{kind}.jsonl")),
+                ["features", *teachers, "--dataset_name", str(data_dir), "--unlabeled_dataset",
+                 str(tmp_path / f"{kind}.jsonl"), "--output_dir", str(tmp_path / f"features-{kind}")]]
+        for args in runs:
+            assert main(args) == 2
+            err = capsys.readouterr().err
+            assert err.count("hf-aft: error:") == 1 and "unlabelled" in err and expected in err, err
+            assert "Traceback" not in err and not (tmp_path / f"out-{kind}").exists()
+    labelled = datasets.load_from_disk(str(data_dir))
+    labelled["train"] = labelled["train"].add_column("teacher_features", [[0.5] * 20] * 32)
+    labelled.save_to_disk(tmp_path / "labelled")
+    assert main(train_args(student_dir, tmp_path / "labelled", tmp_path / "out", *teachers)) == 2
+    assert "training dataset already has a 'teacher_features' column" in capsys.readouterr().err
+    assert main(train_args(student_dir, tmp_path / "labelled", tmp_path / "out")) == 0  # no teachers: used as given

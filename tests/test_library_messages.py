@@ -134,5 +134,5 @@ def test_an_empty_data_file_is_named_in_one_line_wherever_it_is_given(name, cont
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / f"train{suffix(name)}").write_text(content)
     for given in (str(tmp_path / name), f"{tmp_path}/*{suffix(name)}", str(tmp_path / "folder")):
-        with pytest.raises(AFTError, match=r"the data file '.*' is empty: fill it, or leave it out"):
+        with pytest.raises(AFTError, match=r"the file '.*' is empty: fill it, or leave it out"):
             load_dataset_dict(given)

@@ -424,8 +424,11 @@ def test_unlabelled_images_are_checked_for_leakage_and_every_image_file_opens(tm
                        "--output_dir", str(tmp_path / "features")])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
     assert returncode == 2 and len(errors) == 1 and "are also in the" in errors[0], errors
-    (data / "test" / "car" / "d.png").write_bytes(b"")  # an empty file: opens as no image
+    (data / "test" / "car" / "d.png").write_bytes(b"not a png")  # a damaged file: opens as no image
     with pytest.raises(AFTError, match=r"image column 'image', row 1: '.*test/car/d.png' is not a readable image"):
+        load_labelled_splits(str(data), input_column="image")
+    (data / "test" / "car" / "d.png").write_bytes(b"")  # an empty one is named before datasets reads the folder
+    with pytest.raises(AFTError, match=r"the file '.*test/car/d.png' is empty"):
         load_labelled_splits(str(data), input_column="image")
     assert not (tmp_path / "features").exists()
 

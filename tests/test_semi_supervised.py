@@ -759,3 +759,42 @@ def test_the_probe_chooses_its_penalty_by_out_of_fold_log_loss():
     fit = distillation.fit_probe(features, labels, features[:3], num_classes=2, cs=distillation.PROBE_CS)
     assert fit.c == chosen and np.exp(fit.labeled) == pytest.approx(proba, abs=1e-5)
     assert distillation.fit_probe(features, labels, features[:3], num_classes=2).c == 1.0
+
+
+def test_a_loss_weight_whose_gradients_overflow_stops_the_run_naming_the_options(student_dir, teacher_dirs, csv_data,
+                                                                                  tmp_path, capsys):
+    """--distill_weight 1e20: every loss term finite, the gradient norm inf, clipping zeroed every update, and the
+    run exited 0 saving the untrained student. Now the step, the norm and the options that scale it; nothing saved."""
+    out = tmp_path / "out"
+    returncode = main(train_args(student_dir, teacher_dirs, csv_data / "data", out, "--unlabeled_dataset",
+                                 str(csv_data / "pool"), "--distill", "probe", "--distill_weight", "1e20"))
+    assert_one_line_error(returncode, capsys.readouterr().err, "training stopped at step 1: the gradient norm is inf",
+                          "--distill_weight (now 1e+20)", "--distill_temperature")
+    assert not (out / "model.safetensors").exists()
+
+
+def test_a_loss_that_is_not_finite_names_the_options_that_scale_that_term():
+    from hf_aft.losses import check_finite_loss
+
+    terms = {"task_loss": torch.tensor(0.5), "distill_loss": torch.tensor(float("nan"))}
+    with pytest.raises(AFTError, match=r"the distill loss is nan.*--learning_rate \(now 5e-05\), "
+                                       r"--distill_temperature \(now 1e\+30\) or --distill_weight \(now 1\)"):
+        check_finite_loss(terms, 1, 5e-5, 0.1, distill=(1e30, 1.0))
+
+
+def test_unlabelled_rows_that_are_not_all_text_or_lack_features_are_named_as_the_unlabelled_data(
+        student_dir, teacher_dirs, csv_data, tmp_path, capsys):
+    mixed = tmp_path / "mixed.jsonl"  # one text is a number: datasets reads the column as Json, not text
+    mixed.write_text('{"text": "a fine film"}\n{"text": 12345}\n{"text": "dull"}\n')
+    returncode = main(train_args(student_dir, teacher_dirs, csv_data / "data", tmp_path / "a", "--unlabeled_dataset",
+                                 str(mixed)))
+    assert_one_line_error(returncode, capsys.readouterr().err, "column 'text' is not all text: row 1 holds 12345")
+    features = tmp_path / "features"  # the labelled rows' features saved, the pool given beside them without any
+    assert main(["features", "--teachers", *map(str, teacher_dirs), "--dataset_name", str(csv_data / "data"),
+                 "--output_dir", str(features)]) == 0
+    capsys.readouterr()
+    args = train_args(student_dir, teacher_dirs, features, tmp_path / "b", "--unlabeled_dataset",
+                      str(csv_data / "pool"))
+    args[args.index("--teachers"):args.index("--output_dir")] = []
+    assert_one_line_error(main(args), capsys.readouterr().err, "the unlabelled dataset has no 'teacher_features'",
+                          "hf-aft features, with --unlabeled_dataset")

@@ -168,7 +168,7 @@ def check_not_empty(paths: list[str]) -> None:
     for path in paths:
         size = os.path.getsize(path)
         if size == 0 or (size < 4096 and not Path(path).read_bytes().strip()):
-            raise AFTError(f"the data file {path!r} is empty: fill it, or leave it out of the files given.")
+            raise AFTError(f"the file {path!r} is empty: fill it, or leave it out of the files given.")
 
 
 def check_parquet_columns(paths: list[str]) -> None:

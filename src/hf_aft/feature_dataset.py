@@ -16,7 +16,7 @@ import datasets
 
 from .data import check_texts
 from .errors import AFTError
-from .features import read_from_cache, read_teacher_infos, with_teacher_features
+from .features import FEATURES_COLUMN, read_from_cache, read_teacher_infos, with_teacher_features
 from .images import check_image_column
 
 PROVENANCE_FILE = "teachers.json"
@@ -49,8 +49,9 @@ def save_feature_dataset(data: datasets.DatasetDict, splits: list[str], options,
     data = datasets.DatasetDict(data)
     if unlabeled is not None:
         data[UNLABELED_SPLIT], splits = unlabeled, [*splits, UNLABELED_SPLIT]
-    for split in splits:
-        data[split] = with_teacher_features(data[split], options, text_column, image_column)
+    for split in sorted(splits, key=lambda s: FEATURES_COLUMN not in data[s].column_names):  # checks before teachers
+        name = f"{'unlabelled' if split == UNLABELED_SPLIT else repr(split)} split"
+        data[split] = with_teacher_features(data[split], options, text_column, image_column, name=name)
     infos = [asdict(info) for info in read_teacher_infos(data[splits[0]]) or []]
     data.save_to_disk(output_dir)
     with open(os.path.join(output_dir, PROVENANCE_FILE), "w") as f:

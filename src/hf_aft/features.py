@@ -247,17 +247,22 @@ def extraction_kwargs(options) -> dict:
 
 def with_teacher_features(dataset: datasets.Dataset, options, text_column: str = "text",
                           image_column: str | None = None, teachers: list[str] | None = None,
-                          device=None) -> datasets.Dataset:
-    """The dataset with its `teacher_features` column: the one path to features. A column already there (made by
-    `extract_teacher_features` or `hf-aft features`) is kept, after checking that it came from the teachers asked for;
-    else it is extracted from `teachers` (default `options.teachers`) with the teacher options in `options`. Extract
-    before tokenizing the student's inputs, and the cache survives a change of student."""
+                          device=None, name: str = "training dataset") -> datasets.Dataset:
+    """The dataset (`name` in refusals) with its `teacher_features` column: the one path to features. A column there
+    (made by `extract_teacher_features`, `hf-aft features`) is kept if it came from the teachers asked for (refused
+    if it has no such record); else it is extracted from `teachers` (default `options.teachers`) with the options in
+    `options`. Extract before tokenizing the student's inputs: the cache survives a change of student."""
     teachers = options.teachers if teachers is None else teachers
     if dataset is None:
         raise AFTError("transfer needs a train_dataset with teacher features.")
     if FEATURES_COLUMN in dataset.column_names:
+        _check_numeric_lists(dataset, name)
         stored = [info.name for info in read_teacher_infos(dataset) or []]
         asked = [teacher_label(spec) for spec in teachers or []]
+        if asked and not stored:  # the user's own column, not the teachers' output: never taken for theirs
+            raise AFTError(f"the {name} already has a {FEATURES_COLUMN!r} column with no record of the teachers that "
+                           f"made it: remove or rename it to have {asked} compute the features, or drop --teachers "
+                           "to train on it as it is.")
         if stored and asked and (len(stored) != len(asked) or not all(map(same_teacher, stored, asked))):
             raise AFTError(f"the dataset already carries the features of {stored}, not of the teachers given "
                            f"{asked}: drop --teachers to use them, or remove the {FEATURES_COLUMN!r} column.")
@@ -267,11 +272,22 @@ def with_teacher_features(dataset: datasets.Dataset, options, text_column: str =
                            f"not {options.teacher_backend}: pass that backend (or drop --teachers) to use them.")
         return dataset
     if not teachers:
-        raise AFTError(f"the training dataset has no {FEATURES_COLUMN!r} column and no teachers were given: pass "
-                       "teachers=[...] (--teachers) or add the column with hf_aft.extract_teacher_features.")
+        raise AFTError(f"the {name} has no {FEATURES_COLUMN!r} column and no teachers were given: pass teachers=[...] "
+                       "(--teachers), or add the column with hf_aft.extract_teacher_features (hf-aft features, "
+                       "with --unlabeled_dataset for unlabelled rows).")
     # With several processes, each runs the teachers on its shard of the data (see cache.py).
     return extract_teacher_features(dataset, teachers, text_column=text_column, image_column=image_column,
                                     device=device, **extraction_kwargs(options))
+
+
+def _check_numeric_lists(dataset: datasets.Dataset, name: str) -> None:
+    """The features column holds lists of numbers (per row; per word: lists of them), not text or scalars."""
+    kind = inner = dataset.data.schema.field(FEATURES_COLUMN).type
+    while pa.types.is_list(inner) or pa.types.is_large_list(inner) or pa.types.is_fixed_size_list(inner):
+        inner = inner.value_type
+    if inner is kind or not (pa.types.is_floating(inner) or pa.types.is_integer(inner)):
+        raise AFTError(f"the {name}'s {FEATURES_COLUMN!r} column holds {kind}, not lists of numbers: remove or rename "
+                       "it (hf-aft computes that column from --teachers).")
 
 
 def scan_teacher_features(dataset: datasets.Dataset, infos: list[TeacherInfo]) -> list[float]:

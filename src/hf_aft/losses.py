@@ -216,10 +216,11 @@ def build_transfer_loss(
 
 
 def check_finite_loss(terms: dict[str, torch.Tensor], step: int, learning_rate: float, beta: float,
-                      reduce=None) -> None:
-    """Stop training, in one line naming the step and the term, when a loss term is NaN or inf: every update from then
-    on would be NaN, and the run would end by saving a broken student. One device sync per step (as Trainer's own
-    NaN filter of the logged loss); `reduce` (e.g. a gather's min) makes every process stop together."""
+                      reduce=None, distill: tuple[float, float] | None = None) -> None:
+    """Stop training, in one line naming the step, the term and the options that scale it (`distill`: the
+    distillation's temperature and weight), when a loss term is NaN or inf: every update from then on would be NaN,
+    and the run would end by saving a broken student. One device sync per step (as Trainer's own NaN filter of the
+    logged loss); `reduce` (e.g. a gather's min) makes every process stop together."""
     finite = torch.stack([torch.isfinite(value.detach()).all() for value in terms.values()]).all().float()
     if reduce is not None:
         finite = reduce(finite)
@@ -229,6 +230,39 @@ def check_finite_loss(terms: dict[str, torch.Tensor], step: int, learning_rate: 
            for name, value in terms.items() if not torch.isfinite(value.detach()).all()]
     bad = bad or ["another process's loss is not finite"]
     raise AFTError(f"training stopped at step {step}: {' and '.join(bad)}, so nothing was saved as the final student. "
-                   f"Try a lower --learning_rate (now {learning_rate:g})"
-                   + (f" or --beta (now {beta:g})" if "transfer_loss" in terms else "")
-                   + ", and check the inputs for extreme values.")
+                   f"Try a lower {scaling_options(terms, learning_rate, beta, distill)}, and check the inputs for "
+                   "extreme values.")
+
+
+def scaling_options(terms, learning_rate: float, beta: float, distill: tuple[float, float] | None = None) -> str:
+    """'--learning_rate (now 5e-05) or --beta (now 0.1)': the options that scale the loss `terms` and its gradients."""
+    named = [f"--learning_rate (now {learning_rate:g})"]
+    named += [f"--beta (now {beta:g})"] if "transfer_loss" in terms else []
+    if "distill_loss" in terms and distill is not None:
+        named += [f"--distill_temperature (now {distill[0]:g})", f"--distill_weight (now {distill[1]:g})"]
+    return ", ".join(named[:-1]) + f" or {named[-1]}" if len(named) > 1 else named[0]
+
+
+class GradNormGuard:
+    """A `Trainer` mixin. `_all_finite`: a finiteness flag gathered from every process (check_finite_loss's `reduce`).
+    `_get_grad_norm`: stop training, in one line, when the gradient norm is not finite though every loss term is
+    (a --beta or --distill_weight so large that the gradients overflow float32): clipping then scales them to zero
+    or NaN and every later step leaves the student as it is, a run that would end saving an untrained student. Not
+    under fp16 mixed precision, whose loss scaler skips such steps on purpose. Reads the norm Trainer computes
+    (`_get_grad_norm`, transformers 5); one device sync per step."""
+
+    def _all_finite(self, finite: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.gather(finite.reshape(1)).min()
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        scaled = self.accelerator.scaler is not None
+        if grad_norm is None or scaled or bool(torch.isfinite(torch.as_tensor(grad_norm))):
+            return grad_norm
+        terms = ["task_loss", *["transfer_loss"] * (self.transfer_loss is not None),
+                 *["distill_loss"] * (self.rows.distill != "none")]
+        options = scaling_options(terms, self.args.learning_rate, self.args.beta,
+                                  (self.args.distill_temperature, self.args.distill_weight))
+        raise AFTError(f"training stopped at step {self.state.global_step + 1}: the gradient norm is "
+                       f"{float(grad_norm)} (the loss is finite but its gradients overflow), so nothing was saved as "
+                       f"the final student. Try a lower {options}.")

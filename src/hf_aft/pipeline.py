@@ -272,11 +272,11 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
     train_set, infos = splits.train, None
     if config.needs_teacher_features(unlabeled is not None):
         extraction = time.perf_counter()
+        if unlabeled is not None:  # first: a column of its own is refused before any teacher runs
+            unlabeled = with_word_or_teacher_features(unlabeled, config, script_args.text_column,
+                                                      script_args.image_column, name="unlabelled dataset")
         train_set = with_word_or_teacher_features(train_set, config, script_args.text_column, script_args.image_column)
         infos = read_teacher_infos(train_set)
-        if unlabeled is not None:
-            unlabeled = with_word_or_teacher_features(unlabeled, config, script_args.text_column,
-                                                      script_args.image_column)
         run.update(features_fingerprint=train_set._fingerprint, extraction_seconds=time.perf_counter() - extraction)
     model, processor = load()
     train_set = _prepare(train_set, splits.labels, processor, script_args)

@@ -25,7 +25,7 @@ from .errors import AFTError, first_line
 from .features import FEATURES_COLUMN, TeacherInfo
 from .hub import push_run
 from .images import check_image_column
-from .losses import AdaptiveKernelLoss, build_transfer_loss, check_finite_loss
+from .losses import AdaptiveKernelLoss, GradNormGuard, build_transfer_loss, check_finite_loss
 from .outputs import check_checkpoint_files, restore_after_resume, save_transfer_files, share_like_other_files
 from .student import StudentFeatureCapture, check_labels_fit, feature_dim, name_labels, wrap_peft
 from .teachers import display_names
@@ -40,7 +40,7 @@ def _eval_sets(eval_dataset) -> list:
     return list(eval_dataset.values()) if isinstance(eval_dataset, dict) else [eval_dataset]
 
 
-class AFTTrainer(Trainer):
+class AFTTrainer(GradNormGuard, Trainer):
     """Trainer for Adaptive Feature Transfer (and the KD, RKD and plain fine-tuning baselines).
 
     Args:
@@ -168,13 +168,11 @@ class AFTTrainer(Trainer):
                                                      self.problem_type)
                 loss = loss + self.args.distill_weight * terms["distill_loss"]
             check_finite_loss(terms, self.state.global_step + 1, self.args.learning_rate, self.args.beta,
-                              self._all_finite if self.accelerator.num_processes > 1 else None)
+                              self._all_finite if self.accelerator.num_processes > 1 else None,
+                              (self.args.distill_temperature, self.args.distill_weight))
             for name, value in terms.items():
                 self._metrics[name].append(value.detach())
         return (loss, outputs) if return_outputs else loss
-
-    def _all_finite(self, finite: torch.Tensor) -> torch.Tensor:
-        return self.accelerator.gather(finite.reshape(1)).min()
 
     def _transfer_term(self, student_features: torch.Tensor, teacher_features: torch.Tensor | None,
                        words: bool = False) -> torch.Tensor:

@@ -126,8 +126,8 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
         rows.teacher_norms = scan(train_dataset, rows.teacher_infos)
         unlabeled_dataset, augmented = (
             None if d is None else with_word_or_teacher_features(d, args, text_column, image_column,
-                                                                 device=args.device)
-            for d in (unlabeled_dataset, augmented))
+                                                                 device=args.device, name=name)
+            for d, name in ((unlabeled_dataset, "unlabelled dataset"), (augmented, "augmented rows")))
         for part in (unlabeled_dataset, augmented):
             if part is not None:
                 scan(part, rows.teacher_infos)

@@ -55,7 +55,10 @@ def _kind(feature) -> str:
         return "words"
     if isinstance(getattr(feature, "feature", None), datasets.Value):  # token ids (a tokenized set without its text)
         return "ids"
-    return "text" if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string") else "image"
+    if isinstance(feature, datasets.Value):
+        return "text" if feature.dtype in ("string", "large_string") else f"{feature.dtype} values"
+    return "image" if isinstance(feature, (datasets.Image, datasets.Array2D, datasets.Array3D, datasets.List)) else (
+        f"values datasets reads as {type(feature).__name__}")  # e.g. Json: texts mixed with numbers
 
 
 def normalised_text(text: str | None) -> str | None:
@@ -89,6 +92,10 @@ def check_modality(unlabeled: datasets.Dataset, labelled: datasets.Dataset, inpu
                    name: str = "unlabelled") -> None:
     """The unlabelled input column holds the same kind of data as the labelled one (text, words, or images)."""
     ours, theirs = _kind(unlabeled.features[input_column]), _kind(labelled.features[input_column])
+    if ours != theirs and theirs == "text" and ours != "image":  # a number among texts, say
+        row = next((i for i, value in enumerate(unlabeled[input_column]) if not isinstance(value, str)), 0)
+        raise AFTError(f"the {name} split's column {input_column!r} is not all text: row {row} holds "
+                       f"{unlabeled[row][input_column]!r}. Make every row a text (quote it) or drop that row.")
     if ours != theirs:
         raise AFTError(f"the {name} split's column {input_column!r} holds {ours} but the labelled data's holds "
                        f"{theirs}: give unlabelled data of the same kind.")

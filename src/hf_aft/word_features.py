@@ -195,13 +195,14 @@ def is_word_features(dataset) -> bool:
 
 
 def with_word_or_teacher_features(dataset, options, text_column: str = "text", image_column: str | None = None,
-                                  teachers: list[str] | None = None, device=None) -> datasets.Dataset:
+                                  teachers: list[str] | None = None, device=None,
+                                  name: str = "training dataset") -> datasets.Dataset:
     """`features.with_teacher_features`, except for a words column without features yet (token classification):
     per-word features, extracted with the same teacher options."""
     teachers = options.teachers if teachers is None else teachers
     if (not is_words_dataset(dataset, text_column) or FEATURES_COLUMN in dataset.column_names or not teachers
             or image_column is not None):
-        return with_teacher_features(dataset, options, text_column, image_column, teachers, device)
+        return with_teacher_features(dataset, options, text_column, image_column, teachers, device, name)
     if options.teacher_backend != "torch" or options.teacher_device_map:
         raise AFTError("token classification runs its teachers with the torch backend on one device: drop "
                        "--teacher_backend and --teacher_device_map.")
