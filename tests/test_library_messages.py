@@ -125,7 +125,7 @@ def test_check_creatable_reads_the_filesystem(kind, options, fragment, tmp_path,
 
 
 @pytest.mark.parametrize("name, content", [("empty.csv", ""), ("empty.jsonl", ""), ("blank.jsonl", "\n\n  \n"),
-                                           ("empty.parquet", "")])
+                                           ("empty.parquet", ""), ("header.csv", "text,label\n")])
 def test_an_empty_data_file_is_named_in_one_line_wherever_it_is_given(name, content, tmp_path):
     """datasets says "An error occurred while generating the dataset" or a bare StopIteration for these."""
     from hf_aft.data import load_dataset_dict
@@ -134,5 +134,5 @@ def test_an_empty_data_file_is_named_in_one_line_wherever_it_is_given(name, cont
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / f"train{suffix(name)}").write_text(content)
     for given in (str(tmp_path / name), f"{tmp_path}/*{suffix(name)}", str(tmp_path / "folder")):
-        with pytest.raises(AFTError, match=r"the file '.*' is empty: fill it, or leave it out"):
+        with pytest.raises(AFTError, match=r"the file '.*' (is empty|has a header and no rows): fill it, or leave"):
             load_dataset_dict(given)

@@ -114,6 +114,7 @@ BASE = ["--model_name_or_path", "s", "--dataset_name", "d", "--output_dir", "o"]
 
 @pytest.mark.parametrize("extra, message", [
     (["--unlabeled_dataset", ""], "--unlabeled_dataset is empty (an unset shell variable in quotes?)"),
+    (["--unlabeled_dataset", "  "], "--unlabeled_dataset is empty (an unset shell variable in quotes?)"),
     (["--teachers", ""], "--teachers is empty"),
     (["--unlabeled_split", "pool"], "--unlabeled_split pool is the split of --unlabeled_dataset, which this run"),
     (["--labeled_fraction", "0.2"], "--labeled_fraction 0.2 is the labelled share of batches that mix in"),

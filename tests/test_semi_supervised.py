@@ -723,6 +723,10 @@ def test_texts_are_compared_as_an_uncased_tokenizer_reads_them(test_split):
                          "tokens")
     check_no_leakage(datasets.Dataset.from_dict({"text": ["johnlives here", "john lives there"]}),
                      datasets.Dataset.from_dict({"text": ["John lives here"]}), "text")  # other words: kept
+    for copy in ("John\u200b lives here", "Jöhn lives hére", "John\u00a0lives here"):  # what BERT-uncased drops
+        with pytest.raises(AFTError, match="first at row 0"):
+            check_no_leakage(datasets.Dataset.from_dict({"text": [copy]}),
+                             datasets.Dataset.from_dict({"text": ["John lives here"]}), "text")
 
 
 def test_hf_aft_train_checks_its_pool_once_before_training(student_dir, teacher_dirs, csv_data, tmp_path,
@@ -789,6 +793,13 @@ def test_unlabelled_rows_that_are_not_all_text_or_lack_features_are_named_as_the
     returncode = main(train_args(student_dir, teacher_dirs, csv_data / "data", tmp_path / "a", "--unlabeled_dataset",
                                  str(mixed)))
     assert_one_line_error(returncode, capsys.readouterr().err, "column 'text' is not all text: row 1 holds 12345")
+    (tmp_path / "labelled").mkdir()  # the same in the labelled data
+    (tmp_path / "labelled" / "train.jsonl").write_text("".join(
+        f'{{"text": {json.dumps(t) if i != 2 else "true"}, "label": {i % 2}}}\n' for i, t in enumerate(
+            tiny.sentiment_dataset(12, seed=3)["text"])))
+    returncode = main(train_args(student_dir, teacher_dirs, tmp_path / "labelled", tmp_path / "c"))
+    assert_one_line_error(returncode, capsys.readouterr().err, "train split's column 'text' is not all text: row 2 "
+                          "holds True")
     features = tmp_path / "features"  # the labelled rows' features saved, the pool given beside them without any
     assert main(["features", "--teachers", *map(str, teacher_dirs), "--dataset_name", str(csv_data / "data"),
                  "--output_dir", str(features)]) == 0

@@ -129,6 +129,13 @@ def check_texts(dataset: datasets.Dataset, column: str, split: str = "train") ->
     check_no_missing(dataset, column, split, "text")
 
 
+def check_all_text(dataset: datasets.Dataset, column: str, split: str) -> None:
+    """A column datasets read as Json (rows of several kinds) names its first row that is not a string."""
+    row = next((i for i, value in enumerate(dataset[column]) if not isinstance(value, str)), 0)
+    raise AFTError(f"the {split} split's column {column!r} is not all text: row {row} holds {dataset[row][column]!r}. "
+                   "Make every row a text (quote it) or drop that row.")
+
+
 def check_no_missing(dataset: datasets.Dataset, column: str, split: str, what: str) -> None:
     values = arrow_column(dataset, column)
     row = first_row(pc.is_null(values)) if values.null_count else None
@@ -145,6 +152,8 @@ def check_inputs(dataset: datasets.Dataset, column: str, split: str) -> None:
     elif isinstance(feature, datasets.Value):
         raise AFTError(f"the {split} split's column {column!r} holds {feature.dtype} values, not text or images "
                        f"(from row 0): choose the input column with --text_column or --image_column.")
+    elif isinstance(feature, datasets.Json):  # JSON rows of several kinds: texts and a number, say
+        check_all_text(dataset, column, split)
     else:
         check_no_missing(dataset, column, split, "input")
         if isinstance(feature, datasets.Image):

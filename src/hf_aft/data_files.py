@@ -163,12 +163,16 @@ def check_every_file_read(folder: str, tables: list[str]) -> None:
 
 
 def check_not_empty(paths: list[str]) -> None:
-    """A data file with nothing in it (or only blank lines) is one line naming it: datasets fails on it with "An error
-    occurred while generating the dataset" or a bare StopIteration."""
+    """A data file with nothing in it (or only blank lines; a csv with its header alone) is one line naming it:
+    datasets fails on it with "An error occurred while generating the dataset", a bare StopIteration or "Instruction
+    'train' corresponds to no data"."""
     for path in paths:
         size = os.path.getsize(path)
-        if size == 0 or (size < 4096 and not Path(path).read_bytes().strip()):
+        lines = Path(path).read_bytes().split(b"\n") if size < 4096 else [b"", b"", b""]
+        if not any(line.strip() for line in lines):
             raise AFTError(f"the file {path!r} is empty: fill it, or leave it out of the files given.")
+        if suffix(path) in (".csv", ".tsv") and sum(bool(line.strip()) for line in lines) == 1:
+            raise AFTError(f"the file {path!r} has a header and no rows: fill it, or leave it out of the files given.")
 
 
 def check_parquet_columns(paths: list[str]) -> None:

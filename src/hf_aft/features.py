@@ -261,8 +261,8 @@ def with_teacher_features(dataset: datasets.Dataset, options, text_column: str =
         asked = [teacher_label(spec) for spec in teachers or []]
         if asked and not stored:  # the user's own column, not the teachers' output: never taken for theirs
             raise AFTError(f"the {name} already has a {FEATURES_COLUMN!r} column with no record of the teachers that "
-                           f"made it: remove or rename it to have {asked} compute the features, or drop --teachers "
-                           "to train on it as it is.")
+                           f"made it: remove or rename it to have {asked} compute the features (or, to train on "
+                           "it as it is, hf-aft train without --teachers).")
         if stored and asked and (len(stored) != len(asked) or not all(map(same_teacher, stored, asked))):
             raise AFTError(f"the dataset already carries the features of {stored}, not of the teachers given "
                            f"{asked}: drop --teachers to use them, or remove the {FEATURES_COLUMN!r} column.")

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from .data import arrow_column, check_inputs, first_row, load_dataset_dict
+from .data import arrow_column, check_all_text, check_inputs, first_row, load_dataset_dict
 from .data_files import missing_split
 from .errors import AFTError, one_line
 from .images import image_digests
@@ -62,9 +62,13 @@ def _kind(feature) -> str:
 
 
 def normalised_text(text: str | None) -> str | None:
-    """The text as an uncased tokenizer reads it: Unicode NFKC, casefolded, whitespace collapsed and stripped, so
-    that "Great  movie " and "GREAT MOVIE" are one text."""
-    return None if text is None else " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    """The text as an uncased tokenizer reads it (BERT's BasicTokenizer): Unicode NFKD without accents and format
+    characters (a zero-width space), casefolded, whitespace collapsed and stripped, so that "Great  movie ",
+    "GREAT MOVIE" and "grëat movie" are one text."""
+    if text is None:
+        return None
+    kept = (c for c in unicodedata.normalize("NFKD", text) if unicodedata.category(c) not in ("Mn", "Cf"))
+    return " ".join("".join(kept).casefold().split())
 
 
 def _comparable(dataset: datasets.Dataset, column: str):
@@ -93,9 +97,7 @@ def check_modality(unlabeled: datasets.Dataset, labelled: datasets.Dataset, inpu
     """The unlabelled input column holds the same kind of data as the labelled one (text, words, or images)."""
     ours, theirs = _kind(unlabeled.features[input_column]), _kind(labelled.features[input_column])
     if ours != theirs and theirs == "text" and ours != "image":  # a number among texts, say
-        row = next((i for i, value in enumerate(unlabeled[input_column]) if not isinstance(value, str)), 0)
-        raise AFTError(f"the {name} split's column {input_column!r} is not all text: row {row} holds "
-                       f"{unlabeled[row][input_column]!r}. Make every row a text (quote it) or drop that row.")
+        check_all_text(unlabeled, input_column, name)
     if ours != theirs:
         raise AFTError(f"the {name} split's column {input_column!r} holds {ours} but the labelled data's holds "
                        f"{theirs}: give unlabelled data of the same kind.")

@@ -201,7 +201,8 @@ def check_not_empty(given: set[str], *parsed) -> None:
     for options in parsed:
         for f in dataclasses.fields(options):
             value = getattr(options, f.name)
-            empty = value == "" or (isinstance(value, list) and "" in value)
+            empty = (isinstance(value, str) and not value.strip()) or (
+                isinstance(value, list) and any(isinstance(v, str) and not v.strip() for v in value))
             if empty and f.name in given and f.default != "":
                 raise AFTError(f"--{f.name} is empty (an unset shell variable in quotes?): give it a value, or drop "
                                f"--{f.name}.")
