@@ -41,7 +41,8 @@ from hf_aft.commands.train import train  # noqa: E402
 RESULTS = Path("bench/results/beta_auto.jsonl")
 SEEDS = (0, 1, 2)
 TEXT = {"mpnet": ("mpnet", 3), "minilm": ("minilm", 3), "small": ("mpnet", 1), "mpnet6": ("mpnet", 6),
-        "party": ("mpnet", 3), "bbc": ("mpnet", 3)}
+        "party": ("mpnet", 3), "bbc": ("mpnet", 3), "mpnet-student3": ("mpnet", 3)}
+STUDENT_SOURCE = {"mpnet-student3": "mpnet"}  # the student's encoder: MiniLM-L6 unless named here
 METHODS = {"text": "stl,auto,kd:1,aft:0.1,aft:0.3,aft:1", "vision": "stl,auto,aft:1,aft:0.1,aft:10,kd:1"}
 IMAGE_SUITES = ("vision", "vision-cnn", "digits")
 DIGITS = Path("runs/bench_digits/data")
@@ -146,7 +147,10 @@ def suite_args(suite: str, seed: int, n: int | None) -> list[str]:
                 "--per_device_train_batch_size", "64", "--per_device_eval_batch_size", "256", "--learning_rate",
                 "1e-3", "--weight_decay", "0.05", "--warmup_steps", "0.05", "--use_cpu", "true"]
     teacher, layers = TEXT[suite]
-    student = quality.truncated_student(quality.minilm_path(), quality.WORK / f"student-init-{layers}l", layers=layers)
+    source = STUDENT_SOURCE.get(suite, "minilm")
+    student = quality.truncated_student(quality.mpnet_path() if source == "mpnet" else quality.minilm_path(),
+                                        quality.WORK / f"student-init-{layers}l{'-mpnet' * (source == 'mpnet')}",
+                                        layers=layers)
     data = {"party": PARTY, "bbc": BBC}.get(suite, quality.WORK / "data")
     return ["--model_name_or_path", str(student), "--dataset_name", str(subset(data, n)),
             "--teachers", *map(str, quality.teacher_paths(teacher)), "--num_train_epochs", "3",

@@ -35,6 +35,8 @@ sentences, same teacher and student), `bbc` (BBC News headlines by section, 5 cl
 random, the other 896 the pool; same teacher and student), `rt-minilm` (Rotten Tomatoes with the all-MiniLM-L6-v2
 teacher, whose probe is below the fine-tuned student at 2,000 labels: the check that a weak teacher does no harm),
 `rt6` (Rotten Tomatoes with all 6 layers of MiniLM-L6 as the student: does a larger student take more of the gap?),
+`rt-mpnet3` (Rotten Tomatoes with the teacher's own first 3 layers as the student, DistilBERT-style: does a student
+that starts from the teacher take more?),
 `vision` (animal-mnist, ImageNet MobileNetV2 teacher, a 4-layer ViT from scratch; bench/vision_quality.py's
 schedule), `vision-cnn` (the same with a ResNet of the ViT's size from scratch: a convolutional student). The
 unlabelled pool: `--pool` rows (default 2,000; bbc has 896) of the corpus that are in neither split
@@ -69,9 +71,11 @@ SEEDS = (0, 1, 2)
 SIZES = (100, 300, 1000, None)
 METHODS = "stl,probe,distill,aft0.1+distill,distill+u+ep,aft0.1+distill+u+ep"
 STEPS = {"text": 188, "vision": 256}
-DATA = {"rt-minilm": "rt", "rt6": "rt", "vision-cnn": "vision"}  # suites that share another's data and pool
+# suites that share another's data and pool
+DATA = {"rt-minilm": "rt", "rt6": "rt", "rt-mpnet3": "rt", "vision-cnn": "vision"}
 LABELLED = {"rt": quality.WORK / "data", "party": beta_auto.PARTY, "bbc": beta_auto.BBC,
             "vision": vision_quality.WORK / "data"}
+SUITE_ARGS = {"rt": "mpnet", "rt-minilm": "minilm", "rt6": "mpnet6", "rt-mpnet3": "mpnet-student3"}  # beta_auto.TEXT
 TEACHER = {"rt-minilm": "minilm"}  # a weak teacher: its probe is below the fine-tuned student at 2,000 labels
 
 
@@ -249,7 +253,7 @@ def run(suite: str, method: str, seed: int, n: int | None, pool_size: int) -> di
         row = setfit_accuracy(suite, labelled, pool, n, seed)
     else:
         kind = "vision" if is_image(suite) else "text"
-        base = beta_auto.suite_args({"rt": "mpnet", "rt-minilm": "minilm", "rt6": "mpnet6"}.get(suite, suite), seed, n)
+        base = beta_auto.suite_args(SUITE_ARGS.get(suite, suite), seed, n)
         if "tuned" in method.split("+"):  # one text teacher: the tuned one in its place
             base[base.index("--teachers") + 1] = str(tuned_teacher(suite, labelled, n, seed))
         out = WORK / "runs" / f"{suite}-{method}-{seed}-{n or 'all'}"
