@@ -266,8 +266,10 @@ def terms_note(terms: dict | None) -> str | None:
                 if augmented else "")
         if terms.get("generated_rows"):
             made += f", {terms['generated_rows']:,} of them written by {terms['generator']}"
-        parts.append(f"{terms['unlabeled_rows']:,} unlabelled rows{made} beside {terms['labeled_rows']:,} labelled "
-                     f"(labelled share of each batch {terms['labeled_fraction']:.0%})")
+        drawn = terms.get("unlabeled_rows_drawn")
+        drawn = f" ({drawn:,} of them drawn in the steps trained)" if drawn is not None else ""
+        parts.append(f"{terms['unlabeled_rows']:,} unlabelled rows{made}{drawn} beside {terms['labeled_rows']:,} "
+                     f"labelled (labelled share of each batch {terms['labeled_fraction']:.0%})")
     if terms.get("probe_accuracy") is not None:
         metric = metric_name(terms.get("probe_metric") or "accuracy")
         parts.append(f"probe {metric} {terms['probe_accuracy']:.4f} (cross-validated on the training labels)")

@@ -216,7 +216,8 @@ class AFTTrainer(GradNormGuard, Trainer):
 
     def terms_summary(self) -> dict:
         """What trained the student besides the labels (training_rows.terms_summary)."""
-        return terms_summary(self.args, self.rows)
+        return terms_summary(self.args, self.rows, self.state.global_step, self.args.train_batch_size
+                             * self.args.gradient_accumulation_steps * self.accelerator.num_processes)
 
     def scale_summary(self) -> dict[str, dict[str, float]]:
         """Per teacher: the mean learned scale and the fraction of dimensions scaled above 0.5 (AFT only)."""
