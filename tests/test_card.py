@@ -97,3 +97,15 @@ def test_write_model_card_draws_the_scales_keeps_its_inputs_and_reads_a_baseline
     (stl / "model_card.json").write_text(json.dumps({"transfer": "none", "dataset_name": "x"}))
     with pytest.raises(AFTError, match="was trained on 'x', not 'y'"):
         read_baseline(str(stl), "y")
+
+
+def test_a_card_from_an_older_runs_terms_renders_and_a_short_runs_says_what_it_drew():
+    """`hf-aft push` renders the card again from a run's stored inputs: terms written before `unlabeled_rows_drawn`
+    existed must still render (a test of that key against None failed on them), and a short run's say it."""
+    terms = {"distill": "probe", "distill_weight": 1.0, "distill_temperature": 1.0, "probe_accuracy": 0.8,
+             "probe_metric": "accuracy", "labeled_rows": 24,
+             "unlabeled_rows": 16, "augmented_rows": 0, "generated_rows": 0, "labeled_fraction": 0.5}
+    older = str(render_model_card("aft", beta=0.1, terms=terms, versions={}))
+    assert "- Unlabelled data: 16 rows beside 24 labelled; 50% of each batch labelled" in older
+    short = str(render_model_card("aft", beta=0.1, terms={**terms, "unlabeled_rows_drawn": 12}, versions={}))
+    assert "- Unlabelled data: 16 rows, 12 of them drawn in the steps trained beside 24 labelled" in short
