@@ -136,3 +136,6 @@ def test_an_empty_data_file_is_named_in_one_line_wherever_it_is_given(name, cont
     for given in (str(tmp_path / name), f"{tmp_path}/*{suffix(name)}", str(tmp_path / "folder")):
         with pytest.raises(AFTError, match=r"the file '.*' (is empty|has a header and no rows): fill it, or leave"):
             load_dataset_dict(given)
+    rows = "".join(f"a review of film {i},{i % 2}\n" for i in range(400))  # over the 4 KB the check reads: read
+    (tmp_path / "big.csv").write_text("text,label\n" + rows)
+    assert len(load_dataset_dict(str(tmp_path / "big.csv"))["train"]) == 400

@@ -167,8 +167,9 @@ def check_not_empty(paths: list[str]) -> None:
     datasets fails on it with "An error occurred while generating the dataset", a bare StopIteration or "Instruction
     'train' corresponds to no data"."""
     for path in paths:
-        size = os.path.getsize(path)
-        lines = Path(path).read_bytes().split(b"\n") if size < 4096 else [b"", b"", b""]
+        if os.path.getsize(path) >= 4096:  # has rows (the cases below are a few bytes)
+            continue
+        lines = Path(path).read_bytes().split(b"\n")
         if not any(line.strip() for line in lines):
             raise AFTError(f"the file {path!r} is empty: fill it, or leave it out of the files given.")
         if suffix(path) in (".csv", ".tsv") and sum(bool(line.strip()) for line in lines) == 1:
