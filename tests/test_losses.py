@@ -105,3 +105,9 @@ def test_bad_arguments_name_the_problem():
     with pytest.raises(AFTError, match="width 5 but the loss was built for teacher_dims=\\[4\\]"):
         AdaptiveKernelLoss([4])(torch.randn(3, 2), torch.randn(3, 5))
     assert build_transfer_loss("none", [4], 3) is None
+
+
+@pytest.mark.parametrize("transfer", ["aft", "kd", "rkd"])
+def test_each_transfer_loss_knows_its_option_name(transfer):
+    # a resume with another --transfer is named from this (the checkpoint records the name it was saved with)
+    assert build_transfer_loss(transfer, [4], 3).transfer == transfer

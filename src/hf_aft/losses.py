@@ -74,6 +74,8 @@ class AdaptiveKernelLoss(nn.Module):
         learn_scales: if False, the scales stay at 0.5 (the logits are frozen).
     """
 
+    transfer = "aft"  # its --transfer name
+
     def __init__(self, teacher_dims: list[int] | tuple[int, ...], kernel: str = "linear", learn_scales: bool = True):
         super().__init__()
         if kernel not in KERNELS:
@@ -113,6 +115,8 @@ class AdaptiveKernelLoss(nn.Module):
 class KDLoss(nn.Module):
     """The paper's KD baseline: a learned linear map from student to teacher features, trained with MSE."""
 
+    transfer = "kd"  # its --transfer name
+
     def __init__(self, student_dim: int, teacher_dims: list[int] | tuple[int, ...]):
         super().__init__()
         self.teacher_dims = [int(d) for d in teacher_dims]
@@ -128,6 +132,8 @@ class RKDLoss(nn.Module):
     """Relational KD (Park et al., CVPR 2019): match pairwise distances (normalised by their mean) and the angles
     of triplets between student and teacher features, with a smooth-L1 penalty. Weights as in the RKD paper's
     code (distance 1, angle 2); no parameters of its own, and widths need not match."""
+
+    transfer = "rkd"  # its --transfer name
 
     def __init__(self, distance_weight: float = 1.0, angle_weight: float = 2.0):
         super().__init__()

@@ -62,7 +62,7 @@ def load_transfer_state(checkpoint: str, transfer_loss, device: str) -> None:
         transfer_loss.load_state_dict(load_file(path, device=device))
     except (SafetensorError, RuntimeError, OSError) as error:
         saved = _saved_transfer(path)
-        if saved and saved != _transfer_of(transfer_loss):
+        if saved and saved != getattr(transfer_loss, "transfer", None):
             raise AFTError(f"cannot resume from {checkpoint!r}: it was saved by a --transfer {saved} run: resume with "
                            f"--transfer {saved}, or start again without --resume_from_checkpoint.") from error
         raise AFTError(f"cannot resume from {path!r}: {first_line(error)}. Use another checkpoint.") from error
@@ -77,13 +77,6 @@ def _saved_transfer(path: str) -> str | None:
             return (f.metadata() or {}).get("transfer")
     except (SafetensorError, OSError):
         return None
-
-
-def _transfer_of(transfer_loss) -> str | None:
-    from .losses import AdaptiveKernelLoss, KDLoss, RKDLoss
-
-    kinds = {AdaptiveKernelLoss: "aft", KDLoss: "kd", RKDLoss: "rkd"}
-    return next((name for kind, name in kinds.items() if isinstance(transfer_loss, kind)), None)
 
 
 def check_checkpoint_files(checkpoint: str) -> None:
