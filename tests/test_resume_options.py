@@ -156,3 +156,22 @@ def test_a_recipe_leaves_out_the_distillation_options_of_a_run_without_distillat
     script_args, config, _ = parse_train_args(BASE + ["--distill_weight", "2", "--distill_temperature", "3"])
     recipe = build_recipe(script_args, config, distill="none")
     assert "distill_weight" not in recipe and "distill_temperature" not in recipe and recipe["distill"] == "none"
+
+
+@pytest.mark.parametrize("given", ["missing", "output_dir", "model_dir"])
+def test_a_resume_from_no_checkpoint_is_refused_before_anything_loads(student_dir, teacher_dirs, data, first_run,
+                                                                      tmp_path, capsys, monkeypatch, given):
+    import hf_aft.pipeline
+
+    monkeypatch.setattr(hf_aft.pipeline, "train_student", lambda *a, **k: pytest.fail("models loaded"))
+    checkpoint = {"missing": tmp_path / "nowhere", "output_dir": first_run, "model_dir": student_dir}[given]
+    code = main(train_args(student_dir, teacher_dirs, data, tmp_path / "out", "--resume_from_checkpoint",
+                           str(checkpoint)))
+    line = error_line(capsys)
+    assert code == 2 and repr(str(checkpoint)) in line
+    if given == "missing":
+        assert "does not exist: give a checkpoint-* folder" in line
+    elif given == "model_dir":
+        assert "is not a checkpoint (it has no trainer_state.json)" in line
+    else:  # the run's dir, not its checkpoint: the way out names the dir's last checkpoint
+        assert "is an output dir" in line and f"its last is {str(first_run / 'checkpoint-4')!r}" in line

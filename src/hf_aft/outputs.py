@@ -79,12 +79,30 @@ def _saved_transfer(path: str) -> str | None:
         return None
 
 
+def check_is_checkpoint(checkpoint: str) -> None:
+    """`checkpoint` is a folder Trainer saved (it holds `trainer_state.json`) and not an output dir holding
+    checkpoints (its own trainer_state.json is the finished run's): one AFTError naming it otherwise, with the output
+    dir's last checkpoint as the way out, before any model or teacher loads."""
+    if not os.path.isdir(checkpoint):
+        raise AFTError(f"checkpoint {checkpoint!r} does not exist: give a checkpoint-* folder of an earlier run's "
+                       "output dir.")
+    steps = [name for name in os.listdir(checkpoint)
+             if name.startswith("checkpoint-") and name[11:].isdigit()
+             and os.path.isfile(os.path.join(checkpoint, name, "trainer_state.json"))]
+    if not steps and os.path.isfile(os.path.join(checkpoint, "trainer_state.json")):
+        return
+    what = "an output dir" if steps else "not a checkpoint (it has no trainer_state.json)"
+    last = f": its last is {os.path.join(checkpoint, max(steps, key=lambda n: int(n[11:])))!r}" if steps else ""
+    raise AFTError(f"{checkpoint!r} is {what}: give a checkpoint-* folder of an earlier run's output dir{last}.")
+
+
 def check_checkpoint_files(checkpoint: str) -> None:
     """Before resuming: every weights, optimizer, scheduler and state file of the checkpoint opens (a truncated
     safetensors header, a torch zip archive without its directory, a JSON cut short), so that a damaged file is one
-    AFTError naming it instead of a traceback from deep inside Trainer."""
+    AFTError naming it instead of a traceback from deep inside Trainer; and it is a checkpoint."""
     from safetensors import safe_open
 
+    check_is_checkpoint(checkpoint)
     for name in sorted(os.listdir(checkpoint)):
         path = os.path.join(checkpoint, name)
         try:

@@ -249,9 +249,6 @@ class AFTTrainer(GradNormGuard, Trainer):
             share_like_other_files(output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        if not os.path.isdir(resume_from_checkpoint):
-            raise AFTError(f"checkpoint {resume_from_checkpoint!r} does not exist: give a checkpoint-* folder of an "
-                           "earlier run's output dir.")
         check_checkpoint_files(resume_from_checkpoint)
         try:
             super()._load_from_checkpoint(resume_from_checkpoint, model)

@@ -107,12 +107,14 @@ def train(argv: list[str], check_recipe: bool = True) -> dict:
     source that is not found from here (`reruns.check_sources`) and, with `check_recipe`, warned about for each local
     model that changed since that run (`reruns.moved_since`) and, after training, for each split whose rows differ
     from that run's (`reruns.data_differs`)."""
+    from ..outputs import check_is_checkpoint
     from ..pipeline import train_student
     from ..resume_check import check_resume_options, command_options, unlabeled_pool
 
     script_args, config, peft_args = parse_train_args(argv)
     recipe_folder = check_rerun(argv, script_args, config, warn=check_recipe)
     if config.resume_from_checkpoint:  # before any data is read or teacher runs
+        check_is_checkpoint(config.resume_from_checkpoint)
         check_resume_options(config.resume_from_checkpoint, command_options(script_args, config))
     with unlabeled_pool(script_args):  # the checkpoints record where the unlabelled rows came from
         summary = train_student(script_args, config, peft_args)
