@@ -175,3 +175,16 @@ def test_a_resume_from_no_checkpoint_is_refused_before_anything_loads(student_di
         assert "is not a checkpoint (it has no trainer_state.json)" in line
     else:  # the run's dir, not its checkpoint: the way out names the dir's last checkpoint
         assert "is an output dir" in line and f"its last is {str(first_run / 'checkpoint-4')!r}" in line
+
+
+def test_a_resume_into_another_runs_output_dir_is_refused_and_leaves_it(student_dir, teacher_dirs, data, first_run,
+                                                                         tmp_path, capsys):
+    other = tmp_path / "other-run"
+    shutil.copytree(first_run, other)  # a finished run that is not the checkpoint's
+    before = {p: p.read_bytes() for p in other.rglob("*") if p.is_file()}
+    code = main(train_args(student_dir, teacher_dirs, data, other, "--max_steps", "4", "--resume_from_checkpoint",
+                           str(first_run / "checkpoint-2"), "--unlabeled_dataset", str(data / "pool.csv")))
+    line = error_line(capsys)
+    assert code == 2 and "already holds files" in line and "is not one of its checkpoints" in line
+    assert repr(str(first_run)) in line  # the checkpoint's own output dir, as the way out
+    assert {p: p.read_bytes() for p in other.rglob("*") if p.is_file()} == before

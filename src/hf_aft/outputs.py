@@ -208,13 +208,21 @@ def check_creatable(path: str, flag: str = "--output_dir") -> None:
         raise AFTError(f"{flag} {path!r} cannot be created: no permission to write in {parent!r}.")
 
 
+def _inside(path: str, folder: str) -> bool:
+    return os.path.realpath(path).startswith(os.path.realpath(folder).rstrip(os.sep) + os.sep)
+
+
 def check_output_dir(output_dir: str, overwrite: bool | None = None, resume: str | None = None,
                      can_resume: bool = False, option: str = "--output_dir") -> None:
-    """An output dir is a folder that holds nothing yet but this command's claim (or `overwrite`, or a run to
-    resume). `overwrite` None: the command has no --overwrite_output_dir, so the refusal does not offer it."""
+    """An output dir is a folder that holds nothing yet but this command's claim (or `overwrite`, or the run whose
+    checkpoint `resume` is). `overwrite` None: the command has no --overwrite_output_dir, so the refusal does not offer it."""
     if output_dir:
         check_creatable(output_dir, option)  # a folder, or one that can be created
     held = set(os.listdir(output_dir)) - {CLAIM_NAME} if output_dir and os.path.isdir(output_dir) else set()
+    if held and resume and not overwrite and not _inside(resume, output_dir):
+        raise AFTError(f"{option} {output_dir!r} already holds files and {resume!r} is not one of its checkpoints: "
+                       f"resume into the checkpoint's own output dir ({os.path.dirname(os.path.abspath(resume))!r}) "
+                       "or a new or empty folder, or pass --overwrite_output_dir.")
     if held and not (overwrite or resume):
         ways = ["choose another (a new or empty folder)"]
         ways += ["pass --overwrite_output_dir"] if overwrite is not None else []
