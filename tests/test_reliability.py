@@ -433,6 +433,31 @@ def test_unlabelled_images_are_checked_for_leakage_and_every_image_file_opens(tm
     assert not (tmp_path / "features").exists()
 
 
+@pytest.mark.parametrize("suffix", ["png", "jpg"])
+def test_a_truncated_image_is_named_before_any_model_runs(tmp_path, suffix):
+    """An image file cut short (an interrupted copy: its header reads, its pixels do not) is one line naming the
+    split's row, not a traceback when evaluation decodes it after training."""
+    data = _image_folder(tmp_path / "data", [f"train/bus/a.{suffix}", f"train/car/b.{suffix}",
+                                             f"test/bus/c.{suffix}", f"test/car/d.{suffix}"])
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)  # compresses little
+    Image.fromarray(noise).save(data / "test" / "car" / f"d.{suffix}")
+    whole = (data / "test" / "car" / f"d.{suffix}").read_bytes()
+    (data / "test" / "car" / f"d.{suffix}").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(AFTError, match=rf"image column 'image', row 1: '.*test/car/d.{suffix}' is not a readable "
+                                       "image .*replace or drop that file"):
+        load_labelled_splits(str(data), input_column="image")
+
+
+def test_an_image_that_fails_to_decode_later_is_one_error_naming_it(tmp_path):
+    """A lazily decoded PIL image whose pixels do not read (datasets hands the collator such images)."""
+    from hf_aft.images import to_rgb
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "a.png").write_bytes((tmp_path / "a.png").read_bytes()[:2000])
+    with pytest.raises(AFTError, match=r"column 'image', row 3: the image does not decode .*replace or drop"):
+        to_rgb(Image.open(tmp_path / "a.png"), "image", 3)
+
+
 def test_a_missing_folder_is_not_read_from_the_cached_copy_of_a_folder_of_that_name(student_dir, tmp_path,
                                                                                    monkeypatch, capsys):
     """Offline, datasets answers a name that is no local path with the latest dataset cached under that name, which
