@@ -215,7 +215,8 @@ def _inside(path: str, folder: str) -> bool:
 def check_output_dir(output_dir: str, overwrite: bool | None = None, resume: str | None = None,
                      can_resume: bool = False, option: str = "--output_dir") -> None:
     """An output dir is a folder that holds nothing yet but this command's claim (or `overwrite`, or the run whose
-    checkpoint `resume` is). `overwrite` None: the command has no --overwrite_output_dir, so the refusal does not offer it."""
+    checkpoint `resume` is). `overwrite` None: the command has no --overwrite_output_dir, so the refusal does not
+    offer it."""
     if output_dir:
         check_creatable(output_dir, option)  # a folder, or one that can be created
     held = set(os.listdir(output_dir)) - {CLAIM_NAME} if output_dir and os.path.isdir(output_dir) else set()

@@ -31,7 +31,8 @@ from .data import Labels
 from .errors import AFTError, one_line
 from .features import map_beside_features
 from .outputs import share_like_other_files
-from .targets import TOKEN
+from .student_head import HEAD_PARTS, keep_head_rows, named_classes
+from .targets import REGRESSION, TOKEN
 from .teachers.loading import cap_max_length, intended_load_report, teach_token_limit, token_limit
 from .tokens import check_room, encode
 from .words import check_fast_tokenizer, is_words_dataset, student_word_batch
@@ -146,6 +147,7 @@ def load_student(name: str, labels=None, image_column: str | None = None):
     named from `labels` (`hf_aft.data.Labels`; a new head when the checkpoint's does not fit). A decoder tokenizer
     without a pad token pads with its eos token, and the model's config learns that pad id."""
     from transformers import (
+        AutoConfig,
         AutoImageProcessor,
         AutoModelForImageClassification,
         AutoModelForSequenceClassification,
@@ -172,6 +174,8 @@ def load_student(name: str, labels=None, image_column: str | None = None):
         where = "" if os.path.exists(name) else "not a local folder, and from the Hub: "
         raise AFTError(f"could not load the {kind}student {name!r}: {where}{one_line(error)}") from error
     _warn_unexpected_new_weights(name, info)
+    if labels is not None and problem_type != REGRESSION:  # a trained head in another class order keeps its rows
+        keep_head_rows(model, named_classes(AutoConfig.from_pretrained(name).id2label), list(labels.names))
     if getattr(labels, "threshold", None) is not None:
         model.config.decision_threshold = labels.threshold  # saved in config.json: where a class's sigmoid counts
     set_pad_token(model, processor)
@@ -179,14 +183,11 @@ def load_student(name: str, labels=None, image_column: str | None = None):
     return model, processor
 
 
-_HEAD_PARTS = ("classifier", "score", "pre_classifier", "pooler", "head")
-
-
 def _warn_unexpected_new_weights(name: str, info: dict) -> None:
     """The head is new by design; newly initialised weights anywhere else are worth one line."""
     new = [key for key in [*info.get("missing_keys", ()), *(k[0] if isinstance(k, tuple) else k
                                                              for k in info.get("mismatched_keys", ()))]
-           if not any(part in key.split(".") for part in _HEAD_PARTS)]
+           if not any(part in key.split(".") for part in HEAD_PARTS)]
     if new:
         logger.warning("student %s: %d weights outside the classification head were not in the checkpoint and start "
                        "random (first: %s)", name, len(new), ", ".join(new[:3]))
@@ -281,7 +282,8 @@ def _name_classes(model, names: list[str]) -> None:
     if config.num_labels != len(names):
         raise AFTError(f"the labels have {len(names)} classes {names[:5]} but the student has num_labels="
                        f"{config.num_labels}: load it with num_labels={len(names)}.")
-    if all(name == f"LABEL_{i}" for i, name in config.id2label.items()):
+    saved = named_classes(config.id2label)
+    if saved is None or keep_head_rows(model, saved, names):  # placeholders, or the same classes in another order
         config.id2label = dict(enumerate(names))
         config.label2id = {name: i for i, name in enumerate(names)}
 

@@ -1,0 +1,50 @@
+"""The student's classification head against the data's classes. A student checkpoint whose head already names the
+data's classes, in another order, keeps what each of its rows learned: the rows are put in the data's order, instead
+of the names being overwritten (which would train a "top" row as "bottom")."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from .errors import AFTError, warn_once
+
+logger = logging.getLogger(__name__)
+
+HEAD_PARTS = ("classifier", "score", "pre_classifier", "pooler", "head")
+
+
+def named_classes(id2label: dict | None) -> list[str] | None:
+    """A config's class names in id order; None for transformers' placeholders (LABEL_0, ...) or none."""
+    if not id2label:
+        return None
+    names = [str(id2label.get(i, id2label.get(str(i)))) for i in range(len(id2label))]
+    return None if all(name == f"LABEL_{i}" for i, name in enumerate(names)) else names
+
+
+def keep_head_rows(model, saved: list[str] | None, names: list[str]) -> bool:
+    """When the checkpoint's head names the same classes as `names` in another order (`saved`, in its id order),
+    reorder the rows of the head's output layer (the last `nn.Linear` of the head with one output per class) to
+    `names`' order. Returns whether it did.
+
+    Raises:
+        AFTError: the head's output layer cannot be found (no single last Linear with len(names) outputs).
+    """
+    if not saved or saved == names or sorted(saved) != sorted(names):
+        return False
+    layers = [module for name, module in model.named_modules() if isinstance(module, nn.Linear)
+              and module.out_features == len(names) and any(part in name.split(".") for part in HEAD_PARTS)]
+    if not layers:
+        raise AFTError(f"the student's head names the classes {saved[:10]}, the data's order is {names[:10]}, and its "
+                       "output layer was not found to reorder: save the student with id2label in the data's order, "
+                       "or give a student without a trained head.")
+    order = torch.tensor([saved.index(name) for name in names])
+    with torch.no_grad():
+        layers[-1].weight.copy_(layers[-1].weight[order])
+        if layers[-1].bias is not None:
+            layers[-1].bias.copy_(layers[-1].bias[order])
+    warn_once(logger, f"hf-aft: the student's head names the classes in another order ({saved[:10]}): its rows are "
+                      f"reordered to the data's ({names[:10]}), keeping what each learned.")
+    return True
