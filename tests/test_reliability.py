@@ -433,6 +433,29 @@ def test_unlabelled_images_are_checked_for_leakage_and_every_image_file_opens(tm
     assert not (tmp_path / "features").exists()
 
 
+def test_a_pool_of_image_paths_beside_an_image_folder_reads_as_images(tmp_path):
+    """A csv of image file paths as the pool of an image-folder task: its paths read as images, so a path to a copy
+    of an eval image is found as leakage; a csv of other text stays refused as text beside images."""
+    from hf_aft.unlabeled import load_unlabeled
+
+    data = _image_folder(tmp_path / "data", ["train/bus/a.png", "train/car/b.png", "test/bus/c.png", "test/car/d.png"])
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for i in range(2):
+        Image.new("RGB", (8, 8), (0, 90 + i, 0)).save(pool / f"p{i}.png")
+    (tmp_path / "pool.csv").write_text(f"image,label\n{pool / 'p0.png'},x\n{pool / 'p1.png'},y\n")
+    splits = load_labelled_splits(str(data), input_column="image")
+    rows = load_unlabeled(str(tmp_path / "pool.csv"), "train", "image", "label", splits.train, {"eval": splits.eval})
+    assert isinstance(rows.features["image"], datasets.Image) and rows.column_names == ["image"] and len(rows) == 2
+    (pool / "copy.png").write_bytes((data / "test" / "car" / "d.png").read_bytes())
+    (tmp_path / "pool.csv").write_text(f"image\n{pool / 'p0.png'}\n{pool / 'copy.png'}\n")
+    with pytest.raises(AFTError, match="1 rows of the unlabelled .* split are also in the eval split"):
+        load_unlabeled(str(tmp_path / "pool.csv"), "train", "image", "label", splits.train, {"eval": splits.eval})
+    (tmp_path / "pool.csv").write_text("image\na sentence and not a file\nanother\n")
+    with pytest.raises(AFTError, match="holds text but the labelled data's holds image"):
+        load_unlabeled(str(tmp_path / "pool.csv"), "train", "image", "label", splits.train, {"eval": splits.eval})
+
+
 @pytest.mark.parametrize("suffix", ["png", "jpg"])
 def test_a_truncated_image_is_named_before_any_model_runs(tmp_path, suffix):
     """An image file cut short (an interrupted copy: its header reads, its pixels do not) is one line naming the

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import unicodedata
 
 import datasets
@@ -28,7 +29,7 @@ import torch
 from .data import arrow_column, check_all_text, check_inputs, first_row, load_dataset_dict
 from .data_files import missing_split
 from .errors import AFTError, one_line
-from .images import image_digests
+from .images import check_image_column, image_digests
 from .words import WORD_POSITIONS, is_word_lists
 
 UNLABELED = -100
@@ -93,6 +94,18 @@ def _compared_column(unlabeled: datasets.Dataset, other: datasets.Dataset, input
     return None
 
 
+def paths_as_images(unlabeled: datasets.Dataset, labelled: datasets.Dataset, column: str) -> datasets.Dataset:
+    """A pool whose column holds image file paths (a csv, say) beside labelled images (an image folder): the paths
+    read as datasets `Image`s, as the labelled images are, so that the two compare (leakage by the files' SHA-256).
+    A column of other text is left for the modality check to refuse."""
+    if (column not in unlabeled.column_names or _kind(labelled.features.get(column)) != "image"
+            or _kind(unlabeled.features[column]) != "text" or not len(unlabeled)
+            or not os.path.isfile(str(unlabeled[0][column]))):
+        return unlabeled
+    check_image_column(unlabeled, column)  # every path a file that opens: else one line naming the row
+    return unlabeled.cast_column(column, datasets.Image())
+
+
 def check_modality(unlabeled: datasets.Dataset, labelled: datasets.Dataset, input_column: str,
                    name: str = "unlabelled") -> None:
     """The unlabelled input column holds the same kind of data as the labelled one (text, words, or images)."""
@@ -141,8 +154,8 @@ def load_unlabeled(source: str, split: str, input_column: str, label_column: str
     if split not in data:
         refusal = missing_split(split, list(data), source, "name one of them with --unlabeled_split")
         raise AFTError(f"--unlabeled_dataset {source!r}: {refusal}")
-    unlabeled = data[split]
     name = f"unlabelled ({source} {split})"
+    unlabeled = paths_as_images(data[split], labelled, input_column)
     check_unlabeled(unlabeled, input_column, name)
     check_modality(unlabeled, labelled, input_column, name)
     check_pool_leakage(unlabeled, labelled, held_out, input_column, name)
