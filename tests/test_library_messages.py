@@ -139,3 +139,17 @@ def test_an_empty_data_file_is_named_in_one_line_wherever_it_is_given(name, cont
     rows = "".join(f"a review of film {i},{i % 2}\n" for i in range(400))  # over the 4 KB the check reads: read
     (tmp_path / "big.csv").write_text("text,label\n" + rows)
     assert len(load_dataset_dict(str(tmp_path / "big.csv"))["train"]) == 400
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_an_empty_saved_dataset_is_named_in_one_line(as_dict, tmp_path):
+    """datasets saves an empty dataset without a data file, then fails to load it with "list index out of range"."""
+    import datasets
+
+    from hf_aft.data import load_dataset_dict
+
+    empty = datasets.Dataset.from_dict({"text": ["a film"]}).select([])
+    saved = datasets.DatasetDict({"train": empty}) if as_dict else empty
+    saved.save_to_disk(str(tmp_path / "pool"))
+    with pytest.raises(AFTError, match=r"the dataset saved in '.*pool.*' has no rows: save data with rows"):
+        load_dataset_dict(str(tmp_path / "pool"))

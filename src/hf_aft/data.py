@@ -15,6 +15,7 @@ from .data_files import (
     FILE_BUILDERS,
     check_not_empty,
     check_parquet_columns,
+    check_saved_rows,
     conversion_cache,
     drop_new_locks,
     file_format,
@@ -57,6 +58,7 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
     started = time.time()
     try:
         if saved:
+            check_saved_rows(name)
             loaded = datasets.load_from_disk(name)
         elif files and not folder:
             kwargs = {"delimiter": "\t"} if file_format(files[0]) == "tsv" else {}

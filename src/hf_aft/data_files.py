@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import glob
+import json
 import logging
 import os
 import shutil
@@ -174,6 +175,23 @@ def check_not_empty(paths: list[str]) -> None:
             raise AFTError(f"the file {path!r} is empty: fill it, or leave it out of the files given.")
         if suffix(path) in (".csv", ".tsv") and sum(bool(line.strip()) for line in lines) == 1:
             raise AFTError(f"the file {path!r} has a header and no rows: fill it, or leave it out of the files given.")
+
+
+def check_saved_rows(folder: str) -> None:
+    """A `save_to_disk` folder (a Dataset, or each split of a DatasetDict) whose split has no rows is one line naming
+    it: datasets saves an empty dataset without a data file and then fails to load it ("list index out of range")."""
+    splits = [folder]
+    if os.path.exists(os.path.join(folder, "dataset_dict.json")):
+        with open(os.path.join(folder, "dataset_dict.json")) as f:
+            splits = [os.path.join(folder, split) for split in json.load(f).get("splits", [])]
+    for split in splits:
+        try:
+            with open(os.path.join(split, "state.json")) as f:
+                files = json.load(f).get("_data_files")
+        except (OSError, ValueError):
+            continue  # datasets names what it cannot read
+        if files == []:
+            raise AFTError(f"the dataset saved in {split!r} has no rows: save data with rows, or leave it out.")
 
 
 def check_parquet_columns(paths: list[str]) -> None:
