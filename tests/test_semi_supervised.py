@@ -647,6 +647,25 @@ def test_distill_logits_takes_a_classifier_and_refuses_a_bare_encoder(student_di
     assert_one_line_error(main(bare), capsys.readouterr().err, "is not a classifier", "--distill probe")
 
 
+def test_a_task_teacher_of_the_other_kind_or_without_its_image_processor_is_named(tmp_path):
+    from hf_aft.distillation import task_teacher_order
+    from hf_aft.teachers.image import ImageTeacher
+
+    text = tiny.save_student(tmp_path / "text-classifier")  # LABEL_0, LABEL_1
+    image = tiny.save_image_student(tmp_path / "image-classifier")
+    assert task_teacher_order(str(text), ["0", "1"], images=False) == [0, 1]
+    assert task_teacher_order(str(image), ["0", "1"], images=True) == [0, 1]
+    with pytest.raises(AFTError, match=r"is a text classifier \(BertForSequenceClassification\) and the data are "
+                                       r"images: give a \*ForImageClassification model"):
+        task_teacher_order(str(text), ["0", "1"], images=True)
+    with pytest.raises(AFTError, match=r"is an image classifier \(ViTForImageClassification\) and the data are texts"):
+        task_teacher_order(str(image), ["0", "1"], images=False)
+    (image / "preprocessor_config.json").unlink()
+    with pytest.raises(AFTError, match=r"the folder has no image processor \(preprocessor_config.json\): save the "
+                                       "model's AutoImageProcessor beside it"):
+        ImageTeacher(str(image), str(image), "local", "logits", 0, 1, "cpu").load()
+
+
 def test_a_pool_of_training_rows_or_a_pool_nothing_reads_is_refused(student_dir, teacher_dirs, csv_data, tmp_path,
                                                                     capsys):
     # The labelled training split given again as the pool (e.g. a features folder without --unlabeled_split).

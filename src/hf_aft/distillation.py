@@ -247,13 +247,16 @@ def class_order(teacher_labels: dict[int, str], names: list[str], teacher: str) 
     return [by_name[name] for name in names]
 
 
-def task_teacher_order(spec: str, names: list[str], revision: str | None = None) -> list[int]:
+def task_teacher_order(spec: str, names: list[str], revision: str | None = None, images: bool | None = None
+                       ) -> list[int]:
     """For each of the data's classes (`names`), the index of the task teacher's logit for it; checked from the
     teacher's config alone (no weights load), so that a wrong teacher is refused before any teacher runs. `revision`:
-    what the spec resolves to, when the caller has it (else resolved here).
+    what the spec resolves to, when the caller has it (else resolved here); `images`: whether the data are images
+    (None: not checked).
 
     Raises:
-        AFTError: a teacher that cannot be resolved, that is not a classifier, or whose classes are not the data's.
+        AFTError: a teacher that cannot be resolved, that is not a classifier (of the data's kind), or whose classes
+            are not the data's.
     """
     from .teachers import parse_teacher
     from .teachers.loading import load_config
@@ -266,6 +269,11 @@ def task_teacher_order(spec: str, names: list[str], revision: str | None = None)
         raise AFTError(f"--distill_teacher {spec!r} is not a classifier (architectures: "
                        f"{getattr(config, 'architectures', None)}): give a *ForSequenceClassification or "
                        "*ForImageClassification model tuned for these labels, or use --distill probe.")
+    wanted = None if images is None else CLASSIFIER_SUFFIXES[1] if images else CLASSIFIER_SUFFIXES[0]
+    if wanted and not any(head.endswith(wanted) for head in heads):
+        kind, data = ("a text", "images") if images else ("an image", "texts")
+        raise AFTError(f"--distill_teacher {spec!r} is {kind} classifier ({heads[0]}) and the data are {data}: give "
+                       f"a *{wanted} model tuned for these labels, or use --distill probe.")
     if not getattr(config, "id2label", None) or len(config.id2label) != len(names):
         raise AFTError(f"--distill_teacher {spec!r} has {len(getattr(config, 'id2label', None) or {})} classes, the "
                        f"data {len(names)} ({names[:10]}): give a classifier tuned for these labels, or use --distill "
@@ -282,7 +290,7 @@ def task_teacher_targets(dataset: datasets.Dataset, spec: str, names: list[str],
 
     from .features import extract_teacher_features, extraction_kwargs
 
-    order = task_teacher_order(spec, names, revision)
+    order = task_teacher_order(spec, names, revision, images=image_column is not None)
     kwargs = {**extraction_kwargs(options), "pooling": "logits", "feature_dtype": "float32"}
     inputs = dataset.select_columns([c for c in (text_column, image_column) if c and c in dataset.column_names])
     with_logits = extract_teacher_features(inputs, [spec], text_column=text_column, image_column=image_column,

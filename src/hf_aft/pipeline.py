@@ -231,7 +231,8 @@ def _check_made_rows_and_targets(splits, script_args: ScriptArguments, config: A
     check_copies(splits.train, config.augment_copies, script_args.text_column, script_args.image_column)
     check_generation(splits.train, config, script_args.text_column, script_args.image_column)
     if config.distill == "logits" and config.distill_teacher and splits.labels.problem_type == SINGLE:
-        task_teacher_order(config.distill_teacher, [str(name) for name in splits.labels.names])
+        task_teacher_order(config.distill_teacher, [str(name) for name in splits.labels.names],
+                           images=script_args.image_column is not None)
 
 
 def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: PeftArguments | None, claim) -> dict:

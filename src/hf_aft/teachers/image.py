@@ -9,6 +9,8 @@ tokens or spatial positions, `cls` takes the first token, `pooler` the pooler ou
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -41,6 +43,10 @@ class ImageTeacher(TextTeacher):
                 self.model, info = auto_class.from_pretrained(self.name, revision=revision, output_loading_info=True,
                                                              **self.options)
         except Exception as error:
+            if os.path.isdir(self.name) and not os.path.exists(os.path.join(self.name, "preprocessor_config.json")):
+                raise AFTError(f"could not load image teacher {self.spec!r}: the folder has no image processor "
+                               "(preprocessor_config.json): save the model's AutoImageProcessor beside it "
+                               "(processor.save_pretrained(FOLDER)).") from error
             raise AFTError(f"could not load image teacher {self.spec!r} (model and image processor): "
                            f"{one_line(error)}") from error
         # A ViT saved from ViTForImageClassification has no pooler weights: AutoModel would add a random one.
