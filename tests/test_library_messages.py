@@ -153,3 +153,18 @@ def test_an_empty_saved_dataset_is_named_in_one_line(as_dict, tmp_path):
     saved.save_to_disk(str(tmp_path / "pool"))
     with pytest.raises(AFTError, match=r"the dataset saved in '.*pool.*' has no rows: save data with rows"):
         load_dataset_dict(str(tmp_path / "pool"))
+
+
+def test_an_eval_split_without_labels_is_named_with_the_labelled_splits(tmp_path):
+    """`--eval_split unlabeled` on a features folder: the unlabelled rows cannot score the student."""
+    import datasets
+
+    from hf_aft.data import load_labelled_splits
+
+    rows = {"text": ["a good film", "a dull film"], "label": [1, 0]}
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows), "test": datasets.Dataset.from_dict(rows),
+                          "unlabeled": datasets.Dataset.from_dict({"text": ["another film"]})}
+                         ).save_to_disk(str(tmp_path / "features"))
+    with pytest.raises(AFTError, match=r"the split 'unlabeled' has no label column 'label' \(the training split has\): "
+                                       r"choose a labelled split with --eval_split \(test\)\."):
+        load_labelled_splits(str(tmp_path / "features"), eval_split="unlabeled")

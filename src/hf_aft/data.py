@@ -301,6 +301,7 @@ def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, t
     eval_split, input_column = eval_split_name(data, eval_split), input_column_of(train_set, input_column)
     for split, name in ((train_set, train_split), (eval_set, eval_split)):
         if split is not None:
+            check_labelled(split, name, train_set, label_column, data, "--eval_split")
             check_columns(split, input_column, label_column)
             check_inputs(split, input_column, name)
     labels = read_targets(train_set, label_column, problem_type, input_column)
@@ -311,10 +312,22 @@ def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, t
                        else None)
     validation = data[validation_name] if validation_name else None
     if validation is not None:
+        check_labelled(validation, validation_name, train_set, label_column, data, "--beta_validation_split")
         check_columns(validation, input_column, label_column)
         check_inputs(validation, input_column, validation_name)
         check_eval_labels(validation, labels, validation_name, "validation", "--beta_validation_split")
     return LabelledSplits(train_set, eval_set, labels, eval_split, validation, validation_name)
+
+
+def check_labelled(split: datasets.Dataset, name: str, train: datasets.Dataset, label_column: str,
+                   data: datasets.DatasetDict, option: str) -> None:
+    """A split chosen to score the student has the training split's label column (not the `unlabeled` split of
+    `hf-aft features`, say); the refusal names the labelled splits there are."""
+    if label_column in split.column_names or label_column not in train.column_names:
+        return
+    labelled = [s for s in data if label_column in data[s].column_names and data[s] is not train]
+    raise AFTError(f"the split {name!r} has no label column {label_column!r} (the training split has): choose a "
+                   f"labelled split with {option}" + (f" ({', '.join(labelled)})" if labelled else "") + ".")
 
 
 def validation_split_name(data: datasets.DatasetDict, train_split: str, eval_split: str | None,
