@@ -165,6 +165,6 @@ def test_an_eval_split_without_labels_is_named_with_the_labelled_splits(tmp_path
     datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows), "test": datasets.Dataset.from_dict(rows),
                           "unlabeled": datasets.Dataset.from_dict({"text": ["another film"]})}
                          ).save_to_disk(str(tmp_path / "features"))
-    with pytest.raises(AFTError, match=r"the split 'unlabeled' has no label column 'label' \(the training split has\): "
-                                       r"choose a labelled split with --eval_split \(test\)\."):
+    with pytest.raises(AFTError, match=r"the split 'unlabeled' has no label column 'label' \(the training split "
+                                       r"has\): choose a labelled split with --eval_split \(test\)\."):
         load_labelled_splits(str(tmp_path / "features"), eval_split="unlabeled")

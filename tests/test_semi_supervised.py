@@ -698,15 +698,20 @@ def test_the_trainer_refuses_the_pools_hf_aft_train_refuses(student_dir, tmp_pat
         for fragment in fragments:
             assert fragment in str(caught.value), caught.value
 
-    refused(test_split, "16 rows of the unlabelled split are also in the eval split (first at row 0)", "leakage")
+    refused(test_split, "16 rows of the unlabelled (unlabeled_dataset) split are also in the eval split "
+            "(first at row 0)", "leakage")
     leaky = datasets.concatenate_datasets([pool.select_columns(["text"]), datasets.Dataset.from_dict(
         {"text": shouted(test_split, [3, 5])})])  # text only: compared by text, whatever else a set holds
-    refused(leaky, "2 rows of the unlabelled split are also in the eval (test) split (first at row 16)",
+    refused(leaky, "2 rows of the unlabelled (unlabeled_dataset) split are also in the eval (test) split "
+            "(first at row 16)",
             eval_dataset={"other": pool.select(range(0)), "test": test_split})
     no_text = test_split.remove_columns("text")  # a tokenized set without its text: compared by token ids
     refused(no_text.select([2, 9]), "2 rows", "also in the eval split (first at row 0)", eval_dataset=no_text)
-    # The labelled training rows given again, and a pool no term reads: the command's own lines.
-    refused(labelled, "also in the labelled training split", "--unlabeled_split unlabeled", eval_dataset=None)
+    # The labelled training rows given again, in the API's words; a pool no term reads: the command's own line.
+    refused(labelled, "also in the labelled training split", "Remove them from unlabeled_dataset", eval_dataset=None)
+    with pytest.raises(AFTError) as caught:
+        make_trainer(student_dir, tmp_path, labelled, labelled, None)
+    assert "--" not in str(caught.value)  # no command-line option named to a Python caller
     refused(pool, "--unlabeled_dataset with --transfer none and --distill none: no term reads unlabelled rows",
             transfer="none", distill="none")
     trainer = make_trainer(student_dir, tmp_path, labelled, pool, {"test": test_split})  # a clean pool trains
@@ -720,7 +725,8 @@ def test_the_trainer_refuses_an_image_pool_that_holds_eval_images(tmp_path):
     images = tiny.image_dataset(12)
     args = AFTConfig(output_dir=str(tmp_path / "out"), transfer="none", distill="probe", report_to="none",
                      use_cpu=True)
-    with pytest.raises(AFTError, match=r"2 rows of the unlabelled split are also in the eval split \(first at row 0"):
+    with pytest.raises(AFTError, match=r"2 rows of the unlabelled \(unlabeled_dataset\) split are also in the eval "
+                                       r"split \(first at row 0"):
         AFTTrainer(model=AutoModelForImageClassification.from_pretrained(folder), args=args,
                    train_dataset=images.select(range(4, 12)), eval_dataset=images.select(range(4)),
                    unlabeled_dataset=images.select([1, 3]), image_column="image",

@@ -165,14 +165,15 @@ def load_unlabeled(source: str, split: str, input_column: str, label_column: str
 
 def check_pool_leakage(unlabeled: datasets.Dataset, labelled: datasets.Dataset | None,
                        held_out: dict[str, datasets.Dataset | None], input_column: str,
-                       name: str = "unlabelled") -> None:
+                       name: str = "unlabelled", command: bool = True) -> None:
     """No unlabelled row is also a row of a held-out split (`held_out`: name -> split) or of the labelled training
-    split (`check_no_leakage`)."""
+    split (`check_no_leakage`); `command`: the advice names hf-aft train's options, else AFTTrainer's arguments."""
     for held_name, held in held_out.items():
         check_no_leakage(unlabeled, held, input_column, held_name, name)
     check_no_leakage(unlabeled, labelled, input_column, "labelled training", name, advice=(
         "their labels are already used, and --beta auto would hold some of them out to judge on. Remove them from the "
-        "pool (a pool saved beside the data by hf-aft features is --unlabeled_split unlabeled)."))
+        "pool (a pool saved beside the data by hf-aft features is --unlabeled_split unlabeled)." if command else
+        "their labels are already used. Remove them from unlabeled_dataset (train_dataset holds them)."))
 
 
 def check_pool_read(config) -> None:
@@ -192,7 +193,7 @@ def check_trainer_pool(unlabeled, labelled, eval_dataset, input_column: str) -> 
     held_out = {"eval" if key is None else f"eval ({key})": split for key, split in evals.items()
                 if isinstance(split, datasets.Dataset)}
     check_pool_leakage(unlabeled, labelled if isinstance(labelled, datasets.Dataset) else None, held_out,
-                       input_column)
+                       input_column, "unlabelled (unlabeled_dataset)", command=False)
 
 
 def mark_checked(pool: datasets.Dataset | None) -> datasets.Dataset | None:
