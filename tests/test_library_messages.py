@@ -168,3 +168,17 @@ def test_an_eval_split_without_labels_is_named_with_the_labelled_splits(tmp_path
     with pytest.raises(AFTError, match=r"the split 'unlabeled' has no label column 'label' \(the training split "
                                        r"has\): choose a labelled split with --eval_split \(test\)\."):
         load_labelled_splits(str(tmp_path / "features"), eval_split="unlabeled")
+
+
+def test_image_files_given_as_data_files_point_to_their_folder(tmp_path):
+    from PIL import Image
+
+    from hf_aft.data import load_dataset_dict
+
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (4, 4)).save(tmp_path / name)
+    (tmp_path / "notes.xyz").write_text("x")
+    with pytest.raises(AFTError, match=r"'.*a.png' is an image: give the folder that holds the images"):
+        load_dataset_dict(f"{tmp_path / 'a.png'},{tmp_path / 'b.png'}")
+    with pytest.raises(AFTError, match=r"is not a data file hf-aft reads \(.xyz\): .* a folder of them or of images"):
+        load_dataset_dict(str(tmp_path / "notes.xyz"))

@@ -98,9 +98,13 @@ def _expand(part: str) -> list[str]:
         if not os.path.exists(match):
             raise AFTError(f"dataset file or folder {part!r} does not exist: check the path (a Hub dataset is "
                            "ORG/NAME).")
+        if suffix(match) in IMAGE_SUFFIXES:
+            raise AFTError(f"dataset file {match!r} is an image: give the folder that holds the images (an image "
+                           "folder), or a csv of their paths.")
         if suffix(match) not in FILE_BUILDERS:
             raise AFTError(f"dataset file {match!r} is not a data file hf-aft reads ({suffix(match) or 'no suffix'}): "
-                           f"give {READABLE} files, a folder of them, or a folder written by save_to_disk.")
+                           f"give {READABLE} files, a folder of them or of images, or a folder written by "
+                           "save_to_disk.")
     return matches
 
 
