@@ -109,3 +109,7 @@ def test_a_card_from_an_older_runs_terms_renders_and_a_short_runs_says_what_it_d
     assert "- Unlabelled data: 16 rows beside 24 labelled; 50% of each batch labelled" in older
     short = str(render_model_card("aft", beta=0.1, terms={**terms, "unlabeled_rows_drawn": 12}, versions={}))
     assert "- Unlabelled data: 16 rows, 12 of them drawn in the steps trained beside 24 labelled" in short
+    none = str(render_model_card("aft", beta=0.1, terms={**terms, "labeled_rows_drawn": 0}, versions={}))
+    assert "beside 24 labelled (none of them drawn: the task loss never trained);" in none
+    some = str(render_model_card("aft", beta=0.1, terms={**terms, "labeled_rows_drawn": 5}, versions={}))
+    assert "beside 24 labelled (5 of them drawn);" in some

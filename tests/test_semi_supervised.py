@@ -523,16 +523,16 @@ def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teache
     accuracy = summary["probe_accuracy"]
     assert 0 <= accuracy <= 1
     # 3 steps of 8 rows, half of them labelled: 12 unlabelled rows drawn of the pool's 16, and the card says so
-    assert summary["unlabeled_rows_drawn"] == 12
+    assert summary["unlabeled_rows_drawn"] == 12 and summary["labeled_rows_drawn"] == 12  # and 12 of the 24 labelled
     assert (f"terms: distillation from the teachers' probe (weight 1, temperature 1); {N_POOL} unlabelled rows "
             f"(12 of them drawn in the steps trained) beside {N_LABELLED} labelled (labelled share of each batch "
-            f"50%); probe accuracy {accuracy:.4f}") in stdout
+            f"50%; 12 labelled rows drawn); probe accuracy {accuracy:.4f}") in stdout
 
     card = (out / "README.md").read_text()
     assert "- Distillation (not in the paper): `probe`: the teachers' linear probe" in card
     assert f"the probe's cross-validated accuracy on the training labels: {accuracy:.4f}" in card
-    assert (f"- Unlabelled data: {N_POOL} rows, 12 of them drawn in the steps trained beside {N_LABELLED} labelled; "
-            "50% of each batch labelled") in card
+    assert (f"- Unlabelled data: {N_POOL} rows, 12 of them drawn in the steps trained beside {N_LABELLED} labelled "
+            "(12 of them drawn); 50% of each batch labelled") in card
     assert f"- Method: `{transfer}`" in card
     if transfer == "none":  # distilled from the teachers' probe: neither plain fine-tuning nor a baseline for it
         assert "# Distilled student" in card and "STL" not in card and "with no teacher" not in card
@@ -558,7 +558,8 @@ def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teache
 def summary_terms(summary: dict) -> dict:
     keys = ("distill", "distill_weight", "distill_temperature", "distill_teacher", "probe_accuracy", "probe_metric",
             "labeled_rows", "unlabeled_rows", "augmented_rows", "augmented_from", "generated_rows", "generator",
-            "generator_revision", "distill_teacher_revision", "labeled_fraction", "unlabeled_rows_drawn")
+            "generator_revision", "distill_teacher_revision", "labeled_fraction", "labeled_rows_drawn",
+            "unlabeled_rows_drawn")
     return {key: summary[key] for key in keys}
 
 

@@ -268,8 +268,10 @@ def terms_note(terms: dict | None) -> str | None:
             made += f", {terms['generated_rows']:,} of them written by {terms['generator']}"
         drawn = terms.get("unlabeled_rows_drawn")
         drawn = f" ({drawn:,} of them drawn in the steps trained)" if drawn is not None else ""
+        labelled = {None: "", 0: "; no labelled row drawn: the task loss never trained"}.get(
+            terms.get("labeled_rows_drawn"), f"; {terms.get('labeled_rows_drawn')} labelled rows drawn")
         parts.append(f"{terms['unlabeled_rows']:,} unlabelled rows{made}{drawn} beside {terms['labeled_rows']:,} "
-                     f"labelled (labelled share of each batch {terms['labeled_fraction']:.0%})")
+                     f"labelled (labelled share of each batch {terms['labeled_fraction']:.0%}{labelled})")
     if terms.get("probe_accuracy") is not None:
         metric = metric_name(terms.get("probe_metric") or "accuracy")
         parts.append(f"probe {metric} {terms['probe_accuracy']:.4f} (cross-validated on the training labels)")

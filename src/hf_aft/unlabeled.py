@@ -320,16 +320,15 @@ class MixedSampler(torch.utils.data.Sampler):
         stream[is_labelled], stream[~is_labelled] = labelled, unlabelled
         return iter(stream.tolist())
 
-    def drawn(self, steps: int, batch: int) -> int:
-        """Distinct unlabelled rows in the first `steps` optimizer steps of `batch` rows each (every epoch starts
-        afresh, its last batch short, as Trainer reads it): what a short run (--max_steps) used of its pool."""
-        replay, seen, epoch = copy.copy(self), np.zeros(self.n_unlabeled, dtype=bool), 0
+    def drawn(self, steps: int, batch: int) -> tuple[int, int]:
+        """(labelled, unlabelled) distinct rows in the first `steps` optimizer steps of `batch` rows each (every epoch
+        starts afresh, its last batch short, as Trainer reads it): what a short run (--max_steps) used of each set."""
+        replay, seen, epoch = copy.copy(self), np.zeros(self.n_labeled + self.n_unlabeled, dtype=bool), 0
         while steps > 0 and not seen.all():
             replay.set_epoch(epoch)
-            taken = np.fromiter(replay, dtype=np.int64)[: steps * batch]
-            seen[taken[taken >= self.n_labeled] - self.n_labeled] = True
+            seen[np.fromiter(replay, dtype=np.int64)[: steps * batch]] = True
             steps, epoch = steps - math.ceil(len(self) / batch), epoch + 1
-        return int(seen.sum())
+        return int(seen[: self.n_labeled].sum()), int(seen[self.n_labeled:].sum())
 
 
 def _cycled(rng: np.random.Generator, n: int, length: int) -> np.ndarray:
