@@ -50,3 +50,17 @@ def test_a_head_in_the_data_order_or_of_other_classes_is_left_alone(reversed_stu
     model, tokenizer = load_student(str(reversed_student), Labels(["pos", "neg"], "label", False))
     tokens = tokenizer(["a good film"], return_tensors="pt")
     assert torch.allclose(logits(model, tokens), logits(original, tokens))
+
+
+def test_a_head_named_for_other_classes_is_renamed_and_said(reversed_student, caplog):
+    import datasets
+
+    for load, other in (("command", "top"), ("api", "up")):  # other names: each line is said once per process
+        caplog.clear()
+        if load == "command":
+            model, _ = load_student(str(reversed_student), Labels(["neg", other], "label", False))
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(reversed_student)
+            name_labels(model, datasets.Dataset.from_dict({"text": ["a", "b"], "label": ["neg", other]}))
+        assert model.config.id2label == {0: "neg", 1: other}, load  # the saved student names the data's classes
+        assert "the student's head was trained for other classes (['pos', 'neg'])" in caplog.text, load

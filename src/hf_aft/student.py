@@ -254,9 +254,10 @@ def check_labels_fit(dataset, model) -> None:
 
 def name_labels(model, train_dataset, eval_dataset=None):
     """Python-API parity with `hf-aft train`: string labels are encoded to class ids (in the order of the sorted
-    names, as the CLI does), and the student's config names its classes (`id2label` / `label2id`) when the labels
-    have names (a `ClassLabel` or strings) and the config has only transformers' default `LABEL_i` names. Returns
-    the (train, eval) datasets, encoded when they held strings."""
+    names, as the CLI does), and the student's config names its classes (`id2label` / `label2id`) as the data's when
+    the labels have names (a `ClassLabel` or strings): a head trained for the same classes in another order has its
+    rows reordered, one for other classes is said in one line (`student_head`). Returns the (train, eval) datasets,
+    encoded when they held strings."""
     column = next((c for c in ("labels", "label") if train_dataset is not None and c in train_dataset.column_names),
                   None)
     if column is None or not hasattr(train_dataset, "features"):
@@ -283,7 +284,8 @@ def _name_classes(model, names: list[str]) -> None:
         raise AFTError(f"the labels have {len(names)} classes {names[:5]} but the student has num_labels="
                        f"{config.num_labels}: load it with num_labels={len(names)}.")
     saved = named_classes(config.id2label)
-    if saved is None or keep_head_rows(model, saved, names):  # placeholders, or the same classes in another order
+    if saved != names:  # placeholders, the same classes in another order (rows reordered), or other classes
+        keep_head_rows(model, saved, names)
         config.id2label = dict(enumerate(names))
         config.label2id = {name: i for i, name in enumerate(names)}
 

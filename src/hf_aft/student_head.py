@@ -27,12 +27,18 @@ def named_classes(id2label: dict | None) -> list[str] | None:
 def keep_head_rows(model, saved: list[str] | None, names: list[str]) -> bool:
     """When the checkpoint's head names the same classes as `names` in another order (`saved`, in its id order),
     reorder the rows of the head's output layer (the last `nn.Linear` of the head with one output per class) to
-    `names`' order. Returns whether it did.
+    `names`' order. Returns whether it did; a head named for other classes is said in one line (its rows are then
+    renamed as they are).
 
     Raises:
         AFTError: the head's output layer cannot be found (no single last Linear with len(names) outputs).
     """
-    if not saved or saved == names or sorted(saved) != sorted(names):
+    if not saved or saved == names:
+        return False
+    if sorted(saved) != sorted(names):  # a head trained for other classes: its rows are only a starting point
+        warn_once(logger, f"hf-aft: the student's head was trained for other classes ({saved[:10]}) than the data's "
+                          f"({names[:10]}): its rows are named the data's classes in id order and learn them from "
+                          "there.")
         return False
     layers = [module for name, module in model.named_modules() if isinstance(module, nn.Linear)
               and module.out_features == len(names) and any(part in name.split(".") for part in HEAD_PARTS)]
