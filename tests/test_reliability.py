@@ -457,7 +457,7 @@ def test_a_pool_of_image_paths_beside_an_image_folder_reads_as_images(tmp_path):
 
 
 @pytest.mark.parametrize("suffix", ["png", "jpg"])
-def test_a_truncated_image_is_named_before_any_model_runs(tmp_path, suffix):
+def test_a_truncated_image_is_named_before_any_model_runs(tmp_path, suffix, capsys):
     """An image file cut short (an interrupted copy: its header reads, its pixels do not) is one line naming the
     split's row, not a traceback when evaluation decodes it after training."""
     data = _image_folder(tmp_path / "data", [f"train/bus/a.{suffix}", f"train/car/b.{suffix}",
@@ -469,6 +469,18 @@ def test_a_truncated_image_is_named_before_any_model_runs(tmp_path, suffix):
     with pytest.raises(AFTError, match=rf"image column 'image', row 1: '.*test/car/d.{suffix}' is not a readable "
                                        "image .*replace or drop that file"):
         load_labelled_splits(str(data), input_column="image")
+    # hf-aft features copies the eval split beside the train split's features: checked too, before any teacher runs
+    from hf_aft.commands import main
+
+    capsys.readouterr()
+    assert main(["features", "--teachers", "unused", "--dataset_name", str(data), "--image_column", "image",
+                 "--output_dir", str(tmp_path / "features")]) == 2 and not (tmp_path / "features").exists()
+    assert f"test/car/d.{suffix}' is not a readable image" in capsys.readouterr().err
+    # embedded in a saved dataset, the image is named by the file it came from
+    datasets.load_dataset("imagefolder", data_dir=str(data)).cast_column(
+        "image", datasets.Image(decode=False)).save_to_disk(str(tmp_path / "saved"))
+    with pytest.raises(AFTError, match=rf"row 1: 'd.{suffix}' is not a readable image"):
+        load_labelled_splits(str(tmp_path / "saved"), input_column="image")
 
 
 def test_an_image_that_fails_to_decode_later_is_one_error_naming_it(tmp_path):

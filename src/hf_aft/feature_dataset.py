@@ -41,7 +41,9 @@ def save_feature_dataset(data: datasets.DatasetDict, splits: list[str], options,
     if unlabeled is not None and UNLABELED_SPLIT in data:
         raise AFTError(f"the dataset already has a split named {UNLABELED_SPLIT!r}: the unlabelled pool would replace "
                        "it; drop --unlabeled_dataset, or rename that split.")
-    for split in splits:  # every split's inputs, before any teacher runs
+    column = image_column or text_column
+    copied = [s for s in data if s not in splits and column in data[s].column_names]
+    for split in [*splits, *copied]:  # every saved split's inputs (an eval split is copied), before any teacher runs
         if image_column is None:
             check_texts(data[split], text_column, split)
         else:

@@ -131,7 +131,8 @@ def check_images_open(dataset: datasets.Dataset, column: str) -> None:
             try:
                 read_whole(source)
             except (OSError, ValueError, SyntaxError) as error:  # PIL raises SyntaxError for some broken files
-                shown = "<embedded bytes>" if isinstance(source, io.BytesIO) else str(source)[:120]
+                path = value.get("path") if isinstance(value, dict) else None  # an embedded image keeps its name
+                shown = str(source)[:120] if not isinstance(source, io.BytesIO) else (path or "<embedded bytes>")
                 raise AFTError(f"image column {column!r}, row {row}: {shown!r} is not a readable image "
                                f"({first_line(error)}): replace or drop that file.") from error
     _OPENED.add((dataset._fingerprint, column))
