@@ -320,7 +320,7 @@ def test_a_validation_split_that_cannot_choose_beta_is_refused(student_dir, teac
 
 
 def test_which_split_beta_is_chosen_on():
-    from hf_aft.data import validation_split_name
+    from hf_aft.validation_split import validation_split_name
 
     empty = datasets.Dataset.from_dict({"label": [0]})
     three = datasets.DatasetDict(train=empty, valid=empty, test=empty)

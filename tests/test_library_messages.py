@@ -165,9 +165,12 @@ def test_an_eval_split_without_labels_is_named_with_the_labelled_splits(tmp_path
     datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows), "test": datasets.Dataset.from_dict(rows),
                           "unlabeled": datasets.Dataset.from_dict({"text": ["another film"]})}
                          ).save_to_disk(str(tmp_path / "features"))
-    with pytest.raises(AFTError, match=r"the split 'unlabeled' has no label column 'label' \(the training split "
-                                       r"has\): choose a labelled split with --eval_split \(test\)\."):
+    with pytest.raises(AFTError, match=r"the split 'unlabeled' has no label column 'label' \(train, test have "
+                                       r"it\): choose a labelled split with --eval_split\."):
         load_labelled_splits(str(tmp_path / "features"), eval_split="unlabeled")
+    with pytest.raises(AFTError, match=r"the split 'unlabeled' has no label column 'label' \(train, test have "
+                                       r"it\): choose a labelled split with --train_split\."):
+        load_labelled_splits(str(tmp_path / "features"), train_split="unlabeled")
 
 
 def test_image_files_given_as_data_files_point_to_their_folder(tmp_path):
@@ -182,3 +185,18 @@ def test_image_files_given_as_data_files_point_to_their_folder(tmp_path):
         load_dataset_dict(f"{tmp_path / 'a.png'},{tmp_path / 'b.png'}")
     with pytest.raises(AFTError, match=r"is not a data file hf-aft reads \(.xyz\): .* a folder of them or of images"):
         load_dataset_dict(str(tmp_path / "notes.xyz"))
+
+
+def test_an_image_dataset_read_as_text_names_its_image_column(tmp_path):
+    import datasets
+    from PIL import Image
+
+    from hf_aft.data import load_labelled_splits
+
+    for i, name in enumerate(["a", "b"]):
+        Image.new("RGB", (4, 4), (i, 0, 0)).save(tmp_path / f"{name}.png")
+    rows = {"image": [str(tmp_path / "a.png"), str(tmp_path / "b.png")], "label": [0, 1]}
+    datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image()).save_to_disk(str(tmp_path / "data"))
+    with pytest.raises(AFTError, match=r"column 'text' not found; .* Its images are in 'image': pass --image_column "
+                                       "image."):
+        load_labelled_splits(str(tmp_path / "data"))  # no --image_column: the text column is looked for

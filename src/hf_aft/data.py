@@ -42,6 +42,7 @@ from .targets import (
     join_target_columns,
     with_labels,
 )
+from .validation_split import validation_split_name
 from .words import TokenLabels, input_column_of
 
 EVAL_SPLITS = ("test", "validation", "valid", "eval")
@@ -97,12 +98,14 @@ def eval_split_name(data: datasets.DatasetDict, eval_split: str | None) -> str |
 
 def check_columns(dataset: datasets.Dataset, *columns: str) -> None:
     images_only = [type(f) for f in dataset.features.values()] == [datasets.Image]  # an image folder without labels
+    images = [c for c, f in dataset.features.items() if isinstance(f, datasets.Image)]
     for column in columns:
         if column not in dataset.column_names:
             raise AFTError(f"column {column!r} not found; the dataset has columns {dataset.column_names}. " + (
                 "An image folder has labels when every image of a split is one folder below it, a folder per class "
                 "(train/cat/a.png), or when a metadata.csv in each split folder gives them (file_name, label)."
-                if images_only else "Pass --text_column / --label_column."))
+                if images_only else f"Its images are in {images[0]!r}: pass --image_column {images[0]}."
+                if images and column == columns[0] else "Pass --text_column / --label_column."))
     if len(dataset) == 0:
         raise AFTError("the dataset is empty.")
 
@@ -299,9 +302,9 @@ def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, t
     data = join_target_columns(load_dataset_dict(dataset_name, dataset_config), label_column)  # "a,b": 2 targets
     train_set, eval_set = pick_splits(data, train_split, eval_split, dataset_name)
     eval_split, input_column = eval_split_name(data, eval_split), input_column_of(train_set, input_column)
-    for split, name in ((train_set, train_split), (eval_set, eval_split)):
+    for split, name, option in ((train_set, train_split, "--train_split"), (eval_set, eval_split, "--eval_split")):
         if split is not None:
-            check_labelled(split, name, train_set, label_column, data, "--eval_split")
+            check_labelled(split, name, label_column, data, option)
             check_columns(split, input_column, label_column)
             check_inputs(split, input_column, name)
     labels = read_targets(train_set, label_column, problem_type, input_column)
@@ -312,38 +315,20 @@ def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, t
                        else None)
     validation = data[validation_name] if validation_name else None
     if validation is not None:
-        check_labelled(validation, validation_name, train_set, label_column, data, "--beta_validation_split")
+        check_labelled(validation, validation_name, label_column, data, "--beta_validation_split")
         check_columns(validation, input_column, label_column)
         check_inputs(validation, input_column, validation_name)
         check_eval_labels(validation, labels, validation_name, "validation", "--beta_validation_split")
     return LabelledSplits(train_set, eval_set, labels, eval_split, validation, validation_name)
 
 
-def check_labelled(split: datasets.Dataset, name: str, train: datasets.Dataset, label_column: str,
-                   data: datasets.DatasetDict, option: str) -> None:
-    """A split chosen to score the student has the training split's label column (not the `unlabeled` split of
-    `hf-aft features`, say); the refusal names the labelled splits there are."""
-    if label_column in split.column_names or label_column not in train.column_names:
-        return
-    labelled = [s for s in data if label_column in data[s].column_names and data[s] is not train]
-    raise AFTError(f"the split {name!r} has no label column {label_column!r} (the training split has): choose a "
-                   f"labelled split with {option}" + (f" ({', '.join(labelled)})" if labelled else "") + ".")
-
-
-def validation_split_name(data: datasets.DatasetDict, train_split: str, eval_split: str | None,
-                          validation_split: str | None) -> str | None:
-    """`validation_split` (refused if missing, or the training or eval split; "none": None), else validation/valid
-    when it is not the eval split, else None."""
-    if validation_split == "none":
-        return None
-    if validation_split is None:
-        return next((s for s in ("validation", "valid") if s in data and s != eval_split), None)
-    if validation_split not in data:
-        raise AFTError(f"split {validation_split!r} not found; the dataset has splits {list(data)}: pass another "
-                       "--beta_validation_split, or none to hold out part of the training data.")
-    if validation_split in (train_split, eval_split):
-        role = "training" if validation_split == train_split else "evaluation"
-        raise AFTError(f"--beta_validation_split {validation_split!r} is the {role} split: beta must be chosen on "
-                       "other data, or the reported result is biased; name another split, or none to hold out part of "
-                       "the training data.")
-    return validation_split
+def check_labelled(split: datasets.Dataset, name: str, label_column: str, data: datasets.DatasetDict,
+                   option: str) -> None:
+    """A split chosen to train or score the student has the label column when another split has it (not the
+    `unlabeled` split of `hf-aft features`, say); the refusal names the labelled splits there are."""
+    labelled = [s for s in data if s != name and label_column in data[s].column_names]
+    if label_column in split.column_names or not labelled:
+        return  # no split has it: check_columns names the column
+    held = f"{', '.join(labelled)} {'has' if len(labelled) == 1 else 'have'} it"
+    raise AFTError(f"the split {name!r} has no label column {label_column!r} ({held}): choose a labelled split with "
+                   f"{option}.")

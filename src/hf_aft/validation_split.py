@@ -85,3 +85,22 @@ def check_given(labels: np.ndarray, name: str) -> None:
         raise AFTError(f"the validation split {name!r} holds {len(labels)} examples; --beta auto needs at least "
                        f"{MIN_VALIDATION} to compare candidates on: pass --beta_validation_split none to hold out "
                        "part of the training data instead, another split, or a fixed --beta.")
+
+
+def validation_split_name(data: dict, train_split: str, eval_split: str | None,
+                          validation_split: str | None) -> str | None:
+    """`validation_split` (refused if missing, or the training or eval split; "none": None), else validation/valid
+    when it is not the eval split, else None."""
+    if validation_split == "none":
+        return None
+    if validation_split is None:
+        return next((s for s in ("validation", "valid") if s in data and s != eval_split), None)
+    if validation_split not in data:
+        raise AFTError(f"split {validation_split!r} not found; the dataset has splits {list(data)}: pass another "
+                       "--beta_validation_split, or none to hold out part of the training data.")
+    if validation_split in (train_split, eval_split):
+        role = "training" if validation_split == train_split else "evaluation"
+        raise AFTError(f"--beta_validation_split {validation_split!r} is the {role} split: beta must be chosen on "
+                       "other data, or the reported result is biased; name another split, or none to hold out part of "
+                       "the training data.")
+    return validation_split
