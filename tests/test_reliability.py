@@ -451,6 +451,10 @@ def test_a_pool_of_image_paths_beside_an_image_folder_reads_as_images(tmp_path):
     (tmp_path / "pool.csv").write_text(f"image\n{pool / 'p0.png'}\n{pool / 'copy.png'}\n")
     with pytest.raises(AFTError, match="1 rows of the unlabelled .* split are also in the eval split"):
         load_unlabeled(str(tmp_path / "pool.csv"), "train", "image", "label", splits.train, {"eval": splits.eval})
+    (tmp_path / "pool.csv").write_text("image\nelsewhere/p0.png\n")  # a relative path that is not found from here
+    with pytest.raises(AFTError, match=r"row 0: 'elsewhere/p0.png' is not an image file .* a relative path is read "
+                                       "from"):
+        load_unlabeled(str(tmp_path / "pool.csv"), "train", "image", "label", splits.train, {"eval": splits.eval})
     (tmp_path / "pool.csv").write_text("image\na sentence and not a file\nanother\n")
     with pytest.raises(AFTError, match="holds text but the labelled data's holds image"):
         load_unlabeled(str(tmp_path / "pool.csv"), "train", "image", "label", splits.train, {"eval": splits.eval})

@@ -732,6 +732,10 @@ def test_the_trainer_refuses_an_image_pool_that_holds_eval_images(tmp_path):
                    train_dataset=images.select(range(4, 12)), eval_dataset=images.select(range(4)),
                    unlabeled_dataset=images.select([1, 3]), image_column="image",
                    processing_class=AutoImageProcessor.from_pretrained(folder))
+    with pytest.raises(AFTError, match=r"^unlabeled_dataset: image column 'image' not found"):  # a text pool
+        AFTTrainer(model=AutoModelForImageClassification.from_pretrained(folder), args=args,
+                   train_dataset=images, unlabeled_dataset=datasets.Dataset.from_dict({"text": ["a", "b"]}),
+                   image_column="image", processing_class=AutoImageProcessor.from_pretrained(folder))
 
 
 def test_texts_are_compared_as_an_uncased_tokenizer_reads_them(test_split):

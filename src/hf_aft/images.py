@@ -110,8 +110,9 @@ def check_image_column(dataset: datasets.Dataset, column: str) -> None:
     if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
         for row, path in enumerate(dataset[column]):
             if not os.path.isfile(path):
+                where = "" if os.path.isabs(path) else f"; a relative path is read from {os.getcwd()!r}"
                 raise AFTError(f"image column {column!r}, row {row}: {path[:80]!r} is not an image file (the column "
-                               "holds text, so each value must be the path of an image).")
+                               f"holds text, so each value must be the path of an image{where}).")
         return check_images_open(dataset, column)
     if isinstance(feature, (datasets.List, datasets.Array2D, datasets.Array3D)):
         return  # arrays: their shapes are checked as they are converted

@@ -103,7 +103,10 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
     unlabelled rows; no made text equals a text of `eval_dataset`. Unlabelled rows that are also eval or labelled
     rows are refused first, in `hf-aft train`'s words (before any teacher or generator runs)."""
     if image_column is not None and unlabeled_dataset is not None:
-        check_image_column(unlabeled_dataset, image_column)
+        try:
+            check_image_column(unlabeled_dataset, image_column)
+        except AFTError as error:  # said of the pool, not of the training data
+            raise AFTError(f"unlabeled_dataset: {error}") from error
     check_trainer_pool(unlabeled_dataset, train_dataset, eval_dataset, image_column or text_column)
     held_out = held_out_texts(eval_dataset, text_column)
     augmented = (augmented_rows(train_dataset, args.augment_copies, args.seed, tokenizer, text_column, image_column,

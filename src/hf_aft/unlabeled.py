@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import torch
 
 from .data import arrow_column, check_all_text, check_inputs, first_row, load_dataset_dict
-from .data_files import missing_split
+from .data_files import IMAGE_SUFFIXES, missing_split
 from .errors import AFTError, one_line
 from .images import check_image_column, image_digests
 from .words import WORD_POSITIONS, is_word_lists
@@ -100,10 +100,14 @@ def paths_as_images(unlabeled: datasets.Dataset, labelled: datasets.Dataset, col
     A column of other text is left for the modality check to refuse."""
     if (column not in unlabeled.column_names or _kind(labelled.features.get(column)) != "image"
             or _kind(unlabeled.features[column]) != "text" or not len(unlabeled)
-            or not os.path.isfile(str(unlabeled[0][column]))):
+            or not _looks_like_image_path(str(unlabeled[0][column]))):
         return unlabeled
     check_image_column(unlabeled, column)  # every path a file that opens: else one line naming the row
     return unlabeled.cast_column(column, datasets.Image())
+
+
+def _looks_like_image_path(value: str) -> bool:
+    return os.path.isfile(value) or os.path.splitext(value)[1].lower() in IMAGE_SUFFIXES
 
 
 def check_modality(unlabeled: datasets.Dataset, labelled: datasets.Dataset, input_column: str,
