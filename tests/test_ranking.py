@@ -79,3 +79,18 @@ def test_rank_teachers_refuses_too_few_examples_per_class_before_running_a_teach
                      "--output_dir", str(tmp_path)]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
     assert len(err) == 1 and "fewer than the probe's 5 folds" in err[0] and "--folds" in err[0]
+
+
+def test_rank_teachers_scores_image_teachers_and_an_image_student(tmp_path, capsys):
+    import datasets
+
+    teacher = tiny.save_image_teacher(tmp_path / "image-teacher")
+    student = tiny.save_image_student(tmp_path / "image-student", "resnet")
+    datasets.DatasetDict({"train": tiny.image_dataset(24)}).save_to_disk(str(tmp_path / "images"))
+    out = tmp_path / "ranking.json"
+    assert main(["rank-teachers", "--teachers", str(teacher), "--model_name_or_path", str(student), "--dataset_name",
+                 str(tmp_path / "images"), "--image_column", "image", "--folds", "3", "--output_file", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert sorted(r["role"] for r in rows) == ["student", "teacher"]
+    assert all(0 <= r["probe_accuracy"] <= 1 and np.isfinite(r["logme"]) and r["width"] > 0 for r in rows)
+    assert "(student)" in capsys.readouterr().out

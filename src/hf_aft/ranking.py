@@ -153,7 +153,8 @@ def probe_scores(features: np.ndarray, labels: np.ndarray, problem_type: str, fo
 
 def rank_teachers(dataset, labels, teachers: list[str], options, student: str | None = None, folds: int = 5,
                   seed: int = 0, text_column: str = "text", cache_dir: str | None = None,
-                  problem_type: str = SINGLE, names: list[str] | None = None) -> list[dict]:
+                  problem_type: str = SINGLE, names: list[str] | None = None,
+                  image_column: str | None = None) -> list[dict]:
     """Score each teacher (and the student's own initial features, when `student` is given) on `dataset` with no
     student training: one row per candidate with its width, LogME, probe score (mean, sd over `folds`, in
     `probe_metric`; also as `probe_accuracy` for single-label), extraction seconds and whether the features came from
@@ -167,6 +168,7 @@ def rank_teachers(dataset, labels, teachers: list[str], options, student: str | 
             class names).
         options: teacher options (`TeacherArguments` or `AFTConfig`): pooling, batch size, max length...
         problem_type: transformers' name of the task (targets.py).
+        image_column: the column of images, for image teachers (and an image student), else None (texts).
     """
     labels = labels if problem_type == TOKEN else np.asarray(labels)
     check_folds(labels, folds, problem_type)  # before any teacher runs
@@ -176,7 +178,7 @@ def rank_teachers(dataset, labels, teachers: list[str], options, student: str | 
     for role, spec in [*(("teacher", t) for t in teachers), *([("student", student)] if student else [])]:
         before = set(cache.glob("teacher-*.arrow"))
         start = time.perf_counter()
-        with_features = with_word_or_teacher_features(dataset, options, text_column, teachers=[spec])
+        with_features = with_word_or_teacher_features(dataset, options, text_column, image_column, teachers=[spec])
         seconds = time.perf_counter() - start
         if problem_type == TOKEN:
             evidence, mean, sd = word_scores(with_features, labels, names, folds, seed)

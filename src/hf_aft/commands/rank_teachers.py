@@ -24,6 +24,8 @@ class RankArguments:
     dataset_config: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration name."})
     train_split: str = field(default="train", metadata={"help": "The split that is scored (the one you train on)."})
     text_column: str = field(default="text", metadata={"help": "Column the text teachers read."})
+    image_column: str | None = field(default=None, metadata={"help": "Column holding the images, for image teachers "
+                                                                     "(as for hf-aft train)."})
     label_column: str = field(default="label", metadata={"help": "Column holding the class label."})
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "The student: its initial features are scored too."}
@@ -63,15 +65,16 @@ def _rank(args: RankArguments, options, output: str) -> dict:
     from ..data import load_labelled_splits
     from ..ranking import format_table, rank_teachers
 
-    splits = load_labelled_splits(args.dataset_name, args.dataset_config, args.train_split, None, args.text_column,
-                                  args.label_column)
+    splits = load_labelled_splits(args.dataset_name, args.dataset_config, args.train_split, None,
+                                  args.image_column or args.text_column, args.label_column)
     problem_type, text_column = splits.labels.problem_type, args.text_column
     if problem_type == "token_classification":  # per-word features of the words column, each word's class
         labels, text_column = splits.labels.class_ids(splits.train), splits.labels.words_column
     else:  # class ids, multi-hot rows or targets; the features come from the raw split, as training's do
         labels = np.asarray(splits.labels.encode(splits.train)["labels"])
     rows = rank_teachers(splits.train, labels, options.teachers, options, args.model_name_or_path, args.folds,
-                         args.seed, text_column, problem_type=problem_type, names=splits.labels.names)
+                         args.seed, text_column, problem_type=problem_type, names=splits.labels.names,
+                         image_column=args.image_column)
     result = {"dataset": args.dataset_name, "split": args.train_split, "examples": len(splits.train),
               "problem_type": problem_type,
               "folds": args.folds, "teacher_max_length": options.teacher_max_length, "rows": rows}
