@@ -151,7 +151,7 @@ def test_an_empty_saved_dataset_is_named_in_one_line(as_dict, tmp_path):
     empty = datasets.Dataset.from_dict({"text": ["a film"]}).select([])
     saved = datasets.DatasetDict({"train": empty}) if as_dict else empty
     saved.save_to_disk(str(tmp_path / "pool"))
-    with pytest.raises(AFTError, match=r"the dataset saved in '.*pool.*' has no rows: save data with rows"):
+    with pytest.raises(AFTError, match=r"the dataset saved in '.*pool.*' has no rows: save it again with its rows"):
         load_dataset_dict(str(tmp_path / "pool"))
 
 

@@ -100,7 +100,7 @@ def _expand(part: str) -> list[str]:
                            "ORG/NAME).")
         if suffix(match) in IMAGE_SUFFIXES:
             raise AFTError(f"dataset file {match!r} is an image: give the folder that holds the images (an image "
-                           "folder), or a csv of their paths.")
+                           f"folder: {os.path.dirname(os.path.abspath(match))!r}), or a csv of their paths.")
         if suffix(match) not in FILE_BUILDERS:
             raise AFTError(f"dataset file {match!r} is not a data file hf-aft reads ({suffix(match) or 'no suffix'}): "
                            f"give {READABLE} files, a folder of them or of images, or a folder written by "
@@ -195,7 +195,7 @@ def check_saved_rows(folder: str) -> None:
         except (OSError, ValueError):
             continue  # datasets names what it cannot read
         if files == []:
-            raise AFTError(f"the dataset saved in {split!r} has no rows: save data with rows, or leave it out.")
+            raise AFTError(f"the dataset saved in {split!r} has no rows: save it again with its rows.")
 
 
 def check_parquet_columns(paths: list[str]) -> None:
