@@ -113,8 +113,8 @@ def train(argv: list[str], check_recipe: bool = True) -> dict:
 
     script_args, config, peft_args = parse_train_args(argv)
     recipe_folder = check_rerun(argv, script_args, config, warn=check_recipe)
-    if config.resume_from_checkpoint:  # before any data is read or teacher runs
-        check_is_checkpoint(config.resume_from_checkpoint)
+    if config.resume_from_checkpoint and not script_args.beta_auto:  # before any data is read or teacher runs
+        check_is_checkpoint(config.resume_from_checkpoint)  # (--beta auto cannot resume: the run refuses that)
         check_resume_options(config.resume_from_checkpoint, command_options(script_args, config))
     with unlabeled_pool(script_args):  # the checkpoints record where the unlabelled rows came from
         summary = train_student(script_args, config, peft_args)
