@@ -487,6 +487,25 @@ def test_a_truncated_image_is_named_before_any_model_runs(tmp_path, suffix, caps
         load_labelled_splits(str(tmp_path / "saved"), input_column="image")
 
 
+def test_an_image_folder_read_whole_once_is_not_read_again_until_a_file_changes(tmp_path, monkeypatch):
+    """Reading every image to its end costs about 0.5 ms a JPEG: a second run on the same images skips it (a marker
+    named by the dataset's fingerprint), and a replaced file is read again (its modification time changes it)."""
+    import time as clock
+
+    from hf_aft import images
+
+    data = _image_folder(tmp_path / "data", ["train/bus/a.png", "train/car/b.png"])
+    load = lambda: datasets.load_dataset("imagefolder", data_dir=str(data))["train"]  # noqa: E731
+    images.check_images_open(load(), "image")
+    images._OPENED.clear()  # a new process
+    monkeypatch.setattr(images, "read_whole", lambda source: (_ for _ in ()).throw(LookupError("read again")))
+    images.check_images_open(load(), "image")
+    clock.sleep(0.01)
+    (data / "train" / "car" / "b.png").write_bytes((data / "train" / "bus" / "a.png").read_bytes()[:40])
+    with pytest.raises(LookupError, match="read again"):
+        images.check_images_open(load(), "image")
+
+
 def test_an_image_that_fails_to_decode_later_is_one_error_naming_it(tmp_path):
     """A lazily decoded PIL image whose pixels do not read (datasets hands the collator such images)."""
     from hf_aft.images import to_rgb

@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import reprlib
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -122,8 +123,10 @@ def check_image_column(dataset: datasets.Dataset, column: str) -> None:
 def check_images_open(dataset: datasets.Dataset, column: str) -> None:
     """Every image file (or embedded image) of the column opens as an image and is whole (`read_whole`), so an empty,
     truncated or mislabelled file is one line naming the row before any model runs, not a traceback at evaluation
-    after training. A dataset is read once per process (the data step and the trainer both check it)."""
-    if (dataset._fingerprint, column) in _OPENED:
+    after training. A dataset is read once per process (the data step and the trainer both check it), and a datasets
+    `Image` column once per machine (`read_before`)."""
+    marker = read_before(dataset, column)
+    if (dataset._fingerprint, column) in _OPENED or (marker is not None and marker.exists()):
         return
     for start, batch in enumerate_batches(undecoded(dataset, column), column):
         for row, value in enumerate(batch, start):
@@ -137,6 +140,22 @@ def check_images_open(dataset: datasets.Dataset, column: str) -> None:
                 raise AFTError(f"image column {column!r}, row {row}: {shown!r} is not a readable image "
                                f"({first_line(error)}): replace or drop that file.") from error
     _OPENED.add((dataset._fingerprint, column))
+    try:
+        if marker is not None:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+    except OSError:  # a read-only cache: read again next time
+        pass
+
+
+def read_before(dataset: datasets.Dataset, column: str) -> Path | None:
+    """The file that says a datasets `Image` column was read whole on this machine: its name is the dataset's
+    fingerprint, which datasets derives from the images' bytes, or for an image folder from the files' paths and
+    modification times (a file replaced is read again). None for paths in a text column (the fingerprint sees the
+    paths, not the files)."""
+    if not isinstance(dataset.features.get(column), datasets.Image):
+        return None
+    return Path(datasets.config.HF_DATASETS_CACHE) / "hf_aft_images_read" / f"{dataset._fingerprint}-{column}"
 
 
 def read_whole(source) -> None:
