@@ -161,8 +161,8 @@ def load_student(name: str, labels=None, image_column: str | None = None):
     auto_model, auto_processor = ((AutoModelForImageClassification, AutoImageProcessor) if image_column else
                                   (AutoModelForTokenClassification if problem_type == TOKEN else
                                    AutoModelForSequenceClassification, AutoTokenizer))
-    head = ({"num_labels": len(labels.names), "id2label": labels.id2label, "label2id": labels.label2id,
-             "ignore_mismatched_sizes": True} if labels is not None else {})
+    head = ({"id2label": labels.id2label, "label2id": labels.label2id,  # num_labels follows (passing it beside a
+             "ignore_mismatched_sizes": True} if labels is not None else {})  # checkpoint's other count warns)
     if labels is not None and problem_type != TOKEN:  # transformers' config knows the sequence types only
         head["problem_type"] = problem_type
     try:
