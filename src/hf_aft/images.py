@@ -109,15 +109,20 @@ def check_image_column(dataset: datasets.Dataset, column: str) -> None:
     if isinstance(feature, datasets.Image):
         return check_images_open(dataset, column)
     if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
-        for row, path in enumerate(dataset[column]):
-            if not os.path.isfile(path):
-                where = "" if os.path.isabs(path) else f"; a relative path is read from {os.getcwd()!r}"
-                raise AFTError(f"image column {column!r}, row {row}: {path[:80]!r} is not an image file (the column "
-                               f"holds text, so each value must be the path of an image{where}).")
+        check_image_paths(dataset, column)
         return check_images_open(dataset, column)
     if isinstance(feature, (datasets.List, datasets.Array2D, datasets.Array3D)):
         return  # arrays: their shapes are checked as they are converted
     to_rgb(dataset[0][column], column, 0)  # numbers, booleans...: raises, naming the first row
+
+
+def check_image_paths(dataset: datasets.Dataset, column: str) -> None:
+    """Each path of a text column names a file (missing values are left to the caller's check)."""
+    for row, path in enumerate(dataset[column]):
+        if path is not None and not os.path.isfile(path):
+            where = "" if os.path.isabs(path) else f"; a relative path is read from {os.getcwd()!r}"
+            raise AFTError(f"image column {column!r}, row {row}: {path[:80]!r} is not an image file (the column "
+                           f"holds text, so each value must be the path of an image{where}).")
 
 
 def check_images_open(dataset: datasets.Dataset, column: str) -> None:

@@ -29,7 +29,7 @@ import torch
 from .data import arrow_column, check_all_text, check_inputs, first_row, load_dataset_dict
 from .data_files import IMAGE_SUFFIXES, missing_split
 from .errors import AFTError, one_line
-from .images import check_image_column, image_digests
+from .images import check_image_paths, image_digests
 from .words import WORD_POSITIONS, is_word_lists
 
 UNLABELED = -100
@@ -102,7 +102,7 @@ def paths_as_images(unlabeled: datasets.Dataset, labelled: datasets.Dataset, col
             or _kind(unlabeled.features[column]) != "text" or not len(unlabeled)
             or not _looks_like_image_path(str(unlabeled[0][column]))):
         return unlabeled
-    check_image_column(unlabeled, column)  # every path a file that opens: else one line naming the row
+    check_image_paths(unlabeled, column)  # each path a file (check_unlabeled then reads each image once)
     return unlabeled.cast_column(column, datasets.Image())
 
 
