@@ -31,7 +31,7 @@ def keep_head_rows(model, saved: list[str] | None, names: list[str]) -> bool:
     renamed as they are).
 
     Raises:
-        AFTError: the head's output layer cannot be found (no single last Linear with len(names) outputs).
+        AFTError: the head's output layer cannot be found (no Linear of the head with len(names) outputs).
     """
     if not saved or saved == names:
         return False
