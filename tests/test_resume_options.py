@@ -94,8 +94,26 @@ def test_a_pool_of_another_size_under_the_same_name_is_refused(student_dir, teac
     record = json.loads((out / "checkpoint-2" / OPTIONS_NAME).read_text())
     (out / "checkpoint-2" / OPTIONS_NAME).write_text(json.dumps({**record, "unlabeled_dataset": str(pool)}))
     assert resume(student_dir, teacher_dirs, data, first_run, tmp_path, pool=pool) == 2
-    assert "it was saved by a run with 16 unlabelled rows, and this command has 24 unlabelled rows" in error_line(
-        capsys)
+    line = error_line(capsys)
+    assert "it was saved by a run with 16 unlabelled rows of sha256 " in line
+    assert "and this command has 24 unlabelled rows of sha256 " in line
+
+
+def test_a_pool_file_edited_in_place_is_refused_and_the_run_left(student_dir, teacher_dirs, data, tmp_path, capsys):
+    pool = tmp_path / "pool.csv"
+    shutil.copy(data / "pool.csv", pool)
+    out = tmp_path / "out"
+    assert main(train_args(student_dir, teacher_dirs, data, out, "--unlabeled_dataset", str(pool), "--max_steps", "2",
+                           "--save_strategy", "steps", "--save_steps", "2")) == 0
+    assert json.loads((out / "checkpoint-2" / OPTIONS_NAME).read_text())["unlabeled_pool"][0] == 16
+    rows = pool.read_text().splitlines()
+    pool.write_text("\n".join([rows[0], rows[1] + " edited", *rows[2:]]) + "\n")  # 16 rows still
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main(train_args(student_dir, teacher_dirs, data, out, "--unlabeled_dataset", str(pool), "--max_steps", "4",
+                           "--resume_from_checkpoint", str(out / "checkpoint-2"))) == 2
+    line = error_line(capsys)
+    assert "saved by a run with 16 unlabelled rows of sha256 " in line and "this command has 16 unlabelled" in line
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_an_older_checkpoint_resumed_with_another_transfer_names_the_saved_one(student_dir, teacher_dirs, data,

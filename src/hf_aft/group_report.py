@@ -68,9 +68,10 @@ def column_groups(split, column: str) -> np.ndarray:
     return group_values(values)
 
 
-def eval_rows_sha256(split, columns: list[str]) -> str:
-    """sha256 of the evaluation rows' inputs and labels (`columns` of `split`, in its row order, as Arrow IPC): two
-    runs' predictions pair row by row only when it is the same."""
+def rows_sha256(split, columns: list[str]) -> str:
+    """sha256 of `columns` of `split` in its row order, as Arrow IPC (the evaluation rows' inputs and labels: two
+    runs' predictions pair row by row only when it is the same; an unlabelled pool's inputs, as a checkpoint records
+    them). An image column read from files holds their paths, not their pixels."""
     import hashlib
 
     import pyarrow as pa
@@ -117,10 +118,9 @@ def check_eval_comparisons(script_args, splits) -> str | None:
     check_group_columns(splits.eval, script_args.group_column, script_args.group_min_rows, splits.eval_name)
     if splits.eval is None:
         return None
-    rows_sha256 = eval_rows_sha256(splits.eval, [script_args.image_column or script_args.text_column,
-                                                 script_args.label_column])
-    check_baseline_rows(script_args.baseline_dir, rows_sha256, splits.eval_name)
-    return rows_sha256
+    sha256 = rows_sha256(splits.eval, [script_args.image_column or script_args.text_column, script_args.label_column])
+    check_baseline_rows(script_args.baseline_dir, sha256, splits.eval_name)
+    return sha256
 
 
 def read_eval_predictions(folder: str, labels, rows_sha256: str | None = None) -> np.ndarray | None:

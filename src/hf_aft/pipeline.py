@@ -1,8 +1,7 @@
 """One training run end to end, as `hf-aft train` runs it and as Python can call it (`train_student`): data ->
 teacher features -> student -> (beta search) -> AFTTrainer -> output dir (student, scales, results, card) -> Hub.
 
-`ScriptArguments` says what to train on; `AFTConfig` how; `PeftArguments` whether the student is a LoRA adapter.
-"""
+`ScriptArguments` says what to train on; `AFTConfig` how; `PeftArguments` whether the student is a LoRA adapter."""
 
 from __future__ import annotations
 
@@ -33,6 +32,7 @@ from .groups import MIN_GROUP_ROWS
 from .hub import push_run
 from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for
 from .outputs import check_creatable, check_output_dir, clear_complete, mark_complete
+from .resume_check import record_pool_rows
 from .run_records import finish_run
 from .student import fold_target_scale, load_student, tokenize_beside_features
 from .targets import SINGLE
@@ -84,9 +84,8 @@ class ScriptArguments:
     )
     unlabeled_split: str = field(default="train", metadata={"help": "Split of --unlabeled_dataset to use."})
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
-    eval_split: str | None = field(
-        default=None, metadata={"help": "Split to evaluate on (default: test, else validation, if present)."}
-    )
+    eval_split: str | None = field(default=None, metadata={
+        "help": "Split to evaluate on (default: test, else validation, if present)."})
     max_length: int = field(default=128, metadata={"help": "The student truncates texts to this many tokens."})
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output_dir that already holds files."}
@@ -178,14 +177,16 @@ def _check_run(script_args: ScriptArguments, config: AFTConfig):
     return None
 
 
-def _load_unlabeled(script_args: ScriptArguments, splits):
-    """--unlabeled_dataset's rows (no row of the eval or validation split among them), or None."""
+def _load_unlabeled(script_args: ScriptArguments, config, splits):
+    """--unlabeled_dataset's rows (none of the eval or validation split), or None; recorded (`record_pool_rows`)."""
     if not script_args.unlabeled_dataset:
         return None
     held_out = {f"eval ({splits.eval_name})": splits.eval, f"validation ({splits.validation_name})": splits.validation}
-    return load_unlabeled(script_args.unlabeled_dataset, script_args.unlabeled_split,
-                          script_args.image_column or script_args.text_column, script_args.label_column,
-                          splits.train, held_out)
+    column = script_args.image_column or script_args.text_column
+    unlabeled = load_unlabeled(script_args.unlabeled_dataset, script_args.unlabeled_split, column,
+                               script_args.label_column, splits.train, held_out)
+    record_pool_rows(unlabeled, column, config.resume_from_checkpoint)
+    return unlabeled
 
 
 def _prepare(split, labels, processor, script_args: ScriptArguments):
@@ -256,7 +257,7 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
     run["eval_rows_sha256"] = check_eval_comparisons(script_args, splits)
     script_args.eval_split = splits.eval_name  # the splits actually used (the card names them)
     script_args.beta_validation_split = splits.validation_name
-    unlabeled = run["unlabeled_raw"] = _load_unlabeled(script_args, splits)
+    unlabeled = run["unlabeled_raw"] = _load_unlabeled(script_args, config, splits)
     _check_made_rows_and_targets(splits, script_args, config)
     if script_args.beta_auto:  # refuse a search that cannot run before any model loads or teacher runs
         train_ids, validation_ids = (class_ids(splits.labels.encode(s), "labels") if s is not None else None

@@ -1,7 +1,8 @@
 """A resumed run trains as it began: every checkpoint gets `hf_aft_options.json`, the options that shape the loss or
 the batches (transfer, beta, distillation, unlabelled rows, seed), and `--resume_from_checkpoint` with other values
-is refused, since the model card would describe only the last part of the run. A checkpoint without that file
-(written before hf-aft recorded one) is resumed as before.
+is refused, since the model card would describe only the last part of the run. A pool file edited in place is
+caught by the sha256 of the pool's rows as loaded (`record_pool_rows`). A checkpoint without that file (written
+before hf-aft recorded one) is resumed as before.
 
 Both sides build the record with `effective_options`, so an option that has no effect (beta under `--transfer none`,
 the distillation weight without distillation) never makes two runs differ."""
@@ -91,9 +92,24 @@ def read_options(checkpoint: str) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
+def record_pool_rows(unlabeled, column: str, checkpoint: str | None) -> None:
+    """The command's unlabelled rows as loaded (their count and the sha256 of their `column`,
+    `group_report.rows_sha256`): checkpoints record them, and resuming `checkpoint` with other rows under the same
+    source (a pool file edited in place) is refused."""
+    from .group_report import rows_sha256
+
+    record, pool = {"unlabeled_pool": [len(unlabeled), rows_sha256(unlabeled, [column])]}, _pool.get()
+    if pool is not None:
+        pool.update(record)
+    if checkpoint:
+        check_resume_options(checkpoint, record)
+
+
 def _shown(key: str, value) -> str:
     if key == "unlabeled_rows":  # counted, not a flag
         return f"{value} unlabelled rows"
+    if key == "unlabeled_pool":  # the rows themselves: a file edited since names the same source
+        return f"{value[0]} unlabelled rows of sha256 {value[1][:12]}..."
     return f"--{key} " + ("none" if value is None else str(value).lower() if isinstance(value, bool) else f"{value}")
 
 
