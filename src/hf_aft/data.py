@@ -16,6 +16,7 @@ from .data_files import (
     check_not_empty,
     check_parquet_columns,
     check_saved_rows,
+    check_utf8,
     conversion_cache,
     drop_new_locks,
     file_format,
@@ -132,6 +133,7 @@ def check_texts(dataset: datasets.Dataset, column: str, split: str = "train") ->
         raise AFTError(f"the {split} split's column {column!r} holds {feature}, not text (from row 0): choose the "
                        "text column with --text_column.")
     check_no_missing(dataset, column, split, "text")
+    check_utf8(arrow_column(dataset, column), column, split)
 
 
 def check_all_text(dataset: datasets.Dataset, column: str, split: str) -> None:

@@ -295,3 +295,25 @@ def drop_new_locks(since: float) -> None:
     for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
         if folder.stat().st_mtime >= since and not any(folder.iterdir()):
             folder.rmdir()
+
+
+def check_utf8(values, column: str, split: str) -> None:
+    """Every text of `values` (a split's `column`, a pyarrow ChunkedArray) is valid UTF-8 (Arrow's full validation): a
+    file in another encoding is named with its first bad row, not a UnicodeDecodeError when a text is first read."""
+    import pyarrow as pa
+
+    try:
+        values.validate(full=True)
+    except pa.ArrowInvalid:
+        rows = (value for chunk in values.chunks for value in chunk.cast(pa.binary()).to_pylist())
+        row = next(i for i, value in enumerate(rows) if value is not None and not _decodes(value))
+        raise AFTError(f"the {split} split's column {column!r} is not UTF-8 text at row {row}: save the file as UTF-8 "
+                       "(e.g. iconv -f latin1 -t utf-8), or drop that row.") from None
+
+
+def _decodes(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

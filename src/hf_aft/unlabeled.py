@@ -7,11 +7,10 @@ the labelled rows: an unlabelled row's class id is `UNLABELED` (CrossEntropyLoss
 row or regression targets are NaN (`training_rows.labelled_loss` leaves such rows out).
 
 `MixedSampler` lays out each epoch as one stream of indices over [labelled rows, unlabelled rows] in which the
-labelled positions are spread evenly at `labeled_fraction` (default: the two sets' own share, so every row is seen
+labelled positions are spread evenly at `labeled_fraction` (default 0.5; None: the two sets' own share, every row
 once per epoch); the set with fewer rows than positions is cycled, each pass in a fresh order. The stream depends
 only on the seed and the epoch, never on the batch size or the number of processes, so N processes with batch b see
-the rows one process with batch N*b sees (the global kernel then matches exactly), and a resumed run replays it.
-"""
+the rows one process with batch N*b sees (the global kernel then matches exactly), and a resumed run replays it."""
 
 from __future__ import annotations
 
@@ -45,6 +44,10 @@ def check_unlabeled(unlabeled: datasets.Dataset, input_column: str, name: str = 
                        f"{unlabeled.column_names}. Give unlabelled rows with the labelled data's input column (or "
                        "rename theirs).")
     check_inputs(unlabeled, input_column, name)
+    if _kind(unlabeled.features[input_column]) == "text":  # a blank text carries nothing for a teacher to say
+        row = first_row(pc.equal(pc.utf8_trim_whitespace(arrow_column(unlabeled, input_column)), ""))
+        if row is not None:
+            raise AFTError(f"the {name} split's row {row} has an empty text in {input_column!r}: drop that row.")
     if is_word_lists(unlabeled.features[input_column]):  # token classification: each row a sentence of words
         empty = pc.equal(pc.list_value_length(arrow_column(unlabeled, input_column)), 0)
         row = first_row(empty)
@@ -285,6 +288,11 @@ def epoch_positions(n_labeled: int, n_unlabeled: int, labeled_fraction: float | 
     longer epoch to be seen once at that share decides its length; the other is cycled."""
     if labeled_fraction is None or n_unlabeled == 0:
         return n_labeled, n_unlabeled
+    bound = 1000 * (n_labeled + n_unlabeled)  # the sampler holds each position of an epoch: bounded memory
+    if max(n_labeled / labeled_fraction, n_unlabeled / (1 - labeled_fraction)) > bound:
+        raise AFTError(f"--labeled_fraction {labeled_fraction:.10g} would make one epoch longer than {bound:,} rows "
+                       f"(each set seen once at that share): give one from {n_labeled / bound:.2g} to "
+                       f"{1 - n_unlabeled / bound:.6g}.")
     if n_labeled / labeled_fraction >= n_unlabeled / (1 - labeled_fraction):
         total = max(n_labeled + 1, round(n_labeled / labeled_fraction))
         return n_labeled, total - n_labeled

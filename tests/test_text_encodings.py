@@ -1,0 +1,78 @@
+"""Texts that no model can read are refused in one line before any teacher runs: bytes that are not UTF-8 (labelled
+or unlabelled), blank unlabelled texts, and a labelled share of batches so small that one epoch would not fit."""
+
+import pytest
+import tiny
+
+from hf_aft.commands import main
+from hf_aft.errors import AFTError
+from hf_aft.unlabeled import epoch_positions
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("texts")
+    for split, n, seed in (("train", 16, 0), ("test", 8, 1)):
+        tiny.sentiment_dataset(n, seed=seed).to_json(folder / "labelled" / f"{split}.jsonl")
+    tiny.sentiment_dataset(8, seed=2).remove_columns("label").to_json(folder / "pool.jsonl")
+    return folder
+
+
+def latin1_copy(path, target):
+    """`path` with its first text's first character replaced by a Latin-1 byte (not UTF-8)."""
+    lines = path.read_bytes().split(b"\n")
+    lines[0] = lines[0].replace(b'"text":"', b'"text":"caf\xe9 ', 1)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(b"\n".join(lines))
+    return target
+
+
+def run(student_dir, teacher_dirs, dataset, out, *extra):
+    return main(["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(dataset), "--teachers",
+                 *map(str, teacher_dirs), "--output_dir", str(out), "--max_steps", "1", "--report_to", "none",
+                 "--use_cpu", "true", *extra])
+
+
+def error_line(capsys) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_a_pool_that_is_not_utf8_is_named_with_its_row(student_dir, teacher_dirs, data, tmp_path, capsys):
+    pool = latin1_copy(data / "pool.jsonl", tmp_path / "pool.jsonl")
+    assert run(student_dir, teacher_dirs, data / "labelled", tmp_path / "out", "--unlabeled_dataset", str(pool)) == 2
+    line = error_line(capsys)
+    assert "column 'text' is not UTF-8 text at row 0" in line and "unlabelled" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_labelled_texts_that_are_not_utf8_are_named_with_their_row(student_dir, teacher_dirs, data, tmp_path,
+                                                                   capsys):
+    labelled = tmp_path / "labelled"
+    latin1_copy(data / "labelled" / "train.jsonl", labelled / "train.jsonl")
+    (labelled / "test.jsonl").write_bytes((data / "labelled" / "test.jsonl").read_bytes())
+    assert run(student_dir, teacher_dirs, labelled, tmp_path / "out") == 2
+    assert "split's column 'text' is not UTF-8 text at row 0" in error_line(capsys)
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_unlabelled_text_is_refused(student_dir, teacher_dirs, data, tmp_path, capsys, blank):
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"text": "a fine film"}\n' + f'{{"text": "{blank}"}}\n')
+    assert run(student_dir, teacher_dirs, data / "labelled", tmp_path / "out", "--unlabeled_dataset", str(pool)) == 2
+    assert "row 1 has an empty text in 'text'" in error_line(capsys)
+
+
+def test_a_labelled_share_too_small_for_one_epoch_is_refused_with_the_range(student_dir, teacher_dirs, data,
+                                                                            tmp_path, capsys):
+    assert run(student_dir, teacher_dirs, data / "labelled", tmp_path / "out", "--unlabeled_dataset",
+               str(data / "pool.jsonl"), "--labeled_fraction", "1e-9") == 2
+    assert "--labeled_fraction 1e-09 would make one epoch longer than 24,000 rows" in error_line(capsys)
+
+
+def test_the_epoch_stays_as_it_was_within_the_bound():
+    assert epoch_positions(200, 300, 0.001) == (200, 199800)
+    assert epoch_positions(16, 8, 0.5) == (16, 16)
+    with pytest.raises(AFTError, match="give one from"):
+        epoch_positions(200, 300, 1 - 1e-9)
