@@ -54,6 +54,8 @@ def save_feature_dataset(data: datasets.DatasetDict, splits: list[str], options,
     for split in sorted(splits, key=lambda s: FEATURES_COLUMN not in data[s].column_names):  # checks before teachers
         name = f"{'unlabelled' if split == UNLABELED_SPLIT else repr(split)} split"
         data[split] = with_teacher_features(data[split], options, text_column, image_column, name=name)
+    for split in splits[1:]:
+        check_same_teachers(data[splits[0]], data[split], f"the {split!r} split's", f"the {splits[0]!r} split's")
     infos = [asdict(info) for info in read_teacher_infos(data[splits[0]]) or []]
     data.save_to_disk(output_dir)
     with open(os.path.join(output_dir, PROVENANCE_FILE), "w") as f:
@@ -61,3 +63,35 @@ def save_feature_dataset(data: datasets.DatasetDict, splits: list[str], options,
                   indent=2)
     cached = read_from_cache(data[splits[0]]) or [True] * len(infos)  # a column already there: nothing computed
     return [{**info, "from_cache": hit} for info, hit in zip(infos, cached, strict=True)]
+
+
+def _identity(dataset: datasets.Dataset) -> list[tuple] | None:
+    """What makes two datasets' teacher features the same space: per teacher, its revision (a local folder's content
+    hash, a Hub commit), pooling, width and max length, in column order; None for features of the user's own."""
+    infos = read_teacher_infos(dataset)
+    return None if infos is None else [(i.revision, i.pooling, i.dim, i.max_length) for i in infos]
+
+
+def _described(dataset: datasets.Dataset) -> str:
+    infos = read_teacher_infos(dataset)
+    if infos is None:
+        return "a teacher_features column of its own (no record of its teachers)"
+    return "; ".join(f"{i.name} ({i.pooling} pooling, {i.dim}-d, max_length {i.max_length}, {i.revision[:19]})"
+                     for i in infos)
+
+
+def check_same_teachers(reference: datasets.Dataset, other: datasets.Dataset, other_name: str,
+                        reference_name: str = "the labelled data's") -> None:
+    """`other`'s teacher features were made as `reference`'s were (same teachers, revisions, pooling, widths and
+    lengths, in the same order): the loss compares rows of both in one batch, so features of two spaces would be
+    trained on silently. `other_name`, `reference_name`: possessives for the message ("the unlabelled data's").
+
+    Raises:
+        AFTError: the teachers' records differ, or one set has its own features and the other a record.
+    """
+    if _identity(reference) == _identity(other):
+        return
+    raise AFTError(f"{other_name} teacher features were not made as {reference_name} were: {_described(other)}, "
+                   f"against {_described(reference)}. Make both with the same teachers and options (hf-aft features "
+                   "--unlabeled_dataset makes them together), or give the rows without their teacher_features column "
+                   "so that they are made here.")

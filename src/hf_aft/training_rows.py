@@ -18,6 +18,7 @@ from .augmentation import augmented_rows, held_out_texts, join_unlabeled
 from .config import AFTConfig
 from .distillation import TARGETS_COLUMN, probe_targets, task_teacher_targets, with_targets
 from .errors import AFTError
+from .feature_dataset import check_same_teachers
 from .features import FEATURES_COLUMN, TeacherInfo, scan_teacher_features, teacher_infos_of
 from .generation import generated_rows
 from .images import check_image_column
@@ -131,8 +132,9 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
             None if d is None else with_word_or_teacher_features(d, args, text_column, image_column,
                                                                  device=args.device, name=name)
             for d, name in ((unlabeled_dataset, "unlabelled dataset"), (augmented, "augmented rows")))
-        for part in (unlabeled_dataset, augmented):
+        for part, name in ((unlabeled_dataset, "the unlabelled data's"), (augmented, "the augmented rows'")):
             if part is not None:
+                check_same_teachers(train_dataset, part, name)
                 scan(part, rows.teacher_infos)
     unlabeled_dataset = join_unlabeled(unlabeled_dataset, augmented)
     targets = _targets_or_fallback(rows, model, args, train_dataset, unlabeled_dataset, text_column, image_column)
