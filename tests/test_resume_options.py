@@ -206,3 +206,20 @@ def test_a_resume_into_another_runs_output_dir_is_refused_and_leaves_it(student_
     assert code == 2 and "already holds files" in line and "is not one of its checkpoints" in line
     assert repr(str(first_run)) in line  # the checkpoint's own output dir, as the way out
     assert {p: p.read_bytes() for p in other.rglob("*") if p.is_file()} == before
+
+
+def test_a_resume_on_other_labelled_rows_is_refused(student_dir, teacher_dirs, data, first_run, tmp_path, capsys):
+    other = tmp_path / "named"  # the same texts, labels as names: class 0 would become another class mid-run
+    for split in ("train", "test"):
+        rows = tiny.sentiment_dataset(32 if split == "train" else 16, seed=0 if split == "train" else 1)
+        rows.map(lambda row: {"label": ["neg", "pos"][row["label"]]}).to_csv(other / f"{split}.csv")
+    out = tmp_path / "out"
+    shutil.copytree(first_run / "checkpoint-2", out / "checkpoint-2")
+    args = train_args(student_dir, teacher_dirs, data, out, "--max_steps", "4", "--resume_from_checkpoint",
+                      str(out / "checkpoint-2"), "--unlabeled_dataset", str(data / "pool.csv"))
+    args[args.index("--dataset_name") + 1] = str(other)
+    assert main(args) == 2
+    line = error_line(capsys)
+    assert "saved by a run with 32 labelled training rows of sha256 " in line
+    assert "this command has 32 labelled training rows of sha256 " in line
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-2"]

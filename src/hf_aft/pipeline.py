@@ -32,7 +32,7 @@ from .groups import MIN_GROUP_ROWS
 from .hub import push_run
 from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for
 from .outputs import check_creatable, check_output_dir, clear_complete, mark_complete
-from .resume_check import record_pool_rows
+from .resume_check import record_rows
 from .run_records import finish_run
 from .student import fold_target_scale, load_student, tokenize_beside_features
 from .targets import SINGLE
@@ -177,15 +177,16 @@ def _check_run(script_args: ScriptArguments, config: AFTConfig):
     return None
 
 
-def _load_unlabeled(script_args: ScriptArguments, config, splits):
-    """--unlabeled_dataset's rows (none of the eval or validation split), or None; recorded (`record_pool_rows`)."""
+def _load_pool_and_record_rows(script_args: ScriptArguments, config, splits):
+    """--unlabeled_dataset's rows (none of the eval or validation split), or None; both sets recorded (record_rows)."""
+    column = script_args.image_column or script_args.text_column
+    record_rows("labeled_rows", splits.train, [column, script_args.label_column], config.resume_from_checkpoint)
     if not script_args.unlabeled_dataset:
         return None
     held_out = {f"eval ({splits.eval_name})": splits.eval, f"validation ({splits.validation_name})": splits.validation}
-    column = script_args.image_column or script_args.text_column
     unlabeled = load_unlabeled(script_args.unlabeled_dataset, script_args.unlabeled_split, column,
                                script_args.label_column, splits.train, held_out)
-    record_pool_rows(unlabeled, column, config.resume_from_checkpoint)
+    record_rows("unlabeled_pool", unlabeled, [column], config.resume_from_checkpoint)
     return unlabeled
 
 
@@ -257,7 +258,7 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
     run["eval_rows_sha256"] = check_eval_comparisons(script_args, splits)
     script_args.eval_split = splits.eval_name  # the splits actually used (the card names them)
     script_args.beta_validation_split = splits.validation_name
-    unlabeled = run["unlabeled_raw"] = _load_unlabeled(script_args, config, splits)
+    unlabeled = run["unlabeled_raw"] = _load_pool_and_record_rows(script_args, config, splits)
     _check_made_rows_and_targets(splits, script_args, config)
     if script_args.beta_auto:  # refuse a search that cannot run before any model loads or teacher runs
         train_ids, validation_ids = (class_ids(splits.labels.encode(s), "labels") if s is not None else None

@@ -1,8 +1,8 @@
 """A resumed run trains as it began: every checkpoint gets `hf_aft_options.json`, the options that shape the loss or
 the batches (transfer, beta, distillation, unlabelled rows, seed), and `--resume_from_checkpoint` with other values
-is refused, since the model card would describe only the last part of the run. A pool file edited in place is
-caught by the sha256 of the pool's rows as loaded (`record_pool_rows`). A checkpoint without that file (written
-before hf-aft recorded one) is resumed as before.
+is refused, since the model card would describe only the last part of the run. A data file edited in place is
+caught by the sha256 of the rows as loaded, labelled and unlabelled (`record_rows`). A checkpoint without that file
+(written before hf-aft recorded one) is resumed as before.
 
 Both sides build the record with `effective_options`, so an option that has no effect (beta under `--transfer none`,
 the distillation weight without distillation) never makes two runs differ."""
@@ -23,6 +23,7 @@ OPTIONS_NAME = "hf_aft_options.json"
 # None where another option turns them off (beta: --transfer none, ...): that option is the difference to name.
 DEPENDENT = {"beta", "kernel", "balance_teachers", "distill_weight", "distill_temperature", "distill_teacher",
              "labeled_fraction", "generator", "unlabeled_split"}
+ROWS = {"labeled_rows": "labelled training", "unlabeled_pool": "unlabelled"}  # record_rows' keys, as said
 # The --unlabeled_dataset of the command running now (the trainer sees the rows, not where they came from).
 _pool = contextvars.ContextVar("hf_aft_unlabeled_pool", default=None)
 
@@ -92,13 +93,13 @@ def read_options(checkpoint: str) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def record_pool_rows(unlabeled, column: str, checkpoint: str | None) -> None:
-    """The command's unlabelled rows as loaded (their count and the sha256 of their `column`,
-    `group_report.rows_sha256`): checkpoints record them, and resuming `checkpoint` with other rows under the same
-    source (a pool file edited in place) is refused."""
+def record_rows(key: str, rows, columns: list[str], checkpoint: str | None) -> None:
+    """The command's `rows` as loaded under `key` (`labeled_rows`: the training split; `unlabeled_pool`): their count
+    and the sha256 of their `columns` (`group_report.rows_sha256`). Checkpoints record it, and resuming `checkpoint`
+    with other rows under the same names (a data file edited in place, another dataset) is refused."""
     from .group_report import rows_sha256
 
-    record, pool = {"unlabeled_pool": [len(unlabeled), rows_sha256(unlabeled, [column])]}, _pool.get()
+    record, pool = {key: [len(rows), rows_sha256(rows, [c for c in columns if c in rows.column_names])]}, _pool.get()
     if pool is not None:
         pool.update(record)
     if checkpoint:
@@ -108,8 +109,8 @@ def record_pool_rows(unlabeled, column: str, checkpoint: str | None) -> None:
 def _shown(key: str, value) -> str:
     if key == "unlabeled_rows":  # counted, not a flag
         return f"{value} unlabelled rows"
-    if key == "unlabeled_pool":  # the rows themselves: a file edited since names the same source
-        return f"{value[0]} unlabelled rows of sha256 {value[1][:12]}..."
+    if key in ROWS:  # the rows themselves: a file edited since names the same source
+        return f"{value[0]} {ROWS[key]} rows of sha256 {value[1][:12]}..."
     return f"--{key} " + ("none" if value is None else str(value).lower() if isinstance(value, bool) else f"{value}")
 
 
