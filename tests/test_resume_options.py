@@ -223,3 +223,19 @@ def test_a_resume_on_other_labelled_rows_is_refused(student_dir, teacher_dirs, d
     assert "saved by a run with 32 labelled training rows of sha256 " in line
     assert "this command has 32 labelled training rows of sha256 " in line
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint-2"]
+
+
+@pytest.mark.parametrize("script, config, named", [
+    ({}, {"labeled_fraction": 0.3}, "--labeled_fraction 0.3"),
+    ({"unlabeled_split": "extra"}, {}, "--unlabeled_split extra"),
+])
+def test_train_student_refuses_what_the_command_refuses(student_dir, data, tmp_path, script, config, named):
+    """A run the command line would refuse writes no recipe that the command line cannot rerun."""
+    from hf_aft import AFTConfig
+    from hf_aft.pipeline import ScriptArguments, train_student
+
+    with pytest.raises(AFTError, match=named):
+        train_student(ScriptArguments(model_name_or_path=str(student_dir), dataset_name=str(data / "labelled"),
+                                      **script),
+                      AFTConfig(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, **config))
+    assert not (tmp_path / "out").exists()

@@ -74,10 +74,13 @@ def _changed(options, name: str) -> bool:
 
 
 def check_idle_options(script_args, config) -> None:
-    """`hf-aft train` options set to a value that would change nothing are refused, naming what they need: the
-    unlabelled split without unlabelled data, the labelled share of a batch without unlabelled rows, the
-    distillation weight and temperature without a distillation term."""
+    """`hf-aft train` options (and `train_student`'s) set to a value that would change nothing are refused, naming
+    what they need: the smallest group without groups, the unlabelled split without unlabelled data, the labelled
+    share of a batch without unlabelled rows, the distillation weight and temperature without a distillation term."""
     pool = bool(script_args.unlabeled_dataset)
+    if _changed(script_args, "group_min_rows") and not script_args.group_column:
+        raise AFTError(f"--group_min_rows {script_args.group_min_rows} says which groups are too small to judge, and "
+                       "this run has no --group_column: add --group_column COLUMN, or drop --group_min_rows.")
     if _changed(script_args, "unlabeled_split") and not pool:
         raise AFTError(f"--unlabeled_split {script_args.unlabeled_split} is the split of --unlabeled_dataset, which "
                        "this run does not have: add --unlabeled_dataset SOURCE, or drop --unlabeled_split.")

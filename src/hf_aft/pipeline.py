@@ -31,6 +31,7 @@ from .group_report import check_eval_comparisons
 from .groups import MIN_GROUP_ROWS
 from .hub import push_run
 from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for
+from .option_checks import check_idle_options
 from .outputs import check_creatable, check_output_dir, clear_complete, mark_complete
 from .resume_check import record_rows
 from .run_records import finish_run
@@ -164,9 +165,7 @@ def _check_run(script_args: ScriptArguments, config: AFTConfig):
         if given and not script_args.beta_auto:  # a user naming validation data expects it to be used
             raise AFTError(f"{option} says where --beta auto chooses beta; this run has a fixed beta "
                            f"({config.beta:g}) and would not use it: drop {option}, or pass --beta auto.")
-    if script_args.group_min_rows != MIN_GROUP_ROWS and not script_args.group_column:
-        raise AFTError(f"--group_min_rows {script_args.group_min_rows} says which groups are too small to judge, and "
-                       "this run has no --group_column: add --group_column COLUMN, or drop --group_min_rows.")
+    check_idle_options(script_args, config)  # as hf-aft train does, for train_student's callers
     if script_args.beta_auto and config.resume_from_checkpoint:
         raise AFTError("--beta auto cannot resume a run: pass the beta it chose (beta_search.json, chosen_beta) as "
                        "--beta with --resume_from_checkpoint.")
