@@ -76,3 +76,22 @@ def test_the_epoch_stays_as_it_was_within_the_bound():
     assert epoch_positions(16, 8, 0.5) == (16, 16)
     with pytest.raises(AFTError, match="give one from"):
         epoch_positions(200, 300, 1 - 1e-9)
+
+
+def test_a_csv_pool_that_is_not_utf8_says_so(student_dir, teacher_dirs, data, tmp_path, capsys):
+    pool = tmp_path / "latin1.csv"
+    pool.write_bytes(b"text\ncaf\xe9 good\nbad movie\n")
+    assert run(student_dir, teacher_dirs, data / "labelled", tmp_path / "out", "--unlabeled_dataset", str(pool)) == 2
+    assert "a file is not UTF-8 text" in error_line(capsys)
+
+
+def test_an_image_folder_as_the_pool_of_a_text_task_says_it_holds_images(student_dir, teacher_dirs, data, tmp_path,
+                                                                         capsys):
+    from PIL import Image
+
+    for i in range(2):
+        (tmp_path / "pool" / "cat").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), (i * 90, 0, 0)).save(tmp_path / "pool" / "cat" / f"{i}.png")
+    assert run(student_dir, teacher_dirs, data / "labelled", tmp_path / "out", "--unlabeled_dataset",
+               str(tmp_path / "pool")) == 2
+    assert "(images in 'image')" in error_line(capsys)

@@ -77,6 +77,9 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
             drop_new_locks(started)
             raise disk_error(error, datasets.config.HF_DATASETS_CACHE, way_out=f"loading {name!r} writes it there in "
                              "Arrow form: free space, or set HF_DATASETS_CACHE to another folder") from error
+        if (decode := _decode_error(error)) is not None:  # datasets says only "An error occurred while generating"
+            raise AFTError(f"could not load dataset {name!r}: a file is not UTF-8 text ({one_line(decode)}): save it "
+                           "as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from error
         raise AFTError(f"could not load dataset {name!r}: {one_line(error)}") from error
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
@@ -109,6 +112,13 @@ def check_columns(dataset: datasets.Dataset, *columns: str) -> None:
                 if images and column == columns[0] else "Pass --text_column / --label_column."))
     if len(dataset) == 0:
         raise AFTError("the dataset is empty.")
+
+
+def _decode_error(error: BaseException | None) -> UnicodeDecodeError | None:
+    """The UnicodeDecodeError among an error's causes, if any."""
+    while error is not None and not isinstance(error, UnicodeDecodeError):
+        error = error.__cause__ or error.__context__
+    return error
 
 
 def arrow_column(dataset: datasets.Dataset, column: str) -> pa.ChunkedArray:

@@ -264,7 +264,7 @@ def with_teacher_features(dataset: datasets.Dataset, options, text_column: str =
                            f"made it: remove or rename it to have {asked} compute the features (or, to train on "
                            "it as it is, hf-aft train without --teachers).")
         if stored and asked and (len(stored) != len(asked) or not all(map(same_teacher, stored, asked))):
-            raise AFTError(f"the dataset already carries the features of {stored}, not of the teachers given "
+            raise AFTError(f"the {name} already carries the features of {stored}, not of the teachers given "
                            f"{asked}: drop --teachers to use them, or remove the {FEATURES_COLUMN!r} column.")
         made_with = {info.backend for info in read_teacher_infos(dataset) or []}
         if asked and made_with and made_with != {options.teacher_backend}:

@@ -96,3 +96,10 @@ def check_idle_options(script_args, config) -> None:
         if _changed(config, name):
             raise AFTError(f"--{name} is used by the distillation term only, and this run has none ({why}): drop "
                            f"--{name}, or pass --distill probe.")
+
+
+def check_pool_read(config) -> None:
+    """Some term of the run reads unlabelled rows: the task loss needs labels."""
+    if config.transfer == "none" and config.distill == "none":
+        raise AFTError("--unlabeled_dataset with --transfer none and --distill none: no term reads unlabelled rows "
+                       "(the task loss needs labels); add a transfer or --distill probe, or drop --unlabeled_dataset.")

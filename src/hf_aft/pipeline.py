@@ -31,14 +31,14 @@ from .group_report import check_eval_comparisons
 from .groups import MIN_GROUP_ROWS
 from .hub import push_run
 from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for
-from .option_checks import check_idle_options
+from .option_checks import check_idle_options, check_pool_read
 from .outputs import check_creatable, check_output_dir, clear_complete, mark_complete
 from .resume_check import record_rows
 from .run_records import finish_run
 from .student import fold_target_scale, load_student, tokenize_beside_features
 from .targets import SINGLE
 from .trainer import AFTTrainer
-from .unlabeled import check_pool_read, load_unlabeled, mark_checked
+from .unlabeled import load_unlabeled, mark_checked
 from .validation_split import DEFAULT_VALIDATION_FRACTION, class_ids
 from .word_features import check_run_options, with_word_or_teacher_features
 

@@ -23,9 +23,10 @@ from .features import FEATURES_COLUMN, TeacherInfo, scan_teacher_features, teach
 from .generation import generated_rows
 from .images import check_image_column
 from .losses import distillation_loss
+from .option_checks import check_pool_read
 from .provenance import current_revision
 from .targets import MULTI, REGRESSION, SINGLE, TOKEN, model_problem_type
-from .unlabeled import UNLABELED, MixedSampler, check_pool_read, check_trainer_pool, join_labelled_unlabeled
+from .unlabeled import UNLABELED, MixedSampler, check_trainer_pool, join_labelled_unlabeled
 from .word_batches import word_pairs
 from .word_distillation import with_word_targets, word_probe_targets
 from .word_features import is_word_features, scan_word_features, with_word_or_teacher_features

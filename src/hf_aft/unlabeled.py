@@ -40,9 +40,10 @@ def check_unlabeled(unlabeled: datasets.Dataset, input_column: str, name: str = 
     if len(unlabeled) == 0:
         raise AFTError(f"the {name} split is empty: give unlabelled rows, or drop --unlabeled_dataset.")
     if input_column not in unlabeled.column_names:
+        images = "".join(f" (images in {c!r})" for c, f in unlabeled.features.items() if _kind(f) == "image")
         raise AFTError(f"column {input_column!r} not found in the {name} split; it has columns "
-                       f"{unlabeled.column_names}. Give unlabelled rows with the labelled data's input column (or "
-                       "rename theirs).")
+                       f"{unlabeled.column_names}{images}. Give unlabelled rows of the labelled data's kind in its "
+                       "input column (or rename theirs).")
     check_inputs(unlabeled, input_column, name)
     if _kind(unlabeled.features[input_column]) == "text":  # a blank text carries nothing for a teacher to say
         row = first_row(pc.equal(pc.utf8_trim_whitespace(arrow_column(unlabeled, input_column)), ""))
@@ -181,13 +182,6 @@ def check_pool_leakage(unlabeled: datasets.Dataset, labelled: datasets.Dataset |
         "their labels are already used, and --beta auto would hold some of them out to judge on. Remove them from the "
         "pool (a pool saved beside the data by hf-aft features is --unlabeled_split unlabeled)." if command else
         "their labels are already used. Remove them from unlabeled_dataset (train_dataset holds them)."))
-
-
-def check_pool_read(config) -> None:
-    """Some term of the run reads unlabelled rows: the task loss needs labels."""
-    if config.transfer == "none" and config.distill == "none":
-        raise AFTError("--unlabeled_dataset with --transfer none and --distill none: no term reads unlabelled rows "
-                       "(the task loss needs labels); add a transfer or --distill probe, or drop --unlabeled_dataset.")
 
 
 def check_trainer_pool(unlabeled, labelled, eval_dataset, input_column: str) -> None:

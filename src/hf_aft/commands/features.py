@@ -103,8 +103,13 @@ def _load_unlabeled(args: FeatureArguments, data):
     """--unlabeled_dataset's rows, checked against every split but train (those are evaluated on), or None."""
     if not args.unlabeled_dataset:
         return None
+    from ..errors import AFTError
+    from ..feature_dataset import UNLABELED_SPLIT
     from ..unlabeled import load_unlabeled
 
+    if UNLABELED_SPLIT in data:  # before the pool is compared with it as a held-out split
+        raise AFTError(f"the dataset already has a split named {UNLABELED_SPLIT!r}: the unlabelled pool would replace "
+                       "it; drop --unlabeled_dataset, or rename that split.")
     labelled = data[args.splits[0]]
     held_out = {name: split for name, split in data.items() if name != "train"}
     return load_unlabeled(args.unlabeled_dataset, args.unlabeled_split, args.image_column or args.text_column,
