@@ -56,7 +56,7 @@ def test_labelled_texts_that_are_not_utf8_are_named_with_their_row(student_dir, 
     assert "split's column 'text' is not UTF-8 text at row 0" in error_line(capsys)
 
 
-@pytest.mark.parametrize("blank", ["", "   "])
+@pytest.mark.parametrize("blank", ["", "   ", "\\u200b", "\\u00ad\\u0301", "\\u0000"])  # JSON escapes
 def test_a_blank_unlabelled_text_is_refused(student_dir, teacher_dirs, data, tmp_path, capsys, blank):
     pool = tmp_path / "pool.jsonl"
     pool.write_text('{"text": "a fine film"}\n' + f'{{"text": "{blank}"}}\n')
@@ -76,6 +76,7 @@ def test_the_epoch_stays_as_it_was_within_the_bound():
     assert epoch_positions(16, 8, 0.5) == (16, 16)
     with pytest.raises(AFTError, match="give one from"):
         epoch_positions(200, 300, 1 - 1e-9)
+    assert epoch_positions(200, 200, 0.9995) == (399800, 200)  # the ends of the range it gives train
 
 
 def test_a_csv_pool_that_is_not_utf8_says_so(student_dir, teacher_dirs, data, tmp_path, capsys):

@@ -46,7 +46,9 @@ def check_unlabeled(unlabeled: datasets.Dataset, input_column: str, name: str = 
                        "input column (or rename theirs).")
     check_inputs(unlabeled, input_column, name)
     if _kind(unlabeled.features[input_column]) == "text":  # a blank text carries nothing for a teacher to say
-        row = first_row(pc.equal(pc.utf8_trim_whitespace(arrow_column(unlabeled, input_column)), ""))
+        texts = arrow_column(unlabeled, input_column).to_pylist()
+        row = next((i for i, text in enumerate(texts) if not any(c.isprintable() for c in normalised_text(text))),
+                   None)  # blank once zero-width, combining and control characters are dropped
         if row is not None:
             raise AFTError(f"the {name} split's row {row} has an empty text in {input_column!r}: drop that row.")
     if is_word_lists(unlabeled.features[input_column]):  # token classification: each row a sentence of words
@@ -283,7 +285,7 @@ def epoch_positions(n_labeled: int, n_unlabeled: int, labeled_fraction: float | 
     if labeled_fraction is None or n_unlabeled == 0:
         return n_labeled, n_unlabeled
     bound = 1000 * (n_labeled + n_unlabeled)  # the sampler holds each position of an epoch: bounded memory
-    if max(n_labeled / labeled_fraction, n_unlabeled / (1 - labeled_fraction)) > bound:
+    if max(n_labeled / labeled_fraction, n_unlabeled / (1 - labeled_fraction)) > bound * (1 + 1e-9):  # ends kept
         raise AFTError(f"--labeled_fraction {labeled_fraction:.10g} would make one epoch longer than {bound:,} rows "
                        f"(each set seen once at that share): give one from {n_labeled / bound:.2g} to "
                        f"{1 - n_unlabeled / bound:.6g}.")
