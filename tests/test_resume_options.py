@@ -239,3 +239,11 @@ def test_train_student_refuses_what_the_command_refuses(student_dir, data, tmp_p
                                       **script),
                       AFTConfig(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, **config))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_resume_with_other_teacher_features_is_refused(student_dir, teacher_dirs, data, first_run, tmp_path,
+                                                         capsys):
+    assert resume(student_dir, teacher_dirs, data, first_run, tmp_path, "--teacher_pooling", "cls") == 2
+    line = error_line(capsys)
+    assert "it was saved by a run with teacher features of mean pooling" in line
+    assert "this command has teacher features of cls pooling" in line

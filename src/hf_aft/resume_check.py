@@ -79,7 +79,14 @@ def trainer_options(trainer) -> dict:
     the trainer) and how many unlabelled rows it mixed in."""
     rows, pool = trainer.rows, _pool.get()
     has_pool = bool(pool["unlabeled_dataset"]) if pool else rows.n_unlabeled > rows.n_augmented + rows.n_generated
-    return {**effective_options(trainer.args, has_pool), **(pool or {}), "unlabeled_rows": rows.n_unlabeled}
+    return {**effective_options(trainer.args, has_pool), **(pool or {}), "unlabeled_rows": rows.n_unlabeled,
+            "teacher_features": teacher_identity(rows.teacher_infos)}
+
+
+def teacher_identity(infos) -> list[list]:
+    """What makes teacher features the same (`features.TeacherInfo`s): per teacher its revision (a local folder's
+    content hash, a Hub commit), pooling, width and max length; not its name, which a path spells many ways."""
+    return [[info.revision, info.pooling, info.dim, info.max_length] for info in infos]
 
 
 def read_options(checkpoint: str) -> dict | None:
@@ -109,6 +116,9 @@ def record_rows(key: str, rows, columns: list[str], checkpoint: str | None) -> N
 def _shown(key: str, value) -> str:
     if key == "unlabeled_rows":  # counted, not a flag
         return f"{value} unlabelled rows"
+    if key == "teacher_features":
+        return "teacher features of " + ("no teacher" if not value else "; ".join(
+            f"{pooling} pooling, {dim}-d, max_length {length}, {rev[:19]}" for rev, pooling, dim, length in value))
     if key in ROWS:  # the rows themselves: a file edited since names the same source
         return f"{value[0]} {ROWS[key]} rows of sha256 {value[1][:12]}..."
     return f"--{key} " + ("none" if value is None else str(value).lower() if isinstance(value, bool) else f"{value}")
@@ -152,4 +162,6 @@ class OptionsRecord(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         checkpoint = args.resume_from_checkpoint
         if isinstance(checkpoint, str) and state.global_step > 0:
-            check_resume_options(checkpoint, {"unlabeled_rows": self.trainer.rows.n_unlabeled})
+            rows = self.trainer.rows
+            check_resume_options(checkpoint, {"unlabeled_rows": rows.n_unlabeled,
+                                              "teacher_features": teacher_identity(rows.teacher_infos)})
