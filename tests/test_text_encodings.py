@@ -79,9 +79,14 @@ def test_the_epoch_stays_as_it_was_within_the_bound():
     assert epoch_positions(200, 200, 0.9995) == (399800, 200)  # the ends of the range it gives train
 
 
-def test_a_csv_pool_that_is_not_utf8_says_so(student_dir, teacher_dirs, data, tmp_path, capsys):
-    pool = tmp_path / "latin1.csv"
-    pool.write_bytes(b"text\ncaf\xe9 good\nbad movie\n")
+@pytest.mark.parametrize("name, content", [
+    ("latin1.csv", b"text\ncaf\xe9 good\nbad movie\n"),
+    ("latin1.json", b'[{"text": "caf\xe9 good"}, {"text": "bad movie"}]'),  # an array, not JSON lines
+])
+def test_a_pool_file_datasets_cannot_decode_says_it_is_not_utf8(student_dir, teacher_dirs, data, tmp_path, capsys,
+                                                                 name, content):
+    pool = tmp_path / name
+    pool.write_bytes(content)
     assert run(student_dir, teacher_dirs, data / "labelled", tmp_path / "out", "--unlabeled_dataset", str(pool)) == 2
     assert "a file is not UTF-8 text" in error_line(capsys)
 

@@ -114,9 +114,10 @@ def check_columns(dataset: datasets.Dataset, *columns: str) -> None:
         raise AFTError("the dataset is empty.")
 
 
-def _decode_error(error: BaseException | None) -> UnicodeDecodeError | None:
-    """The UnicodeDecodeError among an error's causes, if any."""
-    while error is not None and not isinstance(error, UnicodeDecodeError):
+def _decode_error(error: BaseException | None) -> BaseException | None:
+    """The cause of an error that says a file is not UTF-8 (Python's UnicodeDecodeError, a JSON reader's "Invalid
+    octet in UTF-8 sequence"), if any."""
+    while error is not None and not (isinstance(error, UnicodeDecodeError) or "utf-8 sequence" in str(error).lower()):
         error = error.__cause__ or error.__context__
     return error
 
