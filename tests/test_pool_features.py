@@ -3,6 +3,7 @@ as the labelled rows' are, or the run is refused: the transfer term compares row
 
 import pytest
 import tiny
+from tiny import error_line
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hf_aft import AFTConfig, AFTTrainer, extract_teacher_features
@@ -12,11 +13,7 @@ from hf_aft.errors import AFTError
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    for split, n, seed in (("train", 16, 0), ("test", 8, 1)):
-        tiny.sentiment_dataset(n, seed=seed).to_csv(folder / "labelled" / f"{split}.csv")
-    tiny.sentiment_dataset(8, seed=2).remove_columns("label").to_csv(folder / "pool.csv")
-    return folder
+    return tiny.save_sentiment_files(tmp_path_factory.mktemp("data"), "csv")
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +32,6 @@ def features(teacher_dirs, data, tmp_path_factory):
 def train(student_dir, out, *extra):
     return main(["train", "--model_name_or_path", str(student_dir), "--output_dir", str(out), "--max_steps", "1",
                  "--per_device_train_batch_size", "8", "--report_to", "none", "--use_cpu", "true", *extra])
-
-
-def error_line(capsys) -> str:
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 def test_a_pool_from_another_features_folder_is_refused(student_dir, features, tmp_path, capsys):

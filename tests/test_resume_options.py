@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 import tiny
+from tiny import error_line
 
 from hf_aft.commands import main
 from hf_aft.commands.train import parse_train_args
@@ -28,12 +29,6 @@ def train_args(student_dir, teacher_dirs, data, out, *extra):
     return ["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(data / "labelled"),
             "--teachers", *map(str, teacher_dirs), "--output_dir", str(out), "--per_device_train_batch_size", "8",
             "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", *extra]
-
-
-def error_line(capsys) -> str:
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ or unlabelled), blank unlabelled texts, and a labelled share of batches so small
 
 import pytest
 import tiny
+from tiny import error_line
 
 from hf_aft.commands import main
 from hf_aft.errors import AFTError
@@ -11,11 +12,7 @@ from hf_aft.unlabeled import epoch_positions
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("texts")
-    for split, n, seed in (("train", 16, 0), ("test", 8, 1)):
-        tiny.sentiment_dataset(n, seed=seed).to_json(folder / "labelled" / f"{split}.jsonl")
-    tiny.sentiment_dataset(8, seed=2).remove_columns("label").to_json(folder / "pool.jsonl")
-    return folder
+    return tiny.save_sentiment_files(tmp_path_factory.mktemp("texts"), "jsonl")
 
 
 def latin1_copy(path, target):
@@ -31,12 +28,6 @@ def run(student_dir, teacher_dirs, dataset, out, *extra):
     return main(["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(dataset), "--teachers",
                  *map(str, teacher_dirs), "--output_dir", str(out), "--max_steps", "1", "--report_to", "none",
                  "--use_cpu", "true", *extra])
-
-
-def error_line(capsys) -> str:
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 def test_a_pool_that_is_not_utf8_is_named_with_its_row(student_dir, teacher_dirs, data, tmp_path, capsys):

@@ -221,3 +221,22 @@ def assert_readable_like_config(folder):
     """The weights get the mode every other new file gets (safetensors 0.8 alone writes them 0600)."""
     weights = list(folder.glob("*.safetensors"))
     assert weights and {w.stat().st_mode for w in weights} == {(folder / "config.json").stat().st_mode}
+
+
+def save_sentiment_files(folder: Path, suffix: str = "csv") -> Path:
+    """`folder/labelled/{train,test}.SUFFIX` (16 and 8 rows) and an unlabelled `folder/pool.SUFFIX` (8 rows, text
+    only), as csv or JSON lines."""
+    def save(dataset: datasets.Dataset, path: Path) -> None:
+        dataset.to_csv(path) if suffix == "csv" else dataset.to_json(path)
+
+    for split, n, seed in (("train", 16, 0), ("test", 8, 1)):
+        save(sentiment_dataset(n, seed=seed), folder / "labelled" / f"{split}.{suffix}")
+    save(sentiment_dataset(8, seed=2).remove_columns("label"), folder / f"pool.{suffix}")
+    return folder
+
+
+def error_line(capsys) -> str:
+    """The one `hf-aft: error:` line a refused command printed on stderr (asserts there is exactly one)."""
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
+    assert len(lines) == 1, lines
+    return lines[0]

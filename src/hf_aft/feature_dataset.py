@@ -65,11 +65,17 @@ def save_feature_dataset(data: datasets.DatasetDict, splits: list[str], options,
     return [{**info, "from_cache": hit} for info, hit in zip(infos, cached, strict=True)]
 
 
-def _identity(dataset: datasets.Dataset) -> list[tuple] | None:
-    """What makes two datasets' teacher features the same space: per teacher, its revision (a local folder's content
-    hash, a Hub commit), pooling, width and max length, in column order; None for features of the user's own."""
+def teacher_identity(infos) -> list[list]:
+    """What makes teacher features the same space (`features.TeacherInfo`s, in column order): per teacher its
+    revision (a local folder's content hash, a Hub commit), pooling, width and max length; not its name, which a path
+    spells many ways."""
+    return [[info.revision, info.pooling, info.dim, info.max_length] for info in infos]
+
+
+def _identity(dataset: datasets.Dataset) -> list[list] | None:
+    """A dataset's `teacher_identity`; None for features of the user's own (no record of their teachers)."""
     infos = read_teacher_infos(dataset)
-    return None if infos is None else [(i.revision, i.pooling, i.dim, i.max_length) for i in infos]
+    return None if infos is None else teacher_identity(infos)
 
 
 def _described(dataset: datasets.Dataset) -> str:

@@ -18,6 +18,7 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .errors import AFTError
+from .feature_dataset import teacher_identity
 
 OPTIONS_NAME = "hf_aft_options.json"
 # None where another option turns them off (beta: --transfer none, ...): that option is the difference to name.
@@ -82,11 +83,6 @@ def trainer_options(trainer) -> dict:
     return {**effective_options(trainer.args, has_pool), **(pool or {}), "unlabeled_rows": rows.n_unlabeled,
             "teacher_features": teacher_identity(rows.teacher_infos)}
 
-
-def teacher_identity(infos) -> list[list]:
-    """What makes teacher features the same (`features.TeacherInfo`s): per teacher its revision (a local folder's
-    content hash, a Hub commit), pooling, width and max length; not its name, which a path spells many ways."""
-    return [[info.revision, info.pooling, info.dim, info.max_length] for info in infos]
 
 
 def read_options(checkpoint: str) -> dict | None:
