@@ -63,6 +63,29 @@ def test_features_of_other_teachers_are_refused(teacher_dirs, student_dir, data_
     assert "split 'dev' not found; the dataset has splits" in capsys.readouterr().err
 
 
+def test_features_of_another_pooling_are_refused_where_a_pooling_is_asked_for(teacher_dirs, student_dir, data_dir,
+                                                                              tmp_path, capsys):
+    """Features made with mean pooling, trained with `--teachers T --teacher_pooling cls`: they were trained on as
+    if they were cls features (exit 0, the card naming mean). Refused for the labelled data and for a pool; the same
+    pooling, or none asked, uses them."""
+    features = tmp_path / "features"
+    assert main(["features", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data_dir),
+                 "--output_dir", str(features)]) == 0
+    teacher = ["--teachers", str(teacher_dirs[0])]
+    datasets.DatasetDict({"train": tiny.sentiment_dataset(16, seed=7)}).save_to_disk(tmp_path / "texts")
+    assert main(["features", *teacher, "--dataset_name", str(tmp_path / "texts"), "--output_dir",
+                 str(tmp_path / "pool")]) == 0
+    pool = ["--unlabeled_dataset", str(tmp_path / "pool")]
+    for n, extra in enumerate([[], pool]):
+        labelled = features if not extra else data_dir  # the pool's features come with it; the labelled are made
+        out = tmp_path / f"cls-{n}"
+        assert main(train_args(student_dir, labelled, out, *teacher, "--teacher_pooling", "cls", *extra)) == 2
+        assert "made with mean pooling, not the --teacher_pooling cls given" in tiny.error_line(capsys)
+        assert not out.exists() or not any(out.iterdir())
+    for pooling in (["--teacher_pooling", "mean"], []):
+        assert main(train_args(student_dir, features, tmp_path / f"ok{len(pooling)}", *teacher, *pooling)) == 0
+
+
 def test_a_features_column_the_teachers_did_not_make_is_never_taken_for_theirs(teacher_dirs, student_dir, data_dir,
                                                                                  tmp_path, capsys):
     """A `teacher_features` column in the user's own data (text, or numbers of the right width with no record of

@@ -47,7 +47,7 @@ def test_a_pool_made_with_other_options_than_the_command_asks_is_refused(student
     assert train(student_dir, tmp_path / "out", "--teachers", str(teacher_dirs[0]), "--teacher_pooling", "cls",
                  "--dataset_name", str(data / "labelled"), "--unlabeled_dataset", str(features["mean"]),
                  "--unlabeled_split", "unlabeled") == 2
-    assert "were not made as the labelled data's were" in error_line(capsys)
+    assert "made with mean pooling, not the --teacher_pooling cls given" in error_line(capsys)
 
 
 def test_a_pool_from_its_own_features_folder_trains(student_dir, features, tmp_path):

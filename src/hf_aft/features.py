@@ -39,7 +39,8 @@ from .data import first_row
 from .distributed import default_device, is_distributed
 from .errors import AFTError
 from .images import check_image_column
-from .teachers import MAP_BATCH_SIZE, POOLINGS, load_options, make_teacher, same_teacher, teacher_label
+from .stored_features import check_numeric_lists, check_stored_teachers
+from .teachers import MAP_BATCH_SIZE, POOLINGS, load_options, make_teacher
 
 logger = logging.getLogger(__name__)
 
@@ -256,20 +257,8 @@ def with_teacher_features(dataset: datasets.Dataset, options, text_column: str =
     if dataset is None:
         raise AFTError("transfer needs a train_dataset with teacher features.")
     if FEATURES_COLUMN in dataset.column_names:
-        _check_numeric_lists(dataset, name)
-        stored = [info.name for info in read_teacher_infos(dataset) or []]
-        asked = [teacher_label(spec) for spec in teachers or []]
-        if asked and not stored:  # the user's own column, not the teachers' output: never taken for theirs
-            raise AFTError(f"the {name} already has a {FEATURES_COLUMN!r} column with no record of the teachers that "
-                           f"made it: remove or rename it to have {asked} compute the features (or, to train on "
-                           "it as it is, hf-aft train without --teachers).")
-        if stored and asked and (len(stored) != len(asked) or not all(map(same_teacher, stored, asked))):
-            raise AFTError(f"the {name} already carries the features of {stored}, not of the teachers given "
-                           f"{asked}: drop --teachers to use them, or remove the {FEATURES_COLUMN!r} column.")
-        made_with = {info.backend for info in read_teacher_infos(dataset) or []}
-        if asked and made_with and made_with != {options.teacher_backend}:
-            raise AFTError(f"the dataset's features were made with --teacher_backend {', '.join(sorted(made_with))}, "
-                           f"not {options.teacher_backend}: pass that backend (or drop --teachers) to use them.")
+        check_numeric_lists(dataset, FEATURES_COLUMN, name)
+        check_stored_teachers(read_teacher_infos(dataset), teachers, options, FEATURES_COLUMN, name)
         return dataset
     if not teachers:
         raise AFTError(f"the {name} has no {FEATURES_COLUMN!r} column and no teachers were given: pass teachers=[...] "
@@ -278,16 +267,6 @@ def with_teacher_features(dataset: datasets.Dataset, options, text_column: str =
     # With several processes, each runs the teachers on its shard of the data (see cache.py).
     return extract_teacher_features(dataset, teachers, text_column=text_column, image_column=image_column,
                                     device=device, **extraction_kwargs(options))
-
-
-def _check_numeric_lists(dataset: datasets.Dataset, name: str) -> None:
-    """The features column holds lists of numbers (per row; per word: lists of them), not text or scalars."""
-    kind = inner = dataset.data.schema.field(FEATURES_COLUMN).type
-    while pa.types.is_list(inner) or pa.types.is_large_list(inner) or pa.types.is_fixed_size_list(inner):
-        inner = inner.value_type
-    if inner is kind or not (pa.types.is_floating(inner) or pa.types.is_integer(inner)):
-        raise AFTError(f"the {name}'s {FEATURES_COLUMN!r} column holds {kind}, not lists of numbers: remove or rename "
-                       "it (hf-aft computes that column from --teachers).")
 
 
 def scan_teacher_features(dataset: datasets.Dataset, infos: list[TeacherInfo]) -> list[float]:

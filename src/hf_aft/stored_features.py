@@ -1,0 +1,54 @@
+"""Teacher features the data already carries (a `hf-aft features` folder, a column made by `extract_teacher_features`):
+before they are trained on instead of being made, they must be what the teacher options ask for, else one line says
+how they differ. `features.with_teacher_features` calls this; the features themselves are never recomputed here."""
+
+from __future__ import annotations
+
+import datasets
+import pyarrow as pa
+
+from .errors import AFTError
+from .teachers import same_teacher, teacher_label
+
+
+def check_numeric_lists(dataset: datasets.Dataset, column: str, name: str) -> None:
+    """The features column holds lists of numbers (per row; per word: lists of them), not text or scalars."""
+    kind = inner = dataset.data.schema.field(column).type
+    while pa.types.is_list(inner) or pa.types.is_large_list(inner) or pa.types.is_fixed_size_list(inner):
+        inner = inner.value_type
+    if inner is kind or not (pa.types.is_floating(inner) or pa.types.is_integer(inner)):
+        raise AFTError(f"the {name}'s {column!r} column holds {kind}, not lists of numbers: remove or rename "
+                       "it (hf-aft computes that column from --teachers).")
+
+
+def check_stored_teachers(infos, teachers, options, column: str, name: str) -> None:
+    """`infos` (the column's `features.TeacherInfo`s, None for the user's own column) came from `teachers` as
+    `options` would make them: same teachers in order, the same backend, and the pooling where the options name one
+    (`teacher_pooling` other than `auto`): features of another pooling are another space than the one asked for.
+    (The max length is not compared: a teacher's own limit caps the one asked for, so they may differ rightly.)
+
+    Raises:
+        AFTError: the column has no record while teachers are given, or differs in one of the above (one line
+            naming both sides and the way out).
+    """
+    stored = [info.name for info in infos or []]
+    asked = [teacher_label(spec) for spec in teachers or []]
+    if not asked:
+        return
+    if not stored:  # the user's own column, not the teachers' output: never taken for theirs
+        raise AFTError(f"the {name} already has a {column!r} column with no record of the teachers that made it: "
+                       f"remove or rename it to have {asked} compute the features (or, to train on it as it is, "
+                       "hf-aft train without --teachers).")
+    if len(stored) != len(asked) or not all(map(same_teacher, stored, asked)):
+        raise AFTError(f"the {name} already carries the features of {stored}, not of the teachers given {asked}: "
+                       f"drop --teachers to use them, or remove the {column!r} column.")
+    made_with = {info.backend for info in infos}
+    if made_with != {options.teacher_backend}:
+        raise AFTError(f"the {name}'s features were made with --teacher_backend {', '.join(sorted(made_with))}, not "
+                       f"{options.teacher_backend}: pass that backend (or drop --teachers) to use them.")
+    asked_pooling = options.teacher_pooling
+    for info in infos:
+        if asked_pooling not in ("auto", info.pooling) and info.pooling != "auto":  # auto here: nobody recorded it
+            raise AFTError(f"the {name}'s features of {info.name} were made with {info.pooling} pooling, not the "
+                           f"--teacher_pooling {asked_pooling} given: leave --teacher_pooling out to use them, or "
+                           f"remove the {column!r} column to have them made with {asked_pooling} pooling.")
