@@ -142,6 +142,14 @@ def test_recipe_rerun_refuses_relative_sources_it_cannot_find_and_retrain_finds_
                for m in caplog.messages)
     (line,) = [m for m in caplog.messages if "split has" in m]
     assert line.startswith("hf-aft: the train split has 20 rows (") and "the recipe's run's had 32 rows (" in line
+    tiny.sentiment_dataset(32, seed=0).map(  # one text edited in place: as many rows and labels, other content
+        lambda row, i: {"text": row["text"] + (" indeed" if i == 0 else "")}, with_indices=True
+    ).to_csv(elsewhere / "data" / "train.csv")
+    caplog.clear()
+    assert main(["train", "--config", str(first / "recipe.yaml"), "--output_dir", "edited", "--model_name_or_path",
+                 str(tmp_path / "student"), "--teachers", str(tmp_path / "teachers" / "t")]) == 0
+    (line,) = [m for m in caplog.messages if "split has" in m]
+    assert "the train split has as many rows and labels as the recipe's run's, but other content" in line
     shutil.rmtree(elsewhere / "data")
 
     (tmp_path / "data").rename(tmp_path / "moved")  # the data moved: the way out is where it is now

@@ -130,11 +130,22 @@ def current_revision(spec: str, role: str = "teacher") -> str:
     return resolve_revision(name, requested, role)
 
 
-def split_summary(dataset, label_column: str) -> dict:
+def split_summary(dataset, label_column: str, input_column: str | None = None) -> dict:
     """Rows, label distribution (label -> count; a multi-label split counts each class of a row; a regression's
-    targets get their mean, standard deviation, minimum and maximum instead) and fingerprint of one split."""
+    targets get their mean, standard deviation, minimum and maximum instead) and fingerprint of one split, and the
+    sha256 of its `input_column` and labels (`group_report.rows_sha256`: a rerun compares content, not only counts)."""
     if dataset is None:
         return {}
+    summary = _label_summary(dataset, label_column)
+    if input_column in dataset.column_names:
+        from .group_report import rows_sha256
+
+        hashed = [c for c in (input_column, label_column) if c in dataset.column_names]
+        summary["rows_sha256"] = rows_sha256(dataset, hashed)
+    return summary
+
+
+def _label_summary(dataset, label_column: str) -> dict:
     feature = dataset.features.get(label_column)
     values = dataset[label_column] if label_column in dataset.column_names else []
     if getattr(feature, "feature", None) is not None:  # lists of classes

@@ -125,8 +125,9 @@ def moved_since(sources: list[dict]) -> list[str]:
 def data_differs(folder: str, new_folder: str) -> list[str]:
     """After a rerun from the recipe of the run in `folder` into `new_folder`: one line per split of the data that
     run named (labelled, unlabelled) whose rows or labels differ from that run's (a file deleted from a pattern, rows
-    added to a folder). Split fingerprints are not compared: datasets' fingerprint of data files depends on where
-    they are. Data the rerun names otherwise (another `--dataset_name`) is not compared."""
+    added to a folder, a text edited in place: records from before the content hash compare counts only). Split
+    fingerprints are not compared: datasets' fingerprint of data files depends on where they are. Data the rerun
+    names otherwise (another `--dataset_name`) is not compared."""
     try:
         old, new = read_record(folder), read_record(new_folder)
     except AFTError:
@@ -141,6 +142,10 @@ def data_differs(folder: str, new_folder: str) -> list[str]:
         if any(facts.get(key) != now.get(key) for key in ("rows", "labels", "targets")):
             lines.append(f"hf-aft: the {split} split has {_rows(now)} here, the recipe's run's had {_rows(facts)}: "
                          "this run did not reproduce that student.")
+        elif None not in (was := facts.get("rows_sha256"), new_sha := now.get("rows_sha256")) and was != new_sha:
+            lines.append(f"hf-aft: the {split} split has as many rows and labels as the recipe's run's, but other "
+                         f"content (sha256 {new_sha[:12]} here, {was[:12]} there): this run did not reproduce "
+                         "that student.")
     return lines
 
 

@@ -37,7 +37,7 @@ def _recipe_header(summary: dict, record: dict) -> list[str]:
 
 def audit_record(trainer, script_args, config, run: dict, summary: dict) -> dict:
     """The audit record of a finished run, without the file hashes (see `audit.seal`)."""
-    splits = run["splits"]
+    splits, input_column = run["splits"], script_args.image_column or script_args.text_column
     specs, terms = teacher_specs(config.teachers, trainer.teacher_infos), trainer.terms_summary()
     return stamped({
         "audit_version": 1, "versions": library_versions(), "device": device_name(),
@@ -50,7 +50,7 @@ def audit_record(trainer, script_args, config, run: dict, summary: dict) -> dict
                     "unlabeled_dataset": getattr(script_args, "unlabeled_dataset", None),
                     "unlabeled_split": getattr(script_args, "unlabeled_split", None),
                     "unlabeled_path": source_path(getattr(script_args, "unlabeled_dataset", None))},
-        "splits": {name: split_summary(split, splits.labels.column)
+        "splits": {name: split_summary(split, splits.labels.column, input_column)
                    for name, split in (("train", splits.train), ("eval", splits.eval),
                                        ("unlabeled", run.get("unlabeled_raw"))) if split is not None},
         "terms": terms,
