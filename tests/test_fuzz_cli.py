@@ -681,6 +681,10 @@ CASES = [
     Case("rank-folds-not-a-number", 8, lambda e: _rank(e, "--folds", "abc"), ("--folds",)),
     Case("unknown-transfer", 8, lambda e: e.train("--transfer", "distill"), ("unknown transfer 'distill'",)),
     Case("unknown-kernel", 8, lambda e: e.train("--kernel", "poly"), ("kernel",)),
+    Case("distill-temperature-underflow", 8, lambda e: e.train("--distill", "probe", "--distill_temperature", "1e-30"),
+         ("distill_temperature must be between 0.05 and 100", "1e-30")),  # T^2 = 0 in float32: the term was off
+    Case("distill-temperature-overflow", 8, lambda e: e.train("--distill", "probe", "--distill_temperature", "1e200"),
+         ("distill_temperature must be between 0.05 and 100",)),  # T ** 2: OverflowError traceback
     Case("unknown-teacher-pooling", 8, lambda e: e.train("--teacher_pooling", "max"), ("teacher_pooling",)),
     Case("unknown-feature-dtype", 8, lambda e: e.train("--teacher_feature_dtype", "float8"),
          ("teacher_feature_dtype",)),

@@ -163,7 +163,7 @@ class AFTConfig(TrainingArguments, TeacherArguments):
         distill_weight (`float`, *optional*, defaults to `1.0`):
             alpha: the weight of the distillation term.
         distill_temperature (`float`, *optional*, defaults to `1.0`):
-            T: both distributions are softened by T and the term is multiplied by T^2.
+            T: both distributions are softened by T and the term is multiplied by T^2; 0.05 to 100.
         distill_teacher (`str`, *optional*):
             With `distill="logits"`: a `*ForSequenceClassification` / `*ForImageClassification` teacher (Hub id or
             folder, optionally `id@revision`) tuned for the same labels; its label names must be the data's.
@@ -240,7 +240,7 @@ class AFTConfig(TrainingArguments, TeacherArguments):
     )
     distill_weight: float = field(default=1.0, metadata={"help": "alpha, the weight of the distillation term."})
     distill_temperature: float = field(
-        default=1.0, metadata={"help": "T: target and student softened by T; the term is multiplied by T^2."}
+        default=1.0, metadata={"help": "T (0.05 to 100): target and student softened by T; the term is times T^2."}
     )
     distill_teacher: str | None = field(
         default=None,
@@ -302,8 +302,11 @@ class AFTConfig(TrainingArguments, TeacherArguments):
         if not (self.distill_weight > 0 and math.isfinite(self.distill_weight)):
             raise AFTError(f"distill_weight must be a finite number > 0 (got {self.distill_weight}); use --distill "
                            "none to turn distillation off.")
-        if not (self.distill_temperature > 0 and math.isfinite(self.distill_temperature)):
-            raise AFTError(f"distill_temperature must be a finite number > 0 (got {self.distill_temperature}).")
+        if not 0.05 <= self.distill_temperature <= 100:  # also refuses nan
+            raise AFTError(f"distill_temperature must be between 0.05 and 100 (got {self.distill_temperature}): the "
+                           "term's gradients shrink with T below 1 (at 1e-30 its T^2 is 0 in float32: no term at "
+                           "all), and above 100 it is already the high-temperature limit, matching logits; Hinton et "
+                           "al. use 1 to 20.")
         if self.labeled_fraction is not None and not 0 < self.labeled_fraction < 1:
             raise AFTError(f"labeled_fraction must be in (0, 1) (got {self.labeled_fraction}): the share of each "
                            "batch that is labelled (default 0.5).")
