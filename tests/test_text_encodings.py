@@ -55,6 +55,24 @@ def test_a_blank_unlabelled_text_is_refused(student_dir, teacher_dirs, data, tmp
     assert "row 1 has an empty text in 'text'" in error_line(capsys)
 
 
+def test_the_trainer_refuses_a_blank_unlabelled_text_too(student_dir, teacher_dirs, tmp_path):
+    """The Python API checks its pool as the command does (it trained on the blank row)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hf_aft import AFTConfig, AFTTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(student_dir))
+    train_set = tiny.sentiment_dataset(16, seed=0).map(lambda b: tokenizer(b["text"]), batched=True)
+    pool = tiny.sentiment_dataset(4, seed=2).remove_columns("label").map(
+        lambda row, i: {"text": "\u200b " if i == 2 else row["text"]}, with_indices=True
+    ).map(lambda b: tokenizer(b["text"]), batched=True)
+    with pytest.raises(AFTError, match="row 2 has an empty text in 'text'"):
+        AFTTrainer(model=AutoModelForSequenceClassification.from_pretrained(str(student_dir)),
+                   args=AFTConfig(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True,
+                                  teachers=[str(teacher_dirs[0])]),
+                   train_dataset=train_set, unlabeled_dataset=pool, processing_class=tokenizer)
+
+
 def test_a_labelled_share_too_small_for_one_epoch_is_refused_with_the_range(student_dir, teacher_dirs, data,
                                                                             tmp_path, capsys):
     assert run(student_dir, teacher_dirs, data / "labelled", tmp_path / "out", "--unlabeled_dataset",

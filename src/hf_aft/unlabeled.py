@@ -45,17 +45,22 @@ def check_unlabeled(unlabeled: datasets.Dataset, input_column: str, name: str = 
                        f"{unlabeled.column_names}{images}. Give unlabelled rows of the labelled data's kind in its "
                        "input column (or rename theirs).")
     check_inputs(unlabeled, input_column, name)
-    if _kind(unlabeled.features[input_column]) == "text":  # a blank text carries nothing for a teacher to say
-        texts = arrow_column(unlabeled, input_column).to_pylist()
-        row = next((i for i, text in enumerate(texts) if not any(c.isprintable() for c in normalised_text(text))),
-                   None)  # blank once zero-width, combining and control characters are dropped
-        if row is not None:
-            raise AFTError(f"the {name} split's row {row} has an empty text in {input_column!r}: drop that row.")
+    _check_blank_texts(unlabeled, input_column, name)
     if is_word_lists(unlabeled.features[input_column]):  # token classification: each row a sentence of words
         empty = pc.equal(pc.list_value_length(arrow_column(unlabeled, input_column)), 0)
         row = first_row(empty)
         if row is not None:
             raise AFTError(f"the {name} split's row {row} has no words in {input_column!r}: drop that row.")
+
+
+def _check_blank_texts(unlabeled: datasets.Dataset, input_column: str, name: str) -> None:
+    """A blank text (once zero-width, combining and control characters are dropped) carries nothing for a teacher."""
+    if input_column not in unlabeled.column_names or _kind(unlabeled.features[input_column]) != "text":
+        return
+    texts = arrow_column(unlabeled, input_column).to_pylist()
+    row = next((i for i, text in enumerate(texts) if not any(c.isprintable() for c in normalised_text(text))), None)
+    if row is not None:
+        raise AFTError(f"the {name} split's row {row} has an empty text in {input_column!r}: drop that row.")
 
 
 def _kind(feature) -> str:
@@ -101,9 +106,8 @@ def _compared_column(unlabeled: datasets.Dataset, other: datasets.Dataset, input
 
 
 def paths_as_images(unlabeled: datasets.Dataset, labelled: datasets.Dataset, column: str) -> datasets.Dataset:
-    """A pool whose column holds image file paths (a csv, say) beside labelled images (an image folder): the paths
-    read as datasets `Image`s, as the labelled images are, so that the two compare (leakage by the files' SHA-256).
-    A column of other text is left for the modality check to refuse."""
+    """A pool whose column holds image file paths (a csv, say) beside labelled images: the paths read as datasets
+    `Image`s, so that the two compare (leakage by the files' SHA-256). Other text is left for check_modality."""
     if (column not in unlabeled.column_names or _kind(labelled.features.get(column)) != "image"
             or _kind(unlabeled.features[column]) != "text" or not len(unlabeled)
             or not _looks_like_image_path(str(unlabeled[0][column]))):
@@ -129,11 +133,10 @@ def check_modality(unlabeled: datasets.Dataset, labelled: datasets.Dataset, inpu
 
 def check_no_leakage(unlabeled: datasets.Dataset, eval_set: datasets.Dataset | None, input_column: str,
                      eval_name: str = "eval", name: str = "unlabelled", advice: str | None = None) -> None:
-    """No unlabelled text or image is also an evaluation one: the teachers' features (and the probe's predictions) of
-    the evaluation rows would reach the student, and the reported result would be biased. Images are compared by the
-    SHA-256 of their files (or pixels, for arrays: `images.image_digests`), so a copy at another path is found;
-    texts after `normalised_text` (an uncased tokenizer sees "GREAT movie " as "great movie"), sentences of words
-    with their words joined by spaces first, and token ids when a set has no text."""
+    """No unlabelled text or image is also an evaluation one: the teachers' features (and probe predictions) of eval
+    rows would reach the student and bias the reported result. Images compare by the SHA-256 of their files (pixels
+    for arrays: `images.image_digests`), so a copy elsewhere is found; texts after `normalised_text` ("GREAT movie "
+    is "great movie"), sentences of words with their words joined by spaces, token ids when a set has no text."""
     column = None if eval_set is None else _compared_column(unlabeled, eval_set, input_column)
     if column is None:
         return
@@ -187,14 +190,15 @@ def check_pool_leakage(unlabeled: datasets.Dataset, labelled: datasets.Dataset |
 
 
 def check_trainer_pool(unlabeled, labelled, eval_dataset, input_column: str) -> None:
-    """`AFTTrainer(unlabeled_dataset=...)`'s pool checked as `hf-aft train` checks its --unlabeled_dataset: against
-    the eval set (one, or each of a dict of them) and the labelled training set. A pool `mark_checked` named (the
-    command checked its rows before preparing them) is not checked again: image files would be hashed twice."""
+    """`AFTTrainer(unlabeled_dataset=...)`'s pool checked as `hf-aft train` checks its --unlabeled_dataset: no blank
+    texts, no rows of the eval set (one, or each of a dict of them) or of the labelled training set. A pool that
+    `mark_checked` named (the command checked its rows) is not checked again: image files would be hashed twice."""
     if not isinstance(unlabeled, datasets.Dataset) or unlabeled._fingerprint in _CHECKED_POOLS:
         return
     evals = eval_dataset if isinstance(eval_dataset, dict) else {None: eval_dataset}
     held_out = {"eval" if key is None else f"eval ({key})": split for key, split in evals.items()
                 if isinstance(split, datasets.Dataset)}
+    _check_blank_texts(unlabeled, input_column, "unlabelled (unlabeled_dataset)")
     check_pool_leakage(unlabeled, labelled if isinstance(labelled, datasets.Dataset) else None, held_out,
                        input_column, "unlabelled (unlabeled_dataset)", command=False)
 
