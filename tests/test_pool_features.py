@@ -65,3 +65,20 @@ def test_the_trainer_refuses_a_pool_whose_features_another_pooling_made(student_
     with pytest.raises(AFTError, match="cls pooling"):
         AFTTrainer(model=model, args=AFTConfig(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True),
                    train_dataset=train_set, unlabeled_dataset=pool, processing_class=tokenizer)
+
+
+def test_own_features_of_another_width_in_the_pool_are_named_as_the_pool(student_dir, tmp_path, capsys):
+    """Features of the user's own on both sides (no teachers recorded), 12 wide in the labelled data and 20 in the
+    pool: the refusal named a placeholder teacher "teacher (12)"; now both sets and both widths."""
+    (tmp_path / "labelled").mkdir()
+    for split, n, seed in (("train", 16, 0), ("test", 8, 1)):
+        rows = tiny.sentiment_dataset(n, seed=seed)
+        rows.add_column("teacher_features", [[0.1 * i] * 12 for i in range(n)]).to_json(
+            tmp_path / "labelled" / f"{split}.jsonl")
+    pool = tiny.sentiment_dataset(8, seed=2).remove_columns("label")
+    pool.add_column("teacher_features", [[0.2] * 20] * 8).to_json(tmp_path / "pool.jsonl")
+    assert train(student_dir, tmp_path / "out", "--dataset_name", str(tmp_path / "labelled"), "--unlabeled_dataset",
+                 str(tmp_path / "pool.jsonl")) == 2
+    line = error_line(capsys)
+    assert "the unlabelled data's teacher features were not made as the labelled data's were" in line
+    assert "a 20-wide teacher_features column of its own" in line and "against a 12-wide" in line

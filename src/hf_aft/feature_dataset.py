@@ -73,15 +73,23 @@ def teacher_identity(infos) -> list[list]:
 
 
 def _identity(dataset: datasets.Dataset) -> list[list] | None:
-    """A dataset's `teacher_identity`; None for features of the user's own (no record of their teachers)."""
+    """A dataset's `teacher_identity`; for features of the user's own (no record of their teachers) their width."""
     infos = read_teacher_infos(dataset)
-    return None if infos is None else teacher_identity(infos)
+    return [["own", _own_width(dataset)]] if infos is None else teacher_identity(infos)
+
+
+def _own_width(dataset: datasets.Dataset) -> int:
+    """The width of the first row's features (of its first word, for per-word features)."""
+    value = dataset.select_columns([FEATURES_COLUMN])[0][FEATURES_COLUMN]
+    while value and isinstance(value[0], list):
+        value = value[0]
+    return len(value or ())
 
 
 def _described(dataset: datasets.Dataset) -> str:
     infos = read_teacher_infos(dataset)
     if infos is None:
-        return "a teacher_features column of its own (no record of its teachers)"
+        return f"a {_own_width(dataset)}-wide teacher_features column of its own (no record of its teachers)"
     return "; ".join(f"{i.name} ({i.pooling} pooling, {i.dim}-d, max_length {i.max_length}, {i.revision[:19]})"
                      for i in infos)
 
