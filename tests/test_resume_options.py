@@ -111,6 +111,16 @@ def test_a_pool_file_edited_in_place_is_refused_and_the_run_left(student_dir, te
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
+def test_a_resume_with_a_teacher_of_another_width_names_the_teachers(student_dir, teacher_dirs, data, first_run,
+                                                                      tmp_path, capsys):
+    """One teacher (12-d) where the checkpoint's run had two (12 + 8): refused as a change of teachers before the
+    transfer state loads (it failed there with a state_dict message)."""
+    assert resume(student_dir, teacher_dirs[:1], data, first_run, tmp_path) == 2
+    line = error_line(capsys)
+    assert "it was saved by a run with teacher features of mean pooling, 12-d" in line and "8-d" in line
+    assert "state_dict" not in line
+
+
 def test_an_older_checkpoint_resumed_with_another_transfer_names_the_saved_one(student_dir, teacher_dirs, data,
                                                                               first_run, tmp_path, capsys):
     out = tmp_path / "out"

@@ -158,6 +158,12 @@ class OptionsRecord(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         checkpoint = args.resume_from_checkpoint
         if isinstance(checkpoint, str) and state.global_step > 0:
-            rows = self.trainer.rows
-            check_resume_options(checkpoint, {"unlabeled_rows": rows.n_unlabeled,
-                                              "teacher_features": teacher_identity(rows.teacher_infos)})
+            check_resumed_rows(checkpoint, self.trainer.rows)
+
+
+def check_resumed_rows(checkpoint: str, rows) -> None:
+    """The trainer's unlabelled row count and teacher features (`training_rows.TrainingRows`) are the checkpoint's:
+    checked before its transfer state loads, whose shapes follow the teachers' widths (a teacher of another width
+    failed there with a state_dict message, not named as a change of teacher)."""
+    check_resume_options(checkpoint, {"unlabeled_rows": rows.n_unlabeled,
+                                      "teacher_features": teacher_identity(rows.teacher_infos)})
