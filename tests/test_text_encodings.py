@@ -110,3 +110,14 @@ def test_an_image_folder_as_the_pool_of_a_text_task_says_it_holds_images(student
     assert run(student_dir, teacher_dirs, data / "labelled", tmp_path / "out", "--unlabeled_dataset",
                str(tmp_path / "pool")) == 2
     assert "(images in 'image')" in error_line(capsys)
+
+
+def test_a_json_escape_of_half_a_surrogate_pair_names_the_reader_error_and_the_way_out(
+        student_dir, teacher_dirs, data, tmp_path, capsys):
+    """datasets said only "An error occurred while generating the dataset"; the reader's error names the row."""
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"text": "good \\ud800 film"}\n{"text": "fine"}\n')
+    assert run(student_dir, teacher_dirs, data / "labelled", tmp_path / "out", "--unlabeled_dataset", str(pool)) == 2
+    line = error_line(capsys)
+    assert "The surrogate pair in string is invalid. in row 0" in line and "outside a surrogate pair" in line
+    assert "An error occurred while generating" not in line

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
+from datasets.exceptions import DatasetGenerationError
 
 from .data_files import (
     FILE_BUILDERS,
@@ -77,10 +78,7 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
             drop_new_locks(started)
             raise disk_error(error, datasets.config.HF_DATASETS_CACHE, way_out=f"loading {name!r} writes it there in "
                              "Arrow form: free space, or set HF_DATASETS_CACHE to another folder") from error
-        if (decode := _decode_error(error)) is not None:  # datasets says only "An error occurred while generating"
-            raise AFTError(f"could not load dataset {name!r}: a file is not UTF-8 text ({one_line(decode)}): save it "
-                           "as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from error
-        raise AFTError(f"could not load dataset {name!r}: {one_line(error)}") from error
+        raise AFTError(f"could not load dataset {name!r}: {_load_failure(error)}") from error
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded
@@ -114,12 +112,17 @@ def check_columns(dataset: datasets.Dataset, *columns: str) -> None:
         raise AFTError("the dataset is empty.")
 
 
-def _decode_error(error: BaseException | None) -> BaseException | None:
-    """The cause of an error that says a file is not UTF-8 (Python's UnicodeDecodeError, a JSON reader's "Invalid
-    octet in UTF-8 sequence"), if any."""
-    while error is not None and not (isinstance(error, UnicodeDecodeError) or "utf-8 sequence" in str(error).lower()):
-        error = error.__cause__ or error.__context__
-    return error
+def _load_failure(error: BaseException) -> str:
+    """What went wrong reading data files: the reader's error, not datasets' "An error occurred while generating the
+    dataset"; a file that is not UTF-8 or a JSON escape of half a UTF-16 surrogate pair with the way out."""
+    bad = error
+    while bad is not None and not (isinstance(bad, UnicodeDecodeError) or "utf-8 sequence" in str(bad).lower()):
+        bad = bad.__cause__ or bad.__context__  # Python's UnicodeDecodeError, pyarrow's "Invalid octet in UTF-8..."
+    if bad is not None:
+        return f"a file is not UTF-8 text ({one_line(bad)}): save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+    detail = one_line((isinstance(error, DatasetGenerationError) and (error.__cause__ or error.__context__)) or error)
+    return detail + (" (an escape such as \\ud800 outside a surrogate pair is no character: fix or drop that text)"
+                     if "surrogate" in detail else "")
 
 
 def arrow_column(dataset: datasets.Dataset, column: str) -> pa.ChunkedArray:
