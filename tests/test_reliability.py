@@ -417,7 +417,7 @@ def test_unlabelled_images_are_checked_for_leakage_and_every_image_file_opens(tm
     splits = load_labelled_splits(str(data), input_column="image")
     assert len(load_unlabeled(str(pool), "train", "image", "label", splits.train, {"eval": splits.eval})) == 2
     (pool / "copy.png").write_bytes((data / "test" / "car" / "d.png").read_bytes())
-    with pytest.raises(AFTError, match="1 rows of the unlabelled .* split are also in the eval split"):
+    with pytest.raises(AFTError, match="1 row of the unlabelled .* split is also in the eval split"):
         load_unlabeled(str(pool), "train", "image", "label", splits.train, {"eval": splits.eval})
     returncode = main(["features", "--teachers", "unused", "--dataset_name", str(data), "--image_column", "image",
                        "--unlabeled_dataset", str(data), "--unlabeled_split", "test",
@@ -431,6 +431,35 @@ def test_unlabelled_images_are_checked_for_leakage_and_every_image_file_opens(tm
     with pytest.raises(AFTError, match=r"the file '.*test/car/d.png' is empty"):
         load_labelled_splits(str(data), input_column="image")
     assert not (tmp_path / "features").exists()
+
+
+def test_an_eval_image_in_the_pool_in_another_form_is_leakage_and_a_huge_one_is_one_line(tmp_path):
+    """The same picture re-saved (an optimised PNG, a BMP) or stored as an array beside an image folder: it was
+    compared by file bytes with the eval image and trained on (exit 0). Now by decoded pixels. An image past PIL's
+    decompression-bomb limit was a traceback (DecompressionBombError is not an OSError)."""
+    from hf_aft.unlabeled import load_unlabeled
+
+    data = _image_folder(tmp_path / "data", ["train/bus/a.png", "train/car/b.png", "test/bus/c.png", "test/car/d.png"])
+    splits = load_labelled_splits(str(data), input_column="image")
+    leaked = Image.open(data / "test" / "car" / "d.png")
+    own = Image.new("RGB", (8, 8), (0, 77, 0))
+    arrays = datasets.Dataset.from_dict({"image": [np.asarray(own), np.asarray(leaked)]})  # lists of ints on disk
+    forms = {"optimised.png": lambda f: (own.save(f / "own.png"), leaked.save(f / "x.png", optimize=True)),
+             "bmp": lambda f: (own.save(f / "own.png"), leaked.save(f / "x.bmp")),
+             "array": arrays.save_to_disk}
+    for form, save in forms.items():
+        pool = tmp_path / form
+        pool.mkdir()
+        save(pool)
+        with pytest.raises(AFTError, match="1 row of the unlabelled .* split is also in the eval split"):
+            load_unlabeled(str(pool), "train", "image", "label", splits.train, {"eval": splits.eval})
+    bomb = tmp_path / "bomb"
+    bomb.mkdir()
+    own.save(bomb / "own.png")
+    Image.new("L", (14000, 14000)).save(bomb / "huge.png")  # 196 million pixels, a 200 KB file
+    with pytest.raises(AFTError, match=r"huge.png' is not a readable image \(Image size \(196000000 pixels\) "
+                                       "exceeds limit"):
+        load_unlabeled(str(bomb), "train", "image", "label", splits.train, {"eval": splits.eval})
 
 
 def test_a_pool_of_image_paths_beside_an_image_folder_reads_as_images(tmp_path):
@@ -449,7 +478,7 @@ def test_a_pool_of_image_paths_beside_an_image_folder_reads_as_images(tmp_path):
     assert isinstance(rows.features["image"], datasets.Image) and rows.column_names == ["image"] and len(rows) == 2
     (pool / "copy.png").write_bytes((data / "test" / "car" / "d.png").read_bytes())
     (tmp_path / "pool.csv").write_text(f"image\n{pool / 'p0.png'}\n{pool / 'copy.png'}\n")
-    with pytest.raises(AFTError, match="1 rows of the unlabelled .* split are also in the eval split"):
+    with pytest.raises(AFTError, match="1 row of the unlabelled .* split is also in the eval split"):
         load_unlabeled(str(tmp_path / "pool.csv"), "train", "image", "label", splits.train, {"eval": splits.eval})
     (tmp_path / "pool.csv").write_text("image\nelsewhere/p0.png\n")  # a relative path that is not found from here
     with pytest.raises(AFTError, match=r"row 0: 'elsewhere/p0.png' is not an image file .* a relative path is read "

@@ -747,7 +747,7 @@ def test_texts_are_compared_as_an_uncased_tokenizer_reads_them(test_split):
     labelled, validation = test_split.select(range(8)), test_split.select(range(8, 16))
     for rows, where in (([3], "labelled training split"), ([12], "validation (validation) split")):
         pool = datasets.Dataset.from_dict({"text": ["a text of its own", *shouted(test_split, rows)]})
-        with pytest.raises(AFTError, match=rf"1 rows of the unlabelled split are also in the {re.escape(where)} "
+        with pytest.raises(AFTError, match=rf"1 row of the unlabelled split is also in the {re.escape(where)} "
                                            r"\(first at row 1\)"):
             check_pool_leakage(pool, labelled, {"validation (validation)": validation}, "text")
     words = datasets.Dataset.from_dict({"tokens": [["John", "lives", "here"]]})

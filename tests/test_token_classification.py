@@ -447,4 +447,4 @@ def test_a_pool_of_another_kind_or_sharing_an_eval_sentence_is_one_line(world, t
     evaluated = datasets.load_from_disk(str(world["data"]))["test"]["tokens"][3]
     assert _train(world, tmp_path / "out2", "--unlabeled_dataset", _pool(tmp_path / "leak", 4, 8, [evaluated])) == 2
     line = one_error_line(capsys)
-    assert "1 rows of the unlabelled" in line and "(first at row 0)" in line and "leakage" in line
+    assert "1 row of the unlabelled" in line and "(first at row 0)" in line and "leakage" in line

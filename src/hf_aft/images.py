@@ -35,7 +35,7 @@ def to_rgb(value, column: str, row: int | None = None) -> Image.Image:
         try:
             with Image.open(value) as image:
                 return _image_to_rgb(image, where)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
             shown = str(value)[:80] if not isinstance(value, io.BytesIO) else "<bytes>"
             raise AFTError(f"{where}: {shown!r} is not a readable image file ({first_line(error)}).") from error
     if isinstance(value, Image.Image):  # datasets decodes lazily: the pixels are read here
@@ -139,7 +139,7 @@ def check_images_open(dataset: datasets.Dataset, column: str) -> None:
                 value.get("path") if isinstance(value, dict) else value)
             try:
                 read_whole(source)
-            except (OSError, ValueError, SyntaxError) as error:  # PIL raises SyntaxError for some broken files
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:  # SyntaxError: PIL
                 path = value.get("path") if isinstance(value, dict) else None  # an embedded image keeps its name
                 shown = str(source)[:120] if not isinstance(source, io.BytesIO) else (path or "<embedded bytes>")
                 raise AFTError(f"image column {column!r}, row {row}: {shown!r} is not a readable image "
@@ -193,10 +193,10 @@ def enumerate_batches(dataset: datasets.Dataset, column: str, size: int = 256):
 
 
 def image_digests(dataset: datasets.Dataset, column: str) -> list[str]:
-    """One SHA-256 per row of an image column, to find the same image in two splits (hashlib): of the encoded file for
-    a datasets `Image` (its embedded bytes, else the file at its path: `teachers.spec.file_sha256`), of the file for a
-    path, of the pixels and shape for an array. Read in batches, never decoded; once per dataset and process (a pool
-    is compared with up to three splits)."""
+    """One SHA-256 per row of an image column, to find the same image in two splits (hashlib): of its decoded pixel
+    values (shape and values, as PIL decodes them), whatever holds them: a file, embedded bytes, an array. So the
+    same picture re-saved (PNG optimised, BMP) or stored as an array is found; a lossy re-encoding is not. Decodes
+    each image once per dataset and process (a pool is compared with up to three splits): 0.1-5 ms an image."""
     key = (dataset._fingerprint, column)
     if key not in _DIGESTS:
         _DIGESTS[key] = [_digest(value) for _, batch in enumerate_batches(undecoded(dataset, column), column)
@@ -208,12 +208,12 @@ _DIGESTS: dict[tuple[str, str], list[str]] = {}  # (fingerprint, column) -> each
 
 
 def _digest(value) -> str:
-    from .teachers.spec import file_sha256  # here: the teachers package reads images through this module
-
+    source = value.get("path") if isinstance(value, dict) else value
     if isinstance(value, dict) and value.get("bytes"):
-        return hashlib.sha256(value["bytes"]).hexdigest()
-    path = value.get("path") if isinstance(value, dict) else value
-    if isinstance(path, str) and os.path.isfile(path):
-        return file_sha256(path)
-    array = np.asarray(value)
+        source = io.BytesIO(value["bytes"])
+    if isinstance(source, (str, io.BytesIO)):
+        with Image.open(source) as image:  # opened whole before (check_images_open)
+            value = np.asarray(image)
+    array = np.asarray(value)  # a datasets List column reads back as lists of ints: compare values, not dtypes
+    array = array.astype(np.int64 if array.dtype.kind in "biu" else np.float64)
     return hashlib.sha256(f"{array.shape}{array.dtype}".encode() + array.tobytes()).hexdigest()

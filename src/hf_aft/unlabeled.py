@@ -99,10 +99,8 @@ def _comparable(dataset: datasets.Dataset, column: str):
 
 def _compared_column(unlabeled: datasets.Dataset, other: datasets.Dataset, input_column: str) -> str | None:
     """The input column when both sets have it, else their token ids (a tokenized set without its text), else None."""
-    for column in (input_column, "input_ids"):
-        if column in unlabeled.column_names and column in other.column_names:
-            return column
-    return None
+    both = [c for c in (input_column, "input_ids") if c in unlabeled.column_names and c in other.column_names]
+    return both[0] if both else None
 
 
 def paths_as_images(unlabeled: datasets.Dataset, labelled: datasets.Dataset, column: str) -> datasets.Dataset:
@@ -134,9 +132,9 @@ def check_modality(unlabeled: datasets.Dataset, labelled: datasets.Dataset, inpu
 def check_no_leakage(unlabeled: datasets.Dataset, eval_set: datasets.Dataset | None, input_column: str,
                      eval_name: str = "eval", name: str = "unlabelled", advice: str | None = None) -> None:
     """No unlabelled text or image is also an evaluation one: the teachers' features (and probe predictions) of eval
-    rows would reach the student and bias the reported result. Images compare by the SHA-256 of their files (pixels
-    for arrays: `images.image_digests`), so a copy elsewhere is found; texts after `normalised_text` ("GREAT movie "
-    is "great movie"), sentences of words with their words joined by spaces, token ids when a set has no text."""
+    rows would reach the student and bias the reported result. Images compare by the SHA-256 of their decoded pixels
+    (`images.image_digests`), so a copy elsewhere, re-saved or as an array is found; texts after `normalised_text`
+    ("GREAT movie " is "great movie"), sentences of words joined by spaces, token ids when a set has no text."""
     column = None if eval_set is None else _compared_column(unlabeled, eval_set, input_column)
     if column is None:
         return
@@ -145,7 +143,8 @@ def check_no_leakage(unlabeled: datasets.Dataset, eval_set: datasets.Dataset | N
     count = pc.sum(shared.cast("int64")).as_py() or 0
     if count:
         row = int(np.flatnonzero(shared.to_numpy(zero_copy_only=False))[0])
-        raise AFTError(f"{count} rows of the {name} split are also in the {eval_name} split (first at row {row}): "
+        rows, verb = ("1 row", "is") if count == 1 else (f"{count} rows", "are")
+        raise AFTError(f"{rows} of the {name} split {verb} also in the {eval_name} split (first at row {row}): "
                        + (advice or "that is leakage, the student would learn from the teachers' view of the "
                           "evaluation data. Remove them from the unlabelled data, or evaluate on another split."))
 
