@@ -281,7 +281,7 @@ def test_every_split_is_checked_before_any_model_sees_it(tmp_path):
 
 def test_a_split_that_files_named_directly_cannot_have_points_to_a_folder_of_split_files(tmp_path, capsys):
     from hf_aft.commands import main
-    from hf_aft.unlabeled import load_unlabeled
+    from hf_aft.unlabeled_data import load_unlabeled
 
     train = [{"text": "good film", "label": i % 2} for i in range(8)]
     folder = _splits(tmp_path, train, [{"text": "bad", "label": 0}])
@@ -408,7 +408,7 @@ def test_unlabelled_images_are_checked_for_leakage_and_every_image_file_opens(tm
     """The pool's images are compared with the eval and training images by their files' SHA-256 (a copy at another
     path is found), and an image file that does not open is one line naming it, before any model runs."""
     from hf_aft.commands import main
-    from hf_aft.unlabeled import load_unlabeled
+    from hf_aft.unlabeled_data import load_unlabeled
 
     data = _image_folder(tmp_path / "data", ["train/bus/a.png", "train/car/b.png", "test/bus/c.png", "test/car/d.png"])
     pool = _image_folder(tmp_path / "pool", ["p1.png", "p2.png"])  # images of their own: their colours differ
@@ -437,7 +437,7 @@ def test_an_eval_image_in_the_pool_in_another_form_is_leakage_and_a_huge_one_is_
     """The same picture re-saved (an optimised PNG, a BMP) or stored as an array beside an image folder: it was
     compared by file bytes with the eval image and trained on (exit 0). Now by decoded pixels. An image past PIL's
     decompression-bomb limit was a traceback (DecompressionBombError is not an OSError)."""
-    from hf_aft.unlabeled import load_unlabeled
+    from hf_aft.unlabeled_data import load_unlabeled
 
     data = _image_folder(tmp_path / "data", ["train/bus/a.png", "train/car/b.png", "test/bus/c.png", "test/car/d.png"])
     splits = load_labelled_splits(str(data), input_column="image")
@@ -462,10 +462,28 @@ def test_an_eval_image_in_the_pool_in_another_form_is_leakage_and_a_huge_one_is_
         load_unlabeled(str(bomb), "train", "image", "label", splits.train, {"eval": splits.eval})
 
 
+def test_a_pool_that_reads_as_several_splits_says_which_rows_it_leaves_out(tmp_path, caplog):
+    """A flat pool folder whose file names hold split words (test_1.png, train_2.png) reads as two splits, and the
+    default --unlabeled_split train quietly left the test_* images out: now said, with the way out."""
+    from hf_aft.unlabeled_data import load_unlabeled
+
+    data = _image_folder(tmp_path / "data", ["train/bus/a.png", "train/car/b.png", "test/bus/c.png", "test/car/d.png"])
+    splits = load_labelled_splits(str(data), input_column="image")
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for i in range(5):
+        Image.new("RGB", (8, 8), (0, 0, 100 + i)).save(pool / f"{'test' if i < 2 else 'train'}_{i}.png")
+    with caplog.at_level(logging.WARNING):
+        rows = load_unlabeled(str(pool), "train", "image", "label", splits.train, {"eval": splits.eval})
+    assert len(rows) == 3
+    (line,) = [m for m in caplog.messages if "also has" in m]
+    assert "also has split 'test' (2 rows): only its 'train' split is used" in line
+
+
 def test_a_pool_of_image_paths_beside_an_image_folder_reads_as_images(tmp_path):
     """A csv of image file paths as the pool of an image-folder task: its paths read as images, so a path to a copy
     of an eval image is found as leakage; a csv of other text stays refused as text beside images."""
-    from hf_aft.unlabeled import load_unlabeled
+    from hf_aft.unlabeled_data import load_unlabeled
 
     data = _image_folder(tmp_path / "data", ["train/bus/a.png", "train/car/b.png", "test/bus/c.png", "test/car/d.png"])
     pool = tmp_path / "pool"

@@ -33,11 +33,12 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import hf_aft.teachers
 from hf_aft import AFTConfig, AFTError, AFTTrainer, distillation, extract_teacher_features
-from hf_aft import unlabeled as unlabeled_module
+from hf_aft import unlabeled_data as unlabeled_module
 from hf_aft.card import read_baseline
 from hf_aft.commands import main
 from hf_aft.losses import distillation_loss
-from hf_aft.unlabeled import UNLABELED, MixedSampler, check_no_leakage, check_pool_leakage
+from hf_aft.unlabeled import UNLABELED, MixedSampler
+from hf_aft.unlabeled_data import check_no_leakage, check_pool_leakage
 
 N_LABELLED, N_POOL = 24, 16
 ERROR = "hf-aft: error:"

@@ -38,7 +38,7 @@ from .run_records import finish_run
 from .student import fold_target_scale, load_student, tokenize_beside_features
 from .targets import SINGLE
 from .trainer import AFTTrainer
-from .unlabeled import load_unlabeled, mark_checked
+from .unlabeled_data import load_unlabeled, mark_checked
 from .validation_split import DEFAULT_VALIDATION_FRACTION, class_ids
 from .word_features import check_run_options, with_word_or_teacher_features
 

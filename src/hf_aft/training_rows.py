@@ -26,7 +26,8 @@ from .losses import distillation_loss
 from .option_checks import check_pool_read
 from .provenance import current_revision
 from .targets import MULTI, REGRESSION, SINGLE, TOKEN, model_problem_type
-from .unlabeled import UNLABELED, MixedSampler, check_trainer_pool, join_labelled_unlabeled
+from .unlabeled import UNLABELED, MixedSampler, join_labelled_unlabeled
+from .unlabeled_data import check_trainer_pool
 from .word_batches import word_pairs
 from .word_distillation import with_word_targets, word_probe_targets
 from .word_features import is_word_features, scan_word_features, with_word_or_teacher_features

@@ -105,7 +105,7 @@ def _load_unlabeled(args: FeatureArguments, data):
         return None
     from ..errors import AFTError
     from ..feature_dataset import UNLABELED_SPLIT
-    from ..unlabeled import load_unlabeled
+    from ..unlabeled_data import load_unlabeled
 
     if UNLABELED_SPLIT in data:  # before the pool is compared with it as a held-out split
         raise AFTError(f"the dataset already has a split named {UNLABELED_SPLIT!r}: the unlabelled pool would replace "

@@ -1,0 +1,209 @@
+"""Unlabelled rows as a run reads them (`--unlabeled_dataset`, `AFTTrainer(unlabeled_dataset=...)`): loaded like
+labelled data, checked like it (a column of the right kind, no blank text), and compared with every held-out split
+and the labelled rows, so that no evaluation row reaches the student through the teachers (leakage). Mixing them into
+batches is unlabeled.py's."""
+
+from __future__ import annotations
+
+import logging
+import os
+import unicodedata
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .data import arrow_column, check_all_text, check_inputs, first_row, load_dataset_dict
+from .data_files import IMAGE_SUFFIXES, missing_split
+from .errors import AFTError, warn_once
+from .images import check_image_paths, image_digests
+from .words import is_word_lists
+
+LABEL_COLUMNS = ("labels", "label")
+
+
+def check_unlabeled(unlabeled: datasets.Dataset, input_column: str, name: str = "unlabelled") -> None:
+    """The unlabelled split holds rows and an input column of the right kind (text in every row; no missing image)."""
+    if len(unlabeled) == 0:
+        raise AFTError(f"the {name} split is empty: give unlabelled rows, or drop --unlabeled_dataset.")
+    if input_column not in unlabeled.column_names:
+        images = "".join(f" (images in {c!r})" for c, f in unlabeled.features.items() if _kind(f) == "image")
+        raise AFTError(f"column {input_column!r} not found in the {name} split; it has columns "
+                       f"{unlabeled.column_names}{images}. Give unlabelled rows of the labelled data's kind in its "
+                       "input column (or rename theirs).")
+    check_inputs(unlabeled, input_column, name)
+    _check_blank_texts(unlabeled, input_column, name)
+    if is_word_lists(unlabeled.features[input_column]):  # token classification: each row a sentence of words
+        empty = pc.equal(pc.list_value_length(arrow_column(unlabeled, input_column)), 0)
+        row = first_row(empty)
+        if row is not None:
+            raise AFTError(f"the {name} split's row {row} has no words in {input_column!r}: drop that row.")
+
+
+def _check_blank_texts(unlabeled: datasets.Dataset, input_column: str, name: str) -> None:
+    """A blank text (once zero-width, combining and control characters are dropped) carries nothing for a teacher."""
+    if input_column not in unlabeled.column_names or _kind(unlabeled.features[input_column]) != "text":
+        return
+    texts = arrow_column(unlabeled, input_column).to_pylist()
+    row = next((i for i, text in enumerate(texts) if not any(c.isprintable() for c in normalised_text(text))), None)
+    if row is not None:
+        raise AFTError(f"the {name} split's row {row} has an empty text in {input_column!r}: drop that row.")
+
+
+def _kind(feature) -> str:
+    if is_word_lists(feature):
+        return "words"
+    if isinstance(getattr(feature, "feature", None), datasets.Value):  # token ids (a tokenized set without its text)
+        return "ids"
+    if isinstance(feature, datasets.Value):
+        return "text" if feature.dtype in ("string", "large_string") else f"{feature.dtype} values"
+    return "image" if isinstance(feature, (datasets.Image, datasets.Array2D, datasets.Array3D, datasets.List)) else (
+        f"values datasets reads as {type(feature).__name__}")  # e.g. Json: texts mixed with numbers
+
+
+def normalised_text(text: str | None) -> str | None:
+    """The text as an uncased tokenizer reads it (BERT's BasicTokenizer): Unicode NFKD without accents and format
+    characters (a zero-width space), casefolded, whitespace collapsed and stripped, so that "Great  movie ",
+    "GREAT MOVIE" and "grëat movie" are one text."""
+    if text is None:
+        return None
+    kept = (c for c in unicodedata.normalize("NFKD", text) if unicodedata.category(c) not in ("Mn", "Cf"))
+    return " ".join("".join(kept).casefold().split())
+
+
+def _comparable(dataset: datasets.Dataset, column: str):
+    """The column's rows as strings to compare across splits: normalised texts (words joined by spaces first),
+    token ids joined by spaces, images' SHA-256."""
+    kind = _kind(dataset.features[column])
+    if kind == "image":
+        return pa.array(image_digests(dataset, column), pa.string())
+    values = arrow_column(dataset, column)
+    if kind == "ids":
+        return pc.binary_join(values.cast(pa.list_(pa.string())), " ")
+    values = pc.binary_join(values, " ") if kind == "words" else values
+    return pa.array([normalised_text(text) for text in values.to_pylist()], pa.string())
+
+
+def _compared_column(unlabeled: datasets.Dataset, other: datasets.Dataset, input_column: str) -> str | None:
+    """The input column when both sets have it, else their token ids (a tokenized set without its text), else None."""
+    both = [c for c in (input_column, "input_ids") if c in unlabeled.column_names and c in other.column_names]
+    return both[0] if both else None
+
+
+def paths_as_images(unlabeled: datasets.Dataset, labelled: datasets.Dataset, column: str) -> datasets.Dataset:
+    """A pool whose column holds image file paths (a csv, say) beside labelled images: the paths read as datasets
+    `Image`s, so that the two compare (leakage by the files' SHA-256). Other text is left for check_modality."""
+    if (column not in unlabeled.column_names or _kind(labelled.features.get(column)) != "image"
+            or _kind(unlabeled.features[column]) != "text" or not len(unlabeled)
+            or not _looks_like_image_path(str(unlabeled[0][column]))):
+        return unlabeled
+    check_image_paths(unlabeled, column)  # each path a file (check_unlabeled then reads each image once)
+    return unlabeled.cast_column(column, datasets.Image())
+
+
+def _looks_like_image_path(value: str) -> bool:
+    return os.path.isfile(value) or os.path.splitext(value)[1].lower() in IMAGE_SUFFIXES
+
+
+def check_modality(unlabeled: datasets.Dataset, labelled: datasets.Dataset, input_column: str,
+                   name: str = "unlabelled") -> None:
+    """The unlabelled input column holds the same kind of data as the labelled one (text, words, or images)."""
+    ours, theirs = _kind(unlabeled.features[input_column]), _kind(labelled.features[input_column])
+    if ours != theirs and theirs == "text" and ours != "image":  # a number among texts, say
+        check_all_text(unlabeled, input_column, name)
+    if ours != theirs:
+        raise AFTError(f"the {name} split's column {input_column!r} holds {ours} but the labelled data's holds "
+                       f"{theirs}: give unlabelled data of the same kind.")
+
+
+def check_no_leakage(unlabeled: datasets.Dataset, eval_set: datasets.Dataset | None, input_column: str,
+                     eval_name: str = "eval", name: str = "unlabelled", advice: str | None = None) -> None:
+    """No unlabelled text or image is also an evaluation one: the teachers' features (and probe predictions) of eval
+    rows would reach the student and bias the reported result. Images compare by the SHA-256 of their decoded pixels
+    (`images.image_digests`), so a copy elsewhere, re-saved or as an array is found; texts after `normalised_text`
+    ("GREAT movie " is "great movie"), sentences of words joined by spaces, token ids when a set has no text."""
+    column = None if eval_set is None else _compared_column(unlabeled, eval_set, input_column)
+    if column is None:
+        return
+    ours, theirs = _comparable(unlabeled, column), _comparable(eval_set, column)
+    shared = pc.is_in(ours, value_set=theirs.unique(), skip_nulls=True)
+    count = pc.sum(shared.cast("int64")).as_py() or 0
+    if count:
+        row = int(np.flatnonzero(shared.to_numpy(zero_copy_only=False))[0])
+        rows, verb = ("1 row", "is") if count == 1 else (f"{count} rows", "are")
+        raise AFTError(f"{rows} of the {name} split {verb} also in the {eval_name} split (first at row {row}): "
+                       + (advice or "that is leakage, the student would learn from the teachers' view of the "
+                          "evaluation data. Remove them from the unlabelled data, or evaluate on another split."))
+
+
+def load_unlabeled(source: str, split: str, input_column: str, label_column: str, labelled: datasets.Dataset,
+                   held_out: dict[str, datasets.Dataset | None]) -> datasets.Dataset:
+    """The unlabelled rows of `--unlabeled_dataset SOURCE --unlabeled_split SPLIT` (SOURCE as for --dataset_name),
+    checked like labelled data, with any label column dropped (it is never read). `held_out` names the splits no
+    unlabelled row may come from (the eval split, --beta auto's validation split).
+
+    Raises:
+        AFTError: a source that cannot be loaded, a missing split or column, an empty split, a missing text, another
+            kind of input than the labelled data's, rows shared with a held-out split or the labelled training rows.
+    """
+    try:
+        data = load_dataset_dict(source)
+    except AFTError as error:
+        raise AFTError(f"--unlabeled_dataset: {error}") from error
+    if split not in data:
+        refusal = missing_split(split, list(data), source, "name one of them with --unlabeled_split")
+        raise AFTError(f"--unlabeled_dataset {source!r}: {refusal}")
+    unused = {other: len(rows) for other, rows in data.items() if other != split}
+    if unused and split == "train":  # the default: an image folder with test_*.png files has two splits, say
+        warn_once(logging.getLogger(__name__), f"hf-aft: --unlabeled_dataset {source!r} also has {_counts(unused)}: "
+                  "only its 'train' split is used (--unlabeled_split names another; give a folder of its own).")
+    name = f"unlabelled ({source} {split})"
+    unlabeled = paths_as_images(data[split], labelled, input_column)
+    check_unlabeled(unlabeled, input_column, name)
+    check_modality(unlabeled, labelled, input_column, name)
+    check_pool_leakage(unlabeled, labelled, held_out, input_column, name)
+    dropped = [c for c in (label_column, *LABEL_COLUMNS) if c in unlabeled.column_names and c != input_column]
+    return unlabeled.remove_columns(sorted(set(dropped))) if dropped else unlabeled
+
+
+def check_pool_leakage(unlabeled: datasets.Dataset, labelled: datasets.Dataset | None,
+                       held_out: dict[str, datasets.Dataset | None], input_column: str,
+                       name: str = "unlabelled", command: bool = True) -> None:
+    """No unlabelled row is also a row of a held-out split (`held_out`: name -> split) or of the labelled training
+    split (`check_no_leakage`); `command`: the advice names hf-aft train's options, else AFTTrainer's arguments."""
+    for held_name, held in held_out.items():
+        check_no_leakage(unlabeled, held, input_column, held_name, name)
+    check_no_leakage(unlabeled, labelled, input_column, "labelled training", name, advice=(
+        "their labels are already used, and --beta auto would hold some of them out to judge on. Remove them from the "
+        "pool (a pool saved beside the data by hf-aft features is --unlabeled_split unlabeled)." if command else
+        "their labels are already used. Remove them from unlabeled_dataset (train_dataset holds them)."))
+
+
+def _counts(splits: dict[str, int]) -> str:
+    return ", ".join(f"split {name!r} ({rows} rows)" for name, rows in splits.items())
+
+
+def check_trainer_pool(unlabeled, labelled, eval_dataset, input_column: str) -> None:
+    """`AFTTrainer(unlabeled_dataset=...)`'s pool checked as `hf-aft train` checks its --unlabeled_dataset: no blank
+    texts, no rows of the eval set (one, or each of a dict of them) or of the labelled training set. A pool that
+    `mark_checked` named (the command checked its rows) is not checked again: image files would be hashed twice."""
+    if not isinstance(unlabeled, datasets.Dataset) or unlabeled._fingerprint in _CHECKED_POOLS:
+        return
+    evals = eval_dataset if isinstance(eval_dataset, dict) else {None: eval_dataset}
+    held_out = {"eval" if key is None else f"eval ({key})": split for key, split in evals.items()
+                if isinstance(split, datasets.Dataset)}
+    _check_blank_texts(unlabeled, input_column, "unlabelled (unlabeled_dataset)")
+    check_pool_leakage(unlabeled, labelled if isinstance(labelled, datasets.Dataset) else None, held_out,
+                       input_column, "unlabelled (unlabeled_dataset)", command=False)
+
+
+def mark_checked(pool: datasets.Dataset | None) -> datasets.Dataset | None:
+    """`pool`, marked as prepared from rows `load_unlabeled` checked: the trainer does not check it again (an image
+    pool's files would be hashed twice)."""
+    if pool is not None:
+        _CHECKED_POOLS.add(pool._fingerprint)
+    return pool
+
+
+_CHECKED_POOLS: set[str] = set()  # fingerprints of the pools hf-aft train checked before preparing them
