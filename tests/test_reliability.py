@@ -480,6 +480,21 @@ def test_a_pool_that_reads_as_several_splits_says_which_rows_it_leaves_out(tmp_p
     assert "also has split 'test' (2 rows): only its 'train' split is used" in line
 
 
+def test_a_broken_link_or_an_unlabeled_folder_in_an_image_folder_is_named_as_such(tmp_path):
+    """A link to a missing file was blamed on split naming (advice that did not help); an `unlabeled/` folder beside
+    train/ and test/ (a Hub dataset's split name, which datasets does not read from a folder) got the advice to move
+    its images into their split's folder."""
+    data = _image_folder(tmp_path / "data", ["train/bus/a.png", "train/car/b.png", "test/bus/c.png", "test/car/d.png"])
+    (data / "train" / "bus" / "zz.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(AFTError, match=r"'train/bus/zz.png' is a link to '.*nowhere.png', which does not exist"):
+        load_labelled_splits(str(data), input_column="image")
+    (data / "train" / "bus" / "zz.png").unlink()
+    _image_folder(data, ["unlabeled/u1.png", "unlabeled/u2.png"])
+    with pytest.raises(AFTError, match=r"datasets reads no 'unlabeled' split from a folder.* give '.*unlabeled' on "
+                                       "its own as --unlabeled_dataset"):
+        load_labelled_splits(str(data), input_column="image")
+
+
 def test_a_pool_of_image_paths_beside_an_image_folder_reads_as_images(tmp_path):
     """A csv of image file paths as the pool of an image-folder task: its paths read as images, so a path to a copy
     of an eval image is found as leakage; a csv of other text stays refused as text beside images."""

@@ -128,9 +128,11 @@ def folder_data_files(folder: str) -> list[str]:
         if linked:
             raise AFTError(f"{folder!r}: {os.path.relpath(os.path.join(root, linked[0]), folder)!r} is a link to a "
                            "folder, which datasets does not follow (its files would be left out): copy the folder in.")
-        for file in names:
-            if not file.startswith((".", "__")):
-                (found if suffix(file) in DATA_SUFFIXES else others).append(os.path.join(root, file))
+        for path in [os.path.join(root, file) for file in names if not file.startswith((".", "__"))]:
+            if not os.path.exists(path):  # a broken link: datasets leaves it out, and the split check would blame it
+                raise AFTError(f"{folder!r}: {os.path.relpath(path, folder)!r} is a link to {os.readlink(path)!r}, "
+                               "which does not exist: fix or remove the link.")
+            (found if suffix(path) in DATA_SUFFIXES else others).append(path)
     if not found:
         shown = ", ".join(sorted(os.path.relpath(f, folder) for f in others)[:5]) or "nothing"
         raise AFTError(f"{folder!r} is not a dataset folder: it holds no save_to_disk dataset (dataset_dict.json) and "

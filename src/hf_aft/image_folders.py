@@ -96,6 +96,11 @@ def check_read_once_into_its_split(folder: str, path: str, splits: list[str], re
     rename = (f"rename the folder or file with {inner!r} in its name so that {inner!r} is no word of it (e.g. "
               f"'{inner}' -> '{inner}x'; datasets reads a split's name anywhere in a path, between - . _ space or "
               "digits)" if len(words) > 1 or (not splits and inner) else None)
+    top = path.split(os.sep)[0] if os.sep in path else None
+    if not splits and top in ("unlabeled", "unlabelled"):  # a Hub-style split name, which a folder cannot have
+        raise AFTError(f"{folder!r}: datasets reads no {top!r} split from a folder, only train, test and validation "
+                       f"(and their other names), so it would leave out {path!r} and the rest of {top}/: give "
+                       f"{os.path.join(folder, top)!r} on its own as --unlabeled_dataset, or move it out.")
     if not splits:
         raise AFTError(f"{folder!r}: datasets reads this folder's splits from the split names in its paths ({counts}) "
                        f"and would leave out {path!r}: " + (rename or "move it into its split's folder or out of the "
