@@ -121,3 +121,20 @@ def test_a_json_escape_of_half_a_surrogate_pair_names_the_reader_error_and_the_w
     line = error_line(capsys)
     assert "The surrogate pair in string is invalid. in row 0" in line and "outside a surrogate pair" in line
     assert "An error occurred while generating" not in line
+
+
+def test_the_trainer_names_a_pool_that_is_no_dataset(student_dir, tmp_path):
+    """A DatasetDict was refused for a missing column ("the dataset has columns {'train': [...]}"), a list of dicts
+    was an AttributeError."""
+    import datasets
+    from transformers import AutoModelForSequenceClassification
+
+    from hf_aft import AFTConfig, AFTTrainer
+
+    pool = tiny.sentiment_dataset(4, seed=2).remove_columns("label")
+    for given, expected in ((datasets.DatasetDict({"train": pool}), r"not DatasetDict: give one split of it"),
+                            (pool.to_list(), "not list: datasets.Dataset.from_list")):
+        with pytest.raises(AFTError, match=r"unlabeled_dataset must be a datasets.Dataset, " + expected):
+            AFTTrainer(model=AutoModelForSequenceClassification.from_pretrained(str(student_dir)),
+                       args=AFTConfig(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True),
+                       train_dataset=tiny.sentiment_dataset(8, seed=0), unlabeled_dataset=given)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import datasets
 import torch
 import torch.nn.functional as F
 
@@ -79,6 +80,10 @@ def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None) -> 
     if train_dataset is not None and len(train_dataset) < 2 and args.transfer in ("aft", "rkd"):
         raise AFTError(f"transfer={args.transfer!r} compares examples within a batch: it needs at least 2 "
                        "training examples.")
+    if unlabeled_dataset is not None and not isinstance(unlabeled_dataset, datasets.Dataset):
+        way = ("give one split of it (unlabeled_dataset=pool['train'])" if isinstance(unlabeled_dataset, dict)
+               else "datasets.Dataset.from_list(rows) makes one of a list of dicts")
+        raise AFTError(f"unlabeled_dataset must be a datasets.Dataset, not {type(unlabeled_dataset).__name__}: {way}.")
     if unlabeled_dataset is not None and len(unlabeled_dataset) == 0:
         raise AFTError("the unlabelled dataset is empty: give unlabelled rows, or pass none.")
     if unlabeled_dataset is not None:
