@@ -615,3 +615,31 @@ def test_a_run_is_marked_complete_last_and_push_refuses_one_that_is_not(student_
     capsys.readouterr()
     assert main(["push", str(out), "--hub_model_id", "org/name"]) == 2
     assert COMPLETE_NAME in capsys.readouterr().err
+
+
+def test_a_parquet_pool_of_image_bytes_beside_an_image_folder_reads_as_images(tmp_path):
+    """Raw PNG bytes, or pandas' {"bytes", "path"} records, in a parquet pool were refused as "binary values" /
+    "dict" with a way out (--image_column) that was already taken: they read as images, leakage found by pixels."""
+    import io
+
+    import pandas as pd
+
+    from hf_aft.unlabeled_data import load_unlabeled
+
+    data = _image_folder(tmp_path / "data", ["train/bus/a.png", "train/car/b.png", "test/bus/c.png", "test/car/d.png"])
+    splits = load_labelled_splits(str(data), input_column="image")
+
+    def png(image):
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    own, leaked = png(Image.new("RGB", (8, 8), (0, 99, 0))), png(Image.open(data / "test" / "car" / "d.png"))
+    for name, rows in (("raw", [own, own]), ("records", [{"bytes": own, "path": None}] * 2)):
+        pd.DataFrame({"image": rows}).to_parquet(tmp_path / f"{name}.parquet")
+        pool = load_unlabeled(str(tmp_path / f"{name}.parquet"), "train", "image", "label", splits.train,
+                              {"eval": splits.eval})
+        assert isinstance(pool.features["image"], datasets.Image) and pool[0]["image"].size == (8, 8)
+    pd.DataFrame({"image": [own, leaked]}).to_parquet(tmp_path / "leaky.parquet")
+    with pytest.raises(AFTError, match="1 row of the unlabelled .* split is also in the eval split"):
+        load_unlabeled(str(tmp_path / "leaky.parquet"), "train", "image", "label", splits.train, {"eval": splits.eval})

@@ -91,12 +91,17 @@ def _compared_column(unlabeled: datasets.Dataset, other: datasets.Dataset, input
     return both[0] if both else None
 
 
-def paths_as_images(unlabeled: datasets.Dataset, labelled: datasets.Dataset, column: str) -> datasets.Dataset:
-    """A pool whose column holds image file paths (a csv, say) beside labelled images: the paths read as datasets
-    `Image`s, so that the two compare (leakage by the files' SHA-256). Other text is left for check_modality."""
-    if (column not in unlabeled.column_names or _kind(labelled.features.get(column)) != "image"
-            or _kind(unlabeled.features[column]) != "text" or not len(unlabeled)
-            or not _looks_like_image_path(str(unlabeled[0][column]))):
+def read_as_images(unlabeled: datasets.Dataset, labelled: datasets.Dataset, column: str) -> datasets.Dataset:
+    """A pool whose column holds image file paths (a csv, say), encoded image bytes or `{"bytes", "path"}` records (a
+    parquet file written by pandas) beside labelled images: read as datasets `Image`s, so that the two compare
+    (leakage by decoded pixels) and the teachers read them. Other text is left for check_modality to refuse."""
+    if column not in unlabeled.column_names or _kind(labelled.features.get(column)) != "image" or not len(unlabeled):
+        return unlabeled
+    feature = unlabeled.features[column]
+    if feature in (datasets.Value("binary"), datasets.Value("large_binary")) or (
+            isinstance(feature, dict) and set(feature) == {"bytes", "path"}):
+        return unlabeled.cast_column(column, datasets.Image())  # check_unlabeled then opens each image
+    if _kind(feature) != "text" or not _looks_like_image_path(str(unlabeled[0][column])):
         return unlabeled
     check_image_paths(unlabeled, column)  # each path a file (check_unlabeled then reads each image once)
     return unlabeled.cast_column(column, datasets.Image())
@@ -159,7 +164,7 @@ def load_unlabeled(source: str, split: str, input_column: str, label_column: str
         warn_once(logging.getLogger(__name__), f"hf-aft: --unlabeled_dataset {source!r} also has {_counts(unused)}: "
                   "only its 'train' split is used (--unlabeled_split names another; give a folder of its own).")
     name = f"unlabelled ({source} {split})"
-    unlabeled = paths_as_images(data[split], labelled, input_column)
+    unlabeled = read_as_images(data[split], labelled, input_column)
     check_unlabeled(unlabeled, input_column, name)
     check_modality(unlabeled, labelled, input_column, name)
     check_pool_leakage(unlabeled, labelled, held_out, input_column, name)
