@@ -643,3 +643,15 @@ def test_a_parquet_pool_of_image_bytes_beside_an_image_folder_reads_as_images(tm
     pd.DataFrame({"image": [own, leaked]}).to_parquet(tmp_path / "leaky.parquet")
     with pytest.raises(AFTError, match="1 row of the unlabelled .* split is also in the eval split"):
         load_unlabeled(str(tmp_path / "leaky.parquet"), "train", "image", "label", splits.train, {"eval": splits.eval})
+
+
+def test_an_image_file_whose_values_fit_no_range_is_named_once_with_its_file(tmp_path):
+    """A 32-bit TIFF of values up to 252,000: the message said column and row twice, around 'is not a readable image
+    file', though the file reads; it names what the pixels hold."""
+    path = tmp_path / "wide.tiff"
+    Image.fromarray((np.arange(64).reshape(8, 8) * 4000).astype(np.int32)).save(path)
+    with pytest.raises(AFTError) as refused:
+        to_rgb(str(path), "image", 16)
+    message = str(refused.value)
+    assert message.startswith(f"column 'image', row 16 ({str(path)!r}): mode I holds values in [0, 252000]")
+    assert message.count("row 16") == 1 and "not a readable image" not in message

@@ -32,11 +32,13 @@ def to_rgb(value, column: str, row: int | None = None) -> Image.Image:
     if isinstance(value, dict) and ("bytes" in value or "path" in value):
         value = io.BytesIO(value["bytes"]) if value.get("bytes") else value.get("path")
     if isinstance(value, (str, os.PathLike, io.BytesIO)):
+        shown = str(value)[:80] if not isinstance(value, io.BytesIO) else "<bytes>"
         try:
             with Image.open(value) as image:
-                return _image_to_rgb(image, where)
+                return _image_to_rgb(image, f"{where} ({shown!r})")
+        except AFTError:  # a ValueError too: the file opened, and the message names what its pixels hold
+            raise
         except (OSError, ValueError, Image.DecompressionBombError) as error:
-            shown = str(value)[:80] if not isinstance(value, io.BytesIO) else "<bytes>"
             raise AFTError(f"{where}: {shown!r} is not a readable image file ({first_line(error)}).") from error
     if isinstance(value, Image.Image):  # datasets decodes lazily: the pixels are read here
         try:
