@@ -655,3 +655,23 @@ def test_an_image_file_whose_values_fit_no_range_is_named_once_with_its_file(tmp
     message = str(refused.value)
     assert message.startswith(f"column 'image', row 16 ({str(path)!r}): mode I holds values in [0, 252000]")
     assert message.count("row 16") == 1 and "not a readable image" not in message
+
+
+def test_image_digests_are_decoded_once_and_kept_beside_the_datasets_cache(tmp_path, monkeypatch):
+    """Pixel digests cost a decode per image: a second run (a new process, the same folder) reads them back; a file
+    replaced under the same name changes the folder's fingerprint and is decoded again."""
+    from hf_aft import images
+
+    data = _image_folder(tmp_path / "data", ["train/bus/a.png", "train/car/b.png", "test/bus/c.png"])
+    decoded = []
+    digest = images._digest
+    monkeypatch.setattr(images, "_digest", lambda value: decoded.append(1) or digest(value))
+    first = images.image_digests(load_labelled_splits(str(data), input_column="image").train, "image")
+    assert len(decoded) == 2
+    images._DIGESTS.clear()  # as in a new process
+    again = images.image_digests(load_labelled_splits(str(data), input_column="image").train, "image")
+    assert again == first and len(decoded) == 2
+    time.sleep(0.01)
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(data / "train" / "car" / "b.png")
+    changed = images.image_digests(load_labelled_splits(str(data), input_column="image").train, "image")
+    assert len(decoded) == 4 and changed[0] == first[0] and changed[1] != first[1]
