@@ -119,6 +119,12 @@ def test_a_resume_with_a_teacher_of_another_width_names_the_teachers(student_dir
     line = error_line(capsys)
     assert "it was saved by a run with teacher features of mean pooling, 12-d" in line and "8-d" in line
     assert "state_dict" not in line
+    finished = tmp_path / "finished"  # a refused resume into the finished run itself leaves every file as it was
+    shutil.copytree(first_run, finished)
+    before = {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
+    assert main(train_args(student_dir, teacher_dirs[:1], data, finished, "--max_steps", "4", "--unlabeled_dataset",
+                           str(data / "pool.csv"), "--resume_from_checkpoint", str(finished / "checkpoint-2"))) == 2
+    assert {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()} == before  # hf_aft_complete.json too
 
 
 def test_an_older_checkpoint_resumed_with_another_transfer_names_the_saved_one(student_dir, teacher_dirs, data,

@@ -13,6 +13,7 @@ import zipfile
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from transformers import TrainerCallback
 
 from .claims import CLAIM_NAME, RUN_ID_KEY, stamped
 from .errors import AFTError, first_line, warn_once
@@ -173,6 +174,15 @@ def clear_complete(output_dir: str) -> None:
     path = os.path.join(output_dir, COMPLETE_NAME)
     if os.path.isfile(path):
         os.remove(path)
+
+
+class ClearCompleteAtStart(TrainerCallback):
+    """`clear_complete` when training starts: after a resumed checkpoint is checked and loaded, so that a refused
+    resume (other teachers, a damaged file) leaves a finished run's marker where it was."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            clear_complete(args.output_dir)
 
 
 def check_complete(output_dir: str) -> None:

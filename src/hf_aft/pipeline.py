@@ -32,7 +32,7 @@ from .groups import MIN_GROUP_ROWS
 from .hub import push_run
 from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for
 from .option_checks import check_idle_options, check_pool_read
-from .outputs import check_creatable, check_output_dir, clear_complete, mark_complete
+from .outputs import ClearCompleteAtStart, check_creatable, check_output_dir, mark_complete
 from .resume_check import record_rows
 from .run_records import finish_run
 from .student import fold_target_scale, load_student, tokenize_beside_features
@@ -309,8 +309,7 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
                          image_column=script_args.image_column, compute_metrics=run["metrics"],
                          unlabeled_dataset=run["unlabeled_set"], text_column=script_args.text_column)
     tag_config(trainer.accelerator.unwrap_model(trainer.model))  # every config.json it saves names this run
-    if trainer.is_world_process_zero():
-        clear_complete(config.output_dir)  # not finished until this run says so (see mark_complete below)
+    trainer.add_callback(ClearCompleteAtStart())  # not finished once it starts, until mark_complete below
     result = trainer.train(resume_from_checkpoint=checkpoint or config.resume_from_checkpoint)
     if beta_search is not None and trainer.is_world_process_zero():
         shutil.rmtree(os.path.join(config.output_dir, BETA_SEARCH_RUNS), ignore_errors=True)
