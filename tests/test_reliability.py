@@ -446,6 +446,8 @@ def test_an_eval_image_in_the_pool_in_another_form_is_leakage_and_a_huge_one_is_
     arrays = datasets.Dataset.from_dict({"image": [np.asarray(own), np.asarray(leaked)]})  # lists of ints on disk
     forms = {"optimised.png": lambda f: (own.save(f / "own.png"), leaked.save(f / "x.png", optimize=True)),
              "bmp": lambda f: (own.save(f / "own.png"), leaked.save(f / "x.bmp")),
+             "rgba": lambda f: (own.save(f / "own.png"), leaked.convert("RGBA").save(f / "x.png")),
+             "palette": lambda f: (own.save(f / "own.png"), leaked.quantize(4).save(f / "x.png")),
              "array": arrays.save_to_disk}
     for form, save in forms.items():
         pool = tmp_path / form
@@ -490,8 +492,8 @@ def test_a_broken_link_or_an_unlabeled_folder_in_an_image_folder_is_named_as_suc
         load_labelled_splits(str(data), input_column="image")
     (data / "train" / "bus" / "zz.png").unlink()
     _image_folder(data, ["unlabeled/u1.png", "unlabeled/u2.png"])
-    with pytest.raises(AFTError, match=r"datasets reads no 'unlabeled' split from a folder.* give '.*unlabeled' on "
-                                       "its own as --unlabeled_dataset"):
+    with pytest.raises(AFTError, match=r"datasets reads no 'unlabeled' split from a folder.* move unlabeled/ out of "
+                                       ".* and give it on its own as --unlabeled_dataset"):
         load_labelled_splits(str(data), input_column="image")
 
 
@@ -643,6 +645,10 @@ def test_a_parquet_pool_of_image_bytes_beside_an_image_folder_reads_as_images(tm
     pd.DataFrame({"image": [own, leaked]}).to_parquet(tmp_path / "leaky.parquet")
     with pytest.raises(AFTError, match="1 row of the unlabelled .* split is also in the eval split"):
         load_unlabeled(str(tmp_path / "leaky.parquet"), "train", "image", "label", splits.train, {"eval": splits.eval})
+    floats = datasets.Dataset.from_dict({"image": [np.full((8, 8, 3), 0.5, np.float32)] * 2})
+    floats.save_to_disk(tmp_path / "floats")  # a traceback in the join with the labelled rows, after the teachers
+    with pytest.raises(AFTError, match="are arrays of float32 beside labelled image files.*save them as 8-bit"):
+        load_unlabeled(str(tmp_path / "floats"), "train", "image", "label", splits.train, {"eval": splits.eval})
 
 
 def test_an_image_file_whose_values_fit_no_range_is_named_once_with_its_file(tmp_path):
@@ -665,7 +671,7 @@ def test_image_digests_are_decoded_once_and_kept_beside_the_datasets_cache(tmp_p
     data = _image_folder(tmp_path / "data", ["train/bus/a.png", "train/car/b.png", "test/bus/c.png"])
     decoded = []
     digest = images._digest
-    monkeypatch.setattr(images, "_digest", lambda value: decoded.append(1) or digest(value))
+    monkeypatch.setattr(images, "_digest", lambda value, column: decoded.append(1) or digest(value, column))
     first = images.image_digests(load_labelled_splits(str(data), input_column="image").train, "image")
     assert len(decoded) == 2
     images._DIGESTS.clear()  # as in a new process

@@ -57,20 +57,21 @@ def test_a_blank_unlabelled_text_is_refused(student_dir, teacher_dirs, data, tmp
 
 def test_the_trainer_refuses_a_blank_unlabelled_text_too(student_dir, teacher_dirs, tmp_path):
     """The Python API checks its pool as the command does (it trained on the blank row)."""
+    import datasets
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from hf_aft import AFTConfig, AFTTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(str(student_dir))
     train_set = tiny.sentiment_dataset(16, seed=0).map(lambda b: tokenizer(b["text"]), batched=True)
-    pool = tiny.sentiment_dataset(4, seed=2).remove_columns("label").map(
-        lambda row, i: {"text": "\u200b " if i == 2 else row["text"]}, with_indices=True
-    ).map(lambda b: tokenizer(b["text"]), batched=True)
-    with pytest.raises(AFTError, match="row 2 has an empty text in 'text'"):
-        AFTTrainer(model=AutoModelForSequenceClassification.from_pretrained(str(student_dir)),
-                   args=AFTConfig(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True,
-                                  teachers=[str(teacher_dirs[0])]),
-                   train_dataset=train_set, unlabeled_dataset=pool, processing_class=tokenizer)
+    texts = tiny.sentiment_dataset(4, seed=2)["text"]
+    for blank in ("\u200b ", None):  # None: a missing text was a TypeError
+        pool = datasets.Dataset.from_dict({"text": [*texts[:2], blank, texts[3]], "input_ids": [[1, 2]] * 4})
+        with pytest.raises(AFTError, match="row 2 has an empty text in 'text'"):
+            AFTTrainer(model=AutoModelForSequenceClassification.from_pretrained(str(student_dir)),
+                       args=AFTConfig(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True,
+                                      teachers=[str(teacher_dirs[0])]),
+                       train_dataset=train_set, unlabeled_dataset=pool, processing_class=tokenizer)
 
 
 def test_a_labelled_share_too_small_for_one_epoch_is_refused_with_the_range(student_dir, teacher_dirs, data,
@@ -133,7 +134,9 @@ def test_the_trainer_names_a_pool_that_is_no_dataset(student_dir, tmp_path):
 
     pool = tiny.sentiment_dataset(4, seed=2).remove_columns("label")
     for given, expected in ((datasets.DatasetDict({"train": pool}), r"not DatasetDict: give one split of it"),
-                            (pool.to_list(), "not list: datasets.Dataset.from_list")):
+                            (pool.to_list(), "not list: datasets.Dataset.from_list"),
+                            (pool.to_dict(), "not dict: datasets.Dataset.from_dict"),
+                            (pool.to_pandas(), "not DataFrame: datasets.Dataset.from_pandas")):
         with pytest.raises(AFTError, match=r"unlabeled_dataset must be a datasets.Dataset, " + expected):
             AFTTrainer(model=AutoModelForSequenceClassification.from_pretrained(str(student_dir)),
                        args=AFTConfig(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True),

@@ -99,8 +99,8 @@ def check_read_once_into_its_split(folder: str, path: str, splits: list[str], re
     top = path.split(os.sep)[0] if os.sep in path else None
     if not splits and top in ("unlabeled", "unlabelled"):  # a Hub-style split name, which a folder cannot have
         raise AFTError(f"{folder!r}: datasets reads no {top!r} split from a folder, only train, test and validation "
-                       f"(and their other names), so it would leave out {path!r} and the rest of {top}/: give "
-                       f"{os.path.join(folder, top)!r} on its own as --unlabeled_dataset, or move it out.")
+                       f"(and their other names), so it would leave out {path!r} and the rest of {top}/: move "
+                       f"{top}/ out of {folder!r} and give it on its own as --unlabeled_dataset.")
     if not splits:
         raise AFTError(f"{folder!r}: datasets reads this folder's splits from the split names in its paths ({counts}) "
                        f"and would leave out {path!r}: " + (rename or "move it into its split's folder or out of the "

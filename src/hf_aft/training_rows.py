@@ -81,8 +81,10 @@ def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None) -> 
         raise AFTError(f"transfer={args.transfer!r} compares examples within a batch: it needs at least 2 "
                        "training examples.")
     if unlabeled_dataset is not None and not isinstance(unlabeled_dataset, datasets.Dataset):
-        way = ("give one split of it (unlabeled_dataset=pool['train'])" if isinstance(unlabeled_dataset, dict)
-               else "datasets.Dataset.from_list(rows) makes one of a list of dicts")
+        way = {"DatasetDict": "give one split of it (unlabeled_dataset=pool['train'])",
+               "dict": "datasets.Dataset.from_dict(columns) makes one", "DataFrame": "datasets.Dataset.from_pandas",
+               "list": "datasets.Dataset.from_list(rows) makes one of dicts, from_dict({'text': texts}) of texts",
+               }.get(type(unlabeled_dataset).__name__, "give a datasets.Dataset of the unlabelled rows")
         raise AFTError(f"unlabeled_dataset must be a datasets.Dataset, not {type(unlabeled_dataset).__name__}: {way}.")
     if unlabeled_dataset is not None and len(unlabeled_dataset) == 0:
         raise AFTError("the unlabelled dataset is empty: give unlabelled rows, or pass none.")

@@ -46,7 +46,8 @@ def _check_blank_texts(unlabeled: datasets.Dataset, input_column: str, name: str
     if input_column not in unlabeled.column_names or _kind(unlabeled.features[input_column]) != "text":
         return
     texts = arrow_column(unlabeled, input_column).to_pylist()
-    row = next((i for i, text in enumerate(texts) if not any(c.isprintable() for c in normalised_text(text))), None)
+    row = next((i for i, text in enumerate(texts) if not any(c.isprintable() for c in normalised_text(text) or "")),
+               None)  # None: a missing text
     if row is not None:
         raise AFTError(f"the {name} split's row {row} has an empty text in {input_column!r}: drop that row.")
 
@@ -101,6 +102,13 @@ def read_as_images(unlabeled: datasets.Dataset, labelled: datasets.Dataset, colu
     if feature in (datasets.Value("binary"), datasets.Value("large_binary")) or (
             isinstance(feature, dict) and set(feature) == {"bytes", "path"}):
         return unlabeled.cast_column(column, datasets.Image())  # check_unlabeled then opens each image
+    inner = feature
+    while isinstance(inner, datasets.List):
+        inner = inner.feature
+    if isinstance(labelled.features[column], datasets.Image) and str(getattr(inner, "dtype", "")).startswith("float"):
+        raise AFTError(f"the unlabelled images in {column!r} are arrays of {inner.dtype} beside labelled image files, "
+                       "which datasets cannot join: save them as 8-bit images (np.uint8(np.round(x * 255))) or as "
+                       "image files.")
     if _kind(feature) != "text" or not _looks_like_image_path(str(unlabeled[0][column])):
         return unlabeled
     check_image_paths(unlabeled, column)  # each path a file (check_unlabeled then reads each image once)
