@@ -205,7 +205,7 @@ def image_digests(dataset: datasets.Dataset, column: str) -> list[str]:
     if key in _DIGESTS:
         return _DIGESTS[key]
     marker = read_before(dataset, column)
-    stored = None if marker is None else marker.with_name(marker.name + ".digests.json")
+    stored = None if marker is None else marker.with_name(f"{marker.name}.digests-{DIGESTS_VERSION}.json")
     try:
         digests = json.loads(stored.read_text()) if stored is not None else None
     except (OSError, ValueError):
@@ -230,6 +230,7 @@ def _store(path: Path | None, digests: list[str]) -> None:
         pass
 
 
+DIGESTS_VERSION = "rgb1"  # bump when `_digest` changes: digests kept on disk by an older one are not read
 _DIGESTS: dict[tuple[str, str], list[str]] = {}  # (fingerprint, column) -> each row's image SHA-256
 
 
