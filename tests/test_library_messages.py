@@ -124,6 +124,22 @@ def test_check_creatable_reads_the_filesystem(kind, options, fragment, tmp_path,
     check_creatable(str(folder / "out"))  # nothing known: nothing refused
 
 
+def test_a_record_rewritten_and_failing_keeps_the_old_one_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    """Run records (hf_aft_complete.json, options, checksums) are replaced whole or not at all."""
+    record = tmp_path / "hf_aft_complete.json"
+    filesystems.write_atomically(record, "old")
+    filesystems.write_atomically(record, "new")
+    assert record.read_text() == "new"
+
+    def no_rename(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(filesystems.os, "replace", no_rename)
+    with pytest.raises(OSError):
+        filesystems.write_atomically(record, "half")
+    assert record.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["hf_aft_complete.json"]
+
+
 @pytest.mark.parametrize("name, content", [("empty.csv", ""), ("empty.jsonl", ""), ("blank.jsonl", "\n\n  \n"),
                                            ("empty.parquet", ""), ("header.csv", "text,label\n")])
 def test_an_empty_data_file_is_named_in_one_line_wherever_it_is_given(name, content, tmp_path):

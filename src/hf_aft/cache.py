@@ -39,7 +39,7 @@ from .checksums import checksum_file, file_sha256, record_checksum, verify, veri
 from .distributed import is_distributed
 from .errors import AFTError
 from .faults import cached_files, disk_errno, disk_error
-from .filesystems import nearest_existing
+from .filesystems import nearest_existing, write_atomically
 from .images import undecoded
 
 logger = logging.getLogger(__name__)
@@ -208,12 +208,10 @@ def pooling_record(cache_dir: Path, fingerprint: str, pooling: str) -> str:
     path = cache_dir / f"teacher-{fingerprint}.json"
     if pooling != "auto":
         if not path.exists() and os.access(cache_dir, os.W_OK):  # a read-only cache keeps what it has
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
             try:
-                tmp.write_text(json.dumps({"pooling": pooling}))
-                tmp.replace(path)
+                write_atomically(path, json.dumps({"pooling": pooling}))
             except OSError:  # a full disk: the record is only needed for `auto`, which this is not
-                tmp.unlink(missing_ok=True)
+                pass
         return pooling
     try:
         return json.loads(path.read_text())["pooling"]

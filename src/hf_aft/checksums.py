@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
+from .filesystems import write_atomically
 from .teachers.spec import file_sha256
 
 logger = logging.getLogger("hf_aft.cache")
@@ -19,13 +19,8 @@ def checksum_file(path: Path) -> Path:
 
 def record_checksum(path: Path) -> None:
     """Write the sidecar of a cache file just written: its size and sha256 (to a temporary name, then renamed)."""
-    sidecar = checksum_file(path)
-    tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps({"file": path.name, "size": path.stat().st_size, "sha256": file_sha256(path)}))
-        tmp.replace(sidecar)
-    finally:
-        tmp.unlink(missing_ok=True)
+    record = {"file": path.name, "size": path.stat().st_size, "sha256": file_sha256(path)}
+    write_atomically(checksum_file(path), json.dumps(record))
 
 
 def verify(path: Path) -> bool:

@@ -46,3 +46,18 @@ def filesystem_of(path: str) -> tuple[str, bool] | None:
         if inside and (best is None or len(point) >= len(best[0])):  # the later of two mounts on one point wins
             best = (point, fields[2], "ro" in fields[3].split(","))
     return (best[1], best[2]) if best else None
+
+
+def write_atomically(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` through a temporary file beside it, renamed into place: a reader sees the old file or
+    the whole new one, never half of it. Raises OSError (read-only, full disk) with nothing left behind."""
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

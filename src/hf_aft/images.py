@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from .errors import AFTError, first_line
+from .filesystems import write_atomically
 
 
 def to_rgb(value, column: str, row: int | None = None) -> Image.Image:
@@ -223,9 +224,7 @@ def _store(path: Path | None, digests: list[str]) -> None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(digests))
-        tmp.replace(path)
+        write_atomically(path, json.dumps(digests))
     except OSError:  # a read-only or full cache: decode again next time
         pass
 

@@ -17,6 +17,7 @@ from transformers import TrainerCallback
 
 from .claims import CLAIM_NAME, RUN_ID_KEY, stamped
 from .errors import AFTError, first_line, warn_once
+from .filesystems import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -161,11 +162,8 @@ def mark_complete(output_dir: str) -> None:
     everything else, so a dir without it is a run that stopped (or failed) before the end."""
     files = sorted(name for name in os.listdir(output_dir)
                    if os.path.isfile(os.path.join(output_dir, name)) and name != CLAIM_NAME)
-    tmp = os.path.join(output_dir, f".{COMPLETE_NAME}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(stamped({"complete": True, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files}), f,
-                  indent=2)
-    os.replace(tmp, os.path.join(output_dir, COMPLETE_NAME))
+    record = stamped({"complete": True, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files})
+    write_atomically(os.path.join(output_dir, COMPLETE_NAME), json.dumps(record, indent=2))
 
 
 def clear_complete(output_dir: str) -> None:

@@ -19,6 +19,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .errors import AFTError
 from .feature_dataset import teacher_identity
+from .filesystems import write_atomically
 
 OPTIONS_NAME = "hf_aft_options.json"
 # None where another option turns them off (beta: --transfer none, ...): that option is the difference to name.
@@ -137,10 +138,7 @@ def check_resume_options(checkpoint: str, options: dict) -> None:
 
 
 def _write(folder: str, record: dict) -> None:
-    tmp = os.path.join(folder, f".{OPTIONS_NAME}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=2)
-    os.replace(tmp, os.path.join(folder, OPTIONS_NAME))
+    write_atomically(os.path.join(folder, OPTIONS_NAME), json.dumps(record, indent=2))
 
 
 class OptionsRecord(TrainerCallback):
