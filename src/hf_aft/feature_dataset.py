@@ -72,6 +72,11 @@ def teacher_identity(infos) -> list[list]:
     return [[info.revision, info.pooling, info.dim, info.max_length] for info in infos]
 
 
+def identity_text(revision: str, pooling: str, dim: int, max_length: int) -> str:
+    """One teacher's `teacher_identity` as messages show it."""
+    return f"{pooling} pooling, {dim}-d, max_length {max_length}, {revision[:19]}"
+
+
 def _identity(dataset: datasets.Dataset) -> list[list] | None:
     """A dataset's `teacher_identity`; for features of the user's own (no record of their teachers) their width."""
     infos = read_teacher_infos(dataset)
@@ -90,8 +95,7 @@ def _described(dataset: datasets.Dataset) -> str:
     infos = read_teacher_infos(dataset)
     if infos is None:
         return f"a {_own_width(dataset)}-wide teacher_features column of its own (no record of its teachers)"
-    return "; ".join(f"{i.name} ({i.pooling} pooling, {i.dim}-d, max_length {i.max_length}, {i.revision[:19]})"
-                     for i in infos)
+    return "; ".join(f"{i.name} ({identity_text(i.revision, i.pooling, i.dim, i.max_length)})" for i in infos)
 
 
 def check_same_teachers(reference: datasets.Dataset, other: datasets.Dataset, other_name: str,

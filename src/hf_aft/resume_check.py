@@ -18,7 +18,7 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .errors import AFTError
-from .feature_dataset import teacher_identity
+from .feature_dataset import identity_text, teacher_identity
 from .filesystems import write_atomically
 
 OPTIONS_NAME = "hf_aft_options.json"
@@ -114,8 +114,7 @@ def _shown(key: str, value) -> str:
     if key == "unlabeled_rows":  # counted, not a flag
         return f"{value} unlabelled rows"
     if key == "teacher_features":
-        return "teacher features of " + ("no teacher" if not value else "; ".join(
-            f"{pooling} pooling, {dim}-d, max_length {length}, {rev[:19]}" for rev, pooling, dim, length in value))
+        return "teacher features of " + ("; ".join(identity_text(*teacher) for teacher in value) or "no teacher")
     if key in ROWS:  # the rows themselves: a file edited since names the same source
         return f"{value[0]} {ROWS[key]} rows of sha256 {value[1][:12]}..."
     return f"--{key} " + ("none" if value is None else str(value).lower() if isinstance(value, bool) else f"{value}")
