@@ -458,7 +458,7 @@ def test_bad_unlabelled_data_is_refused_in_one_line_before_any_teacher_runs(stud
         assert not out.exists() or not any(out.iterdir())
 
     fails(bad_pools / "no_text_column", "column 'text' not found", "'sentence'")
-    fails(bad_pools / "empty_text", "unlabelled", "column 'text' has no text at row 1")
+    fails(bad_pools / "empty_text", "unlabelled", "row 1 has an empty text in 'text'")
     fails(bad_pools / "images", "unlabelled", "holds image but the labelled data's holds text")
     fails(bad_pools / "empty_split", "unlabelled", "split is empty")
     fails(bad_pools / "header_only", str(bad_pools / "header_only"))
@@ -474,13 +474,14 @@ def test_bad_unlabelled_data_is_refused_in_one_line_before_any_teacher_runs(stud
 
 
 def test_features_saves_the_unlabelled_split_and_train_uses_it_without_any_teacher(
-        student_dir, teacher_dirs, csv_data, bad_pools, tmp_path, monkeypatch, capsys):
+        student_dir, teacher_dirs, csv_data, bad_pools, tmp_path, monkeypatch, capsys, caplog):
     features = tmp_path / "features"
     command = ["features", "--teachers", *map(str, teacher_dirs), "--dataset_name", str(csv_data / "data"),
                "--output_dir", str(features)]
     assert main(command + ["--unlabeled_dataset", str(bad_pools / "leaky")]) == 2  # leakage into the test split
     assert "leakage" in capsys.readouterr().err and not features.exists()
     assert main(command + ["--unlabeled_dataset", str(csv_data / "pool")]) == 0
+    assert any("the unlabelled data's column 'label' is dropped, never read" in m for m in caplog.messages)
 
     saved = datasets.load_from_disk(str(features))
     assert set(saved) == {"train", "test", "unlabeled"}
@@ -505,6 +506,12 @@ def test_features_saves_the_unlabelled_split_and_train_uses_it_without_any_teach
     summary = json.loads((out / "transfer_summary.json").read_text())
     assert (summary["unlabeled_rows"], summary["labeled_rows"], summary["distill"]) == (N_POOL, N_LABELLED, "probe")
     assert set(summary["scales"]) == {"teacher-a", "teacher-b"}
+    # Without --unlabeled_dataset the saved pool is not read, and the run says how to read it.
+    without_pool = args[:args.index("--unlabeled_dataset")] + args[args.index("--unlabeled_split") + 2:]
+    without_pool[without_pool.index(str(out))] = str(tmp_path / "no-pool")
+    assert main(without_pool) == 0
+    assert any(f"also holds a split 'unlabeled' of {N_POOL} rows, unlabelled, which this run does not read: add "
+               f"--unlabeled_dataset {features} --unlabeled_split unlabeled" in m for m in caplog.messages)
 
 
 @pytest.mark.parametrize("transfer", ["aft", "kd", "rkd", "none"])
@@ -532,6 +539,8 @@ def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teache
     card = (out / "README.md").read_text()
     assert "- Distillation (not in the paper): `probe`: the teachers' linear probe" in card
     assert f"the probe's cross-validated accuracy on the training labels: {accuracy:.4f}" in card
+    if transfer == "aft":  # with a cost table, whose probe scores otherwise: the card says why the figures differ
+        assert "the cost table's probe chooses C by cross-validation and is scored on the evaluation split" in card
     assert (f"- Unlabelled data: {N_POOL} rows, 12 of them drawn in the steps trained beside {N_LABELLED} labelled "
             "(12 of them drawn); 50% of each batch labelled") in card
     assert f"- Method: `{transfer}`" in card
@@ -554,6 +563,9 @@ def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teache
         assert audit["splits"]["unlabeled"]["rows"] == N_POOL and audit["terms"] == summary_terms(summary)
         recipe = yaml.safe_load((out / "recipe.yaml").read_text())
         assert recipe["unlabeled_dataset"] == str(csv_data / "pool")
+        assert main(["audit", str(out)]) == 0  # its printed lineage says which terms were on, as the card does
+        assert re.search(rf"^terms +distillation from the teachers' probe .*{N_POOL} unlabelled rows .*probe accuracy "
+                         rf"{accuracy:.4f}", capsys.readouterr().out, re.M)
 
 
 def summary_terms(summary: dict) -> dict:

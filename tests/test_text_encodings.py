@@ -55,6 +55,15 @@ def test_a_blank_unlabelled_text_is_refused(student_dir, teacher_dirs, data, tmp
     assert "row 1 has an empty text in 'text'" in error_line(capsys)
 
 
+def test_blank_and_missing_unlabelled_texts_are_named_first_and_counted(student_dir, teacher_dirs, data, tmp_path,
+                                                                        capsys):
+    """A missing text (null) after blank ones was named first, counted alone: dropping it met a second refusal."""
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"text": "a fine film"}\n{"text": ""}\n{"text": "   "}\n{"text": null}\n{"text": "dull"}\n')
+    assert run(student_dir, teacher_dirs, data / "labelled", tmp_path / "out", "--unlabeled_dataset", str(pool)) == 2
+    assert "row 1 has an empty text in 'text': drop those 3 rows" in error_line(capsys)
+
+
 def test_the_trainer_refuses_a_blank_unlabelled_text_too(student_dir, teacher_dirs, tmp_path):
     """The Python API checks its pool as the command does (it trained on the blank row)."""
     import datasets

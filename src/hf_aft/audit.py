@@ -16,7 +16,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .card import CARD_INPUTS_NAME, CARD_NAME, SCALES_PLOT_NAME
+from .card import CARD_INPUTS_NAME, CARD_NAME, SCALES_PLOT_NAME, terms_note
 from .claims import CLAIM_NAME, carried_run_ids
 from .errors import AFTError, first_line
 from .hub import IGNORE_PATTERNS
@@ -169,6 +169,8 @@ def lineage_lines(record: dict) -> list[str]:
                      f"{model['resolved_revision']}, {files} weight file(s) hashed")
     if record.get("feature_cache_fingerprint"):
         lines.append(f"{'feature cache':<22}{record['feature_cache_fingerprint']}")
+    if terms := terms_note(record.get("terms")):  # distillation, unlabelled rows, the probe's accuracy
+        lines.append(f"{'terms':<22}{terms.removeprefix('terms: ')}")
     metrics = record.get("metrics", {}).get("eval") or {}
     shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in metrics.items()
                       if k.removeprefix("eval_") in ("accuracy", "macro_f1", "micro_f1", "subset_accuracy", "mse",

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasets.exceptions import DatasetGenerationError
 
 from .data_files import (
     FILE_BUILDERS,
@@ -24,11 +23,12 @@ from .data_files import (
     folder_data_files,
     hub_saved_folder,
     load_by_name,
+    load_failure,
     missing_split,
     named_files,
     suffix,
 )
-from .errors import AFTError, one_line
+from .errors import AFTError
 from .faults import disk_errno, disk_error
 from .images import check_images_open
 from .targets import (
@@ -78,7 +78,7 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
             drop_new_locks(started)
             raise disk_error(error, datasets.config.HF_DATASETS_CACHE, way_out=f"loading {name!r} writes it there in "
                              "Arrow form: free space, or set HF_DATASETS_CACHE to another folder") from error
-        raise AFTError(f"could not load dataset {name!r}: {_load_failure(error)}") from error
+        raise AFTError(f"could not load dataset {name!r}: {load_failure(error)}") from error
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded
@@ -110,19 +110,6 @@ def check_columns(dataset: datasets.Dataset, *columns: str) -> None:
                 if images and column == columns[0] else "Pass --text_column / --label_column."))
     if len(dataset) == 0:
         raise AFTError("the dataset is empty.")
-
-
-def _load_failure(error: BaseException) -> str:
-    """What went wrong reading data files: the reader's error, not datasets' "An error occurred while generating the
-    dataset"; a file that is not UTF-8 or a JSON escape of half a UTF-16 surrogate pair with the way out."""
-    bad = error
-    while bad is not None and not (isinstance(bad, UnicodeDecodeError) or "utf-8 sequence" in str(bad).lower()):
-        bad = bad.__cause__ or bad.__context__  # Python's UnicodeDecodeError, pyarrow's "Invalid octet in UTF-8..."
-    if bad is not None:
-        return f"a file is not UTF-8 text ({one_line(bad)}): save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
-    detail = one_line((isinstance(error, DatasetGenerationError) and (error.__cause__ or error.__context__)) or error)
-    return detail + (" (an escape such as \\ud800 outside a surrogate pair is no character: fix or drop that text)"
-                     if "surrogate" in detail else "")
 
 
 def arrow_column(dataset: datasets.Dataset, column: str) -> pa.ChunkedArray:
@@ -296,6 +283,7 @@ class LabelledSplits:
     eval_name: str | None = None  # the eval split's name, as chosen or found
     validation: datasets.Dataset | None = None  # where --beta auto compares candidates, when asked for
     validation_name: str | None = None
+    unread: dict[str, int] = field(default_factory=dict)  # the source's other splits (name -> rows): no run reads them
 
 
 def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, train_split: str = "train",
@@ -335,7 +323,8 @@ def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, t
         check_columns(validation, input_column, label_column)
         check_inputs(validation, input_column, validation_name)
         check_eval_labels(validation, labels, validation_name, "validation", "--beta_validation_split")
-    return LabelledSplits(train_set, eval_set, labels, eval_split, validation, validation_name)
+    unread = {name: len(rows) for name, rows in data.items() if name not in (train_split, eval_split, validation_name)}
+    return LabelledSplits(train_set, eval_set, labels, eval_split, validation, validation_name, unread)
 
 
 def check_labelled(split: datasets.Dataset, name: str, label_column: str, data: datasets.DatasetDict,

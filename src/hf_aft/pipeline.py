@@ -38,7 +38,7 @@ from .run_records import finish_run
 from .student import fold_target_scale, load_student, tokenize_beside_features
 from .targets import SINGLE
 from .trainer import AFTTrainer
-from .unlabeled_data import load_unlabeled, mark_checked
+from .unlabeled_data import load_unlabeled, mark_checked, suggest_pool_split
 from .validation_split import DEFAULT_VALIDATION_FRACTION, class_ids
 from .word_features import check_run_options, with_word_or_teacher_features
 
@@ -181,7 +181,7 @@ def _load_pool_and_record_rows(script_args: ScriptArguments, config, splits):
     column = script_args.image_column or script_args.text_column
     record_rows("labeled_rows", splits.train, [column, script_args.label_column], config.resume_from_checkpoint)
     if not script_args.unlabeled_dataset:
-        return None
+        return suggest_pool_split(script_args.dataset_name, splits.unread)
     held_out = {f"eval ({splits.eval_name})": splits.eval, f"validation ({splits.validation_name})": splits.validation}
     unlabeled = load_unlabeled(script_args.unlabeled_dataset, script_args.unlabeled_split, column,
                                script_args.label_column, splits.train, held_out)

@@ -15,12 +15,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .data import arrow_column, check_all_text, check_inputs, first_row, load_dataset_dict
-from .data_files import IMAGE_SUFFIXES, missing_split
+from .data_files import IMAGE_SUFFIXES, check_utf8, missing_split
 from .errors import AFTError, warn_once
 from .images import check_image_paths, image_digests
 from .words import is_word_lists
 
 LABEL_COLUMNS = ("labels", "label")
+POOL_SPLIT_NAMES = ("unlabeled", "unlabelled", "unsupervised")  # hf-aft features', IMDB's: rows without labels
 
 
 def check_unlabeled(unlabeled: datasets.Dataset, input_column: str, name: str = "unlabelled") -> None:
@@ -32,8 +33,8 @@ def check_unlabeled(unlabeled: datasets.Dataset, input_column: str, name: str = 
         raise AFTError(f"column {input_column!r} not found in the {name} split; it has columns "
                        f"{unlabeled.column_names}{images}. Give unlabelled rows of the labelled data's kind in its "
                        "input column (or rename theirs).")
+    _check_blank_texts(unlabeled, input_column, name)  # first: it counts missing (null) texts with blank ones
     check_inputs(unlabeled, input_column, name)
-    _check_blank_texts(unlabeled, input_column, name)
     if is_word_lists(unlabeled.features[input_column]):  # token classification: each row a sentence of words
         empty = pc.equal(pc.list_value_length(arrow_column(unlabeled, input_column)), 0)
         row = first_row(empty)
@@ -42,14 +43,17 @@ def check_unlabeled(unlabeled: datasets.Dataset, input_column: str, name: str = 
 
 
 def _check_blank_texts(unlabeled: datasets.Dataset, input_column: str, name: str) -> None:
-    """A blank text (once zero-width, combining and control characters are dropped) carries nothing for a teacher."""
+    """A blank text (once zero-width, combining and control characters are dropped) or a missing one (null) carries
+    nothing for a teacher: the first such row is named, and how many there are, so one fix clears them all."""
     if input_column not in unlabeled.column_names or _kind(unlabeled.features[input_column]) != "text":
         return
-    texts = arrow_column(unlabeled, input_column).to_pylist()
-    row = next((i for i, text in enumerate(texts) if not any(c.isprintable() for c in normalised_text(text) or "")),
-               None)  # None: a missing text
-    if row is not None:
-        raise AFTError(f"the {name} split's row {row} has an empty text in {input_column!r}: drop that row.")
+    values = arrow_column(unlabeled, input_column)
+    check_utf8(values, input_column, name)  # before any text is decoded
+    texts = values.to_pylist()
+    rows = [i for i, text in enumerate(texts) if not any(c.isprintable() for c in normalised_text(text or ""))]
+    if rows:
+        count = "that row" if len(rows) == 1 else f"those {len(rows)} rows (empty, blank or missing texts)"
+        raise AFTError(f"the {name} split's row {rows[0]} has an empty text in {input_column!r}: drop {count}.")
 
 
 def _kind(feature) -> str:
@@ -176,8 +180,22 @@ def load_unlabeled(source: str, split: str, input_column: str, label_column: str
     check_unlabeled(unlabeled, input_column, name)
     check_modality(unlabeled, labelled, input_column, name)
     check_pool_leakage(unlabeled, labelled, held_out, input_column, name)
-    dropped = [c for c in (label_column, *LABEL_COLUMNS) if c in unlabeled.column_names and c != input_column]
-    return unlabeled.remove_columns(sorted(set(dropped))) if dropped else unlabeled
+    dropped = sorted({c for c in (label_column, *LABEL_COLUMNS) if c in unlabeled.column_names and c != input_column})
+    if dropped:  # a labelled set given as the pool by mistake trains no task loss: say so
+        logging.getLogger(__name__).warning(f"hf-aft: the unlabelled data's {_columns(dropped)} dropped, never "
+                                            "read (its rows train the teacher terms only; labelled rows go in "
+                                            "--dataset_name).")
+    return unlabeled.remove_columns(dropped) if dropped else unlabeled
+
+
+def suggest_pool_split(source: str, unread: dict[str, int]) -> None:
+    """A labelled source that also holds unlabelled rows (`hf-aft features`' `unlabeled` split, IMDB's `unsupervised`)
+    trained without them: one line saying how to use them. Returns None (no pool)."""
+    pools = {name: rows for name, rows in unread.items() if name.lower() in POOL_SPLIT_NAMES}
+    for name, rows in pools.items():
+        warn_once(logging.getLogger(__name__), f"hf-aft: {source!r} also holds a split {name!r} of {rows} rows, "
+                  f"unlabelled, which this run does not read: add --unlabeled_dataset {source} --unlabeled_split "
+                  f"{name} to learn from them too.")
 
 
 def check_pool_leakage(unlabeled: datasets.Dataset, labelled: datasets.Dataset | None,
@@ -191,6 +209,10 @@ def check_pool_leakage(unlabeled: datasets.Dataset, labelled: datasets.Dataset |
         "their labels are already used, and --beta auto would hold some of them out to judge on. Remove them from the "
         "pool (a pool saved beside the data by hf-aft features is --unlabeled_split unlabeled)." if command else
         "their labels are already used. Remove them from unlabeled_dataset (train_dataset holds them)."))
+
+
+def _columns(names: list[str]) -> str:
+    return f"column {names[0]!r} is" if len(names) == 1 else f"columns {', '.join(map(repr, names))} are"
 
 
 def _counts(splits: dict[str, int]) -> str:
