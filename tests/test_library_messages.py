@@ -157,6 +157,22 @@ def test_an_empty_data_file_is_named_in_one_line_wherever_it_is_given(name, cont
     assert len(load_dataset_dict(str(tmp_path / "big.csv"))["train"]) == 400
 
 
+@pytest.mark.parametrize("good, bad", [("text,label\nfine,1\n", 'text,label\n"an unclosed quote,1\n'),
+                                       ('{"text": "fine", "label": 1}\n', '{"text": "cut off", "label": \n')])
+def test_the_data_file_that_cannot_be_read_is_named_among_several(good, bad, tmp_path):
+    """A folder's or a pattern's files are read together, and the reader's error named no file: the folder's name
+    alone left a user to open every file."""
+    from hf_aft.data import load_dataset_dict
+
+    ext = ".csv" if good.startswith("text") else ".jsonl"
+    for name, content in ((f"train{ext}", bad), (f"test{ext}", good), (f"validation{ext}", good)):
+        (tmp_path / "data" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "data" / name).write_text(content)
+    for given in (str(tmp_path / "data"), f"{tmp_path}/data/*{ext}"):
+        with pytest.raises(AFTError, match=rf"could not load dataset .*: {tmp_path}/data/train{ext}: "):
+            load_dataset_dict(given)
+
+
 @pytest.mark.parametrize("as_dict", [False, True])
 def test_an_empty_saved_dataset_is_named_in_one_line(as_dict, tmp_path):
     """datasets saves an empty dataset without a data file, then fails to load it with "list index out of range"."""

@@ -23,7 +23,6 @@ from .data_files import (
     folder_data_files,
     hub_saved_folder,
     load_by_name,
-    load_failure,
     missing_split,
     named_files,
     suffix,
@@ -31,6 +30,7 @@ from .data_files import (
 from .errors import AFTError
 from .faults import disk_errno, disk_error
 from .images import check_images_open
+from .load_errors import load_failure
 from .targets import (
     MULTI,
     REGRESSION,
@@ -78,7 +78,7 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
             drop_new_locks(started)
             raise disk_error(error, datasets.config.HF_DATASETS_CACHE, way_out=f"loading {name!r} writes it there in "
                              "Arrow form: free space, or set HF_DATASETS_CACHE to another folder") from error
-        raise AFTError(f"could not load dataset {name!r}: {load_failure(error)}") from error
+        raise AFTError(f"could not load dataset {name!r}: {load_failure(error, files)}") from error
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded

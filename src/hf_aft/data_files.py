@@ -15,7 +15,6 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from datasets.exceptions import DatasetGenerationError
 from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
 from .errors import AFTError, held_back, one_line, warn_once
@@ -320,16 +319,3 @@ def _decodes(value: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def load_failure(error: BaseException) -> str:
-    """What went wrong reading data files: the reader's error, not datasets' "An error occurred while generating the
-    dataset"; a file that is not UTF-8 or a JSON escape of half a UTF-16 surrogate pair with the way out."""
-    bad = error
-    while bad is not None and not (isinstance(bad, UnicodeDecodeError) or "utf-8 sequence" in str(bad).lower()):
-        bad = bad.__cause__ or bad.__context__  # Python's UnicodeDecodeError, pyarrow's "Invalid octet in UTF-8..."
-    if bad is not None:
-        return f"a file is not UTF-8 text ({one_line(bad)}): save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
-    detail = one_line((isinstance(error, DatasetGenerationError) and (error.__cause__ or error.__context__)) or error)
-    return detail + (" (an escape such as \\ud800 outside a surrogate pair is no character: fix or drop that text)"
-                     if "surrogate" in detail else "")

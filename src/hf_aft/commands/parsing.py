@@ -51,6 +51,10 @@ class _Parser:
         if choice:
             name, value, options = choice.groups()
             raise AFTError(f"unknown {name} {value}: choose one of {options.replace(chr(39), '')}.")
+        missing = re.match(r"argument (--\w+).*: expected one argument$", message)
+        if missing:  # argparse reads "-inf" or "-x" after a flag as another flag, not its value
+            raise AFTError(f"{message}: give {missing.group(1)} a value (one that starts with '-' is read as a flag: "
+                           f"write {missing.group(1)}=VALUE).")
         raise AFTError(message.replace("\n", " "))
 
     def flags(self) -> dict[str, argparse.Action]:

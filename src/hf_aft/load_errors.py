@@ -1,0 +1,41 @@
+"""Why data files could not be loaded, in one line: the reader's own error (not datasets' "An error occurred while
+generating the dataset"), the file it came from when several were read, and the way out for the usual encodings
+mistakes."""
+
+from __future__ import annotations
+
+from datasets.exceptions import DatasetGenerationError
+
+from .data_files import FILE_BUILDERS, conversion_cache, file_format, suffix
+from .errors import one_line
+
+
+def load_failure(error: BaseException, files: list[str]) -> str:
+    """What went wrong reading data `files`: the reader's error, not datasets' "An error occurred while generating the
+    dataset"; a file that is not UTF-8 or a JSON escape of half a UTF-16 surrogate pair with the way out. Of several
+    files, the one that fails alone is named (the readers' errors do not say which)."""
+    return "".join(f"{file}: " for file in [_failing_file(files)] if file) + _reader_error(error)
+
+
+def _failing_file(files: list[str]) -> str | None:
+    import datasets
+
+    for file in files if len(files) > 1 else ():
+        try:
+            kwargs = {"delimiter": "\t"} if file_format(file) == "tsv" else {}
+            datasets.load_dataset(FILE_BUILDERS[suffix(file)], data_files={"train": [file]},
+                                  cache_dir=conversion_cache(), **kwargs)
+        except Exception:  # noqa: BLE001 (any reader error: this is the file)
+            return file
+    return None  # each reads alone: the files disagree with one another (columns, types)
+
+
+def _reader_error(error: BaseException) -> str:
+    bad = error
+    while bad is not None and not (isinstance(bad, UnicodeDecodeError) or "utf-8 sequence" in str(bad).lower()):
+        bad = bad.__cause__ or bad.__context__  # Python's UnicodeDecodeError, pyarrow's "Invalid octet in UTF-8..."
+    if bad is not None:
+        return f"a file is not UTF-8 text ({one_line(bad)}): save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+    detail = one_line((isinstance(error, DatasetGenerationError) and (error.__cause__ or error.__context__)) or error)
+    return detail + (" (an escape such as \\ud800 outside a surrogate pair is no character: fix or drop that text)"
+                     if "surrogate" in detail else "")
