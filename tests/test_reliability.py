@@ -4,6 +4,7 @@ and the checks that refuse bad input before any teacher runs. (The command line 
 
 import json
 import logging
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -491,10 +492,12 @@ def test_a_broken_link_or_an_unlabeled_folder_in_an_image_folder_is_named_as_suc
     with pytest.raises(AFTError, match=r"'train/bus/zz.png' is a link to '.*nowhere.png', which does not exist"):
         load_labelled_splits(str(data), input_column="image")
     (data / "train" / "bus" / "zz.png").unlink()
-    _image_folder(data, ["unlabeled/u1.png", "unlabeled/u2.png"])
-    with pytest.raises(AFTError, match=r"datasets reads no 'unlabeled' split from a folder.* move unlabeled/ out of "
-                                       ".* and give it on its own as --unlabeled_dataset"):
-        load_labelled_splits(str(data), input_column="image")
+    for name in ("unlabeled", "Unlabelled", "unsupervised"):
+        _image_folder(data, [f"{name}/u1.png", f"{name}/u2.png"])
+        with pytest.raises(AFTError, match=rf"datasets reads no '{name}' split from a folder.* move {name}/ out of "
+                                           ".* and give it on its own as --unlabeled_dataset"):
+            load_labelled_splits(str(data), input_column="image")
+        shutil.rmtree(data / name)
 
 
 def test_a_pool_of_image_paths_beside_an_image_folder_reads_as_images(tmp_path):

@@ -97,7 +97,7 @@ def check_read_once_into_its_split(folder: str, path: str, splits: list[str], re
               f"'{inner}' -> '{inner}x'; datasets reads a split's name anywhere in a path, between - . _ space or "
               "digits)" if len(words) > 1 or (not splits and inner) else None)
     top = path.split(os.sep)[0] if os.sep in path else None
-    if not splits and top in ("unlabeled", "unlabelled"):  # a Hub-style split name, which a folder cannot have
+    if not splits and top and top.lower() in ("unlabeled", "unlabelled", "unsupervised"):  # Hub-style split names
         raise AFTError(f"{folder!r}: datasets reads no {top!r} split from a folder, only train, test and validation "
                        f"(and their other names), so it would leave out {path!r} and the rest of {top}/: move "
                        f"{top}/ out of {folder!r} and give it on its own as --unlabeled_dataset.")
