@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from test_fuzz_cli import ERROR, Models, _hashes, _looks_finished, rows, train_args, write_split_files
 
+from hf_aft import AFTError
 from hf_aft.audit import read_record, verify
 from hf_aft.claims import CLAIM_NAME, Claim, check_unchanged, claim, claimed, release
 
@@ -134,6 +135,22 @@ def test_two_trainings_started_together_one_wins_and_the_folder_is_one_runs(work
     assert verify(str(out), record) == []
     assert json.loads((out / "config.json").read_text())["hf_aft_run_id"] == record["run_id"]
     assert not (out / CLAIM_NAME).exists()
+
+
+def test_the_command_refused_a_folder_both_made_leaves_the_winner_s_files(tmp_path, monkeypatch):
+    """Two commands started together both saw no folder and both took themselves for its maker; the one refused the
+    claim removed "its" folder, the winner's claim and files with it, and both exited 2 (seen once under load)."""
+    from hf_aft import claims
+
+    out = tmp_path / "out"
+    winner = claim(out, "train")
+    (out / "model.safetensors").write_text("the winner's weights")
+    monkeypatch.setattr(claims, "_make_folder", lambda path, flag: True)  # the loser, as it saw the race
+    with pytest.raises(AFTError, match="is in use by hf-aft train"):
+        claim(out, "train")
+    assert (out / "model.safetensors").read_text() == "the winner's weights"
+    check_unchanged(winner)  # still the winner's: it finishes
+    release(winner, failed=False)
 
 
 def test_two_feature_commands_started_together(work, models):

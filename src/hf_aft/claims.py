@@ -15,6 +15,7 @@ so no folder is left that looks like a run.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
@@ -91,14 +92,19 @@ def _describe(record: dict) -> str:
 
 
 def _make_folder(path: Path, flag: str) -> bool:
-    """Create `path` (and its parents); returns whether it did not exist. OSError becomes one line."""
-    existed = path.is_dir()
+    """Create `path` (and its parents); returns whether this call made it (of two commands started together, one
+    did). OSError becomes one line."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir()
+        return True
+    except FileExistsError:
+        if path.is_dir():
+            return False
+        raise AFTError(f"{flag} {str(path)!r} is a file, not a folder: choose a folder.") from None
     except OSError as error:
         raise AFTError(f"{flag} {str(path)!r} cannot be created: {error.strerror or error}: choose a folder on a "
                        "writable filesystem.") from error
-    return not existed
 
 
 def _write_exclusive(marker: Path, record: dict, flag: str) -> bool:
@@ -138,8 +144,9 @@ def claim(path: str | os.PathLike, command: str, is_file: bool = False, flag: st
     try:
         return _claim(path, command, is_file, flag, created)
     except AFTError:
-        if created:  # refused: the folder this command made goes again (it holds nothing)
-            shutil.rmtree(folder, ignore_errors=True)
+        if created:  # refused: the folder this command made goes again, if it holds nothing: a command that raced
+            with contextlib.suppress(OSError):  # it to the claim may already be writing there
+                folder.rmdir()
         raise
 
 
