@@ -14,13 +14,16 @@ def load_failure(error: BaseException, files: list[str]) -> str:
     """What went wrong reading data `files`: the reader's error, not datasets' "An error occurred while generating the
     dataset"; a file that is not UTF-8 or a JSON escape of half a UTF-16 surrogate pair with the way out. Of several
     files, the one that fails alone is named (the readers' errors do not say which)."""
-    return "".join(f"{file}: " for file in [_failing_file(files)] if file) + _reader_error(error)
+    file = _failing_file(files)
+    return (f"{file}: " if file else "") + _reader_error(error)
 
 
 def _failing_file(files: list[str]) -> str | None:
     import datasets
 
-    for file in files if len(files) > 1 else ():
+    if len(files) < 2 or any(suffix(file) not in FILE_BUILDERS for file in files):  # one file, or an image folder
+        return None
+    for file in files:
         try:
             kwargs = {"delimiter": "\t"} if file_format(file) == "tsv" else {}
             datasets.load_dataset(FILE_BUILDERS[suffix(file)], data_files={"train": [file]},
