@@ -13,6 +13,8 @@ import re
 from .errors import AFTError
 
 WORD_SEPARATORS = r"[-._ 0-9/\\]+"  # what datasets' split patterns allow around a split's name
+# Split names of unlabelled rows on the Hub (IMDB's `unsupervised`) and in `hf-aft features`' output; no folder's.
+UNLABELLED_SPLIT_NAMES = ("unlabeled", "unlabelled", "unsupervised")
 
 
 @functools.cache
@@ -97,7 +99,7 @@ def check_read_once_into_its_split(folder: str, path: str, splits: list[str], re
               f"'{inner}' -> '{inner}x'; datasets reads a split's name anywhere in a path, between - . _ space or "
               "digits)" if len(words) > 1 or (not splits and inner) else None)
     top = path.split(os.sep)[0] if os.sep in path else None
-    if not splits and top and top.lower() in ("unlabeled", "unlabelled", "unsupervised"):  # Hub-style split names
+    if not splits and top and top.lower() in UNLABELLED_SPLIT_NAMES:  # a Hub dataset's split, not a folder's
         raise AFTError(f"{folder!r}: datasets reads no {top!r} split from a folder, only train, test and validation "
                        f"(and their other names), so it would leave out {path!r} and the rest of {top}/: move "
                        f"{top}/ out of {folder!r} and give it on its own as --unlabeled_dataset.")

@@ -17,11 +17,11 @@ import pyarrow.compute as pc
 from .data import arrow_column, check_all_text, check_inputs, first_row, load_dataset_dict
 from .data_files import IMAGE_SUFFIXES, check_utf8, missing_split
 from .errors import AFTError, warn_once
+from .image_folders import UNLABELLED_SPLIT_NAMES
 from .images import check_image_paths, image_digests
 from .words import is_word_lists
 
 LABEL_COLUMNS = ("labels", "label")
-POOL_SPLIT_NAMES = ("unlabeled", "unlabelled", "unsupervised")  # hf-aft features', IMDB's: rows without labels
 
 
 def check_unlabeled(unlabeled: datasets.Dataset, input_column: str, name: str = "unlabelled") -> None:
@@ -33,8 +33,10 @@ def check_unlabeled(unlabeled: datasets.Dataset, input_column: str, name: str = 
         raise AFTError(f"column {input_column!r} not found in the {name} split; it has columns "
                        f"{unlabeled.column_names}{images}. Give unlabelled rows of the labelled data's kind in its "
                        "input column (or rename theirs).")
-    _check_blank_texts(unlabeled, input_column, name)  # first: it counts missing (null) texts with blank ones
-    check_inputs(unlabeled, input_column, name)
+    if _kind(unlabeled.features[input_column]) == "text":  # UTF-8, then missing (null) texts counted with blank ones
+        _check_blank_texts(unlabeled, input_column, name)
+    else:
+        check_inputs(unlabeled, input_column, name)
     if is_word_lists(unlabeled.features[input_column]):  # token classification: each row a sentence of words
         empty = pc.equal(pc.list_value_length(arrow_column(unlabeled, input_column)), 0)
         row = first_row(empty)
@@ -190,12 +192,12 @@ def load_unlabeled(source: str, split: str, input_column: str, label_column: str
 
 def suggest_pool_split(source: str, unread: dict[str, int]) -> None:
     """A labelled source that also holds unlabelled rows (`hf-aft features`' `unlabeled` split, IMDB's `unsupervised`)
-    trained without them: one line saying how to use them. Returns None (no pool)."""
-    pools = {name: rows for name, rows in unread.items() if name.lower() in POOL_SPLIT_NAMES}
-    for name, rows in pools.items():
-        warn_once(logging.getLogger(__name__), f"hf-aft: {source!r} also holds a split {name!r} of {rows} rows, "
-                  f"unlabelled, which this run does not read: add --unlabeled_dataset {source} --unlabeled_split "
-                  f"{name} to learn from them too.")
+    trained without them: one line saying how to use them."""
+    for name, rows in unread.items():
+        if name.lower() in UNLABELLED_SPLIT_NAMES:
+            warn_once(logging.getLogger(__name__), f"hf-aft: {source!r} also holds a split {name!r} of {rows} rows, "
+                      f"unlabelled, which this run does not read: add --unlabeled_dataset {source} "
+                      f"--unlabeled_split {name} to learn from them too.")
 
 
 def check_pool_leakage(unlabeled: datasets.Dataset, labelled: datasets.Dataset | None,
