@@ -19,12 +19,13 @@ and each training method with `+u`: the same plus the unlabelled pool (--unlabel
 copies of each labelled text as unlabelled rows (--augment_copies 8); `+gen800`: plus 800 texts written by
 SmolLM2-135M-Instruct prompted with labelled texts (--generate_texts 800). `+lf0.3` sets
 --labeled_fraction 0.3 (default 0.5; `+lfown`: the two sets' own share, the default before it was measured); `+x2`
-twice the steps; `+t2` / `+w2` a distillation temperature / weight of 2; `+ep` the steps hf-aft's default schedule
-gives with the pool (the suite's epochs over the mixed epoch: text 3, vision 8), at least the full run's; `+ep2` twice
-that. Otherwise
-every run at every size gets the full run's optimizer steps (3 epochs of 2,000 texts at batch 32 = 188 for text; 8
-epochs of 2,000 images at batch 64 = 256 for vision), so unlabelled rows cost no extra steps: compare at equal
-compute.
+twice the steps; `+t2` / `+w2` a distillation temperature / weight of 2; `+cvt` the targets' probe with its C
+chosen by cross-validated log-loss, as the teacher-probe column's (hf-aft's default since 2026-12-06: the rows of
+distillation methods without `+cvt` written before it had C = 1), `+c1` at C = 1; `+ep` the steps
+hf-aft's default schedule gives with the pool (the suite's epochs over the mixed epoch: text 3, vision 8), at least
+the full run's; `+ep2` twice that. Otherwise every run at every size gets the full run's optimizer steps (3 epochs
+of 2,000 texts at batch 32 = 188 for text; 8 epochs of 2,000 images at batch 64 = 256 for vision), so unlabelled
+rows cost no extra steps: compare at equal compute.
 
     python bench/semi.py --suite rt --sizes 100,300,1000 --methods stl,probe,distill+u,aft0.1+distill+u
     python bench/semi.py --suite vision --seeds 0 1 2                   # the default methods and sizes
@@ -139,7 +140,7 @@ def method_args(method: str, pool: Path, own_share: float = 0.5) -> list[str]:
             args += ["--augment_copies", token[3:]]
         elif token.startswith("gen"):  # gen800: --generate_texts 800 written by SmolLM2-135M-Instruct
             args += ["--generate_texts", token[3:], "--generator", str(quality.smollm_path())]
-        elif token == "tuned":  # the teacher, not a flag (run() swaps it in)
+        elif token in ("tuned", "cvt", "c1"):  # not flags: run() swaps in the tuned teacher / the targets' C
             continue
         elif token == "u":
             args += ["--unlabeled_dataset", str(pool)]
@@ -271,11 +272,24 @@ def run(suite: str, method: str, seed: int, n: int | None, pool_size: int) -> di
             args[args.index("--max_steps") + 1] = str(max(steps, STEPS[kind]))
         if n is not None and n < 150 and "--beta" in args and args[args.index("--beta") + 1] == "auto":
             args += ["--beta_validation_fraction", "0.2"]  # at least 20 held-out examples (as bench/beta_auto.py)
-        summary = train(args)
+        summary = train_with_targets_c(args, method)
         row = {"accuracy": summary["eval"]["eval_accuracy"], "beta": summary["beta"],
                "terms": summary.get("terms"), "train_s": summary["train"]["train_runtime"]}
     return {"suite": suite, "method": method, "seed": seed, "n": n, "pool": pool_size, "pool_rows": pool_rows,
             "wall_s": time.perf_counter() - start, **row}
+
+
+def train_with_targets_c(args: list[str], method: str) -> dict:
+    """`hf-aft train args`, the distillation targets' probe at C = 1 (`+c1`: hf-aft's targets before 2026-12-06) or
+    with C chosen by cross-validated log-loss (`+cvt`: hf-aft's default since)."""
+    from hf_aft import distillation
+
+    default, tokens = distillation.TARGET_CS, method.split("+")
+    distillation.TARGET_CS = (1.0,) if "c1" in tokens else distillation.PROBE_CS if "cvt" in tokens else default
+    try:
+        return train(args)
+    finally:
+        distillation.TARGET_CS = default
 
 
 def unlabelled_rows(method: str, labelled: Path, n: int | None, seed: int, pool: Path, pool_rows: int) -> int:

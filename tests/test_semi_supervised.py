@@ -216,14 +216,14 @@ def test_no_labelled_row_gets_its_target_from_a_probe_that_saw_it(monkeypatch):
 
 def test_probe_targets_are_out_of_fold_with_the_real_probe():
     """One-hot features that identify each row: a probe fitted on a row echoes its label (in-fold accuracy 1.0);
-    one that never saw the row knows nothing of it. (The targets' C, 1: cross-validation would pick the strongest
-    penalty here, as no fold can learn anything of the rows it did not see.)"""
+    one that never saw the row knows nothing of it. (C fixed at 1: cross-validation would pick the strongest
+    penalty here, as no fold can learn anything of the rows it did not see, and the full probe would know nothing.)"""
     rng = np.random.default_rng(0)
     labels = np.array([0, 1] * 10)
     rng.shuffle(labels)
     features = np.eye(len(labels), dtype=np.float32)
     assert distillation._probe().fit(features, labels).score(features, labels) == 1.0  # in-fold would echo
-    fit = distillation.fit_probe(features, labels, features[:4], num_classes=2, seed=0)
+    fit = distillation.fit_probe(features, labels, features[:4], num_classes=2, seed=0, cs=(1.0,))
     own = np.exp(fit.labeled[np.arange(len(labels)), labels])
     assert own.max() < 0.55 and fit.accuracy <= 0.55
     assert (np.exp(fit.unlabeled[np.arange(4), labels[:4]]) > 0.8).all()  # the full probe knows rows 0-3
@@ -512,6 +512,13 @@ def test_features_saves_the_unlabelled_split_and_train_uses_it_without_any_teach
     assert main(without_pool) == 0
     assert any(f"also holds a split 'unlabeled' of {N_POOL} rows, unlabelled, which this run does not read: add "
                f"--unlabeled_dataset {features} --unlabeled_split unlabeled" in m for m in caplog.messages)
+    # Plain fine-tuning (the STL baseline, as the demo runs it beside AFT) reads no pool by design: no advice.
+    caplog.clear()
+    monkeypatch.setattr(hf_aft.errors, "_WARNED", set())  # the advice is said once per process
+    baseline = [*without_pool, "--transfer", "none"]
+    baseline[baseline.index(str(tmp_path / "no-pool"))] = str(tmp_path / "baseline")
+    assert main(baseline) == 0
+    assert not any("which this run does not read" in m for m in caplog.messages)
 
 
 @pytest.mark.parametrize("transfer", ["aft", "kd", "rkd", "none"])
@@ -539,8 +546,8 @@ def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teache
     card = (out / "README.md").read_text()
     assert "- Distillation (not in the paper): `probe`: the teachers' linear probe" in card
     assert f"the probe's cross-validated accuracy on the training labels: {accuracy:.4f}" in card
-    if transfer == "aft":  # with a cost table, whose probe scores otherwise: the card says why the figures differ
-        assert "the cost table's probe chooses C by cross-validation and is scored on the evaluation split" in card
+    if transfer == "aft":  # with a cost table, whose probe scores on the eval split: the card says why figures differ
+        assert "the cost table's probe chooses its C the same way and is scored on the evaluation split" in card
     assert (f"- Unlabelled data: {N_POOL} rows, 12 of them drawn in the steps trained beside {N_LABELLED} labelled "
             "(12 of them drawn); 50% of each batch labelled") in card
     assert f"- Method: `{transfer}`" in card
@@ -794,8 +801,8 @@ def test_hf_aft_train_checks_its_pool_once_before_training(student_dir, teacher_
 
 def test_the_probe_chooses_its_penalty_by_out_of_fold_log_loss():
     """Many noisy features and few rows (n ~ d, where a fixed C = 1 overfits): the chosen C is the one whose
-    out-of-fold predictions have the lowest log-loss, and those are the targets when asked for (the default targets
-    keep C = 1)."""
+    out-of-fold predictions have the lowest log-loss, and those are the distillation targets (a fixed C when asked
+    for one)."""
     from sklearn.metrics import log_loss
 
     rng = np.random.default_rng(0)
@@ -806,9 +813,9 @@ def test_the_probe_chooses_its_penalty_by_out_of_fold_log_loss():
               for c in distillation.PROBE_CS}
     assert chosen == min(losses, key=losses.get) and chosen < 1.0
     assert log_loss(labels, proba) == pytest.approx(losses[chosen])
-    fit = distillation.fit_probe(features, labels, features[:3], num_classes=2, cs=distillation.PROBE_CS)
+    fit = distillation.fit_probe(features, labels, features[:3], num_classes=2)
     assert fit.c == chosen and np.exp(fit.labeled) == pytest.approx(proba, abs=1e-5)
-    assert distillation.fit_probe(features, labels, features[:3], num_classes=2).c == 1.0
+    assert distillation.fit_probe(features, labels, features[:3], num_classes=2, cs=(1.0,)).c == 1.0
 
 
 def test_a_loss_weight_whose_gradients_overflow_stops_the_run_naming_the_options(student_dir, teacher_dirs, csv_data,

@@ -181,7 +181,8 @@ def _load_pool_and_record_rows(script_args: ScriptArguments, config, splits):
     column = script_args.image_column or script_args.text_column
     record_rows("labeled_rows", splits.train, [column, script_args.label_column], config.resume_from_checkpoint)
     if not script_args.unlabeled_dataset:
-        suggest_pool_split(script_args.dataset_name, splits.unread)
+        if config.needs_teacher_features():  # plain fine-tuning, the STL baseline, reads no pool by design
+            suggest_pool_split(script_args.dataset_name, splits.unread)
         return None
     held_out = {f"eval ({splits.eval_name})": splits.eval, f"validation ({splits.validation_name})": splits.validation}
     unlabeled = load_unlabeled(script_args.unlabeled_dataset, script_args.unlabeled_split, column,

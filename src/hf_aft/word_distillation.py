@@ -1,12 +1,12 @@
 """Probe distillation for token classification: the teachers' per-word probe.
 
-A multinomial logistic regression (distillation.fit_probe, C = 1, as for sentences) on the teachers' per-word
-features (word_features.py: each teacher's mean over the word's sub-tokens) and the words' classes, cross-fitted over
-the words (5 stratified folds): each labelled word's target is the out-of-fold log-probabilities over the classes.
-A word the student's max length cut (it has no position, so nothing to distil into), a word a teacher did not see
-(NaN features) and a word whose class has one labelled word get NaN: no target. The words of unlabelled rows get
-the probe fitted on every labelled word. The targets are a per-row, per-word
-column (`distill_targets`, [n_words, classes] per row) that the collator pads with NaN as it pads word features; the
+A multinomial logistic regression (distillation.fit_probe at C = 1: the sentences' search for C is not measured on
+words) on the teachers' per-word features (word_features.py: each teacher's mean over the word's sub-tokens) and the
+words' classes, cross-fitted over the words (5 stratified folds): each labelled word's target is the out-of-fold
+log-probabilities over the classes. A word the student's max length cut (it has no position, so nothing to distil
+into), a word a teacher did not see (NaN features) and a word whose class has one labelled word get NaN: no target.
+The words of unlabelled rows get the probe fitted on every labelled word. The targets are a per-row, per-word column
+(`distill_targets`, [n_words, classes] per row) that the collator pads with NaN as it pads word features; the
 trainer compares the student's logits at each word's first sub-token with its target (word_batches.word_pairs).
 """
 
@@ -15,9 +15,11 @@ from __future__ import annotations
 import datasets
 import numpy as np
 
-from .distillation import PROBE_FOLDS, TARGET_CS, TARGETS_COLUMN, ProbeFit, cached_fit, fit_probe
+from .distillation import PROBE_FOLDS, TARGETS_COLUMN, ProbeFit, cached_fit, fit_probe
 from .word_features import word_matrix
 from .words import IGNORED, WORD_POSITIONS
+
+WORD_TARGET_CS = (1.0,)
 
 
 def word_labels(dataset: datasets.Dataset, counts: np.ndarray) -> np.ndarray:
@@ -48,8 +50,8 @@ def word_probe_targets(dataset: datasets.Dataset, num_classes: int, seed: int = 
     usable = np.isfinite(x).all(axis=1) & (labels >= 0)
     pool, pool_counts = word_matrix(unlabeled) if unlabeled is not None else (x[:0], np.zeros(0, np.int64))
     seen = np.isfinite(pool).all(axis=1)
-    fit = cached_fit(["words", x, labels, pool, num_classes, seed, PROBE_FOLDS, TARGET_CS],
-                     lambda: fit_probe(x[usable], labels[usable], pool[seen], num_classes, seed),
+    fit = cached_fit(["words", x, labels, pool, num_classes, seed, PROBE_FOLDS, WORD_TARGET_CS],
+                     lambda: fit_probe(x[usable], labels[usable], pool[seen], num_classes, seed, cs=WORD_TARGET_CS),
                      (int(usable.sum()), int(seen.sum())), cache_dir)
     fit.labeled, fit.unlabeled = _per_row(fit.labeled, usable, counts), _per_row(fit.unlabeled, seen, pool_counts)
     return fit
