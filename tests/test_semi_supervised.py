@@ -577,8 +577,8 @@ def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teache
 
 def summary_terms(summary: dict) -> dict:
     keys = ("distill", "distill_weight", "distill_temperature", "distill_teacher", "probe_accuracy", "probe_metric",
-            "labeled_rows", "unlabeled_rows", "augmented_rows", "augmented_from", "generated_rows", "generator",
-            "generator_revision", "distill_teacher_revision", "labeled_fraction", "labeled_rows_drawn",
+            "probe_c", "labeled_rows", "unlabeled_rows", "augmented_rows", "augmented_from", "generated_rows",
+            "generator", "generator_revision", "distill_teacher_revision", "labeled_fraction", "labeled_rows_drawn",
             "unlabeled_rows_drawn")
     return {key: summary[key] for key in keys}
 
@@ -816,6 +816,24 @@ def test_the_probe_chooses_its_penalty_by_out_of_fold_log_loss():
     fit = distillation.fit_probe(features, labels, features[:3], num_classes=2)
     assert fit.c == chosen and np.exp(fit.labeled) == pytest.approx(proba, abs=1e-5)
     assert distillation.fit_probe(features, labels, features[:3], num_classes=2, cs=(1.0,)).c == 1.0
+
+
+def test_the_cost_report_reuses_the_c_the_targets_probe_chose_on_the_same_rows(student_dir, teacher_dirs, csv_data,
+                                                                              tmp_path, monkeypatch):
+    """Both probes search C on the same rows with one teacher: 9 Cs x 5 folds twice, minutes at 100k rows. Now the
+    targets' search only; with two teachers the report probes each alone, on other features, and searches."""
+    calls = []
+    search = distillation.cross_fit_path
+    monkeypatch.setattr(distillation, "cross_fit_path", lambda *a, **k: calls.append(len(a[0])) or search(*a, **k))
+    for teachers in (teacher_dirs[:1], teacher_dirs):
+        out, calls[:] = tmp_path / str(len(teachers)), []
+        assert main(train_args(student_dir, teachers, csv_data / "data", out, "--unlabeled_dataset",
+                               str(csv_data / "pool"), "--distill", "probe", "--seed", "11")) == 0  # no cached fit
+        summary = json.loads((out / "transfer_summary.json").read_text())
+        report = json.loads((out / "cost_report.json").read_text())
+        assert summary["probe_c"] in distillation.PROBE_CS
+        assert all(0 <= t["probe_accuracy"] <= 1 for t in report["teachers"])
+        assert calls == [N_LABELLED] * (1 if len(teachers) == 1 else 3)
 
 
 def test_a_loss_weight_whose_gradients_overflow_stops_the_run_naming_the_options(student_dir, teacher_dirs, csv_data,

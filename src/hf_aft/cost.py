@@ -118,12 +118,14 @@ HEADLINE = {"single_label_classification": "accuracy", "multi_label_classificati
             "regression": "pearson", "token_classification": "f1"}  # the student and the probes compared in it
 
 
-def probe_predictions_on(train_x, train_y, eval_x, problem_type: str = "single_label_classification") -> np.ndarray:
+def probe_predictions_on(train_x, train_y, eval_x, problem_type: str = "single_label_classification",
+                         c: float | None = None) -> np.ndarray:
     """What the teachers' linear probe predicts on `eval_x` [rows, width], fitted on (train_x, train_y) after
     standardising the features: class ids (logistic regression with C chosen by cross-validated log-loss,
     `distillation.linear_probe`, the probe `--distill probe` fits), or for a multi-label task the classes'
     probabilities [rows, classes] (one logistic regression per class), or for a regression the targets (ridge
-    regression with its penalty chosen by leave-one-out, scikit-learn's RidgeCV)."""
+    regression with its penalty chosen by leave-one-out, scikit-learn's RidgeCV). `c`: a single-label C already
+    chosen on these rows (skips the search)."""
     if problem_type in ("regression", "multi_label_classification"):
         from .task_probes import fit_probe_outputs
 
@@ -131,7 +133,7 @@ def probe_predictions_on(train_x, train_y, eval_x, problem_type: str = "single_l
         return outputs[:, 0] if problem_type == "regression" and np.asarray(train_y).ndim == 1 else outputs
     from .distillation import linear_probe
 
-    return linear_probe(np.asarray(train_x), np.asarray(train_y)).predict(eval_x)
+    return linear_probe(np.asarray(train_x), np.asarray(train_y), c=c).predict(eval_x)
 
 
 def _probe(row: dict, run: dict, train_x, eval_x) -> None:
@@ -144,7 +146,7 @@ def _probe(row: dict, run: dict, train_x, eval_x) -> None:
     if problem_type == "token_classification":
         row["probe_score"] = word_probe_f1(train_x, run["train_labels"], eval_x, run["eval_labels"], run["names"])
         return
-    predictions = probe_predictions_on(train_x, run["train_labels"], eval_x, problem_type)
+    predictions = probe_predictions_on(train_x, run["train_labels"], eval_x, problem_type, run.get("probe_c"))
     if problem_type == "single_label_classification":
         row["probe_accuracy"] = row["probe_score"] = float((predictions == run["eval_labels"]).mean())
         run.setdefault("probe_predictions", {})[row["name"]] = predictions

@@ -111,13 +111,14 @@ def cross_fit_path(x: np.ndarray, y: np.ndarray, folds: int, seed: int = 0,
     return cs[best], out[best]
 
 
-def linear_probe(x: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = PROBE_FOLDS):
+def linear_probe(x: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = PROBE_FOLDS, c: float | None = None):
     """The teachers' linear probe on features `x` [rows, D] and class ids `y` [rows]: standardised features and a
     multinomial logistic regression (scikit-learn) whose C is chosen by `cross_fit_path`, fitted on all rows. Used
-    by `--distill probe` and by the benchmarks' "teacher probe" column, so both report the same classifier."""
-    counts = np.unique(y, return_counts=True)[1]
-    folds = int(min(folds, counts.min()))
-    c = cross_fit_path(x, y, folds, seed)[0] if folds >= 2 else 1.0
+    by `--distill probe` and by the benchmarks' "teacher probe" column, so both report the same classifier. `c`, a C
+    already chosen that way on these rows (the distillation targets' `ProbeFit.c`), skips the search."""
+    if c is None:
+        folds = int(min(folds, np.unique(y, return_counts=True)[1].min()))
+        c = cross_fit_path(x, y, folds, seed)[0] if folds >= 2 else 1.0
     return _probe(c).fit(x, y)
 
 

@@ -74,6 +74,16 @@ def _probe_labels(labels, splits, train_set, eval_set, has_features: bool) -> di
             "eval_labels": np.asarray(eval_set["labels"]) if eval_set is not None else None}
 
 
+def _targets_probe_c(trainer, train_set) -> float | None:
+    """The C the distillation targets' probe chose on these rows' features, for the cost report's probe to reuse
+    (the same search on the same rows); None where its features differ: several teachers (the report probes each
+    alone) or other rows."""
+    rows = getattr(trainer, "rows", None)
+    if rows is None or len(trainer.teacher_infos) != 1 or rows.n_labeled != len(train_set):
+        return None
+    return rows.probe_c
+
+
 def _cost(trainer, script_args, config, run: dict, summary: dict) -> dict:
     train_set, eval_set = run["train_set"], run["eval_set"]
     features, labels = None, run["splits"].labels
@@ -89,7 +99,8 @@ def _cost(trainer, script_args, config, run: dict, summary: dict) -> dict:
         "max_length": script_args.max_length, "problem_type": run["splits"].labels.problem_type,
         "eval_score": (summary.get("eval") or {}).get("eval_" + HEADLINE[run["splits"].labels.problem_type]),
         "train_seconds": (summary.get("train") or {}).get("train_runtime"),
-        "extraction_seconds": run.get("extraction_seconds"), "names": labels.names}
+        "extraction_seconds": run.get("extraction_seconds"), "names": labels.names,
+        "probe_c": _targets_probe_c(trainer, train_set)}
     report = cost_report(inputs)
     names = dict(zip((t["name"] for t in report["teachers"]), display_names([t["name"] for t in report["teachers"]]),
                      strict=True))
