@@ -94,17 +94,26 @@ def check_folds(labels, folds: int, problem_type: str = SINGLE) -> None:
 
 
 def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> tuple[float, float]:
-    """Mean and sd of a standardised logistic-regression probe's accuracy over stratified folds."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    """Mean and sd over stratified folds of the accuracy of the teachers' linear probe, the one `hf-aft train`
+    distils from and reports (`distillation.cross_fit_path`: standardised logistic regression, C chosen by the
+    out-of-fold log-loss of the same folds, so one number of nine is chosen on the rows it is scored on). A fixed
+    C = 1 is least regularised where the rows number about the features: on Rotten Tomatoes with mpnet (768
+    features) it scored 5 points below this probe at 1,000 rows, and a ranking would understate a wide teacher."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from .distillation import cross_fit_path
 
     labels = np.asarray(labels)
     check_folds(labels, folds)
-    scores = cross_val_score(_probe(), features, labels, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
-    return float(scores.mean()), float(scores.std())
+    right = np.unique(labels)[cross_fit_path(features, labels, folds, seed)[1].argmax(1)] == labels
+    scores = [right[held].mean() for _, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(
+        features, labels)]
+    return float(np.mean(scores)), float(np.std(scores))
 
 
 def _probe():
-    """The ranking's classifier probe: standardised features, logistic regression at C = 1 (scikit-learn)."""
+    """The per-word probe of token classification: standardised features, logistic regression at C = 1
+    (scikit-learn; the search for C is not measured on words)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
