@@ -49,15 +49,14 @@ def test_the_ranking_probe_is_the_probe_training_reports_not_one_at_c_1():
     features C = 1 overfits, so rank understated a wide teacher (mpnet on Rotten Tomatoes: 0.782 against 0.84)."""
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-    from hf_aft.distillation import fit_probe
-    from hf_aft.ranking import _probe
+    from hf_aft.distillation import _probe, fit_probe
 
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1], 50)  # 5 folds of 10 + 10 rows: the folds' mean is the out-of-fold accuracy
     features = rng.normal(size=(100, 90)) + 0.35 * labels[:, None] * (np.arange(90) < 30)
     mean, _ = probe_accuracy(features, labels)
     assert mean == pytest.approx(fit_probe(features, labels, features[:0], num_classes=2).accuracy)
-    at_c_1 = cross_val_score(_probe(), features, labels, cv=StratifiedKFold(5, shuffle=True, random_state=0)).mean()
+    at_c_1 = cross_val_score(_probe(1.0), features, labels, cv=StratifiedKFold(5, shuffle=True, random_state=0)).mean()
     assert mean > at_c_1 + 0.05
 
 

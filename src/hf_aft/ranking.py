@@ -111,19 +111,12 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, see
     return float(np.mean(scores)), float(np.std(scores))
 
 
-def _probe():
-    """The per-word probe of token classification: standardised features, logistic regression at C = 1
-    (scikit-learn; the search for C is not measured on words)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-
-
 def _fit_predict(train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray) -> np.ndarray:
-    """`_probe` fitted and applied: class ids."""
-    return _probe().fit(train_x, train_y).predict(eval_x)
+    """The per-word probe of token classification fitted and applied (class ids): standardised logistic regression
+    at C = 1 (scikit-learn; the search for C is not measured on words)."""
+    from .distillation import _probe
+
+    return _probe(1.0).fit(train_x, train_y).predict(eval_x)
 
 
 def word_scores(with_features, rows: list[list[int]], names: list[str], folds: int = 5,
