@@ -50,14 +50,15 @@ def test_the_ranking_probe_is_the_probe_training_reports_not_one_at_c_1():
     against 0.847)."""
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-    from hf_aft.distillation import _probe, fit_probe
+    from hf_aft.distillation import fit_probe, probe_at
 
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1], 50)  # 5 folds of 10 + 10 rows: the folds' mean is the out-of-fold accuracy
     features = rng.normal(size=(100, 90)) + 0.35 * labels[:, None] * (np.arange(90) < 30)
     mean, _ = probe_accuracy(features, labels)
     assert mean == pytest.approx(fit_probe(features, labels, features[:0], num_classes=2).accuracy)
-    at_c_1 = cross_val_score(_probe(1.0), features, labels, cv=StratifiedKFold(5, shuffle=True, random_state=0)).mean()
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    at_c_1 = cross_val_score(probe_at(1.0), features, labels, cv=folds).mean()
     assert mean > at_c_1 + 0.05
 
 

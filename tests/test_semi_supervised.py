@@ -203,7 +203,7 @@ class EchoProbe(ClassifierMixin, BaseEstimator):
 def test_no_labelled_row_gets_its_target_from_a_probe_that_saw_it(monkeypatch):
     from sklearn.pipeline import make_pipeline
 
-    monkeypatch.setattr(distillation, "_probe", lambda c=1.0: make_pipeline(EchoProbe()))
+    monkeypatch.setattr(distillation, "probe_at", lambda c=1.0: make_pipeline(EchoProbe()))
     labels = np.array([0, 1, 2] * 8)
     ids = np.arange(len(labels), dtype=np.float32)[:, None]
     fit = distillation.fit_probe(ids, labels, ids[:6], num_classes=3, seed=0)
@@ -222,7 +222,7 @@ def test_probe_targets_are_out_of_fold_with_the_real_probe():
     labels = np.array([0, 1] * 10)
     rng.shuffle(labels)
     features = np.eye(len(labels), dtype=np.float32)
-    assert distillation._probe().fit(features, labels).score(features, labels) == 1.0  # in-fold would echo
+    assert distillation.probe_at().fit(features, labels).score(features, labels) == 1.0  # in-fold would echo
     fit = distillation.fit_probe(features, labels, features[:4], num_classes=2, seed=0, cs=(1.0,))
     own = np.exp(fit.labeled[np.arange(len(labels)), labels])
     assert own.max() < 0.55 and fit.accuracy <= 0.55

@@ -70,7 +70,9 @@ class ProbeFit:
     metric: str = "accuracy"  # what `accuracy` holds: micro_f1 (multi-label), pearson (regression)
 
 
-def _probe(c: float = 1.0):
+def probe_at(c: float = 1.0):
+    """The teachers' linear probe at inverse L2 strength `c`, unfitted: standardised features and a multinomial
+    logistic regression (scikit-learn)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -100,7 +102,7 @@ def cross_fit_path(x: np.ndarray, y: np.ndarray, folds: int, seed: int = 0,
     classes, cs = np.unique(y), sorted(cs or PROBE_CS)
     out = np.zeros((len(cs), len(y), len(classes)))
     for train, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
-        probe = _probe(cs[0])
+        probe = probe_at(cs[0])
         probe[-1].warm_start = True  # each C starts from the previous one's solution
         for i, c in enumerate(cs):
             probe[-1].C = c
@@ -119,7 +121,7 @@ def linear_probe(x: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = PROBE
     if c is None:
         folds = int(min(folds, np.unique(y, return_counts=True)[1].min()))
         c = cross_fit_path(x, y, folds, seed)[0] if folds >= 2 else 1.0
-    return _probe(c).fit(x, y)
+    return probe_at(c).fit(x, y)
 
 
 def fit_probe(labeled: np.ndarray, labels: np.ndarray, unlabeled: np.ndarray, num_classes: int, seed: int = 0,
@@ -147,7 +149,7 @@ def fit_probe(labeled: np.ndarray, labels: np.ndarray, unlabeled: np.ndarray, nu
     rows[:, classes] = np.log(np.clip(proba, 1e-8, None))
     out_of_fold[fitted] = rows - np.logaddexp.reduce(rows, axis=1, keepdims=True)
     accuracy = float((out_of_fold[fitted].argmax(1) == labels[fitted]).mean())
-    full = _probe(c).fit(labeled, labels)
+    full = probe_at(c).fit(labeled, labels)
     return ProbeFit(out_of_fold, _log_proba(full, unlabeled, num_classes), accuracy, folds, c=c)
 
 

@@ -114,9 +114,9 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, see
 def _fit_predict(train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray) -> np.ndarray:
     """The per-word probe of token classification fitted and applied (class ids): standardised logistic regression
     at C = 1 (scikit-learn; the search for C is not measured on words)."""
-    from .distillation import _probe
+    from .distillation import probe_at
 
-    return _probe(1.0).fit(train_x, train_y).predict(eval_x)
+    return probe_at(1.0).fit(train_x, train_y).predict(eval_x)
 
 
 def word_scores(with_features, rows: list[list[int]], names: list[str], folds: int = 5,
