@@ -89,6 +89,14 @@ def _log_proba(probe, features: np.ndarray, num_classes: int) -> np.ndarray:
     return out - np.logaddexp.reduce(out, axis=1, keepdims=True)
 
 
+def probe_folds(x: np.ndarray, y: np.ndarray, folds: int, seed: int = 0):
+    """The probe's cross-validation folds, (train, held) index pairs: stratified, shuffled with `seed` (the folds
+    `cross_fit_path` searches C on and the ranking scores on)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    return StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y)
+
+
 def cross_fit_path(x: np.ndarray, y: np.ndarray, folds: int, seed: int = 0,
                    cs: tuple[float, ...] | None = None) -> tuple[float, np.ndarray]:
     """(chosen C, out-of-fold class probabilities [rows, classes in sorted order] at that C): for each stratified
@@ -97,11 +105,10 @@ def cross_fit_path(x: np.ndarray, y: np.ndarray, folds: int, seed: int = 0,
     log-loss (the calibration the distillation targets need; scikit-learn's `LogisticRegressionCV` does the same
     search but keeps no out-of-fold predictions). Every class of `y` needs at least `folds` rows."""
     from sklearn.metrics import log_loss
-    from sklearn.model_selection import StratifiedKFold
 
     classes, cs = np.unique(y), sorted(cs or PROBE_CS)
     out = np.zeros((len(cs), len(y), len(classes)))
-    for train, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+    for train, held in probe_folds(x, y, folds, seed):
         probe = probe_at(cs[0])
         probe[-1].warm_start = True  # each C starts from the previous one's solution
         for i, c in enumerate(cs):

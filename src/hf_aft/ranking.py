@@ -99,15 +99,12 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, see
     out-of-fold log-loss of the same folds, so one number of nine is chosen on the rows it is scored on). A fixed
     C = 1 is least regularised where the rows number about the features: on Rotten Tomatoes with mpnet (768
     features) it scored 6.5 points below this probe on 2,000 texts, and a ranking would understate a wide teacher."""
-    from sklearn.model_selection import StratifiedKFold
-
-    from .distillation import cross_fit_path
+    from .distillation import cross_fit_path, probe_folds
 
     labels = np.asarray(labels)
     check_folds(labels, folds)
     right = np.unique(labels)[cross_fit_path(features, labels, folds, seed)[1].argmax(1)] == labels
-    scores = [right[held].mean() for _, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(
-        features, labels)]
+    scores = [right[held].mean() for _, held in probe_folds(features, labels, folds, seed)]
     return float(np.mean(scores)), float(np.std(scores))
 
 
