@@ -99,8 +99,8 @@ def test_site_builds_strict_with_every_option_in_the_cli_reference(tmp_path):
     log = result.stdout + result.stderr
     assert result.returncode == 0 and "WARNING" not in log, log[-3000:]
     cli = (site / "reference" / "cli.html").read_text()  # use_directory_urls: false (the site opens from disk)
+    from hf_aft.arguments import PeftArguments, ScriptArguments
     from hf_aft.config import AFTConfig
-    from hf_aft.pipeline import PeftArguments, ScriptArguments
 
     for cls in (AFTConfig, ScriptArguments, PeftArguments):
         for name, f in cls.__dataclass_fields__.items():

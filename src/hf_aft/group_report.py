@@ -112,7 +112,7 @@ def check_baseline_rows(baseline_dir: str | None, rows_sha256: str | None, split
 
 
 def check_eval_comparisons(script_args, splits) -> str | None:
-    """Before any teacher runs (`pipeline.ScriptArguments`, `data.LabelledSplits`): the group columns
+    """Before any teacher runs (`arguments.ScriptArguments`, `data.LabelledSplits`): the group columns
     (`check_group_columns`) and the baseline's eval rows (`check_baseline_rows`); returns the eval rows' sha256 (None
     without an eval split)."""
     check_group_columns(splits.eval, script_args.group_column, script_args.group_min_rows, splits.eval_name)

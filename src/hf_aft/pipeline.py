@@ -5,16 +5,15 @@ teacher features -> student -> (beta search) -> AFTTrainer -> output dir (studen
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import transformers
 
+from .arguments import PeftArguments, ScriptArguments
 from .audit import reseal_card
 from .augmentation import check_copies
 from .beta_search import check_search, resumable_args, save_beta_search, search_beta
@@ -28,7 +27,6 @@ from .errors import AFTError
 from .features import read_teacher_infos
 from .generation import check_generation
 from .group_report import check_eval_comparisons
-from .groups import MIN_GROUP_ROWS
 from .hub import push_run
 from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for
 from .option_checks import check_idle_options, check_pool_read
@@ -44,108 +42,6 @@ from .word_features import check_run_options, with_word_or_teacher_features
 
 logger = logging.getLogger(__name__)
 BETA_SEARCH_RUNS = "beta_search_runs"  # the --beta auto candidates' checkpoints, removed once the final run is done
-
-
-@dataclass
-class ScriptArguments:
-    """What to train on: the student, the dataset and its columns."""
-
-    _argument_group_name = "data and student"
-
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "The student: a Hub id or a local folder of a transformers model (required)."}
-    )
-    dataset_name: str | None = field(
-        default=None,
-        metadata={"help": "A Hub dataset id, a folder written by save_to_disk (or hf-aft features), a folder of "
-                  "data files, or csv/json/parquet file(s), comma-separated (required)."},
-    )
-    dataset_config: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration name."})
-    text_column: str = field(default="text", metadata={"help": "Column holding the input text."})
-    image_column: str | None = field(
-        default=None,
-        metadata={"help": "Column holding images (PIL images, arrays or file paths): trains an image classifier "
-                  "(AutoModelForImageClassification, preprocessed on the fly by its own AutoImageProcessor, which is "
-                  "saved with it). Image teachers read this column, text teachers --text_column."},
-    )
-    label_column: str = field(
-        default="label", metadata={"help": "Column holding the label: a class, a list of classes or a number."}
-    )
-    problem_type: str | None = field(
-        default=None,
-        metadata={"help": "What the student predicts (docs/guides/multi-label-regression.md; "
-                  "default: from the label column)."},
-    )
-    unlabeled_dataset: str | None = field(
-        default=None,
-        metadata={"help": "Rows without labels from the same source (as for --dataset_name: a Hub id, a save_to_disk "
-                  "folder, data files); the same text/image column, any label column ignored. Teacher features are "
-                  "made for them too; every batch mixes them in (--labeled_fraction) for the transfer and "
-                  "distillation terms, and --distill auto turns probe distillation on."},
-    )
-    unlabeled_split: str = field(default="train", metadata={"help": "Split of --unlabeled_dataset to use."})
-    train_split: str = field(default="train", metadata={"help": "Split to train on."})
-    eval_split: str | None = field(default=None, metadata={
-        "help": "Split to evaluate on (default: test, else validation, if present)."})
-    max_length: int = field(default=128, metadata={"help": "The student truncates texts to this many tokens."})
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Allow writing into an output_dir that already holds files."}
-    )
-    baseline_dir: str | None = field(
-        default=None,
-        metadata={"help": "Output dir of a plain fine-tuning run (--transfer none) on the same data: its eval results "
-                  "appear next to this model's in the model card."},
-    )
-    beta_auto: bool = field(default=False, metadata={"help": argparse.SUPPRESS})  # what `--beta auto` sets
-    beta_validation_split: str | None = field(
-        default=None, metadata={"help": "Split to choose beta on with --beta auto (default: validation or valid, when "
-                                "it is not the eval split; none: hold out part of the training data instead)."}
-    )
-    beta_validation_fraction: float = field(
-        default=DEFAULT_VALIDATION_FRACTION,
-        metadata={"help": "Fraction of the training data held out to choose beta with --beta auto, when "
-                  "the dataset has no validation split besides the eval split."}
-    )
-    group_column: list[str] | None = field(
-        default=None,
-        metadata={"help": "Eval columns to report results by, per group (docs/guides/operating.md)."},
-    )
-    group_min_rows: int = field(
-        default=MIN_GROUP_ROWS,
-        metadata={"help": "Groups with fewer eval rows are not judged (too small)."},
-    )
-    skip_cost_report: bool = field(
-        default=False, metadata={"help": "Do not measure cost and benefit (cost_report.json: sizes, CPU latency, "
-                                 "teachers' probe accuracy): for very large teachers."}
-    )
-
-
-@dataclass
-class PeftArguments:
-    """A LoRA student (TRL's `ModelConfig` flag names): only the adapter and the classification head train."""
-
-    _argument_group_name = "LoRA student"
-
-    use_peft: bool = field(default=False, metadata={"help": "Train a LoRA adapter (and the head) instead of all "
-                                                             "of the student's weights."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (the adapter's output is scaled by alpha/r)."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch."})
-    lora_target_modules: list[str] | None = field(
-        default=None, metadata={"help": "Modules that get adapters (default: peft's choice for the architecture, "
-                                "e.g. query and value for BERT)."}
-    )
-
-    def lora_config(self):
-        """The `LoraConfig`, or None without --use_peft."""
-        if not self.use_peft:
-            return None
-        if self.lora_r < 1:
-            raise AFTError(f"--lora_r must be >= 1 (got {self.lora_r}).")
-        from peft import LoraConfig
-
-        return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
-                          target_modules=self.lora_target_modules, task_type="SEQ_CLS")
 
 
 def _check_run(script_args: ScriptArguments, config: AFTConfig):
@@ -238,6 +134,18 @@ def _check_made_rows_and_targets(splits, script_args: ScriptArguments, config: A
                            images=script_args.image_column is not None)
 
 
+def _check_beta_search(script_args: ScriptArguments, config: AFTConfig, splits, n_unlabeled: int) -> None:
+    """Refuses a --beta auto search that cannot run before any model loads or teacher runs, and says where it will
+    compare its candidates."""
+    train_ids, validation_ids = (class_ids(splits.labels.encode(s), "labels") if s is not None else None
+                                 for s in (splits.train, splits.validation))
+    check_search(train_ids, config, script_args.beta_validation_fraction, validation_ids, splits.validation_name,
+                 n_unlabeled)
+    print(f"--beta auto compares candidates on the {splits.validation_name!r} split" if splits.validation_name
+          else f"--beta auto holds out {script_args.beta_validation_fraction:.0%} of the training data to "
+          "compare candidates on", flush=True)
+
+
 def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: PeftArguments | None, claim) -> dict:
     run = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "peft_args": peft_args,
            "claim": claim}
@@ -261,14 +169,8 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
     script_args.beta_validation_split = splits.validation_name
     unlabeled = run["unlabeled_raw"] = _load_pool_and_record_rows(script_args, config, splits)
     _check_made_rows_and_targets(splits, script_args, config)
-    if script_args.beta_auto:  # refuse a search that cannot run before any model loads or teacher runs
-        train_ids, validation_ids = (class_ids(splits.labels.encode(s), "labels") if s is not None else None
-                                     for s in (splits.train, splits.validation))
-        check_search(train_ids, config, script_args.beta_validation_fraction, validation_ids,
-                     splits.validation_name, len(unlabeled or ()))
-        print(f"--beta auto compares candidates on the {splits.validation_name!r} split" if splits.validation_name
-              else f"--beta auto holds out {script_args.beta_validation_fraction:.0%} of the training data to "
-              "compare candidates on", flush=True)
+    if script_args.beta_auto:
+        _check_beta_search(script_args, config, splits, len(unlabeled or ()))
     if splits.eval is None:
         way_out = ONE_SPLIT if named_files(script_args.dataset_name) else "pass --eval_split to name one"
         print("no evaluation split (test, validation, valid or eval) in the dataset: the student will not be "

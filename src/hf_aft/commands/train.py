@@ -44,8 +44,8 @@ def _short_help(full_parser) -> None:
     """hf-aft's own options first (data and student, teachers, transfer, LoRA), then a pointer to the Trainer's."""
     from transformers import HfArgumentParser, TrainingArguments
 
+    from ..arguments import PeftArguments, ScriptArguments
     from ..config import AFTConfig, TeacherArguments
-    from ..pipeline import PeftArguments, ScriptArguments
 
     parser = HfArgumentParser((ScriptArguments, TeacherArguments, PeftArguments), prog="hf-aft train",
                               description=DESCRIPTION, formatter_class=full_parser.formatter_class)
@@ -66,10 +66,10 @@ def _short_help(full_parser) -> None:
 
 def parse_train_args(argv: list[str]):
     """(ScriptArguments, AFTConfig, PeftArguments) from flags, with `--config FILE.yaml` supplying defaults."""
+    from ..arguments import PeftArguments, ScriptArguments
     from ..config import AFTConfig
     from ..errors import AFTError
     from ..option_checks import check_idle_options
-    from ..pipeline import PeftArguments, ScriptArguments
 
     script_args, config, peft_args = parse((ScriptArguments, AFTConfig, PeftArguments), argv, "hf-aft train",
                                            DESCRIPTION, REQUIRED, rewrite=_beta_auto, short_help=_short_help)
