@@ -2,8 +2,9 @@
 the same estimator for the cost report's probe column and for `--distill probe`'s targets.
 
 - multi-label: one logistic regression per class on standardised features (scikit-learn's OneVsRestClassifier,
-  C = 1 as the single-label targets use); targets are each class's log-odds, clipped at probabilities 1e-6 and
-  1 - 1e-6; its score is the micro-F1 of its predictions at probability 0.5.
+  C = 1: the single-label probe's search for C by cross-validated log-loss is not measured on multi-label data);
+  targets are each class's log-odds, clipped at probabilities 1e-6 and 1 - 1e-6; its score is the micro-F1 of its
+  predictions at probability 0.5.
 - regression: ridge regression on standardised features, its penalty chosen by leave-one-out (RidgeCV); targets are
   its predictions in the student's (standardised) units; its score is Pearson's r, the mean over targets.
 
