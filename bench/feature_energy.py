@@ -19,8 +19,8 @@ from datasets import load_from_disk
 from quality import WORK, teacher_paths
 
 from hf_aft import extract_teacher_features, read_teacher_infos
-from hf_aft.card import teacher_scales
 from hf_aft.features import TeacherInfo
+from hf_aft.scales_plot import teacher_scales
 from hf_aft.teachers import display_names
 
 TEACHERS = "mpnet+minilm+smollm"

@@ -9,7 +9,8 @@ from huggingface_hub import ModelCard
 from safetensors.torch import save_file
 
 from hf_aft import AFTError
-from hf_aft.card import read_baseline, render_model_card, teacher_scales, write_model_card
+from hf_aft.card import read_baseline, render_model_card, write_model_card
+from hf_aft.scales_plot import teacher_scales
 
 TEACHER = {"name": "sentence-transformers/all-mpnet-base-v2", "revision": "e8c3b32e", "pooling": "mean", "dim": 768,
            "max_length": 128}

@@ -16,12 +16,13 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .card import CARD_INPUTS_NAME, CARD_NAME, SCALES_PLOT_NAME, terms_note
+from .card import CARD_INPUTS_NAME, CARD_NAME, terms_note
 from .claims import CLAIM_NAME, carried_run_ids
 from .errors import AFTError, first_line
 from .hub import IGNORE_PATTERNS
 from .outputs import COMPLETE_NAME
 from .provenance import file_hashes, local_path, teacher_folder, teacher_source, weight_files
+from .scales_plot import SCALES_PLOT_NAME
 
 AUDIT_NAME = "audit.json"
 AUDIT_VERSION = 1
