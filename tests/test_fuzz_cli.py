@@ -879,6 +879,13 @@ CASES = [
     Case("dataset-file-missing-among-several", 13,
          lambda e: e.train(data=f"{_mixed_files(e, '.csv')},{e.work / 'missing.csv'}"),
          ("missing.csv", "does not exist"), before_teachers=True),
+    # a folder name mistyped reads as a Hub id: the Hub's failure must also say that no such path is here
+    *[Case(f"{name}-path-missing", 13, argv, ("no-such-folder/data", "here either", "check the path"),
+           before_teachers=True)
+      for name, argv in (("dataset", lambda e: e.train(data="no-such-folder/data")),
+                         ("unlabeled-dataset", lambda e: e.train("--unlabeled_dataset", "no-such-folder/data")),
+                         ("features-dataset", lambda e: _features_args(e, "no-such-folder/data")),
+                         ("rank-dataset", lambda e: _rank(e, data="no-such-folder/data")))],
     Case("dataset-pattern-matches-nothing", 13, lambda e: e.train(data=e.work / "nowhere" / "*.csv"),
          ("matches no file",), before_teachers=True),
     Case("dataset-file-named-twice", 13, lambda e: e.train(data=f"{_mixed_files(e, '.csv')},{e.work}/mixed/part0.csv"),

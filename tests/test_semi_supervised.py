@@ -542,6 +542,10 @@ def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teache
     assert (f"terms: distillation from the teachers' probe (weight 1, temperature 1); {N_POOL} unlabelled rows "
             f"(12 of them drawn in the steps trained) beside {N_LABELLED} labelled (labelled share of each batch "
             f"50%; 12 labelled rows drawn); probe accuracy {accuracy:.4f}") in stdout
+    # how precise that accuracy is: the binomial standard error over the labelled rows the probe was scored on
+    standard_error = (accuracy * (1 - accuracy) / N_LABELLED) ** 0.5
+    assert f"(cross-validated on the training labels, standard error {standard_error:.3f}; its folds follow --seed)" \
+        in stdout
 
     card = (out / "README.md").read_text()
     assert "- Distillation (not in the paper): `probe`: the teachers' linear probe" in card

@@ -205,6 +205,15 @@ def beta_note(args, beta_search: dict | None = None, terms: dict | None = None) 
     return f"beta = {args.beta:g} ({how}; --beta auto chooses it on held-out data)"
 
 
+def probe_error(terms: dict) -> str:
+    """", standard error 0.021": the binomial standard error sqrt(p (1 - p) / n) of the probe's cross-validated
+    accuracy p over its n labelled rows (accuracy only; "" for the other metrics)."""
+    p, n = terms.get("probe_accuracy"), terms.get("labeled_rows")
+    if (terms.get("probe_metric") or "accuracy") != "accuracy" or p is None or not n:
+        return ""
+    return f", standard error {(p * (1 - p) / n) ** 0.5:.3f}"
+
+
 def terms_note(terms: dict | None) -> str | None:
     """One line: the terms beside the task loss that were on (distillation, unlabelled rows), or None if none."""
     if not terms:
@@ -230,7 +239,8 @@ def terms_note(terms: dict | None) -> str | None:
                      f"labelled (labelled share of each batch {terms['labeled_fraction']:.0%}{labelled})")
     if terms.get("probe_accuracy") is not None:
         metric = metric_name(terms.get("probe_metric") or "accuracy")
-        parts.append(f"probe {metric} {terms['probe_accuracy']:.4f} (cross-validated on the training labels)")
+        parts.append(f"probe {metric} {terms['probe_accuracy']:.4f} (cross-validated on the training labels"
+                     f"{probe_error(terms)}; its folds follow --seed)")
     return ("terms: " + "; ".join(parts)) if parts else None
 
 
