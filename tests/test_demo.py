@@ -3,7 +3,7 @@ or training row, drawn so that train and test are the same with or without it; t
 
 import pandas as pd
 
-from hf_aft.commands.demo import gap_line
+from hf_aft.commands.demo import gap_line, print_results
 from hf_aft.demo import group_disjoint_splits
 
 
@@ -43,3 +43,13 @@ def test_the_closing_line_says_what_share_of_the_gap_was_closed():
     assert gap_line(0.70, 0.80, 0.75) == "AFT closed 50% of the gap between STL and the teacher's probe"
     assert "no gap to close" in gap_line(0.80, 0.78, 0.81)
     assert "not measured" in gap_line(0.80, None, 0.81)
+
+
+def test_the_students_folders_print_as_the_readme_shows_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the demo resolves --workdir runs/demo to absolute folders; the README shows it given
+    run = {"eval": {"eval_accuracy": 0.77}, "beta": 0.1, "terms": {"labeled_rows": 300, "unlabeled_rows": 800}}
+    print_results({**run, "output_dir": str(tmp_path / "runs/demo/student-aft")},
+                  {**run, "output_dir": "/elsewhere/student-stl"}, 0.85)
+    out = capsys.readouterr().out
+    assert "AFT student saved to runs/demo/student-aft (its README.md" in out
+    assert "STL student saved to /elsewhere/student-stl" in out  # outside the working directory: as it is

@@ -7,6 +7,7 @@ split, and how much of the gap between STL and the probe AFT closed."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,8 +50,14 @@ def print_results(aft: dict, stl: dict, probe: float | None) -> None:
     print(gap_line(stl["eval"]["eval_accuracy"], probe, aft["eval"]["eval_accuracy"]))
     if aft.get("terms_note"):
         print(aft["terms_note"])
-    print(f"AFT student saved to {aft['output_dir']} (its README.md is the model card)")
-    print(f"STL student saved to {stl['output_dir']}")
+    print(f"AFT student saved to {shown_path(aft['output_dir'])} (its README.md is the model card)")
+    print(f"STL student saved to {shown_path(stl['output_dir'])}")
+
+
+def shown_path(path: str) -> str:
+    """`path` relative to the working directory when it lies under it (as the default --workdir was given)."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def teacher_probe(output_dir: str) -> float | None:
