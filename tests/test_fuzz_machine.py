@@ -130,7 +130,7 @@ def test_two_trainings_started_together_one_wins_and_the_folder_is_one_runs(work
     assert codes == [0, 2], results
     refused = next(r for r in results if r[0] == 2)
     assert_refused(refused)
-    assert any(text in refused[1] for text in ("is in use by hf-aft train", "already holds files"))
+    assert any(text in refused[1] for text in ("is in use by hf-aft train", "already holds files")), refused[1]
     record = read_record(str(out))
     assert verify(str(out), record) == []
     assert json.loads((out / "config.json").read_text())["hf_aft_run_id"] == record["run_id"]
@@ -419,3 +419,25 @@ def test_a_signal_before_any_output_says_nothing_was_kept(work, models):
     _, stderr = process.communicate(timeout=120)
     assert_refused((process.returncode, stderr), "interrupted by SIGINT", code=130)
     assert not (work / "teacher_ranking.json").exists()
+
+
+def test_a_claim_being_written_is_read_once_written_and_a_damaged_one_is_refused(tmp_path):
+    import socket
+    import threading
+
+    import psutil
+
+    from hf_aft.claims import marker_path
+
+    out = tmp_path / "out"
+    out.mkdir()
+    marker = marker_path(out, False)
+    marker.write_text("")  # another command created its claim (O_EXCL) and has not written it yet
+    record = {"run_id": "x", "command": "hf-aft train", "pid": os.getpid(), "host": socket.gethostname(),
+              "process_started": psutil.Process(os.getpid()).create_time()}
+    threading.Timer(0.2, lambda: marker.write_text(json.dumps(record))).start()
+    with pytest.raises(AFTError, match="is in use by"):  # the writer, alive, holds it: not "unreadable"
+        claim(out, "hf-aft train")
+    marker.write_text("{")  # damaged for good
+    with pytest.raises(AFTError, match="holds an unreadable claim"):
+        claim(out, "hf-aft train")

@@ -132,6 +132,20 @@ def _read(marker: Path) -> dict:
         return {}  # being written this instant, or damaged: treated as held
 
 
+def _read_settled(marker: Path, tries: int = 20, pause: float = 0.05) -> dict | None:
+    """The claim in `marker`, waiting up to tries x pause seconds while it reads empty: another command creates it
+    (O_EXCL) and writes it in two steps, so a reader racing it sees an empty file for an instant. None when it is
+    gone (released); {} when it stays unreadable (damaged, or its writer was killed between the two steps)."""
+    for attempt in range(tries):
+        if not marker.exists():
+            return None
+        record = _read(marker)
+        if record or attempt == tries - 1:
+            return record
+        time.sleep(pause)
+    return {}
+
+
 def claim(path: str | os.PathLike, command: str, is_file: bool = False, flag: str = "--output_dir") -> Claim:
     """Claim `path` for `command` (see the module docstring).
 
@@ -158,7 +172,9 @@ def _claim(path: Path, command: str, is_file: bool, flag: str, created: bool) ->
     for _ in range(3):  # a stale claim taken over by another process in between: look again
         if _write_exclusive(marker, record, flag):
             return Claim(path, marker, record["run_id"], command, is_file, created)
-        other = _read(marker)
+        other = _read_settled(marker)
+        if other is None:  # released while we looked: claim it again
+            continue
         if not other:
             raise AFTError(f"{flag} {str(path)!r} holds an unreadable claim {marker} (a command claiming it this "
                            f"instant, or one killed while it did): retry in a moment, or delete {marker}.")
