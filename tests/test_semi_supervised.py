@@ -549,7 +549,8 @@ def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teache
 
     card = (out / "README.md").read_text()
     assert "- Distillation (not in the paper): `probe`: the teachers' linear probe" in card
-    assert f"the probe's cross-validated accuracy on the training labels: {accuracy:.4f}" in card
+    assert (f"the probe's cross-validated accuracy on the training labels: {accuracy:.4f}, standard error "
+            f"{standard_error:.3f}") in card
     if transfer == "aft":  # with a cost table, whose probe scores on the eval split: the card says why figures differ
         assert "the cost table's probe chooses its C the same way and is scored on the evaluation split" in card
     assert (f"- Unlabelled data: {N_POOL} rows, 12 of them drawn in the steps trained beside {N_LABELLED} labelled "

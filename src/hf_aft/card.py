@@ -155,7 +155,8 @@ def render_model_card(facts: CardFacts | str | None = None, **named) -> ModelCar
              "task_description": task_description(facts.task, facts.problem_type),
              "method_name": ("distillation, without feature transfer" if facts.transfer == "none" else
                              METHOD_NAMES.get(facts.transfer, facts.transfer)), "model_class": model_class,
-             "preprocessor_class": preprocessor_class, "preprocessor_name": preprocessor_name}
+             "preprocessor_class": preprocessor_class, "preprocessor_name": preprocessor_name,
+             "probe_error": probe_error(facts.terms or {})}
     return ModelCard.from_template(card_data, template_path=template_path(), **shown)
 
 
