@@ -127,6 +127,24 @@ def test_a_resume_with_a_teacher_of_another_width_names_the_teachers(student_dir
     assert {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()} == before  # hf_aft_complete.json too
 
 
+def test_a_task_teacher_retrained_in_place_is_refused_on_resume(student_dir, teacher_dirs, data, tmp_path, capsys):
+    """`--distill_teacher` names a folder whose weights changed since the checkpoint: the same name is another
+    teacher, and half a run distilled from each would be described as one."""
+    classifier = tiny.save_student(tmp_path / "task-teacher", hidden=12, seed=3)
+    out = tmp_path / "out"
+    args = train_args(student_dir, teacher_dirs, data, out, "--unlabeled_dataset", str(data / "pool.csv"),
+                      "--distill_teacher", str(classifier), "--save_strategy", "steps", "--save_steps", "2")
+    assert main(args + ["--max_steps", "2"]) == 0
+    saved = json.loads((out / "checkpoint-2" / OPTIONS_NAME).read_text())["distill_teacher_revision"]
+    assert saved.startswith("local-")
+    assert main(args + ["--max_steps", "4", "--resume_from_checkpoint", str(out / "checkpoint-2")]) == 0  # unchanged
+    tiny.save_student(classifier, hidden=12, seed=4)  # retrained in place
+    assert main(args + ["--max_steps", "6", "--resume_from_checkpoint", str(out / "checkpoint-4")]) == 2
+    line = error_line(capsys)
+    assert f"it was saved by a run with the task teacher (--distill_teacher) at revision {saved}" in line
+    assert "this command has the task teacher (--distill_teacher) at revision local-" in line
+
+
 def test_an_older_checkpoint_resumed_with_another_transfer_names_the_saved_one(student_dir, teacher_dirs, data,
                                                                               first_run, tmp_path, capsys):
     out = tmp_path / "out"

@@ -24,7 +24,7 @@ from .filesystems import write_atomically
 OPTIONS_NAME = "hf_aft_options.json"
 # None where another option turns them off (beta: --transfer none, ...): that option is the difference to name.
 DEPENDENT = {"beta", "kernel", "balance_teachers", "distill_weight", "distill_temperature", "distill_teacher",
-             "labeled_fraction", "generator", "unlabeled_split"}
+             "distill_teacher_revision", "labeled_fraction", "generator", "unlabeled_split"}
 ROWS = {"labeled_rows": "labelled training", "unlabeled_pool": "unlabelled"}  # record_rows' keys, as said
 # The --unlabeled_dataset of the command running now (the trainer sees the rows, not where they came from).
 _pool = contextvars.ContextVar("hf_aft_unlabeled_pool", default=None)
@@ -81,8 +81,14 @@ def trainer_options(trainer) -> dict:
     the trainer) and how many unlabelled rows it mixed in."""
     rows, pool = trainer.rows, _pool.get()
     has_pool = bool(pool["unlabeled_dataset"]) if pool else rows.n_unlabeled > rows.n_augmented + rows.n_generated
-    return {**effective_options(trainer.args, has_pool), **(pool or {}), "unlabeled_rows": rows.n_unlabeled,
-            "teacher_features": teacher_identity(rows.teacher_infos)}
+    return {**effective_options(trainer.args, has_pool), **(pool or {}), **_teachers_of(rows)}
+
+
+def _teachers_of(rows) -> dict:
+    """What the trainer's rows were made with: the unlabelled row count, the feature teachers and the task teacher
+    (its weights as resolved: a folder retrained in place is another teacher)."""
+    return {"unlabeled_rows": rows.n_unlabeled, "teacher_features": teacher_identity(rows.teacher_infos),
+            "distill_teacher_revision": rows.distill_teacher_revision}
 
 
 
@@ -113,6 +119,8 @@ def record_rows(key: str, rows, columns: list[str], checkpoint: str | None) -> N
 def _shown(key: str, value) -> str:
     if key == "unlabeled_rows":  # counted, not a flag
         return f"{value} unlabelled rows"
+    if key == "distill_teacher_revision":
+        return f"the task teacher (--distill_teacher) at revision {value}"
     if key == "teacher_features":
         return "teacher features of " + ("; ".join(identity_text(*teacher) for teacher in value) or "no teacher")
     if key in ROWS:  # the rows themselves: a file edited since names the same source
@@ -159,8 +167,7 @@ class OptionsRecord(TrainerCallback):
 
 
 def check_resumed_rows(checkpoint: str, rows) -> None:
-    """The trainer's unlabelled row count and teacher features (`training_rows.TrainingRows`) are the checkpoint's:
-    checked before its transfer state loads, whose shapes follow the teachers' widths (a teacher of another width
-    failed there with a state_dict message, not named as a change of teacher)."""
-    check_resume_options(checkpoint, {"unlabeled_rows": rows.n_unlabeled,
-                                      "teacher_features": teacher_identity(rows.teacher_infos)})
+    """The trainer's unlabelled row count, teacher features and task teacher (`training_rows.TrainingRows`) are the
+    checkpoint's: checked before its transfer state loads, whose shapes follow the teachers' widths (a teacher of
+    another width failed there with a state_dict message, not named as a change of teacher)."""
+    check_resume_options(checkpoint, _teachers_of(rows))
