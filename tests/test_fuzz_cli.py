@@ -404,6 +404,11 @@ def _with_student(argv: list[str], student) -> list[str]:
     return argv[:at] + [str(student)] + argv[at + 1 :]
 
 
+def _student_copy(env: Env) -> Path:
+    shutil.copytree(env.models.student, env.work / "student")
+    return env.work / "student"
+
+
 def _finished_run_copy(env: Env) -> Path:
     run = env.work / "run"
     shutil.copytree(env.models.run, run, ignore=shutil.ignore_patterns("checkpoint-*"))
@@ -777,6 +782,16 @@ CASES = [
                     ["export", str(_finished_run_copy(e)), "--output_dir", str(e.work / "onnx")]][1],
          ("already holds files",), absent=("--overwrite_output_dir", "--resume_from_checkpoint")),
 
+    Case("features-output-dir-is-its-dataset", 10,
+         lambda e: _features_args(e, e.data(), "--overwrite_output_dir", "true", out="data"),
+         ("--output_dir", "is the folder of --dataset_name", "choose a folder outside it"), before_teachers=True),
+    Case("train-output-dir-is-its-student", 10,
+         lambda e: _with_student(e.train("--output_dir", str(e.work / "student"), "--overwrite_output_dir", "true"),
+                                 _student_copy(e)),
+         ("is the folder of --model_name_or_path", "student"), before_teachers=True),
+    Case("train-output-dir-inside-its-data-folder", 10,
+         lambda e: e.train("--output_dir", str(e.work / "data" / "run")),
+         ("is inside --dataset_name", "data"), before_teachers=True),
     Case("push-unfinished-run", 10, lambda e: ["push", str(_unfinished_run_copy(e)), "--hub_model_id", "org/name"],
          ("hf_aft_complete.json",)),
 

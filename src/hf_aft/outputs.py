@@ -220,13 +220,33 @@ def _inside(path: str, folder: str) -> bool:
     return os.path.realpath(path).startswith(os.path.realpath(folder).rstrip(os.sep) + os.sep)
 
 
+DATA_FLAGS = ("--dataset_name", "--unlabeled_dataset")  # a data folder lists its files: a run inside it joins them
+
+
+def check_apart(output_dir: str, inputs: dict, option: str = "--output_dir") -> None:
+    """`output_dir` is no local input of the command, nor inside a data folder it reads (`inputs`: flag -> a path, a
+    list of them, comma-separated data files, a Hub id or None): writing there would overwrite or join what it reads
+    (`datasets` cannot save a dataset over the folder it was loaded from; a data-files folder would take the run's
+    JSON files for data)."""
+    out = os.path.realpath(os.path.expanduser(output_dir))
+    for flag, given in inputs.items():
+        for value in ([given] if isinstance(given, str) else given or []):
+            for part in filter(os.path.exists, map(os.path.expanduser, value.split(","))):
+                inside = flag in DATA_FLAGS and os.path.isdir(part) and _inside(out, part)
+                where = "the folder of" if os.path.realpath(part) == out else "inside" if inside else None
+                if where:
+                    raise AFTError(f"{option} {output_dir!r} is {where} {flag} {part!r}, which this command reads: "
+                                   "choose a folder outside it.")
+
+
 def check_output_dir(output_dir: str, overwrite: bool | None = None, resume: str | None = None,
-                     can_resume: bool = False, option: str = "--output_dir") -> None:
+                     can_resume: bool = False, option: str = "--output_dir", inputs: dict | None = None) -> None:
     """An output dir is a folder that holds nothing yet but this command's claim (or `overwrite`, or the run whose
-    checkpoint `resume` is). `overwrite` None: the command has no --overwrite_output_dir, so the refusal does not
-    offer it."""
+    checkpoint `resume` is), apart from the command's `inputs` (`check_apart`). `overwrite` None: the command has no
+    --overwrite_output_dir, so the refusal does not offer it."""
     if output_dir:
         check_creatable(output_dir, option)  # a folder, or one that can be created
+        check_apart(output_dir, inputs or {}, option)
     held = set(os.listdir(output_dir)) - {CLAIM_NAME} if output_dir and os.path.isdir(output_dir) else set()
     if held and resume and not overwrite and not _inside(resume, output_dir):
         raise AFTError(f"{option} {output_dir!r} already holds files and {resume!r} is not one of its checkpoints: "

@@ -64,7 +64,9 @@ def parse_feature_args(argv: list[str]):
         raise AFTError("--teachers is required: the Hub ids or local folders whose features to compute.")
     if args.push_to_hub and not args.hub_model_id:
         raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (a dataset repo).")
-    check_output_dir(args.output_dir, args.overwrite_output_dir)
+    check_output_dir(args.output_dir, args.overwrite_output_dir, inputs={
+        "--dataset_name": args.dataset_name, "--unlabeled_dataset": args.unlabeled_dataset,
+        "--teachers": teachers.teachers})
     return args, teachers
 
 

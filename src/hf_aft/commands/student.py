@@ -28,7 +28,7 @@ def run(argv: list[str]) -> None:
     from ..student import save_truncated_student
 
     (args,) = parse((StudentArguments,), argv, "hf-aft student", DESCRIPTION)
-    check_output_dir(args.output_dir, args.overwrite_output_dir)
+    check_output_dir(args.output_dir, args.overwrite_output_dir, inputs={"--from": args.source})
     with claimed(args.output_dir, "student"):
         save_truncated_student(args.source, args.output_dir, args.num_layers)
     print(f"student with the first {args.num_layers} layers of {args.source} saved to {args.output_dir}")
