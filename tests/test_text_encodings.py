@@ -1,6 +1,8 @@
 """Texts that no model can read are refused in one line before any teacher runs: bytes that are not UTF-8 (labelled
 or unlabelled), blank unlabelled texts, and a labelled share of batches so small that one epoch would not fit."""
 
+import json
+
 import pytest
 import tiny
 from tiny import error_line
@@ -120,6 +122,17 @@ def test_an_image_folder_as_the_pool_of_a_text_task_says_it_holds_images(student
     assert run(student_dir, teacher_dirs, data / "labelled", tmp_path / "out", "--unlabeled_dataset",
                str(tmp_path / "pool")) == 2
     assert "(images in 'image')" in error_line(capsys)
+
+
+def test_a_pool_column_of_records_or_word_lists_is_not_called_images(student_dir, teacher_dirs, data, tmp_path,
+                                                                     capsys):
+    """Only nested lists of numbers are pixels; records and lists of lists of words are not."""
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"review": f"film {i}", "entities": [{"name": "x", "start": i}],
+                                        "tags": [["a", "b"], ["c"]]}) + "\n" for i in range(3)))
+    assert run(student_dir, teacher_dirs, data / "labelled", tmp_path / "out", "--unlabeled_dataset", str(pool)) == 2
+    line = error_line(capsys)
+    assert "column 'text' not found" in line and "['review', 'entities', 'tags']" in line and "images" not in line
 
 
 def test_a_json_escape_of_half_a_surrogate_pair_names_the_reader_error_and_the_way_out(

@@ -46,12 +46,11 @@ BETA_SEARCH_RUNS = "beta_search_runs"  # the --beta auto candidates' checkpoints
 
 def _check_run(script_args: ScriptArguments, config: AFTConfig):
     """Everything that can be refused before any data is read; returns the baseline's results (or None)."""
+    inputs = {"--model_name_or_path": script_args.model_name_or_path, "--dataset_name": script_args.dataset_name,
+              "--unlabeled_dataset": script_args.unlabeled_dataset, "--teachers": config.teachers,
+              "--distill_teacher": config.distill_teacher, "--baseline_dir": script_args.baseline_dir}
     check_output_dir(config.output_dir, script_args.overwrite_output_dir, config.resume_from_checkpoint,
-                     can_resume=True, inputs={
-                         "--model_name_or_path": script_args.model_name_or_path,
-                         "--dataset_name": script_args.dataset_name, "--unlabeled_dataset": script_args.unlabeled_dataset,
-                         "--teachers": config.teachers, "--distill_teacher": config.distill_teacher,
-                         "--baseline_dir": script_args.baseline_dir})
+                     can_resume=True, inputs=inputs)
     if config.push_to_hub and not config.hub_model_id:
         raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (the Hub repo to create or update).")
     if script_args.problem_type not in (None, *METRICS_BY_PROBLEM_TYPE):

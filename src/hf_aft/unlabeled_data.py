@@ -65,8 +65,21 @@ def _kind(feature) -> str:
         return "ids"
     if isinstance(feature, datasets.Value):
         return "text" if feature.dtype in ("string", "large_string") else f"{feature.dtype} values"
-    return "image" if isinstance(feature, (datasets.Image, datasets.Array2D, datasets.Array3D, datasets.List)) else (
-        f"values datasets reads as {type(feature).__name__}")  # e.g. Json: texts mixed with numbers
+    if isinstance(feature, (datasets.Image, datasets.Array2D, datasets.Array3D)) or _is_pixel_grid(feature):
+        return "image"
+    if isinstance(feature, datasets.List):
+        inner = feature.feature
+        return "lists of records" if isinstance(inner, dict) else "lists of lists" if isinstance(
+            inner, datasets.List) else f"lists of {getattr(inner, 'dtype', type(inner).__name__)} values"
+    return f"values datasets reads as {type(feature).__name__}"  # e.g. Json: texts mixed with numbers
+
+
+def _is_pixel_grid(feature) -> bool:
+    """Nested lists of numbers, two deep or more (rows of pixels, as JSON or a pandas array gives an image)."""
+    depth = 0
+    while isinstance(feature, datasets.List):
+        feature, depth = feature.feature, depth + 1
+    return depth >= 2 and isinstance(feature, datasets.Value) and feature.dtype not in ("string", "large_string")
 
 
 def normalised_text(text: str | None) -> str | None:
