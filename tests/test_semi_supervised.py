@@ -556,6 +556,8 @@ def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teache
     assert (f"- Unlabelled data: {N_POOL} rows, 12 of them drawn in the steps trained beside {N_LABELLED} labelled "
             "(12 of them drawn); 50% of each batch labelled") in card
     assert f"- Method: `{transfer}`" in card
+    if transfer != "none":  # the tiny teachers read 64 tokens at most: the card gives that, not the 256 asked for
+        assert "- teacher_max_length: 64 / 64 (the teachers' own limit under --teacher_max_length 256)" in card
     if transfer == "none":  # distilled from the teachers' probe: neither plain fine-tuning nor a baseline for it
         assert "# Distilled student" in card and "STL" not in card and "with no teacher" not in card
         assert "trained with **distillation, without feature transfer** from 2 frozen teachers" in card

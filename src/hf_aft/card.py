@@ -178,13 +178,21 @@ def write_model_card(output_dir: str, facts: CardFacts | str | None = None, **na
     return card
 
 
-def hyperparameters_in_effect(args, state) -> dict:
+def hyperparameters_in_effect(args, state, teacher_lengths: list[int | None] | None = None) -> dict:
     """The settings that shaped the run, with the steps and epochs actually run (not `max_steps` and
-    `num_train_epochs` side by side, one of which the Trainer ignored)."""
+    `num_train_epochs` side by side, one of which the Trainer ignored) and the teachers' text lengths as they read
+    (`teacher_lengths`, per teacher: `--teacher_max_length` or the teacher's own smaller limit; none for images)."""
     skip = {"num_train_epochs", "max_steps"} | ({"scales_learning_rate", "teacher_max_length"}
                                                  if args.transfer == "none" else set())
     shown = {key: getattr(getattr(args, key), "value", getattr(args, key)) for key in HYPERPARAMETERS
              if key not in skip}
+    if "teacher_max_length" in shown and teacher_lengths is not None:
+        lengths = [length for length in teacher_lengths if length]
+        if not lengths:  # image teachers read no text
+            del shown["teacher_max_length"]
+        elif any(length != args.teacher_max_length for length in lengths):
+            shown["teacher_max_length"] = (" / ".join(map(str, lengths)) + " (the teachers' own limit under "
+                                           f"--teacher_max_length {args.teacher_max_length})")
     return {**shown, "steps run": state.global_step, "epochs run": round(float(state.epoch or 0), 2)}
 
 
@@ -259,7 +267,8 @@ def card_facts_from_trainer(trainer, model_name: str | None = None, dataset_name
         scales=trainer.scale_summary(), eval_results=evals[-1] if evals else None, dataset_name=dataset_name,
         base_model=getattr(trainer.model.config, "_name_or_path", None) or None,
         repo_id=args.hub_model_id or model_name,
-        hyperparameters=hyperparameters_in_effect(args, trainer.state), labels=_class_names(trainer.model),
+        hyperparameters=hyperparameters_in_effect(args, trainer.state, [i.max_length for i in trainer.teacher_infos]),
+        labels=_class_names(trainer.model),
         eval_split={"name": eval_split or "eval", "rows": rows} if rows is not None else None,
         baseline_results=baseline_results, peft=peft_settings(trainer.model), beta_search=beta_search,
         task="image-classification" if trainer.image_column else "token-classification" if is_token_model(
