@@ -34,7 +34,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 import hf_aft.teachers
 from hf_aft import AFTConfig, AFTError, AFTTrainer, distillation, extract_teacher_features
 from hf_aft import unlabeled_data as unlabeled_module
-from hf_aft.card import read_baseline
+from hf_aft.card import probe_error, read_baseline
 from hf_aft.commands import main
 from hf_aft.losses import distillation_loss
 from hf_aft.unlabeled import UNLABELED, MixedSampler
@@ -263,6 +263,12 @@ def test_a_class_with_one_labelled_row_gets_no_target_and_the_term_skips_it():
     assert torch.allclose(loss, distillation_loss(logits[:12], torch.from_numpy(fit.labeled[:12]), temperature=2.0))
     loss.backward()
     assert torch.isfinite(logits.grad).all() and (logits.grad[12] == 0).all()
+    # its accuracy is over the 12 rows it scored, and so is the standard error the summary and the card give
+    right = (fit.labeled[:12].argmax(1) == labels[:12]).sum()
+    assert fit.scored == 12 and fit.accuracy == pytest.approx(right / 12)
+    p = fit.accuracy
+    assert probe_error({"probe_accuracy": p, "probe_scored": 12, "labeled_rows": 13}) == \
+        f", standard error {(p * (1 - p) / 12) ** 0.5:.3f}"
     with pytest.raises(AFTError, match="at least 2 classes with 2 or more.*--distill none.*--augment_copies"):
         distillation.fit_probe(rng.normal(size=(7, 4)), np.array([0] * 6 + [1]), np.empty((0, 4)), num_classes=2)
 
@@ -287,7 +293,7 @@ def test_the_probe_is_cached_and_refitted_when_features_or_labels_change(labelle
     assert len(calls) == 1 and again.from_cache  # loaded, not refitted
     np.testing.assert_array_equal(again.labeled, first.labeled)
     np.testing.assert_array_equal(again.unlabeled, first.unlabeled)
-    assert again.accuracy == first.accuracy and again.folds == first.folds
+    assert again.accuracy == first.accuracy and again.folds == first.folds and again.scored == first.scored
 
     changed_feature = with_features(train, [0], np.asarray(train[0]["teacher_features"]) + 1.0)
     assert not targets(train=changed_feature).from_cache and len(calls) == 2
@@ -584,9 +590,9 @@ def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teache
 
 def summary_terms(summary: dict) -> dict:
     keys = ("distill", "distill_weight", "distill_temperature", "distill_teacher", "probe_accuracy", "probe_metric",
-            "probe_c", "labeled_rows", "unlabeled_rows", "augmented_rows", "augmented_from", "generated_rows",
-            "generator", "generator_revision", "distill_teacher_revision", "labeled_fraction", "labeled_rows_drawn",
-            "unlabeled_rows_drawn")
+            "probe_c", "probe_scored", "labeled_rows", "unlabeled_rows", "augmented_rows", "augmented_from",
+            "generated_rows", "generator", "generator_revision", "distill_teacher_revision", "labeled_fraction",
+            "labeled_rows_drawn", "unlabeled_rows_drawn")
     return {key: summary[key] for key in keys}
 
 

@@ -216,8 +216,8 @@ def beta_note(args, beta_search: dict | None = None, terms: dict | None = None) 
 
 def probe_error(terms: dict) -> str:
     """", standard error 0.021": the binomial standard error sqrt(p (1 - p) / n) of the probe's cross-validated
-    accuracy p over its n labelled rows (accuracy only; "" for the other metrics)."""
-    p, n = terms.get("probe_accuracy"), terms.get("labeled_rows")
+    accuracy p over the n labelled rows (words, for tokens) it scored (accuracy only; "" for the other metrics)."""
+    p, n = terms.get("probe_accuracy"), terms.get("probe_scored")
     if (terms.get("probe_metric") or "accuracy") != "accuracy" or p is None or not n:
         return ""
     return f", standard error {(p * (1 - p) / n) ** 0.5:.3f}"

@@ -68,6 +68,7 @@ class ProbeFit:
     from_cache: bool = False
     c: float | None = None  # the probe's chosen inverse L2 strength
     metric: str = "accuracy"  # what `accuracy` holds: micro_f1 (multi-label), pearson (regression)
+    scored: int | None = None  # the labelled rows (words, for a per-word probe) `accuracy` is measured over
 
 
 def probe_at(c: float = 1.0):
@@ -157,7 +158,8 @@ def fit_probe(labeled: np.ndarray, labels: np.ndarray, unlabeled: np.ndarray, nu
     out_of_fold[fitted] = rows - np.logaddexp.reduce(rows, axis=1, keepdims=True)
     accuracy = float((out_of_fold[fitted].argmax(1) == labels[fitted]).mean())
     full = probe_at(c).fit(labeled, labels)
-    return ProbeFit(out_of_fold, _log_proba(full, unlabeled, num_classes), accuracy, folds, c=c)
+    return ProbeFit(out_of_fold, _log_proba(full, unlabeled, num_classes), accuracy, folds, c=c,
+                    scored=int(fitted.sum()))
 
 
 def fit_task_probe(labeled: np.ndarray, targets: np.ndarray, unlabeled: np.ndarray, problem_type: str,
@@ -215,8 +217,10 @@ def cached_fit(key_parts: list, fit, rows: tuple[int, int], cache_dir: str | os.
 def _load_fit(path: Path) -> ProbeFit:
     with np.load(path) as stored:
         meta = json.loads(str(stored["meta"]))
-        return ProbeFit(stored["labeled"], stored["unlabeled"], meta["accuracy"], meta["folds"], True, meta.get("c"),
-                        meta.get("metric", "accuracy"))
+        labeled = stored["labeled"]  # NaN rows: not cross-fitted, not scored (a fit cached before `scored`)
+        scored = meta.get("scored", int(np.isfinite(labeled).all(axis=1).sum()) if labeled.ndim == 2 else None)
+        return ProbeFit(labeled, stored["unlabeled"], meta["accuracy"], meta["folds"], True, meta.get("c"),
+                        meta.get("metric", "accuracy"), scored)
 
 
 def _store_fit(path: Path, fit: ProbeFit, rows: int, unlabeled_rows: int) -> None:
@@ -224,7 +228,7 @@ def _store_fit(path: Path, fit: ProbeFit, rows: int, unlabeled_rows: int) -> Non
     that cannot take it (read-only, full) only means the next run fits it again: a warning, nothing left behind."""
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
     meta = json.dumps({"accuracy": fit.accuracy, "folds": fit.folds, "rows": rows, "unlabeled_rows": unlabeled_rows,
-                       "c": fit.c, "metric": fit.metric})
+                       "c": fit.c, "metric": fit.metric, "scored": fit.scored})
     store_or_warn(path, tmp, lambda file: np.savez(file, labeled=fit.labeled, unlabeled=fit.unlabeled,
                                                    meta=np.array(meta)),
                   "the teacher probe was", "the next run fits it again.")

@@ -56,6 +56,7 @@ class TrainingRows:
     probe_accuracy: float | None = None  # the probe's cross-validated score, in `probe_metric`
     probe_metric: str = "accuracy"
     probe_c: float | None = None  # the single-label probe's chosen inverse L2 strength (the cost report reuses it)
+    probe_scored: int | None = None  # the labelled rows (words) scored: a class of one row is not cross-fitted
     problem_type: str = SINGLE
 
     def mixed_sampler(self, args: AFTConfig) -> MixedSampler | None:
@@ -189,12 +190,13 @@ def _targets(rows: TrainingRows, model, args, train_dataset, unlabeled_dataset, 
     num_labels = model.config.num_labels
     if rows.distill == "probe" and rows.problem_type == TOKEN:  # a target per word
         fit = word_probe_targets(train_dataset, num_labels, args.seed, unlabeled_dataset)
-        rows.probe_accuracy = fit.accuracy
+        rows.probe_accuracy, rows.probe_scored = fit.accuracy, fit.scored
         return fit.labeled, fit.unlabeled
     if rows.distill == "probe":
         fit = probe_targets(as_labels(train_dataset), unlabeled_dataset, num_labels, args.seed,
                             problem_type=rows.problem_type)
         rows.probe_accuracy, rows.probe_metric, rows.probe_c = fit.accuracy, fit.metric, fit.c
+        rows.probe_scored = fit.scored
         return fit.labeled, fit.unlabeled
     names = [str(model.config.id2label[i]) for i in range(num_labels)]
     revision = rows.distill_teacher_revision = current_revision(args.distill_teacher, "distill teacher")
@@ -253,7 +255,7 @@ def terms_summary(args: AFTConfig, rows: TrainingRows, steps: int = 0, batch: in
             "distill_teacher": args.distill_teacher if rows.distill == "logits" else None,
             "distill_teacher_revision": rows.distill_teacher_revision,
             "probe_accuracy": rows.probe_accuracy, "probe_metric": rows.probe_metric,
-            "probe_c": rows.probe_c, "labeled_rows": rows.n_labeled,
+            "probe_c": rows.probe_c, "probe_scored": rows.probe_scored, "labeled_rows": rows.n_labeled,
             "labeled_rows_drawn": labelled if labelled < rows.n_labeled else None,
             "unlabeled_rows": rows.n_unlabeled, "unlabeled_rows_drawn": drawn if drawn < rows.n_unlabeled else None,
             "augmented_rows": rows.n_augmented,
