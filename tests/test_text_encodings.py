@@ -66,6 +66,25 @@ def test_blank_and_missing_unlabelled_texts_are_named_first_and_counted(student_
     assert "row 1 has an empty text in 'text': drop those 3 rows" in error_line(capsys)
 
 
+@pytest.mark.parametrize("labelled", [False, True])
+def test_a_csv_text_that_pandas_reads_as_missing_says_so(student_dir, teacher_dirs, data, tmp_path, capsys, labelled):
+    """"NA" or "None" in a CSV is read as a missing value by pandas (datasets' CSV reader): the refusal says why a
+    row that holds words is called empty, and how to keep such texts."""
+    texts = ["a fine film", "None", "dull", "NA"]
+    if labelled:
+        (tmp_path / "data").mkdir()
+        (tmp_path / "data" / "train.csv").write_text("text,label\n" + "".join(f"{t},{i % 2}\n"
+                                                                               for i, t in enumerate(texts * 4)))
+        (tmp_path / "data" / "test.csv").write_text("text,label\ngood,1\nbad,0\n")
+        assert run(student_dir, teacher_dirs, tmp_path / "data", tmp_path / "out") == 2
+    else:
+        (tmp_path / "pool.csv").write_text("text\n" + "".join(f"{t}\n" for t in texts))
+        assert run(student_dir, teacher_dirs, data / "labelled", tmp_path / "out", "--unlabeled_dataset",
+                   str(tmp_path / "pool.csv")) == 2
+    line = error_line(capsys)
+    assert "row 1" in line and "NA, N/A, NULL, None or NaN is missing too" in line and "JSON lines or parquet" in line
+
+
 def test_the_trainer_refuses_a_blank_unlabelled_text_too(student_dir, teacher_dirs, tmp_path):
     """The Python API checks its pool as the command does (it trained on the blank row)."""
     import datasets

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .data import arrow_column, check_all_text, check_inputs, first_row, load_dataset_dict
+from .data import CSV_MISSING, arrow_column, check_all_text, check_inputs, first_row, load_dataset_dict
 from .data_files import IMAGE_SUFFIXES, check_utf8, missing_split
 from .errors import AFTError, warn_once
 from .image_folders import UNLABELLED_SPLIT_NAMES
@@ -55,7 +55,8 @@ def _check_blank_texts(unlabeled: datasets.Dataset, input_column: str, name: str
     rows = [i for i, text in enumerate(texts) if not any(c.isprintable() for c in normalised_text(text or ""))]
     if rows:
         count = "that row" if len(rows) == 1 else f"those {len(rows)} rows (empty, blank or missing texts)"
-        raise AFTError(f"the {name} split's row {rows[0]} has an empty text in {input_column!r}: drop {count}.")
+        csv = f" ({CSV_MISSING})" if any(texts[i] is None for i in rows) else ""
+        raise AFTError(f"the {name} split's row {rows[0]} has an empty text in {input_column!r}: drop {count}{csv}.")
 
 
 def _kind(feature) -> str:
