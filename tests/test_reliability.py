@@ -307,6 +307,13 @@ def test_a_split_that_files_named_directly_cannot_have_points_to_a_folder_of_spl
         load_labelled_splits(folder, eval_split="test")
     (Path(folder) / "extra.jsonl").rename(Path(folder) / "train-2.jsonl")  # named after its split: read
     assert load_labelled_splits(folder, eval_split="test").train.num_rows == 9
+    # Unlabelled rows beside the splits (a Hub dataset's split name, which no folder has): the way out is the pool
+    (Path(folder) / "unlabeled.jsonl").write_text(json.dumps({"text": "unread"}) + "\n")
+    with pytest.raises(AFTError, match="datasets reads no 'unlabeled' split from a folder of data files, only train, "
+                                       "test and validation, so it would leave out 'unlabeled.jsonl': move it out of "
+                                       "the folder and give it on its own as --unlabeled_dataset"):
+        load_labelled_splits(folder, eval_split="test")
+    (Path(folder) / "unlabeled.jsonl").unlink()
     # Without --eval_split the run says it will not be evaluated, with the same way out (not "pass --eval_split").
     assert main(["train", "--model_name_or_path", str(tmp_path / "none"), "--teachers", str(tmp_path / "none"),
                  "--dataset_name", files[0], "--output_dir", str(tmp_path / "out")]) == 2  # no such teacher

@@ -10,6 +10,7 @@ import glob
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections import Counter
@@ -19,7 +20,13 @@ from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
 from .errors import AFTError, held_back, one_line, warn_once
 from .filesystems import nearest_existing
-from .image_folders import check_image_folder, check_split_names_lower_case, splits_read
+from .image_folders import (
+    UNLABELLED_SPLIT_NAMES,
+    WORD_SEPARATORS,
+    check_image_folder,
+    check_split_names_lower_case,
+    splits_read,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -161,12 +168,22 @@ def check_every_file_read(folder: str, tables: list[str]) -> None:
     if read is None:  # nothing datasets can read: its own error, when loading, says so
         return
     left = [path for path in relative if path not in read]
+    pool = next((path for path in left if _unlabelled_word(path)), None)
+    if pool:  # unlabeled.csv beside train.csv: a Hub dataset's split name, which no folder of data files has
+        raise AFTError(f"{folder!r}: datasets reads no {_unlabelled_word(pool)!r} split from a folder of data files, "
+                       f"only train, test and validation, so it would leave out {pool!r}: move it out of the folder "
+                       "and give it on its own as --unlabeled_dataset.")
     if left:
         more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
         raise AFTError(f"{folder!r}: datasets reads a folder's splits from its files' and subfolders' names (train, "
                        f"test or validation, e.g. train.csv or train/) and would leave out {left[0]!r}{more}: name "
                        "it after its split or put it in its split's subfolder, as the folder's other files are, or "
                        "move it out of the folder.")
+
+
+def _unlabelled_word(path: str) -> str | None:
+    """The word of `path` that names unlabelled rows (`unlabeled.csv`, `unsupervised-0.jsonl`), or None."""
+    return next((w for w in re.split(WORD_SEPARATORS, path.lower()) if w in UNLABELLED_SPLIT_NAMES), None)
 
 
 def check_not_empty(paths: list[str]) -> None:
