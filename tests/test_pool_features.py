@@ -40,6 +40,18 @@ def test_a_pool_from_another_features_folder_is_refused(student_dir, features, t
     line = error_line(capsys)
     assert "the unlabelled data's teacher features were not made as the labelled data's were" in line
     assert "cls pooling" in line and "mean pooling" in line
+    assert "Add --teacher_pooling" not in line  # both sets came with their features: no option of this run helps
+
+
+def test_a_pool_made_here_beside_a_features_folder_is_told_the_folder_options_and_trains_with_them(
+        student_dir, teacher_dirs, data, features, tmp_path, capsys):
+    """The labelled rows come from a features folder made with cls pooling, the pool's features are made here with
+    the command's (default) options: the refusal names the option that makes them alike, and with it the run trains."""
+    args = ["--teachers", str(teacher_dirs[0]), "--dataset_name", str(features["cls"]), "--unlabeled_dataset",
+            str(data / "pool.csv")]
+    assert train(student_dir, tmp_path / "out", *args) == 2
+    assert "Add --teacher_pooling cls (what the labelled data's features were made with)" in error_line(capsys)
+    assert train(student_dir, tmp_path / "out", *args, "--teacher_pooling", "cls") == 0
 
 
 def test_a_pool_made_with_other_options_than_the_command_asks_is_refused(student_dir, teacher_dirs, data, features,

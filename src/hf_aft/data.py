@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .data_files import (
+    CSV_MISSING,
     FILE_BUILDERS,
     check_not_empty,
     check_parquet_columns,
@@ -123,8 +124,7 @@ def check_columns(dataset: datasets.Dataset, *columns: str) -> None:
 
 
 def arrow_column(dataset: datasets.Dataset, column: str) -> pa.ChunkedArray:
-    """One column as Arrow, in the dataset's row order (a shuffled or selected split included), not copied when the
-    dataset has no index mapping."""
+    """One column as Arrow, in the dataset's row order (a shuffled or selected split's), copied only if it must."""
     return dataset.select_columns([column]).with_format("arrow")[:][column]
 
 
@@ -154,18 +154,13 @@ def check_all_text(dataset: datasets.Dataset, column: str, split: str) -> None:
                    "Make every row a text (quote it) or drop that row.")
 
 
-# datasets reads CSV files with pandas, whose default missing-value markers turn such texts into nulls
-CSV_MISSING = ("a CSV cell that reads NA, N/A, NULL, None or NaN is missing too, as pandas reads CSV files: give "
-               "such texts as JSON lines or parquet")
-
-
 def check_no_missing(dataset: datasets.Dataset, column: str, split: str, what: str) -> None:
     values = arrow_column(dataset, column)
     row = first_row(pc.is_null(values)) if values.null_count else None
     if row is not None:
-        csv = f"; {CSV_MISSING}" if what == "text" else ""
         raise AFTError(f"the {split} split's column {column!r} has no {what} at row {row} (an empty cell, a null or a "
-                       f"missing key; {values.null_count} such rows): drop or fill those rows{csv}.")
+                       f"missing key; {values.null_count} such rows): drop or fill those rows"
+                       + (f"; {CSV_MISSING}." if what == "text" else "."))
 
 
 def check_inputs(dataset: datasets.Dataset, column: str, split: str) -> None:

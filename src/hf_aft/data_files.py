@@ -31,6 +31,9 @@ from .image_folders import (
 logger = logging.getLogger(__name__)
 
 # Suffix -> the datasets builder that reads it (a `.tsv` is csv read with a tab delimiter).
+# datasets reads CSV files with pandas, whose default missing-value markers turn such texts into nulls
+CSV_MISSING = ("a CSV cell that reads NA, N/A, NULL, None or NaN is missing too, as pandas reads CSV files: give "
+               "such texts as JSON lines or parquet")
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 # What a folder of data files may hold for `datasets.load_dataset(folder)` to make a labelled dataset of it.
 IMAGE_SUFFIXES = set(ImageFolder.EXTENSIONS)  # every image datasets' imagefolder reads (.png, .ppm, .jfif, ...)

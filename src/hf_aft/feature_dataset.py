@@ -99,17 +99,40 @@ def _described(dataset: datasets.Dataset) -> str:
 
 
 def check_same_teachers(reference: datasets.Dataset, other: datasets.Dataset, other_name: str,
-                        reference_name: str = "the labelled data's") -> None:
+                        reference_name: str = "the labelled data's", made_here: str | None = None) -> None:
     """`other`'s teacher features were made as `reference`'s were (same teachers, revisions, pooling, widths and
     lengths, in the same order): the loss compares rows of both in one batch, so features of two spaces would be
-    trained on silently. `other_name`, `reference_name`: possessives for the message ("the unlabelled data's").
+    trained on silently. `other_name`, `reference_name`: possessives for the message ("the unlabelled data's");
+    `made_here`: "other" or "reference", the set whose features this command made (its options can follow the
+    other set's, and the refusal names them).
 
     Raises:
         AFTError: the teachers' records differ, or one set has its own features and the other a record.
     """
     if _identity(reference) == _identity(other):
         return
+    stored, made = (reference, other) if made_here == "other" else (other, reference)
+    options = _options_to_match(read_teacher_infos(stored), read_teacher_infos(made)) if made_here else None
+    source = reference_name if made_here == "other" else other_name
+    first = f"Add {options} (what {source} features were made with), or make" if options else "Make"
     raise AFTError(f"{other_name} teacher features were not made as {reference_name} were: {_described(other)}, "
-                   f"against {_described(reference)}. Make both with the same teachers and options (hf-aft features "
-                   "--unlabeled_dataset makes them together), or give the rows without their teacher_features column "
-                   "so that they are made here.")
+                   f"against {_described(reference)}. {first} both with the same teachers and options (hf-aft "
+                   "features --unlabeled_dataset makes them together), or give the rows without their "
+                   "teacher_features column so that they are made here.")
+
+
+def _options_to_match(reference: list | None, other: list | None) -> str | None:
+    """The teacher options that would make `other`'s features as `reference`'s were ("--teacher_max_length 8"), when
+    the same teachers at the same revisions differ in pooling or text length only; else None."""
+    same = reference and other and len(reference) == len(other) and all(
+        (r.name, r.revision, r.dim) == (o.name, o.revision, o.dim) for r, o in zip(reference, other, strict=True))
+    if not same:
+        return None
+    flags = []
+    for flag, field_name in (("--teacher_pooling", "pooling"), ("--teacher_max_length", "max_length")):
+        values = [getattr(r, field_name) for r in reference]
+        if values != [getattr(o, field_name) for o in other]:
+            if len(set(values)) > 1:  # one option for every teacher cannot say it
+                return None
+            flags.append(f"{flag} {values[0]}")
+    return " ".join(flags) or None

@@ -36,6 +36,7 @@ from .run_records import finish_run
 from .student import fold_target_scale, load_student, tokenize_beside_features
 from .targets import SINGLE
 from .trainer import AFTTrainer
+from .training_rows import with_pool_features
 from .unlabeled_data import load_unlabeled, mark_checked, suggest_pool_split
 from .validation_split import DEFAULT_VALIDATION_FRACTION, class_ids
 from .word_features import check_run_options, with_word_or_teacher_features
@@ -181,10 +182,9 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
     train_set, infos = splits.train, None
     if config.needs_teacher_features(unlabeled is not None):
         extraction = time.perf_counter()
-        if unlabeled is not None:  # first: a column of its own is refused before any teacher runs
-            unlabeled = with_word_or_teacher_features(unlabeled, config, script_args.text_column,
-                                                      script_args.image_column, name="unlabelled dataset")
-        train_set = with_word_or_teacher_features(train_set, config, script_args.text_column, script_args.image_column)
+        columns = (script_args.text_column, script_args.image_column)
+        train_set, unlabeled = (with_pool_features(train_set, unlabeled, config, *columns) if unlabeled is not None
+                                else (with_word_or_teacher_features(train_set, config, *columns), None))
         infos = read_teacher_infos(train_set)
         run.update(features_fingerprint=train_set._fingerprint, extraction_seconds=time.perf_counter() - extraction)
     model, processor = load()

@@ -134,6 +134,7 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
                         generator=args.generator if generated else None, generator_revision=generator_revision,
                         augmented_from="images" if image_column else "texts", problem_type=model_problem_type(model))
     if args.needs_teacher_features(has_unlabeled):
+        made = [d is not None and FEATURES_COLUMN not in d.column_names for d in (train_dataset, unlabeled_dataset)]
         train_dataset = with_word_or_teacher_features(train_dataset, args, text_column, image_column,
                                                       device=args.device)
         rows.teacher_infos = teacher_infos or teacher_infos_of(train_dataset)
@@ -144,8 +145,9 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
                                                                  device=args.device, name=name)
             for d, name in ((unlabeled_dataset, "unlabelled dataset"), (augmented, "augmented rows")))
         for part, name in ((unlabeled_dataset, "the unlabelled data's"), (augmented, "the augmented rows'")):
-            if part is not None:
-                check_same_teachers(train_dataset, part, name)
+            if part is not None:  # the augmented rows' features are always made here
+                here = made[1] if part is unlabeled_dataset else True
+                check_same_teachers(train_dataset, part, name, made_here=made_here(made[0], here))
                 scan(part, rows.teacher_infos)
     unlabeled_dataset = join_unlabeled(unlabeled_dataset, augmented)
     targets = _targets_or_fallback(rows, model, args, train_dataset, unlabeled_dataset, text_column, image_column)
@@ -183,6 +185,22 @@ def _targets_or_fallback(rows: TrainingRows, model, args, *datasets_and_columns)
         logger.warning("probe distillation (--distill auto) is off for this run: %s", error)
         rows.distill = "none"
         return None
+
+
+def with_pool_features(train_dataset, unlabeled_dataset, args, text_column, image_column):
+    """Teacher features for the labelled rows and the pool, the pool's first (a column of its own is refused before
+    any teacher runs), checked to be alike: the refusal names the options that would make them so."""
+    made = [FEATURES_COLUMN not in d.column_names for d in (train_dataset, unlabeled_dataset)]
+    unlabeled_dataset = with_word_or_teacher_features(unlabeled_dataset, args, text_column, image_column,
+                                                      name="unlabelled dataset")
+    train_dataset = with_word_or_teacher_features(train_dataset, args, text_column, image_column)
+    check_same_teachers(train_dataset, unlabeled_dataset, "the unlabelled data's", made_here=made_here(*made))
+    return train_dataset, unlabeled_dataset
+
+
+def made_here(reference: bool, other: bool) -> str | None:
+    """Which of two sets' features this command made, when one only (`check_same_teachers`' `made_here`)."""
+    return "other" if other and not reference else "reference" if reference and not other else None
 
 
 def _targets(rows: TrainingRows, model, args, train_dataset, unlabeled_dataset, text_column, image_column):

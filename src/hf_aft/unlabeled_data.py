@@ -14,8 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .data import CSV_MISSING, arrow_column, check_all_text, check_inputs, first_row, load_dataset_dict
-from .data_files import IMAGE_SUFFIXES, check_utf8, missing_split
+from .data import arrow_column, check_all_text, check_inputs, first_row, load_dataset_dict
+from .data_files import CSV_MISSING, IMAGE_SUFFIXES, check_utf8, missing_split
 from .errors import AFTError, warn_once
 from .image_folders import UNLABELLED_SPLIT_NAMES
 from .images import check_image_paths, image_digests
