@@ -127,6 +127,25 @@ def test_a_resume_with_a_teacher_of_another_width_names_the_teachers(student_dir
     assert {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()} == before  # hf_aft_complete.json too
 
 
+def test_an_overwriting_run_removes_the_earlier_runs_checkpoints(student_dir, teacher_dirs, data, tmp_path, capsys,
+                                                                  caplog):
+    """--overwrite_output_dir into a run dir: the earlier run's checkpoint-6 stayed beside this run's 2 and 4, and
+    --resume_from_checkpoint OUTPUT_DIR named it as this run's last."""
+    out = tmp_path / "out"
+    every_two = ("--save_strategy", "steps", "--save_steps", "2")
+    assert main(train_args(student_dir, teacher_dirs, data, out, "--max_steps", "6", *every_two)) == 0
+    refused = train_args(student_dir, teacher_dirs, data, out, "--max_steps", "4", "--transfer", "none", *every_two)
+    overwrite = ("--overwrite_output_dir", "true")
+    assert main(refused + [*overwrite, "--unlabeled_dataset", str(data / "labelled" / "test.csv")]) == 2
+    assert "test" in error_line(capsys) and (out / "checkpoint-6").is_dir()  # a refused run removes nothing
+    assert main(refused + [*overwrite]) == 0
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert "removed the earlier run's checkpoint-2, checkpoint-4, checkpoint-6" in caplog.text
+    assert main(train_args(student_dir, teacher_dirs, data, out, "--max_steps", "4", "--transfer", "none",
+                           "--resume_from_checkpoint", str(out))) == 2
+    assert f"its last is '{out / 'checkpoint-4'}'" in error_line(capsys)
+
+
 def test_a_task_teacher_retrained_in_place_is_refused_on_resume(student_dir, teacher_dirs, data, tmp_path, capsys):
     """`--distill_teacher` names a folder whose weights changed since the checkpoint: the same name is another
     teacher, and half a run distilled from each would be described as one."""

@@ -5,15 +5,18 @@ model saved by `Trainer`."""
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
+import shutil
 import time
 import zipfile
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .claims import CLAIM_NAME, RUN_ID_KEY, stamped
 from .errors import AFTError, first_line, warn_once
@@ -176,11 +179,24 @@ def clear_complete(output_dir: str) -> None:
 
 class ClearCompleteAtStart(TrainerCallback):
     """`clear_complete` when training starts: after a resumed checkpoint is checked and loaded, so that a refused
-    resume (other teachers, a damaged file) leaves a finished run's marker where it was."""
+    resume (other teachers, a damaged file) leaves a finished run's marker where it was. A run that starts from step
+    0 in a dir that holds files (--overwrite_output_dir) also removes the earlier run's checkpoints: they would be
+    taken for this run's (`--resume_from_checkpoint OUTPUT_DIR` resumes the newest)."""
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             clear_complete(args.output_dir)
+            if state.global_step == 0:
+                clear_earlier_checkpoints(args.output_dir)
+
+
+def clear_earlier_checkpoints(output_dir: str) -> None:
+    earlier = sorted(glob.glob(os.path.join(glob.escape(output_dir), f"{PREFIX_CHECKPOINT_DIR}-*")))
+    for folder in earlier:
+        shutil.rmtree(folder)
+    if earlier:
+        logger.warning("hf-aft: --overwrite_output_dir: removed the earlier run's %s from %s.",
+                       ", ".join(os.path.basename(f) for f in earlier), output_dir)
 
 
 def check_complete(output_dir: str) -> None:
