@@ -56,7 +56,8 @@ class ScriptArguments:
         "help": "Split to evaluate on (default: test, else validation, if present)."})
     max_length: int = field(default=128, metadata={"help": "The student truncates texts to this many tokens."})
     overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Allow writing into an output_dir that already holds files."}
+        default=False, metadata={"help": "Allow writing into an output_dir that already holds files (an earlier "
+                                        "run's checkpoint-* folders are removed once training starts)."}
     )
     baseline_dir: str | None = field(
         default=None,
