@@ -20,6 +20,8 @@ from hf_aft.callbacks import StallDetector
 from hf_aft.commands import main
 from hf_aft.commands.train import parse_train_args
 
+TEACHER_RUNS = "hf_aft.training_rows.with_word_or_teacher_features"  # the path hf-aft train's teachers run by
+
 
 @pytest.fixture(scope="module")
 def train_csv(tmp_path_factory):
@@ -268,7 +270,7 @@ def test_beta_auto_bad_input_is_one_line(student_dir, teacher_dirs, train_csv, t
         errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
         assert len(errors) == 1 and fragment in errors[0], errors
 
-    with mock.patch("hf_aft.pipeline.with_word_or_teacher_features", side_effect=AssertionError("a teacher ran")):
+    with mock.patch(TEACHER_RUNS, side_effect=AssertionError("a teacher ran")):
         fails(args(student_dir, teacher_dirs, train_csv, tmp_path / "a", "--beta", "auto"), "validation split")
         fails(args(student_dir, teacher_dirs, train_csv, tmp_path / "c", "--beta", "auto",
                    "--beta_validation_fraction", "0.5", "--max_steps", "3"), "it needs at least 4 (this run has 3)")
@@ -312,7 +314,7 @@ def test_a_validation_split_that_cannot_choose_beta_is_refused(student_dir, teac
             ("b", data, ["--beta_validation_split", "train"], "'train' is the training split"),
             ("c", data, ["--beta_validation_split", "dev"], "split 'dev' not found"),
             ("d", small, [], "the validation split 'validation' holds 10 examples")):
-        with mock.patch("hf_aft.pipeline.with_word_or_teacher_features", side_effect=AssertionError("a teacher ran")):
+        with mock.patch(TEACHER_RUNS, side_effect=AssertionError("a teacher ran")):
             assert main(args(student_dir, teacher_dirs, dataset, tmp_path / name, "--beta", "auto", *extra)) == 2
         errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
         assert len(errors) == 1 and fragment in errors[0], errors

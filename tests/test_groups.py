@@ -20,6 +20,8 @@ from hf_aft.commands import main
 from hf_aft.group_report import flag_lines, group_report, summary_lines
 from hf_aft.groups import ALPHA, OTHER, group_results, group_values, inherited_errors
 
+TEACHER_RUNS = "hf_aft.training_rows.with_word_or_teacher_features"  # the path hf-aft train's teachers run by
+
 approx = pytest.approx
 
 
@@ -297,7 +299,7 @@ def test_train_with_group_column_writes_group_results_everywhere(runs, grouped_d
 # ---- 5. refusals, before any teacher runs ----
 @pytest.fixture
 def no_teacher_runs():
-    with mock.patch("hf_aft.pipeline.with_word_or_teacher_features", side_effect=AssertionError("a teacher ran")), \
+    with mock.patch(TEACHER_RUNS, side_effect=AssertionError("a teacher ran")), \
             mock.patch("hf_aft.teachers.TextTeacher.load", side_effect=AssertionError("a teacher was loaded")):
         yield
 

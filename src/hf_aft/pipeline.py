@@ -39,7 +39,7 @@ from .trainer import AFTTrainer
 from .training_rows import with_pool_features
 from .unlabeled_data import load_unlabeled, mark_checked, suggest_pool_split
 from .validation_split import DEFAULT_VALIDATION_FRACTION, class_ids
-from .word_features import check_run_options, with_word_or_teacher_features
+from .word_features import check_run_options
 
 logger = logging.getLogger(__name__)
 BETA_SEARCH_RUNS = "beta_search_runs"  # the --beta auto candidates' checkpoints, removed once the final run is done
@@ -182,9 +182,8 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
     train_set, infos = splits.train, None
     if config.needs_teacher_features(unlabeled is not None):
         extraction = time.perf_counter()
-        columns = (script_args.text_column, script_args.image_column)
-        train_set, unlabeled = (with_pool_features(train_set, unlabeled, config, *columns) if unlabeled is not None
-                                else (with_word_or_teacher_features(train_set, config, *columns), None))
+        train_set, unlabeled = with_pool_features(train_set, unlabeled, config, script_args.text_column,
+                                                  script_args.image_column)
         infos = read_teacher_infos(train_set)
         run.update(features_fingerprint=train_set._fingerprint, extraction_seconds=time.perf_counter() - extraction)
     model, processor = load()

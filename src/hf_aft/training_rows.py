@@ -134,20 +134,18 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
                         generator=args.generator if generated else None, generator_revision=generator_revision,
                         augmented_from="images" if image_column else "texts", problem_type=model_problem_type(model))
     if args.needs_teacher_features(has_unlabeled):
-        made = [d is not None and FEATURES_COLUMN not in d.column_names for d in (train_dataset, unlabeled_dataset)]
-        train_dataset = with_word_or_teacher_features(train_dataset, args, text_column, image_column,
-                                                      device=args.device)
+        train_made = FEATURES_COLUMN not in train_dataset.column_names
+        train_dataset, unlabeled_dataset = with_pool_features(train_dataset, unlabeled_dataset, args, text_column,
+                                                              image_column, device=args.device)
         rows.teacher_infos = teacher_infos or teacher_infos_of(train_dataset)
         scan = scan_word_features if is_word_features(train_dataset) else scan_teacher_features
         rows.teacher_norms = scan(train_dataset, rows.teacher_infos)
-        unlabeled_dataset, augmented = (
-            None if d is None else with_word_or_teacher_features(d, args, text_column, image_column,
-                                                                 device=args.device, name=name)
-            for d, name in ((unlabeled_dataset, "unlabelled dataset"), (augmented, "augmented rows")))
-        for part, name in ((unlabeled_dataset, "the unlabelled data's"), (augmented, "the augmented rows'")):
-            if part is not None:  # the augmented rows' features are always made here
-                here = made[1] if part is unlabeled_dataset else True
-                check_same_teachers(train_dataset, part, name, made_here=made_here(made[0], here))
+        if augmented is not None:  # made here, with this command's teacher options
+            augmented = with_word_or_teacher_features(augmented, args, text_column, image_column, device=args.device,
+                                                      name="augmented rows")
+            check_same_teachers(train_dataset, augmented, "the augmented rows'", made_here=made_here(train_made, True))
+        for part in (unlabeled_dataset, augmented):
+            if part is not None:
                 scan(part, rows.teacher_infos)
     unlabeled_dataset = join_unlabeled(unlabeled_dataset, augmented)
     targets = _targets_or_fallback(rows, model, args, train_dataset, unlabeled_dataset, text_column, image_column)
@@ -187,13 +185,16 @@ def _targets_or_fallback(rows: TrainingRows, model, args, *datasets_and_columns)
         return None
 
 
-def with_pool_features(train_dataset, unlabeled_dataset, args, text_column, image_column):
-    """Teacher features for the labelled rows and the pool, the pool's first (a column of its own is refused before
-    any teacher runs), checked to be alike: the refusal names the options that would make them so."""
+def with_pool_features(train_dataset, unlabeled_dataset, args, text_column, image_column, device=None):
+    """Teacher features for the labelled rows and the pool (None: the labelled rows alone), the pool's first (a
+    column of its own is refused before any teacher runs), checked to be alike: the refusal names the options that
+    would make them so."""
+    if unlabeled_dataset is None:
+        return with_word_or_teacher_features(train_dataset, args, text_column, image_column, device=device), None
     made = [FEATURES_COLUMN not in d.column_names for d in (train_dataset, unlabeled_dataset)]
     unlabeled_dataset = with_word_or_teacher_features(unlabeled_dataset, args, text_column, image_column,
-                                                      name="unlabelled dataset")
-    train_dataset = with_word_or_teacher_features(train_dataset, args, text_column, image_column)
+                                                      device=device, name="unlabelled dataset")
+    train_dataset = with_word_or_teacher_features(train_dataset, args, text_column, image_column, device=device)
     check_same_teachers(train_dataset, unlabeled_dataset, "the unlabelled data's", made_here=made_here(*made))
     return train_dataset, unlabeled_dataset
 
