@@ -78,6 +78,21 @@ def test_a_resume_with_the_same_options_goes_on(student_dir, teacher_dirs, data,
     summary = json.loads((tmp_path / "out" / "transfer_summary.json").read_text())
     assert summary["unlabeled_rows"] == 16 and json.loads((tmp_path / "out" / "trainer_state.json").read_text())[
         "global_step"] == 4
+    assert "planned for" not in (tmp_path / "out" / "recipe.yaml").read_text()  # the same plan: a rerun is this run
+
+
+def test_a_resume_with_another_max_steps_says_the_recipe_cannot_rerun_it(student_dir, teacher_dirs, data, first_run,
+                                                                        tmp_path, capsys):
+    """transformers rebuilds the learning-rate schedule from the new --max_steps at the resume: the rate jumps, and
+    the recipe (one max_steps) would train another student; the printed summary and the recipe say so."""
+    out = tmp_path / "out"
+    shutil.copytree(first_run / "checkpoint-2", out / "checkpoint-2")
+    assert main(train_args(student_dir, teacher_dirs, data, out, "--max_steps", "6", "--resume_from_checkpoint",
+                           str(out / "checkpoint-2"), "--unlabeled_dataset", str(data / "pool.csv"))) == 0
+    said = f"resumed at step 2 from {out / 'checkpoint-2'}, saved by a run planned for 4 steps"
+    assert said in capsys.readouterr().out
+    recipe = (out / "recipe.yaml").read_text()
+    assert said in recipe and "a rerun of this recipe (max_steps 6 throughout) trains another student" in recipe
 
 
 def test_a_pool_of_another_size_under_the_same_name_is_refused(student_dir, teacher_dirs, data, first_run, tmp_path,

@@ -31,7 +31,7 @@ from .hub import push_run
 from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for
 from .option_checks import check_idle_options, check_pool_read
 from .outputs import ClearCompleteAtStart, check_creatable, check_output_dir, mark_complete
-from .resume_check import record_rows
+from .resume_check import record_rows, schedule_change
 from .run_records import finish_run
 from .student import fold_target_scale, load_student, tokenize_beside_features
 from .targets import SINGLE
@@ -226,7 +226,9 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
                "terms": trainer.terms_summary(),
                "scales": trainer.scale_summary(), "is_main_process": trainer.is_world_process_zero(),
                "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
-               "all_params": sum(p.numel() for p in trainer.model.parameters())}
+               "all_params": sum(p.numel() for p in trainer.model.parameters()),
+               "schedule_note": None if checkpoint else schedule_change(config.resume_from_checkpoint,
+                                                                        trainer.state.max_steps)}
     if eval_set is not None:
         summary["eval"] = trainer.evaluate()
         trainer.save_metrics("eval", summary["eval"])

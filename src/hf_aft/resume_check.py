@@ -103,6 +103,26 @@ def read_options(checkpoint: str) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
+def schedule_change(checkpoint: str | None, max_steps: int) -> str | None:
+    """What a recipe cannot rerun: `checkpoint` was saved by a run planned for another number of optimizer steps than
+    `max_steps`, the resumed run's. transformers restores the scheduler's step but builds its learning-rate schedule
+    from the new plan, so the rate jumps at the resume and a rerun of the recipe follows the new plan throughout.
+    None when not resumed, or when the plans agree (or the checkpoint's trainer_state.json is unreadable)."""
+    if not checkpoint:
+        return None
+    try:
+        with open(os.path.join(checkpoint, "trainer_state.json")) as f:
+            state = json.load(f)
+        planned, step = int(state["max_steps"]), int(state["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if planned == max_steps:
+        return None
+    return (f"resumed at step {step} from {checkpoint}, saved by a run planned for {planned} steps: the learning "
+            f"rate followed that plan until then and the plan of {max_steps} steps after, so a rerun of this recipe "
+            f"(max_steps {max_steps} throughout) trains another student")
+
+
 def record_rows(key: str, rows, columns: list[str], checkpoint: str | None) -> None:
     """The command's `rows` as loaded under `key` (`labeled_rows`: the training split; `unlabeled_pool`): their count
     and the sha256 of their `columns` (`group_report.rows_sha256`). Checkpoints record it, and resuming `checkpoint`

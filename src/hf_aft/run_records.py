@@ -26,6 +26,8 @@ def _recipe_header(summary: dict, record: dict) -> list[str]:
              "  hf-aft train --config recipe.yaml --output_dir NEW_DIR"]
     if summary.get("beta_note"):  # where the recipe's beta came from (e.g. chosen by --beta auto)
         lines.append(f"this run's {summary['beta_note']}")
+    if summary.get("schedule_note"):  # a resume with another --max_steps: the rerun is not the same run
+        lines.append(f"this run was {summary['schedule_note']}")
     for split, facts in record["splits"].items():
         lines.append(f"{split} split: {facts['rows']} rows, fingerprint {facts['fingerprint']}")
     for teacher in record["teachers"]:

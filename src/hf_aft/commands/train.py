@@ -84,6 +84,8 @@ def print_summary(summary: dict) -> None:
         print(summary["beta_note"])
     if summary.get("terms_note"):
         print(summary["terms_note"])
+    if summary.get("schedule_note"):
+        print(f"this run was {summary['schedule_note']}")
     eval_metrics = summary.get("eval", {})
     shown = [(k.removeprefix("eval_").replace("_", "-").replace("f1", "F1"), v) for k, v in eval_metrics.items()
              if k.removeprefix("eval_") in ("accuracy", "macro_f1", "micro_f1", "subset_accuracy", "mse", "mae",
