@@ -119,6 +119,9 @@ def test_from_the_plateau_at_rung_1_the_default_plain_fine_tuning_and_the_next_b
     # All tied: the largest beta within one standard error of the best, continued as the final run.
     assert search["plateau"] == "rung 1" and search["chosen_beta"] == 0.3
     assert search["budget"]["continued_steps"] == 12 and search["budget"]["extra"] == 1.0
+    # Its first 12 steps trained without the held-out rows: the recipe says a rerun of it trains another student.
+    assert ("# this run's final run continued the chosen --beta auto candidate from step 12"
+            in (out / "recipe.yaml").read_text())
 
 
 def test_still_on_the_plateau_at_half_of_training_the_default_is_trained_from_the_start(
@@ -140,6 +143,7 @@ def test_still_on_the_plateau_at_half_of_training_the_default_is_trained_from_th
     assert [c["status"] for c in search["candidates"][2:]] == ["not run: on plateau at half of training"] * 4
     assert search["plateau"] == "rung 2" and search["chosen_beta"] == 0.1 and search["budget"]["extra"] == 1.0
     assert search["budget"]["continued_steps"] == 0 and resumed[-1] is None  # the final run starts from step 0
+    assert "final run continued" not in (out / "recipe.yaml").read_text()  # its recipe reruns it
     printed = capsys.readouterr().out
     assert "beta = 0.1 (chosen by --beta auto: the default, kept; at half of training no candidate was better " \
         "than always predicting the most frequent class" in printed

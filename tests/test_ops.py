@@ -16,6 +16,8 @@ import yaml
 from safetensors.torch import load_file
 
 from hf_aft.commands import main
+from hf_aft.errors import AFTError
+from hf_aft.reruns import check_sources
 
 TIMING_KEYS = ("runtime", "per_second")
 
@@ -166,6 +168,19 @@ def test_recipe_rerun_refuses_relative_sources_it_cannot_find_and_retrain_finds_
     shutil.rmtree(tmp_path / "teachers")  # check-updates has no option for a model: the way out is to put it back
     assert main(["check-updates", str(first)]) == 2
     assert f"is gone from {tmp_path / 'teachers' / 't'}, where the run read it: put it back" in capsys.readouterr().err
+
+
+def test_a_rerun_refusal_names_several_teachers_after_one_flag(tmp_path, monkeypatch):
+    """The way out must be a command line hf-aft takes: `--teachers A B` (`--teachers A, --teachers B` is refused)."""
+    monkeypatch.chdir(tmp_path)
+    then = [tmp_path / "then" / "teachers" / name for name in ("a", "b")]
+    for folder in then:
+        folder.mkdir(parents=True)
+    sources = [{"role": "teacher", "spec": f"teachers/{p.name}", "path": str(p)} for p in then]
+    with pytest.raises(AFTError) as refused:
+        check_sources(sources)
+    way_out = f"run it from {tmp_path / 'then'}, or name the paths (--teachers {then[0]} {then[1]})."
+    assert way_out in str(refused.value)
 
 
 def test_beta_auto_recipe_names_the_chosen_beta(student_dir, teacher_dirs, csv_data, tmp_path):

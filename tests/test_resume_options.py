@@ -1,6 +1,7 @@
 """A resume trains as its checkpoint's run began (hf_aft_options.json), and options that change nothing are refused."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -64,6 +65,13 @@ def test_each_checkpoint_records_the_options_that_shape_the_run(first_run, data)
     (("--labeled_fraction", "0.25"), "pool.csv", "--labeled_fraction 0.5"),
     (("--transfer", "kd"), "pool.csv", "--transfer aft"),
     (("--distill", "none", "--seed", "3"), "pool.csv", "--distill probe, --seed 42"),
+    # the checkpoint's optimizer state would keep its own rates; another batch shape or text length is another run
+    (("--learning_rate", "0.001", "--learn_scales", "false"), "pool.csv",
+     "--learning_rate 5e-05, --learn_scales true"),
+    (("--scales_learning_rate", "0.5"), "pool.csv", "--scales_learning_rate 0.01"),
+    (("--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2"), "pool.csv",
+     "--per_device_train_batch_size 8, --gradient_accumulation_steps 1"),
+    (("--max_length", "16"), "pool.csv", "--max_length 128"),
 ])
 def test_a_resume_with_other_options_is_refused_naming_the_checkpoints(student_dir, teacher_dirs, data, first_run,
                                                                        tmp_path, capsys, extra, pool, named):
@@ -79,6 +87,21 @@ def test_a_resume_with_the_same_options_goes_on(student_dir, teacher_dirs, data,
     assert summary["unlabeled_rows"] == 16 and json.loads((tmp_path / "out" / "trainer_state.json").read_text())[
         "global_step"] == 4
     assert "planned for" not in (tmp_path / "out" / "recipe.yaml").read_text()  # the same plan: a rerun is this run
+
+
+def test_a_resume_with_another_student_is_refused_naming_the_checkpoints(student_dir, teacher_dirs, data, first_run,
+                                                                         tmp_path, capsys):
+    """The checkpoint's weights would load into the other student's config (its dropout, ...): a hybrid run."""
+    other = shutil.copytree(student_dir, tmp_path / "other-student")
+    assert resume(student_dir, teacher_dirs, data, first_run, tmp_path, "--model_name_or_path", str(other)) == 2
+    assert f"--model_name_or_path {os.path.abspath(student_dir)}" in error_line(capsys)
+
+
+def test_a_resume_to_a_max_steps_the_checkpoint_reached_is_refused(student_dir, teacher_dirs, data, first_run,
+                                                                    tmp_path, capsys):
+    assert resume(student_dir, teacher_dirs, data, first_run, tmp_path, "--max_steps", "2") == 2
+    assert "it is at step 2 already: give a --max_steps above 2" in error_line(capsys)
+    assert not (tmp_path / "out" / "recipe.yaml").exists()
 
 
 def test_a_resume_with_another_max_steps_says_the_recipe_cannot_rerun_it(student_dir, teacher_dirs, data, first_run,

@@ -175,8 +175,8 @@ def test_bad_input_gets_a_one_line_error(student_dir, tmp_path, train_set):
     fails("holds NaN or inf \\(first at row 3\\)",
           data=train_set.map(lambda row, i: {"teacher_features": [float("nan")] * 20 if i == 3
                                              else row["teacher_features"]}, with_indices=True))
-    fails("has no 'teacher_features' column and no teachers were given", data=train_set.remove_columns(
-        "teacher_features"))
+    fails("no 'teacher_features' column in the training dataset, and no teachers were given",
+          data=train_set.remove_columns("teacher_features"))
     for config, match in [({"beta": -1.0}, "beta must be >= 0"), ({"transfer": "distill"}, "unknown transfer"),
                           ({"kernel": "poly"}, "unknown kernel"),
                           ({"per_device_train_batch_size": 1}, "--per_device_train_batch_size 2 or more")]:

@@ -71,8 +71,10 @@ def _refusal(gone: list[dict]) -> str:
                      for s, ok in zip(gone, there, strict=True))
     bases = {_base(s["spec"], s["path"]) for s in gone}
     where = f"run it from {bases.pop()}, or " if all(there) and len(bases) == 1 and None not in bases else ""
-    options = ", ".join(f"{OPTIONS[s['role']]} {shlex.quote(s['path']) if ok else 'PATH'}"  # a pattern stays one
-                        for s, ok in zip(gone, there, strict=True))
+    values = {}  # flag -> its values, in order: several teachers go after one --teachers
+    for s, ok in zip(gone, there, strict=True):
+        values.setdefault(OPTIONS[s["role"]], []).append(shlex.quote(s["path"]) if ok else "PATH")  # a pattern: one
+    options = ", ".join(f"{flag} {' '.join(paths)}" for flag, paths in values.items())
     relative = " (a recipe's relative paths are relative to where it runs)" if any(
         not os.path.isabs(s["spec"]) for s in gone) else ""
     one = len(gone) == 1

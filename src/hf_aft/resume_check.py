@@ -24,9 +24,11 @@ from .filesystems import write_atomically
 OPTIONS_NAME = "hf_aft_options.json"
 # None where another option turns them off (beta: --transfer none, ...): that option is the difference to name.
 DEPENDENT = {"beta", "kernel", "balance_teachers", "distill_weight", "distill_temperature", "distill_teacher",
-             "distill_teacher_revision", "labeled_fraction", "generator", "unlabeled_split"}
+             "distill_teacher_revision", "labeled_fraction", "generator", "unlabeled_split", "kernel_scope",
+             "learn_scales", "scales_learning_rate", "student_feature_module", "student_feature_point", "max_length"}
+FLAGS = {"student": "--model_name_or_path"}  # recorded keys that are not their flag's name
 ROWS = {"labeled_rows": "labelled training", "unlabeled_pool": "unlabelled"}  # record_rows' keys, as said
-# The --unlabeled_dataset of the command running now (the trainer sees the rows, not where they came from).
+# The --unlabeled_dataset and student of the command running now (the trainer sees rows and weights, not sources).
 _pool = contextvars.ContextVar("hf_aft_unlabeled_pool", default=None)
 
 
@@ -38,16 +40,19 @@ def _source(name: str | None) -> str | None:
     return ",".join(os.path.abspath(part) if os.path.exists(part) else part for part in name.split(","))
 
 
-def pool_options(script_args) -> dict:
-    """Where the unlabelled rows come from, as a checkpoint records it."""
+def run_sources(script_args) -> dict:
+    """Where the unlabelled rows and the student come from, and how long a text the student reads, as a checkpoint
+    records them (the checkpoint's weights replace the student's, not its config: another student is another run)."""
     dataset = _source(script_args.unlabeled_dataset)
-    return {"unlabeled_dataset": dataset, "unlabeled_split": script_args.unlabeled_split if dataset else None}
+    return {"unlabeled_dataset": dataset, "unlabeled_split": script_args.unlabeled_split if dataset else None,
+            "student": _source(script_args.model_name_or_path),
+            "max_length": None if script_args.image_column else script_args.max_length}
 
 
 @contextmanager
 def unlabeled_pool(script_args):
     """Within it, checkpoints record `script_args`' unlabelled data source (`hf-aft train` runs the pipeline in it)."""
-    token = _pool.set(pool_options(script_args))
+    token = _pool.set(run_sources(script_args))
     try:
         yield
     finally:
@@ -68,12 +73,36 @@ def effective_options(config, has_pool: bool) -> dict:
             "distill_teacher": config.distill_teacher if distill == "logits" else None,
             "labeled_fraction": config.labeled_fraction if mixed else None,
             "augment_copies": config.augment_copies, "generate_texts": config.generate_texts,
-            "generator": config.generator if config.generate_texts else None, "seed": config.seed}
+            "generator": config.generator if config.generate_texts else None, "seed": config.seed,
+            **_optimizer_options(config)}
+
+
+def _optimizer_options(config) -> dict:
+    """What the checkpoint keeps whatever the command says, or what would make other batches: transformers restores
+    the optimizer's state (its learning rates and weight decay) and the batch sampler's position; another batch shape
+    or loss point would train another run. `--max_steps` / epochs may change (transformers' resume to train longer:
+    `schedule_change` says what that does to the schedule)."""
+    transfer, aft = config.transfer != "none", config.transfer == "aft"
+    return {"learning_rate": config.learning_rate, "weight_decay": config.weight_decay,
+            "optim": _plain(config.optim), "lr_scheduler_type": _plain(config.lr_scheduler_type),
+            "warmup_steps": config.warmup_steps, "per_device_train_batch_size": config.per_device_train_batch_size,
+            "gradient_accumulation_steps": config.gradient_accumulation_steps,
+            "kernel_scope": _plain(config.kernel_scope) if config.transfer in ("aft", "rkd") else None,
+            "learn_scales": config.learn_scales if aft else None,
+            "scales_learning_rate": config.scales_learning_rate if transfer and (config.learn_scales or not aft)
+            else None,
+            "student_feature_module": config.student_feature_module if transfer else None,
+            "student_feature_point": _plain(config.student_feature_point) if transfer else None}
+
+
+def _plain(value):
+    """An enum option (transformers' OptimizerNames, SchedulerType) as the string its flag takes."""
+    return getattr(value, "value", value)
 
 
 def command_options(script_args, config) -> dict:
     """What a checkpoint must have recorded for this command to resume it."""
-    return {**effective_options(config, bool(script_args.unlabeled_dataset)), **pool_options(script_args)}
+    return {**effective_options(config, bool(script_args.unlabeled_dataset)), **run_sources(script_args)}
 
 
 def trainer_options(trainer) -> dict:
@@ -103,20 +132,32 @@ def read_options(checkpoint: str) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
+def _saved_steps(checkpoint: str | None) -> tuple[int | None, int | None]:
+    """(max_steps planned, global_step reached) in a checkpoint's trainer_state.json; Nones when it has none."""
+    try:
+        with open(os.path.join(checkpoint, "trainer_state.json")) as f:
+            state = json.load(f)
+        return int(state["max_steps"]), int(state["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, None
+
+
+def check_resume_steps(checkpoint: str, max_steps: int) -> None:
+    """Refuse a `--max_steps` that `checkpoint` has reached already: the run would train a step past it anyway."""
+    step = _saved_steps(checkpoint)[1]
+    if step is not None and 0 < max_steps <= step:
+        raise AFTError(f"cannot resume from {checkpoint!r} with --max_steps {max_steps}: it is at step {step} "
+                       f"already: give a --max_steps above {step} to train on, or start again without "
+                       "--resume_from_checkpoint.")
+
+
 def schedule_change(checkpoint: str | None, max_steps: int) -> str | None:
     """What a recipe cannot rerun: `checkpoint` was saved by a run planned for another number of optimizer steps than
     `max_steps`, the resumed run's. transformers restores the scheduler's step but builds its learning-rate schedule
     from the new plan, so the rate jumps at the resume and a rerun of the recipe follows the new plan throughout.
     None when not resumed, or when the plans agree (or the checkpoint's trainer_state.json is unreadable)."""
-    if not checkpoint:
-        return None
-    try:
-        with open(os.path.join(checkpoint, "trainer_state.json")) as f:
-            state = json.load(f)
-        planned, step = int(state["max_steps"]), int(state["global_step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if planned == max_steps:
+    planned, step = _saved_steps(checkpoint)
+    if planned is None or planned == max_steps:
         return None
     return (f"resumed at step {step} from {checkpoint}, saved by a run planned for {planned} steps: the learning "
             f"rate followed that plan until then and the plan of {max_steps} steps after, so a rerun of this recipe "
@@ -145,7 +186,8 @@ def _shown(key: str, value) -> str:
         return "teacher features of " + ("; ".join(identity_text(*teacher) for teacher in value) or "no teacher")
     if key in ROWS:  # the rows themselves: a file edited since names the same source
         return f"{value[0]} {ROWS[key]} rows of sha256 {value[1][:12]}..."
-    return f"--{key} " + ("none" if value is None else str(value).lower() if isinstance(value, bool) else f"{value}")
+    return FLAGS.get(key, f"--{key}") + " " + ("none" if value is None else str(value).lower()
+                                               if isinstance(value, bool) else f"{value}")
 
 
 def check_resume_options(checkpoint: str, options: dict) -> None:

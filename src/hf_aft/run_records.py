@@ -28,6 +28,11 @@ def _recipe_header(summary: dict, record: dict) -> list[str]:
         lines.append(f"this run's {summary['beta_note']}")
     if summary.get("schedule_note"):  # a resume with another --max_steps: the rerun is not the same run
         lines.append(f"this run was {summary['schedule_note']}")
+    continued = (summary.get("beta_search") or {}).get("budget", {}).get("continued_steps")
+    if continued:  # the final run went on from the chosen candidate: a rerun starts from step 0 on every row
+        lines.append(f"this run's final run continued the chosen --beta auto candidate from step {continued} (trained "
+                     "until then without the held-out rows): a rerun of this recipe trains every step on every row, "
+                     "another student of the same recipe")
     for split, facts in record["splits"].items():
         lines.append(f"{split} split: {facts['rows']} rows, fingerprint {facts['fingerprint']}")
     for teacher in record["teachers"]:

@@ -57,7 +57,7 @@ def held_out(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     held = np.sort(np.asarray(held, dtype=int))
     counts = np.unique(labels[held], return_counts=True)[1] if len(held) else np.array([0])
     if len(held) < MIN_VALIDATION or len(counts) < len(np.unique(labels)) or counts.min() < MIN_PER_CLASS:
-        raise_fraction = ", raise the validation fraction" if len(labels) >= 2 * MIN_VALIDATION else ""
+        raise_fraction = ", raise --beta_validation_fraction" if len(labels) >= 2 * MIN_VALIDATION else ""
         raise AFTError(f"the validation split for --beta auto would hold {len(held)} examples ({fraction:.0%} of "
                        f"{len(labels)}, fewest per class {int(counts.min()) if len(held) else 0}); it needs at least "
                        f"{MIN_VALIDATION} and {MIN_PER_CLASS} per class: add training data (about "

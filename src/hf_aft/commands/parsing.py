@@ -21,7 +21,7 @@ HELP_ALL = "--help-all"
 # Numbers that must be > 0, >= 0 or within a range (all numbers must be finite); checked after parsing.
 POSITIVE = ("learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size",
             "gradient_accumulation_steps", "max_length", "teacher_batch_size", "teacher_max_length", "lora_r",
-            "lora_alpha", "scales_learning_rate", "folds", "num_layers")
+            "lora_alpha", "scales_learning_rate", "folds", "num_layers", "save_steps", "eval_steps")
 NON_NEGATIVE = ("beta", "weight_decay", "max_grad_norm", "warmup_steps", "num_train_epochs", "logging_steps")
 FRACTIONS = ("lora_dropout", "warmup_ratio")  # in [0, 1)
 OPEN_FRACTIONS = ("beta_validation_fraction",)  # in (0, 1): none held out chooses nothing
@@ -151,6 +151,8 @@ def check_numbers(*parsed) -> None:
                 raise AFTError(f"--{f.name} must be in [0, 1) (got {value}).")
             if f.name in OPEN_FRACTIONS and not 0 < value < 1:
                 raise AFTError(f"--{f.name} must be in (0, 1) (got {value}).")
+            if f.name == "max_steps" and (value == 0 or value < -1):  # -1: train --num_train_epochs
+                raise AFTError(f"--max_steps must be > 0, or -1 to train --num_train_epochs (got {value}).")
             if f.name in SEEDS and not 0 <= value < 2**32:
                 raise AFTError(f"--{f.name} must be in 0..2**32-1 (got {value}).")
 
