@@ -891,5 +891,5 @@ def test_unlabelled_rows_that_are_not_all_text_or_lack_features_are_named_as_the
     args = train_args(student_dir, teacher_dirs, features, tmp_path / "b", "--unlabeled_dataset",
                       str(csv_data / "pool"))
     args[args.index("--teachers"):args.index("--output_dir")] = []
-    assert_one_line_error(main(args), capsys.readouterr().err, "no 'teacher_features' column in the unlabelled dataset",
-                          "hf-aft features, with --unlabeled_dataset")
+    assert_one_line_error(main(args), capsys.readouterr().err, "no 'teacher_features' column in the unlabelled "
+                          "dataset", "hf-aft features, with --unlabeled_dataset")
