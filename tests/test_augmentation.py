@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from hf_aft import AFTConfig, AFTError, AFTTrainer
+from hf_aft import AFTConfig, AFTError, AFTTrainer, extract_teacher_features
 from hf_aft.augmentation import augment_images, augment_texts, augmented_rows
 from hf_aft.card import terms_note
 from hf_aft.commands import main
@@ -85,6 +85,10 @@ def test_copies_are_refused_where_they_cannot_be_made_or_read(student_dir, teach
         AFTConfig(output_dir=str(tmp_path), augment_copies=-1)
     with pytest.raises(AFTError, match="augment_copies must be a whole number"):
         AFTConfig(output_dir=str(tmp_path), augment_copies=1.5)
+    featured = extract_teacher_features(labelled, [str(d) for d in teacher_dirs])  # as `hf-aft features` stores
+    with pytest.raises(AFTError, match=r"the rows this run makes \(--augment_copies, --generate_texts\) need the "
+                                       r"teachers"):
+        make_trainer(student_dir, teacher_dirs, tmp_path, featured, augment_copies=2, teachers=None)
     words = labelled.map(lambda row: {"words": row["text"].split()})
     with pytest.raises(AFTError, match="holds List.*word lists get none"):
         augmented_rows(words, 2, 0, None, text_column="words")

@@ -261,11 +261,9 @@ def with_teacher_features(dataset: datasets.Dataset, options, text_column: str =
         check_stored_teachers(read_teacher_infos(dataset), teachers, options, FEATURES_COLUMN, name)
         return dataset
     if not teachers:
-        made = name.startswith(("augmented", "generated"))  # made by the run: only its teachers can read them
         raise AFTError(f"no {FEATURES_COLUMN!r} column in the {name}, and no teachers were given: pass teachers=[...] "
-                       "(--teachers)" + (", which make the features of the rows this run makes." if made else
-                                         ", or add the column with hf_aft.extract_teacher_features (hf-aft features, "
-                                         "with --unlabeled_dataset for unlabelled rows)."))
+                       "(--teachers), or add the column with hf_aft.extract_teacher_features (hf-aft features, "
+                       "with --unlabeled_dataset for unlabelled rows).")
     # With several processes, each runs the teachers on its shard of the data (see cache.py).
     return extract_teacher_features(dataset, teachers, text_column=text_column, image_column=image_column,
                                     device=device, **extraction_kwargs(options))

@@ -29,7 +29,7 @@ DEPENDENT = {"beta", "kernel", "balance_teachers", "distill_weight", "distill_te
 FLAGS = {"student": "--model_name_or_path"}  # recorded keys that are not their flag's name
 ROWS = {"labeled_rows": "labelled training", "unlabeled_pool": "unlabelled"}  # record_rows' keys, as said
 # The --unlabeled_dataset and student of the command running now (the trainer sees rows and weights, not sources).
-_pool = contextvars.ContextVar("hf_aft_unlabeled_pool", default=None)
+_sources = contextvars.ContextVar("hf_aft_run_sources", default=None)
 
 
 def _source(name: str | None) -> str | None:
@@ -50,13 +50,13 @@ def run_sources(script_args) -> dict:
 
 
 @contextmanager
-def unlabeled_pool(script_args):
-    """Within it, checkpoints record `script_args`' unlabelled data source (`hf-aft train` runs the pipeline in it)."""
-    token = _pool.set(run_sources(script_args))
+def recording_sources(script_args):
+    """Within it, checkpoints record `script_args`' sources (`run_sources`; `hf-aft train` runs the pipeline in it)."""
+    token = _sources.set(run_sources(script_args))
     try:
         yield
     finally:
-        _pool.reset(token)
+        _sources.reset(token)
 
 
 def effective_options(config, has_pool: bool) -> dict:
@@ -108,7 +108,7 @@ def command_options(script_args, config) -> dict:
 def trainer_options(trainer) -> dict:
     """What a checkpoint of `trainer` records: its options, the unlabelled data source of the command (when one runs
     the trainer) and how many unlabelled rows it mixed in."""
-    rows, pool = trainer.rows, _pool.get()
+    rows, pool = trainer.rows, _sources.get()
     has_pool = bool(pool["unlabeled_dataset"]) if pool else rows.n_unlabeled > rows.n_augmented + rows.n_generated
     return {**effective_options(trainer.args, has_pool), **(pool or {}), **_teachers_of(rows)}
 
@@ -170,9 +170,10 @@ def record_rows(key: str, rows, columns: list[str], checkpoint: str | None) -> N
     with other rows under the same names (a data file edited in place, another dataset) is refused."""
     from .group_report import rows_sha256
 
-    record, pool = {key: [len(rows), rows_sha256(rows, [c for c in columns if c in rows.column_names])]}, _pool.get()
-    if pool is not None:
-        pool.update(record)
+    record = {key: [len(rows), rows_sha256(rows, [c for c in columns if c in rows.column_names])]}
+    sources = _sources.get()
+    if sources is not None:
+        sources.update(record)
     if checkpoint:
         check_resume_options(checkpoint, record)
 

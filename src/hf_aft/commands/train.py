@@ -111,7 +111,7 @@ def train(argv: list[str], check_recipe: bool = True) -> dict:
     from that run's (`reruns.data_differs`)."""
     from ..outputs import check_is_checkpoint
     from ..pipeline import train_student
-    from ..resume_check import check_resume_options, check_resume_steps, command_options, unlabeled_pool
+    from ..resume_check import check_resume_options, check_resume_steps, command_options, recording_sources
 
     script_args, config, peft_args = parse_train_args(argv)
     recipe_folder = check_rerun(argv, script_args, config, warn=check_recipe)
@@ -119,7 +119,7 @@ def train(argv: list[str], check_recipe: bool = True) -> dict:
         check_is_checkpoint(config.resume_from_checkpoint)  # (--beta auto cannot resume: the run refuses that)
         check_resume_options(config.resume_from_checkpoint, command_options(script_args, config))
         check_resume_steps(config.resume_from_checkpoint, config.max_steps)
-    with unlabeled_pool(script_args):  # the checkpoints record where the unlabelled rows came from
+    with recording_sources(script_args):  # the checkpoints record the student and unlabelled rows' sources
         summary = train_student(script_args, config, peft_args)
     if check_recipe and recipe_folder and summary["is_main_process"]:
         from ..reruns import data_differs
