@@ -53,6 +53,16 @@ def test_features_of_other_teachers_are_refused(teacher_dirs, student_dir, data_
                  "--output_dir", str(features)]) == 0
     assert main(train_args(student_dir, features, tmp_path / "out", "--teachers", str(teacher_dirs[1]))) == 2
     assert "already carries the features of" in capsys.readouterr().err
+    # A pool of another teacher's features beside raw labelled rows: dropping --teachers would leave the labelled
+    # rows without features, so the advice names the pool's teachers, and following it trains.
+    datasets.DatasetDict({"train": tiny.sentiment_dataset(16, seed=7)}).save_to_disk(tmp_path / "texts")
+    assert main(["features", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(tmp_path / "texts"),
+                 "--output_dir", str(tmp_path / "pool")]) == 0
+    with_pool = train_args(student_dir, data_dir, tmp_path / "out2", "--unlabeled_dataset", str(tmp_path / "pool"))
+    assert main([*with_pool, "--teachers", str(teacher_dirs[1])]) == 2
+    advice = capsys.readouterr().err.split("pass those teachers (")[1].split(")")[0].split()
+    assert advice == ["--teachers", str(teacher_dirs[0])]
+    assert main([*with_pool, *advice]) == 0
     assert main(["features", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data_dir),
                  "--output_dir", str(features)]) == 2  # never overwrites without --overwrite_output_dir
     assert "already holds files" in capsys.readouterr().err

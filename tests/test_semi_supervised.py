@@ -545,7 +545,8 @@ def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teache
     assert 0 <= accuracy <= 1
     # 3 steps of 8 rows, half of them labelled: 12 unlabelled rows drawn of the pool's 16, and the card says so
     assert summary["unlabeled_rows_drawn"] == 12 and summary["labeled_rows_drawn"] == 12  # and 12 of the 24 labelled
-    assert (f"terms: distillation from the teachers' probe (weight 1, temperature 1); {N_POOL} unlabelled rows "
+    named = "" if transfer == "none" else f"{transfer.upper()} transfer (beta 0.1); "  # which transfer, by name
+    assert (f"terms: {named}distillation from the teachers' probe (weight 1, temperature 1); {N_POOL} unlabelled rows "
             f"(12 of them drawn in the steps trained) beside {N_LABELLED} labelled (labelled share of each batch "
             f"50%; 12 labelled rows drawn); probe accuracy {accuracy:.4f}") in stdout
     # how precise that accuracy is: the binomial standard error over the labelled rows the probe was scored on
@@ -572,6 +573,12 @@ def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teache
             read_baseline(str(out))
     else:
         assert "from 2 frozen teachers" in card
+    capsys.readouterr()
+    assert main(["audit", str(out)]) == 0  # the audit tells a KD run from one without feature transfer
+    lines = capsys.readouterr().out.splitlines()
+    named = "none (no feature transfer)" if transfer == "none" else f"{transfer.upper()} (beta 0.1)"
+    assert f"{'transfer':<22}{named}" in lines
+    assert any(line.startswith(f"{'terms':<22}distillation from the teachers' probe") for line in lines)
 
     logs = [e for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in e]
     assert len(logs) == 3 and all("distill_loss" in e and "task_loss" in e for e in logs)
@@ -589,10 +596,10 @@ def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teache
 
 
 def summary_terms(summary: dict) -> dict:
-    keys = ("distill", "distill_weight", "distill_temperature", "distill_teacher", "probe_accuracy", "probe_metric",
-            "probe_c", "probe_scored", "labeled_rows", "unlabeled_rows", "augmented_rows", "augmented_from",
-            "generated_rows", "generator", "generator_revision", "distill_teacher_revision", "labeled_fraction",
-            "labeled_rows_drawn", "unlabeled_rows_drawn")
+    keys = ("transfer", "beta", "distill", "distill_weight", "distill_temperature", "distill_teacher",
+            "probe_accuracy", "probe_metric", "probe_c", "probe_scored", "labeled_rows", "unlabeled_rows",
+            "augmented_rows", "augmented_from", "generated_rows", "generator", "generator_revision",
+            "distill_teacher_revision", "labeled_fraction", "labeled_rows_drawn", "unlabeled_rows_drawn")
     return {key: summary[key] for key in keys}
 
 
@@ -710,6 +717,10 @@ def test_a_pool_of_training_rows_or_a_pool_nothing_reads_is_refused(student_dir,
     unread = train_args(student_dir, teacher_dirs, csv_data / "data", tmp_path / "b", "--unlabeled_dataset",
                         str(csv_data / "pool"), "--transfer", "none", "--distill", "none")
     assert_one_line_error(main(unread), capsys.readouterr().err, "no term reads unlabelled rows")
+    # Turning distillation off the way a zero weight's refusal says must not lead into the refusal above.
+    weightless = [*unread[:-2], "--distill", "probe", "--distill_weight", "0"]
+    assert_one_line_error(main(weightless), capsys.readouterr().err, "use --distill none to turn distillation off "
+                          "(with --transfer none, drop --unlabeled_dataset too")
 
 
 @pytest.fixture(scope="module")
@@ -748,6 +759,10 @@ def test_the_trainer_refuses_the_pools_hf_aft_train_refuses(student_dir, tmp_pat
     assert "--" not in str(caught.value)  # no command-line option named to a Python caller
     refused(pool, "--unlabeled_dataset with --transfer none and --distill none: no term reads unlabelled rows",
             transfer="none", distill="none")
+    # A pool whose texts sit in another column: said of the pool, with the way out that does not move the labelled
+    # data's column too (text_column= names both).
+    elsewhere = pool.rename_column("text", "sentence").remove_columns("teacher_features")
+    refused(elsewhere, "unlabeled_dataset has no column 'text'", "unlabeled_dataset.rename_column(NAME, 'text')")
     trainer = make_trainer(student_dir, tmp_path, labelled, pool, {"test": test_split})  # a clean pool trains
     assert trainer.terms_summary()["unlabeled_rows"] == N_POOL
 

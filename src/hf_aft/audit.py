@@ -170,7 +170,12 @@ def lineage_lines(record: dict) -> list[str]:
                      f"{model['resolved_revision']}, {files} weight file(s) hashed")
     if record.get("feature_cache_fingerprint"):
         lines.append(f"{'feature cache':<22}{record['feature_cache_fingerprint']}")
-    if terms := terms_note(record.get("terms")):  # distillation, unlabelled rows, the probe's accuracy
+    if record.get("transfer") == "none":
+        lines.append(f"{'transfer':<22}none (no feature transfer)")
+    elif record.get("transfer"):
+        lines.append(f"{'transfer':<22}{record['transfer'].upper()} (beta {record.get('beta')})")
+    terms = record.get("terms") and {**record["terms"], "transfer": None}  # the line above names the transfer
+    if terms := terms_note(terms):  # distillation, unlabelled rows, the probe's accuracy
         lines.append(f"{'terms':<22}{terms.removeprefix('terms: ')}")
     metrics = record.get("metrics", {}).get("eval") or {}
     shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in metrics.items()

@@ -224,7 +224,8 @@ def probe_error(terms: dict) -> str:
 
 
 def terms_note(terms: dict | None) -> str | None:
-    """One line: the terms beside the task loss that were on (distillation, unlabelled rows), or None if none."""
+    """One line: the terms beside the task loss that were on (distillation, unlabelled rows; then the feature
+    transfer too, by name and beta), or None if neither distillation nor unlabelled rows were."""
     if not terms:
         return None
     parts = []
@@ -250,6 +251,8 @@ def terms_note(terms: dict | None) -> str | None:
         metric = metric_name(terms.get("probe_metric") or "accuracy")
         parts.append(f"probe {metric} {terms['probe_accuracy']:.4f} (cross-validated on the training labels"
                      f"{probe_error(terms)}; its folds follow --seed)")
+    if parts and terms.get("transfer") not in (None, "none"):
+        parts.insert(0, f"{terms['transfer'].upper()} transfer (beta {terms['beta']:g})")
     return ("terms: " + "; ".join(parts)) if parts else None
 
 

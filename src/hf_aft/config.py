@@ -300,8 +300,9 @@ class AFTConfig(TrainingArguments, TeacherArguments):
 
     def _check_distill(self) -> None:
         if not (self.distill_weight > 0 and math.isfinite(self.distill_weight)):
+            pool = " (with --transfer none, drop --unlabeled_dataset too: no other term reads it)"
             raise AFTError(f"distill_weight must be a finite number > 0 (got {self.distill_weight}); use --distill "
-                           "none to turn distillation off.")
+                           f"none to turn distillation off{pool if self.transfer == 'none' else ''}.")
         if not 0.05 <= self.distill_temperature <= 100:  # also refuses nan
             raise AFTError(f"distill_temperature must be between 0.05 and 100 (got {self.distill_temperature}): the "
                            "term's gradients shrink with T below 1 (at 1e-30 its T^2 is 0 in float32: no term at "

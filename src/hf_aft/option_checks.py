@@ -5,6 +5,7 @@ the `hf-aft train` options that would change nothing."""
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import fields
 from typing import Literal, get_args, get_origin, get_type_hints
 
@@ -103,3 +104,15 @@ def check_pool_read(config) -> None:
     if config.transfer == "none" and config.distill == "none":
         raise AFTError("--unlabeled_dataset with --transfer none and --distill none: no term reads unlabelled rows "
                        "(the task loss needs labels); add a transfer or --distill probe, or drop --unlabeled_dataset.")
+
+
+def check_source_types(inputs: dict) -> None:
+    """What `train_student` reads by name (`{"--dataset_name": value, ...}`) is a name or path, as on the command line:
+    a Dataset or model object belongs to `AFTTrainer`, which takes them as they are."""
+    for option, value in inputs.items():
+        values = value if isinstance(value, (list, tuple)) and option == "--teachers" else [value]
+        for item in values:
+            if item is not None and not isinstance(item, (str, os.PathLike)):
+                raise AFTError(f"{option} takes a Hub id or a path, not a {type(item).__name__}: save it "
+                               "(save_to_disk, save_pretrained) and pass the folder, or give the object itself to "
+                               "AFTTrainer (train_dataset=, unlabeled_dataset=, model=).")

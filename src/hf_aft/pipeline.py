@@ -29,7 +29,7 @@ from .generation import check_generation
 from .group_report import check_eval_comparisons
 from .hub import push_run
 from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for
-from .option_checks import check_idle_options, check_pool_read
+from .option_checks import check_idle_options, check_pool_read, check_source_types
 from .outputs import ClearCompleteAtStart, check_creatable, check_output_dir, mark_complete
 from .resume_check import record_rows, schedule_change
 from .run_records import finish_run
@@ -50,6 +50,7 @@ def _check_run(script_args: ScriptArguments, config: AFTConfig):
     inputs = {"--model_name_or_path": script_args.model_name_or_path, "--dataset_name": script_args.dataset_name,
               "--unlabeled_dataset": script_args.unlabeled_dataset, "--teachers": config.teachers,
               "--distill_teacher": config.distill_teacher, "--baseline_dir": script_args.baseline_dir}
+    check_source_types(inputs)
     check_output_dir(config.output_dir, script_args.overwrite_output_dir, config.resume_from_checkpoint,
                      can_resume=True, inputs=inputs)
     if config.push_to_hub and not config.hub_model_id:

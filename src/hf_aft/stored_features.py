@@ -41,11 +41,13 @@ def check_stored_teachers(infos, teachers, options, column: str, name: str) -> N
                        "hf-aft train without --teachers).")
     if len(stored) != len(asked) or not all(map(same_teacher, stored, asked)):
         raise AFTError(f"the {name} already carries the features of {stored}, not of the teachers given {asked}: "
-                       f"drop --teachers to use them, or remove the {column!r} column.")
+                       f"pass those teachers (--teachers {' '.join(stored)}) to use them, or remove the {column!r} "
+                       "column to have the teachers given make it.")
     made_with = {info.backend for info in infos}
     if made_with != {options.teacher_backend}:
         raise AFTError(f"the {name}'s features were made with --teacher_backend {', '.join(sorted(made_with))}, not "
-                       f"{options.teacher_backend}: pass that backend (or drop --teachers) to use them.")
+                       f"{options.teacher_backend}: pass that backend (--teacher_backend) to use them, or remove "
+                       f"the {column!r} column to have them made again.")
     asked_pooling = options.teacher_pooling
     for info in infos:
         if asked_pooling not in ("auto", info.pooling) and info.pooling != "auto":  # auto here: nobody recorded it

@@ -266,13 +266,14 @@ def _float_target_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type:
 
 
 def terms_summary(args: AFTConfig, rows: TrainingRows, steps: int = 0, batch: int = 0) -> dict:
-    """What trained the student besides the labels: the distillation term and the unlabelled rows (after `steps`
-    optimizer steps of `batch` rows: how many rows of each set were drawn, when fewer than all)."""
+    """What trained the student besides the labels: the transfer term, the distillation term and the unlabelled rows
+    (after `steps` optimizer steps of `batch` rows: how many rows of each set were drawn, when fewer than all)."""
     on = rows.distill != "none"
     labelled, drawn = (rows.mixed_sampler(args).drawn(steps, batch) if steps and rows.n_unlabeled
                        else (rows.n_labeled, rows.n_unlabeled))
     share = args.labeled_fraction or rows.n_labeled / (rows.n_labeled + rows.n_unlabeled)
-    return {"distill": rows.distill, "distill_weight": args.distill_weight if on else None,
+    return {"transfer": args.transfer, "beta": args.beta,
+            "distill": rows.distill, "distill_weight": args.distill_weight if on else None,
             "distill_temperature": args.distill_temperature if on and rows.problem_type != REGRESSION else None,
             "distill_teacher": args.distill_teacher if rows.distill == "logits" else None,
             "distill_teacher_revision": rows.distill_teacher_revision,

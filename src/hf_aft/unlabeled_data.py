@@ -247,6 +247,10 @@ def check_trainer_pool(unlabeled, labelled, eval_dataset, input_column: str) -> 
     _check_blank_texts(unlabeled, input_column, "unlabelled (unlabeled_dataset)")
     check_pool_leakage(unlabeled, labelled if isinstance(labelled, datasets.Dataset) else None, held_out,
                        input_column, "unlabelled (unlabeled_dataset)", command=False)
+    if input_column not in unlabeled.column_names and "teacher_features" not in unlabeled.column_names:
+        raise AFTError(f"unlabeled_dataset has no column {input_column!r}, the labelled data's input column (it has "
+                       f"{unlabeled.column_names}): rename its own (unlabeled_dataset.rename_column(NAME, "
+                       f"{input_column!r})).")
 
 
 def mark_checked(pool: datasets.Dataset | None) -> datasets.Dataset | None:
