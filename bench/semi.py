@@ -19,13 +19,14 @@ and each training method with `+u`: the same plus the unlabelled pool (--unlabel
 copies of each labelled text as unlabelled rows (--augment_copies 8); `+gen800`: plus 800 texts written by
 SmolLM2-135M-Instruct prompted with labelled texts (--generate_texts 800). `+lf0.3` sets
 --labeled_fraction 0.3 (default 0.5; `+lfown`: the two sets' own share, the default before it was measured); `+x2`
-twice the steps; `+t2` / `+w2` a distillation temperature / weight of 2; `+cvt` the targets' probe with its C
-chosen by cross-validated log-loss, as the teacher-probe column's (hf-aft's default since 2026-12-06: the rows of
-distillation methods without `+cvt` written before it had C = 1), `+c1` at C = 1; `+ep` the steps
-hf-aft's default schedule gives with the pool (the suite's epochs over the mixed epoch: text 3, vision 8), at least
-the full run's; `+ep2` twice that. Otherwise every run at every size gets the full run's optimizer steps (3 epochs
-of 2,000 texts at batch 32 = 188 for text; 8 epochs of 2,000 images at batch 64 = 256 for vision), so unlabelled
-rows cost no extra steps: compare at equal compute.
+twice the steps; `+t2` / `+w2` a distillation temperature / weight of 2; `+lr1e-4` a learning rate of 1e-4
+instead of the suite's; `+cvt` the targets' probe with its C chosen by cross-validated log-loss, as the
+teacher-probe column's (hf-aft's default since 2026-12-06: the rows of distillation methods without `+cvt`
+written before it had C = 1), `+c1` at C = 1; `+ep` the steps hf-aft's default schedule gives with the pool (the
+suite's epochs over the mixed epoch: text 3, vision 8), at least the full run's; `+ep2` twice that. Otherwise
+every run at every size gets the full run's optimizer steps (3 epochs of 2,000 texts at batch 32 = 188 for text;
+8 epochs of 2,000 images at batch 64 = 256 for vision), so unlabelled rows cost no extra steps: compare at equal
+compute.
 
     python bench/semi.py --suite rt --sizes 100,300,1000 --methods stl,probe,distill+u,aft0.1+distill+u
     python bench/semi.py --suite vision --seeds 0 1 2                   # the default methods and sizes
@@ -150,6 +151,8 @@ def method_args(method: str, pool: Path, own_share: float = 0.5) -> list[str]:
             args += ["--labeled_fraction", f"{own_share:.6f}"]
         elif token.startswith("lf"):
             args += ["--labeled_fraction", token[2:]]
+        elif token.startswith("lr"):  # lr1e-4: another learning rate than the suite's (the last flag given wins)
+            args += ["--learning_rate", token[2:]]
         elif token.startswith("x"):  # x2: twice the full run's optimizer steps (a longer schedule, not equal compute)
             args += ["--steps_factor", token[1:]]
         elif token.startswith("t") and token[1:].replace(".", "").isdigit():  # t2: --distill_temperature 2

@@ -174,6 +174,35 @@ def test_cli_trains_an_image_student_and_saves_its_image_processor(image_teacher
     assert "pipeline_tag: image-classification" in card and "AutoModelForImageClassification.from_pretrained" in card
 
 
+def test_labelled_image_paths_take_a_pool_of_images(image_teachers, tmp_path, capsys):
+    """Labelled images as file paths in a csv (image input the docs list) beside a pool of datasets Images: refused
+    before as 'the labelled data's holds text'; both are images, so the run trains, and a pool image that is an eval
+    image is still found by its pixels."""
+    import pandas as pd
+
+    for split, n, seed in (("train", 16, 0), ("test", 8, 1)):
+        rows = tiny.image_dataset(n, seed)
+        paths = []
+        for i, row in enumerate(rows):
+            paths.append(str(tmp_path / f"{split}{i}.png"))
+            row["image"].save(paths[-1])
+        (tmp_path / "csv").mkdir(exist_ok=True)
+        pd.DataFrame({"image": paths, "label": rows["label"]}).to_csv(tmp_path / "csv" / f"{split}.csv", index=False)
+    pool = tiny.image_dataset(6, seed=5).remove_columns("label")
+    datasets.DatasetDict({"train": pool}).save_to_disk(str(tmp_path / "pool"))
+    leaky = datasets.concatenate_datasets([pool, tiny.image_dataset(8, seed=1).remove_columns("label").select([3])])
+    datasets.DatasetDict({"train": leaky}).save_to_disk(str(tmp_path / "leaky"))
+    student = tiny.save_image_student(tmp_path / "student", "vit")
+    argv = ["train", "--model_name_or_path", str(student), "--dataset_name", str(tmp_path / "csv"), "--image_column",
+            "image", "--teachers", str(image_teachers["vit"]), "--per_device_train_batch_size", "8", "--max_steps",
+            "2", "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", "--skip_cost_report", "true"]
+    assert main([*argv, "--unlabeled_dataset", str(tmp_path / "pool"), "--output_dir", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "transfer_summary.json").read_text())["unlabeled_rows"] == 6
+    capsys.readouterr()
+    assert main([*argv, "--unlabeled_dataset", str(tmp_path / "leaky"), "--output_dir", str(tmp_path / "x")]) == 2
+    assert "1 row of the unlabelled" in capsys.readouterr().err
+
+
 def test_images_that_are_not_images_are_named(image_teachers, tmp_path):
     vit = str(image_teachers["vit"])
 

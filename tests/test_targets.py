@@ -117,6 +117,9 @@ def test_a_regression_student_predicts_in_the_data_units(world):
 @pytest.mark.parametrize("case,argv,fragments", [
     ("nan target", ["--label_column", "score", "--dataset_name", "NAN"], ("does not hold a finite number at row 3",)),
     ("unknown class in eval", ["--label_column", "tags", "--dataset_name", "UNKNOWN"], ("class 'new'",)),
+    # a constant target trained to exit 0 with NaN correlations and a card saying "standard deviation 1"
+    ("constant target", ["--label_column", "score,drift", "--dataset_name", "CONST"],
+     ("the regression target 'drift' is 3 in every training row", "nothing to learn")),
     ("problem type that does not fit", ["--label_column", "tags", "--problem_type", "regression"],
      ("does not fit", "multi_label_classification")),
     ("unknown problem type", ["--problem_type", "ranking"], ("--problem_type 'ranking'",)),
@@ -143,7 +146,7 @@ def test_refusals_are_one_line_before_any_teacher_runs(world, capsys, monkeypatc
         raise AssertionError("a teacher ran")
 
     monkeypatch.setattr(hf_aft.features, "extract_teacher_features", no_teacher)
-    markers = ("NAN", "UNKNOWN", "RAGGED", "STRAY", "TEXTNUM")
+    markers = ("NAN", "UNKNOWN", "RAGGED", "STRAY", "TEXTNUM", "CONST")
     if any(marker in argv for marker in markers):
         bad = _tagged(16, 2)
         if "STRAY" in argv or "TEXTNUM" in argv:  # what a CSV reader makes of a number column with a word in it
@@ -151,6 +154,8 @@ def test_refusals_are_one_line_before_any_teacher_runs(world, capsys, monkeypatc
             bad = bad.add_column("rating", ratings[:4] + ["high" if "STRAY" in argv else ratings[4]] + ratings[5:])
         elif "RAGGED" in argv:
             bad = bad.add_column("pair", [[1.0, 2.0]] * 5 + [[1.0]] + [[1.0, 2.0]] * 10)
+        elif "CONST" in argv:
+            bad = bad.map(lambda row: {"drift": 3.0})
         elif "NAN" in argv:
             bad = bad.map(lambda row, i: {"score": float("nan") if i == 3 else row["score"]}, with_indices=True)
         else:

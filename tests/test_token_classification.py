@@ -361,8 +361,13 @@ def test_export_checks_per_token_logits_and_check_updates_compares_per_word(trai
                        padding=True, return_tensors="np")
     logits = session.run(["logits"], {i.name: inputs[i.name] for i in session.get_inputs()})[0]
     assert logits.shape == (2, 7, len(TAGS))  # one row of logits per token
+    assert report["problem_type"] == TOKEN and report["metric"] == "f1" and "f1" in onnx
     comparison = compare_students(str(trained), str(trained))
     assert comparison["agreement"] == 1.0 and comparison["old"] == comparison["new"]
+    # The task's own metrics (entity F1, as training reports it), not single-label accuracy over the words
+    assert comparison["problem_type"] == TOKEN and comparison["metrics"] == ["f1", "precision", "recall", "accuracy"]
+    trained_f1 = json.loads((trained / "eval_results.json").read_text())["eval_f1"]
+    assert comparison["new"]["f1"] == pytest.approx(trained_f1) and comparison["agreement_of"] == "words"
     assert main(["audit", str(trained)]) == 0
     assert "f1" in capsys.readouterr().out
 

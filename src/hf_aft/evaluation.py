@@ -17,7 +17,7 @@ import torch
 from .data import load_labelled_splits
 from .errors import AFTError, one_line
 from .recipe import read_recipe
-from .targets import MULTI, REGRESSION, SINGLE, TOKEN
+from .targets import MULTI, REGRESSION, SINGLE, TOKEN, model_problem_type
 from .teachers.loading import teach_token_limit
 from .tokens import encode_padded
 from .words import split_words
@@ -159,9 +159,10 @@ def per_word(logits: np.ndarray, processor, batch: list[list[str]], max_length: 
 
 
 def problem_type_of(model) -> tuple[str, float]:
-    """(problem type, decision threshold) of a loaded student (transformers' `config.problem_type`)."""
-    config = model.config
-    return getattr(config, "problem_type", None) or SINGLE, float(getattr(config, "decision_threshold", 0.5) or 0.5)
+    """(problem type, decision threshold) of a loaded student (a token classifier by its class, else transformers'
+    `config.problem_type`)."""
+    threshold = float(getattr(model.config, "decision_threshold", 0.5) or 0.5)
+    return model_problem_type(model), threshold
 
 
 def scores(logits: np.ndarray, labels: np.ndarray, names: list[str], problem_type: str = SINGLE,
@@ -169,16 +170,25 @@ def scores(logits: np.ndarray, labels: np.ndarray, names: list[str], problem_typ
     """The student's scores in its task's metrics, with "metric" naming the headline one: single-label accuracy,
     macro-F1 and per-class recall (the accuracy on each class's examples); multi-label micro- and macro-F1 and
     subset accuracy (sigmoid decided at `threshold`); regression MSE, MAE, Pearson and Spearman (metrics.py); token
-    classification as single-label over the words (`per_word` logits against the flattened per-word labels)."""
+    classification entity F1, precision and recall (seqeval, as in training) and the words' accuracy (`per_word`
+    logits [all words, classes] against the per-row word labels)."""
     from sklearn.metrics import f1_score
 
-    from .metrics import multi_label_metrics, regression_metrics
+    from .metrics import multi_label_metrics, regression_metrics, token_metrics
 
     if problem_type == REGRESSION:
         return {"metric": "mse", **regression_metrics(logits, labels)}  # several targets: over all of them
     if problem_type == MULTI:
         return {"metric": "micro_f1", **multi_label_metrics(1 / (1 + np.exp(-np.asarray(logits, dtype=np.float64))),
                                                             np.asarray(labels), threshold)}
+    if problem_type == TOKEN:  # the flattened words back into their sentences, padded with -100 as in training
+        lengths = [len(row) for row in labels]
+        references = np.full((len(labels), max(lengths, default=0)), -100)
+        predictions = np.full_like(references, -100)
+        for row, (words, start) in enumerate(zip(labels, np.cumsum([0, *lengths[:-1]]), strict=True)):
+            references[row, :len(words)] = words
+            predictions[row, :len(words)] = logits[start:start + len(words)].argmax(-1)
+        return {"metric": "f1", **token_metrics(predictions, references, names)}
     ragged = len(labels) and isinstance(labels[0], (list, np.ndarray))  # per-word labels: flattened, as the logits
     predictions, labels = logits.argmax(-1), np.concatenate(labels) if ragged else np.asarray(labels)
     recall = {name: float((predictions[labels == i] == i).mean()) if (labels == i).any() else None

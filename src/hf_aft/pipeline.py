@@ -11,6 +11,7 @@ import shutil
 import time
 from datetime import datetime, timezone
 
+import datasets
 import transformers
 
 from .arguments import PeftArguments, ScriptArguments
@@ -85,11 +86,23 @@ def _load_pool_and_record_rows(script_args: ScriptArguments, config, splits):
         if config.needs_teacher_features():  # plain fine-tuning, the STL baseline, reads no pool by design
             suggest_pool_split(script_args.dataset_name, splits.unread)
         return None
+    if script_args.image_column:
+        read_paths_as_images(splits, column)
     held_out = {f"eval ({splits.eval_name})": splits.eval, f"validation ({splits.validation_name})": splits.validation}
     unlabeled = load_unlabeled(script_args.unlabeled_dataset, script_args.unlabeled_split, column,
                                script_args.label_column, splits.train, held_out)
     record_rows("unlabeled_pool", unlabeled, [column], config.resume_from_checkpoint)
     return unlabeled
+
+
+def read_paths_as_images(splits, column: str) -> None:
+    """Labelled images given as file paths (a csv), read as datasets `Image`s in every split, as a pool's paths are
+    (`read_as_images`): a pool of images then joins them, and is compared with them by decoded pixels."""
+    for name in ("train", "eval", "validation"):
+        split = getattr(splits, name)
+        feature = split.features.get(column) if split is not None else None
+        if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+            setattr(splits, name, split.cast_column(column, datasets.Image()))
 
 
 def _prepare(split, labels, processor, script_args: ScriptArguments):

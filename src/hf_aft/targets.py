@@ -268,9 +268,14 @@ class RegressionTargets(ClassNames):
             parts = [name.strip() for name in column.split(",")]
             targets.outputs = parts if len(parts) == width else [f"{column}[{i}]" for i in range(width)]
         values = targets.values(dataset)
+        constant = np.atleast_1d(values.std(0) == 0)
+        if len(values) > 1 and constant.any():  # nothing to learn; Pearson, Spearman, the probe's score are NaN
+            name = targets.names[int(np.argmax(constant))]
+            raise AFTError(f"the regression target {name!r} is {float(np.atleast_2d(values.T)[constant][0][0]):g} "
+                           "in every training row: there is nothing to learn from it (its correlations are "
+                           "undefined); check --label_column, or drop that target.")
         if standardize:
             mean, std = values.mean(0), values.std(0)
-            std = np.where(std > 0, std, 1.0)
             several = values.ndim == 2
             targets.mean, targets.std = (mean.tolist(), std.tolist()) if several else (float(mean), float(std))
         return targets

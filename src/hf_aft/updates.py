@@ -34,7 +34,7 @@ from .groups import MIN_GROUP_ROWS
 from .provenance import current_revision, local_path, teacher_source
 from .recipe import RECIPE_NAME, read_recipe
 from .reruns import relocated
-from .targets import SINGLE
+from .targets import SINGLE, TOKEN
 from .teachers.spec import GGUF_SEPARATOR, is_hub_revision
 
 UPDATE_REPORT_NAME = "update_report.json"
@@ -115,7 +115,8 @@ def compare_students(old_folder: str, new_folder: str, dataset_name: str | None 
     metrics = [k for k, v in new.items() if isinstance(v, float)]
     comparison = {"eval_rows": len(split), "problem_type": task[0], "metrics": metrics,
                   "old": {k: old.get(k) for k in metrics}, "new": {k: new[k] for k in metrics},
-                  "agreement": agreement(old_logits, new_logits, *task)}
+                  "agreement": agreement(old_logits, new_logits, *task),
+                  "agreement_of": "words" if task[0] == TOKEN else "examples"}  # token classifiers decide per word
     if task[0] == SINGLE:
         comparison["per_class_recall"] = {name: {"old": old["per_class_recall"][name],
                                                  "new": new["per_class_recall"].get(name)}
@@ -157,6 +158,7 @@ def record_update(new_output_dir: str, previous: str, record: dict, rows: list[d
         raise AFTError(f"{new_output_dir!r} has no model_card.json: it is not the output dir of an hf-aft run.")
     facts["history"] = {"previous": previous, "previous_ended": record.get("ended"),
                         "changed": [r for r in rows if r["changed"]], "agreement": comparison["agreement"],
+                        "agreement_of": comparison.get("agreement_of", "examples"),
                         "scores": [{"name": k, "old": comparison["old"][k], "new": comparison["new"][k]}
                                    for k in comparison["metrics"]],
                         "flagged_groups": flag_lines(comparison["groups"]) if "groups" in comparison else []}

@@ -43,7 +43,8 @@ class CheckUpdatesArguments:
 
 def _print_report(report: dict) -> None:
     old, new = report["old"], report["new"]
-    lines = [f"eval ({report['eval_rows']} examples)   old      new"]
+    rows = "sentences" if report.get("agreement_of") == "words" else "examples"
+    lines = [f"eval ({report['eval_rows']} {rows})   old      new"]
     lines += [f"{name.replace('_', '-').replace('f1', 'F1'):<25}{old[name]:.4f}   {new[name]:.4f}"
               for name in report["metrics"]]
     for name, recall in report.get("per_class_recall", {}).items():
@@ -51,7 +52,8 @@ def _print_report(report: dict) -> None:
         old_recall = "-" if recall["old"] is None else f"{recall['old']:.4f}"
         lines.append(f"recall {name[:17]:<17} {old_recall:<8} {new_recall}")
     if report["agreement"] is not None:
-        lines.append(f"agreement                {report['agreement']:.1%} of the examples")
+        unit = report.get("agreement_of", "examples")
+        lines.append(f"agreement                {report['agreement']:.1%} of the {unit}")
     if "groups" in report:
         from ..group_report import summary_lines
 
