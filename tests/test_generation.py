@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
 
 import datasets
@@ -61,6 +62,29 @@ def test_generated_texts_are_new_deterministic_and_cached(generator_dir, tmp_pat
     monkeypatch.undo()
     other, _ = generation.generated_texts(str(generator_dir), texts, 10, 1, held_out, cache_dir=tmp_path)
     assert other != made  # another seed is another cache entry and other texts
+
+
+def test_an_interrupt_while_writing_says_the_texts_are_written_again(monkeypatch):
+    """The interrupt line said "run the same command again to go on" as if the texts written were kept; they are
+    stored once all are written, so it says they are not."""
+    from hf_aft import faults
+
+    calls = []
+
+    def write_then_stop(model, tokenizer, prompts, room, ends, samples=1, sample=True):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return [f"a new text of enough words number {i}" for i in range(len(prompts) * samples)]
+
+    monkeypatch.setattr(generation, "_continue", write_then_stop)
+    monkeypatch.setattr(generation, "line_ends", lambda tokenizer: [])
+    with pytest.raises(KeyboardInterrupt):
+        generation._sample_texts(None, None, ["one text", "two texts"], 1000, random.Random(0), set(), None)
+    line = faults.interrupted_line(KeyboardInterrupt())
+    faults.lost.clear()
+    assert f"not kept: the {generation.BATCH} of 1,000 generated texts written so far" in line
+    assert "a rerun writes them again" in line
 
 
 @pytest.fixture(scope="module")

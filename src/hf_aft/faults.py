@@ -59,6 +59,7 @@ def exit_status(interrupt: KeyboardInterrupt) -> int:
 # to it). Plain data in a module `hf-aft` imports first: the line must not import anything (a signal can land while
 # `datasets` is half imported).
 kept: list[str] = []
+lost: list[str] = []  # work a rerun must do again (generated texts are stored only once all are written)
 cached_files: list[str] = []  # teacher feature files written by this process
 
 
@@ -71,7 +72,8 @@ def interrupted_line(interrupt: KeyboardInterrupt) -> str:
     how = ("Add that --resume_from_checkpoint to the same command to go on" if resume
            else "Run the same command again to go on")
     what_text = "; ".join(what) if what else "no output (an output dir this command created was removed)"
-    return f"hf-aft: interrupted by {name}: kept {what_text}. {how}."
+    not_kept = f"; not kept: {'; '.join(lost)}" if lost else ""
+    return f"hf-aft: interrupted by {name}: kept {what_text}{not_kept}. {how}."
 
 
 def disk_errno(error: BaseException) -> int | None:

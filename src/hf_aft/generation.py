@@ -22,6 +22,7 @@ candidates, which share one training part, generate once. A prompt longer than t
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from datasets.fingerprint import Hasher
 
+from . import faults
 from .augmentation import check_source_column, text_rows
 from .cache import default_cache_dir, main_process_first, store_or_warn, verify
 from .errors import AFTError, missing_extra, one_line
@@ -200,7 +202,7 @@ def _sample_texts(model, tokenizer, texts: list[str], count: int, rng: random.Ra
     from datasets.utils import tqdm  # a progress bar that datasets.disable_progress_bars() turns off too
 
     made, idle, shots, ends = [], 0, min(SHOTS, len(texts)), line_ends(tokenizer)
-    with tqdm(total=count, desc="Generating texts", unit=" texts") as bar:
+    with tqdm(total=count, desc="Generating texts", unit=" texts") as bar, _say_lost(made, count):
         while len(made) < count and idle < MAX_ROUNDS_WITHOUT_TEXT:
             prompts = [HEADER + "".join(f"- {one_line_text(t)}\n" for t in rng.sample(texts, shots)) + "-"
                        for _ in range(BATCH // SAMPLES_PER_PROMPT)]
@@ -212,6 +214,18 @@ def _sample_texts(model, tokenizer, texts: list[str], count: int, rng: random.Ra
             idle = 0 if len(made) > before else idle + 1
             bar.update(len(made) - before)
     return made
+
+
+@contextlib.contextmanager
+def _say_lost(made: list[str], count: int):
+    """An interrupt while writing: the interrupt line says the texts written so far are not kept (they are stored
+    once all are written, with the random state that makes them reproducible), so a rerun writes them again."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        faults.lost.append(f"the {len(made):,} of {count:,} generated texts written so far (stored only once all are "
+                           "written: a rerun writes them again)")
+        raise
 
 
 def _continue(model, tokenizer, prompts: list[str], room: int | None, ends: list[int], samples: int = 1,

@@ -102,6 +102,7 @@ def _interrupted(interrupt: KeyboardInterrupt) -> int:
     print(file=sys.stderr)  # after the ^C the terminal echoed
     print(faults.interrupted_line(interrupt), file=sys.stderr)
     faults.kept.clear()
+    faults.lost.clear()
     return faults.exit_status(interrupt)
 
 
