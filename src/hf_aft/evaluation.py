@@ -189,8 +189,7 @@ def scores(logits: np.ndarray, labels: np.ndarray, names: list[str], problem_typ
             references[row, :len(words)] = words
             predictions[row, :len(words)] = logits[start:start + len(words)].argmax(-1)
         return {"metric": "f1", **token_metrics(predictions, references, names)}
-    ragged = len(labels) and isinstance(labels[0], (list, np.ndarray))  # per-word labels: flattened, as the logits
-    predictions, labels = logits.argmax(-1), np.concatenate(labels) if ragged else np.asarray(labels)
+    predictions, labels = logits.argmax(-1), np.asarray(labels)
     recall = {name: float((predictions[labels == i] == i).mean()) if (labels == i).any() else None
               for i, name in enumerate(names)}
     return {"metric": "accuracy", "accuracy": float((predictions == labels).mean()),

@@ -11,7 +11,6 @@ import shutil
 import time
 from datetime import datetime, timezone
 
-import datasets
 import transformers
 
 from .arguments import PeftArguments, ScriptArguments
@@ -38,7 +37,7 @@ from .student import fold_target_scale, load_student, tokenize_beside_features
 from .targets import SINGLE
 from .trainer import AFTTrainer
 from .training_rows import with_pool_features
-from .unlabeled_data import load_unlabeled, mark_checked, suggest_pool_split
+from .unlabeled_data import load_unlabeled, mark_checked, read_paths_as_images, suggest_pool_split
 from .validation_split import DEFAULT_VALIDATION_FRACTION, class_ids
 from .word_features import check_run_options
 
@@ -93,16 +92,6 @@ def _load_pool_and_record_rows(script_args: ScriptArguments, config, splits):
                                script_args.label_column, splits.train, held_out)
     record_rows("unlabeled_pool", unlabeled, [column], config.resume_from_checkpoint)
     return unlabeled
-
-
-def read_paths_as_images(splits, column: str) -> None:
-    """Labelled images given as file paths (a csv), read as datasets `Image`s in every split, as a pool's paths are
-    (`read_as_images`): a pool of images then joins them, and is compared with them by decoded pixels."""
-    for name in ("train", "eval", "validation"):
-        split = getattr(splits, name)
-        feature = split.features.get(column) if split is not None else None
-        if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
-            setattr(splits, name, split.cast_column(column, datasets.Image()))
 
 
 def _prepare(split, labels, processor, script_args: ScriptArguments):

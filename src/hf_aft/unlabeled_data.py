@@ -112,6 +112,16 @@ def _compared_column(unlabeled: datasets.Dataset, other: datasets.Dataset, input
     return both[0] if both else None
 
 
+def read_paths_as_images(splits, column: str) -> None:
+    """Labelled images given as file paths (a csv) beside a pool, read as datasets `Image`s in every split of
+    `splits` (`data.LabelledSplits`), as a pool's paths are (`read_as_images`): the pool's images then join them and
+    are compared with them by decoded pixels."""
+    for name in ("train", "eval", "validation"):
+        split = getattr(splits, name)
+        if split is not None and _kind(split.features.get(column)) == "text":
+            setattr(splits, name, split.cast_column(column, datasets.Image()))
+
+
 def read_as_images(unlabeled: datasets.Dataset, labelled: datasets.Dataset, column: str) -> datasets.Dataset:
     """A pool whose column holds image file paths (a csv, say), encoded image bytes or `{"bytes", "path"}` records (a
     parquet file written by pandas) beside labelled images: read as datasets `Image`s, so that the two compare
