@@ -85,6 +85,8 @@ def test_copies_are_refused_where_they_cannot_be_made_or_read(student_dir, teach
         AFTConfig(output_dir=str(tmp_path), augment_copies=-1)
     with pytest.raises(AFTError, match="augment_copies must be a whole number"):
         AFTConfig(output_dir=str(tmp_path), augment_copies=1.5)
+    with pytest.raises(AFTError, match="--augment_copies 1,001 is more than the 1,000 copies of each labelled row"):
+        AFTConfig(output_dir=str(tmp_path), augment_copies=1001)  # a billion rows would not fit in memory
     featured = extract_teacher_features(labelled, [str(d) for d in teacher_dirs])  # as `hf-aft features` stores
     with pytest.raises(AFTError, match=r"the rows this run makes \(--augment_copies, --generate_texts\) need the "
                                        r"teachers"):

@@ -38,6 +38,20 @@ def test_card_with_every_field():
     assert ModelCard(card.content).data.to_dict()["tags"] == data["tags"]  # the YAML header parses back
 
 
+def test_card_names_the_unlabelled_data_in_its_text_and_hub_metadata(tmp_path):
+    """What a student was made from: the pool's source beside the labelled data's, a Hub id in the metadata too
+    (a local path never: it could pass for someone else's repo), its split when not `train`."""
+    card = render_model_card("aft", versions={}, dataset_name="rotten_tomatoes",
+                             unlabeled_data={"name": "stanfordnlp/imdb", "split": "unsupervised"})
+    assert "Training data: `rotten_tomatoes`; unlabelled data: `stanfordnlp/imdb` (split `unsupervised`)." in \
+        card.content
+    assert card.data.to_dict()["datasets"] == ["rotten_tomatoes", "stanfordnlp/imdb"]
+    local = render_model_card("aft", versions={}, dataset_name="rotten_tomatoes",
+                              unlabeled_data={"name": str(tmp_path), "split": "train"})
+    assert f"; unlabelled data: `{tmp_path}`." in local.content and local.data.to_dict()["datasets"] == [
+        "rotten_tomatoes"]
+
+
 def test_card_with_optional_fields_missing():
     card = render_model_card("none", versions={})
     assert "plain fine-tuning" in card.content and "## Evaluation" not in card.content

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import random
 import shutil
 
 import datasets
@@ -64,9 +63,40 @@ def test_generated_texts_are_new_deterministic_and_cached(generator_dir, tmp_pat
     assert other != made  # another seed is another cache entry and other texts
 
 
-def test_an_interrupt_while_writing_says_the_texts_are_written_again(monkeypatch):
-    """The interrupt line said "run the same command again to go on" as if the texts written were kept; they are
-    stored once all are written, so it says they are not."""
+def test_an_interrupted_generation_goes_on_from_its_texts_and_writes_the_same(generator_dir, tmp_path,
+                                                                                monkeypatch):
+    """Texts were stored only once all were written: an interrupt an hour into `--generate_texts` lost them all. The
+    texts so far are kept after each batch; the interrupt line says so, and a rerun goes on from them to the very
+    texts an uninterrupted run writes."""
+    from hf_aft import faults
+
+    texts, held_out = tiny.sentiment_dataset(12, seed=0)["text"], tiny.sentiment_dataset(8, seed=1)["text"]
+    count = 2 * generation.BATCH + 5  # three batches at least
+    whole, _ = generation.generated_texts(str(generator_dir), texts, count, 0, held_out, cache_dir=tmp_path / "a")
+    calls, original = [], generation._continue
+
+    def stop_at_the_third_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(generation, "_continue", stop_at_the_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        generation.generated_texts(str(generator_dir), texts, count, 0, held_out, cache_dir=tmp_path / "b")
+    line = faults.interrupted_line(KeyboardInterrupt())
+    kept = len(json.loads(next((tmp_path / "b").glob("*.progress.json")).read_text())["texts"])
+    faults.kept.clear()
+    assert 0 < kept < count and f"the {kept} of {count} generated texts written so far in" in line
+    assert "a rerun goes on from them" in line and "not kept" not in line
+    monkeypatch.undo()
+    resumed, _ = generation.generated_texts(str(generator_dir), texts, count, 0, held_out, cache_dir=tmp_path / "b")
+    assert resumed == whole and not list((tmp_path / "b").glob("*.progress.json"))
+
+
+def test_texts_that_cannot_be_kept_as_written_are_said_lost(monkeypatch, tmp_path):
+    """A cache that cannot take the progress file (read-only, full): generation goes on and an interrupt says the
+    texts written so far are not kept."""
     from hf_aft import faults
 
     calls = []
@@ -77,10 +107,15 @@ def test_an_interrupt_while_writing_says_the_texts_are_written_again(monkeypatch
             raise KeyboardInterrupt
         return [f"a new text of enough words number {i}" for i in range(len(prompts) * samples)]
 
+    def cannot_write(path, text):
+        raise PermissionError(13, "Permission denied")
+
     monkeypatch.setattr(generation, "_continue", write_then_stop)
     monkeypatch.setattr(generation, "line_ends", lambda tokenizer: [])
+    monkeypatch.setattr(generation, "write_atomically", cannot_write)
     with pytest.raises(KeyboardInterrupt):
-        generation._sample_texts(None, None, ["one text", "two texts"], 1000, random.Random(0), set(), None)
+        generation._sample_texts(None, None, ["one text", "two texts"], 1000, 0, set(), None,
+                                 tmp_path / "x.progress.json")
     line = faults.interrupted_line(KeyboardInterrupt())
     faults.lost.clear()
     assert f"not kept: the {generation.BATCH} of 1,000 generated texts written so far" in line
@@ -211,6 +246,8 @@ def test_a_generator_that_is_not_a_language_model_or_images_are_refused(student_
     for bad in (-1, 1.5, True):
         with pytest.raises(AFTError, match="--generate_texts must be a whole number >= 0"):
             AFTConfig(output_dir=str(tmp_path), generate_texts=bad, generator="gpt2")
+    with pytest.raises(AFTError, match=r"--generate_texts 100,000,000,000,000,000,000 is more than the 1,000,000 "):
+        AFTConfig(output_dir=str(tmp_path), generate_texts=10**20, generator="gpt2")  # would write until stopped
 
 
 @pytest.mark.parametrize("architecture", ["gpt2", "llama"])

@@ -555,6 +555,7 @@ def test_train_with_unlabelled_data_says_which_terms_were_on(student_dir, teache
         in stdout
 
     card = (out / "README.md").read_text()
+    assert f"; unlabelled data: `{csv_data / 'pool'}`." in card  # what the student was made from
     assert "- Distillation (not in the paper): `probe`: the teachers' linear probe" in card
     assert (f"the probe's cross-validated accuracy on the training labels: {accuracy:.4f}, standard error "
             f"{standard_error:.3f}") in card

@@ -55,6 +55,7 @@ class CardFacts:
     eval_results: dict[str, float] | None = None
     base_model: str | None = None
     dataset_name: str | None = None
+    unlabeled_data: dict | None = None  # {"name": --unlabeled_dataset, "split": --unlabeled_split}
     repo_id: str | None = None
     hyperparameters: dict = field(default_factory=dict)
     versions: dict[str, str] | None = None
@@ -139,11 +140,12 @@ def render_model_card(facts: CardFacts | str | None = None, **named) -> ModelCar
     model_class, preprocessor_class, preprocessor_name = TASK_CLASSES[facts.task]
     eval_results, baseline = _metrics(facts.eval_results), _metrics(facts.baseline_results)
     dataset = hub_id(facts.dataset_name)
+    datasets = [name for name in (dataset, hub_id((facts.unlabeled_data or {}).get("name"))) if name]
     index = [EvalResult(task_type=facts.task, dataset_type=dataset, dataset_name=dataset, metric_type=metric,
                         metric_value=value) for metric, value in eval_results.items() if dataset and metric != "loss"]
     card_data = ModelCardData(
         library_name="transformers", pipeline_tag=facts.task, base_model=hub_id(facts.base_model),
-        datasets=[dataset] if dataset else None,
+        datasets=datasets or None,
         tags=["hf-aft", "adaptive-feature-transfer", f"transfer-{facts.transfer}"],
         model_name=facts.repo_id or default_title(facts.transfer, facts.terms), eval_results=index or None,
     )
@@ -258,7 +260,7 @@ def terms_note(terms: dict | None) -> str | None:
 
 def card_facts_from_trainer(trainer, model_name: str | None = None, dataset_name: str | None = None,
                             baseline_results: dict | None = None, beta_search: dict | None = None,
-                            eval_split: str | None = None) -> CardFacts:
+                            eval_split: str | None = None, unlabeled_data: dict | None = None) -> CardFacts:
     """What an `AFTTrainer` knows about its run, as card facts."""
     args = trainer.args
     evals = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
@@ -268,6 +270,7 @@ def card_facts_from_trainer(trainer, model_name: str | None = None, dataset_name
         teachers=[{**vars(info), "short_name": name} for info, name in zip(trainer.teacher_infos,
                                                                           trainer.teacher_names, strict=True)],
         scales=trainer.scale_summary(), eval_results=evals[-1] if evals else None, dataset_name=dataset_name,
+        unlabeled_data=unlabeled_data,
         base_model=getattr(trainer.model.config, "_name_or_path", None) or None,
         repo_id=args.hub_model_id or model_name,
         hyperparameters=hyperparameters_in_effect(args, trainer.state, [i.max_length for i in trainer.teacher_infos]),

@@ -177,10 +177,11 @@ class AFTConfig(TrainingArguments, TeacherArguments):
             Not in the paper. Add this many perturbed copies of each labelled text (words dropped, replaced by other
             words of the labelled texts, spans cut: Tang et al. 2019, section 3.2) or image (cropped, flipped,
             rotated) as unlabelled rows (`hf_aft.augmentation`), for the transfer and distillation terms; `--distill
-            auto` then turns probe distillation on. 0: none.
+            auto` then turns probe distillation on. 0: none; at most 1,000.
         generate_texts (`int`, *optional*, defaults to `0`):
             Not in the paper. Add this many texts written by `generator`, prompted with labelled texts (GAL, He et
-            al. 2022), as unlabelled rows (`hf_aft.generation`), as `augment_copies` does. 0: none.
+            al. 2022), as unlabelled rows (`hf_aft.generation`), as `augment_copies` does. 0: none; at most
+            1,000,000 (one or two a second on a CPU; kept as written, so an interrupted run goes on from them).
         generator (`str`, *optional*):
             With `generate_texts`: a causal language model (Hub id, folder or GGUF file, as teachers are named).
     """
@@ -255,12 +256,12 @@ class AFTConfig(TrainingArguments, TeacherArguments):
     augment_copies: int = field(
         default=0,
         metadata={"help": "Not in the paper. Add this many perturbed copies of each labelled text or image as "
-                  "unlabelled rows (hf_aft.augmentation); 0: none."},
+                  "unlabelled rows (hf_aft.augmentation); 0: none; at most 1,000."},
     )
     generate_texts: int = field(
         default=0,
         metadata={"help": "Not in the paper. Add this many texts written by --generator, prompted with labelled "
-                  "texts, as unlabelled rows (hf_aft.generation); 0: none."},
+                  "texts, as unlabelled rows (hf_aft.generation); 0: none; at most 1,000,000."},
     )
     generator: str | None = field(
         default=None, metadata={"help": "With --generate_texts: a causal language model: a Hub id (id@revision), a "

@@ -59,7 +59,7 @@ def exit_status(interrupt: KeyboardInterrupt) -> int:
 # to it). Plain data in a module `hf-aft` imports first: the line must not import anything (a signal can land while
 # `datasets` is half imported).
 kept: list[str] = []
-lost: list[str] = []  # work a rerun must do again (generated texts are stored only once all are written)
+lost: list[str] = []  # work a rerun must do again (generated texts where no progress file could be written)
 cached_files: list[str] = []  # teacher feature files written by this process
 
 

@@ -17,7 +17,10 @@ Each prompt is continued `SAMPLES_PER_PROMPT` times from its prefix computed onc
 the teachers' probe says of it. A text shorter than `MIN_WORDS` words, or equal to a labelled text, an eval text or
 another generated one, is left out. The texts are cached (keyed by the generator's revision, the labelled and eval
 texts, the count, the seed and these settings), so a rerun does not generate them again, and the `--beta auto`
-candidates, which share one training part, generate once. A prompt longer than the generator's context loses its start.
+candidates, which share one training part, generate once. While they are written, the texts so far are kept after
+each batch in a progress file beside the cache: an interrupted run goes on from them. Each batch draws its prompts
+and samples from a random state of its own (the seed and the batch's number), so a run that went on writes the same
+texts as one that did not. A prompt longer than the generator's context loses its start.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from . import faults
 from .augmentation import check_source_column, text_rows
 from .cache import default_cache_dir, main_process_first, store_or_warn, verify
 from .errors import AFTError, missing_extra, one_line
+from .filesystems import write_atomically
 from .provenance import current_revision, teacher_source
 from .teachers.loading import token_limit
 from .teachers.spec import GGUF_SEPARATOR, hub_revision, is_path_like, teacher_label
@@ -48,7 +52,7 @@ TOP_P, TEMPERATURE = 0.95, 1.0
 # Continuations sampled from one prompt. Its prefix (the examples) is computed once and shared: on CPU that prefix is
 # a third to a half of a batch's work. Each text is still a sample given SHOTS labelled texts drawn at random.
 SAMPLES_PER_PROMPT = 4
-GENERATION_VERSION = 2  # bump when the prompt, the sampling or the filter changes: cached texts are then made again
+GENERATION_VERSION = 3  # bump when the prompt, the sampling or the filter changes: cached texts are then made again
 MAX_ROUNDS_WITHOUT_TEXT = 3  # batches in a row that add no text before the generator is given up on
 
 
@@ -71,8 +75,11 @@ def generated_texts(generator: str, texts: Sequence[str], count: int, seed: int 
         if verify(path):
             return json.loads(path.read_text())["texts"], revision
         model, tokenizer = load_generator(generator, name, revision, gguf_file)
-        made = generate(model, tokenizer, texts, count, seed, held_out, prompt_room(generator, config, tokenizer))
+        progress = path.with_name(f"generated-{key}.progress.json")
+        made = generate(model, tokenizer, texts, count, seed, held_out, prompt_room(generator, config, tokenizer),
+                        progress)
         _store(path, made, generator, revision)
+        progress.unlink(missing_ok=True)
     return made, revision
 
 
@@ -180,16 +187,20 @@ def load_generator(spec: str, name: str, revision: str, gguf_file: str | None = 
 
 
 def generate(model, tokenizer, texts: Sequence[str], count: int, seed: int = 0, held_out: Sequence[str] = (),
-             room: int | None = None) -> list[str]:
+             room: int | None = None, progress: Path | None = None) -> list[str]:
     """Up to `count` new texts from `model` prompted with `SHOTS` of `texts` at a time (module docstring), each
-    prompt cut from the left to `room` tokens (the generator's context less what it writes); the caller's torch
-    random state is left as it was, so a cached rerun trains exactly as the first run."""
+    prompt cut from the left to `room` tokens (the generator's context less what it writes), going on from and
+    kept in the `progress` file (JSON) when one is given. The caller's torch random state is left as it was, so a
+    cached rerun trains exactly as the first run.
+
+    Raises:
+        AFTError: no usable text in `MAX_ROUNDS_WITHOUT_TEXT` batches in a row.
+    """
     import torch
 
     devices = [model.device] if model.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        made = _sample_texts(model, tokenizer, list(texts), count, random.Random(seed), {*texts, *held_out}, room)
+        made = _sample_texts(model, tokenizer, list(texts), count, seed, {*texts, *held_out}, room, progress)
     if not made:
         raise AFTError(f"the generator wrote no text of {MIN_WORDS} or more words unlike the labelled ones in "
                        f"{MAX_ROUNDS_WITHOUT_TEXT * BATCH} tries: pass a generator that writes text in your data's "
@@ -197,13 +208,19 @@ def generate(model, tokenizer, texts: Sequence[str], count: int, seed: int = 0, 
     return made
 
 
-def _sample_texts(model, tokenizer, texts: list[str], count: int, rng: random.Random, seen: set[str],
-                  room: int | None) -> list[str]:
+def _sample_texts(model, tokenizer, texts: list[str], count: int, seed: int, seen: set[str], room: int | None,
+                  progress: Path | None = None) -> list[str]:
+    import torch
     from datasets.utils import tqdm  # a progress bar that datasets.disable_progress_bars() turns off too
 
-    made, idle, shots, ends = [], 0, min(SHOTS, len(texts)), line_ends(tokenizer)
-    with tqdm(total=count, desc="Generating texts", unit=" texts") as bar, _say_lost(made, count):
+    made, batch, idle = _progress_so_far(progress)
+    seen.update(made)
+    shots, ends = min(SHOTS, len(texts)), line_ends(tokenizer)
+    with tqdm(total=count, initial=len(made), desc="Generating texts", unit=" texts") as bar, \
+            _say_progress(made, count, progress):
         while len(made) < count and idle < MAX_ROUNDS_WITHOUT_TEXT:
+            rng = random.Random(f"{seed}/{batch}")  # the batch's own state: a run that goes on draws the same
+            torch.manual_seed(rng.getrandbits(63))
             prompts = [HEADER + "".join(f"- {one_line_text(t)}\n" for t in rng.sample(texts, shots)) + "-"
                        for _ in range(BATCH // SAMPLES_PER_PROMPT)]
             before = len(made)
@@ -211,20 +228,56 @@ def _sample_texts(model, tokenizer, texts: list[str], count: int, rng: random.Ra
                 if len(text.split()) >= MIN_WORDS and text not in seen and len(made) < count:
                     seen.add(text)
                     made.append(text)
-            idle = 0 if len(made) > before else idle + 1
+            idle, batch = (0 if len(made) > before else idle + 1), batch + 1
+            progress = _keep_progress(progress, made, batch, idle)
             bar.update(len(made) - before)
     return made
 
 
+def _progress_so_far(progress: Path | None) -> tuple[list[str], int, int]:
+    """(texts, batches done, batches in a row without a text) of an interrupted run's progress file; none yet, or
+    one that cannot be read (a warning), is a start from nothing."""
+    if progress is None or not progress.exists():
+        return [], 0, 0
+    try:
+        state = json.loads(progress.read_text())
+        made, batches, idle = [str(t) for t in state["texts"]], int(state["batches"]), int(state["idle"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        logger.warning("hf-aft: the generated texts' progress file %s cannot be read (%s): generating from the "
+                       "start.", progress, one_line(error))
+        return [], 0, 0
+    logger.warning("hf-aft: going on from the %d generated texts an interrupted run kept in %s.", len(made),
+                   progress.parent)
+    return made, batches, idle
+
+
+def _keep_progress(progress: Path | None, made: list[str], batches: int, idle: int) -> Path | None:
+    """Write the texts so far to the progress file (renamed into place: never half a file); a cache that cannot
+    take it (read-only, full) means an interrupt loses them: a warning, and None (no more tries)."""
+    if progress is None:
+        return None
+    try:
+        progress.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(progress, json.dumps({"texts": made, "batches": batches, "idle": idle}))
+        return progress
+    except OSError as error:
+        logger.warning("hf-aft: the generated texts cannot be kept as they are written in %s (%s): an interrupt "
+                       "loses them.", progress.parent, error.strerror or error)
+        return None
+
+
 @contextlib.contextmanager
-def _say_lost(made: list[str], count: int):
-    """An interrupt while writing: the interrupt line says the texts written so far are not kept (they are stored
-    once all are written, with the random state that makes them reproducible), so a rerun writes them again."""
+def _say_progress(made: list[str], count: int, progress: Path | None):
+    """An interrupt while writing: the interrupt line says what became of the texts written so far, kept in the
+    progress file (a rerun goes on from them) or, where none could be written, not kept."""
     try:
         yield
     except KeyboardInterrupt:
-        faults.lost.append(f"the {len(made):,} of {count:,} generated texts written so far (stored only once all are "
-                           "written: a rerun writes them again)")
+        what = f"the {len(made):,} of {count:,} generated texts written so far"
+        if progress is not None and progress.exists():
+            faults.kept.append(f"{what} in {progress.parent} (a rerun goes on from them)")
+        else:
+            faults.lost.append(f"{what} (a rerun writes them again)")
         raise
 
 

@@ -34,13 +34,20 @@ def check_finite(options) -> None:
             raise AFTError(f"{f.name} must be in 0..2**32-1 (got {value}).")
 
 
+MOST_COPIES, MOST_GENERATED = 1_000, 1_000_000  # beyond these a run would not end, or not fit in memory
+
+
 def check_made_rows(config) -> None:
     """The options that make unlabelled rows from the labelled ones: `augment_copies` and `generate_texts` are whole
     numbers >= 0, a generator comes with `generate_texts` only, and some term reads the rows they make."""
-    for name in ("augment_copies", "generate_texts"):
+    for name, most, why in (("augment_copies", MOST_COPIES, "copies of each labelled row, held in memory"),
+                            ("generate_texts", MOST_GENERATED, "texts, written at one or two a second on a CPU")):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise AFTError(f"--{name} must be a whole number >= 0 (got {value!r}).")
+        if value > most:
+            raise AFTError(f"--{name} {value:,} is more than the {most:,} {why}: pass a number up to {most:,} "
+                           "(unlabelled data of your own goes in --unlabeled_dataset).")
         if value and config.transfer == "none" and config.distill == "none":
             raise AFTError(f"--{name} with --transfer none and --distill none: no term reads the rows it makes (the "
                            f"task loss needs labels); add a transfer or --distill probe, or pass --{name} 0.")

@@ -37,7 +37,7 @@ from .student import fold_target_scale, load_student, tokenize_beside_features
 from .targets import SINGLE
 from .trainer import AFTTrainer
 from .training_rows import with_pool_features
-from .unlabeled_data import load_unlabeled, mark_checked, read_paths_as_images, suggest_pool_split
+from .unlabeled_data import load_unlabeled, mark_checked, pool_source, read_paths_as_images, suggest_pool_split
 from .validation_split import DEFAULT_VALIDATION_FRACTION, class_ids
 from .word_features import check_run_options
 
@@ -244,7 +244,8 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
             save_beta_search(beta_search, config.output_dir)
         summary["beta_search"] = beta_search
     trainer.create_model_card(dataset_name=script_args.dataset_name, baseline_results=baseline,
-                              beta_search=beta_search, eval_split=script_args.eval_split)
+                              beta_search=beta_search, eval_split=script_args.eval_split,
+                              unlabeled_data=pool_source(script_args))
     if trainer.is_world_process_zero():  # recipe, cost report, audit record (the files' hashes); then the marker
         check_unchanged(run["claim"])  # nothing sealed below may be another run's
         summary.update(finish_run(trainer, script_args, config, run, summary))

@@ -269,11 +269,13 @@ class AFTTrainer(GradNormGuard, Trainer):
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
                           baseline_results: dict | None = None, **kwargs) -> None:
         """Write the student's model card (README.md) into the output dir: teachers, transfer, scales and their plot
-        (scales.png), results (next to `baseline_results`, the eval results of a plain fine-tuning run, if given)."""
+        (scales.png), results (next to `baseline_results`, the eval results of a plain fine-tuning run, if given),
+        the data's names (`dataset_name`; `unlabeled_data`: {"name": ..., "split": ...} of the pool)."""
         if self.is_world_process_zero():
             os.makedirs(self.args.output_dir, exist_ok=True)
             facts = card_facts_from_trainer(self, model_name, dataset_name or kwargs.get("dataset"), baseline_results,
-                                            kwargs.get("beta_search"), kwargs.get("eval_split"))
+                                            kwargs.get("beta_search"), kwargs.get("eval_split"),
+                                            kwargs.get("unlabeled_data"))
             write_model_card(self.args.output_dir, facts)
 
     def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:

@@ -272,3 +272,10 @@ def mark_checked(pool: datasets.Dataset | None) -> datasets.Dataset | None:
 
 
 _CHECKED_POOLS: set[str] = set()  # fingerprints of the pools hf-aft train checked before preparing them
+
+
+def pool_source(script_args) -> dict | None:
+    """{"name": --unlabeled_dataset, "split": --unlabeled_split} as the card names the pool, or None without one."""
+    if not script_args.unlabeled_dataset:
+        return None
+    return {"name": script_args.unlabeled_dataset, "split": script_args.unlabeled_split}
