@@ -10,6 +10,7 @@ import tiny
 import yaml
 from transformers import AutoModelForSequenceClassification
 
+from hf_aft import AFTError
 from hf_aft.commands import main
 
 
@@ -97,6 +98,50 @@ def test_bad_input_ends_with_one_line_and_writes_nothing(student_dir, teacher_di
     fails(args, "already holds files")
     assert (out / "keep.txt").read_text() == "earlier work"
 
+
+
+def test_a_mistyped_student_is_refused_before_any_teacher_runs(student_dir, teacher_dirs, csv_data, tmp_path,
+                                                              capsys, monkeypatch):
+    """A student folder that is not there (`student-3` for `student-3l`) was found only after the teachers' pass over
+    the data: minutes of a large teacher lost, for a line that spoke of the network. It is refused first, and the
+    line says to check the path."""
+    from unittest import mock
+
+    monkeypatch.chdir(tmp_path)
+    with mock.patch("hf_aft.teachers.TextTeacher.load", side_effect=AssertionError("a teacher was loaded")):
+        args = train_args(student_dir, teacher_dirs, csv_data, tmp_path / "out")
+        assert main([args[0], args[1], "student-3", *args[3:]]) == 2
+    assert_one_line_error(2, capsys.readouterr().err, "could not load the student 'student-3': not a local folder "
+                          "(check the path)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_and_errors_name_the_options_as_the_docs_write_them(capsys):
+    """`hf-aft audit OUT`, `hf-aft student --from`, `--beta auto` in any case: the usage, the missing-argument line
+    and a mistyped --beta say what the docs say (they named `--run`, `--source` and "invalid float value")."""
+    for command, usage, missing in (("audit", "usage: hf-aft audit [-h] RUN", "required: RUN (first, or --run RUN)"),
+                                    ("export", "usage: hf-aft export [-h] RUN", "required: RUN (first, or --run RUN)"),
+                                    ("student", "--from SOURCE", "required: --from")):
+        assert main([command, "--help"]) == 0
+        shown = capsys.readouterr().out
+        assert usage in shown and "--source" not in shown
+        assert command == "student" or "  RUN, --run RUN        The output dir" in shown  # aligned
+        assert not any(line.endswith("(default: None)") and ("RUN" in line or "SOURCE" in line)
+                       for line in shown.replace("\n     ", " ").splitlines())  # a required option has no default
+        assert main([command] + (["--num_layers", "2", "--output_dir", "x"] if command == "student" else [])) == 2
+        assert_one_line_error(2, capsys.readouterr().err, missing)
+    assert main(["train", "--help"]) == 0
+    shown = capsys.readouterr().out
+    assert "  --beta BETA|auto      Weight of the transfer loss" in shown  # aligned as every other option
+    assert "Turn learn_scales off (sets --learn_scales false)." in shown
+    assert "present). (default" not in shown  # one default, in words
+    from hf_aft.commands.train import parse_train_args
+
+    required = ["--model_name_or_path", "s", "--dataset_name", "d", "--output_dir", "o"]
+    assert parse_train_args([*required, "--beta", "AUTO"])[0].beta_auto
+    for typo in ("autoo", "0.1x"):
+        with pytest.raises(AFTError, match=rf"--beta must be a number >= 0 or auto \(got '{typo}'\)"):
+            parse_train_args([*required, "--beta", typo])
 
 
 def test_help_and_console_entry_point():

@@ -81,8 +81,35 @@ def test_a_resume_with_other_options_is_refused_naming_the_checkpoints(student_d
     assert "resume with the checkpoint's values, or start again without --resume_from_checkpoint" in line
 
 
-def test_a_resume_with_the_same_options_goes_on(student_dir, teacher_dirs, data, first_run, tmp_path):
+def test_a_resume_with_the_same_options_goes_on(student_dir, teacher_dirs, data, first_run, tmp_path, capsys):
+    """...and says so: a resumed run printed nothing of it, only transformers' warning that the default
+    `logging_steps` ratio (0.1) is not the count the checkpoint stored, on every resume."""
     assert resume(student_dir, teacher_dirs, data, first_run, tmp_path) == 0
+    assert f"resuming from {tmp_path / 'out' / 'checkpoint-2'}: step 2 of 4" in capsys.readouterr().out
+    import logging
+
+    from transformers import TrainerState
+    from transformers.trainer_utils import compare_trainer_and_checkpoint_args
+
+    from hf_aft import AFTConfig
+
+    warned = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warned.append(record.getMessage())
+    logger = logging.getLogger("transformers.trainer_utils")  # transformers' loggers do not propagate
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # as `hf-aft train` shows them
+    try:
+        for steps, batch in ((300, 8), (300, 4)):  # a 3,000-step run stored 0.1 of it as 300; another batch size
+            state = TrainerState(logging_steps=steps, eval_steps=500, save_steps=500, train_batch_size=batch)
+            args = AFTConfig(output_dir=str(tmp_path / "x"), per_device_train_batch_size=8, use_cpu=True,
+                             eval_steps=500, save_steps=500)
+            compare_trainer_and_checkpoint_args(args, state)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert len(warned) == 1 and "per_device_train_batch_size: 8 (from args) != 4" in warned[0]  # that one is news
     summary = json.loads((tmp_path / "out" / "transfer_summary.json").read_text())
     assert summary["unlabeled_rows"] == 16 and json.loads((tmp_path / "out" / "trainer_state.json").read_text())[
         "global_step"] == 4

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import datasets
 import numpy as np
@@ -355,6 +356,23 @@ def test_labeled_fraction_sets_the_share_of_every_training_batch(student_dir, tm
     labels = torch.cat([batch["labels"] for batch in batches])
     assert sorted(labels[labels != UNLABELED].tolist()) == sorted(labelled["label"])  # each labelled row once
     assert trainer.terms_summary()["labeled_fraction"] == 0.25
+
+
+@pytest.mark.parametrize("fraction, kind", [(0.999, "0.008 unlabelled"), (0.05, "0.4 labelled")])
+def test_a_labelled_share_that_leaves_a_kind_out_of_every_batch_is_refused(student_dir, tmp_path, labelled, pool,
+                                                                           csv_data, teacher_dirs, capsys, fraction,
+                                                                           kind):
+    """0.999 of a batch of 8 drew an unlabelled row once in 125 batches, and an epoch (each set seen once at that
+    share) ran 500 times the steps, silently. Each batch must hold a row of each kind: refused in one line, by the
+    command before any teacher runs and by AFTTrainer, with the range that works."""
+    fragment = f"--labeled_fraction {fraction:g} leaves {kind} rows in each batch of 8: give one from 0.125 to 0.875"
+    with pytest.raises(AFTError, match=re.escape(fragment)):
+        make_trainer(student_dir, tmp_path, labelled, pool, labeled_fraction=fraction)
+    with mock.patch("hf_aft.teachers.TextTeacher.load", side_effect=AssertionError("a teacher was loaded")):
+        assert main(train_args(student_dir, teacher_dirs, csv_data / "data", tmp_path / "out", "--unlabeled_dataset",
+                               str(csv_data / "pool"), "--labeled_fraction", str(fraction))) == 2
+    assert fragment in capsys.readouterr().err and not (tmp_path / "out").exists()
+    make_trainer(student_dir, tmp_path, labelled, pool, labeled_fraction=0.875)  # one unlabelled row a batch: fine
 
 
 def test_a_resumed_run_sees_the_batches_and_trains_the_weights_of_an_uninterrupted_one(student_dir, tmp_path,

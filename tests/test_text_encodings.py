@@ -104,11 +104,14 @@ def test_the_trainer_refuses_a_blank_unlabelled_text_too(student_dir, teacher_di
                        train_dataset=train_set, unlabeled_dataset=pool, processing_class=tokenizer)
 
 
-def test_a_labelled_share_too_small_for_one_epoch_is_refused_with_the_range(student_dir, teacher_dirs, data,
-                                                                            tmp_path, capsys):
+def test_a_labelled_share_too_small_for_a_batch_is_refused_with_the_range(student_dir, teacher_dirs, data,
+                                                                          tmp_path, capsys):
     assert run(student_dir, teacher_dirs, data / "labelled", tmp_path / "out", "--unlabeled_dataset",
                str(data / "pool.jsonl"), "--labeled_fraction", "1e-9") == 2
-    assert "--labeled_fraction 1e-09 would make one epoch longer than 24,000 rows" in error_line(capsys)
+    assert "--labeled_fraction 1e-09 leaves 8e-09 labelled rows in each batch of 8: give one from 0.125" in \
+        error_line(capsys)
+    with pytest.raises(AFTError, match="would make one epoch longer than 24,000 rows"):  # a batch of thousands
+        epoch_positions(4, 20, 1e-9)
 
 
 def test_the_epoch_stays_as_it_was_within_the_bound():

@@ -25,7 +25,8 @@ class ScriptArguments:
     dataset_name: str | None = field(
         default=None,
         metadata={"help": "A Hub dataset id, a folder written by save_to_disk (or hf-aft features), a folder of "
-                  "data files, or csv/json/parquet file(s), comma-separated (required)."},
+                  "data files, or csv/tsv/json/jsonl/parquet file(s), comma-separated or a glob such as "
+                  "'data/*.jsonl' (required)."},
     )
     dataset_config: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration name."})
     text_column: str = field(default="text", metadata={"help": "Column holding the input text."})
@@ -53,7 +54,7 @@ class ScriptArguments:
     unlabeled_split: str = field(default="train", metadata={"help": "Split of --unlabeled_dataset to use."})
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
     eval_split: str | None = field(default=None, metadata={
-        "help": "Split to evaluate on (default: test, else validation, if present)."})
+        "help": "Split to evaluate on (default: the first of test, validation, valid, eval present)."})
     max_length: int = field(default=128, metadata={"help": "The student truncates texts to this many tokens."})
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output_dir that already holds files (an earlier "

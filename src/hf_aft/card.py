@@ -19,7 +19,7 @@ from .errors import AFTError
 from .metrics import metric_name
 from .provenance import library_versions
 from .scales_plot import SCALES_PLOT_NAME, teacher_scales, write_scales_plot
-from .student import peft_settings
+from .student_peft import peft_settings
 from .targets import is_token_model, model_problem_type, task_description
 
 # The card's task -> (student class, preprocessor class, its variable name in the loading snippet).
@@ -248,7 +248,7 @@ def terms_note(terms: dict | None) -> str | None:
         labelled = {None: "", 0: "; no labelled row drawn: the task loss never trained"}.get(
             terms.get("labeled_rows_drawn"), f"; {terms.get('labeled_rows_drawn')} labelled rows drawn")
         parts.append(f"{terms['unlabeled_rows']:,} unlabelled rows{made}{drawn} beside {terms['labeled_rows']:,} "
-                     f"labelled (labelled share of each batch {terms['labeled_fraction']:.0%}{labelled})")
+                     f"labelled (labelled share of each batch {terms['labeled_fraction'] * 100:.3g}%{labelled})")
     if terms.get("probe_accuracy") is not None:
         metric = metric_name(terms.get("probe_metric") or "accuracy")
         parts.append(f"probe {metric} {terms['probe_accuracy']:.4f} (cross-validated on the training labels"

@@ -87,8 +87,7 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
 
 def not_here(name: str) -> str:
     """The end of a refusal to load `name` when it is no local path, so it was looked up on the Hub: a mistyped
-    folder then reads as a Hub failure (offline, "Couldn't reach ... on the Hub"), so say that it is not here
-    either."""
+    folder then reads as a Hub failure (offline, "Couldn't reach ... on the Hub"): say it is not here either."""
     if os.path.exists(name):
         return ""
     return (f"; no file or folder {name!r} here either (from {os.getcwd()}): check the path, or for a Hub dataset "
@@ -169,8 +168,9 @@ def check_inputs(dataset: datasets.Dataset, column: str, split: str) -> None:
     if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
         check_texts(dataset, column, split)
     elif isinstance(feature, datasets.Value):
-        raise AFTError(f"the {split} split's column {column!r} holds {feature.dtype} values, not text or images "
-                       f"(from row 0): choose the input column with --text_column or --image_column.")
+        raise AFTError(f"the {split} split's column {column!r} holds {feature.dtype} values, not text or images: "
+                       "choose the input column with --text_column or --image_column (a csv reads texts of digits as "
+                       "numbers: save them as strings, in jsonl or parquet).")
     elif isinstance(feature, datasets.Json):  # JSON rows of several kinds: texts and a number, say
         check_all_text(dataset, column, split)
     else:

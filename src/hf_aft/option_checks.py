@@ -96,6 +96,8 @@ def check_idle_options(script_args, config) -> None:
         raise AFTError(f"--labeled_fraction {config.labeled_fraction:g} is the labelled share of batches that mix in "
                        "unlabelled rows, and this run has none (no --unlabeled_dataset, --augment_copies or "
                        "--generate_texts): add some, or drop --labeled_fraction.")
+    if pool or config.augment_copies or config.generate_texts:
+        check_batch_mix(config)
     if config.resolved_distill(pool) != "none":
         return
     why = ("--distill none" if config.distill == "none" else
@@ -104,6 +106,21 @@ def check_idle_options(script_args, config) -> None:
         if _changed(config, name):
             raise AFTError(f"--{name} is used by the distillation term only, and this run has none ({why}): drop "
                            f"--{name}, or pass --distill probe.")
+
+
+def check_batch_mix(config) -> None:
+    """With unlabelled rows, `labeled_fraction` leaves one row or more of each kind in a batch (the global batch:
+    every device's rows), or an epoch, which sees each set once at that share, grows without bound (0.999 of 8 rows:
+    a thousand times the rows) while one kind is nearly never drawn."""
+    fraction = config.labeled_fraction
+    batch = config.per_device_train_batch_size * max(config.world_size, 1)
+    if fraction is None or batch < 2:
+        return
+    scarce, kind = min((fraction, "labelled"), (1 - fraction, "unlabelled"))
+    if scarce * batch < 1 - 1e-9:
+        raise AFTError(f"--labeled_fraction {fraction:g} leaves {scarce * batch:.2g} {kind} rows in each batch of "
+                       f"{batch}: give one from {1 / batch:.3g} to {1 - 1 / batch:.3g}, or a larger "
+                       "--per_device_train_batch_size.")
 
 
 def check_pool_read(config) -> None:

@@ -33,7 +33,7 @@ from .option_checks import check_idle_options, check_pool_read, check_source_typ
 from .outputs import ClearCompleteAtStart, check_creatable, check_output_dir, mark_complete
 from .resume_check import record_rows, schedule_change
 from .run_records import finish_run
-from .student import fold_target_scale, load_student, tokenize_beside_features
+from .student import check_student_source, fold_target_scale, load_student, tokenize_beside_features
 from .targets import SINGLE
 from .trainer import AFTTrainer
 from .training_rows import with_pool_features
@@ -176,6 +176,7 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
     script_args.beta_validation_split = splits.validation_name
     unlabeled = run["unlabeled_raw"] = _load_pool_and_record_rows(script_args, config, splits)
     _check_made_rows_and_targets(splits, script_args, config)
+    check_student_source(script_args.model_name_or_path)  # a mistyped folder: before minutes of teacher passes
     if script_args.beta_auto:
         _check_beta_search(script_args, config, splits, len(unlabeled or ()))
     if splits.eval is None:

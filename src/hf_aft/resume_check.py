@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import logging
 import os
 from contextlib import contextmanager
 
@@ -227,6 +228,22 @@ class OptionsRecord(TrainerCallback):
         checkpoint = args.resume_from_checkpoint
         if isinstance(checkpoint, str) and state.global_step > 0:
             check_resumed_rows(checkpoint, self.trainer.rows)
+            if state.is_world_process_zero:  # transformers says it at info level only
+                print(f"resuming from {checkpoint}: step {state.global_step} of {state.max_steps}", flush=True)
+
+
+class _DropStepRatioMismatch(logging.Filter):
+    """transformers compares a resumed run's logging/eval/save steps with the checkpoint's, where hf-aft's default
+    ratio (`logging_steps` 0.1) is stored as a count (0.1 != 30) on every resume: that warning, when it names only
+    those steps, says nothing (this module refuses options that change the run)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        lines = str(record.msg).split("\n\t")
+        return not (lines[0].startswith("Warning: The following arguments do not match") and all(
+            line.startswith(("logging_steps:", "eval_steps:", "save_steps:")) for line in lines[1:]))
+
+
+logging.getLogger("transformers.trainer_utils").addFilter(_DropStepRatioMismatch())
 
 
 def check_resumed_rows(checkpoint: str, rows) -> None:

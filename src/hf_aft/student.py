@@ -16,7 +16,6 @@ always come from the copy that actually ran (the adapted one while training).
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import re
@@ -142,6 +141,27 @@ def _check_student_path(name: str) -> None:
         raise AFTError(f"could not load the student {name!r}: no such folder (check the path; a Hub id is ORG/NAME).")
 
 
+def check_student_source(name: str) -> None:
+    """Refuse, before any data is read or teacher runs, a student that cannot be found (a mistyped folder): its
+    config is read (a local file, or one request to the Hub).
+
+    Raises:
+        AFTError: no such folder, or no config there or on the Hub.
+    """
+    from transformers import AutoConfig
+
+    name = os.fspath(name)
+    _check_student_path(name)
+    try:
+        AutoConfig.from_pretrained(name)
+    except Exception as error:
+        raise AFTError(f"could not load the student {name!r}: {_where(name)}{one_line(error)}") from error
+
+
+def _where(name: str) -> str:
+    return "" if os.path.exists(name) else "not a local folder (check the path), and from the Hub: "
+
+
 def load_student(name: str, labels=None, image_column: str | None = None):
     """(model, tokenizer or image processor): an `AutoModelFor{Sequence,Image}Classification` whose head is sized and
     named from `labels` (`hf_aft.data.Labels`; a new head when the checkpoint's does not fit). A decoder tokenizer
@@ -171,8 +191,7 @@ def load_student(name: str, labels=None, image_column: str | None = None):
             model, info = auto_model.from_pretrained(name, output_loading_info=True, **head)
     except Exception as error:
         kind = "image " if image_column else ""
-        where = "" if os.path.exists(name) else "not a local folder, and from the Hub: "
-        raise AFTError(f"could not load the {kind}student {name!r}: {where}{one_line(error)}") from error
+        raise AFTError(f"could not load the {kind}student {name!r}: {_where(name)}{one_line(error)}") from error
     _warn_unexpected_new_weights(name, info)
     if labels is not None and problem_type != REGRESSION:  # a trained head in another class order keeps its rows
         keep_head_rows(model, named_classes(AutoConfig.from_pretrained(name).id2label), list(labels.names))
@@ -306,37 +325,3 @@ def tokenize_beside_features(dataset, tokenizer, text_column: str = "text", max_
         check_fast_tokenizer(tokenizer, "the student")
         tokenize = student_word_batch(tokenizer, text_column, max_length)
     return map_beside_features(dataset, tokenize, desc="Tokenizing")
-
-
-# ---- PEFT ----
-def wrap_peft(model, peft_config):
-    """`get_peft_model` (TRL's pattern), making sure the classification head trains and is saved with the adapter:
-    a sequence classifier gets task_type SEQ_CLS (peft then puts its head in `modules_to_save`), any other student
-    gets its head's final linear layer added to `modules_to_save`."""
-    from peft import PeftModel, get_peft_model
-
-    if isinstance(model, PeftModel):
-        raise AFTError("the student is already a PeftModel and a peft_config was given too: pass the plain model "
-                       "with peft_config, or the PeftModel without it.")
-    peft_config = copy.deepcopy(peft_config)  # the caller's config is theirs: peft and we fill fields in
-    if str(peft_config.task_type) in ("SEQ_CLS", "TaskType.SEQ_CLS") and type(model).__name__.endswith(
-            "ForTokenClassification"):  # hf-aft train's --use_peft names SEQ_CLS; a token classifier is TOKEN_CLS
-        peft_config.task_type = "TOKEN_CLS"
-    elif peft_config.task_type is None and type(model).__name__.endswith("ForSequenceClassification"):
-        peft_config.task_type = "SEQ_CLS"
-    elif peft_config.task_type is None and not getattr(peft_config, "modules_to_save", None):
-        peft_config.modules_to_save = [find_feature_module(model)[0]]
-    return get_peft_model(model, peft_config)
-
-
-def peft_settings(model) -> dict | None:
-    """The active adapter's settings for the model card, or None for a plain student."""
-    config = getattr(model, "peft_config", None)
-    if not isinstance(config, dict) or not config:
-        return None
-    config = config.get(getattr(model, "active_adapter", "default")) or next(iter(config.values()))
-    targets = getattr(config, "target_modules", None) or []
-    return {"peft_type": str(getattr(config.peft_type, "value", config.peft_type)), "r": getattr(config, "r", None),
-            "lora_alpha": getattr(config, "lora_alpha", None),
-            "base_model_name_or_path": config.base_model_name_or_path,
-            "target_modules": sorted(targets) if not isinstance(targets, str) else [targets]}

@@ -28,7 +28,8 @@ from .images import check_image_column
 from .losses import AdaptiveKernelLoss, GradNormGuard, build_transfer_loss, check_finite_loss
 from .outputs import check_checkpoint_files, restore_after_resume, save_transfer_files, share_like_other_files
 from .resume_check import check_resumed_rows
-from .student import StudentFeatureCapture, check_labels_fit, feature_dim, name_labels, wrap_peft
+from .student import StudentFeatureCapture, check_labels_fit, feature_dim, name_labels
+from .student_peft import wrap_peft
 from .teachers import display_names
 from .training_rows import check_trainer_inputs, distill_term, labelled_loss, prepare_training_rows, terms_summary
 from .word_batches import TokenCollator, word_pairs, word_transfer
@@ -268,9 +269,8 @@ class AFTTrainer(GradNormGuard, Trainer):
     # ---- card and Hub ----
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
                           baseline_results: dict | None = None, **kwargs) -> None:
-        """Write the student's model card (README.md) into the output dir: teachers, transfer, scales and their plot
-        (scales.png), results (next to `baseline_results`, the eval results of a plain fine-tuning run, if given),
-        the data's names (`dataset_name`; `unlabeled_data`: {"name": ..., "split": ...} of the pool)."""
+        """Write the student's model card (README.md) into the output dir: teachers, transfer, scales, results (beside
+        a plain fine-tuning run's `baseline_results`), the data (`dataset_name`; the pool's `unlabeled_data`)."""
         if self.is_world_process_zero():
             os.makedirs(self.args.output_dir, exist_ok=True)
             facts = card_facts_from_trainer(self, model_name, dataset_name or kwargs.get("dataset"), baseline_results,

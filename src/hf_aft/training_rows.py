@@ -24,7 +24,7 @@ from .features import FEATURES_COLUMN, TeacherInfo, scan_teacher_features, teach
 from .generation import generated_rows
 from .images import check_image_column
 from .losses import distillation_loss
-from .option_checks import check_pool_read
+from .option_checks import check_batch_mix, check_pool_read
 from .provenance import current_revision
 from .targets import MULTI, REGRESSION, SINGLE, TOKEN, model_problem_type
 from .unlabeled import UNLABELED, MixedSampler, join_labelled_unlabeled
@@ -92,6 +92,8 @@ def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None) -> 
         raise AFTError("the unlabelled dataset is empty: give unlabelled rows, or pass none.")
     if unlabeled_dataset is not None:
         check_pool_read(args)
+    if unlabeled_dataset is not None or args.augment_copies or args.generate_texts:
+        check_batch_mix(args)
     if args.distill == "logits" and not args.distill_teacher:
         raise AFTError("distill='logits' needs distill_teacher: a classifier tuned for the same labels.")
     return args
@@ -143,7 +145,7 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
         if augmented is not None:  # made here, with this command's teacher options
             if not args.teachers:  # features stored beside the labelled rows cannot cover rows made now
                 raise AFTError("the rows this run makes (--augment_copies, --generate_texts) need the teachers to "
-                               "make their features: pass teachers=[...] (--teachers).")
+                               "make their features: set AFTConfig(teachers=[...]) (--teachers).")
             augmented = with_word_or_teacher_features(augmented, args, text_column, image_column, device=args.device,
                                                       name="augmented rows")
             check_same_teachers(train_dataset, augmented, "the augmented rows'", made_here=made_here(train_made, True))

@@ -206,12 +206,26 @@ def load_unlabeled(source: str, split: str, input_column: str, label_column: str
     check_unlabeled(unlabeled, input_column, name)
     check_modality(unlabeled, labelled, input_column, name)
     check_pool_leakage(unlabeled, labelled, held_out, input_column, name)
+    _warn_repeated_texts(unlabeled, input_column, source)
     dropped = sorted({c for c in (label_column, *LABEL_COLUMNS) if c in unlabeled.column_names and c != input_column})
     if dropped:  # a labelled set given as the pool by mistake trains no task loss: say so
         logging.getLogger(__name__).warning(f"hf-aft: the unlabelled data's {_columns(dropped)} dropped, never "
                                             "read (its rows train the teacher terms only; labelled rows go in "
                                             "--dataset_name).")
     return unlabeled.remove_columns(dropped) if dropped else unlabeled
+
+
+def _warn_repeated_texts(unlabeled: datasets.Dataset, column: str, source: str) -> None:
+    """A pool text given more than once weighs that many times in the teacher terms: said, not changed (a pool can
+    mean it, as a labelled set can)."""
+    if _kind(unlabeled.features.get(column)) != "text":
+        return
+    repeats = len(unlabeled) - pc.count_distinct(arrow_column(unlabeled, column)).as_py()
+    if repeats:
+        logging.getLogger(__name__).warning(
+            f"hf-aft: --unlabeled_dataset {source!r} repeats texts: {repeats:,} of its {len(unlabeled):,} rows are "
+            "copies of another, and each copy weighs as a row of its own (drop them, e.g. pandas drop_duplicates, if "
+            "that is not meant).")
 
 
 def suggest_pool_split(source: str, unread: dict[str, int]) -> None:

@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         return _interrupted(interrupt)
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else 0
+    except BrokenPipeError:  # `hf-aft train --help | head`: the reader left; no traceback (Python's own recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # as a shell reports SIGPIPE
     except ImportError as error:  # an optional extra that is not installed: name the pip install
         from ..errors import missing_extra
 

@@ -41,9 +41,7 @@ def run(argv: list[str]) -> None:
     from ..audit import lineage_lines, read_record, verify
     from ..evaluation import run_folder
 
-    if argv and not argv[0].startswith("-"):  # the run may be given first, without its flag
-        argv = ["--run", *argv]
-    (args,) = parse((AuditArguments,), argv, "hf-aft audit", DESCRIPTION)
+    (args,) = parse((AuditArguments,), argv, "hf-aft audit", DESCRIPTION, first="run")
     folder, hub_copy = run_folder(args.run)
     record = read_record(folder)
     group_lines = []

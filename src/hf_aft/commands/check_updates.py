@@ -69,9 +69,7 @@ def run(argv: list[str]) -> None:
     from ..updates import check_updates, compare_students, group_options, load_run, record_update, retrain_argv
     from .train import train
 
-    if argv and not argv[0].startswith("-"):
-        argv = ["--run", *argv]
-    (args,) = parse((CheckUpdatesArguments,), argv, "hf-aft check-updates", DESCRIPTION)
+    (args,) = parse((CheckUpdatesArguments,), argv, "hf-aft check-updates", DESCRIPTION, first="run")
     if args.retrain:
         check_output_dir(args.retrain, option="--retrain")
     folder, record = load_run(args.run)

@@ -36,9 +36,7 @@ def run(argv: list[str]) -> None:
     from ..export import export_student, report_lines
     from ..outputs import check_output_dir
 
-    if argv and not argv[0].startswith("-"):
-        argv = ["--run", *argv]
-    (args,) = parse((ExportArguments,), argv, "hf-aft export", DESCRIPTION)
+    (args,) = parse((ExportArguments,), argv, "hf-aft export", DESCRIPTION, first="run")
     require_extra("export", "hf-aft export")  # before anything loads: torch imports onnxscript only mid-export
     check_output_dir(args.output_dir)
     folder, _ = run_folder(args.run)

@@ -29,13 +29,26 @@ SEEDS = ("seed", "data_seed")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Descriptions as written, and every option's default after its help."""
+    """Descriptions as written, and an option's default after its help, unless the option is required or its help
+    gives the default in words; a `--no_X` flag says what it does, not X's help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        negated = next((o for o in action.option_strings if o.startswith("--no_")), None)
+        if negated and action.const is False:
+            return f"Turn {negated.removeprefix('--no_')} off (sets --{action.dest} false)."
+        text = action.help or ""
+        if action.required or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)
 
 
 class _Parser:
-    """An `HfArgumentParser` whose errors are AFTErrors (one line, no usage dump, no SystemExit)."""
+    """An `HfArgumentParser` whose errors are AFTErrors (one line, no usage dump, no SystemExit). `first`: the option
+    a bare first argument fills (`hf-aft audit OUT`), shown as that argument; `metavars`: option dest -> the value's
+    name in the help; `shown_as`: option dest -> the one flag the help and errors name (the others still parse)."""
 
-    def __init__(self, dataclass_types, prog: str, description: str):
+    def __init__(self, dataclass_types, prog: str, description: str, first: str | None = None,
+                 metavars: dict | None = None, shown_as: dict | None = None):
         from transformers import HfArgumentParser
 
         self.parser = HfArgumentParser(dataclass_types, prog=prog, description=description, allow_abbrev=False,
@@ -43,9 +56,27 @@ class _Parser:
         self.parser.add_argument("--config", help="YAML file of flag names and values: defaults for any flag above; "
                                  "flags on the command line override it.")
         self.parser.error = self._error
+        self.first = first
+        for action in self.parser._actions:
+            action.metavar = (metavars or {}).get(action.dest, action.metavar)
+            if action.dest in (shown_as or {}):
+                action.option_strings = [shown_as[action.dest]]  # parsing reads _option_string_actions
 
-    @staticmethod
-    def _error(message: str):
+    def help(self) -> str:
+        """The help, a `first` option shown as the bare argument it also is: `RUN` in the usage, `RUN, --run RUN`."""
+        text = self.parser.format_help()
+        if self.first:
+            name = self.first.upper()
+            usage, rest = text.split("\n\n", 1)
+            listed = re.sub(rf"  --{self.first} {name}( *)", lambda m: f"  {name}, --{self.first} {name}" + " " * (
+                max(len(m.group(1)) - len(name) - 2, 2) if m.group(1) else 0), rest, count=1)  # help stays aligned
+            text = usage.replace(f"--{self.first} {name}", name, 1) + "\n\n" + listed
+        return text
+
+    def _error(self, message: str):
+        if self.first and "arguments are required" in message:  # the argument the docs give first, without flag
+            name = self.first.upper()
+            message = re.sub(rf"--{self.first}\b(?!_)", f"{name} (first, or --{self.first} {name})", message, count=1)
         # "argument --transfer: invalid choice: 'x' (choose from 'a', 'b')" reads as the Python API's message
         choice = re.match(r"argument --(\w+).*: invalid choice: (.+) \(choose from (.+)\)$", message)
         if choice:
@@ -58,7 +89,7 @@ class _Parser:
         raise AFTError(message.replace("\n", " "))
 
     def flags(self) -> dict[str, argparse.Action]:
-        return {option: action for action in self.parser._actions for option in action.option_strings}
+        return dict(self.parser._option_string_actions)
 
     def closest(self, flag: str) -> str:
         match = difflib.get_close_matches(flag, list(self.flags()), n=1, cutoff=0.6)
@@ -166,13 +197,17 @@ def split_config(argv: list[str]) -> tuple[str | None, list[str]]:
 
 
 def parse(dataclass_types, argv: list[str], prog: str, description: str, required: tuple[str, ...] = (),
-          rewrite=None, short_help=None) -> tuple:
+          rewrite=None, short_help=None, first: str | None = None, metavars: dict | None = None,
+          shown_as: dict | None = None) -> tuple:
     """The dataclasses of `dataclass_types` from `argv` (with `--config` defaults). `rewrite` maps the combined
     tokens before parsing (e.g. `--beta auto`); `short_help(parser)` prints the help of `--help` (default: the full
-    help, which `--help-all` always prints)."""
-    parser = _Parser(dataclass_types, prog, description)
+    help, which `--help-all` always prints); `first`, `metavars`, `shown_as` as for `_Parser`: a bare first argument
+    is the `first` option's value."""
+    if first and argv and not argv[0].startswith("-"):
+        argv = [f"--{first}", *argv]
+    parser = _Parser(dataclass_types, prog, description, first, metavars, shown_as)
     if HELP_ALL in argv or (short_help is None and {"-h", "--help"} & set(argv)):
-        parser.parser.print_help()
+        print(parser.help())
         raise SystemExit(0)
     if {"-h", "--help"} & set(argv):
         short_help(parser.parser)

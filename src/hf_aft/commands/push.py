@@ -32,9 +32,7 @@ def run(argv: list[str]) -> None:
     from ..hub import push_folder, push_run
     from ..outputs import check_complete
 
-    if argv and not argv[0].startswith("-"):  # the output dir may be given first, without its flag
-        argv = ["--output_dir", *argv]
-    (args,) = parse((PushArguments,), argv, "hf-aft push", DESCRIPTION)
+    (args,) = parse((PushArguments,), argv, "hf-aft push", DESCRIPTION, first="output_dir")
     if os.path.exists(os.path.join(args.output_dir, "dataset_dict.json")):  # a folder written by hf-aft features
         url = push_folder(args.output_dir, args.hub_model_id, repo_type="dataset", private=args.private or None,
                           revision=args.revision, commit_message=args.commit_message)

@@ -27,7 +27,7 @@ def run(argv: list[str]) -> None:
     from ..outputs import check_output_dir
     from ..student import save_truncated_student
 
-    (args,) = parse((StudentArguments,), argv, "hf-aft student", DESCRIPTION)
+    (args,) = parse((StudentArguments,), argv, "hf-aft student", DESCRIPTION, shown_as={"source": "--from"})
     check_output_dir(args.output_dir, args.overwrite_output_dir, inputs={"--from": args.source})
     with claimed(args.output_dir, "student"):
         save_truncated_student(args.source, args.output_dir, args.num_layers)

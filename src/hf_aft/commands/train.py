@@ -19,6 +19,7 @@ cached; the student, its learned scales, its results and a model card go to --ou
 Below are hf-aft's own options; every transformers TrainingArguments flag (--learning_rate, --num_train_epochs,
 --seed, --per_device_train_batch_size, ...) works too: `hf-aft train --help-all` lists them all."""
 REQUIRED = ("model_name_or_path", "dataset_name", "output_dir")
+METAVARS = {"beta": "BETA|auto"}  # --beta takes auto too (_beta_auto)
 logger = logging.getLogger(__name__)
 
 
@@ -30,14 +31,25 @@ def _beta_auto(tokens: list[str]) -> list[str]:
         token = tokens[i]
         value = token.split("=", 1)[1] if token.startswith("--beta=") else (
             tokens[i + 1] if token == "--beta" and i + 1 < len(tokens) else None)
-        if value == "auto":
+        if value is not None and value.strip().lower() == "auto":
             out += ["--beta_auto", "true"]
         elif value is not None:
+            _check_beta(value)
             out += ["--beta", value, "--beta_auto", "false"]
         else:
             out.append(token)
         i += 1 if value is None or "=" in token else 2
     return out
+
+
+def _check_beta(value: str) -> None:
+    """A --beta that is neither a number nor auto (`autoo`) names both ways out, not only "invalid float"."""
+    from ..errors import AFTError
+
+    try:
+        float(value)
+    except ValueError:
+        raise AFTError(f"--beta must be a number >= 0 or auto (got {value!r}).") from None
 
 
 def _short_help(full_parser) -> None:
@@ -60,8 +72,9 @@ def _short_help(full_parser) -> None:
     parser.add_argument("--output_dir", help="Where the student, its scales, results and card go (required).")
     parser.add_argument("--config", help="YAML file of flag names and values (defaults; flags override it).")
     parser.add_argument("--help-all", action="store_true", help="Also list every TrainingArguments flag.")
-    help_text = parser.format_help().replace("--beta BETA", "--beta BETA|auto")
-    print(help_text)
+    for action in parser._actions:
+        action.metavar = METAVARS.get(action.dest, action.metavar)
+    print(parser.format_help())
 
 
 def parse_train_args(argv: list[str]):
@@ -72,7 +85,8 @@ def parse_train_args(argv: list[str]):
     from ..option_checks import check_idle_options
 
     script_args, config, peft_args = parse((ScriptArguments, AFTConfig, PeftArguments), argv, "hf-aft train",
-                                           DESCRIPTION, REQUIRED, rewrite=_beta_auto, short_help=_short_help)
+                                           DESCRIPTION, REQUIRED, rewrite=_beta_auto, short_help=_short_help,
+                                           metavars=METAVARS)
     if config.max_steps <= 0 and config.num_train_epochs <= 0:
         raise AFTError("--num_train_epochs must be > 0 (or give --max_steps): the student would not train.")
     check_idle_options(script_args, config)

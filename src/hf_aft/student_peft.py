@@ -1,0 +1,42 @@
+"""The student as a PEFT model (LoRA, ...): wrapped so that its classification head trains and is saved with the
+adapter, and the adapter's settings as the model card gives them."""
+
+from __future__ import annotations
+
+import copy
+
+from .errors import AFTError
+from .student import find_feature_module
+
+
+def wrap_peft(model, peft_config):
+    """`get_peft_model` (TRL's pattern), making sure the classification head trains and is saved with the adapter:
+    a sequence classifier gets task_type SEQ_CLS (peft then puts its head in `modules_to_save`), any other student
+    gets its head's final linear layer added to `modules_to_save`."""
+    from peft import PeftModel, get_peft_model
+
+    if isinstance(model, PeftModel):
+        raise AFTError("the student is already a PeftModel and a peft_config was given too: pass the plain model "
+                       "with peft_config, or the PeftModel without it.")
+    peft_config = copy.deepcopy(peft_config)  # the caller's config is theirs: peft and we fill fields in
+    if str(peft_config.task_type) in ("SEQ_CLS", "TaskType.SEQ_CLS") and type(model).__name__.endswith(
+            "ForTokenClassification"):  # hf-aft train's --use_peft names SEQ_CLS; a token classifier is TOKEN_CLS
+        peft_config.task_type = "TOKEN_CLS"
+    elif peft_config.task_type is None and type(model).__name__.endswith("ForSequenceClassification"):
+        peft_config.task_type = "SEQ_CLS"
+    elif peft_config.task_type is None and not getattr(peft_config, "modules_to_save", None):
+        peft_config.modules_to_save = [find_feature_module(model)[0]]
+    return get_peft_model(model, peft_config)
+
+
+def peft_settings(model) -> dict | None:
+    """The active adapter's settings for the model card, or None for a plain student."""
+    config = getattr(model, "peft_config", None)
+    if not isinstance(config, dict) or not config:
+        return None
+    config = config.get(getattr(model, "active_adapter", "default")) or next(iter(config.values()))
+    targets = getattr(config, "target_modules", None) or []
+    return {"peft_type": str(getattr(config.peft_type, "value", config.peft_type)), "r": getattr(config, "r", None),
+            "lora_alpha": getattr(config, "lora_alpha", None),
+            "base_model_name_or_path": config.base_model_name_or_path,
+            "target_modules": sorted(targets) if not isinstance(targets, str) else [targets]}
