@@ -262,8 +262,8 @@ def with_teacher_features(dataset: datasets.Dataset, options, text_column: str =
         return dataset
     if not teachers:
         raise AFTError(f"no {FEATURES_COLUMN!r} column in the {name}, and no teachers were given: set "
-                       "AFTConfig(teachers=[...]) (--teachers), or add the column with "
-                       "hf_aft.extract_teacher_features (hf-aft features; with --unlabeled_dataset for a pool).")
+                       "AFTConfig(teachers=[...]) (--teachers), or add the column with hf_aft.extract_teacher_features"
+                       " (hf-aft features, with --unlabeled_dataset for unlabelled rows).")
     # With several processes, each runs the teachers on its shard of the data (see cache.py).
     return extract_teacher_features(dataset, teachers, text_column=text_column, image_column=image_column,
                                     device=device, **extraction_kwargs(options))

@@ -176,13 +176,13 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
     script_args.beta_validation_split = splits.validation_name
     unlabeled = run["unlabeled_raw"] = _load_pool_and_record_rows(script_args, config, splits)
     _check_made_rows_and_targets(splits, script_args, config)
-    check_student_source(script_args.model_name_or_path)  # a mistyped folder: before minutes of teacher passes
     if script_args.beta_auto:
         _check_beta_search(script_args, config, splits, len(unlabeled or ()))
     if splits.eval is None:
         way_out = ONE_SPLIT if named_files(script_args.dataset_name) else "pass --eval_split to name one"
         print("no evaluation split (test, validation, valid or eval) in the dataset: the student will not be "
               f"evaluated; {way_out}.", flush=True)
+    check_student_source(script_args.model_name_or_path)  # a mistyped folder: before minutes of teacher passes
     train_set, infos = splits.train, None
     if config.needs_teacher_features(unlabeled is not None):
         extraction = time.perf_counter()
