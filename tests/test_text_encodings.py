@@ -1,5 +1,6 @@
 """Texts that no model can read are refused in one line before any teacher runs: bytes that are not UTF-8 (labelled
-or unlabelled), blank unlabelled texts, and a labelled share of batches so small that one epoch would not fit."""
+or unlabelled), blank unlabelled texts, and a labelled share of batches so small that one epoch would not fit; a
+student that cannot read the texts (all unknown tokens) is named."""
 
 import json
 
@@ -185,3 +186,20 @@ def test_the_trainer_names_a_pool_that_is_no_dataset(student_dir, tmp_path):
             AFTTrainer(model=AutoModelForSequenceClassification.from_pretrained(str(student_dir)),
                        args=AFTConfig(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True),
                        train_dataset=tiny.sentiment_dataset(8, seed=0), unlabeled_dataset=given)
+
+
+def test_a_student_that_cannot_read_the_texts_is_named(student_dir, teacher_dirs, data, tmp_path, caplog):
+    """Texts in an alphabet the student's vocabulary lacks tokenize to its unknown token: every text looks alike to
+    the student, which trained (exit 0) on nothing. One warning names the share and the way out; texts it can read
+    get none."""
+    words = ["αβγ", "δεζ", "ηθι", "κλμ", "νξο", "πρσ"]
+    folder = tmp_path / "greek"
+    folder.mkdir()
+    rows = [{"text": f"{words[i % 6]} {words[(i + 1) % 6]}", "label": i % 2} for i in range(16)]
+    (folder / "train.jsonl").write_text("\n".join(json.dumps(row, ensure_ascii=False) for row in rows) + "\n")
+    assert run(student_dir, teacher_dirs, folder, tmp_path / "out", "--transfer", "none") == 0
+    assert any("the student's tokenizer reads 100% of the training texts' tokens as its unknown token" in message
+               and "choose a student made for this text" in message for message in caplog.messages)
+    caplog.clear()
+    assert run(student_dir, teacher_dirs, data / "labelled", tmp_path / "out2", "--transfer", "none") == 0
+    assert not any("unknown token" in message for message in caplog.messages)

@@ -35,6 +35,7 @@ from .resume_check import record_rows, schedule_change
 from .run_records import finish_run
 from .student import check_student_source, fold_target_scale, load_student, tokenize_beside_features
 from .targets import SINGLE
+from .tokens import warn_unknown_tokens
 from .trainer import AFTTrainer
 from .training_rows import with_pool_features
 from .unlabeled_data import load_unlabeled, mark_checked, pool_source, read_paths_as_images, suggest_pool_split
@@ -192,6 +193,7 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
         run.update(features_fingerprint=train_set._fingerprint, extraction_seconds=time.perf_counter() - extraction)
     model, processor = load()
     train_set = _prepare(train_set, splits.labels, processor, script_args)
+    warn_unknown_tokens(train_set, processor, logger)
     eval_set = _prepare(splits.eval, splits.labels, processor, script_args)
     unlabeled = mark_checked(_prepare(unlabeled, None, processor, script_args))  # checked as loaded: not again
     run.update(splits=splits, train_set=train_set, eval_set=eval_set, unlabeled_set=unlabeled)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import AFTError
+from .errors import AFTError, warn_once
+
+UNKNOWN_SHARE = 0.5  # beyond this share of unknown tokens the student cannot read the texts
 
 
 def stand_in_token(tokenizer) -> int:
@@ -79,3 +81,23 @@ def pad_rows(tokenizer, ids: list[list[int]], masks: list[list[int]]) -> dict[st
         input_ids[row, span] = tokens
         attention[row, span] = mask
     return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention)}
+
+
+def warn_unknown_tokens(dataset, tokenizer, logger) -> None:
+    """A student tokenizer that reads most of the training texts' tokens (`input_ids`, special tokens aside) as its
+    unknown token (texts in another alphabet or language than its vocabulary's) gets one warning: every text then
+    looks alike to the student, which learns little, and the transfer term compares rows that differ by rounding."""
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    if unknown is None or dataset is None or "input_ids" not in dataset.column_names or not len(dataset):
+        return
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = pc.list_flatten(dataset.select_columns(["input_ids"]).with_format("arrow")[:]["input_ids"])
+    special = pa.array(sorted(set(tokenizer.all_special_ids) - {unknown}), type=ids.type)
+    read = pc.filter(ids, pc.invert(pc.is_in(ids, value_set=special)))
+    share = pc.mean(pc.equal(read, unknown).cast("float64")).as_py() if len(read) else 0.0
+    if share > UNKNOWN_SHARE:
+        warn_once(logger, f"hf-aft: the student's tokenizer reads {share:.0%} of the training texts' tokens as its "
+                          f"unknown token {tokenizer.unk_token!r}: it does not know their words (another language "
+                          "or alphabet?), and the student learns little; choose a student made for this text.")
