@@ -363,3 +363,24 @@ def test_a_resume_with_other_teacher_features_is_refused(student_dir, teacher_di
     line = error_line(capsys)
     assert "it was saved by a run with teacher features of mean pooling" in line
     assert "this command has teacher features of cls pooling" in line
+
+
+def test_an_interrupt_without_checkpoints_says_the_training_steps_are_not_kept(tmp_path):
+    """The interrupt line said "Run the same command again to go on" after 45 steps with no checkpoint, and the rerun
+    trained from step 0: it says those steps are not kept, and how to keep checkpoints; with one, it says nothing."""
+    from types import SimpleNamespace
+
+    from hf_aft import faults
+    from hf_aft.resume_check import say_steps_lost
+
+    trainer = SimpleNamespace(state=SimpleNamespace(global_step=45), args=SimpleNamespace(output_dir=str(tmp_path)))
+    for saved in (False, True):
+        if saved:
+            (tmp_path / "checkpoint-40").mkdir()
+            (tmp_path / "checkpoint-40" / "trainer_state.json").write_text("{}")
+        with pytest.raises(KeyboardInterrupt), say_steps_lost(trainer):
+            raise KeyboardInterrupt
+        line = faults.interrupted_line(KeyboardInterrupt())
+        faults.lost.clear()
+        assert ("not kept: the 45 training steps done (no checkpoint was saved: a rerun trains from step 0; "
+                "--save_strategy steps --save_steps N keeps checkpoints" in line) is not saved

@@ -31,7 +31,7 @@ from .hub import push_run
 from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for
 from .option_checks import check_idle_options, check_pool_read, check_source_types
 from .outputs import ClearCompleteAtStart, check_creatable, check_output_dir, mark_complete
-from .resume_check import record_rows, schedule_change
+from .resume_check import record_rows, say_steps_lost, schedule_change
 from .run_records import finish_run
 from .student import check_student_source, fold_target_scale, load_student, tokenize_beside_features
 from .targets import SINGLE
@@ -222,7 +222,8 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
                          unlabeled_dataset=run["unlabeled_set"], text_column=script_args.text_column)
     tag_config(trainer.accelerator.unwrap_model(trainer.model))  # every config.json it saves names this run
     trainer.add_callback(ClearCompleteAtStart())  # not finished once it starts, until mark_complete below
-    result = trainer.train(resume_from_checkpoint=checkpoint or config.resume_from_checkpoint)
+    with say_steps_lost(trainer):
+        result = trainer.train(resume_from_checkpoint=checkpoint or config.resume_from_checkpoint)
     if beta_search is not None and trainer.is_world_process_zero():
         shutil.rmtree(os.path.join(config.output_dir, BETA_SEARCH_RUNS), ignore_errors=True)
     trainer.save_metrics("train", result.metrics)

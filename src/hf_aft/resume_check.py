@@ -14,10 +14,12 @@ import json
 import logging
 import os
 from contextlib import contextmanager
+from pathlib import Path
 
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from . import faults
 from .errors import AFTError
 from .feature_dataset import identity_text, teacher_identity
 from .filesystems import write_atomically
@@ -251,3 +253,17 @@ def check_resumed_rows(checkpoint: str, rows) -> None:
     checkpoint's: checked before its transfer state loads, whose shapes follow the teachers' widths (a teacher of
     another width failed there with a state_dict message, not named as a change of teacher)."""
     check_resume_options(checkpoint, _teachers_of(rows))
+
+
+@contextmanager
+def say_steps_lost(trainer):
+    """An interrupt after some training steps with no checkpoint saved: the interrupt line says those steps are not
+    kept (a rerun reuses the teacher features and trains from step 0) and how to keep checkpoints next time."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        steps = trainer.state.global_step
+        if steps and not any(Path(trainer.args.output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*/trainer_state.json")):
+            faults.lost.append(f"the {steps} training steps done (no checkpoint was saved: a rerun trains from step "
+                               "0; --save_strategy steps --save_steps N keeps checkpoints to resume from)")
+        raise
