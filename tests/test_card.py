@@ -9,7 +9,7 @@ from huggingface_hub import ModelCard
 from safetensors.torch import save_file
 
 from hf_aft import AFTError
-from hf_aft.card import read_baseline, render_model_card, write_model_card
+from hf_aft.card import read_baseline, render_model_card, terms_note, write_model_card
 from hf_aft.scales_plot import teacher_scales
 
 TEACHER = {"name": "sentence-transformers/all-mpnet-base-v2", "revision": "e8c3b32e", "pooling": "mean", "dim": 768,
@@ -128,3 +128,7 @@ def test_a_card_from_an_older_runs_terms_renders_and_a_short_runs_says_what_it_d
     assert "beside 24 labelled (none of them drawn: the task loss never trained);" in none
     some = str(render_model_card("aft", beta=0.1, terms={**terms, "labeled_rows_drawn": 5}, versions={}))
     assert "beside 24 labelled (5 of them drawn);" in some
+    # the printed terms line: the rows drawn are of all the unlabelled rows, not of the copies named before them
+    copies = terms_note({**terms, "augmented_rows": 8, "augmented_from": "texts", "unlabeled_rows_drawn": 12})
+    assert "16 unlabelled rows, 8 of them augmented copies of the labelled texts (12 of the 16 drawn in the steps" \
+        in copies

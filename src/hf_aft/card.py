@@ -244,7 +244,8 @@ def terms_note(terms: dict | None) -> str | None:
         if terms.get("generated_rows"):
             made += f", {terms['generated_rows']:,} of them written by {terms['generator']}"
         drawn = terms.get("unlabeled_rows_drawn")
-        drawn = f" ({drawn:,} of them drawn in the steps trained)" if drawn is not None else ""
+        of = f"the {terms['unlabeled_rows']:,}" if made else "them"  # not "of them" after the copies
+        drawn = f" ({drawn:,} of {of} drawn in the steps trained)" if drawn is not None else ""
         labelled = {None: "", 0: "; no labelled row drawn: the task loss never trained"}.get(
             terms.get("labeled_rows_drawn"), f"; {terms.get('labeled_rows_drawn')} labelled rows drawn")
         parts.append(f"{terms['unlabeled_rows']:,} unlabelled rows{made}{drawn} beside {terms['labeled_rows']:,} "
