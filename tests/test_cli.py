@@ -130,8 +130,12 @@ def test_help_and_errors_name_the_options_as_the_docs_write_them(capsys):
                        for line in shown.replace("\n     ", " ").splitlines())  # a required option has no default
         assert main([command] + (["--num_layers", "2", "--output_dir", "x"] if command == "student" else [])) == 2
         assert_one_line_error(2, capsys.readouterr().err, missing)
+    assert main(["push"]) == 2  # its output dir's other spelling, --output-dir, is not glued to the argument's name
+    assert_one_line_error(2, capsys.readouterr().err, "required: OUTPUT_DIR (first, or --output_dir OUTPUT_DIR), "
+                          "--hub_model_id")
     assert main(["train", "--help"]) == 0
     shown = capsys.readouterr().out
+    assert "(required). (default: None)" not in shown
     assert "  --beta BETA|auto      Weight of the transfer loss" in shown  # aligned as every other option
     assert "Turn learn_scales off (sets --learn_scales false)." in shown
     assert "present). (default" not in shown  # one default, in words

@@ -384,3 +384,25 @@ def test_an_interrupt_without_checkpoints_says_the_training_steps_are_not_kept(t
         faults.lost.clear()
         assert ("not kept: the 45 training steps done (no checkpoint was saved: a rerun trains from step 0; "
                 "--save_strategy steps --save_steps N keeps checkpoints" in line) is not saved
+
+
+def test_an_interrupted_resume_names_the_newest_checkpoint_not_a_removed_folder(tmp_path):
+    """A resumed run (its output dir there before it) stopped by a signal said "kept no output (an output dir this
+    command created was removed)" beside 86 checkpoints: it names the newest, and a folder with none as it was."""
+    from hf_aft import faults
+    from hf_aft.claims import Claim, release
+
+    for step in (4100, 8600):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    release(Claim(tmp_path, tmp_path / ".claim", "run", "train", created=False), failed=True)
+    line = faults.interrupted_line(KeyboardInterrupt())
+    faults.kept.clear()
+    assert f"checkpoints in {tmp_path} (resume with --resume_from_checkpoint {tmp_path / 'checkpoint-8600'})" \
+        in line and "removed" not in line
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    release(Claim(bare, bare / ".claim", "run", "train", created=False), failed=True)
+    line = faults.interrupted_line(KeyboardInterrupt())
+    faults.kept.clear()
+    assert f"{bare} as it was before this command" in line and bare.is_dir()

@@ -373,6 +373,12 @@ def test_a_labelled_share_that_leaves_a_kind_out_of_every_batch_is_refused(stude
                                str(csv_data / "pool"), "--labeled_fraction", str(fraction))) == 2
     assert fragment in capsys.readouterr().err and not (tmp_path / "out").exists()
     make_trainer(student_dir, tmp_path, labelled, pool, labeled_fraction=0.875)  # one unlabelled row a batch: fine
+    from hf_aft.option_checks import check_batch_mix
+
+    with pytest.raises(AFTError, match=r"each batch of 16: give one from 0\.063 to 0\.937"):  # ends rounded inwards
+        check_batch_mix(AFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=16, labeled_fraction=0.95))
+    for end in (0.063, 0.937):  # the range's ends are themselves accepted
+        check_batch_mix(AFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=16, labeled_fraction=end))
 
 
 def test_a_resumed_run_sees_the_batches_and_trains_the_weights_of_an_uninterrupted_one(student_dir, tmp_path,

@@ -209,16 +209,18 @@ def release(claim_: Claim, failed: bool) -> None:
     its output is complete or it holds checkpoints to resume from; what was kept is added to `kept`."""
     if still_ours(claim_):
         claim_.marker.unlink(missing_ok=True)
-    if not failed or claim_.is_file or not claim_.created or not claim_.path.is_dir():
+    if not failed or claim_.is_file or not claim_.path.is_dir():
         return
     if claim_.complete:
         kept.append(f"the finished output in {claim_.path}")
         return
     checkpoints = whole_checkpoints(claim_.path)
-    if checkpoints:
+    if checkpoints:  # a resumed run's folder too: it names the newest checkpoint, not the one it resumed from
         kept.append(f"checkpoints in {claim_.path} (resume with --resume_from_checkpoint {checkpoints[-1]})")
-    else:
+    elif claim_.created:
         shutil.rmtree(claim_.path, ignore_errors=True)
+    else:
+        kept.append(f"{claim_.path} as it was before this command")
 
 
 def whole_checkpoints(folder: Path) -> list[Path]:

@@ -284,9 +284,9 @@ class AFTConfig(TrainingArguments, TeacherArguments):
         check_teacher_options(self)
         if not has_accelerator():  # pinned memory only helps host-to-accelerator copies (torch warns otherwise)
             self.dataloader_pin_memory = False
-        if not (self.beta >= 0 and math.isfinite(self.beta)):  # also catches NaN
-            raise AFTError(f"beta must be >= 0 and finite (got {self.beta}); use --transfer none for plain "
-                           "fine-tuning.")
+        if isinstance(self.beta, str) or not (self.beta >= 0 and math.isfinite(self.beta)):  # also catches NaN
+            raise AFTError(f"beta must be >= 0 and finite (got {self.beta!r}); --transfer none is plain fine-tuning, "
+                           "and --beta auto is train_student's ScriptArguments(beta_auto=True).")
         if not (self.scales_learning_rate > 0 and math.isfinite(self.scales_learning_rate)):
             raise AFTError(f"scales_learning_rate must be a finite number > 0 (got {self.scales_learning_rate}).")
         self._check_kernel_batch()

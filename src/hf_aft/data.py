@@ -169,8 +169,8 @@ def check_inputs(dataset: datasets.Dataset, column: str, split: str) -> None:
         check_texts(dataset, column, split)
     elif isinstance(feature, datasets.Value):
         raise AFTError(f"the {split} split's column {column!r} holds {feature.dtype} values, not text or images: "
-                       "choose the input column with --text_column or --image_column (a csv reads texts of digits as "
-                       "numbers: save them as strings, in jsonl or parquet).")
+                       "choose the input column with --text_column or --image_column (texts of digits are numbers in a"
+                       " csv or unquoted json: save them as strings, in jsonl or parquet).")
     elif isinstance(feature, datasets.Json):  # JSON rows of several kinds: texts and a number, say
         check_all_text(dataset, column, split)
     else:

@@ -118,9 +118,9 @@ def check_batch_mix(config) -> None:
         return
     scarce, kind = min((fraction, "labelled"), (1 - fraction, "unlabelled"))
     if scarce * batch < 1 - 1e-9:
-        raise AFTError(f"--labeled_fraction {fraction:g} leaves {scarce * batch:.2g} {kind} rows in each batch of "
-                       f"{batch}: give one from {1 / batch:.3g} to {1 - 1 / batch:.3g}, or a larger "
-                       "--per_device_train_batch_size.")
+        low = math.ceil(1000 / batch) / 1000  # ends rounded inwards: each is a value that is accepted
+        raise AFTError(f"--labeled_fraction {fraction:g} leaves {scarce * batch:.3g} {kind} rows in each batch of "
+                       f"{batch}: give one from {low:g} to {1 - low:g}, or a larger --per_device_train_batch_size.")
 
 
 def check_pool_read(config) -> None:

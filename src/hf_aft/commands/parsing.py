@@ -37,7 +37,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         if negated and action.const is False:
             return f"Turn {negated.removeprefix('--no_')} off (sets --{action.dest} false)."
         text = action.help or ""
-        if action.required or "default" in text.lower():
+        if action.required or "(required)" in text or "default" in text.lower():
             return text
         return super()._get_help_string(action)
 
@@ -76,7 +76,8 @@ class _Parser:
     def _error(self, message: str):
         if self.first and "arguments are required" in message:  # the argument the docs give first, without flag
             name = self.first.upper()
-            message = re.sub(rf"--{self.first}\b(?!_)", f"{name} (first, or --{self.first} {name})", message, count=1)
+            message = re.sub(rf"--{self.first}(/--[\w-]+)*(?![\w-])", f"{name} (first, or --{self.first} {name})",
+                             message, count=1)
         # "argument --transfer: invalid choice: 'x' (choose from 'a', 'b')" reads as the Python API's message
         choice = re.match(r"argument --(\w+).*: invalid choice: (.+) \(choose from (.+)\)$", message)
         if choice:
