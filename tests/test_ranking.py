@@ -112,3 +112,18 @@ def test_rank_teachers_scores_image_teachers_and_an_image_student(tmp_path, caps
     assert sorted(r["role"] for r in rows) == ["student", "teacher"]
     assert all(0 <= r["probe_accuracy"] <= 1 and np.isfinite(r["logme"]) and r["width"] > 0 for r in rows)
     assert "(student)" in capsys.readouterr().out
+
+
+def test_a_mistyped_student_is_named_before_any_teacher_runs(teacher_dirs, tmp_path, capsys, monkeypatch):
+    """As `hf-aft train` does: rank-teachers ran the teachers first and then called a mistyped student a teacher;
+    `hf-aft student --from` spoke only of the network. Both say it is not a local folder: check the path."""
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "train.csv"
+    tiny.sentiment_dataset(24).to_csv(data)
+    with mock.patch.object(_Teacher, "load", side_effect=AssertionError("a teacher ran")):
+        assert main(["rank-teachers", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data),
+                     "--model_name_or_path", "student-3", "--output_dir", str(tmp_path)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
+    assert len(err) == 1 and "the student 'student-3': not a local folder (check the path)" in err[0]
+    assert main(["student", "--from", "student-3", "--num_layers", "1", "--output_dir", str(tmp_path / "s")]) == 2
+    assert "could not load 'student-3': not a local folder (check the path)" in capsys.readouterr().err

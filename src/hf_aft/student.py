@@ -235,7 +235,7 @@ def save_truncated_student(source: str, output_dir: str, num_layers: int) -> str
     try:
         config = AutoConfig.from_pretrained(source)
     except Exception as error:
-        raise AFTError(f"could not load {source!r}: {one_line(error)}") from error
+        raise AFTError(f"could not load {source!r}: {_where(source)}{one_line(error)}") from error
     key = next((k for k in ("num_hidden_layers", "n_layer", "num_layers") if hasattr(config, k)), None)
     if key is None:
         raise AFTError(f"{source!r} ({config.model_type}) has no layer count to truncate.")

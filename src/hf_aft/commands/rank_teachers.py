@@ -64,6 +64,7 @@ def _rank(args: RankArguments, options, output: str) -> dict:
 
     from ..data import load_labelled_splits
     from ..ranking import format_table, rank_teachers
+    from ..student import check_student_source
 
     splits = load_labelled_splits(args.dataset_name, args.dataset_config, args.train_split, None,
                                   args.image_column or args.text_column, args.label_column)
@@ -72,6 +73,8 @@ def _rank(args: RankArguments, options, output: str) -> dict:
         labels, text_column = splits.labels.class_ids(splits.train), splits.labels.words_column
     else:  # class ids, multi-hot rows or targets; the features come from the raw split, as training's do
         labels = np.asarray(splits.labels.encode(splits.train)["labels"])
+    if args.model_name_or_path:  # a mistyped student folder: before the teachers' passes
+        check_student_source(args.model_name_or_path)
     rows = rank_teachers(splits.train, labels, options.teachers, options, args.model_name_or_path, args.folds,
                          args.seed, text_column, problem_type=problem_type, names=splits.labels.names,
                          image_column=args.image_column)
