@@ -132,3 +132,16 @@ def test_a_card_from_an_older_runs_terms_renders_and_a_short_runs_says_what_it_d
     copies = terms_note({**terms, "augmented_rows": 8, "augmented_from": "texts", "unlabeled_rows_drawn": 12})
     assert "16 unlabelled rows, 8 of them augmented copies of the labelled texts (12 of the 16 drawn in the steps" \
         in copies
+
+
+def test_the_cost_table_tells_the_student_row_by_its_place_not_its_name():
+    """A teacher folder named `student` (a user's own naming) is a teacher row: its probe score, not a student's
+    eval score (it crashed the card, after training, when rows were told apart by name)."""
+    from hf_aft.cost import card_summary
+
+    report = {"device": "cpu", "metric": "accuracy", "training_seconds": 1.0, "train_extraction_seconds": 0.5,
+              "summary": [], "student": {"parameters": 10, "eval_score": 0.75},
+              "teachers": [{"name": "student", "parameters": 20, "probe_score": 0.8}]}
+    content = render_model_card("aft", versions={}, cost=card_summary(report)).content
+    assert "| student | 10 | - | - | - | 0.7500 |" in content
+    assert "| student | 20 | - | - | - | 0.8000 (linear probe) |" in content
