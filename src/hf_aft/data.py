@@ -31,7 +31,7 @@ from .data_files import (
 from .errors import AFTError
 from .faults import disk_errno, disk_error
 from .images import check_images_open
-from .load_errors import load_failure
+from .load_errors import why_not_loaded
 from .targets import (
     MULTI,
     REGRESSION,
@@ -79,19 +79,10 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
             drop_new_locks(started)
             raise disk_error(error, datasets.config.HF_DATASETS_CACHE, way_out=f"loading {name!r} writes it there in "
                              "Arrow form: free space, or set HF_DATASETS_CACHE to another folder") from error
-        raise AFTError(f"could not load dataset {name!r}: {load_failure(error, files)}{not_here(name)}") from error
+        raise AFTError(f"could not load dataset {name!r}: {why_not_loaded(name, error, files)}") from error
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded
-
-
-def not_here(name: str) -> str:
-    """The end of a refusal to load `name` when it is no local path, so it was looked up on the Hub: a mistyped
-    folder then reads as a Hub failure (offline, "Couldn't reach ... on the Hub"): say it is not here either."""
-    if os.path.exists(name):
-        return ""
-    return (f"; no file or folder {name!r} here either (from {os.getcwd()}): check the path, or for a Hub dataset "
-            "(ORG/NAME) the network or its copy in the cache")
 
 
 def pick_splits(data: datasets.DatasetDict, train_split: str, eval_split: str | None, source: str | None = None):

@@ -20,6 +20,7 @@ from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
 from .errors import AFTError, held_back, one_line, warn_once
 from .filesystems import nearest_existing
+from .hub_reach import note_cached, offline_if_unreachable
 from .image_folders import (
     UNLABELLED_SPLIT_NAMES,
     WORD_SEPARATORS,
@@ -239,7 +240,10 @@ def check_parquet_columns(paths: list[str]) -> None:
 def hub_saved_folder(name: str) -> str | None:
     """A Hub dataset repo holding a `save_to_disk` folder (what `hf-aft features --push_to_hub` writes): its local
     snapshot, so that it loads with its teachers' provenance. None for any other dataset."""
-    if os.path.exists(name) or name.count("/") != 1:
+    if os.path.exists(name):
+        return None
+    offline_if_unreachable()  # before the first request: an unreachable Hub would be retried for 30-50 s
+    if name.count("/") != 1:
         return None
     from huggingface_hub import hf_hub_download, snapshot_download
 
@@ -247,6 +251,7 @@ def hub_saved_folder(name: str) -> str | None:
         hf_hub_download(name, "dataset_dict.json", repo_type="dataset")
     except Exception:  # not there, not a repo, or offline without it cached: load it the usual way
         return None
+    note_cached(f"dataset {name}")
     return snapshot_download(name, repo_type="dataset")
 
 
@@ -256,10 +261,13 @@ def load_by_name(name: str, config: str | None, cache_dir: str | None):
     (its offline fallback's) are said only once the data stands, so a refusal stays one line."""
     import datasets
 
+    if not os.path.exists(name):
+        offline_if_unreachable()
     with held_back("datasets") as said:
         loaded = datasets.load_dataset(name, config, cache_dir=cache_dir)
     if not os.path.isdir(name):
         check_not_a_cached_folder(name, loaded)
+        note_cached(f"dataset {name}")
     for record in said:
         logging.getLogger(record.name).handle(record)
     return loaded

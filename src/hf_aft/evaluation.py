@@ -16,6 +16,7 @@ import torch
 
 from .data import load_labelled_splits
 from .errors import AFTError, one_line
+from .hub_reach import hub_answer, note_cached, offline_if_unreachable
 from .recipe import read_recipe
 from .targets import MULTI, REGRESSION, SINGLE, TOKEN, model_problem_type
 from .teachers.loading import teach_token_limit
@@ -37,11 +38,14 @@ def run_folder(source: str) -> tuple[str, bool]:
                        "or its Hub model id.")
     from huggingface_hub import snapshot_download
 
+    offline_if_unreachable()
     try:
-        return snapshot_download(source), True
+        folder = snapshot_download(source)
     except Exception as error:
-        raise AFTError(f"{source!r} is not a local folder and could not be downloaded from the Hub "
-                       f"({one_line(error)}): give the output dir of a run or its Hub model id.") from error
+        raise AFTError(f"{source!r} is not a local folder and could not be downloaded from the Hub ("
+                       f"{hub_answer(one_line(error))}): give the output dir of a run or its Hub model id.") from error
+    note_cached(f"run {source}")
+    return folder, True
 
 
 def load_run_student(folder: str, merge_peft: bool = False):

@@ -1,13 +1,16 @@
-"""Why data files could not be loaded, in one line: the reader's own error (not datasets' "An error occurred while
-generating the dataset"), the file it came from when several were read, and the way out for the usual encodings
-mistakes."""
+"""Why data could not be loaded, in one line: the reader's own error (not datasets' "An error occurred while
+generating the dataset"), the file it came from when several were read, the way out for the usual encodings
+mistakes, and for a name that is no local path what the Hub answered."""
 
 from __future__ import annotations
+
+import os
 
 from datasets.exceptions import DatasetGenerationError
 
 from .data_files import FILE_BUILDERS, conversion_cache, file_format, suffix
 from .errors import one_line
+from .hub_reach import hub_answer
 
 
 def load_failure(error: BaseException, files: list[str]) -> str:
@@ -42,3 +45,12 @@ def _reader_error(error: BaseException) -> str:
     detail = one_line((isinstance(error, DatasetGenerationError) and (error.__cause__ or error.__context__)) or error)
     return detail + (" (an escape such as \\ud800 outside a surrogate pair is no character: fix or drop that text)"
                      if "surrogate" in detail else "")
+
+
+def why_not_loaded(name: str, error: BaseException, files: list[str]) -> str:
+    """Why `name` did not load; when it is no local path it was looked up on the Hub, and a mistyped folder then
+    reads as a Hub failure ("Couldn't reach ... on the Hub"): say it is not here either."""
+    if os.path.exists(name):
+        return load_failure(error, files)
+    return (f"{hub_answer(load_failure(error, files))}; no file or folder {name!r} here either (from {os.getcwd()}):"
+            " check the path, or for a Hub dataset (ORG/NAME) the network or its copy in the cache")

@@ -172,7 +172,7 @@ def student_revision(name: str) -> str:
     try:
         if os.path.isdir(name):
             return "local-" + hash_folder(Path(name))
-        return resolve_revision(name, None)
+        return resolve_revision(name, None, "student")
     except AFTError:
         return "unknown"
 

@@ -29,6 +29,7 @@ from torch import nn
 from .data import Labels
 from .errors import AFTError, one_line
 from .features import map_beside_features
+from .hub_reach import hub_answer, note_cached, offline_if_unreachable
 from .outputs import share_like_other_files
 from .student_head import HEAD_PARTS, keep_head_rows, named_classes
 from .targets import REGRESSION, TOKEN
@@ -152,14 +153,20 @@ def check_student_source(name: str) -> None:
 
     name = os.fspath(name)
     _check_student_path(name)
+    if not os.path.exists(name):
+        offline_if_unreachable()
     try:
         AutoConfig.from_pretrained(name)
     except Exception as error:
-        raise AFTError(f"could not load the student {name!r}: {_where(name)}{one_line(error)}") from error
+        raise AFTError(f"could not load the student {name!r}: {_why_not_loaded(name, error)}") from error
+    if not os.path.exists(name):
+        note_cached(f"student {name}")
 
 
-def _where(name: str) -> str:
-    return "" if os.path.exists(name) else "not a local folder (check the path), and from the Hub: "
+def _why_not_loaded(name: str, error: BaseException) -> str:
+    if os.path.exists(name):
+        return one_line(error)
+    return f"not a local folder (check the path), and from the Hub: {hub_answer(one_line(error))}"
 
 
 def load_student(name: str, labels=None, image_column: str | None = None):
@@ -177,6 +184,8 @@ def load_student(name: str, labels=None, image_column: str | None = None):
 
     name = os.fspath(name)
     _check_student_path(name)
+    if not os.path.exists(name):
+        offline_if_unreachable()
     problem_type = getattr(labels, "problem_type", "single_label_classification")
     auto_model, auto_processor = ((AutoModelForImageClassification, AutoImageProcessor) if image_column else
                                   (AutoModelForTokenClassification if problem_type == TOKEN else
@@ -191,7 +200,7 @@ def load_student(name: str, labels=None, image_column: str | None = None):
             model, info = auto_model.from_pretrained(name, output_loading_info=True, **head)
     except Exception as error:
         kind = "image " if image_column else ""
-        raise AFTError(f"could not load the {kind}student {name!r}: {_where(name)}{one_line(error)}") from error
+        raise AFTError(f"could not load the {kind}student {name!r}: {_why_not_loaded(name, error)}") from error
     _warn_unexpected_new_weights(name, info)
     if labels is not None and problem_type != REGRESSION:  # a trained head in another class order keeps its rows
         keep_head_rows(model, named_classes(AutoConfig.from_pretrained(name).id2label), list(labels.names))
@@ -232,10 +241,12 @@ def save_truncated_student(source: str, output_dir: str, num_layers: int) -> str
     from transformers import AutoConfig, AutoModel, AutoProcessor
 
     source = os.fspath(source)
+    if not os.path.exists(source):
+        offline_if_unreachable()
     try:
         config = AutoConfig.from_pretrained(source)
     except Exception as error:
-        raise AFTError(f"could not load {source!r}: {_where(source)}{one_line(error)}") from error
+        raise AFTError(f"could not load {source!r}: {_why_not_loaded(source, error)}") from error
     key = next((k for k in ("num_hidden_layers", "n_layer", "num_layers") if hasattr(config, k)), None)
     if key is None:
         raise AFTError(f"{source!r} ({config.model_type}) has no layer count to truncate.")

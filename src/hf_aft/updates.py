@@ -31,6 +31,7 @@ from .evaluation import (
 )
 from .group_report import check_group_columns, flag_lines, group_report
 from .groups import MIN_GROUP_ROWS
+from .hub_reach import check_hub_reachable
 from .provenance import current_revision, local_path, teacher_source
 from .recipe import RECIPE_NAME, read_recipe
 from .reruns import relocated
@@ -63,7 +64,8 @@ def check_updates(record: dict) -> list[dict]:
     revision, and whether it changed.
 
     Raises:
-        AFTError: a model that cannot be resolved now (a revision gone from the Hub, a folder that was removed).
+        AFTError: a model that cannot be resolved now (a revision gone from the Hub, a folder that was removed), or
+            a Hub model while the Hub cannot be reached (offline, its cache would say "unchanged").
     """
     rows = []
     for model in followed_models(record):
@@ -71,6 +73,8 @@ def check_updates(record: dict) -> list[dict]:
         if model.get("path") and local_path(spec) is None:  # a local model gone from where the run read it
             raise AFTError(f"{role} {model['name']!r} is gone from {model['path']}, where the run read it: put it "
                            "back there to check it for updates (and to retrain: the rerun reads the run's recipe).")
+        if local_path(spec) is None:
+            check_hub_reachable(f"{role} {model['name']!r}")
         new = current_revision(spec, role)
         rows.append({"role": model["role"], "name": model["name"], "spec": spec,
                      "requested_revision": model.get("requested_revision"), "old": model["resolved_revision"],

@@ -14,6 +14,7 @@ from pathlib import Path
 from huggingface_hub.utils import sha as hub_sha
 
 from ..errors import AFTError, one_line
+from ..hub_reach import hub_answer, note_cached, offline_if_unreachable
 
 GGUF_SEPARATOR = "::"
 LOCAL_PREFIX, GGUF_PREFIX = "local-", "gguf-"  # revisions that are content hashes, not Hub commits
@@ -86,6 +87,7 @@ def resolve_revision(name: str, revision: str | None, role: str = "teacher") -> 
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import RevisionNotFoundError
 
+    offline_if_unreachable()
     try:
         return HfApi().model_info(name, revision=revision).sha
     except RevisionNotFoundError as error:
@@ -93,12 +95,14 @@ def resolve_revision(name: str, revision: str | None, role: str = "teacher") -> 
                        f"that exists ({name}@main, {name}@v1.0, {name}@<sha>).") from error
     except Exception as hub_error:  # offline, or an unknown id: fall back to the local Hub cache
         try:
-            return Path(snapshot_download(name, revision=revision, local_files_only=True)).name
+            commit = Path(snapshot_download(name, revision=revision, local_files_only=True)).name
+            note_cached(f"{role} {name} (commit {commit[:12]})")
+            return commit
         except Exception:
             where = f"{name}@{revision}" if revision else name
-            raise AFTError(f"could not resolve {role} {where!r}: not a local folder, and the Hub said "
-                           f"{one_line(hub_error).rstrip('.')}. Check the id and revision, or pass a local folder."
-                           ) from hub_error
+            said = hub_answer(f"the Hub said {one_line(hub_error).rstrip('.')}")
+            raise AFTError(f"could not resolve {role} {where!r}: not a local folder, and {said}. Check the id and "
+                           "revision, or pass a local folder.") from hub_error
 
 
 def is_path_like(name: str) -> bool:
