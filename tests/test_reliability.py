@@ -472,6 +472,23 @@ def test_an_eval_image_in_the_pool_in_another_form_is_leakage_and_a_huge_one_is_
         load_unlabeled(str(bomb), "train", "image", "label", splits.train, {"eval": splits.eval})
 
 
+def test_the_trainer_finds_an_eval_image_given_as_a_file_path_in_the_pool_or_the_reverse(tmp_path):
+    """AFTTrainer takes a pool (or eval set) of image file paths as it is; its leakage check compared the paths as
+    strings with the eval images, so the eval images saved as files and given as the pool were trained on."""
+    from hf_aft.unlabeled_data import check_trainer_pool
+
+    images = [Image.new("RGB", (8, 8), (40 * i, 0, 0)) for i in range(4)]
+    for i, image in enumerate(images):
+        image.save(tmp_path / f"{i}.png")
+    as_images = datasets.Dataset.from_dict({"image": images[:2]}).cast_column("image", datasets.Image())
+    paths = datasets.Dataset.from_dict({"image": [str(tmp_path / "1.png"), str(tmp_path / "3.png")]})
+    with pytest.raises(AFTError, match="1 row of the unlabelled .* split is also in the eval split"):
+        check_trainer_pool(paths, None, as_images, "image")
+    with pytest.raises(AFTError, match="1 row of the unlabelled .* split is also in the eval split"):
+        check_trainer_pool(as_images, None, paths, "image")
+    check_trainer_pool(datasets.Dataset.from_dict({"image": [str(tmp_path / "2.png")]}), None, as_images, "image")
+
+
 def test_a_pool_that_reads_as_several_splits_says_which_rows_it_leaves_out(tmp_path, caplog):
     """A flat pool folder whose file names hold split words (test_1.png, train_2.png) reads as two splits, and the
     default --unlabeled_split train quietly left the test_* images out: now said, with the way out."""

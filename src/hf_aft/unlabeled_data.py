@@ -106,6 +106,16 @@ def _comparable(dataset: datasets.Dataset, column: str):
     return pa.array([normalised_text(text) for text in values.to_pylist()], pa.string())
 
 
+def _paths_read(dataset: datasets.Dataset, other: datasets.Dataset, column: str) -> datasets.Dataset:
+    """`dataset`, its column of image file paths read as images when `other` holds images (AFTTrainer takes a pool
+    or eval set of paths as it is): paths compare with images by pixels, not as strings."""
+    if _kind(other.features[column]) != "image" or _kind(dataset.features[column]) != "text" or not len(dataset) or (
+            not all(_looks_like_image_path(str(path)) for path in dataset[column])):
+        return dataset
+    check_image_paths(dataset, column)
+    return dataset.cast_column(column, datasets.Image())
+
+
 def _compared_column(unlabeled: datasets.Dataset, other: datasets.Dataset, input_column: str) -> str | None:
     """The input column when both sets have it, else their token ids (a tokenized set without its text), else None."""
     both = [c for c in (input_column, "input_ids") if c in unlabeled.column_names and c in other.column_names]
@@ -169,7 +179,8 @@ def check_no_leakage(unlabeled: datasets.Dataset, eval_set: datasets.Dataset | N
     column = None if eval_set is None else _compared_column(unlabeled, eval_set, input_column)
     if column is None:
         return
-    ours, theirs = _comparable(unlabeled, column), _comparable(eval_set, column)
+    ours, theirs = (_comparable(_paths_read(split, other, column), column)
+                    for split, other in ((unlabeled, eval_set), (eval_set, unlabeled)))
     shared = pc.is_in(ours, value_set=theirs.unique(), skip_nulls=True)
     count = pc.sum(shared.cast("int64")).as_py() or 0
     if count:
