@@ -106,6 +106,23 @@ def test_only_the_first_of_three_word_pieces_is_labelled():
     assert loss.item() == pytest.approx(expected.item())
 
 
+def test_tokenize_beside_features_reads_word_labels_from_the_column_named_or_refuses_to_drop_them():
+    """A `ner_tags` column (the datasets convention) was silently read as no labels at all (-100 on every piece):
+    the task loss saw no token, and a run with a pool trained to a NaN eval loss."""
+    from hf_aft import tokenize_beside_features
+
+    split = class_label_split(6, seed=0)
+    with pytest.raises(AFTError, match=r"per-word label columns \['ner_tags'\] and none named 'labels'.*"
+                                       "label_column='ner_tags'"):
+        tokenize_beside_features(split, piece_tokenizer(), text_column="tokens", max_length=32)
+    encoded = tokenize_beside_features(split, piece_tokenizer(), text_column="tokens", max_length=32,
+                                       label_column="ner_tags")
+    firsts = [[label for label in row if label != IGNORED] for row in encoded["labels"]]
+    assert firsts == split["ner_tags"]  # one label per word, on its first piece
+    unlabelled = tokenize_beside_features(split.remove_columns("ner_tags"), piece_tokenizer(), text_column="tokens")
+    assert all(label == IGNORED for row in unlabelled["labels"] for label in row)
+
+
 def test_align_labels_handles_truncation_and_repeated_words():
     assert align_labels([None, 0, 0, 1, None], [2, 1]) == ([IGNORED, 2, IGNORED, 1, IGNORED], [-1, 0, -1, 1, -1])
     assert align_labels([None, 0, 1], [2, 1, 3]) == ([IGNORED, 2, 1], [-1, 0, 1])  # word 2 cut by max_length

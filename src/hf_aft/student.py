@@ -35,7 +35,7 @@ from .student_head import HEAD_PARTS, keep_head_rows, named_classes
 from .targets import REGRESSION, TOKEN
 from .teachers.loading import cap_max_length, intended_load_report, teach_token_limit, token_limit
 from .tokens import check_room, encode
-from .words import check_fast_tokenizer, is_words_dataset, student_word_batch
+from .words import check_fast_tokenizer, is_words_dataset, student_word_batch, word_label_column
 
 logger = logging.getLogger(__name__)
 
@@ -321,11 +321,15 @@ def _name_classes(model, names: list[str]) -> None:
 
 
 # ---- inputs ----
-def tokenize_beside_features(dataset, tokenizer, text_column: str = "text", max_length: int | None = None):
+def tokenize_beside_features(dataset, tokenizer, text_column: str = "text", max_length: int | None = None,
+                             label_column: str | None = None):
     """Tokenize `text_column` for the student (truncating to `max_length`, default the tokenizer's limit), leaving
     the `teacher_features` column in place instead of copying it (see `hf_aft.features.map_beside_features`). A
-    words column (lists of strings) is tokenized word by word, the labels aligned to the word pieces
-    (`words.student_word_batch`)."""
+    words column (lists of strings) is tokenized word by word, its per-word class ids (`label_column`, default
+    `labels`) aligned to the word pieces as `labels` (`words.student_word_batch`).
+
+    Raises:
+        AFTError: a words dataset whose per-word labels are in a column not named (`words.word_label_column`)."""
     max_length = cap_max_length("the student", max_length, token_limit(None, tokenizer), "--max_length")
     check_room(tokenizer, max_length, "the student", "--max_length")
 
@@ -334,5 +338,6 @@ def tokenize_beside_features(dataset, tokenizer, text_column: str = "text", max_
 
     if is_words_dataset(dataset, text_column):  # token classification: labels aligned to the word pieces
         check_fast_tokenizer(tokenizer, "the student")
-        tokenize = student_word_batch(tokenizer, text_column, max_length)
+        tokenize = student_word_batch(tokenizer, text_column, max_length,
+                                      word_label_column(dataset, text_column, label_column))
     return map_beside_features(dataset, tokenize, desc="Tokenizing")

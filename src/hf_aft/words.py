@@ -152,16 +152,43 @@ def align_labels(word_ids: list[int | None], word_labels: list[int]) -> tuple[li
     return labels, positions
 
 
-def student_word_batch(tokenizer, words_column: str, max_length: int | None):
-    """The batched `map` function that tokenizes a words column for the student and aligns its `labels` (per-word
-    class ids, `TokenLabels.encode`) to the word pieces; see the module docstring."""
+def word_label_column(dataset: datasets.Dataset, words_column: str, label_column: str | None = None) -> str:
+    """The column of per-word class ids a words dataset's labels are read from: `label_column`, else `labels`
+    (`TokenLabels.encode` writes it). A dataset without either that has other per-word id columns (`ner_tags`) is
+    refused: its labels would silently be read as none (-100 everywhere, no token in the task loss).
+
+    Raises:
+        AFTError: `label_column` missing, or per-word label columns that are not named `labels`.
+    """
+    if label_column is not None:
+        if label_column not in dataset.column_names:
+            raise AFTError(f"label_column {label_column!r} is not a column of the words dataset "
+                           f"({dataset.column_names}).")
+        return label_column
+    tagged = [name for name, feature in dataset.features.items() if name not in (words_column, "labels")
+              and isinstance(feature, datasets.List) and _holds_class_ids(feature.feature)]
+    if "labels" not in dataset.column_names and tagged:
+        raise AFTError(f"the words dataset has per-word label columns {tagged} and none named 'labels', which is "
+                       f"where the student's word labels are read from: pass label_column={tagged[0]!r}, or drop "
+                       "them (dataset.remove_columns) for rows without labels.")
+    return "labels"
+
+
+def _holds_class_ids(feature) -> bool:
+    return isinstance(feature, datasets.ClassLabel) or str(getattr(feature, "dtype", "")).startswith("int")
+
+
+def student_word_batch(tokenizer, words_column: str, max_length: int | None, label_column: str = "labels"):
+    """The batched `map` function that tokenizes a words column for the student and aligns its per-word class ids
+    (`label_column`, `TokenLabels.encode`'s `labels`) to the word pieces as `labels`; see the module docstring."""
 
     def tokenize(batch):
         encoded, word_ids = split_words(tokenizer, batch[words_column], max_length)
         out = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
         if "token_type_ids" in encoded:
             out["token_type_ids"] = encoded["token_type_ids"]
-        word_labels = batch["labels"] if "labels" in batch else [[IGNORED] * len(w) for w in batch[words_column]]
+        unlabelled = [[IGNORED] * len(words) for words in batch[words_column]]
+        word_labels = batch[label_column] if label_column in batch else unlabelled
         pairs = [align_labels(ids, row) for ids, row in zip(word_ids, word_labels, strict=True)]
         out["labels"], out[WORD_POSITIONS] = [p[0] for p in pairs], [p[1] for p in pairs]
         return out
