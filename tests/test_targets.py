@@ -378,3 +378,30 @@ def test_rank_teachers_scores_multi_label_and_regression_tasks(world, column, me
     assert all(row["probe_metric"] == metric and np.isfinite([row["logme"], row["probe_score"]]).all()
                for row in ranking["rows"])
     assert f"probe {'micro-F1' if column == 'tags' else 'r'} (5-fold)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("problem_type, options, fragment", [
+    ("regression", {"distill_temperature": 2.0}, "--distill_temperature"),
+    ("regression", {"distill": "logits", "distill_teacher": "x/y"}, "--distill logits"),
+    ("multi_label_classification", {"distill": "logits", "distill_teacher": "x/y"}, "--distill logits"),
+])
+def test_the_trainer_refuses_distillation_options_its_student_cannot_use(world, tmp_path, problem_type, options,
+                                                                         fragment):
+    """AFTTrainer took them: a regression student's logits-distillation targets were all 0 (the log-softmax of one
+    logit), and a temperature was dropped silently. train_student refused them; the trainer refuses the same."""
+    from transformers import AutoModelForSequenceClassification
+
+    from hf_aft import AFTConfig, AFTTrainer
+
+    student = AutoModelForSequenceClassification.from_pretrained(
+        world["student"], num_labels=1 if problem_type == "regression" else 2, problem_type=problem_type,
+        ignore_mismatched_sizes=True)
+    args = AFTConfig(output_dir=str(tmp_path / "out"), teachers=[str(world["teacher"])], report_to="none",
+                     **options)
+    rows = _tagged(8, 0).remove_columns("label")
+    rows = rows.rename_column("score" if problem_type == "regression" else "tags", "label")
+    if problem_type != "regression":
+        rows = rows.map(lambda row: {"label": [float("pos" in row["label"]), float("odd" in row["label"])]},
+                        remove_columns=["label"])
+    with pytest.raises(AFTError, match=f"{fragment}.* this run is {problem_type} \\(the student's config"):
+        AFTTrainer(model=student, args=args, train_dataset=rows)

@@ -17,9 +17,9 @@ SUPPORTED_TYPES = {
 }
 
 
-def check_supported(problem_type: str, **given) -> None:
+def check_supported(problem_type: str, source: str = "from the label column, or --problem_type", **given) -> None:
     """Refuses the options in `given` (name -> whether it is on) that `SUPPORTED_TYPES` does not allow for
-    `problem_type`.
+    `problem_type` (`source`: where the run's problem type came from, for the refusal).
 
     Raises:
         AFTError: the first such option that is on, naming the problem type and the way out.
@@ -28,8 +28,8 @@ def check_supported(problem_type: str, **given) -> None:
         types, option = SUPPORTED_TYPES[name]
         if on and problem_type not in types:
             names = ", ".join(t.removesuffix("_classification").replace("_", "-") for t in types)
-            raise AFTError(f"{option} works for {names} students only, and this run is {problem_type} (from the "
-                           "label column, or --problem_type): drop that option.")
+            raise AFTError(f"{option} works for {names} students only, and this run is {problem_type} ({source}): "
+                           "drop that option.")
 
 
 def check_task_options(script_args, config, problem_type: str) -> None:

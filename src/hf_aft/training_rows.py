@@ -27,6 +27,7 @@ from .losses import distillation_loss
 from .option_checks import check_batch_mix, check_pool_read
 from .provenance import current_revision
 from .targets import MULTI, REGRESSION, SINGLE, TOKEN, model_problem_type
+from .task_options import check_supported
 from .unlabeled import UNLABELED, MixedSampler, join_labelled_unlabeled
 from .unlabeled_data import check_trainer_pool
 from .word_batches import word_pairs
@@ -116,6 +117,8 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
     augmented copies (augmentation.py), `args.generate_texts` texts a generator writes (generation.py), to the
     unlabelled rows; no made text equals a text of `eval_dataset`. Unlabelled rows that are also eval or labelled
     rows are refused first, in `hf-aft train`'s words (before any teacher or generator runs)."""
+    check_supported(model_problem_type(model), "the student's config.problem_type", distill_logits=args.distill ==
+                    "logits", distill_temperature=args.distill_temperature != 1.0)  # as train_student refuses them
     if image_column is not None and unlabeled_dataset is not None:
         try:
             check_image_column(unlabeled_dataset, image_column)
