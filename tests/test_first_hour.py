@@ -3,10 +3,12 @@
 
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
 import datasets
+import pytest
 import tiny
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -43,6 +45,25 @@ def test_student_command_keeps_the_first_layers(tmp_path, capsys):
     tiny.assert_readable_like_config(tmp_path / "s")
     assert main(["student", "--from", str(source), "--num_layers", "9", "--output_dir", str(tmp_path / "t")]) == 2
     assert "--num_layers must be in 1..4" in capsys.readouterr().err
+
+
+def test_save_truncated_student_never_writes_over_its_source_or_a_folder_with_files(teacher_dirs, tmp_path):
+    """In Python it saved into any folder: given its own source, the teacher was replaced by a 1-layer copy."""
+    from hf_aft import AFTError, save_truncated_student
+
+    source = tmp_path / "source"
+    shutil.copytree(teacher_dirs[0], source)
+    before = {p.name: p.read_bytes() for p in source.iterdir()}
+    for overwrite in (False, True):
+        with pytest.raises(AFTError, match="is the folder of the source model"):
+            save_truncated_student(source, source, num_layers=1, overwrite=overwrite)
+    assert {p.name: p.read_bytes() for p in source.iterdir()} == before
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(AFTError, match="already holds files: choose a new or empty folder, or pass overwrite=True"):
+        save_truncated_student(source, tmp_path / "busy", num_layers=1)
+    assert save_truncated_student(source, tmp_path / "busy", num_layers=1, overwrite=True)
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
 
 
 def test_python_api_takes_paths_and_string_labels_and_names_the_classes(student_dir, teacher_dirs, tmp_path):

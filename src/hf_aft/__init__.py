@@ -14,7 +14,7 @@ _PUBLIC = {
     "Labels": "data", "load_labelled_splits": "data",
     "TeacherInfo": "features", "extract_teacher_features": "features", "read_teacher_infos": "features",
     "with_teacher_features": "features", "map_beside_features": "features",
-    "load_student": "student", "save_truncated_student": "student", "tokenize_beside_features": "student",
+    "load_student": "student", "save_truncated_student": "student_init", "tokenize_beside_features": "student",
     "AdaptiveKernelLoss": "losses", "KDLoss": "losses", "RKDLoss": "losses", "build_transfer_loss": "losses",
     "AFTConfig": "config", "TeacherArguments": "config",
     "ClassificationMetrics": "metrics", "compute_classification_metrics": "metrics",

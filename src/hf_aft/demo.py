@@ -9,7 +9,7 @@ import importlib.util
 from pathlib import Path
 
 from .errors import AFTError
-from .student import save_truncated_student
+from .student_init import save_truncated_student
 
 
 def package_dir(name: str, pip_hint: str) -> Path:

@@ -30,7 +30,6 @@ from .data import Labels
 from .errors import AFTError, one_line
 from .features import map_beside_features
 from .hub_reach import hub_answer, note_cached, offline_if_unreachable
-from .outputs import share_like_other_files
 from .student_head import HEAD_PARTS, keep_head_rows, named_classes
 from .targets import REGRESSION, TOKEN
 from .teachers.loading import cap_max_length, intended_load_report, teach_token_limit, token_limit
@@ -158,12 +157,13 @@ def check_student_source(name: str) -> None:
     try:
         AutoConfig.from_pretrained(name)
     except Exception as error:
-        raise AFTError(f"could not load the student {name!r}: {_why_not_loaded(name, error)}") from error
+        raise AFTError(f"could not load the student {name!r}: {student_load_failure(name, error)}") from error
     if not os.path.exists(name):
         note_cached(f"student {name}")
 
 
-def _why_not_loaded(name: str, error: BaseException) -> str:
+def student_load_failure(name: str, error: BaseException) -> str:
+    """Why model `name` did not load, in one line: the error, and when `name` is no local path what the Hub said."""
     if os.path.exists(name):
         return one_line(error)
     return f"not a local folder (check the path), and from the Hub: {hub_answer(one_line(error))}"
@@ -200,7 +200,7 @@ def load_student(name: str, labels=None, image_column: str | None = None):
             model, info = auto_model.from_pretrained(name, output_loading_info=True, **head)
     except Exception as error:
         kind = "image " if image_column else ""
-        raise AFTError(f"could not load the {kind}student {name!r}: {_why_not_loaded(name, error)}") from error
+        raise AFTError(f"could not load the {kind}student {name!r}: {student_load_failure(name, error)}") from error
     _warn_unexpected_new_weights(name, info)
     if labels is not None and problem_type != REGRESSION:  # a trained head in another class order keeps its rows
         keep_head_rows(model, named_classes(AutoConfig.from_pretrained(name).id2label), list(labels.names))
@@ -232,32 +232,6 @@ def set_pad_token(model, tokenizer) -> None:
             raise AFTError("the student's tokenizer has no pad, eos or unk token to pad batches with: add one.")
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-
-
-def save_truncated_student(source: str, output_dir: str, num_layers: int) -> str:
-    """Save the first `num_layers` layers of a pretrained encoder (DistilBERT-style initialisation) with its tokenizer
-    or image processor: a small student that starts from the teacher's own lower layers. Keeps everything else
-    (embeddings, widths); the classification head is added when training loads it."""
-    from transformers import AutoConfig, AutoModel, AutoProcessor
-
-    source = os.fspath(source)
-    if not os.path.exists(source):
-        offline_if_unreachable()
-    try:
-        config = AutoConfig.from_pretrained(source)
-    except Exception as error:
-        raise AFTError(f"could not load {source!r}: {_why_not_loaded(source, error)}") from error
-    key = next((k for k in ("num_hidden_layers", "n_layer", "num_layers") if hasattr(config, k)), None)
-    if key is None:
-        raise AFTError(f"{source!r} ({config.model_type}) has no layer count to truncate.")
-    total = getattr(config, key)
-    if not 1 <= num_layers <= total:
-        raise AFTError(f"--num_layers must be in 1..{total} for {source!r} (got {num_layers}).")
-    with intended_load_report():  # the dropped layers' weights are left out on purpose
-        AutoModel.from_pretrained(source, **{key: num_layers}).save_pretrained(output_dir)
-    AutoProcessor.from_pretrained(source).save_pretrained(output_dir)
-    share_like_other_files(output_dir)
-    return output_dir
 
 
 def check_labels_fit(dataset, model) -> None:

@@ -25,10 +25,10 @@ class StudentArguments:
 def run(argv: list[str]) -> None:
     from ..claims import claimed
     from ..outputs import check_output_dir
-    from ..student import save_truncated_student
+    from ..student_init import save_truncated_student
 
     (args,) = parse((StudentArguments,), argv, "hf-aft student", DESCRIPTION, shown_as={"source": "--from"})
     check_output_dir(args.output_dir, args.overwrite_output_dir, inputs={"--from": args.source})
     with claimed(args.output_dir, "student"):
-        save_truncated_student(args.source, args.output_dir, args.num_layers)
+        save_truncated_student(args.source, args.output_dir, args.num_layers, overwrite=True)  # checked above
     print(f"student with the first {args.num_layers} layers of {args.source} saved to {args.output_dir}")

@@ -1,0 +1,48 @@
+"""A student that starts from a pretrained encoder's lower layers (DistilBERT-style initialisation, Sanh et al. 2019):
+`hf-aft student --from MODEL --num_layers K`, and the demo's and benchmarks' 3-layer students."""
+
+from __future__ import annotations
+
+import os
+
+from .errors import AFTError
+from .hub_reach import offline_if_unreachable
+from .outputs import share_like_other_files
+from .student import student_load_failure
+from .teachers.loading import intended_load_report
+
+
+def save_truncated_student(source: str, output_dir: str, num_layers: int, overwrite: bool = False) -> str:
+    """Save the first `num_layers` layers of a pretrained encoder (DistilBERT-style initialisation) with its tokenizer
+    or image processor: a small student that starts from the teacher's own lower layers. Keeps everything else
+    (embeddings, widths); the classification head is added when training loads it.
+
+    Raises:
+        AFTError: `output_dir` is the source's folder, or holds files (unless `overwrite`); a source that does not
+            load, has no layer count, or fewer layers than `num_layers`.
+    """
+    from transformers import AutoConfig, AutoModel, AutoProcessor
+
+    source, output_dir = os.fspath(source), os.fspath(output_dir)
+    if os.path.exists(source) and os.path.realpath(source) == os.path.realpath(output_dir):
+        raise AFTError(f"output_dir {output_dir!r} is the folder of the source model: choose another folder.")
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+        raise AFTError(f"output_dir {output_dir!r} already holds files: choose a new or empty folder, or pass "
+                       "overwrite=True.")
+    if not os.path.exists(source):
+        offline_if_unreachable()
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except Exception as error:
+        raise AFTError(f"could not load {source!r}: {student_load_failure(source, error)}") from error
+    key = next((k for k in ("num_hidden_layers", "n_layer", "num_layers") if hasattr(config, k)), None)
+    if key is None:
+        raise AFTError(f"{source!r} ({config.model_type}) has no layer count to truncate.")
+    total = getattr(config, key)
+    if not 1 <= num_layers <= total:
+        raise AFTError(f"--num_layers must be in 1..{total} for {source!r} (got {num_layers}).")
+    with intended_load_report():  # the dropped layers' weights are left out on purpose
+        AutoModel.from_pretrained(source, **{key: num_layers}).save_pretrained(output_dir)
+    AutoProcessor.from_pretrained(source).save_pretrained(output_dir)
+    share_like_other_files(output_dir)
+    return output_dir
