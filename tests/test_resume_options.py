@@ -406,3 +406,26 @@ def test_an_interrupted_resume_names_the_newest_checkpoint_not_a_removed_folder(
     line = faults.interrupted_line(KeyboardInterrupt())
     faults.kept.clear()
     assert f"{bare} as it was before this command" in line and bare.is_dir()
+
+
+def test_the_python_api_refuses_a_resume_with_other_options_as_the_command_does(student_dir, teacher_dirs, tmp_path):
+    """AFTTrainer.train(resume_from_checkpoint=...) resumed a beta-0.1 checkpoint at beta 5 without a word, and its
+    summary then said beta 5 for a run half made at 0.1; only `hf-aft train` checked the recorded options."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hf_aft import AFTConfig, AFTTrainer, tokenize_beside_features
+
+    tokenizer = AutoTokenizer.from_pretrained(student_dir)
+    rows = tokenize_beside_features(tiny.sentiment_dataset(16, seed=0), tokenizer, max_length=32)
+
+    def trainer(beta: float) -> AFTTrainer:
+        args = AFTConfig(output_dir=str(tmp_path / "out"), teachers=[str(teacher_dirs[0])], beta=beta, max_steps=4,
+                         save_strategy="steps", save_steps=2, per_device_train_batch_size=8, report_to="none",
+                         disable_tqdm=True, use_cpu=True)
+        student = AutoModelForSequenceClassification.from_pretrained(student_dir)
+        return AFTTrainer(model=student, args=args, train_dataset=rows, processing_class=tokenizer)
+
+    trainer(0.1).train()
+    with pytest.raises(AFTError, match="saved by a run with --beta 0.1, and this command has --beta 5.0"):
+        trainer(5.0).train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2"))
+    trainer(0.1).train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2"))

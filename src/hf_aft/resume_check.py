@@ -229,7 +229,7 @@ class OptionsRecord(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         checkpoint = args.resume_from_checkpoint
         if isinstance(checkpoint, str) and state.global_step > 0:
-            check_resumed_rows(checkpoint, self.trainer.rows)
+            check_resumed_trainer(checkpoint, self.trainer)
             if state.is_world_process_zero:  # transformers says it at info level only
                 print(f"resuming from {checkpoint}: step {state.global_step} of {state.max_steps}", flush=True)
 
@@ -248,11 +248,12 @@ class _DropStepRatioMismatch(logging.Filter):
 logging.getLogger("transformers.trainer_utils").addFilter(_DropStepRatioMismatch())
 
 
-def check_resumed_rows(checkpoint: str, rows) -> None:
-    """The trainer's unlabelled row count, teacher features and task teacher (`training_rows.TrainingRows`) are the
-    checkpoint's: checked before its transfer state loads, whose shapes follow the teachers' widths (a teacher of
-    another width failed there with a state_dict message, not named as a change of teacher)."""
-    check_resume_options(checkpoint, _teachers_of(rows))
+def check_resumed_trainer(checkpoint: str, trainer) -> None:
+    """The trainer's options that shape the loss or the batches (`AFTConfig`: beta, distillation, optimizer...), its
+    unlabelled row count, teacher features and task teacher (`training_rows.TrainingRows`) are the checkpoint's, in
+    the Python API as on the command line: checked before its transfer state loads, whose shapes follow the teachers'
+    widths (a teacher of another width failed there with a state_dict message, not named as a change of teacher)."""
+    check_resume_options(checkpoint, trainer_options(trainer))
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from .hub import push_run
 from .images import check_image_column
 from .losses import AdaptiveKernelLoss, GradNormGuard, build_transfer_loss, check_finite_loss
 from .outputs import check_checkpoint_files, restore_after_resume, save_transfer_files, share_like_other_files
-from .resume_check import check_resumed_rows
+from .resume_check import check_resumed_trainer
 from .student import StudentFeatureCapture, check_labels_fit, feature_dim, name_labels
 from .student_peft import wrap_peft
 from .teachers import display_names
@@ -251,7 +251,7 @@ class AFTTrainer(GradNormGuard, Trainer):
             share_like_other_files(output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        check_resumed_rows(resume_from_checkpoint, self.rows)
+        check_resumed_trainer(resume_from_checkpoint, self)
         check_checkpoint_files(resume_from_checkpoint)
         try:
             super()._load_from_checkpoint(resume_from_checkpoint, model)
