@@ -405,3 +405,19 @@ def test_the_trainer_refuses_distillation_options_its_student_cannot_use(world, 
                         remove_columns=["label"])
     with pytest.raises(AFTError, match=f"{fragment}.* this run is {problem_type} \\(the student's config"):
         AFTTrainer(model=student, args=args, train_dataset=rows)
+
+
+def test_the_single_label_metric_refuses_another_problem_types_predictions():
+    """compute_classification_metrics, the one metric the docs showed, scored a regression's one logit per row as
+    class 0 (accuracy 0.0, exit 0) and failed deep on multi-hot labels; it now names compute_metrics_for."""
+    from transformers import EvalPrediction
+
+    from hf_aft import compute_classification_metrics
+
+    regression = EvalPrediction(predictions=np.zeros((4, 1)), label_ids=np.array([1.0, 2.0, 3.0, 4.0]))
+    multi_hot = EvalPrediction(predictions=np.zeros((4, 3)), label_ids=np.eye(4, 3))
+    for prediction in (regression, multi_hot):
+        with pytest.raises(AFTError, match=r"pass compute_metrics=compute_metrics_for\(labels\)"):
+            compute_classification_metrics(prediction)
+    single = EvalPrediction(predictions=np.eye(4, 2), label_ids=np.array([0, 1, 1, 0]))
+    assert compute_classification_metrics(single)["accuracy"] == 0.75  # argmax 0, 1, 0, 0

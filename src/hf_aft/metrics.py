@@ -10,6 +10,8 @@ import evaluate
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
+from .errors import AFTError
+
 
 class ClassificationMetrics(evaluate.Metric):
     """accuracy and macro_f1 of integer predictions against integer references."""
@@ -116,7 +118,18 @@ def compute_metrics_for(labels):
 
 
 def compute_classification_metrics(eval_prediction) -> dict[str, float]:
-    """`compute_metrics` for `Trainer`: logits -> argmax -> accuracy and macro-F1."""
+    """`compute_metrics` for `Trainer` of a single-label student: logits [rows, classes] -> argmax -> accuracy and
+    macro-F1. Multi-label, regression and token-classification students take `compute_metrics_for(labels)`.
+
+    Raises:
+        AFTError: predictions that are not one row of class logits per label (another problem type's)."""
+    predictions = eval_prediction.predictions
+    predictions = predictions[0] if isinstance(predictions, tuple) else predictions
+    if np.ndim(predictions) != 2 or np.ndim(eval_prediction.label_ids) != 1 or np.shape(predictions)[1] < 2:
+        raise AFTError(f"compute_classification_metrics scores single-label students (logits [rows, classes], one "
+                       f"class id per row), and got logits of shape {np.shape(predictions)} and labels of shape "
+                       f"{np.shape(eval_prediction.label_ids)}: pass compute_metrics=compute_metrics_for(labels) "
+                       "(the Labels or targets of load_labelled_splits).")
     return RecordedMetrics()(eval_prediction)
 
 
