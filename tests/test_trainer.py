@@ -132,6 +132,30 @@ def test_resume_from_checkpoint_restores_the_scales(student_dir, tmp_path, train
                                rtol=1e-4, atol=1e-6)
 
 
+def test_the_best_model_comes_back_with_the_scales_of_its_own_step(student_dir, tmp_path, train_set):
+    """load_best_model_at_end restored the best step's student but kept the last step's scales, so the saved
+    transfer_state.safetensors, transfer_summary.json and the card described a state no checkpoint had."""
+    evaluations = iter(range(100))
+
+    def falling_score(eval_prediction) -> dict:  # the first evaluation is the best
+        return {"score": -float(next(evaluations))}
+
+    args = AFTConfig(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, max_steps=6, learning_rate=1e-3,
+                     eval_strategy="steps", eval_steps=2, save_strategy="steps", save_steps=2,
+                     load_best_model_at_end=True, metric_for_best_model="score", scales_learning_rate=0.5,
+                     report_to="none", seed=0, disable_tqdm=True, use_cpu=True)
+    trainer = AFTTrainer(model=AutoModelForSequenceClassification.from_pretrained(student_dir), args=args,
+                         train_dataset=train_set, eval_dataset=train_set, compute_metrics=falling_score,
+                         processing_class=AutoTokenizer.from_pretrained(student_dir))
+    trainer.train()
+    trainer.save_model()
+    assert trainer.state.best_model_checkpoint.endswith("checkpoint-2")
+    saved = load_file(tmp_path / "out" / "transfer_state.safetensors")
+    best, last = (load_file(tmp_path / "out" / f"checkpoint-{step}" / "transfer_state.safetensors") for step in (2, 6))
+    assert all(torch.equal(saved[key], best[key]) for key in saved)
+    assert not all(torch.equal(saved[key], last[key]) for key in saved)
+
+
 @pytest.mark.parametrize("transfer", ["kd", "rkd"])
 def test_baselines_train_in_the_same_trainer(student_dir, tmp_path, train_set, transfer):
     trainer = make_trainer(student_dir, tmp_path, train_set, transfer=transfer)

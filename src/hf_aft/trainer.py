@@ -263,8 +263,8 @@ class AFTTrainer(GradNormGuard, Trainer):
         restore_after_resume(resume_from_checkpoint, model or self.model, self.transfer_loss, str(self.args.device))
 
     def _load_best_model(self) -> None:
-        super()._load_best_model()  # the same raw load as a resume (see outputs.reload_renamed_weights)
-        restore_after_resume(self.state.best_model_checkpoint, self.model)
+        super()._load_best_model()  # the raw load of a resume (outputs.reload_renamed_weights), and that step's scales
+        restore_after_resume(self.state.best_model_checkpoint, self.model, self.transfer_loss, str(self.args.device))
 
     # ---- card and Hub ----
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
