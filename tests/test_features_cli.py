@@ -96,6 +96,21 @@ def test_features_of_another_pooling_are_refused_where_a_pooling_is_asked_for(te
         assert main(train_args(student_dir, features, tmp_path / f"ok{len(pooling)}", *teacher, *pooling)) == 0
 
 
+def test_features_of_longer_texts_than_a_teacher_max_length_given_are_refused(teacher_dirs, student_dir, data_dir,
+                                                                                tmp_path, capsys):
+    """Features made at --teacher_max_length 48, trained with --teacher_max_length 8 given: the 48 was used without
+    a word. Refused; left out (the default), or at least the stored length, uses them."""
+    features = tmp_path / "features"
+    teacher = ["--teachers", str(teacher_dirs[0])]
+    assert main(["features", *teacher, "--teacher_max_length", "48", "--dataset_name", str(data_dir),
+                 "--output_dir", str(features)]) == 0
+    out = tmp_path / "short"
+    assert main(train_args(student_dir, features, out, *teacher, "--teacher_max_length", "8")) == 2
+    assert "made from texts of up to 48 tokens, not the --teacher_max_length 8 given" in tiny.error_line(capsys)
+    for length in ([], ["--teacher_max_length", "64"]):
+        assert main(train_args(student_dir, features, tmp_path / f"ok{len(length)}", *teacher, *length)) == 0
+
+
 def test_a_features_column_the_teachers_did_not_make_is_never_taken_for_theirs(teacher_dirs, student_dir, data_dir,
                                                                                  tmp_path, capsys):
     """A `teacher_features` column in the user's own data (text, or numbers of the right width with no record of

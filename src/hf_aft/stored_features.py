@@ -4,6 +4,8 @@ how they differ. `features.with_teacher_features` calls this; the features thems
 
 from __future__ import annotations
 
+import dataclasses
+
 import datasets
 import pyarrow as pa
 
@@ -23,9 +25,10 @@ def check_numeric_lists(dataset: datasets.Dataset, column: str, name: str) -> No
 
 def check_stored_teachers(infos, teachers, options, column: str, name: str) -> None:
     """`infos` (the column's `features.TeacherInfo`s, None for the user's own column) came from `teachers` as
-    `options` would make them: same teachers in order, the same backend, and the pooling where the options name one
-    (`teacher_pooling` other than `auto`): features of another pooling are another space than the one asked for.
-    (The max length is not compared: a teacher's own limit caps the one asked for, so they may differ rightly.)
+    `options` would make them: same teachers in order, the same backend, the pooling where the options name one
+    (`teacher_pooling` other than `auto`): features of another pooling are another space than the one asked for, and
+    no longer texts than a `teacher_max_length` set to other than its default allows (a shorter stored length may
+    be the teacher's own limit capping the one asked for, so that side is not compared).
 
     Raises:
         AFTError: the column has no record while teachers are given, or differs in one of the above (one line
@@ -48,6 +51,14 @@ def check_stored_teachers(infos, teachers, options, column: str, name: str) -> N
         raise AFTError(f"the {name}'s features were made with --teacher_backend {', '.join(sorted(made_with))}, not "
                        f"{options.teacher_backend}: pass that backend (--teacher_backend) to use them, or remove "
                        f"the {column!r} column to have them made again.")
+    asked_length = options.teacher_max_length
+    default = next(f.default for f in dataclasses.fields(options) if f.name == "teacher_max_length")
+    longer = [info for info in infos if asked_length != default and (info.max_length or 0) > asked_length]
+    if longer:
+        raise AFTError(f"the {name}'s features of {longer[0].name} were made from texts of up to "
+                       f"{longer[0].max_length} tokens, not the --teacher_max_length {asked_length} given: leave "
+                       f"--teacher_max_length out to use them, or remove the {column!r} column to have them made "
+                       f"again at {asked_length}.")
     asked_pooling = options.teacher_pooling
     for info in infos:
         if asked_pooling not in ("auto", info.pooling) and info.pooling != "auto":  # auto here: nobody recorded it
