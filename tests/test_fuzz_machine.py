@@ -338,6 +338,39 @@ def _wait_for(condition, process, seconds: float = 240) -> None:
         time.sleep(0.05)
 
 
+def test_a_signal_during_an_overwriting_run_leaves_the_earlier_finished_run_finished(work, models):
+    """--overwrite_output_dir into a finished run, interrupted while training, before it changed any file: the line
+    said the folder was kept as it was, yet its hf_aft_complete.json was gone (`hf-aft push` refused the run)."""
+    from hf_aft.finished_marker import COMPLETE_NAME, SET_ASIDE_NAME
+
+    out = work / "out"
+    assert hf_aft(*train_args(models, data(work), out, teachers=True)).returncode == 0
+    before = (out / COMPLETE_NAME).read_text()
+    process = hf_aft(*train_args(models, data(work), out, "--max_steps", "100000", "--overwrite_output_dir",
+                                 teachers=True, max_steps=False), wait=False)
+    _wait_for(lambda: (out / SET_ASIDE_NAME).exists(), process)  # training has begun
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert_refused((process.returncode, stderr), f"{out} as it was before this command", code=130)
+    assert (out / COMPLETE_NAME).read_text() == before and not (out / SET_ASIDE_NAME).exists()
+    assert hf_aft("audit", out).returncode == 0
+
+
+def test_a_set_aside_marker_goes_back_only_while_the_finished_files_are_unchanged(tmp_path):
+    from hf_aft.finished_marker import COMPLETE_NAME, put_back, set_aside
+    from hf_aft.outputs import mark_complete
+
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    mark_complete(str(tmp_path))
+    set_aside(str(tmp_path))
+    assert not (tmp_path / COMPLETE_NAME).exists() and put_back(tmp_path) is True
+    assert (tmp_path / COMPLETE_NAME).exists()
+    set_aside(str(tmp_path))
+    (tmp_path / "model.safetensors").write_bytes(b"other weights")  # the new run saved its student
+    assert put_back(tmp_path) is False and not (tmp_path / COMPLETE_NAME).exists()
+    assert put_back(tmp_path) is None
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_during_training_keeps_the_checkpoints_and_says_how_to_resume(signum, work, models):
     out = work / "out"

@@ -32,7 +32,8 @@ from pathlib import Path
 import psutil
 
 from .errors import AFTError
-from .faults import DiskError, disk_errno, disk_error, kept
+from .faults import DiskError, disk_errno, disk_error, kept, removed
+from .finished_marker import drop_set_aside, put_back
 
 logger = logging.getLogger(__name__)
 
@@ -216,9 +217,14 @@ def release(claim_: Claim, failed: bool) -> None:
         return
     checkpoints = whole_checkpoints(claim_.path)
     if checkpoints:  # a resumed run's folder too: it names the newest checkpoint, not the one it resumed from
+        drop_set_aside(claim_.path)
         kept.append(f"checkpoints in {claim_.path} (resume with --resume_from_checkpoint {checkpoints[-1]})")
     elif claim_.created:
         shutil.rmtree(claim_.path, ignore_errors=True)
+        removed.append(str(claim_.path))
+    elif put_back(claim_.path) is False:  # a finished run's files this one began to replace
+        kept.append(f"{claim_.path} with the earlier run's files partly replaced (no finished run any more: run the "
+                    "command again)")
     else:
         kept.append(f"{claim_.path} as it was before this command")
 

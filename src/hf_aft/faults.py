@@ -60,6 +60,7 @@ def exit_status(interrupt: KeyboardInterrupt) -> int:
 # `datasets` is half imported).
 kept: list[str] = []
 lost: list[str] = []  # work a rerun must do again (generated texts where no progress file could be written)
+removed: list[str] = []  # output dirs this command created and removed when it failed
 cached_files: list[str] = []  # teacher feature files written by this process
 
 
@@ -71,7 +72,8 @@ def interrupted_line(interrupt: KeyboardInterrupt) -> str:
     resume = any("--resume_from_checkpoint" in item for item in what)
     how = ("Add that --resume_from_checkpoint to the same command to go on" if resume
            else "Run the same command again to go on")
-    what_text = "; ".join(what) if what else "no output (an output dir this command created was removed)"
+    what_text = "; ".join(what) if what else "no output of this command" + (
+        f" (the output dir it created, {removed[0]}, was removed)" if removed else "")
     not_kept = f"; not kept: {'; '.join(lost)}" if lost else ""
     return f"hf-aft: interrupted by {name}: kept {what_text}{not_kept}. {how}."
 

@@ -21,6 +21,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from .claims import CLAIM_NAME, RUN_ID_KEY, stamped
 from .errors import AFTError, first_line, warn_once
 from .filesystems import write_atomically
+from .finished_marker import COMPLETE_NAME, drop_set_aside, set_aside
 
 logger = logging.getLogger(__name__)
 
@@ -157,12 +158,10 @@ def restore_after_resume(checkpoint: str, model, transfer_loss=None, device: str
         load_transfer_state(checkpoint, transfer_loss, device)
 
 
-COMPLETE_NAME = "hf_aft_complete.json"
-
-
 def mark_complete(output_dir: str) -> None:
     """The last write of a run: `hf_aft_complete.json`, listing what the output dir holds. Written atomically, after
     everything else, so a dir without it is a run that stopped (or failed) before the end."""
+    drop_set_aside(output_dir)
     files = sorted(name for name in os.listdir(output_dir)
                    if os.path.isfile(os.path.join(output_dir, name)) and name != CLAIM_NAME)
     record = stamped({"complete": True, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files})
@@ -171,10 +170,8 @@ def mark_complete(output_dir: str) -> None:
 
 def clear_complete(output_dir: str) -> None:
     """At the start of a run into an existing dir (--overwrite_output_dir, --resume_from_checkpoint): it is not
-    finished any more until this run marks it."""
-    path = os.path.join(output_dir, COMPLETE_NAME)
-    if os.path.isfile(path):
-        os.remove(path)
+    finished any more until this run marks it (set aside: a failure that changed none of its files puts it back)."""
+    set_aside(output_dir)
 
 
 class ClearCompleteAtStart(TrainerCallback):

@@ -1,0 +1,59 @@
+"""The marker of a finished run, `hf_aft_complete.json` (`outputs.mark_complete` writes it last, listing the files
+the run left; `hf-aft push` publishes only a folder that has it). A new run in that folder (--overwrite_output_dir, a
+resume) sets it aside when its training starts, with each listed file's size and modification time; when that run
+fails or is interrupted before it changed any of them, `claims.release` puts it back, so the earlier run stays a
+finished, publishable one, as the interrupt line says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+COMPLETE_NAME = "hf_aft_complete.json"
+SET_ASIDE_NAME = ".hf_aft_complete.set_aside.json"  # hidden: never pushed, gone when the run ends either way
+
+
+def _signature(path: Path) -> list[int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def set_aside(folder: str) -> None:
+    """Move the folder's finished-run marker aside (nothing when it has none; a damaged one is dropped)."""
+    marker = Path(folder, COMPLETE_NAME)
+    if not marker.is_file():
+        return
+    text = marker.read_text()
+    try:
+        files = json.loads(text).get("files", [])
+    except (ValueError, AttributeError):
+        files = None
+    if isinstance(files, list):
+        stats = {str(name): _signature(Path(folder, str(name))) for name in files}
+        Path(folder, SET_ASIDE_NAME).write_text(json.dumps({"marker": text, "stats": stats}))
+    marker.unlink()
+
+
+def put_back(folder: str | Path) -> bool | None:
+    """After a failed run: the marker it set aside goes back when every file it lists is as it was (True); False
+    when this run changed some (the folder is no finished run any more); None when nothing was set aside."""
+    aside = Path(folder, SET_ASIDE_NAME)
+    if not aside.is_file():
+        return None
+    try:
+        record = json.loads(aside.read_text())
+        unchanged = all(_signature(Path(folder, name)) == stat for name, stat in record["stats"].items())
+    except (ValueError, KeyError, TypeError, AttributeError):
+        unchanged = False
+    if unchanged:
+        Path(folder, COMPLETE_NAME).write_text(record["marker"])
+    aside.unlink(missing_ok=True)
+    return unchanged
+
+
+def drop_set_aside(folder: str | Path) -> None:
+    """A run that finished (or kept checkpoints of its own) leaves no marker aside."""
+    Path(folder, SET_ASIDE_NAME).unlink(missing_ok=True)
