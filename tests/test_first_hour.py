@@ -100,3 +100,23 @@ def test_stl_card_is_a_baseline_and_shows_what_ran(student_dir, teacher_dirs, tm
     assert json.loads((out / "model_card.json").read_text())["eval_split"] == {"name": "test", "rows": 12}
     assert json.loads((out / "audit.json").read_text())["teachers"] == []  # no teacher shaped this run
     assert (out / "hf_aft_complete.json").exists() and (out / "recipe.yaml").exists()
+
+
+def test_labels_that_differ_only_in_spacing_are_named_and_a_missing_label_names_its_row(tmp_path, caplog):
+    """A stray space ('negative ') made a third class without a word; a missing training label named no row."""
+    import logging
+
+    from hf_aft import AFTError, load_labelled_splits
+
+    texts = tiny.sentiment_dataset(12)["text"]
+    labels = ["negative", "positive"] * 5 + ["negative ", "positive"]
+    datasets.DatasetDict(train=datasets.Dataset.from_dict({"text": texts, "label": labels})).save_to_disk(
+        tmp_path / "spaced")
+    with caplog.at_level(logging.WARNING):
+        splits = load_labelled_splits(str(tmp_path / "spaced"))
+    assert len(splits.labels.names) == 3
+    assert "classes that differ only in spacing or case ('negative' / 'negative ')" in caplog.text
+    missing = datasets.Dataset.from_dict({"text": texts, "label": labels[:7] + [None] + labels[8:]})
+    datasets.DatasetDict(train=missing).save_to_disk(tmp_path / "missing")
+    with pytest.raises(AFTError, match="the training split's column 'label' has no label at row 7"):
+        load_labelled_splits(str(tmp_path / "missing"))

@@ -43,6 +43,7 @@ from .targets import (
     drop_other_labels,
     infer_problem_type,
     join_target_columns,
+    warn_near_duplicates,
     with_labels,
 )
 from .validation_split import validation_split_name
@@ -197,13 +198,14 @@ class Labels(ClassNames):
                                "class): fill or drop those rows, or give the labels in a column of their own.")
             return cls(list(feature.names), column, True, trained=frozenset(pc.unique(arrow_column(dataset, column))
                                                                            .to_pylist()))
+        check_no_missing(dataset, column, "training", "label")
         values = set(pc.unique(arrow_column(dataset, column)).to_pylist())  # Arrow: no Python row objects
-        if None in values:
-            raise AFTError(f"the label column {column!r} has missing values: drop or fill those rows.")
         if any(isinstance(v, float) and not float(v).is_integer() for v in values):
             raise AFTError(f"the label column {column!r} holds fractional numbers ({len(values)} distinct): hf-aft "
                            "trains classifiers; give class labels (strings or integers), e.g. bin the values first.")
-        return cls([str(v) for v in sorted(values, key=lambda v: (str(type(v)), v))], column, False)
+        names = [str(v) for v in sorted(values, key=lambda v: (str(type(v)), v))]
+        warn_near_duplicates(names, column)
+        return cls(names, column, False)
 
     def check_classes(self) -> None:
         if len(self.names) < 2:

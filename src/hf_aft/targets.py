@@ -16,6 +16,7 @@ read that way too (integers as targets of a regression, floats that are whole nu
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ import datasets
 import numpy as np
 import pyarrow.compute as pc
 
-from .errors import AFTError
+from .errors import AFTError, warn_once
 
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
 TOKEN = "token_classification"
@@ -167,6 +168,19 @@ def with_labels(dataset: datasets.Dataset, column: str, values, feature=None) ->
     return encoded
 
 
+def warn_near_duplicates(names: list[str], column: str) -> None:
+    """Say once when class names differ only in spacing or case ('negative' and 'negative ', a stray space in a
+    csv): each is trained as a class of its own, with a head output and rows of its own."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(" ".join(name.split()).casefold(), []).append(name)
+    alike = [group for group in groups.values() if len(group) > 1]
+    if alike:
+        shown = "; ".join(" / ".join(repr(name) for name in group) for group in alike[:3])
+        warn_once(logging.getLogger(__name__), f"hf-aft: the label column {column!r} has classes that differ only in "
+                  f"spacing or case ({shown}): each is a class of its own; make them one in the data if they are.")
+
+
 class ClassNames:
     """`id2label` and `label2id` of a `names` list (class names in id order)."""
 
@@ -203,7 +217,9 @@ class MultiLabels(ClassNames):
         names = pc.unique(pc.list_flatten(values)).to_pylist()
         if None in names:
             raise AFTError(f"the label column {column!r} has a missing class inside a row's list: drop it.")
-        return cls([str(v) for v in sorted(names, key=lambda v: (str(type(v)), v))], column)
+        names = [str(v) for v in sorted(names, key=lambda v: (str(type(v)), v))]
+        warn_near_duplicates(names, column)
+        return cls(names, column)
 
     def check_classes(self) -> None:
         if len(self.names) < 2:
