@@ -253,6 +253,12 @@ BASE = ["--model_name_or_path", "s", "--dataset_name", "d", "--output_dir", "o"]
      "--distill_weight is used by the distillation term only, and this run has none (--distill none)"),
     (["--distill", "none", "--distill_temperature", "3"], "--distill_temperature is used by the distillation term"),
     (["--transfer", "none", "--distill_weight", "5"], "(--distill auto is none for --transfer none without"),
+    # a transfer term's own options under another term: accepted, and recorded in the recipe as if they applied
+    (["--transfer", "kd", "--kernel", "rbf"], "--kernel shapes the AFT transfer term only, and this run has "
+     "--transfer kd: drop --kernel, or pass --transfer aft"),
+    (["--transfer", "kd", "--no_learn_scales"], "--no_learn_scales shapes the AFT transfer term only"),
+    (["--transfer", "kd", "--kernel_scope", "local"], "--kernel_scope shapes the AFT and RKD transfer term only"),
+    (["--transfer", "none", "--balance_teachers"], "--balance_teachers shapes the AFT, KD and RKD transfer"),
 ])
 def test_options_that_would_change_nothing_are_refused(extra, message):
     with pytest.raises(AFTError) as error:
@@ -267,6 +273,8 @@ def test_options_that_would_change_nothing_are_refused(extra, message):
     ["--transfer", "none", "--distill_weight", "5", "--unlabeled_dataset", "pool.csv"],
     ["--distill_temperature", "3"],
     ["--unlabeled_split", "train", "--labeled_fraction", "0.5", "--distill", "none", "--distill_weight", "1"],
+    ["--kernel", "rbf", "--no_learn_scales"], ["--transfer", "rkd", "--kernel_scope", "local"],
+    ["--transfer", "kd", "--balance_teachers", "--scales_learning_rate", "0.01"],
 ])
 def test_options_that_take_effect_are_accepted(extra):
     parse_train_args(BASE + extra)

@@ -81,10 +81,16 @@ def _changed(options, name: str) -> bool:
     return getattr(options, name) != default
 
 
+# Options of some transfer terms only: name -> the --transfer values whose term reads it.
+TRANSFER_OPTIONS = {"kernel": ("aft",), "learn_scales": ("aft",), "kernel_scope": ("aft", "rkd"),
+                    "balance_teachers": ("aft", "kd", "rkd"), "scales_learning_rate": ("aft", "kd", "rkd")}
+
+
 def check_idle_options(script_args, config) -> None:
     """`hf-aft train` options (and `train_student`'s) set to a value that would change nothing are refused, naming
     what they need: the smallest group without groups, the unlabelled split without unlabelled data, the labelled
-    share of a batch without unlabelled rows, the distillation weight and temperature without a distillation term."""
+    share of a batch without unlabelled rows, a transfer term's options under another --transfer (`TRANSFER_OPTIONS`),
+    the distillation weight and temperature without a distillation term."""
     pool = bool(script_args.unlabeled_dataset)
     if _changed(script_args, "group_min_rows") and not script_args.group_column:
         raise AFTError(f"--group_min_rows {script_args.group_min_rows} says which groups are too small to judge, and "
@@ -98,6 +104,14 @@ def check_idle_options(script_args, config) -> None:
                        "--generate_texts): add some, or drop --labeled_fraction.")
     if pool or config.augment_copies or config.generate_texts:
         check_batch_mix(config)
+    for name, transfers in TRANSFER_OPTIONS.items():
+        if _changed(config, name) and config.transfer not in transfers:
+            flag = f"--no_{name}" if getattr(config, name) is False else f"--{name}"
+            terms = " and ".join([", ".join(t.upper() for t in transfers[:-1]), transfers[-1].upper()] if
+                                 len(transfers) > 1 else [transfers[0].upper()])
+            raise AFTError(f"{flag} shapes the {terms} transfer term only, and "
+                           f"this run has --transfer {config.transfer}: drop {flag}, or pass --transfer "
+                           f"{transfers[0]}.")
     if config.resolved_distill(pool) != "none":
         return
     why = ("--distill none" if config.distill == "none" else
