@@ -85,7 +85,7 @@ def test_bad_input_ends_with_one_line_and_writes_nothing(student_dir, teacher_di
     fails(train_args(student_dir, [tmp_path / "missing-teacher"], csv_data, out), "missing-teacher")
     fails(args + ["--teachers", str(tmp_path / "another")], "--teachers is given twice")
     fails(args + ["--transfer", "distill"], "unknown transfer 'distill'")
-    fails(args + ["--beta", "-1"], "beta must be >= 0")
+    fails(args + ["--beta", "-1"], "--beta must be a number >= 0 or auto")
     fails(args + ["--distill_temperature", "-inf"], "write --distill_temperature=VALUE")  # argparse: "-inf" is a flag
     fails(args + ["--per_device_train_batch_size", "1"], "--per_device_train_batch_size 2 or more")
     # The real entry point, in a fresh process: one line on stderr, exit status 2, no traceback.
@@ -143,7 +143,7 @@ def test_help_and_errors_name_the_options_as_the_docs_write_them(capsys):
 
     required = ["--model_name_or_path", "s", "--dataset_name", "d", "--output_dir", "o"]
     assert parse_train_args([*required, "--beta", "AUTO"])[0].beta_auto
-    for typo in ("autoo", "0.1x"):
+    for typo in ("autoo", "0.1x", "-1", "inf"):
         with pytest.raises(AFTError, match=rf"--beta must be a number >= 0 or auto \(got '{typo}'\)"):
             parse_train_args([*required, "--beta", typo])
 

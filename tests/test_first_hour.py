@@ -30,6 +30,7 @@ def test_help_starts_with_hf_afts_own_options_and_lists_the_trainers_on_request(
     assert cli("--version").stdout.startswith("hf-aft ")
     bare = cli()
     assert bare.returncode == 2 and "rank-teachers" in bare.stdout
+    assert "unknown command 'trian' (did you mean train?)" in cli("trian").stderr
     assert bare.stderr.strip().splitlines()[-1].startswith("hf-aft: error: no command given")
 
 

@@ -505,7 +505,7 @@ CASES = [
          ("--metric_for_best_model 'nope'", "accuracy, macro_f1, loss"), before_teachers=True),
     # ---- 1. numeric options out of range, labels that make a broken or wrong student
     Case("beta-inf", 1, lambda e: e.train("--beta", "inf"), ("beta",)),
-    Case("beta-negative", 1, lambda e: e.train("--beta", "-1"), ("beta must be >= 0",)),
+    Case("beta-negative", 1, lambda e: e.train("--beta", "-1"), ("--beta must be a number >= 0 or auto (got '-1')",)),
     Case("beta-nan", 1, lambda e: e.train("--beta", "nan"), ("beta",)),
     Case("num-train-epochs-negative", 1, lambda e: e.train("--num_train_epochs", "-1", max_steps=False),
          ("num_train_epochs",)),

@@ -7,6 +7,7 @@ with the chain of causes. Subcommands are imported on use only, so `hf-aft --hel
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import sys
@@ -80,7 +81,9 @@ def _run_command(argv: list[str]) -> None:
 
     if not argv or argv[0] not in COMMANDS:
         print(_usage())
-        given = f"unknown command {argv[0]!r}" if argv else "no command given"
+        close = difflib.get_close_matches(argv[0], COMMANDS, n=1) if argv else []
+        given = f"unknown command {argv[0]!r}" + (f" (did you mean {close[0]}?)" if close else "") if argv else (
+            "no command given")
         raise AFTError(f"{given}: choose one of {', '.join(COMMANDS)}.")
     module = importlib.import_module(f"{__name__}.{COMMANDS[argv[0]][1]}")
     module.run(argv[1:])

@@ -43,13 +43,19 @@ def _beta_auto(tokens: list[str]) -> list[str]:
 
 
 def _check_beta(value: str) -> None:
-    """A --beta that is neither a number nor auto (`autoo`) names both ways out, not only "invalid float"."""
+    """A --beta that is neither a finite number >= 0 nor auto (`autoo`, -1, nan) names both ways out, in the
+    command's words (not "invalid float", nor the Python API's)."""
+    import math
+
     from ..errors import AFTError
 
     try:
-        float(value)
+        number = float(value)
     except ValueError:
-        raise AFTError(f"--beta must be a number >= 0 or auto (got {value!r}).") from None
+        number = -1.0
+    if not (number >= 0 and math.isfinite(number)):
+        raise AFTError(f"--beta must be a number >= 0 or auto (got {value!r}); --transfer none is plain "
+                       "fine-tuning.") from None
 
 
 def _short_help(full_parser) -> None:
