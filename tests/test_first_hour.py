@@ -121,3 +121,14 @@ def test_labels_that_differ_only_in_spacing_are_named_and_a_missing_label_names_
     datasets.DatasetDict(train=missing).save_to_disk(tmp_path / "missing")
     with pytest.raises(AFTError, match="the training split's column 'label' has no label at row 7"):
         load_labelled_splits(str(tmp_path / "missing"))
+
+
+def test_a_csv_separated_by_semicolons_says_so(tmp_path):
+    """A spreadsheet's csv in some locales: pandas' 'Error tokenizing data' or one column named 'text;label'."""
+    from hf_aft import AFTError, load_labelled_splits
+
+    (tmp_path / "one.csv").write_text("text;label\ngreat film;pos\nawful;neg\n")
+    (tmp_path / "ragged.csv").write_text("text;label\ngreat film;pos\n" + "bad, awful;neg\n" * 3)
+    for name in ("one.csv", "ragged.csv"):
+        with pytest.raises(AFTError, match="separated by semicolons.*with commas, or as a .tsv with tabs"):
+            load_labelled_splits(str(tmp_path / name))

@@ -43,6 +43,10 @@ def _reader_error(error: BaseException) -> str:
     if bad is not None:
         return f"a file is not UTF-8 text ({one_line(bad)}): save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
     detail = one_line((isinstance(error, DatasetGenerationError) and (error.__cause__ or error.__context__)) or error)
+    if "Error tokenizing data" in detail:  # pandas' csv reader: a row with more fields than the header
+        detail += (" (a .csv is read as comma-separated, with commas inside a text quoted: a file separated by "
+                   "semicolons, as spreadsheets save csv in some locales, needs saving again with commas, or as a "
+                   ".tsv with tabs)")
     return detail + (" (an escape such as \\ud800 outside a surrogate pair is no character: fix or drop that text)"
                      if "surrogate" in detail else "")
 
