@@ -132,3 +132,23 @@ def test_a_csv_separated_by_semicolons_says_so(tmp_path):
     for name in ("one.csv", "ragged.csv"):
         with pytest.raises(AFTError, match="separated by semicolons.*with commas, or as a .tsv with tabs"):
             load_labelled_splits(str(tmp_path / name))
+
+
+def test_a_run_read_back_from_another_directory_finds_its_data_where_it_was_read(tmp_path, monkeypatch):
+    """`hf-aft export ../OUT` from elsewhere loaded the recipe's relative `data` from there (another folder, or a
+    cached copy of one); the run's own data is at the path audit.json recorded."""
+    from hf_aft import AFTError
+    from hf_aft.evaluation import recorded_dataset
+
+    run, data = tmp_path / "run", tmp_path / "data"
+    run.mkdir()
+    data.mkdir()
+    (run / "audit.json").write_text(json.dumps({"dataset": {"name": "data", "path": str(data)}}))
+    monkeypatch.chdir(tmp_path)
+    assert recorded_dataset(str(run)) is None  # the recipe's name leads there from here
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert recorded_dataset(str(run)) == str(data)
+    data.rename(tmp_path / "moved")
+    with pytest.raises(AFTError, match="is gone from .*data, where it read it: pass --dataset_name"):
+        recorded_dataset(str(run))

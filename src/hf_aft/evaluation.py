@@ -9,6 +9,7 @@ max length cut gets zero logits (class 0); the scores are per word."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -105,7 +106,8 @@ def eval_split(folder: str, dataset_name: str | None = None):
     recipe = read_recipe(folder)
     image_column = recipe.get("image_column")
     column = image_column or recipe.get("text_column", "text")
-    splits = load_labelled_splits(dataset_name or recipe["dataset_name"], recipe.get("dataset_config"),
+    dataset_name = dataset_name or recorded_dataset(folder) or recipe["dataset_name"]
+    splits = load_labelled_splits(dataset_name, recipe.get("dataset_config"),
                                   recipe.get("train_split", "train"), recipe.get("eval_split"), column,
                                   recipe.get("label_column", "label"), problem_type=recipe.get("problem_type"))
     if splits.eval is None:
@@ -120,6 +122,26 @@ def eval_split(folder: str, dataset_name: str | None = None):
         encoded = encoded.add_column(label_column, splits.eval[label_column],
                                      feature=splits.eval.features[label_column])
     return encoded, column, image_column, recipe.get("max_length", 128)
+
+
+def recorded_dataset(folder: str) -> str | None:
+    """The run's local data at the absolute path its audit.json recorded, where the recipe's relative name leads
+    elsewhere from here (export or check-updates run from another directory); None: the recipe's name stands.
+
+    Raises:
+        AFTError: local data gone from both, naming where it was and `--dataset_name`."""
+    try:
+        with open(os.path.join(folder, "audit.json")) as f:
+            data = json.load(f).get("dataset") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    spec, path = data.get("name"), data.get("path")
+    if not (spec and path) or "," in spec or os.path.abspath(os.path.expanduser(spec)) == path:  # files: as named
+        return None
+    if not os.path.exists(path):
+        raise AFTError(f"the run's dataset {spec!r} is gone from {path}, where it read it: pass --dataset_name with "
+                       "where it is now.")
+    return path
 
 
 def model_inputs(processor, batch: list, image_column: str | None, max_length: int, framework: str = "pt") -> dict:
