@@ -761,7 +761,8 @@ def shouted(dataset, rows: list[int]) -> list[str]:
             for i, text in enumerate(texts)]
 
 
-def test_the_trainer_refuses_the_pools_hf_aft_train_refuses(student_dir, tmp_path, labelled, pool, test_split):
+def test_the_trainer_refuses_the_pools_hf_aft_train_refuses(student_dir, tmp_path, labelled, pool, test_split,
+                                                            tokenizer):
     def refused(unlabeled, *fragments, eval_dataset=test_split, **config):
         with pytest.raises(AFTError) as caught:
             make_trainer(student_dir, tmp_path, labelled, unlabeled, eval_dataset, **config)
@@ -771,7 +772,8 @@ def test_the_trainer_refuses_the_pools_hf_aft_train_refuses(student_dir, tmp_pat
     refused(test_split, "16 rows of the unlabelled (unlabeled_dataset) split are also in the eval split "
             "(first at row 0)", "leakage")
     leaky = datasets.concatenate_datasets([pool.select_columns(["text"]), datasets.Dataset.from_dict(
-        {"text": shouted(test_split, [3, 5])})])  # text only: compared by text, whatever else a set holds
+        {"text": shouted(test_split, [3, 5])})]).map(lambda b: tokenizer(b["text"]), batched=True)
+    # compared by text, whatever else a set holds (tokenized: an untokenized pool is refused first)
     refused(leaky, "2 rows of the unlabelled (unlabeled_dataset) split are also in the eval (test) split "
             "(first at row 16)",
             eval_dataset={"other": pool.select(range(0)), "test": test_split})

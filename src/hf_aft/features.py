@@ -36,6 +36,7 @@ from .cache import (
     verified_map,
 )
 from .data import first_row
+from .dataset_types import check_one_split
 from .distributed import default_device, is_distributed
 from .errors import AFTError
 from .images import check_image_column
@@ -94,6 +95,8 @@ def _check_inputs(dataset, teachers, pooling, feature_dtype, text_column, image_
         raise AFTError("no teachers given: pass at least one Hub id or local folder.")
     if pooling not in (*POOLINGS, "logits"):  # logits: a task teacher's head, for distillation (distillation.py)
         raise AFTError(f"unknown teacher pooling {pooling!r}: choose one of {', '.join(POOLINGS)}.")
+    check_one_split(dataset, "extract_teacher_features' dataset", "extract_teacher_features(data['train'], ...), a "
+                    "split at a time; hf-aft features saves every split with its features")
     if len(dataset) == 0:
         raise AFTError("the dataset is empty: there is nothing to compute teacher features for.")
     if feature_dtype not in FEATURE_DTYPES:
@@ -145,8 +148,8 @@ def extract_teacher_features(
         width) is stored in the dataset's info and read back by `read_teacher_infos(dataset)`.
 
     Raises:
-        AFTError: no teachers, an unknown pooling or dtype, a missing column, a teacher that cannot be resolved or
-            loaded, whose modality does not match its column, or that `backend` cannot run.
+        AFTError: no teachers, a dataset that is not one split (a DatasetDict), an unknown pooling or dtype, a
+            missing column; a teacher that cannot be resolved, loaded or run by `backend`, or of another modality.
     """
     teachers = _check_inputs(dataset, teachers, pooling, feature_dtype, text_column, image_column)
     if FEATURES_COLUMN in dataset.column_names:
@@ -252,10 +255,20 @@ def with_teacher_features(dataset: datasets.Dataset, options, text_column: str =
     """The dataset (`name` in refusals) with its `teacher_features` column: the one path to features. A column there
     (made by `extract_teacher_features`, `hf-aft features`) is kept if it came from the teachers asked for (refused
     if it has no such record); else it is extracted from `teachers` (default `options.teachers`) with the options in
-    `options`. Extract before tokenizing the student's inputs: the cache survives a change of student."""
+    `options`. Extract before tokenizing the student's inputs: the cache survives a change of student.
+
+    Raises:
+        AFTError: `options` that are not teacher options (a list of teachers: `extract_teacher_features` takes
+            those), a dataset that is not one split, stored features other than the options ask for, no teachers.
+    """
+    if not hasattr(options, "teacher_pooling"):
+        raise AFTError(f"with_teacher_features(dataset, options) takes teacher options (an AFTConfig or "
+                       f"TeacherArguments), not {type(options).__name__}: pass TeacherArguments(teachers=[...]), or "
+                       "call extract_teacher_features(dataset, teachers) with the teachers themselves.")
     teachers = options.teachers if teachers is None else teachers
     if dataset is None:
         raise AFTError("transfer needs a train_dataset with teacher features.")
+    check_one_split(dataset, f"the {name}", "a split at a time: with_teacher_features(data['train'], options)")
     if FEATURES_COLUMN in dataset.column_names:
         check_numeric_lists(dataset, FEATURES_COLUMN, name)
         check_stored_teachers(read_teacher_infos(dataset), teachers, options, FEATURES_COLUMN, name)

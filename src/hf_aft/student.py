@@ -276,11 +276,11 @@ def name_labels(model, train_dataset, eval_dataset=None):
         names = labels.names
     else:
         names = list(getattr(feature, "names", None) or [])
-    _name_classes(model, names)
+    name_classes(model, names)
     return train_dataset, eval_dataset
 
 
-def _name_classes(model, names: list[str]) -> None:
+def name_classes(model, names: list[str]) -> None:
     config = getattr(model, "config", None)
     if not names or config is None:
         return

@@ -28,18 +28,13 @@ from .images import check_image_column
 from .losses import AdaptiveKernelLoss, GradNormGuard, build_transfer_loss, check_finite_loss
 from .outputs import check_checkpoint_files, restore_after_resume, save_transfer_files, share_like_other_files
 from .resume_check import check_resumed_trainer
-from .student import StudentFeatureCapture, check_labels_fit, feature_dim, name_labels
+from .student import StudentFeatureCapture, feature_dim
 from .student_peft import wrap_peft
 from .teachers import display_names
-from .training_rows import check_trainer_inputs, distill_term, labelled_loss, prepare_training_rows, terms_summary
+from .trainer_inputs import checked_trainer_inputs, eval_sets
+from .training_rows import distill_term, labelled_loss, prepare_training_rows, terms_summary
 from .word_batches import TokenCollator, word_pairs, word_transfer
 from .words import WORD_POSITIONS
-
-
-def _eval_sets(eval_dataset) -> list:
-    if eval_dataset is None:
-        return []
-    return list(eval_dataset.values()) if isinstance(eval_dataset, dict) else [eval_dataset]
 
 
 class AFTTrainer(GradNormGuard, Trainer):
@@ -59,28 +54,29 @@ class AFTTrainer(GradNormGuard, Trainer):
             adapter and the classification head train, and the output dir gets the adapter plus the head (loadable
             with `peft.AutoPeftModelForSequenceClassification`); the transfer loss sees the adapted model's features.
         unlabeled_dataset: rows without labels, prepared as `train_dataset` is (tokenized, or the image column; any
-            label column is ignored). Their teacher features are made by the same path; every training batch mixes
-            them with labelled rows (`args.labeled_fraction`, `hf_aft.unlabeled.MixedSampler`): the task loss reads
-            the labelled rows only, the transfer and distillation terms every row.
+            label column is dropped, with a warning). Their teacher features are made by the same path; every
+            training batch mixes them with labelled rows (`args.labeled_fraction`, `hf_aft.unlabeled.MixedSampler`):
+            the task loss reads the labelled rows only, the transfer and distillation terms every row.
         **kwargs: everything else is passed to `transformers.Trainer`.
 
     Raises:
-        AFTError: a missing student or config, an empty or too small training set, labels outside the head, a
-            feature column that does not match its teachers or holds NaN/inf, unlabelled data without the labelled
-            data's columns, a task teacher for other labels.
+        AFTError: a missing student or config, a dataset that is not one split (a `datasets.Dataset`), an
+            untokenized one, an empty or too small training set, labels the student cannot train on (outside the
+            head, missing, floats for a classifier, NaN targets: `hf_aft.trainer_inputs`), a feature column that
+            does not match its teachers or holds NaN/inf, unlabelled data without the labelled data's columns, a
+            task teacher for other labels.
     """
 
     def __init__(self, model=None, args: AFTConfig | None = None, train_dataset=None, eval_dataset=None,
                  processing_class=None, teacher_infos: list[TeacherInfo] | None = None, text_column: str = "text",
                  image_column: str | None = None, peft_config=None, unlabeled_dataset=None, **kwargs):
-        args = check_trainer_inputs(model, args, train_dataset, unlabeled_dataset)
-        train_dataset, eval_dataset = name_labels(model, train_dataset, eval_dataset)
-        check_labels_fit(train_dataset, model)
+        args, train_dataset, eval_dataset = checked_trainer_inputs(
+            model, args, train_dataset, eval_dataset, unlabeled_dataset, image_column, kwargs.get("data_collator"))
         if peft_config is not None:
             model = wrap_peft(model, peft_config)
         self.image_column = image_column
         if image_column is not None:
-            for dataset in (train_dataset, *_eval_sets(eval_dataset)):
+            for dataset in (train_dataset, *eval_sets(eval_dataset).values()):
                 check_image_column(dataset, image_column)
             if kwargs.get("data_collator") is None:
                 kwargs["data_collator"] = ImageCollator(processing_class, image_column)

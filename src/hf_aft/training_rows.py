@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import datasets
 import torch
 import torch.nn.functional as F
 
@@ -24,7 +23,6 @@ from .features import FEATURES_COLUMN, TeacherInfo, scan_teacher_features, teach
 from .generation import generated_rows
 from .images import check_image_column
 from .losses import distillation_loss
-from .option_checks import check_batch_mix, check_pool_read
 from .provenance import current_revision
 from .targets import MULTI, REGRESSION, SINGLE, TOKEN, model_problem_type
 from .task_options import check_supported
@@ -66,38 +64,6 @@ class TrainingRows:
             return None
         seed = args.data_seed if args.data_seed is not None else args.seed
         return MixedSampler(self.n_labeled, self.n_unlabeled, args.labeled_fraction, seed)
-
-
-def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None) -> AFTConfig:
-    """The config (a default one when None), after refusing what no training run can use (a pool no term reads, as
-    `hf-aft train` refuses it)."""
-    if args is None:
-        args = AFTConfig(output_dir="aft_output")
-    elif not isinstance(args, AFTConfig):
-        raise AFTError("AFTTrainer needs an AFTConfig (it holds beta, transfer, teachers...), not "
-                       f"{type(args).__name__}.")
-    if model is None:
-        raise AFTError("AFTTrainer needs a student model.")
-    if train_dataset is not None and len(train_dataset) == 0:
-        raise AFTError("the training dataset is empty.")
-    if train_dataset is not None and len(train_dataset) < 2 and args.transfer in ("aft", "rkd"):
-        raise AFTError(f"transfer={args.transfer!r} compares examples within a batch: it needs at least 2 "
-                       "training examples.")
-    if unlabeled_dataset is not None and not isinstance(unlabeled_dataset, datasets.Dataset):
-        way = {"DatasetDict": "give one split of it (unlabeled_dataset=pool['train'])",
-               "dict": "datasets.Dataset.from_dict(columns) makes one", "DataFrame": "datasets.Dataset.from_pandas",
-               "list": "datasets.Dataset.from_list(rows) makes one of dicts, from_dict({'text': texts}) of texts",
-               }.get(type(unlabeled_dataset).__name__, "give a datasets.Dataset of the unlabelled rows")
-        raise AFTError(f"unlabeled_dataset must be a datasets.Dataset, not {type(unlabeled_dataset).__name__}: {way}.")
-    if unlabeled_dataset is not None and len(unlabeled_dataset) == 0:
-        raise AFTError("the unlabelled dataset is empty: give unlabelled rows, or pass none.")
-    if unlabeled_dataset is not None:
-        check_pool_read(args)
-    if unlabeled_dataset is not None or args.augment_copies or args.generate_texts:
-        check_batch_mix(args)
-    if args.distill == "logits" and not args.distill_teacher:
-        raise AFTError("distill='logits' needs distill_teacher: a classifier tuned for the same labels.")
-    return args
 
 
 def as_labels(dataset):

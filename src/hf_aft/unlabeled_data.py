@@ -218,12 +218,20 @@ def load_unlabeled(source: str, split: str, input_column: str, label_column: str
     check_modality(unlabeled, labelled, input_column, name)
     check_pool_leakage(unlabeled, labelled, held_out, input_column, name)
     _warn_repeated_texts(unlabeled, input_column, source)
+    dropped = warn_label_columns(unlabeled, input_column, "--dataset_name", label_column)
+    return unlabeled.remove_columns(dropped) if dropped else unlabeled
+
+
+def warn_label_columns(unlabeled: datasets.Dataset, input_column: str, labelled_go_in: str,
+                       label_column: str = "label") -> list[str]:
+    """The pool's label columns (`label_column`, `labels`, `label`), with one warning that they are dropped, never
+    read: a labelled set given as the pool by mistake trains no task loss (labelled rows go in `labelled_go_in`)."""
     dropped = sorted({c for c in (label_column, *LABEL_COLUMNS) if c in unlabeled.column_names and c != input_column})
-    if dropped:  # a labelled set given as the pool by mistake trains no task loss: say so
+    if dropped:
         logging.getLogger(__name__).warning(f"hf-aft: the unlabelled data's {_columns(dropped)} dropped, never "
                                             "read (its rows train the teacher terms only; labelled rows go in "
-                                            "--dataset_name).")
-    return unlabeled.remove_columns(dropped) if dropped else unlabeled
+                                            f"{labelled_go_in}).")
+    return dropped
 
 
 def _warn_repeated_texts(unlabeled: datasets.Dataset, column: str, source: str) -> None:
@@ -272,14 +280,16 @@ def _counts(splits: dict[str, int]) -> str:
 
 def check_trainer_pool(unlabeled, labelled, eval_dataset, input_column: str) -> None:
     """`AFTTrainer(unlabeled_dataset=...)`'s pool checked as `hf-aft train` checks its --unlabeled_dataset: no blank
-    texts, no rows of the eval set (one, or each of a dict of them) or of the labelled training set. A pool that
-    `mark_checked` named (the command checked its rows) is not checked again: image files would be hashed twice."""
+    texts, no rows of the eval set (one, or each of a dict of them) or of the labelled training set; a label column
+    is said to be dropped (a warning). A pool that `mark_checked` named (the command checked its rows) is not checked
+    again: image files would be hashed twice."""
     if not isinstance(unlabeled, datasets.Dataset) or unlabeled._fingerprint in _CHECKED_POOLS:
         return
     evals = eval_dataset if isinstance(eval_dataset, dict) else {None: eval_dataset}
     held_out = {"eval" if key is None else f"eval ({key})": split for key, split in evals.items()
                 if isinstance(split, datasets.Dataset)}
     _check_blank_texts(unlabeled, input_column, "unlabelled (unlabeled_dataset)")
+    warn_label_columns(unlabeled, input_column, "train_dataset")  # join_labelled_unlabeled drops them
     check_pool_leakage(unlabeled, labelled if isinstance(labelled, datasets.Dataset) else None, held_out,
                        input_column, "unlabelled (unlabeled_dataset)", command=False)
     if input_column not in unlabeled.column_names and "teacher_features" not in unlabeled.column_names:

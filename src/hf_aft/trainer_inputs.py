@@ -1,0 +1,201 @@
+"""What `AFTTrainer` is given, checked before any teacher runs, in the words `hf-aft train` uses where it has them:
+the config and the student, each dataset one split (`dataset_types`), prepared for the student (tokenized, or an
+image column), and labels the student's head can train on (its problem type: class ids, multi-hot rows, finite
+regression targets; a missing label named by its row). Labels are read as transformers reads them: a student of one
+output given float labels is a regression (its config then says so), lists of class names are encoded to multi-hot
+rows for a multi-label student, as `hf-aft train` encodes them."""
+
+from __future__ import annotations
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .config import AFTConfig
+from .data import arrow_column, check_no_missing, first_row
+from .dataset_types import check_one_split, is_one_split
+from .errors import AFTError
+from .option_checks import check_batch_mix, check_pool_read
+from .student import check_labels_fit, name_classes, name_labels
+from .targets import MULTI, REGRESSION, SINGLE, MultiLabels, RegressionTargets, is_token_model, model_problem_type
+
+
+def eval_sets(eval_dataset) -> dict:
+    """The eval sets by the name refusals give them: "eval", or "eval (KEY)" of a dict of them."""
+    if eval_dataset is None:
+        return {}
+    if isinstance(eval_dataset, dict):
+        return {f"eval ({key})": value for key, value in eval_dataset.items()}
+    return {"eval": eval_dataset}
+
+
+def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None, eval_dataset=None) -> AFTConfig:
+    """The config (a default one when None), after refusing what no training run can use: a dataset that is not
+    one split (a `datasets.Dataset`; an eval set may also be a stream, or a dict of them), an empty or too small
+    training set, a pool no term reads (as `hf-aft train` refuses it)."""
+    if args is None:
+        args = AFTConfig(output_dir="aft_output")
+    elif not isinstance(args, AFTConfig):
+        raise AFTError("AFTTrainer needs an AFTConfig (it holds beta, transfer, teachers...), not "
+                       f"{type(args).__name__}.")
+    if model is None:
+        raise AFTError("AFTTrainer needs a student model.")
+    if train_dataset is not None:
+        check_one_split(train_dataset, "train_dataset", "train_dataset=data['train']")
+    if isinstance(eval_dataset, dict) and not any(
+            isinstance(v, (datasets.Dataset, datasets.IterableDataset)) for v in eval_dataset.values()):
+        check_one_split(eval_dataset, "eval_dataset", "")  # a dict of columns, not of eval sets
+    for name, eval_set in eval_sets(eval_dataset).items():
+        if not isinstance(eval_set, datasets.IterableDataset):  # Trainer evaluates a stream as it is
+            check_one_split(eval_set, name.replace("eval", "eval_dataset", 1), "eval_dataset=data['test']")
+    if train_dataset is not None and len(train_dataset) == 0:
+        raise AFTError("the training dataset is empty.")
+    if train_dataset is not None and len(train_dataset) < 2 and args.transfer in ("aft", "rkd"):
+        raise AFTError(f"transfer={args.transfer!r} compares examples within a batch: it needs at least 2 "
+                       "training examples.")
+    if unlabeled_dataset is not None:
+        check_one_split(unlabeled_dataset, "unlabeled_dataset", "unlabeled_dataset=pool['train']")
+        if len(unlabeled_dataset) == 0:
+            raise AFTError("the unlabelled dataset is empty: give unlabelled rows, or pass none.")
+        check_pool_read(args)
+    if unlabeled_dataset is not None or args.augment_copies or args.generate_texts:
+        check_batch_mix(args)
+    if args.distill == "logits" and not args.distill_teacher:
+        raise AFTError("distill='logits' needs distill_teacher: a classifier tuned for the same labels.")
+    return args
+
+
+def check_student_inputs(model, sets: dict) -> None:
+    """Each dataset (name -> set) holds the student's input (`model.main_input_name`: `input_ids` for text), when no
+    image column or collator of the user's makes it per batch: an untokenized set fails at the first step otherwise,
+    after the teachers ran (or, for an eval set, at the first evaluation)."""
+    needed = getattr(model, "main_input_name", None) or "input_ids"
+    for name, dataset in sets.items():
+        if not is_one_split(dataset) or needed in dataset.column_names:
+            continue
+        way = (f"tokenize it for the student: hf_aft.tokenize_beside_features({name}, tokenizer) (the teachers read "
+               "the text column, the student its tokens)" if needed == "input_ids" else
+               "pass image_column=... to have the student's processor make it per batch")
+        raise AFTError(f"{name} has no {needed!r} column, the student's input (it has {dataset.column_names}): "
+                       f"{way}.")
+
+
+def label_column(dataset) -> str | None:
+    """The label column a dataset gives the student (`labels`, else `label`), or None."""
+    columns = dataset.column_names if is_one_split(dataset) else ()
+    return next((c for c in ("labels", "label") if c in columns), None)
+
+
+def read_like_transformers(model, train_dataset) -> None:
+    """A student of one output whose config names no problem type, given float labels, is a regression, as
+    transformers reads it at the first forward pass: its config says so now, so that every step (the probe, the
+    metrics, the card) treats it as one."""
+    config, column = getattr(model, "config", None), label_column(train_dataset)
+    if config is None or column is None or getattr(config, "problem_type", None) or is_token_model(model):
+        return
+    feature = train_dataset.features[column]
+    if config.num_labels == 1 and isinstance(feature, datasets.Value) and feature.dtype.startswith("float"):
+        config.problem_type = REGRESSION
+
+
+def encode_class_lists(model, train_dataset, eval_dataset):
+    """A multi-label student given lists of class names (or a `Sequence(ClassLabel)`) per row: the lists encoded to
+    multi-hot rows in the order of the sorted names, as `hf-aft train` encodes them, and the student's classes named.
+    Returns the (train, eval) datasets."""
+    column = label_column(train_dataset)
+    if column is None or model_problem_type(model) != MULTI:
+        return train_dataset, eval_dataset
+    inner = getattr(train_dataset.features[column], "feature", None)
+    if not (isinstance(inner, datasets.ClassLabel) or getattr(inner, "dtype", None) in ("string", "large_string")):
+        return train_dataset, eval_dataset
+    labels = MultiLabels.from_dataset(train_dataset, column)
+    name_classes(model, labels.names)
+    evals = {key: labels.encode(value, "eval") if is_one_split(value) else value
+             for key, value in (eval_dataset.items() if isinstance(eval_dataset, dict) else [(None, eval_dataset)])}
+    return labels.encode(train_dataset), evals if isinstance(eval_dataset, dict) else evals[None]
+
+
+def check_label_values(model, dataset, split: str) -> None:
+    """The labels of one set (`split` names it: "training", "eval") are what the student's problem type trains on:
+    no missing label, class ids (not floats or lists) for a classifier, a multi-hot row of `num_labels` finite
+    numbers for a multi-label one, finite targets for a regression (the first bad row named)."""
+    column = label_column(dataset)
+    if column is None or is_token_model(model):  # token labels: words.py's checks
+        return
+    problem, feature = model_problem_type(model), dataset.features[column]
+    if problem == REGRESSION:
+        inner = getattr(feature, "feature", None) is not None
+        outputs = [str(i) for i in range(len(dataset[0][column] or ()))] if inner else None
+        return RegressionTargets(column, outputs=outputs).check_split(dataset, split)
+    if problem == MULTI:
+        return _check_multi_hot(dataset, column, split, model.config.num_labels)
+    if problem == SINGLE:
+        _check_class_ids(dataset, column, split, model.config.num_labels)
+
+
+def _check_class_ids(dataset, column: str, split: str, num_labels: int) -> None:
+    feature = dataset.features[column]
+    if getattr(feature, "feature", None) is not None:
+        raise AFTError(f"the {split} split's labels in {column!r} are lists ({feature}) but the student is a "
+                       "single-label classifier: load it with problem_type='multi_label_classification' (lists of "
+                       "classes per row), or 'regression' with num_labels per row (several targets).")
+    check_no_missing(dataset, column, split, "label")
+    if isinstance(feature, datasets.Value) and feature.dtype.startswith("float"):
+        raise AFTError(f"the {split} split's labels in {column!r} are floats ({feature.dtype}) but the student "
+                       f"classifies into num_labels={num_labels} classes: cast them to class ids "
+                       f"(dataset.cast_column({column!r}, datasets.Value('int64'))), or, for a regression target, "
+                       "load the student with num_labels=1 (problem_type='regression').")
+
+
+def _check_multi_hot(dataset, column: str, split: str, num_labels: int) -> None:
+    values = arrow_column(dataset, column)
+    lists = pa.types.is_list(values.type) or pa.types.is_large_list(values.type) or \
+        pa.types.is_fixed_size_list(values.type)
+    if lists and pa.types.is_floating(values.type.value_type):
+        lengths = pc.list_value_length(values)
+        bad = pc.or_kleene(pc.is_null(lengths), pc.not_equal(lengths, num_labels))
+        row = first_row(bad)
+        if row is None:
+            flat = pc.list_flatten(values).to_numpy(zero_copy_only=False)
+            offsets = np.cumsum(lengths.to_numpy(zero_copy_only=False))
+            wrong = np.flatnonzero(~np.isfinite(flat))
+            row = int(np.searchsorted(offsets, wrong[0], side="right")) if wrong.size else None
+        if row is None:
+            return
+    else:
+        row = 0
+    raise AFTError(f"the {split} split's label column {column!r} does not hold a multi-hot row of num_labels="
+                   f"{num_labels} finite floats at row {row} ({dataset[row][column]!r}): a multi-label student reads "
+                   "one such row per example; give lists of class names (encoded for you) or such rows, or drop the "
+                   "row.")
+
+
+def checked_trainer_inputs(model, args, train_dataset, eval_dataset=None, unlabeled_dataset=None,
+                           image_column: str | None = None, collator=None):
+    """`AFTTrainer`'s inputs, checked before anything runs (see the module's docstring). Returns (args,
+    train_dataset, eval_dataset): labels given as names encoded to what the student reads. `collator`: the user's
+    `data_collator`, which may make the student's inputs itself.
+
+    Raises:
+        AFTError: see `check_trainer_inputs`, `check_student_inputs`, `check_label_values`; labels outside the
+            student's head (`student.check_labels_fit`).
+    """
+    args = check_trainer_inputs(model, args, train_dataset, unlabeled_dataset, eval_dataset)
+    if image_column is None and collator is None:  # else the user's collator (or the images') makes the inputs
+        check_student_inputs(model, {"train_dataset": train_dataset, "unlabeled_dataset": unlabeled_dataset,
+                                     **{name.replace("eval", "eval_dataset", 1): value
+                                        for name, value in eval_sets(eval_dataset).items()}})
+    read_like_transformers(model, train_dataset)
+    train_dataset, eval_dataset = name_labels(model, train_dataset, eval_dataset)
+    train_dataset, eval_dataset = encode_class_lists(model, train_dataset, eval_dataset)
+    for split, dataset in {"training": train_dataset, **eval_sets(eval_dataset)}.items():
+        if is_one_split(dataset):
+            check_label_values(model, dataset, split)
+            try:
+                check_labels_fit(dataset, model)
+            except AFTError as error:
+                if split == "training":
+                    raise
+                raise AFTError(f"the {split} split: {error}") from error
+    return args, train_dataset, eval_dataset

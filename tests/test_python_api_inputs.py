@@ -1,0 +1,172 @@
+"""The Python API refuses what it cannot train on in one line, before any teacher runs, as `hf-aft train` does:
+datasets that are not one split, untokenized sets, labels the student's head cannot read (missing, NaN, floats for a
+classifier); and it reads labels as transformers and `hf-aft train` do (one output with float labels: a regression;
+lists of class names for a multi-label student: multi-hot rows). A pool's label column is dropped with a warning."""
+
+import datasets
+import pytest
+import tiny
+import torch
+from transformers import AutoTokenizer, BertForSequenceClassification
+
+import hf_aft.trainer
+from hf_aft import AFTConfig, AFTError, AFTTrainer, TeacherArguments, extract_teacher_features, with_teacher_features
+
+
+@pytest.fixture(scope="module")
+def tokenizer(student_dir):
+    return AutoTokenizer.from_pretrained(student_dir)
+
+
+@pytest.fixture(scope="module")
+def train_set(teacher_dirs, tokenizer, tmp_path_factory):
+    data = extract_teacher_features(tiny.sentiment_dataset(24), [str(d) for d in teacher_dirs],
+                                    cache_dir=tmp_path_factory.mktemp("cache"))
+    return data.map(lambda b: tokenizer(b["text"]), batched=True)
+
+
+def student(num_labels: int = 2, **config):
+    torch.manual_seed(0)
+    return BertForSequenceClassification(tiny.bert_config(16, num_labels=num_labels, **config))
+
+
+def config(tmp_path, **options):
+    return AFTConfig(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, max_steps=1, report_to="none",
+                     save_strategy="no", use_cpu=True, disable_tqdm=True, **options)
+
+
+@pytest.fixture
+def no_teacher_runs(monkeypatch):
+    """A refusal that must come before any teacher runs: preparing the rows (features, targets) fails the test."""
+    def prepared(*args, **kwargs):
+        raise AssertionError("the training rows were prepared (teachers ran) before the refusal")
+    monkeypatch.setattr(hf_aft.trainer, "prepare_training_rows", prepared)
+
+
+def refusal(tmp_path, tokenizer, model=None, **datasets_and_options):
+    options = {k: datasets_and_options.pop(k) for k in list(datasets_and_options) if k not in
+               ("train_dataset", "eval_dataset", "unlabeled_dataset")}
+    with pytest.raises(AFTError) as caught:
+        AFTTrainer(model=model or student(), args=config(tmp_path, **options), processing_class=tokenizer,
+                   **datasets_and_options)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(("make", "kind", "way"), [
+    (lambda d: datasets.DatasetDict({"train": d}), "DatasetDict", "give one split of it (train_dataset=data['tr"),
+    (lambda d: d.to_pandas(), "DataFrame", "datasets.Dataset.from_pandas(frame) makes one"),
+    (lambda d: d.to_list(), "list", "datasets.Dataset.from_list(rows)"),
+    (lambda d: d.to_dict(), "dict", "datasets.Dataset.from_dict(columns) makes one"),
+    (lambda d: d.to_iterable_dataset(), "IterableDataset", "load it without streaming=True"),
+])
+def test_a_train_dataset_that_is_not_one_split_says_how_to_make_one(tmp_path, tokenizer, train_set, make, kind, way,
+                                                                     no_teacher_runs):
+    message = refusal(tmp_path, tokenizer, train_dataset=make(train_set))
+    assert message.startswith(f"train_dataset must be a datasets.Dataset, not {kind}: ") and way in message
+
+
+def test_an_eval_dataset_of_columns_or_rows_is_refused_a_dict_of_splits_is_not(tmp_path, tokenizer, train_set,
+                                                                                no_teacher_runs):
+    for given, kind in ((train_set.to_pandas(), "DataFrame"), (train_set.to_dict(), "dict"),
+                        ({"a": train_set, "b": train_set.to_list()}, "list")):
+        message = refusal(tmp_path, tokenizer, train_dataset=train_set, eval_dataset=given)
+        name = "eval_dataset (b)" if kind == "list" else "eval_dataset"
+        assert message.startswith(f"{name} must be a datasets.Dataset, not {kind}: ")
+    with pytest.raises(AssertionError, match="teachers ran"):  # a DatasetDict is Trainer's dict of eval sets
+        AFTTrainer(model=student(), args=config(tmp_path), train_dataset=train_set, processing_class=tokenizer,
+                   eval_dataset=datasets.DatasetDict({"a": train_set, "b": train_set}))
+
+
+def test_feature_helpers_take_one_split_and_teacher_options(teacher_dirs):
+    data = datasets.DatasetDict({"train": tiny.sentiment_dataset(4), "test": tiny.sentiment_dataset(4, seed=1)})
+    with pytest.raises(AFTError, match=r"^extract_teacher_features' dataset must be a datasets.Dataset, not "
+                                       r"DatasetDict: give one split of it \(extract_teacher_features\(data\['tr"):
+        extract_teacher_features(data, [str(teacher_dirs[0])])
+    with pytest.raises(AFTError, match=r"^the training dataset must be a datasets.Dataset, not DatasetDict"):
+        with_teacher_features(data, TeacherArguments(teachers=[str(teacher_dirs[0])]))
+    with pytest.raises(AFTError, match=r"^with_teacher_features\(dataset, options\) takes teacher options \(an "
+                                       r"AFTConfig or TeacherArguments\), not list: .*extract_teacher_features"):
+        with_teacher_features(data["train"], [str(teacher_dirs[0])])
+
+
+def test_an_untokenized_train_eval_or_pool_set_is_refused_before_any_teacher_runs(tmp_path, tokenizer, train_set,
+                                                                                   teacher_dirs, no_teacher_runs):
+    raw = tiny.sentiment_dataset(24)
+    teachers = [str(d) for d in teacher_dirs]
+    for given in ({"train_dataset": raw}, {"train_dataset": train_set, "eval_dataset": raw},
+                  {"train_dataset": train_set, "unlabeled_dataset": raw.remove_columns("label")}):
+        name = next(reversed(given))
+        message = refusal(tmp_path, tokenizer, teachers=teachers, **given)
+        assert message.startswith(f"{name} has no 'input_ids' column, the student's input (it has ['text'")
+        assert f"hf_aft.tokenize_beside_features({name}, tokenizer)" in message
+
+
+def test_missing_labels_and_nan_targets_are_named_by_their_row(tmp_path, tokenizer, train_set, no_teacher_runs):
+    missing = train_set.remove_columns("label").add_column("label", [None, *train_set["label"][1:]])
+    message = refusal(tmp_path, tokenizer, train_dataset=missing)
+    assert message.startswith("the training split's column 'label' has no label at row 0")
+    message = refusal(tmp_path, tokenizer, train_dataset=train_set, eval_dataset=missing)
+    assert message.startswith("the eval split's column 'label' has no label at row 0")
+    targets = [float(i) for i in range(len(train_set))]
+    targets[3] = float("nan")
+    nan = train_set.remove_columns("label").add_column("label", targets)
+    message = refusal(tmp_path, tokenizer, student(1, problem_type="regression"), train_dataset=nan)
+    assert message.startswith("the training split's target column 'label' does not hold a finite number at row 3")
+
+
+def test_float_class_labels_say_to_cast_them_or_train_a_regression(tmp_path, tokenizer, train_set, no_teacher_runs):
+    floats = train_set.cast_column("label", datasets.Value("float32"))
+    message = refusal(tmp_path, tokenizer, train_dataset=floats)
+    assert message.startswith("the training split's labels in 'label' are floats (float32) but the student "
+                              "classifies into num_labels=2 classes: cast them to class ids")
+    assert "num_labels=1 (problem_type='regression')" in message
+
+
+def test_one_output_and_float_labels_is_a_regression_as_in_transformers(tmp_path, tokenizer, train_set):
+    targets = train_set.remove_columns("label").add_column("label", [0.5 * i for i in range(len(train_set))])
+    model = student(1)
+    trainer = AFTTrainer(model=model, args=config(tmp_path), train_dataset=targets, processing_class=tokenizer)
+    assert trainer.problem_type == model.config.problem_type == "regression"
+    assert trainer.rows.distill == "probe" and trainer.rows.probe_metric != "accuracy"
+    trainer.train()
+
+
+def test_lists_of_class_names_are_encoded_for_a_multi_label_student(tmp_path, tokenizer, train_set, no_teacher_runs):
+    tags = [["pos", "noun"] if label else ["neg"] for label in train_set["label"]]
+    named = train_set.remove_columns("label").add_column("label", tags)
+    model = student(3, problem_type="multi_label_classification")
+    with pytest.raises(AssertionError, match="teachers ran"):  # the checks passed
+        AFTTrainer(model=model, args=config(tmp_path), train_dataset=named, processing_class=tokenizer)
+    assert model.config.id2label == {0: "neg", 1: "noun", 2: "pos"}
+    message = refusal(tmp_path, tokenizer, student(2, problem_type="multi_label_classification"),
+                      train_dataset=named)
+    assert message.startswith("the labels have 3 classes ['neg', 'noun', 'pos'] but the student has num_labels=2")
+    ids = train_set.remove_columns("label").add_column("label", [[0, 2] if x else [1] for x in train_set["label"]])
+    message = refusal(tmp_path, tokenizer, student(3, problem_type="multi_label_classification"), train_dataset=ids)
+    assert message.startswith("the training split's label column 'label' does not hold a multi-hot row of "
+                              "num_labels=3 finite floats at row 0 ([1])")
+    message = refusal(tmp_path, tokenizer, train_dataset=named)  # a single-label student
+    assert "are lists" in message and "problem_type='multi_label_classification'" in message
+
+
+def test_the_multi_label_names_reach_training_as_multi_hot_rows(tmp_path, tokenizer, train_set):
+    tags = [["pos", "noun"] if label else ["neg"] for label in train_set["label"]]
+    named = train_set.remove_columns("label").add_column("label", tags)
+    trainer = AFTTrainer(model=student(3, problem_type="multi_label_classification"), args=config(tmp_path),
+                         train_dataset=named, processing_class=tokenizer)
+    assert trainer.train_dataset["labels"][:2] == [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]
+    trainer.train()
+
+
+def test_a_labelled_pool_is_used_unlabelled_with_a_warning(tmp_path, tokenizer, train_set, teacher_dirs, caplog):
+    pool = tiny.sentiment_dataset(24, seed=5).map(lambda b: tokenizer(b["text"]), batched=True)
+    pool = pool.filter(lambda row: row["text"] not in set(train_set["text"]))
+    with caplog.at_level("WARNING"):
+        trainer = AFTTrainer(model=student(), args=config(tmp_path, teachers=[str(d) for d in teacher_dirs]),
+                             train_dataset=train_set, processing_class=tokenizer, unlabeled_dataset=pool)
+    warned = [r.getMessage() for r in caplog.records if "never read" in r.getMessage()]
+    assert warned == ["hf-aft: the unlabelled data's column 'label' is dropped, never read (its rows train the "
+                      "teacher terms only; labelled rows go in train_dataset)."]
+    assert trainer.rows.n_unlabeled == len(pool)
