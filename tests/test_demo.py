@@ -53,3 +53,18 @@ def test_the_students_folders_print_as_the_readme_shows_them(tmp_path, monkeypat
     out = capsys.readouterr().out
     assert "AFT student saved to runs/demo/student-aft (its README.md" in out
     assert "STL student saved to /elsewhere/student-stl" in out  # outside the working directory: as it is
+
+
+def test_a_missing_demo_model_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    """Without `make demo-setup` the demo wrote its data folder, then said the teacher was missing."""
+    from importlib import metadata
+
+    from hf_aft.commands import main
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "distribution", not_installed)
+    assert main(["demo", "--workdir", str(tmp_path / "demo")]) == 2
+    assert "the demo needs all-mpnet-base-v2: make demo-setup" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists() or not any((tmp_path / "demo").glob("data-*"))

@@ -76,11 +76,11 @@ def run(argv: list[str] | None = None) -> dict:
     from .train import train
 
     work = Path(args.workdir)
+    teacher = mpnet_path(work / "teachers")  # the models first: a missing one is refused before anything is written
+    student = truncated_student(minilm_path(), work / "student-init")
     data_dir = work / f"data-{args.n_train}-{args.n_test}-{args.n_unlabeled}"
     if not (data_dir / "dataset_dict.json").exists():
         rotten_tomatoes(args.n_train, args.n_test, seed=0, n_unlabeled=args.n_unlabeled).save_to_disk(str(data_dir))
-    teacher = mpnet_path(work / "teachers")
-    student = truncated_student(minilm_path(), work / "student-init")
     common = ["--model_name_or_path", str(student), "--dataset_name", str(data_dir), "--teachers", str(teacher),
               "--max_steps", str(args.max_steps), "--per_device_train_batch_size", "32",
               "--per_device_eval_batch_size", "128", "--learning_rate", "2e-4", "--max_length", "64",
