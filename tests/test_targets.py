@@ -389,9 +389,9 @@ def test_the_trainer_refuses_distillation_options_its_student_cannot_use(world, 
                                                                          fragment):
     """AFTTrainer took them: a regression student's logits-distillation targets were all 0 (the log-softmax of one
     logit), and a temperature was dropped silently. train_student refused them; the trainer refuses the same."""
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from hf_aft import AFTConfig, AFTTrainer
+    from hf_aft import AFTConfig, AFTTrainer, tokenize_beside_features
 
     student = AutoModelForSequenceClassification.from_pretrained(
         world["student"], num_labels=1 if problem_type == "regression" else 2, problem_type=problem_type,
@@ -403,8 +403,10 @@ def test_the_trainer_refuses_distillation_options_its_student_cannot_use(world, 
     if problem_type != "regression":
         rows = rows.map(lambda row: {"label": [float("pos" in row["label"]), float("odd" in row["label"])]},
                         remove_columns=["label"])
+    tokenizer = AutoTokenizer.from_pretrained(world["student"])
+    rows = tokenize_beside_features(rows, tokenizer, max_length=32)
     with pytest.raises(AFTError, match=f"{fragment}.* this run is {problem_type} \\(the student's config"):
-        AFTTrainer(model=student, args=args, train_dataset=rows)
+        AFTTrainer(model=student, args=args, train_dataset=rows, processing_class=tokenizer)
 
 
 def test_the_single_label_metric_refuses_another_problem_types_predictions():
