@@ -83,7 +83,8 @@ def run(suite: str, teachers: list[Path], layers: int, transfer: str, beta: floa
     out = WORK / "runs" / f"{suite}-{transfer}-{beta}-{seed}"
     args = ["--model_name_or_path", str(student), "--dataset_name", str(WORK / "data"),
             "--teachers", *map(str, teachers),
-            "--transfer", transfer, "--beta", str(beta), "--seed", str(seed), "--num_train_epochs", str(epochs),
+            "--transfer", transfer, *(["--beta", str(beta)] if transfer != "none" else []), "--seed", str(seed),
+            "--num_train_epochs", str(epochs),
             "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "128", "--learning_rate", "2e-4",
             "--max_length", "64", "--teacher_max_length", "64", "--save_strategy", "no", "--report_to", "none",
             "--logging_steps", "50", "--disable_tqdm", "true", "--overwrite_output_dir", "--output_dir", str(out),

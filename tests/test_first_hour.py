@@ -65,6 +65,8 @@ def test_save_truncated_student_never_writes_over_its_source_or_a_folder_with_fi
         save_truncated_student(source, tmp_path / "busy", num_layers=1)
     assert save_truncated_student(source, tmp_path / "busy", num_layers=1, overwrite=True)
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+    with pytest.raises(AFTError, match="is a file: choose a folder"):
+        save_truncated_student(source, tmp_path / "busy" / "notes.txt", num_layers=1, overwrite=True)
 
 
 def test_python_api_takes_paths_and_string_labels_and_names_the_classes(student_dir, teacher_dirs, tmp_path):
@@ -132,6 +134,9 @@ def test_a_csv_separated_by_semicolons_says_so(tmp_path):
     for name in ("one.csv", "ragged.csv"):
         with pytest.raises(AFTError, match="separated by semicolons.*with commas, or as a .tsv with tabs"):
             load_labelled_splits(str(tmp_path / name))
+    (tmp_path / "tabs.csv").write_text("text\tlabel\ngreat film\tpos\nawful\tneg\n")
+    with pytest.raises(AFTError, match="looks separated by tabs: name it .tsv"):
+        load_labelled_splits(str(tmp_path / "tabs.csv"))
 
 
 def test_a_run_read_back_from_another_directory_finds_its_data_where_it_was_read(tmp_path, monkeypatch):

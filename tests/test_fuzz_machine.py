@@ -338,22 +338,27 @@ def _wait_for(condition, process, seconds: float = 240) -> None:
         time.sleep(0.05)
 
 
-def test_a_signal_during_an_overwriting_run_leaves_the_earlier_finished_run_finished(work, models):
+@pytest.mark.parametrize("checkpoints", [False, True])
+def test_a_signal_during_an_overwriting_run_leaves_the_earlier_finished_run_finished(checkpoints, work, models):
     """--overwrite_output_dir into a finished run, interrupted while training, before it changed any file: the line
-    said the folder was kept as it was, yet its hf_aft_complete.json was gone (`hf-aft push` refused the run)."""
+    said the folder was kept as it was, yet its hf_aft_complete.json was gone (`hf-aft push` refused the run); with
+    checkpoints of its own saved, the same."""
     from hf_aft.finished_marker import COMPLETE_NAME, SET_ASIDE_NAME
 
     out = work / "out"
     assert hf_aft(*train_args(models, data(work), out, teachers=True)).returncode == 0
     before = (out / COMPLETE_NAME).read_text()
-    process = hf_aft(*train_args(models, data(work), out, "--max_steps", "100000", "--overwrite_output_dir",
+    saving = ["--save_strategy", "steps", "--save_steps", "2"] if checkpoints else []
+    process = hf_aft(*train_args(models, data(work), out, "--max_steps", "100000", "--overwrite_output_dir", *saving,
                                  teachers=True, max_steps=False), wait=False)
-    _wait_for(lambda: (out / SET_ASIDE_NAME).exists(), process)  # training has begun
+    _wait_for(lambda: any(out.glob("checkpoint-*/trainer_state.json")) if checkpoints else
+              (out / SET_ASIDE_NAME).exists(), process)  # training has begun
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
-    assert_refused((process.returncode, stderr), f"{out} as it was before this command", code=130)
+    said = "beside the earlier finished run, unchanged" if checkpoints else f"{out} as it was before this command"
+    assert_refused((process.returncode, stderr), said, code=130)
     assert (out / COMPLETE_NAME).read_text() == before and not (out / SET_ASIDE_NAME).exists()
-    assert hf_aft("audit", out).returncode == 0
+    assert hf_aft("audit", out).returncode == (1 if checkpoints else 0)  # the checkpoints are files added since
 
 
 def test_a_set_aside_marker_goes_back_only_while_the_finished_files_are_unchanged(tmp_path):

@@ -259,6 +259,7 @@ BASE = ["--model_name_or_path", "s", "--dataset_name", "d", "--output_dir", "o"]
     (["--transfer", "kd", "--no_learn_scales"], "--no_learn_scales shapes the AFT transfer term only"),
     (["--transfer", "kd", "--kernel_scope", "local"], "--kernel_scope shapes the AFT and RKD transfer term only"),
     (["--transfer", "none", "--balance_teachers"], "--balance_teachers shapes the AFT, KD and RKD transfer"),
+    (["--transfer", "none", "--beta", "5"], "--beta shapes the AFT, KD and RKD transfer term only"),
 ])
 def test_options_that_would_change_nothing_are_refused(extra, message):
     with pytest.raises(AFTError) as error:

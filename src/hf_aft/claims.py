@@ -33,7 +33,7 @@ import psutil
 
 from .errors import AFTError
 from .faults import DiskError, disk_errno, disk_error, kept, removed
-from .finished_marker import drop_set_aside, put_back
+from .finished_marker import put_back
 
 logger = logging.getLogger(__name__)
 
@@ -217,8 +217,8 @@ def release(claim_: Claim, failed: bool) -> None:
         return
     checkpoints = whole_checkpoints(claim_.path)
     if checkpoints:  # a resumed run's folder too: it names the newest checkpoint, not the one it resumed from
-        drop_set_aside(claim_.path)
-        kept.append(f"checkpoints in {claim_.path} (resume with --resume_from_checkpoint {checkpoints[-1]})")
+        finished = " beside the earlier finished run, unchanged" if put_back(claim_.path) else ""
+        kept.append(f"checkpoints in {claim_.path}{finished} (resume with --resume_from_checkpoint {checkpoints[-1]})")
     elif claim_.created:
         shutil.rmtree(claim_.path, ignore_errors=True)
         removed.append(str(claim_.path))

@@ -111,7 +111,9 @@ def check_columns(dataset: datasets.Dataset, *columns: str) -> None:
                 if images_only else f"Its images are in {images[0]!r}: pass --image_column {images[0]}."
                 if images and column == columns[0] else "Pass --text_column / --label_column." + (
                     " (A .csv is read as comma-separated, and this one looks separated by semicolons: save it again "
-                    "with commas, or as a .tsv with tabs.)" if ";" in ",".join(dataset.column_names) else "")))
+                    "with commas, or as a .tsv with tabs.)" if ";" in ",".join(dataset.column_names) else
+                    " (A .csv is read as comma-separated, and this one looks separated by tabs: name it .tsv.)"
+                    if "\t" in ",".join(dataset.column_names) else "")))
     if len(dataset) == 0:
         raise AFTError("the dataset is empty.")
 

@@ -82,7 +82,8 @@ def _changed(options, name: str) -> bool:
 
 
 # Options of some transfer terms only: name -> the --transfer values whose term reads it.
-TRANSFER_OPTIONS = {"kernel": ("aft",), "learn_scales": ("aft",), "kernel_scope": ("aft", "rkd"),
+TRANSFER_OPTIONS = {"beta": ("aft", "kd", "rkd"), "kernel": ("aft",), "learn_scales": ("aft",),
+                    "kernel_scope": ("aft", "rkd"),
                     "balance_teachers": ("aft", "kd", "rkd"), "scales_learning_rate": ("aft", "kd", "rkd")}
 
 

@@ -24,6 +24,8 @@ def save_truncated_student(source: str, output_dir: str, num_layers: int, overwr
     from transformers import AutoConfig, AutoModel, AutoProcessor
 
     source, output_dir = os.fspath(source), os.fspath(output_dir)
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise AFTError(f"output_dir {output_dir!r} is a file: choose a folder (a new or empty one).")
     if os.path.exists(source) and os.path.realpath(source) == os.path.realpath(output_dir):
         raise AFTError(f"output_dir {output_dir!r} is the folder of the source model: choose another folder.")
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
