@@ -3,6 +3,8 @@ datasets that are not one split, untokenized sets, labels the student's head can
 classifier); and it reads labels as transformers and `hf-aft train` do (one output with float labels: a regression;
 lists of class names for a multi-label student: multi-hot rows). A pool's label column is dropped with a warning."""
 
+import re
+
 import datasets
 import pytest
 import tiny
@@ -170,3 +172,15 @@ def test_a_labelled_pool_is_used_unlabelled_with_a_warning(tmp_path, tokenizer, 
     assert warned == ["hf-aft: the unlabelled data's column 'label' is dropped, never read (its rows train the "
                       "teacher terms only; labelled rows go in train_dataset)."]
     assert trainer.rows.n_unlabeled == len(pool)
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"transfer": "kd", "kernel": "rbf"}, "--kernel shapes the AFT transfer term only, and this run has --transfer"),
+    ({"transfer": "none", "beta": 5.0}, "--beta shapes the AFT, KD and RKD transfer term only"),
+    ({"distill": "none", "distill_weight": 3.0}, "--distill_weight is used by the distillation term only"),
+])
+def test_the_trainer_refuses_options_that_would_change_nothing_as_the_command_does(options, says, tmp_path):
+    """AFTTrainer took them silently, and a kd run's transfer_summary.json recorded kernel rbf."""
+    args = AFTConfig(output_dir=str(tmp_path / "out"), report_to="none", **options)
+    with pytest.raises(AFTError, match=re.escape(says)):
+        AFTTrainer(model=torch.nn.Linear(2, 2), args=args, train_dataset=datasets.Dataset.from_dict({"x": [1, 2]}))

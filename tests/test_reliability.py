@@ -487,6 +487,9 @@ def test_the_trainer_finds_an_eval_image_given_as_a_file_path_in_the_pool_or_the
     with pytest.raises(AFTError, match="1 row of the unlabelled .* split is also in the eval split"):
         check_trainer_pool(as_images, None, paths, "image")
     check_trainer_pool(datasets.Dataset.from_dict({"image": [str(tmp_path / "2.png")]}), None, as_images, "image")
+    records = datasets.Dataset.from_dict({"image": [{"bytes": None, "path": str(tmp_path / "1.png")}]})
+    with pytest.raises(AFTError, match="1 row of the unlabelled .* split is also in the eval split"):
+        check_trainer_pool(records, None, as_images, "image")  # an Image column's undecoded form
 
 
 def test_a_pool_that_reads_as_several_splits_says_which_rows_it_leaves_out(tmp_path, caplog):

@@ -121,6 +121,9 @@ def test_tokenize_beside_features_reads_word_labels_from_the_column_named_or_ref
     assert firsts == split["ner_tags"]  # one label per word, on its first piece
     unlabelled = tokenize_beside_features(split.remove_columns("ner_tags"), piece_tokenizer(), text_column="tokens")
     assert all(label == IGNORED for row in unlabelled["labels"] for label in row)
+    names = datasets.Dataset.from_dict(tagged_rows(4, seed=1))  # tags as strings reached the loss as they were
+    with pytest.raises(AFTError, match="per-word labels in 'ner_tags' hold Value\\('string'\\), not class ids"):
+        tokenize_beside_features(names, piece_tokenizer(), text_column="tokens", label_column="ner_tags")
 
 
 def test_align_labels_handles_truncation_and_repeated_words():

@@ -153,8 +153,9 @@ def check_no_missing(dataset: datasets.Dataset, column: str, split: str, what: s
     values = arrow_column(dataset, column)
     row = first_row(pc.is_null(values)) if values.null_count else None
     if row is not None:
+        count = f"{values.null_count} such row" + "s" * (values.null_count != 1)
         raise AFTError(f"the {split} split's column {column!r} has no {what} at row {row} (an empty cell, a null or a "
-                       f"missing key; {values.null_count} such rows): drop or fill those rows"
+                       f"missing key; {count}): drop or fill those rows"
                        + (f"; {CSV_MISSING}." if what == "text" else "."))
 
 

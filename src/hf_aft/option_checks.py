@@ -99,6 +99,13 @@ def check_idle_options(script_args, config) -> None:
     if _changed(script_args, "unlabeled_split") and not pool:
         raise AFTError(f"--unlabeled_split {script_args.unlabeled_split} is the split of --unlabeled_dataset, which "
                        "this run does not have: add --unlabeled_dataset SOURCE, or drop --unlabeled_split.")
+    check_idle_config(config, pool)
+
+
+def check_idle_config(config, pool: bool) -> None:
+    """The `AFTConfig` part of `check_idle_options`, which AFTTrainer runs too (`pool`: unlabelled data given): the
+    labelled share without unlabelled rows, a transfer term's options under another --transfer, the distillation
+    weight and temperature without a distillation term."""
     if _changed(config, "labeled_fraction") and not (pool or config.augment_copies or config.generate_texts):
         raise AFTError(f"--labeled_fraction {config.labeled_fraction:g} is the labelled share of batches that mix in "
                        "unlabelled rows, and this run has none (no --unlabeled_dataset, --augment_copies or "

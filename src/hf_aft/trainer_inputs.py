@@ -16,7 +16,7 @@ from .config import AFTConfig
 from .data import arrow_column, check_no_missing, first_row
 from .dataset_types import check_one_split, is_one_split
 from .errors import AFTError
-from .option_checks import check_batch_mix, check_pool_read
+from .option_checks import check_idle_config, check_pool_read
 from .student import check_labels_fit, name_classes, name_labels
 from .targets import MULTI, REGRESSION, SINGLE, MultiLabels, RegressionTargets, is_token_model, model_problem_type
 
@@ -59,8 +59,7 @@ def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None, eva
         if len(unlabeled_dataset) == 0:
             raise AFTError("the unlabelled dataset is empty: give unlabelled rows, or pass none.")
         check_pool_read(args)
-    if unlabeled_dataset is not None or args.augment_copies or args.generate_texts:
-        check_batch_mix(args)
+    check_idle_config(args, unlabeled_dataset is not None)  # as hf-aft train refuses them, in the flags' names
     if args.distill == "logits" and not args.distill_teacher:
         raise AFTError("distill='logits' needs distill_teacher: a classifier tuned for the same labels.")
     return args

@@ -109,7 +109,10 @@ def _comparable(dataset: datasets.Dataset, column: str):
 def _paths_read(dataset: datasets.Dataset, other: datasets.Dataset, column: str) -> datasets.Dataset:
     """`dataset`, its column of image file paths read as images when `other` holds images (AFTTrainer takes a pool
     or eval set of paths as it is): paths compare with images by pixels, not as strings."""
-    if _kind(other.features[column]) != "image" or _kind(dataset.features[column]) != "text" or not len(dataset) or (
+    feature = dataset.features[column]
+    if _kind(other.features[column]) == "image" and isinstance(feature, dict) and set(feature) == {"bytes", "path"}:
+        return dataset.cast_column(column, datasets.Image())  # an Image column's undecoded records
+    if _kind(other.features[column]) != "image" or _kind(feature) != "text" or not len(dataset) or (
             not all(_looks_like_image_path(str(path)) for path in dataset[column])):
         return dataset
     check_image_paths(dataset, column)

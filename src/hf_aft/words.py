@@ -164,6 +164,7 @@ def word_label_column(dataset: datasets.Dataset, words_column: str, label_column
         if label_column not in dataset.column_names:
             raise AFTError(f"label_column {label_column!r} is not a column of the words dataset "
                            f"({dataset.column_names}).")
+        _check_class_ids(dataset, label_column)
         return label_column
     tagged = [name for name, feature in dataset.features.items() if name not in (words_column, "labels")
               and isinstance(feature, datasets.List) and _holds_class_ids(feature.feature)]
@@ -171,7 +172,18 @@ def word_label_column(dataset: datasets.Dataset, words_column: str, label_column
         raise AFTError(f"the words dataset has per-word label columns {tagged} and none named 'labels', which is "
                        f"where the student's word labels are read from: pass label_column={tagged[0]!r}, or drop "
                        "them (dataset.remove_columns) for rows without labels.")
+    if "labels" in dataset.column_names:
+        _check_class_ids(dataset, "labels")
     return "labels"
+
+
+def _check_class_ids(dataset: datasets.Dataset, column: str) -> None:
+    """Per-word labels are class ids: tag names (strings) would reach the loss as they are."""
+    feature = dataset.features[column]
+    if isinstance(feature, datasets.List) and not _holds_class_ids(feature.feature):
+        raise AFTError(f"the per-word labels in {column!r} hold {feature.feature}, not class ids: cast them to a list "
+                       f"of ClassLabel (dataset.cast_column({column!r}, datasets.List(datasets.ClassLabel(names=TAGS"
+                       "))), which keeps the tag names, as hf-aft train reads them.")
 
 
 def _holds_class_ids(feature) -> bool:
