@@ -127,3 +127,18 @@ def test_a_mistyped_student_is_named_before_any_teacher_runs(teacher_dirs, tmp_p
     assert len(err) == 1 and "the student 'student-3': not a local folder (check the path)" in err[0]
     assert main(["student", "--from", "student-3", "--num_layers", "1", "--output_dir", str(tmp_path / "s")]) == 2
     assert "could not load 'student-3': not a local folder (check the path)" in capsys.readouterr().err
+
+
+def test_a_teacher_that_cannot_be_found_is_named_before_any_teacher_runs_and_leaves_no_folder(teacher_dirs, tmp_path,
+                                                                                            capsys):
+    """The first teacher's features were made before the second, unknown one was refused, and the --output_dir
+    made for the ranking was left behind empty."""
+    data = tmp_path / "train.csv"
+    tiny.sentiment_dataset(24).to_csv(data)
+    out = tmp_path / "ranking"
+    with mock.patch.object(_Teacher, "load", side_effect=AssertionError("a teacher ran")):
+        assert main(["rank-teachers", "--teachers", str(teacher_dirs[0]), "no-org/no-such-teacher", "--dataset_name",
+                     str(data), "--output_dir", str(out)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
+    assert len(err) == 1 and "could not resolve teacher 'no-org/no-such-teacher'" in err[0]
+    assert not out.exists()

@@ -210,6 +210,9 @@ def release(claim_: Claim, failed: bool) -> None:
     its output is complete or it holds checkpoints to resume from; what was kept is added to `kept`."""
     if still_ours(claim_):
         claim_.marker.unlink(missing_ok=True)
+    if failed and claim_.is_file and claim_.created and not claim_.path.exists():
+        with contextlib.suppress(OSError):  # the folder made for the file, if nothing else came into it
+            claim_.path.parent.rmdir()
     if not failed or claim_.is_file or not claim_.path.is_dir():
         return
     if claim_.complete:

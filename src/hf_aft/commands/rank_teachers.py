@@ -63,8 +63,10 @@ def _rank(args: RankArguments, options, output: str) -> dict:
     import numpy as np
 
     from ..data import load_labelled_splits
+    from ..provenance import current_revision
     from ..ranking import format_table, rank_teachers
     from ..student import check_student_source
+    from ..teachers import split_gguf
 
     splits = load_labelled_splits(args.dataset_name, args.dataset_config, args.train_split, None,
                                   args.image_column or args.text_column, args.label_column)
@@ -75,6 +77,9 @@ def _rank(args: RankArguments, options, output: str) -> dict:
         labels = np.asarray(splits.labels.encode(splits.train)["labels"])
     if args.model_name_or_path:  # a mistyped student folder: before the teachers' passes
         check_student_source(args.model_name_or_path)
+    for spec in options.teachers:  # each teacher that is no local path found before any teacher runs
+        if not os.path.exists(split_gguf(spec)[0]):
+            current_revision(spec)
     rows = rank_teachers(splits.train, labels, options.teachers, options, args.model_name_or_path, args.folds,
                          args.seed, text_column, problem_type=problem_type, names=splits.labels.names,
                          image_column=args.image_column)
