@@ -103,6 +103,8 @@ def build_recipe(script_args, config, peft_args=None, infos=None, distill: str |
         if recipe.get(option):
             recipe[option] = pinned_teachers([recipe[option]], [SimpleNamespace(revision=revision)])[0]
     recipe["beta"] = float(config.beta)  # after --beta auto: the chosen beta
+    if config.transfer == "none":  # no term reads it: a rerun would refuse it
+        recipe.pop("beta")
     if distill:
         recipe["distill"] = distill
     if distill == "none":  # e.g. `auto` turned off for too few rows: a rerun would refuse what has no effect
