@@ -261,8 +261,7 @@ def load_by_name(name: str, config: str | None, cache_dir: str | None):
     (its offline fallback's) are said only once the data stands, so a refusal stays one line."""
     import datasets
 
-    if not os.path.exists(name):
-        offline_if_unreachable()
+    offline_if_unreachable(name)
     with held_back("datasets") as said:
         loaded = datasets.load_dataset(name, config, cache_dir=cache_dir)
     if not os.path.isdir(name):

@@ -55,5 +55,5 @@ def put_back(folder: str | Path) -> bool | None:
 
 
 def drop_set_aside(folder: str | Path) -> None:
-    """A run that finished (or kept checkpoints of its own) leaves no marker aside."""
+    """A run that finished leaves no marker aside (`outputs.mark_complete` writes its own)."""
     Path(folder, SET_ASIDE_NAME).unlink(missing_ok=True)

@@ -42,9 +42,11 @@ def unreachable_because() -> str | None:
     return None
 
 
-def offline_if_unreachable() -> None:
+def offline_if_unreachable(name: str | None = None) -> None:
     """Switch this process (and the processes it starts) to the Hub's offline mode when its endpoint takes no
-    connection. Call before reading a name that is no local path."""
+    connection. Call before reading a name that may be a Hub id: a `name` that is a local path asks nothing."""
+    if name is not None and os.path.exists(name):
+        return
     reason = unreachable_because()
     if reason is None:
         return

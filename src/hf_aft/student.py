@@ -152,8 +152,7 @@ def check_student_source(name: str) -> None:
 
     name = os.fspath(name)
     _check_student_path(name)
-    if not os.path.exists(name):
-        offline_if_unreachable()
+    offline_if_unreachable(name)
     try:
         AutoConfig.from_pretrained(name)
     except Exception as error:
@@ -184,8 +183,7 @@ def load_student(name: str, labels=None, image_column: str | None = None):
 
     name = os.fspath(name)
     _check_student_path(name)
-    if not os.path.exists(name):
-        offline_if_unreachable()
+    offline_if_unreachable(name)
     problem_type = getattr(labels, "problem_type", "single_label_classification")
     auto_model, auto_processor = ((AutoModelForImageClassification, AutoImageProcessor) if image_column else
                                   (AutoModelForTokenClassification if problem_type == TOKEN else

@@ -31,8 +31,7 @@ def save_truncated_student(source: str, output_dir: str, num_layers: int, overwr
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
         raise AFTError(f"output_dir {output_dir!r} already holds files: choose a new or empty folder, or pass "
                        "overwrite=True.")
-    if not os.path.exists(source):
-        offline_if_unreachable()
+    offline_if_unreachable(source)
     try:
         config = AutoConfig.from_pretrained(source)
     except Exception as error:
