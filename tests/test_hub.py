@@ -22,6 +22,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification, AutoToke
 
 from hf_aft import AFTConfig, AFTError, AFTTrainer, extract_teacher_features, read_teacher_infos
 from hf_aft.commands import main
+from hf_aft.hub_reach import unreachable_because
 
 TOKEN = "hf_emulatedSecretToken0123456789"
 
@@ -30,6 +31,7 @@ TOKEN = "hf_emulatedSecretToken0123456789"
 def hub(monkeypatch):
     """The emulation at HF_ENDPOINT (set in conftest before huggingface_hub was imported), online, with a token."""
     port = int(huggingface_hub.constants.ENDPOINT.rsplit(":", 1)[1])
+    unreachable_because.cache_clear()  # another test may have found the emulation stopped
     with FakeHub(port) as server:
         monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setenv("HF_TOKEN", TOKEN)
@@ -155,7 +157,8 @@ def test_failed_push_says_one_line_keeps_the_output_dir_and_hf_aft_push_then_suc
     one_error_line(capsys, "push to 'org/s2' failed", "500", f"hf-aft push {out} --hub_model_id org/s2")
     hub.stop()  # the network is cut
     assert main(push) == 2
-    one_error_line(capsys, "push to 'org/s2' failed", "Connect", "try again")
+    one_error_line(capsys, "push to 'org/s2' failed", "the Hub is unreachable", "Connect",
+                   "where the Hub can be reached")
     after = folder_files(out)
     assert set(before) <= set(after)
     for name in ("model.safetensors", "config.json", "transfer_state.safetensors", "eval_results.json"):

@@ -96,3 +96,50 @@ def test_check_updates_refuses_to_answer_from_the_cache(online, student_dir, tea
     unreachable_because.cache_clear()
     assert main(["check-updates", str(out)]) == 2
     assert "offline mode is on (HF_HUB_OFFLINE)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("offline", [False, True], ids=["unreachable", "offline-mode"])
+def test_push_to_hub_that_cannot_be_reached_is_refused_before_any_work(online, offline, student_dir, teacher_dirs,
+                                                                       tmp_path, capsys, monkeypatch):
+    """Training (or extraction) would run to the end and only then find that nothing can be published."""
+    if offline:
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    data = tmp_path / "data"
+    datasets.DatasetDict(train=tiny.sentiment_dataset(16), test=tiny.sentiment_dataset(8, seed=1)).save_to_disk(data)
+    why = "offline mode is on (HF_HUB_OFFLINE)" if offline else f"the Hub is unreachable (127.0.0.1:{PORT}:"
+    commands = {"train": train_args(str(student_dir), str(data), tmp_path / "run", "--push_to_hub", "true",
+                                    "--hub_model_id", "org/s"),
+                "features": ["features", "--dataset_name", str(data), "--teachers", str(teacher_dirs[0]),
+                             "--output_dir", str(tmp_path / "feats"), "--push_to_hub", "--hub_model_id", "org/f"]}
+    for name, argv in commands.items():
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if line.startswith("hf-aft: error:")]
+        assert len(errors) == 1 and "--push_to_hub cannot push to 'org/" in errors[0] and why in errors[0], err
+        assert "hf-aft push" in errors[0], errors[0]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "feats").exists()  # nothing trained or extracted
+
+
+def test_python_trainer_with_push_to_hub_is_refused_at_once_when_the_hub_cannot_be_reached(online, student_dir,
+                                                                                          tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hf_aft import AFTConfig, AFTError, AFTTrainer
+
+    args = AFTConfig(output_dir=str(tmp_path / "out"), transfer="none", use_cpu=True, report_to="none",
+                     push_to_hub=True, hub_model_id="org/s")
+    with pytest.raises(AFTError, match="the Hub is unreachable .*push_run"):
+        AFTTrainer(model=AutoModelForSequenceClassification.from_pretrained(student_dir), args=args,
+                   train_dataset=tiny.sentiment_dataset(8).map(AutoTokenizer.from_pretrained(student_dir),
+                                                               input_columns="text"))
+
+
+def test_hf_aft_push_to_a_hub_that_cannot_be_reached_says_so(online, student_dir, tmp_path, capsys):
+    data = tmp_path / "data"
+    datasets.DatasetDict(train=tiny.sentiment_dataset(16), test=tiny.sentiment_dataset(8, seed=1)).save_to_disk(data)
+    assert main(train_args(str(student_dir), str(data), tmp_path / "run")) == 0
+    capsys.readouterr()
+    assert main(["push", str(tmp_path / "run"), "--hub_model_id", "org/s"]) == 2
+    err = capsys.readouterr().err
+    assert (f"push to 'org/s' failed: the Hub is unreachable (127.0.0.1:{PORT}:" in err
+            and f"run `hf-aft push {tmp_path / 'run'} --hub_model_id org/s` where the Hub can be reached" in err), err

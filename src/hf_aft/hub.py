@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .card import CARD_INPUTS_NAME, CARD_NAME, read_baseline, read_card_inputs, write_model_card
 from .errors import AFTError, first_line
+from .hub_reach import unreachable_now
 from .outputs import COMPLETE_NAME
 from .scales_plot import SCALES_PLOT_NAME
 
@@ -147,6 +148,10 @@ def push_run(output_dir: str, repo_id: str | None, *, token: str | None = None, 
 def _push_failed(error: Exception, repo_id: str, folder: str, again: str) -> AFTError:
     reason = f"{type(error).__name__}: {first_line(error)}"
     status = getattr(getattr(error, "response", None), "status_code", None)
+    gone = unreachable_now() if status is None else None  # no answer at all: say so, not the client's error class
+    if gone:
+        return AFTError(f"push to {repo_id!r} failed: the Hub is unreachable ({gone}). {folder!r} is complete; run "
+                        f"`{again}` where the Hub can be reached.")
     login = " with a token that can write there (HF_TOKEN or `hf auth login`)" if status in (401, 403) else ""
     return AFTError(f"push to {repo_id!r} failed ({reason}). {folder!r} is complete; run `{again}`{login} to try "
                     "again.")

@@ -95,3 +95,28 @@ def check_hub_reachable(what: str) -> None:
     raise AFTError(f"cannot check {what} for updates: {why}, and the local cache knows only the commits downloaded "
                    "here: run hf-aft check-updates where the Hub can be reached"
                    + ("." if reason else " (unset HF_HUB_OFFLINE)."))
+
+
+def check_can_push(repo_id: str, way_out: str) -> None:
+    """Refuse a `--push_to_hub` before the work it would publish (training, feature extraction) when this process
+    cannot reach the Hub (offline mode is on, or the endpoint takes no connection): the push would fail only at the
+    end. `way_out` says how to publish later (e.g. the `hf-aft push` command).
+
+    Raises:
+        AFTError: the Hub cannot be reached from here.
+    """
+    from huggingface_hub import constants
+
+    offline_if_unreachable()
+    if not constants.HF_HUB_OFFLINE:
+        return
+    reason = unreachable_because()
+    why = f"the Hub is unreachable ({reason})" if reason else "offline mode is on (HF_HUB_OFFLINE)"
+    raise AFTError(f"--push_to_hub cannot push to {repo_id!r}: {why}. Drop --push_to_hub and {way_out} where the "
+                   "Hub can be reached" + ("." if reason else " (or unset HF_HUB_OFFLINE)."))
+
+
+def unreachable_now() -> str | None:
+    """`unreachable_because`, asked again (a connection that failed mid-way: is the Hub gone, or did it refuse?)."""
+    unreachable_because.cache_clear()
+    return unreachable_because()

@@ -28,6 +28,7 @@ from .features import read_teacher_infos
 from .generation import check_generation
 from .group_report import check_eval_comparisons
 from .hub import push_run
+from .hub_reach import check_can_push
 from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for
 from .option_checks import check_idle_options, check_pool_read, check_source_types
 from .outputs import ClearCompleteAtStart, check_creatable, check_output_dir, mark_complete
@@ -56,6 +57,9 @@ def _check_run(script_args: ScriptArguments, config: AFTConfig):
                      can_resume=True, inputs=inputs)
     if config.push_to_hub and not config.hub_model_id:
         raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (the Hub repo to create or update).")
+    if config.push_to_hub:  # before training, not after it
+        check_can_push(config.hub_model_id, f"run `hf-aft push {config.output_dir} --hub_model_id "
+                       f"{config.hub_model_id}` after training")
     if script_args.problem_type not in (None, *METRICS_BY_PROBLEM_TYPE):
         raise AFTError(f"--problem_type {script_args.problem_type!r} is not a problem type hf-aft trains: choose "
                        f"one of {', '.join(METRICS_BY_PROBLEM_TYPE)}.")

@@ -24,6 +24,7 @@ from .distributed import gather, gather_with_grad
 from .errors import AFTError, first_line
 from .features import FEATURES_COLUMN, TeacherInfo
 from .hub import push_run
+from .hub_reach import check_can_push
 from .images import check_image_column
 from .losses import AdaptiveKernelLoss, GradNormGuard, build_transfer_loss, check_finite_loss
 from .outputs import check_checkpoint_files, restore_after_resume, save_transfer_files, share_like_other_files
@@ -275,7 +276,9 @@ class AFTTrainer(GradNormGuard, Trainer):
             write_model_card(self.args.output_dir, facts)
 
     def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
-        """The repo is created when the finished student is pushed (`push_to_hub`), not before training."""
+        """The repo is created when the finished student is pushed (`push_to_hub`), not before training; a Hub
+        that cannot be reached is refused now, not after training."""
+        check_can_push(self.args.hub_model_id, "call `hf_aft.hub.push_run(output_dir, repo_id)` after training")
         self.hub_model_id = self.args.hub_model_id
         self.push_in_progress = None
 

@@ -57,6 +57,7 @@ class FeatureArguments:
 def parse_feature_args(argv: list[str]):
     from ..config import TeacherArguments
     from ..errors import AFTError
+    from ..hub_reach import check_can_push
     from ..outputs import check_output_dir
 
     args, teachers = parse((FeatureArguments, TeacherArguments), argv, "hf-aft features", DESCRIPTION)
@@ -64,6 +65,9 @@ def parse_feature_args(argv: list[str]):
         raise AFTError("--teachers is required: the Hub ids or local folders whose features to compute.")
     if args.push_to_hub and not args.hub_model_id:
         raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (a dataset repo).")
+    if args.push_to_hub:  # before the teachers run, not after
+        check_can_push(args.hub_model_id, f"run `hf-aft push {args.output_dir} --hub_model_id {args.hub_model_id}` "
+                       "after extraction")
     check_output_dir(args.output_dir, args.overwrite_output_dir, inputs={
         "--dataset_name": args.dataset_name, "--unlabeled_dataset": args.unlabeled_dataset,
         "--teachers": teachers.teachers})
