@@ -178,3 +178,13 @@ def test_images_get_cropped_flipped_rotated_copies_that_train_as_unlabelled_rows
     with pytest.raises(AFTError, match="copies images of a datasets Image column"):
         augmented_rows(datasets.Dataset.from_dict({"image": [np.zeros((4, 4), np.uint8).tolist()] * 2}), 2, 0, None,
                        image_column="image")
+
+
+def test_copies_dropped_as_duplicates_are_counted_in_one_warning(caplog):
+    """Short texts have few distinct copies: a user asking for 8 per text learns how many the run really trains on."""
+    rows = datasets.Dataset.from_dict({"text": ["good", "bad film", "a very dull plot that drags on"]})
+    made = augmented_rows(rows, 8, 0, None)
+    warnings = [r.getMessage() for r in caplog.records if "--augment_copies 8 made" in r.getMessage()]
+    assert len(made) < 24 and warnings == [f"hf-aft: --augment_copies 8 made {len(made)} of 24 copies: "
+                                           f"{24 - len(made)} equalled a labelled or eval text, or another copy, and "
+                                           "were dropped."], warnings

@@ -20,14 +20,17 @@ says of the copy itself.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 
 import datasets
 
-from .errors import AFTError
+from .errors import AFTError, warn_once
 from .images import to_rgb
 from .tokens import encode
+
+logger = logging.getLogger(__name__)
 
 DROP, REPLACE, CROP = 0.1, 0.1, 0.25  # Tang et al.'s p_mask and p_ng (0.1, 0.25); a dropped word for their [MASK]
 IMAGE_SCALE, ROTATE = (0.6, 1.0), 15.0
@@ -142,6 +145,10 @@ def augmented_rows(train_dataset: datasets.Dataset, copies: int, seed: int, toke
     if not texts:
         raise AFTError("--augment_copies made no copy that differs from the labelled texts (each is too short) and "
                        "the eval texts: pass --augment_copies 0.")
+    dropped = copies * len(train_dataset) - len(texts)
+    if dropped:  # short texts have few distinct copies: the user asked for more rows than the run trains on
+        warn_once(logger, f"hf-aft: --augment_copies {copies} made {len(texts):,} of {copies * len(train_dataset):,} "
+                       f"copies: {dropped:,} equalled a labelled or eval text, or another copy, and were dropped.")
     return text_rows(texts, train_dataset, tokenizer, text_column, "augment_copies")
 
 
