@@ -114,6 +114,13 @@ def test_a_resume_with_the_same_options_goes_on(student_dir, teacher_dirs, data,
     assert summary["unlabeled_rows"] == 16 and json.loads((tmp_path / "out" / "trainer_state.json").read_text())[
         "global_step"] == 4
     assert "planned for" not in (tmp_path / "out" / "recipe.yaml").read_text()  # the same plan: a rerun is this run
+    checkpoint = str(tmp_path / "out" / "checkpoint-2")  # the lineage says the run was interrupted and resumed
+    assert json.loads((tmp_path / "out" / "audit.json").read_text())["resumed_from"] == {"checkpoint": checkpoint,
+                                                                                       "step": 2}
+    assert f"this run resumed {checkpoint} (step 2)" in (tmp_path / "out" / "recipe.yaml").read_text()
+    assert "resumed from a checkpoint at step 2 of an interrupted run" in (tmp_path / "out" / "README.md").read_text()
+    assert main(["audit", str(tmp_path / "out")]) == 0
+    assert f"from {checkpoint} at step 2" in capsys.readouterr().out
 
 
 def test_a_resume_with_another_student_is_refused_naming_the_checkpoints(student_dir, teacher_dirs, data, first_run,

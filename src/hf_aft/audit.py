@@ -160,6 +160,8 @@ def lineage_lines(record: dict) -> list[str]:
     lines = [f"{'run':<22}{record.get('started', '?')} -> {record.get('ended', '?')} on {record.get('device', '?')}",
              f"{'versions':<22}" + ", ".join(f"{k} {v}" for k, v in (record.get("versions") or {}).items()),
              f"{'student init':<22}{student.get('init')} @ {student.get('revision')}"]
+    if resumed := record.get("resumed_from"):  # the run was interrupted, then continued from this checkpoint
+        lines.insert(1, f"{'resumed':<22}from {resumed.get('checkpoint')} at step {resumed.get('step')}")
     for split, facts in (record.get("splits") or {}).items():
         lines.append(f"{'split ' + split:<22}{facts.get('rows')} rows, labels {facts.get('labels')}, fingerprint "
                      f"{facts.get('fingerprint')}")
@@ -194,5 +196,6 @@ def lineage_lines(record: dict) -> list[str]:
 def card_summary(record: dict) -> dict:
     """What the card's Audit section shows (the file hashes are the ones known before the card was written)."""
     return {"link": AUDIT_NAME, "started": record.get("started"), "ended": record.get("ended"),
-            "device": record.get("device"), "weights": weights_hash(record), "files": len(record.get("files") or {}),
+            "device": record.get("device"), "resumed_step": (record.get("resumed_from") or {}).get("step"),
+            "weights": weights_hash(record), "files": len(record.get("files") or {}),
             "teachers": [(t["name"], t["resolved_revision"]) for t in record.get("teachers") or []]}

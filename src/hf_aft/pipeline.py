@@ -32,7 +32,7 @@ from .hub_reach import check_can_push
 from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for
 from .option_checks import check_idle_options, check_pool_read, check_source_types
 from .outputs import ClearCompleteAtStart, check_creatable, check_output_dir, mark_complete
-from .resume_check import record_rows, say_steps_lost, schedule_change
+from .resume_check import record_rows, resumed_from, say_steps_lost, schedule_change
 from .run_records import finish_run
 from .student import check_student_source, fold_target_scale, load_student, tokenize_beside_features
 from .targets import SINGLE
@@ -239,7 +239,8 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
                "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
                "all_params": sum(p.numel() for p in trainer.model.parameters()),
                "schedule_note": None if checkpoint else schedule_change(config.resume_from_checkpoint,
-                                                                        trainer.state.max_steps)}
+                                                                        trainer.state.max_steps),
+               "resumed_from": None if checkpoint else resumed_from(config.resume_from_checkpoint)}
     if eval_set is not None:
         summary["eval"] = trainer.evaluate()
         trainer.save_metrics("eval", summary["eval"])

@@ -145,6 +145,14 @@ def _saved_steps(checkpoint: str | None) -> tuple[int | None, int | None]:
         return None, None
 
 
+def resumed_from(checkpoint: str | None) -> dict | None:
+    """What the audit records of a resumed run: the checkpoint (absolute path) and the step it had reached; None
+    when not resumed."""
+    if not checkpoint:
+        return None
+    return {"checkpoint": os.path.abspath(str(checkpoint)), "step": _saved_steps(checkpoint)[1]}
+
+
 def check_resume_steps(checkpoint: str, max_steps: int) -> None:
     """Refuse a `--max_steps` that `checkpoint` has reached already: the run would train a step past it anyway."""
     step = _saved_steps(checkpoint)[1]

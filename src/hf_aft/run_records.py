@@ -28,6 +28,9 @@ def _recipe_header(summary: dict, record: dict) -> list[str]:
         lines.append(f"this run's {summary['beta_note']}")
     if summary.get("schedule_note"):  # a resume with another --max_steps: the rerun is not the same run
         lines.append(f"this run was {summary['schedule_note']}")
+    elif summary.get("resumed_from"):
+        lines.append(f"this run resumed {summary['resumed_from']['checkpoint']} (step "
+                     f"{summary['resumed_from']['step']}), with the options above")
     continued = (summary.get("beta_search") or {}).get("budget", {}).get("continued_steps")
     if continued:  # the final run went on from the chosen candidate: a rerun starts from step 0 on every row
         lines.append(f"this run's final run continued the chosen --beta auto candidate from step {continued} (trained "
@@ -49,6 +52,7 @@ def audit_record(trainer, script_args, config, run: dict, summary: dict) -> dict
     return stamped({
         "audit_version": 1, "versions": library_versions(), "device": device_name(),
         "started": run["started"], "ended": utc_now(), "output_dir": summary["output_dir"],
+        "resumed_from": summary.get("resumed_from"),
         "dataset": {"name": script_args.dataset_name, "path": source_path(script_args.dataset_name),
                     "config": script_args.dataset_config,
                     "train_split": script_args.train_split, "eval_split": script_args.eval_split,
