@@ -126,7 +126,8 @@ def run(task: str, teacher: Path, student: Path, method: tuple, seed: int, label
     return {"task": task, "transfer": transfer + (f"+{terms}" if terms else ""), "beta": beta, "seed": seed,
             "epochs": 10.0, "labels": labels, "pool": pool if "u" in terms.split("+") else 0, **scores,
             "scales": summary["scales"], "train_seconds": summary["train"]["train_runtime"],
-            "probe_score": (summary.get("terms") or {}).get("probe_accuracy")}
+            "probe_score": (summary.get("terms") or {}).get("probe_accuracy"),
+            "probe_c": (summary.get("terms") or {}).get("probe_c")}
 
 
 def probe(task: str, teacher: Path, labels: int = FULL) -> dict[str, float]:
@@ -167,8 +168,10 @@ def parse_grid(text: str) -> list[tuple]:
 
 
 def row_key(row: dict) -> tuple:
-    """What identifies a run (rows written before --labels and the pool existed are all labels, no pool)."""
-    return (row["task"], row["transfer"], row["beta"], row["seed"], row.get("labels", FULL), row.get("pool", 0))
+    """What identifies a run (rows written before --labels and the pool existed are all labels, no pool; distillation
+    rows written before the multi-label probe chose its C, which record no `probe_c`, are `...@c1`)."""
+    transfer = row["transfer"] + ("@c1" if "distill" in row["transfer"] and "probe_c" not in row else "")
+    return (row["task"], transfer, row["beta"], row["seed"], row.get("labels", FULL), row.get("pool", 0))
 
 
 def main():

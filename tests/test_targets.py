@@ -423,3 +423,27 @@ def test_the_single_label_metric_refuses_another_problem_types_predictions():
             compute_classification_metrics(prediction)
     single = EvalPrediction(predictions=np.eye(4, 2), label_ids=np.array([0, 1, 1, 0]))
     assert compute_classification_metrics(single)["accuracy"] == 0.75  # argmax 0, 1, 0, 0
+
+
+def test_the_multi_label_probe_chooses_its_c_by_out_of_fold_log_loss():
+    """At C = 1, with about as many rows as features, the per-class probes were over-confident: their targets (and
+    the probe column) now come at the C whose out-of-fold predictions have the lowest log-loss."""
+    from hf_aft.task_probes import PROBE_CS, _class_probabilities, choose_c, fit_probe_outputs
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 60))
+    y = ((x[:, :3] + rng.normal(scale=1.5, size=(80, 3))) > 0).astype(np.float32)
+
+    def log_loss(p):
+        p = np.clip(p, 1e-6, 1 - 1e-6)
+        return float(-(y * np.log(p) + (1 - y) * np.log1p(-p)).mean())
+
+    c, out_of_fold = choose_c(x, y, 5)
+    assert c < 1 and c in PROBE_CS
+    at_one = np.empty_like(out_of_fold)
+    from sklearn.model_selection import KFold
+
+    for train, held in KFold(5, shuffle=True, random_state=0).split(x):
+        at_one[held] = _class_probabilities(x[train], y[train], x[held], (1.0,))[0]
+    assert log_loss(out_of_fold) < log_loss(at_one) - 0.05
+    np.testing.assert_allclose(fit_probe_outputs(x, y, x[:5], MULTI), fit_probe_outputs(x, y, x[:5], MULTI, c))

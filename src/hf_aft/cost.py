@@ -123,13 +123,13 @@ def probe_predictions_on(train_x, train_y, eval_x, problem_type: str = "single_l
     """What the teachers' linear probe predicts on `eval_x` [rows, width], fitted on (train_x, train_y) after
     standardising the features: class ids (logistic regression with C chosen by cross-validated log-loss,
     `distillation.linear_probe`, the probe `--distill probe` fits), or for a multi-label task the classes'
-    probabilities [rows, classes] (one logistic regression per class), or for a regression the targets (ridge
-    regression with its penalty chosen by leave-one-out, scikit-learn's RidgeCV). `c`: a single-label C already
+    probabilities [rows, classes] (one logistic regression per class, C chosen the same way), or for a regression the
+    targets (ridge regression with its penalty chosen by leave-one-out, scikit-learn's RidgeCV). `c`: a C already
     chosen on these rows (skips the search)."""
     if problem_type in ("regression", "multi_label_classification"):
         from .task_probes import fit_probe_outputs
 
-        outputs = fit_probe_outputs(np.asarray(train_x), np.asarray(train_y), np.asarray(eval_x), problem_type)
+        outputs = fit_probe_outputs(np.asarray(train_x), np.asarray(train_y), np.asarray(eval_x), problem_type, c)
         return outputs[:, 0] if problem_type == "regression" and np.asarray(train_y).ndim == 1 else outputs
     from .distillation import linear_probe
 

@@ -23,8 +23,8 @@ import numpy as np
 from .cache import default_cache_dir
 from .errors import AFTError
 from .features import FEATURES_COLUMN, teacher_infos_of
-from .targets import REGRESSION, SINGLE, TOKEN
-from .task_probes import SCORE_NAMES, fit_probe_outputs, probe_score
+from .targets import MULTI, REGRESSION, SINGLE, TOKEN
+from .task_probes import SCORE_NAMES, choose_c, fit_probe_outputs, probe_score
 from .teachers import short_name
 from .word_features import with_word_or_teacher_features
 
@@ -144,9 +144,13 @@ def probe_scores(features: np.ndarray, labels: np.ndarray, problem_type: str, fo
     from sklearn.model_selection import KFold
 
     labels = np.asarray(labels, dtype=np.float64)
-    scores = [probe_score(fit_probe_outputs(features[train], labels[train], features[held], problem_type),
-                          labels[held], problem_type)
-              for train, held in KFold(folds, shuffle=True, random_state=seed).split(features)]
+    split = list(KFold(folds, shuffle=True, random_state=seed).split(features))
+    if problem_type == MULTI:  # out-of-fold at the C these folds choose (the single-label probe's search)
+        out_of_fold = choose_c(features, labels, folds, seed)[1]
+        scores = [probe_score(out_of_fold[held], labels[held], problem_type) for _, held in split]
+    else:
+        scores = [probe_score(fit_probe_outputs(features[train], labels[train], features[held], problem_type),
+                              labels[held], problem_type) for train, held in split]
     return float(np.nanmean(scores)), float(np.nanstd(scores))
 
 

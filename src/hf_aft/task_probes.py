@@ -1,10 +1,10 @@
 """The teachers' linear probe for multi-label and regression students (distillation.py fits the single-label one):
 the same estimator for the cost report's probe column and for `--distill probe`'s targets.
 
-- multi-label: one logistic regression per class on standardised features (scikit-learn's OneVsRestClassifier,
-  C = 1: the single-label probe's search for C by cross-validated log-loss is not measured on multi-label data);
-  targets are each class's log-odds, clipped at probabilities 1e-6 and 1 - 1e-6; its score is the micro-F1 of its
-  predictions at probability 0.5.
+- multi-label: one logistic regression per class on standardised features (what scikit-learn's OneVsRestClassifier
+  fits), their inverse L2 strength C shared and chosen on `PROBE_CS` by the out-of-fold binary log-loss, as
+  the single-label probe's C is (`choose_c`); targets are each class's log-odds, clipped at probabilities 1e-6 and
+  1 - 1e-6; its score is the micro-F1 of its predictions at probability 0.5.
 - regression: ridge regression on standardised features, its penalty chosen by leave-one-out (RidgeCV); targets are
   its predictions in the student's (standardised) units; its score is Pearson's r, the mean over targets.
 
@@ -15,8 +15,6 @@ them.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from .errors import AFTError
@@ -24,6 +22,16 @@ from .metrics import multi_label_metrics, regression_metrics
 from .targets import MULTI, REGRESSION
 
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
+PROBE_FOLDS = 5
+# The probes' inverse L2 strength C, chosen per fit by cross-validated log-loss over this grid (on standardised
+# features), for single-label (distillation.py) and multi-label probes. A fixed C = 1 (scikit-learn's default) is
+# least regularised where the rows number about the features (n ~ d): on Rotten Tomatoes with mpnet (768 features)
+# its test accuracy fell from 0.826 at 100 labels to 0.778 at 2,000; chosen by cross-validation it rose from 0.83 to
+# 0.85 (docs/guides/unlabelled-data.md). Multi-label, C = 1 (the value before 2026-12-07) made over-confident
+# targets: on the NRC emotion lexicon (bench/lexicons.py, mpnet, 10 labels) their out-of-fold binary log-loss was
+# 0.708 at 300 labelled words against 0.405 at the chosen C = 0.01, whose test micro-F1 was also higher (0.573
+# against 0.558).
+PROBE_CS = tuple(float(c) for c in np.logspace(-4, 0, 9))  # to C = 1: larger C costs lbfgs the most
 SCORE_NAMES = {MULTI: "micro_f1", REGRESSION: "pearson"}
 
 
@@ -32,35 +40,57 @@ SCORE_NAMES = {MULTI: "micro_f1", REGRESSION: "pearson"}
 TOO_FEW_ROWS_ADVICE = ("add labelled rows, or pass --distill none (with --transfer none, also drop "
                        "--unlabeled_dataset and --augment_copies: no term would read them).")
 
-def probe_estimator(problem_type: str):
-    """An unfitted scikit-learn pipeline: standardised features, then the probe of `problem_type` (module
-    docstring); `fit(x, y)` takes multi-hot rows (multi-label) or targets [rows] / [rows, targets]."""
-    from sklearn.linear_model import LogisticRegression, RidgeCV
-    from sklearn.multiclass import OneVsRestClassifier
+def _class_probabilities(x: np.ndarray, y: np.ndarray, eval_x: np.ndarray, cs: tuple[float, ...]) -> np.ndarray:
+    """[len(cs), eval rows, classes]: each class's logistic regression (standardised features) fitted on (x, multi-hot
+    y) at each C of `cs` (warm-started along the path), its probability on `eval_x`. A class that every row of `x`
+    holds, or none, is predicted as that constant (as OneVsRestClassifier does)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x)
+    x, eval_x = scaler.transform(x), scaler.transform(eval_x)
+    out = np.empty((len(cs), len(eval_x), y.shape[1]))
+    for k in range(y.shape[1]):
+        if y[:, k].min() == y[:, k].max():
+            out[:, :, k] = y[0, k]
+            continue
+        probe = LogisticRegression(max_iter=2000, warm_start=True)
+        for i, c in enumerate(cs):
+            probe.C = c
+            out[i, :, k] = probe.fit(x, y[:, k]).predict_proba(eval_x)[:, 1]
+    return out
+
+
+def fit_probe_outputs(x: np.ndarray, y: np.ndarray, eval_x: np.ndarray, problem_type: str,
+                      c: float | None = None) -> np.ndarray:
+    """The probe fitted on (x, y), its outputs on `eval_x`: class probabilities [rows, classes] (multi-label, at `c`,
+    chosen on (x, y) by `choose_c` when None) or predicted targets [rows, targets] (regression)."""
+    y = _fit_targets(y, problem_type)
+    if problem_type == MULTI:
+        c = choose_c(x, y, min(PROBE_FOLDS, len(x) // 2))[0] if c is None and len(x) >= 4 else (c or 1.0)
+        return _class_probabilities(x, y, eval_x, (c,))[0]
+    from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    if problem_type == REGRESSION:
-        return make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))
-    if problem_type == MULTI:
-        return make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression(max_iter=2000)))
-    raise ValueError(f"no float-target probe for {problem_type!r}")
+    probe = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS)).fit(x, y)
+    return np.asarray(probe.predict(eval_x)).reshape(len(eval_x), -1)
 
 
-def probe_outputs(probe, x: np.ndarray, problem_type: str) -> np.ndarray:
-    """[rows, outputs]: class probabilities (multi-label) or predicted targets (regression)."""
-    if problem_type == MULTI:
-        return probe.predict_proba(x)
-    return np.asarray(probe.predict(x)).reshape(len(x), -1)
+def choose_c(x: np.ndarray, y: np.ndarray, folds: int, seed: int = 0) -> tuple[float, np.ndarray]:
+    """(C, out-of-fold class probabilities [rows, classes] at that C) of the multi-label probe: per shuffled fold,
+    the probes of every C in `PROBE_CS` fitted on the other folds predict the held-out rows; C is the one
+    whose predictions have the lowest mean binary log-loss against the multi-hot `y` (calibrated targets)."""
+    from sklearn.model_selection import KFold
 
-
-def fit_probe_outputs(x: np.ndarray, y: np.ndarray, eval_x: np.ndarray, problem_type: str) -> np.ndarray:
-    """The probe fitted on (x, y), its outputs on `eval_x` (`probe_outputs`). A class that a fit's rows all hold or
-    all lack is predicted as that constant (scikit-learn warns; the warning is dropped here)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
-        probe = probe_estimator(problem_type).fit(x, _fit_targets(y, problem_type))
-        return probe_outputs(probe, eval_x, problem_type)
+    y = _fit_targets(y, MULTI)
+    out = np.empty((len(PROBE_CS), *y.shape))
+    for train, held in KFold(folds, shuffle=True, random_state=seed).split(x):
+        out[:, held] = _class_probabilities(x[train], y[train], x[held], PROBE_CS)
+    p = np.clip(out, 1e-6, 1 - 1e-6)
+    losses = -(y * np.log(p) + (1 - y) * np.log1p(-p)).mean(axis=(1, 2))
+    best = int(np.argmin(losses))
+    return PROBE_CS[best], out[best]
 
 
 def _fit_targets(y: np.ndarray, problem_type: str) -> np.ndarray:
@@ -77,9 +107,11 @@ def probe_score(outputs: np.ndarray, y: np.ndarray, problem_type: str) -> float:
     return regression_metrics(outputs, y)["pearson"]
 
 
-def cross_fit_outputs(x: np.ndarray, y: np.ndarray, problem_type: str, folds: int, seed: int = 0) -> np.ndarray:
-    """Out-of-fold probe outputs [rows, outputs] over `folds` shuffled folds (each row predicted by the probe fitted
-    on the other folds).
+def cross_fit_outputs(x: np.ndarray, y: np.ndarray, problem_type: str, folds: int,
+                      seed: int = 0) -> tuple[float | None, np.ndarray]:
+    """(the multi-label probe's C, or None for regression; out-of-fold probe outputs [rows, outputs]) over `folds`
+    shuffled folds: each row predicted by the probe fitted on the other folds (multi-label: at the C those
+    predictions choose, `choose_c`).
 
     Raises:
         AFTError: fewer than 2 rows per fold on average (nothing to cross-fit).
@@ -89,12 +121,14 @@ def cross_fit_outputs(x: np.ndarray, y: np.ndarray, problem_type: str, folds: in
     if len(x) < 2 * max(folds, 2):
         raise AFTError(f"probe distillation cross-fits the teachers' probe over {folds} folds: it needs at least "
                        f"{2 * max(folds, 2)} labelled rows (got {len(x)}); {TOO_FEW_ROWS_ADVICE}")
+    if problem_type == MULTI:
+        return choose_c(x, y, folds, seed)
     out = None
     for train, held in KFold(folds, shuffle=True, random_state=seed).split(x):
         outputs = fit_probe_outputs(x[train], y[train], x[held], problem_type)
         out = np.full((len(x), outputs.shape[1]), np.nan) if out is None else out
         out[held] = outputs
-    return out
+    return None, out
 
 
 def as_targets(outputs: np.ndarray, problem_type: str) -> np.ndarray:

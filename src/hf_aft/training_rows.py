@@ -54,7 +54,7 @@ class TrainingRows:
     teacher_norms: list[float] = field(default_factory=list)
     probe_accuracy: float | None = None  # the probe's cross-validated score, in `probe_metric`
     probe_metric: str = "accuracy"
-    probe_c: float | None = None  # the single-label probe's chosen inverse L2 strength (the cost report reuses it)
+    probe_c: float | None = None  # the probe's chosen inverse L2 strength (the cost report reuses it)
     probe_scored: int | None = None  # the labelled rows (words) scored: a class of one row is not cross-fitted
     problem_type: str = SINGLE
 
