@@ -711,3 +711,26 @@ def test_image_digests_are_decoded_once_and_kept_beside_the_datasets_cache(tmp_p
     Image.new("RGB", (8, 8), (1, 2, 3)).save(data / "train" / "car" / "b.png")
     changed = images.image_digests(load_labelled_splits(str(data), input_column="image").train, "image")
     assert len(decoded) == 4 and changed[0] == first[0] and changed[1] != first[1]
+
+
+@pytest.mark.parametrize("role", ["--teachers", "--distill_teacher", "--model_name_or_path"])
+def test_a_model_folder_without_its_tokenizer_is_refused_not_read_as_unknown_tokens(role, student_dir, teacher_dirs,
+                                                                                   tmp_path, capsys):
+    """`model.save_pretrained(dir)` alone writes no tokenizer: transformers then builds one of 5 special tokens, every
+    word reads as [UNK], and a teacher's features (or a task teacher's logits) only saw each text's length."""
+    from transformers import BertForSequenceClassification, BertModel
+
+    from hf_aft.commands import main
+
+    bare = tmp_path / "bare"
+    torch.manual_seed(0)
+    kind = BertModel if role == "--teachers" else BertForSequenceClassification
+    kind(tiny.bert_config(12, id2label={0: "0", 1: "1"})).save_pretrained(bare)
+    data = tiny.save_sentiment_files(tmp_path / "data") / "labelled"
+    models = {"--model_name_or_path": str(student_dir), "--teachers": str(teacher_dirs[0]), role: str(bare)}
+    extra = ["--distill", "logits"] if role == "--distill_teacher" else []
+    assert main(["train", *[x for pair in models.items() for x in pair], "--dataset_name", str(data), "--output_dir",
+                 str(tmp_path / "out"), "--max_steps", "1", "--report_to", "none", "--use_cpu", "true", *extra]) == 2
+    line = tiny.error_line(capsys)
+    assert f"{bare}'" in line and "its tokenizer knows 5 tokens and its model 30" in line, line
+    assert "tokenizer.save_pretrained(DIR)" in line and not (tmp_path / "out").exists()

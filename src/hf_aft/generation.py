@@ -44,6 +44,7 @@ from .filesystems import write_atomically
 from .provenance import current_revision, teacher_source
 from .teachers.loading import token_limit
 from .teachers.spec import GGUF_SEPARATOR, hub_revision, is_path_like, teacher_label
+from .tokens import check_vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +181,7 @@ def load_generator(spec: str, name: str, revision: str, gguf_file: str | None = 
             raise extra from error
         raise AFTError(f"could not load generator {spec!r} as a causal language model (a text generator such as "
                        f"HuggingFaceTB/SmolLM2-135M-Instruct): {one_line(error)}") from error
+    check_vocabulary(tokenizer, model.config, f"generator {spec!r}")
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token

@@ -33,7 +33,7 @@ from .hub_reach import hub_answer, note_cached, offline_if_unreachable
 from .student_head import HEAD_PARTS, keep_head_rows, named_classes
 from .targets import REGRESSION, TOKEN
 from .teachers.loading import cap_max_length, intended_load_report, teach_token_limit, token_limit
-from .tokens import check_room, encode
+from .tokens import check_room, check_vocabulary, encode
 from .words import check_fast_tokenizer, is_words_dataset, student_word_batch, word_label_column
 
 logger = logging.getLogger(__name__)
@@ -200,6 +200,8 @@ def load_student(name: str, labels=None, image_column: str | None = None):
         kind = "image " if image_column else ""
         raise AFTError(f"could not load the {kind}student {name!r}: {student_load_failure(name, error)}") from error
     _warn_unexpected_new_weights(name, info)
+    if not image_column:
+        check_vocabulary(processor, model.config, f"the student {name!r}")
     if labels is not None and problem_type != REGRESSION:  # a trained head in another class order keeps its rows
         keep_head_rows(model, named_classes(AutoConfig.from_pretrained(name).id2label), list(labels.names))
     if getattr(labels, "threshold", None) is not None:

@@ -101,3 +101,22 @@ def warn_unknown_tokens(dataset, tokenizer, logger) -> None:
         warn_once(logger, f"hf-aft: the student's tokenizer reads {share:.0%} of the training texts' tokens as its "
                           f"unknown token {tokenizer.unk_token!r}: it does not know their words (another language "
                           "or alphabet?), and the student learns little; choose a student made for this text.")
+
+
+def check_vocabulary(tokenizer, config, who: str) -> None:
+    """Refuse a tokenizer with less than half of the model's vocabulary (`config.vocab_size`): what transformers
+    builds for a folder that holds a model but no tokenizer files (what `model.save_pretrained(dir)` alone writes), a
+    handful of special tokens, so every word reaches the model as its unknown token and its features (or its
+    predictions) only see each text's length. A larger embedding table than the tokenizer (rounded up to a multiple
+    of 64 or 128, as many models do) is fine. `who`: e.g. "teacher 'DIR'".
+
+    Raises:
+        AFTError: the tokenizer is that small.
+    """
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    vocab_size = getattr(text_config, "vocab_size", None)
+    if not isinstance(vocab_size, int) or len(tokenizer) * 2 >= vocab_size:
+        return
+    raise AFTError(f"{who}: its tokenizer knows {len(tokenizer):,} tokens and its model {vocab_size:,}: the folder "
+                   "has no tokenizer files of its own (tokenizer.json, vocab.txt, ...), so every word would read as "
+                   "the unknown token. Save the model's tokenizer beside it (tokenizer.save_pretrained(DIR)).")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import AFTError, missing_extra, one_line
-from ..tokens import check_room, encode, pad_rows, stand_in_token
+from ..tokens import check_room, check_vocabulary, encode, pad_rows, stand_in_token
 from .backends import onnx_teacher_model
 from .loading import cap_max_length, default_pooling, file_options, intended_load_report, load_config, token_limit
 from .pooling import pool
@@ -59,6 +59,7 @@ class TextTeacher:
             if isinstance(error, ImportError) and (extra := missing_extra(error, f"teacher {self.spec!r}")):
                 raise extra from error
             raise AFTError(f"could not load teacher {self.spec!r}: {one_line(error)}") from error
+        check_vocabulary(self.tokenizer, self.model.config, f"teacher {self.spec!r}")
         if self.tokenizer.pad_token is None:  # decoder tokenizers often have none
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         if self.tokenizer.pad_token is None:
