@@ -935,3 +935,23 @@ def test_unlabelled_rows_that_are_not_all_text_or_lack_features_are_named_as_the
     args[args.index("--teachers"):args.index("--output_dir")] = []
     assert_one_line_error(main(args), capsys.readouterr().err, "no 'teacher_features' column in the unlabelled "
                           "dataset", "hf-aft features, with --unlabeled_dataset")
+
+
+def test_a_pool_holding_rows_of_a_split_the_run_does_not_evaluate_on_is_refused_too(student_dir, teacher_dirs,
+                                                                                    tmp_path, capsys):
+    """With --eval_split validation the `test` split is where the final numbers get reported: `hf-aft features`
+    refused pool rows from it, `hf-aft train` took them."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, seed in (("train", 0), ("validation", 1), ("test", 2)):
+        tiny.sentiment_dataset(16, seed=seed).to_csv(data / f"{split}.csv")
+    test_texts = tiny.sentiment_dataset(16, seed=2)["text"]
+    pool = tmp_path / "pool.csv"
+    datasets.Dataset.from_dict({"text": [f"pool text {i}" for i in range(8)] + test_texts[:3]}).to_csv(pool)
+    args = train_args(student_dir, teacher_dirs, data, tmp_path / "out", "--eval_split", "validation",
+                      "--unlabeled_dataset", str(pool))
+    assert_one_line_error(main(args), capsys.readouterr().err, "rows of the unlabelled", "also in the 'test' split",
+                          "leakage")
+    assert not (tmp_path / "out").exists()
+    datasets.Dataset.from_dict({"text": [f"pool text {i}" for i in range(8)]}).to_csv(pool)  # clean: it trains
+    assert main(args) == 0

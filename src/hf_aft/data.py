@@ -293,6 +293,7 @@ class LabelledSplits:
     validation: datasets.Dataset | None = None  # where --beta auto compares candidates, when asked for
     validation_name: str | None = None
     unread: dict[str, int] = field(default_factory=dict)  # the source's other splits (name -> rows): no run reads them
+    others: dict[str, datasets.Dataset] = field(default_factory=dict)  # those splits (no pool row may come from one)
 
 
 def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, train_split: str = "train",
@@ -332,8 +333,9 @@ def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, t
         check_columns(validation, input_column, label_column)
         check_inputs(validation, input_column, validation_name)
         check_eval_labels(validation, labels, validation_name, "validation", "--beta_validation_split")
-    unread = {name: len(rows) for name, rows in data.items() if name not in (train_split, eval_split, validation_name)}
-    return LabelledSplits(train_set, eval_set, labels, eval_split, validation, validation_name, unread)
+    others = {name: rows for name, rows in data.items() if name not in (train_split, eval_split, validation_name)}
+    return LabelledSplits(train_set, eval_set, labels, eval_split, validation, validation_name,
+                          {name: len(rows) for name, rows in others.items()}, others)
 
 
 def check_labelled(split: datasets.Dataset, name: str, label_column: str, data: datasets.DatasetDict,

@@ -39,7 +39,14 @@ from .targets import SINGLE
 from .tokens import warn_unknown_tokens
 from .trainer import AFTTrainer
 from .training_rows import with_pool_features
-from .unlabeled_data import load_unlabeled, mark_checked, pool_source, read_paths_as_images, suggest_pool_split
+from .unlabeled_data import (
+    held_out_splits,
+    load_unlabeled,
+    mark_checked,
+    pool_source,
+    read_paths_as_images,
+    suggest_pool_split,
+)
 from .validation_split import DEFAULT_VALIDATION_FRACTION, class_ids
 from .word_features import check_run_options
 
@@ -92,7 +99,8 @@ def _load_pool_and_record_rows(script_args: ScriptArguments, config, splits):
         return None
     if script_args.image_column:
         read_paths_as_images(splits, column)
-    held_out = {f"eval ({splits.eval_name})": splits.eval, f"validation ({splits.validation_name})": splits.validation}
+    held_out = {f"eval ({splits.eval_name})": splits.eval, f"validation ({splits.validation_name})": splits.validation,
+                **held_out_splits(splits.others, script_args)}
     unlabeled = load_unlabeled(script_args.unlabeled_dataset, script_args.unlabeled_split, column,
                                script_args.label_column, splits.train, held_out)
     record_rows("unlabeled_pool", unlabeled, [column], config.resume_from_checkpoint)

@@ -250,6 +250,15 @@ def _warn_repeated_texts(unlabeled: datasets.Dataset, column: str, source: str) 
             "that is not meant).")
 
 
+def held_out_splits(others: dict[str, datasets.Dataset], script_args) -> dict[str, datasets.Dataset]:
+    """The labelled source's splits a run neither trains nor evaluates on (a `test` split beside `--eval_split
+    validation`), which no pool row may come from either: the numbers reported later on them would be leaked. Left
+    out: unlabelled splits (IMDB's `unsupervised`, `hf-aft features`' `unlabeled`) and the pool's own split."""
+    pool = script_args.unlabeled_split if script_args.unlabeled_dataset == script_args.dataset_name else None
+    return {f"{name!r}": rows for name, rows in others.items()
+            if name.lower() not in UNLABELLED_SPLIT_NAMES and name != pool}
+
+
 def suggest_pool_split(source: str, unread: dict[str, int]) -> None:
     """A labelled source that also holds unlabelled rows (`hf-aft features`' `unlabeled` split, IMDB's `unsupervised`)
     trained without them: one line saying how to use them."""
