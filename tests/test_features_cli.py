@@ -138,3 +138,15 @@ def test_a_features_column_the_teachers_did_not_make_is_never_taken_for_theirs(t
     assert main(train_args(student_dir, tmp_path / "labelled", tmp_path / "out", *teachers)) == 2
     assert "training dataset already has a 'teacher_features' column" in capsys.readouterr().err
     assert main(train_args(student_dir, tmp_path / "labelled", tmp_path / "out")) == 0  # no teachers: used as given
+
+
+def test_features_on_a_words_column_says_what_reads_word_lists(teacher_dirs, tmp_path, capsys):
+    """CoNLL-style data given to `hf-aft features`: the refusal told the user to choose the column they had chosen."""
+    words = datasets.Dataset.from_dict({"tokens": [["good", "movie"], ["bad", "plot"]] * 4,
+                                        "ner_tags": [[0, 1], [1, 0]] * 4})
+    datasets.DatasetDict(train=words, test=words).save_to_disk(tmp_path / "ner")
+    assert main(["features", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(tmp_path / "ner"),
+                 "--text_column", "tokens", "--output_dir", str(tmp_path / "feats")]) == 2
+    line = tiny.error_line(capsys)
+    assert "column 'tokens' holds List(Value('string'))" in line and "hf-aft train --text_column WORDS" in line, line
+    assert "choose the text column" not in line

@@ -47,7 +47,7 @@ from .targets import (
     with_labels,
 )
 from .validation_split import validation_split_name
-from .words import TokenLabels, input_column_of
+from .words import TokenLabels, input_column_of, not_text_advice
 
 EVAL_SPLITS = ("test", "validation", "valid", "eval")
 
@@ -136,8 +136,8 @@ def check_texts(dataset: datasets.Dataset, column: str, split: str = "train") ->
         return
     feature = dataset.features[column]
     if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
-        raise AFTError(f"the {split} split's column {column!r} holds {feature}, not text (from row 0): choose the "
-                       "text column with --text_column.")
+        raise AFTError(f"the {split} split's column {column!r} holds {feature}, not text (from row 0): "
+                       + not_text_advice(feature))
     check_no_missing(dataset, column, split, "text")
     check_utf8(arrow_column(dataset, column), column, split)
 

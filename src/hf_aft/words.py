@@ -38,6 +38,15 @@ def input_column_of(dataset: datasets.Dataset, column: str) -> str:
     return column
 
 
+def not_text_advice(feature) -> str:
+    """The way out of a column that holds no text where one text per row is read (`data.check_texts`)."""
+    if is_word_lists(feature):  # CoNLL-style words: hf-aft features and rank-teachers read texts
+        return ("word lists (with tags per word) train a token classifier: hf-aft train --text_column WORDS "
+                "--label_column TAGS --teachers ... makes its teachers' per-word features itself; this reads one "
+                "text per row.")
+    return "choose the text column with --text_column."
+
+
 def is_words_dataset(dataset: datasets.Dataset, column: str) -> bool:
     return dataset is not None and is_word_lists(dataset.features.get(column))
 
