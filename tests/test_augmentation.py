@@ -188,3 +188,16 @@ def test_copies_dropped_as_duplicates_are_counted_in_one_warning(caplog):
     assert len(made) < 24 and warnings == [f"hf-aft: --augment_copies 8 made {len(made)} of 24 copies: "
                                            f"{24 - len(made)} equalled a labelled or eval text, or another copy, and "
                                            "were dropped."], warnings
+
+
+def test_no_copy_is_an_eval_text_as_the_leakage_check_reads_texts():
+    """Copies were kept away from the eval texts by exact equality: `Good great movie` beside the eval text `good
+    great movie` is the same text to an uncased student and to the pool's leakage check."""
+    texts = ["Good great movie film", "Bad dull plot story"]
+    held_out = ["good  GREAT movie", "bad dull plot", "dull plot story", "good movie film"]
+    copies = augment_texts(texts, 50, seed=0, held_out=held_out)
+    from hf_aft.unlabeled_data import normalised_text
+
+    read = [normalised_text(t) for t in copies]
+    assert copies and not set(read) & {normalised_text(t) for t in [*texts, *held_out]}
+    assert len(set(read)) == len(read)  # no two copies the same text either

@@ -29,6 +29,7 @@ import datasets
 from .errors import AFTError, warn_once
 from .images import to_rgb
 from .tokens import encode
+from .unlabeled_data import normalised_text
 
 logger = logging.getLogger(__name__)
 
@@ -39,15 +40,15 @@ IMAGE_SCALE, ROTATE = (0.6, 1.0), 15.0
 def augment_texts(texts: Sequence[str], copies: int, seed: int = 0, held_out: Sequence[str] = ()) -> list[str]:
     """Up to `copies * len(texts)` perturbed copies of `texts` (module docstring), copy-major, deterministic in
     `seed`, none empty, none equal to a text of `texts`, of `held_out` (the eval split's: no leak) or to another
-    copy."""
+    copy, as the pool's leakage check compares texts (`unlabeled_data.normalised_text`: case, width, spacing)."""
     rng = random.Random(seed)
     vocabulary = sorted({word for text in texts for word in text.split()})
-    seen, out = {*texts, *held_out}, []
+    seen, out = {normalised_text(t) for t in (*texts, *held_out)}, []  # as the pool's leakage check compares texts
     for _ in range(copies):
         for text in texts:
             copy = _perturb(text.split(), vocabulary, rng)
-            if copy and copy not in seen:
-                seen.add(copy)
+            if copy and normalised_text(copy) not in seen:
+                seen.add(normalised_text(copy))
                 out.append(copy)
     return out
 

@@ -45,6 +45,7 @@ from .provenance import current_revision, teacher_source
 from .teachers.loading import token_limit
 from .teachers.spec import GGUF_SEPARATOR, hub_revision, is_path_like, teacher_label
 from .tokens import check_vocabulary
+from .unlabeled_data import normalised_text
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ TOP_P, TEMPERATURE = 0.95, 1.0
 # Continuations sampled from one prompt. Its prefix (the examples) is computed once and shared: on CPU that prefix is
 # a third to a half of a batch's work. Each text is still a sample given SHOTS labelled texts drawn at random.
 SAMPLES_PER_PROMPT = 4
-GENERATION_VERSION = 3  # bump when the prompt, the sampling or the filter changes: cached texts are then made again
+GENERATION_VERSION = 4  # bump when the prompt, the sampling or the filter changes: cached texts are then made again
 MAX_ROUNDS_WITHOUT_TEXT = 3  # batches in a row that add no text before the generator is given up on
 
 
@@ -202,7 +203,8 @@ def generate(model, tokenizer, texts: Sequence[str], count: int, seed: int = 0, 
 
     devices = [model.device] if model.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        made = _sample_texts(model, tokenizer, list(texts), count, seed, {*texts, *held_out}, room, progress)
+        seen = {normalised_text(t) for t in (*texts, *held_out)}  # as the pool's leakage check compares texts
+        made = _sample_texts(model, tokenizer, list(texts), count, seed, seen, room, progress)
     if not made:
         raise AFTError(f"the generator wrote no text of {MIN_WORDS} or more words unlike the labelled ones in "
                        f"{MAX_ROUNDS_WITHOUT_TEXT * BATCH} tries: pass a generator that writes text in your data's "
@@ -216,7 +218,7 @@ def _sample_texts(model, tokenizer, texts: list[str], count: int, seed: int, see
     from datasets.utils import tqdm  # a progress bar that datasets.disable_progress_bars() turns off too
 
     made, batch, idle = _progress_so_far(progress)
-    seen.update(made)
+    seen.update(map(normalised_text, made))
     shots, ends = min(SHOTS, len(texts)), line_ends(tokenizer)
     with tqdm(total=count, initial=len(made), desc="Generating texts", unit=" texts") as bar, \
             _say_progress(made, count, progress):
@@ -227,8 +229,8 @@ def _sample_texts(model, tokenizer, texts: list[str], count: int, seed: int, see
                        for _ in range(BATCH // SAMPLES_PER_PROMPT)]
             before = len(made)
             for text in _continue(model, tokenizer, prompts, room, ends, SAMPLES_PER_PROMPT):
-                if len(text.split()) >= MIN_WORDS and text not in seen and len(made) < count:
-                    seen.add(text)
+                if len(text.split()) >= MIN_WORDS and normalised_text(text) not in seen and len(made) < count:
+                    seen.add(normalised_text(text))
                     made.append(text)
             idle, batch = (0 if len(made) > before else idle + 1), batch + 1
             progress = _keep_progress(progress, made, batch, idle)
