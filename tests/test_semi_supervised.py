@@ -955,3 +955,22 @@ def test_a_pool_holding_rows_of_a_split_the_run_does_not_evaluate_on_is_refused_
     assert not (tmp_path / "out").exists()
     datasets.Dataset.from_dict({"text": [f"pool text {i}" for i in range(8)]}).to_csv(pool)  # clean: it trains
     assert main(args) == 0
+
+
+def test_a_mixing_that_repeats_one_sets_rows_says_so_once(caplog):
+    """A pool 18 times the labelled set made --num_train_epochs 1 into 18 passes over the labelled rows, and a 1-row
+    pool sat in half of every batch, both without a word."""
+    from hf_aft.unlabeled import say_repeats
+
+    with caplog.at_level("WARNING"):
+        say_repeats(200, 3575, 0.5)
+        say_repeats(200, 1, 0.5)
+        say_repeats(200, 200, 0.5)  # each set once an epoch: nothing to say
+        say_repeats(200, 3575, 0.5)  # said once
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["hf-aft: one epoch follows the 3,575 unlabelled rows: each of the 200 labelled rows is drawn "
+                    "about 17.9 times an epoch (a labelled share of 50% of each batch), and --num_train_epochs counts "
+                    "passes over the unlabelled rows.",
+                    "hf-aft: each of the 1 unlabelled rows is drawn about 200 times an epoch (a labelled share of 50% "
+                    "of each batch, 200 labelled rows): a pool this small weighs each of its rows heavily; give more "
+                    "unlabelled rows, or a larger --labeled_fraction."], said

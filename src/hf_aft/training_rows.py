@@ -26,7 +26,7 @@ from .losses import distillation_loss
 from .provenance import current_revision
 from .targets import MULTI, REGRESSION, SINGLE, TOKEN, model_problem_type
 from .task_options import check_supported
-from .unlabeled import UNLABELED, MixedSampler, join_labelled_unlabeled
+from .unlabeled import UNLABELED, MixedSampler, join_labelled_unlabeled, say_repeats
 from .unlabeled_data import check_trainer_pool
 from .word_batches import word_pairs
 from .word_distillation import with_word_targets, word_probe_targets
@@ -63,6 +63,7 @@ class TrainingRows:
         if not self.n_unlabeled:
             return None
         seed = args.data_seed if args.data_seed is not None else args.seed
+        say_repeats(self.n_labeled, self.n_unlabeled, args.labeled_fraction)
         return MixedSampler(self.n_labeled, self.n_unlabeled, args.labeled_fraction, seed)
 
 

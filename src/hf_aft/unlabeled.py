@@ -15,13 +15,14 @@ the rows one process with batch N*b sees (the global kernel then matches exactly
 from __future__ import annotations
 
 import copy
+import logging
 import math
 
 import datasets
 import numpy as np
 import torch
 
-from .errors import AFTError, one_line
+from .errors import AFTError, one_line, warn_once
 from .unlabeled_data import LABEL_COLUMNS
 from .words import WORD_POSITIONS
 
@@ -112,6 +113,25 @@ def epoch_positions(n_labeled: int, n_unlabeled: int, labeled_fraction: float | 
         return n_labeled, total - n_labeled
     total = max(n_unlabeled + 1, round(n_unlabeled / (1 - labeled_fraction)))
     return total - n_unlabeled, n_unlabeled
+
+
+def say_repeats(n_labeled: int, n_unlabeled: int, labeled_fraction: float | None) -> None:
+    """One line when the mixing draws the rows of one set twice or more an epoch: a large pool makes an epoch the
+    pool's (`--num_train_epochs` then counts passes over it, each labelled row drawn many times), a small one puts
+    each of its rows in many batches (a wrong file, often)."""
+    labelled, unlabelled = epoch_positions(n_labeled, n_unlabeled, labeled_fraction)
+    share = f"a labelled share of {labelled / (labelled + unlabelled):.0%} of each batch"
+    if labelled >= 2 * n_labeled:
+        said = (f"one epoch follows the {n_unlabeled:,} unlabelled rows: each of the {n_labeled:,} labelled rows is "
+                f"drawn about {labelled / n_labeled:.3g} times an epoch ({share}), and --num_train_epochs counts "
+                "passes over the unlabelled rows")
+    elif unlabelled >= 2 * n_unlabeled:
+        said = (f"each of the {n_unlabeled:,} unlabelled rows is drawn about {unlabelled / n_unlabeled:.3g} times an "
+                f"epoch ({share}, {n_labeled:,} labelled rows): a pool this small weighs each of its rows heavily; "
+                "give more unlabelled rows, or a larger --labeled_fraction")
+    else:
+        return
+    warn_once(logging.getLogger(__name__), f"hf-aft: {said}.")
 
 
 def epoch_length(n_labeled: int, n_unlabeled: int, labeled_fraction: float | None = None) -> int:
