@@ -91,12 +91,13 @@ def test_rank_teachers_scores_teachers_and_student_and_training_reuses_the_featu
 
 def test_rank_teachers_refuses_too_few_examples_per_class_before_running_a_teacher(teacher_dirs, tmp_path, capsys):
     data = tmp_path / "train.csv"
-    tiny.sentiment_dataset(8).to_csv(data)  # 4 per class
+    tiny.sentiment_dataset(8).map(lambda row: {"label": ["rotten", "fresh"][row["label"]]}).to_csv(data)  # 4 each
     with mock.patch.object(_Teacher, "load", side_effect=AssertionError("a teacher ran")):
         assert main(["rank-teachers", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data),
                      "--output_dir", str(tmp_path)]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
     assert len(err) == 1 and "fewer than the probe's 5 folds" in err[0] and "--folds" in err[0]
+    assert "class 'fresh' has 4 examples" in err[0] or "class 'rotten' has 4 examples" in err[0], err[0]
 
 
 def test_rank_teachers_scores_image_teachers_and_an_image_student(tmp_path, capsys):

@@ -194,7 +194,7 @@ class AFTConfig(TrainingArguments, TeacherArguments):
     beta: float = field(
         default=DEFAULT_BETA,
         metadata={"help": "Weight of the transfer loss: loss = task loss + beta * transfer loss. The knob that "
-                  "matters most; see docs/benchmarks.md for why 0.1 is the default rather than the authors' 10. "
+                  "matters most. Default 0.1 (docs/benchmarks.md says why, rather than the authors' 10); "
                   "`--beta auto` chooses it on data held out of the training split (hf-aft train only)."},
     )
     kernel: Kernel = field(

@@ -72,9 +72,9 @@ def logme(features: np.ndarray, labels: np.ndarray, max_iter: int = 100, tol: fl
     return float(np.mean(evidences))
 
 
-def check_folds(labels, folds: int, problem_type: str = SINGLE) -> None:
-    """Enough rows for the probe's folds: `folds` per class (single-label), a sentence per fold (token
-    classification), two rows per fold otherwise."""
+def check_folds(labels, folds: int, problem_type: str = SINGLE, names: list[str] | None = None) -> None:
+    """Enough rows for the probe's folds: `folds` per class (single-label; a class named from `names` when given),
+    a sentence per fold (token classification), two rows per fold otherwise."""
     if problem_type == TOKEN:
         if len(labels) < folds:
             raise AFTError(f"the probe's {folds} folds need at least {folds} sentences (got {len(labels)}): lower "
@@ -89,8 +89,11 @@ def check_folds(labels, folds: int, problem_type: str = SINGLE) -> None:
     if len(values) < 2:
         raise AFTError("the probe needs at least 2 classes in the labels.")
     if counts.min() < folds:
-        raise AFTError(f"class {values[counts.argmin()].item()!r} has {int(counts.min())} examples, fewer than the "
-                       f"probe's {folds} folds: lower --folds or add examples.")
+        few = values[counts.argmin()].item()
+        name = names[few] if names is not None and isinstance(few, int) and 0 <= few < len(names) else few
+        fewest = int(counts.min())
+        raise AFTError(f"class {name!r} has {fewest} example{'' if fewest == 1 else 's'}, fewer than the probe's "
+                       f"{folds} folds: lower --folds or add examples.")
 
 
 def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> tuple[float, float]:
@@ -174,7 +177,7 @@ def rank_teachers(dataset, labels, teachers: list[str], options, student: str | 
         image_column: the column of images, for image teachers (and an image student), else None (texts).
     """
     labels = labels if problem_type == TOKEN else np.asarray(labels)
-    check_folds(labels, folds, problem_type)  # before any teacher runs
+    check_folds(labels, folds, problem_type, names)  # before any teacher runs
     metric = "f1" if problem_type == TOKEN else SCORE_NAMES.get(problem_type, "accuracy")
     cache = Path(cache_dir or default_cache_dir())
     rows = []
