@@ -168,9 +168,10 @@ def parse_grid(text: str) -> list[tuple]:
 
 
 def row_key(row: dict) -> tuple:
-    """What identifies a run (rows written before --labels and the pool existed are all labels, no pool; distillation
-    rows written before the multi-label probe chose its C, which record no `probe_c`, are `...@c1`)."""
-    transfer = row["transfer"] + ("@c1" if "distill" in row["transfer"] and "probe_c" not in row else "")
+    """What identifies a run (rows written before --labels and the pool existed are all labels, no pool; the rows of
+    the trial of multi-label targets at the C the probe chose by log-loss, which record it as `probe_c`, are
+    `...@cvtargets`: hf-aft keeps C = 1 for those targets, task_probes.MULTI_LABEL_TARGET_C)."""
+    transfer = row["transfer"] + ("@cvtargets" if row.get("probe_c") is not None else "")
     return (row["task"], transfer, row["beta"], row["seed"], row.get("labels", FULL), row.get("pool", 0))
 
 

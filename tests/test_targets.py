@@ -447,3 +447,8 @@ def test_the_multi_label_probe_chooses_its_c_by_out_of_fold_log_loss():
         at_one[held] = _class_probabilities(x[train], y[train], x[held], (1.0,))[0]
     assert log_loss(out_of_fold) < log_loss(at_one) - 0.05
     np.testing.assert_allclose(fit_probe_outputs(x, y, x[:5], MULTI), fit_probe_outputs(x, y, x[:5], MULTI, c))
+    from hf_aft.distillation import fit_task_probe
+    from hf_aft.task_probes import as_targets
+
+    fit = fit_task_probe(x, y, x[:5], MULTI)  # the targets keep C = 1: calibrated ones made a worse student
+    np.testing.assert_allclose(fit.labeled, as_targets(at_one, MULTI), rtol=1e-4, atol=1e-4)

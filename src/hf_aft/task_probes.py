@@ -2,9 +2,11 @@
 the same estimator for the cost report's probe column and for `--distill probe`'s targets.
 
 - multi-label: one logistic regression per class on standardised features (what scikit-learn's OneVsRestClassifier
-  fits), their inverse L2 strength C shared and chosen on `PROBE_CS` by the out-of-fold binary log-loss, as
-  the single-label probe's C is (`choose_c`); targets are each class's log-odds, clipped at probabilities 1e-6 and
-  1 - 1e-6; its score is the micro-F1 of its predictions at probability 0.5.
+  fits). The probe hf-aft reports (the cost report, rank-teachers) has its inverse L2 strength C shared by the
+  classes and chosen on `PROBE_CS` by the out-of-fold binary log-loss, as the single-label probe's C is
+  (`choose_c`); the distillation targets keep C = 1 (`MULTI_LABEL_TARGET_C`, measured below); targets are each
+  class's log-odds, clipped at probabilities 1e-6 and 1 - 1e-6; its score is the micro-F1 of its predictions at
+  probability 0.5.
 - regression: ridge regression on standardised features, its penalty chosen by leave-one-out (RidgeCV); targets are
   its predictions in the student's (standardised) units; its score is Pearson's r, the mean over targets.
 
@@ -27,11 +29,14 @@ PROBE_FOLDS = 5
 # features), for single-label (distillation.py) and multi-label probes. A fixed C = 1 (scikit-learn's default) is
 # least regularised where the rows number about the features (n ~ d): on Rotten Tomatoes with mpnet (768 features)
 # its test accuracy fell from 0.826 at 100 labels to 0.778 at 2,000; chosen by cross-validation it rose from 0.83 to
-# 0.85 (docs/guides/unlabelled-data.md). Multi-label, C = 1 (the value before 2026-12-07) made over-confident
-# targets: on the NRC emotion lexicon (bench/lexicons.py, mpnet, 10 labels) their out-of-fold binary log-loss was
-# 0.708 at 300 labelled words against 0.405 at the chosen C = 0.01, whose test micro-F1 was also higher (0.573
-# against 0.558).
+# 0.85 (docs/guides/unlabelled-data.md). Multi-label, on the NRC emotion lexicon (bench/lexicons.py, mpnet, 10
+# labels, 300 labelled words) the chosen C (0.003-0.01) scored 0.573 test micro-F1 against C = 1's 0.558, its
+# out-of-fold binary log-loss 0.405 against 0.708.
 PROBE_CS = tuple(float(c) for c in np.logspace(-4, 0, 9))  # to C = 1: larger C costs lbfgs the most
+# ...but a student distilled from those calibrated targets predicted fewer labels: AFT + distillation + 2,000
+# unlabelled words at 300 labels fell to 0.478 micro-F1 (-3.2 points against STL, 3 seeds) from 0.516 (+0.7) with
+# the targets at C = 1, so the multi-label targets keep C = 1.
+MULTI_LABEL_TARGET_C = 1.0
 SCORE_NAMES = {MULTI: "micro_f1", REGRESSION: "pearson"}
 
 
@@ -77,20 +82,21 @@ def fit_probe_outputs(x: np.ndarray, y: np.ndarray, eval_x: np.ndarray, problem_
     return np.asarray(probe.predict(eval_x)).reshape(len(eval_x), -1)
 
 
-def choose_c(x: np.ndarray, y: np.ndarray, folds: int, seed: int = 0) -> tuple[float, np.ndarray]:
+def choose_c(x: np.ndarray, y: np.ndarray, folds: int, seed: int = 0,
+             cs: tuple[float, ...] = PROBE_CS) -> tuple[float, np.ndarray]:
     """(C, out-of-fold class probabilities [rows, classes] at that C) of the multi-label probe: per shuffled fold,
-    the probes of every C in `PROBE_CS` fitted on the other folds predict the held-out rows; C is the one
-    whose predictions have the lowest mean binary log-loss against the multi-hot `y` (calibrated targets)."""
+    the probes of every C in `cs` fitted on the other folds predict the held-out rows; C is the one whose
+    predictions have the lowest mean binary log-loss against the multi-hot `y` (a single value in `cs` fixes C)."""
     from sklearn.model_selection import KFold
 
     y = _fit_targets(y, MULTI)
-    out = np.empty((len(PROBE_CS), *y.shape))
+    out = np.empty((len(cs), *y.shape))
     for train, held in KFold(folds, shuffle=True, random_state=seed).split(x):
-        out[:, held] = _class_probabilities(x[train], y[train], x[held], PROBE_CS)
+        out[:, held] = _class_probabilities(x[train], y[train], x[held], cs)
     p = np.clip(out, 1e-6, 1 - 1e-6)
     losses = -(y * np.log(p) + (1 - y) * np.log1p(-p)).mean(axis=(1, 2))
     best = int(np.argmin(losses))
-    return PROBE_CS[best], out[best]
+    return cs[best], out[best]
 
 
 def _fit_targets(y: np.ndarray, problem_type: str) -> np.ndarray:
@@ -108,10 +114,9 @@ def probe_score(outputs: np.ndarray, y: np.ndarray, problem_type: str) -> float:
 
 
 def cross_fit_outputs(x: np.ndarray, y: np.ndarray, problem_type: str, folds: int,
-                      seed: int = 0) -> tuple[float | None, np.ndarray]:
-    """(the multi-label probe's C, or None for regression; out-of-fold probe outputs [rows, outputs]) over `folds`
-    shuffled folds: each row predicted by the probe fitted on the other folds (multi-label: at the C those
-    predictions choose, `choose_c`).
+                      seed: int = 0) -> np.ndarray:
+    """Out-of-fold probe outputs [rows, outputs] over `folds` shuffled folds (each row predicted by the probe fitted
+    on the other folds): the distillation targets' probe (multi-label at `MULTI_LABEL_TARGET_C`).
 
     Raises:
         AFTError: fewer than 2 rows per fold on average (nothing to cross-fit).
@@ -122,13 +127,13 @@ def cross_fit_outputs(x: np.ndarray, y: np.ndarray, problem_type: str, folds: in
         raise AFTError(f"probe distillation cross-fits the teachers' probe over {folds} folds: it needs at least "
                        f"{2 * max(folds, 2)} labelled rows (got {len(x)}); {TOO_FEW_ROWS_ADVICE}")
     if problem_type == MULTI:
-        return choose_c(x, y, folds, seed)
+        return choose_c(x, y, folds, seed, (MULTI_LABEL_TARGET_C,))[1]
     out = None
     for train, held in KFold(folds, shuffle=True, random_state=seed).split(x):
         outputs = fit_probe_outputs(x[train], y[train], x[held], problem_type)
         out = np.full((len(x), outputs.shape[1]), np.nan) if out is None else out
         out[held] = outputs
-    return None, out
+    return out
 
 
 def as_targets(outputs: np.ndarray, problem_type: str) -> np.ndarray:
