@@ -974,3 +974,17 @@ def test_a_mixing_that_repeats_one_sets_rows_says_so_once(caplog):
                     "hf-aft: each of the 1 unlabelled rows is drawn about 200 times an epoch (a labelled share of 50% "
                     "of each batch, 200 labelled rows): a pool this small weighs each of its rows heavily; give more "
                     "unlabelled rows, or a larger --labeled_fraction."], said
+
+
+def test_a_task_teachers_class_names_are_matched_ignoring_case_and_spacing_and_otherwise_refused(caplog):
+    """A teacher tuned on NEG/POS for data labelled neg/pos was refused with no way out but editing its config."""
+    from hf_aft.distillation import class_order
+
+    with caplog.at_level("WARNING"):
+        assert class_order({0: "POS", 1: "NEG "}, ["neg", "pos"], "t") == [1, 0]
+    assert "read as the data's ['neg', 'pos']: the same names but for case and spacing" in caplog.text
+    assert class_order({0: "neg", 1: "pos"}, ["pos", "neg"], "t") == [1, 0]  # exact names: no warning needed
+    for teacher, data in (({0: "negative", 1: "positive"}, ["neg", "pos"]),  # other words: refused
+                          ({0: "Neg", 1: "NEG"}, ["neg", "pos"])):  # two teacher classes would read as one
+        with pytest.raises(AFTError, match="predicts the classes"):
+            class_order(teacher, data, "t")

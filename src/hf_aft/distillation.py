@@ -25,7 +25,7 @@ import numpy as np
 from datasets.fingerprint import Hasher
 
 from .cache import default_cache_dir, main_process_first, store_or_warn, verify
-from .errors import AFTError
+from .errors import AFTError, warn_once
 from .features import FEATURES_COLUMN, feature_matrix
 from .targets import SINGLE
 from .task_probes import (
@@ -253,10 +253,16 @@ def class_order(teacher_labels: dict[int, str], names: list[str], teacher: str) 
     placeholder = all(name == f"LABEL_{i}" for name, i in by_name.items())
     if placeholder and names == [str(i) for i in range(len(names))] and len(by_name) == len(names):
         return list(range(len(names)))
-    if set(by_name) != set(names):
+    if set(by_name) == set(names):
+        return [by_name[name] for name in names]
+    folded = {" ".join(name.casefold().split()): i for name, i in by_name.items()}  # NEG is neg, as a reader says
+    wanted = [" ".join(str(name).casefold().split()) for name in names]
+    if len(folded) != len(by_name) or set(folded) != set(wanted) or len(set(wanted)) != len(names):
         raise AFTError(f"--distill_teacher {teacher!r} predicts the classes {sorted(by_name)[:10]} but the data's are "
                        f"{names[:10]}: give a teacher tuned for these labels, or use --distill probe.")
-    return [by_name[name] for name in names]
+    warn_once(logger, f"hf-aft: --distill_teacher {teacher!r}'s classes {sorted(by_name)[:10]} are read as the "
+                      f"data's {names[:10]}: the same names but for case and spacing.")
+    return [folded[name] for name in wanted]
 
 
 def task_teacher_order(spec: str, names: list[str], revision: str | None = None, images: bool | None = None

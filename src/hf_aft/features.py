@@ -274,9 +274,9 @@ def with_teacher_features(dataset: datasets.Dataset, options, text_column: str =
         check_stored_teachers(read_teacher_infos(dataset), teachers, options, FEATURES_COLUMN, name)
         return dataset
     if not teachers:
-        raise AFTError(f"no {FEATURES_COLUMN!r} column in the {name}, and no teachers were given: set "
-                       "AFTConfig(teachers=[...]) (--teachers), or add the column with hf_aft.extract_teacher_features"
-                       " (hf-aft features, with --unlabeled_dataset for unlabelled rows).")
+        raise AFTError(f"no {FEATURES_COLUMN!r} column in the {name}, and no teachers were given: pass --teachers "
+                       "(AFTConfig(teachers=[...]) in Python), or store the features first with hf-aft features "
+                       "(--unlabeled_dataset for unlabelled rows; hf_aft.extract_teacher_features in Python).")
     # With several processes, each runs the teachers on its shard of the data (see cache.py).
     return extract_teacher_features(dataset, teachers, text_column=text_column, image_column=image_column,
                                     device=device, **extraction_kwargs(options))

@@ -115,7 +115,7 @@ def prepare_training_rows(model, args: AFTConfig, train_dataset, unlabeled_datas
         if augmented is not None:  # made here, with this command's teacher options
             if not args.teachers:  # features stored beside the labelled rows cannot cover rows made now
                 raise AFTError("the rows this run makes (--augment_copies, --generate_texts) need the teachers to "
-                               "make their features: set AFTConfig(teachers=[...]) (--teachers).")
+                               "make their features: pass --teachers (AFTConfig(teachers=[...]) in Python).")
             augmented = with_word_or_teacher_features(augmented, args, text_column, image_column, device=args.device,
                                                       name="augmented rows")
             check_same_teachers(train_dataset, augmented, "the augmented rows'", made_here=made_here(train_made, True))
