@@ -250,6 +250,8 @@ def _fail_if_a_teacher_loads(monkeypatch):
      r"train split's row 1 has 0 labels in 'ner_tags' for 1 words"),
     ({"tokens": [["good", "movie"], []], "ner_tags": [["B-POS", "O"], []]},
      r"train split's row 1 has no words in 'tokens'"),
+    ({"tokens": [["good", "movie"], ["bad", " ", "plot"]], "ner_tags": [["B-POS", "O"], ["B-NEG", "O", "O"]]},
+     r"train split's row 1 has an empty word \(word 1\) in 'tokens'.*drop such words \(and their tags\)"),
 ])
 def test_bad_token_rows_are_one_line_before_any_teacher(world, tmp_path, monkeypatch, capsys, rows, expected):
     datasets.DatasetDict(train=datasets.Dataset.from_dict(rows)).save_to_disk(tmp_path / "bad")
@@ -473,3 +475,12 @@ def test_a_pool_of_another_kind_or_sharing_an_eval_sentence_is_one_line(world, t
     assert _train(world, tmp_path / "out2", "--unlabeled_dataset", _pool(tmp_path / "leak", 4, 8, [evaluated])) == 2
     line = one_error_line(capsys)
     assert "1 row of the unlabelled" in line and "(first at row 0)" in line and "leakage" in line
+
+
+def test_a_pool_sentence_with_an_empty_word_is_refused():
+    from hf_aft.unlabeled_data import check_unlabeled
+
+    pool = datasets.Dataset.from_dict({"tokens": [["good", "movie"], ["bad", "", "plot"]]})
+    with pytest.raises(AFTError, match=r"the pool split's row 1 has an empty word \(word 1\) in 'tokens'"):
+        check_unlabeled(pool, "tokens", "pool")
+    check_unlabeled(pool.select([0]), "tokens", "pool")  # words all there: accepted

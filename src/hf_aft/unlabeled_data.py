@@ -19,7 +19,7 @@ from .data_files import CSV_MISSING, IMAGE_SUFFIXES, check_utf8, missing_split
 from .errors import AFTError, warn_once
 from .image_folders import UNLABELLED_SPLIT_NAMES
 from .images import check_image_paths, image_digests
-from .words import is_word_lists
+from .words import check_blank_words, is_word_lists
 
 LABEL_COLUMNS = ("labels", "label")
 
@@ -42,6 +42,7 @@ def check_unlabeled(unlabeled: datasets.Dataset, input_column: str, name: str = 
         row = first_row(empty)
         if row is not None:
             raise AFTError(f"the {name} split's row {row} has no words in {input_column!r}: drop that row.")
+        check_blank_words(unlabeled, input_column, name)
 
 
 def _check_blank_texts(unlabeled: datasets.Dataset, input_column: str, name: str) -> None:

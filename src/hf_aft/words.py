@@ -38,6 +38,27 @@ def input_column_of(dataset: datasets.Dataset, column: str) -> str:
     return column
 
 
+def check_blank_words(dataset: datasets.Dataset, column: str, split: str) -> None:
+    """Refuse a word that is missing, empty or only whitespace in a sentence of words: a tokenizer makes no token of
+    it, so its tag would train and be scored nowhere, silently.
+
+    Raises:
+        AFTError: naming the first such word's row and position.
+    """
+    import pyarrow.compute as pc
+
+    lists = dataset.select_columns([column]).with_format("arrow")[:][column]
+    words = pc.list_flatten(lists)
+    blank = pc.or_kleene(pc.is_null(words), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(words)), 0))
+    found = pc.index(blank.fill_null(True), True).as_py()
+    if found is None or found < 0:
+        return
+    row = pc.list_parent_indices(lists)[found].as_py()
+    position = found - sum(len(words_of) for words_of in lists[:row].to_pylist())
+    raise AFTError(f"the {split} split's row {row} has an empty word (word {position}) in {column!r}: a word with no "
+                   "characters makes no token to carry its tag; drop such words (and their tags).")
+
+
 def not_text_advice(feature) -> str:
     """The way out of a column that holds no text where one text per row is read (`data.check_texts`)."""
     if is_word_lists(feature):  # CoNLL-style words: hf-aft features and rank-teachers read texts
@@ -91,6 +112,7 @@ class TokenLabels(ClassNames):
         """
         index = {i: i for i in range(len(self.names))} if self.is_class_label else self.label2id
         words, labels = dataset[self.words_column], dataset[self.column]
+        check_blank_words(dataset, self.words_column, split)
         encoded = []
         for row, (row_words, row_labels) in enumerate(zip(words, labels, strict=True)):
             if not row_words or row_labels is None:
