@@ -201,6 +201,13 @@ def test_labelled_image_paths_take_a_pool_of_images(image_teachers, tmp_path, ca
     capsys.readouterr()
     assert main([*argv, "--unlabeled_dataset", str(tmp_path / "leaky"), "--output_dir", str(tmp_path / "x")]) == 2
     assert "1 row of the unlabelled" in capsys.readouterr().err
+    folder = tmp_path / "pool_folder"  # a folder of image files: the refusal names the file, not only its row
+    folder.mkdir()
+    for i, image in enumerate(pool["image"]):
+        image.save(folder / f"p{i}.png")
+    tiny.image_dataset(8, seed=1)[3]["image"].save(folder / "leaked_copy.png")
+    assert main([*argv, "--unlabeled_dataset", str(folder), "--output_dir", str(tmp_path / "y")]) == 2
+    assert "leaked_copy.png): " in capsys.readouterr().err
 
 
 def test_images_that_are_not_images_are_named(image_teachers, tmp_path):

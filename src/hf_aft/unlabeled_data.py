@@ -190,9 +190,19 @@ def check_no_leakage(unlabeled: datasets.Dataset, eval_set: datasets.Dataset | N
     if count:
         row = int(np.flatnonzero(shared.to_numpy(zero_copy_only=False))[0])
         rows, verb = ("1 row", "is") if count == 1 else (f"{count} rows", "are")
-        raise AFTError(f"{rows} of the {name} split {verb} also in the {eval_name} split (first at row {row}): "
+        raise AFTError(f"{rows} of the {name} split {verb} also in the {eval_name} split (first at row {row}"
+                       f"{_image_file(unlabeled, column, row)}): "
                        + (advice or "that is leakage, the student would learn from the teachers' view of the "
                           "evaluation data. Remove them from the unlabelled data, or evaluate on another split."))
+
+
+def _image_file(dataset: datasets.Dataset, column: str, row: int) -> str:
+    """", FILE" naming the file an image row was read from (an image folder's, a csv's path), else ""."""
+    if not isinstance(dataset.features[column], datasets.Image):  # arrays and texts have no file
+        return ""
+    value = dataset.cast_column(column, datasets.Image(decode=False))[row][column]
+    path = value.get("path") if isinstance(value, dict) else None
+    return f", {path}" if path else ""
 
 
 def load_unlabeled(source: str, split: str, input_column: str, label_column: str, labelled: datasets.Dataset,
