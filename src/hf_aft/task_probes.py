@@ -1,5 +1,6 @@
 """The teachers' linear probe for multi-label and regression students (distillation.py fits the single-label one):
-the same estimator for the cost report's probe column and for `--distill probe`'s targets.
+the same estimator for the cost report's probe column and for `--distill probe`'s targets (multi-label: each at its
+own C, below).
 
 - multi-label: one logistic regression per class on standardised features (what scikit-learn's OneVsRestClassifier
   fits). The probe hf-aft reports (the cost report, rank-teachers) has its inverse L2 strength C shared by the
@@ -44,6 +45,7 @@ SCORE_NAMES = {MULTI: "micro_f1", REGRESSION: "pearson"}
 # augmented copies have no term to read them (refused elsewhere), so the advice names them too.
 TOO_FEW_ROWS_ADVICE = ("add labelled rows, or pass --distill none (with --transfer none, also drop "
                        "--unlabeled_dataset and --augment_copies: no term would read them).")
+
 
 def _class_probabilities(x: np.ndarray, y: np.ndarray, eval_x: np.ndarray, cs: tuple[float, ...]) -> np.ndarray:
     """[len(cs), eval rows, classes]: each class's logistic regression (standardised features) fitted on (x, multi-hot
