@@ -67,6 +67,11 @@ def test_save_truncated_student_never_writes_over_its_source_or_a_folder_with_fi
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
     with pytest.raises(AFTError, match="is a file: choose a folder"):
         save_truncated_student(source, tmp_path / "busy" / "notes.txt", num_layers=1, overwrite=True)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (source / name).unlink(missing_ok=True)  # a model saved without its tokenizer: nothing is written from it
+    with pytest.raises(AFTError, match="its tokenizer knows 5 tokens and its model 30"):
+        save_truncated_student(source, tmp_path / "bare-student", num_layers=1)
+    assert not (tmp_path / "bare-student").exists()
 
 
 def test_python_api_takes_paths_and_string_labels_and_names_the_classes(student_dir, teacher_dirs, tmp_path):

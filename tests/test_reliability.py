@@ -734,3 +734,21 @@ def test_a_model_folder_without_its_tokenizer_is_refused_not_read_as_unknown_tok
     line = tiny.error_line(capsys)
     assert f"{bare}'" in line and "its tokenizer knows 5 tokens and its model 30" in line, line
     assert "tokenizer.save_pretrained(DIR)" in line and not (tmp_path / "out").exists()
+
+
+def test_a_tokenizer_larger_than_its_models_vocabulary_is_one_line_not_an_index_error(student_dir, tmp_path, capsys):
+    from transformers import BertConfig, BertModel
+
+    from hf_aft.commands import main
+
+    teacher = tmp_path / "teacher"
+    config = BertConfig(vocab_size=12, hidden_size=12, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=24, max_position_embeddings=64)
+    BertModel(config).save_pretrained(teacher)
+    tiny.make_tokenizer(teacher).save_pretrained(teacher)  # 30 tokens for 12 embeddings
+    data = tiny.save_sentiment_files(tmp_path / "data") / "labelled"
+    assert main(["train", "--model_name_or_path", str(student_dir), "--teachers", str(teacher), "--dataset_name",
+                 str(data), "--output_dir", str(tmp_path / "out"), "--max_steps", "1", "--report_to", "none",
+                 "--use_cpu", "true"]) == 2
+    line = tiny.error_line(capsys)
+    assert "its tokenizer knows 30 tokens and its model 12: token ids from 12 up would index past" in line, line

@@ -934,7 +934,7 @@ def test_unlabelled_rows_that_are_not_all_text_or_lack_features_are_named_as_the
                       str(csv_data / "pool"))
     args[args.index("--teachers"):args.index("--output_dir")] = []
     assert_one_line_error(main(args), capsys.readouterr().err, "no 'teacher_features' column in the unlabelled "
-                          "dataset", "hf-aft features, with --unlabeled_dataset")
+                          "dataset", "hf-aft features (--unlabeled_dataset for unlabelled rows")
 
 
 def test_a_pool_holding_rows_of_a_split_the_run_does_not_evaluate_on_is_refused_too(student_dir, teacher_dirs,
@@ -966,6 +966,7 @@ def test_a_mixing_that_repeats_one_sets_rows_says_so_once(caplog):
         say_repeats(200, 3575, 0.5)
         say_repeats(200, 1, 0.5)
         say_repeats(200, 200, 0.5)  # each set once an epoch: nothing to say
+        say_repeats(200, 100, 0.5)  # each pool row twice: not worth a line
         say_repeats(200, 3575, 0.5)  # said once
     said = [r.getMessage() for r in caplog.records]
     assert said == ["hf-aft: one epoch follows the 3,575 unlabelled rows: each of the 200 labelled rows is drawn "
@@ -988,3 +989,15 @@ def test_a_task_teachers_class_names_are_matched_ignoring_case_and_spacing_and_o
                           ({0: "Neg", 1: "NEG"}, ["neg", "pos"])):  # two teacher classes would read as one
         with pytest.raises(AFTError, match="predicts the classes"):
             class_order(teacher, data, "t")
+
+
+def test_a_pool_split_of_the_labelled_source_is_its_own_however_the_folder_is_spelled(student_dir, teacher_dirs,
+                                                                                       tmp_path, capsys):
+    data = tmp_path / "d3"
+    pool = datasets.Dataset.from_dict({"text": [f"pool text {i}" for i in range(8)]})
+    datasets.DatasetDict(train=tiny.sentiment_dataset(16), test=tiny.sentiment_dataset(8, seed=1),
+                         pool=pool).save_to_disk(data)
+    for spelled in (f"{data}/", f"{tmp_path}/./d3"):  # the run's --dataset_name is str(data)
+        args = train_args(student_dir, teacher_dirs, data, tmp_path / "out", "--unlabeled_dataset", spelled,
+                          "--unlabeled_split", "pool", "--overwrite_output_dir")
+        assert main(args) == 0, capsys.readouterr().err

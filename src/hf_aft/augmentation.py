@@ -28,8 +28,8 @@ import datasets
 
 from .errors import AFTError, warn_once
 from .images import to_rgb
+from .text_forms import normalised_text
 from .tokens import encode
-from .unlabeled_data import normalised_text
 
 logger = logging.getLogger(__name__)
 

@@ -174,10 +174,11 @@ class AFTConfig(TrainingArguments, TeacherArguments):
             every suite measured (docs/guides/unlabelled-data.md): with a pool much larger than the
             labelled set, the own share leaves the task loss a row or two per batch.
         augment_copies (`int`, *optional*, defaults to `0`):
-            Not in the paper. Add this many perturbed copies of each labelled text (words dropped, replaced by other
-            words of the labelled texts, spans cut: Tang et al. 2019, section 3.2) or image (cropped, flipped,
+            Not in the paper. Add up to this many perturbed copies of each labelled text (words dropped, replaced by
+            other words of the labelled texts, spans cut: Tang et al. 2019, section 3.2) or image (cropped, flipped,
             rotated) as unlabelled rows (`hf_aft.augmentation`), for the transfer and distillation terms; `--distill
-            auto` then turns probe distillation on. 0: none; at most 1,000.
+            auto` then turns probe distillation on; a text copy that reads as a labelled or eval text or another
+            copy is dropped (one warning counts them). 0: none; at most 1,000.
         generate_texts (`int`, *optional*, defaults to `0`):
             Not in the paper. Add this many texts written by `generator`, prompted with labelled texts (GAL, He et
             al. 2022), as unlabelled rows (`hf_aft.generation`), as `augment_copies` does. 0: none; at most
@@ -255,8 +256,8 @@ class AFTConfig(TrainingArguments, TeacherArguments):
     )
     augment_copies: int = field(
         default=0,
-        metadata={"help": "Not in the paper. Add this many perturbed copies of each labelled text or image as "
-                  "unlabelled rows (hf_aft.augmentation); 0: none; at most 1,000."},
+        metadata={"help": "Not in the paper. Add up to this many perturbed copies of each labelled text or image "
+                  "as unlabelled rows (hf_aft.augmentation; duplicates dropped); 0: none; at most 1,000."},
     )
     generate_texts: int = field(
         default=0,

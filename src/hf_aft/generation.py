@@ -44,8 +44,8 @@ from .filesystems import write_atomically
 from .provenance import current_revision, teacher_source
 from .teachers.loading import token_limit
 from .teachers.spec import GGUF_SEPARATOR, hub_revision, is_path_like, teacher_label
+from .text_forms import normalised_text
 from .tokens import check_vocabulary
-from .unlabeled_data import normalised_text
 
 logger = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from .hub_reach import offline_if_unreachable
 from .outputs import share_like_other_files
 from .student import student_load_failure
 from .teachers.loading import intended_load_report
+from .tokens import check_vocabulary
 
 
 def save_truncated_student(source: str, output_dir: str, num_layers: int, overwrite: bool = False) -> str:
@@ -21,7 +22,7 @@ def save_truncated_student(source: str, output_dir: str, num_layers: int, overwr
         AFTError: `output_dir` is the source's folder, or holds files (unless `overwrite`); a source that does not
             load, has no layer count, or fewer layers than `num_layers`.
     """
-    from transformers import AutoConfig, AutoModel, AutoProcessor
+    from transformers import AutoConfig, AutoModel, AutoProcessor, PreTrainedTokenizerBase
 
     source, output_dir = os.fspath(source), os.fspath(output_dir)
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
@@ -42,8 +43,11 @@ def save_truncated_student(source: str, output_dir: str, num_layers: int, overwr
     total = getattr(config, key)
     if not 1 <= num_layers <= total:
         raise AFTError(f"--num_layers must be in 1..{total} for {source!r} (got {num_layers}).")
+    processor = AutoProcessor.from_pretrained(source)
+    if isinstance(processor, PreTrainedTokenizerBase):  # before anything is written: a folder without its tokenizer
+        check_vocabulary(processor, config, f"the source model {source!r}")
     with intended_load_report():  # the dropped layers' weights are left out on purpose
         AutoModel.from_pretrained(source, **{key: num_layers}).save_pretrained(output_dir)
-    AutoProcessor.from_pretrained(source).save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
     share_like_other_files(output_dir)
     return output_dir

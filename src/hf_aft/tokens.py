@@ -104,19 +104,24 @@ def warn_unknown_tokens(dataset, tokenizer, logger) -> None:
 
 
 def check_vocabulary(tokenizer, config, who: str) -> None:
-    """Refuse a tokenizer with less than half of the model's vocabulary (`config.vocab_size`): what transformers
-    builds for a folder that holds a model but no tokenizer files (what `model.save_pretrained(dir)` alone writes), a
-    handful of special tokens, so every word reaches the model as its unknown token and its features (or its
-    predictions) only see each text's length. A larger embedding table than the tokenizer (rounded up to a multiple
-    of 64 or 128, as many models do) is fine. `who`: e.g. "teacher 'DIR'".
+    """Refuse a tokenizer that does not fit the model's vocabulary (`config.vocab_size`): under half of it is what
+    transformers builds for a folder that holds a model but no tokenizer files (what `model.save_pretrained(dir)`
+    alone writes), a handful of special tokens, so every word reaches the model as its unknown token and its
+    features (or its predictions) only see each text's length; over it, token ids index past the model's embedding
+    table. A larger table than the tokenizer (rounded up to a multiple of 64 or 128, as many models do) is fine.
+    `who`: e.g. "teacher 'DIR'".
 
     Raises:
-        AFTError: the tokenizer is that small.
+        AFTError: the tokenizer is that small, or larger than the vocabulary.
     """
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    vocab_size = getattr(text_config, "vocab_size", None)
-    if not isinstance(vocab_size, int) or len(tokenizer) * 2 >= vocab_size:
+    vocab_size, size = getattr(text_config, "vocab_size", None), len(tokenizer)
+    if not isinstance(vocab_size, int) or vocab_size // 2 <= size <= vocab_size:
         return
-    raise AFTError(f"{who}: its tokenizer knows {len(tokenizer):,} tokens and its model {vocab_size:,}: the folder "
-                   "has no tokenizer files of its own (tokenizer.json, vocab.txt, ...), so every word would read as "
-                   "the unknown token. Save the model's tokenizer beside it (tokenizer.save_pretrained(DIR)).")
+    said = f"{who}: its tokenizer knows {size:,} token{'' if size == 1 else 's'} and its model {vocab_size:,}"
+    if size > vocab_size:
+        raise AFTError(f"{said}: token ids from {vocab_size:,} up would index past the model's embeddings. Give the "
+                       "model's own tokenizer (or resize its embeddings, model.resize_token_embeddings).")
+    raise AFTError(f"{said}: most words would read as the unknown token (a folder without tokenizer files of its "
+                   "own, tokenizer.json, vocab.txt, ..., or another model's tokenizer). Save the model's own "
+                   "tokenizer beside it (tokenizer.save_pretrained(DIR)).")

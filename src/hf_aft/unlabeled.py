@@ -115,17 +115,20 @@ def epoch_positions(n_labeled: int, n_unlabeled: int, labeled_fraction: float | 
     return total - n_unlabeled, n_unlabeled
 
 
+SMALL_POOL_DRAWS = 10  # draws of each pool row an epoch from which a pool reads as too small (a wrong file, often)
+
+
 def say_repeats(n_labeled: int, n_unlabeled: int, labeled_fraction: float | None) -> None:
-    """One line when the mixing draws the rows of one set twice or more an epoch: a large pool makes an epoch the
-    pool's (`--num_train_epochs` then counts passes over it, each labelled row drawn many times), a small one puts
-    each of its rows in many batches (a wrong file, often)."""
+    """One line when the mixing draws the labelled rows twice or more an epoch (a large pool makes an epoch the
+    pool's: `--num_train_epochs` then counts passes over it), or each pool row `SMALL_POOL_DRAWS` times or more (a
+    small pool puts each of its rows in many batches)."""
     labelled, unlabelled = epoch_positions(n_labeled, n_unlabeled, labeled_fraction)
     share = f"a labelled share of {labelled / (labelled + unlabelled):.0%} of each batch"
     if labelled >= 2 * n_labeled:
         said = (f"one epoch follows the {n_unlabeled:,} unlabelled rows: each of the {n_labeled:,} labelled rows is "
                 f"drawn about {labelled / n_labeled:.3g} times an epoch ({share}), and --num_train_epochs counts "
                 "passes over the unlabelled rows")
-    elif unlabelled >= 2 * n_unlabeled:
+    elif unlabelled >= SMALL_POOL_DRAWS * n_unlabeled:
         said = (f"each of the {n_unlabeled:,} unlabelled rows is drawn about {unlabelled / n_unlabeled:.3g} times an "
                 f"epoch ({share}, {n_labeled:,} labelled rows): a pool this small weighs each of its rows heavily; "
                 "give more unlabelled rows, or a larger --labeled_fraction")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import unicodedata
 
 import datasets
 import numpy as np
@@ -19,6 +18,7 @@ from .data_files import CSV_MISSING, IMAGE_SUFFIXES, check_utf8, missing_split
 from .errors import AFTError, warn_once
 from .image_folders import UNLABELLED_SPLIT_NAMES
 from .images import check_image_paths, image_digests
+from .text_forms import is_blank, normalised_text
 from .words import check_blank_words, is_word_lists
 
 LABEL_COLUMNS = ("labels", "label")
@@ -53,7 +53,7 @@ def _check_blank_texts(unlabeled: datasets.Dataset, input_column: str, name: str
     values = arrow_column(unlabeled, input_column)
     check_utf8(values, input_column, name)  # before any text is decoded
     texts = values.to_pylist()
-    rows = [i for i, text in enumerate(texts) if not any(c.isprintable() for c in normalised_text(text or ""))]
+    rows = [i for i, text in enumerate(texts) if is_blank(text)]
     if rows:
         count = "that row" if len(rows) == 1 else f"those {len(rows)} rows (empty, blank or missing texts)"
         csv = f" ({CSV_MISSING})" if any(texts[i] is None for i in rows) else ""
@@ -82,16 +82,6 @@ def _is_pixel_grid(feature) -> bool:
     while isinstance(feature, datasets.List):
         feature, depth = feature.feature, depth + 1
     return depth >= 2 and isinstance(feature, datasets.Value) and feature.dtype not in ("string", "large_string")
-
-
-def normalised_text(text: str | None) -> str | None:
-    """The text as an uncased tokenizer reads it (BERT's BasicTokenizer): Unicode NFKD without accents and format
-    characters (a zero-width space), casefolded, whitespace collapsed and stripped, so that "Great  movie ",
-    "GREAT MOVIE" and "grëat movie" are one text."""
-    if text is None:
-        return None
-    kept = (c for c in unicodedata.normalize("NFKD", text) if unicodedata.category(c) not in ("Mn", "Cf"))
-    return " ".join("".join(kept).casefold().split())
 
 
 def _comparable(dataset: datasets.Dataset, column: str):
@@ -265,9 +255,19 @@ def held_out_splits(others: dict[str, datasets.Dataset], script_args) -> dict[st
     """The labelled source's splits a run neither trains nor evaluates on (a `test` split beside `--eval_split
     validation`), which no pool row may come from either: the numbers reported later on them would be leaked. Left
     out: unlabelled splits (IMDB's `unsupervised`, `hf-aft features`' `unlabeled`) and the pool's own split."""
-    pool = script_args.unlabeled_split if script_args.unlabeled_dataset == script_args.dataset_name else None
+    same = _same_source(script_args.unlabeled_dataset, script_args.dataset_name)
+    pool = script_args.unlabeled_split if same else None
     return {f"{name!r}": rows for name, rows in others.items()
             if name.lower() not in UNLABELLED_SPLIT_NAMES and name != pool}
+
+
+def _same_source(one: str | None, other: str | None) -> bool:
+    """Whether two --dataset_name values name one source: `d3`, `./d3/` and its absolute path are one folder."""
+    if one is None or other is None:
+        return False
+    if os.path.exists(one) and os.path.exists(other):
+        return os.path.realpath(one) == os.path.realpath(other)
+    return one == other
 
 
 def suggest_pool_split(source: str, unread: dict[str, int]) -> None:

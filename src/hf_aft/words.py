@@ -17,6 +17,7 @@ import datasets
 
 from .errors import AFTError
 from .targets import TOKEN, ClassNames, with_labels
+from .text_forms import is_blank
 from .tokens import within_limit
 
 IGNORED = -100  # transformers' ignore_index: sub-tokens after a word's first, special tokens, padding
@@ -39,24 +40,20 @@ def input_column_of(dataset: datasets.Dataset, column: str) -> str:
 
 
 def check_blank_words(dataset: datasets.Dataset, column: str, split: str) -> None:
-    """Refuse a word that is missing, empty or only whitespace in a sentence of words: a tokenizer makes no token of
-    it, so its tag would train and be scored nowhere, silently.
+    """Refuse a word that a tokenizer makes no token of (missing, empty, whitespace, a zero-width space, a lone
+    accent: `text_forms.is_blank`) in a sentence of words: its tag would train and be scored nowhere, silently.
 
     Raises:
         AFTError: naming the first such word's row and position.
     """
-    import pyarrow.compute as pc
-
-    lists = dataset.select_columns([column]).with_format("arrow")[:][column]
-    words = pc.list_flatten(lists)
-    blank = pc.or_kleene(pc.is_null(words), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(words)), 0))
-    found = pc.index(blank.fill_null(True), True).as_py()
-    if found is None or found < 0:
-        return
-    row = pc.list_parent_indices(lists)[found].as_py()
-    position = found - sum(len(words_of) for words_of in lists[:row].to_pylist())
-    raise AFTError(f"the {split} split's row {row} has an empty word (word {position}) in {column!r}: a word with no "
-                   "characters makes no token to carry its tag; drop such words (and their tags).")
+    sentences = dataset[column]
+    for row, words in enumerate(sentences):
+        position = next((i for i, word in enumerate(words or ()) if is_blank(word)), None)
+        if position is None:
+            continue
+        raise AFTError(f"the {split} split's row {row} has an empty word (word {position}) in {column!r}: a word "
+                       "with no characters a tokenizer reads makes no token to carry its tag; drop such words (and "
+                       "their tags).")
 
 
 def not_text_advice(feature) -> str:
