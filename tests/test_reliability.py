@@ -733,6 +733,8 @@ def test_a_model_folder_without_its_tokenizer_is_refused_not_read_as_unknown_tok
                  str(tmp_path / "out"), "--max_steps", "1", "--report_to", "none", "--use_cpu", "true", *extra]) == 2
     line = tiny.error_line(capsys)
     assert f"{bare}'" in line and "its tokenizer knows 5 tokens and its model 30" in line, line
+    who = {"--teachers": "teacher", "--distill_teacher": "--distill_teacher", "--model_name_or_path": "the student"}
+    assert line.startswith(f"hf-aft: error: {who[role]} "), line
     assert "tokenizer.save_pretrained(DIR)" in line and not (tmp_path / "out").exists()
 
 

@@ -59,7 +59,8 @@ class TextTeacher:
             if isinstance(error, ImportError) and (extra := missing_extra(error, f"teacher {self.spec!r}")):
                 raise extra from error
             raise AFTError(f"could not load teacher {self.spec!r}: {one_line(error)}") from error
-        check_vocabulary(self.tokenizer, self.model.config, f"teacher {self.spec!r}")
+        role = "--distill_teacher" if self.pooling == "logits" else "teacher"  # a task teacher's logits
+        check_vocabulary(self.tokenizer, self.model.config, f"{role} {self.spec!r}")
         if self.tokenizer.pad_token is None:  # decoder tokenizers often have none
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         if self.tokenizer.pad_token is None:
