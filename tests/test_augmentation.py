@@ -196,7 +196,7 @@ def test_no_copy_is_an_eval_text_as_the_leakage_check_reads_texts():
     texts = ["Good great movie film", "Bad dull plot story"]
     held_out = ["good  GREAT movie", "bad dull plot", "dull plot story", "good movie film"]
     copies = augment_texts(texts, 50, seed=0, held_out=held_out)
-    from hf_aft.unlabeled_data import normalised_text
+    from hf_aft.text_forms import normalised_text
 
     read = [normalised_text(t) for t in copies]
     assert copies and not set(read) & {normalised_text(t) for t in [*texts, *held_out]}

@@ -40,7 +40,7 @@ IMAGE_SCALE, ROTATE = (0.6, 1.0), 15.0
 def augment_texts(texts: Sequence[str], copies: int, seed: int = 0, held_out: Sequence[str] = ()) -> list[str]:
     """Up to `copies * len(texts)` perturbed copies of `texts` (module docstring), copy-major, deterministic in
     `seed`, none empty, none equal to a text of `texts`, of `held_out` (the eval split's: no leak) or to another
-    copy, as the pool's leakage check compares texts (`unlabeled_data.normalised_text`: case, width, spacing)."""
+    copy, as the pool's leakage check compares texts (`text_forms.normalised_text`: case, width, spacing)."""
     rng = random.Random(seed)
     vocabulary = sorted({word for text in texts for word in text.split()})
     seen, out = {normalised_text(t) for t in (*texts, *held_out)}, []  # as the pool's leakage check compares texts
