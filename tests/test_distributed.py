@@ -161,3 +161,22 @@ def test_accelerate_configs_load(config):
 
     loaded = load_config_from_file(str(config))
     assert loaded.num_processes >= 2 and loaded.distributed_type.value in ("MULTI_GPU", "FSDP", "DEEPSPEED")
+
+
+def test_a_two_process_run_resumes_on_two_processes(runs, teacher_dirs):
+    """The transfer state was read onto the process's device name, "cpu:0", which safetensors refuses: a 2-process
+    CPU run could not be resumed (nor could --beta auto, which resumes its candidates)."""
+    root, _ = runs
+    out = root / "resumed"
+    base = ["train", "--model_name_or_path", str(root / "student"), "--dataset_name", str(root / "data"),
+            "--teachers", *map(str, teacher_dirs), "--output_dir", str(out), "--per_device_train_batch_size", "4",
+            "--seed", "0", "--report_to", "none", "--save_strategy", "steps", "--save_steps", "2"]
+    env = {**os.environ, "HF_HOME": str(root / "hf_home"), "OMP_NUM_THREADS": "1",
+           "HF_DATASETS_CACHE": str(root / "cache-2")}
+    launcher = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    for extra in (["--max_steps", "2"], ["--max_steps", "4", "--resume_from_checkpoint", str(out / "checkpoint-2")]):
+        command = [*launcher, "--main_process_port", str(free_port()), "-m", "hf_aft", *base, *extra]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 4

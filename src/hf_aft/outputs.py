@@ -54,9 +54,10 @@ def share_like_other_files(folder: str) -> None:
             os.chmod(os.path.join(folder, name), 0o666 & ~mask)
 
 
-def load_transfer_state(checkpoint: str, transfer_loss, device: str) -> None:
-    """Restore the loss's parameters from a checkpoint; a checkpoint without them (or with a damaged file) is one
-    AFTError naming the file, never a silent restart of the scales."""
+def load_transfer_state(checkpoint: str, transfer_loss) -> None:
+    """Restore the loss's parameters from a checkpoint (read on the CPU and copied onto the parameters' device: a
+    process's device name such as "cpu:0" is no device safetensors takes); a checkpoint without them (or with a
+    damaged file) is one AFTError naming the file, never a silent restart of the scales."""
     if not transfer_loss.state_dict():
         return
     path = os.path.join(checkpoint, TRANSFER_STATE_NAME)
@@ -65,7 +66,7 @@ def load_transfer_state(checkpoint: str, transfer_loss, device: str) -> None:
                        "transfer loss): resume from a checkpoint written by hf-aft, or start again without "
                        "--resume_from_checkpoint.")
     try:
-        transfer_loss.load_state_dict(load_file(path, device=device))
+        transfer_loss.load_state_dict(load_file(path))
     except (SafetensorError, RuntimeError, OSError) as error:
         saved = _saved_transfer(path)
         if saved and saved != getattr(transfer_loss, "transfer", None):
@@ -150,12 +151,12 @@ def reload_renamed_weights(checkpoint: str, model) -> bool:
     return True
 
 
-def restore_after_resume(checkpoint: str, model, transfer_loss=None, device: str = "cpu") -> None:
+def restore_after_resume(checkpoint: str, model, transfer_loss=None) -> None:
     """What `Trainer` leaves out when it loads `checkpoint`: weights saved under other key names, and the transfer
     loss's state."""
     reload_renamed_weights(checkpoint, model)
     if transfer_loss is not None:
-        load_transfer_state(checkpoint, transfer_loss, device)
+        load_transfer_state(checkpoint, transfer_loss)
 
 
 def mark_complete(output_dir: str) -> None:

@@ -257,11 +257,11 @@ class AFTTrainer(GradNormGuard, Trainer):
         except Exception as error:  # a truncated or damaged weights file
             raise AFTError(f"cannot resume from {resume_from_checkpoint!r}: {first_line(error)}. Use another "
                            "checkpoint.") from error
-        restore_after_resume(resume_from_checkpoint, model or self.model, self.transfer_loss, str(self.args.device))
+        restore_after_resume(resume_from_checkpoint, model or self.model, self.transfer_loss)
 
     def _load_best_model(self) -> None:
         super()._load_best_model()  # the raw load of a resume (outputs.reload_renamed_weights), and that step's scales
-        restore_after_resume(self.state.best_model_checkpoint, self.model, self.transfer_loss, str(self.args.device))
+        restore_after_resume(self.state.best_model_checkpoint, self.model, self.transfer_loss)
 
     # ---- card and Hub ----
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
