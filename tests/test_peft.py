@@ -90,3 +90,32 @@ def test_cli_use_peft_writes_an_adapter_with_head_and_scales(student_dir, teache
     assert not (out / "model.safetensors").exists() and (out / "transfer_state.safetensors").exists()
     assert "AutoPeftModelForSequenceClassification" in (out / "README.md").read_text()
     AutoPeftModelForSequenceClassification.from_pretrained(out)
+
+
+def test_a_relative_student_path_is_saved_absolute_and_targets_peft_cannot_wrap_are_one_line(student_dir, tmp_path,
+                                                                                              monkeypatch):
+    """adapter_config.json kept the base as typed ("student"): the adapter loaded only from the directory it was
+    trained in (or, elsewhere, from another folder of that name); a target peft cannot find was a traceback."""
+    from hf_aft.student_peft import wrap_peft
+
+    monkeypatch.chdir(student_dir.parent)
+    model = AutoModelForSequenceClassification.from_pretrained(student_dir.name, num_labels=2)
+    wrapped = wrap_peft(model, LoraConfig(r=2, target_modules=["query"]))
+    assert wrapped.peft_config["default"].base_model_name_or_path == str(student_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(student_dir.name, num_labels=2)
+    with pytest.raises(AFTError, match=r"peft cannot apply LoraConfig to the student \(BertForSequenceClassification"
+                                       r"\): .*--lora_target_modules"):
+        wrap_peft(model, LoraConfig(r=2, target_modules=["no_such_layer"]))
+
+
+def test_lora_options_without_use_peft_are_refused_not_ignored(student_dir, teacher_dirs, tmp_path, capsys):
+    """--lora_r 4 alone trained all of the student's weights, without a word."""
+    from hf_aft.commands import main
+
+    data = tiny.save_sentiment_files(tmp_path / "data") / "labelled"
+    assert main(["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(data), "--teachers",
+                 str(teacher_dirs[0]), "--output_dir", str(tmp_path / "out"), "--max_steps", "1", "--report_to",
+                 "none", "--use_cpu", "true", "--lora_r", "4", "--lora_target_modules", "query"]) == 2
+    line = tiny.error_line(capsys)
+    assert "--lora_r, --lora_target_modules shape a LoRA adapter, which only --use_peft trains" in line, line
+    assert not (tmp_path / "out").exists()

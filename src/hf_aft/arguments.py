@@ -6,7 +6,7 @@ read by `HfArgumentParser` for `hf-aft train` and taken by `pipeline.train_stude
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from .errors import AFTError
 from .groups import MIN_GROUP_ROWS
@@ -106,8 +106,14 @@ class PeftArguments:
     )
 
     def lora_config(self):
-        """The `LoraConfig`, or None without --use_peft."""
+        """The `LoraConfig`, or None without --use_peft (refused then: a LoRA option given, which would change
+        nothing)."""
         if not self.use_peft:
+            given = [f"--{f.name}" for f in fields(self)
+                     if f.name != "use_peft" and getattr(self, f.name) != f.default]
+            if given:
+                raise AFTError(f"{', '.join(given)} shape{'s' * (len(given) == 1)} a LoRA adapter, which only "
+                               "--use_peft trains: add --use_peft, or drop them (all of the student's weights train).")
             return None
         if self.lora_r < 1:
             raise AFTError(f"--lora_r must be >= 1 (got {self.lora_r}).")

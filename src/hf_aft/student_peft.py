@@ -4,8 +4,9 @@ adapter, and the adapter's settings as the model card gives them."""
 from __future__ import annotations
 
 import copy
+import os
 
-from .errors import AFTError
+from .errors import AFTError, first_line
 from .student import find_feature_module
 
 
@@ -26,7 +27,17 @@ def wrap_peft(model, peft_config):
         peft_config.task_type = "SEQ_CLS"
     elif peft_config.task_type is None and not getattr(peft_config, "modules_to_save", None):
         peft_config.modules_to_save = [find_feature_module(model)[0]]
-    return get_peft_model(model, peft_config)
+    try:
+        wrapped = get_peft_model(model, peft_config)
+    except (ValueError, TypeError, KeyError) as error:  # targets it cannot find or wrap, a model type it lacks
+        said = first_line(error).rstrip(".")
+        raise AFTError(f"peft cannot apply {type(peft_config).__name__} to the student ({type(model).__name__}): "
+                       f"{said}. Name modules the student has with --lora_target_modules "
+                       "(LoraConfig(target_modules=...)), e.g. its attention's query and value layers.") from error
+    for config in wrapped.peft_config.values():  # a relative base path loads only from the directory trained in
+        if config.base_model_name_or_path and os.path.exists(config.base_model_name_or_path):
+            config.base_model_name_or_path = os.path.abspath(config.base_model_name_or_path)
+    return wrapped
 
 
 def peft_settings(model) -> dict | None:
