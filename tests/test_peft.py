@@ -119,3 +119,26 @@ def test_lora_options_without_use_peft_are_refused_not_ignored(student_dir, teac
     line = tiny.error_line(capsys)
     assert "--lora_r, --lora_target_modules shape a LoRA adapter, which only --use_peft trains" in line, line
     assert not (tmp_path / "out").exists()
+
+
+def test_a_peft_checkpoint_resumed_with_other_lora_options_is_refused_naming_them(student_dir, teacher_dirs, tmp_path,
+                                                                                  capsys):
+    """Another --lora_alpha was accepted silently (the adapter's scaling changed mid-run); another rank failed in
+    peft's words, blamed on the checkpoint."""
+    from hf_aft.commands import main
+
+    data = tiny.save_sentiment_files(tmp_path / "data") / "labelled"
+    out = tmp_path / "out"
+    base = ["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(data), "--teachers",
+            str(teacher_dirs[0]), "--output_dir", str(out), "--per_device_train_batch_size", "4", "--report_to",
+            "none", "--use_cpu", "true", "--save_strategy", "steps", "--save_steps", "2", "--use_peft",
+            "--lora_r", "2", "--lora_target_modules", "query"]
+    assert main(base + ["--max_steps", "2", "--lora_alpha", "8"]) == 0
+    resume = base + ["--max_steps", "4", "--resume_from_checkpoint", str(out / "checkpoint-2")]
+    for other in (["--lora_alpha", "16"], ["--lora_alpha", "8", "--lora_r", "4"]):
+        capsys.readouterr()
+        assert main(resume + other) == 2
+        line = tiny.error_line(capsys)
+        assert "cannot resume from" in line and "it was saved by a run with --lora_" in line, line
+        assert "--lora_alpha 8" in line or "--lora_r 2" in line, line
+    assert main(resume + ["--lora_alpha", "8"]) == 0

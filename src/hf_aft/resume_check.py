@@ -23,6 +23,7 @@ from . import faults
 from .errors import AFTError
 from .feature_dataset import identity_text, teacher_identity
 from .filesystems import write_atomically
+from .student_peft import peft_settings
 
 OPTIONS_NAME = "hf_aft_options.json"
 # None where another option turns them off (beta: --transfer none, ...): that option is the difference to name.
@@ -113,7 +114,19 @@ def trainer_options(trainer) -> dict:
     the trainer) and how many unlabelled rows it mixed in."""
     rows, pool = trainer.rows, _sources.get()
     has_pool = bool(pool["unlabeled_dataset"]) if pool else rows.n_unlabeled > rows.n_augmented + rows.n_generated
-    return {**effective_options(trainer.args, has_pool), **(pool or {}), **_teachers_of(rows)}
+    return {**effective_options(trainer.args, has_pool), **(pool or {}), **_teachers_of(rows),
+            **_lora_of(trainer.model)}
+
+
+def _lora_of(model) -> dict:
+    """A PEFT student's adapter settings under their flags' names (another rank, alpha, dropout or targets would train
+    another adapter, or fail to load); `use_peft` False for a plain student."""
+    settings = peft_settings(model)
+    if settings is None:
+        return {"use_peft": False}
+    config = next(iter(model.peft_config.values()))
+    return {"use_peft": True, "lora_r": settings["r"], "lora_alpha": settings["lora_alpha"],
+            "lora_dropout": getattr(config, "lora_dropout", None), "lora_target_modules": settings["target_modules"]}
 
 
 def _teachers_of(rows) -> dict:
