@@ -77,6 +77,18 @@ def hub_answer(said: str) -> str:
     return f"the Hub is unreachable ({reason}) and the local cache has no copy" if reason else said
 
 
+def _why_not_asked() -> tuple[str | None, str | None]:
+    """(why this process cannot ask the Hub, the unreachable endpoint's reason): (None, None) when it can; offline
+    mode is switched on first when the endpoint takes no connection."""
+    from huggingface_hub import constants
+
+    offline_if_unreachable()
+    if not constants.HF_HUB_OFFLINE:
+        return None, None
+    reason = unreachable_because()
+    return (f"the Hub is unreachable ({reason})" if reason else "offline mode is on (HF_HUB_OFFLINE)"), reason
+
+
 def check_hub_reachable(what: str) -> None:
     """Refuse to check `what` (e.g. "teacher 'org/name'") for updates when this process cannot reach the Hub (it is
     unreachable, or offline mode is on): the local cache would answer with the commit last downloaded here, and a
@@ -85,13 +97,9 @@ def check_hub_reachable(what: str) -> None:
     Raises:
         AFTError: the Hub cannot be asked.
     """
-    from huggingface_hub import constants
-
-    offline_if_unreachable()
-    if not constants.HF_HUB_OFFLINE:
+    why, reason = _why_not_asked()
+    if why is None:
         return
-    reason = unreachable_because()
-    why = f"the Hub is unreachable ({reason})" if reason else "offline mode is on (HF_HUB_OFFLINE)"
     raise AFTError(f"cannot check {what} for updates: {why}, and the local cache knows only the commits downloaded "
                    "here: run hf-aft check-updates where the Hub can be reached"
                    + ("." if reason else " (unset HF_HUB_OFFLINE)."))
@@ -105,13 +113,9 @@ def check_can_push(repo_id: str, way_out: str) -> None:
     Raises:
         AFTError: the Hub cannot be reached from here.
     """
-    from huggingface_hub import constants
-
-    offline_if_unreachable()
-    if not constants.HF_HUB_OFFLINE:
+    why, reason = _why_not_asked()
+    if why is None:
         return
-    reason = unreachable_because()
-    why = f"the Hub is unreachable ({reason})" if reason else "offline mode is on (HF_HUB_OFFLINE)"
     raise AFTError(f"--push_to_hub cannot push to {repo_id!r}: {why}. Drop --push_to_hub and {way_out} where the "
                    "Hub can be reached" + ("." if reason else " (or unset HF_HUB_OFFLINE)."))
 
