@@ -180,3 +180,25 @@ def test_a_two_process_run_resumes_on_two_processes(runs, teacher_dirs):
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 4
+
+
+def test_a_two_process_run_records_its_processes_and_a_one_process_rerun_says_it_differs(runs):
+    """Its global batch is per-device batch x processes: a rerun of its recipe on one process trains with half of it,
+    another student, so the recipe names its launch and the rerun says so."""
+    root, _ = runs
+    record = json.loads((root / "global" / "audit.json").read_text())
+    assert record["processes"] == 2 and "1 thread each, 2 processes" in record["device"]
+    assert "accelerate launch --num_processes 2 -m hf_aft train --config recipe.yaml" in \
+        (root / "global" / "recipe.yaml").read_text()
+    env = {**os.environ, "HF_HOME": str(root / "hf_home"), "OMP_NUM_THREADS": "1",
+           "HF_DATASETS_CACHE": str(root / "cache-1")}
+
+    def rerun(run: str) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "hf_aft", "train", "--config", str(root / run / "recipe.yaml"),
+                                 "--output_dir", str(root / f"rerun-{run}"), "--max_steps", "1", "--skip_cost_report"],
+                                capture_output=True, text=True, timeout=300, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    assert "the recipe's run trained on 2 processes, this rerun on 1" in rerun("global").stderr
+    assert "the recipe's run trained on" not in rerun("one").stderr  # the same number: nothing to say

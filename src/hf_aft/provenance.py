@@ -39,19 +39,23 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def device_name() -> str:
-    """The accelerator's name, else the CPU model (from /proc/cpuinfo on Linux), with the torch thread count."""
+def device_name(processes: int = 1) -> str:
+    """The accelerator's name, else the CPU model (from /proc/cpuinfo on Linux) with the torch thread count (per
+    process, when `processes` > 1)."""
     import torch
 
+    on = f", {processes} processes" if processes > 1 else ""
     if torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)}"
+        return f"cuda: {torch.cuda.get_device_name(0)}{on}"
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
     except OSError:
         pass
-    return f"cpu: {model} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    each = " each" if processes > 1 else ""
+    return f"cpu: {model} ({threads} thread{'s' if threads != 1 else ''}{each}{on})"
 
 
 def teacher_source(spec: str) -> tuple[str, str | None, str | None]:

@@ -97,6 +97,21 @@ def _base(spec: str, path: str) -> str | None:
     return path[: -len(relative) - 1] or os.sep
 
 
+def processes_differ(folder: str, processes: int) -> list[str]:
+    """For a rerun from the recipe in `folder` on `processes` processes: one line when the recipe's run trained on
+    another number (each process takes a batch of --per_device_train_batch_size, so the global batch, AFT's kernel
+    over it and the number of steps differ); [] when the same, or without a record of that number."""
+    try:
+        recorded = read_record(folder).get("processes")
+    except AFTError:
+        return []
+    if not recorded or recorded == processes:
+        return []
+    return [f"hf-aft: the recipe's run trained on {recorded} processes, this rerun on {processes}: its global batch "
+            f"is {processes}/{recorded} of that run's, so it will not reproduce that student; launch it as that run "
+            f"was (accelerate launch --num_processes {recorded} -m hf_aft train --config ...)."]
+
+
 def moved_since(sources: list[dict]) -> list[str]:
     """For a rerun from a run's recipe: one line per local source that the rerun names as that run did
     (`rerun_sources`) but that is not what the run read: a model or student whose

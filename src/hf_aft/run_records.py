@@ -22,8 +22,10 @@ from .word_features import is_word_features, word_matrix
 
 
 def _recipe_header(summary: dict, record: dict) -> list[str]:
+    processes = record["processes"]  # the global batch is per-device batch x processes: rerun on as many
+    launch = f"accelerate launch --num_processes {processes} -m hf_aft train" if processes > 1 else "hf-aft train"
     lines = [f"hf-aft recipe of the run in {summary['output_dir']} ({record['started']}); rerun it with",
-             "  hf-aft train --config recipe.yaml --output_dir NEW_DIR"]
+             f"  {launch} --config recipe.yaml --output_dir NEW_DIR"]
     if summary.get("beta_note"):  # where the recipe's beta came from (e.g. chosen by --beta auto)
         lines.append(f"this run's {summary['beta_note']}")
     if summary.get("schedule_note"):  # a resume with another --max_steps: the rerun is not the same run
@@ -50,7 +52,8 @@ def audit_record(trainer, script_args, config, run: dict, summary: dict) -> dict
     splits, input_column = run["splits"], script_args.image_column or script_args.text_column
     specs, terms = teacher_specs(config.teachers, trainer.teacher_infos), trainer.terms_summary()
     return stamped({
-        "audit_version": 1, "versions": library_versions(), "device": device_name(),
+        "audit_version": 1, "versions": library_versions(), "device": device_name(trainer.args.world_size),
+        "processes": trainer.args.world_size,
         "started": run["started"], "ended": utc_now(), "output_dir": summary["output_dir"],
         "resumed_from": summary.get("resumed_from"),
         "dataset": {"name": script_args.dataset_name, "path": source_path(script_args.dataset_name),

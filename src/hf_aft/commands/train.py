@@ -151,9 +151,11 @@ def train(argv: list[str], check_recipe: bool = True) -> dict:
 
 def check_rerun(argv: list[str], script_args, config, warn: bool) -> str | None:
     """Recipes name local sources as they were given and pin local models only by name: refuse one that is not found
-    from here, and say when a local model is not the run's any more. Returns the recipe's folder (None: no
+    from here, and say when a local model is not the run's any more (with `warn`) or the run trained on another
+    number of processes (always: `--retrain` too). Returns the recipe's folder (None: no
     `--config`)."""
-    from ..reruns import check_sources, moved_since, rerun_sources
+    from ..distributed import launched_world_size
+    from ..reruns import check_sources, moved_since, processes_differ, rerun_sources
 
     recipe = split_config(argv)[0]
     if not recipe:
@@ -164,8 +166,8 @@ def check_rerun(argv: list[str], script_args, config, warn: bool) -> str | None:
              "unlabeled_dataset": [script_args.unlabeled_dataset], "student": [script_args.model_name_or_path]}
     sources = rerun_sources(folder, named)
     check_sources(sources)
-    if warn and os.environ.get("RANK", "0") == "0":  # said once, by the main process of a launched run
-        for line in moved_since(sources):
+    if os.environ.get("RANK", "0") == "0":  # said once, by the main process of a launched run
+        for line in (moved_since(sources) if warn else []) + processes_differ(folder, launched_world_size()):
             logger.warning(line)
     return folder
 
