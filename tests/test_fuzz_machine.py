@@ -447,6 +447,17 @@ def test_a_half_written_checkpoint_is_removed_and_the_last_whole_one_named(tmp_p
     assert line.endswith("Add that --resume_from_checkpoint to the same command to go on.")
 
 
+def test_a_launched_runs_other_process_does_not_claim_nothing_was_kept(monkeypatch):
+    """Only the main process holds the output dir: another process of `accelerate launch` said "kept no output of this
+    command" beside the main one's checkpoints."""
+    from hf_aft import faults
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    line = faults.interrupted_line(KeyboardInterrupt())
+    assert line == "hf-aft: interrupted by SIGINT (process 1 of 2: the main process says what was kept)."
+
+
 def test_a_signal_before_any_output_says_nothing_was_kept(work, models):
     source = data(work, n=3000)
     process = hf_aft("rank-teachers", "--teachers", models.teacher, "--dataset_name", source, "--output_dir", work,

@@ -66,6 +66,9 @@ cached_files: list[str] = []  # teacher feature files written by this process
 
 def interrupted_line(interrupt: KeyboardInterrupt) -> str:
     name = signal.Signals(getattr(interrupt, "signum", signal.SIGINT)).name
+    rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
+    if rank != "0" and world != "1":  # a launched run's other process: only the main one holds the output dir
+        return f"hf-aft: interrupted by {name} (process {rank} of {world}: the main process says what was kept)."
     present = [path for path in cached_files if os.path.exists(path)]
     what = ([f"{len(present)} teacher feature file(s) in {os.path.dirname(present[0])} (a rerun reuses them)"]
             if present else []) + kept
