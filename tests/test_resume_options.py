@@ -202,10 +202,14 @@ def test_a_resume_with_a_teacher_of_another_width_names_the_teachers(student_dir
 def test_an_overwriting_run_removes_the_earlier_runs_checkpoints(student_dir, teacher_dirs, data, tmp_path, capsys,
                                                                   caplog):
     """--overwrite_output_dir into a run dir: the earlier run's checkpoint-6 stayed beside this run's 2 and 4, and
-    --resume_from_checkpoint OUTPUT_DIR named it as this run's last."""
+    --resume_from_checkpoint OUTPUT_DIR named it as this run's last. Nor may its other files pass for this run's: an
+    AFT run's transfer state stayed beside a plain fine-tuning run's weights (its card drew their scales), an update
+    report named the earlier run's history, and the audit recorded a marker gone by the end (it failed at once)."""
     out = tmp_path / "out"
     every_two = ("--save_strategy", "steps", "--save_steps", "2")
     assert main(train_args(student_dir, teacher_dirs, data, out, "--max_steps", "6", *every_two)) == 0
+    assert (out / "transfer_state.safetensors").exists()
+    (out / "update_report.json").write_text("{}")  # as check-updates --retrain leaves in a run
     refused = train_args(student_dir, teacher_dirs, data, out, "--max_steps", "4", "--transfer", "none", *every_two)
     overwrite = ("--overwrite_output_dir", "true")
     assert main(refused + [*overwrite, "--unlabeled_dataset", str(data / "labelled" / "test.csv")]) == 2
@@ -213,6 +217,9 @@ def test_an_overwriting_run_removes_the_earlier_runs_checkpoints(student_dir, te
     assert main(refused + [*overwrite]) == 0
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert "removed the earlier run's checkpoint-2, checkpoint-4, checkpoint-6" in caplog.text
+    assert not any((out / name).exists() for name in ("transfer_state.safetensors", "transfer_summary.json",
+                                                      "update_report.json"))
+    assert main(["audit", str(out)]) == 0, capsys.readouterr().out[-2000:]
     assert main(train_args(student_dir, teacher_dirs, data, out, "--max_steps", "4", "--transfer", "none",
                            "--resume_from_checkpoint", str(out))) == 2
     assert f"its last is '{out / 'checkpoint-4'}'" in error_line(capsys)

@@ -19,8 +19,8 @@ from pathlib import Path
 from .card import CARD_INPUTS_NAME, CARD_NAME, terms_note
 from .claims import CLAIM_NAME, carried_run_ids
 from .errors import AFTError, first_line
+from .finished_marker import COMPLETE_NAME, SET_ASIDE_NAME
 from .hub import IGNORE_PATTERNS
-from .outputs import COMPLETE_NAME
 from .provenance import file_hashes, local_path, teacher_folder, teacher_source, weight_files
 from .scales_plot import SCALES_PLOT_NAME
 
@@ -68,14 +68,14 @@ def followed_models(record: dict) -> list[dict]:
 
 
 def output_files(folder: str) -> dict[str, Path]:
-    """Every file under `folder` (relative posix path -> path) except the top-level audit.json and the completion
-    marker written after it."""
+    """Every file under `folder` (relative posix path -> path) except the top-level audit.json, the completion
+    marker written after it, and a running run's markers (its claim, the earlier run's marker it set aside)."""
     found = {}
     for root, _, names in os.walk(folder):
         for name in names:
             path = Path(root, name)
             relative = path.relative_to(folder).as_posix()
-            if relative not in (AUDIT_NAME, COMPLETE_NAME, CLAIM_NAME):
+            if relative not in (AUDIT_NAME, COMPLETE_NAME, CLAIM_NAME, SET_ASIDE_NAME):
                 found[relative] = path
     return dict(sorted(found.items()))
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 COMPLETE_NAME = "hf_aft_complete.json"
 SET_ASIDE_NAME = ".hf_aft_complete.set_aside.json"  # hidden: never pushed, gone when the run ends either way
+UPDATE_REPORT_NAME = "update_report.json"  # written into a finished run after its marker (check-updates --retrain)
 
 
 def _signature(path: Path) -> list[int] | None:
@@ -52,6 +53,25 @@ def put_back(folder: str | Path) -> bool | None:
         Path(folder, COMPLETE_NAME).write_text(record["marker"])
     aside.unlink(missing_ok=True)
     return unchanged
+
+
+def drop_earlier_files(folder: str | Path) -> list[str]:
+    """Once a new run in a finished run's folder has trained (before it saves anything): remove the files the earlier
+    run left there that this run has not written again (as they were when set aside), so that none it does not write
+    (a transfer state after `--transfer none`, its metrics files, which `Trainer.save_metrics` merges into, an update
+    report) is taken for this run's. Returns their names."""
+    try:
+        stats = json.loads(Path(folder, SET_ASIDE_NAME).read_text())["stats"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    stats.setdefault(UPDATE_REPORT_NAME, _signature(Path(folder, UPDATE_REPORT_NAME)))
+    removed = []
+    for name, stat in stats.items():
+        path = Path(folder, name)
+        if stat is not None and path.is_file() and _signature(path) == stat:
+            path.unlink()
+            removed.append(name)
+    return removed
 
 
 def drop_set_aside(folder: str | Path) -> None:

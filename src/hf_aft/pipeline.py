@@ -25,6 +25,7 @@ from .data_files import ONE_SPLIT, named_files
 from .distillation import task_teacher_order
 from .errors import AFTError
 from .features import read_teacher_infos
+from .finished_marker import drop_earlier_files
 from .generation import check_generation
 from .group_report import check_eval_comparisons
 from .hub import push_run
@@ -236,8 +237,12 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
     trainer.add_callback(ClearCompleteAtStart())  # not finished once it starts, until mark_complete below
     with say_steps_lost(trainer):
         result = trainer.train(resume_from_checkpoint=checkpoint or config.resume_from_checkpoint)
-    if beta_search is not None and trainer.is_world_process_zero():
-        shutil.rmtree(os.path.join(config.output_dir, BETA_SEARCH_RUNS), ignore_errors=True)
+    if trainer.is_world_process_zero():
+        if beta_search is not None:
+            shutil.rmtree(os.path.join(config.output_dir, BETA_SEARCH_RUNS), ignore_errors=True)
+        if earlier := drop_earlier_files(config.output_dir):  # none may pass for this run's
+            logger.warning(f"hf-aft: removed the {len(earlier)} files of the earlier run in {config.output_dir} "
+                           "before saving this run's.")
     trainer.save_metrics("train", result.metrics)
     summary = {"output_dir": os.path.abspath(config.output_dir), "train": result.metrics, "beta": config.beta,
                "beta_note": beta_note(config, beta_search, trainer.terms_summary()),

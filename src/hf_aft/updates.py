@@ -29,6 +29,7 @@ from .evaluation import (
     run_folder,
     scores,
 )
+from .finished_marker import UPDATE_REPORT_NAME
 from .group_report import check_group_columns, flag_lines, group_report
 from .groups import MIN_GROUP_ROWS
 from .hub_reach import check_hub_reachable
@@ -37,9 +38,6 @@ from .recipe import RECIPE_NAME, read_recipe
 from .reruns import relocated
 from .targets import SINGLE, TOKEN
 from .teachers.spec import GGUF_SEPARATOR, is_hub_revision
-
-UPDATE_REPORT_NAME = "update_report.json"
-
 
 ROLE_OPTIONS = {"teacher": "--teachers", "generator": "--generator", "distill_teacher": "--distill_teacher"}
 
