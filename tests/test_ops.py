@@ -276,6 +276,28 @@ def test_check_updates_with_a_local_teacher_that_changes(student_dir, teacher_di
     assert main(["audit", str(new)]) == 0
 
 
+def test_check_updates_follows_the_student_it_was_made_from_and_a_retrain_names_other_data(
+        student_dir, teacher_dirs, csv_data, tmp_path, capsys):
+    """A local student folder changed since the run: check-updates said "nothing changed"; labels edited in the data:
+    a retrain trained on them, its card blaming the models alone."""
+    student, data, old, new = tmp_path / "student", tmp_path / "data", tmp_path / "old", tmp_path / "new"
+    shutil.copytree(student_dir, student)
+    shutil.copytree(csv_data, data)
+    train(student, data, old, "--teachers", str(teacher_dirs[0]), "--skip_cost_report", "true")
+    tiny.save_student(student, seed=9)  # other weights, same folder
+    assert main(["check-updates", str(old)]) == 1
+    assert f"student {student}: local-" in capsys.readouterr().out
+    flipped = datasets.load_dataset("csv", data_files=str(data / "train.csv"), split="train")
+    flipped.map(lambda row: {"label": 1 - row["label"]}).to_csv(data / "train.csv")  # every label flipped
+    assert main(["check-updates", str(old), "--retrain", str(new)]) == 1
+    assert "as many rows and labels as the recipe's run's, but other content" in capsys.readouterr().out
+    report = json.loads((new / "update_report.json").read_text())
+    assert report["other_models"][0]["role"] == "student" and len(report["data_changes"]) == 1
+    card = (new / "README.md").read_text()
+    assert f"- student `{student}`" in card and "Its data was not the old run's either" in card
+    assert main(["audit", str(new)]) == 0
+
+
 def test_check_updates_follows_a_local_model_by_the_path_and_spelling_it_trained_with(tmp_path, monkeypatch):
     """A GGUF file keeps the spelling it was given (a path, or FOLDER::FILE.gguf); a relative path is followed at the
     absolute path recorded when the run trained, wherever check-updates runs, and kept as given where it still leads

@@ -33,7 +33,7 @@ from .finished_marker import UPDATE_REPORT_NAME
 from .group_report import check_group_columns, flag_lines, group_report
 from .groups import MIN_GROUP_ROWS
 from .hub_reach import check_hub_reachable
-from .provenance import current_revision, local_path, teacher_source
+from .provenance import current_revision, local_path, student_revision, teacher_source
 from .recipe import RECIPE_NAME, read_recipe
 from .reruns import relocated
 from .targets import SINGLE, TOKEN
@@ -77,7 +77,19 @@ def check_updates(record: dict) -> list[dict]:
         rows.append({"role": model["role"], "name": model["name"], "spec": spec,
                      "requested_revision": model.get("requested_revision"), "old": model["resolved_revision"],
                      "new": new, "changed": new != model["resolved_revision"]})
-    return rows
+    return rows + _student_row(record)
+
+
+def _student_row(record: dict) -> list[dict]:
+    """The student's initialisation when it was a local folder (content-hashed; a Hub one is pinned by the recipe's
+    name only): a run made from it is made from it as from its teachers. [] when gone (--retrain names it)."""
+    student = record.get("student") or {}
+    path, old = student.get("path"), student.get("revision")
+    if not path or not os.path.isdir(path) or not str(old).startswith("local-"):
+        return []
+    new = student_revision(path)
+    return [{"role": "student", "name": student.get("init") or path, "spec": path, "requested_revision": None,
+             "old": old, "new": new, "changed": new != old}]
 
 
 def retrain_spec(row: dict) -> str:
@@ -147,12 +159,15 @@ def group_options(folder: str, group_columns: list[str] | None = None, min_rows:
     return group_columns, min_rows
 
 
-def record_update(new_output_dir: str, previous: str, record: dict, rows: list[dict], comparison: dict) -> dict:
+def record_update(new_output_dir: str, previous: str, record: dict, rows: list[dict], comparison: dict,
+                  data_changes: list[str] = ()) -> dict:
     """Write update_report.json and the History section into the new run, carry the teachers' requested revisions
-    forward (so the next check follows the same branch or tag), and hash the new run's files again."""
+    forward (so the next check follows the same branch or tag), and hash the new run's files again. `data_changes`:
+    `reruns.data_differs`' lines (the retrain read other rows than the run did)."""
     report = {"previous_run": previous, "previous_ended": record.get("ended"),
               "teachers": [row for row in rows if row["role"] == "teacher"],
-              "other_models": [row for row in rows if row["role"] != "teacher"], **comparison}
+              "other_models": [row for row in rows if row["role"] != "teacher"],
+              "data_changes": list(data_changes), **comparison}
     with open(os.path.join(new_output_dir, UPDATE_REPORT_NAME), "w") as f:
         json.dump(report, f, indent=2)
     facts = read_card_inputs(new_output_dir)
@@ -163,7 +178,8 @@ def record_update(new_output_dir: str, previous: str, record: dict, rows: list[d
                         "agreement_of": comparison.get("agreement_of", "examples"),
                         "scores": [{"name": k, "old": comparison["old"][k], "new": comparison["new"][k]}
                                    for k in comparison["metrics"]],
-                        "flagged_groups": flag_lines(comparison["groups"]) if "groups" in comparison else []}
+                        "flagged_groups": flag_lines(comparison["groups"]) if "groups" in comparison else [],
+                        "data_changes": list(data_changes)}
     write_model_card(new_output_dir, **facts)
     new_record = read_record(new_output_dir)
     teachers = [row for row in rows if row["role"] == "teacher"]  # the rerun pinned them: follow what the old one did

@@ -8,8 +8,8 @@ from .parsing import parse
 
 DESCRIPTION = """Resolve each teacher of a finished run (and its --generator and --distill_teacher, when it had them)
 again at the revision it was requested at (its branch or tag on the Hub, main when none was given; the content hash of
-a local folder or GGUF file, at the absolute path recorded when it trained) and print old -> new. RUN is the run's
-output dir or its Hub model id.
+a local folder or GGUF file, at the absolute path recorded when it trained), and the student's initialisation when it
+was a local folder, and print old -> new. RUN is the run's output dir or its Hub model id.
 
   hf-aft check-updates OUT [--retrain NEW_OUT]
 
@@ -17,7 +17,8 @@ output dir or its Hub model id.
 again; a changed generator writes its texts again), evaluates the old and the new student on the same evaluation split
 and writes NEW_OUT/update_report.json and a History section in the new card; with --group_column (or the run's own),
 the new student against the old one group by group, one line per group where it is worse beyond the paired noise. The
-old run is not modified.
+old run is not modified. Data is not followed (it is not hashed when training), but a retrain that read other rows than
+the run did says so, in its report and card.
 Exit status: 0 when nothing changed, 1 when a model did (after retraining, with --retrain), 2 for bad input."""
 
 
@@ -66,6 +67,7 @@ def run(argv: list[str]) -> None:
     import os
 
     from ..outputs import check_output_dir
+    from ..reruns import data_differs
     from ..updates import check_updates, compare_students, group_options, load_run, record_update, retrain_argv
     from .train import train
 
@@ -87,7 +89,9 @@ def run(argv: list[str]) -> None:
         comparison = compare_students(folder, args.retrain, args.dataset_name, args.group_column,
                                       args.group_min_rows)
         previous = os.path.abspath(args.run) if os.path.isdir(args.run) else args.run  # a Hub id as given
-        record_update(args.retrain, previous, record, rows, comparison)
+        data_changes = data_differs(folder, args.retrain)  # rows not the run's: said, though data is not followed
+        _print(*data_changes)
+        record_update(args.retrain, previous, record, rows, comparison, data_changes)
         _print_report(comparison)
         print(f"retrained into {args.retrain}; report in {os.path.join(args.retrain, 'update_report.json')}")
     else:
