@@ -183,6 +183,33 @@ def test_failed_push_says_one_line_keeps_the_output_dir_and_hf_aft_push_then_suc
     assert hub.files("org/s2", "dev")["model.safetensors"] == pushed["model.safetensors"]
 
 
+def test_push_publishes_a_run_only_as_it_was_written_and_a_hand_edited_card_with_keep_card(
+        hub, teacher_dirs, student_dir, csv_data, tmp_path, capsys, monkeypatch):
+    """A card edited by hand was rendered again and the edits lost; changed weights went up beside a card stating
+    the old sha256; a read-only run was refused as a full disk."""
+    out = tmp_path / "out"
+    train(student_dir, csv_data, out, "--teachers", str(teacher_dirs[0]), "--skip_cost_report", "true")
+    capsys.readouterr()
+    push = ["push", str(out), "--hub_model_id", "org/edited"]
+    weights = (out / "model.safetensors").read_bytes()
+    (out / "model.safetensors").write_bytes(weights[:-1] + bytes([weights[-1] ^ 1]))
+    (out / "notes.md").write_text("mine")
+    assert main(push) == 2
+    one_error_line(capsys, "is not as its run wrote it (changed model.safetensors; added notes.md)", "false sha256")
+    (out / "model.safetensors").write_bytes(weights)
+    (out / "notes.md").unlink()
+    (out / "README.md").write_text((out / "README.md").read_text() + "\n## Intended use\n\nOur tickets only.\n")
+    assert main(push) == 2
+    one_error_line(capsys, "was edited since the run", "--keep_card")
+    with mock.patch("os.access", return_value=False):
+        assert main(push + ["--keep_card"]) == 2
+    one_error_line(capsys, "is read-only", "cp -r")
+    assert not hub.requests or not any("/commit/" in path for _, path in hub.requests)  # nothing was sent
+    assert main(push + ["--keep_card"]) == 0
+    assert "Our tickets only." in hub.files("org/edited")["README.md"].decode()
+    assert main(["audit", "org/edited"]) == 0 and main(["audit", str(out)]) == 0
+
+
 def test_push_refuses_what_is_not_a_student(hub, tmp_path, capsys):
     assert main(["push", str(tmp_path / "missing"), "--hub_model_id", "org/x"]) == 2
     one_error_line(capsys, "does not exist")

@@ -147,6 +147,30 @@ def verify(folder: str, record: dict, hub_copy: bool = False) -> list[str]:
     return lines
 
 
+def check_pushable(folder: str, keep_card: bool = False) -> None:
+    """Before `hf-aft push`: the files a push uploads are those the run wrote (`verify`), so that the card's and
+    audit.json's hashes hold on the Hub; a card edited by hand passes with `keep_card` (push would render it again).
+
+    Raises:
+        AFTError: a file changed, missing, added or written by another run, naming them; a card edited by hand
+            without `keep_card`.
+    """
+    if not os.path.exists(os.path.join(folder, AUDIT_NAME)):  # not written by hf-aft train: nothing to hold
+        return
+    problems = [line.split(maxsplit=1) for line in verify(folder, read_record(folder), hub_copy=True)]
+    edited_card = ["changed", CARD_NAME] in problems
+    problems = [p for p in problems if p != ["changed", CARD_NAME]]
+    if problems:
+        listed = "; ".join(f"{kind} {name}" for kind, name in problems)
+        raise AFTError(f"{folder!r} is not as its run wrote it ({listed}): pushed, its card and audit.json would "
+                       f"state false sha256. Put the run's files back, or move added ones out (`hf-aft audit "
+                       f"{folder}` lists them), then push again.")
+    if edited_card and not keep_card:
+        raise AFTError(f"{os.path.join(folder, CARD_NAME)!r} was edited since the run: push renders the card again "
+                       "for the repo and would lose the edits. Push it as it is with --keep_card (its new sha256 is "
+                       "recorded), or undo the edits.")
+
+
 def weights_hash(record: dict) -> dict[str, str]:
     """The sha256 of the student's weight files, as recorded."""
     return {name: sha for name, sha in (record.get("files") or {}).items()

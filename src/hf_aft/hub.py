@@ -124,13 +124,18 @@ def _card_restored_on_failure(output_dir: str):
 
 def push_run(output_dir: str, repo_id: str | None, *, token: str | None = None, private: bool | None = None,
              revision: str | None = None, commit_message: str | None = None, baseline_dir: str | None = None,
-             before_upload=None) -> str:
-    """Push a run's output dir to the Hub model repo `repo_id`. The card is rendered again first, for this repo id
-    and with the baseline's results when `baseline_dir` is given, then `before_upload(output_dir)` runs (hf-aft
-    hashes the new card into audit.json); a failed push leaves the output dir as it was. Returns the commit URL."""
+             before_upload=None, keep_card: bool = False) -> str:
+    """Push a run's output dir to the Hub model repo `repo_id`. The card is rendered again first (unless
+    `keep_card`), for this repo id and with the baseline's results when `baseline_dir` is given, then
+    `before_upload(output_dir)` runs (hf-aft hashes the card into audit.json); a failed push leaves the output dir as
+    it was. Returns the commit URL."""
     _check_repo_id(repo_id)
     check_run_dir(output_dir)
-    facts = read_card_inputs(output_dir)
+    if not os.access(output_dir, os.W_OK):  # said as a full disk otherwise
+        raise AFTError(f"{output_dir!r} is read-only: push writes the card for the repo, and its sha256 in "
+                       "audit.json, into the run before uploading. Copy the run somewhere writable (cp -r) and push "
+                       "the copy.")
+    facts = None if keep_card else read_card_inputs(output_dir)
     if facts is None and baseline_dir:
         raise AFTError(f"{output_dir!r} has no model_card.json to add the baseline to: it was not written by hf-aft.")
     with _card_restored_on_failure(output_dir):

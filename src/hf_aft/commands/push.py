@@ -11,7 +11,10 @@ DESCRIPTION = """Push a trained student (weights, config, tokenizer, scales, mod
 folder written by `hf-aft features` to a Hub dataset repo. The token comes from HF_TOKEN or `hf auth login`; no file
 holding it is ever pushed. A push that failed can simply be run again.
 
-  hf-aft push OUTPUT_DIR --hub_model_id ORG/NAME [--baseline_dir STL_OUT]"""
+  hf-aft push OUTPUT_DIR --hub_model_id ORG/NAME [--baseline_dir STL_OUT | --keep_card]
+
+A run is pushed only as its run wrote it (`hf-aft audit OUTPUT_DIR` holds), so that the card's and audit.json's sha256
+hold on the Hub; a card edited by hand needs --keep_card (push otherwise renders it again for the repo)."""
 
 
 @dataclass
@@ -25,11 +28,14 @@ class PushArguments:
     baseline_dir: str | None = field(
         default=None, metadata={"help": "Output dir of a --transfer none run: its eval results go in the card."}
     )
+    keep_card: bool = field(default=False, metadata={"help": "Push the card (README.md) as it is, edited by hand, "
+                                                     "instead of rendering it again for the repo."})
 
 
 def run(argv: list[str]) -> None:
-    from ..audit import reseal_card
-    from ..hub import push_folder, push_run
+    from ..audit import check_pushable, reseal_card
+    from ..errors import AFTError
+    from ..hub import check_no_token, files_to_push, push_folder, push_run
     from ..outputs import check_complete
 
     (args,) = parse((PushArguments,), argv, "hf-aft push", DESCRIPTION, first="output_dir")
@@ -39,6 +45,12 @@ def run(argv: list[str]) -> None:
         print(f"pushed the features in {args.output_dir} to the dataset repo {args.hub_model_id}: {url}")
         return
     check_complete(args.output_dir)
+    if args.keep_card and args.baseline_dir:
+        raise AFTError("--baseline_dir adds the baseline's results to the card, which --keep_card keeps as it is: "
+                       "give one of them.")
+    check_no_token(args.output_dir, files_to_push(args.output_dir))  # first: the worst a push could do
+    check_pushable(args.output_dir, args.keep_card)
     url = push_run(args.output_dir, args.hub_model_id, private=args.private or None, revision=args.revision,
-                   commit_message=args.commit_message, baseline_dir=args.baseline_dir, before_upload=reseal_card)
+                   commit_message=args.commit_message, baseline_dir=args.baseline_dir, before_upload=reseal_card,
+                   keep_card=args.keep_card)
     print(f"pushed {args.output_dir} to {args.hub_model_id}: {url}")
