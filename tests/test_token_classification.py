@@ -341,6 +341,18 @@ def test_train_cli_end_to_end_and_the_pipeline_reads_the_student(trained):
     assert "f1" in (out / "README.md").read_text()
 
 
+def test_eval_words_past_max_length_are_said_not_to_be_scored(world, tmp_path, caplog):
+    """A cut word has no token, so no prediction: the entity scores covered the words read, silently (a recall nearly
+    doubled where a third of the sentences ran past --max_length)."""
+    assert _train(world, tmp_path / "cut", "--transfer", "none", "--max_steps", "1", "--skip_cost_report", "true",
+                  "--max_length", "6") == 0
+    assert "words of" in caplog.text and "lie past the student's --max_length: they are not scored" in caplog.text
+    caplog.clear()
+    assert _train(world, tmp_path / "whole", "--transfer", "none", "--max_steps", "1", "--skip_cost_report",
+                  "true") == 0
+    assert "lie past the student's --max_length" not in caplog.text
+
+
 def test_kd_and_rkd_run_on_words(world, tmp_path):
     for transfer in ("kd", "rkd"):
         assert _train(world, tmp_path / transfer, "--transfer", transfer, "--max_steps", "3", "--skip_cost_report",

@@ -50,6 +50,7 @@ from .unlabeled_data import (
 )
 from .validation_split import DEFAULT_VALIDATION_FRACTION, class_ids
 from .word_features import check_run_options
+from .words import say_cut_eval_words
 
 logger = logging.getLogger(__name__)
 BETA_SEARCH_RUNS = "beta_search_runs"  # the --beta auto candidates' checkpoints, removed once the final run is done
@@ -208,6 +209,7 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
     train_set = _prepare(train_set, splits.labels, processor, script_args)
     warn_unknown_tokens(train_set, processor, logger)
     eval_set = _prepare(splits.eval, splits.labels, processor, script_args)
+    say_cut_eval_words(eval_set, script_args.text_column)
     unlabeled = mark_checked(_prepare(unlabeled, None, processor, script_args))  # checked as loaded: not again
     run.update(splits=splits, train_set=train_set, eval_set=eval_set, unlabeled_set=unlabeled)
     beta_search = None

@@ -11,6 +11,7 @@ transfer term reads the student's features at those positions (one vector per wo
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import datasets
@@ -23,6 +24,7 @@ from .tokens import within_limit
 IGNORED = -100  # transformers' ignore_index: sub-tokens after a word's first, special tokens, padding
 WORD_POSITIONS = "word_positions"  # per student token: the index of the word it starts, else -1
 DEFAULT_WORDS_COLUMN = "tokens"
+logger = logging.getLogger(__name__)
 
 
 def is_word_lists(feature) -> bool:
@@ -235,3 +237,17 @@ def student_word_batch(tokenizer, words_column: str, max_length: int | None, lab
 
     return tokenize
 
+
+
+def say_cut_eval_words(eval_set, words_column: str) -> None:
+    """Words past the student's --max_length have no token, so no prediction and no score: the eval scores (entity
+    precision, recall, F1, word accuracy) cover the words it reads. One warning with how many are cut."""
+    if eval_set is None or WORD_POSITIONS not in eval_set.column_names:
+        return
+    kept = [sum(position >= 0 for position in row) for row in eval_set[WORD_POSITIONS]]
+    cut = [len(words) - read for words, read in zip(eval_set[words_column], kept, strict=True)]
+    if sum(cut):
+        logger.warning(f"hf-aft: {sum(cut):,} words of {sum(map(len, eval_set[words_column])):,} in the eval split "
+                       f"({sum(1 for c in cut if c)} of {len(cut)} sentences) lie past the student's --max_length: "
+                       "they are not scored (the eval scores cover the words it reads). Raise --max_length to score "
+                       "them.")
