@@ -452,3 +452,16 @@ def test_the_multi_label_probe_chooses_its_c_by_out_of_fold_log_loss():
 
     fit = fit_task_probe(x, y, x[:5], MULTI)  # the targets keep C = 1: calibrated ones made a worse student
     np.testing.assert_allclose(fit.labeled, as_targets(at_one, MULTI), rtol=1e-4, atol=1e-4)
+
+
+def test_classes_joined_from_a_csvs_lists_are_said_to_be_read_as_single_label(caplog):
+    """'fresh,long' beside 'fresh' in a CSV: a row's list of classes written as one string trained a single-label
+    classifier of combinations, with no word about it."""
+    joined = datasets.Dataset.from_dict({"labels": ["fresh,long", "fresh", "rotten,short", "long", "fresh,long"]})
+    assert infer_problem_type(joined, "labels") == "single_label_classification"
+    assert "2 of the 4 classes of the label column 'labels' join names with ','" in caplog.text
+    assert "row['labels'].split(',') if row['labels'] else []" in caplog.text
+    caplog.clear()
+    named = datasets.Dataset.from_dict({"labels": ["Arts, Culture", "Sport", "Politics", "Sport"]})
+    assert infer_problem_type(named, "labels") == "single_label_classification"
+    assert "join names" not in caplog.text  # one class name with a comma is a name

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from .errors import AFTError, warn_once
+from .label_hints import say_joined_classes
 
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
 TOKEN = "token_classification"
@@ -78,6 +79,7 @@ def infer_problem_type(dataset: datasets.Dataset, column: str, problem_type: str
                   f"{' or '.join(possible)})", flush=True)
         elif isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
             check_not_numbers_as_text(dataset, column)
+            say_joined_classes(dataset, column)
         return possible[0]
     if problem_type not in possible:
         raise AFTError(f"--problem_type {problem_type} does not fit the label column {column!r} ({feature}): it can "
