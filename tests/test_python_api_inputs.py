@@ -13,6 +13,7 @@ from transformers import AutoTokenizer, BertForSequenceClassification
 
 import hf_aft.trainer
 from hf_aft import AFTConfig, AFTError, AFTTrainer, TeacherArguments, extract_teacher_features, with_teacher_features
+from hf_aft.metrics import compute_classification_metrics
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def no_teacher_runs(monkeypatch):
 
 def refusal(tmp_path, tokenizer, model=None, **datasets_and_options):
     options = {k: datasets_and_options.pop(k) for k in list(datasets_and_options) if k not in
-               ("train_dataset", "eval_dataset", "unlabeled_dataset")}
+               ("train_dataset", "eval_dataset", "unlabeled_dataset", "compute_metrics")}
     with pytest.raises(AFTError) as caught:
         AFTTrainer(model=model or student(), args=config(tmp_path, **options), processing_class=tokenizer,
                    **datasets_and_options)
@@ -151,6 +152,17 @@ def test_lists_of_class_names_are_encoded_for_a_multi_label_student(tmp_path, to
                               "num_labels=3 finite floats at row 0 ([1])")
     message = refusal(tmp_path, tokenizer, train_dataset=named)  # a single-label student
     assert "are lists" in message and "problem_type='multi_label_classification'" in message
+
+
+def test_single_label_metrics_for_another_student_are_refused_before_training(tmp_path, tokenizer, train_set,
+                                                                             no_teacher_runs):
+    """The README's compute_classification_metrics beside a multi-label student: refused only at the first
+    evaluation, after training."""
+    tags = [["pos"] if x else ["neg"] for x in train_set["label"]]
+    tags = train_set.remove_columns("label").add_column("label", tags)
+    message = refusal(tmp_path, tokenizer, student(2, problem_type="multi_label_classification"), train_dataset=tags,
+                      compute_metrics=compute_classification_metrics)
+    assert "this one is a multi_label_classification student" in message and "compute_metrics_for(labels)" in message
 
 
 def test_the_multi_label_names_reach_training_as_multi_hot_rows(tmp_path, tokenizer, train_set):

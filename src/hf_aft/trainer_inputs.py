@@ -16,6 +16,7 @@ from .config import AFTConfig
 from .data import arrow_column, check_no_missing, first_row
 from .dataset_types import check_one_split, is_one_split
 from .errors import AFTError
+from .metrics import RecordedMetrics, compute_classification_metrics
 from .option_checks import check_idle_config, check_pool_read
 from .student import check_labels_fit, name_classes, name_labels
 from .targets import MULTI, REGRESSION, SINGLE, MultiLabels, RegressionTargets, is_token_model, model_problem_type
@@ -171,15 +172,21 @@ def _check_multi_hot(dataset, column: str, split: str, num_labels: int) -> None:
 
 
 def checked_trainer_inputs(model, args, train_dataset, eval_dataset=None, unlabeled_dataset=None,
-                           image_column: str | None = None, collator=None):
+                           image_column: str | None = None, trainer_kwargs: dict | None = None):
     """`AFTTrainer`'s inputs, checked before anything runs (see the module's docstring). Returns (args,
-    train_dataset, eval_dataset): labels given as names encoded to what the student reads. `collator`: the user's
-    `data_collator`, which may make the student's inputs itself.
+    train_dataset, eval_dataset): labels given as names encoded to what the student reads. `trainer_kwargs`: the
+    rest of its arguments: a user's `data_collator` may make the student's inputs itself; `compute_metrics`.
 
     Raises:
         AFTError: see `check_trainer_inputs`, `check_student_inputs`, `check_label_values`; labels outside the
-            student's head (`student.check_labels_fit`).
+            student's head (`student.check_labels_fit`); single-label metrics for another student.
     """
+    collator, metrics = (trainer_kwargs or {}).get("data_collator"), (trainer_kwargs or {}).get("compute_metrics")
+    if (metrics is compute_classification_metrics or isinstance(metrics, RecordedMetrics)) and model is not None \
+            and model_problem_type(model) != SINGLE:  # else found only at the first evaluation, after training
+        raise AFTError(f"compute_metrics=compute_classification_metrics scores single-label students, and this one "
+                       f"is a {model_problem_type(model)} student: pass compute_metrics=compute_metrics_for(labels) "
+                       "(the Labels or targets of load_labelled_splits).")
     args = check_trainer_inputs(model, args, train_dataset, unlabeled_dataset, eval_dataset)
     if image_column is None and collator is None:  # else the user's collator (or the images') makes the inputs
         check_student_inputs(model, {"train_dataset": train_dataset, "unlabeled_dataset": unlabeled_dataset,
