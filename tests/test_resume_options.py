@@ -312,21 +312,25 @@ def test_a_recipe_leaves_out_the_distillation_options_of_a_run_without_distillat
     assert "distill_weight" not in recipe and "distill_temperature" not in recipe and recipe["distill"] == "none"
 
 
-@pytest.mark.parametrize("given", ["missing", "output_dir", "model_dir"])
+@pytest.mark.parametrize("given", ["missing", "output_dir", "model_dir", "cut_off"])
 def test_a_resume_from_no_checkpoint_is_refused_before_anything_loads(student_dir, teacher_dirs, data, first_run,
                                                                       tmp_path, capsys, monkeypatch, given):
     import hf_aft.pipeline
 
     monkeypatch.setattr(hf_aft.pipeline, "train_student", lambda *a, **k: pytest.fail("models loaded"))
-    checkpoint = {"missing": tmp_path / "nowhere", "output_dir": first_run, "model_dir": student_dir}[given]
+    cut_off = tmp_path / "run" / "checkpoint-10"  # kill -9 while Trainer wrote it: no trainer_state.json yet
+    shutil.copytree(student_dir, cut_off)
+    checkpoint = {"missing": tmp_path / "nowhere", "output_dir": first_run, "model_dir": student_dir,
+                  "cut_off": cut_off}[given]
     code = main(train_args(student_dir, teacher_dirs, data, tmp_path / "out", "--resume_from_checkpoint",
                            str(checkpoint)))
     line = error_line(capsys)
     assert code == 2 and repr(str(checkpoint)) in line
     if given == "missing":
         assert "does not exist: give a checkpoint-* folder" in line
-    elif given == "model_dir":
+    elif given in ("model_dir", "cut_off"):
         assert "is not a checkpoint (it has no trainer_state.json)" in line
+        assert ("cut off while being written" in line) == (given == "cut_off")
     else:  # the run's dir, not its checkpoint: the way out names the dir's last checkpoint
         assert "is an output dir" in line and f"its last is {str(first_run / 'checkpoint-4')!r}" in line
 

@@ -100,7 +100,10 @@ def check_is_checkpoint(checkpoint: str) -> None:
         return
     what = "an output dir" if steps else "not a checkpoint (it has no trainer_state.json)"
     last = f": its last is {os.path.join(checkpoint, max(steps, key=lambda n: int(n[11:])))!r}" if steps else ""
-    raise AFTError(f"{checkpoint!r} is {what}: give a checkpoint-* folder of an earlier run's output dir{last}.")
+    cut = os.path.basename(os.path.normpath(checkpoint)).startswith("checkpoint-") and not steps
+    cut = (", or start again with --overwrite_output_dir: this one was cut off while being written (Trainer writes "
+           "trainer_state.json last)") if cut else ""
+    raise AFTError(f"{checkpoint!r} is {what}: give a checkpoint-* folder of an earlier run's output dir{last}{cut}.")
 
 
 def check_checkpoint_files(checkpoint: str) -> None:
