@@ -340,6 +340,9 @@ def test_export_text_student_to_onnx_with_int8(aft_run, tmp_path, capsys):
     assert onnx["agreement"] == 1.0 and onnx["max_logit_difference"] < 1e-4
     assert int8["agreement"] >= 0.9 and onnx["accuracy"] == pytorch["accuracy"]
     assert "onnxruntime.InferenceSession" in (target / "README.md").read_text()
+    assert f"truncation=True, max_length={report['max_length']}" in (target / "README.md").read_text()  # as trained
+    assert main(["export", str(aft_run), "--output_dir", str(aft_run / "onnx")]) == 2  # audit, push would take it
+    assert "is inside the run" in capsys.readouterr().err and not (aft_run / "onnx").exists()
 
     with mock.patch("torch.onnx.export", side_effect=RuntimeError("unsupported op")):
         assert main(["export", str(aft_run), "--output_dir", str(tmp_path / "fails")]) == 2

@@ -178,7 +178,7 @@ def export_student(folder: str, export_dir: str, quantize: str | None = None,
     model.config.save_pretrained(export_dir)
     report = {"exporter": exporter, "dynamo_failure": fallback, "eval_rows": len(split), "device": "cpu", "rows": rows,
               "task": "image-classification" if image_column else "token-classification" if is_token_model(model)
-              else "text-classification", "problem_type": task[0],
+              else "text-classification", "problem_type": task[0], "max_length": max_length,
               "metric": scores(reference, labels, names, *task)["metric"]}
     write_export_files(export_dir, report, image_column)
     return report
@@ -224,10 +224,11 @@ def write_export_files(export_dir: str, report: dict, image_column: str | None) 
     elif report["task"] == "token-classification":  # logits [batch, tokens, classes]: a class per token
         prepare = ('from transformers import AutoTokenizer\n\ntokenizer = AutoTokenizer.from_pretrained(".")\n'
                    'inputs = tokenizer([["EU", "rejects", "German", "call"]], is_split_into_words=True, '
-                   'padding=True, return_tensors="np")')
+                   f'padding=True, truncation=True, max_length={report["max_length"]}, return_tensors="np")')
     else:
         prepare = ('from transformers import AutoTokenizer\n\ntokenizer = AutoTokenizer.from_pretrained(".")\n'
-                   'inputs = tokenizer(["a text to classify"], padding=True, return_tensors="np")')
+                   'inputs = tokenizer(["a text to classify"], padding=True, truncation=True, '
+                   f'max_length={report["max_length"]}, return_tensors="np")  # as the student trained')
     text = (f"# ONNX export of an hf-aft student\n\nFiles: {', '.join(f'`{m}`' for m in models)}, the "
             "tokenizer or image processor, `config.json` (label names), `export_report.json`.\n\n```python\n"
             f"import json\n\nimport numpy as np\nimport onnxruntime\n{prepare}\n"

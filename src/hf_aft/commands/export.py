@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from .parsing import parse
@@ -31,7 +32,7 @@ class ExportArguments:
 
 def run(argv: list[str]) -> None:
     from ..claims import claimed
-    from ..errors import require_extra
+    from ..errors import AFTError, require_extra
     from ..evaluation import run_folder
     from ..export import export_student, report_lines
     from ..outputs import check_output_dir
@@ -40,6 +41,9 @@ def run(argv: list[str]) -> None:
     require_extra("export", "hf-aft export")  # before anything loads: torch imports onnxscript only mid-export
     check_output_dir(args.output_dir)
     folder, _ = run_folder(args.run)
+    if os.path.commonpath([os.path.abspath(folder), os.path.abspath(args.output_dir)]) == os.path.abspath(folder):
+        raise AFTError(f"--output_dir {args.output_dir!r} is inside the run {args.run!r}: `hf-aft audit` would find "
+                       "its files added to the run, and `hf-aft push` would upload them. Export beside the run.")
     with claimed(args.output_dir, "export"):
         report = export_student(folder, args.output_dir, args.quantize, args.dataset_name)
     _print(*report_lines(report), f"exported to {args.output_dir}")
