@@ -367,3 +367,17 @@ def test_export_lora_and_image_students(student_dir, csv_data, image_data, tmp_p
     target = tmp_path / "vit-onnx"
     assert (target / "preprocessor_config.json").exists()
     assert json.loads((target / "export_report.json").read_text())["rows"][1]["max_logit_difference"] < 1e-4
+
+
+def test_a_student_no_better_than_the_majority_class_is_said_not_to_have_learned(caplog):
+    """A student predicting one class everywhere scored 0.29 where always answering the majority class scores 0.71,
+    and the card and summary read it as a result."""
+    from hf_aft.metrics import say_below_majority
+
+    train, evaluation = [1] * 56 + [0] * 64, [0] * 57 + [1] * 23
+    say_below_majority(0.2875, train, evaluation, ["neg", "pos"])
+    assert "eval accuracy 0.2875 is no better than always answering the training split's most frequent class " \
+           "'neg' (0.7125)" in caplog.text
+    caplog.clear()
+    say_below_majority(0.80, train, evaluation, ["neg", "pos"])
+    assert not caplog.text

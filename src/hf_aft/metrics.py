@@ -5,12 +5,16 @@ a script from the Hub)."""
 
 from __future__ import annotations
 
+import logging
+
 import datasets
 import evaluate
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
 from .errors import AFTError
+
+logger = logging.getLogger(__name__)
 
 
 class ClassificationMetrics(evaluate.Metric):
@@ -150,3 +154,18 @@ class RecordedMetrics:
 def metric_name(metric: str) -> str:
     """A metric key as prose: micro_f1 -> micro-F1."""
     return metric.replace("_", "-").replace("f1", "F1")
+
+
+def say_below_majority(eval_accuracy: float | None, train_labels, eval_labels, names) -> None:
+    """A single-label student no more accurate than always answering the training split's most frequent class has
+    not learned the task (it may predict one class everywhere): one warning, since its card would otherwise read as
+    a result."""
+    if eval_accuracy is None or not len(train_labels) or not len(eval_labels):
+        return
+    classes, counts = np.unique(np.asarray(train_labels), return_counts=True)
+    majority = classes[counts.argmax()]
+    baseline = float(np.mean(np.asarray(eval_labels) == majority))
+    if eval_accuracy <= baseline:
+        logger.warning(f"hf-aft: the student's eval accuracy {eval_accuracy:.4f} is no better than always answering "
+                       f"the training split's most frequent class {names[int(majority)]!r} ({baseline:.4f}): it has "
+                       "not learned the task. Train longer or at another --learning_rate, or check the labels.")

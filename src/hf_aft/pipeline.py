@@ -30,7 +30,7 @@ from .generation import check_generation
 from .group_report import check_eval_comparisons
 from .hub import push_run
 from .hub_reach import check_can_push
-from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for
+from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for, say_below_majority
 from .option_checks import check_idle_options, check_pool_read, check_source_types
 from .outputs import ClearCompleteAtStart, check_creatable, check_output_dir, mark_complete
 from .resume_check import record_rows, resumed_from, say_steps_lost, schedule_change
@@ -259,6 +259,9 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
     if eval_set is not None:
         summary["eval"] = trainer.evaluate()
         trainer.save_metrics("eval", summary["eval"])
+        if labels.problem_type == SINGLE and trainer.is_world_process_zero():
+            say_below_majority(summary["eval"].get("eval_accuracy"), train_set["labels"], eval_set["labels"],
+                               labels.names)
     if getattr(labels, "standardize", False):  # after the evaluation, whose metrics undo the standardisation
         fold_target_scale(trainer.accelerator.unwrap_model(trainer.model), labels.mean, labels.std)
     trainer.save_model()
