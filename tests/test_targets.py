@@ -62,6 +62,50 @@ def test_a_multi_label_row_with_two_labels_is_multi_hot():
     assert np.asarray(targets.encode(data)["labels"]).tolist() == [[1, 1], [0, 0], [0, 1]]
 
 
+CLASSES = ["funny", "long", "scary"]
+
+
+def _class_lists(path, form: str, eval_classes: list[int], names: list[str] = CLASSES) -> None:
+    """A save_to_disk folder of texts with a set of classes per row in `form`: a Sequence(ClassLabel) of `names`,
+    lists of their ids, or lists of the names; no training row has the last class, the eval split's rows have
+    `eval_classes`."""
+    train, test = [[0], [1], [0, 1], []], [eval_classes, [1]]
+    inner = datasets.ClassLabel(names=names) if form == "ClassLabel" else datasets.Value(
+        "int64" if form == "ids" else "string")
+    features = datasets.Features({"text": datasets.Value("string"), "tags": datasets.Sequence(inner)})
+
+    def split(rows):
+        tags = rows if form != "names" else [[names[i] for i in row] for row in rows]
+        return datasets.Dataset.from_dict({"text": [f"row {i}" for i in range(len(rows))], "tags": tags},
+                                          features=features)
+
+    datasets.DatasetDict(train=split(train), test=split(test)).save_to_disk(path)
+
+
+@pytest.mark.parametrize("form", ["ClassLabel", "ids", "names"])
+def test_an_eval_class_no_training_row_has_is_refused_as_single_label_refuses_it(tmp_path, form):
+    """A Sequence(ClassLabel) took any of its names as a class in the eval split: 'scary', in no training row,
+    trained and scored as a class of its own (exit 0)."""
+    _class_lists(tmp_path / "data", form, [0, 2])
+    unseen, seen = ("'2'", "'0', '1'") if form == "ids" else ("'scary'", "'funny', 'long'")
+    with pytest.raises(AFTError) as refusal:
+        load_labelled_splits(str(tmp_path / "data"), label_column="tags")
+    assert str(refusal.value) == (f"the eval split 'test' has labels [{unseen}] that the training split lacks (it has "
+                                  f"[{seen}]): the student cannot predict them; drop those rows or choose another "
+                                  "--eval_split.")
+
+
+def test_a_class_label_name_no_row_has_is_said_and_left_out_of_macro_f1(tmp_path, caplog):
+    _class_lists(tmp_path / "data", "ClassLabel", [0])
+    labels = load_labelled_splits(str(tmp_path / "data"), label_column="tags").labels
+    assert labels.names == CLASSES and labels.trained == {0, 1}  # the ids stay the data's: a head output for each
+    assert "no training row has the class(es) ['scary'] of the label column 'tags'" in caplog.text
+    # funny right (F1 1), long half right (F1 2/3), scary in no row and never predicted: no F1, not one of 0
+    scores, references = np.array([[0.9, 0.6, 0.1], [0.2, 0.4, 0.3]]), np.array([[1, 1, 0], [0, 1, 0]])
+    assert multi_label_metrics(scores, references)["macro_f1"] == pytest.approx((1 + 2 / 3) / 2)
+    assert multi_label_metrics(scores, np.zeros((2, 3)), threshold=1)["macro_f1"] == 0.0
+
+
 def test_a_regression_target_far_from_zero_is_standardised_and_decoded():
     data = datasets.Dataset.from_dict({"text": ["x"] * 4, "y": [1000.0, 1002.0, 1004.0, 1006.0]})
     targets = read_targets(data, "y")
@@ -116,7 +160,8 @@ def test_a_regression_student_predicts_in_the_data_units(world):
 
 @pytest.mark.parametrize("case,argv,fragments", [
     ("nan target", ["--label_column", "score", "--dataset_name", "NAN"], ("does not hold a finite number at row 3",)),
-    ("unknown class in eval", ["--label_column", "tags", "--dataset_name", "UNKNOWN"], ("class 'new'",)),
+    ("unknown class in eval", ["--label_column", "tags", "--dataset_name", "UNKNOWN"],
+     ("the eval split 'test' has labels ['new'] that the training split lacks (it has ['odd', 'pos'])",)),
     # a constant target trained to exit 0 with NaN correlations and a card saying "standard deviation 1"
     ("constant target", ["--label_column", "score,drift", "--dataset_name", "CONST"],
      ("the regression target 'drift' is 3 in every training row", "nothing to learn")),

@@ -261,14 +261,42 @@ def test_bad_token_rows_are_one_line_before_any_teacher(world, tmp_path, monkeyp
     assert re.search(expected, line), line
 
 
-def test_an_eval_class_the_training_split_lacks_is_one_line(world, tmp_path, monkeypatch, capsys):
-    train = datasets.Dataset.from_dict({"tokens": [["good", "movie"], ["bad"]], "ner_tags": [["B-POS", "O"], ["O"]]})
-    test = datasets.Dataset.from_dict({"tokens": [["awful"]], "ner_tags": [["B-NEG"]]})
-    datasets.DatasetDict(train=train, test=test).save_to_disk(tmp_path / "bad")
+@pytest.mark.parametrize("form", ["strings", "ids", "ClassLabel"])
+def test_an_eval_class_the_training_split_lacks_is_one_line(world, tmp_path, monkeypatch, capsys, form):
+    """B-NEG is in no training row: refused as single-label refuses an unseen class, whatever the tags are written
+    as. A Sequence(ClassLabel) naming B-NEG (a dataset's whole tag set) trained and scored it as a class of its
+    own."""
+    train = {"tokens": [["good", "movie"], ["bad"]], "ner_tags": [["B-POS", "O"], ["O"]]}
+    test = {"tokens": [["awful", "plot"]], "ner_tags": [["B-NEG", "O"]]}
+    features = None
+    if form != "strings":
+        for rows in (train, test):
+            rows["ner_tags"] = [[TAGS.index(tag) for tag in tags] for tags in rows["ner_tags"]]
+        tag = datasets.ClassLabel(names=TAGS) if form == "ClassLabel" else datasets.Value("int64")
+        features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                                      "ner_tags": datasets.Sequence(tag)})
+    datasets.DatasetDict(train=datasets.Dataset.from_dict(train, features=features),
+                         test=datasets.Dataset.from_dict(test, features=features)).save_to_disk(tmp_path / "bad")
     _fail_if_a_teacher_loads(monkeypatch)
     assert _train(world, tmp_path / "out", data=tmp_path / "bad") == 2
-    assert "test split's row 0 names class 'B-NEG', which the training split's 'ner_tags' lacks" in one_error_line(
-        capsys)
+    unseen, seen = ("'3'", "'0', '1'") if form == "ids" else ("'B-NEG'", "'O', 'B-POS'" if form == "ClassLabel"
+                                                               else "'B-POS', 'O'")
+    one_error_line(capsys, f"the eval split 'test' has labels [{unseen}] that the training split lacks (it has "
+                           f"[{seen}]): the student cannot predict them; drop those rows or choose another "
+                           "--eval_split.")
+
+
+def test_a_tag_name_no_training_row_has_is_said_and_scored_by_no_metric(tmp_path, caplog):
+    data = tmp_path / "data"
+    features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                                  "ner_tags": datasets.Sequence(datasets.ClassLabel(names=TAGS + ["B-MISC"]))})
+    rows = {"tokens": [["good", "movie"], ["bad"]], "ner_tags": [[1, 0], [3]]}
+    split = datasets.Dataset.from_dict(rows, features=features)
+    datasets.DatasetDict(train=split, test=split).save_to_disk(data)
+    labels = load_labelled_splits(str(data), input_column="tokens", label_column="ner_tags").labels
+    assert labels.names == TAGS + ["B-MISC"] and labels.trained == {0, 1, 3}  # the ids stay the data's
+    assert "no training row has the class(es) ['I-POS', 'B-MISC'] of the label column 'ner_tags'" in caplog.text
+    assert labels.encode(split)["labels"] == [[1, 0], [3]]
 
 
 def test_options_not_yet_for_token_classification_are_refused(world, tmp_path, monkeypatch, capsys):

@@ -11,6 +11,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .class_sets import check_known_classes, trained_ids, warn_near_duplicates, warn_untrained
 from .data_files import (
     CSV_MISSING,
     FILE_BUILDERS,
@@ -43,7 +44,6 @@ from .targets import (
     drop_other_labels,
     infer_problem_type,
     join_target_columns,
-    warn_near_duplicates,
     with_labels,
 )
 from .validation_split import validation_split_name
@@ -201,8 +201,8 @@ class Labels(ClassNames):
                 raise AFTError(f"the training split's label column {column!r} has no label in {missing} of "
                                f"{len(dataset)} rows (an image folder takes its classes from one subfolder per "
                                "class): fill or drop those rows, or give the labels in a column of their own.")
-            return cls(list(feature.names), column, True, trained=frozenset(pc.unique(arrow_column(dataset, column))
-                                                                           .to_pylist()))
+            return cls(list(feature.names), column, True,
+                       trained=trained_ids(arrow_column(dataset, column), len(feature.names)))
         check_no_missing(dataset, column, "training", "label")
         values = set(pc.unique(arrow_column(dataset, column)).to_pylist())  # Arrow: no Python row objects
         if any(isinstance(v, float) and not float(v).is_integer() for v in values):
@@ -248,24 +248,18 @@ def hidden_label_row(dataset: datasets.Dataset, column: str) -> int | None:
 def check_eval_labels(dataset: datasets.Dataset, labels: Labels, split: str, role: str = "eval",
                       flag: str = "--eval_split") -> None:
     """The `role` ("eval" or "validation") split's labels are classes the training split has (no hidden -1, no
-    missing value, no new class); the advice names `flag`."""
-    column = labels.column
-    if labels.problem_type != SINGLE:  # every row's targets read now, so that a bad one stops the run before training
-        return labels.check_split(dataset, split)
-    row = hidden_label_row(dataset, column)
-    if row is not None:
-        raise AFTError(f"the {role} split {split!r} has hidden labels (-1, as in GLUE's test splits) from row {row}: "
-                       f"choose another {flag} (e.g. validation), or drop those rows.")
-    check_no_missing(dataset, column, split, "label")
-    values = set(pc.unique(arrow_column(dataset, column)).to_pylist())
-    if labels.is_class_label:  # an image folder's class names are every split's class folders: the trained count
-        have = [labels.names[i] for i in sorted(labels.trained or range(len(labels.names)))]
-        unknown = [labels.names[i] for i in sorted(values) if labels.names[i] not in have]
-    else:
-        have, unknown = labels.names, sorted({str(v) for v in values} - set(labels.names))
-    if unknown:
-        raise AFTError(f"the {role} split {split!r} has labels {unknown[:5]} that the training split lacks (it has "
-                       f"{have[:10]}): the student cannot predict them; drop those rows or choose another {flag}.")
+    missing value, no new class: one refusal for a class per row, a set per row and a class per word); the advice
+    names `flag`. Every row's targets are read now, so that a bad one stops the run before training."""
+    if labels.problem_type == SINGLE:
+        row = hidden_label_row(dataset, labels.column)
+        if row is not None:
+            raise AFTError(f"the {role} split {split!r} has hidden labels (-1, as in GLUE's test splits) from row "
+                           f"{row}: choose another {flag} (e.g. validation), or drop those rows.")
+        check_no_missing(dataset, labels.column, split, "label")
+    if labels.problem_type != REGRESSION:
+        check_known_classes(labels, arrow_column(dataset, labels.column), split, role, flag)
+    if labels.problem_type != SINGLE:
+        labels.check_split(dataset, split)
 
 
 def read_targets(dataset: datasets.Dataset, column: str, problem_type: str | None = None,
@@ -333,6 +327,7 @@ def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, t
         check_columns(validation, input_column, label_column)
         check_inputs(validation, input_column, validation_name)
         check_eval_labels(validation, labels, validation_name, "validation", "--beta_validation_split")
+    warn_untrained(labels)  # after the refusals, so that each stays one line
     others = {name: rows for name, rows in data.items() if name not in (train_split, eval_split, validation_name)}
     return LabelledSplits(train_set, eval_set, labels, eval_split, validation, validation_name,
                           {name: len(rows) for name, rows in others.items()}, others)

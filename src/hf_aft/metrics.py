@@ -47,10 +47,14 @@ _CHUNK_PREFIXES = ("B-", "I-", "E-", "S-", "L-", "U-")
 
 def multi_label_metrics(scores: np.ndarray, references: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """micro- and macro-averaged F1 and subset accuracy (every class of the row right) of sigmoid `scores` [rows,
-    classes] decided at `threshold`, against multi-hot `references` (scikit-learn's f1_score)."""
+    classes] decided at `threshold`, against multi-hot `references` (scikit-learn's f1_score). Macro-F1 averages
+    over the classes that a reference or a prediction holds, as single-label macro-F1 does: a class no row names and
+    none is predicted (a ClassLabel name no training row has, say) has no F1 to count, not one of 0."""
     predicted, references = (scores >= threshold).astype(int), (np.asarray(references) >= 0.5).astype(int)
+    present = np.flatnonzero((predicted | references).any(axis=0))
     return {"micro_f1": float(f1_score(references, predicted, average="micro", zero_division=0)),
-            "macro_f1": float(f1_score(references, predicted, average="macro", zero_division=0)),
+            "macro_f1": float(f1_score(references, predicted, average="macro", labels=present, zero_division=0))
+            if present.size else 0.0,
             "subset_accuracy": float((predicted == references).all(axis=1).mean())}
 
 

@@ -16,7 +16,6 @@ read that way too (integers as targets of a regression, floats that are whole nu
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 
@@ -24,7 +23,8 @@ import datasets
 import numpy as np
 import pyarrow.compute as pc
 
-from .errors import AFTError, warn_once
+from .class_sets import class_index, class_key, class_name, trained_ids, trained_names, warn_near_duplicates
+from .errors import AFTError
 from .label_hints import say_joined_classes
 
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
@@ -170,19 +170,6 @@ def with_labels(dataset: datasets.Dataset, column: str, values, feature=None) ->
     return encoded
 
 
-def warn_near_duplicates(names: list[str], column: str) -> None:
-    """Say once when class names differ only in spacing or case ('negative' and 'negative ', a stray space in a
-    csv): each is trained as a class of its own, with a head output and rows of its own."""
-    groups: dict[str, list[str]] = {}
-    for name in names:
-        groups.setdefault(" ".join(name.split()).casefold(), []).append(name)
-    alike = [group for group in groups.values() if len(group) > 1]
-    if alike:
-        shown = "; ".join(" / ".join(repr(name) for name in group) for group in alike[:3])
-        warn_once(logging.getLogger(__name__), f"hf-aft: the label column {column!r} has classes that differ only in "
-                  f"spacing or case ({shown}): each is a class of its own; make them one in the data if they are.")
-
-
 class ClassNames:
     """`id2label` and `label2id` of a `names` list (class names in id order)."""
 
@@ -206,13 +193,14 @@ class MultiLabels(ClassNames):
     threshold: float = DEFAULT_THRESHOLD
     problem_type: str = MULTI
     is_class_label: bool = False
+    trained: frozenset | None = None  # a ClassLabel's ids with training rows (its names may hold more)
 
     @classmethod
     def from_dataset(cls, dataset: datasets.Dataset, column: str) -> MultiLabels:
         inner = dataset.features[column].feature
-        if isinstance(inner, datasets.ClassLabel):
-            return cls(list(inner.names), column, is_class_label=True)
         values = dataset.select_columns([column]).with_format("arrow")[:][column]
+        if isinstance(inner, datasets.ClassLabel):
+            return cls(list(inner.names), column, is_class_label=True, trained=trained_ids(values, len(inner.names)))
         if values.null_count:
             raise AFTError(f"the label column {column!r} has rows with no list (missing values): give an empty list "
                            "for a row with no class, or drop those rows.")
@@ -236,16 +224,17 @@ class MultiLabels(ClassNames):
         """
         rows = dataset[self.column]
         encoded = np.zeros((len(rows), len(self.names)), dtype=np.float32)
-        index = {i: i for i in range(len(self.names))} if self.is_class_label else self.label2id
+        index = class_index(self)
         for row, classes in enumerate(rows):
             if classes is None:
                 raise AFTError(f"the {split} split's label column {self.column!r} has no list at row {row}: give an "
                                "empty list for a row with no class, or drop the row.")
             for value in classes:
-                key = value if self.is_class_label else str(value)
+                key = class_key(self, value)
                 if key not in index:
-                    raise AFTError(f"the {split} split's row {row} names class {value!r}, which the training split's "
-                                   f"{self.column!r} lacks (it has {self.names[:10]}): drop it or add it to training.")
+                    raise AFTError(f"the {split} split's row {row} names class {class_name(self, value)!r}, which "
+                                   f"the training split's {self.column!r} lacks (it has {trained_names(self)[:10]}): "
+                                   "drop it or add it to training.")
                 encoded[row, index[key]] = 1.0
         return encoded
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import datasets
 
+from .class_sets import class_index, class_key, class_name, trained_ids, trained_names
 from .errors import AFTError
 from .targets import TOKEN, ClassNames, with_labels
 from .text_forms import is_blank
@@ -81,13 +82,16 @@ class TokenLabels(ClassNames):
     words_column: str
     problem_type: str = TOKEN
     is_class_label: bool = False
+    trained: frozenset | None = None  # a ClassLabel's ids with training rows (its names may hold more)
 
     @classmethod
     def from_dataset(cls, dataset: datasets.Dataset, column: str, words_column: str) -> TokenLabels:
         """The classes of the training split, whose rows are checked now (`class_ids`), before any teacher runs."""
         inner = dataset.features[column].feature
         if isinstance(inner, datasets.ClassLabel):
-            labels = cls(list(inner.names), column, words_column, is_class_label=True)
+            values = dataset.select_columns([column]).with_format("arrow")[:][column]
+            labels = cls(list(inner.names), column, words_column, is_class_label=True,
+                         trained=trained_ids(values, len(inner.names)))
         else:
             names = {value for row in dataset[column] if row is not None for value in row}
             if None in names:
@@ -109,7 +113,7 @@ class TokenLabels(ClassNames):
             AFTError: a row with no words (or no list), a label list longer or shorter than its words, a class the
                 training split lacks; each names the split, the row and the way out.
         """
-        index = {i: i for i in range(len(self.names))} if self.is_class_label else self.label2id
+        index = class_index(self)
         words, labels = dataset[self.words_column], dataset[self.column]
         check_blank_words(dataset, self.words_column, split)
         encoded = []
@@ -123,11 +127,11 @@ class TokenLabels(ClassNames):
                                "--problem_type multi_label_classification if the column is a set of classes).")
             row_ids = []
             for value in row_labels:
-                key = value if self.is_class_label else str(value)
+                key = class_key(self, value)
                 if key not in index:
-                    raise AFTError(f"the {split} split's row {row} names class {value!r}, which the training split's "
-                                   f"{self.column!r} lacks (it has {self.names[:10]}): drop the row or add the class "
-                                   "to training.")
+                    raise AFTError(f"the {split} split's row {row} names class {class_name(self, value)!r}, which "
+                                   f"the training split's {self.column!r} lacks (it has {trained_names(self)[:10]}): "
+                                   "drop the row or add the class to training.")
                 row_ids.append(index[key])
             encoded.append(row_ids)
         return encoded

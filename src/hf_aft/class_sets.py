@@ -1,0 +1,100 @@
+"""The classes a classifier's training split holds, shared by every label form (`data.Labels`,
+`targets.MultiLabels`, `words.TokenLabels`): a `ClassLabel`'s names may name more (an image folder's class folders
+of every split, a dataset's whole tag set), which the student's head keeps, so that its class ids stay the data's,
+but cannot learn. An eval or validation split naming one is refused in the same line for one class per row, a set
+per row or a class per word."""
+
+from __future__ import annotations
+
+import logging
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import AFTError, warn_once
+
+logger = logging.getLogger(__name__)
+
+
+def present_values(column: pa.ChunkedArray) -> list:
+    """The distinct values of a label column (Arrow), each class in a row's list counted; missing values are left
+    to the row checks, which name their row."""
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type) or \
+            pa.types.is_fixed_size_list(column.type):
+        column = pc.list_flatten(column)
+    return [value for value in pc.unique(column).to_pylist() if value is not None]
+
+
+def trained_ids(column: pa.ChunkedArray, count: int) -> frozenset:
+    """The ids of a `ClassLabel` with `count` names that the training split's label column (Arrow) holds."""
+    return frozenset(v for v in present_values(column) if isinstance(v, int) and 0 <= v < count)
+
+
+def class_index(labels) -> dict:
+    """A label value -> its class id, for the classes with a training row: a `ClassLabel`'s ids in `labels.trained`
+    (all of them where that is not known), else the names (read from the training split)."""
+    if labels.is_class_label:
+        trained = labels.trained if labels.trained is not None else range(len(labels.names))
+        return {i: i for i in sorted(trained)}
+    return labels.label2id
+
+
+def class_key(labels, value):
+    """How `class_index` looks up a value of the label column: a `ClassLabel` by id, anything else as a string."""
+    return value if labels.is_class_label else str(value)
+
+
+def trained_names(labels) -> list[str]:
+    """The names of the classes with a training row, in id order."""
+    return [labels.names[i] for i in class_index(labels).values()]
+
+
+def class_name(labels, value) -> str:
+    """A label value as a message names it: a `ClassLabel` id by its name (an id outside its names as it is)."""
+    if labels.is_class_label and isinstance(value, int) and 0 <= value < len(labels.names):
+        return labels.names[value]
+    return value if labels.is_class_label else str(value)
+
+
+def check_known_classes(labels, column: pa.ChunkedArray, split: str, role: str = "eval",
+                        flag: str = "--eval_split") -> None:
+    """The `role` split's label column (Arrow: a class per row, or a list of them) names only classes the training
+    split has.
+
+    Raises:
+        AFTError: naming the first classes it lacks, those it has, and the way out (`flag`).
+    """
+    index = class_index(labels)
+    unknown = sorted({class_name(labels, v) for v in present_values(column) if class_key(labels, v) not in index},
+                     key=str)
+    if unknown:
+        raise AFTError(f"the {role} split {split!r} has labels {unknown[:5]} that the training split lacks (it has "
+                       f"{trained_names(labels)[:10]}): the student cannot predict them; drop those rows or choose "
+                       f"another {flag}.")
+
+
+def warn_untrained(labels) -> None:
+    """Say once which of a `ClassLabel`'s names no training row has (and, the eval split being checked, no eval row
+    either): the head keeps an output for each that nothing trains, and no metric counts one the student does not
+    predict."""
+    if not labels.is_class_label or labels.trained is None:
+        return
+    unused = [name for i, name in enumerate(labels.names) if i not in labels.trained]
+    if unused:
+        warn_once(logger, f"hf-aft: no training row has the class(es) {unused[:5]} of the label column "
+                  f"{labels.column!r} ({len(unused)} of its {len(labels.names)} names): the student keeps an output "
+                  "for each, so that its class ids stay the data's, but never learns them (no metric counts one it "
+                  "does not predict); drop those names from the ClassLabel if they are not classes of this task.")
+
+
+def warn_near_duplicates(names: list[str], column: str) -> None:
+    """Say once when class names differ only in spacing or case ('negative' and 'negative ', a stray space in a
+    csv): each is trained as a class of its own, with a head output and rows of its own."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(" ".join(name.split()).casefold(), []).append(name)
+    alike = [group for group in groups.values() if len(group) > 1]
+    if alike:
+        shown = "; ".join(" / ".join(repr(name) for name in group) for group in alike[:3])
+        warn_once(logger, f"hf-aft: the label column {column!r} has classes that differ only in spacing or case "
+                  f"({shown}): each is a class of its own; make them one in the data if they are.")
