@@ -296,7 +296,7 @@ def test_several_targets_from_a_list_column_or_several_number_columns():
     assert both["mse"] == pytest.approx(np.mean([m["mse"] for m in each]))
 
 
-def test_a_student_of_two_targets_predicts_both_in_the_data_units(world):
+def test_a_student_of_two_targets_predicts_both_in_the_data_units(world, capsys):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     out = world["root"] / "score-drift"
@@ -315,6 +315,44 @@ def test_a_student_of_two_targets_predicts_both_in_the_data_units(world):
                       top_k=None)(list(test["text"][:2]))
     expected = {"score": float(predicted[0, 0]), "drift": float(predicted[0, 1])}
     assert {s["label"]: s["score"] for s in scores[0]} == pytest.approx(expected, abs=1e-3)
+    # the audit summarises each target (its every number was counted as a class of both targets mixed)
+    split = json.loads((out / "audit.json").read_text())["splits"]["eval"]
+    assert "labels" not in split and set(split["targets"]) == {"score", "drift"}
+    assert split["targets"]["drift"] == pytest.approx({"mean": truth[:, 1].mean(), "std": truth[:, 1].std(),
+                                                       "min": truth[:, 1].min(), "max": truth[:, 1].max()})
+    capsys.readouterr()
+    assert main(["audit", str(out)]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("split eval"))
+    assert f"32 rows, targets score mean {truth[:, 0].mean():.4g} (std {truth[:, 0].std():.4g}" in line
+    assert "; drift mean" in line and len(line) < 250, line
+
+
+def test_a_regression_split_is_summarised_per_target_in_the_audit(tmp_path):
+    from hf_aft.audit import lineage_lines
+    from hf_aft.provenance import split_summary
+    from hf_aft.reruns import data_differs
+
+    data = datasets.Dataset.from_dict({"text": list("abcd"), "stars": [1, 2, 4, 5], "score": [0.5, 1.5, 2.5, 3.5]})
+    datasets.DatasetDict(train=data).save_to_disk(tmp_path / "data")
+    stars = load_labelled_splits(str(tmp_path / "data"), label_column="stars", problem_type=REGRESSION)
+    summary = split_summary(stars.train, "stars", "text", stars.labels)  # integers read as targets, not classes
+    assert summary["targets"] == {"mean": 3.0, "std": pytest.approx(1.5811388), "min": 1.0, "max": 5.0}
+    assert "labels" not in summary
+    score = load_labelled_splits(str(tmp_path / "data"), label_column="score")
+    summary = split_summary(score.train, "score", "text", score.labels)
+    lines = lineage_lines({"splits": {"train": summary}, "dataset": {"label_column": "score"}})
+    line = next(line for line in lines if line.startswith("split"))  # it said "labels None"
+    assert line.startswith("split train           4 rows, targets score mean 2 (std 1.118, min 0.5, max 3.5), "
+                           "fingerprint")
+    # a rerun compares the targets; a record from before (the numbers counted as classes) its rows and content
+    before = {key: value for key, value in summary.items() if key != "targets"}
+    for folder, split in (("old", {**before, "labels": {"0.5": 1, "1.5": 1, "2.5": 1, "3.5": 1}}), ("same", summary),
+                          ("moved", {**summary, "targets": {**summary["targets"], "max": 4.0}})):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "audit.json").write_text(json.dumps({"splits": {"train": split}}))
+    assert data_differs(str(tmp_path / "same"), str(tmp_path / "old")) == []
+    assert data_differs(str(tmp_path / "same"), str(tmp_path / "same")) == []
+    assert "did not reproduce" in data_differs(str(tmp_path / "same"), str(tmp_path / "moved"))[0]
 
 
 class _OneProcess:

@@ -1,12 +1,13 @@
 """`OUT/audit.json`: the lineage of a run and the sha256 of every file it wrote, and `hf-aft audit` to check them.
 
 The record holds the versions of hf-aft and its libraries, Python, the device, the start and end time (UTC); per split
-its rows, label distribution and fingerprint; per teacher the requested revision, the resolved commit (or content hash)
-and the sha256 of its weight files (the Hub cache snapshot of that commit, or the local folder's files), and the same
-for the generator and the task teacher of distillation when a run used them (`other_models`); the feature cache's
-fingerprint; the student's initialisation and its revision; the metrics; and, computed last (after the card), the
-sha256 of every file in OUT but audit.json itself. `verify` compares a folder (or a Hub snapshot, where only the files
-that are pushed count) with it: one line per changed, missing or added file.
+its rows, label distribution (a regression's targets: mean, standard deviation, minimum, maximum) and fingerprint;
+per teacher the requested revision, the resolved commit (or content hash) and the sha256 of its weight files (the Hub
+cache snapshot of that commit, or the local folder's files), and the same for the generator and the task teacher of
+distillation when a run used them (`other_models`); the feature cache's fingerprint; the student's initialisation and
+its revision; the metrics; and, computed last (after the card), the sha256 of every file in OUT but audit.json
+itself. `verify` compares a folder (or a Hub snapshot, where only the files that are pushed count) with it: one line
+per changed, missing or added file.
 """
 
 from __future__ import annotations
@@ -178,6 +179,23 @@ def weights_hash(record: dict) -> dict[str, str]:
             and name.endswith((".safetensors", ".bin"))}
 
 
+def labels_text(facts: dict, column: str | None = None) -> str:
+    """A split's labels as the audit table shows them: the class counts, or a regression's targets (`provenance.
+    split_summary`; one target is named by the label `column`), e.g. "targets score mean 1020 (std 20.1, min 1000,
+    max 1041); drift mean ..."."""
+    targets = facts.get("targets")
+    if targets is None:
+        return f"labels {facts.get('labels')}"
+
+    def stats(summary: dict) -> str:
+        return f"mean {summary['mean']:.4g} (std {summary['std']:.4g}, min {summary['min']:.4g}, max " \
+               f"{summary['max']:.4g})" if summary else "none"
+
+    if not targets or not isinstance(targets.get("mean", {}), dict):  # one target: its numbers, not a dict per name
+        return f"targets {column + ' ' if column else ''}{stats(targets)}"
+    return "targets " + "; ".join(f"{name} {stats(summary)}" for name, summary in targets.items())
+
+
 def lineage_lines(record: dict) -> list[str]:
     """The lineage as a small table: run, student, data, teachers (and generator, task teacher), metrics."""
     student = record.get("student", {})
@@ -186,8 +204,9 @@ def lineage_lines(record: dict) -> list[str]:
              f"{'student init':<22}{student.get('init')} @ {student.get('revision')}"]
     if resumed := record.get("resumed_from"):  # the run was interrupted, then continued from this checkpoint
         lines.insert(1, f"{'resumed':<22}from {resumed.get('checkpoint')} at step {resumed.get('step')}")
+    column = (record.get("dataset") or {}).get("label_column")
     for split, facts in (record.get("splits") or {}).items():
-        lines.append(f"{'split ' + split:<22}{facts.get('rows')} rows, labels {facts.get('labels')}, fingerprint "
+        lines.append(f"{'split ' + split:<22}{facts.get('rows')} rows, {labels_text(facts, column)}, fingerprint "
                      f"{facts.get('fingerprint')}")
     for model in followed_models(record):
         files = len(model.get("weight_files") or {})

@@ -1,6 +1,7 @@
 """Facts about a run's inputs that the audit record, the cost report and `check-updates` share: where a teacher's
 weight files are (a local folder, or the Hub cache snapshot of its commit) and their sha256, a split's size, label
-distribution and fingerprint, the student's initialisation and its revision, the machine, the library versions."""
+distribution (or a regression's targets) and fingerprint, the student's initialisation and its revision, the
+machine, the library versions."""
 
 from __future__ import annotations
 
@@ -134,13 +135,14 @@ def current_revision(spec: str, role: str = "teacher") -> str:
     return resolve_revision(name, requested, role)
 
 
-def split_summary(dataset, label_column: str, input_column: str | None = None) -> dict:
-    """Rows, label distribution (label -> count; a multi-label split counts each class of a row; a regression's
-    targets get their mean, standard deviation, minimum and maximum instead) and fingerprint of one split, and the
-    sha256 of its `input_column` and labels (`group_report.rows_sha256`: a rerun compares content, not only counts)."""
+def split_summary(dataset, label_column: str, input_column: str | None = None, labels=None) -> dict:
+    """Rows, label distribution (label -> count; a multi-label or token split counts each class of a row) and
+    fingerprint of one split, and the sha256 of its `input_column` and labels (`group_report.rows_sha256`: a rerun
+    compares content, not only counts). A regression's targets (`labels`, the run's targets, says so; without it, a
+    float column) get their mean, standard deviation, minimum and maximum instead, per target name when several."""
     if dataset is None:
         return {}
-    summary = _label_summary(dataset, label_column)
+    summary = _label_summary(dataset, label_column, labels)
     if input_column in dataset.column_names:
         from .group_report import rows_sha256
 
@@ -149,23 +151,39 @@ def split_summary(dataset, label_column: str, input_column: str | None = None) -
     return summary
 
 
-def _label_summary(dataset, label_column: str) -> dict:
+def _label_summary(dataset, label_column: str, labels=None) -> dict:
     feature = dataset.features.get(label_column)
     values = dataset[label_column] if label_column in dataset.column_names else []
-    if getattr(feature, "feature", None) is not None:  # lists of classes
-        feature, values = feature.feature, [v for row in values for v in (row or [])]
-    elif getattr(feature, "dtype", "").startswith("float"):
-        return {"rows": len(dataset), "targets": _target_summary(values), "fingerprint": dataset._fingerprint}
+    inner = getattr(feature, "feature", None)  # lists: of classes, or of a regression's targets
+    regression = (labels.problem_type == "regression" if labels is not None
+                  else getattr(inner or feature, "dtype", "").startswith("float"))
+    if regression and values:
+        names = labels.names if labels is not None else None
+        return {"rows": len(dataset), "targets": _targets_summary(values, names), "fingerprint": dataset._fingerprint}
+    if inner is not None:
+        feature, values = inner, [v for row in values for v in (row or [])]
     counts = Counter(values)
     names = getattr(feature, "names", None)
     distribution = {(names[k] if names and isinstance(k, int) else str(k)): n for k, n in sorted(counts.items())}
     return {"rows": len(dataset), "labels": distribution, "fingerprint": dataset._fingerprint}
 
 
-def _target_summary(values: list) -> dict:
+def _targets_summary(values: list, names: list[str] | None) -> dict:
+    """One target's summary (`_target_summary`), or several's by name (a list of numbers per row: each target
+    summarised on its own, not its numbers counted as classes)."""
     import numpy as np
 
-    finite = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    rows = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if rows.ndim < 2:
+        return _target_summary(rows)
+    names = names if names and len(names) == rows.shape[1] else [f"target {i}" for i in range(rows.shape[1])]
+    return {name: _target_summary(rows[:, i]) for i, name in enumerate(names)}
+
+
+def _target_summary(values) -> dict:
+    import numpy as np
+
+    finite = np.asarray(values, dtype=np.float64)
     return {"mean": float(finite.mean()), "std": float(finite.std()), "min": float(finite.min()),
             "max": float(finite.max())} if finite.size else {}
 

@@ -64,7 +64,7 @@ def audit_record(trainer, script_args, config, run: dict, summary: dict) -> dict
                     "unlabeled_dataset": getattr(script_args, "unlabeled_dataset", None),
                     "unlabeled_split": getattr(script_args, "unlabeled_split", None),
                     "unlabeled_path": source_path(getattr(script_args, "unlabeled_dataset", None))},
-        "splits": {name: split_summary(split, splits.labels.column, input_column)
+        "splits": {name: split_summary(split, splits.labels.column, input_column, splits.labels)
                    for name, split in (("train", splits.train), ("eval", splits.eval),
                                        ("unlabeled", run.get("unlabeled_raw"))) if split is not None},
         "terms": terms,
