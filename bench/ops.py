@@ -60,10 +60,12 @@ def cost_table(outs: list[Path]) -> None:
 
 def remeasure(outs: list[Path]) -> None:
     """The CPU speed of each student and teacher measured again, alone on the machine (the runs' own reports may have
-    been measured while other work ran); sizes, probe accuracies and times as the runs recorded them."""
+    been measured while other work ran), as the report times them: the student in turns with each teacher, torch on
+    cost.THREADS threads; sizes, probe accuracies and times as the runs recorded them."""
     from hf_aft.config import TeacherArguments
-    from hf_aft.cost import ratio_line, student_cost, teacher_cost
+    from hf_aft.cost import THREADS, ratio_line, student_cost, student_runner, teacher_cost
     from hf_aft.evaluation import eval_split, load_run_student
+    from hf_aft.timing import TimedBeside
 
     print("\nspeed measured again, nothing else running (CPU, batch 1 latency and batch 32 throughput):")
     print("| model | parameters | size MB | CPU ms/example (batch 1) | examples/s (batch 32) | accuracy (eval) |")
@@ -73,14 +75,17 @@ def remeasure(outs: list[Path]) -> None:
         split, column, _, max_length = eval_split(str(out))
         examples = list(split.select(range(32))[column])
         model, tokenizer = load_run_student(str(out))
-        student = {**student_cost(model, tokenizer, examples, str(out), None, max_length),
-                   "eval_accuracy": report["student"]["eval_accuracy"]}
+        timed = TimedBeside(student_runner(model, tokenizer, None, max_length), examples, THREADS)
+        options = TeacherArguments(teacher_max_length=64)
+        for t in report["teachers"]:
+            t.update(teacher_cost(t["name"], t["revision"], split, options, "text", None, examples, timed))
+        student = {**student_cost(model, tokenizer, examples, str(out), None, max_length, timed=False),
+                   **timed.figures(), "eval_accuracy": report["student"]["eval_accuracy"],
+                   "eval_score": report["student"].get("eval_score")}
         print(f"| student ({out.name}) | {student['parameters']:,} | {student['bytes'] / 1e6:.1f} | "
               f"{student['latency_ms_batch1']:.2f} | {student['throughput_batch32']:.0f} | "
               f"{student['eval_accuracy']:.4f} |")
-        options = TeacherArguments(teacher_max_length=64)
         for t in report["teachers"]:
-            t.update(teacher_cost(t["name"], t["revision"], split, options, "text", None, examples))
             print(f"| {Path(t['name']).name} | {t['parameters']:,} | {t['bytes'] / 1e6:.1f} | "
                   f"{t['latency_ms_batch1']:.2f} | {t['throughput_batch32']:.0f} | "
                   f"{t['probe_accuracy']:.4f} (probe) |")

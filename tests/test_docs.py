@@ -124,14 +124,14 @@ def _env() -> dict:
 
 @pytest.fixture(autouse=True)
 def quick_cost_timing(monkeypatch):
-    """The cost report times each model with one call instead of a second of calls (its figures are not checked
-    here; tests/test_ops.py checks the report)."""
+    """The cost report times each model with one round of calls instead of a second of them (its figures are not
+    checked here; tests/test_ops.py checks the report)."""
     import functools
 
-    import hf_aft.cost
+    import hf_aft.timing
 
-    monkeypatch.setattr(hf_aft.cost, "seconds_per_call",
-                        functools.partial(hf_aft.cost.seconds_per_call, min_repeats=1, max_repeats=1, budget_s=0.0))
+    monkeypatch.setattr(hf_aft.timing, "best_seconds",
+                        functools.partial(hf_aft.timing.best_seconds, min_rounds=1, max_rounds=1, budget_s=0.0))
 
 
 @pytest.fixture(scope="module")

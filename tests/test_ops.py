@@ -247,7 +247,9 @@ def test_cost_report_measures_student_and_teachers(aft_run, capsys):
         assert row["latency_ms_batch1"] > 0 and row["throughput_batch32"] > 0
     assert 0 <= teacher["probe_accuracy"] <= 1 and student["eval_accuracy"] is not None
     assert report["device"].startswith(("cpu", "cuda")) and report["training_seconds"] > 0
+    assert report["timing_threads"] == 1 and student["timed_calls_batch1"] >= teacher["timed_calls_batch1"] >= 1
     assert len(report["summary"]) == 1 and "probe accuracy" in report["summary"][0]
+    assert " at batch 1 " in report["summary"][0] and " at batch 32" in report["summary"][0]
     assert report["summary"][0] in (aft_run / "README.md").read_text()
 
 

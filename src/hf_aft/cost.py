@@ -1,18 +1,19 @@
 """Cost and benefit, measured (`OUT/cost_report.json` and the card's "Cost and benefit" section): for the student and
 each teacher, parameters, size on disk, CPU latency per example at batch 1 and throughput at batch 32 (measured on the
-machine that trained, named in the report), the teachers' extraction time and the training time; and the student's
-eval accuracy next to each teacher's linear-probe accuracy on the same split (a standardised logistic regression, as
-`hf-aft rank-teachers` uses, fitted on the teacher's training features and scored on its eval features, which are
-extracted through the same cache as training). One line per teacher sums it up, e.g. "12.0x smaller and 9.1x faster
-than all-mpnet-base-v2, at 96% of its probe accuracy". `--skip_cost_report` turns it off (very large teachers).
+machine that trained, named in the report; the student timed in turns with each teacher, timing.py), the teachers'
+extraction time and the training time; and the student's eval score next to each teacher's linear-probe score on the
+same split (a standardised logistic regression, as `hf-aft rank-teachers` uses, fitted on the teacher's training
+features and scored on its eval features, which are extracted through the same cache as training). One line per
+teacher sums it up, e.g. "12.0x smaller and 9.1x faster than all-mpnet-base-v2 at batch 1 (14.2x at batch 32), at 96%
+of its probe accuracy". `--skip_cost_report` turns it off (very large teachers).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import os
-import statistics
 import time
 from pathlib import Path
 
@@ -27,32 +28,14 @@ from .features import FEATURES_COLUMN
 from .images import to_rgb
 from .provenance import device_name, folder_size, teacher_folder, teacher_source, teacher_specs, weight_files
 from .teachers import display_names, load_options, make_teacher
+from .timing import BATCH, TimedBeside, speed
 from .tokens import encode_padded
 from .word_features import WordTeacher, is_word_features, with_word_or_teacher_features, word_matrix
 from .words import is_words_dataset, split_words
 
 COST_REPORT_NAME = "cost_report.json"
-BATCH = 32
+THREADS = 1  # torch's threads while timing: figures that hold on a machine other work shares (timing.py)
 STUDENT_WEIGHTS = ("model", "pytorch_model", "adapter_model")
-
-
-def seconds_per_call(fn, min_repeats: int = 3, max_repeats: int = 20, budget_s: float = 1.0) -> float:
-    """Median wall time of `fn()` in seconds, after one warm-up call: at least `min_repeats` and at most `max_repeats`
-    timed calls, stopping once `budget_s` seconds have been spent."""
-    fn()
-    times, start = [], time.perf_counter()
-    while len(times) < max_repeats and (len(times) < min_repeats or time.perf_counter() - start < budget_s):
-        tick = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - tick)
-    return statistics.median(times)
-
-
-def speed(fn_of_batch, examples: list) -> dict:
-    """CPU latency per example at batch 1 (ms) and throughput at batch 32 (examples/s) of `fn_of_batch(list)`."""
-    batch = (examples * (BATCH // max(len(examples), 1) + 1))[:BATCH]
-    return {"latency_ms_batch1": 1000 * seconds_per_call(lambda: fn_of_batch(batch[:1])),
-            "throughput_batch32": BATCH / seconds_per_call(lambda: fn_of_batch(batch))}
 
 
 def student_weight_files(output_dir: str) -> dict[str, Path]:
@@ -61,9 +44,8 @@ def student_weight_files(output_dir: str) -> dict[str, Path]:
             if "/" not in name and name.split(".")[0].split("-")[0] in STUDENT_WEIGHTS}
 
 
-def student_cost(model, processor, examples: list, output_dir: str, image_column: str | None,
-                 max_length: int) -> dict:
-    """Parameters, bytes on disk and CPU speed of the trained student (tokenizing or preprocessing included)."""
+def student_runner(model, processor, image_column: str | None, max_length: int):
+    """The trained student as `run(list of examples) -> logits` on the CPU (tokenizing or preprocessing included)."""
     model = copy.deepcopy(model).cpu().eval()
 
     @torch.inference_mode()
@@ -76,14 +58,23 @@ def student_cost(model, processor, examples: list, output_dir: str, image_column
             inputs = encode_padded(processor, batch, max_length)  # as in evaluation: no row of zero tokens
         return model(**inputs).logits
 
-    return {"parameters": sum(p.numel() for p in model.parameters()),
-            "bytes": folder_size(student_weight_files(output_dir)), **speed(run, examples)}
+    return run
+
+
+def student_cost(model, processor, examples: list, output_dir: str, image_column: str | None,
+                 max_length: int, timed: bool = True) -> dict:
+    """Parameters, bytes on disk and (`timed`) CPU speed of the trained student, timed alone."""
+    cost = {"parameters": sum(p.numel() for p in model.parameters()),
+            "bytes": folder_size(student_weight_files(output_dir))}
+    if not timed:
+        return cost
+    return {**cost, **speed(student_runner(model, processor, image_column, max_length), examples, THREADS)}
 
 
 def teacher_cost(spec: str, revision: str, dataset, options, text_column: str, image_column: str | None,
-                 examples: list) -> dict:
+                 examples: list, student: TimedBeside | None = None) -> dict:
     """Parameters, bytes of its weight files and CPU speed of one teacher (its tokenizer or processor and pooling
-    included: what producing its features costs per example)."""
+    included: what producing its features costs per example), timed in turns with `student` when given."""
     device = torch.device("cpu")
     load = {**load_options(device), "trust_remote_code": options.teacher_trust_remote_code}
     teacher, _, _ = make_teacher(dataset, spec, options.teacher_pooling, options.teacher_max_length, BATCH, device,
@@ -95,7 +86,7 @@ def teacher_cost(spec: str, revision: str, dataset, options, text_column: str, i
     try:
         files = weight_files(teacher_folder(name, revision), gguf_file)
         cost = {"parameters": sum(p.numel() for p in teacher.model.parameters()), "bytes": folder_size(files),
-                **speed(teacher, examples)}
+                **(student.beside(teacher) if student is not None else speed(teacher, examples, THREADS))}
     finally:
         teacher.free()
     return cost
@@ -203,7 +194,7 @@ def _teacher_row(index, spec, info, run) -> dict:
     try:
         source = run["eval_raw"] if run["eval_raw"] is not None else run["train_raw"]
         row.update(teacher_cost(spec, info.revision, source, run["config"], run["text_column"], run["image_column"],
-                                run["examples"]))
+                                run["examples"], run["timed_student"]))
         if not can_probe:
             return row
         features, seconds, cached = eval_features(run["eval_raw"], spec, run["config"], run["text_column"],
@@ -216,19 +207,66 @@ def _teacher_row(index, spec, info, run) -> dict:
     return row
 
 
+# The summary line states the student's eval score as a share of a teacher probe's ("at 96% of its probe accuracy")
+# only in metrics that lie in [0, 1] with higher better: a correlation can be negative (a student at -8% of its
+# probe's Pearson says nothing) and an error is better lower, so those are compared by their difference.
+SHARE_METRICS = {"accuracy", "subset_accuracy", "micro_f1", "macro_f1", "f1", "precision", "recall"}
+LOWER_IS_BETTER = {"mse", "mae", "loss"}
+METRIC_LABELS = {"subset_accuracy": "subset accuracy", "micro_f1": "micro-F1", "macro_f1": "macro-F1", "f1": "F1",
+                 "pearson": "Pearson", "spearman": "Spearman", "mse": "MSE", "mae": "MAE"}
+
+
+def quality_words(score: float | None, probe: float | None, metric: str) -> str | None:
+    """"at 96% of its probe accuracy", "0.12 below its probe's Pearson", "0.3 above its probe's MSE (lower is
+    better)": the student's eval `score` next to a teacher probe's, in `metric` (None when either is missing or
+    NaN)."""
+    if score is None or probe is None or not (math.isfinite(score) and math.isfinite(probe)):
+        return None
+    label = METRIC_LABELS.get(metric, metric.replace("_", "-"))
+    if metric in SHARE_METRICS and probe > 0:
+        return f"at {100 * score / probe:.0f}% of its probe {label}"
+    if score == probe:
+        return f"equal to its probe's {label}"
+    words = f"{abs(score - probe):.4g} {'above' if score > probe else 'below'} its probe's {label}"
+    return words + " (lower is better)" if metric in LOWER_IS_BETTER else words
+
+
+def _times(factor: float, more: str, less: str) -> str:
+    return f"{factor:.1f}x {more}" if factor >= 1 else f"{1 / factor:.1f}x {less}"
+
+
+def _direction(factor: float) -> int:
+    """1 faster, -1 slower, 0 within what one decimal shows (1.0x either way)."""
+    return 0 if round(max(factor, 1 / factor), 1) == 1.0 else 1 if factor > 1 else -1
+
+
+def speed_line(size: str, name: str, one: float, full: float) -> str:
+    """"12.0x smaller and 9.1x faster than NAME at batch 1 (14.2x at batch 32)", from the batch-1 latency ratio `one`
+    and the batch-32 throughput ratio `full` (above 1: the student is faster). Where the two point different ways (a
+    student deeper but narrower than its teacher can be) it says so, "..., 1.3x slower at batch 1 but 2.1x faster at
+    batch 32", rather than lead with either; 1.0x either way is "about as fast"."""
+    first, second = _direction(one), _direction(full)
+    if first == second != 0:
+        return f"{size} and {_times(one, 'faster', 'slower')} than {name} at batch 1 ({max(full, 1 / full):.1f}x at " \
+               "batch 32)"
+    if first == second == 0:
+        return f"{size} than {name}, about as fast at batch 1 and at batch 32"
+    one_words, full_words = (_times(r, "faster", "slower") if d else "about as fast" for r, d in ((one, first),
+                                                                                                  (full, second)))
+    return f"{size} than {name}, {one_words} at batch 1 {'but' if first * second < 0 else 'and'} {full_words} at " \
+           "batch 32"
+
+
 def ratio_line(student: dict, teacher: dict, name: str, metric: str = "accuracy") -> str | None:
-    """"12.0x smaller and 9.1x faster than NAME, at 96% of its probe accuracy" (what is known of it)."""
+    """"12.0x smaller and 9.1x faster than NAME at batch 1 (14.2x at batch 32), at 96% of its probe accuracy" (what
+    is known of it): both speeds, from the report's own columns (`speed_line`), then the quality (`quality_words`)."""
     if "parameters" not in teacher:
         return None
-    size = teacher["parameters"] / student["parameters"]
-    fast = teacher["latency_ms_batch1"] / student["latency_ms_batch1"]
-    words = [f"{size:.1f}x smaller" if size >= 1 else f"{1 / size:.1f}x larger",
-             f"{fast:.1f}x faster" if fast >= 1 else f"{1 / fast:.1f}x slower"]
-    line = f"{words[0]} and {words[1]} than {name}"
-    if teacher.get("probe_score") and student.get("eval_score") is not None:
-        share = 100 * student["eval_score"] / teacher["probe_score"]
-        line += f", at {share:.0f}% of its probe {metric.replace('_', '-')}"
-    return line
+    line = speed_line(_times(teacher["parameters"] / student["parameters"], "smaller", "larger"), name,
+                      teacher["latency_ms_batch1"] / student["latency_ms_batch1"],
+                      student["throughput_batch32"] / teacher["throughput_batch32"])
+    quality = quality_words(student.get("eval_score"), teacher.get("probe_score"), metric)
+    return f"{line}, {quality}" if quality else line
 
 
 def cost_report(run: dict) -> dict:
@@ -239,7 +277,10 @@ def cost_report(run: dict) -> dict:
     source = run["eval_raw"] if run["eval_raw"] is not None else run["train_raw"]
     run["examples"] = list(source.select(range(min(BATCH, len(source))))[column])
     student = student_cost(run["model"], run["processor"], run["examples"], run["output_dir"], run["image_column"],
-                           run["max_length"])
+                           run["max_length"], timed=False)
+    # timed in turns with each teacher (the same load on both), its row the best of all those rounds
+    run["timed_student"] = TimedBeside(student_runner(run["model"], run["processor"], run["image_column"],
+                                                      run["max_length"]), run["examples"], THREADS)
     metric = HEADLINE[run.get("problem_type", "single_label_classification")]
     student["eval_score"] = run.get("eval_score")
     if metric == "accuracy":
@@ -249,11 +290,12 @@ def cost_report(run: dict) -> dict:
     specs = teacher_specs(run["config"].teachers, infos)
     for index, (spec, info) in enumerate(zip(specs, infos, strict=True)):
         teachers.append(_teacher_row(index, spec, info, run))
+    student.update(run["timed_student"].figures())
     names = display_names([t["name"] for t in teachers])
     lines = [line for t, name in zip(teachers, names, strict=True) if (line := ratio_line(student, t, name, metric))]
-    return {"device": device_name(), "metric": metric, "student": student, "teachers": teachers,
-            "training_seconds": run.get("train_seconds"), "train_extraction_seconds": run.get("extraction_seconds"),
-            "summary": lines}
+    return {"device": device_name(), "timing_threads": THREADS, "metric": metric, "student": student,
+            "teachers": teachers, "training_seconds": run.get("train_seconds"),
+            "train_extraction_seconds": run.get("extraction_seconds"), "summary": lines}
 
 
 def write_cost_report(output_dir: str, report: dict) -> None:
@@ -266,6 +308,7 @@ def card_summary(report: dict) -> dict:
     names = display_names([t["name"] for t in report["teachers"]])
     rows = [{"name": "student", **report["student"]}] + [{**t, "name": n} for t, n in zip(report["teachers"], names,
                                                                                        strict=True)]
-    return {"device": report["device"], "rows": rows, "summary": report["summary"],
-            "metric": report.get("metric", "accuracy"), "training_seconds": report["training_seconds"],
+    return {"device": report["device"], "timing_threads": report.get("timing_threads"), "rows": rows,
+            "summary": report["summary"], "metric": report.get("metric", "accuracy"),
+            "training_seconds": report["training_seconds"],
             "train_extraction_seconds": report["train_extraction_seconds"]}
