@@ -4,7 +4,8 @@ The student (a PEFT adapter merged into its base first) goes through torch's own
 dynamo=True)` (needs onnxscript), falling back to the TorchScript exporter (`dynamo=False`) when that fails; the report
 says which ran. The ONNX model then runs in onnxruntime on the run's evaluation split and is compared with the PyTorch
 student (prediction agreement, max logit difference, accuracy), with its size and CPU latency next to the PyTorch
-student's. `dynamic-int8` adds `onnxruntime.quantization.quantize_dynamic` (int8 weights) as model_int8.onnx.
+student's (timed in turns with it, timing.py). `dynamic-int8` adds `onnxruntime.quantization.quantize_dynamic` (int8
+weights) as model_int8.onnx.
 EXPORT also gets the tokenizer or image processor, config.json (the label names), export_report.json and a README.md
 that says how to run it.
 """
@@ -20,7 +21,6 @@ import warnings
 import numpy as np
 import torch
 
-from .cost import speed
 from .errors import AFTError, first_line, missing_extra, quieted, require_extra
 from .evaluation import (
     agreement,
@@ -33,6 +33,7 @@ from .evaluation import (
     scores,
 )
 from .targets import MULTI, REGRESSION, SINGLE, TOKEN, is_token_model
+from .timing import speeds
 
 ONNX_NAME, INT8_NAME, EXPORT_REPORT_NAME = "model.onnx", "model_int8.onnx", "export_report.json"
 QUANTIZATIONS = ("dynamic-int8",)
@@ -121,12 +122,12 @@ def _session(path: str):
     return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
-def _row(name, path_or_bytes, logits, reference, labels, names, fn, examples, task=(SINGLE, 0.5)) -> dict:
+def _row(name, path_or_bytes, logits, reference, labels, names, task=(SINGLE, 0.5)) -> dict:
     """One model's row: size, its score in the task's headline metric (accuracy, micro-F1, MSE) under that name,
-    agreement with the PyTorch student (None for regression) and the largest output difference, latency."""
+    agreement with the PyTorch student (None for regression) and the largest output difference."""
     size = os.path.getsize(path_or_bytes) if isinstance(path_or_bytes, str) else path_or_bytes
     scored = scores(logits, labels, names, *task)
-    row = {"model": name, "bytes": size, scored["metric"]: scored[scored["metric"]], **speed(fn, examples)}
+    row = {"model": name, "bytes": size, scored["metric"]: scored[scored["metric"]]}
     if reference is not None:
         row.update(agreement=agreement(logits, reference, *task),
                    max_logit_difference=float(np.abs(logits - reference).max()))
@@ -161,7 +162,7 @@ def export_student(folder: str, export_dir: str, quantize: str | None = None,
 
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     task = problem_type_of(model)
-    rows = [_row("pytorch", weights, reference, None, labels, names, torch_fn, examples, task)]
+    rows, fns = [_row("pytorch", weights, reference, None, labels, names, task)], {"pytorch": torch_fn}
     paths = [("onnx", os.path.join(export_dir, ONNX_NAME))]
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -172,8 +173,11 @@ def export_student(folder: str, export_dir: str, quantize: str | None = None,
     for name, path in paths:
         session = _session(path)
         logits = onnx_logits(session, processor, split, column, image_column, max_length)
-        rows.append(_row(name, path, logits, reference, labels, names, lambda b, s=session: onnx_batch(
-            s, processor, b, image_column, max_length), examples, task))
+        rows.append(_row(name, path, logits, reference, labels, names, task))
+        fns[name] = lambda b, s=session: onnx_batch(s, processor, b, image_column, max_length)
+    timed = speeds(fns, examples)  # in turns: load from other work falls on every model alike (timing.py)
+    for row in rows:
+        row.update(timed[row["model"]])
     processor.save_pretrained(export_dir)
     model.config.save_pretrained(export_dir)
     report = {"exporter": exporter, "dynamo_failure": fallback, "eval_rows": len(split), "device": "cpu", "rows": rows,
