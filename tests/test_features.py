@@ -40,7 +40,7 @@ def test_features_are_pooled_per_teacher_and_concatenated_in_order(teacher_dirs,
     infos = read_teacher_infos(both)
     assert [(i.name, i.dim, i.pooling) for i in infos] == [(str(teacher_dirs[0]), 12, "mean"),
                                                           (str(teacher_dirs[1]), 8, "mean")]
-    assert all(i.revision.startswith("local-") for i in infos)
+    assert all(i.revision.startswith("local-v2-") for i in infos)
 
 
 def test_second_call_runs_no_teacher_and_a_changed_teacher_recomputes(teacher_dirs, tmp_path):
@@ -68,6 +68,12 @@ def test_second_call_runs_no_teacher_and_a_changed_teacher_recomputes(teacher_di
     assert config != (changed / "tokenizer_config.json").read_text()
     cased = extract_teacher_features(data, [str(changed)], cache_dir=tmp_path)
     assert read_teacher_infos(cased)[0].revision != read_teacher_infos(after)[0].revision
+
+    # A file no list of names held (custom code run with trust_remote_code): the cache is not reused for it.
+    (changed / "modeling_custom.py").write_text("SCALE = 2\n")
+    with mock.patch.object(_Teacher, "load", autospec=True, side_effect=_Teacher.load) as load:
+        coded = extract_teacher_features(data, [str(changed)], cache_dir=tmp_path)
+    assert load.call_count == 1 and read_teacher_infos(coded)[0].revision != read_teacher_infos(cased)[0].revision
 
 
 def test_last_token_pooling_ignores_padding_on_either_side():

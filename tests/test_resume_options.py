@@ -13,6 +13,7 @@ from hf_aft.commands.train import parse_train_args
 from hf_aft.errors import AFTError
 from hf_aft.recipe import build_recipe
 from hf_aft.resume_check import OPTIONS_NAME
+from hf_aft.teachers.content_hash import legacy_revision
 
 
 @pytest.fixture(scope="module")
@@ -233,14 +234,39 @@ def test_a_task_teacher_retrained_in_place_is_refused_on_resume(student_dir, tea
     args = train_args(student_dir, teacher_dirs, data, out, "--unlabeled_dataset", str(data / "pool.csv"),
                       "--distill_teacher", str(classifier), "--save_strategy", "steps", "--save_steps", "2")
     assert main(args + ["--max_steps", "2"]) == 0
-    saved = json.loads((out / "checkpoint-2" / OPTIONS_NAME).read_text())["distill_teacher_revision"]
-    assert saved.startswith("local-")
+    record = json.loads((out / "checkpoint-2" / OPTIONS_NAME).read_text())
+    saved = record["distill_teacher_revision"]
+    assert saved.startswith("local-v2-")
+    # as an earlier hf-aft wrote it (its content hash): the unchanged teacher resumes
+    record["distill_teacher_revision"] = legacy_revision(classifier)
+    (out / "checkpoint-2" / OPTIONS_NAME).write_text(json.dumps(record))
     assert main(args + ["--max_steps", "4", "--resume_from_checkpoint", str(out / "checkpoint-2")]) == 0  # unchanged
     tiny.save_student(classifier, hidden=12, seed=4)  # retrained in place
     assert main(args + ["--max_steps", "6", "--resume_from_checkpoint", str(out / "checkpoint-4")]) == 2
     line = error_line(capsys)
     assert f"it was saved by a run with the task teacher (--distill_teacher) at revision {saved}" in line
     assert "this command has the task teacher (--distill_teacher) at revision local-" in line
+
+
+def test_a_checkpoint_of_an_earlier_hf_aft_resumes_with_its_unchanged_teachers(student_dir, teacher_dirs, data,
+                                                                               first_run, tmp_path, capsys):
+    """Its options hold the earlier content hash of each local teacher: computed again here, the same teachers resume;
+    a teacher whose weights differ from what that hash recorded is refused."""
+    out = tmp_path / "out"
+    shutil.copytree(first_run / "checkpoint-2", out / "checkpoint-2")
+    path = out / "checkpoint-2" / OPTIONS_NAME
+    record = json.loads(path.read_text())
+    assert [t[0][:9] for t in record["teacher_features"]] == ["local-v2-"] * 2
+    kept = record["teacher_features"]
+    record["teacher_features"] = [[legacy_revision(d), *t[1:]] for d, t in zip(teacher_dirs, kept, strict=True)]
+    path.write_text(json.dumps(record))
+    assert resume(student_dir, teacher_dirs, data, first_run, tmp_path) == 0
+    shutil.rmtree(out)
+    shutil.copytree(first_run / "checkpoint-2", out / "checkpoint-2")
+    record["teacher_features"][1][0] = "local-0123456789abcdef"  # another teacher, as the earlier hf-aft hashed it
+    path.write_text(json.dumps(record))
+    assert resume(student_dir, teacher_dirs, data, first_run, tmp_path) == 2
+    assert "local-0123456789abc" in error_line(capsys)  # the saved teacher named
 
 
 def test_an_older_checkpoint_resumed_with_another_transfer_names_the_saved_one(student_dir, teacher_dirs, data,

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from .filesystems import write_atomically
-from .teachers.spec import file_sha256
+from .teachers.content_hash import file_sha256
 
 logger = logging.getLogger("hf_aft.cache")
 

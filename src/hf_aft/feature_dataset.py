@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import datasets
 
@@ -18,6 +18,7 @@ from .data import check_texts
 from .errors import AFTError
 from .features import FEATURES_COLUMN, read_from_cache, read_teacher_infos, with_teacher_features
 from .images import check_image_column
+from .teachers.spec import revision_in_scheme_of
 
 PROVENANCE_FILE = "teachers.json"
 UNLABELED_SPLIT = "unlabeled"
@@ -109,9 +110,9 @@ def check_same_teachers(reference: datasets.Dataset, other: datasets.Dataset, ot
     Raises:
         AFTError: the teachers' records differ, or one set has its own features and the other a record.
     """
-    if _identity(reference) == _identity(other):
-        return
     stored, made = (reference, other) if made_here == "other" else (other, reference)
+    if _identity(reference) == _identity(other) or (made_here and _same_as_recorded(stored, made)):
+        return
     options = _options_to_match(read_teacher_infos(stored), read_teacher_infos(made)) if made_here else None
     source = reference_name if made_here == "other" else other_name
     first = f"Add {options} (what {source} features were made with), or make" if options else "Make"
@@ -119,6 +120,18 @@ def check_same_teachers(reference: datasets.Dataset, other: datasets.Dataset, ot
                    f"against {_described(reference)}. {first} both with the same teachers and options (hf-aft "
                    "features --unlabeled_dataset makes them together), or give the rows without their "
                    "teacher_features column so that they are made here.")
+
+
+def _same_as_recorded(stored: datasets.Dataset, made: datasets.Dataset) -> bool:
+    """`made`'s teachers (made by this command, their names paths here) are `stored`'s when their revisions are spelt
+    as `stored`'s record does: features saved by an earlier hf-aft hold its content hash of a local teacher,
+    computed again here (`spec.revision_in_scheme_of`)."""
+    kept, new = read_teacher_infos(stored), read_teacher_infos(made)
+    if not kept or not new or len(kept) != len(new):
+        return False
+    spelt = [replace(n, revision=revision_in_scheme_of(k.revision, n.revision, n.name))
+             for k, n in zip(kept, new, strict=True)]
+    return teacher_identity(kept) == teacher_identity(spelt)
 
 
 def _options_to_match(reference: list | None, other: list | None) -> str | None:

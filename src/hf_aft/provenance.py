@@ -13,11 +13,9 @@ from importlib import metadata
 from pathlib import Path
 
 from .errors import AFTError, one_line
+from .teachers.content_hash import WEIGHT_SUFFIXES, file_sha256
 from .teachers.spec import (
     GGUF_SEPARATOR,
-    WEIGHT_SUFFIXES,
-    file_sha256,
-    hash_folder,
     hub_revision,
     is_hub_revision,
     parse_teacher,
@@ -192,8 +190,6 @@ def student_revision(name: str) -> str:
     """The student initialisation's revision: a content hash for a local folder, the commit sha for a Hub id
     ("unknown" when it cannot be resolved)."""
     try:
-        if os.path.isdir(name):
-            return "local-" + hash_folder(Path(name))
         return resolve_revision(name, None, "student")
     except AFTError:
         return "unknown"

@@ -18,6 +18,7 @@ import shlex
 from .audit import followed_models, read_record
 from .errors import AFTError
 from .provenance import current_revision, source_path, student_revision
+from .teachers.spec import revision_in_scheme_of
 
 # role -> the train option that names it; the models' roles are audit.followed_models' own
 OPTIONS = {"teacher": "--teachers", "generator": "--generator", "distill_teacher": "--distill_teacher",
@@ -130,11 +131,11 @@ def moved_since(sources: list[dict]) -> list[str]:
                              "unless it holds the same rows, this run will not reproduce that student.")
             continue
         new = current_revision(spec, _role(source)) if source["role"] != "student" else student_revision(spec)
-        if new == old:  # the same files (an identical copy elsewhere reproduces the run too)
-            continue
+        if revision_in_scheme_of(old, new, spec, _role(source)) == old:  # the same files (an identical copy
+            continue  # elsewhere reproduces the run too), by the hash of the hf-aft that recorded them
         moved = f"is {here} here, not the recipe's run's {path}, and differs" if here != path else \
             "changed since the recipe's run"
-        lines.append(f"hf-aft: {_role(source)} {spec!r} {moved} (revision {old[:12]} -> {new[:12]}): this run will "
+        lines.append(f"hf-aft: {_role(source)} {spec!r} {moved} (revision {old[:25]} -> {new[:25]}): this run will "
                      "not reproduce that student.")
     return lines
 

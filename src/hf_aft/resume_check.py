@@ -24,6 +24,7 @@ from .errors import AFTError
 from .feature_dataset import identity_text, teacher_identity
 from .filesystems import write_atomically
 from .student_peft import peft_settings
+from .teachers.spec import revision_in_scheme_of
 
 OPTIONS_NAME = "hf_aft_options.json"
 # None where another option turns them off (beta: --transfer none, ...): that option is the difference to name.
@@ -274,7 +275,27 @@ def check_resumed_trainer(checkpoint: str, trainer) -> None:
     unlabelled row count, teacher features and task teacher (`training_rows.TrainingRows`) are the checkpoint's, in
     the Python API as on the command line: checked before its transfer state loads, whose shapes follow the teachers'
     widths (a teacher of another width failed there with a state_dict message, not named as a change of teacher)."""
-    check_resume_options(checkpoint, trainer_options(trainer))
+    options = trainer_options(trainer)
+    saved = read_options(checkpoint) or {}
+    check_resume_options(checkpoint, {**options, **_as_saved(saved, options, trainer.rows.teacher_infos,
+                                                             trainer.args.distill_teacher)})
+
+
+def _as_saved(saved: dict, options: dict, infos, distill_teacher: str | None) -> dict:
+    """The command's teacher revisions as the checkpoint spells them: one saved by an earlier hf-aft holds that
+    version's content hash of a local teacher, computed again here (`spec.revision_in_scheme_of`), so an unchanged
+    teacher resumes."""
+    kept, now = saved.get("teacher_features"), options["teacher_features"]
+    changed = {}
+    if isinstance(kept, list) and len(kept) == len(now) == len(infos or []):
+        changed["teacher_features"] = [
+            [revision_in_scheme_of(old[0] if isinstance(old, list) and old else None, new[0], info.name), *new[1:]]
+            for old, new, info in zip(kept, now, infos, strict=True)]
+    if options.get("distill_teacher_revision") and distill_teacher:
+        changed["distill_teacher_revision"] = revision_in_scheme_of(
+            saved.get("distill_teacher_revision"), options["distill_teacher_revision"], distill_teacher,
+            "distill teacher")
+    return changed
 
 
 @contextmanager

@@ -37,7 +37,7 @@ from .provenance import current_revision, local_path, student_revision, teacher_
 from .recipe import RECIPE_NAME, read_recipe
 from .reruns import relocated
 from .targets import SINGLE, TOKEN
-from .teachers.spec import GGUF_SEPARATOR, is_hub_revision
+from .teachers.spec import GGUF_SEPARATOR, is_hub_revision, revision_in_scheme_of
 
 ROLE_OPTIONS = {"teacher": "--teachers", "generator": "--generator", "distill_teacher": "--distill_teacher"}
 
@@ -59,7 +59,8 @@ def tracked_spec(model: dict) -> str:
 
 def check_updates(record: dict) -> list[dict]:
     """Per model the run was made from (`followed_models`): role, name, the spec it is followed at, old and new
-    revision, and whether it changed.
+    revision, and whether it changed (`earlier_hash`: compared by the content hash of the earlier hf-aft that recorded
+    it, `spec.revision_in_scheme_of`).
 
     Raises:
         AFTError: a model that cannot be resolved now (a revision gone from the Hub, a folder that was removed), or
@@ -73,11 +74,16 @@ def check_updates(record: dict) -> list[dict]:
                            "back there to check it for updates (and to retrain: the rerun reads the run's recipe).")
         if local_path(spec) is None:
             check_hub_reachable(f"{role} {model['name']!r}")
-        new = current_revision(spec, role)
-        rows.append({"role": model["role"], "name": model["name"], "spec": spec,
-                     "requested_revision": model.get("requested_revision"), "old": model["resolved_revision"],
-                     "new": new, "changed": new != model["resolved_revision"]})
+        rows.append(_row(model, spec, model["resolved_revision"], current_revision(spec, role)))
     return rows + _student_row(record)
+
+
+def _row(model: dict, spec: str, old: str, new: str) -> dict:
+    """One model's row; a record of an earlier hf-aft is compared by its own content hash (`earlier_hash`)."""
+    compared = revision_in_scheme_of(old, new, spec, model["role"].replace("_", " "))
+    return {"role": model["role"], "name": model["name"], "spec": spec,
+            "requested_revision": model.get("requested_revision"), "old": old, "new": new, "changed": compared != old,
+            "earlier_hash": compared != new}
 
 
 def _student_row(record: dict) -> list[dict]:
@@ -87,9 +93,7 @@ def _student_row(record: dict) -> list[dict]:
     path, old = student.get("path"), student.get("revision")
     if not path or not os.path.isdir(path) or not str(old).startswith("local-"):
         return []
-    new = student_revision(path)
-    return [{"role": "student", "name": student.get("init") or path, "spec": path, "requested_revision": None,
-             "old": old, "new": new, "changed": new != old}]
+    return [_row({"role": "student", "name": student.get("init") or path}, path, old, student_revision(path))]
 
 
 def retrain_spec(row: dict) -> str:

@@ -8,8 +8,11 @@ from .parsing import parse
 
 DESCRIPTION = """Resolve each teacher of a finished run (and its --generator and --distill_teacher, when it had them)
 again at the revision it was requested at (its branch or tag on the Hub, main when none was given; the content hash of
-a local folder or GGUF file, at the absolute path recorded when it trained), and the student's initialisation when it
-was a local folder, and print old -> new. RUN is the run's output dir or its Hub model id.
+a local folder or GGUF file, at the absolute path recorded when it trained: every file that can change what it
+computes), and the student's initialisation when it was a local folder, and print old -> new. A run recorded by an
+earlier hf-aft, whose hash (local-<hex>, no v2-) read a local model's weights and main config and tokenizer files only,
+is compared by that hash ("unchanged, by the earlier hf-aft's hash"), which cannot see an edit to its other files. RUN
+is the run's output dir or its Hub model id.
 
   hf-aft check-updates OUT [--retrain NEW_OUT]
 
@@ -79,8 +82,8 @@ def run(argv: list[str]) -> None:
         args.group_column, args.group_min_rows = group_options(folder, args.group_column, args.group_min_rows,
                                                                dataset_name=args.dataset_name)
     rows = check_updates(record)
-    _print(*(f"{row['role'].replace('_', ' ')} {row['name']}: {row['old']} -> {row['new']}"
-             + ("  (changed)" if row["changed"] else "  (unchanged)") for row in rows))
+    _print(*(f"{row['role'].replace('_', ' ')} {row['name']}: {row['old']} -> {row['new']}  ({_state(row)})"
+             for row in rows))
     if not any(row["changed"] for row in rows):
         print("nothing changed")
         return
@@ -97,6 +100,12 @@ def run(argv: list[str]) -> None:
     else:
         print("retrain with the new revisions and compare the students: add --retrain NEW_OUT")
     raise SystemExit(1)
+
+
+def _state(row: dict) -> str:
+    state = "changed" if row["changed"] else "unchanged"
+    # compared as the earlier hf-aft that recorded it hashed it: weights and main configs only (warned beside)
+    return f"{state}, by the earlier hf-aft's hash" if row.get("earlier_hash") else state
 
 
 def _print(*lines: str) -> None:

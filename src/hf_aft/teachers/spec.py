@@ -7,23 +7,17 @@ SOURCE is a local folder or a Hub id (optionally `id@revision`) holding that fil
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
 from pathlib import Path
 
-from huggingface_hub.utils import sha as hub_sha
-
-from ..errors import AFTError, one_line
+from ..errors import AFTError, one_line, warn_once
 from ..hub_reach import hub_answer, note_cached, offline_if_unreachable
+from .content_hash import GGUF_PREFIX, LOCAL_PREFIX, SCHEME, hash_folder, is_legacy, legacy_revision
+
+logger = logging.getLogger(__name__)
 
 GGUF_SEPARATOR = "::"
-LOCAL_PREFIX, GGUF_PREFIX = "local-", "gguf-"  # revisions that are content hashes, not Hub commits
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
-# Features also depend on how inputs are prepared: a text teacher's tokenizer (vocabulary, merges, special tokens,
-# lower-casing), an image teacher's processor (resize / crop / normalisation).
-HASHED_CONFIGS = ("config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
-                  "vocab.json", "merges.txt", "special_tokens_map.json", "added_tokens.json", "tokenizer.model",
-                  "spiece.model", "sentencepiece.bpe.model")
 # Last path components that say nothing about which model a folder holds: name it by its parent too.
 GENERIC_FOLDER_NAMES = {"model", "models", "weights", "checkpoint", "final", "best", "output", "teacher"}
 
@@ -80,7 +74,7 @@ def resolve_revision(name: str, revision: str | None, role: str = "teacher") -> 
     if os.path.isdir(name):
         if revision:
             raise AFTError(f"{role} {name!r} is a local folder: it cannot be pinned with @{revision}.")
-        return LOCAL_PREFIX + hash_folder(Path(name), role)
+        return LOCAL_PREFIX + SCHEME + hash_folder(Path(name), role)
     if is_path_like(name) and not os.path.exists(name):  # not a Hub id: the Hub's complaint about it would mislead
         raise AFTError(f"{role} {name!r}: no such folder or file (a relative path is relative to the folder hf-aft "
                        "runs in). Check the path, or give a Hub id (org/name).")
@@ -110,29 +104,37 @@ def is_path_like(name: str) -> bool:
     return os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in blocks (huggingface_hub's `sha_fileobj`, as the Hub hashes LFS files)."""
-    with open(path, "rb") as f:
-        return hub_sha.sha_fileobj(f).hex()
-
-
-def hash_folder(folder: Path, role: str = "teacher") -> str:
-    """sha256 over the weight, config and tokenizer/processor files (names and contents): a changed teacher gets new
-    features, an unchanged one reuses them."""
-    files = sorted(p for p in folder.rglob("*")
-                   if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name in HASHED_CONFIGS))
-    if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
-        raise AFTError(f"{role} folder {str(folder)!r} holds no weight files (*.safetensors, *.bin, *.gguf, ...).")
-    listing = "\n".join(f"{p.relative_to(folder).as_posix()} {file_sha256(p)}" for p in files)
-    return hashlib.sha256(listing.encode()).hexdigest()[:16]
-
-
 def gguf_file_revision(folder: str, gguf_file: str) -> str:
-    """sha256 of the one GGUF file (a folder may hold several quantisations: only the one used counts)."""
+    """The content hash of the one GGUF file and the files beside it that are no weights (a folder may hold several
+    quantisations: only the one used counts; `content_hash.hash_folder`)."""
     path = os.path.join(folder, gguf_file)
     if not os.path.isfile(path):
         raise AFTError(f"GGUF file {gguf_file!r} not found in {folder!r}: check the name after '::'.")
-    return GGUF_PREFIX + file_sha256(path)[:16]
+    return GGUF_PREFIX + SCHEME + hash_folder(Path(folder), gguf_file=gguf_file)
+
+
+def revision_in_scheme_of(recorded, current: str, spec: str, role: str = "teacher") -> str:
+    """`current`, the revision the local model `spec` (a folder, a GGUF file or SOURCE::FILE.gguf) resolves to now,
+    as `recorded` spells it: a record of an earlier hf-aft (an audit.json, a checkpoint, a feature dataset) holds
+    that version's hash, which is computed again from the same files here, so that an unchanged model compares
+    unchanged rather than every local model changed. That hash read only the weights and main config and tokenizer
+    files, so an edit since to another file cannot be told: said once when it matches. `current` as it is for any
+    other record, for a `current` of that earlier hash too (features stored by that hf-aft), or when the model cannot
+    be read that way."""
+    scheme = (LOCAL_PREFIX + SCHEME, GGUF_PREFIX + SCHEME)
+    if not (isinstance(recorded, str) and is_legacy(recorded)) or not current.startswith(scheme):
+        return current
+    try:
+        source, gguf_file = split_gguf(spec, role)
+        then = legacy_revision(Path(parse_teacher(source)[0]), gguf_file)
+    except (AFTError, OSError):
+        return current
+    if then == recorded:
+        warn_once(logger, f"hf-aft: {role} {spec} was recorded by an earlier hf-aft, whose content hash read only its "
+                          "weights and main config and tokenizer files: those are unchanged; an edit since to its "
+                          "other files (custom code, other tokenizer or processor files) cannot be told from that "
+                          "record.")
+    return then
 
 
 def short_name(name: str) -> str:
