@@ -115,10 +115,12 @@ def test_a_record_of_an_earlier_hf_aft_is_compared_by_its_hash(teacher, tmp_path
     assert revision_in_scheme_of(old, resolve_revision(str(teacher), None), str(teacher)) != old
 
 
-def write_run(folder, teacher, revision: str) -> None:
+def write_run(folder, teacher, revision: str, student=None) -> None:
     folder.mkdir()
     record = {"teachers": [{"name": str(teacher), "spec": str(teacher), "path": str(teacher),
                             "requested_revision": None, "resolved_revision": revision}]}
+    if student is not None:  # followed by its content hash too
+        record["student"] = {"init": str(student), "path": str(student), "revision": legacy_revision(student)}
     (folder / "audit.json").write_text(json.dumps(record))
 
 
@@ -131,13 +133,16 @@ def test_check_updates_sees_an_edit_to_custom_code(teacher, tmp_path, capsys):
     assert "(changed)" in capsys.readouterr().out
 
 
-def test_check_updates_on_a_run_of_an_earlier_hf_aft(teacher, tmp_path, capsys):
-    """Its audit.json holds the earlier hash: an unchanged teacher is unchanged (said how it was compared), one whose
-    weights changed is changed."""
-    write_run(tmp_path / "run", teacher, legacy_revision(teacher))
+def test_check_updates_on_a_run_of_an_earlier_hf_aft(teacher, student_dir, tmp_path, capsys):
+    """Its audit.json holds the earlier hash: an unchanged teacher or student is unchanged (said how it was compared),
+    a teacher whose weights changed is changed."""
+    student = tmp_path / "student"
+    shutil.copytree(student_dir, student)
+    write_run(tmp_path / "run", teacher, legacy_revision(teacher), student)
     assert main(["check-updates", str(tmp_path / "run")]) == 0
-    captured = capsys.readouterr()
-    assert "(unchanged, by the earlier hf-aft's hash)" in captured.out and "nothing changed" in captured.out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "nothing changed" and len(lines) == 3
+    assert all(line.endswith("(unchanged, by the earlier hf-aft's hash)") for line in lines[:2]), lines
     tiny.save_teacher(teacher, hidden=12, seed=7)
     assert main(["check-updates", str(tmp_path / "run")]) == 1
     assert "(changed, by the earlier hf-aft's hash)" in capsys.readouterr().out
