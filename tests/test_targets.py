@@ -548,3 +548,11 @@ def test_classes_joined_from_a_csvs_lists_are_said_to_be_read_as_single_label(ca
     named = datasets.Dataset.from_dict({"labels": ["Arts, Culture", "Sport", "Politics", "Sport"]})
     assert infer_problem_type(named, "labels") == "single_label_classification"
     assert "join names" not in caplog.text  # one class name with a comma is a name
+
+
+def test_a_missing_target_of_several_is_named_alone():
+    """`--label_column score,nope`: the refusal named the column 'score,nope', not the 'nope' that is missing."""
+    from hf_aft.data import check_columns
+
+    with pytest.raises(AFTError, match=r"^column 'nope' not found; the dataset has columns \['text', 'score'\]"):
+        check_columns(datasets.Dataset.from_dict({"text": ["a"], "score": [1.0]}), "text", "score,nope")

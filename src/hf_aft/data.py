@@ -104,8 +104,10 @@ def check_columns(dataset: datasets.Dataset, *columns: str) -> None:
     images_only = [type(f) for f in dataset.features.values()] == [datasets.Image]  # an image folder without labels
     images = [c for c, f in dataset.features.items() if isinstance(f, datasets.Image)]
     for column in columns:
-        if column not in dataset.column_names:
-            raise AFTError(f"column {column!r} not found; the dataset has columns {dataset.column_names}. " + (
+        if column not in dataset.column_names:  # of a "a,b" of regression targets, the parts missing
+            parts = [p.strip() for p in column.split(",") if p.strip() not in dataset.column_names] or [column]
+            raise AFTError(f"column {', '.join(map(repr, parts))} not found; the dataset has columns "
+                           f"{dataset.column_names}. " + (
                 "An image folder has labels when every image of a split is one folder below it, a folder per class "
                 "(train/cat/a.png), or when a metadata.csv in each split folder gives them (file_name, label)."
                 if images_only else f"Its images are in {images[0]!r}: pass --image_column {images[0]}."
