@@ -556,3 +556,11 @@ def test_a_missing_target_of_several_is_named_alone():
 
     with pytest.raises(AFTError, match=r"^column 'nope' not found; the dataset has columns \['text', 'score'\]"):
         check_columns(datasets.Dataset.from_dict({"text": ["a"], "score": [1.0]}), "text", "score,nope")
+
+
+def test_integer_labels_with_minus_one_name_the_regression_way_out():
+    """-1 among integer labels reads as GLUE's hidden label; integer targets of a regression are the other reading."""
+    from hf_aft.data import Labels
+
+    with pytest.raises(AFTError, match=r"a hidden label .* pass --problem_type regression\.$"):
+        Labels.from_dataset(datasets.Dataset.from_dict({"label": [3, -1, 2]}), "label")

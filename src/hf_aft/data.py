@@ -196,7 +196,7 @@ class Labels(ClassNames):
             raise AFTError(f"the training split's label column {column!r} holds -1 from row {row}: a hidden label "
                            "(as in GLUE's test splits), not a class. Drop the unlabelled rows first, e.g. "
                            f"dataset.filter(lambda x: x[{column!r}] != -1); if -1 is a real class, map the labels to "
-                           "other values.")
+                           "other values; if they are a regression's targets, pass --problem_type regression.")
         if isinstance(feature, datasets.ClassLabel):
             missing = arrow_column(dataset, column).null_count
             if missing:  # e.g. an image folder whose images are not in one subfolder per class
