@@ -105,10 +105,10 @@ def test_a_claimed_output_is_refused_and_left_as_it_is(command, work, models, ca
 
     out = work / ("ranking.json" if command == "rank-teachers" else "out")
     sleeper = _live_claim(out, is_file=command == "rank-teachers")
-    before = _hashes(work)
+    (work.parent / "run").mkdir(exist_ok=True)
     argv = {"train": train_args(models, data(work), out),
             "features": features_args(models, data(work), out),
-            "export": ["export", work, "--output_dir", out],
+            "export": ["export", work.parent / "run", "--output_dir", out],  # a run beside it
             "rank-teachers": ["rank-teachers", "--teachers", models.teacher, "--dataset_name", data(work),
                               "--output_file", out]}[command]
     before = _hashes(work)
@@ -445,6 +445,29 @@ def test_a_half_written_checkpoint_is_removed_and_the_last_whole_one_named(tmp_p
     faults.kept.clear()
     assert f"--resume_from_checkpoint {held.path / 'checkpoint-4'})" in line
     assert line.endswith("Add that --resume_from_checkpoint to the same command to go on.")
+
+
+def test_an_overwrite_interrupted_after_removing_the_earlier_checkpoints_does_not_call_that_run_kept(tmp_path):
+    """The earlier finished run's checkpoints go when the overwriting run starts training; interrupted then, its marker
+    was put back and the line said "kept ... as it was before this command", while its audit failed on them."""
+    from hf_aft import faults
+    from hf_aft.finished_marker import COMPLETE_NAME
+    from hf_aft.outputs import clear_complete, clear_earlier_checkpoints
+
+    out = tmp_path / "out"
+    (out / "checkpoint-2").mkdir(parents=True)
+    (out / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    (out / "config.json").write_text("{}")
+    (out / COMPLETE_NAME).write_text(json.dumps({"complete": True, "files": ["config.json"]}))
+    held = claim(out, "train")
+    clear_complete(str(out))  # the overwriting run starts training
+    clear_earlier_checkpoints(str(out))
+    faults.kept.clear()
+    release(held, failed=True)  # interrupted before it saved anything
+    line = faults.interrupted_line(KeyboardInterrupt())
+    faults.kept.clear()
+    assert not (out / COMPLETE_NAME).exists() and "as it was before this command" not in line
+    assert "partly replaced (no finished run any more" in line
 
 
 def test_a_launched_runs_other_process_does_not_claim_nothing_was_kept(monkeypatch):

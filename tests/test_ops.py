@@ -298,6 +298,10 @@ def test_check_updates_follows_the_student_it_was_made_from_and_a_retrain_names_
     card = (new / "README.md").read_text()
     assert f"- student `{student}`" in card and "Its data was not the old run's either" in card
     assert main(["audit", str(new)]) == 0
+    shutil.move(data, tmp_path / "moved")  # the run's data elsewhere now: still compared with the run's
+    assert main(["check-updates", str(old), "--retrain", str(tmp_path / "new2"), "--dataset_name",
+                 str(tmp_path / "moved")]) == 1
+    assert "as many rows and labels as the recipe's run's, but other content" in capsys.readouterr().out
 
 
 def test_check_updates_follows_a_local_model_by_the_path_and_spelling_it_trained_with(tmp_path, monkeypatch):
@@ -344,6 +348,9 @@ def test_export_text_student_to_onnx_with_int8(aft_run, tmp_path, capsys):
     assert "onnxruntime.InferenceSession" in (target / "README.md").read_text()
     assert f"truncation=True, max_length={report['max_length']}" in (target / "README.md").read_text()  # as trained
     assert main(["export", str(aft_run), "--output_dir", str(aft_run / "onnx")]) == 2  # audit, push would take it
+    assert "is inside the run" in capsys.readouterr().err and not (aft_run / "onnx").exists()
+    (tmp_path / "link").symlink_to(aft_run)  # the run by another name
+    assert main(["export", str(aft_run), "--output_dir", str(tmp_path / "link" / "onnx")]) == 2
     assert "is inside the run" in capsys.readouterr().err and not (aft_run / "onnx").exists()
 
     with mock.patch("torch.onnx.export", side_effect=RuntimeError("unsupported op")):

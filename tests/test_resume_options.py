@@ -226,6 +226,20 @@ def test_an_overwriting_run_removes_the_earlier_runs_checkpoints(student_dir, te
     assert f"its last is '{out / 'checkpoint-4'}'" in error_line(capsys)
 
 
+def test_an_overwrite_of_a_run_killed_before_its_marker_removes_its_files_too(student_dir, teacher_dirs, data,
+                                                                              tmp_path, capsys):
+    """A run killed after saving, before hf_aft_complete.json (no list of its files): its transfer state stayed beside
+    the overwriting --transfer none run's weights, the card drew its scales, and the new run's audit failed."""
+    out = tmp_path / "out"
+    assert main(train_args(student_dir, teacher_dirs, data, out, "--max_steps", "2")) == 0
+    (out / "hf_aft_complete.json").unlink()  # as if killed before the marker
+    assert main(train_args(student_dir, teacher_dirs, data, out, "--max_steps", "2", "--transfer", "none",
+                           "--overwrite_output_dir", "true")) == 0
+    assert not any((out / name).exists() for name in ("transfer_state.safetensors", "transfer_summary.json",
+                                                      "scales.png"))
+    assert main(["audit", str(out)]) == 0, capsys.readouterr().out[-2000:]
+
+
 def test_a_task_teacher_retrained_in_place_is_refused_on_resume(student_dir, teacher_dirs, data, tmp_path, capsys):
     """`--distill_teacher` names a folder whose weights changed since the checkpoint: the same name is another
     teacher, and half a run distilled from each would be described as one."""

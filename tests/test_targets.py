@@ -543,11 +543,18 @@ def test_classes_joined_from_a_csvs_lists_are_said_to_be_read_as_single_label(ca
     joined = datasets.Dataset.from_dict({"labels": ["fresh,long", "fresh", "rotten,short", "long", "fresh,long"]})
     assert infer_problem_type(joined, "labels") == "single_label_classification"
     assert "2 of the 4 classes of the label column 'labels' join names with ','" in caplog.text
-    assert "row['labels'].split(',') if row['labels'] else []" in caplog.text
+    assert "re.split('[,]', row['labels']) if row['labels'] else []" in caplog.text
     caplog.clear()
     named = datasets.Dataset.from_dict({"labels": ["Arts, Culture", "Sport", "Politics", "Sport"]})
     assert infer_problem_type(named, "labels") == "single_label_classification"
     assert "join names" not in caplog.text  # one class name with a comma is a name
+    one = datasets.Dataset.from_dict({"labels": ["fresh", "rotten", "fresh,long", "rotten"]})  # beside its parts
+    infer_problem_type(one, "labels")
+    assert "1 of the 3 classes of the label column 'labels' join names with ','" in caplog.text
+    caplog.clear()
+    mixed = datasets.Dataset.from_dict({"labels": ["fresh,long", "rotten;short", "fresh"]})
+    infer_problem_type(mixed, "labels")
+    assert "join names with ',' or ';'" in caplog.text and "re.split('[,;]', row['labels'])" in caplog.text
 
 
 def test_a_missing_target_of_several_is_named_alone():

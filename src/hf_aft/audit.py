@@ -22,8 +22,8 @@ from .claims import CLAIM_NAME, carried_run_ids
 from .errors import AFTError, first_line
 from .finished_marker import COMPLETE_NAME, SET_ASIDE_NAME
 from .hub import IGNORE_PATTERNS
+from .outputs import SCALES_PLOT_NAME
 from .provenance import file_hashes, local_path, teacher_folder, teacher_source, weight_files
-from .scales_plot import SCALES_PLOT_NAME
 
 AUDIT_NAME = "audit.json"
 AUDIT_VERSION = 1

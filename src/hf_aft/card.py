@@ -17,8 +17,9 @@ from .claims import current_run_id
 from .config import DEFAULT_BETA
 from .errors import AFTError
 from .metrics import metric_name
+from .outputs import SCALES_PLOT_NAME
 from .provenance import library_versions
-from .scales_plot import SCALES_PLOT_NAME, teacher_scales, write_scales_plot
+from .scales_plot import teacher_scales, write_scales_plot
 from .student_peft import peft_settings
 from .targets import is_token_model, model_problem_type, task_description
 

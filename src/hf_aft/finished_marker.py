@@ -46,13 +46,25 @@ def put_back(folder: str | Path) -> bool | None:
         return None
     try:
         record = json.loads(aside.read_text())
-        unchanged = all(_signature(Path(folder, name)) == stat for name, stat in record["stats"].items())
+        unchanged = not record.get("changed") and all(_signature(Path(folder, name)) == stat
+                                                      for name, stat in record["stats"].items())
     except (ValueError, KeyError, TypeError, AttributeError):
         unchanged = False
     if unchanged:
         Path(folder, COMPLETE_NAME).write_text(record["marker"])
     aside.unlink(missing_ok=True)
     return unchanged
+
+
+def mark_changed(folder: str | Path) -> None:
+    """The earlier run's folder lost something its marker does not list (its checkpoints): it is no finished run to
+    put back any more, whatever its listed files."""
+    aside = Path(folder, SET_ASIDE_NAME)
+    try:
+        record = json.loads(aside.read_text())
+    except (OSError, ValueError):
+        return
+    aside.write_text(json.dumps({**record, "changed": True}))
 
 
 def drop_earlier_files(folder: str | Path) -> list[str]:

@@ -18,8 +18,7 @@ from pathlib import Path
 from .card import CARD_INPUTS_NAME, CARD_NAME, read_baseline, read_card_inputs, write_model_card
 from .errors import AFTError, first_line
 from .hub_reach import unreachable_now
-from .outputs import COMPLETE_NAME
-from .scales_plot import SCALES_PLOT_NAME
+from .outputs import COMPLETE_NAME, SCALES_PLOT_NAME
 
 IGNORE_PATTERNS = ["checkpoint-*", "runs/*", "training_args.bin", ".*", "_*", COMPLETE_NAME]
 _WEIGHTS = (".safetensors", ".bin")

@@ -18,14 +18,15 @@ from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .claims import CLAIM_NAME, RUN_ID_KEY, stamped
+from .claims import CLAIM_NAME, RUN_ID_KEY, carried_run_ids, current_run_id, stamped
 from .errors import AFTError, first_line, warn_once
 from .filesystems import write_atomically
-from .finished_marker import COMPLETE_NAME, drop_set_aside, set_aside
+from .finished_marker import COMPLETE_NAME, drop_earlier_files, drop_set_aside, mark_changed, set_aside
 
 logger = logging.getLogger(__name__)
 
 TRANSFER_STATE_NAME = "transfer_state.safetensors"
+SCALES_PLOT_NAME = "scales.png"
 TRANSFER_SUMMARY_NAME = "transfer_summary.json"
 
 
@@ -191,11 +192,28 @@ class ClearCompleteAtStart(TrainerCallback):
                 clear_earlier_checkpoints(args.output_dir)
 
 
+def drop_earlier_run(output_dir: str) -> list[str]:
+    """Once a run into a folder that held another's files has trained (before it saves anything): remove that run's
+    files it has not written again, so that none passes for this run's: those a finished run's marker listed
+    (`finished_marker.drop_earlier_files`), and those that name another run (a run killed before its marker: its
+    transfer state, summaries), with the scales plot drawn from its state. Returns their names."""
+    removed = drop_earlier_files(output_dir)
+    for name, run_id in carried_run_ids(output_dir).items():
+        if run_id != current_run_id():
+            os.remove(os.path.join(output_dir, name))
+            removed.append(name)
+    if TRANSFER_STATE_NAME in removed and os.path.exists(plot := os.path.join(output_dir, SCALES_PLOT_NAME)):
+        os.remove(plot)
+        removed.append(SCALES_PLOT_NAME)
+    return removed
+
+
 def clear_earlier_checkpoints(output_dir: str) -> None:
     earlier = sorted(glob.glob(os.path.join(glob.escape(output_dir), f"{PREFIX_CHECKPOINT_DIR}-*")))
     for folder in earlier:
         shutil.rmtree(folder)
     if earlier:
+        mark_changed(output_dir)  # an interrupt now must not call the earlier run kept as it was
         logger.warning("hf-aft: --overwrite_output_dir: removed the earlier run's %s from %s.",
                        ", ".join(os.path.basename(f) for f in earlier), output_dir)
 

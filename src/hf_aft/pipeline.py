@@ -25,14 +25,13 @@ from .data_files import ONE_SPLIT, named_files
 from .distillation import task_teacher_order
 from .errors import AFTError
 from .features import read_teacher_infos
-from .finished_marker import drop_earlier_files
 from .generation import check_generation
 from .group_report import check_eval_comparisons
 from .hub import push_run
 from .hub_reach import check_can_push
 from .metrics import METRICS_BY_PROBLEM_TYPE, compute_metrics_for, say_below_majority
 from .option_checks import check_idle_options, check_pool_read, check_source_types
-from .outputs import ClearCompleteAtStart, check_creatable, check_output_dir, mark_complete
+from .outputs import ClearCompleteAtStart, check_creatable, check_output_dir, drop_earlier_run, mark_complete
 from .resume_check import record_rows, resumed_from, say_steps_lost, schedule_change
 from .run_records import finish_run
 from .student import check_student_source, fold_target_scale, load_student, tokenize_beside_features
@@ -242,7 +241,7 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
     if trainer.is_world_process_zero():
         if beta_search is not None:
             shutil.rmtree(os.path.join(config.output_dir, BETA_SEARCH_RUNS), ignore_errors=True)
-        if earlier := drop_earlier_files(config.output_dir):  # none may pass for this run's
+        if earlier := drop_earlier_run(config.output_dir):  # none may pass for this run's
             logger.warning(f"hf-aft: removed the {len(earlier)} files of the earlier run in {config.output_dir} "
                            "before saving this run's.")
     trainer.save_metrics("train", result.metrics)

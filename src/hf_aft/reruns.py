@@ -140,17 +140,18 @@ def moved_since(sources: list[dict]) -> list[str]:
     return lines
 
 
-def data_differs(folder: str, new_folder: str) -> list[str]:
+def data_differs(folder: str, new_folder: str, same_source: bool = False) -> list[str]:
     """After a rerun from the recipe of the run in `folder` into `new_folder`: one line per split of the data that
     run named (labelled, unlabelled) whose rows or labels differ from that run's (a file deleted from a pattern, rows
     added to a folder, a text edited in place: records from before the content hash compare counts only). Split
     fingerprints are not compared: datasets' fingerprint of data files depends on where they are. Data the rerun
-    names otherwise (another `--dataset_name`) is not compared."""
+    names otherwise (another `--dataset_name`) is not compared, unless `same_source` says it is the run's data moved
+    (`check-updates --retrain`, which names the recorded paths or `--dataset_name` itself)."""
     try:
         old, new = read_record(folder), read_record(new_folder)
     except AFTError:
         return []
-    same = {key: (old.get("dataset") or {}).get(key) == (new.get("dataset") or {}).get(key)
+    same = {key: same_source or (old.get("dataset") or {}).get(key) == (new.get("dataset") or {}).get(key)
             for key in ("name", "unlabeled_dataset")}
     lines = []
     for split, facts in (old.get("splits") or {}).items():

@@ -10,8 +10,6 @@ import numpy as np
 
 from .outputs import TRANSFER_STATE_NAME, TRANSFER_SUMMARY_NAME
 
-SCALES_PLOT_NAME = "scales.png"
-
 
 def teacher_scales(output_dir: str) -> dict[str, np.ndarray] | None:
     """Per teacher, the learned AFT scales (sigmoid of the saved logits), or None when the run learned none."""

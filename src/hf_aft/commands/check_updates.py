@@ -20,8 +20,8 @@ is the run's output dir or its Hub model id.
 again; a changed generator writes its texts again), evaluates the old and the new student on the same evaluation split
 and writes NEW_OUT/update_report.json and a History section in the new card; with --group_column (or the run's own),
 the new student against the old one group by group, one line per group where it is worse beyond the paired noise. The
-old run is not modified. Data is not followed (it is not hashed when training), but a retrain that read other rows than
-the run did says so, in its report and card.
+old run is not modified. Data is not followed (with no model changed, --retrain trains nothing), but a retrain that
+read other rows than the run did says so, in its report and card.
 Exit status: 0 when nothing changed, 1 when a model did (after retraining, with --retrain), 2 for bad input."""
 
 
@@ -92,7 +92,7 @@ def run(argv: list[str]) -> None:
         comparison = compare_students(folder, args.retrain, args.dataset_name, args.group_column,
                                       args.group_min_rows)
         previous = os.path.abspath(args.run) if os.path.isdir(args.run) else args.run  # a Hub id as given
-        data_changes = data_differs(folder, args.retrain)  # rows not the run's: said, though data is not followed
+        data_changes = data_differs(folder, args.retrain, same_source=True)  # the run's data, wherever it is now
         _print(*data_changes)
         record_update(args.retrain, previous, record, rows, comparison, data_changes)
         _print_report(comparison)

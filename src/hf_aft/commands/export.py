@@ -41,7 +41,8 @@ def run(argv: list[str]) -> None:
     require_extra("export", "hf-aft export")  # before anything loads: torch imports onnxscript only mid-export
     check_output_dir(args.output_dir)
     folder, _ = run_folder(args.run)
-    if os.path.commonpath([os.path.abspath(folder), os.path.abspath(args.output_dir)]) == os.path.abspath(folder):
+    run, target = os.path.realpath(folder), os.path.realpath(args.output_dir)  # a link to the run is the run
+    if os.path.commonpath([run, target]) == run:
         raise AFTError(f"--output_dir {args.output_dir!r} is inside the run {args.run!r}: `hf-aft audit` would find "
                        "its files added to the run, and `hf-aft push` would upload them. Export beside the run.")
     with claimed(args.output_dir, "export"):
