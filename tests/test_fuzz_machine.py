@@ -432,10 +432,10 @@ def test_a_signal_in_the_middle_of_an_import_is_one_line(work, models):
 
 def test_a_half_written_checkpoint_is_removed_and_the_last_whole_one_named(tmp_path):
     held = claim(tmp_path / "out", "train")
-    for step, whole in ((2, True), (4, True), (6, False)):
+    for step, whole in ((2, True), (4, True), (6, False), (8, None)):
         (held.path / f"checkpoint-{step}").mkdir()
-        if whole:
-            (held.path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        if whole is not False:  # None: a signal cut trainer_state.json while it was written
+            (held.path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}" if whole else "")
     from hf_aft import faults
 
     faults.kept.clear()

@@ -232,11 +232,19 @@ def release(claim_: Claim, failed: bool) -> None:
         kept.append(f"{claim_.path} as it was before this command")
 
 
+def _whole_state(path: Path) -> bool:
+    """A trainer_state.json that parses: a signal can land while Trainer writes it (then it is empty or cut)."""
+    try:
+        return isinstance(json.loads(path.read_text()), dict)
+    except (OSError, ValueError):
+        return False
+
+
 def whole_checkpoints(folder: Path) -> list[Path]:
     """The checkpoints of `folder` in step order, after removing any the run was writing when it stopped (Trainer
     writes `trainer_state.json` last: a checkpoint without it is half written and cannot be resumed from)."""
     found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
-    for partial in [p for p in found if not (p / "trainer_state.json").exists()]:
+    for partial in [p for p in found if not _whole_state(p / "trainer_state.json")]:
         shutil.rmtree(partial, ignore_errors=True)
         found.remove(partial)
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
