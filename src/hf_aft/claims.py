@@ -218,7 +218,7 @@ def release(claim_: Claim, failed: bool) -> None:
     if claim_.complete:
         kept.append(f"the finished output in {claim_.path}")
         return
-    checkpoints = whole_checkpoints(claim_.path)
+    checkpoints = whole_checkpoints(claim_.path, claim_.since)
     if checkpoints:  # a resumed run's folder too: it names the newest checkpoint, not the one it resumed from
         finished = " beside the earlier finished run, unchanged" if put_back(claim_.path) else ""
         kept.append(f"checkpoints in {claim_.path}{finished} (resume with --resume_from_checkpoint {checkpoints[-1]})")
@@ -232,19 +232,21 @@ def release(claim_: Claim, failed: bool) -> None:
         kept.append(f"{claim_.path} as it was before this command")
 
 
-def _whole_state(path: Path) -> bool:
-    """A trainer_state.json that parses: a signal can land while Trainer writes it (then it is empty or cut)."""
+def _whole_state(path: Path, since: float) -> bool:
+    """A trainer_state.json that exists, and parses unless written since `since` (a signal can land while this run's
+    Trainer writes it, leaving it empty or cut; a damaged one from before is not this run's to remove)."""
     try:
-        return isinstance(json.loads(path.read_text()), dict)
+        return path.stat().st_mtime < since or isinstance(json.loads(path.read_text()), dict)
     except (OSError, ValueError):
         return False
 
 
-def whole_checkpoints(folder: Path) -> list[Path]:
+def whole_checkpoints(folder: Path, since: float = 0.0) -> list[Path]:
     """The checkpoints of `folder` in step order, after removing any the run was writing when it stopped (Trainer
-    writes `trainer_state.json` last: a checkpoint without it is half written and cannot be resumed from)."""
+    writes `trainer_state.json` last: a checkpoint without it, or with one written since `since` that does not parse,
+    is half written and cannot be resumed from)."""
     found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
-    for partial in [p for p in found if not _whole_state(p / "trainer_state.json")]:
+    for partial in [p for p in found if not _whole_state(p / "trainer_state.json", since)]:
         shutil.rmtree(partial, ignore_errors=True)
         found.remove(partial)
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
