@@ -89,6 +89,17 @@ def test_models_are_timed_in_turns_and_each_figure_is_its_best_call(monkeypatch)
     assert len(order) == 2 + 2 * rounds
 
 
+def test_fast_models_stop_after_enough_settled_rounds_not_at_the_budget(monkeypatch):
+    # 1 ms calls: the budget of a second would be 500 rounds; once settled, enough_rounds end it
+    fns, _, clock = _scripted(monkeypatch, {"student": [0.001], "teacher": [0.001]})
+    best, rounds = timing.best_seconds(fns, budget_s=1.0, enough_rounds=50)
+    assert rounds == 50 and clock.now < 0.2 and best == {"student": 0.001, "teacher": 0.001}
+    # not settled by then (one fast call among slowed ones): the rounds go on
+    fns, _, _ = _scripted(monkeypatch, {"m": [0.0, 0.001] + [0.002] * 60 + [0.001]})
+    best, rounds = timing.best_seconds(fns, budget_s=1.0, enough_rounds=50)
+    assert best == {"m": 0.001} and rounds == 62
+
+
 def test_rounds_go_on_until_the_best_call_is_reached_again_and_stop_at_the_cap(monkeypatch):
     # one fast call among slowed ones is not a floor: the rounds go on past the budget until it recurs
     fns, _, clock = _scripted(monkeypatch, {"m": [0.0, 0.2, 0.2, 0.05, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.051, 0.2]})

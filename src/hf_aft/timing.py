@@ -11,9 +11,10 @@ and once 11.6x slower (bench/cost_timing.py shows it; docs/benchmarks.md has its
   1 ms or 80 ms;
 - each figure is the best (shortest) call, not the median: other work only ever adds time to a call (the advice of
   Python's `timeit`, whose timer this uses: garbage collection is off while a call is timed);
-- rounds stop once `budget_s` has been spent after `min_rounds` and every model's best was reached again by another
-  call (`settled`: not one call that ran while the rest were slowed), or at `cap_s` after one round (a teacher that
-  takes seconds per call is timed a few times, not for minutes).
+- rounds stop once every model's best was reached again by another call (`settled`: not one call that ran while the
+  rest were slowed) and either `budget_s` has been spent after `min_rounds` or `enough_rounds` have run (a model whose
+  calls take a millisecond is not called a thousand times: the test suite's tiny models made it twice as long), or at
+  `cap_s` after one round (a teacher that takes seconds per call is timed a few times, not for minutes).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 import timeit
 
 BATCH = 32
-BUDGET_S, CAP_S, MIN_ROUNDS, MAX_ROUNDS, SETTLED_WITHIN = 1.0, 10.0, 3, 1000, 0.1
+BUDGET_S, CAP_S, MIN_ROUNDS, ENOUGH_ROUNDS, MAX_ROUNDS, SETTLED_WITHIN = 1.0, 10.0, 3, 50, 1000, 0.1
 
 
 def settled(times: list[float], within: float = SETTLED_WITHIN) -> bool:
@@ -33,10 +34,10 @@ def settled(times: list[float], within: float = SETTLED_WITHIN) -> bool:
 
 
 def best_seconds(fns: dict, budget_s: float = BUDGET_S, min_rounds: int = MIN_ROUNDS, max_rounds: int = MAX_ROUNDS,
-                 cap_s: float = CAP_S) -> tuple[dict[str, float], int]:
+                 cap_s: float = CAP_S, enough_rounds: int = ENOUGH_ROUNDS) -> tuple[dict[str, float], int]:
     """The shortest wall time in seconds of each `fns[name]()` over rounds that call each once, in turns, after one
-    warm-up call of each; and the number of rounds. Rounds go on past `budget_s` (to `cap_s`) until every model's
-    shortest time is `settled`."""
+    warm-up call of each; and the number of rounds. Rounds end once every model's shortest time is `settled` and
+    `budget_s` is spent (after `min_rounds`) or `enough_rounds` have run; unsettled, they go on to `cap_s`."""
     timers = {name: timeit.Timer(fn) for name, fn in fns.items()}
     for timer in timers.values():
         timer.timeit(1)
@@ -44,8 +45,8 @@ def best_seconds(fns: dict, budget_s: float = BUDGET_S, min_rounds: int = MIN_RO
     rounds, start = 0, time.perf_counter()
     while rounds < max_rounds:
         spent = time.perf_counter() - start
-        if rounds and (spent >= cap_s or rounds >= min_rounds and spent >= budget_s and all(map(settled,
-                                                                                                  times.values()))):
+        enough = rounds >= enough_rounds or rounds >= min_rounds and spent >= budget_s
+        if rounds and (spent >= cap_s or enough and all(map(settled, times.values()))):
             break
         for name in list(timers) if rounds % 2 == 0 else list(timers)[::-1]:  # neither always right after the other
             times[name].append(timers[name].timeit(1))
