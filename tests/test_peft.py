@@ -78,7 +78,7 @@ def test_cli_use_peft_writes_an_adapter_with_head_and_scales(student_dir, teache
     from hf_aft.commands import main
 
     data = tmp_path / "train.csv"
-    tiny.sentiment_dataset(24).to_csv(data)
+    tiny.sentiment_dataset(24).map(lambda row: {"label": ["bad", "good"][row["label"]]}).to_csv(data)
     out = tmp_path / "out"
     assert main(["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(data), "--teachers",
                  str(teacher_dirs[0]), "--output_dir", str(out), "--per_device_train_batch_size", "8", "--max_steps",
@@ -88,8 +88,14 @@ def test_cli_use_peft_writes_an_adapter_with_head_and_scales(student_dir, teache
     adapter = json.loads((out / "adapter_config.json").read_text())
     assert (adapter["r"], adapter["lora_alpha"], sorted(adapter["target_modules"])) == (4, 8, ["key", "query"])
     assert not (out / "model.safetensors").exists() and (out / "transfer_state.safetensors").exists()
-    assert "AutoPeftModelForSequenceClassification" in (out / "README.md").read_text()
-    AutoPeftModelForSequenceClassification.from_pretrained(out)
+    card = (out / "README.md").read_text()
+    assert "AutoPeftModelForSequenceClassification" in card
+    # the adapter's files do not hold the class names: the card's loading line passes them (else LABEL_0, LABEL_1)
+    line = next(x for x in card.splitlines() if "AutoPeftModelForSequenceClassification.from_pretrained(" in x)
+    kwargs = eval("dict(" + line.split('"', 2)[2].lstrip(", ").rstrip(")") + ")")
+    reloaded = AutoPeftModelForSequenceClassification.from_pretrained(out, **kwargs)
+    assert [reloaded.config.id2label[i] for i in range(2)] == ["bad", "good"]
+    assert AutoPeftModelForSequenceClassification.from_pretrained(out).config.id2label[0] == "LABEL_0"  # why
 
 
 def test_a_relative_student_path_is_saved_absolute_and_targets_peft_cannot_wrap_are_one_line(student_dir, tmp_path,

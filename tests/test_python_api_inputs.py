@@ -196,3 +196,78 @@ def test_the_trainer_refuses_options_that_would_change_nothing_as_the_command_do
     args = AFTConfig(output_dir=str(tmp_path / "out"), report_to="none", **options)
     with pytest.raises(AFTError, match=re.escape(says)):
         AFTTrainer(model=torch.nn.Linear(2, 2), args=args, train_dataset=datasets.Dataset.from_dict({"x": [1, 2]}))
+
+
+def test_sets_without_a_label_column_are_refused_before_any_teacher_runs(tmp_path, tokenizer, train_set,
+                                                                         no_teacher_runs):
+    """A label column named otherwise failed inside the probe fit, after the teachers ran; an eval set without one
+    evaluated to no loss and no metrics, silently."""
+    renamed = train_set.rename_column("label", "sentiment")
+    message = refusal(tmp_path, tokenizer, train_dataset=renamed)
+    assert "training set has no 'label' or 'labels' column" in message and "rename_column" in message
+    message = refusal(tmp_path, tokenizer, train_dataset=train_set, eval_dataset={"b": renamed})
+    assert "eval (b) set has no 'label'" in message
+
+
+def test_model_init_and_hyperparameter_search_say_what_to_use_instead(tmp_path, tokenizer, train_set):
+    with pytest.raises(AFTError, match="search_beta") as caught:
+        AFTTrainer(model_init=student, args=config(tmp_path), train_dataset=train_set, processing_class=tokenizer)
+    assert "not model_init" in str(caught.value)
+    trainer = AFTTrainer(model=student(), args=config(tmp_path), train_dataset=train_set, processing_class=tokenizer)
+    with pytest.raises(AFTError, match="hyperparameter_search does not run"):
+        trainer.hyperparameter_search(n_trials=2)
+
+
+def test_label_smoothing_is_applied_as_transformers_applies_it(tmp_path, tokenizer, train_set):
+    """label_smoothing_factor was accepted and ignored (the model's own loss was used)."""
+    from transformers import Trainer
+
+    def eval_loss(trainer_class, smoothing, **extra):
+        args = config(tmp_path, label_smoothing_factor=smoothing, transfer="none")
+        model = student(3)  # 2 balanced classes: a smoothed loss equal to the plain one whatever the logits
+        with torch.no_grad():
+            model.classifier.bias.copy_(torch.tensor([2.0, -1.0, 0.5]))  # not the uniform answer
+        trainer = trainer_class(model=model, args=args, eval_dataset=train_set.remove_columns(
+            ["teacher_features", "text"]), processing_class=tokenizer, **extra)
+        return trainer.evaluate()["eval_loss"]
+
+    smoothed = eval_loss(AFTTrainer, 0.3, train_dataset=train_set)
+    assert smoothed != pytest.approx(eval_loss(AFTTrainer, 0.0, train_dataset=train_set))
+    assert smoothed == pytest.approx(eval_loss(Trainer, 0.3), rel=1e-5)
+    regression = student(1, problem_type="regression")
+    floats = train_set.cast_column("label", datasets.Value("float32"))
+    assert "label_smoothing_factor=0.1" in refusal(tmp_path, tokenizer, regression, train_dataset=floats,
+                                                   label_smoothing_factor=0.1)
+    trainer = AFTTrainer(model=student(), args=config(tmp_path, label_smoothing_factor=0.2), train_dataset=train_set,
+                         processing_class=tokenizer)
+    trainer.train()  # and in training, beside the transfer term
+    assert trainer.state.log_history[-1]["train_loss"] > 0
+
+
+def test_regression_targets_left_in_the_data_units_are_refused_beside_metrics_that_undo_the_scale(tmp_path,
+                                                                                                   tokenizer,
+                                                                                                   train_set):
+    """The guide encoded the training split only: the eval split in the data's units was scaled twice by the
+    metrics (an MAE of 3,368 for a student 13 off)."""
+    from hf_aft.metrics import compute_metrics_for
+    from hf_aft.targets import RegressionTargets
+
+    scores = train_set.remove_columns("label").add_column("score", [1000.0 + 7 * i for i in range(len(train_set))])
+    targets = RegressionTargets.from_dataset(scores, "score")
+    train = targets.encode(scores)
+    raw = scores.rename_column("score", "label")
+    message = refusal(tmp_path, tokenizer, student(1, problem_type="regression"), train_dataset=train,
+                      eval_dataset=raw, compute_metrics=compute_metrics_for(targets))
+    assert "the eval set's targets in 'label' are in the data's units" in message and "encode" in message
+    AFTTrainer(model=student(1, problem_type="regression"), args=config(tmp_path), train_dataset=train,
+               eval_dataset=targets.encode(scores.select(range(5)), "eval"), processing_class=tokenizer,
+               compute_metrics=compute_metrics_for(targets))  # encoded, even a few shifted rows: accepted
+
+
+def test_tokenize_beside_features_names_a_missing_text_and_column(tokenizer):
+    from hf_aft import tokenize_beside_features
+
+    with pytest.raises(AFTError, match="column 'text' has no text at row 1"):
+        tokenize_beside_features(datasets.Dataset.from_dict({"text": ["good", None], "label": [0, 1]}), tokenizer)
+    with pytest.raises(AFTError, match="no 'text' column .* pass text_column"):
+        tokenize_beside_features(datasets.Dataset.from_dict({"review": ["good"], "label": [0]}), tokenizer)

@@ -129,23 +129,29 @@ def pushed(paths) -> list[str]:
     return list(filter_repo_objects(list(paths), ignore_patterns=IGNORE_PATTERNS + list(DEFAULT_IGNORE_PATTERNS)))
 
 
-def verify(folder: str, record: dict, hub_copy: bool = False) -> list[str]:
-    """One line per file that differs from the record: `changed`, `missing` or `added` (empty: all unchanged). For a
-    Hub copy only the files a push uploads are compared."""
+def differences(folder: str, record: dict, hub_copy: bool = False) -> list[tuple[str, str]]:
+    """(kind, file name) per file that differs from the record, kind one of `changed`, `missing`, `added` or `foreign`
+    (a file naming another run, whose name carries that run); empty: all unchanged. For a Hub copy only the files a
+    push uploads are compared."""
     expected = record.get("files") or {}
     present = output_files(folder)
     if hub_copy:
         expected = {name: expected[name] for name in pushed(expected)}
         present = {name: present[name] for name in pushed(present)}
     actual = file_hashes({name: path for name, path in present.items() if name in expected})
-    lines = [f"changed  {name}" for name in expected if name in actual and actual[name] != expected[name]]
-    lines += [f"missing  {name}" for name in expected if name not in present]
-    lines += [f"added    {name}" for name in present if name not in expected]
+    found = [("changed", name) for name in expected if name in actual and actual[name] != expected[name]]
+    found += [("missing", name) for name in expected if name not in present]
+    found += [("added", name) for name in present if name not in expected]
     if record.get("run_id"):  # a file that names another run was not written by this one, whatever its hash
-        lines += [f"foreign  {name} (written by run {run_id}, not {record['run_id']})"
+        found += [("foreign", f"{name} (written by run {run_id}, not {record['run_id']})")
                   for name, run_id in carried_run_ids(folder).items()
                   if run_id != record["run_id"] and name in present and name != AUDIT_NAME]
-    return lines
+    return found
+
+
+def verify(folder: str, record: dict, hub_copy: bool = False) -> list[str]:
+    """`differences` as `hf-aft audit` prints them, one line each ("changed  model.safetensors")."""
+    return [f"{kind:<8} {name}" for kind, name in differences(folder, record, hub_copy)]
 
 
 def check_pushable(folder: str, keep_card: bool = False) -> None:
@@ -158,9 +164,9 @@ def check_pushable(folder: str, keep_card: bool = False) -> None:
     """
     if not os.path.exists(os.path.join(folder, AUDIT_NAME)):  # not written by hf-aft train: nothing to hold
         return
-    problems = [line.split(maxsplit=1) for line in verify(folder, read_record(folder), hub_copy=True)]
-    edited_card = ["changed", CARD_NAME] in problems
-    problems = [p for p in problems if p != ["changed", CARD_NAME]]
+    problems = differences(folder, read_record(folder), hub_copy=True)
+    edited_card = ("changed", CARD_NAME) in problems
+    problems = [p for p in problems if p != ("changed", CARD_NAME)]
     if problems:
         listed = "; ".join(f"{kind} {name}" for kind, name in problems)
         raise AFTError(f"{folder!r} is not as its run wrote it ({listed}): pushed, its card and audit.json would "

@@ -122,6 +122,7 @@ def compute_metrics_for(labels):
             return regression_metrics(logits.reshape(references.shape) * std + mean, references * std + mean)
         return multi_label_metrics(1 / (1 + np.exp(-logits)), eval_prediction.label_ids, labels.threshold)
 
+    compute.targets = labels  # AFTTrainer checks that the sets' targets are on the scale these metrics undo
     return compute
 
 

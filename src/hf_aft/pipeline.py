@@ -224,6 +224,25 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
                            baseline, beta_search, push, run)
 
 
+def _clear_before_saving(output_dir: str, beta_search: dict | None) -> None:
+    """The beta search's candidate runs and the earlier run's files this run did not write again go."""
+    if beta_search is not None:
+        shutil.rmtree(os.path.join(output_dir, BETA_SEARCH_RUNS), ignore_errors=True)
+    if earlier := drop_earlier_run(output_dir):  # none may pass for this run's
+        logger.warning(f"hf-aft: removed the {len(earlier)} files of the earlier run in {output_dir} before saving "
+                       "this run's.")
+
+
+def _evaluate(trainer, train_set, eval_set, labels) -> dict:
+    """The final evaluation's metrics (saved as eval_results.json), with a warning when a single-label student is no
+    better than answering the majority class."""
+    metrics = trainer.evaluate()
+    trainer.save_metrics("eval", metrics)
+    if labels.problem_type == SINGLE and trainer.is_world_process_zero():
+        say_below_majority(metrics.get("eval_accuracy"), train_set["labels"], eval_set["labels"], labels.names)
+    return metrics
+
+
 def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_config, script_args, baseline,
                     beta_search, push, run) -> dict:
     checkpoint = (beta_search or {}).get("checkpoint")
@@ -239,11 +258,7 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
     with say_steps_lost(trainer):
         result = trainer.train(resume_from_checkpoint=checkpoint or config.resume_from_checkpoint)
     if trainer.is_world_process_zero():
-        if beta_search is not None:
-            shutil.rmtree(os.path.join(config.output_dir, BETA_SEARCH_RUNS), ignore_errors=True)
-        if earlier := drop_earlier_run(config.output_dir):  # none may pass for this run's
-            logger.warning(f"hf-aft: removed the {len(earlier)} files of the earlier run in {config.output_dir} "
-                           "before saving this run's.")
+        _clear_before_saving(config.output_dir, beta_search)
     trainer.save_metrics("train", result.metrics)
     summary = {"output_dir": os.path.abspath(config.output_dir), "train": result.metrics, "beta": config.beta,
                "beta_note": beta_note(config, beta_search, trainer.terms_summary()),
@@ -256,11 +271,7 @@ def _train_and_save(model, processor, config, train_set, eval_set, infos, peft_c
                                                                         trainer.state.max_steps),
                "resumed_from": None if checkpoint else resumed_from(config.resume_from_checkpoint)}
     if eval_set is not None:
-        summary["eval"] = trainer.evaluate()
-        trainer.save_metrics("eval", summary["eval"])
-        if labels.problem_type == SINGLE and trainer.is_world_process_zero():
-            say_below_majority(summary["eval"].get("eval_accuracy"), train_set["labels"], eval_set["labels"],
-                               labels.names)
+        summary["eval"] = _evaluate(trainer, train_set, eval_set, labels)
     if getattr(labels, "standardize", False):  # after the evaluation, whose metrics undo the standardisation
         fold_target_scale(trainer.accelerator.unwrap_model(trainer.model), labels.mean, labels.std)
     trainer.save_model()

@@ -20,13 +20,14 @@ import logging
 import os
 import re
 
+import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 from torch import nn
 
-from .data import Labels
+from .data import Labels, check_texts
 from .errors import AFTError, one_line
 from .features import map_beside_features
 from .hub_reach import hub_answer, note_cached, offline_if_unreachable
@@ -303,7 +304,14 @@ def tokenize_beside_features(dataset, tokenizer, text_column: str = "text", max_
     `labels`) aligned to the word pieces as `labels` (`words.student_word_batch`).
 
     Raises:
-        AFTError: a words dataset whose per-word labels are in a column not named (`words.word_label_column`)."""
+        AFTError: no `text_column`, or a row without text (named); a words dataset whose per-word labels are in a
+            column not named (`words.word_label_column`)."""
+    if isinstance(dataset, datasets.Dataset):  # else a raw tokenizer error, no row named
+        if text_column not in dataset.column_names:
+            raise AFTError(f"the dataset has no {text_column!r} column (it has {dataset.column_names}): pass "
+                           "text_column=... naming the student's text.")
+        if not is_words_dataset(dataset, text_column):
+            check_texts(dataset, text_column, "given")
     max_length = cap_max_length("the student", max_length, token_limit(None, tokenizer), "--max_length")
     check_room(tokenizer, max_length, "the student", "--max_length")
 

@@ -50,4 +50,14 @@ def peft_settings(model) -> dict | None:
     return {"peft_type": str(getattr(config.peft_type, "value", config.peft_type)), "r": getattr(config, "r", None),
             "lora_alpha": getattr(config, "lora_alpha", None),
             "base_model_name_or_path": config.base_model_name_or_path,
-            "target_modules": sorted(targets) if not isinstance(targets, str) else [targets]}
+            "target_modules": sorted(targets) if not isinstance(targets, str) else [targets],
+            "label_kwargs": _label_kwargs(model)}
+
+
+def _label_kwargs(model) -> str:
+    """`, id2label=..., label2id=...` for the card's loading line when the classes have names: the adapter's files do
+    not hold them (peft loads the base checkpoint's config), so without these the loaded student says LABEL_0."""
+    id2label = {int(i): name for i, name in (getattr(model.config, "id2label", None) or {}).items()}
+    if not id2label or all(name == f"LABEL_{i}" for i, name in id2label.items()):
+        return ""
+    return f", id2label={id2label!r}, label2id={ {name: i for i, name in id2label.items()}!r}"

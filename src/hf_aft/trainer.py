@@ -32,7 +32,7 @@ from .resume_check import check_resumed_trainer
 from .student import StudentFeatureCapture, feature_dim
 from .student_peft import wrap_peft
 from .teachers import display_names
-from .trainer_inputs import checked_trainer_inputs, eval_sets
+from .trainer_inputs import NO_HYPERPARAMETER_SEARCH, checked_trainer_inputs, eval_sets
 from .training_rows import distill_term, labelled_loss, prepare_training_rows, terms_summary
 from .word_batches import TokenCollator, word_pairs, word_transfer
 from .words import WORD_POSITIONS
@@ -127,9 +127,9 @@ class AFTTrainer(GradNormGuard, Trainer):
     # ---- data ----
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        for column in (FEATURES_COLUMN, TARGETS_COLUMN, WORD_POSITIONS, self.image_column):  # images: for the collator
-            if column and column not in self._signature_columns:
-                self._signature_columns.append(column)
+        self._signature_columns += [column for column in (FEATURES_COLUMN, TARGETS_COLUMN, WORD_POSITIONS,
+                                                          self.image_column)  # images: for the collator
+                                    if column and column not in self._signature_columns]
 
     def _get_train_sampler(self, train_dataset=None):
         return self.rows.mixed_sampler(self.args) or super()._get_train_sampler(train_dataset)
@@ -147,11 +147,12 @@ class AFTTrainer(GradNormGuard, Trainer):
         teacher_features = inputs.pop(FEATURES_COLUMN, None)
         targets = inputs.pop(TARGETS_COLUMN, None)
         positions = inputs.pop(WORD_POSITIONS, None)  # token classification: one vector per word
-        labels = inputs.pop("labels", None) if model.training and self.rows.n_unlabeled else None
+        smoothing = self.args.label_smoothing_factor  # as Trainer's LabelSmoother, in training and evaluation
+        labels = inputs.pop("labels", None) if model.training and self.rows.n_unlabeled or smoothing else None
         outputs = model(**inputs)
         own = labels is None  # the student's own loss, else that of the labelled rows of a mixed batch
         task_loss = (outputs["loss"] if isinstance(outputs, dict) else outputs[0]) if own else labelled_loss(
-            outputs["logits"], labels, self.accelerator, self.problem_type)
+            outputs["logits"], labels, self.accelerator, self.problem_type, smoothing)
         student_features = self.feature_capture.pop(keep_tokens=positions is not None)
         loss = task_loss
         if model.training:
@@ -210,7 +211,8 @@ class AFTTrainer(GradNormGuard, Trainer):
                 mean = torch.stack(values).float().mean()
                 logs[key] = self.accelerator.reduce(mean.to(self.args.device), reduction="mean").item()
             self._metrics.clear()
-            logs.update(self.scale_logs())
+            logs.update({f"scales/{name}/{stat}": value for name, stats in self.scale_summary().items()
+                         for stat, value in stats.items()})
         super().log(logs, start_time)
 
     def terms_summary(self) -> dict:
@@ -228,10 +230,6 @@ class AFTTrainer(GradNormGuard, Trainer):
     def teacher_names(self) -> list[str]:
         """Short, unique names of the teachers, as logs, scales and the card show them."""
         return display_names([info.name for info in self.teacher_infos])
-
-    def scale_logs(self) -> dict[str, float]:
-        return {f"scales/{name}/{stat}": value for name, stats in self.scale_summary().items()
-                for stat, value in stats.items()}
 
     # ---- saving ----
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
@@ -284,6 +282,9 @@ class AFTTrainer(GradNormGuard, Trainer):
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         """Checkpoints are not pushed: only the finished student goes up (checkpoints hold training_args.bin)."""
+
+    def hyperparameter_search(self, *args, **kwargs):
+        raise AFTError(NO_HYPERPARAMETER_SEARCH)  # trainer_inputs.py: why, and what to do instead
 
     def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
                     token: str | None = None, revision: str | None = None, private: bool | None = None, **kwargs):

@@ -31,17 +31,27 @@ def eval_sets(eval_dataset) -> dict:
     return {"eval": eval_dataset}
 
 
-def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None, eval_dataset=None) -> AFTConfig:
+NO_HYPERPARAMETER_SEARCH = (
+    "AFTTrainer takes model=, not model_init, so Trainer.hyperparameter_search does not run on it: its teacher "
+    "features, transfer loss and feature hooks are built for one student. To choose beta use hf_aft.search_beta("
+    "model_init, args, train_dataset); for other hyperparameters make one AFTTrainer per trial (an optuna objective "
+    "that builds the student, trains and returns trainer.evaluate()[...]: docs/guides/choosing-beta.md).")
+
+
+def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None, eval_dataset=None,
+                         model_init=None) -> AFTConfig:
     """The config (a default one when None), after refusing what no training run can use: a dataset that is not
     one split (a `datasets.Dataset`; an eval set may also be a stream, or a dict of them), an empty or too small
-    training set, a pool no term reads (as `hf-aft train` refuses it)."""
+    training set, a pool no term reads (as `hf-aft train` refuses it), `model_init` (see NO_HYPERPARAMETER_SEARCH),
+    label smoothing for a student that is not trained with cross-entropy."""
     if args is None:
         args = AFTConfig(output_dir="aft_output")
     elif not isinstance(args, AFTConfig):
         raise AFTError("AFTTrainer needs an AFTConfig (it holds beta, transfer, teachers...), not "
                        f"{type(args).__name__}.")
     if model is None:
-        raise AFTError("AFTTrainer needs a student model.")
+        raise AFTError("AFTTrainer needs a student model (model=...)." if model_init is None else
+                       NO_HYPERPARAMETER_SEARCH)
     if train_dataset is not None:
         check_one_split(train_dataset, "train_dataset", "train_dataset=data['train']")
     if isinstance(eval_dataset, dict) and not any(
@@ -61,6 +71,12 @@ def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None, eva
             raise AFTError("the unlabelled dataset is empty: give unlabelled rows, or pass none.")
         check_pool_read(args)
     check_idle_config(args, unlabeled_dataset is not None)  # as hf-aft train refuses them, in the flags' names
+    if model_init is not None:
+        raise AFTError(NO_HYPERPARAMETER_SEARCH)
+    if args.label_smoothing_factor and model_problem_type(model) in (MULTI, REGRESSION):
+        raise AFTError(f"label_smoothing_factor={args.label_smoothing_factor} smooths a cross-entropy over classes; "
+                       f"this student is a {model_problem_type(model)} one (binary cross-entropy or squared error): "
+                       "set it to 0.")
     if args.distill == "logits" and not args.distill_teacher:
         raise AFTError("distill='logits' needs distill_teacher: a classifier tuned for the same labels.")
     return args
@@ -85,6 +101,20 @@ def label_column(dataset) -> str | None:
     """The label column a dataset gives the student (`labels`, else `label`), or None."""
     columns = dataset.column_names if is_one_split(dataset) else ()
     return next((c for c in ("labels", "label") if c in columns), None)
+
+
+def check_label_columns(args, sets: dict) -> None:
+    """Each set (split name -> dataset) has a label column (`labels` or `label`), unless `args.label_names` names the
+    model's own: the training set's task loss needs it, and an eval set without one evaluates to no loss and no
+    metrics, silently. A stream's columns are not known before it is read."""
+    if args.label_names:
+        return
+    for split, dataset in sets.items():
+        if is_one_split(dataset) and label_column(dataset) is None:
+            raise AFTError(f"the {split} set has no 'label' or 'labels' column (it has {dataset.column_names}): the "
+                           "student reads its labels from one of those: rename yours (dataset.rename_column('NAME', "
+                           "'label')), or encode the targets (splits.labels.encode(dataset)); rows without labels go "
+                           "in unlabeled_dataset.")
 
 
 def read_like_transformers(model, train_dataset) -> None:
@@ -132,6 +162,33 @@ def check_label_values(model, dataset, split: str) -> None:
         return _check_multi_hot(dataset, column, split, model.config.num_labels)
     if problem == SINGLE:
         _check_class_ids(dataset, column, split, model.config.num_labels)
+
+
+def check_target_scale(metrics, sets: dict) -> None:
+    """With `compute_metrics_for(targets)` of standardised regression targets, each set's targets (split name ->
+    dataset) are standardised as `targets.encode` makes them: the metrics undo the standardisation, so targets left in
+    the data's units would be scaled twice (an MAE of thousands for a student ten off). Refused where a set's mean
+    and spread are clearly nearer the data's (the training split's mean and std) than standardised ones (0 and 1);
+    where the two are alike, so are the metrics."""
+    targets = getattr(metrics, "targets", None)
+    if not isinstance(targets, RegressionTargets) or not targets.standardize:
+        return
+    mean, std = np.asarray(targets.mean, dtype=np.float64), np.asarray(targets.std, dtype=np.float64)
+    for split, dataset in sets.items():
+        column = label_column(dataset) if is_one_split(dataset) else None
+        if column is None or len(dataset) == 0:
+            continue
+        values = np.asarray(dataset[column], dtype=np.float64).reshape(len(dataset), -1)
+        m, s = values.mean(0), values.std(0) if len(values) > 1 else None
+        as_encoded, as_data = np.abs(m), np.abs((m - mean) / std)
+        if s is not None:
+            tiny = np.finfo(np.float64).tiny
+            as_encoded, as_data = as_encoded + np.abs(np.log(s + tiny)), as_data + np.abs(np.log((s + tiny) / std))
+        if np.any(as_data + 1 < as_encoded):
+            raise AFTError(f"the {split} set's targets in {column!r} are in the data's units (mean "
+                           f"{np.round(m, 4).tolist()}), not standardised as compute_metrics_for(targets) expects "
+                           "(it undoes the standardisation: they would be scaled twice): pass targets.encode(dataset) "
+                           "(e.g. splits.labels.encode(splits.eval)), as for the training set.")
 
 
 def _check_class_ids(dataset, column: str, split: str, num_labels: int) -> None:
@@ -187,7 +244,9 @@ def checked_trainer_inputs(model, args, train_dataset, eval_dataset=None, unlabe
         raise AFTError(f"compute_metrics=compute_classification_metrics scores single-label students, and this one "
                        f"is a {model_problem_type(model)} student: pass compute_metrics=compute_metrics_for(labels) "
                        "(the Labels or targets of load_labelled_splits).")
-    args = check_trainer_inputs(model, args, train_dataset, unlabeled_dataset, eval_dataset)
+    args = check_trainer_inputs(model, args, train_dataset, unlabeled_dataset, eval_dataset,
+                                (trainer_kwargs or {}).get("model_init"))
+    check_label_columns(args, {"training": train_dataset, **eval_sets(eval_dataset)})
     if image_column is None and collator is None:  # else the user's collator (or the images') makes the inputs
         check_student_inputs(model, {"train_dataset": train_dataset, "unlabeled_dataset": unlabeled_dataset,
                                      **{name.replace("eval", "eval_dataset", 1): value
@@ -204,4 +263,5 @@ def checked_trainer_inputs(model, args, train_dataset, eval_dataset=None, unlabe
                 if split == "training":
                     raise
                 raise AFTError(f"the {split} split: {error}") from error
+    check_target_scale(metrics, {"training": train_dataset, **eval_sets(eval_dataset)})
     return args, train_dataset, eval_dataset

@@ -198,18 +198,21 @@ def _targets(rows: TrainingRows, model, args, train_dataset, unlabeled_dataset, 
             if d is not None else None for d in (train_dataset, unlabeled_dataset)]
 
 
-def labelled_loss(logits: torch.Tensor, labels: torch.Tensor, accelerator, problem_type: str = SINGLE) -> torch.Tensor:
+def labelled_loss(logits: torch.Tensor, labels: torch.Tensor, accelerator, problem_type: str = SINGLE,
+                  label_smoothing: float = 0.0) -> torch.Tensor:
     """The task loss over the labelled rows of a mixed batch, divided by the labelled rows of the global batch: after
     DDP averages the processes' gradients, N processes train as one would. The loss is transformers' own for the
-    problem type: cross-entropy (class ids; -100 marks the unlabelled rows, or words), binary cross-entropy
-    (multi-label) or squared error (regression), these two averaged over a row's classes or targets (NaN marks the
-    unlabelled rows), so that a batch of labelled rows only gives the model's own loss."""
+    problem type: cross-entropy (class ids; -100 marks the unlabelled rows, or words; `label_smoothing` as
+    `TrainingArguments.label_smoothing_factor`, which transformers' LabelSmoother computes alike), binary
+    cross-entropy (multi-label) or squared error (regression), these two averaged over a row's classes or targets
+    (NaN marks the unlabelled rows), so that a batch of labelled rows only gives the model's own loss."""
     if problem_type in (MULTI, REGRESSION):
         total, count = _float_target_loss(logits, labels, problem_type)
     else:
         logits = logits.float().reshape(-1, logits.shape[-1])
         labels = labels.reshape(-1).to(logits.device)
-        total = F.cross_entropy(logits, labels, ignore_index=UNLABELED, reduction="sum")
+        total = F.cross_entropy(logits, labels, ignore_index=UNLABELED, reduction="sum",
+                                label_smoothing=label_smoothing)
         count = (labels != UNLABELED).sum()
     world = accelerator.num_processes
     if world > 1:
