@@ -213,6 +213,9 @@ def test_model_init_and_hyperparameter_search_say_what_to_use_instead(tmp_path, 
     with pytest.raises(AFTError, match="search_beta") as caught:
         AFTTrainer(model_init=student, args=config(tmp_path), train_dataset=train_set, processing_class=tokenizer)
     assert "not model_init" in str(caught.value)
+    with pytest.raises(AFTError, match="compute_loss_func would be ignored"):  # Trainer's other loss hook
+        AFTTrainer(model=student(), args=config(tmp_path), train_dataset=train_set, processing_class=tokenizer,
+                   compute_loss_func=lambda outputs, labels, num_items_in_batch=None: outputs.logits.sum())
     trainer = AFTTrainer(model=student(), args=config(tmp_path), train_dataset=train_set, processing_class=tokenizer)
     with pytest.raises(AFTError, match="hyperparameter_search does not run"):
         trainer.hyperparameter_search(n_trials=2)

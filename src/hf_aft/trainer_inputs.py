@@ -244,6 +244,10 @@ def checked_trainer_inputs(model, args, train_dataset, eval_dataset=None, unlabe
         raise AFTError(f"compute_metrics=compute_classification_metrics scores single-label students, and this one "
                        f"is a {model_problem_type(model)} student: pass compute_metrics=compute_metrics_for(labels) "
                        "(the Labels or targets of load_labelled_splits).")
+    if (trainer_kwargs or {}).get("compute_loss_func") is not None:  # Trainer's hook: never called here
+        raise AFTError("AFTTrainer computes its own loss (the task loss of the labelled rows + beta * transfer + the "
+                       "distillation term): compute_loss_func would be ignored; subclass AFTTrainer and override "
+                       "compute_loss to change it.")
     args = check_trainer_inputs(model, args, train_dataset, unlabeled_dataset, eval_dataset,
                                 (trainer_kwargs or {}).get("model_init"))
     check_label_columns(args, {"training": train_dataset, **eval_sets(eval_dataset)})
