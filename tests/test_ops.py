@@ -13,6 +13,7 @@ import pytest
 import tiny
 import torch
 import yaml
+from PIL import Image
 from safetensors.torch import load_file
 
 from hf_aft.commands import main
@@ -360,7 +361,7 @@ def test_export_text_student_to_onnx_with_int8(aft_run, tmp_path, capsys):
     assert main(["export", str(aft_run), "--output_dir", str(tmp_path / "q"), "--quantize", "int4"]) == 2
 
 
-def test_export_lora_and_image_students(student_dir, csv_data, image_data, tmp_path):
+def test_export_lora_and_image_students(student_dir, csv_data, image_data, tmp_path, monkeypatch, capsys):
     lora = tmp_path / "lora"
     train(student_dir, csv_data, lora, "--transfer", "none", "--use_peft", "--lora_r", "2", "--lora_alpha", "4",
           "--skip_cost_report", "true")
@@ -376,6 +377,14 @@ def test_export_lora_and_image_students(student_dir, csv_data, image_data, tmp_p
     target = tmp_path / "vit-onnx"
     assert (target / "preprocessor_config.json").exists()
     assert json.loads((target / "export_report.json").read_text())["rows"][1]["max_logit_difference"] < 1e-4
+    # the README's example, on the kinds of file the student trained on (it failed on grayscale and RGBA: "mean must
+    # have 1 elements")
+    snippet = (target / "README.md").read_text().split("```python\n")[1].split("```")[0]
+    monkeypatch.chdir(target)
+    for mode in ("L", "RGBA", "RGB"):
+        Image.new(mode, (20, 24)).save(target / "cat.png")
+        exec(snippet, {})
+    assert capsys.readouterr().out.count("['") >= 3  # a class name printed per file
 
 
 def test_a_student_no_better_than_the_majority_class_is_said_not_to_have_learned(caplog):

@@ -223,7 +223,8 @@ def write_export_files(export_dir: str, report: dict, image_column: str | None) 
     models = [ONNX_NAME] + ([INT8_NAME] if any("int8" in r["model"] for r in report["rows"]) else [])
     if image_column:
         prepare = ('from PIL import Image\nfrom transformers import AutoImageProcessor\n\nprocessor = '
-                   'AutoImageProcessor.from_pretrained(".")\ninputs = processor(images=[Image.open("cat.png")], '
+                   'AutoImageProcessor.from_pretrained(".")\nimage = Image.open("cat.png").convert("RGB")  # as the '
+                   'student trained: 8-bit RGB, whatever the file holds\ninputs = processor(images=[image], '
                    'return_tensors="np")')
     elif report["task"] == "token-classification":  # logits [batch, tokens, classes]: a class per token
         prepare = ('from transformers import AutoTokenizer\n\ntokenizer = AutoTokenizer.from_pretrained(".")\n'
