@@ -274,12 +274,26 @@ def test_a_teacher_of_the_wrong_modality_is_named_with_its_column(image_teachers
                                  cache_dir=tmp_path)
 
 
-def test_cli_and_trainer_errors_for_image_students(image_teachers, image_data, student_dir, tmp_path, capsys):
+def test_cli_and_trainer_errors_for_image_students(image_teachers, image_data, student_dir, teacher_dirs, tmp_path,
+                                                   capsys):
     argv = ["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(image_data), "--image_column",
             "image", "--output_dir", str(tmp_path / "out"), "--transfer", "none", "--report_to", "none"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"hf-aft: error: could not load the image student '{student_dir}'") and "\n" not in err
+    assert err.startswith(f"hf-aft: error: the student '{student_dir}' is a text model (bert): --image_column") \
+        and "\n" not in err
+    # an image student given text: it was a tokenizer error ("install sentencepiece") after the teachers ran
+    texts = tmp_path / "texts.csv"
+    tiny.sentiment_dataset(8).to_csv(texts)
+    resnet = tiny.save_image_student(tmp_path / "resnet", "resnet")
+    capsys.readouterr()
+    argv = ["train", "--model_name_or_path", str(resnet), "--dataset_name", str(texts), "--teachers",
+            str(teacher_dirs[0]), "--output_dir", str(tmp_path / "out"), "--report_to", "none"]
+    with mock.patch("hf_aft.pipeline.with_pool_features", side_effect=AssertionError("a teacher ran")):
+        assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"hf-aft: error: the student '{resnet}' is an image model (resnet): it cannot read text; pass "
+                   "--image_column naming the images, or choose a text student.")
     student = AutoModelForImageClassification.from_pretrained(tiny.save_image_student(tmp_path / "s", "resnet"))
     args = AFTConfig(output_dir=str(tmp_path / "out"), transfer="none", report_to="none", use_cpu=True)
     with pytest.raises(AFTError, match="image_column='image' needs the student's image processor"):

@@ -196,7 +196,7 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
         way_out = ONE_SPLIT if named_files(script_args.dataset_name) else "pass --eval_split to name one"
         print("no evaluation split (test, validation, valid or eval) in the dataset: the student will not be "
               f"evaluated; {way_out}.", flush=True)
-    check_student_source(script_args.model_name_or_path)  # a mistyped folder: before minutes of teacher passes
+    check_student_source(script_args.model_name_or_path, script_args.image_column)  # before minutes of teacher passes
     train_set, infos = splits.train, None
     if config.needs_teacher_features(unlabeled is not None):
         extraction = time.perf_counter()

@@ -33,7 +33,7 @@ from .features import map_beside_features
 from .hub_reach import hub_answer, note_cached, offline_if_unreachable
 from .student_head import HEAD_PARTS, keep_head_rows, named_classes
 from .targets import REGRESSION, TOKEN
-from .teachers.loading import cap_max_length, intended_load_report, teach_token_limit, token_limit
+from .teachers.loading import cap_max_length, intended_load_report, teach_token_limit, teacher_modality, token_limit
 from .tokens import check_room, check_vocabulary, encode
 from .words import check_fast_tokenizer, is_words_dataset, student_word_batch, word_label_column
 
@@ -142,24 +142,33 @@ def _check_student_path(name: str) -> None:
         raise AFTError(f"could not load the student {name!r}: no such folder (check the path; a Hub id is ORG/NAME).")
 
 
-def check_student_source(name: str) -> None:
-    """Refuse, before any data is read or teacher runs, a student that cannot be found (a mistyped folder): its
-    config is read (a local file, or one request to the Hub).
+def check_student_source(name: str, image_column: str | None = None) -> None:
+    """Refuse, before any teacher runs, a student that cannot be found (a mistyped folder) or cannot read the data:
+    its config is read (a local file, or one request to the Hub).
 
     Raises:
-        AFTError: no such folder, or no config there or on the Hub.
+        AFTError: no such folder, or no config there or on the Hub; an image model without `image_column` (text
+            data), a known text model with one.
     """
     from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES as TEXT_MODELS
 
     name = os.fspath(name)
     _check_student_path(name)
     offline_if_unreachable(name)
     try:
-        AutoConfig.from_pretrained(name)
+        config = AutoConfig.from_pretrained(name)
     except Exception as error:
         raise AFTError(f"could not load the student {name!r}: {student_load_failure(name, error)}") from error
     if not os.path.exists(name):
         note_cached(f"student {name}")
+    if image_column is None and teacher_modality(config) == "image":  # else a tokenizer error after the teachers ran
+        raise AFTError(f"the student {name!r} is an image model ({config.model_type}): it cannot read text; pass "
+                       "--image_column naming the images, or choose a text student.")
+    if image_column is not None and teacher_modality(config) == "text" and config.model_type in TEXT_MODELS:
+        raise AFTError(f"the student {name!r} is a text model ({config.model_type}): --image_column "
+                       f"{image_column!r} needs an image student (ViT, ResNet, MobileNet...), or leave it out for "
+                       "text.")
 
 
 def student_load_failure(name: str, error: BaseException) -> str:

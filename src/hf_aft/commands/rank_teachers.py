@@ -76,7 +76,7 @@ def _rank(args: RankArguments, options, output: str) -> dict:
     else:  # class ids, multi-hot rows or targets; the features come from the raw split, as training's do
         labels = np.asarray(splits.labels.encode(splits.train)["labels"])
     if args.model_name_or_path:  # a mistyped student folder: before the teachers' passes
-        check_student_source(args.model_name_or_path)
+        check_student_source(args.model_name_or_path, args.image_column)
     for spec in options.teachers:  # each teacher that is no local path found before any teacher runs
         if not os.path.exists(split_gguf(spec)[0]):
             current_revision(spec)
