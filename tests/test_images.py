@@ -208,6 +208,16 @@ def test_labelled_image_paths_take_a_pool_of_images(image_teachers, tmp_path, ca
     tiny.image_dataset(8, seed=1)[3]["image"].save(folder / "leaked_copy.png")
     assert main([*argv, "--unlabeled_dataset", str(folder), "--output_dir", str(tmp_path / "y")]) == 2
     assert "leaked_copy.png): " in capsys.readouterr().err
+    # labelled images in 'img' beside a folder of images ('image', a name the folder cannot change): read as 'img'
+    (folder / "leaked_copy.png").unlink()
+    (tmp_path / "csv_img").mkdir()
+    for split in ("train", "test"):
+        pd.read_csv(tmp_path / "csv" / f"{split}.csv").rename(columns={"image": "img"}).to_csv(
+            tmp_path / "csv_img" / f"{split}.csv", index=False)
+    argv = [str(tmp_path / "csv_img") if a == str(tmp_path / "csv") else "img" if a == "image" else a for a in argv]
+    assert main([*argv, "--unlabeled_dataset", str(folder), "--output_dir", str(tmp_path / "z")]) == 0
+    assert "image column 'image' is read as 'img', the labelled data's" in capsys.readouterr().out
+    assert json.loads((tmp_path / "z" / "transfer_summary.json").read_text())["unlabeled_rows"] == 6
 
 
 def test_images_that_are_not_images_are_named(image_teachers, tmp_path):

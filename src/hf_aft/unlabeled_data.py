@@ -217,13 +217,30 @@ def load_unlabeled(source: str, split: str, input_column: str, label_column: str
         warn_once(logging.getLogger(__name__), f"hf-aft: --unlabeled_dataset {source!r} also has {_counts(unused)}: "
                   "only its 'train' split is used (--unlabeled_split names another; give a folder of its own).")
     name = f"unlabelled ({source} {split})"
-    unlabeled = read_as_images(data[split], labelled, input_column)
+    unlabeled = read_as_images(_input_column_as_labelled(data[split], labelled, input_column, name), labelled,
+                               input_column)
     check_unlabeled(unlabeled, input_column, name)
     check_modality(unlabeled, labelled, input_column, name)
     check_pool_leakage(unlabeled, labelled, held_out, input_column, name)
     _warn_repeated_texts(unlabeled, input_column, source)
     dropped = warn_label_columns(unlabeled, input_column, "--dataset_name", label_column)
     return unlabeled.remove_columns(dropped) if dropped else unlabeled
+
+
+def _input_column_as_labelled(unlabeled: datasets.Dataset, labelled: datasets.Dataset, column: str,
+                              name: str) -> datasets.Dataset:
+    """A pool without the labelled data's input column but with exactly one column of its kind (an image folder's
+    `image` beside labelled images in `img`; a plain-text file's `text` beside texts in `review`): that column,
+    renamed, with a note. A pool cannot name its own column, and the way out was a rename in Python."""
+    kind = _kind(labelled.features.get(column))
+    if column in unlabeled.column_names or kind not in ("image", "text"):
+        return unlabeled
+    same_kind = [c for c, feature in unlabeled.features.items() if _kind(feature) == kind and c not in LABEL_COLUMNS]
+    if len(same_kind) != 1:
+        return unlabeled
+    print(f"hf-aft: the {name} split's {kind} column {same_kind[0]!r} is read as {column!r}, the labelled data's.",
+          flush=True)
+    return unlabeled.rename_column(same_kind[0], column)
 
 
 def warn_label_columns(unlabeled: datasets.Dataset, input_column: str, labelled_go_in: str,
