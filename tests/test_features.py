@@ -162,3 +162,21 @@ def test_a_large_teacher_batch_is_still_cut_from_length_sorted_texts(teacher_dir
     assert len(widths) == 4 and widths == sorted(widths)  # one map batch of 1,200 rows: 4 batches, shortest first
     assert _Teacher("t", "t", "", "mean", 64, 300, "cpu").map_batch_size == 2400
     assert _Teacher("t", "t", "", "mean", 64, 32, "cpu").map_batch_size == 1024  # the CPU default: as before
+
+
+def test_a_teacher_given_twice_is_refused_and_a_copy_of_one_is_named(teacher_dirs, tmp_path, caplog):
+    """The same teacher twice (or a copy in another folder) trained on its features twice, silently."""
+    import shutil
+
+    from hf_aft import AFTConfig
+
+    teacher = str(teacher_dirs[0])
+    (tmp_path / "link").symlink_to(teacher)
+    for twice in ([teacher, teacher], [teacher, str(tmp_path / "link")]):
+        with pytest.raises(AFTError, match=f"teacher '{twice[1]}' is given twice \\(also as '{teacher}'\\)"):
+            AFTConfig(output_dir=str(tmp_path / "out"), teachers=twice)
+    copy = shutil.copytree(teacher, tmp_path / "copy")
+    extract_teacher_features(tiny.sentiment_dataset(4), [teacher, str(copy), str(teacher_dirs[1])],
+                             cache_dir=tmp_path / "cache")
+    assert f"teacher '{copy}' is the same model as '{teacher}'" in caplog.text
+    assert str(teacher_dirs[1]) + "' is the same" not in caplog.text

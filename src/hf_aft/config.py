@@ -22,7 +22,7 @@ from .resume_check import OptionsRecord  # noqa: F401 (AFTTrainer registers it: 
 from .teachers.backends import TeacherBackend
 from .teachers.loading import TeacherDtype
 from .teachers.pooling import Pooling
-from .teachers.spec import GGUF_SEPARATOR
+from .teachers.spec import GGUF_SEPARATOR, check_distinct_teachers
 
 DEFAULT_BETA = 0.1  # safe on every suite measured (docs/guides/choosing-beta.md); --beta auto's incumbent
 
@@ -113,6 +113,7 @@ def check_teacher_options(options) -> None:
     if options.teachers is not None:
         options.teachers = [os.fspath(t) for t in options.teachers]
     check_choices(options)
+    check_distinct_teachers(options.teachers or [])
     if options.teacher_batch_size < 1 or options.teacher_max_length < 1:
         raise AFTError("teacher_batch_size and teacher_max_length must be >= 1.")
     for spec in options.teachers or []:  # transformers imports gguf only once the teachers run

@@ -152,15 +152,15 @@ def extract_teacher_features(
             missing column; a teacher that cannot be resolved, loaded or run by `backend`, or of another modality.
     """
     teachers = _check_inputs(dataset, teachers, pooling, feature_dtype, text_column, image_column)
-    if FEATURES_COLUMN in dataset.column_names:
-        dataset = dataset.remove_columns(FEATURES_COLUMN)
+    dataset = dataset.remove_columns([FEATURES_COLUMN]) if FEATURES_COLUMN in dataset.column_names else dataset
     device, options = _placement(device, dtype, device_map, trust_remote_code)
     cache_dir = prepared_cache_dir(cache_dir)
-    parts, infos, cached = [], [], []
+    parts, infos, cached, seen = [], [], [], []
     for index, spec in enumerate(teachers):
         teacher, column, extra_key = make_teacher(dataset, spec, pooling, max_length, batch_size, device, options,
                                                   text_column, image_column, backend, cache_dir / "onnx")
         teacher.group_by_length = group_by_length
+        _say_if_copy(teacher, spec, seen)  # and adds it to `seen`
         part, info = _teacher_part(dataset, teacher, column, extra_key, cache_dir,
                                    map_batch_size or teacher.map_batch_size)
         parts.append(part.rename_column(PART_COLUMN, f"__hf_aft_teacher_{index}"))  # renaming writes nothing
@@ -169,6 +169,14 @@ def extract_teacher_features(
     joined = _join(dataset, parts, infos, feature_dtype, cache_dir, map_batch_size or MAP_BATCH_SIZE)
     joined.info.description = json.dumps({**json.loads(joined.info.description), "hf_aft_from_cache": cached})
     return joined
+
+
+def _say_if_copy(teacher, spec: str, earlier: list[tuple[str, str, str]]) -> None:
+    """Warns when `teacher` has the revision (a local folder: its files' hash) and pooling of an `earlier` one."""
+    for other in (other for other, *seen in earlier if seen == [teacher.revision, teacher.pooling]):
+        logger.warning(f"hf-aft: teacher {spec!r} is the same model as {other!r} (revision {teacher.revision}): its "
+                       "features repeat that teacher's and count twice; pass it once.")
+    earlier.append((spec, teacher.revision, teacher.pooling))
 
 
 def _placement(device, dtype: str, device_map: str | None, trust_remote_code: bool) -> tuple[torch.device, dict]:

@@ -227,19 +227,13 @@ def load_unlabeled(source: str, split: str, input_column: str, label_column: str
     return unlabeled.remove_columns(dropped) if dropped else unlabeled
 
 
-def _input_column_as_labelled(unlabeled: datasets.Dataset, labelled: datasets.Dataset, column: str,
-                              name: str) -> datasets.Dataset:
-    """A pool without the labelled data's input column but with exactly one column of its kind (an image folder's
-    `image` beside labelled images in `img`; a plain-text file's `text` beside texts in `review`): that column,
-    renamed, with a note. A pool cannot name its own column, and the way out was a rename in Python."""
+def _input_column_as_labelled(unlabeled, labelled, column: str, name: str) -> datasets.Dataset:
+    """Where the pool lacks `column`: its one column of that kind (an image folder's `image`), renamed, with a note."""
     kind = _kind(labelled.features.get(column))
-    if column in unlabeled.column_names or kind not in ("image", "text"):
-        return unlabeled
     same_kind = [c for c, feature in unlabeled.features.items() if _kind(feature) == kind and c not in LABEL_COLUMNS]
-    if len(same_kind) != 1:
+    if column in unlabeled.column_names or kind not in ("image", "text") or len(same_kind) != 1:
         return unlabeled
-    print(f"hf-aft: the {name} split's {kind} column {same_kind[0]!r} is read as {column!r}, the labelled data's.",
-          flush=True)
+    print(f"hf-aft: the {name} split's {kind} column {same_kind[0]!r} is read as {column!r}, the labelled data's.")
     return unlabeled.rename_column(same_kind[0], column)
 
 

@@ -159,3 +159,18 @@ def same_teacher(a: str, b: str) -> bool:
         return os.path.realpath(name) if os.path.exists(name) else name
 
     return key(a) == key(b)
+
+
+def check_distinct_teachers(specs: list[str]) -> None:
+    """No teacher is given twice, also as another path to the same folder: its features would count twice in the
+    transfer term (a copy of a teacher in another folder is warned about once its revision is known, features.py).
+
+    Raises:
+        AFTError: naming both spellings."""
+    places = {}
+    for spec in specs:
+        place = os.path.realpath(spec) if os.path.exists(spec) else spec
+        if place in places:
+            raise AFTError(f"teacher {spec!r} is given twice (also as {places[place]!r}): its features would count "
+                           "twice in the transfer term; pass it once.")
+        places[place] = spec
