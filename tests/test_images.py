@@ -379,3 +379,18 @@ def test_a_resumed_vit_student_continues_exactly_where_it_stopped(image_teachers
         resumed = train(tmp_path / "resumed", "--resume_from_checkpoint", str(tmp_path / "whole" / "checkpoint-3"))
     assert all(torch.equal(whole[key], resumed[key]) for key in whole)
     assert [r for r in caplog.records if "names ViTForImageClassification's weights differently" in r.getMessage()]
+
+
+def test_eval_rows_that_are_training_rows_are_warned_about(caplog):
+    """A vision user's test folder held a copy of a training image: the run trained and reported a score that
+    counted it as unseen, with no word (pool rows were compared with the eval split, labelled rows were not)."""
+    from hf_aft.eval_overlap import say_eval_rows_in_training
+
+    train, other = tiny.image_dataset(6, seed=0), tiny.image_dataset(4, seed=3)
+    evaluation = datasets.concatenate_datasets([other, train.select([2])])
+    assert say_eval_rows_in_training(train, evaluation, "image") == 1
+    assert "1 of the 5 eval rows (first at row 4) are also training rows (the same 'image')" in caplog.text
+    caplog.clear()
+    assert say_eval_rows_in_training(train, other, "image") == 0 and not caplog.text
+    texts = datasets.Dataset.from_dict({"text": ["A fine film", "dull"], "label": [1, 0]})
+    assert say_eval_rows_in_training(texts, texts.select([0]).map(lambda r: {"text": " a FINE film "}), "text") == 1

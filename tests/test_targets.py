@@ -460,7 +460,7 @@ def test_rank_teachers_scores_multi_label_and_regression_tasks(world, column, me
     assert {row["role"] for row in ranking["rows"]} == {"teacher", "student"}
     assert all(row["probe_metric"] == metric and np.isfinite([row["logme"], row["probe_score"]]).all()
                for row in ranking["rows"])
-    assert f"probe {'micro-F1' if column == 'tags' else 'r'} (5-fold)" in capsys.readouterr().out
+    assert f"probe {'micro-F1' if column == 'tags' else 'r'} ± sd (5 folds)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("problem_type, options, fragment", [

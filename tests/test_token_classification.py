@@ -315,7 +315,7 @@ def test_rank_teachers_scores_per_word_features_in_entity_f1(world, tmp_path, ca
     assert all(r["probe_metric"] == "f1" and 0 <= r["probe_score"] <= 1 and np.isfinite(r["logme"])
                for r in ranking["rows"])
     assert {r["width"] for r in ranking["rows"] if r["role"] == "teacher"} == {10, 12}  # the two teachers' widths
-    assert "probe entity F1 (3-fold)" in capsys.readouterr().out
+    assert "probe entity F1 ± sd (3 folds)" in capsys.readouterr().out
     assert main(["rank-teachers", "--teachers", str(world["teacher"]), "--dataset_name", str(world["data"]),
                  "--label_column", "ner_tags", "--output_file", str(tmp_path / "r2.json"), "--folds", "99"]) == 2
     assert "at least 99 sentences" in one_error_line(capsys)

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import torch
 from PIL import Image
 
+from .data_files import IMAGE_SUFFIXES
 from .errors import AFTError, first_line
 from .filesystems import write_atomically
 
@@ -238,3 +239,8 @@ def _digest(value, column: str) -> str:
     copy, a palette PNG, an RGBA one with opaque alpha, a float array of the same intensities are one picture)."""
     pixels = np.asarray(to_rgb(value, column))
     return hashlib.sha256(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
+
+
+def looks_like_image_path(value: str) -> bool:
+    """A file, or a name with an image file's suffix (`.png`, `.jpg`...)."""
+    return os.path.isfile(value) or os.path.splitext(value)[1].lower() in IMAGE_SUFFIXES

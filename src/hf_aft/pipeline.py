@@ -24,6 +24,7 @@ from .data import load_labelled_splits
 from .data_files import ONE_SPLIT, named_files
 from .distillation import task_teacher_order
 from .errors import AFTError
+from .eval_overlap import say_eval_rows_in_training
 from .features import read_teacher_infos
 from .generation import check_generation
 from .group_report import check_eval_comparisons
@@ -186,6 +187,7 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
         return load_student(script_args.model_name_or_path, splits.labels, script_args.image_column)
 
     run["eval_rows_sha256"] = check_eval_comparisons(script_args, splits)
+    say_eval_rows_in_training(splits.train, splits.eval, script_args.image_column or script_args.text_column)
     script_args.eval_split = splits.eval_name  # the splits actually used (the card names them)
     script_args.beta_validation_split = splits.validation_name
     unlabeled = run["unlabeled_raw"] = _load_pool_and_record_rows(script_args, config, splits)

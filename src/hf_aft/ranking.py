@@ -217,11 +217,11 @@ def verdict(rows: list[dict]) -> str | None:
 def format_table(rows: list[dict], folds: int) -> str:
     shown = {"accuracy": "acc", "micro_f1": "micro-F1", "pearson": "r", "f1": "entity F1"}
     metric = shown[rows[0]["probe_metric"]] if rows else "acc"
-    lines = [f"{'rank':<5}{'features':<48}{'width':>6}{'LogME':>9}{f'probe {metric} ({folds}-fold)':>28}"
+    lines = [f"{'rank':<5}{'features':<48}{'width':>6}{'LogME':>9}{f'probe {metric} ± sd ({folds} folds)':>32}"
              f"{'extraction s':>16}"]
     for i, row in enumerate(rows, 1):
         name = short_name(row["name"]) + (" (student)" if row["role"] == "student" else "")
         probe = f"{row['probe_score']:.4f} ± {row['probe_score_sd']:.4f}"
         seconds = f"{row['extraction_seconds']:.1f}" + (" (cache)" if row["cached"] else "")
-        lines.append(f"{i:<5}{name[-47:]:<48}{row['width']:>6}{row['logme']:>9.4f}{probe:>28}{seconds:>16}")
+        lines.append(f"{i:<5}{name[-47:]:<48}{row['width']:>6}{row['logme']:>9.4f}{probe:>32}{seconds:>16}")
     return "\n".join(lines + [line for line in [verdict(rows)] if line])

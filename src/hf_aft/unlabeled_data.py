@@ -14,10 +14,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .data import arrow_column, check_all_text, check_inputs, first_row, load_dataset_dict
-from .data_files import CSV_MISSING, IMAGE_SUFFIXES, check_utf8, missing_split
+from .data_files import CSV_MISSING, check_utf8, missing_split
 from .errors import AFTError, warn_once
 from .image_folders import UNLABELLED_SPLIT_NAMES
-from .images import check_image_paths, image_digests
+from .images import check_image_paths, image_digests, looks_like_image_path
 from .text_forms import is_blank, normalised_text
 from .words import check_blank_words, is_word_lists
 
@@ -97,6 +97,11 @@ def _comparable(dataset: datasets.Dataset, column: str):
     return pa.array([normalised_text(text) for text in values.to_pylist()], pa.string())
 
 
+def comparable_rows(dataset: datasets.Dataset, other: datasets.Dataset, column: str):
+    """`dataset`'s rows as they compare with `other`'s (`_comparable`; image paths read as images beside images)."""
+    return _comparable(_paths_read(dataset, other, column), column)
+
+
 def _paths_read(dataset: datasets.Dataset, other: datasets.Dataset, column: str) -> datasets.Dataset:
     """`dataset`, its column of image file paths read as images when `other` holds images (AFTTrainer takes a pool
     or eval set of paths as it is): paths compare with images by pixels, not as strings."""
@@ -104,7 +109,7 @@ def _paths_read(dataset: datasets.Dataset, other: datasets.Dataset, column: str)
     if _kind(other.features[column]) == "image" and isinstance(feature, dict) and set(feature) == {"bytes", "path"}:
         return dataset.cast_column(column, datasets.Image())  # an Image column's undecoded records
     if _kind(other.features[column]) != "image" or _kind(feature) != "text" or not len(dataset) or (
-            not all(_looks_like_image_path(str(path)) for path in dataset[column])):
+            not all(looks_like_image_path(str(path)) for path in dataset[column])):
         return dataset
     check_image_paths(dataset, column)
     return dataset.cast_column(column, datasets.Image())
@@ -143,14 +148,10 @@ def read_as_images(unlabeled: datasets.Dataset, labelled: datasets.Dataset, colu
         raise AFTError(f"the unlabelled images in {column!r} are arrays of {inner.dtype} beside labelled image files, "
                        "which datasets cannot join: save them as 8-bit images (np.uint8(np.round(x * 255))) or as "
                        "image files.")
-    if _kind(feature) != "text" or not _looks_like_image_path(str(unlabeled[0][column])):
+    if _kind(feature) != "text" or not looks_like_image_path(str(unlabeled[0][column])):
         return unlabeled
     check_image_paths(unlabeled, column)  # each path a file (check_unlabeled then reads each image once)
     return unlabeled.cast_column(column, datasets.Image())
-
-
-def _looks_like_image_path(value: str) -> bool:
-    return os.path.isfile(value) or os.path.splitext(value)[1].lower() in IMAGE_SUFFIXES
 
 
 def check_modality(unlabeled: datasets.Dataset, labelled: datasets.Dataset, input_column: str,
@@ -173,8 +174,7 @@ def check_no_leakage(unlabeled: datasets.Dataset, eval_set: datasets.Dataset | N
     column = None if eval_set is None else _compared_column(unlabeled, eval_set, input_column)
     if column is None:
         return
-    ours, theirs = (_comparable(_paths_read(split, other, column), column)
-                    for split, other in ((unlabeled, eval_set), (eval_set, unlabeled)))
+    ours, theirs = comparable_rows(unlabeled, eval_set, column), comparable_rows(eval_set, unlabeled, column)
     shared = pc.is_in(ours, value_set=theirs.unique(), skip_nulls=True)
     count = pc.sum(shared.cast("int64")).as_py() or 0
     if count:

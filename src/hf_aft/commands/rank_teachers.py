@@ -31,7 +31,8 @@ class RankArguments:
         default=None, metadata={"help": "The student: its initial features are scored too."}
     )
     folds: int = field(default=5, metadata={"help": "Cross-validation folds of the probe."})
-    seed: int = field(default=0, metadata={"help": "Seed of the probe's folds."})
+    seed: int = field(default=42, metadata={"help": "Seed of the probe's folds: 42, hf-aft train's default --seed, "
+                                                   "so that both cut the same folds and report the same probe."})
     output_file: str | None = field(
         default=None, metadata={"help": "Where the JSON goes (default: OUTPUT_DIR/teacher_ranking.json); an existing "
                                 "file is never overwritten."}
