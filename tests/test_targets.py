@@ -565,6 +565,20 @@ def test_a_missing_target_of_several_is_named_alone():
         check_columns(datasets.Dataset.from_dict({"text": ["a"], "score": [1.0]}), "text", "score,nope")
 
 
+def test_a_missing_column_names_the_one_column_that_fits():
+    """An image dataset's labels in 'animal': the refusal said only "Pass --text_column / --label_column"."""
+    from hf_aft.data import check_columns
+
+    animals = datasets.Dataset.from_dict({"img": [1], "animal": [0]}).cast_column(
+        "animal", datasets.ClassLabel(names=["bear", "cat"]))
+    with pytest.raises(AFTError, match=r"Pass --label_column animal\.$"):
+        check_columns(animals, "img", "label")
+    with pytest.raises(AFTError, match=r"Pass --text_column review\.$"):
+        check_columns(datasets.Dataset.from_dict({"review": ["a"], "label": [0]}), "text", "label")
+    with pytest.raises(AFTError, match=r"Pass --text_column naming it\.$"):
+        check_columns(datasets.Dataset.from_dict({"a": ["x"], "b": ["y"], "label": [0]}), "text", "label")
+
+
 def test_integer_labels_with_minus_one_name_the_regression_way_out():
     """-1 among integer labels reads as GLUE's hidden label; integer targets of a regression are the other reading."""
     from hf_aft.data import Labels

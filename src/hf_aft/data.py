@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .class_sets import check_known_classes, trained_ids, warn_near_duplicates, warn_untrained
+from .columns import check_columns
 from .data_files import (
     CSV_MISSING,
     FILE_BUILDERS,
@@ -98,26 +99,6 @@ def pick_splits(data: datasets.DatasetDict, train_split: str, eval_split: str | 
 def eval_split_name(data: datasets.DatasetDict, eval_split: str | None) -> str | None:
     """The split given, else the first of test/validation/valid/eval present, else None."""
     return eval_split or next((s for s in EVAL_SPLITS if s in data), None)
-
-
-def check_columns(dataset: datasets.Dataset, *columns: str) -> None:
-    images_only = [type(f) for f in dataset.features.values()] == [datasets.Image]  # an image folder without labels
-    images = [c for c, f in dataset.features.items() if isinstance(f, datasets.Image)]
-    for column in columns:
-        if column not in dataset.column_names:  # of a "a,b" of regression targets, the parts missing
-            parts = [p.strip() for p in column.split(",") if p.strip() not in dataset.column_names] or [column]
-            raise AFTError(f"column {', '.join(map(repr, parts))} not found; the dataset has columns "
-                           f"{dataset.column_names}. " + (
-                "An image folder has labels when every image of a split is one folder below it, a folder per class "
-                "(train/cat/a.png), or when a metadata.csv in each split folder gives them (file_name, label)."
-                if images_only else f"Its images are in {images[0]!r}: pass --image_column {images[0]}."
-                if images and column == columns[0] else "Pass --text_column / --label_column." + (
-                    " (A .csv is read as comma-separated, and this one looks separated by semicolons: save it again "
-                    "with commas, or as a .tsv with tabs.)" if ";" in ",".join(dataset.column_names) else
-                    " (A .csv is read as comma-separated, and this one looks separated by tabs: name it .tsv.)"
-                    if "\t" in ",".join(dataset.column_names) else "")))
-    if len(dataset) == 0:
-        raise AFTError("the dataset is empty.")
 
 
 def arrow_column(dataset: datasets.Dataset, column: str) -> pa.ChunkedArray:

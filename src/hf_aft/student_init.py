@@ -39,7 +39,10 @@ def save_truncated_student(source: str, output_dir: str, num_layers: int, overwr
         raise AFTError(f"could not load {source!r}: {student_load_failure(source, error)}") from error
     key = next((k for k in ("num_hidden_layers", "n_layer", "num_layers") if hasattr(config, k)), None)
     if key is None:
-        raise AFTError(f"{source!r} ({config.model_type}) has no layer count to truncate.")
+        raise AFTError(f"{source!r} ({config.model_type}) has no layer count to truncate (`hf-aft student` keeps the "
+                       "first layers of a transformer encoder or decoder): start from a smaller model of its kind, "
+                       "or build one (transformers' config class with fewer layers or channels) and pass its folder "
+                       "as --model_name_or_path.")
     total = getattr(config, key)
     if not 1 <= num_layers <= total:
         raise AFTError(f"--num_layers must be in 1..{total} for {source!r} (got {num_layers}).")

@@ -1,0 +1,38 @@
+"""A split's missing input or label column, refused in one line with the way out: the flag that names it (and the
+one column that fits, when there is one), an image folder's labels, a CSV read with the wrong separator."""
+
+from __future__ import annotations
+
+import datasets
+
+from .errors import AFTError
+
+
+def check_columns(dataset: datasets.Dataset, *columns: str) -> None:
+    """Each of `columns` (the input, then the label; "a,b" for several regression targets) is in `dataset`."""
+    images_only = [type(f) for f in dataset.features.values()] == [datasets.Image]  # an image folder without labels
+    images = [c for c, f in dataset.features.items() if isinstance(f, datasets.Image)]
+    for column in columns:
+        if column not in dataset.column_names:  # of a "a,b" of regression targets, the parts missing
+            parts = [p.strip() for p in column.split(",") if p.strip() not in dataset.column_names] or [column]
+            raise AFTError(f"column {', '.join(map(repr, parts))} not found; the dataset has columns "
+                           f"{dataset.column_names}. " + (
+                "An image folder has labels when every image of a split is one folder below it, a folder per class "
+                "(train/cat/a.png), or when a metadata.csv in each split folder gives them (file_name, label)."
+                if images_only else f"Its images are in {images[0]!r}: pass --image_column {images[0]}."
+                if images and column == columns[0] else _named_flag(dataset, column != columns[0]) + (
+                    " (A .csv is read as comma-separated, and this one looks separated by semicolons: save it again "
+                    "with commas, or as a .tsv with tabs.)" if ";" in ",".join(dataset.column_names) else
+                    " (A .csv is read as comma-separated, and this one looks separated by tabs: name it .tsv.)"
+                    if "\t" in ",".join(dataset.column_names) else "")))
+    if len(dataset) == 0:
+        raise AFTError("the dataset is empty.")
+
+
+def _named_flag(dataset: datasets.Dataset, label: bool) -> str:
+    """The flag that names the missing column, with the one column that fits when there is one (a ClassLabel for the
+    labels, a text column for the input)."""
+    fits = [c for c, f in dataset.features.items() if isinstance(f, datasets.ClassLabel)] if label else [
+        c for c, f in dataset.features.items() if getattr(f, "dtype", None) in ("string", "large_string")]
+    flag = "--label_column" if label else "--text_column"
+    return f"Pass {flag} {fits[0]}." if len(fits) == 1 else f"Pass {flag} naming it."
