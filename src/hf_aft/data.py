@@ -156,7 +156,7 @@ def check_inputs(dataset: datasets.Dataset, column: str, split: str) -> None:
     else:
         check_no_missing(dataset, column, split, "input")
         if isinstance(feature, datasets.Image):
-            check_images_open(dataset, column)
+            check_images_open(dataset, column, split)
 
 
 @dataclass

@@ -130,7 +130,7 @@ def check_image_paths(dataset: datasets.Dataset, column: str) -> None:
                            f"holds text, so each value must be the path of an image{where}).")
 
 
-def check_images_open(dataset: datasets.Dataset, column: str) -> None:
+def check_images_open(dataset: datasets.Dataset, column: str, split: str | None = None) -> None:
     """Every image file (or embedded image) of the column opens as an image and is whole (`read_whole`), so an empty,
     truncated or mislabelled file is one line naming the row before any model runs, not a traceback at evaluation
     after training. A dataset is read once per process (the data step and the trainer both check it), and a datasets
@@ -147,7 +147,8 @@ def check_images_open(dataset: datasets.Dataset, column: str) -> None:
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:  # SyntaxError: PIL
                 path = value.get("path") if isinstance(value, dict) else None  # an embedded image keeps its name
                 shown = str(source)[:120] if not isinstance(source, io.BytesIO) else (path or "<embedded bytes>")
-                raise AFTError(f"image column {column!r}, row {row}: {shown!r} is not a readable image "
+                where = f"the {split} split's " if split else ""
+                raise AFTError(f"{where}image column {column!r}, row {row}: {shown!r} is not a readable image "
                                f"({first_line(error)}): replace or drop that file.") from error
     _OPENED.add((dataset._fingerprint, column))
     try:
