@@ -25,10 +25,11 @@ def train_args(student_dir, data, out, *extra):
 
 
 def test_features_saved_once_train_anywhere_without_teachers(teacher_dirs, student_dir, data_dir, tmp_path,
-                                                             monkeypatch):
+                                                             monkeypatch, capsys):
     features = tmp_path / "features"
     assert main(["features", "--teachers", *map(str, teacher_dirs), "--dataset_name", str(data_dir),
                  "--output_dir", str(features), "--teacher_feature_dtype", "float16"]) == 0
+    assert "teacher features in: train (the other splits are read raw)" in capsys.readouterr().out
     saved = datasets.load_from_disk(str(features))
     assert saved["train"].features["teacher_features"].feature.dtype == "float16"
     assert len(saved["train"][0]["teacher_features"]) == 12 + 8 and "teacher_features" not in saved["test"].features
@@ -45,6 +46,9 @@ def test_features_saved_once_train_anywhere_without_teachers(teacher_dirs, stude
     summary = json.loads((out / "transfer_summary.json").read_text())
     assert [t["revision"] for t in summary["teachers"]] == [t["revision"] for t in provenance["teachers"]]
     assert set(summary["scales"]) == {"teacher-a", "teacher-b"}  # the scales are reported per teacher by name
+    # the cost table's teacher rows are dashes: the printed summary (and the card) says why, not only the JSON
+    cost = json.loads((out / "cost_report.json").read_text())
+    assert any("features came with the dataset: the teacher was not loaded" in line for line in cost["summary"])
 
 
 def test_features_of_other_teachers_are_refused(teacher_dirs, student_dir, data_dir, tmp_path, capsys):

@@ -293,6 +293,7 @@ def cost_report(run: dict) -> dict:
     student.update(run["timed_student"].figures())
     names = display_names([t["name"] for t in teachers])
     lines = [line for t, name in zip(teachers, names, strict=True) if (line := ratio_line(student, t, name, metric))]
+    lines += [f"{name}: {t['note']}" for t, name in zip(teachers, names, strict=True) if t.get("note")]  # why dashes
     return {"device": device_name(), "timing_threads": THREADS, "metric": metric, "student": student,
             "teachers": teachers, "training_seconds": run.get("train_seconds"),
             "train_extraction_seconds": run.get("extraction_seconds"), "summary": lines}

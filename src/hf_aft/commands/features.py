@@ -102,7 +102,7 @@ def _compute(args: FeatureArguments, teachers, claim) -> dict:
     if args.push_to_hub:
         push_folder(args.output_dir, args.hub_model_id, repo_type="dataset", private=args.hub_private_repo or None)
     return {"output_dir": os.path.abspath(args.output_dir), "rows": {s: len(d) for s, d in data.items()},
-            "teachers": infos}
+            "teachers": infos, "with_features": [*args.splits, *(["unlabeled"] if unlabeled is not None else [])]}
 
 
 def _load_unlabeled(args: FeatureArguments, data):
@@ -127,4 +127,6 @@ def run(argv: list[str]) -> None:
     for info in summary["teachers"]:
         print(f"teacher {info['name']} @ {info['revision']}: {info['pooling']} pooling, {info['dim']} features"
               + (" (cache)" if info.get("from_cache") else ""))
-    print(f"rows: {summary['rows']}; saved to {summary['output_dir']}")
+    others = [split for split in summary["rows"] if split not in summary["with_features"]]
+    print(f"rows: {summary['rows']}; teacher features in: {', '.join(summary['with_features'])}"
+          + (" (the other splits are read raw)" if others else "") + f"; saved to {summary['output_dir']}")
