@@ -368,6 +368,9 @@ def test_export_lora_and_image_students(student_dir, csv_data, image_data, tmp_p
     assert main(["export", str(lora), "--output_dir", str(tmp_path / "lora-onnx")]) == 0
     report = json.loads((tmp_path / "lora-onnx" / "export_report.json").read_text())
     assert report["rows"][1]["agreement"] == 1.0  # the merged adapter, as the PyTorch student with its adapter
+    names = json.loads((lora / "model_card.json").read_text())["labels"]  # the adapter's files hold no names
+    exported = json.loads((tmp_path / "lora-onnx" / "config.json").read_text())["id2label"]
+    assert [exported[str(i)] for i in range(len(names))] == names and not names[0].startswith("LABEL_")
 
     vit = tiny.save_image_student(tmp_path / "vit-init", "vit")
     image = tmp_path / "vit"

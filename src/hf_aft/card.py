@@ -17,7 +17,7 @@ from .claims import current_run_id
 from .config import DEFAULT_BETA
 from .errors import AFTError
 from .metrics import metric_name
-from .outputs import SCALES_PLOT_NAME
+from .outputs import CARD_INPUTS_NAME, SCALES_PLOT_NAME  # CARD_INPUTS_NAME: the CardFacts of the last write
 from .provenance import library_versions
 from .scales_plot import teacher_scales, write_scales_plot
 from .student_peft import peft_settings
@@ -30,7 +30,6 @@ TASK_CLASSES = {"text-classification": ("AutoModelForSequenceClassification", "A
 METHOD_NAMES = {"aft": "Adaptive Feature Transfer (AFT)", "kd": "knowledge distillation of features (KD)",
                 "rkd": "relational knowledge distillation (RKD)", "none": "plain fine-tuning"}
 CARD_NAME = "README.md"
-CARD_INPUTS_NAME = "model_card.json"  # the CardFacts of the last write_model_card
 EVAL_METRICS = ("accuracy", "macro_f1", "micro_f1", "subset_accuracy", "mse", "mae", "pearson", "spearman", "f1",
                 "precision", "recall", "loss")
 HYPERPARAMETERS = ("learning_rate", "scales_learning_rate", "per_device_train_batch_size", "num_train_epochs",

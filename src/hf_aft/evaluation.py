@@ -18,6 +18,7 @@ import torch
 from .data import load_labelled_splits
 from .errors import AFTError, one_line
 from .hub_reach import hub_answer, note_cached, offline_if_unreachable
+from .outputs import CARD_INPUTS_NAME
 from .recipe import read_recipe
 from .targets import MULTI, REGRESSION, SINGLE, TOKEN, model_problem_type
 from .teachers.loading import teach_token_limit
@@ -88,10 +89,21 @@ def _load_peft(folder: str, auto_model, image: bool):
     if auto_model.__name__ == "AutoModelForTokenClassification":  # its head's size is not in the adapter's config
         raise AFTError(f"{folder!r} holds a LoRA token classifier: reading it back (export, check-updates) is not "
                        "supported yet; load it with peft as its card shows, or train without --use_peft.")
+    names = _run_class_names(folder)  # the adapter holds no model config: peft loads the base's (LABEL_0, ...)
+    named = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}} if names else {}
     if not image and auto_model.__name__ == "AutoModelForSequenceClassification":
-        return AutoPeftModelForSequenceClassification.from_pretrained(folder)
-    base = auto_model.from_pretrained(PeftConfig.from_pretrained(folder).base_model_name_or_path)
+        return AutoPeftModelForSequenceClassification.from_pretrained(folder, **named)
+    base = auto_model.from_pretrained(PeftConfig.from_pretrained(folder).base_model_name_or_path, **named)
     return PeftModel.from_pretrained(base, folder)
+
+
+def _run_class_names(folder: str) -> list[str]:
+    """The class names a run's card was written with (model_card.json), or none."""
+    try:
+        with open(os.path.join(folder, CARD_INPUTS_NAME)) as f:
+            return [str(name) for name in json.load(f).get("labels") or []]
+    except (OSError, ValueError, AttributeError):
+        return []
 
 
 def eval_split(folder: str, dataset_name: str | None = None):

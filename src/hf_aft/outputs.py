@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 TRANSFER_STATE_NAME = "transfer_state.safetensors"
 SCALES_PLOT_NAME = "scales.png"
+CARD_INPUTS_NAME = "model_card.json"  # the card's facts (card.py), read back for the class names of a PEFT run
 TRANSFER_SUMMARY_NAME = "transfer_summary.json"
 
 
