@@ -274,3 +274,8 @@ def test_tokenize_beside_features_names_a_missing_text_and_column(tokenizer):
         tokenize_beside_features(datasets.Dataset.from_dict({"text": ["good", None], "label": [0, 1]}), tokenizer)
     with pytest.raises(AFTError, match="no 'text' column .* pass text_column"):
         tokenize_beside_features(datasets.Dataset.from_dict({"review": ["good"], "label": [0]}), tokenizer)
+
+
+def test_a_set_with_both_label_and_labels_is_refused(tmp_path, tokenizer, train_set, no_teacher_runs):
+    both = train_set.add_column("labels", [0] * len(train_set))
+    assert "both 'label' and 'labels' columns" in refusal(tmp_path, tokenizer, train_dataset=both)

@@ -585,3 +585,13 @@ def test_integer_labels_with_minus_one_name_the_regression_way_out():
 
     with pytest.raises(AFTError, match=r"a hidden label .* pass --problem_type regression\.$"):
         Labels.from_dataset(datasets.Dataset.from_dict({"label": [3, -1, 2]}), "label")
+
+
+def test_encoded_targets_leave_no_other_column_the_collator_would_train_on():
+    """A regression on 'score' beside an unrelated int 'label': encode() wrote 'labels' and kept 'label', which
+    transformers' collator renames to 'labels' in every batch: the student trained on the wrong column."""
+    from hf_aft.targets import RegressionTargets
+
+    data = datasets.Dataset.from_dict({"text": ["a", "b", "c"], "score": [1.0, 2.0, 4.0], "label": [0, 1, 0]})
+    encoded = RegressionTargets.from_dataset(data, "score").encode(data)
+    assert "label" not in encoded.column_names and "labels" in encoded.column_names

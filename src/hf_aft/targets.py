@@ -157,8 +157,11 @@ def model_problem_type(model) -> str:
 
 
 def drop_other_labels(dataset: datasets.Dataset, column: str) -> datasets.Dataset:
-    """Without a `labels` column that is not the label `column` (the student reads `labels`)."""
-    return dataset.remove_columns("labels") if column != "labels" and "labels" in dataset.column_names else dataset
+    """Without the columns transformers' collators read as labels (`labels`, `label`, `label_ids`) but the label
+    `column`: the student reads `labels`, and a `label` beside it replaced it in every batch (a regression on `score`
+    trained on an unrelated int `label`)."""
+    other = [c for c in ("labels", "label", "label_ids") if c != column and c in dataset.column_names]
+    return dataset.remove_columns(other) if other else dataset
 
 
 def with_labels(dataset: datasets.Dataset, column: str, values, feature=None) -> datasets.Dataset:

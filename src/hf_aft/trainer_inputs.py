@@ -110,6 +110,9 @@ def check_label_columns(args, sets: dict) -> None:
     if args.label_names:
         return
     for split, dataset in sets.items():
+        if is_one_split(dataset) and {"label", "labels"} <= set(dataset.column_names):
+            raise AFTError(f"the {split} set has both 'label' and 'labels' columns: transformers' collator trains on "
+                           "'label' in place of 'labels'; drop the one that is not the student's labels.")
         if is_one_split(dataset) and label_column(dataset) is None:
             raise AFTError(f"the {split} set has no 'label' or 'labels' column (it has {dataset.column_names}): the "
                            "student reads its labels from one of those: rename yours (dataset.rename_column('NAME', "
