@@ -9,7 +9,7 @@ from .errors import AFTError
 from .hub_reach import offline_if_unreachable
 from .outputs import share_like_other_files
 from .student import student_load_failure
-from .teachers.loading import intended_load_report
+from .teachers.loading import intended_load_report, teacher_modality
 from .tokens import check_vocabulary
 
 
@@ -38,7 +38,7 @@ def save_truncated_student(source: str, output_dir: str, num_layers: int, overwr
     except Exception as error:
         raise AFTError(f"could not load {source!r}: {student_load_failure(source, error)}") from error
     key = next((k for k in ("num_hidden_layers", "n_layer", "num_layers") if hasattr(config, k)), None)
-    if key is None:
+    if key is None or teacher_modality(config) == "image":  # a ConvNeXt's layer count is its stages: cut, it broke
         raise AFTError(f"{source!r} ({config.model_type}) has no layer count to truncate (`hf-aft student` keeps the "
                        "first layers of a transformer encoder or decoder): start from a smaller model of its kind, "
                        "or build one (transformers' config class with fewer layers or channels) and pass its folder "
