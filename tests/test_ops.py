@@ -384,10 +384,12 @@ def test_export_lora_and_image_students(student_dir, csv_data, image_data, tmp_p
     # have 1 elements")
     snippet = (target / "README.md").read_text().split("```python\n")[1].split("```")[0]
     monkeypatch.chdir(target)
-    for mode in ("L", "RGBA", "RGB"):
-        Image.new(mode, (20, 24)).save(target / "cat.png")
-        exec(snippet, {})
-    assert capsys.readouterr().out.count("['") >= 3  # a class name printed per file
+    for mode in ("L", "RGBA", "RGB", "I;16"):
+        Image.new(mode, (20, 24), 40000 if mode == "I;16" else None).save(target / "cat.png")
+        exec(snippet, namespace := {})
+        if mode == "I;16":  # 40000 of 65535: mid-grey as training reads it (PIL's own convert gave white)
+            assert namespace["image"].getpixel((0, 0)) == (40000 >> 8,) * 3
+    assert capsys.readouterr().out.count("['") >= 4  # a class name printed per file
 
 
 def test_a_student_no_better_than_the_majority_class_is_said_not_to_have_learned(caplog):

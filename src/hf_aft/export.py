@@ -223,9 +223,12 @@ def write_export_files(export_dir: str, report: dict, image_column: str | None) 
     models = [ONNX_NAME] + ([INT8_NAME] if any("int8" in r["model"] for r in report["rows"]) else [])
     if image_column:
         prepare = ('from PIL import Image\nfrom transformers import AutoImageProcessor\n\nprocessor = '
-                   'AutoImageProcessor.from_pretrained(".")\nimage = Image.open("cat.png").convert("RGB")  # as the '
-                   'student trained: 8-bit RGB, whatever the file holds\ninputs = processor(images=[image], '
-                   'return_tensors="np")')
+                   'AutoImageProcessor.from_pretrained(".")\nimage = Image.open("cat.png")\nif image.mode.startswith('
+                   '"I;16"):  # 16-bit pixels: scaled to 8 bits, as in training (PIL\'s convert would saturate them)\n'
+                   '    image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))\n'
+                   'image = image.convert("RGB")  # 8-bit RGB, as the student trained (hf_aft.images.to_rgb: '
+                   'other wide modes)\n'
+                   'inputs = processor(images=[image], return_tensors="np")')
     elif report["task"] == "token-classification":  # logits [batch, tokens, classes]: a class per token
         prepare = ('from transformers import AutoTokenizer\n\ntokenizer = AutoTokenizer.from_pretrained(".")\n'
                    'inputs = tokenizer([["EU", "rejects", "German", "call"]], is_split_into_words=True, '
