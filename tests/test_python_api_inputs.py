@@ -207,6 +207,10 @@ def test_sets_without_a_label_column_are_refused_before_any_teacher_runs(tmp_pat
     assert "training set has no 'label' or 'labels' column" in message and "rename_column" in message
     message = refusal(tmp_path, tokenizer, train_dataset=train_set, eval_dataset={"b": renamed})
     assert "eval (b) set has no 'label'" in message
+    stream = renamed.to_iterable_dataset()  # its columns are known: it evaluated to runtimes only
+    assert "eval set has no 'label'" in refusal(tmp_path, tokenizer, train_dataset=train_set, eval_dataset=stream)
+    message = refusal(tmp_path, tokenizer, train_dataset=renamed, label_names=["labels"])
+    assert "has no 'labels' column (label_names" in message
 
 
 def test_model_init_and_hyperparameter_search_say_what_to_use_instead(tmp_path, tokenizer, train_set):

@@ -104,17 +104,21 @@ def label_column(dataset) -> str | None:
 
 
 def check_label_columns(args, sets: dict) -> None:
-    """Each set (split name -> dataset) has a label column (`labels` or `label`), unless `args.label_names` names the
-    model's own: the training set's task loss needs it, and an eval set without one evaluates to no loss and no
-    metrics, silently. A stream's columns are not known before it is read."""
-    if args.label_names:
-        return
+    """Each set (split name -> dataset, or stream whose columns are known) has a label column (`labels` or `label`;
+    the columns `args.label_names` names when set): the training set's task loss needs it, and an eval set without
+    one evaluates to no loss and no metrics, silently."""
     for split, dataset in sets.items():
-        if is_one_split(dataset) and {"label", "labels"} <= set(dataset.column_names):
+        columns = set(getattr(dataset, "column_names", None) or ())
+        if not columns:
+            continue
+        if args.label_names and not set(args.label_names) <= columns | ({"labels"} if "label" in columns else set()):
+            raise AFTError(f"the {split} set has no {', '.join(map(repr, args.label_names))} column (label_names; "
+                           f"it has {sorted(columns)}): add it, or leave label_names unset for 'label'/'labels'.")
+        if {"label", "labels"} <= columns and not args.label_names:
             raise AFTError(f"the {split} set has both 'label' and 'labels' columns: transformers' collator trains on "
                            "'label' in place of 'labels'; drop the one that is not the student's labels.")
-        if is_one_split(dataset) and label_column(dataset) is None:
-            raise AFTError(f"the {split} set has no 'label' or 'labels' column (it has {dataset.column_names}): the "
+        if not columns & {"label", "labels"} and not args.label_names:
+            raise AFTError(f"the {split} set has no 'label' or 'labels' column (it has {sorted(columns)}): the "
                            "student reads its labels from one of those: rename yours (dataset.rename_column('NAME', "
                            "'label')), or encode the targets (splits.labels.encode(dataset)); rows without labels go "
                            "in unlabeled_dataset.")
