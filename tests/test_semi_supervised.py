@@ -460,7 +460,8 @@ def bad_pools(csv_data):
     root = csv_data / "bad"
     root.mkdir()
     texts = tiny.sentiment_dataset(6, seed=9)
-    texts.rename_column("text", "sentence").to_csv(root / "no_text_column" / "train.csv")
+    two = texts.rename_column("text", "sentence").add_column("title", ["t"] * len(texts))  # which one is the text?
+    two.to_csv(root / "no_text_column" / "train.csv")
     (root / "empty_text").mkdir()
     (root / "empty_text" / "train.csv").write_text("text,label\ngood movie,1\n,0\nbad film,0\n")
     images = tiny.image_dataset(4).rename_column("image", "text")  # images where the labelled data has text
@@ -487,7 +488,7 @@ def test_bad_unlabelled_data_is_refused_in_one_line_before_any_teacher_runs(stud
         assert_one_line_error(returncode, capsys.readouterr().err, *fragments)
         assert not out.exists() or not any(out.iterdir())
 
-    fails(bad_pools / "no_text_column", "column 'text' not found", "'sentence'")
+    fails(bad_pools / "no_text_column", "column 'text' not found", "'sentence'", "'title'")
     fails(bad_pools / "empty_text", "unlabelled", "row 1 has an empty text in 'text'")
     fails(bad_pools / "images", "unlabelled", "holds image but the labelled data's holds text")
     fails(bad_pools / "empty_split", "unlabelled", "split is empty")

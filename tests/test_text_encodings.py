@@ -151,11 +151,21 @@ def test_a_pool_column_of_records_or_word_lists_is_not_called_images(student_dir
                                                                      capsys):
     """Only nested lists of numbers are pixels; records and lists of lists of words are not."""
     pool = tmp_path / "pool.jsonl"
-    pool.write_text("".join(json.dumps({"review": f"film {i}", "entities": [{"name": "x", "start": i}],
+    pool.write_text("".join(json.dumps({"review": f"film {i}", "title": "t", "entities": [{"name": "x", "start": i}],
                                         "tags": [["a", "b"], ["c"]]}) + "\n" for i in range(3)))
     assert run(student_dir, teacher_dirs, data / "labelled", tmp_path / "out", "--unlabeled_dataset", str(pool)) == 2
     line = error_line(capsys)
-    assert "column 'text' not found" in line and "['review', 'entities', 'tags']" in line and "images" not in line
+    assert "column 'text' not found" in line and "['review', 'title', 'entities', 'tags']" in line
+    assert "images" not in line
+
+
+def test_a_pool_whose_one_text_column_has_another_name_is_read_as_the_text(student_dir, teacher_dirs, data,
+                                                                             tmp_path, capsys):
+    """A pool cannot be given its own column: one text column named otherwise is the text, with a note."""
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"review": f"a film numbered {i}", "stars": i}) + "\n" for i in range(4)))
+    assert run(student_dir, teacher_dirs, data / "labelled", tmp_path / "out", "--unlabeled_dataset", str(pool)) == 0
+    assert "text column 'review' is read as 'text', the labelled data's" in capsys.readouterr().out
 
 
 def test_a_json_escape_of_half_a_surrogate_pair_names_the_reader_error_and_the_way_out(
