@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoTokenizer
 
-from hf_aft import AFTError, extract_teacher_features, read_teacher_infos
+from hf_aft import AFTError, TeacherArguments, extract_teacher_features, read_teacher_infos
 from hf_aft.teachers import TextTeacher as _Teacher
 from hf_aft.teachers import pool
 
@@ -175,8 +175,17 @@ def test_a_teacher_given_twice_is_refused_and_a_copy_of_one_is_named(teacher_dir
     for twice in ([teacher, teacher], [teacher, str(tmp_path / "link")]):
         with pytest.raises(AFTError, match=f"teacher '{twice[1]}' is given twice \\(also as '{teacher}'\\)"):
             AFTConfig(output_dir=str(tmp_path / "out"), teachers=twice)
+    with pytest.raises(AFTError, match="is given twice"):  # the Python API too: its features were 24 wide
+        extract_teacher_features(tiny.sentiment_dataset(4), [teacher, teacher + "/"], cache_dir=tmp_path / "cache")
     copy = shutil.copytree(teacher, tmp_path / "copy")
     extract_teacher_features(tiny.sentiment_dataset(4), [teacher, str(copy), str(teacher_dirs[1])],
                              cache_dir=tmp_path / "cache")
     assert f"teacher '{copy}' is the same model as '{teacher}'" in caplog.text
     assert str(teacher_dirs[1]) + "' is the same" not in caplog.text
+    caplog.clear()
+    from hf_aft.ranking import rank_teachers
+
+    data = tiny.sentiment_dataset(20)
+    rank_teachers(data, np.asarray(data["label"]), [teacher, str(copy)], TeacherArguments(), folds=2,
+                  cache_dir=str(tmp_path / "cache"))
+    assert f"teacher '{copy}' is the same model as '{teacher}'" in caplog.text

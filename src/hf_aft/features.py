@@ -6,9 +6,8 @@ dataset's fingerprint, the column it reads, the teacher id, its resolved revisio
 (plus, only when they apply, the image modality, the GGUF file and a non-float32 dtype): a second call with the same
 inputs neither loads nor runs any teacher. Per-teacher provenance (`TeacherInfo`) travels in the dataset's info.
 
-`with_teacher_features` is the one path every caller takes (the trainer, `hf-aft train`, `--beta auto`,
-`rank-teachers`, `hf-aft features`): it checks a column that is already there against the teachers asked for, or
-extracts it. `scan_teacher_features` checks the column's width and values before training.
+`with_teacher_features`, the one path of every caller (trainer, `train`, `--beta auto`, `rank-teachers`, `features`),
+checks a column already there against the teachers asked for, or extracts it; `scan_teacher_features` its values.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ from .distributed import default_device, is_distributed
 from .errors import AFTError
 from .images import check_image_column
 from .stored_features import check_numeric_lists, check_stored_teachers
-from .teachers import MAP_BATCH_SIZE, POOLINGS, load_options, make_teacher
+from .teachers import MAP_BATCH_SIZE, POOLINGS, check_distinct_teachers, load_options, make_teacher
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +92,7 @@ def _check_inputs(dataset, teachers, pooling, feature_dtype, text_column, image_
     teachers = [teachers] if isinstance(teachers, (str, os.PathLike)) else list(teachers or [])
     if not teachers:
         raise AFTError("no teachers given: pass at least one Hub id or local folder.")
+    check_distinct_teachers(teachers)
     if pooling not in (*POOLINGS, "logits"):  # logits: a task teacher's head, for distillation (distillation.py)
         raise AFTError(f"unknown teacher pooling {pooling!r}: choose one of {', '.join(POOLINGS)}.")
     check_one_split(dataset, "extract_teacher_features' dataset", "extract_teacher_features(data['train'], ...), a "

@@ -15,6 +15,7 @@ probe scored in Pearson's r (regression). The probes are the cost report's and `
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -181,12 +182,16 @@ def rank_teachers(dataset, labels, teachers: list[str], options, student: str | 
     check_folds(labels, folds, problem_type, names)  # before any teacher runs
     metric = "f1" if problem_type == TOKEN else SCORE_NAMES.get(problem_type, "accuracy")
     cache = Path(cache_dir or default_cache_dir())
-    rows = []
+    rows, revisions = [], {}
     for role, spec in [*(("teacher", t) for t in teachers), *([("student", student)] if student else [])]:
         before = set(cache.glob("teacher-*.arrow"))
         start = time.perf_counter()
         with_features = with_word_or_teacher_features(dataset, options, text_column, image_column, teachers=[spec])
         seconds = time.perf_counter() - start
+        revision = teacher_infos_of(with_features)[0].revision  # a copy under another name ranks as a twin
+        if role == "teacher" and revisions.setdefault(revision, spec) != spec:
+            logging.getLogger(__name__).warning(f"hf-aft: teacher {spec!r} is the same model as "
+                                                f"{revisions[revision]!r} (revision {revision}).")
         if problem_type == TOKEN:
             evidence, mean, sd = word_scores(with_features, labels, names, folds, seed)
             width = sum(info.dim for info in teacher_infos_of(with_features))

@@ -26,6 +26,7 @@ from .loading import (
 )
 from .pooling import POOLINGS, pool
 from .spec import (
+    check_distinct_teachers,
     display_names,
     gguf_file_revision,
     parse_teacher,
@@ -38,8 +39,8 @@ from .spec import (
 from .text import MAP_BATCH_SIZE, TextTeacher
 
 __all__ = ["IMAGE_POOLINGS", "MAP_BATCH_SIZE", "POOLINGS", "TEACHER_BACKENDS", "TEACHER_DTYPES", "ImageTeacher",
-           "TextTeacher", "display_names", "load_options", "make_teacher", "parse_teacher", "pool", "same_teacher",
-           "short_name", "teacher_label"]
+           "TextTeacher", "check_distinct_teachers", "display_names", "load_options", "make_teacher", "parse_teacher",
+           "pool", "same_teacher", "short_name", "teacher_label"]
 
 
 def _revision_of(spec: str, name: str, pinned: str | None, gguf_file: str | None) -> str:
