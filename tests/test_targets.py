@@ -595,3 +595,17 @@ def test_encoded_targets_leave_no_other_column_the_collator_would_train_on():
     data = datasets.Dataset.from_dict({"text": ["a", "b", "c"], "score": [1.0, 2.0, 4.0], "label": [0, 1, 0]})
     encoded = RegressionTargets.from_dataset(data, "score").encode(data)
     assert "label" not in encoded.column_names and "labels" in encoded.column_names
+
+
+def test_label_smoothing_for_a_regression_is_refused_by_its_flag_before_any_teacher_runs(tmp_path):
+    """The command's refusal came from AFTTrainer, after the teachers ran, in the Python field's name."""
+    from types import SimpleNamespace
+
+    from hf_aft import AFTConfig
+    from hf_aft.task_options import check_task_options
+
+    config = AFTConfig(output_dir=str(tmp_path), label_smoothing_factor=0.1)
+    script = SimpleNamespace(group_column=None, unlabeled_dataset=None)
+    with pytest.raises(AFTError, match=r"^--label_smoothing_factor 0.1 smooths .* a regression student"):
+        check_task_options(script, config, "regression")
+    check_task_options(script, config, "single_label_classification")

@@ -44,6 +44,10 @@ def check_task_options(script_args, config, problem_type: str) -> None:
                        f"evaluation of a {problem_type} student: choose one of {', '.join(reported)}.")
     if config.metric_for_best_model and metric in ("mse", "mae"):
         config.greater_is_better = False
+    if config.label_smoothing_factor and problem_type in ("multi_label_classification", "regression"):
+        raise AFTError(f"--label_smoothing_factor {config.label_smoothing_factor} smooths a cross-entropy over "
+                       f"classes; a {problem_type} student trains with binary cross-entropy or squared error: leave "
+                       "it out.")
     check_supported(problem_type, group_column=bool(script_args.group_column),
                     unlabeled_dataset=bool(script_args.unlabeled_dataset),
                     distill=config.distill not in ("none", "auto"), distill_logits=config.distill == "logits",
