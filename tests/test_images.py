@@ -381,7 +381,7 @@ def test_a_resumed_vit_student_continues_exactly_where_it_stopped(image_teachers
     assert [r for r in caplog.records if "names ViTForImageClassification's weights differently" in r.getMessage()]
 
 
-def test_eval_rows_that_are_training_rows_are_warned_about(caplog):
+def test_eval_rows_that_are_training_rows_are_warned_about(caplog, tmp_path):
     """A vision user's test folder held a copy of a training image: the run trained and reported a score that
     counted it as unseen, with no word (pool rows were compared with the eval split, labelled rows were not)."""
     from hf_aft.eval_overlap import say_eval_rows_in_training
@@ -392,5 +392,11 @@ def test_eval_rows_that_are_training_rows_are_warned_about(caplog):
     assert "1 of the 5 eval rows (first at row 4) are also training rows (the same 'image')" in caplog.text
     caplog.clear()
     assert say_eval_rows_in_training(train, other, "image") == 0 and not caplog.text
+    paths = []  # image file paths (a csv): a copy of a training image under another name is found by its pixels
+    for i, image in enumerate([*train["image"][:2], train["image"][1]]):
+        image.save(path := str(tmp_path / f"{i}.png"))
+        paths.append(path)
+    as_paths = datasets.Dataset.from_dict({"image": paths[:2]}), datasets.Dataset.from_dict({"image": paths[2:]})
+    assert say_eval_rows_in_training(*as_paths, "image", images=True) == 1
     texts = datasets.Dataset.from_dict({"text": ["A fine film", "dull"], "label": [1, 0]})
     assert say_eval_rows_in_training(texts, texts.select([0]).map(lambda r: {"text": " a FINE film "}), "text") == 1
