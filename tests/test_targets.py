@@ -575,6 +575,8 @@ def test_a_missing_column_names_the_one_column_that_fits():
         check_columns(animals, "img", "label")
     with pytest.raises(AFTError, match=r"Pass --text_column review\.$"):
         check_columns(datasets.Dataset.from_dict({"review": ["a"], "label": [0]}), "text", "label")
+    with pytest.raises(AFTError, match=r"Pass --label_column animal\.$"):  # a csv: no ClassLabel, one other column
+        check_columns(datasets.Dataset.from_dict({"path": ["a.png"], "animal": ["cat"]}), "path", "label")
     with pytest.raises(AFTError, match=r"Pass --text_column naming it\.$"):
         check_columns(datasets.Dataset.from_dict({"a": ["x"], "b": ["y"], "label": [0]}), "text", "label")
 

@@ -20,7 +20,7 @@ def check_columns(dataset: datasets.Dataset, *columns: str) -> None:
                 "An image folder has labels when every image of a split is one folder below it, a folder per class "
                 "(train/cat/a.png), or when a metadata.csv in each split folder gives them (file_name, label)."
                 if images_only else f"Its images are in {images[0]!r}: pass --image_column {images[0]}."
-                if images and column == columns[0] else _named_flag(dataset, column != columns[0]) + (
+                if images and column == columns[0] else _named_flag(dataset, column != columns[0], columns) + (
                     " (A .csv is read as comma-separated, and this one looks separated by semicolons: save it again "
                     "with commas, or as a .tsv with tabs.)" if ";" in ",".join(dataset.column_names) else
                     " (A .csv is read as comma-separated, and this one looks separated by tabs: name it .tsv.)"
@@ -29,10 +29,11 @@ def check_columns(dataset: datasets.Dataset, *columns: str) -> None:
         raise AFTError("the dataset is empty.")
 
 
-def _named_flag(dataset: datasets.Dataset, label: bool) -> str:
-    """The flag that names the missing column, with the one column that fits when there is one (a ClassLabel for the
-    labels, a text column for the input)."""
-    fits = [c for c, f in dataset.features.items() if isinstance(f, datasets.ClassLabel)] if label else [
-        c for c, f in dataset.features.items() if getattr(f, "dtype", None) in ("string", "large_string")]
+def _named_flag(dataset: datasets.Dataset, label: bool, asked: tuple[str, ...]) -> str:
+    """The flag that names the missing column, with the one column that fits when there is one: for the labels a
+    ClassLabel, else the one column besides those asked for; for the input a text column that is not asked for."""
+    features = {c: f for c, f in dataset.features.items() if c not in asked}
+    fits = ([c for c, f in features.items() if isinstance(f, datasets.ClassLabel)] or list(features)) if label else [
+        c for c, f in features.items() if getattr(f, "dtype", None) in ("string", "large_string")]
     flag = "--label_column" if label else "--text_column"
     return f"Pass {flag} {fits[0]}." if len(fits) == 1 else f"Pass {flag} naming it."
