@@ -17,7 +17,7 @@ from .claims import current_run_id
 from .config import DEFAULT_BETA
 from .errors import AFTError
 from .metrics import metric_name
-from .outputs import CARD_INPUTS_NAME, SCALES_PLOT_NAME  # CARD_INPUTS_NAME: the CardFacts of the last write
+from .outputs import CARD_INPUTS_NAME, SCALES_PLOT_NAME, read_card_inputs  # the CardFacts of the last write
 from .provenance import library_versions
 from .scales_plot import teacher_scales, write_scales_plot
 from .student_peft import peft_settings
@@ -297,14 +297,6 @@ def _problem_facts(model) -> dict:
                                                                                     config.target_std))
         facts["target_scale"] = [{"mean": m, "std": s} for m, s in zip(means, stds, strict=True)]
     return facts
-
-
-def read_card_inputs(output_dir: str) -> dict | None:
-    path = os.path.join(output_dir, CARD_INPUTS_NAME)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
 
 
 def read_baseline(baseline_dir: str, dataset_name: str | None = None) -> dict[str, float]:

@@ -18,7 +18,7 @@ import torch
 from .data import load_labelled_splits
 from .errors import AFTError, one_line
 from .hub_reach import hub_answer, note_cached, offline_if_unreachable
-from .outputs import CARD_INPUTS_NAME
+from .outputs import read_card_inputs
 from .recipe import read_recipe
 from .targets import MULTI, REGRESSION, SINGLE, TOKEN, model_problem_type
 from .teachers.loading import teach_token_limit
@@ -100,8 +100,7 @@ def _load_peft(folder: str, auto_model, image: bool):
 def _run_class_names(folder: str) -> list[str]:
     """The class names a run's card was written with (model_card.json), or none."""
     try:
-        with open(os.path.join(folder, CARD_INPUTS_NAME)) as f:
-            return [str(name) for name in json.load(f).get("labels") or []]
+        return [str(name) for name in (read_card_inputs(folder) or {}).get("labels") or []]
     except (OSError, ValueError, AttributeError):
         return []
 

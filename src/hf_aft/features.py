@@ -160,7 +160,7 @@ def extract_teacher_features(
         teacher, column, extra_key = make_teacher(dataset, spec, pooling, max_length, batch_size, device, options,
                                                   text_column, image_column, backend, cache_dir / "onnx")
         teacher.group_by_length = group_by_length
-        _say_if_copy(teacher, spec, seen)  # and adds it to `seen`
+        say_if_copy(spec, teacher.revision, teacher.pooling, seen)  # and adds it to `seen`
         part, info = _teacher_part(dataset, teacher, column, extra_key, cache_dir,
                                    map_batch_size or teacher.map_batch_size)
         parts.append(part.rename_column(PART_COLUMN, f"__hf_aft_teacher_{index}"))  # renaming writes nothing
@@ -171,12 +171,12 @@ def extract_teacher_features(
     return joined
 
 
-def _say_if_copy(teacher, spec: str, earlier: list[tuple[str, str, str]]) -> None:
-    """Warns when `teacher` has the revision (a local folder: its files' hash) and pooling of an `earlier` one."""
-    for other in (other for other, *seen in earlier if seen == [teacher.revision, teacher.pooling]):
-        logger.warning(f"hf-aft: teacher {spec!r} is the same model as {other!r} (revision {teacher.revision}): its "
+def say_if_copy(spec: str, revision: str, pooling: str, earlier: list[tuple[str, str, str]]) -> None:
+    """Warns when `spec` has the revision (for a folder, its files' hash) and pooling of one in `earlier`; adds it."""
+    for other in (other for other, *seen in earlier if seen == [revision, pooling]):
+        logger.warning(f"hf-aft: teacher {spec!r} is the same model as {other!r} (revision {revision}): its "
                        "features repeat that teacher's and count twice; pass it once.")
-    earlier.append((spec, teacher.revision, teacher.pooling))
+    earlier.append((spec, revision, pooling))
 
 
 def _placement(device, dtype: str, device_map: str | None, trust_remote_code: bool) -> tuple[torch.device, dict]:

@@ -193,6 +193,15 @@ class ClearCompleteAtStart(TrainerCallback):
                 clear_earlier_checkpoints(args.output_dir)
 
 
+def read_card_inputs(output_dir: str) -> dict | None:
+    """The card's facts (model_card.json) as the run wrote them, or None."""
+    path = os.path.join(output_dir, CARD_INPUTS_NAME)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def drop_earlier_run(output_dir: str) -> list[str]:
     """Once a run into a folder that held another's files has trained (before it saves anything): remove that run's
     files it has not written again, so that none passes for this run's: those a finished run's marker listed

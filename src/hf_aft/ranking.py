@@ -15,7 +15,6 @@ probe scored in Pearson's r (regression). The probes are the cost report's and `
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 
 from .cache import default_cache_dir
 from .errors import AFTError
-from .features import FEATURES_COLUMN, teacher_infos_of
+from .features import FEATURES_COLUMN, say_if_copy, teacher_infos_of
 from .targets import MULTI, REGRESSION, SINGLE, TOKEN
 from .task_probes import SCORE_NAMES, choose_c, fit_probe_outputs, probe_score
 from .teachers import short_name
@@ -182,16 +181,15 @@ def rank_teachers(dataset, labels, teachers: list[str], options, student: str | 
     check_folds(labels, folds, problem_type, names)  # before any teacher runs
     metric = "f1" if problem_type == TOKEN else SCORE_NAMES.get(problem_type, "accuracy")
     cache = Path(cache_dir or default_cache_dir())
-    rows, revisions = [], {}
+    rows, seen = [], []
     for role, spec in [*(("teacher", t) for t in teachers), *([("student", student)] if student else [])]:
         before = set(cache.glob("teacher-*.arrow"))
         start = time.perf_counter()
         with_features = with_word_or_teacher_features(dataset, options, text_column, image_column, teachers=[spec])
         seconds = time.perf_counter() - start
-        revision = teacher_infos_of(with_features)[0].revision  # a copy under another name ranks as a twin
-        if role == "teacher" and revisions.setdefault(revision, spec) != spec:
-            logging.getLogger(__name__).warning(f"hf-aft: teacher {spec!r} is the same model as "
-                                                f"{revisions[revision]!r} (revision {revision}).")
+        if role == "teacher":  # a copy under another name ranks as a twin
+            info = teacher_infos_of(with_features)[0]
+            say_if_copy(spec, info.revision, info.pooling, seen)
         if problem_type == TOKEN:
             evidence, mean, sd = word_scores(with_features, labels, names, folds, seed)
             width = sum(info.dim for info in teacher_infos_of(with_features))

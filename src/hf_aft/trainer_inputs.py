@@ -49,9 +49,10 @@ def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None, eva
     elif not isinstance(args, AFTConfig):
         raise AFTError("AFTTrainer needs an AFTConfig (it holds beta, transfer, teachers...), not "
                        f"{type(args).__name__}.")
+    if model_init is not None:
+        raise AFTError(NO_HYPERPARAMETER_SEARCH)
     if model is None:
-        raise AFTError("AFTTrainer needs a student model (model=...)." if model_init is None else
-                       NO_HYPERPARAMETER_SEARCH)
+        raise AFTError("AFTTrainer needs a student model (model=...).")
     if train_dataset is not None:
         check_one_split(train_dataset, "train_dataset", "train_dataset=data['train']")
     if isinstance(eval_dataset, dict) and not any(
@@ -71,8 +72,6 @@ def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None, eva
             raise AFTError("the unlabelled dataset is empty: give unlabelled rows, or pass none.")
         check_pool_read(args)
     check_idle_config(args, unlabeled_dataset is not None)  # as hf-aft train refuses them, in the flags' names
-    if model_init is not None:
-        raise AFTError(NO_HYPERPARAMETER_SEARCH)
     if args.label_smoothing_factor and model_problem_type(model) in (MULTI, REGRESSION):
         raise AFTError(f"label_smoothing_factor={args.label_smoothing_factor} smooths a cross-entropy over classes; "
                        f"this student is a {model_problem_type(model)} one (binary cross-entropy or squared error): "

@@ -153,12 +153,14 @@ def display_names(names: list) -> list[str]:
     return [name if short.count(name) == 1 else f"{name}_{i}" for i, name in enumerate(short)]
 
 
+def _place(name: str) -> str:
+    """What makes two teacher names one teacher: a local path's real path, else the name."""
+    return os.path.realpath(name) if os.path.exists(name) else name
+
+
 def same_teacher(a: str, b: str) -> bool:
     """Whether two recorded teacher names are the same teacher (local paths compared by their real path)."""
-    def key(name: str) -> str:
-        return os.path.realpath(name) if os.path.exists(name) else name
-
-    return key(a) == key(b)
+    return _place(a) == _place(b)
 
 
 def check_distinct_teachers(specs: list[str]) -> None:
@@ -169,7 +171,7 @@ def check_distinct_teachers(specs: list[str]) -> None:
         AFTError: naming both spellings."""
     places = {}
     for spec in specs:
-        place = os.path.realpath(spec) if os.path.exists(spec) else spec
+        place = _place(spec)
         if place in places:
             raise AFTError(f"teacher {spec!r} is given twice (also as {places[place]!r}): its features would count "
                            "twice in the transfer term; pass it once.")
