@@ -451,3 +451,18 @@ def test_the_python_api_reads_a_label_column_and_keeps_only_the_chosen_checkpoin
         f"beta-{result['chosen_beta']:g}"]
     with pytest.raises(ValueError, match="lacks .* pass label_column="):
         search_beta(lambda: None, config, data.rename_column("label", "y"), 0.5)
+
+
+def test_search_beta_refuses_a_model_for_model_init_and_a_datasetdict(tmp_path):
+    # a model instance failed inside BERT ("You must specify exactly one of input_ids or inputs_embeds")
+    from transformers import BertForSequenceClassification
+
+    from hf_aft import AFTConfig, AFTError, search_beta
+
+    data = datasets.Dataset.from_dict({"input_ids": [[2, 5, 3]] * 8, "label": [0, 1] * 4})
+    args = AFTConfig(output_dir=str(tmp_path), max_steps=4, use_cpu=True, report_to="none")
+    with pytest.raises(AFTError, match="takes model_init, a function returning a fresh student .* not "
+                                       "BertForSequenceClassification"):
+        search_beta(BertForSequenceClassification(tiny.bert_config(16)), args, data)
+    with pytest.raises(AFTError, match="train_dataset must be a datasets.Dataset, not DatasetDict: give one split"):
+        search_beta(lambda: None, args, datasets.DatasetDict(train=data))

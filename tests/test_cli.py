@@ -87,7 +87,7 @@ def test_bad_input_ends_with_one_line_and_writes_nothing(student_dir, teacher_di
     fails(args + ["--transfer", "distill"], "unknown transfer 'distill'")
     fails(args + ["--beta", "-1"], "--beta must be a number >= 0 or auto")
     fails(args + ["--distill_temperature", "-inf"], "write --distill_temperature=VALUE")  # argparse: "-inf" is a flag
-    fails(args + ["--per_device_train_batch_size", "1"], "--per_device_train_batch_size 2 or more")
+    fails(args + ["--per_device_train_batch_size", "1"], "--per_device_train_batch_size 3 or more")
     # The real entry point, in a fresh process: one line on stderr, exit status 2, no traceback.
     result = run_cli(*args[:2], str(tmp_path / "nope"), *args[3:])
     assert_one_line_error(result.returncode, result.stderr, "could not load the student")

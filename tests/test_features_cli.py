@@ -101,9 +101,10 @@ def test_features_of_another_pooling_are_refused_where_a_pooling_is_asked_for(te
 
 
 def test_features_of_longer_texts_than_a_teacher_max_length_given_are_refused(teacher_dirs, student_dir, data_dir,
-                                                                                tmp_path, capsys):
+                                                                                tmp_path, capsys, caplog):
     """Features made at --teacher_max_length 48, trained with --teacher_max_length 8 given: the 48 was used without
-    a word. Refused; left out (the default), or at least the stored length, uses them."""
+    a word. Refused; left out (the default), or at least the stored length, uses them (a longer one with a warning:
+    the stored length may be the teacher's own limit, or a shorter request)."""
     features = tmp_path / "features"
     teacher = ["--teachers", str(teacher_dirs[0])]
     assert main(["features", *teacher, "--teacher_max_length", "48", "--dataset_name", str(data_dir),
@@ -112,7 +113,11 @@ def test_features_of_longer_texts_than_a_teacher_max_length_given_are_refused(te
     assert main(train_args(student_dir, features, out, *teacher, "--teacher_max_length", "8")) == 2
     assert "made from texts of up to 48 tokens, not the --teacher_max_length 8 given" in tiny.error_line(capsys)
     for length in ([], ["--teacher_max_length", "64"]):
-        assert main(train_args(student_dir, features, tmp_path / f"ok{len(length)}", *teacher, *length)) == 0
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            assert main(train_args(student_dir, features, tmp_path / f"ok{len(length)}", *teacher, *length)) == 0
+        warned = "up to 48 tokens, and --teacher_max_length 64 was given: they are used as they are" in caplog.text
+        assert warned == bool(length)
 
 
 def test_a_features_column_the_teachers_did_not_make_is_never_taken_for_theirs(teacher_dirs, student_dir, data_dir,

@@ -739,7 +739,7 @@ CASES = [
     Case("split-not-found", 8, lambda e: e.train("--eval_split", "dev"), ("'dev'",)),
     Case("label-column-not-found", 8, lambda e: e.train("--label_column", "sentiment"), ("'sentiment'",)),
     Case("per-device-batch-of-one-with-aft", 8, lambda e: e.train("--per_device_train_batch_size", "1"),
-         ("--per_device_train_batch_size 2",)),
+         ("--per_device_train_batch_size 3",)),
 
     Case("yaml-list-of-numbers", 8, lambda e: ["train", "--config", str(e.recipe(lora_target_modules=[1, 2])),
                                                "--output_dir", str(e.out)], ("lora_target_modules",)),

@@ -107,6 +107,38 @@ def test_bad_arguments_name_the_problem():
     assert build_transfer_loss("none", [4], 3) is None
 
 
+@pytest.mark.parametrize("call, match", [
+    (lambda: KDLoss(16, [12])(torch.randn(8, 16), torch.randn(8, 1)), "teacher width 12 .* got 16 and 1"),  # was a
+    (lambda: KDLoss(16, [12])(torch.randn(8, 4), torch.randn(8, 12)), "student width 16 .* got 4 and 12"),  # silent
+    (lambda: KDLoss(0, [12]), "student_dim must be a positive whole width"),  # broadcast, or a raw torch error
+    (lambda: KDLoss(16, []), "teacher_dims must list one positive whole width"),
+    (lambda: AdaptiveKernelLoss(12), "teacher_dims must list .* e.g. \\[768\\]; got 12"),
+    (lambda: AdaptiveKernelLoss(["a"]), "teacher_dims must list"),
+    (lambda: RKDLoss(-1.0), "distance_weight must be a finite number >= 0"),
+    (lambda: RKDLoss()([[1.0, 2.0]] * 3, torch.randn(3, 2)), "takes torch tensors .* got list"),
+    (lambda: AdaptiveKernelLoss([3])(torch.zeros(0, 2), torch.zeros(0, 3)), "the batch is empty"),
+    (lambda: AdaptiveKernelLoss([3, 2]).scale_summary(["a"]), "1 names for 2 teachers"),
+])
+def test_the_losses_refuse_bad_inputs_in_one_line(call, match):
+    with pytest.raises(AFTError, match=match):
+        call()
+
+
+def test_numpy_and_whole_float_widths_are_accepted():
+    assert KDLoss(np.int64(16), [np.int64(12), 4.0]).teacher_dims == [12, 4]
+
+
+@pytest.mark.parametrize("loss", [AdaptiveKernelLoss([5]), RKDLoss()], ids=["aft", "rkd"])
+def test_two_rows_teach_nothing_three_do(loss):
+    # why AFTConfig refuses kernel batches under 3: two centred rows are u and -u whatever the input
+    def gradient(rows):
+        student = torch.randn(rows, 4, generator=torch.Generator().manual_seed(rows), requires_grad=True)
+        loss(student, torch.randn(rows, 5, generator=torch.Generator().manual_seed(10 + rows))).backward()
+        return student.grad.abs().max().item()
+
+    assert gradient(2) < 1e-6 and gradient(3) > 1e-4
+
+
 @pytest.mark.parametrize("transfer", ["aft", "kd", "rkd"])
 def test_each_transfer_loss_knows_its_option_name(transfer):
     # a resume with another --transfer is named from this (the checkpoint records the name it was saved with)

@@ -195,7 +195,7 @@ def test_the_trainer_refuses_options_that_would_change_nothing_as_the_command_do
     """AFTTrainer took them silently, and a kd run's transfer_summary.json recorded kernel rbf."""
     args = AFTConfig(output_dir=str(tmp_path / "out"), report_to="none", **options)
     with pytest.raises(AFTError, match=re.escape(says)):
-        AFTTrainer(model=torch.nn.Linear(2, 2), args=args, train_dataset=datasets.Dataset.from_dict({"x": [1, 2]}))
+        AFTTrainer(model=torch.nn.Linear(2, 2), args=args, train_dataset=datasets.Dataset.from_dict({"x": [1, 2, 3]}))
 
 
 def test_sets_without_a_label_column_are_refused_before_any_teacher_runs(tmp_path, tokenizer, train_set,
@@ -283,3 +283,40 @@ def test_tokenize_beside_features_names_a_missing_text_and_column(tokenizer):
 def test_a_set_with_both_label_and_labels_is_refused(tmp_path, tokenizer, train_set, no_teacher_runs):
     both = train_set.add_column("labels", [0] * len(train_set))
     assert "both 'label' and 'labels' columns" in refusal(tmp_path, tokenizer, train_dataset=both)
+
+
+def test_an_eval_set_whose_classlabel_orders_the_classes_otherwise_is_scored_by_name(tmp_path, tokenizer, train_set):
+    # was silent: id 0 of the eval set ("pos") was scored as the training set's class 0 ("neg")
+    train = train_set.cast_column("label", datasets.ClassLabel(names=["neg", "pos"]))
+    swapped = train_set.map(lambda row: {"label": 1 - row["label"]}).cast_column(
+        "label", datasets.ClassLabel(names=["pos", "neg"]))  # the same rows, the same meaning
+    trainer = AFTTrainer(model=student(), args=config(tmp_path, transfer="none", distill="none"),
+                         train_dataset=train, eval_dataset={"same": train, "swapped": swapped},
+                         processing_class=tokenizer, compute_metrics=compute_classification_metrics)
+    assert trainer.eval_dataset["swapped"]["label"] == train["label"]
+    scores = trainer.evaluate()
+    assert scores["eval_same_accuracy"] == scores["eval_swapped_accuracy"]
+    other = train_set.cast_column("label", datasets.ClassLabel(names=["neg", "meh"]))
+    message = refusal(tmp_path, tokenizer, train_dataset=train, eval_dataset=other)
+    assert "names classes ['meh'] that the training split's labels lack" in message
+
+
+def test_the_command_maps_a_reordered_classlabel_eval_split_by_name(tmp_path):
+    from hf_aft.data import load_labelled_splits
+
+    rows = tiny.sentiment_dataset(24)
+    train = rows.cast_column("label", datasets.ClassLabel(names=["neg", "pos"]))
+    test = rows.map(lambda row: {"label": 1 - row["label"]}).cast_column(
+        "label", datasets.ClassLabel(names=["pos", "neg"]))
+    datasets.DatasetDict(train=train, test=test).save_to_disk(str(tmp_path / "data"))
+    splits = load_labelled_splits(str(tmp_path / "data"))
+    assert splits.eval.features["label"].names == ["neg", "pos"]
+    assert splits.eval["label"] == train["label"]
+
+
+def test_rows_longer_than_the_students_position_table_are_refused_before_training(tmp_path, tokenizer, train_set):
+    # a tokenizer without a real model_max_length left 102 tokens whole: a raw size mismatch inside BERT at step 1
+    long = train_set.map(lambda row: tokenizer(" ".join(["good"] * 100)))
+    message = refusal(tmp_path, tokenizer, train_dataset=long)
+    assert message.startswith("train_dataset has rows of 102 tokens, and the student takes at most 64")
+    assert "max_length=64" in message

@@ -611,3 +611,21 @@ def test_label_smoothing_for_a_regression_is_refused_by_its_flag_before_any_teac
     with pytest.raises(AFTError, match=r"^--label_smoothing_factor 0.1 smooths .* a regression student"):
         check_task_options(script, config, "regression")
     check_task_options(script, config, "single_label_classification")
+
+
+def test_single_label_metrics_skip_ignored_rows_and_refuse_what_they_cannot_score():
+    from transformers import EvalPrediction
+
+    from hf_aft.metrics import compute_classification_metrics
+
+    logits = np.array([[2.0, 0], [0, 1], [1, 0], [0, 3]])
+    scores = compute_classification_metrics(EvalPrediction(logits, np.array([0, -100, 1, 1])))
+    assert scores["accuracy"] == pytest.approx(2 / 3)  # the -100 row (the loss's ignore index) was counted as wrong
+    assert compute_classification_metrics(EvalPrediction(logits, np.array([0.0, 1, 0, 1])))["accuracy"] == 1.0
+    for labels, says in [(np.array([0, 0.5, 1, 1]), "hold fractions or NaN"), (np.array([0, 1]), "4 rows of logits"),
+                         (np.full(4, -100), "at least one to score")]:
+        with pytest.raises(AFTError, match=says):
+            compute_classification_metrics(EvalPrediction(logits, labels))
+    with pytest.raises(AFTError, match="logits are NaN for 2 of 4 rows"):
+        broken = np.where(np.eye(4, 2) > 0, np.nan, logits)
+        compute_classification_metrics(EvalPrediction(broken, np.array([0, 1, 0, 1])))

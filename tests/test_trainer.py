@@ -190,7 +190,7 @@ def test_bad_input_gets_a_one_line_error(student_dir, tmp_path, train_set):
         assert "\n" not in str(error.value)
 
     fails("the training dataset is empty", data=train_set.select([]))
-    fails("needs at least 2 training examples", data=train_set.select([0]))
+    fails("needs at least 3 training examples", data=train_set.select([0, 1]))
     fails("labels in 'label' range over \\[0, 3\\] but the student has num_labels=2",
           data=train_set.map(lambda row, i: {"label": 3 if i == 0 else row["label"]}, with_indices=True))
     narrow = train_set.map(lambda row: {"teacher_features": row["teacher_features"][:5]})
@@ -203,7 +203,9 @@ def test_bad_input_gets_a_one_line_error(student_dir, tmp_path, train_set):
           data=train_set.remove_columns("teacher_features"))
     for config, match in [({"beta": -1.0}, "beta must be >= 0"), ({"transfer": "distill"}, "unknown transfer"),
                           ({"kernel": "poly"}, "unknown kernel"),
-                          ({"per_device_train_batch_size": 1}, "--per_device_train_batch_size 2 or more")]:
+                          ({"per_device_train_batch_size": 1}, "--per_device_train_batch_size 3 or more"),
+                          ({"per_device_train_batch_size": 2}, "would hold 2 examples, too few"),
+                          ({"per_device_train_batch_size": 2, "transfer": "rkd"}, "3 or more")]:
         with pytest.raises(AFTError, match=match):
             AFTConfig(output_dir=str(tmp_path), **config)
     assert AFTConfig(output_dir=str(tmp_path), transfer="kd", per_device_train_batch_size=1).beta == 0.1

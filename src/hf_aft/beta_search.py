@@ -50,11 +50,13 @@ import shutil
 import tempfile
 
 import numpy as np
+import torch
 import transformers
 from transformers import TrainerCallback
 
 from .beta_choice import RULE, choose_beta, metric_of, on_plateau, rank_key, score_candidate
 from .config import DEFAULT_BETA
+from .dataset_types import check_one_split
 from .errors import AFTError
 from .features import with_teacher_features
 from .metrics import compute_classification_metrics
@@ -231,6 +233,20 @@ def _promote(records: list[dict], search: _Search) -> None:
             search.advance(record, 1)
 
 
+def _checked_inputs(model_init, train_dataset, validation_dataset, label_column: str | None) -> str:
+    """The label column (default `labels`, else `label`), after checking `model_init` is a function, not a model
+    (each candidate needs a fresh student), and each set one split."""
+    if isinstance(model_init, torch.nn.Module) or not callable(model_init):
+        raise AFTError(f"search_beta takes model_init, a function returning a fresh student (each candidate trains "
+                       f"its own), not {type(model_init).__name__}: pass e.g. lambda: "
+                       "AutoModelForSequenceClassification.from_pretrained(path, num_labels=...).")
+    check_one_split(train_dataset, "search_beta's train_dataset", "train_dataset=data['train']")
+    if validation_dataset is not None:
+        check_one_split(validation_dataset, "search_beta's validation_dataset",
+                        "validation_dataset=data['validation']")
+    return label_column or ("labels" if "labels" in train_dataset.column_names else "label")
+
+
 def search_beta(model_init, args, train_dataset, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
                 label_column: str | None = None, checkpoint_dir: str | None = None, validation_dataset=None,
                 **trainer_kwargs) -> dict:
@@ -259,7 +275,7 @@ def search_beta(model_init, args, train_dataset, validation_fraction: float = DE
             `train_dataset` is held out, stratified by label (the final run then resumes on all of it).
         trainer_kwargs: passed to every candidate's `AFTTrainer` (e.g. `processing_class`, `peft_config`).
     """
-    label_column = label_column or ("labels" if "labels" in train_dataset.column_names else "label")
+    label_column = _checked_inputs(model_init, train_dataset, validation_dataset, label_column)
     given = None if validation_dataset is None else class_ids(validation_dataset, label_column)
     unlabeled = trainer_kwargs.get("unlabeled_dataset")
     check_search(class_ids(train_dataset, label_column), args, validation_fraction, given,  # before any teacher runs

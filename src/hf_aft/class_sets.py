@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -98,3 +99,36 @@ def warn_near_duplicates(names: list[str], column: str) -> None:
         shown = "; ".join(" / ".join(repr(name) for name in group) for group in alike[:3])
         warn_once(logger, f"hf-aft: the label column {column!r} has classes that differ only in spacing or case "
                   f"({shown}): each is a class of its own; make them one in the data if they are.")
+
+
+def align_class_ids(dataset, column: str, names: list[str], split: str):
+    """`dataset` whose `ClassLabel` label column (or list of them: a set of classes, a class per word) names the
+    classes in another order than the training split's `names` (two sets each class-encoded on its own, say): its
+    ids re-mapped to the training split's by name, so that id 1 means the same class in both (negative ids, hidden
+    or ignored labels, are kept). Anything else is returned as it is.
+
+    Raises:
+        AFTError: a row of `split` naming a class the training split's `names` lack.
+    """
+    feature = dataset.features.get(column)
+    inner = feature.feature if isinstance(feature, datasets.List) else feature
+    if not isinstance(inner, datasets.ClassLabel) or list(inner.names) == list(names):
+        return dataset
+    ids = present_values(dataset.select_columns([column]).with_format("arrow")[:][column])
+    used = {inner.names[i] for i in ids if 0 <= i < len(inner.names)}
+    unknown = sorted(used - set(names))
+    if unknown:
+        raise AFTError(f"the {split} split's {column!r} names classes {unknown[:5]} that the training split's labels "
+                       f"lack ({list(names)[:10]}): drop those rows, or give both splits one ClassLabel.")
+    to_train = {i: names.index(name) for i, name in enumerate(inner.names) if name in names}
+    warn_once(logger, f"hf-aft: the {split} split's ClassLabel {column!r} orders its classes otherwise than the "
+              "training split's; its class ids were mapped to the training split's by name.")
+
+    def remap(value):
+        return [remap(v) for v in value] if isinstance(value, list) else to_train.get(value, value)
+
+    aligned = datasets.ClassLabel(names=list(names))
+    features = dataset.features.copy()
+    features[column] = datasets.List(aligned) if isinstance(feature, datasets.List) else aligned
+    return dataset.map(lambda batch: {column: [remap(v) for v in batch[column]]}, batched=True, features=features,
+                       desc="Aligning class ids")

@@ -339,12 +339,11 @@ class AFTConfig(TrainingArguments, TeacherArguments):
         return self.transfer != "none" or self.resolved_distill(has_unlabeled) == "probe"
 
     def _check_kernel_batch(self) -> None:
-        if self.transfer not in ("aft", "rkd"):
-            return
         world = launched_world_size()
         batch = self.per_device_train_batch_size * (world if self.kernel_scope == "global" else 1)
-        if batch < 2:
+        if self.transfer in ("aft", "rkd") and batch < 3:  # 2 centred rows are u and -u whatever the input
             where = "each process's batch" if self.kernel_scope == "local" else "the global batch"
             hint = " or --kernel_scope global" if world > 1 and self.kernel_scope == "local" else ""
             raise AFTError(f"transfer={self.transfer!r} compares examples within {where}, which would hold "
-                           f"{batch} example: set --per_device_train_batch_size 2 or more{hint}.")
+                           f"{batch} example{'' if batch == 1 else 's'}, too few to compare (2 centred rows are the "
+                           f"same pair for any input): set --per_device_train_batch_size 3 or more{hint}.")

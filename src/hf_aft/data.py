@@ -11,7 +11,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .class_sets import check_known_classes, trained_ids, warn_near_duplicates, warn_untrained
+from .class_sets import align_class_ids, check_known_classes, trained_ids, warn_near_duplicates, warn_untrained
 from .columns import check_columns
 from .data_files import (
     CSV_MISSING,
@@ -301,11 +301,13 @@ def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, t
     labels = read_targets(train_set, label_column, problem_type, input_column)
     labels.check_classes()
     if eval_set is not None:
+        eval_set = align_class_ids(eval_set, label_column, labels.names, eval_split)
         check_eval_labels(eval_set, labels, eval_split)
     validation_name = (validation_split_name(data, train_split, eval_split, validation_split) if find_validation
                        else None)
     validation = data[validation_name] if validation_name else None
     if validation is not None:
+        validation = align_class_ids(validation, label_column, labels.names, validation_name)
         check_labelled(validation, validation_name, label_column, data, "--beta_validation_split")
         check_columns(validation, input_column, label_column)
         check_inputs(validation, input_column, validation_name)

@@ -266,9 +266,8 @@ def with_teacher_features(dataset: datasets.Dataset, options, text_column: str =
     `options`. Extract before tokenizing the student's inputs: the cache survives a change of student.
 
     Raises:
-        AFTError: `options` that are not teacher options (a list of teachers: `extract_teacher_features` takes
-            those), a dataset that is not one split, stored features other than the options ask for, no teachers.
-    """
+        AFTError: not teacher options (a list of teachers: `extract_teacher_features`), not one split, stored
+            features other than asked for (`stored_features.check_stored_teachers`), no teachers."""
     if not hasattr(options, "teacher_pooling"):
         raise AFTError(f"with_teacher_features(dataset, options) takes teacher options (an AFTConfig or "
                        f"TeacherArguments), not {type(options).__name__}: pass TeacherArguments(teachers=[...]), or "

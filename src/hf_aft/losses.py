@@ -7,6 +7,8 @@ optimizer group.
 
 from __future__ import annotations
 
+import math
+import operator
 from typing import Literal, get_args
 
 import torch
@@ -53,12 +55,36 @@ def _kernel(rows: torch.Tensor, kernel: str) -> torch.Tensor:
 
 
 def _check_batch(student_features: torch.Tensor, teacher_features: torch.Tensor, name: str) -> None:
+    if not isinstance(student_features, torch.Tensor) or not isinstance(teacher_features, torch.Tensor):
+        raise AFTError(f"{name} takes torch tensors [batch, dim]; got {type(student_features).__name__} and "
+                       f"{type(teacher_features).__name__}: pass torch.as_tensor(...).")
     if student_features.dim() != 2 or teacher_features.dim() != 2:
         raise AFTError(f"{name} expects 2-D features [batch, dim]; got {tuple(student_features.shape)} and "
                        f"{tuple(teacher_features.shape)}.")
     if student_features.shape[0] != teacher_features.shape[0]:
         raise AFTError(f"{name}: student batch {student_features.shape[0]} != teacher batch "
                        f"{teacher_features.shape[0]}.")
+    if student_features.shape[0] == 0:
+        raise AFTError(f"{name}: the batch is empty (0 rows): give at least one row.")
+
+
+def _whole(value) -> int | None:
+    """`value` as an int when it is a whole number (an int, numpy int, or a float such as 768.0), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return int(value) if isinstance(value, float) and value.is_integer() else None
+
+
+def _widths(teacher_dims, name: str) -> list[int]:
+    """`teacher_dims` as a list of positive ints (one width per teacher), or one line saying what was wrong."""
+    widths = None if isinstance(teacher_dims, (int, str)) else [_whole(d) for d in teacher_dims]
+    if not widths or None in widths or min(widths) < 1:
+        raise AFTError(f"{name}: teacher_dims must list one positive whole width per teacher, e.g. [768]; got "
+                       f"{teacher_dims!r}.")
+    return widths
 
 
 class AdaptiveKernelLoss(nn.Module):
@@ -72,6 +98,14 @@ class AdaptiveKernelLoss(nn.Module):
         teacher_dims: width of each teacher's features, in the order they are concatenated.
         kernel: "linear" (Zn Zn^T, the paper's default) or "rbf" (exp(-||zi - zj||^2) on the same rows).
         learn_scales: if False, the scales stay at 0.5 (the logits are frozen).
+
+    Called as `loss(student_features [B, d_s], teacher_features [B, sum(teacher_dims)])`: a scalar in [0, 2]. It
+    compares the B rows with each other, so it teaches nothing below B = 3 (two centred rows are u and -u whatever
+    the input; `AFTConfig` refuses such batches).
+
+    Raises:
+        AFTError: an unknown kernel, teacher_dims that are not positive whole widths, inputs that are not 2-D
+            tensors, batches of different or no rows, a teacher width other than sum(teacher_dims).
     """
 
     transfer = "aft"  # its --transfer name
@@ -80,10 +114,7 @@ class AdaptiveKernelLoss(nn.Module):
         super().__init__()
         if kernel not in KERNELS:
             raise AFTError(f"unknown kernel {kernel!r}: choose one of {', '.join(KERNELS)}.")
-        teacher_dims = [int(d) for d in teacher_dims]
-        if not teacher_dims or min(teacher_dims) < 1:
-            raise AFTError(f"teacher_dims must list one positive width per teacher; got {teacher_dims}.")
-        self.teacher_dims = teacher_dims
+        self.teacher_dims = teacher_dims = _widths(teacher_dims, "AdaptiveKernelLoss")
         self.kernel = kernel
         self.scale_logits = nn.Parameter(torch.zeros(sum(teacher_dims)), requires_grad=learn_scales)
 
@@ -106,6 +137,9 @@ class AdaptiveKernelLoss(nn.Module):
     def scale_summary(self, names: list[str] | None = None) -> dict[str, dict[str, float]]:
         """Per teacher: mean learned scale and the fraction of its dimensions scaled above 0.5."""
         names = names or [f"teacher_{i}" for i in range(len(self.teacher_dims))]
+        if len(names) != len(self.teacher_dims):
+            raise AFTError(f"scale_summary: {len(names)} names for {len(self.teacher_dims)} teachers; give one "
+                           "name per teacher, in teacher_dims' order.")
         summary = {}
         for name, chunk in zip(names, self.scales.detach().float().split(self.teacher_dims), strict=True):
             summary[name] = {"mean": chunk.mean().item(), "frac_above_half": (chunk > 0.5).float().mean().item()}
@@ -113,17 +147,39 @@ class AdaptiveKernelLoss(nn.Module):
 
 
 class KDLoss(nn.Module):
-    """The paper's KD baseline: a learned linear map from student to teacher features, trained with MSE."""
+    """The paper's KD baseline (Qiu et al., ICML 2024, section 5; feature distillation as in FitNets, Romero et al.,
+    ICLR 2015): a learned linear map from the student's features to the concatenated teachers' features, trained
+    with the mean squared error.
+
+    Args:
+        student_dim: width d_s of the student's features.
+        teacher_dims: width of each teacher's features, in the order they are concatenated.
+
+    Called as `loss(student_features [B, d_s], teacher_features [B, sum(teacher_dims)])`: a scalar >= 0, in the
+    features' units squared.
+
+    Raises:
+        AFTError: widths that are not positive whole numbers; inputs that are not 2-D tensors, batches of different
+            or no rows, or features of other widths than the loss was built for.
+    """
 
     transfer = "kd"  # its --transfer name
 
     def __init__(self, student_dim: int, teacher_dims: list[int] | tuple[int, ...]):
         super().__init__()
-        self.teacher_dims = [int(d) for d in teacher_dims]
-        self.projection = nn.Linear(int(student_dim), sum(self.teacher_dims))
+        if (_whole(student_dim) or 0) < 1:
+            raise AFTError(f"KDLoss: student_dim must be a positive whole width; got {student_dim!r}.")
+        student_dim = _whole(student_dim)
+        self.teacher_dims = _widths(teacher_dims, "KDLoss")
+        self.projection = nn.Linear(student_dim, sum(self.teacher_dims))
 
     def forward(self, student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
         _check_batch(student_features, teacher_features, "KDLoss")
+        widths = (self.projection.in_features, self.projection.out_features)
+        if (student_features.shape[1], teacher_features.shape[1]) != widths:
+            raise AFTError(f"KDLoss was built for student width {widths[0]} and teacher width {widths[1]} "
+                           f"(teacher_dims={self.teacher_dims}); got {student_features.shape[1]} and "
+                           f"{teacher_features.shape[1]}.")
         dtype = self.projection.weight.dtype
         return F.mse_loss(self.projection(student_features.to(dtype)), teacher_features.to(dtype))
 
@@ -131,12 +187,22 @@ class KDLoss(nn.Module):
 class RKDLoss(nn.Module):
     """Relational KD (Park et al., CVPR 2019): match pairwise distances (normalised by their mean) and the angles
     of triplets between student and teacher features, with a smooth-L1 penalty. Weights as in the RKD paper's
-    code (distance 1, angle 2); no parameters of its own, and widths need not match."""
+    code (distance 1, angle 2); no parameters of its own, and widths need not match.
+
+    Called as `loss(student_features [B, d_s], teacher_features [B, d_t])`: a scalar >= 0. Like AFT's it compares
+    rows with each other and teaches nothing below B = 3.
+
+    Raises:
+        AFTError: a negative or non-finite weight; inputs that are not 2-D tensors, batches of different or no rows.
+    """
 
     transfer = "rkd"  # its --transfer name
 
     def __init__(self, distance_weight: float = 1.0, angle_weight: float = 2.0):
         super().__init__()
+        for name, weight in (("distance_weight", distance_weight), ("angle_weight", angle_weight)):
+            if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+                raise AFTError(f"RKDLoss: {name} must be a finite number >= 0; got {weight!r}.")
         self.distance_weight = distance_weight
         self.angle_weight = angle_weight
 

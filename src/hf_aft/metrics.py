@@ -152,8 +152,28 @@ class RecordedMetrics:
     def __call__(self, eval_prediction) -> dict[str, float]:
         logits, labels = eval_prediction.predictions, eval_prediction.label_ids
         logits = logits[0] if isinstance(logits, tuple) else logits
-        self.predictions, self.labels = np.argmax(logits, axis=-1), np.asarray(labels)
-        return ClassificationMetrics().compute(predictions=self.predictions, references=self.labels)
+        labels = _class_ids(np.asarray(logits), np.asarray(labels))
+        self.predictions, self.labels = np.argmax(logits, axis=-1), labels
+        scored = labels != IGNORED  # transformers' ignore index: the loss skips such rows, and so do the metrics
+        return ClassificationMetrics().compute(predictions=self.predictions[scored], references=labels[scored])
+
+
+IGNORED = -100  # the label transformers' losses ignore
+
+
+def _class_ids(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """`labels` as int class ids beside `logits` [rows, classes], or one line saying why they cannot be scored."""
+    if len(logits) != len(labels) or not (labels != IGNORED).any():
+        raise AFTError(f"{len(logits)} rows of logits and {len(labels)} labels, {int((labels != IGNORED).sum())} "
+                       "of them scored (not -100): give one label per row and at least one to score.")
+    if labels.dtype.kind == "f" and not np.all(np.isfinite(labels) & (labels == np.round(labels))):
+        raise AFTError("single-label metrics take class ids, and the labels hold fractions or NaN: give integer "
+                       "class ids (a regression or soft labels take compute_metrics_for(labels)).")
+    broken = int(np.isnan(logits).any(axis=-1).sum())
+    if broken:
+        raise AFTError(f"the student's logits are NaN for {broken} of {len(logits)} rows: the model is broken (a "
+                       "diverged run, or weights that did not load); no accuracy is reported for it.")
+    return labels.astype(np.int64)
 
 
 def metric_name(metric: str) -> str:

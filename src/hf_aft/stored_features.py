@@ -5,12 +5,15 @@ how they differ. `features.with_teacher_features` calls this; the features thems
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import datasets
 import pyarrow as pa
 
-from .errors import AFTError
+from .errors import AFTError, warn_once
 from .teachers import same_teacher, teacher_label
+
+logger = logging.getLogger(__name__)
 
 
 def check_numeric_lists(dataset: datasets.Dataset, column: str, name: str) -> None:
@@ -28,7 +31,7 @@ def check_stored_teachers(infos, teachers, options, column: str, name: str) -> N
     `options` would make them: same teachers in order, the same backend, the pooling where the options name one
     (`teacher_pooling` other than `auto`): features of another pooling are another space than the one asked for, and
     no longer texts than a `teacher_max_length` set to other than its default allows (a shorter stored length may
-    be the teacher's own limit capping the one asked for, so that side is not compared).
+    be the teacher's own limit capping the one asked for: kept, with a warning saying so).
 
     Raises:
         AFTError: the column has no record while teachers are given, or differs in one of the above (one line
@@ -59,6 +62,12 @@ def check_stored_teachers(infos, teachers, options, column: str, name: str) -> N
                        f"{longer[0].max_length} tokens, not the --teacher_max_length {asked_length} given: leave "
                        f"--teacher_max_length out to use them, or remove the {column!r} column to have them made "
                        f"again at {asked_length}.")
+    shorter = [info for info in infos if asked_length != default and 0 < (info.max_length or 0) < asked_length]
+    if shorter:  # kept: the stored length may be the teacher's own limit capping the one asked for
+        warn_once(logger, f"hf-aft: the {name}'s features of {shorter[0].name} were made from texts of up to "
+                  f"{shorter[0].max_length} tokens, and --teacher_max_length {asked_length} was given: they are "
+                  f"used as they are. Unless {shorter[0].max_length} is that teacher's own limit, remove the "
+                  f"{column!r} column to have them made again at {asked_length}.")
     asked_pooling = options.teacher_pooling
     for info in infos:
         if asked_pooling not in ("auto", info.pooling) and info.pooling != "auto":  # auto here: nobody recorded it

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import torch
 from torch import nn
 
+from .class_sets import align_class_ids
 from .data import Labels, check_texts
 from .errors import AFTError, one_line
 from .features import map_beside_features
@@ -284,10 +285,23 @@ def name_labels(model, train_dataset, eval_dataset=None):
         eval_dataset = ({k: encode(v) for k, v in eval_dataset.items()} if isinstance(eval_dataset, dict)
                         else encode(eval_dataset) if eval_dataset is not None else None)
         names = labels.names
-    else:
-        names = list(getattr(feature, "names", None) or [])
+    else:  # a ClassLabel, or a list of them (a class per word)
+        names = list(getattr(getattr(feature, "feature", feature), "names", None) or [])
+        eval_dataset = _aligned_eval(eval_dataset, column, names)
     name_classes(model, names)
     return train_dataset, eval_dataset
+
+
+def _aligned_eval(eval_dataset, column: str, names: list[str]):
+    """Eval sets whose ClassLabel orders the classes otherwise, their ids mapped to the training set's
+    (`class_sets.align_class_ids`): else each id would be scored as another class."""
+    def aligned(dataset, name: str):
+        return align_class_ids(dataset, column, names, name) if isinstance(dataset, datasets.Dataset) else dataset
+    if not names or eval_dataset is None:
+        return eval_dataset
+    if isinstance(eval_dataset, dict):
+        return {key: aligned(value, f"eval {key!r}") for key, value in eval_dataset.items()}
+    return aligned(eval_dataset, "eval")
 
 
 def name_classes(model, names: list[str]) -> None:

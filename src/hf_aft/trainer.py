@@ -201,7 +201,7 @@ class AFTTrainer(GradNormGuard, Trainer):
 
     # ---- logging ----
     def latest_loss_terms(self) -> tuple[float | None, float | None]:
-        """The last training batch's task loss and transfer loss (before beta; None without one), for callbacks."""
+        """Last batch's task, transfer loss (before beta) for on_step_end; None without one, after a logging step."""
         last = {key: values[-1].item() for key, values in self._metrics.items() if values}
         return last.get("task_loss"), last.get("transfer_loss")
 

@@ -20,6 +20,7 @@ from .metrics import RecordedMetrics, compute_classification_metrics
 from .option_checks import check_idle_config, check_pool_read
 from .student import check_labels_fit, name_classes, name_labels
 from .targets import MULTI, REGRESSION, SINGLE, MultiLabels, RegressionTargets, is_token_model, model_problem_type
+from .teachers.loading import token_limit
 
 
 def eval_sets(eval_dataset) -> dict:
@@ -63,9 +64,9 @@ def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None, eva
             check_one_split(eval_set, name.replace("eval", "eval_dataset", 1), "eval_dataset=data['test']")
     if train_dataset is not None and len(train_dataset) == 0:
         raise AFTError("the training dataset is empty.")
-    if train_dataset is not None and len(train_dataset) < 2 and args.transfer in ("aft", "rkd"):
-        raise AFTError(f"transfer={args.transfer!r} compares examples within a batch: it needs at least 2 "
-                       "training examples.")
+    if train_dataset is not None and len(train_dataset) < 3 and args.transfer in ("aft", "rkd"):
+        raise AFTError(f"transfer={args.transfer!r} compares examples within a batch: it needs at least 3 "
+                       "training examples (2 centred rows are the same pair for any input).")
     if unlabeled_dataset is not None:
         check_one_split(unlabeled_dataset, "unlabeled_dataset", "unlabeled_dataset=pool['train']")
         if len(unlabeled_dataset) == 0:
@@ -87,6 +88,8 @@ def check_student_inputs(model, sets: dict) -> None:
     after the teachers ran (or, for an eval set, at the first evaluation)."""
     needed = getattr(model, "main_input_name", None) or "input_ids"
     for name, dataset in sets.items():
+        if is_one_split(dataset) and needed == "input_ids" in dataset.column_names:
+            check_token_room(model, dataset, name)
         if not is_one_split(dataset) or needed in dataset.column_names:
             continue
         way = (f"tokenize it for the student: hf_aft.tokenize_beside_features({name}, tokenizer) (the teachers read "
@@ -94,6 +97,19 @@ def check_student_inputs(model, sets: dict) -> None:
                "pass image_column=... to have the student's processor make it per batch")
         raise AFTError(f"{name} has no {needed!r} column, the student's input (it has {dataset.column_names}): "
                        f"{way}.")
+
+
+def check_token_room(model, dataset: datasets.Dataset, name: str) -> None:
+    """No row holds more tokens than the student's position table: a tokenizer without a real `model_max_length`
+    leaves long texts whole, and the student failed at the first step with a raw size mismatch."""
+    limit = token_limit(getattr(model, "config", None))
+    if limit is None or not len(dataset):
+        return
+    longest = pc.max(pc.list_value_length(arrow_column(dataset, "input_ids"))).as_py() or 0
+    if longest > limit:
+        raise AFTError(f"{name} has rows of {longest} tokens, and the student takes at most {limit} (its position "
+                       f"table): tokenize with max_length={limit} or less (hf_aft.tokenize_beside_features(..., "
+                       f"max_length={limit})).")
 
 
 def label_column(dataset) -> str | None:

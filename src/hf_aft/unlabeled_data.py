@@ -299,7 +299,7 @@ def check_pool_leakage(unlabeled: datasets.Dataset, labelled: datasets.Dataset |
     for held_name, held in held_out.items():
         check_no_leakage(unlabeled, held, input_column, held_name, name)
     check_no_leakage(unlabeled, labelled, input_column, "labelled training", name, advice=(
-        "their labels are already used, and --beta auto would hold some of them out to judge on. Remove them from the "
+        "their labels are already used (a --beta auto run would hold some out to judge on). Remove them from the "
         "pool (a pool saved beside the data by hf-aft features is --unlabeled_split unlabeled)." if command else
         "their labels are already used. Remove them from unlabeled_dataset (train_dataset holds them)."))
 
