@@ -308,7 +308,7 @@ def no_teacher_runs():
     (["--group_column", "dialect"], ["--group_column 'dialect' is not a column of the evaluation split 'test'",
                                      "['text', 'label', 'source', 'id']"]),
     (["--group_column", "source", "id"], ["--group_column 'id': no group has 10 rows", "lower --group_min_rows"]),
-    (["--group_column", "source", "--group_min_rows", "0"], ["--group_min_rows must be >= 1 (got 0)"]),
+    (["--group_column", "source", "--group_min_rows", "0"], ["--group_min_rows must be a whole number >= 1 (got 0)"]),
 ])
 def test_bad_group_columns_are_refused_in_one_line(flags, fragments, grouped_data, student_dir, teacher_dirs,
                                                    no_teacher_runs, tmp_path, capsys):
@@ -385,3 +385,26 @@ def test_a_list_flag_given_twice_is_refused(capsys):
     assert main(["train", "--model_name_or_path", "x", "--dataset_name", "y", "--output_dir", "z",
                  "--group_column", "a", "--group_column", "b"]) == 2
     one_error_line(capsys, "--group_column is given twice", "--group_column A B")
+
+
+def test_group_functions_refuse_arrays_of_other_lengths_a_missing_column_and_min_rows_below_1():
+    """Raw IndexError, ValueError and datasets errors before; min_rows=0 was accepted (the CLI refuses it)."""
+    from hf_aft.errors import AFTError
+
+    predictions, labels, groups = np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), np.array(["a", "a", "b", "b"])
+    split = datasets.Dataset.from_dict({"g": list(groups)})
+    for call, says in [
+        (lambda: group_results(predictions, labels[:3], groups), "(predictions 4, labels 3, groups 4)"),
+        (lambda: group_results(predictions, labels, groups, min_rows=0), "min_rows must be a whole number >= 1 (go"),
+        (lambda: inherited_errors(predictions, predictions[:2], labels), "probe_predictions 2"),
+        (lambda: group_report(predictions, labels, split, ["x"]), "eval_split has no column 'x' (it has ['g'])"),
+        (lambda: group_report(predictions[:3], labels[:3], split, ["g"]), "(eval_split 4, predictions 3, labels 3)"),
+        (lambda: group_report(predictions, labels, split, ["g"], min_rows=-1), "min_rows must be a whole number"),
+        (lambda: group_report(predictions, labels, split, ["g"], min_rows=1, probes={"t": predictions[:2]}),
+         "probes['t'] 2"),
+    ]:
+        with pytest.raises(AFTError) as caught:
+            call()
+        assert says in str(caught.value) and "\n" not in str(caught.value)
+    assert inherited_errors([], [], [])["probe_error_rate"] is None  # a share over no rows: None, not NaN
+    assert group_report(predictions, labels, split, "g", min_rows=1)["columns"]["g"]["worst"] == "b"

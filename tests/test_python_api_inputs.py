@@ -320,3 +320,115 @@ def test_rows_longer_than_the_students_position_table_are_refused_before_trainin
     message = refusal(tmp_path, tokenizer, train_dataset=long)
     assert message.startswith("train_dataset has rows of 102 tokens, and the student takes at most 64")
     assert "max_length=64" in message
+
+
+def test_extract_teacher_features_refuses_a_bad_batch_size_or_device_on_a_cache_hit_too(teacher_dirs, tmp_path):
+    """batch_size 0, -1 or 2.5 failed with raw ValueError/IndexError/TypeError on a cache miss and was accepted on a
+    hit; a device this machine lacks failed with a raw AssertionError (cuda) or RuntimeError (tpu)."""
+    data, teachers = tiny.sentiment_dataset(4), [str(teacher_dirs[0])]
+    extract_teacher_features(data, teachers, cache_dir=tmp_path)  # the next calls would read the cache
+    absent = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU: on a CPU machine, the first
+    for option, says in [({"batch_size": 0}, "batch_size must be a whole number >= 1 (got 0)."),
+                         ({"batch_size": -1}, "batch_size must be a whole number >= 1 (got -1)."),
+                         ({"batch_size": 2.5}, "batch_size must be a whole number >= 1 (got 2.5)."),
+                         ({"max_length": 0}, "max_length must be a whole number >= 1 (got 0)."),
+                         ({"device": "tpu"}, "device='tpu' is not a torch device: this machine has 'cpu'"),
+                         ({"device": absent}, f"device={absent!r} is not available here: this machine has 'cpu'")]:
+        with pytest.raises(AFTError) as caught:
+            extract_teacher_features(data, teachers, cache_dir=tmp_path, **option)
+        assert str(caught.value).startswith(says) and "\n" not in str(caught.value)
+    assert extract_teacher_features(data, teachers, cache_dir=tmp_path, device="cpu").column_names[-1] == \
+        "teacher_features"
+
+
+def test_load_student_names_image_column_for_an_image_model_and_takes_a_list_of_class_names(tmp_path, student_dir):
+    """An image student without image_column said to install sentencepiece or tiktoken; a list of class names failed
+    with "'list' object has no attribute 'id2label'"."""
+    from hf_aft import load_student
+
+    vit = tiny.save_image_student(tmp_path / "vit")
+    with pytest.raises(AFTError, match=r"is an image model \(vit\): it cannot read text; pass image_column= naming"):
+        load_student(str(vit))
+    model, _ = load_student(str(student_dir), ["neg", "pos"])
+    assert model.config.id2label == {0: "neg", 1: "pos"} and model.config.num_labels == 2
+    with pytest.raises(AFTError, match=r"^labels must be a Labels \(load_labelled_splits\(...\).labels\) or a list of "
+                                       "class names, not dict"):
+        load_student(str(student_dir), {"neg": 0, "pos": 1})
+    with pytest.raises(AFTError, match="^labels name class 'pos' twice"):
+        load_student(str(student_dir), ["pos", "neg", "pos"])
+
+
+def test_save_truncated_student_refuses_image_models_and_layer_counts_that_are_not_whole(tmp_path, teacher_dirs):
+    """A ViT (which has num_hidden_layers) was said to have "no layer count"; num_layers=1.5 failed with a raw
+    StrictDataclassFieldValidationError."""
+    from hf_aft import save_truncated_student
+
+    vit = tiny.save_image_student(tmp_path / "vit")
+    with pytest.raises(AFTError, match=r"is an image model \(vit\): image models are not supported"):
+        save_truncated_student(vit, tmp_path / "out", num_layers=1)
+    for bad in (1.5, 0, -1, True):
+        with pytest.raises(AFTError, match=re.escape(f"num_layers must be a whole number >= 1 (got {bad!r}).")):
+            save_truncated_student(teacher_dirs[0], tmp_path / "out", num_layers=bad)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_path_or_teacher_infos_of_names_are_refused_in_one_line(tmp_path, tokenizer, train_set,
+                                                                         no_teacher_runs):
+    """Raw AttributeErrors at targets.py (model="some/path") and in the feature scan (teacher_infos=["x"])."""
+    message = refusal(tmp_path, tokenizer, model="some/path", train_dataset=train_set)
+    assert message.startswith("AFTTrainer's model must be the student itself (a transformers model), not str: load")
+    for infos, kind in ((["x"], "a list holding str"), ("x", "str")):
+        with pytest.raises(AFTError, match=re.escape(f"teacher_infos must be a list of TeacherInfo, not {kind}: ")):
+            AFTTrainer(model=student(), args=config(tmp_path), train_dataset=train_set, processing_class=tokenizer,
+                       teacher_infos=infos)
+
+
+def test_fold_target_scale_refuses_nan_a_spread_of_zero_and_the_wrong_number_of_values():
+    """A NaN mean or a std <= 0 made the head NaN or constant, silently; a wrong length raised a raw RuntimeError."""
+    from hf_aft import fold_target_scale
+
+    model = student(2, problem_type="regression")
+    before = model.classifier.weight.detach().clone()
+    for mean, std, says in [(float("nan"), 1.0, "fold_target_scale's mean must be finite (got [nan])"),
+                            (0.0, 0.0, "fold_target_scale's std must be finite and > 0 (got [0.0])"),
+                            (0.0, [1.0, -2.0], "fold_target_scale's std must be finite and > 0 (got [1.0, -2.0])"),
+                            ([0.0, 1.0, 2.0], 1.0, "fold_target_scale's mean has 3 values for a head of 2 outputs"),
+                            ("a", 1.0, "fold_target_scale's mean and std must be numbers")]:
+        with pytest.raises(AFTError, match=re.escape(says)):
+            fold_target_scale(model, mean, std)
+    assert torch.equal(model.classifier.weight, before) and getattr(model.config, "target_std", None) is None
+    fold_target_scale(model, [1.0, 2.0], 3.0)  # one std for both outputs, a mean each
+    torch.testing.assert_close(model.classifier.weight.detach(), before * 3)
+
+
+def test_teacher_infos_are_read_from_one_split_and_need_a_width(train_set):
+    from hf_aft import TeacherInfo, read_teacher_infos
+
+    for given, kind in ((datasets.DatasetDict({"train": train_set}), "DatasetDict"), ({"a": 1}, "dict")):
+        with pytest.raises(AFTError, match=f"^read_teacher_infos' dataset must be a datasets.Dataset, not {kind}: "):
+            read_teacher_infos(given)
+    assert [info.dim for info in read_teacher_infos(train_set)] == [12, 8]
+    for dim in (-1, 0, 1.5):
+        with pytest.raises(AFTError, match=re.escape(f"TeacherInfo dim (the teacher's feature width) must be a whole "
+                                                     f"number >= 1 (got {dim!r})")):
+            TeacherInfo("teacher", "main", "mean", dim, 64)
+
+
+def test_map_beside_features_keeps_every_row_and_the_features_column(train_set):
+    """A function that changed the row count or returned teacher_features, or batched=False, gave raw errors."""
+    from hf_aft import map_beside_features
+
+    others = [c for c in train_set.column_names if c != "teacher_features"]
+    for call, says in [
+        (lambda: map_beside_features(train_set, lambda b: {"text": b["text"][:1]}, remove_columns=others),
+         f"made 1 rows of {len(train_set)}: the teacher features are joined back row by row"),
+        (lambda: map_beside_features(train_set, lambda b: {"n": [1]}), "changed a batch's number of rows"),
+        (lambda: map_beside_features(train_set, lambda b: {"teacher_features": [[0.0]] * len(b["text"])}),
+         "returned a 'teacher_features' column"),
+    ]:
+        with pytest.raises(AFTError) as caught:
+            call()
+        assert says in str(caught.value) and "\n" not in str(caught.value)
+    one_by_one = map_beside_features(train_set, lambda row: {"n": len(row["text"])}, batched=False)
+    assert one_by_one["n"] == [len(text) for text in train_set["text"]]
+    assert one_by_one["teacher_features"] == train_set["teacher_features"]

@@ -143,3 +143,49 @@ def test_a_teacher_that_cannot_be_found_is_named_before_any_teacher_runs_and_lea
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
     assert len(err) == 1 and "could not resolve teacher 'no-org/no-such-teacher'" in err[0]
     assert not out.exists()
+
+
+def test_rank_teachers_reads_a_label_column_by_name_or_a_labels_object_as_arrays(teacher_dirs, tmp_path):
+    """A column's name and a Labels gave "the probe needs at least 2 classes": they are read as the CLI reads them."""
+    from hf_aft import Labels, TeacherArguments, rank_teachers
+
+    data, teacher = tiny.sentiment_dataset(24), [str(teacher_dirs[0])]
+    data = data.add_column("score", [label + 0.25 * (i % 4) for i, label in enumerate(data["label"])])
+
+    def rank(labels, **kwargs):
+        return rank_teachers(data, labels, teacher, TeacherArguments(), folds=3, cache_dir=tmp_path, **kwargs)[0]
+
+    by_ids = rank(np.asarray(data["label"]))
+    for labels in ("label", Labels.from_dataset(data, "label")):
+        row = rank(labels)
+        assert row["probe_metric"] == "accuracy" and row["logme"] == pytest.approx(by_ids["logme"])
+        assert row["probe_score"] == pytest.approx(by_ids["probe_score"])
+    assert rank("score")["probe_metric"] == "pearson"  # a float column: a regression, as the CLI infers it
+    with pytest.raises(AFTError, match="problem_type='regression', but the labels are single_label_classification"):
+        rank(Labels.from_dataset(data, "label"), problem_type="regression")
+
+
+@pytest.mark.parametrize(("change", "fragment"), [
+    (lambda d, y: dict(labels=y[:10]), "labels has 10 rows and the dataset 24: give one label per row"),
+    (lambda d, y: dict(labels="stars"), "labels='stars' names no column of the dataset"),
+    (lambda d, y: dict(folds=1), "folds must be a whole number >= 2 (got 1)"),
+    (lambda d, y: dict(labels=y + 0.5), "labels hold fractional numbers, not class ids: pass problem_type='regre"),
+    (lambda d, y: dict(labels=np.where(np.arange(24) == 3, np.nan, y + 0.1), problem_type="regression"),
+     "labels hold NaN or inf (first at row 3)"),
+    (lambda d, y: dict(labels=np.eye(2)[y]), "not one class id per row: pass problem_type='multi_label_classif"),
+    (lambda d, y: dict(labels=y, problem_type="multi_label_classification"), "multi-hot rows [rows, classes]"),
+    (lambda d, y: dict(labels=y, problem_type="ordinal"), "unknown problem_type 'ordinal'"),
+    (lambda d, y: dict(dataset=__import__("datasets").DatasetDict({"train": d})),
+     "rank_teachers' dataset must be a datasets.Dataset, not DatasetDict: give one split of it"),
+    (lambda d, y: dict(teachers=[]), "teachers is empty: give at least one teacher"),
+])
+def test_rank_teachers_refuses_what_its_probe_cannot_score_before_any_teacher_runs(teacher_dirs, change, fragment):
+    from hf_aft import TeacherArguments, rank_teachers
+
+    data = tiny.sentiment_dataset(24)
+    given = {"dataset": data, "labels": np.asarray(data["label"]), "teachers": [str(teacher_dirs[0])],
+             **change(data, np.asarray(data["label"]))}
+    with mock.patch.object(_Teacher, "load", side_effect=AssertionError("a teacher ran")), \
+            pytest.raises(AFTError) as caught:
+        rank_teachers(given.pop("dataset"), given.pop("labels"), given.pop("teachers"), TeacherArguments(), **given)
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)

@@ -629,3 +629,24 @@ def test_single_label_metrics_skip_ignored_rows_and_refuse_what_they_cannot_scor
     with pytest.raises(AFTError, match="logits are NaN for 2 of 4 rows"):
         broken = np.where(np.eye(4, 2) > 0, np.nan, logits)
         compute_classification_metrics(EvalPrediction(broken, np.array([0, 1, 0, 1])))
+
+
+def test_labels_encode_a_dataset_of_the_label_column_alone_and_refuse_what_is_not_one():
+    """A dataset holding only the label column failed with "Failed to concatenate on axis=1"; a missing column or a
+    list of rows with raw datasets and list errors; an unknown problem type was accepted."""
+    from hf_aft.data import Labels
+    from hf_aft.targets import MultiLabels, RegressionTargets
+
+    labels = Labels(["neg", "pos"], "label", False)
+    alone = datasets.Dataset.from_dict({"label": ["pos", "neg"]})
+    assert labels.encode(alone).column_names == ["labels"] and labels.encode(alone)["labels"] == [1, 0]
+    tags = datasets.Dataset.from_dict({"label": [["a"], ["a", "b"]]})
+    assert MultiLabels(["a", "b"], "label").encode(tags)["labels"] == [[1.0, 0.0], [1.0, 1.0]]
+    scores = datasets.Dataset.from_dict({"label": [1.0, 3.0]})
+    assert RegressionTargets("label", mean=2.0, std=1.0).encode(scores)["labels"] == [-1.0, 1.0]
+    with pytest.raises(AFTError, match=r"^the dataset to encode has no label column 'label' \(it has \['x'\]\)"):
+        labels.encode(datasets.Dataset.from_dict({"x": ["pos"]}))
+    with pytest.raises(AFTError, match=r"^the dataset to encode must be a datasets.Dataset, not list: "):
+        labels.encode(["pos", "neg"])
+    with pytest.raises(AFTError, match="^unknown problem_type 'foo': choose one of single_label_classification, "):
+        Labels(["neg", "pos"], "label", False, problem_type="foo")

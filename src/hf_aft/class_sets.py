@@ -132,3 +132,15 @@ def align_class_ids(dataset, column: str, names: list[str], split: str):
     features[column] = datasets.List(aligned) if isinstance(feature, datasets.List) else aligned
     return dataset.map(lambda batch: {column: [remap(v) for v in batch[column]]}, batched=True, features=features,
                        desc="Aligning class ids")
+
+
+def align_eval_sets(eval_dataset, column: str, names: list[str]):
+    """Eval sets whose ClassLabel orders the classes otherwise, their ids mapped to the training set's
+    (`align_class_ids`): else each id would be scored as another class."""
+    def aligned(dataset, name: str):
+        return align_class_ids(dataset, column, names, name) if isinstance(dataset, datasets.Dataset) else dataset
+    if not names or eval_dataset is None:
+        return eval_dataset
+    if isinstance(eval_dataset, dict):
+        return {key: aligned(value, f"eval {key!r}") for key, value in eval_dataset.items()}
+    return aligned(eval_dataset, "eval")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datasets
 
+from .dataset_types import check_one_split
 from .errors import AFTError
 
 
@@ -37,3 +38,15 @@ def _named_flag(dataset: datasets.Dataset, label: bool, asked: tuple[str, ...]) 
         c for c, f in features.items() if getattr(f, "dtype", None) in ("string", "large_string")]
     flag = "--label_column" if label else "--text_column"
     return f"Pass {flag} {fits[0]}." if len(fits) == 1 else f"Pass {flag} naming it."
+
+
+def check_label_source(dataset, column: str) -> None:
+    """The dataset a `Labels` (or other targets) encodes is one split holding the label column it reads.
+
+    Raises:
+        AFTError: not a `datasets.Dataset` (a list of rows, a DatasetDict), or no such column.
+    """
+    check_one_split(dataset, "the dataset to encode", "labels.encode(data['train'])")
+    if column not in dataset.column_names:
+        raise AFTError(f"the dataset to encode has no label column {column!r} (it has {dataset.column_names}): "
+                       "encode a split that holds it, or make the labels with column= naming yours.")

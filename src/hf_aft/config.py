@@ -15,7 +15,7 @@ from transformers import TrainingArguments
 from .changed_defaults import check_changed_defaults
 from .distributed import has_accelerator, launched_world_size
 from .errors import AFTError, require_extra
-from .features import FeatureDtype
+from .feature_inputs import FeatureDtype
 from .losses import Kernel, Transfer
 from .option_checks import check_choices, check_finite, check_made_rows, check_report_to
 from .resume_check import OptionsRecord  # noqa: F401 (AFTTrainer registers it: the options each checkpoint records)

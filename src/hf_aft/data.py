@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .class_sets import align_class_ids, check_known_classes, trained_ids, warn_near_duplicates, warn_untrained
-from .columns import check_columns
+from .columns import check_columns, check_label_source
 from .data_files import (
     CSV_MISSING,
     FILE_BUILDERS,
@@ -36,6 +36,7 @@ from .images import check_images_open
 from .load_errors import why_not_loaded
 from .targets import (
     MULTI,
+    PROBLEM_TYPES,
     REGRESSION,
     SINGLE,
     TOKEN,
@@ -161,13 +162,21 @@ def check_inputs(dataset: datasets.Dataset, column: str, split: str) -> None:
 
 @dataclass
 class Labels(ClassNames):
-    """Class names in id order; `encode` maps a dataset's label column to ids in a `labels` column."""
+    """Class names in id order; `encode` maps a dataset's label column to ids in a `labels` column.
+
+    Raises:
+        AFTError: a `problem_type` that is not one of `targets.PROBLEM_TYPES`.
+    """
 
     names: list[str]
     column: str
     is_class_label: bool
     problem_type: str = SINGLE
     trained: frozenset | None = None  # a ClassLabel's ids with training rows (its names may hold more)
+
+    def __post_init__(self):
+        if self.problem_type not in PROBLEM_TYPES:
+            raise AFTError(f"unknown problem_type {self.problem_type!r}: choose one of {', '.join(PROBLEM_TYPES)}.")
 
     @classmethod
     def from_dataset(cls, dataset: datasets.Dataset, column: str) -> Labels:
@@ -201,7 +210,12 @@ class Labels(ClassNames):
                            f"({self.names}): a classifier needs at least 2 classes.")
 
     def encode(self, dataset: datasets.Dataset) -> datasets.Dataset:
-        """The label column as class ids in a `labels` column (`targets.with_labels`; a ClassLabel is renamed)."""
+        """The label column as class ids in a `labels` column (`targets.with_labels`; a ClassLabel is renamed).
+
+        Raises:
+            AFTError: not one split, no label column, or a label that is not one of `names`.
+        """
+        check_label_source(dataset, self.column)
         if self.is_class_label:
             dataset = drop_other_labels(dataset, self.column)
             return dataset.rename_column(self.column, "labels") if self.column != "labels" else dataset

@@ -17,7 +17,6 @@ import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, get_args
 
 import datasets
 import numpy as np
@@ -38,21 +37,22 @@ from .data import first_row
 from .dataset_types import check_one_split
 from .distributed import default_device, is_distributed
 from .errors import AFTError
-from .images import check_image_column
+from .feature_inputs import FEATURES_COLUMN, check_extraction, check_teacher_width, map_to_join
 from .stored_features import check_numeric_lists, check_stored_teachers
-from .teachers import MAP_BATCH_SIZE, POOLINGS, check_distinct_teachers, load_options, make_teacher
+from .teachers import MAP_BATCH_SIZE, load_options, make_teacher
 
 logger = logging.getLogger(__name__)
 
-FEATURES_COLUMN = "teacher_features"
-FeatureDtype = Literal["float32", "float16"]
-FEATURE_DTYPES = get_args(FeatureDtype)
 FEATURES_VERSION = "2"  # bump when the extraction (or its cached files' layout) changes
 
 
 @dataclass
 class TeacherInfo:
-    """Provenance of one teacher's slice of the `teacher_features` column."""
+    """Provenance of one teacher's slice of the `teacher_features` column (`dim`: its width, a whole number >= 1).
+
+    Raises:
+        AFTError: a `dim` that is not a whole number >= 1.
+    """
 
     name: str
     revision: str
@@ -60,6 +60,9 @@ class TeacherInfo:
     dim: int
     max_length: int
     backend: str = "torch"
+
+    def __post_init__(self):
+        check_teacher_width(self.dim)
 
 
 def read_from_cache(dataset: datasets.Dataset) -> list[bool] | None:
@@ -71,7 +74,14 @@ def read_from_cache(dataset: datasets.Dataset) -> list[bool] | None:
 
 
 def read_teacher_infos(dataset: datasets.Dataset) -> list[TeacherInfo] | None:
-    """The per-teacher provenance stored by `extract_teacher_features`, or None if the dataset carries none."""
+    """The per-teacher provenance stored by `extract_teacher_features` in one split's info, or None if the dataset
+    carries none.
+
+    Raises:
+        AFTError: a dataset that is not one split (a DatasetDict: each split carries its own).
+    """
+    if not isinstance(dataset, datasets.IterableDataset):  # a stream carries an info too
+        check_one_split(dataset, "read_teacher_infos' dataset", "read_teacher_infos(data['train'])")
     try:
         stored = json.loads(dataset.info.description or "")["hf_aft_teachers"]
     except (ValueError, KeyError, TypeError):
@@ -86,27 +96,6 @@ def teacher_infos_of(dataset: datasets.Dataset) -> list[TeacherInfo]:
         return infos
     width = len(dataset[0][FEATURES_COLUMN])
     return [TeacherInfo(name="teacher", revision="unknown", pooling="unknown", dim=width, max_length=0)]
-
-
-def _check_inputs(dataset, teachers, pooling, feature_dtype, text_column, image_column) -> list[str]:
-    teachers = [teachers] if isinstance(teachers, (str, os.PathLike)) else list(teachers or [])
-    if not teachers:
-        raise AFTError("no teachers given: pass at least one Hub id or local folder.")
-    check_distinct_teachers(teachers)
-    if pooling not in (*POOLINGS, "logits"):  # logits: a task teacher's head, for distillation (distillation.py)
-        raise AFTError(f"unknown teacher pooling {pooling!r}: choose one of {', '.join(POOLINGS)}.")
-    check_one_split(dataset, "extract_teacher_features' dataset", "extract_teacher_features(data['train'], ...), a "
-                    "split at a time; hf-aft features saves every split with its features")
-    if len(dataset) == 0:
-        raise AFTError("the dataset is empty: there is nothing to compute teacher features for.")
-    if feature_dtype not in FEATURE_DTYPES:
-        raise AFTError(f"unknown feature_dtype {feature_dtype!r}: choose one of {', '.join(FEATURE_DTYPES)}.")
-    if text_column not in dataset.column_names and image_column is None:
-        raise AFTError(f"text column {text_column!r} not found; the dataset has columns {dataset.column_names}. "
-                       "Pass text_column=... (--text_column), or image_column=... (--image_column) for images.")
-    if image_column is not None:
-        check_image_column(dataset, image_column)
-    return [os.fspath(t) for t in teachers]
 
 
 def extract_teacher_features(
@@ -135,8 +124,7 @@ def extract_teacher_features(
         feature_dtype: `float32`, or `float16` to store the joined column in half the space (each teacher's own
             cache stays float32, so switching back costs no teacher pass).
         trust_remote_code: let teachers run modelling code from their repo; off unless you trust them.
-        image_column: the column image teachers read (PIL images, arrays or file paths), each through its own
-            `AutoImageProcessor`.
+        image_column: the column image teachers read (PIL images, arrays or file paths; each its own processor).
         dtype: `float32`, `float16` or `bfloat16`: the teachers' dtype on an accelerator (CPU always uses float32).
         device_map: e.g. `"auto"` to spread a teacher too large for one accelerator over all visible ones.
         group_by_length: batch texts of similar length together within each block (less padding; results keep the
@@ -149,9 +137,11 @@ def extract_teacher_features(
 
     Raises:
         AFTError: no teachers, a dataset that is not one split (a DatasetDict), an unknown pooling or dtype, a
-            missing column; a teacher that cannot be resolved, loaded or run by `backend`, or of another modality.
+            missing column, a `batch_size` or `max_length` that is not a whole number >= 1, a `device` this machine
+            lacks; a teacher that cannot be resolved, loaded or run by `backend`, or of another modality.
     """
-    teachers = _check_inputs(dataset, teachers, pooling, feature_dtype, text_column, image_column)
+    teachers = check_extraction(dataset, teachers, pooling, feature_dtype, text_column, image_column, batch_size,
+                                max_length, device)
     dataset = dataset.remove_columns([FEATURES_COLUMN]) if FEATURES_COLUMN in dataset.column_names else dataset
     device, options = _placement(device, dtype, device_map, trust_remote_code)
     cache_dir = prepared_cache_dir(cache_dir)
@@ -161,8 +151,7 @@ def extract_teacher_features(
                                                   text_column, image_column, backend, cache_dir / "onnx")
         teacher.group_by_length = group_by_length
         say_if_copy(spec, teacher.revision, teacher.pooling, seen)  # and adds it to `seen`
-        part, info = _teacher_part(dataset, teacher, column, extra_key, cache_dir,
-                                   map_batch_size or teacher.map_batch_size)
+        part, info = _teacher_part(dataset, teacher, column, extra_key, cache_dir, map_batch_size)
         parts.append(part.rename_column(PART_COLUMN, f"__hf_aft_teacher_{index}"))  # renaming writes nothing
         infos.append(info)
         cached.append(teacher.forward_passes == 0)
@@ -188,13 +177,14 @@ def _placement(device, dtype: str, device_map: str | None, trust_remote_code: bo
     return device, {**load_options(device, dtype, device_map), "trust_remote_code": trust_remote_code}
 
 
-def _teacher_part(dataset, teacher, column: str, extra_key: list, cache_dir: Path, map_batch_size: int):
+def _teacher_part(dataset, teacher, column: str, extra_key: list, cache_dir: Path, map_batch_size: int | None):
     """One teacher's features (cached under a name that is the same whatever its place among the teachers, so a
-    teacher cached alone or in another order is reused) and its provenance."""
+    teacher cached alone or in another order is reused; `map_batch_size` None: the teacher's own) and its
+    provenance."""
     fingerprint = Hasher.hash([FEATURES_VERSION, dataset._fingerprint, column, teacher.name, teacher.revision,
                                teacher.pooling, teacher.max_length, *extra_key])
     part = cached_teacher_column(dataset.select_columns([column]), teacher, column, fingerprint, cache_dir,
-                                 map_batch_size, desc=f"Teacher features ({teacher.name})")
+                                 map_batch_size or teacher.map_batch_size, desc=f"Teacher features ({teacher.name})")
     if teacher.forward_passes == 0:
         logger.info("teacher %s: features loaded from cache", teacher.name)
     pooling = pooling_record(cache_dir, fingerprint, teacher.pooling)
@@ -339,11 +329,17 @@ def _feature_rows(column: pa.ChunkedArray, start: int, width: int, name: str = F
 def map_beside_features(dataset: datasets.Dataset, function, **map_kwargs) -> datasets.Dataset:
     """`dataset.map(function, batched=True, ...)` that leaves the `teacher_features` column where it is: the map
     runs on the other columns only and the column is joined back, so the wide features are never copied into a new
-    Arrow file (a plain map would rewrite them)."""
+    Arrow file (a plain map would rewrite them). `function` never sees that column, and must keep every row (the
+    join is row by row) and return no column of that name; `batched=False` maps one row at a time.
+
+    Raises:
+        AFTError: `function` returned another number of rows, or a `teacher_features` column.
+    """
+    map_kwargs = {"batched": True, **map_kwargs}
     if FEATURES_COLUMN not in dataset.column_names:
-        return dataset.map(function, batched=True, **map_kwargs)
+        return dataset.map(function, **map_kwargs)
     features = dataset.select_columns([FEATURES_COLUMN])
-    rest = dataset.remove_columns(FEATURES_COLUMN).map(function, batched=True, **map_kwargs)
+    rest = map_to_join(dataset.remove_columns(FEATURES_COLUMN), function, map_kwargs)
     joined = datasets.concatenate_datasets([rest, features], axis=1)
     joined.info.description = dataset.info.description  # the teachers' provenance
     return joined

@@ -17,8 +17,18 @@ import os
 import numpy as np
 
 from .data import arrow_column
+from .dataset_types import check_one_split
 from .errors import AFTError, warn_once
-from .groups import MIN_GROUP_ROWS, OTHER, group_results, group_values, inherited_errors, pool_small_groups
+from .groups import (
+    MIN_GROUP_ROWS,
+    OTHER,
+    check_min_rows,
+    check_rows,
+    group_results,
+    group_values,
+    inherited_errors,
+    pool_small_groups,
+)
 
 logger = logging.getLogger(__name__)
 GROUP_REPORT_NAME = "group_report.json"
@@ -35,8 +45,7 @@ def check_group_columns(eval_split, columns: list[str] | None, min_rows: int = M
     """
     if not columns:
         return
-    if min_rows < 1:
-        raise AFTError(f"--group_min_rows must be >= 1 (got {min_rows}).")
+    check_min_rows(min_rows, "--group_min_rows")
     if eval_split is None:
         raise AFTError("--group_column reports results per group of the evaluation split, and this run has none: "
                        "pass --eval_split, or drop --group_column.")
@@ -135,7 +144,27 @@ def read_eval_predictions(folder: str, labels, rows_sha256: str | None = None) -
 def group_report(predictions, labels, eval_split, columns: list[str], min_rows: int = MIN_GROUP_ROWS,
                  baseline=None, probes: dict | None = None, baseline_name: str = "STL") -> dict:
     """Per column, `groups.group_results` (against `baseline`, class ids on the same rows, when given); per teacher
-    probe (`probes`: name -> class ids), `groups.inherited_errors` overall and per group."""
+    probe (`probes`: name -> class ids), `groups.inherited_errors` overall and per group.
+
+    Args:
+        predictions: the model's class ids [rows], in `eval_split`'s row order.
+        labels: the true class ids [rows].
+        eval_split: the evaluation split (a `datasets.Dataset`) whose `columns` hold the groups.
+        columns: the group columns (one name, or a list of them).
+        min_rows: smaller groups are not judged (pooled into "(pooled)" when there are several).
+        baseline: the baseline's class ids [rows], or None.
+        probes: teacher name -> its probe's class ids [rows], or None.
+        baseline_name: the baseline's name in the report.
+
+    Returns:
+        {"min_rows", "baseline": `baseline_name` or None, "columns": {column: `group_results`}, "inherited":
+        {teacher: {"overall": `inherited_errors`, "groups": {column: {group: `inherited_errors`}}}}}.
+
+    Raises:
+        AFTError: `eval_split` that is not one split, a column it lacks, arrays of another length than it has
+            rows, `min_rows` not a whole number >= 1.
+    """
+    columns = _checked_report_inputs(predictions, labels, eval_split, columns, min_rows, baseline, probes)
     groups = {column: column_groups(eval_split, column) for column in columns}
     report = {"min_rows": min_rows, "baseline": baseline_name if baseline is not None else None,
               "columns": {c: group_results(predictions, labels, g, baseline, min_rows) for c, g in groups.items()}}
@@ -146,6 +175,20 @@ def group_report(predictions, labels, eval_split, columns: list[str], min_rows: 
                                                 for column, values in groups.items()}}
                            for teacher, probe in (probes or {}).items()}
     return report
+
+
+def _checked_report_inputs(predictions, labels, eval_split, columns, min_rows, baseline, probes) -> list[str]:
+    """`group_report`'s inputs checked (see its Raises); the columns as a list."""
+    check_one_split(eval_split, "eval_split", "eval_split=data['test']")
+    columns = [columns] if isinstance(columns, str) else list(columns)
+    missing = [column for column in columns if column not in eval_split.column_names]
+    if missing:
+        raise AFTError(f"eval_split has no column {', '.join(map(repr, missing))} (it has {eval_split.column_names}): "
+                       "name the columns that hold the groups.")
+    check_min_rows(min_rows)
+    check_rows(eval_split=range(len(eval_split)), predictions=predictions, labels=labels, baseline=baseline,
+               **{f"probes[{name!r}]": values for name, values in (probes or {}).items()})
+    return columns
 
 
 def _inherited_by_group(predictions, probe, labels, baseline, groups: np.ndarray, names) -> dict:
@@ -190,7 +233,7 @@ def inherited_line(teacher: str, overall: dict, baseline: str | None) -> str:
         value = overall[key]
         return "-" if value is None else f"{value:.1%}"
 
-    line = (f"inherited errors ({teacher} probe, wrong on {overall['probe_error_rate']:.1%} of the rows): "
+    line = (f"inherited errors ({teacher} probe, wrong on {share('probe_error_rate')} of the rows): "
             f"{share('shared_error_share')} of the student's errors are the probe's")
     if baseline is not None:
         line += f" ({baseline}: {share('baseline_shared_error_share')})"

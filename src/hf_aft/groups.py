@@ -27,10 +27,32 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import AFTError
+from .option_checks import check_count
+
 OTHER = "(pooled)"  # the small groups, pooled (in parentheses: no column value is mistaken for it)
 MISSING = "(missing)"  # rows whose group value is missing
 MIN_GROUP_ROWS = 30
 ALPHA = 0.05
+
+
+def check_min_rows(min_rows, name: str = "min_rows") -> None:
+    """`min_rows` (`name`: `--group_min_rows` on the command line) is a whole number >= 1."""
+    check_count(min_rows, name)
+
+
+def check_rows(**arrays) -> None:
+    """Each array (name -> values, None for one not given) holds one value per row, as the first does.
+
+    Raises:
+        AFTError: naming each array's length.
+    """
+    lengths = {name: len(values) if hasattr(values, "__len__") else 1 for name, values in arrays.items()
+               if values is not None}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{name} {length}" for name, length in lengths.items())
+        raise AFTError(f"the arrays have different numbers of rows ({shown}): give one value per row of the "
+                       "evaluation split, each in its row order.")
 
 
 def group_values(values) -> np.ndarray:
@@ -92,7 +114,12 @@ def group_results(predictions, labels, groups: np.ndarray, baseline=None, min_ro
         {"groups": {name: scores, plus with a baseline: baseline_accuracy, change, wins, losses, p_value, and for
         the groups judged adjusted_p_value and flagged}, "pooled": [the small groups' names], "worst": name or None,
         "largest_gap": float or None, "flagged": [names]}; groups in order of rows, largest first, "(pooled)" last.
+
+    Raises:
+        AFTError: arrays of different lengths, `min_rows` not a whole number >= 1.
     """
+    check_rows(predictions=predictions, labels=labels, groups=groups, baseline=baseline)
+    check_min_rows(min_rows)
     predictions, labels = np.asarray(predictions), np.asarray(labels)
     pooled_groups, pooled = pool_small_groups(groups, min_rows)
     names, counts = np.unique(pooled_groups, return_counts=True)
@@ -126,11 +153,15 @@ def inherited_errors(predictions, probe_predictions, labels, baseline=None) -> d
         makes), "copied_share" (of the rows the probe gets wrong, the share where the model gives the probe's answer),
         and with a baseline the same two figures for it (`baseline_...`), their changes, and McNemar's test on the
         probe-wrong rows of copying (wins: the baseline copies the probe's mistake and this model does not)}.
-        A share is None where it divides by zero rows.
+        A share (the probe's error rate too) is None where it divides by zero rows.
+
+    Raises:
+        AFTError: arrays of different lengths.
     """
+    check_rows(predictions=predictions, probe_predictions=probe_predictions, labels=labels, baseline=baseline)
     predictions, probe, labels = np.asarray(predictions), np.asarray(probe_predictions), np.asarray(labels)
     probe_wrong = probe != labels
-    result = {"rows": int(labels.size), "probe_error_rate": float(probe_wrong.mean()),
+    result = {"rows": int(labels.size), "probe_error_rate": float(probe_wrong.mean()) if labels.size else None,
               **_overlap(predictions, probe, labels, "")}
     if baseline is not None:
         result.update(_overlap(np.asarray(baseline), probe, labels, "baseline_"))

@@ -5,6 +5,7 @@ the `hf-aft train` options that would change nothing."""
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import fields
 from typing import Literal, get_args, get_origin, get_type_hints
@@ -32,6 +33,18 @@ def check_finite(options) -> None:
             raise AFTError(f"{f.name} must be a finite number (got {value}).")
         if f.name in ("seed", "data_seed") and isinstance(value, int) and not 0 <= value < 2**32:
             raise AFTError(f"{f.name} must be in 0..2**32-1 (got {value}).")
+
+
+def check_count(value, name: str, least: int = 1) -> int:
+    """`value` as an int when it is a whole number >= `least` (not a bool or a float): a count the Python API is given
+    (`batch_size=`, `num_layers=`, `folds=`), refused in one line that names it as `name` rather than deep inside.
+
+    Raises:
+        AFTError: anything else.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise AFTError(f"{name} must be a whole number >= {least} (got {value!r}).")
+    return int(value)
 
 
 MOST_COPIES, MOST_GENERATED = 1_000, 1_000_000  # beyond these a run would not end, or not fit in memory

@@ -23,6 +23,7 @@ import numpy as np
 from .cache import default_cache_dir
 from .errors import AFTError
 from .features import FEATURES_COLUMN, say_if_copy, teacher_infos_of
+from .ranking_inputs import checked_ranking_inputs
 from .targets import MULTI, REGRESSION, SINGLE, TOKEN
 from .task_probes import SCORE_NAMES, choose_c, fit_probe_outputs, probe_score
 from .teachers import short_name
@@ -160,7 +161,7 @@ def probe_scores(features: np.ndarray, labels: np.ndarray, problem_type: str, fo
 
 def rank_teachers(dataset, labels, teachers: list[str], options, student: str | None = None, folds: int = 5,
                   seed: int = 0, text_column: str = "text", cache_dir: str | None = None,
-                  problem_type: str = SINGLE, names: list[str] | None = None,
+                  problem_type: str | None = None, names: list[str] | None = None,
                   image_column: str | None = None) -> list[dict]:
     """Score each teacher (and the student's own initial features, when `student` is given) on `dataset` with no
     student training: one row per candidate with its width, LogME, probe score (mean, sd over `folds`, in
@@ -168,16 +169,27 @@ def rank_teachers(dataset, labels, teachers: list[str], options, student: str | 
     the cache; sorted by LogME, best first.
 
     Args:
-        dataset: the split training will see (raw texts; the features share training's cache).
-        labels: one class id per row; multi-hot rows [rows, classes] (multi-label); targets [rows] or
-            [rows, targets] (regression); a list of each sentence's word class ids (token classification, whose
-            features are per word and whose probe is scored in entity F1 over sentence folds, with `names` the
-            class names).
+        dataset: the split training will see (one `datasets.Dataset` of raw texts; the features share training's
+            cache).
+        labels: the name of `dataset`'s label column, read as `hf-aft rank-teachers` reads `--label_column` (its
+            problem type inferred, or `problem_type`); a `Labels` (or the other targets of `load_labelled_splits`),
+            which encodes `dataset` and says the problem type and class names; or arrays, one per row: a class id
+            (single-label); a multi-hot row [rows, classes] of 0 and 1 (multi-label); a finite target, [rows] or
+            [rows, targets] (regression); each sentence's word class ids (token classification, whose features are
+            per word and whose probe is scored in entity F1 over sentence folds, with `names` the class names).
+        teachers: Hub ids or folders (one as a string), at least one.
         options: teacher options (`TeacherArguments` or `AFTConfig`): pooling, batch size, max length...
-        problem_type: transformers' name of the task (targets.py).
+        folds: the probe's cross-validation folds, at least 2.
+        problem_type: transformers' name of the task (targets.py); None: the labels' own, single-label for arrays.
         image_column: the column of images, for image teachers (and an image student), else None (texts).
+
+    Raises:
+        AFTError: before any teacher runs: a dataset that is not one split, no teachers, `folds` < 2, an unknown
+            problem type, labels of another length than the dataset or not of its kind (fractional class ids, NaN
+            targets), too few rows per class for the folds; then a teacher that cannot be loaded or run.
     """
-    labels = labels if problem_type == TOKEN else np.asarray(labels)
+    labels, teachers, problem_type, names, text_column = checked_ranking_inputs(
+        dataset, labels, teachers, folds, problem_type, names, text_column)
     check_folds(labels, folds, problem_type, names)  # before any teacher runs
     metric = "f1" if problem_type == TOKEN else SCORE_NAMES.get(problem_type, "accuracy")
     cache = Path(cache_dir or default_cache_dir())

@@ -27,12 +27,12 @@ import pyarrow.compute as pc
 import torch
 from torch import nn
 
-from .class_sets import align_class_ids
+from .class_sets import align_eval_sets
 from .data import Labels, check_texts
 from .errors import AFTError, one_line
 from .features import map_beside_features
 from .hub_reach import hub_answer, note_cached, offline_if_unreachable
-from .student_head import HEAD_PARTS, keep_head_rows, named_classes
+from .student_head import HEAD_PARTS, check_fold_scale, head_labels, keep_head_rows, named_classes
 from .targets import REGRESSION, TOKEN
 from .teachers.loading import cap_max_length, intended_load_report, teach_token_limit, teacher_modality, token_limit
 from .tokens import check_room, check_vocabulary, encode
@@ -81,9 +81,14 @@ def fold_target_scale(model, mean, std) -> None:
     """Scale the head's final linear layer (and its peft copies) so that it outputs std * y + mean (floats, or one
     per output for several targets): a regression student trained on standardised targets then predicts in the
     data's units, with no hf-aft code to read it. The scale is also kept in its config (`target_mean`,
-    `target_std`) for the card."""
+    `target_std`) for the card.
+
+    Raises:
+        AFTError: a NaN or infinite `mean` or `std`, a `std` <= 0, or not one value or one per output of the head.
+    """
+    name, head = find_feature_module(model)
+    check_fold_scale(mean, std, head.out_features)
     model.config.target_mean, model.config.target_std = mean, std
-    name, _ = find_feature_module(model)
     with torch.no_grad():
         for linear in copies_of(model, name):
             scale = torch.as_tensor(std, dtype=linear.weight.dtype, device=linear.weight.device).reshape(-1)
@@ -143,9 +148,9 @@ def _check_student_path(name: str) -> None:
         raise AFTError(f"could not load the student {name!r}: no such folder (check the path; a Hub id is ORG/NAME).")
 
 
-def check_student_source(name: str, image_column: str | None = None) -> None:
+def check_student_source(name: str, image_column: str | None = None, python: bool = False) -> None:
     """Refuse, before any teacher runs, a student that cannot be found (a mistyped folder) or cannot read the data:
-    its config is read (a local file, or one request to the Hub).
+    its config is read (a local file, or one request to the Hub). `python`: name `image_column=`, not the flag.
 
     Raises:
         AFTError: no such folder, or no config there or on the Hub; an image model without `image_column` (text
@@ -163,13 +168,13 @@ def check_student_source(name: str, image_column: str | None = None) -> None:
         raise AFTError(f"could not load the student {name!r}: {student_load_failure(name, error)}") from error
     if not os.path.exists(name):
         note_cached(f"student {name}")
+    flag = "image_column=" if python else "--image_column "
     if image_column is None and teacher_modality(config) == "image":  # else a tokenizer error after the teachers ran
         raise AFTError(f"the student {name!r} is an image model ({config.model_type}): it cannot read text; pass "
-                       "--image_column naming the images, or choose a text student.")
+                       f"{flag.strip()} naming the images, or choose a text student.")
     if image_column is not None and teacher_modality(config) == "text" and config.model_type in TEXT_MODELS:
-        raise AFTError(f"the student {name!r} is a text model ({config.model_type}): --image_column "
-                       f"{image_column!r} needs an image student (ViT, ResNet, MobileNet...), or leave it out for "
-                       "text.")
+        raise AFTError(f"the student {name!r} is a text model ({config.model_type}): {flag}{image_column!r} needs "
+                       "an image student (ViT, ResNet, MobileNet...), or leave it out for text.")
 
 
 def student_load_failure(name: str, error: BaseException) -> str:
@@ -181,8 +186,15 @@ def student_load_failure(name: str, error: BaseException) -> str:
 
 def load_student(name: str, labels=None, image_column: str | None = None):
     """(model, tokenizer or image processor): an `AutoModelFor{Sequence,Image}Classification` whose head is sized and
-    named from `labels` (`hf_aft.data.Labels`; a new head when the checkpoint's does not fit). A decoder tokenizer
-    without a pad token pads with its eos token, and the model's config learns that pad id."""
+    named from `labels` (`hf_aft.data.Labels` or the other targets of `load_labelled_splits`, or a list of class
+    names in id order for a single-label head; a new head when the checkpoint's does not fit). An image model needs
+    `image_column`. A decoder tokenizer without a pad token pads with its eos token, and the model's config learns
+    that pad id.
+
+    Raises:
+        AFTError: `labels` of another type; a model that does not load, or is an image model without
+            `image_column` (a text model with one).
+    """
     from transformers import (
         AutoConfig,
         AutoImageProcessor,
@@ -195,6 +207,7 @@ def load_student(name: str, labels=None, image_column: str | None = None):
     name = os.fspath(name)
     _check_student_path(name)
     offline_if_unreachable(name)
+    labels = head_labels(labels)
     problem_type = getattr(labels, "problem_type", "single_label_classification")
     auto_model, auto_processor = ((AutoModelForImageClassification, AutoImageProcessor) if image_column else
                                   (AutoModelForTokenClassification if problem_type == TOKEN else
@@ -208,6 +221,7 @@ def load_student(name: str, labels=None, image_column: str | None = None):
         with intended_load_report():  # a new head sized from the labels is the point, not news
             model, info = auto_model.from_pretrained(name, output_loading_info=True, **head)
     except Exception as error:
+        check_student_source(name, image_column, python=True)  # a model of the other modality, said as such
         kind = "image " if image_column else ""
         raise AFTError(f"could not load the {kind}student {name!r}: {student_load_failure(name, error)}") from error
     _warn_unexpected_new_weights(name, info)
@@ -287,21 +301,9 @@ def name_labels(model, train_dataset, eval_dataset=None):
         names = labels.names
     else:  # a ClassLabel, or a list of them (a class per word)
         names = list(getattr(getattr(feature, "feature", feature), "names", None) or [])
-        eval_dataset = _aligned_eval(eval_dataset, column, names)
+        eval_dataset = align_eval_sets(eval_dataset, column, names)
     name_classes(model, names)
     return train_dataset, eval_dataset
-
-
-def _aligned_eval(eval_dataset, column: str, names: list[str]):
-    """Eval sets whose ClassLabel orders the classes otherwise, their ids mapped to the training set's
-    (`class_sets.align_class_ids`): else each id would be scored as another class."""
-    def aligned(dataset, name: str):
-        return align_class_ids(dataset, column, names, name) if isinstance(dataset, datasets.Dataset) else dataset
-    if not names or eval_dataset is None:
-        return eval_dataset
-    if isinstance(eval_dataset, dict):
-        return {key: aligned(value, f"eval {key!r}") for key, value in eval_dataset.items()}
-    return aligned(eval_dataset, "eval")
 
 
 def name_classes(model, names: list[str]) -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import torch
 from torch import nn
 
+from .data import Labels
 from .errors import AFTError, warn_once
 
 logger = logging.getLogger(__name__)
@@ -54,3 +56,43 @@ def keep_head_rows(model, saved: list[str] | None, names: list[str]) -> bool:
     warn_once(logger, f"hf-aft: the student's head names the classes in another order ({saved[:10]}): its rows are "
                       f"reordered to the data's ({names[:10]}), keeping what each learned.")
     return True
+
+
+def check_fold_scale(mean, std, outputs: int) -> None:
+    """`student.fold_target_scale`'s `mean` and `std`: finite numbers, `std` > 0, each one number or one per output
+    of the head (`outputs`): a NaN made the head NaN, a zero std a constant, another length a raw torch error.
+
+    Raises:
+        AFTError: naming the value and what it should be.
+    """
+    try:
+        values = {"mean": np.asarray(mean, dtype=np.float64).reshape(-1),
+                  "std": np.asarray(std, dtype=np.float64).reshape(-1)}
+    except (TypeError, ValueError) as error:
+        raise AFTError(f"fold_target_scale's mean and std must be numbers (got {mean!r}, {std!r}).") from error
+    for name, value in values.items():
+        if value.size not in (1, outputs):
+            raise AFTError(f"fold_target_scale's {name} has {value.size} values for a head of {outputs} outputs: "
+                           f"give one number, or one per output.")
+        if not np.isfinite(value).all() or name == "std" and (value <= 0).any():
+            raise AFTError(f"fold_target_scale's {name} must be finite{' and > 0' * (name == 'std')} (got "
+                           f"{value.tolist()}): pass the training targets' (RegressionTargets.mean and .std).")
+
+
+def head_labels(labels):
+    """`load_student`'s `labels` as the head reads them: None, a `Labels` (or other targets: anything with `names`
+    and `problem_type`), or a list of class names in id order, made a single-label `Labels`.
+
+    Raises:
+        AFTError: another type, or a name given twice.
+    """
+    if labels is None or hasattr(labels, "names") and hasattr(labels, "problem_type"):
+        return labels
+    if not isinstance(labels, (list, tuple)):
+        raise AFTError(f"labels must be a Labels (load_labelled_splits(...).labels) or a list of class names, not "
+                       f"{type(labels).__name__}.")
+    names = [str(name) for name in labels]
+    twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
+    if twice is not None:
+        raise AFTError(f"labels name class {twice!r} twice: give each class name once, in id order.")
+    return Labels(names, "label", False)

@@ -7,6 +7,7 @@ import os
 
 from .errors import AFTError
 from .hub_reach import offline_if_unreachable
+from .option_checks import check_count
 from .outputs import share_like_other_files
 from .student import student_load_failure
 from .teachers.loading import intended_load_report, teacher_modality
@@ -14,17 +15,20 @@ from .tokens import check_vocabulary
 
 
 def save_truncated_student(source: str, output_dir: str, num_layers: int, overwrite: bool = False) -> str:
-    """Save the first `num_layers` layers of a pretrained encoder (DistilBERT-style initialisation) with its tokenizer
-    or image processor: a small student that starts from the teacher's own lower layers. Keeps everything else
-    (embeddings, widths); the classification head is added when training loads it.
+    """Save the first `num_layers` layers of a pretrained text encoder or decoder (DistilBERT-style initialisation)
+    with its tokenizer: a small student that starts from the teacher's own lower layers. Keeps everything else
+    (embeddings, widths); the classification head is added when training loads it. Image models are not cut (see
+    Raises). Returns `output_dir`.
 
     Raises:
-        AFTError: `output_dir` is the source's folder, or holds files (unless `overwrite`); a source that does not
-            load, has no layer count, or fewer layers than `num_layers`.
+        AFTError: `num_layers` not a whole number >= 1; `output_dir` is the source's folder, or holds files (unless
+            `overwrite`); a source that does not load, is an image model, has no layer count, or fewer layers than
+            `num_layers`.
     """
     from transformers import AutoConfig, AutoModel, AutoProcessor, PreTrainedTokenizerBase
 
     source, output_dir = os.fspath(source), os.fspath(output_dir)
+    num_layers = check_count(num_layers, "num_layers")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise AFTError(f"output_dir {output_dir!r} is a file: choose a folder (a new or empty one).")
     if os.path.exists(source) and os.path.realpath(source) == os.path.realpath(output_dir):
@@ -37,15 +41,18 @@ def save_truncated_student(source: str, output_dir: str, num_layers: int, overwr
         config = AutoConfig.from_pretrained(source)
     except Exception as error:
         raise AFTError(f"could not load {source!r}: {student_load_failure(source, error)}") from error
+    if teacher_modality(config) == "image":  # a ConvNeXt's layer count is its stages: cut, it broke
+        raise AFTError(f"{source!r} is an image model ({config.model_type}): image models are not supported, only "
+                       "text models' first layers are kept; start from a smaller image model of its kind, or build "
+                       "one (transformers' config class with fewer layers or channels) and train that.")
     key = next((k for k in ("num_hidden_layers", "n_layer", "num_layers") if hasattr(config, k)), None)
-    if key is None or teacher_modality(config) == "image":  # a ConvNeXt's layer count is its stages: cut, it broke
-        raise AFTError(f"{source!r} ({config.model_type}) has no layer count to truncate (`hf-aft student` keeps the "
-                       "first layers of a transformer encoder or decoder): start from a smaller model of its kind, "
-                       "or build one (transformers' config class with fewer layers or channels) and pass its folder "
-                       "as --model_name_or_path.")
+    if key is None:
+        raise AFTError(f"{source!r} ({config.model_type}) has no layer count to truncate (the first layers of a "
+                       "transformer encoder or decoder are kept): start from a smaller model of its kind, or build "
+                       "one (transformers' config class with fewer layers) and train that.")
     total = getattr(config, key)
-    if not 1 <= num_layers <= total:
-        raise AFTError(f"--num_layers must be in 1..{total} for {source!r} (got {num_layers}).")
+    if num_layers > total:
+        raise AFTError(f"num_layers must be in 1..{total} for {source!r} (got {num_layers}).")
     processor = AutoProcessor.from_pretrained(source)
     if isinstance(processor, PreTrainedTokenizerBase):  # before anything is written: a folder without its tokenizer
         check_vocabulary(processor, config, f"the source model {source!r}")

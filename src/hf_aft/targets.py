@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from .class_sets import class_index, class_key, class_name, trained_ids, trained_names, warn_near_duplicates
+from .columns import check_label_source
 from .errors import AFTError
 from .label_hints import say_joined_classes
 
@@ -168,7 +169,9 @@ def with_labels(dataset: datasets.Dataset, column: str, values, feature=None) ->
     """`column` replaced by `values` in a `labels` column. Only that column is written (`add_column`): the others,
     the wide teacher features among them, are referenced, not copied; the teachers' provenance is kept."""
     info = dataset.info.description
-    encoded = drop_other_labels(dataset, column).remove_columns(column).add_column("labels", values, feature=feature)
+    rest = drop_other_labels(dataset, column).remove_columns(column)
+    encoded = rest.add_column("labels", values, feature=feature) if rest.column_names else datasets.Dataset.from_dict(
+        {"labels": values}, features=datasets.Features({"labels": feature}) if feature else None)  # no column beside
     encoded.info.description = info
     return encoded
 
@@ -245,6 +248,7 @@ class MultiLabels(ClassNames):
         self.multi_hot(dataset, split)
 
     def encode(self, dataset: datasets.Dataset, split: str = "train") -> datasets.Dataset:
+        check_label_source(dataset, self.column)
         return with_labels(dataset, self.column, list(self.multi_hot(dataset, split)),
                            datasets.Sequence(datasets.Value("float32")))
 
@@ -325,6 +329,7 @@ class RegressionTargets(ClassNames):
 
     def encode(self, dataset: datasets.Dataset, split: str = "train", in_data_units: bool = False) -> datasets.Dataset:
         """`labels` standardised as for training, or `in_data_units` (what a saved student predicts)."""
+        check_label_source(dataset, self.column)
         values = self.values(dataset, split)
         if not in_data_units:
             values = ((values - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)

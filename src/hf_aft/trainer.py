@@ -72,7 +72,7 @@ class AFTTrainer(GradNormGuard, Trainer):
                  processing_class=None, teacher_infos: list[TeacherInfo] | None = None, text_column: str = "text",
                  image_column: str | None = None, peft_config=None, unlabeled_dataset=None, **kwargs):
         args, train_dataset, eval_dataset = checked_trainer_inputs(
-            model, args, train_dataset, eval_dataset, unlabeled_dataset, image_column, kwargs)
+            model, args, train_dataset, eval_dataset, unlabeled_dataset, image_column, kwargs, teacher_infos)
         if peft_config is not None:
             model = wrap_peft(model, peft_config)
         self.image_column = image_column

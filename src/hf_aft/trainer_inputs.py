@@ -11,11 +11,13 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import torch
 
 from .config import AFTConfig
 from .data import arrow_column, check_no_missing, first_row
 from .dataset_types import check_one_split, is_one_split
 from .errors import AFTError
+from .features import TeacherInfo
 from .metrics import RecordedMetrics, compute_classification_metrics
 from .option_checks import check_idle_config, check_pool_read
 from .student import check_labels_fit, name_classes, name_labels
@@ -54,6 +56,10 @@ def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None, eva
         raise AFTError(NO_HYPERPARAMETER_SEARCH)
     if model is None:
         raise AFTError("AFTTrainer needs a student model (model=...).")
+    if not isinstance(model, torch.nn.Module):
+        raise AFTError(f"AFTTrainer's model must be the student itself (a transformers model), not "
+                       f"{type(model).__name__}: load it first, e.g. model, tokenizer = hf_aft.load_student(path, "
+                       "labels).")
     if train_dataset is not None:
         check_one_split(train_dataset, "train_dataset", "train_dataset=data['train']")
     if isinstance(eval_dataset, dict) and not any(
@@ -80,6 +86,18 @@ def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None, eva
     if args.distill == "logits" and not args.distill_teacher:
         raise AFTError("distill='logits' needs distill_teacher: a classifier tuned for the same labels.")
     return args
+
+
+def check_teacher_infos(teacher_infos) -> None:
+    """`teacher_infos`, when given (None or empty: read from the dataset), is a list of `features.TeacherInfo`: else
+    a raw error deep in the feature scan."""
+    if teacher_infos is None or isinstance(teacher_infos, (list, tuple)) and not teacher_infos:
+        return
+    wrong = next((f"a list holding {type(i).__name__}" for i in teacher_infos if not isinstance(i, TeacherInfo)),
+                 None) if isinstance(teacher_infos, (list, tuple)) else type(teacher_infos).__name__
+    if wrong is not None:
+        raise AFTError(f"teacher_infos must be a list of TeacherInfo, not {wrong}: leave it None to read them from "
+                       "the dataset (hf_aft.read_teacher_infos(train_dataset) shows them).")
 
 
 def check_student_inputs(model, sets: dict) -> None:
@@ -251,14 +269,14 @@ def _check_multi_hot(dataset, column: str, split: str, num_labels: int) -> None:
 
 
 def checked_trainer_inputs(model, args, train_dataset, eval_dataset=None, unlabeled_dataset=None,
-                           image_column: str | None = None, trainer_kwargs: dict | None = None):
+                           image_column: str | None = None, trainer_kwargs: dict | None = None, teacher_infos=None):
     """`AFTTrainer`'s inputs, checked before anything runs (see the module's docstring). Returns (args,
     train_dataset, eval_dataset): labels given as names encoded to what the student reads. `trainer_kwargs`: the
     rest of its arguments: a user's `data_collator` may make the student's inputs itself; `compute_metrics`.
 
     Raises:
-        AFTError: see `check_trainer_inputs`, `check_student_inputs`, `check_label_values`; labels outside the
-            student's head (`student.check_labels_fit`); single-label metrics for another student.
+        AFTError: see `check_trainer_inputs`, `check_student_inputs`, `check_label_values`, `check_teacher_infos`;
+            labels outside the student's head (`student.check_labels_fit`); single-label metrics for another student.
     """
     collator, metrics = (trainer_kwargs or {}).get("data_collator"), (trainer_kwargs or {}).get("compute_metrics")
     if (metrics is compute_classification_metrics or isinstance(metrics, RecordedMetrics)) and model is not None \
@@ -272,6 +290,7 @@ def checked_trainer_inputs(model, args, train_dataset, eval_dataset=None, unlabe
                        "compute_loss to change it.")
     args = check_trainer_inputs(model, args, train_dataset, unlabeled_dataset, eval_dataset,
                                 (trainer_kwargs or {}).get("model_init"))
+    check_teacher_infos(teacher_infos)
     check_label_columns(args, {"training": train_dataset, **eval_sets(eval_dataset)})
     if image_column is None and collator is None:  # else the user's collator (or the images') makes the inputs
         check_student_inputs(model, {"train_dataset": train_dataset, "unlabeled_dataset": unlabeled_dataset,

@@ -40,8 +40,8 @@ from .cache import (
 )
 from .distributed import default_device
 from .errors import AFTError
+from .feature_inputs import FEATURE_DTYPES
 from .features import (
-    FEATURE_DTYPES,
     FEATURES_COLUMN,
     FEATURES_VERSION,
     TeacherInfo,

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from .parsing import parse
 
-DESCRIPTION = """Make a small student: keep the first --num_layers layers of a pretrained model (a teacher, say), with
-its embeddings and tokenizer or image processor (DistilBERT-style initialisation). `hf-aft train
+DESCRIPTION = """Make a small student: keep the first --num_layers layers of a pretrained text model (a teacher, say),
+with its embeddings and tokenizer (DistilBERT-style initialisation; image models are not supported). `hf-aft train
 --model_name_or_path OUTPUT_DIR` adds the classification head sized from your labels.
 
   hf-aft student --from sentence-transformers/all-MiniLM-L6-v2 --num_layers 3 --output_dir student-3l"""
