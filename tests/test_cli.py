@@ -88,6 +88,10 @@ def test_bad_input_ends_with_one_line_and_writes_nothing(student_dir, teacher_di
     fails(args + ["--beta", "-1"], "--beta must be a number >= 0 or auto")
     fails(args + ["--distill_temperature", "-inf"], "write --distill_temperature=VALUE")  # argparse: "-inf" is a flag
     fails(args + ["--per_device_train_batch_size", "1"], "--per_device_train_batch_size 3 or more")
+    for flag, value, says in [("--adam_epsilon", "-1", ">= 0"), ("--adam_beta1", "1.5", "in [0, 1)"),  # were torch's
+                              ("--label_smoothing_factor", "1.5", "in [0, 1)"),  # tracebacks after the teachers ran
+                              ("--dataloader_num_workers", "-1", ">= 0")]:
+        fails(args + [flag, value], f"{flag} must be {says}")
     # The real entry point, in a fresh process: one line on stderr, exit status 2, no traceback.
     result = run_cli(*args[:2], str(tmp_path / "nope"), *args[3:])
     assert_one_line_error(result.returncode, result.stderr, "could not load the student")
@@ -160,3 +164,19 @@ def test_every_recipe_is_a_valid_config(recipe):
 
     script_args, config, _ = parse_train_args(["--config", str(recipe), "--teachers", "some/teacher"])
     assert script_args.model_name_or_path and script_args.dataset_name and config.output_dir
+
+
+def test_an_error_after_a_progress_bar_starts_a_line_of_its_own(capsys, monkeypatch):
+    # in a log file the bar's last line ends in \r: grep '^hf-aft: error:' missed a NaN refusal written after it
+    import sys
+
+    from tqdm import tqdm
+
+    from hf_aft.commands import _refuse
+    from hf_aft.errors import AFTError
+
+    monkeypatch.delenv("HF_AFT_DEBUG", raising=False)
+    bar = tqdm(total=10, file=sys.stderr)
+    bar.update(3)
+    assert _refuse(AFTError("the task loss became nan at step 3")) == 2
+    assert "\nhf-aft: error: the task loss became nan at step 3" in capsys.readouterr().err

@@ -51,6 +51,14 @@ def test_features_saved_once_train_anywhere_without_teachers(teacher_dirs, stude
     assert any("features came with the dataset: the teacher was not loaded" in line for line in cost["summary"])
 
 
+def test_features_refuse_an_unlabeled_split_without_a_pool(teacher_dirs, data_dir, tmp_path, capsys):
+    # accepted and ignored, where hf-aft train refuses it
+    assert main(["features", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data_dir),
+                 "--unlabeled_split", "foo", "--output_dir", str(tmp_path / "features")]) == 2
+    assert "--unlabeled_split foo is the split of --unlabeled_dataset" in tiny.error_line(capsys)
+    assert not (tmp_path / "features").exists()
+
+
 def test_features_of_other_teachers_are_refused(teacher_dirs, student_dir, data_dir, tmp_path, capsys):
     features = tmp_path / "features"
     assert main(["features", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data_dir),

@@ -245,6 +245,9 @@ def test_label_smoothing_is_applied_as_transformers_applies_it(tmp_path, tokeniz
     floats = train_set.cast_column("label", datasets.Value("float32"))
     assert "label_smoothing_factor=0.1" in refusal(tmp_path, tokenizer, regression, train_dataset=floats,
                                                    label_smoothing_factor=0.1)
+    read_as_regression = student(1)  # one output, float labels: a regression as transformers reads it (was accepted)
+    assert "a regression one" in refusal(tmp_path, tokenizer, read_as_regression, train_dataset=floats,
+                                         label_smoothing_factor=0.1)
     trainer = AFTTrainer(model=student(), args=config(tmp_path, label_smoothing_factor=0.2), train_dataset=train_set,
                          processing_class=tokenizer)
     trainer.train()  # and in training, beside the transfer term

@@ -100,6 +100,19 @@ def test_rank_teachers_refuses_too_few_examples_per_class_before_running_a_teach
     assert "class 'fresh' has 4 examples" in err[0] or "class 'rotten' has 4 examples" in err[0], err[0]
 
 
+def test_rank_teachers_takes_problem_type_as_train_does(teacher_dirs, tmp_path, capsys):
+    # integer targets holding -1 were refused with advice to pass --problem_type, which rank-teachers lacked
+    data = tmp_path / "train.csv"
+    tiny.sentiment_dataset(24).map(lambda row, i: {"label": i % 7 - 1}, with_indices=True).to_csv(data)
+    assert main(["rank-teachers", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data),
+                 "--output_dir", str(tmp_path / "refused")]) == 2
+    assert "pass --problem_type regression" in capsys.readouterr().err
+    assert main(["rank-teachers", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data),
+                 "--problem_type", "regression", "--folds", "3", "--output_dir", str(tmp_path / "ranked")]) == 0
+    ranking = json.loads((tmp_path / "ranked" / "teacher_ranking.json").read_text())
+    assert "pearson" in json.dumps(ranking).lower()
+
+
 def test_rank_teachers_scores_image_teachers_and_an_image_student(tmp_path, capsys):
     import datasets
 

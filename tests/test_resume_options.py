@@ -411,6 +411,7 @@ def test_a_resume_on_other_labelled_rows_is_refused(student_dir, teacher_dirs, d
     # In-memory data where the run reads a name: a traceback deep in the pipeline before (AFTTrainer takes them).
     ({"unlabeled_dataset": ["a text", "another"]}, {}, "--unlabeled_dataset takes a Hub id or a path, not a list"),
     ({"unlabeled_dataset": {"text": ["a text"]}}, {}, "--unlabeled_dataset takes a Hub id or a path, not a dict"),
+    ({"unlabeled_dataset": ""}, {}, "unlabeled_dataset is empty"),  # trained without the pool, silently
 ])
 def test_train_student_refuses_what_the_command_refuses(student_dir, data, tmp_path, script, config, named):
     """A run the command line would refuse writes no recipe that the command line cannot rerun."""

@@ -198,8 +198,9 @@ class Labels(ClassNames):
         check_no_missing(dataset, column, "training", "label")
         values = set(pc.unique(arrow_column(dataset, column)).to_pylist())  # Arrow: no Python row objects
         if any(isinstance(v, float) and not float(v).is_integer() for v in values):
-            raise AFTError(f"the label column {column!r} holds fractional numbers ({len(values)} distinct): hf-aft "
-                           "trains classifiers; give class labels (strings or integers), e.g. bin the values first.")
+            raise AFTError(f"the label column {column!r} holds fractional numbers ({len(values)} distinct): a "
+                           "classifier takes class labels (strings or integers), e.g. bin the values first; for a "
+                           "regression on them, --problem_type regression.")
         names = [str(v) for v in sorted(values, key=lambda v: (str(type(v)), v))]
         warn_near_duplicates(names, column)
         return cls(names, column, False)

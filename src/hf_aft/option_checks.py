@@ -24,15 +24,36 @@ def check_choices(options) -> None:
             raise AFTError(f"unknown {f.name} {getattr(options, f.name)!r}: choose one of {', '.join(choices)}.")
 
 
+# Numbers that must be > 0, >= 0 or within a range (all numbers must be finite), on the command line and in Python.
+POSITIVE = ("learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size",
+            "gradient_accumulation_steps", "max_length", "teacher_batch_size", "teacher_max_length", "lora_r",
+            "lora_alpha", "scales_learning_rate", "folds", "num_layers", "save_steps", "eval_steps")
+NON_NEGATIVE = ("beta", "weight_decay", "max_grad_norm", "warmup_steps", "num_train_epochs", "logging_steps",
+                "adam_epsilon", "dataloader_num_workers")  # the last two: torch's raw errors after the teachers ran
+FRACTIONS = ("lora_dropout", "warmup_ratio", "adam_beta1", "adam_beta2", "label_smoothing_factor")  # in [0, 1)
+OPEN_FRACTIONS = ("beta_validation_fraction",)  # in (0, 1): none held out chooses nothing
+SEEDS = ("seed", "data_seed")
+
+
+def number_problem(name: str, value) -> str | None:
+    """What is wrong with option `name`'s number `value` ("must be > 0 (got -1)"), or None (also for non-numbers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    ranges = [(not math.isfinite(value), "a finite number"), (name in POSITIVE and value <= 0, "> 0"),
+              (name in NON_NEGATIVE and value < 0, ">= 0"), (name in FRACTIONS and not 0 <= value < 1, "in [0, 1)"),
+              (name in OPEN_FRACTIONS and not 0 < value < 1, "in (0, 1)"),
+              (name == "max_steps" and (value == 0 or value < -1), "> 0, or -1 to train --num_train_epochs"),
+              (name in SEEDS and not 0 <= value < 2**32, "in 0..2**32-1")]
+    return next((f"must be {rule} (got {value})" for broken, rule in ranges if broken), None)
+
+
 def check_finite(options) -> None:
-    """Every number of a dataclass is finite (NaN and inf train nothing), and seeds fit numpy's 0..2**32-1: the Python
-    API refuses what the command line refuses."""
+    """Every number of a dataclass is finite (NaN and inf train nothing), within its range (`number_problem`), and
+    seeds fit numpy's 0..2**32-1: the Python API refuses what the command line refuses."""
     for f in fields(options):
-        value = getattr(options, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise AFTError(f"{f.name} must be a finite number (got {value}).")
-        if f.name in ("seed", "data_seed") and isinstance(value, int) and not 0 <= value < 2**32:
-            raise AFTError(f"{f.name} must be in 0..2**32-1 (got {value}).")
+        problem = number_problem(f.name, getattr(options, f.name))
+        if problem:
+            raise AFTError(f"{f.name} {problem}.")
 
 
 def check_count(value, name: str, least: int = 1) -> int:
@@ -105,14 +126,22 @@ def check_idle_options(script_args, config) -> None:
     what they need: the smallest group without groups, the unlabelled split without unlabelled data, the labelled
     share of a batch without unlabelled rows, a transfer term's options under another --transfer (`TRANSFER_OPTIONS`),
     the distillation weight and temperature without a distillation term."""
-    pool = bool(script_args.unlabeled_dataset)
+    blank = next((f.name for f in fields(script_args) if isinstance(value := getattr(script_args, f.name), str)
+                  and not value.strip() and f.default != value), None)
+    if blank:  # Python's ScriptArguments(unlabeled_dataset=""): the command line refuses the empty flag itself
+        raise AFTError(f"{blank} is empty: give it a value, or leave it out.")
     if _changed(script_args, "group_min_rows") and not script_args.group_column:
         raise AFTError(f"--group_min_rows {script_args.group_min_rows} says which groups are too small to judge, and "
                        "this run has no --group_column: add --group_column COLUMN, or drop --group_min_rows.")
-    if _changed(script_args, "unlabeled_split") and not pool:
-        raise AFTError(f"--unlabeled_split {script_args.unlabeled_split} is the split of --unlabeled_dataset, which "
+    check_pool_split(script_args)
+    check_idle_config(config, bool(script_args.unlabeled_dataset))
+
+
+def check_pool_split(args) -> None:
+    """`--unlabeled_split` set without `--unlabeled_dataset` (`hf-aft train` and `hf-aft features`) changes nothing."""
+    if _changed(args, "unlabeled_split") and not args.unlabeled_dataset:
+        raise AFTError(f"--unlabeled_split {args.unlabeled_split} is the split of --unlabeled_dataset, which "
                        "this run does not have: add --unlabeled_dataset SOURCE, or drop --unlabeled_split.")
-    check_idle_config(config, pool)
 
 
 def check_idle_config(config, pool: bool) -> None:

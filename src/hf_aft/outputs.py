@@ -56,17 +56,26 @@ def share_like_other_files(folder: str) -> None:
             os.chmod(os.path.join(folder, name), 0o666 & ~mask)
 
 
+def check_transfer_state_saved(checkpoint: str) -> str:
+    """The path of the checkpoint's `transfer_state.safetensors`, which an AFT or KD run resumes from.
+
+    Raises:
+        AFTError: it is missing (a checkpoint not written by hf-aft, or by an RKD / plain run)."""
+    path = os.path.join(checkpoint, TRANSFER_STATE_NAME)
+    if not os.path.exists(path):
+        raise AFTError(f"cannot resume exactly: {path!r} is missing (the learned scales or projection of the "
+                       "transfer loss): resume from a checkpoint written by hf-aft, or start again without "
+                       "--resume_from_checkpoint.")
+    return path
+
+
 def load_transfer_state(checkpoint: str, transfer_loss) -> None:
     """Restore the loss's parameters from a checkpoint (read on the CPU and copied onto the parameters' device: a
     process's device name such as "cpu:0" is no device safetensors takes); a checkpoint without them (or with a
     damaged file) is one AFTError naming the file, never a silent restart of the scales."""
     if not transfer_loss.state_dict():
         return
-    path = os.path.join(checkpoint, TRANSFER_STATE_NAME)
-    if not os.path.exists(path):
-        raise AFTError(f"cannot resume exactly: {path!r} is missing (the learned scales or projection of the "
-                       "transfer loss): resume from a checkpoint written by hf-aft, or start again without "
-                       "--resume_from_checkpoint.")
+    path = check_transfer_state_saved(checkpoint)
     try:
         transfer_loss.load_state_dict(load_file(path))
     except (SafetensorError, RuntimeError, OSError) as error:

@@ -45,8 +45,7 @@ def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None, eva
                          model_init=None) -> AFTConfig:
     """The config (a default one when None), after refusing what no training run can use: a dataset that is not
     one split (a `datasets.Dataset`; an eval set may also be a stream, or a dict of them), an empty or too small
-    training set, a pool no term reads (as `hf-aft train` refuses it), `model_init` (see NO_HYPERPARAMETER_SEARCH),
-    label smoothing for a student that is not trained with cross-entropy."""
+    training set, a pool no term reads (as `hf-aft train` refuses it), `model_init` (see NO_HYPERPARAMETER_SEARCH)."""
     if args is None:
         args = AFTConfig(output_dir="aft_output")
     elif not isinstance(args, AFTConfig):
@@ -79,10 +78,6 @@ def check_trainer_inputs(model, args, train_dataset, unlabeled_dataset=None, eva
             raise AFTError("the unlabelled dataset is empty: give unlabelled rows, or pass none.")
         check_pool_read(args)
     check_idle_config(args, unlabeled_dataset is not None)  # as hf-aft train refuses them, in the flags' names
-    if args.label_smoothing_factor and model_problem_type(model) in (MULTI, REGRESSION):
-        raise AFTError(f"label_smoothing_factor={args.label_smoothing_factor} smooths a cross-entropy over classes; "
-                       f"this student is a {model_problem_type(model)} one (binary cross-entropy or squared error): "
-                       "set it to 0.")
     if args.distill == "logits" and not args.distill_teacher:
         raise AFTError("distill='logits' needs distill_teacher: a classifier tuned for the same labels.")
     return args
@@ -297,6 +292,10 @@ def checked_trainer_inputs(model, args, train_dataset, eval_dataset=None, unlabe
                                      **{name.replace("eval", "eval_dataset", 1): value
                                         for name, value in eval_sets(eval_dataset).items()}})
     read_like_transformers(model, train_dataset)
+    if args.label_smoothing_factor and model_problem_type(model) in (MULTI, REGRESSION):  # also one read as such
+        raise AFTError(f"label_smoothing_factor={args.label_smoothing_factor} smooths a cross-entropy over classes; "
+                       f"this student is a {model_problem_type(model)} one (binary cross-entropy or squared error): "
+                       "set it to 0.")
     train_dataset, eval_dataset = name_labels(model, train_dataset, eval_dataset)
     train_dataset, eval_dataset = encode_class_lists(model, train_dataset, eval_dataset)
     for split, dataset in {"training": train_dataset, **eval_sets(eval_dataset)}.items():

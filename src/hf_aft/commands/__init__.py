@@ -115,9 +115,12 @@ def _interrupted(interrupt: KeyboardInterrupt) -> int:
 def _close_progress_bars() -> None:
     """Close the progress bars an exception left open, so that none redraws itself after hf-aft's last line."""
     std = sys.modules.get("tqdm.std")
-    for bar in list(getattr(getattr(std, "tqdm", None), "_instances", None) or []):
+    bars = list(getattr(getattr(std, "tqdm", None), "_instances", None) or [])
+    for bar in bars:
         try:
             bar.leave = False
             bar.close()
         except Exception:  # a bar half torn down by the interrupt: nothing to redraw
             pass
+    if bars and not sys.stderr.isatty():  # in a log the bar's line ends in \r: the next line must start a line
+        print(file=sys.stderr)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
-import math
 import os
 import re
 import sys
@@ -16,16 +15,9 @@ import sys
 import yaml
 
 from ..errors import AFTError, one_line
+from ..option_checks import number_problem
 
 HELP_ALL = "--help-all"
-# Numbers that must be > 0, >= 0 or within a range (all numbers must be finite); checked after parsing.
-POSITIVE = ("learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size",
-            "gradient_accumulation_steps", "max_length", "teacher_batch_size", "teacher_max_length", "lora_r",
-            "lora_alpha", "scales_learning_rate", "folds", "num_layers", "save_steps", "eval_steps")
-NON_NEGATIVE = ("beta", "weight_decay", "max_grad_norm", "warmup_steps", "num_train_epochs", "logging_steps")
-FRACTIONS = ("lora_dropout", "warmup_ratio")  # in [0, 1)
-OPEN_FRACTIONS = ("beta_validation_fraction",)  # in (0, 1): none held out chooses nothing
-SEEDS = ("seed", "data_seed")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -167,26 +159,13 @@ def _check_lists_given_once(tokens: list[str], parser: _Parser) -> None:
 
 
 def check_numbers(*parsed) -> None:
-    """Every float is finite; counts, sizes and rates have a sensible sign; fractions in [0, 1) or (0, 1)."""
+    """Every float is finite; counts, sizes and rates have a sensible sign; fractions in [0, 1) or (0, 1)
+    (`option_checks.number_problem`)."""
     for options in parsed:
         for f in dataclasses.fields(options):
-            value = getattr(options, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            if not math.isfinite(value):
-                raise AFTError(f"--{f.name} must be a finite number (got {value}).")
-            if f.name in POSITIVE and value <= 0:
-                raise AFTError(f"--{f.name} must be > 0 (got {value}).")
-            if f.name in NON_NEGATIVE and value < 0:
-                raise AFTError(f"--{f.name} must be >= 0 (got {value}).")
-            if f.name in FRACTIONS and not 0 <= value < 1:
-                raise AFTError(f"--{f.name} must be in [0, 1) (got {value}).")
-            if f.name in OPEN_FRACTIONS and not 0 < value < 1:
-                raise AFTError(f"--{f.name} must be in (0, 1) (got {value}).")
-            if f.name == "max_steps" and (value == 0 or value < -1):  # -1: train --num_train_epochs
-                raise AFTError(f"--max_steps must be > 0, or -1 to train --num_train_epochs (got {value}).")
-            if f.name in SEEDS and not 0 <= value < 2**32:
-                raise AFTError(f"--{f.name} must be in 0..2**32-1 (got {value}).")
+            problem = number_problem(f.name, getattr(options, f.name))
+            if problem:
+                raise AFTError(f"--{f.name} {problem}.")
 
 
 def split_config(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -220,7 +199,10 @@ def parse(dataclass_types, argv: list[str], prog: str, description: str, require
     _check_flags_known(tokens, parser, prog)
     try:
         *outputs, remaining = parser.parser.parse_args_into_dataclasses(tokens, return_remaining_strings=True)
-    except AFTError:
+    except AFTError as error:  # the dataclasses' own checks name the Python field: the command names its flag
+        word = str(error).split(" ", 1)[0]
+        if f"--{word}" in parser.parser._option_string_actions:
+            raise AFTError(f"--{error}") from error
         raise
     except ValueError as error:  # TrainingArguments' own checks of flag combinations
         raise AFTError(one_line(error)) from error

@@ -26,7 +26,10 @@ class RankArguments:
     text_column: str = field(default="text", metadata={"help": "Column the text teachers read."})
     image_column: str | None = field(default=None, metadata={"help": "Column holding the images, for image teachers "
                                                                      "(as for hf-aft train)."})
-    label_column: str = field(default="label", metadata={"help": "Column holding the class label."})
+    label_column: str = field(default="label", metadata={"help": "Column holding the label: a class, a list of "
+                                                                     "classes or a number."})
+    problem_type: str | None = field(default=None, metadata={"help": "As for hf-aft train (default: from the label "
+                                                                       "column)."})
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "The student: its initial features are scored too."}
     )
@@ -70,7 +73,8 @@ def _rank(args: RankArguments, options, output: str) -> dict:
     from ..teachers import split_gguf
 
     splits = load_labelled_splits(args.dataset_name, args.dataset_config, args.train_split, None,
-                                  args.image_column or args.text_column, args.label_column)
+                                  args.image_column or args.text_column, args.label_column,
+                                  problem_type=args.problem_type)
     problem_type, text_column = splits.labels.problem_type, args.text_column
     if problem_type == "token_classification":  # per-word features of the words column, each word's class
         labels, text_column = splits.labels.class_ids(splits.train), splits.labels.words_column

@@ -129,14 +129,23 @@ def train(argv: list[str], check_recipe: bool = True) -> dict:
     source that is not found from here (`reruns.check_sources`) and, with `check_recipe`, warned about for each local
     model that changed since that run (`reruns.moved_since`) and, after training, for each split whose rows differ
     from that run's (`reruns.data_differs`)."""
-    from ..outputs import check_is_checkpoint
+    from ..outputs import check_checkpoint_files, check_transfer_state_saved
     from ..pipeline import train_student
-    from ..resume_check import check_resume_options, check_resume_steps, command_options, recording_sources
+    from ..resume_check import (
+        check_resume_options,
+        check_resume_steps,
+        command_options,
+        read_options,
+        recording_sources,
+    )
 
     script_args, config, peft_args = parse_train_args(argv)
     recipe_folder = check_rerun(argv, script_args, config, warn=check_recipe)
     if config.resume_from_checkpoint and not script_args.beta_auto:  # before any data is read or teacher runs
-        check_is_checkpoint(config.resume_from_checkpoint)  # (--beta auto cannot resume: the run refuses that)
+        check_checkpoint_files(config.resume_from_checkpoint)  # (--beta auto cannot resume: the run refuses that)
+        recorded = (read_options(config.resume_from_checkpoint) or {}).get("transfer", config.transfer)
+        if config.transfer in ("aft", "kd") and recorded == config.transfer:  # (another --transfer: named below)
+            check_transfer_state_saved(config.resume_from_checkpoint)  # before the options' check runs the teachers
         check_resume_options(config.resume_from_checkpoint, command_options(script_args, config))
         check_resume_steps(config.resume_from_checkpoint, config.max_steps)
     with recording_sources(script_args):  # the checkpoints record the student and unlabelled rows' sources
