@@ -650,3 +650,17 @@ def test_labels_encode_a_dataset_of_the_label_column_alone_and_refuse_what_is_no
         labels.encode(["pos", "neg"])
     with pytest.raises(AFTError, match="^unknown problem_type 'foo': choose one of single_label_classification, "):
         Labels(["neg", "pos"], "label", False, problem_type="foo")
+
+
+def test_a_classes_column_with_a_stray_fraction_is_warned_about(caplog):
+    # one 0.5 among 0/1 labels turned a classifier's run into a regression with only a notice
+    from hf_aft.targets import infer_problem_type
+
+    with caplog.at_level("WARNING"):
+        assert infer_problem_type(datasets.Dataset.from_dict({"label": [0.0, 1.0] * 100 + [0.5]}), "label") == \
+            "regression"
+    assert "holds whole numbers but for 1 row(s) of [0.5]" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # a real regression's targets: no warning
+        infer_problem_type(datasets.Dataset.from_dict({"label": [0.1 * i for i in range(200)]}), "label")
+    assert "whole numbers" not in caplog.text

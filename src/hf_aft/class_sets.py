@@ -144,3 +144,4 @@ def align_eval_sets(eval_dataset, column: str, names: list[str]):
     if isinstance(eval_dataset, dict):
         return {key: aligned(value, f"eval {key!r}") for key, value in eval_dataset.items()}
     return aligned(eval_dataset, "eval")
+

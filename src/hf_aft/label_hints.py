@@ -7,6 +7,9 @@ import logging
 import re
 
 import datasets
+import pyarrow.compute as pc
+
+from .errors import warn_once
 
 logger = logging.getLogger(__name__)
 SEPARATORS = (",", ";", "|")
@@ -31,3 +34,16 @@ def say_joined_classes(dataset: datasets.Dataset, column: str) -> None:
             f"multi-label task give each row a list of its classes (a JSON or parquet list; from a CSV: "
             f"dataset.map(lambda row: {{{column!r}: {split} if row[{column!r}] else []}})), a row with no class an "
             "empty list.")
+
+
+def warn_stray_fractions(dataset, name: str) -> None:
+    """Say once when a float label column read as a regression looks like classes with a few stray fractions (0/1
+    labels and one 0.5, say): a single such row turns a classifier's run into a regression."""
+    column = dataset.select_columns([name]).with_format("arrow")[:][name]
+    counts = pc.value_counts(column.drop_null()).to_pylist()
+    stray = [(c["values"], c["counts"]) for c in counts if not float(c["values"]).is_integer()]
+    whole = len(counts) - len(stray)
+    if stray and whole >= 2 and len(counts) <= 20 and sum(n for _, n in stray) <= 0.01 * len(column):
+        warn_once(logger, f"hf-aft: the label column {name!r} holds whole numbers but for {sum(n for _, n in stray)} "
+                  f"row(s) of {sorted(v for v, _ in stray)[:3]}, so it is read as a regression's targets: if it holds "
+                  "classes, fix those rows (--problem_type single_label_classification names any left).")

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from .class_sets import class_index, class_key, class_name, trained_ids, trained_names, warn_near_duplicates
 from .columns import check_label_source
 from .errors import AFTError
-from .label_hints import say_joined_classes
+from .label_hints import say_joined_classes, warn_stray_fractions
 
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
 TOKEN = "token_classification"
@@ -78,6 +78,8 @@ def infer_problem_type(dataset: datasets.Dataset, column: str, problem_type: str
         if possible[0] != SINGLE:
             print(f"the label column {column!r} holds {feature}: a {possible[0]} task (--problem_type "
                   f"{' or '.join(possible)})", flush=True)
+            if possible[0] == REGRESSION and isinstance(feature, datasets.Value):
+                warn_stray_fractions(dataset, column)
         elif isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
             check_not_numbers_as_text(dataset, column)
             say_joined_classes(dataset, column)
