@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import datasets
@@ -207,6 +208,7 @@ def test_train_with_generated_texts_names_the_generator_and_follows_it(student_d
     (["--generate_texts", "4", "--generator", "{gen}", "--transfer", "none", "--distill", "none"],
      "generate_texts with --transfer none and --distill none: no term reads"),
     (["--generate_texts", "4", "--generator", "{missing}"], "no such folder or file"),
+    (["--generate_texts", "4", "--generator", "{gen}@v9"], "is a local folder: it cannot be pinned with @v9"),
     (["--generate_texts", "4", "--generator", "{bert}"], "is a 'bert' model, a masked language model"),
 ])
 def test_generation_that_cannot_run_is_refused_before_any_teacher_runs(student_dir, teacher_dirs, generator_dir,
@@ -224,6 +226,22 @@ def test_generation_that_cannot_run_is_refused_before_any_teacher_runs(student_d
     assert main(cli_args(student_dir, teacher_dirs, data, tmp_path / "out", *extra)) == 2
     assert message in one_error_line(capsys)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_local_model_pinned_with_a_revision_gets_the_teachers_refusal(generator_dir, teacher_dirs, tmp_path):
+    """`FOLDER@v9` as a generator said "no such folder or file" though the folder exists; a generator, a GGUF
+    generator and a distill teacher now get the teacher's refusal, with the way out."""
+    from hf_aft.distillation import task_teacher_order
+
+    pinned = "is a local folder: it cannot be pinned with @v9 (a local folder is pinned by its content hash"
+    with pytest.raises(AFTError, match=r"^generator .* " + re.escape(pinned) + r".*: drop @v9\.$"):
+        generation.resolve_generator(f"{generator_dir}@v9")
+    with pytest.raises(AFTError, match="^generator .* is a local GGUF file: it cannot be pinned with @v9"):
+        generation.resolve_generator(f"{generator_dir}@v9::model.gguf")  # the pin was ignored
+    with pytest.raises(AFTError, match="^distill teacher .* " + re.escape(pinned)):
+        task_teacher_order(f"{teacher_dirs[0]}@v9", ["neg", "pos"])
+    with pytest.raises(AFTError, match="no such folder or file"):  # a missing folder is still named as missing
+        generation.resolve_generator(f"{tmp_path / 'missing'}@v9")
 
 
 def test_a_generator_that_is_not_a_language_model_or_images_are_refused(student_dir, generator_dir, tmp_path):

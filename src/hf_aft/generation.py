@@ -43,7 +43,7 @@ from .errors import AFTError, missing_extra, one_line
 from .filesystems import write_atomically
 from .provenance import current_revision, teacher_source
 from .teachers.loading import token_limit
-from .teachers.spec import GGUF_SEPARATOR, hub_revision, is_path_like, teacher_label
+from .teachers.spec import GGUF_SEPARATOR, hub_revision, is_path_like, parse_teacher, teacher_label
 from .text_forms import normalised_text
 from .tokens import check_vocabulary
 
@@ -99,7 +99,8 @@ def resolve_generator(generator: str):
         MODEL_FOR_MASKED_LM_MAPPING_NAMES,
     )
 
-    if is_path_like(str(generator)) and not os.path.exists(generator.split(GGUF_SEPARATOR)[0]):
+    local = parse_teacher(generator.split(GGUF_SEPARATOR)[0])[0]  # a folder@revision: resolve_revision refuses it
+    if is_path_like(str(generator)) and not os.path.exists(local):
         raise AFTError(f"generator {generator!r}: no such folder or file. Give a causal language model's folder, a "
                        ".gguf file (or FOLDER::FILE.gguf), or a Hub id (org/name).")
     revision = current_revision(generator, "generator")

@@ -124,11 +124,13 @@ def current_revision(spec: str, role: str = "teacher") -> str:
     """What a model spec resolves to now: the commit its branch or tag points at on the Hub (the Hub cache
     offline), or the content hash of a local folder or GGUF file (`hf_aft.teachers.spec.resolve_revision`). `role`
     names the model in errors (teacher, generator, distill teacher)."""
-    from .teachers.spec import gguf_file_revision
+    from .teachers.spec import gguf_file_revision, pinned_locally
 
     source, gguf_file = split_gguf(spec, role)
     name, requested = parse_teacher(source)
     if gguf_file and os.path.isdir(name):
+        if requested:  # as a teacher's (teachers._revision_of): a local file has no Hub revision
+            raise pinned_locally(role, spec, requested, "GGUF file")
         return gguf_file_revision(name, gguf_file)
     return resolve_revision(name, requested, role)
 

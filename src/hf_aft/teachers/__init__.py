@@ -30,6 +30,7 @@ from .spec import (
     display_names,
     gguf_file_revision,
     parse_teacher,
+    pinned_locally,
     resolve_revision,
     same_teacher,
     short_name,
@@ -46,7 +47,7 @@ __all__ = ["IMAGE_POOLINGS", "MAP_BATCH_SIZE", "POOLINGS", "TEACHER_BACKENDS", "
 def _revision_of(spec: str, name: str, pinned: str | None, gguf_file: str | None) -> str:
     if gguf_file and os.path.isdir(name):
         if pinned:
-            raise AFTError(f"teacher {spec!r} is a local GGUF file: it cannot be pinned with @{pinned}.")
+            raise pinned_locally("teacher", spec, pinned, "GGUF file")
         return gguf_file_revision(name, gguf_file)
     return resolve_revision(name, pinned)
 

@@ -73,7 +73,7 @@ def resolve_revision(name: str, revision: str | None, role: str = "teacher") -> 
     `role` names the model in errors (teacher, generator, distill teacher)."""
     if os.path.isdir(name):
         if revision:
-            raise AFTError(f"{role} {name!r} is a local folder: it cannot be pinned with @{revision}.")
+            raise pinned_locally(role, name, revision)
         return LOCAL_PREFIX + SCHEME + hash_folder(Path(name), role)
     if is_path_like(name) and not os.path.exists(name):  # not a Hub id: the Hub's complaint about it would mislead
         raise AFTError(f"{role} {name!r}: no such folder or file (a relative path is relative to the folder hf-aft "
@@ -97,6 +97,13 @@ def resolve_revision(name: str, revision: str | None, role: str = "teacher") -> 
             said = hub_answer(f"the Hub said {one_line(hub_error).rstrip('.')}")
             raise AFTError(f"could not resolve {role} {where!r}: not a local folder, and {said}. Check the id and "
                            "revision, or pass a local folder.") from hub_error
+
+
+def pinned_locally(role: str, name: str, revision: str, what: str = "folder") -> AFTError:
+    """The refusal of `NAME@REVISION` where NAME is a local folder or file (teachers, generators, distill teachers):
+    a revision is a Hub branch, tag or commit; a local model is pinned by its content hash, which the run records."""
+    return AFTError(f"{role} {name!r} is a local {what}: it cannot be pinned with @{revision} (a local {what} is "
+                    f"pinned by its content hash, which the run records): drop @{revision}.")
 
 
 def is_path_like(name: str) -> bool:
