@@ -2,6 +2,7 @@
 or training row, drawn so that train and test are the same with or without it; the demo's closing line."""
 
 import pandas as pd
+import pytest
 
 from hf_aft.commands.demo import gap_line, print_results
 from hf_aft.demo import group_disjoint_splits
@@ -68,3 +69,25 @@ def test_a_missing_demo_model_is_refused_before_anything_is_written(tmp_path, mo
     assert main(["demo", "--workdir", str(tmp_path / "demo")]) == 2
     assert "the demo needs all-mpnet-base-v2: make demo-setup" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists() or not any((tmp_path / "demo").glob("data-*"))
+
+
+@pytest.mark.parametrize(("flag", "value", "why"), [
+    ("--n_train", "0", "the teacher's probe cross-fits both classes"),
+    ("--n_train", "-1", "the teacher's probe cross-fits both classes"),  # was a pandas traceback
+    ("--n_train", "9", "the teacher's probe cross-fits both classes"),
+    ("--n_test", "0", "scored on the test split"),
+    ("--n_unlabeled", "0", "the AFT run trains with the unlabelled rows"),  # was refused after the STL run
+])
+def test_a_demo_too_small_to_run_is_refused_before_anything_is_written(flag, value, why, tmp_path, capsys):
+    """`--n_train 0` wrote the data, the teacher and the student's initial weights, then said a saved split had no
+    rows, naming no option."""
+    from hf_aft.commands import main
+
+    earlier = tmp_path / "demo" / "notes.txt"
+    earlier.parent.mkdir()
+    earlier.write_text("mine")
+    assert main(["demo", "--workdir", str(tmp_path / "demo"), flag, value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("hf-aft: error:") == 1 and len(err.strip().splitlines()) == 1
+    assert f"{flag} {value} is too few: " in err and why in err and f"pass {flag} " in err and "(default" in err
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["notes.txt"] and earlier.read_text() == "mine"

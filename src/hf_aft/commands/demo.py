@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import AFTError
 from .parsing import parse
 
 
@@ -25,6 +26,24 @@ class DemoArguments:
         "help": "Optimizer steps of both runs (batch 32): 3 epochs of the AFT run's mixed epoch (300 labelled rows "
         "as half of each batch beside 800 unlabelled ones), and the same for STL (bench/semi.py's protocol)."})
     seed: int = field(default=0, metadata={"help": "Seed of both runs."})
+
+
+# The fewest rows each size option can take (`check_sizes`), and why: a smaller demo fails in `hf-aft train`, after
+# the data, the teacher and the student's initial weights are written, with a message about a saved split.
+MINIMUM_ROWS = {
+    "n_train": (10, "the teacher's probe cross-fits both classes, each with 2 or more labelled rows"),
+    "n_test": (1, "the students and the probe are scored on the test split"),
+    "n_unlabeled": (1, "the AFT run trains with the unlabelled rows"),
+}
+
+
+def check_sizes(args: DemoArguments) -> None:
+    """Each size option is at least its `MINIMUM_ROWS`, before anything is written."""
+    for name, (fewest, why) in MINIMUM_ROWS.items():
+        given = getattr(args, name)
+        if given < fewest:
+            default = DemoArguments.__dataclass_fields__[name].default
+            raise AFTError(f"--{name} {given} is too few: {why}; pass --{name} {fewest} or more (default {default}).")
 
 
 def gap_line(stl: float, probe: float | None, aft: float) -> str:
@@ -71,6 +90,7 @@ def teacher_probe(output_dir: str) -> float | None:
 
 def run(argv: list[str] | None = None) -> dict:
     (args,) = parse((DemoArguments,), argv or [], "hf-aft demo", __doc__)
+    check_sizes(args)
 
     from ..demo import minilm_path, mpnet_path, rotten_tomatoes, truncated_student
     from .train import train
