@@ -392,6 +392,59 @@ def test_export_lora_and_image_students(student_dir, csv_data, image_data, tmp_p
     assert capsys.readouterr().out.count("['") >= 4  # a class name printed per file
 
 
+def one_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hf-aft: error:"), err
+    return err[0]
+
+
+def test_export_refuses_a_run_that_did_not_finish(aft_run, tmp_path, capsys):
+    """A run folder without hf_aft_complete.json (stopped or interrupted) was exported (exit 0); `hf-aft push`
+    refuses it, and so does export now, before anything is written."""
+    run = tmp_path / "stopped"
+    shutil.copytree(aft_run, run, ignore=shutil.ignore_patterns("checkpoint-*"))
+    (run / "hf_aft_complete.json").unlink()
+    before = digests(run)
+    assert main(["export", str(run), "--output_dir", str(tmp_path / "onnx")]) == 2
+    line = one_error(capsys)
+    assert "is not a finished hf-aft train run (no hf_aft_complete.json" in line and "--resume_from_checkpoint" in line
+    assert not (tmp_path / "onnx").exists() and digests(run) == before
+
+
+def test_a_run_and_features_never_share_a_folder_and_push_refuses_one_that_does(aft_run, teacher_dirs, student_dir,
+                                                                              csv_data, tmp_path, capsys):
+    """`hf-aft features --overwrite_output_dir` into a finished run's folder left dataset_dict.json beside the model,
+    and `hf-aft push` then uploaded all of it, the model too, to a dataset repo."""
+    run, features = tmp_path / "run", tmp_path / "features"
+    shutil.copytree(aft_run, run, ignore=shutil.ignore_patterns("checkpoint-*"))
+    before = digests(run)
+    argv = ["features", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(csv_data), "--output_dir"]
+    for extra in ([], ["--overwrite_output_dir", "true"]):  # without the flag too: not "pass --overwrite_output_dir"
+        assert main([*argv, str(run), *extra]) == 2
+        line = one_error(capsys)
+        assert f"--output_dir {str(run)!r} holds a training run or model (hf_aft_complete.json)" in line
+        assert "give the features their own --output_dir" in line and digests(run) == before
+
+    assert main([*argv, str(features)]) == 0
+    capsys.readouterr()
+    saved = digests(features)
+    for command in (["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(csv_data)],
+                    ["student", "--from", str(student_dir), "--num_layers", "1"]):
+        assert main([*command, "--output_dir", str(features), "--overwrite_output_dir", "true"]) == 2
+        line = one_error(capsys)
+        assert "holds a saved dataset (dataset_dict.json" in line and "give the student its own --output_dir" in line
+        assert digests(features) == saved
+
+    mixed = tmp_path / "mixed"  # as earlier versions left it
+    shutil.copytree(run, mixed)
+    shutil.copytree(features, mixed, dirs_exist_ok=True)
+    with mock.patch("hf_aft.hub.push_folder", side_effect=AssertionError("pushed")), \
+            mock.patch("hf_aft.hub.push_run", side_effect=AssertionError("pushed")):
+        assert main(["push", str(mixed), "--hub_model_id", "org/name"]) == 2
+    line = one_error(capsys)
+    assert "holds both a training run (hf_aft_complete.json) and features" in line and "push cannot tell" in line
+
+
 def test_a_student_no_better_than_the_majority_class_is_said_not_to_have_learned(caplog):
     """A student predicting one class everywhere scored 0.29 where always answering the majority class scores 0.71,
     and the card and summary read it as a result."""

@@ -18,6 +18,7 @@ from .data import check_texts
 from .errors import AFTError
 from .features import FEATURES_COLUMN, read_from_cache, read_teacher_infos, with_teacher_features
 from .images import check_image_column
+from .outputs import check_output_kind
 from .teachers.spec import revision_in_scheme_of
 
 PROVENANCE_FILE = "teachers.json"
@@ -34,8 +35,9 @@ def save_feature_dataset(data: datasets.DatasetDict, splits: list[str], options,
 
     Raises:
         AFTError: a split that is not in `data`, a missing or empty input, an unlabelled pool beside a split already
-            named `unlabeled`.
+            named `unlabeled`, an `output_dir` that holds a training run.
     """
+    check_output_kind(output_dir, "features", "output_dir")
     missing = [split for split in splits if split not in data]
     if missing:
         raise AFTError(f"split(s) {missing} not found; the dataset has splits {list(data)}: pass --splits.")

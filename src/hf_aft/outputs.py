@@ -21,7 +21,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from .claims import CLAIM_NAME, RUN_ID_KEY, carried_run_ids, current_run_id, stamped
 from .errors import AFTError, first_line, warn_once
 from .filesystems import write_atomically
-from .finished_marker import COMPLETE_NAME, drop_earlier_files, drop_set_aside, mark_changed, set_aside
+from .finished_marker import COMPLETE_NAME, SET_ASIDE_NAME, drop_earlier_files, drop_set_aside, mark_changed, set_aside
 
 logger = logging.getLogger(__name__)
 
@@ -246,6 +246,34 @@ def check_complete(output_dir: str) -> None:
                        "failed before the end): finish it with --resume_from_checkpoint, or train again.")
 
 
+FEATURES_FILE = "dataset_dict.json"  # `hf-aft features` saves a DatasetDict: `hf-aft push` takes such a folder for one
+RUN_FILES = (COMPLETE_NAME, SET_ASIDE_NAME, "config.json", "adapter_config.json", "trainer_state.json",
+             TRANSFER_SUMMARY_NAME, "audit.json")
+
+
+def held_outputs(folder: str) -> dict[str, str]:
+    """What `folder` holds of the two outputs `hf-aft push` tells apart: {"run": a file of a training run or model
+    (its marker, config, a checkpoint), "features": the `hf-aft features` folder's dataset_dict.json}."""
+    names = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+    run = [n for n in RUN_FILES if n in names] + sorted(n for n in names if n.startswith(f"{PREFIX_CHECKPOINT_DIR}-"))
+    return {**({"run": run[0]} if run else {}), **({"features": FEATURES_FILE} if FEATURES_FILE in names else {})}
+
+
+def check_output_kind(output_dir: str, writes: str, option: str = "--output_dir") -> None:
+    """A student (`writes` "run": hf-aft train or student) and features ("features") each get their own output dir,
+    even with --overwrite_output_dir: neither removes the other's files, and `hf-aft push` would take the mixed folder
+    for features, uploading the model with them to a dataset repo."""
+    held = held_outputs(output_dir)
+    if writes == "features" and "run" in held:
+        raise AFTError(f"{option} {output_dir!r} holds a training run or model ({held['run']}): features saved "
+                       "into it would be pushed with it as one dataset (hf-aft push), even with "
+                       f"--overwrite_output_dir: give the features their own {option}.")
+    if writes == "run" and "features" in held:
+        raise AFTError(f"{option} {output_dir!r} holds a saved dataset ({FEATURES_FILE}, as hf-aft features writes): "
+                       "a student written into it would be pushed as part of it, to a dataset repo (hf-aft push), "
+                       f"even with --overwrite_output_dir: give the student its own {option}.")
+
+
 def check_creatable(path: str, flag: str = "--output_dir") -> None:
     """A folder that exists, or can be created: its nearest existing parent is a writable folder on a filesystem that
     holds files (not /proc or /sys, where `os.access` lets root pass and mkdir then fails; nothing is created here).
@@ -294,13 +322,17 @@ def check_apart(output_dir: str, inputs: dict, option: str = "--output_dir") -> 
 
 
 def check_output_dir(output_dir: str, overwrite: bool | None = None, resume: str | None = None,
-                     can_resume: bool = False, option: str = "--output_dir", inputs: dict | None = None) -> None:
+                     can_resume: bool = False, option: str = "--output_dir", inputs: dict | None = None,
+                     writes: str | None = None) -> None:
     """An output dir is a folder that holds nothing yet but this command's claim (or `overwrite`, or the run whose
-    checkpoint `resume` is), apart from the command's `inputs` (`check_apart`). `overwrite` None: the command has no
+    checkpoint `resume` is), apart from the command's `inputs` (`check_apart`), and, for a run or features
+    (`writes`), not holding the other (`check_output_kind`). `overwrite` None: the command has no
     --overwrite_output_dir, so the refusal does not offer it."""
     if output_dir:
         check_creatable(output_dir, option)  # a folder, or one that can be created
         check_apart(output_dir, inputs or {}, option)
+        if writes:  # before the refusal of a folder that holds files, which would offer --overwrite_output_dir
+            check_output_kind(output_dir, writes, option)
     held = set(os.listdir(output_dir)) - {CLAIM_NAME} if output_dir and os.path.isdir(output_dir) else set()
     if held and resume and not overwrite and not _inside(resume, output_dir):
         raise AFTError(f"{option} {output_dir!r} already holds files and {resume!r} is not one of its checkpoints: "

@@ -63,7 +63,7 @@ def _check_run(script_args: ScriptArguments, config: AFTConfig):
               "--distill_teacher": config.distill_teacher, "--baseline_dir": script_args.baseline_dir}
     check_source_types(inputs)
     check_output_dir(config.output_dir, script_args.overwrite_output_dir, config.resume_from_checkpoint,
-                     can_resume=True, inputs=inputs)
+                     can_resume=True, inputs=inputs, writes="run")
     if config.push_to_hub and not config.hub_model_id:
         raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (the Hub repo to create or update).")
     if config.push_to_hub:  # before training, not after it

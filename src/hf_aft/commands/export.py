@@ -35,12 +35,14 @@ def run(argv: list[str]) -> None:
     from ..errors import AFTError, require_extra
     from ..evaluation import run_folder
     from ..export import export_student, report_lines
-    from ..outputs import check_output_dir
+    from ..outputs import check_complete, check_output_dir
 
     (args,) = parse((ExportArguments,), argv, "hf-aft export", DESCRIPTION, first="run")
     require_extra("export", "hf-aft export")  # before anything loads: torch imports onnxscript only mid-export
     check_output_dir(args.output_dir)
-    folder, _ = run_folder(args.run)
+    folder, from_hub = run_folder(args.run)
+    if not from_hub:  # as hf-aft push: a run that stopped early is no student to ship (the Hub has no marker)
+        check_complete(folder)
     run, target = os.path.realpath(folder), os.path.realpath(args.output_dir)  # a link to the run is the run
     if os.path.commonpath([run, target]) == run:
         raise AFTError(f"--output_dir {args.output_dir!r} is inside the run {args.run!r}: `hf-aft audit` would find "

@@ -70,7 +70,7 @@ def parse_feature_args(argv: list[str]):
     if args.push_to_hub:  # before the teachers run, not after
         check_can_push(args.hub_model_id, f"run `hf-aft push {args.output_dir} --hub_model_id {args.hub_model_id}` "
                        "after extraction")
-    check_output_dir(args.output_dir, args.overwrite_output_dir, inputs={
+    check_output_dir(args.output_dir, args.overwrite_output_dir, writes="features", inputs={
         "--dataset_name": args.dataset_name, "--unlabeled_dataset": args.unlabeled_dataset,
         "--teachers": teachers.teachers})
     return args, teachers

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from .parsing import parse
@@ -36,10 +35,15 @@ def run(argv: list[str]) -> None:
     from ..audit import check_pushable, reseal_card
     from ..errors import AFTError
     from ..hub import check_no_token, files_to_push, push_folder, push_run
-    from ..outputs import check_complete
+    from ..outputs import check_complete, held_outputs
 
     (args,) = parse((PushArguments,), argv, "hf-aft push", DESCRIPTION, first="output_dir")
-    if os.path.exists(os.path.join(args.output_dir, "dataset_dict.json")):  # a folder written by hf-aft features
+    held = held_outputs(args.output_dir)
+    if len(held) == 2:  # written before train and features refused each other's folder
+        raise AFTError(f"{args.output_dir!r} holds both a training run ({held['run']}) and features saved by hf-aft "
+                       f"features ({held['features']}): push cannot tell which to publish: move one of them into a "
+                       "folder of its own (or write it again there), then push each.")
+    if "features" in held:  # a folder written by hf-aft features
         url = push_folder(args.output_dir, args.hub_model_id, repo_type="dataset", private=args.private or None,
                           revision=args.revision, commit_message=args.commit_message)
         print(f"pushed the features in {args.output_dir} to the dataset repo {args.hub_model_id}: {url}")

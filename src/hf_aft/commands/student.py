@@ -28,7 +28,7 @@ def run(argv: list[str]) -> None:
     from ..student_init import save_truncated_student
 
     (args,) = parse((StudentArguments,), argv, "hf-aft student", DESCRIPTION, shown_as={"source": "--from"})
-    check_output_dir(args.output_dir, args.overwrite_output_dir, inputs={"--from": args.source})
+    check_output_dir(args.output_dir, args.overwrite_output_dir, inputs={"--from": args.source}, writes="run")
     with claimed(args.output_dir, "student"):
         save_truncated_student(args.source, args.output_dir, args.num_layers, overwrite=True)  # checked above
     print(f"student with the first {args.num_layers} layers of {args.source} saved to {args.output_dir}")
