@@ -400,3 +400,38 @@ def test_eval_rows_that_are_training_rows_are_warned_about(caplog, tmp_path):
     assert say_eval_rows_in_training(*as_paths, "image", images=True) == 1
     texts = datasets.Dataset.from_dict({"text": ["A fine film", "dull"], "label": [1, 0]})
     assert say_eval_rows_in_training(texts, texts.select([0]).map(lambda r: {"text": " a FINE film "}), "text") == 1
+
+
+def test_an_unreadable_image_is_named_with_its_split_and_row(image_teachers, tmp_path, capsys):
+    """A float array out of [0, 1] (train row 3) and a text that is no image file (in the test split) were refused as
+    "column 'image': ..." with no split and no row; the pass that decodes every image (the eval rows compared with
+    the training rows) now names both, before any teacher runs."""
+    from hf_aft.unlabeled_data import check_no_leakage
+
+    images, labels = tiny.image_arrays(8, 0)
+    arrays = [np.asarray(a, dtype=np.float32) * (300.0 if i == 3 else 1 / 255) for i, a in enumerate(images)]
+    good = [np.asarray(a, dtype=np.float32) / 255 for a in images]
+    floats, texts = tmp_path / "floats", tmp_path / "texts"
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"image": arrays, "label": labels}),
+                          "test": datasets.Dataset.from_dict({"image": good[:4], "label": labels[:4]})}
+                         ).save_to_disk(floats)
+    png = tmp_path / "a.png"
+    Image.fromarray(np.uint8(images[0])).save(png)
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"image": [str(png)] * 8, "label": labels}),
+                          "test": datasets.Dataset.from_dict({"image": [str(png), "x"], "label": labels[:2]})}
+                         ).save_to_disk(texts)
+    student = tiny.save_image_student(tmp_path / "student", "vit")
+    capsys.readouterr()  # the saves' progress bars
+    for data, expected in ((floats, "the train split's column 'image', row 3: an array of float64 holds values in"),
+                           (texts, "the test split's column 'image', row 1: 'x' is not a readable image file")):
+        argv = ["train", "--model_name_or_path", str(student), "--teachers", str(image_teachers["vit"]),
+                "--dataset_name", str(data), "--image_column", "image", "--output_dir", str(tmp_path / "out"),
+                "--report_to", "none"]
+        with mock.patch("hf_aft.pipeline.with_pool_features", side_effect=AssertionError("a teacher ran")):
+            assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"hf-aft: error: {expected}"), err
+        assert not (tmp_path / "out").exists()
+    pool = datasets.Dataset.from_dict({"image": arrays})  # an unlabelled pool's, in the leakage check
+    with pytest.raises(AFTError, match=r"^the unlabelled split's column 'image', row 3: an array of float64"):
+        check_no_leakage(pool, datasets.Dataset.from_dict({"image": good[:2]}), "image", "test")

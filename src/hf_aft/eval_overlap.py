@@ -16,16 +16,17 @@ logger = logging.getLogger(__name__)
 
 
 def say_eval_rows_in_training(train: datasets.Dataset, eval_set: datasets.Dataset | None, column: str,
-                              images: bool = False) -> int:
+                              images: bool = False, names: tuple[str, str] = ("train", "eval")) -> int:
     """Warns when rows of `eval_set` are also in `train` (by `column`, the input; `images`: file paths in it are
-    compared by their pixels, so a copy under another name is found); returns how many."""
+    compared by their pixels, so a copy under another name is found); returns how many. `names`: the two splits'
+    names, for the refusal of an image that cannot be read (its row, in the one pass that decodes every image)."""
     if eval_set is None or column not in train.column_names or column not in eval_set.column_names:
         return 0
     if images:
         train, eval_set = (split.cast_column(column, datasets.Image()) if split.features[column] == datasets.Value(
             "string") else split for split in (train, eval_set))
-    shared = pc.is_in(comparable_rows(eval_set, train, column),
-                      value_set=comparable_rows(train, eval_set, column).unique(), skip_nulls=True)
+    shared = pc.is_in(comparable_rows(eval_set, train, column, names[1]),
+                      value_set=comparable_rows(train, eval_set, column, names[0]).unique(), skip_nulls=True)
     count = pc.sum(shared.cast("int64")).as_py() or 0
     if count:
         row = int(np.flatnonzero(shared.to_numpy(zero_copy_only=False))[0])

@@ -22,16 +22,17 @@ from .errors import AFTError, first_line
 from .filesystems import write_atomically
 
 
-def to_rgb(value, column: str, row: int | None = None) -> Image.Image:
+def to_rgb(value, column: str, row: int | None = None, split: str | None = None) -> Image.Image:
     """A PIL image (any mode), an [H, W] / [H, W, C] array (C in 1..4), a file path, or a datasets Image dict
     (`{"bytes", "path"}`) -> an 8-bit PIL RGB image with the same picture; anything else is a one-line AFTError naming
-    the column and row.
+    the column and row (and the split, when given).
 
     Wide pixel types keep their range: 16-bit images (PIL modes I;16*, uint16 arrays) are scaled from 0..65535 to
     0..255 (x >> 8); other integer images (PIL mode I, int32/int64 arrays) are 8-bit when their values fit 0..255 and
     16-bit when they fit 0..65535; floats (PIL mode F, float arrays) are intensities in [0, 1]. Values outside those
     ranges are refused rather than clipped or wrapped."""
-    where = f"column {column!r}" + (f", row {row}" if row is not None else "")
+    where = (f"the {split} split's " if split else "") + f"column {column!r}"
+    where += f", row {row}" if row is not None else ""
     if isinstance(value, dict) and ("bytes" in value or "path" in value):
         value = io.BytesIO(value["bytes"]) if value.get("bytes") else value.get("path")
     if isinstance(value, (str, os.PathLike, io.BytesIO)):
@@ -121,13 +122,14 @@ def check_image_column(dataset: datasets.Dataset, column: str) -> None:
     to_rgb(dataset[0][column], column, 0)  # numbers, booleans...: raises, naming the first row
 
 
-def check_image_paths(dataset: datasets.Dataset, column: str) -> None:
-    """Each path of a text column names a file (missing values are left to the caller's check)."""
+def check_image_paths(dataset: datasets.Dataset, column: str, split: str | None = None) -> None:
+    """Each path of a text column names a file (missing values are left to the caller's check); `split` names it."""
     for row, path in enumerate(dataset[column]):
         if path is not None and not os.path.isfile(path):
             where = "" if os.path.isabs(path) else f"; a relative path is read from {os.getcwd()!r}"
-            raise AFTError(f"image column {column!r}, row {row}: {path[:80]!r} is not an image file (the column "
-                           f"holds text, so each value must be the path of an image{where}).")
+            split_of = f"the {split} split's " if split else ""
+            raise AFTError(f"{split_of}image column {column!r}, row {row}: {path[:80]!r} is not an image file (the "
+                           f"column holds text, so each value must be the path of an image{where}).")
 
 
 def check_images_open(dataset: datasets.Dataset, column: str, split: str | None = None) -> None:
@@ -198,12 +200,13 @@ def enumerate_batches(dataset: datasets.Dataset, column: str, size: int = 256):
         yield index * size, batch[column]
 
 
-def image_digests(dataset: datasets.Dataset, column: str) -> list[str]:
+def image_digests(dataset: datasets.Dataset, column: str, split: str | None = None) -> list[str]:
     """One SHA-256 per row of an image column, to find the same image in two splits (hashlib): of the 8-bit RGB pixels
     the models see (`to_rgb`), whatever holds them: a file, embedded bytes, an array. So the same picture re-saved
     (PNG optimised, BMP, another mode) or stored as an array is found; a lossy re-encoding is not. Decoding
     costs about 5-15 ms a 640x480 image on 2 cores (file bytes alone: 1 ms), so the digests are kept once per process
-    and, for a datasets `Image` column, on disk under the fingerprint `read_before` names (a rerun decodes nothing)."""
+    and, for a datasets `Image` column, on disk under the fingerprint `read_before` names (a rerun decodes nothing).
+    An image that cannot be read is refused naming its row, and `split` (the split's name) when given."""
     key = (dataset._fingerprint, column)
     if key in _DIGESTS:
         return _DIGESTS[key]
@@ -214,8 +217,8 @@ def image_digests(dataset: datasets.Dataset, column: str) -> list[str]:
     except (OSError, ValueError):
         digests = None
     if not isinstance(digests, list) or len(digests) != len(dataset):
-        digests = [_digest(value, column) for _, batch in enumerate_batches(undecoded(dataset, column), column)
-                   for value in batch]
+        digests = [_digest(value, column, row, split) for start, batch in enumerate_batches(
+            undecoded(dataset, column), column) for row, value in enumerate(batch, start)]
         _store(stored, digests)
     _DIGESTS[key] = digests
     return digests
@@ -235,10 +238,10 @@ DIGESTS_VERSION = "rgb1"  # bump when `_digest` changes: digests kept on disk by
 _DIGESTS: dict[tuple[str, str], list[str]] = {}  # (fingerprint, column) -> each row's image SHA-256
 
 
-def _digest(value, column: str) -> str:
+def _digest(value, column: str, row: int | None = None, split: str | None = None) -> str:
     """SHA-256 of the image as the models see it: `to_rgb`'s 8-bit RGB pixels and their shape (an L image and its RGB
     copy, a palette PNG, an RGBA one with opaque alpha, a float array of the same intensities are one picture)."""
-    pixels = np.asarray(to_rgb(value, column))
+    pixels = np.asarray(to_rgb(value, column, row, split))
     return hashlib.sha256(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
 
 

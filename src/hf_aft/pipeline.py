@@ -188,7 +188,8 @@ def _train_student(script_args: ScriptArguments, config: AFTConfig, peft_args: P
 
     run["eval_rows_sha256"] = check_eval_comparisons(script_args, splits)
     say_eval_rows_in_training(splits.train, splits.eval, script_args.image_column or script_args.text_column,
-                              images=script_args.image_column is not None)
+                              images=script_args.image_column is not None,
+                              names=(script_args.train_split, splits.eval_name or "eval"))
     script_args.eval_split = splits.eval_name  # the splits actually used (the card names them)
     script_args.beta_validation_split = splits.validation_name
     unlabeled = run["unlabeled_raw"] = _load_pool_and_record_rows(script_args, config, splits)

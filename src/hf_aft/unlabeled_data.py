@@ -84,12 +84,12 @@ def _is_pixel_grid(feature) -> bool:
     return depth >= 2 and isinstance(feature, datasets.Value) and feature.dtype not in ("string", "large_string")
 
 
-def _comparable(dataset: datasets.Dataset, column: str):
+def _comparable(dataset: datasets.Dataset, column: str, split: str | None = None):
     """The column's rows as strings to compare across splits: normalised texts (words joined by spaces first),
-    token ids joined by spaces, images' SHA-256."""
+    token ids joined by spaces, images' SHA-256 (an unreadable one named with its row and `split`)."""
     kind = _kind(dataset.features[column])
     if kind == "image":
-        return pa.array(image_digests(dataset, column), pa.string())
+        return pa.array(image_digests(dataset, column, split), pa.string())
     values = arrow_column(dataset, column)
     if kind == "ids":
         return pc.binary_join(values.cast(pa.list_(pa.string())), " ")
@@ -97,12 +97,12 @@ def _comparable(dataset: datasets.Dataset, column: str):
     return pa.array([normalised_text(text) for text in values.to_pylist()], pa.string())
 
 
-def comparable_rows(dataset: datasets.Dataset, other: datasets.Dataset, column: str):
-    """`dataset`'s rows as they compare with `other`'s (`_comparable`; image paths read as images beside images)."""
-    return _comparable(_paths_read(dataset, other, column), column)
+def comparable_rows(dataset: datasets.Dataset, other: datasets.Dataset, column: str, split: str | None = None):
+    """`dataset`'s rows as they compare with `other`'s (`_comparable`, naming `split`; image paths read as images)."""
+    return _comparable(_paths_read(dataset, other, column, split), column, split)
 
 
-def _paths_read(dataset: datasets.Dataset, other: datasets.Dataset, column: str) -> datasets.Dataset:
+def _paths_read(dataset: datasets.Dataset, other: datasets.Dataset, column: str, split: str | None = None):
     """`dataset`, its column of image file paths read as images when `other` holds images (AFTTrainer takes a pool
     or eval set of paths as it is): paths compare with images by pixels, not as strings."""
     feature = dataset.features[column]
@@ -111,7 +111,7 @@ def _paths_read(dataset: datasets.Dataset, other: datasets.Dataset, column: str)
     if _kind(other.features[column]) != "image" or _kind(feature) != "text" or not len(dataset) or (
             not all(looks_like_image_path(str(path)) for path in dataset[column])):
         return dataset
-    check_image_paths(dataset, column)
+    check_image_paths(dataset, column, split)
     return dataset.cast_column(column, datasets.Image())
 
 
@@ -174,8 +174,8 @@ def check_no_leakage(unlabeled: datasets.Dataset, eval_set: datasets.Dataset | N
     column = None if eval_set is None else _compared_column(unlabeled, eval_set, input_column)
     if column is None:
         return
-    ours, theirs = comparable_rows(unlabeled, eval_set, column), comparable_rows(eval_set, unlabeled, column)
-    shared = pc.is_in(ours, value_set=theirs.unique(), skip_nulls=True)
+    theirs = comparable_rows(eval_set, unlabeled, column, eval_name)
+    shared = pc.is_in(comparable_rows(unlabeled, eval_set, column, name), value_set=theirs.unique(), skip_nulls=True)
     count = pc.sum(shared.cast("int64")).as_py() or 0
     if count:
         row = int(np.flatnonzero(shared.to_numpy(zero_copy_only=False))[0])
