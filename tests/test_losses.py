@@ -117,6 +117,10 @@ def test_bad_arguments_name_the_problem():
     (lambda: RKDLoss(-1.0), "distance_weight must be a finite number >= 0"),
     (lambda: RKDLoss()([[1.0, 2.0]] * 3, torch.randn(3, 2)), "takes torch tensors .* got list"),
     (lambda: AdaptiveKernelLoss([3])(torch.zeros(0, 2), torch.zeros(0, 3)), "the batch is empty"),
+    (lambda: RKDLoss()(torch.zeros(4, 0), torch.zeros(4, 3)), "the batch is empty"),  # was a raw amax() error
+    (lambda: AdaptiveKernelLoss(None), "teacher_dims must list"), (lambda: AdaptiveKernelLoss(6.0), "got 6.0"),
+    (lambda: AdaptiveKernelLoss([6], learn_scales="no"), "learn_scales must be True or False"),
+    (lambda: RKDLoss(True), "distance_weight must be a finite number"),
     (lambda: AdaptiveKernelLoss([3, 2]).scale_summary(["a"]), "1 names for 2 teachers"),
 ])
 def test_the_losses_refuse_bad_inputs_in_one_line(call, match):

@@ -434,6 +434,12 @@ def test_a_run_and_features_never_share_a_folder_and_push_refuses_one_that_does(
         line = one_error(capsys)
         assert "holds a saved dataset (dataset_dict.json" in line and "give the student its own --output_dir" in line
         assert digests(features) == saved
+    one_split = tmp_path / "one-split"  # a single Dataset's save_to_disk (state.json, dataset_info.json): likewise
+    tiny.sentiment_dataset(8).save_to_disk(str(one_split))
+    kept, _ = digests(one_split), capsys.readouterr()
+    assert main(["student", "--from", str(student_dir), "--num_layers", "1", "--output_dir", str(one_split),
+                 "--overwrite_output_dir", "true"]) == 2
+    assert "holds a saved dataset (state.json" in one_error(capsys) and digests(one_split) == kept
 
     mixed = tmp_path / "mixed"  # as earlier versions left it
     shutil.copytree(run, mixed)

@@ -299,6 +299,9 @@ def test_an_eval_set_whose_classlabel_orders_the_classes_otherwise_is_scored_by_
     assert trainer.eval_dataset["swapped"]["label"] == train["label"]
     scores = trainer.evaluate()
     assert scores["eval_same_accuracy"] == scores["eval_swapped_accuracy"]
+    later = trainer.predict(swapped)  # given after the trainer was built (predict, evaluate): mapped too
+    assert list(later.label_ids) == train["label"] and later.metrics["test_accuracy"] == scores["eval_same_accuracy"]
+    assert trainer.evaluate(eval_dataset=swapped)["eval_accuracy"] == scores["eval_same_accuracy"]
     other = train_set.cast_column("label", datasets.ClassLabel(names=["neg", "meh"]))
     message = refusal(tmp_path, tokenizer, train_dataset=train, eval_dataset=other)
     assert "names classes ['meh'] that the training split's labels lack" in message
@@ -315,6 +318,11 @@ def test_the_command_maps_a_reordered_classlabel_eval_split_by_name(tmp_path):
     splits = load_labelled_splits(str(tmp_path / "data"))
     assert splits.eval.features["label"].names == ["neg", "pos"]
     assert splits.eval["label"] == train["label"]
+    (tmp_path / "files").mkdir()  # parquet files: datasets reads both with the first one's names (silently wrong)
+    train.to_parquet(str(tmp_path / "files" / "train.parquet"))
+    test.to_parquet(str(tmp_path / "files" / "test.parquet"))
+    with pytest.raises(AFTError, match="the ClassLabel 'label' names its classes .* save both with one ClassLabel"):
+        load_labelled_splits(str(tmp_path / "files"))
 
 
 def test_rows_longer_than_the_students_position_table_are_refused_before_training(tmp_path, tokenizer, train_set):

@@ -190,7 +190,9 @@ def test_rank_teachers_reads_a_label_column_by_name_or_a_labels_object_as_arrays
     (lambda d, y: dict(labels=y, problem_type="ordinal"), "unknown problem_type 'ordinal'"),
     (lambda d, y: dict(dataset=__import__("datasets").DatasetDict({"train": d})),
      "rank_teachers' dataset must be a datasets.Dataset, not DatasetDict: give one split of it"),
-    (lambda d, y: dict(teachers=[]), "teachers is empty: give at least one teacher"),
+    (lambda d, y: dict(teachers=[]), "teachers must list at least one teacher"),
+    (lambda d, y: dict(teachers=[None]), "to rank; got [None]"),
+    (lambda d, y: dict(labels=None), "labels is missing or a single value: give one label per row"),
 ])
 def test_rank_teachers_refuses_what_its_probe_cannot_score_before_any_teacher_runs(teacher_dirs, change, fragment):
     from hf_aft import TeacherArguments, rank_teachers

@@ -701,7 +701,8 @@ def test_image_digests_are_decoded_once_and_kept_beside_the_datasets_cache(tmp_p
     data = _image_folder(tmp_path / "data", ["train/bus/a.png", "train/car/b.png", "test/bus/c.png"])
     decoded = []
     digest = images._digest
-    monkeypatch.setattr(images, "_digest", lambda value, column: decoded.append(1) or digest(value, column))
+    monkeypatch.setattr(images, "_digest",
+                        lambda value, column, *where: decoded.append(1) or digest(value, column, *where))
     first = images.image_digests(load_labelled_splits(str(data), input_column="image").train, "image")
     assert len(decoded) == 2
     images._DIGESTS.clear()  # as in a new process

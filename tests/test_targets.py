@@ -622,7 +622,9 @@ def test_single_label_metrics_skip_ignored_rows_and_refuse_what_they_cannot_scor
     scores = compute_classification_metrics(EvalPrediction(logits, np.array([0, -100, 1, 1])))
     assert scores["accuracy"] == pytest.approx(2 / 3)  # the -100 row (the loss's ignore index) was counted as wrong
     assert compute_classification_metrics(EvalPrediction(logits, np.array([0.0, 1, 0, 1])))["accuracy"] == 1.0
-    for labels, says in [(np.array([0, 0.5, 1, 1]), "hold fractions or NaN"), (np.array([0, 1]), "4 rows of logits"),
+    for labels, says in [(np.array([0, 0.5, 1, 1]), "hold fractions, NaN or text"), (np.array([0, 1]), "4 rows of"),
+                         (np.array([0, 1, 5, -1]), "labels \\[-1, 5\\] are outside the student's 2 classes"),
+                         (np.array(["a", "b", "a", "b"]), "hold fractions, NaN or text"),
                          (np.full(4, -100), "at least one to score")]:
         with pytest.raises(AFTError, match=says):
             compute_classification_metrics(EvalPrediction(logits, labels))

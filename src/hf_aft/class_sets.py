@@ -145,3 +145,27 @@ def align_eval_sets(eval_dataset, column: str, names: list[str]):
         return {key: aligned(value, f"eval {key!r}") for key, value in eval_dataset.items()}
     return aligned(eval_dataset, "eval")
 
+
+
+def check_class_orders(parquet_files: list[str]) -> None:
+    """The parquet files of one dataset name each ClassLabel column's classes in one order: datasets reads every file
+    with the first one's features, so another file's ids would silently mean other classes.
+
+    Raises:
+        AFTError: a ClassLabel column whose names differ between two files (both named).
+    """
+    import json
+
+    import pyarrow.parquet as pq
+
+    seen: dict[str, tuple[str, list]] = {}
+    for path in parquet_files:
+        metadata = pq.read_schema(path).metadata or {}
+        features = json.loads(metadata.get(b"huggingface", b"{}")).get("info", {}).get("features", {})
+        for column, feature in features.items():
+            names = feature.get("names") if isinstance(feature, dict) else None
+            first = seen.setdefault(column, (path, names)) if names else None
+            if first and first[1] != names:
+                raise AFTError(f"the ClassLabel {column!r} names its classes {first[1][:5]} in {first[0]!r} and "
+                               f"{names[:5]} in {path!r}: datasets reads every file with the first one's names, so "
+                               "the ids would mean other classes; save both with one ClassLabel (cast_column).")

@@ -235,6 +235,8 @@ def check_parquet_columns(paths: list[str]) -> None:
         if twice:
             raise AFTError(f"the parquet file {path!r} has a duplicate column {twice[0]!r} (columns {names}): "
                            "give each column its own name.")
+    from .class_sets import check_class_orders  # each file's ClassLabel names, which datasets would drop
+    check_class_orders(paths)
 
 
 def hub_saved_folder(name: str) -> str | None:

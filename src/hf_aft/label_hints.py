@@ -43,7 +43,7 @@ def warn_stray_fractions(dataset, name: str) -> None:
     counts = pc.value_counts(column.drop_null()).to_pylist()
     stray = [(c["values"], c["counts"]) for c in counts if not float(c["values"]).is_integer()]
     whole = len(counts) - len(stray)
-    if stray and whole >= 2 and len(counts) <= 20 and sum(n for _, n in stray) <= 0.01 * len(column):
+    if stray and whole >= 2 and len(counts) <= 20 and sum(n for _, n in stray) <= max(1, 0.01 * len(column)):
         warn_once(logger, f"hf-aft: the label column {name!r} holds whole numbers but for {sum(n for _, n in stray)} "
                   f"row(s) of {sorted(v for v, _ in stray)[:3]}, so it is read as a regression's targets: if it holds "
                   "classes, fix those rows (--problem_type single_label_classification names any left).")

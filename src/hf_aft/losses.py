@@ -64,8 +64,9 @@ def _check_batch(student_features: torch.Tensor, teacher_features: torch.Tensor,
     if student_features.shape[0] != teacher_features.shape[0]:
         raise AFTError(f"{name}: student batch {student_features.shape[0]} != teacher batch "
                        f"{teacher_features.shape[0]}.")
-    if student_features.shape[0] == 0:
-        raise AFTError(f"{name}: the batch is empty (0 rows): give at least one row.")
+    if student_features.shape[0] == 0 or 0 in (student_features.shape[1], teacher_features.shape[1]):
+        raise AFTError(f"{name}: the batch is empty (shapes {tuple(student_features.shape)} and "
+                       f"{tuple(teacher_features.shape)}): give at least one row of at least one feature.")
 
 
 def _whole(value) -> int | None:
@@ -80,7 +81,8 @@ def _whole(value) -> int | None:
 
 def _widths(teacher_dims, name: str) -> list[int]:
     """`teacher_dims` as a list of positive ints (one width per teacher), or one line saying what was wrong."""
-    widths = None if isinstance(teacher_dims, (int, str)) else [_whole(d) for d in teacher_dims]
+    iterable = hasattr(teacher_dims, "__iter__") and not isinstance(teacher_dims, (str, bytes))
+    widths = [_whole(d) for d in teacher_dims] if iterable else None
     if not widths or None in widths or min(widths) < 1:
         raise AFTError(f"{name}: teacher_dims must list one positive whole width per teacher, e.g. [768]; got "
                        f"{teacher_dims!r}.")
@@ -115,6 +117,8 @@ class AdaptiveKernelLoss(nn.Module):
         if kernel not in KERNELS:
             raise AFTError(f"unknown kernel {kernel!r}: choose one of {', '.join(KERNELS)}.")
         self.teacher_dims = teacher_dims = _widths(teacher_dims, "AdaptiveKernelLoss")
+        if not isinstance(learn_scales, bool):
+            raise AFTError(f"AdaptiveKernelLoss: learn_scales must be True or False; got {learn_scales!r}.")
         self.kernel = kernel
         self.scale_logits = nn.Parameter(torch.zeros(sum(teacher_dims)), requires_grad=learn_scales)
 
@@ -201,7 +205,8 @@ class RKDLoss(nn.Module):
     def __init__(self, distance_weight: float = 1.0, angle_weight: float = 2.0):
         super().__init__()
         for name, weight in (("distance_weight", distance_weight), ("angle_weight", angle_weight)):
-            if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
+                    or weight < 0:
                 raise AFTError(f"RKDLoss: {name} must be a finite number >= 0; got {weight!r}.")
         self.distance_weight = distance_weight
         self.angle_weight = angle_weight

@@ -166,10 +166,15 @@ def _class_ids(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     if len(logits) != len(labels) or not (labels != IGNORED).any():
         raise AFTError(f"{len(logits)} rows of logits and {len(labels)} labels, {int((labels != IGNORED).sum())} "
                        "of them scored (not -100): give one label per row and at least one to score.")
-    if labels.dtype.kind == "f" and not np.all(np.isfinite(labels) & (labels == np.round(labels))):
-        raise AFTError("single-label metrics take class ids, and the labels hold fractions or NaN: give integer "
+    if labels.dtype.kind not in "iuf" or (labels.dtype.kind == "f" and not np.all(
+            np.isfinite(labels) & (labels == np.round(labels)))):
+        raise AFTError("single-label metrics take class ids, and the labels hold fractions, NaN or text: give integer "
                        "class ids (a regression or soft labels take compute_metrics_for(labels)).")
-    broken = int(np.isnan(logits).any(axis=-1).sum())
+    outside = sorted({int(v) for v in labels if v != IGNORED and not 0 <= v < logits.shape[-1]})
+    if outside:
+        raise AFTError(f"labels {outside[:5]} are outside the student's {logits.shape[-1]} classes (0 to "
+                       f"{logits.shape[-1] - 1}; -100 marks a row not scored): re-encode or drop those rows.")
+    broken = int(np.isnan(logits[labels != IGNORED]).any(axis=-1).sum())
     if broken:
         raise AFTError(f"the student's logits are NaN for {broken} of {len(logits)} rows: the model is broken (a "
                        "diverged run, or weights that did not load); no accuracy is reported for it.")

@@ -256,7 +256,9 @@ def held_outputs(folder: str) -> dict[str, str]:
     (its marker, config, a checkpoint), "features": the `hf-aft features` folder's dataset_dict.json}."""
     names = set(os.listdir(folder)) if os.path.isdir(folder) else set()
     run = [n for n in RUN_FILES if n in names] + sorted(n for n in names if n.startswith(f"{PREFIX_CHECKPOINT_DIR}-"))
-    return {**({"run": run[0]} if run else {}), **({"features": FEATURES_FILE} if FEATURES_FILE in names else {})}
+    saved = [n for n in (FEATURES_FILE, "state.json") if n in names and (n == FEATURES_FILE or "dataset_info.json" in
+                                                                          names)]  # a DatasetDict, or one split
+    return {**({"run": run[0]} if run else {}), **({"features": saved[0]} if saved else {})}
 
 
 def check_output_kind(output_dir: str, writes: str, option: str = "--output_dir") -> None:
@@ -269,7 +271,8 @@ def check_output_kind(output_dir: str, writes: str, option: str = "--output_dir"
                        "into it would be pushed with it as one dataset (hf-aft push), even with "
                        f"--overwrite_output_dir: give the features their own {option}.")
     if writes == "run" and "features" in held:
-        raise AFTError(f"{option} {output_dir!r} holds a saved dataset ({FEATURES_FILE}, as hf-aft features writes): "
+        raise AFTError(f"{option} {output_dir!r} holds a saved dataset ({held['features']}: save_to_disk, hf-aft "
+                       "features): "
                        "a student written into it would be pushed as part of it, to a dataset repo (hf-aft push), "
                        f"even with --overwrite_output_dir: give the student its own {option}.")
 

@@ -21,8 +21,8 @@ def checked_ranking_inputs(dataset, labels, teachers, folds, problem_type, names
     ids for token classification; teachers as a list; problem type; class names; the column the teachers read)."""
     check_one_split(dataset, "rank_teachers' dataset", "rank_teachers(data['train'], ...)")
     teachers = [os.fspath(teachers)] if isinstance(teachers, (str, os.PathLike)) else list(teachers or [])
-    if not teachers:
-        raise AFTError("teachers is empty: give at least one teacher (a Hub id or folder) to rank.")
+    if not teachers or not all(isinstance(t, (str, os.PathLike)) for t in teachers):
+        raise AFTError(f"teachers must list at least one teacher (a Hub id or folder) to rank; got {teachers!r}.")
     check_count(folds, "folds", least=2)
     if problem_type is not None and problem_type not in PROBLEM_TYPES:
         raise AFTError(f"unknown problem_type {problem_type!r}: choose one of {', '.join(PROBLEM_TYPES)}.")
@@ -48,6 +48,9 @@ def checked_ranking_inputs(dataset, labels, teachers, folds, problem_type, names
 
 def check_label_values(labels, rows: int, problem_type: str, names) -> None:
     """One label per row, of the kind `problem_type` reads; the first bad row named."""
+    if labels is None or np.ndim(labels) == 0:
+        raise AFTError("labels is missing or a single value: give one label per row (an array) or the label "
+                       "column's name.")
     if len(labels) != rows:
         raise AFTError(f"labels has {len(labels)} rows and the dataset {rows}: give one label per row, in the "
                        "dataset's order (or the label column's name).")

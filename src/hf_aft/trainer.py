@@ -32,13 +32,13 @@ from .resume_check import check_resumed_trainer
 from .student import StudentFeatureCapture, feature_dim
 from .student_peft import wrap_peft
 from .teachers import display_names
-from .trainer_inputs import NO_HYPERPARAMETER_SEARCH, checked_trainer_inputs, eval_sets
+from .trainer_inputs import NO_HYPERPARAMETER_SEARCH, LaterEvalSets, checked_trainer_inputs, eval_sets
 from .training_rows import distill_term, labelled_loss, prepare_training_rows, terms_summary
 from .word_batches import TokenCollator, word_pairs, word_transfer
 from .words import WORD_POSITIONS
 
 
-class AFTTrainer(GradNormGuard, Trainer):
+class AFTTrainer(LaterEvalSets, GradNormGuard, Trainer):
     """Trainer for Adaptive Feature Transfer (and the KD, RKD and plain fine-tuning baselines).
 
     Args:

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from .class_sets import align_class_ids
 from .config import AFTConfig
 from .data import arrow_column, check_no_missing, first_row
 from .dataset_types import check_one_split, is_one_split
@@ -309,3 +310,23 @@ def checked_trainer_inputs(model, args, train_dataset, eval_dataset=None, unlabe
                 raise AFTError(f"the {split} split: {error}") from error
     check_target_scale(metrics, {"training": train_dataset, **eval_sets(eval_dataset)})
     return args, train_dataset, eval_dataset
+
+
+class LaterEvalSets:
+    """`evaluate(eval_dataset=...)` and `predict(test_dataset)` given after the trainer was built: a ClassLabel that
+    orders the classes otherwise has its ids mapped to the training set's by name, as the constructor's eval sets
+    are (`class_sets.align_class_ids`); else each id is scored as another class."""
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        return super().get_eval_dataloader(self._aligned(eval_dataset, "eval"))
+
+    def get_test_dataloader(self, test_dataset):
+        return super().get_test_dataloader(self._aligned(test_dataset, "test"))
+
+    def _aligned(self, dataset, split: str):
+        column = label_column(self.train_dataset) if self.train_dataset is not None else None
+        if column is None or not isinstance(dataset, datasets.Dataset) or column not in dataset.column_names:
+            return dataset
+        feature = self.train_dataset.features[column]
+        names = getattr(getattr(feature, "feature", feature), "names", None)
+        return align_class_ids(dataset, column, list(names), split) if names else dataset
