@@ -48,7 +48,7 @@ def checked_ranking_inputs(dataset, labels, teachers, folds, problem_type, names
 
 def check_label_values(labels, rows: int, problem_type: str, names) -> None:
     """One label per row, of the kind `problem_type` reads; the first bad row named."""
-    if labels is None or np.ndim(labels) == 0:
+    if labels is None or not hasattr(labels, "__len__") or getattr(labels, "ndim", 1) == 0:  # (ragged for words)
         raise AFTError("labels is missing or a single value: give one label per row (an array) or the label "
                        "column's name.")
     if len(labels) != rows:
