@@ -146,7 +146,6 @@ def align_eval_sets(eval_dataset, column: str, names: list[str]):
     return aligned(eval_dataset, "eval")
 
 
-
 def check_class_orders(parquet_files: list[str]) -> None:
     """The parquet files of one dataset name each ClassLabel column's classes in one order: datasets reads every file
     with the first one's features, so another file's ids would silently mean other classes.
