@@ -31,6 +31,8 @@ import pyarrow.compute as pc
 from tqdm.contrib.logging import logging_redirect_tqdm
 from transformers import TrainerCallback
 
+from .columns import arrow_column
+
 logger = logging.getLogger(__name__)
 LATE_SHARE = 0.1  # the late check's least beta * transfer / task loss (module docstring)
 
@@ -47,7 +49,7 @@ def label_entropy(dataset) -> float | None:
     column = next((c for c in ("labels", "label") if c in (getattr(dataset, "column_names", None) or [])), None)
     if column is None or not hasattr(dataset, "select_columns"):
         return None
-    labels = dataset.select_columns([column]).with_format("arrow")[:][column]
+    labels = arrow_column(dataset, column)
     if pa.types.is_list(labels.type) or pa.types.is_large_list(labels.type):  # token classification: per token
         labels = pc.list_flatten(labels)
     labels = np.asarray(labels)

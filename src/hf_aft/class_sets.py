@@ -12,6 +12,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .columns import arrow_column
 from .errors import AFTError, warn_once
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def align_class_ids(dataset, column: str, names: list[str], split: str):
     inner = feature.feature if isinstance(feature, datasets.List) else feature
     if not isinstance(inner, datasets.ClassLabel) or list(inner.names) == list(names):
         return dataset
-    ids = present_values(dataset.select_columns([column]).with_format("arrow")[:][column])
+    ids = present_values(arrow_column(dataset, column))
     used = {inner.names[i] for i in ids if 0 <= i < len(inner.names)}
     unknown = sorted(used - set(names))
     if unknown:
@@ -132,6 +133,11 @@ def align_class_ids(dataset, column: str, names: list[str], split: str):
     features[column] = datasets.List(aligned) if isinstance(feature, datasets.List) else aligned
     return dataset.map(lambda batch: {column: [remap(v) for v in batch[column]]}, batched=True, features=features,
                        desc="Aligning class ids")
+
+
+def class_label_names(feature) -> list[str]:
+    """The class names of a ClassLabel, or of the ClassLabel a list holds (a class per word); [] for other features."""
+    return list(getattr(getattr(feature, "feature", feature), "names", None) or [])
 
 
 def align_eval_sets(eval_dataset, column: str, names: list[str]):

@@ -4,6 +4,7 @@ one column that fits, when there is one), an image folder's labels, a CSV read w
 from __future__ import annotations
 
 import datasets
+import pyarrow as pa
 
 from .dataset_types import check_one_split
 from .errors import AFTError
@@ -50,3 +51,8 @@ def check_label_source(dataset, column: str) -> None:
     if column not in dataset.column_names:
         raise AFTError(f"the dataset to encode has no label column {column!r} (it has {dataset.column_names}): "
                        "encode a split that holds it, or make the labels with column= naming yours.")
+
+
+def arrow_column(dataset: datasets.Dataset, column: str) -> pa.ChunkedArray:
+    """One column as Arrow, in the dataset's row order (a shuffled or selected split's), copied only if it must."""
+    return dataset.select_columns([column]).with_format("arrow")[:][column]

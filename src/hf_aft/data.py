@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .class_sets import align_class_ids, check_known_classes, trained_ids, warn_near_duplicates, warn_untrained
-from .columns import check_columns, check_label_source
+from .columns import arrow_column, check_columns, check_label_source  # arrow_column: re-exported
 from .data_files import (
     CSV_MISSING,
     FILE_BUILDERS,
@@ -100,11 +100,6 @@ def pick_splits(data: datasets.DatasetDict, train_split: str, eval_split: str | 
 def eval_split_name(data: datasets.DatasetDict, eval_split: str | None) -> str | None:
     """The split given, else the first of test/validation/valid/eval present, else None."""
     return eval_split or next((s for s in EVAL_SPLITS if s in data), None)
-
-
-def arrow_column(dataset: datasets.Dataset, column: str) -> pa.ChunkedArray:
-    """One column as Arrow, in the dataset's row order (a shuffled or selected split's), copied only if it must."""
-    return dataset.select_columns([column]).with_format("arrow")[:][column]
 
 
 def first_row(mask: pa.ChunkedArray) -> int | None:

@@ -33,6 +33,7 @@ from .cache import (
     prepared_cache_dir,
     verified_map,
 )
+from .columns import arrow_column
 from .data import first_row
 from .dataset_types import check_one_split
 from .distributed import default_device, is_distributed
@@ -307,7 +308,7 @@ def scan_teacher_features(dataset: datasets.Dataset, infos: list[TeacherInfo]) -
 
 def feature_matrix(dataset: datasets.Dataset, column: str = FEATURES_COLUMN) -> np.ndarray:
     """The whole features column as one [rows, width] float32 array (for the probe: a few MB per thousand rows)."""
-    values = dataset.select_columns([column]).with_format("arrow")[:][column]
+    values = arrow_column(dataset, column)
     width = pc.list_value_length(values[:1])[0].as_py() if len(values) else 0
     return _feature_rows(values, 0, width, column) if len(values) else np.empty((0, 0), np.float32)
 

@@ -9,6 +9,7 @@ import re
 import datasets
 import pyarrow.compute as pc
 
+from .columns import arrow_column
 from .errors import warn_once
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def say_joined_classes(dataset: datasets.Dataset, column: str) -> None:
 def warn_stray_fractions(dataset, name: str) -> None:
     """Say once when a float label column read as a regression looks like classes with a few stray fractions (0/1
     labels and one 0.5, say): a single such row turns a classifier's run into a regression."""
-    column = dataset.select_columns([name]).with_format("arrow")[:][name]
+    column = arrow_column(dataset, name)
     counts = pc.value_counts(column.drop_null()).to_pylist()
     stray = [(c["values"], c["counts"]) for c in counts if not float(c["values"]).is_integer()]
     whole = len(counts) - len(stray)

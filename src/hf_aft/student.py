@@ -27,8 +27,8 @@ import pyarrow.compute as pc
 import torch
 from torch import nn
 
-from .class_sets import align_eval_sets
-from .data import Labels, check_texts
+from .class_sets import align_eval_sets, class_label_names
+from .data import Labels, arrow_column, check_texts
 from .errors import AFTError, one_line
 from .features import map_beside_features
 from .hub_reach import hub_answer, note_cached, offline_if_unreachable
@@ -267,7 +267,7 @@ def check_labels_fit(dataset, model) -> None:
     num_labels = getattr(getattr(model, "config", None), "num_labels", None)
     if column is None or num_labels is None:
         return
-    labels = dataset.select_columns([column]).with_format("arrow")[:][column]
+    labels = arrow_column(dataset, column)
     per_token = pa.types.is_list(labels.type) or pa.types.is_large_list(labels.type)
     labels = np.asarray(pc.list_flatten(labels) if per_token else labels)
     labels = labels[labels != -100] if per_token and labels.dtype.kind in "iu" else labels  # sub-tokens, specials
@@ -300,7 +300,7 @@ def name_labels(model, train_dataset, eval_dataset=None):
                         else encode(eval_dataset) if eval_dataset is not None else None)
         names = labels.names
     else:  # a ClassLabel, or a list of them (a class per word)
-        names = list(getattr(getattr(feature, "feature", feature), "names", None) or [])
+        names = class_label_names(feature)
         eval_dataset = align_eval_sets(eval_dataset, column, names)
     name_classes(model, names)
     return train_dataset, eval_dataset

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from .class_sets import class_index, class_key, class_name, trained_ids, trained_names, warn_near_duplicates
-from .columns import check_label_source
+from .columns import arrow_column, check_label_source
 from .errors import AFTError
 from .label_hints import say_joined_classes, warn_stray_fractions
 
@@ -101,7 +101,7 @@ def check_not_numbers_as_text(dataset: datasets.Dataset, column: str) -> None:
     Raises:
         AFTError: naming the first value that is not a number (or that all are numbers), and the two ways out.
     """
-    values = dataset.select_columns([column]).with_format("arrow")[:][column]
+    values = arrow_column(dataset, column)
     present = len(values) - values.null_count
     if not present:
         return
@@ -206,7 +206,7 @@ class MultiLabels(ClassNames):
     @classmethod
     def from_dataset(cls, dataset: datasets.Dataset, column: str) -> MultiLabels:
         inner = dataset.features[column].feature
-        values = dataset.select_columns([column]).with_format("arrow")[:][column]
+        values = arrow_column(dataset, column)
         if isinstance(inner, datasets.ClassLabel):
             return cls(list(inner.names), column, is_class_label=True, trained=trained_ids(values, len(inner.names)))
         if values.null_count:

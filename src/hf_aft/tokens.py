@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .columns import arrow_column
 from .errors import AFTError, warn_once
 
 UNKNOWN_SHARE = 0.5  # beyond this share of unknown tokens the student cannot read the texts
@@ -93,7 +94,7 @@ def warn_unknown_tokens(dataset, tokenizer, logger) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    ids = pc.list_flatten(dataset.select_columns(["input_ids"]).with_format("arrow")[:]["input_ids"])
+    ids = pc.list_flatten(arrow_column(dataset, "input_ids"))
     special = pa.array(sorted(set(tokenizer.all_special_ids) - {unknown}), type=ids.type)
     read = pc.filter(ids, pc.invert(pc.is_in(ids, value_set=special)))
     share = pc.mean(pc.equal(read, unknown).cast("float64")).as_py() if len(read) else 0.0

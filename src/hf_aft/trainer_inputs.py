@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from .class_sets import align_class_ids
+from .class_sets import align_class_ids, class_label_names
 from .config import AFTConfig
 from .data import arrow_column, check_no_missing, first_row
 from .dataset_types import check_one_split, is_one_split
@@ -327,6 +327,5 @@ class LaterEvalSets:
         column = label_column(self.train_dataset) if self.train_dataset is not None else None
         if column is None or not isinstance(dataset, datasets.Dataset) or column not in dataset.column_names:
             return dataset
-        feature = self.train_dataset.features[column]
-        names = getattr(getattr(feature, "feature", feature), "names", None)
-        return align_class_ids(dataset, column, list(names), split) if names else dataset
+        names = class_label_names(self.train_dataset.features[column])
+        return align_class_ids(dataset, column, names, split) if names else dataset

@@ -38,6 +38,7 @@ from .cache import (
     prepared_cache_dir,
     verified_map,
 )
+from .columns import arrow_column
 from .distributed import default_device
 from .errors import AFTError
 from .feature_inputs import FEATURE_DTYPES
@@ -257,7 +258,7 @@ def scan_word_features(dataset: datasets.Dataset, infos: list[TeacherInfo]) -> l
 def word_matrix(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """The per-word column as one float32 [all words, width] array (NaN rows: words a teacher did not see) and the
     number of words of each row (for the cost report's per-word probe)."""
-    column = dataset.select_columns([FEATURES_COLUMN]).with_format("arrow")[:][FEATURES_COLUMN]
+    column = arrow_column(dataset, FEATURES_COLUMN)
     counts = np.asarray(pc.list_value_length(column), dtype=np.int64)
     words = pa.concat_arrays(column.chunks).flatten()
     width = pc.list_value_length(words[:1])[0].as_py() if len(words) else 0

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import datasets
 
 from .class_sets import class_index, class_key, class_name, trained_ids, trained_names
+from .columns import arrow_column
 from .errors import AFTError
 from .targets import TOKEN, ClassNames, with_labels
 from .text_forms import is_blank
@@ -89,7 +90,7 @@ class TokenLabels(ClassNames):
         """The classes of the training split, whose rows are checked now (`class_ids`), before any teacher runs."""
         inner = dataset.features[column].feature
         if isinstance(inner, datasets.ClassLabel):
-            values = dataset.select_columns([column]).with_format("arrow")[:][column]
+            values = arrow_column(dataset, column)
             labels = cls(list(inner.names), column, words_column, is_class_label=True,
                          trained=trained_ids(values, len(inner.names)))
         else:
