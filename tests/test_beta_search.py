@@ -464,5 +464,7 @@ def test_search_beta_refuses_a_model_for_model_init_and_a_datasetdict(tmp_path):
     with pytest.raises(AFTError, match="takes model_init, a function returning a fresh student .* not "
                                        "BertForSequenceClassification"):
         search_beta(BertForSequenceClassification(tiny.bert_config(16)), args, data)
+    with pytest.raises(AFTError, match="not the class BertForSequenceClassification"):  # a class needs its config
+        search_beta(BertForSequenceClassification, args, data)
     with pytest.raises(AFTError, match="train_dataset must be a datasets.Dataset, not DatasetDict: give one split"):
         search_beta(lambda: None, args, datasets.DatasetDict(train=data))

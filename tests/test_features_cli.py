@@ -57,6 +57,11 @@ def test_features_refuse_an_unlabeled_split_without_a_pool(teacher_dirs, data_di
                  "--unlabeled_split", "foo", "--output_dir", str(tmp_path / "features")]) == 2
     assert "--unlabeled_split foo is the split of --unlabeled_dataset" in tiny.error_line(capsys)
     assert not (tmp_path / "features").exists()
+    # --label_column names the column dropped from the pool's rows: without a pool it was read nowhere
+    assert main(["features", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data_dir),
+                 "--label_column", "sentiment", "--output_dir", str(tmp_path / "features")]) == 2
+    assert "--label_column sentiment names the label column dropped from" in tiny.error_line(capsys)
+    assert not (tmp_path / "features").exists()
 
 
 def test_features_of_other_teachers_are_refused(teacher_dirs, student_dir, data_dir, tmp_path, capsys):

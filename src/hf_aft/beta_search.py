@@ -236,9 +236,10 @@ def _promote(records: list[dict], search: _Search) -> None:
 def _checked_inputs(model_init, train_dataset, validation_dataset, label_column: str | None) -> str:
     """The label column (default `labels`, else `label`), after checking `model_init` is a function, not a model
     (each candidate needs a fresh student), and each set one split."""
-    if isinstance(model_init, torch.nn.Module) or not callable(model_init):
+    if isinstance(model_init, (torch.nn.Module, type)) or not callable(model_init):  # a class needs its config
+        what = f"the class {model_init.__name__}" if isinstance(model_init, type) else type(model_init).__name__
         raise AFTError(f"search_beta takes model_init, a function returning a fresh student (each candidate trains "
-                       f"its own), not {type(model_init).__name__}: pass e.g. lambda: "
+                       f"its own), not {what}: pass e.g. lambda: "
                        "AutoModelForSequenceClassification.from_pretrained(path, num_labels=...).")
     check_one_split(train_dataset, "search_beta's train_dataset", "train_dataset=data['train']")
     if validation_dataset is not None:

@@ -144,6 +144,16 @@ def check_pool_split(args) -> None:
                        "this run does not have: add --unlabeled_dataset SOURCE, or drop --unlabeled_split.")
 
 
+
+def check_pool_label_column(args) -> None:
+    """`hf-aft features --label_column` names the column dropped from the pool's rows only: without a pool it is
+    read nowhere (the labelled splits are saved as they are)."""
+    if _changed(args, "label_column") and not args.unlabeled_dataset:
+        raise AFTError(f"--label_column {args.label_column} names the label column dropped from --unlabeled_dataset's "
+                       "rows (hf-aft features saves the labelled splits as they are), and this run has no pool: drop "
+                       "--label_column, or add --unlabeled_dataset SOURCE.")
+
+
 def check_idle_config(config, pool: bool) -> None:
     """The `AFTConfig` part of `check_idle_options`, which AFTTrainer runs too (`pool`: unlabelled data given): the
     labelled share without unlabelled rows, a transfer term's options under another --transfer, the distillation

@@ -58,13 +58,14 @@ def parse_feature_args(argv: list[str]):
     from ..config import TeacherArguments
     from ..errors import AFTError
     from ..hub_reach import check_can_push
-    from ..option_checks import check_pool_split
+    from ..option_checks import check_pool_label_column, check_pool_split
     from ..outputs import check_output_dir
 
     args, teachers = parse((FeatureArguments, TeacherArguments), argv, "hf-aft features", DESCRIPTION)
     if not teachers.teachers:
         raise AFTError("--teachers is required: the Hub ids or local folders whose features to compute.")
     check_pool_split(args)
+    check_pool_label_column(args)
     if args.push_to_hub and not args.hub_model_id:
         raise AFTError("--push_to_hub needs --hub_model_id ORG/NAME (a dataset repo).")
     if args.push_to_hub:  # before the teachers run, not after
