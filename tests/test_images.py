@@ -432,6 +432,17 @@ def test_an_unreadable_image_is_named_with_its_split_and_row(image_teachers, tmp
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"hf-aft: error: {expected}"), err
         assert not (tmp_path / "out").exists()
+    bad = tmp_path / "bad.png"  # a truncated file, in the split hf-aft features copies (test) and in train
+    bad.write_bytes(png.read_bytes()[:40])
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"image": [str(png)] * 8, "label": labels}),
+                          "test": datasets.Dataset.from_dict({"image": [str(png), str(bad)], "label": labels[:2]})}
+                         ).save_to_disk(tmp_path / "truncated")
+    capsys.readouterr()
+    for data in (texts, tmp_path / "truncated"):  # hf-aft features named the row without its split
+        assert main(["features", "--teachers", str(image_teachers["vit"]), "--dataset_name", str(data),
+                     "--image_column", "image", "--output_dir", str(tmp_path / "features")]) == 2
+        assert "the test split's image column 'image', row 1: " in tiny.error_line(capsys)
+        assert not (tmp_path / "features").exists()
     pool = datasets.Dataset.from_dict({"image": arrays})  # an unlabelled pool's, in the leakage check
     with pytest.raises(AFTError, match=r"^the unlabelled split's column 'image', row 3: an array of float64"):
         check_no_leakage(pool, datasets.Dataset.from_dict({"image": good[:2]}), "image", "test")

@@ -50,7 +50,7 @@ def save_feature_dataset(data: datasets.DatasetDict, splits: list[str], options,
         if image_column is None:
             check_texts(data[split], text_column, split)
         else:
-            check_image_column(data[split], image_column)
+            check_image_column(data[split], image_column, split)
     data = datasets.DatasetDict(data)
     if unlabeled is not None:
         data[UNLABELED_SPLIT], splits = unlabeled, [*splits, UNLABELED_SPLIT]

@@ -101,22 +101,23 @@ def _to_uint8(array: np.ndarray, where: str, kind: str) -> np.ndarray:
                    "images: scale them to 0..255 first.")
 
 
-def check_image_column(dataset: datasets.Dataset, column: str) -> None:
-    """Fail early, naming the column and the first bad row, when a column can't hold images (numbers, missing
-    values, strings that are not files). Decoding errors surface later, naming the file."""
+def check_image_column(dataset: datasets.Dataset, column: str, split: str | None = None) -> None:
+    """Fail early, naming the column and the first bad row (and `split`, when given), when a column can't hold images
+    (numbers, missing values, strings that are not files, files that do not open)."""
     if column not in dataset.column_names:
         raise AFTError(f"image column {column!r} not found; the dataset has columns {dataset.column_names}. "
                        "Pass image_column=... (--image_column).")
     table = dataset.data.column(column)
     if table.null_count:
         row = int(pc.index(pc.is_null(table), True).as_py())
-        raise AFTError(f"image column {column!r} has a missing image at row {row}: drop or fill those rows.")
+        where = f"the {split} split's " if split else ""
+        raise AFTError(f"{where}image column {column!r} has a missing image at row {row}: drop or fill those rows.")
     feature = dataset.features[column]
     if isinstance(feature, datasets.Image):
-        return check_images_open(dataset, column)
+        return check_images_open(dataset, column, split)
     if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
-        check_image_paths(dataset, column)
-        return check_images_open(dataset, column)
+        check_image_paths(dataset, column, split)
+        return check_images_open(dataset, column, split)
     if isinstance(feature, (datasets.List, datasets.Array2D, datasets.Array3D)):
         return  # arrays: their shapes are checked as they are converted
     to_rgb(dataset[0][column], column, 0)  # numbers, booleans...: raises, naming the first row
