@@ -226,6 +226,27 @@ def test_an_overwriting_run_removes_the_earlier_runs_checkpoints(student_dir, te
     assert f"its last is '{out / 'checkpoint-4'}'" in error_line(capsys)
 
 
+def test_an_overwriting_run_keeps_the_users_own_files_and_refuses_an_input_inside_it(student_dir, teacher_dirs, data,
+                                                                                      tmp_path, capsys):
+    """A user's file in the output dir before a run was listed in its hf_aft_complete.json as the run's, and the next
+    --overwrite_output_dir run deleted it, even the pool file that run was reading (and exited 0)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    args = train_args(student_dir, teacher_dirs, data, out, "--max_steps", "2", "--overwrite_output_dir", "true")
+    assert main(args) == 0
+    assert "notes.txt" not in json.loads((out / "hf_aft_complete.json").read_text())["files"]
+    assert "config.json" in json.loads((out / "hf_aft_complete.json").read_text())["files"]
+    assert main(args + ["--transfer", "none"]) == 0  # the earlier run's transfer state goes, the notes stay
+    assert (out / "notes.txt").read_text() == "mine" and not (out / "transfer_state.safetensors").exists()
+    shutil.copy(data / "pool.csv", out / "pool.csv")
+    for flag, value in (("--unlabeled_dataset", out / "pool.csv"), ("--model_name_or_path", out / "checkpoint-2")):
+        (out / "checkpoint-2").mkdir(exist_ok=True)
+        assert main(args + [flag, str(value)]) == 2
+        assert error_line(capsys).startswith(f"hf-aft: error: {flag} '{value}' is inside --output_dir")
+    assert (out / "pool.csv").exists() and (out / "notes.txt").exists()
+
+
 def test_an_overwrite_of_a_run_killed_before_its_marker_removes_its_files_too(student_dir, teacher_dirs, data,
                                                                               tmp_path, capsys):
     """A run killed after saving, before hf_aft_complete.json (no list of its files): its transfer state stayed beside

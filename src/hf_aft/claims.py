@@ -33,7 +33,7 @@ import psutil
 
 from .errors import AFTError
 from .faults import DiskError, disk_errno, disk_error, kept, removed
-from .finished_marker import put_back
+from .finished_marker import file_signatures, put_back
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +168,8 @@ def claim(path: str | os.PathLike, command: str, is_file: bool = False, flag: st
 def _claim(path: Path, command: str, is_file: bool, flag: str, created: bool) -> Claim:
     record = {"run_id": uuid.uuid4().hex, "command": command, "pid": os.getpid(), "host": socket.gethostname(),
               "process_started": _process_started(os.getpid()),
-              "started": datetime.now().astimezone().isoformat(timespec="seconds")}
+              "started": datetime.now().astimezone().isoformat(timespec="seconds"),
+              "found": {} if is_file else file_signatures(path, CLAIM_NAME)}  # for files_written
     marker = marker_path(path, is_file)
     for _ in range(3):  # a stale claim taken over by another process in between: look again
         if _write_exclusive(marker, record, flag):
@@ -199,6 +200,14 @@ def _drop_stale(marker: Path) -> None:
         aside.unlink()
     except FileNotFoundError:
         pass
+
+
+def files_written(folder: str | os.PathLike) -> list[str]:
+    """The files directly in `folder` that the command claiming it wrote or changed: those it found when it claimed
+    the folder, unchanged since, are not its (a user's notes, a data file), so a finished run's marker never lists them
+    and a later --overwrite_output_dir run never removes them. All files when the folder holds no claim."""
+    found = _read(marker_path(Path(folder))).get("found") or {}
+    return sorted(n for n, signature in file_signatures(folder, CLAIM_NAME).items() if found.get(n) != signature)
 
 
 def still_ours(claim_: Claim) -> bool:

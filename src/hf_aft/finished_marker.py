@@ -6,7 +6,9 @@ finished, publishable one, as the interrupt line says."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 
 COMPLETE_NAME = "hf_aft_complete.json"
@@ -20,6 +22,14 @@ def _signature(path: Path) -> list[int] | None:
     except OSError:
         return None
     return [stat.st_size, stat.st_mtime_ns]
+
+
+def file_signatures(folder: str | Path, skip: str) -> dict[str, list[int]]:
+    """Size and modification time (ns) of each file directly in `folder`, but `skip`."""
+    with contextlib.suppress(OSError):
+        return {entry.name: signature for entry in os.scandir(folder) if entry.is_file() and entry.name != skip
+                and (signature := _signature(Path(entry.path))) is not None}
+    return {}
 
 
 def set_aside(folder: str) -> None:

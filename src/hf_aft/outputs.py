@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .claims import CLAIM_NAME, RUN_ID_KEY, carried_run_ids, current_run_id, stamped
+from .claims import CLAIM_NAME, RUN_ID_KEY, carried_run_ids, current_run_id, files_written, stamped
 from .errors import AFTError, first_line, warn_once
 from .filesystems import write_atomically
 from .finished_marker import COMPLETE_NAME, SET_ASIDE_NAME, drop_earlier_files, drop_set_aside, mark_changed, set_aside
@@ -174,12 +174,11 @@ def restore_after_resume(checkpoint: str, model, transfer_loss=None) -> None:
 
 
 def mark_complete(output_dir: str) -> None:
-    """The last write of a run: `hf_aft_complete.json`, listing what the output dir holds. Written atomically, after
-    everything else, so a dir without it is a run that stopped (or failed) before the end."""
+    """The last write of a run: `hf_aft_complete.json`, listing the files the run wrote (`files_written`). Written
+    atomically, after everything else, so a dir without it is a run that stopped (or failed) before the end."""
     drop_set_aside(output_dir)
-    files = sorted(name for name in os.listdir(output_dir)
-                   if os.path.isfile(os.path.join(output_dir, name)) and name != CLAIM_NAME)
-    record = stamped({"complete": True, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files})
+    record = stamped({"complete": True, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                      "files": files_written(output_dir)})
     write_atomically(os.path.join(output_dir, COMPLETE_NAME), json.dumps(record, indent=2))
 
 
@@ -309,10 +308,10 @@ DATA_FLAGS = ("--dataset_name", "--unlabeled_dataset")  # a data folder lists it
 
 
 def check_apart(output_dir: str, inputs: dict, option: str = "--output_dir") -> None:
-    """`output_dir` is no local input of the command, nor inside a data folder it reads (`inputs`: flag -> a path, a
-    list of them, comma-separated data files, a Hub id or None): writing there would overwrite or join what it reads
-    (`datasets` cannot save a dataset over the folder it was loaded from; a data-files folder would take the run's
-    JSON files for data)."""
+    """`output_dir` is no local input of the command, nor inside a data folder it reads, nor holds one (`inputs`: flag
+    -> a path, a list of them, comma-separated data files, a Hub id or None): writing there would overwrite or join
+    what it reads (`datasets` cannot save a dataset over the folder it was loaded from; a data-files folder would take
+    the run's JSON files for data; --overwrite_output_dir removes an earlier run's files)."""
     out = os.path.realpath(os.path.expanduser(output_dir))
     for flag, given in inputs.items():
         for value in ([given] if isinstance(given, str) else given or []):
@@ -322,6 +321,9 @@ def check_apart(output_dir: str, inputs: dict, option: str = "--output_dir") -> 
                 if where:
                     raise AFTError(f"{option} {output_dir!r} is {where} {flag} {part!r}, which this command reads: "
                                    "choose a folder outside it.")
+                if _inside(part, out):  # the run's files, or --overwrite_output_dir's removals, would change it
+                    raise AFTError(f"{flag} {part!r} is inside {option} {output_dir!r}, which this command writes "
+                                   f"into: move it out of that folder, or choose another {option}.")
 
 
 def check_output_dir(output_dir: str, overwrite: bool | None = None, resume: str | None = None,
