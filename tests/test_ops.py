@@ -348,6 +348,14 @@ def test_export_text_student_to_onnx_with_int8(aft_run, tmp_path, capsys):
     assert int8["agreement"] >= 0.9 and onnx["accuracy"] == pytorch["accuracy"]
     assert "onnxruntime.InferenceSession" in (target / "README.md").read_text()
     assert f"truncation=True, max_length={report['max_length']}" in (target / "README.md").read_text()  # as trained
+    longer = tmp_path / "longer"  # a run asked --max_length past its student's position table: cut there, as trained
+    shutil.copytree(aft_run, longer)
+    recipe = (longer / "recipe.yaml").read_text()
+    assert "max_length: 128\n" in recipe
+    (longer / "recipe.yaml").write_text(recipe.replace("max_length: 128\n", "max_length: 4096\n"))
+    assert main(["export", str(longer), "--output_dir", str(tmp_path / "export-longer")]) == 0
+    positions = json.loads((aft_run / "config.json").read_text())["max_position_embeddings"]
+    assert json.loads((tmp_path / "export-longer" / "export_report.json").read_text())["max_length"] == positions
     assert main(["export", str(aft_run), "--output_dir", str(aft_run / "onnx")]) == 2  # audit, push would take it
     assert "is inside the run" in capsys.readouterr().err and not (aft_run / "onnx").exists()
     (tmp_path / "link").symlink_to(aft_run)  # the run by another name

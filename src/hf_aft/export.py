@@ -148,6 +148,8 @@ def export_student(folder: str, export_dir: str, quantize: str | None = None,
     require_extra("export", "hf-aft export")  # torch's exporter imports onnxscript only mid-way
     split, column, image_column, max_length = eval_split(folder, dataset_name)
     model, processor = load_run_student(folder, merge_peft=True)
+    limit = getattr(processor, "model_max_length", None)  # the student's position table (teach_token_limit)
+    max_length = min(max_length, limit) if isinstance(limit, int) else max_length  # the README's length, as trained
     os.makedirs(export_dir, exist_ok=True)
     examples = list(split.select(range(min(32, len(split))))[column])
     sample = model_inputs(processor, examples[:2], image_column, max_length)
