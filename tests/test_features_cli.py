@@ -172,3 +172,30 @@ def test_features_on_a_words_column_says_what_reads_word_lists(teacher_dirs, tmp
     line = tiny.error_line(capsys)
     assert "column 'tokens' holds List(Value('string'))" in line and "hf-aft train --text_column WORDS" in line, line
     assert "choose the text column" not in line
+
+
+def test_features_of_a_teacher_changed_since_are_refused_and_not_hashed_as_its(student_dir, data_dir, tmp_path,
+                                                                                capsys):
+    """A local teacher re-saved with other weights after `hf-aft features`: train with --teachers naming it used the
+    old features silently, audit.json paired their revision with the new files' sha256, and check-updates --retrain
+    "retrained" on the same stored features (a bit-identical student reported as the new teacher's)."""
+    teacher = tiny.save_teacher(tmp_path / "t", hidden=12, seed=0)
+    features = tmp_path / "features"
+    assert main(["features", "--teachers", str(teacher), "--dataset_name", str(data_dir),
+                 "--output_dir", str(features)]) == 0
+    assert main(train_args(student_dir, features, tmp_path / "same", "--teachers", str(teacher))) == 0  # unchanged
+    stored = json.loads((tmp_path / "same" / "audit.json").read_text())["teachers"][0]
+    assert "model.safetensors" in stored["weight_files"]
+    tiny.save_teacher(teacher, hidden=12, seed=9)  # retrained in place
+    assert main(train_args(student_dir, features, tmp_path / "out", "--teachers", str(teacher))) == 2
+    assert f"features of {teacher} were made from its revision {stored['resolved_revision']}, and {teacher} is now " \
+           "local-v2-" in tiny.error_line(capsys)
+    assert not (tmp_path / "out").exists()
+    assert main(train_args(student_dir, features, tmp_path / "as-stored")) == 0  # without --teachers: as they are
+    record = json.loads((tmp_path / "as-stored" / "audit.json").read_text())["teachers"][0]
+    assert record["resolved_revision"] == stored["resolved_revision"] and "weight_files" not in record
+    assert "weight files not hashed: " in record["note"] and "(changed since)" in record["note"]
+    capsys.readouterr()
+    assert main(["check-updates", str(tmp_path / "same"), "--retrain", str(tmp_path / "new")]) == 2
+    assert "it changed since, so they are not its features" in tiny.error_line(capsys)
+    assert not (tmp_path / "new" / "model.safetensors").exists()

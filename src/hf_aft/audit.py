@@ -23,7 +23,8 @@ from .errors import AFTError, first_line
 from .finished_marker import COMPLETE_NAME, SET_ASIDE_NAME
 from .hub import IGNORE_PATTERNS
 from .outputs import SCALES_PLOT_NAME
-from .provenance import file_hashes, local_path, teacher_folder, teacher_source, weight_files
+from .provenance import current_revision, file_hashes, local_path, teacher_folder, teacher_source, weight_files
+from .teachers.spec import is_hub_revision, revision_in_scheme_of
 
 AUDIT_NAME = "audit.json"
 AUDIT_VERSION = 1
@@ -42,10 +43,21 @@ def model_record(spec: str | None, revision: str, name: str | None = None) -> di
     if spec and (path := local_path(spec)):  # check-updates follows this model here, wherever it runs
         record["path"] = path
     try:
+        _check_same_local_model(spec or source, revision)
         record["weight_files"] = file_hashes(weight_files(teacher_folder(source, revision), gguf_file))
     except (AFTError, OSError) as error:
         record["note"] = f"weight files not hashed: {first_line(error)}"
     return record
+
+
+def _check_same_local_model(spec: str, revision: str) -> None:
+    """A local model is still at `revision` (its content hash), so its files' sha256 are that revision's: features
+    stored by `hf-aft features` may be of an earlier state of the folder (raises AFTError naming both hashes)."""
+    if is_hub_revision(revision) or not local_path(spec):
+        return
+    now = revision_in_scheme_of(revision, current_revision(spec), spec)
+    if now != revision:
+        raise AFTError(f"{spec} is now {now}, not the {revision} the run recorded (changed since)")
 
 
 def teacher_record(spec: str | None, info) -> dict:

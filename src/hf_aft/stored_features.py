@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+from pathlib import Path
 
 import datasets
 import pyarrow as pa
@@ -14,6 +16,7 @@ from .errors import AFTError, warn_once
 from .teachers import same_teacher, teacher_label
 
 logger = logging.getLogger(__name__)
+_SAME_REVISION: set[tuple] = set()  # (spec, revision, files' stamp) found unchanged in this process: hashed once
 
 
 def check_numeric_lists(dataset: datasets.Dataset, column: str, name: str) -> None:
@@ -49,6 +52,7 @@ def check_stored_teachers(infos, teachers, options, column: str, name: str) -> N
         raise AFTError(f"the {name} already carries the features of {stored}, not of the teachers given {asked}: "
                        f"pass those teachers (--teachers {' '.join(stored)}) to use them, or remove the {column!r} "
                        "column to have the teachers given make it.")
+    check_stored_revisions(infos, teachers, column, name)
     made_with = {info.backend for info in infos}
     if made_with != {options.teacher_backend}:
         raise AFTError(f"the {name}'s features were made with --teacher_backend {', '.join(sorted(made_with))}, not "
@@ -74,3 +78,41 @@ def check_stored_teachers(infos, teachers, options, column: str, name: str) -> N
             raise AFTError(f"the {name}'s features of {info.name} were made with {info.pooling} pooling, not the "
                            f"--teacher_pooling {asked_pooling} given: leave --teacher_pooling out to use them, or "
                            f"remove the {column!r} column to have them made with {asked_pooling} pooling.")
+
+
+def check_stored_revisions(infos, teachers, column: str, name: str) -> None:
+    """Each stored teacher's features are of the revision its spec gives now: a local folder or GGUF file by its
+    content hash (changed since: another teacher, whose features these are not), a Hub id pinned to a commit sha by
+    that sha. A Hub id unpinned, or pinned to a branch or tag, is not resolved (that needs the Hub; `hf-aft
+    check-updates` follows it).
+
+    Raises:
+        AFTError: a teacher whose revision now differs from the one its stored features were made from.
+    """
+    from .provenance import current_revision, teacher_source
+    from .teachers.spec import revision_in_scheme_of
+
+    for info, spec in zip(infos, teachers, strict=True):
+        spec = os.fspath(spec)
+        source, requested, _ = teacher_source(spec)
+        local = os.path.exists(source)
+        seen = (spec, info.revision, _stamp(source) if local else None)
+        if seen in _SAME_REVISION or not (local or _is_commit(requested)):
+            continue
+        now = revision_in_scheme_of(info.revision, current_revision(spec), spec) if local else requested
+        if now != info.revision:
+            raise AFTError(f"the {name}'s features of {info.name} were made from its revision {info.revision}, and "
+                           f"{spec} is now {now}: it changed since, so they are not its features. Make them again "
+                           "from it with hf-aft features and give that folder as --dataset_name, or restore that "
+                           "revision (to train on these as they are: hf-aft train without --teachers).")
+        _SAME_REVISION.add(seen)
+
+
+def _is_commit(revision: str | None) -> bool:
+    return bool(revision) and len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)
+
+
+def _stamp(path: str) -> tuple:
+    """Each file's path, size and modification time under `path`: a model edited since it was last hashed differs."""
+    files = [path] if os.path.isfile(path) else sorted(str(p) for p in Path(path).rglob("*") if p.is_file())
+    return tuple((f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files)
