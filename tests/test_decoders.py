@@ -94,3 +94,39 @@ def test_half_precision_asked_on_cpu_keeps_float32_features_and_their_cache(tmp_
         half = extract_teacher_features(data, [folder], dtype="float16", device_map="auto",
                                         cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(features_of(full), features_of(half))
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_a_decoder_task_teacher_without_pad_token_id_gives_each_texts_own_logits(kind, tmp_path):
+    """--distill logits with a GPT-2 / LLaMA classifier whose config has no pad_token_id (as they come) ended in
+    transformers' "Cannot handle batch sizes > 1 if no padding token is defined": it pads with eos, as a decoder
+    feature teacher does, and each row's logits are those of its text alone."""
+    import transformers as hf
+
+    from hf_aft import TeacherArguments
+    from hf_aft.distillation import task_teacher_targets
+
+    labels = {"id2label": {0: "0", 1: "1"}, "label2id": {"0": 0, "1": 1}}
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        model = hf.GPT2ForSequenceClassification(hf.GPT2Config(vocab_size=len(tiny.WORDS) + 2, n_embd=12, n_layer=1,
+                                                               n_head=2, n_positions=64, bos_token_id=1,
+                                                               eos_token_id=1, **labels))
+    else:
+        model = hf.LlamaForSequenceClassification(hf.LlamaConfig(
+            vocab_size=len(tiny.WORDS) + 2, hidden_size=12, intermediate_size=24, num_hidden_layers=1,
+            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64, bos_token_id=1, eos_token_id=1,
+            **labels))
+    assert model.config.pad_token_id is None
+    folder = tmp_path / "task-teacher"
+    model.save_pretrained(folder)
+    tiny.word_tokenizer().save_pretrained(folder)
+    data = tiny.sentiment_dataset(10)  # texts of 3 to 6 words: batches of 4 are padded
+    options = TeacherArguments(teacher_batch_size=4)
+    got = task_teacher_targets(data, str(folder), ["0", "1"], options)
+    alone = hf.AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    with torch.inference_mode():
+        expected = torch.cat([torch.log_softmax(alone(**tokenizer(text, return_tensors="pt")).logits, 1)
+                              for text in data["text"]]).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)

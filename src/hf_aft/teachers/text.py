@@ -64,7 +64,12 @@ class TextTeacher:
         if self.tokenizer.pad_token is None:  # decoder tokenizers often have none
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         if self.tokenizer.pad_token is None:
-            raise AFTError(f"teacher {self.spec!r}: its tokenizer has no pad, eos or unk token to pad batches with.")
+            raise AFTError(f"{role} {self.spec!r}: its tokenizer has no pad, eos or unk token to pad batches with: "
+                           "give a tokenizer that has one (save it with pad_token set).")
+        if self.pooling == "logits" and getattr(self.model.config, "pad_token_id", None) is None:
+            # A decoder classifier (GPT-2, LLaMA) reads each row's last token through config.pad_token_id, and
+            # without one refuses batches of more than one text: the pad token, which right padding puts after it.
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
         # Pad on the right whatever the tokenizer says: a decoder's real tokens then keep positions 0..n-1 and never
         # see padding (causal attention), so its features don't depend on the batch; `pool` excludes the padding.
         self.tokenizer.padding_side = "right"
