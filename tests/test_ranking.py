@@ -89,6 +89,37 @@ def test_rank_teachers_scores_teachers_and_student_and_training_reuses_the_featu
                      "--disable_tqdm", "true", "--skip_cost_report", "true"]) == 0
 
 
+@pytest.mark.parametrize("where", ["teacher", "inside teacher", "student", "data folder", "finished run",
+                                   "features", "file in teacher"])
+def test_rank_teachers_writes_into_no_folder_it_reads_nor_a_run(where, teacher_dirs, student_dir, tmp_path, capsys):
+    """As train and features refuse such an output dir: teacher_ranking.json in a teacher's folder changed its content
+    hash (every run made from it then reported the teacher changed), and in a finished run `hf-aft audit` failed
+    ("added teacher_ranking.json")."""
+    import shutil
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(teacher_dirs[0], teacher)
+    (tmp_path / "data").mkdir()
+    tiny.sentiment_dataset(30).to_csv(tmp_path / "data" / "train.csv")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "hf_aft_complete.json").write_text("{}")
+    (tmp_path / "feats").mkdir()
+    (tmp_path / "feats" / "dataset_dict.json").write_text("{}")
+    target = {"teacher": ["--output_dir", teacher], "inside teacher": ["--output_dir", teacher / "ranked"],
+              "student": ["--output_dir", student_dir], "data folder": ["--output_dir", tmp_path / "data"],
+              "finished run": ["--output_dir", tmp_path / "run"], "features": ["--output_dir", tmp_path / "feats"],
+              "file in teacher": ["--output_file", teacher / "ranking.json"]}[where]
+    before = sorted(p.name for p in target[1].parent.iterdir())
+    with mock.patch.object(_Teacher, "load", side_effect=AssertionError("a teacher ran")):
+        assert main(["rank-teachers", "--teachers", str(teacher), "--model_name_or_path", str(student_dir),
+                     "--dataset_name", str(tmp_path / "data"), "--folds", "3", target[0], str(target[1])]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
+    assert len(err) == 1 and f"choose a {target[0]} outside it" in err[0], err
+    assert ("which this command reads" in err[0]) == (where not in ("finished run", "features")), err[0]
+    assert sorted(p.name for p in target[1].parent.iterdir()) == before
+    assert not (teacher / "ranked").exists()
+
+
 def test_rank_teachers_refuses_too_few_examples_per_class_before_running_a_teacher(teacher_dirs, tmp_path, capsys):
     data = tmp_path / "train.csv"
     tiny.sentiment_dataset(8).map(lambda row: {"label": ["rotten", "fresh"][row["label"]]}).to_csv(data)  # 4 each

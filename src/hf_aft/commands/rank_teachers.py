@@ -59,8 +59,37 @@ def run(argv: list[str]) -> dict:
     output = args.output_file or os.path.join(args.output_dir or ".", "teacher_ranking.json")
     check_new_output(output)
     check_creatable(os.path.dirname(os.path.abspath(output)), "--output_file's folder")
+    _check_output_apart(output, args, options.teachers)
     with claimed(output, "rank-teachers", is_file=True, flag="--output_file"):
         return _rank(args, options, output)
+
+
+def _check_output_apart(output: str, args: RankArguments, teachers: list[str]) -> None:
+    """As hf-aft train and features refuse such an output dir: the ranking goes into no folder the command reads (a
+    teacher's or the student's: their content hash, the revision runs record, would change; a data folder, whose
+    files it would join), nor into a run, model or saved features (a finished run's audit would find it added)."""
+    from ..errors import AFTError
+    from ..outputs import held_outputs
+    from ..teachers import parse_teacher, split_gguf
+
+    flag = "--output_file" if args.output_file else "--output_dir"
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(output)))
+    subject = (f"--output_file {args.output_file!r} (its folder {folder!r})" if args.output_file else
+               f"--output_dir {args.output_dir!r}" if args.output_dir else "the current folder (no --output_dir)")
+    reads = [("--teachers", parse_teacher(split_gguf(spec)[0])[0]) for spec in teachers]
+    reads += [("--model_name_or_path", args.model_name_or_path)] if args.model_name_or_path else []
+    reads += [("--dataset_name", part) for part in args.dataset_name.split(",")]
+    for option, path in reads:
+        real = os.path.realpath(os.path.expanduser(path))
+        if os.path.isdir(real) and (folder == real or folder.startswith(real.rstrip(os.sep) + os.sep)):
+            where = "the folder of" if folder == real else "inside"
+            raise AFTError(f"{subject} is {where} {option} {path!r}, which this command reads (teacher_ranking.json "
+                           f"there would change it): choose a {flag} outside it.")
+    held = held_outputs(folder)
+    if held:
+        what = "a training run or model" if "run" in held else "saved features"
+        raise AFTError(f"{subject} holds {what} ({next(iter(held.values()))}), which the ranking would be added to "
+                       f"(hf-aft audit, push): choose a {flag} outside it.")
 
 
 def _rank(args: RankArguments, options, output: str) -> dict:
