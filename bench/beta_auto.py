@@ -137,6 +137,16 @@ def method_args(method: str) -> list[str]:
     return ["--transfer", transfer, "--beta", beta, *(["--student_feature_point", *point] if point else [])]
 
 
+def without_teachers(args: list[str]) -> list[str]:
+    """`args` less --teachers and its values: for a run no term of which reads them (--transfer none without the
+    probe's distillation), which hf-aft train refuses."""
+    if "--teachers" not in args:
+        return args
+    start = args.index("--teachers")
+    end = next((i for i in range(start + 1, len(args)) if args[i].startswith("--")), len(args))
+    return args[:start] + args[end:]
+
+
 def suite_args(suite: str, seed: int, n: int | None) -> list[str]:
     if suite in IMAGE_SUITES:
         data = DIGITS if suite == "digits" else vision_quality.WORK / "data"
@@ -160,7 +170,9 @@ def suite_args(suite: str, seed: int, n: int | None) -> list[str]:
 
 def run(suite: str, method: str, seed: int, n: int | None) -> dict:
     out = Path("runs/beta_auto") / f"{suite}-{method.replace(':', '-')}-{seed}-{n or 'all'}"
-    args = [*suite_args(suite, seed, n), *method_args(method), "--seed", str(seed), "--save_strategy", "no",
+    base = suite_args(suite, seed, n)
+    args = [*(without_teachers(base) if method == "stl" else base), *method_args(method), "--seed", str(seed),
+            "--save_strategy", "no",
             "--report_to", "none", "--logging_steps", "50", "--disable_tqdm", "true", "--overwrite_output_dir",
             "--output_dir", str(out)]
     if n is not None:  # the learning curve: every size gets the full run's optimizer steps (same compute)

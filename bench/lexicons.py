@@ -115,7 +115,8 @@ def run(task: str, teacher: Path, student: Path, method: tuple, seed: int, label
     extra = ["--distill", "probe" if "distill" in terms else "none"]
     extra += ["--unlabeled_dataset", str(pool_dir)] if "u" in terms.split("+") else []
     args = ["--model_name_or_path", str(student), "--dataset_name", str(data),
-            "--label_column", column, "--teachers", str(teacher), "--transfer", transfer,
+            "--label_column", column, "--transfer", transfer,
+            *(["--teachers", str(teacher)] if transfer != "none" or "distill" in terms else []),  # else unread
             *(["--beta", str(beta)] if transfer != "none" else []),
             "--seed", str(seed), "--max_steps", str(STEPS), "--per_device_train_batch_size", "32",
             "--learning_rate", "3e-4", "--max_length", "16", "--save_strategy", "no", "--report_to", "none",

@@ -82,7 +82,7 @@ def run(suite: str, teachers: list[Path], layers: int, transfer: str, beta: floa
     student = truncated_student(minilm_path(), WORK / f"student-init-{layers}l", layers=layers)
     out = WORK / "runs" / f"{suite}-{transfer}-{beta}-{seed}"
     args = ["--model_name_or_path", str(student), "--dataset_name", str(WORK / "data"),
-            "--teachers", *map(str, teachers),
+            *(["--teachers", *map(str, teachers)] if transfer != "none" else []),  # STL: no term reads them
             "--transfer", transfer, *(["--beta", str(beta)] if transfer != "none" else []), "--seed", str(seed),
             "--num_train_epochs", str(epochs),
             "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "128", "--learning_rate", "2e-4",

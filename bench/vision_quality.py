@@ -89,7 +89,8 @@ def student_init(seed: int, arch: str = "vit") -> Path:
 def run(teacher: Path, transfer: str, beta: float, seed: int, epochs: float) -> dict:
     out = WORK / "runs" / f"{transfer}-{beta}-{seed}"
     args = ["--model_name_or_path", str(student_init(seed)), "--dataset_name", str(WORK / "data"),
-            "--image_column", "image", "--teachers", str(teacher), "--transfer", transfer,
+            "--image_column", "image", *(["--teachers", str(teacher)] if transfer != "none" else []),
+            "--transfer", transfer,
             *(["--beta", str(beta)] if transfer != "none" else []),
             "--seed", str(seed), "--num_train_epochs", str(epochs), "--per_device_train_batch_size", "64",
             "--per_device_eval_batch_size", "256", "--learning_rate", "1e-3", "--weight_decay", "0.05",

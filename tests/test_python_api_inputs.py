@@ -190,6 +190,10 @@ def test_a_labelled_pool_is_used_unlabelled_with_a_warning(tmp_path, tokenizer, 
     ({"transfer": "kd", "kernel": "rbf"}, "--kernel shapes the AFT transfer term only, and this run has --transfer"),
     ({"transfer": "none", "beta": 5.0}, "--beta shapes the AFT, KD and RKD transfer term only"),
     ({"distill": "none", "distill_weight": 3.0}, "--distill_weight is used by the distillation term only"),
+    ({"transfer": "none", "distill": "none", "teachers": ["t"]}, "--teachers are read by a transfer term or --distill "
+     "probe only, and this run has neither (--transfer none, --distill none): drop --teachers"),
+    ({"transfer": "none", "distill_teacher": "c", "teachers": ["t"]}, "(--transfer none, --distill logits): drop "
+     "--teachers, or pass --transfer aft (kd, rkd)."),
 ])
 def test_the_trainer_refuses_options_that_would_change_nothing_as_the_command_does(options, says, tmp_path):
     """AFTTrainer took them silently, and a kd run's transfer_summary.json recorded kernel rbf."""

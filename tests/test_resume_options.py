@@ -29,7 +29,8 @@ def data(tmp_path_factory):
 
 def train_args(student_dir, teacher_dirs, data, out, *extra):
     return ["train", "--model_name_or_path", str(student_dir), "--dataset_name", str(data / "labelled"),
-            "--teachers", *map(str, teacher_dirs), "--output_dir", str(out), "--per_device_train_batch_size", "8",
+            *(["--teachers", *map(str, teacher_dirs)] if teacher_dirs else []), "--output_dir", str(out),
+            "--per_device_train_batch_size", "8",
             "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", *extra]
 
 
@@ -211,7 +212,7 @@ def test_an_overwriting_run_removes_the_earlier_runs_checkpoints(student_dir, te
     assert main(train_args(student_dir, teacher_dirs, data, out, "--max_steps", "6", *every_two)) == 0
     assert (out / "transfer_state.safetensors").exists()
     (out / "update_report.json").write_text("{}")  # as check-updates --retrain leaves in a run
-    refused = train_args(student_dir, teacher_dirs, data, out, "--max_steps", "4", "--transfer", "none", *every_two)
+    refused = train_args(student_dir, (), data, out, "--max_steps", "4", "--transfer", "none", *every_two)
     overwrite = ("--overwrite_output_dir", "true")
     assert main(refused + [*overwrite, "--unlabeled_dataset", str(data / "labelled" / "test.csv")]) == 2
     assert "test" in error_line(capsys) and (out / "checkpoint-6").is_dir()  # a refused run removes nothing
@@ -221,7 +222,7 @@ def test_an_overwriting_run_removes_the_earlier_runs_checkpoints(student_dir, te
     assert not any((out / name).exists() for name in ("transfer_state.safetensors", "transfer_summary.json",
                                                       "update_report.json"))
     assert main(["audit", str(out)]) == 0, capsys.readouterr().out[-2000:]
-    assert main(train_args(student_dir, teacher_dirs, data, out, "--max_steps", "4", "--transfer", "none",
+    assert main(train_args(student_dir, (), data, out, "--max_steps", "4", "--transfer", "none",
                            "--resume_from_checkpoint", str(out))) == 2
     assert f"its last is '{out / 'checkpoint-4'}'" in error_line(capsys)
 
@@ -237,7 +238,8 @@ def test_an_overwriting_run_keeps_the_users_own_files_and_refuses_an_input_insid
     assert main(args) == 0
     assert "notes.txt" not in json.loads((out / "hf_aft_complete.json").read_text())["files"]
     assert "config.json" in json.loads((out / "hf_aft_complete.json").read_text())["files"]
-    assert main(args + ["--transfer", "none"]) == 0  # the earlier run's transfer state goes, the notes stay
+    stl = train_args(student_dir, (), data, out, "--max_steps", "2", "--overwrite_output_dir", "true")
+    assert main(stl + ["--transfer", "none"]) == 0  # the earlier run's transfer state goes, the notes stay
     assert (out / "notes.txt").read_text() == "mine" and not (out / "transfer_state.safetensors").exists()
     shutil.copy(data / "pool.csv", out / "pool.csv")
     for flag, value in (("--unlabeled_dataset", out / "pool.csv"), ("--model_name_or_path", out / "checkpoint-2")):
@@ -254,7 +256,7 @@ def test_an_overwrite_of_a_run_killed_before_its_marker_removes_its_files_too(st
     out = tmp_path / "out"
     assert main(train_args(student_dir, teacher_dirs, data, out, "--max_steps", "2")) == 0
     (out / "hf_aft_complete.json").unlink()  # as if killed before the marker
-    assert main(train_args(student_dir, teacher_dirs, data, out, "--max_steps", "2", "--transfer", "none",
+    assert main(train_args(student_dir, (), data, out, "--max_steps", "2", "--transfer", "none",
                            "--overwrite_output_dir", "true")) == 0
     assert not any((out / name).exists() for name in ("transfer_state.safetensors", "transfer_summary.json",
                                                       "scales.png"))
@@ -335,6 +337,13 @@ BASE = ["--model_name_or_path", "s", "--dataset_name", "d", "--output_dir", "o"]
     (["--transfer", "kd", "--kernel_scope", "local"], "--kernel_scope shapes the AFT and RKD transfer term only"),
     (["--transfer", "none", "--balance_teachers"], "--balance_teachers shapes the AFT, KD and RKD transfer"),
     (["--transfer", "none", "--beta", "5"], "--beta shapes the AFT, KD and RKD transfer term only"),
+    # the teachers were never run nor in audit.json, yet the recipe listed them
+    (["--teachers", "t", "--transfer", "none"], "--teachers are read by a transfer term or --distill probe only, and "
+     "this run has neither (--transfer none, --distill auto is none for --transfer none without unlabelled rows): "
+     "drop --teachers, or pass --transfer aft (kd, rkd) or --distill probe."),
+    (["--teachers", "t", "--transfer", "none", "--distill", "none"], "(--transfer none, --distill none): drop"),
+    (["--teachers", "t", "--transfer", "none", "--distill", "logits", "--distill_teacher", "c"],
+     "(--transfer none, --distill logits): drop --teachers, or pass --transfer aft (kd, rkd)."),
 ])
 def test_options_that_would_change_nothing_are_refused(extra, message):
     with pytest.raises(AFTError) as error:
@@ -351,6 +360,10 @@ def test_options_that_would_change_nothing_are_refused(extra, message):
     ["--unlabeled_split", "train", "--labeled_fraction", "0.5", "--distill", "none", "--distill_weight", "1"],
     ["--kernel", "rbf", "--no_learn_scales"], ["--transfer", "rkd", "--kernel_scope", "local"],
     ["--transfer", "kd", "--balance_teachers", "--scales_learning_rate", "0.01"],
+    ["--teachers", "t", "--transfer", "none", "--distill", "probe"], ["--teachers", "t", "--beta", "auto"],
+    ["--teachers", "t", "--transfer", "none", "--unlabeled_dataset", "pool.csv"],
+    ["--teachers", "t", "--transfer", "none", "--augment_copies", "1"],
+    ["--teachers", "t", "--distill", "logits", "--distill_teacher", "c"],
 ])
 def test_options_that_take_effect_are_accepted(extra):
     parse_train_args(BASE + extra)

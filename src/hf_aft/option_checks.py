@@ -134,6 +134,8 @@ def check_idle_options(script_args, config) -> None:
         raise AFTError(f"--group_min_rows {script_args.group_min_rows} says which groups are too small to judge, and "
                        "this run has no --group_column: add --group_column COLUMN, or drop --group_min_rows.")
     check_pool_split(script_args)
+    if script_args.beta_auto and config.transfer == "none":  # before --teachers, which it reads
+        raise AFTError("--beta auto searches the weight of the transfer loss: use --transfer aft, kd or rkd.")
     check_idle_config(config, bool(script_args.unlabeled_dataset))
 
 
@@ -157,7 +159,7 @@ def check_pool_label_column(args) -> None:
 def check_idle_config(config, pool: bool) -> None:
     """The `AFTConfig` part of `check_idle_options`, which AFTTrainer runs too (`pool`: unlabelled data given): the
     labelled share without unlabelled rows, a transfer term's options under another --transfer, the distillation
-    weight and temperature without a distillation term."""
+    weight and temperature without a distillation term, teachers that no term reads."""
     if _changed(config, "labeled_fraction") and not (pool or config.augment_copies or config.generate_texts):
         raise AFTError(f"--labeled_fraction {config.labeled_fraction:g} is the labelled share of batches that mix in "
                        "unlabelled rows, and this run has none (no --unlabeled_dataset, --augment_copies or "
@@ -172,6 +174,9 @@ def check_idle_config(config, pool: bool) -> None:
             raise AFTError(f"{flag} shapes the {terms} transfer term only, and "
                            f"this run has --transfer {config.transfer}: drop {flag}, or pass --transfer "
                            f"{transfers[0]}.")
+    if pool:  # a pool no term reads is named first: reading it (--distill probe) reads the teachers too
+        check_pool_read(config)
+    check_teachers_read(config, pool)
     if config.resolved_distill(pool) != "none":
         return
     why = ("--distill none" if config.distill == "none" else
@@ -180,6 +185,19 @@ def check_idle_config(config, pool: bool) -> None:
         if _changed(config, name):
             raise AFTError(f"--{name} is used by the distillation term only, and this run has none ({why}): drop "
                            f"--{name}, or pass --distill probe.")
+
+
+def check_teachers_read(config, pool: bool) -> None:
+    """--teachers with no term that reads their features (--transfer none, and a distillation other than the probe):
+    the teachers would not run, nor be in audit.json, yet the recipe would list them."""
+    if not config.teachers or config.needs_teacher_features(pool):
+        return
+    distill = config.resolved_distill(pool)
+    why = (f"--distill {distill}" if config.distill != "auto" else
+           "--distill auto is none for --transfer none without unlabelled rows")
+    probe = " or --distill probe" if distill != "logits" else ""  # --distill_teacher goes with logits only
+    raise AFTError(f"--teachers are read by a transfer term or --distill probe only, and this run has neither "
+                   f"(--transfer none, {why}): drop --teachers, or pass --transfer aft (kd, rkd){probe}.")
 
 
 def check_batch_mix(config) -> None:

@@ -72,8 +72,6 @@ def _check_run(script_args: ScriptArguments, config: AFTConfig):
     if script_args.problem_type not in (None, *METRICS_BY_PROBLEM_TYPE):
         raise AFTError(f"--problem_type {script_args.problem_type!r} is not a problem type hf-aft trains: choose "
                        f"one of {', '.join(METRICS_BY_PROBLEM_TYPE)}.")
-    if script_args.beta_auto and config.transfer == "none":
-        raise AFTError("--beta auto searches the weight of the transfer loss: use --transfer aft, kd or rkd.")
     fraction = script_args.beta_validation_fraction
     for option, given in (("--beta_validation_split", script_args.beta_validation_split is not None),
                           ("--beta_validation_fraction", fraction != DEFAULT_VALIDATION_FRACTION)):

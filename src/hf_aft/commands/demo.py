@@ -101,11 +101,10 @@ def run(argv: list[str] | None = None) -> dict:
     data_dir = work / f"data-{args.n_train}-{args.n_test}-{args.n_unlabeled}"
     if not (data_dir / "dataset_dict.json").exists():
         rotten_tomatoes(args.n_train, args.n_test, seed=0, n_unlabeled=args.n_unlabeled).save_to_disk(str(data_dir))
-    common = ["--model_name_or_path", str(student), "--dataset_name", str(data_dir), "--teachers", str(teacher),
+    common = ["--model_name_or_path", str(student), "--dataset_name", str(data_dir),
               "--max_steps", str(args.max_steps), "--per_device_train_batch_size", "32",
               "--per_device_eval_batch_size", "128", "--learning_rate", "2e-4", "--max_length", "64",
-              "--teacher_max_length", "64", "--seed", str(args.seed), "--report_to", "none",
-              "--overwrite_output_dir"]
+              "--seed", str(args.seed), "--report_to", "none", "--overwrite_output_dir"]
     beta = [] if args.beta is None else ["--beta", str(args.beta)]
     stl_dir, aft_dir = work / "student-stl", work / "student-aft"
     results = {}
@@ -113,7 +112,8 @@ def run(argv: list[str] | None = None) -> dict:
     results["none"] = train(common + ["--transfer", "none", "--output_dir", str(stl_dir), "--skip_cost_report"])
     print("hf-aft demo, run 2 of 2: AFT with the unlabelled rows (the teacher runs once; its features are cached)",
           flush=True)
-    results["aft"] = train(common + ["--transfer", "aft", "--output_dir", str(aft_dir), "--baseline_dir", str(stl_dir),
+    results["aft"] = train(common + ["--teachers", str(teacher), "--teacher_max_length", "64", "--transfer", "aft",
+                                     "--output_dir", str(aft_dir), "--baseline_dir", str(stl_dir),
                                      "--unlabeled_dataset", str(data_dir), "--unlabeled_split", "unlabeled"] + beta)
     probe = teacher_probe(results["aft"]["output_dir"])
     print_results(results["aft"], results["none"], probe)
