@@ -199,3 +199,35 @@ def test_features_of_a_teacher_changed_since_are_refused_and_not_hashed_as_its(s
     assert main(["check-updates", str(tmp_path / "same"), "--retrain", str(tmp_path / "new")]) == 2
     assert "it changed since, so they are not its features" in tiny.error_line(capsys)
     assert not (tmp_path / "new" / "model.safetensors").exists()
+
+
+def test_a_missing_text_column_is_named_in_the_commands_flag_as_train_names_it(teacher_dirs, student_dir, data_dir,
+                                                                                tmp_path, capsys):
+    """`hf-aft features --text_column body` said `Pass text_column=... (--text_column)`, the Python keyword, where
+    `hf-aft train` says `Pass --text_column text`."""
+    argv = ["--dataset_name", str(data_dir), "--text_column", "body"]
+    assert main(["features", "--teachers", str(teacher_dirs[0]), *argv, "--output_dir", str(tmp_path / "f")]) == 2
+    features = tiny.error_line(capsys)
+    assert main(train_args(student_dir, data_dir, tmp_path / "o", "--teachers", str(teacher_dirs[0]), *argv)) == 2
+    train = tiny.error_line(capsys)
+    assert features == train and "Pass --text_column text." in features and "text_column=" not in features
+    assert not (tmp_path / "f").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "features", "rank-teachers", "distill_teacher"])
+def test_a_folder_without_weights_is_named_with_the_way_out(command, teacher_dirs, student_dir, data_dir, tmp_path,
+                                                            capsys):
+    """`teacher folder 'notamodel' holds no weight files (...)` named no way out."""
+    folder = tmp_path / "notamodel"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    given = ["--dataset_name", str(data_dir), "--output_dir", str(tmp_path / "out")]
+    argv = {"train": train_args(student_dir, data_dir, tmp_path / "out", "--teachers", str(folder)),
+            "features": ["features", "--teachers", str(folder), *given],
+            "rank-teachers": ["rank-teachers", "--teachers", str(folder), *given],
+            "distill_teacher": train_args(student_dir, data_dir, tmp_path / "out", "--teachers", str(teacher_dirs[0]),
+                                          "--distill_teacher", str(folder))}[command]
+    assert main(argv) == 2
+    line = tiny.error_line(capsys)
+    assert f"folder '{folder}' holds no weight files" in line, line
+    assert line.endswith("check the path: give the folder that holds the model's weights and config.json."), line

@@ -277,7 +277,7 @@ def test_a_teacher_of_the_wrong_modality_is_named_with_its_column(image_teachers
                                        "column 'text'"):
         extract_teacher_features(images, [vit, bert], image_column="image", cache_dir=tmp_path)
     with pytest.raises(AFTError, match=rf"teacher '{vit}' is an image model \(vit\): it cannot read the text column "
-                                       "'text'; pass image_column"):
+                                       "'text': pass --image_column"):
         extract_teacher_features(texts, [vit], cache_dir=tmp_path)
     with pytest.raises(AFTError, match=r"could not resolve teacher 'no-such-org/vit@no-such-revision'"):
         extract_teacher_features(images, ["no-such-org/vit@no-such-revision"], image_column="image",

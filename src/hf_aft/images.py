@@ -106,7 +106,7 @@ def check_image_column(dataset: datasets.Dataset, column: str, split: str | None
     (numbers, missing values, strings that are not files, files that do not open)."""
     if column not in dataset.column_names:
         raise AFTError(f"image column {column!r} not found; the dataset has columns {dataset.column_names}. "
-                       "Pass image_column=... (--image_column).")
+                       "Pass --image_column (image_column= in Python) naming the column of images.")
     table = dataset.data.column(column)
     if table.null_count:
         row = int(pc.index(pc.is_null(table), True).as_py())

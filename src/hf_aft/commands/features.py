@@ -87,6 +87,7 @@ def compute_features(argv: list[str]) -> dict:
 
 
 def _compute(args: FeatureArguments, teachers, claim) -> dict:
+    from ..columns import check_columns
     from ..data import load_dataset_dict
     from ..data_files import missing_split
     from ..feature_dataset import save_feature_dataset
@@ -96,6 +97,8 @@ def _compute(args: FeatureArguments, teachers, claim) -> dict:
     for split in args.splits:
         if split not in data:
             raise missing_split(split, list(data), args.dataset_name, "name those with --splits")
+        if args.image_column is None and args.text_column not in data[split].column_names:
+            check_columns(data[split], args.text_column)  # named as hf-aft train names it: --text_column COLUMN
     unlabeled = _load_unlabeled(args, data)
     infos = save_feature_dataset(data, args.splits, teachers, args.output_dir, args.text_column, args.image_column,
                                  unlabeled)

@@ -57,7 +57,7 @@ def _check_text_column(dataset: datasets.Dataset, spec: str, config, text_column
     if feature is None:
         raise AFTError(f"teacher {spec!r} is a text model ({config.model_type}) but the dataset has no text column "
                        f"{text_column!r} (columns {dataset.column_names}): choose an image teacher for images, or "
-                       "pass text_column=... (--text_column).")
+                       "pass --text_column (text_column= in Python) naming the texts.")
     if words and is_word_lists(feature):  # token classification: a list of words per row (word_features.py)
         return
     if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
@@ -90,7 +90,8 @@ def make_teacher(dataset: datasets.Dataset, spec: str, pooling: str, max_length:
     if teacher_modality(config) == "image":
         if image_column is None:
             raise AFTError(f"teacher {spec!r} is an image model ({config.model_type}): it cannot read the text column "
-                           f"{text_column!r}; pass image_column=... (--image_column) or choose a text teacher.")
+                           f"{text_column!r}: pass --image_column (image_column= in Python) naming the images, or "
+                           "choose a text teacher.")
         teacher = ImageTeacher(spec, name, revision, pooling, 0, batch_size, device, options, image_column)
         teacher.pooling = teacher.resolved_pooling(config)
         return teacher, image_column, ["image", *extra_key]

@@ -39,6 +39,7 @@ RUN_RECORDS = {*RUN_MARKERS, "recipe.yaml", "transfer_state.safetensors", "trans
                "cost_report.json", "group_report.json", "eval_predictions.json", "update_report.json",
                "model_card.json", "beta_search.json"}
 RUN_CHECKPOINTS = "checkpoint-"  # transformers' PREFIX_CHECKPOINT_DIR: a run's intermediate states
+NO_WEIGHTS_WAY_OUT = "check the path: give the folder that holds the model's weights and config.json."
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -86,7 +87,8 @@ def hash_folder(folder: Path, role: str = "teacher", gguf_file: str | None = Non
         return _digest(sorted([*beside, (gguf_file, folder / gguf_file)]))
     files = hashed_files(folder)
     if not any(name.endswith(WEIGHT_SUFFIXES) for name, _ in files):
-        raise AFTError(f"{role} folder {str(folder)!r} holds no weight files (*.safetensors, *.bin, *.gguf, ...).")
+        raise AFTError(f"{role} folder {str(folder)!r} holds no weight files (*.safetensors, *.bin, *.gguf, ...): "
+                       f"{NO_WEIGHTS_WAY_OUT}")
     return _digest(files)
 
 
@@ -104,6 +106,7 @@ def legacy_revision(folder: Path, gguf_file: str | None = None) -> str:
     files = sorted(p for p in folder.rglob("*")
                    if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name in LEGACY_CONFIGS))
     if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
-        raise AFTError(f"folder {str(folder)!r} holds no weight files (*.safetensors, *.bin, *.gguf, ...).")
+        raise AFTError(f"folder {str(folder)!r} holds no weight files (*.safetensors, *.bin, *.gguf, ...): "
+                       f"{NO_WEIGHTS_WAY_OUT}")
     listing = "\n".join(f"{p.relative_to(folder).as_posix()} {file_sha256(p)}" for p in files)
     return LOCAL_PREFIX + hashlib.sha256(listing.encode()).hexdigest()[:16]
