@@ -507,7 +507,10 @@ def test_a_pool_that_reads_as_several_splits_says_which_rows_it_leaves_out(tmp_p
         rows = load_unlabeled(str(pool), "train", "image", "label", splits.train, {"eval": splits.eval})
     assert len(rows) == 3
     (line,) = [m for m in caplog.messages if "also has" in m]
-    assert "also has split 'test' (2 rows): only its 'train' split is used" in line
+    assert "also has split 'test' (2 rows): only its 'train' split is used (--unlabeled_split, train unless given: " \
+           "name another with it, or give the pool a folder of its own)." in line
+    # the note holds whether --unlabeled_split train was given or left out: it said "--unlabeled_split names another"
+    assert "names another" not in line
 
 
 def test_a_broken_link_or_an_unlabeled_folder_in_an_image_folder_is_named_as_such(tmp_path):

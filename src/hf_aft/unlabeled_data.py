@@ -50,8 +50,7 @@ def _check_blank_texts(unlabeled: datasets.Dataset, input_column: str, name: str
     nothing for a teacher: the first such row is named, and how many there are, so one fix clears them all."""
     if input_column not in unlabeled.column_names or _kind(unlabeled.features[input_column]) != "text":
         return
-    values = arrow_column(unlabeled, input_column)
-    check_utf8(values, input_column, name)  # before any text is decoded
+    check_utf8(values := arrow_column(unlabeled, input_column), input_column, name)  # before any text is decoded
     texts = values.to_pylist()
     rows = [i for i, text in enumerate(texts) if is_blank(text)]
     if rows:
@@ -215,7 +214,8 @@ def load_unlabeled(source: str, split: str, input_column: str, label_column: str
     unused = {other: len(rows) for other, rows in data.items() if other != split}
     if unused and split == "train":  # the default: an image folder with test_*.png files has two splits, say
         warn_once(logging.getLogger(__name__), f"hf-aft: --unlabeled_dataset {source!r} also has {_counts(unused)}: "
-                  "only its 'train' split is used (--unlabeled_split names another; give a folder of its own).")
+                  "only its 'train' split is used (--unlabeled_split, train unless given: name another with it, or "
+                  "give the pool a folder of its own).")
     name = f"unlabelled ({source} {split})"
     unlabeled = read_as_images(_input_column_as_labelled(data[split], labelled, input_column, name), labelled,
                                input_column)
