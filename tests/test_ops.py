@@ -471,3 +471,30 @@ def test_a_student_no_better_than_the_majority_class_is_said_not_to_have_learned
     caplog.clear()
     say_below_majority(0.80, train, evaluation, ["neg", "pos"])
     assert not caplog.text
+
+
+@pytest.mark.parametrize("lacks", ["label column", "split"])
+def test_commands_that_read_a_runs_recipe_name_a_way_out_they_accept(lacks, aft_run, tmp_path, capsys):
+    """`hf-aft export RUN --dataset_name DATA` with data lacking the run's label column ended "Pass --label_column
+    naming it", a flag export does not have; so did check-updates and audit --group_column, which read the recipe the
+    same way. Their one way out is --dataset_name."""
+    data = tmp_path / "other"
+    data.mkdir()
+    rows = tiny.sentiment_dataset(16, seed=1)
+    if lacks == "label column":
+        rows.rename_column("label", "score").to_csv(data / "test.csv")
+        rows.rename_column("label", "score").to_csv(data / "train.csv")
+    else:  # the recipe names no eval split; its train split is missing
+        rows.to_csv(data / "test.csv")
+        rows.to_csv(data / "validation.csv")
+    commands = [["export", str(aft_run), "--output_dir", str(tmp_path / "onnx")],
+                ["audit", str(aft_run), "--group_column", "text"],
+                ["check-updates", str(aft_run), "--retrain", str(tmp_path / "new")]]
+    for argv in commands:
+        with mock.patch("hf_aft.commands.train.train", side_effect=AssertionError("retrained")):
+            assert main([*argv, "--dataset_name", str(data)]) == 2, argv
+        error = tiny.error_line(capsys)
+        assert "--label_column" not in error and "--train_split" not in error and "--eval_split" not in error, error
+        assert error.lower().endswith("the run was trained with it (recipe.yaml): give --dataset_name data that has "
+                                      "it."), error
+    assert not (tmp_path / "onnx").exists() or not any((tmp_path / "onnx").iterdir())

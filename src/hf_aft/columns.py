@@ -10,15 +10,16 @@ from .dataset_types import check_one_split
 from .errors import AFTError
 
 
-def check_columns(dataset: datasets.Dataset, *columns: str) -> None:
-    """Each of `columns` (the input, then the label; "a,b" for several regression targets) is in `dataset`."""
+def check_columns(dataset: datasets.Dataset, *columns: str, way_out: str | None = None) -> None:
+    """Each of `columns` (the input, then the label; "a,b" for several regression targets) is in `dataset`.
+    `way_out`: the refusal's last sentence, where no flag of the command names the columns (a run's recipe does)."""
     images_only = [type(f) for f in dataset.features.values()] == [datasets.Image]  # an image folder without labels
     images = [c for c, f in dataset.features.items() if isinstance(f, datasets.Image)]
     for column in columns:
         if column not in dataset.column_names:  # of a "a,b" of regression targets, the parts missing
             parts = [p.strip() for p in column.split(",") if p.strip() not in dataset.column_names] or [column]
             raise AFTError(f"column {', '.join(map(repr, parts))} not found; the dataset has columns "
-                           f"{dataset.column_names}. " + (
+                           f"{dataset.column_names}. " + (way_out or (
                 "An image folder has labels when every image of a split is one folder below it, a folder per class "
                 "(train/cat/a.png), or when a metadata.csv in each split folder gives them (file_name, label)."
                 if images_only else f"Its images are in {images[0]!r}: pass --image_column {images[0]}."
@@ -26,7 +27,7 @@ def check_columns(dataset: datasets.Dataset, *columns: str) -> None:
                     " (A .csv is read as comma-separated, and this one looks separated by semicolons: save it again "
                     "with commas, or as a .tsv with tabs.)" if ";" in ",".join(dataset.column_names) else
                     " (A .csv is read as comma-separated, and this one looks separated by tabs: name it .tsv.)"
-                    if "\t" in ",".join(dataset.column_names) else "")))
+                    if "\t" in ",".join(dataset.column_names) else ""))))
     if len(dataset) == 0:
         raise AFTError("the dataset is empty.")
 

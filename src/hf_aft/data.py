@@ -88,11 +88,13 @@ def load_dataset_dict(name: str, config: str | None = None) -> datasets.DatasetD
     return loaded
 
 
-def pick_splits(data: datasets.DatasetDict, train_split: str, eval_split: str | None, source: str | None = None):
-    """(train split, eval split or None); the eval split defaults to the first of EVAL_SPLITS present."""
+def pick_splits(data: datasets.DatasetDict, train_split: str, eval_split: str | None, source: str | None = None,
+                way_out: str | None = None):
+    """(train split, eval split or None); the eval split defaults to the first of EVAL_SPLITS present. `way_out`
+    as for `load_labelled_splits`."""
     for split, option in ((train_split, "--train_split"), (eval_split, "--eval_split")):
         if split is not None and split not in data:
-            raise missing_split(split, list(data), source, f"name one of them with {option}")
+            raise missing_split(split, list(data), source, way_out or f"name one of them with {option}")
     eval_split = eval_split_name(data, eval_split)
     return data[train_split], (data[eval_split] if eval_split else None)
 
@@ -286,7 +288,8 @@ class LabelledSplits:
 def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, train_split: str = "train",
                          eval_split: str | None = None, input_column: str = "text",
                          label_column: str = "label", validation_split: str | None = None,
-                         find_validation: bool = False, problem_type: str | None = None) -> LabelledSplits:
+                         find_validation: bool = False, problem_type: str | None = None,
+                         way_out: str | None = None) -> LabelledSplits:
     """Load a dataset, pick its splits (the eval split defaults to the first of test/validation/valid/eval present),
     check that each holds `input_column` and `label_column`, and read the class names from the training split.
 
@@ -294,19 +297,20 @@ def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, t
     validation/valid that is not the eval split, else None (hold out part of the training data).
 
     Every split used is checked before any model sees it: its inputs (a text in every row; no missing image) and its
-    labels (no hidden -1 label, no missing one, no class the training split lacks).
+    labels (no hidden -1 label, no missing one, no class the training split lacks). `way_out`: the end of the
+    refusal of a missing split or column where no option of the command names them (a run's recipe does).
 
     Raises:
         AFTError: a dataset that cannot be loaded, a missing split or column, an empty split, a missing text, fewer
             than 2 classes, labels that cannot be trained or evaluated on.
     """
     data = join_target_columns(load_dataset_dict(dataset_name, dataset_config), label_column)  # "a,b": 2 targets
-    train_set, eval_set = pick_splits(data, train_split, eval_split, dataset_name)
+    train_set, eval_set = pick_splits(data, train_split, eval_split, dataset_name, way_out)
     eval_split, input_column = eval_split_name(data, eval_split), input_column_of(train_set, input_column)
     for split, name, option in ((train_set, train_split, "--train_split"), (eval_set, eval_split, "--eval_split")):
         if split is not None:
-            check_labelled(split, name, label_column, data, option)
-            check_columns(split, input_column, label_column)
+            check_labelled(split, name, label_column, data, option, way_out)
+            check_columns(split, input_column, label_column, way_out=way_out and f"{way_out[0].upper()}{way_out[1:]}.")
             check_inputs(split, input_column, name)
     labels = read_targets(train_set, label_column, problem_type, input_column)
     labels.check_classes()
@@ -329,12 +333,12 @@ def load_labelled_splits(dataset_name: str, dataset_config: str | None = None, t
 
 
 def check_labelled(split: datasets.Dataset, name: str, label_column: str, data: datasets.DatasetDict,
-                   option: str) -> None:
+                   option: str, way_out: str | None = None) -> None:
     """A split chosen to train or score the student has the label column when another split has it (not the
     `unlabeled` split of `hf-aft features`, say); the refusal names the labelled splits there are."""
     labelled = [s for s in data if s != name and label_column in data[s].column_names]
     if label_column in split.column_names or not labelled:
         return  # no split has it: check_columns names the column
     held = f"{', '.join(labelled)} {'has' if len(labelled) == 1 else 'have'} it"
-    raise AFTError(f"the split {name!r} has no label column {label_column!r} ({held}): choose a labelled split with "
-                   f"{option}.")
+    raise AFTError(f"the split {name!r} has no label column {label_column!r} ({held}): "
+                   f"{way_out or f'choose a labelled split with {option}'}.")

@@ -105,6 +105,10 @@ def _run_class_names(folder: str) -> list[str]:
         return []
 
 
+# A run's recipe names the splits and columns, which export, check-updates and audit take no flag for.
+RECIPE_WAY_OUT = "the run was trained with it (recipe.yaml): give --dataset_name data that has it"
+
+
 def eval_split(folder: str, dataset_name: str | None = None):
     """(eval split with the targets in `labels` (class ids, multi-hot rows, or regression targets in the data's
     units) beside its columns, the label column's included; input column; image
@@ -120,9 +124,10 @@ def eval_split(folder: str, dataset_name: str | None = None):
     dataset_name = dataset_name or recorded_dataset(folder) or recipe["dataset_name"]
     splits = load_labelled_splits(dataset_name, recipe.get("dataset_config"),
                                   recipe.get("train_split", "train"), recipe.get("eval_split"), column,
-                                  recipe.get("label_column", "label"), problem_type=recipe.get("problem_type"))
+                                  recipe.get("label_column", "label"), problem_type=recipe.get("problem_type"),
+                                  way_out=RECIPE_WAY_OUT)
     if splits.eval is None:
-        raise AFTError(f"the run's dataset {recipe['dataset_name']!r} has no evaluation split to compare on: pass "
+        raise AFTError(f"the run's dataset {dataset_name!r} has no evaluation split to compare on: pass "
                        "--dataset_name with a test or validation split.")
     targets, label_column = splits.labels, splits.labels.column
     if targets.problem_type == REGRESSION:  # the saved student predicts in the data's units (fold_target_scale)

@@ -69,6 +69,7 @@ def _print_report(report: dict) -> None:
 def run(argv: list[str]) -> None:
     import os
 
+    from ..evaluation import eval_split
     from ..outputs import check_output_dir
     from ..reruns import data_differs
     from ..updates import check_updates, compare_students, group_options, load_run, record_update, retrain_argv
@@ -78,9 +79,10 @@ def run(argv: list[str]) -> None:
     if args.retrain:
         check_output_dir(args.retrain, option="--retrain")
     folder, record = load_run(args.run)
-    if args.retrain:  # the comparison's group options are checked before anything is retrained
+    if args.retrain:  # the run's data and the comparison's group options are checked before anything is retrained
+        split = eval_split(folder, args.dataset_name)[0]  # a refusal in this command's terms, not train's flags
         args.group_column, args.group_min_rows = group_options(folder, args.group_column, args.group_min_rows,
-                                                               dataset_name=args.dataset_name)
+                                                               split=split)
     rows = check_updates(record)
     _print(*(f"{row['role'].replace('_', ' ')} {row['name']}: {row['old']} -> {row['new']}  ({_state(row)})"
              for row in rows))
