@@ -498,3 +498,15 @@ def test_commands_that_read_a_runs_recipe_name_a_way_out_they_accept(lacks, aft_
         assert error.lower().endswith("the run was trained with it (recipe.yaml): give --dataset_name data that has "
                                       "it."), error
     assert not (tmp_path / "onnx").exists() or not any((tmp_path / "onnx").iterdir())
+
+
+def test_export_and_push_name_a_model_folder_no_run_wrote(student_dir, tmp_path, capsys):
+    """`hf-aft export` of a plain model folder said it "is not a finished hf-aft train run (... the run stopped or
+    failed before the end): finish it with --resume_from_checkpoint": it never was a run."""
+    for argv in (["export", str(student_dir), "--output_dir", str(tmp_path / "onnx")],
+                 ["push", str(student_dir), "--hub_model_id", "me/student"]):
+        assert main(argv) == 2
+        line = one_error(capsys)
+        assert f"'{student_dir}' is not an hf-aft run folder" in line and "--resume_from_checkpoint" not in line
+        assert line.endswith("give the output dir of `hf-aft train`."), line
+    assert not (tmp_path / "onnx").exists()

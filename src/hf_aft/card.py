@@ -17,8 +17,9 @@ from .claims import current_run_id
 from .config import DEFAULT_BETA
 from .errors import AFTError
 from .metrics import metric_name
-from .outputs import CARD_INPUTS_NAME, SCALES_PLOT_NAME, read_card_inputs  # the CardFacts of the last write
+from .outputs import CARD_INPUTS_NAME, SCALES_PLOT_NAME
 from .provenance import library_versions
+from .recipe import read_card_inputs  # updates, hub and run_records read it from here too
 from .scales_plot import teacher_scales, write_scales_plot
 from .student_peft import peft_settings
 from .targets import is_token_model, model_problem_type, task_description

@@ -18,8 +18,7 @@ import torch
 from .data import load_labelled_splits
 from .errors import AFTError, one_line
 from .hub_reach import hub_answer, note_cached, offline_if_unreachable
-from .outputs import read_card_inputs
-from .recipe import read_recipe
+from .recipe import read_card_inputs, read_recipe
 from .targets import MULTI, REGRESSION, SINGLE, TOKEN, model_problem_type
 from .teachers.loading import teach_token_limit
 from .tokens import encode_padded

@@ -49,8 +49,7 @@ def share_like_other_files(folder: str) -> None:
     """Give the `*.safetensors` files in `folder` the mode any new file gets (0666 minus the umask, e.g. 0644), as
     config.json has: safetensors 0.8 writes through a temporary file created 0600 (safetensors#782; fix pending in
     #789), which leaves a student unreadable by another user, such as the account or container that serves it."""
-    mask = os.umask(0)
-    os.umask(mask)
+    os.umask(mask := os.umask(0))  # read, and put back
     for name in os.listdir(folder):
         if name.endswith(".safetensors"):
             os.chmod(os.path.join(folder, name), 0o666 & ~mask)
@@ -201,15 +200,6 @@ class ClearCompleteAtStart(TrainerCallback):
                 clear_earlier_checkpoints(args.output_dir)
 
 
-def read_card_inputs(output_dir: str) -> dict | None:
-    """The card's facts (model_card.json) as the run wrote them, or None."""
-    path = os.path.join(output_dir, CARD_INPUTS_NAME)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
 def drop_earlier_run(output_dir: str) -> list[str]:
     """Once a run into a folder that held another's files has trained (before it saves anything): remove that run's
     files it has not written again, so that none passes for this run's: those a finished run's marker listed
@@ -237,14 +227,20 @@ def clear_earlier_checkpoints(output_dir: str) -> None:
 
 
 def check_complete(output_dir: str) -> None:
-    """An output dir that holds a student was finished by `hf-aft train` (what `hf-aft push` publishes); a folder
-    without any student is left to the push's own checks."""
+    """An output dir that holds a student was finished by `hf-aft train` (what `hf-aft push` publishes), and one no
+    run wrote (a model saved with save_pretrained) is named as such; a folder without any student is left to the
+    push's own checks."""
     names = set(os.listdir(output_dir)) if os.path.isdir(output_dir) else set()
     if names & {"config.json", "adapter_config.json"} and COMPLETE_NAME not in names:
+        if not names & RUN_TRACES and not any(n.startswith(f"{PREFIX_CHECKPOINT_DIR}-") for n in names):
+            raise AFTError(f"{output_dir!r} is not an hf-aft run folder (a model folder no run wrote: no "
+                           f"{COMPLETE_NAME}, recipe.yaml or training state): give the output dir of `hf-aft train`.")
         raise AFTError(f"{output_dir!r} is not a finished hf-aft train run (no {COMPLETE_NAME}: the run stopped or "
                        "failed before the end): finish it with --resume_from_checkpoint, or train again.")
 
 
+RUN_TRACES = {CLAIM_NAME, SET_ASIDE_NAME, "recipe.yaml", "audit.json", TRANSFER_SUMMARY_NAME, TRANSFER_STATE_NAME,
+              CARD_INPUTS_NAME, "trainer_state.json", "training_args.bin"}  # what a run leaves beside the student
 FEATURES_FILE = "dataset_dict.json"  # `hf-aft features` saves a DatasetDict: `hf-aft push` takes such a folder for one
 RUN_FILES = (COMPLETE_NAME, SET_ASIDE_NAME, "config.json", "adapter_config.json", "trainer_state.json",
              TRANSFER_SUMMARY_NAME, "audit.json")

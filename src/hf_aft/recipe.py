@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import yaml
 
 from .errors import AFTError, one_line
+from .outputs import CARD_INPUTS_NAME
 from .teachers.spec import is_hub_revision, parse_teacher, split_gguf
 
 RECIPE_NAME = "recipe.yaml"
@@ -125,6 +126,15 @@ def write_recipe(output_dir: str, recipe: dict, header: list[str] = ()) -> str:
     with open(path, "w") as f:
         f.write(comments + yaml.safe_dump(recipe, sort_keys=False, default_flow_style=False))
     return path
+
+
+def read_card_inputs(output_dir: str) -> dict | None:
+    """The card's facts (model_card.json, card.py's CardFacts) as the run wrote them, or None."""
+    path = os.path.join(output_dir, CARD_INPUTS_NAME)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def read_recipe(folder: str) -> dict:
