@@ -411,6 +411,22 @@ def test_the_probe_targets_are_out_of_fold_and_score_in_the_tasks_metric(problem
     assert not np.allclose(echoed.unlabeled, fit.labeled)  # the labelled rows' targets come from other folds
 
 
+def test_the_docs_say_eval_predictions_are_kept_for_single_label_runs_only():
+    """command-line.md listed eval_predictions.json among what every OUT receives, and group_report.py's docstring
+    said every run with an evaluation split keeps its predictions: multi-label, regression and token-classification
+    runs write none (the run above checks that)."""
+    from pathlib import Path
+
+    import hf_aft.group_report
+
+    root = Path(__file__).resolve().parents[1] / "docs" / "guides"
+    for text in ((root / "command-line.md").read_text(), (root / "operating.md").read_text(),
+                 hf_aft.group_report.__doc__):
+        said = " ".join(text.split())
+        at = said.index("eval_predictions.json")
+        assert "single-label classification run" in said[at - 200:at + 200], said[at - 200:at + 200]
+
+
 @pytest.mark.parametrize("column,metric", [("tags", "micro_f1"), ("score,drift", "pearson")])
 def test_unlabelled_rows_and_probe_distillation_train_multi_label_and_regression_students(world, column, metric):
     pool = sentiment_dataset(40, 9).map(lambda row, i: {"text": f"{row['text']} pool{i}"}, with_indices=True)
@@ -431,6 +447,7 @@ def test_unlabelled_rows_and_probe_distillation_train_multi_label_and_regression
         assert "`loss` is the squared error in standardised units" in card
     results = json.loads((out / "eval_results.json").read_text())
     assert all(np.isfinite(v) for k, v in results.items() if isinstance(v, float))
+    assert not (out / "eval_predictions.json").exists()  # single-label runs keep predictions (test_the_docs_say...)
     again = world["root"] / f"semi-{column}-again"  # the recipe reruns it: the same targets, pool and terms
     assert main(["train", "--config", str(out / "recipe.yaml"), "--output_dir", str(again)]) == 0
     rerun = json.loads((again / "eval_results.json").read_text())

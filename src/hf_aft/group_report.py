@@ -4,8 +4,10 @@ next to the STL baseline's predictions on the same rows (`--baseline_dir`) and t
 written to OUT/group_report.json, into eval_results.json (`eval_groups`) and the card; `flag_lines` says each group
 where the student is worse than the baseline beyond the paired noise.
 
-Every run with an evaluation split keeps its predictions (OUT/eval_predictions.json: class ids and labels in the
-split's row order), so that a later run can compare with it group by group, on any column.
+Every single-label classification run with an evaluation split keeps its predictions (OUT/eval_predictions.json:
+class ids and labels in the split's row order), so that a later run can compare with it group by group, on any
+column; multi-label, regression and token-classification runs write none (`metrics.RecordedMetrics` keeps only
+single-label predictions).
 """
 
 from __future__ import annotations
