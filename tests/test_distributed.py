@@ -188,7 +188,7 @@ def test_a_two_process_run_records_its_processes_and_a_one_process_rerun_says_it
     root, _ = runs
     record = json.loads((root / "global" / "audit.json").read_text())
     assert record["processes"] == 2 and "1 thread each, 2 processes" in record["device"]
-    assert "accelerate launch --num_processes 2 -m hf_aft train --config recipe.yaml" in \
+    assert "accelerate launch --multi_gpu --num_processes 2 -m hf_aft train --config recipe.yaml" in \
         (root / "global" / "recipe.yaml").read_text()
     env = {**os.environ, "HF_HOME": str(root / "hf_home"), "OMP_NUM_THREADS": "1",
            "HF_DATASETS_CACHE": str(root / "cache-1")}
@@ -202,3 +202,37 @@ def test_a_two_process_run_records_its_processes_and_a_one_process_rerun_says_it
 
     assert "the recipe's run trained on 2 processes, this rerun on 1" in rerun("global").stderr
     assert "the recipe's run trained on" not in rerun("one").stderr  # the same number: nothing to say
+
+
+def test_an_accelerate_launch_of_one_process_asked_for_two_is_said(tmp_path):
+    """`accelerate launch --num_processes 2 --cpu -m hf_aft train ...` (no --multi_gpu, no config file) starts ONE
+    process, silently: the run says so, with the launches that start two."""
+    command = [str(Path(sys.executable).parent / "accelerate"), "launch", "--num_processes", "2", "--cpu",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+               str(free_port()), "-m", "hf_aft", "train", "--model_name_or_path", str(tmp_path / "no-student"),
+               "--dataset_name", str(tmp_path / "no-data"), "--output_dir", str(tmp_path / "out")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK"):
+        env.pop(name, None)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode != 0 and "hf-aft: error: dataset file or folder" in result.stderr  # after the note
+    said = result.stderr.split("hf-aft: error:")[0]  # accelerate repeats a failed process's stderr after it
+    assert said.count("hf-aft: accelerate launch started this run as one process") == 1, result.stderr
+    assert "--config_file trainers/accelerate/ddp.yaml --num_processes N" in result.stderr
+
+
+@pytest.mark.parametrize("env, said", [
+    ({"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}, True),
+    ({"ACCELERATE_USE_CPU": "True"}, False),  # --num_processes 1: no rendezvous address
+    ({"MASTER_ADDR": "127.0.0.1", "WORLD_SIZE": "2", "RANK": "0"}, False),  # --multi_gpu: torchrun's processes
+    ({"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "h", "OMPI_COMM_WORLD_SIZE": "4"}, False),  # mpirun's CPU processes
+    ({}, False),  # python -m hf_aft
+])
+def test_the_one_process_note_reads_what_accelerate_launch_sets(env, said, monkeypatch):
+    from hf_aft.distributed import SIZE_VARIABLES, one_process_launch_note
+
+    for name in ("ACCELERATE_USE_CPU", "MASTER_ADDR", "MASTER_PORT", "RANK", *SIZE_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert (one_process_launch_note() is not None) == said

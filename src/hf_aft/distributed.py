@@ -14,6 +14,24 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+# Launchers that start several processes say how many (torchrun: WORLD_SIZE; mpirun: its own variables).
+SIZE_VARIABLES = ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def one_process_launch_note() -> str | None:
+    """A line for a run that `accelerate launch` started as one process while it set a rendezvous address: its
+    one-process launcher (the one that sets ACCELERATE_USE_CPU: no --multi_gpu and no config file of several
+    processes, `--cpu` included) starts one process whatever `--num_processes N` says, and sets MASTER_ADDR only when
+    N > 1 (or it came from the shell). None otherwise."""
+    env = os.environ
+    if "ACCELERATE_USE_CPU" not in env or "MASTER_ADDR" not in env or any(v in env for v in SIZE_VARIABLES):
+        return None
+    return ("hf-aft: accelerate launch started this run as one process: with --num_processes N but neither "
+            "--multi_gpu nor a config file of several processes (or with --cpu), it starts one. For N processes "
+            "launch with `--config_file trainers/accelerate/ddp.yaml --num_processes N` or `--multi_gpu "
+            "--num_processes N` (no --cpu: without GPUs hf-aft trains the processes on the CPU); audit.json's "
+            "`processes` says how many ran.")
+
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

@@ -110,7 +110,7 @@ def processes_differ(folder: str, processes: int) -> list[str]:
         return []
     return [f"hf-aft: the recipe's run trained on {recorded} processes, this rerun on {processes}: its global batch "
             f"is {processes}/{recorded} of that run's, so it will not reproduce that student; launch it as that run "
-            f"was (accelerate launch --num_processes {recorded} -m hf_aft train --config ...)."]
+            f"was (accelerate launch --multi_gpu --num_processes {recorded} -m hf_aft train --config ...)."]
 
 
 def moved_since(sources: list[dict]) -> list[str]:

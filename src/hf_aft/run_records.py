@@ -23,7 +23,8 @@ from .word_features import is_word_features, word_matrix
 
 def _recipe_header(summary: dict, record: dict) -> list[str]:
     processes = record["processes"]  # the global batch is per-device batch x processes: rerun on as many
-    launch = f"accelerate launch --num_processes {processes} -m hf_aft train" if processes > 1 else "hf-aft train"
+    launch = (f"accelerate launch --multi_gpu --num_processes {processes} -m hf_aft train" if processes > 1 else
+              "hf-aft train")  # without --multi_gpu (or a config file), accelerate launch starts one process
     lines = [f"hf-aft recipe of the run in {summary['output_dir']} ({record['started']}); rerun it with",
              f"  {launch} --config recipe.yaml --output_dir NEW_DIR"]
     if summary.get("beta_note"):  # where the recipe's beta came from (e.g. chosen by --beta auto)

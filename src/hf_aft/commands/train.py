@@ -129,6 +129,7 @@ def train(argv: list[str], check_recipe: bool = True) -> dict:
     source that is not found from here (`reruns.check_sources`) and, with `check_recipe`, warned about for each local
     model that changed since that run (`reruns.moved_since`) and, after training, for each split whose rows differ
     from that run's (`reruns.data_differs`)."""
+    from ..distributed import one_process_launch_note
     from ..outputs import check_checkpoint_files, check_transfer_state_saved
     from ..pipeline import train_student
     from ..resume_check import (
@@ -140,6 +141,8 @@ def train(argv: list[str], check_recipe: bool = True) -> dict:
     )
 
     script_args, config, peft_args = parse_train_args(argv)
+    if note := one_process_launch_note():  # asked for several processes, got one
+        logger.warning(note)
     recipe_folder = check_rerun(argv, script_args, config, warn=check_recipe)
     if config.resume_from_checkpoint and not script_args.beta_auto:  # before any data is read or teacher runs
         check_checkpoint_files(config.resume_from_checkpoint)  # (--beta auto cannot resume: the run refuses that)
