@@ -267,7 +267,8 @@ def run(suite: str, method: str, seed: int, n: int | None, pool_size: int) -> di
         args = [*base, *method_args(method, pool, own_share), "--seed", str(seed), "--save_strategy", "no",
                 "--report_to", "none", "--logging_steps", "50", "--disable_tqdm", "true", "--overwrite_output_dir",
                 "--output_dir", str(out), "--max_steps", str(STEPS[kind]), "--skip_cost_report", "true"]
-        if args[args.index("--transfer") + 1] == "none" and args[args.index("--distill") + 1] == "none":
+        given = {flag: args[args.index(flag) + 1] for flag in ("--transfer", "--distill") if flag in args}
+        if given.get("--transfer") == "none" and given.get("--distill") == "none":
             args = beta_auto.without_teachers(args)  # no term reads them: hf-aft train refuses them
         factor = args.pop(args.index("--steps_factor") + 1) if "--steps_factor" in args else "1"
         if factor != "1":
