@@ -241,6 +241,13 @@ def test_an_overwriting_run_keeps_the_users_own_files_and_refuses_an_input_insid
     stl = train_args(student_dir, (), data, out, "--max_steps", "2", "--overwrite_output_dir", "true")
     assert main(stl + ["--transfer", "none"]) == 0  # the earlier run's transfer state goes, the notes stay
     assert (out / "notes.txt").read_text() == "mine" and not (out / "transfer_state.safetensors").exists()
+    # a marker of an earlier hf-aft listed every file the folder held: only those changed since its run started go
+    assert main(args) == 0
+    marker = json.loads((out / "hf_aft_complete.json").read_text())
+    (out / "hf_aft_complete.json").write_text(json.dumps({"complete": True, "files": [*marker["files"], "notes.txt"]}))
+    os.utime(out / "notes.txt", (0, 0))  # written long before that run
+    assert main(stl + ["--transfer", "none"]) == 0
+    assert (out / "notes.txt").read_text() == "mine" and not (out / "transfer_state.safetensors").exists()
     shutil.copy(data / "pool.csv", out / "pool.csv")
     for flag, value in (("--unlabeled_dataset", out / "pool.csv"), ("--model_name_or_path", out / "checkpoint-2")):
         (out / "checkpoint-2").mkdir(exist_ok=True)

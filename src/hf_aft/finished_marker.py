@@ -9,11 +9,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
+from datetime import datetime
 from pathlib import Path
 
 COMPLETE_NAME = "hf_aft_complete.json"
 SET_ASIDE_NAME = ".hf_aft_complete.set_aside.json"  # hidden: never pushed, gone when the run ends either way
 UPDATE_REPORT_NAME = "update_report.json"  # written into a finished run after its marker (check-updates --retrain)
+WRITTEN_ONLY = "files_written_only"  # a marker whose files are those its run wrote (not a user's files found there)
 
 
 def _signature(path: Path) -> list[int] | None:
@@ -39,13 +42,24 @@ def set_aside(folder: str) -> None:
         return
     text = marker.read_text()
     try:
-        files = json.loads(text).get("files", [])
-    except (ValueError, AttributeError):
+        record = json.loads(text)
+        files = record.get("files", []) if record.get(WRITTEN_ONLY) else _written_since_start(folder, record["files"])
+    except (ValueError, AttributeError, KeyError, TypeError):
         files = None
     if isinstance(files, list):
         stats = {str(name): _signature(Path(folder, str(name))) for name in files}
         Path(folder, SET_ASIDE_NAME).write_text(json.dumps({"marker": text, "stats": stats}))
     marker.unlink()
+
+
+def _written_since_start(folder: str, files: list) -> list[str]:
+    """Of the files an earlier hf-aft's marker lists (every file the folder held, a user's notes too), those changed
+    since its run started (audit.json's `started`): only those are the run's. None of them without that time."""
+    try:
+        started = datetime.fromisoformat(json.loads(Path(folder, "audit.json").read_text())["started"]).timestamp()
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [str(name) for name in files if (stat := _signature(Path(folder, str(name)))) and stat[1] >= started * 1e9]
 
 
 def put_back(folder: str | Path) -> bool | None:
@@ -94,6 +108,12 @@ def drop_earlier_files(folder: str | Path) -> list[str]:
             path.unlink()
             removed.append(name)
     return removed
+
+
+def marker_record(folder: str | Path, files: list[str]) -> dict:
+    """The record of a finished run's marker listing `files` (those it wrote), once any marker set aside is gone."""
+    drop_set_aside(folder)
+    return {"complete": True, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files, WRITTEN_ONLY: True}
 
 
 def drop_set_aside(folder: str | Path) -> None:

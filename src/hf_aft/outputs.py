@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import shutil
-import time
 import zipfile
 
 from safetensors import SafetensorError
@@ -21,7 +20,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from .claims import CLAIM_NAME, RUN_ID_KEY, carried_run_ids, current_run_id, files_written, stamped
 from .errors import AFTError, first_line, warn_once
 from .filesystems import write_atomically
-from .finished_marker import COMPLETE_NAME, SET_ASIDE_NAME, drop_earlier_files, drop_set_aside, mark_changed, set_aside
+from .finished_marker import COMPLETE_NAME, SET_ASIDE_NAME, drop_earlier_files, mark_changed, marker_record, set_aside
 
 logger = logging.getLogger(__name__)
 
@@ -175,9 +174,7 @@ def restore_after_resume(checkpoint: str, model, transfer_loss=None) -> None:
 def mark_complete(output_dir: str) -> None:
     """The last write of a run: `hf_aft_complete.json`, listing the files the run wrote (`files_written`). Written
     atomically, after everything else, so a dir without it is a run that stopped (or failed) before the end."""
-    drop_set_aside(output_dir)
-    record = stamped({"complete": True, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                      "files": files_written(output_dir)})
+    record = stamped(marker_record(output_dir, files_written(output_dir)))
     write_atomically(os.path.join(output_dir, COMPLETE_NAME), json.dumps(record, indent=2))
 
 
