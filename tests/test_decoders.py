@@ -118,15 +118,23 @@ def test_a_decoder_task_teacher_without_pad_token_id_gives_each_texts_own_logits
             num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64, bos_token_id=1, eos_token_id=1,
             **labels))
     assert model.config.pad_token_id is None
-    folder = tmp_path / "task-teacher"
-    model.save_pretrained(folder)
-    tiny.word_tokenizer().save_pretrained(folder)
+    from tokenizers import processors
+
     data = tiny.sentiment_dataset(10)  # texts of 3 to 6 words: batches of 4 are padded
     options = TeacherArguments(teacher_batch_size=4)
-    got = task_teacher_targets(data, str(folder), ["0", "1"], options)
-    alone = hf.AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    with torch.inference_mode():
-        expected = torch.cat([torch.log_softmax(alone(**tokenizer(text, return_tensors="pt")).logits, 1)
-                              for text in data["text"]]).numpy()
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+    for ends_with_eos in (False, True):  # a tokenizer that ends each text with eos: that eos is no padding
+        folder = tmp_path / f"task-teacher-{ends_with_eos}"
+        model.save_pretrained(folder)
+        tokenizer = tiny.word_tokenizer()
+        if ends_with_eos:
+            tokenizer._tokenizer.post_processor = processors.TemplateProcessing(single="$A <eos>",
+                                                                                special_tokens=[("<eos>", 1)])
+        tokenizer.save_pretrained(folder)
+        got = task_teacher_targets(data, str(folder), ["0", "1"], options)
+        alone = hf.AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        assert (tokenizer(data["text"][0])["input_ids"][-1] == 1) == ends_with_eos  # 1: eos, as the config says
+        with torch.inference_mode():
+            expected = torch.cat([torch.log_softmax(alone(**tokenizer(text, return_tensors="pt")).logits, 1)
+                                  for text in data["text"]]).numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-5)

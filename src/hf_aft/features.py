@@ -182,8 +182,9 @@ def _teacher_part(dataset, teacher, column: str, extra_key: list, cache_dir: Pat
     """One teacher's features (cached under a name that is the same whatever its place among the teachers, so a
     teacher cached alone or in another order is reused; `map_batch_size` None: the teacher's own) and its
     provenance."""
+    logits = ["unused-pad"] if teacher.pooling == "logits" else []  # a decoder's last token, read right since then
     fingerprint = Hasher.hash([FEATURES_VERSION, dataset._fingerprint, column, teacher.name, teacher.revision,
-                               teacher.pooling, teacher.max_length, *extra_key])
+                               teacher.pooling, teacher.max_length, *logits, *extra_key])
     part = cached_teacher_column(dataset.select_columns([column]), teacher, column, fingerprint, cache_dir,
                                  map_batch_size or teacher.map_batch_size, desc=f"Teacher features ({teacher.name})")
     if teacher.forward_passes == 0:

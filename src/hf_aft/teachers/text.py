@@ -66,7 +66,8 @@ class TextTeacher:
         if self.tokenizer.pad_token is None:
             raise AFTError(f"{role} {self.spec!r}: its tokenizer has no pad, eos or unk token to pad batches with: "
                            "give a tokenizer that has one (save it with pad_token set).")
-        if self.pooling == "logits" and getattr(self.model.config, "pad_token_id", None) is None:
+        self.unused_pad = self.pooling == "logits" and getattr(self.model.config, "pad_token_id", None) is None
+        if self.unused_pad:
             # A decoder classifier (GPT-2, LLaMA) reads each row's last token through config.pad_token_id, and
             # without one refuses batches of more than one text: the pad token, which right padding puts after it.
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
@@ -103,6 +104,8 @@ class TextTeacher:
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             padded = pad_rows(self.tokenizer, [ids[i] for i in chunk], [masks[i] for i in chunk])
+            if getattr(self, "unused_pad", False) and isinstance(self.model, torch.nn.Module):
+                padded = pad_with_unused_id(padded, self.model)
             batch = {name: tensor.to(self.model.device) for name, tensor in padded.items()}
             # Stays on the device: no host round trip (and no synchronisation) per batch on an accelerator.
             pooled.append(pool(self.model(**batch), batch["attention_mask"], self.pooling))
@@ -132,3 +135,18 @@ class TextTeacher:
         if on_accelerator:
             gc.collect()
             torch.cuda.empty_cache()
+
+
+def pad_with_unused_id(padded: dict, model) -> dict:
+    """`padded` with its padding set to a token id no text of the batch holds, and the model's config.pad_token_id
+    set to it: a decoder classifier takes each row's last token that is not config.pad_token_id, so padding with eos
+    made a tokenizer's real final eos count as padding and read the token before it. Right padding and causal
+    attention keep the padding's ids out of every real token's result."""
+    ids, mask = padded["input_ids"], padded["attention_mask"].bool()
+    present = torch.zeros(model.get_input_embeddings().num_embeddings, dtype=torch.bool)
+    present[ids[mask]] = True
+    unused = (~present).nonzero()
+    if not len(unused):  # every id of the vocabulary in one batch: keep the tokenizer's padding
+        return padded
+    model.config.pad_token_id = int(unused[0])
+    return {**padded, "input_ids": ids.masked_fill(~mask, int(unused[0]))}
