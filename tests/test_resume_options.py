@@ -376,6 +376,22 @@ def test_options_that_take_effect_are_accepted(extra):
     parse_train_args(BASE + extra)
 
 
+def test_a_recipe_of_an_earlier_hf_aft_that_lists_unread_teachers_replays_without_them(tmp_path, caplog):
+    """Earlier hf-aft versions kept --teachers in the recipe of a --transfer none run that never read them: replaying
+    it (--config, check-updates --retrain, which has no --teachers flag) was refused with advice it could not follow.
+    A recipe of one's own that lists them is still refused, as the flag is."""
+    header = "# hf-aft recipe of the run in /x (2026-12-01T00:00:00+00:00); rerun it with\n"
+    body = "teachers:\n- t\ntransfer: none\ndistill: none\n"
+    for name, text in (("recipe.yaml", header + body), ("mine.yaml", body)):
+        (tmp_path / name).write_text(text)
+    _, config, _ = parse_train_args([*BASE, "--config", str(tmp_path / "recipe.yaml")])
+    assert config.teachers == [] and "lists teachers no term of its run read" in caplog.text
+    with pytest.raises(AFTError, match="--teachers are read by a transfer term"):
+        parse_train_args([*BASE, "--config", str(tmp_path / "mine.yaml")])
+    with pytest.raises(AFTError, match="--teachers are read by a transfer term"):  # given on the command line
+        parse_train_args([*BASE, "--config", str(tmp_path / "recipe.yaml"), "--teachers", "t"])
+
+
 def test_the_cli_refuses_an_empty_value_in_one_line(capsys):
     assert main(["train", *BASE, "--unlabeled_dataset", ""]) == 2
     assert "--unlabeled_dataset is empty" in error_line(capsys)

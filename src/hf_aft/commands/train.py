@@ -95,8 +95,24 @@ def parse_train_args(argv: list[str]):
                                            metavars=METAVARS)
     if config.max_steps <= 0 and config.num_train_epochs <= 0:
         raise AFTError("--num_train_epochs must be > 0 (or give --max_steps): the student would not train.")
+    _drop_recipes_unread_teachers(argv, script_args, config)
     check_idle_options(script_args, config)
     return script_args, config, peft_args
+
+
+def _drop_recipes_unread_teachers(argv: list[str], script_args, config) -> None:
+    """A recipe an earlier hf-aft wrote for a run no term of which read its teachers (--transfer none, no probe) lists
+    them: replayed (--config, check-updates --retrain), they are left out, saying so, rather than refused."""
+    recipe, rest = split_config(argv)
+    if not (recipe and config.teachers and "--teachers" not in rest) or config.needs_teacher_features(
+            bool(script_args.unlabeled_dataset)):
+        return
+    with open(recipe, encoding="utf-8") as f:
+        if "hf-aft recipe of the run in" not in f.read(400):
+            return
+    logger.warning(f"hf-aft: the recipe {recipe} lists teachers no term of its run read (--transfer none, "
+                   "no --distill probe): they are left out.")
+    config.teachers = []
 
 
 def print_summary(summary: dict) -> None:
