@@ -66,7 +66,7 @@ def test_rank_teachers_scores_teachers_and_student_and_training_reuses_the_featu
         student_dir, teacher_dirs, tmp_path, capsys):
     data = tmp_path / "train.csv"
     tiny.sentiment_dataset(30).to_csv(data)
-    out = tmp_path / "ranking.json"
+    out = tmp_path / "ranked" / "ranking.json"  # not beside the data file: rank-teachers reads that folder
     teachers = [str(d) for d in teacher_dirs]
     with mock.patch.object(_Teacher, "load", autospec=True, side_effect=_Teacher.load) as load:
         assert main(["rank-teachers", "--teachers", *teachers, "--model_name_or_path", str(student_dir),
@@ -90,7 +90,8 @@ def test_rank_teachers_scores_teachers_and_student_and_training_reuses_the_featu
 
 
 @pytest.mark.parametrize("where", ["teacher", "inside teacher", "student", "data folder", "finished run",
-                                   "features", "file in teacher"])
+                                   "features", "file in teacher", "inside run", "inside features",
+                                   "data file's folder", "data glob's folder", "data files' folder"])
 def test_rank_teachers_writes_into_no_folder_it_reads_nor_a_run(where, teacher_dirs, student_dir, tmp_path, capsys):
     """As train and features refuse such an output dir: teacher_ranking.json in a teacher's folder changed its content
     hash (every run made from it then reported the teacher changed), and in a finished run `hf-aft audit` failed
@@ -108,14 +109,29 @@ def test_rank_teachers_writes_into_no_folder_it_reads_nor_a_run(where, teacher_d
     target = {"teacher": ["--output_dir", teacher], "inside teacher": ["--output_dir", teacher / "ranked"],
               "student": ["--output_dir", student_dir], "data folder": ["--output_dir", tmp_path / "data"],
               "finished run": ["--output_dir", tmp_path / "run"], "features": ["--output_dir", tmp_path / "feats"],
-              "file in teacher": ["--output_file", teacher / "ranking.json"]}[where]
-    before = sorted(p.name for p in target[1].parent.iterdir())
+              "file in teacher": ["--output_file", teacher / "ranking.json"],
+              "inside run": ["--output_dir", tmp_path / "run" / "sub"],  # its audit found sub/teacher_ranking.json
+              "inside features": ["--output_file", tmp_path / "feats" / "sub" / "ranking.json"],
+              "data file's folder": ["--output_dir", tmp_path / "data"], "data glob's folder": ["--output_dir",
+                                                                                                tmp_path / "data"],
+              "data files' folder": ["--output_dir", tmp_path / "data"]}[where]
+    (tmp_path / "data" / "test.csv").write_text((tmp_path / "data" / "train.csv").read_text())
+    dataset = {"data file's folder": str(tmp_path / "data" / "train.csv"),  # a later --dataset_name data read it
+               "data glob's folder": str(tmp_path / "data" / "*.csv"),
+               "data files' folder": f"{tmp_path / 'data' / 'train.csv'},{tmp_path / 'data' / 'test.csv'}"}
+    before = sorted(p.name for p in target[1].parent.iterdir()) if target[1].parent.exists() else []
     with mock.patch.object(_Teacher, "load", side_effect=AssertionError("a teacher ran")):
         assert main(["rank-teachers", "--teachers", str(teacher), "--model_name_or_path", str(student_dir),
-                     "--dataset_name", str(tmp_path / "data"), "--folds", "3", target[0], str(target[1])]) == 2
+                     "--dataset_name", dataset.get(where, str(tmp_path / "data")), "--folds", "3", target[0],
+                     str(target[1])]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
     assert len(err) == 1 and f"choose a {target[0]} outside it" in err[0], err
-    assert ("which this command reads" in err[0]) == (where not in ("finished run", "features")), err[0]
+    apart = ("finished run", "features", "inside run", "inside features")
+    assert ("which this command reads" in err[0]) == (where not in apart), err[0]
+    assert ("is inside" in err[0] and "which holds" in err[0]) == (where in ("inside run", "inside features")), err[0]
+    if not target[1].parent.exists():
+        assert not (tmp_path / "run" / "sub").exists() and not (tmp_path / "feats" / "sub").exists()
+        return
     assert sorted(p.name for p in target[1].parent.iterdir()) == before
     assert not (teacher / "ranked").exists()
 
@@ -125,7 +141,7 @@ def test_rank_teachers_refuses_too_few_examples_per_class_before_running_a_teach
     tiny.sentiment_dataset(8).map(lambda row: {"label": ["rotten", "fresh"][row["label"]]}).to_csv(data)  # 4 each
     with mock.patch.object(_Teacher, "load", side_effect=AssertionError("a teacher ran")):
         assert main(["rank-teachers", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data),
-                     "--output_dir", str(tmp_path)]) == 2
+                     "--output_dir", str(tmp_path / "ranked")]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
     assert len(err) == 1 and "fewer than the probe's 5 folds" in err[0] and "--folds" in err[0]
     assert "class 'fresh' has 4 examples" in err[0] or "class 'rotten' has 4 examples" in err[0], err[0]
@@ -167,7 +183,7 @@ def test_a_mistyped_student_is_named_before_any_teacher_runs(teacher_dirs, tmp_p
     tiny.sentiment_dataset(24).to_csv(data)
     with mock.patch.object(_Teacher, "load", side_effect=AssertionError("a teacher ran")):
         assert main(["rank-teachers", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data),
-                     "--model_name_or_path", "student-3", "--output_dir", str(tmp_path)]) == 2
+                     "--model_name_or_path", "student-3", "--output_dir", str(tmp_path / "ranked")]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
     assert len(err) == 1 and "the student 'student-3': not a local folder (check the path)" in err[0]
     assert main(["student", "--from", "student-3", "--num_layers", "1", "--output_dir", str(tmp_path / "s")]) == 2

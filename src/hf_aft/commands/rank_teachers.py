@@ -80,16 +80,40 @@ def _check_output_apart(output: str, args: RankArguments, teachers: list[str]) -
     reads += [("--model_name_or_path", args.model_name_or_path)] if args.model_name_or_path else []
     reads += [("--dataset_name", part) for part in args.dataset_name.split(",")]
     for option, path in reads:
-        real = os.path.realpath(os.path.expanduser(path))
-        if os.path.isdir(real) and (folder == real or folder.startswith(real.rstrip(os.sep) + os.sep)):
+        given = os.path.isdir(os.path.expanduser(path))  # else a data file's or glob's folder: that folder only
+        real = os.path.realpath(_data_folder(path) if option == "--dataset_name" else os.path.expanduser(path))
+        if os.path.isdir(real) and (folder == real or given and folder.startswith(real.rstrip(os.sep) + os.sep)):
             where = "the folder of" if folder == real else "inside"
-            raise AFTError(f"{subject} is {where} {option} {path!r}, which this command reads (teacher_ranking.json "
+            whose = f"{path!r}" + ("" if given else f" (its folder {real!r})")
+            raise AFTError(f"{subject} is {where} {option} {whose}, which this command reads (teacher_ranking.json "
                            f"there would change it): choose a {flag} outside it.")
-    held = held_outputs(folder)
-    if held:
-        what = "a training run or model" if "run" in held else "saved features"
-        raise AFTError(f"{subject} holds {what} ({next(iter(held.values()))}), which the ranking would be added to "
-                       f"(hf-aft audit, push): choose a {flag} outside it.")
+    for above in _folder_and_parents(folder):  # a run's subfolder is part of the run: its audit finds it added
+        held = held_outputs(above)
+        if held:
+            what = "a training run or model" if "run" in held else "saved features"
+            where = "holds" if above == folder else f"is inside {above!r}, which holds"
+            raise AFTError(f"{subject} {where} {what} ({next(iter(held.values()))}), which the ranking would be added "
+                           f"to (hf-aft audit, push): choose a {flag} outside it.")
+
+
+def _data_folder(part: str) -> str:
+    """The folder --dataset_name reads for one of its parts: a data file's or a glob's folder (the ranking there
+    would join the files a later --dataset_name FOLDER loads; its subfolders are left to the user, as that folder may
+    be any working folder), else the part itself."""
+    import glob
+
+    path = os.path.abspath(os.path.expanduser(part.strip()))
+    if glob.has_magic(path):  # the folder above the first name with a wildcard
+        names = path.split(os.sep)
+        return os.sep.join(names[: next(i for i, name in enumerate(names) if glob.has_magic(name))]) or os.sep
+    return os.path.dirname(path) if os.path.isfile(path) else path
+
+
+def _folder_and_parents(folder: str) -> list[str]:
+    parents = [folder]
+    while os.path.dirname(parents[-1]) != parents[-1]:
+        parents.append(os.path.dirname(parents[-1]))
+    return parents
 
 
 def _rank(args: RankArguments, options, output: str) -> dict:
