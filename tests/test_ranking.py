@@ -1,6 +1,7 @@
 """Teacher ranking: LogME and probe scores, the rank-teachers command, and that it shares training's feature cache."""
 
 import json
+import os
 from unittest import mock
 
 import numpy as np
@@ -188,6 +189,39 @@ def test_a_mistyped_student_is_named_before_any_teacher_runs(teacher_dirs, tmp_p
     assert len(err) == 1 and "the student 'student-3': not a local folder (check the path)" in err[0]
     assert main(["student", "--from", "student-3", "--num_layers", "1", "--output_dir", str(tmp_path / "s")]) == 2
     assert "could not load 'student-3': not a local folder (check the path)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("folder", ["empty", "no weights"])
+def test_a_student_folder_without_weights_is_named_with_its_flag_and_the_way_out(folder, student_dir, teacher_dirs,
+                                                                                  tmp_path, capsys):
+    """`hf-aft student --from` a folder with a config and no weights ended in an OSError traceback; train showed
+    transformers' "Unrecognized model" or "no file named model.safetensors"; rank-teachers called it a teacher."""
+    import shutil
+
+    source = tmp_path / folder
+    source.mkdir()
+    if folder == "no weights":
+        for name in os.listdir(student_dir):
+            if not name.endswith((".safetensors", ".bin")):
+                shutil.copy(student_dir / name, source / name)
+    data = tmp_path / "data" / "train.csv"
+    data.parent.mkdir()
+    tiny.sentiment_dataset(24).to_csv(data)
+    way_out = "check the path: give the folder that holds the model's weights and config.json, or a Hub id."
+    commands = {"--model_name_or_path": [
+        ["train", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data), "--max_steps", "1",
+         "--report_to", "none", "--use_cpu", "true", "--output_dir", str(tmp_path / "run")],
+        ["rank-teachers", "--teachers", str(teacher_dirs[0]), "--dataset_name", str(data), "--folds", "3",
+         "--output_dir", str(tmp_path / "ranked")]],
+        "--from": [["student", "--num_layers", "1", "--output_dir", str(tmp_path / "small")]]}
+    for flag, argvs in commands.items():
+        for argv in argvs:
+            with mock.patch.object(_Teacher, "load", side_effect=AssertionError("a teacher ran")):
+                assert main([*argv, flag, str(source)]) == 2, argv
+            err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-aft: error:")]
+            assert len(err) == 1 and f"{flag} {str(source)!r}" in err[0] and err[0].endswith(way_out), err
+            assert "teacher" not in err[0].split(":")[2] and "holds no weight files" in err[0], err[0]
+    assert not (tmp_path / "small").exists() or not os.listdir(tmp_path / "small")
 
 
 def test_a_teacher_that_cannot_be_found_is_named_before_any_teacher_runs_and_leaves_no_folder(teacher_dirs, tmp_path,

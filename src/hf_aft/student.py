@@ -33,6 +33,7 @@ from .errors import AFTError, one_line
 from .features import map_beside_features
 from .hub_reach import hub_answer, note_cached, offline_if_unreachable
 from .student_head import HEAD_PARTS, check_fold_scale, head_labels, keep_head_rows, named_classes
+from .student_source import check_student_path
 from .targets import REGRESSION, TOKEN
 from .teachers.loading import cap_max_length, intended_load_report, teach_token_limit, teacher_modality, token_limit
 from .tokens import check_room, check_vocabulary, encode
@@ -141,13 +142,6 @@ class StudentFeatureCapture:
 
 
 # ---- loading ----
-def _check_student_path(name: str) -> None:
-    """A path-like name that does not exist is a missing folder, not a malformed Hub id."""
-    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
-    if looks_local and not os.path.exists(os.path.expanduser(name)):
-        raise AFTError(f"could not load the student {name!r}: no such folder (check the path; a Hub id is ORG/NAME).")
-
-
 def check_student_source(name: str, image_column: str | None = None, python: bool = False) -> None:
     """Refuse, before any teacher runs, a student that cannot be found (a mistyped folder) or cannot read the data:
     its config is read (a local file, or one request to the Hub). `python`: name `image_column=`, not the flag.
@@ -160,7 +154,7 @@ def check_student_source(name: str, image_column: str | None = None, python: boo
     from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES as TEXT_MODELS
 
     name = os.fspath(name)
-    _check_student_path(name)
+    check_student_path(name, "model_name_or_path=" if python else "--model_name_or_path")
     offline_if_unreachable(name)
     try:
         config = AutoConfig.from_pretrained(name)
@@ -205,7 +199,7 @@ def load_student(name: str, labels=None, image_column: str | None = None):
     )
 
     name = os.fspath(name)
-    _check_student_path(name)
+    check_student_path(name)
     offline_if_unreachable(name)
     labels = head_labels(labels)
     problem_type = getattr(labels, "problem_type", "single_label_classification")

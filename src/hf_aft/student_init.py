@@ -10,6 +10,7 @@ from .hub_reach import offline_if_unreachable
 from .option_checks import check_count
 from .outputs import share_like_other_files
 from .student import student_load_failure
+from .teachers.content_hash import check_model_weights
 from .teachers.loading import intended_load_report, teacher_modality
 from .tokens import check_vocabulary
 
@@ -36,6 +37,7 @@ def save_truncated_student(source: str, output_dir: str, num_layers: int, overwr
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
         raise AFTError(f"output_dir {output_dir!r} already holds files: choose a new or empty folder, or pass "
                        "overwrite=True.")
+    check_model_weights(source, f"the source model {source!r}")
     offline_if_unreachable(source)
     try:
         config = AutoConfig.from_pretrained(source)

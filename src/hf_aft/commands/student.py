@@ -26,9 +26,11 @@ def run(argv: list[str]) -> None:
     from ..claims import claimed
     from ..outputs import check_output_dir
     from ..student_init import save_truncated_student
+    from ..teachers.content_hash import check_model_weights
 
     (args,) = parse((StudentArguments,), argv, "hf-aft student", DESCRIPTION, shown_as={"source": "--from"})
     check_output_dir(args.output_dir, args.overwrite_output_dir, inputs={"--from": args.source}, writes="run")
+    check_model_weights(args.source, f"the student's source --from {args.source!r}")
     with claimed(args.output_dir, "student"):
         save_truncated_student(args.source, args.output_dir, args.num_layers, overwrite=True)  # checked above
     print(f"student with the first {args.num_layers} layers of {args.source} saved to {args.output_dir}")

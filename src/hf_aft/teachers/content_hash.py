@@ -110,3 +110,12 @@ def legacy_revision(folder: Path, gguf_file: str | None = None) -> str:
                        f"{NO_WEIGHTS_WAY_OUT}")
     listing = "\n".join(f"{p.relative_to(folder).as_posix()} {file_sha256(p)}" for p in files)
     return LOCAL_PREFIX + hashlib.sha256(listing.encode()).hexdigest()[:16]
+
+
+def check_model_weights(name: str | os.PathLike, who: str) -> None:
+    """A local model folder (`who`: how the command names it, e.g. "the student --from 'nw'") holds weight files, else
+    transformers' raw text ("Unrecognized model", "no file named model.safetensors") or an OSError traceback."""
+    folder = Path(os.path.expanduser(os.fspath(name)))
+    if folder.is_dir() and not any(path.endswith(WEIGHT_SUFFIXES) for path, _ in hashed_files(folder)):
+        raise AFTError(f"{who} is a folder that holds no weight files (*.safetensors, *.bin, *.gguf, ...): "
+                       f"{NO_WEIGHTS_WAY_OUT[:-1]}, or a Hub id.")
