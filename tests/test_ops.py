@@ -510,3 +510,20 @@ def test_export_and_push_name_a_model_folder_no_run_wrote(student_dir, tmp_path,
         assert f"'{student_dir}' is not an hf-aft run folder" in line and "--resume_from_checkpoint" not in line
         assert line.endswith("give the output dir of `hf-aft train`."), line
     assert not (tmp_path / "onnx").exists()
+
+
+def test_a_retrain_on_data_without_the_recipes_group_column_names_the_recipe_and_the_data(tmp_path):
+    """check-updates --retrain on data lacking the recipe's --group_column said "name one of those"; following it
+    (--group_column g2) was refused again about the recipe's column, which the retrain replays."""
+    import datasets
+
+    from hf_aft.updates import group_options
+
+    (tmp_path / "recipe.yaml").write_text("group_column: [grp]\neval_split: test\n")
+    split = datasets.Dataset.from_dict({"text": ["a", "b"] * 4, "g2": ["x", "y"] * 4, "label": [0, 1] * 4})
+    for given in (None, ["g2"]):
+        with pytest.raises(AFTError) as refused:
+            group_options(str(tmp_path), given, 2, split=split)
+        message = str(refused.value)
+        assert "the run's recipe names --group_column 'grp'" in message and "give --dataset_name data" in message
+        assert "name one of those" not in message and "only the comparison's groups" in message

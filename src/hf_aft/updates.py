@@ -155,6 +155,11 @@ def group_options(folder: str, group_columns: list[str] | None = None, min_rows:
         AFTError: a column that split lacks, groups all too small, a minimum under 1 (`check_group_columns`).
     """
     recipe = read_recipe(folder)
+    replayed = [c for c in recipe.get("group_column") or [] if split is not None and c not in split.column_names]
+    if replayed:  # the retrain replays the recipe's columns, whatever this command's --group_column says
+        raise AFTError(f"the run's recipe names --group_column {replayed[0]!r}, which the retrain replays, and the "
+                       f"evaluation split has no such column (it has {split.column_names}): give --dataset_name data "
+                       "that has that column (check-updates' own --group_column sets only the comparison's groups).")
     group_columns = group_columns or recipe.get("group_column")
     min_rows = min_rows if min_rows is not None else recipe.get("group_min_rows", MIN_GROUP_ROWS)
     if group_columns:
