@@ -107,6 +107,9 @@ def test_rank_teachers_writes_into_no_folder_it_reads_nor_a_run(where, teacher_d
     (tmp_path / "run" / "hf_aft_complete.json").write_text("{}")
     (tmp_path / "feats").mkdir()
     (tmp_path / "feats" / "dataset_dict.json").write_text("{}")
+    (tmp_path / "feats" / "teachers.json").write_text("{}")  # as hf-aft features writes it
+    (tmp_path / "project").mkdir()  # above the output, a config.json alone may be anyone's: accepted below
+    (tmp_path / "project" / "config.json").write_text("{}")
     target = {"teacher": ["--output_dir", teacher], "inside teacher": ["--output_dir", teacher / "ranked"],
               "student": ["--output_dir", student_dir], "data folder": ["--output_dir", tmp_path / "data"],
               "finished run": ["--output_dir", tmp_path / "run"], "features": ["--output_dir", tmp_path / "feats"],
@@ -133,6 +136,13 @@ def test_rank_teachers_writes_into_no_folder_it_reads_nor_a_run(where, teacher_d
     if not target[1].parent.exists():
         assert not (tmp_path / "run" / "sub").exists() and not (tmp_path / "feats" / "sub").exists()
         return
+    from types import SimpleNamespace
+
+    from hf_aft.commands.rank_teachers import _check_output_apart
+
+    args = SimpleNamespace(output_file=None, output_dir=str(tmp_path / "project" / "ranked"), model_name_or_path=None,
+                           dataset_name=str(tmp_path / "data"))
+    _check_output_apart(str(tmp_path / "project" / "ranked" / "teacher_ranking.json"), args, [str(teacher)])
     assert sorted(p.name for p in target[1].parent.iterdir()) == before
     assert not (teacher / "ranked").exists()
 

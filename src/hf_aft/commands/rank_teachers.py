@@ -88,12 +88,23 @@ def _check_output_apart(output: str, args: RankArguments, teachers: list[str]) -
             raise AFTError(f"{subject} is {where} {option} {whose}, which this command reads (teacher_ranking.json "
                            f"there would change it): choose a {flag} outside it.")
     for above in _folder_and_parents(folder):  # a run's subfolder is part of the run: its audit finds it added
-        held = held_outputs(above)
+        held = held_outputs(above) if above == folder else _hf_aft_output(above)
         if held:
             what = "a training run or model" if "run" in held else "saved features"
             where = "holds" if above == folder else f"is inside {above!r}, which holds"
             raise AFTError(f"{subject} {where} {what} ({next(iter(held.values()))}), which the ranking would be added "
                            f"to (hf-aft audit, push): choose a {flag} outside it.")
+
+
+def _hf_aft_output(folder: str) -> dict[str, str]:
+    """A finished run, or features hf-aft saved, in `folder` (above the output, where a config.json or a
+    dataset_dict.json alone may be anyone's)."""
+    from ..feature_dataset import PROVENANCE_FILE
+    from ..finished_marker import COMPLETE_NAME
+
+    if os.path.isfile(os.path.join(folder, COMPLETE_NAME)):
+        return {"run": COMPLETE_NAME}
+    return {"features": PROVENANCE_FILE} if os.path.isfile(os.path.join(folder, PROVENANCE_FILE)) else {}
 
 
 def _data_folder(part: str) -> str:
