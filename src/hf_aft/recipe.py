@@ -26,6 +26,7 @@ from .outputs import CARD_INPUTS_NAME
 from .teachers.spec import is_hub_revision, parse_teacher, split_gguf
 
 RECIPE_NAME = "recipe.yaml"
+RECIPE_HEADER = "hf-aft recipe of the run in"  # the first line of a run's recipe (run_records)
 # Options that say where a run goes or how it is published, not what it trains: never in a recipe.
 NOT_RECIPE = {"output_dir", "logging_dir", "overwrite_output_dir", "resume_from_checkpoint", "push_to_hub",
               "hub_model_id", "hub_strategy", "hub_private_repo", "hub_revision", "hub_always_push", "baseline_dir",

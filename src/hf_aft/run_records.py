@@ -15,7 +15,7 @@ from .cost import card_summary as cost_card_summary
 from .features import FEATURES_COLUMN
 from .group_report import finish_groups, summary_lines
 from .provenance import device_name, library_versions, source_path, split_summary, student_revision, teacher_specs
-from .recipe import build_recipe, write_recipe
+from .recipe import RECIPE_HEADER, build_recipe, write_recipe
 from .targets import TOKEN
 from .teachers import display_names
 from .word_features import is_word_features, word_matrix
@@ -25,7 +25,7 @@ def _recipe_header(summary: dict, record: dict) -> list[str]:
     processes = record["processes"]  # the global batch is per-device batch x processes: rerun on as many
     launch = (f"accelerate launch --multi_gpu --num_processes {processes} -m hf_aft train" if processes > 1 else
               "hf-aft train")  # without --multi_gpu (or a config file), accelerate launch starts one process
-    lines = [f"hf-aft recipe of the run in {summary['output_dir']} ({record['started']}); rerun it with",
+    lines = [f"{RECIPE_HEADER} {summary['output_dir']} ({record['started']}); rerun it with",
              f"  {launch} --config recipe.yaml --output_dir NEW_DIR"]
     if summary.get("beta_note"):  # where the recipe's beta came from (e.g. chosen by --beta auto)
         lines.append(f"this run's {summary['beta_note']}")

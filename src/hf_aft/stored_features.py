@@ -52,7 +52,7 @@ def check_stored_teachers(infos, teachers, options, column: str, name: str) -> N
         raise AFTError(f"the {name} already carries the features of {stored}, not of the teachers given {asked}: "
                        f"pass those teachers (--teachers {' '.join(stored)}) to use them, or remove the {column!r} "
                        "column to have the teachers given make it.")
-    check_stored_revisions(infos, teachers, column, name)
+    check_stored_revisions(infos, teachers, name)
     made_with = {info.backend for info in infos}
     if made_with != {options.teacher_backend}:
         raise AFTError(f"the {name}'s features were made with --teacher_backend {', '.join(sorted(made_with))}, not "
@@ -80,7 +80,7 @@ def check_stored_teachers(infos, teachers, options, column: str, name: str) -> N
                            f"remove the {column!r} column to have them made with {asked_pooling} pooling.")
 
 
-def check_stored_revisions(infos, teachers, column: str, name: str) -> None:
+def check_stored_revisions(infos, teachers, name: str) -> None:
     """Each stored teacher's features are of the revision its spec gives now: a local folder or GGUF file by its
     content hash (changed since: another teacher, whose features these are not), a Hub id pinned to a commit sha by
     that sha. A Hub id unpinned, or pinned to a branch or tag, is not resolved (that needs the Hub; `hf-aft

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .parsing import check_new_output, parse, write_new_file
 
@@ -87,7 +88,7 @@ def _check_output_apart(output: str, args: RankArguments, teachers: list[str]) -
             whose = f"{path!r}" + ("" if given else f" (its folder {real!r})")
             raise AFTError(f"{subject} is {where} {option} {whose}, which this command reads (teacher_ranking.json "
                            f"there would change it): choose a {flag} outside it.")
-    for above in _folder_and_parents(folder):  # a run's subfolder is part of the run: its audit finds it added
+    for above in [folder, *map(str, Path(folder).parents)]:  # a run's subfolder is the run's: audit finds it
         held = held_outputs(above) if above == folder else _hf_aft_output(above)
         if held:
             what = "a training run or model" if "run" in held else "saved features"
@@ -118,13 +119,6 @@ def _data_folder(part: str) -> str:
         names = path.split(os.sep)
         return os.sep.join(names[: next(i for i, name in enumerate(names) if glob.has_magic(name))]) or os.sep
     return os.path.dirname(path) if os.path.isfile(path) else path
-
-
-def _folder_and_parents(folder: str) -> list[str]:
-    parents = [folder]
-    while os.path.dirname(parents[-1]) != parents[-1]:
-        parents.append(os.path.dirname(parents[-1]))
-    return parents
 
 
 def _rank(args: RankArguments, options, output: str) -> dict:

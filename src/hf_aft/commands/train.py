@@ -103,12 +103,14 @@ def parse_train_args(argv: list[str]):
 def _drop_recipes_unread_teachers(argv: list[str], script_args, config) -> None:
     """A recipe an earlier hf-aft wrote for a run no term of which read its teachers (--transfer none, no probe) lists
     them: replayed (--config, check-updates --retrain), they are left out, saying so, rather than refused."""
+    from ..recipe import RECIPE_HEADER
+
     recipe, rest = split_config(argv)
     if not (recipe and config.teachers and "--teachers" not in rest) or config.needs_teacher_features(
             bool(script_args.unlabeled_dataset)):
         return
     with open(recipe, encoding="utf-8") as f:
-        if "hf-aft recipe of the run in" not in f.read(400):
+        if RECIPE_HEADER not in f.read(400):
             return
     logger.warning(f"hf-aft: the recipe {recipe} lists teachers no term of its run read (--transfer none, "
                    "no --distill probe): they are left out.")

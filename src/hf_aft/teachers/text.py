@@ -35,6 +35,7 @@ class TextTeacher:
         self.label = name
         self.model = self.tokenizer = None
         self.forward_passes = 0
+        self.unused_pad = False  # load: a decoder classifier padded with an id no text holds
 
     @property
     def map_batch_size(self) -> int:
@@ -104,7 +105,7 @@ class TextTeacher:
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             padded = pad_rows(self.tokenizer, [ids[i] for i in chunk], [masks[i] for i in chunk])
-            if getattr(self, "unused_pad", False) and isinstance(self.model, torch.nn.Module):
+            if self.unused_pad and isinstance(self.model, torch.nn.Module):
                 padded = pad_with_unused_id(padded, self.model)
             batch = {name: tensor.to(self.model.device) for name, tensor in padded.items()}
             # Stays on the device: no host round trip (and no synchronisation) per batch on an accelerator.
